@@ -1,0 +1,20 @@
+# Turns services/<name>/migrations/*.sql into a C array so that every binary carries its own
+# schema history (no run-time path to find). Invoked as a script:
+#   cmake -DDIR=<migrations dir> -DOUT=<file.c> -P embed_migrations.cmake
+file(GLOB sqls ${DIR}/*.sql)
+list(SORT sqls)
+set(body "/* generated from ${DIR}; do not edit */\n#include \"pgutil.h\"\n")
+set(table "")
+set(i 0)
+foreach(f ${sqls})
+  get_filename_component(n ${f} NAME)
+  file(READ ${f} hex HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
+  string(APPEND body "static const char m${i}[] = {${hex}0x00};\n")
+  string(APPEND table "  {\"${n}\", m${i}},\n")
+  math(EXPR i "${i}+1")
+endforeach()
+string(APPEND body "const pg_migration_t service_migrations[] = {\n${table}  {0, 0}\n};\n")
+string(APPEND body "const unsigned long service_migrations_count = ${i};\n")
+file(WRITE ${OUT}.tmp "${body}")
+file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)

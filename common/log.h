@@ -1,0 +1,24 @@
+/* log: one structured line per event on stderr, logfmt style:
+ *   ts=2026-11-28T10:00:00.123Z level=info svc=gateway rid=<request id> msg="..." k=v ...
+ * Never pass a key, signature, password or secret to these functions. */
+#ifndef KOOISV_LOG_H
+#define KOOISV_LOG_H
+
+typedef enum { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR } log_level_t;
+
+/* Set the service name and minimum level (from KOOISV_LOG_LEVEL: debug|info|warn|error). */
+void log_init(const char *service);
+/* Write one line; rid may be NULL ("-"). fmt is free text (quoted and escaped in the output). */
+void log_msg(log_level_t level, const char *rid, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Write one line made of pre-formatted key=value fields (caller escapes values with log_quote). */
+void log_fields(log_level_t level, const char *rid, const char *fields);
+/* Quote s for a logfmt value into buf (always terminated); returns buf. */
+char *log_quote(const char *s, char *buf, unsigned long buflen);
+
+#define log_debug(rid, ...) log_msg(LOG_DEBUG, rid, __VA_ARGS__)
+#define log_info(rid, ...) log_msg(LOG_INFO, rid, __VA_ARGS__)
+#define log_warn(rid, ...) log_msg(LOG_WARN, rid, __VA_ARGS__)
+#define log_error(rid, ...) log_msg(LOG_ERROR, rid, __VA_ARGS__)
+
+#endif

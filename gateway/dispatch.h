@@ -1,0 +1,38 @@
+/* dispatch: the gateway's asynchronous calls to the services over ZeroMQ inside libevent.
+ * One dispatch_t per gateway thread (own event base): one DEALER socket per service, connected
+ * to every replica (host names re-resolved periodically), replies matched by request id, a
+ * deadline per call. ZMQ_FD is edge-triggered: it is drained on every wake-up and after every
+ * send. */
+#ifndef KOOISV_DISPATCH_H
+#define KOOISV_DISPATCH_H
+#include <event2/event.h>
+#include "envelope.pb-c.h"
+
+typedef enum {
+    SVC_ORDER = 0,
+    SVC_TENANT,
+    SVC_APP,
+    SVC_AUDIT,
+    SVC_BILLING,
+    SVC__COUNT
+} service_id_t;
+
+typedef struct dispatch dispatch_t;
+
+/* Called exactly once per dispatch_call: reply is the service's answer (the callback owns it and
+ * frees it with kooisv__reply__free_unpacked(reply, NULL)), or NULL when no replica answered in
+ * time or none is connected. */
+typedef void (*dispatch_done_fn)(Kooisv__Reply *reply, void *arg);
+
+/* A dispatcher on base; endpoints[i] is the comma list for service i ("" = not configured). */
+dispatch_t *dispatch_new(struct event_base *base, const char *const endpoints[SVC__COUNT]);
+/* Cancel pending calls (their callbacks run with NULL), close sockets, set *self_p to NULL. */
+void dispatch_destroy(dispatch_t **self_p);
+/* Send env (request_id set) to svc; done runs later on base's thread, never inside this call.
+ * Returns 0, or -1 if the service is not configured (done is then not called). */
+int dispatch_call(dispatch_t *self, service_id_t svc, const Kooisv__Envelope *env, int timeout_ms,
+                  dispatch_done_fn done, void *arg);
+/* Name of a service ("order"...). */
+const char *dispatch_service_name(service_id_t svc);
+
+#endif
