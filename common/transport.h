@@ -33,7 +33,7 @@ const char *svc_call_rid(const svc_call_t *call);
 
 typedef struct {
     const char *name;                         /* "order": log and metrics name */
-    const char *bind;                         /* "tcp://*:7101" */
+    const char *bind;                         /* bind endpoint, e.g. tcp://0.0.0.0:7101 */
     int workers;                              /* worker threads, >= 1 */
     /* Per-worker state (e.g. a PostgreSQL connection); NULL aborts start-up. */
     void *(*worker_init)(int index, void *arg);
@@ -53,7 +53,7 @@ void service_stop(void);
 /* The process-wide ZeroMQ context (created on first use). */
 void *transport_context(void);
 
-/* ---- client side (blocking; for services, tools and tests; the gateway has its own async one) ---- */
+/* ---- client side: blocking, for services, tools and tests (the gateway has its own) ---- */
 
 typedef struct rpc_client rpc_client_t;
 

@@ -1,0 +1,183 @@
+/* Real ZeroMQ: a service runtime with several workers in this process, driven by the blocking
+ * client; replicas expanded from a host name; an absent service fails fast. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "timeutil.h"
+#include "transport.h"
+#include "xmalloc.h"
+
+static int port_a, port_b;
+
+static void echo_handle(void *state, svc_call_t *call)
+{
+    const Kooisv__Envelope *req = svc_call_request(call);
+    if (req->body_case != KOOISV__ENVELOPE__BODY_NEW_INSTANCE) {
+        svc_call_result(call, "000002", "unsupported body");
+        return;
+    }
+    if (strcmp(req->new_instance->order_id, "slow") == 0)
+        usleep(300 * 1000);
+    Kooisv__NewInstanceResult *res = svc_call_alloc(call, sizeof *res);
+    kooisv__new_instance_result__init(res);
+    res->instance_id = svc_call_printf(call, "%s@%s", req->new_instance->order_id,
+                                       (const char *)state);
+    Kooisv__Reply *r = svc_call_reply(call);
+    r->result_case = KOOISV__REPLY__RESULT_NEW_INSTANCE;
+    r->new_instance = res;
+    svc_call_result(call, "000000", "ok");
+}
+
+static void *echo_init(int index, void *arg)
+{
+    return arg;
+}
+
+static service_def_t def;
+
+static void *service_thread(void *arg)
+{
+    (void)arg;
+    service_run(&def);
+    return NULL;
+}
+
+static int free_port(void)
+{
+    /* Ports chosen from the pid keep parallel runs of the suite apart. */
+    return 20000 + (getpid() * 7) % 20000;
+}
+
+static Kooisv__Envelope *make_env(const char *rid, const char *order, Kooisv__NewInstance *body)
+{
+    static Kooisv__Envelope env;
+    kooisv__envelope__init(&env);
+    kooisv__new_instance__init(body);
+    body->order_id = (char *)order;
+    body->order_line_id = "l";
+    body->business_id = "b";
+    env.request_id = (char *)rid;
+    env.body_case = KOOISV__ENVELOPE__BODY_NEW_INSTANCE;
+    env.new_instance = body;
+    return &env;
+}
+
+static void test_round_trip_and_concurrency(void **st)
+{
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://localhost:%d", port_a);
+    rpc_client_t *c = rpc_client_new(ep);
+    assert_non_null(c);
+    for (int i = 0; i < 50; i++) {
+        char rid[32], order[32];
+        snprintf(rid, sizeof rid, "rid-%d", i);
+        snprintf(order, sizeof order, "o%d", i);
+        Kooisv__NewInstance body;
+        Kooisv__Reply *reply = NULL;
+        assert_int_equal(rpc_call(c, make_env(rid, order, &body), 2000, &reply), 0);
+        assert_string_equal(reply->request_id, rid);
+        assert_string_equal(reply->result_code, "000000");
+        char want[64];
+        snprintf(want, sizeof want, "o%d@echo", i);
+        assert_string_equal(reply->new_instance->instance_id, want);
+        kooisv__reply__free_unpacked(reply, NULL);
+    }
+    rpc_client_destroy(&c);
+    assert_null(c);
+}
+
+static void test_ping_answered_by_runtime(void **st)
+{
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port_a);
+    rpc_client_t *c = rpc_client_new(ep);
+    Kooisv__Envelope env;
+    Kooisv__Ping ping;
+    kooisv__envelope__init(&env);
+    kooisv__ping__init(&ping);
+    env.request_id = "ping-1";
+    env.body_case = KOOISV__ENVELOPE__BODY_PING;
+    env.ping = &ping;
+    Kooisv__Reply *reply = NULL;
+    assert_int_equal(rpc_call(c, &env, 2000, &reply), 0);
+    assert_string_equal(reply->result_code, "000000");
+    kooisv__reply__free_unpacked(reply, NULL);
+    rpc_client_destroy(&c);
+}
+
+static void test_unsupported_body_is_an_error(void **st)
+{
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port_a);
+    rpc_client_t *c = rpc_client_new(ep);
+    Kooisv__Envelope env;
+    kooisv__envelope__init(&env);
+    env.request_id = "empty-1";
+    Kooisv__Reply *reply = NULL;
+    assert_int_equal(rpc_call(c, &env, 2000, &reply), 0);
+    assert_string_equal(reply->result_code, "000002");
+    kooisv__reply__free_unpacked(reply, NULL);
+    rpc_client_destroy(&c);
+}
+
+static void test_absent_service_fails_within_timeout(void **st)
+{
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port_b);
+    rpc_client_t *c = rpc_client_new(ep);
+    assert_non_null(c);
+    Kooisv__NewInstance body;
+    Kooisv__Reply *reply = NULL;
+    int64_t t0 = time_mono_us();
+    assert_int_equal(rpc_call(c, make_env("r-absent", "x", &body), 300, &reply), -1);
+    assert_null(reply);
+    int64_t took_ms = (time_mono_us() - t0) / 1000;
+    assert_true(took_ms < 1000);
+    rpc_client_destroy(&c);
+}
+
+static void test_resolve(void **st)
+{
+    char **eps = NULL;
+    int n = transport_resolve("tcp://localhost:7101, tcp://127.0.0.1:7102", &eps);
+    assert_true(n >= 2);
+    int found = 0;
+    for (int i = 0; i < n; i++)
+        found += strcmp(eps[i], "tcp://127.0.0.1:7102") == 0;
+    assert_int_equal(found, 1);
+    transport_resolved_free(eps, n);
+    assert_int_equal(transport_resolve("tcp://no-port", &eps), -1);
+    assert_int_equal(transport_resolve("tcp://host.invalid:1", &eps), -1);
+    assert_null(rpc_client_new("tcp://:"));
+}
+
+int main(void)
+{
+    port_a = free_port();
+    port_b = port_a + 1;
+    static char bind[64];
+    snprintf(bind, sizeof bind, "tcp://127.0.0.1:%d", port_a);
+    def = (service_def_t){.name = "echo", .bind = bind, .workers = 3, .worker_init = echo_init,
+                          .handle = echo_handle, .arg = "echo"};
+    pthread_t t;
+    pthread_create(&t, NULL, service_thread, NULL);
+    usleep(200 * 1000);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip_and_concurrency),
+        cmocka_unit_test(test_ping_answered_by_runtime),
+        cmocka_unit_test(test_unsupported_body_is_an_error),
+        cmocka_unit_test(test_absent_service_fails_within_timeout),
+        cmocka_unit_test(test_resolve),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    service_stop();
+    pthread_join(t, NULL);
+    return rc;
+}
