@@ -1,0 +1,709 @@
+/* kitsync: the five kit sync bodies (spec §4) checked field by field and turned into the
+ * envelope bodies the tenant and app services receive. Everything the services may assume
+ * (presence, type, length, allowed values) is decided here, with a message naming the field. */
+#include "kitsync.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "canonjson.h"
+#include "timeutil.h"
+#include "xmalloc.h"
+
+/* Field limits, in characters (Unicode code points): the spec states them in characters and a
+ * Chinese org name is three bytes per character. */
+enum {
+    KIT_ID_MAX = 64,          /* instanceId, orderId, tenantId, tenantCode, appId, orgCode... */
+    KIT_NAME_MAX = 128,       /* name, orgName, user name, position */
+    KIT_DOMAIN_MAX = 256,     /* domainName */
+    KIT_USER_NAME_MAX = 128,  /* userName: account names are often e-mail addresses */
+    KIT_CLIENT_ID_MAX = 128,  /* OAuth client ids are longer than ours */
+    KIT_SECRET_MAX = 4096,    /* base64 RSA ciphertext: 684 chars at 4096 bits, room for 8192 */
+    KIT_MOBILE_MAX = 32,
+    KIT_EMAIL_MAX = 254,      /* RFC 5321 path limit */
+    KIT_SYNC_TIME_MAX = 32,   /* currentSyncTime, opaque to us */
+    KIT_LIST_MAX = 10000,     /* users or orgs in one call */
+};
+
+enum {
+    F_OPTIONAL = 0,  /* absent or null gives "" */
+    F_REQUIRED = 1,  /* present and not empty */
+};
+
+typedef struct {
+    char *msg;
+    size_t len;
+} kit_err_t;
+
+static const char *kit_fail(kit_err_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static const char *kit_fail(kit_err_t *e, const char *fmt, ...)
+{
+    if (e->msg && e->len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e->msg, e->len, fmt, ap);
+        va_end(ap);
+    }
+    return "000002";
+}
+
+/* Code points in valid UTF-8 s (jansson guarantees validity), or -1 if s holds a control
+ * character: nothing in a kit body has a reason to carry one, and they break logs and exports. */
+static long utf8_chars_no_ctl(const char *s, size_t len)
+{
+    long n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f)
+            return -1;
+        if ((c & 0xc0) != 0x80)
+            n++;
+    }
+    return n;
+}
+
+/* Member key of obj as a string within max characters. Absent or null: "" when optional,
+ * an error when required; a required string must not be empty. */
+static const char *get_string(const json_t *obj, const char *key, const char *label, long max,
+                              int flags, const char **out, kit_err_t *e)
+{
+    const json_t *v = json_object_get(obj, key);
+    *out = "";
+    if (!v || json_is_null(v)) {
+        if (flags & F_REQUIRED)
+            return kit_fail(e, "%s: missing", label);
+        return NULL;
+    }
+    if (!json_is_string(v))
+        return kit_fail(e, "%s: must be a JSON string", label);
+    const char *s = json_string_value(v);
+    size_t len = json_string_length(v);
+    if (strlen(s) != len)
+        return kit_fail(e, "%s: contains a NUL character", label);
+    long chars = utf8_chars_no_ctl(s, len);
+    if (chars < 0)
+        return kit_fail(e, "%s: contains a control character", label);
+    if (chars > max)
+        return kit_fail(e, "%s: longer than %ld characters", label, max);
+    if ((flags & F_REQUIRED) && len == 0)
+        return kit_fail(e, "%s: must not be empty", label);
+    *out = s;
+    return NULL;
+}
+
+/* Member key of obj as a JSON integer in [min, max]; absent or null gives def unless required.
+ * Numbers only: §4 says these are JSON numbers here, and a string is a caller bug to surface. */
+static const char *get_int(const json_t *obj, const char *key, const char *label, bool required,
+                           long def, long min, long max, long *out, kit_err_t *e)
+{
+    const json_t *v = json_object_get(obj, key);
+    *out = def;
+    if (!v || json_is_null(v)) {
+        if (required)
+            return kit_fail(e, "%s: missing", label);
+        return NULL;
+    }
+    if (!json_is_integer(v))
+        return kit_fail(e, "%s: must be a JSON integer", label);
+    json_int_t i = json_integer_value(v);
+    if (i < min || i > max)
+        return kit_fail(e, "%s: must be between %ld and %ld", label, min, max);
+    *out = (long)i;
+    return NULL;
+}
+
+/* timeStamp: optional; when given, yyyyMMddHHmmssSSS and a real calendar time. */
+static const char *get_time_stamp(const json_t *body, const char **out, kit_err_t *e)
+{
+    const char *code = get_string(body, "timeStamp", "timeStamp", 17, F_OPTIONAL, out, e);
+    if (code || !**out)
+        return code;
+    const char *s = *out;
+    if (strlen(s) != 17 || strspn(s, "0123456789") != 17)
+        return kit_fail(e, "timeStamp: must be yyyyMMddHHmmssSSS");
+    char head[15];
+    memcpy(head, s, 14);
+    head[14] = '\0';
+    int64_t ms;
+    if (!time_parse_compact(head, &ms))
+        return kit_fail(e, "timeStamp: not a valid time");
+    return NULL;
+}
+
+/* The fields every kit body shares: instanceId (may be "" in seller-console debugging),
+ * tenantId, testFlag (0 or 1, absent = 0) and timeStamp. */
+typedef struct {
+    const char *instance_id;
+    const char *tenant_id;
+    const char *time_stamp;
+    long test_flag;
+} kit_common_t;
+
+static const char *get_common(const json_t *body, kit_common_t *c, kit_err_t *e)
+{
+    const char *code;
+    if ((code = get_string(body, "instanceId", "instanceId", KIT_ID_MAX, F_OPTIONAL,
+                           &c->instance_id, e)))
+        return code;
+    if ((code = get_string(body, "tenantId", "tenantId", KIT_ID_MAX, F_REQUIRED, &c->tenant_id, e)))
+        return code;
+    if ((code = get_int(body, "testFlag", "testFlag", false, 0, 0, 1, &c->test_flag, e)))
+        return code;
+    return get_time_stamp(body, &c->time_stamp, e);
+}
+
+/* A list given as a JSON array or as a JSON string holding one (both forms are seen in the
+ * wild). *owned receives a reference the caller must drop (json_decref; may be NULL). */
+static const char *get_list(const json_t *body, const char *key, const json_t **arr,
+                            json_t **owned, kit_err_t *e)
+{
+    const json_t *v = json_object_get(body, key);
+    *arr = NULL;
+    *owned = NULL;
+    if (!v || json_is_null(v))
+        return kit_fail(e, "%s: missing", key);
+    if (json_is_string(v)) {
+        json_error_t jerr;
+        json_t *parsed = canonjson_parse(json_string_value(v), json_string_length(v), &jerr);
+        if (!parsed)
+            return kit_fail(e, "%s: string is not valid JSON (%s)", key, jerr.text);
+        if (!json_is_array(parsed)) {
+            json_decref(parsed);
+            return kit_fail(e, "%s: string does not hold a JSON array", key);
+        }
+        *owned = parsed;
+        v = parsed;
+    } else if (!json_is_array(v)) {
+        return kit_fail(e, "%s: must be an array or a JSON string holding one", key);
+    }
+    if (json_array_size(v) > KIT_LIST_MAX) {
+        json_decref(*owned);
+        *owned = NULL;
+        return kit_fail(e, "%s: more than %d entries", key, KIT_LIST_MAX);
+    }
+    *arr = v;
+    return NULL;
+}
+
+/* Duplicate detection over a list: sort (key, index) pairs, compare neighbours. */
+typedef struct {
+    const char *key;
+    size_t index;
+} keyed_t;
+
+static int keyed_cmp(const void *a, const void *b)
+{
+    const keyed_t *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    if (c)
+        return c;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* First duplicate among keys[0..n): 1 with the two indexes set (second > first), else 0. */
+static int find_duplicate(keyed_t *keys, size_t n, size_t *first, size_t *second)
+{
+    if (n < 2)
+        return 0;
+    qsort(keys, n, sizeof *keys, keyed_cmp);
+    int found = 0;
+    for (size_t i = 1; i < n; i++) {
+        if (strcmp(keys[i - 1].key, keys[i].key) == 0) {
+            /* report the duplicate that appears earliest in the request */
+            if (!found || keys[i].index < *second) {
+                *first = keys[i - 1].index;
+                *second = keys[i].index;
+                found = 1;
+            }
+        }
+    }
+    return found;
+}
+
+static char *dup_s(const char *s)
+{
+    return xstrdup(s ? s : "");
+}
+
+/* ---- tenantSync ---- */
+
+static const char *build_tenant(const json_t *body, Kooisv__Envelope *env, kit_err_t *e)
+{
+    kit_common_t c;
+    const char *code, *order_id, *tenant_code, *name, *domain;
+    long flag;
+    if ((code = get_common(body, &c, e)))
+        return code;
+    if ((code = get_int(body, "flag", "flag", true, 0, 0, 2, &flag, e)))
+        return code;
+    /* delete needs only the key; add needs the tenant's identity; modify changes name/domain */
+    int need_code = flag == 1 ? F_REQUIRED : F_OPTIONAL;
+    int need_name = flag == 0 ? F_OPTIONAL : F_REQUIRED;
+    if ((code = get_string(body, "orderId", "orderId", KIT_ID_MAX, F_OPTIONAL, &order_id, e)) ||
+        (code = get_string(body, "tenantCode", "tenantCode", KIT_ID_MAX, need_code, &tenant_code,
+                           e)) ||
+        (code = get_string(body, "name", "name", KIT_NAME_MAX, need_name, &name, e)) ||
+        (code = get_string(body, "domainName", "domainName", KIT_DOMAIN_MAX, F_OPTIONAL, &domain,
+                           e)))
+        return code;
+    Kooisv__TenantSync *m = xmalloc(sizeof *m);
+    kooisv__tenant_sync__init(m);
+    m->instance_id = dup_s(c.instance_id);
+    m->order_id = dup_s(order_id);
+    m->tenant_id = dup_s(c.tenant_id);
+    m->tenant_code = dup_s(tenant_code);
+    m->name = dup_s(name);
+    m->domain_name = dup_s(domain);
+    m->flag = (int32_t)flag;
+    m->time_stamp = dup_s(c.time_stamp);
+    env->body_case = KOOISV__ENVELOPE__BODY_TENANT_SYNC;
+    env->tenant_sync = m;
+    env->test_flag = c.test_flag == 1;
+    return NULL;
+}
+
+/* ---- applicationSync ---- */
+
+static const char *build_application(const json_t *body, Kooisv__Envelope *env, kit_err_t *e)
+{
+    kit_common_t c;
+    const char *code, *app_id, *client_id, *secret;
+    long flag;
+    if ((code = get_common(body, &c, e)))
+        return code;
+    if ((code = get_int(body, "flag", "flag", true, 0, 0, 2, &flag, e)))
+        return code;
+    /* The secret's content is not checked here: an undecryptable one is 000101, decided by the
+     * app service which holds the private key. */
+    int need = flag == 0 ? F_OPTIONAL : F_REQUIRED;
+    if ((code = get_string(body, "appId", "appId", KIT_ID_MAX, F_REQUIRED, &app_id, e)) ||
+        (code = get_string(body, "clientId", "clientId", KIT_CLIENT_ID_MAX, need, &client_id, e)) ||
+        (code = get_string(body, "clientSecret", "clientSecret", KIT_SECRET_MAX, need, &secret,
+                           e)))
+        return code;
+    Kooisv__ApplicationSync *m = xmalloc(sizeof *m);
+    kooisv__application_sync__init(m);
+    m->instance_id = dup_s(c.instance_id);
+    m->tenant_id = dup_s(c.tenant_id);
+    m->app_id = dup_s(app_id);
+    m->client_id = dup_s(client_id);
+    m->client_secret = dup_s(secret);
+    m->flag = (int32_t)flag;
+    m->time_stamp = dup_s(c.time_stamp);
+    env->body_case = KOOISV__ENVELOPE__BODY_APPLICATION_SYNC;
+    env->application_sync = m;
+    env->test_flag = c.test_flag == 1;
+    return NULL;
+}
+
+/* ---- authSync ---- */
+
+/* employeeType: 1..4, absent/null/"" = 0. The spec gives no JSON type for it, so both a number
+ * and a numeric string are taken. */
+static const char *get_employee_type(const json_t *u, const char *label, int32_t *out,
+                                     kit_err_t *e)
+{
+    const json_t *v = json_object_get(u, "employeeType");
+    *out = 0;
+    if (!v || json_is_null(v))
+        return NULL;
+    long t;
+    if (json_is_integer(v)) {
+        t = (long)json_integer_value(v);
+    } else if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        if (!*s)
+            return NULL;
+        if (strlen(s) != 1 || s[0] < '0' || s[0] > '9')
+            return kit_fail(e, "%s: must be 1, 2, 3 or 4", label);
+        t = s[0] - '0';
+    } else {
+        return kit_fail(e, "%s: must be a number 1..4", label);
+    }
+    if (t < 1 || t > 4)
+        return kit_fail(e, "%s: must be 1, 2, 3 or 4", label);
+    *out = (int32_t)t;
+    return NULL;
+}
+
+/* enable: "true"/"false" per the spec; JSON booleans are taken too (a Java client serialising
+ * a Boolean field sends them), anything else is refused. *present says whether it was given. */
+static const char *get_enable(const json_t *u, const char *label, bool required, bool *out,
+                              kit_err_t *e)
+{
+    const json_t *v = json_object_get(u, "enable");
+    *out = false;
+    if (!v || json_is_null(v) || (json_is_string(v) && !*json_string_value(v))) {
+        if (required)
+            return kit_fail(e, "%s: missing", label);
+        return NULL;
+    }
+    if (json_is_boolean(v)) {
+        *out = json_is_true(v);
+        return NULL;
+    }
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        if (strcmp(s, "true") == 0) {
+            *out = true;
+            return NULL;
+        }
+        if (strcmp(s, "false") == 0)
+            return NULL;
+    }
+    return kit_fail(e, "%s: must be \"true\" or \"false\"", label);
+}
+
+static const char *build_user(const json_t *u, size_t i, long flag, Kooisv__SyncUser *su,
+                              kit_err_t *e)
+{
+    char label[64];
+    const char *code, *user_name, *name, *org_code, *position, *employee_code, *role, *mobile,
+        *email;
+    if (!json_is_object(u))
+        return kit_fail(e, "userList[%zu]: must be an object", i);
+    /* delete (0) and cancel (3) only need the key: a repeated delete must not fail on detail */
+    int need = (flag == 1 || flag == 2) ? F_REQUIRED : F_OPTIONAL;
+#define LABEL(f) (snprintf(label, sizeof label, "userList[%zu].%s", i, f), label)
+    if ((code = get_string(u, "userName", LABEL("userName"), KIT_USER_NAME_MAX, F_REQUIRED,
+                           &user_name, e)) ||
+        (code = get_string(u, "name", LABEL("name"), KIT_NAME_MAX, need, &name, e)) ||
+        (code = get_string(u, "orgCode", LABEL("orgCode"), KIT_ID_MAX, need, &org_code, e)) ||
+        (code = get_string(u, "position", LABEL("position"), KIT_NAME_MAX, F_OPTIONAL, &position,
+                           e)) ||
+        (code = get_string(u, "employeeCode", LABEL("employeeCode"), KIT_ID_MAX, F_OPTIONAL,
+                           &employee_code, e)) ||
+        (code = get_string(u, "role", LABEL("role"), 8, need, &role, e)) ||
+        (code = get_string(u, "mobile", LABEL("mobile"), KIT_MOBILE_MAX, F_OPTIONAL, &mobile, e)) ||
+        (code = get_string(u, "email", LABEL("email"), KIT_EMAIL_MAX, F_OPTIONAL, &email, e)))
+        return code;
+    if (*role && strcmp(role, "user") != 0 && strcmp(role, "admin") != 0)
+        return kit_fail(e, "%s: must be \"user\" or \"admin\"", LABEL("role"));
+    if (*mobile && strspn(mobile, "+-0123456789 ") != strlen(mobile))
+        return kit_fail(e, "%s: must hold digits, '+', '-' or spaces only", LABEL("mobile"));
+    if (*email && (!strchr(email, '@') || strchr(email, ' ')))
+        return kit_fail(e, "%s: not an e-mail address", LABEL("email"));
+    int32_t employee_type;
+    if ((code = get_employee_type(u, LABEL("employeeType"), &employee_type, e)))
+        return code;
+    bool enable;
+    if ((code = get_enable(u, LABEL("enable"), need == F_REQUIRED, &enable, e)))
+        return code;
+#undef LABEL
+    kooisv__sync_user__init(su);
+    su->user_name = dup_s(user_name);
+    su->name = dup_s(name);
+    su->org_code = dup_s(org_code);
+    su->position = dup_s(position);
+    su->employee_code = dup_s(employee_code);
+    su->employee_type = employee_type;
+    su->role = dup_s(role);
+    su->enable = enable;
+    su->mobile = dup_s(mobile);
+    su->email = dup_s(email);
+    return NULL;
+}
+
+static const char *build_auth(const json_t *body, Kooisv__Envelope *env, kit_err_t *e)
+{
+    kit_common_t c;
+    const char *code, *app_id, *sync_time;
+    long flag;
+    if ((code = get_common(body, &c, e)))
+        return code;
+    if ((code = get_int(body, "flag", "flag", true, 0, 0, 3, &flag, e)))
+        return code;
+    if ((code = get_string(body, "appId", "appId", KIT_ID_MAX, F_REQUIRED, &app_id, e)) ||
+        (code = get_string(body, "currentSyncTime", "currentSyncTime", KIT_SYNC_TIME_MAX,
+                           F_OPTIONAL, &sync_time, e)))
+        return code;
+    const json_t *list;
+    json_t *owned;
+    if ((code = get_list(body, "userList", &list, &owned, e)))
+        return code;
+    size_t n = json_array_size(list);
+    if (n == 0) {
+        json_decref(owned);
+        return kit_fail(e, "userList: must not be empty");
+    }
+    Kooisv__AuthSync *m = xmalloc(sizeof *m);
+    kooisv__auth_sync__init(m);
+    m->users = xcalloc(n, sizeof *m->users);
+    keyed_t *keys = xcalloc(n, sizeof *keys);
+    for (size_t i = 0; i < n; i++) {
+        Kooisv__SyncUser *su = xmalloc(sizeof *su);
+        if ((code = build_user(json_array_get(list, i), i, flag, su, e))) {
+            free(su);
+            break;
+        }
+        m->users[m->n_users++] = su;
+        keys[i].key = su->user_name;
+        keys[i].index = i;
+    }
+    size_t first, second;
+    if (!code && find_duplicate(keys, n, &first, &second))
+        code = kit_fail(e, "userList[%zu].userName: duplicate of userList[%zu]", second, first);
+    free(keys);
+    json_decref(owned);
+    if (code) {
+        kooisv__auth_sync__free_unpacked(m, NULL);
+        return code;
+    }
+    m->instance_id = dup_s(c.instance_id);
+    m->tenant_id = dup_s(c.tenant_id);
+    m->app_id = dup_s(app_id);
+    m->current_sync_time = dup_s(sync_time);
+    m->flag = (int32_t)flag;
+    m->time_stamp = dup_s(c.time_stamp);
+    env->body_case = KOOISV__ENVELOPE__BODY_AUTH_SYNC;
+    env->auth_sync = m;
+    env->test_flag = c.test_flag == 1;
+    return NULL;
+}
+
+/* ---- singleOrgSync / allOrgSync ---- */
+
+static const char *build_single_org(const json_t *body, Kooisv__Envelope *env, kit_err_t *e)
+{
+    kit_common_t c;
+    const char *code, *org_code, *org_name, *parent;
+    long flag;
+    if ((code = get_common(body, &c, e)))
+        return code;
+    if ((code = get_int(body, "flag", "flag", true, 0, 0, 2, &flag, e)))
+        return code;
+    int need = flag == 0 ? F_OPTIONAL : F_REQUIRED;
+    if ((code = get_string(body, "orgCode", "orgCode", KIT_ID_MAX, F_REQUIRED, &org_code, e)) ||
+        (code = get_string(body, "orgName", "orgName", KIT_NAME_MAX, need, &org_name, e)) ||
+        (code = get_string(body, "parentCode", "parentCode", KIT_ID_MAX, F_OPTIONAL, &parent, e)))
+        return code;
+    if (strcmp(parent, org_code) == 0)
+        return kit_fail(e, "parentCode: an org cannot be its own parent");
+    Kooisv__SingleOrgSync *m = xmalloc(sizeof *m);
+    kooisv__single_org_sync__init(m);
+    m->instance_id = dup_s(c.instance_id);
+    m->tenant_id = dup_s(c.tenant_id);
+    m->org_code = dup_s(org_code);
+    m->org_name = dup_s(org_name);
+    m->parent_code = dup_s(parent);
+    m->flag = (int32_t)flag;
+    m->time_stamp = dup_s(c.time_stamp);
+    env->body_case = KOOISV__ENVELOPE__BODY_SINGLE_ORG_SYNC;
+    env->single_org_sync = m;
+    env->test_flag = c.test_flag == 1;
+    return NULL;
+}
+
+static const char *build_org(const json_t *o, size_t i, Kooisv__SyncOrg *so, kit_err_t *e)
+{
+    char label[64];
+    const char *code, *org_code, *org_name, *parent;
+    if (!json_is_object(o))
+        return kit_fail(e, "orgInfoList[%zu]: must be an object", i);
+#define LABEL(f) (snprintf(label, sizeof label, "orgInfoList[%zu].%s", i, f), label)
+    if ((code = get_string(o, "orgCode", LABEL("orgCode"), KIT_ID_MAX, F_REQUIRED, &org_code, e)) ||
+        (code = get_string(o, "orgName", LABEL("orgName"), KIT_NAME_MAX, F_REQUIRED, &org_name,
+                           e)) ||
+        (code = get_string(o, "parentCode", LABEL("parentCode"), KIT_ID_MAX, F_OPTIONAL, &parent,
+                           e)))
+        return code;
+    if (strcmp(parent, org_code) == 0)
+        return kit_fail(e, "%s: an org cannot be its own parent", LABEL("parentCode"));
+#undef LABEL
+    kooisv__sync_org__init(so);
+    so->org_code = dup_s(org_code);
+    so->org_name = dup_s(org_name);
+    so->parent_code = dup_s(parent);
+    return NULL;
+}
+
+/* An empty list is accepted: a full replace with nothing empties the tenant's tree. Cycles are
+ * refused by the tenant service, which checks the list it stores. */
+static const char *build_all_org(const json_t *body, Kooisv__Envelope *env, kit_err_t *e)
+{
+    kit_common_t c;
+    const char *code;
+    if ((code = get_common(body, &c, e)))
+        return code;
+    const json_t *list;
+    json_t *owned;
+    if ((code = get_list(body, "orgInfoList", &list, &owned, e)))
+        return code;
+    size_t n = json_array_size(list);
+    Kooisv__AllOrgSync *m = xmalloc(sizeof *m);
+    kooisv__all_org_sync__init(m);
+    if (n)
+        m->orgs = xcalloc(n, sizeof *m->orgs);
+    keyed_t *keys = xcalloc(n ? n : 1, sizeof *keys);
+    for (size_t i = 0; i < n; i++) {
+        Kooisv__SyncOrg *so = xmalloc(sizeof *so);
+        if ((code = build_org(json_array_get(list, i), i, so, e))) {
+            free(so);
+            break;
+        }
+        m->orgs[m->n_orgs++] = so;
+        keys[i].key = so->org_code;
+        keys[i].index = i;
+    }
+    size_t first, second;
+    if (!code && find_duplicate(keys, n, &first, &second))
+        code = kit_fail(e, "orgInfoList[%zu].orgCode: duplicate of orgInfoList[%zu]", second, first);
+    free(keys);
+    json_decref(owned);
+    if (code) {
+        kooisv__all_org_sync__free_unpacked(m, NULL);
+        return code;
+    }
+    m->instance_id = dup_s(c.instance_id);
+    m->tenant_id = dup_s(c.tenant_id);
+    m->time_stamp = dup_s(c.time_stamp);
+    env->body_case = KOOISV__ENVELOPE__BODY_ALL_ORG_SYNC;
+    env->all_org_sync = m;
+    env->test_flag = c.test_flag == 1;
+    return NULL;
+}
+
+/* ---- table ---- */
+
+typedef struct {
+    const char *name;
+    service_id_t svc;
+    const char *(*build)(const json_t *body, Kooisv__Envelope *env, kit_err_t *e);
+} kit_call_t;
+
+static const kit_call_t kit_calls[] = {
+    {"tenantSync", SVC_TENANT, build_tenant},
+    {"applicationSync", SVC_APP, build_application},
+    {"authSync", SVC_APP, build_auth},
+    {"singleOrgSync", SVC_TENANT, build_single_org},
+    {"allOrgSync", SVC_TENANT, build_all_org},
+};
+
+static const kit_call_t *kit_find(const char *name)
+{
+    if (!name)
+        return NULL;
+    for (size_t i = 0; i < sizeof kit_calls / sizeof kit_calls[0]; i++)
+        if (strcmp(kit_calls[i].name, name) == 0)
+            return &kit_calls[i];
+    return NULL;
+}
+
+int kitsync_known(const char *name)
+{
+    return kit_find(name) != NULL;
+}
+
+const char *kitsync_build(const char *name, const json_t *body, Kooisv__Envelope *env,
+                          service_id_t *svc_out, char *msg, size_t msglen)
+{
+    kit_err_t e = {msg, msglen};
+    if (msg && msglen)
+        msg[0] = '\0';
+    const kit_call_t *call = kit_find(name);
+    if (!call)
+        return kit_fail(&e, "unknown sync interface");
+    if (!json_is_object(body))
+        return kit_fail(&e, "body: must be a JSON object");
+    const char *code = call->build(body, env, &e);
+    if (code)
+        return code;
+    if (svc_out)
+        *svc_out = call->svc;
+    if (msg && msglen)
+        snprintf(msg, msglen, "success");
+    return "000000";
+}
+
+void kitsync_free_body(Kooisv__Envelope *env)
+{
+    if (!env)
+        return;
+    switch (env->body_case) {
+    case KOOISV__ENVELOPE__BODY_TENANT_SYNC:
+        kooisv__tenant_sync__free_unpacked(env->tenant_sync, NULL);
+        break;
+    case KOOISV__ENVELOPE__BODY_APPLICATION_SYNC:
+        kooisv__application_sync__free_unpacked(env->application_sync, NULL);
+        break;
+    case KOOISV__ENVELOPE__BODY_AUTH_SYNC:
+        kooisv__auth_sync__free_unpacked(env->auth_sync, NULL);
+        break;
+    case KOOISV__ENVELOPE__BODY_SINGLE_ORG_SYNC:
+        kooisv__single_org_sync__free_unpacked(env->single_org_sync, NULL);
+        break;
+    case KOOISV__ENVELOPE__BODY_ALL_ORG_SYNC:
+        kooisv__all_org_sync__free_unpacked(env->all_org_sync, NULL);
+        break;
+    default:
+        return; /* not a kit body: not ours to free */
+    }
+    env->body_case = KOOISV__ENVELOPE__BODY__NOT_SET;
+    env->tenant_sync = NULL;
+}
+
+static void add_ref(Kooisv__ResourceRef ***res, size_t *n, const char *kind, const char *id)
+{
+    if (!id || !*id)
+        return;
+    Kooisv__ResourceRef *r = xmalloc(sizeof *r);
+    kooisv__resource_ref__init(r);
+    r->kind = xstrdup(kind);
+    r->id = xstrdup(id);
+    *res = xrealloc(*res, (*n + 1) * sizeof **res);
+    (*res)[(*n)++] = r;
+}
+
+void kitsync_resources(const Kooisv__Envelope *env, Kooisv__ResourceRef ***res, size_t *n)
+{
+    if (!env)
+        return;
+    switch (env->body_case) {
+    case KOOISV__ENVELOPE__BODY_TENANT_SYNC: {
+        const Kooisv__TenantSync *m = env->tenant_sync;
+        add_ref(res, n, "instance", m->instance_id);
+        add_ref(res, n, "order", m->order_id);
+        add_ref(res, n, "tenant", m->tenant_id);
+        break;
+    }
+    case KOOISV__ENVELOPE__BODY_APPLICATION_SYNC: {
+        const Kooisv__ApplicationSync *m = env->application_sync;
+        add_ref(res, n, "instance", m->instance_id);
+        add_ref(res, n, "tenant", m->tenant_id);
+        add_ref(res, n, "app", m->app_id);
+        break;
+    }
+    case KOOISV__ENVELOPE__BODY_AUTH_SYNC: {
+        const Kooisv__AuthSync *m = env->auth_sync;
+        add_ref(res, n, "instance", m->instance_id);
+        add_ref(res, n, "tenant", m->tenant_id);
+        add_ref(res, n, "app", m->app_id);
+        /* every user touched: the audit record must name them (spec §8) */
+        for (size_t i = 0; i < m->n_users; i++)
+            add_ref(res, n, "user", m->users[i]->user_name);
+        break;
+    }
+    case KOOISV__ENVELOPE__BODY_SINGLE_ORG_SYNC: {
+        const Kooisv__SingleOrgSync *m = env->single_org_sync;
+        add_ref(res, n, "instance", m->instance_id);
+        add_ref(res, n, "tenant", m->tenant_id);
+        add_ref(res, n, "org", m->org_code);
+        break;
+    }
+    case KOOISV__ENVELOPE__BODY_ALL_ORG_SYNC: {
+        const Kooisv__AllOrgSync *m = env->all_org_sync;
+        add_ref(res, n, "instance", m->instance_id);
+        add_ref(res, n, "tenant", m->tenant_id);
+        for (size_t i = 0; i < m->n_orgs; i++)
+            add_ref(res, n, "org", m->orgs[i]->org_code);
+        break;
+    }
+    default:
+        break;
+    }
+}
