@@ -1,0 +1,93 @@
+# shellcheck shell=bash
+# env.sh: the one place that maps the state folder (lib.sh: KV_STATE, KV_SECRETS, KV_PORT_*)
+# into each process's environment. Secrets are always passed as NAME_FILE paths into the
+# secrets folder, never as values and never on a command line. Sourced by lib.sh.
+
+# kv_env_for <proc>: fill KV_ENV with NAME=VALUE words for `env -i` (nothing else is inherited
+# except the few variables below, so a key exported in the caller's shell never leaks in).
+kv_env_for() {
+    local proc=$1 v
+    KV_ENV=("PATH=/usr/local/bin:/usr/bin:/bin" "KOOISV_LOG_LEVEL=${KOOISV_LOG_LEVEL:-info}")
+    for v in TZ LANG LC_ALL ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS; do
+        [[ -n ${!v:-} ]] && KV_ENV+=("$v=${!v}")
+    done
+    local endpoints=(
+        "KOOISV_ORDER_ENDPOINTS=tcp://127.0.0.1:$KV_PORT_ORDER"
+        "KOOISV_TENANT_ENDPOINTS=tcp://127.0.0.1:$KV_PORT_TENANT"
+        "KOOISV_APP_ENDPOINTS=tcp://127.0.0.1:$KV_PORT_APP"
+        "KOOISV_AUDIT_ENDPOINTS=tcp://127.0.0.1:$KV_PORT_AUDIT"
+        "KOOISV_BILLING_ENDPOINTS=tcp://127.0.0.1:$KV_PORT_BILLING"
+    )
+    local marketplace=(
+        "KOOISV_MARKETPLACE_URL=https://127.0.0.1:$KV_PORT_EMULATOR"
+        "KOOISV_MARKETPLACE_AK_FILE=$KV_SECRETS/marketplace-ak"
+        "KOOISV_MARKETPLACE_SK_FILE=$KV_SECRETS/marketplace-sk"
+        "KOOISV_MARKETPLACE_CA_FILE=$KV_TLS/ca.crt"
+    )
+    case $proc in
+    gateway | gateway2)
+        local sfx=""
+        [[ $proc == gateway2 ]] && sfx=2
+        local listen=KV_PORT_GATEWAY$sfx admin=KV_PORT_ADMIN$sfx metrics=KV_PORT_METRICS$sfx
+        KV_ENV+=(
+            "KOOISV_LISTEN=$KV_BIND_ADDR:${!listen}"
+            "KOOISV_ADMIN_LISTEN=127.0.0.1:${!admin}"
+            "KOOISV_METRICS_LISTEN=127.0.0.1:${!metrics}"
+            "KOOISV_TLS_CERT_FILE=$KV_TLS/server.crt"
+            "KOOISV_TLS_KEY_FILE=$KV_SECRETS/tls-server.key"
+            "KOOISV_BASIC_KEY_FILE=$KV_SECRETS/basic-key"
+            "KOOISV_KIT_KEY_FILE=$KV_SECRETS/kit-key"
+            "KOOISV_ADMIN_TOKENS_FILE=$KV_SECRETS/admin-tokens"
+            "${endpoints[@]}"
+        )
+        ;;
+    order)
+        KV_ENV+=(
+            "KOOISV_BIND=tcp://127.0.0.1:$KV_PORT_ORDER"
+            "KOOISV_PG_DSN_FILE=$KV_SECRETS/pg-kooisv_order.dsn"
+            "KOOISV_BASIC_KEY_FILE=$KV_SECRETS/basic-key"
+            "KOOISV_DATA_KEY_FILE=$KV_SECRETS/data-key"
+            "${endpoints[@]}" "${marketplace[@]}"
+        )
+        ;;
+    tenant)
+        KV_ENV+=(
+            "KOOISV_BIND=tcp://127.0.0.1:$KV_PORT_TENANT"
+            "KOOISV_PG_DSN_FILE=$KV_SECRETS/pg-kooisv_tenant.dsn"
+        )
+        ;;
+    app)
+        KV_ENV+=(
+            "KOOISV_BIND=tcp://127.0.0.1:$KV_PORT_APP"
+            "KOOISV_PG_DSN_FILE=$KV_SECRETS/pg-kooisv_app.dsn"
+            "KOOISV_DATA_KEY_FILE=$KV_SECRETS/data-key"
+            "KOOISV_RSA_PRIVATE_KEY_FILE=$KV_SECRETS/rsa-private.pem"
+        )
+        ;;
+    audit)
+        KV_ENV+=(
+            "KOOISV_BIND=tcp://127.0.0.1:$KV_PORT_AUDIT"
+            "KOOISV_PG_DSN_FILE=$KV_SECRETS/pg-kooisv_audit.dsn"
+        )
+        ;;
+    billing)
+        KV_ENV+=(
+            "KOOISV_BIND=tcp://127.0.0.1:$KV_PORT_BILLING"
+            "KOOISV_PG_DSN_FILE=$KV_SECRETS/pg-kooisv_billing.dsn"
+            "KOOISV_BASIC_KEY_FILE=$KV_SECRETS/basic-key"
+            "${endpoints[@]}" "${marketplace[@]}"
+        )
+        ;;
+    emulator)
+        KV_ENV+=(
+            "KOOISV_EMULATOR_LISTEN=127.0.0.1:$KV_PORT_EMULATOR"
+            "KOOISV_TLS_CERT_FILE=$KV_TLS/server.crt"
+            "KOOISV_TLS_KEY_FILE=$KV_SECRETS/tls-server.key"
+            "KOOISV_BASIC_KEY_FILE=$KV_SECRETS/basic-key"
+            "KOOISV_MARKETPLACE_AK_FILE=$KV_SECRETS/marketplace-ak"
+            "KOOISV_MARKETPLACE_SK_FILE=$KV_SECRETS/marketplace-sk"
+        )
+        ;;
+    *) kv_die "unknown process $proc" ;;
+    esac
+}

@@ -1,0 +1,633 @@
+# shellcheck shell=bash
+# lib.sh: what the local runner (deploy/local/kooisv-local) and the test harness
+# (tests/harness/suite.sh) share: packages, build, a private PostgreSQL cluster, dev keys and
+# certificates, and the life cycle of the kooisv processes under one state folder.
+#
+# State folder layout (KV_STATE; <repo>/.state for the runner, <build>/suite for the harness):
+#   ports.env           chosen ports (kept, so a second `up` reuses them)
+#   pg/data pg/sock     the cluster (owned by the PostgreSQL run user) and its Unix socket dir
+#   pg/postgres.log     server log
+#   secrets/            0700: keys, passwords, DSNs, tokens, TLS and RSA private keys (0600 each)
+#   tls/ca.crt tls/server.crt   dev CA and leaf certificate (public)
+#   keys/rsa-public.pem         public half of the clientSecret key pair
+#   logs/<proc>.log run/<proc>.pid
+# Sourced with `set -euo pipefail` in effect; every function keeps to that.
+
+KV_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+KV_PACKAGES=(build-essential cmake pkg-config libevent-dev libzmq3-dev libprotobuf-c-dev
+    protobuf-c-compiler libjansson-dev libcmocka-dev libpq-dev libssl-dev postgresql openssl
+    ca-certificates curl)
+KV_SERVICES=(order tenant app audit billing)
+KV_PG_ROLES=(kooisv_order kooisv_tenant kooisv_app kooisv_billing kooisv_audit kooisv_auditor)
+# Start order: the marketplace stand-in, audit (everything is recorded there first), the other
+# services, then the gateways that depend on all of them.
+KV_PROCS_LOCAL=(emulator audit order tenant app billing gateway)
+KV_PROCS_SUITE=(emulator audit order tenant app billing gateway gateway2)
+KV_PG_SUPERUSER=postgres
+
+# shellcheck source=deploy/local/env.sh
+. "$KV_REPO/deploy/local/env.sh"
+
+kv_log() { printf '[kooisv] %s\n' "$*" >&2; }
+kv_die() {
+    printf '[kooisv] error: %s\n' "$*" >&2
+    exit 1
+}
+
+# ---------------------------------------------------------------- privileges, packages, build
+
+kv_is_root() { [[ $EUID -eq 0 ]]; }
+
+# Run a command as root: directly, or through sudo when available.
+kv_as_root() {
+    if kv_is_root; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        kv_die "'$*' needs root and sudo is not installed; run this command as root"
+    fi
+}
+
+# Print the packages of KV_PACKAGES that are not installed.
+kv_packages_missing() {
+    local p status
+    for p in "${KV_PACKAGES[@]}"; do
+        status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+        [[ $status == "install ok installed" ]] || printf '%s\n' "$p"
+    done
+}
+
+# Install missing packages with apt-get (update first); a no-op when everything is there.
+kv_install_packages() {
+    command -v dpkg-query >/dev/null 2>&1 || kv_die "not a Debian system (no dpkg-query)"
+    local -a missing
+    mapfile -t missing < <(kv_packages_missing)
+    if ((${#missing[@]} == 0)); then
+        return 0
+    fi
+    kv_log "installing missing packages: ${missing[*]}"
+    kv_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    kv_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        "${missing[@]}"
+}
+
+# kv_build <build dir> [cmake -D options...]: configure and build everything.
+kv_build() {
+    local dir=$1
+    shift
+    kv_log "building in $dir"
+    cmake -S "$KV_REPO" -B "$dir" -DCMAKE_BUILD_TYPE="${KOOISV_BUILD_TYPE:-RelWithDebInfo}" "$@" \
+        >"$dir.configure.log" 2>&1 || {
+        tail -n 40 "$dir.configure.log" >&2
+        kv_die "cmake configure failed (full log: $dir.configure.log)"
+    }
+    rm -f "$dir.configure.log"
+    cmake --build "$dir" -j "$(nproc)" || kv_die "build failed"
+}
+
+# Path of a process's binary in build dir KV_BUILD.
+kv_bin() {
+    case $1 in
+    gateway | gateway2) printf '%s\n' "$KV_BUILD/gateway/kooisv-gateway" ;;
+    kooisvctl) printf '%s\n' "$KV_BUILD/gateway/kooisvctl" ;;
+    emulator) printf '%s\n' "$KV_BUILD/tests/emulator/kooisv-emulator" ;;
+    *) printf '%s\n' "$KV_BUILD/services/$1/kooisv-$1" ;;
+    esac
+}
+
+# Fail unless every process binary exists in KV_BUILD.
+kv_check_binaries() {
+    local p missing=()
+    for p in "${KV_PROCS[@]}"; do
+        [[ -x $(kv_bin "$p") ]] || missing+=("$(kv_bin "$p")")
+    done
+    ((${#missing[@]} == 0)) || kv_die "not built: ${missing[*]}"
+}
+
+# ---------------------------------------------------------------- state folder and run users
+
+# kv_state_init <state dir> <build dir> <mode: local|suite>: set the KV_* paths and run users.
+kv_state_init() {
+    KV_STATE=$1
+    KV_BUILD=$2
+    KV_MODE=$3
+    KV_SECRETS=$KV_STATE/secrets
+    KV_TLS=$KV_STATE/tls
+    KV_KEYS=$KV_STATE/keys
+    KV_LOGS=$KV_STATE/logs
+    KV_RUN=$KV_STATE/run
+    KV_PG=$KV_STATE/pg
+    KV_PG_DATA=$KV_PG/data
+    KV_PG_SOCK=$KV_PG/sock
+    # The socket path must fit sockaddr_un (107 bytes); a deep checkout moves it to /tmp.
+    if ((${#KV_PG_SOCK} > 80)); then
+        KV_PG_SOCK=/tmp/kooisv-pg-$(printf '%s' "$KV_STATE" | sha256sum | cut -c1-12)
+    fi
+    if [[ $KV_MODE == suite ]]; then
+        KV_PROCS=("${KV_PROCS_SUITE[@]}")
+        KV_BIND_ADDR=127.0.0.1
+    else
+        KV_PROCS=("${KV_PROCS_LOCAL[@]}")
+        KV_BIND_ADDR=${KOOISV_LOCAL_BIND:-127.0.0.1}
+    fi
+    # initdb refuses root, and nothing reachable from outside may run as root: as root,
+    # PostgreSQL runs as `postgres` and the kooisv processes as an unprivileged system user.
+    if kv_is_root; then
+        KV_PG_USER=postgres
+        KV_SVC_USER=${KOOISV_LOCAL_USER:-kooisv}
+    else
+        KV_PG_USER=$(id -un)
+        KV_SVC_USER=$KV_PG_USER
+    fi
+}
+
+# Create the folders; as root also the users that run PostgreSQL and the kooisv processes.
+kv_state_dirs() {
+    umask 077
+    mkdir -p "$KV_STATE" "$KV_SECRETS" "$KV_TLS" "$KV_KEYS" "$KV_LOGS" "$KV_RUN" "$KV_PG"
+    chmod 0755 "$KV_STATE" "$KV_TLS" "$KV_KEYS"
+    chmod 0700 "$KV_SECRETS" "$KV_LOGS" "$KV_RUN"
+    if kv_is_root; then
+        getent passwd "$KV_PG_USER" >/dev/null ||
+            kv_die "user $KV_PG_USER missing (is the postgresql package installed?)"
+        if ! getent passwd "$KV_SVC_USER" >/dev/null; then
+            kv_log "creating system user $KV_SVC_USER for the kooisv processes"
+            useradd --system --no-create-home --home-dir /nonexistent \
+                --shell /usr/sbin/nologin "$KV_SVC_USER"
+        fi
+        # The processes must reach the binaries; a clone under a private home (e.g. /root)
+        # cannot be entered by another user, so then they run as root, bound to loopback only.
+        if ! setpriv --reuid="$KV_SVC_USER" --regid="$KV_SVC_USER" --clear-groups \
+            test -x "$(kv_bin gateway)" 2>/dev/null; then
+            if [[ $KV_BIND_ADDR != 127.0.0.1 ]]; then
+                kv_die "user $KV_SVC_USER cannot reach $KV_BUILD; move the clone to a readable place"
+            fi
+            kv_log "warning: user $KV_SVC_USER cannot reach $KV_BUILD; processes run as root (loopback only)"
+            KV_SVC_USER=root
+        fi
+        chown "$KV_SVC_USER:" "$KV_SECRETS"
+        chown "$KV_PG_USER:" "$KV_PG"
+        chmod 0755 "$KV_PG"
+    fi
+    return 0
+}
+
+# Run a command as user (no-op switch when it is us). cwd is / so any user can start there.
+kv_run_as() {
+    local user=$1
+    shift
+    if [[ $user == "$(id -un)" ]]; then
+        (cd / && "$@")
+    else
+        (cd / && setpriv --reuid="$user" --regid="$user" --init-groups -- "$@")
+    fi
+}
+
+# ---------------------------------------------------------------- ports
+
+# True when something listens on TCP port (any address, IPv4 or IPv6).
+kv_port_busy() {
+    local hex
+    hex=$(printf '%04X' "$1")
+    awk -v p="$hex" 'FNR > 1 && $4 == "0A" { split($2, a, ":"); if (a[2] == p) found = 1 }
+        END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+# kv_ports_assign <name=default ...>: set KV_PORT_<NAME> for each, keeping values already in
+# ports.env, moving to the next free port when one is taken, and save ports.env.
+# Ports listed in KV_PORTS_KEEP (names) are kept even when busy (our own running PostgreSQL).
+kv_ports_assign() {
+    local file=$KV_STATE/ports.env spec name port var taken=" "
+    # shellcheck disable=SC1090
+    [[ -f $file ]] && . "$file"
+    : >"$file.new"
+    for spec in "$@"; do
+        name=${spec%%=*}
+        var=KV_PORT_${name^^}
+        port=${!var:-${spec#*=}}
+        if [[ " ${KV_PORTS_KEEP:-} " != *" $name "* ]]; then
+            while [[ $taken == *" $port "* ]] || kv_port_busy "$port"; do
+                port=$((port + 1))
+            done
+        fi
+        if [[ -n ${!var:-} && ${!var} != "$port" ]]; then
+            kv_log "port ${!var} for $name is taken; using $port"
+        fi
+        printf -v "$var" '%s' "$port"
+        taken+="$port "
+        printf '%s=%s\n' "$var" "$port" >>"$file.new"
+    done
+    mv "$file.new" "$file"
+}
+
+# Default ports of the runner (ARCHITECTURE.md) or, for the harness, a block of free ports
+# below the kernel's ephemeral range, offset by pid so that parallel suites do not collide.
+kv_ports_init() {
+    local -a names=(gateway admin metrics order tenant app audit billing emulator pg)
+    if [[ $KV_MODE == suite ]]; then
+        local base=$((20000 + ($$ % 400) * 25)) i=0 n specs=()
+        names+=(gateway2 admin2 metrics2)
+        for n in "${names[@]}"; do
+            specs+=("$n=$((base + i))")
+            i=$((i + 1))
+        done
+        kv_ports_assign "${specs[@]}"
+    else
+        kv_ports_assign gateway=8443 admin=8444 metrics=9100 order=7101 tenant=7102 app=7103 \
+            audit=7104 billing=7105 emulator=9443 pg=55432
+    fi
+}
+
+# ---------------------------------------------------------------- secrets
+
+# Random string of n letters and digits with at least one of each (config_key_is_strong).
+kv_rand_alnum() {
+    local n=$1 s=""
+    while ((${#s} < n)) || [[ ! $s =~ [0-9] || ! $s =~ [A-Za-z] ]]; do
+        s=$(openssl rand -base64 $((n * 2)) | LC_ALL=C tr -dc 'A-Za-z0-9')
+        s=${s:0:n}
+    done
+    printf '%s' "$s"
+}
+
+# Random lowercase hex of n bytes, retried until it holds a letter and a digit.
+kv_rand_hex() {
+    local s=""
+    while [[ ! $s =~ [0-9] || ! $s =~ [a-f] ]]; do
+        s=$(openssl rand -hex "$1")
+    done
+    printf '%s' "$s"
+}
+
+# kv_secret_put <name> <value...>: write secrets/<name> (0600) unless it exists. The value
+# goes through printf (a builtin), so it never shows on a command line.
+kv_secret_put() {
+    local f=$KV_SECRETS/$1
+    shift
+    [[ -s $f ]] && return 0
+    (umask 077 && printf '%s\n' "$*" >"$f.tmp" && mv "$f.tmp" "$f")
+}
+
+# Create every dev key, password, token, certificate and key pair that does not exist yet.
+kv_secrets_init() {
+    local r t tok
+    kv_secret_put basic-key "$(kv_rand_alnum 32)"
+    kv_secret_put kit-key "$(kv_rand_alnum 32)"
+    kv_secret_put data-key "$(kv_rand_hex 32)"
+    kv_secret_put webhook-secret "$(kv_rand_alnum 40)"
+    kv_secret_put marketplace-ak "$(kv_rand_alnum 20 | tr a-z A-Z)"
+    kv_secret_put marketplace-sk "$(kv_rand_alnum 40)"
+    kv_secret_put pg-super.password "$(kv_rand_hex 24)"
+    for r in "${KV_PG_ROLES[@]}"; do
+        kv_secret_put "pg-$r.password" "$(kv_rand_hex 24)"
+    done
+    if [[ ! -s $KV_SECRETS/admin-tokens ]]; then
+        for t in admin operator auditor; do
+            kv_secret_put "token-$t" "$(kv_rand_hex 32)"
+        done
+        # "name role sha256hex": the gateway stores only hashes of operator tokens.
+        for t in admin operator auditor; do
+            tok=$(<"$KV_SECRETS/token-$t")
+            printf '%s %s %s\n' "$t" "$t" "$(printf '%s' "$tok" | openssl dgst -sha256 -r | cut -d' ' -f1)"
+        done >"$KV_SECRETS/admin-tokens.tmp"
+        mv "$KV_SECRETS/admin-tokens.tmp" "$KV_SECRETS/admin-tokens"
+    fi
+    if [[ ! -s $KV_SECRETS/rsa-private.pem ]]; then
+        kv_log "generating the 3072-bit RSA key pair for clientSecret"
+        (umask 077 && openssl genpkey -quiet -algorithm RSA -pkeyopt rsa_keygen_bits:3072 \
+            -out "$KV_SECRETS/rsa-private.pem.tmp")
+        mv "$KV_SECRETS/rsa-private.pem.tmp" "$KV_SECRETS/rsa-private.pem"
+    fi
+    openssl pkey -in "$KV_SECRETS/rsa-private.pem" -pubout -out "$KV_KEYS/rsa-public.pem"
+    kv_tls_init
+    kv_secrets_own
+}
+
+# Dev CA and leaf (ECDSA P-256, SAN IP:127.0.0.1 and DNS:localhost plus KOOISV_LOCAL_TLS_SAN);
+# the leaf is renewed when it expires within a day or the names changed.
+kv_tls_init() {
+    local san="IP:127.0.0.1,DNS:localhost${KOOISV_LOCAL_TLS_SAN:+,$KOOISV_LOCAL_TLS_SAN}"
+    local cakey=$KV_SECRETS/tls-ca.key key=$KV_SECRETS/tls-server.key
+    if [[ ! -s $cakey || ! -s $KV_TLS/ca.crt ]]; then
+        (umask 077 && openssl genpkey -quiet -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$cakey")
+        openssl req -x509 -new -key "$cakey" -sha256 -days 3650 -subj "/CN=kooisv local dev CA" \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$KV_TLS/ca.crt" 2>/dev/null
+        rm -f "$KV_TLS/server.crt"
+    fi
+    if [[ -s $KV_TLS/server.crt && -s $key ]] &&
+        openssl x509 -in "$KV_TLS/server.crt" -noout -checkend 86400 >/dev/null &&
+        [[ -f $KV_TLS/server.san && $(<"$KV_TLS/server.san") == "$san" ]]; then
+        return 0
+    fi
+    [[ -s $key ]] || (umask 077 && openssl genpkey -quiet -algorithm EC \
+        -pkeyopt ec_paramgen_curve:P-256 -out "$key")
+    printf '%s\n' "subjectAltName=$san" "basicConstraints=critical,CA:FALSE" \
+        "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >"$KV_TLS/server.ext"
+    openssl req -new -key "$key" -subj "/CN=localhost" -out "$KV_TLS/server.csr" 2>/dev/null
+    openssl x509 -req -in "$KV_TLS/server.csr" -CA "$KV_TLS/ca.crt" -CAkey "$cakey" \
+        -set_serial "0x$(openssl rand -hex 16)" -days 397 -sha256 -extfile "$KV_TLS/server.ext" \
+        -out "$KV_TLS/server.crt" 2>/dev/null
+    cat "$KV_TLS/server.crt" "$KV_TLS/ca.crt" >"$KV_TLS/server-chain.crt"
+    printf '%s' "$san" >"$KV_TLS/server.san"
+    rm -f "$KV_TLS/server.csr" "$KV_TLS/server.ext"
+}
+
+# The processes' user may read what they need; the CA key, the passwords, the superuser's and
+# auditor's access and the plain operator tokens stay with the invoking user.
+kv_secrets_own() {
+    [[ $KV_SVC_USER == "$(id -un)" ]] && return 0
+    local f
+    for f in basic-key kit-key data-key webhook-secret marketplace-ak marketplace-sk admin-tokens \
+        rsa-private.pem tls-server.key "${KV_SERVICES[@]/#/pg-kooisv_}"; do
+        [[ $f == pg-* ]] && f=$f.dsn
+        if [[ -e $KV_SECRETS/$f ]]; then chown "$KV_SVC_USER:" "$KV_SECRETS/$f"; fi
+    done
+}
+
+# Value of a secret (for the env files written for the invoking user).
+kv_secret() { head -n 1 "$KV_SECRETS/$1"; }
+
+# ---------------------------------------------------------------- PostgreSQL
+
+kv_pg_bin() {
+    local d
+    for d in /usr/lib/postgresql/*/bin; do :; done
+    [[ -x $d/initdb ]] || kv_die "PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin"
+    printf '%s\n' "$d"
+}
+
+# libpq connection string over the Unix socket for role (password from the secrets folder).
+kv_pg_dsn() {
+    local role=$1 pwfile=$KV_SECRETS/pg-$1.password
+    [[ $role == "$KV_PG_SUPERUSER" ]] && pwfile=$KV_SECRETS/pg-super.password
+    printf 'host=%s port=%s dbname=kooisv user=%s password=%s' "$KV_PG_SOCK" "$KV_PORT_PG" "$role" \
+        "$(head -n 1 "$pwfile")"
+}
+
+# Create the cluster if there is none (superuser password from secrets, scram everywhere).
+kv_pg_init() {
+    local bin
+    bin=$(kv_pg_bin)
+    mkdir -p "$KV_PG_SOCK"
+    [[ $KV_PG_USER == "$(id -un)" ]] || chown "$KV_PG_USER:" "$KV_PG_SOCK"
+    chmod 0755 "$KV_PG_SOCK"
+    [[ -f $KV_PG_DATA/PG_VERSION ]] && return 0
+    kv_log "creating the PostgreSQL cluster in $KV_PG_DATA"
+    rm -rf "$KV_PG_DATA"
+    # initdb reads the password as the PostgreSQL user: hand it a private copy.
+    (umask 077 && cp "$KV_SECRETS/pg-super.password" "$KV_PG/pwfile")
+    [[ $KV_PG_USER == "$(id -un)" ]] || chown "$KV_PG_USER:" "$KV_PG/pwfile"
+    if ! kv_run_as "$KV_PG_USER" "$bin/initdb" -D "$KV_PG_DATA" -U "$KV_PG_SUPERUSER" \
+        --pwfile="$KV_PG/pwfile" --auth-local=scram-sha-256 --auth-host=scram-sha-256 \
+        -E UTF8 --no-locale >"$KV_PG/initdb.log" 2>&1; then
+        rm -f "$KV_PG/pwfile"
+        cat "$KV_PG/initdb.log" >&2
+        kv_die "initdb failed"
+    fi
+    rm -f "$KV_PG/pwfile"
+    kv_run_as "$KV_PG_USER" sh -c 'printf "%s\n" "include_if_exists = '"'"'kooisv.conf'"'"'" >> "$1/postgresql.conf"' \
+        sh "$KV_PG_DATA"
+}
+
+kv_pg_running() {
+    [[ -f $KV_PG_DATA/postmaster.pid ]] &&
+        kv_run_as "$KV_PG_USER" "$(kv_pg_bin)/pg_ctl" -D "$KV_PG_DATA" status >/dev/null 2>&1
+}
+
+# Start the cluster on KV_PORT_PG (listening on 127.0.0.1 and the socket dir).
+kv_pg_start() {
+    local bin durable=on
+    bin=$(kv_pg_bin)
+    kv_pg_running && return 0
+    # The suite is thrown away after the run: a process crash loses nothing without fsync.
+    [[ $KV_MODE == suite ]] && durable=off
+    kv_run_as "$KV_PG_USER" sh -c 'cat > "$1/kooisv.conf"' sh "$KV_PG_DATA" <<EOF
+# written by deploy/local/lib.sh on every start
+listen_addresses = '127.0.0.1'
+port = $KV_PORT_PG
+unix_socket_directories = '$KV_PG_SOCK'
+unix_socket_permissions = 0777
+max_connections = 300
+password_encryption = 'scram-sha-256'
+fsync = $durable
+synchronous_commit = $durable
+full_page_writes = $durable
+log_min_messages = warning
+log_line_prefix = '%m [%p] %u@%d '
+EOF
+    kv_log "starting PostgreSQL on 127.0.0.1:$KV_PORT_PG"
+    if ! kv_run_as "$KV_PG_USER" "$bin/pg_ctl" -D "$KV_PG_DATA" -l "$KV_PG/postgres.log" -w -t 60 \
+        start >/dev/null; then
+        tail -n 30 "$KV_PG/postgres.log" >&2 || true
+        kv_die "PostgreSQL did not start"
+    fi
+}
+
+kv_pg_stop() {
+    [[ -f $KV_PG_DATA/postmaster.pid ]] || return 0
+    kv_log "stopping PostgreSQL"
+    kv_run_as "$KV_PG_USER" "$(kv_pg_bin)/pg_ctl" -D "$KV_PG_DATA" -m fast -w -t 60 stop \
+        >/dev/null 2>&1 || true
+}
+
+# psql as the superuser, password from a private pgpass file (never on a command line).
+kv_psql() {
+    local pass=$KV_SECRETS/pgpass
+    if [[ ! -s $pass ]]; then
+        (umask 077 && printf '*:*:*:%s:%s\n' "$KV_PG_SUPERUSER" "$(kv_secret pg-super.password)" >"$pass")
+    fi
+    PGPASSFILE=$pass psql -X -q -v ON_ERROR_STOP=1 -h "$KV_PG_SOCK" -p "$KV_PORT_PG" \
+        -U "$KV_PG_SUPERUSER" "$@"
+}
+
+# Database, roles, schemas and grants (idempotent), then the audit schema's own DDL, then
+# every service's connection string into secrets/pg-<role>.dsn.
+kv_pg_bootstrap() {
+    local r audit_sql=$KV_REPO/services/audit/bootstrap.sql
+    kv_psql -d postgres -c "SELECT 1" >/dev/null
+    if [[ -z $(kv_psql -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = 'kooisv'") ]]; then
+        kv_psql -d postgres -c "CREATE DATABASE kooisv"
+    fi
+    kv_psql -d kooisv -v secrets_dir="$KV_SECRETS" -f "$KV_REPO/deploy/local/pg-bootstrap.sql" >/dev/null
+    if [[ -f $audit_sql ]]; then
+        kv_psql -d kooisv -f "$audit_sql" >/dev/null
+    fi
+    for r in "${KV_PG_ROLES[@]}"; do
+        (umask 077 && kv_pg_dsn "$r" >"$KV_SECRETS/pg-$r.dsn")
+    done
+    kv_secrets_own
+}
+
+# ---------------------------------------------------------------- processes
+
+kv_pidfile() { printf '%s\n' "$KV_RUN/$1.pid"; }
+
+# Pid of a running process we started (its pid file names a live process running our binary).
+kv_proc_pid() {
+    local pidfile pid exe
+    pidfile=$(kv_pidfile "$1")
+    [[ -s $pidfile ]] || return 1
+    pid=$(<"$pidfile")
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+    # A rebuilt binary shows as "path (deleted)" while the old process still runs it.
+    [[ ${exe% (deleted)} == "$(kv_bin "$1")" ]] || return 1
+    printf '%s\n' "$pid"
+}
+
+# kv_proc_start <proc>: start one process in the background (env from env.sh, secrets by file),
+# log to logs/<proc>.log, pid in run/<proc>.pid. A running instance is stopped first.
+kv_proc_start() {
+    local proc=$1 bin pid
+    bin=$(kv_bin "$proc")
+    [[ -x $bin ]] || kv_die "$proc: $bin is not built"
+    kv_proc_stop "$proc"
+    kv_env_for "$proc"
+    local -a run_as=()
+    if [[ $KV_SVC_USER != "$(id -un)" ]]; then
+        run_as=(setpriv --reuid="$KV_SVC_USER" --regid="$KV_SVC_USER" --init-groups --)
+    fi
+    printf '%s starting %s\n' "$(date -u +%FT%TZ)" "$proc" >>"$KV_LOGS/$proc.log"
+    # setsid: no terminal signals reach it; setpriv and env exec, so $! is the process itself.
+    (cd / && exec setsid "${run_as[@]}" env -i "${KV_ENV[@]}" "$bin" \
+        >>"$KV_LOGS/$proc.log" 2>&1 </dev/null) &
+    pid=$!
+    printf '%s\n' "$pid" >"$(kv_pidfile "$proc")"
+}
+
+# kv_proc_stop <proc> [signal]: TERM (or the given signal), wait up to 15 s, then KILL.
+kv_proc_stop() {
+    local proc=$1 sig=${2:-TERM} pid i
+    pid=$(kv_proc_pid "$proc") || {
+        rm -f "$(kv_pidfile "$proc")"
+        return 0
+    }
+    kill "-$sig" "$pid" 2>/dev/null || true
+    for ((i = 0; i < 150; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kv_log "$proc (pid $pid) did not stop in 15 s; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 0.2
+    fi
+    rm -f "$(kv_pidfile "$proc")"
+}
+
+# The port that shows a process is up.
+kv_proc_port() {
+    case $1 in
+    gateway) printf '%s\n' "$KV_PORT_METRICS" ;;
+    gateway2) printf '%s\n' "$KV_PORT_METRICS2" ;;
+    *)
+        local v=KV_PORT_${1^^}
+        printf '%s\n' "${!v}"
+        ;;
+    esac
+}
+
+# Print the last lines of a process's log (after a failure).
+kv_proc_log_tail() {
+    printf -- '---- last lines of %s ----\n' "$KV_LOGS/$1.log" >&2
+    tail -n "${2:-40}" "$KV_LOGS/$1.log" >&2 2>/dev/null || true
+    printf -- '----\n' >&2
+}
+
+# kv_proc_wait <proc> [timeout s]: until it is ready (gateways: /healthz answers 200; others:
+# their port listens). Fails early, with the log tail, if the process exits.
+kv_proc_wait() {
+    local proc=$1 timeout=${2:-60} port i
+    port=$(kv_proc_port "$proc")
+    for ((i = 0; i < timeout * 5; i++)); do
+        if ! kv_proc_pid "$proc" >/dev/null; then
+            kv_proc_log_tail "$proc"
+            kv_log "$proc exited during start-up"
+            return 1
+        fi
+        case $proc in
+        gateway | gateway2)
+            curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/healthz" 2>/dev/null && return 0
+            ;;
+        *) kv_port_busy "$port" && return 0 ;;
+        esac
+        sleep 0.2
+    done
+    kv_proc_log_tail "$proc"
+    kv_log "$proc not ready after ${timeout}s"
+    return 1
+}
+
+# Start every process of KV_PROCS in order and wait for each to be ready.
+kv_procs_start() {
+    local p
+    for p in "${KV_PROCS[@]}"; do
+        kv_proc_start "$p"
+        kv_proc_wait "$p" "${KOOISV_START_TIMEOUT:-90}" || return 1
+    done
+}
+
+# Stop every process (reverse start order: gateways first, so nothing new comes in).
+kv_procs_stop() {
+    local i
+    for ((i = ${#KV_PROCS[@]} - 1; i >= 0; i--)); do
+        kv_proc_stop "${KV_PROCS[i]}"
+    done
+}
+
+# One line per process: name, pid or "stopped", ready port.
+kv_procs_status() {
+    local p pid
+    for p in "${KV_PROCS[@]}"; do
+        if pid=$(kv_proc_pid "$p"); then
+            printf '%-9s running  pid %-7s port %s\n' "$p" "$pid" "$(kv_proc_port "$p")"
+        else
+            printf '%-9s stopped\n' "$p"
+        fi
+    done
+    if kv_pg_running; then
+        printf '%-9s running  pid %-7s port %s\n' postgres "$(head -n 1 "$KV_PG_DATA/postmaster.pid")" "$KV_PORT_PG"
+    else
+        printf '%-9s stopped\n' postgres
+    fi
+}
+
+# kv_write_client_env <file>: KEY=VALUE lines for clients, tests and kooisvctl (mode 0600).
+kv_write_client_env() {
+    local file=$1 host=127.0.0.1
+    (
+        umask 077
+        {
+            printf 'KOOISV_URL=https://%s:%s/produce\n' "$host" "$KV_PORT_GATEWAY"
+            printf 'KOOISV_ADMIN_URL=https://%s:%s\n' "$host" "$KV_PORT_ADMIN"
+            printf 'KOOISV_METRICS_URL=http://%s:%s\n' "$host" "$KV_PORT_METRICS"
+            printf 'KOOISV_CA_FILE=%s\n' "$KV_TLS/ca.crt"
+            printf 'KOOISV_BASIC_KEY=%s\n' "$(kv_secret basic-key)"
+            printf 'KOOISV_KIT_KEY=%s\n' "$(kv_secret kit-key)"
+            printf 'KOOISV_OPERATOR_TOKEN=%s\n' "$(kv_secret token-admin)"
+            printf 'KOOISV_OPERATOR_ROLE_TOKEN=%s\n' "$(kv_secret token-operator)"
+            printf 'KOOISV_AUDITOR_TOKEN=%s\n' "$(kv_secret token-auditor)"
+            printf 'KOOISV_EMULATOR_URL=https://%s:%s\n' "$host" "$KV_PORT_EMULATOR"
+            printf 'KOOISV_RSA_PUBLIC_KEY_FILE=%s\n' "$KV_KEYS/rsa-public.pem"
+            printf 'KOOISV_PG_SUPER_DSN=%s\n' "$(kv_pg_dsn "$KV_PG_SUPERUSER")"
+            printf 'KOOISV_PG_AUDITOR_DSN=%s\n' "$(kv_pg_dsn kooisv_auditor)"
+            printf 'KOOISV_ORDER_ENDPOINTS=tcp://127.0.0.1:%s\n' "$KV_PORT_ORDER"
+            printf 'KOOISV_TENANT_ENDPOINTS=tcp://127.0.0.1:%s\n' "$KV_PORT_TENANT"
+            printf 'KOOISV_APP_ENDPOINTS=tcp://127.0.0.1:%s\n' "$KV_PORT_APP"
+            printf 'KOOISV_AUDIT_ENDPOINTS=tcp://127.0.0.1:%s\n' "$KV_PORT_AUDIT"
+            printf 'KOOISV_BILLING_ENDPOINTS=tcp://127.0.0.1:%s\n' "$KV_PORT_BILLING"
+            printf 'KOOISV_STATE_DIR=%s\n' "$KV_STATE"
+            if [[ $KV_MODE == suite ]]; then
+                printf 'KOOISV_GATEWAY2_URL=https://%s:%s/produce\n' "$host" "$KV_PORT_GATEWAY2"
+                printf 'KOOISV_GATEWAY2_ADMIN_URL=https://%s:%s\n' "$host" "$KV_PORT_ADMIN2"
+                printf 'KOOISV_GATEWAY2_METRICS_URL=http://%s:%s\n' "$host" "$KV_PORT_METRICS2"
+                printf 'KOOISV_SUITE_DIR=%s\n' "$KV_STATE"
+                printf 'KOOISV_SUITE_SH=%s\n' "$KV_REPO/tests/harness/suite.sh"
+                printf 'KOOISV_BUILD_DIR=%s\n' "$KV_BUILD"
+            fi
+        } >"$file.tmp"
+        mv "$file.tmp" "$file"
+    )
+}
