@@ -1,0 +1,80 @@
+#!/bin/bash
+# kooisv-db-init: create or update the kooisv database, its roles, passwords and schemas on a
+# PostgreSQL server (the compose `postgres` service or a managed one). Idempotent: run on every
+# deployment (compose runs it before the services start; on Kubernetes run it as a Job). It applies
+# deploy/local/pg-bootstrap.sql and services/audit/bootstrap.sql, baked into the dbinit image under
+# /usr/share/kooisv/sql; each service applies its own migrations when it starts.
+#
+# Environment (libpq's own variables work too):
+#   PGHOST (default postgres) PGPORT (5432) PGUSER (administrator, default postgres)
+#   PGSSLMODE (default verify-full) PGSSLROOTCERT (default /run/secrets/pg-ca.crt)
+#   KOOISV_PG_ADMIN_PASSWORD_FILE  administrator's password (default /run/secrets/pg-super.password)
+#   KOOISV_SECRETS_DIR             folder with pg-kooisv_<role>.password files (default /run/secrets)
+#   KOOISV_DB_INIT_WAIT            seconds to wait for the server (default 60)
+set -euo pipefail
+umask 077
+
+sql_dir=${KOOISV_SQL_DIR:-/usr/share/kooisv/sql}
+secrets=${KOOISV_SECRETS_DIR:-/run/secrets}
+db=kooisv # pg-bootstrap.sql names it
+export PGHOST=${PGHOST:-postgres} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
+export PGSSLMODE=${PGSSLMODE:-verify-full} PGCONNECT_TIMEOUT=${PGCONNECT_TIMEOUT:-5}
+export PGSSLROOTCERT=${PGSSLROOTCERT:-$secrets/pg-ca.crt}
+export PGAPPNAME=kooisv-db-init
+unset PGPASSWORD PGDATABASE
+
+die() {
+    echo "db-init: $*" >&2
+    exit 1
+}
+
+# Spec §8: >= 8 characters, >= 2 character classes, not the account name.
+password_ok() {
+    local pw=$1 user=$2 classes=0
+    [ "${#pw}" -ge 8 ] || { echo "shorter than 8 characters"; return 1; }
+    [[ $pw == *[a-z]* ]] && classes=$((classes + 1))
+    [[ $pw == *[A-Z]* ]] && classes=$((classes + 1))
+    [[ $pw == *[0-9]* ]] && classes=$((classes + 1))
+    [[ $pw == *[^a-zA-Z0-9]* ]] && classes=$((classes + 1))
+    [ "$classes" -ge 2 ] || { echo "fewer than 2 character classes"; return 1; }
+    [ "${pw,,}" != "${user,,}" ] || { echo "equals the account name"; return 1; }
+    return 0
+}
+
+admin_pw_file=${KOOISV_PG_ADMIN_PASSWORD_FILE:-$secrets/pg-super.password}
+[ -r "$admin_pw_file" ] || die "cannot read the administrator password file $admin_pw_file"
+for r in kooisv_order kooisv_tenant kooisv_app kooisv_billing kooisv_audit kooisv_auditor; do
+    f=$secrets/pg-$r.password
+    [ -r "$f" ] || die "cannot read $f"
+    why=$(password_ok "$(head -n 1 "$f")" "$r") || die "$f: weak password: $why"
+done
+[ -r "$sql_dir/pg-bootstrap.sql" ] || die "missing $sql_dir/pg-bootstrap.sql"
+
+# The password reaches libpq through a private pgpass file, never a command line or environment.
+PGPASSFILE=$(mktemp)
+export PGPASSFILE
+trap 'rm -f "$PGPASSFILE"' EXIT
+printf '*:*:*:%s:%s\n' "$(printf '%s' "$PGUSER" | sed 's/[\\:]/\\&/g')" \
+    "$(head -n 1 "$admin_pw_file" | sed 's/[\\:]/\\&/g')" >"$PGPASSFILE"
+
+psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+
+wait_s=${KOOISV_DB_INIT_WAIT:-60}
+for ((i = 0; ; i++)); do
+    if err=$(psql_admin -d postgres -Atc 'SELECT 1' 2>&1 >/dev/null); then break; fi
+    ((i < wait_s)) || die "PostgreSQL at $PGHOST:$PGPORT not reachable: $err"
+    sleep 1
+done
+echo "db-init: connected to $PGHOST:$PGPORT as $PGUSER (sslmode=$PGSSLMODE)"
+
+psql_admin -d postgres -v db="$db" <<'SQL'
+SELECT format('CREATE DATABASE %I', :'db')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
+SQL
+psql_admin -d "$db" -v secrets_dir="$secrets" -f "$sql_dir/pg-bootstrap.sql" >/dev/null
+echo "db-init: roles, passwords and schemas up to date (pg-bootstrap.sql)"
+if [ -r "$sql_dir/audit-bootstrap.sql" ]; then
+    psql_admin -d "$db" -f "$sql_dir/audit-bootstrap.sql" >/dev/null
+    echo "db-init: audit schema up to date (services/audit/bootstrap.sql)"
+fi
+echo "db-init: done"

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# gen-secrets.sh: create the files docker-compose.yml mounts as Docker secrets, in
+# deploy/docker/secrets/ (git-ignored; directory 0700). Random keys and passwords, a development
+# CA with a gateway and a PostgreSQL certificate, the RSA key pair for clientSecret, operator tokens.
+# Existing files are never overwritten: delete one to regenerate it, or replace a generated value
+# with the real one (the seller keys from the seller console, the marketplace AK/SK, a real
+# certificate, a managed PostgreSQL's CA and DSNs). Run it again after changing any setting below.
+#
+# Environment:
+#   KOOISV_SECRETS_DIR   where to write (default: deploy/docker/secrets next to this script)
+#   KOOISV_TLS_SAN       extra subjectAltName entries of the gateway certificate, e.g.
+#                        "DNS:isv.example.com,IP:203.0.113.7" (always: localhost, 127.0.0.1, gateway)
+#   KOOISV_PG_HOST       PostgreSQL host in the DSNs (default postgres, the compose service)
+#   KOOISV_PG_PORT       (default 5432)
+#   KOOISV_PG_DATABASE   (default kooisv)
+#   KOOISV_PG_SSLMODE    libpq sslmode in the DSNs (default verify-full)
+#
+# Files (each a Docker secret of the same name unless noted):
+#   basic-key kit-key            seller keys (basic interfaces / kit sync): REPLACE with the console's
+#   data-key                     64 hex digits: at-rest encryption key (sealbox)
+#   marketplace-ak marketplace-sk  credentials for calls to the marketplace: REPLACE with real ones
+#   admin-tokens                 "name role sha256hex" lines: operator tokens, hashes only
+#   token-<name>                 the plain operator tokens (kept here for the operator; not mounted)
+#   rsa-private.pem              clientSecret decryption key (app); rsa-public.pem goes to the console
+#   ca.crt tls-ca.key            development CA (the key stays here, never mounted)
+#   server.crt tls-server.key    gateway certificate (chain: server-chain.crt) and key
+#   pg-server.crt pg-server.key  PostgreSQL server certificate and key
+#   pg-ca.crt                    CA the services trust for PostgreSQL (a managed service's CA)
+#   pg-super.password            PostgreSQL superuser (db-init and the postgres container only)
+#   pg-kooisv_<role>.password    per-role login passwords (db-init sets them)
+#   pg-kooisv_<svc>.dsn          each service's libpq connection string
+set -euo pipefail
+umask 077
+
+here=$(cd "$(dirname "$0")" && pwd)
+dir=${KOOISV_SECRETS_DIR:-$here/secrets}
+pg_host=${KOOISV_PG_HOST:-postgres}
+pg_port=${KOOISV_PG_PORT:-5432}
+pg_db=${KOOISV_PG_DATABASE:-kooisv}
+pg_sslmode=${KOOISV_PG_SSLMODE:-verify-full}
+gw_san="DNS:localhost,IP:127.0.0.1,DNS:gateway${KOOISV_TLS_SAN:+,$KOOISV_TLS_SAN}"
+services=(order tenant app audit billing)
+roles=(kooisv_order kooisv_tenant kooisv_app kooisv_billing kooisv_audit kooisv_auditor)
+
+command -v openssl >/dev/null || { echo "gen-secrets.sh: openssl is required" >&2; exit 1; }
+mkdir -p "$dir"
+chmod 0700 "$dir"
+
+say() { printf 'gen-secrets: %s\n' "$*"; }
+
+# n random letters and digits holding at least one of each (keys must pass config_key_is_strong).
+rand_alnum() {
+    local n=$1 s=""
+    while ((${#s} < n)) || [[ ! $s =~ [0-9] || ! $s =~ [A-Za-z] ]]; do
+        s=$(openssl rand -base64 $((n * 2)) | LC_ALL=C tr -dc 'A-Za-z0-9')
+        s=${s:0:n}
+    done
+    printf '%s' "$s"
+}
+
+# 2n lowercase hex digits holding a letter and a digit (two character classes).
+rand_hex() {
+    local s=""
+    while [[ ! $s =~ [0-9] || ! $s =~ [a-f] ]]; do s=$(openssl rand -hex "$1"); done
+    printf '%s' "$s"
+}
+
+# put <name> <value>: write the file unless it exists (printf is a builtin: no command line).
+put() {
+    local f=$dir/$1
+    [[ -s $f ]] && return 0
+    printf '%s\n' "$2" >"$f.tmp"
+    mv "$f.tmp" "$f"
+    say "created $1"
+}
+
+put basic-key "$(rand_alnum 32)"
+put kit-key "$(rand_alnum 32)"
+put data-key "$(rand_hex 32)"
+put webhook-secret "$(rand_alnum 40)"
+put marketplace-ak "$(rand_alnum 20 | tr a-z A-Z)"
+put marketplace-sk "$(rand_alnum 40)"
+put pg-super.password "$(rand_alnum 32)"
+for r in "${roles[@]}"; do put "pg-$r.password" "$(rand_alnum 32)"; done
+
+# Operator tokens: the gateway gets only their SHA-256; the plain tokens stay in this folder.
+if [[ ! -s $dir/admin-tokens ]]; then
+    for t in admin operator auditor; do put "token-$t" "$(rand_hex 32)"; done
+    for t in admin operator auditor; do
+        printf '%s %s %s\n' "$t" "$t" "$(tr -d '\n' <"$dir/token-$t" | openssl dgst -sha256 -r | cut -d' ' -f1)"
+    done >"$dir/admin-tokens.tmp"
+    mv "$dir/admin-tokens.tmp" "$dir/admin-tokens"
+    say "created admin-tokens (plain tokens in token-admin, token-operator, token-auditor)"
+fi
+
+if [[ ! -s $dir/rsa-private.pem ]]; then
+    openssl genpkey -quiet -algorithm RSA -pkeyopt rsa_keygen_bits:3072 -out "$dir/rsa-private.pem.tmp"
+    mv "$dir/rsa-private.pem.tmp" "$dir/rsa-private.pem"
+    say "created rsa-private.pem"
+fi
+openssl pkey -in "$dir/rsa-private.pem" -pubout -out "$dir/rsa-public.pem.tmp"
+mv -f "$dir/rsa-public.pem.tmp" "$dir/rsa-public.pem"
+
+# ---- development CA and leaf certificates (ECDSA P-256) ----
+if [[ ! -s $dir/tls-ca.key || ! -s $dir/ca.crt ]]; then
+    openssl genpkey -quiet -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$dir/tls-ca.key"
+    openssl req -x509 -new -key "$dir/tls-ca.key" -sha256 -days 3650 \
+        -subj "/CN=kooisv docker dev CA" -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$dir/ca.crt" 2>/dev/null
+    rm -f "$dir/server.crt" "$dir/pg-server.crt"
+    say "created the development CA (ca.crt, tls-ca.key)"
+fi
+
+# leaf <cert> <key> <cn> <san>: (re)issue when missing, expiring within 30 days, or names changed.
+leaf() {
+    local crt=$dir/$1 key=$dir/$2 cn=$3 san=$4
+    if [[ -s $crt && -s $key && -s $crt.san && $(<"$crt.san") == "$san" ]] &&
+        openssl x509 -in "$crt" -noout -checkend $((30 * 86400)) >/dev/null; then
+        return 0
+    fi
+    if ! openssl x509 -in "$crt" -noout -issuer 2>/dev/null | grep -q "kooisv docker dev CA" &&
+        [[ -s $crt ]]; then
+        say "keeping $1: not issued by the development CA (yours to renew)"
+        return 0
+    fi
+    [[ -s $key ]] || openssl genpkey -quiet -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$key"
+    rm -f "$crt.ext"
+    printf '%s\n' "subjectAltName=$san" "basicConstraints=critical,CA:FALSE" \
+        "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >"$crt.ext"
+    openssl req -new -key "$key" -subj "/CN=$cn" 2>/dev/null |
+        openssl x509 -req -CA "$dir/ca.crt" -CAkey "$dir/tls-ca.key" \
+            -set_serial "0x$(openssl rand -hex 16)" -days 397 -sha256 -extfile "$crt.ext" \
+            -out "$crt.tmp" 2>/dev/null
+    mv -f "$crt.tmp" "$crt"
+    rm -f "$crt.ext"
+    rm -f "$crt.san"
+    printf '%s\n' "$san" >"$crt.san"
+    say "issued $1 for $san"
+}
+leaf server.crt tls-server.key localhost "$gw_san"
+cat "$dir/server.crt" "$dir/ca.crt" >"$dir/server-chain.crt.tmp"
+mv -f "$dir/server-chain.crt.tmp" "$dir/server-chain.crt"
+leaf pg-server.crt pg-server.key "$pg_host" "DNS:$pg_host,DNS:localhost"
+[[ -s $dir/pg-ca.crt ]] || { cp "$dir/ca.crt" "$dir/pg-ca.crt"; say "created pg-ca.crt (the dev CA)"; }
+
+# ---- connection strings: rewritten every run so host/port/sslmode changes apply ----
+for s in "${services[@]}"; do
+    pw=$(head -n 1 "$dir/pg-kooisv_$s.password")
+    printf 'host=%s port=%s dbname=%s user=kooisv_%s password=%s sslmode=%s sslrootcert=/run/secrets/pg-ca.crt connect_timeout=5 application_name=kooisv-%s\n' \
+        "$pg_host" "$pg_port" "$pg_db" "$s" "$pw" "$pg_sslmode" "$s" >"$dir/pg-kooisv_$s.dsn.tmp"
+    if cmp -s "$dir/pg-kooisv_$s.dsn.tmp" "$dir/pg-kooisv_$s.dsn"; then
+        rm -f "$dir/pg-kooisv_$s.dsn.tmp"
+    else
+        mv "$dir/pg-kooisv_$s.dsn.tmp" "$dir/pg-kooisv_$s.dsn"
+        say "wrote pg-kooisv_$s.dsn"
+    fi
+done
+
+# Docker bind-mounts secret files with their host owner and mode, and the containers run as
+# uid 10001 (kooisv) and 999 (postgres): the files are readable inside the 0700 folder, which is
+# what keeps other host users out. Keys that are never mounted stay owner-only.
+chmod 0444 "$dir"/*
+chmod 0400 "$dir/tls-ca.key" "$dir"/token-*
+say "secrets in $dir"

@@ -1,0 +1,42 @@
+#!/bin/bash
+# kooisv-healthcheck: the containers' HEALTHCHECK probe, using only bash (no curl in the images).
+#   kooisv-healthcheck http   GET /healthz on the gateway's plain-HTTP metrics listener
+#                             (KOOISV_METRICS_LISTEN, default 127.0.0.1:9100); healthy on HTTP 200.
+#   kooisv-healthcheck tcp    TCP connect to the service's ZeroMQ port (the port of KOOISV_BIND);
+#                             healthy when the ROUTER socket is bound (it binds only after start-up
+#                             checks and migrations succeeded).
+# Exit 0 healthy, 1 unhealthy (Docker's convention).
+set -u
+
+# host:port or [v6]:port or *:port -> the address to probe from inside the container.
+split_addr() {
+    local addr=$1 def_host=$2
+    addr=${addr#tcp://}
+    port=${addr##*:}
+    host=${addr%:*}
+    host=${host#[}
+    host=${host%]}
+    case "$host" in "" | "*" | 0.0.0.0) host=$def_host ;; "::") host=::1 ;; esac
+}
+
+case "${1:-}" in
+http)
+    split_addr "${KOOISV_METRICS_LISTEN:-127.0.0.1:9100}" 127.0.0.1
+    exec 3<>"/dev/tcp/$host/$port" || exit 1
+    printf 'GET /healthz HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n' "$host" >&3
+    IFS= read -r -t 3 status <&3 || exit 1
+    case "$status" in
+    "HTTP/1."?" 200"*) exit 0 ;;
+    *) echo "healthz: ${status%$'\r'}"; exit 1 ;;
+    esac
+    ;;
+tcp)
+    split_addr "${KOOISV_BIND:?KOOISV_BIND unset}" 127.0.0.1
+    exec 3<>"/dev/tcp/$host/$port" || exit 1
+    exit 0
+    ;;
+*)
+    echo "usage: kooisv-healthcheck http|tcp" >&2
+    exit 2
+    ;;
+esac
