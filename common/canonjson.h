@@ -12,7 +12,8 @@ char *canonjson_dump(const json_t *v);
 /* Strictly parse body (valid UTF-8, no duplicate keys, one value, no trailing data); NULL with
  * err filled on failure. Caller owns the result (json_decref). */
 json_t *canonjson_parse(const char *body, size_t len, json_error_t *err);
-/* Shortest round-trip decimal text of d, Java Double.toString style, into buf (>= 32 bytes). */
+/* Shortest round-trip decimal text of d, Java Double.toString style, into buf (>= 32 bytes);
+ * returns buf, or NULL if d is NaN/Inf or buf is too small. */
 char *canonjson_format_real(double d, char *buf, size_t len);
 
 #endif

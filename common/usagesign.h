@@ -5,7 +5,8 @@
 #define KOOISV_USAGESIGN_H
 #include <jansson.h>
 
-/* Usage-push signature. Caller owns the result. */
+/* Usage-push signature over body exactly as given: pass the canonical text that is also sent.
+ * Caller owns the result. */
 char *usagesign_signature(const char *key, const char *ts, const char *nonce, const char *body);
 /* V1 authToken over params (a flat object of strings); string_to_sign, if non-NULL, receives the
  * signed text (caller owns). Caller owns the result. */

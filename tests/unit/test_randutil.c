@@ -1,0 +1,109 @@
+/* randutil: shapes and alphabets of the random values; rough uniformity of alnum. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "randutil.h"
+
+static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+static void test_rand_bytes_fills(void **state)
+{
+    uint8_t a[64] = {0}, b[64] = {0};
+    rand_bytes(a, sizeof a);
+    rand_bytes(b, sizeof b);
+    /* 2^-512 chance of a false failure. */
+    assert_memory_not_equal(a, b, sizeof a);
+    rand_bytes(a, 0);
+}
+
+static void test_rand_alnum_alphabet_and_length(void **state)
+{
+    char out[101];
+    memset(out, 'X', sizeof out);
+    rand_alnum(out, 100);
+    assert_int_equal(strlen(out), 100);
+    assert_int_equal(strspn(out, alnum), 100);
+    rand_alnum(out, 0);
+    assert_string_equal(out, "");
+}
+
+static void test_rand_alnum_uniform(void **state)
+{
+    /* 62 * 500 draws: every symbol must appear, none wildly over- or under-represented
+     * (expected 500 each; bounds are > 8 standard deviations away). */
+    enum { N = 62 * 500 };
+    char *out = malloc(N + 1);
+    rand_alnum(out, N);
+    int counts[256] = {0};
+    for (size_t i = 0; i < N; i++)
+        counts[(unsigned char)out[i]]++;
+    for (const char *c = alnum; *c; c++) {
+        assert_in_range(counts[(unsigned char)*c], 320, 680);
+    }
+    free(out);
+}
+
+static void test_rand_uuid_v4_shape(void **state)
+{
+    char a[37], b[37];
+    rand_uuid(a);
+    rand_uuid(b);
+    assert_string_not_equal(a, b);
+    for (int k = 0; k < 100; k++) {
+        rand_uuid(a);
+        assert_int_equal(strlen(a), 36);
+        for (int i = 0; i < 36; i++) {
+            if (i == 8 || i == 13 || i == 18 || i == 23)
+                assert_int_equal(a[i], '-');
+            else
+                assert_non_null(strchr("0123456789abcdef", a[i]));
+        }
+        assert_int_equal(a[14], '4');
+        assert_non_null(strchr("89ab", a[19]));
+    }
+}
+
+static void test_rand_password_classes(void **state)
+{
+    size_t lengths[] = {12, 13, 16, 32, 64};
+    char out[65];
+    for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++) {
+        for (int k = 0; k < 200; k++) {
+            rand_password(out, lengths[l]);
+            assert_int_equal(strlen(out), lengths[l]);
+            int upper = 0, lower = 0, digit = 0, symbol = 0;
+            for (const char *p = out; *p; p++) {
+                if (*p >= 'A' && *p <= 'Z')
+                    upper++;
+                else if (*p >= 'a' && *p <= 'z')
+                    lower++;
+                else if (*p >= '0' && *p <= '9')
+                    digit++;
+                else {
+                    /* Printable ASCII without quotes, backslash or blanks. */
+                    assert_in_range((unsigned char)*p, 0x21, 0x7e);
+                    assert_null(strchr("\"'\\`", *p));
+                    symbol++;
+                }
+            }
+            assert_true(upper && lower && digit && symbol);
+        }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rand_bytes_fills),
+        cmocka_unit_test(test_rand_alnum_alphabet_and_length),
+        cmocka_unit_test(test_rand_alnum_uniform),
+        cmocka_unit_test(test_rand_uuid_v4_shape),
+        cmocka_unit_test(test_rand_password_classes),
+    };
+    return cmocka_run_group_tests_name("randutil", tests, NULL, NULL);
+}
