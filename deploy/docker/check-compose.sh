@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# check-compose.sh: static checks of docker-compose.yml and the Dockerfile, no engine needed.
+#   1. `docker compose config -q` (or docker-compose) when a compose tool is installed;
+#   2. the deployment rules, by grep/awk over the files (spec §8 and ARCHITECTURE.md "Deploy"):
+#      every long-running service runs as a fixed non-root uid with a health check and a restart
+#      policy; only the gateway publishes ports and its admin port is on host loopback; no
+#      container_name (it breaks --scale); no privileged mode; secrets only through *_FILE
+#      variables that point at /run/secrets; each *_FILE target is a declared secret of the
+#      service; every declared secret file lives in the secrets folder; the Dockerfile's FROMs are
+#      overridable, every runtime target has a non-root USER and a HEALTHCHECK, no secret is COPYed.
+# Exit 0 when all checks pass, 1 otherwise (each failure printed on one line).
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+compose=$here/docker-compose.yml
+dockerfile=$here/Dockerfile
+fails=0
+fail() {
+    echo "check-compose: FAIL: $*"
+    fails=$((fails + 1))
+}
+ok() { echo "check-compose: ok: $*"; }
+
+[ -f "$compose" ] || { echo "check-compose: $compose missing"; exit 1; }
+
+# ---- 1. the compose tool's own validation ----
+tool=()
+if docker compose version >/dev/null 2>&1; then
+    tool=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+    tool=(docker-compose)
+fi
+if ((${#tool[@]})); then
+    if out=$(cd "$here" && KOOISV_SECRETS_DIR=${KOOISV_SECRETS_DIR:-./secrets} "${tool[@]}" -f "$compose" config -q 2>&1); then
+        ok "${tool[*]} config"
+    else
+        fail "${tool[*]} config: $out"
+    fi
+else
+    echo "check-compose: no compose tool installed; static checks only"
+fi
+
+# ---- 2. static checks ----
+# Split the services: section into "service<TAB>line" records (2-space service keys).
+records=$(awk '
+    /^[^ #]/ { in_services = ($0 ~ /^services:/); next }
+    in_services && /^  [a-z][a-z0-9_-]*:/ { svc = $1; sub(":", "", svc); next }
+    in_services && svc != "" && !/^ *#/ { print svc "\t" $0 }
+' "$compose")
+services=$(printf '%s\n' "$records" | cut -f1 | sort -u)
+[ -n "$services" ] || fail "no services found"
+
+has() { printf '%s\n' "$records" | awk -F'\t' -v s="$1" '$1 == s { print $2 }' | grep -Eq -- "$2"; }
+# The shared settings come from the x-kooisv-service anchor (merged with <<:).
+anchor=$(awk '/^x-kooisv-service:/ { on = 1; next } /^[^ ]/ { on = 0 } on' "$compose")
+anchored() { has "$1" '<<: \*kooisv-service' && printf '%s\n' "$anchor" | grep -Eq -- "$2"; }
+
+grep -Eq '^[^#]*container_name:' "$compose" && fail "container_name is set (breaks docker compose --scale)"
+grep -Eq '^[^#]*privileged: *true' "$compose" && fail "a service is privileged"
+grep -Eq '^[^#]*network_mode: *"?host' "$compose" && fail "a service uses host networking"
+
+for s in $services; do
+    # user: a numeric non-zero uid
+    if has "$s" '^ +user:' || anchored "$s" '^ +user:'; then
+        if has "$s" 'user: *"?(0|root)[:"]' || { ! has "$s" '^ +user:' && anchored "$s" 'user: *"?(0|root)[:"]'; }; then
+            fail "$s runs as root"
+        fi
+    else
+        fail "$s has no user: (would run as the image's user; pin a non-root uid)"
+    fi
+    has "$s" '^ +restart:' || anchored "$s" '^ +restart:' || fail "$s has no restart policy"
+    # ports only on the gateway
+    if has "$s" '^ +ports:' && [ "$s" != gateway ]; then fail "$s publishes ports (only the gateway may)"; fi
+    # *_FILE variables point into /run/secrets and at a secret the service mounts
+    while IFS= read -r line; do
+        var=${line%%:*}
+        var=${var// /}
+        target=${line#*: }
+        target=${target//\"/}
+        case "$target" in
+        /run/secrets/*) ;;
+        *) fail "$s: $var=$target is not under /run/secrets"; continue ;;
+        esac
+        name=${target#/run/secrets/}
+        has "$s" "[[ ,]${name//./\\.}[],]|^ +- (source: )?${name//./\\.}\$" ||
+            fail "$s: $var names secret $name, which the service does not mount"
+    done < <(printf '%s\n' "$records" | awk -F'\t' -v s="$s" '$1 == s { print $2 }' |
+        grep -E '^ +[A-Z0-9_]+_FILE:' | sed 's/^ *//')
+    # secret values never inline: any *_KEY/*_PASSWORD/*_SK/*_DSN/*_TOKEN(S) must be a _FILE
+    printf '%s\n' "$records" | awk -F'\t' -v s="$s" '$1 == s { print $2 }' |
+        grep -E '^ +[A-Z0-9_]*(KEY|PASSWORD|_SK|_AK|DSN|TOKENS?)(_[A-Z]+)?: ' | grep -Ev '_FILE:' |
+        while IFS= read -r l; do echo "check-compose: FAIL: $s: inline secret variable: $(echo $l)"; done |
+        grep . && fails=$((fails + 1))
+    # health: from the compose file or the image (HEALTHCHECK in the Dockerfile target)
+    if [ "$s" != dbinit ]; then
+        if ! has "$s" '^ +healthcheck:' && ! awk -v t="$s" '
+            /^FROM / { cur = $NF } cur == t && /^HEALTHCHECK/ { found = 1 } END { exit !found }' "$dockerfile"; then
+            fail "$s has no health check (compose healthcheck: or Dockerfile HEALTHCHECK)"
+        fi
+    fi
+done
+
+# the gateway: public port and loopback-only admin port
+if has gateway '^ +ports:'; then
+    has gateway '"127\.0\.0\.1:[^"]*:8444"' || fail "gateway admin port 8444 is not bound to host loopback"
+    has gateway ':8443"' || fail "gateway does not publish 8443"
+fi
+# depends_on with conditions towards health / completion
+has gateway 'condition: service_healthy' || fail "gateway does not wait for healthy services"
+grep -q 'service_completed_successfully' "$compose" || fail "no service waits for dbinit to complete"
+
+# every declared secret is a file in the secrets folder (default ./secrets, git-ignored)
+awk '/^secrets:/ { on = 1; next } /^[^ ]/ { on = 0 } on && /file:/' "$compose" |
+    grep -v 'KOOISV_SECRETS_DIR:-./secrets}/' | grep . &&
+    fail "a secret file lives outside \${KOOISV_SECRETS_DIR:-./secrets}"
+grep -qx '/secrets/' "$here/.gitignore" 2>/dev/null || fail "deploy/docker/.gitignore does not ignore /secrets/"
+
+# ---- Dockerfile ----
+if [ -f "$dockerfile" ]; then
+    first_from=$(grep -n '^FROM ' "$dockerfile" | head -1 | cut -d: -f1)
+    base_arg=$(grep -n '^ARG BASE_IMAGE=' "$dockerfile" | head -1 | cut -d: -f1)
+    [ -n "$base_arg" ] && [ "$base_arg" -lt "$first_from" ] || fail "Dockerfile: ARG BASE_IMAGE must come before the first FROM"
+    grep -E '^FROM ' "$dockerfile" | grep -Ev '^FROM (\$\{[A-Z_]+\}|build|runtime) ' | grep . &&
+        fail "Dockerfile: a FROM line is not overridable (\${BASE_IMAGE})"
+    grep -Eiq '^(COPY|ADD) .*secrets' "$dockerfile" && fail "Dockerfile copies a secrets folder into an image"
+    grep -Eq '^ENV .*(PASSWORD|_KEY|_SK|DSN)=' "$dockerfile" && fail "Dockerfile sets a secret in ENV"
+    # every final stage (not build/runtime) ends up non-root
+    for t in $(awk '/^FROM / && $(NF-1) == "AS" { print $NF }' "$dockerfile"); do
+        [ "$t" = build ] && continue
+        u=$(awk -v t="$t" '/^FROM / { cur = $NF; if ($2 == "runtime") from_rt[cur] = 1 }
+            cur == t && /^USER / { u = $2 } END { print u }' "$dockerfile")
+        if [ -z "$u" ] && awk -v t="$t" '/^FROM / && $NF == t && $2 == "runtime" { f = 1 } END { exit !f }' "$dockerfile"; then
+            u=$(awk '/^FROM / { cur = $NF } cur == "runtime" && /^USER / { u = $2 } END { print u }' "$dockerfile")
+        fi
+        case "$u" in
+        "" | 0 | 0:* | root | root:*) fail "Dockerfile target $t runs as root (USER '$u')" ;;
+        esac
+    done
+    ok "Dockerfile checked"
+fi
+
+if [ "$fails" -eq 0 ]; then
+    ok "services: $(echo $services)"
+    echo "check-compose: all checks passed"
+    exit 0
+fi
+echo "check-compose: $fails check(s) failed"
+exit 1
