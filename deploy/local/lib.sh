@@ -198,21 +198,22 @@ kv_port_busy() {
 # ports.env, moving to the next free port when one is taken, and save ports.env.
 # Ports listed in KV_PORTS_KEEP (names) are kept even when busy (our own running PostgreSQL).
 kv_ports_assign() {
-    local file=$KV_STATE/ports.env spec name port var taken=" "
+    local file=$KV_STATE/ports.env spec name port want var taken=" "
     # shellcheck disable=SC1090
     [[ -f $file ]] && . "$file"
     : >"$file.new"
     for spec in "$@"; do
         name=${spec%%=*}
         var=KV_PORT_${name^^}
-        port=${!var:-${spec#*=}}
+        want=${!var:-${spec#*=}}
+        port=$want
         if [[ " ${KV_PORTS_KEEP:-} " != *" $name "* ]]; then
             while [[ $taken == *" $port "* ]] || kv_port_busy "$port"; do
                 port=$((port + 1))
             done
         fi
-        if [[ -n ${!var:-} && ${!var} != "$port" ]]; then
-            kv_log "port ${!var} for $name is taken; using $port"
+        if [[ $KV_MODE != suite && $want != "$port" ]]; then
+            kv_log "port $want for $name is taken; using $port"
         fi
         printf -v "$var" '%s' "$port"
         taken+="$port "
@@ -464,6 +465,14 @@ kv_pg_bootstrap() {
 
 kv_pidfile() { printf '%s\n' "$KV_RUN/$1.pid"; }
 
+# True while pid runs (a zombie, exited but not yet reaped, counts as gone).
+kv_pid_alive() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [[ ${stat:0:1} != Z ]]
+}
+
 # Pid of a running process we started (its pid file names a live process running our binary).
 kv_proc_pid() {
     local pidfile pid exe
@@ -539,10 +548,12 @@ kv_proc_log_tail() {
 # kv_proc_wait <proc> [timeout s]: until it is ready (gateways: /healthz answers 200; others:
 # their port listens). Fails early, with the log tail, if the process exits.
 kv_proc_wait() {
-    local proc=$1 timeout=${2:-60} port i
+    local proc=$1 timeout=${2:-60} port i pid
     port=$(kv_proc_port "$proc")
+    pid=$(<"$(kv_pidfile "$proc")")
     for ((i = 0; i < timeout * 5; i++)); do
-        if ! kv_proc_pid "$proc" >/dev/null; then
+        # Not kv_proc_pid: right after the start the pid may still be running setsid/setpriv/env.
+        if ! kv_pid_alive "$pid"; then
             kv_proc_log_tail "$proc"
             kv_log "$proc exited during start-up"
             return 1
