@@ -1,0 +1,203 @@
+/* admin: operator look-ups and actions on instances and jobs (AdminRequest, caller kind
+ * "operator" only). Answers are JSON documents rendered by PostgreSQL; sealed credentials never
+ * leave the database through here. */
+#include "order.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "instance_state.h"
+#include "log.h"
+
+const pg_stmt_t admin_stmts[] = {
+    {"admin_instance_get",
+     "SELECT jsonb_build_object("
+     " 'instance', to_jsonb(i) - 'user_name_sealed' - 'password_sealed'"
+     "   || jsonb_build_object('hasCredentials', i.password_sealed IS NOT NULL),"
+     " 'history', (SELECT coalesce(jsonb_agg(to_jsonb(h) ORDER BY h.id), '[]')"
+     "   FROM orders.instance_history h WHERE h.instance_id = i.instance_id),"
+     " 'orders', (SELECT coalesce(jsonb_agg(to_jsonb(a) ORDER BY a.applied_at), '[]')"
+     "   FROM orders.order_applications a WHERE a.instance_id = i.instance_id),"
+     " 'jobs', (SELECT coalesce(jsonb_agg(to_jsonb(j) ORDER BY j.id), '[]')"
+     "   FROM orders.jobs j WHERE j.instance_id = i.instance_id),"
+     " 'licenses', (SELECT coalesce(jsonb_agg(to_jsonb(l) - 'license' ORDER BY l.created_at),"
+     "   '[]') FROM orders.licenses l WHERE l.instance_id = i.instance_id)"
+     ")::text FROM orders.instances i WHERE i.instance_id = $1",
+     1},
+    {"admin_instance_list",
+     "SELECT jsonb_build_object('instances', coalesce(jsonb_agg(s.x ORDER BY s.seq DESC), '[]'),"
+     " 'nextBefore', CASE WHEN count(*) = $3::int THEN min(s.seq) END)::text"
+     " FROM (SELECT seq, jsonb_build_object('instanceId', instance_id, 'seq', seq,"
+     "   'state', state, 'orderId', order_id, 'orderLineId', order_line_id,"
+     "   'testFlag', test_flag, 'productId', product_id, 'chargingMode', charging_mode,"
+     "   'trial', trial, 'expireTime', expire_time, 'provisionedAt', provisioned_at,"
+     "   'createdAt', created_at, 'releasedAt', released_at) AS x"
+     "  FROM orders.instances WHERE ($1::text IS NULL OR state = $1)"
+     "  AND ($2::bigint IS NULL OR seq < $2::bigint) ORDER BY seq DESC LIMIT $3::int) s",
+     3},
+    /* Given up jobs, and jobs still retrying after an error. */
+    {"admin_jobs_failed",
+     "SELECT jsonb_build_object('jobs', coalesce(jsonb_agg(to_jsonb(j) ORDER BY j.id), '[]'))::text"
+     " FROM (SELECT * FROM orders.jobs WHERE state = 'failed'"
+     "  OR (state IN ('pending', 'running') AND last_error IS NOT NULL)"
+     "  ORDER BY id LIMIT $1::int) j",
+     1},
+    {"admin_job_redrive",
+     "UPDATE orders.jobs SET state = 'pending', attempts = 0, next_attempt_at = now(),"
+     " lease_owner = NULL, lease_until = NULL, updated_at = now()"
+     " WHERE id = $1::bigint AND (state IN ('failed', 'pending')"
+     "  OR (state = 'running' AND lease_until < now()))"
+     " RETURNING jsonb_build_object('id', id, 'instanceId', instance_id, 'kind', kind,"
+     "  'state', state, 'attempts', attempts, 'nextAttemptAt', next_attempt_at)::text",
+     1},
+    {"admin_job_state", "SELECT state FROM orders.jobs WHERE id = $1::bigint", 1},
+};
+const size_t admin_stmts_count = sizeof admin_stmts / sizeof admin_stmts[0];
+
+static const char *arg_of(const Kooisv__AdminRequest *r, const char *key)
+{
+    for (size_t i = 0; i < r->n_args; i++)
+        if (r->args[i]->key && strcmp(r->args[i]->key, key) == 0)
+            return r->args[i]->value;
+    return NULL;
+}
+
+/* True when s is 1..18 decimal digits (fits a bigint). */
+static bool is_count(const char *s)
+{
+    size_t n = 0;
+    for (; s && s[n]; n++)
+        if (s[n] < '0' || s[n] > '9')
+            return false;
+    return n > 0 && n <= 18;
+}
+
+/* Limit argument within 1..max, default def; false (answered 000002) when malformed. */
+static bool limit_arg(svc_call_t *call, const char *s, int def, int max, char out[16])
+{
+    if (!s || !*s) {
+        snprintf(out, 16, "%d", def);
+        return true;
+    }
+    long v = is_count(s) ? strtol(s, NULL, 10) : 0;
+    if (v < 1 || v > max) {
+        svc_call_result(call, RC_INVALID, "limit must be 1..%d", max);
+        return false;
+    }
+    snprintf(out, 16, "%ld", v);
+    return true;
+}
+
+static void answer_text(svc_call_t *call, const char *json)
+{
+    Kooisv__AdminResult *out = svc_call_alloc(call, sizeof *out);
+    kooisv__admin_result__init(out);
+    out->json = svc_call_strdup(call, json);
+    Kooisv__Reply *reply = svc_call_reply(call);
+    reply->admin = out;
+    reply->result_case = KOOISV__REPLY__RESULT_ADMIN;
+    svc_call_result(call, RC_OK, "success");
+}
+
+/* Run a statement answering one JSON text cell into the reply; no row -> missing_code/msg. */
+static void answer_json(order_worker_t *w, svc_call_t *call, const char *stmt, int n,
+                        const char *const *params, const char *missing_code,
+                        const char *missing_msg)
+{
+    db_status_t st = DB_OK;
+    PGresult *res = orderdb_exec(w->conn, svc_call_rid(call), stmt, n, params, &st);
+    if (!res) {
+        order_reply(call, st, RC_INTERNAL, "");
+        return;
+    }
+    if (PQntuples(res) == 1 && pg_value(res, 0, 0))
+        answer_text(call, pg_value(res, 0, 0));
+    else
+        svc_call_result(call, missing_code, "%s", missing_msg);
+    PQclear(res);
+}
+
+static void job_redrive(order_worker_t *w, svc_call_t *call, const char *id)
+{
+    const char *rid = svc_call_rid(call);
+    const char *p[] = {id};
+    db_status_t st = DB_OK;
+    PGresult *res = orderdb_exec(w->conn, rid, "admin_job_redrive", 1, p, &st);
+    if (res && PQntuples(res) == 1) {
+        answer_text(call, pg_value(res, 0, 0));
+        PQclear(res);
+        /* Autocommit: the row is already updated; the notification only saves a poll. */
+        change_notify_jobs(w->conn, rid);
+        log_info(rid, "job %s redriven by operator", id);
+        return;
+    }
+    if (res) {
+        PQclear(res);
+        res = orderdb_exec(w->conn, rid, "admin_job_state", 1, p, &st);
+    }
+    if (!res) {
+        order_reply(call, st, RC_INTERNAL, "");
+        return;
+    }
+    if (PQntuples(res) == 0)
+        svc_call_result(call, RC_INVALID, "job %s does not exist", id);
+    else
+        svc_call_result(call, RC_BUSY,
+                        "job %s is %s; only failed, waiting or abandoned jobs are redriven", id,
+                        pg_value(res, 0, 0));
+    PQclear(res);
+}
+
+void admin_handle(order_worker_t *w, svc_call_t *call)
+{
+    const Kooisv__Envelope *env = svc_call_request(call);
+    const Kooisv__AdminRequest *r = env->admin;
+    if (!env->caller || !env->caller->kind || strcmp(env->caller->kind, "operator") != 0) {
+        svc_call_result(call, RC_AUTH, "admin actions are for operators only");
+        return;
+    }
+    const char *action = r->action ? r->action : "";
+    char limit[16];
+    if (strcmp(action, "instance.get") == 0) {
+        const char *id = arg_of(r, "id");
+        if (!order_require(call, "id", id, 256))
+            return;
+        const char *p[] = {id};
+        answer_json(w, call, "admin_instance_get", 1, p, RC_NO_INSTANCE,
+                    "instance does not exist");
+    } else if (strcmp(action, "instance.list") == 0) {
+        const char *state = order_nullable(arg_of(r, "state"));
+        const char *before = order_nullable(arg_of(r, "before"));
+        instance_state_t s;
+        if (state && !instance_state_parse(state, &s)) {
+            svc_call_result(call, RC_INVALID,
+                            "state must be provisioning, active, frozen or released");
+            return;
+        }
+        if (before && !is_count(before)) {
+            svc_call_result(call, RC_INVALID, "before must be a sequence number");
+            return;
+        }
+        if (!limit_arg(call, arg_of(r, "limit"), 50, 500, limit))
+            return;
+        const char *p[] = {state, before, limit};
+        answer_json(w, call, "admin_instance_list", 3, p, RC_INTERNAL, "");
+    } else if (strcmp(action, "jobs.failed") == 0) {
+        if (!limit_arg(call, arg_of(r, "limit"), 100, 1000, limit))
+            return;
+        const char *p[] = {limit};
+        answer_json(w, call, "admin_jobs_failed", 1, p, RC_INTERNAL, "");
+    } else if (strcmp(action, "jobs.redrive") == 0) {
+        const char *id = arg_of(r, "id");
+        if (!id || !is_count(id)) {
+            svc_call_result(call, RC_INVALID, "id must be a job id");
+            return;
+        }
+        job_redrive(w, call, id);
+    } else {
+        svc_call_result(call, RC_INVALID,
+                        "unknown action; the order service knows instance.get, instance.list, "
+                        "jobs.failed, jobs.redrive");
+    }
+}

@@ -1,0 +1,502 @@
+/* jobs: background work of the order service, run by job threads in every replica.
+ * A job row is claimed with FOR UPDATE SKIP LOCKED and leased (lease_owner, lease_until); a
+ * replica killed mid-job leaves a lease that runs out, and any replica takes the job over.
+ * Failures retry with exponential backoff (attempts, next_attempt_at, last_error) until
+ * max_attempts, then the job is "failed" for an operator to redrive.
+ *   provision:  Query Order -> store order details -> provisioner -> seal and store the
+ *               credentials, mark active, history + outbox (one transaction).
+ *   order_sync: Query Order for an upgrade order -> store the new plan details.
+ * Slow calls (HTTP) run outside any transaction; each step's result is committed before the
+ * next, so a retry resumes where the last attempt stopped. */
+#include "order.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "instance_state.h"
+#include "log.h"
+#include "randutil.h"
+#include "sealbox.h"
+#include "xmalloc.h"
+
+const pg_stmt_t jobs_stmts[] = {
+    {"job_claim",
+     "WITH c AS (SELECT id FROM orders.jobs"
+     "  WHERE (state = 'pending' AND next_attempt_at <= now())"
+     "     OR (state = 'running' AND lease_until < now())"
+     "  ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+     " UPDATE orders.jobs j SET state = 'running', attempts = j.attempts + 1,"
+     "  lease_owner = $1, lease_until = now() + $2::int * interval '1 millisecond',"
+     "  updated_at = now()"
+     " FROM c WHERE j.id = c.id"
+     " RETURNING j.id, j.kind, j.instance_id, j.order_id, j.order_line_id, j.attempts,"
+     "  coalesce(j.request_id, '-')",
+     2},
+    {"job_instance",
+     "SELECT state, test_flag, order_fetched_at IS NOT NULL, product_id, sku_code,"
+     " charging_mode, to_char(expire_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+     " FROM orders.instances WHERE instance_id = $1",
+     1},
+    /* $12: the instance's own order (provision) sets expiry and trial once; a later order
+     * (order_sync after an upgrade) leaves them to refreshInstance. */
+    {"job_store_order",
+     "UPDATE orders.instances SET order_type = $2, charging_mode = coalesce($3, charging_mode),"
+     " period_type = coalesce($4, period_type),"
+     " period_number = coalesce($5::int, period_number), product_id = coalesce($6, product_id),"
+     " sku_code = coalesce($7, sku_code), amount = coalesce($8, amount),"
+     " trial = CASE WHEN $12::boolean THEN $9::boolean ELSE trial END,"
+     " expire_time = CASE WHEN $12::boolean AND expire_time IS NULL"
+     "   THEN to_timestamp($10::bigint / 1000.0) ELSE expire_time END,"
+     " order_info = $11::jsonb, order_fetched_at = now(), updated_at = now()"
+     " WHERE instance_id = $1 AND state <> 'released'",
+     12},
+    {"job_renew",
+     "UPDATE orders.jobs SET lease_until = now() + $3::int * interval '1 millisecond',"
+     " updated_at = now() WHERE id = $1::bigint AND lease_owner = $2 AND state = 'running'",
+     3},
+    {"job_lock", "SELECT state, lease_owner FROM orders.jobs WHERE id = $1::bigint FOR UPDATE",
+     1},
+    {"job_store_credentials",
+     "UPDATE orders.instances SET front_end_url = $2, admin_url = $3, user_name_sealed = $4,"
+     " password_sealed = $5, memo = $6, state = $7, provisioned_at = now(), updated_at = now()"
+     " WHERE instance_id = $1",
+     7},
+    {"job_finish",
+     "UPDATE orders.jobs SET state = $2, done_at = now(), lease_owner = NULL,"
+     " lease_until = NULL, updated_at = now() WHERE id = $1::bigint",
+     2},
+    {"job_fail",
+     "UPDATE orders.jobs SET state = CASE WHEN attempts >= $3::int THEN 'failed' ELSE 'pending' END,"
+     " next_attempt_at = now() + $4::bigint * interval '1 millisecond', last_error = $2,"
+     " last_error_at = now(), lease_owner = NULL, lease_until = NULL, updated_at = now()"
+     " WHERE id = $1::bigint AND lease_owner = $5 AND state = 'running' RETURNING state",
+     5},
+};
+const size_t jobs_stmts_count = sizeof jobs_stmts / sizeof jobs_stmts[0];
+
+typedef struct {
+    const order_config_t *cfg;
+    int index;
+    char owner[192];
+    PGconn *conn;
+    int listen_pid; /* backend that holds our LISTEN; re-issued after a reconnect */
+} runner_t;
+
+typedef struct {
+    char id[24];
+    char kind[16];
+    char instance_id[257];
+    char order_id[257];
+    char order_line_id[257];
+    int attempts;
+    char rid[160];
+} job_t;
+
+static pthread_t *threads;
+static runner_t *runners;
+static int thread_count;
+
+/* ---- small helpers ---- */
+
+static bool exec_ok(runner_t *r, const char *rid, const char *stmt, int n, const char *const *p,
+                    int *rows)
+{
+    db_status_t st;
+    PGresult *res = orderdb_exec(r->conn, rid, stmt, n, p, &st);
+    if (!res)
+        return false;
+    if (rows)
+        *rows = PQresultStatus(res) == PGRES_TUPLES_OK ? PQntuples(res)
+                                                        : atoi(PQcmdTuples(res));
+    PQclear(res);
+    return true;
+}
+
+static long backoff_ms(const order_config_t *cfg, int attempts)
+{
+    long d = cfg->backoff_ms;
+    for (int i = 1; i < attempts && d < cfg->backoff_max_ms; i++)
+        d *= 2;
+    if (d > cfg->backoff_max_ms)
+        d = cfg->backoff_max_ms;
+    /* Up to 20% jitter so that replicas retrying the same outage do not march in step. */
+    unsigned int j;
+    rand_bytes(&j, sizeof j);
+    return d + (long)(j % (unsigned)(d / 5 + 1));
+}
+
+/* Record a failed attempt: retry later, or give up at max_attempts. */
+static void job_fail(runner_t *r, const job_t *job, const char *why)
+{
+    char max[16], delay[24];
+    snprintf(max, sizeof max, "%d", r->cfg->max_attempts);
+    snprintf(delay, sizeof delay, "%ld", backoff_ms(r->cfg, job->attempts));
+    const char *p[] = {job->id, why, max, delay, r->owner};
+    db_status_t st;
+    PGresult *res = orderdb_exec(r->conn, job->rid, "job_fail", 5, p, &st);
+    const char *state = res && PQntuples(res) == 1 ? pg_value(res, 0, 0) : "lost";
+    log_msg(strcmp(state, "failed") == 0 ? LOG_ERROR : LOG_WARN, job->rid,
+            "job %s %s instance=%s attempt %d failed: %s; now %s%s%s", job->id, job->kind,
+            job->instance_id, job->attempts, why, state,
+            strcmp(state, "pending") == 0 ? ", retry in ms " : "",
+            strcmp(state, "pending") == 0 ? delay : "");
+    if (res)
+        PQclear(res);
+}
+
+/* Extend the lease before the next slow step; false when the job is no longer ours. */
+static bool job_renew(runner_t *r, const job_t *job)
+{
+    char lease[16];
+    snprintf(lease, sizeof lease, "%d", r->cfg->lease_ms);
+    const char *p[] = {job->id, r->owner, lease};
+    int rows = 0;
+    if (!exec_ok(r, job->rid, "job_renew", 3, p, &rows))
+        return false;
+    if (rows != 1)
+        log_warn(job->rid, "job %s: lease lost (taken over or cancelled); stopping", job->id);
+    return rows == 1;
+}
+
+/* ---- steps ---- */
+
+typedef struct {
+    instance_state_t state;
+    bool test_flag;
+    bool order_fetched;
+    char product_id[257], sku_code[257], charging_mode[64], expire[32];
+} job_instance_t;
+
+static bool load_instance(runner_t *r, const job_t *job, job_instance_t *out, bool *found)
+{
+    const char *p[] = {job->instance_id};
+    db_status_t st;
+    PGresult *res = orderdb_exec(r->conn, job->rid, "job_instance", 1, p, &st);
+    if (!res)
+        return false;
+    *found = PQntuples(res) == 1 && instance_state_parse(pg_value(res, 0, 0), &out->state);
+    if (*found) {
+        out->test_flag = strcmp(pg_value(res, 0, 1), "t") == 0;
+        out->order_fetched = strcmp(pg_value(res, 0, 2), "t") == 0;
+#define COPY(field, col)                                                                           \
+    snprintf(out->field, sizeof out->field, "%s", pg_value(res, 0, col) ? pg_value(res, 0, col) : "")
+        COPY(product_id, 3);
+        COPY(sku_code, 4);
+        COPY(charging_mode, 5);
+        COPY(expire, 6);
+#undef COPY
+    }
+    PQclear(res);
+    return true;
+}
+
+/* Query Order for the job's order and store the details; 0, or -1 after job_fail. */
+static int fetch_order(runner_t *r, const job_t *job, bool initial)
+{
+    queryorder_details_t d;
+    char err[256];
+    if (queryorder_fetch(&r->cfg->market, job->order_id, job->order_line_id, &d, err,
+                         sizeof err) != 0) {
+        job_fail(r, job, err);
+        return -1;
+    }
+    char period[16], expire[24];
+    snprintf(period, sizeof period, "%d", d.period_number);
+    snprintf(expire, sizeof expire, "%lld", (long long)d.expire_ms);
+    const char *p[] = {job->instance_id,
+                       d.order_type,
+                       d.charging_mode,
+                       d.period_type,
+                       d.period_number >= 0 ? period : NULL,
+                       d.product_id,
+                       d.sku_code,
+                       d.amount,
+                       d.trial ? "true" : "false",
+                       d.expire_ms > 0 ? expire : NULL,
+                       d.order_json,
+                       initial ? "true" : "false"};
+    bool ok = exec_ok(r, job->rid, "job_store_order", 12, p, NULL);
+    if (ok)
+        log_info(job->rid, "job %s: order %s fetched (type=%s charging=%s product=%s trial=%d)",
+                 job->id, job->order_id, d.order_type ? d.order_type : "-",
+                 d.charging_mode ? d.charging_mode : "-", d.product_id ? d.product_id : "-",
+                 d.trial);
+    queryorder_details_free(&d);
+    if (!ok) {
+        job_fail(r, job, "database error while storing the order");
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct {
+    runner_t *r;
+    const job_t *job;
+    const char *kind_done; /* "done" or "cancelled" decided inside */
+    provisioner_credentials_t *creds;
+    char *user_sealed, *password_sealed;
+    bool activated;
+} finish_ctx_t;
+
+/* Store the credentials and activate, unless the instance moved on (released) meanwhile. */
+static db_status_t finish_body(PGconn *conn, void *arg)
+{
+    finish_ctx_t *c = arg;
+    const job_t *job = c->job;
+    const char *rid = job->rid;
+    db_status_t st = DB_OK;
+    c->activated = false;
+    const char *ip[] = {job->instance_id};
+    PGresult *res = orderdb_exec(conn, rid, "instance_lock", 1, ip, &st);
+    if (!res)
+        return st;
+    instance_state_t from, to;
+    bool found = PQntuples(res) == 1 && instance_state_parse(pg_value(res, 0, 0), &from);
+    PQclear(res);
+    const char *jp[] = {job->id};
+    res = orderdb_exec(conn, rid, "job_lock", 1, jp, &st);
+    if (!res)
+        return st;
+    bool ours = PQntuples(res) == 1 && strcmp(pg_value(res, 0, 0), "running") == 0 &&
+                pg_value(res, 0, 1) && strcmp(pg_value(res, 0, 1), c->r->owner) == 0;
+    PQclear(res);
+    if (!found || !ours) {
+        log_warn(rid, "job %s: no longer ours or instance gone; not storing", job->id);
+        return DB_ROLLBACK;
+    }
+    const char *why;
+    instance_verdict_t v = instance_transition(from, INSTANCE_EV_PROVISIONED, &to, &why);
+    c->kind_done = v == INSTANCE_INVALID ? "cancelled" : "done";
+    if (v == INSTANCE_APPLY) {
+        const provisioner_credentials_t *k = c->creds;
+        const char *p[] = {job->instance_id, k->front_end_url, k->admin_url, c->user_sealed,
+                           c->password_sealed, k->memo, instance_state_name(to)};
+        res = orderdb_exec(conn, rid, "job_store_credentials", 7, p, &st);
+        if (!res)
+            return st;
+        PQclear(res);
+        change_t ch = {.instance_id = job->instance_id,
+                       .event = instance_event_name(INSTANCE_EV_PROVISIONED),
+                       .from_state = instance_state_name(from),
+                       .to_state = instance_state_name(to),
+                       .order_id = job->order_id,
+                       .order_line_id = job->order_line_id,
+                       .outbox_event = "instance.activated",
+                       .request_id = rid};
+        if ((st = change_record(conn, &ch)) != DB_OK)
+            return st;
+        c->activated = true;
+    }
+    const char *fp[] = {job->id, c->kind_done};
+    res = orderdb_exec(conn, rid, "job_finish", 2, fp, &st);
+    if (!res)
+        return st;
+    PQclear(res);
+    return DB_OK;
+}
+
+static char *seal_text(const order_config_t *cfg, const char *aad, const char *text)
+{
+    return text ? sealbox_seal(cfg->data_key, aad, text, strlen(text)) : NULL;
+}
+
+static void finish_job(runner_t *r, const job_t *job, const char *state)
+{
+    const char *p[] = {job->id, state};
+    exec_ok(r, job->rid, "job_finish", 2, p, NULL);
+}
+
+static void run_provision(runner_t *r, const job_t *job, job_instance_t *inst)
+{
+    if (!inst->order_fetched) {
+        if (fetch_order(r, job, true) != 0)
+            return;
+        bool found = false;
+        if (!load_instance(r, job, inst, &found) || !found) {
+            job_fail(r, job, "instance vanished after the order was stored");
+            return;
+        }
+        if (!job_renew(r, job))
+            return;
+    }
+    provisioner_request_t req = {.instance_id = job->instance_id,
+                                 .order_id = job->order_id,
+                                 .order_line_id = job->order_line_id,
+                                 .product_id = order_nullable(inst->product_id),
+                                 .sku_code = order_nullable(inst->sku_code),
+                                 .charging_mode = order_nullable(inst->charging_mode),
+                                 .expire_time = order_nullable(inst->expire),
+                                 .test_flag = inst->test_flag,
+                                 .request_id = job->rid};
+    provisioner_credentials_t creds = {0};
+    char err[256];
+    if (provisioner_provision(&r->cfg->prov, &req, &creds, err, sizeof err) != 0) {
+        job_fail(r, job, err);
+        return;
+    }
+    finish_ctx_t c = {.r = r, .job = job, .creds = &creds};
+    c.user_sealed = seal_text(r->cfg, job->instance_id, creds.user_name);
+    c.password_sealed = seal_text(r->cfg, job->instance_id, creds.password);
+    db_status_t st = orderdb_tx(r->conn, job->rid, finish_body, &c);
+    free(c.user_sealed);
+    free(c.password_sealed);
+    provisioner_credentials_free(&creds);
+    if (st == DB_FAIL)
+        job_fail(r, job, "database error while storing the credentials");
+    else if (st == DB_OK)
+        log_info(job->rid, "job %s: instance %s %s", job->id, job->instance_id,
+                 c.activated ? "provisioned and active" : "needed no provisioning");
+}
+
+static void run_order_sync(runner_t *r, const job_t *job)
+{
+    if (fetch_order(r, job, false) == 0)
+        finish_job(r, job, "done");
+}
+
+/* Claim and run one due job; 1 when one ran, 0 when none was due, -1 on a database error. */
+static int run_one(runner_t *r)
+{
+    char lease[16];
+    snprintf(lease, sizeof lease, "%d", r->cfg->lease_ms);
+    const char *p[] = {r->owner, lease};
+    db_status_t st;
+    PGresult *res = orderdb_exec(r->conn, NULL, "job_claim", 2, p, &st);
+    if (!res)
+        return -1;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return 0;
+    }
+    job_t job;
+    snprintf(job.id, sizeof job.id, "%s", pg_value(res, 0, 0));
+    snprintf(job.kind, sizeof job.kind, "%s", pg_value(res, 0, 1));
+    snprintf(job.instance_id, sizeof job.instance_id, "%s", pg_value(res, 0, 2));
+    snprintf(job.order_id, sizeof job.order_id, "%s", pg_value(res, 0, 3));
+    snprintf(job.order_line_id, sizeof job.order_line_id, "%s", pg_value(res, 0, 4));
+    job.attempts = atoi(pg_value(res, 0, 5));
+    snprintf(job.rid, sizeof job.rid, "%s", pg_value(res, 0, 6));
+    PQclear(res);
+    log_info(job.rid, "job %s %s instance=%s attempt %d claimed by %s", job.id, job.kind,
+             job.instance_id, job.attempts, r->owner);
+
+    job_instance_t inst;
+    bool found = false;
+    if (!load_instance(r, &job, &inst, &found)) {
+        job_fail(r, &job, "database error while loading the instance");
+        return 1;
+    }
+    if (!found || inst.state == INSTANCE_RELEASED) {
+        log_info(job.rid, "job %s: instance %s is released; job cancelled", job.id,
+                 job.instance_id);
+        finish_job(r, &job, "cancelled");
+        return 1;
+    }
+    if (strcmp(job.kind, "provision") == 0)
+        run_provision(r, &job, &inst);
+    else
+        run_order_sync(r, &job);
+    return 1;
+}
+
+/* ---- thread loop ---- */
+
+/* Sleep up to ms, returning early on a NOTIFY or a stop request. */
+static void wait_for_work(runner_t *r, int ms)
+{
+    int64_t left = ms;
+    while (left > 0 && !service_stopping()) {
+        int slice = left > 200 ? 200 : (int)left;
+        int fd = r->conn ? PQsocket(r->conn) : -1;
+        if (fd < 0) {
+            struct timespec ts = {0, slice * 1000000L};
+            nanosleep(&ts, NULL);
+        } else {
+            struct pollfd pfd = {.fd = fd, .events = POLLIN};
+            if (poll(&pfd, 1, slice) > 0) {
+                PQconsumeInput(r->conn);
+                bool woke = false;
+                PGnotify *n;
+                while ((n = PQnotifies(r->conn)) != NULL) {
+                    woke = true;
+                    PQfreemem(n);
+                }
+                if (woke)
+                    return;
+                if (PQstatus(r->conn) != CONNECTION_OK)
+                    return;
+            }
+        }
+        left -= slice;
+    }
+}
+
+static bool ensure_connection(runner_t *r)
+{
+    if (!r->conn) {
+        r->conn = orderdb_connect(r->cfg, "kooisv-order-jobs", 1);
+        if (!r->conn)
+            return false;
+    } else if (!orderdb_ensure(r->conn)) {
+        return false;
+    }
+    if (PQbackendPID(r->conn) != r->listen_pid) {
+        if (!pg_command(r->conn, "LISTEN orders_jobs"))
+            return false;
+        r->listen_pid = PQbackendPID(r->conn);
+    }
+    return true;
+}
+
+static void *job_thread(void *arg)
+{
+    runner_t *r = arg;
+    while (!service_stopping()) {
+        if (!ensure_connection(r)) {
+            log_warn(NULL, "job thread %d: database unavailable; retrying", r->index);
+            wait_for_work(r, r->cfg->poll_ms);
+            continue;
+        }
+        int ran = run_one(r);
+        if (ran <= 0)
+            wait_for_work(r, r->cfg->poll_ms);
+    }
+    if (r->conn)
+        PQfinish(r->conn);
+    r->conn = NULL;
+    return NULL;
+}
+
+int jobs_start(const order_config_t *cfg)
+{
+    thread_count = cfg->job_threads;
+    threads = xcalloc((size_t)thread_count, sizeof *threads);
+    runners = xcalloc((size_t)thread_count, sizeof *runners);
+    for (int i = 0; i < thread_count; i++) {
+        runners[i].cfg = cfg;
+        runners[i].index = i;
+        snprintf(runners[i].owner, sizeof runners[i].owner, "%s:%d", cfg->replica_id, i);
+        if (pthread_create(&threads[i], NULL, job_thread, &runners[i]) != 0) {
+            log_error(NULL, "cannot start job thread %d", i);
+            thread_count = i;
+            return -1;
+        }
+    }
+    log_info(NULL, "%d job thread(s) started as %s", thread_count, cfg->replica_id);
+    return 0;
+}
+
+void jobs_join(void)
+{
+    for (int i = 0; i < thread_count; i++)
+        pthread_join(threads[i], NULL);
+    free(threads);
+    free(runners);
+    threads = NULL;
+    runners = NULL;
+    thread_count = 0;
+}

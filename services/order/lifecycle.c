@@ -1,0 +1,580 @@
+/* lifecycle: newInstance, refreshInstance, updateInstanceStatus, releaseInstance,
+ * upgradeInstance and changeInstanceCheck. Each runs as validate -> transaction -> reply;
+ * idempotency comes from unique keys (instances_order_key, order_applications) and transitions
+ * are serialized by the instance row lock (instance_lock, FOR UPDATE). */
+#include "order.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "instance_state.h"
+#include "log.h"
+#include "randutil.h"
+#include "timeutil.h"
+
+#define ID_MAX 256
+
+const pg_stmt_t lifecycle_stmts[] = {
+    {"instance_by_order",
+     "SELECT instance_id FROM orders.instances"
+     " WHERE test_flag = $1::boolean AND order_id = $2 AND order_line_id = $3",
+     3},
+    /* No conflict target: a clash on the order key (a duplicate) and on the id (businessId
+     * reused by another order) both come back as "no row", told apart by instance_by_order. */
+    {"instance_insert",
+     "INSERT INTO orders.instances (instance_id, order_id, order_line_id, business_id, test_flag,"
+     " created_request_id) VALUES ($1, $2, $3, $4, $5::boolean, $6)"
+     " ON CONFLICT DO NOTHING RETURNING instance_id",
+     6},
+    {"job_insert",
+     "INSERT INTO orders.jobs (kind, instance_id, order_id, order_line_id, request_id)"
+     " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+     5},
+    {"application_exists",
+     "SELECT 1 FROM orders.order_applications"
+     " WHERE instance_id = $1 AND activity = $2 AND order_id = $3",
+     3},
+    {"application_insert",
+     "INSERT INTO orders.order_applications (instance_id, activity, order_id, order_line_id,"
+     " scene, request_id) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+     6},
+    {"instance_lock",
+     "SELECT state, to_char(expire_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+     " product_id FROM orders.instances WHERE instance_id = $1 FOR UPDATE",
+     1},
+    {"instance_state", "SELECT state, product_id FROM orders.instances WHERE instance_id = $1",
+     1},
+    {"instance_set_state",
+     "UPDATE orders.instances SET state = $2, updated_at = now(),"
+     " released_at = CASE WHEN $2 = 'released' THEN now() ELSE released_at END"
+     " WHERE instance_id = $1",
+     2},
+    {"instance_refresh",
+     "UPDATE orders.instances SET expire_time = to_timestamp($2::bigint / 1000.0),"
+     " product_id = coalesce($3, product_id), trial = trial AND $4 <> 'TRIAL_TO_FORMAL',"
+     " updated_at = now() WHERE instance_id = $1",
+     4},
+    {"instance_upgrade",
+     "UPDATE orders.instances SET product_id = coalesce($2, product_id),"
+     " plan_version = plan_version + 1, updated_at = now() WHERE instance_id = $1",
+     2},
+    {"jobs_cancel",
+     "UPDATE orders.jobs SET state = 'cancelled', lease_owner = NULL, lease_until = NULL,"
+     " updated_at = now() WHERE instance_id = $1 AND state IN ('pending', 'running', 'failed')",
+     1},
+};
+const size_t lifecycle_stmts_count = sizeof lifecycle_stmts / sizeof lifecycle_stmts[0];
+
+/* What a transaction body decided; the reply is set from it after COMMIT. */
+typedef struct {
+    const char *rid;
+    const char *code;
+    char msg[160];
+} verdict_t;
+
+static void decide(verdict_t *v, const char *code, const char *fmt, const char *arg)
+{
+    v->code = code;
+    snprintf(v->msg, sizeof v->msg, fmt, arg ? arg : "");
+}
+
+/* The locked instance: state, expiry (ISO, "" when none) and product. */
+typedef struct {
+    instance_state_t state;
+    char expire[32];
+    char product[ID_MAX + 1];
+} locked_t;
+
+/* Lock instance_id; DB_OK with *found saying whether it exists. */
+static db_status_t instance_lock(PGconn *conn, const char *rid, const char *instance_id,
+                                 locked_t *out, bool *found)
+{
+    db_status_t st = DB_OK;
+    const char *p[] = {instance_id};
+    PGresult *res = orderdb_exec(conn, rid, "instance_lock", 1, p, &st);
+    if (!res)
+        return st;
+    *found = PQntuples(res) == 1;
+    if (*found) {
+        if (!instance_state_parse(pg_value(res, 0, 0), &out->state)) {
+            log_error(rid, "instance %s has unknown state", instance_id);
+            PQclear(res);
+            return DB_FAIL;
+        }
+        snprintf(out->expire, sizeof out->expire, "%s", pg_value(res, 0, 1) ? pg_value(res, 0, 1) : "");
+        snprintf(out->product, sizeof out->product, "%s", pg_value(res, 0, 2) ? pg_value(res, 0, 2) : "");
+    }
+    PQclear(res);
+    return DB_OK;
+}
+
+/* Run a statement whose rows do not matter. */
+static db_status_t exec_void(PGconn *conn, const char *rid, const char *stmt, int n,
+                             const char *const *params)
+{
+    db_status_t st = DB_OK;
+    PGresult *res = orderdb_exec(conn, rid, stmt, n, params, &st);
+    if (!res)
+        return st;
+    PQclear(res);
+    return DB_OK;
+}
+
+/* DB_OK with *applied = whether (instance, activity, order) was already applied. */
+static db_status_t application_seen(PGconn *conn, const char *rid, const char *instance_id,
+                                    const char *activity, const char *order_id, bool *applied)
+{
+    db_status_t st = DB_OK;
+    const char *p[] = {instance_id, activity, order_id};
+    PGresult *res = orderdb_exec(conn, rid, "application_exists", 3, p, &st);
+    if (!res)
+        return st;
+    *applied = PQntuples(res) > 0;
+    PQclear(res);
+    return DB_OK;
+}
+
+/* ---- newInstance ---- */
+
+typedef struct {
+    verdict_t v;
+    const Kooisv__NewInstance *req;
+    const char *test; /* "true" / "false" */
+    char instance_id[ID_MAX + 1];
+    bool created;
+} new_ctx_t;
+
+static db_status_t find_by_order(PGconn *conn, new_ctx_t *c, bool *found)
+{
+    db_status_t st = DB_OK;
+    const char *p[] = {c->test, c->req->order_id, c->req->order_line_id};
+    PGresult *res = orderdb_exec(conn, c->v.rid, "instance_by_order", 3, p, &st);
+    if (!res)
+        return st;
+    *found = PQntuples(res) == 1;
+    if (*found)
+        snprintf(c->instance_id, sizeof c->instance_id, "%s", pg_value(res, 0, 0));
+    PQclear(res);
+    return DB_OK;
+}
+
+/* Everything a new instance starts with, in its creating transaction. */
+static db_status_t new_created(PGconn *conn, new_ctx_t *c)
+{
+    const Kooisv__NewInstance *r = c->req;
+    const char *rid = c->v.rid;
+    const char *app[] = {c->instance_id, "newInstance", r->order_id, r->order_line_id, NULL, rid};
+    const char *job[] = {"provision", c->instance_id, r->order_id, r->order_line_id, rid};
+    db_status_t st;
+    if ((st = exec_void(conn, rid, "application_insert", 6, app)) != DB_OK ||
+        (st = exec_void(conn, rid, "job_insert", 5, job)) != DB_OK)
+        return st;
+    change_t ch = {.instance_id = c->instance_id,
+                   .event = "created",
+                   .to_state = instance_state_name(INSTANCE_PROVISIONING),
+                   .order_id = r->order_id,
+                   .order_line_id = r->order_line_id,
+                   .outbox_event = "instance.created",
+                   .request_id = rid};
+    if ((st = change_record(conn, &ch)) != DB_OK)
+        return st;
+    return change_notify_jobs(conn, rid);
+}
+
+static db_status_t new_body(PGconn *conn, void *arg)
+{
+    new_ctx_t *c = arg;
+    const Kooisv__NewInstance *r = c->req;
+    bool found = false;
+    c->created = false;
+    db_status_t st = find_by_order(conn, c, &found);
+    if (st != DB_OK)
+        return st;
+    /* Candidates: the first call's businessId (spec's recommendation), then random UUIDs when
+     * that id already names another order's instance. */
+    for (int attempt = 0; !found && attempt < 4; attempt++) {
+        char uuid[37];
+        const char *candidate = r->business_id;
+        if (attempt > 0 || !*candidate || strlen(candidate) > ID_MAX) {
+            rand_uuid(uuid);
+            candidate = uuid;
+        }
+        const char *p[] = {candidate, r->order_id, r->order_line_id, r->business_id, c->test,
+                           c->v.rid};
+        PGresult *res = orderdb_exec(conn, c->v.rid, "instance_insert", 6, p, &st);
+        if (!res)
+            return st;
+        bool inserted = PQntuples(res) == 1;
+        PQclear(res);
+        if (inserted) {
+            snprintf(c->instance_id, sizeof c->instance_id, "%s", candidate);
+            c->created = true;
+            return new_created(conn, c);
+        }
+        /* ON CONFLICT waited for the competing transaction; its row is visible now. */
+        if ((st = find_by_order(conn, c, &found)) != DB_OK)
+            return st;
+    }
+    if (!found) {
+        log_error(c->v.rid, "newInstance: no free instance id after several attempts");
+        return DB_FAIL;
+    }
+    return DB_OK;
+}
+
+void lifecycle_new(order_worker_t *w, svc_call_t *call)
+{
+    const Kooisv__Envelope *env = svc_call_request(call);
+    const Kooisv__NewInstance *r = env->new_instance;
+    if (!order_require(call, "orderId", r->order_id, ID_MAX) ||
+        !order_require(call, "orderLineId", r->order_line_id, ID_MAX) ||
+        !order_require(call, "businessId", r->business_id, 1024))
+        return;
+    new_ctx_t c = {.v = {.rid = svc_call_rid(call)}, .req = r,
+                   .test = env->test_flag ? "true" : "false"};
+    db_status_t st = orderdb_tx(w->conn, c.v.rid, new_body, &c);
+    if (st != DB_OK) {
+        order_reply(call, st, RC_INTERNAL, "");
+        return;
+    }
+    Kooisv__Reply *reply = svc_call_reply(call);
+    Kooisv__NewInstanceResult *res = svc_call_alloc(call, sizeof *res);
+    kooisv__new_instance_result__init(res);
+    res->instance_id = svc_call_strdup(call, c.instance_id);
+    reply->new_instance = res;
+    reply->result_case = KOOISV__REPLY__RESULT_NEW_INSTANCE;
+    log_info(c.v.rid, "newInstance order=%s line=%s instance=%s %s test=%d", r->order_id,
+             r->order_line_id, c.instance_id, c.created ? "created" : "existing", env->test_flag);
+    svc_call_result(call, RC_OK, "%s", c.created ? "success" : "success (existing instance)");
+}
+
+/* ---- refreshInstance / upgradeInstance: apply an order once ---- */
+
+typedef struct {
+    verdict_t v;
+    const char *activity; /* refreshInstance | upgradeInstance */
+    instance_event_t event;
+    const char *instance_id;
+    const char *order_id;
+    const char *order_line_id;
+    const char *scene;      /* refresh */
+    const char *product_id; /* NULL = unchanged */
+    int64_t expire_ms;      /* refresh */
+    const char *expire_raw; /* refresh */
+    bool changed;
+} apply_ctx_t;
+
+static db_status_t apply_body(PGconn *conn, void *arg)
+{
+    apply_ctx_t *c = arg;
+    const char *rid = c->v.rid;
+    locked_t cur;
+    bool found = false, applied = false;
+    db_status_t st;
+    c->changed = false;
+    if ((st = instance_lock(conn, rid, c->instance_id, &cur, &found)) != DB_OK)
+        return st;
+    if (!found) {
+        decide(&c->v, RC_NO_INSTANCE, "instance %s does not exist", c->instance_id);
+        return DB_ROLLBACK;
+    }
+    if ((st = application_seen(conn, rid, c->instance_id, c->activity, c->order_id, &applied)) !=
+        DB_OK)
+        return st;
+    if (applied) {
+        decide(&c->v, RC_OK, "success (order %s already applied)", c->order_id);
+        return DB_ROLLBACK;
+    }
+    instance_state_t to;
+    const char *why;
+    switch (instance_transition(cur.state, c->event, &to, &why)) {
+    case INSTANCE_APPLY:
+        break;
+    case INSTANCE_NOOP:
+        decide(&c->v, RC_OK, "success", NULL);
+        return DB_ROLLBACK;
+    case INSTANCE_BUSY:
+        decide(&c->v, RC_BUSY, "%s", why);
+        return DB_ROLLBACK;
+    case INSTANCE_INVALID:
+        decide(&c->v, RC_INVALID, "%s", why);
+        return DB_ROLLBACK;
+    }
+    const char *app[] = {c->instance_id, c->activity, c->order_id, c->order_line_id, c->scene,
+                         rid};
+    if ((st = exec_void(conn, rid, "application_insert", 6, app)) != DB_OK)
+        return st;
+
+    json_t *detail = json_object();
+    const char *outbox;
+    if (c->event == INSTANCE_EV_REFRESH) {
+        char ms[24];
+        snprintf(ms, sizeof ms, "%lld", (long long)c->expire_ms);
+        const char *p[] = {c->instance_id, ms, c->product_id, c->scene};
+        st = exec_void(conn, rid, "instance_refresh", 4, p);
+        json_object_set_new(detail, "expireTime", json_string(c->expire_raw));
+        json_object_set_new(detail, "previousExpireTime",
+                            *cur.expire ? json_string(cur.expire) : json_null());
+        outbox = "instance.renewed";
+    } else {
+        const char *p[] = {c->instance_id, c->product_id};
+        const char *job[] = {"order_sync", c->instance_id, c->order_id, c->order_line_id, rid};
+        st = exec_void(conn, rid, "instance_upgrade", 2, p);
+        /* The new plan's details (sku, period) come from Query Order, in the background. */
+        if (st == DB_OK)
+            st = exec_void(conn, rid, "job_insert", 5, job);
+        if (st == DB_OK)
+            st = change_notify_jobs(conn, rid);
+        outbox = "instance.upgraded";
+    }
+    if (c->product_id) {
+        json_object_set_new(detail, "productId", json_string(c->product_id));
+        json_object_set_new(detail, "previousProductId",
+                            *cur.product ? json_string(cur.product) : json_null());
+    }
+    char *detail_text = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(detail);
+    if (st == DB_OK) {
+        change_t ch = {.instance_id = c->instance_id,
+                       .event = instance_event_name(c->event),
+                       .from_state = instance_state_name(cur.state),
+                       .to_state = instance_state_name(to),
+                       .order_id = c->order_id,
+                       .order_line_id = c->order_line_id,
+                       .scene = c->scene,
+                       .detail_json = detail_text,
+                       .outbox_event = outbox,
+                       .request_id = rid};
+        st = change_record(conn, &ch);
+    }
+    free(detail_text);
+    if (st != DB_OK)
+        return st;
+    c->changed = true;
+    decide(&c->v, RC_OK, "success", NULL);
+    return DB_OK;
+}
+
+void lifecycle_refresh(order_worker_t *w, svc_call_t *call)
+{
+    const Kooisv__RefreshInstance *r = svc_call_request(call)->refresh_instance;
+    if (!order_require(call, "instanceId", r->instance_id, ID_MAX) ||
+        !order_require(call, "scene", r->scene, 64) ||
+        !order_require(call, "orderId", r->order_id, ID_MAX) ||
+        !order_require(call, "orderLineId", r->order_line_id, ID_MAX) ||
+        !order_require(call, "expireTime", r->expire_time, 14))
+        return;
+    if (strcmp(r->scene, "TRIAL_TO_FORMAL") != 0 && strcmp(r->scene, "RENEWAL") != 0 &&
+        strcmp(r->scene, "UNSUBSCRIBE_RENEWAL_PERIOD") != 0) {
+        svc_call_result(call, RC_INVALID,
+                        "scene must be TRIAL_TO_FORMAL, RENEWAL or UNSUBSCRIBE_RENEWAL_PERIOD");
+        return;
+    }
+    apply_ctx_t c = {.v = {.rid = svc_call_rid(call)},
+                     .activity = "refreshInstance",
+                     .event = INSTANCE_EV_REFRESH,
+                     .instance_id = r->instance_id,
+                     .order_id = r->order_id,
+                     .order_line_id = r->order_line_id,
+                     .scene = r->scene,
+                     .product_id = order_nullable(r->product_id),
+                     .expire_raw = r->expire_time};
+    if (strlen(r->expire_time) != 14 || !time_parse_compact(r->expire_time, &c.expire_ms)) {
+        svc_call_result(call, RC_INVALID, "expireTime must be yyyyMMddHHmmss");
+        return;
+    }
+    if (c.product_id && strlen(c.product_id) > ID_MAX) {
+        svc_call_result(call, RC_INVALID, "productId is longer than %d characters", ID_MAX);
+        return;
+    }
+    db_status_t st = orderdb_tx(w->conn, c.v.rid, apply_body, &c);
+    order_reply(call, st, c.v.code, c.v.msg);
+    if (c.changed && st == DB_OK)
+        log_info(c.v.rid, "refreshInstance instance=%s order=%s scene=%s expire=%s",
+                 r->instance_id, r->order_id, r->scene, r->expire_time);
+}
+
+void lifecycle_upgrade(order_worker_t *w, svc_call_t *call)
+{
+    const Kooisv__UpgradeInstance *r = svc_call_request(call)->upgrade_instance;
+    if (!order_require(call, "instanceId", r->instance_id, ID_MAX) ||
+        !order_require(call, "orderId", r->order_id, ID_MAX) ||
+        !order_require(call, "orderLineId", r->order_line_id, ID_MAX))
+        return;
+    apply_ctx_t c = {.v = {.rid = svc_call_rid(call)},
+                     .activity = "upgradeInstance",
+                     .event = INSTANCE_EV_UPGRADE,
+                     .instance_id = r->instance_id,
+                     .order_id = r->order_id,
+                     .order_line_id = r->order_line_id,
+                     .product_id = order_nullable(r->product_id)};
+    if (c.product_id && strlen(c.product_id) > ID_MAX) {
+        svc_call_result(call, RC_INVALID, "productId is longer than %d characters", ID_MAX);
+        return;
+    }
+    db_status_t st = orderdb_tx(w->conn, c.v.rid, apply_body, &c);
+    order_reply(call, st, c.v.code, c.v.msg);
+    if (c.changed && st == DB_OK)
+        log_info(c.v.rid, "upgradeInstance instance=%s order=%s", r->instance_id, r->order_id);
+}
+
+/* ---- updateInstanceStatus / releaseInstance: state changes ---- */
+
+typedef struct {
+    verdict_t v;
+    instance_event_t event;
+    const char *instance_id;
+    const char *order_id;      /* release by unsubscription, else NULL */
+    const char *order_line_id; /* idem */
+    const char *status;        /* FREEZE / UNFREEZE, NULL for release */
+    bool changed;
+} state_ctx_t;
+
+static const char *outbox_event_of(instance_event_t ev)
+{
+    switch (ev) {
+    case INSTANCE_EV_FREEZE:
+        return "instance.frozen";
+    case INSTANCE_EV_UNFREEZE:
+        return "instance.unfrozen";
+    default:
+        return "instance.released";
+    }
+}
+
+static db_status_t state_body(PGconn *conn, void *arg)
+{
+    state_ctx_t *c = arg;
+    const char *rid = c->v.rid;
+    locked_t cur;
+    bool found = false;
+    db_status_t st;
+    c->changed = false;
+    if ((st = instance_lock(conn, rid, c->instance_id, &cur, &found)) != DB_OK)
+        return st;
+    if (!found) {
+        decide(&c->v, RC_NO_INSTANCE, "instance %s does not exist", c->instance_id);
+        return DB_ROLLBACK;
+    }
+    instance_state_t to;
+    const char *why;
+    switch (instance_transition(cur.state, c->event, &to, &why)) {
+    case INSTANCE_APPLY:
+        break;
+    case INSTANCE_NOOP:
+        decide(&c->v, RC_OK, "success (instance already %s)", instance_state_name(cur.state));
+        return DB_ROLLBACK;
+    case INSTANCE_BUSY:
+        decide(&c->v, RC_BUSY, "%s", why);
+        return DB_ROLLBACK;
+    case INSTANCE_INVALID:
+        decide(&c->v, RC_INVALID, "%s", why);
+        return DB_ROLLBACK;
+    }
+    const char *p[] = {c->instance_id, instance_state_name(to)};
+    if ((st = exec_void(conn, rid, "instance_set_state", 2, p)) != DB_OK)
+        return st;
+    if (c->event == INSTANCE_EV_RELEASE) {
+        const char *job[] = {c->instance_id};
+        if ((st = exec_void(conn, rid, "jobs_cancel", 1, job)) != DB_OK)
+            return st;
+        if (c->order_id) {
+            const char *app[] = {c->instance_id, "releaseInstance", c->order_id,
+                                 c->order_line_id, NULL, rid};
+            if ((st = exec_void(conn, rid, "application_insert", 6, app)) != DB_OK)
+                return st;
+        }
+    }
+    change_t ch = {.instance_id = c->instance_id,
+                   .event = instance_event_name(c->event),
+                   .from_state = instance_state_name(cur.state),
+                   .to_state = instance_state_name(to),
+                   .order_id = c->order_id,
+                   .order_line_id = c->order_line_id,
+                   .status = c->status,
+                   .outbox_event = outbox_event_of(c->event),
+                   .request_id = rid};
+    if ((st = change_record(conn, &ch)) != DB_OK)
+        return st;
+    c->changed = true;
+    decide(&c->v, RC_OK, "success", NULL);
+    return DB_OK;
+}
+
+static void state_change(order_worker_t *w, svc_call_t *call, state_ctx_t *c)
+{
+    db_status_t st = orderdb_tx(w->conn, c->v.rid, state_body, c);
+    order_reply(call, st, c->v.code, c->v.msg);
+    if (c->changed && st == DB_OK)
+        log_info(c->v.rid, "%s instance=%s", instance_event_name(c->event), c->instance_id);
+}
+
+void lifecycle_status(order_worker_t *w, svc_call_t *call)
+{
+    const Kooisv__UpdateInstanceStatus *r = svc_call_request(call)->update_instance_status;
+    if (!order_require(call, "instanceId", r->instance_id, ID_MAX) ||
+        !order_require(call, "status", r->status, 16))
+        return;
+    state_ctx_t c = {.v = {.rid = svc_call_rid(call)}, .instance_id = r->instance_id,
+                     .status = r->status};
+    if (strcmp(r->status, "FREEZE") == 0) {
+        c.event = INSTANCE_EV_FREEZE;
+    } else if (strcmp(r->status, "UNFREEZE") == 0) {
+        c.event = INSTANCE_EV_UNFREEZE;
+    } else {
+        svc_call_result(call, RC_INVALID, "status must be FREEZE or UNFREEZE");
+        return;
+    }
+    state_change(w, call, &c);
+}
+
+void lifecycle_release(order_worker_t *w, svc_call_t *call)
+{
+    const Kooisv__ReleaseInstance *r = svc_call_request(call)->release_instance;
+    if (!order_require(call, "instanceId", r->instance_id, ID_MAX))
+        return;
+    if (strlen(r->order_id) > ID_MAX || strlen(r->order_line_id) > ID_MAX) {
+        svc_call_result(call, RC_INVALID, "orderId/orderLineId longer than %d characters",
+                        ID_MAX);
+        return;
+    }
+    state_ctx_t c = {.v = {.rid = svc_call_rid(call)},
+                     .event = INSTANCE_EV_RELEASE,
+                     .instance_id = r->instance_id,
+                     .order_id = order_nullable(r->order_id),
+                     .order_line_id = order_nullable(r->order_line_id)};
+    state_change(w, call, &c);
+}
+
+/* ---- changeInstanceCheck: read-only ---- */
+
+void lifecycle_change_check(order_worker_t *w, svc_call_t *call)
+{
+    const Kooisv__ChangeInstanceCheck *r = svc_call_request(call)->change_instance_check;
+    const char *rid = svc_call_rid(call);
+    if (!order_require(call, "instanceId", r->instance_id, ID_MAX))
+        return;
+    db_status_t st = DB_OK;
+    const char *p[] = {r->instance_id};
+    PGresult *res = orderdb_exec(w->conn, rid, "instance_state", 1, p, &st);
+    if (!res) {
+        order_reply(call, st, RC_INTERNAL, "");
+        return;
+    }
+    instance_state_t cur, to;
+    const char *why;
+    if (PQntuples(res) != 1) {
+        svc_call_result(call, RC_NO_INSTANCE, "instance %s does not exist", r->instance_id);
+    } else if (!instance_state_parse(pg_value(res, 0, 0), &cur)) {
+        svc_call_result(call, RC_INTERNAL, "internal error; please retry");
+    } else if (instance_transition(cur, INSTANCE_EV_CHECK, &to, &why) != INSTANCE_APPLY) {
+        svc_call_result(call, RC_INVALID, "%s", why);
+    } else {
+        log_info(rid, "changeInstanceCheck instance=%s product=%s allowed", r->instance_id,
+                 r->product_id);
+        svc_call_result(call, RC_OK, "success (change allowed)");
+    }
+    PQclear(res);
+}

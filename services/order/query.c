@@ -1,0 +1,148 @@
+/* query: queryInstance (spec §3). Read-only: up to 100 ids; unknown and released instances are
+ * left out; appInfo appears once provisioning stored the credentials, whose user name and
+ * password are opened from their sealed form and re-encrypted for the wire (appcrypt). */
+#include "order.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "appcrypt.h"
+#include "log.h"
+#include "sealbox.h"
+#include "xmalloc.h"
+
+#define QUERY_MAX_IDS 100
+
+const pg_stmt_t query_stmts[] = {
+    {"query_instances",
+     "SELECT instance_id, front_end_url, admin_url, user_name_sealed, password_sealed, memo,"
+     " provisioned_at IS NOT NULL FROM orders.instances"
+     " WHERE instance_id = ANY($1::text[]) AND state <> 'released'",
+     1},
+};
+const size_t query_stmts_count = sizeof query_stmts / sizeof query_stmts[0];
+
+/* A text[] literal of ids: every element quoted, '"' and '\' escaped (the value is a parameter,
+ * never SQL). Caller owns the result. */
+static char *array_literal(char *const *ids, size_t n)
+{
+    size_t cap = 3;
+    for (size_t i = 0; i < n; i++)
+        cap += 2 * strlen(ids[i]) + 3;
+    char *out = xmalloc(cap), *p = out;
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *p++ = ',';
+        *p++ = '"';
+        for (const char *s = ids[i]; *s; s++) {
+            if (*s == '"' || *s == '\\')
+                *p++ = '\\';
+            *p++ = *s;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return out;
+}
+
+/* Open a sealed credential and encrypt it for the wire; NULL (logged) on failure. */
+static char *wire_form(const order_worker_t *w, svc_call_t *call, const char *instance_id,
+                       const char *sealed)
+{
+    char *plain = NULL;
+    size_t len = 0;
+    if (!sealed || sealbox_open(w->cfg->data_key, instance_id, sealed, &plain, &len) != 0) {
+        log_error(svc_call_rid(call), "instance %s: sealed credential does not open", instance_id);
+        return NULL;
+    }
+    char *wire = appcrypt_encrypt(w->cfg->basic_key, w->cfg->encrypt_type, plain, NULL);
+    xfree_secret(plain, len);
+    if (!wire)
+        return NULL;
+    char *copy = svc_call_strdup(call, wire);
+    free(wire);
+    return copy;
+}
+
+static int row_of(const PGresult *res, const char *id)
+{
+    for (int i = 0; i < PQntuples(res); i++)
+        if (strcmp(pg_value(res, i, 0), id) == 0)
+            return i;
+    return -1;
+}
+
+void query_instances(order_worker_t *w, svc_call_t *call)
+{
+    const Kooisv__QueryInstance *r = svc_call_request(call)->query_instance;
+    const char *rid = svc_call_rid(call);
+    if (r->n_instance_ids == 0) {
+        svc_call_result(call, RC_INVALID, "instanceId is required");
+        return;
+    }
+    if (r->n_instance_ids > QUERY_MAX_IDS) {
+        svc_call_result(call, RC_INVALID, "instanceId lists %zu ids; at most %d are allowed",
+                        r->n_instance_ids, QUERY_MAX_IDS);
+        return;
+    }
+    for (size_t i = 0; i < r->n_instance_ids; i++) {
+        if (!*r->instance_ids[i] || strlen(r->instance_ids[i]) > 256) {
+            svc_call_result(call, RC_INVALID, "instanceId holds an empty or oversized id");
+            return;
+        }
+    }
+    char *ids = array_literal(r->instance_ids, r->n_instance_ids);
+    const char *p[] = {ids};
+    db_status_t st = DB_OK;
+    PGresult *res = orderdb_exec(w->conn, rid, "query_instances", 1, p, &st);
+    free(ids);
+    if (!res) {
+        order_reply(call, st, RC_INTERNAL, "");
+        return;
+    }
+
+    Kooisv__QueryInstanceResult *out = svc_call_alloc(call, sizeof *out);
+    kooisv__query_instance_result__init(out);
+    out->encrypt_type = svc_call_strdup(call, w->cfg->encrypt_type);
+    out->info = svc_call_alloc(call, r->n_instance_ids * sizeof *out->info);
+    bool failed = false;
+    /* Answer in request order; a repeated id is answered once. */
+    for (size_t i = 0; i < r->n_instance_ids && !failed; i++) {
+        const char *id = r->instance_ids[i];
+        int row = row_of(res, id);
+        bool repeated = false;
+        for (size_t j = 0; j < i && !repeated; j++)
+            repeated = strcmp(r->instance_ids[j], id) == 0;
+        if (row < 0 || repeated)
+            continue;
+        Kooisv__InstanceInfo *info = svc_call_alloc(call, sizeof *info);
+        kooisv__instance_info__init(info);
+        info->instance_id = svc_call_strdup(call, id);
+        info->usage_info_json = "";
+        if (strcmp(pg_value(res, row, 6), "t") == 0) {
+            Kooisv__AppInfo *app = svc_call_alloc(call, sizeof *app);
+            kooisv__app_info__init(app);
+            app->front_end_url = svc_call_strdup(call, pg_value(res, row, 1));
+            app->admin_url = svc_call_strdup(call, pg_value(res, row, 2));
+            app->memo = svc_call_strdup(call, pg_value(res, row, 5));
+            app->user_name = pg_value(res, row, 3) ? wire_form(w, call, id, pg_value(res, row, 3))
+                                                   : svc_call_strdup(call, "");
+            app->password = pg_value(res, row, 4) ? wire_form(w, call, id, pg_value(res, row, 4))
+                                                  : svc_call_strdup(call, "");
+            failed = !app->user_name || !app->password;
+            info->app_info = app;
+        }
+        out->info[out->n_info++] = info;
+    }
+    PQclear(res);
+    if (failed) {
+        svc_call_result(call, RC_INTERNAL, "internal error; please retry");
+        return;
+    }
+    Kooisv__Reply *reply = svc_call_reply(call);
+    reply->query_instance = out;
+    reply->result_case = KOOISV__REPLY__RESULT_QUERY_INSTANCE;
+    svc_call_result(call, RC_OK, "success");
+}
