@@ -77,7 +77,11 @@ void rand_uuid(char out[37])
 
 void rand_password(char *out, size_t len)
 {
-    assert(len >= 12);
+    if (len < 12) {
+        /* A caller bug; with NDEBUG an assert would vanish and short lengths could loop. */
+        fprintf(stderr, "level=error msg=\"rand_password: length below 12\" len=%zu\n", len);
+        abort();
+    }
     char alphabet[sizeof alnum_chars - 1 + sizeof symbol_chars];
     memcpy(alphabet, alnum_chars, sizeof alnum_chars - 1);
     memcpy(alphabet + sizeof alnum_chars - 1, symbol_chars, sizeof symbol_chars);

@@ -233,6 +233,9 @@ static void test_parse_rejects_duplicates(void **state)
     assert_rejected(a, strlen(a));
     const char *b = "{\"x\":{\"a\":1,\"b\":2,\"a\":1}}";
     assert_rejected(b, strlen(b));
+    /* The same key once escaped is still a duplicate. */
+    const char *c = "{\"a\":1,\"\\u0061\":2}";
+    assert_rejected(c, strlen(c));
 }
 
 static void test_parse_rejects_trailing_data(void **state)
