@@ -5,6 +5,8 @@
 
 # kv_env_for <proc>: fill KV_ENV with NAME=VALUE words for `env -i` (nothing else is inherited
 # except the few variables below, so a key exported in the caller's shell never leaks in).
+# Then KEY=VALUE lines of <state>/env/all.env and <state>/env/<proc>.env are added on top: the
+# place for settings such as KOOISV_FRONTEND_URL_TEMPLATE (secrets there as *_FILE paths).
 kv_env_for() {
     local proc=$1 v
     KV_ENV=("PATH=/usr/local/bin:/usr/bin:/bin" "KOOISV_LOG_LEVEL=${KOOISV_LOG_LEVEL:-info}")
@@ -68,6 +70,7 @@ kv_env_for() {
         KV_ENV+=(
             "KOOISV_BIND=tcp://127.0.0.1:$KV_PORT_AUDIT"
             "KOOISV_PG_DSN_FILE=$KV_SECRETS/pg-kooisv_audit.dsn"
+            "KOOISV_PG_MIGRATE_DSN_FILE=$KV_SECRETS/pg-kooisv_audit_owner.dsn"
         )
         ;;
     billing)
@@ -86,8 +89,16 @@ kv_env_for() {
             "KOOISV_BASIC_KEY_FILE=$KV_SECRETS/basic-key"
             "KOOISV_MARKETPLACE_AK_FILE=$KV_SECRETS/marketplace-ak"
             "KOOISV_MARKETPLACE_SK_FILE=$KV_SECRETS/marketplace-sk"
+            "KOOISV_EMULATOR_WEBHOOK_SECRET_FILE=$KV_SECRETS/webhook-secret"
         )
         ;;
     *) kv_die "unknown process $proc" ;;
     esac
+    local f line
+    for f in "$KV_STATE/env/all.env" "$KV_STATE/env/$proc.env"; do
+        [[ -f $f ]] || continue
+        while IFS= read -r line || [[ -n $line ]]; do
+            [[ $line =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] && KV_ENV+=("$line")
+        done <"$f"
+    done
 }

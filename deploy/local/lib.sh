@@ -18,7 +18,8 @@ KV_PACKAGES=(build-essential cmake pkg-config libevent-dev libzmq3-dev libprotob
     protobuf-c-compiler libjansson-dev libcmocka-dev libpq-dev libssl-dev postgresql openssl
     ca-certificates curl)
 KV_SERVICES=(order tenant app audit billing)
-KV_PG_ROLES=(kooisv_order kooisv_tenant kooisv_app kooisv_billing kooisv_audit kooisv_auditor)
+KV_PG_ROLES=(kooisv_order kooisv_tenant kooisv_app kooisv_billing kooisv_audit kooisv_audit_owner
+    kooisv_auditor)
 # Start order: the marketplace stand-in, audit (everything is recorded there first), the other
 # services, then the gateways that depend on all of them.
 KV_PROCS_LOCAL=(emulator audit order tenant app billing gateway)
@@ -341,7 +342,7 @@ kv_secrets_own() {
     [[ $KV_SVC_USER == "$(id -un)" ]] && return 0
     local f
     for f in basic-key kit-key data-key webhook-secret marketplace-ak marketplace-sk admin-tokens \
-        rsa-private.pem tls-server.key "${KV_SERVICES[@]/#/pg-kooisv_}"; do
+        rsa-private.pem tls-server.key "${KV_SERVICES[@]/#/pg-kooisv_}" pg-kooisv_audit_owner; do
         [[ $f == pg-* ]] && f=$f.dsn
         if [[ -e $KV_SECRETS/$f ]]; then chown "$KV_SVC_USER:" "$KV_SECRETS/$f"; fi
     done
