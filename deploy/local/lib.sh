@@ -160,7 +160,7 @@ kv_state_dirs() {
         # The processes must reach the binaries; a clone under a private home (e.g. /root)
         # cannot be entered by another user, so then they run as root, bound to loopback only.
         if ! setpriv --reuid="$KV_SVC_USER" --regid="$KV_SVC_USER" --clear-groups \
-            test -x "$(kv_bin gateway)" 2>/dev/null; then
+            test -x "$KV_BUILD" 2>/dev/null; then
             if [[ $KV_BIND_ADDR != 127.0.0.1 ]]; then
                 kv_die "user $KV_SVC_USER cannot reach $KV_BUILD; move the clone to a readable place"
             fi
@@ -302,6 +302,7 @@ kv_secrets_init() {
         mv "$KV_SECRETS/rsa-private.pem.tmp" "$KV_SECRETS/rsa-private.pem"
     fi
     openssl pkey -in "$KV_SECRETS/rsa-private.pem" -pubout -out "$KV_KEYS/rsa-public.pem"
+    chmod 0644 "$KV_KEYS/rsa-public.pem"
     kv_tls_init
     kv_secrets_own
 }
@@ -334,6 +335,7 @@ kv_tls_init() {
     cat "$KV_TLS/server.crt" "$KV_TLS/ca.crt" >"$KV_TLS/server-chain.crt"
     printf '%s' "$san" >"$KV_TLS/server.san"
     rm -f "$KV_TLS/server.csr" "$KV_TLS/server.ext"
+    chmod 0644 "$KV_TLS"/*.crt
 }
 
 # The processes' user may read what they need; the CA key, the passwords, the superuser's and
