@@ -1,0 +1,13 @@
+/* intake: AuditIntent and AuditOutcome envelopes into journal records, and the replies. */
+#ifndef KOOISV_AUDIT_INTAKE_H
+#define KOOISV_AUDIT_INTAKE_H
+#include "journal.h"
+#include "transport.h"
+
+/* Record the intent of the call (after the replay check); replies 000000 only once committed,
+ * with AuditIntentResult{seq, replay}. */
+void intake_intent(journal_t *journal, svc_call_t *call);
+/* Append the outcome of a call (stored once per request id); replies once committed. */
+void intake_outcome(journal_t *journal, svc_call_t *call);
+
+#endif

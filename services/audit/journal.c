@@ -1,0 +1,607 @@
+#include "journal.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cryptoutil.h"
+#include "log.h"
+#include "pgutil.h"
+#include "timeutil.h"
+#include "xmalloc.h"
+
+/* How often the idle writer prunes expired nonces and logs the chain head (an anchor outside the
+ * database: removing the newest entries is only detectable against a copy kept elsewhere). */
+#define JOURNAL_TICK_MS 30000
+
+typedef struct item {
+    struct item *next;
+    const entry_intent_t *intent; /* exactly one of intent and outcome */
+    const entry_outcome_t *outcome;
+    journal_result_t *result;
+    bool done;
+    /* Staged by the writer for one attempt; published only after COMMIT. */
+    int dup_of;        /* earlier item of the batch with the same kind and request id, or -1 */
+    bool known;        /* already in the trail */
+    bool refused;      /* 000002: outcome without an intent */
+    bool replay;
+    const char *replay_reason;
+    int64_t seq;
+} item_t;
+
+struct journal {
+    journal_config_t cfg;
+    pthread_mutex_t mu;
+    pthread_cond_t work;    /* the writer waits for records */
+    pthread_cond_t done;    /* the workers wait for their batch */
+    item_t *head, *tail;
+    bool stopping;
+    pthread_t thread;
+    PGconn *conn;
+    journal_stats_t stats;
+    int64_t logged_seq;
+};
+
+static const pg_stmt_t journal_stmts[] = {
+    {"journal_lock", "SELECT pg_advisory_xact_lock(hashtextextended('kooisv-audit-chain', 0))", 0},
+    {"journal_head",
+     "SELECT seq, encode(hash, 'hex') FROM ("
+     " (SELECT seq, hash FROM audit.intents ORDER BY seq DESC LIMIT 1)"
+     " UNION ALL"
+     " (SELECT seq, hash FROM audit.outcomes ORDER BY seq DESC LIMIT 1)) h"
+     " ORDER BY seq DESC LIMIT 1",
+     0},
+    /* $1: request ids of the batch's intents and outcomes, $2: of its outcomes (JSON arrays). */
+    {"journal_known",
+     "SELECT 'I', request_id, seq, reject_reason FROM audit.intents"
+     " WHERE request_id IN (SELECT jsonb_array_elements_text($1::jsonb))"
+     " UNION ALL "
+     "SELECT 'O', request_id, seq, '' FROM audit.outcomes"
+     " WHERE request_id IN (SELECT jsonb_array_elements_text($2::jsonb))",
+     2},
+    /* The replay check is this unique key: a conflicting nonce is not returned. */
+    {"journal_nonce",
+     "INSERT INTO audit.nonces (caller_id, nonce, request_id, nonce_ts_ms, recorded_ms)"
+     " SELECT x.caller_id, x.nonce, x.request_id, x.nonce_ts_ms, $2::bigint"
+     " FROM jsonb_to_recordset($1::jsonb)"
+     "  AS x(caller_id text, nonce text, request_id text, nonce_ts_ms bigint)"
+     " ON CONFLICT DO NOTHING RETURNING request_id",
+     2},
+    {"journal_intents",
+     "INSERT INTO audit.intents (seq, request_id, trace_id, received_ms, caller_kind, caller_id,"
+     " event_type, resources, source_addr, test_flag, nonce, nonce_ts_ms, reject_reason,"
+     " reject_code, prev_hash, hash)"
+     " SELECT x.seq, x.request_id, x.trace_id, x.received_ms, x.caller_kind, x.caller_id,"
+     "  x.event_type, x.resources, x.source_addr, x.test_flag, x.nonce, x.nonce_ts_ms,"
+     "  x.reject_reason, x.reject_code, decode(x.prev_hash, 'hex'), decode(x.hash, 'hex')"
+     " FROM jsonb_to_recordset($1::jsonb) AS x(seq bigint, request_id text, trace_id text,"
+     "  received_ms bigint, caller_kind text, caller_id text, event_type text, resources jsonb,"
+     "  source_addr text, test_flag boolean, nonce text, nonce_ts_ms bigint,"
+     "  reject_reason text, reject_code text, prev_hash text, hash text)",
+     1},
+    {"journal_outcomes",
+     "INSERT INTO audit.outcomes (seq, request_id, recorded_ms, result_code, result_msg,"
+     " latency_us, http_status, prev_hash, hash)"
+     " SELECT x.seq, x.request_id, x.recorded_ms, x.result_code, x.result_msg, x.latency_us,"
+     "  x.http_status, decode(x.prev_hash, 'hex'), decode(x.hash, 'hex')"
+     " FROM jsonb_to_recordset($1::jsonb) AS x(seq bigint, request_id text, recorded_ms bigint,"
+     "  result_code text, result_msg text, latency_us bigint, http_status bigint,"
+     "  prev_hash text, hash text)",
+     1},
+    {"journal_prune",
+     "DELETE FROM audit.nonces WHERE ctid IN (SELECT ctid FROM audit.nonces"
+     " WHERE recorded_ms < $1::bigint AND nonce_ts_ms < $1::bigint LIMIT 10000)",
+     1},
+};
+#define JOURNAL_NSTMTS (sizeof journal_stmts / sizeof *journal_stmts)
+
+/* ---------------------------------------------------------------- connection */
+
+static bool conn_ready(journal_t *self)
+{
+    /* No PQreset: a fresh connection gets its session settings (statement timeout) again. */
+    if (self->conn && PQstatus(self->conn) == CONNECTION_OK &&
+        PQtransactionStatus(self->conn) == PQTRANS_IDLE)
+        return true;
+    if (self->conn) {
+        PQfinish(self->conn);
+        self->conn = NULL;
+    }
+    PGconn *c = pg_connect(self->cfg.dsn, "kooisv-audit-writer", 0);
+    if (!c)
+        return false;
+    char sql[64];
+    snprintf(sql, sizeof sql, "SET statement_timeout = %d", self->cfg.statement_timeout_ms);
+    if (!pg_command(c, sql) || pg_prepare_all(c, journal_stmts, JOURNAL_NSTMTS) != 0) {
+        PQfinish(c);
+        return false;
+    }
+    self->conn = c;
+    return true;
+}
+
+static bool exec_ok(journal_t *self, const char *stmt, int n, const char *const *params,
+                    PGresult **out)
+{
+    PGresult *r = pg_exec(self->conn, stmt, n, params);
+    if (!pg_ok(r)) {
+        log_warn(NULL, "audit journal: %s failed: %s", stmt, PQresultErrorMessage(r));
+        PQclear(r);
+        return false;
+    }
+    if (out)
+        *out = r;
+    else
+        PQclear(r);
+    return true;
+}
+
+static bool hex_decode32(const char *hex, uint8_t out[ENTRY_HASH_LEN])
+{
+    if (!hex || strlen(hex) != 2 * ENTRY_HASH_LEN)
+        return false;
+    for (int i = 0; i < ENTRY_HASH_LEN; i++) {
+        unsigned v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+            return false;
+        out[i] = (uint8_t)v;
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------- one batch */
+
+static const char *item_request_id(const item_t *it)
+{
+    return it->intent ? it->intent->request_id : it->outcome->request_id;
+}
+
+static bool same_request(const item_t *a, const item_t *b)
+{
+    return (a->intent != NULL) == (b->intent != NULL) &&
+           strcmp(item_request_id(a), item_request_id(b)) == 0;
+}
+
+static json_t *resources_json(const entry_intent_t *in)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < in->nresources; i++)
+        json_array_append_new(arr, json_pack("{s:s, s:s}", "kind", in->resources[i].kind, "id",
+                                             in->resources[i].id));
+    return arr;
+}
+
+static char *json_take_dump(json_t *v)
+{
+    char *s = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    return s;
+}
+
+/* Mark items already in the trail (a retried request) and learn which intents exist. */
+static bool stage_known(journal_t *self, item_t **items, int n, json_t *intent_ids)
+{
+    json_t *all = json_array(), *outs = json_array();
+    for (int i = 0; i < n; i++) {
+        json_array_append_new(all, json_string(item_request_id(items[i])));
+        if (items[i]->outcome)
+            json_array_append_new(outs, json_string(item_request_id(items[i])));
+    }
+    char *p1 = json_take_dump(all), *p2 = json_take_dump(outs);
+    const char *params[] = {p1, p2};
+    PGresult *r = NULL;
+    bool ok = exec_ok(self, "journal_known", 2, params, &r);
+    free(p1);
+    free(p2);
+    if (!ok)
+        return false;
+    for (int row = 0; row < PQntuples(r); row++) {
+        bool is_intent = pg_value(r, row, 0)[0] == 'I';
+        const char *rid = pg_value(r, row, 1);
+        int64_t seq = strtoll(pg_value(r, row, 2), NULL, 10);
+        const char *reason = pg_value(r, row, 3);
+        if (is_intent)
+            json_object_set_new(intent_ids, rid, json_true());
+        for (int i = 0; i < n; i++) {
+            item_t *it = items[i];
+            if ((it->intent != NULL) != is_intent || strcmp(item_request_id(it), rid) != 0)
+                continue;
+            it->known = true;
+            it->seq = seq;
+            it->replay = is_intent && (strcmp(reason, JOURNAL_REPLAYED) == 0 ||
+                                       strcmp(reason, JOURNAL_STALE_NONCE) == 0);
+        }
+    }
+    PQclear(r);
+    return true;
+}
+
+/* Claim the nonces of new, accepted intents; a nonce the database refuses is a replay. */
+static bool stage_nonces(journal_t *self, item_t **items, int n, int64_t now)
+{
+    json_t *rows = json_array();
+    int64_t oldest = now - self->cfg.nonce_window_ms - self->cfg.nonce_margin_ms;
+    for (int i = 0; i < n; i++) {
+        item_t *it = items[i];
+        const entry_intent_t *in = it->intent;
+        if (!in || it->known || it->dup_of >= 0 || !*in->nonce || *in->reject_code)
+            continue;
+        /* Nonces this old may already be pruned: the unique key could not see a replay. */
+        if (in->nonce_ts_ms < oldest) {
+            it->replay = true;
+            it->replay_reason = JOURNAL_STALE_NONCE;
+            continue;
+        }
+        it->replay = true; /* until the insert returns it */
+        it->replay_reason = JOURNAL_REPLAYED;
+        json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:I}", "caller_id", in->caller_id,
+                                              "nonce", in->nonce, "request_id", in->request_id,
+                                              "nonce_ts_ms", (json_int_t)in->nonce_ts_ms));
+    }
+    if (json_array_size(rows) == 0) {
+        json_decref(rows);
+        return true;
+    }
+    char *p1 = json_take_dump(rows);
+    char nowtxt[24];
+    snprintf(nowtxt, sizeof nowtxt, "%lld", (long long)now);
+    const char *params[] = {p1, nowtxt};
+    PGresult *r = NULL;
+    bool ok = exec_ok(self, "journal_nonce", 2, params, &r);
+    free(p1);
+    if (!ok)
+        return false;
+    for (int row = 0; row < PQntuples(r); row++) {
+        const char *rid = pg_value(r, row, 0);
+        for (int i = 0; i < n; i++)
+            if (items[i]->intent && items[i]->dup_of < 0 &&
+                strcmp(items[i]->intent->request_id, rid) == 0) {
+                items[i]->replay = false;
+                items[i]->replay_reason = NULL;
+            }
+    }
+    PQclear(r);
+    return true;
+}
+
+static void add_hash_fields(json_t *row, const uint8_t prev[32], const uint8_t hash[32])
+{
+    char hex[2 * ENTRY_HASH_LEN + 1];
+    json_object_set_new(row, "prev_hash", json_string(hex_encode(prev, ENTRY_HASH_LEN, hex)));
+    json_object_set_new(row, "hash", json_string(hex_encode(hash, ENTRY_HASH_LEN, hex)));
+}
+
+/* Chain the new records after the head: intents first, so that an outcome sent together with
+ * its intent (a call the gateway rejected) finds it. */
+static bool stage_inserts(journal_t *self, item_t **items, int n, json_t *intent_ids,
+                          int64_t *head_seq, uint8_t head_hash[32])
+{
+    json_t *irows = json_array(), *orows = json_array();
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < n; i++) {
+            item_t *it = items[i];
+            if (it->known || it->dup_of >= 0 || (pass == 0) != (it->intent != NULL))
+                continue;
+            uint8_t hash[ENTRY_HASH_LEN];
+            if (it->intent) {
+                entry_intent_t e = *it->intent;
+                e.seq = *head_seq + 1;
+                if (it->replay) {
+                    e.reject_reason = (char *)it->replay_reason;
+                    e.reject_code = (char *)"000001";
+                }
+                entry_intent_hash(&e, head_hash, hash);
+                json_t *row = json_pack(
+                    "{s:I, s:s, s:s, s:I, s:s, s:s, s:s, s:o, s:s, s:b, s:s, s:I, s:s, s:s}",
+                    "seq", (json_int_t)e.seq, "request_id", e.request_id, "trace_id", e.trace_id,
+                    "received_ms", (json_int_t)e.received_ms, "caller_kind", e.caller_kind,
+                    "caller_id", e.caller_id, "event_type", e.event_type, "resources",
+                    resources_json(&e), "source_addr", e.source_addr, "test_flag",
+                    (int)e.test_flag, "nonce", e.nonce, "nonce_ts_ms",
+                    (json_int_t)e.nonce_ts_ms, "reject_reason", e.reject_reason, "reject_code",
+                    e.reject_code);
+                if (!row)
+                    goto bad_row;
+                add_hash_fields(row, head_hash, hash);
+                json_array_append_new(irows, row);
+                json_object_set_new(intent_ids, e.request_id, json_true());
+                it->seq = e.seq;
+            } else {
+                if (!json_object_get(intent_ids, it->outcome->request_id)) {
+                    it->refused = true;
+                    continue;
+                }
+                entry_outcome_t e = *it->outcome;
+                e.seq = *head_seq + 1;
+                entry_outcome_hash(&e, head_hash, hash);
+                json_t *row = json_pack("{s:I, s:s, s:I, s:s, s:s, s:I, s:I}", "seq",
+                                        (json_int_t)e.seq, "request_id", e.request_id,
+                                        "recorded_ms", (json_int_t)e.recorded_ms, "result_code",
+                                        e.result_code, "result_msg", e.result_msg, "latency_us",
+                                        (json_int_t)e.latency_us, "http_status",
+                                        (json_int_t)e.http_status);
+                if (!row)
+                    goto bad_row;
+                add_hash_fields(row, head_hash, hash);
+                json_array_append_new(orows, row);
+                it->seq = e.seq;
+            }
+            *head_seq += 1;
+            memcpy(head_hash, hash, ENTRY_HASH_LEN);
+        }
+    }
+    bool ok = true;
+    json_t *sets[2] = {irows, orows};
+    const char *stmts[2] = {"journal_intents", "journal_outcomes"};
+    for (int k = 0; k < 2; k++) {
+        if (ok && json_array_size(sets[k]) > 0) {
+            char *p = json_dumps(sets[k], JSON_COMPACT);
+            const char *params[] = {p};
+            ok = exec_ok(self, stmts[k], 1, params, NULL);
+            free(p);
+        }
+        json_decref(sets[k]);
+    }
+    return ok;
+bad_row:
+    /* Only text that is not UTF-8 makes json_pack fail, and intake cleans every string. */
+    log_error(NULL, "audit journal: a record could not be encoded");
+    json_decref(irows);
+    json_decref(orows);
+    return false;
+}
+
+/* One transaction for the whole batch. true once committed. */
+static bool batch_commit(journal_t *self, item_t **items, int n)
+{
+    for (int i = 0; i < n; i++) {
+        item_t *it = items[i];
+        it->dup_of = -1;
+        it->known = it->refused = it->replay = false;
+        it->replay_reason = NULL;
+        it->seq = 0;
+        for (int j = 0; j < i; j++)
+            if (items[j]->dup_of < 0 && same_request(items[j], it)) {
+                it->dup_of = j;
+                break;
+            }
+    }
+    if (!conn_ready(self))
+        return false;
+    if (!pg_command(self->conn, "BEGIN"))
+        return false;
+    json_t *intent_ids = json_object();
+    int64_t head_seq = 0;
+    uint8_t head_hash[ENTRY_HASH_LEN] = {0};
+    PGresult *r = NULL;
+    bool ok = exec_ok(self, "journal_lock", 0, NULL, NULL) &&
+              exec_ok(self, "journal_head", 0, NULL, &r);
+    if (ok && PQntuples(r) == 1) {
+        head_seq = strtoll(pg_value(r, 0, 0), NULL, 10);
+        if (!hex_decode32(pg_value(r, 0, 1), head_hash)) {
+            log_error(NULL, "audit journal: chain head %lld has no valid hash",
+                      (long long)head_seq);
+            ok = false;
+        }
+    }
+    PQclear(r);
+    int64_t now = time_now_ms();
+    ok = ok && stage_known(self, items, n, intent_ids) && stage_nonces(self, items, n, now) &&
+         stage_inserts(self, items, n, intent_ids, &head_seq, head_hash);
+    json_decref(intent_ids);
+    if (ok)
+        ok = pg_command(self->conn, "COMMIT");
+    else
+        pg_command(self->conn, "ROLLBACK");
+    if (ok && head_seq > self->logged_seq + 100000) {
+        char hex[2 * ENTRY_HASH_LEN + 1];
+        log_info(NULL, "audit chain head seq=%lld hash=%s", (long long)head_seq,
+                 hex_encode(head_hash, ENTRY_HASH_LEN, hex));
+        self->logged_seq = head_seq;
+    }
+    return ok;
+}
+
+static void publish(item_t **items, int n, bool committed)
+{
+    for (int i = 0; i < n; i++) {
+        item_t *it = items[i];
+        const item_t *src = it->dup_of >= 0 ? items[it->dup_of] : it;
+        journal_result_t *res = it->result;
+        res->seq = 0;
+        res->replay = false;
+        if (!committed) {
+            res->code = "000005";
+            snprintf(res->msg, sizeof res->msg, "audit store unavailable");
+        } else if (src->refused) {
+            res->code = "000002";
+            snprintf(res->msg, sizeof res->msg, "no intent recorded for this request");
+        } else {
+            res->code = "000000";
+            res->seq = src->seq;
+            res->replay = src->replay;
+            snprintf(res->msg, sizeof res->msg, "%s",
+                     src->known ? "already recorded" : "recorded");
+        }
+    }
+}
+
+static void batch_run(journal_t *self, item_t **items, int n)
+{
+    bool ok = batch_commit(self, items, n);
+    if (!ok && n > 1) {
+        /* Nothing in a batch conflicts by design; still, one record must not keep failing the
+         * others: retry each on its own (a dead database fails each fast). */
+        for (int i = 0; i < n; i++) {
+            item_t *one = items[i];
+            bool single_ok = conn_ready(self) && batch_commit(self, &one, 1);
+            publish(&one, 1, single_ok);
+            if (!single_ok)
+                self->stats.failures++;
+        }
+        return;
+    }
+    publish(items, n, ok);
+    if (!ok)
+        self->stats.failures++;
+}
+
+/* ---------------------------------------------------------------- idle work */
+
+static void journal_tick(journal_t *self)
+{
+    if (!conn_ready(self))
+        return;
+    char horizon[24];
+    int64_t h = time_now_ms() - self->cfg.nonce_window_ms - self->cfg.nonce_margin_ms;
+    snprintf(horizon, sizeof horizon, "%lld", (long long)h);
+    const char *params[] = {horizon};
+    PGresult *r = NULL;
+    if (exec_ok(self, "journal_prune", 1, params, &r)) {
+        const char *n = PQcmdTuples(r);
+        if (n && *n && strcmp(n, "0") != 0)
+            log_debug(NULL, "audit journal: pruned %s expired nonces", n);
+        PQclear(r);
+    }
+    r = NULL;
+    if (exec_ok(self, "journal_head", 0, NULL, &r) && PQntuples(r) == 1) {
+        int64_t seq = strtoll(pg_value(r, 0, 0), NULL, 10);
+        if (seq != self->logged_seq)
+            log_info(NULL, "audit chain head seq=%lld hash=%s", (long long)seq,
+                     pg_value(r, 0, 1));
+        self->logged_seq = seq;
+    }
+    PQclear(r);
+}
+
+/* ---------------------------------------------------------------- writer thread */
+
+static void *writer_main(void *arg)
+{
+    journal_t *self = arg;
+    int cap = self->cfg.batch_max;
+    item_t **batch = xcalloc((size_t)cap, sizeof *batch);
+    int64_t next_tick = time_mono_us();
+    pthread_mutex_lock(&self->mu);
+    for (;;) {
+        while (!self->head && !self->stopping) {
+            int64_t now = time_mono_us();
+            if (now >= next_tick) {
+                pthread_mutex_unlock(&self->mu);
+                journal_tick(self);
+                pthread_mutex_lock(&self->mu);
+                next_tick = time_mono_us() + (int64_t)JOURNAL_TICK_MS * 1000;
+                continue;
+            }
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            int64_t wait_us = next_tick - now;
+            ts.tv_sec += wait_us / 1000000;
+            ts.tv_nsec += (wait_us % 1000000) * 1000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&self->work, &self->mu, &ts);
+        }
+        if (!self->head && self->stopping)
+            break;
+        int n = 0;
+        while (self->head && n < cap) {
+            batch[n++] = self->head;
+            self->head = self->head->next;
+        }
+        if (!self->head)
+            self->tail = NULL;
+        pthread_mutex_unlock(&self->mu);
+
+        batch_run(self, batch, n);
+
+        pthread_mutex_lock(&self->mu);
+        self->stats.batches++;
+        self->stats.records += (uint64_t)n;
+        for (int i = 0; i < n; i++)
+            batch[i]->done = true;
+        pthread_cond_broadcast(&self->done);
+    }
+    pthread_mutex_unlock(&self->mu);
+    free(batch);
+    return NULL;
+}
+
+journal_t *journal_new(const journal_config_t *cfg)
+{
+    journal_t *self = xcalloc(1, sizeof *self);
+    self->cfg = *cfg;
+    self->cfg.dsn = xstrdup(cfg->dsn);
+    if (self->cfg.batch_max < 1)
+        self->cfg.batch_max = 1;
+    if (self->cfg.statement_timeout_ms <= 0)
+        self->cfg.statement_timeout_ms = 3000;
+    pthread_mutex_init(&self->mu, NULL);
+    pthread_cond_init(&self->work, NULL);
+    pthread_cond_init(&self->done, NULL);
+    if (pthread_create(&self->thread, NULL, writer_main, self) != 0) {
+        log_error(NULL, "audit journal: cannot start the writer thread");
+        free((char *)self->cfg.dsn);
+        free(self);
+        return NULL;
+    }
+    return self;
+}
+
+void journal_destroy(journal_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    journal_t *self = *self_p;
+    pthread_mutex_lock(&self->mu);
+    self->stopping = true;
+    pthread_cond_signal(&self->work);
+    pthread_mutex_unlock(&self->mu);
+    pthread_join(self->thread, NULL);
+    if (self->conn)
+        PQfinish(self->conn);
+    pthread_mutex_destroy(&self->mu);
+    pthread_cond_destroy(&self->work);
+    pthread_cond_destroy(&self->done);
+    free((char *)self->cfg.dsn);
+    free(self);
+    *self_p = NULL;
+}
+
+static void append_wait(journal_t *self, item_t *it)
+{
+    pthread_mutex_lock(&self->mu);
+    if (self->tail)
+        self->tail->next = it;
+    else
+        self->head = it;
+    self->tail = it;
+    pthread_cond_signal(&self->work);
+    while (!it->done)
+        pthread_cond_wait(&self->done, &self->mu);
+    pthread_mutex_unlock(&self->mu);
+}
+
+void journal_append_intent(journal_t *self, const entry_intent_t *intent, journal_result_t *out)
+{
+    item_t it = {.intent = intent, .result = out};
+    append_wait(self, &it);
+}
+
+void journal_append_outcome(journal_t *self, const entry_outcome_t *outcome,
+                            journal_result_t *out)
+{
+    item_t it = {.outcome = outcome, .result = out};
+    append_wait(self, &it);
+}
+
+void journal_stats(journal_t *self, journal_stats_t *out)
+{
+    pthread_mutex_lock(&self->mu);
+    *out = self->stats;
+    pthread_mutex_unlock(&self->mu);
+}

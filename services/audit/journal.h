@@ -1,0 +1,52 @@
+/* journal: the single writer of the audit chain. Worker threads hand it intents and outcomes and
+ * wait; one writer thread takes up to batch_max waiting records, assigns their sequence numbers
+ * and hashes under a chain lock, checks nonces, commits them in one transaction (group commit)
+ * and only then wakes every waiter. Replicas of the service serialise on a transaction-scoped
+ * advisory lock, so the chain stays gapless with any number of writers. */
+#ifndef KOOISV_AUDIT_JOURNAL_H
+#define KOOISV_AUDIT_JOURNAL_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "entry.h"
+
+/* Reasons filed on an intent whose nonce was refused (AuditIntentResult.replay = true). */
+#define JOURNAL_REPLAYED "replayed nonce"
+#define JOURNAL_STALE_NONCE "nonce outside the replay window"
+
+typedef struct {
+    const char *dsn;            /* the service role's connection string */
+    int batch_max;              /* records per transaction, >= 1 */
+    int64_t nonce_window_ms;    /* signature window: |now - timestamp| allowed by the gateway */
+    int64_t nonce_margin_ms;    /* nonces are kept window + margin (clock skew between hosts) */
+    int statement_timeout_ms;   /* per statement, so that a stuck database fails fast */
+} journal_config_t;
+
+typedef struct {
+    const char *code;           /* "000000", "000002" (bad record) or "000005" (not stored) */
+    char msg[160];
+    int64_t seq;                /* position in the chain (also for an already stored record) */
+    bool replay;                /* intents: the nonce was already used */
+} journal_result_t;
+
+typedef struct journal journal_t;
+
+/* Start the writer thread (it connects lazily and reconnects by itself). cfg is copied. */
+journal_t *journal_new(const journal_config_t *cfg);
+/* Stop the writer once every waiting record is answered; set *self_p to NULL. */
+void journal_destroy(journal_t **self_p);
+/* Append intent and wait until it is committed (or refused). A request id already in the trail
+ * answers with the stored seq and replay verdict and stores nothing. intent is only read. */
+void journal_append_intent(journal_t *self, const entry_intent_t *intent, journal_result_t *out);
+/* Append outcome and wait. Stored once per request id; refused (000002) without an intent. */
+void journal_append_outcome(journal_t *self, const entry_outcome_t *outcome,
+                            journal_result_t *out);
+
+/* Counters since start, for the benchmark and logs. */
+typedef struct {
+    uint64_t batches;
+    uint64_t records;
+    uint64_t failures;
+} journal_stats_t;
+void journal_stats(journal_t *self, journal_stats_t *out);
+
+#endif

@@ -1,0 +1,51 @@
+/* verify: AuditVerify — walk the hash chain from from_seq and report the first entry that was
+ * modified, removed or inserted. Problems, in the order they are looked for at an entry:
+ *   removed   the sequence jumps (entry E missing), or the entry's content only matches its hash
+ *             one position later (an entry before it was deleted and the rest renumbered)
+ *   inserted  the next entry chains to this entry's predecessor (this one was slipped in), or the
+ *             newest entry is self-consistent but does not chain to its predecessor
+ *   modified  the entry's content no longer gives its hash, or (self-consistent but not linked)
+ *             its predecessor was rewritten and rehashed
+ * Removing the newest entries leaves no trace inside the database: compare head_seq/head_hash
+ * with a checkpoint kept elsewhere (the service also logs the head periodically). */
+#ifndef KOOISV_AUDIT_VERIFY_H
+#define KOOISV_AUDIT_VERIFY_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "entry.h"
+#include "pgutil.h"
+#include "transport.h"
+
+/* Rows fetched per round trip, and the time one call may spend before answering next_seq. */
+#define VERIFY_CHUNK 2000
+#define VERIFY_BUDGET_MS 2000
+
+extern const pg_stmt_t verify_stmts[];
+extern const size_t verify_nstmts;
+
+/* One stored row as verification sees it. */
+typedef struct {
+    bool is_intent;
+    entry_intent_t intent;   /* is_intent */
+    entry_outcome_t outcome; /* !is_intent */
+    uint8_t prev[ENTRY_HASH_LEN];
+    uint8_t hash[ENTRY_HASH_LEN];
+} verify_row_t;
+
+typedef struct {
+    const char *problem; /* NULL = fine, else "modified" | "removed" | "inserted" */
+    int64_t bad_seq;
+    char detail[200];
+} verify_verdict_t;
+
+/* Judge row r given the expected seq and predecessor hash (prev_known false = no anchor: the
+ * first row of a walk that starts past the genesis without its predecessor). next may be NULL.
+ * Pure: the unit tests drive it with rows built in memory. Returns true when r is fine. */
+bool verify_row(const verify_row_t *r, const verify_row_t *next, int64_t expect_seq,
+                const uint8_t expect_prev[ENTRY_HASH_LEN], bool prev_known,
+                verify_verdict_t *out);
+
+/* Serve one AuditVerify on conn (statements of verify_stmts prepared): sets the reply. */
+void verify_handle(PGconn *conn, svc_call_t *call);
+
+#endif
