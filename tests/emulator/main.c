@@ -25,8 +25,8 @@
 static const config_var_t vars[] = {
     {"KOOISV_EMULATOR_LISTEN", "127.0.0.1:9443", 0,
      "HTTPS listen address host:port (port 0 = any free port, see PORT_FILE)"},
-    {"KOOISV_EMULATOR_CERT_FILE", NULL, CONFIG_REQUIRED, "PEM certificate (chain) to serve"},
-    {"KOOISV_EMULATOR_KEY_FILE", NULL, CONFIG_REQUIRED, "PEM private key of the certificate"},
+    {"KOOISV_TLS_CERT_FILE", NULL, CONFIG_REQUIRED, "PEM certificate (chain) to serve"},
+    {"KOOISV_TLS_KEY_FILE", NULL, CONFIG_REQUIRED, "PEM private key of the certificate"},
     {"KOOISV_EMULATOR_PORT_FILE", "", 0,
      "if set, the bound port is written here once listening (for port 0)"},
     {"KOOISV_EMULATOR_CONTROL_ANY", "0", 0,
@@ -110,7 +110,7 @@ static SSL_CTX *server_ctx(const char *cert, const char *key)
         SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
         unsigned long e = ERR_get_error();
-        fprintf(stderr, "kooisv-emulator: KOOISV_EMULATOR_CERT_FILE/KEY_FILE: %s\n",
+        fprintf(stderr, "kooisv-emulator: KOOISV_TLS_CERT_FILE/KOOISV_TLS_KEY_FILE: %s\n",
                 ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "cannot load");
         SSL_CTX_free(ctx);
         return NULL;
@@ -163,8 +163,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "kooisv-emulator: KOOISV_EMULATOR_LISTEN: want host:port\n");
         return 2;
     }
-    ssl_ctx = server_ctx(config_get("KOOISV_EMULATOR_CERT_FILE"),
-                         config_get("KOOISV_EMULATOR_KEY_FILE"));
+    ssl_ctx = server_ctx(config_get("KOOISV_TLS_CERT_FILE"),
+                         config_get("KOOISV_TLS_KEY_FILE"));
     if (!ssl_ctx)
         return 2;
 
