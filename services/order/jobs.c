@@ -10,7 +10,9 @@
  * next, so a retry resumes where the last attempt stopped. */
 #include "order.h"
 
+#include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +71,13 @@ const pg_stmt_t jobs_stmts[] = {
      "UPDATE orders.jobs SET state = $2, done_at = now(), lease_owner = NULL,"
      " lease_until = NULL, updated_at = now() WHERE id = $1::bigint",
      2},
+    {"job_running_owners",
+     "SELECT DISTINCT lease_owner FROM orders.jobs WHERE state = 'running' AND lease_owner IS NOT NULL",
+     0},
+    {"job_release_owner",
+     "UPDATE orders.jobs SET state = 'pending', lease_owner = NULL, lease_until = NULL,"
+     " next_attempt_at = now(), updated_at = now() WHERE state = 'running' AND lease_owner = $1",
+     1},
     {"job_fail",
      "UPDATE orders.jobs SET state = CASE WHEN attempts >= $3::int THEN 'failed' ELSE 'pending' END,"
      " next_attempt_at = now() + $4::bigint * interval '1 millisecond', last_error = $2,"
@@ -471,8 +480,70 @@ static void *job_thread(void *arg)
     return NULL;
 }
 
+/* False when pid is gone or a zombie (killed, not yet reaped by its parent). */
+static bool process_alive(pid_t pid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return kill(pid, 0) == 0 || errno != ESRCH;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* "pid (comm) S ...": the state follows the last ')' (comm may hold spaces and parens). */
+    const char *close = strrchr(buf, ')');
+    return !(close && close[1] == ' ' && (close[2] == 'Z' || close[2] == 'X'));
+}
+
+/* True when owner ("host:pid:thread") names a process of this host that is gone: this very
+ * process (a restart that got the same pid, e.g. pid 1 in a container) or a dead pid. */
+static bool owner_is_dead_here(const order_config_t *cfg, const char *owner)
+{
+    const char *last = strrchr(owner, ':');
+    if (!last)
+        return false;
+    size_t id_len = (size_t)(last - owner);
+    if (strlen(cfg->replica_id) == id_len && strncmp(owner, cfg->replica_id, id_len) == 0)
+        return true;
+    const char *pid_sep = memrchr(owner, ':', id_len);
+    size_t host_len = pid_sep ? (size_t)(pid_sep - owner) : 0;
+    const char *my_sep = strrchr(cfg->replica_id, ':');
+    if (!pid_sep || !my_sep || host_len != (size_t)(my_sep - cfg->replica_id) ||
+        strncmp(owner, cfg->replica_id, host_len) != 0)
+        return false;
+    long pid = strtol(pid_sep + 1, NULL, 10);
+    return pid > 0 && !process_alive((pid_t)pid);
+}
+
+/* A replica restarted on the same host takes back the jobs its dead predecessor leased at
+ * once instead of waiting for the leases to run out. Leases of other hosts are left alone. */
+static void reclaim_dead_leases(const order_config_t *cfg)
+{
+    PGconn *conn = orderdb_connect(cfg, "kooisv-order-jobs", 5);
+    if (!conn)
+        return;
+    db_status_t st;
+    PGresult *res = orderdb_exec(conn, NULL, "job_running_owners", 0, NULL, &st);
+    for (int i = 0; res && i < PQntuples(res); i++) {
+        const char *owner = pg_value(res, i, 0);
+        if (!owner_is_dead_here(cfg, owner))
+            continue;
+        const char *p[] = {owner};
+        PGresult *up = orderdb_exec(conn, NULL, "job_release_owner", 1, p, &st);
+        if (up) {
+            log_info(NULL, "took back %s job(s) of dead lease owner %s", PQcmdTuples(up), owner);
+            PQclear(up);
+        }
+    }
+    if (res)
+        PQclear(res);
+    PQfinish(conn);
+}
+
 int jobs_start(const order_config_t *cfg)
 {
+    reclaim_dead_leases(cfg);
     thread_count = cfg->job_threads;
     threads = xcalloc((size_t)thread_count, sizeof *threads);
     runners = xcalloc((size_t)thread_count, sizeof *runners);
