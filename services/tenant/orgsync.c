@@ -1,0 +1,247 @@
+/* singleOrgSync and allOrgSync (spec §4): idempotency key instance + tenant + orgCode. Orgs may
+ * arrive in any order (a child before its parent); the one thing refused is a cycle, checked
+ * inside the transaction while the tenant's tree is locked, so concurrent moves cannot close
+ * one between them. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "orgtree.h"
+#include "syncoutbox.h"
+#include "tenant.h"
+#include "xmalloc.h"
+
+const pg_stmt_t orgsync_stmts[] = {
+    /* one lock per (instance, tenant) tree, released at commit or rollback */
+    {"org_lock",
+     "SELECT pg_advisory_xact_lock(hashtextextended('kooisv.tenants.orgs' || chr(31) || $1"
+     " || chr(31) || $2, 0))",
+     2},
+    {"org_add",
+     "INSERT INTO orgs (instance_id, tenant_id, org_code, org_name, parent_code, test_flag)"
+     " VALUES ($1, $2, $3, $4, $5, $6::boolean)"
+     " ON CONFLICT (instance_id, tenant_id, org_code) DO NOTHING RETURNING org_code",
+     6},
+    /* modify of a missing org creates it (upsert), as for tenants */
+    {"org_modify",
+     "INSERT INTO orgs (instance_id, tenant_id, org_code, org_name, parent_code, test_flag)"
+     " VALUES ($1, $2, $3, $4, $5, $6::boolean)"
+     " ON CONFLICT (instance_id, tenant_id, org_code) DO UPDATE SET org_name = EXCLUDED.org_name,"
+     " parent_code = EXCLUDED.parent_code, updated_at = now()"
+     " WHERE (orgs.org_name, orgs.parent_code) IS DISTINCT FROM"
+     " (EXCLUDED.org_name, EXCLUDED.parent_code)"
+     " RETURNING (xmax = 0) AS inserted",
+     6},
+    /* After a change to org $3: do its ancestors include itself? The tree was acyclic before,
+     * so a new cycle must run through $3. UNION (not ALL) stops even on a damaged tree. */
+    {"org_cycle",
+     "WITH RECURSIVE up(code) AS ("
+     " SELECT parent_code FROM orgs WHERE instance_id = $1 AND tenant_id = $2 AND org_code = $3"
+     " AND parent_code <> ''"
+     " UNION"
+     " SELECT o.parent_code FROM orgs o JOIN up ON o.org_code = up.code"
+     " WHERE o.instance_id = $1 AND o.tenant_id = $2 AND o.parent_code <> '')"
+     " SELECT EXISTS (SELECT 1 FROM up WHERE code = $3)",
+     3},
+    {"org_delete",
+     "DELETE FROM orgs WHERE instance_id = $1 AND tenant_id = $2 AND org_code = $3"
+     " RETURNING org_code",
+     3},
+    {"org_list",
+     "SELECT org_code, org_name, parent_code FROM orgs WHERE instance_id = $1 AND tenant_id = $2"
+     " ORDER BY org_code COLLATE \"C\"",
+     2},
+    {"org_delete_all", "DELETE FROM orgs WHERE instance_id = $1 AND tenant_id = $2", 2},
+    {"org_insert_many",
+     "INSERT INTO orgs (instance_id, tenant_id, org_code, org_name, parent_code, test_flag)"
+     " SELECT $1, $2, x.org_code, x.org_name, coalesce(x.parent_code, ''), $3::boolean"
+     " FROM jsonb_to_recordset($4::jsonb) AS x(org_code text, org_name text, parent_code text)",
+     4},
+};
+const size_t orgsync_stmts_count = sizeof orgsync_stmts / sizeof orgsync_stmts[0];
+
+static bool lock_tree(sync_tx_t *tx, const char *instance_id, const char *tenant_id)
+{
+    const char *p[] = {instance_id, tenant_id};
+    PGresult *r = sync_exec(tx, "org_lock", 2, p);
+    if (!r)
+        return false;
+    PQclear(r);
+    return true;
+}
+
+/* ---- singleOrgSync ---- */
+
+static sync_tx_rc_t single_tx(sync_tx_t *tx, void *arg)
+{
+    const Kooisv__SingleOrgSync *m = arg;
+    const Kooisv__Envelope *env = svc_call_request(tx->call);
+    if (!lock_tree(tx, m->instance_id, m->tenant_id))
+        return SYNC_TX_ERROR;
+    const char *p[] = {m->instance_id, m->tenant_id, m->org_code, m->org_name, m->parent_code,
+                       env->test_flag ? "true" : "false"};
+    PGresult *r;
+    const char *action = NULL;
+    bool created = false;
+    if (m->flag == 0) {
+        /* delete: children stay, shown as orphans until their parent returns */
+        if (!(r = sync_exec(tx, "org_delete", 3, p)))
+            return SYNC_TX_ERROR;
+        if (PQntuples(r) == 1)
+            action = "delete";
+        else
+            tx->ok_msg = "success (org already absent)";
+        PQclear(r);
+    } else {
+        const char *stmt = m->flag == 1 ? "org_add" : "org_modify";
+        if (!(r = sync_exec(tx, stmt, 6, p)))
+            return SYNC_TX_ERROR;
+        if (PQntuples(r) == 1) {
+            action = m->flag == 1 ? "add" : "modify";
+            created = m->flag == 1 || strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+        } else {
+            tx->ok_msg = m->flag == 1 ? "success (org already exists)" : "success (no change)";
+        }
+        PQclear(r);
+        if (action && *m->parent_code) {
+            if (!(r = sync_exec(tx, "org_cycle", 3, p)))
+                return SYNC_TX_ERROR;
+            bool cycle = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+            PQclear(r);
+            if (cycle) {
+                svc_call_result(tx->call, "000002",
+                                "parentCode: making %s a child of %s would create a cycle",
+                                m->org_code, m->parent_code);
+                return SYNC_TX_ABORT;
+            }
+        }
+    }
+    if (!action)
+        return SYNC_TX_COMMIT;
+    json_t *data = json_pack("{s:s,s:s,s:s}", "orgCode", m->org_code, "orgName", m->org_name,
+                             "parentCode", m->parent_code);
+    if (m->flag != 0)
+        json_object_set_new(data, "created", json_boolean(created));
+    char type[64];
+    snprintf(type, sizeof type, "singleOrgSync.%s", action);
+    int rc = syncoutbox_add(tx, type, m->instance_id, m->tenant_id, data);
+    json_decref(data);
+    return rc == 0 ? SYNC_TX_COMMIT : SYNC_TX_ERROR;
+}
+
+void orgsync_single(sync_worker_t *w, svc_call_t *call, const Kooisv__SingleOrgSync *m)
+{
+    if (!sync_text_ok(m->instance_id, 64, false) || !sync_text_ok(m->tenant_id, 64, true) ||
+        !sync_text_ok(m->org_code, 64, true) || !sync_text_ok(m->org_name, 128, m->flag != 0) ||
+        !sync_text_ok(m->parent_code, 64, false) || m->flag < 0 || m->flag > 2) {
+        svc_call_result(call, "000002", "invalid singleOrgSync message");
+        return;
+    }
+    if (strcmp(m->parent_code, m->org_code) == 0) {
+        svc_call_result(call, "000002", "parentCode: an org cannot be its own parent");
+        return;
+    }
+    sync_tx_run(w, call, single_tx, (void *)m);
+}
+
+/* ---- allOrgSync ---- */
+
+typedef struct {
+    const Kooisv__AllOrgSync *m;
+    orgtree_t *tree;   /* the new list, sorted by code */
+} all_org_t;
+
+/* True when the stored rows (sorted by code, byte order) equal the new list. */
+static bool same_tree(PGresult *r, const orgtree_t *tree)
+{
+    size_t n;
+    const orgtree_node_t *nodes = orgtree_nodes(tree, &n);
+    if ((size_t)PQntuples(r) != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(PQgetvalue(r, (int)i, 0), nodes[i].code) != 0 ||
+            strcmp(PQgetvalue(r, (int)i, 1), nodes[i].name) != 0 ||
+            strcmp(PQgetvalue(r, (int)i, 2), nodes[i].parent) != 0)
+            return false;
+    return true;
+}
+
+static sync_tx_rc_t all_tx(sync_tx_t *tx, void *arg)
+{
+    all_org_t *a = arg;
+    const Kooisv__AllOrgSync *m = a->m;
+    const Kooisv__Envelope *env = svc_call_request(tx->call);
+    if (!lock_tree(tx, m->instance_id, m->tenant_id))
+        return SYNC_TX_ERROR;
+    const char *key[] = {m->instance_id, m->tenant_id};
+    PGresult *r = sync_exec(tx, "org_list", 2, key);
+    if (!r)
+        return SYNC_TX_ERROR;
+    long previous = PQntuples(r);
+    bool same = same_tree(r, a->tree);
+    PQclear(r);
+    if (same) {
+        /* a repeated replace with the same list changes nothing and tells nobody */
+        tx->ok_msg = "success (no change)";
+        return SYNC_TX_COMMIT;
+    }
+    if (!(r = sync_exec(tx, "org_delete_all", 2, key)))
+        return SYNC_TX_ERROR;
+    PQclear(r);
+    json_t *list = json_array();
+    for (size_t i = 0; i < m->n_orgs; i++)
+        json_array_append_new(list, json_pack("{s:s,s:s,s:s}", "org_code", m->orgs[i]->org_code,
+                                              "org_name", m->orgs[i]->org_name, "parent_code",
+                                              m->orgs[i]->parent_code));
+    char *rows = sync_json_text(list);
+    json_decref(list);
+    const char *p[] = {m->instance_id, m->tenant_id, env->test_flag ? "true" : "false", rows};
+    r = sync_exec(tx, "org_insert_many", 4, p);
+    free(rows);
+    if (!r)
+        return SYNC_TX_ERROR;
+    PQclear(r);
+    json_t *orgs = json_array();
+    for (size_t i = 0; i < m->n_orgs; i++)
+        json_array_append_new(orgs, json_pack("{s:s,s:s,s:s}", "orgCode", m->orgs[i]->org_code,
+                                              "orgName", m->orgs[i]->org_name, "parentCode",
+                                              m->orgs[i]->parent_code));
+    json_t *data = json_pack("{s:I,s:o}", "previousCount", (json_int_t)previous, "orgInfoList",
+                             orgs);
+    int rc = syncoutbox_add(tx, "allOrgSync.replace", m->instance_id, m->tenant_id, data);
+    json_decref(data);
+    return rc == 0 ? SYNC_TX_COMMIT : SYNC_TX_ERROR;
+}
+
+void orgsync_all(sync_worker_t *w, svc_call_t *call, const Kooisv__AllOrgSync *m)
+{
+    if (!sync_text_ok(m->instance_id, 64, false) || !sync_text_ok(m->tenant_id, 64, true) ||
+        m->n_orgs > 10000) {
+        svc_call_result(call, "000002", "invalid allOrgSync message");
+        return;
+    }
+    orgtree_node_t *nodes = xmalloc((m->n_orgs ? m->n_orgs : 1) * sizeof *nodes);
+    for (size_t i = 0; i < m->n_orgs; i++) {
+        const Kooisv__SyncOrg *o = m->orgs[i];
+        if (!sync_text_ok(o->org_code, 64, true) || !sync_text_ok(o->org_name, 128, true) ||
+            !sync_text_ok(o->parent_code, 64, false)) {
+            free(nodes);
+            svc_call_result(call, "000002", "orgInfoList[%zu]: invalid org", i);
+            return;
+        }
+        nodes[i] = (orgtree_node_t){o->org_code, o->org_name, o->parent_code};
+    }
+    all_org_t a = {.m = m, .tree = orgtree_new(nodes, m->n_orgs)};
+    free(nodes);
+    const char *dup = orgtree_duplicate(a.tree);
+    const char *cycle = orgtree_cycle(a.tree);
+    /* nothing is touched when the list is bad: the old tree stays as it was */
+    if (dup)
+        svc_call_result(call, "000002", "orgInfoList: orgCode %s appears more than once", dup);
+    else if (cycle)
+        svc_call_result(call, "000002", "orgInfoList: org %s is its own ancestor (cycle)", cycle);
+    else
+        sync_tx_run(w, call, all_tx, &a);
+    orgtree_destroy(&a.tree);
+}
