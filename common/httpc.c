@@ -71,6 +71,11 @@ static SSL_CTX *ctx_build(const char *ca_file, int verify_peer, char *why, size_
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+#ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
+    /* OpenSSL 3 reports a peer closing without close_notify as an error, which libevent 2.1's
+     * allow_dirty_shutdown does not recognise: a read-until-close body would always fail. */
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+#endif
     if (verify_peer) {
         int ok = ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
                          : SSL_CTX_set_default_verify_paths(ctx);
@@ -192,7 +197,7 @@ static void describe_failure(call_t *c)
         }
     }
     if (c->have_req_error && c->req_error == EVREQ_HTTP_EOF)
-        set_error(out, "connection refused, reset or closed before a response");
+        set_error(out, "connection refused, reset or closed before the response was complete");
     else if (c->have_req_error)
         set_error(out, "%s", req_error_text(c->req_error));
     else if (c->done)
