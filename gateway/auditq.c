@@ -1,0 +1,245 @@
+#include "auditq.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "transport.h"
+#include "xmalloc.h"
+
+#define BACKOFF_MIN_MS 200
+#define BACKOFF_MAX_MS 10000
+#define QUEUE_MAX 100000 /* per thread; beyond it the oldest record is given up (and logged) */
+
+typedef struct item {
+    struct item *next;
+    auditq_t *queue;
+    char *rid;
+    const char *what; /* "intent" | "outcome" */
+    uint8_t *buf;     /* packed envelope */
+    size_t len;
+    int attempts;
+} item_t;
+
+struct auditq {
+    struct event_base *base;
+    dispatch_t *dispatch;
+    int timeout_ms;
+    item_t *head, *tail;
+    size_t queued;
+    size_t direct; /* direct attempts outstanding */
+    bool head_busy;
+    struct event *retry;
+    int backoff_ms;
+};
+
+static void pump(auditq_t *self);
+
+static const char *record_kind(const Kooisv__Envelope *env)
+{
+    return env->body_case == KOOISV__ENVELOPE__BODY_AUDIT_INTENT ? "intent" : "outcome";
+}
+
+static item_t *item_new(auditq_t *self, const Kooisv__Envelope *env)
+{
+    item_t *it = xcalloc(1, sizeof *it);
+    it->queue = self;
+    it->rid = xstrdup(env->request_id);
+    it->what = record_kind(env);
+    it->len = transport_pack_envelope(env, &it->buf);
+    return it;
+}
+
+static void item_free(item_t *it)
+{
+    free(it->rid);
+    free(it->buf);
+    free(it);
+}
+
+/* Stored, or refused as malformed (retrying could never succeed). */
+static bool reply_final(const Kooisv__Reply *reply, bool *stored)
+{
+    *stored = reply && strcmp(reply->result_code, "000000") == 0;
+    return *stored || (reply && strcmp(reply->result_code, "000002") == 0);
+}
+
+static int item_send(item_t *it, dispatch_done_fn done)
+{
+    auditq_t *self = it->queue;
+    if (!self->dispatch)
+        return -1;
+    Kooisv__Envelope *env = kooisv__envelope__unpack(NULL, it->len, it->buf);
+    if (!env)
+        return -1;
+    it->attempts++;
+    int rc = dispatch_call(self->dispatch, SVC_AUDIT, env, self->timeout_ms, done, it);
+    kooisv__envelope__free_unpacked(env, NULL);
+    return rc;
+}
+
+static void queue_append(auditq_t *self, item_t *it)
+{
+    if (self->queued >= QUEUE_MAX && self->head && self->head != self->tail && !self->head_busy) {
+        item_t *old = self->head;
+        self->head = old->next;
+        self->queued--;
+        metrics_audit_queue_add(-1);
+        metrics_audit_lost(1);
+        log_error(old->rid, "audit %s lost: retry queue full (%d records)", old->what,
+                  QUEUE_MAX);
+        item_free(old);
+    }
+    it->next = NULL;
+    if (self->tail)
+        self->tail->next = it;
+    else
+        self->head = it;
+    self->tail = it;
+    self->queued++;
+    metrics_audit_queue_add(1);
+}
+
+static void queue_pop(auditq_t *self)
+{
+    item_t *it = self->head;
+    self->head = it->next;
+    if (!self->head)
+        self->tail = NULL;
+    self->queued--;
+    metrics_audit_queue_add(-1);
+    item_free(it);
+}
+
+static void on_head_done(Kooisv__Reply *reply, void *arg)
+{
+    item_t *it = arg;
+    auditq_t *self = it->queue;
+    bool stored;
+    bool final = reply_final(reply, &stored);
+    if (reply)
+        kooisv__reply__free_unpacked(reply, NULL);
+    self->head_busy = false;
+    if (final) {
+        if (stored)
+            log_info(it->rid, "audit %s stored after %d attempts", it->what, it->attempts);
+        else {
+            log_error(it->rid, "audit %s refused by the audit service: given up", it->what);
+            metrics_audit_lost(1);
+        }
+        queue_pop(self);
+        self->backoff_ms = 0;
+        pump(self);
+        return;
+    }
+    if (!self->dispatch)
+        return;
+    self->backoff_ms = self->backoff_ms ? self->backoff_ms * 2 : BACKOFF_MIN_MS;
+    if (self->backoff_ms > BACKOFF_MAX_MS)
+        self->backoff_ms = BACKOFF_MAX_MS;
+    struct timeval tv = {self->backoff_ms / 1000, (self->backoff_ms % 1000) * 1000};
+    evtimer_add(self->retry, &tv);
+}
+
+static void pump(auditq_t *self)
+{
+    if (!self->head || self->head_busy || !self->dispatch || evtimer_pending(self->retry, NULL))
+        return;
+    self->head_busy = true;
+    if (item_send(self->head, on_head_done) != 0)
+        on_head_done(NULL, self->head);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    pump(arg);
+}
+
+static void on_direct_done(Kooisv__Reply *reply, void *arg)
+{
+    item_t *it = arg;
+    auditq_t *self = it->queue;
+    self->direct--;
+    bool stored;
+    bool final = reply_final(reply, &stored);
+    if (reply)
+        kooisv__reply__free_unpacked(reply, NULL);
+    if (final) {
+        if (!stored) {
+            log_error(it->rid, "audit %s refused by the audit service", it->what);
+            metrics_audit_lost(1);
+        }
+        item_free(it);
+        return;
+    }
+    log_warn(it->rid, "audit %s not stored (audit service %s): queued for retry", it->what,
+             reply ? "refused it" : "unreachable");
+    queue_append(self, it);
+    pump(self);
+}
+
+auditq_t *auditq_new(struct event_base *base, dispatch_t *dispatch, int timeout_ms)
+{
+    auditq_t *self = xcalloc(1, sizeof *self);
+    self->base = base;
+    self->dispatch = dispatch;
+    self->timeout_ms = timeout_ms;
+    self->retry = evtimer_new(base, on_retry, self);
+    return self;
+}
+
+void auditq_detach(auditq_t *self)
+{
+    self->dispatch = NULL;
+    evtimer_del(self->retry);
+}
+
+void auditq_destroy(auditq_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    auditq_t *self = *self_p;
+    long lost = 0;
+    while (self->head) {
+        log_error(self->head->rid, "audit %s lost at shutdown (audit service unreachable)",
+                  self->head->what);
+        queue_pop(self);
+        lost++;
+    }
+    if (lost)
+        metrics_audit_lost(lost);
+    if (self->direct)
+        log_error(NULL, "%zu audit records still in flight at shutdown", self->direct);
+    event_free(self->retry);
+    free(self);
+    *self_p = NULL;
+}
+
+void auditq_deliver(auditq_t *self, const Kooisv__Envelope *env)
+{
+    item_t *it = item_new(self, env);
+    if (self->dispatch && item_send(it, on_direct_done) == 0) {
+        self->direct++;
+        return;
+    }
+    log_warn(it->rid, "audit %s not sent (audit service not configured or stopping): queued",
+             it->what);
+    queue_append(self, it);
+    pump(self);
+}
+
+void auditq_enqueue(auditq_t *self, const Kooisv__Envelope *env)
+{
+    item_t *it = item_new(self, env);
+    log_warn(it->rid, "audit %s queued for retry", it->what);
+    queue_append(self, it);
+    pump(self);
+}
+
+size_t auditq_pending(const auditq_t *self)
+{
+    return self->queued + self->direct;
+}

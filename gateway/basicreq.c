@@ -1,0 +1,597 @@
+#include "basicreq.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "canonjson.h"
+#include "timeutil.h"
+#include "xmalloc.h"
+
+static const char *const activity_names[BASIC__COUNT] = {
+    "newInstance",   "queryInstance",  "refreshInstance",     "updateInstanceStatus",
+    "releaseInstance", "upgradeInstance", "changeInstanceCheck", "getLicenseAsync",
+};
+
+static const char *const scenes[] = {"TRIAL_TO_FORMAL", "RENEWAL", "UNSUBSCRIBE_RENEWAL_PERIOD",
+                                     NULL};
+static const char *const statuses[] = {"FREEZE", "UNFREEZE", NULL};
+
+int basicreq_activity(const json_t *body)
+{
+    const char *name = json_string_value(json_object_get(body, "activity"));
+    if (!name)
+        return -1;
+    for (int i = 0; i < BASIC__COUNT; i++)
+        if (strcmp(name, activity_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+const char *basicreq_activity_name(basic_activity_t activity)
+{
+    return activity >= 0 && activity < BASIC__COUNT ? activity_names[activity] : "unknown";
+}
+
+/* ------------------------------------------------------------------ field checks */
+
+/* One validation pass: the first problem found wins and is the one reported. */
+typedef struct {
+    const json_t *body;
+    char *msg;
+    size_t msglen;
+    bool failed;
+} check_t;
+
+static void check_fail(check_t *c, const char *fmt, const char *field, const char *extra)
+{
+    if (c->failed)
+        return;
+    c->failed = true;
+    snprintf(c->msg, c->msglen, fmt, field, extra ? extra : "");
+}
+
+/* Characters, not bytes: the parser already guaranteed valid UTF-8. */
+static size_t utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if ((*p & 0xC0) != 0x80)
+            n++;
+    return n;
+}
+
+static bool has_control(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7F)
+            return true;
+    return false;
+}
+
+/* A string field: NULL when absent or null (canonical JSON drops nulls, so null = absent).
+ * Present values must be strings without NUL, non-empty when mandatory, at most maxchars long;
+ * ids (strict) may not hold control characters. */
+static const char *field_str(check_t *c, const char *name, bool mandatory, size_t maxchars,
+                             bool strict)
+{
+    if (c->failed)
+        return NULL;
+    const json_t *v = json_object_get(c->body, name);
+    if (!v || json_is_null(v)) {
+        if (mandatory)
+            check_fail(c, "%s is missing%s", name, NULL);
+        return NULL;
+    }
+    if (!json_is_string(v)) {
+        check_fail(c, "%s must be a JSON string%s", name, NULL);
+        return NULL;
+    }
+    const char *s = json_string_value(v);
+    if (json_string_length(v) != strlen(s)) {
+        check_fail(c, "%s contains a NUL character%s", name, NULL);
+        return NULL;
+    }
+    if (mandatory && !*s) {
+        check_fail(c, "%s is empty%s", name, NULL);
+        return NULL;
+    }
+    if (maxchars && utf8_chars(s) > maxchars) {
+        char limit[32];
+        snprintf(limit, sizeof limit, "%zu", maxchars);
+        check_fail(c, "%s is longer than %s characters", name, limit);
+        return NULL;
+    }
+    if (strict && has_control(s)) {
+        check_fail(c, "%s contains control characters%s", name, NULL);
+        return NULL;
+    }
+    return s;
+}
+
+static const char *field_id(check_t *c, const char *name, bool mandatory)
+{
+    return field_str(c, name, mandatory, BASICREQ_ID_MAX, true);
+}
+
+static const char *field_enum(check_t *c, const char *name, bool mandatory,
+                              const char *const *allowed)
+{
+    const char *s = field_str(c, name, mandatory, 64, true);
+    if (!s || !*s)
+        return s;
+    for (int i = 0; allowed[i]; i++)
+        if (strcmp(s, allowed[i]) == 0)
+            return s;
+    char list[160] = "";
+    for (int i = 0; allowed[i]; i++) {
+        if (i)
+            strncat(list, ", ", sizeof list - strlen(list) - 1);
+        strncat(list, allowed[i], sizeof list - strlen(list) - 1);
+    }
+    check_fail(c, "%s must be one of %s", name, list);
+    return NULL;
+}
+
+static bool all_digits(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return true;
+}
+
+/* yyyyMMddHHmmss, a real calendar time; with_millis also accepts yyyyMMddHHmmssSSS. */
+static const char *field_time(check_t *c, const char *name, bool mandatory, bool with_millis)
+{
+    const char *s = field_str(c, name, mandatory, 0, true);
+    if (!s || !*s)
+        return s;
+    size_t len = strlen(s);
+    int64_t ms;
+    bool ok = (len == 14 || (with_millis && len == 17)) && all_digits(s, len);
+    if (ok) {
+        char date[15];
+        memcpy(date, s, 14);
+        date[14] = '\0';
+        ok = time_parse_compact(date, &ms);
+    }
+    if (!ok) {
+        check_fail(c, "%s must be a calendar time as %s", name,
+                   with_millis ? "yyyyMMddHHmmss or yyyyMMddHHmmssSSS" : "yyyyMMddHHmmss");
+        return NULL;
+    }
+    return s;
+}
+
+/* ------------------------------------------------------------------ body builders */
+
+static char *dup_or_empty(const char *s)
+{
+    return xstrdup(s ? s : "");
+}
+
+static void set_test_flag(check_t *c, Kooisv__Envelope *env)
+{
+    const char *flag = field_str(c, "testFlag", false, 1, true);
+    if (c->failed)
+        return;
+    if (flag && strcmp(flag, "0") != 0 && strcmp(flag, "1") != 0) {
+        check_fail(c, "%s must be \"0\" or \"1\"%s", "testFlag", NULL);
+        return;
+    }
+    env->test_flag = flag && strcmp(flag, "1") == 0;
+}
+
+static bool build_new_instance(check_t *c, Kooisv__Envelope *env)
+{
+    const char *order = field_id(c, "orderId", true);
+    const char *line = field_id(c, "orderLineId", true);
+    const char *business = field_id(c, "businessId", true);
+    if (c->failed)
+        return false;
+    Kooisv__NewInstance *m = xmalloc(sizeof *m);
+    kooisv__new_instance__init(m);
+    m->order_id = xstrdup(order);
+    m->order_line_id = xstrdup(line);
+    m->business_id = xstrdup(business);
+    env->body_case = KOOISV__ENVELOPE__BODY_NEW_INSTANCE;
+    env->new_instance = m;
+    return true;
+}
+
+/* instanceId: 1..100 comma-separated ids, spaces around each trimmed, duplicates dropped. */
+static bool build_query_instance(check_t *c, Kooisv__Envelope *env)
+{
+    const char *list = field_str(c, "instanceId", true, 0, true);
+    if (c->failed)
+        return false;
+    char **ids = NULL;
+    size_t n = 0, count = 0;
+    const char *p = list;
+    for (;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *s = p;
+        while (len && *s == ' ') {
+            s++;
+            len--;
+        }
+        while (len && s[len - 1] == ' ')
+            len--;
+        if (!len) {
+            check_fail(c, "%s holds an empty id%s", "instanceId", NULL);
+            break;
+        }
+        if (++count > BASICREQ_INSTANCE_IDS_MAX) {
+            check_fail(c, "%s holds more than %s ids", "instanceId", "100");
+            break;
+        }
+        char *id = xstrndup(s, len);
+        if (utf8_chars(id) > BASICREQ_ID_MAX) {
+            free(id);
+            check_fail(c, "%s holds an id longer than %s characters", "instanceId", "64");
+            break;
+        }
+        bool dup = false;
+        for (size_t i = 0; i < n && !dup; i++)
+            dup = strcmp(ids[i], id) == 0;
+        if (dup) {
+            free(id);
+        } else {
+            ids = xrealloc(ids, (n + 1) * sizeof *ids);
+            ids[n++] = id;
+        }
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    if (c->failed) {
+        for (size_t i = 0; i < n; i++)
+            free(ids[i]);
+        free(ids);
+        return false;
+    }
+    Kooisv__QueryInstance *m = xmalloc(sizeof *m);
+    kooisv__query_instance__init(m);
+    m->instance_ids = ids;
+    m->n_instance_ids = n;
+    env->body_case = KOOISV__ENVELOPE__BODY_QUERY_INSTANCE;
+    env->query_instance = m;
+    return true;
+}
+
+static bool build_refresh_instance(check_t *c, Kooisv__Envelope *env)
+{
+    const char *scene = field_enum(c, "scene", true, scenes);
+    const char *order = field_id(c, "orderId", true);
+    const char *line = field_id(c, "orderLineId", true);
+    const char *instance = field_id(c, "instanceId", true);
+    const char *expire = field_time(c, "expireTime", true, false);
+    const char *product = field_id(c, "productId", false);
+    if (c->failed)
+        return false;
+    Kooisv__RefreshInstance *m = xmalloc(sizeof *m);
+    kooisv__refresh_instance__init(m);
+    m->scene = xstrdup(scene);
+    m->order_id = xstrdup(order);
+    m->order_line_id = xstrdup(line);
+    m->instance_id = xstrdup(instance);
+    m->expire_time = xstrdup(expire);
+    m->product_id = dup_or_empty(product);
+    env->body_case = KOOISV__ENVELOPE__BODY_REFRESH_INSTANCE;
+    env->refresh_instance = m;
+    return true;
+}
+
+static bool build_update_status(check_t *c, Kooisv__Envelope *env)
+{
+    const char *instance = field_id(c, "instanceId", true);
+    const char *status = field_enum(c, "status", true, statuses);
+    if (c->failed)
+        return false;
+    Kooisv__UpdateInstanceStatus *m = xmalloc(sizeof *m);
+    kooisv__update_instance_status__init(m);
+    m->instance_id = xstrdup(instance);
+    m->status = xstrdup(status);
+    env->body_case = KOOISV__ENVELOPE__BODY_UPDATE_INSTANCE_STATUS;
+    env->update_instance_status = m;
+    return true;
+}
+
+static bool build_release_instance(check_t *c, Kooisv__Envelope *env)
+{
+    const char *instance = field_id(c, "instanceId", true);
+    const char *order = field_id(c, "orderId", false);
+    const char *line = field_id(c, "orderLineId", false);
+    if (c->failed)
+        return false;
+    Kooisv__ReleaseInstance *m = xmalloc(sizeof *m);
+    kooisv__release_instance__init(m);
+    m->instance_id = xstrdup(instance);
+    m->order_id = dup_or_empty(order);
+    m->order_line_id = dup_or_empty(line);
+    env->body_case = KOOISV__ENVELOPE__BODY_RELEASE_INSTANCE;
+    env->release_instance = m;
+    return true;
+}
+
+static bool build_upgrade_instance(check_t *c, Kooisv__Envelope *env)
+{
+    const char *instance = field_id(c, "instanceId", true);
+    const char *order = field_id(c, "orderId", true);
+    const char *line = field_id(c, "orderLineId", true);
+    const char *product = field_id(c, "productId", false);
+    if (c->failed)
+        return false;
+    Kooisv__UpgradeInstance *m = xmalloc(sizeof *m);
+    kooisv__upgrade_instance__init(m);
+    m->instance_id = xstrdup(instance);
+    m->order_id = xstrdup(order);
+    m->order_line_id = xstrdup(line);
+    m->product_id = dup_or_empty(product);
+    env->body_case = KOOISV__ENVELOPE__BODY_UPGRADE_INSTANCE;
+    env->upgrade_instance = m;
+    return true;
+}
+
+/* productInfo: an object, or a JSON string holding one (the marketplace sends both). */
+static bool build_change_check(check_t *c, Kooisv__Envelope *env)
+{
+    const char *instance = field_id(c, "instanceId", true);
+    if (c->failed)
+        return false;
+    const json_t *v = json_object_get(c->body, "productInfo");
+    json_t *parsed = NULL;
+    if (!v || json_is_null(v)) {
+        check_fail(c, "%s is missing%s", "productInfo", NULL);
+        return false;
+    }
+    if (json_is_string(v)) {
+        json_error_t err;
+        parsed = canonjson_parse(json_string_value(v), json_string_length(v), &err);
+        if (!parsed || !json_is_object(parsed)) {
+            json_decref(parsed);
+            check_fail(c, "%s must be a JSON object or a string holding one%s", "productInfo",
+                       NULL);
+            return false;
+        }
+        v = parsed;
+    } else if (!json_is_object(v)) {
+        check_fail(c, "%s must be a JSON object or a string holding one%s", "productInfo", NULL);
+        return false;
+    }
+    check_t inner = {.body = v, .msg = c->msg, .msglen = c->msglen};
+    const char *product = field_id(&inner, "productId", false);
+    char *canonical = inner.failed ? NULL : canonjson_dump(v);
+    if (inner.failed || !canonical) {
+        if (!inner.failed)
+            check_fail(c, "%s holds a number that cannot be represented%s", "productInfo", NULL);
+        else
+            c->failed = true; /* inner wrote "productId ..." */
+        free(canonical);
+        json_decref(parsed);
+        return false;
+    }
+    Kooisv__ChangeInstanceCheck *m = xmalloc(sizeof *m);
+    kooisv__change_instance_check__init(m);
+    m->instance_id = xstrdup(instance);
+    m->product_id = dup_or_empty(product);
+    m->product_info_json = canonical;
+    json_decref(parsed);
+    env->body_case = KOOISV__ENVELOPE__BODY_CHANGE_INSTANCE_CHECK;
+    env->change_instance_check = m;
+    return true;
+}
+
+static bool build_get_license(check_t *c, Kooisv__Envelope *env)
+{
+    const char *instance = field_id(c, "instanceId", true);
+    const char *event = field_id(c, "eventId", true);
+    const char *effective = field_time(c, "effectiveTime", true, true);
+    const char *expire = field_time(c, "expireTime", false, true);
+    const char *fingerprint = field_str(c, "deviceFingerprint", false, BASICREQ_FINGERPRINT_MAX,
+                                        true);
+    if (c->failed)
+        return false;
+    Kooisv__GetLicenseAsync *m = xmalloc(sizeof *m);
+    kooisv__get_license_async__init(m);
+    m->instance_id = xstrdup(instance);
+    m->event_id = xstrdup(event);
+    m->effective_time = xstrdup(effective);
+    m->expire_time = dup_or_empty(expire);
+    m->device_fingerprint = dup_or_empty(fingerprint);
+    env->body_case = KOOISV__ENVELOPE__BODY_GET_LICENSE_ASYNC;
+    env->get_license_async = m;
+    return true;
+}
+
+const char *basicreq_build(const json_t *body, Kooisv__Envelope *env, char *msg, size_t msglen)
+{
+    check_t c = {.body = body, .msg = msg, .msglen = msglen};
+    if (!json_is_object(body)) {
+        snprintf(msg, msglen, "request body must be a JSON object");
+        return "000002";
+    }
+    const json_t *act = json_object_get(body, "activity");
+    if (!act || json_is_null(act)) {
+        snprintf(msg, msglen, "activity is missing");
+        return "000002";
+    }
+    if (!json_is_string(act)) {
+        snprintf(msg, msglen, "activity must be a JSON string");
+        return "000002";
+    }
+    int a = basicreq_activity(body);
+    if (a < 0) {
+        snprintf(msg, msglen, "unknown activity");
+        return "000002";
+    }
+    set_test_flag(&c, env);
+    if (c.failed)
+        return "000002";
+    bool ok = false;
+    switch ((basic_activity_t)a) {
+    case BASIC_NEW_INSTANCE: ok = build_new_instance(&c, env); break;
+    case BASIC_QUERY_INSTANCE: ok = build_query_instance(&c, env); break;
+    case BASIC_REFRESH_INSTANCE: ok = build_refresh_instance(&c, env); break;
+    case BASIC_UPDATE_INSTANCE_STATUS: ok = build_update_status(&c, env); break;
+    case BASIC_RELEASE_INSTANCE: ok = build_release_instance(&c, env); break;
+    case BASIC_UPGRADE_INSTANCE: ok = build_upgrade_instance(&c, env); break;
+    case BASIC_CHANGE_INSTANCE_CHECK: ok = build_change_check(&c, env); break;
+    case BASIC_GET_LICENSE_ASYNC: ok = build_get_license(&c, env); break;
+    case BASIC__COUNT: break;
+    }
+    if (!ok) {
+        env->test_flag = 0;
+        return "000002";
+    }
+    snprintf(msg, msglen, "ok");
+    return "000000";
+}
+
+void basicreq_free_body(Kooisv__Envelope *env)
+{
+    switch (env->body_case) {
+    case KOOISV__ENVELOPE__BODY_NEW_INSTANCE: {
+        Kooisv__NewInstance *m = env->new_instance;
+        free(m->order_id);
+        free(m->order_line_id);
+        free(m->business_id);
+        free(m);
+        break;
+    }
+    case KOOISV__ENVELOPE__BODY_QUERY_INSTANCE: {
+        Kooisv__QueryInstance *m = env->query_instance;
+        for (size_t i = 0; i < m->n_instance_ids; i++)
+            free(m->instance_ids[i]);
+        free(m->instance_ids);
+        free(m);
+        break;
+    }
+    case KOOISV__ENVELOPE__BODY_REFRESH_INSTANCE: {
+        Kooisv__RefreshInstance *m = env->refresh_instance;
+        free(m->scene);
+        free(m->order_id);
+        free(m->order_line_id);
+        free(m->instance_id);
+        free(m->expire_time);
+        free(m->product_id);
+        free(m);
+        break;
+    }
+    case KOOISV__ENVELOPE__BODY_UPDATE_INSTANCE_STATUS: {
+        Kooisv__UpdateInstanceStatus *m = env->update_instance_status;
+        free(m->instance_id);
+        free(m->status);
+        free(m);
+        break;
+    }
+    case KOOISV__ENVELOPE__BODY_RELEASE_INSTANCE: {
+        Kooisv__ReleaseInstance *m = env->release_instance;
+        free(m->instance_id);
+        free(m->order_id);
+        free(m->order_line_id);
+        free(m);
+        break;
+    }
+    case KOOISV__ENVELOPE__BODY_UPGRADE_INSTANCE: {
+        Kooisv__UpgradeInstance *m = env->upgrade_instance;
+        free(m->instance_id);
+        free(m->order_id);
+        free(m->order_line_id);
+        free(m->product_id);
+        free(m);
+        break;
+    }
+    case KOOISV__ENVELOPE__BODY_CHANGE_INSTANCE_CHECK: {
+        Kooisv__ChangeInstanceCheck *m = env->change_instance_check;
+        free(m->instance_id);
+        free(m->product_id);
+        free(m->product_info_json);
+        free(m);
+        break;
+    }
+    case KOOISV__ENVELOPE__BODY_GET_LICENSE_ASYNC: {
+        Kooisv__GetLicenseAsync *m = env->get_license_async;
+        free(m->instance_id);
+        free(m->event_id);
+        free(m->effective_time);
+        free(m->expire_time);
+        free(m->device_fingerprint);
+        free(m);
+        break;
+    }
+    default:
+        return;
+    }
+    env->body_case = KOOISV__ENVELOPE__BODY__NOT_SET;
+    env->new_instance = NULL;
+}
+
+void resref_add(Kooisv__ResourceRef ***res, size_t *n, const char *kind, const char *id)
+{
+    if (!id || !*id)
+        return;
+    Kooisv__ResourceRef *r = xmalloc(sizeof *r);
+    kooisv__resource_ref__init(r);
+    r->kind = xstrdup(kind);
+    r->id = xstrdup(id);
+    *res = xrealloc(*res, (*n + 1) * sizeof **res);
+    (*res)[(*n)++] = r;
+}
+
+void resref_free(Kooisv__ResourceRef **res, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!res[i])
+            continue;
+        if (res[i]->kind != protobuf_c_empty_string)
+            free(res[i]->kind);
+        if (res[i]->id != protobuf_c_empty_string)
+            free(res[i]->id);
+        free(res[i]);
+    }
+    free(res);
+}
+
+void basicreq_resources(const Kooisv__Envelope *env, Kooisv__ResourceRef ***res, size_t *n)
+{
+    switch (env->body_case) {
+    case KOOISV__ENVELOPE__BODY_NEW_INSTANCE:
+        resref_add(res, n, "order", env->new_instance->order_id);
+        resref_add(res, n, "order_line", env->new_instance->order_line_id);
+        break;
+    case KOOISV__ENVELOPE__BODY_QUERY_INSTANCE:
+        for (size_t i = 0; i < env->query_instance->n_instance_ids; i++)
+            resref_add(res, n, "instance", env->query_instance->instance_ids[i]);
+        break;
+    case KOOISV__ENVELOPE__BODY_REFRESH_INSTANCE:
+        resref_add(res, n, "instance", env->refresh_instance->instance_id);
+        resref_add(res, n, "order", env->refresh_instance->order_id);
+        resref_add(res, n, "order_line", env->refresh_instance->order_line_id);
+        break;
+    case KOOISV__ENVELOPE__BODY_UPDATE_INSTANCE_STATUS:
+        resref_add(res, n, "instance", env->update_instance_status->instance_id);
+        break;
+    case KOOISV__ENVELOPE__BODY_RELEASE_INSTANCE:
+        resref_add(res, n, "instance", env->release_instance->instance_id);
+        resref_add(res, n, "order", env->release_instance->order_id);
+        resref_add(res, n, "order_line", env->release_instance->order_line_id);
+        break;
+    case KOOISV__ENVELOPE__BODY_UPGRADE_INSTANCE:
+        resref_add(res, n, "instance", env->upgrade_instance->instance_id);
+        resref_add(res, n, "order", env->upgrade_instance->order_id);
+        resref_add(res, n, "order_line", env->upgrade_instance->order_line_id);
+        break;
+    case KOOISV__ENVELOPE__BODY_CHANGE_INSTANCE_CHECK:
+        resref_add(res, n, "instance", env->change_instance_check->instance_id);
+        break;
+    case KOOISV__ENVELOPE__BODY_GET_LICENSE_ASYNC:
+        resref_add(res, n, "instance", env->get_license_async->instance_id);
+        break;
+    default:
+        break;
+    }
+}

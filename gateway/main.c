@@ -1,0 +1,155 @@
+/* kooisv-gateway: the marketplace-facing HTTPS server (ARCHITECTURE.md "Processes"). */
+#include <event2/thread.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+#include "config.h"
+#include "gateway.h"
+#include "log.h"
+#include "metrics.h"
+#include "peer.h"
+
+static const config_var_t config_vars[] = {
+    {"KOOISV_LISTEN", "0.0.0.0:8443", 0, "HTTPS listen address host:port (marketplace calls)"},
+    {"KOOISV_GATEWAY_THREADS", "2", 0, "worker threads, each with its own SO_REUSEPORT listener"},
+    {"KOOISV_TLS_CERT_FILE", NULL, CONFIG_REQUIRED, "PEM certificate chain for HTTPS"},
+    {"KOOISV_TLS_KEY_FILE", NULL, CONFIG_REQUIRED, "PEM private key for HTTPS"},
+    {"KOOISV_PRODUCE_PATH", "/produce", 0,
+     "production URL path; kit calls arrive at <path>/produceAPI/v2/<name>"},
+    {"KOOISV_BASIC_KEY", NULL, CONFIG_REQUIRED | CONFIG_SECRET | CONFIG_KEY,
+     "seller key: verifies basic-interface signatures and signs their answers"},
+    {"KOOISV_KIT_KEY", NULL, CONFIG_REQUIRED | CONFIG_SECRET | CONFIG_KEY,
+     "kit key: verifies kit sync signatures and signs their answers"},
+    {"KOOISV_MAX_BODY_BYTES", "1048576", 0, "largest request body; larger ones get HTTP 413"},
+    {"KOOISV_MAX_HEADER_BYTES", "16384", 0, "largest request header block"},
+    {"KOOISV_IDLE_TIMEOUT_S", "30", 0,
+     "read/write inactivity timeout, and time allowed between keep-alive requests"},
+    {"KOOISV_HEADER_TIMEOUT_S", "10", 0,
+     "time a new connection has to complete TLS and deliver its first request"},
+    {"KOOISV_MAX_CONNECTIONS", "1024", 0, "open client connections; more are refused"},
+    {"KOOISV_REQUEST_DEADLINE_MS", "3000", 0,
+     "per-request budget for audit + service; past it the answer is 000005"},
+    {"KOOISV_TRUSTED_PROXIES", "", 0,
+     "comma list of proxy IPs whose X-Forwarded-For names the client"},
+    {"KOOISV_ORDER_ENDPOINTS", "tcp://127.0.0.1:7101", 0, "order service replicas (comma list)"},
+    {"KOOISV_TENANT_ENDPOINTS", "tcp://127.0.0.1:7102", 0, "tenant service replicas"},
+    {"KOOISV_APP_ENDPOINTS", "tcp://127.0.0.1:7103", 0, "app service replicas"},
+    {"KOOISV_AUDIT_ENDPOINTS", "tcp://127.0.0.1:7104", 0,
+     "audit service replicas (every call is recorded there first)"},
+    {"KOOISV_BILLING_ENDPOINTS", "tcp://127.0.0.1:7105", 0,
+     "billing service replicas (admin API)"},
+    {"KOOISV_METRICS_LISTEN", "127.0.0.1:9100", 0, "plain-HTTP /metrics and /healthz address"},
+    {"KOOISV_ADMIN_LISTEN", "127.0.0.1:8444", 0, "admin HTTPS API address (operators)"},
+    {"KOOISV_ADMIN_TOKENS_FILE", "", 0, "file of operator tokens for the admin API"},
+    {"KOOISV_ADMIN_TLS_CERT_FILE", "", 0,
+     "PEM certificate for the admin API (empty: KOOISV_TLS_CERT_FILE)"},
+    {"KOOISV_ADMIN_TLS_KEY_FILE", "", 0,
+     "PEM private key for the admin API (empty: KOOISV_TLS_KEY_FILE)"},
+    {"KOOISV_LOG_LEVEL", "info", 0, "debug | info | warn | error"},
+};
+
+static void die(const char *what)
+{
+    fprintf(stderr, "kooisv-gateway: %s\n", what);
+    exit(2);
+}
+
+/* Settings from the loaded configuration into gw (before any thread exists). */
+static void settings_load(void)
+{
+    gw.listen = config_get("KOOISV_LISTEN");
+    gw.threads = (int)config_get_long("KOOISV_GATEWAY_THREADS", 1, 64);
+    gw.basic_key = config_get("KOOISV_BASIC_KEY");
+    gw.kit_key = config_get("KOOISV_KIT_KEY");
+    peer_key_id(gw.basic_key, gw.basic_key_id);
+    peer_key_id(gw.kit_key, gw.kit_key_id);
+    const char *path = config_get("KOOISV_PRODUCE_PATH");
+    size_t plen = strlen(path);
+    if (path[0] != '/' || plen >= sizeof gw.produce_path - 1 || strpbrk(path, "?# \t"))
+        die("KOOISV_PRODUCE_PATH: must be an absolute URL path");
+    while (plen > 1 && path[plen - 1] == '/')
+        plen--;
+    snprintf(gw.produce_path, sizeof gw.produce_path, "%.*s", (int)plen, path);
+    snprintf(gw.kit_prefix, sizeof gw.kit_prefix, "%s/produceAPI/v2/",
+             strcmp(gw.produce_path, "/") == 0 ? "" : gw.produce_path);
+    gw.max_body = config_get_long("KOOISV_MAX_BODY_BYTES", 1024, 64L * 1024 * 1024);
+    gw.max_headers = config_get_long("KOOISV_MAX_HEADER_BYTES", 1024, 1024 * 1024);
+    gw.idle_timeout_s = (int)config_get_long("KOOISV_IDLE_TIMEOUT_S", 1, 3600);
+    gw.header_timeout_s = (int)config_get_long("KOOISV_HEADER_TIMEOUT_S", 1, 600);
+    gw.max_connections = config_get_long("KOOISV_MAX_CONNECTIONS", 1, 1000000);
+    gw.deadline_ms = (int)config_get_long("KOOISV_REQUEST_DEADLINE_MS", 100, 60000);
+    static const char *const endpoint_vars[SVC__COUNT] = {
+        [SVC_ORDER] = "KOOISV_ORDER_ENDPOINTS",   [SVC_TENANT] = "KOOISV_TENANT_ENDPOINTS",
+        [SVC_APP] = "KOOISV_APP_ENDPOINTS",       [SVC_AUDIT] = "KOOISV_AUDIT_ENDPOINTS",
+        [SVC_BILLING] = "KOOISV_BILLING_ENDPOINTS",
+    };
+    for (int s = 0; s < SVC__COUNT; s++)
+        gw.endpoints[s] = config_get(endpoint_vars[s]);
+    if (!*gw.endpoints[SVC_AUDIT])
+        die("KOOISV_AUDIT_ENDPOINTS: required (no call may run unrecorded)");
+    if (strcmp(gw.basic_key, gw.kit_key) == 0)
+        log_warn(NULL, "KOOISV_BASIC_KEY and KOOISV_KIT_KEY are the same key");
+    char err[256];
+    gw.trusted = peer_trust_new(config_get("KOOISV_TRUSTED_PROXIES"), err, sizeof err);
+    if (!gw.trusted) {
+        char why[300];
+        snprintf(why, sizeof why, "KOOISV_TRUSTED_PROXIES: %s", err);
+        die(why);
+    }
+    gw.tls = tlsctx_new(config_get("KOOISV_TLS_CERT_FILE"), config_get("KOOISV_TLS_KEY_FILE"),
+                        err, sizeof err);
+    if (!gw.tls) {
+        char why[300];
+        snprintf(why, sizeof why, "TLS: %s", err);
+        die(why);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    config_load("kooisv-gateway",
+                "Answers the marketplace's signed HTTPS calls, records each with the audit "
+                "service and routes it to the owning service over ZeroMQ.",
+                config_vars, sizeof config_vars / sizeof config_vars[0], argc, argv);
+    log_init("gateway");
+    settings_load();
+
+    /* Signals go to the main thread only: block them before any thread starts. */
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    if (evthread_use_pthreads() != 0)
+        die("libevent without thread support");
+
+    if (metrics_listener_start(config_get("KOOISV_METRICS_LISTEN"), gw.endpoints) != 0)
+        return 1;
+    if (server_start() != 0)
+        return 1;
+    if (admin_start() != 0) {
+        log_error(NULL, "admin API did not start");
+        server_stop();
+        metrics_listener_stop();
+        return 1;
+    }
+    metrics_set_serving(true);
+    log_info(NULL, "gateway ready");
+
+    int sig = 0;
+    sigwait(&stop, &sig);
+    log_info(NULL, "signal %d: stopping", sig);
+    metrics_set_serving(false);
+    admin_stop();
+    server_stop();
+    metrics_listener_stop();
+    SSL_CTX_free(gw.tls);
+    peer_trust_destroy(&gw.trusted);
+    log_info(NULL, "gateway stopped");
+    return 0;
+}

@@ -1,0 +1,332 @@
+#include "metrics.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "netaddr.h"
+#include "xmalloc.h"
+
+/* Label values are fixed sets so the series count is bounded whatever the callers send. */
+static const char *const activities[] = {
+    "newInstance",     "queryInstance",   "refreshInstance", "updateInstanceStatus",
+    "releaseInstance", "upgradeInstance", "changeInstanceCheck", "getLicenseAsync",
+    "tenantSync",      "applicationSync", "authSync",        "singleOrgSync",
+    "allOrgSync",      "unknown",
+};
+#define N_ACT (sizeof activities / sizeof activities[0])
+
+static const char *const codes[] = {"000000", "000001", "000002", "000003", "000004",
+                                    "000005", "000100", "000101", "other"};
+#define N_CODE (sizeof codes / sizeof codes[0])
+
+static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+#define N_BUCKET (sizeof buckets / sizeof buckets[0])
+
+static const int statuses[] = {200, 404, 405, 413, 503};
+#define N_STATUS (sizeof statuses / sizeof statuses[0])
+
+static atomic_ullong requests[N_ACT][N_CODE];
+static atomic_ullong duration_bucket[N_ACT][N_BUCKET];
+static atomic_ullong duration_count[N_ACT];
+static atomic_ullong duration_sum_us[N_ACT];
+static atomic_ullong http_status[N_STATUS + 1];
+static atomic_long inflight;
+static atomic_long connections;
+static atomic_ullong connections_refused;
+static atomic_long replicas[SVC__COUNT];
+static atomic_long audit_queue;
+static atomic_ullong audit_lost;
+static atomic_bool serving;
+
+static size_t activity_index(const char *name)
+{
+    for (size_t i = 0; name && i + 1 < N_ACT; i++)
+        if (strcmp(name, activities[i]) == 0)
+            return i;
+    return N_ACT - 1;
+}
+
+static size_t code_index(const char *code)
+{
+    for (size_t i = 0; code && i + 1 < N_CODE; i++)
+        if (strcmp(code, codes[i]) == 0)
+            return i;
+    return N_CODE - 1;
+}
+
+void metrics_request_done(const char *activity, const char *result_code, int64_t latency_us)
+{
+    size_t a = activity_index(activity);
+    atomic_fetch_add_explicit(&requests[a][code_index(result_code)], 1, memory_order_relaxed);
+    if (latency_us < 0)
+        latency_us = 0;
+    double s = (double)latency_us / 1e6;
+    for (size_t b = 0; b < N_BUCKET; b++)
+        if (s <= buckets[b])
+            atomic_fetch_add_explicit(&duration_bucket[a][b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&duration_count[a], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&duration_sum_us[a], (unsigned long long)latency_us,
+                              memory_order_relaxed);
+}
+
+void metrics_http_status(int status)
+{
+    size_t i = 0;
+    while (i < N_STATUS && statuses[i] != status)
+        i++;
+    atomic_fetch_add_explicit(&http_status[i], 1, memory_order_relaxed);
+}
+
+void metrics_inflight_add(int delta)
+{
+    atomic_fetch_add_explicit(&inflight, delta, memory_order_relaxed);
+}
+
+void metrics_connections_add(int delta)
+{
+    atomic_fetch_add_explicit(&connections, delta, memory_order_relaxed);
+}
+
+void metrics_connection_refused(void)
+{
+    atomic_fetch_add_explicit(&connections_refused, 1, memory_order_relaxed);
+}
+
+void metrics_replicas_add(service_id_t svc, int delta)
+{
+    if (svc >= 0 && svc < SVC__COUNT)
+        atomic_fetch_add_explicit(&replicas[svc], delta, memory_order_relaxed);
+}
+
+long metrics_replicas(service_id_t svc)
+{
+    return svc >= 0 && svc < SVC__COUNT ? atomic_load(&replicas[svc]) : 0;
+}
+
+void metrics_audit_queue_add(long delta)
+{
+    atomic_fetch_add_explicit(&audit_queue, delta, memory_order_relaxed);
+}
+
+void metrics_audit_lost(long n)
+{
+    atomic_fetch_add_explicit(&audit_lost, (unsigned long long)n, memory_order_relaxed);
+}
+
+void metrics_set_serving(bool on)
+{
+    atomic_store(&serving, on);
+}
+
+char *metrics_render(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        abort();
+    fprintf(f, "# HELP kooisv_requests_total Answered marketplace requests.\n"
+               "# TYPE kooisv_requests_total counter\n");
+    for (size_t a = 0; a < N_ACT; a++)
+        for (size_t c = 0; c < N_CODE; c++) {
+            unsigned long long v = atomic_load_explicit(&requests[a][c], memory_order_relaxed);
+            if (v)
+                fprintf(f, "kooisv_requests_total{activity=\"%s\",result_code=\"%s\"} %llu\n",
+                        activities[a], codes[c], v);
+        }
+    fprintf(f, "# HELP kooisv_request_duration_seconds Time from request to answer.\n"
+               "# TYPE kooisv_request_duration_seconds histogram\n");
+    for (size_t a = 0; a < N_ACT; a++) {
+        unsigned long long count = atomic_load_explicit(&duration_count[a], memory_order_relaxed);
+        if (!count)
+            continue;
+        for (size_t b = 0; b < N_BUCKET; b++)
+            fprintf(f, "kooisv_request_duration_seconds_bucket{activity=\"%s\",le=\"%g\"} %llu\n",
+                    activities[a], buckets[b],
+                    atomic_load_explicit(&duration_bucket[a][b], memory_order_relaxed));
+        fprintf(f, "kooisv_request_duration_seconds_bucket{activity=\"%s\",le=\"+Inf\"} %llu\n",
+                activities[a], count);
+        fprintf(f, "kooisv_request_duration_seconds_sum{activity=\"%s\"} %.6f\n", activities[a],
+                (double)atomic_load_explicit(&duration_sum_us[a], memory_order_relaxed) / 1e6);
+        fprintf(f, "kooisv_request_duration_seconds_count{activity=\"%s\"} %llu\n", activities[a],
+                count);
+    }
+    fprintf(f, "# HELP kooisv_http_responses_total Answers by HTTP status.\n"
+               "# TYPE kooisv_http_responses_total counter\n");
+    for (size_t i = 0; i <= N_STATUS; i++) {
+        unsigned long long v = atomic_load_explicit(&http_status[i], memory_order_relaxed);
+        if (!v)
+            continue;
+        if (i < N_STATUS)
+            fprintf(f, "kooisv_http_responses_total{status=\"%d\"} %llu\n", statuses[i], v);
+        else
+            fprintf(f, "kooisv_http_responses_total{status=\"other\"} %llu\n", v);
+    }
+    fprintf(f,
+            "# HELP kooisv_requests_in_flight Requests being served.\n"
+            "# TYPE kooisv_requests_in_flight gauge\n"
+            "kooisv_requests_in_flight %ld\n"
+            "# HELP kooisv_connections Open client connections.\n"
+            "# TYPE kooisv_connections gauge\n"
+            "kooisv_connections %ld\n"
+            "# HELP kooisv_connections_refused_total Connections refused at the limit.\n"
+            "# TYPE kooisv_connections_refused_total counter\n"
+            "kooisv_connections_refused_total %llu\n",
+            atomic_load(&inflight), atomic_load(&connections), atomic_load(&connections_refused));
+    fprintf(f, "# HELP kooisv_service_replicas Connected replicas per service (summed over "
+               "gateway threads).\n"
+               "# TYPE kooisv_service_replicas gauge\n");
+    for (int s = 0; s < SVC__COUNT; s++)
+        fprintf(f, "kooisv_service_replicas{service=\"%s\"} %ld\n",
+                dispatch_service_name((service_id_t)s), atomic_load(&replicas[s]));
+    fprintf(f,
+            "# HELP kooisv_audit_retry_queue Audit records waiting to be stored.\n"
+            "# TYPE kooisv_audit_retry_queue gauge\n"
+            "kooisv_audit_retry_queue %ld\n"
+            "# HELP kooisv_audit_lost_total Audit records given up on.\n"
+            "# TYPE kooisv_audit_lost_total counter\n"
+            "kooisv_audit_lost_total %llu\n"
+            "# HELP kooisv_up 1 while the gateway serves.\n"
+            "# TYPE kooisv_up gauge\n"
+            "kooisv_up %d\n",
+            atomic_load(&audit_queue), atomic_load(&audit_lost), atomic_load(&serving) ? 1 : 0);
+    fclose(f);
+    return text;
+}
+
+char *metrics_health(const char *const endpoints[SVC__COUNT], int *status)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        abort();
+    bool on = atomic_load(&serving);
+    *status = on ? 200 : 503;
+    fprintf(f, "%s\n", on ? "ok" : "stopping");
+    for (int s = 0; s < SVC__COUNT; s++) {
+        if (!endpoints[s] || !*endpoints[s])
+            continue;
+        long n = atomic_load(&replicas[s]);
+        fprintf(f, "service %s %s replicas=%ld\n", dispatch_service_name((service_id_t)s),
+                n > 0 ? "up" : "down", n);
+    }
+    fclose(f);
+    return text;
+}
+
+/* ------------------------------------------------------------------ listener thread */
+
+static struct {
+    pthread_t thread;
+    struct event_base *base;
+    struct evhttp *http;
+    struct event *stop;
+    const char *const *endpoints;
+    bool running;
+} listener;
+
+static void send_text(struct evhttp_request *req, int status, const char *reason,
+                      const char *type, const char *text)
+{
+    struct evbuffer *out = evbuffer_new();
+    evbuffer_add(out, text, strlen(text));
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
+    evhttp_send_reply(req, status, reason, out);
+    evbuffer_free(out);
+}
+
+static void on_metrics_request(struct evhttp_request *req, void *arg)
+{
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    bool readonly = method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD;
+    if (path && strcmp(path, "/metrics") == 0 && readonly) {
+        char *text = metrics_render();
+        send_text(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text);
+        free(text);
+    } else if (path && strcmp(path, "/healthz") == 0 && readonly) {
+        int status;
+        char *text = metrics_health(listener.endpoints, &status);
+        send_text(req, status, status == 200 ? "OK" : "Service Unavailable",
+                  "text/plain; charset=utf-8", text);
+        free(text);
+    } else if (path && (strcmp(path, "/metrics") == 0 || strcmp(path, "/healthz") == 0)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
+        send_text(req, 405, "Method Not Allowed", "text/plain; charset=utf-8",
+                  "method not allowed\n");
+    } else {
+        send_text(req, 404, "Not Found", "text/plain; charset=utf-8", "not found\n");
+    }
+}
+
+static void on_listener_stop(evutil_socket_t fd, short what, void *arg)
+{
+    event_base_loopbreak(listener.base);
+}
+
+static void *listener_main(void *arg)
+{
+    event_base_dispatch(listener.base);
+    return NULL;
+}
+
+int metrics_listener_start(const char *listen, const char *const endpoints[SVC__COUNT])
+{
+    char err[256];
+    int fd = netaddr_listen(listen, false, err, sizeof err);
+    if (fd < 0) {
+        log_error(NULL, "metrics listener: %s", err);
+        return -1;
+    }
+    listener.endpoints = endpoints;
+    listener.base = event_base_new();
+    listener.http = evhttp_new(listener.base);
+    if (!listener.base || !listener.http) {
+        log_error(NULL, "metrics listener: cannot create the event loop");
+        close(fd);
+        return -1;
+    }
+    evhttp_set_allowed_methods(listener.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+                                                  EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
+    evhttp_set_max_body_size(listener.http, 4096);
+    evhttp_set_max_headers_size(listener.http, 8192);
+    evhttp_set_timeout(listener.http, 10);
+    evhttp_set_gencb(listener.http, on_metrics_request, NULL);
+    if (!evhttp_accept_socket_with_handle(listener.http, fd)) {
+        log_error(NULL, "metrics listener: cannot accept on %s", listen);
+        close(fd);
+        return -1;
+    }
+    listener.stop = event_new(listener.base, -1, 0, on_listener_stop, NULL);
+    if (pthread_create(&listener.thread, NULL, listener_main, NULL) != 0) {
+        log_error(NULL, "metrics listener: cannot start its thread");
+        return -1;
+    }
+    listener.running = true;
+    int port = netaddr_local_port(fd);
+    log_info(NULL, "metrics and health on http://%s (port %d)", listen, port);
+    return 0;
+}
+
+void metrics_listener_stop(void)
+{
+    if (!listener.running)
+        return;
+    event_active(listener.stop, EV_TIMEOUT, 1);
+    pthread_join(listener.thread, NULL);
+    listener.running = false;
+    event_free(listener.stop);
+    evhttp_free(listener.http);
+    event_base_free(listener.base);
+}

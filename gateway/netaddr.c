@@ -1,0 +1,94 @@
+#include "netaddr.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Split "host:port" / "[v6]:port" into host and port buffers. */
+static bool split_hostport(const char *hostport, char *host, size_t hostlen, char *port,
+                           size_t portlen)
+{
+    const char *colon = strrchr(hostport, ':');
+    if (!colon || !colon[1])
+        return false;
+    const char *h = hostport;
+    size_t hl = (size_t)(colon - hostport);
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl >= hostlen || strlen(colon + 1) >= portlen)
+        return false;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    snprintf(port, portlen, "%s", colon + 1);
+    return true;
+}
+
+int netaddr_listen(const char *hostport, bool reuseport, char *err, size_t errlen)
+{
+    char host[128], port[16];
+    if (!split_hostport(hostport, host, sizeof host, port, sizeof port)) {
+        snprintf(err, errlen, "not host:port: %s", hostport);
+        return -1;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int gai = getaddrinfo(*host ? host : NULL, port, &hints, &res);
+    if (gai != 0) {
+        snprintf(err, errlen, "%s: %s", hostport, gai_strerror(gai));
+        return -1;
+    }
+    int fd = socket(res->ai_family, res->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        freeaddrinfo(res);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+        snprintf(err, errlen, "SO_REUSEPORT: %s", strerror(errno));
+        goto fail;
+    }
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
+        snprintf(err, errlen, "bind %s: %s", hostport, strerror(errno));
+        goto fail;
+    }
+    if (listen(fd, 1024) != 0) {
+        snprintf(err, errlen, "listen %s: %s", hostport, strerror(errno));
+        goto fail;
+    }
+    freeaddrinfo(res);
+    return fd;
+fail:
+    close(fd);
+    freeaddrinfo(res);
+    return -1;
+}
+
+int netaddr_local_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -1;
+}
+
+void netaddr_with_port(const char *hostport, int port, char *out, size_t outlen)
+{
+    const char *colon = strrchr(hostport, ':');
+    int hl = colon ? (int)(colon - hostport) : (int)strlen(hostport);
+    snprintf(out, outlen, "%.*s:%d", hl, hostport, port);
+}

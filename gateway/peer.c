@@ -1,0 +1,131 @@
+#include "peer.h"
+
+#include <arpa/inet.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cryptoutil.h"
+#include "xmalloc.h"
+
+struct peer_trust {
+    uint8_t (*addrs)[16];
+    size_t n;
+};
+
+/* Textual address to 16 bytes, IPv4 as IPv4-mapped IPv6 so both spellings compare equal. */
+static bool addr_parse(const char *text, uint8_t out[16])
+{
+    struct in_addr v4;
+    if (inet_pton(AF_INET, text, &v4) == 1) {
+        memset(out, 0, 10);
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &v4, 4);
+        return true;
+    }
+    return inet_pton(AF_INET6, text, out) == 1;
+}
+
+/* Copy the token [s, s+len) without surrounding blanks into buf; false if it does not fit. */
+static bool token_trim(const char *s, size_t len, char *buf, size_t buflen)
+{
+    while (len && (*s == ' ' || *s == '\t')) {
+        s++;
+        len--;
+    }
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+        len--;
+    if (len >= buflen)
+        return false;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    return true;
+}
+
+peer_trust_t *peer_trust_new(const char *list, char *err, size_t errlen)
+{
+    peer_trust_t *self = xcalloc(1, sizeof *self);
+    const char *p = list ? list : "";
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char tok[PEER_ADDR_MAX];
+        uint8_t addr[16];
+        bool fits = token_trim(p, len, tok, sizeof tok);
+        if (!fits || (*tok && !addr_parse(tok, addr))) {
+            snprintf(err, errlen, "not an IP address: %.*s", (int)(len > 64 ? 64 : len), p);
+            peer_trust_destroy(&self);
+            return NULL;
+        }
+        if (*tok) {
+            self->addrs = xrealloc(self->addrs, (self->n + 1) * sizeof *self->addrs);
+            memcpy(self->addrs[self->n++], addr, 16);
+        }
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return self;
+}
+
+void peer_trust_destroy(peer_trust_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    free((*self_p)->addrs);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+static bool trust_has_addr(const peer_trust_t *self, const uint8_t addr[16])
+{
+    for (size_t i = 0; self && i < self->n; i++)
+        if (memcmp(self->addrs[i], addr, 16) == 0)
+            return true;
+    return false;
+}
+
+bool peer_trust_has(const peer_trust_t *self, const char *ip)
+{
+    uint8_t addr[16];
+    return ip && addr_parse(ip, addr) && trust_has_addr(self, addr);
+}
+
+void peer_source(const peer_trust_t *self, const char *peer_ip, const char *xff, char *out,
+                 size_t outlen)
+{
+    snprintf(out, outlen, "%s", peer_ip ? peer_ip : "");
+    if (!xff || !*xff || !peer_trust_has(self, peer_ip))
+        return;
+    /* Right to left: each trusted hop vouches for the one before it. */
+    const char *end = xff + strlen(xff);
+    char leftmost[PEER_ADDR_MAX] = "";
+    while (end > xff) {
+        const char *start = end;
+        while (start > xff && start[-1] != ',')
+            start--;
+        char tok[PEER_ADDR_MAX];
+        uint8_t addr[16];
+        if (!token_trim(start, (size_t)(end - start), tok, sizeof tok) || !addr_parse(tok, addr))
+            return; /* garbage: trust nothing the proxies relayed */
+        if (!trust_has_addr(self, addr)) {
+            snprintf(out, outlen, "%s", tok);
+            return;
+        }
+        snprintf(leftmost, sizeof leftmost, "%s", tok);
+        end = start > xff ? start - 1 : xff;
+    }
+    if (*leftmost)
+        snprintf(out, outlen, "%s", leftmost);
+}
+
+void peer_key_id(const char *key, char out[9])
+{
+    uint8_t digest[32];
+    char hex[65];
+    sha256(key, strlen(key), digest);
+    hex_encode(digest, 32, hex);
+    memcpy(out, hex, 8);
+    out[8] = '\0';
+}

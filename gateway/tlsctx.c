@@ -1,0 +1,53 @@
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "gateway.h"
+
+static void ssl_reason(const char *what, char *err, size_t errlen)
+{
+    unsigned long e = ERR_get_error();
+    char buf[256] = "unknown error";
+    if (e)
+        ERR_error_string_n(e, buf, sizeof buf);
+    ERR_clear_error();
+    snprintf(err, errlen, "%s: %s", what, buf);
+}
+
+SSL_CTX *tlsctx_new(const char *cert_file, const char *key_file, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        ssl_reason("SSL_CTX_new", err, errlen);
+        return NULL;
+    }
+    /* Spec §1: TLS 1.2 or newer. */
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* TLS 1.2: forward-secret AEAD suites only, for ECDSA and RSA certificates alike. */
+    if (SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!eNULL") !=
+        1) {
+        ssl_reason("cipher list", err, errlen);
+        goto fail;
+    }
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+        ssl_reason(cert_file, err, errlen);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+        ssl_reason(key_file, err, errlen);
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        ssl_reason("certificate and key do not match", err, errlen);
+        goto fail;
+    }
+    static const unsigned char sid_ctx[] = "kooisv-gateway";
+    SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
