@@ -89,7 +89,14 @@ bool orderdb_ensure(PGconn *conn)
 PGresult *orderdb_exec(PGconn *conn, const char *rid, const char *stmt, int nparams,
                        const char *const *params, db_status_t *status)
 {
+    bool idle = PQtransactionStatus(conn) == PQTRANS_IDLE;
     PGresult *res = pg_exec(conn, stmt, nparams, params);
+    /* A connection that died while idle (database restart) is found broken only when used;
+     * outside a transaction nothing is lost by reconnecting and asking again. */
+    if (!pg_ok(res) && idle && PQstatus(conn) == CONNECTION_BAD && orderdb_ensure(conn)) {
+        PQclear(res);
+        res = pg_exec(conn, stmt, nparams, params);
+    }
     if (pg_ok(res))
         return res;
     *status = pg_is_retryable(res) ? DB_RETRY : DB_FAIL;
@@ -104,7 +111,10 @@ db_status_t orderdb_tx(PGconn *conn, const char *rid, db_status_t (*body)(PGconn
                        void *ctx)
 {
     for (int attempt = 0;; attempt++) {
-        if (!pg_command(conn, "BEGIN")) {
+        bool begun = pg_command(conn, "BEGIN");
+        if (!begun && PQstatus(conn) == CONNECTION_BAD && orderdb_ensure(conn))
+            begun = pg_command(conn, "BEGIN"); /* died while idle: nothing was lost */
+        if (!begun) {
             log_error(rid, "BEGIN failed: %s", PQerrorMessage(conn));
             return DB_FAIL;
         }
