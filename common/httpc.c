@@ -35,9 +35,9 @@
 
 typedef struct ctx_entry {
     struct ctx_entry *next;
-    char *ca_file;      /* NULL = system store */
+    char *ca_file; /* NULL = system store */
     int verify_peer;
-    time_t mtime;       /* a rewritten CA file gets a fresh context */
+    time_t mtime; /* a rewritten CA file gets a fresh context */
     off_t size;
     SSL_CTX *ctx;
 } ctx_entry_t;
@@ -147,8 +147,8 @@ static SSL_CTX *ctx_get(const char *ca_file, int verify_peer, char *why, size_t 
 typedef struct {
     httpc_response_t *out;
     struct event_base *base;
-    struct bufferevent *bev;     /* NULL for plain http until evhttp creates its own */
-    SSL *ssl;                    /* borrowed from bev, for error reporting */
+    struct bufferevent *bev; /* NULL for plain http until evhttp creates its own */
+    SSL *ssl;                /* borrowed from bev, for error reporting */
     bool done;
     bool timed_out;
     enum evhttp_request_error req_error;
@@ -260,9 +260,8 @@ static int method_of(const char *m, enum evhttp_cmd_type *out)
         const char *name;
         enum evhttp_cmd_type type;
     } map[] = {
-        {"GET", EVHTTP_REQ_GET},       {"POST", EVHTTP_REQ_POST},
-        {"PUT", EVHTTP_REQ_PUT},       {"DELETE", EVHTTP_REQ_DELETE},
-        {"HEAD", EVHTTP_REQ_HEAD},     {"PATCH", EVHTTP_REQ_PATCH},
+        {"GET", EVHTTP_REQ_GET},         {"POST", EVHTTP_REQ_POST}, {"PUT", EVHTTP_REQ_PUT},
+        {"DELETE", EVHTTP_REQ_DELETE},   {"HEAD", EVHTTP_REQ_HEAD}, {"PATCH", EVHTTP_REQ_PATCH},
         {"OPTIONS", EVHTTP_REQ_OPTIONS},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
@@ -289,8 +288,7 @@ static int resolve(const char *host, char *addr, size_t len, httpc_response_t *o
         set_error(out, "cannot resolve %s: %s", host, gai_strerror(rc));
         return -1;
     }
-    rc = getnameinfo(res->ai_addr, res->ai_addrlen, addr, (socklen_t)len, NULL, 0,
-                     NI_NUMERICHOST);
+    rc = getnameinfo(res->ai_addr, res->ai_addrlen, addr, (socklen_t)len, NULL, 0, NI_NUMERICHOST);
     freeaddrinfo(res);
     if (rc != 0) {
         set_error(out, "cannot resolve %s: %s", host, gai_strerror(rc));
@@ -314,9 +312,8 @@ static int add_header_line(struct evkeyvalq *hdrs, const char *line)
     return rc;
 }
 
-int httpc_request(const char *method, const char *url, const char *const *headers,
-                  const char *body, size_t body_len, const httpc_options_t *opt,
-                  httpc_response_t *out)
+int httpc_request(const char *method, const char *url, const char *const *headers, const char *body,
+                  size_t body_len, const httpc_options_t *opt, httpc_response_t *out)
 {
     memset(out, 0, sizeof *out);
     pthread_once(&libevent_once, libevent_threads_init);
@@ -369,8 +366,8 @@ int httpc_request(const char *method, const char *url, const char *const *header
 
     const char *path = evhttp_uri_get_path(uri);
     const char *query = evhttp_uri_get_query(uri);
-    char *target = xasprintf("%s%s%s", path && *path ? path : "/", query ? "?" : "",
-                             query ? query : "");
+    char *target =
+        xasprintf("%s%s%s", path && *path ? path : "/", query ? "?" : "", query ? query : "");
     /* Host as written in the URL (host[:port], IPv6 bracketed): what request signers see. */
     char *host_header = explicit_port ? xasprintf("%s:%d", uri_host, port) : xstrdup(uri_host);
 

@@ -72,9 +72,9 @@ static json_t *provision_default(emu_exchange_t *ex)
     char *front = xasprintf("https://app.example.test/i/%s", id);
     char *admin = xasprintf("https://app.example.test/admin/%s", id);
     char *user = xasprintf("admin_%s", id);
-    json_t *answer = json_pack("{s:s, s:s, s:s, s:s, s:s}", "frontEndUrl", front, "adminUrl",
-                               admin, "userName", user, "password", password, "memo",
-                               "provisioned by kooisv-emulator");
+    json_t *answer =
+        json_pack("{s:s, s:s, s:s, s:s, s:s}", "frontEndUrl", front, "adminUrl", admin, "userName",
+                  user, "password", password, "memo", "provisioned by kooisv-emulator");
     free(front);
     free(admin);
     free(user);
@@ -91,13 +91,14 @@ static void webhook_answer(emu_exchange_t *ex)
         const char *ts = emu_header(ex, "X-Kooisv-Timestamp");
         const char *sig = emu_header(ex, "X-Kooisv-Signature");
         bool ok = ts && sig &&
-                  webhook_verify(emu->webhook_secret, ts, sig, ex->body, ex->body_len,
-                                 emu_now_ms(), WEBHOOK_WINDOW_MS);
+                  webhook_verify(emu->webhook_secret, ts, sig, ex->body, ex->body_len, emu_now_ms(),
+                                 WEBHOOK_WINDOW_MS);
         json_object_set_new(ex->call, "signature_ok", json_boolean(ok));
     }
     json_t *cfg = json_object_get(emu->webhooks, name);
     int status = cfg ? (int)json_integer_value(json_object_get(cfg, "status")) : 0;
     json_t *body = cfg ? json_object_get(cfg, "body") : NULL;
+    ex->body_sign = cfg && json_is_true(json_object_get(cfg, "body_sign"));
     if (status <= 0)
         status = 200;
     if (body)
@@ -139,7 +140,8 @@ static void get_calls(emu_exchange_t *ex)
         json_t *paths = json_object();
         const char *k;
         json_t *v;
-        json_object_foreach(ex->emu->calls, k, v) {
+        json_object_foreach(ex->emu->calls, k, v)
+        {
             json_object_set(paths, k, json_object_get(v, "count"));
         }
         emu_reply(ex, 200, json_pack("{s:o}", "paths", paths));
@@ -194,8 +196,9 @@ static void register_order(emu_exchange_t *ex)
         reply_bad(ex, why);
         return;
     }
-    emu_reply(ex, 200, json_pack("{s:s, s:O}", "orderId", id, "orderInfo",
-                                 json_object_get(ex->emu->orders, id)));
+    emu_reply(
+        ex, 200,
+        json_pack("{s:s, s:O}", "orderId", id, "orderInfo", json_object_get(ex->emu->orders, id)));
 }
 
 static void get_usage(emu_exchange_t *ex)
@@ -204,14 +207,16 @@ static void get_usage(emu_exchange_t *ex)
     json_t *records = json_array();
     size_t i;
     json_t *rec;
-    json_array_foreach(ex->emu->usage, i, rec) {
+    json_array_foreach(ex->emu->usage, i, rec)
+    {
         const char *id = json_string_value(json_object_get(rec, "instance_id"));
         if (!instance || (id && strcmp(id, instance) == 0))
             json_array_append(records, rec);
     }
     free(instance);
-    emu_reply(ex, 200, json_pack("{s:I, s:O, s:o}", "count", (json_int_t)json_array_size(records),
-                                 "pushes", ex->emu->usage_pushes, "records", records));
+    emu_reply(ex, 200,
+              json_pack("{s:I, s:O, s:o}", "count", (json_int_t)json_array_size(records), "pushes",
+                        ex->emu->usage_pushes, "records", records));
 }
 
 static void set_usage_instances(emu_exchange_t *ex)
@@ -239,7 +244,8 @@ static void set_webhook(emu_exchange_t *ex, const char *name)
     json_t *status = json_object_get(req, "status");
     if (!json_is_object(req) || (status && !json_is_integer(status))) {
         json_decref(req);
-        reply_bad(ex, "want {\"status\": n, \"body\": json} ({} restores the default)");
+        reply_bad(ex, "want {\"status\": n, \"body\": json, \"body_sign\": bool} "
+                      "({} restores the default)");
         return;
     }
     if (json_object_size(req) == 0)

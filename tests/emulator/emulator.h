@@ -13,7 +13,7 @@
 #define EMU_ORDER_QUERY_PATH "/api/mkp-openapi-public/global/v1/order/query"
 #define EMU_USAGE_PATH "/api/mkp-openapi-public/global/v1/isv/usage-data"
 #define EMU_CONTROL_PREFIX "/_emulator/"
-#define EMU_CALLS_KEPT 100           /* per path; older calls only count */
+#define EMU_CALLS_KEPT 100 /* per path; older calls only count */
 #define EMU_CLOCK_SKEW_MS (15 * 60 * 1000)
 
 typedef struct {
@@ -23,17 +23,17 @@ typedef struct {
     const char *basic_key;      /* seller key: usage-push signatures */
     const char *webhook_secret; /* "" = webhook signatures are not checked */
     bool control_any;           /* control API from any address, not only loopback */
-    json_t *orders;             /* orderId -> orderInfo registered through the control API */
+    json_t *orders;             /* orderId -> orderInfo: registered, or answered once (frozen) */
     json_t *calls;              /* path key -> {"count": n, "calls": [...]} */
-    json_t *faults;             /* path key -> {"mode", "count", "delay_ms", "code", "http_status"} */
-    json_t *usage;              /* accepted usage records, in arrival order */
-    json_t *usage_seen;         /* "instance|begin|end" -> true: the marketplace's dedup key */
-    json_t *usage_nonces;       /* nonce -> ts ms, pruned past the skew window */
-    json_t *usage_instances;    /* null = any instance is known; else array of known ids */
-    json_t *usage_pushes;       /* count of accepted pushes (integer) */
-    json_t *webhooks;           /* name -> {"status": n, "body": json} configured answers */
-    long seq;                   /* call sequence number, shared by every path */
-    void *delayed;              /* replies waiting for a "slow" fault's delay (exchange.c) */
+    json_t *faults;          /* path key -> {"mode", "count", "delay_ms", "code", "http_status"} */
+    json_t *usage;           /* accepted usage records, in arrival order */
+    json_t *usage_seen;      /* "instance|begin|end" -> true: the marketplace's dedup key */
+    json_t *usage_nonces;    /* nonce -> ts ms, pruned past the skew window */
+    json_t *usage_instances; /* null = any instance is known; else array of known ids */
+    json_t *usage_pushes;    /* count of accepted pushes (integer) */
+    json_t *webhooks;        /* name -> {"status": n, "body": json} configured answers */
+    long seq;                /* call sequence number, shared by every path */
+    void *delayed;           /* replies waiting for a "slow" fault's delay (exchange.c) */
 } emu_t;
 
 /* How an endpoint words an error body: Query Order / webhooks use resultCode, usage push
@@ -45,14 +45,15 @@ typedef struct {
     emu_t *emu;
     struct evhttp_request *req;
     const char *method; /* "GET", "POST", ... */
-    char *raw_path;    /* path as sent (percent-encoded), what signatures cover */
-    char *path;        /* decoded path */
-    char *query;       /* raw query, "" when none */
-    char *body;        /* NUL-terminated copy of the request body */
+    char *raw_path;     /* path as sent (percent-encoded), what signatures cover */
+    char *path;         /* decoded path */
+    char *query;        /* raw query, "" when none */
+    char *body;         /* NUL-terminated copy of the request body */
     size_t body_len;
-    char rid[64];      /* X-Request-Id or a sequence number, for logs */
-    json_t *call;      /* borrowed: this exchange's record in emu->calls, or NULL */
-    int delay_ms;      /* > 0: a "slow" fault delays the reply */
+    char rid[64];   /* X-Request-Id or a sequence number, for logs */
+    json_t *call;   /* borrowed: this exchange's record in emu->calls, or NULL */
+    int delay_ms;   /* > 0: a "slow" fault delays the reply */
+    bool body_sign; /* add Body-Sign (basic key) to the reply, as the gateway does */
 } emu_exchange_t;
 
 typedef void (*emu_handler_fn)(emu_exchange_t *ex);

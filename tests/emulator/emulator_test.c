@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "canonjson.h"
+#include "sigv2.h"
 #include "httpc.h"
 #include "kclient.h"
 #include "randutil.h"
@@ -31,14 +32,15 @@
 #define AK "AKSMOKETEST00000001"
 #define SK "Sk-smoke-0123456789abcdefXYZ"
 #define BASIC_KEY "Basic-smoke-0123456789abcdef"
+#define KIT_KEY "Kit-smoke-0123456789abcdef"
 #define QUERY_PATH "/api/mkp-openapi-public/global/v1/order/query"
 #define USAGE_PATH "/api/mkp-openapi-public/global/v1/isv/usage-data"
 
 extern char **environ;
 
 static pid_t emulator_pid;
-static char host[64];   /* "127.0.0.1:<port>", what goes in the Host header */
-static char base[96];   /* "https://127.0.0.1:<port>" */
+static char host[64]; /* "127.0.0.1:<port>", what goes in the Host header */
+static char base[96]; /* "https://127.0.0.1:<port>" */
 static char ca_file[512];
 
 static void run_or_fail(const char *cmd)
@@ -105,9 +107,12 @@ static int start_emulator(void **state)
     FILE *f = fopen(env_file, "w");
     if (!f)
         return -1;
-    fprintf(f, "# smoke\nKOOISV_EMULATOR_URL=%s/\nKOOISV_CA_FILE=%s\nKOOISV_BASIC_KEY='%s'\n"
-               "KOOISV_URL=%s/produce\n",
-            base, ca_file, BASIC_KEY, base);
+    /* The "gateway" and the admin API are webhook receivers: they record what kclient sends. */
+    fprintf(f,
+            "# smoke\nKOOISV_EMULATOR_URL=%s/\nKOOISV_CA_FILE=%s\nKOOISV_BASIC_KEY='%s'\n"
+            "export KOOISV_KIT_KEY=%s\nKOOISV_URL=%s/_emulator/webhook/gw\n"
+            "KOOISV_ADMIN_URL=%s/_emulator/webhook/admin/\n",
+            base, ca_file, BASIC_KEY, KIT_KEY, base, base);
     fclose(f);
     setenv("KOOISV_SUITE_ENV", env_file, 1);
     return suite_env_load();
@@ -138,8 +143,8 @@ static int query_order_as(const char *sk, const char *date, const char *order_id
     sdksign_date_now(now);
     if (!date)
         date = now;
-    sdksign_request_t req = {.method = "GET", .host = host, .path = QUERY_PATH, .query = query,
-                             .sdk_date = date};
+    sdksign_request_t req = {
+        .method = "GET", .host = host, .path = QUERY_PATH, .query = query, .sdk_date = date};
     char *auth = sdksign_authorization(AK, sk, &req);
     char *h_auth = xasprintf("Authorization: %s", auth);
     char *h_date = xasprintf("X-Sdk-Date: %s", date);
@@ -229,11 +234,10 @@ static void test_health_and_tls(void **state)
 
 static void test_mock_orders(void **state)
 {
-    static const char *const ids[] = {"MOCKPERIODYEARNEW",     "MOCKONETIMENEW",
-                                      "MOCKONDEMAND",          "MOCKONDEMANDPKG",
-                                      "MOCKPERIODDAYTRIAL",    "MOCKMONTYTRIALTOFORMAL",
-                                      "MOCKMONTYUNSUBSCRIBE",  "MOCKMONTYRENEW",
-                                      "MOCKMONTYCHANGE"};
+    static const char *const ids[] = {
+        "MOCKPERIODYEARNEW",    "MOCKONETIMENEW",     "MOCKONDEMAND",
+        "MOCKONDEMANDPKG",      "MOCKPERIODDAYTRIAL", "MOCKMONTYTRIALTOFORMAL",
+        "MOCKMONTYUNSUBSCRIBE", "MOCKMONTYRENEW",     "MOCKMONTYCHANGE"};
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
         char *line = xasprintf("%s-000001", ids[i]);
         httpc_response_t r;
@@ -291,9 +295,8 @@ static void test_unknown_order(void **state)
 static void test_bad_signatures(void **state)
 {
     httpc_response_t r;
-    assert_int_equal(query_order_as("Sk-wrong-0123456789abcdef", NULL, "MOCKONDEMAND", NULL, 5000,
-                                    &r),
-                     0);
+    assert_int_equal(
+        query_order_as("Sk-wrong-0123456789abcdef", NULL, "MOCKONDEMAND", NULL, 5000, &r), 0);
     assert_int_equal(r.status, 401);
     json_t *v = body_json(&r);
     assert_string_equal(jstr(v, "resultCode"), "MKT.0102");
@@ -366,8 +369,8 @@ static void test_faults(void **state)
     kresp_t k;
     httpc_response_t r;
 
-    emu_call("POST", "/_emulator/faults", "{\"path\":\"order/query\",\"mode\":\"error\",\"count\":1}",
-             200, &k);
+    emu_call("POST", "/_emulator/faults",
+             "{\"path\":\"order/query\",\"mode\":\"error\",\"count\":1}", 200, &k);
     kresp_free(&k);
     assert_int_equal(query_order("MOCKONDEMAND", NULL, &r), 0);
     json_t *v = body_json(&r);
@@ -421,8 +424,8 @@ static void test_faults(void **state)
         json_decref(v);
         httpc_response_free(&r);
     }
-    emu_call("POST", "/_emulator/faults", "{\"path\":\"order/query\",\"mode\":\"error\",\"count\":0}",
-             200, &k);
+    emu_call("POST", "/_emulator/faults",
+             "{\"path\":\"order/query\",\"mode\":\"error\",\"count\":0}", 200, &k);
     kresp_free(&k);
     emu_call("POST", "/_emulator/faults", "{\"path\":\"order/query\",\"mode\":\"sometimes\"}", 400,
              &k);
@@ -458,8 +461,8 @@ static json_t *record(const char *instance, int64_t begin_ms, const char *value)
     utc_compact(begin_ms + 3600 * 1000, e);
     char sn[33];
     rand_alnum(sn, 32);
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "instance_id", instance, "record_time",
-                     rec, "begin_time", b, "end_time", e, "usage_value", value, "metering_sn", sn);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "instance_id", instance, "record_time", rec,
+                     "begin_time", b, "end_time", e, "usage_value", value, "metering_sn", sn);
 }
 
 /* POST records (stolen) as a usage push; nonce NULL = fresh; key NULL = the right one. */
@@ -529,8 +532,8 @@ static void test_usage_push(void **state)
     rand_alnum(nonce, 32);
     expect_push(json_pack("[o]", record("INST-C", hour, "3")), nonce, NULL, 200, "MKT.0000");
     expect_push(json_pack("[o]", record("INST-D", hour, "3")), nonce, NULL, 401, "MKT.0102");
-    expect_push(json_pack("[o]", record("INST-D", hour, "3")), NULL, "Wrong-key-0123456789abc",
-                401, "MKT.0102");
+    expect_push(json_pack("[o]", record("INST-D", hour, "3")), NULL, "Wrong-key-0123456789abc", 401,
+                "MKT.0102");
     expect_push(json_pack("[o]", record("INST-D", hour, "0")), NULL, NULL, 400, "MKT.9002");
     expect_push(json_pack("[o]", record("INST-D", hour, "1.23456")), NULL, NULL, 400, "MKT.9002");
     expect_push(json_pack("[o]", record("INST-D", hour, "-1")), NULL, NULL, 400, "MKT.9002");
@@ -602,8 +605,8 @@ static void test_webhooks(void **state)
     assert_int_equal(httpc_request("POST", url, headers, event, strlen(event), &opt, &r), 0);
     assert_int_equal(r.status, 503);
     httpc_response_free(&r);
-    emu_call("POST", "/_emulator/faults", "{\"path\":\"webhook/provision\",\"mode\":\"error\"}", 200,
-             &k);
+    emu_call("POST", "/_emulator/faults", "{\"path\":\"webhook/provision\",\"mode\":\"error\"}",
+             200, &k);
     kresp_free(&k);
     assert_int_equal(httpc_request("POST", url, headers, event, strlen(event), &opt, &r), 0);
     v = body_json(&r);
@@ -617,9 +620,8 @@ static void test_webhooks(void **state)
     assert_string_equal(k.code, "000000");
     kresp_free(&k);
     emu_call("GET", "/_emulator/calls", NULL, 200, &k);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(k.json, "paths"),
-                                                        "webhook/events")),
-                     1);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(k.json, "paths"), "webhook/events")), 1);
     kresp_free(&k);
     emu_call("GET", "/_emulator/nonsense", NULL, 404, &k);
     kresp_free(&k);
@@ -667,28 +669,155 @@ static void test_support_helpers(void **state)
     assert_string_equal(suite_get("KOOISV_BASIC_KEY"), BASIC_KEY); /* quotes stripped */
     assert_null(suite_get("KOOISV_NO_SUCH_SETTING"));
 
-    /* kc_basic reaches the configured URL (the emulator has no /produce: 404). */
     kresp_t r;
-    assert_int_equal(kc_basic("{\"activity\":\"queryInstance\",\"instanceId\":\"x\"}", &r), 0);
-    assert_int_equal(r.status, 404);
-    assert_int_equal(r.body_sign_ok, 0);
-    assert_non_null(r.headers);
-    kresp_free(&r);
-    kresp_free(&r); /* twice is harmless */
     assert_int_equal(kc_raw("GET", "/_emulator/health", NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 200);
+    assert_non_null(r.request_id);
     kresp_free(&r);
+    kresp_free(&r); /* twice is harmless */
+}
+
+/* Parameter name=value out of a raw query string. Caller frees. */
+static char *query_value(const char *query, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = query; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL)
+        if (strncmp(p, name, n) == 0 && p[n] == '=')
+            return xstrndup(p + n + 1, strcspn(p + n + 1, "&"));
+    return NULL;
+}
+
+/* The last call recorded by webhook name (a JSON object the caller decrefs). */
+static json_t *last_call(const char *name)
+{
+    char *path = xasprintf("/_emulator/webhook/%s?limit=1", name);
+    kresp_t r;
+    emu_call("GET", path, NULL, 200, &r);
+    json_t *call = json_incref(json_array_get(json_object_get(r.json, "calls"), 0));
+    assert_non_null(call);
+    kresp_free(&r);
+    free(path);
+    return call;
+}
+
+static sigv2_result_t verify_recorded(sigv2_kind_t kind, const char *key, const char *ts,
+                                      const char *nonce, const char *sig, const char *body)
+{
+    json_t *v = canonjson_parse(body, strlen(body), NULL);
+    char *canon = v ? canonjson_dump(v) : NULL;
+    sigv2_check_t c = {.kind = kind,
+                       .key = key,
+                       .timestamp = ts,
+                       .nonce = nonce,
+                       .signature = sig,
+                       .canonical = canon,
+                       .canonical_len = canon ? strlen(canon) : 0,
+                       .raw = body,
+                       .raw_len = strlen(body),
+                       .now_ms = time_now_ms()};
+    sigv2_result_t res = sigv2_verify(&c);
+    free(canon);
+    json_decref(v);
+    return res;
+}
+
+static void test_kclient_signing(void **state)
+{
+    reset();
+    kresp_t r;
+    emu_call("POST", "/_emulator/webhooks/gw",
+             "{\"body\":{\"resultCode\":\"000000\",\"resultMsg\":\"ok\"},\"body_sign\":true}", 200,
+             &r);
+    kresp_free(&r);
+
+    /* Keys out of order and a nested object: the signature covers the canonical form. */
+    const char *body =
+        "{\"orderId\":\"CS1\",\"activity\":\"newInstance\",\"n\":{\"b\":1,\"a\":null}}";
+    assert_int_equal(kc_basic(body, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.code, "000000");
+    assert_int_equal(r.body_sign_ok, 1);
+    assert_non_null(r.request_id);
+    kresp_free(&r);
+    json_t *call = last_call("gw");
+    const char *query = jstr(call, "query");
+    char *ts = query_value(query, "timestamp"), *nonce = query_value(query, "nonce");
+    char *sig = query_value(query, "signature");
+    assert_non_null(ts);
+    assert_int_equal(strlen(nonce), 32);
+    assert_int_equal(strlen(sig), 64);
+    assert_string_equal(jstr(call, "body"), body);
+    assert_string_equal(jstr(call, "headers.content-type"), "application/json;charset=UTF-8");
+    assert_int_equal(verify_recorded(SIGV2_BASIC, BASIC_KEY, ts, nonce, sig, body), SIGV2_OK);
+    assert_int_not_equal(verify_recorded(SIGV2_BASIC, KIT_KEY, ts, nonce, sig, body), SIGV2_OK);
+    free(ts);
+    free(nonce);
+    free(sig);
+    json_decref(call);
+
+    /* Crafted: no signature, no timestamp, a nonce that needs escaping. */
+    assert_int_equal(kc_basic_ex(body, NULL, "a b&c", "", &r), 0);
+    kresp_free(&r);
+    call = last_call("gw");
+    assert_string_equal(jstr(call, "query"), "nonce=a%20b%26c");
+    json_decref(call);
+    assert_int_equal(kc_basic_ex(body, "123", "n1", "DEADBEEF", &r), 0);
+    kresp_free(&r);
+    call = last_call("gw");
+    assert_string_equal(jstr(call, "query"), "signature=DEADBEEF&timestamp=123&nonce=n1");
+    json_decref(call);
+
+    /* An unsigned answer does not verify. */
+    emu_call("POST", "/_emulator/webhooks/gw", "{}", 200, &r);
+    kresp_free(&r);
+    assert_int_equal(kc_basic(body, &r), 0);
+    assert_int_equal(r.body_sign_ok, 0);
+    kresp_free(&r);
+
+    /* Kit: sub-path and x- headers with the kit key. */
+    const char *kit_body = "{\"tenantId\":\"t1\",\"flag\":1,\"instanceId\":\"\"}";
+    assert_int_equal(kc_kit("tenantSync", kit_body, &r), 0);
+    assert_int_equal(r.status, 200);
+    kresp_free(&r);
+    call = last_call("gw/produceAPI/v2/tenantSync");
+    assert_int_equal(verify_recorded(SIGV2_KIT, KIT_KEY, jstr(call, "headers.x-timestamp"),
+                                     jstr(call, "headers.x-nonce"), jstr(call, "headers.x-sign"),
+                                     kit_body),
+                     SIGV2_OK);
+    json_decref(call);
+    assert_int_equal(kc_kit_ex("tenantSync", kit_body, "1", NULL, "", &r), 0);
+    kresp_free(&r);
+    call = last_call("gw/produceAPI/v2/tenantSync");
+    assert_string_equal(jstr(call, "headers.x-timestamp"), "1");
+    assert_null(jstr(call, "headers.x-nonce"));
+    assert_null(jstr(call, "headers.x-sign"));
+    json_decref(call);
+
+    /* Admin: bearer token and path appended to the admin URL. */
+    assert_int_equal(kc_admin("POST", "/v1/instances?limit=5", "tok-123", "{}", &r), 0);
+    assert_int_equal(r.status, 200);
+    kresp_free(&r);
+    call = last_call("admin/v1/instances");
+    assert_string_equal(jstr(call, "headers.authorization"), "Bearer tok-123");
+    assert_string_equal(jstr(call, "query"), "limit=5");
+    json_decref(call);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_health_and_tls),    cmocka_unit_test(test_mock_orders),
-        cmocka_unit_test(test_cs_order_is_stable), cmocka_unit_test(test_unknown_order),
-        cmocka_unit_test(test_bad_signatures),    cmocka_unit_test(test_registered_order),
-        cmocka_unit_test(test_faults),            cmocka_unit_test(test_usage_push),
-        cmocka_unit_test(test_webhooks),          cmocka_unit_test(test_concurrent_clients),
+        cmocka_unit_test(test_health_and_tls),
+        cmocka_unit_test(test_mock_orders),
+        cmocka_unit_test(test_cs_order_is_stable),
+        cmocka_unit_test(test_unknown_order),
+        cmocka_unit_test(test_bad_signatures),
+        cmocka_unit_test(test_registered_order),
+        cmocka_unit_test(test_faults),
+        cmocka_unit_test(test_usage_push),
+        cmocka_unit_test(test_webhooks),
+        cmocka_unit_test(test_concurrent_clients),
         cmocka_unit_test(test_support_helpers),
+        cmocka_unit_test(test_kclient_signing),
     };
     return cmocka_run_group_tests(tests, start_emulator, stop_emulator);
 }

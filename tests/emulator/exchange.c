@@ -2,6 +2,7 @@
  * back, fault injection, and replies (possibly delayed). */
 #include "emulator.h"
 
+#include "bodysign.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -119,16 +120,26 @@ char *emu_query_param(const emu_exchange_t *ex, const char *name)
 static const char *reason_phrase(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 413: return "Payload Too Large";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Payload Too Large";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
     }
     return "Status";
 }
@@ -146,10 +157,16 @@ static void send_now(emu_exchange_t *ex, int status, json_t *body)
 {
     struct evbuffer *buf = evbuffer_new();
     struct evkeyvalq *oh = evhttp_request_get_output_headers(ex->req);
+    evhttp_add_header(oh, "X-Request-Id", ex->rid);
     if (body) {
         char *text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
         if (text) {
             evbuffer_add(buf, text, strlen(text));
+            if (ex->body_sign) {
+                char *sig = bodysign_header(ex->emu->basic_key, text, strlen(text));
+                evhttp_add_header(oh, "Body-Sign", sig);
+                free(sig);
+            }
             free(text);
         }
         evhttp_add_header(oh, "Content-Type", "application/json; charset=utf-8");
@@ -270,10 +287,10 @@ static json_t *record_call(emu_exchange_t *ex, const char *key)
         json_object_set_new(headers, lower, v ? v : json_null());
         free(lower);
     }
-    json_t *call = json_pack("{s:I, s:I, s:s, s:s, s:s, s:o, s:n, s:n}", "seq",
-                             (json_int_t)++emu->seq, "time_ms", (json_int_t)emu_now_ms(), "method",
-                             ex->method, "path", ex->path, "query", ex->query, "headers", headers,
-                             "status", "response");
+    json_t *call =
+        json_pack("{s:I, s:I, s:s, s:s, s:s, s:o, s:n, s:n}", "seq", (json_int_t)++emu->seq,
+                  "time_ms", (json_int_t)emu_now_ms(), "method", ex->method, "path", ex->path,
+                  "query", ex->query, "headers", headers, "status", "response");
     json_t *body = json_stringn(ex->body, ex->body_len);
     if (body) {
         json_object_set_new(call, "body", body);

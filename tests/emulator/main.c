@@ -51,13 +51,27 @@ static void route(struct evhttp_request *req, void *arg)
     ex->emu = &emu;
     ex->req = req;
     switch (evhttp_request_get_command(req)) {
-    case EVHTTP_REQ_GET: ex->method = "GET"; break;
-    case EVHTTP_REQ_POST: ex->method = "POST"; break;
-    case EVHTTP_REQ_PUT: ex->method = "PUT"; break;
-    case EVHTTP_REQ_DELETE: ex->method = "DELETE"; break;
-    case EVHTTP_REQ_HEAD: ex->method = "HEAD"; break;
-    case EVHTTP_REQ_PATCH: ex->method = "PATCH"; break;
-    default: ex->method = "OTHER"; break;
+    case EVHTTP_REQ_GET:
+        ex->method = "GET";
+        break;
+    case EVHTTP_REQ_POST:
+        ex->method = "POST";
+        break;
+    case EVHTTP_REQ_PUT:
+        ex->method = "PUT";
+        break;
+    case EVHTTP_REQ_DELETE:
+        ex->method = "DELETE";
+        break;
+    case EVHTTP_REQ_HEAD:
+        ex->method = "HEAD";
+        break;
+    case EVHTTP_REQ_PATCH:
+        ex->method = "PATCH";
+        break;
+    default:
+        ex->method = "OTHER";
+        break;
     }
     const char *rid = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Request-Id");
     if (rid && strlen(rid) < sizeof ex->rid)
@@ -163,8 +177,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "kooisv-emulator: KOOISV_EMULATOR_LISTEN: want host:port\n");
         return 2;
     }
-    ssl_ctx = server_ctx(config_get("KOOISV_TLS_CERT_FILE"),
-                         config_get("KOOISV_TLS_KEY_FILE"));
+    ssl_ctx = server_ctx(config_get("KOOISV_TLS_CERT_FILE"), config_get("KOOISV_TLS_KEY_FILE"));
     if (!ssl_ctx)
         return 2;
 
@@ -192,9 +205,8 @@ int main(int argc, char **argv)
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &sl);
-    unsigned short bound = ntohs(ss.ss_family == AF_INET6
-                                     ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                     : ((struct sockaddr_in *)&ss)->sin_port);
+    unsigned short bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                          : ((struct sockaddr_in *)&ss)->sin_port);
     const char *port_file = config_get("KOOISV_EMULATOR_PORT_FILE");
     if (*port_file) {
         /* Written whole then renamed, so a reader never sees a half-written port. */

@@ -18,10 +18,10 @@ typedef struct {
     const char *charging_mode; /* PERIOD | ONE_TIME | ON_DEMAND */
     const char *period_type;   /* year | month | day | hour, NULL = none */
     int period_number;
-    int64_t expire_in_ms;      /* 0 = no expireTime */
+    int64_t expire_in_ms; /* 0 = no expireTime */
     const char *product_id;
     const char *sku_code;
-    long linear_value;         /* 0 = none (packages carry an amount) */
+    long linear_value; /* 0 = none (packages carry an amount) */
     bool trial;
 } mock_order_t;
 
@@ -82,9 +82,9 @@ static json_t *order_from_mock(const mock_order_t *m, const char *order_id, int6
     if (m->trial)
         json_object_set_new(line, "isTrial", json_string("1"));
     char *customer = xasprintf("CUST-%s", order_id);
-    json_t *order = json_pack("{s:s, s:s, s:s, s:s, s:[o]}", "orderId", order_id, "orderType",
-                              m->order_type, "createTime", created, "customerId", customer,
-                              "orderLine", line);
+    json_t *order =
+        json_pack("{s:s, s:s, s:s, s:s, s:[o]}", "orderId", order_id, "orderType", m->order_type,
+                  "createTime", created, "customerId", customer, "orderLine", line);
     free(customer);
     free(line_id);
     return order;
@@ -115,7 +115,8 @@ static bool order_complete(json_t *order, int64_t now, const char **why)
     }
     size_t i;
     json_t *line;
-    json_array_foreach(lines, i, line) {
+    json_array_foreach(lines, i, line)
+    {
         if (!json_is_object(line)) {
             *why = "orderLine entries must be objects";
             return false;
@@ -135,9 +136,8 @@ static bool order_complete(json_t *order, int64_t now, const char **why)
                 json_object_set_new(line, "periodNumber", json_integer(1));
             if (!json_object_get(line, "expireTime")) {
                 char expire[15];
-                int64_t span =
-                    period_ms(json_string_value(json_object_get(line, "periodType")),
-                              json_integer_value(json_object_get(line, "periodNumber")));
+                int64_t span = period_ms(json_string_value(json_object_get(line, "periodType")),
+                                         json_integer_value(json_object_get(line, "periodNumber")));
                 emu_format_local_compact(now + span, expire);
                 json_object_set_new(line, "expireTime", json_string(expire));
             }
@@ -203,13 +203,19 @@ void emu_order_query(emu_exchange_t *ex)
                         "missing Authorization, X-Sdk-Date or Host");
         return;
     }
-    if (!emu_parse_utc_compact(date, &date_ms) || llabs(emu_now_ms() - date_ms) > EMU_CLOCK_SKEW_MS) {
+    if (!emu_parse_utc_compact(date, &date_ms) ||
+        llabs(emu_now_ms() - date_ms) > EMU_CLOCK_SKEW_MS) {
         emu_reply_error(ex, EMU_STYLE_RESULT, 401, "MKT.0102",
                         "X-Sdk-Date malformed or more than 15 minutes away");
         return;
     }
-    sdksign_request_t sreq = {.method = "GET", .host = host, .path = ex->raw_path,
-                              .query = ex->query, .sdk_date = date, .body = NULL, .body_len = 0};
+    sdksign_request_t sreq = {.method = "GET",
+                              .host = host,
+                              .path = ex->raw_path,
+                              .query = ex->query,
+                              .sdk_date = date,
+                              .body = NULL,
+                              .body_len = 0};
     if (!sdksign_verify(auth, emu->ak, emu->sk, &sreq)) {
         emu_reply_error(ex, EMU_STYLE_RESULT, 401, "MKT.0102", "signature verification failed");
         return;
@@ -233,7 +239,8 @@ void emu_order_query(emu_exchange_t *ex)
         json_t *kept = json_array();
         size_t i;
         json_t *line;
-        json_array_foreach(lines, i, line) {
+        json_array_foreach(lines, i, line)
+        {
             const char *lid = json_string_value(json_object_get(line, "orderLineId"));
             if (lid && strcmp(lid, line_id) == 0)
                 json_array_append(kept, line);

@@ -64,7 +64,8 @@ static bool nonce_fresh(emu_t *emu, const char *nonce, int64_t now)
     const char *k;
     json_t *v;
     void *tmp;
-    json_object_foreach_safe(emu->usage_nonces, tmp, k, v) {
+    json_object_foreach_safe(emu->usage_nonces, tmp, k, v)
+    {
         if (now - json_integer_value(v) > 2 * EMU_CLOCK_SKEW_MS)
             json_object_del(emu->usage_nonces, k);
     }
@@ -114,7 +115,7 @@ static bool record_ok(const json_t *rec, size_t i, json_t *batch_sns, int64_t no
         return false;
     }
     static const char *const required[] = {"instance_id", "record_time", "begin_time",
-                                           "end_time", "usage_value", "metering_sn"};
+                                           "end_time",    "usage_value", "metering_sn"};
     for (size_t f = 0; f < sizeof required / sizeof required[0]; f++) {
         const char *v = str_field(rec, required[f]);
         if (!v || !*v || strlen(v) > 128) {
@@ -173,7 +174,8 @@ static bool instance_known(const emu_t *emu, const char *id)
         return true;
     size_t i;
     json_t *v;
-    json_array_foreach(emu->usage_instances, i, v) {
+    json_array_foreach(emu->usage_instances, i, v)
+    {
         if (json_is_string(v) && strcmp(json_string_value(v), id) == 0)
             return true;
     }
@@ -234,7 +236,8 @@ void emu_usage_push(emu_exchange_t *ex)
     json_t *rec;
     const char *code = NULL;
     char msg[160];
-    json_array_foreach(records, i, rec) {
+    json_array_foreach(records, i, rec)
+    {
         if (!record_ok(rec, i, batch_sns, now, &code, msg, sizeof msg))
             break;
         if (!instance_known(emu, str_field(rec, "instance_id"))) {
@@ -252,7 +255,8 @@ void emu_usage_push(emu_exchange_t *ex)
     json_int_t push = json_integer_value(emu->usage_pushes) + 1;
     json_integer_set(emu->usage_pushes, push);
     json_int_t duplicates = 0;
-    json_array_foreach(records, i, rec) {
+    json_array_foreach(records, i, rec)
+    {
         char *key = xasprintf("%s|%s|%s", str_field(rec, "instance_id"),
                               str_field(rec, "begin_time"), str_field(rec, "end_time"));
         /* The marketplace ignores a repeat of the same instance and period. */

@@ -150,10 +150,10 @@ typedef enum { SIGN_NONE, SIGN_BASIC, SIGN_KIT } sign_check_t;
 
 /* One request through httpc; fills out (always) and checks Body-Sign per check. */
 static int kc_send(const char *method, const char *url, const char *const *headers,
-                const char *body, size_t len, sign_check_t check, kresp_t *out)
+                   const char *body, size_t len, sign_check_t check, kresp_t *out)
 {
-    httpc_options_t opt = {.ca_file = suite_get("KOOISV_CA_FILE"), .verify_peer = 1,
-                           .timeout_ms = KC_TIMEOUT_MS};
+    httpc_options_t opt = {
+        .ca_file = suite_get("KOOISV_CA_FILE"), .verify_peer = 1, .timeout_ms = KC_TIMEOUT_MS};
     if (opt.ca_file && !*opt.ca_file)
         opt.ca_file = NULL;
     httpc_response_t r;
@@ -259,10 +259,10 @@ int kc_basic_ex(const char *body, const char *ts, const char *nonce, const char 
     char *q_sig = *signature ? evhttp_uriencode(signature, -1, 0) : NULL;
     char *q_ts = ts ? evhttp_uriencode(ts, -1, 0) : NULL;
     char *q_nonce = nonce ? evhttp_uriencode(nonce, -1, 0) : NULL;
-    char *full = xasprintf("%s?%s%s%s%s%s%s%s%s", url, q_sig ? "signature=" : "",
-                           q_sig ? q_sig : "", q_sig && (q_ts || q_nonce) ? "&" : "",
-                           q_ts ? "timestamp=" : "", q_ts ? q_ts : "", q_ts && q_nonce ? "&" : "",
-                           q_nonce ? "nonce=" : "", q_nonce ? q_nonce : "");
+    char *full =
+        xasprintf("%s?%s%s%s%s%s%s%s%s", url, q_sig ? "signature=" : "", q_sig ? q_sig : "",
+                  q_sig && (q_ts || q_nonce) ? "&" : "", q_ts ? "timestamp=" : "", q_ts ? q_ts : "",
+                  q_ts && q_nonce ? "&" : "", q_nonce ? "nonce=" : "", q_nonce ? q_nonce : "");
     const char *headers[] = {"Content-Type: application/json;charset=UTF-8", NULL};
     int rc = kc_send("POST", full, headers, body, len, SIGN_BASIC, out);
     free(full);

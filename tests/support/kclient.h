@@ -10,15 +10,15 @@
 #include <stddef.h>
 
 typedef struct {
-    int status;          /* HTTP status; 0 when no response arrived (error says why) */
-    char *body;          /* NUL-terminated response body ("" when none) */
+    int status; /* HTTP status; 0 when no response arrived (error says why) */
+    char *body; /* NUL-terminated response body ("" when none) */
     size_t len;
-    json_t *json;        /* body parsed as JSON, or NULL */
-    const char *code;    /* "resultCode" (else "error_code") of json, or NULL; borrowed */
-    int body_sign_ok;    /* 1 when Body-Sign verifies with the expected key, else 0 */
-    char *request_id;    /* X-Request-Id response header, or NULL */
-    char **headers;      /* "Name: value" strings, NULL-terminated (never NULL after a call) */
-    char error[128];     /* transport failure when status == 0 */
+    json_t *json;     /* body parsed as JSON, or NULL */
+    const char *code; /* "resultCode" (else "error_code") of json, or NULL; borrowed */
+    int body_sign_ok; /* 1 when Body-Sign verifies with the expected key, else 0 */
+    char *request_id; /* X-Request-Id response header, or NULL */
+    char **headers;   /* "Name: value" strings, NULL-terminated (never NULL after a call) */
+    char error[128];  /* transport failure when status == 0 */
 } kresp_t;
 
 /* Load $KOOISV_SUITE_ENV, else <build>/suite/suite.env (KEY=VALUE lines, # comments). Safe to
