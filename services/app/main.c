@@ -1,0 +1,95 @@
+/* kooisv-app: the app service. Serves kit applicationSync and authSync (validated by the
+ * gateway, spec §4) and operator look-ups over ZeroMQ; owns schema "apps"; keeps clientSecret
+ * and users' contact data sealed at rest; tells the seller's application about every committed
+ * change through its outbox. */
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "config.h"
+#include "log.h"
+#include "rsaoaep.h"
+#include "sealbox.h"
+#include "syncoutbox.h"
+#include "syncsvc.h"
+
+static const config_var_t app_vars[] = {
+    {"KOOISV_BIND", "tcp://*:7103", 0, "ZeroMQ endpoint the service binds (ROUTER)"},
+    {"KOOISV_WORKERS", "4", 0, "worker threads, each with its own PostgreSQL connection (1..64)"},
+    {"KOOISV_PG_DSN", NULL, CONFIG_REQUIRED | CONFIG_SECRET,
+     "PostgreSQL connection string of role kooisv_app (schema apps)"},
+    {"KOOISV_LOG_LEVEL", "info", 0, "debug | info | warn | error"},
+    {"KOOISV_APP_RSA_PRIVATE_KEY_FILE", NULL, CONFIG_REQUIRED,
+     "PEM RSA private key (>= 3072 bits) that decrypts the kit clientSecret"},
+    {"KOOISV_DATA_KEY", NULL, CONFIG_REQUIRED | CONFIG_SECRET,
+     "32-byte key (64 hex or base64) sealing secrets and contact data at rest"},
+    SYNCOUTBOX_CONFIG_VARS,
+};
+
+static app_state_t app_state;
+
+static void app_handle(sync_worker_t *w, svc_call_t *call)
+{
+    const Kooisv__Envelope *env = svc_call_request(call);
+    switch (env->body_case) {
+    case KOOISV__ENVELOPE__BODY_APPLICATION_SYNC:
+        appsync_handle(w, call, env->application_sync);
+        break;
+    case KOOISV__ENVELOPE__BODY_AUTH_SYNC:
+        authsync_handle(w, call, env->auth_sync);
+        break;
+    case KOOISV__ENVELOPE__BODY_ADMIN:
+        appadmin_handle(w, call, env->admin);
+        break;
+    default:
+        svc_call_result(call, "000002", "the app service does not serve this request");
+        break;
+    }
+}
+
+static void die(const char *var, const char *why)
+{
+    fprintf(stderr, "kooisv-app: %s: %s\n", var, why);
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    log_init("app");
+    config_load("kooisv-app", "app service: kit applicationSync, authSync (schema apps)", app_vars,
+                sizeof app_vars / sizeof app_vars[0], argc, argv);
+    const char *why = NULL;
+    app_state.rsa_key = rsaoaep_load_private(config_get("KOOISV_APP_RSA_PRIVATE_KEY_FILE"), &why);
+    if (!app_state.rsa_key)
+        die("KOOISV_APP_RSA_PRIVATE_KEY_FILE", why ? why : "unusable key");
+    if (sealbox_parse_key(config_get("KOOISV_DATA_KEY"), app_state.data_key) != 0)
+        die("KOOISV_DATA_KEY", "must be 32 bytes as 64 hex characters or base64");
+    static const uint8_t zero[32];
+    if (CRYPTO_memcmp(app_state.data_key, zero, sizeof zero) == 0)
+        die("KOOISV_DATA_KEY", "all-zero key refused");
+
+    syncoutbox_config_t ob = {.source = "app",
+                              .schema = "apps",
+                              .dsn = config_get("KOOISV_PG_DSN"),
+                              .seal_key = app_state.data_key};
+    syncoutbox_init(&ob);
+    const pg_stmt_t *groups[] = {appsync_stmts, authsync_stmts, appadmin_stmts, syncoutbox_stmts};
+    const size_t counts[] = {appsync_stmts_count, authsync_stmts_count, appadmin_stmts_count,
+                             syncoutbox_stmts_count};
+    sync_service_t svc = {.name = "app",
+                          .schema = "apps",
+                          .dsn = config_get("KOOISV_PG_DSN"),
+                          .bind = config_get("KOOISV_BIND"),
+                          .workers = (int)config_get_long("KOOISV_WORKERS", 1, 64),
+                          .groups = groups,
+                          .counts = counts,
+                          .ngroups = 4,
+                          .handle = app_handle,
+                          .svc = &app_state};
+    int rc = sync_service_run(&svc);
+    EVP_PKEY_free(app_state.rsa_key);
+    OPENSSL_cleanse(app_state.data_key, sizeof app_state.data_key);
+    return rc;
+}
