@@ -40,7 +40,7 @@ typedef struct {
     char *value;
 } env_pair_t;
 
-static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t env_lock = PTHREAD_MUTEX_INITIALIZER;
 static env_pair_t *env_pairs;
 static size_t env_n;
 static int env_rc = -1;
@@ -55,7 +55,8 @@ static char *trim(char *s)
     return s;
 }
 
-static void env_load_once(void)
+/* Read the file into env_pairs; sets env_rc = 0 on success. Called under env_lock. */
+static void env_load_file(void)
 {
     const char *override = getenv("KOOISV_SUITE_ENV");
     char *path = override && *override ? xstrdup(override)
@@ -100,18 +101,27 @@ static void env_load_once(void)
 
 int suite_env_load(void)
 {
-    pthread_once(&env_once, env_load_once);
-    return env_rc;
+    /* A missing file is retried on the next call (the suite may start later); a loaded one is
+     * never reloaded, so the pointers suite_get hands out stay valid. */
+    pthread_mutex_lock(&env_lock);
+    if (env_rc != 0)
+        env_load_file();
+    int rc = env_rc;
+    pthread_mutex_unlock(&env_lock);
+    return rc;
 }
 
 const char *suite_get(const char *name)
 {
     suite_env_load();
+    const char *found = NULL;
+    pthread_mutex_lock(&env_lock);
     /* Later lines win, as when the file is sourced by a shell. */
-    for (size_t i = env_n; i > 0; i--)
+    for (size_t i = env_n; i > 0 && !found; i--)
         if (strcmp(env_pairs[i - 1].name, name) == 0)
-            return env_pairs[i - 1].value;
-    return getenv(name);
+            found = env_pairs[i - 1].value;
+    pthread_mutex_unlock(&env_lock);
+    return found ? found : getenv(name);
 }
 
 /* A required setting; a missing one is a broken suite, reported where the test sees it. */

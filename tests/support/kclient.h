@@ -22,7 +22,8 @@ typedef struct {
 } kresp_t;
 
 /* Load $KOOISV_SUITE_ENV, else <build>/suite/suite.env (KEY=VALUE lines, # comments). Safe to
- * call repeatedly: loads once. 0 on success, -1 when the file cannot be read. */
+ * call repeatedly: loads once (a failed load is retried). 0 on success, -1 when the file cannot
+ * be read. */
 int suite_env_load(void);
 /* Value of name from the suite env file (loaded on demand), else from the process
  * environment, else NULL. Borrowed: valid for the life of the process. */
