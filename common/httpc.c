@@ -360,6 +360,7 @@ int httpc_request(const char *method, const char *url, const char *const *header
         port = tls ? 443 : 80;
     if (port > 65535) {
         set_error(out, "bad port in url");
+        free(host);
         evhttp_uri_free(uri);
         return -1;
     }
