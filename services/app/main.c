@@ -21,8 +21,10 @@ static const config_var_t app_vars[] = {
     {"KOOISV_PG_DSN", NULL, CONFIG_REQUIRED | CONFIG_SECRET,
      "PostgreSQL connection string of role kooisv_app (schema apps)"},
     {"KOOISV_LOG_LEVEL", "info", 0, "debug | info | warn | error"},
-    {"KOOISV_APP_RSA_PRIVATE_KEY_FILE", NULL, CONFIG_REQUIRED,
-     "PEM RSA private key (>= 3072 bits) that decrypts the kit clientSecret"},
+    {"KOOISV_APP_RSA_PRIVATE_KEY_FILE", "", 0,
+     "PEM RSA private key (>= 3072 bits) that decrypts the kit clientSecret (required, or its "
+     "alias KOOISV_RSA_PRIVATE_KEY_FILE)"},
+    {"KOOISV_RSA_PRIVATE_KEY_FILE", "", 0, "alias of KOOISV_APP_RSA_PRIVATE_KEY_FILE"},
     {"KOOISV_DATA_KEY", NULL, CONFIG_REQUIRED | CONFIG_SECRET,
      "32-byte key (64 hex or base64) sealing secrets and contact data at rest"},
     SYNCOUTBOX_CONFIG_VARS,
@@ -61,9 +63,14 @@ int main(int argc, char **argv)
     config_load("kooisv-app", "app service: kit applicationSync, authSync (schema apps)", app_vars,
                 sizeof app_vars / sizeof app_vars[0], argc, argv);
     const char *why = NULL;
-    app_state.rsa_key = rsaoaep_load_private(config_get("KOOISV_APP_RSA_PRIVATE_KEY_FILE"), &why);
+    const char *key_var = "KOOISV_APP_RSA_PRIVATE_KEY_FILE";
+    if (!*config_get(key_var) && *config_get("KOOISV_RSA_PRIVATE_KEY_FILE"))
+        key_var = "KOOISV_RSA_PRIVATE_KEY_FILE";
+    if (!*config_get(key_var))
+        die("KOOISV_APP_RSA_PRIVATE_KEY_FILE", "required");
+    app_state.rsa_key = rsaoaep_load_private(config_get(key_var), &why);
     if (!app_state.rsa_key)
-        die("KOOISV_APP_RSA_PRIVATE_KEY_FILE", why ? why : "unusable key");
+        die(key_var, why ? why : "unusable key");
     if (sealbox_parse_key(config_get("KOOISV_DATA_KEY"), app_state.data_key) != 0)
         die("KOOISV_DATA_KEY", "must be 32 bytes as 64 hex characters or base64");
     static const uint8_t zero[32];
