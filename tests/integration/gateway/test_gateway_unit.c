@@ -1,0 +1,949 @@
+/* Gateway modules in isolation: basic-request validation (every kind of bad input), answer
+ * rendering and signing, peer/proxy rules, metrics text, and the ZeroMQ dispatcher and audit
+ * queue against an in-test ROUTER. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "answer.h"
+#include "auditq.h"
+#include "basicreq.h"
+#include "bodysign.h"
+#include "dispatch.h"
+#include "metrics.h"
+#include "peer.h"
+#include "timeutil.h"
+#include "transport.h"
+#include "xmalloc.h"
+
+/* ================================================================== basicreq */
+
+typedef struct {
+    Kooisv__Envelope env;
+    char msg[512];
+    const char *code;
+} built_t;
+
+/* Validate json text; the envelope body stays in b until built_free. */
+static void build(built_t *b, const char *text)
+{
+    json_error_t err;
+    json_t *body = json_loads(text, JSON_ALLOW_NUL | JSON_DECODE_ANY, &err);
+    assert_non_null(body);
+    kooisv__envelope__init(&b->env);
+    b->msg[0] = '\0';
+    b->code = basicreq_build(body, &b->env, b->msg, sizeof b->msg);
+    json_decref(body);
+}
+
+static void built_free(built_t *b)
+{
+    basicreq_free_body(&b->env);
+    assert_int_equal(b->env.body_case, KOOISV__ENVELOPE__BODY__NOT_SET);
+}
+
+/* json must be rejected with 000002 and a message containing needle (the field name). */
+static void expect_bad(const char *json, const char *needle)
+{
+    built_t b;
+    build(&b, json);
+    if (strcmp(b.code, "000002") != 0 || !strstr(b.msg, needle))
+        fail_msg("%s: got %s \"%s\", wanted 000002 naming \"%s\"", json, b.code, b.msg, needle);
+    assert_int_equal(b.env.body_case, KOOISV__ENVELOPE__BODY__NOT_SET);
+    built_free(&b);
+}
+
+static void expect_ok(const char *json)
+{
+    built_t b;
+    build(&b, json);
+    if (strcmp(b.code, "000000") != 0)
+        fail_msg("%s: got %s \"%s\", wanted 000000", json, b.code, b.msg);
+    built_free(&b);
+}
+
+static char *repeat(const char *unit, int n)
+{
+    size_t ul = strlen(unit);
+    char *s = xmalloc(ul * (size_t)n + 1);
+    for (int i = 0; i < n; i++)
+        memcpy(s + ul * (size_t)i, unit, ul);
+    s[ul * (size_t)n] = '\0';
+    return s;
+}
+
+static void test_new_instance(void **state)
+{
+    built_t b;
+    build(&b, "{\"activity\":\"newInstance\",\"orderId\":\"CS1\",\"orderLineId\":\"CS1-000001\","
+              "\"businessId\":\"b-1\",\"testFlag\":\"1\",\"extra\":123}");
+    assert_string_equal(b.code, "000000");
+    assert_int_equal(b.env.body_case, KOOISV__ENVELOPE__BODY_NEW_INSTANCE);
+    assert_string_equal(b.env.new_instance->order_id, "CS1");
+    assert_string_equal(b.env.new_instance->order_line_id, "CS1-000001");
+    assert_string_equal(b.env.new_instance->business_id, "b-1");
+    assert_true(b.env.test_flag);
+    Kooisv__ResourceRef **res = NULL;
+    size_t n = 0;
+    basicreq_resources(&b.env, &res, &n);
+    assert_int_equal(n, 2);
+    assert_string_equal(res[0]->kind, "order");
+    assert_string_equal(res[1]->kind, "order_line");
+    resref_free(res, n);
+    built_free(&b);
+
+    build(&b, "{\"activity\":\"newInstance\",\"orderId\":\"CS1\",\"orderLineId\":\"L\","
+              "\"businessId\":\"b\"}");
+    assert_string_equal(b.code, "000000");
+    assert_false(b.env.test_flag); /* absent = "0" */
+    built_free(&b);
+
+    expect_bad("{\"activity\":\"newInstance\",\"orderLineId\":\"L\",\"businessId\":\"b\"}",
+               "orderId is missing");
+    expect_bad("{\"activity\":\"newInstance\",\"orderId\":null,\"orderLineId\":\"L\","
+               "\"businessId\":\"b\"}",
+               "orderId is missing");
+    expect_bad("{\"activity\":\"newInstance\",\"orderId\":\"\",\"orderLineId\":\"L\","
+               "\"businessId\":\"b\"}",
+               "orderId is empty");
+    expect_bad("{\"activity\":\"newInstance\",\"orderId\":5,\"orderLineId\":\"L\","
+               "\"businessId\":\"b\"}",
+               "orderId must be a JSON string");
+    expect_bad("{\"activity\":\"newInstance\",\"orderId\":\"o\",\"orderLineId\":[\"L\"],"
+               "\"businessId\":\"b\"}",
+               "orderLineId must be a JSON string");
+    expect_bad("{\"activity\":\"newInstance\",\"orderId\":\"o\",\"orderLineId\":\"L\","
+               "\"businessId\":{}}",
+               "businessId must be a JSON string");
+    expect_bad("{\"activity\":\"newInstance\",\"orderId\":\"o\",\"orderLineId\":\"L\","
+               "\"businessId\":true}",
+               "businessId");
+    expect_bad("{\"activity\":\"newInstance\",\"orderId\":\"o\",\"orderLineId\":\"L\"}",
+               "businessId is missing");
+    expect_bad("{\"activity\":\"newInstance\",\"orderId\":\"o\\u0000x\",\"orderLineId\":\"L\","
+               "\"businessId\":\"b\"}",
+               "orderId contains a NUL");
+    expect_bad("{\"activity\":\"newInstance\",\"orderId\":\"o\\nx\",\"orderLineId\":\"L\","
+               "\"businessId\":\"b\"}",
+               "orderId contains control characters");
+}
+
+static void test_lengths(void **state)
+{
+    char *id64 = repeat("a", 64), *id65 = repeat("a", 65);
+    char *cjk64 = repeat("\xe7\xa4\xba", 64), *cjk65 = repeat("\xe7\xa4\xba", 65);
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"activity\":\"newInstance\",\"orderId\":\"%s\",\"orderLineId\":\"L\","
+             "\"businessId\":\"b\"}",
+             id64);
+    expect_ok(json);
+    snprintf(json, sizeof json,
+             "{\"activity\":\"newInstance\",\"orderId\":\"%s\",\"orderLineId\":\"L\","
+             "\"businessId\":\"b\"}",
+             id65);
+    expect_bad(json, "orderId is longer than 64 characters");
+    /* Characters, not bytes. */
+    snprintf(json, sizeof json,
+             "{\"activity\":\"newInstance\",\"orderId\":\"o\",\"orderLineId\":\"%s\","
+             "\"businessId\":\"b\"}",
+             cjk64);
+    expect_ok(json);
+    snprintf(json, sizeof json,
+             "{\"activity\":\"newInstance\",\"orderId\":\"o\",\"orderLineId\":\"%s\","
+             "\"businessId\":\"b\"}",
+             cjk65);
+    expect_bad(json, "orderLineId is longer than 64");
+    snprintf(json, sizeof json, "{\"activity\":\"updateInstanceStatus\",\"instanceId\":\"%s\","
+                                "\"status\":\"FREEZE\"}",
+             id65);
+    expect_bad(json, "instanceId is longer than 64");
+    free(id64);
+    free(id65);
+    free(cjk64);
+    free(cjk65);
+
+    char *fp1024 = repeat("f", 1024), *fp1025 = repeat("f", 1025);
+    char big[4096];
+    snprintf(big, sizeof big,
+             "{\"activity\":\"getLicenseAsync\",\"instanceId\":\"i\",\"eventId\":\"e\","
+             "\"effectiveTime\":\"20240101000000\",\"deviceFingerprint\":\"%s\"}",
+             fp1024);
+    expect_ok(big);
+    snprintf(big, sizeof big,
+             "{\"activity\":\"getLicenseAsync\",\"instanceId\":\"i\",\"eventId\":\"e\","
+             "\"effectiveTime\":\"20240101000000\",\"deviceFingerprint\":\"%s\"}",
+             fp1025);
+    expect_bad(big, "deviceFingerprint is longer than 1024");
+    free(fp1024);
+    free(fp1025);
+}
+
+static void test_activity(void **state)
+{
+    expect_bad("{\"orderId\":\"o\"}", "activity is missing");
+    expect_bad("{\"activity\":null}", "activity is missing");
+    expect_bad("{\"activity\":7}", "activity must be a JSON string");
+    expect_bad("{\"activity\":\"deleteEverything\"}", "unknown activity");
+    expect_bad("{\"activity\":\"newinstance\"}", "unknown activity"); /* case matters */
+    expect_bad("{\"activity\":\"\"}", "unknown activity");
+    expect_bad("[{\"activity\":\"newInstance\"}]", "must be a JSON object");
+    expect_bad("\"newInstance\"", "must be a JSON object");
+    expect_bad("42", "must be a JSON object");
+    expect_bad("null", "must be a JSON object");
+    json_t *body = json_pack("{s:s}", "activity", "queryInstance");
+    assert_int_equal(basicreq_activity(body), BASIC_QUERY_INSTANCE);
+    json_decref(body);
+    assert_string_equal(basicreq_activity_name(BASIC_GET_LICENSE_ASYNC), "getLicenseAsync");
+}
+
+static void test_test_flag(void **state)
+{
+    const char *base = "{\"activity\":\"releaseInstance\",\"instanceId\":\"i\",\"testFlag\":%s}";
+    char json[256];
+    snprintf(json, sizeof json, base, "\"0\"");
+    expect_ok(json);
+    snprintf(json, sizeof json, base, "\"2\"");
+    expect_bad(json, "testFlag");
+    snprintf(json, sizeof json, base, "1");
+    expect_bad(json, "testFlag must be a JSON string");
+    snprintf(json, sizeof json, base, "\"true\"");
+    expect_bad(json, "testFlag");
+    snprintf(json, sizeof json, base, "\"\"");
+    expect_bad(json, "testFlag");
+}
+
+static void test_query_instance(void **state)
+{
+    built_t b;
+    build(&b, "{\"activity\":\"queryInstance\",\"instanceId\":\"a, b ,c,a\"}");
+    assert_string_equal(b.code, "000000");
+    Kooisv__QueryInstance *q = b.env.query_instance;
+    assert_int_equal(q->n_instance_ids, 3); /* de-duplicated, trimmed, in order */
+    assert_string_equal(q->instance_ids[0], "a");
+    assert_string_equal(q->instance_ids[1], "b");
+    assert_string_equal(q->instance_ids[2], "c");
+    Kooisv__ResourceRef **res = NULL;
+    size_t n = 0;
+    basicreq_resources(&b.env, &res, &n);
+    assert_int_equal(n, 3);
+    assert_string_equal(res[2]->kind, "instance");
+    assert_string_equal(res[2]->id, "c");
+    resref_free(res, n);
+    built_free(&b);
+
+    /* 100 ids pass, 101 do not. */
+    char *hundred = xstrdup("");
+    for (int i = 0; i < 101; i++) {
+        char *next = xasprintf("%s%sid%d", hundred, i ? "," : "", i);
+        free(hundred);
+        hundred = next;
+        if (i == 99) {
+            char *json = xasprintf("{\"activity\":\"queryInstance\",\"instanceId\":\"%s\"}", hundred);
+            expect_ok(json);
+            free(json);
+        }
+    }
+    char *json = xasprintf("{\"activity\":\"queryInstance\",\"instanceId\":\"%s\"}", hundred);
+    expect_bad(json, "more than 100 ids");
+    free(json);
+    free(hundred);
+
+    expect_bad("{\"activity\":\"queryInstance\",\"instanceId\":\"a,,b\"}", "empty id");
+    expect_bad("{\"activity\":\"queryInstance\",\"instanceId\":\"a,\"}", "empty id");
+    expect_bad("{\"activity\":\"queryInstance\",\"instanceId\":\",a\"}", "empty id");
+    expect_bad("{\"activity\":\"queryInstance\",\"instanceId\":\" \"}", "empty id");
+    expect_bad("{\"activity\":\"queryInstance\",\"instanceId\":\"\"}", "instanceId is empty");
+    expect_bad("{\"activity\":\"queryInstance\"}", "instanceId is missing");
+    expect_bad("{\"activity\":\"queryInstance\",\"instanceId\":[\"a\"]}",
+               "instanceId must be a JSON string");
+    char *long_id = repeat("x", 65);
+    json = xasprintf("{\"activity\":\"queryInstance\",\"instanceId\":\"ok,%s\"}", long_id);
+    expect_bad(json, "longer than 64");
+    free(json);
+    free(long_id);
+}
+
+static void test_refresh_instance(void **state)
+{
+    const char *fmt = "{\"activity\":\"refreshInstance\",\"scene\":%s,\"orderId\":\"o\","
+                      "\"orderLineId\":\"l\",\"instanceId\":\"i\",\"expireTime\":%s%s}";
+    char json[512];
+    snprintf(json, sizeof json, fmt, "\"RENEWAL\"", "\"20261231235959\"", "");
+    built_t b;
+    build(&b, json);
+    assert_string_equal(b.code, "000000");
+    assert_string_equal(b.env.refresh_instance->scene, "RENEWAL");
+    assert_string_equal(b.env.refresh_instance->expire_time, "20261231235959");
+    assert_string_equal(b.env.refresh_instance->product_id, "");
+    built_free(&b);
+    snprintf(json, sizeof json, fmt, "\"TRIAL_TO_FORMAL\"", "\"20240229000000\"",
+             ",\"productId\":\"p-2\"");
+    build(&b, json);
+    assert_string_equal(b.code, "000000");
+    assert_string_equal(b.env.refresh_instance->product_id, "p-2");
+    built_free(&b);
+    snprintf(json, sizeof json, fmt, "\"UNSUBSCRIBE_RENEWAL_PERIOD\"", "\"20240101000000\"", "");
+    expect_ok(json);
+
+    snprintf(json, sizeof json, fmt, "\"renewal\"", "\"20261231235959\"", "");
+    expect_bad(json, "scene must be one of TRIAL_TO_FORMAL, RENEWAL");
+    snprintf(json, sizeof json, fmt, "\"UPGRADE\"", "\"20261231235959\"", "");
+    expect_bad(json, "scene");
+    snprintf(json, sizeof json, fmt, "1", "\"20261231235959\"", "");
+    expect_bad(json, "scene must be a JSON string");
+    snprintf(json, sizeof json, fmt, "\"\"", "\"20261231235959\"", "");
+    expect_bad(json, "scene is empty");
+    /* Dates: malformed, impossible, wrong length, wrong type. */
+    const char *bad_dates[] = {"\"20230229000000\"", "\"20231301000000\"", "\"20231232000000\"",
+                               "\"20231231240000\"", "\"20231231236000\"", "\"20231231235960\"",
+                               "\"2023123123595\"",  "\"202312312359590\"", "\"2023-12-31 23:59\"",
+                               "\"2023123123595x\"", "\"\"",                 "20231231235959",
+                               "\" 20231231235959\""};
+    for (size_t i = 0; i < sizeof bad_dates / sizeof *bad_dates; i++) {
+        snprintf(json, sizeof json, fmt, "\"RENEWAL\"", bad_dates[i], "");
+        expect_bad(json, "expireTime");
+    }
+    snprintf(json, sizeof json, fmt, "\"RENEWAL\"", "\"20261231235959\"", ",\"productId\":9");
+    expect_bad(json, "productId must be a JSON string");
+    expect_bad("{\"activity\":\"refreshInstance\",\"scene\":\"RENEWAL\",\"orderId\":\"o\","
+               "\"orderLineId\":\"l\",\"instanceId\":\"i\"}",
+               "expireTime is missing");
+    expect_bad("{\"activity\":\"refreshInstance\",\"scene\":\"RENEWAL\",\"orderId\":\"o\","
+               "\"orderLineId\":\"l\",\"expireTime\":\"20261231235959\"}",
+               "instanceId is missing");
+}
+
+static void test_status_release_upgrade(void **state)
+{
+    expect_ok("{\"activity\":\"updateInstanceStatus\",\"instanceId\":\"i\",\"status\":\"FREEZE\"}");
+    expect_ok("{\"activity\":\"updateInstanceStatus\",\"instanceId\":\"i\","
+              "\"status\":\"UNFREEZE\"}");
+    expect_bad("{\"activity\":\"updateInstanceStatus\",\"instanceId\":\"i\",\"status\":\"STOP\"}",
+               "status must be one of FREEZE, UNFREEZE");
+    expect_bad("{\"activity\":\"updateInstanceStatus\",\"instanceId\":\"i\"}",
+               "status is missing");
+    expect_bad("{\"activity\":\"updateInstanceStatus\",\"status\":\"FREEZE\"}",
+               "instanceId is missing");
+    expect_bad("{\"activity\":\"updateInstanceStatus\",\"instanceId\":1,\"status\":\"FREEZE\"}",
+               "instanceId must be a JSON string");
+
+    built_t b;
+    build(&b, "{\"activity\":\"releaseInstance\",\"instanceId\":\"i\"}");
+    assert_string_equal(b.code, "000000");
+    assert_string_equal(b.env.release_instance->order_id, "");
+    built_free(&b);
+    build(&b, "{\"activity\":\"releaseInstance\",\"instanceId\":\"i\",\"orderId\":\"o\","
+              "\"orderLineId\":\"l\"}");
+    assert_string_equal(b.code, "000000");
+    assert_string_equal(b.env.release_instance->order_line_id, "l");
+    built_free(&b);
+    expect_bad("{\"activity\":\"releaseInstance\",\"instanceId\":\"i\",\"orderId\":[]}",
+               "orderId must be a JSON string");
+    expect_bad("{\"activity\":\"releaseInstance\"}", "instanceId is missing");
+
+    expect_ok("{\"activity\":\"upgradeInstance\",\"instanceId\":\"i\",\"orderId\":\"o\","
+              "\"orderLineId\":\"l\"}");
+    expect_bad("{\"activity\":\"upgradeInstance\",\"instanceId\":\"i\",\"orderId\":\"o\"}",
+               "orderLineId is missing");
+    expect_bad("{\"activity\":\"upgradeInstance\",\"instanceId\":\"i\",\"orderLineId\":\"l\"}",
+               "orderId is missing");
+}
+
+static void test_change_check(void **state)
+{
+    built_t b;
+    build(&b, "{\"activity\":\"changeInstanceCheck\",\"instanceId\":\"i\","
+              "\"productInfo\":{\"productId\":\"p1\",\"b\":1.5,\"a\":[1,2]}}");
+    assert_string_equal(b.code, "000000");
+    assert_string_equal(b.env.change_instance_check->product_id, "p1");
+    assert_string_equal(b.env.change_instance_check->product_info_json,
+                        "{\"a\":[1,2],\"b\":1.5,\"productId\":\"p1\"}");
+    built_free(&b);
+    /* productInfo as a string holding an object (the marketplace sends both forms). */
+    build(&b, "{\"activity\":\"changeInstanceCheck\",\"instanceId\":\"i\","
+              "\"productInfo\":\"{\\\"productId\\\":\\\"p2\\\",\\\"sku\\\":\\\"s\\\"}\"}");
+    assert_string_equal(b.code, "000000");
+    assert_string_equal(b.env.change_instance_check->product_id, "p2");
+    assert_string_equal(b.env.change_instance_check->product_info_json,
+                        "{\"productId\":\"p2\",\"sku\":\"s\"}");
+    built_free(&b);
+    build(&b, "{\"activity\":\"changeInstanceCheck\",\"instanceId\":\"i\",\"productInfo\":{}}");
+    assert_string_equal(b.code, "000000");
+    assert_string_equal(b.env.change_instance_check->product_id, "");
+    built_free(&b);
+
+    expect_bad("{\"activity\":\"changeInstanceCheck\",\"instanceId\":\"i\"}",
+               "productInfo is missing");
+    expect_bad("{\"activity\":\"changeInstanceCheck\",\"instanceId\":\"i\",\"productInfo\":5}",
+               "productInfo must be a JSON object or a string holding one");
+    expect_bad("{\"activity\":\"changeInstanceCheck\",\"instanceId\":\"i\",\"productInfo\":[]}",
+               "productInfo must be a JSON object");
+    expect_bad("{\"activity\":\"changeInstanceCheck\",\"instanceId\":\"i\","
+               "\"productInfo\":\"[1]\"}",
+               "productInfo must be a JSON object");
+    expect_bad("{\"activity\":\"changeInstanceCheck\",\"instanceId\":\"i\","
+               "\"productInfo\":\"{not json\"}",
+               "productInfo must be a JSON object");
+    expect_bad("{\"activity\":\"changeInstanceCheck\",\"instanceId\":\"i\","
+               "\"productInfo\":{\"productId\":12}}",
+               "productId must be a JSON string");
+    expect_bad("{\"activity\":\"changeInstanceCheck\",\"productInfo\":{}}",
+               "instanceId is missing");
+}
+
+static void test_license(void **state)
+{
+    built_t b;
+    build(&b, "{\"activity\":\"getLicenseAsync\",\"instanceId\":\"i\",\"eventId\":\"e\","
+              "\"effectiveTime\":\"20240101000000\",\"expireTime\":\"20250101000000123\"}");
+    assert_string_equal(b.code, "000000");
+    assert_string_equal(b.env.get_license_async->expire_time, "20250101000000123");
+    assert_string_equal(b.env.get_license_async->device_fingerprint, "");
+    built_free(&b);
+    expect_bad("{\"activity\":\"getLicenseAsync\",\"instanceId\":\"i\","
+               "\"effectiveTime\":\"20240101000000\"}",
+               "eventId is missing");
+    expect_bad("{\"activity\":\"getLicenseAsync\",\"instanceId\":\"i\",\"eventId\":\"e\"}",
+               "effectiveTime is missing");
+    expect_bad("{\"activity\":\"getLicenseAsync\",\"instanceId\":\"i\",\"eventId\":\"e\","
+               "\"effectiveTime\":\"2024-01-01\"}",
+               "effectiveTime must be a calendar time");
+    expect_bad("{\"activity\":\"getLicenseAsync\",\"instanceId\":\"i\",\"eventId\":\"e\","
+               "\"effectiveTime\":\"20240101000000\",\"expireTime\":\"20241301000000\"}",
+               "expireTime must be a calendar time");
+    expect_bad("{\"activity\":\"getLicenseAsync\",\"instanceId\":\"i\",\"eventId\":\"e\","
+               "\"effectiveTime\":\"20240101000000\",\"deviceFingerprint\":{}}",
+               "deviceFingerprint must be a JSON string");
+}
+
+/* ================================================================== answer */
+
+static void test_answer_render(void **state)
+{
+    char *text = answer_render("000002", "orderId is missing", NULL);
+    assert_string_equal(text, "{\"resultCode\":\"000002\",\"resultMsg\":\"orderId is missing\"}");
+    free(text);
+
+    /* The spec's Body-Sign vector, byte for byte from a rendered answer. */
+    json_t *vectors = json_load_file(KOOISV_VECTORS_FILE, 0, NULL);
+    assert_non_null(vectors);
+    const char *key = json_string_value(json_object_get(vectors, "accessKey"));
+    json_t *vec = json_array_get(json_object_get(vectors, "bodySign"), 0);
+    Kooisv__Reply reply = KOOISV__REPLY__INIT;
+    Kooisv__NewInstanceResult ni = KOOISV__NEW_INSTANCE_RESULT__INIT;
+    ni.instance_id = "61e834ba-7b97-4418-b8f7-e5345137278c";
+    reply.result_case = KOOISV__REPLY__RESULT_NEW_INSTANCE;
+    reply.new_instance = &ni;
+    text = answer_render("000000", "success.", &reply);
+    assert_string_equal(text, json_string_value(json_object_get(vec, "body")));
+    char *header = bodysign_header(key, text, strlen(text));
+    assert_string_equal(header, json_string_value(json_object_get(vec, "header")));
+    free(header);
+    free(text);
+    /* An error answer carries no call fields even if the reply has some. */
+    text = answer_render("000005", "internal error", &reply);
+    assert_null(strstr(text, "instanceId"));
+    free(text);
+    json_t *vec2 = json_array_get(json_object_get(vectors, "bodySign"), 1);
+    text = answer_render("000001", "token is invalid", NULL);
+    assert_string_equal(text, json_string_value(json_object_get(vec2, "body")));
+    free(text);
+    json_decref(vectors);
+}
+
+static void test_answer_query(void **state)
+{
+    Kooisv__AppInfo app = KOOISV__APP_INFO__INIT;
+    app.front_end_url = "https://app.example.com/t/\xe7\xa4\xba/login";
+    app.admin_url = "https://admin.example.com/";
+    app.user_name = "0123456789abcdefCxa/kbut/oHLJxYv7ss2mw==";
+    app.password = "0123456789abcdefoO6VsGl1i8yM7vBpsVZTcA==";
+    Kooisv__InstanceInfo i1 = KOOISV__INSTANCE_INFO__INIT, i2 = KOOISV__INSTANCE_INFO__INIT;
+    i1.instance_id = "inst-1";
+    i1.app_info = &app;
+    i1.usage_info_json = "[{\"k\":1}]";
+    i2.instance_id = "inst-2"; /* still provisioning: no appInfo */
+    Kooisv__InstanceInfo *infos[] = {&i1, &i2};
+    Kooisv__QueryInstanceResult q = KOOISV__QUERY_INSTANCE_RESULT__INIT;
+    q.info = infos;
+    q.n_info = 2;
+    q.encrypt_type = "1";
+    Kooisv__Reply reply = KOOISV__REPLY__INIT;
+    reply.result_case = KOOISV__REPLY__RESULT_QUERY_INSTANCE;
+    reply.query_instance = &q;
+    char *text = answer_render("000000", "success", &reply);
+    /* Raw UTF-8, no "\/" escaping, compact, fields in protocol order. */
+    assert_string_equal(
+        text, "{\"resultCode\":\"000000\",\"resultMsg\":\"success\",\"info\":[{\"instanceId\":"
+              "\"inst-1\",\"appInfo\":{\"frontEndUrl\":\"https://app.example.com/t/\xe7\xa4\xba/"
+              "login\",\"adminUrl\":\"https://admin.example.com/\",\"userName\":"
+              "\"0123456789abcdefCxa/kbut/oHLJxYv7ss2mw==\",\"password\":"
+              "\"0123456789abcdefoO6VsGl1i8yM7vBpsVZTcA==\"},\"usageInfo\":[{\"k\":1}]},"
+              "{\"instanceId\":\"inst-2\"}],\"encryptType\":\"1\"}");
+    free(text);
+    /* A service string that is not UTF-8 never breaks the answer. */
+    app.memo = "bad \xff byte";
+    text = answer_render("000000", "ok", &reply);
+    assert_non_null(strstr(text, "\"memo\":\"\""));
+    free(text);
+    assert_true(answer_code_known("000101"));
+    assert_false(answer_code_known("000006"));
+    assert_false(answer_code_known(NULL));
+}
+
+/* ================================================================== peer */
+
+static void test_peer(void **state)
+{
+    char err[128], out[PEER_ADDR_MAX];
+    assert_null(peer_trust_new("10.0.0.1,not-an-ip", err, sizeof err));
+    assert_non_null(strstr(err, "not-an-ip"));
+    peer_trust_t *t = peer_trust_new(" 10.0.0.1 , ::1,192.168.1.2", err, sizeof err);
+    assert_non_null(t);
+    assert_true(peer_trust_has(t, "10.0.0.1"));
+    assert_true(peer_trust_has(t, "::ffff:10.0.0.1")); /* same address, v6 spelling */
+    assert_true(peer_trust_has(t, "::1"));
+    assert_false(peer_trust_has(t, "10.0.0.2"));
+    assert_false(peer_trust_has(t, "garbage"));
+
+    /* Untrusted peer: X-Forwarded-For ignored. */
+    peer_source(t, "203.0.113.9", "198.51.100.1", out, sizeof out);
+    assert_string_equal(out, "203.0.113.9");
+    /* Trusted peer: the rightmost address that is not a proxy. */
+    peer_source(t, "10.0.0.1", "198.51.100.1", out, sizeof out);
+    assert_string_equal(out, "198.51.100.1");
+    peer_source(t, "10.0.0.1", "1.1.1.1, 198.51.100.1, 192.168.1.2", out, sizeof out);
+    assert_string_equal(out, "198.51.100.1");
+    /* A spoofed leftmost entry does not win over the hop the proxy saw. */
+    peer_source(t, "10.0.0.1", "6.6.6.6,198.51.100.7", out, sizeof out);
+    assert_string_equal(out, "198.51.100.7");
+    /* All hops trusted: the leftmost one. */
+    peer_source(t, "10.0.0.1", "192.168.1.2", out, sizeof out);
+    assert_string_equal(out, "192.168.1.2");
+    /* Garbage: the peer itself. */
+    peer_source(t, "10.0.0.1", "evil, 198.51.100.1", out, sizeof out);
+    assert_string_equal(out, "198.51.100.1");
+    peer_source(t, "10.0.0.1", "198.51.100.1, <script>", out, sizeof out);
+    assert_string_equal(out, "10.0.0.1");
+    peer_source(t, "10.0.0.1", "", out, sizeof out);
+    assert_string_equal(out, "10.0.0.1");
+    peer_source(t, "10.0.0.1", NULL, out, sizeof out);
+    assert_string_equal(out, "10.0.0.1");
+    peer_trust_destroy(&t);
+    assert_null(t);
+
+    peer_trust_t *none = peer_trust_new("", err, sizeof err);
+    assert_non_null(none);
+    peer_source(none, "127.0.0.1", "198.51.100.1", out, sizeof out);
+    assert_string_equal(out, "127.0.0.1");
+    peer_trust_destroy(&none);
+
+    char id[9];
+    peer_key_id("TestAccessKey-0123456789", id);
+    assert_int_equal(strlen(id), 8);
+    for (int i = 0; i < 8; i++)
+        assert_non_null(strchr("0123456789abcdef", id[i]));
+    assert_null(strstr("TestAccessKey-0123456789", id));
+}
+
+/* ================================================================== metrics */
+
+static void test_metrics(void **state)
+{
+    metrics_request_done("newInstance", "000000", 1500);
+    metrics_request_done("newInstance", "000000", 7000000);
+    metrics_request_done("<script>", "999999", 10);
+    metrics_inflight_add(1);
+    metrics_connections_add(2);
+    char *text = metrics_render();
+    assert_non_null(strstr(
+        text, "kooisv_requests_total{activity=\"newInstance\",result_code=\"000000\"} 2\n"));
+    assert_non_null(
+        strstr(text, "kooisv_requests_total{activity=\"unknown\",result_code=\"other\"} 1\n"));
+    assert_null(strstr(text, "<script>"));
+    assert_non_null(strstr(
+        text, "kooisv_request_duration_seconds_bucket{activity=\"newInstance\",le=\"0.005\"} 1\n"));
+    assert_non_null(strstr(
+        text, "kooisv_request_duration_seconds_bucket{activity=\"newInstance\",le=\"+Inf\"} 2\n"));
+    assert_non_null(strstr(text, "kooisv_requests_in_flight 1\n"));
+    assert_non_null(strstr(text, "kooisv_connections 2\n"));
+    free(text);
+    metrics_inflight_add(-1);
+    metrics_connections_add(-2);
+
+    const char *endpoints[SVC__COUNT] = {"tcp://x:1", "", "", "tcp://y:2", ""};
+    int status;
+    metrics_set_serving(true);
+    metrics_replicas_add(SVC_AUDIT, 1);
+    text = metrics_health(endpoints, &status);
+    assert_int_equal(status, 200);
+    assert_string_equal(text, "ok\nservice order down replicas=0\nservice audit up replicas=1\n");
+    free(text);
+    metrics_replicas_add(SVC_AUDIT, -1);
+    metrics_set_serving(false);
+    text = metrics_health(endpoints, &status);
+    assert_int_equal(status, 503);
+    free(text);
+}
+
+/* ================================================================== dispatch */
+
+/* A fake service replica: a ROUTER on its own thread, answering per mode. */
+typedef enum { SVC_ECHO, SVC_IGNORE_FIRST, SVC_SILENT, SVC_FAIL_FIRST_N } svc_mode_t;
+
+typedef struct {
+    void *ctx;
+    char endpoint[128];
+    svc_mode_t mode;
+    int fail_n;
+    atomic_int received;
+    atomic_bool stop;
+    pthread_t thread;
+    void *router;
+} fake_t;
+
+static void *fake_main(void *arg)
+{
+    fake_t *f = arg;
+    int timeout = 20;
+    zmq_setsockopt(f->router, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    while (!atomic_load(&f->stop)) {
+        zmq_msg_t id, empty, body;
+        zmq_msg_init(&id);
+        if (zmq_msg_recv(&id, f->router, 0) < 0) {
+            zmq_msg_close(&id);
+            continue;
+        }
+        zmq_msg_init(&empty);
+        zmq_msg_init(&body);
+        zmq_msg_recv(&empty, f->router, 0);
+        zmq_msg_recv(&body, f->router, 0);
+        int n = atomic_fetch_add(&f->received, 1) + 1;
+        Kooisv__Envelope *env = kooisv__envelope__unpack(NULL, zmq_msg_size(&body),
+                                                         zmq_msg_data(&body));
+        bool answer = f->mode == SVC_ECHO || (f->mode == SVC_IGNORE_FIRST && n > 1) ||
+                      f->mode == SVC_FAIL_FIRST_N;
+        if (env && answer) {
+            Kooisv__Reply reply = KOOISV__REPLY__INIT;
+            reply.request_id = env->request_id;
+            reply.result_code = f->mode == SVC_FAIL_FIRST_N && n <= f->fail_n ? "000005" : "000000";
+            reply.result_msg = "from fake";
+            size_t len = kooisv__reply__get_packed_size(&reply);
+            uint8_t *buf = xmalloc(len + 1);
+            kooisv__reply__pack(&reply, buf);
+            zmq_send(f->router, zmq_msg_data(&id), zmq_msg_size(&id), ZMQ_SNDMORE);
+            zmq_send(f->router, "", 0, ZMQ_SNDMORE);
+            zmq_send(f->router, buf, len, 0);
+            free(buf);
+        }
+        if (env)
+            kooisv__envelope__free_unpacked(env, NULL);
+        zmq_msg_close(&id);
+        zmq_msg_close(&empty);
+        zmq_msg_close(&body);
+    }
+    return NULL;
+}
+
+static void fake_start(fake_t *f, svc_mode_t mode)
+{
+    memset(f, 0, sizeof *f);
+    f->mode = mode;
+    f->router = zmq_socket(transport_context(), ZMQ_ROUTER);
+    int zero = 0;
+    zmq_setsockopt(f->router, ZMQ_LINGER, &zero, sizeof zero);
+    assert_int_equal(zmq_bind(f->router, "tcp://127.0.0.1:*"), 0);
+    size_t len = sizeof f->endpoint;
+    zmq_getsockopt(f->router, ZMQ_LAST_ENDPOINT, f->endpoint, &len);
+    pthread_create(&f->thread, NULL, fake_main, f);
+}
+
+static void fake_stop(fake_t *f)
+{
+    atomic_store(&f->stop, true);
+    pthread_join(f->thread, NULL);
+    zmq_close(f->router);
+}
+
+typedef struct {
+    int calls;
+    Kooisv__Reply *reply;
+    bool inside; /* set while dispatch_call runs: a callback then breaks the contract */
+    int64_t at_us;
+} outcome_t;
+
+static void on_done(Kooisv__Reply *reply, void *arg)
+{
+    outcome_t *o = arg;
+    assert_false(o->inside);
+    o->calls++;
+    o->at_us = time_mono_us();
+    if (o->reply)
+        kooisv__reply__free_unpacked(o->reply, NULL);
+    o->reply = reply;
+}
+
+static Kooisv__Envelope ping_envelope(const char *rid)
+{
+    static Kooisv__Ping ping = KOOISV__PING__INIT;
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    env.request_id = (char *)rid;
+    env.body_case = KOOISV__ENVELOPE__BODY_PING;
+    env.ping = &ping;
+    return env;
+}
+
+/* Run base until o has its answer or ms pass. */
+static void run_until(struct event_base *base, outcome_t *o, int ms)
+{
+    int64_t end = time_mono_us() + (int64_t)ms * 1000;
+    while (o->calls == 0 && time_mono_us() < end) {
+        struct timeval tv = {0, 5000};
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+}
+
+static void wait_replicas(struct event_base *base, service_id_t svc, long n)
+{
+    for (int i = 0; i < 400 && metrics_replicas(svc) != n; i++) {
+        struct timeval tv = {0, 5000};
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+    assert_int_equal(metrics_replicas(svc), n);
+}
+
+static void test_dispatch_reply(void **state)
+{
+    fake_t f;
+    fake_start(&f, SVC_ECHO);
+    struct event_base *base = event_base_new();
+    const char *eps[SVC__COUNT] = {f.endpoint, "", "", "", ""};
+    dispatch_t *d = dispatch_new(base, eps);
+    assert_non_null(d);
+    wait_replicas(base, SVC_ORDER, 1);
+    Kooisv__Envelope env = ping_envelope("rid-echo");
+    outcome_t o = {0};
+    o.inside = true;
+    assert_int_equal(dispatch_call(d, SVC_ORDER, &env, 2000, on_done, &o), 0);
+    o.inside = false;
+    run_until(base, &o, 2000);
+    assert_int_equal(o.calls, 1);
+    assert_non_null(o.reply);
+    assert_string_equal(o.reply->request_id, "rid-echo");
+    assert_string_equal(o.reply->result_code, "000000");
+    kooisv__reply__free_unpacked(o.reply, NULL);
+    /* Not configured: -1 and no callback. */
+    assert_int_equal(dispatch_call(d, SVC_TENANT, &env, 100, on_done, &o), -1);
+    assert_string_equal(dispatch_service_name(SVC_AUDIT), "audit");
+    dispatch_destroy(&d);
+    assert_null(d);
+    assert_int_equal(metrics_replicas(SVC_ORDER), 0);
+    event_base_free(base);
+    fake_stop(&f);
+}
+
+static void test_dispatch_no_replica(void **state)
+{
+    /* Nothing listens there: with ZMQ_IMMEDIATE the call fails at once, not at the deadline. */
+    struct event_base *base = event_base_new();
+    const char *eps[SVC__COUNT] = {"tcp://127.0.0.1:1", "", "", "", ""};
+    dispatch_t *d = dispatch_new(base, eps);
+    Kooisv__Envelope env = ping_envelope("rid-none");
+    outcome_t o = {0};
+    int64_t t0 = time_mono_us();
+    o.inside = true;
+    assert_int_equal(dispatch_call(d, SVC_ORDER, &env, 3000, on_done, &o), 0);
+    o.inside = false;
+    assert_int_equal(o.calls, 0); /* never inside the call */
+    run_until(base, &o, 3000);
+    assert_int_equal(o.calls, 1);
+    assert_null(o.reply);
+    assert_true(o.at_us - t0 < 100000);
+    dispatch_destroy(&d);
+    event_base_free(base);
+}
+
+static void test_dispatch_resend_and_timeout(void **state)
+{
+    fake_t f;
+    fake_start(&f, SVC_IGNORE_FIRST);
+    struct event_base *base = event_base_new();
+    const char *eps[SVC__COUNT] = {f.endpoint, "", "", "", ""};
+    dispatch_t *d = dispatch_new(base, eps);
+    wait_replicas(base, SVC_ORDER, 1);
+    Kooisv__Envelope env = ping_envelope("rid-resend");
+    outcome_t o = {0};
+    int64_t t0 = time_mono_us();
+    dispatch_call(d, SVC_ORDER, &env, 400, on_done, &o);
+    run_until(base, &o, 2000);
+    /* The first copy was ignored; the resend at half the deadline was answered. */
+    assert_int_equal(o.calls, 1);
+    assert_non_null(o.reply);
+    assert_true(o.at_us - t0 >= 190000);
+    assert_true(o.at_us - t0 < 400000);
+    assert_int_equal(atomic_load(&f.received), 2);
+    kooisv__reply__free_unpacked(o.reply, NULL);
+    dispatch_destroy(&d);
+    event_base_free(base);
+    fake_stop(&f);
+
+    fake_start(&f, SVC_SILENT);
+    base = event_base_new();
+    eps[SVC_ORDER] = f.endpoint;
+    d = dispatch_new(base, eps);
+    wait_replicas(base, SVC_ORDER, 1);
+    memset(&o, 0, sizeof o);
+    t0 = time_mono_us();
+    env = ping_envelope("rid-silent");
+    dispatch_call(d, SVC_ORDER, &env, 300, on_done, &o);
+    run_until(base, &o, 2000);
+    assert_int_equal(o.calls, 1);
+    assert_null(o.reply);
+    assert_true(o.at_us - t0 >= 290000);
+    assert_true(o.at_us - t0 < 600000);
+    assert_int_equal(atomic_load(&f.received), 2); /* sent once, resent once, no more */
+    /* Destroy with a call pending: its callback runs with NULL. */
+    outcome_t pending = {0};
+    env = ping_envelope("rid-pending");
+    dispatch_call(d, SVC_ORDER, &env, 5000, on_done, &pending);
+    dispatch_destroy(&d);
+    assert_int_equal(pending.calls, 1);
+    assert_null(pending.reply);
+    event_base_free(base);
+    fake_stop(&f);
+}
+
+static void test_dispatch_many(void **state)
+{
+    /* Many calls in flight at once, answers matched by request id. */
+    fake_t f;
+    fake_start(&f, SVC_ECHO);
+    struct event_base *base = event_base_new();
+    const char *eps[SVC__COUNT] = {"", "", "", f.endpoint, ""};
+    dispatch_t *d = dispatch_new(base, eps);
+    wait_replicas(base, SVC_AUDIT, 1);
+    enum { N = 300 };
+    static outcome_t o[N];
+    char rids[N][16];
+    memset(o, 0, sizeof o);
+    for (int i = 0; i < N; i++) {
+        snprintf(rids[i], sizeof rids[i], "rid-%d", i);
+        Kooisv__Envelope env = ping_envelope(rids[i]);
+        dispatch_call(d, SVC_AUDIT, &env, 3000, on_done, &o[i]);
+    }
+    run_until(base, &o[N - 1], 3000);
+    for (int k = 0; k < 50; k++) {
+        struct timeval tv = {0, 2000};
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(o[i].calls, 1);
+        assert_non_null(o[i].reply);
+        assert_string_equal(o[i].reply->request_id, rids[i]);
+        kooisv__reply__free_unpacked(o[i].reply, NULL);
+    }
+    dispatch_destroy(&d);
+    event_base_free(base);
+    fake_stop(&f);
+}
+
+/* ================================================================== auditq */
+
+static void test_auditq_retry(void **state)
+{
+    fake_t f;
+    fake_start(&f, SVC_FAIL_FIRST_N);
+    f.fail_n = 2;
+    struct event_base *base = event_base_new();
+    const char *eps[SVC__COUNT] = {"", "", "", f.endpoint, ""};
+    dispatch_t *d = dispatch_new(base, eps);
+    wait_replicas(base, SVC_AUDIT, 1);
+    auditq_t *q = auditq_new(base, d, 500);
+    Kooisv__AuditOutcome outcome = KOOISV__AUDIT_OUTCOME__INIT;
+    outcome.result_code = "000000";
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    env.request_id = "rid-outcome";
+    env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME;
+    env.audit_outcome = &outcome;
+    auditq_deliver(q, &env);
+    assert_int_equal(auditq_pending(q), 1);
+    /* Refused twice (000005), stored on the third attempt after backoff. */
+    for (int i = 0; i < 300 && auditq_pending(q) > 0; i++) {
+        struct timeval tv = {0, 10000};
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+    assert_int_equal(auditq_pending(q), 0);
+    assert_int_equal(atomic_load(&f.received), 3);
+    auditq_detach(q);
+    dispatch_destroy(&d);
+    auditq_destroy(&q);
+    assert_null(q);
+    event_base_free(base);
+    fake_stop(&f);
+}
+
+static void test_auditq_unreachable(void **state)
+{
+    struct event_base *base = event_base_new();
+    const char *eps[SVC__COUNT] = {"", "", "", "tcp://127.0.0.1:1", ""};
+    dispatch_t *d = dispatch_new(base, eps);
+    auditq_t *q = auditq_new(base, d, 200);
+    Kooisv__AuditOutcome outcome = KOOISV__AUDIT_OUTCOME__INIT;
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    env.request_id = "rid-lost";
+    env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME;
+    env.audit_outcome = &outcome;
+    auditq_enqueue(q, &env);
+    auditq_deliver(q, &env);
+    for (int i = 0; i < 20; i++) {
+        struct timeval tv = {0, 10000};
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+    assert_int_equal(auditq_pending(q), 2); /* kept, in order, until the audit service is back */
+    auditq_detach(q);
+    dispatch_destroy(&d);
+    auditq_destroy(&q); /* logs both as lost */
+    event_base_free(base);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_new_instance),
+        cmocka_unit_test(test_lengths),
+        cmocka_unit_test(test_activity),
+        cmocka_unit_test(test_test_flag),
+        cmocka_unit_test(test_query_instance),
+        cmocka_unit_test(test_refresh_instance),
+        cmocka_unit_test(test_status_release_upgrade),
+        cmocka_unit_test(test_change_check),
+        cmocka_unit_test(test_license),
+        cmocka_unit_test(test_answer_render),
+        cmocka_unit_test(test_answer_query),
+        cmocka_unit_test(test_peer),
+        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_dispatch_reply),
+        cmocka_unit_test(test_dispatch_no_replica),
+        cmocka_unit_test(test_dispatch_resend_and_timeout),
+        cmocka_unit_test(test_dispatch_many),
+        cmocka_unit_test(test_auditq_retry),
+        cmocka_unit_test(test_auditq_unreachable),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
