@@ -1,0 +1,161 @@
+#include "order_support.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xmalloc.h"
+
+static void vbasic(kresp_t *r, const char *fmt, va_list ap)
+{
+    json_error_t err;
+    json_t *body = json_vpack_ex(&err, 0, fmt, ap);
+    if (!body)
+        fail_msg("bad test body format: %s", err.text);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    memset(r, 0, sizeof *r);
+    if (kc_basic(text, r) != 0)
+        fail_msg("no answer to %s: %s", text, r->error);
+    if (r->status != 200 || !r->body_sign_ok || !r->code)
+        fail_msg("%s -> HTTP %d sign_ok=%d body %s", text, r->status, r->body_sign_ok, r->body);
+    free(text);
+}
+
+void ot_basic(kresp_t *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vbasic(r, fmt, ap);
+    va_end(ap);
+}
+
+void ot_expect(const char *want, kresp_t *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vbasic(r, fmt, ap);
+    va_end(ap);
+    if (strcmp(r->code, want) != 0)
+        fail_msg("want %s, got %s", want, r->body);
+}
+
+char *ot_new_instance(const char *order_id, const char *line_id, const char *business_id,
+                      const char *test_flag)
+{
+    kresp_t r;
+    if (test_flag)
+        ot_expect("000000", &r, "{s:s, s:s, s:s, s:s, s:s}", "activity", "newInstance", "orderId",
+                  order_id, "orderLineId", line_id, "businessId", business_id, "testFlag",
+                  test_flag);
+    else
+        ot_expect("000000", &r, "{s:s, s:s, s:s, s:s}", "activity", "newInstance", "orderId",
+                  order_id, "orderLineId", line_id, "businessId", business_id);
+    const char *id = json_string_value(json_object_get(r.json, "instanceId"));
+    if (!id || !*id)
+        fail_msg("newInstance without instanceId: %s", r.body);
+    char *copy = xstrdup(id);
+    kresp_free(&r);
+    return copy;
+}
+
+json_t *ot_query(const char *ids)
+{
+    kresp_t r;
+    ot_expect("000000", &r, "{s:s, s:s}", "activity", "queryInstance", "instanceId", ids);
+    json_t *info = json_object_get(r.json, "info");
+    if (!json_is_array(info))
+        fail_msg("queryInstance without info array: %s", r.body);
+    json_incref(info);
+    kresp_free(&r);
+    return info;
+}
+
+json_t *ot_info_of(json_t *info, const char *id)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(info, i, e) {
+        const char *got = json_string_value(json_object_get(e, "instanceId"));
+        if (got && strcmp(got, id) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+typedef struct {
+    const char *id;
+    json_t *app;
+} wait_t;
+
+static bool has_app_info(void *arg)
+{
+    wait_t *w = arg;
+    json_t *info = ot_query(w->id);
+    json_t *app = json_object_get(ot_info_of(info, w->id), "appInfo");
+    if (app)
+        w->app = json_incref(app);
+    json_decref(info);
+    return app != NULL;
+}
+
+json_t *ot_wait_provisioned(const char *id, int timeout_ms)
+{
+    wait_t w = {.id = id};
+    if (!kc_wait(timeout_ms, 200, has_app_info, &w)) {
+        char *job = ot_sql("SELECT state || ' attempts=' || attempts || ' error=' ||"
+                           " coalesce(last_error, '-') FROM orders.jobs WHERE instance_id = $1"
+                           " AND kind = 'provision'",
+                           id, NULL);
+        fail_msg("instance %s not provisioned within %d ms (job: %s)", id, timeout_ms,
+                 job ? job : "none");
+    }
+    return w.app;
+}
+
+char *ot_sql(const char *sql, const char *a, const char *b)
+{
+    const char *p[] = {a, b};
+    int n = b ? 2 : a ? 1 : 0;
+    return kc_sql_value(sql, n, p);
+}
+
+long long ot_sql_num(const char *sql, const char *a, const char *b)
+{
+    char *v = ot_sql(sql, a, b);
+    if (!v)
+        fail_msg("no value for %s", sql);
+    long long n = strtoll(v, NULL, 10);
+    free(v);
+    return n;
+}
+
+void ot_fault(const char *json)
+{
+    kresp_t r = {0};
+    if (kc_emulator("POST", "/_emulator/faults", json, &r) != 0 || r.status != 200)
+        fail_msg("emulator refused fault %s: %d %s", json, r.status, r.body ? r.body : r.error);
+    kresp_free(&r);
+}
+
+void ot_clear_faults(void)
+{
+    ot_fault("{\"path\":\"order/query\",\"mode\":\"error\",\"count\":0}");
+}
+
+char *ot_order_id(void)
+{
+    /* "CS..." ids are answered by the emulator as yearly purchases. */
+    return kc_uid("CS");
+}
+
+char *ot_line_of(const char *order_id)
+{
+    return xasprintf("%s-000001", order_id);
+}

@@ -1,0 +1,38 @@
+/* order_support: helpers shared by the order service's integration tests (kclient underneath):
+ * signed basic calls built with json_pack formats, instance creation, waiting for
+ * provisioning, SQL look-ups in schema orders, emulator faults. Failures are cmocka failures. */
+#ifndef KOOISV_ORDER_SUPPORT_H
+#define KOOISV_ORDER_SUPPORT_H
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "kclient.h"
+
+/* Call the basic interface with the body json_pack(fmt, ...); asserts HTTP 200 with a valid
+ * Body-Sign and a resultCode. Free r with kresp_free. */
+void ot_basic(kresp_t *r, const char *fmt, ...);
+/* Same, asserting the resultCode is want; the message is returned in r. */
+void ot_expect(const char *want, kresp_t *r, const char *fmt, ...);
+/* newInstance (test_flag "0"/"1" or NULL = absent) answered 000000; caller frees the id. */
+char *ot_new_instance(const char *order_id, const char *line_id, const char *business_id,
+                      const char *test_flag);
+/* queryInstance of ids (comma list) answered 000000: the "info" array (caller json_decref). */
+json_t *ot_query(const char *ids);
+/* The info entry of id in info, or NULL (borrowed). */
+json_t *ot_info_of(json_t *info, const char *id);
+/* Poll queryInstance until id has appInfo; asserts it within timeout_ms. Returns the appInfo
+ * object (caller json_decref). */
+json_t *ot_wait_provisioned(const char *id, int timeout_ms);
+/* First value of sql ($1 = a, $2 = b; NULL = unused) as text (caller frees) or NULL. */
+char *ot_sql(const char *sql, const char *a, const char *b);
+/* First value of sql as a number; asserts it exists. */
+long long ot_sql_num(const char *sql, const char *a, const char *b);
+/* Emulator fault (JSON body of POST /_emulator/faults); asserts it was accepted. */
+void ot_fault(const char *json);
+/* Clear the Query Order fault. */
+void ot_clear_faults(void);
+/* A fresh order id the emulator answers (a yearly purchase) and its first line; caller frees. */
+char *ot_order_id(void);
+char *ot_line_of(const char *order_id);
+
+#endif

@@ -1,0 +1,240 @@
+/* Order service provisioning under trouble, through the gateway's HTTPS: Query Order failing
+ * (error codes, HTTP 500, dropped connections, answers slower than the timeout) is retried with
+ * backoff; a job that keeps failing shows in the operators' failed list and is redriven; the
+ * service killed in the middle of a job resumes it after a restart without doing anything twice;
+ * with the service stopped the gateway answers 000005 quickly, and all works once it is back.
+ * Needs the `suite` fixture; uses the emulator's fault control. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "order_support.h"
+#include "timeutil.h"
+#include "xmalloc.h"
+
+#define PROVISION_WAIT_MS 40000
+
+typedef struct {
+    const char *id;
+    long min_attempts;
+    const char *state; /* NULL = any */
+} job_wait_t;
+
+static bool job_reached(void *arg)
+{
+    job_wait_t *w = arg;
+    char *v = ot_sql("SELECT attempts || ':' || state FROM orders.jobs WHERE instance_id = $1"
+                     " AND kind = 'provision'",
+                     w->id, NULL);
+    bool ok = false;
+    if (v) {
+        char *colon = strchr(v, ':');
+        ok = atol(v) >= w->min_attempts && (!w->state || strcmp(colon + 1, w->state) == 0);
+    }
+    free(v);
+    return ok;
+}
+
+static void wait_job(const char *id, long min_attempts, const char *st, int timeout_ms)
+{
+    job_wait_t w = {id, min_attempts, st};
+    if (!kc_wait(timeout_ms, 100, job_reached, &w))
+        fail_msg("job of %s did not reach %ld attempts%s%s", id, min_attempts, st ? " in " : "",
+                 st ? st : "");
+}
+
+static char *create(void)
+{
+    char *order = ot_order_id(), *line = ot_line_of(order), *biz = kc_uid("biz");
+    char *id = ot_new_instance(order, line, biz, NULL);
+    free(order);
+    free(line);
+    free(biz);
+    return id;
+}
+
+/* Provisioned exactly once: one activation in history and outbox, the job done. */
+static void assert_provisioned_once(const char *id)
+{
+    assert_int_equal(ot_sql_num("SELECT count(*) FROM orders.instance_history"
+                                " WHERE instance_id = $1 AND event = 'provisioned'",
+                                id, NULL),
+                     1);
+    assert_int_equal(ot_sql_num("SELECT count(*) FROM orders.outbox WHERE instance_id = $1"
+                                " AND event_type = 'instance.activated'",
+                                id, NULL),
+                     1);
+    char *st = ot_sql("SELECT state FROM orders.jobs WHERE instance_id = $1 AND kind = 'provision'",
+                      id, NULL);
+    assert_string_equal(st, "done");
+    free(st);
+}
+
+static void test_retry_on_error_answers(void **state)
+{
+    (void)state;
+    ot_fault("{\"path\":\"order/query\",\"mode\":\"error\",\"count\":3,\"code\":\"MKT.0999\"}");
+    char *id = create();
+    json_t *app = ot_wait_provisioned(id, PROVISION_WAIT_MS);
+    json_decref(app);
+    assert_true(ot_sql_num("SELECT attempts FROM orders.jobs WHERE instance_id = $1", id, NULL) >=
+                4);
+    char *err = ot_sql("SELECT last_error FROM orders.jobs WHERE instance_id = $1", id, NULL);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "MKT.0999"));
+    free(err);
+    assert_provisioned_once(id);
+    free(id);
+}
+
+static void test_retry_on_http500_and_drop(void **state)
+{
+    (void)state;
+    ot_fault("{\"path\":\"order/query\",\"mode\":\"http500\",\"count\":2}");
+    char *id = create();
+    json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
+    assert_provisioned_once(id);
+    free(id);
+    ot_fault("{\"path\":\"order/query\",\"mode\":\"drop\",\"count\":1}");
+    id = create();
+    json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
+    assert_true(ot_sql_num("SELECT attempts FROM orders.jobs WHERE instance_id = $1", id, NULL) >=
+                2);
+    assert_provisioned_once(id);
+    free(id);
+}
+
+static void test_retry_on_slow_answer(void **state)
+{
+    (void)state;
+    /* Slower than the Query Order timeout (5 s): the attempt is abandoned and retried. */
+    ot_fault("{\"path\":\"order/query\",\"mode\":\"slow\",\"count\":1,\"delay_ms\":7000}");
+    char *id = create();
+    json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
+    assert_true(ot_sql_num("SELECT attempts FROM orders.jobs WHERE instance_id = $1", id, NULL) >=
+                2);
+    assert_provisioned_once(id);
+    free(id);
+}
+
+static void test_failed_job_redrive(void **state)
+{
+    (void)state;
+    const char *token = suite_get("KOOISV_OPERATOR_TOKEN");
+    assert_non_null(token);
+    ot_fault("{\"path\":\"order/query\",\"mode\":\"error\",\"count\":-1}");
+    char *id = create();
+    wait_job(id, 2, "pending", 20000);
+    char *job = ot_sql("SELECT id FROM orders.jobs WHERE instance_id = $1", id, NULL);
+
+    kresp_t r = {0};
+    assert_int_equal(kc_admin("GET", "/v1/jobs/failed", token, NULL, &r), 0);
+    if (r.status != 200 || !strstr(r.body, id))
+        fail_msg("failed jobs list lacks %s: %d %s", id, r.status, r.body);
+    kresp_free(&r);
+
+    ot_clear_faults();
+    char *path = xasprintf("/v1/jobs/%s/redrive", job);
+    assert_int_equal(kc_admin("POST", path, token, NULL, &r), 0);
+    if (r.status != 200)
+        fail_msg("redrive: %d %s", r.status, r.body);
+    kresp_free(&r);
+    json_decref(ot_wait_provisioned(id, 15000));
+    assert_provisioned_once(id);
+
+    /* The operator's view: history and job, never a credential. */
+    char *ipath = xasprintf("/v1/instances/%s", id);
+    assert_int_equal(kc_admin("GET", ipath, token, NULL, &r), 0);
+    if (r.status != 200 || !strstr(r.body, "\"history\"") || !strstr(r.body, "provisioned"))
+        fail_msg("instance view: %d %s", r.status, r.body);
+    assert_null(strstr(r.body, "password_sealed"));
+    assert_null(strstr(r.body, "user_name_sealed"));
+    kresp_free(&r);
+    /* Not for auditors. */
+    const char *auditor = suite_get("KOOISV_AUDITOR_TOKEN");
+    if (auditor) {
+        assert_int_equal(kc_admin("GET", ipath, auditor, NULL, &r), 0);
+        assert_int_equal(r.status, 403);
+        kresp_free(&r);
+    }
+    free(ipath);
+    free(path);
+    free(job);
+    free(id);
+}
+
+static void test_killed_mid_job_resumes(void **state)
+{
+    (void)state;
+    /* Hold the job inside Query Order, kill the service, start it again. */
+    ot_fault("{\"path\":\"order/query\",\"mode\":\"slow\",\"count\":1,\"delay_ms\":4000}");
+    char *id = create();
+    wait_job(id, 1, "running", 10000);
+    assert_int_equal(kc_suite("kill", "order"), 0);
+    assert_int_equal(kc_suite("start-svc", "order"), 0);
+    json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
+    assert_provisioned_once(id);
+    assert_true(ot_sql_num("SELECT attempts FROM orders.jobs WHERE instance_id = $1", id, NULL) >=
+                2);
+    free(id);
+}
+
+static void test_service_down(void **state)
+{
+    (void)state;
+    char *before = create(); /* acknowledged: must survive the outage */
+    assert_int_equal(kc_suite("stop-svc", "order"), 0);
+
+    char *order = ot_order_id(), *line = ot_line_of(order), *biz = kc_uid("biz");
+    int64_t t0 = time_mono_us();
+    kresp_t r;
+    ot_expect("000005", &r, "{s:s, s:s, s:s, s:s}", "activity", "newInstance", "orderId", order,
+              "orderLineId", line, "businessId", biz);
+    int64_t took_ms = (time_mono_us() - t0) / 1000;
+    kresp_free(&r);
+    if (took_ms > 4500)
+        fail_msg("000005 took %lld ms with the order service down", (long long)took_ms);
+
+    assert_int_equal(kc_suite("start-svc", "order"), 0);
+    char *id = ot_new_instance(order, line, biz, NULL);
+    assert_string_equal(id, biz);
+    json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
+    json_decref(ot_wait_provisioned(before, PROVISION_WAIT_MS));
+    free(id);
+    free(order);
+    free(line);
+    free(biz);
+    free(before);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return suite_env_load();
+}
+
+static int clear(void **state)
+{
+    (void)state;
+    ot_clear_faults();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_retry_on_error_answers, clear),
+        cmocka_unit_test_teardown(test_retry_on_http500_and_drop, clear),
+        cmocka_unit_test_teardown(test_retry_on_slow_answer, clear),
+        cmocka_unit_test_teardown(test_failed_job_redrive, clear),
+        cmocka_unit_test_teardown(test_killed_mid_job_resumes, clear),
+        cmocka_unit_test_teardown(test_service_down, clear),
+    };
+    return cmocka_run_group_tests(tests, setup, clear);
+}
