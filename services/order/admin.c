@@ -164,8 +164,7 @@ void admin_handle(order_worker_t *w, svc_call_t *call)
         if (!order_require(call, "id", id, 256))
             return;
         const char *p[] = {id};
-        answer_json(w, call, "admin_instance_get", 1, p, RC_NO_INSTANCE,
-                    "instance does not exist");
+        answer_json(w, call, "admin_instance_get", 1, p, RC_NO_INSTANCE, "instance does not exist");
     } else if (strcmp(action, "instance.list") == 0) {
         const char *state = order_nullable(arg_of(r, "state"));
         const char *before = order_nullable(arg_of(r, "before"));

@@ -3,8 +3,8 @@
 #include <assert.h>
 #include <string.h>
 
-static const char *const state_names[INSTANCE__STATE_COUNT] = {
-    "provisioning", "active", "frozen", "released"};
+static const char *const state_names[INSTANCE__STATE_COUNT] = {"provisioning", "active", "frozen",
+                                                               "released"};
 
 static const char *const event_names[INSTANCE__EVENT_COUNT] = {
     "provisioned", "freeze", "unfreeze", "refresh", "upgrade", "release", "check", "license"};
@@ -15,10 +15,23 @@ typedef struct {
     const char *why;
 } rule_t;
 
-#define APPLY(s) {INSTANCE_APPLY, INSTANCE_##s, ""}
-#define NOOP {INSTANCE_NOOP, INSTANCE__STATE_COUNT, ""}
-#define BUSY(w) {INSTANCE_BUSY, INSTANCE__STATE_COUNT, w}
-#define INVALID(w) {INSTANCE_INVALID, INSTANCE__STATE_COUNT, w}
+/* clang-format off: one rule per line reads better than the formatter's layout */
+#define APPLY(s)                                                                                   \
+    {                                                                                              \
+        INSTANCE_APPLY, INSTANCE_##s, ""                                                           \
+    }
+#define NOOP                                                                                       \
+    {                                                                                              \
+        INSTANCE_NOOP, INSTANCE__STATE_COUNT, ""                                                   \
+    }
+#define BUSY(w)                                                                                    \
+    {                                                                                              \
+        INSTANCE_BUSY, INSTANCE__STATE_COUNT, w                                                    \
+    }
+#define INVALID(w)                                                                                 \
+    {                                                                                              \
+        INSTANCE_INVALID, INSTANCE__STATE_COUNT, w                                                 \
+    }
 #define RELEASED INVALID("instance is released")
 
 /* rules[from][event]: the whole machine in one table so that every pair is decided on purpose. */
@@ -71,6 +84,7 @@ static const rule_t rules[INSTANCE__STATE_COUNT][INSTANCE__EVENT_COUNT] = {
             [INSTANCE_EV_LICENSE] = RELEASED,
         },
 };
+/* clang-format on */
 
 instance_verdict_t instance_transition(instance_state_t from, instance_event_t event,
                                        instance_state_t *to, const char **why)

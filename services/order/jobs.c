@@ -60,8 +60,7 @@ const pg_stmt_t jobs_stmts[] = {
      "UPDATE orders.jobs SET lease_until = now() + $3::int * interval '1 millisecond',"
      " updated_at = now() WHERE id = $1::bigint AND lease_owner = $2 AND state = 'running'",
      3},
-    {"job_lock", "SELECT state, lease_owner FROM orders.jobs WHERE id = $1::bigint FOR UPDATE",
-     1},
+    {"job_lock", "SELECT state, lease_owner FROM orders.jobs WHERE id = $1::bigint FOR UPDATE", 1},
     {"job_store_credentials",
      "UPDATE orders.instances SET front_end_url = $2, admin_url = $3, user_name_sealed = $4,"
      " password_sealed = $5, memo = $6, state = $7, provisioned_at = now(), updated_at = now()"
@@ -72,14 +71,16 @@ const pg_stmt_t jobs_stmts[] = {
      " lease_until = NULL, updated_at = now() WHERE id = $1::bigint",
      2},
     {"job_running_owners",
-     "SELECT DISTINCT lease_owner FROM orders.jobs WHERE state = 'running' AND lease_owner IS NOT NULL",
+     "SELECT DISTINCT lease_owner FROM orders.jobs WHERE state = 'running' AND lease_owner IS NOT "
+     "NULL",
      0},
     {"job_release_owner",
      "UPDATE orders.jobs SET state = 'pending', lease_owner = NULL, lease_until = NULL,"
      " next_attempt_at = now(), updated_at = now() WHERE state = 'running' AND lease_owner = $1",
      1},
     {"job_fail",
-     "UPDATE orders.jobs SET state = CASE WHEN attempts >= $3::int THEN 'failed' ELSE 'pending' END,"
+     "UPDATE orders.jobs SET state = CASE WHEN attempts >= $3::int THEN 'failed' ELSE 'pending' "
+     "END,"
      " next_attempt_at = now() + $4::bigint * interval '1 millisecond', last_error = $2,"
      " last_error_at = now(), lease_owner = NULL, lease_until = NULL, updated_at = now()"
      " WHERE id = $1::bigint AND lease_owner = $5 AND state = 'running' RETURNING state",
@@ -119,8 +120,7 @@ static bool exec_ok(runner_t *r, const char *rid, const char *stmt, int n, const
     if (!res)
         return false;
     if (rows)
-        *rows = PQresultStatus(res) == PGRES_TUPLES_OK ? PQntuples(res)
-                                                        : atoi(PQcmdTuples(res));
+        *rows = PQresultStatus(res) == PGRES_TUPLES_OK ? PQntuples(res) : atoi(PQcmdTuples(res));
     PQclear(res);
     return true;
 }
@@ -192,7 +192,8 @@ static bool load_instance(runner_t *r, const job_t *job, job_instance_t *out, bo
         out->test_flag = strcmp(pg_value(res, 0, 1), "t") == 0;
         out->order_fetched = strcmp(pg_value(res, 0, 2), "t") == 0;
 #define COPY(field, col)                                                                           \
-    snprintf(out->field, sizeof out->field, "%s", pg_value(res, 0, col) ? pg_value(res, 0, col) : "")
+    snprintf(out->field, sizeof out->field, "%s",                                                  \
+             pg_value(res, 0, col) ? pg_value(res, 0, col) : "")
         COPY(product_id, 3);
         COPY(sku_code, 4);
         COPY(charging_mode, 5);
@@ -208,8 +209,8 @@ static int fetch_order(runner_t *r, const job_t *job, bool initial)
 {
     queryorder_details_t d;
     char err[256];
-    if (queryorder_fetch(&r->cfg->market, job->order_id, job->order_line_id, &d, err,
-                         sizeof err) != 0) {
+    if (queryorder_fetch(&r->cfg->market, job->order_id, job->order_line_id, &d, err, sizeof err) !=
+        0) {
         job_fail(r, job, err);
         return -1;
     }
@@ -282,8 +283,9 @@ static db_status_t finish_body(PGconn *conn, void *arg)
     c->kind_done = v == INSTANCE_INVALID ? "cancelled" : "done";
     if (v == INSTANCE_APPLY) {
         const provisioner_credentials_t *k = c->creds;
-        const char *p[] = {job->instance_id, k->front_end_url, k->admin_url, c->user_sealed,
-                           c->password_sealed, k->memo, instance_state_name(to)};
+        const char *p[] = {job->instance_id,       k->front_end_url,   k->admin_url,
+                           c->user_sealed,         c->password_sealed, k->memo,
+                           instance_state_name(to)};
         res = orderdb_exec(conn, rid, "job_store_credentials", 7, p, &st);
         if (!res)
             return st;

@@ -43,10 +43,10 @@ static bool parse_time(const char *s, int64_t *ms)
 static char *license_token(const uint8_t key[32], const char *instance_id, const char *event_id,
                            const char *fp_hex, int64_t eff, int64_t exp, bool has_exp)
 {
-    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:o, s:I}", "iid", instance_id, "eid", event_id,
-                          "fp", fp_hex, "eff", (json_int_t)eff, "exp",
-                          has_exp ? json_integer(exp) : json_null(), "iat",
-                          (json_int_t)time_now_ms());
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:I, s:o, s:I}", "iid", instance_id, "eid", event_id, "fp",
+                  fp_hex, "eff", (json_int_t)eff, "exp", has_exp ? json_integer(exp) : json_null(),
+                  "iat", (json_int_t)time_now_ms());
     char *payload = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
     char *b64 = b64_encode((const uint8_t *)payload, strlen(payload));
@@ -119,10 +119,11 @@ static db_status_t license_body(PGconn *conn, void *arg)
     char eff[24], exp[24];
     snprintf(eff, sizeof eff, "%lld", (long long)c->eff);
     snprintf(exp, sizeof exp, "%lld", (long long)c->exp);
-    char *token = license_token(c->cfg->license_key, r->instance_id, r->event_id, c->fp_hex,
-                                c->eff, c->exp, c->has_exp);
-    const char *ins[] = {r->instance_id, r->event_id,   c->fp_hex, r->device_fingerprint,
-                         eff,            c->has_exp ? exp : NULL, token, c->rid};
+    char *token = license_token(c->cfg->license_key, r->instance_id, r->event_id, c->fp_hex, c->eff,
+                                c->exp, c->has_exp);
+    const char *ins[] = {
+        r->instance_id,          r->event_id, c->fp_hex, r->device_fingerprint, eff,
+        c->has_exp ? exp : NULL, token,       c->rid};
     /* A concurrent twin may win the insert; ON CONFLICT keeps its license, never a second. */
     res = orderdb_exec(conn, c->rid, "license_insert", 8, ins, &st);
     free(token);

@@ -44,8 +44,7 @@ const pg_stmt_t lifecycle_stmts[] = {
      "SELECT state, to_char(expire_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
      " product_id FROM orders.instances WHERE instance_id = $1 FOR UPDATE",
      1},
-    {"instance_state", "SELECT state, product_id FROM orders.instances WHERE instance_id = $1",
-     1},
+    {"instance_state", "SELECT state, product_id FROM orders.instances WHERE instance_id = $1", 1},
     {"instance_set_state",
      "UPDATE orders.instances SET state = $2, updated_at = now(),"
      " released_at = CASE WHEN $2 = 'released' THEN now() ELSE released_at END"
@@ -103,8 +102,10 @@ static db_status_t instance_lock(PGconn *conn, const char *rid, const char *inst
             PQclear(res);
             return DB_FAIL;
         }
-        snprintf(out->expire, sizeof out->expire, "%s", pg_value(res, 0, 1) ? pg_value(res, 0, 1) : "");
-        snprintf(out->product, sizeof out->product, "%s", pg_value(res, 0, 2) ? pg_value(res, 0, 2) : "");
+        snprintf(out->expire, sizeof out->expire, "%s",
+                 pg_value(res, 0, 1) ? pg_value(res, 0, 1) : "");
+        snprintf(out->product, sizeof out->product, "%s",
+                 pg_value(res, 0, 2) ? pg_value(res, 0, 2) : "");
     }
     PQclear(res);
     return DB_OK;
@@ -201,8 +202,8 @@ static db_status_t new_body(PGconn *conn, void *arg)
             rand_uuid(uuid);
             candidate = uuid;
         }
-        const char *p[] = {candidate, r->order_id, r->order_line_id, r->business_id, c->test,
-                           c->v.rid};
+        const char *p[] = {candidate,      r->order_id, r->order_line_id,
+                           r->business_id, c->test,     c->v.rid};
         PGresult *res = orderdb_exec(conn, c->v.rid, "instance_insert", 6, p, &st);
         if (!res)
             return st;
@@ -232,8 +233,8 @@ void lifecycle_new(order_worker_t *w, svc_call_t *call)
         !order_require(call, "orderLineId", r->order_line_id, ID_MAX) ||
         !order_require(call, "businessId", r->business_id, 1024))
         return;
-    new_ctx_t c = {.v = {.rid = svc_call_rid(call)}, .req = r,
-                   .test = env->test_flag ? "true" : "false"};
+    new_ctx_t c = {
+        .v = {.rid = svc_call_rid(call)}, .req = r, .test = env->test_flag ? "true" : "false"};
     db_status_t st = orderdb_tx(w->conn, c.v.rid, new_body, &c);
     if (st != DB_OK) {
         order_reply(call, st, RC_INTERNAL, "");
@@ -302,8 +303,7 @@ static db_status_t apply_body(PGconn *conn, void *arg)
         decide(&c->v, RC_INVALID, "%s", why);
         return DB_ROLLBACK;
     }
-    const char *app[] = {c->instance_id, c->activity, c->order_id, c->order_line_id, c->scene,
-                         rid};
+    const char *app[] = {c->instance_id, c->activity, c->order_id, c->order_line_id, c->scene, rid};
     if ((st = exec_void(conn, rid, "application_insert", 6, app)) != DB_OK)
         return st;
 
@@ -392,8 +392,8 @@ void lifecycle_refresh(order_worker_t *w, svc_call_t *call)
     db_status_t st = orderdb_tx(w->conn, c.v.rid, apply_body, &c);
     order_reply(call, st, c.v.code, c.v.msg);
     if (c.changed && st == DB_OK)
-        log_info(c.v.rid, "refreshInstance instance=%s order=%s scene=%s expire=%s",
-                 r->instance_id, r->order_id, r->scene, r->expire_time);
+        log_info(c.v.rid, "refreshInstance instance=%s order=%s scene=%s expire=%s", r->instance_id,
+                 r->order_id, r->scene, r->expire_time);
 }
 
 void lifecycle_upgrade(order_worker_t *w, svc_call_t *call)
@@ -481,8 +481,8 @@ static db_status_t state_body(PGconn *conn, void *arg)
         if ((st = exec_void(conn, rid, "jobs_cancel", 1, job)) != DB_OK)
             return st;
         if (c->order_id) {
-            const char *app[] = {c->instance_id, "releaseInstance", c->order_id,
-                                 c->order_line_id, NULL, rid};
+            const char *app[] = {
+                c->instance_id, "releaseInstance", c->order_id, c->order_line_id, NULL, rid};
             if ((st = exec_void(conn, rid, "application_insert", 6, app)) != DB_OK)
                 return st;
         }
@@ -517,8 +517,8 @@ void lifecycle_status(order_worker_t *w, svc_call_t *call)
     if (!order_require(call, "instanceId", r->instance_id, ID_MAX) ||
         !order_require(call, "status", r->status, 16))
         return;
-    state_ctx_t c = {.v = {.rid = svc_call_rid(call)}, .instance_id = r->instance_id,
-                     .status = r->status};
+    state_ctx_t c = {
+        .v = {.rid = svc_call_rid(call)}, .instance_id = r->instance_id, .status = r->status};
     if (strcmp(r->status, "FREEZE") == 0) {
         c.event = INSTANCE_EV_FREEZE;
     } else if (strcmp(r->status, "UNFREEZE") == 0) {
@@ -536,8 +536,7 @@ void lifecycle_release(order_worker_t *w, svc_call_t *call)
     if (!order_require(call, "instanceId", r->instance_id, ID_MAX))
         return;
     if (strlen(r->order_id) > ID_MAX || strlen(r->order_line_id) > ID_MAX) {
-        svc_call_result(call, RC_INVALID, "orderId/orderLineId longer than %d characters",
-                        ID_MAX);
+        svc_call_result(call, RC_INVALID, "orderId/orderLineId longer than %d characters", ID_MAX);
         return;
     }
     state_ctx_t c = {.v = {.rid = svc_call_rid(call)},

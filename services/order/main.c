@@ -119,7 +119,7 @@ static void config_build(void)
     cfg.max_attempts = (int)config_get_long("KOOISV_PROVISION_MAX_ATTEMPTS", 1, 1000);
     /* A lease must outlive the slowest step, or a healthy job would be taken over mid-flight. */
     int slowest = cfg.market.timeout_ms > cfg.prov.webhook_timeout_ms ? cfg.market.timeout_ms
-                                                                       : cfg.prov.webhook_timeout_ms;
+                                                                      : cfg.prov.webhook_timeout_ms;
     if (cfg.lease_ms < slowest + 2000)
         die("KOOISV_PROVISION_LEASE_MS", "must exceed the longest HTTP timeout by 2000 ms");
 
@@ -206,8 +206,8 @@ static void handle(void *state, svc_call_t *call)
 int main(int argc, char **argv)
 {
     config_load("kooisv-order",
-                "order service: instance life cycle, idempotency, provisioning, order events",
-                vars, sizeof vars / sizeof vars[0], argc, argv);
+                "order service: instance life cycle, idempotency, provisioning, order events", vars,
+                sizeof vars / sizeof vars[0], argc, argv);
     log_init("order");
     config_build();
 
@@ -223,12 +223,12 @@ int main(int argc, char **argv)
 
     /* Every later connection (and reconnection) bounds its statements, so that a stuck
      * database turns into a quick 000005 instead of a hung gateway call. */
-    char *opts = xasprintf("%s%s-c statement_timeout=%ld -c lock_timeout=%ld "
-                           "-c idle_in_transaction_session_timeout=60000",
-                           getenv("PGOPTIONS") ? getenv("PGOPTIONS") : "",
-                           getenv("PGOPTIONS") ? " " : "",
-                           config_get_long("KOOISV_PG_STATEMENT_TIMEOUT_MS", 100, 600000),
-                           config_get_long("KOOISV_PG_STATEMENT_TIMEOUT_MS", 100, 600000));
+    char *opts =
+        xasprintf("%s%s-c statement_timeout=%ld -c lock_timeout=%ld "
+                  "-c idle_in_transaction_session_timeout=60000",
+                  getenv("PGOPTIONS") ? getenv("PGOPTIONS") : "", getenv("PGOPTIONS") ? " " : "",
+                  config_get_long("KOOISV_PG_STATEMENT_TIMEOUT_MS", 100, 600000),
+                  config_get_long("KOOISV_PG_STATEMENT_TIMEOUT_MS", 100, 600000));
     setenv("PGOPTIONS", opts, 1);
     free(opts);
     size_t nstmts;

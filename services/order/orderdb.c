@@ -139,8 +139,8 @@ db_status_t change_record(PGconn *conn, const change_t *c)
 {
     assert(c && c->instance_id && c->event && c->to_state);
     db_status_t st = DB_OK;
-    const char *h[] = {c->instance_id, c->event,  c->from_state, c->to_state, c->order_id,
-                       c->order_line_id, c->scene, c->status,    c->request_id, c->detail_json};
+    const char *h[] = {c->instance_id,   c->event, c->from_state, c->to_state,   c->order_id,
+                       c->order_line_id, c->scene, c->status,     c->request_id, c->detail_json};
     PGresult *res = orderdb_exec(conn, c->request_id, "history_insert", 10, h, &st);
     if (!res)
         return st;

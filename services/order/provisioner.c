@@ -89,11 +89,12 @@ void provisioner_credentials_free(provisioner_credentials_t *c)
 static int builtin_provision(const provisioner_config_t *cfg, const provisioner_request_t *req,
                              provisioner_credentials_t *out, char *err, size_t errlen)
 {
-    out->front_end_url = provisioner_expand(cfg->frontend_template, req->instance_id,
-                                            req->order_id);
+    out->front_end_url =
+        provisioner_expand(cfg->frontend_template, req->instance_id, req->order_id);
     if (cfg->admin_template && *cfg->admin_template)
         out->admin_url = provisioner_expand(cfg->admin_template, req->instance_id, req->order_id);
-    if (strlen(out->front_end_url) > URL_MAX || (out->admin_url && strlen(out->admin_url) > URL_MAX)) {
+    if (strlen(out->front_end_url) > URL_MAX ||
+        (out->admin_url && strlen(out->admin_url) > URL_MAX)) {
         snprintf(err, errlen, "expanded URL template is longer than %d characters", URL_MAX);
         provisioner_credentials_free(out);
         return -1;
@@ -122,8 +123,8 @@ static bool take_string(json_t *obj, const char *key, size_t max, char **out, ch
     if (!v || json_is_null(v))
         return true;
     if (!json_is_string(v) || json_string_length(v) > max) {
-        snprintf(err, errlen, "webhook answer: %s must be a string of at most %zu characters",
-                 key, max);
+        snprintf(err, errlen, "webhook answer: %s must be a string of at most %zu characters", key,
+                 max);
         return false;
     }
     if (json_string_length(v) > 0)
@@ -172,21 +173,22 @@ static int webhook_provision(const provisioner_config_t *cfg, const provisioner_
     json_object_set_new(ev, "instanceId", json_string(req->instance_id));
     json_object_set_new(ev, "orderId", json_string(req->order_id));
     json_object_set_new(ev, "orderLineId", json_string(req->order_line_id));
-    json_object_set_new(ev, "productId", req->product_id ? json_string(req->product_id) : json_null());
+    json_object_set_new(ev, "productId",
+                        req->product_id ? json_string(req->product_id) : json_null());
     json_object_set_new(ev, "skuCode", req->sku_code ? json_string(req->sku_code) : json_null());
     json_object_set_new(ev, "chargingMode",
                         req->charging_mode ? json_string(req->charging_mode) : json_null());
-    json_object_set_new(ev, "expireTime", req->expire_time ? json_string(req->expire_time) : json_null());
+    json_object_set_new(ev, "expireTime",
+                        req->expire_time ? json_string(req->expire_time) : json_null());
     json_object_set_new(ev, "testFlag", json_boolean(req->test_flag));
     free(event_id);
     char *body = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(ev);
 
-    httpc_options_t opt = {.ca_file = cfg->webhook_ca_file && *cfg->webhook_ca_file
-                                          ? cfg->webhook_ca_file
-                                          : NULL,
-                           .verify_peer = 1,
-                           .timeout_ms = cfg->webhook_timeout_ms};
+    httpc_options_t opt = {
+        .ca_file = cfg->webhook_ca_file && *cfg->webhook_ca_file ? cfg->webhook_ca_file : NULL,
+        .verify_peer = 1,
+        .timeout_ms = cfg->webhook_timeout_ms};
     httpc_response_t resp;
     int rc = webhook_post(cfg->webhook_url, cfg->webhook_secret, body, &opt, &resp);
     free(body);

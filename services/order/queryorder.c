@@ -97,7 +97,8 @@ int queryorder_parse(const char *body, size_t len, const char *order_line_id,
     }
     json_t *line = NULL;
     for (size_t i = 0; i < json_array_size(lines) && !line; i++) {
-        const char *id = json_string_value(json_object_get(json_array_get(lines, i), "orderLineId"));
+        const char *id =
+            json_string_value(json_object_get(json_array_get(lines, i), "orderLineId"));
         if (id && order_line_id && strcmp(id, order_line_id) == 0)
             line = json_array_get(lines, i);
     }
@@ -186,8 +187,7 @@ static char *url_encode(const char *s)
 }
 
 int queryorder_fetch(const queryorder_config_t *cfg, const char *order_id,
-                     const char *order_line_id, queryorder_details_t *out, char *err,
-                     size_t errlen)
+                     const char *order_line_id, queryorder_details_t *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     out->period_number = -1;
@@ -207,20 +207,26 @@ int queryorder_fetch(const queryorder_config_t *cfg, const char *order_id,
     char *path = xasprintf("%s%s", prefix, QUERY_PATH);
     char *oid = url_encode(order_id), *lid = url_encode(order_line_id);
     char *query = xasprintf("orderId=%s&orderLineId=%s", oid, lid);
-    char *url = xasprintf("%.*s%s?%s", (int)(authority - cfg->url) + (int)alen, cfg->url, path,
-                          query);
+    char *url =
+        xasprintf("%.*s%s?%s", (int)(authority - cfg->url) + (int)alen, cfg->url, path, query);
 
     char date[17];
     sdksign_date_now(date);
-    sdksign_request_t sreq = {.method = "GET", .host = host, .path = path, .query = query,
-                              .sdk_date = date, .body = NULL, .body_len = 0};
+    sdksign_request_t sreq = {.method = "GET",
+                              .host = host,
+                              .path = path,
+                              .query = query,
+                              .sdk_date = date,
+                              .body = NULL,
+                              .body_len = 0};
     char *auth = sdksign_authorization(cfg->ak, cfg->sk, &sreq);
     char *h_date = xasprintf("X-Sdk-Date: %s", date);
     char *h_auth = xasprintf("Authorization: %s", auth);
     char *h_host = xasprintf("Host: %s", host);
     const char *headers[] = {h_host, h_date, h_auth, "Content-Type: application/json", NULL};
     httpc_options_t opt = {.ca_file = cfg->ca_file && *cfg->ca_file ? cfg->ca_file : NULL,
-                           .verify_peer = 1, .timeout_ms = cfg->timeout_ms};
+                           .verify_peer = 1,
+                           .timeout_ms = cfg->timeout_ms};
     httpc_response_t resp;
     memset(&resp, 0, sizeof resp);
     int rc = -1;

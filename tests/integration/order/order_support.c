@@ -81,7 +81,8 @@ json_t *ot_info_of(json_t *info, const char *id)
 {
     size_t i;
     json_t *e;
-    json_array_foreach(info, i, e) {
+    json_array_foreach(info, i, e)
+    {
         const char *got = json_string_value(json_object_get(e, "instanceId"));
         if (got && strcmp(got, id) == 0)
             return e;

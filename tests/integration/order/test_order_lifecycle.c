@@ -68,9 +68,8 @@ static void test_lifecycle(void **state)
     char *biz2 = kc_uid("biz");
     char *again = ot_new_instance(order, line, biz2, NULL);
     assert_string_equal(again, id);
-    assert_int_equal(ot_sql_num("SELECT count(*) FROM orders.instances WHERE order_id = $1",
-                                order, NULL),
-                     1);
+    assert_int_equal(
+        ot_sql_num("SELECT count(*) FROM orders.instances WHERE order_id = $1", order, NULL), 1);
 
     /* Provisioning runs after the answer; queryInstance shows appInfo once it is done. */
     json_t *app = ot_wait_provisioned(id, PROVISION_WAIT_MS);
@@ -95,8 +94,8 @@ static void test_lifecycle(void **state)
     if (!config_password_is_strong(pass, user, &why))
         fail_msg("provisioned password is weak: %s", why);
     /* At rest: sealed, never the plain text. */
-    char *sealed = ot_sql("SELECT password_sealed FROM orders.instances WHERE instance_id = $1",
-                          id, NULL);
+    char *sealed =
+        ot_sql("SELECT password_sealed FROM orders.instances WHERE instance_id = $1", id, NULL);
     assert_non_null(sealed);
     assert_memory_equal(sealed, "v1:", 3);
     assert_null(strstr(sealed, pass));
@@ -152,18 +151,18 @@ static void test_lifecycle(void **state)
     /* upgradeInstance twice with one orderId: applied once. */
     char *change = ot_order_id(), *change_line = ot_line_of(change);
     for (int i = 0; i < 2; i++) {
-        ot_expect("000000", &r, "{s:s, s:s, s:s, s:s}", "activity", "upgradeInstance",
-                  "instanceId", id, "orderId", change, "orderLineId", change_line);
+        ot_expect("000000", &r, "{s:s, s:s, s:s, s:s}", "activity", "upgradeInstance", "instanceId",
+                  id, "orderId", change, "orderLineId", change_line);
         kresp_free(&r);
     }
     assert_int_equal(history_count(id, "upgrade"), 1);
-    assert_int_equal(ot_sql_num("SELECT plan_version FROM orders.instances WHERE instance_id = $1",
-                                id, NULL),
-                     2);
+    assert_int_equal(
+        ot_sql_num("SELECT plan_version FROM orders.instances WHERE instance_id = $1", id, NULL),
+        2);
 
     /* changeInstanceCheck: allowed while live. */
-    ot_expect("000000", &r, "{s:s, s:s, s:{s:s}}", "activity", "changeInstanceCheck",
-              "instanceId", id, "productInfo", "productId", "OFFI000000000000000002");
+    ot_expect("000000", &r, "{s:s, s:s, s:{s:s}}", "activity", "changeInstanceCheck", "instanceId",
+              id, "productInfo", "productId", "OFFI000000000000000002");
     kresp_free(&r);
 
     /* getLicenseAsync: same eventId + fingerprint -> the same license, never a second one. */
@@ -173,16 +172,14 @@ static void test_lifecycle(void **state)
                   "deviceFingerprint", "fp-A");
         kresp_free(&r);
     }
-    assert_int_equal(ot_sql_num("SELECT count(*) FROM orders.licenses WHERE instance_id = $1",
-                                id, NULL),
-                     1);
+    assert_int_equal(
+        ot_sql_num("SELECT count(*) FROM orders.licenses WHERE instance_id = $1", id, NULL), 1);
     ot_expect("000000", &r, "{s:s, s:s, s:s, s:s, s:s}", "activity", "getLicenseAsync",
               "instanceId", id, "eventId", "ev-1", "effectiveTime", "20260101000000",
               "deviceFingerprint", "fp-B");
     kresp_free(&r);
-    assert_int_equal(ot_sql_num("SELECT count(*) FROM orders.licenses WHERE instance_id = $1",
-                                id, NULL),
-                     2);
+    assert_int_equal(
+        ot_sql_num("SELECT count(*) FROM orders.licenses WHERE instance_id = $1", id, NULL), 2);
 
     /* releaseInstance twice: the second is a success that changes nothing. */
     for (int i = 0; i < 2; i++) {
@@ -196,8 +193,8 @@ static void test_lifecycle(void **state)
     status("000002", id, "UNFREEZE", &r);
     assert_non_null(strstr(json_string_value(json_object_get(r.json, "resultMsg")), "released"));
     kresp_free(&r);
-    ot_expect("000002", &r, "{s:s, s:s, s:{s:s}}", "activity", "changeInstanceCheck",
-              "instanceId", id, "productInfo", "productId", "X");
+    ot_expect("000002", &r, "{s:s, s:s, s:{s:s}}", "activity", "changeInstanceCheck", "instanceId",
+              id, "productInfo", "productId", "X");
     kresp_free(&r);
     char *renew2 = ot_order_id();
     ot_expect("000002", &r, "{s:s, s:s, s:s, s:s, s:s, s:s}", "activity", "refreshInstance",
@@ -252,16 +249,15 @@ static void test_unknown_instance(void **state)
     ot_expect("000003", &r, "{s:s, s:s, s:s, s:s}", "activity", "upgradeInstance", "instanceId",
               ghost, "orderId", "CSX", "orderLineId", "CSX-1");
     kresp_free(&r);
-    ot_expect("000003", &r, "{s:s, s:s, s:{s:s}}", "activity", "changeInstanceCheck",
-              "instanceId", ghost, "productInfo", "productId", "X");
+    ot_expect("000003", &r, "{s:s, s:s, s:{s:s}}", "activity", "changeInstanceCheck", "instanceId",
+              ghost, "productInfo", "productId", "X");
     kresp_free(&r);
     ot_expect("000003", &r, "{s:s, s:s, s:s, s:s}", "activity", "getLicenseAsync", "instanceId",
               ghost, "eventId", "e", "effectiveTime", "20260101000000");
     kresp_free(&r);
     /* Nothing was created by any of it. */
-    assert_int_equal(ot_sql_num("SELECT count(*) FROM orders.instances WHERE instance_id = $1",
-                                ghost, NULL),
-                     0);
+    assert_int_equal(
+        ot_sql_num("SELECT count(*) FROM orders.instances WHERE instance_id = $1", ghost, NULL), 0);
     free(ghost);
 }
 
@@ -405,12 +401,10 @@ static void test_concurrent_duplicates(void **state)
             fail_msg("duplicate %d answered %s", i, d[i].code);
         assert_string_equal(d[i].id, d[0].id);
     }
-    assert_int_equal(ot_sql_num("SELECT count(*) FROM orders.instances WHERE order_id = $1",
-                                order, NULL),
-                     1);
-    assert_int_equal(ot_sql_num("SELECT count(*) FROM orders.jobs WHERE order_id = $1",
-                                order, NULL),
-                     1);
+    assert_int_equal(
+        ot_sql_num("SELECT count(*) FROM orders.instances WHERE order_id = $1", order, NULL), 1);
+    assert_int_equal(
+        ot_sql_num("SELECT count(*) FROM orders.jobs WHERE order_id = $1", order, NULL), 1);
     assert_int_equal(ot_sql_num("SELECT count(*) FROM orders.outbox o JOIN orders.instances i"
                                 " USING (instance_id) WHERE i.order_id = $1"
                                 " AND o.event_type = 'instance.created'",
@@ -445,12 +439,9 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_lifecycle),
-        cmocka_unit_test(test_unknown_instance),
-        cmocka_unit_test(test_query_limits),
-        cmocka_unit_test(test_test_flag),
-        cmocka_unit_test(test_business_id_reused),
-        cmocka_unit_test(test_concurrent_duplicates),
+        cmocka_unit_test(test_lifecycle),          cmocka_unit_test(test_unknown_instance),
+        cmocka_unit_test(test_query_limits),       cmocka_unit_test(test_test_flag),
+        cmocka_unit_test(test_business_id_reused), cmocka_unit_test(test_concurrent_duplicates),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

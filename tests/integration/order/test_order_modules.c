@@ -99,10 +99,11 @@ static void *rx_loop(void *arg)
         rx.body[rx.body_len] = '\0';
         rx.requests++;
         char out[8192];
-        int n = snprintf(out, sizeof out,
-                         "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                         "Connection: close\r\n\r\n%s",
-                         rx.status, strlen(rx.answer), rx.answer);
+        int n =
+            snprintf(out, sizeof out,
+                     "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n%s",
+                     rx.status, strlen(rx.answer), rx.answer);
         pthread_mutex_unlock(&rx.lock);
         if (write(c, out, (size_t)n) < 0) {
             /* the client went away: nothing to do */
@@ -170,11 +171,11 @@ static void test_webhook_sign_and_verify(void **state)
         upper[i] = (char)(sig[i] >= 'a' && sig[i] <= 'f' ? sig[i] - 32 : sig[i]);
     assert_true(webhook_verify(secret, "1700000000000", upper, body, strlen(body), now, 300000));
     assert_false(webhook_verify(secret, "1700000000000", sig, "{\"a\":2}", 7, now, 300000));
-    assert_false(webhook_verify("other-secret-0123456789", "1700000000000", sig, body,
-                                strlen(body), now, 300000));
+    assert_false(webhook_verify("other-secret-0123456789", "1700000000000", sig, body, strlen(body),
+                                now, 300000));
     assert_false(webhook_verify(secret, "1700000000001", sig, body, strlen(body), now, 300000));
-    assert_false(webhook_verify(secret, "1700000000000", sig, body, strlen(body),
-                                now + 400000, 300000));
+    assert_false(
+        webhook_verify(secret, "1700000000000", sig, body, strlen(body), now + 400000, 300000));
     assert_false(webhook_verify(secret, "1700000000000", sig, body, strlen(body),
                                 1700000000000 - 400000, 300000));
     assert_false(webhook_verify(secret, "17e12", sig, body, strlen(body), now, 300000));
@@ -335,8 +336,11 @@ static void test_webhook_provisioner(void **state)
                                 .webhook_url = url,
                                 .webhook_secret = "webhook-secret-0123456789",
                                 .webhook_timeout_ms = 3000};
-    provisioner_request_t req = {.instance_id = "inst-7", .order_id = "CS7", .order_line_id = "CS7-1",
-                                 .product_id = "P1", .test_flag = true};
+    provisioner_request_t req = {.instance_id = "inst-7",
+                                 .order_id = "CS7",
+                                 .order_line_id = "CS7-1",
+                                 .product_id = "P1",
+                                 .test_flag = true};
     rx_answer(200, "{\"frontEndUrl\":\"https://app.example/i/inst-7\",\"userName\":\"u7\","
                    "\"password\":\"Zx9-longer-pass\",\"memo\":\"hi\"}");
     provisioner_credentials_t c;
@@ -369,9 +373,11 @@ static void test_webhook_provisioner(void **state)
 /* ---- Query Order parsing ---- */
 
 static const char *emulator_answer =
-    "{\"resultCode\":\"MKT.0000\",\"resultMsg\":\"success\",\"orderInfo\":{\"orderId\":\"MOCKPERIODDAYTRIAL\","
+    "{\"resultCode\":\"MKT.0000\",\"resultMsg\":\"success\",\"orderInfo\":{\"orderId\":"
+    "\"MOCKPERIODDAYTRIAL\","
     "\"orderType\":\"NEW\",\"createTime\":\"20250101080000\",\"customerId\":\"C1\",\"orderLine\":["
-    "{\"orderLineId\":\"MOCKPERIODDAYTRIAL-000001\",\"chargingMode\":\"PERIOD\",\"periodType\":\"day\","
+    "{\"orderLineId\":\"MOCKPERIODDAYTRIAL-000001\",\"chargingMode\":\"PERIOD\",\"periodType\":"
+    "\"day\","
     "\"periodNumber\":7,\"expireTime\":\"20250108080000\",\"isTrial\":\"1\",\"productInfo\":["
     "{\"productId\":\"OFFI1\",\"skuCode\":\"SKU-BASIC\",\"linearValue\":100}]}]}}";
 
@@ -441,8 +447,8 @@ static void test_queryorder_parse(void **state)
 static void test_queryorder_unreachable(void **state)
 {
     (void)state;
-    queryorder_config_t cfg = {.url = "http://127.0.0.1:1", .ak = "AK", .sk = "SK-0123456789abcdef",
-                               .timeout_ms = 2000};
+    queryorder_config_t cfg = {
+        .url = "http://127.0.0.1:1", .ak = "AK", .sk = "SK-0123456789abcdef", .timeout_ms = 2000};
     queryorder_details_t d;
     char err[256];
     assert_int_equal(queryorder_fetch(&cfg, "CS1", "CS1-000001", &d, err, sizeof err), -1);
@@ -457,18 +463,18 @@ static void test_queryorder_request(void **state)
     (void)state;
     /* The request as sent: path under the URL's prefix, encoded query, SDK-HMAC headers. */
     char *base = rx_url("/prefix/");
-    queryorder_config_t cfg = {.url = base, .ak = "AK1", .sk = "SK-0123456789abcdef",
-                               .timeout_ms = 3000};
+    queryorder_config_t cfg = {
+        .url = base, .ak = "AK1", .sk = "SK-0123456789abcdef", .timeout_ms = 3000};
     rx_answer(200, emulator_answer);
     queryorder_details_t d;
     char err[256];
-    assert_int_equal(queryorder_fetch(&cfg, "MOCK PERIOD", "MOCKPERIODDAYTRIAL-000001", &d, err,
-                                      sizeof err),
-                     0);
+    assert_int_equal(
+        queryorder_fetch(&cfg, "MOCK PERIOD", "MOCKPERIODDAYTRIAL-000001", &d, err, sizeof err), 0);
     queryorder_details_free(&d);
     pthread_mutex_lock(&rx.lock);
-    assert_non_null(strstr(rx.head, "GET /prefix/api/mkp-openapi-public/global/v1/order/query"
-                                    "?orderId=MOCK%20PERIOD&orderLineId=MOCKPERIODDAYTRIAL-000001 "));
+    assert_non_null(strstr(rx.head,
+                           "GET /prefix/api/mkp-openapi-public/global/v1/order/query"
+                           "?orderId=MOCK%20PERIOD&orderLineId=MOCKPERIODDAYTRIAL-000001 "));
     assert_non_null(rx_header("X-Sdk-Date"));
     assert_non_null(strstr(rx_header("Authorization"), "SDK-HMAC-SHA256 Access=AK1"));
     pthread_mutex_unlock(&rx.lock);

@@ -20,6 +20,7 @@ typedef struct {
     const char *why; /* substring expected in the message of BUSY/INVALID */
 } expect_t;
 
+/* clang-format off */
 #define OK(s) {INSTANCE_APPLY, s, ""}
 #define SAME(s) {INSTANCE_NOOP, s, ""}
 #define BUSY(s) {INSTANCE_BUSY, s, "provisioned"}
@@ -33,6 +34,7 @@ static const expect_t expected[INSTANCE__STATE_COUNT][INSTANCE__EVENT_COUNT] = {
     [F] = {SAME(F), SAME(F), OK(A), OK(F), OK(F), OK(R), OK(F), OK(F)},
     [R] = {GONE, GONE, GONE, GONE, GONE, SAME(R), GONE, GONE},
 };
+/* clang-format on */
 
 static void test_every_pair(void **state)
 {
@@ -42,8 +44,8 @@ static void test_every_pair(void **state)
         for (int e = 0; e < INSTANCE__EVENT_COUNT; e++) {
             instance_state_t to = (instance_state_t)-1;
             const char *why = NULL;
-            instance_verdict_t v = instance_transition((instance_state_t)s, (instance_event_t)e,
-                                                       &to, &why);
+            instance_verdict_t v =
+                instance_transition((instance_state_t)s, (instance_event_t)e, &to, &why);
             const expect_t *x = &expected[s][e];
             if (v != x->verdict || to != x->to || !why || !strstr(why, x->why))
                 fail_msg("state %s event %s: verdict %d to %d why '%s'",
