@@ -15,23 +15,11 @@ typedef struct {
     const char *why;
 } rule_t;
 
-/* clang-format off: one rule per line reads better than the formatter's layout */
-#define APPLY(s)                                                                                   \
-    {                                                                                              \
-        INSTANCE_APPLY, INSTANCE_##s, ""                                                           \
-    }
-#define NOOP                                                                                       \
-    {                                                                                              \
-        INSTANCE_NOOP, INSTANCE__STATE_COUNT, ""                                                   \
-    }
-#define BUSY(w)                                                                                    \
-    {                                                                                              \
-        INSTANCE_BUSY, INSTANCE__STATE_COUNT, w                                                    \
-    }
-#define INVALID(w)                                                                                 \
-    {                                                                                              \
-        INSTANCE_INVALID, INSTANCE__STATE_COUNT, w                                                 \
-    }
+/* clang-format off */
+#define APPLY(s) {INSTANCE_APPLY, INSTANCE_##s, ""}
+#define NOOP {INSTANCE_NOOP, INSTANCE__STATE_COUNT, ""}
+#define BUSY(w) {INSTANCE_BUSY, INSTANCE__STATE_COUNT, w}
+#define INVALID(w) {INSTANCE_INVALID, INSTANCE__STATE_COUNT, w}
 #define RELEASED INVALID("instance is released")
 
 /* rules[from][event]: the whole machine in one table so that every pair is decided on purpose. */
