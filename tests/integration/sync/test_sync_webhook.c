@@ -1,0 +1,377 @@
+/* The seller's application hears of every committed sync change: outbox rows written with the
+ * change, delivered to the signed webhook (the emulator records it as webhook/sync) at least
+ * once, retried with backoff, failures visible to operators and re-driven by them. The test
+ * points the tenant and app services at the emulator through <suite>/env/<proc>.env and
+ * restarts them; the files are restored at the end. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <openssl/pem.h>
+
+#include "kclient.h"
+#include "rsaoaep.h"
+#include "synctest.h"
+#include "xmalloc.h"
+
+static char *saved_env[2];
+static const char *const procs[2] = {"tenant", "app"};
+
+static char *env_path(const char *proc)
+{
+    return xasprintf("%s/env/%s.env", suite_get("KOOISV_SUITE_DIR"), proc);
+}
+
+static char *read_all(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t n = getdelim(&buf, &cap, '\0', f);
+    fclose(f);
+    if (n < 0) {
+        free(buf);
+        return xstrdup("");
+    }
+    return buf;
+}
+
+/* Write original + extra into <suite>/env/<proc>.env and restart proc. */
+static void configure(const char *extra)
+{
+    char *dir = xasprintf("%s/env", suite_get("KOOISV_SUITE_DIR"));
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        fail_msg("mkdir %s: %s", dir, strerror(errno));
+    free(dir);
+    for (int i = 0; i < 2; i++) {
+        char *path = env_path(procs[i]);
+        FILE *f = fopen(path, "w");
+        if (!f)
+            fail_msg("cannot write %s", path);
+        fprintf(f, "%s\n%s", saved_env[i] ? saved_env[i] : "", extra);
+        fclose(f);
+        free(path);
+        if (kc_suite("restart", procs[i]) != 0)
+            fail_msg("suite.sh restart %s failed", procs[i]);
+    }
+}
+
+static char *webhook_settings(void)
+{
+    const char *dir = suite_get("KOOISV_SUITE_DIR");
+    return xasprintf("KOOISV_SYNC_WEBHOOK_URL=%s/_emulator/webhook/sync\n"
+                     "KOOISV_SYNC_WEBHOOK_SECRET_FILE=%s/secrets/webhook-secret\n"
+                     "KOOISV_SYNC_WEBHOOK_CA_FILE=%s\n"
+                     "KOOISV_SYNC_WEBHOOK_MAX_ATTEMPTS=3\n"
+                     "KOOISV_SYNC_WEBHOOK_BACKOFF_MS=200\n",
+                     suite_get("KOOISV_EMULATOR_URL"), dir, suite_get("KOOISV_CA_FILE"));
+}
+
+static int group_setup(void **state)
+{
+    if (suite_env_load() != 0 || !suite_get("KOOISV_SUITE_DIR"))
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        char *path = env_path(procs[i]);
+        saved_env[i] = read_all(path);
+        free(path);
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    for (int i = 0; i < 2; i++) {
+        char *path = env_path(procs[i]);
+        if (saved_env[i]) {
+            FILE *f = fopen(path, "w");
+            if (f) {
+                fputs(saved_env[i], f);
+                fclose(f);
+            }
+        } else {
+            unlink(path);
+        }
+        free(path);
+        free(saved_env[i]);
+        saved_env[i] = NULL;
+        kc_suite("restart", procs[i]);
+    }
+    kresp_t r;
+    kc_emulator("POST", "/_emulator/faults", "{\"path\":\"webhook/sync\",\"count\":0}", &r);
+    kresp_free(&r);
+    return 0;
+}
+
+static char *outbox_status(const char *schema, const char *tenant)
+{
+    const char *p[] = {tenant};
+    char *sql = xasprintf("SELECT string_agg(status, ',' ORDER BY id) FROM %s.outbox WHERE"
+                          " tenant_id = $1",
+                          schema);
+    char *v = sql_text(sql, 1, p);
+    free(sql);
+    return v ? v : xstrdup("");
+}
+
+typedef struct {
+    const char *schema, *tenant, *want;
+} status_wait_t;
+
+static bool status_is(void *arg)
+{
+    status_wait_t *s = arg;
+    char *v = outbox_status(s->schema, s->tenant);
+    bool ok = strcmp(v, s->want) == 0;
+    free(v);
+    return ok;
+}
+
+static void wait_status(const char *schema, const char *tenant, const char *want, int timeout_ms)
+{
+    status_wait_t s = {schema, tenant, want};
+    if (!kc_wait(timeout_ms, 100, status_is, &s)) {
+        char *v = outbox_status(schema, tenant);
+        fail_msg("%s outbox of %s: status %s, expected %s", schema, tenant, v, want);
+    }
+}
+
+/* With no webhook URL the events are still recorded, marked skipped. */
+static void test_skipped_without_url(void **state)
+{
+    configure("KOOISV_SYNC_WEBHOOK_URL=\n");
+    char *inst = uid("I"), *tenant = uid("T");
+    kit_answer_t a = kit_call("tenantSync",
+                              "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"tenantCode\":\"c\","
+                              "\"name\":\"N\",\"flag\":1}",
+                              inst, tenant);
+    assert_kit(a, "000000", NULL);
+    wait_status("tenants", tenant, "skipped", 5000);
+    free(inst);
+    free(tenant);
+}
+
+static void test_delivery(void **state)
+{
+    char *settings = webhook_settings();
+    configure(settings);
+    free(settings);
+    char *inst = uid("I"), *tenant = uid("T");
+    kit_answer_t a = kit_call("tenantSync",
+                              "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"tenantCode\":\"c\","
+                              "\"name\":\"Webhook Tenant\",\"flag\":1,\"testFlag\":1}",
+                              inst, tenant);
+    assert_kit(a, "000000", NULL);
+    a = kit_call("singleOrgSync",
+                 "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgCode\":\"o\",\"orgName\":\"O\","
+                 "\"flag\":1}",
+                 inst, tenant);
+    assert_kit(a, "000000", NULL);
+    assert_true(webhook_wait(tenant, 2, 10000) >= 2);
+    assert_true(webhook_signatures_ok(tenant));
+    wait_status("tenants", tenant, "delivered,delivered", 5000);
+
+    /* the event document */
+    kresp_t r;
+    assert_int_equal(kc_emulator("GET", "/_emulator/calls?path=webhook/sync&limit=100", NULL, &r), 0);
+    json_t *calls = json_object_get(r.json, "calls");
+    json_t *ev = NULL;
+    size_t i;
+    json_t *c;
+    json_array_foreach(calls, i, c)
+    {
+        const char *body = json_string_value(json_object_get(c, "body"));
+        if (body && strstr(body, tenant) && strstr(body, "tenantSync.add")) {
+            json_decref(ev);
+            ev = json_loads(body, 0, NULL);
+        }
+    }
+    kresp_free(&r);
+    assert_non_null(ev);
+    assert_string_equal(json_string_value(json_object_get(ev, "eventType")), "tenantSync.add");
+    assert_string_equal(json_string_value(json_object_get(ev, "source")), "tenant");
+    assert_string_equal(json_string_value(json_object_get(ev, "instanceId")), inst);
+    assert_true(json_is_true(json_object_get(ev, "testFlag")));
+    assert_non_null(json_string_value(json_object_get(ev, "eventId")));
+    assert_true(json_integer_value(json_object_get(ev, "seq")) > 0);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(ev, "data"), "name")),
+                        "Webhook Tenant");
+    json_decref(ev);
+
+    /* app events: sealed at rest, opened for delivery; the secret never travels */
+    const char *path = suite_get("KOOISV_RSA_PUBLIC_KEY_FILE");
+    FILE *f = fopen(path, "r");
+    EVP_PKEY *k = PEM_read_PUBKEY(f, NULL, NULL, NULL);
+    fclose(f);
+    char *ct = rsaoaep_encrypt(k, 0, "never-in-a-webhook", 18);
+    EVP_PKEY_free(k);
+    a = kit_call("applicationSync",
+                 "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"appId\":\"a\",\"clientId\":\"c\","
+                 "\"clientSecret\":\"%s\",\"flag\":1}",
+                 inst, tenant, ct);
+    free(ct);
+    assert_kit(a, "000000", NULL);
+    a = kit_call("authSync",
+                 "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"appId\":\"a\",\"flag\":1,"
+                 "\"userList\":[{\"userName\":\"u\",\"name\":\"U\",\"orgCode\":\"o\",\"role\":"
+                 "\"admin\",\"enable\":\"true\",\"mobile\":\"13912345678\"}]}",
+                 inst, tenant);
+    assert_kit(a, "000000", NULL);
+    assert_true(webhook_wait(tenant, 4, 10000) >= 4);
+    assert_true(webhook_signatures_ok(tenant));
+    assert_int_equal(webhook_calls_with("never-in-a-webhook"), 0);
+    assert_int_equal(webhook_calls_with("13912345678"), 1); /* the seller's app gets the user */
+    wait_status("apps", tenant, "delivered,delivered", 5000);
+    free(inst);
+    free(tenant);
+}
+
+static long first_outbox_id(const char *schema, const char *tenant)
+{
+    const char *p[] = {tenant};
+    char *sql = xasprintf("SELECT min(id) FROM %s.outbox WHERE tenant_id = $1", schema);
+    long id = sql_long(sql, 1, p);
+    free(sql);
+    return id;
+}
+
+static void fail_then_redrive(const char *svc, const char *schema, const char *tenant,
+                              const char *needle)
+{
+    wait_status(schema, tenant, "failed", 15000);
+    const char *p[] = {tenant};
+    char *sql = xasprintf("SELECT attempts || ' ' || last_error FROM %s.outbox WHERE tenant_id = $1",
+                          schema);
+    char *v = sql_text(sql, 1, p);
+    free(sql);
+    assert_non_null(v);
+    assert_int_equal(strncmp(v, "3 ", 2), 0);
+    assert_non_null(strstr(v, "500"));
+    free(v);
+    char *json = NULL;
+    char *code = admin_rpc(svc, "operator", "outbox.failed", &json, NULL);
+    assert_string_equal(code, "000000 success");
+    assert_non_null(strstr(json, tenant));
+    assert_non_null(strstr(json, "\"status\":\"failed\""));
+    free(code);
+    free(json);
+    assert_int_equal(webhook_calls_with(needle), 0);
+
+    kresp_t r;
+    kc_emulator("POST", "/_emulator/faults", "{\"path\":\"webhook/sync\",\"count\":0}", &r);
+    kresp_free(&r);
+    char id[32];
+    snprintf(id, sizeof id, "%ld", first_outbox_id(schema, tenant));
+    code = admin_rpc(svc, "operator", "outbox.redrive", &json, "id", id, NULL);
+    assert_string_equal(code, "000000 success");
+    free(code);
+    free(json);
+    wait_status(schema, tenant, "delivered", 10000);
+    assert_int_equal(webhook_calls_with(needle), 1);
+    /* nothing left to redrive; unknown ids are refused clearly */
+    code = admin_rpc(svc, "operator", "outbox.redrive", &json, "id", id, NULL);
+    assert_int_equal(strncmp(code, "000002", 6), 0);
+    assert_non_null(strstr(code, "delivered"));
+    free(code);
+    code = admin_rpc(svc, "operator", "outbox.redrive", &json, "id", "999999999", NULL);
+    assert_int_equal(strncmp(code, "000002", 6), 0);
+    free(code);
+    code = admin_rpc(svc, "operator", "outbox.redrive", &json, "id", "1; DROP TABLE x", NULL);
+    assert_int_equal(strncmp(code, "000002", 6), 0);
+    free(code);
+}
+
+static void test_failures_and_redrive(void **state)
+{
+    kresp_t r;
+    assert_int_equal(kc_emulator("POST", "/_emulator/faults",
+                                 "{\"path\":\"webhook/sync\",\"mode\":\"http500\",\"count\":-1}", &r),
+                     0);
+    assert_int_equal(r.status, 200);
+    kresp_free(&r);
+    char *inst = uid("I"), *tenant = uid("T");
+    kit_answer_t a = kit_call("singleOrgSync",
+                              "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgCode\":\"o\","
+                              "\"orgName\":\"O\",\"flag\":1}",
+                              inst, tenant);
+    assert_kit(a, "000000", NULL);
+    fail_then_redrive("tenant", "tenants", tenant, tenant);
+
+    /* the app service: its payloads are sealed at rest */
+    assert_int_equal(kc_emulator("POST", "/_emulator/faults",
+                                 "{\"path\":\"webhook/sync\",\"mode\":\"drop\",\"count\":-1}", &r),
+                     0);
+    kresp_free(&r);
+    char *t2 = uid("T");
+    a = kit_call("authSync",
+                 "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"appId\":\"a\",\"flag\":1,"
+                 "\"userList\":[{\"userName\":\"u\",\"name\":\"U\",\"orgCode\":\"o\",\"role\":"
+                 "\"user\",\"enable\":\"true\"}]}",
+                 inst, t2);
+    assert_kit(a, "000000", NULL);
+    const char *p[] = {t2};
+    assert_int_equal(sql_long("SELECT count(*) FROM apps.outbox WHERE tenant_id = $1 AND sealed AND"
+                              " payload LIKE 'v1:%'",
+                              1, p),
+                     1);
+    wait_status("apps", t2, "failed", 15000);
+    kc_emulator("POST", "/_emulator/faults", "{\"path\":\"webhook/sync\",\"count\":0}", &r);
+    kresp_free(&r);
+    char id[32];
+    snprintf(id, sizeof id, "%ld", first_outbox_id("apps", t2));
+    char *json = NULL;
+    char *code = admin_rpc("app", "operator", "outbox.redrive", &json, "id", id, NULL);
+    assert_string_equal(code, "000000 success");
+    free(code);
+    free(json);
+    wait_status("apps", t2, "delivered", 10000);
+    assert_int_equal(webhook_calls_with(t2), 1);
+    free(t2);
+    free(inst);
+    free(tenant);
+}
+
+/* A pending event survives the service being killed and goes out after it returns. */
+static void test_survives_kill(void **state)
+{
+    kresp_t r;
+    kc_emulator("POST", "/_emulator/faults",
+                "{\"path\":\"webhook/sync\",\"mode\":\"http500\",\"count\":-1}", &r);
+    kresp_free(&r);
+    char *inst = uid("I"), *tenant = uid("T");
+    kit_answer_t a = kit_call("tenantSync",
+                              "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"tenantCode\":\"c\","
+                              "\"name\":\"N\",\"flag\":1}",
+                              inst, tenant);
+    assert_kit(a, "000000", NULL);
+    assert_int_equal(kc_suite("kill", "tenant"), 0);
+    kc_emulator("POST", "/_emulator/faults", "{\"path\":\"webhook/sync\",\"count\":0}", &r);
+    kresp_free(&r);
+    assert_int_equal(kc_suite("start-svc", "tenant"), 0);
+    /* at most the 60 s claim lease when it died in the middle of a post */
+    wait_status("tenants", tenant, "delivered", 75000);
+    assert_true(webhook_calls_with(tenant) >= 1);
+    free(inst);
+    free(tenant);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_skipped_without_url),
+        cmocka_unit_test(test_delivery),
+        cmocka_unit_test(test_failures_and_redrive),
+        cmocka_unit_test(test_survives_kill),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
