@@ -78,31 +78,35 @@ static bool verdict(verify_verdict_t *out, const char *problem, int64_t seq, con
     return false;
 }
 
-bool verify_row(const verify_row_t *r, const verify_row_t *next, int64_t expect_seq,
-                const uint8_t expect_prev[ENTRY_HASH_LEN], bool prev_known,
+bool verify_row(const verify_row_t *r, const verify_row_t *next, const verify_expect_t *ex,
                 verify_verdict_t *out)
 {
     memset(out, 0, sizeof *out);
     int64_t seq = row_seq(r);
     long long s = (long long)seq;
-    if (seq > expect_seq)
-        return verdict(out, "removed", expect_seq, "entry %lld is missing: the chain jumps to %lld",
-                       (long long)expect_seq, s);
-    if (seq < expect_seq)
+    if (seq > ex->seq)
+        return verdict(out, "removed", ex->seq, "entry %lld is missing: the chain jumps to %lld",
+                       (long long)ex->seq, s);
+    if (seq < ex->seq)
         return verdict(out, "inserted", seq, "a second entry %lld (%s of request %s)", s,
                        row_kind(r), row_request(r));
     uint8_t h[ENTRY_HASH_LEN];
     row_hash_at(r, seq, h);
     bool self_ok = bytes_equal(h, r->hash, ENTRY_HASH_LEN);
-    bool link_ok = !prev_known || bytes_equal(r->prev, expect_prev, ENTRY_HASH_LEN);
+    bool link_ok = !ex->prev_known || bytes_equal(r->prev, ex->prev, ENTRY_HASH_LEN);
     if (self_ok && link_ok)
         return true;
-    if (prev_known && next && row_seq(next) == seq + 1 &&
-        bytes_equal(next->prev, expect_prev, ENTRY_HASH_LEN))
+    if (ex->prev_known && next && row_seq(next) == seq + 1 &&
+        bytes_equal(next->prev, ex->prev, ENTRY_HASH_LEN))
         return verdict(out, "inserted", seq,
                        "entry %lld (%s of request %s) does not belong: entry %lld chains to "
                        "entry %lld",
                        s, row_kind(r), row_request(r), s + 1, s - 1);
+    if (!link_ok && ex->prev_prev_known && bytes_equal(r->prev, ex->prev_prev, ENTRY_HASH_LEN))
+        return verdict(out, "inserted", seq - 1,
+                       "entry %lld does not belong: entry %lld (%s of request %s) chains to "
+                       "entry %lld",
+                       s - 1, s, row_kind(r), row_request(r), s - 2);
     if (self_ok && !next)
         return verdict(out, "inserted", seq,
                        "the newest entry %lld (%s of request %s) does not chain to entry %lld", s,
@@ -119,6 +123,15 @@ bool verify_row(const verify_row_t *r, const verify_row_t *next, int64_t expect_
     }
     return verdict(out, "modified", seq - 1,
                    "entry %lld was rewritten: entry %lld chained to a different hash", s - 1, s);
+}
+
+void verify_expect_advance(verify_expect_t *ex, const verify_row_t *r)
+{
+    memcpy(ex->prev_prev, ex->prev, ENTRY_HASH_LEN);
+    ex->prev_prev_known = ex->prev_known;
+    memcpy(ex->prev, r->hash, ENTRY_HASH_LEN);
+    ex->prev_known = true;
+    ex->seq = row_seq(r) + 1;
 }
 
 /* ---------------------------------------------------------------- reading rows */
@@ -223,12 +236,10 @@ void verify_handle(PGconn *conn, svc_call_t *call)
         svc_call_result(call, "000002", "from_seq and max_entries must be >= 0");
         return;
     }
-    int64_t expect = v->from_seq > 1 ? v->from_seq : 1;
-    uint8_t prev[ENTRY_HASH_LEN] = {0};
-    bool prev_known = true;
-    if (expect > 1) {
+    verify_expect_t ex = {.seq = v->from_seq > 1 ? v->from_seq : 1, .prev_known = true};
+    if (ex.seq > 1) {
         char anchor[24];
-        snprintf(anchor, sizeof anchor, "%lld", (long long)(expect - 1));
+        snprintf(anchor, sizeof anchor, "%lld", (long long)(ex.seq - 1));
         const char *p[] = {anchor};
         PGresult *r = pg_exec(conn, "verify_anchor", 1, p);
         if (!pg_ok(r)) {
@@ -236,21 +247,21 @@ void verify_handle(PGconn *conn, svc_call_t *call)
             return;
         }
         /* Without its predecessor the first entry's prev_hash is taken on trust. */
-        prev_known = PQntuples(r) == 1 && hex32(pg_value(r, 0, 0), prev);
+        ex.prev_known = PQntuples(r) == 1 && hex32(pg_value(r, 0, 0), ex.prev);
         PQclear(r);
     }
 
     Kooisv__AuditVerifyResult *res = svc_call_alloc(call, sizeof *res);
     kooisv__audit_verify_result__init(res);
     int64_t deadline = time_mono_us() + (int64_t)VERIFY_BUDGET_MS * 1000;
-    int64_t checked = 0, head = expect - 1;
+    int64_t checked = 0, head = ex.seq - 1;
     verify_verdict_t bad = {0};
     bool more = true, stopped = false;
     char limit[16];
     snprintf(limit, sizeof limit, "%d", VERIFY_CHUNK + 1);
     while (more && !bad.problem && !stopped) {
         char from[24];
-        snprintf(from, sizeof from, "%lld", (long long)expect);
+        snprintf(from, sizeof from, "%lld", (long long)ex.seq);
         const char *p[] = {from, limit};
         PGresult *r = pg_exec(conn, "verify_rows", 2, p);
         if (!pg_ok(r)) {
@@ -266,13 +277,10 @@ void verify_handle(PGconn *conn, svc_call_t *call)
             row_load(&rows[i], r, i);
         PQclear(r);
         for (int i = 0; i < judge; i++) {
-            if (!verify_row(&rows[i], i + 1 < n ? &rows[i + 1] : NULL, expect, prev, prev_known,
-                            &bad))
+            if (!verify_row(&rows[i], i + 1 < n ? &rows[i + 1] : NULL, &ex, &bad))
                 break;
-            memcpy(prev, rows[i].hash, ENTRY_HASH_LEN);
-            prev_known = true;
+            verify_expect_advance(&ex, &rows[i]);
             head = row_seq(&rows[i]);
-            expect = head + 1;
             checked++;
             if (v->max_entries && checked >= v->max_entries) {
                 stopped = true;
@@ -289,7 +297,8 @@ void verify_handle(PGconn *conn, svc_call_t *call)
     char hex[2 * ENTRY_HASH_LEN + 1];
     res->checked = checked;
     res->head_seq = head;
-    res->head_hash = svc_call_strdup(call, head > 0 ? hex_encode(prev, ENTRY_HASH_LEN, hex) : "");
+    res->head_hash =
+        svc_call_strdup(call, head > 0 && ex.prev_known ? hex_encode(ex.prev, ENTRY_HASH_LEN, hex) : "");
     if (bad.problem) {
         res->ok = false;
         res->first_bad_seq = bad.bad_seq;
@@ -299,7 +308,7 @@ void verify_handle(PGconn *conn, svc_call_t *call)
                  (long long)bad.bad_seq, bad.problem, bad.detail);
     } else {
         res->ok = true;
-        res->next_seq = stopped ? expect : 0;
+        res->next_seq = stopped ? ex.seq : 0;
         res->detail = svc_call_printf(call, "%lld entries verified up to %lld%s",
                                       (long long)checked, (long long)head,
                                       stopped ? " (continue from next_seq)" : "");

@@ -2,8 +2,10 @@
  * modified, removed or inserted. Problems, in the order they are looked for at an entry:
  *   removed   the sequence jumps (entry E missing), or the entry's content only matches its hash
  *             one position later (an entry before it was deleted and the rest renumbered)
- *   inserted  the next entry chains to this entry's predecessor (this one was slipped in), or the
- *             newest entry is self-consistent but does not chain to its predecessor
+ *   inserted  the next entry chains to this entry's predecessor (this one was slipped in), this
+ *             entry chains to the one before its predecessor (that one was slipped in), the
+ *             newest entry is self-consistent but does not chain to its predecessor, or two
+ *             entries share a seq
  *   modified  the entry's content no longer gives its hash, or (self-consistent but not linked)
  *             its predecessor was rewritten and rehashed
  * Removing the newest entries leaves no trace inside the database: compare head_seq/head_hash
@@ -38,12 +40,23 @@ typedef struct {
     char detail[200];
 } verify_verdict_t;
 
-/* Judge row r given the expected seq and predecessor hash (prev_known false = no anchor: the
- * first row of a walk that starts past the genesis without its predecessor). next may be NULL.
- * Pure: the unit tests drive it with rows built in memory. Returns true when r is fine. */
-bool verify_row(const verify_row_t *r, const verify_row_t *next, int64_t expect_seq,
-                const uint8_t expect_prev[ENTRY_HASH_LEN], bool prev_known,
+/* What the walk expects of the next row: its seq, the hash it must chain to (known = false
+ * without an anchor: the first row of a walk that starts past the genesis without its
+ * predecessor), and the hash that one chained to. */
+typedef struct {
+    int64_t seq;
+    uint8_t prev[ENTRY_HASH_LEN];
+    bool prev_known;
+    uint8_t prev_prev[ENTRY_HASH_LEN];
+    bool prev_prev_known;
+} verify_expect_t;
+
+/* Judge row r (next, the row after it, may be NULL). Pure: the unit tests drive it with rows
+ * built in memory. Returns true when r is fine, else fills out. */
+bool verify_row(const verify_row_t *r, const verify_row_t *next, const verify_expect_t *ex,
                 verify_verdict_t *out);
+/* Move ex past row r, which verify_row accepted. */
+void verify_expect_advance(verify_expect_t *ex, const verify_row_t *r);
 
 /* Serve one AuditVerify on conn (statements of verify_stmts prepared): sets the reply. */
 void verify_handle(PGconn *conn, svc_call_t *call);

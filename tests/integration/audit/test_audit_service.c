@@ -1,0 +1,681 @@
+/* The audit service through ZeroMQ against the suite's PostgreSQL: intents and outcomes stored
+ * once each with every field, the replay check held by the database (concurrent duplicates
+ * included), queries and follow mode, the append-only triggers and grants, and verify finding
+ * each kind of tampering done as superuser (then undone). */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "cryptoutil.h"
+#include "entry.h"
+#include "journal.h"
+#include "kclient.h"
+#include "randutil.h"
+#include "timeutil.h"
+#include "transport.h"
+#include "xmalloc.h"
+
+#define CHAIN_LOCK "hashtextextended('kooisv-audit-chain', 0)"
+#define SHIFT "1000000000"
+
+static rpc_client_t *audit_client(void)
+{
+    const char *ep = suite_get("KOOISV_AUDIT_ENDPOINTS");
+    assert_non_null(ep);
+    rpc_client_t *c = rpc_client_new(ep);
+    assert_non_null(c);
+    return c;
+}
+
+static rpc_client_t *client;
+
+static Kooisv__Reply *call(rpc_client_t *c, Kooisv__Envelope *env)
+{
+    Kooisv__Reply *reply = NULL;
+    assert_int_equal(rpc_call(c, env, 5000, &reply), 0);
+    return reply;
+}
+
+typedef struct {
+    const char *rid;
+    const char *caller;
+    const char *nonce;
+    int64_t nonce_ts;
+    const char *event;
+    const char *reject_code;
+    const char *reject_reason;
+    const char *instance;
+} intent_args_t;
+
+static Kooisv__Reply *send_intent_with(rpc_client_t *c, const intent_args_t *a)
+{
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    Kooisv__Caller caller = KOOISV__CALLER__INIT;
+    Kooisv__AuditIntent in = KOOISV__AUDIT_INTENT__INIT;
+    Kooisv__ResourceRef ref = KOOISV__RESOURCE_REF__INIT, *refs[1] = {&ref};
+    env.request_id = (char *)a->rid;
+    env.trace_id = (char *)a->rid;
+    env.received_ms = time_now_ms();
+    env.source_addr = "192.0.2.7";
+    env.caller = &caller;
+    env.test_flag = true;
+    caller.kind = "basic";
+    caller.id = (char *)(a->caller ? a->caller : "svc-test");
+    in.event_type = (char *)(a->event ? a->event : "newInstance");
+    if (a->instance) {
+        ref.kind = "instance";
+        ref.id = (char *)a->instance;
+        in.resources = refs;
+        in.n_resources = 1;
+    }
+    in.nonce = (char *)(a->nonce ? a->nonce : "");
+    in.nonce_ts_ms = a->nonce_ts ? a->nonce_ts : time_now_ms();
+    in.reject_code = (char *)(a->reject_code ? a->reject_code : "");
+    in.reject_reason = (char *)(a->reject_reason ? a->reject_reason : "");
+    env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_INTENT;
+    env.audit_intent = &in;
+    return call(c, &env);
+}
+
+static Kooisv__Reply *send_intent(const char *rid, const char *nonce)
+{
+    intent_args_t a = {.rid = rid, .nonce = nonce};
+    return send_intent_with(client, &a);
+}
+
+static Kooisv__Reply *send_outcome(const char *rid, const char *code)
+{
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    Kooisv__AuditOutcome out = KOOISV__AUDIT_OUTCOME__INIT;
+    env.request_id = (char *)rid;
+    env.received_ms = time_now_ms();
+    out.result_code = (char *)code;
+    out.result_msg = "done";
+    out.latency_us = 1234;
+    out.http_status = 200;
+    env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME;
+    env.audit_outcome = &out;
+    return call(client, &env);
+}
+
+static Kooisv__Reply *send_query(Kooisv__AuditQuery *q)
+{
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    char rid[37];
+    rand_uuid(rid);
+    env.request_id = rid;
+    env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_QUERY;
+    env.audit_query = q;
+    return call(client, &env);
+}
+
+/* Verify the whole chain (following next_seq); the last answer. */
+static Kooisv__Reply *send_verify(void)
+{
+    int64_t from = 1;
+    for (;;) {
+        Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+        Kooisv__AuditVerify v = KOOISV__AUDIT_VERIFY__INIT;
+        char rid[37];
+        rand_uuid(rid);
+        env.request_id = rid;
+        v.from_seq = from;
+        env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_VERIFY;
+        env.audit_verify = &v;
+        Kooisv__Reply *r = call(client, &env);
+        assert_string_equal(r->result_code, "000000");
+        assert_int_equal(r->result_case, KOOISV__REPLY__RESULT_AUDIT_VERIFY);
+        if (!r->audit_verify->ok || !r->audit_verify->next_seq)
+            return r;
+        from = r->audit_verify->next_seq;
+        kooisv__reply__free_unpacked(r, NULL);
+    }
+}
+
+static int64_t intent_seq(Kooisv__Reply *r)
+{
+    assert_string_equal(r->result_code, "000000");
+    assert_int_equal(r->result_case, KOOISV__REPLY__RESULT_AUDIT_INTENT);
+    return r->audit_intent->seq;
+}
+
+static long rows(const char *sql, const char *param)
+{
+    const char *p[] = {param};
+    return kc_sql_count(sql, param ? 1 : 0, p);
+}
+
+static char *value(const char *sql, const char *param)
+{
+    const char *p[] = {param};
+    return kc_sql_value(sql, param ? 1 : 0, p);
+}
+
+static void free_reply(Kooisv__Reply *r)
+{
+    kooisv__reply__free_unpacked(r, NULL);
+}
+
+/* ---------------------------------------------------------------- intents and outcomes */
+
+static void test_intent_stored_once(void **state)
+{
+    (void)state;
+    char *rid = kc_uid("svc-");
+    char *nonce = kc_uid("n-");
+    intent_args_t a = {.rid = rid, .nonce = nonce, .instance = "inst-42"};
+    Kooisv__Reply *r1 = send_intent_with(client, &a);
+    int64_t seq = intent_seq(r1);
+    assert_true(seq > 0);
+    assert_false(r1->audit_intent->replay);
+    /* A retried delivery (same request id) stores nothing new and answers the same. */
+    Kooisv__Reply *r2 = send_intent_with(client, &a);
+    assert_int_equal(intent_seq(r2), seq);
+    assert_false(r2->audit_intent->replay);
+    assert_int_equal(rows("SELECT 1 FROM audit.intents WHERE request_id = $1", rid), 1);
+    char *fields = value("SELECT concat_ws('|', caller_kind, caller_id, event_type, source_addr,"
+                         " test_flag, nonce, resources->0->>'kind', resources->0->>'id',"
+                         " reject_reason, length(hash), length(prev_hash))"
+                         " FROM audit.intents WHERE request_id = $1",
+                         rid);
+    char want[256];
+    snprintf(want, sizeof want, "basic|svc-test|newInstance|192.0.2.7|t|%s|instance|inst-42||32|32",
+             nonce);
+    assert_string_equal(fields, want);
+    free(fields);
+
+    Kooisv__Reply *o1 = send_outcome(rid, "000000");
+    assert_string_equal(o1->result_code, "000000");
+    Kooisv__Reply *o2 = send_outcome(rid, "000000");
+    assert_string_equal(o2->result_code, "000000");
+    assert_int_equal(rows("SELECT 1 FROM audit.outcomes WHERE request_id = $1", rid), 1);
+    char *oseq = value("SELECT seq FROM audit.outcomes WHERE request_id = $1", rid);
+    assert_true(strtoll(oseq, NULL, 10) > seq);
+    free(oseq);
+    free_reply(r1);
+    free_reply(r2);
+    free_reply(o1);
+    free_reply(o2);
+    free(rid);
+    free(nonce);
+}
+
+static void test_outcome_needs_intent(void **state)
+{
+    (void)state;
+    char *rid = kc_uid("orphan-");
+    Kooisv__Reply *o = send_outcome(rid, "000000");
+    assert_string_equal(o->result_code, "000002");
+    assert_int_equal(rows("SELECT 1 FROM audit.outcomes WHERE request_id = $1", rid), 0);
+    free_reply(o);
+    free(rid);
+}
+
+static void test_bad_records_refused(void **state)
+{
+    (void)state;
+    char *rid = kc_uid("bad-");
+    intent_args_t a = {.rid = rid, .event = ""};
+    Kooisv__Reply *r = send_intent_with(client, &a);
+    assert_string_equal(r->result_code, "000002");
+    free_reply(r);
+    /* Resource kinds outside the list are refused: nothing secret is filed by accident. */
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    Kooisv__Caller caller = KOOISV__CALLER__INIT;
+    Kooisv__AuditIntent in = KOOISV__AUDIT_INTENT__INIT;
+    Kooisv__ResourceRef ref = KOOISV__RESOURCE_REF__INIT, *refs[1] = {&ref};
+    ref.kind = "client_secret";
+    ref.id = "s3cr3t";
+    in.event_type = "applicationSync";
+    in.resources = refs;
+    in.n_resources = 1;
+    env.request_id = rid;
+    env.received_ms = time_now_ms();
+    env.caller = &caller;
+    env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_INTENT;
+    env.audit_intent = &in;
+    r = call(client, &env);
+    assert_string_equal(r->result_code, "000002");
+    assert_int_equal(rows("SELECT 1 FROM audit.intents WHERE request_id = $1", rid), 0);
+    free_reply(r);
+    free(rid);
+}
+
+/* ---------------------------------------------------------------- replay */
+
+static void test_replay_refused(void **state)
+{
+    (void)state;
+    char *nonce = kc_uid("n-");
+    char *rid1 = kc_uid("r1-"), *rid2 = kc_uid("r2-"), *rid3 = kc_uid("r3-");
+    /* A call the gateway rejected (bad signature) must not burn the nonce of the genuine one. */
+    intent_args_t rej = {.rid = rid3, .nonce = nonce, .reject_code = "000001",
+                         .reject_reason = "signature mismatch"};
+    Kooisv__Reply *r3 = send_intent_with(client, &rej);
+    intent_seq(r3);
+    assert_false(r3->audit_intent->replay);
+    Kooisv__Reply *r1 = send_intent(rid1, nonce);
+    intent_seq(r1);
+    assert_false(r1->audit_intent->replay);
+    Kooisv__Reply *r2 = send_intent(rid2, nonce);
+    intent_seq(r2);
+    assert_true(r2->audit_intent->replay);
+    /* The replay is on the record, as such. */
+    char *reason = value("SELECT reject_reason || '/' || reject_code FROM audit.intents"
+                         " WHERE request_id = $1",
+                         rid2);
+    assert_string_equal(reason, JOURNAL_REPLAYED "/000001");
+    free(reason);
+    /* Retrying the replayed request answers replay again. */
+    Kooisv__Reply *r2b = send_intent(rid2, nonce);
+    assert_true(r2b->audit_intent->replay);
+    /* Another key may use the same nonce. */
+    char *rid4 = kc_uid("r4-");
+    intent_args_t other = {.rid = rid4, .nonce = nonce, .caller = "other-key"};
+    Kooisv__Reply *r4 = send_intent_with(client, &other);
+    assert_false(r4->audit_intent->replay);
+    free_reply(r1);
+    free_reply(r2);
+    free_reply(r2b);
+    free_reply(r3);
+    free_reply(r4);
+    free(rid1);
+    free(rid2);
+    free(rid3);
+    free(rid4);
+    free(nonce);
+}
+
+static void test_stale_nonce_refused(void **state)
+{
+    (void)state;
+    char *rid = kc_uid("stale-"), *nonce = kc_uid("n-");
+    intent_args_t a = {.rid = rid, .nonce = nonce, .nonce_ts = time_now_ms() - 3600 * 1000};
+    Kooisv__Reply *r = send_intent_with(client, &a);
+    intent_seq(r);
+    assert_true(r->audit_intent->replay);
+    free_reply(r);
+    free(rid);
+    free(nonce);
+}
+
+#define RACERS 12
+
+typedef struct {
+    const char *nonce;
+    int replays;
+    int accepted;
+} race_t;
+
+static void *racer(void *arg)
+{
+    race_t *race = arg;
+    rpc_client_t *c = audit_client();
+    char *rid = kc_uid("race-");
+    intent_args_t a = {.rid = rid, .nonce = race->nonce};
+    Kooisv__Reply *r = send_intent_with(c, &a);
+    if (r && strcmp(r->result_code, "000000") == 0) {
+        if (r->audit_intent->replay)
+            __atomic_add_fetch(&race->replays, 1, __ATOMIC_SEQ_CST);
+        else
+            __atomic_add_fetch(&race->accepted, 1, __ATOMIC_SEQ_CST);
+    }
+    if (r)
+        free_reply(r);
+    free(rid);
+    rpc_client_destroy(&c);
+    return NULL;
+}
+
+static void test_replay_concurrent(void **state)
+{
+    (void)state;
+    char *nonce = kc_uid("n-");
+    race_t race = {.nonce = nonce};
+    pthread_t th[RACERS];
+    for (int i = 0; i < RACERS; i++)
+        pthread_create(&th[i], NULL, racer, &race);
+    for (int i = 0; i < RACERS; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(race.accepted, 1);
+    assert_int_equal(race.replays, RACERS - 1);
+    free(nonce);
+}
+
+/* ---------------------------------------------------------------- queries */
+
+static void test_query(void **state)
+{
+    (void)state;
+    char *inst = kc_uid("qi-");
+    char *rids[3];
+    for (int i = 0; i < 3; i++) {
+        rids[i] = kc_uid("q-");
+        char *nonce = kc_uid("n-");
+        intent_args_t a = {.rid = rids[i], .nonce = nonce, .instance = inst,
+                           .event = i == 2 ? "releaseInstance" : "newInstance"};
+        free_reply(send_intent_with(client, &a));
+        free(nonce);
+    }
+    free_reply(send_outcome(rids[0], "000000"));
+    free_reply(send_outcome(rids[1], "000003"));
+
+    Kooisv__AuditQuery q = KOOISV__AUDIT_QUERY__INIT;
+    q.resource_id = inst;
+    Kooisv__Reply *r = send_query(&q);
+    assert_string_equal(r->result_code, "000000");
+    Kooisv__AuditQueryResult *res = r->audit_query;
+    assert_int_equal(res->n_entries, 3);
+    /* Newest first; the intent without an outcome is shown as such. */
+    assert_string_equal(res->entries[0]->request_id, rids[2]);
+    assert_false(res->entries[0]->has_outcome);
+    assert_string_equal(res->entries[1]->request_id, rids[1]);
+    assert_true(res->entries[1]->has_outcome);
+    assert_string_equal(res->entries[1]->result_code, "000003");
+    assert_int_equal(res->entries[1]->latency_us, 1234);
+    assert_string_equal(res->entries[2]->caller_id, "svc-test");
+    assert_string_equal(res->entries[2]->source_addr, "192.0.2.7");
+    assert_int_equal(res->entries[2]->n_resources, 1);
+    assert_string_equal(res->entries[2]->resources[0]->id, inst);
+    assert_true(res->entries[2]->test_flag);
+    int64_t newest = res->entries[0]->seq;
+    free_reply(r);
+
+    /* Filters combine; pages follow the cursor. */
+    q.event_type = "newInstance";
+    q.result_code = "000003";
+    r = send_query(&q);
+    assert_int_equal(r->audit_query->n_entries, 1);
+    assert_string_equal(r->audit_query->entries[0]->request_id, rids[1]);
+    free_reply(r);
+    q.event_type = "new*";
+    q.result_code = "";
+    r = send_query(&q);
+    assert_int_equal(r->audit_query->n_entries, 2);
+    free_reply(r);
+    q.event_type = "";
+    q.limit = 2;
+    r = send_query(&q);
+    assert_int_equal(r->audit_query->n_entries, 2);
+    assert_true(r->audit_query->next_before_seq > 0);
+    q.before_seq = r->audit_query->next_before_seq;
+    free_reply(r);
+    r = send_query(&q);
+    assert_int_equal(r->audit_query->n_entries, 1);
+    assert_string_equal(r->audit_query->entries[0]->request_id, rids[0]);
+    assert_int_equal(r->audit_query->next_before_seq, 0);
+    free_reply(r);
+
+    /* Follow mode: oldest change first; an outcome brings its entry back. After the newest
+     * intent came the outcomes of the first two. */
+    Kooisv__AuditQuery f = KOOISV__AUDIT_QUERY__INIT;
+    f.follow = true;
+    f.resource_id = inst;
+    f.after_seq = newest;
+    r = send_query(&f);
+    assert_int_equal(r->audit_query->n_entries, 2);
+    assert_string_equal(r->audit_query->entries[0]->request_id, rids[0]);
+    assert_string_equal(r->audit_query->entries[1]->request_id, rids[1]);
+    assert_true(r->audit_query->entries[0]->last_seq < r->audit_query->entries[1]->last_seq);
+    int64_t cursor = r->audit_query->next_after_seq;
+    assert_true(cursor >= r->audit_query->entries[1]->last_seq);
+    free_reply(r);
+    f.after_seq = cursor;
+    r = send_query(&f);
+    assert_int_equal(r->audit_query->n_entries, 0);
+    assert_true(r->audit_query->next_after_seq >= cursor);
+    free_reply(r);
+    free_reply(send_outcome(rids[2], "000000"));
+    f.after_seq = cursor;
+    r = send_query(&f);
+    assert_int_equal(r->audit_query->n_entries, 1);
+    assert_string_equal(r->audit_query->entries[0]->request_id, rids[2]);
+    assert_true(r->audit_query->entries[0]->has_outcome);
+    assert_true(r->audit_query->entries[0]->last_seq > cursor);
+    free_reply(r);
+
+    /* Time range and bad input. */
+    Kooisv__AuditQuery t = KOOISV__AUDIT_QUERY__INIT;
+    t.request_id = rids[0];
+    t.from_ms = time_now_ms() + 3600 * 1000;
+    r = send_query(&t);
+    assert_int_equal(r->audit_query->n_entries, 0);
+    free_reply(r);
+    t.from_ms = 0;
+    t.limit = 1001;
+    r = send_query(&t);
+    assert_string_equal(r->result_code, "000002");
+    free_reply(r);
+    for (int i = 0; i < 3; i++)
+        free(rids[i]);
+    free(inst);
+}
+
+/* ---------------------------------------------------------------- protection */
+
+/* Run sql as superuser (optionally as role) and return the SQLSTATE of the failure, or "" on
+ * success. */
+static char *sql_state(const char *role, const char *sql)
+{
+    PGconn *pg = kc_pg();
+    assert_non_null(pg);
+    char set[96];
+    if (role) {
+        snprintf(set, sizeof set, "SET ROLE %s", role);
+        PQclear(PQexec(pg, set));
+    }
+    PGresult *r = PQexec(pg, sql);
+    ExecStatusType st = PQresultStatus(r);
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    char *out = xstrdup(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? "" : state ? state : "?");
+    PQclear(r);
+    PQclear(PQexec(pg, "RESET ROLE"));
+    return out;
+}
+
+static void expect_state(const char *role, const char *sql, const char *want)
+{
+    char *got = sql_state(role, sql);
+    if (strcmp(got, want) != 0)
+        fail_msg("%s as %s: SQLSTATE '%s', expected '%s'", sql, role ? role : "superuser", got,
+                 want);
+    free(got);
+}
+
+static void test_append_only(void **state)
+{
+    (void)state;
+    char *rid = kc_uid("ro-");
+    free_reply(send_intent(rid, NULL));
+    /* The triggers refuse changes even to a superuser (42501 insufficient_privilege). */
+    expect_state(NULL, "UPDATE audit.intents SET event_type = 'x' WHERE seq = (SELECT max(seq) FROM audit.intents)", "42501");
+    expect_state(NULL, "DELETE FROM audit.intents WHERE seq = (SELECT max(seq) FROM audit.intents)", "42501");
+    expect_state(NULL, "TRUNCATE audit.intents, audit.outcomes", "42501");
+    expect_state(NULL, "UPDATE audit.outcomes SET result_code = 'x' WHERE seq = (SELECT max(seq) FROM audit.outcomes)", "42501");
+    /* The service role may only INSERT and SELECT; the auditors only SELECT. */
+    expect_state("kooisv_audit", "UPDATE audit.intents SET event_type = 'x' WHERE false", "42501");
+    expect_state("kooisv_audit", "DELETE FROM audit.outcomes WHERE false", "42501");
+    expect_state("kooisv_audit", "ALTER TABLE audit.intents DISABLE TRIGGER ALL", "42501");
+    expect_state("kooisv_audit", "SELECT count(*) FROM audit.intents", "");
+    expect_state("kooisv_auditor", "SELECT count(*) FROM audit.chain", "");
+    expect_state("kooisv_auditor", "INSERT INTO audit.nonces VALUES ('a','b','c',0,0)", "42501");
+    expect_state("kooisv_auditor", "DELETE FROM audit.intents WHERE false", "42501");
+    /* Nothing sensitive sits in the trail: no key, no signature. */
+    const char *keys[] = {"KOOISV_BASIC_KEY", "KOOISV_KIT_KEY"};
+    for (size_t i = 0; i < 2; i++) {
+        const char *key = suite_get(keys[i]);
+        if (!key || !*key)
+            continue;
+        assert_int_equal(rows("SELECT 1 FROM audit.intents i WHERE strpos(i::text, $1) > 0", key), 0);
+        assert_int_equal(rows("SELECT 1 FROM audit.outcomes o WHERE strpos(o::text, $1) > 0", key), 0);
+    }
+    free(rid);
+}
+
+/* ---------------------------------------------------------------- tampering */
+
+static void triggers(bool on)
+{
+    const char *sql[] = {
+        on ? "ALTER TABLE audit.intents ENABLE TRIGGER intents_append_only"
+           : "ALTER TABLE audit.intents DISABLE TRIGGER intents_append_only",
+        on ? "ALTER TABLE audit.outcomes ENABLE TRIGGER outcomes_append_only"
+           : "ALTER TABLE audit.outcomes DISABLE TRIGGER outcomes_append_only"};
+    for (int i = 0; i < 2; i++)
+        assert_true(kc_sql_exec(sql[i], 0, NULL) >= 0);
+}
+
+static void expect_verdict(const char *problem, int64_t seq)
+{
+    Kooisv__Reply *r = send_verify();
+    Kooisv__AuditVerifyResult *v = r->audit_verify;
+    if (!problem) {
+        if (!v->ok)
+            fail_msg("chain reported %s at %lld (%s)", v->problem, (long long)v->first_bad_seq,
+                     v->detail);
+    } else {
+        assert_false(v->ok);
+        if (strcmp(v->problem, problem) != 0 || v->first_bad_seq != seq)
+            fail_msg("expected %s at %lld, got %s at %lld (%s)", problem, (long long)seq,
+                     v->problem, (long long)v->first_bad_seq, v->detail);
+    }
+    free_reply(r);
+}
+
+/* A few fresh entries in the middle of which to tamper; returns the seq of the first intent. */
+static int64_t fresh_entries(char *rids[3])
+{
+    int64_t first = 0;
+    for (int i = 0; i < 3; i++) {
+        rids[i] = kc_uid("t-");
+        Kooisv__Reply *r = send_intent(rids[i], NULL);
+        if (i == 0)
+            first = intent_seq(r);
+        free_reply(r);
+        free_reply(send_outcome(rids[i], "000000"));
+    }
+    return first;
+}
+
+static void test_tamper(void **state)
+{
+    (void)state;
+    expect_verdict(NULL, 0);
+    char *rids[3];
+    int64_t k = fresh_entries(rids);
+    char seq[24], prev[24];
+    snprintf(seq, sizeof seq, "%lld", (long long)k);
+    snprintf(prev, sizeof prev, "%lld", (long long)(k - 1));
+    const char *ps[] = {seq};
+    /* Writers wait while the chain is being rewritten under them. */
+    assert_int_equal(kc_sql_count("SELECT pg_advisory_lock(" CHAIN_LOCK ")", 0, NULL), 1);
+    triggers(false);
+
+    /* Modified: an edit in place. */
+    char *orig = value("SELECT event_type FROM audit.intents WHERE seq = $1::bigint", seq);
+    assert_int_equal(kc_sql_exec("UPDATE audit.intents SET event_type = 'forged' WHERE seq = $1::bigint", 1, ps), 1);
+    expect_verdict("modified", k);
+    const char *pr[] = {orig, seq};
+    assert_int_equal(kc_sql_exec("UPDATE audit.intents SET event_type = $1 WHERE seq = $2::bigint", 2, pr), 1);
+    free(orig);
+    expect_verdict(NULL, 0);
+
+    /* Removed: a row deleted (then put back exactly). */
+    assert_true(kc_sql_exec("CREATE TEMP TABLE saved AS SELECT * FROM audit.intents WHERE seq = $1::bigint", 1, ps) >= 0);
+    assert_int_equal(kc_sql_exec("DELETE FROM audit.intents WHERE seq = $1::bigint", 1, ps), 1);
+    expect_verdict("removed", k);
+    assert_int_equal(kc_sql_exec("INSERT INTO audit.intents SELECT * FROM saved", 0, NULL), 1);
+    assert_true(kc_sql_exec("DROP TABLE saved", 0, NULL) >= 0);
+    expect_verdict(NULL, 0);
+
+    /* Inserted: a forged entry chained after k - 1, everything from k renumbered up by one. */
+    const char *shift_up[] = {
+        "UPDATE audit.intents SET seq = seq + " SHIFT " WHERE seq >= $1::bigint",
+        "UPDATE audit.outcomes SET seq = seq + " SHIFT " WHERE seq >= $1::bigint",
+        "UPDATE audit.intents SET seq = seq - " SHIFT " + 1 WHERE seq > " SHIFT,
+        "UPDATE audit.outcomes SET seq = seq - " SHIFT " + 1 WHERE seq > " SHIFT};
+    for (int i = 0; i < 4; i++)
+        assert_true(kc_sql_exec(shift_up[i], i < 2 ? 1 : 0, ps) >= 0);
+    char *prev_hex = value("SELECT encode(hash, 'hex') FROM audit.chain WHERE seq = $1::bigint", prev);
+    assert_non_null(prev_hex);
+    uint8_t prev_hash[32], hash[32];
+    for (int i = 0; i < 32; i++) {
+        unsigned b;
+        sscanf(prev_hex + 2 * i, "%2x", &b);
+        prev_hash[i] = (uint8_t)b;
+    }
+    char *forged_rid = kc_uid("forged-");
+    entry_intent_t x = {.seq = k, .request_id = forged_rid, .trace_id = "", .received_ms = 1,
+                        .caller_kind = "operator", .caller_id = "mallory",
+                        .event_type = "admin.app.secret", .resources = NULL, .nresources = 0,
+                        .source_addr = "198.51.100.1", .nonce = "", .reject_reason = "",
+                        .reject_code = ""};
+    entry_intent_hash(&x, prev_hash, hash);
+    char hash_hex[65];
+    hex_encode(hash, 32, hash_hex);
+    const char *pf[] = {seq, forged_rid, prev_hex, hash_hex};
+    assert_int_equal(kc_sql_exec("INSERT INTO audit.intents VALUES ($1::bigint, $2, '', 1, 'operator',"
+                                 " 'mallory', 'admin.app.secret', '[]', '198.51.100.1', false, '', 0,"
+                                 " '', '', decode($3, 'hex'), decode($4, 'hex'))",
+                                 4, pf),
+                     1);
+    expect_verdict("inserted", k);
+    assert_int_equal(kc_sql_exec("DELETE FROM audit.intents WHERE request_id = $1", 1, pf + 1), 1);
+    const char *shift_down[] = {
+        "UPDATE audit.intents SET seq = seq + " SHIFT " WHERE seq > $1::bigint",
+        "UPDATE audit.outcomes SET seq = seq + " SHIFT " WHERE seq > $1::bigint",
+        "UPDATE audit.intents SET seq = seq - " SHIFT " - 1 WHERE seq > " SHIFT,
+        "UPDATE audit.outcomes SET seq = seq - " SHIFT " - 1 WHERE seq > " SHIFT};
+    for (int i = 0; i < 4; i++)
+        assert_true(kc_sql_exec(shift_down[i], i < 2 ? 1 : 0, ps) >= 0);
+    free(prev_hex);
+    free(forged_rid);
+
+    triggers(true);
+    assert_int_equal(kc_sql_count("SELECT pg_advisory_unlock(" CHAIN_LOCK ")", 0, NULL), 1);
+    expect_verdict(NULL, 0);
+    /* The chain still grows after the repair. */
+    char *after = kc_uid("after-");
+    free_reply(send_intent(after, NULL));
+    expect_verdict(NULL, 0);
+    free(after);
+    for (int i = 0; i < 3; i++)
+        free(rids[i]);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (suite_env_load() != 0)
+        return -1;
+    client = audit_client();
+    return 0;
+}
+
+/* Whatever a failed assertion left behind: triggers back on, the chain lock released. */
+static int teardown(void **state)
+{
+    (void)state;
+    kc_sql_exec("ALTER TABLE audit.intents ENABLE TRIGGER intents_append_only", 0, NULL);
+    kc_sql_exec("ALTER TABLE audit.outcomes ENABLE TRIGGER outcomes_append_only", 0, NULL);
+    kc_sql_count("SELECT pg_advisory_unlock_all()", 0, NULL);
+    rpc_client_destroy(&client);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_intent_stored_once), cmocka_unit_test(test_outcome_needs_intent),
+        cmocka_unit_test(test_bad_records_refused), cmocka_unit_test(test_replay_refused),
+        cmocka_unit_test(test_stale_nonce_refused), cmocka_unit_test(test_replay_concurrent),
+        cmocka_unit_test(test_query),              cmocka_unit_test(test_append_only),
+        cmocka_unit_test(test_tamper),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
