@@ -95,15 +95,49 @@ typedef struct {
     json_t *app;
 } wait_t;
 
+/* queryInstance of ids: the info array, or NULL while the service answers 000005 (the
+ * marketplace retries those too). */
+static json_t *query_tolerant(const char *ids)
+{
+    kresp_t r;
+    ot_basic(&r, "{s:s, s:s}", "activity", "queryInstance", "instanceId", ids);
+    json_t *info = NULL;
+    if (strcmp(r.code, "000000") == 0) {
+        info = json_object_get(r.json, "info");
+        if (!json_is_array(info))
+            fail_msg("queryInstance without info array: %s", r.body);
+        json_incref(info);
+    } else if (strcmp(r.code, "000005") != 0) {
+        fail_msg("queryInstance %s: %s", ids, r.body);
+    }
+    kresp_free(&r);
+    return info;
+}
+
 static bool has_app_info(void *arg)
 {
     wait_t *w = arg;
-    json_t *info = ot_query(w->id);
-    json_t *app = json_object_get(ot_info_of(info, w->id), "appInfo");
+    json_t *info = query_tolerant(w->id);
+    json_t *app = info ? json_object_get(ot_info_of(info, w->id), "appInfo") : NULL;
     if (app)
         w->app = json_incref(app);
     json_decref(info);
     return app != NULL;
+}
+
+static bool service_answers(void *arg)
+{
+    (void)arg;
+    json_t *info = query_tolerant("probe-none");
+    json_decref(info);
+    return info != NULL;
+}
+
+void ot_wait_service(int timeout_ms)
+{
+    if (!kc_wait(timeout_ms, 100, service_answers, NULL))
+        fail_msg("the order service is not reachable through the gateway after %d ms",
+                 timeout_ms);
 }
 
 json_t *ot_wait_provisioned(const char *id, int timeout_ms)

@@ -27,6 +27,9 @@ json_t *ot_wait_provisioned(const char *id, int timeout_ms);
 char *ot_sql(const char *sql, const char *a, const char *b);
 /* First value of sql as a number; asserts it exists. */
 long long ot_sql_num(const char *sql, const char *a, const char *b);
+/* After a restart of the order service: poll until the gateway reaches it again (its ZeroMQ
+ * reconnect takes a moment); asserts it does within timeout_ms. */
+void ot_wait_service(int timeout_ms);
 /* Emulator fault (JSON body of POST /_emulator/faults); asserts it was accepted. */
 void ot_fault(const char *json);
 /* Clear the Query Order fault. */

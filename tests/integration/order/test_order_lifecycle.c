@@ -279,8 +279,11 @@ static void test_query_limits(void **state)
     kresp_t r;
     ot_expect("000002", &r, "{s:s, s:s}", "activity", "queryInstance", "instanceId", ids);
     kresp_free(&r);
-    char *last = strrchr(ids, ',');
-    snprintf(last, cap - (size_t)(last - ids), ",%s", id); /* 100 ids, the last one real */
+    /* 99 unknown ids and the real one last: 100 in all. */
+    char *second_last = strrchr(ids, ',');
+    *second_last = '\0';
+    second_last = strrchr(ids, ',');
+    snprintf(second_last, cap - (size_t)(second_last - ids), ",%s", id);
     json_t *info = ot_query(ids);
     assert_int_equal(json_array_size(info), 1);
     assert_non_null(ot_info_of(info, id));

@@ -178,6 +178,7 @@ static void test_killed_mid_job_resumes(void **state)
     wait_job(id, 1, "running", 10000);
     assert_int_equal(kc_suite("kill", "order"), 0);
     assert_int_equal(kc_suite("start-svc", "order"), 0);
+    /* Nothing else touches the instance: the restarted replica resumes the job on its own. */
     json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
     assert_provisioned_once(id);
     assert_true(ot_sql_num("SELECT attempts FROM orders.jobs WHERE instance_id = $1", id, NULL) >=
@@ -188,6 +189,7 @@ static void test_killed_mid_job_resumes(void **state)
 static void test_service_down(void **state)
 {
     (void)state;
+    ot_wait_service(10000);
     char *before = create(); /* acknowledged: must survive the outage */
     assert_int_equal(kc_suite("stop-svc", "order"), 0);
 
@@ -202,6 +204,7 @@ static void test_service_down(void **state)
         fail_msg("000005 took %lld ms with the order service down", (long long)took_ms);
 
     assert_int_equal(kc_suite("start-svc", "order"), 0);
+    ot_wait_service(10000);
     char *id = ot_new_instance(order, line, biz, NULL);
     assert_string_equal(id, biz);
     json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
