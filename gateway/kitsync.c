@@ -659,6 +659,23 @@ static void add_ref(Kooisv__ResourceRef ***res, size_t *n, const char *kind, con
     (*res)[(*n)++] = r;
 }
 
+/* The audit service takes at most 128 resources per record: a long user or org list is named
+ * up to KIT_AUDIT_NAMED entries, then summarised in one more ("+9880 more"); the complete list
+ * is in the service's outbox event for the same request id. */
+enum { KIT_AUDIT_NAMED = 120 };
+
+static void add_list_ref(Kooisv__ResourceRef ***res, size_t *n, const char *kind, size_t i,
+                         size_t total, const char *id)
+{
+    if (i < KIT_AUDIT_NAMED) {
+        add_ref(res, n, kind, id);
+    } else if (i == KIT_AUDIT_NAMED) {
+        char more[64];
+        snprintf(more, sizeof more, "+%zu more", total - KIT_AUDIT_NAMED);
+        add_ref(res, n, kind, more);
+    }
+}
+
 void kitsync_resources(const Kooisv__Envelope *env, Kooisv__ResourceRef ***res, size_t *n)
 {
     if (!env)
@@ -683,9 +700,9 @@ void kitsync_resources(const Kooisv__Envelope *env, Kooisv__ResourceRef ***res, 
         add_ref(res, n, "instance", m->instance_id);
         add_ref(res, n, "tenant", m->tenant_id);
         add_ref(res, n, "app", m->app_id);
-        /* every user touched: the audit record must name them (spec §8) */
+        /* the users touched: the audit record must name them (spec §8) */
         for (size_t i = 0; i < m->n_users; i++)
-            add_ref(res, n, "user", m->users[i]->user_name);
+            add_list_ref(res, n, "user", i, m->n_users, m->users[i]->user_name);
         break;
     }
     case KOOISV__ENVELOPE__BODY_SINGLE_ORG_SYNC: {
@@ -700,7 +717,7 @@ void kitsync_resources(const Kooisv__Envelope *env, Kooisv__ResourceRef ***res, 
         add_ref(res, n, "instance", m->instance_id);
         add_ref(res, n, "tenant", m->tenant_id);
         for (size_t i = 0; i < m->n_orgs; i++)
-            add_ref(res, n, "org", m->orgs[i]->org_code);
+            add_list_ref(res, n, "org", i, m->n_orgs, m->orgs[i]->org_code);
         break;
     }
     default:

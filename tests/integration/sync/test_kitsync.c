@@ -438,6 +438,18 @@ static void test_list_maximum(void **state)
         if (count == 10000) {
             assert_string_equal(code, "000000");
             assert_int_equal(env.all_org_sync->n_orgs, 10000);
+            /* the audit record names 120 orgs and summarises the rest (audit takes <= 128) */
+            Kooisv__ResourceRef **res = NULL;
+            size_t n = 0;
+            kitsync_resources(&env, &res, &n);
+            assert_int_equal(n, 1 + 120 + 1);
+            assert_string_equal(res[0]->kind, "tenant");
+            assert_string_equal(res[120]->id, "o119");
+            assert_string_equal(res[121]->kind, "org");
+            assert_string_equal(res[121]->id, "+9880 more");
+            for (size_t i = 0; i < n; i++)
+                kooisv__resource_ref__free_unpacked(res[i], NULL);
+            free(res);
         } else {
             assert_string_equal(code, "000002");
             assert_non_null(strstr(msg, "orgInfoList: more than 10000 entries"));
