@@ -1,0 +1,1117 @@
+/* The gateway through real HTTPS.
+ *
+ *   test_gateway_http standalone   starts its own world: stand-in services (fakesvc: audit,
+ *                                  order, tenant, app) and a kooisv-gateway with short limits,
+ *                                  so it can slow services down, read what they received and
+ *                                  test connection limits and timeouts.
+ *   test_gateway_http suite        runs against the `suite` fixture (real services, two
+ *                                  gateways); the standalone-only cases are skipped.
+ *
+ * Every answer is checked for a valid Body-Sign (kclient does it; kit answers against the kit
+ * key here). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bodysign.h"
+#include "httpc.h"
+#include "kclient.h"
+#include "randutil.h"
+#include "sigv2.h"
+#include "timeutil.h"
+#include "xmalloc.h"
+
+static bool standalone;
+
+/* ================================================================== standalone world */
+
+#define DEADLINE_MS 1500
+#define MAX_CONNECTIONS 16
+#define HEADER_TIMEOUT_S 2
+
+static struct {
+    char dir[512];
+    char basic_key[33], kit_key[33];
+    int port, metrics_port, admin_port;
+    int svc_port[4];
+    pid_t svc_pid[4];
+    pid_t gateway_pid;
+} world;
+
+static const char *const svc_names[4] = {"audit", "order", "tenant", "app"};
+enum { FAKE_AUDIT = 0, FAKE_ORDER, FAKE_TENANT, FAKE_APP };
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static char *path_in(const char *name)
+{
+    return xasprintf("%s/%s", world.dir, name);
+}
+
+static pid_t spawn(const char *bin, char *const envp[], const char *logname)
+{
+    char *logpath = path_in(logname);
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE *f = fopen(logpath, "a");
+        if (f) {
+            dup2(fileno(f), 1);
+            dup2(fileno(f), 2);
+        }
+        char *argv[] = {(char *)bin, NULL};
+        execve(bin, argv, envp);
+        _exit(127);
+    }
+    free(logpath);
+    return pid;
+}
+
+/* A few variables a child needs from our own environment (sanitizer settings). */
+static int env_inherit(char **env, int n)
+{
+    const char *keep[] = {"PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", NULL};
+    for (int i = 0; keep[i]; i++)
+        if (getenv(keep[i]))
+            env[n++] = xasprintf("%s=%s", keep[i], getenv(keep[i]));
+    return n;
+}
+
+static void fake_start(int i)
+{
+    char *env[16];
+    int n = 0;
+    env[n++] = xasprintf("FAKESVC_NAME=%s", svc_names[i]);
+    env[n++] = xasprintf("FAKESVC_BIND=tcp://127.0.0.1:%d", world.svc_port[i]);
+    env[n++] = xasprintf("FAKESVC_LOG=%s/%s.log", world.dir, svc_names[i]);
+    env[n++] = xasprintf("FAKESVC_CONTROL=%s/%s.control", world.dir, svc_names[i]);
+    env[n++] = xstrdup("KOOISV_LOG_LEVEL=warn");
+    n = env_inherit(env, n);
+    env[n] = NULL;
+    char logname[64];
+    snprintf(logname, sizeof logname, "%s.stderr", svc_names[i]);
+    world.svc_pid[i] = spawn(FAKESVC_BIN, env, logname);
+    for (int k = 0; k < n; k++)
+        free(env[k]);
+}
+
+static void fake_stop(int i)
+{
+    if (world.svc_pid[i] <= 0)
+        return;
+    kill(world.svc_pid[i], SIGTERM);
+    waitpid(world.svc_pid[i], NULL, 0);
+    world.svc_pid[i] = 0;
+}
+
+static void fake_control(int i, const char *text)
+{
+    char *p = xasprintf("%s/%s.control", world.dir, svc_names[i]);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    free(p);
+}
+
+static void gateway_start(void)
+{
+    char *env[48];
+    int n = 0;
+    env[n++] = xasprintf("KOOISV_LISTEN=127.0.0.1:%d", world.port);
+    env[n++] = xasprintf("KOOISV_METRICS_LISTEN=127.0.0.1:%d", world.metrics_port);
+    env[n++] = xasprintf("KOOISV_ADMIN_LISTEN=127.0.0.1:%d", world.admin_port);
+    env[n++] = xasprintf("KOOISV_ADMIN_TOKENS_FILE=%s/admin-tokens", world.dir);
+    env[n++] = xasprintf("KOOISV_TLS_CERT_FILE=%s/cert.pem", world.dir);
+    env[n++] = xasprintf("KOOISV_TLS_KEY_FILE=%s/key.pem", world.dir);
+    env[n++] = xasprintf("KOOISV_BASIC_KEY_FILE=%s/basic-key", world.dir);
+    env[n++] = xasprintf("KOOISV_KIT_KEY_FILE=%s/kit-key", world.dir);
+    env[n++] = xasprintf("KOOISV_AUDIT_ENDPOINTS=tcp://127.0.0.1:%d", world.svc_port[FAKE_AUDIT]);
+    env[n++] = xasprintf("KOOISV_ORDER_ENDPOINTS=tcp://127.0.0.1:%d", world.svc_port[FAKE_ORDER]);
+    env[n++] = xasprintf("KOOISV_TENANT_ENDPOINTS=tcp://127.0.0.1:%d",
+                         world.svc_port[FAKE_TENANT]);
+    env[n++] = xasprintf("KOOISV_APP_ENDPOINTS=tcp://127.0.0.1:%d", world.svc_port[FAKE_APP]);
+    env[n++] = xstrdup("KOOISV_BILLING_ENDPOINTS=");
+    env[n++] = xasprintf("KOOISV_REQUEST_DEADLINE_MS=%d", DEADLINE_MS);
+    env[n++] = xasprintf("KOOISV_MAX_CONNECTIONS=%d", MAX_CONNECTIONS);
+    env[n++] = xasprintf("KOOISV_HEADER_TIMEOUT_S=%d", HEADER_TIMEOUT_S);
+    env[n++] = xstrdup("KOOISV_IDLE_TIMEOUT_S=5");
+    env[n++] = xstrdup("KOOISV_GATEWAY_THREADS=2");
+    env[n++] = xstrdup("KOOISV_MAX_BODY_BYTES=65536");
+    env[n++] = xstrdup("KOOISV_TRUSTED_PROXIES=127.0.0.1");
+    env[n++] = xstrdup("KOOISV_LOG_LEVEL=debug");
+    n = env_inherit(env, n);
+    env[n] = NULL;
+    world.gateway_pid = spawn(GATEWAY_BIN, env, "gateway.log");
+    for (int k = 0; k < n; k++)
+        free(env[k]);
+}
+
+static void write_file(const char *name, const char *text, mode_t mode)
+{
+    char *p = path_in(name);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    chmod(p, mode);
+    free(p);
+}
+
+static char *metrics_get(const char *path, int *status)
+{
+    char *url = xasprintf("%s%s", suite_get("KOOISV_METRICS_URL"), path);
+    httpc_options_t opt = {.timeout_ms = 2000};
+    httpc_response_t r;
+    int rc = httpc_request("GET", url, NULL, NULL, 0, &opt, &r);
+    free(url);
+    *status = rc == 0 ? r.status : 0;
+    char *body = xstrdup(rc == 0 && r.body ? r.body : "");
+    httpc_response_free(&r);
+    return body;
+}
+
+/* Until /healthz says every stand-in has a connected replica (or timeout). */
+static bool gateway_ready(int timeout_ms)
+{
+    int64_t end = time_mono_us() + (int64_t)timeout_ms * 1000;
+    while (time_mono_us() < end) {
+        int status;
+        char *body = metrics_get("/healthz", &status);
+        bool ok = status == 200 && strstr(body, "service audit up") &&
+                  strstr(body, "service order up") && strstr(body, "service tenant up") &&
+                  strstr(body, "service app up");
+        free(body);
+        if (ok)
+            return true;
+        usleep(50000);
+    }
+    return false;
+}
+
+static int world_setup(void **state)
+{
+    snprintf(world.dir, sizeof world.dir, "%s/gateway-standalone", TEST_WORK_DIR);
+    char *cmd = xasprintf("rm -rf '%s' && mkdir -p '%s'", world.dir, world.dir);
+    if (system(cmd) != 0)
+        return -1;
+    free(cmd);
+    cmd = xasprintf("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+                    "-keyout '%s/key.pem' -out '%s/cert.pem' -days 2 -subj /CN=127.0.0.1 "
+                    "-addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1",
+                    world.dir, world.dir);
+    int rc = system(cmd);
+    free(cmd);
+    if (rc != 0) {
+        fprintf(stderr, "cannot make a test certificate with openssl\n");
+        return -1;
+    }
+    rand_alnum(world.basic_key, 32);
+    rand_alnum(world.kit_key, 32);
+    write_file("basic-key", world.basic_key, 0600);
+    write_file("kit-key", world.kit_key, 0600);
+    write_file("admin-tokens", "", 0600);
+    world.port = free_port();
+    world.metrics_port = free_port();
+    world.admin_port = free_port();
+    for (int i = 0; i < 4; i++)
+        world.svc_port[i] = free_port();
+    char env[2048];
+    snprintf(env, sizeof env,
+             "KOOISV_URL=https://127.0.0.1:%d/produce\nKOOISV_BASIC_KEY=%s\nKOOISV_KIT_KEY=%s\n"
+             "KOOISV_CA_FILE=%s/cert.pem\nKOOISV_METRICS_URL=http://127.0.0.1:%d\n",
+             world.port, world.basic_key, world.kit_key, world.dir, world.metrics_port);
+    write_file("suite.env", env, 0600);
+    char *envpath = path_in("suite.env");
+    setenv("KOOISV_SUITE_ENV", envpath, 1);
+    free(envpath);
+    for (int i = 0; i < 4; i++)
+        fake_start(i);
+    gateway_start();
+    if (!gateway_ready(10000)) {
+        fprintf(stderr, "standalone gateway did not become ready (see %s/gateway.log)\n",
+                world.dir);
+        return -1;
+    }
+    return 0;
+}
+
+static int world_teardown(void **state)
+{
+    int status = -1;
+    if (world.gateway_pid > 0) {
+        /* A graceful stop: SIGTERM, exit 0, in time. */
+        int64_t t0 = time_mono_us();
+        kill(world.gateway_pid, SIGTERM);
+        waitpid(world.gateway_pid, &status, 0);
+        int64_t ms = (time_mono_us() - t0) / 1000;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || ms > 8000) {
+            fprintf(stderr, "gateway did not stop cleanly (status %d, %lld ms)\n", status,
+                    (long long)ms);
+            status = -1;
+        } else {
+            status = 0;
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        fake_stop(i);
+    return status == 0 ? 0 : -1;
+}
+
+/* True when some line of the stand-in's log holds every needle (polls up to ms). */
+static bool fake_log_has(int svc, int ms, const char *a, const char *b, const char *c)
+{
+    char *p = xasprintf("%s/%s.log", world.dir, svc_names[svc]);
+    int64_t end = time_mono_us() + (int64_t)ms * 1000;
+    bool found = false;
+    do {
+        FILE *f = fopen(p, "r");
+        char line[4096];
+        while (f && !found && fgets(line, sizeof line, f))
+            found = (!a || strstr(line, a)) && (!b || strstr(line, b)) && (!c || strstr(line, c));
+        if (f)
+            fclose(f);
+        if (!found && ms > 0)
+            usleep(20000);
+    } while (!found && time_mono_us() < end);
+    free(p);
+    return found;
+}
+
+static bool file_contains(const char *path, const char *needle)
+{
+    size_t len = 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t got;
+    bool found = false;
+    while (!found && (got = getline(&buf, &cap, f)) >= 0) {
+        len += (size_t)got;
+        found = strstr(buf, needle) != NULL;
+    }
+    free(buf);
+    fclose(f);
+    return found;
+}
+
+/* ================================================================== helpers */
+
+#define SKIP_UNLESS_STANDALONE()                                                                  \
+    do {                                                                                          \
+        if (!standalone)                                                                          \
+            skip();                                                                               \
+    } while (0)
+
+static void expect_code(const kresp_t *r, const char *code)
+{
+    if (r->status != 200 || !r->code || strcmp(r->code, code) != 0)
+        fail_msg("wanted HTTP 200 resultCode %s, got HTTP %d body %s (%s)", code, r->status,
+                 r->body ? r->body : "", r->error);
+    if (!r->body_sign_ok)
+        fail_msg("answer %s has no valid Body-Sign", r->body);
+}
+
+static const char *result_msg(const kresp_t *r)
+{
+    const char *m = json_string_value(json_object_get(r->json, "resultMsg"));
+    return m ? m : "";
+}
+
+static char *new_instance_body(char **order_out)
+{
+    char *order = kc_uid("CSGW");
+    char *business = kc_uid("B");
+    char *body = xasprintf("{\"activity\":\"newInstance\",\"orderId\":\"%s\",\"orderLineId\":"
+                           "\"%s-000001\",\"businessId\":\"%s\",\"testFlag\":\"1\"}",
+                           order, order, business);
+    free(business);
+    if (order_out)
+        *order_out = order;
+    else
+        free(order);
+    return body;
+}
+
+static void now_ts(char ts[24], int64_t offset_ms)
+{
+    snprintf(ts, 24, "%lld", (long long)(time_now_ms() + offset_ms));
+}
+
+static void upper(char *s)
+{
+    for (; *s; s++)
+        if (*s >= 'a' && *s <= 'f')
+            *s = (char)(*s - 'a' + 'A');
+}
+
+/* A raw TLS connection to the gateway (own client, for what an HTTP client would hide). */
+static SSL *tls_open(int port, int min_version, int max_version, int *fd_out)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_min_proto_version(ctx, min_version);
+    SSL_CTX_set_max_proto_version(ctx, max_version);
+    SSL_CTX_set_security_level(ctx, 0); /* allow the old versions we want to see refused */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL *ssl = SSL_new(ctx);
+    SSL_CTX_free(ctx); /* the SSL keeps its own reference */
+    SSL_set_fd(ssl, fd);
+    if (SSL_connect(ssl) != 1) {
+        ERR_clear_error();
+        SSL_free(ssl);
+        close(fd);
+        return NULL;
+    }
+    *fd_out = fd;
+    return ssl;
+}
+
+static void tls_close(SSL *ssl, int fd)
+{
+    if (!ssl)
+        return;
+    SSL_free(ssl);
+    close(fd);
+}
+
+/* Read until the peer closes or n bytes; returns bytes read. */
+static size_t tls_read_all(SSL *ssl, char *buf, size_t n)
+{
+    size_t got = 0;
+    while (got + 1 < n) {
+        int r = SSL_read(ssl, buf + got, (int)(n - 1 - got));
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    buf[got] = '\0';
+    ERR_clear_error();
+    return got;
+}
+
+static int gateway_port(void)
+{
+    const char *url = suite_get("KOOISV_URL");
+    const char *p = strrchr(url, ':');
+    return p ? atoi(p + 1) : -1;
+}
+
+/* ================================================================== tests */
+
+static void test_good_call(void **state)
+{
+    char *order = NULL;
+    char *body = new_instance_body(&order);
+    kresp_t r;
+    assert_int_equal(kc_basic(body, &r), 0);
+    expect_code(&r, "000000");
+    const char *instance = json_string_value(json_object_get(r.json, "instanceId"));
+    assert_non_null(instance);
+    assert_true(*instance);
+    assert_non_null(r.request_id);
+    assert_int_equal(strlen(r.request_id), 36);
+    const char *ct = kresp_header(&r, "Content-Type");
+    assert_non_null(ct);
+    assert_string_equal(ct, "application/json;charset=UTF-8");
+    /* Exactly {"resultCode","resultMsg","instanceId"} in that order. */
+    assert_true(strncmp(r.body, "{\"resultCode\":\"000000\",\"resultMsg\":", 35) == 0);
+    if (standalone) {
+        /* Recorded before it ran (intent with nonce, resources, caller key id, source), then
+         * its outcome; the order service got the validated body with a deadline. */
+        assert_true(fake_log_has(FAKE_AUDIT, 2000, r.request_id, "audit intent ", "event=newInstance"));
+        char res[128];
+        snprintf(res, sizeof res, "res=order:%s,order_line:%s-000001", order, order);
+        assert_true(fake_log_has(FAKE_AUDIT, 0, r.request_id, res, "src=127.0.0.1"));
+        assert_true(fake_log_has(FAKE_AUDIT, 0, r.request_id, "caller=basic:", "test=1"));
+        assert_true(fake_log_has(FAKE_AUDIT, 0, r.request_id, "reject= ", NULL));
+        assert_true(fake_log_has(FAKE_AUDIT, 2000, r.request_id, "audit outcome",
+                                 "code=000000 http=200"));
+        assert_true(fake_log_has(FAKE_ORDER, 0, r.request_id, "order newInstance", NULL));
+        assert_false(fake_log_has(FAKE_ORDER, 0, r.request_id, "deadline=0 ", NULL));
+    }
+    kresp_free(&r);
+    free(body);
+    free(order);
+}
+
+static void test_query_answer(void **state)
+{
+    SKIP_UNLESS_STANDALONE();
+    kresp_t r;
+    kc_basic("{\"activity\":\"queryInstance\",\"instanceId\":\"i-1,i-2\"}", &r);
+    expect_code(&r, "000000");
+    /* Raw UTF-8 and no "\/" in the signed bytes. */
+    assert_non_null(strstr(r.body, "\"frontEndUrl\":\"https://app.example.com/\xe7\xa4\xba/i-1\""));
+    assert_non_null(strstr(r.body, "\"encryptType\":\"1\""));
+    json_t *info = json_object_get(r.json, "info");
+    assert_int_equal(json_array_size(info), 2);
+    kresp_free(&r);
+}
+
+static void test_signature_forms(void **state)
+{
+    const char *body = "{\"activity\":\"queryInstance\",\"instanceId\":\"gw-none-1\"}";
+    char ts[24], nonce[33], sig[65];
+    kresp_t r;
+
+    /* Upper-case hex is the same signature. */
+    now_ts(ts, 0);
+    rand_alnum(nonce, 32);
+    sigv2_sign(SIGV2_BASIC, suite_get("KOOISV_BASIC_KEY"), nonce, ts, body, strlen(body), sig);
+    upper(sig);
+    kc_basic_ex(body, ts, nonce, sig, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_not_equal(r.code, "000001");
+    assert_string_not_equal(r.code, "000002");
+    assert_true(r.body_sign_ok);
+    kresp_free(&r);
+
+    /* A body with spaces signed over its exact raw bytes (the raw-body fallback). */
+    const char *spaced = "{ \"instanceId\" : \"gw-none-2\", \"activity\" : \"queryInstance\" }";
+    now_ts(ts, 0);
+    rand_alnum(nonce, 32);
+    sigv2_sign(SIGV2_BASIC, suite_get("KOOISV_BASIC_KEY"), nonce, ts, spaced, strlen(spaced), sig);
+    kc_basic_ex(spaced, ts, nonce, sig, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_not_equal(r.code, "000001");
+    assert_string_not_equal(r.code, "000002");
+    kresp_free(&r);
+
+    /* The same body signed over its canonical form (kclient's default). */
+    now_ts(ts, 0);
+    rand_alnum(nonce, 32);
+    kc_basic_ex(spaced, ts, nonce, NULL, &r);
+    assert_string_not_equal(r.code, "000001");
+    kresp_free(&r);
+}
+
+static void test_signature_failures(void **state)
+{
+    char *body = new_instance_body(NULL);
+    char ts[24], nonce[33], sig[65];
+    kresp_t r;
+    const char *key = suite_get("KOOISV_BASIC_KEY");
+
+    now_ts(ts, 0);
+    rand_alnum(nonce, 32);
+    kc_basic_ex(body, ts, nonce, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+                &r);
+    expect_code(&r, "000001");
+    if (standalone)
+        assert_true(fake_log_has(FAKE_AUDIT, 2000, r.request_id, "reject=000001", nonce));
+    kresp_free(&r);
+
+    /* Signed with another key. */
+    now_ts(ts, 0);
+    rand_alnum(nonce, 32);
+    sigv2_sign(SIGV2_BASIC, "Another-Key-1234567890", nonce, ts, body, strlen(body), sig);
+    kc_basic_ex(body, ts, nonce, sig, &r);
+    expect_code(&r, "000001");
+    kresp_free(&r);
+
+    /* A signature of a different body. */
+    sigv2_sign(SIGV2_BASIC, key, nonce, ts, "{}", 2, sig);
+    kc_basic_ex(body, ts, nonce, sig, &r);
+    expect_code(&r, "000001");
+    kresp_free(&r);
+
+    /* Missing signature: 000001; missing timestamp or nonce: 000002. */
+    rand_alnum(nonce, 32);
+    kc_basic_ex(body, ts, nonce, "", &r);
+    expect_code(&r, "000001");
+    kresp_free(&r);
+    kc_basic_ex(body, NULL, nonce, NULL, &r);
+    expect_code(&r, "000002");
+    kresp_free(&r);
+    kc_basic_ex(body, ts, NULL, NULL, &r);
+    expect_code(&r, "000002");
+    kresp_free(&r);
+    kc_basic_ex(body, "yesterday", nonce, NULL, &r);
+    expect_code(&r, "000002");
+    kresp_free(&r);
+
+    /* Outside the 60 s window on either side, correctly signed: 000002. */
+    now_ts(ts, -61000);
+    rand_alnum(nonce, 32);
+    kc_basic_ex(body, ts, nonce, NULL, &r);
+    expect_code(&r, "000002");
+    if (standalone)
+        assert_true(fake_log_has(FAKE_AUDIT, 2000, r.request_id, "reject=000002", NULL));
+    kresp_free(&r);
+    now_ts(ts, 61000);
+    rand_alnum(nonce, 32);
+    kc_basic_ex(body, ts, nonce, NULL, &r);
+    expect_code(&r, "000002");
+    kresp_free(&r);
+    /* Just inside the window: fine. */
+    now_ts(ts, -50000);
+    rand_alnum(nonce, 32);
+    kc_basic_ex(body, ts, nonce, NULL, &r);
+    expect_code(&r, "000000");
+    kresp_free(&r);
+
+    /* Kit: bad x-sign, missing x-timestamp, signed with the basic key. */
+    const char *kit = "{\"instanceId\":\"\",\"orderId\":\"\",\"tenantId\":\"t-gw-bad\","
+                      "\"tenantCode\":\"c\",\"name\":\"n\",\"domainName\":\"d.example.com\","
+                      "\"flag\":1,\"testFlag\":1,\"timeStamp\":\"20240101120000000\"}";
+    now_ts(ts, 0);
+    rand_alnum(nonce, 32);
+    kc_kit_ex("tenantSync", kit, ts, nonce, "deadbeef", &r);
+    expect_code(&r, "000001");
+    assert_true(bodysign_verify(suite_get("KOOISV_KIT_KEY"), r.body, r.len,
+                                kresp_header(&r, "Body-Sign")));
+    kresp_free(&r);
+    kc_kit_ex("tenantSync", kit, NULL, nonce, NULL, &r);
+    expect_code(&r, "000002");
+    kresp_free(&r);
+    rand_alnum(nonce, 32);
+    sigv2_sign(SIGV2_KIT, key, nonce, ts, kit, strlen(kit), sig);
+    kc_kit_ex("tenantSync", kit, ts, nonce, sig, &r);
+    expect_code(&r, "000001");
+    kresp_free(&r);
+    free(body);
+}
+
+static void test_replay(void **state)
+{
+    char *body = new_instance_body(NULL);
+    char ts[24], nonce[33];
+    now_ts(ts, 0);
+    rand_alnum(nonce, 32);
+    kresp_t r;
+    kc_basic_ex(body, ts, nonce, NULL, &r);
+    expect_code(&r, "000000");
+    kresp_free(&r);
+    kc_basic_ex(body, ts, nonce, NULL, &r);
+    expect_code(&r, "000001");
+    assert_string_equal(result_msg(&r), "replayed nonce");
+    kresp_free(&r);
+    /* Across gateway replicas: the nonce store is shared. */
+    if (suite_get("KOOISV_GATEWAY2_URL")) {
+        kc_use_gateway(2);
+        kc_basic_ex(body, ts, nonce, NULL, &r);
+        expect_code(&r, "000001");
+        kresp_free(&r);
+        kc_use_gateway(1);
+    }
+    /* A nonce first seen on a rejected call (bad signature) stays usable. */
+    char *body2 = new_instance_body(NULL);
+    rand_alnum(nonce, 32);
+    now_ts(ts, 0);
+    kc_basic_ex(body2, ts, nonce, "ab", &r);
+    expect_code(&r, "000001");
+    kresp_free(&r);
+    kc_basic_ex(body2, ts, nonce, NULL, &r);
+    expect_code(&r, "000000");
+    kresp_free(&r);
+    free(body2);
+    free(body);
+}
+
+/* Correctly signed (over the raw bytes when not JSON) but invalid: 000002 naming the problem. */
+static void expect_invalid(const char *body, size_t len, const char *needle)
+{
+    char ts[24], nonce[33], sig[65];
+    now_ts(ts, 0);
+    rand_alnum(nonce, 32);
+    sigv2_sign(SIGV2_BASIC, suite_get("KOOISV_BASIC_KEY"), nonce, ts, body, len, sig);
+    char *copy = xstrndup(body, len);
+    kresp_t r;
+    kc_basic_ex(copy, ts, nonce, sig, &r);
+    expect_code(&r, "000002");
+    if (!strstr(result_msg(&r), needle))
+        fail_msg("body %s: resultMsg \"%s\" does not name \"%s\"", copy, result_msg(&r), needle);
+    kresp_free(&r);
+    free(copy);
+}
+
+static void test_bad_bodies(void **state)
+{
+    const char *b;
+    b = "{\"activity\":\"newInstance\",";
+    expect_invalid(b, strlen(b), "not valid JSON");
+    b = "{\"activity\":\"newInstance\",\"orderId\":\"a\xff\xfe\"}";
+    expect_invalid(b, strlen(b), "not valid JSON");
+    b = "[1,2]";
+    expect_invalid(b, strlen(b), "must be a JSON object");
+    b = "\"text\"";
+    expect_invalid(b, strlen(b), "must be a JSON object");
+    b = "";
+    expect_invalid(b, 0, "not valid JSON");
+    b = "{\"activity\":\"newInstance\",\"orderId\":5,\"orderLineId\":\"l\",\"businessId\":\"b\"}";
+    expect_invalid(b, strlen(b), "orderId");
+    b = "{\"activity\":\"newInstance\",\"orderId\":\"o\",\"orderLineId\":\"l\"}";
+    expect_invalid(b, strlen(b), "businessId");
+    b = "{\"activity\":\"doSomething\"}";
+    expect_invalid(b, strlen(b), "unknown activity");
+    b = "{\"instanceId\":\"x\"}";
+    expect_invalid(b, strlen(b), "activity is missing");
+    b = "{\"activity\":\"updateInstanceStatus\",\"instanceId\":\"i\",\"status\":\"PAUSE\"}";
+    expect_invalid(b, strlen(b), "status");
+    b = "{\"activity\":\"refreshInstance\",\"scene\":\"RENEWAL\",\"orderId\":\"o\","
+        "\"orderLineId\":\"l\",\"instanceId\":\"i\",\"expireTime\":\"20230230000000\"}";
+    expect_invalid(b, strlen(b), "expireTime");
+    b = "{\"activity\":\"newInstance\",\"orderId\":\"o\",\"orderId\":\"p\",\"orderLineId\":\"l\","
+        "\"businessId\":\"b\"}";
+    expect_invalid(b, strlen(b), "not valid JSON"); /* duplicate keys are ambiguous */
+    char *ids = xstrdup("x0");
+    for (int i = 1; i <= 100; i++) {
+        char *n = xasprintf("%s,x%d", ids, i);
+        free(ids);
+        ids = n;
+    }
+    char *many = xasprintf("{\"activity\":\"queryInstance\",\"instanceId\":\"%s\"}", ids);
+    expect_invalid(many, strlen(many), "more than 100");
+    free(many);
+    free(ids);
+
+    /* Kit bodies are validated too (field named). */
+    char ts[24], nonce[33];
+    now_ts(ts, 0);
+    rand_alnum(nonce, 32);
+    kresp_t r;
+    kc_kit_ex("tenantSync", "{\"tenantId\":7,\"flag\":1,\"tenantCode\":\"c\",\"name\":\"n\"}", ts,
+              nonce, NULL, &r);
+    expect_code(&r, "000002");
+    assert_non_null(strstr(result_msg(&r), "tenantId"));
+    kresp_free(&r);
+}
+
+static void test_http_errors(void **state)
+{
+    kresp_t r;
+    kc_raw("POST", "/nothing-here", NULL, "{}", 2, &r);
+    assert_int_equal(r.status, 404);
+    assert_true(r.body_sign_ok);
+    kresp_free(&r);
+    kc_raw("POST", "/produce/", NULL, "{}", 2, &r);
+    assert_int_equal(r.status, 404);
+    kresp_free(&r);
+    kc_raw("POST", "/produce/produceAPI/v2/deleteTenant", NULL, "{}", 2, &r);
+    assert_int_equal(r.status, 404);
+    kresp_free(&r);
+    kc_raw("GET", "/produce", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 405);
+    assert_true(r.body_sign_ok);
+    const char *allow = kresp_header(&r, "Allow");
+    assert_non_null(allow);
+    assert_string_equal(allow, "POST");
+    kresp_free(&r);
+    kc_raw("PUT", "/produce", NULL, "{}", 2, &r);
+    assert_int_equal(r.status, 405);
+    kresp_free(&r);
+    kc_raw("DELETE", "/produce/produceAPI/v2/tenantSync", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 405);
+    kresp_free(&r);
+}
+
+static void test_oversized_body(void **state)
+{
+    /* 413 as soon as the headers announce too much: the body is never read. */
+    int fd;
+    SSL *ssl = tls_open(gateway_port(), TLS1_2_VERSION, TLS1_3_VERSION, &fd);
+    assert_non_null(ssl);
+    const char *head = "POST /produce?signature=x&timestamp=1&nonce=n HTTP/1.1\r\n"
+                       "Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                       "Content-Length: 50000000\r\n\r\n{\"activity\":";
+    assert_true(SSL_write(ssl, head, (int)strlen(head)) > 0);
+    char buf[4096];
+    int64_t t0 = time_mono_us();
+    tls_read_all(ssl, buf, sizeof buf);
+    assert_true(strncmp(buf, "HTTP/1.1 413", 12) == 0);
+    assert_true(time_mono_us() - t0 < 3000000);
+    tls_close(ssl, fd);
+}
+
+static void test_kit_call(void **state)
+{
+    char *tenant = kc_uid("TGW");
+    char *body = xasprintf("{\"instanceId\":\"\",\"orderId\":\"\",\"tenantId\":\"%s\","
+                           "\"tenantCode\":\"code-%s\",\"name\":\"gw test\",\"domainName\":"
+                           "\"gw.example.com\",\"flag\":1,\"testFlag\":1,"
+                           "\"timeStamp\":\"20240101120000000\"}",
+                           tenant, tenant);
+    kresp_t r;
+    kc_kit("tenantSync", body, &r);
+    expect_code(&r, "000000");
+    /* Kit answers are signed with the kit key. */
+    assert_true(bodysign_verify(suite_get("KOOISV_KIT_KEY"), r.body, r.len,
+                                kresp_header(&r, "Body-Sign")));
+    if (standalone) {
+        assert_true(fake_log_has(FAKE_AUDIT, 2000, r.request_id, "event=tenantSync", "caller=kit:"));
+        char res[96];
+        snprintf(res, sizeof res, "tenant:%s", tenant);
+        assert_true(fake_log_has(FAKE_AUDIT, 0, r.request_id, res, NULL));
+        assert_true(fake_log_has(FAKE_TENANT, 2000, r.request_id, "tenant tenantSync", NULL));
+    }
+    kresp_free(&r);
+    free(body);
+    free(tenant);
+}
+
+static void test_metrics_health(void **state)
+{
+    kresp_t r;
+    kc_basic("{\"activity\":\"releaseInstance\",\"instanceId\":\"gw-metrics\"}", &r);
+    kresp_free(&r);
+    int status;
+    char *text = metrics_get("/healthz", &status);
+    assert_int_equal(status, 200);
+    assert_true(strncmp(text, "ok\n", 3) == 0);
+    assert_non_null(strstr(text, "service order up"));
+    assert_non_null(strstr(text, "service audit up"));
+    free(text);
+    text = metrics_get("/metrics", &status);
+    assert_int_equal(status, 200);
+    assert_non_null(strstr(text, "kooisv_requests_total{activity=\"releaseInstance\",result_code="));
+    assert_non_null(strstr(text, "kooisv_request_duration_seconds_bucket{activity="));
+    assert_non_null(strstr(text, "kooisv_requests_in_flight "));
+    assert_non_null(strstr(text, "kooisv_connections "));
+    assert_non_null(strstr(text, "kooisv_service_replicas{service=\"order\"}"));
+    free(text);
+    text = metrics_get("/other", &status);
+    assert_int_equal(status, 404);
+    free(text);
+}
+
+static bool order_answers(void *arg)
+{
+    char *body = new_instance_body(NULL);
+    kresp_t r;
+    kc_basic(body, &r);
+    bool ok = r.code && strcmp(r.code, "000000") == 0;
+    kresp_free(&r);
+    free(body);
+    return ok;
+}
+
+static void test_service_down(void **state)
+{
+    if (standalone)
+        fake_stop(FAKE_ORDER);
+    else
+        assert_int_equal(kc_suite("stop-svc", "order"), 0);
+    char *body = new_instance_body(NULL);
+    kresp_t r;
+    int64_t t0 = time_mono_us();
+    kc_basic(body, &r);
+    int64_t ms = (time_mono_us() - t0) / 1000;
+    expect_code(&r, "000005");
+    assert_true(ms < 4000);
+    if (standalone) {
+        assert_true(ms < 1000); /* no replica connected: immediate */
+        assert_true(fake_log_has(FAKE_AUDIT, 2000, r.request_id, "code=000005", NULL));
+    }
+    kresp_free(&r);
+    free(body);
+    if (standalone)
+        fake_start(FAKE_ORDER);
+    else
+        assert_int_equal(kc_suite("start-svc", "order"), 0);
+    assert_true(kc_wait(15000, 100, order_answers, NULL));
+}
+
+static void test_service_slow(void **state)
+{
+    SKIP_UNLESS_STANDALONE();
+    fake_control(FAKE_ORDER, "delay_ms=5000\n");
+    char *body = new_instance_body(NULL);
+    kresp_t r;
+    int64_t t0 = time_mono_us();
+    kc_basic(body, &r);
+    int64_t ms = (time_mono_us() - t0) / 1000;
+    fake_control(FAKE_ORDER, "");
+    expect_code(&r, "000005");
+    assert_true(ms >= DEADLINE_MS - 300);
+    assert_true(ms < DEADLINE_MS + 700);
+    kresp_free(&r);
+    free(body);
+}
+
+static void test_resend(void **state)
+{
+    SKIP_UNLESS_STANDALONE();
+    /* The first copy of every call stalls; the gateway's resend at half the remaining time
+     * reaches another worker and is answered. */
+    fake_control(FAKE_ORDER, "stall_first_ms=3000\n");
+    char *body = new_instance_body(NULL);
+    kresp_t r;
+    int64_t t0 = time_mono_us();
+    kc_basic(body, &r);
+    int64_t ms = (time_mono_us() - t0) / 1000;
+    fake_control(FAKE_ORDER, "");
+    expect_code(&r, "000000");
+    assert_true(ms < DEADLINE_MS);
+    assert_true(ms >= DEADLINE_MS / 4);
+    kresp_free(&r);
+    free(body);
+}
+
+static void test_audit_down(void **state)
+{
+    SKIP_UNLESS_STANDALONE();
+    fake_stop(FAKE_AUDIT);
+    char *order = NULL;
+    char *body = new_instance_body(&order);
+    kresp_t r;
+    int64_t t0 = time_mono_us();
+    kc_basic(body, &r);
+    int64_t ms = (time_mono_us() - t0) / 1000;
+    expect_code(&r, "000005");
+    assert_true(ms < 1000);
+    char *rid = xstrdup(r.request_id);
+    kresp_free(&r);
+    /* Not executed. */
+    assert_false(fake_log_has(FAKE_ORDER, 300, rid, NULL, NULL));
+    /* When the audit service is back the gateway's queue stores the call and its outcome. */
+    fake_start(FAKE_AUDIT);
+    assert_true(fake_log_has(FAKE_AUDIT, 15000, rid, "audit intent", "reject=000005"));
+    assert_true(fake_log_has(FAKE_AUDIT, 15000, rid, "audit outcome", "code=000005"));
+    int status;
+    char *text = NULL;
+    for (int i = 0; i < 100; i++) {
+        free(text);
+        text = metrics_get("/metrics", &status);
+        if (strstr(text, "kooisv_audit_retry_queue 0\n"))
+            break;
+        usleep(50000);
+    }
+    assert_non_null(strstr(text, "kooisv_audit_retry_queue 0\n"));
+    free(text);
+    assert_true(gateway_ready(5000));
+    free(rid);
+    free(order);
+    free(body);
+}
+
+static void test_forwarded_for(void **state)
+{
+    SKIP_UNLESS_STANDALONE();
+    /* The standalone gateway trusts 127.0.0.1 as a proxy. */
+    const char *body = "{\"activity\":\"releaseInstance\",\"instanceId\":\"gw-xff\"}";
+    char ts[24], nonce[33], sig[65];
+    now_ts(ts, 0);
+    rand_alnum(nonce, 32);
+    sigv2_sign(SIGV2_BASIC, suite_get("KOOISV_BASIC_KEY"), nonce, ts, body, strlen(body), sig);
+    char *path = xasprintf("/produce?signature=%s&timestamp=%s&nonce=%s", sig, ts, nonce);
+    const char *headers[] = {"Content-Type: application/json",
+                             "X-Forwarded-For: 6.6.6.6, 203.0.113.7", NULL};
+    kresp_t r;
+    kc_raw("POST", path, headers, body, strlen(body), &r);
+    expect_code(&r, "000000");
+    assert_true(fake_log_has(FAKE_AUDIT, 2000, r.request_id, "audit intent", "src=203.0.113.7 "));
+    kresp_free(&r);
+    free(path);
+}
+
+static void test_tls_versions(void **state)
+{
+    int fd;
+    SSL *ssl = tls_open(gateway_port(), TLS1_2_VERSION, TLS1_2_VERSION, &fd);
+    assert_non_null(ssl);
+    assert_int_equal(SSL_version(ssl), TLS1_2_VERSION);
+    tls_close(ssl, fd);
+    ssl = tls_open(gateway_port(), TLS1_3_VERSION, TLS1_3_VERSION, &fd);
+    assert_non_null(ssl);
+    tls_close(ssl, fd);
+    ssl = tls_open(gateway_port(), TLS1_VERSION, TLS1_1_VERSION, &fd);
+    assert_null(ssl);
+}
+
+static void test_connection_limit(void **state)
+{
+    SKIP_UNLESS_STANDALONE();
+    SSL *held[MAX_CONNECTIONS];
+    int fds[MAX_CONNECTIONS];
+    /* Start from no open connection (earlier tests' connections have closed). */
+    for (int i = 0; i < 100; i++) {
+        int st;
+        char *m = metrics_get("/metrics", &st);
+        bool idle = strstr(m, "\nkooisv_connections 0\n") != NULL;
+        free(m);
+        if (idle)
+            break;
+        usleep(100000);
+    }
+    int opened = 0;
+    for (int i = 0; i < MAX_CONNECTIONS; i++) {
+        held[i] = tls_open(world.port, TLS1_2_VERSION, TLS1_3_VERSION, &fds[i]);
+        opened += held[i] != NULL;
+    }
+    int fd;
+    SSL *extra = tls_open(world.port, TLS1_2_VERSION, TLS1_3_VERSION, &fd);
+    bool refused = extra == NULL; /* refused in the handshake */
+    tls_close(extra, fd);
+    int status;
+    char *text = metrics_get("/metrics", &status);
+    bool counted = strstr(text, "\nkooisv_connections 16\n") != NULL;
+    free(text);
+    tls_close(held[0], fds[0]);
+    extra = NULL;
+    for (int i = 0; i < 50 && !extra; i++) {
+        usleep(20000);
+        extra = tls_open(world.port, TLS1_2_VERSION, TLS1_3_VERSION, &fd);
+    }
+    bool reopened = extra != NULL;
+    tls_close(extra, fd);
+    for (int i = 1; i < MAX_CONNECTIONS; i++)
+        tls_close(held[i], fds[i]);
+    assert_int_equal(opened, MAX_CONNECTIONS);
+    assert_true(refused);
+    assert_true(counted);
+    assert_true(reopened);
+}
+
+static void test_header_timeout(void **state)
+{
+    SKIP_UNLESS_STANDALONE();
+    /* A request that never completes is cut after KOOISV_HEADER_TIMEOUT_S. */
+    int fd;
+    SSL *ssl = tls_open(world.port, TLS1_2_VERSION, TLS1_3_VERSION, &fd);
+    assert_non_null(ssl);
+    const char *part = "POST /produce HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+    SSL_write(ssl, part, (int)strlen(part));
+    int64_t t0 = time_mono_us();
+    char buf[256];
+    tls_read_all(ssl, buf, sizeof buf);
+    int64_t ms = (time_mono_us() - t0) / 1000;
+    assert_true(ms >= HEADER_TIMEOUT_S * 1000 - 200);
+    assert_true(ms < HEADER_TIMEOUT_S * 1000 + 1500);
+    tls_close(ssl, fd);
+
+    /* A TCP connection that never starts TLS is cut as well. */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)world.port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {6, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    t0 = time_mono_us();
+    ssize_t got = recv(fd, buf, sizeof buf, 0);
+    ms = (time_mono_us() - t0) / 1000;
+    assert_true(got <= 0);
+    assert_true(ms < HEADER_TIMEOUT_S * 1000 + 1500);
+    close(fd);
+}
+
+/* Read one HTTP response (headers and Content-Length body) from ssl into buf. */
+static size_t read_response(SSL *ssl, char *buf, size_t n)
+{
+    size_t got = 0;
+    while (got + 1 < n) {
+        buf[got] = '\0';
+        char *end = strstr(buf, "\r\n\r\n");
+        if (end) {
+            const char *cl = strcasestr(buf, "Content-Length:");
+            size_t body = cl ? (size_t)strtoul(cl + 15, NULL, 10) : 0;
+            if (got >= (size_t)(end + 4 - buf) + body)
+                break;
+        }
+        int r = SSL_read(ssl, buf + got, (int)(n - 1 - got));
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    buf[got] = '\0';
+    return got;
+}
+
+static void test_keep_alive(void **state)
+{
+    /* Several requests on one connection, each answered. */
+    int fd;
+    SSL *ssl = tls_open(gateway_port(), TLS1_2_VERSION, TLS1_3_VERSION, &fd);
+    assert_non_null(ssl);
+    bool ok = true;
+    for (int i = 0; i < 3 && ok; i++) {
+        const char *req = "GET /produce HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+        SSL_write(ssl, req, (int)strlen(req));
+        char buf[4096];
+        read_response(ssl, buf, sizeof buf);
+        ok = strncmp(buf, "HTTP/1.1 405", 12) == 0;
+    }
+    tls_close(ssl, fd);
+    assert_true(ok);
+}
+
+static void test_no_secrets_logged(void **state)
+{
+    SKIP_UNLESS_STANDALONE();
+    char *log = path_in("gateway.log");
+    assert_false(file_contains(log, world.basic_key));
+    assert_false(file_contains(log, world.kit_key));
+    assert_true(file_contains(log, "msg=\"request\""));
+    free(log);
+}
+
+int main(int argc, char **argv)
+{
+    standalone = argc > 1 && strcmp(argv[1], "standalone") == 0;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_good_call),
+        cmocka_unit_test(test_query_answer),
+        cmocka_unit_test(test_signature_forms),
+        cmocka_unit_test(test_signature_failures),
+        cmocka_unit_test(test_replay),
+        cmocka_unit_test(test_bad_bodies),
+        cmocka_unit_test(test_http_errors),
+        cmocka_unit_test(test_oversized_body),
+        cmocka_unit_test(test_kit_call),
+        cmocka_unit_test(test_metrics_health),
+        cmocka_unit_test(test_tls_versions),
+        cmocka_unit_test(test_keep_alive),
+        cmocka_unit_test(test_forwarded_for),
+        cmocka_unit_test(test_service_slow),
+        cmocka_unit_test(test_resend),
+        cmocka_unit_test(test_connection_limit),
+        cmocka_unit_test(test_header_timeout),
+        cmocka_unit_test(test_audit_down),
+        cmocka_unit_test(test_service_down),
+        cmocka_unit_test(test_no_secrets_logged),
+    };
+    if (standalone)
+        return cmocka_run_group_tests_name("gateway_standalone", tests, world_setup,
+                                           world_teardown);
+    return cmocka_run_group_tests_name("gateway_suite", tests, NULL, NULL);
+}
