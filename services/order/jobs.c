@@ -43,19 +43,28 @@ const pg_stmt_t jobs_stmts[] = {
      " charging_mode, to_char(expire_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
      " FROM orders.instances WHERE instance_id = $1",
      1},
-    /* $12: the instance's own order (provision) sets expiry and trial once; a later order
-     * (order_sync after an upgrade) leaves them to refreshInstance. */
+    /* The instance's own order (provision): fills what nothing else set yet, since a refresh or
+     * an upgrade may have come first and is newer. */
     {"job_store_order",
-     "UPDATE orders.instances SET order_type = $2, charging_mode = coalesce($3, charging_mode),"
-     " period_type = coalesce($4, period_type),"
-     " period_number = coalesce($5::int, period_number), product_id = coalesce($6, product_id),"
-     " sku_code = coalesce($7, sku_code), amount = coalesce($8, amount),"
-     " trial = CASE WHEN $12::boolean THEN $9::boolean ELSE trial END,"
-     " expire_time = CASE WHEN $12::boolean AND expire_time IS NULL"
-     "   THEN to_timestamp($10::bigint / 1000.0) ELSE expire_time END,"
+     "UPDATE orders.instances SET order_type = coalesce(order_type, $2),"
+     " charging_mode = coalesce(charging_mode, $3), period_type = coalesce(period_type, $4),"
+     " period_number = coalesce(period_number, $5::int), product_id = coalesce(product_id, $6),"
+     " sku_code = coalesce(sku_code, $7), amount = coalesce(amount, $8),"
+     " trial = $9::boolean AND NOT EXISTS (SELECT 1 FROM orders.order_applications a"
+     "   WHERE a.instance_id = $1 AND a.scene = 'TRIAL_TO_FORMAL'),"
+     " expire_time = coalesce(expire_time, to_timestamp($10::bigint / 1000.0)),"
      " order_info = $11::jsonb, order_fetched_at = now(), updated_at = now()"
      " WHERE instance_id = $1 AND state <> 'released'",
-     12},
+     11},
+    /* A later order (order_sync after an upgrade): its plan replaces the old one; expiry stays
+     * with refreshInstance. */
+    {"job_store_plan",
+     "UPDATE orders.instances SET charging_mode = coalesce($2, charging_mode),"
+     " period_type = coalesce($3, period_type), period_number = coalesce($4::int, period_number),"
+     " product_id = coalesce($5, product_id), sku_code = coalesce($6, sku_code),"
+     " amount = coalesce($7, amount), updated_at = now()"
+     " WHERE instance_id = $1 AND state <> 'released'",
+     7},
     {"job_renew",
      "UPDATE orders.jobs SET lease_until = now() + $3::int * interval '1 millisecond',"
      " updated_at = now() WHERE id = $1::bigint AND lease_owner = $2 AND state = 'running'",
@@ -217,19 +226,26 @@ static int fetch_order(runner_t *r, const job_t *job, bool initial)
     char period[16], expire[24];
     snprintf(period, sizeof period, "%d", d.period_number);
     snprintf(expire, sizeof expire, "%lld", (long long)d.expire_ms);
-    const char *p[] = {job->instance_id,
-                       d.order_type,
-                       d.charging_mode,
-                       d.period_type,
-                       d.period_number >= 0 ? period : NULL,
-                       d.product_id,
-                       d.sku_code,
-                       d.amount,
-                       d.trial ? "true" : "false",
-                       d.expire_ms > 0 ? expire : NULL,
-                       d.order_json,
-                       initial ? "true" : "false"};
-    bool ok = exec_ok(r, job->rid, "job_store_order", 12, p, NULL);
+    const char *period_p = d.period_number >= 0 ? period : NULL;
+    bool ok;
+    if (initial) {
+        const char *p[] = {job->instance_id,
+                           d.order_type,
+                           d.charging_mode,
+                           d.period_type,
+                           period_p,
+                           d.product_id,
+                           d.sku_code,
+                           d.amount,
+                           d.trial ? "true" : "false",
+                           d.expire_ms > 0 ? expire : NULL,
+                           d.order_json};
+        ok = exec_ok(r, job->rid, "job_store_order", 11, p, NULL);
+    } else {
+        const char *p[] = {job->instance_id, d.charging_mode, d.period_type, period_p,
+                           d.product_id,     d.sku_code,      d.amount};
+        ok = exec_ok(r, job->rid, "job_store_plan", 7, p, NULL);
+    }
     if (ok)
         log_info(job->rid, "job %s: order %s fetched (type=%s charging=%s product=%s trial=%d)",
                  job->id, job->order_id, d.order_type ? d.order_type : "-",
