@@ -22,6 +22,7 @@ typedef struct item {
     const entry_outcome_t *outcome;
     journal_result_t *result;
     bool done;
+    pthread_cond_t cv;  /* its waiter sleeps here: a batch wakes only its own waiters */
     /* Staged by the writer for one attempt; published only after COMMIT. */
     int dup_of;        /* earlier item of the batch with the same kind and request id, or -1 */
     bool known;        /* already in the trail */
@@ -35,7 +36,6 @@ struct journal {
     journal_config_t cfg;
     pthread_mutex_t mu;
     pthread_cond_t work;    /* the writer waits for records */
-    pthread_cond_t done;    /* the workers wait for their batch */
     item_t *head, *tail;
     bool stopping;
     pthread_t thread;
@@ -522,9 +522,10 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&self->mu);
         self->stats.batches++;
         self->stats.records += (uint64_t)n;
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
             batch[i]->done = true;
-        pthread_cond_broadcast(&self->done);
+            pthread_cond_signal(&batch[i]->cv);
+        }
     }
     pthread_mutex_unlock(&self->mu);
     free(batch);
@@ -542,7 +543,6 @@ journal_t *journal_new(const journal_config_t *cfg)
         self->cfg.statement_timeout_ms = 3000;
     pthread_mutex_init(&self->mu, NULL);
     pthread_cond_init(&self->work, NULL);
-    pthread_cond_init(&self->done, NULL);
     if (pthread_create(&self->thread, NULL, writer_main, self) != 0) {
         log_error(NULL, "audit journal: cannot start the writer thread");
         free((char *)self->cfg.dsn);
@@ -566,7 +566,6 @@ void journal_destroy(journal_t **self_p)
         PQfinish(self->conn);
     pthread_mutex_destroy(&self->mu);
     pthread_cond_destroy(&self->work);
-    pthread_cond_destroy(&self->done);
     free((char *)self->cfg.dsn);
     free(self);
     *self_p = NULL;
@@ -574,6 +573,7 @@ void journal_destroy(journal_t **self_p)
 
 static void append_wait(journal_t *self, item_t *it)
 {
+    pthread_cond_init(&it->cv, NULL);
     pthread_mutex_lock(&self->mu);
     if (self->tail)
         self->tail->next = it;
@@ -582,8 +582,9 @@ static void append_wait(journal_t *self, item_t *it)
     self->tail = it;
     pthread_cond_signal(&self->work);
     while (!it->done)
-        pthread_cond_wait(&self->done, &self->mu);
+        pthread_cond_wait(&it->cv, &self->mu);
     pthread_mutex_unlock(&self->mu);
+    pthread_cond_destroy(&it->cv);
 }
 
 void journal_append_intent(journal_t *self, const entry_intent_t *intent, journal_result_t *out)
