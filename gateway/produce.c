@@ -173,7 +173,9 @@ static void on_service_reply(Kooisv__Reply *reply, void *arg)
     call_t *c = arg;
     const char *svc = dispatch_service_name(c->svc);
     if (!reply) {
-        log_warn(c->rid, "no answer from the %s service in time", svc);
+        log_warn(c->rid, "no answer from the %s service (no replica connected, or none answered "
+                         "within the deadline) after %lld ms",
+                 svc, (long long)((time_mono_us() - c->start_us) / 1000));
         settle(c, "000005", "internal error: %s service unavailable, retry later", svc);
     } else if (!answer_code_known(reply->result_code)) {
         log_error(c->rid, "%s service answered an unknown result code", svc);
@@ -389,8 +391,14 @@ static void check_call(call_t *c, const char *kit_name)
             }
         }
     }
-    if (c->rejected && body && json_is_object(body) && !c->n_res)
-        resources_from_raw(c, body);
+    if (c->rejected && body && json_is_object(body)) {
+        if (!c->n_res)
+            resources_from_raw(c, body);
+        /* The record of a rejected debugging call still says it was one. */
+        const json_t *flag = json_object_get(body, "testFlag");
+        c->env.test_flag = (json_is_string(flag) && strcmp(json_string_value(flag), "1") == 0) ||
+                           (json_is_integer(flag) && json_integer_value(flag) == 1);
+    }
 
     evhttp_clear_headers(&query);
     free(canonical);

@@ -216,10 +216,20 @@ static void handle(void *state, svc_call_t *call)
         svc_call_result(call, "000000", "success");
 }
 
-int main(void)
+/* Name and bind address from FAKESVC_NAME/FAKESVC_BIND, else from the program name
+ * ("kooisv-billing" -> "billing") and KOOISV_BIND, so it can also stand in for a service binary
+ * in a locally started suite. */
+int main(int argc, char **argv)
 {
     name = getenv("FAKESVC_NAME");
     const char *bind = getenv("FAKESVC_BIND");
+    if (!name && argc > 0) {
+        const char *base = strrchr(argv[0], '/');
+        base = base ? base + 1 : argv[0];
+        name = strncmp(base, "kooisv-", 7) == 0 ? base + 7 : NULL;
+    }
+    if (!bind)
+        bind = getenv("KOOISV_BIND");
     log_path = getenv("FAKESVC_LOG");
     control_path = getenv("FAKESVC_CONTROL");
     if (!name || !bind) {
