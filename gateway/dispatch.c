@@ -293,6 +293,7 @@ static void link_resolve(link_t *l)
         l->replicas[i] = l->replicas[--l->n_replicas];
     }
     transport_resolved_free(list, n);
+    link_poke(l); /* connect/disconnect may have consumed the fd's edge */
 }
 
 static void on_resolve(evutil_socket_t fd, short what, void *arg)

@@ -45,7 +45,7 @@ static atomic_ullong connections_refused;
 static atomic_long replicas[SVC__COUNT];
 static atomic_long audit_queue;
 static atomic_ullong audit_lost;
-static atomic_bool serving;
+static atomic_int serving_state; /* 0 starting, 1 serving, 2 stopping */
 
 static size_t activity_index(const char *name)
 {
@@ -124,7 +124,7 @@ void metrics_audit_lost(long n)
 
 void metrics_set_serving(bool on)
 {
-    atomic_store(&serving, on);
+    atomic_store(&serving_state, on ? 1 : 2);
 }
 
 char *metrics_render(void)
@@ -198,7 +198,8 @@ char *metrics_render(void)
             "# HELP kooisv_up 1 while the gateway serves.\n"
             "# TYPE kooisv_up gauge\n"
             "kooisv_up %d\n",
-            atomic_load(&audit_queue), atomic_load(&audit_lost), atomic_load(&serving) ? 1 : 0);
+            atomic_load(&audit_queue), atomic_load(&audit_lost),
+            atomic_load(&serving_state) == 1 ? 1 : 0);
     fclose(f);
     return text;
 }
@@ -210,9 +211,9 @@ char *metrics_health(const char *const endpoints[SVC__COUNT], int *status)
     FILE *f = open_memstream(&text, &len);
     if (!f)
         abort();
-    bool on = atomic_load(&serving);
-    *status = on ? 200 : 503;
-    fprintf(f, "%s\n", on ? "ok" : "stopping");
+    int state = atomic_load(&serving_state);
+    *status = state == 1 ? 200 : 503;
+    fprintf(f, "%s\n", state == 1 ? "ok" : state == 0 ? "starting" : "stopping");
     for (int s = 0; s < SVC__COUNT; s++) {
         if (!endpoints[s] || !*endpoints[s])
             continue;

@@ -25,7 +25,8 @@ long metrics_replicas(service_id_t svc);
 void metrics_audit_queue_add(long delta);
 /* Count an audit record given up on (lost at shutdown or queue overflow). */
 void metrics_audit_lost(long n);
-/* Whether the gateway is serving (healthz answers 503 when not). */
+/* Whether the gateway is serving; healthz answers 503 "starting" before the first call and
+ * 503 "stopping" after serving ends. */
 void metrics_set_serving(bool serving);
 
 /* Prometheus text exposition of every counter. Caller owns the result. */
