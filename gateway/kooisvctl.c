@@ -1,0 +1,706 @@
+/* kooisvctl: the operators' command line over the gateway's admin API (gateway/admin.h).
+ *
+ *   kooisvctl [--env-file PATH] <noun> <verb> [options]     (kooisvctl --help for the list)
+ *
+ * Settings come from the environment, or from --env-file PATH (KEY=VALUE lines, e.g. the local
+ * runner's client env file; its values win over the environment): KOOISV_ADMIN_URL,
+ * KOOISV_OPERATOR_TOKEN or KOOISV_OPERATOR_TOKEN_FILE, KOOISV_CA_FILE. The token is sent as a
+ * bearer token and never printed. Exit status: 0 success, 1 the call failed (or the audit chain
+ * is broken), 2 usage. */
+#include <event2/http.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "httpc.h"
+#include "timeutil.h"
+#include "xmalloc.h"
+
+#define EXIT_FAILED 1
+#define EXIT_USAGE 2
+#define FOLLOW_WAIT_S 25
+
+/* ================================================================ settings */
+
+typedef struct {
+    char *name;
+    char *value;
+} setting_t;
+
+static setting_t *file_settings;
+static size_t n_file_settings;
+
+static const char *setting(const char *name)
+{
+    for (size_t i = 0; i < n_file_settings; i++)
+        if (strcmp(file_settings[i].name, name) == 0)
+            return file_settings[i].value;
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+static int env_file_load(const char *path)
+{
+    char *text = config_read_file(path, NULL);
+    if (!text) {
+        fprintf(stderr, "kooisvctl: cannot read %s\n", path);
+        return -1;
+    }
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        while (*line == ' ' || *line == '\t')
+            line++;
+        size_t n = strlen(line);
+        while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == ' '))
+            line[--n] = '\0';
+        char *eq = strchr(line, '=');
+        if (!*line || *line == '#' || !eq)
+            continue;
+        *eq = '\0';
+        if (strncmp(line, "export ", 7) == 0)
+            line += 7;
+        file_settings = xrealloc(file_settings, (n_file_settings + 1) * sizeof *file_settings);
+        file_settings[n_file_settings].name = xstrdup(line);
+        file_settings[n_file_settings].value = xstrdup(eq + 1);
+        n_file_settings++;
+    }
+    xfree_secret(text, strlen(text));
+    return 0;
+}
+
+/* The operator token: KOOISV_OPERATOR_TOKEN, else the file KOOISV_OPERATOR_TOKEN_FILE names. */
+static char *token_get(void)
+{
+    const char *t = setting("KOOISV_OPERATOR_TOKEN");
+    if (t)
+        return xstrdup(t);
+    const char *path = setting("KOOISV_OPERATOR_TOKEN_FILE");
+    if (!path)
+        return NULL;
+    char *text = config_read_file(path, NULL);
+    if (!text) {
+        fprintf(stderr, "kooisvctl: cannot read KOOISV_OPERATOR_TOKEN_FILE (%s)\n", path);
+        return NULL;
+    }
+    size_t n = strlen(text);
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+        text[--n] = '\0';
+    return text;
+}
+
+/* ================================================================ HTTP */
+
+typedef struct {
+    char *buf;
+    size_t len;
+} strbuf_t;
+
+static void sb_add(strbuf_t *b, const char *s)
+{
+    size_t n = strlen(s);
+    b->buf = xrealloc(b->buf, b->len + n + 1);
+    memcpy(b->buf + b->len, s, n + 1);
+    b->len += n;
+}
+
+/* Append "&name=value" (URL-encoded; "?" for the first). */
+static void add_param(strbuf_t *url, const char *name, const char *value)
+{
+    if (!value)
+        return;
+    sb_add(url, strchr(url->buf, '?') ? "&" : "?");
+    sb_add(url, name);
+    sb_add(url, "=");
+    char *enc = evhttp_uriencode(value, -1, 0);
+    sb_add(url, enc);
+    free(enc);
+}
+
+/* Append "/" + the URL-encoded path segment. */
+static void add_segment(strbuf_t *url, const char *seg)
+{
+    char *enc = evhttp_uriencode(seg, -1, 0);
+    sb_add(url, "/");
+    sb_add(url, enc);
+    free(enc);
+}
+
+static strbuf_t url_start(const char *path)
+{
+    strbuf_t url = {0};
+    const char *base = setting("KOOISV_ADMIN_URL");
+    sb_add(&url, base ? base : "https://127.0.0.1:8444");
+    while (url.len > 0 && url.buf[url.len - 1] == '/')
+        url.buf[--url.len] = '\0';
+    sb_add(&url, path);
+    return url;
+}
+
+/* One admin call; returns the HTTP status (0 when no answer; reason on stderr). */
+static int admin_call(const char *method, const char *url, const char *body, int timeout_ms,
+                      httpc_response_t *out)
+{
+    memset(out, 0, sizeof *out);
+    char *token = token_get();
+    if (!token) {
+        fprintf(stderr, "kooisvctl: no operator token: set KOOISV_OPERATOR_TOKEN or "
+                        "KOOISV_OPERATOR_TOKEN_FILE (or use --env-file)\n");
+        return 0;
+    }
+    char *auth = xasprintf("Authorization: Bearer %s", token);
+    const char *headers[] = {auth, "Accept: application/json", body ? "Content-Type: application/json" : NULL, NULL};
+    httpc_options_t opt = {.ca_file = setting("KOOISV_CA_FILE"), .verify_peer = 1,
+                           .timeout_ms = timeout_ms};
+    int rc = httpc_request(method, url, headers, body, body ? strlen(body) : 0, &opt, out);
+    xfree_secret(auth, strlen(auth));
+    xfree_secret(token, strlen(token));
+    if (rc != 0 || out->status == 0) {
+        fprintf(stderr, "kooisvctl: %s: %s\n", url, out->error[0] ? out->error : "no answer");
+        return 0;
+    }
+    return out->status;
+}
+
+/* Report a failed answer on stderr: its JSON error, request id and status. */
+static int report_failure(httpc_response_t *r)
+{
+    json_error_t err;
+    json_t *doc = r->body ? json_loadb(r->body, r->body_len, 0, &err) : NULL;
+    const char *msg = json_string_value(json_object_get(doc, "error"));
+    const char *rid = httpc_header(r, "X-Request-Id");
+    fprintf(stderr, "kooisvctl: HTTP %d: %s%s%s%s\n", r->status, msg ? msg : "error",
+            rid ? " (request " : "", rid ? rid : "", rid ? ")" : "");
+    json_decref(doc);
+    return EXIT_FAILED;
+}
+
+static json_t *body_json(const httpc_response_t *r)
+{
+    json_error_t err;
+    json_t *doc = json_loadb(r->body, r->body_len, 0, &err);
+    if (!doc)
+        fprintf(stderr, "kooisvctl: the answer is not JSON: %s\n", err.text);
+    return doc;
+}
+
+/* ================================================================ options */
+
+typedef struct {
+    const char *flag;   /* "--from" */
+    const char *param;  /* query parameter it sets, or NULL for a local switch */
+    bool has_arg;
+    const char *help;
+} opt_t;
+
+typedef struct {
+    const char *values[16];  /* by option index */
+    bool set[16];
+    const char *pos[2];
+    int npos;
+} args_t;
+
+typedef struct cmd {
+    const char *noun, *verb;
+    const char *usage;          /* positional part, e.g. "ID" */
+    int npos;
+    const char *summary;
+    const opt_t *opts;
+    int (*run)(const struct cmd *cmd, args_t *a);
+    const char *method;         /* generic commands */
+    const char *path;           /* with %s for the positional arguments, in order */
+} cmd_t;
+
+static int opt_index(const cmd_t *c, const char *flag)
+{
+    for (int i = 0; c->opts && c->opts[i].flag; i++)
+        if (strcmp(c->opts[i].flag, flag) == 0)
+            return i;
+    return -1;
+}
+
+static const char *opt_value(const cmd_t *c, const args_t *a, const char *flag)
+{
+    int i = opt_index(c, flag);
+    return i >= 0 && a->set[i] ? (a->values[i] ? a->values[i] : "") : NULL;
+}
+
+static void cmd_help(const cmd_t *c, FILE *f)
+{
+    fprintf(f, "usage: kooisvctl %s %s%s%s [options]\n\n%s\n", c->noun, c->verb,
+            c->usage ? " " : "", c->usage ? c->usage : "", c->summary);
+    if (c->opts && c->opts[0].flag) {
+        fprintf(f, "\noptions:\n");
+        for (int i = 0; c->opts[i].flag; i++)
+            fprintf(f, "  %-14s %s\n", c->opts[i].flag, c->opts[i].help);
+    }
+}
+
+/* ================================================================ audit output */
+
+static const char *str(json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "";
+}
+
+static void print_entry_header(void)
+{
+    printf("%-8s %-24s %-10s %-22s %-30s %-16s %-7s %s\n", "SEQ", "TIME (UTC)", "CALLER",
+           "EVENT", "RESOURCES", "SOURCE", "RESULT", "MS");
+}
+
+static void print_entry(json_t *e)
+{
+    char caller[64], resources[256] = "";
+    json_t *c = json_object_get(e, "caller");
+    snprintf(caller, sizeof caller, "%s:%s", str(c, "kind"), str(c, "id"));
+    size_t i;
+    json_t *r;
+    size_t off = 0;
+    json_array_foreach(json_object_get(e, "resources"), i, r)
+    {
+        int n = snprintf(resources + off, sizeof resources - off, "%s%s:%s", i ? "," : "",
+                         str(r, "kind"), str(r, "id"));
+        if (n < 0 || (size_t)n >= sizeof resources - off)
+            break;
+        off += (size_t)n;
+    }
+    json_t *o = json_object_get(e, "outcome");
+    char result[32] = "pending", ms[32] = "";
+    if (json_is_object(o)) {
+        snprintf(result, sizeof result, "%s", str(o, "result_code"));
+        snprintf(ms, sizeof ms, "%.1f",
+                 (double)json_integer_value(json_object_get(o, "latency_us")) / 1000.0);
+    }
+    const char *reject = str(e, "reject_reason");
+    printf("%-8lld %-24s %-10s %-22s %-30s %-16s %-7s %s%s%s\n",
+           (long long)json_integer_value(json_object_get(e, "seq")), str(e, "time"), caller,
+           str(e, "event"), *resources ? resources : "-", str(e, "source"), result, ms,
+           *reject ? "  rejected: " : "", reject);
+}
+
+static const opt_t filter_opts[] = {
+    {"--from", "from", true, "from this time (ISO-8601 or epoch ms), inclusive"},
+    {"--to", "to", true, "up to this time, exclusive"},
+    {"--event", "event", true, "event type (trailing * = prefix, e.g. admin.*)"},
+    {"--resource", "resource", true, "resource id (instance, tenant, app, ...)"},
+    {"--caller", "caller", true, "caller id (key id or operator name)"},
+    {"--source", "source", true, "source address (trailing * = prefix)"},
+    {"--result", "result", true, "result code, e.g. 000001"},
+    {"--request-id", "request_id", true, "one request"},
+    {"--limit", "limit", true, "entries per page, 1..1000"},
+    {"--before", "before", true, "page cursor: entries older than this seq"},
+    {"--csv", NULL, false, "print CSV"},
+    {"--json", NULL, false, "print the JSON answer"},
+    {NULL, NULL, false, NULL},
+};
+
+static void add_opt_params(const cmd_t *c, const args_t *a, strbuf_t *url)
+{
+    for (int i = 0; c->opts && c->opts[i].flag; i++)
+        if (c->opts[i].param && a->set[i])
+            add_param(url, c->opts[i].param, a->values[i]);
+}
+
+static int run_audit_query(const cmd_t *c, args_t *a)
+{
+    strbuf_t url = url_start("/v1/audit");
+    add_opt_params(c, a, &url);
+    bool csv = opt_value(c, a, "--csv") != NULL;
+    if (csv)
+        add_param(&url, "format", "csv");
+    httpc_response_t r;
+    int status = admin_call("GET", url.buf, NULL, 15000, &r);
+    free(url.buf);
+    int rc = 0;
+    if (status != 200) {
+        rc = status ? report_failure(&r) : EXIT_FAILED;
+    } else if (csv || opt_value(c, a, "--json")) {
+        fwrite(r.body, 1, r.body_len, stdout);
+    } else {
+        json_t *doc = body_json(&r);
+        if (!doc) {
+            rc = EXIT_FAILED;
+        } else {
+            print_entry_header();
+            size_t i;
+            json_t *e;
+            json_array_foreach(json_object_get(doc, "entries"), i, e) print_entry(e);
+            json_t *next = json_object_get(doc, "next_before");
+            if (json_is_integer(next))
+                printf("(more: --before %lld)\n", (long long)json_integer_value(next));
+            json_decref(doc);
+        }
+    }
+    httpc_response_free(&r);
+    return rc;
+}
+
+static int run_audit_tail(const cmd_t *c, args_t *a)
+{
+    strbuf_t url = url_start("/v1/audit");
+    const char *limit = opt_value(c, a, "--limit");
+    add_param(&url, "limit", limit ? limit : "20");
+    const char *filters[] = {"--event", "--resource", "--caller", "--source", "--result"};
+    for (size_t i = 0; i < sizeof filters / sizeof *filters; i++)
+        add_param(&url, c->opts[opt_index(c, filters[i])].param, opt_value(c, a, filters[i]));
+    httpc_response_t r;
+    int status = admin_call("GET", url.buf, NULL, 15000, &r);
+    free(url.buf);
+    if (status != 200) {
+        int rc = status ? report_failure(&r) : EXIT_FAILED;
+        httpc_response_free(&r);
+        return rc;
+    }
+    json_t *doc = body_json(&r);
+    httpc_response_free(&r);
+    if (!doc)
+        return EXIT_FAILED;
+    print_entry_header();
+    json_t *entries = json_object_get(doc, "entries");
+    for (size_t i = json_array_size(entries); i > 0; i--) /* oldest first, like tail */
+        print_entry(json_array_get(entries, i - 1));
+    json_int_t cursor = json_integer_value(json_object_get(doc, "head_seq"));
+    json_decref(doc);
+    fflush(stdout);
+    if (!opt_value(c, a, "--follow"))
+        return 0;
+    for (;;) {
+        url = url_start("/v1/audit/follow");
+        char after[24], wait[8];
+        snprintf(after, sizeof after, "%lld", (long long)cursor);
+        snprintf(wait, sizeof wait, "%d", FOLLOW_WAIT_S);
+        add_param(&url, "after", after);
+        add_param(&url, "wait", wait);
+        for (size_t i = 0; i < sizeof filters / sizeof *filters; i++)
+            add_param(&url, c->opts[opt_index(c, filters[i])].param, opt_value(c, a, filters[i]));
+        status = admin_call("GET", url.buf, NULL, (FOLLOW_WAIT_S + 15) * 1000, &r);
+        free(url.buf);
+        if (status != 200) {
+            int rc = status ? report_failure(&r) : EXIT_FAILED;
+            httpc_response_free(&r);
+            return rc;
+        }
+        doc = body_json(&r);
+        httpc_response_free(&r);
+        if (!doc)
+            return EXIT_FAILED;
+        size_t i;
+        json_t *e;
+        json_array_foreach(json_object_get(doc, "entries"), i, e) print_entry(e);
+        fflush(stdout);
+        json_int_t next = json_integer_value(json_object_get(doc, "next_after"));
+        if (next > cursor)
+            cursor = next;
+        json_decref(doc);
+    }
+}
+
+static int run_audit_verify(const cmd_t *c, args_t *a)
+{
+    const char *from = opt_value(c, a, "--from-seq");
+    long long checked = 0;
+    char next[24];
+    snprintf(next, sizeof next, "%s", from ? from : "1");
+    for (;;) {
+        strbuf_t url = url_start("/v1/audit/verify");
+        add_param(&url, "from_seq", next);
+        httpc_response_t r;
+        int status = admin_call("POST", url.buf, "{}", 70000, &r);
+        free(url.buf);
+        if (status != 200) {
+            int rc = status ? report_failure(&r) : EXIT_FAILED;
+            httpc_response_free(&r);
+            return rc;
+        }
+        json_t *doc = body_json(&r);
+        httpc_response_free(&r);
+        if (!doc)
+            return EXIT_FAILED;
+        checked += json_integer_value(json_object_get(doc, "checked"));
+        bool ok = json_is_true(json_object_get(doc, "ok"));
+        if (opt_value(c, a, "--json")) {
+            char *text = json_dumps(doc, JSON_INDENT(2));
+            printf("%s\n", text);
+            free(text);
+        }
+        if (!ok) {
+            printf("BROKEN at seq %lld: %s: %s\n",
+                   (long long)json_integer_value(json_object_get(doc, "first_bad_seq")),
+                   str(doc, "problem"), str(doc, "detail"));
+            json_decref(doc);
+            return EXIT_FAILED;
+        }
+        if (json_is_true(json_object_get(doc, "complete"))) {
+            printf("OK: %lld entries verified; head seq %lld hash %s\n", checked,
+                   (long long)json_integer_value(json_object_get(doc, "head_seq")),
+                   str(doc, "head_hash"));
+            json_decref(doc);
+            return 0;
+        }
+        snprintf(next, sizeof next, "%lld",
+                 (long long)json_integer_value(json_object_get(doc, "next_seq")));
+        json_decref(doc);
+    }
+}
+
+static int run_audit_export(const cmd_t *c, args_t *a)
+{
+    const char *from = opt_value(c, a, "--from"), *to = opt_value(c, a, "--to");
+    if (!from || !to) {
+        fprintf(stderr, "kooisvctl: audit export needs --from and --to\n");
+        return EXIT_USAGE;
+    }
+    strbuf_t url = url_start("/v1/audit/export");
+    add_param(&url, "from", from);
+    add_param(&url, "to", to);
+    add_param(&url, "format", opt_value(c, a, "--json") ? "json" : "csv");
+    httpc_response_t r;
+    int status = admin_call("GET", url.buf, NULL, 300000, &r);
+    free(url.buf);
+    int rc = 0;
+    if (status != 200) {
+        rc = status ? report_failure(&r) : EXIT_FAILED;
+    } else {
+        const char *path = opt_value(c, a, "-o");
+        FILE *f = path ? fopen(path, "wb") : stdout;
+        if (!f || fwrite(r.body, 1, r.body_len, f) != r.body_len || (path && fclose(f) != 0)) {
+            fprintf(stderr, "kooisvctl: cannot write %s\n", path ? path : "stdout");
+            rc = EXIT_FAILED;
+        }
+    }
+    httpc_response_free(&r);
+    return rc;
+}
+
+/* Service look-ups and actions: the path with the positional arguments, options as query
+ * parameters, the answer's JSON pretty-printed. */
+static int run_generic(const cmd_t *c, args_t *a)
+{
+    strbuf_t url = url_start("");
+    const char *p = c->path;
+    int next_pos = 0;
+    while (*p) {
+        const char *slash = strchr(p + 1, '/');
+        size_t n = slash ? (size_t)(slash - p) : strlen(p);
+        if (n == 3 && strncmp(p, "/%s", 3) == 0) {
+            add_segment(&url, a->pos[next_pos++]);
+        } else {
+            char *part = xstrndup(p, n);
+            sb_add(&url, part);
+            free(part);
+        }
+        p += n;
+    }
+    add_opt_params(c, a, &url);
+    httpc_response_t r;
+    int status = admin_call(c->method, url.buf, strcmp(c->method, "POST") == 0 ? "{}" : NULL,
+                            15000, &r);
+    free(url.buf);
+    int rc = 0;
+    if (status != 200) {
+        rc = status ? report_failure(&r) : EXIT_FAILED;
+    } else {
+        json_t *doc = body_json(&r);
+        if (!doc) {
+            rc = EXIT_FAILED;
+        } else {
+            char *text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+            printf("%s\n", text);
+            free(text);
+            json_decref(doc);
+        }
+    }
+    httpc_response_free(&r);
+    return rc;
+}
+
+/* ================================================================ commands */
+
+static const opt_t tail_opts[] = {
+    {"--follow", NULL, false, "keep printing new entries as they are recorded"},
+    {"--limit", "limit", true, "entries shown first (default 20)"},
+    {"--event", "event", true, "event type (trailing * = prefix)"},
+    {"--resource", "resource", true, "resource id"},
+    {"--caller", "caller", true, "caller id"},
+    {"--source", "source", true, "source address"},
+    {"--result", "result", true, "result code"},
+    {NULL, NULL, false, NULL},
+};
+static const opt_t verify_opts[] = {
+    {"--from-seq", NULL, true, "start at this seq (default 1: the whole chain)"},
+    {"--json", NULL, false, "also print each JSON answer"},
+    {NULL, NULL, false, NULL},
+};
+static const opt_t export_opts[] = {
+    {"--from", NULL, true, "from this time (ISO-8601 or epoch ms) [required]"},
+    {"--to", NULL, true, "up to this time, exclusive [required]"},
+    {"--csv", NULL, false, "CSV (the default)"},
+    {"--json", NULL, false, "a JSON array instead of CSV"},
+    {"-o", NULL, true, "write to this file instead of stdout"},
+    {NULL, NULL, false, NULL},
+};
+static const opt_t list_opts[] = {
+    {"--state", "state", true, "provisioning | active | frozen | released"},
+    {"--limit", "limit", true, "instances per page"},
+    {"--before", "before", true, "page cursor (nextBefore of the previous page)"},
+    {NULL, NULL, false, NULL},
+};
+static const opt_t limit_opts[] = {
+    {"--limit", "limit", true, "at most this many"},
+    {NULL, NULL, false, NULL},
+};
+static const opt_t orgs_opts[] = {
+    {"--instance", "instance", true, "instance id (empty for seller-console tests)"},
+    {NULL, NULL, false, NULL},
+};
+static const opt_t users_opts[] = {
+    {"--instance", "instance", true, "instance id"},
+    {"--app", "app", true, "application id"},
+    {NULL, NULL, false, NULL},
+};
+static const opt_t secret_opts[] = {
+    {"--instance", "instance", true, "instance id"},
+    {"--tenant", "tenant", true, "tenant id"},
+    {NULL, NULL, false, NULL},
+};
+static const opt_t no_opts[] = {{NULL, NULL, false, NULL}};
+
+static const cmd_t commands[] = {
+    {"audit", "query", NULL, 0, "Audit entries, newest first (intent and outcome merged).",
+     filter_opts, run_audit_query, NULL, NULL},
+    {"audit", "tail", NULL, 0, "The latest audit entries, oldest first; --follow keeps going.",
+     tail_opts, run_audit_tail, NULL, NULL},
+    {"audit", "verify", NULL, 0,
+     "Walk the hash chain; exit 1 and name the first modified, removed or inserted entry.",
+     verify_opts, run_audit_verify, NULL, NULL},
+    {"audit", "export", NULL, 0, "Every entry of a time range as CSV (or JSON).", export_opts,
+     run_audit_export, NULL, NULL},
+    {"instance", "get", "ID", 1, "One instance with its history, orders, jobs and licenses.",
+     no_opts, run_generic, "GET", "/v1/instances/%s"},
+    {"instance", "list", NULL, 0, "Instances, newest first.", list_opts, run_generic, "GET",
+     "/v1/instances"},
+    {"jobs", "failed", NULL, 0, "Provisioning jobs that failed or keep failing.", limit_opts,
+     run_generic, "GET", "/v1/jobs/failed"},
+    {"jobs", "redrive", "ID", 1, "Run a failed job again.", no_opts, run_generic, "POST",
+     "/v1/jobs/%s/redrive"},
+    {"tenant", "orgs", "TENANT", 1, "A tenant's organisation tree.", orgs_opts, run_generic,
+     "GET", "/v1/tenants/%s/orgs"},
+    {"tenant", "users", "TENANT", 1, "A tenant's application users and roles.", users_opts,
+     run_generic, "GET", "/v1/tenants/%s/users"},
+    {"app", "secret", "APP", 1, "An application's client secret (admin role only).",
+     secret_opts, run_generic, "GET", "/v1/apps/%s/secret"},
+    {"outbox", "failed", NULL, 0, "Undelivered outbox events of every service.", limit_opts,
+     run_generic, "GET", "/v1/outbox/failed"},
+    {"outbox", "redrive", "SERVICE ID", 2, "Deliver an outbox event again.", no_opts,
+     run_generic, "POST", "/v1/outbox/%s/%s/redrive"},
+};
+#define N_COMMANDS (sizeof commands / sizeof *commands)
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: kooisvctl [--env-file PATH] <noun> <verb> [arguments] [options]\n"
+            "       kooisvctl <noun> <verb> --help\n\n"
+            "The operators' command line over the kooisv admin API.\n\ncommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        char head[64];
+        snprintf(head, sizeof head, "%s %s%s%s", commands[i].noun, commands[i].verb,
+                 commands[i].usage ? " " : "", commands[i].usage ? commands[i].usage : "");
+        fprintf(f, "  %-26s %s\n", head, commands[i].summary);
+    }
+    fprintf(f,
+            "\nsettings (environment, or --env-file PATH with KEY=VALUE lines that win):\n"
+            "  KOOISV_ADMIN_URL            admin API base URL [default: https://127.0.0.1:8444]\n"
+            "  KOOISV_OPERATOR_TOKEN       bearer token (or KOOISV_OPERATOR_TOKEN_FILE)\n"
+            "  KOOISV_CA_FILE              CA bundle to verify the admin API's certificate\n"
+            "\nTimes are ISO-8601 (2026-11-28, 2026-11-28T10:00:00Z, ...+08:00) or epoch ms.\n"
+            "Exit status: 0 success, 1 failure (or a broken audit chain), 2 usage.\n");
+}
+
+int main(int argc, char **argv)
+{
+    int i = 1;
+    while (i < argc && argv[i][0] == '-') {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--env-file") == 0 && i + 1 < argc) {
+            if (env_file_load(argv[i + 1]) != 0)
+                return EXIT_USAGE;
+            i += 2;
+            continue;
+        }
+        fprintf(stderr, "kooisvctl: unknown option %s (try --help)\n", argv[i]);
+        return EXIT_USAGE;
+    }
+    if (argc - i < 1) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *noun = argv[i], *verb = argc - i >= 2 ? argv[i + 1] : NULL;
+    const cmd_t *cmd = NULL;
+    bool noun_known = false;
+    for (size_t k = 0; k < N_COMMANDS; k++) {
+        if (strcmp(commands[k].noun, noun) != 0)
+            continue;
+        noun_known = true;
+        if (verb && strcmp(commands[k].verb, verb) == 0)
+            cmd = &commands[k];
+    }
+    if (!cmd) {
+        if (noun_known && (!verb || strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0)) {
+            FILE *f = verb ? stdout : stderr;
+            fprintf(f, "kooisvctl %s verbs:\n", noun);
+            for (size_t k = 0; k < N_COMMANDS; k++)
+                if (strcmp(commands[k].noun, noun) == 0)
+                    fprintf(f, "  %-8s %s\n", commands[k].verb, commands[k].summary);
+            return verb ? 0 : EXIT_USAGE;
+        }
+        fprintf(stderr, "kooisvctl: unknown command '%s%s%s' (try --help)\n", noun,
+                verb ? " " : "", verb ? verb : "");
+        return EXIT_USAGE;
+    }
+    args_t a = {0};
+    for (i += 2; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            cmd_help(cmd, stdout);
+            return 0;
+        }
+        if (arg[0] == '-' && arg[1]) {
+            int k = opt_index(cmd, arg);
+            if (k < 0) {
+                fprintf(stderr, "kooisvctl: %s %s: unknown option %s\n", cmd->noun, cmd->verb,
+                        arg);
+                cmd_help(cmd, stderr);
+                return EXIT_USAGE;
+            }
+            if (cmd->opts[k].has_arg) {
+                if (i + 1 >= argc) {
+                    fprintf(stderr, "kooisvctl: %s needs a value\n", arg);
+                    return EXIT_USAGE;
+                }
+                a.values[k] = argv[++i];
+            }
+            a.set[k] = true;
+            continue;
+        }
+        if (a.npos >= cmd->npos) {
+            fprintf(stderr, "kooisvctl: %s %s: unexpected argument '%s'\n", cmd->noun,
+                    cmd->verb, arg);
+            return EXIT_USAGE;
+        }
+        a.pos[a.npos++] = arg;
+    }
+    if (a.npos != cmd->npos) {
+        fprintf(stderr, "kooisvctl: %s %s needs %s\n", cmd->noun, cmd->verb, cmd->usage);
+        return EXIT_USAGE;
+    }
+    return cmd->run(cmd, &a);
+}
