@@ -43,8 +43,13 @@ password_ok() {
 
 admin_pw_file=${KOOISV_PG_ADMIN_PASSWORD_FILE:-$secrets/pg-super.password}
 [ -r "$admin_pw_file" ] || die "cannot read the administrator password file $admin_pw_file"
-for r in kooisv_order kooisv_tenant kooisv_app kooisv_billing kooisv_audit kooisv_auditor; do
+for r in kooisv_order kooisv_tenant kooisv_app kooisv_billing kooisv_audit kooisv_auditor \
+    kooisv_audit_owner; do
     f=$secrets/pg-$r.password
+    if [ "$r" = kooisv_audit_owner ] && [ ! -e "$f" ]; then
+        echo "db-init: no $f: kooisv_audit_owner stays NOLOGIN (apply the audit migrations by hand)"
+        continue
+    fi
     [ -r "$f" ] || die "cannot read $f"
     why=$(password_ok "$(head -n 1 "$f")" "$r") || die "$f: weak password: $why"
 done
@@ -59,10 +64,11 @@ printf '*:*:*:%s:%s\n' "$(printf '%s' "$PGUSER" | sed 's/[\\:]/\\&/g')" \
 
 psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 
+# Wall-clock bound: one attempt may itself take seconds (DNS, connect_timeout).
 wait_s=${KOOISV_DB_INIT_WAIT:-60}
-for ((i = 0; ; i++)); do
+while :; do
     if err=$(psql_admin -d postgres -Atc 'SELECT 1' 2>&1 >/dev/null); then break; fi
-    ((i < wait_s)) || die "PostgreSQL at $PGHOST:$PGPORT not reachable: $err"
+    ((SECONDS < wait_s)) || die "PostgreSQL at $PGHOST:$PGPORT not reachable after ${wait_s}s: $err"
     sleep 1
 done
 echo "db-init: connected to $PGHOST:$PGPORT as $PGUSER (sslmode=$PGSSLMODE)"

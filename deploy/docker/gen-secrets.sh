@@ -28,7 +28,8 @@
 #   pg-ca.crt                    CA the services trust for PostgreSQL (a managed service's CA)
 #   pg-super.password            PostgreSQL superuser (db-init and the postgres container only)
 #   pg-kooisv_<role>.password    per-role login passwords (db-init sets them)
-#   pg-kooisv_<svc>.dsn          each service's libpq connection string
+#   pg-kooisv_<svc>.dsn          each service's libpq connection string (audit also uses
+#                                pg-kooisv_audit_owner.dsn to apply its migrations)
 set -euo pipefail
 umask 077
 
@@ -39,8 +40,10 @@ pg_port=${KOOISV_PG_PORT:-5432}
 pg_db=${KOOISV_PG_DATABASE:-kooisv}
 pg_sslmode=${KOOISV_PG_SSLMODE:-verify-full}
 gw_san="DNS:localhost,IP:127.0.0.1,DNS:gateway${KOOISV_TLS_SAN:+,$KOOISV_TLS_SAN}"
-services=(order tenant app audit billing)
-roles=(kooisv_order kooisv_tenant kooisv_app kooisv_billing kooisv_audit kooisv_auditor)
+# DSN per login role a process uses: the five services, and the audit schema's owner, as which
+# the audit service applies its migrations (KOOISV_PG_MIGRATE_DSN).
+dsn_roles=(order tenant app audit billing audit_owner)
+roles=(kooisv_order kooisv_tenant kooisv_app kooisv_billing kooisv_audit kooisv_audit_owner kooisv_auditor)
 
 command -v openssl >/dev/null || { echo "gen-secrets.sh: openssl is required" >&2; exit 1; }
 mkdir -p "$dir"
@@ -144,10 +147,10 @@ leaf pg-server.crt pg-server.key "$pg_host" "DNS:$pg_host,DNS:localhost"
 [[ -s $dir/pg-ca.crt ]] || { cp "$dir/ca.crt" "$dir/pg-ca.crt"; say "created pg-ca.crt (the dev CA)"; }
 
 # ---- connection strings: rewritten every run so host/port/sslmode changes apply ----
-for s in "${services[@]}"; do
+for s in "${dsn_roles[@]}"; do
     pw=$(head -n 1 "$dir/pg-kooisv_$s.password")
     printf 'host=%s port=%s dbname=%s user=kooisv_%s password=%s sslmode=%s sslrootcert=/run/secrets/pg-ca.crt connect_timeout=5 application_name=kooisv-%s\n' \
-        "$pg_host" "$pg_port" "$pg_db" "$s" "$pw" "$pg_sslmode" "$s" >"$dir/pg-kooisv_$s.dsn.tmp"
+        "$pg_host" "$pg_port" "$pg_db" "$s" "$pw" "$pg_sslmode" "${s/_/-}" >"$dir/pg-kooisv_$s.dsn.tmp"
     if cmp -s "$dir/pg-kooisv_$s.dsn.tmp" "$dir/pg-kooisv_$s.dsn"; then
         rm -f "$dir/pg-kooisv_$s.dsn.tmp"
     else
