@@ -125,19 +125,22 @@ static bool has_app_info(void *arg)
     return app != NULL;
 }
 
+/* Every gateway thread has its own connection to the service, each reconnecting on its own:
+ * only a run of answers in a row says that all of them are back. */
 static bool service_answers(void *arg)
 {
-    (void)arg;
+    int *in_a_row = arg;
     json_t *info = query_tolerant("probe-none");
     json_decref(info);
-    return info != NULL;
+    *in_a_row = info ? *in_a_row + 1 : 0;
+    return *in_a_row >= 20;
 }
 
 void ot_wait_service(int timeout_ms)
 {
-    if (!kc_wait(timeout_ms, 100, service_answers, NULL))
-        fail_msg("the order service is not reachable through the gateway after %d ms",
-                 timeout_ms);
+    int in_a_row = 0;
+    if (!kc_wait(timeout_ms, 20, service_answers, &in_a_row))
+        fail_msg("the order service is not reachable through the gateway after %d ms", timeout_ms);
 }
 
 json_t *ot_wait_provisioned(const char *id, int timeout_ms)

@@ -156,6 +156,15 @@ static void test_failed_job_redrive(void **state)
     assert_null(strstr(r.body, "password_sealed"));
     assert_null(strstr(r.body, "user_name_sealed"));
     kresp_free(&r);
+    /* Listing with a state filter and a limit. */
+    assert_int_equal(kc_admin("GET", "/v1/instances?state=active&limit=5", token, NULL, &r), 0);
+    if (r.status != 200 || !strstr(r.body, "\"instances\"") ||
+        strstr(r.body, "\"state\":\"released\""))
+        fail_msg("instance list: %d %s", r.status, r.body);
+    kresp_free(&r);
+    assert_int_equal(kc_admin("GET", "/v1/instances?state=bogus", token, NULL, &r), 0);
+    assert_true(r.status >= 400 && r.status < 500);
+    kresp_free(&r);
     /* Not for auditors. */
     const char *auditor = suite_get("KOOISV_AUDITOR_TOKEN");
     if (auditor) {
