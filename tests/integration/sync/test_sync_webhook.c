@@ -46,6 +46,43 @@ static char *read_all(const char *path)
     return buf;
 }
 
+/* The gateway reconnects to a restarted service within about a second (ZMQ_IMMEDIATE: calls
+ * fail fast meanwhile): wait until a harmless call (a delete of nothing) goes through. */
+typedef struct {
+    const char *name;
+} probe_t;
+
+static bool probe_ok(void *arg)
+{
+    probe_t *p = arg;
+    const char *body = strcmp(p->name, "tenantSync") == 0
+                           ? "{\"instanceId\":\"probe\",\"tenantId\":\"probe\",\"flag\":0}"
+                           : "{\"instanceId\":\"probe\",\"tenantId\":\"probe\",\"appId\":"
+                             "\"probe\",\"flag\":0}";
+    kresp_t r;
+    kc_kit(p->name, body, &r);
+    bool ok = r.code && strcmp(r.code, "000000") == 0;
+    kresp_free(&r);
+    return ok;
+}
+
+static void wait_reachable(void)
+{
+    probe_t t = {"tenantSync"}, a = {"applicationSync"};
+    if (!kc_wait(15000, 200, probe_ok, &t) || !kc_wait(15000, 200, probe_ok, &a))
+        fail_msg("tenant or app service not reachable through the gateway after a restart");
+}
+
+static void clear_fault(void)
+{
+    kresp_t r;
+    kc_emulator("POST", "/_emulator/faults",
+                "{\"path\":\"webhook/sync\",\"mode\":\"error\",\"count\":0}", &r);
+    if (r.status != 200)
+        fail_msg("cannot clear the webhook fault: %s", r.body);
+    kresp_free(&r);
+}
+
 /* Write original + extra into <suite>/env/<proc>.env and restart proc. */
 static void configure(const char *extra)
 {
@@ -64,6 +101,7 @@ static void configure(const char *extra)
         if (kc_suite("restart", procs[i]) != 0)
             fail_msg("suite.sh restart %s failed", procs[i]);
     }
+    wait_reachable();
 }
 
 static char *webhook_settings(void)
@@ -107,9 +145,7 @@ static int group_teardown(void **state)
         saved_env[i] = NULL;
         kc_suite("restart", procs[i]);
     }
-    kresp_t r;
-    kc_emulator("POST", "/_emulator/faults", "{\"path\":\"webhook/sync\",\"count\":0}", &r);
-    kresp_free(&r);
+    clear_fault();
     return 0;
 }
 
@@ -267,9 +303,7 @@ static void fail_then_redrive(const char *svc, const char *schema, const char *t
     free(json);
     assert_int_equal(webhook_calls_with(needle), 0);
 
-    kresp_t r;
-    kc_emulator("POST", "/_emulator/faults", "{\"path\":\"webhook/sync\",\"count\":0}", &r);
-    kresp_free(&r);
+    clear_fault();
     char id[32];
     snprintf(id, sizeof id, "%ld", first_outbox_id(schema, tenant));
     code = admin_rpc(svc, "operator", "outbox.redrive", &json, "id", id, NULL);
@@ -325,8 +359,7 @@ static void test_failures_and_redrive(void **state)
                               1, p),
                      1);
     wait_status("apps", t2, "failed", 15000);
-    kc_emulator("POST", "/_emulator/faults", "{\"path\":\"webhook/sync\",\"count\":0}", &r);
-    kresp_free(&r);
+    clear_fault();
     char id[32];
     snprintf(id, sizeof id, "%ld", first_outbox_id("apps", t2));
     char *json = NULL;
@@ -355,9 +388,9 @@ static void test_survives_kill(void **state)
                               inst, tenant);
     assert_kit(a, "000000", NULL);
     assert_int_equal(kc_suite("kill", "tenant"), 0);
-    kc_emulator("POST", "/_emulator/faults", "{\"path\":\"webhook/sync\",\"count\":0}", &r);
-    kresp_free(&r);
+    clear_fault();
     assert_int_equal(kc_suite("start-svc", "tenant"), 0);
+    wait_reachable();
     /* at most the 60 s claim lease when it died in the middle of a post */
     wait_status("tenants", tenant, "delivered", 75000);
     assert_true(webhook_calls_with(tenant) >= 1);
