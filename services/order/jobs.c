@@ -423,7 +423,9 @@ static int run_one(runner_t *r)
         finish_job(r, &job, "cancelled");
         return 1;
     }
-    if (strcmp(job.kind, "provision") == 0)
+    if (strcmp(job.kind, "provision") == 0 && inst.state != INSTANCE_PROVISIONING)
+        finish_job(r, &job, "done"); /* provisioned already: never a second set of credentials */
+    else if (strcmp(job.kind, "provision") == 0)
         run_provision(r, &job, &inst);
     else
         run_order_sync(r, &job);
