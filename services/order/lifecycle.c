@@ -44,7 +44,7 @@ const pg_stmt_t lifecycle_stmts[] = {
      "SELECT state, to_char(expire_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
      " product_id FROM orders.instances WHERE instance_id = $1 FOR UPDATE",
      1},
-    {"instance_state", "SELECT state, product_id FROM orders.instances WHERE instance_id = $1", 1},
+    {"instance_state", "SELECT state FROM orders.instances WHERE instance_id = $1", 1},
     {"instance_set_state",
      "UPDATE orders.instances SET state = $2, updated_at = now(),"
      " released_at = CASE WHEN $2 = 'released' THEN now() ELSE released_at END"
