@@ -494,6 +494,69 @@ static void test_auth_concurrent_duplicates(void **state)
     free(tenant);
 }
 
+/* The operators' HTTPS admin API reaches these look-ups; app.secret only with the admin role. */
+static void test_admin_api(void **state)
+{
+    char *inst = uid("I"), *tenant = uid("T");
+    char *ct = encrypt_secret(2, "admin-api-secret");
+    kit_answer_t a = app_sync(inst, tenant, "web", "client-web", ct, 1);
+    assert_kit(a, "000000", NULL);
+    free(ct);
+    a = auth(inst, tenant, "web", 1, "[" USER("erin", "admin", "true", "hq") "]");
+    assert_kit(a, "000000", NULL);
+    a = kit_call("singleOrgSync",
+                 "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgCode\":\"hq\","
+                 "\"orgName\":\"Head office\",\"flag\":1}",
+                 inst, tenant);
+    assert_kit(a, "000000", NULL);
+    const char *admin = suite_get("KOOISV_OPERATOR_TOKEN");
+    const char *operator= suite_get("KOOISV_OPERATOR_ROLE_TOKEN");
+    const char *auditor = suite_get("KOOISV_AUDITOR_TOKEN");
+    kresp_t r;
+    char *path = xasprintf("/v1/tenants/%s/orgs?instance=%s", tenant, inst);
+    assert_int_equal(kc_admin("GET", path, operator, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "Head office"));
+    kresp_free(&r);
+    assert_int_equal(kc_admin("GET", path, auditor, NULL, &r), 0);
+    assert_int_equal(r.status, 403);
+    kresp_free(&r);
+    free(path);
+    path = xasprintf("/v1/tenants/%s/users?instance=%s&app=web", tenant, inst);
+    assert_int_equal(kc_admin("GET", path, operator, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "erin"));
+    assert_null(strstr(r.body, "13800001234"));
+    kresp_free(&r);
+    free(path);
+    path = xasprintf("/v1/apps/web/secret?instance=%s&tenant=%s", inst, tenant);
+    assert_int_equal(kc_admin("GET", path, operator, NULL, &r), 0);
+    assert_int_equal(r.status, 403);
+    assert_null(strstr(r.body, "admin-api-secret"));
+    kresp_free(&r);
+    assert_int_equal(kc_admin("GET", path, auditor, NULL, &r), 0);
+    assert_int_equal(r.status, 403);
+    kresp_free(&r);
+    assert_int_equal(kc_admin("GET", path, NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 401);
+    kresp_free(&r);
+    assert_int_equal(kc_admin("GET", path, admin, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "admin-api-secret"));
+    kresp_free(&r);
+    free(path);
+    /* the disclosure is in the audit trail (who, what, which app) */
+    const char *p[] = {"admin.app.secret"};
+    assert_true(sql_long("SELECT count(*) FROM audit.intents WHERE event_type = $1", 1, p) >= 1);
+    assert_int_equal(kc_admin("GET", "/v1/outbox/failed", operator, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"tenant\""));
+    assert_non_null(strstr(r.body, "\"app\""));
+    kresp_free(&r);
+    free(inst);
+    free(tenant);
+}
+
 typedef struct {
     const char *name;
     const char *body;
@@ -582,6 +645,7 @@ int main(void)
         cmocka_unit_test(test_auth_concurrent_duplicates),
         cmocka_unit_test(test_auth_large_list),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_admin_api),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
