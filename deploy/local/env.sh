@@ -56,6 +56,7 @@ kv_env_for() {
         KV_ENV+=(
             "KOOISV_BIND=tcp://127.0.0.1:$KV_PORT_TENANT"
             "KOOISV_PG_DSN_FILE=$KV_SECRETS/pg-kooisv_tenant.dsn"
+            "KOOISV_MARKETPLACE_CA_FILE=$KV_TLS/ca.crt"
         )
         ;;
     app)
@@ -63,7 +64,8 @@ kv_env_for() {
             "KOOISV_BIND=tcp://127.0.0.1:$KV_PORT_APP"
             "KOOISV_PG_DSN_FILE=$KV_SECRETS/pg-kooisv_app.dsn"
             "KOOISV_DATA_KEY_FILE=$KV_SECRETS/data-key"
-            "KOOISV_RSA_PRIVATE_KEY_FILE=$KV_SECRETS/rsa-private.pem"
+            "KOOISV_APP_RSA_PRIVATE_KEY_FILE=$KV_SECRETS/rsa-private.pem"
+            "KOOISV_MARKETPLACE_CA_FILE=$KV_TLS/ca.crt"
         )
         ;;
     audit)
