@@ -26,7 +26,7 @@ security_mirror=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 rootfs=${KOOISV_ROOTFS_DIR:-/var/tmp/kooisv-rootfs}
 docker=${DOCKER:-docker}
 suite=bookworm
-targets=${KOOISV_TARGETS:-"gateway order tenant app audit billing postgres"}
+targets=${KOOISV_TARGETS:-"postgres dbinit gateway order tenant app audit billing"}
 
 do_base=1
 do_images=1
@@ -134,14 +134,32 @@ EOF
     rm -rf "$rootfs"
 }
 
+# BuildKit builds only the stages a target needs. Clients >= 23 use it through buildx; older
+# ones (Debian 12's docker.io 20.10) through DOCKER_BUILDKIT=1. Otherwise the legacy builder.
+pick_builder() {
+    [ -n "${DOCKER_BUILDKIT:-}" ] && return 0
+    local v
+    if "$docker" buildx version >/dev/null 2>&1; then
+        export DOCKER_BUILDKIT=1
+    else
+        v=$("$docker" version --format '{{.Client.Version}}' 2>/dev/null || echo 0)
+        if [ "${v%%.*}" -lt 23 ] 2>/dev/null; then export DOCKER_BUILDKIT=1; else export DOCKER_BUILDKIT=0; fi
+    fi
+}
+
 build_images() {
     local net=()
     [ -n "${DOCKER_BUILD_NETWORK:-}" ] && net=(--network "$DOCKER_BUILD_NETWORK")
+    pick_builder
+    say "builder: $([ "$DOCKER_BUILDKIT" = 1 ] && echo BuildKit || echo legacy)"
     for t in $targets; do
-        if [ "$t" != gateway ] && [ "$t" != postgres ] && [ ! -f "$repo/services/$t/CMakeLists.txt" ]; then
-            say "skipping $t: services/$t not in this tree"
-            continue
-        fi
+        case "$t" in gateway | postgres | dbinit) ;; *)
+            if [ ! -f "$repo/services/$t/main.c" ]; then
+                say "skipping $t: services/$t/main.c not in this tree"
+                continue
+            fi
+            ;;
+        esac
         say "building $prefix/$t:$version from $base_image"
         "$docker" build "${net[@]}" \
             --build-arg BASE_IMAGE="$base_image" \
