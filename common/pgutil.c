@@ -115,10 +115,13 @@ static long long migrate_lock_key(const char *schema)
     snprintf(text, sizeof text, "kooisv-migrate:%s", schema);
     uint8_t h[32];
     sha256(text, strlen(text), h);
-    long long k = 0;
+    uint64_t k = 0;
     for (int i = 0; i < 8; i++)
         k = (k << 8) | h[i];
-    return k;
+    /* Same bits as a signed bigint, without signed-shift undefined behaviour. */
+    long long key;
+    memcpy(&key, &k, sizeof key);
+    return key;
 }
 
 static bool exec_params(PGconn *conn, const char *sql, int n, const char *const *params,
@@ -149,7 +152,15 @@ int pg_migrate(PGconn *conn, const char *schema, const pg_migration_t *migs, siz
              "CREATE TABLE IF NOT EXISTS %s.schema_migrations ("
              " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
              ident);
-    if (!pg_command(conn, sql))
+    /* IF NOT EXISTS would print a NOTICE on every start: ask first. */
+    const char *sp[] = {schema};
+    PGresult *exists = NULL;
+    if (!exec_params(conn, "SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = "
+                           "'schema_migrations'", 1, sp, &exists))
+        goto out;
+    int have_table = PQntuples(exists) > 0;
+    PQclear(exists);
+    if (!have_table && !pg_command(conn, sql))
         goto out;
     size_t applied = 0;
     for (size_t i = 0; i < n; i++) {
