@@ -73,18 +73,34 @@ kv_install_packages() {
         "${missing[@]}"
 }
 
-# kv_build <build dir> [cmake -D options...]: configure and build everything.
+# kv_build <build dir> [cmake -D options...]: configure and build. With KV_BUILD_TARGETS set,
+# only those targets (the runner needs no test to compile in order to start).
 kv_build() {
     local dir=$1
     shift
     kv_log "building in $dir"
+    mkdir -p "$dir"
     cmake -S "$KV_REPO" -B "$dir" -DCMAKE_BUILD_TYPE="${KOOISV_BUILD_TYPE:-RelWithDebInfo}" "$@" \
-        >"$dir.configure.log" 2>&1 || {
-        tail -n 40 "$dir.configure.log" >&2
-        kv_die "cmake configure failed (full log: $dir.configure.log)"
+        >"$dir/configure.log" 2>&1 || {
+        tail -n 40 "$dir/configure.log" >&2
+        kv_die "cmake configure failed (full log: $dir/configure.log)"
     }
-    rm -f "$dir.configure.log"
-    cmake --build "$dir" -j "$(nproc)" || kv_die "build failed"
+    local -a targets=()
+    [[ -n ${KV_BUILD_TARGETS:-} ]] && read -r -a targets <<<"$KV_BUILD_TARGETS"
+    cmake --build "$dir" -j "$(nproc)" ${targets[@]:+--target "${targets[@]}"} || kv_die "build failed"
+}
+
+# The CMake targets of the processes in KV_PROCS, and kooisvctl.
+kv_proc_targets() {
+    local p t=()
+    for p in "${KV_PROCS[@]}"; do
+        case $p in
+        gateway2) ;;
+        *) t+=("$(basename "$(kv_bin "$p")")") ;;
+        esac
+    done
+    [[ -f $KV_REPO/gateway/kooisvctl.c ]] && t+=(kooisvctl)
+    printf '%s\n' "${t[*]}"
 }
 
 # Path of a process's binary in build dir KV_BUILD.
@@ -449,7 +465,7 @@ kv_psql() {
     if [[ ! -s $pass ]]; then
         (umask 077 && printf '*:*:*:%s:%s\n' "$KV_PG_SUPERUSER" "$(kv_secret pg-super.password)" >"$pass")
     fi
-    PGPASSFILE=$pass psql -X -q -v ON_ERROR_STOP=1 -h "$KV_PG_SOCK" -p "$KV_PORT_PG" \
+    PGPASSFILE=$pass PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -h "$KV_PG_SOCK" -p "$KV_PORT_PG" \
         -U "$KV_PG_SUPERUSER" "$@"
 }
 
