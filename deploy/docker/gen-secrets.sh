@@ -20,7 +20,7 @@
 #   data-key                     64 hex digits: at-rest encryption key (sealbox)
 #   marketplace-ak marketplace-sk  credentials for calls to the marketplace: REPLACE with real ones
 #   admin-tokens                 "name role sha256hex" lines: operator tokens, hashes only
-#   token-<name>                 the plain operator tokens (kept here for the operator; not mounted)
+#   token-<name>                 the plain operator tokens (only the kooisvctl tool service mounts them)
 #   rsa-private.pem              clientSecret decryption key (app); rsa-public.pem goes to the console
 #   ca.crt tls-ca.key            development CA (the key stays here, never mounted)
 #   server.crt tls-server.key    gateway certificate (chain: server-chain.crt) and key
@@ -163,5 +163,5 @@ done
 # uid 10001 (kooisv) and 999 (postgres): the files are readable inside the 0700 folder, which is
 # what keeps other host users out. Keys that are never mounted stay owner-only.
 chmod 0444 "$dir"/*
-chmod 0400 "$dir/tls-ca.key" "$dir"/token-*
+chmod 0400 "$dir/tls-ca.key"
 say "secrets in $dir"
