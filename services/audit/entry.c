@@ -262,6 +262,33 @@ size_t entry_outcome_content(const entry_outcome_t *self, uint8_t **out)
     return c.len;
 }
 
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+bool entry_hash_from_hex(const char *hex, uint8_t out[ENTRY_HASH_LEN])
+{
+    memset(out, 0, ENTRY_HASH_LEN);
+    if (!hex || strlen(hex) != 2 * ENTRY_HASH_LEN)
+        return false;
+    for (int i = 0; i < ENTRY_HASH_LEN; i++) {
+        int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            memset(out, 0, ENTRY_HASH_LEN);
+            return false;
+        }
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return true;
+}
+
 void entry_chain_hash(const uint8_t prev[ENTRY_HASH_LEN], const uint8_t *content, size_t len,
                       uint8_t out[ENTRY_HASH_LEN])
 {

@@ -82,6 +82,8 @@ void entry_outcome_clear(entry_outcome_t *self);
 /* Canonical content of an intent / outcome (see above). Caller owns *out; returns its length. */
 size_t entry_intent_content(const entry_intent_t *self, uint8_t **out);
 size_t entry_outcome_content(const entry_outcome_t *self, uint8_t **out);
+/* Parse 64 hex digits (either case) into out; false (out zeroed) when hex is anything else. */
+bool entry_hash_from_hex(const char *hex, uint8_t out[ENTRY_HASH_LEN]);
 /* out = SHA-256(prev || content). */
 void entry_chain_hash(const uint8_t prev[ENTRY_HASH_LEN], const uint8_t *content, size_t len,
                       uint8_t out[ENTRY_HASH_LEN]);

@@ -138,19 +138,6 @@ static bool exec_ok(journal_t *self, const char *stmt, int n, const char *const 
     return true;
 }
 
-static bool hex_decode32(const char *hex, uint8_t out[ENTRY_HASH_LEN])
-{
-    if (!hex || strlen(hex) != 2 * ENTRY_HASH_LEN)
-        return false;
-    for (int i = 0; i < ENTRY_HASH_LEN; i++) {
-        unsigned v;
-        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
-            return false;
-        out[i] = (uint8_t)v;
-    }
-    return true;
-}
-
 /* ---------------------------------------------------------------- one batch */
 
 static const char *item_request_id(const item_t *it)
@@ -380,7 +367,7 @@ static bool batch_commit(journal_t *self, item_t **items, int n)
               exec_ok(self, "journal_head", 0, NULL, &r);
     if (ok && PQntuples(r) == 1) {
         head_seq = strtoll(pg_value(r, 0, 0), NULL, 10);
-        if (!hex_decode32(pg_value(r, 0, 1), head_hash)) {
+        if (!entry_hash_from_hex(pg_value(r, 0, 1), head_hash)) {
             log_error(NULL, "audit journal: chain head %lld has no valid hash",
                       (long long)head_seq);
             ok = false;

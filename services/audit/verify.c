@@ -136,20 +136,6 @@ void verify_expect_advance(verify_expect_t *ex, const verify_row_t *r)
 
 /* ---------------------------------------------------------------- reading rows */
 
-static bool hex32(const char *hex, uint8_t out[ENTRY_HASH_LEN])
-{
-    memset(out, 0, ENTRY_HASH_LEN);
-    if (!hex || strlen(hex) != 2 * ENTRY_HASH_LEN)
-        return false;
-    for (int i = 0; i < ENTRY_HASH_LEN; i++) {
-        unsigned v;
-        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
-            return false;
-        out[i] = (uint8_t)v;
-    }
-    return true;
-}
-
 static char *dup_col(const PGresult *r, int row, int col)
 {
     const char *v = pg_value(r, row, col);
@@ -207,8 +193,8 @@ static void row_load(verify_row_t *v, const PGresult *r, int row)
         e->http_status = i64_col(r, row, 18);
     }
     /* A hash that is not 32 bytes of hex stays zero and fails the comparison. */
-    hex32(pg_value(r, row, 19), v->prev);
-    hex32(pg_value(r, row, 20), v->hash);
+    entry_hash_from_hex(pg_value(r, row, 19), v->prev);
+    entry_hash_from_hex(pg_value(r, row, 20), v->hash);
 }
 
 static void row_clear(verify_row_t *v)
@@ -247,7 +233,7 @@ void verify_handle(PGconn *conn, svc_call_t *call)
             return;
         }
         /* Without its predecessor the first entry's prev_hash is taken on trust. */
-        ex.prev_known = PQntuples(r) == 1 && hex32(pg_value(r, 0, 0), ex.prev);
+        ex.prev_known = PQntuples(r) == 1 && entry_hash_from_hex(pg_value(r, 0, 0), ex.prev);
         PQclear(r);
     }
 

@@ -604,11 +604,7 @@ static void test_tamper(void **state)
     char *prev_hex = value("SELECT encode(hash, 'hex') FROM audit.chain WHERE seq = $1::bigint", prev);
     assert_non_null(prev_hex);
     uint8_t prev_hash[32], hash[32];
-    for (int i = 0; i < 32; i++) {
-        unsigned b;
-        sscanf(prev_hex + 2 * i, "%2x", &b);
-        prev_hash[i] = (uint8_t)b;
-    }
+    assert_true(entry_hash_from_hex(prev_hex, prev_hash));
     char *forged_rid = kc_uid("forged-");
     entry_intent_t x = {.seq = k, .request_id = forged_rid, .trace_id = "", .received_ms = 1,
                         .caller_kind = "operator", .caller_id = "mallory",
