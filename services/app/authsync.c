@@ -27,7 +27,7 @@
     " email_sealed = EXCLUDED.email_sealed, current_sync_time = EXCLUDED.current_sync_time,"      \
     " updated_at = now()"
 #define USER_KEY "instance_id = $1 AND tenant_id = $2 AND app_id = $3"
-#define USER_IN " AND user_name IN (SELECT jsonb_array_elements_text($4::jsonb))"
+#define USER_IN " AND user_name = ANY ($4::text[])"
 
 const pg_stmt_t authsync_stmts[] = {
     /* add: new users are inserted; a user whose authorisation was cancelled is authorised
@@ -112,12 +112,15 @@ static json_t *user_rows(const auth_call_t *a, Kooisv__SyncUser *const *users, s
     return rows;
 }
 
-static json_t *user_names(Kooisv__SyncUser *const *users, size_t n)
+/* The user names as a text[] literal. Caller frees. */
+static char *user_names(Kooisv__SyncUser *const *users, size_t n)
 {
-    json_t *names = json_array();
+    const char **names = xmalloc(n * sizeof *names);
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(names, json_string(users[i]->user_name));
-    return names;
+        names[i] = users[i]->user_name;
+    char *out = sync_text_array(names, n);
+    free(names);
+    return out;
 }
 
 /* Stored contact value equals value? (NULL column = not given = "") */
@@ -214,9 +217,7 @@ static sync_tx_rc_t auth_tx(sync_tx_t *tx, void *arg)
         size_t n = a->n;
         Kooisv__SyncUser **changed = NULL;
         if (m->flag == 2) {
-            json_t *names = user_names(a->users, a->n);
-            doc = sync_json_text(names);
-            json_decref(names);
+            doc = user_names(a->users, a->n);
             const char *lp[] = {m->instance_id, m->tenant_id, m->app_id, doc};
             r = sync_exec(tx, "user_lock", 4, lp);
             free(doc);
@@ -240,9 +241,7 @@ static sync_tx_rc_t auth_tx(sync_tx_t *tx, void *arg)
         r = sync_exec(tx, m->flag == 1 ? "user_add" : "user_modify", 6, p);
         free(doc);
     } else {
-        json_t *names = user_names(a->users, a->n);
-        doc = sync_json_text(names);
-        json_decref(names);
+        doc = user_names(a->users, a->n);
         const char *p[] = {m->instance_id, m->tenant_id, m->app_id, doc, m->current_sync_time};
         r = sync_exec(tx, m->flag == 0 ? "user_delete" : "user_cancel", m->flag == 0 ? 4 : 5, p);
         free(doc);

@@ -155,6 +155,30 @@ char *sync_json_text(const json_t *v)
     return s;
 }
 
+char *sync_text_array(const char *const *items, size_t n)
+{
+    size_t cap = 3;
+    for (size_t i = 0; i < n; i++)
+        cap += 2 * strlen(items[i]) + 3; /* quotes, comma, every byte possibly escaped */
+    char *out = xmalloc(cap);
+    char *o = out;
+    *o++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *o++ = ',';
+        *o++ = '"';
+        for (const char *p = items[i]; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                *o++ = '\\';
+            *o++ = *p;
+        }
+        *o++ = '"';
+    }
+    *o++ = '}';
+    *o = '\0';
+    return out;
+}
+
 bool sync_text_ok(const char *s, size_t max, bool required)
 {
     if (!s)

@@ -59,6 +59,10 @@ PGresult *sync_exec(sync_tx_t *tx, const char *stmt, int n, const char *const *p
 /* Serialise a JSON value compactly (raw UTF-8). Caller owns the string. */
 char *sync_json_text(const json_t *v);
 
+/* A PostgreSQL array literal ({"a","b"}) of n strings, for a text[] parameter: "= ANY($n)" on
+ * an indexed column is an index condition whatever the planner's statistics say. Caller frees. */
+char *sync_text_array(const char *const *items, size_t n);
+
 /* An id or text the service relies on: at most max characters, no control character (the
  * services use \x1f as a separator in associated data and lock keys), non-empty if required.
  * The gateway has checked this already; the service does not trust its callers blindly. */
