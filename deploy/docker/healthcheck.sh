@@ -25,6 +25,9 @@ http)
     exec 3<>"/dev/tcp/$host/$port" || exit 1
     printf 'GET /healthz HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n' "$host" >&3
     IFS= read -r -t 3 status <&3 || exit 1
+    # Skip the headers; print the body (per-service up/down), which Docker keeps in the health log.
+    while IFS= read -r -t 3 line <&3 && [ -n "${line%$'\r'}" ]; do :; done
+    while IFS= read -r -t 3 line <&3; do echo "$line"; done
     case "$status" in
     "HTTP/1."?" 200"*) exit 0 ;;
     *) echo "healthz: ${status%$'\r'}"; exit 1 ;;
