@@ -17,21 +17,21 @@
 /* Field limits, in characters (Unicode code points): the spec states them in characters and a
  * Chinese org name is three bytes per character. */
 enum {
-    KIT_ID_MAX = 64,          /* instanceId, orderId, tenantId, tenantCode, appId, orgCode... */
-    KIT_NAME_MAX = 128,       /* name, orgName, user name, position */
-    KIT_DOMAIN_MAX = 256,     /* domainName */
-    KIT_USER_NAME_MAX = 128,  /* userName: account names are often e-mail addresses */
-    KIT_CLIENT_ID_MAX = 128,  /* OAuth client ids are longer than ours */
-    KIT_SECRET_MAX = 4096,    /* base64 RSA ciphertext: 684 chars at 4096 bits, room for 8192 */
+    KIT_ID_MAX = 64,         /* instanceId, orderId, tenantId, tenantCode, appId, orgCode... */
+    KIT_NAME_MAX = 128,      /* name, orgName, user name, position */
+    KIT_DOMAIN_MAX = 256,    /* domainName */
+    KIT_USER_NAME_MAX = 128, /* userName: account names are often e-mail addresses */
+    KIT_CLIENT_ID_MAX = 128, /* OAuth client ids are longer than ours */
+    KIT_SECRET_MAX = 4096,   /* base64 RSA ciphertext: 684 chars at 4096 bits, room for 8192 */
     KIT_MOBILE_MAX = 32,
-    KIT_EMAIL_MAX = 254,      /* RFC 5321 path limit */
-    KIT_SYNC_TIME_MAX = 32,   /* currentSyncTime, opaque to us */
-    KIT_LIST_MAX = 10000,     /* users or orgs in one call */
+    KIT_EMAIL_MAX = 254,    /* RFC 5321 path limit */
+    KIT_SYNC_TIME_MAX = 32, /* currentSyncTime, opaque to us */
+    KIT_LIST_MAX = 10000,   /* users or orgs in one call */
 };
 
 enum {
-    F_OPTIONAL = 0,  /* absent or null gives "" */
-    F_REQUIRED = 1,  /* present and not empty */
+    F_OPTIONAL = 0, /* absent or null gives "" */
+    F_REQUIRED = 1, /* present and not empty */
 };
 
 typedef struct {
@@ -39,7 +39,8 @@ typedef struct {
     size_t len;
 } kit_err_t;
 
-static const char *kit_fail(kit_err_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static const char *kit_fail(kit_err_t *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static const char *kit_fail(kit_err_t *e, const char *fmt, ...)
 {
@@ -159,8 +160,8 @@ static const char *get_common(const json_t *body, kit_common_t *c, kit_err_t *e)
 
 /* A list given as a JSON array or as a JSON string holding one (both forms are seen in the
  * wild). *owned receives a reference the caller must drop (json_decref; may be NULL). */
-static const char *get_list(const json_t *body, const char *key, const json_t **arr,
-                            json_t **owned, kit_err_t *e)
+static const char *get_list(const json_t *body, const char *key, const json_t **arr, json_t **owned,
+                            kit_err_t *e)
 {
     const json_t *v = json_object_get(body, key);
     *arr = NULL;
@@ -248,8 +249,8 @@ static const char *build_tenant(const json_t *body, Kooisv__Envelope *env, kit_e
         (code = get_string(body, "tenantCode", "tenantCode", KIT_ID_MAX, need_code, &tenant_code,
                            e)) ||
         (code = get_string(body, "name", "name", KIT_NAME_MAX, need_name, &name, e)) ||
-        (code = get_string(body, "domainName", "domainName", KIT_DOMAIN_MAX, F_OPTIONAL, &domain,
-                           e)))
+        (code =
+             get_string(body, "domainName", "domainName", KIT_DOMAIN_MAX, F_OPTIONAL, &domain, e)))
         return code;
     Kooisv__TenantSync *m = xmalloc(sizeof *m);
     kooisv__tenant_sync__init(m);
@@ -283,8 +284,7 @@ static const char *build_application(const json_t *body, Kooisv__Envelope *env, 
     int need = flag == 0 ? F_OPTIONAL : F_REQUIRED;
     if ((code = get_string(body, "appId", "appId", KIT_ID_MAX, F_REQUIRED, &app_id, e)) ||
         (code = get_string(body, "clientId", "clientId", KIT_CLIENT_ID_MAX, need, &client_id, e)) ||
-        (code = get_string(body, "clientSecret", "clientSecret", KIT_SECRET_MAX, need, &secret,
-                           e)))
+        (code = get_string(body, "clientSecret", "clientSecret", KIT_SECRET_MAX, need, &secret, e)))
         return code;
     Kooisv__ApplicationSync *m = xmalloc(sizeof *m);
     kooisv__application_sync__init(m);
@@ -305,8 +305,7 @@ static const char *build_application(const json_t *body, Kooisv__Envelope *env, 
 
 /* employeeType: 1..4, absent/null/"" = 0. The spec gives no JSON type for it, so both a number
  * and a numeric string are taken. */
-static const char *get_employee_type(const json_t *u, const char *label, int32_t *out,
-                                     kit_err_t *e)
+static const char *get_employee_type(const json_t *u, const char *label, int32_t *out, kit_err_t *e)
 {
     const json_t *v = json_object_get(u, "employeeType");
     *out = 0;
@@ -507,10 +506,10 @@ static const char *build_org(const json_t *o, size_t i, Kooisv__SyncOrg *so, kit
         return kit_fail(e, "orgInfoList[%zu]: must be an object", i);
 #define LABEL(f) (snprintf(label, sizeof label, "orgInfoList[%zu].%s", i, f), label)
     if ((code = get_string(o, "orgCode", LABEL("orgCode"), KIT_ID_MAX, F_REQUIRED, &org_code, e)) ||
-        (code = get_string(o, "orgName", LABEL("orgName"), KIT_NAME_MAX, F_REQUIRED, &org_name,
-                           e)) ||
-        (code = get_string(o, "parentCode", LABEL("parentCode"), KIT_ID_MAX, F_OPTIONAL, &parent,
-                           e)))
+        (code =
+             get_string(o, "orgName", LABEL("orgName"), KIT_NAME_MAX, F_REQUIRED, &org_name, e)) ||
+        (code =
+             get_string(o, "parentCode", LABEL("parentCode"), KIT_ID_MAX, F_OPTIONAL, &parent, e)))
         return code;
     if (strcmp(parent, org_code) == 0)
         return kit_fail(e, "%s: an org cannot be its own parent", LABEL("parentCode"));
@@ -552,7 +551,8 @@ static const char *build_all_org(const json_t *body, Kooisv__Envelope *env, kit_
     }
     size_t first, second;
     if (!code && find_duplicate(keys, n, &first, &second))
-        code = kit_fail(e, "orgInfoList[%zu].orgCode: duplicate of orgInfoList[%zu]", second, first);
+        code =
+            kit_fail(e, "orgInfoList[%zu].orgCode: duplicate of orgInfoList[%zu]", second, first);
     free(keys);
     json_decref(owned);
     if (code) {
@@ -577,10 +577,8 @@ typedef struct {
 } kit_call_t;
 
 static const kit_call_t kit_calls[] = {
-    {"tenantSync", SVC_TENANT, build_tenant},
-    {"applicationSync", SVC_APP, build_application},
-    {"authSync", SVC_APP, build_auth},
-    {"singleOrgSync", SVC_TENANT, build_single_org},
+    {"tenantSync", SVC_TENANT, build_tenant},  {"applicationSync", SVC_APP, build_application},
+    {"authSync", SVC_APP, build_auth},         {"singleOrgSync", SVC_TENANT, build_single_org},
     {"allOrgSync", SVC_TENANT, build_all_org},
 };
 

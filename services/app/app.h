@@ -10,8 +10,8 @@
 
 /* Shared by every worker, read-only after start-up. */
 typedef struct {
-    EVP_PKEY *rsa_key;      /* seller's private key for clientSecret (>= 3072 bits) */
-    uint8_t data_key[32];   /* sealbox key for secrets and contact data at rest */
+    EVP_PKEY *rsa_key;    /* seller's private key for clientSecret (>= 3072 bits) */
+    uint8_t data_key[32]; /* sealbox key for secrets and contact data at rest */
 } app_state_t;
 
 extern const pg_stmt_t appsync_stmts[];

@@ -185,8 +185,8 @@ static void admin_secret(sync_worker_t *w, svc_call_t *call, const Kooisv__Admin
     xfree_secret(text, strlen(text));
     reply->result_case = KOOISV__REPLY__RESULT_ADMIN;
     reply->admin = res;
-    log_info(svc_call_rid(call), "clientSecret of app %s (tenant %s) disclosed to operator %s",
-             app, tenant, env->caller->id);
+    log_info(svc_call_rid(call), "clientSecret of app %s (tenant %s) disclosed to operator %s", app,
+             tenant, env->caller->id);
     svc_call_result(call, "000000", "success");
 }
 

@@ -46,7 +46,7 @@ char *app_secret_aad(const char *instance_id, const char *tenant_id, const char 
 typedef struct {
     const Kooisv__ApplicationSync *m;
     const app_state_t *st;
-    char *plain;           /* decrypted secret (wiped after the call) */
+    char *plain; /* decrypted secret (wiped after the call) */
     size_t plain_len;
     char *sealed;
 } app_call_t;
@@ -73,8 +73,8 @@ static sync_tx_rc_t app_tx(sync_tx_t *tx, void *arg)
     app_call_t *a = arg;
     const Kooisv__ApplicationSync *m = a->m;
     const Kooisv__Envelope *env = svc_call_request(tx->call);
-    const char *p[] = {m->instance_id, m->tenant_id, m->app_id, m->client_id, a->sealed,
-                       env->test_flag ? "true" : "false"};
+    const char *p[] = {m->instance_id, m->tenant_id, m->app_id,
+                       m->client_id,   a->sealed,    env->test_flag ? "true" : "false"};
     PGresult *r;
     const char *action = NULL;
     bool created = false;

@@ -11,20 +11,20 @@
 #include "syncoutbox.h"
 #include "xmalloc.h"
 
-#define USER_COLUMNS                                                                             \
-    "instance_id, tenant_id, app_id, user_name, name, org_code, position, employee_code,"        \
+#define USER_COLUMNS                                                                               \
+    "instance_id, tenant_id, app_id, user_name, name, org_code, position, employee_code,"          \
     " employee_type, role, enabled, mobile_sealed, email_sealed, current_sync_time, test_flag"
-#define USER_SELECT                                                                              \
-    " SELECT $1, $2, $3, x.user_name, x.name, x.org_code, x.position, x.employee_code,"          \
-    " nullif(x.employee_type, 0), x.role, x.enabled, x.mobile_sealed, x.email_sealed, $5,"       \
-    " $6::boolean FROM jsonb_to_recordset($4::jsonb) AS x(user_name text, name text,"            \
-    " org_code text, position text, employee_code text, employee_type smallint, role text,"      \
+#define USER_SELECT                                                                                \
+    " SELECT $1, $2, $3, x.user_name, x.name, x.org_code, x.position, x.employee_code,"            \
+    " nullif(x.employee_type, 0), x.role, x.enabled, x.mobile_sealed, x.email_sealed, $5,"         \
+    " $6::boolean FROM jsonb_to_recordset($4::jsonb) AS x(user_name text, name text,"              \
+    " org_code text, position text, employee_code text, employee_type smallint, role text,"        \
     " enabled boolean, mobile_sealed text, email_sealed text)"
-#define USER_SET                                                                                 \
-    " name = EXCLUDED.name, org_code = EXCLUDED.org_code, position = EXCLUDED.position,"         \
-    " employee_code = EXCLUDED.employee_code, employee_type = EXCLUDED.employee_type,"           \
-    " role = EXCLUDED.role, enabled = EXCLUDED.enabled, mobile_sealed = EXCLUDED.mobile_sealed," \
-    " email_sealed = EXCLUDED.email_sealed, current_sync_time = EXCLUDED.current_sync_time,"      \
+#define USER_SET                                                                                   \
+    " name = EXCLUDED.name, org_code = EXCLUDED.org_code, position = EXCLUDED.position,"           \
+    " employee_code = EXCLUDED.employee_code, employee_type = EXCLUDED.employee_type,"             \
+    " role = EXCLUDED.role, enabled = EXCLUDED.enabled, mobile_sealed = EXCLUDED.mobile_sealed,"   \
+    " email_sealed = EXCLUDED.email_sealed, current_sync_time = EXCLUDED.current_sync_time,"       \
     " updated_at = now()"
 #define USER_KEY "instance_id = $1 AND tenant_id = $2 AND app_id = $3"
 #define USER_IN " AND user_name = ANY ($4::text[])"
@@ -76,7 +76,7 @@ static int user_cmp(const void *a, const void *b)
 typedef struct {
     const Kooisv__AuthSync *m;
     const app_state_t *st;
-    Kooisv__SyncUser **users;   /* m->users sorted by user_name */
+    Kooisv__SyncUser **users; /* m->users sorted by user_name */
     size_t n;
 } auth_call_t;
 
@@ -86,8 +86,8 @@ static json_t *seal_contact(const auth_call_t *a, const char *column, const char
 {
     if (!*value)
         return json_null();
-    char *aad = app_contact_aad(column, a->m->instance_id, a->m->tenant_id, a->m->app_id,
-                                user_name);
+    char *aad =
+        app_contact_aad(column, a->m->instance_id, a->m->tenant_id, a->m->app_id, user_name);
     char *sealed = sealbox_seal(a->st->data_key, aad, value, strlen(value));
     free(aad);
     json_t *v = json_string(sealed);
@@ -129,8 +129,8 @@ static bool same_contact(const auth_call_t *a, const char *column, const char *u
 {
     if (!sealed)
         return !*value;
-    char *aad = app_contact_aad(column, a->m->instance_id, a->m->tenant_id, a->m->app_id,
-                                user_name);
+    char *aad =
+        app_contact_aad(column, a->m->instance_id, a->m->tenant_id, a->m->app_id, user_name);
     char *old = NULL;
     size_t len = 0;
     int rc = sealbox_open(a->st->data_key, aad, sealed, &old, &len);
@@ -190,11 +190,11 @@ static json_t *event_users(const auth_call_t *a, PGresult *r, bool details)
         if (!hit)
             continue;
         const Kooisv__SyncUser *u = *hit;
-        json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:b}", "userName",
-                              u->user_name, "name", u->name, "orgCode", u->org_code, "position",
-                              u->position, "employeeCode", u->employee_code, "role", u->role,
-                              "enable", u->enable ? "true" : "false", "mobile", u->mobile,
-                              "email", u->email, "created", strcmp(PQgetvalue(r, i, 1), "t") == 0);
+        json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:b}", "userName", u->user_name,
+                              "name", u->name, "orgCode", u->org_code, "position", u->position,
+                              "employeeCode", u->employee_code, "role", u->role, "enable",
+                              u->enable ? "true" : "false", "mobile", u->mobile, "email", u->email,
+                              "created", strcmp(PQgetvalue(r, i, 1), "t") == 0);
         if (u->employee_type)
             json_object_set_new(o, "employeeType", json_integer(u->employee_type));
         json_array_append_new(list, o);
@@ -236,8 +236,8 @@ static sync_tx_rc_t auth_tx(sync_tx_t *tx, void *arg)
         free(changed);
         doc = sync_json_text(rows);
         json_decref(rows);
-        const char *p[] = {m->instance_id, m->tenant_id, m->app_id, doc, m->current_sync_time,
-                           test};
+        const char *p[] = {m->instance_id,       m->tenant_id, m->app_id, doc,
+                           m->current_sync_time, test};
         r = sync_exec(tx, m->flag == 1 ? "user_add" : "user_modify", 6, p);
         free(doc);
     } else {

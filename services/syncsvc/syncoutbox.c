@@ -18,10 +18,10 @@
 
 enum {
     OUTBOX_BATCH = 10,
-    OUTBOX_LEASE_S = 60,          /* a claimed row is someone's for this long (> post timeout) */
+    OUTBOX_LEASE_S = 60, /* a claimed row is someone's for this long (> post timeout) */
     OUTBOX_POST_TIMEOUT_MS = 5000,
     OUTBOX_BACKOFF_CAP_MS = 600000,
-    OUTBOX_IDLE_WAIT_MS = 1000,   /* poll even without NOTIFY: retries fall due silently */
+    OUTBOX_IDLE_WAIT_MS = 1000, /* poll even without NOTIFY: retries fall due silently */
 };
 
 #define TS_FMT "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'"
@@ -95,8 +95,10 @@ void syncoutbox_init(const syncoutbox_config_t *cfg)
     outbox.max_attempts = (int)config_get_long("KOOISV_SYNC_WEBHOOK_MAX_ATTEMPTS", 1, 100);
     outbox.backoff_ms = (int)config_get_long("KOOISV_SYNC_WEBHOOK_BACKOFF_MS", 10, 600000);
     if (*outbox.url && !*outbox.secret) {
-        fprintf(stderr, "kooisv-%s: KOOISV_SYNC_WEBHOOK_SECRET: required when "
-                        "KOOISV_SYNC_WEBHOOK_URL is set\n", cfg->source);
+        fprintf(stderr,
+                "kooisv-%s: KOOISV_SYNC_WEBHOOK_SECRET: required when "
+                "KOOISV_SYNC_WEBHOOK_URL is set\n",
+                cfg->source);
         exit(2);
     }
     if (*outbox.url && strncmp(outbox.url, "https://", 8) != 0 &&
@@ -141,9 +143,10 @@ int syncoutbox_add(sync_tx_t *tx, const char *event_type, const char *instance_i
         xfree_secret(text, strlen(text));
         text = NULL;
     }
-    const char *p[] = {seq, event_id, event_type, instance_id, tenant_id,
-                       env->test_flag ? "true" : "false", stored,
-                       outbox.cfg.seal_key ? "true" : "false"};
+    const char *p[] = {seq,        event_id,
+                       event_type, instance_id,
+                       tenant_id,  env->test_flag ? "true" : "false",
+                       stored,     outbox.cfg.seal_key ? "true" : "false"};
     r = sync_exec(tx, "outbox_insert", 8, p);
     free(stored);
     if (!r)
@@ -184,9 +187,9 @@ static void admin_failed(sync_worker_t *w, svc_call_t *call, const Kooisv__Admin
                             (json_int_t)strtoll(PQgetvalue(r, i, 0), NULL, 10), "eventId",
                             PQgetvalue(r, i, 1), "eventType", PQgetvalue(r, i, 2), "instanceId",
                             PQgetvalue(r, i, 3), "tenantId", PQgetvalue(r, i, 4), "status",
-                            PQgetvalue(r, i, 5), "attempts", atoi(PQgetvalue(r, i, 6)),
-                            "lastError", PQgetvalue(r, i, 7), "createdAt", PQgetvalue(r, i, 8),
-                            "nextAttemptAt", PQgetvalue(r, i, 9)));
+                            PQgetvalue(r, i, 5), "attempts", atoi(PQgetvalue(r, i, 6)), "lastError",
+                            PQgetvalue(r, i, 7), "createdAt", PQgetvalue(r, i, 8), "nextAttemptAt",
+                            PQgetvalue(r, i, 9)));
     PQclear(r);
     sync_admin_reply(call, json_pack("{s:s,s:o}", "source", outbox.cfg.source, "events", rows));
 }
@@ -268,8 +271,7 @@ static void mark_retry(PGconn *conn, const char *id, int attempts, const char *e
     const char *p[] = {id, error, max, delay_s};
     PGresult *r = pg_exec(conn, "outbox_retry", 4, p);
     if (!pg_ok(r))
-        log_warn(NULL, "outbox: cannot record failed delivery of %s: %s", id,
-                 PQerrorMessage(conn));
+        log_warn(NULL, "outbox: cannot record failed delivery of %s: %s", id, PQerrorMessage(conn));
     PQclear(r);
     if (attempts >= outbox.max_attempts)
         log_error(NULL, "outbox: event %s failed after %d attempts: %s", id, attempts, error);

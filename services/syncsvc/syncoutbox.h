@@ -17,6 +17,7 @@
 #include "syncsvc.h"
 
 /* The configuration variables the outbox reads; list them in the service's config table. */
+// clang-format off
 #define SYNCOUTBOX_CONFIG_VARS                                                                   \
     {"KOOISV_SYNC_WEBHOOK_URL", "", 0,                                                           \
      "seller application's webhook for sync events (https://...); empty = events are recorded "  \
@@ -31,12 +32,13 @@
      "delivery attempts before an event is marked failed (1..100)"},                             \
     {"KOOISV_SYNC_WEBHOOK_BACKOFF_MS", "1000", 0,                                                \
      "first retry delay; doubles per attempt, capped at 10 minutes (10..600000)"}
+// clang-format on
 
 typedef struct {
-    const char *source;        /* "tenant" / "app": names the emitter in every event */
-    const char *schema;        /* "tenants" / "apps" */
-    const char *dsn;           /* the delivery thread's own connection */
-    const uint8_t *seal_key;   /* non-NULL: payloads are sealed at rest (they hold personal data) */
+    const char *source;      /* "tenant" / "app": names the emitter in every event */
+    const char *schema;      /* "tenants" / "apps" */
+    const char *dsn;         /* the delivery thread's own connection */
+    const uint8_t *seal_key; /* non-NULL: payloads are sealed at rest (they hold personal data) */
 } syncoutbox_config_t;
 
 /* The outbox's prepared statements (prepare them on every worker connection). */

@@ -31,8 +31,7 @@ bool sync_session_setup(PGconn *conn, const char *schema)
 }
 
 sync_worker_t *sync_worker_new(const char *dsn, const char *app, const char *schema,
-                               const pg_stmt_t *const *groups, const size_t *counts,
-                               size_t ngroups)
+                               const pg_stmt_t *const *groups, const size_t *counts, size_t ngroups)
 {
     PGconn *conn = pg_connect(dsn, app, 30);
     if (!conn)
@@ -47,8 +46,7 @@ sync_worker_t *sync_worker_new(const char *dsn, const char *app, const char *sch
     for (size_t g = 0; g < ngroups; g++)
         for (size_t i = 0; i < counts[g]; i++)
             self->stmts[k++] = groups[g][i];
-    if (!sync_session_setup(conn, schema) ||
-        pg_prepare_all(conn, self->stmts, self->nstmts) != 0) {
+    if (!sync_session_setup(conn, schema) || pg_prepare_all(conn, self->stmts, self->nstmts) != 0) {
         sync_worker_destroy(&self);
         return NULL;
     }
@@ -74,8 +72,7 @@ bool sync_worker_ready(sync_worker_t *self, svc_call_t *call)
         svc_call_result(call, "000005", "deadline passed before the call could run");
         return false;
     }
-    if (PQstatus(self->conn) == CONNECTION_OK &&
-        PQtransactionStatus(self->conn) == PQTRANS_IDLE)
+    if (PQstatus(self->conn) == CONNECTION_OK && PQtransactionStatus(self->conn) == PQTRANS_IDLE)
         return true;
     if (PQstatus(self->conn) == CONNECTION_OK) {
         /* a transaction left open by a failed call: discard it */

@@ -14,10 +14,10 @@
 
 typedef struct {
     PGconn *conn;
-    const char *schema;   /* "tenants" / "apps"; static */
-    pg_stmt_t *stmts;     /* every statement this worker prepares; owned */
+    const char *schema; /* "tenants" / "apps"; static */
+    pg_stmt_t *stmts;   /* every statement this worker prepares; owned */
     size_t nstmts;
-    void *svc;            /* the service's own per-worker state (not owned) */
+    void *svc; /* the service's own per-worker state (not owned) */
 } sync_worker_t;
 
 /* Pin a connection of a sync service: search_path = schema, statement and lock timeouts well
@@ -38,14 +38,14 @@ typedef struct {
     sync_worker_t *w;
     PGconn *conn;
     svc_call_t *call;
-    const char *ok_msg;   /* result message on commit ("success" unless the body sets it) */
-    bool retryable;       /* the failed statement may succeed if the transaction is rerun */
+    const char *ok_msg; /* result message on commit ("success" unless the body sets it) */
+    bool retryable;     /* the failed statement may succeed if the transaction is rerun */
 } sync_tx_t;
 
 typedef enum {
-    SYNC_TX_COMMIT = 0,   /* commit; the reply becomes 000000 ok_msg once committed */
-    SYNC_TX_ABORT = 1,    /* roll back; the body already set the reply (e.g. 000002) */
-    SYNC_TX_ERROR = -1,   /* a statement failed (sync_exec logged it); roll back, maybe retry */
+    SYNC_TX_COMMIT = 0, /* commit; the reply becomes 000000 ok_msg once committed */
+    SYNC_TX_ABORT = 1,  /* roll back; the body already set the reply (e.g. 000002) */
+    SYNC_TX_ERROR = -1, /* a statement failed (sync_exec logged it); roll back, maybe retry */
 } sync_tx_rc_t;
 
 typedef sync_tx_rc_t (*sync_tx_fn)(sync_tx_t *tx, void *arg);
@@ -75,16 +75,16 @@ void sync_admin_reply(svc_call_t *call, json_t *doc);
 
 /* A sync service's shape, for sync_service_run. */
 typedef struct {
-    const char *name;                  /* "tenant": log name, binary kooisv-<name> */
-    const char *schema;                /* "tenants" */
+    const char *name;   /* "tenant": log name, binary kooisv-<name> */
+    const char *schema; /* "tenants" */
     const char *dsn;
     const char *bind;
     int workers;
-    const pg_stmt_t *const *groups;    /* statement groups every worker prepares */
+    const pg_stmt_t *const *groups; /* statement groups every worker prepares */
     const size_t *counts;
     size_t ngroups;
     void (*handle)(sync_worker_t *w, svc_call_t *call); /* after sync_worker_ready */
-    void *svc;                         /* copied into every worker's svc */
+    void *svc;                                          /* copied into every worker's svc */
 } sync_service_t;
 
 /* Apply the embedded migrations (common/migrations.h), start the outbox delivery thread

@@ -53,8 +53,8 @@ int main(int argc, char **argv)
     syncoutbox_init(&ob);
     const pg_stmt_t *groups[] = {tenantsync_stmts, orgsync_stmts, tenantadmin_stmts,
                                  syncoutbox_stmts};
-    const size_t counts[] = {tenantsync_stmts_count, orgsync_stmts_count,
-                             tenantadmin_stmts_count, syncoutbox_stmts_count};
+    const size_t counts[] = {tenantsync_stmts_count, orgsync_stmts_count, tenantadmin_stmts_count,
+                             syncoutbox_stmts_count};
     sync_service_t svc = {.name = "tenant",
                           .schema = "tenants",
                           .dsn = config_get("KOOISV_PG_DSN"),

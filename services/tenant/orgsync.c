@@ -79,8 +79,8 @@ static sync_tx_rc_t single_tx(sync_tx_t *tx, void *arg)
     const Kooisv__Envelope *env = svc_call_request(tx->call);
     if (!lock_tree(tx, m->instance_id, m->tenant_id))
         return SYNC_TX_ERROR;
-    const char *p[] = {m->instance_id, m->tenant_id, m->org_code, m->org_name, m->parent_code,
-                       env->test_flag ? "true" : "false"};
+    const char *p[] = {m->instance_id, m->tenant_id,   m->org_code,
+                       m->org_name,    m->parent_code, env->test_flag ? "true" : "false"};
     PGresult *r;
     const char *action = NULL;
     bool created = false;
@@ -149,7 +149,7 @@ void orgsync_single(sync_worker_t *w, svc_call_t *call, const Kooisv__SingleOrgS
 
 typedef struct {
     const Kooisv__AllOrgSync *m;
-    orgtree_t *tree;   /* the new list, sorted by code */
+    orgtree_t *tree; /* the new list, sorted by code */
 } all_org_t;
 
 /* True when the stored rows (sorted by code, byte order) equal the new list. */
@@ -207,8 +207,8 @@ static sync_tx_rc_t all_tx(sync_tx_t *tx, void *arg)
         json_array_append_new(orgs, json_pack("{s:s,s:s,s:s}", "orgCode", m->orgs[i]->org_code,
                                               "orgName", m->orgs[i]->org_name, "parentCode",
                                               m->orgs[i]->parent_code));
-    json_t *data = json_pack("{s:I,s:o}", "previousCount", (json_int_t)previous, "orgInfoList",
-                             orgs);
+    json_t *data =
+        json_pack("{s:I,s:o}", "previousCount", (json_int_t)previous, "orgInfoList", orgs);
     int rc = syncoutbox_add(tx, "allOrgSync.replace", m->instance_id, m->tenant_id, data);
     json_decref(data);
     return rc == 0 ? SYNC_TX_COMMIT : SYNC_TX_ERROR;

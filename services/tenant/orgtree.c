@@ -9,7 +9,7 @@
 struct orgtree {
     orgtree_node_t *nodes;
     size_t n;
-    long *parent;         /* index of the parent node, -1 when "" or not in the list */
+    long *parent; /* index of the parent node, -1 when "" or not in the list */
     bool *in_cycle;
     const char *duplicate;
     const char *cycle;

@@ -9,7 +9,7 @@
 typedef struct {
     const char *code;
     const char *name;
-    const char *parent;   /* "" = top level */
+    const char *parent; /* "" = top level */
 } orgtree_node_t;
 
 typedef struct orgtree orgtree_t;

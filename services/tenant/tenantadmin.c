@@ -10,7 +10,6 @@
 #include "tenant.h"
 #include "xmalloc.h"
 
-
 #define TS_FMT "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'"
 
 const pg_stmt_t tenantadmin_stmts[] = {
@@ -70,16 +69,15 @@ static void admin_get(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminReq
         svc_call_result(call, "000003", "no tenant %s in instance '%s'", tenant, instance);
         return;
     }
-    json_t *doc = json_pack("{s:s,s:s,s:I}", "instanceId", instance, "tenantId", tenant,
-                            "orgCount", (json_int_t)orgs);
+    json_t *doc = json_pack("{s:s,s:s,s:I}", "instanceId", instance, "tenantId", tenant, "orgCount",
+                            (json_int_t)orgs);
     if (PQntuples(t) == 1)
         json_object_set_new(
             doc, "tenant",
-            json_pack("{s:s,s:s,s:s,s:s,s:b,s:s,s:s}", "orderId", PQgetvalue(t, 0, 0),
-                      "tenantCode", PQgetvalue(t, 0, 1), "name", PQgetvalue(t, 0, 2),
-                      "domainName", PQgetvalue(t, 0, 3), "testFlag",
-                      strcmp(PQgetvalue(t, 0, 4), "t") == 0, "createdAt", PQgetvalue(t, 0, 5),
-                      "updatedAt", PQgetvalue(t, 0, 6)));
+            json_pack("{s:s,s:s,s:s,s:s,s:b,s:s,s:s}", "orderId", PQgetvalue(t, 0, 0), "tenantCode",
+                      PQgetvalue(t, 0, 1), "name", PQgetvalue(t, 0, 2), "domainName",
+                      PQgetvalue(t, 0, 3), "testFlag", strcmp(PQgetvalue(t, 0, 4), "t") == 0,
+                      "createdAt", PQgetvalue(t, 0, 5), "updatedAt", PQgetvalue(t, 0, 6)));
     else
         json_object_set_new(doc, "tenant", json_null()); /* orgs arrived before the tenant */
     PQclear(t);
@@ -106,9 +104,7 @@ static void admin_tree(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRe
     json_t *roots = orgtree_json(tree);
     size_t k;
     json_t *root;
-    json_array_foreach(roots, k, root)
-        if (json_is_true(json_object_get(root, "orphan")))
-            orphans++;
+    json_array_foreach(roots, k, root) if (json_is_true(json_object_get(root, "orphan"))) orphans++;
     orgtree_destroy(&tree);
     PQclear(r);
     sync_admin_reply(call, json_pack("{s:s,s:s,s:I,s:I,s:o}", "instanceId", instance, "tenantId",

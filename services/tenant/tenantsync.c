@@ -36,7 +36,7 @@ static sync_tx_rc_t tenant_tx(sync_tx_t *tx, void *arg)
     const Kooisv__TenantSync *m = arg;
     const Kooisv__Envelope *env = svc_call_request(tx->call);
     const char *test = env->test_flag ? "true" : "false";
-    const char *p[] = {m->instance_id, m->tenant_id, m->order_id, m->tenant_code,
+    const char *p[] = {m->instance_id, m->tenant_id,   m->order_id, m->tenant_code,
                        m->name,        m->domain_name, test};
     PGresult *r;
     json_t *data = NULL;
@@ -85,8 +85,8 @@ static sync_tx_rc_t tenant_tx(sync_tx_t *tx, void *arg)
         return SYNC_TX_COMMIT;
     if (!data)
         data = json_pack("{s:s,s:s,s:s,s:s,s:b}", "orderId", m->order_id, "tenantCode",
-                         m->tenant_code, "name", m->name, "domainName", m->domain_name,
-                         "created", created || m->flag == 1);
+                         m->tenant_code, "name", m->name, "domainName", m->domain_name, "created",
+                         created || m->flag == 1);
     char type[64];
     snprintf(type, sizeof type, "tenantSync.%s", action);
     int rc = syncoutbox_add(tx, type, m->instance_id, m->tenant_id, data);

@@ -81,15 +81,15 @@ long sql_long(const char *sql, int n, const char *const *params)
 char *tenant_digest(const char *tenant_id)
 {
     const char *p[] = {tenant_id};
-    char *d = kc_sql_value(
-        "SELECT coalesce(md5(string_agg(x, '|' ORDER BY x)), 'empty') FROM ("
-        " SELECT 't:' || t::text AS x FROM tenants.tenants t WHERE tenant_id = $1"
-        " UNION ALL SELECT 'o:' || o::text FROM tenants.orgs o WHERE tenant_id = $1"
-        " UNION ALL SELECT 'a:' || a::text FROM apps.apps a WHERE tenant_id = $1"
-        " UNION ALL SELECT 'u:' || u::text FROM apps.app_users u WHERE tenant_id = $1"
-        " UNION ALL SELECT 'to:' || id FROM tenants.outbox WHERE tenant_id = $1"
-        " UNION ALL SELECT 'ao:' || id FROM apps.outbox WHERE tenant_id = $1) s",
-        1, p);
+    char *d =
+        kc_sql_value("SELECT coalesce(md5(string_agg(x, '|' ORDER BY x)), 'empty') FROM ("
+                     " SELECT 't:' || t::text AS x FROM tenants.tenants t WHERE tenant_id = $1"
+                     " UNION ALL SELECT 'o:' || o::text FROM tenants.orgs o WHERE tenant_id = $1"
+                     " UNION ALL SELECT 'a:' || a::text FROM apps.apps a WHERE tenant_id = $1"
+                     " UNION ALL SELECT 'u:' || u::text FROM apps.app_users u WHERE tenant_id = $1"
+                     " UNION ALL SELECT 'to:' || id FROM tenants.outbox WHERE tenant_id = $1"
+                     " UNION ALL SELECT 'ao:' || id FROM apps.outbox WHERE tenant_id = $1) s",
+                     1, p);
     if (!d)
         fail_msg("tenant_digest: query failed");
     return d;
@@ -108,8 +108,8 @@ long outbox_count(const char *schema, const char *tenant_id, const char *type)
 
 char *admin_rpc(const char *svc, const char *caller_kind, const char *action, char **json, ...)
 {
-    const char *ep = suite_get(strcmp(svc, "tenant") == 0 ? "KOOISV_TENANT_ENDPOINTS"
-                                                          : "KOOISV_APP_ENDPOINTS");
+    const char *ep =
+        suite_get(strcmp(svc, "tenant") == 0 ? "KOOISV_TENANT_ENDPOINTS" : "KOOISV_APP_ENDPOINTS");
     if (!ep)
         fail_msg("suite env has no endpoints for %s", svc);
     rpc_client_t *c = rpc_client_new(ep);

@@ -7,9 +7,9 @@
 #include <stdbool.h>
 
 typedef struct {
-    char code[16];      /* resultCode, "" when the answer had none */
-    char msg[512];      /* resultMsg */
-    int status;         /* HTTP status */
+    char code[16]; /* resultCode, "" when the answer had none */
+    char msg[512]; /* resultMsg */
+    int status;    /* HTTP status */
 } kit_answer_t;
 
 /* POST a kit call whose body is printf(fmt, ...) through gateway 1; fails the test when no
@@ -19,7 +19,7 @@ kit_answer_t kit_call(const char *name, const char *fmt, ...) __attribute__((for
 kit_answer_t kit_call_ex(const char *name, const char *body, const char *ts, const char *nonce,
                          const char *sign);
 /* Assert the call answered code (and, when msg_part is not NULL, that resultMsg contains it). */
-#define assert_kit(answer, want_code, msg_part) \
+#define assert_kit(answer, want_code, msg_part)                                                    \
     synctest_assert_kit(&(answer), want_code, msg_part, __FILE__, __LINE__)
 void synctest_assert_kit(const kit_answer_t *a, const char *code, const char *msg_part,
                          const char *file, int line);

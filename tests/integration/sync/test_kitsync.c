@@ -38,8 +38,8 @@ static void run_case(const kit_case_t *c, int idx)
     char msg[256];
     const char *code = kitsync_build(c->call, body, &env, &svc, msg, sizeof msg);
     if (strcmp(code, c->want_code) != 0 || !strstr(msg, c->want_msg))
-        fail_msg("case %d (%s %s): got %s \"%s\", want %s \"%s\"", idx, c->call, c->body, code,
-                 msg, c->want_code, c->want_msg);
+        fail_msg("case %d (%s %s): got %s \"%s\", want %s \"%s\"", idx, c->call, c->body, code, msg,
+                 c->want_code, c->want_msg);
     if (strcmp(code, "000000") != 0)
         assert_int_equal(env.body_case, KOOISV__ENVELOPE__BODY__NOT_SET);
     kitsync_free_body(&env);
@@ -64,15 +64,17 @@ static const kit_case_t cases[] = {
      "{\"tenantId\":\"t1234567890123456789012345678901234567890123456789012345678901234\","
      "\"flag\":1,\"tenantCode\":\"c\",\"name\":\"n\"}",
      BAD, "tenantId: longer than 64"},
-    {"tenantSync", "{\"tenantId\":\"t\\u0001\",\"flag\":1,\"tenantCode\":\"c\",\"name\":\"n\"}", BAD,
-     "tenantId: contains a control character"},
-    {"tenantSync", "{\"instanceId\":5,\"tenantId\":\"t\",\"flag\":1,\"tenantCode\":\"c\",\"name\":\"n\"}",
-     BAD, "instanceId: must be a JSON string"},
+    {"tenantSync", "{\"tenantId\":\"t\\u0001\",\"flag\":1,\"tenantCode\":\"c\",\"name\":\"n\"}",
+     BAD, "tenantId: contains a control character"},
+    {"tenantSync",
+     "{\"instanceId\":5,\"tenantId\":\"t\",\"flag\":1,\"tenantCode\":\"c\",\"name\":\"n\"}", BAD,
+     "instanceId: must be a JSON string"},
     {"tenantSync",
      "{\"instanceId\":\"i1234567890123456789012345678901234567890123456789012345678901234\","
      "\"tenantId\":\"t\",\"flag\":1,\"tenantCode\":\"c\",\"name\":\"n\"}",
      BAD, "instanceId: longer than 64"},
-    {"tenantSync", "{\"tenantId\":\"t\",\"tenantCode\":\"c\",\"name\":\"n\"}", BAD, "flag: missing"},
+    {"tenantSync", "{\"tenantId\":\"t\",\"tenantCode\":\"c\",\"name\":\"n\"}", BAD,
+     "flag: missing"},
     {"tenantSync", "{\"tenantId\":\"t\",\"flag\":\"1\",\"tenantCode\":\"c\",\"name\":\"n\"}", BAD,
      "flag: must be a JSON integer"},
     {"tenantSync", "{\"tenantId\":\"t\",\"flag\":1.0,\"tenantCode\":\"c\",\"name\":\"n\"}", BAD,
@@ -86,48 +88,65 @@ static const kit_case_t cases[] = {
     {"tenantSync",
      "{\"tenantId\":\"t\",\"flag\":99999999999999999,\"tenantCode\":\"c\",\"name\":\"n\"}", BAD,
      "flag: must be between 0 and 2"},
-    {"tenantSync", "{\"tenantId\":\"t\",\"flag\":1,\"testFlag\":\"0\",\"tenantCode\":\"c\",\"name\":\"n\"}",
-     BAD, "testFlag: must be a JSON integer"},
-    {"tenantSync", "{\"tenantId\":\"t\",\"flag\":1,\"testFlag\":2,\"tenantCode\":\"c\",\"name\":\"n\"}",
-     BAD, "testFlag: must be between 0 and 1"},
-    {"tenantSync", "{\"tenantId\":\"t\",\"flag\":1,\"timeStamp\":\"2023\",\"tenantCode\":\"c\",\"name\":\"n\"}",
+    {"tenantSync",
+     "{\"tenantId\":\"t\",\"flag\":1,\"testFlag\":\"0\",\"tenantCode\":\"c\",\"name\":\"n\"}", BAD,
+     "testFlag: must be a JSON integer"},
+    {"tenantSync",
+     "{\"tenantId\":\"t\",\"flag\":1,\"testFlag\":2,\"tenantCode\":\"c\",\"name\":\"n\"}", BAD,
+     "testFlag: must be between 0 and 1"},
+    {"tenantSync",
+     "{\"tenantId\":\"t\",\"flag\":1,\"timeStamp\":\"2023\",\"tenantCode\":\"c\",\"name\":\"n\"}",
      BAD, "timeStamp: must be yyyyMMddHHmmssSSS"},
     {"tenantSync",
-     "{\"tenantId\":\"t\",\"flag\":1,\"timeStamp\":\"20231345171434618\",\"tenantCode\":\"c\",\"name\":\"n\"}",
+     "{\"tenantId\":\"t\",\"flag\":1,\"timeStamp\":\"20231345171434618\",\"tenantCode\":\"c\","
+     "\"name\":\"n\"}",
      BAD, "timeStamp: not a valid time"},
     {"tenantSync",
-     "{\"tenantId\":\"t\",\"flag\":1,\"timeStamp\":\"2023040317143461x\",\"tenantCode\":\"c\",\"name\":\"n\"}",
+     "{\"tenantId\":\"t\",\"flag\":1,\"timeStamp\":\"2023040317143461x\",\"tenantCode\":\"c\","
+     "\"name\":\"n\"}",
      BAD, "timeStamp: must be yyyyMMddHHmmssSSS"},
-    {"tenantSync", "{\"tenantId\":\"t\",\"flag\":1,\"timeStamp\":20230403171434618,\"tenantCode\":\"c\",\"name\":\"n\"}",
+    {"tenantSync",
+     "{\"tenantId\":\"t\",\"flag\":1,\"timeStamp\":20230403171434618,\"tenantCode\":\"c\",\"name\":"
+     "\"n\"}",
      BAD, "timeStamp: must be a JSON string"},
     /* ---- tenantSync ---- */
     {"tenantSync", "{\"tenantId\":\"t\",\"flag\":1,\"name\":\"n\"}", BAD, "tenantCode: missing"},
     {"tenantSync", "{\"tenantId\":\"t\",\"flag\":1,\"tenantCode\":\"c\"}", BAD, "name: missing"},
     {"tenantSync", "{\"tenantId\":\"t\",\"flag\":2,\"tenantCode\":\"c\",\"name\":\"\"}", BAD,
      "name: must not be empty"},
-    {"tenantSync", "{\"tenantId\":\"t\",\"flag\":1,\"tenantCode\":\"c\",\"name\":\"n\",\"orderId\":1}",
-     BAD, "orderId: must be a JSON string"},
-    {"tenantSync", "{\"tenantId\":\"t\",\"flag\":1,\"tenantCode\":\"c\",\"name\":\"n\",\"domainName\":[]}",
-     BAD, "domainName: must be a JSON string"},
+    {"tenantSync",
+     "{\"tenantId\":\"t\",\"flag\":1,\"tenantCode\":\"c\",\"name\":\"n\",\"orderId\":1}", BAD,
+     "orderId: must be a JSON string"},
+    {"tenantSync",
+     "{\"tenantId\":\"t\",\"flag\":1,\"tenantCode\":\"c\",\"name\":\"n\",\"domainName\":[]}", BAD,
+     "domainName: must be a JSON string"},
     {"tenantSync", "{\"tenantId\":\"t\",\"flag\":0}", OK, "success"},
-    {"tenantSync", "{\"tenantId\":\"t\",\"flag\":0,\"instanceId\":\"\",\"orderId\":\"\"}", OK, "success"},
-    {"tenantSync", "{\"tenantId\":\"t\",\"flag\":1,\"tenantCode\":\"c\",\"name\":\"n\",\"instanceId\":\"\",\"orderId\":\"\"," TS "}",
+    {"tenantSync", "{\"tenantId\":\"t\",\"flag\":0,\"instanceId\":\"\",\"orderId\":\"\"}", OK,
+     "success"},
+    {"tenantSync",
+     "{\"tenantId\":\"t\",\"flag\":1,\"tenantCode\":\"c\",\"name\":\"n\",\"instanceId\":\"\","
+     "\"orderId\":\"\"," TS "}",
      OK, "success"},
-    {"tenantSync", "{\"tenantId\":\"t\",\"flag\":1,\"tenantCode\":\"c\",\"name\":\"n\",\"instanceId\":null}", OK, "success"},
+    {"tenantSync",
+     "{\"tenantId\":\"t\",\"flag\":1,\"tenantCode\":\"c\",\"name\":\"n\",\"instanceId\":null}", OK,
+     "success"},
     /* ---- applicationSync ---- */
-    {"applicationSync", "{\"tenantId\":\"t\",\"flag\":1,\"clientId\":\"c\",\"clientSecret\":\"s\"}", BAD,
-     "appId: missing"},
-    {"applicationSync", "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"clientSecret\":\"s\"}", BAD,
-     "clientId: missing"},
+    {"applicationSync", "{\"tenantId\":\"t\",\"flag\":1,\"clientId\":\"c\",\"clientSecret\":\"s\"}",
+     BAD, "appId: missing"},
+    {"applicationSync", "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"clientSecret\":\"s\"}",
+     BAD, "clientId: missing"},
     {"applicationSync", "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":2,\"clientId\":\"c\"}", BAD,
      "clientSecret: missing"},
-    {"applicationSync", "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"clientId\":\"c\",\"clientSecret\":5}",
-     BAD, "clientSecret: must be a JSON string"},
-    {"applicationSync", "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":3,\"clientId\":\"c\",\"clientSecret\":\"s\"}",
+    {"applicationSync",
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"clientId\":\"c\",\"clientSecret\":5}", BAD,
+     "clientSecret: must be a JSON string"},
+    {"applicationSync",
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":3,\"clientId\":\"c\",\"clientSecret\":\"s\"}",
      BAD, "flag: must be between 0 and 2"},
     {"applicationSync", "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":0}", OK, "success"},
     /* garbage secret passes here: only the app service can tell (000101) */
-    {"applicationSync", "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"clientId\":\"c\",\"clientSecret\":\"!!\"}",
+    {"applicationSync",
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"clientId\":\"c\",\"clientSecret\":\"!!\"}",
      OK, "success"},
     /* ---- singleOrgSync ---- */
     {"singleOrgSync", "{\"tenantId\":\"t\",\"flag\":1,\"orgName\":\"n\"}", BAD, "orgCode: missing"},
@@ -137,10 +156,12 @@ static const kit_case_t cases[] = {
      "\"n12345678901234567890123456789012345678901234567890123456789012345678901234567890"
      "123456789012345678901234567890123456789012345678\"}",
      BAD, "orgName: longer than 128"},
-    {"singleOrgSync", "{\"tenantId\":\"t\",\"flag\":1,\"orgCode\":\"o\",\"orgName\":\"n\",\"parentCode\":\"o\"}",
+    {"singleOrgSync",
+     "{\"tenantId\":\"t\",\"flag\":1,\"orgCode\":\"o\",\"orgName\":\"n\",\"parentCode\":\"o\"}",
      BAD, "parentCode: an org cannot be its own parent"},
-    {"singleOrgSync", "{\"tenantId\":\"t\",\"flag\":1,\"orgCode\":\"o\",\"orgName\":\"n\",\"parentCode\":1}",
-     BAD, "parentCode: must be a JSON string"},
+    {"singleOrgSync",
+     "{\"tenantId\":\"t\",\"flag\":1,\"orgCode\":\"o\",\"orgName\":\"n\",\"parentCode\":1}", BAD,
+     "parentCode: must be a JSON string"},
     {"singleOrgSync", "{\"tenantId\":\"t\",\"flag\":4,\"orgCode\":\"o\",\"orgName\":\"n\"}", BAD,
      "flag: must be between 0 and 2"},
     {"singleOrgSync", "{\"tenantId\":\"t\",\"flag\":0,\"orgCode\":\"o\"}", OK, "success"},
@@ -152,21 +173,28 @@ static const kit_case_t cases[] = {
      "orgInfoList: string is not valid JSON"},
     {"allOrgSync", "{\"tenantId\":\"t\",\"orgInfoList\":\"{}\"}", BAD,
      "orgInfoList: string does not hold a JSON array"},
-    {"allOrgSync", "{\"tenantId\":\"t\",\"orgInfoList\":[1]}", BAD, "orgInfoList[0]: must be an object"},
-    {"allOrgSync", "{\"tenantId\":\"t\",\"orgInfoList\":[{\"orgCode\":\"a\",\"orgName\":\"A\"},{\"orgName\":\"B\"}]}",
+    {"allOrgSync", "{\"tenantId\":\"t\",\"orgInfoList\":[1]}", BAD,
+     "orgInfoList[0]: must be an object"},
+    {"allOrgSync",
+     "{\"tenantId\":\"t\",\"orgInfoList\":[{\"orgCode\":\"a\",\"orgName\":\"A\"},{\"orgName\":"
+     "\"B\"}]}",
      BAD, "orgInfoList[1].orgCode: missing"},
     {"allOrgSync", "{\"tenantId\":\"t\",\"orgInfoList\":[{\"orgCode\":\"a\"}]}", BAD,
      "orgInfoList[0].orgName: missing"},
-    {"allOrgSync", "{\"tenantId\":\"t\",\"orgInfoList\":[{\"orgCode\":\"a\",\"orgName\":\"A\",\"parentCode\":\"a\"}]}",
+    {"allOrgSync",
+     "{\"tenantId\":\"t\",\"orgInfoList\":[{\"orgCode\":\"a\",\"orgName\":\"A\",\"parentCode\":"
+     "\"a\"}]}",
      BAD, "orgInfoList[0].parentCode: an org cannot be its own parent"},
     {"allOrgSync",
-     "{\"tenantId\":\"t\",\"orgInfoList\":[{\"orgCode\":\"a\",\"orgName\":\"A\"},{\"orgCode\":\"b\",\"orgName\":\"B\"},"
+     "{\"tenantId\":\"t\",\"orgInfoList\":[{\"orgCode\":\"a\",\"orgName\":\"A\"},{\"orgCode\":"
+     "\"b\",\"orgName\":\"B\"},"
      "{\"orgCode\":\"a\",\"orgName\":\"A2\"}]}",
      BAD, "orgInfoList[2].orgCode: duplicate of orgInfoList[0]"},
     {"allOrgSync", "{\"tenantId\":\"t\",\"orgInfoList\":[]}", OK, "success"},
     {"allOrgSync", "{\"tenantId\":\"t\",\"orgInfoList\":\"[]\"}", OK, "success"},
     {"allOrgSync",
-     "{\"tenantId\":\"t\",\"orgInfoList\":\"[{\\\"orgCode\\\":\\\"a\\\",\\\"orgName\\\":\\\"A\\\",\\\"parentCode\\\":\\\"\\\"}]\"}",
+     "{\"tenantId\":\"t\",\"orgInfoList\":\"[{\\\"orgCode\\\":\\\"a\\\",\\\"orgName\\\":\\\"A\\\","
+     "\\\"parentCode\\\":\\\"\\\"}]\"}",
      OK, "success"},
     /* ---- authSync ---- */
     {"authSync", "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1}", BAD, "userList: missing"},
@@ -180,64 +208,89 @@ static const kit_case_t cases[] = {
     {"authSync", "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[\"x\"]}", BAD,
      "userList[0]: must be an object"},
     {"authSync",
-     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\"}]}",
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"name\":\"N\",\"orgCode\":"
+     "\"o\",\"role\":\"user\",\"enable\":\"true\"}]}",
      BAD, "userList[0].userName: missing"},
     {"authSync",
-     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\"}]}",
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"orgCode\":"
+     "\"o\",\"role\":\"user\",\"enable\":\"true\"}]}",
      BAD, "userList[0].name: missing"},
     {"authSync",
-     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":2,\"userList\":[{\"userName\":\"u\",\"name\":\"N\",\"role\":\"user\",\"enable\":\"true\"}]}",
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":2,\"userList\":[{\"userName\":\"u\",\"name\":"
+     "\"N\",\"role\":\"user\",\"enable\":\"true\"}]}",
      BAD, "userList[0].orgCode: missing"},
     {"authSync",
-     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"enable\":\"true\"}]}",
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":"
+     "\"N\",\"orgCode\":\"o\",\"enable\":\"true\"}]}",
      BAD, "userList[0].role: missing"},
     {"authSync",
-     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"root\",\"enable\":\"true\"}]}",
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":"
+     "\"N\",\"orgCode\":\"o\",\"role\":\"root\",\"enable\":\"true\"}]}",
      BAD, "userList[0].role: must be \"user\" or \"admin\""},
     {"authSync",
-     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\"}]}",
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":"
+     "\"N\",\"orgCode\":\"o\",\"role\":\"user\"}]}",
      BAD, "userList[0].enable: missing"},
     {"authSync",
-     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"yes\"}]}",
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":"
+     "\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"yes\"}]}",
      BAD, "userList[0].enable: must be \"true\" or \"false\""},
     {"authSync",
-     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":1}]}",
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":"
+     "\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":1}]}",
      BAD, "userList[0].enable: must be \"true\" or \"false\""},
     {"authSync",
-     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\",\"employeeType\":5}]}",
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":"
+     "\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\",\"employeeType\":5}]}",
      BAD, "userList[0].employeeType: must be 1, 2, 3 or 4"},
     {"authSync",
-     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\",\"employeeType\":\"0\"}]}",
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":"
+     "\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\",\"employeeType\":\"0\"}]}",
      BAD, "userList[0].employeeType: must be 1, 2, 3 or 4"},
     {"authSync",
-     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\",\"employeeType\":[]}]}",
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":"
+     "\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\",\"employeeType\":[]}]}",
      BAD, "userList[0].employeeType: must be a number 1..4"},
     {"authSync",
-     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\",\"mobile\":\"call me\"}]}",
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":"
+     "\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\",\"mobile\":\"call me\"}]}",
      BAD, "userList[0].mobile: must hold digits"},
     {"authSync",
-     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\",\"mobile\":\"123456789012345678901234567890123\"}]}",
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":"
+     "\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\",\"mobile\":"
+     "\"123456789012345678901234567890123\"}]}",
      BAD, "userList[0].mobile: longer than 32"},
     {"authSync",
-     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\",\"email\":\"nobody\"}]}",
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":"
+     "\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\",\"email\":\"nobody\"}]}",
      BAD, "userList[0].email: not an e-mail address"},
     {"authSync",
-     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\",\"position\":7}]}",
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":"
+     "\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\",\"position\":7}]}",
      BAD, "userList[0].position: must be a JSON string"},
     {"authSync",
-     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\"},"
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":"
+     "\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\"},"
      "{\"userName\":\"v\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\"},"
-     "{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"admin\",\"enable\":\"true\"}]}",
+     "{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"admin\",\"enable\":\"true\"}]"
+     "}",
      BAD, "userList[2].userName: duplicate of userList[0]"},
     {"authSync", "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":\"not json\"}", BAD,
      "userList: string is not valid JSON"},
-    {"authSync", "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":\"3\",\"userList\":[{\"userName\":\"u\"}]}", BAD,
+    {"authSync",
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":\"3\",\"userList\":[{\"userName\":\"u\"}]}", BAD,
      "flag: must be a JSON integer"},
     /* delete and cancel need only the key */
-    {"authSync", "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":0,\"userList\":[{\"userName\":\"u\"}]}", OK, "success"},
-    {"authSync", "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":3,\"userList\":[{\"userName\":\"u\"}]}", OK, "success"},
     {"authSync",
-     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"admin\",\"enable\":false,\"employeeType\":\"4\",\"email\":\"a@b.c\",\"mobile\":\"+86 138-0000\"}]}",
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":0,\"userList\":[{\"userName\":\"u\"}]}", OK,
+     "success"},
+    {"authSync",
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":3,\"userList\":[{\"userName\":\"u\"}]}", OK,
+     "success"},
+    {"authSync",
+     "{\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":"
+     "\"N\",\"orgCode\":\"o\",\"role\":\"admin\",\"enable\":false,\"employeeType\":\"4\",\"email\":"
+     "\"a@b.c\",\"mobile\":\"+86 138-0000\"}]}",
      OK, "success"},
 };
 
@@ -339,12 +392,13 @@ static void test_limits_count_characters(void **state)
     kitsync_free_body(&env);
     free(text);
 
-    text = xasprintf("{\"tenantId\":\"t\",\"flag\":1,\"orgCode\":\"d-1\",\"orgName\":\"%s\xe9\x83\xa8\"}",
-                     name);
+    text = xasprintf(
+        "{\"tenantId\":\"t\",\"flag\":1,\"orgCode\":\"d-1\",\"orgName\":\"%s\xe9\x83\xa8\"}", name);
     json_t *body = parse(text);
     Kooisv__Envelope env2 = KOOISV__ENVELOPE__INIT;
     char msg[128];
-    assert_string_equal(kitsync_build("singleOrgSync", body, &env2, &svc, msg, sizeof msg), "000002");
+    assert_string_equal(kitsync_build("singleOrgSync", body, &env2, &svc, msg, sizeof msg),
+                        "000002");
     assert_non_null(strstr(msg, "orgName: longer than 128"));
     json_decref(body);
     free(text);
@@ -353,13 +407,15 @@ static void test_limits_count_characters(void **state)
 static void test_auth_users(void **state)
 {
     service_id_t svc;
-    Kooisv__Envelope env = build_ok(
-        "authSync",
-        "{\"instanceId\":\"\",\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":3,\"currentSyncTime\":\"x\","
-        "\"userList\":\"[{\\\"userName\\\":\\\"u1\\\",\\\"name\\\":\\\"One\\\",\\\"orgCode\\\":\\\"o\\\","
-        "\\\"role\\\":\\\"admin\\\",\\\"enable\\\":\\\"true\\\",\\\"employeeType\\\":2},"
-        "{\\\"userName\\\":\\\"u2\\\"}]\"}",
-        &svc);
+    Kooisv__Envelope env =
+        build_ok("authSync",
+                 "{\"instanceId\":\"\",\"tenantId\":\"t\",\"appId\":\"a\",\"flag\":3,"
+                 "\"currentSyncTime\":\"x\","
+                 "\"userList\":\"[{\\\"userName\\\":\\\"u1\\\",\\\"name\\\":\\\"One\\\","
+                 "\\\"orgCode\\\":\\\"o\\\","
+                 "\\\"role\\\":\\\"admin\\\",\\\"enable\\\":\\\"true\\\",\\\"employeeType\\\":2},"
+                 "{\\\"userName\\\":\\\"u2\\\"}]\"}",
+                 &svc);
     assert_int_equal(svc, SVC_APP);
     const Kooisv__AuthSync *m = env.auth_sync;
     assert_int_equal(m->flag, 3);
@@ -393,7 +449,8 @@ static void test_all_org_and_app(void **state)
     service_id_t svc;
     Kooisv__Envelope env = build_ok(
         "allOrgSync",
-        "{\"instanceId\":\"i\",\"tenantId\":\"t\",\"orgInfoList\":[{\"orgCode\":\"b\",\"orgName\":\"B\","
+        "{\"instanceId\":\"i\",\"tenantId\":\"t\",\"orgInfoList\":[{\"orgCode\":\"b\",\"orgName\":"
+        "\"B\","
         "\"parentCode\":\"a\"},{\"orgCode\":\"a\",\"orgName\":\"A\",\"parentCode\":null}]}",
         &svc);
     assert_int_equal(svc, SVC_TENANT);

@@ -101,9 +101,11 @@ static void test_client_secret_variants(void **state)
         free(sealed);
         const char *p[] = {secret};
         assert_int_equal(
-            sql_long("SELECT count(*) FROM apps.apps a WHERE a::text LIKE '%' || $1 || '%'", 1, p), 0);
+            sql_long("SELECT count(*) FROM apps.apps a WHERE a::text LIKE '%' || $1 || '%'", 1, p),
+            0);
         assert_int_equal(
-            sql_long("SELECT count(*) FROM apps.outbox o WHERE o::text LIKE '%' || $1 || '%'", 1, p),
+            sql_long("SELECT count(*) FROM apps.outbox o WHERE o::text LIKE '%' || $1 || '%'", 1,
+                     p),
             0);
         /* an operator gets it back; nobody else */
         char *code;
@@ -159,8 +161,8 @@ static void test_application_flags(void **state)
     free(back);
     free(code);
     const char *key[] = {inst, tenant};
-    char *cid = sql_text("SELECT client_id FROM apps.apps WHERE instance_id = $1 AND tenant_id = $2",
-                         2, key);
+    char *cid = sql_text(
+        "SELECT client_id FROM apps.apps WHERE instance_id = $1 AND tenant_id = $2", 2, key);
     assert_string_equal(cid, "c1-new");
     free(cid);
     /* the same modify again (another ciphertext of the same secret): no change, no event */
@@ -180,8 +182,8 @@ static void test_application_flags(void **state)
     assert_kit(a, "000000", NULL);
     for (int i = 0; i < 2; i++) {
         a = kit_call("applicationSync",
-                     "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"appId\":\"a1\",\"flag\":0}", inst,
-                     tenant);
+                     "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"appId\":\"a1\",\"flag\":0}",
+                     inst, tenant);
         assert_kit(a, "000000", NULL);
     }
     assert_int_equal(sql_long("SELECT count(*) FROM apps.app_users WHERE instance_id = $1 AND"
@@ -230,9 +232,9 @@ static void test_undecryptable_secret(void **state)
 
 /* ---- authSync ---- */
 
-#define USER(name, role, enable, org)                                                             \
-    "{\"userName\":\"" name "\",\"name\":\"Full " name "\",\"orgCode\":\"" org "\","             \
-    "\"role\":\"" role "\",\"enable\":\"" enable "\",\"mobile\":\"+86 13800001234\","            \
+#define USER(name, role, enable, org)                                                              \
+    "{\"userName\":\"" name "\",\"name\":\"Full " name "\",\"orgCode\":\"" org "\","               \
+    "\"role\":\"" role "\",\"enable\":\"" enable "\",\"mobile\":\"+86 13800001234\","              \
     "\"email\":\"" name "@example.com\",\"employeeType\":2,\"position\":\"Dev\"}"
 
 static char *user_field(const char *inst, const char *tenant, const char *app, const char *user,
@@ -261,8 +263,8 @@ static void test_auth_flags(void **state)
     char *inst = uid("I"), *tenant = uid("T");
     /* users arrive before their app and their department: accepted */
     kit_answer_t a = auth(inst, tenant, "app", 1,
-                          "[" USER("alice", "admin", "true", "no-such-dept") "," USER(
-                              "bob", "user", "false", "d1") "]");
+                          "[" USER("alice", "admin", "true",
+                                   "no-such-dept") "," USER("bob", "user", "false", "d1") "]");
     assert_kit(a, "000000", NULL);
     char *v = user_field(inst, tenant, "app", "alice", "role || enabled || auth_status");
     assert_string_equal(v, "admintrueauthorised");
@@ -348,8 +350,8 @@ static void test_auth_flags(void **state)
 
     /* the operator's view: app.users, contact data masked */
     char *json = NULL;
-    char *code = admin_rpc("app", "operator", "app.users", &json, "instance", inst, "tenant", tenant,
-                           "app", "app", NULL);
+    char *code = admin_rpc("app", "operator", "app.users", &json, "instance", inst, "tenant",
+                           tenant, "app", "app", NULL);
     assert_string_equal(code, "000000 success");
     assert_non_null(strstr(json, "\"userName\":\"alice\""));
     assert_non_null(strstr(json, "\"authStatus\":\"authorised\""));
@@ -432,11 +434,11 @@ static void test_auth_large_list(void **state)
         snprintf(name, sizeof name, "user-%05d", i);
         snprintf(mobile, sizeof mobile, "1380000%04d", i);
         snprintf(email, sizeof email, "user%05d@example.com", i);
-        json_array_append_new(users, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:i}", "userName",
-                                               name, "name", "Some Body", "orgCode", "dept-1",
-                                               "role", i % 10 ? "user" : "admin", "enable", "true",
-                                               "mobile", mobile, "email", email, "employeeType",
-                                               1 + i % 4));
+        json_array_append_new(users,
+                              json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:i}", "userName", name,
+                                        "name", "Some Body", "orgCode", "dept-1", "role",
+                                        i % 10 ? "user" : "admin", "enable", "true", "mobile",
+                                        mobile, "email", email, "employeeType", 1 + i % 4));
     }
     char *list = json_dumps(users, JSON_COMPACT);
     json_decref(users);
@@ -565,39 +567,74 @@ typedef struct {
 } bad_t;
 
 static const bad_t bad_inputs[] = {
-    {"applicationSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":1,\"clientId\":\"c\",\"clientSecret\":\"x\"}",
+    {"applicationSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":1,\"clientId\":\"c\","
+     "\"clientSecret\":\"x\"}",
      "000002", "appId"},
-    {"applicationSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1,\"clientSecret\":\"x\"}",
+    {"applicationSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1,\"clientSecret\":"
+     "\"x\"}",
      "000002", "clientId"},
-    {"applicationSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1,\"clientId\":\"c\"}",
+    {"applicationSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1,\"clientId\":"
+     "\"c\"}",
      "000002", "clientSecret"},
-    {"applicationSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":\"1\",\"clientId\":\"c\",\"clientSecret\":\"x\"}",
+    {"applicationSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":\"1\",\"clientId\":"
+     "\"c\",\"clientSecret\":\"x\"}",
      "000002", "flag"},
-    {"applicationSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":3,\"clientId\":\"c\",\"clientSecret\":\"x\"}",
+    {"applicationSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":3,\"clientId\":\"c\","
+     "\"clientSecret\":\"x\"}",
      "000002", "flag"},
-    {"authSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":4,\"userList\":[{\"userName\":\"u\"}]}",
+    {"authSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":4,\"userList\":[{"
+     "\"userName\":\"u\"}]}",
      "000002", "flag"},
-    {"authSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1}", "000002",
-     "userList"},
-    {"authSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1,\"userList\":[]}",
+    {"authSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1}",
      "000002", "userList"},
-    {"authSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1,\"userList\":{}}",
+    {"authSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1,\"userList\":[]}",
      "000002", "userList"},
-    {"authSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"enable\":\"true\"}]}",
+    {"authSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1,\"userList\":{}}",
+     "000002", "userList"},
+    {"authSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1,\"userList\":[{"
+     "\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"enable\":\"true\"}]}",
      "000002", "userList[0].role"},
-    {"authSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"owner\",\"enable\":\"true\"}]}",
+    {"authSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1,\"userList\":[{"
+     "\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"owner\",\"enable\":\"true\"}]"
+     "}",
      "000002", "userList[0].role"},
-    {"authSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"maybe\"}]}",
+    {"authSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1,\"userList\":[{"
+     "\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"maybe\"}]"
+     "}",
      "000002", "userList[0].enable"},
-    {"authSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\",\"employeeType\":9}]}",
+    {"authSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1,\"userList\":[{"
+     "\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\","
+     "\"employeeType\":9}]}",
      "000002", "userList[0].employeeType"},
-    {"authSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\"}]}",
+    {"authSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1,\"userList\":[{"
+     "\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\"}]}",
      "000002", "userList[0].userName"},
-    {"authSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":2,\"userList\":[{\"userName\":\"u\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\"}]}",
+    {"authSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":2,\"userList\":[{"
+     "\"userName\":\"u\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\"}]}",
      "000002", "userList[0].name"},
-    {"authSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\"},{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\"}]}",
+    {"authSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1,\"userList\":[{"
+     "\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\"},{"
+     "\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\"}]}",
      "000002", "duplicate"},
-    {"authSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1,\"userList\":[{\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\",\"email\":\"not-an-address\"}]}",
+    {"authSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"appId\":\"a\",\"flag\":1,\"userList\":[{"
+     "\"userName\":\"u\",\"name\":\"N\",\"orgCode\":\"o\",\"role\":\"user\",\"enable\":\"true\","
+     "\"email\":\"not-an-address\"}]}",
      "000002", "userList[0].email"},
 };
 

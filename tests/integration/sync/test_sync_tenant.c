@@ -18,7 +18,8 @@
 #include "timeutil.h"
 #include "xmalloc.h"
 
-#define TENANT_EXISTS "SELECT count(*) FROM tenants.tenants WHERE instance_id = $1 AND tenant_id = $2"
+#define TENANT_EXISTS                                                                              \
+    "SELECT count(*) FROM tenants.tenants WHERE instance_id = $1 AND tenant_id = $2"
 
 static long org_count(const char *inst, const char *tenant)
 {
@@ -186,7 +187,8 @@ static void test_tenant_flags(void **state)
     const char *fmt = "{\"instanceId\":\"%s\",\"orderId\":\"CS%s\",\"tenantId\":\"%s\","
                       "\"tenantCode\":\"code-1\",\"name\":\"%s\",\"domainName\":\"%s\","
                       "\"flag\":%d,\"testFlag\":%d,\"timeStamp\":\"20261128101500123\"}";
-    kit_answer_t a = kit_call("tenantSync", fmt, inst, inst, tenant, "Name 1", "d1.example.com", 1, 1);
+    kit_answer_t a =
+        kit_call("tenantSync", fmt, inst, inst, tenant, "Name 1", "d1.example.com", 1, 1);
     assert_kit(a, "000000", NULL);
     assert_int_equal(sql_long(TENANT_EXISTS, 2, key), 1);
     char *flag = sql_text("SELECT test_flag FROM tenants.tenants WHERE instance_id = $1 AND"
@@ -232,8 +234,8 @@ static void test_tenant_flags(void **state)
     assert_int_equal(outbox_count("tenants", tenant, "tenantSync.delete"), 1);
 
     /* delete never checks that the instance exists */
-    a = kit_call("tenantSync", "{\"instanceId\":\"NO-SUCH-INSTANCE\",\"tenantId\":\"%s\",\"flag\":0}",
-                 tenant);
+    a = kit_call("tenantSync",
+                 "{\"instanceId\":\"NO-SUCH-INSTANCE\",\"tenantId\":\"%s\",\"flag\":0}", tenant);
     assert_kit(a, "000000", NULL);
 
     /* modify of a missing tenant creates it (documented upsert) */
@@ -268,8 +270,8 @@ static void test_org_order_and_cycles(void **state)
     org_add(inst, tenant, "c", "b", 1);
     org_add(inst, tenant, "b", "a", 1);
     char *json = NULL;
-    char *code = admin_rpc("tenant", "operator", "tenant.tree", &json, "tenant", tenant,
-                           "instance", inst, NULL);
+    char *code = admin_rpc("tenant", "operator", "tenant.tree", &json, "tenant", tenant, "instance",
+                           inst, NULL);
     assert_string_equal(code, "000000 success");
     assert_non_null(strstr(json, "\"orphan\":true"));
     assert_non_null(strstr(json, "\"orphanCount\":1"));
@@ -397,14 +399,14 @@ static void test_all_org_sync(void **state)
     char *inst = uid("I"), *tenant = uid("T");
     org_add(inst, tenant, "old1", "", 1);
     org_add(inst, tenant, "old2", "old1", 1);
-    kit_answer_t a = kit_call(
-        "allOrgSync",
-        "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"testFlag\":0,\"orgInfoList\":["
-        "{\"orgCode\":\"n3\",\"orgName\":\"N3\",\"parentCode\":\"n2\"},"
-        "{\"orgCode\":\"n2\",\"orgName\":\"N2\",\"parentCode\":\"n1\"},"
-        "{\"orgCode\":\"n1\",\"orgName\":\"N1\",\"parentCode\":\"\"},"
-        "{\"orgCode\":\"n4\",\"orgName\":\"N4\",\"parentCode\":\"gone\"}]}",
-        inst, tenant);
+    kit_answer_t a =
+        kit_call("allOrgSync",
+                 "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"testFlag\":0,\"orgInfoList\":["
+                 "{\"orgCode\":\"n3\",\"orgName\":\"N3\",\"parentCode\":\"n2\"},"
+                 "{\"orgCode\":\"n2\",\"orgName\":\"N2\",\"parentCode\":\"n1\"},"
+                 "{\"orgCode\":\"n1\",\"orgName\":\"N1\",\"parentCode\":\"\"},"
+                 "{\"orgCode\":\"n4\",\"orgName\":\"N4\",\"parentCode\":\"gone\"}]}",
+                 inst, tenant);
     assert_kit(a, "000000", NULL);
     assert_int_equal(org_count(inst, tenant), 4);
     char *parent = org_parent(inst, tenant, "old1");
@@ -415,13 +417,15 @@ static void test_all_org_sync(void **state)
     assert_int_equal(outbox_count("tenants", tenant, "allOrgSync.replace"), 1);
 
     /* the same list again (as a JSON string this time): no change, no event */
-    a = kit_call("allOrgSync",
-                 "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgInfoList\":\"["
-                 "{\\\"orgCode\\\":\\\"n1\\\",\\\"orgName\\\":\\\"N1\\\",\\\"parentCode\\\":\\\"\\\"},"
-                 "{\\\"orgCode\\\":\\\"n2\\\",\\\"orgName\\\":\\\"N2\\\",\\\"parentCode\\\":\\\"n1\\\"},"
-                 "{\\\"orgCode\\\":\\\"n3\\\",\\\"orgName\\\":\\\"N3\\\",\\\"parentCode\\\":\\\"n2\\\"},"
-                 "{\\\"orgCode\\\":\\\"n4\\\",\\\"orgName\\\":\\\"N4\\\",\\\"parentCode\\\":\\\"gone\\\"}]\"}",
-                 inst, tenant);
+    a = kit_call(
+        "allOrgSync",
+        "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgInfoList\":\"["
+        "{\\\"orgCode\\\":\\\"n1\\\",\\\"orgName\\\":\\\"N1\\\",\\\"parentCode\\\":\\\"\\\"},"
+        "{\\\"orgCode\\\":\\\"n2\\\",\\\"orgName\\\":\\\"N2\\\",\\\"parentCode\\\":\\\"n1\\\"},"
+        "{\\\"orgCode\\\":\\\"n3\\\",\\\"orgName\\\":\\\"N3\\\",\\\"parentCode\\\":\\\"n2\\\"},"
+        "{\\\"orgCode\\\":\\\"n4\\\",\\\"orgName\\\":\\\"N4\\\",\\\"parentCode\\\":\\\"gone\\\"}]"
+        "\"}",
+        inst, tenant);
     assert_kit(a, "000000", NULL);
     assert_int_equal(outbox_count("tenants", tenant, "allOrgSync.replace"), 1);
 
@@ -457,11 +461,11 @@ static void test_all_org_sync(void **state)
         char code[16], parent_code[16];
         snprintf(code, sizeof code, "L%04d", i);
         snprintf(parent_code, sizeof parent_code, i ? "L%04d" : "", i - 1);
-        json_array_append_new(list, json_pack("{s:s,s:s,s:s}", "orgCode", code, "orgName",
-                                              "Level", "parentCode", parent_code));
+        json_array_append_new(list, json_pack("{s:s,s:s,s:s}", "orgCode", code, "orgName", "Level",
+                                              "parentCode", parent_code));
     }
-    json_t *body = json_pack("{s:s,s:s,s:o}", "instanceId", inst, "tenantId", tenant,
-                             "orgInfoList", list);
+    json_t *body =
+        json_pack("{s:s,s:s,s:o}", "instanceId", inst, "tenantId", tenant, "orgInfoList", list);
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     a = kit_call("allOrgSync", "%s", text);
@@ -571,8 +575,8 @@ static void test_tenant_isolation(void **state)
     assert_int_equal(org_count(inst, t2), 1);
     assert_int_equal(org_count("other-instance", t1), 1);
     char *json = NULL;
-    char *code = admin_rpc("tenant", "operator", "tenant.tree", &json, "tenant", t2, "instance",
-                           inst, NULL);
+    char *code =
+        admin_rpc("tenant", "operator", "tenant.tree", &json, "tenant", t2, "instance", inst, NULL);
     assert_non_null(strstr(json, "\"orgName\":\"Org dept\""));
     assert_null(strstr(json, "Renamed"));
     assert_null(strstr(json, "team"));
@@ -597,42 +601,63 @@ typedef struct {
 static const bad_t bad_inputs[] = {
     {"tenantSync", "not json", "000002", NULL},
     {"tenantSync", "[1,2]", "000002", NULL},
-    {"tenantSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":\"1\",\"tenantCode\":\"c\",\"name\":\"n\"}",
+    {"tenantSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":\"1\",\"tenantCode\":\"c\",\"name\":"
+     "\"n\"}",
      "000002", "flag"},
-    {"tenantSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":7,\"tenantCode\":\"c\",\"name\":\"n\"}",
+    {"tenantSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":7,\"tenantCode\":\"c\",\"name\":"
+     "\"n\"}",
      "000002", "flag"},
-    {"tenantSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":1,\"testFlag\":\"1\",\"tenantCode\":\"c\",\"name\":\"n\"}",
+    {"tenantSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":1,\"testFlag\":\"1\",\"tenantCode\":"
+     "\"c\",\"name\":\"n\"}",
      "000002", "testFlag"},
-    {"tenantSync", "{\"instanceId\":\"%1$s\",\"flag\":1,\"tenantCode\":\"c\",\"name\":\"n\"}", "000002",
-     "tenantId"},
-    {"tenantSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":1,\"name\":\"n\"}", "000002",
-     "tenantCode"},
-    {"tenantSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":1,\"tenantCode\":\"c\",\"name\":\"n\",\"domainName\":5}",
+    {"tenantSync", "{\"instanceId\":\"%1$s\",\"flag\":1,\"tenantCode\":\"c\",\"name\":\"n\"}",
+     "000002", "tenantId"},
+    {"tenantSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":1,\"name\":\"n\"}",
+     "000002", "tenantCode"},
+    {"tenantSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":1,\"tenantCode\":\"c\",\"name\":"
+     "\"n\",\"domainName\":5}",
      "000002", "domainName"},
     {"tenantSync",
-     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":1,\"tenantCode\":\"c\",\"name\":\"n\",\"orderId\":"
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":1,\"tenantCode\":\"c\",\"name\":"
+     "\"n\",\"orderId\":"
      "\"O12345678901234567890123456789012345678901234567890123456789012345\"}",
      "000002", "orderId"},
-    {"tenantSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":1,\"tenantCode\":\"c\",\"name\":\"n\",\"timeStamp\":\"yesterday\"}",
+    {"tenantSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":1,\"tenantCode\":\"c\",\"name\":"
+     "\"n\",\"timeStamp\":\"yesterday\"}",
      "000002", "timeStamp"},
-    {"singleOrgSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":1,\"orgName\":\"n\"}", "000002",
+    {"singleOrgSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":1,\"orgName\":\"n\"}", "000002",
      "orgCode"},
-    {"singleOrgSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":1,\"orgCode\":\"o\"}", "000002",
+    {"singleOrgSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":1,\"orgCode\":\"o\"}", "000002",
      "orgName"},
-    {"singleOrgSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":1,\"orgCode\":\"o\",\"orgName\":[\"n\"]}",
+    {"singleOrgSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":1,\"orgCode\":\"o\",\"orgName\":["
+     "\"n\"]}",
      "000002", "orgName"},
-    {"singleOrgSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":3,\"orgCode\":\"o\",\"orgName\":\"n\"}",
+    {"singleOrgSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":3,\"orgCode\":\"o\",\"orgName\":"
+     "\"n\"}",
      "000002", "flag"},
     {"singleOrgSync",
-     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":1,\"orgCode\":\"o\",\"orgName\":\"n\",\"parentCode\":"
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":1,\"orgCode\":\"o\",\"orgName\":"
+     "\"n\",\"parentCode\":"
      "\"P12345678901234567890123456789012345678901234567890123456789012345\"}",
      "000002", "parentCode"},
     {"allOrgSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\"}", "000002", "orgInfoList"},
-    {"allOrgSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"orgInfoList\":\"[oops\"}", "000002",
-     "orgInfoList"},
-    {"allOrgSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"orgInfoList\":[{\"orgCode\":\"a\"}]}",
+    {"allOrgSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"orgInfoList\":\"[oops\"}",
+     "000002", "orgInfoList"},
+    {"allOrgSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"orgInfoList\":[{\"orgCode\":\"a\"}]}",
      "000002", "orgInfoList[0].orgName"},
-    {"allOrgSync", "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"orgInfoList\":[{\"orgCode\":\"a\",\"orgName\":\"A\"},7]}",
+    {"allOrgSync",
+     "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"orgInfoList\":[{\"orgCode\":\"a\","
+     "\"orgName\":\"A\"},7]}",
      "000002", "orgInfoList[1]"},
 };
 
@@ -659,8 +684,8 @@ static void test_bad_input(void **state)
         const char *m = r.json ? json_string_value(json_object_get(r.json, "resultMsg")) : "";
         snprintf(ans.msg, sizeof ans.msg, "%s", m ? m : "");
         if (strcmp(ans.code, b->code) != 0 || (b->msg && !strstr(ans.msg, b->msg)) || !*ans.msg)
-            fail_msg("bad input %zu (%s %s): answered %s \"%s\" HTTP %d", i, b->name, body, ans.code,
-                     ans.msg, r.status);
+            fail_msg("bad input %zu (%s %s): answered %s \"%s\" HTTP %d", i, b->name, body,
+                     ans.code, ans.msg, r.status);
         assert_int_equal(r.status, 200);
         kresp_free(&r);
         free(body);

@@ -219,7 +219,8 @@ static void test_delivery(void **state)
 
     /* the event document */
     kresp_t r;
-    assert_int_equal(kc_emulator("GET", "/_emulator/calls?path=webhook/sync&limit=100", NULL, &r), 0);
+    assert_int_equal(kc_emulator("GET", "/_emulator/calls?path=webhook/sync&limit=100", NULL, &r),
+                     0);
     json_t *calls = json_object_get(r.json, "calls");
     json_t *ev = NULL;
     size_t i;
@@ -286,8 +287,8 @@ static void fail_then_redrive(const char *svc, const char *schema, const char *t
 {
     wait_status(schema, tenant, "failed", 15000);
     const char *p[] = {tenant};
-    char *sql = xasprintf("SELECT attempts || ' ' || last_error FROM %s.outbox WHERE tenant_id = $1",
-                          schema);
+    char *sql = xasprintf(
+        "SELECT attempts || ' ' || last_error FROM %s.outbox WHERE tenant_id = $1", schema);
     char *v = sql_text(sql, 1, p);
     free(sql);
     assert_non_null(v);
@@ -329,7 +330,8 @@ static void test_failures_and_redrive(void **state)
 {
     kresp_t r;
     assert_int_equal(kc_emulator("POST", "/_emulator/faults",
-                                 "{\"path\":\"webhook/sync\",\"mode\":\"http500\",\"count\":-1}", &r),
+                                 "{\"path\":\"webhook/sync\",\"mode\":\"http500\",\"count\":-1}",
+                                 &r),
                      0);
     assert_int_equal(r.status, 200);
     kresp_free(&r);
