@@ -238,6 +238,15 @@ int server_start(void)
     if (conn_index < 0)
         conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, conn_ex_free);
     SSL_CTX_set_client_hello_cb(gw.tls, on_client_hello, NULL);
+    /* SO_REUSEPORT would let a second gateway (same user) silently share the port: make sure
+     * nobody holds it before our own sockets do. */
+    char err[256];
+    int probe = netaddr_listen(gw.listen, false, err, sizeof err);
+    if (probe < 0) {
+        log_error(NULL, "cannot listen: %s", err);
+        return -1;
+    }
+    close(probe);
     n_workers = gw.threads;
     workers = xcalloc((size_t)n_workers, sizeof *workers);
     char listen[300];
