@@ -89,8 +89,7 @@ static void queue_append(auditq_t *self, item_t *it)
         self->queued--;
         metrics_audit_queue_add(-1);
         metrics_audit_lost(1);
-        log_error(old->rid, "audit %s lost: retry queue full (%d records)", old->what,
-                  QUEUE_MAX);
+        log_error(old->rid, "audit %s lost: retry queue full (%d records)", old->what, QUEUE_MAX);
         item_free(old);
     }
     it->next = NULL;

@@ -10,7 +10,7 @@
 #include "xmalloc.h"
 
 static const char *const activity_names[BASIC__COUNT] = {
-    "newInstance",   "queryInstance",  "refreshInstance",     "updateInstanceStatus",
+    "newInstance",     "queryInstance",   "refreshInstance",     "updateInstanceStatus",
     "releaseInstance", "upgradeInstance", "changeInstanceCheck", "getLicenseAsync",
 };
 
@@ -391,8 +391,8 @@ static bool build_get_license(check_t *c, Kooisv__Envelope *env)
     const char *event = field_id(c, "eventId", true);
     const char *effective = field_time(c, "effectiveTime", true, true);
     const char *expire = field_time(c, "expireTime", false, true);
-    const char *fingerprint = field_str(c, "deviceFingerprint", false, BASICREQ_FINGERPRINT_MAX,
-                                        true);
+    const char *fingerprint =
+        field_str(c, "deviceFingerprint", false, BASICREQ_FINGERPRINT_MAX, true);
     if (c->failed)
         return false;
     Kooisv__GetLicenseAsync *m = xmalloc(sizeof *m);
@@ -433,15 +433,32 @@ const char *basicreq_build(const json_t *body, Kooisv__Envelope *env, char *msg,
         return "000002";
     bool ok = false;
     switch ((basic_activity_t)a) {
-    case BASIC_NEW_INSTANCE: ok = build_new_instance(&c, env); break;
-    case BASIC_QUERY_INSTANCE: ok = build_query_instance(&c, env); break;
-    case BASIC_REFRESH_INSTANCE: ok = build_refresh_instance(&c, env); break;
-    case BASIC_UPDATE_INSTANCE_STATUS: ok = build_update_status(&c, env); break;
-    case BASIC_RELEASE_INSTANCE: ok = build_release_instance(&c, env); break;
-    case BASIC_UPGRADE_INSTANCE: ok = build_upgrade_instance(&c, env); break;
-    case BASIC_CHANGE_INSTANCE_CHECK: ok = build_change_check(&c, env); break;
-    case BASIC_GET_LICENSE_ASYNC: ok = build_get_license(&c, env); break;
-    case BASIC__COUNT: break;
+    case BASIC_NEW_INSTANCE:
+        ok = build_new_instance(&c, env);
+        break;
+    case BASIC_QUERY_INSTANCE:
+        ok = build_query_instance(&c, env);
+        break;
+    case BASIC_REFRESH_INSTANCE:
+        ok = build_refresh_instance(&c, env);
+        break;
+    case BASIC_UPDATE_INSTANCE_STATUS:
+        ok = build_update_status(&c, env);
+        break;
+    case BASIC_RELEASE_INSTANCE:
+        ok = build_release_instance(&c, env);
+        break;
+    case BASIC_UPGRADE_INSTANCE:
+        ok = build_upgrade_instance(&c, env);
+        break;
+    case BASIC_CHANGE_INSTANCE_CHECK:
+        ok = build_change_check(&c, env);
+        break;
+    case BASIC_GET_LICENSE_ASYNC:
+        ok = build_get_license(&c, env);
+        break;
+    case BASIC__COUNT:
+        break;
     }
     if (!ok) {
         env->test_flag = 0;

@@ -15,8 +15,7 @@
 #define PENDING_BUCKETS 512
 #define RESOLVE_INTERVAL_S 5
 
-static const char *const service_names[SVC__COUNT] = {"order", "tenant", "app", "audit",
-                                                      "billing"};
+static const char *const service_names[SVC__COUNT] = {"order", "tenant", "app", "audit", "billing"};
 
 /* One outstanding call, keyed by (service, request id). */
 typedef struct pending {
@@ -141,8 +140,8 @@ static void handle_reply(link_t *l, const uint8_t *data, size_t len)
 {
     Kooisv__Reply *reply = kooisv__reply__unpack(NULL, len, data);
     if (!reply) {
-        log_warn(NULL, "dropping an unreadable reply from %s (%zu bytes)",
-                 service_names[l->svc], len);
+        log_warn(NULL, "dropping an unreadable reply from %s (%zu bytes)", service_names[l->svc],
+                 len);
         return;
     }
     pending_t *p = pending_find(l->dispatch, l->svc, reply->request_id);

@@ -18,22 +18,22 @@ struct evhttp_request;
 struct evhttp_bound_socket;
 
 typedef struct {
-    const char *listen;            /* "0.0.0.0:8443" */
-    int threads;                   /* worker threads */
-    const char *basic_key;         /* seller key (basic interfaces) */
-    const char *kit_key;           /* kit key (sync interfaces) */
-    char basic_key_id[9];          /* caller ids: first 8 hex of SHA-256(key) */
+    const char *listen;    /* "0.0.0.0:8443" */
+    int threads;           /* worker threads */
+    const char *basic_key; /* seller key (basic interfaces) */
+    const char *kit_key;   /* kit key (sync interfaces) */
+    char basic_key_id[9];  /* caller ids: first 8 hex of SHA-256(key) */
     char kit_key_id[9];
-    char produce_path[256];        /* "/produce" (no trailing slash unless it is "/") */
-    char kit_prefix[300];          /* produce_path + "/produceAPI/v2/" */
-    long max_body;                 /* bytes */
-    long max_headers;              /* bytes */
-    int idle_timeout_s;            /* read/write inactivity, and between keep-alive requests */
-    int header_timeout_s;          /* a new connection must deliver its first request in it */
-    long max_connections;          /* open client connections, whole process */
-    int deadline_ms;               /* per request: audit + service */
+    char produce_path[256]; /* "/produce" (no trailing slash unless it is "/") */
+    char kit_prefix[300];   /* produce_path + "/produceAPI/v2/" */
+    long max_body;          /* bytes */
+    long max_headers;       /* bytes */
+    int idle_timeout_s;     /* read/write inactivity, and between keep-alive requests */
+    int header_timeout_s;   /* a new connection must deliver its first request in it */
+    long max_connections;   /* open client connections, whole process */
+    int deadline_ms;        /* per request: audit + service */
     const char *endpoints[SVC__COUNT];
-    peer_trust_t *trusted;         /* proxies whose X-Forwarded-For is believed */
+    peer_trust_t *trusted; /* proxies whose X-Forwarded-For is believed */
     SSL_CTX *tls;
 } gw_settings_t;
 
@@ -49,7 +49,7 @@ typedef struct gw_worker {
     auditq_t *auditq;
     struct event *stop_ev;
     struct event *drain_timer;
-    int inflight;                  /* requests of this thread not yet answered */
+    int inflight; /* requests of this thread not yet answered */
     bool stopping;
     int64_t stop_started_us;
 } gw_worker_t;

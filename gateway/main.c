@@ -40,8 +40,7 @@ static const config_var_t config_vars[] = {
     {"KOOISV_APP_ENDPOINTS", "tcp://127.0.0.1:7103", 0, "app service replicas"},
     {"KOOISV_AUDIT_ENDPOINTS", "tcp://127.0.0.1:7104", 0,
      "audit service replicas (every call is recorded there first)"},
-    {"KOOISV_BILLING_ENDPOINTS", "tcp://127.0.0.1:7105", 0,
-     "billing service replicas (admin API)"},
+    {"KOOISV_BILLING_ENDPOINTS", "tcp://127.0.0.1:7105", 0, "billing service replicas (admin API)"},
     {"KOOISV_METRICS_LISTEN", "127.0.0.1:9100", 0, "plain-HTTP /metrics and /healthz address"},
     {"KOOISV_ADMIN_LISTEN", "127.0.0.1:8444", 0, "admin HTTPS API address (operators)"},
     {"KOOISV_ADMIN_TOKENS_FILE", "", 0, "file of operator tokens for the admin API"},
@@ -83,8 +82,8 @@ static void settings_load(void)
     gw.max_connections = config_get_long("KOOISV_MAX_CONNECTIONS", 1, 1000000);
     gw.deadline_ms = (int)config_get_long("KOOISV_REQUEST_DEADLINE_MS", 100, 60000);
     static const char *const endpoint_vars[SVC__COUNT] = {
-        [SVC_ORDER] = "KOOISV_ORDER_ENDPOINTS",   [SVC_TENANT] = "KOOISV_TENANT_ENDPOINTS",
-        [SVC_APP] = "KOOISV_APP_ENDPOINTS",       [SVC_AUDIT] = "KOOISV_AUDIT_ENDPOINTS",
+        [SVC_ORDER] = "KOOISV_ORDER_ENDPOINTS",     [SVC_TENANT] = "KOOISV_TENANT_ENDPOINTS",
+        [SVC_APP] = "KOOISV_APP_ENDPOINTS",         [SVC_AUDIT] = "KOOISV_AUDIT_ENDPOINTS",
         [SVC_BILLING] = "KOOISV_BILLING_ENDPOINTS",
     };
     for (int s = 0; s < SVC__COUNT; s++)
@@ -100,8 +99,8 @@ static void settings_load(void)
         snprintf(why, sizeof why, "KOOISV_TRUSTED_PROXIES: %s", err);
         die(why);
     }
-    gw.tls = tlsctx_new(config_get("KOOISV_TLS_CERT_FILE"), config_get("KOOISV_TLS_KEY_FILE"),
-                        err, sizeof err);
+    gw.tls = tlsctx_new(config_get("KOOISV_TLS_CERT_FILE"), config_get("KOOISV_TLS_KEY_FILE"), err,
+                        sizeof err);
     if (!gw.tls) {
         char why[300];
         snprintf(why, sizeof why, "TLS: %s", err);

@@ -17,10 +17,11 @@
 
 /* Label values are fixed sets so the series count is bounded whatever the callers send. */
 static const char *const activities[] = {
-    "newInstance",     "queryInstance",   "refreshInstance", "updateInstanceStatus",
-    "releaseInstance", "upgradeInstance", "changeInstanceCheck", "getLicenseAsync",
-    "tenantSync",      "applicationSync", "authSync",        "singleOrgSync",
-    "allOrgSync",      "unknown",
+    "newInstance",          "queryInstance",   "refreshInstance",
+    "updateInstanceStatus", "releaseInstance", "upgradeInstance",
+    "changeInstanceCheck",  "getLicenseAsync", "tenantSync",
+    "applicationSync",      "authSync",        "singleOrgSync",
+    "allOrgSync",           "unknown",
 };
 #define N_ACT (sizeof activities / sizeof activities[0])
 
@@ -236,8 +237,8 @@ static struct {
     bool running;
 } listener;
 
-static void send_text(struct evhttp_request *req, int status, const char *reason,
-                      const char *type, const char *text)
+static void send_text(struct evhttp_request *req, int status, const char *reason, const char *type,
+                      const char *text)
 {
     struct evbuffer *out = evbuffer_new();
     evbuffer_add(out, text, strlen(text));

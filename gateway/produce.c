@@ -52,11 +52,11 @@ typedef struct {
     Kooisv__ResourceRef **res;
     size_t n_res;
     /* verdict */
-    const char *code;      /* result code once decided */
+    const char *code; /* result code once decided */
     char msg[512];
-    bool rejected;         /* refused by the gateway itself (or audit failed) */
+    bool rejected; /* refused by the gateway itself (or audit failed) */
     bool intent_stored;
-    Kooisv__Reply *reply;  /* the service's answer */
+    Kooisv__Reply *reply; /* the service's answer */
 } call_t;
 
 static const char *call_key(const call_t *c)
@@ -173,8 +173,9 @@ static void on_service_reply(Kooisv__Reply *reply, void *arg)
     call_t *c = arg;
     const char *svc = dispatch_service_name(c->svc);
     if (!reply) {
-        log_warn(c->rid, "no answer from the %s service (no replica connected, or none answered "
-                         "within the deadline) after %lld ms",
+        log_warn(c->rid,
+                 "no answer from the %s service (no replica connected, or none answered "
+                 "within the deadline) after %lld ms",
                  svc, (long long)((time_mono_us() - c->start_us) / 1000));
         settle(c, "000005", "internal error: %s service unavailable, retry later", svc);
     } else if (!answer_code_known(reply->result_code)) {
@@ -238,8 +239,8 @@ static void on_intent_reply(Kooisv__Reply *reply, void *arg)
     }
     if (!stored) {
         /* Nothing runs unrecorded. */
-        log_error(c->rid, "audit service %s: call not executed", reply ? "refused the intent"
-                                                                      : "unavailable");
+        log_error(c->rid, "audit service %s: call not executed",
+                  reply ? "refused the intent" : "unavailable");
         c->rejected = true;
         settle(c, "000005", "internal error: audit unavailable, retry later%s", NULL);
         respond(c);

@@ -117,7 +117,8 @@ static struct bufferevent *on_new_connection(struct event_base *base, void *arg)
         metrics_connection_refused();
         int64_t now = time_mono_us();
         int64_t last = atomic_load(&last_refusal_log_us);
-        if (now - last > 1000000 && atomic_compare_exchange_strong(&last_refusal_log_us, &last, now))
+        if (now - last > 1000000 &&
+            atomic_compare_exchange_strong(&last_refusal_log_us, &last, now))
             log_warn(NULL, "connection refused: %ld open (KOOISV_MAX_CONNECTIONS=%ld)%s", n - 1,
                      gw.max_connections, w->stopping ? " or stopping" : "");
     } else {
@@ -125,9 +126,8 @@ static struct bufferevent *on_new_connection(struct event_base *base, void *arg)
         metrics_connections_add(1);
     }
     SSL_set_ex_data(ssl, conn_index, c);
-    struct bufferevent *bev = bufferevent_openssl_socket_new(base, -1, ssl,
-                                                             BUFFEREVENT_SSL_ACCEPTING,
-                                                             BEV_OPT_CLOSE_ON_FREE);
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
     if (!bev) {
         log_error(NULL, "cannot create a TLS bufferevent: out of memory");
         abort();
@@ -227,8 +227,8 @@ static int worker_setup(gw_worker_t *w, const char *listen, int *port_out)
     if (!w->dispatch)
         return -1;
     /* An outcome gets the same time an intent does; the queue retries past it anyway. */
-    w->auditq = auditq_new(w->base, w->dispatch, gw.deadline_ms / 3 > 200 ? gw.deadline_ms / 3
-                                                                          : 200);
+    w->auditq =
+        auditq_new(w->base, w->dispatch, gw.deadline_ms / 3 > 200 ? gw.deadline_ms / 3 : 200);
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     return 0;
 }

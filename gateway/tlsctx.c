@@ -27,8 +27,7 @@ SSL_CTX *tlsctx_new(const char *cert_file, const char *key_file, char *err, size
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
     /* TLS 1.2: forward-secret AEAD suites only, for ECDSA and RSA certificates alike. */
-    if (SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!eNULL") !=
-        1) {
+    if (SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!eNULL") != 1) {
         ssl_reason("cipher list", err, errlen);
         goto fail;
     }

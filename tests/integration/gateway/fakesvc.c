@@ -57,22 +57,38 @@ static void sleep_ms(long ms)
 static const char *case_name(const Kooisv__Envelope *env)
 {
     switch (env->body_case) {
-    case KOOISV__ENVELOPE__BODY_AUDIT_INTENT: return "intent";
-    case KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME: return "outcome";
-    case KOOISV__ENVELOPE__BODY_NEW_INSTANCE: return "newInstance";
-    case KOOISV__ENVELOPE__BODY_QUERY_INSTANCE: return "queryInstance";
-    case KOOISV__ENVELOPE__BODY_REFRESH_INSTANCE: return "refreshInstance";
-    case KOOISV__ENVELOPE__BODY_UPDATE_INSTANCE_STATUS: return "updateInstanceStatus";
-    case KOOISV__ENVELOPE__BODY_RELEASE_INSTANCE: return "releaseInstance";
-    case KOOISV__ENVELOPE__BODY_UPGRADE_INSTANCE: return "upgradeInstance";
-    case KOOISV__ENVELOPE__BODY_CHANGE_INSTANCE_CHECK: return "changeInstanceCheck";
-    case KOOISV__ENVELOPE__BODY_GET_LICENSE_ASYNC: return "getLicenseAsync";
-    case KOOISV__ENVELOPE__BODY_TENANT_SYNC: return "tenantSync";
-    case KOOISV__ENVELOPE__BODY_APPLICATION_SYNC: return "applicationSync";
-    case KOOISV__ENVELOPE__BODY_AUTH_SYNC: return "authSync";
-    case KOOISV__ENVELOPE__BODY_SINGLE_ORG_SYNC: return "singleOrgSync";
-    case KOOISV__ENVELOPE__BODY_ALL_ORG_SYNC: return "allOrgSync";
-    default: return "other";
+    case KOOISV__ENVELOPE__BODY_AUDIT_INTENT:
+        return "intent";
+    case KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME:
+        return "outcome";
+    case KOOISV__ENVELOPE__BODY_NEW_INSTANCE:
+        return "newInstance";
+    case KOOISV__ENVELOPE__BODY_QUERY_INSTANCE:
+        return "queryInstance";
+    case KOOISV__ENVELOPE__BODY_REFRESH_INSTANCE:
+        return "refreshInstance";
+    case KOOISV__ENVELOPE__BODY_UPDATE_INSTANCE_STATUS:
+        return "updateInstanceStatus";
+    case KOOISV__ENVELOPE__BODY_RELEASE_INSTANCE:
+        return "releaseInstance";
+    case KOOISV__ENVELOPE__BODY_UPGRADE_INSTANCE:
+        return "upgradeInstance";
+    case KOOISV__ENVELOPE__BODY_CHANGE_INSTANCE_CHECK:
+        return "changeInstanceCheck";
+    case KOOISV__ENVELOPE__BODY_GET_LICENSE_ASYNC:
+        return "getLicenseAsync";
+    case KOOISV__ENVELOPE__BODY_TENANT_SYNC:
+        return "tenantSync";
+    case KOOISV__ENVELOPE__BODY_APPLICATION_SYNC:
+        return "applicationSync";
+    case KOOISV__ENVELOPE__BODY_AUTH_SYNC:
+        return "authSync";
+    case KOOISV__ENVELOPE__BODY_SINGLE_ORG_SYNC:
+        return "singleOrgSync";
+    case KOOISV__ENVELOPE__BODY_ALL_ORG_SYNC:
+        return "allOrgSync";
+    default:
+        return "other";
     }
 }
 
@@ -97,11 +113,10 @@ static void record(const Kooisv__Envelope *env)
                 "test=%d res=%s code=%s http=%lld deadline=%lld reason=%s\n",
                 name, case_name(env), env->request_id, in ? in->event_type : "",
                 in ? in->nonce : "", in ? (long long)in->nonce_ts_ms : 0LL,
-                in ? in->reject_code : "", env->source_addr,
-                env->caller ? env->caller->kind : "", env->caller ? env->caller->id : "",
-                env->test_flag ? 1 : 0, res, out ? out->result_code : "",
-                out ? (long long)out->http_status : 0LL, (long long)env->deadline_ms,
-                in ? in->reject_reason : "");
+                in ? in->reject_code : "", env->source_addr, env->caller ? env->caller->kind : "",
+                env->caller ? env->caller->id : "", env->test_flag ? 1 : 0, res,
+                out ? out->result_code : "", out ? (long long)out->http_status : 0LL,
+                (long long)env->deadline_ms, in ? in->reject_reason : "");
         fclose(f);
     }
     pthread_mutex_unlock(&lock);
@@ -176,8 +191,8 @@ static void handle_order(svc_call_t *call, const Kooisv__Envelope *env)
             info->instance_id = svc_call_strdup(call, q->instance_ids[i]);
             Kooisv__AppInfo *app = svc_call_alloc(call, sizeof *app);
             kooisv__app_info__init(app);
-            app->front_end_url =
-                svc_call_printf(call, "https://app.example.com/\xe7\xa4\xba/%s", q->instance_ids[i]);
+            app->front_end_url = svc_call_printf(call, "https://app.example.com/\xe7\xa4\xba/%s",
+                                                 q->instance_ids[i]);
             app->user_name = "0123456789abcdefCxa/kbut/oHLJxYv7ss2mw==";
             app->password = "0123456789abcdefoO6VsGl1i8yM7vBpsVZTcA==";
             info->app_info = app;

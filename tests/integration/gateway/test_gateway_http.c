@@ -157,8 +157,7 @@ static void gateway_start(void)
     env[n++] = xasprintf("KOOISV_KIT_KEY_FILE=%s/kit-key", world.dir);
     env[n++] = xasprintf("KOOISV_AUDIT_ENDPOINTS=tcp://127.0.0.1:%d", world.svc_port[FAKE_AUDIT]);
     env[n++] = xasprintf("KOOISV_ORDER_ENDPOINTS=tcp://127.0.0.1:%d", world.svc_port[FAKE_ORDER]);
-    env[n++] = xasprintf("KOOISV_TENANT_ENDPOINTS=tcp://127.0.0.1:%d",
-                         world.svc_port[FAKE_TENANT]);
+    env[n++] = xasprintf("KOOISV_TENANT_ENDPOINTS=tcp://127.0.0.1:%d", world.svc_port[FAKE_TENANT]);
     env[n++] = xasprintf("KOOISV_APP_ENDPOINTS=tcp://127.0.0.1:%d", world.svc_port[FAKE_APP]);
     env[n++] = xstrdup("KOOISV_BILLING_ENDPOINTS=");
     env[n++] = xasprintf("KOOISV_REQUEST_DEADLINE_MS=%d", DEADLINE_MS);
@@ -336,10 +335,10 @@ static bool file_contains(const char *path, const char *needle)
 
 /* ================================================================== helpers */
 
-#define SKIP_UNLESS_STANDALONE()                                                                  \
-    do {                                                                                          \
-        if (!standalone)                                                                          \
-            skip();                                                                               \
+#define SKIP_UNLESS_STANDALONE()                                                                   \
+    do {                                                                                           \
+        if (!standalone)                                                                           \
+            skip();                                                                                \
     } while (0)
 
 static void expect_code(const kresp_t *r, const char *code)
@@ -393,7 +392,8 @@ static SSL *tls_open(int port, int min_version, int max_version, int *fd_out)
     SSL_CTX_set_security_level(ctx, 0); /* allow the old versions we want to see refused */
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     struct timeval tv = {5, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -473,8 +473,7 @@ static void test_good_call(void **state)
         expect_logged(FAKE_AUDIT, 0, r.request_id, res, "src=127.0.0.1");
         expect_logged(FAKE_AUDIT, 0, r.request_id, "caller=basic:", "test=1");
         expect_logged(FAKE_AUDIT, 0, r.request_id, "reject= ", NULL);
-        expect_logged(FAKE_AUDIT, 2000, r.request_id, "audit outcome",
-                                 "code=000000 http=200");
+        expect_logged(FAKE_AUDIT, 2000, r.request_id, "audit outcome", "code=000000 http=200");
         expect_logged(FAKE_ORDER, 0, r.request_id, "order newInstance", NULL);
         assert_false(fake_log_has(FAKE_ORDER, 0, r.request_id, "deadline=0 ", NULL));
     }
@@ -607,8 +606,8 @@ static void test_signature_failures(void **state)
     rand_alnum(nonce, 32);
     kc_kit_ex("tenantSync", kit, ts, nonce, "deadbeef", &r);
     expect_code(&r, "000001");
-    assert_true(bodysign_verify(suite_get("KOOISV_KIT_KEY"), r.body, r.len,
-                                kresp_header(&r, "Body-Sign")));
+    assert_true(
+        bodysign_verify(suite_get("KOOISV_KIT_KEY"), r.body, r.len, kresp_header(&r, "Body-Sign")));
     kresp_free(&r);
     kc_kit_ex("tenantSync", kit, NULL, nonce, NULL, &r);
     expect_code(&r, "000002");
@@ -784,8 +783,8 @@ static void test_kit_call(void **state)
     kc_kit("tenantSync", body, &r);
     expect_code(&r, "000000");
     /* Kit answers are signed with the kit key. */
-    assert_true(bodysign_verify(suite_get("KOOISV_KIT_KEY"), r.body, r.len,
-                                kresp_header(&r, "Body-Sign")));
+    assert_true(
+        bodysign_verify(suite_get("KOOISV_KIT_KEY"), r.body, r.len, kresp_header(&r, "Body-Sign")));
     if (standalone) {
         expect_logged(FAKE_AUDIT, 2000, r.request_id, "event=tenantSync", "caller=kit:");
         char res[96];
@@ -812,7 +811,8 @@ static void test_metrics_health(void **state)
     free(text);
     text = metrics_get("/metrics", &status);
     assert_int_equal(status, 200);
-    assert_non_null(strstr(text, "kooisv_requests_total{activity=\"releaseInstance\",result_code="));
+    assert_non_null(
+        strstr(text, "kooisv_requests_total{activity=\"releaseInstance\",result_code="));
     assert_non_null(strstr(text, "kooisv_request_duration_seconds_bucket{activity="));
     assert_non_null(strstr(text, "kooisv_requests_in_flight "));
     assert_non_null(strstr(text, "kooisv_connections "));
@@ -1037,7 +1037,8 @@ static void test_header_timeout(void **state)
 
     /* A TCP connection that never starts TLS is cut as well. */
     fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)world.port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)world.port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     struct timeval tv = {6, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -1104,26 +1105,16 @@ int main(int argc, char **argv)
 {
     standalone = argc > 1 && strcmp(argv[1], "standalone") == 0;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_good_call),
-        cmocka_unit_test(test_query_answer),
-        cmocka_unit_test(test_signature_forms),
-        cmocka_unit_test(test_signature_failures),
-        cmocka_unit_test(test_replay),
-        cmocka_unit_test(test_bad_bodies),
-        cmocka_unit_test(test_http_errors),
-        cmocka_unit_test(test_oversized_body),
-        cmocka_unit_test(test_kit_call),
-        cmocka_unit_test(test_metrics_health),
-        cmocka_unit_test(test_tls_versions),
-        cmocka_unit_test(test_keep_alive),
-        cmocka_unit_test(test_forwarded_for),
-        cmocka_unit_test(test_service_slow),
-        cmocka_unit_test(test_resend),
-        cmocka_unit_test(test_connection_limit),
-        cmocka_unit_test(test_header_timeout),
-        cmocka_unit_test(test_audit_down),
-        cmocka_unit_test(test_service_down),
-        cmocka_unit_test(test_no_secrets_logged),
+        cmocka_unit_test(test_good_call),       cmocka_unit_test(test_query_answer),
+        cmocka_unit_test(test_signature_forms), cmocka_unit_test(test_signature_failures),
+        cmocka_unit_test(test_replay),          cmocka_unit_test(test_bad_bodies),
+        cmocka_unit_test(test_http_errors),     cmocka_unit_test(test_oversized_body),
+        cmocka_unit_test(test_kit_call),        cmocka_unit_test(test_metrics_health),
+        cmocka_unit_test(test_tls_versions),    cmocka_unit_test(test_keep_alive),
+        cmocka_unit_test(test_forwarded_for),   cmocka_unit_test(test_service_slow),
+        cmocka_unit_test(test_resend),          cmocka_unit_test(test_connection_limit),
+        cmocka_unit_test(test_header_timeout),  cmocka_unit_test(test_audit_down),
+        cmocka_unit_test(test_service_down),    cmocka_unit_test(test_no_secrets_logged),
     };
     if (standalone)
         return cmocka_run_group_tests_name("gateway_standalone", tests, world_setup,

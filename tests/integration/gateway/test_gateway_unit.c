@@ -164,8 +164,9 @@ static void test_lengths(void **state)
              "\"businessId\":\"b\"}",
              cjk65);
     expect_bad(json, "orderLineId is longer than 64");
-    snprintf(json, sizeof json, "{\"activity\":\"updateInstanceStatus\",\"instanceId\":\"%s\","
-                                "\"status\":\"FREEZE\"}",
+    snprintf(json, sizeof json,
+             "{\"activity\":\"updateInstanceStatus\",\"instanceId\":\"%s\","
+             "\"status\":\"FREEZE\"}",
              id65);
     expect_bad(json, "instanceId is longer than 64");
     free(id64);
@@ -249,7 +250,8 @@ static void test_query_instance(void **state)
         free(hundred);
         hundred = next;
         if (i == 99) {
-            char *json = xasprintf("{\"activity\":\"queryInstance\",\"instanceId\":\"%s\"}", hundred);
+            char *json =
+                xasprintf("{\"activity\":\"queryInstance\",\"instanceId\":\"%s\"}", hundred);
             expect_ok(json);
             free(json);
         }
@@ -305,10 +307,18 @@ static void test_refresh_instance(void **state)
     snprintf(json, sizeof json, fmt, "\"\"", "\"20261231235959\"", "");
     expect_bad(json, "scene is empty");
     /* Dates: malformed, impossible, wrong length, wrong type. */
-    const char *bad_dates[] = {"\"20230229000000\"", "\"20231301000000\"", "\"20231232000000\"",
-                               "\"20231231240000\"", "\"20231231236000\"", "\"20231231235960\"",
-                               "\"2023123123595\"",  "\"202312312359590\"", "\"2023-12-31 23:59\"",
-                               "\"2023123123595x\"", "\"\"",                 "20231231235959",
+    const char *bad_dates[] = {"\"20230229000000\"",
+                               "\"20231301000000\"",
+                               "\"20231232000000\"",
+                               "\"20231231240000\"",
+                               "\"20231231236000\"",
+                               "\"20231231235960\"",
+                               "\"2023123123595\"",
+                               "\"202312312359590\"",
+                               "\"2023-12-31 23:59\"",
+                               "\"2023123123595x\"",
+                               "\"\"",
+                               "20231231235959",
                                "\" 20231231235959\""};
     for (size_t i = 0; i < sizeof bad_dates / sizeof *bad_dates; i++) {
         snprintf(json, sizeof json, fmt, "\"RENEWAL\"", bad_dates[i], "");
@@ -331,8 +341,7 @@ static void test_status_release_upgrade(void **state)
               "\"status\":\"UNFREEZE\"}");
     expect_bad("{\"activity\":\"updateInstanceStatus\",\"instanceId\":\"i\",\"status\":\"STOP\"}",
                "status must be one of FREEZE, UNFREEZE");
-    expect_bad("{\"activity\":\"updateInstanceStatus\",\"instanceId\":\"i\"}",
-               "status is missing");
+    expect_bad("{\"activity\":\"updateInstanceStatus\",\"instanceId\":\"i\"}", "status is missing");
     expect_bad("{\"activity\":\"updateInstanceStatus\",\"status\":\"FREEZE\"}",
                "instanceId is missing");
     expect_bad("{\"activity\":\"updateInstanceStatus\",\"instanceId\":1,\"status\":\"FREEZE\"}",
@@ -567,8 +576,8 @@ static void test_metrics(void **state)
     metrics_inflight_add(1);
     metrics_connections_add(2);
     char *text = metrics_render();
-    assert_non_null(strstr(
-        text, "kooisv_requests_total{activity=\"newInstance\",result_code=\"000000\"} 2\n"));
+    assert_non_null(
+        strstr(text, "kooisv_requests_total{activity=\"newInstance\",result_code=\"000000\"} 2\n"));
     assert_non_null(
         strstr(text, "kooisv_requests_total{activity=\"unknown\",result_code=\"other\"} 1\n"));
     assert_null(strstr(text, "<script>"));
@@ -630,8 +639,8 @@ static void *fake_main(void *arg)
         zmq_msg_recv(&empty, f->router, 0);
         zmq_msg_recv(&body, f->router, 0);
         int n = atomic_fetch_add(&f->received, 1) + 1;
-        Kooisv__Envelope *env = kooisv__envelope__unpack(NULL, zmq_msg_size(&body),
-                                                         zmq_msg_data(&body));
+        Kooisv__Envelope *env =
+            kooisv__envelope__unpack(NULL, zmq_msg_size(&body), zmq_msg_data(&body));
         bool answer = f->mode == SVC_ECHO || (f->mode == SVC_IGNORE_FIRST && n > 1) ||
                       f->mode == SVC_FAIL_FIRST_N;
         if (env && answer) {
