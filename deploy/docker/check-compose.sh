@@ -126,7 +126,7 @@ if [ -f "$dockerfile" ]; then
     grep -Eq '^ENV .*(PASSWORD|_KEY|_SK|DSN)=' "$dockerfile" && fail "Dockerfile sets a secret in ENV"
     # every final stage (not build/runtime) ends up non-root
     for t in $(awk '/^FROM / && $(NF-1) == "AS" { print $NF }' "$dockerfile"); do
-        [ "$t" = build ] && continue
+        case "$t" in build | build-*) continue ;; esac
         u=$(awk -v t="$t" '/^FROM / { cur = $NF; if ($2 == "runtime") from_rt[cur] = 1 }
             cur == t && /^USER / { u = $2 } END { print u }' "$dockerfile")
         if [ -z "$u" ] && awk -v t="$t" '/^FROM / && $NF == t && $2 == "runtime" { f = 1 } END { exit !f }' "$dockerfile"; then

@@ -9,7 +9,8 @@
 # Environment:
 #   KOOISV_SECRETS_DIR   where to write (default: deploy/docker/secrets next to this script)
 #   KOOISV_TLS_SAN       extra subjectAltName entries of the gateway certificate, e.g.
-#                        "DNS:isv.example.com,IP:203.0.113.7" (always: localhost, 127.0.0.1, gateway)
+#                        "DNS:isv.example.com,IP:203.0.113.7" (always: localhost, 127.0.0.1,
+#                        gateway, emulator)
 #   KOOISV_PG_HOST       PostgreSQL host in the DSNs (default postgres, the compose service)
 #   KOOISV_PG_PORT       (default 5432)
 #   KOOISV_PG_DATABASE   (default kooisv)
@@ -39,7 +40,8 @@ pg_host=${KOOISV_PG_HOST:-postgres}
 pg_port=${KOOISV_PG_PORT:-5432}
 pg_db=${KOOISV_PG_DATABASE:-kooisv}
 pg_sslmode=${KOOISV_PG_SSLMODE:-verify-full}
-gw_san="DNS:localhost,IP:127.0.0.1,DNS:gateway${KOOISV_TLS_SAN:+,$KOOISV_TLS_SAN}"
+# "emulator": the development marketplace (compose profile emulator) serves the same certificate.
+gw_san="DNS:localhost,IP:127.0.0.1,DNS:gateway,DNS:emulator${KOOISV_TLS_SAN:+,$KOOISV_TLS_SAN}"
 # DSN per login role a process uses: the five services, and the audit schema's owner, as which
 # the audit service applies its migrations (KOOISV_PG_MIGRATE_DSN).
 dsn_roles=(order tenant app audit billing audit_owner)

@@ -2,9 +2,10 @@
 # kooisv-healthcheck: the containers' HEALTHCHECK probe, using only bash (no curl in the images).
 #   kooisv-healthcheck http   GET /healthz on the gateway's plain-HTTP metrics listener
 #                             (KOOISV_METRICS_LISTEN, default 127.0.0.1:9100); healthy on HTTP 200.
-#   kooisv-healthcheck tcp    TCP connect to the service's ZeroMQ port (the port of KOOISV_BIND);
-#                             healthy when the ROUTER socket is bound (it binds only after start-up
-#                             checks and migrations succeeded).
+#   kooisv-healthcheck tcp [host:port]
+#                             TCP connect to the service's ZeroMQ port (the port of KOOISV_BIND, or
+#                             the address given); healthy when the ROUTER socket is bound (it binds
+#                             only after start-up checks and migrations succeeded).
 # Exit 0 healthy, 1 unhealthy (Docker's convention).
 set -u
 
@@ -34,7 +35,7 @@ http)
     esac
     ;;
 tcp)
-    split_addr "${KOOISV_BIND:?KOOISV_BIND unset}" 127.0.0.1
+    split_addr "${2:-${KOOISV_BIND:?KOOISV_BIND unset}}" 127.0.0.1
     exec 3<>"/dev/tcp/$host/$port" || exit 1
     exit 0
     ;;
