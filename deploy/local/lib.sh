@@ -99,7 +99,7 @@ kv_proc_targets() {
         *) t+=("$(basename "$(kv_bin "$p")")") ;;
         esac
     done
-    [[ -f $KV_REPO/gateway/kooisvctl.c ]] && t+=(kooisvctl)
+    t+=(kooisvctl)
     printf '%s\n' "${t[*]}"
 }
 
@@ -134,13 +134,7 @@ kv_state_init() {
     KV_KEYS=$KV_STATE/keys
     KV_LOGS=$KV_STATE/logs
     KV_RUN=$KV_STATE/run
-    KV_PG=$KV_STATE/pg
-    KV_PG_DATA=$KV_PG/data
-    KV_PG_SOCK=$KV_PG/sock
-    # The socket path must fit sockaddr_un (107 bytes); a deep checkout moves it to /tmp.
-    if ((${#KV_PG_SOCK} > 80)); then
-        KV_PG_SOCK=/tmp/kooisv-pg-$(printf '%s' "$KV_STATE" | sha256sum | cut -c1-12)
-    fi
+    kv_pg_paths "$KV_STATE/pg"
     if [[ $KV_MODE == suite ]]; then
         KV_PROCS=("${KV_PROCS_SUITE[@]}")
         KV_BIND_ADDR=127.0.0.1
@@ -163,6 +157,19 @@ kv_state_init() {
     else
         KV_PG_USER=$(id -un)
         KV_SVC_USER=$KV_PG_USER
+    fi
+}
+
+# kv_pg_paths <dir>: the cluster's folders. pg may be a symlink (see kv_state_dirs): PostgreSQL
+# gets the real path, which its user can reach.
+kv_pg_paths() {
+    KV_PG=$1
+    [[ -L $KV_PG ]] && KV_PG=$(readlink -f "$KV_PG")
+    KV_PG_DATA=$KV_PG/data
+    KV_PG_SOCK=$KV_PG/sock
+    # The socket path must fit sockaddr_un (107 bytes); a deep checkout moves it to /tmp.
+    if ((${#KV_PG_SOCK} > 80)); then
+        KV_PG_SOCK=/tmp/kooisv-pg-$(printf '%s' "$KV_STATE" | sha256sum | cut -c1-12)
     fi
 }
 
@@ -189,6 +196,19 @@ kv_state_dirs() {
             fi
             kv_log "warning: user $KV_SVC_USER cannot reach $KV_BUILD; processes run as root (loopback only)"
             KV_SVC_USER=root
+        fi
+        # Likewise PostgreSQL: when its user cannot enter the state folder, the cluster lives
+        # in /var/lib/kooisv-local/ and the state folder's pg is a symlink to it.
+        if [[ ! -L $KV_STATE/pg ]] &&
+            ! setpriv --reuid="$KV_PG_USER" --regid="$KV_PG_USER" --clear-groups \
+                test -x "$KV_STATE" 2>/dev/null; then
+            local ext
+            ext=/var/lib/kooisv-local/pg-$(printf '%s' "$KV_STATE" | sha256sum | cut -c1-12)
+            kv_log "user $KV_PG_USER cannot reach $KV_STATE; the cluster lives in $ext"
+            rm -rf "$KV_STATE/pg" "$ext"
+            mkdir -p "$ext"
+            ln -s "$ext" "$KV_STATE/pg"
+            kv_pg_paths "$KV_STATE/pg"
         fi
         chown "$KV_SVC_USER:" "$KV_SECRETS"
         chown "$KV_PG_USER:" "$KV_PG"

@@ -71,8 +71,9 @@ kill_leftovers() {
         fi
     done
     kv_pg_stop
-    rm -rf "$KV_STATE"
-    [[ $KV_PG_SOCK == "$KV_PG/sock" ]] || rm -rf "$KV_PG_SOCK"
+    # The cluster and its socket may live outside the suite folder (lib.sh, kv_pg_paths).
+    rm -rf "$KV_PG" "$KV_PG_SOCK" "$KV_STATE"
+    kv_pg_paths "$KV_STATE/pg"
 }
 
 cmd_start() {
