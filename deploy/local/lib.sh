@@ -154,10 +154,25 @@ kv_state_init() {
     if kv_is_root; then
         KV_PG_USER=postgres
         KV_SVC_USER=${KOOISV_LOCAL_USER:-kooisv}
+        getent passwd "$KV_SVC_USER" >/dev/null && kv_svc_user_check quiet
     else
         KV_PG_USER=$(id -un)
         KV_SVC_USER=$KV_PG_USER
     fi
+    return 0
+}
+
+# The processes must reach the binaries; a clone under a private home (e.g. /root) cannot be
+# entered by another user, so then they run as root, bound to loopback only.
+kv_svc_user_check() {
+    setpriv --reuid="$KV_SVC_USER" --regid="$KV_SVC_USER" --clear-groups test -x "$KV_BUILD" \
+        2>/dev/null && return 0
+    if [[ $KV_BIND_ADDR != 127.0.0.1 ]]; then
+        kv_die "user $KV_SVC_USER cannot reach $KV_BUILD; move the clone to a readable place"
+    fi
+    [[ ${1:-} == quiet ]] ||
+        kv_log "warning: user $KV_SVC_USER cannot reach $KV_BUILD; processes run as root (loopback only)"
+    KV_SVC_USER=root
 }
 
 # kv_pg_paths <dir>: the cluster's folders. pg may be a symlink (see kv_state_dirs): PostgreSQL
@@ -187,16 +202,8 @@ kv_state_dirs() {
             useradd --system --no-create-home --home-dir /nonexistent \
                 --shell /usr/sbin/nologin "$KV_SVC_USER"
         fi
-        # The processes must reach the binaries; a clone under a private home (e.g. /root)
-        # cannot be entered by another user, so then they run as root, bound to loopback only.
-        if ! setpriv --reuid="$KV_SVC_USER" --regid="$KV_SVC_USER" --clear-groups \
-            test -x "$KV_BUILD" 2>/dev/null; then
-            if [[ $KV_BIND_ADDR != 127.0.0.1 ]]; then
-                kv_die "user $KV_SVC_USER cannot reach $KV_BUILD; move the clone to a readable place"
-            fi
-            kv_log "warning: user $KV_SVC_USER cannot reach $KV_BUILD; processes run as root (loopback only)"
-            KV_SVC_USER=root
-        fi
+        KV_SVC_USER=${KOOISV_LOCAL_USER:-kooisv}
+        kv_svc_user_check
         # Likewise PostgreSQL: when its user cannot enter the state folder, the cluster lives
         # in /var/lib/kooisv-local/ and the state folder's pg is a symlink to it.
         if [[ ! -L $KV_STATE/pg ]] &&
@@ -207,6 +214,7 @@ kv_state_dirs() {
             kv_log "user $KV_PG_USER cannot reach $KV_STATE; the cluster lives in $ext"
             rm -rf "$KV_STATE/pg" "$ext"
             mkdir -p "$ext"
+            chmod 0755 /var/lib/kooisv-local
             ln -s "$ext" "$KV_STATE/pg"
             kv_pg_paths "$KV_STATE/pg"
         fi
