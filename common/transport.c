@@ -171,6 +171,9 @@ static void serve_one(worker_t *w, void *sock, zmq_msg_t *msg)
         call.reply.result_msg = "malformed envelope";
     } else {
         call.reply.request_id = env->request_id;
+        /* Lets a client with two calls under one request id (audit intent, then outcome) tell
+         * their replies apart even when one arrives late. */
+        call.reply.answers = (uint32_t)env->body_case;
         if (env->body_case == KOOISV__ENVELOPE__BODY_PING) {
             call.reply.result_code = "000000";
             call.reply.result_msg = "pong";
@@ -503,7 +506,8 @@ int rpc_call(rpc_client_t *self, const Kooisv__Envelope *req, int timeout_ms,
         zmq_msg_close(&part);
         if (!r)
             continue;
-        if (r->request_id && req->request_id && strcmp(r->request_id, req->request_id) == 0) {
+        if (r->request_id && req->request_id && strcmp(r->request_id, req->request_id) == 0 &&
+            r->answers == (uint32_t)req->body_case) {
             *reply = r;
             rc = 0;
             break;

@@ -22,6 +22,7 @@ typedef struct pending {
     struct pending *next;
     struct link *link;
     char *rid;
+    uint32_t answers; /* the envelope body case: the reply must name the same */
     uint8_t *buf; /* packed envelope, kept for the one resend */
     size_t len;
     struct event *timer;
@@ -96,10 +97,11 @@ static void pending_unlink(dispatch_t *self, pending_t *p)
         }
 }
 
-static pending_t *pending_find(dispatch_t *self, service_id_t svc, const char *rid)
+static pending_t *pending_find(dispatch_t *self, service_id_t svc, const char *rid,
+                               uint32_t answers)
 {
     for (pending_t *p = self->buckets[pending_hash(svc, rid)]; p; p = p->next)
-        if (p->link->svc == svc && strcmp(p->rid, rid) == 0)
+        if (p->link->svc == svc && p->answers == answers && strcmp(p->rid, rid) == 0)
             return p;
     return NULL;
 }
@@ -144,7 +146,7 @@ static void handle_reply(link_t *l, const uint8_t *data, size_t len)
                  len);
         return;
     }
-    pending_t *p = pending_find(l->dispatch, l->svc, reply->request_id);
+    pending_t *p = pending_find(l->dispatch, l->svc, reply->request_id, reply->answers);
     if (!p) {
         /* The duplicate of a resent call, or an answer after its deadline: already settled. */
         log_debug(reply->request_id, "late or duplicate reply from %s dropped",
@@ -442,6 +444,7 @@ int dispatch_call(dispatch_t *self, service_id_t svc, const Kooisv__Envelope *en
     pending_t *p = xcalloc(1, sizeof *p);
     p->link = l;
     p->rid = xstrdup(env->request_id ? env->request_id : "");
+    p->answers = (uint32_t)env->body_case;
     p->len = transport_pack_envelope(env, &p->buf);
     p->timeout_ms = timeout_ms;
     p->done = done;

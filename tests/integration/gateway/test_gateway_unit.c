@@ -609,7 +609,7 @@ static void test_metrics(void **state)
 /* ================================================================== dispatch */
 
 /* A fake service replica: a ROUTER on its own thread, answering per mode. */
-typedef enum { SVC_ECHO, SVC_IGNORE_FIRST, SVC_SILENT, SVC_FAIL_FIRST_N } svc_mode_t;
+typedef enum { SVC_ECHO, SVC_IGNORE_FIRST, SVC_SILENT, SVC_FAIL_FIRST_N, SVC_WRONG_BODY } svc_mode_t;
 
 typedef struct {
     void *ctx;
@@ -642,10 +642,12 @@ static void *fake_main(void *arg)
         Kooisv__Envelope *env =
             kooisv__envelope__unpack(NULL, zmq_msg_size(&body), zmq_msg_data(&body));
         bool answer = f->mode == SVC_ECHO || (f->mode == SVC_IGNORE_FIRST && n > 1) ||
-                      f->mode == SVC_FAIL_FIRST_N;
+                      f->mode == SVC_FAIL_FIRST_N || f->mode == SVC_WRONG_BODY;
         if (env && answer) {
             Kooisv__Reply reply = KOOISV__REPLY__INIT;
             reply.request_id = env->request_id;
+            /* SVC_WRONG_BODY answers as if to another call under the same request id. */
+            reply.answers = (uint32_t)env->body_case + (f->mode == SVC_WRONG_BODY ? 1 : 0);
             reply.result_code = f->mode == SVC_FAIL_FIRST_N && n <= f->fail_n ? "000005" : "000000";
             reply.result_msg = "from fake";
             size_t len = kooisv__reply__get_packed_size(&reply);
@@ -760,6 +762,27 @@ static void test_dispatch_reply(void **state)
     dispatch_destroy(&d);
     assert_null(d);
     assert_int_equal(metrics_replicas(SVC_ORDER), 0);
+    event_base_free(base);
+    fake_stop(&f);
+}
+
+static void test_dispatch_reply_for_other_body_ignored(void **state)
+{
+    /* An audit intent and its outcome share a request id: a late reply to one must never
+     * settle the other, so a reply naming another body case is dropped. */
+    fake_t f;
+    fake_start(&f, SVC_WRONG_BODY);
+    struct event_base *base = event_base_new();
+    const char *eps[SVC__COUNT] = {f.endpoint, "", "", "", ""};
+    dispatch_t *d = dispatch_new(base, eps);
+    wait_replicas(base, SVC_ORDER, 1);
+    Kooisv__Envelope env = ping_envelope("rid-other-body");
+    outcome_t o = {0};
+    assert_int_equal(dispatch_call(d, SVC_ORDER, &env, 300, on_done, &o), 0);
+    run_until(base, &o, 2000);
+    assert_int_equal(o.calls, 1);
+    assert_null(o.reply);
+    dispatch_destroy(&d);
     event_base_free(base);
     fake_stop(&f);
 }
@@ -948,6 +971,7 @@ int main(void)
         cmocka_unit_test(test_peer),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_dispatch_reply),
+        cmocka_unit_test(test_dispatch_reply_for_other_body_ignored),
         cmocka_unit_test(test_dispatch_no_replica),
         cmocka_unit_test(test_dispatch_resend_and_timeout),
         cmocka_unit_test(test_dispatch_many),
