@@ -29,7 +29,7 @@ help_table() {
                 v = substr(d, RSTART + 10, RLENGTH - 11); sub(/\] *$/, "", v)
                 def = (v == "") ? "(empty)" : "`" v "`"; d = substr(d, 1, RSTART - 1)
             }
-            sub(/ +$/, "", d); gsub(/\|/, "\\|", d)
+            sub(/ +$/, "", d); gsub(/\|/, "\\|", d); gsub(/</, "\\&lt;", d); gsub(/>/, "\\&gt;", d)
             printf "| `%s` | %s | %s | %s |\n", name, def, (file == "" ? "" : "`" file "`"), d
             name = ""
         }
@@ -46,25 +46,35 @@ help_table() {
 
 # README with every table replaced by the binary's current one.
 rendered() {
-    local line bin in_table=0
+    local line bin in_table=0 keep=0
     while IFS= read -r line || [[ -n $line ]]; do
         if [[ $line =~ ^\<!--\ vars:([a-z-]+)\ --\>$ ]]; then
             bin=${BASH_REMATCH[1]}
             printf '%s\n' "$line"
-            [[ -x $(bin_path "$bin") ]] || { echo "readme-vars: $(bin_path "$bin") not built" >&2; return 1; }
-            help_table "$bin"
             in_table=1
+            keep=0
+            if [[ -x $(bin_path "$bin") ]]; then
+                help_table "$bin"
+            else
+                # check fails on it (the diff shows nothing, so say it); write keeps the old table
+                echo "readme-vars: $(bin_path "$bin") is not built" >&2
+                [[ $mode == write ]] || return 1
+                keep=1
+            fi
             continue
         fi
         if ((in_table)); then
-            [[ $line == '<!-- /vars -->' ]] || continue
+            if [[ $line != '<!-- /vars -->' ]]; then
+                ((keep)) && printf '%s\n' "$line"
+                continue
+            fi
             in_table=0
         fi
         printf '%s\n' "$line"
     done <"$readme"
 }
 
-new=$(rendered)
+new=$(rendered) || exit 1
 case $mode in
 write)
     printf '%s\n' "$new" >"$readme"
