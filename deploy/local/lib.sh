@@ -417,7 +417,10 @@ kv_pg_bin() {
 kv_pg_dsn() {
     local role=$1 pwfile=$KV_SECRETS/pg-$1.password
     [[ $role == "$KV_PG_SUPERUSER" ]] && pwfile=$KV_SECRETS/pg-super.password
-    printf 'host=%s port=%s dbname=kooisv user=%s password=%s' "$KV_PG_SOCK" "$KV_PORT_PG" "$role" \
+    # libpq quoting: the socket path may hold spaces or quotes.
+    local host=${KV_PG_SOCK//\\/\\\\}
+    host=${host//\'/\\\'}
+    printf "host='%s' port=%s dbname=kooisv user=%s password=%s" "$host" "$KV_PORT_PG" "$role" \
         "$(head -n 1 "$pwfile")"
 }
 
