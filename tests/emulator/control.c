@@ -161,10 +161,11 @@ static void set_fault(emu_exchange_t *ex)
     if (!key || !*key || !mode ||
         (strcmp(mode, "error") && strcmp(mode, "slow") && strcmp(mode, "http500") &&
          strcmp(mode, "drop")) ||
-        (count && !json_is_integer(count)) || n < -1) {
+        (count && !json_is_integer(count)) || n < -1 ||
+        (json_object_get(req, "match") && !json_is_string(json_object_get(req, "match")))) {
         json_decref(req);
         reply_bad(ex, "want {path, mode: error|slow|http500|drop, count (-1 = always), "
-                      "delay_ms, code, http_status, message}");
+                      "delay_ms, code, http_status, message, match}");
         return;
     }
     if (n == 0) {
@@ -172,8 +173,8 @@ static void set_fault(emu_exchange_t *ex)
     } else {
         json_t *f = json_pack("{s:s, s:I, s:I}", "mode", mode, "count", n, "delay_ms",
                               json_integer_value(json_object_get(req, "delay_ms")));
-        static const char *const extra[] = {"code", "http_status", "message"};
-        for (size_t i = 0; i < 3; i++) {
+        static const char *const extra[] = {"code", "http_status", "message", "match"};
+        for (size_t i = 0; i < 4; i++) {
             json_t *v = json_object_get(req, extra[i]);
             if (v)
                 json_object_set(f, extra[i], v);

@@ -308,11 +308,18 @@ static json_t *record_call(emu_exchange_t *ex, const char *key)
     return call;
 }
 
-/* Consume one occurrence of the fault for key; a borrowed copy's fields stay valid in *out. */
-static json_t *take_fault(emu_t *emu, const char *key)
+/* Consume one occurrence of the fault for key when it applies to this call (a fault with
+ * "match" only hits calls whose query or body contains that text, so concurrent work on other
+ * orders is left alone). Caller owns the returned copy. */
+static json_t *take_fault(emu_exchange_t *ex, const char *key)
 {
+    emu_t *emu = ex->emu;
     json_t *f = json_object_get(emu->faults, key);
     if (!f)
+        return NULL;
+    const char *match = json_string_value(json_object_get(f, "match"));
+    if (match && *match && !strstr(ex->query ? ex->query : "", match) &&
+        !strstr(ex->body ? ex->body : "", match))
         return NULL;
     json_t *copy = json_deep_copy(f);
     json_int_t count = json_integer_value(json_object_get(f, "count"));
@@ -328,7 +335,7 @@ void emu_dispatch_faultable(emu_exchange_t *ex, const char *key, emu_style_t sty
                             emu_handler_fn handler)
 {
     ex->call = record_call(ex, key);
-    json_t *fault = take_fault(ex->emu, key);
+    json_t *fault = take_fault(ex, key);
     if (!fault) {
         handler(ex);
         return;

@@ -49,10 +49,27 @@ static void wait_job(const char *id, long min_attempts, const char *st, int time
                  st ? st : "");
 }
 
+/* A new instance provisioned without interference. */
 static char *create(void)
 {
     char *order = ot_order_id(), *line = ot_line_of(order), *biz = kc_uid("biz");
     char *id = ot_new_instance(order, line, biz, NULL);
+    free(order);
+    free(line);
+    free(biz);
+    return id;
+}
+
+/* A new instance whose Query Order calls meet the fault described by fields (JSON members
+ * after "path"); the fault matches this order only, so leftover jobs of other tests cannot
+ * consume it. */
+static char *create_with_fault(const char *fields)
+{
+    char *order = ot_order_id(), *line = ot_line_of(order), *biz = kc_uid("biz");
+    char *fault = xasprintf("{\"path\":\"order/query\",\"match\":\"%s\",%s}", order, fields);
+    ot_fault(fault);
+    char *id = ot_new_instance(order, line, biz, NULL);
+    free(fault);
     free(order);
     free(line);
     free(biz);
@@ -79,8 +96,7 @@ static void assert_provisioned_once(const char *id)
 static void test_retry_on_error_answers(void **state)
 {
     (void)state;
-    ot_fault("{\"path\":\"order/query\",\"mode\":\"error\",\"count\":3,\"code\":\"MKT.0999\"}");
-    char *id = create();
+    char *id = create_with_fault("\"mode\":\"error\",\"count\":3,\"code\":\"MKT.0999\"");
     json_t *app = ot_wait_provisioned(id, PROVISION_WAIT_MS);
     json_decref(app);
     assert_true(ot_sql_num("SELECT attempts FROM orders.jobs WHERE instance_id = $1", id, NULL) >=
@@ -96,13 +112,11 @@ static void test_retry_on_error_answers(void **state)
 static void test_retry_on_http500_and_drop(void **state)
 {
     (void)state;
-    ot_fault("{\"path\":\"order/query\",\"mode\":\"http500\",\"count\":2}");
-    char *id = create();
+    char *id = create_with_fault("\"mode\":\"http500\",\"count\":2");
     json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
     assert_provisioned_once(id);
     free(id);
-    ot_fault("{\"path\":\"order/query\",\"mode\":\"drop\",\"count\":1}");
-    id = create();
+    id = create_with_fault("\"mode\":\"drop\",\"count\":1");
     json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
     assert_true(ot_sql_num("SELECT attempts FROM orders.jobs WHERE instance_id = $1", id, NULL) >=
                 2);
@@ -114,8 +128,7 @@ static void test_retry_on_slow_answer(void **state)
 {
     (void)state;
     /* Slower than the Query Order timeout (5 s): the attempt is abandoned and retried. */
-    ot_fault("{\"path\":\"order/query\",\"mode\":\"slow\",\"count\":1,\"delay_ms\":7000}");
-    char *id = create();
+    char *id = create_with_fault("\"mode\":\"slow\",\"count\":1,\"delay_ms\":7000");
     json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
     assert_true(ot_sql_num("SELECT attempts FROM orders.jobs WHERE instance_id = $1", id, NULL) >=
                 2);
@@ -128,8 +141,7 @@ static void test_failed_job_redrive(void **state)
     (void)state;
     const char *token = suite_get("KOOISV_OPERATOR_TOKEN");
     assert_non_null(token);
-    ot_fault("{\"path\":\"order/query\",\"mode\":\"error\",\"count\":-1}");
-    char *id = create();
+    char *id = create_with_fault("\"mode\":\"error\",\"count\":-1");
     wait_job(id, 2, "pending", 20000);
     char *job = ot_sql("SELECT id FROM orders.jobs WHERE instance_id = $1", id, NULL);
 
@@ -182,8 +194,7 @@ static void test_killed_mid_job_resumes(void **state)
 {
     (void)state;
     /* Hold the job inside Query Order, kill the service, start it again. */
-    ot_fault("{\"path\":\"order/query\",\"mode\":\"slow\",\"count\":1,\"delay_ms\":4000}");
-    char *id = create();
+    char *id = create_with_fault("\"mode\":\"slow\",\"count\":1,\"delay_ms\":4000");
     wait_job(id, 1, "running", 10000);
     assert_int_equal(kc_suite("kill", "order"), 0);
     assert_int_equal(kc_suite("start-svc", "order"), 0);
@@ -209,7 +220,7 @@ static void test_service_down(void **state)
               "orderLineId", line, "businessId", biz);
     int64_t took_ms = (time_mono_us() - t0) / 1000;
     kresp_free(&r);
-    if (took_ms > 4500)
+    if (took_ms >= 4000)
         fail_msg("000005 took %lld ms with the order service down", (long long)took_ms);
 
     assert_int_equal(kc_suite("start-svc", "order"), 0);
