@@ -430,13 +430,32 @@ static void test_faults(void **state)
     emu_call("POST", "/_emulator/faults", "{\"path\":\"order/query\",\"mode\":\"sometimes\"}", 400,
              &k);
     kresp_free(&k);
+    emu_call("POST", "/_emulator/faults",
+             "{\"path\":\"order/query\",\"mode\":\"error\",\"match\":7}", 400, &k);
+    kresp_free(&k);
 
-    assert_int_equal(calls_count("order/query"), 9);
+    /* A fault that names one order leaves the others alone and waits for its own. */
+    emu_call("POST", "/_emulator/faults",
+             "{\"path\":\"order/query\",\"mode\":\"error\",\"match\":\"MOCKONETIMENEW\"}", 200,
+             &k);
+    kresp_free(&k);
+    assert_int_equal(query_order("MOCKONDEMAND", NULL, &r), 0);
+    v = body_json(&r);
+    assert_string_equal(jstr(v, "resultCode"), "MKT.0000");
+    json_decref(v);
+    httpc_response_free(&r);
+    assert_int_equal(query_order("MOCKONETIMENEW", NULL, &r), 0);
+    v = body_json(&r);
+    assert_string_equal(jstr(v, "resultCode"), "MKT.0999");
+    json_decref(v);
+    httpc_response_free(&r);
+
+    assert_int_equal(calls_count("order/query"), 11);
     emu_call("GET", "/_emulator/calls?path=order/query&limit=1", NULL, 200, &k);
     json_t *last = json_array_get(json_object_get(k.json, "calls"), 0);
     assert_string_equal(jstr(last, "method"), "GET");
     assert_non_null(jstr(last, "headers.authorization"));
-    assert_non_null(strstr(jstr(last, "query"), "orderId=MOCKONDEMAND"));
+    assert_non_null(strstr(jstr(last, "query"), "orderId=MOCKONETIMENEW"));
     kresp_free(&k);
 
     reset();
