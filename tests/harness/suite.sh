@@ -68,6 +68,11 @@ kill_leftovers() {
         if [[ $bins == *" $exe "* ]] && grep -qaF "=$KV_STATE/" "/proc/$pid/environ" 2>/dev/null; then
             kv_log "killing leftover $exe (pid $pid)"
             kill -KILL "$pid" 2>/dev/null || true
+        elif [[ ${exe##*/} == postgres ]] &&
+            tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-D $KV_PG_DATA "; then
+            # a postmaster whose folder was deleted under it: pg_ctl cannot reach it any more
+            kv_log "stopping leftover PostgreSQL (pid $pid)"
+            kill -INT "$pid" 2>/dev/null || true
         fi
     done
     kv_pg_stop
