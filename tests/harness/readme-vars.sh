@@ -2,7 +2,8 @@
 # readme-vars.sh check|write <build dir>: README.md's variable tables against the binaries.
 # Each table sits between "<!-- vars:<binary> -->" and "<!-- /vars -->" and is made from that
 # binary's --help (the config table every binary prints). `check` (CTest readme_vars) fails when
-# a table differs from what --help says; `write` regenerates the tables in place.
+# a table differs from what --help says or a built process binary has no table; `write`
+# regenerates the tables in place.
 set -euo pipefail
 mode=$1
 build=$(readlink -f "$2")
@@ -73,6 +74,20 @@ rendered() {
         printf '%s\n' "$line"
     done <"$readme"
 }
+
+# Every process binary that is built must have its table.
+missing=()
+for b in kooisv-gateway kooisv-order kooisv-tenant kooisv-app kooisv-audit kooisv-billing \
+    kooisv-emulator; do
+    if [[ -x $(bin_path "$b") ]] && ! grep -qxF "<!-- vars:$b -->" "$readme"; then
+        missing+=("$b")
+    fi
+done
+if ((${#missing[@]})); then
+    echo "readme-vars: README.md has no variable table for: ${missing[*]} (add a" \
+        "\"<!-- vars:NAME -->\" \"<!-- /vars -->\" pair, then run: $0 write <build dir>)" >&2
+    [[ $mode == check ]] && exit 1
+fi
 
 new=$(rendered) || exit 1
 case $mode in
