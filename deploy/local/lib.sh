@@ -329,7 +329,7 @@ kv_secrets_init() {
     kv_secret_put kit-key "$(kv_rand_alnum 32)"
     kv_secret_put data-key "$(kv_rand_hex 32)"
     kv_secret_put webhook-secret "$(kv_rand_alnum 40)"
-    kv_secret_put marketplace-ak "$(kv_rand_alnum 20 | tr a-z A-Z)"
+    kv_secret_put marketplace-ak "$(kv_rand_alnum 20 | tr '[:lower:]' '[:upper:]')"
     kv_secret_put marketplace-sk "$(kv_rand_alnum 40)"
     kv_secret_put pg-super.password "$(kv_rand_hex 24)"
     for r in "${KV_PG_ROLES[@]}"; do
@@ -445,8 +445,9 @@ kv_pg_init() {
         kv_die "initdb failed"
     fi
     rm -f "$KV_PG/pwfile"
-    kv_run_as "$KV_PG_USER" sh -c 'printf "%s\n" "include_if_exists = '"'"'kooisv.conf'"'"'" >> "$1/postgresql.conf"' \
-        sh "$KV_PG_DATA"
+    # shellcheck disable=SC2016 # $1 and $2 are the inner shell's
+    kv_run_as "$KV_PG_USER" sh -c 'printf "%s\n" "$2" >>"$1/postgresql.conf"' sh "$KV_PG_DATA" \
+        "include_if_exists = 'kooisv.conf'"
 }
 
 kv_pg_running() {
@@ -461,7 +462,8 @@ kv_pg_start() {
     kv_pg_running && return 0
     # The suite is thrown away after the run: a process crash loses nothing without fsync.
     [[ $KV_MODE == suite ]] && durable=off
-    kv_run_as "$KV_PG_USER" sh -c 'cat > "$1/kooisv.conf"' sh "$KV_PG_DATA" <<EOF
+    # shellcheck disable=SC2016 # $1 is the inner shell's
+    kv_run_as "$KV_PG_USER" sh -c 'cat >"$1/kooisv.conf"' sh "$KV_PG_DATA" <<EOF
 # written by deploy/local/lib.sh on every start
 listen_addresses = '127.0.0.1'
 port = $KV_PORT_PG

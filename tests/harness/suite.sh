@@ -62,7 +62,8 @@ kill_leftovers() {
     for p in "${KV_PROCS[@]}"; do
         bins+="$(kv_bin "$p") "
     done
-    for pid in $(ls /proc | grep -E '^[0-9]+$'); do
+    for pid in /proc/[0-9]*; do
+        pid=${pid#/proc/}
         exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
         exe=${exe% (deleted)}
         if [[ $bins == *" $exe "* ]] && grep -qaF "=$KV_STATE/" "/proc/$pid/environ" 2>/dev/null; then
