@@ -26,8 +26,8 @@ extern const size_t appadmin_stmts_count;
 void appsync_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__ApplicationSync *m);
 /* authSync: add, modify (upsert), delete, cancel authorisation (flag 3: the user stays). */
 void authsync_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__AuthSync *m);
-/* Serve app.users, app.secret (operators only), outbox.failed, outbox.redrive. */
-void appadmin_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req);
+/* Serve app.users and app.secret (operators only); false when action is neither. */
+bool appadmin_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req);
 
 /* Associated data binding a sealed value to its row and column. Caller owns the result. */
 char *app_secret_aad(const char *instance_id, const char *tenant_id, const char *app_id);

@@ -8,7 +8,6 @@
 #include "app.h"
 #include "log.h"
 #include "sealbox.h"
-#include "syncoutbox.h"
 #include "xmalloc.h"
 
 #define TS_FMT "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'"
@@ -29,18 +28,6 @@ const pg_stmt_t appadmin_stmts[] = {
      5},
 };
 const size_t appadmin_stmts_count = sizeof appadmin_stmts / sizeof appadmin_stmts[0];
-
-static PGresult *query(sync_worker_t *w, svc_call_t *call, const char *stmt, int n,
-                       const char *const *p)
-{
-    PGresult *r = pg_exec(w->conn, stmt, n, p);
-    if (pg_ok(r))
-        return r;
-    log_warn(svc_call_rid(call), "%s failed: %s", stmt, PQerrorMessage(w->conn));
-    PQclear(r);
-    svc_call_result(call, "000005", "database error");
-    return NULL;
-}
 
 static bool app_key(svc_call_t *call, const Kooisv__AdminRequest *req, const char **instance,
                     const char **tenant, const char **app)
@@ -107,7 +94,7 @@ static void admin_users(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminR
     char lim[16];
     snprintf(lim, sizeof lim, "%ld", limit);
     const char *p[] = {instance, tenant, app, after, lim};
-    PGresult *r = query(w, call, "admin_users", 5, p);
+    PGresult *r = sync_admin_query(w, call, "admin_users", 5, p);
     if (!r)
         return;
     json_t *users = json_array();
@@ -149,7 +136,7 @@ static void admin_secret(sync_worker_t *w, svc_call_t *call, const Kooisv__Admin
     if (!app_key(call, req, &instance, &tenant, &app))
         return;
     const char *p[] = {instance, tenant, app};
-    PGresult *r = query(w, call, "admin_app_get", 3, p);
+    PGresult *r = sync_admin_query(w, call, "admin_app_get", 3, p);
     if (!r)
         return;
     if (PQntuples(r) == 0) {
@@ -176,26 +163,18 @@ static void admin_secret(sync_worker_t *w, svc_call_t *call, const Kooisv__Admin
                             plain, len, "updatedAt", PQgetvalue(r, 0, 4));
     PQclear(r);
     xfree_secret(plain, len);
-    char *text = sync_json_text(doc);
-    json_decref(doc);
-    Kooisv__Reply *reply = svc_call_reply(call);
-    Kooisv__AdminResult *res = svc_call_alloc(call, sizeof *res);
-    kooisv__admin_result__init(res);
-    res->json = svc_call_strdup(call, text);
-    xfree_secret(text, strlen(text));
-    reply->result_case = KOOISV__REPLY__RESULT_ADMIN;
-    reply->admin = res;
+    sync_admin_reply_secret(call, doc);
     log_info(svc_call_rid(call), "clientSecret of app %s (tenant %s) disclosed to operator %s", app,
              tenant, env->caller->id);
-    svc_call_result(call, "000000", "success");
 }
 
-void appadmin_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
+bool appadmin_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
 {
     if (strcmp(req->action, "app.users") == 0)
         admin_users(w, call, req);
     else if (strcmp(req->action, "app.secret") == 0)
         admin_secret(w, call, req);
-    else if (!syncoutbox_admin(w, call, req))
-        svc_call_result(call, "000002", "unknown action for the app service: %s", req->action);
+    else
+        return false;
+    return true;
 }

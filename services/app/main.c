@@ -16,11 +16,7 @@
 #include "syncsvc.h"
 
 static const config_var_t app_vars[] = {
-    {"KOOISV_BIND", "tcp://*:7103", 0, "ZeroMQ endpoint the service binds (ROUTER)"},
-    {"KOOISV_WORKERS", "4", 0, "worker threads, each with its own PostgreSQL connection (1..64)"},
-    {"KOOISV_PG_DSN", NULL, CONFIG_REQUIRED | CONFIG_SECRET,
-     "PostgreSQL connection string of role kooisv_app (schema apps)"},
-    {"KOOISV_LOG_LEVEL", "info", 0, "debug | info | warn | error"},
+    SYNC_SERVICE_CONFIG_VARS("tcp://*:7103", "kooisv_app", "apps"),
     {"KOOISV_APP_RSA_PRIVATE_KEY_FILE", "", 0,
      "PEM RSA private key (>= 3072 bits) that decrypts the kit clientSecret (required, or its "
      "alias KOOISV_RSA_PRIVATE_KEY_FILE)"},
@@ -32,22 +28,17 @@ static const config_var_t app_vars[] = {
 
 static app_state_t app_state;
 
-static void app_handle(sync_worker_t *w, svc_call_t *call)
+static bool app_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__Envelope *env)
 {
-    const Kooisv__Envelope *env = svc_call_request(call);
     switch (env->body_case) {
     case KOOISV__ENVELOPE__BODY_APPLICATION_SYNC:
         appsync_handle(w, call, env->application_sync);
-        break;
+        return true;
     case KOOISV__ENVELOPE__BODY_AUTH_SYNC:
         authsync_handle(w, call, env->auth_sync);
-        break;
-    case KOOISV__ENVELOPE__BODY_ADMIN:
-        appadmin_handle(w, call, env->admin);
-        break;
+        return true;
     default:
-        svc_call_result(call, "000002", "the app service does not serve this request");
-        break;
+        return false;
     }
 }
 
@@ -77,24 +68,17 @@ int main(int argc, char **argv)
     if (CRYPTO_memcmp(app_state.data_key, zero, sizeof zero) == 0)
         die("KOOISV_DATA_KEY", "all-zero key refused");
 
-    syncoutbox_config_t ob = {.source = "app",
-                              .schema = "apps",
-                              .dsn = config_get("KOOISV_PG_DSN"),
-                              .seal_key = app_state.data_key};
-    syncoutbox_init(&ob);
-    const pg_stmt_t *groups[] = {appsync_stmts, authsync_stmts, appadmin_stmts, syncoutbox_stmts};
-    const size_t counts[] = {appsync_stmts_count, authsync_stmts_count, appadmin_stmts_count,
-                             syncoutbox_stmts_count};
+    const pg_stmt_t *groups[] = {appsync_stmts, authsync_stmts, appadmin_stmts};
+    const size_t counts[] = {appsync_stmts_count, authsync_stmts_count, appadmin_stmts_count};
     sync_service_t svc = {.name = "app",
                           .schema = "apps",
-                          .dsn = config_get("KOOISV_PG_DSN"),
-                          .bind = config_get("KOOISV_BIND"),
-                          .workers = (int)config_get_long("KOOISV_WORKERS", 1, 64),
                           .groups = groups,
                           .counts = counts,
-                          .ngroups = 4,
+                          .ngroups = 3,
                           .handle = app_handle,
-                          .svc = &app_state};
+                          .admin = appadmin_handle,
+                          .svc = &app_state,
+                          .seal_key = app_state.data_key};
     int rc = sync_service_run(&svc);
     EVP_PKEY_free(app_state.rsa_key);
     OPENSSL_cleanse(app_state.data_key, sizeof app_state.data_key);

@@ -200,7 +200,20 @@ const char *sync_admin_arg(const Kooisv__AdminRequest *req, const char *key)
     return "";
 }
 
-void sync_admin_reply(svc_call_t *call, json_t *doc)
+PGresult *sync_admin_query(sync_worker_t *w, svc_call_t *call, const char *stmt, int n,
+                           const char *const *params)
+{
+    PGresult *r = pg_exec(w->conn, stmt, n, params);
+    if (pg_ok(r))
+        return r;
+    log_warn(svc_call_rid(call), "%s failed: %s", stmt, PQerrorMessage(w->conn));
+    PQclear(r);
+    svc_call_result(call, "000005", "database error");
+    return NULL;
+}
+
+/* Answer with doc as the AdminResult; wipe the serialised copy when it holds a secret. */
+static void admin_reply(svc_call_t *call, json_t *doc, bool secret)
 {
     char *text = sync_json_text(doc);
     json_decref(doc);
@@ -208,13 +221,28 @@ void sync_admin_reply(svc_call_t *call, json_t *doc)
     Kooisv__AdminResult *res = svc_call_alloc(call, sizeof *res);
     kooisv__admin_result__init(res);
     res->json = svc_call_strdup(call, text);
-    free(text);
+    if (secret)
+        xfree_secret(text, strlen(text));
+    else
+        free(text);
     reply->result_case = KOOISV__REPLY__RESULT_ADMIN;
     reply->admin = res;
     svc_call_result(call, "000000", "success");
 }
 
-static const sync_service_t *running;
+void sync_admin_reply(svc_call_t *call, json_t *doc)
+{
+    admin_reply(call, doc, false);
+}
+
+void sync_admin_reply_secret(svc_call_t *call, json_t *doc)
+{
+    admin_reply(call, doc, true);
+}
+
+/* The service being run, its statement groups completed with the outbox's. */
+static sync_service_t running;
+static const char *running_dsn; /* KOOISV_PG_DSN */
 
 static void *service_worker_init(int index, void *arg)
 {
@@ -222,7 +250,8 @@ static void *service_worker_init(int index, void *arg)
     const sync_service_t *s = arg;
     char app[64];
     snprintf(app, sizeof app, "kooisv-%s", s->name);
-    sync_worker_t *w = sync_worker_new(s->dsn, app, s->schema, s->groups, s->counts, s->ngroups);
+    sync_worker_t *w =
+        sync_worker_new(running_dsn, app, s->schema, s->groups, s->counts, s->ngroups);
     if (w)
         w->svc = s->svc;
     return w;
@@ -234,26 +263,40 @@ static void service_worker_fini(void *state)
     sync_worker_destroy(&w);
 }
 
+/* Admin actions go to the service, then to the outbox; kit bodies to the service. */
+static void service_dispatch(sync_worker_t *w, svc_call_t *call)
+{
+    const Kooisv__Envelope *env = svc_call_request(call);
+    if (env->body_case == KOOISV__ENVELOPE__BODY_ADMIN) {
+        const Kooisv__AdminRequest *req = env->admin;
+        if (!running.admin(w, call, req) && !syncoutbox_admin(w, call, req))
+            svc_call_result(call, "000002", "unknown action for the %s service: %s", running.name,
+                            req->action);
+    } else if (!running.handle(w, call, env)) {
+        svc_call_result(call, "000002", "the %s service does not serve this request", running.name);
+    }
+}
+
 static void service_handle(void *state, svc_call_t *call)
 {
     sync_worker_t *w = state;
     if (!sync_worker_ready(w, call))
         return;
     int64_t start = time_mono_us();
-    running->handle(w, call);
+    service_dispatch(w, call);
     const Kooisv__Reply *reply = svc_call_reply(call);
     const Kooisv__Envelope *env = svc_call_request(call);
-    log_info(svc_call_rid(call), "%s call body=%d result=%s msg=\"%s\" us=%lld", running->name,
+    log_info(svc_call_rid(call), "%s call body=%d result=%s msg=\"%s\" us=%lld", running.name,
              (int)env->body_case, reply->result_code, reply->result_msg,
              (long long)(time_mono_us() - start));
 }
 
-int sync_service_run(const sync_service_t *s)
+/* Migrate, start the outbox's delivery thread, serve; the process exit code. */
+static int service_serve(const sync_service_t *s, int workers)
 {
-    running = s;
     char app[64];
     snprintf(app, sizeof app, "kooisv-%s-migrate", s->name);
-    PGconn *conn = pg_connect(s->dsn, app, 60);
+    PGconn *conn = pg_connect(running_dsn, app, 60);
     if (!conn)
         return 1;
     bool ok = sync_session_setup(conn, s->schema) &&
@@ -268,14 +311,41 @@ int sync_service_run(const sync_service_t *s)
         return 1;
     }
     service_def_t def = {.name = s->name,
-                         .bind = s->bind,
-                         .workers = s->workers,
+                         .bind = config_get("KOOISV_BIND"),
+                         .workers = workers,
                          .worker_init = service_worker_init,
                          .worker_fini = service_worker_fini,
                          .handle = service_handle,
-                         .arg = (void *)s};
+                         .arg = &running};
     int rc = service_run(&def);
     service_stop(); /* the delivery thread watches this */
     syncoutbox_join();
+    return rc;
+}
+
+int sync_service_run(const sync_service_t *s)
+{
+    running_dsn = config_get("KOOISV_PG_DSN");
+    syncoutbox_config_t ob = {
+        .source = s->name, .schema = s->schema, .dsn = running_dsn, .seal_key = s->seal_key};
+    syncoutbox_init(&ob);
+    int workers = (int)config_get_long("KOOISV_WORKERS", 1, 64);
+
+    /* every worker also prepares the outbox's statements (syncoutbox_add, syncoutbox_admin) */
+    const pg_stmt_t **groups = xcalloc(s->ngroups + 1, sizeof *groups);
+    size_t *counts = xcalloc(s->ngroups + 1, sizeof *counts);
+    for (size_t g = 0; g < s->ngroups; g++) {
+        groups[g] = s->groups[g];
+        counts[g] = s->counts[g];
+    }
+    groups[s->ngroups] = syncoutbox_stmts;
+    counts[s->ngroups] = syncoutbox_stmts_count;
+    running = *s;
+    running.groups = groups;
+    running.counts = counts;
+    running.ngroups = s->ngroups + 1;
+    int rc = service_serve(&running, workers);
+    free(groups);
+    free(counts);
     return rc;
 }

@@ -8,7 +8,9 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
+#include "config.h"
 #include "pgutil.h"
 #include "transport.h"
 
@@ -70,26 +72,48 @@ bool sync_text_ok(const char *s, size_t max, bool required);
 
 /* Value of an admin argument, "" when absent. */
 const char *sync_admin_arg(const Kooisv__AdminRequest *req, const char *key);
+/* Run a read-only prepared statement for an admin action on the worker's connection. The result
+ * (caller PQclears), or NULL after logging the failure and answering 000005. */
+PGresult *sync_admin_query(sync_worker_t *w, svc_call_t *call, const char *stmt, int n,
+                           const char *const *params);
 /* Answer call with doc as the AdminResult JSON and 000000 (steals doc). */
 void sync_admin_reply(svc_call_t *call, json_t *doc);
+/* sync_admin_reply for a document holding a secret: the serialised copy is wiped once the
+ * reply holds it (steals doc). */
+void sync_admin_reply_secret(svc_call_t *call, json_t *doc);
+
+/* The configuration variables every sync service reads before its own: bind is the default
+ * endpoint of KOOISV_BIND, role and schema name the database login in the help text. */
+// clang-format off
+#define SYNC_SERVICE_CONFIG_VARS(bind, role, schema)                                             \
+    {"KOOISV_BIND", bind, 0, "ZeroMQ endpoint the service binds (ROUTER)"},                      \
+    {"KOOISV_WORKERS", "4", 0,                                                                   \
+     "worker threads, each with its own PostgreSQL connection (1..64)"},                         \
+    {"KOOISV_PG_DSN", NULL, CONFIG_REQUIRED | CONFIG_SECRET,                                     \
+     "PostgreSQL connection string of role " role " (schema " schema ")"},                       \
+    {"KOOISV_LOG_LEVEL", "info", 0, "debug | info | warn | error"}
+// clang-format on
 
 /* A sync service's shape, for sync_service_run. */
 typedef struct {
-    const char *name;   /* "tenant": log name, binary kooisv-<name> */
+    const char *name;   /* "tenant": log name, binary kooisv-<name>, outbox event source */
     const char *schema; /* "tenants" */
-    const char *dsn;
-    const char *bind;
-    int workers;
-    const pg_stmt_t *const *groups; /* statement groups every worker prepares */
+    const pg_stmt_t *const *groups; /* the service's statement groups (the outbox's are added) */
     const size_t *counts;
     size_t ngroups;
-    void (*handle)(sync_worker_t *w, svc_call_t *call); /* after sync_worker_ready */
-    void *svc;                                          /* copied into every worker's svc */
+    /* Serve a kit body (after sync_worker_ready); false when the service does not serve it. */
+    bool (*handle)(sync_worker_t *w, svc_call_t *call, const Kooisv__Envelope *env);
+    /* Serve an admin action of the service's own; false when it is not one (the outbox's
+     * actions are tried next). */
+    bool (*admin)(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req);
+    void *svc;               /* copied into every worker's svc */
+    const uint8_t *seal_key; /* non-NULL: outbox payloads are sealed at rest with it */
 } sync_service_t;
 
-/* Apply the embedded migrations (common/migrations.h), start the outbox delivery thread
- * (syncoutbox_init must have run), serve until SIGINT/SIGTERM, then wait for the thread.
- * Returns the process exit code. */
+/* After config_load with SYNC_SERVICE_CONFIG_VARS and SYNCOUTBOX_CONFIG_VARS: set the outbox up
+ * (syncoutbox_init), apply the embedded migrations (common/migrations.h), start the outbox
+ * delivery thread, serve until SIGINT/SIGTERM, then wait for the thread. Returns the process
+ * exit code. */
 int sync_service_run(const sync_service_t *s);
 
 #endif

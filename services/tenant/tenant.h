@@ -19,7 +19,7 @@ void tenantsync_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__TenantS
 void orgsync_single(sync_worker_t *w, svc_call_t *call, const Kooisv__SingleOrgSync *m);
 /* allOrgSync: replace the tenant's whole tree atomically; a cycle or duplicate is 000002. */
 void orgsync_all(sync_worker_t *w, svc_call_t *call, const Kooisv__AllOrgSync *m);
-/* Serve tenant.get, tenant.tree, outbox.failed, outbox.redrive. */
-void tenantadmin_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req);
+/* Serve tenant.get and tenant.tree; false when action is neither. */
+bool tenantadmin_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req);
 
 #endif

@@ -4,9 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
 #include "orgtree.h"
-#include "syncoutbox.h"
 #include "tenant.h"
 #include "xmalloc.h"
 
@@ -22,18 +20,6 @@ const pg_stmt_t tenantadmin_stmts[] = {
     {"org_count", "SELECT count(*) FROM orgs WHERE instance_id = $1 AND tenant_id = $2", 2},
 };
 const size_t tenantadmin_stmts_count = sizeof tenantadmin_stmts / sizeof tenantadmin_stmts[0];
-
-static PGresult *query(sync_worker_t *w, svc_call_t *call, const char *stmt, int n,
-                       const char *const *p)
-{
-    PGresult *r = pg_exec(w->conn, stmt, n, p);
-    if (pg_ok(r))
-        return r;
-    log_warn(svc_call_rid(call), "%s failed: %s", stmt, PQerrorMessage(w->conn));
-    PQclear(r);
-    svc_call_result(call, "000005", "database error");
-    return NULL;
-}
 
 /* instance (may be "") and tenant (required) from the arguments; false with 000002 set. */
 static bool tenant_key(svc_call_t *call, const Kooisv__AdminRequest *req, const char **instance,
@@ -54,10 +40,10 @@ static void admin_get(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminReq
     if (!tenant_key(call, req, &instance, &tenant))
         return;
     const char *p[] = {instance, tenant};
-    PGresult *t = query(w, call, "tenant_get", 2, p);
+    PGresult *t = sync_admin_query(w, call, "tenant_get", 2, p);
     if (!t)
         return;
-    PGresult *c = query(w, call, "org_count", 2, p);
+    PGresult *c = sync_admin_query(w, call, "org_count", 2, p);
     if (!c) {
         PQclear(t);
         return;
@@ -90,7 +76,7 @@ static void admin_tree(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRe
     if (!tenant_key(call, req, &instance, &tenant))
         return;
     const char *p[] = {instance, tenant};
-    PGresult *r = query(w, call, "org_list", 2, p);
+    PGresult *r = sync_admin_query(w, call, "org_list", 2, p);
     if (!r)
         return;
     size_t n = (size_t)PQntuples(r);
@@ -112,12 +98,13 @@ static void admin_tree(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRe
                                      (json_int_t)orphans, "tree", roots));
 }
 
-void tenantadmin_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
+bool tenantadmin_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
 {
     if (strcmp(req->action, "tenant.get") == 0)
         admin_get(w, call, req);
     else if (strcmp(req->action, "tenant.tree") == 0)
         admin_tree(w, call, req);
-    else if (!syncoutbox_admin(w, call, req))
-        svc_call_result(call, "000002", "unknown action for the tenant service: %s", req->action);
+    else
+        return false;
+    return true;
 }
