@@ -58,8 +58,12 @@ bool time_parse_compact(const char *s, int64_t *ms_out)
         return false;
     if (d > mdays[mo - 1] + (mo == 2 && leap))
         return false;
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
-                    .tm_hour = h, .tm_min = mi, .tm_sec = se};
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = se};
     time_t t = timegm(&tm);
     /* The marketplace writes its local time, UTC+8. */
     if (ms_out)

@@ -32,17 +32,17 @@
 #include "timeutil.h"
 #include "xmalloc.h"
 
-#define AUDIT_TIMEOUT_MS 2000      /* storing the intent: fail closed after this */
+#define AUDIT_TIMEOUT_MS 2000 /* storing the intent: fail closed after this */
 #define SERVICE_TIMEOUT_MS 3000
-#define VERIFY_CALL_MS 6000        /* one AuditVerify round (the service stops at ~2 s) */
-#define VERIFY_BUDGET_MS 50000     /* per HTTP call; the answer says where to continue */
+#define VERIFY_CALL_MS 6000    /* one AuditVerify round (the service stops at ~2 s) */
+#define VERIFY_BUDGET_MS 50000 /* per HTTP call; the answer says where to continue */
 #define FOLLOW_DEFAULT_WAIT_S 25
 #define FOLLOW_MAX_WAIT_S 60
 #define FOLLOW_POLL_MS 500
 #define EXPORT_MAX_ENTRIES 100000
 #define EXPORT_PAGE 1000
 #define MAX_BODY 65536
-#define HTTP_TIMEOUT_S 75          /* above the longest follow wait */
+#define HTTP_TIMEOUT_S 75 /* above the longest follow wait */
 #define TOKENS_RECHECK_US 1000000
 #define TOKEN_MAX 512
 #define PARAM_MAX 256
@@ -62,19 +62,19 @@ typedef struct admin_call admin_call_t;
 
 typedef struct route {
     enum evhttp_cmd_type method;
-    const char *path;                 /* "/"-separated segments, "*" = one parameter */
-    const char *action;               /* event "admin.<action>"; AdminRequest action */
+    const char *path;   /* "/"-separated segments, "*" = one parameter */
+    const char *action; /* event "admin.<action>"; AdminRequest action */
     role_t role;
-    const char *const *params;        /* query parameters accepted (NULL-terminated) */
+    const char *const *params;               /* query parameters accepted (NULL-terminated) */
     const char *(*prepare)(admin_call_t *c); /* validate; NULL or the 400 message */
     void (*run)(admin_call_t *c);
-    service_id_t svc;                 /* service routes */
+    service_id_t svc;                    /* service routes */
     const char *seg_args[MAX_SEGMENTS];  /* AdminRequest arg name of each path parameter */
     const char *seg_kinds[MAX_SEGMENTS]; /* resource kind of each path parameter */
 } route_t;
 
 struct admin_call {
-    admin_call_t *prev, *next;        /* live calls, for shutdown */
+    admin_call_t *prev, *next; /* live calls, for shutdown */
     struct evhttp_request *req;
     const route_t *route;
     char rid[37];
@@ -88,14 +88,14 @@ struct admin_call {
     Kooisv__ResourceRef **res;
     size_t n_res;
     bool intent_stored;
-    int subcalls;                     /* numbering of audit sub-requests */
+    int subcalls; /* numbering of audit sub-requests */
     /* audit routes */
     Kooisv__AuditQuery query;
     char *exclude[1];
     bool csv;
-    int64_t until_us;                 /* follow: answer by then; verify: stop by then */
+    int64_t until_us; /* follow: answer by then; verify: stop by then */
     struct event *timer;
-    struct evbuffer *out;             /* export */
+    struct evbuffer *out; /* export */
     size_t exported;
     int64_t verify_from, verify_checked;
     /* fan-out (outbox.failed) */
@@ -202,11 +202,15 @@ bool admin_parse_time(const char *s, int64_t *ms_out)
         return false;
     static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && leap) ||
-        h > 23 || mi > 59 || se > 59)
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && leap) || h > 23 ||
+        mi > 59 || se > 59)
         return false;
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
-                    .tm_hour = h, .tm_min = mi, .tm_sec = se};
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = se};
     int64_t ms_total = (int64_t)timegm(&tm) * 1000 + ms - (int64_t)offset_min * 60000;
     if (ms_total < 0)
         return false;
@@ -314,8 +318,10 @@ static int tokens_parse(char *text, token_t **out, size_t *nout, char *err, size
                   (*p >= '0' && *p <= '9') || strchr("._@-", *p)))
                 name_ok = false;
         if (!name_ok) {
-            snprintf(err, errlen, "line %d: expected \"name role sha256hex\" (name: letters, "
-                     "digits, . _ @ -)", lineno);
+            snprintf(err, errlen,
+                     "line %d: expected \"name role sha256hex\" (name: letters, "
+                     "digits, . _ @ -)",
+                     lineno);
             goto fail;
         }
         snprintf(t.name, sizeof t.name, "%s", f[0]);
@@ -370,8 +376,7 @@ static int tokens_load(void)
         return -1;
     }
     if (n == 0)
-        log_warn(NULL, "admin tokens file %s holds no token: every call gets 401",
-                 adm.tokens_path);
+        log_warn(NULL, "admin tokens file %s holds no token: every call gets 401", adm.tokens_path);
     free(adm.tokens);
     adm.tokens = v;
     adm.ntokens = n;
@@ -504,8 +509,7 @@ static void intent_fill(admin_call_t *c, Kooisv__AuditIntent *in, const char *re
 /* Send the answer, then its outcome (with the intent first when it was never stored, as a
  * rejection), then free c. */
 static void call_finish(admin_call_t *c, int status, const char *code, const char *msg,
-                        const char *content_type, struct evbuffer *body,
-                        const char *disposition)
+                        const char *content_type, struct evbuffer *body, const char *disposition)
 {
     if (c->req) {
         struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
@@ -525,8 +529,7 @@ static void call_finish(admin_call_t *c, int status, const char *code, const cha
     log_quote(msg, quoted, sizeof quoted);
     snprintf(fields, sizeof fields,
              "msg=\"admin\" event=%s caller=%s src=%s http=%d code=%s latency_ms=%.1f result=%s",
-             c->event, c->caller_id, c->source, status, code, (double)latency_us / 1000.0,
-             quoted);
+             c->event, c->caller_id, c->source, status, code, (double)latency_us / 1000.0, quoted);
     log_fields(status < 400 ? LOG_INFO : LOG_WARN, c->rid, fields);
 
     Kooisv__Caller caller;
@@ -553,8 +556,7 @@ static void call_finish(admin_call_t *c, int status, const char *code, const cha
     call_free(c);
 }
 
-static void finish_json(admin_call_t *c, int status, const char *code, const char *msg,
-                        json_t *doc)
+static void finish_json(admin_call_t *c, int status, const char *code, const char *msg, json_t *doc)
 {
     struct evbuffer *b = evbuffer_new();
     char *text = json_dumps(doc, JSON_COMPACT);
@@ -585,8 +587,8 @@ static void finish_error(admin_call_t *c, int status, const char *code, const ch
     va_end(ap);
     json_t *doc = json_pack("{s:s, s:s, s:s}", "error", msg, "code", code, "request_id", c->rid);
     if (!doc) /* a message quoting input that is not UTF-8 */
-        doc = json_pack("{s:s, s:s, s:s}", "error", "invalid request", "code", code,
-                        "request_id", c->rid);
+        doc = json_pack("{s:s, s:s, s:s}", "error", "invalid request", "code", code, "request_id",
+                        c->rid);
     finish_json(c, status, code, msg, doc);
 }
 
@@ -633,10 +635,9 @@ static json_t *entry_json(const Kooisv__AuditEntry *e)
     json_t *outcome = json_null();
     if (e->has_outcome)
         outcome = json_pack("{s:I, s:s, s:s?, s:s?, s:I, s:I}", "seq", (json_int_t)e->outcome_seq,
-                            "time", time_format_iso(e->outcome_ms, oat, sizeof oat),
-                            "result_code", e->result_code, "result_msg", e->result_msg,
-                            "latency_us", (json_int_t)e->latency_us, "http_status",
-                            (json_int_t)e->http_status);
+                            "time", time_format_iso(e->outcome_ms, oat, sizeof oat), "result_code",
+                            e->result_code, "result_msg", e->result_msg, "latency_us",
+                            (json_int_t)e->latency_us, "http_status", (json_int_t)e->http_status);
     return json_pack("{s:I, s:s?, s:s, s:I, s:{s:s?, s:s?}, s:s?, s:o, s:s?, s:b, s:s?, s:s?,"
                      " s:s?, s:b, s:o*, s:I}",
                      "seq", (json_int_t)e->seq, "request_id", e->request_id, "time",
@@ -645,8 +646,7 @@ static json_t *entry_json(const Kooisv__AuditEntry *e)
                      e->caller_id, "event", e->event_type, "resources", res, "source",
                      e->source_addr, "test", (int)e->test_flag, "reject_code", e->reject_code,
                      "reject_reason", e->reject_reason, "nonce", e->nonce, "has_outcome",
-                     (int)e->has_outcome, "outcome", outcome, "last_seq",
-                     (json_int_t)e->last_seq);
+                     (int)e->has_outcome, "outcome", outcome, "last_seq", (json_int_t)e->last_seq);
 }
 
 static json_t *entries_json(Kooisv__AuditEntry **v, size_t n)
@@ -660,8 +660,8 @@ static json_t *entries_json(Kooisv__AuditEntry **v, size_t n)
     return arr;
 }
 
-#define CSV_HEADER                                                                          \
-    "seq,time,request_id,caller_kind,caller_id,event,resources,source,test,reject_code,"    \
+#define CSV_HEADER                                                                                 \
+    "seq,time,request_id,caller_kind,caller_id,event,resources,source,test,reject_code,"           \
     "reject_reason,result_code,result_msg,latency_ms,http_status,outcome_time\r\n"
 
 /* One CSV field (RFC 4180 quoting), neutralised against spreadsheet formula injection. */
@@ -697,8 +697,7 @@ static void csv_entry(struct evbuffer *b, const Kooisv__AuditEntry *e)
     csv_field(b, e->event_type, false);
     struct evbuffer *r = evbuffer_new();
     for (size_t i = 0; i < e->n_resources; i++)
-        evbuffer_add_printf(r, "%s%s:%s", i ? ";" : "", e->resources[i]->kind,
-                            e->resources[i]->id);
+        evbuffer_add_printf(r, "%s%s:%s", i ? ";" : "", e->resources[i]->kind, e->resources[i]->id);
     evbuffer_add(r, "", 1);
     csv_field(b, (const char *)evbuffer_pullup(r, -1), false);
     evbuffer_free(r);
@@ -718,12 +717,12 @@ static void csv_entry(struct evbuffer *b, const Kooisv__AuditEntry *e)
 
 /* ================================================================ audit routes */
 
-static const char *const query_params[] = {"from", "to", "event", "resource", "caller", "source",
-                                           "result", "request_id", "before", "limit", "format",
-                                           NULL};
-static const char *const follow_params[] = {"after", "wait", "limit", "event", "resource",
+static const char *const query_params[] = {"from",   "to",     "event",  "resource",
+                                           "caller", "source", "result", "request_id",
+                                           "before", "limit",  "format", NULL};
+static const char *const follow_params[] = {"after",  "wait",   "limit",  "event",      "resource",
                                             "caller", "source", "result", "request_id", NULL};
-static const char *const export_params[] = {"from", "to", "format", "event", "resource",
+static const char *const export_params[] = {"from",   "to",     "format", "event",      "resource",
                                             "caller", "source", "result", "request_id", NULL};
 static const char *const verify_params[] = {"from_seq", NULL};
 
@@ -814,7 +813,8 @@ static const char *prepare_verify(admin_call_t *c)
         json_error_t err;
         json_t *body = json_loadb((const char *)evbuffer_pullup(in, -1), len, 0, &err);
         json_t *f = json_object_get(body, "from_seq");
-        bool ok = json_is_object(body) && (!f || (json_is_integer(f) && json_integer_value(f) >= 0));
+        bool ok =
+            json_is_object(body) && (!f || (json_is_integer(f) && json_integer_value(f) >= 0));
         if (ok && f)
             v = json_integer_value(f);
         json_decref(body);
@@ -857,17 +857,16 @@ static void on_query_reply(Kooisv__Reply *reply, void *arg)
             char next[24];
             snprintf(next, sizeof next, "%lld", (long long)r->next_before_seq);
             if (c->req && r->next_before_seq)
-                evhttp_add_header(evhttp_request_get_output_headers(c->req), "X-Next-Before",
-                                  next);
+                evhttp_add_header(evhttp_request_get_output_headers(c->req), "X-Next-Before", next);
             call_finish(c, 200, "000000", msg, "text/csv; charset=utf-8", b, NULL);
             evbuffer_free(b);
         } else {
-            json_t *doc = json_pack("{s:o, s:I, s:I}", "entries",
-                                    entries_json(r->entries, r->n_entries), "head_seq",
-                                    (json_int_t)r->head_seq, "count", (json_int_t)r->n_entries);
-            json_object_set_new(doc, "next_before", r->next_before_seq
-                                                        ? json_integer(r->next_before_seq)
-                                                        : json_null());
+            json_t *doc =
+                json_pack("{s:o, s:I, s:I}", "entries", entries_json(r->entries, r->n_entries),
+                          "head_seq", (json_int_t)r->head_seq, "count", (json_int_t)r->n_entries);
+            json_object_set_new(doc, "next_before",
+                                r->next_before_seq ? json_integer(r->next_before_seq)
+                                                   : json_null());
             finish_json(c, 200, "000000", msg, doc);
         }
     }
@@ -1007,9 +1006,9 @@ static void on_verify_reply(Kooisv__Reply *reply, void *arg)
         return;
     }
     json_t *doc = json_pack("{s:b, s:b, s:I, s:I, s:s?, s:s?}", "ok", (int)r->ok, "complete",
-                            (int)(!r->ok || !r->next_seq), "checked",
-                            (json_int_t)c->verify_checked, "head_seq", (json_int_t)r->head_seq,
-                            "head_hash", r->head_hash, "detail", r->detail);
+                            (int)(!r->ok || !r->next_seq), "checked", (json_int_t)c->verify_checked,
+                            "head_seq", (json_int_t)r->head_seq, "head_hash", r->head_hash,
+                            "detail", r->detail);
     if (!r->ok) {
         json_object_set_new(doc, "first_bad_seq", json_integer(r->first_bad_seq));
         json_object_set_new(doc, "problem", json_string(r->problem));
@@ -1108,8 +1107,7 @@ static void on_service_reply(Kooisv__Reply *reply, void *arg)
 }
 
 /* The AdminRequest of a service route: path parameters and query parameters as args. */
-static int send_admin_request(admin_call_t *c, service_id_t svc, dispatch_done_fn done,
-                             void *arg)
+static int send_admin_request(admin_call_t *c, service_id_t svc, dispatch_done_fn done, void *arg)
 {
     const route_t *r = c->route;
     Kooisv__AdminRequest__ArgsEntry entries[MAX_SEGMENTS + 8];
@@ -1232,32 +1230,136 @@ static void run_outbox_failed(admin_call_t *c)
 /* ================================================================ routing */
 
 static const route_t routes[] = {
-    {EVHTTP_REQ_GET, "/v1/audit", "audit.query", ROLE_AUDITOR, query_params, prepare_filters,
-     run_query, SVC_AUDIT, {0}, {0}},
-    {EVHTTP_REQ_GET, "/v1/audit/follow", "audit.follow", ROLE_AUDITOR, follow_params,
-     prepare_follow, follow_poll, SVC_AUDIT, {0}, {0}},
-    {EVHTTP_REQ_GET, "/v1/audit/export", "audit.export", ROLE_AUDITOR, export_params,
-     prepare_export, export_page, SVC_AUDIT, {0}, {0}},
-    {EVHTTP_REQ_POST, "/v1/audit/verify", "audit.verify", ROLE_AUDITOR, verify_params,
-     prepare_verify, verify_round, SVC_AUDIT, {0}, {0}},
-    {EVHTTP_REQ_GET, "/v1/instances/*", "instance.get", ROLE_OPERATOR, no_params,
-     prepare_service, run_service, SVC_ORDER, {"id"}, {"instance"}},
-    {EVHTTP_REQ_GET, "/v1/instances", "instance.list", ROLE_OPERATOR, instance_list_params,
-     prepare_service, run_service, SVC_ORDER, {0}, {0}},
-    {EVHTTP_REQ_GET, "/v1/jobs/failed", "jobs.failed", ROLE_OPERATOR, limit_params,
-     prepare_service, run_service, SVC_ORDER, {0}, {0}},
-    {EVHTTP_REQ_POST, "/v1/jobs/*/redrive", "jobs.redrive", ROLE_OPERATOR, no_params,
-     prepare_service, run_service, SVC_ORDER, {"id"}, {"job"}},
-    {EVHTTP_REQ_GET, "/v1/tenants/*/orgs", "tenant.tree", ROLE_OPERATOR, instance_params,
-     prepare_service, run_service, SVC_TENANT, {"tenant"}, {"tenant"}},
-    {EVHTTP_REQ_GET, "/v1/tenants/*/users", "app.users", ROLE_OPERATOR, users_params,
-     prepare_service, run_service, SVC_APP, {"tenant"}, {"tenant"}},
-    {EVHTTP_REQ_GET, "/v1/apps/*/secret", "app.secret", ROLE_ADMIN, secret_params,
-     prepare_service, run_service, SVC_APP, {"app"}, {"app"}},
-    {EVHTTP_REQ_GET, "/v1/outbox/failed", "outbox.failed", ROLE_OPERATOR, limit_params,
-     prepare_service, run_outbox_failed, SVC_ORDER, {0}, {0}},
-    {EVHTTP_REQ_POST, "/v1/outbox/*/*/redrive", "outbox.redrive", ROLE_OPERATOR, no_params,
-     prepare_outbox_redrive, run_outbox_redrive, SVC_ORDER, {NULL, "id"}, {0}},
+    {EVHTTP_REQ_GET,
+     "/v1/audit",
+     "audit.query",
+     ROLE_AUDITOR,
+     query_params,
+     prepare_filters,
+     run_query,
+     SVC_AUDIT,
+     {0},
+     {0}},
+    {EVHTTP_REQ_GET,
+     "/v1/audit/follow",
+     "audit.follow",
+     ROLE_AUDITOR,
+     follow_params,
+     prepare_follow,
+     follow_poll,
+     SVC_AUDIT,
+     {0},
+     {0}},
+    {EVHTTP_REQ_GET,
+     "/v1/audit/export",
+     "audit.export",
+     ROLE_AUDITOR,
+     export_params,
+     prepare_export,
+     export_page,
+     SVC_AUDIT,
+     {0},
+     {0}},
+    {EVHTTP_REQ_POST,
+     "/v1/audit/verify",
+     "audit.verify",
+     ROLE_AUDITOR,
+     verify_params,
+     prepare_verify,
+     verify_round,
+     SVC_AUDIT,
+     {0},
+     {0}},
+    {EVHTTP_REQ_GET,
+     "/v1/instances/*",
+     "instance.get",
+     ROLE_OPERATOR,
+     no_params,
+     prepare_service,
+     run_service,
+     SVC_ORDER,
+     {"id"},
+     {"instance"}},
+    {EVHTTP_REQ_GET,
+     "/v1/instances",
+     "instance.list",
+     ROLE_OPERATOR,
+     instance_list_params,
+     prepare_service,
+     run_service,
+     SVC_ORDER,
+     {0},
+     {0}},
+    {EVHTTP_REQ_GET,
+     "/v1/jobs/failed",
+     "jobs.failed",
+     ROLE_OPERATOR,
+     limit_params,
+     prepare_service,
+     run_service,
+     SVC_ORDER,
+     {0},
+     {0}},
+    {EVHTTP_REQ_POST,
+     "/v1/jobs/*/redrive",
+     "jobs.redrive",
+     ROLE_OPERATOR,
+     no_params,
+     prepare_service,
+     run_service,
+     SVC_ORDER,
+     {"id"},
+     {"job"}},
+    {EVHTTP_REQ_GET,
+     "/v1/tenants/*/orgs",
+     "tenant.tree",
+     ROLE_OPERATOR,
+     instance_params,
+     prepare_service,
+     run_service,
+     SVC_TENANT,
+     {"tenant"},
+     {"tenant"}},
+    {EVHTTP_REQ_GET,
+     "/v1/tenants/*/users",
+     "app.users",
+     ROLE_OPERATOR,
+     users_params,
+     prepare_service,
+     run_service,
+     SVC_APP,
+     {"tenant"},
+     {"tenant"}},
+    {EVHTTP_REQ_GET,
+     "/v1/apps/*/secret",
+     "app.secret",
+     ROLE_ADMIN,
+     secret_params,
+     prepare_service,
+     run_service,
+     SVC_APP,
+     {"app"},
+     {"app"}},
+    {EVHTTP_REQ_GET,
+     "/v1/outbox/failed",
+     "outbox.failed",
+     ROLE_OPERATOR,
+     limit_params,
+     prepare_service,
+     run_outbox_failed,
+     SVC_ORDER,
+     {0},
+     {0}},
+    {EVHTTP_REQ_POST,
+     "/v1/outbox/*/*/redrive",
+     "outbox.redrive",
+     ROLE_OPERATOR,
+     no_params,
+     prepare_outbox_redrive,
+     run_outbox_redrive,
+     SVC_ORDER,
+     {NULL, "id"},
+     {0}},
 };
 
 /* Match path against pattern; path parameters are decoded into segs. 1 = match, 0 = no,
@@ -1406,8 +1508,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         for (const char *const *p = route->params; *p && !known; p++)
             known = strcmp(*p, kv->key) == 0;
         if (!known || !text_ok(kv->value, PARAM_MAX)) {
-            refuse(c, 400, "000002", known ? "%s: too long or not printable"
-                                           : "unknown parameter %s",
+            refuse(c, 400, "000002",
+                   known ? "%s: too long or not printable" : "unknown parameter %s",
                    text_ok(kv->key, 64) ? kv->key : "?");
             return;
         }
@@ -1436,9 +1538,8 @@ static struct bufferevent *on_new_connection(struct event_base *base, void *arg)
         log_error(NULL, "admin: SSL_new failed: out of memory");
         abort();
     }
-    struct bufferevent *bev = bufferevent_openssl_socket_new(base, -1, ssl,
-                                                             BUFFEREVENT_SSL_ACCEPTING,
-                                                             BEV_OPT_CLOSE_ON_FREE);
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
     if (!bev) {
         log_error(NULL, "admin: cannot create a TLS bufferevent: out of memory");
         abort();
@@ -1518,8 +1619,8 @@ int admin_start(void)
     evhttp_set_max_headers_size(adm.http, 16384);
     evhttp_set_timeout(adm.http, HTTP_TIMEOUT_S);
     evhttp_set_allowed_methods(adm.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                             EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
+                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
+                                             EVHTTP_REQ_OPTIONS);
     if (!evhttp_accept_socket_with_handle(adm.http, fd)) {
         log_error(NULL, "admin API: cannot accept on %s", listen);
         close(fd);

@@ -152,9 +152,10 @@ static int admin_call(const char *method, const char *url, const char *body, int
         return 0;
     }
     char *auth = xasprintf("Authorization: Bearer %s", token);
-    const char *headers[] = {auth, "Accept: application/json", body ? "Content-Type: application/json" : NULL, NULL};
-    httpc_options_t opt = {.ca_file = setting("KOOISV_CA_FILE"), .verify_peer = 1,
-                           .timeout_ms = timeout_ms};
+    const char *headers[] = {auth, "Accept: application/json",
+                             body ? "Content-Type: application/json" : NULL, NULL};
+    httpc_options_t opt = {
+        .ca_file = setting("KOOISV_CA_FILE"), .verify_peer = 1, .timeout_ms = timeout_ms};
     int rc = httpc_request(method, url, headers, body, body ? strlen(body) : 0, &opt, out);
     xfree_secret(auth, strlen(auth));
     xfree_secret(token, strlen(token));
@@ -190,14 +191,14 @@ static json_t *body_json(const httpc_response_t *r)
 /* ================================================================ options */
 
 typedef struct {
-    const char *flag;   /* "--from" */
-    const char *param;  /* query parameter it sets, or NULL for a local switch */
+    const char *flag;  /* "--from" */
+    const char *param; /* query parameter it sets, or NULL for a local switch */
     bool has_arg;
     const char *help;
 } opt_t;
 
 typedef struct {
-    const char *values[16];  /* by option index */
+    const char *values[16]; /* by option index */
     bool set[16];
     const char *pos[2];
     int npos;
@@ -205,13 +206,13 @@ typedef struct {
 
 typedef struct cmd {
     const char *noun, *verb;
-    const char *usage;          /* positional part, e.g. "ID" */
+    const char *usage; /* positional part, e.g. "ID" */
     int npos;
     const char *summary;
     const opt_t *opts;
     int (*run)(const struct cmd *cmd, args_t *a);
-    const char *method;         /* generic commands */
-    const char *path;           /* with %s for the positional arguments, in order */
+    const char *method; /* generic commands */
+    const char *path;   /* with %s for the positional arguments, in order */
 } cmd_t;
 
 static int opt_index(const cmd_t *c, const char *flag)
@@ -249,8 +250,8 @@ static const char *str(json_t *o, const char *key)
 
 static void print_entry_header(void)
 {
-    printf("%-8s %-24s %-10s %-22s %-30s %-16s %-7s %s\n", "SEQ", "TIME (UTC)", "CALLER",
-           "EVENT", "RESOURCES", "SOURCE", "RESULT", "MS");
+    printf("%-8s %-24s %-10s %-22s %-30s %-16s %-7s %s\n", "SEQ", "TIME (UTC)", "CALLER", "EVENT",
+           "RESOURCES", "SOURCE", "RESULT", "MS");
 }
 
 static void print_entry(json_t *e)
@@ -498,8 +499,8 @@ static int run_generic(const cmd_t *c, args_t *a)
     }
     add_opt_params(c, a, &url);
     httpc_response_t r;
-    int status = admin_call(c->method, url.buf, strcmp(c->method, "POST") == 0 ? "{}" : NULL,
-                            15000, &r);
+    int status =
+        admin_call(c->method, url.buf, strcmp(c->method, "POST") == 0 ? "{}" : NULL, 15000, &r);
     free(url.buf);
     int rc = 0;
     if (status != 200) {
@@ -588,25 +589,24 @@ static const cmd_t commands[] = {
      run_generic, "GET", "/v1/jobs/failed"},
     {"jobs", "redrive", "ID", 1, "Run a failed job again.", no_opts, run_generic, "POST",
      "/v1/jobs/%s/redrive"},
-    {"tenant", "orgs", "TENANT", 1, "A tenant's organisation tree.", orgs_opts, run_generic,
-     "GET", "/v1/tenants/%s/orgs"},
+    {"tenant", "orgs", "TENANT", 1, "A tenant's organisation tree.", orgs_opts, run_generic, "GET",
+     "/v1/tenants/%s/orgs"},
     {"tenant", "users", "TENANT", 1, "A tenant's application users and roles.", users_opts,
      run_generic, "GET", "/v1/tenants/%s/users"},
-    {"app", "secret", "APP", 1, "An application's client secret (admin role only).",
-     secret_opts, run_generic, "GET", "/v1/apps/%s/secret"},
+    {"app", "secret", "APP", 1, "An application's client secret (admin role only).", secret_opts,
+     run_generic, "GET", "/v1/apps/%s/secret"},
     {"outbox", "failed", NULL, 0, "Undelivered outbox events of every service.", limit_opts,
      run_generic, "GET", "/v1/outbox/failed"},
-    {"outbox", "redrive", "SERVICE ID", 2, "Deliver an outbox event again.", no_opts,
-     run_generic, "POST", "/v1/outbox/%s/%s/redrive"},
+    {"outbox", "redrive", "SERVICE ID", 2, "Deliver an outbox event again.", no_opts, run_generic,
+     "POST", "/v1/outbox/%s/%s/redrive"},
 };
 #define N_COMMANDS (sizeof commands / sizeof *commands)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: kooisvctl [--env-file PATH] <noun> <verb> [arguments] [options]\n"
-            "       kooisvctl <noun> <verb> --help\n\n"
-            "The operators' command line over the kooisv admin API.\n\ncommands:\n");
+    fprintf(f, "usage: kooisvctl [--env-file PATH] <noun> <verb> [arguments] [options]\n"
+               "       kooisvctl <noun> <verb> --help\n\n"
+               "The operators' command line over the kooisv admin API.\n\ncommands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++) {
         char head[64];
         snprintf(head, sizeof head, "%s %s%s%s", commands[i].noun, commands[i].verb,
@@ -662,8 +662,8 @@ int main(int argc, char **argv)
                     fprintf(f, "  %-8s %s\n", commands[k].verb, commands[k].summary);
             return verb ? 0 : EXIT_USAGE;
         }
-        fprintf(stderr, "kooisvctl: unknown command '%s%s%s' (try --help)\n", noun,
-                verb ? " " : "", verb ? verb : "");
+        fprintf(stderr, "kooisvctl: unknown command '%s%s%s' (try --help)\n", noun, verb ? " " : "",
+                verb ? verb : "");
         return EXIT_USAGE;
     }
     args_t a = {0};
@@ -676,8 +676,7 @@ int main(int argc, char **argv)
         if (arg[0] == '-' && arg[1]) {
             int k = opt_index(cmd, arg);
             if (k < 0) {
-                fprintf(stderr, "kooisvctl: %s %s: unknown option %s\n", cmd->noun, cmd->verb,
-                        arg);
+                fprintf(stderr, "kooisvctl: %s %s: unknown option %s\n", cmd->noun, cmd->verb, arg);
                 cmd_help(cmd, stderr);
                 return EXIT_USAGE;
             }
@@ -692,8 +691,8 @@ int main(int argc, char **argv)
             continue;
         }
         if (a.npos >= cmd->npos) {
-            fprintf(stderr, "kooisvctl: %s %s: unexpected argument '%s'\n", cmd->noun,
-                    cmd->verb, arg);
+            fprintf(stderr, "kooisvctl: %s %s: unexpected argument '%s'\n", cmd->noun, cmd->verb,
+                    arg);
             return EXIT_USAGE;
         }
         a.pos[a.npos++] = arg;
