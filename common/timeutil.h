@@ -19,5 +19,9 @@ bool time_parse_compact(const char *s, int64_t *ms_out);
 char *time_format_iso(int64_t ms, char *buf, unsigned long len);
 /* Parse a decimal millisecond timestamp of 1..15 digits; false otherwise. */
 bool time_parse_ms(const char *s, int64_t *ms_out);
+/* Parse an operator's time into epoch ms: epoch ms digits, or ISO-8601 "YYYY-MM-DD" (midnight
+ * UTC), "YYYY-MM-DDTHH:MM[:SS[.fff]]" then nothing (UTC), "Z", "+HH:MM", "-HH:MM" or "+HHMM";
+ * false when s is neither or the time is before the epoch. */
+bool time_parse_any(const char *s, int64_t *ms_out);
 
 #endif

@@ -123,107 +123,16 @@ static struct {
 
 /* ================================================================ small helpers */
 
-static bool is_digits(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-    return true;
-}
-
-static int num(const char *s, size_t n)
-{
-    int v = 0;
-    for (size_t i = 0; i < n; i++)
-        v = v * 10 + (s[i] - '0');
-    return v;
-}
-
 bool admin_parse_time(const char *s, int64_t *ms_out)
 {
-    if (!s || !*s)
-        return false;
-    size_t len = strlen(s);
-    if (is_digits(s, len))
-        return time_parse_ms(s, ms_out);
-    if (len < 10 || !is_digits(s, 4) || s[4] != '-' || !is_digits(s + 5, 2) || s[7] != '-' ||
-        !is_digits(s + 8, 2))
-        return false;
-    int y = num(s, 4), mo = num(s + 5, 2), d = num(s + 8, 2), h = 0, mi = 0, se = 0, ms = 0;
-    const char *p = s + 10;
-    if (*p == 'T' || *p == 't' || *p == ' ') {
-        p++;
-        if (!is_digits(p, 2) || p[2] != ':' || !is_digits(p + 3, 2))
-            return false;
-        h = num(p, 2);
-        mi = num(p + 3, 2);
-        p += 5;
-        if (*p == ':') {
-            if (!is_digits(p + 1, 2))
-                return false;
-            se = num(p + 1, 2);
-            p += 3;
-            if (*p == '.') {
-                p++;
-                int kept = 0, seen = 0;
-                for (; *p >= '0' && *p <= '9'; p++, seen++)
-                    if (kept < 3) {
-                        ms = ms * 10 + (*p - '0');
-                        kept++;
-                    }
-                if (seen == 0)
-                    return false;
-                for (; kept < 3; kept++)
-                    ms *= 10;
-            }
-        }
-    }
-    int offset_min = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int sign = *p == '-' ? -1 : 1;
-        p++;
-        if (!is_digits(p, 2))
-            return false;
-        int oh = num(p, 2);
-        p += 2;
-        if (*p == ':')
-            p++;
-        if (!is_digits(p, 2))
-            return false;
-        int om = num(p, 2);
-        p += 2;
-        if (oh > 23 || om > 59)
-            return false;
-        offset_min = sign * (oh * 60 + om);
-    }
-    if (*p)
-        return false;
-    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && leap) || h > 23 ||
-        mi > 59 || se > 59)
-        return false;
-    struct tm tm = {.tm_year = y - 1900,
-                    .tm_mon = mo - 1,
-                    .tm_mday = d,
-                    .tm_hour = h,
-                    .tm_min = mi,
-                    .tm_sec = se};
-    int64_t ms_total = (int64_t)timegm(&tm) * 1000 + ms - (int64_t)offset_min * 60000;
-    if (ms_total < 0)
-        return false;
-    if (ms_out)
-        *ms_out = ms_total;
-    return true;
+    return time_parse_any(s, ms_out);
 }
 
 /* A non-negative integer of at most 18 digits within [min, max]. */
 static bool parse_count(const char *s, int64_t min, int64_t max, int64_t *out)
 {
     size_t n = s ? strlen(s) : 0;
-    if (n < 1 || n > 18 || !is_digits(s, n))
+    if (n < 1 || n > 18 || strspn(s, "0123456789") != n)
         return false;
     int64_t v = strtoll(s, NULL, 10);
     if (v < min || v > max)
