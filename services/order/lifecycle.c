@@ -137,6 +137,54 @@ static db_status_t application_seen(PGconn *conn, const char *rid, const char *i
     return DB_OK;
 }
 
+/* Lock instance_id into *cur; DB_ROLLBACK with the verdict 000003 when it does not exist. */
+static db_status_t lock_existing(PGconn *conn, verdict_t *v, const char *instance_id, locked_t *cur)
+{
+    bool found = false;
+    db_status_t st = instance_lock(conn, v->rid, instance_id, cur, &found);
+    if (st != DB_OK)
+        return st;
+    if (!found) {
+        decide(v, RC_NO_INSTANCE, "instance %s does not exist", instance_id);
+        return DB_ROLLBACK;
+    }
+    return DB_OK;
+}
+
+/* DB_OK with *to when event applies to state; otherwise DB_ROLLBACK with the verdict: a no-op
+ * answers 000000 noop_fmt (given the state's name), a busy or invalid one 000004 / 000002. */
+static db_status_t transition_or_verdict(verdict_t *v, instance_state_t state,
+                                         instance_event_t event, instance_state_t *to,
+                                         const char *noop_fmt)
+{
+    const char *why;
+    switch (instance_transition(state, event, to, &why)) {
+    case INSTANCE_APPLY:
+        return DB_OK;
+    case INSTANCE_NOOP:
+        decide(v, RC_OK, noop_fmt, instance_state_name(state));
+        break;
+    case INSTANCE_BUSY:
+        decide(v, RC_BUSY, "%s", why);
+        break;
+    case INSTANCE_INVALID:
+        decide(v, RC_INVALID, "%s", why);
+        break;
+    }
+    return DB_ROLLBACK;
+}
+
+/* Record the change (history + outbox) and decide success; DB_OK or the failure. */
+static db_status_t record_applied(PGconn *conn, verdict_t *v, const change_t *ch, bool *changed)
+{
+    db_status_t st = change_record(conn, ch);
+    if (st != DB_OK)
+        return st;
+    *changed = true;
+    decide(v, RC_OK, "success", NULL);
+    return DB_OK;
+}
+
 /* ---- newInstance ---- */
 
 typedef struct {
@@ -272,15 +320,12 @@ static db_status_t apply_body(PGconn *conn, void *arg)
     apply_ctx_t *c = arg;
     const char *rid = c->v.rid;
     locked_t cur;
-    bool found = false, applied = false;
+    bool applied = false;
+    instance_state_t to;
     db_status_t st;
     c->changed = false;
-    if ((st = instance_lock(conn, rid, c->instance_id, &cur, &found)) != DB_OK)
+    if ((st = lock_existing(conn, &c->v, c->instance_id, &cur)) != DB_OK)
         return st;
-    if (!found) {
-        decide(&c->v, RC_NO_INSTANCE, "instance %s does not exist", c->instance_id);
-        return DB_ROLLBACK;
-    }
     if ((st = application_seen(conn, rid, c->instance_id, c->activity, c->order_id, &applied)) !=
         DB_OK)
         return st;
@@ -288,21 +333,8 @@ static db_status_t apply_body(PGconn *conn, void *arg)
         decide(&c->v, RC_OK, "success (order %s already applied)", c->order_id);
         return DB_ROLLBACK;
     }
-    instance_state_t to;
-    const char *why;
-    switch (instance_transition(cur.state, c->event, &to, &why)) {
-    case INSTANCE_APPLY:
-        break;
-    case INSTANCE_NOOP:
-        decide(&c->v, RC_OK, "success", NULL);
-        return DB_ROLLBACK;
-    case INSTANCE_BUSY:
-        decide(&c->v, RC_BUSY, "%s", why);
-        return DB_ROLLBACK;
-    case INSTANCE_INVALID:
-        decide(&c->v, RC_INVALID, "%s", why);
-        return DB_ROLLBACK;
-    }
+    if ((st = transition_or_verdict(&c->v, cur.state, c->event, &to, "success")) != DB_OK)
+        return st;
     const char *app[] = {c->instance_id, c->activity, c->order_id, c->order_line_id, c->scene, rid};
     if ((st = exec_void(conn, rid, "application_insert", 6, app)) != DB_OK)
         return st;
@@ -347,14 +379,22 @@ static db_status_t apply_body(PGconn *conn, void *arg)
                        .detail_json = detail_text,
                        .outbox_event = outbox,
                        .request_id = rid};
-        st = change_record(conn, &ch);
+        st = record_applied(conn, &c->v, &ch, &c->changed);
     }
     free(detail_text);
-    if (st != DB_OK)
-        return st;
-    c->changed = true;
-    decide(&c->v, RC_OK, "success", NULL);
-    return DB_OK;
+    return st;
+}
+
+/* Check the optional productId, apply the order and reply; true when it changed the instance. */
+static bool apply_order(order_worker_t *w, svc_call_t *call, apply_ctx_t *c)
+{
+    if (c->product_id && strlen(c->product_id) > ID_MAX) {
+        svc_call_result(call, RC_INVALID, "productId is longer than %d characters", ID_MAX);
+        return false;
+    }
+    db_status_t st = orderdb_tx(w->conn, c->v.rid, apply_body, c);
+    order_reply(call, st, c->v.code, c->v.msg);
+    return c->changed && st == DB_OK;
 }
 
 void lifecycle_refresh(order_worker_t *w, svc_call_t *call)
@@ -385,13 +425,7 @@ void lifecycle_refresh(order_worker_t *w, svc_call_t *call)
         svc_call_result(call, RC_INVALID, "expireTime must be yyyyMMddHHmmss");
         return;
     }
-    if (c.product_id && strlen(c.product_id) > ID_MAX) {
-        svc_call_result(call, RC_INVALID, "productId is longer than %d characters", ID_MAX);
-        return;
-    }
-    db_status_t st = orderdb_tx(w->conn, c.v.rid, apply_body, &c);
-    order_reply(call, st, c.v.code, c.v.msg);
-    if (c.changed && st == DB_OK)
+    if (apply_order(w, call, &c))
         log_info(c.v.rid, "refreshInstance instance=%s order=%s scene=%s expire=%s", r->instance_id,
                  r->order_id, r->scene, r->expire_time);
 }
@@ -410,13 +444,7 @@ void lifecycle_upgrade(order_worker_t *w, svc_call_t *call)
                      .order_id = r->order_id,
                      .order_line_id = r->order_line_id,
                      .product_id = order_nullable(r->product_id)};
-    if (c.product_id && strlen(c.product_id) > ID_MAX) {
-        svc_call_result(call, RC_INVALID, "productId is longer than %d characters", ID_MAX);
-        return;
-    }
-    db_status_t st = orderdb_tx(w->conn, c.v.rid, apply_body, &c);
-    order_reply(call, st, c.v.code, c.v.msg);
-    if (c.changed && st == DB_OK)
+    if (apply_order(w, call, &c))
         log_info(c.v.rid, "upgradeInstance instance=%s order=%s", r->instance_id, r->order_id);
 }
 
@@ -449,30 +477,13 @@ static db_status_t state_body(PGconn *conn, void *arg)
     state_ctx_t *c = arg;
     const char *rid = c->v.rid;
     locked_t cur;
-    bool found = false;
+    instance_state_t to;
     db_status_t st;
     c->changed = false;
-    if ((st = instance_lock(conn, rid, c->instance_id, &cur, &found)) != DB_OK)
+    if ((st = lock_existing(conn, &c->v, c->instance_id, &cur)) != DB_OK ||
+        (st = transition_or_verdict(&c->v, cur.state, c->event, &to,
+                                    "success (instance already %s)")) != DB_OK)
         return st;
-    if (!found) {
-        decide(&c->v, RC_NO_INSTANCE, "instance %s does not exist", c->instance_id);
-        return DB_ROLLBACK;
-    }
-    instance_state_t to;
-    const char *why;
-    switch (instance_transition(cur.state, c->event, &to, &why)) {
-    case INSTANCE_APPLY:
-        break;
-    case INSTANCE_NOOP:
-        decide(&c->v, RC_OK, "success (instance already %s)", instance_state_name(cur.state));
-        return DB_ROLLBACK;
-    case INSTANCE_BUSY:
-        decide(&c->v, RC_BUSY, "%s", why);
-        return DB_ROLLBACK;
-    case INSTANCE_INVALID:
-        decide(&c->v, RC_INVALID, "%s", why);
-        return DB_ROLLBACK;
-    }
     const char *p[] = {c->instance_id, instance_state_name(to)};
     if ((st = exec_void(conn, rid, "instance_set_state", 2, p)) != DB_OK)
         return st;
@@ -496,11 +507,7 @@ static db_status_t state_body(PGconn *conn, void *arg)
                    .status = c->status,
                    .outbox_event = outbox_event_of(c->event),
                    .request_id = rid};
-    if ((st = change_record(conn, &ch)) != DB_OK)
-        return st;
-    c->changed = true;
-    decide(&c->v, RC_OK, "success", NULL);
-    return DB_OK;
+    return record_applied(conn, &c->v, &ch, &c->changed);
 }
 
 static void state_change(order_worker_t *w, svc_call_t *call, state_ctx_t *c)
