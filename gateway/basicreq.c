@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "canonjson.h"
-#include "timeutil.h"
+#include "jsonfield.h"
 #include "xmalloc.h"
 
 static const char *const activity_names[BASIC__COUNT] = {
@@ -39,72 +39,40 @@ const char *basicreq_activity_name(basic_activity_t activity)
 /* One validation pass: the first problem found wins and is the one reported. */
 typedef struct {
     const json_t *body;
-    char *msg;
-    size_t msglen;
-    bool failed;
+    jsonfield_err_t err;
 } check_t;
 
-static void check_fail(check_t *c, const char *fmt, const char *field, const char *extra)
+/* A string field: NULL when absent or null. Present values must be strings without NUL or
+ * control characters, non-empty when mandatory, at most maxchars long (0: no limit). */
+static const char *field_str(check_t *c, const char *name, bool mandatory, size_t maxchars)
 {
-    if (c->failed)
-        return;
-    c->failed = true;
-    snprintf(c->msg, c->msglen, fmt, field, extra ? extra : "");
-}
-
-/* Characters, not bytes: the parser already guaranteed valid UTF-8. */
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if ((*p & 0xC0) != 0x80)
-            n++;
-    return n;
-}
-
-static bool has_control(const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if (*p < 0x20 || *p == 0x7F)
-            return true;
-    return false;
-}
-
-/* A string field: NULL when absent or null (canonical JSON drops nulls, so null = absent).
- * Present values must be strings without NUL, non-empty when mandatory, at most maxchars long;
- * ids (strict) may not hold control characters. */
-static const char *field_str(check_t *c, const char *name, bool mandatory, size_t maxchars,
-                             bool strict)
-{
-    if (c->failed)
+    if (c->err.failed)
         return NULL;
-    const json_t *v = json_object_get(c->body, name);
-    if (!v || json_is_null(v)) {
+    const char *s;
+    switch (jsonfield_string(c->body, name, &s)) {
+    case JSONFIELD_OK:
+        break;
+    case JSONFIELD_ABSENT:
         if (mandatory)
-            check_fail(c, "%s is missing%s", name, NULL);
+            jsonfield_fail(&c->err, "%s is missing", name);
         return NULL;
-    }
-    if (!json_is_string(v)) {
-        check_fail(c, "%s must be a JSON string%s", name, NULL);
+    case JSONFIELD_HAS_NUL:
+        jsonfield_fail(&c->err, "%s contains a NUL character", name);
         return NULL;
-    }
-    const char *s = json_string_value(v);
-    if (json_string_length(v) != strlen(s)) {
-        check_fail(c, "%s contains a NUL character%s", name, NULL);
+    default:
+        jsonfield_fail(&c->err, "%s must be a JSON string", name);
         return NULL;
     }
     if (mandatory && !*s) {
-        check_fail(c, "%s is empty%s", name, NULL);
+        jsonfield_fail(&c->err, "%s is empty", name);
         return NULL;
     }
-    if (maxchars && utf8_chars(s) > maxchars) {
-        char limit[32];
-        snprintf(limit, sizeof limit, "%zu", maxchars);
-        check_fail(c, "%s is longer than %s characters", name, limit);
+    if (maxchars && jsonfield_chars(s) > maxchars) {
+        jsonfield_fail(&c->err, "%s is longer than %zu characters", name, maxchars);
         return NULL;
     }
-    if (strict && has_control(s)) {
-        check_fail(c, "%s contains control characters%s", name, NULL);
+    if (jsonfield_has_control(s)) {
+        jsonfield_fail(&c->err, "%s contains control characters", name);
         return NULL;
     }
     return s;
@@ -112,54 +80,31 @@ static const char *field_str(check_t *c, const char *name, bool mandatory, size_
 
 static const char *field_id(check_t *c, const char *name, bool mandatory)
 {
-    return field_str(c, name, mandatory, BASICREQ_ID_MAX, true);
+    return field_str(c, name, mandatory, BASICREQ_ID_MAX);
 }
 
 static const char *field_enum(check_t *c, const char *name, bool mandatory,
                               const char *const *allowed)
 {
-    const char *s = field_str(c, name, mandatory, 64, true);
-    if (!s || !*s)
+    const char *s = field_str(c, name, mandatory, 64);
+    if (!s || !*s || jsonfield_in(s, allowed))
         return s;
-    for (int i = 0; allowed[i]; i++)
-        if (strcmp(s, allowed[i]) == 0)
-            return s;
-    char list[160] = "";
-    for (int i = 0; allowed[i]; i++) {
-        if (i)
-            strncat(list, ", ", sizeof list - strlen(list) - 1);
-        strncat(list, allowed[i], sizeof list - strlen(list) - 1);
-    }
-    check_fail(c, "%s must be one of %s", name, list);
+    char list[160];
+    jsonfield_list(allowed, list, sizeof list);
+    jsonfield_fail(&c->err, "%s must be one of %s", name, list);
     return NULL;
-}
-
-static bool all_digits(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-    return true;
 }
 
 /* yyyyMMddHHmmss, a real calendar time; with_millis also accepts yyyyMMddHHmmssSSS. */
 static const char *field_time(check_t *c, const char *name, bool mandatory, bool with_millis)
 {
-    const char *s = field_str(c, name, mandatory, 0, true);
+    const char *s = field_str(c, name, mandatory, 0);
     if (!s || !*s)
         return s;
-    size_t len = strlen(s);
-    int64_t ms;
-    bool ok = (len == 14 || (with_millis && len == 17)) && all_digits(s, len);
-    if (ok) {
-        char date[15];
-        memcpy(date, s, 14);
-        date[14] = '\0';
-        ok = time_parse_compact(date, &ms);
-    }
-    if (!ok) {
-        check_fail(c, "%s must be a calendar time as %s", name,
-                   with_millis ? "yyyyMMddHHmmss or yyyyMMddHHmmssSSS" : "yyyyMMddHHmmss");
+    int forms = JSONFIELD_SECONDS | (with_millis ? JSONFIELD_MILLIS : 0);
+    if (jsonfield_compact_time(s, forms) != JSONFIELD_OK) {
+        jsonfield_fail(&c->err, "%s must be a calendar time as %s", name,
+                       with_millis ? "yyyyMMddHHmmss or yyyyMMddHHmmssSSS" : "yyyyMMddHHmmss");
         return NULL;
     }
     return s;
@@ -174,11 +119,11 @@ static char *dup_or_empty(const char *s)
 
 static void set_test_flag(check_t *c, Kooisv__Envelope *env)
 {
-    const char *flag = field_str(c, "testFlag", false, 1, true);
-    if (c->failed)
+    const char *flag = field_str(c, "testFlag", false, 1);
+    if (c->err.failed)
         return;
     if (flag && strcmp(flag, "0") != 0 && strcmp(flag, "1") != 0) {
-        check_fail(c, "%s must be \"0\" or \"1\"%s", "testFlag", NULL);
+        jsonfield_fail(&c->err, "testFlag must be \"0\" or \"1\"");
         return;
     }
     env->test_flag = flag && strcmp(flag, "1") == 0;
@@ -189,7 +134,7 @@ static bool build_new_instance(check_t *c, Kooisv__Envelope *env)
     const char *order = field_id(c, "orderId", true);
     const char *line = field_id(c, "orderLineId", true);
     const char *business = field_id(c, "businessId", true);
-    if (c->failed)
+    if (c->err.failed)
         return false;
     Kooisv__NewInstance *m = xmalloc(sizeof *m);
     kooisv__new_instance__init(m);
@@ -204,8 +149,8 @@ static bool build_new_instance(check_t *c, Kooisv__Envelope *env)
 /* instanceId: 1..100 comma-separated ids, spaces around each trimmed, duplicates dropped. */
 static bool build_query_instance(check_t *c, Kooisv__Envelope *env)
 {
-    const char *list = field_str(c, "instanceId", true, 0, true);
-    if (c->failed)
+    const char *list = field_str(c, "instanceId", true, 0);
+    if (c->err.failed)
         return false;
     char **ids = NULL;
     size_t n = 0, count = 0;
@@ -221,17 +166,18 @@ static bool build_query_instance(check_t *c, Kooisv__Envelope *env)
         while (len && s[len - 1] == ' ')
             len--;
         if (!len) {
-            check_fail(c, "%s holds an empty id%s", "instanceId", NULL);
+            jsonfield_fail(&c->err, "instanceId holds an empty id");
             break;
         }
         if (++count > BASICREQ_INSTANCE_IDS_MAX) {
-            check_fail(c, "%s holds more than %s ids", "instanceId", "100");
+            jsonfield_fail(&c->err, "instanceId holds more than %d ids", BASICREQ_INSTANCE_IDS_MAX);
             break;
         }
         char *id = xstrndup(s, len);
-        if (utf8_chars(id) > BASICREQ_ID_MAX) {
+        if (jsonfield_chars(id) > BASICREQ_ID_MAX) {
             free(id);
-            check_fail(c, "%s holds an id longer than %s characters", "instanceId", "64");
+            jsonfield_fail(&c->err, "instanceId holds an id longer than %d characters",
+                           BASICREQ_ID_MAX);
             break;
         }
         bool dup = false;
@@ -247,7 +193,7 @@ static bool build_query_instance(check_t *c, Kooisv__Envelope *env)
             break;
         p = end + 1;
     }
-    if (c->failed) {
+    if (c->err.failed) {
         for (size_t i = 0; i < n; i++)
             free(ids[i]);
         free(ids);
@@ -270,7 +216,7 @@ static bool build_refresh_instance(check_t *c, Kooisv__Envelope *env)
     const char *instance = field_id(c, "instanceId", true);
     const char *expire = field_time(c, "expireTime", true, false);
     const char *product = field_id(c, "productId", false);
-    if (c->failed)
+    if (c->err.failed)
         return false;
     Kooisv__RefreshInstance *m = xmalloc(sizeof *m);
     kooisv__refresh_instance__init(m);
@@ -289,7 +235,7 @@ static bool build_update_status(check_t *c, Kooisv__Envelope *env)
 {
     const char *instance = field_id(c, "instanceId", true);
     const char *status = field_enum(c, "status", true, statuses);
-    if (c->failed)
+    if (c->err.failed)
         return false;
     Kooisv__UpdateInstanceStatus *m = xmalloc(sizeof *m);
     kooisv__update_instance_status__init(m);
@@ -305,7 +251,7 @@ static bool build_release_instance(check_t *c, Kooisv__Envelope *env)
     const char *instance = field_id(c, "instanceId", true);
     const char *order = field_id(c, "orderId", false);
     const char *line = field_id(c, "orderLineId", false);
-    if (c->failed)
+    if (c->err.failed)
         return false;
     Kooisv__ReleaseInstance *m = xmalloc(sizeof *m);
     kooisv__release_instance__init(m);
@@ -323,7 +269,7 @@ static bool build_upgrade_instance(check_t *c, Kooisv__Envelope *env)
     const char *order = field_id(c, "orderId", true);
     const char *line = field_id(c, "orderLineId", true);
     const char *product = field_id(c, "productId", false);
-    if (c->failed)
+    if (c->err.failed)
         return false;
     Kooisv__UpgradeInstance *m = xmalloc(sizeof *m);
     kooisv__upgrade_instance__init(m);
@@ -340,36 +286,29 @@ static bool build_upgrade_instance(check_t *c, Kooisv__Envelope *env)
 static bool build_change_check(check_t *c, Kooisv__Envelope *env)
 {
     const char *instance = field_id(c, "instanceId", true);
-    if (c->failed)
+    if (c->err.failed)
         return false;
-    const json_t *v = json_object_get(c->body, "productInfo");
-    json_t *parsed = NULL;
-    if (!v || json_is_null(v)) {
-        check_fail(c, "%s is missing%s", "productInfo", NULL);
+    const json_t *v;
+    json_t *parsed;
+    json_error_t err;
+    switch (jsonfield_embedded(c->body, "productInfo", JSON_OBJECT, &v, &parsed, &err)) {
+    case JSONFIELD_OK:
+        break;
+    case JSONFIELD_ABSENT:
+        jsonfield_fail(&c->err, "productInfo is missing");
         return false;
-    }
-    if (json_is_string(v)) {
-        json_error_t err;
-        parsed = canonjson_parse(json_string_value(v), json_string_length(v), &err);
-        if (!parsed || !json_is_object(parsed)) {
-            json_decref(parsed);
-            check_fail(c, "%s must be a JSON object or a string holding one%s", "productInfo",
-                       NULL);
-            return false;
-        }
-        v = parsed;
-    } else if (!json_is_object(v)) {
-        check_fail(c, "%s must be a JSON object or a string holding one%s", "productInfo", NULL);
+    default:
+        jsonfield_fail(&c->err, "productInfo must be a JSON object or a string holding one");
         return false;
     }
-    check_t inner = {.body = v, .msg = c->msg, .msglen = c->msglen};
+    check_t inner = {.body = v, .err = {.msg = c->err.msg, .len = c->err.len}};
     const char *product = field_id(&inner, "productId", false);
-    char *canonical = inner.failed ? NULL : canonjson_dump(v);
-    if (inner.failed || !canonical) {
-        if (!inner.failed)
-            check_fail(c, "%s holds a number that cannot be represented%s", "productInfo", NULL);
+    char *canonical = inner.err.failed ? NULL : canonjson_dump(v);
+    if (inner.err.failed || !canonical) {
+        if (!inner.err.failed)
+            jsonfield_fail(&c->err, "productInfo holds a number that cannot be represented");
         else
-            c->failed = true; /* inner wrote "productId ..." */
+            c->err.failed = true; /* inner wrote "productId ..." */
         free(canonical);
         json_decref(parsed);
         return false;
@@ -391,9 +330,8 @@ static bool build_get_license(check_t *c, Kooisv__Envelope *env)
     const char *event = field_id(c, "eventId", true);
     const char *effective = field_time(c, "effectiveTime", true, true);
     const char *expire = field_time(c, "expireTime", false, true);
-    const char *fingerprint =
-        field_str(c, "deviceFingerprint", false, BASICREQ_FINGERPRINT_MAX, true);
-    if (c->failed)
+    const char *fingerprint = field_str(c, "deviceFingerprint", false, BASICREQ_FINGERPRINT_MAX);
+    if (c->err.failed)
         return false;
     Kooisv__GetLicenseAsync *m = xmalloc(sizeof *m);
     kooisv__get_license_async__init(m);
@@ -409,7 +347,7 @@ static bool build_get_license(check_t *c, Kooisv__Envelope *env)
 
 const char *basicreq_build(const json_t *body, Kooisv__Envelope *env, char *msg, size_t msglen)
 {
-    check_t c = {.body = body, .msg = msg, .msglen = msglen};
+    check_t c = {.body = body, .err = {.msg = msg, .len = msglen}};
     if (!json_is_object(body)) {
         snprintf(msg, msglen, "request body must be a JSON object");
         return "000002";
@@ -429,7 +367,7 @@ const char *basicreq_build(const json_t *body, Kooisv__Envelope *env, char *msg,
         return "000002";
     }
     set_test_flag(&c, env);
-    if (c.failed)
+    if (c.err.failed)
         return "000002";
     bool ok = false;
     switch ((basic_activity_t)a) {

@@ -3,15 +3,13 @@
  * (presence, type, length, allowed values) is decided here, with a message naming the field. */
 #include "kitsync.h"
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "canonjson.h"
-#include "timeutil.h"
+#include "jsonfield.h"
 #include "xmalloc.h"
 
 /* Field limits, in characters (Unicode code points): the spec states them in characters and a
@@ -34,65 +32,32 @@ enum {
     F_REQUIRED = 1, /* present and not empty */
 };
 
-typedef struct {
-    char *msg;
-    size_t len;
-} kit_err_t;
-
-static const char *kit_fail(kit_err_t *e, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static const char *kit_fail(kit_err_t *e, const char *fmt, ...)
-{
-    if (e->msg && e->len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(e->msg, e->len, fmt, ap);
-        va_end(ap);
-    }
-    return "000002";
-}
-
-/* Code points in valid UTF-8 s (jansson guarantees validity), or -1 if s holds a control
- * character: nothing in a kit body has a reason to carry one, and they break logs and exports. */
-static long utf8_chars_no_ctl(const char *s, size_t len)
-{
-    long n = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f)
-            return -1;
-        if ((c & 0xc0) != 0x80)
-            n++;
-    }
-    return n;
-}
-
 /* Member key of obj as a string within max characters. Absent or null: "" when optional,
- * an error when required; a required string must not be empty. */
+ * an error when required; a required string must not be empty. Nothing in a kit body has a
+ * reason to carry a control character, and they break logs and exports. */
 static const char *get_string(const json_t *obj, const char *key, const char *label, long max,
-                              int flags, const char **out, kit_err_t *e)
+                              int flags, const char **out, jsonfield_err_t *e)
 {
-    const json_t *v = json_object_get(obj, key);
+    const char *s;
     *out = "";
-    if (!v || json_is_null(v)) {
+    switch (jsonfield_string(obj, key, &s)) {
+    case JSONFIELD_OK:
+        break;
+    case JSONFIELD_ABSENT:
         if (flags & F_REQUIRED)
-            return kit_fail(e, "%s: missing", label);
+            return jsonfield_fail(e, "%s: missing", label);
         return NULL;
+    case JSONFIELD_HAS_NUL:
+        return jsonfield_fail(e, "%s: contains a NUL character", label);
+    default:
+        return jsonfield_fail(e, "%s: must be a JSON string", label);
     }
-    if (!json_is_string(v))
-        return kit_fail(e, "%s: must be a JSON string", label);
-    const char *s = json_string_value(v);
-    size_t len = json_string_length(v);
-    if (strlen(s) != len)
-        return kit_fail(e, "%s: contains a NUL character", label);
-    long chars = utf8_chars_no_ctl(s, len);
-    if (chars < 0)
-        return kit_fail(e, "%s: contains a control character", label);
-    if (chars > max)
-        return kit_fail(e, "%s: longer than %ld characters", label, max);
-    if ((flags & F_REQUIRED) && len == 0)
-        return kit_fail(e, "%s: must not be empty", label);
+    if (jsonfield_has_control(s))
+        return jsonfield_fail(e, "%s: contains a control character", label);
+    if ((long)jsonfield_chars(s) > max)
+        return jsonfield_fail(e, "%s: longer than %ld characters", label, max);
+    if ((flags & F_REQUIRED) && !*s)
+        return jsonfield_fail(e, "%s: must not be empty", label);
     *out = s;
     return NULL;
 }
@@ -100,40 +65,38 @@ static const char *get_string(const json_t *obj, const char *key, const char *la
 /* Member key of obj as a JSON integer in [min, max]; absent or null gives def unless required.
  * Numbers only: §4 says these are JSON numbers here, and a string is a caller bug to surface. */
 static const char *get_int(const json_t *obj, const char *key, const char *label, bool required,
-                           long def, long min, long max, long *out, kit_err_t *e)
+                           long def, long min, long max, long *out, jsonfield_err_t *e)
 {
     const json_t *v = json_object_get(obj, key);
     *out = def;
     if (!v || json_is_null(v)) {
         if (required)
-            return kit_fail(e, "%s: missing", label);
+            return jsonfield_fail(e, "%s: missing", label);
         return NULL;
     }
     if (!json_is_integer(v))
-        return kit_fail(e, "%s: must be a JSON integer", label);
+        return jsonfield_fail(e, "%s: must be a JSON integer", label);
     json_int_t i = json_integer_value(v);
     if (i < min || i > max)
-        return kit_fail(e, "%s: must be between %ld and %ld", label, min, max);
+        return jsonfield_fail(e, "%s: must be between %ld and %ld", label, min, max);
     *out = (long)i;
     return NULL;
 }
 
 /* timeStamp: optional; when given, yyyyMMddHHmmssSSS and a real calendar time. */
-static const char *get_time_stamp(const json_t *body, const char **out, kit_err_t *e)
+static const char *get_time_stamp(const json_t *body, const char **out, jsonfield_err_t *e)
 {
     const char *code = get_string(body, "timeStamp", "timeStamp", 17, F_OPTIONAL, out, e);
     if (code || !**out)
         return code;
-    const char *s = *out;
-    if (strlen(s) != 17 || strspn(s, "0123456789") != 17)
-        return kit_fail(e, "timeStamp: must be yyyyMMddHHmmssSSS");
-    char head[15];
-    memcpy(head, s, 14);
-    head[14] = '\0';
-    int64_t ms;
-    if (!time_parse_compact(head, &ms))
-        return kit_fail(e, "timeStamp: not a valid time");
-    return NULL;
+    switch (jsonfield_compact_time(*out, JSONFIELD_MILLIS)) {
+    case JSONFIELD_OK:
+        return NULL;
+    case JSONFIELD_BAD_SHAPE:
+        return jsonfield_fail(e, "timeStamp: must be yyyyMMddHHmmssSSS");
+    default:
+        return jsonfield_fail(e, "timeStamp: not a valid time");
+    }
 }
 
 /* The fields every kit body shares: instanceId (may be "" in seller-console debugging),
@@ -145,7 +108,7 @@ typedef struct {
     long test_flag;
 } kit_common_t;
 
-static const char *get_common(const json_t *body, kit_common_t *c, kit_err_t *e)
+static const char *get_common(const json_t *body, kit_common_t *c, jsonfield_err_t *e)
 {
     const char *code;
     if ((code = get_string(body, "instanceId", "instanceId", KIT_ID_MAX, F_OPTIONAL,
@@ -161,33 +124,27 @@ static const char *get_common(const json_t *body, kit_common_t *c, kit_err_t *e)
 /* A list given as a JSON array or as a JSON string holding one (both forms are seen in the
  * wild). *owned receives a reference the caller must drop (json_decref; may be NULL). */
 static const char *get_list(const json_t *body, const char *key, const json_t **arr, json_t **owned,
-                            kit_err_t *e)
+                            jsonfield_err_t *e)
 {
-    const json_t *v = json_object_get(body, key);
-    *arr = NULL;
-    *owned = NULL;
-    if (!v || json_is_null(v))
-        return kit_fail(e, "%s: missing", key);
-    if (json_is_string(v)) {
-        json_error_t jerr;
-        json_t *parsed = canonjson_parse(json_string_value(v), json_string_length(v), &jerr);
-        if (!parsed)
-            return kit_fail(e, "%s: string is not valid JSON (%s)", key, jerr.text);
-        if (!json_is_array(parsed)) {
-            json_decref(parsed);
-            return kit_fail(e, "%s: string does not hold a JSON array", key);
-        }
-        *owned = parsed;
-        v = parsed;
-    } else if (!json_is_array(v)) {
-        return kit_fail(e, "%s: must be an array or a JSON string holding one", key);
+    json_error_t jerr;
+    switch (jsonfield_embedded(body, key, JSON_ARRAY, arr, owned, &jerr)) {
+    case JSONFIELD_OK:
+        break;
+    case JSONFIELD_ABSENT:
+        return jsonfield_fail(e, "%s: missing", key);
+    case JSONFIELD_BAD_JSON:
+        return jsonfield_fail(e, "%s: string is not valid JSON (%s)", key, jerr.text);
+    case JSONFIELD_STRING_HOLDS:
+        return jsonfield_fail(e, "%s: string does not hold a JSON array", key);
+    default:
+        return jsonfield_fail(e, "%s: must be an array or a JSON string holding one", key);
     }
-    if (json_array_size(v) > KIT_LIST_MAX) {
+    if (json_array_size(*arr) > KIT_LIST_MAX) {
         json_decref(*owned);
         *owned = NULL;
-        return kit_fail(e, "%s: more than %d entries", key, KIT_LIST_MAX);
+        *arr = NULL;
+        return jsonfield_fail(e, "%s: more than %d entries", key, KIT_LIST_MAX);
     }
-    *arr = v;
     return NULL;
 }
 
@@ -233,7 +190,7 @@ static char *dup_s(const char *s)
 
 /* ---- tenantSync ---- */
 
-static const char *build_tenant(const json_t *body, Kooisv__Envelope *env, kit_err_t *e)
+static const char *build_tenant(const json_t *body, Kooisv__Envelope *env, jsonfield_err_t *e)
 {
     kit_common_t c;
     const char *code, *order_id, *tenant_code, *name, *domain;
@@ -270,7 +227,7 @@ static const char *build_tenant(const json_t *body, Kooisv__Envelope *env, kit_e
 
 /* ---- applicationSync ---- */
 
-static const char *build_application(const json_t *body, Kooisv__Envelope *env, kit_err_t *e)
+static const char *build_application(const json_t *body, Kooisv__Envelope *env, jsonfield_err_t *e)
 {
     kit_common_t c;
     const char *code, *app_id, *client_id, *secret;
@@ -305,7 +262,8 @@ static const char *build_application(const json_t *body, Kooisv__Envelope *env, 
 
 /* employeeType: 1..4, absent/null/"" = 0. The spec gives no JSON type for it, so both a number
  * and a numeric string are taken. */
-static const char *get_employee_type(const json_t *u, const char *label, int32_t *out, kit_err_t *e)
+static const char *get_employee_type(const json_t *u, const char *label, int32_t *out,
+                                     jsonfield_err_t *e)
 {
     const json_t *v = json_object_get(u, "employeeType");
     *out = 0;
@@ -319,13 +277,13 @@ static const char *get_employee_type(const json_t *u, const char *label, int32_t
         if (!*s)
             return NULL;
         if (strlen(s) != 1 || s[0] < '0' || s[0] > '9')
-            return kit_fail(e, "%s: must be 1, 2, 3 or 4", label);
+            return jsonfield_fail(e, "%s: must be 1, 2, 3 or 4", label);
         t = s[0] - '0';
     } else {
-        return kit_fail(e, "%s: must be a number 1..4", label);
+        return jsonfield_fail(e, "%s: must be a number 1..4", label);
     }
     if (t < 1 || t > 4)
-        return kit_fail(e, "%s: must be 1, 2, 3 or 4", label);
+        return jsonfield_fail(e, "%s: must be 1, 2, 3 or 4", label);
     *out = (int32_t)t;
     return NULL;
 }
@@ -333,13 +291,13 @@ static const char *get_employee_type(const json_t *u, const char *label, int32_t
 /* enable: "true"/"false" per the spec; JSON booleans are taken too (a Java client serialising
  * a Boolean field sends them), anything else is refused. *present says whether it was given. */
 static const char *get_enable(const json_t *u, const char *label, bool required, bool *out,
-                              kit_err_t *e)
+                              jsonfield_err_t *e)
 {
     const json_t *v = json_object_get(u, "enable");
     *out = false;
     if (!v || json_is_null(v) || (json_is_string(v) && !*json_string_value(v))) {
         if (required)
-            return kit_fail(e, "%s: missing", label);
+            return jsonfield_fail(e, "%s: missing", label);
         return NULL;
     }
     if (json_is_boolean(v)) {
@@ -355,17 +313,19 @@ static const char *get_enable(const json_t *u, const char *label, bool required,
         if (strcmp(s, "false") == 0)
             return NULL;
     }
-    return kit_fail(e, "%s: must be \"true\" or \"false\"", label);
+    return jsonfield_fail(e, "%s: must be \"true\" or \"false\"", label);
 }
 
+static const char *const kit_roles[] = {"user", "admin", NULL};
+
 static const char *build_user(const json_t *u, size_t i, long flag, Kooisv__SyncUser *su,
-                              kit_err_t *e)
+                              jsonfield_err_t *e)
 {
     char label[64];
     const char *code, *user_name, *name, *org_code, *position, *employee_code, *role, *mobile,
         *email;
     if (!json_is_object(u))
-        return kit_fail(e, "userList[%zu]: must be an object", i);
+        return jsonfield_fail(e, "userList[%zu]: must be an object", i);
     /* delete (0) and cancel (3) only need the key: a repeated delete must not fail on detail */
     int need = (flag == 1 || flag == 2) ? F_REQUIRED : F_OPTIONAL;
 #define LABEL(f) (snprintf(label, sizeof label, "userList[%zu].%s", i, f), label)
@@ -381,12 +341,12 @@ static const char *build_user(const json_t *u, size_t i, long flag, Kooisv__Sync
         (code = get_string(u, "mobile", LABEL("mobile"), KIT_MOBILE_MAX, F_OPTIONAL, &mobile, e)) ||
         (code = get_string(u, "email", LABEL("email"), KIT_EMAIL_MAX, F_OPTIONAL, &email, e)))
         return code;
-    if (*role && strcmp(role, "user") != 0 && strcmp(role, "admin") != 0)
-        return kit_fail(e, "%s: must be \"user\" or \"admin\"", LABEL("role"));
+    if (*role && !jsonfield_in(role, kit_roles))
+        return jsonfield_fail(e, "%s: must be \"user\" or \"admin\"", LABEL("role"));
     if (*mobile && strspn(mobile, "+-0123456789 ") != strlen(mobile))
-        return kit_fail(e, "%s: must hold digits, '+', '-' or spaces only", LABEL("mobile"));
+        return jsonfield_fail(e, "%s: must hold digits, '+', '-' or spaces only", LABEL("mobile"));
     if (*email && (!strchr(email, '@') || strchr(email, ' ')))
-        return kit_fail(e, "%s: not an e-mail address", LABEL("email"));
+        return jsonfield_fail(e, "%s: not an e-mail address", LABEL("email"));
     int32_t employee_type;
     if ((code = get_employee_type(u, LABEL("employeeType"), &employee_type, e)))
         return code;
@@ -408,7 +368,7 @@ static const char *build_user(const json_t *u, size_t i, long flag, Kooisv__Sync
     return NULL;
 }
 
-static const char *build_auth(const json_t *body, Kooisv__Envelope *env, kit_err_t *e)
+static const char *build_auth(const json_t *body, Kooisv__Envelope *env, jsonfield_err_t *e)
 {
     kit_common_t c;
     const char *code, *app_id, *sync_time;
@@ -428,7 +388,7 @@ static const char *build_auth(const json_t *body, Kooisv__Envelope *env, kit_err
     size_t n = json_array_size(list);
     if (n == 0) {
         json_decref(owned);
-        return kit_fail(e, "userList: must not be empty");
+        return jsonfield_fail(e, "userList: must not be empty");
     }
     Kooisv__AuthSync *m = xmalloc(sizeof *m);
     kooisv__auth_sync__init(m);
@@ -446,7 +406,8 @@ static const char *build_auth(const json_t *body, Kooisv__Envelope *env, kit_err
     }
     size_t first, second;
     if (!code && find_duplicate(keys, n, &first, &second))
-        code = kit_fail(e, "userList[%zu].userName: duplicate of userList[%zu]", second, first);
+        code =
+            jsonfield_fail(e, "userList[%zu].userName: duplicate of userList[%zu]", second, first);
     free(keys);
     json_decref(owned);
     if (code) {
@@ -467,7 +428,7 @@ static const char *build_auth(const json_t *body, Kooisv__Envelope *env, kit_err
 
 /* ---- singleOrgSync / allOrgSync ---- */
 
-static const char *build_single_org(const json_t *body, Kooisv__Envelope *env, kit_err_t *e)
+static const char *build_single_org(const json_t *body, Kooisv__Envelope *env, jsonfield_err_t *e)
 {
     kit_common_t c;
     const char *code, *org_code, *org_name, *parent;
@@ -482,7 +443,7 @@ static const char *build_single_org(const json_t *body, Kooisv__Envelope *env, k
         (code = get_string(body, "parentCode", "parentCode", KIT_ID_MAX, F_OPTIONAL, &parent, e)))
         return code;
     if (strcmp(parent, org_code) == 0)
-        return kit_fail(e, "parentCode: an org cannot be its own parent");
+        return jsonfield_fail(e, "parentCode: an org cannot be its own parent");
     Kooisv__SingleOrgSync *m = xmalloc(sizeof *m);
     kooisv__single_org_sync__init(m);
     m->instance_id = dup_s(c.instance_id);
@@ -498,12 +459,12 @@ static const char *build_single_org(const json_t *body, Kooisv__Envelope *env, k
     return NULL;
 }
 
-static const char *build_org(const json_t *o, size_t i, Kooisv__SyncOrg *so, kit_err_t *e)
+static const char *build_org(const json_t *o, size_t i, Kooisv__SyncOrg *so, jsonfield_err_t *e)
 {
     char label[64];
     const char *code, *org_code, *org_name, *parent;
     if (!json_is_object(o))
-        return kit_fail(e, "orgInfoList[%zu]: must be an object", i);
+        return jsonfield_fail(e, "orgInfoList[%zu]: must be an object", i);
 #define LABEL(f) (snprintf(label, sizeof label, "orgInfoList[%zu].%s", i, f), label)
     if ((code = get_string(o, "orgCode", LABEL("orgCode"), KIT_ID_MAX, F_REQUIRED, &org_code, e)) ||
         (code =
@@ -512,7 +473,7 @@ static const char *build_org(const json_t *o, size_t i, Kooisv__SyncOrg *so, kit
              get_string(o, "parentCode", LABEL("parentCode"), KIT_ID_MAX, F_OPTIONAL, &parent, e)))
         return code;
     if (strcmp(parent, org_code) == 0)
-        return kit_fail(e, "%s: an org cannot be its own parent", LABEL("parentCode"));
+        return jsonfield_fail(e, "%s: an org cannot be its own parent", LABEL("parentCode"));
 #undef LABEL
     kooisv__sync_org__init(so);
     so->org_code = dup_s(org_code);
@@ -523,7 +484,7 @@ static const char *build_org(const json_t *o, size_t i, Kooisv__SyncOrg *so, kit
 
 /* An empty list is accepted: a full replace with nothing empties the tenant's tree. Cycles are
  * refused by the tenant service, which checks the list it stores. */
-static const char *build_all_org(const json_t *body, Kooisv__Envelope *env, kit_err_t *e)
+static const char *build_all_org(const json_t *body, Kooisv__Envelope *env, jsonfield_err_t *e)
 {
     kit_common_t c;
     const char *code;
@@ -551,8 +512,8 @@ static const char *build_all_org(const json_t *body, Kooisv__Envelope *env, kit_
     }
     size_t first, second;
     if (!code && find_duplicate(keys, n, &first, &second))
-        code =
-            kit_fail(e, "orgInfoList[%zu].orgCode: duplicate of orgInfoList[%zu]", second, first);
+        code = jsonfield_fail(e, "orgInfoList[%zu].orgCode: duplicate of orgInfoList[%zu]", second,
+                              first);
     free(keys);
     json_decref(owned);
     if (code) {
@@ -573,7 +534,7 @@ static const char *build_all_org(const json_t *body, Kooisv__Envelope *env, kit_
 typedef struct {
     const char *name;
     service_id_t svc;
-    const char *(*build)(const json_t *body, Kooisv__Envelope *env, kit_err_t *e);
+    const char *(*build)(const json_t *body, Kooisv__Envelope *env, jsonfield_err_t *e);
 } kit_call_t;
 
 static const kit_call_t kit_calls[] = {
@@ -600,14 +561,14 @@ int kitsync_known(const char *name)
 const char *kitsync_build(const char *name, const json_t *body, Kooisv__Envelope *env,
                           service_id_t *svc_out, char *msg, size_t msglen)
 {
-    kit_err_t e = {msg, msglen};
+    jsonfield_err_t e = {.msg = msg, .len = msglen};
     if (msg && msglen)
         msg[0] = '\0';
     const kit_call_t *call = kit_find(name);
     if (!call)
-        return kit_fail(&e, "unknown sync interface");
+        return jsonfield_fail(&e, "unknown sync interface");
     if (!json_is_object(body))
-        return kit_fail(&e, "body: must be a JSON object");
+        return jsonfield_fail(&e, "body: must be a JSON object");
     const char *code = call->build(body, env, &e);
     if (code)
         return code;
