@@ -9,9 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <openssl/pem.h>
 
 #include "kclient.h"
 #include "randutil.h"
+#include "rsaoaep.h"
 #include "timeutil.h"
 #include "transport.h"
 #include "xmalloc.h"
@@ -60,6 +62,81 @@ void synctest_assert_kit(const kit_answer_t *a, const char *code, const char *ms
                  a->status, code, msg_part ? " containing " : "", msg_part ? msg_part : "");
 }
 
+void synctest_require_suite(void)
+{
+    if (suite_env_load() != 0) {
+        fprintf(stderr, "no suite env: run through ctest (fixture suite)\n");
+        exit(1);
+    }
+}
+
+void kit_refusals_check(const kit_refusal_t *list, size_t n, const char *inst, const char *tenant)
+{
+    for (size_t i = 0; i < n; i++) {
+        const kit_refusal_t *b = &list[i];
+        char *body = NULL;
+        if (asprintf(&body, b->body, inst, tenant) < 0)
+            fail_msg("asprintf");
+        kresp_t r;
+        kc_kit(b->name, body, &r);
+        kit_answer_t ans = {{0}, {0}, r.status};
+        snprintf(ans.code, sizeof ans.code, "%s", r.code ? r.code : "");
+        const char *m = r.json ? json_string_value(json_object_get(r.json, "resultMsg")) : "";
+        snprintf(ans.msg, sizeof ans.msg, "%s", m ? m : "");
+        if (strcmp(ans.code, b->code) != 0 || (b->msg && !strstr(ans.msg, b->msg)) || !*ans.msg)
+            fail_msg("bad input %zu (%s %s): answered %s \"%s\" HTTP %d", i, b->name, body,
+                     ans.code, ans.msg, r.status);
+        assert_int_equal(r.status, 200);
+        kresp_free(&r);
+        free(body);
+    }
+}
+
+enum { DUPLICATES = 8 };
+
+typedef struct {
+    const char *name;
+    const char *body;
+    char codes[DUPLICATES][8];
+} dup_t;
+
+static void send_dup(void *arg, int i)
+{
+    dup_t *d = arg;
+    kresp_t r;
+    kc_use_gateway(1 + i % 2);
+    kc_kit(d->name, d->body, &r);
+    snprintf(d->codes[i], sizeof d->codes[i], "%s", r.code ? r.code : "none");
+    kresp_free(&r);
+}
+
+void kit_concurrent_duplicates(const char *name, const char *body)
+{
+    dup_t d = {.name = name, .body = body};
+    run_concurrently(DUPLICATES, send_dup, &d);
+    for (int i = 0; i < DUPLICATES; i++)
+        if (strcmp(d.codes[i], "000000") != 0)
+            fail_msg("%s duplicate %d answered %s", name, i, d.codes[i]);
+}
+
+char *kit_encrypt_secret(int variant, const char *secret)
+{
+    const char *path = suite_get("KOOISV_RSA_PUBLIC_KEY_FILE");
+    if (!path)
+        fail_msg("suite env has no KOOISV_RSA_PUBLIC_KEY_FILE");
+    FILE *f = fopen(path, "r");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    EVP_PKEY *k = PEM_read_PUBKEY(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!k)
+        fail_msg("%s is not a PEM public key", path);
+    char *c = rsaoaep_encrypt(k, variant, secret, strlen(secret));
+    EVP_PKEY_free(k);
+    assert_non_null(c);
+    return c;
+}
+
 char *uid(const char *prefix)
 {
     return kc_uid(prefix);
@@ -93,6 +170,16 @@ char *tenant_digest(const char *tenant_id)
     if (!d)
         fail_msg("tenant_digest: query failed");
     return d;
+}
+
+void synctest_assert_unchanged(const char *tenant_id, char *before, const char *file, int line)
+{
+    char *after = tenant_digest(tenant_id);
+    if (strcmp(before, after) != 0)
+        fail_msg("%s:%d: tenant %s changed (digest %s, was %s)", file, line, tenant_id, after,
+                 before);
+    free(before);
+    free(after);
 }
 
 long outbox_count(const char *schema, const char *tenant_id, const char *type)

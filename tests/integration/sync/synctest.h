@@ -5,6 +5,7 @@
 #define KOOISV_SYNCTEST_H
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef struct {
     char code[16]; /* resultCode, "" when the answer had none */
@@ -24,6 +25,25 @@ kit_answer_t kit_call_ex(const char *name, const char *body, const char *ts, con
 void synctest_assert_kit(const kit_answer_t *a, const char *code, const char *msg_part,
                          const char *file, int line);
 
+/* Load the suite env; outside ctest (no fixture) print why and exit 1. */
+void synctest_require_suite(void);
+
+/* A kit call that must be refused: body is a printf format (%1$s = instance, %2$s = tenant). */
+typedef struct {
+    const char *name;
+    const char *body;
+    const char *code;
+    const char *msg; /* part of resultMsg; NULL = any non-empty message */
+} kit_refusal_t;
+/* Send each of the n refusals for (inst, tenant); fail unless each answers HTTP 200 with its
+ * code and message. */
+void kit_refusals_check(const kit_refusal_t *list, size_t n, const char *inst, const char *tenant);
+/* Send one kit call 8 times at once through both gateways; fail unless every answer is 000000. */
+void kit_concurrent_duplicates(const char *name, const char *body);
+/* clientSecret as the marketplace sends it: secret RSA-OAEP encrypted (variant 0..2) with the
+ * suite's public key, base64. Caller frees. */
+char *kit_encrypt_secret(int variant, const char *secret);
+
 /* A fresh id: prefix + 16 characters. Caller frees. */
 char *uid(const char *prefix);
 /* First column of the first row as a long (-1 when no row). */
@@ -33,6 +53,10 @@ char *sql_text(const char *sql, int n, const char *const *params);
 /* Digest of every row of both sync schemas that belongs to tenant_id (outbox rows by id only):
  * equal digests before and after a call mean the call changed nothing. Caller frees. */
 char *tenant_digest(const char *tenant_id);
+/* Fail unless tenant_digest(tenant_id) still equals before (a tenant_digest); frees before. */
+#define assert_tenant_unchanged(tenant_id, before)                                                 \
+    synctest_assert_unchanged(tenant_id, before, __FILE__, __LINE__)
+void synctest_assert_unchanged(const char *tenant_id, char *before, const char *file, int line);
 /* Outbox rows of tenant_id whose event_type is type (NULL = any), in schema "tenants"/"apps". */
 long outbox_count(const char *schema, const char *tenant_id, const char *type);
 

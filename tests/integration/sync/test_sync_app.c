@@ -1,7 +1,7 @@
 /* Kit applicationSync and authSync end to end: marketplace-signed HTTPS through the gateway to
- * the app service and PostgreSQL (suite fixture). clientSecret is encrypted here with the
+ * the app service and PostgreSQL (suite fixture). clientSecret is encrypted by the test with the
  * suite's RSA public key in each OAEP variant the marketplace's Java providers produce. */
-#include <openssl/pem.h>
+#include <openssl/rsa.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,28 +16,12 @@
 #include "synctest.h"
 #include "xmalloc.h"
 
-static EVP_PKEY *public_key(void)
+/* Users of (inst, tenant), every app. */
+static long app_user_count(const char *inst, const char *tenant)
 {
-    const char *path = suite_get("KOOISV_RSA_PUBLIC_KEY_FILE");
-    if (!path)
-        fail_msg("suite env has no KOOISV_RSA_PUBLIC_KEY_FILE");
-    FILE *f = fopen(path, "r");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    EVP_PKEY *k = PEM_read_PUBKEY(f, NULL, NULL, NULL);
-    fclose(f);
-    if (!k)
-        fail_msg("%s is not a PEM public key", path);
-    return k;
-}
-
-static char *encrypt_secret(int variant, const char *secret)
-{
-    EVP_PKEY *k = public_key();
-    char *c = rsaoaep_encrypt(k, variant, secret, strlen(secret));
-    EVP_PKEY_free(k);
-    assert_non_null(c);
-    return c;
+    const char *p[] = {inst, tenant};
+    return sql_long("SELECT count(*) FROM apps.app_users WHERE instance_id = $1 AND tenant_id = $2",
+                    2, p);
 }
 
 static kit_answer_t app_sync(const char *inst, const char *tenant, const char *app,
@@ -89,7 +73,7 @@ static void test_client_secret_variants(void **state)
         snprintf(app, sizeof app, "app-%d", v);
         snprintf(client, sizeof client, "client-%d", v);
         snprintf(secret, sizeof secret, "S3cret/variant+%d=%s", v, tenant);
-        char *ct = encrypt_secret(v, secret);
+        char *ct = kit_encrypt_secret(v, secret);
         kit_answer_t a = app_sync(inst, tenant, app, client, ct, 1);
         assert_kit(a, "000000", NULL);
         free(ct);
@@ -140,12 +124,12 @@ static void test_client_secret_variants(void **state)
 static void test_application_flags(void **state)
 {
     char *inst = uid("I"), *tenant = uid("T");
-    char *ct1 = encrypt_secret(0, "first-secret");
+    char *ct1 = kit_encrypt_secret(0, "first-secret");
     kit_answer_t a = app_sync(inst, tenant, "a1", "c1", ct1, 1);
     assert_kit(a, "000000", NULL);
     char *sealed1 = stored_sealed(inst, tenant, "a1");
     /* repeated add (a fresh ciphertext of another secret): nothing changes */
-    char *ct2 = encrypt_secret(2, "second-secret");
+    char *ct2 = kit_encrypt_secret(2, "second-secret");
     a = app_sync(inst, tenant, "a1", "c1-other", ct2, 1);
     assert_kit(a, "000000", NULL);
     char *sealed = stored_sealed(inst, tenant, "a1");
@@ -166,7 +150,7 @@ static void test_application_flags(void **state)
     assert_string_equal(cid, "c1-new");
     free(cid);
     /* the same modify again (another ciphertext of the same secret): no change, no event */
-    char *ct3 = encrypt_secret(1, "second-secret");
+    char *ct3 = kit_encrypt_secret(1, "second-secret");
     a = app_sync(inst, tenant, "a1", "c1-new", ct3, 2);
     assert_kit(a, "000000", NULL);
     assert_int_equal(outbox_count("apps", tenant, "applicationSync.modify"), 1);
@@ -186,10 +170,7 @@ static void test_application_flags(void **state)
                      inst, tenant);
         assert_kit(a, "000000", NULL);
     }
-    assert_int_equal(sql_long("SELECT count(*) FROM apps.app_users WHERE instance_id = $1 AND"
-                              " tenant_id = $2",
-                              2, key),
-                     0);
+    assert_int_equal(app_user_count(inst, tenant), 0);
     assert_int_equal(outbox_count("apps", tenant, "applicationSync.delete"), 1);
     a = kit_call("applicationSync",
                  "{\"instanceId\":\"NO-SUCH\",\"tenantId\":\"%s\",\"appId\":\"zz\",\"flag\":0}",
@@ -222,10 +203,7 @@ static void test_undecryptable_secret(void **state)
     free(ct);
     a = app_sync(inst, tenant, "a1", "c1", "", 1);
     assert_true(strcmp(a.code, "000101") == 0 || strcmp(a.code, "000002") == 0);
-    char *after = tenant_digest(tenant);
-    assert_string_equal(before, after);
-    free(before);
-    free(after);
+    assert_tenant_unchanged(tenant, before);
     free(inst);
     free(tenant);
 }
@@ -292,10 +270,7 @@ static void test_auth_flags(void **state)
     char *before = tenant_digest(tenant);
     a = auth(inst, tenant, "app", 1, "[" USER("alice", "user", "false", "x") "]");
     assert_kit(a, "000000", NULL);
-    char *after = tenant_digest(tenant);
-    assert_string_equal(before, after);
-    free(before);
-    free(after);
+    assert_tenant_unchanged(tenant, before);
 
     /* modify: role and enable change; the same modify again emits nothing */
     a = auth(inst, tenant, "app", 2, "[" USER("bob", "admin", "true", "d2") "]");
@@ -367,11 +342,11 @@ static void test_auth_flags(void **state)
 static void test_app_isolation(void **state)
 {
     char *inst = uid("I"), *t1 = uid("T"), *t2 = uid("T");
-    char *ct = encrypt_secret(0, "tenant-one-secret");
+    char *ct = kit_encrypt_secret(0, "tenant-one-secret");
     kit_answer_t a = app_sync(inst, t1, "same-app", "c", ct, 1);
     assert_kit(a, "000000", NULL);
     free(ct);
-    ct = encrypt_secret(0, "tenant-two-secret");
+    ct = kit_encrypt_secret(0, "tenant-two-secret");
     a = app_sync(inst, t2, "same-app", "c", ct, 1);
     assert_kit(a, "000000", NULL);
     free(ct);
@@ -387,14 +362,11 @@ static void test_app_isolation(void **state)
     assert_kit(a, "000000", NULL);
     a = auth(inst, t1, "same-app", 0, "[{\"userName\":\"only-in-two\"}]");
     assert_kit(a, "000000", NULL);
-    ct = encrypt_secret(1, "tenant-one-new");
+    ct = kit_encrypt_secret(1, "tenant-one-new");
     a = app_sync(inst, t1, "same-app", "c2", ct, 2);
     assert_kit(a, "000000", NULL);
     free(ct);
-    char *after = tenant_digest(t2);
-    assert_string_equal(before, after);
-    free(before);
-    free(after);
+    assert_tenant_unchanged(t2, before);
 
     char *json = NULL;
     char *code = admin_rpc("app", "operator", "app.users", &json, "instance", inst, "tenant", t1,
@@ -446,31 +418,12 @@ static void test_auth_large_list(void **state)
         kit_answer_t a = auth(inst, tenant, "big", flag, list);
         assert_kit(a, "000000", NULL);
     }
-    const char *p[] = {inst, tenant};
-    assert_int_equal(sql_long("SELECT count(*) FROM apps.app_users WHERE instance_id = $1 AND"
-                              " tenant_id = $2",
-                              2, p),
-                     3000);
+    assert_int_equal(app_user_count(inst, tenant), 3000);
     assert_int_equal(outbox_count("apps", tenant, "authSync.add"), 1);
     assert_int_equal(outbox_count("apps", tenant, "authSync.modify"), 0);
     free(list);
     free(inst);
     free(tenant);
-}
-
-typedef struct {
-    const char *body;
-    char codes[8][8];
-} dup_t;
-
-static void send_dup(void *arg, int i)
-{
-    dup_t *d = arg;
-    kresp_t r;
-    kc_use_gateway(1 + i % 2);
-    kc_kit("authSync", d->body, &r);
-    snprintf(d->codes[i], sizeof d->codes[i], "%s", r.code ? r.code : "none");
-    kresp_free(&r);
 }
 
 static void test_auth_concurrent_duplicates(void **state)
@@ -480,27 +433,31 @@ static void test_auth_concurrent_duplicates(void **state)
                            "\"userList\":[" USER("u1", "user", "true", "d") "," USER(
                                "u2", "user", "true", "d") "," USER("u3", "admin", "true", "d") "]}",
                            inst, tenant);
-    dup_t d = {.body = body};
-    run_concurrently(8, send_dup, &d);
-    for (int i = 0; i < 8; i++)
-        if (strcmp(d.codes[i], "000000") != 0)
-            fail_msg("duplicate %d answered %s", i, d.codes[i]);
-    const char *p[] = {inst, tenant};
-    assert_int_equal(sql_long("SELECT count(*) FROM apps.app_users WHERE instance_id = $1 AND"
-                              " tenant_id = $2",
-                              2, p),
-                     3);
+    kit_concurrent_duplicates("authSync", body);
+    assert_int_equal(app_user_count(inst, tenant), 3);
     assert_int_equal(outbox_count("apps", tenant, "authSync.add"), 1);
     free(body);
     free(inst);
     free(tenant);
 }
 
+/* GET path on the admin API with token (NULL = none); fail unless it answers status. Returns
+ * the body; caller frees. */
+static char *admin_get(const char *path, const char *token, int status)
+{
+    kresp_t r;
+    assert_int_equal(kc_admin("GET", path, token, NULL, &r), 0);
+    assert_int_equal(r.status, status);
+    char *body = xstrdup(r.body);
+    kresp_free(&r);
+    return body;
+}
+
 /* The operators' HTTPS admin API reaches these look-ups; app.secret only with the admin role. */
 static void test_admin_api(void **state)
 {
     char *inst = uid("I"), *tenant = uid("T");
-    char *ct = encrypt_secret(2, "admin-api-secret");
+    char *ct = kit_encrypt_secret(2, "admin-api-secret");
     kit_answer_t a = app_sync(inst, tenant, "web", "client-web", ct, 1);
     assert_kit(a, "000000", NULL);
     free(ct);
@@ -514,59 +471,40 @@ static void test_admin_api(void **state)
     const char *admin = suite_get("KOOISV_OPERATOR_TOKEN");
     const char *operator= suite_get("KOOISV_OPERATOR_ROLE_TOKEN");
     const char *auditor = suite_get("KOOISV_AUDITOR_TOKEN");
-    kresp_t r;
     char *path = xasprintf("/v1/tenants/%s/orgs?instance=%s", tenant, inst);
-    assert_int_equal(kc_admin("GET", path, operator, NULL, &r), 0);
-    assert_int_equal(r.status, 200);
-    assert_non_null(strstr(r.body, "Head office"));
-    kresp_free(&r);
-    assert_int_equal(kc_admin("GET", path, auditor, NULL, &r), 0);
-    assert_int_equal(r.status, 403);
-    kresp_free(&r);
+    char *body = admin_get(path, operator, 200);
+    assert_non_null(strstr(body, "Head office"));
+    free(body);
+    free(admin_get(path, auditor, 403));
     free(path);
     path = xasprintf("/v1/tenants/%s/users?instance=%s&app=web", tenant, inst);
-    assert_int_equal(kc_admin("GET", path, operator, NULL, &r), 0);
-    assert_int_equal(r.status, 200);
-    assert_non_null(strstr(r.body, "erin"));
-    assert_null(strstr(r.body, "13800001234"));
-    kresp_free(&r);
+    body = admin_get(path, operator, 200);
+    assert_non_null(strstr(body, "erin"));
+    assert_null(strstr(body, "13800001234"));
+    free(body);
     free(path);
     path = xasprintf("/v1/apps/web/secret?instance=%s&tenant=%s", inst, tenant);
-    assert_int_equal(kc_admin("GET", path, operator, NULL, &r), 0);
-    assert_int_equal(r.status, 403);
-    assert_null(strstr(r.body, "admin-api-secret"));
-    kresp_free(&r);
-    assert_int_equal(kc_admin("GET", path, auditor, NULL, &r), 0);
-    assert_int_equal(r.status, 403);
-    kresp_free(&r);
-    assert_int_equal(kc_admin("GET", path, NULL, NULL, &r), 0);
-    assert_int_equal(r.status, 401);
-    kresp_free(&r);
-    assert_int_equal(kc_admin("GET", path, admin, NULL, &r), 0);
-    assert_int_equal(r.status, 200);
-    assert_non_null(strstr(r.body, "admin-api-secret"));
-    kresp_free(&r);
+    body = admin_get(path, operator, 403);
+    assert_null(strstr(body, "admin-api-secret"));
+    free(body);
+    free(admin_get(path, auditor, 403));
+    free(admin_get(path, NULL, 401));
+    body = admin_get(path, admin, 200);
+    assert_non_null(strstr(body, "admin-api-secret"));
+    free(body);
     free(path);
     /* the disclosure is in the audit trail (who, what, which app) */
     const char *p[] = {"admin.app.secret"};
     assert_true(sql_long("SELECT count(*) FROM audit.intents WHERE event_type = $1", 1, p) >= 1);
-    assert_int_equal(kc_admin("GET", "/v1/outbox/failed", operator, NULL, &r), 0);
-    assert_int_equal(r.status, 200);
-    assert_non_null(strstr(r.body, "\"tenant\""));
-    assert_non_null(strstr(r.body, "\"app\""));
-    kresp_free(&r);
+    body = admin_get("/v1/outbox/failed", operator, 200);
+    assert_non_null(strstr(body, "\"tenant\""));
+    assert_non_null(strstr(body, "\"app\""));
+    free(body);
     free(inst);
     free(tenant);
 }
 
-typedef struct {
-    const char *name;
-    const char *body;
-    const char *code;
-    const char *msg;
-} bad_t;
-
-static const bad_t bad_inputs[] = {
+static const kit_refusal_t bad_inputs[] = {
     {"applicationSync",
      "{\"instanceId\":\"%1$s\",\"tenantId\":\"%2$s\",\"flag\":1,\"clientId\":\"c\","
      "\"clientSecret\":\"x\"}",
@@ -644,35 +582,15 @@ static void test_bad_input(void **state)
     kit_answer_t a = auth(inst, tenant, "a", 1, "[" USER("keep", "user", "true", "d") "]");
     assert_kit(a, "000000", NULL);
     char *before = tenant_digest(tenant);
-    for (size_t i = 0; i < sizeof bad_inputs / sizeof bad_inputs[0]; i++) {
-        const bad_t *b = &bad_inputs[i];
-        char *body = NULL;
-        if (asprintf(&body, b->body, inst, tenant) < 0)
-            fail_msg("asprintf");
-        kresp_t r;
-        kc_kit(b->name, body, &r);
-        const char *code = r.code ? r.code : "";
-        const char *m = r.json ? json_string_value(json_object_get(r.json, "resultMsg")) : NULL;
-        if (strcmp(code, b->code) != 0 || !m || !strstr(m, b->msg))
-            fail_msg("bad input %zu (%s %s): answered %s \"%s\"", i, b->name, body, code,
-                     m ? m : "");
-        kresp_free(&r);
-        free(body);
-    }
-    char *after = tenant_digest(tenant);
-    assert_string_equal(before, after);
-    free(before);
-    free(after);
+    kit_refusals_check(bad_inputs, sizeof bad_inputs / sizeof bad_inputs[0], inst, tenant);
+    assert_tenant_unchanged(tenant, before);
     free(inst);
     free(tenant);
 }
 
 int main(void)
 {
-    if (suite_env_load() != 0) {
-        fprintf(stderr, "no suite env: run through ctest (fixture suite)\n");
-        return 1;
-    }
+    synctest_require_suite();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_client_secret_variants),
         cmocka_unit_test(test_application_flags),

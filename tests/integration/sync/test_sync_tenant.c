@@ -202,10 +202,7 @@ static void test_tenant_flags(void **state)
     char *before = tenant_digest(tenant);
     a = kit_call("tenantSync", fmt, inst, inst, tenant, "Other", "other.example.com", 1, 1);
     assert_kit(a, "000000", NULL);
-    char *after = tenant_digest(tenant);
-    assert_string_equal(before, after);
-    free(before);
-    free(after);
+    assert_tenant_unchanged(tenant, before);
 
     /* modify: name and domain */
     a = kit_call("tenantSync", fmt, inst, inst, tenant, "Name 2", "d2.example.com", 2, 1);
@@ -316,10 +313,7 @@ static void test_org_order_and_cycles(void **state)
                  "\"parentCode\":\"a\",\"flag\":2}",
                  inst, tenant);
     assert_kit(a, "000002", "parentCode");
-    char *after = tenant_digest(tenant);
-    assert_string_equal(before, after);
-    free(after);
-    free(before);
+    assert_tenant_unchanged(tenant, before);
 
     /* a legal move: c to the top; a modify of a missing org creates it */
     org_add(inst, tenant, "c", "", 2);
@@ -444,10 +438,7 @@ static void test_all_org_sync(void **state)
                  "{\"orgCode\":\"r\",\"orgName\":\"R\"},{\"orgCode\":\"r\",\"orgName\":\"R2\"}]}",
                  inst, tenant);
     assert_kit(a, "000002", "duplicate");
-    char *after = tenant_digest(tenant);
-    assert_string_equal(before, after);
-    free(before);
-    free(after);
+    assert_tenant_unchanged(tenant, before);
 
     /* an empty list empties the tree */
     a = kit_call("allOrgSync", "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgInfoList\":[]}",
@@ -484,30 +475,6 @@ static void test_all_org_sync(void **state)
 
 /* ---- concurrent duplicates: one row, one event, every answer a success ---- */
 
-typedef struct {
-    const char *name;
-    const char *body;
-    char codes[8][8];
-} dup_t;
-
-static void send_dup(void *arg, int i)
-{
-    dup_t *d = arg;
-    kresp_t r;
-    kc_use_gateway(1 + i % 2);
-    kc_kit(d->name, d->body, &r);
-    snprintf(d->codes[i], sizeof d->codes[i], "%s", r.code ? r.code : "none");
-    kresp_free(&r);
-}
-
-static void check_dups(dup_t *d)
-{
-    run_concurrently(8, send_dup, d);
-    for (int i = 0; i < 8; i++)
-        if (strcmp(d->codes[i], "000000") != 0)
-            fail_msg("%s duplicate %d answered %s", d->name, i, d->codes[i]);
-}
-
 static void test_concurrent_duplicates(void **state)
 {
     char *inst = uid("I"), *tenant = uid("T");
@@ -515,8 +482,7 @@ static void test_concurrent_duplicates(void **state)
     char *body = xasprintf("{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"tenantCode\":\"c\","
                            "\"name\":\"N\",\"domainName\":\"d\",\"flag\":1}",
                            inst, tenant);
-    dup_t d = {.name = "tenantSync", .body = body};
-    check_dups(&d);
+    kit_concurrent_duplicates("tenantSync", body);
     assert_int_equal(sql_long(TENANT_EXISTS, 2, key), 1);
     assert_int_equal(outbox_count("tenants", tenant, "tenantSync.add"), 1);
     free(body);
@@ -524,8 +490,7 @@ static void test_concurrent_duplicates(void **state)
     body = xasprintf("{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgCode\":\"o\","
                      "\"orgName\":\"O\",\"parentCode\":\"p\",\"flag\":1}",
                      inst, tenant);
-    d = (dup_t){.name = "singleOrgSync", .body = body};
-    check_dups(&d);
+    kit_concurrent_duplicates("singleOrgSync", body);
     assert_int_equal(org_count(inst, tenant), 1);
     assert_int_equal(outbox_count("tenants", tenant, "singleOrgSync.add"), 1);
     free(body);
@@ -534,15 +499,13 @@ static void test_concurrent_duplicates(void **state)
                      "{\"orgCode\":\"a\",\"orgName\":\"A\"},{\"orgCode\":\"b\",\"orgName\":\"B\","
                      "\"parentCode\":\"a\"}]}",
                      inst, tenant);
-    d = (dup_t){.name = "allOrgSync", .body = body};
-    check_dups(&d);
+    kit_concurrent_duplicates("allOrgSync", body);
     assert_int_equal(org_count(inst, tenant), 2);
     assert_int_equal(outbox_count("tenants", tenant, "allOrgSync.replace"), 1);
     free(body);
 
     body = xasprintf("{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"flag\":0}", inst, tenant);
-    d = (dup_t){.name = "tenantSync", .body = body};
-    check_dups(&d);
+    kit_concurrent_duplicates("tenantSync", body);
     assert_int_equal(sql_long(TENANT_EXISTS, 2, key), 0);
     assert_int_equal(outbox_count("tenants", tenant, "tenantSync.delete"), 1);
     free(body);
@@ -591,14 +554,7 @@ static void test_tenant_isolation(void **state)
 
 /* ---- bad input of every kind: a clear code and message, nothing changed ---- */
 
-typedef struct {
-    const char *name;
-    const char *body; /* %1$s = instance, %2$s = tenant */
-    const char *code;
-    const char *msg;
-} bad_t;
-
-static const bad_t bad_inputs[] = {
+static const kit_refusal_t bad_inputs[] = {
     {"tenantSync", "not json", "000002", NULL},
     {"tenantSync", "[1,2]", "000002", NULL},
     {"tenantSync",
@@ -672,43 +628,20 @@ static void test_bad_input(void **state)
                               inst, tenant);
     assert_kit(a, "000000", NULL);
     char *before = tenant_digest(tenant);
-    for (size_t i = 0; i < sizeof bad_inputs / sizeof bad_inputs[0]; i++) {
-        const bad_t *b = &bad_inputs[i];
-        char *body = NULL;
-        if (asprintf(&body, b->body, inst, tenant) < 0)
-            fail_msg("asprintf");
-        kresp_t r;
-        kc_kit(b->name, body, &r);
-        kit_answer_t ans = {{0}, {0}, r.status};
-        snprintf(ans.code, sizeof ans.code, "%s", r.code ? r.code : "");
-        const char *m = r.json ? json_string_value(json_object_get(r.json, "resultMsg")) : "";
-        snprintf(ans.msg, sizeof ans.msg, "%s", m ? m : "");
-        if (strcmp(ans.code, b->code) != 0 || (b->msg && !strstr(ans.msg, b->msg)) || !*ans.msg)
-            fail_msg("bad input %zu (%s %s): answered %s \"%s\" HTTP %d", i, b->name, body,
-                     ans.code, ans.msg, r.status);
-        assert_int_equal(r.status, 200);
-        kresp_free(&r);
-        free(body);
-    }
+    kit_refusals_check(bad_inputs, sizeof bad_inputs / sizeof bad_inputs[0], inst, tenant);
     /* unknown sync name: no JSON contract, 404 */
     kresp_t r;
     kc_kit("nosuchSync", "{}", &r);
     assert_int_equal(r.status, 404);
     kresp_free(&r);
-    char *after = tenant_digest(tenant);
-    assert_string_equal(before, after);
-    free(before);
-    free(after);
+    assert_tenant_unchanged(tenant, before);
     free(inst);
     free(tenant);
 }
 
 int main(void)
 {
-    if (suite_env_load() != 0) {
-        fprintf(stderr, "no suite env: run through ctest (fixture suite)\n");
-        return 1;
-    }
+    synctest_require_suite();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kit_signature),
         cmocka_unit_test(test_vector_bodies),

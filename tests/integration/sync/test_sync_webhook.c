@@ -15,10 +15,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include <openssl/pem.h>
-
 #include "kclient.h"
-#include "rsaoaep.h"
 #include "synctest.h"
 #include "xmalloc.h"
 
@@ -73,14 +70,23 @@ static void wait_reachable(void)
         fail_msg("tenant or app service not reachable through the gateway after a restart");
 }
 
-static void clear_fault(void)
+/* Make the emulator's webhook/sync answer in mode ("http500", "drop"; count -1 = until
+ * cleared, 0 = clear). */
+static void set_fault(const char *mode, int count)
 {
     kresp_t r;
-    kc_emulator("POST", "/_emulator/faults",
-                "{\"path\":\"webhook/sync\",\"mode\":\"error\",\"count\":0}", &r);
+    char *fault =
+        xasprintf("{\"path\":\"webhook/sync\",\"mode\":\"%s\",\"count\":%d}", mode, count);
+    kc_emulator("POST", "/_emulator/faults", fault, &r);
+    free(fault);
     if (r.status != 200)
-        fail_msg("cannot clear the webhook fault: %s", r.body);
+        fail_msg("cannot set the webhook fault %s: %s", mode, r.body);
     kresp_free(&r);
+}
+
+static void clear_fault(void)
+{
+    set_fault("error", 0);
 }
 
 /* Write original + extra into <suite>/env/<proc>.env and restart proc. */
@@ -182,16 +188,22 @@ static void wait_status(const char *schema, const char *tenant, const char *want
     }
 }
 
-/* With no webhook URL the events are still recorded, marked skipped. */
-static void test_skipped_without_url(void **state)
+/* A plain tenantSync add: one tenant event. */
+static void tenant_add(const char *inst, const char *tenant)
 {
-    configure("KOOISV_SYNC_WEBHOOK_URL=\n");
-    char *inst = uid("I"), *tenant = uid("T");
     kit_answer_t a = kit_call("tenantSync",
                               "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"tenantCode\":\"c\","
                               "\"name\":\"N\",\"flag\":1}",
                               inst, tenant);
     assert_kit(a, "000000", NULL);
+}
+
+/* With no webhook URL the events are still recorded, marked skipped. */
+static void test_skipped_without_url(void **state)
+{
+    configure("KOOISV_SYNC_WEBHOOK_URL=\n");
+    char *inst = uid("I"), *tenant = uid("T");
+    tenant_add(inst, tenant);
     wait_status("tenants", tenant, "skipped", 5000);
     free(inst);
     free(tenant);
@@ -246,12 +258,7 @@ static void test_delivery(void **state)
     json_decref(ev);
 
     /* app events: sealed at rest, opened for delivery; the secret never travels */
-    const char *path = suite_get("KOOISV_RSA_PUBLIC_KEY_FILE");
-    FILE *f = fopen(path, "r");
-    EVP_PKEY *k = PEM_read_PUBKEY(f, NULL, NULL, NULL);
-    fclose(f);
-    char *ct = rsaoaep_encrypt(k, 0, "never-in-a-webhook", 18);
-    EVP_PKEY_free(k);
+    char *ct = kit_encrypt_secret(0, "never-in-a-webhook");
     a = kit_call("applicationSync",
                  "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"appId\":\"a\",\"clientId\":\"c\","
                  "\"clientSecret\":\"%s\",\"flag\":1}",
@@ -282,6 +289,22 @@ static long first_outbox_id(const char *schema, const char *tenant)
     return id;
 }
 
+/* Clear the fault, redrive the tenant's first outbox event (its id into id) and see it
+ * delivered: exactly one webhook call mentions needle. */
+static void redrive_first(const char *svc, const char *schema, const char *tenant,
+                          const char *needle, char *id, size_t id_len)
+{
+    clear_fault();
+    snprintf(id, id_len, "%ld", first_outbox_id(schema, tenant));
+    char *json = NULL;
+    char *code = admin_rpc(svc, "operator", "outbox.redrive", &json, "id", id, NULL);
+    assert_string_equal(code, "000000 success");
+    free(code);
+    free(json);
+    wait_status(schema, tenant, "delivered", 10000);
+    assert_int_equal(webhook_calls_with(needle), 1);
+}
+
 static void fail_then_redrive(const char *svc, const char *schema, const char *tenant,
                               const char *needle)
 {
@@ -304,15 +327,8 @@ static void fail_then_redrive(const char *svc, const char *schema, const char *t
     free(json);
     assert_int_equal(webhook_calls_with(needle), 0);
 
-    clear_fault();
     char id[32];
-    snprintf(id, sizeof id, "%ld", first_outbox_id(schema, tenant));
-    code = admin_rpc(svc, "operator", "outbox.redrive", &json, "id", id, NULL);
-    assert_string_equal(code, "000000 success");
-    free(code);
-    free(json);
-    wait_status(schema, tenant, "delivered", 10000);
-    assert_int_equal(webhook_calls_with(needle), 1);
+    redrive_first(svc, schema, tenant, needle, id, sizeof id);
     /* nothing left to redrive; unknown ids are refused clearly */
     code = admin_rpc(svc, "operator", "outbox.redrive", &json, "id", id, NULL);
     assert_int_equal(strncmp(code, "000002", 6), 0);
@@ -328,13 +344,7 @@ static void fail_then_redrive(const char *svc, const char *schema, const char *t
 
 static void test_failures_and_redrive(void **state)
 {
-    kresp_t r;
-    assert_int_equal(kc_emulator("POST", "/_emulator/faults",
-                                 "{\"path\":\"webhook/sync\",\"mode\":\"http500\",\"count\":-1}",
-                                 &r),
-                     0);
-    assert_int_equal(r.status, 200);
-    kresp_free(&r);
+    set_fault("http500", -1);
     char *inst = uid("I"), *tenant = uid("T");
     kit_answer_t a = kit_call("singleOrgSync",
                               "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgCode\":\"o\","
@@ -344,10 +354,7 @@ static void test_failures_and_redrive(void **state)
     fail_then_redrive("tenant", "tenants", tenant, tenant);
 
     /* the app service: its payloads are sealed at rest */
-    assert_int_equal(kc_emulator("POST", "/_emulator/faults",
-                                 "{\"path\":\"webhook/sync\",\"mode\":\"drop\",\"count\":-1}", &r),
-                     0);
-    kresp_free(&r);
+    set_fault("drop", -1);
     char *t2 = uid("T");
     a = kit_call("authSync",
                  "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"appId\":\"a\",\"flag\":1,"
@@ -361,16 +368,8 @@ static void test_failures_and_redrive(void **state)
                               1, p),
                      1);
     wait_status("apps", t2, "failed", 15000);
-    clear_fault();
     char id[32];
-    snprintf(id, sizeof id, "%ld", first_outbox_id("apps", t2));
-    char *json = NULL;
-    char *code = admin_rpc("app", "operator", "outbox.redrive", &json, "id", id, NULL);
-    assert_string_equal(code, "000000 success");
-    free(code);
-    free(json);
-    wait_status("apps", t2, "delivered", 10000);
-    assert_int_equal(webhook_calls_with(t2), 1);
+    redrive_first("app", "apps", t2, t2, id, sizeof id);
     free(t2);
     free(inst);
     free(tenant);
@@ -379,16 +378,9 @@ static void test_failures_and_redrive(void **state)
 /* A pending event survives the service being killed and goes out after it returns. */
 static void test_survives_kill(void **state)
 {
-    kresp_t r;
-    kc_emulator("POST", "/_emulator/faults",
-                "{\"path\":\"webhook/sync\",\"mode\":\"http500\",\"count\":-1}", &r);
-    kresp_free(&r);
+    set_fault("http500", -1);
     char *inst = uid("I"), *tenant = uid("T");
-    kit_answer_t a = kit_call("tenantSync",
-                              "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"tenantCode\":\"c\","
-                              "\"name\":\"N\",\"flag\":1}",
-                              inst, tenant);
-    assert_kit(a, "000000", NULL);
+    tenant_add(inst, tenant);
     assert_int_equal(kc_suite("kill", "tenant"), 0);
     clear_fault();
     assert_int_equal(kc_suite("start-svc", "tenant"), 0);
