@@ -128,11 +128,7 @@ static sync_tx_rc_t app_tx(sync_tx_t *tx, void *arg)
         json_object_set_new(data, "created", json_boolean(created));
         json_object_set_new(data, "clientSecretChanged", json_true());
     }
-    char type[64];
-    snprintf(type, sizeof type, "applicationSync.%s", action);
-    int rc = syncoutbox_add(tx, type, m->instance_id, m->tenant_id, data);
-    json_decref(data);
-    return rc == 0 ? SYNC_TX_COMMIT : SYNC_TX_ERROR;
+    return syncoutbox_emit(tx, "applicationSync", action, m->instance_id, m->tenant_id, data);
 }
 
 void appsync_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__ApplicationSync *m)

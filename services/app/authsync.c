@@ -257,11 +257,8 @@ static sync_tx_rc_t auth_tx(sync_tx_t *tx, void *arg)
     PQclear(r);
     json_t *data = json_pack("{s:s,s:s,s:o}", "appId", m->app_id, "currentSyncTime",
                              m->current_sync_time, "users", users);
-    char type[64];
-    snprintf(type, sizeof type, "authSync.%s", flag_action[m->flag]);
-    int rc = syncoutbox_add(tx, type, m->instance_id, m->tenant_id, data);
-    json_decref(data);
-    return rc == 0 ? SYNC_TX_COMMIT : SYNC_TX_ERROR;
+    return syncoutbox_emit(tx, "authSync", flag_action[m->flag], m->instance_id, m->tenant_id,
+                           data);
 }
 
 void authsync_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__AuthSync *m)

@@ -115,8 +115,9 @@ static char *seal_aad(const char *event_id)
     return xasprintf("%s.outbox\x1f%s", outbox.cfg.schema, event_id);
 }
 
-int syncoutbox_add(sync_tx_t *tx, const char *event_type, const char *instance_id,
-                   const char *tenant_id, const json_t *data)
+/* Insert the event row and notify the delivery thread (at commit); 0 or -1. */
+static int event_add(sync_tx_t *tx, const char *event_type, const char *instance_id,
+                     const char *tenant_id, const json_t *data)
 {
     const Kooisv__Envelope *env = svc_call_request(tx->call);
     PGresult *r = sync_exec(tx, "outbox_next_id", 0, NULL);
@@ -158,6 +159,16 @@ int syncoutbox_add(sync_tx_t *tx, const char *event_type, const char *instance_i
         return -1;
     PQclear(r);
     return 0;
+}
+
+sync_tx_rc_t syncoutbox_emit(sync_tx_t *tx, const char *interface, const char *action,
+                             const char *instance_id, const char *tenant_id, json_t *data)
+{
+    char type[64];
+    snprintf(type, sizeof type, "%s.%s", interface, action);
+    int rc = event_add(tx, type, instance_id, tenant_id, data);
+    json_decref(data);
+    return rc == 0 ? SYNC_TX_COMMIT : SYNC_TX_ERROR;
 }
 
 /* ---- admin ---- */

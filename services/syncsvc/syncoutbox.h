@@ -52,10 +52,11 @@ void syncoutbox_init(const syncoutbox_config_t *cfg);
 int syncoutbox_start(void);
 /* Wait for the delivery thread to notice service_stopping() and end. */
 void syncoutbox_join(void);
-/* Record one event inside tx: event_type "<interface>.<action>", data (borrowed) the change.
- * 0, or -1 (statement failed: return SYNC_TX_ERROR). */
-int syncoutbox_add(sync_tx_t *tx, const char *event_type, const char *instance_id,
-                   const char *tenant_id, const json_t *data);
+/* Record one event inside tx, as a transaction body's last step: event type
+ * "<interface>.<action>", data (stolen) the change. SYNC_TX_COMMIT, or SYNC_TX_ERROR when a
+ * statement failed. */
+sync_tx_rc_t syncoutbox_emit(sync_tx_t *tx, const char *interface, const char *action,
+                             const char *instance_id, const char *tenant_id, json_t *data);
 /* Serve "outbox.failed" (args: limit) and "outbox.redrive" (args: id); false when action is
  * neither (the caller answers). */
 bool syncoutbox_admin(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req);

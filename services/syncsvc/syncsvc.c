@@ -331,7 +331,7 @@ int sync_service_run(const sync_service_t *s)
     syncoutbox_init(&ob);
     int workers = (int)config_get_long("KOOISV_WORKERS", 1, 64);
 
-    /* every worker also prepares the outbox's statements (syncoutbox_add, syncoutbox_admin) */
+    /* every worker also prepares the outbox's statements (syncoutbox_emit, syncoutbox_admin) */
     const pg_stmt_t **groups = xcalloc(s->ngroups + 1, sizeof *groups);
     size_t *counts = xcalloc(s->ngroups + 1, sizeof *counts);
     for (size_t g = 0; g < s->ngroups; g++) {

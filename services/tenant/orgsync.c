@@ -123,11 +123,7 @@ static sync_tx_rc_t single_tx(sync_tx_t *tx, void *arg)
                              "parentCode", m->parent_code);
     if (m->flag != 0)
         json_object_set_new(data, "created", json_boolean(created));
-    char type[64];
-    snprintf(type, sizeof type, "singleOrgSync.%s", action);
-    int rc = syncoutbox_add(tx, type, m->instance_id, m->tenant_id, data);
-    json_decref(data);
-    return rc == 0 ? SYNC_TX_COMMIT : SYNC_TX_ERROR;
+    return syncoutbox_emit(tx, "singleOrgSync", action, m->instance_id, m->tenant_id, data);
 }
 
 void orgsync_single(sync_worker_t *w, svc_call_t *call, const Kooisv__SingleOrgSync *m)
@@ -209,9 +205,7 @@ static sync_tx_rc_t all_tx(sync_tx_t *tx, void *arg)
                                               m->orgs[i]->parent_code));
     json_t *data =
         json_pack("{s:I,s:o}", "previousCount", (json_int_t)previous, "orgInfoList", orgs);
-    int rc = syncoutbox_add(tx, "allOrgSync.replace", m->instance_id, m->tenant_id, data);
-    json_decref(data);
-    return rc == 0 ? SYNC_TX_COMMIT : SYNC_TX_ERROR;
+    return syncoutbox_emit(tx, "allOrgSync", "replace", m->instance_id, m->tenant_id, data);
 }
 
 void orgsync_all(sync_worker_t *w, svc_call_t *call, const Kooisv__AllOrgSync *m)

@@ -87,11 +87,7 @@ static sync_tx_rc_t tenant_tx(sync_tx_t *tx, void *arg)
         data = json_pack("{s:s,s:s,s:s,s:s,s:b}", "orderId", m->order_id, "tenantCode",
                          m->tenant_code, "name", m->name, "domainName", m->domain_name, "created",
                          created || m->flag == 1);
-    char type[64];
-    snprintf(type, sizeof type, "tenantSync.%s", action);
-    int rc = syncoutbox_add(tx, type, m->instance_id, m->tenant_id, data);
-    json_decref(data);
-    return rc == 0 ? SYNC_TX_COMMIT : SYNC_TX_ERROR;
+    return syncoutbox_emit(tx, "tenantSync", action, m->instance_id, m->tenant_id, data);
 }
 
 void tenantsync_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__TenantSync *m)
