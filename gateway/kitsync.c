@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "basicreq.h"
 #include "jsonfield.h"
 #include "xmalloc.h"
 
@@ -99,26 +100,70 @@ static const char *get_time_stamp(const json_t *body, const char **out, jsonfiel
     }
 }
 
+/* The label of field key in messages: the key itself in the body, "list[i].key" in an entry
+ * of a list. */
+static const char *kit_label(char *buf, size_t len, const char *list, size_t i, const char *key)
+{
+    if (!list)
+        return key;
+    snprintf(buf, len, "%s[%zu].%s", list, i, key);
+    return buf;
+}
+
+/* One string field of a body or list entry, for get_strings. */
+typedef struct {
+    const char *key;
+    long max;
+    int flags;
+    const char **out;
+} kit_field_t;
+
+/* The string fields of obj, in order; the first problem is the one reported. list and i name
+ * the list entry obj is (list NULL for the body itself). */
+static const char *get_strings(const json_t *obj, const char *list, size_t i,
+                               const kit_field_t *fields, size_t n, jsonfield_err_t *e)
+{
+    char label[64];
+    for (size_t k = 0; k < n; k++) {
+        const kit_field_t *f = &fields[k];
+        const char *code = get_string(obj, f->key, kit_label(label, sizeof label, list, i, f->key),
+                                      f->max, f->flags, f->out, e);
+        if (code)
+            return code;
+    }
+    return NULL;
+}
+
+#define KIT_NFIELDS(fields) (sizeof(fields) / sizeof(fields)[0])
+
 /* The fields every kit body shares: instanceId (may be "" in seller-console debugging),
- * tenantId, testFlag (0 or 1, absent = 0) and timeStamp. */
+ * tenantId, testFlag (0 or 1, absent = 0), timeStamp and, in all but allOrgSync, flag. */
 typedef struct {
     const char *instance_id;
     const char *tenant_id;
     const char *time_stamp;
     long test_flag;
+    long flag;
 } kit_common_t;
 
-static const char *get_common(const json_t *body, kit_common_t *c, jsonfield_err_t *e)
+/* The shared fields of body into c; flag_max < 0: the call has no flag, else a required
+ * flag in 0..flag_max. */
+static const char *get_common(const json_t *body, long flag_max, kit_common_t *c,
+                              jsonfield_err_t *e)
 {
+    const kit_field_t ids[] = {
+        {"instanceId", KIT_ID_MAX, F_OPTIONAL, &c->instance_id},
+        {"tenantId", KIT_ID_MAX, F_REQUIRED, &c->tenant_id},
+    };
     const char *code;
-    if ((code = get_string(body, "instanceId", "instanceId", KIT_ID_MAX, F_OPTIONAL,
-                           &c->instance_id, e)))
+    c->flag = 0;
+    if ((code = get_strings(body, NULL, 0, ids, KIT_NFIELDS(ids), e)) ||
+        (code = get_int(body, "testFlag", "testFlag", false, 0, 0, 1, &c->test_flag, e)) ||
+        (code = get_time_stamp(body, &c->time_stamp, e)))
         return code;
-    if ((code = get_string(body, "tenantId", "tenantId", KIT_ID_MAX, F_REQUIRED, &c->tenant_id, e)))
-        return code;
-    if ((code = get_int(body, "testFlag", "testFlag", false, 0, 0, 1, &c->test_flag, e)))
-        return code;
-    return get_time_stamp(body, &c->time_stamp, e);
+    if (flag_max < 0)
+        return NULL;
+    return get_int(body, "flag", "flag", true, 0, 0, flag_max, &c->flag, e);
 }
 
 /* A list given as a JSON array or as a JSON string holding one (both forms are seen in the
@@ -188,40 +233,57 @@ static char *dup_s(const char *s)
     return xstrdup(s ? s : "");
 }
 
+/* Copy the shared fields into a body message (flag NULL: it has none) and make env carry it
+ * as body_case; the caller sets env's oneof member. */
+static void kit_attach(Kooisv__Envelope *env, Kooisv__Envelope__BodyCase body_case,
+                       const kit_common_t *c, char **instance_id, char **tenant_id,
+                       char **time_stamp, int32_t *flag)
+{
+    *instance_id = dup_s(c->instance_id);
+    *tenant_id = dup_s(c->tenant_id);
+    *time_stamp = dup_s(c->time_stamp);
+    if (flag)
+        *flag = (int32_t)c->flag;
+    env->body_case = body_case;
+    env->test_flag = c->test_flag == 1;
+}
+
+/* Refuse the first key of a list given twice (keys[0..n) as filled by the list's builder). */
+static const char *kit_unique(keyed_t *keys, size_t n, const char *list, const char *field,
+                              jsonfield_err_t *e)
+{
+    size_t first, second;
+    if (!find_duplicate(keys, n, &first, &second))
+        return NULL;
+    return jsonfield_fail(e, "%s[%zu].%s: duplicate of %s[%zu]", list, second, field, list, first);
+}
+
 /* ---- tenantSync ---- */
 
 static const char *build_tenant(const json_t *body, Kooisv__Envelope *env, jsonfield_err_t *e)
 {
     kit_common_t c;
     const char *code, *order_id, *tenant_code, *name, *domain;
-    long flag;
-    if ((code = get_common(body, &c, e)))
-        return code;
-    if ((code = get_int(body, "flag", "flag", true, 0, 0, 2, &flag, e)))
+    if ((code = get_common(body, 2, &c, e)))
         return code;
     /* delete needs only the key; add needs the tenant's identity; modify changes name/domain */
-    int need_code = flag == 1 ? F_REQUIRED : F_OPTIONAL;
-    int need_name = flag == 0 ? F_OPTIONAL : F_REQUIRED;
-    if ((code = get_string(body, "orderId", "orderId", KIT_ID_MAX, F_OPTIONAL, &order_id, e)) ||
-        (code = get_string(body, "tenantCode", "tenantCode", KIT_ID_MAX, need_code, &tenant_code,
-                           e)) ||
-        (code = get_string(body, "name", "name", KIT_NAME_MAX, need_name, &name, e)) ||
-        (code =
-             get_string(body, "domainName", "domainName", KIT_DOMAIN_MAX, F_OPTIONAL, &domain, e)))
+    const kit_field_t fields[] = {
+        {"orderId", KIT_ID_MAX, F_OPTIONAL, &order_id},
+        {"tenantCode", KIT_ID_MAX, c.flag == 1 ? F_REQUIRED : F_OPTIONAL, &tenant_code},
+        {"name", KIT_NAME_MAX, c.flag == 0 ? F_OPTIONAL : F_REQUIRED, &name},
+        {"domainName", KIT_DOMAIN_MAX, F_OPTIONAL, &domain},
+    };
+    if ((code = get_strings(body, NULL, 0, fields, KIT_NFIELDS(fields), e)))
         return code;
     Kooisv__TenantSync *m = xmalloc(sizeof *m);
     kooisv__tenant_sync__init(m);
-    m->instance_id = dup_s(c.instance_id);
     m->order_id = dup_s(order_id);
-    m->tenant_id = dup_s(c.tenant_id);
     m->tenant_code = dup_s(tenant_code);
     m->name = dup_s(name);
     m->domain_name = dup_s(domain);
-    m->flag = (int32_t)flag;
-    m->time_stamp = dup_s(c.time_stamp);
-    env->body_case = KOOISV__ENVELOPE__BODY_TENANT_SYNC;
+    kit_attach(env, KOOISV__ENVELOPE__BODY_TENANT_SYNC, &c, &m->instance_id, &m->tenant_id,
+               &m->time_stamp, &m->flag);
     env->tenant_sync = m;
-    env->test_flag = c.test_flag == 1;
     return NULL;
 }
 
@@ -231,30 +293,26 @@ static const char *build_application(const json_t *body, Kooisv__Envelope *env, 
 {
     kit_common_t c;
     const char *code, *app_id, *client_id, *secret;
-    long flag;
-    if ((code = get_common(body, &c, e)))
-        return code;
-    if ((code = get_int(body, "flag", "flag", true, 0, 0, 2, &flag, e)))
+    if ((code = get_common(body, 2, &c, e)))
         return code;
     /* The secret's content is not checked here: an undecryptable one is 000101, decided by the
      * app service which holds the private key. */
-    int need = flag == 0 ? F_OPTIONAL : F_REQUIRED;
-    if ((code = get_string(body, "appId", "appId", KIT_ID_MAX, F_REQUIRED, &app_id, e)) ||
-        (code = get_string(body, "clientId", "clientId", KIT_CLIENT_ID_MAX, need, &client_id, e)) ||
-        (code = get_string(body, "clientSecret", "clientSecret", KIT_SECRET_MAX, need, &secret, e)))
+    int need = c.flag == 0 ? F_OPTIONAL : F_REQUIRED;
+    const kit_field_t fields[] = {
+        {"appId", KIT_ID_MAX, F_REQUIRED, &app_id},
+        {"clientId", KIT_CLIENT_ID_MAX, need, &client_id},
+        {"clientSecret", KIT_SECRET_MAX, need, &secret},
+    };
+    if ((code = get_strings(body, NULL, 0, fields, KIT_NFIELDS(fields), e)))
         return code;
     Kooisv__ApplicationSync *m = xmalloc(sizeof *m);
     kooisv__application_sync__init(m);
-    m->instance_id = dup_s(c.instance_id);
-    m->tenant_id = dup_s(c.tenant_id);
     m->app_id = dup_s(app_id);
     m->client_id = dup_s(client_id);
     m->client_secret = dup_s(secret);
-    m->flag = (int32_t)flag;
-    m->time_stamp = dup_s(c.time_stamp);
-    env->body_case = KOOISV__ENVELOPE__BODY_APPLICATION_SYNC;
+    kit_attach(env, KOOISV__ENVELOPE__BODY_APPLICATION_SYNC, &c, &m->instance_id, &m->tenant_id,
+               &m->time_stamp, &m->flag);
     env->application_sync = m;
-    env->test_flag = c.test_flag == 1;
     return NULL;
 }
 
@@ -328,19 +386,19 @@ static const char *build_user(const json_t *u, size_t i, long flag, Kooisv__Sync
         return jsonfield_fail(e, "userList[%zu]: must be an object", i);
     /* delete (0) and cancel (3) only need the key: a repeated delete must not fail on detail */
     int need = (flag == 1 || flag == 2) ? F_REQUIRED : F_OPTIONAL;
-#define LABEL(f) (snprintf(label, sizeof label, "userList[%zu].%s", i, f), label)
-    if ((code = get_string(u, "userName", LABEL("userName"), KIT_USER_NAME_MAX, F_REQUIRED,
-                           &user_name, e)) ||
-        (code = get_string(u, "name", LABEL("name"), KIT_NAME_MAX, need, &name, e)) ||
-        (code = get_string(u, "orgCode", LABEL("orgCode"), KIT_ID_MAX, need, &org_code, e)) ||
-        (code = get_string(u, "position", LABEL("position"), KIT_NAME_MAX, F_OPTIONAL, &position,
-                           e)) ||
-        (code = get_string(u, "employeeCode", LABEL("employeeCode"), KIT_ID_MAX, F_OPTIONAL,
-                           &employee_code, e)) ||
-        (code = get_string(u, "role", LABEL("role"), 8, need, &role, e)) ||
-        (code = get_string(u, "mobile", LABEL("mobile"), KIT_MOBILE_MAX, F_OPTIONAL, &mobile, e)) ||
-        (code = get_string(u, "email", LABEL("email"), KIT_EMAIL_MAX, F_OPTIONAL, &email, e)))
+    const kit_field_t fields[] = {
+        {"userName", KIT_USER_NAME_MAX, F_REQUIRED, &user_name},
+        {"name", KIT_NAME_MAX, need, &name},
+        {"orgCode", KIT_ID_MAX, need, &org_code},
+        {"position", KIT_NAME_MAX, F_OPTIONAL, &position},
+        {"employeeCode", KIT_ID_MAX, F_OPTIONAL, &employee_code},
+        {"role", 8, need, &role},
+        {"mobile", KIT_MOBILE_MAX, F_OPTIONAL, &mobile},
+        {"email", KIT_EMAIL_MAX, F_OPTIONAL, &email},
+    };
+    if ((code = get_strings(u, "userList", i, fields, KIT_NFIELDS(fields), e)))
         return code;
+#define LABEL(f) kit_label(label, sizeof label, "userList", i, f)
     if (*role && !jsonfield_in(role, kit_roles))
         return jsonfield_fail(e, "%s: must be \"user\" or \"admin\"", LABEL("role"));
     if (*mobile && strspn(mobile, "+-0123456789 ") != strlen(mobile))
@@ -372,14 +430,13 @@ static const char *build_auth(const json_t *body, Kooisv__Envelope *env, jsonfie
 {
     kit_common_t c;
     const char *code, *app_id, *sync_time;
-    long flag;
-    if ((code = get_common(body, &c, e)))
+    if ((code = get_common(body, 3, &c, e)))
         return code;
-    if ((code = get_int(body, "flag", "flag", true, 0, 0, 3, &flag, e)))
-        return code;
-    if ((code = get_string(body, "appId", "appId", KIT_ID_MAX, F_REQUIRED, &app_id, e)) ||
-        (code = get_string(body, "currentSyncTime", "currentSyncTime", KIT_SYNC_TIME_MAX,
-                           F_OPTIONAL, &sync_time, e)))
+    const kit_field_t fields[] = {
+        {"appId", KIT_ID_MAX, F_REQUIRED, &app_id},
+        {"currentSyncTime", KIT_SYNC_TIME_MAX, F_OPTIONAL, &sync_time},
+    };
+    if ((code = get_strings(body, NULL, 0, fields, KIT_NFIELDS(fields), e)))
         return code;
     const json_t *list;
     json_t *owned;
@@ -396,85 +453,76 @@ static const char *build_auth(const json_t *body, Kooisv__Envelope *env, jsonfie
     keyed_t *keys = xcalloc(n, sizeof *keys);
     for (size_t i = 0; i < n; i++) {
         Kooisv__SyncUser *su = xmalloc(sizeof *su);
-        if ((code = build_user(json_array_get(list, i), i, flag, su, e))) {
+        if ((code = build_user(json_array_get(list, i), i, c.flag, su, e))) {
             free(su);
             break;
         }
         m->users[m->n_users++] = su;
-        keys[i].key = su->user_name;
-        keys[i].index = i;
+        keys[i] = (keyed_t){su->user_name, i};
     }
-    size_t first, second;
-    if (!code && find_duplicate(keys, n, &first, &second))
-        code =
-            jsonfield_fail(e, "userList[%zu].userName: duplicate of userList[%zu]", second, first);
+    if (!code)
+        code = kit_unique(keys, n, "userList", "userName", e);
     free(keys);
     json_decref(owned);
     if (code) {
         kooisv__auth_sync__free_unpacked(m, NULL);
         return code;
     }
-    m->instance_id = dup_s(c.instance_id);
-    m->tenant_id = dup_s(c.tenant_id);
     m->app_id = dup_s(app_id);
     m->current_sync_time = dup_s(sync_time);
-    m->flag = (int32_t)flag;
-    m->time_stamp = dup_s(c.time_stamp);
-    env->body_case = KOOISV__ENVELOPE__BODY_AUTH_SYNC;
+    kit_attach(env, KOOISV__ENVELOPE__BODY_AUTH_SYNC, &c, &m->instance_id, &m->tenant_id,
+               &m->time_stamp, &m->flag);
     env->auth_sync = m;
-    env->test_flag = c.test_flag == 1;
     return NULL;
 }
 
 /* ---- singleOrgSync / allOrgSync ---- */
 
+/* orgCode, orgName and parentCode of obj (the body, or entry i of list); an org cannot be its
+ * own parent. */
+static const char *get_org(const json_t *obj, const char *list, size_t i, int need_name,
+                           const char **org_code, const char **org_name, const char **parent,
+                           jsonfield_err_t *e)
+{
+    char label[64];
+    const kit_field_t fields[] = {
+        {"orgCode", KIT_ID_MAX, F_REQUIRED, org_code},
+        {"orgName", KIT_NAME_MAX, need_name, org_name},
+        {"parentCode", KIT_ID_MAX, F_OPTIONAL, parent},
+    };
+    const char *code = get_strings(obj, list, i, fields, KIT_NFIELDS(fields), e);
+    if (!code && strcmp(*parent, *org_code) == 0)
+        code = jsonfield_fail(e, "%s: an org cannot be its own parent",
+                              kit_label(label, sizeof label, list, i, "parentCode"));
+    return code;
+}
+
 static const char *build_single_org(const json_t *body, Kooisv__Envelope *env, jsonfield_err_t *e)
 {
     kit_common_t c;
     const char *code, *org_code, *org_name, *parent;
-    long flag;
-    if ((code = get_common(body, &c, e)))
+    if ((code = get_common(body, 2, &c, e)) ||
+        (code = get_org(body, NULL, 0, c.flag == 0 ? F_OPTIONAL : F_REQUIRED, &org_code, &org_name,
+                        &parent, e)))
         return code;
-    if ((code = get_int(body, "flag", "flag", true, 0, 0, 2, &flag, e)))
-        return code;
-    int need = flag == 0 ? F_OPTIONAL : F_REQUIRED;
-    if ((code = get_string(body, "orgCode", "orgCode", KIT_ID_MAX, F_REQUIRED, &org_code, e)) ||
-        (code = get_string(body, "orgName", "orgName", KIT_NAME_MAX, need, &org_name, e)) ||
-        (code = get_string(body, "parentCode", "parentCode", KIT_ID_MAX, F_OPTIONAL, &parent, e)))
-        return code;
-    if (strcmp(parent, org_code) == 0)
-        return jsonfield_fail(e, "parentCode: an org cannot be its own parent");
     Kooisv__SingleOrgSync *m = xmalloc(sizeof *m);
     kooisv__single_org_sync__init(m);
-    m->instance_id = dup_s(c.instance_id);
-    m->tenant_id = dup_s(c.tenant_id);
     m->org_code = dup_s(org_code);
     m->org_name = dup_s(org_name);
     m->parent_code = dup_s(parent);
-    m->flag = (int32_t)flag;
-    m->time_stamp = dup_s(c.time_stamp);
-    env->body_case = KOOISV__ENVELOPE__BODY_SINGLE_ORG_SYNC;
+    kit_attach(env, KOOISV__ENVELOPE__BODY_SINGLE_ORG_SYNC, &c, &m->instance_id, &m->tenant_id,
+               &m->time_stamp, &m->flag);
     env->single_org_sync = m;
-    env->test_flag = c.test_flag == 1;
     return NULL;
 }
 
 static const char *build_org(const json_t *o, size_t i, Kooisv__SyncOrg *so, jsonfield_err_t *e)
 {
-    char label[64];
     const char *code, *org_code, *org_name, *parent;
     if (!json_is_object(o))
         return jsonfield_fail(e, "orgInfoList[%zu]: must be an object", i);
-#define LABEL(f) (snprintf(label, sizeof label, "orgInfoList[%zu].%s", i, f), label)
-    if ((code = get_string(o, "orgCode", LABEL("orgCode"), KIT_ID_MAX, F_REQUIRED, &org_code, e)) ||
-        (code =
-             get_string(o, "orgName", LABEL("orgName"), KIT_NAME_MAX, F_REQUIRED, &org_name, e)) ||
-        (code =
-             get_string(o, "parentCode", LABEL("parentCode"), KIT_ID_MAX, F_OPTIONAL, &parent, e)))
+    if ((code = get_org(o, "orgInfoList", i, F_REQUIRED, &org_code, &org_name, &parent, e)))
         return code;
-    if (strcmp(parent, org_code) == 0)
-        return jsonfield_fail(e, "%s: an org cannot be its own parent", LABEL("parentCode"));
-#undef LABEL
     kooisv__sync_org__init(so);
     so->org_code = dup_s(org_code);
     so->org_name = dup_s(org_name);
@@ -488,7 +536,7 @@ static const char *build_all_org(const json_t *body, Kooisv__Envelope *env, json
 {
     kit_common_t c;
     const char *code;
-    if ((code = get_common(body, &c, e)))
+    if ((code = get_common(body, -1, &c, e)))
         return code;
     const json_t *list;
     json_t *owned;
@@ -507,25 +555,19 @@ static const char *build_all_org(const json_t *body, Kooisv__Envelope *env, json
             break;
         }
         m->orgs[m->n_orgs++] = so;
-        keys[i].key = so->org_code;
-        keys[i].index = i;
+        keys[i] = (keyed_t){so->org_code, i};
     }
-    size_t first, second;
-    if (!code && find_duplicate(keys, n, &first, &second))
-        code = jsonfield_fail(e, "orgInfoList[%zu].orgCode: duplicate of orgInfoList[%zu]", second,
-                              first);
+    if (!code)
+        code = kit_unique(keys, n, "orgInfoList", "orgCode", e);
     free(keys);
     json_decref(owned);
     if (code) {
         kooisv__all_org_sync__free_unpacked(m, NULL);
         return code;
     }
-    m->instance_id = dup_s(c.instance_id);
-    m->tenant_id = dup_s(c.tenant_id);
-    m->time_stamp = dup_s(c.time_stamp);
-    env->body_case = KOOISV__ENVELOPE__BODY_ALL_ORG_SYNC;
+    kit_attach(env, KOOISV__ENVELOPE__BODY_ALL_ORG_SYNC, &c, &m->instance_id, &m->tenant_id,
+               &m->time_stamp, NULL);
     env->all_org_sync = m;
-    env->test_flag = c.test_flag == 1;
     return NULL;
 }
 
@@ -606,18 +648,6 @@ void kitsync_free_body(Kooisv__Envelope *env)
     env->tenant_sync = NULL;
 }
 
-static void add_ref(Kooisv__ResourceRef ***res, size_t *n, const char *kind, const char *id)
-{
-    if (!id || !*id)
-        return;
-    Kooisv__ResourceRef *r = xmalloc(sizeof *r);
-    kooisv__resource_ref__init(r);
-    r->kind = xstrdup(kind);
-    r->id = xstrdup(id);
-    *res = xrealloc(*res, (*n + 1) * sizeof **res);
-    (*res)[(*n)++] = r;
-}
-
 /* The audit service takes at most 128 resources per record: a long user or org list is named
  * up to KIT_AUDIT_NAMED entries, then summarised in one more ("+9880 more"); the complete list
  * is in the service's outbox event for the same request id. */
@@ -627,11 +657,11 @@ static void add_list_ref(Kooisv__ResourceRef ***res, size_t *n, const char *kind
                          size_t total, const char *id)
 {
     if (i < KIT_AUDIT_NAMED) {
-        add_ref(res, n, kind, id);
+        resref_add(res, n, kind, id);
     } else if (i == KIT_AUDIT_NAMED) {
         char more[64];
         snprintf(more, sizeof more, "+%zu more", total - KIT_AUDIT_NAMED);
-        add_ref(res, n, kind, more);
+        resref_add(res, n, kind, more);
     }
 }
 
@@ -642,23 +672,23 @@ void kitsync_resources(const Kooisv__Envelope *env, Kooisv__ResourceRef ***res, 
     switch (env->body_case) {
     case KOOISV__ENVELOPE__BODY_TENANT_SYNC: {
         const Kooisv__TenantSync *m = env->tenant_sync;
-        add_ref(res, n, "instance", m->instance_id);
-        add_ref(res, n, "order", m->order_id);
-        add_ref(res, n, "tenant", m->tenant_id);
+        resref_add(res, n, "instance", m->instance_id);
+        resref_add(res, n, "order", m->order_id);
+        resref_add(res, n, "tenant", m->tenant_id);
         break;
     }
     case KOOISV__ENVELOPE__BODY_APPLICATION_SYNC: {
         const Kooisv__ApplicationSync *m = env->application_sync;
-        add_ref(res, n, "instance", m->instance_id);
-        add_ref(res, n, "tenant", m->tenant_id);
-        add_ref(res, n, "app", m->app_id);
+        resref_add(res, n, "instance", m->instance_id);
+        resref_add(res, n, "tenant", m->tenant_id);
+        resref_add(res, n, "app", m->app_id);
         break;
     }
     case KOOISV__ENVELOPE__BODY_AUTH_SYNC: {
         const Kooisv__AuthSync *m = env->auth_sync;
-        add_ref(res, n, "instance", m->instance_id);
-        add_ref(res, n, "tenant", m->tenant_id);
-        add_ref(res, n, "app", m->app_id);
+        resref_add(res, n, "instance", m->instance_id);
+        resref_add(res, n, "tenant", m->tenant_id);
+        resref_add(res, n, "app", m->app_id);
         /* the users touched: the audit record must name them (spec §8) */
         for (size_t i = 0; i < m->n_users; i++)
             add_list_ref(res, n, "user", i, m->n_users, m->users[i]->user_name);
@@ -666,15 +696,15 @@ void kitsync_resources(const Kooisv__Envelope *env, Kooisv__ResourceRef ***res, 
     }
     case KOOISV__ENVELOPE__BODY_SINGLE_ORG_SYNC: {
         const Kooisv__SingleOrgSync *m = env->single_org_sync;
-        add_ref(res, n, "instance", m->instance_id);
-        add_ref(res, n, "tenant", m->tenant_id);
-        add_ref(res, n, "org", m->org_code);
+        resref_add(res, n, "instance", m->instance_id);
+        resref_add(res, n, "tenant", m->tenant_id);
+        resref_add(res, n, "org", m->org_code);
         break;
     }
     case KOOISV__ENVELOPE__BODY_ALL_ORG_SYNC: {
         const Kooisv__AllOrgSync *m = env->all_org_sync;
-        add_ref(res, n, "instance", m->instance_id);
-        add_ref(res, n, "tenant", m->tenant_id);
+        resref_add(res, n, "instance", m->instance_id);
+        resref_add(res, n, "tenant", m->tenant_id);
         for (size_t i = 0; i < m->n_orgs; i++)
             add_list_ref(res, n, "org", i, m->n_orgs, m->orgs[i]->org_code);
         break;
