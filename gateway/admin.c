@@ -532,6 +532,19 @@ static void finish_failed(admin_call_t *c, const char *what, const Kooisv__Reply
                      r->result_msg && *r->result_msg ? r->result_msg : "error");
 }
 
+/* True when reply is a success carrying result; otherwise c is answered as failed (what names
+ * the service) and reply is freed. */
+static bool reply_expect(admin_call_t *c, Kooisv__Reply *reply, Kooisv__Reply__ResultCase result,
+                         const char *what)
+{
+    if (reply_ok(reply) && reply->result_case == result)
+        return true;
+    finish_failed(c, what, reply);
+    if (reply)
+        kooisv__reply__free_unpacked(reply, NULL);
+    return false;
+}
+
 /* ================================================================ audit entries out */
 
 static json_t *entry_json(const Kooisv__AuditEntry *e)
@@ -749,47 +762,49 @@ static void audit_request(admin_call_t *c, Kooisv__Envelope *env, int timeout_ms
         finish_error(c, 503, "000005", "the audit service is not configured");
 }
 
-static void on_query_reply(Kooisv__Reply *reply, void *arg)
-{
-    admin_call_t *c = arg;
-    if (!reply_ok(reply) || reply->result_case != KOOISV__REPLY__RESULT_AUDIT_QUERY) {
-        finish_failed(c, "audit query", reply);
-    } else {
-        const Kooisv__AuditQueryResult *r = reply->audit_query;
-        char msg[64];
-        snprintf(msg, sizeof msg, "%zu entries", r->n_entries);
-        if (c->csv) {
-            struct evbuffer *b = evbuffer_new();
-            evbuffer_add(b, CSV_HEADER, strlen(CSV_HEADER));
-            for (size_t i = 0; i < r->n_entries; i++)
-                csv_entry(b, r->entries[i]);
-            char next[24];
-            snprintf(next, sizeof next, "%lld", (long long)r->next_before_seq);
-            if (c->req && r->next_before_seq)
-                evhttp_add_header(evhttp_request_get_output_headers(c->req), "X-Next-Before", next);
-            call_finish(c, 200, "000000", msg, "text/csv; charset=utf-8", b, NULL);
-            evbuffer_free(b);
-        } else {
-            json_t *doc =
-                json_pack("{s:o, s:I, s:I}", "entries", entries_json(r->entries, r->n_entries),
-                          "head_seq", (json_int_t)r->head_seq, "count", (json_int_t)r->n_entries);
-            json_object_set_new(doc, "next_before",
-                                r->next_before_seq ? json_integer(r->next_before_seq)
-                                                   : json_null());
-            finish_json(c, 200, "000000", msg, doc);
-        }
-    }
-    if (reply)
-        kooisv__reply__free_unpacked(reply, NULL);
-}
-
-static void run_query(admin_call_t *c)
+/* Ask the audit service for c->query; done gets the reply. */
+static void audit_query_send(admin_call_t *c, dispatch_done_fn done)
 {
     Kooisv__Caller caller;
     Kooisv__Envelope env = call_envelope(c, &caller, SERVICE_TIMEOUT_MS);
     env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_QUERY;
     env.audit_query = &c->query;
-    audit_request(c, &env, SERVICE_TIMEOUT_MS, on_query_reply);
+    audit_request(c, &env, SERVICE_TIMEOUT_MS, done);
+}
+
+static void on_query_reply(Kooisv__Reply *reply, void *arg)
+{
+    admin_call_t *c = arg;
+    if (!reply_expect(c, reply, KOOISV__REPLY__RESULT_AUDIT_QUERY, "audit query"))
+        return;
+    const Kooisv__AuditQueryResult *r = reply->audit_query;
+    char msg[64];
+    snprintf(msg, sizeof msg, "%zu entries", r->n_entries);
+    if (c->csv) {
+        struct evbuffer *b = evbuffer_new();
+        evbuffer_add(b, CSV_HEADER, strlen(CSV_HEADER));
+        for (size_t i = 0; i < r->n_entries; i++)
+            csv_entry(b, r->entries[i]);
+        char next[24];
+        snprintf(next, sizeof next, "%lld", (long long)r->next_before_seq);
+        if (c->req && r->next_before_seq)
+            evhttp_add_header(evhttp_request_get_output_headers(c->req), "X-Next-Before", next);
+        call_finish(c, 200, "000000", msg, "text/csv; charset=utf-8", b, NULL);
+        evbuffer_free(b);
+    } else {
+        json_t *doc =
+            json_pack("{s:o, s:I, s:I}", "entries", entries_json(r->entries, r->n_entries),
+                      "head_seq", (json_int_t)r->head_seq, "count", (json_int_t)r->n_entries);
+        json_object_set_new(doc, "next_before",
+                            r->next_before_seq ? json_integer(r->next_before_seq) : json_null());
+        finish_json(c, 200, "000000", msg, doc);
+    }
+    kooisv__reply__free_unpacked(reply, NULL);
+}
+
+static void run_query(admin_call_t *c)
+{
+    audit_query_send(c, on_query_reply);
 }
 
 static void follow_poll(admin_call_t *c);
@@ -802,39 +817,31 @@ static void on_follow_timer(evutil_socket_t fd, short what, void *arg)
 static void on_follow_reply(Kooisv__Reply *reply, void *arg)
 {
     admin_call_t *c = arg;
-    if (!reply_ok(reply) || reply->result_case != KOOISV__REPLY__RESULT_AUDIT_QUERY) {
-        finish_failed(c, "audit follow", reply);
+    if (!reply_expect(c, reply, KOOISV__REPLY__RESULT_AUDIT_QUERY, "audit follow"))
+        return;
+    const Kooisv__AuditQueryResult *r = reply->audit_query;
+    int64_t now = time_mono_us();
+    if (r->n_entries > 0 || now + (int64_t)FOLLOW_POLL_MS * 1000 > c->until_us || client_gone(c)) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "%zu entries", r->n_entries);
+        finish_json(c, 200, "000000", msg,
+                    json_pack("{s:o, s:I, s:I, s:I}", "entries",
+                              entries_json(r->entries, r->n_entries), "next_after",
+                              (json_int_t)r->next_after_seq, "head_seq", (json_int_t)r->head_seq,
+                              "count", (json_int_t)r->n_entries));
     } else {
-        const Kooisv__AuditQueryResult *r = reply->audit_query;
-        int64_t now = time_mono_us();
-        if (r->n_entries > 0 || now + (int64_t)FOLLOW_POLL_MS * 1000 > c->until_us ||
-            client_gone(c)) {
-            char msg[64];
-            snprintf(msg, sizeof msg, "%zu entries", r->n_entries);
-            finish_json(c, 200, "000000", msg,
-                        json_pack("{s:o, s:I, s:I, s:I}", "entries",
-                                  entries_json(r->entries, r->n_entries), "next_after",
-                                  (json_int_t)r->next_after_seq, "head_seq",
-                                  (json_int_t)r->head_seq, "count", (json_int_t)r->n_entries));
-        } else {
-            c->query.after_seq = r->next_after_seq;
-            if (!c->timer)
-                c->timer = evtimer_new(adm.base, on_follow_timer, c);
-            struct timeval tv = {0, FOLLOW_POLL_MS * 1000};
-            evtimer_add(c->timer, &tv);
-        }
+        c->query.after_seq = r->next_after_seq;
+        if (!c->timer)
+            c->timer = evtimer_new(adm.base, on_follow_timer, c);
+        struct timeval tv = {0, FOLLOW_POLL_MS * 1000};
+        evtimer_add(c->timer, &tv);
     }
-    if (reply)
-        kooisv__reply__free_unpacked(reply, NULL);
+    kooisv__reply__free_unpacked(reply, NULL);
 }
 
 static void follow_poll(admin_call_t *c)
 {
-    Kooisv__Caller caller;
-    Kooisv__Envelope env = call_envelope(c, &caller, SERVICE_TIMEOUT_MS);
-    env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_QUERY;
-    env.audit_query = &c->query;
-    audit_request(c, &env, SERVICE_TIMEOUT_MS, on_follow_reply);
+    audit_query_send(c, on_follow_reply);
 }
 
 static void export_page(admin_call_t *c);
@@ -842,12 +849,8 @@ static void export_page(admin_call_t *c);
 static void on_export_reply(Kooisv__Reply *reply, void *arg)
 {
     admin_call_t *c = arg;
-    if (!reply_ok(reply) || reply->result_case != KOOISV__REPLY__RESULT_AUDIT_QUERY) {
-        finish_failed(c, "audit export", reply);
-        if (reply)
-            kooisv__reply__free_unpacked(reply, NULL);
+    if (!reply_expect(c, reply, KOOISV__REPLY__RESULT_AUDIT_QUERY, "audit export"))
         return;
-    }
     const Kooisv__AuditQueryResult *r = reply->audit_query;
     for (size_t i = 0; i < r->n_entries; i++, c->exported++) {
         if (c->csv) {
@@ -888,11 +891,7 @@ static void on_export_reply(Kooisv__Reply *reply, void *arg)
 
 static void export_page(admin_call_t *c)
 {
-    Kooisv__Caller caller;
-    Kooisv__Envelope env = call_envelope(c, &caller, SERVICE_TIMEOUT_MS);
-    env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_QUERY;
-    env.audit_query = &c->query;
-    audit_request(c, &env, SERVICE_TIMEOUT_MS, on_export_reply);
+    audit_query_send(c, on_export_reply);
 }
 
 static void verify_round(admin_call_t *c);
@@ -900,12 +899,8 @@ static void verify_round(admin_call_t *c);
 static void on_verify_reply(Kooisv__Reply *reply, void *arg)
 {
     admin_call_t *c = arg;
-    if (!reply_ok(reply) || reply->result_case != KOOISV__REPLY__RESULT_AUDIT_VERIFY) {
-        finish_failed(c, "audit verify", reply);
-        if (reply)
-            kooisv__reply__free_unpacked(reply, NULL);
+    if (!reply_expect(c, reply, KOOISV__REPLY__RESULT_AUDIT_VERIFY, "audit verify"))
         return;
-    }
     const Kooisv__AuditVerifyResult *r = reply->audit_verify;
     c->verify_checked += r->checked;
     if (r->ok && r->next_seq && !client_gone(c) && time_mono_us() < c->until_us) {
@@ -996,23 +991,37 @@ static const char *prepare_outbox_redrive(admin_call_t *c)
     return NULL;
 }
 
-static void on_service_reply(Kooisv__Reply *reply, void *arg)
+/* The JSON document of a successful AdminRequest reply, or NULL (caller owns it). */
+static json_t *reply_admin_json(const Kooisv__Reply *reply)
 {
-    admin_call_t *c = arg;
-    char what[64];
-    snprintf(what, sizeof what, "the %s service", dispatch_service_name(c->route->svc));
     json_error_t err;
-    json_t *doc = NULL;
     if (reply_ok(reply) && reply->result_case == KOOISV__REPLY__RESULT_ADMIN && reply->admin)
-        doc = json_loads(reply->admin->json, 0, &err);
+        return json_loads(reply->admin->json, 0, &err);
+    return NULL;
+}
+
+/* Answer c with a service's AdminRequest reply (what names the service; ok_msg is the log's
+ * result on success), then free the reply. */
+static void finish_admin_reply(admin_call_t *c, Kooisv__Reply *reply, const char *what,
+                               const char *ok_msg)
+{
+    json_t *doc = reply_admin_json(reply);
     if (!reply_ok(reply))
         finish_failed(c, what, reply);
     else if (!doc)
         finish_error(c, 502, "000005", "%s answered without a JSON document", what);
     else
-        finish_json(c, 200, "000000", "ok", doc);
+        finish_json(c, 200, "000000", ok_msg, doc);
     if (reply)
         kooisv__reply__free_unpacked(reply, NULL);
+}
+
+static void on_service_reply(Kooisv__Reply *reply, void *arg)
+{
+    admin_call_t *c = arg;
+    char what[64];
+    snprintf(what, sizeof what, "the %s service", dispatch_service_name(c->route->svc));
+    finish_admin_reply(c, reply, what, "ok");
 }
 
 /* The AdminRequest of a service route: path parameters and query parameters as args. */
@@ -1061,18 +1070,7 @@ static void run_service(admin_call_t *c)
 static void on_outbox_redrive_reply(Kooisv__Reply *reply, void *arg)
 {
     admin_call_t *c = arg;
-    json_error_t err;
-    json_t *doc = NULL;
-    if (reply_ok(reply) && reply->result_case == KOOISV__REPLY__RESULT_ADMIN && reply->admin)
-        doc = json_loads(reply->admin->json, 0, &err);
-    if (!reply_ok(reply))
-        finish_failed(c, c->seg[0], reply);
-    else if (!doc)
-        finish_error(c, 502, "000005", "%s answered without a JSON document", c->seg[0]);
-    else
-        finish_json(c, 200, "000000", "redriven", doc);
-    if (reply)
-        kooisv__reply__free_unpacked(reply, NULL);
+    finish_admin_reply(c, reply, c->seg[0], "redriven");
 }
 
 static void run_outbox_redrive(admin_call_t *c)
@@ -1094,10 +1092,7 @@ static void on_fan_reply(Kooisv__Reply *reply, void *arg)
     fan_t *f = arg;
     admin_call_t *c = f->call;
     const char *name = dispatch_service_name(f->svc);
-    json_error_t err;
-    json_t *doc = NULL;
-    if (reply_ok(reply) && reply->result_case == KOOISV__REPLY__RESULT_ADMIN && reply->admin)
-        doc = json_loads(reply->admin->json, 0, &err);
+    json_t *doc = reply_admin_json(reply);
     if (doc) {
         c->answered++;
     } else {
