@@ -163,6 +163,18 @@ static bool same_tree(PGresult *r, const orgtree_t *tree)
     return true;
 }
 
+/* m's orgs as a JSON array of {code_key, name_key, parent_key} objects. */
+static json_t *orgs_json(const Kooisv__AllOrgSync *m, const char *code_key, const char *name_key,
+                         const char *parent_key)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; i < m->n_orgs; i++)
+        json_array_append_new(list,
+                              json_pack("{s:s,s:s,s:s}", code_key, m->orgs[i]->org_code, name_key,
+                                        m->orgs[i]->org_name, parent_key, m->orgs[i]->parent_code));
+    return list;
+}
+
 static sync_tx_rc_t all_tx(sync_tx_t *tx, void *arg)
 {
     all_org_t *a = arg;
@@ -185,11 +197,8 @@ static sync_tx_rc_t all_tx(sync_tx_t *tx, void *arg)
     if (!(r = sync_exec(tx, "org_delete_all", 2, key)))
         return SYNC_TX_ERROR;
     PQclear(r);
-    json_t *list = json_array();
-    for (size_t i = 0; i < m->n_orgs; i++)
-        json_array_append_new(list, json_pack("{s:s,s:s,s:s}", "org_code", m->orgs[i]->org_code,
-                                              "org_name", m->orgs[i]->org_name, "parent_code",
-                                              m->orgs[i]->parent_code));
+    /* the statement reads the rows with jsonb_to_recordset: column names as keys */
+    json_t *list = orgs_json(m, "org_code", "org_name", "parent_code");
     char *rows = sync_json_text(list);
     json_decref(list);
     const char *p[] = {m->instance_id, m->tenant_id, env->test_flag ? "true" : "false", rows};
@@ -198,11 +207,7 @@ static sync_tx_rc_t all_tx(sync_tx_t *tx, void *arg)
     if (!r)
         return SYNC_TX_ERROR;
     PQclear(r);
-    json_t *orgs = json_array();
-    for (size_t i = 0; i < m->n_orgs; i++)
-        json_array_append_new(orgs, json_pack("{s:s,s:s,s:s}", "orgCode", m->orgs[i]->org_code,
-                                              "orgName", m->orgs[i]->org_name, "parentCode",
-                                              m->orgs[i]->parent_code));
+    json_t *orgs = orgs_json(m, "orgCode", "orgName", "parentCode");
     json_t *data =
         json_pack("{s:I,s:o}", "previousCount", (json_int_t)previous, "orgInfoList", orgs);
     return syncoutbox_emit(tx, "allOrgSync", "replace", m->instance_id, m->tenant_id, data);
