@@ -48,6 +48,22 @@ static long long expire_ms_of(const char *id)
                       id, NULL);
 }
 
+/* getLicenseAsync for (event, fingerprint), effective 2026-01-01, answered 000000. */
+static void license_ok(const char *id, const char *event_id, const char *fingerprint)
+{
+    kresp_t r;
+    ot_expect("000000", &r, "{s:s, s:s, s:s, s:s, s:s}", "activity", "getLicenseAsync",
+              "instanceId", id, "eventId", event_id, "effectiveTime", "20260101000000",
+              "deviceFingerprint", fingerprint);
+    kresp_free(&r);
+}
+
+/* Licenses issued for id. */
+static long long license_count(const char *id)
+{
+    return ot_sql_num("SELECT count(*) FROM orders.licenses WHERE instance_id = $1", id, NULL);
+}
+
 static void status(const char *want, const char *id, const char *st, kresp_t *r)
 {
     ot_expect(want, r, "{s:s, s:s, s:s}", "activity", "updateInstanceStatus", "instanceId", id,
@@ -166,20 +182,11 @@ static void test_lifecycle(void **state)
     kresp_free(&r);
 
     /* getLicenseAsync: same eventId + fingerprint -> the same license, never a second one. */
-    for (int i = 0; i < 2; i++) {
-        ot_expect("000000", &r, "{s:s, s:s, s:s, s:s, s:s}", "activity", "getLicenseAsync",
-                  "instanceId", id, "eventId", "ev-1", "effectiveTime", "20260101000000",
-                  "deviceFingerprint", "fp-A");
-        kresp_free(&r);
-    }
-    assert_int_equal(
-        ot_sql_num("SELECT count(*) FROM orders.licenses WHERE instance_id = $1", id, NULL), 1);
-    ot_expect("000000", &r, "{s:s, s:s, s:s, s:s, s:s}", "activity", "getLicenseAsync",
-              "instanceId", id, "eventId", "ev-1", "effectiveTime", "20260101000000",
-              "deviceFingerprint", "fp-B");
-    kresp_free(&r);
-    assert_int_equal(
-        ot_sql_num("SELECT count(*) FROM orders.licenses WHERE instance_id = $1", id, NULL), 2);
+    for (int i = 0; i < 2; i++)
+        license_ok(id, "ev-1", "fp-A");
+    assert_int_equal(license_count(id), 1);
+    license_ok(id, "ev-1", "fp-B");
+    assert_int_equal(license_count(id), 2);
 
     /* releaseInstance twice: the second is a success that changes nothing. */
     for (int i = 0; i < 2; i++) {

@@ -76,6 +76,12 @@ static char *create_with_fault(const char *fields)
     return id;
 }
 
+/* Attempts made so far by the instance's jobs (one job per instance in these tests). */
+static long long job_attempts(const char *id)
+{
+    return ot_sql_num("SELECT attempts FROM orders.jobs WHERE instance_id = $1", id, NULL);
+}
+
 /* Provisioned exactly once: one activation in history and outbox, the job done. */
 static void assert_provisioned_once(const char *id)
 {
@@ -99,8 +105,7 @@ static void test_retry_on_error_answers(void **state)
     char *id = create_with_fault("\"mode\":\"error\",\"count\":3,\"code\":\"MKT.0999\"");
     json_t *app = ot_wait_provisioned(id, PROVISION_WAIT_MS);
     json_decref(app);
-    assert_true(ot_sql_num("SELECT attempts FROM orders.jobs WHERE instance_id = $1", id, NULL) >=
-                4);
+    assert_true(job_attempts(id) >= 4);
     char *err = ot_sql("SELECT last_error FROM orders.jobs WHERE instance_id = $1", id, NULL);
     assert_non_null(err);
     assert_non_null(strstr(err, "MKT.0999"));
@@ -118,8 +123,7 @@ static void test_retry_on_http500_and_drop(void **state)
     free(id);
     id = create_with_fault("\"mode\":\"drop\",\"count\":1");
     json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
-    assert_true(ot_sql_num("SELECT attempts FROM orders.jobs WHERE instance_id = $1", id, NULL) >=
-                2);
+    assert_true(job_attempts(id) >= 2);
     assert_provisioned_once(id);
     free(id);
 }
@@ -130,8 +134,7 @@ static void test_retry_on_slow_answer(void **state)
     /* Slower than the Query Order timeout (5 s): the attempt is abandoned and retried. */
     char *id = create_with_fault("\"mode\":\"slow\",\"count\":1,\"delay_ms\":7000");
     json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
-    assert_true(ot_sql_num("SELECT attempts FROM orders.jobs WHERE instance_id = $1", id, NULL) >=
-                2);
+    assert_true(job_attempts(id) >= 2);
     assert_provisioned_once(id);
     free(id);
 }
@@ -201,8 +204,7 @@ static void test_killed_mid_job_resumes(void **state)
     /* Nothing else touches the instance: the restarted replica resumes the job on its own. */
     json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
     assert_provisioned_once(id);
-    assert_true(ot_sql_num("SELECT attempts FROM orders.jobs WHERE instance_id = $1", id, NULL) >=
-                2);
+    assert_true(job_attempts(id) >= 2);
     free(id);
 }
 
