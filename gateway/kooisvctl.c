@@ -188,6 +188,43 @@ static json_t *body_json(const httpc_response_t *r)
     return doc;
 }
 
+static void print_json(const json_t *doc, size_t flags)
+{
+    char *text = json_dumps(doc, flags);
+    printf("%s\n", text);
+    free(text);
+}
+
+/* One admin call on url (freed here): 0 with the 200 answer in *r (the caller frees it), or
+ * the exit status of a failure already reported on stderr. */
+static int admin_call_ok(const char *method, strbuf_t *url, const char *body, int timeout_ms,
+                         httpc_response_t *r)
+{
+    int status = admin_call(method, url->buf, body, timeout_ms, r);
+    free(url->buf);
+    *url = (strbuf_t){0};
+    if (status == 200)
+        return 0;
+    int rc = status ? report_failure(r) : EXIT_FAILED;
+    httpc_response_free(r);
+    return rc;
+}
+
+/* One admin call on url (freed here) answered with JSON: the document (caller owns it), or
+ * NULL with *rc the exit status of a failure already reported on stderr. */
+static json_t *admin_call_json(const char *method, strbuf_t *url, const char *body, int timeout_ms,
+                               int *rc)
+{
+    httpc_response_t r;
+    if ((*rc = admin_call_ok(method, url, body, timeout_ms, &r)) != 0)
+        return NULL;
+    json_t *doc = body_json(&r);
+    httpc_response_free(&r);
+    if (!doc)
+        *rc = EXIT_FAILED;
+    return doc;
+}
+
 /* ================================================================ options */
 
 typedef struct {
@@ -315,12 +352,10 @@ static int run_audit_query(const cmd_t *c, args_t *a)
     if (csv)
         add_param(&url, "format", "csv");
     httpc_response_t r;
-    int status = admin_call("GET", url.buf, NULL, 15000, &r);
-    free(url.buf);
-    int rc = 0;
-    if (status != 200) {
-        rc = status ? report_failure(&r) : EXIT_FAILED;
-    } else if (csv || opt_value(c, a, "--json")) {
+    int rc = admin_call_ok("GET", &url, NULL, 15000, &r);
+    if (rc != 0)
+        return rc;
+    if (csv || opt_value(c, a, "--json")) {
         fwrite(r.body, 1, r.body_len, stdout);
     } else {
         json_t *doc = body_json(&r);
@@ -341,26 +376,25 @@ static int run_audit_query(const cmd_t *c, args_t *a)
     return rc;
 }
 
+/* The filters tail passes on, first page and follow alike. */
+static void add_tail_filters(const cmd_t *c, const args_t *a, strbuf_t *url)
+{
+    static const char *const filters[] = {"--event", "--resource", "--caller", "--source",
+                                          "--result"};
+    for (size_t i = 0; i < sizeof filters / sizeof *filters; i++)
+        add_param(url, c->opts[opt_index(c, filters[i])].param, opt_value(c, a, filters[i]));
+}
+
 static int run_audit_tail(const cmd_t *c, args_t *a)
 {
     strbuf_t url = url_start("/v1/audit");
     const char *limit = opt_value(c, a, "--limit");
     add_param(&url, "limit", limit ? limit : "20");
-    const char *filters[] = {"--event", "--resource", "--caller", "--source", "--result"};
-    for (size_t i = 0; i < sizeof filters / sizeof *filters; i++)
-        add_param(&url, c->opts[opt_index(c, filters[i])].param, opt_value(c, a, filters[i]));
-    httpc_response_t r;
-    int status = admin_call("GET", url.buf, NULL, 15000, &r);
-    free(url.buf);
-    if (status != 200) {
-        int rc = status ? report_failure(&r) : EXIT_FAILED;
-        httpc_response_free(&r);
-        return rc;
-    }
-    json_t *doc = body_json(&r);
-    httpc_response_free(&r);
+    add_tail_filters(c, a, &url);
+    int rc;
+    json_t *doc = admin_call_json("GET", &url, NULL, 15000, &rc);
     if (!doc)
-        return EXIT_FAILED;
+        return rc;
     print_entry_header();
     json_t *entries = json_object_get(doc, "entries");
     for (size_t i = json_array_size(entries); i > 0; i--) /* oldest first, like tail */
@@ -377,19 +411,9 @@ static int run_audit_tail(const cmd_t *c, args_t *a)
         snprintf(wait, sizeof wait, "%d", FOLLOW_WAIT_S);
         add_param(&url, "after", after);
         add_param(&url, "wait", wait);
-        for (size_t i = 0; i < sizeof filters / sizeof *filters; i++)
-            add_param(&url, c->opts[opt_index(c, filters[i])].param, opt_value(c, a, filters[i]));
-        status = admin_call("GET", url.buf, NULL, (FOLLOW_WAIT_S + 15) * 1000, &r);
-        free(url.buf);
-        if (status != 200) {
-            int rc = status ? report_failure(&r) : EXIT_FAILED;
-            httpc_response_free(&r);
+        add_tail_filters(c, a, &url);
+        if (!(doc = admin_call_json("GET", &url, NULL, (FOLLOW_WAIT_S + 15) * 1000, &rc)))
             return rc;
-        }
-        doc = body_json(&r);
-        httpc_response_free(&r);
-        if (!doc)
-            return EXIT_FAILED;
         size_t i;
         json_t *e;
         json_array_foreach(json_object_get(doc, "entries"), i, e) print_entry(e);
@@ -410,25 +434,14 @@ static int run_audit_verify(const cmd_t *c, args_t *a)
     for (;;) {
         strbuf_t url = url_start("/v1/audit/verify");
         add_param(&url, "from_seq", next);
-        httpc_response_t r;
-        int status = admin_call("POST", url.buf, "{}", 70000, &r);
-        free(url.buf);
-        if (status != 200) {
-            int rc = status ? report_failure(&r) : EXIT_FAILED;
-            httpc_response_free(&r);
-            return rc;
-        }
-        json_t *doc = body_json(&r);
-        httpc_response_free(&r);
+        int rc;
+        json_t *doc = admin_call_json("POST", &url, "{}", 70000, &rc);
         if (!doc)
-            return EXIT_FAILED;
+            return rc;
         checked += json_integer_value(json_object_get(doc, "checked"));
         bool ok = json_is_true(json_object_get(doc, "ok"));
-        if (opt_value(c, a, "--json")) {
-            char *text = json_dumps(doc, JSON_INDENT(2));
-            printf("%s\n", text);
-            free(text);
-        }
+        if (opt_value(c, a, "--json"))
+            print_json(doc, JSON_INDENT(2));
         if (!ok) {
             printf("BROKEN at seq %lld: %s: %s\n",
                    (long long)json_integer_value(json_object_get(doc, "first_bad_seq")),
@@ -461,18 +474,14 @@ static int run_audit_export(const cmd_t *c, args_t *a)
     add_param(&url, "to", to);
     add_param(&url, "format", opt_value(c, a, "--json") ? "json" : "csv");
     httpc_response_t r;
-    int status = admin_call("GET", url.buf, NULL, 300000, &r);
-    free(url.buf);
-    int rc = 0;
-    if (status != 200) {
-        rc = status ? report_failure(&r) : EXIT_FAILED;
-    } else {
-        const char *path = opt_value(c, a, "-o");
-        FILE *f = path ? fopen(path, "wb") : stdout;
-        if (!f || fwrite(r.body, 1, r.body_len, f) != r.body_len || (path && fclose(f) != 0)) {
-            fprintf(stderr, "kooisvctl: cannot write %s\n", path ? path : "stdout");
-            rc = EXIT_FAILED;
-        }
+    int rc = admin_call_ok("GET", &url, NULL, 300000, &r);
+    if (rc != 0)
+        return rc;
+    const char *path = opt_value(c, a, "-o");
+    FILE *f = path ? fopen(path, "wb") : stdout;
+    if (!f || fwrite(r.body, 1, r.body_len, f) != r.body_len || (path && fclose(f) != 0)) {
+        fprintf(stderr, "kooisvctl: cannot write %s\n", path ? path : "stdout");
+        rc = EXIT_FAILED;
     }
     httpc_response_free(&r);
     return rc;
@@ -498,26 +507,14 @@ static int run_generic(const cmd_t *c, args_t *a)
         p += n;
     }
     add_opt_params(c, a, &url);
-    httpc_response_t r;
-    int status =
-        admin_call(c->method, url.buf, strcmp(c->method, "POST") == 0 ? "{}" : NULL, 15000, &r);
-    free(url.buf);
-    int rc = 0;
-    if (status != 200) {
-        rc = status ? report_failure(&r) : EXIT_FAILED;
-    } else {
-        json_t *doc = body_json(&r);
-        if (!doc) {
-            rc = EXIT_FAILED;
-        } else {
-            char *text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
-            printf("%s\n", text);
-            free(text);
-            json_decref(doc);
-        }
-    }
-    httpc_response_free(&r);
-    return rc;
+    int rc;
+    json_t *doc =
+        admin_call_json(c->method, &url, strcmp(c->method, "POST") == 0 ? "{}" : NULL, 15000, &rc);
+    if (!doc)
+        return rc;
+    print_json(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(doc);
+    return 0;
 }
 
 /* ================================================================ commands */
