@@ -588,6 +588,16 @@ static void test_bad_input(void **state)
     free(tenant);
 }
 
+/* An admin action neither the service nor its outbox serves is refused by name. */
+static void test_admin_unknown_action(void **state)
+{
+    char *json = NULL;
+    char *code = admin_rpc("app", "operator", "no.such.action", &json, NULL);
+    assert_string_equal(code, "000002 unknown action for the app service: no.such.action");
+    assert_null(json);
+    free(code);
+}
+
 int main(void)
 {
     synctest_require_suite();
@@ -600,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_auth_concurrent_duplicates),
         cmocka_unit_test(test_auth_large_list),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_admin_unknown_action),
         cmocka_unit_test(test_admin_api),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
