@@ -71,6 +71,7 @@ typedef struct route {
     service_id_t svc;                    /* service routes */
     const char *seg_args[MAX_SEGMENTS];  /* AdminRequest arg name of each path parameter */
     const char *seg_kinds[MAX_SEGMENTS]; /* resource kind of each path parameter */
+    dispatch_done_fn audit_done;         /* audit query routes: the reply handler */
 } route_t;
 
 struct admin_call {
@@ -802,16 +803,17 @@ static void on_query_reply(Kooisv__Reply *reply, void *arg)
     kooisv__reply__free_unpacked(reply, NULL);
 }
 
-static void run_query(admin_call_t *c)
+/* query, follow and export: one audit query, answered by the route's handler. */
+static void run_audit_query(admin_call_t *c)
 {
-    audit_query_send(c, on_query_reply);
+    audit_query_send(c, c->route->audit_done);
 }
 
-static void follow_poll(admin_call_t *c);
+static void on_follow_reply(Kooisv__Reply *reply, void *arg);
 
 static void on_follow_timer(evutil_socket_t fd, short what, void *arg)
 {
-    follow_poll(arg);
+    audit_query_send(arg, on_follow_reply);
 }
 
 static void on_follow_reply(Kooisv__Reply *reply, void *arg)
@@ -838,13 +840,6 @@ static void on_follow_reply(Kooisv__Reply *reply, void *arg)
     }
     kooisv__reply__free_unpacked(reply, NULL);
 }
-
-static void follow_poll(admin_call_t *c)
-{
-    audit_query_send(c, on_follow_reply);
-}
-
-static void export_page(admin_call_t *c);
 
 static void on_export_reply(Kooisv__Reply *reply, void *arg)
 {
@@ -875,7 +870,7 @@ static void on_export_reply(Kooisv__Reply *reply, void *arg)
     }
     if (next && !client_gone(c)) {
         c->query.before_seq = next;
-        export_page(c);
+        audit_query_send(c, on_export_reply);
         return;
     }
     if (!c->csv)
@@ -887,11 +882,6 @@ static void on_export_reply(Kooisv__Reply *reply, void *arg)
     call_finish(c, 200, "000000", msg,
                 c->csv ? "text/csv; charset=utf-8" : "application/json; charset=utf-8", c->out,
                 disposition);
-}
-
-static void export_page(admin_call_t *c)
-{
-    audit_query_send(c, on_export_reply);
 }
 
 static void verify_round(admin_call_t *c);
@@ -1133,138 +1123,37 @@ static void run_outbox_failed(admin_call_t *c)
 
 /* ================================================================ routing */
 
+/* One route per entry: kept as a table. */
+/* clang-format off */
 static const route_t routes[] = {
-    {EVHTTP_REQ_GET,
-     "/v1/audit",
-     "audit.query",
-     ROLE_AUDITOR,
-     query_params,
-     prepare_filters,
-     run_query,
-     SVC_AUDIT,
-     {0},
-     {0}},
-    {EVHTTP_REQ_GET,
-     "/v1/audit/follow",
-     "audit.follow",
-     ROLE_AUDITOR,
-     follow_params,
-     prepare_follow,
-     follow_poll,
-     SVC_AUDIT,
-     {0},
-     {0}},
-    {EVHTTP_REQ_GET,
-     "/v1/audit/export",
-     "audit.export",
-     ROLE_AUDITOR,
-     export_params,
-     prepare_export,
-     export_page,
-     SVC_AUDIT,
-     {0},
-     {0}},
-    {EVHTTP_REQ_POST,
-     "/v1/audit/verify",
-     "audit.verify",
-     ROLE_AUDITOR,
-     verify_params,
-     prepare_verify,
-     verify_round,
-     SVC_AUDIT,
-     {0},
-     {0}},
-    {EVHTTP_REQ_GET,
-     "/v1/instances/*",
-     "instance.get",
-     ROLE_OPERATOR,
-     no_params,
-     prepare_service,
-     run_service,
-     SVC_ORDER,
-     {"id"},
-     {"instance"}},
-    {EVHTTP_REQ_GET,
-     "/v1/instances",
-     "instance.list",
-     ROLE_OPERATOR,
-     instance_list_params,
-     prepare_service,
-     run_service,
-     SVC_ORDER,
-     {0},
-     {0}},
-    {EVHTTP_REQ_GET,
-     "/v1/jobs/failed",
-     "jobs.failed",
-     ROLE_OPERATOR,
-     limit_params,
-     prepare_service,
-     run_service,
-     SVC_ORDER,
-     {0},
-     {0}},
-    {EVHTTP_REQ_POST,
-     "/v1/jobs/*/redrive",
-     "jobs.redrive",
-     ROLE_OPERATOR,
-     no_params,
-     prepare_service,
-     run_service,
-     SVC_ORDER,
-     {"id"},
-     {"job"}},
-    {EVHTTP_REQ_GET,
-     "/v1/tenants/*/orgs",
-     "tenant.tree",
-     ROLE_OPERATOR,
-     instance_params,
-     prepare_service,
-     run_service,
-     SVC_TENANT,
-     {"tenant"},
-     {"tenant"}},
-    {EVHTTP_REQ_GET,
-     "/v1/tenants/*/users",
-     "app.users",
-     ROLE_OPERATOR,
-     users_params,
-     prepare_service,
-     run_service,
-     SVC_APP,
-     {"tenant"},
-     {"tenant"}},
-    {EVHTTP_REQ_GET,
-     "/v1/apps/*/secret",
-     "app.secret",
-     ROLE_ADMIN,
-     secret_params,
-     prepare_service,
-     run_service,
-     SVC_APP,
-     {"app"},
-     {"app"}},
-    {EVHTTP_REQ_GET,
-     "/v1/outbox/failed",
-     "outbox.failed",
-     ROLE_OPERATOR,
-     limit_params,
-     prepare_service,
-     run_outbox_failed,
-     SVC_ORDER,
-     {0},
-     {0}},
-    {EVHTTP_REQ_POST,
-     "/v1/outbox/*/*/redrive",
-     "outbox.redrive",
-     ROLE_OPERATOR,
-     no_params,
-     prepare_outbox_redrive,
-     run_outbox_redrive,
-     SVC_ORDER,
-     {NULL, "id"},
-     {0}},
+    {EVHTTP_REQ_GET, "/v1/audit", "audit.query", ROLE_AUDITOR, query_params, prepare_filters,
+     run_audit_query, SVC_AUDIT, {0}, {0}, on_query_reply},
+    {EVHTTP_REQ_GET, "/v1/audit/follow", "audit.follow", ROLE_AUDITOR, follow_params,
+     prepare_follow, run_audit_query, SVC_AUDIT, {0}, {0}, on_follow_reply},
+    {EVHTTP_REQ_GET, "/v1/audit/export", "audit.export", ROLE_AUDITOR, export_params,
+     prepare_export, run_audit_query, SVC_AUDIT, {0}, {0}, on_export_reply},
+    {EVHTTP_REQ_POST, "/v1/audit/verify", "audit.verify", ROLE_AUDITOR, verify_params,
+     prepare_verify, verify_round, SVC_AUDIT, {0}, {0}, NULL},
+    {EVHTTP_REQ_GET, "/v1/instances/*", "instance.get", ROLE_OPERATOR, no_params,
+     prepare_service, run_service, SVC_ORDER, {"id"}, {"instance"}, NULL},
+    {EVHTTP_REQ_GET, "/v1/instances", "instance.list", ROLE_OPERATOR, instance_list_params,
+     prepare_service, run_service, SVC_ORDER, {0}, {0}, NULL},
+    {EVHTTP_REQ_GET, "/v1/jobs/failed", "jobs.failed", ROLE_OPERATOR, limit_params,
+     prepare_service, run_service, SVC_ORDER, {0}, {0}, NULL},
+    {EVHTTP_REQ_POST, "/v1/jobs/*/redrive", "jobs.redrive", ROLE_OPERATOR, no_params,
+     prepare_service, run_service, SVC_ORDER, {"id"}, {"job"}, NULL},
+    {EVHTTP_REQ_GET, "/v1/tenants/*/orgs", "tenant.tree", ROLE_OPERATOR, instance_params,
+     prepare_service, run_service, SVC_TENANT, {"tenant"}, {"tenant"}, NULL},
+    {EVHTTP_REQ_GET, "/v1/tenants/*/users", "app.users", ROLE_OPERATOR, users_params,
+     prepare_service, run_service, SVC_APP, {"tenant"}, {"tenant"}, NULL},
+    {EVHTTP_REQ_GET, "/v1/apps/*/secret", "app.secret", ROLE_ADMIN, secret_params,
+     prepare_service, run_service, SVC_APP, {"app"}, {"app"}, NULL},
+    {EVHTTP_REQ_GET, "/v1/outbox/failed", "outbox.failed", ROLE_OPERATOR, limit_params,
+     prepare_service, run_outbox_failed, SVC_ORDER, {0}, {0}, NULL},
+    {EVHTTP_REQ_POST, "/v1/outbox/*/*/redrive", "outbox.redrive", ROLE_OPERATOR, no_params,
+     prepare_outbox_redrive, run_outbox_redrive, SVC_ORDER, {NULL, "id"}, {0}, NULL},
 };
+/* clang-format on */
 
 /* Match path against pattern; path parameters are decoded into segs. 1 = match, 0 = no,
  * -1 = a parameter is not acceptable (400). */
