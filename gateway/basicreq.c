@@ -112,11 +112,6 @@ static const char *field_time(check_t *c, const char *name, bool mandatory, bool
 
 /* ------------------------------------------------------------------ body builders */
 
-static char *dup_or_empty(const char *s)
-{
-    return xstrdup(s ? s : "");
-}
-
 static void set_test_flag(check_t *c, Kooisv__Envelope *env)
 {
     const char *flag = field_str(c, "testFlag", false, 1);
@@ -225,7 +220,7 @@ static bool build_refresh_instance(check_t *c, Kooisv__Envelope *env)
     m->order_line_id = xstrdup(line);
     m->instance_id = xstrdup(instance);
     m->expire_time = xstrdup(expire);
-    m->product_id = dup_or_empty(product);
+    m->product_id = jsonfield_copy(product);
     env->body_case = KOOISV__ENVELOPE__BODY_REFRESH_INSTANCE;
     env->refresh_instance = m;
     return true;
@@ -256,8 +251,8 @@ static bool build_release_instance(check_t *c, Kooisv__Envelope *env)
     Kooisv__ReleaseInstance *m = xmalloc(sizeof *m);
     kooisv__release_instance__init(m);
     m->instance_id = xstrdup(instance);
-    m->order_id = dup_or_empty(order);
-    m->order_line_id = dup_or_empty(line);
+    m->order_id = jsonfield_copy(order);
+    m->order_line_id = jsonfield_copy(line);
     env->body_case = KOOISV__ENVELOPE__BODY_RELEASE_INSTANCE;
     env->release_instance = m;
     return true;
@@ -276,7 +271,7 @@ static bool build_upgrade_instance(check_t *c, Kooisv__Envelope *env)
     m->instance_id = xstrdup(instance);
     m->order_id = xstrdup(order);
     m->order_line_id = xstrdup(line);
-    m->product_id = dup_or_empty(product);
+    m->product_id = jsonfield_copy(product);
     env->body_case = KOOISV__ENVELOPE__BODY_UPGRADE_INSTANCE;
     env->upgrade_instance = m;
     return true;
@@ -316,7 +311,7 @@ static bool build_change_check(check_t *c, Kooisv__Envelope *env)
     Kooisv__ChangeInstanceCheck *m = xmalloc(sizeof *m);
     kooisv__change_instance_check__init(m);
     m->instance_id = xstrdup(instance);
-    m->product_id = dup_or_empty(product);
+    m->product_id = jsonfield_copy(product);
     m->product_info_json = canonical;
     json_decref(parsed);
     env->body_case = KOOISV__ENVELOPE__BODY_CHANGE_INSTANCE_CHECK;
@@ -338,8 +333,8 @@ static bool build_get_license(check_t *c, Kooisv__Envelope *env)
     m->instance_id = xstrdup(instance);
     m->event_id = xstrdup(event);
     m->effective_time = xstrdup(effective);
-    m->expire_time = dup_or_empty(expire);
-    m->device_fingerprint = dup_or_empty(fingerprint);
+    m->expire_time = jsonfield_copy(expire);
+    m->device_fingerprint = jsonfield_copy(fingerprint);
     env->body_case = KOOISV__ENVELOPE__BODY_GET_LICENSE_ASYNC;
     env->get_license_async = m;
     return true;

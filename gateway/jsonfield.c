@@ -7,6 +7,7 @@
 
 #include "canonjson.h"
 #include "timeutil.h"
+#include "xmalloc.h"
 
 const char *jsonfield_fail(jsonfield_err_t *e, const char *fmt, ...)
 {
@@ -85,6 +86,11 @@ jsonfield_status_t jsonfield_compact_time(const char *s, int forms)
     seconds[14] = '\0';
     int64_t ms;
     return time_parse_compact(seconds, &ms) ? JSONFIELD_OK : JSONFIELD_BAD_TIME;
+}
+
+char *jsonfield_copy(const char *s)
+{
+    return xstrdup(s ? s : "");
 }
 
 jsonfield_status_t jsonfield_embedded(const json_t *obj, const char *key, json_type type,

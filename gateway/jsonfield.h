@@ -50,6 +50,9 @@ void jsonfield_list(const char *const *allowed, char *buf, size_t len);
 /* s as a compact marketplace time in one of forms: JSONFIELD_OK, BAD_SHAPE (length or
  * digits) or BAD_TIME (not a real calendar time). */
 jsonfield_status_t jsonfield_compact_time(const char *s, int forms);
+/* A copy of a checked string for a message: "" for NULL (an absent optional field); the
+ * caller owns it. */
+char *jsonfield_copy(const char *s);
 /* Member key of obj as a JSON value of type, or a JSON string holding one (the marketplace
  * sends both): JSONFIELD_OK with *out, borrowed from obj or from *owned (the caller drops
  * *owned with json_decref; NULL when nothing was parsed); else *out = *owned = NULL and

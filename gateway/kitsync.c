@@ -228,20 +228,15 @@ static int find_duplicate(keyed_t *keys, size_t n, size_t *first, size_t *second
     return found;
 }
 
-static char *dup_s(const char *s)
-{
-    return xstrdup(s ? s : "");
-}
-
 /* Copy the shared fields into a body message (flag NULL: it has none) and make env carry it
  * as body_case; the caller sets env's oneof member. */
 static void kit_attach(Kooisv__Envelope *env, Kooisv__Envelope__BodyCase body_case,
                        const kit_common_t *c, char **instance_id, char **tenant_id,
                        char **time_stamp, int32_t *flag)
 {
-    *instance_id = dup_s(c->instance_id);
-    *tenant_id = dup_s(c->tenant_id);
-    *time_stamp = dup_s(c->time_stamp);
+    *instance_id = jsonfield_copy(c->instance_id);
+    *tenant_id = jsonfield_copy(c->tenant_id);
+    *time_stamp = jsonfield_copy(c->time_stamp);
     if (flag)
         *flag = (int32_t)c->flag;
     env->body_case = body_case;
@@ -277,10 +272,10 @@ static const char *build_tenant(const json_t *body, Kooisv__Envelope *env, jsonf
         return code;
     Kooisv__TenantSync *m = xmalloc(sizeof *m);
     kooisv__tenant_sync__init(m);
-    m->order_id = dup_s(order_id);
-    m->tenant_code = dup_s(tenant_code);
-    m->name = dup_s(name);
-    m->domain_name = dup_s(domain);
+    m->order_id = jsonfield_copy(order_id);
+    m->tenant_code = jsonfield_copy(tenant_code);
+    m->name = jsonfield_copy(name);
+    m->domain_name = jsonfield_copy(domain);
     kit_attach(env, KOOISV__ENVELOPE__BODY_TENANT_SYNC, &c, &m->instance_id, &m->tenant_id,
                &m->time_stamp, &m->flag);
     env->tenant_sync = m;
@@ -307,9 +302,9 @@ static const char *build_application(const json_t *body, Kooisv__Envelope *env, 
         return code;
     Kooisv__ApplicationSync *m = xmalloc(sizeof *m);
     kooisv__application_sync__init(m);
-    m->app_id = dup_s(app_id);
-    m->client_id = dup_s(client_id);
-    m->client_secret = dup_s(secret);
+    m->app_id = jsonfield_copy(app_id);
+    m->client_id = jsonfield_copy(client_id);
+    m->client_secret = jsonfield_copy(secret);
     kit_attach(env, KOOISV__ENVELOPE__BODY_APPLICATION_SYNC, &c, &m->instance_id, &m->tenant_id,
                &m->time_stamp, &m->flag);
     env->application_sync = m;
@@ -413,16 +408,16 @@ static const char *build_user(const json_t *u, size_t i, long flag, Kooisv__Sync
         return code;
 #undef LABEL
     kooisv__sync_user__init(su);
-    su->user_name = dup_s(user_name);
-    su->name = dup_s(name);
-    su->org_code = dup_s(org_code);
-    su->position = dup_s(position);
-    su->employee_code = dup_s(employee_code);
+    su->user_name = jsonfield_copy(user_name);
+    su->name = jsonfield_copy(name);
+    su->org_code = jsonfield_copy(org_code);
+    su->position = jsonfield_copy(position);
+    su->employee_code = jsonfield_copy(employee_code);
     su->employee_type = employee_type;
-    su->role = dup_s(role);
+    su->role = jsonfield_copy(role);
     su->enable = enable;
-    su->mobile = dup_s(mobile);
-    su->email = dup_s(email);
+    su->mobile = jsonfield_copy(mobile);
+    su->email = jsonfield_copy(email);
     return NULL;
 }
 
@@ -468,8 +463,8 @@ static const char *build_auth(const json_t *body, Kooisv__Envelope *env, jsonfie
         kooisv__auth_sync__free_unpacked(m, NULL);
         return code;
     }
-    m->app_id = dup_s(app_id);
-    m->current_sync_time = dup_s(sync_time);
+    m->app_id = jsonfield_copy(app_id);
+    m->current_sync_time = jsonfield_copy(sync_time);
     kit_attach(env, KOOISV__ENVELOPE__BODY_AUTH_SYNC, &c, &m->instance_id, &m->tenant_id,
                &m->time_stamp, &m->flag);
     env->auth_sync = m;
@@ -507,9 +502,9 @@ static const char *build_single_org(const json_t *body, Kooisv__Envelope *env, j
         return code;
     Kooisv__SingleOrgSync *m = xmalloc(sizeof *m);
     kooisv__single_org_sync__init(m);
-    m->org_code = dup_s(org_code);
-    m->org_name = dup_s(org_name);
-    m->parent_code = dup_s(parent);
+    m->org_code = jsonfield_copy(org_code);
+    m->org_name = jsonfield_copy(org_name);
+    m->parent_code = jsonfield_copy(parent);
     kit_attach(env, KOOISV__ENVELOPE__BODY_SINGLE_ORG_SYNC, &c, &m->instance_id, &m->tenant_id,
                &m->time_stamp, &m->flag);
     env->single_org_sync = m;
@@ -524,9 +519,9 @@ static const char *build_org(const json_t *o, size_t i, Kooisv__SyncOrg *so, jso
     if ((code = get_org(o, "orgInfoList", i, F_REQUIRED, &org_code, &org_name, &parent, e)))
         return code;
     kooisv__sync_org__init(so);
-    so->org_code = dup_s(org_code);
-    so->org_name = dup_s(org_name);
-    so->parent_code = dup_s(parent);
+    so->org_code = jsonfield_copy(org_code);
+    so->org_name = jsonfield_copy(org_name);
+    so->parent_code = jsonfield_copy(parent);
     return NULL;
 }
 
