@@ -236,6 +236,18 @@ char *admin_rpc(const char *svc, const char *caller_kind, const char *action, ch
     return code;
 }
 
+void assert_unknown_action_refused(const char *svc)
+{
+    char *json = NULL;
+    char *code = admin_rpc(svc, "operator", "no.such.action", &json, NULL);
+    char *want = xasprintf("000002 unknown action for the %s service: no.such.action", svc);
+    if (strcmp(code, want) != 0 || json)
+        fail_msg("%s: unknown admin action answered \"%s\"%s, expected \"%s\"", svc, code,
+                 json ? " with a result" : "", want);
+    free(want);
+    free(code);
+}
+
 /* The emulator keeps the last 100 calls per path: enough for one test's events. */
 static json_t *webhook_log(void)
 {

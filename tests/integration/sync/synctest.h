@@ -66,6 +66,10 @@ long outbox_count(const char *schema, const char *tenant_id, const char *type);
 char *admin_rpc(const char *svc, const char *caller_kind, const char *action, char **json, ...)
     __attribute__((sentinel));
 
+/* Fail unless svc ("tenant" / "app") answers an admin action nobody serves with 000002 naming
+ * the action and the service. */
+void assert_unknown_action_refused(const char *svc);
+
 /* Webhook calls the emulator recorded under webhook/sync whose body mentions needle. */
 long webhook_calls_with(const char *needle);
 /* Wait up to timeout_ms for at least n such calls; returns the count seen. */

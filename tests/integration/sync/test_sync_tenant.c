@@ -642,11 +642,7 @@ static void test_bad_input(void **state)
 /* An admin action neither the service nor its outbox serves is refused by name. */
 static void test_admin_unknown_action(void **state)
 {
-    char *json = NULL;
-    char *code = admin_rpc("tenant", "operator", "no.such.action", &json, NULL);
-    assert_string_equal(code, "000002 unknown action for the tenant service: no.such.action");
-    assert_null(json);
-    free(code);
+    assert_unknown_action_refused("tenant");
 }
 
 int main(void)
