@@ -485,6 +485,8 @@ static void finish_json(admin_call_t *c, int status, const char *code, const cha
     evbuffer_free(b);
 }
 
+/* Answer c with an error document. A call refused before it ran (no intent stored yet) is
+ * recorded as a rejected intent plus its outcome (call_finish). */
 static void finish_error(admin_call_t *c, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -1194,20 +1196,6 @@ static void free_segs(char **segs, int n)
         free(segs[i]);
 }
 
-/* Refuse the call before it runs: recorded as a rejected intent plus its outcome. */
-static void refuse(admin_call_t *c, int status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void refuse(admin_call_t *c, int status, const char *code, const char *fmt, ...)
-{
-    char msg[300];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    finish_error(c, status, code, "%s", msg);
-}
-
 static void on_intent_reply(Kooisv__Reply *reply, void *arg)
 {
     admin_call_t *c = arg;
@@ -1238,7 +1226,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     if (!path) {
         if (uri)
             evhttp_uri_free(uri);
-        refuse(c, 400, "000002", "malformed request URI");
+        finish_error(c, 400, "000002", "malformed request URI");
         return;
     }
     /* Route first (for the event name), but say nothing about routes before authentication. */
@@ -1272,26 +1260,26 @@ static void on_request(struct evhttp_request *req, void *arg)
     const char *why = NULL;
     const token_t *tok = token_find(req, &why);
     if (!tok) {
-        refuse(c, 401, "000001", "%s", why);
+        finish_error(c, 401, "000001", "%s", why);
         return;
     }
     snprintf(c->caller_id, sizeof c->caller_id, "%s", tok->name);
     if (!route) {
         if (bad_segment)
-            refuse(c, 400, "000002", "a path parameter is empty, too long or not printable");
+            finish_error(c, 400, "000002", "a path parameter is empty, too long or not printable");
         else if (path_known)
-            refuse(c, 405, "000002", "method not allowed here");
+            finish_error(c, 405, "000002", "method not allowed here");
         else
-            refuse(c, 404, "000002", "no such admin route");
+            finish_error(c, 404, "000002", "no such admin route");
         return;
     }
     if (tok->role < route->role) {
-        refuse(c, 403, "000001", "role %s may not %s (needs %s)", role_names[tok->role],
-               route->action, role_names[route->role]);
+        finish_error(c, 403, "000001", "role %s may not %s (needs %s)", role_names[tok->role],
+                     route->action, role_names[route->role]);
         return;
     }
     if (!query_ok) {
-        refuse(c, 400, "000002", "malformed query string");
+        finish_error(c, 400, "000002", "malformed query string");
         return;
     }
     struct evkeyval *kv;
@@ -1301,14 +1289,14 @@ static void on_request(struct evhttp_request *req, void *arg)
         for (const char *const *p = route->params; *p && !known; p++)
             known = strcmp(*p, kv->key) == 0;
         if (!known || !text_ok(kv->value, PARAM_MAX)) {
-            refuse(c, 400, "000002",
-                   known ? "%s: too long or not printable" : "unknown parameter %s",
-                   text_ok(kv->key, 64) ? kv->key : "?");
+            finish_error(c, 400, "000002",
+                         known ? "%s: too long or not printable" : "unknown parameter %s",
+                         text_ok(kv->key, 64) ? kv->key : "?");
             return;
         }
     }
     if ((why = route->prepare(c))) {
-        refuse(c, 400, "000002", "%s", why);
+        finish_error(c, 400, "000002", "%s", why);
         return;
     }
 
