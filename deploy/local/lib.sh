@@ -644,12 +644,90 @@ kv_proc_wait() {
     return 1
 }
 
+# "service count" lines of a gateway's /healthz: how many of its sockets (one per gateway thread
+# and the admin API) are connected to each service.
+kv_gateway_links() {
+    curl -fsS --max-time 2 "http://127.0.0.1:$(kv_proc_port "$1")/healthz" 2>/dev/null |
+        awk '$1 == "service" { split($4, a, "="); print $2, a[2] }'
+}
+
+# True when the links name every service of KV_PROCS as connected.
+kv_links_complete() {
+    local p
+    for p in "${KV_PROCS[@]}"; do
+        case $p in gateway* | emulator) continue ;; esac
+        grep -qE "^$p [1-9]" <<<"$1" || return 1
+    done
+}
+
+# kv_gateway_settle <gateway> [timeout s]: wait until the gateway is connected to every service
+# we run and the counts hold still for a moment (a request may land on any gateway thread, so
+# one connected thread is not enough); print the counts.
+kv_gateway_settle() {
+    local gw=$1 timeout=${2:-30} i links="" prev=""
+    for ((i = 0; i < timeout * 4; i++)); do
+        links=$(kv_gateway_links "$gw")
+        if [[ -n $links && $links == "$prev" ]] && kv_links_complete "$links"; then
+            printf '%s\n' "$links"
+            return 0
+        fi
+        prev=$links
+        sleep 0.25
+    done
+    kv_log "$gw did not connect to every service in ${timeout}s: ${links//$'\n'/, }"
+    return 1
+}
+
+# kv_proc_ready <proc>: wait until proc serves (kv_proc_wait) and the running gateways are
+# connected to it as fully as when the suite came up (run/<gateway>.links); a gateway, until it
+# is connected to every service.
+kv_proc_ready() {
+    local proc=$1 timeout=${KOOISV_START_TIMEOUT:-90} gw want
+    kv_proc_wait "$proc" "$timeout" || return 1
+    case $proc in
+    emulator) return 0 ;;
+    gateway*)
+        kv_gateway_settle "$proc" "$timeout" >"$KV_RUN/$proc.links.new" || return 1
+        # The first settle is the reference; later ones must reach it again.
+        [[ -s $KV_RUN/$proc.links ]] || mv "$KV_RUN/$proc.links.new" "$KV_RUN/$proc.links"
+        rm -f "$KV_RUN/$proc.links.new"
+        [[ -s $KV_RUN/$proc.links ]] || return 0
+        local svc
+        while read -r svc want; do
+            kv_links_wait "$proc" "$svc" "$want" "$timeout" || return 1
+        done <"$KV_RUN/$proc.links"
+        ;;
+    *)
+        for gw in "${KV_PROCS[@]}"; do
+            [[ $gw == gateway* && -s $KV_RUN/$gw.links ]] || continue
+            kv_proc_pid "$gw" >/dev/null || continue
+            want=$(awk -v s="$proc" '$1 == s { print $2 }' "$KV_RUN/$gw.links")
+            kv_links_wait "$gw" "$proc" "${want:-1}" "$timeout" || return 1
+        done
+        ;;
+    esac
+}
+
+# kv_links_wait <gateway> <service> <count> <timeout s>: until the gateway has that many
+# connections to the service.
+kv_links_wait() {
+    local gw=$1 svc=$2 want=$3 timeout=$4 i have=0
+    for ((i = 0; i < timeout * 5; i++)); do
+        have=$(kv_gateway_links "$gw" | awk -v s="$svc" '$1 == s { print $2 }')
+        ((${have:-0} >= want)) && return 0
+        sleep 0.2
+    done
+    kv_log "$gw has $have of $want connections to $svc after ${timeout}s"
+    return 1
+}
+
 # Start every process of KV_PROCS in order and wait for each to be ready.
 kv_procs_start() {
     local p
+    rm -f "$KV_RUN"/*.links
     for p in "${KV_PROCS[@]}"; do
         kv_proc_start "$p"
-        kv_proc_wait "$p" "${KOOISV_START_TIMEOUT:-90}" || return 1
+        kv_proc_ready "$p" || return 1
     done
 }
 

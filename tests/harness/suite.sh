@@ -18,7 +18,8 @@ usage: tests/harness/suite.sh <verb> <build dir> [process]
   status <build>           one line per process
   kill <build> <proc>      SIGKILL one process (a crash; it is not restarted)
   stop-svc <build> <proc>  stop one process gracefully (SIGTERM)
-  start-svc <build> <proc> start one process and wait until it is ready
+  start-svc <build> <proc> start one process and wait until it is ready (serving, and every
+                           gateway connected to it again as when the suite started)
   restart <build> <proc>   stop-svc then start-svc
 processes: ${KV_PROCS_SUITE[*]}
 EOF
@@ -168,7 +169,7 @@ start-svc)
     need_proc
     load_ports
     kv_proc_start "$proc"
-    kv_proc_wait "$proc" "${KOOISV_START_TIMEOUT:-90}" || exit 1
+    kv_proc_ready "$proc" || exit 1
     unmark_stopped "$proc"
     ;;
 restart)
@@ -177,7 +178,7 @@ restart)
     mark_stopped "$proc"
     kv_proc_stop "$proc"
     kv_proc_start "$proc"
-    kv_proc_wait "$proc" "${KOOISV_START_TIMEOUT:-90}" || exit 1
+    kv_proc_ready "$proc" || exit 1
     unmark_stopped "$proc"
     ;;
 -h | --help | help) usage ;;
