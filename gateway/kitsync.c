@@ -247,7 +247,7 @@ static void kit_attach(Kooisv__Envelope *env, Kooisv__Envelope__BodyCase body_ca
 static const char *kit_unique(keyed_t *keys, size_t n, const char *list, const char *field,
                               jsonfield_err_t *e)
 {
-    size_t first, second;
+    size_t first = 0, second = 0;
     if (!find_duplicate(keys, n, &first, &second))
         return NULL;
     return jsonfield_fail(e, "%s[%zu].%s: duplicate of %s[%zu]", list, second, field, list, first);
