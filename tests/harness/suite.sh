@@ -141,6 +141,7 @@ cmd_stop() {
     fi
     kv_procs_stop
     kv_pg_stop
+    rm -f "$KV_STATE/suite.env" # the suite is down: a second stop finds nothing crashed
     check_sanitizers || bad=1
     ((bad == 0)) || kv_die "suite problems above (logs kept in $KV_LOGS)"
     kv_log "suite stopped"
