@@ -960,7 +960,8 @@ static const char *prepare_service(admin_call_t *c)
     return NULL;
 }
 
-static const service_id_t outbox_services[] = {SVC_ORDER, SVC_TENANT, SVC_APP, SVC_BILLING};
+/* The services whose outbox is delivered to the seller (order events wait for billing). */
+static const service_id_t outbox_services[] = {SVC_TENANT, SVC_APP};
 
 static bool outbox_service(const char *name, service_id_t *out)
 {
@@ -976,7 +977,7 @@ static const char *prepare_outbox_redrive(admin_call_t *c)
 {
     service_id_t svc;
     if (!outbox_service(c->seg[0], &svc))
-        return "unknown service: order, tenant, app or billing";
+        return "unknown service: tenant or app";
     char ref[SEGMENT_MAX * 2 + 2];
     snprintf(ref, sizeof ref, "%s/%s", c->seg[0], c->seg[1]);
     resref_add(&c->res, &c->n_res, "outbox", ref);

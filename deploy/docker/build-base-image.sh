@@ -26,7 +26,7 @@ security_mirror=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 rootfs=${KOOISV_ROOTFS_DIR:-/var/tmp/kooisv-rootfs}
 docker=${DOCKER:-docker}
 suite=bookworm
-targets=${KOOISV_TARGETS:-"postgres dbinit gateway order tenant app audit billing"}
+targets=${KOOISV_TARGETS:-"postgres dbinit gateway order tenant app audit"}
 
 do_base=1
 do_images=1

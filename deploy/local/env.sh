@@ -18,7 +18,6 @@ kv_env_for() {
         "KOOISV_TENANT_ENDPOINTS=tcp://127.0.0.1:$KV_PORT_TENANT"
         "KOOISV_APP_ENDPOINTS=tcp://127.0.0.1:$KV_PORT_APP"
         "KOOISV_AUDIT_ENDPOINTS=tcp://127.0.0.1:$KV_PORT_AUDIT"
-        "KOOISV_BILLING_ENDPOINTS=tcp://127.0.0.1:$KV_PORT_BILLING"
     )
     local marketplace=(
         "KOOISV_MARKETPLACE_URL=https://127.0.0.1:$KV_PORT_EMULATOR"
@@ -73,14 +72,6 @@ kv_env_for() {
             "KOOISV_BIND=tcp://127.0.0.1:$KV_PORT_AUDIT"
             "KOOISV_PG_DSN_FILE=$KV_SECRETS/pg-kooisv_audit.dsn"
             "KOOISV_PG_MIGRATE_DSN_FILE=$KV_SECRETS/pg-kooisv_audit_owner.dsn"
-        )
-        ;;
-    billing)
-        KV_ENV+=(
-            "KOOISV_BIND=tcp://127.0.0.1:$KV_PORT_BILLING"
-            "KOOISV_PG_DSN_FILE=$KV_SECRETS/pg-kooisv_billing.dsn"
-            "KOOISV_BASIC_KEY_FILE=$KV_SECRETS/basic-key"
-            "${endpoints[@]}" "${marketplace[@]}"
         )
         ;;
     emulator)

@@ -17,13 +17,13 @@ KV_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 KV_PACKAGES=(build-essential cmake pkg-config libevent-dev libzmq3-dev libprotobuf-c-dev
     protobuf-c-compiler libjansson-dev libcmocka-dev libpq-dev libssl-dev postgresql openssl
     ca-certificates curl)
-KV_SERVICES=(order tenant app audit billing)
+KV_SERVICES=(order tenant app audit)
 KV_PG_ROLES=(kooisv_order kooisv_tenant kooisv_app kooisv_billing kooisv_audit kooisv_audit_owner
     kooisv_auditor)
 # Start order: the marketplace stand-in, audit (everything is recorded there first), the other
 # services, then the gateways that depend on all of them.
-KV_PROCS_LOCAL=(emulator audit order tenant app billing gateway)
-KV_PROCS_SUITE=(emulator audit order tenant app billing gateway gateway2)
+KV_PROCS_LOCAL=(emulator audit order tenant app gateway)
+KV_PROCS_SUITE=(emulator audit order tenant app gateway gateway2)
 KV_PG_SUPERUSER=postgres
 
 # shellcheck source=deploy/local/env.sh
@@ -141,13 +141,6 @@ kv_state_init() {
     else
         KV_PROCS=("${KV_PROCS_LOCAL[@]}")
         KV_BIND_ADDR=${KOOISV_LOCAL_BIND:-127.0.0.1}
-    fi
-    # DEV-ONLY (remove once billing lands): skip a service that is not written yet.
-    if [[ ! -f $KV_REPO/services/billing/main.c ]]; then
-        kv_log "DEV: services/billing is not written yet; running without it"
-        local p keep=()
-        for p in "${KV_PROCS[@]}"; do [[ $p == billing ]] || keep+=("$p"); done
-        KV_PROCS=("${keep[@]}")
     fi
     # initdb refuses root, and nothing reachable from outside may run as root: as root,
     # PostgreSQL runs as `postgres` and the kooisv processes as an unprivileged system user.
@@ -277,7 +270,7 @@ kv_ports_assign() {
 # Default ports of the runner (ARCHITECTURE.md) or, for the harness, a block of free ports
 # below the kernel's ephemeral range, offset by pid so that parallel suites do not collide.
 kv_ports_init() {
-    local -a names=(gateway admin metrics order tenant app audit billing emulator pg)
+    local -a names=(gateway admin metrics order tenant app audit emulator pg)
     if [[ $KV_MODE == suite ]]; then
         local base=$((20000 + ($$ % 400) * 25)) i=0 n specs=()
         names+=(gateway2 admin2 metrics2)
@@ -288,7 +281,7 @@ kv_ports_init() {
         kv_ports_assign "${specs[@]}"
     else
         kv_ports_assign gateway=8443 admin=8444 metrics=9100 order=7101 tenant=7102 app=7103 \
-            audit=7104 billing=7105 emulator=9443 pg=55432
+            audit=7104 emulator=9443 pg=55432
     fi
 }
 
@@ -781,7 +774,6 @@ kv_write_client_env() {
             printf 'KOOISV_TENANT_ENDPOINTS=tcp://127.0.0.1:%s\n' "$KV_PORT_TENANT"
             printf 'KOOISV_APP_ENDPOINTS=tcp://127.0.0.1:%s\n' "$KV_PORT_APP"
             printf 'KOOISV_AUDIT_ENDPOINTS=tcp://127.0.0.1:%s\n' "$KV_PORT_AUDIT"
-            printf 'KOOISV_BILLING_ENDPOINTS=tcp://127.0.0.1:%s\n' "$KV_PORT_BILLING"
             printf 'KOOISV_STATE_DIR=%s\n' "$KV_STATE"
             if [[ $KV_MODE == suite ]]; then
                 printf 'KOOISV_GATEWAY2_URL=https://%s:%s/produce\n' "$host" "$KV_PORT_GATEWAY2"

@@ -77,7 +77,7 @@ rendered() {
 
 # Every process binary that is built must have its table.
 missing=()
-for b in kooisv-gateway kooisv-order kooisv-tenant kooisv-app kooisv-audit kooisv-billing \
+for b in kooisv-gateway kooisv-order kooisv-tenant kooisv-app kooisv-audit \
     kooisv-emulator; do
     if [[ -x $(bin_path "$b") ]] && ! grep -qxF "<!-- vars:$b -->" "$readme"; then
         missing+=("$b")
