@@ -183,11 +183,11 @@ char *metrics_render(void)
             "# TYPE kooisv_connections_refused_total counter\n"
             "kooisv_connections_refused_total %llu\n",
             atomic_load(&inflight), atomic_load(&connections), atomic_load(&connections_refused));
-    fprintf(f, "# HELP kooisv_service_replicas Connected replicas per service (summed over "
-               "gateway threads).\n"
-               "# TYPE kooisv_service_replicas gauge\n");
+    fprintf(f, "# HELP kooisv_service_connections Open connections to a service's replicas "
+               "(one per replica and gateway socket: each worker thread and the admin API).\n"
+               "# TYPE kooisv_service_connections gauge\n");
     for (int s = 0; s < SVC__COUNT; s++)
-        fprintf(f, "kooisv_service_replicas{service=\"%s\"} %ld\n",
+        fprintf(f, "kooisv_service_connections{service=\"%s\"} %ld\n",
                 dispatch_service_name((service_id_t)s), atomic_load(&replicas[s]));
     fprintf(f,
             "# HELP kooisv_audit_retry_queue Audit records waiting to be stored.\n"
@@ -219,7 +219,7 @@ char *metrics_health(const char *const endpoints[SVC__COUNT], int *status)
         if (!endpoints[s] || !*endpoints[s])
             continue;
         long n = atomic_load(&replicas[s]);
-        fprintf(f, "service %s %s replicas=%ld\n", dispatch_service_name((service_id_t)s),
+        fprintf(f, "service %s %s connections=%ld\n", dispatch_service_name((service_id_t)s),
                 n > 0 ? "up" : "down", n);
     }
     fclose(f);

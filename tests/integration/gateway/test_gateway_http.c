@@ -816,7 +816,7 @@ static void test_metrics_health(void **state)
     assert_non_null(strstr(text, "kooisv_request_duration_seconds_bucket{activity="));
     assert_non_null(strstr(text, "kooisv_requests_in_flight "));
     assert_non_null(strstr(text, "kooisv_connections "));
-    assert_non_null(strstr(text, "kooisv_service_replicas{service=\"order\"}"));
+    assert_non_null(strstr(text, "kooisv_service_connections{service=\"order\"}"));
     free(text);
     text = metrics_get("/other", &status);
     assert_int_equal(status, 404);

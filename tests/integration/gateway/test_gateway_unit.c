@@ -597,7 +597,7 @@ static void test_metrics(void **state)
     metrics_replicas_add(SVC_AUDIT, 1);
     text = metrics_health(endpoints, &status);
     assert_int_equal(status, 200);
-    assert_string_equal(text, "ok\nservice order down replicas=0\nservice audit up replicas=1\n");
+    assert_string_equal(text, "ok\nservice order down connections=0\nservice audit up connections=1\n");
     free(text);
     metrics_replicas_add(SVC_AUDIT, -1);
     metrics_set_serving(false);
