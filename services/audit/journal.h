@@ -47,6 +47,7 @@ typedef struct {
     uint64_t records;
     uint64_t failures;
 } journal_stats_t;
+/* Counters since the journal started (batches committed, records in them, failed batches). */
 void journal_stats(journal_t *self, journal_stats_t *out);
 
 #endif
