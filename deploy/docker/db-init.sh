@@ -28,18 +28,8 @@ die() {
     exit 1
 }
 
-# Spec §8: >= 8 characters, >= 2 character classes, not the account name.
-password_ok() {
-    local pw=$1 user=$2 classes=0
-    [ "${#pw}" -ge 8 ] || { echo "shorter than 8 characters"; return 1; }
-    [[ $pw == *[a-z]* ]] && classes=$((classes + 1))
-    [[ $pw == *[A-Z]* ]] && classes=$((classes + 1))
-    [[ $pw == *[0-9]* ]] && classes=$((classes + 1))
-    [[ $pw == *[^a-zA-Z0-9]* ]] && classes=$((classes + 1))
-    [ "$classes" -ge 2 ] || { echo "fewer than 2 character classes"; return 1; }
-    [ "${pw,,}" != "${user,,}" ] || { echo "equals the account name"; return 1; }
-    return 0
-}
+# password_ok: the spec §8 password rule, shared with the other database script.
+. "${KOOISV_SCRIPT_LIB:-/usr/local/lib/kooisv}/password-rules.sh"
 
 admin_pw_file=${KOOISV_PG_ADMIN_PASSWORD_FILE:-$secrets/pg-super.password}
 [ -r "$admin_pw_file" ] || die "cannot read the administrator password file $admin_pw_file"

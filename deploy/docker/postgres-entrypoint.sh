@@ -29,18 +29,8 @@ file_env() {
     fi
 }
 
-# Spec §8: no empty, short, single-class or account-named passwords.
-password_ok() {
-    local pw=$1 user=$2 classes=0
-    [ "${#pw}" -ge 8 ] || { echo "shorter than 8 characters"; return 1; }
-    [[ $pw == *[a-z]* ]] && classes=$((classes + 1))
-    [[ $pw == *[A-Z]* ]] && classes=$((classes + 1))
-    [[ $pw == *[0-9]* ]] && classes=$((classes + 1))
-    [[ $pw == *[^a-zA-Z0-9]* ]] && classes=$((classes + 1))
-    [ "$classes" -ge 2 ] || { echo "fewer than 2 character classes"; return 1; }
-    [ "${pw,,}" != "${user,,}" ] || { echo "equals the account name"; return 1; }
-    return 0
-}
+# password_ok: the spec §8 password rule, shared with the other database script.
+. "${KOOISV_SCRIPT_LIB:-/usr/local/lib/kooisv}/password-rules.sh"
 
 write_hba() {
     local net=host
