@@ -67,6 +67,38 @@ static int teardown(void **state)
     return 0;
 }
 
+/* One signature vector of kind: canonical payload, signature, and verification with now_ms at
+ * delta from the signed time. Fields name the vector's timestamp/nonce/signature members.
+ * Returns the check (canonical owned by the caller) for kind-specific assertions. */
+static sigv2_check_t check_vector(sigv2_kind_t kind, json_t *vec, const char *ts_field,
+                                  const char *nonce_field, const char *sig_field, int64_t delta)
+{
+    const char *key = access_key();
+    const char *raw = vectors_str(vec, "rawBody");
+    const char *ts = vectors_str(vec, ts_field);
+    const char *nonce = vectors_str(vec, nonce_field);
+    const char *expected = vectors_str(vec, sig_field);
+    char *canonical = canonical_of(raw);
+    assert_string_equal(canonical, vectors_str(vec, "canonicalPayload"));
+    char sig[65];
+    sigv2_sign(kind, key, nonce, ts, canonical, strlen(canonical), sig);
+    assert_string_equal(sig, expected);
+    sigv2_check_t c = {
+        .kind = kind,
+        .key = key,
+        .timestamp = ts,
+        .nonce = nonce,
+        .signature = expected,
+        .canonical = canonical,
+        .canonical_len = strlen(canonical),
+        .raw = raw,
+        .raw_len = strlen(raw),
+        .now_ms = strtoll(ts, NULL, 10) + delta,
+    };
+    assert_int_equal(sigv2_verify(&c), SIGV2_OK);
+    return c;
+}
+
 static void test_basic_vectors(void **state)
 {
     const char *key = access_key();
@@ -75,77 +107,31 @@ static void test_basic_vectors(void **state)
     json_t *vec;
     json_array_foreach(arr, i, vec)
     {
-        const char *raw = vectors_str(vec, "rawBody");
-        const char *ts = vectors_str(vec, "timestamp");
-        const char *nonce = vectors_str(vec, "nonce");
-        const char *expected = vectors_str(vec, "signature");
-        char *canonical = canonical_of(raw);
-        assert_string_equal(canonical, vectors_str(vec, "canonicalPayload"));
-
+        sigv2_check_t c = check_vector(SIGV2_BASIC, vec, "timestamp", "nonce", "signature", 1234);
         /* The inner HMAC of the payload. */
         uint8_t mac[32];
         char hex[65];
-        hmac_sha256(key, strlen(key), canonical, strlen(canonical), mac);
+        hmac_sha256(key, strlen(key), c.canonical, c.canonical_len, mac);
         assert_string_equal(hex_encode(mac, 32, hex), vectors_str(vec, "payloadHmacHex"));
-
-        char sig[65];
-        sigv2_sign(SIGV2_BASIC, key, nonce, ts, canonical, strlen(canonical), sig);
-        assert_string_equal(sig, expected);
-
-        sigv2_check_t c = {
-            .kind = SIGV2_BASIC,
-            .key = key,
-            .timestamp = ts,
-            .nonce = nonce,
-            .signature = expected,
-            .canonical = canonical,
-            .canonical_len = strlen(canonical),
-            .raw = raw,
-            .raw_len = strlen(raw),
-            .now_ms = strtoll(ts, NULL, 10) + 1234,
-        };
-        assert_int_equal(sigv2_verify(&c), SIGV2_OK);
         /* Without the injected clock these past timestamps are stale. */
-        c.now_ms = strtoll(ts, NULL, 10) + 10LL * 365 * 24 * 3600 * 1000;
+        c.now_ms = strtoll(c.timestamp, NULL, 10) + 10LL * 365 * 24 * 3600 * 1000;
         assert_int_equal(sigv2_verify(&c), SIGV2_STALE);
-        free(canonical);
+        free((char *)c.canonical);
     }
 }
 
 static void test_kit_vectors(void **state)
 {
-    const char *key = access_key();
     json_t *arr = vectors_section("kitSignature");
     size_t i;
     json_t *vec;
     json_array_foreach(arr, i, vec)
     {
-        const char *raw = vectors_str(vec, "rawBody");
-        const char *ts = vectors_str(vec, "x-timestamp");
-        const char *nonce = vectors_str(vec, "x-nonce");
-        const char *expected = vectors_str(vec, "x-sign");
-        char *canonical = canonical_of(raw);
-        assert_string_equal(canonical, vectors_str(vec, "canonicalPayload"));
-        char sig[65];
-        sigv2_sign(SIGV2_KIT, key, nonce, ts, canonical, strlen(canonical), sig);
-        assert_string_equal(sig, expected);
-        sigv2_check_t c = {
-            .kind = SIGV2_KIT,
-            .key = key,
-            .timestamp = ts,
-            .nonce = nonce,
-            .signature = expected,
-            .canonical = canonical,
-            .canonical_len = strlen(canonical),
-            .raw = raw,
-            .raw_len = strlen(raw),
-            .now_ms = strtoll(ts, NULL, 10) - 59999,
-        };
-        assert_int_equal(sigv2_verify(&c), SIGV2_OK);
+        sigv2_check_t c = check_vector(SIGV2_KIT, vec, "x-timestamp", "x-nonce", "x-sign", -59999);
         /* The same signature is not a basic signature. */
         c.kind = SIGV2_BASIC;
         assert_int_equal(sigv2_verify(&c), SIGV2_BAD_SIGNATURE);
-        free(canonical);
+        free((char *)c.canonical);
     }
 }
 

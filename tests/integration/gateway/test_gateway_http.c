@@ -860,21 +860,29 @@ static void test_service_down(void **state)
     assert_true(kc_wait(15000, 100, order_answers, NULL));
 }
 
-static void test_service_slow(void **state)
+/* A newInstance sent while the order stand-in behaves as control says; answers code, and
+ * returns how long the answer took in ms. */
+static int64_t timed_new_instance(const char *control, const char *code)
 {
-    SKIP_UNLESS_STANDALONE();
-    fake_control(FAKE_ORDER, "delay_ms=5000\n");
+    fake_control(FAKE_ORDER, control);
     char *body = new_instance_body(NULL);
     kresp_t r;
     int64_t t0 = time_mono_us();
     kc_basic(body, &r);
     int64_t ms = (time_mono_us() - t0) / 1000;
     fake_control(FAKE_ORDER, "");
-    expect_code(&r, "000005");
-    assert_true(ms >= DEADLINE_MS - 300);
-    assert_true(ms < DEADLINE_MS + 700);
+    expect_code(&r, code);
     kresp_free(&r);
     free(body);
+    return ms;
+}
+
+static void test_service_slow(void **state)
+{
+    SKIP_UNLESS_STANDALONE();
+    int64_t ms = timed_new_instance("delay_ms=5000\n", "000005");
+    assert_true(ms >= DEADLINE_MS - 300);
+    assert_true(ms < DEADLINE_MS + 700);
 }
 
 static void test_resend(void **state)
@@ -882,18 +890,9 @@ static void test_resend(void **state)
     SKIP_UNLESS_STANDALONE();
     /* The first copy of every call stalls; the gateway's resend at half the remaining time
      * reaches another worker and is answered. */
-    fake_control(FAKE_ORDER, "stall_first_ms=3000\n");
-    char *body = new_instance_body(NULL);
-    kresp_t r;
-    int64_t t0 = time_mono_us();
-    kc_basic(body, &r);
-    int64_t ms = (time_mono_us() - t0) / 1000;
-    fake_control(FAKE_ORDER, "");
-    expect_code(&r, "000000");
+    int64_t ms = timed_new_instance("stall_first_ms=3000\n", "000000");
     assert_true(ms < DEADLINE_MS);
     assert_true(ms >= DEADLINE_MS / 4);
-    kresp_free(&r);
-    free(body);
 }
 
 static void test_audit_down(void **state)
