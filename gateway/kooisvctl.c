@@ -592,9 +592,9 @@ static const cmd_t commands[] = {
      run_generic, "GET", "/v1/tenants/%s/users"},
     {"app", "secret", "APP", 1, "An application's client secret (admin role only).", secret_opts,
      run_generic, "GET", "/v1/apps/%s/secret"},
-    {"outbox", "failed", NULL, 0, "Undelivered outbox events of every service.", limit_opts,
+    {"outbox", "failed", NULL, 0, "Undelivered webhook events of the tenant and app services.", limit_opts,
      run_generic, "GET", "/v1/outbox/failed"},
-    {"outbox", "redrive", "SERVICE ID", 2, "Deliver an outbox event again.", no_opts, run_generic,
+    {"outbox", "redrive", "SERVICE ID", 2, "Deliver a webhook event again (SERVICE: tenant or app).", no_opts, run_generic,
      "POST", "/v1/outbox/%s/%s/redrive"},
 };
 #define N_COMMANDS (sizeof commands / sizeof *commands)
