@@ -8,6 +8,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -25,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #define HTTPC_DEFAULT_TIMEOUT_MS 5000
@@ -481,6 +484,16 @@ int httpc_request(const char *method, const char *url, const char *const *header
     if (evhttp_make_request(conn, req, cmd, target) != 0) {
         set_error(out, "cannot send request");
         goto done;
+    }
+    /* The socket exists once the request has started connecting. Without TCP_NODELAY a request
+     * that leaves in two segments (TLS records of headers and body) waits for the server's
+     * delayed ACK. */
+    {
+        struct bufferevent *bev = evhttp_connection_get_bufferevent(conn);
+        evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+        int one = 1;
+        if (fd >= 0)
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     event_base_dispatch(call.base);
 

@@ -4,7 +4,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* A non-blocking, close-on-exec listening TCP socket bound to hostport (numeric host); with
+/* A non-blocking, close-on-exec listening TCP socket bound to hostport (numeric host), with
+ * TCP_NODELAY set so that every socket it accepts has it too; with
  * reuseport several sockets may share the address (SO_REUSEPORT: the kernel spreads the
  * connections). Returns the fd, or -1 with the reason in err. */
 int netaddr_listen(const char *hostport, bool reuseport, char *err, size_t errlen);

@@ -247,16 +247,11 @@ static void fresh_ts_nonce(char ts[24], char nonce[33])
 
 /* ---- marketplace calls ------------------------------------------------------------------- */
 
-int kc_basic_ex(const char *body, const char *ts, const char *nonce, const char *signature,
-                kresp_t *out)
+/* "signature=..&timestamp=..&nonce=.." for body; ts/nonce NULL = omitted; signature NULL =
+ * computed with key, "" = omitted. Caller frees. */
+static char *basic_query(const char *key, const char *body, const char *ts, const char *nonce,
+                         const char *signature)
 {
-    memset(out, 0, sizeof *out);
-    const char *key = need("KOOISV_BASIC_KEY", out);
-    const char *url = gateway_url(out);
-    if (!key || !url)
-        return -1;
-    if (!body)
-        body = "";
     size_t len = strlen(body);
     char computed[65];
     if (!signature) {
@@ -269,16 +264,42 @@ int kc_basic_ex(const char *body, const char *ts, const char *nonce, const char 
     char *q_sig = *signature ? evhttp_uriencode(signature, -1, 0) : NULL;
     char *q_ts = ts ? evhttp_uriencode(ts, -1, 0) : NULL;
     char *q_nonce = nonce ? evhttp_uriencode(nonce, -1, 0) : NULL;
-    char *full =
-        xasprintf("%s?%s%s%s%s%s%s%s%s", url, q_sig ? "signature=" : "", q_sig ? q_sig : "",
-                  q_sig && (q_ts || q_nonce) ? "&" : "", q_ts ? "timestamp=" : "", q_ts ? q_ts : "",
-                  q_ts && q_nonce ? "&" : "", q_nonce ? "nonce=" : "", q_nonce ? q_nonce : "");
-    const char *headers[] = {"Content-Type: application/json;charset=UTF-8", NULL};
-    int rc = kc_send("POST", full, headers, body, len, SIGN_BASIC, out);
-    free(full);
+    char *q = xasprintf("%s%s%s%s%s%s%s%s", q_sig ? "signature=" : "", q_sig ? q_sig : "",
+                        q_sig && (q_ts || q_nonce) ? "&" : "", q_ts ? "timestamp=" : "",
+                        q_ts ? q_ts : "", q_ts && q_nonce ? "&" : "", q_nonce ? "nonce=" : "",
+                        q_nonce ? q_nonce : "");
     free(q_sig);
     free(q_ts);
     free(q_nonce);
+    return q;
+}
+
+char *kc_basic_query(const char *body)
+{
+    const char *key = suite_get("KOOISV_BASIC_KEY");
+    if (!key)
+        return NULL;
+    char ts[24], nonce[33];
+    fresh_ts_nonce(ts, nonce);
+    return basic_query(key, body ? body : "", ts, nonce, NULL);
+}
+
+int kc_basic_ex(const char *body, const char *ts, const char *nonce, const char *signature,
+                kresp_t *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *key = need("KOOISV_BASIC_KEY", out);
+    const char *url = gateway_url(out);
+    if (!key || !url)
+        return -1;
+    if (!body)
+        body = "";
+    char *query = basic_query(key, body, ts, nonce, signature);
+    char *full = xasprintf("%s?%s", url, query);
+    const char *headers[] = {"Content-Type: application/json;charset=UTF-8", NULL};
+    int rc = kc_send("POST", full, headers, body, strlen(body), SIGN_BASIC, out);
+    free(full);
+    free(query);
     return rc;
 }
 

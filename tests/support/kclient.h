@@ -41,6 +41,10 @@ int kc_basic(const char *body, kresp_t *out);
  * signature for body/ts/nonce, "" = parameter omitted, else sent as given. */
 int kc_basic_ex(const char *body, const char *ts, const char *nonce, const char *signature,
                 kresp_t *out);
+/* The query string ("signature=..&timestamp=..&nonce=..") that signs body as a basic-interface
+ * call with KOOISV_BASIC_KEY, a fresh nonce and the current time, for clients of their own
+ * (kconn). Caller frees; NULL when the suite has no basic key. */
+char *kc_basic_query(const char *body);
 /* Kit sync call (spec §4): POST body to KOOISV_URL/produceAPI/v2/<name> with x-timestamp,
  * x-nonce and x-sign made with KOOISV_KIT_KEY. Same return convention as kc_basic. */
 int kc_kit(const char *name, const char *body, kresp_t *out);

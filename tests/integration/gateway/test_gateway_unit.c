@@ -7,12 +7,17 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "answer.h"
@@ -21,6 +26,7 @@
 #include "bodysign.h"
 #include "dispatch.h"
 #include "metrics.h"
+#include "netaddr.h"
 #include "peer.h"
 #include "timeutil.h"
 #include "transport.h"
@@ -954,6 +960,34 @@ static void test_auditq_unreachable(void **state)
     event_base_free(base);
 }
 
+/* Every socket the gateway accepts (marketplace, admin and metrics listeners all come from
+ * netaddr_listen) has TCP_NODELAY: answers must not wait ~40 ms for a delayed ACK. */
+static void test_listener_nodelay(void **state)
+{
+    char err[256];
+    int lfd = netaddr_listen("127.0.0.1:0", false, err, sizeof err);
+    assert_true(lfd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)netaddr_local_port(lfd)),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int cfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(cfd, (struct sockaddr *)&a, sizeof a), 0);
+    int afd = -1;
+    for (int i = 0; i < 100 && afd < 0; i++) { /* the listener is non-blocking */
+        afd = accept(lfd, NULL, NULL);
+        if (afd < 0)
+            usleep(10000);
+    }
+    assert_true(afd >= 0);
+    int v = 0;
+    socklen_t len = sizeof v;
+    assert_int_equal(getsockopt(afd, IPPROTO_TCP, TCP_NODELAY, &v, &len), 0);
+    assert_int_not_equal(v, 0);
+    close(afd);
+    close(cfd);
+    close(lfd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -969,6 +1003,7 @@ int main(void)
         cmocka_unit_test(test_answer_render),
         cmocka_unit_test(test_answer_query),
         cmocka_unit_test(test_peer),
+        cmocka_unit_test(test_listener_nodelay),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_dispatch_reply),
         cmocka_unit_test(test_dispatch_reply_for_other_body_ignored),
