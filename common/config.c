@@ -64,6 +64,60 @@ char *config_read_file(const char *path, size_t *len_out)
     return buf;
 }
 
+int config_env_line(char *line, char **name, char **value)
+{
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' ||
+                     line[n - 1] == '\t'))
+        line[--n] = '\0';
+    while (*line == ' ' || *line == '\t')
+        line++;
+    if (!*line || *line == '#')
+        return 0;
+    if (strncmp(line, "export ", 7) == 0)
+        for (line += 7; *line == ' ';)
+            line++;
+    char *eq = strchr(line, '=');
+    if (!eq || eq == line)
+        return -1;
+    *eq = '\0';
+    for (char *c = line; *c; c++)
+        if (!(isalnum((unsigned char)*c) || *c == '_'))
+            return -1;
+    /* Unquote into the same buffer: the result is never longer than the source. */
+    char *in = eq + 1, *out = eq + 1;
+    while (*in) {
+        if (*in == '\'') {
+            char *end = strchr(in + 1, '\'');
+            if (!end)
+                return -1;
+            memmove(out, in + 1, (size_t)(end - in - 1));
+            out += end - in - 1;
+            in = end + 1;
+        } else if (*in == '"') {
+            for (in++; *in && *in != '"'; in++) {
+                if (*in == '\\' && in[1] && strchr("\\\"$`", in[1]))
+                    in++;
+                *out++ = *in;
+            }
+            if (*in != '"')
+                return -1;
+            in++;
+        } else if (*in == '\\' && in[1]) {
+            *out++ = in[1];
+            in += 2;
+        } else if (*in == ' ' || *in == '\t') {
+            return -1;
+        } else {
+            *out++ = *in++;
+        }
+    }
+    *out = '\0';
+    *name = line;
+    *value = eq + 1;
+    return 1;
+}
+
 static void die(const char *name, const char *why)
 {
     fprintf(stderr, "%s: %s: %s\n", config_prog, name, why);

@@ -32,6 +32,12 @@ long config_get_long(const char *name, long min, long max);
 bool config_get_bool(const char *name);
 /* Read a whole file (secrets, keys, certificates). Caller owns the result; NULL + errno on error. */
 char *config_read_file(const char *path, size_t *len_out);
+/* Parse one line of an env file that a shell may also source ("[export ]NAME=VALUE", VALUE bare,
+ * 'single-quoted' or "double-quoted" with \-escapes, segments concatenated as the shell does).
+ * Modifies line in place; on success *name and *value point into it and 1 is returned. 0 for a
+ * blank or comment line, -1 for a malformed one (no '=', empty name, unterminated quote, or an
+ * unquoted space: the shell would split it). */
+int config_env_line(char *line, char **name, char **value);
 /* True when value is acceptable as a key: >= 16 bytes, >= 2 character classes, not a known
  * placeholder. On false, why says which rule failed. */
 bool config_key_is_strong(const char *value, const char **why);

@@ -50,26 +50,28 @@ static int env_file_load(const char *path)
         fprintf(stderr, "kooisvctl: cannot read %s\n", path);
         return -1;
     }
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        while (*line == ' ' || *line == '\t')
-            line++;
-        size_t n = strlen(line);
-        while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == ' '))
-            line[--n] = '\0';
-        char *eq = strchr(line, '=');
-        if (!*line || *line == '#' || !eq)
+    int lineno = 0, rc = 0;
+    for (char *line = text, *next; line && rc == 0; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        lineno++;
+        char *name, *value;
+        int kind = config_env_line(line, &name, &value);
+        if (kind < 0) {
+            fprintf(stderr, "kooisvctl: %s line %d: not NAME=VALUE as a shell reads it\n", path,
+                    lineno);
+            rc = -1;
+        }
+        if (kind <= 0)
             continue;
-        *eq = '\0';
-        if (strncmp(line, "export ", 7) == 0)
-            line += 7;
         file_settings = xrealloc(file_settings, (n_file_settings + 1) * sizeof *file_settings);
-        file_settings[n_file_settings].name = xstrdup(line);
-        file_settings[n_file_settings].value = xstrdup(eq + 1);
+        file_settings[n_file_settings].name = xstrdup(name);
+        file_settings[n_file_settings].value = xstrdup(value);
         n_file_settings++;
     }
     xfree_secret(text, strlen(text));
-    return 0;
+    return rc;
 }
 
 /* The operator token: KOOISV_OPERATOR_TOKEN, else the file KOOISV_OPERATOR_TOKEN_FILE names. */

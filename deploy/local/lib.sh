@@ -211,7 +211,11 @@ kv_state_dirs() {
             ln -s "$ext" "$KV_STATE/pg"
             kv_pg_paths "$KV_STATE/pg"
         fi
-        chown "$KV_SVC_USER:" "$KV_SECRETS"
+        # The secrets folder stays root's (0711): the service user reaches the files handed to
+        # it by name, read-only, and can neither list, create, replace nor remove any.
+        chown 0:0 "$KV_SECRETS"
+        chmod 0711 "$KV_SECRETS"
+        kv_secrets_sweep
         chown "$KV_PG_USER:" "$KV_PG"
         chmod 0755 "$KV_PG"
     fi
@@ -306,13 +310,24 @@ kv_rand_hex() {
     printf '%s' "$s"
 }
 
-# kv_secret_put <name> <value...>: write secrets/<name> (0600) unless it exists. The value
-# goes through printf (a builtin), so it never shows on a command line.
+# kv_secret_write <name>: standard input into secrets/<name> (0600), atomically: a fresh file
+# from mktemp renamed over the name, so nothing is ever written through a path that exists.
+kv_secret_write() {
+    local tmp
+    tmp=$(mktemp "$KV_SECRETS/.new.XXXXXX") || kv_die "cannot create a file in $KV_SECRETS"
+    if ! cat >"$tmp" || ! mv -f -T "$tmp" "$KV_SECRETS/$1"; then
+        rm -f "$tmp"
+        kv_die "cannot write $KV_SECRETS/$1"
+    fi
+}
+
+# kv_secret_put <name> <value...>: write secrets/<name> unless it exists. The value goes
+# through printf (a builtin), so it never shows on a command line.
 kv_secret_put() {
-    local f=$KV_SECRETS/$1
+    local name=$1
     shift
-    [[ -s $f ]] && return 0
-    (umask 077 && printf '%s\n' "$*" >"$f.tmp" && mv "$f.tmp" "$f")
+    [[ -f $KV_SECRETS/$name && ! -L $KV_SECRETS/$name && -s $KV_SECRETS/$name ]] && return 0
+    printf '%s\n' "$*" | kv_secret_write "$name"
 }
 
 # Create every dev key, password, token, certificate and key pair that does not exist yet.
@@ -336,14 +351,12 @@ kv_secrets_init() {
         for t in admin operator auditor; do
             tok=$(<"$KV_SECRETS/token-$t")
             printf '%s %s %s\n' "$t" "$t" "$(printf '%s' "$tok" | openssl dgst -sha256 -r | cut -d' ' -f1)"
-        done >"$KV_SECRETS/admin-tokens.tmp"
-        mv "$KV_SECRETS/admin-tokens.tmp" "$KV_SECRETS/admin-tokens"
+        done | kv_secret_write admin-tokens
     fi
     if [[ ! -s $KV_SECRETS/rsa-private.pem ]]; then
         kv_log "generating the 3072-bit RSA key pair for clientSecret"
-        (umask 077 && openssl genpkey -quiet -algorithm RSA -pkeyopt rsa_keygen_bits:3072 \
-            -out "$KV_SECRETS/rsa-private.pem.tmp")
-        mv "$KV_SECRETS/rsa-private.pem.tmp" "$KV_SECRETS/rsa-private.pem"
+        openssl genpkey -quiet -algorithm RSA -pkeyopt rsa_keygen_bits:3072 |
+            kv_secret_write rsa-private.pem
     fi
     openssl pkey -in "$KV_SECRETS/rsa-private.pem" -pubout -out "$KV_KEYS/rsa-public.pem"
     chmod 0644 "$KV_KEYS/rsa-public.pem"
@@ -357,7 +370,8 @@ kv_tls_init() {
     local san="IP:127.0.0.1,DNS:localhost${KOOISV_LOCAL_TLS_SAN:+,$KOOISV_LOCAL_TLS_SAN}"
     local cakey=$KV_SECRETS/tls-ca.key key=$KV_SECRETS/tls-server.key
     if [[ ! -s $cakey || ! -s $KV_TLS/ca.crt ]]; then
-        (umask 077 && openssl genpkey -quiet -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$cakey")
+        openssl genpkey -quiet -algorithm EC -pkeyopt ec_paramgen_curve:P-256 |
+            kv_secret_write tls-ca.key
         openssl req -x509 -new -key "$cakey" -sha256 -days 3650 -subj "/CN=kooisv local dev CA" \
             -addext "basicConstraints=critical,CA:TRUE" \
             -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$KV_TLS/ca.crt" 2>/dev/null
@@ -368,8 +382,8 @@ kv_tls_init() {
         [[ -f $KV_TLS/server.san && $(<"$KV_TLS/server.san") == "$san" ]]; then
         return 0
     fi
-    [[ -s $key ]] || (umask 077 && openssl genpkey -quiet -algorithm EC \
-        -pkeyopt ec_paramgen_curve:P-256 -out "$key")
+    [[ -s $key ]] || openssl genpkey -quiet -algorithm EC -pkeyopt ec_paramgen_curve:P-256 |
+        kv_secret_write tls-server.key
     printf '%s\n' "subjectAltName=$san" "basicConstraints=critical,CA:FALSE" \
         "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >"$KV_TLS/server.ext"
     openssl req -new -key "$key" -subj "/CN=localhost" -out "$KV_TLS/server.csr" 2>/dev/null
@@ -382,15 +396,50 @@ kv_tls_init() {
     chmod 0644 "$KV_TLS"/*.crt
 }
 
-# The processes' user may read what they need; the CA key, the passwords, the superuser's and
-# auditor's access and the plain operator tokens stay with the invoking user.
+# Secrets the kooisv processes read (pg-<role> means that role's .dsn file).
+kv_svc_secret_names() {
+    local s
+    printf '%s\n' basic-key kit-key data-key webhook-secret marketplace-ak marketplace-sk \
+        admin-tokens rsa-private.pem tls-server.key pg-kooisv_audit_owner.dsn
+    for s in "${KV_SERVICES[@]}"; do
+        printf 'pg-kooisv_%s.dsn\n' "$s"
+    done
+}
+
+# The processes' user may read what they need and change nothing: those files are root's, in
+# the service user's group, mode 0640. The CA key, the passwords, the superuser's and
+# auditor's access and the plain operator tokens stay with root alone.
 kv_secrets_own() {
     [[ $KV_SVC_USER == "$(id -un)" ]] && return 0
-    local f
-    for f in basic-key kit-key data-key webhook-secret marketplace-ak marketplace-sk admin-tokens \
-        rsa-private.pem tls-server.key "${KV_SERVICES[@]/#/pg-kooisv_}" pg-kooisv_audit_owner; do
-        [[ $f == pg-* ]] && f=$f.dsn
-        if [[ -e $KV_SECRETS/$f ]]; then chown "$KV_SVC_USER:" "$KV_SECRETS/$f"; fi
+    local f group
+    group=$(id -gn "$KV_SVC_USER")
+    while read -r f; do
+        f=$KV_SECRETS/$f
+        if [[ -f $f && ! -L $f ]]; then
+            chown -h "0:$group" "$f"
+            chmod 0640 "$f"
+        fi
+    done < <(kv_svc_secret_names)
+}
+
+# Remove from the secrets folder what this runner did not write: links, folders, and files
+# owned by anyone but root (an earlier version let the service user own the folder, so it may
+# have planted some). Files handed to the service user by an earlier version come back to root.
+kv_secrets_sweep() {
+    local f name handed
+    handed=" $(kv_svc_secret_names | tr '\n' ' ') "
+    for f in "$KV_SECRETS"/* "$KV_SECRETS"/.[!.]*; do
+        [[ -e $f || -L $f ]] || continue
+        name=${f##*/}
+        if [[ -f $f && ! -L $f && $(stat -c %u "$f") == 0 ]]; then
+            continue
+        elif [[ -f $f && ! -L $f && $handed == *" $name "* ]]; then
+            chown -h 0:0 "$f"
+            chmod 0600 "$f"
+        else
+            kv_log "warning: removing $f from the secrets folder (not written by this runner)"
+            rm -rf -- "$f"
+        fi
     done
 }
 
@@ -428,16 +477,18 @@ kv_pg_init() {
     kv_log "creating the PostgreSQL cluster in $KV_PG_DATA"
     rm -rf "$KV_PG_DATA"
     # initdb reads the password as the PostgreSQL user: hand it a private copy.
-    (umask 077 && cp "$KV_SECRETS/pg-super.password" "$KV_PG/pwfile")
-    [[ $KV_PG_USER == "$(id -un)" ]] || chown "$KV_PG_USER:" "$KV_PG/pwfile"
+    local pwfile
+    pwfile=$(mktemp "$KV_PG/.pwfile.XXXXXX") || kv_die "cannot create a file in $KV_PG"
+    cat "$KV_SECRETS/pg-super.password" >"$pwfile"
+    [[ $KV_PG_USER == "$(id -un)" ]] || chown "$KV_PG_USER:" "$pwfile"
     if ! kv_run_as "$KV_PG_USER" "$bin/initdb" -D "$KV_PG_DATA" -U "$KV_PG_SUPERUSER" \
-        --pwfile="$KV_PG/pwfile" --auth-local=scram-sha-256 --auth-host=scram-sha-256 \
+        --pwfile="$pwfile" --auth-local=scram-sha-256 --auth-host=scram-sha-256 \
         -E UTF8 --no-locale >"$KV_PG/initdb.log" 2>&1; then
-        rm -f "$KV_PG/pwfile"
+        rm -f "$pwfile"
         cat "$KV_PG/initdb.log" >&2
         kv_die "initdb failed"
     fi
-    rm -f "$KV_PG/pwfile"
+    rm -f "$pwfile"
     # shellcheck disable=SC2016 # $1 and $2 are the inner shell's
     kv_run_as "$KV_PG_USER" sh -c 'printf "%s\n" "$2" >>"$1/postgresql.conf"' sh "$KV_PG_DATA" \
         "include_if_exists = 'kooisv.conf'"
@@ -488,8 +539,9 @@ kv_pg_stop() {
 # psql as the superuser, password from a private pgpass file (never on a command line).
 kv_psql() {
     local pass=$KV_SECRETS/pgpass
-    if [[ ! -s $pass ]]; then
-        (umask 077 && printf '*:*:*:%s:%s\n' "$KV_PG_SUPERUSER" "$(kv_secret pg-super.password)" >"$pass")
+    if [[ ! -f $pass || -L $pass || ! -s $pass || $(stat -c %u "$pass") != "$(id -u)" ]]; then
+        printf '*:*:*:%s:%s\n' "$KV_PG_SUPERUSER" "$(kv_secret pg-super.password)" |
+            kv_secret_write pgpass
     fi
     PGPASSFILE=$pass PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -h "$KV_PG_SOCK" -p "$KV_PORT_PG" \
         -U "$KV_PG_SUPERUSER" "$@"
@@ -508,7 +560,7 @@ kv_pg_bootstrap() {
         kv_psql -d kooisv -f "$audit_sql" >/dev/null
     fi
     for r in "${KV_PG_ROLES[@]}"; do
-        (umask 077 && kv_pg_dsn "$r" >"$KV_SECRETS/pg-$r.dsn")
+        kv_pg_dsn "$r" | kv_secret_write "pg-$r.dsn"
     done
     kv_secrets_own
 }
@@ -751,37 +803,45 @@ kv_procs_status() {
     fi
 }
 
-# kv_write_client_env <file>: KEY=VALUE lines for clients, tests and kooisvctl (mode 0600).
+# kv_env_line <name> <value>: NAME='value' as a shell sources it (every value single-quoted,
+# a quote inside as '\''), which config_env_line() in common/config.c reads back the same.
+kv_env_line() {
+    local q=\'
+    printf "%s='%s'\n" "$1" "${2//$q/$q\\$q$q}"
+}
+
+# kv_write_client_env <file>: NAME='value' lines for clients, tests and kooisvctl (mode 0600);
+# `set -a; . file; set +a` gives exactly these variables.
 kv_write_client_env() {
     local file=$1 host=127.0.0.1
     (
         umask 077
         {
-            printf 'KOOISV_URL=https://%s:%s/produce\n' "$host" "$KV_PORT_GATEWAY"
-            printf 'KOOISV_ADMIN_URL=https://%s:%s\n' "$host" "$KV_PORT_ADMIN"
-            printf 'KOOISV_METRICS_URL=http://%s:%s\n' "$host" "$KV_PORT_METRICS"
-            printf 'KOOISV_CA_FILE=%s\n' "$KV_TLS/ca.crt"
-            printf 'KOOISV_BASIC_KEY=%s\n' "$(kv_secret basic-key)"
-            printf 'KOOISV_KIT_KEY=%s\n' "$(kv_secret kit-key)"
-            printf 'KOOISV_OPERATOR_TOKEN=%s\n' "$(kv_secret token-admin)"
-            printf 'KOOISV_OPERATOR_ROLE_TOKEN=%s\n' "$(kv_secret token-operator)"
-            printf 'KOOISV_AUDITOR_TOKEN=%s\n' "$(kv_secret token-auditor)"
-            printf 'KOOISV_EMULATOR_URL=https://%s:%s\n' "$host" "$KV_PORT_EMULATOR"
-            printf 'KOOISV_RSA_PUBLIC_KEY_FILE=%s\n' "$KV_KEYS/rsa-public.pem"
-            printf 'KOOISV_PG_SUPER_DSN=%s\n' "$(kv_pg_dsn "$KV_PG_SUPERUSER")"
-            printf 'KOOISV_PG_AUDITOR_DSN=%s\n' "$(kv_pg_dsn kooisv_auditor)"
-            printf 'KOOISV_ORDER_ENDPOINTS=tcp://127.0.0.1:%s\n' "$KV_PORT_ORDER"
-            printf 'KOOISV_TENANT_ENDPOINTS=tcp://127.0.0.1:%s\n' "$KV_PORT_TENANT"
-            printf 'KOOISV_APP_ENDPOINTS=tcp://127.0.0.1:%s\n' "$KV_PORT_APP"
-            printf 'KOOISV_AUDIT_ENDPOINTS=tcp://127.0.0.1:%s\n' "$KV_PORT_AUDIT"
-            printf 'KOOISV_STATE_DIR=%s\n' "$KV_STATE"
+            kv_env_line KOOISV_URL "https://$host:$KV_PORT_GATEWAY/produce"
+            kv_env_line KOOISV_ADMIN_URL "https://$host:$KV_PORT_ADMIN"
+            kv_env_line KOOISV_METRICS_URL "http://$host:$KV_PORT_METRICS"
+            kv_env_line KOOISV_CA_FILE "$KV_TLS/ca.crt"
+            kv_env_line KOOISV_BASIC_KEY "$(kv_secret basic-key)"
+            kv_env_line KOOISV_KIT_KEY "$(kv_secret kit-key)"
+            kv_env_line KOOISV_OPERATOR_TOKEN "$(kv_secret token-admin)"
+            kv_env_line KOOISV_OPERATOR_ROLE_TOKEN "$(kv_secret token-operator)"
+            kv_env_line KOOISV_AUDITOR_TOKEN "$(kv_secret token-auditor)"
+            kv_env_line KOOISV_EMULATOR_URL "https://$host:$KV_PORT_EMULATOR"
+            kv_env_line KOOISV_RSA_PUBLIC_KEY_FILE "$KV_KEYS/rsa-public.pem"
+            kv_env_line KOOISV_PG_SUPER_DSN "$(kv_pg_dsn "$KV_PG_SUPERUSER")"
+            kv_env_line KOOISV_PG_AUDITOR_DSN "$(kv_pg_dsn kooisv_auditor)"
+            kv_env_line KOOISV_ORDER_ENDPOINTS "tcp://127.0.0.1:$KV_PORT_ORDER"
+            kv_env_line KOOISV_TENANT_ENDPOINTS "tcp://127.0.0.1:$KV_PORT_TENANT"
+            kv_env_line KOOISV_APP_ENDPOINTS "tcp://127.0.0.1:$KV_PORT_APP"
+            kv_env_line KOOISV_AUDIT_ENDPOINTS "tcp://127.0.0.1:$KV_PORT_AUDIT"
+            kv_env_line KOOISV_STATE_DIR "$KV_STATE"
             if [[ $KV_MODE == suite ]]; then
-                printf 'KOOISV_GATEWAY2_URL=https://%s:%s/produce\n' "$host" "$KV_PORT_GATEWAY2"
-                printf 'KOOISV_GATEWAY2_ADMIN_URL=https://%s:%s\n' "$host" "$KV_PORT_ADMIN2"
-                printf 'KOOISV_GATEWAY2_METRICS_URL=http://%s:%s\n' "$host" "$KV_PORT_METRICS2"
-                printf 'KOOISV_SUITE_DIR=%s\n' "$KV_STATE"
-                printf 'KOOISV_SUITE_SH=%s\n' "$KV_REPO/tests/harness/suite.sh"
-                printf 'KOOISV_BUILD_DIR=%s\n' "$KV_BUILD"
+                kv_env_line KOOISV_GATEWAY2_URL "https://$host:$KV_PORT_GATEWAY2/produce"
+                kv_env_line KOOISV_GATEWAY2_ADMIN_URL "https://$host:$KV_PORT_ADMIN2"
+                kv_env_line KOOISV_GATEWAY2_METRICS_URL "http://$host:$KV_PORT_METRICS2"
+                kv_env_line KOOISV_SUITE_DIR "$KV_STATE"
+                kv_env_line KOOISV_SUITE_SH "$KV_REPO/tests/harness/suite.sh"
+                kv_env_line KOOISV_BUILD_DIR "$KV_BUILD"
             fi
         } >"$file.tmp"
         mv "$file.tmp" "$file"

@@ -23,6 +23,13 @@ for k in KOOISV_URL KOOISV_BASIC_KEY KOOISV_KIT_KEY KOOISV_CA_FILE KOOISV_ADMIN_
     [[ -n ${!k:-} ]] || fail "$k is empty in $env_file"
 done
 
+# The file is sourced as README says: every value whole (a libpq string has spaces), nothing else
+# defined (an unquoted "port=..." would become a variable of its own).
+[[ $KOOISV_PG_SUPER_DSN == *" password="* ]] || fail "KOOISV_PG_SUPER_DSN is cut short when sourced"
+for v in port dbname user password; do
+    [[ -z ${!v+set} ]] || fail "sourcing $env_file defines \$$v"
+done
+
 for m in "$KOOISV_METRICS_URL" "$KOOISV_GATEWAY2_METRICS_URL"; do
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$m/healthz") || true
     [[ $code == 200 ]] || fail "$m/healthz answered $code"

@@ -5,6 +5,7 @@
 
 #include "bodysign.h"
 #include "canonjson.h"
+#include "config.h"
 #include "httpc.h"
 #include "randutil.h"
 #include "sigv2.h"
@@ -45,16 +46,6 @@ static env_pair_t *env_pairs;
 static size_t env_n;
 static int env_rc = -1;
 
-static char *trim(char *s)
-{
-    while (*s == ' ' || *s == '\t')
-        s++;
-    size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t'))
-        s[--n] = '\0';
-    return s;
-}
-
 /* Read the file into env_pairs; sets env_rc = 0 on success. Called under env_lock. */
 static void env_load_file(void)
 {
@@ -69,28 +60,19 @@ static void env_load_file(void)
     }
     char line[8192];
     size_t cap = 0;
-    while (fgets(line, sizeof line, f)) {
-        char *s = trim(line);
-        if (!*s || *s == '#')
+    for (int lineno = 1; fgets(line, sizeof line, f); lineno++) {
+        char *name, *value;
+        int kind = config_env_line(line, &name, &value);
+        if (kind < 0)
+            fprintf(stderr, "kclient: %s line %d: not NAME=VALUE as a shell reads it\n", path,
+                    lineno);
+        if (kind <= 0)
             continue;
-        if (strncmp(s, "export ", 7) == 0)
-            s = trim(s + 7);
-        char *eq = strchr(s, '=');
-        if (!eq || eq == s)
-            continue;
-        *eq = '\0';
-        char *value = eq + 1;
-        size_t vl = strlen(value);
-        /* Tolerate shell quoting, in case the file is also meant to be sourced. */
-        if (vl >= 2 && (value[0] == '"' || value[0] == '\'') && value[vl - 1] == value[0]) {
-            value[vl - 1] = '\0';
-            value++;
-        }
         if (env_n == cap) {
             cap = cap ? cap * 2 : 32;
             env_pairs = xrealloc(env_pairs, cap * sizeof *env_pairs);
         }
-        env_pairs[env_n].name = xstrdup(trim(s));
+        env_pairs[env_n].name = xstrdup(name);
         env_pairs[env_n].value = xstrdup(value);
         env_n++;
     }
