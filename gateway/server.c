@@ -116,7 +116,7 @@ static struct bufferevent *on_new_connection(struct event_base *base, void *arg)
         c->refused = true;
         metrics_connection_refused();
         int64_t now = time_mono_us();
-        int64_t last = atomic_load(&last_refusal_log_us);
+        long long last = atomic_load(&last_refusal_log_us);
         if (now - last > 1000000 &&
             atomic_compare_exchange_strong(&last_refusal_log_us, &last, now))
             log_warn(NULL, "connection refused: %ld open (KOOISV_MAX_CONNECTIONS=%ld)%s", n - 1,

@@ -1,0 +1,50 @@
+/* The kit sync request parser (spec §4) on any body. The first byte picks the interface, the
+ * rest is the body. Refused with a code and a message, or accepted with an owning service and
+ * an envelope that packs and unpacks. */
+#include <assert.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "canonjson.h"
+#include "basicreq.h"
+#include "kitsync.h"
+
+static const char *const names[] = {"tenantSync", "applicationSync", "authSync", "singleOrgSync",
+                                     "allOrgSync"};
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    const char *name = names[data[0] % 5];
+    assert(kitsync_known(name));
+    json_error_t err;
+    json_t *body = canonjson_parse((const char *)data + 1, size - 1, &err);
+    if (!body)
+        return 0;
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    service_id_t svc;
+    char msg[512];
+    msg[0] = '\0';
+    const char *code = json_is_object(body) ? kitsync_build(name, body, &env, &svc, msg, sizeof msg)
+                                            : NULL;
+    if (code && strcmp(code, "000000") == 0) {
+        Kooisv__ResourceRef **res = NULL;
+        size_t n = 0;
+        kitsync_resources(&env, &res, &n);
+        resref_free(res, n);
+        size_t len = kooisv__envelope__get_packed_size(&env);
+        uint8_t *buf = malloc(len ? len : 1);
+        kooisv__envelope__pack(&env, buf);
+        Kooisv__Envelope *back = kooisv__envelope__unpack(NULL, len, buf);
+        assert(back && back->body_case == env.body_case);
+        kooisv__envelope__free_unpacked(back, NULL);
+        free(buf);
+    } else if (code) {
+        assert(msg[0]);
+    }
+    kitsync_free_body(&env);
+    json_decref(body);
+    return 0;
+}
