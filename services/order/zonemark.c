@@ -119,7 +119,8 @@ int zonemark_reconcile(PGconn *conn, const time_zone_t *zone)
         log_error(NULL, "cannot read the stored expiries in zone %s", time_zone_name(zone));
         return -1;
     }
-    log_warn(NULL, "stored expiries were read as %s, the marketplace time zone is %s: %ld moved",
-             c.recorded, time_zone_name(zone), c.changed);
+    log_msg(c.changed ? LOG_WARN : LOG_INFO, NULL,
+            "stored expiries were read as %s, the marketplace time zone is %s: %ld moved",
+            c.recorded, time_zone_name(zone), c.changed);
     return 0;
 }

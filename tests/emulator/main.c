@@ -171,6 +171,11 @@ int main(int argc, char **argv)
                 vars, sizeof vars / sizeof vars[0], argc, argv);
     log_init("emulator");
     signal(SIGPIPE, SIG_IGN);
+    char why[256];
+    if (!(emu.zone = time_zone_new(config_get("KOOISV_MARKETPLACE_TIME_ZONE"), why, sizeof why))) {
+        fprintf(stderr, "kooisv-emulator: KOOISV_MARKETPLACE_TIME_ZONE: %s\n", why);
+        return 2;
+    }
 
     char host[256];
     unsigned short port;
@@ -187,11 +192,6 @@ int main(int argc, char **argv)
     emu.basic_key = config_get("KOOISV_BASIC_KEY");
     emu.webhook_secret = config_get("KOOISV_EMULATOR_WEBHOOK_SECRET");
     emu.control_any = config_get_bool("KOOISV_EMULATOR_CONTROL_ANY");
-    char why[256];
-    if (!(emu.zone = time_zone_new(config_get("KOOISV_MARKETPLACE_TIME_ZONE"), why, sizeof why))) {
-        fprintf(stderr, "kooisv-emulator: KOOISV_MARKETPLACE_TIME_ZONE: %s\n", why);
-        return 2;
-    }
     emu.base = event_base_new();
     emu_state_init(&emu);
 
