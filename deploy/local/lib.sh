@@ -16,7 +16,7 @@
 KV_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 KV_PACKAGES=(build-essential cmake pkg-config libevent-dev libzmq3-dev libprotobuf-c-dev
     protobuf-c-compiler libjansson-dev libcmocka-dev libpq-dev libssl-dev postgresql openssl
-    ca-certificates curl)
+    ca-certificates curl tzdata)
 KV_SERVICES=(order tenant app audit)
 KV_PG_ROLES=(kooisv_order kooisv_tenant kooisv_app kooisv_billing kooisv_audit kooisv_audit_owner
     kooisv_auditor)
