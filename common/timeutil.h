@@ -31,7 +31,7 @@ const char *time_zone_name(const time_zone_t *self);
 int time_zone_offset(const time_zone_t *self, int64_t ms);
 /* --help line of KOOISV_MARKETPLACE_TIME_ZONE, the same in every binary that reads it. */
 #define TIME_ZONE_HELP                                                                             \
-    "zone of the marketplace's yyyyMMddHHmmss times (refreshInstance expireTime, Query Order "   \
+    "zone of the marketplace's yyyyMMddHHmmss times (refreshInstance expireTime, Query Order "     \
     "createTime/expireTime): UTC, an offset like +08:00, or an IANA name like Asia/Shanghai"
 /* Parse "yyyyMMddHHmmss" as a wall time of zone (NULL = UTC) into epoch ms; false if malformed
  * or not a real calendar time. A wall time that a zone's clock change skips is read with the

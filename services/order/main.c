@@ -91,8 +91,8 @@ static void config_build(void)
     cfg.market.ca_file = config_get("KOOISV_MARKETPLACE_CA_FILE");
     cfg.market.timeout_ms = (int)config_get_long("KOOISV_MARKETPLACE_TIMEOUT_MS", 100, 60000);
     char zone_why[256];
-    if (!(cfg.market.zone = time_zone_new(config_get("KOOISV_MARKETPLACE_TIME_ZONE"), zone_why,
-                                          sizeof zone_why)))
+    if (!(cfg.market.zone =
+              time_zone_new(config_get("KOOISV_MARKETPLACE_TIME_ZONE"), zone_why, sizeof zone_why)))
         die("KOOISV_MARKETPLACE_TIME_ZONE", zone_why);
 
     if (!provisioner_kind_parse(config_get("KOOISV_PROVISIONER"), &cfg.prov.kind))
@@ -221,7 +221,8 @@ int main(int argc, char **argv)
     size_t nstmts;
     const pg_stmt_t *stmts = orderdb_statements(&nstmts);
     if (!conn || pg_migrate(conn, "orders", service_migrations, service_migrations_count) != 0 ||
-        pg_prepare_all(conn, stmts, nstmts) != 0 || zonemark_reconcile(conn, cfg.market.zone) != 0) {
+        pg_prepare_all(conn, stmts, nstmts) != 0 ||
+        zonemark_reconcile(conn, cfg.market.zone) != 0) {
         log_error(NULL, "cannot migrate schema orders; exiting");
         if (conn)
             PQfinish(conn);

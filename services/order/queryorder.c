@@ -68,8 +68,8 @@ static int64_t parse_expire(const char *s, const time_zone_t *zone)
     return (int64_t)timegm(&tm) * 1000;
 }
 
-int queryorder_parse(const char *body, size_t len, const char *order_line_id, const time_zone_t *zone,
-                     queryorder_details_t *out, char *err, size_t errlen)
+int queryorder_parse(const char *body, size_t len, const char *order_line_id,
+                     const time_zone_t *zone, queryorder_details_t *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     out->period_number = -1;

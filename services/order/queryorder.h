@@ -40,8 +40,8 @@ int queryorder_fetch(const queryorder_config_t *cfg, const char *order_id,
                      size_t errlen);
 /* Parse a Query Order answer body for order_line_id, its compact times as wall times of zone
  * (NULL = UTC) (pure; used by fetch and the unit test). */
-int queryorder_parse(const char *body, size_t len, const char *order_line_id, const time_zone_t *zone,
-                     queryorder_details_t *out, char *err, size_t errlen);
+int queryorder_parse(const char *body, size_t len, const char *order_line_id,
+                     const time_zone_t *zone, queryorder_details_t *out, char *err, size_t errlen);
 /* Free the strings of d and zero it. */
 void queryorder_details_free(queryorder_details_t *d);
 

@@ -51,8 +51,7 @@ static db_status_t rezone_one(PGconn *conn, zonemark_ctx_t *c, const time_zone_t
 {
     char wall[15], iso_old[32], iso_new[32], ms_text[24];
     int64_t now_ms;
-    if (!time_parse_compact(c->zone, time_format_compact(old, ms, wall), &now_ms) ||
-        now_ms == ms)
+    if (!time_parse_compact(c->zone, time_format_compact(old, ms, wall), &now_ms) || now_ms == ms)
         return DB_OK;
     snprintf(ms_text, sizeof ms_text, "%lld", (long long)now_ms);
     const char *p[] = {id, ms_text};

@@ -56,8 +56,11 @@ static void test_fixed_offsets(void **state)
     const struct {
         const char *name;
         int64_t shift_ms; /* UTC instant = wall - shift */
-    } cases[] = {{"+08:00", 8 * HOUR_MS}, {"+0800", 8 * HOUR_MS}, {"+08", 8 * HOUR_MS},
-                 {"-05:30", -(5 * HOUR_MS + HOUR_MS / 2)}, {"+14:00", 14 * HOUR_MS}};
+    } cases[] = {{"+08:00", 8 * HOUR_MS},
+                 {"+0800", 8 * HOUR_MS},
+                 {"+08", 8 * HOUR_MS},
+                 {"-05:30", -(5 * HOUR_MS + HOUR_MS / 2)},
+                 {"+14:00", 14 * HOUR_MS}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         time_zone_t *z = zone(cases[i].name);
         assert_int_equal(parse(z, "20271206111947"), RENEWAL_UTC_MS - cases[i].shift_ms);
@@ -110,9 +113,18 @@ static void test_tz_left_alone(void **state)
 static void test_bad_names_refused(void **state)
 {
     (void)state;
-    const char *bad[] = {"",          "Mars/Olympus", "../../etc/passwd", "/etc/localtime",
-                         "+15:00",    "+08:60",       "8",                "UTC+8",
-                         "+8:00",     "utc ",         "Asia/Shanghai\n",  "zone.tab",
+    const char *bad[] = {"",
+                         "Mars/Olympus",
+                         "../../etc/passwd",
+                         "/etc/localtime",
+                         "+15:00",
+                         "+08:60",
+                         "8",
+                         "UTC+8",
+                         "+8:00",
+                         "utc ",
+                         "Asia/Shanghai\n",
+                         "zone.tab",
                          "Asia/../Asia/Shanghai"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char why[256] = "";
@@ -130,8 +142,14 @@ static void test_bad_times_refused(void **state)
 {
     (void)state;
     time_zone_t *z = zone("+08:00");
-    const char *bad[] = {"2027120611194", "202712061119470", "20271306111947", "20270229000000",
-                         "20271206241947", "2027120611194x", "", "19691231235959"};
+    const char *bad[] = {"2027120611194",
+                         "202712061119470",
+                         "20271306111947",
+                         "20270229000000",
+                         "20271206241947",
+                         "2027120611194x",
+                         "",
+                         "19691231235959"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int64_t ms;
         if (time_parse_compact(z, bad[i], &ms) || time_parse_compact(NULL, bad[i], &ms))
@@ -145,8 +163,8 @@ static void test_bad_times_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_utc_by_default),   cmocka_unit_test(test_fixed_offsets),
-        cmocka_unit_test(test_iana_names),       cmocka_unit_test(test_tz_left_alone),
+        cmocka_unit_test(test_utc_by_default),    cmocka_unit_test(test_fixed_offsets),
+        cmocka_unit_test(test_iana_names),        cmocka_unit_test(test_tz_left_alone),
         cmocka_unit_test(test_bad_names_refused), cmocka_unit_test(test_bad_times_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

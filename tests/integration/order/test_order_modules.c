@@ -446,7 +446,8 @@ static void test_queryorder_parse(void **state)
          "not in the Query Order answer"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        if (queryorder_parse(bad[i].body, strlen(bad[i].body), "L9", NULL, &d, err, sizeof err) != -1)
+        if (queryorder_parse(bad[i].body, strlen(bad[i].body), "L9", NULL, &d, err, sizeof err) !=
+            -1)
             fail_msg("accepted %s", bad[i].body);
         if (!strstr(err, bad[i].why))
             fail_msg("%s: error '%s' lacks '%s'", bad[i].body, err, bad[i].why);

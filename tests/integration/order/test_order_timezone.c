@@ -93,8 +93,8 @@ static char *registered_order(void)
 static void assert_near(int64_t got, int64_t want, int64_t slack_ms)
 {
     if (got < want - slack_ms || got > want + slack_ms)
-        fail_msg("got %lld, want %lld +- %lld ms (off by %.2f h)", (long long)got,
-                 (long long)want, (long long)slack_ms, (double)(got - want) / HOUR_MS);
+        fail_msg("got %lld, want %lld +- %lld ms (off by %.2f h)", (long long)got, (long long)want,
+                 (long long)slack_ms, (double)(got - want) / HOUR_MS);
 }
 
 static void test_utc_default(void **state)
@@ -236,8 +236,7 @@ static void assert_refused(const char *bin, const char *prog, char *const envp[]
     char err[1024];
     assert_int_equal(run(bin, envp, err, sizeof err), 2);
     char *want = xasprintf("%s: KOOISV_MARKETPLACE_TIME_ZONE: ", prog);
-    if (strncmp(err, want, strlen(want)) != 0 || !strchr(err, '\n') ||
-        strchr(err, '\n')[1] != '\0')
+    if (strncmp(err, want, strlen(want)) != 0 || !strchr(err, '\n') || strchr(err, '\n')[1] != '\0')
         fail_msg("%s: want one line starting '%s', got '%s'", prog, want, err);
     free(want);
 }
