@@ -118,7 +118,8 @@ void license_issue(order_worker_t *w, svc_call_t *call);
 void admin_handle(order_worker_t *w, svc_call_t *call);
 
 /* Read the stored expiries again when they were read in another zone than zone (zonemark.c);
- * conn has the statements prepared. 0, or -1 (logged) when the database failed. */
+ * conn has the statements prepared. Call before threads start (it may resolve the recorded
+ * zone's IANA name). 0, or -1 (logged) when the database failed. */
 int zonemark_reconcile(PGconn *conn, const time_zone_t *zone);
 
 /* Start cfg->job_threads background job threads; 0 or -1. */
