@@ -1,8 +1,11 @@
 #include "timeutil.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+
+#include "xmalloc.h"
 
 static int64_t (*injected_clock)(void);
 
@@ -66,7 +69,177 @@ static time_t utc_seconds(int y, int mo, int d, int h, int mi, int se)
     return timegm(&tm);
 }
 
-bool time_parse_compact(const char *s, int64_t *ms_out)
+/* One offset change: from at_s on (epoch seconds), the zone is offset_s east of UTC. */
+typedef struct {
+    int64_t at_s;
+    int offset_s;
+} zone_change_t;
+
+struct time_zone_t {
+    char *name;
+    zone_change_t *changes; /* ascending; changes[0].at_s is INT64_MIN */
+    size_t n;
+};
+
+/* "UTC", "Z", "+HH", "+HHMM", "+HH:MM" (or '-'): offset in seconds east; false otherwise. */
+static bool fixed_offset(const char *s, int *offset_s)
+{
+    if (strcmp(s, "UTC") == 0 || strcmp(s, "Z") == 0) {
+        *offset_s = 0;
+        return true;
+    }
+    if (s[0] != '+' && s[0] != '-')
+        return false;
+    size_t len = strlen(s);
+    int h, m = 0;
+    if (len == 3 && digits(s + 1, 2))
+        h = num(s + 1, 2);
+    else if (len == 5 && digits(s + 1, 4))
+        h = num(s + 1, 2), m = num(s + 3, 2);
+    else if (len == 6 && digits(s + 1, 2) && s[3] == ':' && digits(s + 4, 2))
+        h = num(s + 1, 2), m = num(s + 4, 2);
+    else
+        return false;
+    if (m > 59 || h * 60 + m > 14 * 60)
+        return false;
+    *offset_s = (s[0] == '-' ? -1 : 1) * (h * 3600 + m * 60);
+    return true;
+}
+
+/* A name that can only address a file below the zoneinfo folder, and that file is TZif. */
+static bool iana_file_ok(const char *name, char *why, size_t whylen)
+{
+    if (!*name || name[0] == '/' || strstr(name, "..") ||
+        strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/_+-") !=
+            strlen(name)) {
+        snprintf(why, whylen, "not UTC, an offset like +08:00 or an IANA zone name");
+        return false;
+    }
+    const char *dir = getenv("TZDIR");
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir && *dir ? dir : "/usr/share/zoneinfo", name);
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    bool ok = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "TZif", 4) == 0;
+    if (f)
+        fclose(f);
+    if (!ok)
+        snprintf(why, whylen, "unknown time zone (no TZif file %s)", path);
+    return ok;
+}
+
+static int local_offset(int64_t t)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    localtime_r(&tt, &tm);
+    return (int)tm.tm_gmtoff;
+}
+
+static void zone_add(time_zone_t *z, size_t *cap, int64_t at_s, int offset_s)
+{
+    if (z->n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        z->changes = xrealloc(z->changes, *cap * sizeof *z->changes);
+    }
+    z->changes[z->n++] = (zone_change_t){at_s, offset_s};
+}
+
+/* Walk 1970..2200 in 6-hour steps under TZ=name; each change found is narrowed to its second. */
+static void zone_tabulate(time_zone_t *z, const char *name)
+{
+    const char *old = getenv("TZ");
+    char *saved = old ? xstrdup(old) : NULL;
+    setenv("TZ", name, 1);
+    tzset();
+    size_t cap = 0;
+    const int64_t step = 6 * 3600, end = 7258118400LL; /* 2200-01-01 */
+    int prev = local_offset(0);
+    zone_add(z, &cap, INT64_MIN, prev);
+    for (int64_t t = step; t <= end; t += step) {
+        int cur = local_offset(t);
+        if (cur == prev)
+            continue;
+        int64_t lo = t - step, hi = t; /* offset(lo) == prev, offset(hi) == cur */
+        while (hi - lo > 1) {
+            int64_t mid = lo + (hi - lo) / 2;
+            if (local_offset(mid) == prev)
+                lo = mid;
+            else
+                hi = mid;
+        }
+        zone_add(z, &cap, hi, cur);
+        prev = cur;
+    }
+    if (saved)
+        setenv("TZ", saved, 1);
+    else
+        unsetenv("TZ");
+    tzset();
+    free(saved);
+}
+
+time_zone_t *time_zone_new(const char *name, char *why, size_t whylen)
+{
+    int offset_s;
+    if (!name)
+        name = "";
+    time_zone_t *z = xcalloc(1, sizeof *z);
+    if (fixed_offset(name, &offset_s)) {
+        size_t cap = 0;
+        zone_add(z, &cap, INT64_MIN, offset_s);
+    } else if (iana_file_ok(name, why, whylen)) {
+        zone_tabulate(z, name);
+    } else {
+        free(z);
+        return NULL;
+    }
+    z->name = xstrdup(name);
+    return z;
+}
+
+void time_zone_destroy(time_zone_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    free((*self_p)->changes);
+    free((*self_p)->name);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+const char *time_zone_name(const time_zone_t *self)
+{
+    return self ? self->name : "UTC";
+}
+
+/* Offset in effect at epoch second t. */
+static int offset_at(const time_zone_t *z, int64_t t)
+{
+    if (!z)
+        return 0;
+    size_t lo = 0, hi = z->n; /* changes[lo].at_s <= t < changes[hi].at_s */
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (z->changes[mid].at_s <= t)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return z->changes[lo].offset_s;
+}
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    return a / b - (a % b != 0 && (a < 0) != (b < 0));
+}
+
+int time_zone_offset(const time_zone_t *self, int64_t ms)
+{
+    return offset_at(self, floor_div(ms, 1000));
+}
+
+bool time_parse_compact(const time_zone_t *zone, const char *s, int64_t *ms_out)
 {
     if (!s || strlen(s) != 14 || !digits(s, 14))
         return false;
@@ -74,11 +247,28 @@ bool time_parse_compact(const char *s, int64_t *ms_out)
     int h = num(s + 8, 2), mi = num(s + 10, 2), se = num(s + 12, 2);
     if (!calendar_ok(y, mo, d, h, mi, se))
         return false;
-    time_t t = utc_seconds(y, mo, d, h, mi, se);
-    /* The marketplace writes its local time, UTC+8. */
+    int64_t wall = (int64_t)utc_seconds(y, mo, d, h, mi, se);
+    /* The instant lies within a day of the wall time read as UTC: the offsets two days either
+     * side are the ones before and after any change near it. */
+    int before = offset_at(zone, wall - 2 * 86400), after = offset_at(zone, wall + 2 * 86400);
+    int64_t t = wall - before; /* also the reading of a skipped wall time */
+    if (offset_at(zone, t) != before && offset_at(zone, wall - after) == after)
+        t = wall - after;
+    else if (offset_at(zone, wall - after) == after && wall - after < t)
+        t = wall - after;
     if (ms_out)
-        *ms_out = ((int64_t)t - 8 * 3600) * 1000;
+        *ms_out = t * 1000;
     return true;
+}
+
+char *time_format_compact(const time_zone_t *zone, int64_t ms, char out[15])
+{
+    int64_t sec = floor_div(ms, 1000);
+    time_t t = (time_t)(sec + offset_at(zone, sec));
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 15, "%Y%m%d%H%M%S", &tm);
+    return out;
 }
 
 char *time_format_iso(int64_t ms, char *buf, unsigned long len)

@@ -12,9 +12,33 @@ int64_t time_now_ms(void);
 int64_t time_mono_us(void);
 /* Replace the wall clock (tests); NULL restores the real one. */
 void time_set_clock(int64_t (*clock_ms)(void));
-/* Parse "yyyyMMddHHmmss" as UTC+8 (marketplace local time) into epoch ms; false if malformed
- * or not a real calendar time. */
-bool time_parse_compact(const char *s, int64_t *ms_out);
+
+/* A time zone of the marketplace's compact times (KOOISV_MARKETPLACE_TIME_ZONE). Fixed offsets
+ * are kept as they are; an IANA name is resolved once, in time_zone_new, into a table of its UTC
+ * offsets from 1970 to 2200 (TZ is set, tzset() and localtime_r() walk the years, TZ is put back),
+ * so that the parse/format pair below is pure and thread-safe and never touches TZ. */
+typedef struct time_zone_t time_zone_t;
+/* Resolve name: "UTC", "Z", "+HH:MM", "-HH:MM", "+HHMM", "+HH" (offsets up to 14:00), or an IANA
+ * name with a TZif file under $TZDIR or /usr/share/zoneinfo ("Asia/Shanghai"). Call before other
+ * threads start (IANA names touch TZ). NULL with a one-line reason in why otherwise. Caller owns
+ * the result. */
+time_zone_t *time_zone_new(const char *name, char *why, size_t whylen);
+/* Free *self_p and set it to NULL. */
+void time_zone_destroy(time_zone_t **self_p);
+/* The name the zone was made from. */
+const char *time_zone_name(const time_zone_t *self);
+/* Offset from UTC, in seconds east, in effect at epoch ms (NULL = UTC). */
+int time_zone_offset(const time_zone_t *self, int64_t ms);
+/* --help line of KOOISV_MARKETPLACE_TIME_ZONE, the same in every binary that reads it. */
+#define TIME_ZONE_HELP                                                                             \
+    "zone of the marketplace's yyyyMMddHHmmss times (refreshInstance expireTime, Query Order "     \
+    "createTime/expireTime): UTC, an offset like +08:00, or an IANA name like Asia/Shanghai"
+/* Parse "yyyyMMddHHmmss" as a wall time of zone (NULL = UTC) into epoch ms; false if malformed
+ * or not a real calendar time. A wall time that a zone's clock change skips is read with the
+ * offset before the change; one it repeats, as the earlier instant. */
+bool time_parse_compact(const time_zone_t *zone, const char *s, int64_t *ms_out);
+/* Format epoch ms as "yyyyMMddHHmmss" in zone (NULL = UTC) into out; returns out. */
+char *time_format_compact(const time_zone_t *zone, int64_t ms, char out[15]);
 /* Format epoch ms as "yyyy-MM-ddTHH:mm:ss.SSSZ" (UTC) into buf (>= 25 bytes). */
 char *time_format_iso(int64_t ms, char *buf, unsigned long len);
 /* Parse a decimal millisecond timestamp of 1..15 digits; false otherwise. */

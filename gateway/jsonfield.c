@@ -85,7 +85,7 @@ jsonfield_status_t jsonfield_compact_time(const char *s, int forms)
     memcpy(seconds, s, 14);
     seconds[14] = '\0';
     int64_t ms;
-    return time_parse_compact(seconds, &ms) ? JSONFIELD_OK : JSONFIELD_BAD_TIME;
+    return time_parse_compact(NULL, seconds, &ms) ? JSONFIELD_OK : JSONFIELD_BAD_TIME;
 }
 
 char *jsonfield_copy(const char *s)

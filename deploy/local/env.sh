@@ -25,6 +25,10 @@ kv_env_for() {
         "KOOISV_MARKETPLACE_SK_FILE=$KV_SECRETS/marketplace-sk"
         "KOOISV_MARKETPLACE_CA_FILE=$KV_TLS/ca.crt"
     )
+    # The order service and the emulator must read the marketplace's compact times alike.
+    local zone=()
+    [[ -n ${KOOISV_MARKETPLACE_TIME_ZONE:-} ]] &&
+        zone=("KOOISV_MARKETPLACE_TIME_ZONE=$KOOISV_MARKETPLACE_TIME_ZONE")
     case $proc in
     gateway | gateway2)
         local sfx=""
@@ -48,7 +52,7 @@ kv_env_for() {
             "KOOISV_PG_DSN_FILE=$KV_SECRETS/pg-kooisv_order.dsn"
             "KOOISV_BASIC_KEY_FILE=$KV_SECRETS/basic-key"
             "KOOISV_DATA_KEY_FILE=$KV_SECRETS/data-key"
-            "${endpoints[@]}" "${marketplace[@]}"
+            "${endpoints[@]}" "${marketplace[@]}" "${zone[@]}"
         )
         ;;
     tenant)
@@ -83,6 +87,7 @@ kv_env_for() {
             "KOOISV_MARKETPLACE_AK_FILE=$KV_SECRETS/marketplace-ak"
             "KOOISV_MARKETPLACE_SK_FILE=$KV_SECRETS/marketplace-sk"
             "KOOISV_EMULATOR_WEBHOOK_SECRET_FILE=$KV_SECRETS/webhook-secret"
+            "${zone[@]}"
         )
         ;;
     *) kv_die "unknown process $proc" ;;

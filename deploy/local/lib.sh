@@ -16,7 +16,7 @@
 KV_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 KV_PACKAGES=(build-essential cmake pkg-config libevent-dev libzmq3-dev libprotobuf-c-dev
     protobuf-c-compiler libjansson-dev libcmocka-dev libpq-dev libssl-dev postgresql openssl
-    ca-certificates curl)
+    ca-certificates curl tzdata)
 # What `test` needs beyond that: clang's libFuzzer for the fuzz tests (tests/fuzz).
 KV_TEST_PACKAGES=(clang libclang-rt-14-dev)
 KV_SERVICES=(order tenant app audit)

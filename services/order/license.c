@@ -31,10 +31,11 @@ const pg_stmt_t license_stmts[] = {
 };
 const size_t license_stmts_count = sizeof license_stmts / sizeof license_stmts[0];
 
-/* yyyyMMddHHmmss (marketplace time) or epoch milliseconds. */
+/* yyyyMMddHHmmss or epoch milliseconds. Always UTC (spec §3: getLicenseAsync times are UTC),
+ * whatever KOOISV_MARKETPLACE_TIME_ZONE says about refresh and Query Order times. */
 static bool parse_time(const char *s, int64_t *ms)
 {
-    if (strlen(s) == 14 && time_parse_compact(s, ms))
+    if (strlen(s) == 14 && time_parse_compact(NULL, s, ms))
         return true;
     return strlen(s) == 13 && time_parse_ms(s, ms);
 }

@@ -421,7 +421,8 @@ void lifecycle_refresh(order_worker_t *w, svc_call_t *call)
                      .scene = r->scene,
                      .product_id = order_nullable(r->product_id),
                      .expire_raw = r->expire_time};
-    if (strlen(r->expire_time) != 14 || !time_parse_compact(r->expire_time, &c.expire_ms)) {
+    if (strlen(r->expire_time) != 14 ||
+        !time_parse_compact(w->cfg->market.zone, r->expire_time, &c.expire_ms)) {
         svc_call_result(call, RC_INVALID, "expireTime must be yyyyMMddHHmmss");
         return;
     }

@@ -38,6 +38,7 @@ static const config_var_t vars[] = {
      "secret key for the marketplace API"},
     {"KOOISV_MARKETPLACE_CA_FILE", "", 0, "PEM CA bundle for the marketplace (empty = system)"},
     {"KOOISV_MARKETPLACE_TIMEOUT_MS", "5000", 0, "Query Order request timeout"},
+    {"KOOISV_MARKETPLACE_TIME_ZONE", "UTC", 0, TIME_ZONE_HELP},
     {"KOOISV_PROVISIONER", "builtin", 0,
      "builtin (URL templates, generated credentials) | webhook (ask the seller's application)"},
     {"KOOISV_FRONTEND_URL_TEMPLATE", "https://app.example.invalid/i/{instanceId}", 0,
@@ -89,6 +90,10 @@ static void config_build(void)
     cfg.market.sk = config_get("KOOISV_MARKETPLACE_SK");
     cfg.market.ca_file = config_get("KOOISV_MARKETPLACE_CA_FILE");
     cfg.market.timeout_ms = (int)config_get_long("KOOISV_MARKETPLACE_TIMEOUT_MS", 100, 60000);
+    char zone_why[256];
+    if (!(cfg.market.zone =
+              time_zone_new(config_get("KOOISV_MARKETPLACE_TIME_ZONE"), zone_why, sizeof zone_why)))
+        die("KOOISV_MARKETPLACE_TIME_ZONE", zone_why);
 
     if (!provisioner_kind_parse(config_get("KOOISV_PROVISIONER"), &cfg.prov.kind))
         die("KOOISV_PROVISIONER", "must be builtin or webhook");
@@ -213,7 +218,11 @@ int main(int argc, char **argv)
 
     /* Migrate before anything serves; replicas starting together queue on the advisory lock. */
     PGconn *conn = pg_connect(cfg.dsn, "kooisv-order-migrate", 60);
-    if (!conn || pg_migrate(conn, "orders", service_migrations, service_migrations_count) != 0) {
+    size_t nstmts;
+    const pg_stmt_t *stmts = orderdb_statements(&nstmts);
+    if (!conn || pg_migrate(conn, "orders", service_migrations, service_migrations_count) != 0 ||
+        pg_prepare_all(conn, stmts, nstmts) != 0 ||
+        zonemark_reconcile(conn, cfg.market.zone) != 0) {
         log_error(NULL, "cannot migrate schema orders; exiting");
         if (conn)
             PQfinish(conn);
@@ -231,8 +240,6 @@ int main(int argc, char **argv)
                   config_get_long("KOOISV_PG_STATEMENT_TIMEOUT_MS", 100, 600000));
     setenv("PGOPTIONS", opts, 1);
     free(opts);
-    size_t nstmts;
-    orderdb_statements(&nstmts);
 
     if (jobs_start(&cfg) != 0)
         return 1;

@@ -102,9 +102,9 @@ static inline const char *order_nullable(const char *s)
 
 /* Statement tables of the modules (one per module, SQL beside its user). */
 extern const pg_stmt_t orderdb_stmts[], lifecycle_stmts[], query_stmts[], license_stmts[],
-    admin_stmts[], jobs_stmts[];
+    admin_stmts[], jobs_stmts[], zonemark_stmts[];
 extern const size_t orderdb_stmts_count, lifecycle_stmts_count, query_stmts_count,
-    license_stmts_count, admin_stmts_count, jobs_stmts_count;
+    license_stmts_count, admin_stmts_count, jobs_stmts_count, zonemark_stmts_count;
 
 /* Handlers (one per body kind). Each sets the reply's result code. */
 void lifecycle_new(order_worker_t *w, svc_call_t *call);
@@ -116,6 +116,11 @@ void lifecycle_change_check(order_worker_t *w, svc_call_t *call);
 void query_instances(order_worker_t *w, svc_call_t *call);
 void license_issue(order_worker_t *w, svc_call_t *call);
 void admin_handle(order_worker_t *w, svc_call_t *call);
+
+/* Read the stored expiries again when they were read in another zone than zone (zonemark.c);
+ * conn has the statements prepared. Call before threads start (it may resolve the recorded
+ * zone's IANA name). 0, or -1 (logged) when the database failed. */
+int zonemark_reconcile(PGconn *conn, const time_zone_t *zone);
 
 /* Start cfg->job_threads background job threads; 0 or -1. */
 int jobs_start(const order_config_t *cfg);

@@ -44,9 +44,10 @@ static void statements_build(void)
         const pg_stmt_t *stmts;
         size_t n;
     } tables[] = {
-        {orderdb_stmts, orderdb_stmts_count}, {lifecycle_stmts, lifecycle_stmts_count},
-        {query_stmts, query_stmts_count},     {license_stmts, license_stmts_count},
-        {admin_stmts, admin_stmts_count},     {jobs_stmts, jobs_stmts_count},
+        {orderdb_stmts, orderdb_stmts_count},   {lifecycle_stmts, lifecycle_stmts_count},
+        {query_stmts, query_stmts_count},       {license_stmts, license_stmts_count},
+        {admin_stmts, admin_stmts_count},       {jobs_stmts, jobs_stmts_count},
+        {zonemark_stmts, zonemark_stmts_count},
     };
     size_t n = 0;
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)

@@ -48,13 +48,13 @@ static bool truthy(const json_t *v)
     return false;
 }
 
-/* expireTime as yyyyMMddHHmmss (marketplace time) or ISO-8601 UTC; 0 if neither. */
-static int64_t parse_expire(const char *s)
+/* expireTime as yyyyMMddHHmmss (a wall time of zone) or ISO-8601 UTC; 0 if neither. */
+static int64_t parse_expire(const char *s, const time_zone_t *zone)
 {
     int64_t ms = 0;
     if (!s)
         return 0;
-    if (strlen(s) == 14 && time_parse_compact(s, &ms))
+    if (strlen(s) == 14 && time_parse_compact(zone, s, &ms))
         return ms;
     struct tm tm = {0};
     const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
@@ -69,7 +69,7 @@ static int64_t parse_expire(const char *s)
 }
 
 int queryorder_parse(const char *body, size_t len, const char *order_line_id,
-                     queryorder_details_t *out, char *err, size_t errlen)
+                     const time_zone_t *zone, queryorder_details_t *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     out->period_number = -1;
@@ -147,7 +147,7 @@ int queryorder_parse(const char *body, size_t len, const char *order_line_id,
         !strstr(out->order_type, "FORMAL"))
         out->trial = true;
     out->expire_raw = member_text(line, "expireTime");
-    out->expire_ms = parse_expire(out->expire_raw);
+    out->expire_ms = parse_expire(out->expire_raw, zone);
     out->order_json = json_dumps(info, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(root);
     return 0;
@@ -235,7 +235,7 @@ int queryorder_fetch(const queryorder_config_t *cfg, const char *order_id,
     else if (resp.status != 200)
         snprintf(err, errlen, "Query Order answered HTTP %d", resp.status);
     else
-        rc = queryorder_parse(resp.body, resp.body_len, order_line_id, out, err, errlen);
+        rc = queryorder_parse(resp.body, resp.body_len, order_line_id, cfg->zone, out, err, errlen);
     httpc_response_free(&resp);
     free(h_host);
     free(h_auth);

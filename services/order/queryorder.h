@@ -7,12 +7,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "timeutil.h"
+
 typedef struct {
     const char *url;     /* KOOISV_MARKETPLACE_URL: scheme://host[:port][/prefix] */
     const char *ak;      /* KOOISV_MARKETPLACE_AK */
     const char *sk;      /* KOOISV_MARKETPLACE_SK */
     const char *ca_file; /* NULL/"" = system store */
     int timeout_ms;
+    const time_zone_t *zone; /* KOOISV_MARKETPLACE_TIME_ZONE: zone of createTime/expireTime */
 } queryorder_config_t;
 
 /* What the instance keeps of an order line. Strings are owned (NULL when absent). */
@@ -35,9 +38,10 @@ typedef struct {
 int queryorder_fetch(const queryorder_config_t *cfg, const char *order_id,
                      const char *order_line_id, queryorder_details_t *out, char *err,
                      size_t errlen);
-/* Parse a Query Order answer body for order_line_id (pure; used by fetch and the unit test). */
+/* Parse a Query Order answer body for order_line_id, its compact times as wall times of zone
+ * (NULL = UTC) (pure; used by fetch and the unit test). */
 int queryorder_parse(const char *body, size_t len, const char *order_line_id,
-                     queryorder_details_t *out, char *err, size_t errlen);
+                     const time_zone_t *zone, queryorder_details_t *out, char *err, size_t errlen);
 /* Free the strings of d and zero it. */
 void queryorder_details_free(queryorder_details_t *d);
 

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "timeutil.h"
+
 #define EMU_ORDER_QUERY_PATH "/api/mkp-openapi-public/global/v1/order/query"
 #define EMU_USAGE_PATH "/api/mkp-openapi-public/global/v1/isv/usage-data"
 #define EMU_CONTROL_PREFIX "/_emulator/"
@@ -23,6 +25,7 @@ typedef struct {
     const char *basic_key;      /* seller key: usage-push signatures */
     const char *webhook_secret; /* "" = webhook signatures are not checked */
     bool control_any;           /* control API from any address, not only loopback */
+    time_zone_t *zone;          /* KOOISV_MARKETPLACE_TIME_ZONE: zone of Query Order's times */
     json_t *orders;             /* orderId -> orderInfo: registered, or answered once (frozen) */
     json_t *calls;              /* path key -> {"count": n, "calls": [...]} */
     json_t *faults;          /* path key -> {"mode", "count", "delay_ms", "code", "http_status"} */
@@ -82,8 +85,6 @@ void emu_dispatch_faultable(emu_exchange_t *ex, const char *key, emu_style_t sty
 int64_t emu_now_ms(void);
 /* Parse "yyyyMMdd'T'HHmmss'Z'" (UTC) into epoch ms; false if malformed. */
 bool emu_parse_utc_compact(const char *s, int64_t *ms_out);
-/* Format epoch ms as "yyyyMMddHHmmss" in UTC+8 (the marketplace's local time) into out[15]. */
-void emu_format_local_compact(int64_t ms, char out[15]);
 
 /* --- orders.c ------------------------------------------------------------------------- */
 /* GET order/query: verify SDK-HMAC-SHA256, answer the order. */

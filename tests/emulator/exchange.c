@@ -90,14 +90,6 @@ bool emu_parse_utc_compact(const char *s, int64_t *ms_out)
     return true;
 }
 
-void emu_format_local_compact(int64_t ms, char out[15])
-{
-    time_t t = (time_t)(ms / 1000) + 8 * 3600;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, 15, "%Y%m%d%H%M%S", &tm);
-}
-
 const char *emu_header(const emu_exchange_t *ex, const char *name)
 {
     return evhttp_find_header(evhttp_request_get_input_headers(ex->req), name);

@@ -41,6 +41,7 @@ static const config_var_t vars[] = {
      "seller key: usage-push signatures"},
     {"KOOISV_EMULATOR_WEBHOOK_SECRET", "", CONFIG_SECRET,
      "if set, webhook calls are checked and recorded with signature_ok"},
+    {"KOOISV_MARKETPLACE_TIME_ZONE", "UTC", 0, TIME_ZONE_HELP},
     {"KOOISV_LOG_LEVEL", "info", 0, "debug|info|warn|error"},
 };
 
@@ -172,6 +173,11 @@ int main(int argc, char **argv)
                 vars, sizeof vars / sizeof vars[0], argc, argv);
     log_init("emulator");
     signal(SIGPIPE, SIG_IGN);
+    char why[256];
+    if (!(emu.zone = time_zone_new(config_get("KOOISV_MARKETPLACE_TIME_ZONE"), why, sizeof why))) {
+        fprintf(stderr, "kooisv-emulator: KOOISV_MARKETPLACE_TIME_ZONE: %s\n", why);
+        return 2;
+    }
 
     char host[256];
     unsigned short port;
@@ -236,6 +242,7 @@ int main(int argc, char **argv)
     event_free(sigint);
     evhttp_free(http);
     emu_state_free(&emu);
+    time_zone_destroy(&emu.zone);
     event_base_free(emu.base);
     SSL_CTX_free(ssl_ctx);
     return 0;

@@ -61,10 +61,11 @@ static int64_t period_ms(const char *type, json_int_t n)
     return 365 * DAY_MS;
 }
 
-static json_t *order_from_mock(const mock_order_t *m, const char *order_id, int64_t now)
+static json_t *order_from_mock(const emu_t *emu, const mock_order_t *m, const char *order_id,
+                               int64_t now)
 {
     char created[15], expire[15];
-    emu_format_local_compact(now, created);
+    time_format_compact(emu->zone, now, created);
     char *line_id = xasprintf("%s-000001", order_id);
     json_t *product = json_pack("{s:s, s:s}", "productId", m->product_id, "skuCode", m->sku_code);
     if (m->linear_value)
@@ -76,7 +77,7 @@ static json_t *order_from_mock(const mock_order_t *m, const char *order_id, int6
         json_object_set_new(line, "periodNumber", json_integer(m->period_number));
     }
     if (m->expire_in_ms) {
-        emu_format_local_compact(now + m->expire_in_ms, expire);
+        time_format_compact(emu->zone, now + m->expire_in_ms, expire);
         json_object_set_new(line, "expireTime", json_string(expire));
     }
     if (m->trial)
@@ -91,7 +92,7 @@ static json_t *order_from_mock(const mock_order_t *m, const char *order_id, int6
 }
 
 /* Fill what a registered order leaves out with the yearly defaults; false + why on bad shape. */
-static bool order_complete(json_t *order, int64_t now, const char **why)
+static bool order_complete(const emu_t *emu, json_t *order, int64_t now, const char **why)
 {
     const char *order_id = json_string_value(json_object_get(order, "orderId"));
     if (!order_id || !*order_id) {
@@ -99,7 +100,7 @@ static bool order_complete(json_t *order, int64_t now, const char **why)
         return false;
     }
     char created[15];
-    emu_format_local_compact(now, created);
+    time_format_compact(emu->zone, now, created);
     if (!json_object_get(order, "orderType"))
         json_object_set_new(order, "orderType", json_string("NEW"));
     if (!json_object_get(order, "createTime"))
@@ -138,7 +139,7 @@ static bool order_complete(json_t *order, int64_t now, const char **why)
                 char expire[15];
                 int64_t span = period_ms(json_string_value(json_object_get(line, "periodType")),
                                          json_integer_value(json_object_get(line, "periodNumber")));
-                emu_format_local_compact(now + span, expire);
+                time_format_compact(emu->zone, now + span, expire);
                 json_object_set_new(line, "expireTime", json_string(expire));
             }
         }
@@ -160,7 +161,7 @@ const char *emu_order_register(emu_t *emu, json_t *order, const char **why)
         return NULL;
     }
     json_t *copy = json_deep_copy(order);
-    if (!order_complete(copy, emu_now_ms(), why)) {
+    if (!order_complete(emu, copy, emu_now_ms(), why)) {
         json_decref(copy);
         return NULL;
     }
@@ -178,9 +179,9 @@ static json_t *order_lookup(emu_t *emu, const char *id)
     int64_t now = emu_now_ms();
     for (size_t i = 0; i < sizeof mocks / sizeof mocks[0]; i++)
         if (strcmp(mocks[i].order_id, id) == 0)
-            order = order_from_mock(&mocks[i], id, now);
+            order = order_from_mock(emu, &mocks[i], id, now);
     if (!order && strncmp(id, "CS", 2) == 0 && strlen(id) <= 64)
-        order = order_from_mock(&mocks[0], id, now); /* a real-looking id: a yearly purchase */
+        order = order_from_mock(emu, &mocks[0], id, now); /* a real-looking id: a yearly purchase */
     if (!order)
         return NULL;
     json_object_set_new(emu->orders, id, order);

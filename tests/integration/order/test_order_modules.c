@@ -387,7 +387,7 @@ static void test_queryorder_parse(void **state)
     queryorder_details_t d;
     char err[256];
     assert_int_equal(queryorder_parse(emulator_answer, strlen(emulator_answer),
-                                      "MOCKPERIODDAYTRIAL-000001", &d, err, sizeof err),
+                                      "MOCKPERIODDAYTRIAL-000001", NULL, &d, err, sizeof err),
                      0);
     assert_string_equal(d.order_type, "NEW");
     assert_string_equal(d.charging_mode, "PERIOD");
@@ -397,12 +397,21 @@ static void test_queryorder_parse(void **state)
     assert_string_equal(d.sku_code, "SKU-BASIC");
     assert_true(d.trial);
     assert_string_equal(d.expire_raw, "20250108080000");
-    int64_t want;
-    assert_true(time_parse_compact("20250108080000", &want));
-    assert_int_equal(d.expire_ms, want);
+    assert_int_equal(d.expire_ms, 1736323200000LL); /* 2025-01-08T08:00:00Z: UTC by default */
     assert_non_null(strstr(d.order_json, "\"orderId\":\"MOCKPERIODDAYTRIAL\""));
     queryorder_details_free(&d);
     assert_null(d.order_type);
+
+    /* The same answer from a marketplace configured as UTC+8: eight hours earlier. */
+    char why[128];
+    time_zone_t *cst = time_zone_new("+08:00", why, sizeof why);
+    assert_non_null(cst);
+    assert_int_equal(queryorder_parse(emulator_answer, strlen(emulator_answer),
+                                      "MOCKPERIODDAYTRIAL-000001", cst, &d, err, sizeof err),
+                     0);
+    assert_int_equal(d.expire_ms, 1736323200000LL - 8 * 3600 * 1000);
+    queryorder_details_free(&d);
+    time_zone_destroy(&cst);
 
     /* Loose types: periodNumber as text, amount as a number, ISO expiry, two lines. */
     const char *loose =
@@ -410,13 +419,13 @@ static void test_queryorder_parse(void **state)
         "{\"orderLineId\":\"L1\",\"periodNumber\":\"3\",\"amount\":12.5},"
         "{\"orderLineId\":\"L2\",\"periodNumber\":\"x\",\"expireTime\":\"2030-01-02T03:04:05Z\","
         "\"productInfo\":{\"productId\":\"P2\"}}]}}";
-    assert_int_equal(queryorder_parse(loose, strlen(loose), "L1", &d, err, sizeof err), 0);
+    assert_int_equal(queryorder_parse(loose, strlen(loose), "L1", NULL, &d, err, sizeof err), 0);
     assert_int_equal(d.period_number, 3);
     assert_string_equal(d.amount, "12.5");
     assert_false(d.trial);
     assert_int_equal(d.expire_ms, 0);
     queryorder_details_free(&d);
-    assert_int_equal(queryorder_parse(loose, strlen(loose), "L2", &d, err, sizeof err), 0);
+    assert_int_equal(queryorder_parse(loose, strlen(loose), "L2", NULL, &d, err, sizeof err), 0);
     assert_int_equal(d.period_number, -1);
     assert_string_equal(d.product_id, "P2");
     assert_int_equal(d.expire_ms, 1893553445000LL);
@@ -437,7 +446,8 @@ static void test_queryorder_parse(void **state)
          "not in the Query Order answer"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        if (queryorder_parse(bad[i].body, strlen(bad[i].body), "L9", &d, err, sizeof err) != -1)
+        if (queryorder_parse(bad[i].body, strlen(bad[i].body), "L9", NULL, &d, err, sizeof err) !=
+            -1)
             fail_msg("accepted %s", bad[i].body);
         if (!strstr(err, bad[i].why))
             fail_msg("%s: error '%s' lacks '%s'", bad[i].body, err, bad[i].why);

@@ -1,0 +1,284 @@
+/* The marketplace's compact times (spec §3, "Time zone of compact times"): a refreshInstance
+ * expireTime and Query Order's times land as the UTC instants they name, read back through the
+ * admin API; with KOOISV_MARKETPLACE_TIME_ZONE=+08:00 (order service and emulator) they land
+ * eight hours earlier, and the expiries already stored are read again at start (history
+ * "rezone"), and back when the setting returns to UTC. An unknown zone stops the order service
+ * and the emulator at start with a one-line reason. Needs the `suite` fixture. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "order_support.h"
+#include "timeutil.h"
+#include "xmalloc.h"
+
+#define PROVISION_WAIT_MS 20000
+#define HOUR_MS 3600000LL
+#define RENEWAL "20271206111947"
+#define RENEWAL_UTC_MS 1828091987000LL /* 2027-12-06T11:19:47Z */
+#define ORDER_EXPIRE "20281231155959"
+#define ORDER_EXPIRE_UTC_MS 1861891199000LL /* 2028-12-31T15:59:59Z */
+#define YEAR_MS (365 * 24 * HOUR_MS)
+
+/* The instance's expire_time as the operator sees it (GET /v1/instances/ID), epoch ms. */
+static int64_t admin_expire_ms(const char *id)
+{
+    char *path = xasprintf("/v1/instances/%s", id);
+    kresp_t r = {0};
+    assert_int_equal(kc_admin("GET", path, suite_get("KOOISV_OPERATOR_TOKEN"), NULL, &r), 0);
+    if (r.status != 200)
+        fail_msg("GET %s: %d %s", path, r.status, r.body ? r.body : r.error);
+    json_t *root = json_loads(r.body, 0, NULL);
+    const char *at =
+        json_string_value(json_object_get(json_object_get(root, "instance"), "expire_time"));
+    int64_t ms = -1;
+    if (!at || !time_parse_any(at, &ms))
+        fail_msg("instance %s has no readable expire_time: %s", id, r.body);
+    json_decref(root);
+    kresp_free(&r);
+    free(path);
+    return ms;
+}
+
+/* A provisioned instance of a fresh emulator order (order given, or a synthesised yearly one). */
+static char *provisioned(const char *order_id)
+{
+    char *order = order_id ? xstrdup(order_id) : ot_order_id(), *line = ot_line_of(order);
+    char *biz = kc_uid("biz");
+    char *id = ot_new_instance(order, line, biz, NULL);
+    json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
+    free(order);
+    free(line);
+    free(biz);
+    return id;
+}
+
+static void renew(const char *id, const char *expire)
+{
+    char *order = ot_order_id(), *line = ot_line_of(order);
+    kresp_t r;
+    ot_expect("000000", &r, "{s:s, s:s, s:s, s:s, s:s, s:s}", "activity", "refreshInstance",
+              "instanceId", id, "orderId", order, "orderLineId", line, "scene", "RENEWAL",
+              "expireTime", expire);
+    kresp_free(&r);
+    free(order);
+    free(line);
+}
+
+/* Register an order with the emulator whose line ends at ORDER_EXPIRE; its id (caller frees). */
+static char *registered_order(void)
+{
+    char *order = ot_order_id();
+    char *body = xasprintf("{\"orderId\":\"%s\",\"createTime\":\"20261128181500\","
+                           "\"orderLine\":[{\"expireTime\":\"" ORDER_EXPIRE "\"}]}",
+                           order);
+    kresp_t r = {0};
+    if (kc_emulator("POST", "/_emulator/orders", body, &r) != 0 || r.status != 200)
+        fail_msg("emulator refused %s: %d %s", body, r.status, r.body ? r.body : r.error);
+    kresp_free(&r);
+    free(body);
+    return order;
+}
+
+static void assert_near(int64_t got, int64_t want, int64_t slack_ms)
+{
+    if (got < want - slack_ms || got > want + slack_ms)
+        fail_msg("got %lld, want %lld +- %lld ms (off by %.2f h)", (long long)got, (long long)want,
+                 (long long)slack_ms, (double)(got - want) / HOUR_MS);
+}
+
+static void test_utc_default(void **state)
+{
+    (void)state;
+    ot_wait_service(10000);
+    /* The case: a renewal to 20271206111947 is 11:19:47 UTC, not 03:19:47. */
+    char *id = provisioned(NULL);
+    renew(id, RENEWAL);
+    assert_int_equal(admin_expire_ms(id), RENEWAL_UTC_MS);
+
+    /* Query Order: a registered expireTime lands as the instant it names... */
+    char *order = registered_order();
+    char *id2 = provisioned(order);
+    assert_int_equal(admin_expire_ms(id2), ORDER_EXPIRE_UTC_MS);
+    char *created = ot_sql("SELECT order_info->>'createTime' FROM orders.instances"
+                           " WHERE instance_id = $1",
+                           id2, NULL);
+    assert_string_equal(created, "20261128181500");
+    /* ...and the emulator's own yearly order (now + 365 days, written in its zone) too. */
+    int64_t t0 = time_now_ms();
+    char *id3 = provisioned(NULL);
+    assert_near(admin_expire_ms(id3), t0 + YEAR_MS, 120000);
+    free(created);
+    free(order);
+    free(id);
+    free(id2);
+    free(id3);
+}
+
+/* KOOISV_MARKETPLACE_TIME_ZONE for the order service and the emulator (NULL = the default). */
+static void set_zone(const char *zone)
+{
+    const char *procs[] = {"emulator", "order"};
+    for (size_t i = 0; i < 2; i++) {
+        char *dir = xasprintf("%s/env", suite_get("KOOISV_SUITE_DIR"));
+        char *path = xasprintf("%s/%s.env", dir, procs[i]);
+        if (zone) {
+            mkdir(dir, 0700);
+            FILE *f = fopen(path, "w");
+            assert_non_null(f);
+            fprintf(f, "KOOISV_MARKETPLACE_TIME_ZONE=%s\n", zone);
+            fclose(f);
+        } else {
+            unlink(path);
+        }
+        assert_int_equal(kc_suite("restart", procs[i]), 0);
+        free(path);
+        free(dir);
+    }
+    ot_wait_service(10000);
+}
+
+static long long rezones(const char *id)
+{
+    return ot_sql_num("SELECT count(*) FROM orders.instance_history"
+                      " WHERE instance_id = $1 AND event = 'rezone'",
+                      id, NULL);
+}
+
+static void test_utc8_setting(void **state)
+{
+    (void)state;
+    ot_wait_service(10000);
+    char *before = provisioned(NULL);
+    renew(before, RENEWAL);
+    assert_int_equal(admin_expire_ms(before), RENEWAL_UTC_MS);
+
+    set_zone("+08:00");
+    /* What was stored under UTC is read again as UTC+8, once, with a history row and an event. */
+    assert_int_equal(admin_expire_ms(before), RENEWAL_UTC_MS - 8 * HOUR_MS);
+    assert_int_equal(rezones(before), 1);
+    assert_int_equal(ot_sql_num("SELECT count(*) FROM orders.outbox WHERE instance_id = $1"
+                                " AND event_type = 'instance.expiry_corrected'",
+                                before, NULL),
+                     1);
+    char *zone = ot_sql("SELECT zone FROM orders.compact_time_zone", NULL, NULL);
+    assert_string_equal(zone, "+08:00");
+    free(zone);
+
+    char *id = provisioned(NULL);
+    renew(id, RENEWAL);
+    assert_int_equal(admin_expire_ms(id), RENEWAL_UTC_MS - 8 * HOUR_MS);
+    char *order = registered_order();
+    char *id2 = provisioned(order);
+    assert_int_equal(admin_expire_ms(id2), ORDER_EXPIRE_UTC_MS - 8 * HOUR_MS);
+    int64_t t0 = time_now_ms();
+    char *id3 = provisioned(NULL); /* emulator and service agree: still now + 365 days */
+    assert_near(admin_expire_ms(id3), t0 + YEAR_MS, 120000);
+
+    /* A restart with the same setting changes nothing. */
+    assert_int_equal(kc_suite("restart", "order"), 0);
+    ot_wait_service(10000);
+    assert_int_equal(rezones(before), 1);
+    assert_int_equal(admin_expire_ms(before), RENEWAL_UTC_MS - 8 * HOUR_MS);
+
+    set_zone(NULL);
+    assert_int_equal(admin_expire_ms(before), RENEWAL_UTC_MS);
+    assert_int_equal(admin_expire_ms(id), RENEWAL_UTC_MS);
+    assert_int_equal(admin_expire_ms(id2), ORDER_EXPIRE_UTC_MS);
+    assert_int_equal(rezones(before), 2);
+    free(order);
+    free(before);
+    free(id);
+    free(id2);
+    free(id3);
+}
+
+/* Run bin with envp; its exit status, its stderr in err. */
+static int run(const char *bin, char *const envp[], char *err, size_t errlen)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 2);
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0);
+        dup2(null, 1);
+        close(p[0]);
+        execve(bin, (char *const[]){(char *)bin, NULL}, envp);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t n = 0;
+    ssize_t got;
+    while (n + 1 < errlen && (got = read(p[0], err + n, errlen - 1 - n)) > 0)
+        n += (size_t)got;
+    err[n] = '\0';
+    close(p[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void assert_refused(const char *bin, const char *prog, char *const envp[])
+{
+    char err[1024];
+    assert_int_equal(run(bin, envp, err, sizeof err), 2);
+    char *want = xasprintf("%s: KOOISV_MARKETPLACE_TIME_ZONE: ", prog);
+    if (strncmp(err, want, strlen(want)) != 0 || !strchr(err, '\n') || strchr(err, '\n')[1] != '\0')
+        fail_msg("%s: want one line starting '%s', got '%s'", prog, want, err);
+    free(want);
+}
+
+static void test_bad_zone_stops_start(void **state)
+{
+    (void)state;
+    const char *bad[] = {"Mars/Olympus", "UTC+8", "+25:00"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *zone = xasprintf("KOOISV_MARKETPLACE_TIME_ZONE=%s", bad[i]);
+        char *order_env[] = {"KOOISV_PG_DSN=host=/nonexistent dbname=x",
+                             "KOOISV_BASIC_KEY=Kq7-vX2mLp9Rt4Wz8Yb3",
+                             "KOOISV_DATA_KEY="
+                             "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+                             "KOOISV_MARKETPLACE_URL=https://127.0.0.1:9",
+                             "KOOISV_MARKETPLACE_AK=AKTEST0123456789",
+                             "KOOISV_MARKETPLACE_SK=Sk7-vX2mLp9Rt4Wz8Yb3",
+                             zone,
+                             NULL};
+        assert_refused(KOOISV_ORDER_BIN, "kooisv-order", order_env);
+        char *emu_env[] = {"KOOISV_TLS_CERT_FILE=/nonexistent.crt",
+                           "KOOISV_TLS_KEY_FILE=/nonexistent.key",
+                           "KOOISV_MARKETPLACE_AK=AKTEST0123456789",
+                           "KOOISV_MARKETPLACE_SK=Sk7-vX2mLp9Rt4Wz8Yb3",
+                           "KOOISV_BASIC_KEY=Kq7-vX2mLp9Rt4Wz8Yb3",
+                           zone,
+                           NULL};
+        assert_refused(KOOISV_EMULATOR_BIN, "kooisv-emulator", emu_env);
+        free(zone);
+    }
+}
+
+int main(void)
+{
+    if (suite_env_load() != 0) {
+        fprintf(stderr, "no suite.env: run under the suite fixture\n");
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_zone_stops_start),
+        cmocka_unit_test(test_utc_default),
+        cmocka_unit_test(test_utc8_setting),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
