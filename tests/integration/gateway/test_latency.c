@@ -1,7 +1,8 @@
 /* Round-trip latency as a client sees it (issue: every answer waited ~40 ms for Nagle's
  * algorithm to meet the client's delayed ACK). Against the suite: 20 sequential calls over one
  * kept-alive connection, for a signed queryInstance and an admin API call, and 20 emulator
- * calls through the outbound client (common/httpc); the median must stay well under 20 ms.
+ * calls through the outbound client (common/httpc); the median (for the outbound client, which
+ * opens a connection per call, the fastest call) must stay well under 20 ms.
  * A median, not a maximum: one slow call on a shared machine is noise, 40 ms on every call is
  * the defect. */
 #include <setjmp.h>
@@ -34,13 +35,14 @@ static double median_ms(double *ms, int n)
     return n % 2 ? ms[n / 2] : (ms[n / 2 - 1] + ms[n / 2]) / 2;
 }
 
-static void report(const char *what, double *ms, int n)
+/* Prints the figures; returns the median (ms sorted on return). */
+static double report(const char *what, double *ms, int n)
 {
     double med = median_ms(ms, n);
     printf("latency %s: median %.2f ms, min %.2f ms, max %.2f ms over %d calls\n", what, med,
            ms[0], ms[n - 1], n);
     fflush(stdout);
-    assert_true(med < MEDIAN_LIMIT_MS);
+    return med;
 }
 
 static void test_signed_calls_keep_alive(void **state)
@@ -70,7 +72,7 @@ static void test_signed_calls_keep_alive(void **state)
         free(query);
     }
     kconn_destroy(&c);
-    report("queryInstance (keep-alive)", ms, CALLS);
+    assert_true(report("queryInstance (keep-alive)", ms, CALLS) < MEDIAN_LIMIT_MS);
 }
 
 static void test_admin_calls_keep_alive(void **state)
@@ -94,7 +96,7 @@ static void test_admin_calls_keep_alive(void **state)
     }
     xfree_secret(auth, strlen(auth));
     kconn_destroy(&c);
-    report("admin GET /v1/instances (keep-alive)", ms, CALLS);
+    assert_true(report("admin GET /v1/instances (keep-alive)", ms, CALLS) < MEDIAN_LIMIT_MS);
 }
 
 static void test_outbound_client(void **state)
@@ -113,6 +115,10 @@ static void test_outbound_client(void **state)
         kresp_free(&r);
     }
     report("emulator through httpc (new connection per call)", ms, CALLS);
+    /* Each of these calls also pays a TLS handshake, whose CPU cost on a busy machine can push
+     * the median past the limit with no fault of the client's; a delayed-ACK stall would add
+     * 40 ms to every call, so the fastest one tells. */
+    assert_true(ms[0] < MEDIAN_LIMIT_MS);
 }
 
 int main(void)
