@@ -966,7 +966,7 @@ static const service_id_t outbox_services[] = {SVC_TENANT, SVC_APP};
 static bool outbox_service(const char *name, service_id_t *out)
 {
     for (size_t i = 0; i < sizeof outbox_services / sizeof *outbox_services; i++)
-        if (strcmp(name, dispatch_service_name(outbox_services[i])) == 0) {
+        if (strcmp(name, services_name(outbox_services[i])) == 0) {
             *out = outbox_services[i];
             return true;
         }
@@ -1013,7 +1013,7 @@ static void on_service_reply(Kooisv__Reply *reply, void *arg)
 {
     admin_call_t *c = arg;
     char what[64];
-    snprintf(what, sizeof what, "the %s service", dispatch_service_name(c->route->svc));
+    snprintf(what, sizeof what, "the %s service", services_name(c->route->svc));
     finish_admin_reply(c, reply, what, "ok");
 }
 
@@ -1057,7 +1057,7 @@ static void run_service(admin_call_t *c)
 {
     if (send_admin_request(c, c->route->svc, on_service_reply, c) != 0)
         finish_error(c, 503, "000005", "the %s service is not configured",
-                     dispatch_service_name(c->route->svc));
+                     services_name(c->route->svc));
 }
 
 static void on_outbox_redrive_reply(Kooisv__Reply *reply, void *arg)
@@ -1084,7 +1084,7 @@ static void on_fan_reply(Kooisv__Reply *reply, void *arg)
 {
     fan_t *f = arg;
     admin_call_t *c = f->call;
-    const char *name = dispatch_service_name(f->svc);
+    const char *name = services_name(f->svc);
     json_t *doc = reply_admin_json(reply);
     if (doc) {
         c->answered++;

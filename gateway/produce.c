@@ -171,7 +171,7 @@ static void settle(call_t *c, const char *code, const char *fmt, const char *arg
 static void on_service_reply(Kooisv__Reply *reply, void *arg)
 {
     call_t *c = arg;
-    const char *svc = dispatch_service_name(c->svc);
+    const char *svc = services_name(c->svc);
     if (!reply) {
         log_warn(c->rid,
                  "no answer from the %s service (no replica connected, or none answered "
@@ -215,9 +215,9 @@ static void call_service(call_t *c)
     }
     c->env.deadline_ms = c->received_ms + gw.deadline_ms;
     if (dispatch_call(c->worker->dispatch, c->svc, &c->env, remaining, on_service_reply, c) != 0) {
-        log_error(c->rid, "%s service is not configured", dispatch_service_name(c->svc));
+        log_error(c->rid, "%s service is not configured", services_name(c->svc));
         settle(c, "000005", "internal error: %s service not configured",
-               dispatch_service_name(c->svc));
+               services_name(c->svc));
         respond(c);
     }
 }
