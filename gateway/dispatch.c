@@ -7,6 +7,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "endpoint.h"
 #include "log.h"
 #include "metrics.h"
 #include "transport.h"
@@ -250,7 +251,7 @@ static void on_monitor(evutil_socket_t fd, short what, void *arg)
 static void link_resolve(link_t *l)
 {
     char **list = NULL;
-    int n = transport_resolve(l->endpoints, &list);
+    int n = endpoint_resolve(l->endpoints, &list);
     if (n < 0) {
         if (!l->resolve_failed_logged)
             log_warn(NULL, "cannot resolve %s endpoints %s; keeping %d replica(s), retrying",
@@ -286,7 +287,7 @@ static void link_resolve(link_t *l)
         free(l->replicas[i].endpoint);
         l->replicas[i] = l->replicas[--l->n_replicas];
     }
-    transport_resolved_free(list, n);
+    endpoint_list_free(list, n);
     link_poke(l); /* connect/disconnect may have consumed the fd's edge */
 }
 

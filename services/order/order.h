@@ -9,7 +9,7 @@
 #include "pgutil.h"
 #include "provisioner.h"
 #include "queryorder.h"
-#include "transport.h"
+#include "svc.h"
 
 /* Result codes (spec §5). */
 #define RC_OK "000000"
@@ -119,7 +119,7 @@ void admin_handle(order_worker_t *w, svc_call_t *call);
 
 /* Start cfg->job_threads background job threads; 0 or -1. */
 int jobs_start(const order_config_t *cfg);
-/* Wait for the job threads (after service_run returned). */
+/* Wait for the job threads (after svc_run returned). */
 void jobs_join(void);
 
 #endif
