@@ -8,9 +8,9 @@
 #include <sys/queue.h>
 
 #include "auditrec.h"
-#include "basicreq.h"
 #include "log.h"
 #include "randutil.h"
+#include "resref.h"
 #include "timeutil.h"
 #include "xmalloc.h"
 

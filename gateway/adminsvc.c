@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "admincall.h"
-#include "basicreq.h"
+#include "resref.h"
 #include "xmalloc.h"
 
 static const char *const instance_list_params[] = {"state", "limit", "before", NULL};

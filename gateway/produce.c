@@ -26,6 +26,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "randutil.h"
+#include "resref.h"
 #include "sigv2.h"
 #include "timeutil.h"
 #include "xmalloc.h"
