@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stddef.h>
 #include "envelope.pb-c.h"
+#include "resref.h"
 
 typedef enum {
     BASIC_NEW_INSTANCE = 0,
@@ -34,12 +35,7 @@ const char *basicreq_build(const json_t *body, Kooisv__Envelope *env, char *msg,
 /* Free the body basicreq_build attached to env and reset its case (safe without one). */
 void basicreq_free_body(Kooisv__Envelope *env);
 /* Resources a basic body names (instances, order, order line), for the audit intent: appends
- * to *res (grown with xrealloc); each ResourceRef and its strings are owned by the caller. */
+ * to *res (resref_add); each ResourceRef and its strings are owned by the caller. */
 void basicreq_resources(const Kooisv__Envelope *env, Kooisv__ResourceRef ***res, size_t *n);
-
-/* Append one ResourceRef {kind, id} to *res (copies both strings; skips an empty id). */
-void resref_add(Kooisv__ResourceRef ***res, size_t *n, const char *kind, const char *id);
-/* Free n ResourceRefs made by resref_add or kitsync_resources, and the array. */
-void resref_free(Kooisv__ResourceRef **res, size_t n);
 
 #endif

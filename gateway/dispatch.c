@@ -7,6 +7,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "endpoint.h"
 #include "log.h"
 #include "metrics.h"
 #include "transport.h"
@@ -14,8 +15,6 @@
 
 #define PENDING_BUCKETS 512
 #define RESOLVE_INTERVAL_S 5
-
-static const char *const service_names[SVC__COUNT] = {"order", "tenant", "app", "audit", "billing"};
 
 /* One outstanding call, keyed by (service, request id). */
 typedef struct pending {
@@ -60,11 +59,6 @@ struct dispatch {
     struct event *resolve_timer;
     bool closing;
 };
-
-const char *dispatch_service_name(service_id_t svc)
-{
-    return svc >= 0 && svc < SVC__COUNT ? service_names[svc] : "unknown";
-}
 
 /* ------------------------------------------------------------------ pending map */
 
@@ -142,7 +136,7 @@ static void handle_reply(link_t *l, const uint8_t *data, size_t len)
 {
     Kooisv__Reply *reply = kooisv__reply__unpack(NULL, len, data);
     if (!reply) {
-        log_warn(NULL, "dropping an unreadable reply from %s (%zu bytes)", service_names[l->svc],
+        log_warn(NULL, "dropping an unreadable reply from %s (%zu bytes)", services_name(l->svc),
                  len);
         return;
     }
@@ -150,7 +144,7 @@ static void handle_reply(link_t *l, const uint8_t *data, size_t len)
     if (!p) {
         /* The duplicate of a resent call, or an answer after its deadline: already settled. */
         log_debug(reply->request_id, "late or duplicate reply from %s dropped",
-                  service_names[l->svc]);
+                  services_name(l->svc));
         kooisv__reply__free_unpacked(reply, NULL);
         return;
     }
@@ -191,7 +185,7 @@ static void on_socket(evutil_socket_t fd, short what, void *arg)
         if (ok && parts == 2)
             handle_reply(l, zmq_msg_data(&last), zmq_msg_size(&last));
         else if (ok)
-            log_warn(NULL, "dropping a %d-part message from %s", parts, service_names[l->svc]);
+            log_warn(NULL, "dropping a %d-part message from %s", parts, services_name(l->svc));
         zmq_msg_close(&last);
     }
 }
@@ -237,11 +231,11 @@ static void on_monitor(evutil_socket_t fd, short what, void *arg)
         if (r && event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED && !r->up) {
             r->up = true;
             metrics_replicas_add(l->svc, 1);
-            log_info(NULL, "%s replica %s connected", service_names[l->svc], r->endpoint);
+            log_info(NULL, "%s replica %s connected", services_name(l->svc), r->endpoint);
         } else if (r && event == ZMQ_EVENT_DISCONNECTED && r->up) {
             r->up = false;
             metrics_replicas_add(l->svc, -1);
-            log_warn(NULL, "%s replica %s disconnected", service_names[l->svc], r->endpoint);
+            log_warn(NULL, "%s replica %s disconnected", services_name(l->svc), r->endpoint);
         }
         while (zmq_msg_more(&addr)) { /* future monitor versions may add frames */
             zmq_msg_close(&addr);
@@ -257,11 +251,11 @@ static void on_monitor(evutil_socket_t fd, short what, void *arg)
 static void link_resolve(link_t *l)
 {
     char **list = NULL;
-    int n = transport_resolve(l->endpoints, &list);
+    int n = endpoint_resolve(l->endpoints, &list);
     if (n < 0) {
         if (!l->resolve_failed_logged)
             log_warn(NULL, "cannot resolve %s endpoints %s; keeping %d replica(s), retrying",
-                     service_names[l->svc], l->endpoints, l->n_replicas);
+                     services_name(l->svc), l->endpoints, l->n_replicas);
         l->resolve_failed_logged = true;
         return;
     }
@@ -270,7 +264,7 @@ static void link_resolve(link_t *l)
         if (replica_find(l, list[i], strlen(list[i])))
             continue;
         if (zmq_connect(l->sock, list[i]) != 0) {
-            log_warn(NULL, "cannot connect to %s replica %s: %s", service_names[l->svc], list[i],
+            log_warn(NULL, "cannot connect to %s replica %s: %s", services_name(l->svc), list[i],
                      zmq_strerror(zmq_errno()));
             continue;
         }
@@ -288,12 +282,12 @@ static void link_resolve(link_t *l)
         zmq_disconnect(l->sock, l->replicas[i].endpoint);
         if (l->replicas[i].up)
             metrics_replicas_add(l->svc, -1);
-        log_info(NULL, "%s replica %s no longer resolves: disconnected", service_names[l->svc],
+        log_info(NULL, "%s replica %s no longer resolves: disconnected", services_name(l->svc),
                  l->replicas[i].endpoint);
         free(l->replicas[i].endpoint);
         l->replicas[i] = l->replicas[--l->n_replicas];
     }
-    transport_resolved_free(list, n);
+    endpoint_list_free(list, n);
     link_poke(l); /* connect/disconnect may have consumed the fd's edge */
 }
 
@@ -387,7 +381,7 @@ dispatch_t *dispatch_new(struct event_base *base, const char *const endpoints[SV
             continue;
         l->endpoints = xstrdup(endpoints[s]);
         if (link_open(self, l) != 0) {
-            log_error(NULL, "cannot open the %s socket: %s", service_names[s],
+            log_error(NULL, "cannot open the %s socket: %s", services_name(s),
                       zmq_strerror(zmq_errno()));
             dispatch_destroy(&self);
             return NULL;
@@ -424,7 +418,7 @@ static void on_pending_timer(evutil_socket_t fd, short what, void *arg)
          * idempotent, so another replica may get the same call once. */
         p->resent = true;
         if (link_send(p->link, p->buf, p->len) == 0)
-            log_debug(p->rid, "no answer from %s after %d ms: resent", service_names[p->link->svc],
+            log_debug(p->rid, "no answer from %s after %d ms: resent", services_name(p->link->svc),
                       p->timeout_ms / 2);
         link_poke(p->link);
         int rest = p->timeout_ms - p->timeout_ms / 2;

@@ -7,15 +7,7 @@
 #define KOOISV_DISPATCH_H
 #include <event2/event.h>
 #include "envelope.pb-c.h"
-
-typedef enum {
-    SVC_ORDER = 0,
-    SVC_TENANT,
-    SVC_APP,
-    SVC_AUDIT,
-    SVC_BILLING,
-    SVC__COUNT
-} service_id_t;
+#include "services.h"
 
 typedef struct dispatch dispatch_t;
 
@@ -32,7 +24,5 @@ void dispatch_destroy(dispatch_t **self_p);
  * Returns 0, or -1 if the service is not configured (done is then not called). */
 int dispatch_call(dispatch_t *self, service_id_t svc, const Kooisv__Envelope *env, int timeout_ms,
                   dispatch_done_fn done, void *arg);
-/* Name of a service ("order"...). */
-const char *dispatch_service_name(service_id_t svc);
 
 #endif

@@ -16,6 +16,7 @@
 struct evhttp;
 struct evhttp_request;
 struct evhttp_bound_socket;
+struct bufferevent;
 
 typedef struct {
     const char *listen;    /* "0.0.0.0:8443" */
@@ -78,5 +79,9 @@ void produce_handle(struct evhttp_request *req, void *arg);
 /* A TLS 1.2+ server context with the certificate chain and key from these PEM files. NULL with
  * the reason in err. */
 SSL_CTX *tlsctx_new(const char *cert_file, const char *key_file, char *err, size_t errlen);
+/* A server-side (accepting) TLS bufferevent on base for ssl (taken over), that takes a close
+ * without close_notify as an ordinary EOF. Out of memory aborts (logged after log_prefix): an
+ * evhttp bufferevent factory must never return NULL (libevent would fall back to plain HTTP). */
+struct bufferevent *tlsctx_bufferevent(struct event_base *base, SSL *ssl, const char *log_prefix);
 
 #endif

@@ -11,6 +11,7 @@
 
 #include "basicreq.h"
 #include "jsonfield.h"
+#include "resref.h"
 #include "xmalloc.h"
 
 /* Field limits, in characters (Unicode code points): the spec states them in characters and a

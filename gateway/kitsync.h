@@ -3,7 +3,7 @@
 #define KOOISV_KITSYNC_H
 #include <jansson.h>
 #include <stddef.h>
-#include "dispatch.h"
+#include "services.h"
 #include "envelope.pb-c.h"
 
 /* True when name is one of tenantSync, applicationSync, authSync, singleOrgSync, allOrgSync. */

@@ -188,7 +188,7 @@ char *metrics_render(void)
                "# TYPE kooisv_service_connections gauge\n");
     for (int s = 0; s < SVC__COUNT; s++)
         fprintf(f, "kooisv_service_connections{service=\"%s\"} %ld\n",
-                dispatch_service_name((service_id_t)s), atomic_load(&replicas[s]));
+                services_name((service_id_t)s), atomic_load(&replicas[s]));
     fprintf(f,
             "# HELP kooisv_audit_retry_queue Audit records waiting to be stored.\n"
             "# TYPE kooisv_audit_retry_queue gauge\n"
@@ -219,7 +219,7 @@ char *metrics_health(const char *const endpoints[SVC__COUNT], int *status)
         if (!endpoints[s] || !*endpoints[s])
             continue;
         long n = atomic_load(&replicas[s]);
-        fprintf(f, "service %s %s connections=%ld\n", dispatch_service_name((service_id_t)s),
+        fprintf(f, "service %s %s connections=%ld\n", services_name((service_id_t)s),
                 n > 0 ? "up" : "down", n);
     }
     fclose(f);

@@ -4,7 +4,7 @@
 #define KOOISV_METRICS_H
 #include <stdbool.h>
 #include <stdint.h>
-#include "dispatch.h"
+#include "services.h"
 
 /* Count one answered request: activity or sync name ("unknown" for anything else), spec result
  * code, latency from first byte handled to answer queued. */

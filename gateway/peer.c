@@ -1,6 +1,7 @@
 #include "peer.h"
 
 #include <arpa/inet.h>
+#include <event2/http.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +119,25 @@ void peer_source(const peer_trust_t *self, const char *peer_ip, const char *xff,
     }
     if (*leftmost)
         snprintf(out, outlen, "%s", leftmost);
+}
+
+void peer_address(struct evhttp_request *req, char *out, size_t outlen)
+{
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (evcon)
+        evhttp_connection_get_peer(evcon, &addr, &port);
+    snprintf(out, outlen, "%s", addr ? addr : "");
+}
+
+void peer_request_source(const peer_trust_t *self, struct evhttp_request *req, char *peer_out,
+                         char *source_out, size_t outlen)
+{
+    peer_address(req, peer_out, outlen);
+    peer_source(self, peer_out,
+                evhttp_find_header(evhttp_request_get_input_headers(req), "X-Forwarded-For"),
+                source_out, outlen);
 }
 
 void peer_key_id(const char *key, char out[9])

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 typedef struct peer_trust peer_trust_t;
+struct evhttp_request;
 
 #define PEER_ADDR_MAX 64 /* enough for any textual IPv6 address */
 
@@ -22,6 +23,13 @@ bool peer_trust_has(const peer_trust_t *self, const char *ip);
  * when the peer is not trusted or xff holds anything that is not an address. Writes out. */
 void peer_source(const peer_trust_t *self, const char *peer_ip, const char *xff, char *out,
                  size_t outlen);
+/* The TCP peer address of req, "" when its connection is gone. Writes out. */
+void peer_address(struct evhttp_request *req, char *out, size_t outlen);
+/* The TCP peer of req into peer_out and its source address (peer_source over req's
+ * X-Forwarded-For; self NULL trusts no proxy: the source is the peer) into source_out, both
+ * outlen bytes. */
+void peer_request_source(const peer_trust_t *self, struct evhttp_request *req, char *peer_out,
+                         char *source_out, size_t outlen);
 /* Key id: the first 8 hex digits of SHA-256(key), into out[9]. */
 void peer_key_id(const char *key, char out[9]);
 

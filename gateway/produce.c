@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "answer.h"
+#include "auditrec.h"
 #include "basicreq.h"
 #include "canonjson.h"
 #include "gateway.h"
@@ -25,6 +26,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "randutil.h"
+#include "resref.h"
 #include "sigv2.h"
 #include "timeutil.h"
 #include "xmalloc.h"
@@ -93,7 +95,8 @@ static Kooisv__Envelope envelope_header(call_t *c)
 }
 
 /* The intent record. A rejected call keeps its nonce for the record, but the reject code tells
- * the audit service not to claim it: nothing ran, so the genuine request may still use it. */
+ * the audit service not to claim it: nothing ran, so the genuine request may still use it.
+ * (A call answered before its intent was stored is always a rejected one: auditrec_outcome.) */
 static void intent_fill(call_t *c, Kooisv__AuditIntent *intent)
 {
     kooisv__audit_intent__init(intent);
@@ -137,26 +140,9 @@ static void respond(call_t *c)
     metrics_http_status(200);
 
     Kooisv__Envelope rec = envelope_header(c);
-    Kooisv__AuditOutcome outcome = KOOISV__AUDIT_OUTCOME__INIT;
-    outcome.result_code = (char *)c->code;
-    outcome.result_msg = c->msg;
-    outcome.latency_us = latency_us;
-    outcome.http_status = 200;
-    if (c->intent_stored) {
-        rec.body_case = KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME;
-        rec.audit_outcome = &outcome;
-        auditq_deliver(w->auditq, &rec);
-    } else {
-        /* The intent never got stored: keep it, as a rejection, ahead of its outcome. */
-        Kooisv__AuditIntent intent;
-        intent_fill(c, &intent);
-        rec.body_case = KOOISV__ENVELOPE__BODY_AUDIT_INTENT;
-        rec.audit_intent = &intent;
-        auditq_enqueue(w->auditq, &rec);
-        rec.body_case = KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME;
-        rec.audit_outcome = &outcome;
-        auditq_enqueue(w->auditq, &rec);
-    }
+    Kooisv__AuditIntent intent;
+    intent_fill(c, &intent);
+    auditrec_outcome(w->auditq, &rec, &intent, c->intent_stored, c->code, c->msg, latency_us, 200);
     call_free(c);
 }
 
@@ -171,7 +157,7 @@ static void settle(call_t *c, const char *code, const char *fmt, const char *arg
 static void on_service_reply(Kooisv__Reply *reply, void *arg)
 {
     call_t *c = arg;
-    const char *svc = dispatch_service_name(c->svc);
+    const char *svc = services_name(c->svc);
     if (!reply) {
         log_warn(c->rid,
                  "no answer from the %s service (no replica connected, or none answered "
@@ -215,9 +201,8 @@ static void call_service(call_t *c)
     }
     c->env.deadline_ms = c->received_ms + gw.deadline_ms;
     if (dispatch_call(c->worker->dispatch, c->svc, &c->env, remaining, on_service_reply, c) != 0) {
-        log_error(c->rid, "%s service is not configured", dispatch_service_name(c->svc));
-        settle(c, "000005", "internal error: %s service not configured",
-               dispatch_service_name(c->svc));
+        log_error(c->rid, "%s service is not configured", services_name(c->svc));
+        settle(c, "000005", "internal error: %s service not configured", services_name(c->svc));
         respond(c);
     }
 }
@@ -227,9 +212,8 @@ static void call_service(call_t *c)
 static void on_intent_reply(Kooisv__Reply *reply, void *arg)
 {
     call_t *c = arg;
-    bool stored = reply && strcmp(reply->result_code, "000000") == 0;
-    bool replay = stored && reply->result_case == KOOISV__REPLY__RESULT_AUDIT_INTENT &&
-                  reply->audit_intent && reply->audit_intent->replay;
+    bool replay;
+    bool stored = auditrec_intent_stored(reply, &replay);
     if (reply)
         kooisv__reply__free_unpacked(reply, NULL);
     if (c->rejected) {
@@ -260,12 +244,9 @@ static void send_intent(call_t *c)
     Kooisv__Envelope rec = envelope_header(c);
     Kooisv__AuditIntent intent;
     intent_fill(c, &intent);
-    rec.body_case = KOOISV__ENVELOPE__BODY_AUDIT_INTENT;
-    rec.audit_intent = &intent;
     /* The audit service gets a third of the budget; the service call keeps the rest. */
-    int timeout = gw.deadline_ms / 3;
-    if (dispatch_call(c->worker->dispatch, SVC_AUDIT, &rec, timeout, on_intent_reply, c) != 0)
-        on_intent_reply(NULL, c);
+    auditrec_send_intent(c->worker->dispatch, &rec, &intent, gw.deadline_ms / 3, on_intent_reply,
+                         c);
 }
 
 /* ------------------------------------------------------------------ checks */
@@ -418,14 +399,8 @@ static void answer_plain(struct evhttp_request *req, int status, const char *key
     json_object_set_new(o, "resultMsg", json_string(msg));
     char *body = json_dumps(o, JSON_COMPACT);
     json_decref(o);
-    const char *peer = "";
-    ev_uint16_t port = 0;
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    char *peer_addr = NULL;
-    if (evcon)
-        evhttp_connection_get_peer(evcon, &peer_addr, &port);
-    if (peer_addr)
-        peer = peer_addr;
+    char peer[PEER_ADDR_MAX];
+    peer_address(req, peer, sizeof peer);
     if (status == 405)
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
     server_request_end(req);
@@ -483,15 +458,7 @@ void produce_handle(struct evhttp_request *req, void *arg)
     c->env.source_addr = c->source;
     c->env.caller = &c->caller;
 
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    char *peer = NULL;
-    ev_uint16_t port = 0;
-    if (evcon)
-        evhttp_connection_get_peer(evcon, &peer, &port);
-    snprintf(c->peer, sizeof c->peer, "%s", peer ? peer : "");
-    peer_source(gw.trusted, c->peer,
-                evhttp_find_header(evhttp_request_get_input_headers(req), "X-Forwarded-For"),
-                c->source, sizeof c->source);
+    peer_request_source(gw.trusted, req, c->peer, c->source, sizeof c->source);
 
     check_call(c, kit_name);
     send_intent(c);

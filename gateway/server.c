@@ -126,14 +126,7 @@ static struct bufferevent *on_new_connection(struct event_base *base, void *arg)
         metrics_connections_add(1);
     }
     SSL_set_ex_data(ssl, conn_index, c);
-    struct bufferevent *bev = bufferevent_openssl_socket_new(
-        base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev) {
-        log_error(NULL, "cannot create a TLS bufferevent: out of memory");
-        abort();
-    }
-    /* Clients that close without close_notify are common; that is an ordinary EOF here. */
-    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    struct bufferevent *bev = tlsctx_bufferevent(base, ssl, "");
     c->bev = bev;
     c->stall = evtimer_new(base, on_stall, c);
     struct timeval tv = {c->refused ? 1 : gw.header_timeout_s, 0};

@@ -1,9 +1,13 @@
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gateway.h"
+#include "log.h"
 
 static void ssl_reason(const char *what, char *err, size_t errlen)
 {
@@ -49,4 +53,17 @@ SSL_CTX *tlsctx_new(const char *cert_file, const char *key_file, char *err, size
 fail:
     SSL_CTX_free(ctx);
     return NULL;
+}
+
+struct bufferevent *tlsctx_bufferevent(struct event_base *base, SSL *ssl, const char *log_prefix)
+{
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        log_error(NULL, "%scannot create a TLS bufferevent: out of memory", log_prefix);
+        abort();
+    }
+    /* Clients that close without close_notify are common; that is an ordinary EOF here. */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
 }

@@ -2,7 +2,7 @@
 #ifndef KOOISV_AUDIT_INTAKE_H
 #define KOOISV_AUDIT_INTAKE_H
 #include "journal.h"
-#include "transport.h"
+#include "svc.h"
 
 /* Record the intent of the call (after the replay check); replies 000000 only once committed,
  * with AuditIntentResult{seq, replay}. */

@@ -11,7 +11,7 @@
 #include "pgutil.h"
 #include "query.h"
 #include "readers.h"
-#include "transport.h"
+#include "svc.h"
 #include "verify.h"
 #include "xmalloc.h"
 
@@ -128,14 +128,14 @@ int main(int argc, char **argv)
     };
     if (!self.journal)
         return 1;
-    service_def_t def = {
+    svc_def_t def = {
         .name = "audit",
         .bind = config_get("KOOISV_BIND"),
         .workers = (int)config_get_long("KOOISV_WORKERS", 1, 1024),
         .handle = audit_handle,
         .arg = &self,
     };
-    int rc = service_run(&def);
+    int rc = svc_run(&def);
     /* Workers are joined by now: nothing waits on the journal any more. */
     journal_destroy(&self.journal);
     readers_destroy(&self.readers);

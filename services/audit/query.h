@@ -5,7 +5,7 @@
 #define KOOISV_AUDIT_QUERY_H
 #include <stddef.h>
 #include "pgutil.h"
-#include "transport.h"
+#include "svc.h"
 
 #define QUERY_DEFAULT_LIMIT 100
 #define QUERY_MAX_LIMIT 1000

@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include "entry.h"
 #include "pgutil.h"
-#include "transport.h"
+#include "svc.h"
 
 /* Rows fetched per round trip, and the time one call may spend before answering next_seq. */
 #define VERIFY_CHUNK 2000

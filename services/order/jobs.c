@@ -438,7 +438,7 @@ static int run_one(runner_t *r)
 static void wait_for_work(runner_t *r, int ms)
 {
     int64_t left = ms;
-    while (left > 0 && !service_stopping()) {
+    while (left > 0 && !svc_stopping()) {
         int slice = left > 200 ? 200 : (int)left;
         int fd = r->conn ? PQsocket(r->conn) : -1;
         if (fd < 0) {
@@ -484,7 +484,7 @@ static bool ensure_connection(runner_t *r)
 static void *job_thread(void *arg)
 {
     runner_t *r = arg;
-    while (!service_stopping()) {
+    while (!svc_stopping()) {
         if (!ensure_connection(r)) {
             log_warn(NULL, "job thread %d: database unavailable; retrying", r->index);
             wait_for_work(r, r->cfg->poll_ms);

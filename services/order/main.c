@@ -13,8 +13,8 @@
 #include "migrations.h"
 #include "order.h"
 #include "sealbox.h"
+#include "svc.h"
 #include "timeutil.h"
-#include "transport.h"
 #include "xmalloc.h"
 
 static const config_var_t vars[] = {
@@ -243,15 +243,15 @@ int main(int argc, char **argv)
 
     if (jobs_start(&cfg) != 0)
         return 1;
-    service_def_t def = {.name = "order",
-                         .bind = config_get("KOOISV_BIND"),
-                         .workers = (int)config_get_long("KOOISV_WORKERS", 1, 256),
-                         .worker_init = worker_init,
-                         .worker_fini = worker_fini,
-                         .handle = handle,
-                         .arg = &cfg};
-    int rc = service_run(&def);
-    service_stop(); /* also when service_run failed early: the job threads must end */
+    svc_def_t def = {.name = "order",
+                     .bind = config_get("KOOISV_BIND"),
+                     .workers = (int)config_get_long("KOOISV_WORKERS", 1, 256),
+                     .worker_init = worker_init,
+                     .worker_fini = worker_fini,
+                     .handle = handle,
+                     .arg = &cfg};
+    int rc = svc_run(&def);
+    svc_stop(); /* also when svc_run failed early: the job threads must end */
     jobs_join();
     log_info(NULL, "stopped");
     return rc;

@@ -9,7 +9,7 @@
 #include "pgutil.h"
 #include "provisioner.h"
 #include "queryorder.h"
-#include "transport.h"
+#include "svc.h"
 
 /* Result codes (spec §5). */
 #define RC_OK "000000"
@@ -124,7 +124,7 @@ int zonemark_reconcile(PGconn *conn, const time_zone_t *zone);
 
 /* Start cfg->job_threads background job threads; 0 or -1. */
 int jobs_start(const order_config_t *cfg);
-/* Wait for the job threads (after service_run returned). */
+/* Wait for the job threads (after svc_run returned). */
 void jobs_join(void);
 
 #endif

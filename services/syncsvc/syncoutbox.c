@@ -360,7 +360,7 @@ static int deliver_batch(PGconn *conn)
         return -1;
     }
     int n = PQntuples(rows);
-    for (int i = 0; i < n && !service_stopping(); i++)
+    for (int i = 0; i < n && !svc_stopping(); i++)
         deliver_row(conn, rows, i);
     PQclear(rows);
     return n;
@@ -386,7 +386,7 @@ static void *delivery_main(void *arg)
 {
     (void)arg;
     PGconn *conn = NULL;
-    while (!service_stopping()) {
+    while (!svc_stopping()) {
         if (!conn || PQstatus(conn) != CONNECTION_OK) {
             PQfinish(conn);
             conn = delivery_connect();

@@ -50,7 +50,7 @@ extern const size_t syncoutbox_stmts_count;
 void syncoutbox_init(const syncoutbox_config_t *cfg);
 /* Start the delivery thread; 0 or -1. */
 int syncoutbox_start(void);
-/* Wait for the delivery thread to notice service_stopping() and end. */
+/* Wait for the delivery thread to notice svc_stopping() and end. */
 void syncoutbox_join(void);
 /* Record one event inside tx, as a transaction body's last step: event type
  * "<interface>.<action>", data (stolen) the change. SYNC_TX_COMMIT, or SYNC_TX_ERROR when a

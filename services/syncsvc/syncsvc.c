@@ -310,15 +310,15 @@ static int service_serve(const sync_service_t *s, int workers)
         log_error(NULL, "%s: cannot start the outbox delivery thread", s->name);
         return 1;
     }
-    service_def_t def = {.name = s->name,
-                         .bind = config_get("KOOISV_BIND"),
-                         .workers = workers,
-                         .worker_init = service_worker_init,
-                         .worker_fini = service_worker_fini,
-                         .handle = service_handle,
-                         .arg = &running};
-    int rc = service_run(&def);
-    service_stop(); /* the delivery thread watches this */
+    svc_def_t def = {.name = s->name,
+                     .bind = config_get("KOOISV_BIND"),
+                     .workers = workers,
+                     .worker_init = service_worker_init,
+                     .worker_fini = service_worker_fini,
+                     .handle = service_handle,
+                     .arg = &running};
+    int rc = svc_run(&def);
+    svc_stop(); /* the delivery thread watches this */
     syncoutbox_join();
     return rc;
 }

@@ -12,7 +12,7 @@
 
 #include "config.h"
 #include "pgutil.h"
-#include "transport.h"
+#include "svc.h"
 
 typedef struct {
     PGconn *conn;

@@ -16,8 +16,8 @@
 #include "journal.h"
 #include "kclient.h"
 #include "randutil.h"
+#include "rpc.h"
 #include "timeutil.h"
-#include "transport.h"
 #include "xmalloc.h"
 
 #define CHAIN_LOCK "hashtextextended('kooisv-audit-chain', 0)"

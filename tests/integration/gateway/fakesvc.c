@@ -1,5 +1,5 @@
 /* fakesvc: a stand-in replica of the audit, order, tenant or app service for the gateway's
- * standalone integration test. It speaks the real transport (service_run), records every
+ * standalone integration test. It speaks the real transport (svc_run), records every
  * message it receives as one line in FAKESVC_LOG, and can be slowed down at run time through
  * FAKESVC_CONTROL (re-read on every call): "delay_ms=N" delays every answer, "stall_first_ms=N"
  * delays only the first copy of each request (so the gateway's resend reaches another worker).
@@ -11,7 +11,7 @@
 #include <time.h>
 
 #include "log.h"
-#include "transport.h"
+#include "svc.h"
 #include "xmalloc.h"
 
 static const char *name;
@@ -252,6 +252,6 @@ int main(int argc, char **argv)
         return 2;
     }
     log_init(name);
-    service_def_t def = {.name = name, .bind = bind, .workers = 4, .handle = handle};
-    return service_run(&def);
+    svc_def_t def = {.name = name, .bind = bind, .workers = 4, .handle = handle};
+    return svc_run(&def);
 }

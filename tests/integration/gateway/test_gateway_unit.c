@@ -764,7 +764,7 @@ static void test_dispatch_reply(void **state)
     kooisv__reply__free_unpacked(o.reply, NULL);
     /* Not configured: -1 and no callback. */
     assert_int_equal(dispatch_call(d, SVC_TENANT, &env, 100, on_done, &o), -1);
-    assert_string_equal(dispatch_service_name(SVC_AUDIT), "audit");
+    assert_string_equal(services_name(SVC_AUDIT), "audit");
     dispatch_destroy(&d);
     assert_null(d);
     assert_int_equal(metrics_replicas(SVC_ORDER), 0);

@@ -15,7 +15,7 @@
 #include "randutil.h"
 #include "rsaoaep.h"
 #include "timeutil.h"
-#include "transport.h"
+#include "rpc.h"
 #include "xmalloc.h"
 
 static kit_answer_t answer_of(kresp_t *r, const char *name)

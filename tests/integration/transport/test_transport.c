@@ -10,8 +10,10 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "endpoint.h"
+#include "rpc.h"
+#include "svc.h"
 #include "timeutil.h"
-#include "transport.h"
 #include "xmalloc.h"
 
 static int port_a, port_b;
@@ -40,12 +42,12 @@ static void *echo_init(int index, void *arg)
     return arg;
 }
 
-static service_def_t def;
+static svc_def_t def;
 
 static void *service_thread(void *arg)
 {
     (void)arg;
-    service_run(&def);
+    svc_run(&def);
     return NULL;
 }
 
@@ -146,15 +148,15 @@ static void test_absent_service_fails_within_timeout(void **st)
 static void test_resolve(void **st)
 {
     char **eps = NULL;
-    int n = transport_resolve("tcp://localhost:7101, tcp://127.0.0.1:7102", &eps);
+    int n = endpoint_resolve("tcp://localhost:7101, tcp://127.0.0.1:7102", &eps);
     assert_true(n >= 2);
     int found = 0;
     for (int i = 0; i < n; i++)
         found += strcmp(eps[i], "tcp://127.0.0.1:7102") == 0;
     assert_int_equal(found, 1);
-    transport_resolved_free(eps, n);
-    assert_int_equal(transport_resolve("tcp://no-port", &eps), -1);
-    assert_int_equal(transport_resolve("tcp://host.invalid:1", &eps), -1);
+    endpoint_list_free(eps, n);
+    assert_int_equal(endpoint_resolve("tcp://no-port", &eps), -1);
+    assert_int_equal(endpoint_resolve("tcp://host.invalid:1", &eps), -1);
     assert_null(rpc_client_new("tcp://:"));
 }
 
@@ -164,8 +166,8 @@ int main(void)
     port_b = port_a + 1;
     static char bind[64];
     snprintf(bind, sizeof bind, "tcp://127.0.0.1:%d", port_a);
-    def = (service_def_t){.name = "echo", .bind = bind, .workers = 3, .worker_init = echo_init,
-                          .handle = echo_handle, .arg = "echo"};
+    def = (svc_def_t){.name = "echo", .bind = bind, .workers = 3, .worker_init = echo_init,
+                      .handle = echo_handle, .arg = "echo"};
     pthread_t t;
     pthread_create(&t, NULL, service_thread, NULL);
     usleep(200 * 1000);
@@ -177,7 +179,7 @@ int main(void)
         cmocka_unit_test(test_resolve),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    service_stop();
+    svc_stop();
     pthread_join(t, NULL);
     return rc;
 }

@@ -1,0 +1,49 @@
+/* svc: the service side of the transport (transport.h). A service replica binds a ROUTER and
+ * hands each request to one of its worker threads; a worker serves one call at a time through
+ * the svc_call_t it is given, and its reply goes back to the caller with the request's id. */
+#ifndef KOOISV_SVC_H
+#define KOOISV_SVC_H
+#include <stdbool.h>
+#include <stddef.h>
+#include "envelope.pb-c.h"
+
+typedef struct svc_call svc_call_t;
+
+/* The request being served (owned by the runtime, valid during the handler). */
+const Kooisv__Envelope *svc_call_request(const svc_call_t *call);
+/* The reply to fill (pre-initialised, result_code "000005" until set). Pointers stored in it
+ * must come from svc_call_alloc/svc_call_strdup or be static: they are freed after sending. */
+Kooisv__Reply *svc_call_reply(svc_call_t *call);
+/* Zeroed memory that lives until the reply is sent. */
+void *svc_call_alloc(svc_call_t *call, size_t size);
+/* Copy of s that lives until the reply is sent (NULL gives ""). */
+char *svc_call_strdup(svc_call_t *call, const char *s);
+/* printf into memory that lives until the reply is sent. */
+char *svc_call_printf(svc_call_t *call, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Set the reply's result code and message (printf-style). */
+void svc_call_result(svc_call_t *call, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Request id of the call, for log lines. */
+const char *svc_call_rid(const svc_call_t *call);
+
+typedef struct {
+    const char *name; /* "order": log and metrics name */
+    const char *bind; /* bind endpoint, e.g. tcp://0.0.0.0:7101 */
+    int workers;      /* worker threads, >= 1 */
+    /* Per-worker state (e.g. a PostgreSQL connection); NULL aborts start-up. */
+    void *(*worker_init)(int index, void *arg);
+    void (*worker_fini)(void *state);
+    /* Serve one call; must set a result code. Runs on a worker thread. */
+    void (*handle)(void *state, svc_call_t *call);
+    void *arg;
+} svc_def_t;
+
+/* Bind and serve until SIGINT/SIGTERM; returns the process exit code. Installs the signal
+ * handlers itself. */
+int svc_run(const svc_def_t *def);
+/* True once a stop signal arrived (background threads poll it). */
+bool svc_stopping(void);
+/* Ask svc_run to return (as a signal would). */
+void svc_stop(void);
+
+#endif

@@ -1,0 +1,231 @@
+#include "adminsvc.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admincall.h"
+#include "resref.h"
+#include "xmalloc.h"
+
+static const char *const instance_list_params[] = {"state", "limit", "before", NULL};
+static const char *const limit_params[] = {"limit", NULL};
+static const char *const instance_params[] = {"instance", NULL};
+static const char *const users_params[] = {"instance", "app", NULL};
+static const char *const secret_params[] = {"instance", "tenant", NULL};
+static const char *const no_params[] = {NULL};
+
+static const char *const resource_params[][2] = {
+    {"instance", "instance"}, {"tenant", "tenant"}, {"app", "app"}};
+
+/* Path parameters and the ids among the query parameters name the resources touched. */
+static const char *prepare_service(admincall_t *c)
+{
+    const adminroute_t *r = c->route;
+    for (int i = 0; i < c->nseg; i++)
+        if (r->seg_kinds[i])
+            resref_add(&c->res, &c->n_res, r->seg_kinds[i], c->seg[i]);
+    for (size_t i = 0; i < sizeof resource_params / sizeof *resource_params; i++) {
+        const char *v = admincall_param(c, resource_params[i][0]);
+        if (v)
+            resref_add(&c->res, &c->n_res, resource_params[i][1], v);
+    }
+    return NULL;
+}
+
+/* The services whose outbox is delivered to the seller (order events wait for billing). */
+static const service_id_t outbox_services[] = {SVC_TENANT, SVC_APP};
+
+static bool outbox_service(const char *name, service_id_t *out)
+{
+    for (size_t i = 0; i < sizeof outbox_services / sizeof *outbox_services; i++)
+        if (strcmp(name, services_name(outbox_services[i])) == 0) {
+            *out = outbox_services[i];
+            return true;
+        }
+    return false;
+}
+
+static const char *prepare_outbox_redrive(admincall_t *c)
+{
+    service_id_t svc;
+    if (!outbox_service(c->seg[0], &svc))
+        return "unknown service: tenant or app";
+    char ref[ADMINROUTE_SEGMENT_MAX * 2 + 2];
+    snprintf(ref, sizeof ref, "%s/%s", c->seg[0], c->seg[1]);
+    resref_add(&c->res, &c->n_res, "outbox", ref);
+    return NULL;
+}
+
+/* The JSON document of a successful AdminRequest reply, or NULL (caller owns it). */
+static json_t *reply_admin_json(const Kooisv__Reply *reply)
+{
+    json_error_t err;
+    if (admincall_reply_ok(reply) && reply->result_case == KOOISV__REPLY__RESULT_ADMIN &&
+        reply->admin)
+        return json_loads(reply->admin->json, 0, &err);
+    return NULL;
+}
+
+/* Answer c with a service's AdminRequest reply (what names the service; ok_msg is the log's
+ * result on success), then free the reply. */
+static void finish_admin_reply(admincall_t *c, Kooisv__Reply *reply, const char *what,
+                               const char *ok_msg)
+{
+    json_t *doc = reply_admin_json(reply);
+    if (!admincall_reply_ok(reply))
+        admincall_finish_failed(c, what, reply);
+    else if (!doc)
+        admincall_finish_error(c, 502, "000005", "%s answered without a JSON document", what);
+    else
+        admincall_finish_json(c, 200, "000000", ok_msg, doc);
+    if (reply)
+        kooisv__reply__free_unpacked(reply, NULL);
+}
+
+static void on_service_reply(Kooisv__Reply *reply, void *arg)
+{
+    admincall_t *c = arg;
+    char what[64];
+    snprintf(what, sizeof what, "the %s service", services_name(c->route->svc));
+    finish_admin_reply(c, reply, what, "ok");
+}
+
+/* The AdminRequest of a service route: path parameters and query parameters as args. */
+static int send_admin_request(admincall_t *c, service_id_t svc, dispatch_done_fn done, void *arg)
+{
+    const adminroute_t *r = c->route;
+    Kooisv__AdminRequest__ArgsEntry entries[ADMINROUTE_SEGMENTS_MAX + 8];
+    Kooisv__AdminRequest__ArgsEntry *ptrs[ADMINROUTE_SEGMENTS_MAX + 8];
+    size_t n = 0;
+    for (int i = 0; i < c->nseg; i++)
+        if (r->seg_args[i]) {
+            kooisv__admin_request__args_entry__init(&entries[n]);
+            entries[n].key = (char *)r->seg_args[i];
+            entries[n].value = c->seg[i];
+            ptrs[n] = &entries[n];
+            n++;
+        }
+    for (const char *const *p = r->params; *p && n < sizeof entries / sizeof *entries; p++) {
+        const char *v = admincall_param(c, *p);
+        if (!v)
+            continue;
+        kooisv__admin_request__args_entry__init(&entries[n]);
+        entries[n].key = (char *)*p;
+        entries[n].value = (char *)v;
+        ptrs[n] = &entries[n];
+        n++;
+    }
+    Kooisv__AdminRequest ar = KOOISV__ADMIN_REQUEST__INIT;
+    ar.action = (char *)r->action;
+    ar.args = ptrs;
+    ar.n_args = n;
+    Kooisv__Caller caller;
+    Kooisv__Envelope env = admincall_envelope(c, &caller, ADMINCALL_SERVICE_TIMEOUT_MS);
+    env.body_case = KOOISV__ENVELOPE__BODY_ADMIN;
+    env.admin = &ar;
+    return admincall_dispatch(c, svc, &env, ADMINCALL_SERVICE_TIMEOUT_MS, done, arg);
+}
+
+static void run_service(admincall_t *c)
+{
+    if (send_admin_request(c, c->route->svc, on_service_reply, c) != 0)
+        admincall_finish_error(c, 503, "000005", "the %s service is not configured",
+                               services_name(c->route->svc));
+}
+
+static void on_outbox_redrive_reply(Kooisv__Reply *reply, void *arg)
+{
+    admincall_t *c = arg;
+    finish_admin_reply(c, reply, c->seg[0], "redriven");
+}
+
+static void run_outbox_redrive(admincall_t *c)
+{
+    service_id_t svc = SVC_ORDER;
+    outbox_service(c->seg[0], &svc);
+    if (send_admin_request(c, svc, on_outbox_redrive_reply, c) != 0)
+        admincall_finish_error(c, 503, "000005", "the %s service is not configured", c->seg[0]);
+}
+
+/* outbox.failed asks every service with an outbox; one answer per service. */
+typedef struct {
+    admincall_t *call;
+    service_id_t svc;
+} fan_t;
+
+static void on_fan_reply(Kooisv__Reply *reply, void *arg)
+{
+    fan_t *f = arg;
+    admincall_t *c = f->call;
+    const char *name = services_name(f->svc);
+    json_t *doc = reply_admin_json(reply);
+    if (doc) {
+        c->answered++;
+    } else {
+        doc = json_pack("{s:s, s:s?}", "code", reply ? reply->result_code : "000005", "error",
+                        reply ? reply->result_msg : "no answer in time");
+    }
+    json_object_set_new(c->fan, name, doc ? doc : json_null());
+    if (reply)
+        kooisv__reply__free_unpacked(reply, NULL);
+    free(f);
+    if (--c->pending > 0)
+        return;
+    if (c->answered == 0)
+        admincall_finish_error(c, 503, "000005", "no service answered outbox.failed");
+    else
+        admincall_finish_json(c, 200, "000000", "ok", json_pack("{s:O}", "services", c->fan));
+}
+
+static void run_outbox_failed(admincall_t *c)
+{
+    c->fan = json_object();
+    /* Count first: a callback never runs inside dispatch_call. */
+    fan_t *fans[sizeof outbox_services / sizeof *outbox_services];
+    int n = 0;
+    for (size_t i = 0; i < sizeof outbox_services / sizeof *outbox_services; i++) {
+        fans[n] = xcalloc(1, sizeof **fans);
+        fans[n]->call = c;
+        fans[n]->svc = outbox_services[i];
+        if (send_admin_request(c, outbox_services[i], on_fan_reply, fans[n]) == 0)
+            n++;
+        else
+            free(fans[n]);
+    }
+    c->pending = n;
+    if (n == 0)
+        admincall_finish_error(c, 503, "000005", "no service is configured");
+}
+
+/* One route per entry: kept as a table. */
+/* clang-format off */
+static const adminroute_t routes[] = {
+    {EVHTTP_REQ_GET, "/v1/instances/*", "instance.get", ROLE_OPERATOR, no_params,
+     prepare_service, run_service, SVC_ORDER, {"id"}, {"instance"}},
+    {EVHTTP_REQ_GET, "/v1/instances", "instance.list", ROLE_OPERATOR, instance_list_params,
+     prepare_service, run_service, SVC_ORDER, {0}, {0}},
+    {EVHTTP_REQ_GET, "/v1/jobs/failed", "jobs.failed", ROLE_OPERATOR, limit_params,
+     prepare_service, run_service, SVC_ORDER, {0}, {0}},
+    {EVHTTP_REQ_POST, "/v1/jobs/*/redrive", "jobs.redrive", ROLE_OPERATOR, no_params,
+     prepare_service, run_service, SVC_ORDER, {"id"}, {"job"}},
+    {EVHTTP_REQ_GET, "/v1/tenants/*/orgs", "tenant.tree", ROLE_OPERATOR, instance_params,
+     prepare_service, run_service, SVC_TENANT, {"tenant"}, {"tenant"}},
+    {EVHTTP_REQ_GET, "/v1/tenants/*/users", "app.users", ROLE_OPERATOR, users_params,
+     prepare_service, run_service, SVC_APP, {"tenant"}, {"tenant"}},
+    {EVHTTP_REQ_GET, "/v1/apps/*/secret", "app.secret", ROLE_ADMIN, secret_params,
+     prepare_service, run_service, SVC_APP, {"app"}, {"app"}},
+    {EVHTTP_REQ_GET, "/v1/outbox/failed", "outbox.failed", ROLE_OPERATOR, limit_params,
+     prepare_service, run_outbox_failed, SVC_ORDER, {0}, {0}},
+    {EVHTTP_REQ_POST, "/v1/outbox/*/*/redrive", "outbox.redrive", ROLE_OPERATOR, no_params,
+     prepare_outbox_redrive, run_outbox_redrive, SVC_ORDER, {NULL, "id"}, {0}},
+};
+/* clang-format on */
+
+const adminroute_t *adminsvc_routes(size_t *n)
+{
+    *n = sizeof routes / sizeof *routes;
+    return routes;
+}
