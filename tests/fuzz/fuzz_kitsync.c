@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "canonjson.h"
-#include "basicreq.h"
+#include "resref.h"
 #include "kitsync.h"
 
 static const char *const names[] = {"tenantSync", "applicationSync", "authSync", "singleOrgSync",
