@@ -2,6 +2,7 @@
 #include "cryptoutil.h"
 #include "xmalloc.h"
 
+#include <ctype.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,7 +72,7 @@ static bool signature_matches(const sigv2_check_t *c, const char *payload, size_
     return hex_equal_ci(expected, c->signature);
 }
 
-sigv2_result_t sigv2_verify(const sigv2_check_t *check)
+sigv2_result_t sigv2_precheck(const sigv2_check_t *check)
 {
     int64_t ts;
     if (!timestamp_valid(check->timestamp, &ts) || !nonce_valid(check->nonce))
@@ -82,8 +83,19 @@ sigv2_result_t sigv2_verify(const sigv2_check_t *check)
         return SIGV2_STALE;
     if (!check->signature || !check->signature[0])
         return SIGV2_NO_SIGNATURE;
-    if (!check->key || !check->key[0])
+    if (!check->key || !check->key[0] || strlen(check->signature) != 64)
         return SIGV2_BAD_SIGNATURE;
+    for (const char *p = check->signature; *p; p++)
+        if (!isxdigit((unsigned char)*p))
+            return SIGV2_BAD_SIGNATURE;
+    return SIGV2_OK;
+}
+
+sigv2_result_t sigv2_verify(const sigv2_check_t *check)
+{
+    sigv2_result_t pre = sigv2_precheck(check);
+    if (pre != SIGV2_OK)
+        return pre;
     if (check->canonical && signature_matches(check, check->canonical, check->canonical_len))
         return SIGV2_OK;
     /* Senders that sign the body as they wrote it, not its canonical form. */

@@ -38,7 +38,11 @@ typedef struct {
 /* Lowercase hex signature of payload into out[65] for kind/key/nonce/timestamp. */
 void sigv2_sign(sigv2_kind_t kind, const char *key, const char *nonce, const char *timestamp,
                 const char *payload, size_t len, char out[65]);
-/* Verify a request as described above. */
+/* The checks that need no HMAC and no body: timestamp and nonce present and well-formed, the
+ * timestamp inside the window, a signature of 64 hex digits. SIGV2_OK when all pass (the
+ * signature itself is still unchecked); else the verdict sigv2_verify would give. */
+sigv2_result_t sigv2_precheck(const sigv2_check_t *check);
+/* Verify a request as described above (sigv2_precheck first). */
 sigv2_result_t sigv2_verify(const sigv2_check_t *check);
 /* Short English reason for a result, for resultMsg and the audit record. */
 const char *sigv2_reason(sigv2_result_t r);

@@ -12,6 +12,7 @@
 #include "auditq.h"
 #include "dispatch.h"
 #include "peer.h"
+#include "srclimit.h"
 
 struct evhttp;
 struct evhttp_request;
@@ -35,6 +36,7 @@ typedef struct {
     int deadline_ms;        /* per request: audit + service */
     const char *endpoints[SVC__COUNT];
     peer_trust_t *trusted; /* proxies whose X-Forwarded-For is believed */
+    srclimit_t *srclimit;  /* what refused unauthenticated calls may cost, per source */
     SSL_CTX *tls;
 } gw_settings_t;
 
@@ -50,6 +52,7 @@ typedef struct gw_worker {
     auditq_t *auditq;
     struct event *stop_ev;
     struct event *drain_timer;
+    struct event *summary_timer; /* records srclimit's summaries of unrecorded refusals */
     int inflight; /* requests of this thread not yet answered */
     bool stopping;
     int64_t stop_started_us;
@@ -73,6 +76,9 @@ void server_request_end(struct evhttp_request *req);
 
 /* evhttp callback for every request on a worker's HTTPS listener (arg: gw_worker_t). */
 void produce_handle(struct evhttp_request *req, void *arg);
+/* Record, through w's audit queue, one entry per source for the refused unauthenticated calls
+ * of ended windows that were not recorded one by one (srclimit). */
+void produce_record_summaries(gw_worker_t *w);
 
 /* ---- tlsctx.c ---- */
 

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "peer.h"
+#include "srclimit.h"
 
 static const config_var_t config_vars[] = {
     {"KOOISV_LISTEN", "0.0.0.0:8443", 0, "HTTPS listen address host:port (marketplace calls)"},
@@ -33,6 +34,14 @@ static const config_var_t config_vars[] = {
     {"KOOISV_MAX_CONNECTIONS", "1024", 0, "open client connections; more are refused"},
     {"KOOISV_REQUEST_DEADLINE_MS", "3000", 0,
      "per-request budget for audit + service; past it the answer is 000005"},
+    {"KOOISV_AUTH_FAIL_RATE", "10", 0,
+     "refused unauthenticated calls per second a source may make before it is throttled (0 = "
+     "no limit)"},
+    {"KOOISV_AUTH_FAIL_BURST", "100", 0,
+     "refused unauthenticated calls a source may make at once before the rate applies"},
+    {"KOOISV_REJECT_RECORDS_PER_MINUTE", "120", 0,
+     "refused unauthenticated calls of one source recorded one by one per minute; the rest "
+     "as one summary entry (0 = all)"},
     {"KOOISV_TRUSTED_PROXIES", "", 0,
      "comma list of proxy IPs whose X-Forwarded-For names the client"},
     {"KOOISV_ORDER_ENDPOINTS", "tcp://127.0.0.1:7101", 0, "order service replicas (comma list)"},
@@ -82,6 +91,10 @@ static void settings_load(void)
     gw.header_timeout_s = (int)config_get_long("KOOISV_HEADER_TIMEOUT_S", 1, 600);
     gw.max_connections = config_get_long("KOOISV_MAX_CONNECTIONS", 1, 1000000);
     gw.deadline_ms = (int)config_get_long("KOOISV_REQUEST_DEADLINE_MS", 100, 60000);
+    gw.srclimit = srclimit_new(
+        (double)config_get_long("KOOISV_AUTH_FAIL_RATE", 0, 1000000),
+        (int)config_get_long("KOOISV_AUTH_FAIL_BURST", 1, 1000000),
+        (int)config_get_long("KOOISV_REJECT_RECORDS_PER_MINUTE", 0, 1000000), 60000);
     static const char *const endpoint_vars[SVC__COUNT] = {
         [SVC_ORDER] = "KOOISV_ORDER_ENDPOINTS",     [SVC_TENANT] = "KOOISV_TENANT_ENDPOINTS",
         [SVC_APP] = "KOOISV_APP_ENDPOINTS",         [SVC_AUDIT] = "KOOISV_AUDIT_ENDPOINTS",
@@ -150,6 +163,7 @@ int main(int argc, char **argv)
     metrics_listener_stop();
     SSL_CTX_free(gw.tls);
     peer_trust_destroy(&gw.trusted);
+    srclimit_destroy(&gw.srclimit);
     log_info(NULL, "gateway stopped");
     return 0;
 }

@@ -43,6 +43,8 @@ static atomic_ullong http_status[N_STATUS + 1];
 static atomic_long inflight;
 static atomic_long connections;
 static atomic_ullong connections_refused;
+static atomic_ullong sources_throttled;
+static atomic_ullong rejects_unrecorded;
 static atomic_long replicas[SVC__COUNT];
 static atomic_long audit_queue;
 static atomic_ullong audit_lost;
@@ -95,6 +97,16 @@ void metrics_inflight_add(int delta)
 void metrics_connections_add(int delta)
 {
     atomic_fetch_add_explicit(&connections, delta, memory_order_relaxed);
+}
+
+void metrics_source_throttled(void)
+{
+    atomic_fetch_add_explicit(&sources_throttled, 1, memory_order_relaxed);
+}
+
+void metrics_reject_unrecorded(void)
+{
+    atomic_fetch_add_explicit(&rejects_unrecorded, 1, memory_order_relaxed);
 }
 
 void metrics_connection_refused(void)
@@ -181,8 +193,17 @@ char *metrics_render(void)
             "kooisv_connections %ld\n"
             "# HELP kooisv_connections_refused_total Connections refused at the limit.\n"
             "# TYPE kooisv_connections_refused_total counter\n"
-            "kooisv_connections_refused_total %llu\n",
-            atomic_load(&inflight), atomic_load(&connections), atomic_load(&connections_refused));
+            "kooisv_connections_refused_total %llu\n"
+            "# HELP kooisv_throttled_calls_total Calls refused at once because their source "
+            "had used up its budget of refused unauthenticated calls.\n"
+            "# TYPE kooisv_throttled_calls_total counter\n"
+            "kooisv_throttled_calls_total %llu\n"
+            "# HELP kooisv_unrecorded_rejects_total Refused unauthenticated calls beyond their "
+            "source's per-minute record quota (recorded as one summary entry per source).\n"
+            "# TYPE kooisv_unrecorded_rejects_total counter\n"
+            "kooisv_unrecorded_rejects_total %llu\n",
+            atomic_load(&inflight), atomic_load(&connections), atomic_load(&connections_refused),
+            atomic_load(&sources_throttled), atomic_load(&rejects_unrecorded));
     fprintf(f, "# HELP kooisv_service_connections Open connections to a service's replicas "
                "(one per replica and gateway socket: each worker thread and the admin API).\n"
                "# TYPE kooisv_service_connections gauge\n");

@@ -17,6 +17,10 @@ void metrics_inflight_add(int delta);
 void metrics_connections_add(int delta);
 /* Count a connection refused because KOOISV_MAX_CONNECTIONS was reached. */
 void metrics_connection_refused(void);
+/* A call refused at once: its source had no budget of refused unauthenticated calls left. */
+void metrics_source_throttled(void);
+/* A refused unauthenticated call counted for its source's summary instead of recorded alone. */
+void metrics_reject_unrecorded(void);
 /* Replicas of svc with a completed ZeroMQ handshake, summed over worker threads. */
 void metrics_replicas_add(service_id_t svc, int delta);
 /* Current value of the above. */

@@ -2,12 +2,17 @@
  *
  *   route (404/405) -> authenticate -> validate -> audit intent -> service -> answer -> outcome
  *
- * Authentication comes before validation: the signature is checked over the canonical JSON when
- * the body parses and over the raw bytes in any case, so even a body that is not JSON can be
+ * Authentication comes before validation, and the cheap checks before the costly ones: a source
+ * that used up its budget of refused calls (srclimit) is refused at once; then timestamp, nonce
+ * and signature must be present and well-formed and the timestamp fresh, all before the body is
+ * parsed or an HMAC computed. The signature is then checked over the canonical JSON when the
+ * body parses and over the raw bytes in any case, so even a body that is not JSON can be
  * authenticated first. A timestamp/nonce problem answers 000002, a signature problem 000001; only
  * an authenticated body is then validated (000002 naming the field). Every call that reached
- * this point, accepted or rejected, is recorded by the audit service before it is answered; an
- * accepted call runs only after the audit service stored its intent and found its nonce fresh.
+ * this point, accepted or rejected, is recorded by the audit service before it is answered (a
+ * flood of refused unauthenticated calls past its source's per-minute quota is counted instead,
+ * and recorded as one summary entry per source and minute); an accepted call runs only after the
+ * audit service stored its intent and found its nonce fresh.
  */
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -28,6 +33,7 @@
 #include "randutil.h"
 #include "resref.h"
 #include "sigv2.h"
+#include "srclimit.h"
 #include "timeutil.h"
 #include "xmalloc.h"
 
@@ -56,7 +62,9 @@ typedef struct {
     /* verdict */
     const char *code; /* result code once decided */
     char msg[512];
-    bool rejected; /* refused by the gateway itself (or audit failed) */
+    bool rejected;        /* refused by the gateway itself (or audit failed) */
+    bool unauthenticated; /* refused before its signature was found valid */
+    bool unrecorded;      /* ...and only counted for its source's summary (srclimit) */
     bool intent_stored;
     Kooisv__Reply *reply; /* the service's answer */
 } call_t;
@@ -139,10 +147,13 @@ static void respond(call_t *c)
     metrics_request_done(c->event_type, c->code, latency_us);
     metrics_http_status(200);
 
-    Kooisv__Envelope rec = envelope_header(c);
-    Kooisv__AuditIntent intent;
-    intent_fill(c, &intent);
-    auditrec_outcome(w->auditq, &rec, &intent, c->intent_stored, c->code, c->msg, latency_us, 200);
+    if (!c->unrecorded) {
+        Kooisv__Envelope rec = envelope_header(c);
+        Kooisv__AuditIntent intent;
+        intent_fill(c, &intent);
+        auditrec_outcome(w->auditq, &rec, &intent, c->intent_stored, c->code, c->msg, latency_us,
+                         200);
+    }
     call_free(c);
 }
 
@@ -275,16 +286,91 @@ static void set_event_type(call_t *c, const char *name)
     snprintf(c->event_type, sizeof c->event_type, "%s", plain ? name : "unknown");
 }
 
+/* The call's verdict from the signature alone: throttled sources and calls that fail the cheap
+ * checks are refused before the body is parsed or any HMAC is computed. Sets c->rejected and,
+ * for a refusal of an unauthenticated call, c->unauthenticated. */
+static void authenticate(call_t *c, const char *raw, size_t len, const char *canonical,
+                         const char *ts, const char *nonce, const char *sig, bool nonce_ok,
+                         bool throttled, int64_t now)
+{
+    if (throttled) {
+        metrics_source_throttled();
+        reject(c, "000001", "too many refused calls from this address; retry later");
+        c->unauthenticated = true;
+        return;
+    }
+    sigv2_check_t check = {
+        .kind = c->kind == CALL_KIT ? SIGV2_KIT : SIGV2_BASIC,
+        .key = call_key(c),
+        .timestamp = ts,
+        .nonce = nonce,
+        .signature = sig,
+        .canonical = canonical,
+        .canonical_len = canonical ? strlen(canonical) : 0,
+        .raw = raw,
+        .raw_len = len,
+        .now_ms = now,
+        .window_ms = 0,
+    };
+    sigv2_result_t verdict = nonce && !nonce_ok ? SIGV2_NO_TIMESTAMP : sigv2_verify(&check);
+    switch (verdict) {
+    case SIGV2_OK:
+    case SIGV2_OK_RAW:
+        return;
+    case SIGV2_NO_TIMESTAMP:
+    case SIGV2_STALE:
+        reject(c, "000002", nonce && !nonce_ok ? "nonce is malformed" : sigv2_reason(verdict));
+        break;
+    case SIGV2_NO_SIGNATURE:
+    case SIGV2_BAD_SIGNATURE:
+        reject(c, "000001", sigv2_reason(verdict));
+        break;
+    }
+    c->unauthenticated = true;
+    srclimit_failed(gw.srclimit, c->source, now);
+}
+
+/* Validate an authenticated body into the envelope (or reject it naming the field). */
+static void validate(call_t *c, const json_t *body, const json_error_t *jerr, const char *kit_name)
+{
+    char msg[512];
+    if (!body) {
+        snprintf(msg, sizeof msg, "request body is not valid JSON in UTF-8 (line %d, column %d)",
+                 jerr->line, jerr->column);
+        reject(c, "000002", msg);
+    } else if (!json_is_object(body)) {
+        reject(c, "000002", "request body must be a JSON object");
+    } else if (c->kind == CALL_BASIC) {
+        const char *code = basicreq_build(body, &c->env, msg, sizeof msg);
+        if (strcmp(code, "000000") != 0)
+            reject(c, code, msg);
+        else {
+            c->svc = SVC_ORDER;
+            basicreq_resources(&c->env, &c->res, &c->n_res);
+        }
+    } else {
+        service_id_t svc = SVC_TENANT;
+        const char *code = kitsync_build(kit_name, body, &c->env, &svc, msg, sizeof msg);
+        if (strcmp(code, "000000") != 0) {
+            kitsync_free_body(&c->env);
+            reject(c, code, msg);
+        } else {
+            c->svc = svc;
+            kitsync_resources(&c->env, &c->res, &c->n_res);
+        }
+    }
+}
+
+/* Bodies up to this size are still read for the record of a call refused by the cheap checks
+ * (its activity, instance and test flag); larger ones are not worth an unauthenticated parse. */
+#define RECORD_PARSE_MAX 4096
+
 static void check_call(call_t *c, const char *kit_name)
 {
     struct evhttp_request *req = c->req;
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
     const char *raw = len ? (const char *)evbuffer_pullup(in, -1) : "";
-
-    json_error_t jerr;
-    json_t *body = canonjson_parse(raw, len, &jerr);
-    char *canonical = body ? canonjson_dump(body) : NULL;
 
     /* Signature pieces: query string (basic) or headers (kit). */
     struct evkeyvalq query;
@@ -311,68 +397,28 @@ static void check_call(call_t *c, const char *kit_name)
     if (ts)
         time_parse_ms(ts, &c->nonce_ts_ms);
 
+    /* The cheap checks first; the body is parsed (and canonicalised for the HMAC) only for a
+     * call that passed them. */
+    sigv2_check_t pre = {.kind = c->kind == CALL_KIT ? SIGV2_KIT : SIGV2_BASIC,
+                         .key = call_key(c),
+                         .timestamp = ts,
+                         .nonce = nonce,
+                         .signature = sig,
+                         .now_ms = time_now_ms()};
+    bool throttled = srclimit_throttled(gw.srclimit, c->source, pre.now_ms);
+    bool cheap_ok = !throttled && !(nonce && !nonce_ok) && sigv2_precheck(&pre) == SIGV2_OK;
+    json_error_t jerr;
+    json_t *body = cheap_ok || len <= RECORD_PARSE_MAX ? canonjson_parse(raw, len, &jerr) : NULL;
+    char *canonical = cheap_ok && body ? canonjson_dump(body) : NULL;
+
     if (c->kind == CALL_KIT)
         snprintf(c->event_type, sizeof c->event_type, "%s", kit_name);
     else
         set_event_type(c, json_string_value(json_object_get(body, "activity")));
 
-    sigv2_check_t check = {
-        .kind = c->kind == CALL_KIT ? SIGV2_KIT : SIGV2_BASIC,
-        .key = call_key(c),
-        .timestamp = ts,
-        .nonce = nonce,
-        .signature = sig,
-        .canonical = canonical,
-        .canonical_len = canonical ? strlen(canonical) : 0,
-        .raw = raw,
-        .raw_len = len,
-        .now_ms = time_now_ms(),
-        .window_ms = 0,
-    };
-    sigv2_result_t verdict = nonce && !nonce_ok ? SIGV2_NO_TIMESTAMP : sigv2_verify(&check);
-    char msg[512];
-    switch (verdict) {
-    case SIGV2_OK:
-    case SIGV2_OK_RAW:
-        break;
-    case SIGV2_NO_TIMESTAMP:
-    case SIGV2_STALE:
-        reject(c, "000002", nonce && !nonce_ok ? "nonce is malformed" : sigv2_reason(verdict));
-        break;
-    case SIGV2_NO_SIGNATURE:
-    case SIGV2_BAD_SIGNATURE:
-        reject(c, "000001", sigv2_reason(verdict));
-        break;
-    }
-
-    if (!c->rejected) {
-        if (!body) {
-            snprintf(msg, sizeof msg,
-                     "request body is not valid JSON in UTF-8 (line %d, column %d)", jerr.line,
-                     jerr.column);
-            reject(c, "000002", msg);
-        } else if (!json_is_object(body)) {
-            reject(c, "000002", "request body must be a JSON object");
-        } else if (c->kind == CALL_BASIC) {
-            const char *code = basicreq_build(body, &c->env, msg, sizeof msg);
-            if (strcmp(code, "000000") != 0)
-                reject(c, code, msg);
-            else {
-                c->svc = SVC_ORDER;
-                basicreq_resources(&c->env, &c->res, &c->n_res);
-            }
-        } else {
-            service_id_t svc = SVC_TENANT;
-            const char *code = kitsync_build(kit_name, body, &c->env, &svc, msg, sizeof msg);
-            if (strcmp(code, "000000") != 0) {
-                kitsync_free_body(&c->env);
-                reject(c, code, msg);
-            } else {
-                c->svc = svc;
-                kitsync_resources(&c->env, &c->res, &c->n_res);
-            }
-        }
-    }
+    authenticate(c, raw, len, canonical, ts, nonce, sig, nonce_ok, throttled, pre.now_ms);
+    if (!c->rejected)
+        validate(c, body, &jerr, kit_name);
     if (c->rejected && body && json_is_object(body)) {
         if (!c->n_res)
             resources_from_raw(c, body);
@@ -461,5 +507,51 @@ void produce_handle(struct evhttp_request *req, void *arg)
     peer_request_source(gw.trusted, req, c->peer, c->source, sizeof c->source);
 
     check_call(c, kit_name);
+    /* A flood of refused unauthenticated calls must not fill the trail: past its source's quota
+     * they are answered at once and counted for one summary entry (produce_record_summaries). */
+    if (c->unauthenticated && !srclimit_record(gw.srclimit, c->source, time_now_ms())) {
+        c->unrecorded = true;
+        metrics_reject_unrecorded();
+        respond(c);
+        return;
+    }
     send_intent(c);
+}
+
+void produce_record_summaries(gw_worker_t *w)
+{
+    srclimit_summary_t sums[32];
+    size_t n = srclimit_summaries(gw.srclimit, time_now_ms(), sums, 32);
+    for (size_t i = 0; i < n; i++) {
+        char rid[37], from[40], to[40], msg[300];
+        rand_uuid(rid);
+        time_format_iso(sums[i].from_ms, from, sizeof from);
+        time_format_iso(sums[i].to_ms, to, sizeof to);
+        snprintf(msg, sizeof msg,
+                 "%ld refused unauthenticated calls from %s between %s and %s (beyond the "
+                 "per-minute quota, not recorded one by one)",
+                 sums[i].count, sums[i].source, from, to);
+        Kooisv__Caller caller = KOOISV__CALLER__INIT;
+        caller.kind = "system";
+        caller.id = "gateway";
+        Kooisv__Envelope rec = KOOISV__ENVELOPE__INIT;
+        rec.request_id = rid;
+        rec.trace_id = rid;
+        rec.received_ms = sums[i].to_ms;
+        rec.source_addr = sums[i].source;
+        rec.caller = &caller;
+        Kooisv__ResourceRef **res = NULL;
+        size_t n_res = 0;
+        resref_add(&res, &n_res, "source", sums[i].source);
+        Kooisv__AuditIntent intent = KOOISV__AUDIT_INTENT__INIT;
+        intent.event_type = "rejected.unauthenticated";
+        intent.resources = res;
+        intent.n_resources = n_res;
+        intent.nonce = "";
+        intent.reject_reason = msg;
+        intent.reject_code = "000001";
+        auditrec_outcome(w->auditq, &rec, &intent, false, "000001", msg, 0, 200);
+        resref_free(res, n_res);
+        log_warn(rid, "%s", msg);
+    }
 }

@@ -160,6 +160,11 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     event_active(w->drain_timer, EV_TIMEOUT, 1);
 }
 
+static void on_summary_timer(evutil_socket_t fd, short what, void *arg)
+{
+    produce_record_summaries(arg);
+}
+
 static void *worker_main(void *arg)
 {
     gw_worker_t *w = arg;
@@ -180,6 +185,8 @@ static void *worker_main(void *arg)
     auditq_destroy(&w->auditq);
     if (w->drain_timer)
         event_free(w->drain_timer);
+    if (w->summary_timer)
+        event_free(w->summary_timer);
     event_free(w->stop_ev);
     event_base_free(w->base);
     w->base = NULL;
@@ -223,6 +230,9 @@ static int worker_setup(gw_worker_t *w, const char *listen, int *port_out)
     w->auditq =
         auditq_new(w->base, w->dispatch, gw.deadline_ms / 3 > 200 ? gw.deadline_ms / 3 : 200);
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
+    w->summary_timer = event_new(w->base, -1, EV_PERSIST, on_summary_timer, w);
+    struct timeval every = {5, 0};
+    event_add(w->summary_timer, &every);
     return 0;
 }
 

@@ -28,6 +28,7 @@
 #include "metrics.h"
 #include "netaddr.h"
 #include "peer.h"
+#include "srclimit.h"
 #include "timeutil.h"
 #include "transport.h"
 #include "xmalloc.h"
@@ -988,6 +989,55 @@ static void test_listener_nodelay(void **state)
     close(lfd);
 }
 
+/* Refused unauthenticated calls: a source spends its burst, is throttled, earns tokens back at
+ * the rate; its first `records` refusals of a window are recorded one by one, the rest summed
+ * into one summary once the window has ended. Other sources are unaffected. */
+static void test_srclimit(void **state)
+{
+    srclimit_t *l = srclimit_new(2.0, 5, 3, 60000);
+    int64_t t = 1000000;
+    for (int i = 0; i < 5; i++) {
+        assert_false(srclimit_throttled(l, "198.51.100.7", t));
+        srclimit_failed(l, "198.51.100.7", t);
+    }
+    assert_true(srclimit_throttled(l, "198.51.100.7", t));
+    assert_false(srclimit_throttled(l, "203.0.113.1", t)); /* another source */
+    assert_true(srclimit_throttled(l, "198.51.100.7", t + 400)); /* 0.8 token */
+    assert_false(srclimit_throttled(l, "198.51.100.7", t + 500)); /* 1 token back */
+
+    for (int i = 0; i < 3; i++)
+        assert_true(srclimit_record(l, "198.51.100.7", t + i));
+    for (int i = 0; i < 7; i++)
+        assert_false(srclimit_record(l, "198.51.100.7", t + 10 + i));
+    assert_true(srclimit_record(l, "203.0.113.1", t + 20));
+    srclimit_summary_t sums[4];
+    assert_int_equal(srclimit_summaries(l, t + 59999, sums, 4), 0); /* window not over */
+    assert_int_equal(srclimit_summaries(l, t + 60000, sums, 4), 1);
+    assert_string_equal(sums[0].source, "198.51.100.7");
+    assert_int_equal(sums[0].count, 7);
+    assert_int_equal(sums[0].from_ms, t);
+    assert_int_equal(sums[0].to_ms, t + 60000);
+    assert_int_equal(srclimit_summaries(l, t + 60001, sums, 4), 0); /* handed out once */
+    assert_true(srclimit_record(l, "198.51.100.7", t + 60002)); /* a new window */
+
+    /* More sources than the table holds: nothing is lost silently for the ones counted. */
+    char src[32];
+    for (int i = 0; i < 10000; i++) {
+        snprintf(src, sizeof src, "10.%d.%d.%d", i >> 16, (i >> 8) & 255, i & 255);
+        srclimit_record(l, src, t + 70000);
+    }
+    srclimit_destroy(&l);
+    assert_null(l);
+
+    srclimit_t *off = srclimit_new(0, 1, 0, 60000); /* no limits */
+    for (int i = 0; i < 100; i++) {
+        srclimit_failed(off, "198.51.100.7", t);
+        assert_true(srclimit_record(off, "198.51.100.7", t));
+    }
+    assert_false(srclimit_throttled(off, "198.51.100.7", t));
+    srclimit_destroy(&off);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1004,6 +1054,7 @@ int main(void)
         cmocka_unit_test(test_answer_query),
         cmocka_unit_test(test_peer),
         cmocka_unit_test(test_listener_nodelay),
+        cmocka_unit_test(test_srclimit),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_dispatch_reply),
         cmocka_unit_test(test_dispatch_reply_for_other_body_ignored),

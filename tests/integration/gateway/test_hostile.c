@@ -264,10 +264,44 @@ static void *flood_main(void *arg)
     return NULL;
 }
 
+/* Intents recorded from the attacker's address since since_ms (audit.intents, as superuser). */
+static long attacker_intents(int64_t since_ms)
+{
+    char since[32];
+    snprintf(since, sizeof since, "%lld", (long long)since_ms);
+    const char *params[] = {ATTACKER, since};
+    char *v = kc_sql_value("SELECT count(*) FROM audit.intents WHERE source_addr = $1 AND "
+                           "received_ms >= $2::bigint",
+                           2, params);
+    long n = v ? atol(v) : -1;
+    free(v);
+    return n;
+}
+
+/* A counter of the gateway's /metrics, -1 when absent. */
+static long metric(const char *name)
+{
+    kresp_t r;
+    char *url = xasprintf("%s/metrics", suite_get("KOOISV_METRICS_URL"));
+    long v = -1;
+    if (kc_raw("GET", url, NULL, NULL, 0, &r) == 0 && r.status == 200) {
+        char *line = strstr(r.body, name);
+        while (line && line > r.body && line[-1] != '\n')
+            line = strstr(line + 1, name);
+        if (line && line[strlen(name)] == ' ')
+            v = atol(line + strlen(name) + 1);
+    }
+    kresp_free(&r);
+    free(url);
+    return v;
+}
+
 static void test_bad_signature_flood(void **state)
 {
     enum { FLOODERS = 8 };
     pthread_t t[FLOODERS];
+    int64_t began = time_now_ms();
+    long throttled_before = metric("kooisv_throttled_calls_total");
     atomic_store(&flood_stop, false);
     atomic_store(&flood_sent, 0);
     for (int i = 0; i < FLOODERS; i++)
@@ -277,7 +311,18 @@ static void test_bad_signature_flood(void **state)
     atomic_store(&flood_stop, true);
     for (int i = 0; i < FLOODERS; i++)
         pthread_join(t[i], NULL);
-    printf("hostile flood: %ld bad calls sent\n", atomic_load(&flood_sent));
+    long sent = atomic_load(&flood_sent);
+    long recorded = attacker_intents(began);
+    long throttled = metric("kooisv_throttled_calls_total") - throttled_before;
+    printf("hostile flood: %ld bad calls sent, %ld recorded one by one, %ld throttled\n", sent,
+           recorded, throttled);
+    /* The trail shows the flood but is not filled by it: at most the per-minute quota (120 by
+     * default) of one-by-one records per source and minute (the flood may straddle two). */
+    assert_true(sent > 500);
+    assert_true(recorded > 0);
+    assert_true(recorded <= 2 * 120);
+    /* Past its burst the source is throttled: refused before any parsing or HMAC. */
+    assert_true(throttled > 0);
 }
 
 int main(void)
