@@ -2,10 +2,13 @@
 
 #include <arpa/inet.h>
 #include <event2/http.h>
+#include <sys/queue.h>
+#include <event2/keyvalq_struct.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cryptoutil.h"
 #include "xmalloc.h"
@@ -135,9 +138,32 @@ void peer_request_source(const peer_trust_t *self, struct evhttp_request *req, c
                          char *source_out, size_t outlen)
 {
     peer_address(req, peer_out, outlen);
-    peer_source(self, peer_out,
-                evhttp_find_header(evhttp_request_get_input_headers(req), "X-Forwarded-For"),
-                source_out, outlen);
+    /* Every X-Forwarded-For line, joined in order: a proxy that appends a line of its own
+     * (HAProxy's option forwardfor) must not let the client's first line win. */
+    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    struct evkeyval *kv;
+    size_t n = 0, len = 0;
+    for (kv = TAILQ_FIRST(h); kv; kv = TAILQ_NEXT(kv, next)) {
+        if (strcasecmp(kv->key, "X-Forwarded-For") == 0) {
+            n++;
+            len += strlen(kv->value) + 2;
+        }
+    }
+    if (n <= 1) {
+        peer_source(self, peer_out, evhttp_find_header(h, "X-Forwarded-For"), source_out, outlen);
+        return;
+    }
+    char *joined = xmalloc(len + 1);
+    joined[0] = '\0';
+    for (kv = TAILQ_FIRST(h); kv; kv = TAILQ_NEXT(kv, next)) {
+        if (strcasecmp(kv->key, "X-Forwarded-For") == 0) {
+            if (*joined)
+                strcat(joined, ", ");
+            strcat(joined, kv->value);
+        }
+    }
+    peer_source(self, peer_out, joined, source_out, outlen);
+    free(joined);
 }
 
 void peer_key_id(const char *key, char out[9])

@@ -8,8 +8,8 @@
 
 #include "xmalloc.h"
 
-#define SLOTS 4096 /* sources tracked at once */
-#define PROBE 16   /* slots looked at for one source */
+#define SLOTS 4096  /* sources tracked at once */
+#define PROBE 16    /* slots looked at for one source */
 #define PENDING 256 /* summaries of evicted sources waiting to be handed out */
 
 typedef struct {

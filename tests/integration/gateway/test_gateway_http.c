@@ -950,6 +950,21 @@ static void test_forwarded_for(void **state)
     expect_logged(FAKE_AUDIT, 2000, r.request_id, "audit intent", "src=203.0.113.7 ");
     kresp_free(&r);
     free(path);
+
+    /* A client's own X-Forwarded-For line, then the one the proxy appended (HAProxy's option
+     * forwardfor adds a line of its own): the lines are one list in order, so the proxy's
+     * address for the client wins, not the client's claim. */
+    now_ts(ts, 0);
+    rand_alnum(nonce, 32);
+    sigv2_sign(SIGV2_BASIC, suite_get("KOOISV_BASIC_KEY"), nonce, ts, body, strlen(body), sig);
+    path = xasprintf("/produce?signature=%s&timestamp=%s&nonce=%s", sig, ts, nonce);
+    const char *two_lines[] = {"Content-Type: application/json", "X-Forwarded-For: 6.6.6.6",
+                               "X-Forwarded-For: 203.0.113.8", NULL};
+    kc_raw("POST", path, two_lines, body, strlen(body), &r);
+    expect_code(&r, "000000");
+    expect_logged(FAKE_AUDIT, 2000, r.request_id, "audit intent", "src=203.0.113.8 ");
+    kresp_free(&r);
+    free(path);
 }
 
 static void test_tls_versions(void **state)
