@@ -25,9 +25,9 @@ void peer_source(const peer_trust_t *self, const char *peer_ip, const char *xff,
                  size_t outlen);
 /* The TCP peer address of req, "" when its connection is gone. Writes out. */
 void peer_address(struct evhttp_request *req, char *out, size_t outlen);
-/* The TCP peer of req into peer_out and its source address (peer_source over req's
- * X-Forwarded-For; self NULL trusts no proxy: the source is the peer) into source_out, both
- * outlen bytes. */
+/* The TCP peer of req into peer_out and its source address (peer_source over all of req's
+ * X-Forwarded-For lines joined in order; self NULL trusts no proxy: the source is the peer)
+ * into source_out, both outlen bytes. */
 void peer_request_source(const peer_trust_t *self, struct evhttp_request *req, char *peer_out,
                          char *source_out, size_t outlen);
 /* Key id: the first 8 hex digits of SHA-256(key), into out[9]. */
