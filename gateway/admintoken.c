@@ -1,5 +1,6 @@
 #include "admintoken.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,6 +148,24 @@ static int tokens_load(admintoken_store_t *self)
     return 0;
 }
 
+/* Revocation must not depend on the file staying good: a file that is gone, unreadable or no
+ * longer parses leaves no token valid (fail closed) until a good one is back. */
+static void tokens_drop(admintoken_store_t *self, const struct stat *st)
+{
+    if (self->n)
+        log_error(NULL,
+                  "admin tokens file %s is unusable: every token is refused until it is "
+                  "fixed",
+                  self->path);
+    free(self->tokens);
+    self->tokens = NULL;
+    self->n = 0;
+    if (st)
+        self->st = *st;
+    else
+        memset(&self->st, 0, sizeof self->st);
+}
+
 void admintoken_store_refresh(admintoken_store_t *self)
 {
     int64_t now = time_mono_us();
@@ -154,14 +173,21 @@ void admintoken_store_refresh(admintoken_store_t *self)
         return;
     self->checked_us = now;
     struct stat st;
-    if (stat(self->path, &st) != 0)
+    if (stat(self->path, &st) != 0) {
+        if (self->n || self->st.st_ino) {
+            log_error(NULL, "admin tokens file %s: %s", self->path, strerror(errno));
+            tokens_drop(self, NULL);
+        }
         return;
+    }
     if (st.st_ino == self->st.st_ino && st.st_size == self->st.st_size &&
         st.st_mtim.tv_sec == self->st.st_mtim.tv_sec &&
         st.st_mtim.tv_nsec == self->st.st_mtim.tv_nsec)
         return;
     if (tokens_load(self) == 0)
         log_info(NULL, "admin tokens file reloaded: %zu token(s)", self->n);
+    else
+        tokens_drop(self, &st); /* the same broken file is not read again every second */
 }
 
 const admintoken_t *admintoken_store_find(const admintoken_store_t *self, const char *authorization,

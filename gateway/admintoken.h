@@ -24,7 +24,8 @@ typedef struct admintoken_store admintoken_store_t;
 admintoken_store_t *admintoken_store_new(const char *path);
 /* Destroy and set *self_p to NULL. */
 void admintoken_store_destroy(admintoken_store_t **self_p);
-/* Pick up a rotated tokens file (logged); a broken new file keeps the tokens in force. */
+/* Pick up a rotated tokens file (logged). Fails closed: a file that is gone, unreadable or no
+ * longer parses leaves no token valid (logged as an error) until a good file is back. */
 void admintoken_store_refresh(admintoken_store_t *self);
 /* The token presented in an Authorization header value (NULL: none), or NULL with the reason
  * in *why. The result lives until the next refresh. */

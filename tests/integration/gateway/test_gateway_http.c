@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "bodysign.h"
+#include "cryptoutil.h"
 #include "httpc.h"
 #include "kclient.h"
 #include "randutil.h"
@@ -967,6 +968,56 @@ static void test_forwarded_for(void **state)
     free(path);
 }
 
+/* HTTP status of an admin call with token (the standalone gateway's admin API). */
+static int admin_status(const char *token)
+{
+    char *url = xasprintf("https://127.0.0.1:%d/v1/audit?limit=1", world.admin_port);
+    char *auth = xasprintf("Authorization: Bearer %s", token);
+    const char *headers[] = {auth, NULL};
+    kresp_t r;
+    kc_raw("GET", url, headers, NULL, 0, &r);
+    int status = r.status;
+    kresp_free(&r);
+    free(auth);
+    free(url);
+    return status;
+}
+
+/* Until the admin API answers token with a status that is (want_401) or is not 401. */
+static bool admin_wait_401(const char *token, bool want_401)
+{
+    for (int i = 0; i < 60; i++) {
+        if ((admin_status(token) == 401) == want_401)
+            return true;
+        usleep(100000);
+    }
+    return false;
+}
+
+static void test_token_revocation(void **state)
+{
+    SKIP_UNLESS_STANDALONE();
+    /* Revoking a token must not depend on the tokens file staying well-formed: a file that no
+     * longer parses, or is gone, leaves no token valid (fail closed), until it is fixed. */
+    const char *token = "revocation-test-token-0123456789abcdef";
+    uint8_t digest[32];
+    char hex[65], line[200];
+    sha256(token, strlen(token), digest);
+    hex_encode(digest, 32, hex);
+    snprintf(line, sizeof line, "ops auditor %s\n", hex);
+    write_file("admin-tokens", line, 0600);
+    assert_true(admin_wait_401(token, false));
+    write_file("admin-tokens", "this line does not parse\n", 0600);
+    assert_true(admin_wait_401(token, true));
+    write_file("admin-tokens", line, 0600);
+    assert_true(admin_wait_401(token, false));
+    char *p = path_in("admin-tokens");
+    unlink(p);
+    assert_true(admin_wait_401(token, true));
+    write_file("admin-tokens", "", 0600);
+    free(p);
+}
+
 static void test_tls_versions(void **state)
 {
     int fd;
@@ -1125,7 +1176,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_http_errors),     cmocka_unit_test(test_oversized_body),
         cmocka_unit_test(test_kit_call),        cmocka_unit_test(test_metrics_health),
         cmocka_unit_test(test_tls_versions),    cmocka_unit_test(test_keep_alive),
-        cmocka_unit_test(test_forwarded_for),   cmocka_unit_test(test_service_slow),
+        cmocka_unit_test(test_forwarded_for),   cmocka_unit_test(test_token_revocation),
+        cmocka_unit_test(test_service_slow),
         cmocka_unit_test(test_resend),          cmocka_unit_test(test_connection_limit),
         cmocka_unit_test(test_header_timeout),  cmocka_unit_test(test_audit_down),
         cmocka_unit_test(test_service_down),    cmocka_unit_test(test_no_secrets_logged),
