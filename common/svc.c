@@ -11,6 +11,8 @@
 #include <zmq.h>
 
 #include "log.h"
+#include "seenreq.h"
+#include "timeutil.h"
 #include "transport.h"
 #include "xmalloc.h"
 
@@ -122,22 +124,70 @@ static void call_release(svc_call_t *call)
 
 /* ---------------------------------------------------------------- service runtime */
 
+#define ROUTE_MAX 8 /* routing frames a request may carry in front of its delimiter */
+
 typedef struct {
     const svc_def_t *def;
     int index;
     void *state;
     char inproc[128];
     pthread_t thread;
+    /* The routing frames of the request being served: its reply goes back behind them. */
+    zmq_msg_t route[ROUTE_MAX];
+    int n_route;
 } worker_t;
 
-static int send_reply(void *sock, const Kooisv__Reply *reply)
+/* Send one reply to the request being served: its routing frames, the delimiter, the bytes. */
+static int reply_send(worker_t *w, void *sock, const uint8_t *buf, size_t len)
+{
+    for (int i = 0; i < w->n_route; i++) {
+        zmq_msg_t copy;
+        zmq_msg_init(&copy);
+        zmq_msg_copy(&copy, &w->route[i]);
+        if (zmq_msg_send(&copy, sock, ZMQ_SNDMORE) < 0) {
+            zmq_msg_close(&copy);
+            return -1;
+        }
+    }
+    if (zmq_send(sock, "", 0, ZMQ_SNDMORE) < 0 || zmq_send(sock, buf, len, 0) < 0)
+        return -1;
+    return 0;
+}
+
+/* Copies of a request reaching this replica again (a client's resend, a retried call): kept a
+ * minute, answers up to 4 KiB (larger ones are audit pages and admin views, never resent). */
+#define SEEN_SLOTS 8192
+#define SEEN_WINDOW_MS 60000
+#define SEEN_MAX_REPLY 4096
+static seenreq_t *seen;
+
+/* Pack reply into *buf (caller frees); returns its length. */
+static size_t pack_reply(const Kooisv__Reply *reply, uint8_t **buf)
 {
     size_t len = kooisv__reply__get_packed_size(reply);
-    uint8_t *buf = xmalloc(len ? len : 1);
-    kooisv__reply__pack(reply, buf);
-    int rc = zmq_send(sock, buf, len, 0);
-    free(buf);
-    return rc < 0 ? -1 : 0;
+    *buf = xmalloc(len ? len : 1);
+    kooisv__reply__pack(reply, *buf);
+    return len;
+}
+
+/* A copy of a request this replica answered with success already gets that answer again. True
+ * when the copy was answered so. */
+static bool serve_copy(worker_t *w, void *sock, const Kooisv__Envelope *env)
+{
+    if (!env->request_id || !*env->request_id || env->body_case == KOOISV__ENVELOPE__BODY_PING)
+        return false;
+    uint8_t *cached = NULL;
+    size_t len = 0;
+    seenreq_state_t st = seenreq_take(seen, env->request_id, (uint32_t)env->body_case,
+                                      time_now_ms(), &cached, &len);
+    if (st == SEENREQ_NEW)
+        return false;
+    log_info(env->request_id, "%s: a copy of an answered request: the same answer again",
+             w->def->name);
+    if (reply_send(w, sock, cached, len) < 0)
+        log_warn(env->request_id, "%s: reply not sent: %s", w->def->name, zmq_strerror(errno));
+    free(cached);
+    return true;
 }
 
 static void serve_one(worker_t *w, void *sock, zmq_msg_t *msg)
@@ -159,6 +209,10 @@ static void serve_one(worker_t *w, void *sock, zmq_msg_t *msg)
         /* Lets a client with two calls under one request id (audit intent, then outcome) tell
          * their replies apart even when one arrives late. */
         call.reply.answers = (uint32_t)env->body_case;
+        if (serve_copy(w, sock, env)) {
+            kooisv__envelope__free_unpacked(env, NULL);
+            return;
+        }
         if (env->body_case == KOOISV__ENVELOPE__BODY_PING) {
             call.reply.result_code = "000000";
             call.reply.result_msg = "pong";
@@ -166,20 +220,61 @@ static void serve_one(worker_t *w, void *sock, zmq_msg_t *msg)
             w->def->handle(w->state, &call);
         }
     }
-    if (send_reply(sock, &call.reply) < 0)
+    uint8_t *buf;
+    size_t len = pack_reply(&call.reply, &buf);
+    /* Only a success is kept: a copy of a failed call (the database was down) must run again. */
+    if (env && env->request_id && *env->request_id &&
+        env->body_case != KOOISV__ENVELOPE__BODY_PING && call.reply.result_code &&
+        strcmp(call.reply.result_code, "000000") == 0)
+        seenreq_answer(seen, env->request_id, (uint32_t)env->body_case, buf, len);
+    if (reply_send(w, sock, buf, len) < 0)
         log_warn(svc_call_rid(&call), "%s: reply not sent: %s", w->def->name, zmq_strerror(errno));
+    free(buf);
     call_release(&call);
     if (env)
         kooisv__envelope__free_unpacked(env, NULL);
 }
 
+/* Receive one request: its routing frames into w->route, its payload into payload. False when
+ * the message is not [route..., "", payload] (it is dropped: there is no one to answer). */
+static bool request_recv(worker_t *w, void *sock, zmq_msg_t *payload)
+{
+    w->n_route = 0;
+    bool delimited = false, ok = true;
+    for (int more = 1; more;) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, sock, 0) < 0) {
+            zmq_msg_close(&part);
+            return false;
+        }
+        more = zmq_msg_more(&part);
+        if (delimited) {
+            if (more || zmq_msg_size(payload) || !ok) /* one payload frame only */
+                ok = false;
+            zmq_msg_move(payload, &part);
+        } else if (zmq_msg_size(&part) == 0) {
+            delimited = true;
+        } else if (w->n_route < ROUTE_MAX) {
+            zmq_msg_init(&w->route[w->n_route]);
+            zmq_msg_move(&w->route[w->n_route++], &part);
+        } else {
+            ok = false;
+        }
+        zmq_msg_close(&part);
+    }
+    return ok && delimited && w->n_route > 0;
+}
+
 static void *worker_main(void *arg)
 {
     worker_t *w = arg;
-    void *sock = zmq_socket(transport_context(), ZMQ_REP);
+    /* A DEALER that says when it is free: the broker (svc_run) gives each request to a worker
+     * that is idle, so a stuck call holds up no other. */
+    void *sock = zmq_socket(transport_context(), ZMQ_DEALER);
     int linger = 1000;
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
-    if (zmq_connect(sock, w->inproc) != 0) {
+    if (zmq_connect(sock, w->inproc) != 0 || zmq_send(sock, "READY", 5, 0) < 0) {
         log_error(NULL, "%s: worker %d cannot connect: %s", w->def->name, w->index,
                   zmq_strerror(errno));
         svc_stop();
@@ -193,24 +288,32 @@ static void *worker_main(void *arg)
             continue;
         zmq_msg_t msg;
         zmq_msg_init(&msg);
-        if (zmq_msg_recv(&msg, sock, 0) >= 0)
+        if (request_recv(w, sock, &msg))
             serve_one(w, sock, &msg);
+        else if (zmq_send(sock, "READY", 5, 0) < 0) /* nothing to answer: free again */
+            break;
+        for (int i = 0; i < w->n_route; i++)
+            zmq_msg_close(&w->route[i]);
+        w->n_route = 0;
         zmq_msg_close(&msg);
     }
     zmq_close(sock);
     return NULL;
 }
 
-/* Forward one whole multipart message from one socket to the other. */
-static int forward(void *from, void *to)
+/* Move the rest of a multipart message from one socket to the other (after the caller took
+ * or sent its first frames). 1 when a whole message went, 0 when none was waiting, -1 on
+ * error. */
+static int forward_rest(void *from, void *to, bool started)
 {
     for (;;) {
         zmq_msg_t part;
         zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, from, ZMQ_DONTWAIT) < 0) {
+        if (zmq_msg_recv(&part, from, started ? 0 : ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&part);
-            return errno == EAGAIN ? 0 : -1;
+            return !started && errno == EAGAIN ? 0 : -1;
         }
+        started = true;
         int more = zmq_msg_more(&part);
         if (zmq_msg_send(&part, to, more ? ZMQ_SNDMORE : 0) < 0) {
             zmq_msg_close(&part);
@@ -219,6 +322,49 @@ static int forward(void *from, void *to)
         if (!more)
             return 1;
     }
+}
+
+/* One message from a worker: [worker id, "READY"] or [worker id, route..., "", reply]. The
+ * worker's id goes into *worker (it is free again); a reply goes on to the frontend. 1 when a
+ * message was handled, 0 when none was waiting, -1 on error. */
+static int backend_recv(void *backend, void *frontend, zmq_msg_t *worker)
+{
+    zmq_msg_init(worker);
+    if (zmq_msg_recv(worker, backend, ZMQ_DONTWAIT) < 0)
+        return errno == EAGAIN ? 0 : -1;
+    zmq_msg_t first;
+    zmq_msg_init(&first);
+    int rc = -1;
+    if (zmq_msg_more(worker) && zmq_msg_recv(&first, backend, 0) >= 0) {
+        int more = zmq_msg_more(&first);
+        if (!more && zmq_msg_size(&first) == 5 && memcmp(zmq_msg_data(&first), "READY", 5) == 0)
+            rc = 1;
+        else if (zmq_msg_send(&first, frontend, more ? ZMQ_SNDMORE : 0) >= 0)
+            rc = more && forward_rest(backend, frontend, true) < 0 ? -1 : 1;
+    }
+    zmq_msg_close(&first);
+    if (rc < 0)
+        zmq_msg_close(worker);
+    return rc;
+}
+
+/* A waiting request from the frontend, to the worker whose id is *worker. 1 when one went, 0
+ * when none was waiting, -1 on error. */
+static int frontend_to_worker(void *frontend, void *backend, zmq_msg_t *worker)
+{
+    zmq_msg_t first;
+    zmq_msg_init(&first);
+    if (zmq_msg_recv(&first, frontend, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&first);
+        return errno == EAGAIN ? 0 : -1;
+    }
+    int more = zmq_msg_more(&first);
+    if (zmq_msg_send(worker, backend, ZMQ_SNDMORE) < 0 ||
+        zmq_msg_send(&first, backend, more ? ZMQ_SNDMORE : 0) < 0) {
+        zmq_msg_close(&first);
+        return -1;
+    }
+    return more ? (forward_rest(frontend, backend, true) < 0 ? -1 : 1) : 1;
 }
 
 int svc_run(const svc_def_t *def)
@@ -231,12 +377,14 @@ int svc_run(const svc_def_t *def)
     signal(SIGPIPE, SIG_IGN);
 
     void *ctx = transport_context();
+    if (!seen)
+        seen = seenreq_new(SEEN_SLOTS, SEEN_WINDOW_MS, SEEN_MAX_REPLY);
     int nworkers = def->workers > 0 ? def->workers : 1;
     worker_t *workers = xcalloc((size_t)nworkers, sizeof *workers);
     char inproc[128];
     snprintf(inproc, sizeof inproc, "inproc://kooisv-%s-workers", def->name);
 
-    void *backend = zmq_socket(ctx, ZMQ_DEALER);
+    void *backend = zmq_socket(ctx, ZMQ_ROUTER);
     void *frontend = zmq_socket(ctx, ZMQ_ROUTER);
     int linger = 1000;
     zmq_setsockopt(frontend, ZMQ_LINGER, &linger, sizeof linger);
@@ -271,9 +419,12 @@ int svc_run(const svc_def_t *def)
     }
     if (rc == 0)
         log_info(NULL, "%s: serving on %s with %d workers", def->name, def->bind, nworkers);
+    /* Idle workers, by routing id, least recently used first. */
+    zmq_msg_t *idle = xcalloc((size_t)nworkers, sizeof *idle);
+    int n_idle = 0;
     while (rc == 0 && !svc_stopping()) {
-        zmq_pollitem_t items[2] = {{.socket = frontend, .events = ZMQ_POLLIN},
-                                   {.socket = backend, .events = ZMQ_POLLIN}};
+        zmq_pollitem_t items[2] = {{.socket = backend, .events = ZMQ_POLLIN},
+                                   {.socket = frontend, .events = n_idle ? ZMQ_POLLIN : 0}};
         int n = zmq_poll(items, 2, 250);
         if (n < 0) {
             if (errno == EINTR)
@@ -283,11 +434,21 @@ int svc_run(const svc_def_t *def)
             break;
         }
         if (items[0].revents & ZMQ_POLLIN)
-            while (forward(frontend, backend) > 0)
-                ;
-        if (items[1].revents & ZMQ_POLLIN)
-            while (forward(backend, frontend) > 0)
-                ;
+            while (n_idle < nworkers && backend_recv(backend, frontend, &idle[n_idle]) > 0)
+                n_idle++;
+        while (n_idle > 0) {
+            /* The longest idle worker takes the next request. */
+            zmq_msg_t id;
+            zmq_msg_init(&id);
+            zmq_msg_copy(&id, &idle[0]);
+            int sent = frontend_to_worker(frontend, backend, &id);
+            zmq_msg_close(&id);
+            if (sent <= 0)
+                break;
+            zmq_msg_close(&idle[0]);
+            memmove(&idle[0], &idle[1], (size_t)(n_idle - 1) * sizeof *idle);
+            n_idle--;
+        }
     }
     svc_stop();
     for (int i = 0; i < started; i++) {
@@ -296,8 +457,16 @@ int svc_run(const svc_def_t *def)
             def->worker_fini(workers[i].state);
     }
     /* Replies already queued by the workers are flushed by the frontend's linger. */
-    while (forward(backend, frontend) > 0)
-        ;
+    zmq_msg_t spare;
+    zmq_msg_init(&spare);
+    while (backend_recv(backend, frontend, &spare) > 0) {
+        zmq_msg_close(&spare);
+        zmq_msg_init(&spare);
+    }
+    zmq_msg_close(&spare);
+    for (int i = 0; i < n_idle; i++)
+        zmq_msg_close(&idle[i]);
+    free(idle);
     zmq_close(frontend);
     zmq_close(backend);
     free(workers);

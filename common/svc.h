@@ -1,6 +1,9 @@
 /* svc: the service side of the transport (transport.h). A service replica binds a ROUTER and
- * hands each request to one of its worker threads; a worker serves one call at a time through
- * the svc_call_t it is given, and its reply goes back to the caller with the request's id. */
+ * hands each request to a worker thread that is idle (the one idle longest), so a stuck call
+ * holds up no other; a worker serves one call at a time through the svc_call_t it is given, and
+ * its reply goes back to the caller with the request's id. A copy of a request the replica
+ * already answered with success (a client's resend, a retry) gets that answer again without
+ * running twice (seenreq.h). */
 #ifndef KOOISV_SVC_H
 #define KOOISV_SVC_H
 #include <stdbool.h>

@@ -28,6 +28,7 @@ typedef struct pending {
     int timeout_ms;
     bool resent;
     bool failed; /* could not be sent at all: the timer reports NULL at once */
+    Kooisv__Reply *fallback; /* a failure answer held while the other copy may still succeed */
     dispatch_done_fn done;
     void *arg;
 } pending_t;
@@ -109,8 +110,32 @@ static void pending_finish(pending_t *p, Kooisv__Reply *reply)
     event_free(p->timer);
     free(p->buf);
     free(p->rid);
+    if (p->fallback && p->fallback != reply)
+        kooisv__reply__free_unpacked(p->fallback, NULL);
     free(p);
     done(reply, arg);
+}
+
+/* Whether a call may be sent a second time (to another replica) when the first copy is slow:
+ * reads, and writes keyed by the marketplace's own ids where a late first copy changes nothing
+ * (the same order gets the same instance, the same event the same license, an audit record its
+ * request id). Not state changes, whose late copy could land after a later change (a FREEZE
+ * after the UNFREEZE that followed it), not kit syncs (same), and not the operators' audit
+ * pages and actions (costly, or not idempotent). */
+static bool resend_safe(uint32_t body_case)
+{
+    switch (body_case) {
+    case KOOISV__ENVELOPE__BODY_PING:
+    case KOOISV__ENVELOPE__BODY_QUERY_INSTANCE:
+    case KOOISV__ENVELOPE__BODY_CHANGE_INSTANCE_CHECK:
+    case KOOISV__ENVELOPE__BODY_NEW_INSTANCE:
+    case KOOISV__ENVELOPE__BODY_GET_LICENSE_ASYNC:
+    case KOOISV__ENVELOPE__BODY_AUDIT_INTENT:
+    case KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME:
+        return true;
+    default:
+        return false;
+    }
 }
 
 /* ------------------------------------------------------------------ sockets */
@@ -146,6 +171,12 @@ static void handle_reply(link_t *l, const uint8_t *data, size_t len)
         log_debug(reply->request_id, "late or duplicate reply from %s dropped",
                   services_name(l->svc));
         kooisv__reply__free_unpacked(reply, NULL);
+        return;
+    }
+    /* Two copies are out: a failure (often the copy's fast "being processed") is held while the
+     * other copy may still succeed; it becomes the answer if nothing better comes in time. */
+    if (p->resent && !p->fallback && strcmp(reply->result_code, "000000") != 0) {
+        p->fallback = reply;
         return;
     }
     pending_finish(p, reply);
@@ -413,7 +444,7 @@ void dispatch_destroy(dispatch_t **self_p)
 static void on_pending_timer(evutil_socket_t fd, short what, void *arg)
 {
     pending_t *p = arg;
-    if (!p->failed && !p->resent) {
+    if (!p->failed && !p->resent && resend_safe(p->answers)) {
         /* Half the time gone without an answer: the replica may be dead or stuck. Services are
          * idempotent, so another replica may get the same call once. */
         p->resent = true;
@@ -426,7 +457,7 @@ static void on_pending_timer(evutil_socket_t fd, short what, void *arg)
         evtimer_add(p->timer, &tv);
         return;
     }
-    pending_finish(p, NULL);
+    pending_finish(p, p->fallback);
 }
 
 int dispatch_call(dispatch_t *self, service_id_t svc, const Kooisv__Envelope *env, int timeout_ms,
@@ -451,9 +482,10 @@ int dispatch_call(dispatch_t *self, service_id_t svc, const Kooisv__Envelope *en
          * call. */
         p->failed = true;
     } else {
-        int half = timeout_ms / 2;
-        tv.tv_sec = half / 1000;
-        tv.tv_usec = (half % 1000) * 1000;
+        /* A call that may be resent is looked at after half its time, others at the end. */
+        int first = resend_safe(p->answers) ? timeout_ms / 2 : timeout_ms;
+        tv.tv_sec = first / 1000;
+        tv.tv_usec = (first % 1000) * 1000;
     }
     evtimer_add(p->timer, &tv);
     link_poke(l);

@@ -21,7 +21,11 @@ dispatch_t *dispatch_new(struct event_base *base, const char *const endpoints[SV
 /* Cancel pending calls (their callbacks run with NULL), close sockets, set *self_p to NULL. */
 void dispatch_destroy(dispatch_t **self_p);
 /* Send env (request_id set) to svc; done runs later on base's thread, never inside this call.
- * Returns 0, or -1 if the service is not configured (done is then not called). */
+ * A call that is safe to repeat (reads, and writes keyed by the marketplace's ids: see
+ * resend_safe in dispatch.c) is sent once more, to the next replica, when half its time has
+ * passed without an answer; then a failure answer is held until the other copy answers or the
+ * time is up, so a fast failure of one copy never beats a success of the other. Returns 0, or
+ * -1 if the service is not configured (done is then not called). */
 int dispatch_call(dispatch_t *self, service_id_t svc, const Kooisv__Envelope *env, int timeout_ms,
                   dispatch_done_fn done, void *arg);
 

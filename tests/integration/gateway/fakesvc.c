@@ -2,7 +2,8 @@
  * standalone integration test. It speaks the real transport (svc_run), records every
  * message it receives as one line in FAKESVC_LOG, and can be slowed down at run time through
  * FAKESVC_CONTROL (re-read on every call): "delay_ms=N" delays every answer, "stall_first_ms=N"
- * delays only the first copy of each request (so the gateway's resend reaches another worker).
+ * delays only the first copy of each request (so the gateway's resend reaches another worker),
+ * "fail_copies=1" answers every later copy of a request 000005 at once.
  * The audit flavour keeps nonces in memory and reports replays like the real one. */
 #include <pthread.h>
 #include <stdio.h>
@@ -214,13 +215,17 @@ static void handle(void *state, svc_call_t *call)
     const Kooisv__Envelope *env = svc_call_request(call);
     record(env);
     long stall = control_value("stall_first_ms");
-    if (stall > 0) {
+    if (stall > 0 || control_value("fail_copies")) {
         const char *first = NULL;
         pthread_mutex_lock(&lock);
         bool is_first = remember(&rids, env->request_id, env->request_id, &first);
         pthread_mutex_unlock(&lock);
         if (is_first)
             sleep_ms(stall);
+        else if (control_value("fail_copies")) {
+            svc_call_result(call, "000005", "copy failed on purpose");
+            return;
+        }
     }
     sleep_ms(control_value("delay_ms"));
     if (strcmp(name, "audit") == 0)

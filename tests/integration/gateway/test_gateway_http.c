@@ -307,6 +307,21 @@ static bool fake_log_has(int svc, int ms, const char *a, const char *b, const ch
     return found;
 }
 
+/* Lines of the stand-in's log holding both needles. */
+static int fake_log_count(int svc, const char *a, const char *b)
+{
+    char *p = xasprintf("%s/%s.log", world.dir, svc_names[svc]);
+    FILE *f = fopen(p, "r");
+    char line[4096];
+    int n = 0;
+    while (f && fgets(line, sizeof line, f))
+        n += strstr(line, a) && strstr(line, b);
+    if (f)
+        fclose(f);
+    free(p);
+    return n;
+}
+
 /* Fail with the needles when no line of the stand-in's log holds them all. */
 static void expect_logged(int svc, int ms, const char *a, const char *b, const char *c)
 {
@@ -896,6 +911,33 @@ static void test_resend(void **state)
     assert_true(ms >= DEADLINE_MS / 4);
 }
 
+static void test_resend_prefers_success(void **state)
+{
+    SKIP_UNLESS_STANDALONE();
+    /* The first copy is slow but succeeds inside the deadline; the resent copy fails at once.
+     * The failure must not win the race. */
+    timed_new_instance("stall_first_ms=1000\nfail_copies=1\n", "000000");
+}
+
+static void test_no_resend_of_state_changes(void **state)
+{
+    SKIP_UNLESS_STANDALONE();
+    /* A status change is never sent twice: a late first copy could land after a later change.
+     * The first copy stalls past the deadline, so the call fails, and the service saw it once. */
+    fake_control(FAKE_ORDER, "stall_first_ms=2500\n");
+    const char *body = "{\"activity\":\"updateInstanceStatus\",\"instanceId\":\"gw-once\","
+                       "\"status\":\"FREEZE\"}";
+    kresp_t r;
+    kc_basic(body, &r);
+    expect_code(&r, "000005");
+    char *rid = xstrdup(r.request_id);
+    kresp_free(&r);
+    usleep(3000 * 1000); /* the stalled copy ends */
+    fake_control(FAKE_ORDER, "");
+    assert_int_equal(fake_log_count(FAKE_ORDER, rid, "updateInstanceStatus "), 1);
+    free(rid);
+}
+
 static void test_audit_down(void **state)
 {
     SKIP_UNLESS_STANDALONE();
@@ -1178,7 +1220,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_tls_versions),    cmocka_unit_test(test_keep_alive),
         cmocka_unit_test(test_forwarded_for),   cmocka_unit_test(test_token_revocation),
         cmocka_unit_test(test_service_slow),
-        cmocka_unit_test(test_resend),          cmocka_unit_test(test_connection_limit),
+        cmocka_unit_test(test_resend),          cmocka_unit_test(test_resend_prefers_success),
+        cmocka_unit_test(test_no_resend_of_state_changes),
+        cmocka_unit_test(test_connection_limit),
         cmocka_unit_test(test_header_timeout),  cmocka_unit_test(test_audit_down),
         cmocka_unit_test(test_service_down),    cmocka_unit_test(test_no_secrets_logged),
     };

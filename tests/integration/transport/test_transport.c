@@ -1,6 +1,7 @@
 /* Real ZeroMQ: a service runtime with several workers in this process, driven by the blocking
  * client; replicas expanded from a host name; an absent service fails fast. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 #include "xmalloc.h"
 
 static int port_a, port_b;
+static atomic_int handled; /* handler runs */
 
 static void echo_handle(void *state, svc_call_t *call)
 {
@@ -25,8 +27,15 @@ static void echo_handle(void *state, svc_call_t *call)
         svc_call_result(call, "000002", "unsupported body");
         return;
     }
+    atomic_fetch_add(&handled, 1);
     if (strcmp(req->new_instance->order_id, "slow") == 0)
         usleep(300 * 1000);
+    if (strcmp(req->new_instance->order_id, "stuck") == 0)
+        usleep(1500 * 1000);
+    if (strcmp(req->new_instance->order_id, "fail") == 0) {
+        svc_call_result(call, "000005", "failed on purpose");
+        return;
+    }
     Kooisv__NewInstanceResult *res = svc_call_alloc(call, sizeof *res);
     kooisv__new_instance_result__init(res);
     res->instance_id = svc_call_printf(call, "%s@%s", req->new_instance->order_id,
@@ -145,6 +154,86 @@ static void test_absent_service_fails_within_timeout(void **st)
     rpc_client_destroy(&c);
 }
 
+static void test_copy_of_answered_request(void **st)
+{
+    /* A copy of a request this replica answered with success (a resend, a retry) gets the same
+     * answer without the handler running again; a failed one runs again. */
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port_a);
+    rpc_client_t *c = rpc_client_new(ep);
+    Kooisv__NewInstance body;
+    Kooisv__Reply *first = NULL, *again = NULL;
+    int before = atomic_load(&handled);
+    assert_int_equal(rpc_call(c, make_env("dup-1", "o-dup", &body), 2000, &first), 0);
+    assert_int_equal(rpc_call(c, make_env("dup-1", "o-dup", &body), 2000, &again), 0);
+    assert_int_equal(atomic_load(&handled) - before, 1);
+    assert_string_equal(again->result_code, "000000");
+    assert_string_equal(again->new_instance->instance_id, first->new_instance->instance_id);
+    kooisv__reply__free_unpacked(first, NULL);
+    kooisv__reply__free_unpacked(again, NULL);
+    before = atomic_load(&handled);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(rpc_call(c, make_env("dup-fail", "fail", &body), 2000, &first), 0);
+        assert_string_equal(first->result_code, "000005");
+        kooisv__reply__free_unpacked(first, NULL);
+    }
+    assert_int_equal(atomic_load(&handled) - before, 2);
+    rpc_client_destroy(&c);
+}
+
+typedef struct {
+    const char *rid, *order;
+    int64_t ms;
+    int rc;
+} timed_call_t;
+
+static void *timed_call(void *arg)
+{
+    timed_call_t *t = arg;
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port_a);
+    rpc_client_t *c = rpc_client_new(ep);
+    /* Not make_env: its envelope is shared, and these calls run on several threads. */
+    Kooisv__NewInstance body = KOOISV__NEW_INSTANCE__INIT;
+    body.order_id = (char *)t->order;
+    body.order_line_id = "l";
+    body.business_id = "b";
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    env.request_id = (char *)t->rid;
+    env.body_case = KOOISV__ENVELOPE__BODY_NEW_INSTANCE;
+    env.new_instance = &body;
+    Kooisv__Reply *reply = NULL;
+    int64_t t0 = time_mono_us();
+    t->rc = rpc_call(c, &env, 5000, &reply);
+    t->ms = (time_mono_us() - t0) / 1000;
+    if (reply)
+        kooisv__reply__free_unpacked(reply, NULL);
+    rpc_client_destroy(&c);
+    return NULL;
+}
+
+static void test_stuck_worker_holds_up_no_other(void **st)
+{
+    /* Three workers, two of them stuck: every quick call still goes to the free one. */
+    timed_call_t stuck[2] = {{"stuck-1", "stuck", 0, -1}, {"stuck-2", "stuck", 0, -1}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, timed_call, &stuck[i]);
+    usleep(100 * 1000);
+    for (int i = 0; i < 6; i++) {
+        char rid[32];
+        snprintf(rid, sizeof rid, "quick-%d", i);
+        timed_call_t quick = {rid, "quick", 0, -1};
+        timed_call(&quick);
+        assert_int_equal(quick.rc, 0);
+        assert_true(quick.ms < 500);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(stuck[i].rc, 0);
+    }
+}
+
 static void test_resolve(void **st)
 {
     char **eps = NULL;
@@ -176,6 +265,8 @@ int main(void)
         cmocka_unit_test(test_ping_answered_by_runtime),
         cmocka_unit_test(test_unsupported_body_is_an_error),
         cmocka_unit_test(test_absent_service_fails_within_timeout),
+        cmocka_unit_test(test_copy_of_answered_request),
+        cmocka_unit_test(test_stuck_worker_holds_up_no_other),
         cmocka_unit_test(test_resolve),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
