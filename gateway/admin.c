@@ -38,6 +38,7 @@ static struct {
     admintoken_store_t *tokens;
     adminroute_t *routes; /* the audit views, then the service routes */
     size_t nroutes;
+    int max_calls, max_calls_per_token; /* calls in progress at once */
 } adm;
 
 bool admin_parse_time(const char *s, int64_t *ms_out)
@@ -98,6 +99,24 @@ static void on_request(struct evhttp_request *req, void *arg)
                                admintoken_role_name(route->role));
         return;
     }
+    /* Each call may hold the admin thread's resources a while (an export streams for minutes,
+     * a follow waits): a token runs few at once, everyone together a bounded number. Refused
+     * before anything is prepared. */
+    int mine = 0, all = 0;
+    for (admincall_t *o = adm.host.calls; o; o = o->next)
+        if (o != c) {
+            all++;
+            mine += strcmp(o->caller_id, c->caller_id) == 0;
+        }
+    if (mine >= adm.max_calls_per_token || all >= adm.max_calls) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        admincall_finish_error(c, 429, "000004",
+                               "too many admin calls at once (%s: at most %d per token, %d in "
+                               "all); retry when one has ended",
+                               mine >= adm.max_calls_per_token ? "this token" : "everyone",
+                               adm.max_calls_per_token, adm.max_calls);
+        return;
+    }
     if (!query_ok) {
         admincall_finish_error(c, 400, "000002", "malformed query string");
         return;
@@ -147,6 +166,8 @@ static void *admin_main(void *arg)
 int admin_start(void)
 {
     const char *listen = config_get("KOOISV_ADMIN_LISTEN");
+    adm.max_calls = (int)config_get_long("KOOISV_ADMIN_MAX_CALLS", 1, 10000);
+    adm.max_calls_per_token = (int)config_get_long("KOOISV_ADMIN_MAX_CALLS_PER_TOKEN", 1, 10000);
     const char *tokens = config_get("KOOISV_ADMIN_TOKENS_FILE");
     if (!*listen) {
         log_info(NULL, "admin API off: KOOISV_ADMIN_LISTEN is empty");

@@ -18,7 +18,6 @@
 #define FOLLOW_DEFAULT_WAIT_S 25
 #define FOLLOW_MAX_WAIT_S 60
 #define FOLLOW_POLL_MS 500
-#define EXPORT_MAX_ENTRIES 100000
 #define EXPORT_PAGE 1000
 
 /* A non-negative integer of at most 18 digits within [min, max]. */
@@ -334,12 +333,37 @@ static void run_follow(admincall_t *c)
     audit_query_send(c, on_follow_reply);
 }
 
+static void export_next(admincall_t *c);
+
+/* The previous page has left for the socket: ask for the next one, or end the answer. */
+static void on_export_written(admincall_t *c)
+{
+    if (c->query.before_seq) {
+        export_next(c);
+        return;
+    }
+    char msg[64];
+    snprintf(msg, sizeof msg, "%zu entries exported", c->exported);
+    admincall_finish(c, 200, "000000", msg, NULL, NULL, NULL);
+}
+
+/* One page at a time, each rendered and sent before the next is asked for: the export's memory
+ * is one page, whatever its size. */
 static void on_export_reply(Kooisv__Reply *reply, void *arg)
 {
     admincall_t *c = arg;
     if (!admincall_expect(c, reply, KOOISV__REPLY__RESULT_AUDIT_QUERY, "audit export"))
         return;
     const Kooisv__AuditQueryResult *r = reply->audit_query;
+    if (!c->streaming) {
+        char disposition[128];
+        snprintf(disposition, sizeof disposition,
+                 "attachment; filename=\"kooisv-audit-%.8s.%s\"", c->rid, c->csv ? "csv" : "json");
+        admincall_stream_start(c,
+                               c->csv ? "text/csv; charset=utf-8"
+                                      : "application/json; charset=utf-8",
+                               disposition);
+    }
     for (size_t i = 0; i < r->n_entries; i++, c->exported++) {
         if (c->csv) {
             csv_entry(c->out, r->entries[i]);
@@ -353,34 +377,21 @@ static void on_export_reply(Kooisv__Reply *reply, void *arg)
             free(text);
         }
     }
-    int64_t next = r->next_before_seq;
+    c->query.before_seq = r->next_before_seq;
     kooisv__reply__free_unpacked(reply, NULL);
-    if (next && c->exported >= EXPORT_MAX_ENTRIES) {
-        admincall_finish_error(
-            c, 413, "000002",
-            "more than %d entries: narrow the time range (from/to) or the filters",
-            EXPORT_MAX_ENTRIES);
-        return;
-    }
-    if (next && !admincall_client_gone(c)) {
-        c->query.before_seq = next;
-        audit_query_send(c, on_export_reply);
-        return;
-    }
-    if (!c->csv)
+    if (!c->query.before_seq && !c->csv)
         evbuffer_add(c->out, "\n]\n", 3);
-    char disposition[128], msg[64];
-    snprintf(disposition, sizeof disposition, "attachment; filename=\"kooisv-audit-%.8s.%s\"",
-             c->rid, c->csv ? "csv" : "json");
-    snprintf(msg, sizeof msg, "%zu entries exported", c->exported);
-    admincall_finish(c, 200, "000000", msg,
-                     c->csv ? "text/csv; charset=utf-8" : "application/json; charset=utf-8", c->out,
-                     disposition);
+    admincall_stream_write(c, c->out, on_export_written);
+}
+
+static void export_next(admincall_t *c)
+{
+    audit_query_send(c, on_export_reply);
 }
 
 static void run_export(admincall_t *c)
 {
-    audit_query_send(c, on_export_reply);
+    export_next(c);
 }
 
 static void verify_round(admincall_t *c);

@@ -1,11 +1,13 @@
 #include "admincall.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 
 #include "auditrec.h"
 #include "log.h"
@@ -86,10 +88,81 @@ static void intent_fill(admincall_t *c, Kooisv__AuditIntent *in)
 
 /* ================================================================ answers */
 
+static void on_stream_gone(evutil_socket_t fd, short what, void *arg)
+{
+    admincall_finish_error(arg, 499, "000005", "client went away during the answer");
+}
+
+/* The connection of a streamed answer closed: finish the call on the next loop turn (not inside
+ * libevent's close path). */
+static void on_stream_close(struct evhttp_connection *evcon, void *arg)
+{
+    admincall_t *c = arg;
+    if (!c->timer)
+        c->timer = evtimer_new(c->host->base, on_stream_gone, c);
+    event_active(c->timer, EV_TIMEOUT, 1);
+}
+
+static void on_chunk_written(struct evhttp_connection *evcon, void *arg)
+{
+    admincall_t *c = arg;
+    void (*written)(admincall_t *) = c->written;
+    c->written = NULL;
+    if (written)
+        written(c);
+}
+
+void admincall_stream_start(admincall_t *c, const char *content_type, const char *disposition)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
+    evhttp_add_header(h, "Content-Type", content_type);
+    evhttp_add_header(h, "X-Request-Id", c->rid);
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+    if (disposition)
+        evhttp_add_header(h, "Content-Disposition", disposition);
+    evhttp_send_reply_start(c->req, 200, NULL);
+    c->streaming = true;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
+    if (evcon)
+        evhttp_connection_set_closecb(evcon, on_stream_close, c);
+}
+
+void admincall_stream_write(admincall_t *c, struct evbuffer *buf, void (*written)(admincall_t *c))
+{
+    c->written = written;
+    if (admincall_client_gone(c)) {
+        evbuffer_drain(buf, evbuffer_get_length(buf));
+        on_stream_close(NULL, c);
+        return;
+    }
+    evhttp_send_reply_chunk_with_cb(c->req, buf, on_chunk_written, c);
+}
+
+/* End a streamed answer: the final chunk after a success; after a failure the connection is cut
+ * (shutdown), so the client cannot take a partial export for a whole one. */
+static void stream_end(admincall_t *c, int status)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
+    if (evcon) {
+        evhttp_connection_set_closecb(evcon, NULL, NULL);
+        if (status >= 400) {
+            struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+            evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+            if (fd >= 0)
+                shutdown(fd, SHUT_RDWR);
+        }
+    }
+    evhttp_send_reply_end(c->req);
+    c->req = NULL;
+}
+
 void admincall_finish(admincall_t *c, int status, const char *code, const char *msg,
                       const char *content_type, struct evbuffer *body, const char *disposition)
 {
-    if (c->req) {
+    if (c->req && c->streaming) {
+        stream_end(c, status);
+    } else if (c->req) {
         struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
         evhttp_add_header(h, "Content-Type", content_type);
         evhttp_add_header(h, "X-Request-Id", c->rid);

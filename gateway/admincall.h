@@ -54,8 +54,10 @@ struct admincall {
     bool csv;
     int64_t until_us; /* follow: answer by then; verify: stop by then */
     struct event *timer;
-    struct evbuffer *out; /* export */
+    struct evbuffer *out; /* export: the page being rendered */
     size_t exported;
+    bool streaming;                       /* a chunked answer has started */
+    void (*written)(admincall_t *c);      /* streaming: runs once the last chunk has left */
     int64_t verify_from, verify_checked;
     /* fan-out to several services (adminsvc) */
     int pending;
@@ -77,6 +79,14 @@ void admincall_finish_waiting(admincall_host_t *host);
  * its outcome (after the intent as a rejection when it was never stored), then free c. */
 void admincall_finish(admincall_t *c, int status, const char *code, const char *msg,
                       const char *content_type, struct evbuffer *body, const char *disposition);
+/* Start a streamed answer: status 200 and its headers now, the body in chunks
+ * (admincall_stream_write), ended by admincall_finish. A finish with an error status after the
+ * start cuts the connection, so the client sees a truncated answer, never a complete-looking
+ * one. If the client leaves meanwhile, the call is finished (499) on the next loop turn. */
+void admincall_stream_start(admincall_t *c, const char *content_type, const char *disposition);
+/* Send buf (drained) as one chunk; written(c) runs once it has left for the socket, so that at
+ * most one chunk waits in memory. */
+void admincall_stream_write(admincall_t *c, struct evbuffer *buf, void (*written)(admincall_t *c));
 /* Answer doc (taken over) as JSON; 500 when it cannot be encoded. */
 void admincall_finish_json(admincall_t *c, int status, const char *code, const char *msg,
                            json_t *doc);

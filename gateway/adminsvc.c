@@ -13,7 +13,7 @@
 static const char *const instance_list_params[] = {"state", "limit", "before", NULL};
 static const char *const limit_params[] = {"limit", NULL};
 static const char *const instance_params[] = {"instance", NULL};
-static const char *const users_params[] = {"instance", "app", NULL};
+static const char *const users_params[] = {"instance", "app", "after", "limit", NULL};
 static const char *const secret_params[] = {"instance", "tenant", NULL};
 static const char *const no_params[] = {NULL};
 

@@ -561,6 +561,8 @@ static const opt_t orgs_opts[] = {
 static const opt_t users_opts[] = {
     {"--instance", "instance", true, "instance id"},
     {"--app", "app", true, "application id"},
+    {"--limit", "limit", true, "users per page (1..10000, default 1000)"},
+    {"--after", "after", true, "page cursor: the userName given as next by the previous page"},
     {NULL, NULL, false, NULL},
 };
 static const opt_t secret_opts[] = {

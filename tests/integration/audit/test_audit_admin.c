@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -384,20 +385,81 @@ static void test_admin_queries(void **state)
     kresp_free(&r);
     free(path);
 
-    /* Export: an attachment. */
+    /* Export: an attachment, streamed in chunks (never rendered whole in memory). */
     path = xasprintf("/v1/audit/export?from=%s&to=2100-01-01", from);
     assert_int_equal(kc_admin("GET", path, tok, NULL, &r), 0);
     assert_int_equal(r.status, 200);
     const char *disp = kresp_header(&r, "Content-Disposition");
     assert_non_null(disp);
     assert_non_null(strstr(disp, "attachment"));
+    const char *te = kresp_header(&r, "Transfer-Encoding");
+    assert_non_null(te);
+    assert_string_equal(te, "chunked");
+    assert_null(kresp_header(&r, "Content-Length"));
     assert_non_null(strstr(r.body, call.request_id));
+    kresp_free(&r);
+    free(path);
+    path = xasprintf("/v1/audit/export?from=%s&to=2100-01-01&format=json", from);
+    assert_int_equal(kc_admin("GET", path, tok, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_array(r.json)); /* the pages make one whole document */
     kresp_free(&r);
     free(path);
     free(from);
     kresp_free(&call);
     free(body);
     free(order);
+}
+
+typedef struct {
+    const char *token;
+    int status;
+} follow_t;
+
+static void *follow_thread(void *arg)
+{
+    follow_t *f = arg;
+    kresp_t r;
+    kc_admin("GET", "/v1/audit/follow?wait=4&event=no.such.event", f->token, NULL, &r);
+    f->status = r.status;
+    kresp_free(&r);
+    return NULL;
+}
+
+/* The lowest role cannot tie up the admin API: a token runs at most 4 calls at once (a follow
+ * holds one while it waits), and the fifth is refused at once with 429. */
+static void test_admin_call_caps(void **state)
+{
+    const char *tok = suite_get("KOOISV_AUDITOR_TOKEN");
+    follow_t f[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        f[i] = (follow_t){tok, 0};
+        pthread_create(&t[i], NULL, follow_thread, &f[i]);
+    }
+    usleep(1000 * 1000); /* the four are waiting */
+    kresp_t r;
+    int64_t t0 = time_mono_us();
+    assert_int_equal(kc_admin("GET", "/v1/audit?limit=1", tok, NULL, &r), 0);
+    int64_t ms = (time_mono_us() - t0) / 1000;
+    assert_int_equal(r.status, 429);
+    assert_non_null(kresp_header(&r, "Retry-After"));
+    assert_true(ms < 1000);
+    kresp_free(&r);
+    /* Another token is not held up by this one. */
+    assert_int_equal(kc_admin("GET", "/v1/audit?limit=1", suite_get("KOOISV_OPERATOR_TOKEN"),
+                              NULL, &r),
+                     0);
+    assert_int_equal(r.status, 200);
+    kresp_free(&r);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(f[i].status, 200);
+    }
+    /* Once they ended, the token may call again. */
+    assert_int_equal(kc_admin("GET", "/v1/audit?limit=1", tok, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    kresp_free(&r);
 }
 
 /* ---------------------------------------------------------------- kooisvctl */
@@ -577,6 +639,7 @@ int main(void)
         cmocka_unit_test(test_replay_across_gateways),
         cmocka_unit_test(test_access_control),
         cmocka_unit_test(test_admin_queries),
+        cmocka_unit_test(test_admin_call_caps),
         cmocka_unit_test(test_kooisvctl),
         cmocka_unit_test(test_verify_reports_tampering),
         cmocka_unit_test(test_audit_down),

@@ -461,7 +461,8 @@ static void test_admin_api(void **state)
     kit_answer_t a = app_sync(inst, tenant, "web", "client-web", ct, 1);
     assert_kit(a, "000000", NULL);
     free(ct);
-    a = auth(inst, tenant, "web", 1, "[" USER("erin", "admin", "true", "hq") "]");
+    a = auth(inst, tenant, "web", 1,
+             "[" USER("erin", "admin", "true", "hq") "," USER("frank", "user", "true", "hq") "]");
     assert_kit(a, "000000", NULL);
     a = kit_call("singleOrgSync",
                  "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgCode\":\"hq\","
@@ -482,6 +483,27 @@ static void test_admin_api(void **state)
     assert_non_null(strstr(body, "erin"));
     assert_null(strstr(body, "13800001234"));
     free(body);
+    free(path);
+    /* Users page by page (a tenant may have more than one page of them): limit and after. */
+    path = xasprintf("/v1/tenants/%s/users?instance=%s&app=web&limit=1", tenant, inst);
+    body = admin_get(path, operator, 200);
+    json_t *page = json_loads(body, 0, NULL);
+    assert_int_equal(json_array_size(json_object_get(page, "users")), 1);
+    const char *next = json_string_value(json_object_get(page, "next"));
+    assert_non_null(next);
+    assert_string_equal(next, "erin");
+    free(body);
+    free(path);
+    path = xasprintf("/v1/tenants/%s/users?instance=%s&app=web&limit=1&after=%s", tenant, inst,
+                     next);
+    body = admin_get(path, operator, 200);
+    assert_non_null(strstr(body, "\"frank\""));
+    assert_null(strstr(body, "\"erin\""));
+    json_decref(page);
+    free(body);
+    free(path);
+    path = xasprintf("/v1/tenants/%s/users?instance=%s&app=web&limit=0", tenant, inst);
+    free(admin_get(path, operator, 400));
     free(path);
     path = xasprintf("/v1/apps/web/secret?instance=%s&tenant=%s", inst, tenant);
     body = admin_get(path, operator, 403);
