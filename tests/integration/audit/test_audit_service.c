@@ -11,6 +11,10 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "config.h"
 #include "cryptoutil.h"
 #include "entry.h"
 #include "journal.h"
@@ -644,6 +648,150 @@ static void test_tamper(void **state)
         free(rids[i]);
 }
 
+/* ---------------------------------------------------------------- forgery (issue 8 item 3) */
+
+/* What the review did with the schema owner's rights: rewrite the chain from seq `from` to the
+ * head with plain SHA-256(prev || content), each entry's content read back from the database,
+ * so that every stored hash and link is consistent again. */
+static void rehash_plain(int64_t from)
+{
+    PGconn *pg = kc_pg();
+    assert_non_null(pg);
+    char f[24], anchor[24];
+    snprintf(f, sizeof f, "%lld", (long long)from);
+    snprintf(anchor, sizeof anchor, "%lld", (long long)(from - 1));
+    char *prev_hex = value("SELECT encode(hash, 'hex') FROM audit.chain WHERE seq = $1::bigint",
+                           anchor);
+    uint8_t prev[32] = {0};
+    assert_true(entry_hash_from_hex(prev_hex, prev));
+    free(prev_hex);
+    const char *p[] = {f};
+    PGresult *r = PQexecParams(
+        pg,
+        "SELECT true, seq, request_id, trace_id, received_ms, caller_kind, caller_id, event_type,"
+        " resources::text, source_addr, test_flag, nonce, nonce_ts_ms, reject_reason,"
+        " reject_code, NULL, NULL, NULL, NULL FROM audit.intents WHERE seq >= $1::bigint"
+        " UNION ALL SELECT false, seq, request_id, NULL, recorded_ms, NULL, NULL, NULL, NULL,"
+        " NULL, NULL, NULL, NULL, NULL, NULL, result_code, result_msg, latency_us, http_status"
+        " FROM audit.outcomes WHERE seq >= $1::bigint ORDER BY 2",
+        1, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    for (int i = 0; i < PQntuples(r); i++) {
+        bool is_intent = PQgetvalue(r, i, 0)[0] == 't';
+        uint8_t *content = NULL;
+        size_t len;
+        if (is_intent) {
+            json_error_t err;
+            json_t *res = json_loads(PQgetvalue(r, i, 8), 0, &err);
+            assert_true(json_is_array(res));
+            size_t n = json_array_size(res);
+            entry_resource_t *rs = xcalloc(n ? n : 1, sizeof *rs);
+            for (size_t j = 0; j < n; j++) {
+                rs[j].kind = (char *)json_string_value(json_object_get(json_array_get(res, j), "kind"));
+                rs[j].id = (char *)json_string_value(json_object_get(json_array_get(res, j), "id"));
+            }
+            entry_intent_t e = {
+                .seq = strtoll(PQgetvalue(r, i, 1), NULL, 10), .request_id = PQgetvalue(r, i, 2),
+                .trace_id = PQgetvalue(r, i, 3), .received_ms = strtoll(PQgetvalue(r, i, 4), NULL, 10),
+                .caller_kind = PQgetvalue(r, i, 5), .caller_id = PQgetvalue(r, i, 6),
+                .event_type = PQgetvalue(r, i, 7), .resources = rs, .nresources = n,
+                .source_addr = PQgetvalue(r, i, 9), .test_flag = PQgetvalue(r, i, 10)[0] == 't',
+                .nonce = PQgetvalue(r, i, 11), .nonce_ts_ms = strtoll(PQgetvalue(r, i, 12), NULL, 10),
+                .reject_reason = PQgetvalue(r, i, 13), .reject_code = PQgetvalue(r, i, 14)};
+            len = entry_intent_content(&e, &content);
+            free(rs);
+            json_decref(res);
+        } else {
+            entry_outcome_t o = {
+                .seq = strtoll(PQgetvalue(r, i, 1), NULL, 10), .request_id = PQgetvalue(r, i, 2),
+                .recorded_ms = strtoll(PQgetvalue(r, i, 4), NULL, 10),
+                .result_code = PQgetvalue(r, i, 15), .result_msg = PQgetvalue(r, i, 16),
+                .latency_us = strtoll(PQgetvalue(r, i, 17), NULL, 10),
+                .http_status = strtoll(PQgetvalue(r, i, 18), NULL, 10)};
+            len = entry_outcome_content(&o, &content);
+        }
+        uint8_t *buf = xmalloc(32 + len), hash[32];
+        memcpy(buf, prev, 32);
+        memcpy(buf + 32, content, len);
+        sha256(buf, 32 + len, hash);
+        free(buf);
+        free(content);
+        char prev_text[65], hash_text[65];
+        hex_encode(prev, 32, prev_text);
+        hex_encode(hash, 32, hash_text);
+        const char *u[] = {PQgetvalue(r, i, 1), prev_text, hash_text};
+        assert_int_equal(kc_sql_exec(is_intent ? "UPDATE audit.intents SET prev_hash = decode($2, 'hex'),"
+                                                 " hash = decode($3, 'hex') WHERE seq = $1::bigint"
+                                               : "UPDATE audit.outcomes SET prev_hash = decode($2, 'hex'),"
+                                                 " hash = decode($3, 'hex') WHERE seq = $1::bigint",
+                                     3, u),
+                         1);
+        memcpy(prev, hash, 32);
+    }
+    PQclear(r);
+}
+
+/* An entry rewritten with the triggers off and the chain re-hashed after it is reported: the
+ * stored hashes are keyed, so SHA-256 recomputed without the key no longer matches. */
+static void test_rehash_forgery_detected(void **state)
+{
+    (void)state;
+    expect_verdict(NULL, 0);
+    char *rids[3];
+    int64_t k = fresh_entries(rids);
+    char seq[24];
+    snprintf(seq, sizeof seq, "%lld", (long long)k);
+    const char *ps[] = {seq};
+    assert_int_equal(kc_sql_count("SELECT pg_advisory_lock(" CHAIN_LOCK ")", 0, NULL), 1);
+    triggers(false);
+    /* Saved to put the chain back exactly afterwards. */
+    assert_true(kc_sql_exec("CREATE TEMP TABLE saved_i AS SELECT * FROM audit.intents WHERE seq >= $1::bigint", 1, ps) >= 0);
+    assert_true(kc_sql_exec("CREATE TEMP TABLE saved_o AS SELECT * FROM audit.outcomes WHERE seq >= $1::bigint", 1, ps) >= 0);
+    assert_int_equal(kc_sql_exec("UPDATE audit.intents SET event_type = 'forged' WHERE seq = $1::bigint", 1, ps), 1);
+    rehash_plain(k);
+    expect_verdict("modified", k);
+
+    /* Undo: the saved rows back in place, the triggers on, the chain intact again. */
+    assert_true(kc_sql_exec("DELETE FROM audit.intents WHERE seq >= $1::bigint", 1, ps) >= 0);
+    assert_true(kc_sql_exec("DELETE FROM audit.outcomes WHERE seq >= $1::bigint", 1, ps) >= 0);
+    assert_true(kc_sql_exec("INSERT INTO audit.intents SELECT * FROM saved_i", 0, NULL) >= 0);
+    assert_true(kc_sql_exec("INSERT INTO audit.outcomes SELECT * FROM saved_o", 0, NULL) >= 0);
+    assert_true(kc_sql_exec("DROP TABLE saved_i, saved_o", 0, NULL) >= 0);
+    triggers(true);
+    assert_int_equal(kc_sql_count("SELECT pg_advisory_unlock(" CHAIN_LOCK ")", 0, NULL), 1);
+    expect_verdict(NULL, 0);
+    for (int i = 0; i < 3; i++)
+        free(rids[i]);
+}
+
+/* The running audit process was never given the schema owner's connection: neither its
+ * environment nor its arguments name it (the runner migrates in a separate step). */
+static void test_no_owner_dsn_in_service(void **state)
+{
+    (void)state;
+    const char *dir = suite_get("KOOISV_SUITE_DIR");
+    assert_non_null(dir);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/run/audit.pid", dir);
+    size_t len = 0;
+    char *pid = config_read_file(path, &len);
+    assert_non_null(pid);
+    const char *files[] = {"environ", "cmdline"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "/proc/%ld/%s", strtol(pid, NULL, 10), files[i]);
+        char *text = config_read_file(path, &len);
+        assert_non_null(text);
+        assert_true(len > 0);
+        for (size_t j = 0; j < len; j++)
+            if (!text[j])
+                text[j] = '\n';
+        if (strstr(text, "KOOISV_PG_MIGRATE_DSN") || strstr(text, "audit_owner"))
+            fail_msg("the audit process's %s names the schema owner's connection", files[i]);
+        free(text);
+    }
+    free(pid);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -672,6 +820,8 @@ int main(void)
         cmocka_unit_test(test_stale_nonce_refused), cmocka_unit_test(test_replay_concurrent),
         cmocka_unit_test(test_query),              cmocka_unit_test(test_append_only),
         cmocka_unit_test(test_tamper),
+        cmocka_unit_test(test_rehash_forgery_detected),
+        cmocka_unit_test(test_no_owner_dsn_in_service),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
