@@ -118,8 +118,9 @@ static Kooisv__Reply *send_query(Kooisv__AuditQuery *q)
     return call(client, &env);
 }
 
-/* Verify the whole chain (following next_seq); the last answer. */
-static Kooisv__Reply *send_verify(void)
+/* Verify the whole chain (following next_seq) against a kept head (seq 0: none); the last
+ * answer. */
+static Kooisv__Reply *send_verify_head(int64_t head_seq, const char *head_hash)
 {
     int64_t from = 1;
     for (;;) {
@@ -129,6 +130,8 @@ static Kooisv__Reply *send_verify(void)
         rand_uuid(rid);
         env.request_id = rid;
         v.from_seq = from;
+        v.expect_head_seq = head_seq;
+        v.expect_head_hash = (char *)(head_hash ? head_hash : "");
         env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_VERIFY;
         env.audit_verify = &v;
         Kooisv__Reply *r = call(client, &env);
@@ -534,9 +537,10 @@ static void triggers(bool on)
         assert_true(kc_sql_exec(sql[i], 0, NULL) >= 0);
 }
 
-static void expect_verdict(const char *problem, int64_t seq)
+static void expect_verdict_head(const char *problem, int64_t seq, int64_t head_seq,
+                                const char *head_hash)
 {
-    Kooisv__Reply *r = send_verify();
+    Kooisv__Reply *r = send_verify_head(head_seq, head_hash);
     Kooisv__AuditVerifyResult *v = r->audit_verify;
     if (!problem) {
         if (!v->ok)
@@ -549,6 +553,11 @@ static void expect_verdict(const char *problem, int64_t seq)
                      v->problem, (long long)v->first_bad_seq, v->detail);
     }
     free_reply(r);
+}
+
+static void expect_verdict(const char *problem, int64_t seq)
+{
+    expect_verdict_head(problem, seq, 0, NULL);
 }
 
 /* A few fresh entries in the middle of which to tamper; returns the seq of the first intent. */
@@ -773,6 +782,72 @@ static void test_rehash_forgery_detected(void **state)
         free(rids[i]);
 }
 
+/* The head file holds the last committed entry; the newest entries removed leave a chain that
+ * verifies by itself, and only a head kept elsewhere shows the truncation. */
+static void test_head_file_and_truncation(void **state)
+{
+    (void)state;
+    char *rids[3];
+    int64_t k = fresh_entries(rids);
+    const char *path = suite_get("KOOISV_AUDIT_HEAD_FILE");
+    assert_non_null(path);
+    assert_int_equal(kc_sql_count("SELECT pg_advisory_lock(" CHAIN_LOCK ")", 0, NULL), 1);
+    char *text = config_read_file(path, NULL);
+    assert_non_null(text);
+    char *colon = strchr(text, ':');
+    assert_non_null(colon);
+    *colon = '\0';
+    char *hash = colon + 1;
+    hash[strcspn(hash, "\n")] = '\0';
+    int64_t head = strtoll(text, NULL, 10);
+    assert_true(head >= k + 5);
+    char *stored = value("SELECT encode(hash, 'hex') FROM audit.chain WHERE seq = $1::bigint", text);
+    char *max = value("SELECT max(seq)::text FROM audit.chain", NULL);
+    assert_non_null(stored);
+    assert_string_equal(stored, hash);
+    assert_int_equal(strtoll(max, NULL, 10), head);
+    expect_verdict_head(NULL, 0, head, hash);
+    char bad[65];
+    memset(bad, 'a', 64);
+    bad[64] = '\0';
+    expect_verdict_head("modified", head, head, bad);
+
+    /* The newest entries deleted as superuser: the chain alone still looks intact. */
+    char cut[24];
+    snprintf(cut, sizeof cut, "%lld", (long long)(k + 3));
+    const char *pc[] = {cut};
+    triggers(false);
+    assert_true(kc_sql_exec("CREATE TEMP TABLE cut_i AS SELECT * FROM audit.intents WHERE seq >= $1::bigint", 1, pc) >= 0);
+    assert_true(kc_sql_exec("CREATE TEMP TABLE cut_o AS SELECT * FROM audit.outcomes WHERE seq >= $1::bigint", 1, pc) >= 0);
+    assert_true(kc_sql_exec("DELETE FROM audit.intents WHERE seq >= $1::bigint", 1, pc) > 0);
+    assert_true(kc_sql_exec("DELETE FROM audit.outcomes WHERE seq >= $1::bigint", 1, pc) > 0);
+    expect_verdict(NULL, 0);
+    expect_verdict_head("removed", head, head, hash);
+    assert_true(kc_sql_exec("INSERT INTO audit.intents SELECT * FROM cut_i", 0, NULL) > 0);
+    assert_true(kc_sql_exec("INSERT INTO audit.outcomes SELECT * FROM cut_o", 0, NULL) > 0);
+    assert_true(kc_sql_exec("DROP TABLE cut_i, cut_o", 0, NULL) >= 0);
+    triggers(true);
+    assert_int_equal(kc_sql_count("SELECT pg_advisory_unlock(" CHAIN_LOCK ")", 0, NULL), 1);
+    expect_verdict_head(NULL, 0, head, hash);
+
+    /* A malformed kept head is refused, not taken as "none". */
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    Kooisv__AuditVerify v = KOOISV__AUDIT_VERIFY__INIT;
+    env.request_id = "verify-bad-head";
+    v.expect_head_seq = head;
+    v.expect_head_hash = "not-hex";
+    env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_VERIFY;
+    env.audit_verify = &v;
+    Kooisv__Reply *r = call(client, &env);
+    assert_string_equal(r->result_code, "000002");
+    free_reply(r);
+    free(stored);
+    free(max);
+    free(text);
+    for (int i = 0; i < 3; i++)
+        free(rids[i]);
+}
+
 /* The running audit process was never given the schema owner's connection: neither its
  * environment nor its arguments name it (the runner migrates in a separate step). */
 static void test_no_owner_dsn_in_service(void **state)
@@ -830,6 +905,7 @@ int main(void)
         cmocka_unit_test(test_query),              cmocka_unit_test(test_append_only),
         cmocka_unit_test(test_tamper),
         cmocka_unit_test(test_rehash_forgery_detected),
+        cmocka_unit_test(test_head_file_and_truncation),
         cmocka_unit_test(test_no_owner_dsn_in_service),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
