@@ -76,7 +76,7 @@ kv_env_for() {
             "KOOISV_BIND=tcp://127.0.0.1:$KV_PORT_AUDIT"
             "KOOISV_PG_DSN_FILE=$KV_SECRETS/pg-kooisv_audit.dsn"
             "KOOISV_AUDIT_CHAIN_KEY_FILE=$KV_SECRETS/audit-chain-key"
-            "KOOISV_AUDIT_HEAD_FILE=$KV_AUDIT_HEAD"
+            "KOOISV_AUDIT_HEAD_PATH=$KV_AUDIT_HEAD"
         )
         ;;
     audit-migrate)

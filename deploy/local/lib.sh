@@ -877,7 +877,7 @@ kv_write_client_env() {
                 kv_env_line KOOISV_BUILD_DIR "$KV_BUILD"
                 # The tests forge entries as a key holder would, and compare with the head file.
                 kv_env_line KOOISV_AUDIT_CHAIN_KEY "$(kv_secret audit-chain-key)"
-                kv_env_line KOOISV_AUDIT_HEAD_FILE "$KV_AUDIT_HEAD"
+                kv_env_line KOOISV_AUDIT_HEAD_PATH "$KV_AUDIT_HEAD"
             fi
         } >"$file.tmp"
         mv "$file.tmp" "$file"
