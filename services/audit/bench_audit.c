@@ -67,8 +67,11 @@ static int cmp_i64(const void *a, const void *b)
 static void bench_run(const char *dsn, const entry_chain_t *chain, int batch, int nthreads,
                       int records)
 {
-    journal_config_t cfg = {.dsn = dsn, .batch_max = batch, .nonce_window_ms = 60000,
-                            .nonce_margin_ms = 300000, .statement_timeout_ms = 10000,
+    journal_config_t cfg = {.dsn = dsn,
+                            .batch_max = batch,
+                            .nonce_window_ms = 60000,
+                            .nonce_margin_ms = 300000,
+                            .statement_timeout_ms = 10000,
                             .chain = chain};
     journal_t *j = journal_new(&cfg);
     bench_thread_t *ts = xcalloc((size_t)nthreads, sizeof *ts);
@@ -151,7 +154,8 @@ int main(int argc, char **argv)
     rand_bytes(random_key, sizeof random_key);
     const char *key = getenv("KOOISV_AUDIT_CHAIN_KEY");
     entry_chain_t chain = {.key = key ? (const uint8_t *)key : random_key,
-                           .key_len = key ? strlen(key) : sizeof random_key, .keyed_from = 1};
+                           .key_len = key ? strlen(key) : sizeof random_key,
+                           .keyed_from = 1};
     char *list = xstrdup(batches), *save = NULL;
     for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
         bench_run(dsn, &chain, atoi(tok), threads, records);

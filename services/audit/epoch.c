@@ -28,8 +28,8 @@ static const size_t epoch_nstmts = sizeof epoch_stmts / sizeof *epoch_stmts;
 
 /* The mac for keyed_from after an entry whose hash is prev_hex (NULL: the genesis). false when
  * prev_hex is there but not a hash. */
-static bool epoch_mac(const uint8_t *key, size_t key_len, int64_t keyed_from,
-                      const char *prev_hex, uint8_t out[ENTRY_HASH_LEN])
+static bool epoch_mac(const uint8_t *key, size_t key_len, int64_t keyed_from, const char *prev_hex,
+                      uint8_t out[ENTRY_HASH_LEN])
 {
     uint8_t msg[sizeof EPOCH_LABEL - 1 + 8 + ENTRY_HASH_LEN] = {0};
     memcpy(msg, EPOCH_LABEL, sizeof EPOCH_LABEL - 1);
@@ -56,8 +56,9 @@ static PGresult *epoch_read(PGconn *conn)
         return NULL;
     }
     if (PQntuples(r) != 1) {
-        log_error(NULL, "audit chain epoch: audit.chain_epoch holds %d rows, not 1 "
-                        "(migrations not applied? run kooisv-audit --migrate)",
+        log_error(NULL,
+                  "audit chain epoch: audit.chain_epoch holds %d rows, not 1 "
+                  "(migrations not applied? run kooisv-audit --migrate)",
                   PQntuples(r));
         PQclear(r);
         return NULL;
@@ -77,8 +78,9 @@ int epoch_seal(PGconn *conn, const uint8_t *key, size_t key_len)
         uint8_t mac[ENTRY_HASH_LEN];
         char hex[2 * ENTRY_HASH_LEN + 1];
         if (!epoch_mac(key, key_len, keyed_from, pg_value(r, 0, 2), mac)) {
-            log_error(NULL, "audit chain epoch: entry %lld, the last before the keyed chain, "
-                            "is missing or has no valid hash",
+            log_error(NULL,
+                      "audit chain epoch: entry %lld, the last before the keyed chain, "
+                      "is missing or has no valid hash",
                       (long long)(keyed_from - 1));
             PQclear(r);
             return -1;
@@ -112,9 +114,10 @@ int epoch_load(PGconn *conn, const uint8_t *key, size_t key_len, int64_t *keyed_
     else if (!epoch_mac(key, key_len, from, pg_value(r, 0, 2), want) ||
              !entry_hash_from_hex(pg_value(r, 0, 1), have) ||
              !bytes_equal(want, have, ENTRY_HASH_LEN))
-        log_error(NULL, "audit chain epoch: the marker (keyed from seq %lld) does not match "
-                        "KOOISV_AUDIT_CHAIN_KEY: another key, or the marker or entry %lld was "
-                        "rewritten",
+        log_error(NULL,
+                  "audit chain epoch: the marker (keyed from seq %lld) does not match "
+                  "KOOISV_AUDIT_CHAIN_KEY: another key, or the marker or entry %lld was "
+                  "rewritten",
                   (long long)from, (long long)(from - 1));
     else {
         *keyed_from = from;

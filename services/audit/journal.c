@@ -354,7 +354,8 @@ static void head_publish(journal_t *self, int64_t seq, const uint8_t hash[ENTRY_
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return;
     FILE *f = fopen(tmp, "w");
-    bool ok = f && fprintf(f, "%lld:%s\n", (long long)seq, hex_encode(hash, ENTRY_HASH_LEN, hex)) > 0;
+    bool ok =
+        f && fprintf(f, "%lld:%s\n", (long long)seq, hex_encode(hash, ENTRY_HASH_LEN, hex)) > 0;
     ok = f && fclose(f) == 0 && ok;
     if (!ok || rename(tmp, path) != 0) {
         if (!self->head_file_failed)

@@ -199,9 +199,9 @@ int main(int argc, char **argv)
         stmts[query_nstmts + i] = verify_stmts[i];
 
     self.journal = journal_new(&jc);
-    self.readers = readers_new(config_get("KOOISV_PG_DSN"),
-                               (int)config_get_long("KOOISV_AUDIT_READERS", 1, 64), timeout_ms,
-                               stmts, nstmts);
+    self.readers =
+        readers_new(config_get("KOOISV_PG_DSN"),
+                    (int)config_get_long("KOOISV_AUDIT_READERS", 1, 64), timeout_ms, stmts, nstmts);
     if (!self.journal)
         return 1;
     service_def_t def = {

@@ -216,8 +216,8 @@ static void reply_failed(svc_call_t *call, const char *what, PGresult *r)
     svc_call_result(call, "000005", "audit store unavailable");
 }
 
-/* Compare the chain with a head kept outside the database; NULL when it matches, else the
- * problem (out filled). -1 when the lookup failed (reply already sent). */
+/* Compare the chain with a head kept outside the database: 0 (out filled when it does not
+ * match), or -1 when the lookup failed (the reply is already sent). */
 static int head_check(PGconn *conn, svc_call_t *call, const Kooisv__AuditVerify *v,
                       verify_verdict_t *out)
 {
@@ -255,11 +255,14 @@ void verify_handle(PGconn *conn, const entry_chain_t *chain, svc_call_t *call)
         return;
     }
     uint8_t kept[ENTRY_HASH_LEN];
-    if (v->expect_head_seq < 0 || (v->expect_head_seq > 0 && !entry_hash_from_hex(v->expect_head_hash, kept))) {
-        svc_call_result(call, "000002", "expect_head_seq must be >= 0 and expect_head_hash 64 hex digits");
+    if (v->expect_head_seq < 0 ||
+        (v->expect_head_seq > 0 && !entry_hash_from_hex(v->expect_head_hash, kept))) {
+        svc_call_result(call, "000002",
+                        "expect_head_seq must be >= 0 and expect_head_hash 64 hex digits");
         return;
     }
-    verify_expect_t ex = {.chain = chain, .seq = v->from_seq > 1 ? v->from_seq : 1, .prev_known = true};
+    verify_expect_t ex = {
+        .chain = chain, .seq = v->from_seq > 1 ? v->from_seq : 1, .prev_known = true};
     if (ex.seq > 1) {
         char anchor[24];
         snprintf(anchor, sizeof anchor, "%lld", (long long)(ex.seq - 1));

@@ -44,9 +44,9 @@ typedef struct {
     char detail[200];
 } verify_verdict_t;
 
-/* What the walk expects of the next row: how it is hashed, its seq, the hash it must chain to (known = false
- * without an anchor: the first row of a walk that starts past the genesis without its
- * predecessor), and the hash that one chained to. */
+/* What the walk expects of the next row: how it is hashed, its seq, the hash it must chain to
+ * (known = false without an anchor: the first row of a walk that starts past the genesis without
+ * its predecessor), and the hash that one chained to. */
 typedef struct {
     const entry_chain_t *chain; /* how the rows were hashed */
     int64_t seq;

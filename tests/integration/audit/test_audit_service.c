@@ -630,8 +630,8 @@ static void test_tamper(void **state)
     assert_non_null(key);
     char *from = value("SELECT keyed_from FROM audit.chain_epoch", NULL);
     assert_non_null(from);
-    entry_chain_t chain = {.key = (const uint8_t *)key, .key_len = strlen(key),
-                           .keyed_from = strtoll(from, NULL, 10)};
+    entry_chain_t chain = {
+        .key = (const uint8_t *)key, .key_len = strlen(key), .keyed_from = strtoll(from, NULL, 10)};
     free(from);
     entry_intent_hash(&x, &chain, prev_hash, hash);
     char hash_hex[65];
@@ -678,8 +678,8 @@ static void rehash_plain(int64_t from)
     char f[24], anchor[24];
     snprintf(f, sizeof f, "%lld", (long long)from);
     snprintf(anchor, sizeof anchor, "%lld", (long long)(from - 1));
-    char *prev_hex = value("SELECT encode(hash, 'hex') FROM audit.chain WHERE seq = $1::bigint",
-                           anchor);
+    char *prev_hex =
+        value("SELECT encode(hash, 'hex') FROM audit.chain WHERE seq = $1::bigint", anchor);
     uint8_t prev[32] = {0};
     assert_true(entry_hash_from_hex(prev_hex, prev));
     free(prev_hex);
@@ -705,27 +705,36 @@ static void rehash_plain(int64_t from)
             size_t n = json_array_size(res);
             entry_resource_t *rs = xcalloc(n ? n : 1, sizeof *rs);
             for (size_t j = 0; j < n; j++) {
-                rs[j].kind = (char *)json_string_value(json_object_get(json_array_get(res, j), "kind"));
+                rs[j].kind =
+                    (char *)json_string_value(json_object_get(json_array_get(res, j), "kind"));
                 rs[j].id = (char *)json_string_value(json_object_get(json_array_get(res, j), "id"));
             }
-            entry_intent_t e = {
-                .seq = strtoll(PQgetvalue(r, i, 1), NULL, 10), .request_id = PQgetvalue(r, i, 2),
-                .trace_id = PQgetvalue(r, i, 3), .received_ms = strtoll(PQgetvalue(r, i, 4), NULL, 10),
-                .caller_kind = PQgetvalue(r, i, 5), .caller_id = PQgetvalue(r, i, 6),
-                .event_type = PQgetvalue(r, i, 7), .resources = rs, .nresources = n,
-                .source_addr = PQgetvalue(r, i, 9), .test_flag = PQgetvalue(r, i, 10)[0] == 't',
-                .nonce = PQgetvalue(r, i, 11), .nonce_ts_ms = strtoll(PQgetvalue(r, i, 12), NULL, 10),
-                .reject_reason = PQgetvalue(r, i, 13), .reject_code = PQgetvalue(r, i, 14)};
+            entry_intent_t e = {.seq = strtoll(PQgetvalue(r, i, 1), NULL, 10),
+                                .request_id = PQgetvalue(r, i, 2),
+                                .trace_id = PQgetvalue(r, i, 3),
+                                .received_ms = strtoll(PQgetvalue(r, i, 4), NULL, 10),
+                                .caller_kind = PQgetvalue(r, i, 5),
+                                .caller_id = PQgetvalue(r, i, 6),
+                                .event_type = PQgetvalue(r, i, 7),
+                                .resources = rs,
+                                .nresources = n,
+                                .source_addr = PQgetvalue(r, i, 9),
+                                .test_flag = PQgetvalue(r, i, 10)[0] == 't',
+                                .nonce = PQgetvalue(r, i, 11),
+                                .nonce_ts_ms = strtoll(PQgetvalue(r, i, 12), NULL, 10),
+                                .reject_reason = PQgetvalue(r, i, 13),
+                                .reject_code = PQgetvalue(r, i, 14)};
             len = entry_intent_content(&e, &content);
             free(rs);
             json_decref(res);
         } else {
-            entry_outcome_t o = {
-                .seq = strtoll(PQgetvalue(r, i, 1), NULL, 10), .request_id = PQgetvalue(r, i, 2),
-                .recorded_ms = strtoll(PQgetvalue(r, i, 4), NULL, 10),
-                .result_code = PQgetvalue(r, i, 15), .result_msg = PQgetvalue(r, i, 16),
-                .latency_us = strtoll(PQgetvalue(r, i, 17), NULL, 10),
-                .http_status = strtoll(PQgetvalue(r, i, 18), NULL, 10)};
+            entry_outcome_t o = {.seq = strtoll(PQgetvalue(r, i, 1), NULL, 10),
+                                 .request_id = PQgetvalue(r, i, 2),
+                                 .recorded_ms = strtoll(PQgetvalue(r, i, 4), NULL, 10),
+                                 .result_code = PQgetvalue(r, i, 15),
+                                 .result_msg = PQgetvalue(r, i, 16),
+                                 .latency_us = strtoll(PQgetvalue(r, i, 17), NULL, 10),
+                                 .http_status = strtoll(PQgetvalue(r, i, 18), NULL, 10)};
             len = entry_outcome_content(&o, &content);
         }
         uint8_t *buf = xmalloc(32 + len), hash[32];
@@ -738,12 +747,13 @@ static void rehash_plain(int64_t from)
         hex_encode(prev, 32, prev_text);
         hex_encode(hash, 32, hash_text);
         const char *u[] = {PQgetvalue(r, i, 1), prev_text, hash_text};
-        assert_int_equal(kc_sql_exec(is_intent ? "UPDATE audit.intents SET prev_hash = decode($2, 'hex'),"
-                                                 " hash = decode($3, 'hex') WHERE seq = $1::bigint"
-                                               : "UPDATE audit.outcomes SET prev_hash = decode($2, 'hex'),"
-                                                 " hash = decode($3, 'hex') WHERE seq = $1::bigint",
-                                     3, u),
-                         1);
+        assert_int_equal(
+            kc_sql_exec(is_intent ? "UPDATE audit.intents SET prev_hash = decode($2, 'hex'),"
+                                    " hash = decode($3, 'hex') WHERE seq = $1::bigint"
+                                  : "UPDATE audit.outcomes SET prev_hash = decode($2, 'hex'),"
+                                    " hash = decode($3, 'hex') WHERE seq = $1::bigint",
+                        3, u),
+            1);
         memcpy(prev, hash, 32);
     }
     PQclear(r);
@@ -763,9 +773,17 @@ static void test_rehash_forgery_detected(void **state)
     assert_int_equal(kc_sql_count("SELECT pg_advisory_lock(" CHAIN_LOCK ")", 0, NULL), 1);
     triggers(false);
     /* Saved to put the chain back exactly afterwards. */
-    assert_true(kc_sql_exec("CREATE TEMP TABLE saved_i AS SELECT * FROM audit.intents WHERE seq >= $1::bigint", 1, ps) >= 0);
-    assert_true(kc_sql_exec("CREATE TEMP TABLE saved_o AS SELECT * FROM audit.outcomes WHERE seq >= $1::bigint", 1, ps) >= 0);
-    assert_int_equal(kc_sql_exec("UPDATE audit.intents SET event_type = 'forged' WHERE seq = $1::bigint", 1, ps), 1);
+    assert_true(
+        kc_sql_exec(
+            "CREATE TEMP TABLE saved_i AS SELECT * FROM audit.intents WHERE seq >= $1::bigint", 1,
+            ps) >= 0);
+    assert_true(
+        kc_sql_exec(
+            "CREATE TEMP TABLE saved_o AS SELECT * FROM audit.outcomes WHERE seq >= $1::bigint", 1,
+            ps) >= 0);
+    assert_int_equal(
+        kc_sql_exec("UPDATE audit.intents SET event_type = 'forged' WHERE seq = $1::bigint", 1, ps),
+        1);
     rehash_plain(k);
     expect_verdict("modified", k);
 
@@ -801,7 +819,8 @@ static void test_head_file_and_truncation(void **state)
     hash[strcspn(hash, "\n")] = '\0';
     int64_t head = strtoll(text, NULL, 10);
     assert_true(head >= k + 5);
-    char *stored = value("SELECT encode(hash, 'hex') FROM audit.chain WHERE seq = $1::bigint", text);
+    char *stored =
+        value("SELECT encode(hash, 'hex') FROM audit.chain WHERE seq = $1::bigint", text);
     char *max = value("SELECT max(seq)::text FROM audit.chain", NULL);
     assert_non_null(stored);
     assert_string_equal(stored, hash);
@@ -817,8 +836,14 @@ static void test_head_file_and_truncation(void **state)
     snprintf(cut, sizeof cut, "%lld", (long long)(k + 3));
     const char *pc[] = {cut};
     triggers(false);
-    assert_true(kc_sql_exec("CREATE TEMP TABLE cut_i AS SELECT * FROM audit.intents WHERE seq >= $1::bigint", 1, pc) >= 0);
-    assert_true(kc_sql_exec("CREATE TEMP TABLE cut_o AS SELECT * FROM audit.outcomes WHERE seq >= $1::bigint", 1, pc) >= 0);
+    assert_true(
+        kc_sql_exec(
+            "CREATE TEMP TABLE cut_i AS SELECT * FROM audit.intents WHERE seq >= $1::bigint", 1,
+            pc) >= 0);
+    assert_true(
+        kc_sql_exec(
+            "CREATE TEMP TABLE cut_o AS SELECT * FROM audit.outcomes WHERE seq >= $1::bigint", 1,
+            pc) >= 0);
     assert_true(kc_sql_exec("DELETE FROM audit.intents WHERE seq >= $1::bigint", 1, pc) > 0);
     assert_true(kc_sql_exec("DELETE FROM audit.outcomes WHERE seq >= $1::bigint", 1, pc) > 0);
     expect_verdict(NULL, 0);
@@ -899,10 +924,14 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_intent_stored_once), cmocka_unit_test(test_outcome_needs_intent),
-        cmocka_unit_test(test_bad_records_refused), cmocka_unit_test(test_replay_refused),
-        cmocka_unit_test(test_stale_nonce_refused), cmocka_unit_test(test_replay_concurrent),
-        cmocka_unit_test(test_query),              cmocka_unit_test(test_append_only),
+        cmocka_unit_test(test_intent_stored_once),
+        cmocka_unit_test(test_outcome_needs_intent),
+        cmocka_unit_test(test_bad_records_refused),
+        cmocka_unit_test(test_replay_refused),
+        cmocka_unit_test(test_stale_nonce_refused),
+        cmocka_unit_test(test_replay_concurrent),
+        cmocka_unit_test(test_query),
+        cmocka_unit_test(test_append_only),
         cmocka_unit_test(test_tamper),
         cmocka_unit_test(test_rehash_forgery_detected),
         cmocka_unit_test(test_head_file_and_truncation),

@@ -34,10 +34,11 @@
 #define VECTOR_KEY "chain-key-For-tests-0001"
 #define VECTOR_KEYED_INTENT_HASH "5f86284a82e6a63858747c57194ccc3f0bca671edba81b71e7f698be0fcd88fd"
 #define VECTOR_KEYED_OUTCOME_HASH "1d6c7f1bf98bb0278965212540c413b1c24b103ebb6eb8f4bdab537b29a23d39"
-#define VECTOR_EPOCH2_OUTCOME_HASH "1882b107d7a7163f3fe37a14e4bc9092ea007c587aebf05699d3508b4bf436b1"
+#define VECTOR_EPOCH2_OUTCOME_HASH                                                                 \
+    "1882b107d7a7163f3fe37a14e4bc9092ea007c587aebf05699d3508b4bf436b1"
 
-static const entry_chain_t keyed = {.key = (const uint8_t *)VECTOR_KEY,
-                                    .key_len = sizeof VECTOR_KEY - 1, .keyed_from = 1};
+static const entry_chain_t keyed = {
+    .key = (const uint8_t *)VECTOR_KEY, .key_len = sizeof VECTOR_KEY - 1, .keyed_from = 1};
 
 static entry_resource_t vector_resources[] = {{"instance", "i-1"}, {"order", "o-1"}};
 
@@ -473,12 +474,16 @@ static void test_verify_inserted(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_intent_vector),     cmocka_unit_test(test_outcome_vector),
+        cmocka_unit_test(test_intent_vector),
+        cmocka_unit_test(test_outcome_vector),
         cmocka_unit_test(test_keyed_vectors),
-        cmocka_unit_test(test_every_field_counts), cmocka_unit_test(test_clean_text),
-        cmocka_unit_test(test_intake_refusals),   cmocka_unit_test(test_verify_intact),
+        cmocka_unit_test(test_every_field_counts),
+        cmocka_unit_test(test_clean_text),
+        cmocka_unit_test(test_intake_refusals),
+        cmocka_unit_test(test_verify_intact),
         cmocka_unit_test(test_verify_modified),
-        cmocka_unit_test(test_verify_rehash_without_key),   cmocka_unit_test(test_verify_removed),
+        cmocka_unit_test(test_verify_rehash_without_key),
+        cmocka_unit_test(test_verify_removed),
         cmocka_unit_test(test_verify_inserted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
