@@ -407,6 +407,45 @@ static void test_verify_rehash_without_key(void **state)
     }
 }
 
+/* An upgraded trail: entries 1-3 from before the key (plain SHA-256), keyed from 4 on. It
+ * verifies as it is; legacy entries rewritten and re-hashed with SHA-256 are reported, because
+ * the first keyed entry's HMAC covers the last legacy hash. */
+static void test_verify_legacy_part(void **state)
+{
+    (void)state;
+    entry_chain_t upgraded = keyed;
+    upgraded.keyed_from = 4;
+    chain_t c;
+    chain_build(&c);
+    for (int i = 0; i < c.n; i++) {
+        if (i > 0)
+            memcpy(c.rows[i].prev, c.rows[i - 1].hash, 32);
+        row_rehash_with(&c.rows[i], i < 3 ? NULL : &upgraded);
+    }
+    verify_verdict_t v = {0};
+    verify_expect_t ex = {.chain = &upgraded, .seq = 1, .prev_known = true};
+    for (int i = 0; i < c.n; i++) {
+        assert_true(verify_row(&c.rows[i], i + 1 < c.n ? &c.rows[i + 1] : NULL, &ex, &v));
+        verify_expect_advance(&ex, &c.rows[i]);
+    }
+    /* Entry 2 rewritten, 2 and 3 re-hashed, 4's prev_hash pointed at the new 3. */
+    c.rows[1].outcome.result_msg = "forged";
+    for (int i = 1; i < 4; i++) {
+        memcpy(c.rows[i].prev, c.rows[i - 1].hash, 32);
+        if (i < 3)
+            row_rehash_with(&c.rows[i], NULL);
+    }
+    ex = (verify_expect_t){.chain = &upgraded, .seq = 1, .prev_known = true};
+    bool all_ok = true;
+    for (int i = 0; i < c.n && all_ok; i++) {
+        all_ok = verify_row(&c.rows[i], i + 1 < c.n ? &c.rows[i + 1] : NULL, &ex, &v);
+        verify_expect_advance(&ex, &c.rows[i]);
+    }
+    assert_false(all_ok);
+    assert_string_equal(v.problem, "modified");
+    assert_int_equal(v.bad_seq, 4);
+}
+
 static void test_verify_removed(void **state)
 {
     (void)state;
@@ -483,6 +522,7 @@ int main(void)
         cmocka_unit_test(test_verify_intact),
         cmocka_unit_test(test_verify_modified),
         cmocka_unit_test(test_verify_rehash_without_key),
+        cmocka_unit_test(test_verify_legacy_part),
         cmocka_unit_test(test_verify_removed),
         cmocka_unit_test(test_verify_inserted),
     };
