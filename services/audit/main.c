@@ -31,7 +31,7 @@ static const config_var_t audit_vars[] = {
     {"KOOISV_AUDIT_CHAIN_KEY", NULL, CONFIG_REQUIRED | CONFIG_SECRET | CONFIG_KEY,
      "HMAC key of the hash chain; never stored in the database (losing it: the trail can no "
      "longer be verified)"},
-    {"KOOISV_AUDIT_HEAD_FILE", "", 0,
+    {"KOOISV_AUDIT_HEAD_PATH", "", 0,
      "file the chain head (seq:hash) is written to after each commit, to keep outside the "
      "database for verify --head (empty: none)"},
     {"KOOISV_PG_WAIT_S", "30", 0, "seconds to wait for PostgreSQL at start"},
@@ -188,7 +188,7 @@ int main(int argc, char **argv)
         .nonce_margin_ms = config_get_long("KOOISV_AUDIT_NONCE_MARGIN_MS", 0, 86400000),
         .statement_timeout_ms = timeout_ms,
         .chain = &self.chain,
-        .head_file = config_get("KOOISV_AUDIT_HEAD_FILE"),
+        .head_file = config_get("KOOISV_AUDIT_HEAD_PATH"),
     };
     /* Queries and verification share the pool: one table with both statement sets. */
     size_t nstmts = query_nstmts + verify_nstmts;

@@ -558,7 +558,7 @@ static void test_verify_reports_tampering(void **state)
 static void test_verify_kept_head(void **state)
 {
     (void)state;
-    const char *head_file = suite_get("KOOISV_AUDIT_HEAD_FILE");
+    const char *head_file = suite_get("KOOISV_AUDIT_HEAD_PATH");
     assert_non_null(head_file);
     char *out = NULL;
     assert_int_equal(CTL(&out, "audit", "verify", "--head-file", head_file), 0);

@@ -807,7 +807,7 @@ static void test_head_file_and_truncation(void **state)
     (void)state;
     char *rids[3];
     int64_t k = fresh_entries(rids);
-    const char *path = suite_get("KOOISV_AUDIT_HEAD_FILE");
+    const char *path = suite_get("KOOISV_AUDIT_HEAD_PATH");
     assert_non_null(path);
     assert_int_equal(kc_sql_count("SELECT pg_advisory_lock(" CHAIN_LOCK ")", 0, NULL), 1);
     char *text = config_read_file(path, NULL);
