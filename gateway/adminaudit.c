@@ -134,7 +134,7 @@ static const char *const follow_params[] = {"after",  "wait",   "limit",  "event
                                             "caller", "source", "result", "request_id", NULL};
 static const char *const export_params[] = {"from",   "to",     "format", "event",      "resource",
                                             "caller", "source", "result", "request_id", NULL};
-static const char *const verify_params[] = {"from_seq", NULL};
+static const char *const verify_params[] = {"from_seq", "head", NULL};
 
 /* Filters shared by query, follow and export into c->query. */
 static const char *prepare_query(admincall_t *c)
@@ -234,6 +234,23 @@ static const char *prepare_verify(admincall_t *c)
         return "from_seq: must be a sequence number";
     }
     c->verify_from = v > 0 ? v : 1;
+    /* head=SEQ:HASH as the audit service's head file holds it (trailing newline allowed). */
+    const char *head = admincall_param(c, "head");
+    if (head) {
+        char *colon = strchr(head, ':');
+        size_t hlen = colon ? strcspn(colon + 1, "\r\n") : 0;
+        char seq[24];
+        size_t slen = colon ? (size_t)(colon - head) : 0;
+        if (!colon || slen == 0 || slen >= sizeof seq || hlen != 64 ||
+            strspn(colon + 1, "0123456789abcdefABCDEF") < 64)
+            return "head: expected SEQ:HASH (64 hex digits)";
+        memcpy(seq, head, slen);
+        seq[slen] = '\0';
+        if (!parse_count(seq, 1, INT64_MAX, &c->verify_head_seq))
+            return "head: expected SEQ:HASH (64 hex digits)";
+        memcpy(c->verify_head_hash, colon + 1, 64);
+        c->verify_head_hash[64] = '\0';
+    }
     c->until_us = time_mono_us() + (int64_t)VERIFY_BUDGET_MS * 1000;
     return NULL;
 }
@@ -436,6 +453,8 @@ static void verify_round(admincall_t *c)
     Kooisv__Envelope env = admincall_envelope(c, &caller, VERIFY_CALL_MS);
     Kooisv__AuditVerify v = KOOISV__AUDIT_VERIFY__INIT;
     v.from_seq = c->verify_from;
+    v.expect_head_seq = c->verify_head_seq;
+    v.expect_head_hash = c->verify_head_hash;
     env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_VERIFY;
     env.audit_verify = &v;
     audit_request(c, &env, VERIFY_CALL_MS, on_verify_reply);

@@ -59,6 +59,8 @@ struct admincall {
     bool streaming;                       /* a chunked answer has started */
     void (*written)(admincall_t *c);      /* streaming: runs once the last chunk has left */
     int64_t verify_from, verify_checked;
+    int64_t verify_head_seq; /* > 0: a chain head kept outside the database (?head=SEQ:HASH) */
+    char verify_head_hash[65];
     /* fan-out to several services (adminsvc) */
     int pending;
     int answered;

@@ -29,8 +29,10 @@
 #   pg-ca.crt                    CA the services trust for PostgreSQL (a managed service's CA)
 #   pg-super.password            PostgreSQL superuser (db-init and the postgres container only)
 #   pg-kooisv_<role>.password    per-role login passwords (db-init sets them)
-#   pg-kooisv_<svc>.dsn          each service's libpq connection string (audit also uses
-#                                pg-kooisv_audit_owner.dsn to apply its migrations)
+#   pg-kooisv_<svc>.dsn          each service's libpq connection string; pg-kooisv_audit_owner.dsn
+#                                only for the one-shot audit-migrate container
+#   audit-chain-key              HMAC key of the audit hash chain (audit, audit-migrate): keep a
+#                                copy off the host; without it the trail can no longer be verified
 set -euo pipefail
 umask 077
 
@@ -43,7 +45,7 @@ pg_sslmode=${KOOISV_PG_SSLMODE:-verify-full}
 # "emulator": the development marketplace (compose profile emulator) serves the same certificate.
 gw_san="DNS:localhost,IP:127.0.0.1,DNS:gateway,DNS:emulator${KOOISV_TLS_SAN:+,$KOOISV_TLS_SAN}"
 # DSN per login role a process uses: the five services, and the audit schema's owner, as which
-# the audit service applies its migrations (KOOISV_PG_MIGRATE_DSN).
+# the one-shot audit-migrate container applies the audit migrations (KOOISV_PG_MIGRATE_DSN).
 dsn_roles=(order tenant app audit billing audit_owner)
 roles=(kooisv_order kooisv_tenant kooisv_app kooisv_billing kooisv_audit kooisv_audit_owner kooisv_auditor)
 
@@ -83,6 +85,7 @@ put basic-key "$(rand_alnum 32)"
 put kit-key "$(rand_alnum 32)"
 put data-key "$(rand_hex 32)"
 put webhook-secret "$(rand_alnum 40)"
+put audit-chain-key "$(rand_alnum 40)"
 put marketplace-ak "$(rand_alnum 20 | tr a-z A-Z)"
 put marketplace-sk "$(rand_alnum 40)"
 put pg-super.password "$(rand_alnum 32)"

@@ -75,7 +75,16 @@ kv_env_for() {
         KV_ENV+=(
             "KOOISV_BIND=tcp://127.0.0.1:$KV_PORT_AUDIT"
             "KOOISV_PG_DSN_FILE=$KV_SECRETS/pg-kooisv_audit.dsn"
+            "KOOISV_AUDIT_CHAIN_KEY_FILE=$KV_SECRETS/audit-chain-key"
+            "KOOISV_AUDIT_HEAD_PATH=$KV_AUDIT_HEAD"
+        )
+        ;;
+    audit-migrate)
+        # kooisv-audit --migrate, run by the runner itself before audit starts: the only
+        # process that is given the schema owner's connection.
+        KV_ENV+=(
             "KOOISV_PG_MIGRATE_DSN_FILE=$KV_SECRETS/pg-kooisv_audit_owner.dsn"
+            "KOOISV_AUDIT_CHAIN_KEY_FILE=$KV_SECRETS/audit-chain-key"
         )
         ;;
     emulator)

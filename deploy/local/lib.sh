@@ -11,6 +11,7 @@
 #   tls/ca.crt tls/server.crt   dev CA and leaf certificate (public)
 #   keys/rsa-public.pem         public half of the clientSecret key pair
 #   logs/<proc>.log run/<proc>.pid
+#   audit/head          the audit chain head (seq:hash) the audit service writes after each commit
 # Sourced with `set -euo pipefail` in effect; every function keeps to that.
 
 KV_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -136,6 +137,7 @@ kv_state_init() {
     KV_KEYS=$KV_STATE/keys
     KV_LOGS=$KV_STATE/logs
     KV_RUN=$KV_STATE/run
+    KV_AUDIT_HEAD=$KV_STATE/audit/head
     kv_pg_paths "$KV_STATE/pg"
     if [[ $KV_MODE == suite ]]; then
         KV_PROCS=("${KV_PROCS_SUITE[@]}")
@@ -189,6 +191,9 @@ kv_state_dirs() {
     mkdir -p "$KV_STATE" "$KV_SECRETS" "$KV_TLS" "$KV_KEYS" "$KV_LOGS" "$KV_RUN" "$KV_PG"
     chmod 0755 "$KV_STATE" "$KV_TLS" "$KV_KEYS"
     chmod 0700 "$KV_SECRETS" "$KV_LOGS" "$KV_RUN"
+    # The audit service writes its chain head here; anyone may read it (seq and hash only).
+    mkdir -p "${KV_AUDIT_HEAD%/*}"
+    chmod 0755 "${KV_AUDIT_HEAD%/*}"
     if kv_is_root; then
         getent passwd "$KV_PG_USER" >/dev/null ||
             kv_die "user $KV_PG_USER missing (is the postgresql package installed?)"
@@ -220,6 +225,7 @@ kv_state_dirs() {
         kv_secrets_sweep
         chown "$KV_PG_USER:" "$KV_PG"
         chmod 0755 "$KV_PG"
+        chown "$KV_SVC_USER:" "${KV_AUDIT_HEAD%/*}"
     fi
     return 0
 }
@@ -339,6 +345,7 @@ kv_secrets_init() {
     kv_secret_put kit-key "$(kv_rand_alnum 32)"
     kv_secret_put data-key "$(kv_rand_hex 32)"
     kv_secret_put webhook-secret "$(kv_rand_alnum 40)"
+    kv_secret_put audit-chain-key "$(kv_rand_alnum 40)"
     kv_secret_put marketplace-ak "$(kv_rand_alnum 20 | tr '[:lower:]' '[:upper:]')"
     kv_secret_put marketplace-sk "$(kv_rand_alnum 40)"
     kv_secret_put pg-super.password "$(kv_rand_hex 24)"
@@ -398,11 +405,12 @@ kv_tls_init() {
     chmod 0644 "$KV_TLS"/*.crt
 }
 
-# Secrets the kooisv processes read (pg-<role> means that role's .dsn file).
+# Secrets the kooisv processes read (pg-<role> means that role's .dsn file). Not the audit
+# schema owner's: audit migrations run as the invoking user (kv_audit_migrate).
 kv_svc_secret_names() {
     local s
     printf '%s\n' basic-key kit-key data-key webhook-secret marketplace-ak marketplace-sk \
-        admin-tokens rsa-private.pem tls-server.key pg-kooisv_audit_owner.dsn
+        admin-tokens rsa-private.pem tls-server.key audit-chain-key
     for s in "${KV_SERVICES[@]}"; do
         printf 'pg-kooisv_%s.dsn\n' "$s"
     done
@@ -434,6 +442,12 @@ kv_secrets_sweep() {
         [[ -e $f || -L $f ]] || continue
         name=${f##*/}
         if [[ -f $f && ! -L $f && $(stat -c %u "$f") == 0 ]]; then
+            # Handed to the service user by an earlier version and no longer (the audit
+            # owner's connection): root's alone again.
+            if [[ $handed != *" $name "* && $(stat -c '%g %a' "$f") != "0 600" ]]; then
+                chown -h 0:0 "$f"
+                chmod 0600 "$f"
+            fi
             continue
         elif [[ -f $f && ! -L $f && $handed == *" $name "* ]]; then
             chown -h 0:0 "$f"
@@ -599,6 +613,9 @@ kv_proc_start() {
     bin=$(kv_bin "$proc")
     [[ -x $bin ]] || kv_die "$proc: $bin is not built"
     kv_proc_stop "$proc"
+    if [[ $proc == audit ]]; then
+        kv_audit_migrate || return 1
+    fi
     kv_env_for "$proc"
     local -a run_as=()
     if [[ $KV_SVC_USER != "$(id -un)" ]]; then
@@ -610,6 +627,20 @@ kv_proc_start() {
         >>"$KV_LOGS/$proc.log" 2>&1 </dev/null) &
     pid=$!
     printf '%s\n' "$pid" >"$(kv_pidfile "$proc")"
+}
+
+# kv_audit_migrate: kooisv-audit --migrate in the foreground, as the invoking user (who alone
+# reads the schema owner's connection), logged to logs/audit.log. The audit service that starts
+# afterwards is never given that connection and refuses to serve with it.
+kv_audit_migrate() {
+    kv_env_for audit-migrate
+    printf '%s migrating audit\n' "$(date -u +%FT%TZ)" >>"$KV_LOGS/audit.log"
+    if ! (cd / && exec env -i "${KV_ENV[@]}" "$(kv_bin audit)" --migrate \
+        >>"$KV_LOGS/audit.log" 2>&1 </dev/null); then
+        kv_proc_log_tail audit
+        kv_log "audit: migrations failed"
+        return 1
+    fi
 }
 
 # kv_proc_stop <proc> [signal]: TERM (or the given signal), wait up to 15 s, then KILL.
@@ -773,7 +804,7 @@ kv_procs_start() {
     local p
     rm -f "$KV_RUN"/*.links
     for p in "${KV_PROCS[@]}"; do
-        kv_proc_start "$p"
+        kv_proc_start "$p" || return 1
         kv_proc_ready "$p" || return 1
     done
 }
@@ -844,6 +875,9 @@ kv_write_client_env() {
                 kv_env_line KOOISV_SUITE_DIR "$KV_STATE"
                 kv_env_line KOOISV_SUITE_SH "$KV_REPO/tests/harness/suite.sh"
                 kv_env_line KOOISV_BUILD_DIR "$KV_BUILD"
+                # The tests forge entries as a key holder would, and compare with the head file.
+                kv_env_line KOOISV_AUDIT_CHAIN_KEY "$(kv_secret audit-chain-key)"
+                kv_env_line KOOISV_AUDIT_HEAD_PATH "$KV_AUDIT_HEAD"
             fi
         } >"$file.tmp"
         mv "$file.tmp" "$file"

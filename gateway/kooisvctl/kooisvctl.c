@@ -427,15 +427,17 @@ static int run_audit_tail(const cmd_t *c, args_t *a)
     }
 }
 
-static int run_audit_verify(const cmd_t *c, args_t *a)
+/* Verify from `from` (NULL: the genesis) against a kept head (NULL: none), following next_seq. */
+static int audit_verify_walk(const cmd_t *c, args_t *a, const char *from, const char *head)
 {
-    const char *from = opt_value(c, a, "--from-seq");
     long long checked = 0;
     char next[24];
     snprintf(next, sizeof next, "%s", from ? from : "1");
     for (;;) {
         strbuf_t url = url_start("/v1/audit/verify");
         add_param(&url, "from_seq", next);
+        if (head)
+            add_param(&url, "head", head);
         int rc;
         json_t *doc = admin_call_json("POST", &url, "{}", 70000, &rc);
         if (!doc)
@@ -462,6 +464,29 @@ static int run_audit_verify(const cmd_t *c, args_t *a)
                  (long long)json_integer_value(json_object_get(doc, "next_seq")));
         json_decref(doc);
     }
+}
+
+static int run_audit_verify(const cmd_t *c, args_t *a)
+{
+    const char *from = opt_value(c, a, "--from-seq");
+    const char *head = opt_value(c, a, "--head"), *head_file = opt_value(c, a, "--head-file");
+    char *head_text = NULL;
+    if (head && head_file) {
+        fprintf(stderr, "kooisvctl: --head and --head-file exclude each other\n");
+        return EXIT_USAGE;
+    }
+    if (head_file) {
+        head_text = config_read_file(head_file, NULL);
+        if (!head_text) {
+            fprintf(stderr, "kooisvctl: cannot read %s\n", head_file);
+            return EXIT_USAGE;
+        }
+        head_text[strcspn(head_text, "\r\n")] = '\0';
+        head = head_text;
+    }
+    int rc = audit_verify_walk(c, a, from, head);
+    free(head_text);
+    return rc;
 }
 
 static int run_audit_export(const cmd_t *c, args_t *a)
@@ -533,6 +558,9 @@ static const opt_t tail_opts[] = {
 };
 static const opt_t verify_opts[] = {
     {"--from-seq", NULL, true, "start at this seq (default 1: the whole chain)"},
+    {"--head", NULL, true,
+     "SEQ:HASH, a chain head kept outside the database: missing = truncated, other = rewritten"},
+    {"--head-file", NULL, true, "read SEQ:HASH from this file (a copy of the audit head file)"},
     {"--json", NULL, false, "also print each JSON answer"},
     {NULL, NULL, false, NULL},
 };

@@ -1,6 +1,7 @@
 /* kooisv-audit-bench: throughput of the audit journal with and without group commit.
  * Not a test: it prints numbers. It writes real rows into the audit schema of the database it is
- * given (the trail is append-only: use a scratch database).
+ * given (the trail is append-only: use a scratch database), hashed with KOOISV_AUDIT_CHAIN_KEY
+ * from the environment, or a random key (then they do not verify).
  *   kooisv-audit-bench --dsn DSN [--migrate-dsn DSN] [--threads N] [--records N]
  *                      [--batches 1,16,256]
  * Each record is an intent with a fresh nonce followed by its outcome, appended by N threads at
@@ -63,10 +64,15 @@ static int cmp_i64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void bench_run(const char *dsn, int batch, int nthreads, int records)
+static void bench_run(const char *dsn, const entry_chain_t *chain, int batch, int nthreads,
+                      int records)
 {
-    journal_config_t cfg = {.dsn = dsn, .batch_max = batch, .nonce_window_ms = 60000,
-                            .nonce_margin_ms = 300000, .statement_timeout_ms = 10000};
+    journal_config_t cfg = {.dsn = dsn,
+                            .batch_max = batch,
+                            .nonce_window_ms = 60000,
+                            .nonce_margin_ms = 300000,
+                            .statement_timeout_ms = 10000,
+                            .chain = chain};
     journal_t *j = journal_new(&cfg);
     bench_thread_t *ts = xcalloc((size_t)nthreads, sizeof *ts);
     pthread_t *th = xcalloc((size_t)nthreads, sizeof *th);
@@ -142,9 +148,17 @@ int main(int argc, char **argv)
             return 1;
         PQfinish(c);
     }
+    /* Keyed as the service keys them: with KOOISV_AUDIT_CHAIN_KEY (the suite's, say) the rows
+     * still verify; with a random key they cannot. */
+    uint8_t random_key[32];
+    rand_bytes(random_key, sizeof random_key);
+    const char *key = getenv("KOOISV_AUDIT_CHAIN_KEY");
+    entry_chain_t chain = {.key = key ? (const uint8_t *)key : random_key,
+                           .key_len = key ? strlen(key) : sizeof random_key,
+                           .keyed_from = 1};
     char *list = xstrdup(batches), *save = NULL;
     for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-        bench_run(dsn, atoi(tok), threads, records);
+        bench_run(dsn, &chain, atoi(tok), threads, records);
     free(list);
     return 0;
 }

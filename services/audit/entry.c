@@ -289,30 +289,33 @@ bool entry_hash_from_hex(const char *hex, uint8_t out[ENTRY_HASH_LEN])
     return true;
 }
 
-void entry_chain_hash(const uint8_t prev[ENTRY_HASH_LEN], const uint8_t *content, size_t len,
-                      uint8_t out[ENTRY_HASH_LEN])
+void entry_chain_hash(const entry_chain_t *chain, int64_t seq, const uint8_t prev[ENTRY_HASH_LEN],
+                      const uint8_t *content, size_t len, uint8_t out[ENTRY_HASH_LEN])
 {
     uint8_t *buf = xmalloc(ENTRY_HASH_LEN + len);
     memcpy(buf, prev, ENTRY_HASH_LEN);
     memcpy(buf + ENTRY_HASH_LEN, content, len);
-    sha256(buf, ENTRY_HASH_LEN + len, out);
+    if (chain && seq >= chain->keyed_from)
+        hmac_sha256(chain->key, chain->key_len, buf, ENTRY_HASH_LEN + len, out);
+    else
+        sha256(buf, ENTRY_HASH_LEN + len, out);
     free(buf);
 }
 
-void entry_intent_hash(const entry_intent_t *self, const uint8_t prev[ENTRY_HASH_LEN],
-                       uint8_t out[ENTRY_HASH_LEN])
+void entry_intent_hash(const entry_intent_t *self, const entry_chain_t *chain,
+                       const uint8_t prev[ENTRY_HASH_LEN], uint8_t out[ENTRY_HASH_LEN])
 {
     uint8_t *content = NULL;
     size_t len = entry_intent_content(self, &content);
-    entry_chain_hash(prev, content, len, out);
+    entry_chain_hash(chain, self->seq, prev, content, len, out);
     free(content);
 }
 
-void entry_outcome_hash(const entry_outcome_t *self, const uint8_t prev[ENTRY_HASH_LEN],
-                        uint8_t out[ENTRY_HASH_LEN])
+void entry_outcome_hash(const entry_outcome_t *self, const entry_chain_t *chain,
+                        const uint8_t prev[ENTRY_HASH_LEN], uint8_t out[ENTRY_HASH_LEN])
 {
     uint8_t *content = NULL;
     size_t len = entry_outcome_content(self, &content);
-    entry_chain_hash(prev, content, len, out);
+    entry_chain_hash(chain, self->seq, prev, content, len, out);
     free(content);
 }

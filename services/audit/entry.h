@@ -1,7 +1,12 @@
 /* entry: one audit trail entry as it is stored and chained (ARCHITECTURE.md "Audit and replay").
- * Intents and outcomes share one gapless sequence; each entry's hash is
+ * Intents and outcomes share one gapless sequence; each entry's hash is keyed:
+ *     hash = HMAC-SHA256(KOOISV_AUDIT_CHAIN_KEY, prev_hash || canonical content)
+ * with prev_hash = 32 zero bytes for seq 1. The key never reaches the database, so whoever can
+ * rewrite the tables (the schema owner, a superuser) cannot re-hash a rewritten chain. Entries
+ * written before the chain was keyed (seq < keyed_from, see epoch.h) keep their plain
  *     hash = SHA-256(prev_hash || canonical content)
- * with prev_hash = 32 zero bytes for seq 1. The canonical content is a length-prefixed binary
+ * and the first keyed entry's HMAC covers the last legacy hash, so they cannot be rewritten
+ * either once a keyed entry follows. The canonical content is a length-prefixed binary
  * encoding (unambiguous whatever the strings hold), all integers big-endian:
  *   str(s)  = u32(len) || bytes          i64(v) = u64(v)          bool(b) = one byte 0|1
  *   intent  = 'I' i64(seq) str(request_id) str(trace_id) i64(received_ms) str(caller_kind)
@@ -19,6 +24,15 @@
 #include "envelope.pb-c.h"
 
 #define ENTRY_HASH_LEN 32
+
+/* How a chain is hashed: entries from keyed_from on with HMAC-SHA256 under key, earlier ones
+ * (the legacy part) with plain SHA-256. A NULL chain hashes every entry with plain SHA-256
+ * (only the unit tests of the legacy encoding use it). */
+typedef struct {
+    const uint8_t *key; /* KOOISV_AUDIT_CHAIN_KEY's bytes, owned by the caller */
+    size_t key_len;
+    int64_t keyed_from; /* first keyed seq (1: the whole chain is keyed) */
+} entry_chain_t;
 
 /* Longest stored value of each field, in bytes (longer input is cut at a character boundary). */
 #define ENTRY_MAX_ID 128        /* request id, trace id, caller id, nonce */
@@ -84,13 +98,14 @@ size_t entry_intent_content(const entry_intent_t *self, uint8_t **out);
 size_t entry_outcome_content(const entry_outcome_t *self, uint8_t **out);
 /* Parse 64 hex digits (either case) into out; false (out zeroed) when hex is anything else. */
 bool entry_hash_from_hex(const char *hex, uint8_t out[ENTRY_HASH_LEN]);
-/* out = SHA-256(prev || content). */
-void entry_chain_hash(const uint8_t prev[ENTRY_HASH_LEN], const uint8_t *content, size_t len,
-                      uint8_t out[ENTRY_HASH_LEN]);
-/* Hash of an intent / outcome chained after prev. */
-void entry_intent_hash(const entry_intent_t *self, const uint8_t prev[ENTRY_HASH_LEN],
-                       uint8_t out[ENTRY_HASH_LEN]);
-void entry_outcome_hash(const entry_outcome_t *self, const uint8_t prev[ENTRY_HASH_LEN],
-                        uint8_t out[ENTRY_HASH_LEN]);
+/* out = HMAC-SHA256(chain key, prev || content) for seq >= keyed_from, else
+ * SHA-256(prev || content). */
+void entry_chain_hash(const entry_chain_t *chain, int64_t seq, const uint8_t prev[ENTRY_HASH_LEN],
+                      const uint8_t *content, size_t len, uint8_t out[ENTRY_HASH_LEN]);
+/* Hash of an intent / outcome (at its seq) chained after prev. */
+void entry_intent_hash(const entry_intent_t *self, const entry_chain_t *chain,
+                       const uint8_t prev[ENTRY_HASH_LEN], uint8_t out[ENTRY_HASH_LEN]);
+void entry_outcome_hash(const entry_outcome_t *self, const entry_chain_t *chain,
+                        const uint8_t prev[ENTRY_HASH_LEN], uint8_t out[ENTRY_HASH_LEN]);
 
 #endif

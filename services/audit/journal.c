@@ -1,10 +1,12 @@
 #include "journal.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cryptoutil.h"
 #include "log.h"
@@ -42,6 +44,7 @@ struct journal {
     PGconn *conn;
     journal_stats_t stats;
     int64_t logged_seq;
+    bool head_file_failed; /* warned once until a write succeeds again */
 };
 
 static const pg_stmt_t journal_stmts[] = {
@@ -279,7 +282,7 @@ static bool stage_inserts(journal_t *self, item_t **items, int n, json_t *intent
                     e.reject_reason = (char *)it->replay_reason;
                     e.reject_code = (char *)"000001";
                 }
-                entry_intent_hash(&e, head_hash, hash);
+                entry_intent_hash(&e, self->cfg.chain, head_hash, hash);
                 json_t *row = json_pack(
                     "{s:I, s:s, s:s, s:I, s:s, s:s, s:s, s:o, s:s, s:b, s:s, s:I, s:s, s:s}",
                     "seq", (json_int_t)e.seq, "request_id", e.request_id, "trace_id", e.trace_id,
@@ -302,7 +305,7 @@ static bool stage_inserts(journal_t *self, item_t **items, int n, json_t *intent
                 }
                 entry_outcome_t e = *it->outcome;
                 e.seq = *head_seq + 1;
-                entry_outcome_hash(&e, head_hash, hash);
+                entry_outcome_hash(&e, self->cfg.chain, head_hash, hash);
                 json_t *row = json_pack("{s:I, s:s, s:I, s:s, s:s, s:I, s:I}", "seq",
                                         (json_int_t)e.seq, "request_id", e.request_id,
                                         "recorded_ms", (json_int_t)e.recorded_ms, "result_code",
@@ -338,6 +341,30 @@ bad_row:
     json_decref(irows);
     json_decref(orows);
     return false;
+}
+
+/* The committed head into the head file (a copy for operators to keep outside the database):
+ * written to a temporary file beside it and renamed, so a reader never sees half a line. */
+static void head_publish(journal_t *self, int64_t seq, const uint8_t hash[ENTRY_HASH_LEN])
+{
+    const char *path = self->cfg.head_file;
+    if (!path || !*path || seq <= 0)
+        return;
+    char tmp[4096], hex[2 * ENTRY_HASH_LEN + 1];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return;
+    FILE *f = fopen(tmp, "w");
+    bool ok =
+        f && fprintf(f, "%lld:%s\n", (long long)seq, hex_encode(hash, ENTRY_HASH_LEN, hex)) > 0;
+    ok = f && fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        if (!self->head_file_failed)
+            log_warn(NULL, "audit chain head: cannot write %s: %s", path, strerror(errno));
+        self->head_file_failed = true;
+        unlink(tmp);
+        return;
+    }
+    self->head_file_failed = false;
 }
 
 /* One transaction for the whole batch. true once committed. */
@@ -382,6 +409,8 @@ static bool batch_commit(journal_t *self, item_t **items, int n)
         ok = pg_command(self->conn, "COMMIT");
     else
         pg_command(self->conn, "ROLLBACK");
+    if (ok)
+        head_publish(self, head_seq, head_hash);
     if (ok && head_seq > self->logged_seq + 100000) {
         char hex[2 * ENTRY_HASH_LEN + 1];
         log_info(NULL, "audit chain head seq=%lld hash=%s", (long long)head_seq,

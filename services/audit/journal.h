@@ -19,6 +19,8 @@ typedef struct {
     int64_t nonce_window_ms;    /* signature window: |now - timestamp| allowed by the gateway */
     int64_t nonce_margin_ms;    /* nonces are kept window + margin (clock skew between hosts) */
     int statement_timeout_ms;   /* per statement, so that a stuck database fails fast */
+    const entry_chain_t *chain; /* how entries are hashed (key, keyed_from); outlives the journal */
+    const char *head_file;      /* "" or NULL: none; else "seq:hash\n" replaced after each commit */
 } journal_config_t;
 
 typedef struct {

@@ -1,9 +1,12 @@
 /* kooisv-audit: the append-only, hash-chained record of every request and operator action, the
- * replay (nonce) check, and the query and verify API (ARCHITECTURE.md "Audit and replay"). */
+ * replay (nonce) check, and the query and verify API (ARCHITECTURE.md "Audit and replay").
+ * Migrations are a separate one-shot run (--migrate) with the schema owner's connection. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "config.h"
+#include "epoch.h"
 #include "intake.h"
 #include "journal.h"
 #include "log.h"
@@ -19,11 +22,18 @@ static const config_var_t audit_vars[] = {
     {"KOOISV_BIND", "tcp://*:7104", 0, "ZeroMQ endpoint the service binds"},
     {"KOOISV_WORKERS", "64", 0,
      "worker threads; the records they wait on together form one group commit"},
-    {"KOOISV_PG_DSN", NULL, CONFIG_REQUIRED | CONFIG_SECRET,
-     "PostgreSQL connection as role kooisv_audit (INSERT and SELECT on the trail only)"},
+    {"KOOISV_PG_DSN", NULL, CONFIG_SECRET,
+     "PostgreSQL connection as role kooisv_audit (INSERT and SELECT on the trail only); "
+     "required to serve"},
     {"KOOISV_PG_MIGRATE_DSN", NULL, CONFIG_SECRET,
-     "connection as kooisv_audit_owner, used once at start to apply migrations "
-     "(unset: someone else applies them)"},
+     "connection as kooisv_audit_owner, for --migrate only: the serving process refuses to "
+     "start with it set"},
+    {"KOOISV_AUDIT_CHAIN_KEY", NULL, CONFIG_REQUIRED | CONFIG_SECRET | CONFIG_KEY,
+     "HMAC key of the hash chain; never stored in the database (losing it: the trail can no "
+     "longer be verified)"},
+    {"KOOISV_AUDIT_HEAD_PATH", "", 0,
+     "file the chain head (seq:hash) is written to after each commit, to keep outside the "
+     "database for verify --head (empty: none)"},
     {"KOOISV_PG_WAIT_S", "30", 0, "seconds to wait for PostgreSQL at start"},
     {"KOOISV_LOG_LEVEL", "info", 0, "debug | info | warn | error"},
     {"KOOISV_AUDIT_BATCH_MAX", "256", 0, "records per transaction (1 = no group commit)"},
@@ -39,6 +49,7 @@ static const config_var_t audit_vars[] = {
 typedef struct {
     journal_t *journal;
     readers_t *readers;
+    entry_chain_t chain;
 } audit_t;
 
 static void audit_handle(void *state, svc_call_t *call)
@@ -62,7 +73,7 @@ static void audit_handle(void *state, svc_call_t *call)
         if (env->body_case == KOOISV__ENVELOPE__BODY_AUDIT_QUERY)
             query_handle(conn, call);
         else
-            verify_handle(conn, call);
+            verify_handle(conn, &self->chain, call);
         readers_give(self->readers, conn);
         return;
     }
@@ -72,37 +83,102 @@ static void audit_handle(void *state, svc_call_t *call)
     }
 }
 
-/* Apply the embedded migrations as the schema owner, if we were given its connection. */
-static int audit_migrate(int wait_s)
+/* kooisv-audit --migrate: apply the embedded migrations as the schema owner and seal the chain
+ * epoch with the key, then exit (a one-shot step: the serving process never holds the owner's
+ * connection). */
+static int audit_migrate(int wait_s, const char *key)
 {
     const char *dsn = config_get("KOOISV_PG_MIGRATE_DSN");
     if (!*dsn) {
-        log_info(NULL, "KOOISV_PG_MIGRATE_DSN unset: assuming the audit schema is migrated");
-        return 0;
+        log_error(NULL, "audit --migrate: KOOISV_PG_MIGRATE_DSN is not set");
+        return 1;
     }
     PGconn *conn = pg_connect(dsn, "kooisv-audit-migrate", wait_s);
     if (!conn)
-        return -1;
+        return 1;
     int rc = pg_migrate(conn, "audit", service_migrations, service_migrations_count);
+    if (rc == 0)
+        rc = epoch_seal(conn, (const uint8_t *)key, strlen(key));
     PQfinish(conn);
-    return rc;
+    if (rc != 0)
+        log_error(NULL, "audit --migrate: failed");
+    return rc == 0 ? 0 : 1;
+}
+
+/* The serving role must not be able to lift the append-only triggers: not the schema owner,
+ * not a member of it, not a superuser. */
+static const pg_stmt_t audit_role_stmts[] = {
+    {"audit_role_owns",
+     "SELECT pg_has_role(current_user, nspowner, 'MEMBER') FROM pg_namespace"
+     " WHERE nspname = 'audit'",
+     0},
+};
+
+/* Check the serving connection (role, chain epoch under our key); 0 or -1 with a reason. */
+static int audit_check_store(PGconn *conn, audit_t *self)
+{
+    if (pg_prepare_all(conn, audit_role_stmts, 1) != 0)
+        return -1;
+    PGresult *r = pg_exec(conn, "audit_role_owns", 0, NULL);
+    const char *owns = pg_ok(r) ? pg_value(r, 0, 0) : NULL;
+    bool refused = !owns || owns[0] != 'f';
+    PQclear(r);
+    if (refused) {
+        log_error(NULL, "audit: refusing to serve: KOOISV_PG_DSN's role owns schema audit or is "
+                        "a superuser (or the schema is missing); use role kooisv_audit");
+        return -1;
+    }
+    return epoch_load(conn, self->chain.key, self->chain.key_len, &self->chain.keyed_from);
+}
+
+/* Remove --migrate from argv (config_load refuses arguments it does not know); true if given. */
+static bool take_migrate_flag(int *argc, char **argv)
+{
+    bool found = false;
+    int out = 1;
+    for (int i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], "--migrate") == 0)
+            found = true;
+        else
+            argv[out++] = argv[i];
+    }
+    argv[out] = NULL;
+    *argc = out;
+    return found;
 }
 
 int main(int argc, char **argv)
 {
     log_init("audit");
-    config_load("kooisv-audit", "The audit trail: append-only, hash-chained, replay check.",
+    bool migrate = take_migrate_flag(&argc, argv);
+    config_load("kooisv-audit",
+                "The audit trail: append-only, hash-chained (HMAC), replay check.\n"
+                "kooisv-audit --migrate applies the migrations as the schema owner "
+                "(KOOISV_PG_MIGRATE_DSN), seals the chain epoch with the key and exits.",
                 audit_vars, sizeof audit_vars / sizeof *audit_vars, argc, argv);
     int wait_s = (int)config_get_long("KOOISV_PG_WAIT_S", 0, 3600);
-    if (audit_migrate(wait_s) != 0) {
-        log_error(NULL, "audit: migrations failed");
-        return 1;
+    const char *key = config_get("KOOISV_AUDIT_CHAIN_KEY");
+    if (migrate)
+        return audit_migrate(wait_s, key);
+    if (*config_get("KOOISV_PG_MIGRATE_DSN")) {
+        log_error(NULL, "audit: refusing to serve with KOOISV_PG_MIGRATE_DSN set: the schema "
+                        "owner's connection is for the one-shot kooisv-audit --migrate only");
+        return 2;
     }
+    if (!*config_get("KOOISV_PG_DSN")) {
+        log_error(NULL, "audit: KOOISV_PG_DSN is required to serve");
+        return 2;
+    }
+    audit_t self = {.chain = {.key = (const uint8_t *)key, .key_len = strlen(key)}};
     /* Refuse to start on a database we cannot reach rather than answer 000005 forever. */
     PGconn *probe = pg_connect(config_get("KOOISV_PG_DSN"), "kooisv-audit", wait_s);
     if (!probe)
         return 1;
+    int checked = audit_check_store(probe, &self);
     PQfinish(probe);
+    if (checked != 0)
+        return 1;
+    log_info(NULL, "audit chain keyed from seq %lld", (long long)self.chain.keyed_from);
 
     int timeout_ms = (int)config_get_long("KOOISV_AUDIT_STATEMENT_TIMEOUT_MS", 100, 60000);
     journal_config_t jc = {
@@ -111,6 +187,8 @@ int main(int argc, char **argv)
         .nonce_window_ms = config_get_long("KOOISV_AUDIT_NONCE_WINDOW_MS", 1000, 3600000),
         .nonce_margin_ms = config_get_long("KOOISV_AUDIT_NONCE_MARGIN_MS", 0, 86400000),
         .statement_timeout_ms = timeout_ms,
+        .chain = &self.chain,
+        .head_file = config_get("KOOISV_AUDIT_HEAD_PATH"),
     };
     /* Queries and verification share the pool: one table with both statement sets. */
     size_t nstmts = query_nstmts + verify_nstmts;
@@ -120,12 +198,10 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < verify_nstmts; i++)
         stmts[query_nstmts + i] = verify_stmts[i];
 
-    audit_t self = {
-        .journal = journal_new(&jc),
-        .readers = readers_new(config_get("KOOISV_PG_DSN"),
-                               (int)config_get_long("KOOISV_AUDIT_READERS", 1, 64), timeout_ms,
-                               stmts, nstmts),
-    };
+    self.journal = journal_new(&jc);
+    self.readers =
+        readers_new(config_get("KOOISV_PG_DSN"),
+                    (int)config_get_long("KOOISV_AUDIT_READERS", 1, 64), timeout_ms, stmts, nstmts);
     if (!self.journal)
         return 1;
     svc_def_t def = {

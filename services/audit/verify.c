@@ -51,16 +51,17 @@ static const char *row_request(const verify_row_t *r)
 }
 
 /* The hash r would have if it sat at position seq after its stored prev_hash. */
-static void row_hash_at(const verify_row_t *r, int64_t seq, uint8_t out[ENTRY_HASH_LEN])
+static void row_hash_at(const verify_row_t *r, const entry_chain_t *chain, int64_t seq,
+                        uint8_t out[ENTRY_HASH_LEN])
 {
     if (r->is_intent) {
         entry_intent_t e = r->intent;
         e.seq = seq;
-        entry_intent_hash(&e, r->prev, out);
+        entry_intent_hash(&e, chain, r->prev, out);
     } else {
         entry_outcome_t e = r->outcome;
         e.seq = seq;
-        entry_outcome_hash(&e, r->prev, out);
+        entry_outcome_hash(&e, chain, r->prev, out);
     }
 }
 
@@ -91,7 +92,7 @@ bool verify_row(const verify_row_t *r, const verify_row_t *next, const verify_ex
         return verdict(out, "inserted", seq, "a second entry %lld (%s of request %s)", s,
                        row_kind(r), row_request(r));
     uint8_t h[ENTRY_HASH_LEN];
-    row_hash_at(r, seq, h);
+    row_hash_at(r, ex->chain, seq, h);
     bool self_ok = bytes_equal(h, r->hash, ENTRY_HASH_LEN);
     bool link_ok = !ex->prev_known || bytes_equal(r->prev, ex->prev, ENTRY_HASH_LEN);
     if (self_ok && link_ok)
@@ -112,7 +113,7 @@ bool verify_row(const verify_row_t *r, const verify_row_t *next, const verify_ex
                        "the newest entry %lld (%s of request %s) does not chain to entry %lld", s,
                        row_kind(r), row_request(r), s - 1);
     if (!self_ok) {
-        row_hash_at(r, seq + 1, h);
+        row_hash_at(r, ex->chain, seq + 1, h);
         if (bytes_equal(h, r->hash, ENTRY_HASH_LEN))
             return verdict(out, "removed", seq,
                            "entry %lld was removed: the %s of request %s was moved down from %lld",
@@ -215,14 +216,53 @@ static void reply_failed(svc_call_t *call, const char *what, PGresult *r)
     svc_call_result(call, "000005", "audit store unavailable");
 }
 
-void verify_handle(PGconn *conn, svc_call_t *call)
+/* Compare the chain with a head kept outside the database: 0 (out filled when it does not
+ * match), or -1 when the lookup failed (the reply is already sent). */
+static int head_check(PGconn *conn, svc_call_t *call, const Kooisv__AuditVerify *v,
+                      verify_verdict_t *out)
+{
+    uint8_t want[ENTRY_HASH_LEN], have[ENTRY_HASH_LEN];
+    long long s = (long long)v->expect_head_seq;
+    char seq[24];
+    snprintf(seq, sizeof seq, "%lld", s);
+    const char *p[] = {seq};
+    PGresult *r = pg_exec(conn, "verify_anchor", 1, p);
+    if (!pg_ok(r)) {
+        reply_failed(call, "head lookup", r);
+        return -1;
+    }
+    bool found = PQntuples(r) > 0;
+    bool same = found && entry_hash_from_hex(pg_value(r, 0, 0), have) &&
+                entry_hash_from_hex(v->expect_head_hash, want) &&
+                bytes_equal(want, have, ENTRY_HASH_LEN);
+    PQclear(r);
+    if (!found)
+        verdict(out, "removed", v->expect_head_seq,
+                "entry %lld, the head kept outside the database, is missing: the chain was "
+                "truncated",
+                s);
+    else if (!same)
+        verdict(out, "modified", v->expect_head_seq,
+                "entry %lld no longer has the hash of the head kept outside the database", s);
+    return 0;
+}
+
+void verify_handle(PGconn *conn, const entry_chain_t *chain, svc_call_t *call)
 {
     const Kooisv__AuditVerify *v = svc_call_request(call)->audit_verify;
     if (!v || v->from_seq < 0 || v->max_entries < 0) {
         svc_call_result(call, "000002", "from_seq and max_entries must be >= 0");
         return;
     }
-    verify_expect_t ex = {.seq = v->from_seq > 1 ? v->from_seq : 1, .prev_known = true};
+    uint8_t kept[ENTRY_HASH_LEN];
+    if (v->expect_head_seq < 0 ||
+        (v->expect_head_seq > 0 && !entry_hash_from_hex(v->expect_head_hash, kept))) {
+        svc_call_result(call, "000002",
+                        "expect_head_seq must be >= 0 and expect_head_hash 64 hex digits");
+        return;
+    }
+    verify_expect_t ex = {
+        .chain = chain, .seq = v->from_seq > 1 ? v->from_seq : 1, .prev_known = true};
     if (ex.seq > 1) {
         char anchor[24];
         snprintf(anchor, sizeof anchor, "%lld", (long long)(ex.seq - 1));
@@ -280,6 +320,9 @@ void verify_handle(PGconn *conn, svc_call_t *call)
             stopped = true;
     }
 
+    /* The kept head is checked once the walk found nothing (a truncation leaves no trace in it). */
+    if (!bad.problem && v->expect_head_seq > 0 && head_check(conn, call, v, &bad) != 0)
+        return;
     char hex[2 * ENTRY_HASH_LEN + 1];
     res->checked = checked;
     res->head_seq = head;

@@ -8,8 +8,12 @@
  *             entries share a seq
  *   modified  the entry's content no longer gives its hash, or (self-consistent but not linked)
  *             its predecessor was rewritten and rehashed
- * Removing the newest entries leaves no trace inside the database: compare head_seq/head_hash
- * with a checkpoint kept elsewhere (the service also logs the head periodically). */
+ * Hashes are keyed (entry.h): whoever rewrites the tables without the chain key cannot make a
+ * changed entry match again, re-hashing or not. Removing the newest entries leaves no trace
+ * inside the database: the request may carry a head kept elsewhere (expect_head_seq/hash, from
+ * the service's head file or log), and then
+ *   removed   that entry is missing (the chain was truncated)
+ *   modified  that entry's hash differs from the kept one */
 #ifndef KOOISV_AUDIT_VERIFY_H
 #define KOOISV_AUDIT_VERIFY_H
 #include <stdbool.h>
@@ -40,10 +44,11 @@ typedef struct {
     char detail[200];
 } verify_verdict_t;
 
-/* What the walk expects of the next row: its seq, the hash it must chain to (known = false
- * without an anchor: the first row of a walk that starts past the genesis without its
- * predecessor), and the hash that one chained to. */
+/* What the walk expects of the next row: how it is hashed, its seq, the hash it must chain to
+ * (known = false without an anchor: the first row of a walk that starts past the genesis without
+ * its predecessor), and the hash that one chained to. */
 typedef struct {
+    const entry_chain_t *chain; /* how the rows were hashed */
     int64_t seq;
     uint8_t prev[ENTRY_HASH_LEN];
     bool prev_known;
@@ -58,7 +63,8 @@ bool verify_row(const verify_row_t *r, const verify_row_t *next, const verify_ex
 /* Move ex past row r, which verify_row accepted. */
 void verify_expect_advance(verify_expect_t *ex, const verify_row_t *r);
 
-/* Serve one AuditVerify on conn (statements of verify_stmts prepared): sets the reply. */
-void verify_handle(PGconn *conn, svc_call_t *call);
+/* Serve one AuditVerify on conn (statements of verify_stmts prepared) for a chain hashed as
+ * chain: sets the reply. */
+void verify_handle(PGconn *conn, const entry_chain_t *chain, svc_call_t *call);
 
 #endif

@@ -1,7 +1,8 @@
 -- The audit trail (ARCHITECTURE.md "Audit and replay"). Applied as kooisv_audit_owner, the owner
 -- of schema audit; the service (kooisv_audit) may only INSERT and SELECT the trail, operators'
 -- tools (kooisv_auditor) only SELECT. Intents and outcomes share one gapless sequence and one
--- hash chain: hash = SHA-256(prev_hash || canonical content), see services/audit/entry.h.
+-- hash chain: hash = SHA-256(prev_hash || canonical content) here, keyed (HMAC-SHA256) from
+-- migration 002 on, see services/audit/entry.h.
 
 CREATE TABLE intents (
     seq           bigint  PRIMARY KEY CHECK (seq > 0),
@@ -61,8 +62,11 @@ CREATE VIEW chain AS
     SELECT seq, 'outcome'::text, request_id, recorded_ms, prev_hash, hash
       FROM outcomes;
 
--- Refuse every change to the trail, whoever asks (the owner included; disabling these triggers
--- needs the owner or a superuser and leaves the hash chain broken for verify to report).
+-- Refuse every change to the trail, whoever asks (the owner included). Disabling these triggers
+-- needs the owner or a superuser, and verify does NOT notice by itself what such a role does
+-- with plain SHA-256: it can rewrite entries and re-hash the chain after them. What stops that
+-- is the key of migration 002 (the database never sees it) and a chain head kept outside the
+-- database (verify --head), which also shows the newest entries removed.
 CREATE FUNCTION refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'the audit trail is append-only: % on %.% refused',

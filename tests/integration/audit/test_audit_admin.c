@@ -615,6 +615,40 @@ static void test_verify_reports_tampering(void **state)
     free(seq);
 }
 
+/* kooisvctl audit verify --head/--head-file: the audit service's head file verifies; a kept
+ * head the trail no longer has (truncated) or no longer matches (rewritten) is reported. */
+static void test_verify_kept_head(void **state)
+{
+    (void)state;
+    const char *head_file = suite_get("KOOISV_AUDIT_HEAD_PATH");
+    assert_non_null(head_file);
+    char *out = NULL;
+    assert_int_equal(CTL(&out, "audit", "verify", "--head-file", head_file), 0);
+    assert_non_null(strstr(out, "OK:"));
+    free(out);
+    char *text = config_read_file(head_file, NULL);
+    assert_non_null(text);
+    text[strcspn(text, "\n")] = '\0';
+    char *colon = strchr(text, ':');
+    assert_non_null(colon);
+    char *beyond = xasprintf("%lld%s", strtoll(text, NULL, 10) + 1000000, colon);
+    assert_int_equal(CTL(&out, "audit", "verify", "--head", beyond), 1);
+    assert_non_null(strstr(out, "removed"));
+    free(out);
+    char *other = xstrdup(text);
+    char *h = strchr(other, ':') + 1;
+    h[0] = h[0] == 'a' ? 'b' : 'a';
+    assert_int_equal(CTL(&out, "audit", "verify", "--head", other), 1);
+    assert_non_null(strstr(out, "modified"));
+    free(out);
+    assert_int_equal(CTL(NULL, "audit", "verify", "--head", "12:nothex"), 1);
+    assert_int_equal(CTL(NULL, "audit", "verify", "--head", text, "--head-file", head_file), 2);
+    assert_int_equal(CTL(NULL, "audit", "verify", "--head-file", "/nonexistent/head"), 2);
+    free(other);
+    free(beyond);
+    free(text);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -642,6 +676,7 @@ int main(void)
         cmocka_unit_test(test_admin_call_caps),
         cmocka_unit_test(test_kooisvctl),
         cmocka_unit_test(test_verify_reports_tampering),
+        cmocka_unit_test(test_verify_kept_head),
         cmocka_unit_test(test_audit_down),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -11,6 +11,10 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "config.h"
 #include "cryptoutil.h"
 #include "entry.h"
 #include "journal.h"
@@ -114,8 +118,9 @@ static Kooisv__Reply *send_query(Kooisv__AuditQuery *q)
     return call(client, &env);
 }
 
-/* Verify the whole chain (following next_seq); the last answer. */
-static Kooisv__Reply *send_verify(void)
+/* Verify the whole chain (following next_seq) against a kept head (seq 0: none); the last
+ * answer. */
+static Kooisv__Reply *send_verify_head(int64_t head_seq, const char *head_hash)
 {
     int64_t from = 1;
     for (;;) {
@@ -125,6 +130,8 @@ static Kooisv__Reply *send_verify(void)
         rand_uuid(rid);
         env.request_id = rid;
         v.from_seq = from;
+        v.expect_head_seq = head_seq;
+        v.expect_head_hash = (char *)(head_hash ? head_hash : "");
         env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_VERIFY;
         env.audit_verify = &v;
         Kooisv__Reply *r = call(client, &env);
@@ -530,9 +537,10 @@ static void triggers(bool on)
         assert_true(kc_sql_exec(sql[i], 0, NULL) >= 0);
 }
 
-static void expect_verdict(const char *problem, int64_t seq)
+static void expect_verdict_head(const char *problem, int64_t seq, int64_t head_seq,
+                                const char *head_hash)
 {
-    Kooisv__Reply *r = send_verify();
+    Kooisv__Reply *r = send_verify_head(head_seq, head_hash);
     Kooisv__AuditVerifyResult *v = r->audit_verify;
     if (!problem) {
         if (!v->ok)
@@ -545,6 +553,11 @@ static void expect_verdict(const char *problem, int64_t seq)
                      v->problem, (long long)v->first_bad_seq, v->detail);
     }
     free_reply(r);
+}
+
+static void expect_verdict(const char *problem, int64_t seq)
+{
+    expect_verdict_head(problem, seq, 0, NULL);
 }
 
 /* A few fresh entries in the middle of which to tamper; returns the seq of the first intent. */
@@ -611,7 +624,16 @@ static void test_tamper(void **state)
                         .event_type = "admin.app.secret", .resources = NULL, .nresources = 0,
                         .source_addr = "198.51.100.1", .nonce = "", .reject_reason = "",
                         .reject_code = ""};
-    entry_intent_hash(&x, prev_hash, hash);
+    /* Slipped in by someone who holds the chain key too (the suite hands it to the tests), so
+     * that the entry is self-consistent and verify tells "inserted" from "modified". */
+    const char *key = suite_get("KOOISV_AUDIT_CHAIN_KEY");
+    assert_non_null(key);
+    char *from = value("SELECT keyed_from FROM audit.chain_epoch", NULL);
+    assert_non_null(from);
+    entry_chain_t chain = {
+        .key = (const uint8_t *)key, .key_len = strlen(key), .keyed_from = strtoll(from, NULL, 10)};
+    free(from);
+    entry_intent_hash(&x, &chain, prev_hash, hash);
     char hash_hex[65];
     hex_encode(hash, 32, hash_hex);
     const char *pf[] = {seq, forged_rid, prev_hex, hash_hex};
@@ -644,6 +666,241 @@ static void test_tamper(void **state)
         free(rids[i]);
 }
 
+/* ---------------------------------------------------------------- forgery (issue 8 item 3) */
+
+/* What the review did with the schema owner's rights: rewrite the chain from seq `from` to the
+ * head with plain SHA-256(prev || content), each entry's content read back from the database,
+ * so that every stored hash and link is consistent again. */
+static void rehash_plain(int64_t from)
+{
+    PGconn *pg = kc_pg();
+    assert_non_null(pg);
+    char f[24], anchor[24];
+    snprintf(f, sizeof f, "%lld", (long long)from);
+    snprintf(anchor, sizeof anchor, "%lld", (long long)(from - 1));
+    char *prev_hex =
+        value("SELECT encode(hash, 'hex') FROM audit.chain WHERE seq = $1::bigint", anchor);
+    uint8_t prev[32] = {0};
+    assert_true(entry_hash_from_hex(prev_hex, prev));
+    free(prev_hex);
+    const char *p[] = {f};
+    PGresult *r = PQexecParams(
+        pg,
+        "SELECT true, seq, request_id, trace_id, received_ms, caller_kind, caller_id, event_type,"
+        " resources::text, source_addr, test_flag, nonce, nonce_ts_ms, reject_reason,"
+        " reject_code, NULL, NULL, NULL, NULL FROM audit.intents WHERE seq >= $1::bigint"
+        " UNION ALL SELECT false, seq, request_id, NULL, recorded_ms, NULL, NULL, NULL, NULL,"
+        " NULL, NULL, NULL, NULL, NULL, NULL, result_code, result_msg, latency_us, http_status"
+        " FROM audit.outcomes WHERE seq >= $1::bigint ORDER BY 2",
+        1, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    for (int i = 0; i < PQntuples(r); i++) {
+        bool is_intent = PQgetvalue(r, i, 0)[0] == 't';
+        uint8_t *content = NULL;
+        size_t len;
+        if (is_intent) {
+            json_error_t err;
+            json_t *res = json_loads(PQgetvalue(r, i, 8), 0, &err);
+            assert_true(json_is_array(res));
+            size_t n = json_array_size(res);
+            entry_resource_t *rs = xcalloc(n ? n : 1, sizeof *rs);
+            for (size_t j = 0; j < n; j++) {
+                rs[j].kind =
+                    (char *)json_string_value(json_object_get(json_array_get(res, j), "kind"));
+                rs[j].id = (char *)json_string_value(json_object_get(json_array_get(res, j), "id"));
+            }
+            entry_intent_t e = {.seq = strtoll(PQgetvalue(r, i, 1), NULL, 10),
+                                .request_id = PQgetvalue(r, i, 2),
+                                .trace_id = PQgetvalue(r, i, 3),
+                                .received_ms = strtoll(PQgetvalue(r, i, 4), NULL, 10),
+                                .caller_kind = PQgetvalue(r, i, 5),
+                                .caller_id = PQgetvalue(r, i, 6),
+                                .event_type = PQgetvalue(r, i, 7),
+                                .resources = rs,
+                                .nresources = n,
+                                .source_addr = PQgetvalue(r, i, 9),
+                                .test_flag = PQgetvalue(r, i, 10)[0] == 't',
+                                .nonce = PQgetvalue(r, i, 11),
+                                .nonce_ts_ms = strtoll(PQgetvalue(r, i, 12), NULL, 10),
+                                .reject_reason = PQgetvalue(r, i, 13),
+                                .reject_code = PQgetvalue(r, i, 14)};
+            len = entry_intent_content(&e, &content);
+            free(rs);
+            json_decref(res);
+        } else {
+            entry_outcome_t o = {.seq = strtoll(PQgetvalue(r, i, 1), NULL, 10),
+                                 .request_id = PQgetvalue(r, i, 2),
+                                 .recorded_ms = strtoll(PQgetvalue(r, i, 4), NULL, 10),
+                                 .result_code = PQgetvalue(r, i, 15),
+                                 .result_msg = PQgetvalue(r, i, 16),
+                                 .latency_us = strtoll(PQgetvalue(r, i, 17), NULL, 10),
+                                 .http_status = strtoll(PQgetvalue(r, i, 18), NULL, 10)};
+            len = entry_outcome_content(&o, &content);
+        }
+        uint8_t *buf = xmalloc(32 + len), hash[32];
+        memcpy(buf, prev, 32);
+        memcpy(buf + 32, content, len);
+        sha256(buf, 32 + len, hash);
+        free(buf);
+        free(content);
+        char prev_text[65], hash_text[65];
+        hex_encode(prev, 32, prev_text);
+        hex_encode(hash, 32, hash_text);
+        const char *u[] = {PQgetvalue(r, i, 1), prev_text, hash_text};
+        assert_int_equal(
+            kc_sql_exec(is_intent ? "UPDATE audit.intents SET prev_hash = decode($2, 'hex'),"
+                                    " hash = decode($3, 'hex') WHERE seq = $1::bigint"
+                                  : "UPDATE audit.outcomes SET prev_hash = decode($2, 'hex'),"
+                                    " hash = decode($3, 'hex') WHERE seq = $1::bigint",
+                        3, u),
+            1);
+        memcpy(prev, hash, 32);
+    }
+    PQclear(r);
+}
+
+/* An entry rewritten with the triggers off and the chain re-hashed after it is reported: the
+ * stored hashes are keyed, so SHA-256 recomputed without the key no longer matches. */
+static void test_rehash_forgery_detected(void **state)
+{
+    (void)state;
+    expect_verdict(NULL, 0);
+    char *rids[3];
+    int64_t k = fresh_entries(rids);
+    char seq[24];
+    snprintf(seq, sizeof seq, "%lld", (long long)k);
+    const char *ps[] = {seq};
+    assert_int_equal(kc_sql_count("SELECT pg_advisory_lock(" CHAIN_LOCK ")", 0, NULL), 1);
+    triggers(false);
+    /* Saved to put the chain back exactly afterwards. */
+    assert_true(
+        kc_sql_exec(
+            "CREATE TEMP TABLE saved_i AS SELECT * FROM audit.intents WHERE seq >= $1::bigint", 1,
+            ps) >= 0);
+    assert_true(
+        kc_sql_exec(
+            "CREATE TEMP TABLE saved_o AS SELECT * FROM audit.outcomes WHERE seq >= $1::bigint", 1,
+            ps) >= 0);
+    assert_int_equal(
+        kc_sql_exec("UPDATE audit.intents SET event_type = 'forged' WHERE seq = $1::bigint", 1, ps),
+        1);
+    rehash_plain(k);
+    expect_verdict("modified", k);
+
+    /* Undo: the saved rows back in place, the triggers on, the chain intact again. */
+    assert_true(kc_sql_exec("DELETE FROM audit.intents WHERE seq >= $1::bigint", 1, ps) >= 0);
+    assert_true(kc_sql_exec("DELETE FROM audit.outcomes WHERE seq >= $1::bigint", 1, ps) >= 0);
+    assert_true(kc_sql_exec("INSERT INTO audit.intents SELECT * FROM saved_i", 0, NULL) >= 0);
+    assert_true(kc_sql_exec("INSERT INTO audit.outcomes SELECT * FROM saved_o", 0, NULL) >= 0);
+    assert_true(kc_sql_exec("DROP TABLE saved_i, saved_o", 0, NULL) >= 0);
+    triggers(true);
+    assert_int_equal(kc_sql_count("SELECT pg_advisory_unlock(" CHAIN_LOCK ")", 0, NULL), 1);
+    expect_verdict(NULL, 0);
+    for (int i = 0; i < 3; i++)
+        free(rids[i]);
+}
+
+/* The head file holds the last committed entry; the newest entries removed leave a chain that
+ * verifies by itself, and only a head kept elsewhere shows the truncation. */
+static void test_head_file_and_truncation(void **state)
+{
+    (void)state;
+    char *rids[3];
+    int64_t k = fresh_entries(rids);
+    const char *path = suite_get("KOOISV_AUDIT_HEAD_PATH");
+    assert_non_null(path);
+    assert_int_equal(kc_sql_count("SELECT pg_advisory_lock(" CHAIN_LOCK ")", 0, NULL), 1);
+    char *text = config_read_file(path, NULL);
+    assert_non_null(text);
+    char *colon = strchr(text, ':');
+    assert_non_null(colon);
+    *colon = '\0';
+    char *hash = colon + 1;
+    hash[strcspn(hash, "\n")] = '\0';
+    int64_t head = strtoll(text, NULL, 10);
+    assert_true(head >= k + 5);
+    char *stored =
+        value("SELECT encode(hash, 'hex') FROM audit.chain WHERE seq = $1::bigint", text);
+    char *max = value("SELECT max(seq)::text FROM audit.chain", NULL);
+    assert_non_null(stored);
+    assert_string_equal(stored, hash);
+    assert_int_equal(strtoll(max, NULL, 10), head);
+    expect_verdict_head(NULL, 0, head, hash);
+    char bad[65];
+    memset(bad, 'a', 64);
+    bad[64] = '\0';
+    expect_verdict_head("modified", head, head, bad);
+
+    /* The newest entries deleted as superuser: the chain alone still looks intact. */
+    char cut[24];
+    snprintf(cut, sizeof cut, "%lld", (long long)(k + 3));
+    const char *pc[] = {cut};
+    triggers(false);
+    assert_true(
+        kc_sql_exec(
+            "CREATE TEMP TABLE cut_i AS SELECT * FROM audit.intents WHERE seq >= $1::bigint", 1,
+            pc) >= 0);
+    assert_true(
+        kc_sql_exec(
+            "CREATE TEMP TABLE cut_o AS SELECT * FROM audit.outcomes WHERE seq >= $1::bigint", 1,
+            pc) >= 0);
+    assert_true(kc_sql_exec("DELETE FROM audit.intents WHERE seq >= $1::bigint", 1, pc) > 0);
+    assert_true(kc_sql_exec("DELETE FROM audit.outcomes WHERE seq >= $1::bigint", 1, pc) > 0);
+    expect_verdict(NULL, 0);
+    expect_verdict_head("removed", head, head, hash);
+    assert_true(kc_sql_exec("INSERT INTO audit.intents SELECT * FROM cut_i", 0, NULL) > 0);
+    assert_true(kc_sql_exec("INSERT INTO audit.outcomes SELECT * FROM cut_o", 0, NULL) > 0);
+    assert_true(kc_sql_exec("DROP TABLE cut_i, cut_o", 0, NULL) >= 0);
+    triggers(true);
+    assert_int_equal(kc_sql_count("SELECT pg_advisory_unlock(" CHAIN_LOCK ")", 0, NULL), 1);
+    expect_verdict_head(NULL, 0, head, hash);
+
+    /* A malformed kept head is refused, not taken as "none". */
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    Kooisv__AuditVerify v = KOOISV__AUDIT_VERIFY__INIT;
+    env.request_id = "verify-bad-head";
+    v.expect_head_seq = head;
+    v.expect_head_hash = "not-hex";
+    env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_VERIFY;
+    env.audit_verify = &v;
+    Kooisv__Reply *r = call(client, &env);
+    assert_string_equal(r->result_code, "000002");
+    free_reply(r);
+    free(stored);
+    free(max);
+    free(text);
+    for (int i = 0; i < 3; i++)
+        free(rids[i]);
+}
+
+/* The running audit process was never given the schema owner's connection: neither its
+ * environment nor its arguments name it (the runner migrates in a separate step). */
+static void test_no_owner_dsn_in_service(void **state)
+{
+    (void)state;
+    const char *dir = suite_get("KOOISV_SUITE_DIR");
+    assert_non_null(dir);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/run/audit.pid", dir);
+    size_t len = 0;
+    char *pid = config_read_file(path, &len);
+    assert_non_null(pid);
+    const char *files[] = {"environ", "cmdline"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "/proc/%ld/%s", strtol(pid, NULL, 10), files[i]);
+        char *text = config_read_file(path, &len);
+        assert_non_null(text);
+        assert_true(len > 0);
+        for (size_t j = 0; j < len; j++)
+            if (!text[j])
+                text[j] = '\n';
+        if (strstr(text, "KOOISV_PG_MIGRATE_DSN") || strstr(text, "audit_owner"))
+            fail_msg("the audit process's %s names the schema owner's connection", files[i]);
+        free(text);
+    }
+    free(pid);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -667,11 +924,18 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_intent_stored_once), cmocka_unit_test(test_outcome_needs_intent),
-        cmocka_unit_test(test_bad_records_refused), cmocka_unit_test(test_replay_refused),
-        cmocka_unit_test(test_stale_nonce_refused), cmocka_unit_test(test_replay_concurrent),
-        cmocka_unit_test(test_query),              cmocka_unit_test(test_append_only),
+        cmocka_unit_test(test_intent_stored_once),
+        cmocka_unit_test(test_outcome_needs_intent),
+        cmocka_unit_test(test_bad_records_refused),
+        cmocka_unit_test(test_replay_refused),
+        cmocka_unit_test(test_stale_nonce_refused),
+        cmocka_unit_test(test_replay_concurrent),
+        cmocka_unit_test(test_query),
+        cmocka_unit_test(test_append_only),
         cmocka_unit_test(test_tamper),
+        cmocka_unit_test(test_rehash_forgery_detected),
+        cmocka_unit_test(test_head_file_and_truncation),
+        cmocka_unit_test(test_no_owner_dsn_in_service),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -27,6 +27,18 @@
 #define VECTOR_INTENT_HASH "bd67321fee94615243a215d971d18ed82fc27df379d9fc84a41bcaa7a3059e37"
 #define VECTOR_OUTCOME_LEN 61
 #define VECTOR_OUTCOME_HASH "69d3c2a5539c202237d99a8d9aaa125da22eb7f42ed8e5743bc20350c6fd81b5"
+/* The same two entries keyed, also with Python (hmac.new(k, ..., hashlib.sha256)):
+ *   k = b'chain-key-For-tests-0001'
+ *   keyed:  h1 = hmac(k, b'\0'*32 + intent), h2 = hmac(k, h1 + outcome)
+ *   legacy up to seq 1 (keyed_from = 2): h2 = hmac(k, sha256(b'\0'*32 + intent) + outcome) */
+#define VECTOR_KEY "chain-key-For-tests-0001"
+#define VECTOR_KEYED_INTENT_HASH "5f86284a82e6a63858747c57194ccc3f0bca671edba81b71e7f698be0fcd88fd"
+#define VECTOR_KEYED_OUTCOME_HASH "1d6c7f1bf98bb0278965212540c413b1c24b103ebb6eb8f4bdab537b29a23d39"
+#define VECTOR_EPOCH2_OUTCOME_HASH                                                                 \
+    "1882b107d7a7163f3fe37a14e4bc9092ea007c587aebf05699d3508b4bf436b1"
+
+static const entry_chain_t keyed = {
+    .key = (const uint8_t *)VECTOR_KEY, .key_len = sizeof VECTOR_KEY - 1, .keyed_from = 1};
 
 static entry_resource_t vector_resources[] = {{"instance", "i-1"}, {"order", "o-1"}};
 
@@ -65,7 +77,7 @@ static void test_intent_vector(void **state)
     free(content);
     uint8_t zero[32] = {0}, h[32];
     char text[65];
-    entry_intent_hash(&e, zero, h);
+    entry_intent_hash(&e, NULL, zero, h);
     hex(h, text);
     assert_string_equal(text, VECTOR_INTENT_HASH);
 }
@@ -76,14 +88,46 @@ static void test_outcome_vector(void **state)
     entry_intent_t e = vector_intent();
     entry_outcome_t o = vector_outcome();
     uint8_t zero[32] = {0}, h1[32], h2[32];
-    entry_intent_hash(&e, zero, h1);
+    entry_intent_hash(&e, NULL, zero, h1);
     uint8_t *content = NULL;
     assert_int_equal(entry_outcome_content(&o, &content), VECTOR_OUTCOME_LEN);
     free(content);
-    entry_outcome_hash(&o, h1, h2);
+    entry_outcome_hash(&o, NULL, h1, h2);
     char text[65];
     hex(h2, text);
     assert_string_equal(text, VECTOR_OUTCOME_HASH);
+}
+
+/* Keyed from the genesis, and keyed only from seq 2 on (an upgraded trail). */
+static void test_keyed_vectors(void **state)
+{
+    (void)state;
+    entry_intent_t e = vector_intent();
+    entry_outcome_t o = vector_outcome();
+    uint8_t zero[32] = {0}, h1[32], h2[32];
+    char text[65];
+    entry_intent_hash(&e, &keyed, zero, h1);
+    hex(h1, text);
+    assert_string_equal(text, VECTOR_KEYED_INTENT_HASH);
+    entry_outcome_hash(&o, &keyed, h1, h2);
+    hex(h2, text);
+    assert_string_equal(text, VECTOR_KEYED_OUTCOME_HASH);
+
+    entry_chain_t epoch2 = keyed;
+    epoch2.keyed_from = 2;
+    entry_intent_hash(&e, &epoch2, zero, h1);
+    hex(h1, text);
+    assert_string_equal(text, VECTOR_INTENT_HASH);
+    entry_outcome_hash(&o, &epoch2, h1, h2);
+    hex(h2, text);
+    assert_string_equal(text, VECTOR_EPOCH2_OUTCOME_HASH);
+
+    /* Another key gives another hash. */
+    entry_chain_t other = keyed;
+    other.key = (const uint8_t *)"chain-key-For-tests-0002";
+    entry_intent_hash(&e, &other, zero, h1);
+    hex(h1, text);
+    assert_string_not_equal(text, VECTOR_KEYED_INTENT_HASH);
 }
 
 /* Every field is covered by the hash, and the encoding has no ambiguous boundaries. */
@@ -92,7 +136,7 @@ static void test_every_field_counts(void **state)
     (void)state;
     uint8_t zero[32] = {0}, base[32], h[32];
     entry_intent_t e = vector_intent();
-    entry_intent_hash(&e, zero, base);
+    entry_intent_hash(&e, NULL, zero, base);
     for (int field = 0; field < 15; field++) {
         entry_intent_t m = vector_intent();
         entry_resource_t res[2] = {{"instance", "i-1"}, {"order", "o-1"}};
@@ -114,7 +158,7 @@ static void test_every_field_counts(void **state)
         case 13: m.reject_reason = "x"; break;
         case 14: m.reject_code = "000001"; break;
         }
-        entry_intent_hash(&m, zero, h);
+        entry_intent_hash(&m, NULL, zero, h);
         assert_false(bytes_equal(h, base, 32));
     }
     /* ("ab","c") and ("a","bc") must not encode alike. */
@@ -125,13 +169,13 @@ static void test_every_field_counts(void **state)
     b.resources = rb;
     b.nresources = 1;
     uint8_t ha[32], hb[32];
-    entry_intent_hash(&a, zero, ha);
-    entry_intent_hash(&b, zero, hb);
+    entry_intent_hash(&a, NULL, zero, ha);
+    entry_intent_hash(&b, NULL, zero, hb);
     assert_false(bytes_equal(ha, hb, 32));
     /* The chain: the same entry after another predecessor hashes differently. */
     uint8_t other[32];
     memset(other, 1, sizeof other);
-    entry_intent_hash(&e, other, h);
+    entry_intent_hash(&e, NULL, other, h);
     assert_false(bytes_equal(h, base, 32));
 }
 
@@ -231,12 +275,21 @@ typedef struct {
     char ids[CHAIN_LEN + 1][16];
 } chain_t;
 
+/* Re-hash r as a forger without the key would: keyed = NULL gives plain SHA-256. */
+static void row_rehash_with(verify_row_t *r, const entry_chain_t *chain)
+{
+    if (r->is_intent)
+        entry_intent_hash(&r->intent, chain, r->prev, r->hash);
+    else
+        entry_outcome_hash(&r->outcome, chain, r->prev, r->hash);
+}
+
 static void row_rehash(verify_row_t *r)
 {
     if (r->is_intent)
-        entry_intent_hash(&r->intent, r->prev, r->hash);
+        entry_intent_hash(&r->intent, &keyed, r->prev, r->hash);
     else
-        entry_outcome_hash(&r->outcome, r->prev, r->hash);
+        entry_outcome_hash(&r->outcome, &keyed, r->prev, r->hash);
 }
 
 static int64_t *row_seq_p(verify_row_t *r)
@@ -272,7 +325,7 @@ static void chain_build(chain_t *c)
 static verify_verdict_t chain_walk(chain_t *c)
 {
     verify_verdict_t v = {0};
-    verify_expect_t ex = {.seq = 1, .prev_known = true};
+    verify_expect_t ex = {.chain = &keyed, .seq = 1, .prev_known = true};
     for (int i = 0; i < c->n; i++) {
         if (!verify_row(&c->rows[i], i + 1 < c->n ? &c->rows[i + 1] : NULL, &ex, &v))
             return v;
@@ -319,6 +372,78 @@ static void test_verify_modified(void **state)
     v = chain_walk(&c);
     assert_string_equal(v.problem, "modified");
     assert_int_equal(v.bad_seq, 3);
+}
+
+/* The review's forgery: an entry rewritten and the whole chain after it re-hashed, consistently,
+ * with plain SHA-256 or with a wrong key. Without the chain key it is reported. */
+static void test_verify_rehash_without_key(void **state)
+{
+    (void)state;
+    entry_chain_t wrong = keyed;
+    wrong.key = (const uint8_t *)"guessed-key-0000-Abc";
+    wrong.key_len = strlen((const char *)wrong.key);
+    const entry_chain_t *forgers[] = {NULL, &wrong};
+    for (int f = 0; f < 2; f++) {
+        chain_t c;
+        chain_build(&c);
+        c.rows[2].intent.event_type = "forged";
+        for (int i = 2; i < c.n; i++) {
+            memcpy(c.rows[i].prev, c.rows[i - 1].hash, 32);
+            row_rehash_with(&c.rows[i], forgers[f]);
+        }
+        verify_verdict_t v = chain_walk(&c);
+        assert_string_equal(v.problem, "modified");
+        assert_int_equal(v.bad_seq, 3);
+        /* The whole chain re-hashed from the genesis: the first entry already fails. */
+        chain_build(&c);
+        for (int i = 0; i < c.n; i++) {
+            if (i > 0)
+                memcpy(c.rows[i].prev, c.rows[i - 1].hash, 32);
+            row_rehash_with(&c.rows[i], forgers[f]);
+        }
+        v = chain_walk(&c);
+        assert_string_equal(v.problem, "modified");
+        assert_int_equal(v.bad_seq, 1);
+    }
+}
+
+/* An upgraded trail: entries 1-3 from before the key (plain SHA-256), keyed from 4 on. It
+ * verifies as it is; legacy entries rewritten and re-hashed with SHA-256 are reported, because
+ * the first keyed entry's HMAC covers the last legacy hash. */
+static void test_verify_legacy_part(void **state)
+{
+    (void)state;
+    entry_chain_t upgraded = keyed;
+    upgraded.keyed_from = 4;
+    chain_t c;
+    chain_build(&c);
+    for (int i = 0; i < c.n; i++) {
+        if (i > 0)
+            memcpy(c.rows[i].prev, c.rows[i - 1].hash, 32);
+        row_rehash_with(&c.rows[i], i < 3 ? NULL : &upgraded);
+    }
+    verify_verdict_t v = {0};
+    verify_expect_t ex = {.chain = &upgraded, .seq = 1, .prev_known = true};
+    for (int i = 0; i < c.n; i++) {
+        assert_true(verify_row(&c.rows[i], i + 1 < c.n ? &c.rows[i + 1] : NULL, &ex, &v));
+        verify_expect_advance(&ex, &c.rows[i]);
+    }
+    /* Entry 2 rewritten, 2 and 3 re-hashed, 4's prev_hash pointed at the new 3. */
+    c.rows[1].outcome.result_msg = "forged";
+    for (int i = 1; i < 4; i++) {
+        memcpy(c.rows[i].prev, c.rows[i - 1].hash, 32);
+        if (i < 3)
+            row_rehash_with(&c.rows[i], NULL);
+    }
+    ex = (verify_expect_t){.chain = &upgraded, .seq = 1, .prev_known = true};
+    bool all_ok = true;
+    for (int i = 0; i < c.n && all_ok; i++) {
+        all_ok = verify_row(&c.rows[i], i + 1 < c.n ? &c.rows[i + 1] : NULL, &ex, &v);
+        verify_expect_advance(&ex, &c.rows[i]);
+    }
+    assert_false(all_ok);
+    assert_string_equal(v.problem, "modified");
+    assert_int_equal(v.bad_seq, 4);
 }
 
 static void test_verify_removed(void **state)
@@ -388,10 +513,17 @@ static void test_verify_inserted(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_intent_vector),     cmocka_unit_test(test_outcome_vector),
-        cmocka_unit_test(test_every_field_counts), cmocka_unit_test(test_clean_text),
-        cmocka_unit_test(test_intake_refusals),   cmocka_unit_test(test_verify_intact),
-        cmocka_unit_test(test_verify_modified),   cmocka_unit_test(test_verify_removed),
+        cmocka_unit_test(test_intent_vector),
+        cmocka_unit_test(test_outcome_vector),
+        cmocka_unit_test(test_keyed_vectors),
+        cmocka_unit_test(test_every_field_counts),
+        cmocka_unit_test(test_clean_text),
+        cmocka_unit_test(test_intake_refusals),
+        cmocka_unit_test(test_verify_intact),
+        cmocka_unit_test(test_verify_modified),
+        cmocka_unit_test(test_verify_rehash_without_key),
+        cmocka_unit_test(test_verify_legacy_part),
+        cmocka_unit_test(test_verify_removed),
         cmocka_unit_test(test_verify_inserted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
