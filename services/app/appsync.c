@@ -68,7 +68,7 @@ static bool same_app(const app_call_t *a, const char *client_id, const char *sea
     return same;
 }
 
-static sync_tx_rc_t app_tx(sync_tx_t *tx, void *arg)
+static pg_status_t app_tx(sync_tx_t *tx, void *arg)
 {
     app_call_t *a = arg;
     const Kooisv__ApplicationSync *m = a->m;
@@ -81,7 +81,7 @@ static sync_tx_rc_t app_tx(sync_tx_t *tx, void *arg)
     long users = 0;
     if (m->flag == 1) {
         if (!(r = sync_exec(tx, "app_add", 6, p)))
-            return SYNC_TX_ERROR;
+            return PG_FAIL;
         if (PQntuples(r) == 1) {
             action = "add";
             created = true;
@@ -91,14 +91,14 @@ static sync_tx_rc_t app_tx(sync_tx_t *tx, void *arg)
         PQclear(r);
     } else if (m->flag == 2) {
         if (!(r = sync_exec(tx, "app_lock", 3, p)))
-            return SYNC_TX_ERROR;
+            return PG_FAIL;
         bool same = PQntuples(r) == 1 && same_app(a, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
         PQclear(r);
         if (same) {
             tx->ok_msg = "success (no change)";
         } else {
             if (!(r = sync_exec(tx, "app_upsert", 6, p)))
-                return SYNC_TX_ERROR;
+                return PG_FAIL;
             action = "modify";
             created = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
             PQclear(r);
@@ -106,11 +106,11 @@ static sync_tx_rc_t app_tx(sync_tx_t *tx, void *arg)
     } else {
         /* delete: the app and its users; never checks that the instance exists */
         if (!(r = sync_exec(tx, "app_delete", 3, p)))
-            return SYNC_TX_ERROR;
+            return PG_FAIL;
         bool had = PQntuples(r) == 1;
         PQclear(r);
         if (!(r = sync_exec(tx, "app_delete_users", 3, p)))
-            return SYNC_TX_ERROR;
+            return PG_FAIL;
         users = atol(PQcmdTuples(r));
         PQclear(r);
         if (had || users > 0)
@@ -119,7 +119,7 @@ static sync_tx_rc_t app_tx(sync_tx_t *tx, void *arg)
             tx->ok_msg = "success (app already absent)";
     }
     if (!action)
-        return SYNC_TX_COMMIT;
+        return PG_OK;
     /* the event says that the secret changed, never what it is */
     json_t *data = json_pack("{s:s,s:s}", "appId", m->app_id, "clientId", m->client_id);
     if (m->flag == 0)

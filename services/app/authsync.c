@@ -118,7 +118,7 @@ static char *user_names(Kooisv__SyncUser *const *users, size_t n)
     const char **names = xmalloc(n * sizeof *names);
     for (size_t i = 0; i < n; i++)
         names[i] = users[i]->user_name;
-    char *out = sync_text_array(names, n);
+    char *out = pg_text_array(names, n);
     free(names);
     return out;
 }
@@ -204,7 +204,7 @@ static json_t *event_users(const auth_call_t *a, PGresult *r, bool details)
 
 static const char *const flag_action[] = {"delete", "add", "modify", "cancel"};
 
-static sync_tx_rc_t auth_tx(sync_tx_t *tx, void *arg)
+static pg_status_t auth_tx(sync_tx_t *tx, void *arg)
 {
     auth_call_t *a = arg;
     const Kooisv__AuthSync *m = a->m;
@@ -222,7 +222,7 @@ static sync_tx_rc_t auth_tx(sync_tx_t *tx, void *arg)
             r = sync_exec(tx, "user_lock", 4, lp);
             free(doc);
             if (!r)
-                return SYNC_TX_ERROR;
+                return PG_FAIL;
             changed = changed_users(a, r, &n);
             PQclear(r);
             todo = changed;
@@ -230,7 +230,7 @@ static sync_tx_rc_t auth_tx(sync_tx_t *tx, void *arg)
         if (n == 0) {
             free(changed);
             tx->ok_msg = "success (no change)";
-            return SYNC_TX_COMMIT;
+            return PG_OK;
         }
         json_t *rows = user_rows(a, todo, n);
         free(changed);
@@ -247,11 +247,11 @@ static sync_tx_rc_t auth_tx(sync_tx_t *tx, void *arg)
         free(doc);
     }
     if (!r)
-        return SYNC_TX_ERROR;
+        return PG_FAIL;
     if (PQntuples(r) == 0) {
         PQclear(r);
         tx->ok_msg = m->flag == 1 ? "success (users already authorised)" : "success (no change)";
-        return SYNC_TX_COMMIT;
+        return PG_OK;
     }
     json_t *users = event_users(a, r, m->flag == 1 || m->flag == 2);
     PQclear(r);

@@ -105,8 +105,8 @@ static void answer_json(order_worker_t *w, svc_call_t *call, const char *stmt, i
                         const char *const *params, const char *missing_code,
                         const char *missing_msg)
 {
-    db_status_t st = DB_OK;
-    PGresult *res = orderdb_exec(w->conn, svc_call_rid(call), stmt, n, params, &st);
+    pg_status_t st = PG_OK;
+    PGresult *res = pg_session_exec(w->db, svc_call_rid(call), stmt, n, params, &st);
     if (!res) {
         order_reply(call, st, RC_INTERNAL, "");
         return;
@@ -122,8 +122,8 @@ static void job_redrive(order_worker_t *w, svc_call_t *call, const char *id)
 {
     const char *rid = svc_call_rid(call);
     const char *p[] = {id};
-    db_status_t st = DB_OK;
-    PGresult *res = orderdb_exec(w->conn, rid, "admin_job_redrive", 1, p, &st);
+    pg_status_t st = PG_OK;
+    PGresult *res = pg_session_exec(w->db, rid, "admin_job_redrive", 1, p, &st);
     if (res && PQntuples(res) == 1) {
         answer_text(call, pg_value(res, 0, 0));
         PQclear(res);
@@ -134,7 +134,7 @@ static void job_redrive(order_worker_t *w, svc_call_t *call, const char *id)
     }
     if (res) {
         PQclear(res);
-        res = orderdb_exec(w->conn, rid, "admin_job_state", 1, p, &st);
+        res = pg_session_exec(w->db, rid, "admin_job_state", 1, p, &st);
     }
     if (!res) {
         order_reply(call, st, RC_INTERNAL, "");

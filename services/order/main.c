@@ -133,11 +133,12 @@ static void *worker_init(int index, void *arg)
     order_worker_t *w = xcalloc(1, sizeof *w);
     w->cfg = arg;
     w->index = index;
-    w->conn = orderdb_connect(w->cfg, "kooisv-order", 30);
-    if (!w->conn) {
+    w->db = orderdb_session(w->cfg, "kooisv-order", 30);
+    if (!w->db) {
         free(w);
         return NULL;
     }
+    w->conn = pg_session_conn(w->db);
     return w;
 }
 
@@ -146,7 +147,7 @@ static void worker_fini(void *state)
     order_worker_t *w = state;
     if (!w)
         return;
-    PQfinish(w->conn);
+    pg_session_destroy(&w->db);
     free(w);
 }
 
@@ -161,7 +162,7 @@ static void handle(void *state, svc_call_t *call)
         svc_call_result(call, RC_INTERNAL, "deadline exceeded");
         return;
     }
-    if (!orderdb_ensure(w->conn)) {
+    if (!pg_session_ready(w->db, rid)) {
         log_error(rid, "database unavailable");
         svc_call_result(call, RC_INTERNAL, "database unavailable; please retry");
         return;
@@ -223,19 +224,18 @@ int main(int argc, char **argv)
 
     /* Every later connection (and reconnection) bounds its statements, so that a stuck
      * database turns into a quick 000005 instead of a hung gateway call. */
-    char *opts =
-        xasprintf("%s%s-c statement_timeout=%ld -c lock_timeout=%ld "
-                  "-c idle_in_transaction_session_timeout=60000",
-                  getenv("PGOPTIONS") ? getenv("PGOPTIONS") : "", getenv("PGOPTIONS") ? " " : "",
-                  config_get_long("KOOISV_PG_STATEMENT_TIMEOUT_MS", 100, 600000),
-                  config_get_long("KOOISV_PG_STATEMENT_TIMEOUT_MS", 100, 600000));
-    setenv("PGOPTIONS", opts, 1);
-    free(opts);
+    long timeout_ms = config_get_long("KOOISV_PG_STATEMENT_TIMEOUT_MS", 100, 600000);
+    char *session_sql = xasprintf("SET statement_timeout = %ld; SET lock_timeout = %ld;"
+                                  " SET idle_in_transaction_session_timeout = 60000",
+                                  timeout_ms, timeout_ms);
+    cfg.session_sql = session_sql;
     size_t nstmts;
     orderdb_statements(&nstmts);
 
-    if (jobs_start(&cfg) != 0)
+    if (jobs_start(&cfg) != 0) {
+        free(session_sql);
         return 1;
+    }
     service_def_t def = {.name = "order",
                          .bind = config_get("KOOISV_BIND"),
                          .workers = (int)config_get_long("KOOISV_WORKERS", 1, 256),
@@ -246,6 +246,7 @@ int main(int argc, char **argv)
     int rc = service_run(&def);
     service_stop(); /* also when service_run failed early: the job threads must end */
     jobs_join();
+    free(session_sql);
     log_info(NULL, "stopped");
     return rc;
 }

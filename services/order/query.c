@@ -95,8 +95,8 @@ void query_instances(order_worker_t *w, svc_call_t *call)
     }
     char *ids = array_literal(r->instance_ids, r->n_instance_ids);
     const char *p[] = {ids};
-    db_status_t st = DB_OK;
-    PGresult *res = orderdb_exec(w->conn, rid, "query_instances", 1, p, &st);
+    pg_status_t st = PG_OK;
+    PGresult *res = pg_session_exec(w->db, rid, "query_instances", 1, p, &st);
     free(ids);
     if (!res) {
         order_reply(call, st, RC_INTERNAL, "");

@@ -161,14 +161,14 @@ static int event_add(sync_tx_t *tx, const char *event_type, const char *instance
     return 0;
 }
 
-sync_tx_rc_t syncoutbox_emit(sync_tx_t *tx, const char *interface, const char *action,
-                             const char *instance_id, const char *tenant_id, json_t *data)
+pg_status_t syncoutbox_emit(sync_tx_t *tx, const char *interface, const char *action,
+                            const char *instance_id, const char *tenant_id, json_t *data)
 {
     char type[64];
     snprintf(type, sizeof type, "%s.%s", interface, action);
     int rc = event_add(tx, type, instance_id, tenant_id, data);
     json_decref(data);
-    return rc == 0 ? SYNC_TX_COMMIT : SYNC_TX_ERROR;
+    return rc == 0 ? PG_OK : PG_FAIL;
 }
 
 /* ---- admin ---- */

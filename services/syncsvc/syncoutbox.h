@@ -53,10 +53,10 @@ int syncoutbox_start(void);
 /* Wait for the delivery thread to notice service_stopping() and end. */
 void syncoutbox_join(void);
 /* Record one event inside tx, as a transaction body's last step: event type
- * "<interface>.<action>", data (stolen) the change. SYNC_TX_COMMIT, or SYNC_TX_ERROR when a
+ * "<interface>.<action>", data (stolen) the change. PG_OK, or PG_FAIL when a
  * statement failed. */
-sync_tx_rc_t syncoutbox_emit(sync_tx_t *tx, const char *interface, const char *action,
-                             const char *instance_id, const char *tenant_id, json_t *data);
+pg_status_t syncoutbox_emit(sync_tx_t *tx, const char *interface, const char *action,
+                            const char *instance_id, const char *tenant_id, json_t *data);
 /* Serve "outbox.failed" (args: limit) and "outbox.redrive" (args: id); false when action is
  * neither (the caller answers). */
 bool syncoutbox_admin(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req);

@@ -11,8 +11,6 @@
 #include "timeutil.h"
 #include "xmalloc.h"
 
-enum { SYNC_TX_ATTEMPTS = 3 };
-
 bool sync_session_setup(PGconn *conn, const char *schema)
 {
     /* schema is one of our constants, never input: quoting it is still cheap insurance */
@@ -30,14 +28,20 @@ bool sync_session_setup(PGconn *conn, const char *schema)
     return pg_command(conn, sql);
 }
 
+/* The session settings of a sync service's connections (see sync_session_setup). */
+static char *session_sql(const char *schema)
+{
+    /* schema is one of our constants, never input; quoted all the same */
+    return xasprintf("SET search_path = \"%s\"; SET statement_timeout = '3s';"
+                     " SET lock_timeout = '2s'; SET idle_in_transaction_session_timeout = '10s';"
+                     " SET TIME ZONE 'UTC'",
+                     schema);
+}
+
 sync_worker_t *sync_worker_new(const char *dsn, const char *app, const char *schema,
                                const pg_stmt_t *const *groups, const size_t *counts, size_t ngroups)
 {
-    PGconn *conn = pg_connect(dsn, app, 30);
-    if (!conn)
-        return NULL;
     sync_worker_t *self = xcalloc(1, sizeof *self);
-    self->conn = conn;
     self->schema = schema;
     for (size_t g = 0; g < ngroups; g++)
         self->nstmts += counts[g];
@@ -46,10 +50,20 @@ sync_worker_t *sync_worker_new(const char *dsn, const char *app, const char *sch
     for (size_t g = 0; g < ngroups; g++)
         for (size_t i = 0; i < counts[g]; i++)
             self->stmts[k++] = groups[g][i];
-    if (!sync_session_setup(conn, schema) || pg_prepare_all(conn, self->stmts, self->nstmts) != 0) {
+    char *setup = session_sql(schema);
+    pg_session_config_t cfg = {.dsn = dsn,
+                               .app = app,
+                               .setup_sql = setup,
+                               .stmts = self->stmts,
+                               .nstmts = self->nstmts,
+                               .wait_s = 30};
+    self->db = pg_session_new(&cfg);
+    free(setup);
+    if (!self->db) {
         sync_worker_destroy(&self);
         return NULL;
     }
+    self->conn = pg_session_conn(self->db);
     return self;
 }
 
@@ -58,7 +72,7 @@ void sync_worker_destroy(sync_worker_t **self_p)
     if (!self_p || !*self_p)
         return;
     sync_worker_t *self = *self_p;
-    PQfinish(self->conn);
+    pg_session_destroy(&self->db);
     free(self->stmts);
     free(self);
     *self_p = NULL;
@@ -72,73 +86,44 @@ bool sync_worker_ready(sync_worker_t *self, svc_call_t *call)
         svc_call_result(call, "000005", "deadline passed before the call could run");
         return false;
     }
-    if (PQstatus(self->conn) == CONNECTION_OK && PQtransactionStatus(self->conn) == PQTRANS_IDLE)
+    if (pg_session_ready(self->db, svc_call_rid(call)))
         return true;
-    if (PQstatus(self->conn) == CONNECTION_OK) {
-        /* a transaction left open by a failed call: discard it */
-        pg_command(self->conn, "ROLLBACK");
-        if (PQtransactionStatus(self->conn) == PQTRANS_IDLE)
-            return true;
-    }
-    PQreset(self->conn);
-    if (PQstatus(self->conn) != CONNECTION_OK || !sync_session_setup(self->conn, self->schema) ||
-        pg_prepare_all(self->conn, self->stmts, self->nstmts) != 0) {
-        log_warn(svc_call_rid(call), "database unavailable");
-        svc_call_result(call, "000005", "database unavailable");
-        return false;
-    }
-    log_info(svc_call_rid(call), "database connection re-established");
-    return true;
+    svc_call_result(call, "000005", "database unavailable");
+    return false;
 }
 
 PGresult *sync_exec(sync_tx_t *tx, const char *stmt, int n, const char *const *params)
 {
-    PGresult *r = pg_exec(tx->conn, stmt, n, params);
-    if (pg_ok(r))
-        return r;
-    tx->retryable = pg_is_retryable(r);
-    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    /* the primary message only: parameters (which may be personal data) stay out of logs */
-    const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    log_warn(svc_call_rid(tx->call), "statement %s failed: sqlstate=%s %s", stmt,
-             state ? state : "-", primary ? primary : PQerrorMessage(tx->conn));
-    PQclear(r);
-    return NULL;
+    return pg_tx_exec(tx->db, stmt, n, params);
+}
+
+typedef struct {
+    sync_worker_t *w;
+    svc_call_t *call;
+    sync_tx_fn fn;
+    void *arg;
+    const char *ok_msg;
+} sync_run_t;
+
+static pg_status_t sync_body(pg_tx_t *db, void *arg)
+{
+    sync_run_t *run = arg;
+    sync_tx_t tx = {
+        .w = run->w, .db = db, .conn = db->conn, .call = run->call, .ok_msg = "success"};
+    pg_status_t st = run->fn(&tx, run->arg);
+    run->ok_msg = tx.ok_msg;
+    return st;
 }
 
 void sync_tx_run(sync_worker_t *w, svc_call_t *call, sync_tx_fn fn, void *arg)
 {
-    for (int attempt = 1; attempt <= SYNC_TX_ATTEMPTS; attempt++) {
-        sync_tx_t tx = {.w = w, .conn = w->conn, .call = call, .ok_msg = "success"};
-        if (!pg_command(w->conn, "BEGIN")) {
-            svc_call_result(call, "000005", "database unavailable");
-            return;
-        }
-        sync_tx_rc_t rc = fn(&tx, arg);
-        if (rc == SYNC_TX_COMMIT) {
-            PGresult *r = PQexec(w->conn, "COMMIT");
-            bool ok = pg_ok(r);
-            /* COMMIT of a failed transaction "succeeds" as a ROLLBACK: check what happened */
-            if (ok && strcmp(PQcmdStatus(r), "COMMIT") != 0)
-                ok = false;
-            tx.retryable = pg_is_retryable(r);
-            PQclear(r);
-            if (ok) {
-                svc_call_result(call, "000000", "%s", tx.ok_msg);
-                return;
-            }
-            log_warn(svc_call_rid(call), "commit failed (attempt %d)", attempt);
-        } else {
-            pg_command(w->conn, "ROLLBACK");
-            if (rc == SYNC_TX_ABORT)
-                return;
-        }
-        if (PQtransactionStatus(w->conn) != PQTRANS_IDLE)
-            pg_command(w->conn, "ROLLBACK");
-        if (!tx.retryable)
-            break;
-    }
-    svc_call_result(call, "000005", "database error, retry later");
+    sync_run_t run = {.w = w, .call = call, .fn = fn, .arg = arg};
+    pg_status_t st = pg_tx_run(w->db, svc_call_rid(call), sync_body, &run);
+    if (st == PG_OK)
+        svc_call_result(call, "000000", "%s", run.ok_msg);
+    else if (st == PG_FAIL)
+        svc_call_result(call, "000005", "database error, retry later");
+    /* PG_ROLLBACK: the body set the reply */
 }
 
 char *sync_json_text(const json_t *v)
@@ -150,30 +135,6 @@ char *sync_json_text(const json_t *v)
         abort();
     }
     return s;
-}
-
-char *sync_text_array(const char *const *items, size_t n)
-{
-    size_t cap = 3;
-    for (size_t i = 0; i < n; i++)
-        cap += 2 * strlen(items[i]) + 3; /* quotes, comma, every byte possibly escaped */
-    char *out = xmalloc(cap);
-    char *o = out;
-    *o++ = '{';
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            *o++ = ',';
-        *o++ = '"';
-        for (const char *p = items[i]; *p; p++) {
-            if (*p == '"' || *p == '\\')
-                *o++ = '\\';
-            *o++ = *p;
-        }
-        *o++ = '"';
-    }
-    *o++ = '}';
-    *o = '\0';
-    return out;
 }
 
 bool sync_text_ok(const char *s, size_t max, bool required)
@@ -203,13 +164,10 @@ const char *sync_admin_arg(const Kooisv__AdminRequest *req, const char *key)
 PGresult *sync_admin_query(sync_worker_t *w, svc_call_t *call, const char *stmt, int n,
                            const char *const *params)
 {
-    PGresult *r = pg_exec(w->conn, stmt, n, params);
-    if (pg_ok(r))
-        return r;
-    log_warn(svc_call_rid(call), "%s failed: %s", stmt, PQerrorMessage(w->conn));
-    PQclear(r);
-    svc_call_result(call, "000005", "database error");
-    return NULL;
+    PGresult *r = pg_session_exec(w->db, svc_call_rid(call), stmt, n, params, NULL);
+    if (!r)
+        svc_call_result(call, "000005", "database error");
+    return r;
 }
 
 /* Answer with doc as the AdminResult; wipe the serialised copy when it holds a secret. */

@@ -15,7 +15,8 @@
 #include "transport.h"
 
 typedef struct {
-    PGconn *conn;
+    pg_session_t *db;   /* heals itself after a database restart */
+    PGconn *conn;       /* the session's connection */
     const char *schema; /* "tenants" / "apps"; static */
     pg_stmt_t *stmts;   /* every statement this worker prepares; owned */
     size_t nstmts;
@@ -38,32 +39,24 @@ bool sync_worker_ready(sync_worker_t *self, svc_call_t *call);
 
 typedef struct {
     sync_worker_t *w;
+    pg_tx_t *db;
     PGconn *conn;
     svc_call_t *call;
     const char *ok_msg; /* result message on commit ("success" unless the body sets it) */
-    bool retryable;     /* the failed statement may succeed if the transaction is rerun */
 } sync_tx_t;
 
-typedef enum {
-    SYNC_TX_COMMIT = 0, /* commit; the reply becomes 000000 ok_msg once committed */
-    SYNC_TX_ABORT = 1,  /* roll back; the body already set the reply (e.g. 000002) */
-    SYNC_TX_ERROR = -1, /* a statement failed (sync_exec logged it); roll back, maybe retry */
-} sync_tx_rc_t;
+/* PG_OK: commit, the reply becomes 000000 ok_msg once committed; PG_ROLLBACK: the body already
+ * set the reply (e.g. 000002); PG_FAIL: a statement failed (sync_exec logged it). */
+typedef pg_status_t (*sync_tx_fn)(sync_tx_t *tx, void *arg);
 
-typedef sync_tx_rc_t (*sync_tx_fn)(sync_tx_t *tx, void *arg);
-
-/* Run fn inside BEGIN..COMMIT, rerunning it (up to 3 times) after a serialization failure or
- * deadlock. The reply is 000000 only after COMMIT succeeded; a database failure is 000005. */
+/* Run fn through pg_tx_run (retries, reconnection). The reply is 000000 only after COMMIT
+ * succeeded; a database failure is 000005. */
 void sync_tx_run(sync_worker_t *w, svc_call_t *call, sync_tx_fn fn, void *arg);
 /* Run a prepared statement inside tx. Returns the result (caller PQclears), or NULL after
- * logging the failure with the request id (tx->retryable set when worth a rerun). */
+ * logging the failure with the request id. */
 PGresult *sync_exec(sync_tx_t *tx, const char *stmt, int n, const char *const *params);
 /* Serialise a JSON value compactly (raw UTF-8). Caller owns the string. */
 char *sync_json_text(const json_t *v);
-
-/* A PostgreSQL array literal ({"a","b"}) of n strings, for a text[] parameter: "= ANY($n)" on
- * an indexed column is an index condition whatever the planner's statistics say. Caller frees. */
-char *sync_text_array(const char *const *items, size_t n);
 
 /* An id or text the service relies on: at most max characters, no control character (the
  * services use \x1f as a separator in associated data and lock keys), non-empty if required.

@@ -73,12 +73,12 @@ static bool lock_tree(sync_tx_t *tx, const char *instance_id, const char *tenant
 
 /* ---- singleOrgSync ---- */
 
-static sync_tx_rc_t single_tx(sync_tx_t *tx, void *arg)
+static pg_status_t single_tx(sync_tx_t *tx, void *arg)
 {
     const Kooisv__SingleOrgSync *m = arg;
     const Kooisv__Envelope *env = svc_call_request(tx->call);
     if (!lock_tree(tx, m->instance_id, m->tenant_id))
-        return SYNC_TX_ERROR;
+        return PG_FAIL;
     const char *p[] = {m->instance_id, m->tenant_id,   m->org_code,
                        m->org_name,    m->parent_code, env->test_flag ? "true" : "false"};
     PGresult *r;
@@ -87,7 +87,7 @@ static sync_tx_rc_t single_tx(sync_tx_t *tx, void *arg)
     if (m->flag == 0) {
         /* delete: children stay, shown as orphans until their parent returns */
         if (!(r = sync_exec(tx, "org_delete", 3, p)))
-            return SYNC_TX_ERROR;
+            return PG_FAIL;
         if (PQntuples(r) == 1)
             action = "delete";
         else
@@ -96,7 +96,7 @@ static sync_tx_rc_t single_tx(sync_tx_t *tx, void *arg)
     } else {
         const char *stmt = m->flag == 1 ? "org_add" : "org_modify";
         if (!(r = sync_exec(tx, stmt, 6, p)))
-            return SYNC_TX_ERROR;
+            return PG_FAIL;
         if (PQntuples(r) == 1) {
             action = m->flag == 1 ? "add" : "modify";
             created = m->flag == 1 || strcmp(PQgetvalue(r, 0, 0), "t") == 0;
@@ -106,19 +106,19 @@ static sync_tx_rc_t single_tx(sync_tx_t *tx, void *arg)
         PQclear(r);
         if (action && *m->parent_code) {
             if (!(r = sync_exec(tx, "org_cycle", 3, p)))
-                return SYNC_TX_ERROR;
+                return PG_FAIL;
             bool cycle = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
             PQclear(r);
             if (cycle) {
                 svc_call_result(tx->call, "000002",
                                 "parentCode: making %s a child of %s would create a cycle",
                                 m->org_code, m->parent_code);
-                return SYNC_TX_ABORT;
+                return PG_ROLLBACK;
             }
         }
     }
     if (!action)
-        return SYNC_TX_COMMIT;
+        return PG_OK;
     json_t *data = json_pack("{s:s,s:s,s:s}", "orgCode", m->org_code, "orgName", m->org_name,
                              "parentCode", m->parent_code);
     if (m->flag != 0)
@@ -175,27 +175,27 @@ static json_t *orgs_json(const Kooisv__AllOrgSync *m, const char *code_key, cons
     return list;
 }
 
-static sync_tx_rc_t all_tx(sync_tx_t *tx, void *arg)
+static pg_status_t all_tx(sync_tx_t *tx, void *arg)
 {
     all_org_t *a = arg;
     const Kooisv__AllOrgSync *m = a->m;
     const Kooisv__Envelope *env = svc_call_request(tx->call);
     if (!lock_tree(tx, m->instance_id, m->tenant_id))
-        return SYNC_TX_ERROR;
+        return PG_FAIL;
     const char *key[] = {m->instance_id, m->tenant_id};
     PGresult *r = sync_exec(tx, "org_list", 2, key);
     if (!r)
-        return SYNC_TX_ERROR;
+        return PG_FAIL;
     long previous = PQntuples(r);
     bool same = same_tree(r, a->tree);
     PQclear(r);
     if (same) {
         /* a repeated replace with the same list changes nothing and tells nobody */
         tx->ok_msg = "success (no change)";
-        return SYNC_TX_COMMIT;
+        return PG_OK;
     }
     if (!(r = sync_exec(tx, "org_delete_all", 2, key)))
-        return SYNC_TX_ERROR;
+        return PG_FAIL;
     PQclear(r);
     /* the statement reads the rows with jsonb_to_recordset: column names as keys */
     json_t *list = orgs_json(m, "org_code", "org_name", "parent_code");
@@ -205,7 +205,7 @@ static sync_tx_rc_t all_tx(sync_tx_t *tx, void *arg)
     r = sync_exec(tx, "org_insert_many", 4, p);
     free(rows);
     if (!r)
-        return SYNC_TX_ERROR;
+        return PG_FAIL;
     PQclear(r);
     json_t *orgs = orgs_json(m, "orgCode", "orgName", "parentCode");
     json_t *data =

@@ -31,7 +31,7 @@ const pg_stmt_t tenantsync_stmts[] = {
 };
 const size_t tenantsync_stmts_count = sizeof tenantsync_stmts / sizeof tenantsync_stmts[0];
 
-static sync_tx_rc_t tenant_tx(sync_tx_t *tx, void *arg)
+static pg_status_t tenant_tx(sync_tx_t *tx, void *arg)
 {
     const Kooisv__TenantSync *m = arg;
     const Kooisv__Envelope *env = svc_call_request(tx->call);
@@ -45,7 +45,7 @@ static sync_tx_rc_t tenant_tx(sync_tx_t *tx, void *arg)
     switch (m->flag) {
     case 1:
         if (!(r = sync_exec(tx, "tenant_add", 7, p)))
-            return SYNC_TX_ERROR;
+            return PG_FAIL;
         if (PQntuples(r) == 1)
             action = "add";
         else
@@ -54,7 +54,7 @@ static sync_tx_rc_t tenant_tx(sync_tx_t *tx, void *arg)
         break;
     case 2:
         if (!(r = sync_exec(tx, "tenant_modify", 7, p)))
-            return SYNC_TX_ERROR;
+            return PG_FAIL;
         if (PQntuples(r) == 1) {
             action = "modify";
             created = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
@@ -65,11 +65,11 @@ static sync_tx_rc_t tenant_tx(sync_tx_t *tx, void *arg)
     default: {
         /* delete: never checks that the instance exists; a second delete is a success */
         if (!(r = sync_exec(tx, "tenant_delete", 2, p)))
-            return SYNC_TX_ERROR;
+            return PG_FAIL;
         bool had_tenant = PQntuples(r) == 1;
         PQclear(r);
         if (!(r = sync_exec(tx, "tenant_delete_orgs", 2, p)))
-            return SYNC_TX_ERROR;
+            return PG_FAIL;
         long orgs = atol(PQcmdTuples(r));
         PQclear(r);
         if (had_tenant || orgs > 0) {
@@ -82,7 +82,7 @@ static sync_tx_rc_t tenant_tx(sync_tx_t *tx, void *arg)
     }
     }
     if (!action)
-        return SYNC_TX_COMMIT;
+        return PG_OK;
     if (!data)
         data = json_pack("{s:s,s:s,s:s,s:s,s:b}", "orderId", m->order_id, "tenantCode",
                          m->tenant_code, "name", m->name, "domainName", m->domain_name, "created",
