@@ -1,17 +1,14 @@
 /* kooisv-audit: the append-only, hash-chained record of every request and operator action, the
  * replay (nonce) check, and the query and verify API (ARCHITECTURE.md "Audit and replay"). */
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "config.h"
 #include "intake.h"
 #include "journal.h"
-#include "log.h"
 #include "migrations.h"
-#include "pgutil.h"
 #include "query.h"
 #include "readers.h"
-#include "transport.h"
+#include "svcrt.h"
 #include "verify.h"
 #include "xmalloc.h"
 
@@ -39,69 +36,47 @@ static const config_var_t audit_vars[] = {
 typedef struct {
     journal_t *journal;
     readers_t *readers;
+    pg_stmt_t *reader_stmts; /* queries' and verification's statements */
 } audit_t;
 
-static void audit_handle(void *state, svc_call_t *call)
+static bool audit_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Envelope *env)
 {
-    audit_t *self = state;
-    const Kooisv__Envelope *env = svc_call_request(call);
+    audit_t *self = w->svc;
     switch (env->body_case) {
     case KOOISV__ENVELOPE__BODY_AUDIT_INTENT:
         intake_intent(self->journal, call);
-        return;
+        return true;
     case KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME:
         intake_outcome(self->journal, call);
-        return;
+        return true;
     case KOOISV__ENVELOPE__BODY_AUDIT_QUERY:
     case KOOISV__ENVELOPE__BODY_AUDIT_VERIFY: {
         PGconn *conn = readers_take(self->readers, 1000, svc_call_rid(call));
         if (!conn) {
             svc_call_result(call, "000005", "audit store unavailable");
-            return;
+            return true;
         }
         if (env->body_case == KOOISV__ENVELOPE__BODY_AUDIT_QUERY)
             query_handle(conn, call);
         else
             verify_handle(conn, call);
         readers_give(self->readers, conn);
-        return;
+        return true;
     }
     default:
-        svc_call_result(call, "000002", "the audit service does not serve this request");
-        return;
+        return false;
     }
 }
 
-/* Apply the embedded migrations as the schema owner, if we were given its connection. */
-static int audit_migrate(int wait_s)
+/* The journal's writer thread and the readers' pool; in reverse at audit_stop. */
+static int audit_start(svcrt_def_t *def)
 {
-    const char *dsn = config_get("KOOISV_PG_MIGRATE_DSN");
-    if (!*dsn) {
-        log_info(NULL, "KOOISV_PG_MIGRATE_DSN unset: assuming the audit schema is migrated");
-        return 0;
-    }
-    PGconn *conn = pg_connect(dsn, "kooisv-audit-migrate", wait_s);
-    if (!conn)
-        return -1;
-    int rc = pg_migrate(conn, "audit", service_migrations, service_migrations_count);
-    PQfinish(conn);
-    return rc;
-}
-
-int main(int argc, char **argv)
-{
-    log_init("audit");
-    config_load("kooisv-audit", "The audit trail: append-only, hash-chained, replay check.",
-                audit_vars, sizeof audit_vars / sizeof *audit_vars, argc, argv);
+    audit_t *self = def->svc;
     int wait_s = (int)config_get_long("KOOISV_PG_WAIT_S", 0, 3600);
-    if (audit_migrate(wait_s) != 0) {
-        log_error(NULL, "audit: migrations failed");
-        return 1;
-    }
     /* Refuse to start on a database we cannot reach rather than answer 000005 forever. */
     PGconn *probe = pg_connect(config_get("KOOISV_PG_DSN"), "kooisv-audit", wait_s);
     if (!probe)
-        return 1;
+        return -1;
     PQfinish(probe);
 
     int timeout_ms = (int)config_get_long("KOOISV_AUDIT_STATEMENT_TIMEOUT_MS", 100, 60000);
@@ -112,33 +87,50 @@ int main(int argc, char **argv)
         .nonce_margin_ms = config_get_long("KOOISV_AUDIT_NONCE_MARGIN_MS", 0, 86400000),
         .statement_timeout_ms = timeout_ms,
     };
+    self->journal = journal_new(&jc);
+    if (!self->journal)
+        return -1;
     /* Queries and verification share the pool: one table with both statement sets. */
     size_t nstmts = query_nstmts + verify_nstmts;
-    pg_stmt_t *stmts = xcalloc(nstmts, sizeof *stmts);
+    self->reader_stmts = xcalloc(nstmts, sizeof *self->reader_stmts);
     for (size_t i = 0; i < query_nstmts; i++)
-        stmts[i] = query_stmts[i];
+        self->reader_stmts[i] = query_stmts[i];
     for (size_t i = 0; i < verify_nstmts; i++)
-        stmts[query_nstmts + i] = verify_stmts[i];
+        self->reader_stmts[query_nstmts + i] = verify_stmts[i];
+    self->readers = readers_new(config_get("KOOISV_PG_DSN"),
+                                (int)config_get_long("KOOISV_AUDIT_READERS", 1, 64), timeout_ms,
+                                self->reader_stmts, nstmts);
+    return 0;
+}
 
-    audit_t self = {
-        .journal = journal_new(&jc),
-        .readers = readers_new(config_get("KOOISV_PG_DSN"),
-                               (int)config_get_long("KOOISV_AUDIT_READERS", 1, 64), timeout_ms,
-                               stmts, nstmts),
-    };
-    if (!self.journal)
-        return 1;
-    service_def_t def = {
-        .name = "audit",
-        .bind = config_get("KOOISV_BIND"),
-        .workers = (int)config_get_long("KOOISV_WORKERS", 1, 1024),
-        .handle = audit_handle,
-        .arg = &self,
-    };
-    int rc = service_run(&def);
+static void audit_stop(svcrt_def_t *def)
+{
+    audit_t *self = def->svc;
     /* Workers are joined by now: nothing waits on the journal any more. */
-    journal_destroy(&self.journal);
-    readers_destroy(&self.readers);
-    free(stmts);
-    return rc;
+    readers_destroy(&self->readers);
+    journal_destroy(&self->journal);
+    free(self->reader_stmts);
+    self->reader_stmts = NULL;
+}
+
+int main(int argc, char **argv)
+{
+    audit_t audit = {0};
+    svcrt_def_t def = {
+        .name = "audit",
+        .summary = "The audit trail: append-only, hash-chained, replay check.",
+        .vars = audit_vars,
+        .nvars = sizeof audit_vars / sizeof *audit_vars,
+        .schema = "audit",
+        .migrations = service_migrations,
+        .nmigrations = service_migrations_count,
+        .workers_max = 1024,
+        .migrate_dsn_var = "KOOISV_PG_MIGRATE_DSN",
+        .wait_var = "KOOISV_PG_WAIT_S",
+        .start = audit_start,
+        .stop = audit_stop,
+        .handle = audit_handle,
+        .svc = &audit,
+    };
+    return svcrt_run(&def, argc, argv);
 }

@@ -137,7 +137,7 @@ static pg_status_t license_body(pg_tx_t *tx, void *arg)
     return PG_OK;
 }
 
-void license_issue(order_worker_t *w, svc_call_t *call)
+void license_issue(svcrt_worker_t *w, svc_call_t *call)
 {
     const Kooisv__GetLicenseAsync *r = svc_call_request(call)->get_license_async;
     if (!order_require(call, "instanceId", r->instance_id, 256) ||
@@ -148,7 +148,7 @@ void license_issue(order_worker_t *w, svc_call_t *call)
         svc_call_result(call, RC_INVALID, "deviceFingerprint is longer than 1024 characters");
         return;
     }
-    license_ctx_t c = {.rid = svc_call_rid(call), .cfg = w->cfg, .req = r};
+    license_ctx_t c = {.rid = svc_call_rid(call), .cfg = order_cfg(w), .req = r};
     if (!parse_time(r->effective_time, &c.eff)) {
         svc_call_result(call, RC_INVALID, "effectiveTime must be yyyyMMddHHmmss");
         return;

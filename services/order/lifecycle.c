@@ -274,7 +274,7 @@ static pg_status_t new_body(pg_tx_t *tx, void *arg)
     return PG_OK;
 }
 
-void lifecycle_new(order_worker_t *w, svc_call_t *call)
+void lifecycle_new(svcrt_worker_t *w, svc_call_t *call)
 {
     const Kooisv__Envelope *env = svc_call_request(call);
     const Kooisv__NewInstance *r = env->new_instance;
@@ -388,7 +388,7 @@ static pg_status_t apply_body(pg_tx_t *tx, void *arg)
 }
 
 /* Check the optional productId, apply the order and reply; true when it changed the instance. */
-static bool apply_order(order_worker_t *w, svc_call_t *call, apply_ctx_t *c)
+static bool apply_order(svcrt_worker_t *w, svc_call_t *call, apply_ctx_t *c)
 {
     if (c->product_id && strlen(c->product_id) > ID_MAX) {
         svc_call_result(call, RC_INVALID, "productId is longer than %d characters", ID_MAX);
@@ -399,7 +399,7 @@ static bool apply_order(order_worker_t *w, svc_call_t *call, apply_ctx_t *c)
     return c->changed && st == PG_OK;
 }
 
-void lifecycle_refresh(order_worker_t *w, svc_call_t *call)
+void lifecycle_refresh(svcrt_worker_t *w, svc_call_t *call)
 {
     const Kooisv__RefreshInstance *r = svc_call_request(call)->refresh_instance;
     if (!order_require(call, "instanceId", r->instance_id, ID_MAX) ||
@@ -432,7 +432,7 @@ void lifecycle_refresh(order_worker_t *w, svc_call_t *call)
                  r->order_id, r->scene, r->expire_time);
 }
 
-void lifecycle_upgrade(order_worker_t *w, svc_call_t *call)
+void lifecycle_upgrade(svcrt_worker_t *w, svc_call_t *call)
 {
     const Kooisv__UpgradeInstance *r = svc_call_request(call)->upgrade_instance;
     if (!order_require(call, "instanceId", r->instance_id, ID_MAX) ||
@@ -513,7 +513,7 @@ static pg_status_t state_body(pg_tx_t *tx, void *arg)
     return record_applied(conn, &c->v, &ch, &c->changed);
 }
 
-static void state_change(order_worker_t *w, svc_call_t *call, state_ctx_t *c)
+static void state_change(svcrt_worker_t *w, svc_call_t *call, state_ctx_t *c)
 {
     pg_status_t st = pg_tx_run(w->db, c->v.rid, state_body, c);
     order_reply(call, st, c->v.code, c->v.msg);
@@ -521,7 +521,7 @@ static void state_change(order_worker_t *w, svc_call_t *call, state_ctx_t *c)
         log_info(c->v.rid, "%s instance=%s", instance_event_name(c->event), c->instance_id);
 }
 
-void lifecycle_status(order_worker_t *w, svc_call_t *call)
+void lifecycle_status(svcrt_worker_t *w, svc_call_t *call)
 {
     const Kooisv__UpdateInstanceStatus *r = svc_call_request(call)->update_instance_status;
     if (!order_require(call, "instanceId", r->instance_id, ID_MAX) ||
@@ -540,7 +540,7 @@ void lifecycle_status(order_worker_t *w, svc_call_t *call)
     state_change(w, call, &c);
 }
 
-void lifecycle_release(order_worker_t *w, svc_call_t *call)
+void lifecycle_release(svcrt_worker_t *w, svc_call_t *call)
 {
     const Kooisv__ReleaseInstance *r = svc_call_request(call)->release_instance;
     if (!order_require(call, "instanceId", r->instance_id, ID_MAX))
@@ -559,7 +559,7 @@ void lifecycle_release(order_worker_t *w, svc_call_t *call)
 
 /* ---- changeInstanceCheck: read-only ---- */
 
-void lifecycle_change_check(order_worker_t *w, svc_call_t *call)
+void lifecycle_change_check(svcrt_worker_t *w, svc_call_t *call)
 {
     const Kooisv__ChangeInstanceCheck *r = svc_call_request(call)->change_instance_check;
     const char *rid = svc_call_rid(call);

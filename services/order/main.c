@@ -9,12 +9,9 @@
 
 #include "config.h"
 #include "cryptoutil.h"
-#include "log.h"
 #include "migrations.h"
 #include "order.h"
 #include "sealbox.h"
-#include "timeutil.h"
-#include "transport.h"
 #include "xmalloc.h"
 
 static const config_var_t vars[] = {
@@ -61,37 +58,32 @@ static const config_var_t vars[] = {
      "attempts before a job is marked failed (operators redrive it: jobs.redrive)"},
 };
 
-static void die(const char *name, const char *why)
-{
-    fprintf(stderr, "kooisv-order: %s: %s\n", name, why);
-    exit(2);
-}
-
 static order_config_t cfg;
 
-static void config_build(void)
+/* Everything order reads from the environment beyond the runtime's variables. */
+static void order_configure(svcrt_def_t *def)
 {
     cfg.dsn = config_get("KOOISV_PG_DSN");
     if (sealbox_parse_key(config_get("KOOISV_DATA_KEY"), cfg.data_key) != 0)
-        die("KOOISV_DATA_KEY", "must be 32 bytes as 64 hex characters or base64");
+        svcrt_die("KOOISV_DATA_KEY", "must be 32 bytes as 64 hex characters or base64");
     /* A separate key for licenses: a license never helps to open a sealed credential. */
     static const char label[] = "kooisv-order license v1";
     hmac_sha256(cfg.data_key, sizeof cfg.data_key, label, sizeof label - 1, cfg.license_key);
     cfg.basic_key = config_get("KOOISV_BASIC_KEY");
     cfg.encrypt_type = config_get("KOOISV_ENCRYPT_TYPE");
     if (strcmp(cfg.encrypt_type, "1") != 0 && strcmp(cfg.encrypt_type, "2") != 0)
-        die("KOOISV_ENCRYPT_TYPE", "must be 1 or 2");
+        svcrt_die("KOOISV_ENCRYPT_TYPE", "must be 1 or 2");
 
     cfg.market.url = config_get("KOOISV_MARKETPLACE_URL");
     if (strncmp(cfg.market.url, "https://", 8) != 0 && strncmp(cfg.market.url, "http://", 7) != 0)
-        die("KOOISV_MARKETPLACE_URL", "must be an http(s) URL");
+        svcrt_die("KOOISV_MARKETPLACE_URL", "must be an http(s) URL");
     cfg.market.ak = config_get("KOOISV_MARKETPLACE_AK");
     cfg.market.sk = config_get("KOOISV_MARKETPLACE_SK");
     cfg.market.ca_file = config_get("KOOISV_MARKETPLACE_CA_FILE");
     cfg.market.timeout_ms = (int)config_get_long("KOOISV_MARKETPLACE_TIMEOUT_MS", 100, 60000);
 
     if (!provisioner_kind_parse(config_get("KOOISV_PROVISIONER"), &cfg.prov.kind))
-        die("KOOISV_PROVISIONER", "must be builtin or webhook");
+        svcrt_die("KOOISV_PROVISIONER", "must be builtin or webhook");
     cfg.prov.frontend_template = config_get("KOOISV_FRONTEND_URL_TEMPLATE");
     cfg.prov.admin_template = config_get("KOOISV_ADMIN_URL_TEMPLATE");
     cfg.prov.memo = config_get("KOOISV_PROVISION_MEMO");
@@ -101,14 +93,15 @@ static void config_build(void)
     cfg.prov.webhook_timeout_ms = (int)config_get_long("KOOISV_WEBHOOK_TIMEOUT_MS", 100, 60000);
     if (strncmp(cfg.prov.frontend_template, "https://", 8) != 0 &&
         strncmp(cfg.prov.frontend_template, "http://", 7) != 0)
-        die("KOOISV_FRONTEND_URL_TEMPLATE", "must be an http(s) URL");
+        svcrt_die("KOOISV_FRONTEND_URL_TEMPLATE", "must be an http(s) URL");
     if (cfg.prov.kind == PROVISIONER_WEBHOOK) {
         const char *why = NULL;
         if (strncmp(cfg.prov.webhook_url, "https://", 8) != 0 &&
             strncmp(cfg.prov.webhook_url, "http://", 7) != 0)
-            die("KOOISV_WEBHOOK_URL", "required (an http(s) URL) with KOOISV_PROVISIONER=webhook");
+            svcrt_die("KOOISV_WEBHOOK_URL",
+                      "required (an http(s) URL) with KOOISV_PROVISIONER=webhook");
         if (!config_key_is_strong(cfg.prov.webhook_secret, &why))
-            die("KOOISV_WEBHOOK_SECRET", why ? why : "missing or weak");
+            svcrt_die("KOOISV_WEBHOOK_SECRET", why ? why : "missing or weak");
     }
 
     cfg.job_threads = (int)config_get_long("KOOISV_PROVISION_THREADS", 1, 32);
@@ -121,56 +114,27 @@ static void config_build(void)
     int slowest = cfg.market.timeout_ms > cfg.prov.webhook_timeout_ms ? cfg.market.timeout_ms
                                                                       : cfg.prov.webhook_timeout_ms;
     if (cfg.lease_ms < slowest + 2000)
-        die("KOOISV_PROVISION_LEASE_MS", "must exceed the longest HTTP timeout by 2000 ms");
+        svcrt_die("KOOISV_PROVISION_LEASE_MS", "must exceed the longest HTTP timeout by 2000 ms");
 
     char host[64] = "localhost";
     gethostname(host, sizeof host - 1);
     snprintf(cfg.replica_id, sizeof cfg.replica_id, "%s:%d", host, (int)getpid());
+
+    /* Every connection (and reconnection) bounds its statements, so that a stuck database
+     * turns into a quick 000005 instead of a hung gateway call. */
+    static char session_sql[160];
+    long timeout_ms = config_get_long("KOOISV_PG_STATEMENT_TIMEOUT_MS", 100, 600000);
+    snprintf(session_sql, sizeof session_sql,
+             "SET statement_timeout = %ld; SET lock_timeout = %ld;"
+             " SET idle_in_transaction_session_timeout = 60000",
+             timeout_ms, timeout_ms);
+    cfg.session_sql = session_sql;
+    def->session_sql = session_sql;
 }
 
-static void *worker_init(int index, void *arg)
+static bool order_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Envelope *env)
 {
-    order_worker_t *w = xcalloc(1, sizeof *w);
-    w->cfg = arg;
-    w->index = index;
-    w->db = orderdb_session(w->cfg, "kooisv-order", 30);
-    if (!w->db) {
-        free(w);
-        return NULL;
-    }
-    w->conn = pg_session_conn(w->db);
-    return w;
-}
-
-static void worker_fini(void *state)
-{
-    order_worker_t *w = state;
-    if (!w)
-        return;
-    pg_session_destroy(&w->db);
-    free(w);
-}
-
-static void handle(void *state, svc_call_t *call)
-{
-    order_worker_t *w = state;
-    const Kooisv__Envelope *env = svc_call_request(call);
-    const char *rid = svc_call_rid(call);
-    if (env->deadline_ms > 0 && time_now_ms() > env->deadline_ms) {
-        /* The caller gave up; the marketplace retries, and every call is idempotent. */
-        log_warn(rid, "deadline passed before the call was served; skipped");
-        svc_call_result(call, RC_INTERNAL, "deadline exceeded");
-        return;
-    }
-    if (!pg_session_ready(w->db, rid)) {
-        log_error(rid, "database unavailable");
-        svc_call_result(call, RC_INTERNAL, "database unavailable; please retry");
-        return;
-    }
     switch (env->body_case) {
-    case KOOISV__ENVELOPE__BODY_PING:
-        svc_call_result(call, RC_OK, "pong");
-        break;
     case KOOISV__ENVELOPE__BODY_NEW_INSTANCE:
         lifecycle_new(w, call);
         break;
@@ -199,54 +163,43 @@ static void handle(void *state, svc_call_t *call)
         admin_handle(w, call);
         break;
     default:
-        svc_call_result(call, RC_INVALID, "the order service does not serve this request");
-        break;
+        return false;
     }
+    return true;
+}
+
+/* The job threads take their own sessions; the request workers' are the runtime's. */
+static int order_start(svcrt_def_t *def)
+{
+    return jobs_start(def->svc);
+}
+
+static void order_stop(svcrt_def_t *def)
+{
+    jobs_join();
 }
 
 int main(int argc, char **argv)
 {
-    config_load("kooisv-order",
-                "order service: instance life cycle, idempotency, provisioning, order events", vars,
-                sizeof vars / sizeof vars[0], argc, argv);
-    log_init("order");
-    config_build();
-
-    /* Migrate before anything serves; replicas starting together queue on the advisory lock. */
-    PGconn *conn = pg_connect(cfg.dsn, "kooisv-order-migrate", 60);
-    if (!conn || pg_migrate(conn, "orders", service_migrations, service_migrations_count) != 0) {
-        log_error(NULL, "cannot migrate schema orders; exiting");
-        if (conn)
-            PQfinish(conn);
-        return 1;
-    }
-    PQfinish(conn);
-
-    /* Every later connection (and reconnection) bounds its statements, so that a stuck
-     * database turns into a quick 000005 instead of a hung gateway call. */
-    long timeout_ms = config_get_long("KOOISV_PG_STATEMENT_TIMEOUT_MS", 100, 600000);
-    char *session_sql = xasprintf("SET statement_timeout = %ld; SET lock_timeout = %ld;"
-                                  " SET idle_in_transaction_session_timeout = 60000",
-                                  timeout_ms, timeout_ms);
-    cfg.session_sql = session_sql;
     size_t nstmts;
-    orderdb_statements(&nstmts);
-
-    if (jobs_start(&cfg) != 0) {
-        free(session_sql);
-        return 1;
-    }
-    service_def_t def = {.name = "order",
-                         .bind = config_get("KOOISV_BIND"),
-                         .workers = (int)config_get_long("KOOISV_WORKERS", 1, 256),
-                         .worker_init = worker_init,
-                         .worker_fini = worker_fini,
-                         .handle = handle,
-                         .arg = &cfg};
-    int rc = service_run(&def);
-    service_stop(); /* also when service_run failed early: the job threads must end */
-    jobs_join();
-    free(session_sql);
-    log_info(NULL, "stopped");
-    return rc;
+    const pg_stmt_t *const groups[] = {orderdb_statements(&nstmts)};
+    svcrt_def_t order = {
+        .name = "order",
+        .summary = "order service: instance life cycle, idempotency, provisioning, order events",
+        .vars = vars,
+        .nvars = sizeof vars / sizeof vars[0],
+        .schema = "orders",
+        .migrations = service_migrations,
+        .nmigrations = service_migrations_count,
+        .workers_max = 256,
+        .groups = groups,
+        .counts = &nstmts,
+        .ngroups = 1,
+        .configure = order_configure,
+        .start = order_start,
+        .stop = order_stop,
+        .handle = order_handle,
+        .svc = &cfg,
+    };
+    return svcrt_run(&order, argc, argv);
 }

@@ -9,6 +9,7 @@
 #include "pgutil.h"
 #include "provisioner.h"
 #include "queryorder.h"
+#include "svcrt.h"
 #include "transport.h"
 
 /* Result codes (spec §5). */
@@ -38,13 +39,11 @@ typedef struct {
     char replica_id[128]; /* host:pid, the lease owner prefix */
 } order_config_t;
 
-/* One service worker thread (or job thread): its own connection. */
-typedef struct {
-    pg_session_t *db; /* heals itself after a database restart */
-    PGconn *conn;     /* the session's connection */
-    const order_config_t *cfg;
-    int index;
-} order_worker_t;
+/* The configuration a request worker serves with (its svc). */
+static inline const order_config_t *order_cfg(const svcrt_worker_t *w)
+{
+    return w->svc;
+}
 
 /* The union of every module's prepared statements (built on first call; call once from main
  * before starting threads). */
@@ -93,15 +92,15 @@ extern const size_t orderdb_stmts_count, lifecycle_stmts_count, query_stmts_coun
     license_stmts_count, admin_stmts_count, jobs_stmts_count;
 
 /* Handlers (one per body kind). Each sets the reply's result code. */
-void lifecycle_new(order_worker_t *w, svc_call_t *call);
-void lifecycle_refresh(order_worker_t *w, svc_call_t *call);
-void lifecycle_status(order_worker_t *w, svc_call_t *call);
-void lifecycle_release(order_worker_t *w, svc_call_t *call);
-void lifecycle_upgrade(order_worker_t *w, svc_call_t *call);
-void lifecycle_change_check(order_worker_t *w, svc_call_t *call);
-void query_instances(order_worker_t *w, svc_call_t *call);
-void license_issue(order_worker_t *w, svc_call_t *call);
-void admin_handle(order_worker_t *w, svc_call_t *call);
+void lifecycle_new(svcrt_worker_t *w, svc_call_t *call);
+void lifecycle_refresh(svcrt_worker_t *w, svc_call_t *call);
+void lifecycle_status(svcrt_worker_t *w, svc_call_t *call);
+void lifecycle_release(svcrt_worker_t *w, svc_call_t *call);
+void lifecycle_upgrade(svcrt_worker_t *w, svc_call_t *call);
+void lifecycle_change_check(svcrt_worker_t *w, svc_call_t *call);
+void query_instances(svcrt_worker_t *w, svc_call_t *call);
+void license_issue(svcrt_worker_t *w, svc_call_t *call);
+void admin_handle(svcrt_worker_t *w, svc_call_t *call);
 
 /* Start cfg->job_threads background job threads; 0 or -1. */
 int jobs_start(const order_config_t *cfg);
