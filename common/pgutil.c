@@ -1,5 +1,6 @@
 #include "pgutil.h"
 
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +88,20 @@ int pg_prepare_all(PGconn *conn, const pg_stmt_t *stmts, size_t n)
         PQclear(r);
     }
     return 0;
+}
+
+bool pg_conn_alive(PGconn *conn)
+{
+    if (PQstatus(conn) != CONNECTION_OK)
+        return false;
+    struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+    if (pfd.fd < 0)
+        return false;
+    /* An idle connection has nothing to read unless the server said something on its own: a
+     * notification (kept for PQnotifies), or its farewell before closing. */
+    if (poll(&pfd, 1, 0) > 0 && !PQconsumeInput(conn))
+        return false;
+    return PQstatus(conn) == CONNECTION_OK;
 }
 
 const char *pg_value(const PGresult *res, int row, int col)
@@ -233,10 +248,9 @@ void pg_log_failure(const char *rid, const char *what, const PGresult *res)
             *state ? state : "-", msg);
 }
 
-PGresult *pg_exec_logged(PGconn *conn, const char *rid, const char *stmt, int nparams,
-                         const char *const *params, pg_status_t *status)
+/* r when it succeeded; otherwise log it, clear it, set *status and return NULL. */
+static PGresult *result_or_log(PGresult *r, const char *rid, const char *stmt, pg_status_t *status)
 {
-    PGresult *r = pg_exec(conn, stmt, nparams, params);
     if (pg_ok(r))
         return r;
     if (status)
@@ -244,6 +258,12 @@ PGresult *pg_exec_logged(PGconn *conn, const char *rid, const char *stmt, int np
     pg_log_failure(rid, stmt, r);
     PQclear(r);
     return NULL;
+}
+
+PGresult *pg_exec_logged(PGconn *conn, const char *rid, const char *stmt, int nparams,
+                         const char *const *params, pg_status_t *status)
+{
+    return result_or_log(pg_exec(conn, stmt, nparams, params), rid, stmt, status);
 }
 
 /* ---------------------------------------------------------------- sessions */
@@ -318,7 +338,7 @@ bool pg_session_reconnect(pg_session_t *self, const char *rid)
 
 bool pg_session_ready(pg_session_t *self, const char *rid)
 {
-    if (PQstatus(self->conn) == CONNECTION_OK) {
+    if (pg_conn_alive(self->conn)) {
         if (PQtransactionStatus(self->conn) == PQTRANS_IDLE)
             return true;
         /* a transaction left open by a failed caller: discard it */
@@ -347,13 +367,7 @@ PGresult *pg_session_exec(pg_session_t *self, const char *rid, const char *stmt,
         PQclear(r);
         r = pg_exec(self->conn, stmt, nparams, params);
     }
-    if (pg_ok(r))
-        return r;
-    if (status)
-        *status = pg_is_retryable(r) ? PG_RETRY : PG_FAIL;
-    pg_log_failure(rid, stmt, r);
-    PQclear(r);
-    return NULL;
+    return result_or_log(r, rid, stmt, status);
 }
 
 /* ---------------------------------------------------------------- transactions */

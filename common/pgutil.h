@@ -39,6 +39,9 @@ bool pg_ok(const PGresult *res);
 bool pg_is_unique_violation(const PGresult *res);
 /* True when res failed with a serialization failure or deadlock (retry the transaction). */
 bool pg_is_retryable(const PGresult *res);
+/* False when conn is broken, including a connection the server closed while it was idle
+ * (database restart): found without a round trip, by reading what already arrived. */
+bool pg_conn_alive(PGconn *conn);
 /* Value of row/column or NULL when SQL NULL. */
 const char *pg_value(const PGresult *res, int row, int col);
 /* A PostgreSQL array literal ({"a","b"}) of n strings, for a text[] parameter: "= ANY($n)" on
@@ -84,7 +87,8 @@ void pg_session_destroy(pg_session_t **self_p);
  * place); owned by the session. */
 PGconn *pg_session_conn(pg_session_t *self);
 /* Make the connection usable and idle: roll back a transaction a failed caller left open,
- * reconnect a broken connection. false (logged with rid) when the database is unreachable. */
+ * reconnect a broken one (pg_conn_alive). false (logged with rid) when the database is unreachable.
+ */
 bool pg_session_ready(pg_session_t *self, const char *rid);
 /* Reconnect now (the connection was found dead); true when usable again. */
 bool pg_session_reconnect(pg_session_t *self, const char *rid);

@@ -124,13 +124,14 @@ static void worker_fini(void *state)
     free(w);
 }
 
-/* Ready to serve call: the deadline has not passed and the session is usable. On false the
+/* Ready to serve call: the deadline has not passed (unless the service serves late calls) and
+ * the session is usable. On false the
  * call's result is set. */
-static bool worker_ready(svcrt_worker_t *w, svc_call_t *call)
+static bool worker_ready(const svcrt_def_t *def, svcrt_worker_t *w, svc_call_t *call)
 {
     const Kooisv__Envelope *env = svc_call_request(call);
     const char *rid = svc_call_rid(call);
-    if (env->deadline_ms > 0 && time_now_ms() > env->deadline_ms) {
+    if (!def->serve_late && env->deadline_ms > 0 && time_now_ms() > env->deadline_ms) {
         /* the caller has already answered 000005 and the marketplace retries (every call is
          * idempotent): doing the work now would only surprise it */
         log_warn(rid, "deadline passed before the call could run; skipped");
@@ -162,7 +163,7 @@ static void worker_handle(void *state, svc_call_t *call)
 {
     svcrt_worker_t *w = state;
     const svcrt_def_t *def = rt.def;
-    if (!worker_ready(w, call))
+    if (!worker_ready(def, w, call))
         return;
     int64_t start = time_mono_us();
     dispatch(def, w, call);

@@ -6,10 +6,10 @@
  *   starts the service's background work (start) and, when declared, its outbox,
  *   serves on KOOISV_BIND with KOOISV_WORKERS threads, each with its own PostgreSQL session
  *   (pgutil: reconnected after a database restart) when the service has statements,
- *   refuses calls whose deadline has passed, answers PING (transport), routes admin actions to
- *   the service then to the outbox, and
- *   at SIGINT/SIGTERM stops in reverse order: outbox, then the service's background work (stop).
- * Acquired in that order, released in reverse through one path. */
+ *   refuses calls whose deadline has passed (unless serve_late), answers PING (transport), routes
+ * admin actions to the service then to the outbox, and at SIGINT/SIGTERM stops in reverse order:
+ * outbox, then the service's background work (stop). Acquired in that order, released in reverse
+ * through one path. */
 #ifndef KOOISV_SVCRT_H
 #define KOOISV_SVCRT_H
 #include <jansson.h>
@@ -39,6 +39,14 @@
 #define SVCRT_KIT_SESSION_SQL(schema)                                                            \
     "SET search_path = \"" schema "\"; SET statement_timeout = '3s'; SET lock_timeout = '2s';"   \
     " SET idle_in_transaction_session_timeout = '10s'; SET TIME ZONE 'UTC'"
+
+/* The svcrt_def_t fields the kit sync services (tenant, app) have in common: name and schema
+ * (string literals), their embedded migrations (common/migrations.h), their session settings,
+ * an outbox and a log line per call. */
+#define SVCRT_KIT_SERVICE(svc_name, schema_name)                                                 \
+    .name = svc_name, .schema = schema_name, .migrations = service_migrations,                   \
+    .nmigrations = service_migrations_count, .session_sql = SVCRT_KIT_SESSION_SQL(schema_name),  \
+    .workers_max = 64, .outbox = true, .log_calls = true
 
 /* The variables of a service's outbox (svcrt_def_t.outbox); list them in its table. */
 #define SVCRT_OUTBOX_CONFIG_VARS                                                                 \
@@ -95,6 +103,9 @@ struct svcrt_def {
     bool outbox;
     const uint8_t *seal_key;
     bool log_calls; /* one info line per call (result code, time) */
+    /* Serve calls whose deadline has passed instead of answering 000005 (audit: a gateway
+     * resends the records it could not deliver in time, and they must still be stored). */
+    bool serve_late;
     /* After the configuration is loaded, before anything connects: check and keep the service's
      * own settings; svcrt_die() on a bad one. NULL = nothing to do. */
     void (*configure)(svcrt_def_t *def);

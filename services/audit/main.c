@@ -127,6 +127,7 @@ int main(int argc, char **argv)
         .workers_max = 1024,
         .migrate_dsn_var = "KOOISV_PG_MIGRATE_DSN",
         .wait_var = "KOOISV_PG_WAIT_S",
+        .serve_late = true,
         .start = audit_start,
         .stop = audit_stop,
         .handle = audit_handle,
