@@ -62,20 +62,13 @@ int main(int argc, char **argv)
     const pg_stmt_t *const groups[] = {appsync_stmts, authsync_stmts, appadmin_stmts};
     const size_t counts[] = {appsync_stmts_count, authsync_stmts_count, appadmin_stmts_count};
     svcrt_def_t app = {
-        .name = "app",
+        SVCRT_KIT_SERVICE("app", "apps"),
         .summary = "app service: kit applicationSync, authSync (schema apps)",
         .vars = app_vars,
         .nvars = sizeof app_vars / sizeof app_vars[0],
-        .schema = "apps",
-        .migrations = service_migrations,
-        .nmigrations = service_migrations_count,
-        .session_sql = SVCRT_KIT_SESSION_SQL("apps"),
-        .workers_max = 64,
         .groups = groups,
         .counts = counts,
         .ngroups = 3,
-        .outbox = true,
-        .log_calls = true,
         .configure = app_configure,
         .handle = app_handle,
         .admin = appadmin_handle,

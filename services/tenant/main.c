@@ -32,20 +32,13 @@ int main(int argc, char **argv)
     const pg_stmt_t *const groups[] = {tenantsync_stmts, orgsync_stmts, tenantadmin_stmts};
     const size_t counts[] = {tenantsync_stmts_count, orgsync_stmts_count, tenantadmin_stmts_count};
     svcrt_def_t tenant = {
-        .name = "tenant",
+        SVCRT_KIT_SERVICE("tenant", "tenants"),
         .summary = "tenant service: kit tenantSync, singleOrgSync, allOrgSync (schema tenants)",
         .vars = tenant_vars,
         .nvars = sizeof tenant_vars / sizeof tenant_vars[0],
-        .schema = "tenants",
-        .migrations = service_migrations,
-        .nmigrations = service_migrations_count,
-        .session_sql = SVCRT_KIT_SESSION_SQL("tenants"),
-        .workers_max = 64,
         .groups = groups,
         .counts = counts,
         .ngroups = 3,
-        .outbox = true,
-        .log_calls = true,
         .handle = tenant_handle,
         .admin = tenantadmin_handle,
     };
