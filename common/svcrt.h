@@ -1,15 +1,15 @@
 /* svcrt: the one runtime of the kooisv services (order, tenant, app, audit). A service declares
  * itself in an svcrt_def_t (name, configuration table, schema, prepared statements, handlers,
- * hooks for its own background work) and its main() is svcrt_run(). The runtime:
- *   reads the configuration (--help prints it) and lets the service check its own (configure),
- *   applies the service's migrations under pgutil's advisory lock,
- *   starts the service's background work (start) and, when declared, its outbox,
- *   serves on KOOISV_BIND with KOOISV_WORKERS threads, each with its own PostgreSQL session
- *   (pgutil: reconnected after a database restart) when the service has statements,
- *   refuses calls whose deadline has passed (unless serve_late), answers PING (transport), routes
- * admin actions to the service then to the outbox, and at SIGINT/SIGTERM stops in reverse order:
- * outbox, then the service's background work (stop). Acquired in that order, released in reverse
- * through one path. */
+ * hooks for its own background work) and its main() is svcrt_run(). The runtime, in order:
+ *  - reads the configuration (--help prints it) and lets the service check its own (configure);
+ *  - applies the service's migrations under pgutil's advisory lock;
+ *  - starts the service's background work (start) and, when declared, its outbox;
+ *  - serves on KOOISV_BIND with KOOISV_WORKERS threads, each with its own PostgreSQL session
+ *    (pgutil: reconnected after a database restart) when the service has statements;
+ *    refuses calls whose deadline has passed (unless serve_late); PING is answered by the
+ *    transport; admin actions go to the service, then to the outbox;
+ *  - at SIGINT/SIGTERM releases in reverse order through one path: the outbox, then the
+ *    service's background work (stop). */
 #ifndef KOOISV_SVCRT_H
 #define KOOISV_SVCRT_H
 #include <jansson.h>

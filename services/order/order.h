@@ -39,6 +39,10 @@ typedef struct {
     char replica_id[128]; /* host:pid, the lease owner prefix */
 } order_config_t;
 
+/* Read and check every setting of cfg from the loaded configuration; svcrt_die() on a bad one.
+ * The strings stay valid for the process's life. */
+void orderconf_load(order_config_t *cfg);
+
 /* The configuration a request worker serves with (its svc). */
 static inline const order_config_t *order_cfg(const svcrt_worker_t *w)
 {
