@@ -58,11 +58,18 @@ const pg_stmt_t *outbox_stmts(size_t *n)
 
 /* The delivery thread's own statements. */
 static const pg_stmt_t delivery_stmts[] = {
+    /* Per (instance, tenant) in id order: a row waits while an earlier one of its instance is
+     * pending (leased, or waiting for its retry); a failed (dead-lettered) or skipped row no
+     * longer holds the others back. A claim leaves the row pending, so a concurrent claim by
+     * another replica sees it too. */
     {"outbox_claim",
      "WITH c AS (UPDATE outbox SET attempts = attempts + 1,"
      " next_attempt_at = now() + make_interval(secs => $2::int)"
-     " WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= now()"
-     " ORDER BY id LIMIT $1::int FOR UPDATE SKIP LOCKED)"
+     " WHERE id IN (SELECT o.id FROM outbox o WHERE o.status = 'pending'"
+     "  AND o.next_attempt_at <= now() AND NOT EXISTS (SELECT 1 FROM outbox e"
+     "   WHERE e.status = 'pending' AND e.instance_id = o.instance_id"
+     "   AND e.tenant_id = o.tenant_id AND e.id < o.id)"
+     " ORDER BY o.id LIMIT $1::int FOR UPDATE SKIP LOCKED)"
      " RETURNING id, event_id, payload, sealed, attempts) SELECT * FROM c ORDER BY id",
      2},
     {"outbox_delivered",

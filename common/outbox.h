@@ -2,7 +2,9 @@
  * writes an event row in the transaction that makes it (outbox_emit); a delivery thread posts
  * the event (a JSON document, the same bytes on every attempt) to a signed webhook
  * (common/webhook.h) with exponential backoff, keeping attempts and the last error.
- * Receivers de-duplicate by eventId; seq orders the events of one service.
+ * Receivers de-duplicate by eventId; seq orders the events of one service. The events of one
+ * (instance, tenant) are delivered in seq order: one waits while an earlier one is pending
+ * (in flight or waiting for its retry) and goes once that one is delivered or dead-lettered.
  * Rows: pending -> delivered | failed (max attempts reached: the dead letter); with no webhook
  * URL configured a pending row is marked skipped. outbox_admin's outbox.redrive puts a failed,
  * pending or skipped row back to pending now.
