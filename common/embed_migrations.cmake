@@ -1,9 +1,9 @@
-# Turns services/<name>/migrations/*.sql into a C array so that every binary carries its own
-# schema history (no run-time path to find). Invoked as a script:
-#   cmake -DDIR=<migrations dir> -DOUT=<file.c> -P embed_migrations.cmake
-file(GLOB sqls ${DIR}/*.sql)
+# Turns a service's migrations/NNN_*.sql into a C array so that every binary carries its own
+# schema history (no run-time path to find). Invoked as a script with the files named:
+#   cmake "-DSQLS=<a.sql|b.sql>" -DOUT=<file.c> -P embed_migrations.cmake
+string(REPLACE "|" ";" sqls "${SQLS}")
 list(SORT sqls)
-set(body "/* generated from ${DIR}; do not edit */\n#include \"pgutil.h\"\n")
+set(body "/* generated from ${sqls}; do not edit */\n#include \"pgutil.h\"\n")
 set(table "")
 set(i 0)
 foreach(f ${sqls})

@@ -1,5 +1,6 @@
 #include "pgutil.h"
 
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include "cryptoutil.h"
 #include "log.h"
 #include "timeutil.h"
+#include "xmalloc.h"
 
 PGconn *pg_connect(const char *dsn, const char *app, int wait_s)
 {
@@ -88,17 +90,18 @@ int pg_prepare_all(PGconn *conn, const pg_stmt_t *stmts, size_t n)
     return 0;
 }
 
-bool pg_ensure(PGconn *conn, const pg_stmt_t *stmts, size_t n)
+bool pg_conn_alive(PGconn *conn)
 {
-    if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) != PQTRANS_UNKNOWN)
-        return true;
-    PQreset(conn);
-    if (PQstatus(conn) != CONNECTION_OK) {
-        log_warn(NULL, "PostgreSQL reconnect failed: %s", PQerrorMessage(conn));
+    if (PQstatus(conn) != CONNECTION_OK)
         return false;
-    }
-    log_info(NULL, "PostgreSQL connection re-established");
-    return pg_prepare_all(conn, stmts, n) == 0;
+    struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+    if (pfd.fd < 0)
+        return false;
+    /* An idle connection has nothing to read unless the server said something on its own: a
+     * notification (kept for PQnotifies), or its farewell before closing. */
+    if (poll(&pfd, 1, 0) > 0 && !PQconsumeInput(conn))
+        return false;
+    return PQstatus(conn) == CONNECTION_OK;
 }
 
 const char *pg_value(const PGresult *res, int row, int col)
@@ -155,8 +158,10 @@ int pg_migrate(PGconn *conn, const char *schema, const pg_migration_t *migs, siz
     /* IF NOT EXISTS would print a NOTICE on every start: ask first. */
     const char *sp[] = {schema};
     PGresult *exists = NULL;
-    if (!exec_params(conn, "SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = "
-                           "'schema_migrations'", 1, sp, &exists))
+    if (!exec_params(conn,
+                     "SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = "
+                     "'schema_migrations'",
+                     1, sp, &exists))
         goto out;
     int have_table = PQntuples(exists) > 0;
     PQclear(exists);
@@ -198,4 +203,244 @@ out:
     exec_params(conn, "SELECT pg_advisory_unlock($1::bigint)", 1, kp, NULL);
     PQfreemem(ident);
     return rc;
+}
+
+char *pg_text_array(const char *const *items, size_t n)
+{
+    size_t cap = 3;
+    for (size_t i = 0; i < n; i++)
+        cap += 2 * strlen(items[i]) + 3; /* quotes, comma, every byte possibly escaped */
+    char *out = xmalloc(cap);
+    char *o = out;
+    *o++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *o++ = ',';
+        *o++ = '"';
+        for (const char *p = items[i]; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                *o++ = '\\';
+            *o++ = *p;
+        }
+        *o++ = '"';
+    }
+    *o++ = '}';
+    *o = '\0';
+    return out;
+}
+
+/* ---------------------------------------------------------------- failures */
+
+void pg_log_failure(const char *rid, const char *what, const PGresult *res)
+{
+    const char *state = sqlstate(res);
+    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (!primary)
+        primary = res ? PQresultErrorMessage(res) : "no result";
+    /* A data exception's message quotes the offending input (personal data, maybe). */
+    if (strncmp(state, "22", 2) == 0)
+        primary = "data exception";
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", primary);
+    msg[strcspn(msg, "\n")] = '\0';
+    bool retry = pg_is_retryable(res);
+    log_msg(retry ? LOG_INFO : LOG_WARN, rid, "%s failed: sqlstate=%s %s", what,
+            *state ? state : "-", msg);
+}
+
+/* r when it succeeded; otherwise log it, clear it, set *status and return NULL. */
+static PGresult *result_or_log(PGresult *r, const char *rid, const char *stmt, pg_status_t *status)
+{
+    if (pg_ok(r))
+        return r;
+    if (status)
+        *status = pg_is_retryable(r) ? PG_RETRY : PG_FAIL;
+    pg_log_failure(rid, stmt, r);
+    PQclear(r);
+    return NULL;
+}
+
+PGresult *pg_exec_logged(PGconn *conn, const char *rid, const char *stmt, int nparams,
+                         const char *const *params, pg_status_t *status)
+{
+    return result_or_log(pg_exec(conn, stmt, nparams, params), rid, stmt, status);
+}
+
+/* ---------------------------------------------------------------- sessions */
+
+struct pg_session {
+    PGconn *conn;
+    char *dsn;
+    char *app;
+    char *setup_sql;
+    const pg_stmt_t *stmts;
+    size_t nstmts;
+};
+
+/* Session settings and statements on a fresh connection; true on success. */
+static bool session_setup(pg_session_t *self)
+{
+    if (self->setup_sql && !pg_command(self->conn, self->setup_sql))
+        return false;
+    return pg_prepare_all(self->conn, self->stmts, self->nstmts) == 0;
+}
+
+pg_session_t *pg_session_new(const pg_session_config_t *cfg)
+{
+    PGconn *conn = pg_connect(cfg->dsn, cfg->app, cfg->wait_s);
+    if (!conn)
+        return NULL;
+    pg_session_t *self = xcalloc(1, sizeof *self);
+    self->conn = conn;
+    self->dsn = xstrdup(cfg->dsn);
+    self->app = xstrdup(cfg->app ? cfg->app : "kooisv");
+    self->setup_sql = cfg->setup_sql ? xstrdup(cfg->setup_sql) : NULL;
+    self->stmts = cfg->stmts;
+    self->nstmts = cfg->nstmts;
+    if (!session_setup(self)) {
+        pg_session_destroy(&self);
+        return NULL;
+    }
+    return self;
+}
+
+void pg_session_destroy(pg_session_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    pg_session_t *self = *self_p;
+    PQfinish(self->conn);
+    free(self->setup_sql);
+    free(self->app);
+    /* the connection string may hold a password */
+    xfree_secret(self->dsn, strlen(self->dsn));
+    free(self);
+    *self_p = NULL;
+}
+
+PGconn *pg_session_conn(pg_session_t *self)
+{
+    return self->conn;
+}
+
+bool pg_session_reconnect(pg_session_t *self, const char *rid)
+{
+    /* PQreset keeps the PGconn (callers hold the pointer) and its connection parameters; the
+     * session settings and prepared statements are the server's and are made again. */
+    PQreset(self->conn);
+    if (PQstatus(self->conn) != CONNECTION_OK || !session_setup(self)) {
+        log_warn(rid, "PostgreSQL reconnect failed: %s", PQerrorMessage(self->conn));
+        return false;
+    }
+    log_info(rid, "PostgreSQL connection re-established");
+    return true;
+}
+
+bool pg_session_ready(pg_session_t *self, const char *rid)
+{
+    if (pg_conn_alive(self->conn)) {
+        if (PQtransactionStatus(self->conn) == PQTRANS_IDLE)
+            return true;
+        /* a transaction left open by a failed caller: discard it */
+        PQclear(PQexec(self->conn, "ROLLBACK"));
+        if (PQstatus(self->conn) == CONNECTION_OK &&
+            PQtransactionStatus(self->conn) == PQTRANS_IDLE)
+            return true;
+    }
+    return pg_session_reconnect(self, rid);
+}
+
+/* True when a failure was the connection's death (not the statement's fault). */
+static bool connection_dead(pg_session_t *self)
+{
+    return PQstatus(self->conn) != CONNECTION_OK;
+}
+
+PGresult *pg_session_exec(pg_session_t *self, const char *rid, const char *stmt, int nparams,
+                          const char *const *params, pg_status_t *status)
+{
+    bool idle = PQtransactionStatus(self->conn) == PQTRANS_IDLE;
+    PGresult *r = pg_exec(self->conn, stmt, nparams, params);
+    /* A connection that died while idle is found broken only when used; outside a transaction
+     * nothing is lost by reconnecting and asking again. */
+    if (!pg_ok(r) && idle && connection_dead(self) && pg_session_reconnect(self, rid)) {
+        PQclear(r);
+        r = pg_exec(self->conn, stmt, nparams, params);
+    }
+    return result_or_log(r, rid, stmt, status);
+}
+
+/* ---------------------------------------------------------------- transactions */
+
+PGresult *pg_tx_exec(pg_tx_t *tx, const char *stmt, int nparams, const char *const *params)
+{
+    pg_status_t st = PG_FAIL;
+    PGresult *r = pg_exec_logged(tx->conn, tx->rid, stmt, nparams, params, &st);
+    if (!r)
+        tx->failed = st;
+    return r;
+}
+
+/* COMMIT and check that it was one; PG_OK, PG_RETRY or PG_FAIL. */
+static pg_status_t tx_commit(PGconn *conn, const char *rid)
+{
+    PGresult *r = PQexec(conn, "COMMIT");
+    /* COMMIT of a failed transaction "succeeds" as a ROLLBACK: check what happened */
+    pg_status_t st = pg_ok(r) && strcmp(PQcmdStatus(r), "COMMIT") == 0 ? PG_OK
+                     : pg_is_retryable(r)                              ? PG_RETRY
+                                                                       : PG_FAIL;
+    if (st != PG_OK)
+        pg_log_failure(rid, "COMMIT", r);
+    PQclear(r);
+    return st;
+}
+
+pg_status_t pg_tx_run(pg_session_t *session, const char *rid, pg_tx_body_t body, void *arg)
+{
+    bool reconnected = false;
+    for (int attempt = 1; attempt <= PG_TX_ATTEMPTS; attempt++) {
+        if (!pg_session_ready(session, rid))
+            return PG_FAIL;
+        PGconn *conn = session->conn;
+        pg_tx_t tx = {.conn = conn, .rid = rid, .failed = PG_OK};
+        pg_status_t st;
+        PGresult *begin = PQexec(conn, "BEGIN");
+        if (pg_ok(begin)) {
+            st = body(&tx, arg);
+            if (st == PG_OK) {
+                PQclear(begin);
+                /* After a COMMIT that failed for any other reason the transaction is gone
+                 * either way and nothing was promised: no reconnect-and-rerun. */
+                st = tx_commit(conn, rid);
+                if (st == PG_OK)
+                    return PG_OK;
+                if (st == PG_RETRY)
+                    continue;
+                return PG_FAIL;
+            }
+            if (st == PG_FAIL && tx.failed == PG_RETRY)
+                st = PG_RETRY;
+        } else {
+            pg_log_failure(rid, "BEGIN", begin);
+            st = PG_FAIL;
+        }
+        PQclear(begin);
+        if (!connection_dead(session))
+            PQclear(PQexec(conn, "ROLLBACK"));
+        if (st == PG_ROLLBACK)
+            return PG_ROLLBACK;
+        if (st == PG_RETRY)
+            continue;
+        /* A connection found dead before COMMIT (database restart) wrote nothing: once, run
+         * the whole transaction again on a fresh connection. */
+        if (connection_dead(session) && !reconnected) {
+            reconnected = true;
+            if (pg_session_reconnect(session, rid))
+                continue;
+        }
+        return PG_FAIL;
+    }
+    log_warn(rid, "transaction failed %d times on serialization failures or deadlocks",
+             PG_TX_ATTEMPTS);
+    return PG_FAIL;
 }

@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "envelope.pb-c.h"
-#include "syncsvc.h"
+#include "svcrt.h"
 
 /* Shared by every worker, read-only after start-up. */
 typedef struct {
@@ -23,11 +23,11 @@ extern const size_t appadmin_stmts_count;
 
 /* applicationSync: add/modify decrypt clientSecret (000101 when no OAEP variant opens it) and
  * store it sealed; delete removes the app and its users (success when already gone). */
-void appsync_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__ApplicationSync *m);
+void appsync_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__ApplicationSync *m);
 /* authSync: add, modify (upsert), delete, cancel authorisation (flag 3: the user stays). */
-void authsync_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__AuthSync *m);
+void authsync_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AuthSync *m);
 /* Serve app.users and app.secret (operators only); false when action is neither. */
-bool appadmin_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req);
+bool appadmin_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req);
 
 /* Associated data binding a sealed value to its row and column. Caller owns the result. */
 char *app_secret_aad(const char *instance_id, const char *tenant_id, const char *app_id);

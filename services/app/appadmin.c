@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "svcadmin.h"
 #include "log.h"
 #include "sealbox.h"
 #include "xmalloc.h"
@@ -32,11 +33,11 @@ const size_t appadmin_stmts_count = sizeof appadmin_stmts / sizeof appadmin_stmt
 static bool app_key(svc_call_t *call, const Kooisv__AdminRequest *req, const char **instance,
                     const char **tenant, const char **app)
 {
-    *instance = sync_admin_arg(req, "instance");
-    *tenant = sync_admin_arg(req, "tenant");
-    *app = sync_admin_arg(req, "app");
-    if (!sync_text_ok(*instance, 64, false) || !sync_text_ok(*tenant, 64, true) ||
-        !sync_text_ok(*app, 64, true)) {
+    *instance = svcadmin_arg(req, "instance");
+    *tenant = svcadmin_arg(req, "tenant");
+    *app = svcadmin_arg(req, "app");
+    if (!svcrt_text_ok(*instance, 64, false) || !svcrt_text_ok(*tenant, 64, true) ||
+        !svcrt_text_ok(*app, 64, true)) {
         svc_call_result(call, "000002",
                         "args: tenant and app (1..64 chars) and instance (0..64) required");
         return false;
@@ -46,7 +47,7 @@ static bool app_key(svc_call_t *call, const Kooisv__AdminRequest *req, const cha
 
 /* Contact data is shown masked: an operator looking a user up needs to recognise it, not to
  * copy it (least privilege; the full value goes only to the seller's app, in events). */
-static json_t *masked_contact(const sync_worker_t *w, const char *column, const char *instance,
+static json_t *masked_contact(const svcrt_worker_t *w, const char *column, const char *instance,
                               const char *tenant, const char *app, const char *user,
                               const char *sealed)
 {
@@ -79,22 +80,22 @@ static json_t *masked_contact(const sync_worker_t *w, const char *column, const 
     return v;
 }
 
-static void admin_users(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
+static void admin_users(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
 {
     const char *instance, *tenant, *app;
     if (!app_key(call, req, &instance, &tenant, &app))
         return;
-    const char *after = sync_admin_arg(req, "after");
-    const char *limit_s = sync_admin_arg(req, "limit");
+    const char *after = svcadmin_arg(req, "after");
+    const char *limit_s = svcadmin_arg(req, "limit");
     long limit = *limit_s ? strtol(limit_s, NULL, 10) : 1000;
-    if (limit < 1 || limit > 10000 || !sync_text_ok(after, 128, false)) {
+    if (limit < 1 || limit > 10000 || !svcrt_text_ok(after, 128, false)) {
         svc_call_result(call, "000002", "limit: 1..10000; after: a userName");
         return;
     }
     char lim[16];
     snprintf(lim, sizeof lim, "%ld", limit);
     const char *p[] = {instance, tenant, app, after, lim};
-    PGresult *r = sync_admin_query(w, call, "admin_users", 5, p);
+    PGresult *r = svcrt_admin_query(w, call, "admin_users", 5, p);
     if (!r)
         return;
     json_t *users = json_array();
@@ -120,12 +121,12 @@ static void admin_users(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminR
     if (n == limit)
         json_object_set_new(doc, "next", json_string(PQgetvalue(r, n - 1, 0)));
     PQclear(r);
-    sync_admin_reply(call, doc);
+    svcadmin_reply(call, doc);
 }
 
 /* The one way a stored clientSecret leaves the service: to an operator (the gateway admits
  * only the admin role to this action and audits it). */
-static void admin_secret(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
+static void admin_secret(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
 {
     const Kooisv__Envelope *env = svc_call_request(call);
     if (!env->caller || strcmp(env->caller->kind, "operator") != 0) {
@@ -136,7 +137,7 @@ static void admin_secret(sync_worker_t *w, svc_call_t *call, const Kooisv__Admin
     if (!app_key(call, req, &instance, &tenant, &app))
         return;
     const char *p[] = {instance, tenant, app};
-    PGresult *r = sync_admin_query(w, call, "admin_app_get", 3, p);
+    PGresult *r = svcrt_admin_query(w, call, "admin_app_get", 3, p);
     if (!r)
         return;
     if (PQntuples(r) == 0) {
@@ -163,12 +164,12 @@ static void admin_secret(sync_worker_t *w, svc_call_t *call, const Kooisv__Admin
                             plain, len, "updatedAt", PQgetvalue(r, 0, 4));
     PQclear(r);
     xfree_secret(plain, len);
-    sync_admin_reply_secret(call, doc);
+    svcadmin_reply_secret(call, doc);
     log_info(svc_call_rid(call), "clientSecret of app %s (tenant %s) disclosed to operator %s", app,
              tenant, env->caller->id);
 }
 
-bool appadmin_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
+bool appadmin_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
 {
     if (strcmp(req->action, "app.users") == 0)
         admin_users(w, call, req);

@@ -9,7 +9,6 @@
 #include "log.h"
 #include "rsaoaep.h"
 #include "sealbox.h"
-#include "syncoutbox.h"
 #include "xmalloc.h"
 
 const pg_stmt_t appsync_stmts[] = {
@@ -68,7 +67,7 @@ static bool same_app(const app_call_t *a, const char *client_id, const char *sea
     return same;
 }
 
-static sync_tx_rc_t app_tx(sync_tx_t *tx, void *arg)
+static pg_status_t app_tx(svcrt_tx_t *tx, void *arg)
 {
     app_call_t *a = arg;
     const Kooisv__ApplicationSync *m = a->m;
@@ -80,8 +79,8 @@ static sync_tx_rc_t app_tx(sync_tx_t *tx, void *arg)
     bool created = false;
     long users = 0;
     if (m->flag == 1) {
-        if (!(r = sync_exec(tx, "app_add", 6, p)))
-            return SYNC_TX_ERROR;
+        if (!(r = svcrt_exec(tx, "app_add", 6, p)))
+            return PG_FAIL;
         if (PQntuples(r) == 1) {
             action = "add";
             created = true;
@@ -90,27 +89,27 @@ static sync_tx_rc_t app_tx(sync_tx_t *tx, void *arg)
         }
         PQclear(r);
     } else if (m->flag == 2) {
-        if (!(r = sync_exec(tx, "app_lock", 3, p)))
-            return SYNC_TX_ERROR;
+        if (!(r = svcrt_exec(tx, "app_lock", 3, p)))
+            return PG_FAIL;
         bool same = PQntuples(r) == 1 && same_app(a, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
         PQclear(r);
         if (same) {
             tx->ok_msg = "success (no change)";
         } else {
-            if (!(r = sync_exec(tx, "app_upsert", 6, p)))
-                return SYNC_TX_ERROR;
+            if (!(r = svcrt_exec(tx, "app_upsert", 6, p)))
+                return PG_FAIL;
             action = "modify";
             created = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
             PQclear(r);
         }
     } else {
         /* delete: the app and its users; never checks that the instance exists */
-        if (!(r = sync_exec(tx, "app_delete", 3, p)))
-            return SYNC_TX_ERROR;
+        if (!(r = svcrt_exec(tx, "app_delete", 3, p)))
+            return PG_FAIL;
         bool had = PQntuples(r) == 1;
         PQclear(r);
-        if (!(r = sync_exec(tx, "app_delete_users", 3, p)))
-            return SYNC_TX_ERROR;
+        if (!(r = svcrt_exec(tx, "app_delete_users", 3, p)))
+            return PG_FAIL;
         users = atol(PQcmdTuples(r));
         PQclear(r);
         if (had || users > 0)
@@ -119,7 +118,7 @@ static sync_tx_rc_t app_tx(sync_tx_t *tx, void *arg)
             tx->ok_msg = "success (app already absent)";
     }
     if (!action)
-        return SYNC_TX_COMMIT;
+        return PG_OK;
     /* the event says that the secret changed, never what it is */
     json_t *data = json_pack("{s:s,s:s}", "appId", m->app_id, "clientId", m->client_id);
     if (m->flag == 0)
@@ -128,15 +127,15 @@ static sync_tx_rc_t app_tx(sync_tx_t *tx, void *arg)
         json_object_set_new(data, "created", json_boolean(created));
         json_object_set_new(data, "clientSecretChanged", json_true());
     }
-    return syncoutbox_emit(tx, "applicationSync", action, m->instance_id, m->tenant_id, data);
+    return svcrt_emit(tx, "applicationSync", action, m->instance_id, m->tenant_id, data);
 }
 
-void appsync_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__ApplicationSync *m)
+void appsync_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__ApplicationSync *m)
 {
     const app_state_t *st = w->svc;
     bool secret_needed = m->flag == 1 || m->flag == 2;
-    if (!sync_text_ok(m->instance_id, 64, false) || !sync_text_ok(m->tenant_id, 64, true) ||
-        !sync_text_ok(m->app_id, 64, true) || !sync_text_ok(m->client_id, 128, secret_needed) ||
+    if (!svcrt_text_ok(m->instance_id, 64, false) || !svcrt_text_ok(m->tenant_id, 64, true) ||
+        !svcrt_text_ok(m->app_id, 64, true) || !svcrt_text_ok(m->client_id, 128, secret_needed) ||
         m->flag < 0 || m->flag > 2) {
         svc_call_result(call, "000002", "invalid applicationSync message");
         return;
@@ -152,7 +151,7 @@ void appsync_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__Applicatio
         a.sealed = sealbox_seal(st->data_key, aad, a.plain, a.plain_len);
         free(aad);
     }
-    sync_tx_run(w, call, app_tx, &a);
+    svcrt_tx_run(w, call, app_tx, &a);
     if (a.plain)
         xfree_secret(a.plain, a.plain_len);
     free(a.sealed);

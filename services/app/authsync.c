@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "app.h"
+#include "svcadmin.h"
 #include "log.h"
 #include "sealbox.h"
-#include "syncoutbox.h"
 #include "xmalloc.h"
 
 #define USER_COLUMNS                                                                               \
@@ -118,7 +118,7 @@ static char *user_names(Kooisv__SyncUser *const *users, size_t n)
     const char **names = xmalloc(n * sizeof *names);
     for (size_t i = 0; i < n; i++)
         names[i] = users[i]->user_name;
-    char *out = sync_text_array(names, n);
+    char *out = pg_text_array(names, n);
     free(names);
     return out;
 }
@@ -204,7 +204,7 @@ static json_t *event_users(const auth_call_t *a, PGresult *r, bool details)
 
 static const char *const flag_action[] = {"delete", "add", "modify", "cancel"};
 
-static sync_tx_rc_t auth_tx(sync_tx_t *tx, void *arg)
+static pg_status_t auth_tx(svcrt_tx_t *tx, void *arg)
 {
     auth_call_t *a = arg;
     const Kooisv__AuthSync *m = a->m;
@@ -219,10 +219,10 @@ static sync_tx_rc_t auth_tx(sync_tx_t *tx, void *arg)
         if (m->flag == 2) {
             doc = user_names(a->users, a->n);
             const char *lp[] = {m->instance_id, m->tenant_id, m->app_id, doc};
-            r = sync_exec(tx, "user_lock", 4, lp);
+            r = svcrt_exec(tx, "user_lock", 4, lp);
             free(doc);
             if (!r)
-                return SYNC_TX_ERROR;
+                return PG_FAIL;
             changed = changed_users(a, r, &n);
             PQclear(r);
             todo = changed;
@@ -230,41 +230,40 @@ static sync_tx_rc_t auth_tx(sync_tx_t *tx, void *arg)
         if (n == 0) {
             free(changed);
             tx->ok_msg = "success (no change)";
-            return SYNC_TX_COMMIT;
+            return PG_OK;
         }
         json_t *rows = user_rows(a, todo, n);
         free(changed);
-        doc = sync_json_text(rows);
+        doc = svcadmin_json_text(rows);
         json_decref(rows);
         const char *p[] = {m->instance_id,       m->tenant_id, m->app_id, doc,
                            m->current_sync_time, test};
-        r = sync_exec(tx, m->flag == 1 ? "user_add" : "user_modify", 6, p);
+        r = svcrt_exec(tx, m->flag == 1 ? "user_add" : "user_modify", 6, p);
         free(doc);
     } else {
         doc = user_names(a->users, a->n);
         const char *p[] = {m->instance_id, m->tenant_id, m->app_id, doc, m->current_sync_time};
-        r = sync_exec(tx, m->flag == 0 ? "user_delete" : "user_cancel", m->flag == 0 ? 4 : 5, p);
+        r = svcrt_exec(tx, m->flag == 0 ? "user_delete" : "user_cancel", m->flag == 0 ? 4 : 5, p);
         free(doc);
     }
     if (!r)
-        return SYNC_TX_ERROR;
+        return PG_FAIL;
     if (PQntuples(r) == 0) {
         PQclear(r);
         tx->ok_msg = m->flag == 1 ? "success (users already authorised)" : "success (no change)";
-        return SYNC_TX_COMMIT;
+        return PG_OK;
     }
     json_t *users = event_users(a, r, m->flag == 1 || m->flag == 2);
     PQclear(r);
     json_t *data = json_pack("{s:s,s:s,s:o}", "appId", m->app_id, "currentSyncTime",
                              m->current_sync_time, "users", users);
-    return syncoutbox_emit(tx, "authSync", flag_action[m->flag], m->instance_id, m->tenant_id,
-                           data);
+    return svcrt_emit(tx, "authSync", flag_action[m->flag], m->instance_id, m->tenant_id, data);
 }
 
-void authsync_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__AuthSync *m)
+void authsync_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AuthSync *m)
 {
-    if (!sync_text_ok(m->instance_id, 64, false) || !sync_text_ok(m->tenant_id, 64, true) ||
-        !sync_text_ok(m->app_id, 64, true) || !sync_text_ok(m->current_sync_time, 32, false) ||
+    if (!svcrt_text_ok(m->instance_id, 64, false) || !svcrt_text_ok(m->tenant_id, 64, true) ||
+        !svcrt_text_ok(m->app_id, 64, true) || !svcrt_text_ok(m->current_sync_time, 32, false) ||
         m->flag < 0 || m->flag > 3 || m->n_users == 0 || m->n_users > 10000) {
         svc_call_result(call, "000002", "invalid authSync message");
         return;
@@ -272,11 +271,11 @@ void authsync_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__AuthSync 
     bool full = m->flag == 1 || m->flag == 2;
     for (size_t i = 0; i < m->n_users; i++) {
         const Kooisv__SyncUser *u = m->users[i];
-        bool ok = sync_text_ok(u->user_name, 128, true) && sync_text_ok(u->name, 128, full) &&
-                  sync_text_ok(u->org_code, 64, full) && sync_text_ok(u->position, 128, false) &&
-                  sync_text_ok(u->employee_code, 64, false) && sync_text_ok(u->mobile, 32, false) &&
-                  sync_text_ok(u->email, 254, false) && u->employee_type >= 0 &&
-                  u->employee_type <= 4 &&
+        bool ok = svcrt_text_ok(u->user_name, 128, true) && svcrt_text_ok(u->name, 128, full) &&
+                  svcrt_text_ok(u->org_code, 64, full) && svcrt_text_ok(u->position, 128, false) &&
+                  svcrt_text_ok(u->employee_code, 64, false) &&
+                  svcrt_text_ok(u->mobile, 32, false) && svcrt_text_ok(u->email, 254, false) &&
+                  u->employee_type >= 0 && u->employee_type <= 4 &&
                   (!full || strcmp(u->role, "user") == 0 || strcmp(u->role, "admin") == 0);
         if (!ok) {
             svc_call_result(call, "000002", "userList[%zu]: invalid user", i);
@@ -294,6 +293,6 @@ void authsync_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__AuthSync 
             free(a.users);
             return;
         }
-    sync_tx_run(w, call, auth_tx, &a);
+    svcrt_tx_run(w, call, auth_tx, &a);
     free(a.users);
 }

@@ -3,32 +3,27 @@
  * and users' contact data sealed at rest; tells the seller's application about every committed
  * change through its outbox. */
 #include <openssl/crypto.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "app.h"
-#include "config.h"
-#include "log.h"
+#include "migrations.h"
 #include "rsaoaep.h"
 #include "sealbox.h"
-#include "syncoutbox.h"
-#include "syncsvc.h"
+#include "svcrt.h"
 
 static const config_var_t app_vars[] = {
-    SYNC_SERVICE_CONFIG_VARS("tcp://*:7103", "kooisv_app", "apps"),
+    SVCRT_CONFIG_VARS("tcp://*:7103", "kooisv_app", "apps"),
     {"KOOISV_APP_RSA_PRIVATE_KEY_FILE", "", 0,
      "PEM RSA private key (>= 3072 bits) that decrypts the kit clientSecret (required, or its "
      "alias KOOISV_RSA_PRIVATE_KEY_FILE)"},
     {"KOOISV_RSA_PRIVATE_KEY_FILE", "", 0, "alias of KOOISV_APP_RSA_PRIVATE_KEY_FILE"},
     {"KOOISV_DATA_KEY", NULL, CONFIG_REQUIRED | CONFIG_SECRET,
      "32-byte key (64 hex or base64) sealing secrets and contact data at rest"},
-    SYNCOUTBOX_CONFIG_VARS,
+    SVCRT_OUTBOX_CONFIG_VARS,
 };
 
 static app_state_t app_state;
 
-static bool app_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__Envelope *env)
+static bool app_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Envelope *env)
 {
     switch (env->body_case) {
     case KOOISV__ENVELOPE__BODY_APPLICATION_SYNC:
@@ -42,44 +37,44 @@ static bool app_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__Envelop
     }
 }
 
-static void die(const char *var, const char *why)
+/* The RSA key of clientSecret and the data key; exits 2 when either is missing or unusable. */
+static void app_configure(svcrt_def_t *def)
 {
-    fprintf(stderr, "kooisv-app: %s: %s\n", var, why);
-    exit(2);
-}
-
-int main(int argc, char **argv)
-{
-    log_init("app");
-    config_load("kooisv-app", "app service: kit applicationSync, authSync (schema apps)", app_vars,
-                sizeof app_vars / sizeof app_vars[0], argc, argv);
     const char *why = NULL;
     const char *key_var = "KOOISV_APP_RSA_PRIVATE_KEY_FILE";
     if (!*config_get(key_var) && *config_get("KOOISV_RSA_PRIVATE_KEY_FILE"))
         key_var = "KOOISV_RSA_PRIVATE_KEY_FILE";
     if (!*config_get(key_var))
-        die("KOOISV_APP_RSA_PRIVATE_KEY_FILE", "required");
+        svcrt_die("KOOISV_APP_RSA_PRIVATE_KEY_FILE", "required");
     app_state.rsa_key = rsaoaep_load_private(config_get(key_var), &why);
     if (!app_state.rsa_key)
-        die(key_var, why ? why : "unusable key");
+        svcrt_die(key_var, why ? why : "unusable key");
     if (sealbox_parse_key(config_get("KOOISV_DATA_KEY"), app_state.data_key) != 0)
-        die("KOOISV_DATA_KEY", "must be 32 bytes as 64 hex characters or base64");
+        svcrt_die("KOOISV_DATA_KEY", "must be 32 bytes as 64 hex characters or base64");
     static const uint8_t zero[32];
     if (CRYPTO_memcmp(app_state.data_key, zero, sizeof zero) == 0)
-        die("KOOISV_DATA_KEY", "all-zero key refused");
+        svcrt_die("KOOISV_DATA_KEY", "all-zero key refused");
+    def->seal_key = app_state.data_key;
+}
 
-    const pg_stmt_t *groups[] = {appsync_stmts, authsync_stmts, appadmin_stmts};
+int main(int argc, char **argv)
+{
+    const pg_stmt_t *const groups[] = {appsync_stmts, authsync_stmts, appadmin_stmts};
     const size_t counts[] = {appsync_stmts_count, authsync_stmts_count, appadmin_stmts_count};
-    sync_service_t svc = {.name = "app",
-                          .schema = "apps",
-                          .groups = groups,
-                          .counts = counts,
-                          .ngroups = 3,
-                          .handle = app_handle,
-                          .admin = appadmin_handle,
-                          .svc = &app_state,
-                          .seal_key = app_state.data_key};
-    int rc = sync_service_run(&svc);
+    svcrt_def_t app = {
+        SVCRT_KIT_SERVICE("app", "apps"),
+        .summary = "app service: kit applicationSync, authSync (schema apps)",
+        .vars = app_vars,
+        .nvars = sizeof app_vars / sizeof app_vars[0],
+        .groups = groups,
+        .counts = counts,
+        .ngroups = 3,
+        .configure = app_configure,
+        .handle = app_handle,
+        .admin = appadmin_handle,
+        .svc = &app_state,
+    };
+    int rc = svcrt_run(&app, argc, argv);
     EVP_PKEY_free(app_state.rsa_key);
     OPENSSL_cleanse(app_state.data_key, sizeof app_state.data_key);
     return rc;

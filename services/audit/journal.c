@@ -24,11 +24,11 @@ typedef struct item {
     const entry_outcome_t *outcome;
     journal_result_t *result;
     bool done;
-    pthread_cond_t cv;  /* its waiter sleeps here: a batch wakes only its own waiters */
+    pthread_cond_t cv; /* its waiter sleeps here: a batch wakes only its own waiters */
     /* Staged by the writer for one attempt; published only after COMMIT. */
-    int dup_of;        /* earlier item of the batch with the same kind and request id, or -1 */
-    bool known;        /* already in the trail */
-    bool refused;      /* 000002: outcome without an intent */
+    int dup_of;   /* earlier item of the batch with the same kind and request id, or -1 */
+    bool known;   /* already in the trail */
+    bool refused; /* 000002: outcome without an intent */
     bool replay;
     const char *replay_reason;
     int64_t seq;
@@ -37,11 +37,12 @@ typedef struct item {
 struct journal {
     journal_config_t cfg;
     pthread_mutex_t mu;
-    pthread_cond_t work;    /* the writer waits for records */
+    pthread_cond_t work; /* the writer waits for records */
     item_t *head, *tail;
     bool stopping;
     pthread_t thread;
-    PGconn *conn;
+    pg_session_t *db; /* the writer's; NULL until the database was first reached */
+    pg_tx_t *tx;      /* the transaction the writer is in, if any */
     journal_stats_t stats;
     int64_t logged_seq;
     bool head_file_failed; /* warned once until a write succeeds again */
@@ -104,36 +105,28 @@ static const pg_stmt_t journal_stmts[] = {
 
 static bool conn_ready(journal_t *self)
 {
-    /* No PQreset: a fresh connection gets its session settings (statement timeout) again. */
-    if (self->conn && PQstatus(self->conn) == CONNECTION_OK &&
-        PQtransactionStatus(self->conn) == PQTRANS_IDLE)
-        return true;
-    if (self->conn) {
-        PQfinish(self->conn);
-        self->conn = NULL;
-    }
-    PGconn *c = pg_connect(self->cfg.dsn, "kooisv-audit-writer", 0);
-    if (!c)
-        return false;
-    char sql[64];
-    snprintf(sql, sizeof sql, "SET statement_timeout = %d", self->cfg.statement_timeout_ms);
-    if (!pg_command(c, sql) || pg_prepare_all(c, journal_stmts, JOURNAL_NSTMTS) != 0) {
-        PQfinish(c);
-        return false;
-    }
-    self->conn = c;
-    return true;
+    if (self->db)
+        return pg_session_ready(self->db, NULL);
+    char setup[64];
+    snprintf(setup, sizeof setup, "SET statement_timeout = %d", self->cfg.statement_timeout_ms);
+    pg_session_config_t sc = {.dsn = self->cfg.dsn,
+                              .app = "kooisv-audit-writer",
+                              .setup_sql = setup,
+                              .stmts = journal_stmts,
+                              .nstmts = JOURNAL_NSTMTS,
+                              .wait_s = 0};
+    self->db = pg_session_new(&sc);
+    return self->db != NULL;
 }
 
+/* Run a statement, inside the writer's transaction when there is one; false (logged) on failure. */
 static bool exec_ok(journal_t *self, const char *stmt, int n, const char *const *params,
                     PGresult **out)
 {
-    PGresult *r = pg_exec(self->conn, stmt, n, params);
-    if (!pg_ok(r)) {
-        log_warn(NULL, "audit journal: %s failed: %s", stmt, PQresultErrorMessage(r));
-        PQclear(r);
+    PGresult *r = self->tx ? pg_tx_exec(self->tx, stmt, n, params)
+                           : pg_session_exec(self->db, NULL, stmt, n, params, NULL);
+    if (!r)
         return false;
-    }
     if (out)
         *out = r;
     else
@@ -158,8 +151,8 @@ static json_t *resources_json(const entry_intent_t *in)
 {
     json_t *arr = json_array();
     for (size_t i = 0; i < in->nresources; i++)
-        json_array_append_new(arr, json_pack("{s:s, s:s}", "kind", in->resources[i].kind, "id",
-                                             in->resources[i].id));
+        json_array_append_new(
+            arr, json_pack("{s:s, s:s}", "kind", in->resources[i].kind, "id", in->resources[i].id));
     return arr;
 }
 
@@ -284,14 +277,13 @@ static bool stage_inserts(journal_t *self, item_t **items, int n, json_t *intent
                 }
                 entry_intent_hash(&e, self->cfg.chain, head_hash, hash);
                 json_t *row = json_pack(
-                    "{s:I, s:s, s:s, s:I, s:s, s:s, s:s, s:o, s:s, s:b, s:s, s:I, s:s, s:s}",
-                    "seq", (json_int_t)e.seq, "request_id", e.request_id, "trace_id", e.trace_id,
+                    "{s:I, s:s, s:s, s:I, s:s, s:s, s:s, s:o, s:s, s:b, s:s, s:I, s:s, s:s}", "seq",
+                    (json_int_t)e.seq, "request_id", e.request_id, "trace_id", e.trace_id,
                     "received_ms", (json_int_t)e.received_ms, "caller_kind", e.caller_kind,
                     "caller_id", e.caller_id, "event_type", e.event_type, "resources",
-                    resources_json(&e), "source_addr", e.source_addr, "test_flag",
-                    (int)e.test_flag, "nonce", e.nonce, "nonce_ts_ms",
-                    (json_int_t)e.nonce_ts_ms, "reject_reason", e.reject_reason, "reject_code",
-                    e.reject_code);
+                    resources_json(&e), "source_addr", e.source_addr, "test_flag", (int)e.test_flag,
+                    "nonce", e.nonce, "nonce_ts_ms", (json_int_t)e.nonce_ts_ms, "reject_reason",
+                    e.reject_reason, "reject_code", e.reject_code);
                 if (!row)
                     goto bad_row;
                 add_hash_fields(row, head_hash, hash);
@@ -367,9 +359,21 @@ static void head_publish(journal_t *self, int64_t seq, const uint8_t hash[ENTRY_
     self->head_file_failed = false;
 }
 
-/* One transaction for the whole batch. true once committed. */
-static bool batch_commit(journal_t *self, item_t **items, int n)
+typedef struct {
+    journal_t *self;
+    item_t **items;
+    int n;
+    int64_t head_seq; /* the chain head after the batch */
+    uint8_t head_hash[ENTRY_HASH_LEN];
+} batch_t;
+
+/* The batch's transaction body: may run more than once, so it stages from scratch. */
+static pg_status_t batch_body(pg_tx_t *tx, void *arg)
 {
+    batch_t *b = arg;
+    journal_t *self = b->self;
+    item_t **items = b->items;
+    int n = b->n;
     for (int i = 0; i < n; i++) {
         item_t *it = items[i];
         it->dup_of = -1;
@@ -382,40 +386,44 @@ static bool batch_commit(journal_t *self, item_t **items, int n)
                 break;
             }
     }
-    if (!conn_ready(self))
-        return false;
-    if (!pg_command(self->conn, "BEGIN"))
-        return false;
+    self->tx = tx;
     json_t *intent_ids = json_object();
-    int64_t head_seq = 0;
-    uint8_t head_hash[ENTRY_HASH_LEN] = {0};
+    b->head_seq = 0;
+    memset(b->head_hash, 0, sizeof b->head_hash);
     PGresult *r = NULL;
-    bool ok = exec_ok(self, "journal_lock", 0, NULL, NULL) &&
-              exec_ok(self, "journal_head", 0, NULL, &r);
+    bool ok =
+        exec_ok(self, "journal_lock", 0, NULL, NULL) && exec_ok(self, "journal_head", 0, NULL, &r);
     if (ok && PQntuples(r) == 1) {
-        head_seq = strtoll(pg_value(r, 0, 0), NULL, 10);
-        if (!entry_hash_from_hex(pg_value(r, 0, 1), head_hash)) {
+        b->head_seq = strtoll(pg_value(r, 0, 0), NULL, 10);
+        if (!entry_hash_from_hex(pg_value(r, 0, 1), b->head_hash)) {
             log_error(NULL, "audit journal: chain head %lld has no valid hash",
-                      (long long)head_seq);
+                      (long long)b->head_seq);
             ok = false;
         }
     }
     PQclear(r);
     int64_t now = time_now_ms();
     ok = ok && stage_known(self, items, n, intent_ids) && stage_nonces(self, items, n, now) &&
-         stage_inserts(self, items, n, intent_ids, &head_seq, head_hash);
+         stage_inserts(self, items, n, intent_ids, &b->head_seq, b->head_hash);
     json_decref(intent_ids);
+    self->tx = NULL;
+    return ok ? PG_OK : PG_FAIL;
+}
+
+/* One transaction for the whole batch. true once committed. */
+static bool batch_commit(journal_t *self, item_t **items, int n)
+{
+    if (!conn_ready(self))
+        return false;
+    batch_t b = {.self = self, .items = items, .n = n};
+    bool ok = pg_tx_run(self->db, NULL, batch_body, &b) == PG_OK;
     if (ok)
-        ok = pg_command(self->conn, "COMMIT");
-    else
-        pg_command(self->conn, "ROLLBACK");
-    if (ok)
-        head_publish(self, head_seq, head_hash);
-    if (ok && head_seq > self->logged_seq + 100000) {
+        head_publish(self, b.head_seq, b.head_hash);
+    if (ok && b.head_seq > self->logged_seq + 100000) {
         char hex[2 * ENTRY_HASH_LEN + 1];
-        log_info(NULL, "audit chain head seq=%lld hash=%s", (long long)head_seq,
-                 hex_encode(head_hash, ENTRY_HASH_LEN, hex));
-        self->logged_seq = head_seq;
+        log_info(NULL, "audit chain head seq=%lld hash=%s", (long long)b.head_seq,
+                 hex_encode(b.head_hash, ENTRY_HASH_LEN, hex));
+        self->logged_seq = b.head_seq;
     }
     return ok;
 }
@@ -438,8 +446,7 @@ static void publish(item_t **items, int n, bool committed)
             res->code = "000000";
             res->seq = src->seq;
             res->replay = src->replay;
-            snprintf(res->msg, sizeof res->msg, "%s",
-                     src->known ? "already recorded" : "recorded");
+            snprintf(res->msg, sizeof res->msg, "%s", src->known ? "already recorded" : "recorded");
         }
     }
 }
@@ -485,8 +492,7 @@ static void journal_tick(journal_t *self)
     if (exec_ok(self, "journal_head", 0, NULL, &r) && PQntuples(r) == 1) {
         int64_t seq = strtoll(pg_value(r, 0, 0), NULL, 10);
         if (seq != self->logged_seq)
-            log_info(NULL, "audit chain head seq=%lld hash=%s", (long long)seq,
-                     pg_value(r, 0, 1));
+            log_info(NULL, "audit chain head seq=%lld hash=%s", (long long)seq, pg_value(r, 0, 1));
         self->logged_seq = seq;
     }
     PQclear(r);
@@ -578,8 +584,7 @@ void journal_destroy(journal_t **self_p)
     pthread_cond_signal(&self->work);
     pthread_mutex_unlock(&self->mu);
     pthread_join(self->thread, NULL);
-    if (self->conn)
-        PQfinish(self->conn);
+    pg_session_destroy(&self->db);
     pthread_mutex_destroy(&self->mu);
     pthread_cond_destroy(&self->work);
     free((char *)self->cfg.dsn);
@@ -609,8 +614,7 @@ void journal_append_intent(journal_t *self, const entry_intent_t *intent, journa
     append_wait(self, &it);
 }
 
-void journal_append_outcome(journal_t *self, const entry_outcome_t *outcome,
-                            journal_result_t *out)
+void journal_append_outcome(journal_t *self, const entry_outcome_t *outcome, journal_result_t *out)
 {
     item_t it = {.outcome = outcome, .result = out};
     append_wait(self, &it);

@@ -1,6 +1,7 @@
 /* kooisv-audit: the append-only, hash-chained record of every request and operator action, the
  * replay (nonce) check, and the query and verify API (ARCHITECTURE.md "Audit and replay").
- * Migrations are a separate one-shot run (--migrate) with the schema owner's connection. */
+ * Migrations are a separate one-shot run (--migrate) with the schema owner's connection; the
+ * serving process never holds it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,7 @@
 #include "pgutil.h"
 #include "query.h"
 #include "readers.h"
-#include "svc.h"
+#include "svcrt.h"
 #include "verify.h"
 #include "xmalloc.h"
 
@@ -49,37 +50,36 @@ static const config_var_t audit_vars[] = {
 typedef struct {
     journal_t *journal;
     readers_t *readers;
-    entry_chain_t chain;
+    pg_stmt_t *reader_stmts; /* queries' and verification's statements */
+    entry_chain_t chain;     /* the chain key, and the first keyed seq (epoch) */
 } audit_t;
 
-static void audit_handle(void *state, svc_call_t *call)
+static bool audit_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Envelope *env)
 {
-    audit_t *self = state;
-    const Kooisv__Envelope *env = svc_call_request(call);
+    audit_t *self = w->svc;
     switch (env->body_case) {
     case KOOISV__ENVELOPE__BODY_AUDIT_INTENT:
         intake_intent(self->journal, call);
-        return;
+        return true;
     case KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME:
         intake_outcome(self->journal, call);
-        return;
+        return true;
     case KOOISV__ENVELOPE__BODY_AUDIT_QUERY:
     case KOOISV__ENVELOPE__BODY_AUDIT_VERIFY: {
         PGconn *conn = readers_take(self->readers, 1000, svc_call_rid(call));
         if (!conn) {
             svc_call_result(call, "000005", "audit store unavailable");
-            return;
+            return true;
         }
         if (env->body_case == KOOISV__ENVELOPE__BODY_AUDIT_QUERY)
             query_handle(conn, call);
         else
             verify_handle(conn, &self->chain, call);
         readers_give(self->readers, conn);
-        return;
+        return true;
     }
     default:
-        svc_call_result(call, "000002", "the audit service does not serve this request");
-        return;
+        return false;
     }
 }
 
@@ -147,38 +147,35 @@ static bool take_migrate_flag(int *argc, char **argv)
     return found;
 }
 
-int main(int argc, char **argv)
+/* The serving process refuses the schema owner's connection (fail closed) and keeps the key. */
+static void audit_configure(svcrt_def_t *def)
 {
-    log_init("audit");
-    bool migrate = take_migrate_flag(&argc, argv);
-    config_load("kooisv-audit",
-                "The audit trail: append-only, hash-chained (HMAC), replay check.\n"
-                "kooisv-audit --migrate applies the migrations as the schema owner "
-                "(KOOISV_PG_MIGRATE_DSN), seals the chain epoch with the key and exits.",
-                audit_vars, sizeof audit_vars / sizeof *audit_vars, argc, argv);
-    int wait_s = (int)config_get_long("KOOISV_PG_WAIT_S", 0, 3600);
+    audit_t *self = def->svc;
+    if (*config_get("KOOISV_PG_MIGRATE_DSN"))
+        svcrt_die("KOOISV_PG_MIGRATE_DSN",
+                  "refusing to serve with KOOISV_PG_MIGRATE_DSN set: the schema owner's "
+                  "connection is for the one-shot kooisv-audit --migrate only");
+    if (!*config_get("KOOISV_PG_DSN"))
+        svcrt_die("KOOISV_PG_DSN", "required to serve");
     const char *key = config_get("KOOISV_AUDIT_CHAIN_KEY");
-    if (migrate)
-        return audit_migrate(wait_s, key);
-    if (*config_get("KOOISV_PG_MIGRATE_DSN")) {
-        log_error(NULL, "audit: refusing to serve with KOOISV_PG_MIGRATE_DSN set: the schema "
-                        "owner's connection is for the one-shot kooisv-audit --migrate only");
-        return 2;
-    }
-    if (!*config_get("KOOISV_PG_DSN")) {
-        log_error(NULL, "audit: KOOISV_PG_DSN is required to serve");
-        return 2;
-    }
-    audit_t self = {.chain = {.key = (const uint8_t *)key, .key_len = strlen(key)}};
+    self->chain.key = (const uint8_t *)key;
+    self->chain.key_len = strlen(key);
+}
+
+/* The journal's writer thread and the readers' pool; in reverse at audit_stop. */
+static int audit_start(svcrt_def_t *def)
+{
+    audit_t *self = def->svc;
+    int wait_s = (int)config_get_long("KOOISV_PG_WAIT_S", 0, 3600);
     /* Refuse to start on a database we cannot reach rather than answer 000005 forever. */
     PGconn *probe = pg_connect(config_get("KOOISV_PG_DSN"), "kooisv-audit", wait_s);
     if (!probe)
-        return 1;
-    int checked = audit_check_store(probe, &self);
+        return -1;
+    int checked = audit_check_store(probe, self);
     PQfinish(probe);
     if (checked != 0)
-        return 1;
-    log_info(NULL, "audit chain keyed from seq %lld", (long long)self.chain.keyed_from);
+        return -1;
+    log_info(NULL, "audit chain keyed from seq %lld", (long long)self->chain.keyed_from);
 
     int timeout_ms = (int)config_get_long("KOOISV_AUDIT_STATEMENT_TIMEOUT_MS", 100, 60000);
     journal_config_t jc = {
@@ -187,34 +184,65 @@ int main(int argc, char **argv)
         .nonce_window_ms = config_get_long("KOOISV_AUDIT_NONCE_WINDOW_MS", 1000, 3600000),
         .nonce_margin_ms = config_get_long("KOOISV_AUDIT_NONCE_MARGIN_MS", 0, 86400000),
         .statement_timeout_ms = timeout_ms,
-        .chain = &self.chain,
+        .chain = &self->chain,
         .head_file = config_get("KOOISV_AUDIT_HEAD_PATH"),
     };
+    self->journal = journal_new(&jc);
+    if (!self->journal)
+        return -1;
     /* Queries and verification share the pool: one table with both statement sets. */
     size_t nstmts = query_nstmts + verify_nstmts;
-    pg_stmt_t *stmts = xcalloc(nstmts, sizeof *stmts);
+    self->reader_stmts = xcalloc(nstmts, sizeof *self->reader_stmts);
     for (size_t i = 0; i < query_nstmts; i++)
-        stmts[i] = query_stmts[i];
+        self->reader_stmts[i] = query_stmts[i];
     for (size_t i = 0; i < verify_nstmts; i++)
-        stmts[query_nstmts + i] = verify_stmts[i];
+        self->reader_stmts[query_nstmts + i] = verify_stmts[i];
+    self->readers = readers_new(config_get("KOOISV_PG_DSN"),
+                                (int)config_get_long("KOOISV_AUDIT_READERS", 1, 64), timeout_ms,
+                                self->reader_stmts, nstmts);
+    return 0;
+}
 
-    self.journal = journal_new(&jc);
-    self.readers =
-        readers_new(config_get("KOOISV_PG_DSN"),
-                    (int)config_get_long("KOOISV_AUDIT_READERS", 1, 64), timeout_ms, stmts, nstmts);
-    if (!self.journal)
-        return 1;
-    svc_def_t def = {
-        .name = "audit",
-        .bind = config_get("KOOISV_BIND"),
-        .workers = (int)config_get_long("KOOISV_WORKERS", 1, 1024),
-        .handle = audit_handle,
-        .arg = &self,
-    };
-    int rc = svc_run(&def);
+static void audit_stop(svcrt_def_t *def)
+{
+    audit_t *self = def->svc;
     /* Workers are joined by now: nothing waits on the journal any more. */
-    journal_destroy(&self.journal);
-    readers_destroy(&self.readers);
-    free(stmts);
-    return rc;
+    readers_destroy(&self->readers);
+    journal_destroy(&self->journal);
+    free(self->reader_stmts);
+    self->reader_stmts = NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (take_migrate_flag(&argc, argv)) {
+        log_init("audit");
+        config_load("kooisv-audit",
+                    "kooisv-audit --migrate: applies the migrations as the schema owner "
+                    "(KOOISV_PG_MIGRATE_DSN), seals the chain epoch with the key and exits.",
+                    audit_vars, sizeof audit_vars / sizeof *audit_vars, argc, argv);
+        return audit_migrate((int)config_get_long("KOOISV_PG_WAIT_S", 0, 3600),
+                             config_get("KOOISV_AUDIT_CHAIN_KEY"));
+    }
+    audit_t audit = {0};
+    svcrt_def_t def = {
+        .name = "audit",
+        .summary = "The audit trail: append-only, hash-chained (HMAC), replay check. "
+                   "kooisv-audit --migrate applies the migrations as the schema owner "
+                   "(KOOISV_PG_MIGRATE_DSN), seals the chain epoch with the key and exits.",
+        .vars = audit_vars,
+        .nvars = sizeof audit_vars / sizeof *audit_vars,
+        .schema = "audit",
+        .migrations = NULL, /* applied by --migrate, never by the serving process */
+        .nmigrations = 0,
+        .workers_max = 1024,
+        .wait_var = "KOOISV_PG_WAIT_S",
+        .serve_late = true,
+        .configure = audit_configure,
+        .start = audit_start,
+        .stop = audit_stop,
+        .handle = audit_handle,
+        .svc = &audit,
+    };
+    return svcrt_run(&def, argc, argv);
 }

@@ -76,7 +76,7 @@ PGconn *readers_take(readers_t *self, int wait_ms, const char *rid)
         if (self->nidle > 0) {
             PGconn *c = self->idle[--self->nidle];
             pthread_mutex_unlock(&self->mu);
-            if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE)
+            if (pg_conn_alive(c) && PQtransactionStatus(c) == PQTRANS_IDLE)
                 return c;
             /* Broken while idle (database restarted): replace it. */
             PQfinish(c);

@@ -9,6 +9,7 @@
 
 #include "instance_state.h"
 #include "log.h"
+#include "svcadmin.h"
 
 const pg_stmt_t admin_stmts[] = {
     {"admin_instance_get",
@@ -55,14 +56,6 @@ const pg_stmt_t admin_stmts[] = {
 };
 const size_t admin_stmts_count = sizeof admin_stmts / sizeof admin_stmts[0];
 
-static const char *arg_of(const Kooisv__AdminRequest *r, const char *key)
-{
-    for (size_t i = 0; i < r->n_args; i++)
-        if (r->args[i]->key && strcmp(r->args[i]->key, key) == 0)
-            return r->args[i]->value;
-    return NULL;
-}
-
 /* True when s is 1..18 decimal digits (fits a bigint). */
 static bool is_count(const char *s)
 {
@@ -89,43 +82,32 @@ static bool limit_arg(svc_call_t *call, const char *s, int def, int max, char ou
     return true;
 }
 
-static void answer_text(svc_call_t *call, const char *json)
-{
-    Kooisv__AdminResult *out = svc_call_alloc(call, sizeof *out);
-    kooisv__admin_result__init(out);
-    out->json = svc_call_strdup(call, json);
-    Kooisv__Reply *reply = svc_call_reply(call);
-    reply->admin = out;
-    reply->result_case = KOOISV__REPLY__RESULT_ADMIN;
-    svc_call_result(call, RC_OK, "success");
-}
-
 /* Run a statement answering one JSON text cell into the reply; no row -> missing_code/msg. */
-static void answer_json(order_worker_t *w, svc_call_t *call, const char *stmt, int n,
+static void answer_json(svcrt_worker_t *w, svc_call_t *call, const char *stmt, int n,
                         const char *const *params, const char *missing_code,
                         const char *missing_msg)
 {
-    db_status_t st = DB_OK;
-    PGresult *res = orderdb_exec(w->conn, svc_call_rid(call), stmt, n, params, &st);
+    pg_status_t st = PG_OK;
+    PGresult *res = pg_session_exec(w->db, svc_call_rid(call), stmt, n, params, &st);
     if (!res) {
         order_reply(call, st, RC_INTERNAL, "");
         return;
     }
     if (PQntuples(res) == 1 && pg_value(res, 0, 0))
-        answer_text(call, pg_value(res, 0, 0));
+        svcadmin_reply_text(call, pg_value(res, 0, 0));
     else
         svc_call_result(call, missing_code, "%s", missing_msg);
     PQclear(res);
 }
 
-static void job_redrive(order_worker_t *w, svc_call_t *call, const char *id)
+static void job_redrive(svcrt_worker_t *w, svc_call_t *call, const char *id)
 {
     const char *rid = svc_call_rid(call);
     const char *p[] = {id};
-    db_status_t st = DB_OK;
-    PGresult *res = orderdb_exec(w->conn, rid, "admin_job_redrive", 1, p, &st);
+    pg_status_t st = PG_OK;
+    PGresult *res = pg_session_exec(w->db, rid, "admin_job_redrive", 1, p, &st);
     if (res && PQntuples(res) == 1) {
-        answer_text(call, pg_value(res, 0, 0));
+        svcadmin_reply_text(call, pg_value(res, 0, 0));
         PQclear(res);
         /* Autocommit: the row is already updated; the notification only saves a poll. */
         change_notify_jobs(w->conn, rid);
@@ -134,7 +116,7 @@ static void job_redrive(order_worker_t *w, svc_call_t *call, const char *id)
     }
     if (res) {
         PQclear(res);
-        res = orderdb_exec(w->conn, rid, "admin_job_state", 1, p, &st);
+        res = pg_session_exec(w->db, rid, "admin_job_state", 1, p, &st);
     }
     if (!res) {
         order_reply(call, st, RC_INTERNAL, "");
@@ -149,7 +131,7 @@ static void job_redrive(order_worker_t *w, svc_call_t *call, const char *id)
     PQclear(res);
 }
 
-void admin_handle(order_worker_t *w, svc_call_t *call)
+void admin_handle(svcrt_worker_t *w, svc_call_t *call)
 {
     const Kooisv__Envelope *env = svc_call_request(call);
     const Kooisv__AdminRequest *r = env->admin;
@@ -160,14 +142,14 @@ void admin_handle(order_worker_t *w, svc_call_t *call)
     const char *action = r->action ? r->action : "";
     char limit[16];
     if (strcmp(action, "instance.get") == 0) {
-        const char *id = arg_of(r, "id");
+        const char *id = svcadmin_arg(r, "id");
         if (!order_require(call, "id", id, 256))
             return;
         const char *p[] = {id};
         answer_json(w, call, "admin_instance_get", 1, p, RC_NO_INSTANCE, "instance does not exist");
     } else if (strcmp(action, "instance.list") == 0) {
-        const char *state = order_nullable(arg_of(r, "state"));
-        const char *before = order_nullable(arg_of(r, "before"));
+        const char *state = order_nullable(svcadmin_arg(r, "state"));
+        const char *before = order_nullable(svcadmin_arg(r, "before"));
         instance_state_t s;
         if (state && !instance_state_parse(state, &s)) {
             svc_call_result(call, RC_INVALID,
@@ -178,17 +160,17 @@ void admin_handle(order_worker_t *w, svc_call_t *call)
             svc_call_result(call, RC_INVALID, "before must be a sequence number");
             return;
         }
-        if (!limit_arg(call, arg_of(r, "limit"), 50, 500, limit))
+        if (!limit_arg(call, svcadmin_arg(r, "limit"), 50, 500, limit))
             return;
         const char *p[] = {state, before, limit};
         answer_json(w, call, "admin_instance_list", 3, p, RC_INTERNAL, "");
     } else if (strcmp(action, "jobs.failed") == 0) {
-        if (!limit_arg(call, arg_of(r, "limit"), 100, 1000, limit))
+        if (!limit_arg(call, svcadmin_arg(r, "limit"), 100, 1000, limit))
             return;
         const char *p[] = {limit};
         answer_json(w, call, "admin_jobs_failed", 1, p, RC_INTERNAL, "");
     } else if (strcmp(action, "jobs.redrive") == 0) {
-        const char *id = arg_of(r, "id");
+        const char *id = svcadmin_arg(r, "id");
         if (!id || !is_count(id)) {
             svc_call_result(call, RC_INVALID, "id must be a job id");
             return;

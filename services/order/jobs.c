@@ -101,8 +101,9 @@ typedef struct {
     const order_config_t *cfg;
     int index;
     char owner[192];
-    PGconn *conn;
-    int listen_pid; /* backend that holds our LISTEN; re-issued after a reconnect */
+    pg_session_t *db; /* NULL until the first connection */
+    PGconn *conn;     /* the session's connection */
+    int listen_pid;   /* backend that holds our LISTEN; re-issued after a reconnect */
 } runner_t;
 
 typedef struct {
@@ -124,8 +125,8 @@ static int thread_count;
 static bool exec_ok(runner_t *r, const char *rid, const char *stmt, int n, const char *const *p,
                     int *rows)
 {
-    db_status_t st;
-    PGresult *res = orderdb_exec(r->conn, rid, stmt, n, p, &st);
+    pg_status_t st;
+    PGresult *res = pg_session_exec(r->db, rid, stmt, n, p, &st);
     if (!res)
         return false;
     if (rows)
@@ -154,8 +155,8 @@ static void job_fail(runner_t *r, const job_t *job, const char *why)
     snprintf(max, sizeof max, "%d", r->cfg->max_attempts);
     snprintf(delay, sizeof delay, "%ld", backoff_ms(r->cfg, job->attempts));
     const char *p[] = {job->id, why, max, delay, r->owner};
-    db_status_t st;
-    PGresult *res = orderdb_exec(r->conn, job->rid, "job_fail", 5, p, &st);
+    pg_status_t st;
+    PGresult *res = pg_session_exec(r->db, job->rid, "job_fail", 5, p, &st);
     const char *state = res && PQntuples(res) == 1 ? pg_value(res, 0, 0) : "lost";
     log_msg(strcmp(state, "failed") == 0 ? LOG_ERROR : LOG_WARN, job->rid,
             "job %s %s instance=%s attempt %d failed: %s; now %s%s%s", job->id, job->kind,
@@ -192,8 +193,8 @@ typedef struct {
 static bool load_instance(runner_t *r, const job_t *job, job_instance_t *out, bool *found)
 {
     const char *p[] = {job->instance_id};
-    db_status_t st;
-    PGresult *res = orderdb_exec(r->conn, job->rid, "job_instance", 1, p, &st);
+    pg_status_t st;
+    PGresult *res = pg_session_exec(r->db, job->rid, "job_instance", 1, p, &st);
     if (!res)
         return false;
     *found = PQntuples(res) == 1 && instance_state_parse(pg_value(res, 0, 0), &out->state);
@@ -269,22 +270,23 @@ typedef struct {
 } finish_ctx_t;
 
 /* Store the credentials and activate, unless the instance moved on (released) meanwhile. */
-static db_status_t finish_body(PGconn *conn, void *arg)
+static pg_status_t finish_body(pg_tx_t *tx, void *arg)
 {
+    PGconn *conn = tx->conn;
     finish_ctx_t *c = arg;
     const job_t *job = c->job;
     const char *rid = job->rid;
-    db_status_t st = DB_OK;
+    pg_status_t st = PG_OK;
     c->activated = false;
     const char *ip[] = {job->instance_id};
-    PGresult *res = orderdb_exec(conn, rid, "instance_lock", 1, ip, &st);
+    PGresult *res = pg_exec_logged(conn, rid, "instance_lock", 1, ip, &st);
     if (!res)
         return st;
     instance_state_t from, to;
     bool found = PQntuples(res) == 1 && instance_state_parse(pg_value(res, 0, 0), &from);
     PQclear(res);
     const char *jp[] = {job->id};
-    res = orderdb_exec(conn, rid, "job_lock", 1, jp, &st);
+    res = pg_exec_logged(conn, rid, "job_lock", 1, jp, &st);
     if (!res)
         return st;
     bool ours = PQntuples(res) == 1 && strcmp(pg_value(res, 0, 0), "running") == 0 &&
@@ -292,7 +294,7 @@ static db_status_t finish_body(PGconn *conn, void *arg)
     PQclear(res);
     if (!found || !ours) {
         log_warn(rid, "job %s: no longer ours or instance gone; not storing", job->id);
-        return DB_ROLLBACK;
+        return PG_ROLLBACK;
     }
     const char *why;
     instance_verdict_t v = instance_transition(from, INSTANCE_EV_PROVISIONED, &to, &why);
@@ -302,7 +304,7 @@ static db_status_t finish_body(PGconn *conn, void *arg)
         const char *p[] = {job->instance_id,       k->front_end_url,   k->admin_url,
                            c->user_sealed,         c->password_sealed, k->memo,
                            instance_state_name(to)};
-        res = orderdb_exec(conn, rid, "job_store_credentials", 7, p, &st);
+        res = pg_exec_logged(conn, rid, "job_store_credentials", 7, p, &st);
         if (!res)
             return st;
         PQclear(res);
@@ -314,16 +316,16 @@ static db_status_t finish_body(PGconn *conn, void *arg)
                        .order_line_id = job->order_line_id,
                        .outbox_event = "instance.activated",
                        .request_id = rid};
-        if ((st = change_record(conn, &ch)) != DB_OK)
+        if ((st = change_record(conn, &ch)) != PG_OK)
             return st;
         c->activated = true;
     }
     const char *fp[] = {job->id, c->kind_done};
-    res = orderdb_exec(conn, rid, "job_finish", 2, fp, &st);
+    res = pg_exec_logged(conn, rid, "job_finish", 2, fp, &st);
     if (!res)
         return st;
     PQclear(res);
-    return DB_OK;
+    return PG_OK;
 }
 
 static char *seal_text(const order_config_t *cfg, const char *aad, const char *text)
@@ -368,13 +370,13 @@ static void run_provision(runner_t *r, const job_t *job, job_instance_t *inst)
     finish_ctx_t c = {.r = r, .job = job, .creds = &creds};
     c.user_sealed = seal_text(r->cfg, job->instance_id, creds.user_name);
     c.password_sealed = seal_text(r->cfg, job->instance_id, creds.password);
-    db_status_t st = orderdb_tx(r->conn, job->rid, finish_body, &c);
+    pg_status_t st = pg_tx_run(r->db, job->rid, finish_body, &c);
     free(c.user_sealed);
     free(c.password_sealed);
     provisioner_credentials_free(&creds);
-    if (st == DB_FAIL)
+    if (st == PG_FAIL)
         job_fail(r, job, "database error while storing the credentials");
-    else if (st == DB_OK)
+    else if (st == PG_OK)
         log_info(job->rid, "job %s: instance %s %s", job->id, job->instance_id,
                  c.activated ? "provisioned and active" : "needed no provisioning");
 }
@@ -391,8 +393,8 @@ static int run_one(runner_t *r)
     char lease[16];
     snprintf(lease, sizeof lease, "%d", r->cfg->lease_ms);
     const char *p[] = {r->owner, lease};
-    db_status_t st;
-    PGresult *res = orderdb_exec(r->conn, NULL, "job_claim", 2, p, &st);
+    pg_status_t st;
+    PGresult *res = pg_session_exec(r->db, NULL, "job_claim", 2, p, &st);
     if (!res)
         return -1;
     if (PQntuples(res) == 0) {
@@ -466,11 +468,12 @@ static void wait_for_work(runner_t *r, int ms)
 
 static bool ensure_connection(runner_t *r)
 {
-    if (!r->conn) {
-        r->conn = orderdb_connect(r->cfg, "kooisv-order-jobs", 1);
-        if (!r->conn)
+    if (!r->db) {
+        r->db = orderdb_session(r->cfg, "kooisv-order-jobs", 1);
+        if (!r->db)
             return false;
-    } else if (!orderdb_ensure(r->conn)) {
+        r->conn = pg_session_conn(r->db);
+    } else if (!pg_session_ready(r->db, NULL)) {
         return false;
     }
     if (PQbackendPID(r->conn) != r->listen_pid) {
@@ -494,8 +497,7 @@ static void *job_thread(void *arg)
         if (ran <= 0)
             wait_for_work(r, r->cfg->poll_ms);
     }
-    if (r->conn)
-        PQfinish(r->conn);
+    pg_session_destroy(&r->db);
     r->conn = NULL;
     return NULL;
 }
@@ -540,17 +542,17 @@ static bool owner_is_dead_here(const order_config_t *cfg, const char *owner)
  * once instead of waiting for the leases to run out. Leases of other hosts are left alone. */
 static void reclaim_dead_leases(const order_config_t *cfg)
 {
-    PGconn *conn = orderdb_connect(cfg, "kooisv-order-jobs", 5);
-    if (!conn)
+    pg_session_t *db = orderdb_session(cfg, "kooisv-order-jobs", 5);
+    if (!db)
         return;
-    db_status_t st;
-    PGresult *res = orderdb_exec(conn, NULL, "job_running_owners", 0, NULL, &st);
+    pg_status_t st;
+    PGresult *res = pg_session_exec(db, NULL, "job_running_owners", 0, NULL, &st);
     for (int i = 0; res && i < PQntuples(res); i++) {
         const char *owner = pg_value(res, i, 0);
         if (!owner_is_dead_here(cfg, owner))
             continue;
         const char *p[] = {owner};
-        PGresult *up = orderdb_exec(conn, NULL, "job_release_owner", 1, p, &st);
+        PGresult *up = pg_session_exec(db, NULL, "job_release_owner", 1, p, &st);
         if (up) {
             log_info(NULL, "took back %s job(s) of dead lease owner %s", PQcmdTuples(up), owner);
             PQclear(up);
@@ -558,7 +560,7 @@ static void reclaim_dead_leases(const order_config_t *cfg)
     }
     if (res)
         PQclear(res);
-    PQfinish(conn);
+    pg_session_destroy(&db);
 }
 
 int jobs_start(const order_config_t *cfg)

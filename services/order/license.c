@@ -80,13 +80,14 @@ typedef struct {
     bool issued;
 } license_ctx_t;
 
-static db_status_t license_body(PGconn *conn, void *arg)
+static pg_status_t license_body(pg_tx_t *tx, void *arg)
 {
+    PGconn *conn = tx->conn;
     license_ctx_t *c = arg;
     const Kooisv__GetLicenseAsync *r = c->req;
-    db_status_t st = DB_OK;
+    pg_status_t st = PG_OK;
     const char *p[] = {r->instance_id};
-    PGresult *res = orderdb_exec(conn, c->rid, "license_instance", 1, p, &st);
+    PGresult *res = pg_exec_logged(conn, c->rid, "license_instance", 1, p, &st);
     if (!res)
         return st;
     instance_state_t cur = INSTANCE_RELEASED, to;
@@ -97,17 +98,17 @@ static db_status_t license_body(PGconn *conn, void *arg)
     if (!found) {
         c->code = RC_NO_INSTANCE;
         c->msg = "instance does not exist";
-        return DB_ROLLBACK;
+        return PG_ROLLBACK;
     }
     if (!known)
-        return DB_FAIL;
+        return PG_FAIL;
     if (instance_transition(cur, INSTANCE_EV_LICENSE, &to, &why) != INSTANCE_APPLY) {
         c->code = RC_INVALID;
         c->msg = why;
-        return DB_ROLLBACK;
+        return PG_ROLLBACK;
     }
     const char *g[] = {r->instance_id, r->event_id, c->fp_hex};
-    res = orderdb_exec(conn, c->rid, "license_get", 3, g, &st);
+    res = pg_exec_logged(conn, c->rid, "license_get", 3, g, &st);
     if (!res)
         return st;
     bool exists = PQntuples(res) == 1;
@@ -115,7 +116,7 @@ static db_status_t license_body(PGconn *conn, void *arg)
     if (exists) {
         c->code = RC_OK;
         c->msg = "success (license already issued)";
-        return DB_ROLLBACK;
+        return PG_ROLLBACK;
     }
     char eff[24], exp[24];
     snprintf(eff, sizeof eff, "%lld", (long long)c->eff);
@@ -126,7 +127,7 @@ static db_status_t license_body(PGconn *conn, void *arg)
         r->instance_id,          r->event_id, c->fp_hex, r->device_fingerprint, eff,
         c->has_exp ? exp : NULL, token,       c->rid};
     /* A concurrent twin may win the insert; ON CONFLICT keeps its license, never a second. */
-    res = orderdb_exec(conn, c->rid, "license_insert", 8, ins, &st);
+    res = pg_exec_logged(conn, c->rid, "license_insert", 8, ins, &st);
     free(token);
     if (!res)
         return st;
@@ -134,10 +135,10 @@ static db_status_t license_body(PGconn *conn, void *arg)
     PQclear(res);
     c->code = RC_OK;
     c->msg = "success";
-    return DB_OK;
+    return PG_OK;
 }
 
-void license_issue(order_worker_t *w, svc_call_t *call)
+void license_issue(svcrt_worker_t *w, svc_call_t *call)
 {
     const Kooisv__GetLicenseAsync *r = svc_call_request(call)->get_license_async;
     if (!order_require(call, "instanceId", r->instance_id, 256) ||
@@ -148,7 +149,7 @@ void license_issue(order_worker_t *w, svc_call_t *call)
         svc_call_result(call, RC_INVALID, "deviceFingerprint is longer than 1024 characters");
         return;
     }
-    license_ctx_t c = {.rid = svc_call_rid(call), .cfg = w->cfg, .req = r};
+    license_ctx_t c = {.rid = svc_call_rid(call), .cfg = order_cfg(w), .req = r};
     if (!parse_time(r->effective_time, &c.eff)) {
         svc_call_result(call, RC_INVALID, "effectiveTime must be yyyyMMddHHmmss");
         return;
@@ -161,8 +162,8 @@ void license_issue(order_worker_t *w, svc_call_t *call)
     uint8_t digest[32];
     sha256(r->device_fingerprint, strlen(r->device_fingerprint), digest);
     hex_encode(digest, sizeof digest, c.fp_hex);
-    db_status_t st = orderdb_tx(w->conn, c.rid, license_body, &c);
+    pg_status_t st = pg_tx_run(w->db, c.rid, license_body, &c);
     order_reply(call, st, c.code, c.msg);
-    if (st == DB_OK && c.issued)
+    if (st == PG_OK && c.issued)
         log_info(c.rid, "license issued instance=%s event=%s", r->instance_id, r->event_id);
 }

@@ -86,13 +86,13 @@ typedef struct {
     char product[ID_MAX + 1];
 } locked_t;
 
-/* Lock instance_id; DB_OK with *found saying whether it exists. */
-static db_status_t instance_lock(PGconn *conn, const char *rid, const char *instance_id,
+/* Lock instance_id; PG_OK with *found saying whether it exists. */
+static pg_status_t instance_lock(PGconn *conn, const char *rid, const char *instance_id,
                                  locked_t *out, bool *found)
 {
-    db_status_t st = DB_OK;
+    pg_status_t st = PG_OK;
     const char *p[] = {instance_id};
-    PGresult *res = orderdb_exec(conn, rid, "instance_lock", 1, p, &st);
+    PGresult *res = pg_exec_logged(conn, rid, "instance_lock", 1, p, &st);
     if (!res)
         return st;
     *found = PQntuples(res) == 1;
@@ -100,7 +100,7 @@ static db_status_t instance_lock(PGconn *conn, const char *rid, const char *inst
         if (!instance_state_parse(pg_value(res, 0, 0), &out->state)) {
             log_error(rid, "instance %s has unknown state", instance_id);
             PQclear(res);
-            return DB_FAIL;
+            return PG_FAIL;
         }
         snprintf(out->expire, sizeof out->expire, "%s",
                  pg_value(res, 0, 1) ? pg_value(res, 0, 1) : "");
@@ -108,59 +108,59 @@ static db_status_t instance_lock(PGconn *conn, const char *rid, const char *inst
                  pg_value(res, 0, 2) ? pg_value(res, 0, 2) : "");
     }
     PQclear(res);
-    return DB_OK;
+    return PG_OK;
 }
 
 /* Run a statement whose rows do not matter. */
-static db_status_t exec_void(PGconn *conn, const char *rid, const char *stmt, int n,
+static pg_status_t exec_void(PGconn *conn, const char *rid, const char *stmt, int n,
                              const char *const *params)
 {
-    db_status_t st = DB_OK;
-    PGresult *res = orderdb_exec(conn, rid, stmt, n, params, &st);
+    pg_status_t st = PG_OK;
+    PGresult *res = pg_exec_logged(conn, rid, stmt, n, params, &st);
     if (!res)
         return st;
     PQclear(res);
-    return DB_OK;
+    return PG_OK;
 }
 
-/* DB_OK with *applied = whether (instance, activity, order) was already applied. */
-static db_status_t application_seen(PGconn *conn, const char *rid, const char *instance_id,
+/* PG_OK with *applied = whether (instance, activity, order) was already applied. */
+static pg_status_t application_seen(PGconn *conn, const char *rid, const char *instance_id,
                                     const char *activity, const char *order_id, bool *applied)
 {
-    db_status_t st = DB_OK;
+    pg_status_t st = PG_OK;
     const char *p[] = {instance_id, activity, order_id};
-    PGresult *res = orderdb_exec(conn, rid, "application_exists", 3, p, &st);
+    PGresult *res = pg_exec_logged(conn, rid, "application_exists", 3, p, &st);
     if (!res)
         return st;
     *applied = PQntuples(res) > 0;
     PQclear(res);
-    return DB_OK;
+    return PG_OK;
 }
 
-/* Lock instance_id into *cur; DB_ROLLBACK with the verdict 000003 when it does not exist. */
-static db_status_t lock_existing(PGconn *conn, verdict_t *v, const char *instance_id, locked_t *cur)
+/* Lock instance_id into *cur; PG_ROLLBACK with the verdict 000003 when it does not exist. */
+static pg_status_t lock_existing(PGconn *conn, verdict_t *v, const char *instance_id, locked_t *cur)
 {
     bool found = false;
-    db_status_t st = instance_lock(conn, v->rid, instance_id, cur, &found);
-    if (st != DB_OK)
+    pg_status_t st = instance_lock(conn, v->rid, instance_id, cur, &found);
+    if (st != PG_OK)
         return st;
     if (!found) {
         decide(v, RC_NO_INSTANCE, "instance %s does not exist", instance_id);
-        return DB_ROLLBACK;
+        return PG_ROLLBACK;
     }
-    return DB_OK;
+    return PG_OK;
 }
 
-/* DB_OK with *to when event applies to state; otherwise DB_ROLLBACK with the verdict: a no-op
+/* PG_OK with *to when event applies to state; otherwise PG_ROLLBACK with the verdict: a no-op
  * answers 000000 noop_fmt (given the state's name), a busy or invalid one 000004 / 000002. */
-static db_status_t transition_or_verdict(verdict_t *v, instance_state_t state,
+static pg_status_t transition_or_verdict(verdict_t *v, instance_state_t state,
                                          instance_event_t event, instance_state_t *to,
                                          const char *noop_fmt)
 {
     const char *why;
     switch (instance_transition(state, event, to, &why)) {
     case INSTANCE_APPLY:
-        return DB_OK;
+        return PG_OK;
     case INSTANCE_NOOP:
         decide(v, RC_OK, noop_fmt, instance_state_name(state));
         break;
@@ -171,18 +171,18 @@ static db_status_t transition_or_verdict(verdict_t *v, instance_state_t state,
         decide(v, RC_INVALID, "%s", why);
         break;
     }
-    return DB_ROLLBACK;
+    return PG_ROLLBACK;
 }
 
-/* Record the change (history + outbox) and decide success; DB_OK or the failure. */
-static db_status_t record_applied(PGconn *conn, verdict_t *v, const change_t *ch, bool *changed)
+/* Record the change (history + outbox) and decide success; PG_OK or the failure. */
+static pg_status_t record_applied(PGconn *conn, verdict_t *v, const change_t *ch, bool *changed)
 {
-    db_status_t st = change_record(conn, ch);
-    if (st != DB_OK)
+    pg_status_t st = change_record(conn, ch);
+    if (st != PG_OK)
         return st;
     *changed = true;
     decide(v, RC_OK, "success", NULL);
-    return DB_OK;
+    return PG_OK;
 }
 
 /* ---- newInstance ---- */
@@ -195,30 +195,30 @@ typedef struct {
     bool created;
 } new_ctx_t;
 
-static db_status_t find_by_order(PGconn *conn, new_ctx_t *c, bool *found)
+static pg_status_t find_by_order(PGconn *conn, new_ctx_t *c, bool *found)
 {
-    db_status_t st = DB_OK;
+    pg_status_t st = PG_OK;
     const char *p[] = {c->test, c->req->order_id, c->req->order_line_id};
-    PGresult *res = orderdb_exec(conn, c->v.rid, "instance_by_order", 3, p, &st);
+    PGresult *res = pg_exec_logged(conn, c->v.rid, "instance_by_order", 3, p, &st);
     if (!res)
         return st;
     *found = PQntuples(res) == 1;
     if (*found)
         snprintf(c->instance_id, sizeof c->instance_id, "%s", pg_value(res, 0, 0));
     PQclear(res);
-    return DB_OK;
+    return PG_OK;
 }
 
 /* Everything a new instance starts with, in its creating transaction. */
-static db_status_t new_created(PGconn *conn, new_ctx_t *c)
+static pg_status_t new_created(PGconn *conn, new_ctx_t *c)
 {
     const Kooisv__NewInstance *r = c->req;
     const char *rid = c->v.rid;
     const char *app[] = {c->instance_id, "newInstance", r->order_id, r->order_line_id, NULL, rid};
     const char *job[] = {"provision", c->instance_id, r->order_id, r->order_line_id, rid};
-    db_status_t st;
-    if ((st = exec_void(conn, rid, "application_insert", 6, app)) != DB_OK ||
-        (st = exec_void(conn, rid, "job_insert", 5, job)) != DB_OK)
+    pg_status_t st;
+    if ((st = exec_void(conn, rid, "application_insert", 6, app)) != PG_OK ||
+        (st = exec_void(conn, rid, "job_insert", 5, job)) != PG_OK)
         return st;
     change_t ch = {.instance_id = c->instance_id,
                    .event = "created",
@@ -227,19 +227,20 @@ static db_status_t new_created(PGconn *conn, new_ctx_t *c)
                    .order_line_id = r->order_line_id,
                    .outbox_event = "instance.created",
                    .request_id = rid};
-    if ((st = change_record(conn, &ch)) != DB_OK)
+    if ((st = change_record(conn, &ch)) != PG_OK)
         return st;
     return change_notify_jobs(conn, rid);
 }
 
-static db_status_t new_body(PGconn *conn, void *arg)
+static pg_status_t new_body(pg_tx_t *tx, void *arg)
 {
+    PGconn *conn = tx->conn;
     new_ctx_t *c = arg;
     const Kooisv__NewInstance *r = c->req;
     bool found = false;
     c->created = false;
-    db_status_t st = find_by_order(conn, c, &found);
-    if (st != DB_OK)
+    pg_status_t st = find_by_order(conn, c, &found);
+    if (st != PG_OK)
         return st;
     /* Candidates: the first call's businessId (spec's recommendation), then random UUIDs when
      * that id already names another order's instance. */
@@ -252,7 +253,7 @@ static db_status_t new_body(PGconn *conn, void *arg)
         }
         const char *p[] = {candidate,      r->order_id, r->order_line_id,
                            r->business_id, c->test,     c->v.rid};
-        PGresult *res = orderdb_exec(conn, c->v.rid, "instance_insert", 6, p, &st);
+        PGresult *res = pg_exec_logged(conn, c->v.rid, "instance_insert", 6, p, &st);
         if (!res)
             return st;
         bool inserted = PQntuples(res) == 1;
@@ -263,17 +264,17 @@ static db_status_t new_body(PGconn *conn, void *arg)
             return new_created(conn, c);
         }
         /* ON CONFLICT waited for the competing transaction; its row is visible now. */
-        if ((st = find_by_order(conn, c, &found)) != DB_OK)
+        if ((st = find_by_order(conn, c, &found)) != PG_OK)
             return st;
     }
     if (!found) {
         log_error(c->v.rid, "newInstance: no free instance id after several attempts");
-        return DB_FAIL;
+        return PG_FAIL;
     }
-    return DB_OK;
+    return PG_OK;
 }
 
-void lifecycle_new(order_worker_t *w, svc_call_t *call)
+void lifecycle_new(svcrt_worker_t *w, svc_call_t *call)
 {
     const Kooisv__Envelope *env = svc_call_request(call);
     const Kooisv__NewInstance *r = env->new_instance;
@@ -283,8 +284,8 @@ void lifecycle_new(order_worker_t *w, svc_call_t *call)
         return;
     new_ctx_t c = {
         .v = {.rid = svc_call_rid(call)}, .req = r, .test = env->test_flag ? "true" : "false"};
-    db_status_t st = orderdb_tx(w->conn, c.v.rid, new_body, &c);
-    if (st != DB_OK) {
+    pg_status_t st = pg_tx_run(w->db, c.v.rid, new_body, &c);
+    if (st != PG_OK) {
         order_reply(call, st, RC_INTERNAL, "");
         return;
     }
@@ -315,28 +316,29 @@ typedef struct {
     bool changed;
 } apply_ctx_t;
 
-static db_status_t apply_body(PGconn *conn, void *arg)
+static pg_status_t apply_body(pg_tx_t *tx, void *arg)
 {
+    PGconn *conn = tx->conn;
     apply_ctx_t *c = arg;
     const char *rid = c->v.rid;
     locked_t cur;
     bool applied = false;
     instance_state_t to;
-    db_status_t st;
+    pg_status_t st;
     c->changed = false;
-    if ((st = lock_existing(conn, &c->v, c->instance_id, &cur)) != DB_OK)
+    if ((st = lock_existing(conn, &c->v, c->instance_id, &cur)) != PG_OK)
         return st;
     if ((st = application_seen(conn, rid, c->instance_id, c->activity, c->order_id, &applied)) !=
-        DB_OK)
+        PG_OK)
         return st;
     if (applied) {
         decide(&c->v, RC_OK, "success (order %s already applied)", c->order_id);
-        return DB_ROLLBACK;
+        return PG_ROLLBACK;
     }
-    if ((st = transition_or_verdict(&c->v, cur.state, c->event, &to, "success")) != DB_OK)
+    if ((st = transition_or_verdict(&c->v, cur.state, c->event, &to, "success")) != PG_OK)
         return st;
     const char *app[] = {c->instance_id, c->activity, c->order_id, c->order_line_id, c->scene, rid};
-    if ((st = exec_void(conn, rid, "application_insert", 6, app)) != DB_OK)
+    if ((st = exec_void(conn, rid, "application_insert", 6, app)) != PG_OK)
         return st;
 
     json_t *detail = json_object();
@@ -355,9 +357,9 @@ static db_status_t apply_body(PGconn *conn, void *arg)
         const char *job[] = {"order_sync", c->instance_id, c->order_id, c->order_line_id, rid};
         st = exec_void(conn, rid, "instance_upgrade", 2, p);
         /* The new plan's details (sku, period) come from Query Order, in the background. */
-        if (st == DB_OK)
+        if (st == PG_OK)
             st = exec_void(conn, rid, "job_insert", 5, job);
-        if (st == DB_OK)
+        if (st == PG_OK)
             st = change_notify_jobs(conn, rid);
         outbox = "instance.upgraded";
     }
@@ -368,7 +370,7 @@ static db_status_t apply_body(PGconn *conn, void *arg)
     }
     char *detail_text = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(detail);
-    if (st == DB_OK) {
+    if (st == PG_OK) {
         change_t ch = {.instance_id = c->instance_id,
                        .event = instance_event_name(c->event),
                        .from_state = instance_state_name(cur.state),
@@ -386,18 +388,18 @@ static db_status_t apply_body(PGconn *conn, void *arg)
 }
 
 /* Check the optional productId, apply the order and reply; true when it changed the instance. */
-static bool apply_order(order_worker_t *w, svc_call_t *call, apply_ctx_t *c)
+static bool apply_order(svcrt_worker_t *w, svc_call_t *call, apply_ctx_t *c)
 {
     if (c->product_id && strlen(c->product_id) > ID_MAX) {
         svc_call_result(call, RC_INVALID, "productId is longer than %d characters", ID_MAX);
         return false;
     }
-    db_status_t st = orderdb_tx(w->conn, c->v.rid, apply_body, c);
+    pg_status_t st = pg_tx_run(w->db, c->v.rid, apply_body, c);
     order_reply(call, st, c->v.code, c->v.msg);
-    return c->changed && st == DB_OK;
+    return c->changed && st == PG_OK;
 }
 
-void lifecycle_refresh(order_worker_t *w, svc_call_t *call)
+void lifecycle_refresh(svcrt_worker_t *w, svc_call_t *call)
 {
     const Kooisv__RefreshInstance *r = svc_call_request(call)->refresh_instance;
     if (!order_require(call, "instanceId", r->instance_id, ID_MAX) ||
@@ -422,7 +424,7 @@ void lifecycle_refresh(order_worker_t *w, svc_call_t *call)
                      .product_id = order_nullable(r->product_id),
                      .expire_raw = r->expire_time};
     if (strlen(r->expire_time) != 14 ||
-        !time_parse_compact(w->cfg->market.zone, r->expire_time, &c.expire_ms)) {
+        !time_parse_compact(order_cfg(w)->market.zone, r->expire_time, &c.expire_ms)) {
         svc_call_result(call, RC_INVALID, "expireTime must be yyyyMMddHHmmss");
         return;
     }
@@ -431,7 +433,7 @@ void lifecycle_refresh(order_worker_t *w, svc_call_t *call)
                  r->order_id, r->scene, r->expire_time);
 }
 
-void lifecycle_upgrade(order_worker_t *w, svc_call_t *call)
+void lifecycle_upgrade(svcrt_worker_t *w, svc_call_t *call)
 {
     const Kooisv__UpgradeInstance *r = svc_call_request(call)->upgrade_instance;
     if (!order_require(call, "instanceId", r->instance_id, ID_MAX) ||
@@ -473,29 +475,30 @@ static const char *outbox_event_of(instance_event_t ev)
     }
 }
 
-static db_status_t state_body(PGconn *conn, void *arg)
+static pg_status_t state_body(pg_tx_t *tx, void *arg)
 {
+    PGconn *conn = tx->conn;
     state_ctx_t *c = arg;
     const char *rid = c->v.rid;
     locked_t cur;
     instance_state_t to;
-    db_status_t st;
+    pg_status_t st;
     c->changed = false;
-    if ((st = lock_existing(conn, &c->v, c->instance_id, &cur)) != DB_OK ||
+    if ((st = lock_existing(conn, &c->v, c->instance_id, &cur)) != PG_OK ||
         (st = transition_or_verdict(&c->v, cur.state, c->event, &to,
-                                    "success (instance already %s)")) != DB_OK)
+                                    "success (instance already %s)")) != PG_OK)
         return st;
     const char *p[] = {c->instance_id, instance_state_name(to)};
-    if ((st = exec_void(conn, rid, "instance_set_state", 2, p)) != DB_OK)
+    if ((st = exec_void(conn, rid, "instance_set_state", 2, p)) != PG_OK)
         return st;
     if (c->event == INSTANCE_EV_RELEASE) {
         const char *job[] = {c->instance_id};
-        if ((st = exec_void(conn, rid, "jobs_cancel", 1, job)) != DB_OK)
+        if ((st = exec_void(conn, rid, "jobs_cancel", 1, job)) != PG_OK)
             return st;
         if (c->order_id) {
             const char *app[] = {
                 c->instance_id, "releaseInstance", c->order_id, c->order_line_id, NULL, rid};
-            if ((st = exec_void(conn, rid, "application_insert", 6, app)) != DB_OK)
+            if ((st = exec_void(conn, rid, "application_insert", 6, app)) != PG_OK)
                 return st;
         }
     }
@@ -511,15 +514,15 @@ static db_status_t state_body(PGconn *conn, void *arg)
     return record_applied(conn, &c->v, &ch, &c->changed);
 }
 
-static void state_change(order_worker_t *w, svc_call_t *call, state_ctx_t *c)
+static void state_change(svcrt_worker_t *w, svc_call_t *call, state_ctx_t *c)
 {
-    db_status_t st = orderdb_tx(w->conn, c->v.rid, state_body, c);
+    pg_status_t st = pg_tx_run(w->db, c->v.rid, state_body, c);
     order_reply(call, st, c->v.code, c->v.msg);
-    if (c->changed && st == DB_OK)
+    if (c->changed && st == PG_OK)
         log_info(c->v.rid, "%s instance=%s", instance_event_name(c->event), c->instance_id);
 }
 
-void lifecycle_status(order_worker_t *w, svc_call_t *call)
+void lifecycle_status(svcrt_worker_t *w, svc_call_t *call)
 {
     const Kooisv__UpdateInstanceStatus *r = svc_call_request(call)->update_instance_status;
     if (!order_require(call, "instanceId", r->instance_id, ID_MAX) ||
@@ -538,7 +541,7 @@ void lifecycle_status(order_worker_t *w, svc_call_t *call)
     state_change(w, call, &c);
 }
 
-void lifecycle_release(order_worker_t *w, svc_call_t *call)
+void lifecycle_release(svcrt_worker_t *w, svc_call_t *call)
 {
     const Kooisv__ReleaseInstance *r = svc_call_request(call)->release_instance;
     if (!order_require(call, "instanceId", r->instance_id, ID_MAX))
@@ -557,15 +560,15 @@ void lifecycle_release(order_worker_t *w, svc_call_t *call)
 
 /* ---- changeInstanceCheck: read-only ---- */
 
-void lifecycle_change_check(order_worker_t *w, svc_call_t *call)
+void lifecycle_change_check(svcrt_worker_t *w, svc_call_t *call)
 {
     const Kooisv__ChangeInstanceCheck *r = svc_call_request(call)->change_instance_check;
     const char *rid = svc_call_rid(call);
     if (!order_require(call, "instanceId", r->instance_id, ID_MAX))
         return;
-    db_status_t st = DB_OK;
+    pg_status_t st = PG_OK;
     const char *p[] = {r->instance_id};
-    PGresult *res = orderdb_exec(w->conn, rid, "instance_state", 1, p, &st);
+    PGresult *res = pg_session_exec(w->db, rid, "instance_state", 1, p, &st);
     if (!res) {
         order_reply(call, st, RC_INTERNAL, "");
         return;

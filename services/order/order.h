@@ -1,5 +1,5 @@
 /* order: shared types of the order service (kooisv-order): its configuration, the per-thread
- * database worker, the statement registry and the transaction helper every handler uses. */
+ * database worker and the statement registry every handler uses. */
 #ifndef KOOISV_ORDER_H
 #define KOOISV_ORDER_H
 #include <libpq-fe.h>
@@ -9,7 +9,7 @@
 #include "pgutil.h"
 #include "provisioner.h"
 #include "queryorder.h"
-#include "svc.h"
+#include "svcrt.h"
 
 /* Result codes (spec §5). */
 #define RC_OK "000000"
@@ -22,6 +22,7 @@
 /* Everything read from the environment at start-up; read-only afterwards. */
 typedef struct {
     const char *dsn;
+    const char *session_sql; /* statement and lock timeouts of every connection */
     uint8_t data_key[32];    /* sealbox key for credentials at rest */
     uint8_t license_key[32]; /* derived from data_key: signs licenses */
     const char *basic_key;   /* seller key: wire encryption of appInfo */
@@ -37,36 +38,23 @@ typedef struct {
     char replica_id[128]; /* host:pid, the lease owner prefix */
 } order_config_t;
 
-/* One service worker thread (or job thread): its own connection. */
-typedef struct {
-    PGconn *conn;
-    const order_config_t *cfg;
-    int index;
-} order_worker_t;
+/* Read and check every setting of cfg from the loaded configuration; svcrt_die() on a bad one.
+ * The strings stay valid for the process's life. */
+void orderconf_load(order_config_t *cfg);
 
-/* Outcome of a transaction body and of the helpers it calls. */
-typedef enum {
-    DB_OK = 0,   /* go on / commit */
-    DB_ROLLBACK, /* the answer is decided and nothing is to be written */
-    DB_RETRY,    /* serialization failure or deadlock: run the whole body again */
-    DB_FAIL,     /* database error: answer 000005 */
-} db_status_t;
+/* The configuration a request worker serves with (its svc). */
+static inline const order_config_t *order_cfg(const svcrt_worker_t *w)
+{
+    return w->svc;
+}
 
 /* The union of every module's prepared statements (built on first call; call once from main
  * before starting threads). */
 const pg_stmt_t *orderdb_statements(size_t *n);
-/* Connect, prepare every statement; NULL (logged) on failure. Caller owns the connection. */
-PGconn *orderdb_connect(const order_config_t *cfg, const char *app, int wait_s);
-/* Reconnect a broken connection and re-prepare; false when the database is unreachable. */
-bool orderdb_ensure(PGconn *conn);
-/* Run body inside BEGIN/COMMIT, again on DB_RETRY (a few times). DB_OK only once COMMIT
- * succeeded; DB_ROLLBACK when the body asked for it; DB_FAIL otherwise. */
-db_status_t orderdb_tx(PGconn *conn, const char *rid, db_status_t (*body)(PGconn *, void *),
-                       void *ctx);
-/* Run a prepared statement; on failure log it with rid and what, clear it and return NULL with
- * *status set to DB_RETRY or DB_FAIL. Caller owns a non-NULL result. */
-PGresult *orderdb_exec(PGconn *conn, const char *rid, const char *stmt, int nparams,
-                       const char *const *params, db_status_t *status);
+/* A session with every statement prepared and cfg's session settings; NULL (logged) on failure.
+ * Caller owns it (pg_session_destroy). Transactions: pg_tx_run; statements inside them:
+ * pg_exec_logged; outside them: pg_session_exec. */
+pg_session_t *orderdb_session(const order_config_t *cfg, const char *app, int wait_s);
 
 /* One change to an instance: a history row and, when outbox_event is set, an outbox row built
  * from the instance as it is now (write it after the instance update, in the same transaction). */
@@ -84,16 +72,16 @@ typedef struct {
     const char *request_id;
 } change_t;
 
-/* Record c (history + outbox); DB_OK, DB_RETRY or DB_FAIL. */
-db_status_t change_record(PGconn *conn, const change_t *c);
+/* Record c (history + outbox); PG_OK, PG_RETRY or PG_FAIL. */
+pg_status_t change_record(PGconn *conn, const change_t *c);
 /* Wake the job threads of every replica once the transaction commits. */
-db_status_t change_notify_jobs(PGconn *conn, const char *rid);
+pg_status_t change_notify_jobs(PGconn *conn, const char *rid);
 
 /* Answer 000002 "<name> is required/too long" unless value is non-empty and <= max bytes. */
 bool order_require(svc_call_t *call, const char *name, const char *value, size_t max);
 /* Set the reply from a transaction outcome: code/msg when it committed or rolled back as
  * decided, 000005 when the database failed. */
-void order_reply(svc_call_t *call, db_status_t st, const char *code, const char *msg);
+void order_reply(svc_call_t *call, pg_status_t st, const char *code, const char *msg);
 /* NULL for "" (optional proto3 strings become SQL NULL). */
 static inline const char *order_nullable(const char *s)
 {
@@ -107,20 +95,20 @@ extern const size_t orderdb_stmts_count, lifecycle_stmts_count, query_stmts_coun
     license_stmts_count, admin_stmts_count, jobs_stmts_count, zonemark_stmts_count;
 
 /* Handlers (one per body kind). Each sets the reply's result code. */
-void lifecycle_new(order_worker_t *w, svc_call_t *call);
-void lifecycle_refresh(order_worker_t *w, svc_call_t *call);
-void lifecycle_status(order_worker_t *w, svc_call_t *call);
-void lifecycle_release(order_worker_t *w, svc_call_t *call);
-void lifecycle_upgrade(order_worker_t *w, svc_call_t *call);
-void lifecycle_change_check(order_worker_t *w, svc_call_t *call);
-void query_instances(order_worker_t *w, svc_call_t *call);
-void license_issue(order_worker_t *w, svc_call_t *call);
-void admin_handle(order_worker_t *w, svc_call_t *call);
+void lifecycle_new(svcrt_worker_t *w, svc_call_t *call);
+void lifecycle_refresh(svcrt_worker_t *w, svc_call_t *call);
+void lifecycle_status(svcrt_worker_t *w, svc_call_t *call);
+void lifecycle_release(svcrt_worker_t *w, svc_call_t *call);
+void lifecycle_upgrade(svcrt_worker_t *w, svc_call_t *call);
+void lifecycle_change_check(svcrt_worker_t *w, svc_call_t *call);
+void query_instances(svcrt_worker_t *w, svc_call_t *call);
+void license_issue(svcrt_worker_t *w, svc_call_t *call);
+void admin_handle(svcrt_worker_t *w, svc_call_t *call);
 
 /* Read the stored expiries again when they were read in another zone than zone (zonemark.c);
- * conn has the statements prepared. Call before threads start (it may resolve the recorded
- * zone's IANA name). 0, or -1 (logged) when the database failed. */
-int zonemark_reconcile(PGconn *conn, const time_zone_t *zone);
+ * db has the order's statements prepared. Call before threads start (it may resolve the
+ * recorded zone's IANA name). 0, or -1 (logged) when the database failed. */
+int zonemark_reconcile(pg_session_t *db, const time_zone_t *zone);
 
 /* Start cfg->job_threads background job threads; 0 or -1. */
 int jobs_start(const order_config_t *cfg);

@@ -1,4 +1,4 @@
-/* orderdb: the statement registry, the transaction helper, and change_record (history + outbox),
+/* orderdb: the statement registry, the session factory, and change_record (history + outbox),
  * shared by the request handlers and the job threads. */
 #include "order.h"
 
@@ -66,105 +66,48 @@ const pg_stmt_t *orderdb_statements(size_t *n)
     return all_stmts;
 }
 
-PGconn *orderdb_connect(const order_config_t *cfg, const char *app, int wait_s)
-{
-    PGconn *conn = pg_connect(cfg->dsn, app, wait_s);
-    if (!conn)
-        return NULL;
-    size_t n;
-    const pg_stmt_t *stmts = orderdb_statements(&n);
-    if (pg_prepare_all(conn, stmts, n) != 0) {
-        PQfinish(conn);
-        return NULL;
-    }
-    return conn;
-}
-
-bool orderdb_ensure(PGconn *conn)
+pg_session_t *orderdb_session(const order_config_t *cfg, const char *app, int wait_s)
 {
     size_t n;
     const pg_stmt_t *stmts = orderdb_statements(&n);
-    return pg_ensure(conn, stmts, n);
+    pg_session_config_t sc = {.dsn = cfg->dsn,
+                              .app = app,
+                              .setup_sql = cfg->session_sql,
+                              .stmts = stmts,
+                              .nstmts = n,
+                              .wait_s = wait_s};
+    return pg_session_new(&sc);
 }
 
-PGresult *orderdb_exec(PGconn *conn, const char *rid, const char *stmt, int nparams,
-                       const char *const *params, db_status_t *status)
-{
-    bool idle = PQtransactionStatus(conn) == PQTRANS_IDLE;
-    PGresult *res = pg_exec(conn, stmt, nparams, params);
-    /* A connection that died while idle (database restart) is found broken only when used;
-     * outside a transaction nothing is lost by reconnecting and asking again. */
-    if (!pg_ok(res) && idle && PQstatus(conn) == CONNECTION_BAD && orderdb_ensure(conn)) {
-        PQclear(res);
-        res = pg_exec(conn, stmt, nparams, params);
-    }
-    if (pg_ok(res))
-        return res;
-    *status = pg_is_retryable(res) ? DB_RETRY : DB_FAIL;
-    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    log_msg(*status == DB_RETRY ? LOG_INFO : LOG_ERROR, rid, "statement %s failed: sqlstate=%s %s",
-            stmt, state ? state : "-", PQresultErrorMessage(res));
-    PQclear(res);
-    return NULL;
-}
-
-db_status_t orderdb_tx(PGconn *conn, const char *rid, db_status_t (*body)(PGconn *, void *),
-                       void *ctx)
-{
-    for (int attempt = 0;; attempt++) {
-        bool begun = pg_command(conn, "BEGIN");
-        if (!begun && PQstatus(conn) == CONNECTION_BAD && orderdb_ensure(conn))
-            begun = pg_command(conn, "BEGIN"); /* died while idle: nothing was lost */
-        if (!begun) {
-            log_error(rid, "BEGIN failed: %s", PQerrorMessage(conn));
-            return DB_FAIL;
-        }
-        db_status_t st = body(conn, ctx);
-        if (st == DB_OK) {
-            if (pg_command(conn, "COMMIT"))
-                return DB_OK;
-            /* After a failed COMMIT the transaction is gone either way; nothing was promised. */
-            log_error(rid, "COMMIT failed: %s", PQerrorMessage(conn));
-            return DB_FAIL;
-        }
-        pg_command(conn, "ROLLBACK");
-        if (st == DB_ROLLBACK)
-            return DB_ROLLBACK;
-        if (st == DB_RETRY && attempt < 4)
-            continue;
-        return DB_FAIL;
-    }
-}
-
-db_status_t change_record(PGconn *conn, const change_t *c)
+pg_status_t change_record(PGconn *conn, const change_t *c)
 {
     assert(c && c->instance_id && c->event && c->to_state);
-    db_status_t st = DB_OK;
+    pg_status_t st = PG_OK;
     const char *h[] = {c->instance_id,   c->event, c->from_state, c->to_state,   c->order_id,
                        c->order_line_id, c->scene, c->status,     c->request_id, c->detail_json};
-    PGresult *res = orderdb_exec(conn, c->request_id, "history_insert", 10, h, &st);
+    PGresult *res = pg_exec_logged(conn, c->request_id, "history_insert", 10, h, &st);
     if (!res)
         return st;
     PQclear(res);
     if (!c->outbox_event)
-        return DB_OK;
+        return PG_OK;
     const char *o[] = {c->instance_id, c->outbox_event, c->order_id, c->order_line_id,
                        c->request_id};
-    res = orderdb_exec(conn, c->request_id, "outbox_insert", 5, o, &st);
+    res = pg_exec_logged(conn, c->request_id, "outbox_insert", 5, o, &st);
     if (!res)
         return st;
     PQclear(res);
-    return DB_OK;
+    return PG_OK;
 }
 
-db_status_t change_notify_jobs(PGconn *conn, const char *rid)
+pg_status_t change_notify_jobs(PGconn *conn, const char *rid)
 {
     /* Delivered at COMMIT to every replica's job threads (LISTEN orders_jobs); polling covers
      * a lost notification. */
     if (pg_command(conn, "NOTIFY orders_jobs"))
-        return DB_OK;
+        return PG_OK;
     log_error(rid, "NOTIFY failed: %s", PQerrorMessage(conn));
-    return DB_FAIL;
+    return PG_FAIL;
 }
 
 bool order_require(svc_call_t *call, const char *name, const char *value, size_t max)
@@ -180,9 +123,9 @@ bool order_require(svc_call_t *call, const char *name, const char *value, size_t
     return true;
 }
 
-void order_reply(svc_call_t *call, db_status_t st, const char *code, const char *msg)
+void order_reply(svc_call_t *call, pg_status_t st, const char *code, const char *msg)
 {
-    if (st == DB_OK || st == DB_ROLLBACK)
+    if (st == PG_OK || st == PG_ROLLBACK)
         svc_call_result(call, code, "%s", msg);
     else
         svc_call_result(call, RC_INTERNAL, "internal error; please retry");

@@ -48,16 +48,16 @@ static char *array_literal(char *const *ids, size_t n)
 }
 
 /* Open a sealed credential and encrypt it for the wire; NULL (logged) on failure. */
-static char *wire_form(const order_worker_t *w, svc_call_t *call, const char *instance_id,
+static char *wire_form(const svcrt_worker_t *w, svc_call_t *call, const char *instance_id,
                        const char *sealed)
 {
     char *plain = NULL;
     size_t len = 0;
-    if (!sealed || sealbox_open(w->cfg->data_key, instance_id, sealed, &plain, &len) != 0) {
+    if (!sealed || sealbox_open(order_cfg(w)->data_key, instance_id, sealed, &plain, &len) != 0) {
         log_error(svc_call_rid(call), "instance %s: sealed credential does not open", instance_id);
         return NULL;
     }
-    char *wire = appcrypt_encrypt(w->cfg->basic_key, w->cfg->encrypt_type, plain, NULL);
+    char *wire = appcrypt_encrypt(order_cfg(w)->basic_key, order_cfg(w)->encrypt_type, plain, NULL);
     xfree_secret(plain, len);
     if (!wire)
         return NULL;
@@ -74,7 +74,7 @@ static int row_of(const PGresult *res, const char *id)
     return -1;
 }
 
-void query_instances(order_worker_t *w, svc_call_t *call)
+void query_instances(svcrt_worker_t *w, svc_call_t *call)
 {
     const Kooisv__QueryInstance *r = svc_call_request(call)->query_instance;
     const char *rid = svc_call_rid(call);
@@ -95,8 +95,8 @@ void query_instances(order_worker_t *w, svc_call_t *call)
     }
     char *ids = array_literal(r->instance_ids, r->n_instance_ids);
     const char *p[] = {ids};
-    db_status_t st = DB_OK;
-    PGresult *res = orderdb_exec(w->conn, rid, "query_instances", 1, p, &st);
+    pg_status_t st = PG_OK;
+    PGresult *res = pg_session_exec(w->db, rid, "query_instances", 1, p, &st);
     free(ids);
     if (!res) {
         order_reply(call, st, RC_INTERNAL, "");
@@ -105,7 +105,7 @@ void query_instances(order_worker_t *w, svc_call_t *call)
 
     Kooisv__QueryInstanceResult *out = svc_call_alloc(call, sizeof *out);
     kooisv__query_instance_result__init(out);
-    out->encrypt_type = svc_call_strdup(call, w->cfg->encrypt_type);
+    out->encrypt_type = svc_call_strdup(call, order_cfg(w)->encrypt_type);
     out->info = svc_call_alloc(call, r->n_instance_ids * sizeof *out->info);
     bool failed = false;
     /* Answer in request order; a repeated id is answered once. */

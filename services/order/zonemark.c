@@ -35,28 +35,27 @@ typedef struct {
     char recorded[64];
 } zonemark_ctx_t;
 
-static db_status_t exec_void(PGconn *conn, const char *stmt, int n, const char *const *p)
+static pg_status_t exec_void(pg_tx_t *tx, const char *stmt, int n, const char *const *p)
 {
-    db_status_t st = DB_OK;
-    PGresult *res = orderdb_exec(conn, NULL, stmt, n, p, &st);
+    PGresult *res = pg_tx_exec(tx, stmt, n, p);
     if (!res)
-        return st;
+        return tx->failed;
     PQclear(res);
-    return DB_OK;
+    return PG_OK;
 }
 
-/* Read one stored expiry again; DB_OK also when it stays as it is. */
-static db_status_t rezone_one(PGconn *conn, zonemark_ctx_t *c, const time_zone_t *old,
+/* Read one stored expiry again; PG_OK also when it stays as it is. */
+static pg_status_t rezone_one(pg_tx_t *tx, zonemark_ctx_t *c, const time_zone_t *old,
                               const char *id, const char *state, int64_t ms)
 {
     char wall[15], iso_old[32], iso_new[32], ms_text[24];
     int64_t now_ms;
     if (!time_parse_compact(c->zone, time_format_compact(old, ms, wall), &now_ms) || now_ms == ms)
-        return DB_OK;
+        return PG_OK;
     snprintf(ms_text, sizeof ms_text, "%lld", (long long)now_ms);
     const char *p[] = {id, ms_text};
-    db_status_t st = exec_void(conn, "zonemark_set_expire", 2, p);
-    if (st != DB_OK)
+    pg_status_t st = exec_void(tx, "zonemark_set_expire", 2, p);
+    if (st != PG_OK)
         return st;
     json_t *d = json_pack("{s:s, s:s, s:s, s:s, s:s}", "expireTime", wall, "fromZone",
                           time_zone_name(old), "toZone", time_zone_name(c->zone),
@@ -70,51 +69,53 @@ static db_status_t rezone_one(PGconn *conn, zonemark_ctx_t *c, const time_zone_t
                    .to_state = state,
                    .detail_json = detail,
                    .outbox_event = "instance.expiry_corrected"};
-    st = change_record(conn, &ch);
+    st = change_record(tx->conn, &ch);
     free(detail);
-    if (st == DB_OK)
+    if (st == PG_OK)
         c->changed++;
     return st;
 }
 
-static db_status_t reconcile_body(PGconn *conn, void *arg)
+static pg_status_t reconcile_body(pg_tx_t *tx, void *arg)
 {
     zonemark_ctx_t *c = arg;
-    db_status_t st = DB_OK;
+    pg_status_t st = PG_OK;
     c->changed = 0;
-    PGresult *res = orderdb_exec(conn, NULL, "zonemark_lock", 0, NULL, &st);
+    PGresult *res = pg_tx_exec(tx, "zonemark_lock", 0, NULL);
     if (!res)
-        return st;
+        return tx->failed;
     snprintf(c->recorded, sizeof c->recorded, "%s",
              PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "UTC");
     PQclear(res);
     if (strcmp(c->recorded, time_zone_name(c->zone)) == 0)
-        return DB_ROLLBACK;
+        return PG_ROLLBACK;
     char why[256];
     time_zone_t *old = time_zone_new(c->recorded, why, sizeof why);
     if (!old) {
         log_error(NULL, "orders.compact_time_zone holds %s: %s", c->recorded, why);
-        return DB_FAIL;
+        return PG_FAIL;
     }
-    res = orderdb_exec(conn, NULL, "zonemark_expiries", 0, NULL, &st);
-    for (int i = 0; res && st == DB_OK && i < PQntuples(res); i++)
-        st = rezone_one(conn, c, old, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+    res = pg_tx_exec(tx, "zonemark_expiries", 0, NULL);
+    if (!res)
+        st = tx->failed;
+    for (int i = 0; res && st == PG_OK && i < PQntuples(res); i++)
+        st = rezone_one(tx, c, old, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
                         strtoll(PQgetvalue(res, i, 2), NULL, 10));
     PQclear(res);
     time_zone_destroy(&old);
-    if (st != DB_OK)
+    if (st != PG_OK)
         return st;
     const char *p[] = {time_zone_name(c->zone)};
-    return exec_void(conn, "zonemark_record", 1, p);
+    return exec_void(tx, "zonemark_record", 1, p);
 }
 
-int zonemark_reconcile(PGconn *conn, const time_zone_t *zone)
+int zonemark_reconcile(pg_session_t *db, const time_zone_t *zone)
 {
     zonemark_ctx_t c = {.zone = zone};
-    db_status_t st = orderdb_tx(conn, NULL, reconcile_body, &c);
-    if (st == DB_ROLLBACK)
+    pg_status_t st = pg_tx_run(db, NULL, reconcile_body, &c);
+    if (st == PG_ROLLBACK)
         return 0;
-    if (st != DB_OK) {
+    if (st != PG_OK) {
         log_error(NULL, "cannot read the stored expiries in zone %s", time_zone_name(zone));
         return -1;
     }

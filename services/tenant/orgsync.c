@@ -8,8 +8,8 @@
 
 #include "log.h"
 #include "orgtree.h"
-#include "syncoutbox.h"
 #include "tenant.h"
+#include "svcadmin.h"
 #include "xmalloc.h"
 
 const pg_stmt_t orgsync_stmts[] = {
@@ -61,10 +61,10 @@ const pg_stmt_t orgsync_stmts[] = {
 };
 const size_t orgsync_stmts_count = sizeof orgsync_stmts / sizeof orgsync_stmts[0];
 
-static bool lock_tree(sync_tx_t *tx, const char *instance_id, const char *tenant_id)
+static bool lock_tree(svcrt_tx_t *tx, const char *instance_id, const char *tenant_id)
 {
     const char *p[] = {instance_id, tenant_id};
-    PGresult *r = sync_exec(tx, "org_lock", 2, p);
+    PGresult *r = svcrt_exec(tx, "org_lock", 2, p);
     if (!r)
         return false;
     PQclear(r);
@@ -73,12 +73,12 @@ static bool lock_tree(sync_tx_t *tx, const char *instance_id, const char *tenant
 
 /* ---- singleOrgSync ---- */
 
-static sync_tx_rc_t single_tx(sync_tx_t *tx, void *arg)
+static pg_status_t single_tx(svcrt_tx_t *tx, void *arg)
 {
     const Kooisv__SingleOrgSync *m = arg;
     const Kooisv__Envelope *env = svc_call_request(tx->call);
     if (!lock_tree(tx, m->instance_id, m->tenant_id))
-        return SYNC_TX_ERROR;
+        return PG_FAIL;
     const char *p[] = {m->instance_id, m->tenant_id,   m->org_code,
                        m->org_name,    m->parent_code, env->test_flag ? "true" : "false"};
     PGresult *r;
@@ -86,8 +86,8 @@ static sync_tx_rc_t single_tx(sync_tx_t *tx, void *arg)
     bool created = false;
     if (m->flag == 0) {
         /* delete: children stay, shown as orphans until their parent returns */
-        if (!(r = sync_exec(tx, "org_delete", 3, p)))
-            return SYNC_TX_ERROR;
+        if (!(r = svcrt_exec(tx, "org_delete", 3, p)))
+            return PG_FAIL;
         if (PQntuples(r) == 1)
             action = "delete";
         else
@@ -95,8 +95,8 @@ static sync_tx_rc_t single_tx(sync_tx_t *tx, void *arg)
         PQclear(r);
     } else {
         const char *stmt = m->flag == 1 ? "org_add" : "org_modify";
-        if (!(r = sync_exec(tx, stmt, 6, p)))
-            return SYNC_TX_ERROR;
+        if (!(r = svcrt_exec(tx, stmt, 6, p)))
+            return PG_FAIL;
         if (PQntuples(r) == 1) {
             action = m->flag == 1 ? "add" : "modify";
             created = m->flag == 1 || strcmp(PQgetvalue(r, 0, 0), "t") == 0;
@@ -105,32 +105,32 @@ static sync_tx_rc_t single_tx(sync_tx_t *tx, void *arg)
         }
         PQclear(r);
         if (action && *m->parent_code) {
-            if (!(r = sync_exec(tx, "org_cycle", 3, p)))
-                return SYNC_TX_ERROR;
+            if (!(r = svcrt_exec(tx, "org_cycle", 3, p)))
+                return PG_FAIL;
             bool cycle = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
             PQclear(r);
             if (cycle) {
                 svc_call_result(tx->call, "000002",
                                 "parentCode: making %s a child of %s would create a cycle",
                                 m->org_code, m->parent_code);
-                return SYNC_TX_ABORT;
+                return PG_ROLLBACK;
             }
         }
     }
     if (!action)
-        return SYNC_TX_COMMIT;
+        return PG_OK;
     json_t *data = json_pack("{s:s,s:s,s:s}", "orgCode", m->org_code, "orgName", m->org_name,
                              "parentCode", m->parent_code);
     if (m->flag != 0)
         json_object_set_new(data, "created", json_boolean(created));
-    return syncoutbox_emit(tx, "singleOrgSync", action, m->instance_id, m->tenant_id, data);
+    return svcrt_emit(tx, "singleOrgSync", action, m->instance_id, m->tenant_id, data);
 }
 
-void orgsync_single(sync_worker_t *w, svc_call_t *call, const Kooisv__SingleOrgSync *m)
+void orgsync_single(svcrt_worker_t *w, svc_call_t *call, const Kooisv__SingleOrgSync *m)
 {
-    if (!sync_text_ok(m->instance_id, 64, false) || !sync_text_ok(m->tenant_id, 64, true) ||
-        !sync_text_ok(m->org_code, 64, true) || !sync_text_ok(m->org_name, 128, m->flag != 0) ||
-        !sync_text_ok(m->parent_code, 64, false) || m->flag < 0 || m->flag > 2) {
+    if (!svcrt_text_ok(m->instance_id, 64, false) || !svcrt_text_ok(m->tenant_id, 64, true) ||
+        !svcrt_text_ok(m->org_code, 64, true) || !svcrt_text_ok(m->org_name, 128, m->flag != 0) ||
+        !svcrt_text_ok(m->parent_code, 64, false) || m->flag < 0 || m->flag > 2) {
         svc_call_result(call, "000002", "invalid singleOrgSync message");
         return;
     }
@@ -138,7 +138,7 @@ void orgsync_single(sync_worker_t *w, svc_call_t *call, const Kooisv__SingleOrgS
         svc_call_result(call, "000002", "parentCode: an org cannot be its own parent");
         return;
     }
-    sync_tx_run(w, call, single_tx, (void *)m);
+    svcrt_tx_run(w, call, single_tx, (void *)m);
 }
 
 /* ---- allOrgSync ---- */
@@ -175,47 +175,47 @@ static json_t *orgs_json(const Kooisv__AllOrgSync *m, const char *code_key, cons
     return list;
 }
 
-static sync_tx_rc_t all_tx(sync_tx_t *tx, void *arg)
+static pg_status_t all_tx(svcrt_tx_t *tx, void *arg)
 {
     all_org_t *a = arg;
     const Kooisv__AllOrgSync *m = a->m;
     const Kooisv__Envelope *env = svc_call_request(tx->call);
     if (!lock_tree(tx, m->instance_id, m->tenant_id))
-        return SYNC_TX_ERROR;
+        return PG_FAIL;
     const char *key[] = {m->instance_id, m->tenant_id};
-    PGresult *r = sync_exec(tx, "org_list", 2, key);
+    PGresult *r = svcrt_exec(tx, "org_list", 2, key);
     if (!r)
-        return SYNC_TX_ERROR;
+        return PG_FAIL;
     long previous = PQntuples(r);
     bool same = same_tree(r, a->tree);
     PQclear(r);
     if (same) {
         /* a repeated replace with the same list changes nothing and tells nobody */
         tx->ok_msg = "success (no change)";
-        return SYNC_TX_COMMIT;
+        return PG_OK;
     }
-    if (!(r = sync_exec(tx, "org_delete_all", 2, key)))
-        return SYNC_TX_ERROR;
+    if (!(r = svcrt_exec(tx, "org_delete_all", 2, key)))
+        return PG_FAIL;
     PQclear(r);
     /* the statement reads the rows with jsonb_to_recordset: column names as keys */
     json_t *list = orgs_json(m, "org_code", "org_name", "parent_code");
-    char *rows = sync_json_text(list);
+    char *rows = svcadmin_json_text(list);
     json_decref(list);
     const char *p[] = {m->instance_id, m->tenant_id, env->test_flag ? "true" : "false", rows};
-    r = sync_exec(tx, "org_insert_many", 4, p);
+    r = svcrt_exec(tx, "org_insert_many", 4, p);
     free(rows);
     if (!r)
-        return SYNC_TX_ERROR;
+        return PG_FAIL;
     PQclear(r);
     json_t *orgs = orgs_json(m, "orgCode", "orgName", "parentCode");
     json_t *data =
         json_pack("{s:I,s:o}", "previousCount", (json_int_t)previous, "orgInfoList", orgs);
-    return syncoutbox_emit(tx, "allOrgSync", "replace", m->instance_id, m->tenant_id, data);
+    return svcrt_emit(tx, "allOrgSync", "replace", m->instance_id, m->tenant_id, data);
 }
 
-void orgsync_all(sync_worker_t *w, svc_call_t *call, const Kooisv__AllOrgSync *m)
+void orgsync_all(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AllOrgSync *m)
 {
-    if (!sync_text_ok(m->instance_id, 64, false) || !sync_text_ok(m->tenant_id, 64, true) ||
+    if (!svcrt_text_ok(m->instance_id, 64, false) || !svcrt_text_ok(m->tenant_id, 64, true) ||
         m->n_orgs > 10000) {
         svc_call_result(call, "000002", "invalid allOrgSync message");
         return;
@@ -223,8 +223,8 @@ void orgsync_all(sync_worker_t *w, svc_call_t *call, const Kooisv__AllOrgSync *m
     orgtree_node_t *nodes = xmalloc((m->n_orgs ? m->n_orgs : 1) * sizeof *nodes);
     for (size_t i = 0; i < m->n_orgs; i++) {
         const Kooisv__SyncOrg *o = m->orgs[i];
-        if (!sync_text_ok(o->org_code, 64, true) || !sync_text_ok(o->org_name, 128, true) ||
-            !sync_text_ok(o->parent_code, 64, false)) {
+        if (!svcrt_text_ok(o->org_code, 64, true) || !svcrt_text_ok(o->org_name, 128, true) ||
+            !svcrt_text_ok(o->parent_code, 64, false)) {
             free(nodes);
             svc_call_result(call, "000002", "orgInfoList[%zu]: invalid org", i);
             return;
@@ -241,6 +241,6 @@ void orgsync_all(sync_worker_t *w, svc_call_t *call, const Kooisv__AllOrgSync *m
     else if (cycle)
         svc_call_result(call, "000002", "orgInfoList: org %s is its own ancestor (cycle)", cycle);
     else
-        sync_tx_run(w, call, all_tx, &a);
+        svcrt_tx_run(w, call, all_tx, &a);
     orgtree_destroy(&a.tree);
 }

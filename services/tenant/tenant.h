@@ -3,7 +3,7 @@
 #ifndef KOOISV_TENANT_H
 #define KOOISV_TENANT_H
 #include "envelope.pb-c.h"
-#include "syncsvc.h"
+#include "svcrt.h"
 
 extern const pg_stmt_t tenantsync_stmts[];
 extern const size_t tenantsync_stmts_count;
@@ -14,12 +14,12 @@ extern const size_t tenantadmin_stmts_count;
 
 /* tenantSync: add (idempotent), modify (name and domain; upsert when missing), delete (the
  * tenant and its org tree; success when already gone). */
-void tenantsync_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__TenantSync *m);
+void tenantsync_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__TenantSync *m);
 /* singleOrgSync: add/modify/delete one org; a move that would close a cycle is 000002. */
-void orgsync_single(sync_worker_t *w, svc_call_t *call, const Kooisv__SingleOrgSync *m);
+void orgsync_single(svcrt_worker_t *w, svc_call_t *call, const Kooisv__SingleOrgSync *m);
 /* allOrgSync: replace the tenant's whole tree atomically; a cycle or duplicate is 000002. */
-void orgsync_all(sync_worker_t *w, svc_call_t *call, const Kooisv__AllOrgSync *m);
+void orgsync_all(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AllOrgSync *m);
 /* Serve tenant.get and tenant.tree; false when action is neither. */
-bool tenantadmin_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req);
+bool tenantadmin_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req);
 
 #endif

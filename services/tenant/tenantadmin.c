@@ -6,6 +6,7 @@
 
 #include "orgtree.h"
 #include "tenant.h"
+#include "svcadmin.h"
 #include "xmalloc.h"
 
 #define TS_FMT "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'"
@@ -25,25 +26,25 @@ const size_t tenantadmin_stmts_count = sizeof tenantadmin_stmts / sizeof tenanta
 static bool tenant_key(svc_call_t *call, const Kooisv__AdminRequest *req, const char **instance,
                        const char **tenant)
 {
-    *instance = sync_admin_arg(req, "instance");
-    *tenant = sync_admin_arg(req, "tenant");
-    if (!sync_text_ok(*tenant, 64, true) || !sync_text_ok(*instance, 64, false)) {
+    *instance = svcadmin_arg(req, "instance");
+    *tenant = svcadmin_arg(req, "tenant");
+    if (!svcrt_text_ok(*tenant, 64, true) || !svcrt_text_ok(*instance, 64, false)) {
         svc_call_result(call, "000002", "args: tenant (1..64 chars) and instance (0..64) required");
         return false;
     }
     return true;
 }
 
-static void admin_get(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
+static void admin_get(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
 {
     const char *instance, *tenant;
     if (!tenant_key(call, req, &instance, &tenant))
         return;
     const char *p[] = {instance, tenant};
-    PGresult *t = sync_admin_query(w, call, "tenant_get", 2, p);
+    PGresult *t = svcrt_admin_query(w, call, "tenant_get", 2, p);
     if (!t)
         return;
-    PGresult *c = sync_admin_query(w, call, "org_count", 2, p);
+    PGresult *c = svcrt_admin_query(w, call, "org_count", 2, p);
     if (!c) {
         PQclear(t);
         return;
@@ -67,16 +68,16 @@ static void admin_get(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminReq
     else
         json_object_set_new(doc, "tenant", json_null()); /* orgs arrived before the tenant */
     PQclear(t);
-    sync_admin_reply(call, doc);
+    svcadmin_reply(call, doc);
 }
 
-static void admin_tree(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
+static void admin_tree(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
 {
     const char *instance, *tenant;
     if (!tenant_key(call, req, &instance, &tenant))
         return;
     const char *p[] = {instance, tenant};
-    PGresult *r = sync_admin_query(w, call, "org_list", 2, p);
+    PGresult *r = svcrt_admin_query(w, call, "org_list", 2, p);
     if (!r)
         return;
     size_t n = (size_t)PQntuples(r);
@@ -93,12 +94,12 @@ static void admin_tree(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRe
     json_array_foreach(roots, k, root) if (json_is_true(json_object_get(root, "orphan"))) orphans++;
     orgtree_destroy(&tree);
     PQclear(r);
-    sync_admin_reply(call, json_pack("{s:s,s:s,s:I,s:I,s:o}", "instanceId", instance, "tenantId",
-                                     tenant, "orgCount", (json_int_t)n, "orphanCount",
-                                     (json_int_t)orphans, "tree", roots));
+    svcadmin_reply(call, json_pack("{s:s,s:s,s:I,s:I,s:o}", "instanceId", instance, "tenantId",
+                                   tenant, "orgCount", (json_int_t)n, "orphanCount",
+                                   (json_int_t)orphans, "tree", roots));
 }
 
-bool tenantadmin_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
+bool tenantadmin_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
 {
     if (strcmp(req->action, "tenant.get") == 0)
         admin_get(w, call, req);

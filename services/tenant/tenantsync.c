@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "log.h"
-#include "syncoutbox.h"
 #include "tenant.h"
 
 const pg_stmt_t tenantsync_stmts[] = {
@@ -31,7 +30,7 @@ const pg_stmt_t tenantsync_stmts[] = {
 };
 const size_t tenantsync_stmts_count = sizeof tenantsync_stmts / sizeof tenantsync_stmts[0];
 
-static sync_tx_rc_t tenant_tx(sync_tx_t *tx, void *arg)
+static pg_status_t tenant_tx(svcrt_tx_t *tx, void *arg)
 {
     const Kooisv__TenantSync *m = arg;
     const Kooisv__Envelope *env = svc_call_request(tx->call);
@@ -44,8 +43,8 @@ static sync_tx_rc_t tenant_tx(sync_tx_t *tx, void *arg)
     bool created = false;
     switch (m->flag) {
     case 1:
-        if (!(r = sync_exec(tx, "tenant_add", 7, p)))
-            return SYNC_TX_ERROR;
+        if (!(r = svcrt_exec(tx, "tenant_add", 7, p)))
+            return PG_FAIL;
         if (PQntuples(r) == 1)
             action = "add";
         else
@@ -53,8 +52,8 @@ static sync_tx_rc_t tenant_tx(sync_tx_t *tx, void *arg)
         PQclear(r);
         break;
     case 2:
-        if (!(r = sync_exec(tx, "tenant_modify", 7, p)))
-            return SYNC_TX_ERROR;
+        if (!(r = svcrt_exec(tx, "tenant_modify", 7, p)))
+            return PG_FAIL;
         if (PQntuples(r) == 1) {
             action = "modify";
             created = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
@@ -64,12 +63,12 @@ static sync_tx_rc_t tenant_tx(sync_tx_t *tx, void *arg)
         break;
     default: {
         /* delete: never checks that the instance exists; a second delete is a success */
-        if (!(r = sync_exec(tx, "tenant_delete", 2, p)))
-            return SYNC_TX_ERROR;
+        if (!(r = svcrt_exec(tx, "tenant_delete", 2, p)))
+            return PG_FAIL;
         bool had_tenant = PQntuples(r) == 1;
         PQclear(r);
-        if (!(r = sync_exec(tx, "tenant_delete_orgs", 2, p)))
-            return SYNC_TX_ERROR;
+        if (!(r = svcrt_exec(tx, "tenant_delete_orgs", 2, p)))
+            return PG_FAIL;
         long orgs = atol(PQcmdTuples(r));
         PQclear(r);
         if (had_tenant || orgs > 0) {
@@ -82,22 +81,22 @@ static sync_tx_rc_t tenant_tx(sync_tx_t *tx, void *arg)
     }
     }
     if (!action)
-        return SYNC_TX_COMMIT;
+        return PG_OK;
     if (!data)
         data = json_pack("{s:s,s:s,s:s,s:s,s:b}", "orderId", m->order_id, "tenantCode",
                          m->tenant_code, "name", m->name, "domainName", m->domain_name, "created",
                          created || m->flag == 1);
-    return syncoutbox_emit(tx, "tenantSync", action, m->instance_id, m->tenant_id, data);
+    return svcrt_emit(tx, "tenantSync", action, m->instance_id, m->tenant_id, data);
 }
 
-void tenantsync_handle(sync_worker_t *w, svc_call_t *call, const Kooisv__TenantSync *m)
+void tenantsync_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__TenantSync *m)
 {
-    if (!sync_text_ok(m->instance_id, 64, false) || !sync_text_ok(m->tenant_id, 64, true) ||
-        !sync_text_ok(m->order_id, 64, false) || !sync_text_ok(m->tenant_code, 64, false) ||
-        !sync_text_ok(m->name, 128, m->flag != 0) || !sync_text_ok(m->domain_name, 256, false) ||
+    if (!svcrt_text_ok(m->instance_id, 64, false) || !svcrt_text_ok(m->tenant_id, 64, true) ||
+        !svcrt_text_ok(m->order_id, 64, false) || !svcrt_text_ok(m->tenant_code, 64, false) ||
+        !svcrt_text_ok(m->name, 128, m->flag != 0) || !svcrt_text_ok(m->domain_name, 256, false) ||
         m->flag < 0 || m->flag > 2) {
         svc_call_result(call, "000002", "invalid tenantSync message");
         return;
     }
-    sync_tx_run(w, call, tenant_tx, (void *)m);
+    svcrt_tx_run(w, call, tenant_tx, (void *)m);
 }

@@ -21,6 +21,8 @@ usage: tests/harness/suite.sh <verb> <build dir> [process]
   start-svc <build> <proc> start one process and wait until it is ready (serving, and every
                            gateway connected to it again as when the suite started)
   restart <build> <proc>   stop-svc then start-svc
+  pg-restart <build>       restart PostgreSQL under the running processes (they keep their
+                           connections, now dead, and must find their way back)
 processes: ${KV_PROCS_SUITE[*]}
 EOF
 }
@@ -181,6 +183,11 @@ restart)
     kv_proc_start "$proc"
     kv_proc_ready "$proc" || exit 1
     unmark_stopped "$proc"
+    ;;
+pg-restart)
+    load_ports
+    kv_pg_stop
+    kv_pg_start
     ;;
 -h | --help | help) usage ;;
 *)

@@ -41,7 +41,7 @@ CREATE TABLE app_users (
     PRIMARY KEY (instance_id, tenant_id, app_id, user_name)  -- idempotency key of authSync
 );
 
--- Outbox of committed changes for the seller's application (services/syncsvc/syncoutbox.h).
+-- Outbox of committed changes for the seller's application (common/outbox.h).
 -- Payloads are sealed here: authSync events carry users' contact data.
 CREATE SEQUENCE outbox_seq;
 CREATE TABLE outbox (

@@ -31,7 +31,7 @@ CREATE TABLE orgs (
 );
 CREATE INDEX orgs_by_parent ON orgs (instance_id, tenant_id, parent_code);
 
--- Outbox of committed changes for the seller's application (services/syncsvc/syncoutbox.h).
+-- Outbox of committed changes for the seller's application (common/outbox.h).
 CREATE SEQUENCE outbox_seq;
 CREATE TABLE outbox (
     id              bigint PRIMARY KEY,        -- from outbox_seq; the event's "seq"

@@ -305,6 +305,30 @@ static void redrive_first(const char *svc, const char *schema, const char *tenan
     assert_int_equal(webhook_calls_with(needle), 1);
 }
 
+/* The events of one instance go out in order: a later event waits while an earlier one waits
+ * for its retry (without that, the modify would be delivered during the add's backoff). */
+static void test_ordered_per_instance(void **state)
+{
+    set_fault("http500", 1); /* the add's first post fails */
+    char *inst = uid("I"), *tenant = uid("T");
+    tenant_add(inst, tenant);
+    kit_answer_t a = kit_call("tenantSync",
+                              "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"tenantCode\":\"c\","
+                              "\"name\":\"N2\",\"flag\":2}",
+                              inst, tenant);
+    assert_kit(a, "000000", NULL);
+    wait_status("tenants", tenant, "delivered,delivered", 10000);
+    const char *p[] = {tenant};
+    char *order = sql_text("SELECT string_agg(event_type || ':' || attempts, ','"
+                           " ORDER BY delivered_at, id) FROM tenants.outbox WHERE tenant_id = $1",
+                           1, p);
+    assert_non_null(order);
+    assert_string_equal(order, "tenantSync.add:2,tenantSync.modify:1");
+    free(order);
+    free(inst);
+    free(tenant);
+}
+
 static void fail_then_redrive(const char *svc, const char *schema, const char *tenant,
                               const char *needle)
 {
@@ -395,9 +419,8 @@ static void test_survives_kill(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_skipped_without_url),
-        cmocka_unit_test(test_delivery),
-        cmocka_unit_test(test_failures_and_redrive),
+        cmocka_unit_test(test_skipped_without_url),  cmocka_unit_test(test_delivery),
+        cmocka_unit_test(test_ordered_per_instance), cmocka_unit_test(test_failures_and_redrive),
         cmocka_unit_test(test_survives_kill),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

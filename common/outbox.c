@@ -1,8 +1,9 @@
-#include "syncoutbox.h"
+#include "outbox.h"
 
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "log.h"
 #include "randutil.h"
 #include "sealbox.h"
+#include "svcadmin.h"
 #include "timeutil.h"
 #include "webhook.h"
 #include "xmalloc.h"
@@ -26,7 +28,7 @@ enum {
 
 #define TS_FMT "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'"
 
-const pg_stmt_t syncoutbox_stmts[] = {
+static const pg_stmt_t emit_stmts[] = {
     {"outbox_next_id", "SELECT nextval('outbox_seq')", 0},
     {"outbox_insert",
      "INSERT INTO outbox (id, event_id, event_type, instance_id, tenant_id, test_flag, payload,"
@@ -47,15 +49,27 @@ const pg_stmt_t syncoutbox_stmts[] = {
      1},
     {"outbox_status", "SELECT status FROM outbox WHERE id = $1::bigint", 1},
 };
-const size_t syncoutbox_stmts_count = sizeof syncoutbox_stmts / sizeof syncoutbox_stmts[0];
+
+const pg_stmt_t *outbox_stmts(size_t *n)
+{
+    *n = sizeof emit_stmts / sizeof emit_stmts[0];
+    return emit_stmts;
+}
 
 /* The delivery thread's own statements. */
 static const pg_stmt_t delivery_stmts[] = {
+    /* Per (instance, tenant) in id order: a row waits while an earlier one of its instance is
+     * pending (leased, or waiting for its retry); a failed (dead-lettered) or skipped row no
+     * longer holds the others back. A claim leaves the row pending, so a concurrent claim by
+     * another replica sees it too. */
     {"outbox_claim",
      "WITH c AS (UPDATE outbox SET attempts = attempts + 1,"
      " next_attempt_at = now() + make_interval(secs => $2::int)"
-     " WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= now()"
-     " ORDER BY id LIMIT $1::int FOR UPDATE SKIP LOCKED)"
+     " WHERE id IN (SELECT o.id FROM outbox o WHERE o.status = 'pending'"
+     "  AND o.next_attempt_at <= now() AND NOT EXISTS (SELECT 1 FROM outbox e"
+     "   WHERE e.status = 'pending' AND e.instance_id = o.instance_id"
+     "   AND e.tenant_id = o.tenant_id AND e.id < o.id)"
+     " ORDER BY o.id LIMIT $1::int FOR UPDATE SKIP LOCKED)"
      " RETURNING id, event_id, payload, sealed, attempts) SELECT * FROM c ORDER BY id",
      2},
     {"outbox_delivered",
@@ -72,110 +86,126 @@ static const pg_stmt_t delivery_stmts[] = {
      "UPDATE outbox SET status = 'skipped', delivered_at = now() WHERE status = 'pending'", 0},
 };
 
-static struct {
-    syncoutbox_config_t cfg;
-    const char *url;
-    const char *secret;
-    const char *ca_file;
-    int max_attempts;
-    int backoff_ms;
+struct outbox {
+    outbox_config_t cfg; /* strings owned */
     char channel[64];
     pthread_t thread;
     bool started;
-} outbox;
+    atomic_bool stopping; /* set by outbox_destroy; the thread polls it */
+};
 
-void syncoutbox_init(const syncoutbox_config_t *cfg)
+outbox_t *outbox_new(const outbox_config_t *cfg, const char **why)
 {
-    outbox.cfg = *cfg;
-    outbox.url = config_get("KOOISV_SYNC_WEBHOOK_URL");
-    outbox.secret = config_get("KOOISV_SYNC_WEBHOOK_SECRET");
-    outbox.ca_file = config_get("KOOISV_SYNC_WEBHOOK_CA_FILE");
-    if (!*outbox.ca_file)
-        outbox.ca_file = config_get("KOOISV_MARKETPLACE_CA_FILE");
-    outbox.max_attempts = (int)config_get_long("KOOISV_SYNC_WEBHOOK_MAX_ATTEMPTS", 1, 100);
-    outbox.backoff_ms = (int)config_get_long("KOOISV_SYNC_WEBHOOK_BACKOFF_MS", 10, 600000);
-    if (*outbox.url && !*outbox.secret) {
-        fprintf(stderr,
-                "kooisv-%s: KOOISV_SYNC_WEBHOOK_SECRET: required when "
-                "KOOISV_SYNC_WEBHOOK_URL is set\n",
-                cfg->source);
-        exit(2);
+    if (*cfg->url && strncmp(cfg->url, "https://", 8) != 0 &&
+        strncmp(cfg->url, "http://", 7) != 0) {
+        *why = "must be an http(s) URL";
+        return NULL;
     }
-    if (*outbox.url && strncmp(outbox.url, "https://", 8) != 0 &&
-        strncmp(outbox.url, "http://", 7) != 0) {
-        fprintf(stderr, "kooisv-%s: KOOISV_SYNC_WEBHOOK_URL: must be an http(s) URL\n",
-                cfg->source);
-        exit(2);
+    if (*cfg->url && (!cfg->secret || !*cfg->secret)) {
+        *why = "a webhook URL needs its secret";
+        return NULL;
     }
-    snprintf(outbox.channel, sizeof outbox.channel, "kooisv_%s_outbox", cfg->schema);
+    outbox_t *self = xcalloc(1, sizeof *self);
+    self->cfg = *cfg;
+    self->cfg.source = xstrdup(cfg->source);
+    self->cfg.schema = xstrdup(cfg->schema);
+    self->cfg.dsn = xstrdup(cfg->dsn);
+    self->cfg.setup_sql = cfg->setup_sql ? xstrdup(cfg->setup_sql) : NULL;
+    self->cfg.url = xstrdup(cfg->url);
+    self->cfg.secret = xstrdup(cfg->secret ? cfg->secret : "");
+    self->cfg.ca_file = xstrdup(cfg->ca_file ? cfg->ca_file : "");
+    if (self->cfg.max_attempts < 1)
+        self->cfg.max_attempts = 1;
+    if (self->cfg.backoff_ms < 1)
+        self->cfg.backoff_ms = 1;
+    snprintf(self->channel, sizeof self->channel, "kooisv_%s_outbox", cfg->schema);
+    return self;
 }
 
-static char *seal_aad(const char *event_id)
+void outbox_destroy(outbox_t **self_p)
 {
-    return xasprintf("%s.outbox\x1f%s", outbox.cfg.schema, event_id);
+    if (!self_p || !*self_p)
+        return;
+    outbox_t *self = *self_p;
+    if (self->started) {
+        atomic_store(&self->stopping, true);
+        pthread_join(self->thread, NULL);
+    }
+    free((char *)self->cfg.source);
+    free((char *)self->cfg.schema);
+    xfree_secret((char *)self->cfg.dsn, strlen(self->cfg.dsn));
+    free((char *)self->cfg.setup_sql);
+    free((char *)self->cfg.url);
+    xfree_secret((char *)self->cfg.secret, strlen(self->cfg.secret));
+    free((char *)self->cfg.ca_file);
+    free(self);
+    *self_p = NULL;
 }
 
-/* Insert the event row and notify the delivery thread (at commit); 0 or -1. */
-static int event_add(sync_tx_t *tx, const char *event_type, const char *instance_id,
-                     const char *tenant_id, const json_t *data)
+static bool stopping(outbox_t *self)
 {
-    const Kooisv__Envelope *env = svc_call_request(tx->call);
-    PGresult *r = sync_exec(tx, "outbox_next_id", 0, NULL);
+    return atomic_load(&self->stopping) || svc_stopping();
+}
+
+static char *seal_aad(const outbox_t *self, const char *event_id)
+{
+    return xasprintf("%s.outbox\x1f%s", self->cfg.schema, event_id);
+}
+
+pg_status_t outbox_emit(outbox_t *self, pg_tx_t *tx, const char *event_type,
+                        const char *instance_id, const char *tenant_id, bool test_flag,
+                        json_t *data)
+{
+    pg_status_t st = PG_FAIL;
+    char *stored = NULL;
+    PGresult *r = pg_tx_exec(tx, "outbox_next_id", 0, NULL);
     if (!r)
-        return -1;
+        goto done;
     char seq[32];
     snprintf(seq, sizeof seq, "%s", PQgetvalue(r, 0, 0));
     PQclear(r);
     char event_id[37], when[32];
     rand_uuid(event_id);
     time_format_iso(time_now_ms(), when, sizeof when);
-    json_t *ev = json_pack("{s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:O}", "eventId", event_id, "seq",
-                           (json_int_t)strtoll(seq, NULL, 10), "eventType", event_type, "source",
-                           outbox.cfg.source, "requestId", svc_call_rid(tx->call), "instanceId",
-                           instance_id, "tenantId", tenant_id, "testFlag", env->test_flag,
-                           "occurredAt", when, "data", data);
-    char *text = sync_json_text(ev);
+    json_t *ev =
+        json_pack("{s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:O}", "eventId", event_id, "seq",
+                  (json_int_t)strtoll(seq, NULL, 10), "eventType", event_type, "source",
+                  self->cfg.source, "requestId", tx->rid ? tx->rid : "-", "instanceId", instance_id,
+                  "tenantId", tenant_id, "testFlag", test_flag, "occurredAt", when, "data", data);
+    char *text = svcadmin_json_text(ev);
     json_decref(ev);
-    char *stored = text;
-    if (outbox.cfg.seal_key) {
-        char *aad = seal_aad(event_id);
-        stored = sealbox_seal(outbox.cfg.seal_key, aad, text, strlen(text));
+    stored = text;
+    if (self->cfg.seal_key) {
+        char *aad = seal_aad(self, event_id);
+        stored = sealbox_seal(self->cfg.seal_key, aad, text, strlen(text));
         free(aad);
         xfree_secret(text, strlen(text));
-        text = NULL;
     }
     const char *p[] = {seq,        event_id,
                        event_type, instance_id,
-                       tenant_id,  env->test_flag ? "true" : "false",
-                       stored,     outbox.cfg.seal_key ? "true" : "false"};
-    r = sync_exec(tx, "outbox_insert", 8, p);
+                       tenant_id,  test_flag ? "true" : "false",
+                       stored,     self->cfg.seal_key ? "true" : "false"};
+    if (!(r = pg_tx_exec(tx, "outbox_insert", 8, p)))
+        goto done;
+    PQclear(r);
+    /* delivered at COMMIT: the delivery thread wakes at once */
+    const char *np[] = {self->channel};
+    if (!(r = pg_tx_exec(tx, "outbox_notify", 1, np)))
+        goto done;
+    PQclear(r);
+    st = PG_OK;
+done:
     free(stored);
-    if (!r)
-        return -1;
-    PQclear(r);
-    const char *np[] = {outbox.channel};
-    r = sync_exec(tx, "outbox_notify", 1, np);
-    if (!r)
-        return -1;
-    PQclear(r);
-    return 0;
-}
-
-sync_tx_rc_t syncoutbox_emit(sync_tx_t *tx, const char *interface, const char *action,
-                             const char *instance_id, const char *tenant_id, json_t *data)
-{
-    char type[64];
-    snprintf(type, sizeof type, "%s.%s", interface, action);
-    int rc = event_add(tx, type, instance_id, tenant_id, data);
     json_decref(data);
-    return rc == 0 ? SYNC_TX_COMMIT : SYNC_TX_ERROR;
+    return st == PG_OK ? PG_OK : tx->failed;
 }
 
 /* ---- admin ---- */
 
-static void admin_failed(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
+static void admin_failed(outbox_t *self, pg_session_t *db, svc_call_t *call,
+                         const Kooisv__AdminRequest *req)
 {
-    const char *limit = sync_admin_arg(req, "limit");
+    const char *limit = svcadmin_arg(req, "limit");
     long n = *limit ? strtol(limit, NULL, 10) : 100;
     if (n < 1 || n > 1000) {
         svc_call_result(call, "000002", "limit: must be 1..1000");
@@ -184,10 +214,8 @@ static void admin_failed(sync_worker_t *w, svc_call_t *call, const Kooisv__Admin
     char nbuf[16];
     snprintf(nbuf, sizeof nbuf, "%ld", n);
     const char *p[] = {nbuf};
-    PGresult *r = pg_exec(w->conn, "outbox_failed", 1, p);
-    if (!pg_ok(r)) {
-        log_warn(svc_call_rid(call), "outbox.failed: %s", PQerrorMessage(w->conn));
-        PQclear(r);
+    PGresult *r = pg_session_exec(db, svc_call_rid(call), "outbox_failed", 1, p, NULL);
+    if (!r) {
         svc_call_result(call, "000005", "database error");
         return;
     }
@@ -202,28 +230,29 @@ static void admin_failed(sync_worker_t *w, svc_call_t *call, const Kooisv__Admin
                             PQgetvalue(r, i, 7), "createdAt", PQgetvalue(r, i, 8), "nextAttemptAt",
                             PQgetvalue(r, i, 9)));
     PQclear(r);
-    sync_admin_reply(call, json_pack("{s:s,s:o}", "source", outbox.cfg.source, "events", rows));
+    svcadmin_reply(call, json_pack("{s:s,s:o}", "source", self->cfg.source, "events", rows));
 }
 
-static void admin_redrive(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
+static void admin_redrive(outbox_t *self, pg_session_t *db, svc_call_t *call,
+                          const Kooisv__AdminRequest *req)
 {
-    const char *id = sync_admin_arg(req, "id");
+    const char *rid = svc_call_rid(call);
+    const char *id = svcadmin_arg(req, "id");
     if (!*id || strlen(id) > 18 || strspn(id, "0123456789") != strlen(id)) {
         svc_call_result(call, "000002", "id: must be an outbox event id (digits)");
         return;
     }
     const char *p[] = {id};
-    PGresult *r = pg_exec(w->conn, "outbox_redrive", 1, p);
-    if (!pg_ok(r)) {
-        PQclear(r);
+    PGresult *r = pg_session_exec(db, rid, "outbox_redrive", 1, p, NULL);
+    if (!r) {
         svc_call_result(call, "000005", "database error");
         return;
     }
     int n = PQntuples(r);
     PQclear(r);
     if (n == 0) {
-        r = pg_exec(w->conn, "outbox_status", 1, p);
-        const char *status = pg_ok(r) ? pg_value(r, 0, 0) : NULL;
+        r = pg_session_exec(db, rid, "outbox_status", 1, p, NULL);
+        const char *status = r ? pg_value(r, 0, 0) : NULL;
         if (status)
             svc_call_result(call, "000002", "outbox event %s is %s: nothing to redrive", id,
                             status);
@@ -232,18 +261,19 @@ static void admin_redrive(sync_worker_t *w, svc_call_t *call, const Kooisv__Admi
         PQclear(r);
         return;
     }
-    const char *np[] = {outbox.channel};
-    PQclear(pg_exec(w->conn, "outbox_notify", 1, np));
-    log_info(svc_call_rid(call), "outbox event %s re-driven by operator", id);
-    sync_admin_reply(call, json_pack("{s:s,s:s}", "id", id, "status", "pending"));
+    const char *np[] = {self->channel};
+    PQclear(pg_session_exec(db, rid, "outbox_notify", 1, np, NULL));
+    log_info(rid, "outbox event %s re-driven by operator", id);
+    svcadmin_reply(call, json_pack("{s:s,s:s}", "id", id, "status", "pending"));
 }
 
-bool syncoutbox_admin(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
+bool outbox_admin(outbox_t *self, pg_session_t *db, svc_call_t *call,
+                  const Kooisv__AdminRequest *req)
 {
     if (strcmp(req->action, "outbox.failed") == 0)
-        admin_failed(w, call, req);
+        admin_failed(self, db, call, req);
     else if (strcmp(req->action, "outbox.redrive") == 0)
-        admin_redrive(w, call, req);
+        admin_redrive(self, db, call, req);
     else
         return false;
     return true;
@@ -251,16 +281,17 @@ bool syncoutbox_admin(sync_worker_t *w, svc_call_t *call, const Kooisv__AdminReq
 
 /* ---- delivery ---- */
 
-static PGconn *delivery_connect(void)
+static PGconn *delivery_connect(outbox_t *self)
 {
     char app[64];
-    snprintf(app, sizeof app, "kooisv-%s-outbox", outbox.cfg.source);
-    PGconn *conn = pg_connect(outbox.cfg.dsn, app, 5);
+    snprintf(app, sizeof app, "kooisv-%s-outbox", self->cfg.source);
+    PGconn *conn = pg_connect(self->cfg.dsn, app, 5);
     if (!conn)
         return NULL;
     char listen[96];
-    snprintf(listen, sizeof listen, "LISTEN %s", outbox.channel);
-    if (!sync_session_setup(conn, outbox.cfg.schema) || !pg_command(conn, listen) ||
+    snprintf(listen, sizeof listen, "LISTEN %s", self->channel);
+    if ((self->cfg.setup_sql && !pg_command(conn, self->cfg.setup_sql)) ||
+        !pg_command(conn, listen) ||
         pg_prepare_all(conn, delivery_stmts, sizeof delivery_stmts / sizeof delivery_stmts[0]) !=
             0) {
         PQfinish(conn);
@@ -269,22 +300,23 @@ static PGconn *delivery_connect(void)
     return conn;
 }
 
-static void mark_retry(PGconn *conn, const char *id, int attempts, const char *error)
+static void mark_retry(outbox_t *self, PGconn *conn, const char *id, int attempts,
+                       const char *error)
 {
-    long long delay = outbox.backoff_ms;
+    long long delay = self->cfg.backoff_ms;
     for (int i = 1; i < attempts && delay < OUTBOX_BACKOFF_CAP_MS; i++)
         delay *= 2;
     if (delay > OUTBOX_BACKOFF_CAP_MS)
         delay = OUTBOX_BACKOFF_CAP_MS;
     char max[16], delay_s[24];
-    snprintf(max, sizeof max, "%d", outbox.max_attempts);
+    snprintf(max, sizeof max, "%d", self->cfg.max_attempts);
     snprintf(delay_s, sizeof delay_s, "%lld", delay);
     const char *p[] = {id, error, max, delay_s};
     PGresult *r = pg_exec(conn, "outbox_retry", 4, p);
     if (!pg_ok(r))
         log_warn(NULL, "outbox: cannot record failed delivery of %s: %s", id, PQerrorMessage(conn));
     PQclear(r);
-    if (attempts >= outbox.max_attempts)
+    if (attempts >= self->cfg.max_attempts)
         log_error(NULL, "outbox: event %s failed after %d attempts: %s", id, attempts, error);
     else
         log_warn(NULL, "outbox: delivery of %s failed (attempt %d): %s; retry in %lld ms", id,
@@ -292,7 +324,7 @@ static void mark_retry(PGconn *conn, const char *id, int attempts, const char *e
 }
 
 /* Deliver one claimed row. */
-static void deliver_row(PGconn *conn, PGresult *rows, int i)
+static void deliver_row(outbox_t *self, PGconn *conn, PGresult *rows, int i)
 {
     const char *id = PQgetvalue(rows, i, 0);
     const char *event_id = PQgetvalue(rows, i, 1);
@@ -302,23 +334,23 @@ static void deliver_row(PGconn *conn, PGresult *rows, int i)
     char *plain = NULL;
     size_t plain_len = 0;
     if (sealed) {
-        char *aad = seal_aad(event_id);
-        int rc = outbox.cfg.seal_key
-                     ? sealbox_open(outbox.cfg.seal_key, aad, payload, &plain, &plain_len)
+        char *aad = seal_aad(self, event_id);
+        int rc = self->cfg.seal_key
+                     ? sealbox_open(self->cfg.seal_key, aad, payload, &plain, &plain_len)
                      : -1;
         free(aad);
         if (rc != 0) {
             /* wrong data key or tampered row: retrying will not help, but an operator can fix
              * the key and redrive */
-            mark_retry(conn, id, outbox.max_attempts, "sealed payload cannot be opened");
+            mark_retry(self, conn, id, self->cfg.max_attempts, "sealed payload cannot be opened");
             return;
         }
     }
-    httpc_options_t opt = {.ca_file = *outbox.ca_file ? outbox.ca_file : NULL,
+    httpc_options_t opt = {.ca_file = *self->cfg.ca_file ? self->cfg.ca_file : NULL,
                            .verify_peer = 1,
                            .timeout_ms = OUTBOX_POST_TIMEOUT_MS};
     httpc_response_t resp;
-    int rc = webhook_post(outbox.url, outbox.secret, plain ? plain : payload, &opt, &resp);
+    int rc = webhook_post(self->cfg.url, self->cfg.secret, plain ? plain : payload, &opt, &resp);
     if (plain)
         xfree_secret(plain, plain_len);
     if (rc == 0) {
@@ -335,15 +367,15 @@ static void deliver_row(PGconn *conn, PGresult *rows, int i)
             snprintf(error, sizeof error, "HTTP status %d", resp.status);
         else
             snprintf(error, sizeof error, "%s", resp.error[0] ? resp.error : "no response");
-        mark_retry(conn, id, attempts, error);
+        mark_retry(self, conn, id, attempts, error);
     }
     httpc_response_free(&resp);
 }
 
 /* One round: returns rows handled (0 = nothing due), -1 on a database failure. */
-static int deliver_batch(PGconn *conn)
+static int deliver_batch(outbox_t *self, PGconn *conn)
 {
-    if (!*outbox.url) {
+    if (!*self->cfg.url) {
         PGresult *r = pg_exec(conn, "outbox_skip_all", 0, NULL);
         int n = pg_ok(r) ? atoi(PQcmdTuples(r)) : -1;
         PQclear(r);
@@ -360,8 +392,8 @@ static int deliver_batch(PGconn *conn)
         return -1;
     }
     int n = PQntuples(rows);
-    for (int i = 0; i < n && !svc_stopping(); i++)
-        deliver_row(conn, rows, i);
+    for (int i = 0; i < n && !stopping(self); i++)
+        deliver_row(self, conn, rows, i);
     PQclear(rows);
     return n;
 }
@@ -384,18 +416,18 @@ static void wait_notify(PGconn *conn, int timeout_ms)
 
 static void *delivery_main(void *arg)
 {
-    (void)arg;
+    outbox_t *self = arg;
     PGconn *conn = NULL;
-    while (!svc_stopping()) {
+    while (!stopping(self)) {
         if (!conn || PQstatus(conn) != CONNECTION_OK) {
             PQfinish(conn);
-            conn = delivery_connect();
+            conn = delivery_connect(self);
             if (!conn) {
                 sleep(1);
                 continue;
             }
         }
-        int n = deliver_batch(conn);
+        int n = deliver_batch(self, conn);
         if (n > 0)
             continue;
         if (n < 0 && PQstatus(conn) != CONNECTION_OK)
@@ -406,21 +438,15 @@ static void *delivery_main(void *arg)
     return NULL;
 }
 
-int syncoutbox_start(void)
+int outbox_start(outbox_t *self)
 {
-    if (pthread_create(&outbox.thread, NULL, delivery_main, NULL) != 0)
+    if (pthread_create(&self->thread, NULL, delivery_main, self) != 0)
         return -1;
-    outbox.started = true;
-    if (*outbox.url)
-        log_info(NULL, "outbox: delivering %s events to the sync webhook", outbox.cfg.source);
+    self->started = true;
+    if (*self->cfg.url)
+        log_info(NULL, "outbox: delivering %s events to the webhook", self->cfg.source);
     else
-        log_info(NULL, "outbox: no KOOISV_SYNC_WEBHOOK_URL: events are recorded and skipped");
+        log_info(NULL, "outbox: no webhook URL: %s events are recorded and skipped",
+                 self->cfg.source);
     return 0;
-}
-
-void syncoutbox_join(void)
-{
-    if (outbox.started)
-        pthread_join(outbox.thread, NULL);
-    outbox.started = false;
 }

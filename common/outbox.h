@@ -1,0 +1,60 @@
+/* outbox: a service's committed changes, told to an application at least once. Each change
+ * writes an event row in the transaction that makes it (outbox_emit); a delivery thread posts
+ * the event (a JSON document, the same bytes on every attempt) to a signed webhook
+ * (common/webhook.h) with exponential backoff, keeping attempts and the last error.
+ * Receivers de-duplicate by eventId; seq orders the events of one service. The events of one
+ * (instance, tenant) are delivered in seq order: one waits while an earlier one is pending
+ * (in flight or waiting for its retry) and goes once that one is delivered or dead-lettered.
+ * Rows: pending -> delivered | failed (max attempts reached: the dead letter); with no webhook
+ * URL configured a pending row is marked skipped. outbox_admin's outbox.redrive puts a failed,
+ * pending or skipped row back to pending now.
+ * Storage: the table "outbox" and the sequence "outbox_seq" of the service's schema (see the
+ * tenant and app migrations for the columns), found through the search_path of the
+ * connections. */
+#ifndef KOOISV_OUTBOX_H
+#define KOOISV_OUTBOX_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pgutil.h"
+#include "svc.h"
+
+typedef struct {
+    const char *source;      /* "tenant" / "app": names the emitter in every event */
+    const char *schema;      /* "tenants" / "apps": names the NOTIFY channel and the sealing AAD */
+    const char *dsn;         /* the delivery thread's own connection */
+    const char *setup_sql;   /* its session settings (search_path = schema...); NULL = none */
+    const uint8_t *seal_key; /* non-NULL (32 bytes, must outlive the outbox): payloads are
+                              * sealed at rest (they hold personal data) */
+    const char *url;         /* the webhook (http(s)); "" = events are recorded and skipped */
+    const char *secret;      /* HMAC key signing posts; required with url */
+    const char *ca_file;     /* PEM CA bundle of the webhook; "" = the system store */
+    int max_attempts;        /* delivery attempts before an event is failed (>= 1) */
+    int backoff_ms;          /* first retry delay; doubles per attempt, capped at 10 minutes */
+} outbox_config_t;
+
+typedef struct outbox outbox_t;
+
+/* An outbox as cfg says (its strings are copied). NULL with *why set (static text) when cfg is
+ * unusable: a URL that is not http(s), a URL without a secret. */
+outbox_t *outbox_new(const outbox_config_t *cfg, const char **why);
+/* Stop the delivery thread if it runs, free, set *self_p to NULL. */
+void outbox_destroy(outbox_t **self_p);
+/* Start the delivery thread; 0 or -1. It ends at outbox_destroy. */
+int outbox_start(outbox_t *self);
+/* The statements outbox_emit and outbox_admin run: prepare them on every connection that
+ * they are given. Sets *n. */
+const pg_stmt_t *outbox_stmts(size_t *n);
+/* Record one event inside tx (a transaction body's last step): event_type names the change
+ * ("tenantSync.add"), data (stolen) its content. PG_OK, or the failure (logged). */
+pg_status_t outbox_emit(outbox_t *self, pg_tx_t *tx, const char *event_type,
+                        const char *instance_id, const char *tenant_id, bool test_flag,
+                        json_t *data);
+/* Serve "outbox.failed" (args: limit) and "outbox.redrive" (args: id) on db; false when action
+ * is neither (the caller answers). */
+bool outbox_admin(outbox_t *self, pg_session_t *db, svc_call_t *call,
+                  const Kooisv__AdminRequest *req);
+
+#endif

@@ -1,0 +1,59 @@
+#include "svcadmin.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xmalloc.h"
+
+const char *svcadmin_arg(const Kooisv__AdminRequest *req, const char *key)
+{
+    for (size_t i = 0; req && i < req->n_args; i++)
+        if (req->args[i]->key && strcmp(req->args[i]->key, key) == 0)
+            return req->args[i]->value ? req->args[i]->value : "";
+    return "";
+}
+
+void svcadmin_reply_text(svc_call_t *call, const char *json)
+{
+    Kooisv__AdminResult *res = svc_call_alloc(call, sizeof *res);
+    kooisv__admin_result__init(res);
+    res->json = svc_call_strdup(call, json);
+    Kooisv__Reply *reply = svc_call_reply(call);
+    reply->result_case = KOOISV__REPLY__RESULT_ADMIN;
+    reply->admin = res;
+    svc_call_result(call, "000000", "success");
+}
+
+/* Answer with doc as the AdminResult; wipe the serialised copy when it holds a secret. */
+static void reply_doc(svc_call_t *call, json_t *doc, bool secret)
+{
+    char *text = svcadmin_json_text(doc);
+    json_decref(doc);
+    svcadmin_reply_text(call, text);
+    if (secret)
+        xfree_secret(text, strlen(text));
+    else
+        free(text);
+}
+
+void svcadmin_reply(svc_call_t *call, json_t *doc)
+{
+    reply_doc(call, doc, false);
+}
+
+void svcadmin_reply_secret(svc_call_t *call, json_t *doc)
+{
+    reply_doc(call, doc, true);
+}
+
+char *svcadmin_json_text(const json_t *v)
+{
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!s) {
+        /* only on allocation failure inside jansson */
+        fprintf(stderr, "level=error msg=\"json_dumps failed\"\n");
+        abort();
+    }
+    return s;
+}

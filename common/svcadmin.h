@@ -1,0 +1,25 @@
+/* svcadmin: the operator side of a service: AdminRequest arguments in, AdminResult JSON out.
+ * The gateway's admin API sends AdminRequest{action, args} to the service that owns the data;
+ * the answer is one JSON document in Reply.admin. */
+#ifndef KOOISV_SVCADMIN_H
+#define KOOISV_SVCADMIN_H
+#include <jansson.h>
+
+#include <stdbool.h>
+
+#include "svc.h"
+
+/* Value of an admin argument, "" when absent. */
+const char *svcadmin_arg(const Kooisv__AdminRequest *req, const char *key);
+/* Answer call with json (a JSON document's text, copied) as the AdminResult and 000000. */
+void svcadmin_reply_text(svc_call_t *call, const char *json);
+/* Answer call with doc as the AdminResult JSON and 000000 (steals doc). */
+void svcadmin_reply(svc_call_t *call, json_t *doc);
+/* svcadmin_reply for a document holding a secret: the serialised copy is wiped once the reply
+ * holds it (steals doc). */
+void svcadmin_reply_secret(svc_call_t *call, json_t *doc);
+/* Compact text of v (raw UTF-8, any value), as admin answers and events carry it. Caller owns
+ * the string; aborts on allocation failure like xmalloc. */
+char *svcadmin_json_text(const json_t *v);
+
+#endif

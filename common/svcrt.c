@@ -1,0 +1,296 @@
+#include "svcrt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "timeutil.h"
+#include "xmalloc.h"
+
+/* The service this process runs (svcrt_run is called once per process). */
+static struct {
+    svcrt_def_t *def;
+    const char *dsn;  /* KOOISV_PG_DSN */
+    int wait_s;       /* worker sessions wait this long for the database */
+    pg_stmt_t *stmts; /* the service's groups, then the outbox's */
+    size_t nstmts;
+    outbox_t *outbox;
+} rt;
+
+void svcrt_die(const char *var, const char *why)
+{
+    fprintf(stderr, "kooisv-%s: %s: %s\n", rt.def ? rt.def->name : "service", var, why);
+    exit(2);
+}
+
+/* ---------------------------------------------------------------- start-up */
+
+/* The outbox as SVCRT_OUTBOX_CONFIG_VARS say; exits 2 on a bad setting. */
+static outbox_t *outbox_from_config(const svcrt_def_t *def)
+{
+    const char *ca = config_get("KOOISV_SYNC_WEBHOOK_CA_FILE");
+    outbox_config_t oc = {
+        .source = def->name,
+        .schema = def->schema,
+        .dsn = rt.dsn,
+        .setup_sql = def->session_sql,
+        .seal_key = def->seal_key,
+        .url = config_get("KOOISV_SYNC_WEBHOOK_URL"),
+        .secret = config_get("KOOISV_SYNC_WEBHOOK_SECRET"),
+        .ca_file = *ca ? ca : config_get("KOOISV_MARKETPLACE_CA_FILE"),
+        .max_attempts = (int)config_get_long("KOOISV_SYNC_WEBHOOK_MAX_ATTEMPTS", 1, 100),
+        .backoff_ms = (int)config_get_long("KOOISV_SYNC_WEBHOOK_BACKOFF_MS", 10, 600000),
+    };
+    if (*oc.url && !*oc.secret)
+        svcrt_die("KOOISV_SYNC_WEBHOOK_SECRET", "required when KOOISV_SYNC_WEBHOOK_URL is set");
+    const char *why = NULL;
+    outbox_t *ob = outbox_new(&oc, &why);
+    if (!ob)
+        svcrt_die("KOOISV_SYNC_WEBHOOK_URL", why);
+    return ob;
+}
+
+/* Every statement a worker prepares: the service's groups, then the outbox's. */
+static void statements_build(const svcrt_def_t *def)
+{
+    size_t nout = 0;
+    const pg_stmt_t *out = def->outbox ? outbox_stmts(&nout) : NULL;
+    rt.nstmts = nout;
+    for (size_t g = 0; g < def->ngroups; g++)
+        rt.nstmts += def->counts[g];
+    rt.stmts = xcalloc(rt.nstmts ? rt.nstmts : 1, sizeof *rt.stmts);
+    size_t k = 0;
+    for (size_t g = 0; g < def->ngroups; g++)
+        for (size_t i = 0; i < def->counts[g]; i++)
+            rt.stmts[k++] = def->groups[g][i];
+    for (size_t i = 0; i < nout; i++)
+        rt.stmts[k++] = out[i];
+}
+
+/* Apply the embedded migrations; 0 or -1 (logged). */
+static int migrate(const svcrt_def_t *def, int wait_s)
+{
+    if (!def->nmigrations) /* a service whose migrations are a step of their own (audit) */
+        return 0;
+    const char *var = def->migrate_dsn_var ? def->migrate_dsn_var : "KOOISV_PG_DSN";
+    const char *dsn = config_get(var);
+    if (!*dsn) {
+        log_info(NULL, "%s unset: assuming the %s schema is migrated", var, def->schema);
+        return 0;
+    }
+    char app[64];
+    snprintf(app, sizeof app, "kooisv-%s-migrate", def->name);
+    PGconn *conn = pg_connect(dsn, app, wait_s);
+    int rc = conn ? pg_migrate(conn, def->schema, def->migrations, def->nmigrations) : -1;
+    PQfinish(conn);
+    if (rc != 0)
+        log_error(NULL, "%s: migrations of schema %s failed", def->name, def->schema);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- workers */
+
+static void *worker_init(int index, void *arg)
+{
+    svcrt_def_t *def = arg;
+    svcrt_worker_t *w = xcalloc(1, sizeof *w);
+    w->index = index;
+    w->svc = def->svc;
+    w->outbox = rt.outbox;
+    if (rt.nstmts == 0)
+        return w;
+    char app[64];
+    snprintf(app, sizeof app, "kooisv-%s", def->name);
+    pg_session_config_t sc = {.dsn = rt.dsn,
+                              .app = app,
+                              .setup_sql = def->session_sql,
+                              .stmts = rt.stmts,
+                              .nstmts = rt.nstmts,
+                              .wait_s = rt.wait_s};
+    w->db = pg_session_new(&sc);
+    if (!w->db) {
+        free(w);
+        return NULL;
+    }
+    w->conn = pg_session_conn(w->db);
+    return w;
+}
+
+static void worker_fini(void *state)
+{
+    svcrt_worker_t *w = state;
+    if (!w)
+        return;
+    pg_session_destroy(&w->db);
+    free(w);
+}
+
+/* Ready to serve call: the deadline has not passed (unless the service serves late calls) and
+ * the session is usable. On false the
+ * call's result is set. */
+static bool worker_ready(const svcrt_def_t *def, svcrt_worker_t *w, svc_call_t *call)
+{
+    const Kooisv__Envelope *env = svc_call_request(call);
+    const char *rid = svc_call_rid(call);
+    if (!def->serve_late && env->deadline_ms > 0 && time_now_ms() > env->deadline_ms) {
+        /* the caller has already answered 000005 and the marketplace retries (every call is
+         * idempotent): doing the work now would only surprise it */
+        log_warn(rid, "deadline passed before the call could run; skipped");
+        svc_call_result(call, "000005", "deadline passed before the call could run");
+        return false;
+    }
+    if (w->db && !pg_session_ready(w->db, rid)) {
+        log_warn(rid, "database unavailable");
+        svc_call_result(call, "000005", "database unavailable; please retry");
+        return false;
+    }
+    return true;
+}
+
+static void dispatch(const svcrt_def_t *def, svcrt_worker_t *w, svc_call_t *call)
+{
+    const Kooisv__Envelope *env = svc_call_request(call);
+    if (env->body_case == KOOISV__ENVELOPE__BODY_ADMIN && def->admin) {
+        const Kooisv__AdminRequest *req = env->admin;
+        if (!def->admin(w, call, req) && !(w->outbox && outbox_admin(w->outbox, w->db, call, req)))
+            svc_call_result(call, "000002", "unknown action for the %s service: %s", def->name,
+                            req->action);
+    } else if (!def->handle(w, call, env)) {
+        svc_call_result(call, "000002", "the %s service does not serve this request", def->name);
+    }
+}
+
+static void worker_handle(void *state, svc_call_t *call)
+{
+    svcrt_worker_t *w = state;
+    const svcrt_def_t *def = rt.def;
+    if (!worker_ready(def, w, call))
+        return;
+    int64_t start = time_mono_us();
+    dispatch(def, w, call);
+    if (def->log_calls) {
+        const Kooisv__Reply *reply = svc_call_reply(call);
+        log_info(svc_call_rid(call), "%s call body=%d result=%s msg=\"%s\" us=%lld", def->name,
+                 (int)svc_call_request(call)->body_case, reply->result_code, reply->result_msg,
+                 (long long)(time_mono_us() - start));
+    }
+}
+
+/* ---------------------------------------------------------------- the life cycle */
+
+int svcrt_run(svcrt_def_t *def, int argc, char **argv)
+{
+    rt.def = def;
+    char prog[64];
+    snprintf(prog, sizeof prog, "kooisv-%s", def->name);
+    log_init(def->name);
+    config_load(prog, def->summary, def->vars, def->nvars, argc, argv);
+    rt.dsn = config_get("KOOISV_PG_DSN");
+    int wait_s = def->wait_var ? (int)config_get_long(def->wait_var, 0, 3600) : 0;
+    rt.wait_s = def->wait_var ? wait_s : 30;
+    int workers = (int)config_get_long("KOOISV_WORKERS", 1, def->workers_max);
+    if (def->configure)
+        def->configure(def);
+    if (def->outbox)
+        rt.outbox = outbox_from_config(def);
+    statements_build(def);
+
+    int rc = 1;
+    bool started = false;
+    if (migrate(def, def->wait_var ? wait_s : 60) != 0)
+        goto done;
+    if (def->start && def->start(def) != 0)
+        goto done;
+    started = true;
+    if (rt.outbox && outbox_start(rt.outbox) != 0) {
+        log_error(NULL, "%s: cannot start the outbox delivery thread", def->name);
+        goto done;
+    }
+    svc_def_t sd = {.name = def->name,
+                        .bind = config_get("KOOISV_BIND"),
+                        .workers = workers,
+                        .worker_init = worker_init,
+                        .worker_fini = worker_fini,
+                        .handle = worker_handle,
+                        .arg = def};
+    rc = svc_run(&sd);
+done:
+    svc_stop(); /* background threads watch this, also after a failed start */
+    outbox_destroy(&rt.outbox);
+    if (started && def->stop)
+        def->stop(def);
+    free(rt.stmts);
+    rt.stmts = NULL;
+    log_info(NULL, "%s: stopped", def->name);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- for handlers */
+
+PGresult *svcrt_exec(svcrt_tx_t *tx, const char *stmt, int n, const char *const *params)
+{
+    return pg_tx_exec(tx->db, stmt, n, params);
+}
+
+typedef struct {
+    svcrt_worker_t *w;
+    svc_call_t *call;
+    svcrt_tx_fn fn;
+    void *arg;
+    const char *ok_msg;
+} tx_run_t;
+
+static pg_status_t tx_body(pg_tx_t *db, void *arg)
+{
+    tx_run_t *run = arg;
+    svcrt_tx_t tx = {.w = run->w, .db = db, .call = run->call, .ok_msg = "success"};
+    pg_status_t st = run->fn(&tx, run->arg);
+    run->ok_msg = tx.ok_msg;
+    return st;
+}
+
+void svcrt_tx_run(svcrt_worker_t *w, svc_call_t *call, svcrt_tx_fn fn, void *arg)
+{
+    tx_run_t run = {.w = w, .call = call, .fn = fn, .arg = arg};
+    pg_status_t st = pg_tx_run(w->db, svc_call_rid(call), tx_body, &run);
+    if (st == PG_OK)
+        svc_call_result(call, "000000", "%s", run.ok_msg);
+    else if (st != PG_ROLLBACK)
+        svc_call_result(call, "000005", "database error, retry later");
+    /* PG_ROLLBACK: the body set the reply */
+}
+
+pg_status_t svcrt_emit(svcrt_tx_t *tx, const char *interface, const char *action,
+                       const char *instance_id, const char *tenant_id, json_t *data)
+{
+    char type[64];
+    snprintf(type, sizeof type, "%s.%s", interface, action);
+    const Kooisv__Envelope *env = svc_call_request(tx->call);
+    return outbox_emit(tx->w->outbox, tx->db, type, instance_id, tenant_id, env->test_flag, data);
+}
+
+PGresult *svcrt_admin_query(svcrt_worker_t *w, svc_call_t *call, const char *stmt, int n,
+                            const char *const *params)
+{
+    PGresult *r = pg_session_exec(w->db, svc_call_rid(call), stmt, n, params, NULL);
+    if (!r)
+        svc_call_result(call, "000005", "database error");
+    return r;
+}
+
+bool svcrt_text_ok(const char *s, size_t max, bool required)
+{
+    if (!s)
+        return !required;
+    size_t chars = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            return false;
+        if ((*p & 0xc0) != 0x80)
+            chars++;
+    }
+    if (required && chars == 0)
+        return false;
+    return chars <= max;
+}
