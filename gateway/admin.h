@@ -19,6 +19,7 @@
  *   POST /v1/audit/verify?from_seq                  (auditor) walk the hash chain
  *   GET  /v1/instances/<id>, GET /v1/instances?state&limit&before, GET /v1/jobs/failed,
  *   POST /v1/jobs/<id>/redrive                      (operator) -> order service
+ *   GET  /v1/license/pubkey                         (auditor)  -> order service: license key
  *   GET  /v1/tenants/<tenantId>/orgs?instance       (operator) -> tenant service
  *   GET  /v1/tenants/<tenantId>/users?instance&app  (operator) -> app service
  *   GET  /v1/apps/<appId>/secret?instance&tenant    (admin)    -> app service

@@ -10,6 +10,7 @@
 #   secrets/            0700: keys, passwords, DSNs, tokens, TLS and RSA private keys (0600 each)
 #   tls/ca.crt tls/server.crt   dev CA and leaf certificate (public)
 #   keys/rsa-public.pem         public half of the clientSecret key pair
+#   keys/license-public.pem     public half of the license signing key (Ed25519)
 #   logs/<proc>.log run/<proc>.pid
 # Sourced with `set -euo pipefail` in effect; every function keeps to that.
 
@@ -362,6 +363,11 @@ kv_secrets_init() {
     fi
     openssl pkey -in "$KV_SECRETS/rsa-private.pem" -pubout -out "$KV_KEYS/rsa-public.pem"
     chmod 0644 "$KV_KEYS/rsa-public.pem"
+    if [[ ! -s $KV_SECRETS/license-private.pem ]]; then
+        openssl genpkey -algorithm ed25519 | kv_secret_write license-private.pem
+    fi
+    openssl pkey -in "$KV_SECRETS/license-private.pem" -pubout -out "$KV_KEYS/license-public.pem"
+    chmod 0644 "$KV_KEYS/license-public.pem"
     kv_tls_init
     kv_secrets_own
 }
@@ -402,7 +408,7 @@ kv_tls_init() {
 kv_svc_secret_names() {
     local s
     printf '%s\n' basic-key kit-key data-key webhook-secret marketplace-ak marketplace-sk \
-        admin-tokens rsa-private.pem tls-server.key pg-kooisv_audit_owner.dsn
+        admin-tokens rsa-private.pem license-private.pem tls-server.key pg-kooisv_audit_owner.dsn
     for s in "${KV_SERVICES[@]}"; do
         printf 'pg-kooisv_%s.dsn\n' "$s"
     done

@@ -561,7 +561,8 @@ void lifecycle_change_check(order_worker_t *w, svc_call_t *call)
 {
     const Kooisv__ChangeInstanceCheck *r = svc_call_request(call)->change_instance_check;
     const char *rid = svc_call_rid(call);
-    if (!order_require(call, "instanceId", r->instance_id, ID_MAX))
+    if (!order_require(call, "instanceId", r->instance_id, ID_MAX) ||
+        !order_require(call, "productInfo.productId", r->product_id, ID_MAX))
         return;
     db_status_t st = DB_OK;
     const char *p[] = {r->instance_id};

@@ -29,7 +29,9 @@ static const config_var_t vars[] = {
      "seller key of the basic interfaces: encrypts appInfo userName/password on the wire"},
     {"KOOISV_ENCRYPT_TYPE", "1", 0, "appInfo encryption: 1 = AES-256-CBC, 2 = AES-128-CBC"},
     {"KOOISV_DATA_KEY", NULL, CONFIG_REQUIRED | CONFIG_SECRET | CONFIG_KEY,
-     "32-byte key (64 hex or base64) sealing credentials at rest and signing licenses"},
+     "32-byte key (64 hex or base64) sealing credentials at rest"},
+    {"KOOISV_LICENSE_KEY", NULL, CONFIG_REQUIRED | CONFIG_SECRET,
+     "PEM Ed25519 private key signing licenses (openssl genpkey -algorithm ed25519)"},
     {"KOOISV_MARKETPLACE_URL", NULL, CONFIG_REQUIRED,
      "marketplace API base URL for Query Order, e.g. https://mkt.myhuaweicloud.com"},
     {"KOOISV_MARKETPLACE_AK", NULL, CONFIG_REQUIRED | CONFIG_SECRET,
@@ -75,9 +77,10 @@ static void config_build(void)
     cfg.dsn = config_get("KOOISV_PG_DSN");
     if (sealbox_parse_key(config_get("KOOISV_DATA_KEY"), cfg.data_key) != 0)
         die("KOOISV_DATA_KEY", "must be 32 bytes as 64 hex characters or base64");
-    /* A separate key for licenses: a license never helps to open a sealed credential. */
-    static const char label[] = "kooisv-order license v1";
-    hmac_sha256(cfg.data_key, sizeof cfg.data_key, label, sizeof label - 1, cfg.license_key);
+    char license_why[160];
+    if (!(cfg.license_signer =
+              licensesig_new(config_get("KOOISV_LICENSE_KEY"), license_why, sizeof license_why)))
+        die("KOOISV_LICENSE_KEY", license_why);
     cfg.basic_key = config_get("KOOISV_BASIC_KEY");
     cfg.encrypt_type = config_get("KOOISV_ENCRYPT_TYPE");
     if (strcmp(cfg.encrypt_type, "1") != 0 && strcmp(cfg.encrypt_type, "2") != 0)

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "licensesig.h"
 #include "pgutil.h"
 #include "provisioner.h"
 #include "queryorder.h"
@@ -23,7 +24,7 @@
 typedef struct {
     const char *dsn;
     uint8_t data_key[32];    /* sealbox key for credentials at rest */
-    uint8_t license_key[32]; /* derived from data_key: signs licenses */
+    licensesig_t *license_signer; /* KOOISV_LICENSE_KEY: Ed25519, signs licenses */
     const char *basic_key;   /* seller key: wire encryption of appInfo */
     const char *encrypt_type;
     queryorder_config_t market;
