@@ -213,8 +213,9 @@ int licensesig_verify(const char *public_pem, const char *license, json_t **payl
     if (!holds) {
         char kid[17] = "";
         const char *signer = json_string_value(json_object_get(doc, "kid"));
-        if (key_id(key, kid) == 0 && signer && strcmp(signer, kid) != 0)
-            snprintf(why, whylen, "signature does not hold: signed by key %.16s, not this key %s",
+        bool hex_kid = signer && strlen(signer) == 16 && strspn(signer, "0123456789abcdef") == 16;
+        if (key_id(key, kid) == 0 && hex_kid && strcmp(signer, kid) != 0)
+            snprintf(why, whylen, "signature does not hold: signed by key %s, not this key %s",
                      signer, kid);
         else
             snprintf(why, whylen, "signature does not hold");
