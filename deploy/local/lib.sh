@@ -836,6 +836,7 @@ kv_write_client_env() {
             kv_env_line KOOISV_AUDITOR_TOKEN "$(kv_secret token-auditor)"
             kv_env_line KOOISV_EMULATOR_URL "https://$host:$KV_PORT_EMULATOR"
             kv_env_line KOOISV_RSA_PUBLIC_KEY_FILE "$KV_KEYS/rsa-public.pem"
+            kv_env_line KOOISV_LICENSE_PUBLIC_KEY_FILE "$KV_KEYS/license-public.pem"
             kv_env_line KOOISV_PG_SUPER_DSN "$(kv_pg_dsn "$KV_PG_SUPERUSER")"
             kv_env_line KOOISV_PG_AUDITOR_DSN "$(kv_pg_dsn kooisv_auditor)"
             kv_env_line KOOISV_ORDER_ENDPOINTS "tcp://127.0.0.1:$KV_PORT_ORDER"
