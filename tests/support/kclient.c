@@ -246,10 +246,10 @@ static char *basic_query(const char *key, const char *body, const char *ts, cons
     char *q_sig = *signature ? evhttp_uriencode(signature, -1, 0) : NULL;
     char *q_ts = ts ? evhttp_uriencode(ts, -1, 0) : NULL;
     char *q_nonce = nonce ? evhttp_uriencode(nonce, -1, 0) : NULL;
-    char *q =
-        xasprintf("%s%s%s%s%s%s%s%s", q_sig ? "signature=" : "", q_sig ? q_sig : "",
-                  q_sig && (q_ts || q_nonce) ? "&" : "", q_ts ? "timestamp=" : "", q_ts ? q_ts : "",
-                  q_ts && q_nonce ? "&" : "", q_nonce ? "nonce=" : "", q_nonce ? q_nonce : "");
+    char *q = xasprintf("%s%s%s%s%s%s%s%s", q_sig ? "signature=" : "", q_sig ? q_sig : "",
+                        q_sig && (q_ts || q_nonce) ? "&" : "", q_ts ? "timestamp=" : "",
+                        q_ts ? q_ts : "", q_ts && q_nonce ? "&" : "", q_nonce ? "nonce=" : "",
+                        q_nonce ? q_nonce : "");
     free(q_sig);
     free(q_ts);
     free(q_nonce);
