@@ -14,6 +14,8 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 
 #include "cryptoutil.h"
 #include "licensesig.h"
@@ -146,6 +148,34 @@ static int openssl_verify(const char *pem, const char *license)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* The README's C example ("Licenses"), verbatim but for static. */
+/* 1 when license (KL2) is signed by the Ed25519 public key in pem_file, else 0. */
+static int license_valid(const char *license, const char *pem_file)
+{
+    const char *dot = strrchr(license, '.');
+    char b64[89] = {0};
+    unsigned char sig[66];
+    if (strncmp(license, "KL2.", 4) != 0 || !dot || strlen(dot + 1) != 86)
+        return 0;
+    for (int i = 0; i < 86; i++) /* base64url -> base64 */
+        b64[i] = dot[1 + i] == '-' ? '+' : dot[1 + i] == '_' ? '/' : dot[1 + i];
+    memcpy(b64 + 86, "==", 2);
+    if (EVP_DecodeBlock(sig, (const unsigned char *)b64, 88) != 66) /* 64 bytes + padding */
+        return 0;
+    FILE *f = fopen(pem_file, "r");
+    EVP_PKEY *key = f ? PEM_read_PUBKEY(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = key && EVP_PKEY_id(key) == EVP_PKEY_ED25519 && ctx &&
+             EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key) == 1 &&
+             EVP_DigestVerify(ctx, sig, 64, (const unsigned char *)license,
+                              (size_t)(dot - license)) == 1;
+    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_free(key);
+    return ok;
+}
+
 static void test_signed_license(void **state)
 {
     (void)state;
@@ -202,6 +232,7 @@ static void test_signed_license(void **state)
     tampered[at] = tampered[at] == 'A' ? 'B' : 'A';
     assert_int_not_equal(licensesig_verify(pem, tampered, NULL, why, sizeof why), 0);
     assert_int_not_equal(openssl_verify(pem, tampered), 0);
+    assert_int_equal(license_valid(tampered, keyfile), 0);
     assert_int_equal(kc_ctl(NULL, NULL, (const char *const[]){"license", "verify", tampered, NULL}),
                      1);
     assert_int_equal(kc_ctl(NULL, tampered, (const char *const[]){"license", "verify", "-", NULL}),
