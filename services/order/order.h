@@ -23,9 +23,9 @@
 /* Everything read from the environment at start-up; read-only afterwards. */
 typedef struct {
     const char *dsn;
-    uint8_t data_key[32];    /* sealbox key for credentials at rest */
+    uint8_t data_key[32];         /* sealbox key for credentials at rest */
     licensesig_t *license_signer; /* KOOISV_LICENSE_KEY: Ed25519, signs licenses */
-    const char *basic_key;   /* seller key: wire encryption of appInfo */
+    const char *basic_key;        /* seller key: wire encryption of appInfo */
     const char *encrypt_type;
     queryorder_config_t market;
     provisioner_config_t prov;
