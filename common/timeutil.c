@@ -261,6 +261,41 @@ bool time_parse_compact(const time_zone_t *zone, const char *s, int64_t *ms_out)
     return true;
 }
 
+bool time_parse_license(const char *s, int64_t *ms_out, char *why, size_t whylen)
+{
+    static const char forms[] = "yyyy-MM-dd HH:mm:ss z, yyyyMMddHHmmss or yyyyMMddHHmmssSSS";
+    size_t len = s ? strlen(s) : 0;
+    int y, mo, d, h, mi, se, ms = 0;
+    if ((len == 14 || len == 17) && digits(s, len)) {
+        y = num(s, 4), mo = num(s + 4, 2), d = num(s + 6, 2);
+        h = num(s + 8, 2), mi = num(s + 10, 2), se = num(s + 12, 2);
+        if (len == 17)
+            ms = num(s + 14, 3);
+    } else if (len >= 19 && digits(s, 4) && s[4] == '-' && digits(s + 5, 2) && s[7] == '-' &&
+               digits(s + 8, 2) && s[10] == ' ' && digits(s + 11, 2) && s[13] == ':' &&
+               digits(s + 14, 2) && s[16] == ':' && digits(s + 17, 2)) {
+        const char *zone = s + 19;
+        if (strcmp(zone, " z") != 0 && strcmp(zone, " Z") != 0 && strcmp(zone, " UTC") != 0) {
+            snprintf(why, whylen,
+                     "must end in the zone z, Z or UTC after one space (getLicenseAsync times "
+                     "are UTC)");
+            return false;
+        }
+        y = num(s, 4), mo = num(s + 5, 2), d = num(s + 8, 2);
+        h = num(s + 11, 2), mi = num(s + 14, 2), se = num(s + 17, 2);
+    } else {
+        snprintf(why, whylen, "must be a UTC time as %s", forms);
+        return false;
+    }
+    if (!calendar_ok(y, mo, d, h, mi, se)) {
+        snprintf(why, whylen, "is not a real calendar time (%s, UTC)", forms);
+        return false;
+    }
+    if (ms_out)
+        *ms_out = (int64_t)utc_seconds(y, mo, d, h, mi, se) * 1000 + ms;
+    return true;
+}
+
 char *time_format_compact(const time_zone_t *zone, int64_t ms, char out[15])
 {
     int64_t sec = floor_div(ms, 1000);

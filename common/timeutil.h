@@ -37,6 +37,11 @@ int time_zone_offset(const time_zone_t *self, int64_t ms);
  * or not a real calendar time. A wall time that a zone's clock change skips is read with the
  * offset before the change; one it repeats, as the earlier instant. */
 bool time_parse_compact(const time_zone_t *zone, const char *s, int64_t *ms_out);
+/* Parse a getLicenseAsync time (spec §3; always UTC) into epoch ms: "yyyy-MM-dd HH:mm:ss z"
+ * (the marketplace's documented form; the zone token z, Z or UTC), "yyyyMMddHHmmss" or
+ * "yyyyMMddHHmmssSSS". False, with a one-line reason in why (which names no input), when s is
+ * none of them, not a real calendar time, or carries another zone. */
+bool time_parse_license(const char *s, int64_t *ms_out, char *why, size_t whylen);
 /* Format epoch ms as "yyyyMMddHHmmss" in zone (NULL = UTC) into out; returns out. */
 char *time_format_compact(const time_zone_t *zone, int64_t ms, char out[15]);
 /* Format epoch ms as "yyyy-MM-ddTHH:mm:ss.SSSZ" (UTC) into buf (>= 25 bytes). */

@@ -7,6 +7,7 @@
 
 #include "canonjson.h"
 #include "jsonfield.h"
+#include "timeutil.h"
 #include "xmalloc.h"
 
 static const char *const activity_names[BASIC__COUNT] = {
@@ -95,16 +96,28 @@ static const char *field_enum(check_t *c, const char *name, bool mandatory,
     return NULL;
 }
 
-/* yyyyMMddHHmmss, a real calendar time; with_millis also accepts yyyyMMddHHmmssSSS. */
-static const char *field_time(check_t *c, const char *name, bool mandatory, bool with_millis)
+/* yyyyMMddHHmmss, a real calendar time (refreshInstance.expireTime). */
+static const char *field_time(check_t *c, const char *name, bool mandatory)
 {
     const char *s = field_str(c, name, mandatory, 0);
     if (!s || !*s)
         return s;
-    int forms = JSONFIELD_SECONDS | (with_millis ? JSONFIELD_MILLIS : 0);
-    if (jsonfield_compact_time(s, forms) != JSONFIELD_OK) {
-        jsonfield_fail(&c->err, "%s must be a calendar time as %s", name,
-                       with_millis ? "yyyyMMddHHmmss or yyyyMMddHHmmssSSS" : "yyyyMMddHHmmss");
+    if (jsonfield_compact_time(s, JSONFIELD_SECONDS) != JSONFIELD_OK) {
+        jsonfield_fail(&c->err, "%s must be a calendar time as yyyyMMddHHmmss", name);
+        return NULL;
+    }
+    return s;
+}
+
+/* A getLicenseAsync time in any form of spec §3 (common/timeutil: time_parse_license). */
+static const char *field_license_time(check_t *c, const char *name, bool mandatory)
+{
+    const char *s = field_str(c, name, mandatory, 0);
+    char why[160];
+    if (!s || !*s)
+        return s;
+    if (!time_parse_license(s, NULL, why, sizeof why)) {
+        jsonfield_fail(&c->err, "%s %s", name, why);
         return NULL;
     }
     return s;
@@ -209,7 +222,7 @@ static bool build_refresh_instance(check_t *c, Kooisv__Envelope *env)
     const char *order = field_id(c, "orderId", true);
     const char *line = field_id(c, "orderLineId", true);
     const char *instance = field_id(c, "instanceId", true);
-    const char *expire = field_time(c, "expireTime", true, false);
+    const char *expire = field_time(c, "expireTime", true);
     const char *product = field_id(c, "productId", false);
     if (c->err.failed)
         return false;
@@ -297,7 +310,7 @@ static bool build_change_check(check_t *c, Kooisv__Envelope *env)
         return false;
     }
     check_t inner = {.body = v, .err = {.msg = c->err.msg, .len = c->err.len}};
-    const char *product = field_id(&inner, "productId", false);
+    const char *product = field_id(&inner, "productId", true);
     char *canonical = inner.err.failed ? NULL : canonjson_dump(v);
     if (inner.err.failed || !canonical) {
         if (!inner.err.failed)
@@ -323,8 +336,8 @@ static bool build_get_license(check_t *c, Kooisv__Envelope *env)
 {
     const char *instance = field_id(c, "instanceId", true);
     const char *event = field_id(c, "eventId", true);
-    const char *effective = field_time(c, "effectiveTime", true, true);
-    const char *expire = field_time(c, "expireTime", false, true);
+    const char *effective = field_license_time(c, "effectiveTime", true);
+    const char *expire = field_license_time(c, "expireTime", false);
     const char *fingerprint = field_str(c, "deviceFingerprint", false, BASICREQ_FINGERPRINT_MAX);
     if (c->err.failed)
         return false;

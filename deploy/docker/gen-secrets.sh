@@ -23,6 +23,8 @@
 #   admin-tokens                 "name role sha256hex" lines: operator tokens, hashes only
 #   token-<name>                 the plain operator tokens (only the kooisvctl tool service mounts them)
 #   rsa-private.pem              clientSecret decryption key (app); rsa-public.pem goes to the console
+#   license-private.pem          Ed25519 key signing licenses (order); license-public.pem goes to
+#                                the seller's software, which verifies licenses with it
 #   ca.crt tls-ca.key            development CA (the key stays here, never mounted)
 #   server.crt tls-server.key    gateway certificate (chain: server-chain.crt) and key
 #   pg-server.crt pg-server.key  PostgreSQL server certificate and key
@@ -108,6 +110,14 @@ if [[ ! -s $dir/rsa-private.pem ]]; then
 fi
 openssl pkey -in "$dir/rsa-private.pem" -pubout -out "$dir/rsa-public.pem.tmp"
 mv -f "$dir/rsa-public.pem.tmp" "$dir/rsa-public.pem"
+
+if [[ ! -s $dir/license-private.pem ]]; then
+    openssl genpkey -algorithm ed25519 -out "$dir/license-private.pem.tmp"
+    mv "$dir/license-private.pem.tmp" "$dir/license-private.pem"
+    say "created license-private.pem"
+fi
+openssl pkey -in "$dir/license-private.pem" -pubout -out "$dir/license-public.pem.tmp"
+mv -f "$dir/license-public.pem.tmp" "$dir/license-public.pem"
 
 # ---- development CA and leaf certificates (ECDSA P-256) ----
 if [[ ! -s $dir/tls-ca.key || ! -s $dir/ca.crt ]]; then

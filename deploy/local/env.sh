@@ -52,6 +52,7 @@ kv_env_for() {
             "KOOISV_PG_DSN_FILE=$KV_SECRETS/pg-kooisv_order.dsn"
             "KOOISV_BASIC_KEY_FILE=$KV_SECRETS/basic-key"
             "KOOISV_DATA_KEY_FILE=$KV_SECRETS/data-key"
+            "KOOISV_LICENSE_KEY_FILE=$KV_SECRETS/license-private.pem"
             "${endpoints[@]}" "${marketplace[@]}" "${zone[@]}"
         )
         ;;

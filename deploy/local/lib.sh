@@ -10,6 +10,7 @@
 #   secrets/            0700: keys, passwords, DSNs, tokens, TLS and RSA private keys (0600 each)
 #   tls/ca.crt tls/server.crt   dev CA and leaf certificate (public)
 #   keys/rsa-public.pem         public half of the clientSecret key pair
+#   keys/license-public.pem     public half of the license signing key (Ed25519)
 #   logs/<proc>.log run/<proc>.pid
 #   audit/head          the audit chain head (seq:hash) the audit service writes after each commit
 # Sourced with `set -euo pipefail` in effect; every function keeps to that.
@@ -369,6 +370,11 @@ kv_secrets_init() {
     fi
     openssl pkey -in "$KV_SECRETS/rsa-private.pem" -pubout -out "$KV_KEYS/rsa-public.pem"
     chmod 0644 "$KV_KEYS/rsa-public.pem"
+    if [[ ! -s $KV_SECRETS/license-private.pem ]]; then
+        openssl genpkey -algorithm ed25519 | kv_secret_write license-private.pem
+    fi
+    openssl pkey -in "$KV_SECRETS/license-private.pem" -pubout -out "$KV_KEYS/license-public.pem"
+    chmod 0644 "$KV_KEYS/license-public.pem"
     kv_tls_init
     kv_secrets_own
 }
@@ -410,7 +416,7 @@ kv_tls_init() {
 kv_svc_secret_names() {
     local s
     printf '%s\n' basic-key kit-key data-key webhook-secret marketplace-ak marketplace-sk \
-        admin-tokens rsa-private.pem tls-server.key audit-chain-key
+        admin-tokens rsa-private.pem license-private.pem tls-server.key audit-chain-key
     for s in "${KV_SERVICES[@]}"; do
         printf 'pg-kooisv_%s.dsn\n' "$s"
     done
@@ -861,6 +867,7 @@ kv_write_client_env() {
             kv_env_line KOOISV_AUDITOR_TOKEN "$(kv_secret token-auditor)"
             kv_env_line KOOISV_EMULATOR_URL "https://$host:$KV_PORT_EMULATOR"
             kv_env_line KOOISV_RSA_PUBLIC_KEY_FILE "$KV_KEYS/rsa-public.pem"
+            kv_env_line KOOISV_LICENSE_PUBLIC_KEY_FILE "$KV_KEYS/license-public.pem"
             kv_env_line KOOISV_PG_SUPER_DSN "$(kv_pg_dsn "$KV_PG_SUPERUSER")"
             kv_env_line KOOISV_PG_AUDITOR_DSN "$(kv_pg_dsn kooisv_auditor)"
             kv_env_line KOOISV_ORDER_ENDPOINTS "tcp://127.0.0.1:$KV_PORT_ORDER"

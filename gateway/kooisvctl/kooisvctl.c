@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "httpc.h"
+#include "licensesig.h"
 #include "timeutil.h"
 #include "xmalloc.h"
 
@@ -544,6 +545,88 @@ static int run_generic(const cmd_t *c, args_t *a)
     return 0;
 }
 
+/* ================================================================ licenses */
+
+/* The license public key document (GET /v1/license/pubkey): caller owns it, or NULL with *rc. */
+static json_t *license_pubkey_fetch(int *rc)
+{
+    strbuf_t url = url_start("/v1/license/pubkey");
+    json_t *doc = admin_call_json("GET", &url, NULL, 15000, rc);
+    if (doc && !json_is_string(json_object_get(doc, "publicKey"))) {
+        fprintf(stderr, "kooisvctl: the answer holds no publicKey\n");
+        json_decref(doc);
+        *rc = EXIT_FAILED;
+        return NULL;
+    }
+    return doc;
+}
+
+static int run_license_pubkey(const cmd_t *c, args_t *a)
+{
+    int rc;
+    json_t *doc = license_pubkey_fetch(&rc);
+    if (!doc)
+        return rc;
+    if (a->set[opt_index(c, "--json")])
+        print_json(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+    else
+        fputs(json_string_value(json_object_get(doc, "publicKey")), stdout);
+    json_decref(doc);
+    return 0;
+}
+
+/* The license text: the argument, or standard input for "-" (surrounding whitespace dropped). */
+static char *license_text(const char *arg)
+{
+    if (strcmp(arg, "-") != 0)
+        return xstrdup(arg);
+    size_t cap = 4096, len = 0, got;
+    char *buf = xmalloc(cap);
+    while ((got = fread(buf + len, 1, cap - len - 1, stdin)) > 0)
+        if ((len += got) == cap - 1)
+            buf = xrealloc(buf, cap *= 2);
+    buf[len] = '\0';
+    while (len > 0 && strchr(" \t\r\n", buf[len - 1]))
+        buf[--len] = '\0';
+    size_t lead = strspn(buf, " \t\r\n");
+    memmove(buf, buf + lead, len - lead + 1);
+    return buf;
+}
+
+static int run_license_verify(const cmd_t *c, args_t *a)
+{
+    const char *file = opt_value(c, a, "--pubkey");
+    char *pem = NULL;
+    int rc = EXIT_FAILED;
+    if (file) {
+        if (!(pem = config_read_file(file, NULL))) {
+            fprintf(stderr, "kooisvctl: cannot read %s\n", file);
+            return EXIT_FAILED;
+        }
+    } else {
+        json_t *doc = license_pubkey_fetch(&rc);
+        if (!doc)
+            return rc;
+        pem = xstrdup(json_string_value(json_object_get(doc, "publicKey")));
+        json_decref(doc);
+    }
+    char *license = license_text(a->pos[0]);
+    json_t *payload = NULL;
+    char why[256];
+    if (licensesig_verify(pem, license, &payload, why, sizeof why) == 0) {
+        print_json(payload, JSON_INDENT(2) | JSON_SORT_KEYS);
+        fprintf(stderr, "kooisvctl: license valid\n");
+        rc = 0;
+    } else {
+        fprintf(stderr, "kooisvctl: license invalid: %s\n", why);
+        rc = EXIT_FAILED;
+    }
+    json_decref(payload);
+    free(license);
+    free(pem);
+    return rc;
+}
+
 /* ================================================================ commands */
 
 static const opt_t tail_opts[] = {
@@ -599,6 +682,14 @@ static const opt_t secret_opts[] = {
     {NULL, NULL, false, NULL},
 };
 static const opt_t no_opts[] = {{NULL, NULL, false, NULL}};
+static const opt_t pubkey_opts[] = {
+    {"--json", NULL, false, "the whole answer (algorithm, format, keyId, publicKey) as JSON"},
+    {NULL, NULL, false, NULL},
+};
+static const opt_t license_verify_opts[] = {
+    {"--pubkey", NULL, true, "PEM public key file (default: fetched from the admin API)"},
+    {NULL, NULL, false, NULL},
+};
 
 static const cmd_t commands[] = {
     {"audit", "query", NULL, 0, "Audit entries, newest first (intent and outcome merged).",
@@ -624,6 +715,11 @@ static const cmd_t commands[] = {
      run_generic, "GET", "/v1/tenants/%s/users"},
     {"app", "secret", "APP", 1, "An application's client secret (admin role only).", secret_opts,
      run_generic, "GET", "/v1/apps/%s/secret"},
+    {"license", "pubkey", NULL, 0, "The PEM public key that verifies licenses (Ed25519).",
+     pubkey_opts, run_license_pubkey, NULL, NULL},
+    {"license", "verify", "LICENSE|-", 1,
+     "Check a license's signature (- reads it from stdin); exit 1 when it does not hold.",
+     license_verify_opts, run_license_verify, NULL, NULL},
     {"outbox", "failed", NULL, 0, "Undelivered webhook events of the tenant and app services.", limit_opts,
      run_generic, "GET", "/v1/outbox/failed"},
     {"outbox", "redrive", "SERVICE ID", 2, "Deliver a webhook event again (SERVICE: tenant or app).", no_opts, run_generic,

@@ -1,8 +1,9 @@
-/* admin: operator look-ups and actions on instances and jobs (AdminRequest, caller kind
- * "operator" only). Answers are JSON documents rendered by PostgreSQL; sealed credentials never
- * leave the database through here. */
+/* admin: operator look-ups and actions on instances and jobs, and the public key of licenses
+ * (AdminRequest, caller kind "operator" only). Answers are JSON documents rendered by
+ * PostgreSQL; sealed credentials never leave the database through here. */
 #include "order.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +132,18 @@ static void job_redrive(svcrt_worker_t *w, svc_call_t *call, const char *id)
     PQclear(res);
 }
 
+/* The public half of the license key, for the seller's software to verify licenses offline. */
+static void license_pubkey(svcrt_worker_t *w, svc_call_t *call)
+{
+    const licensesig_t *signer = order_cfg(w)->license_signer;
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "algorithm", "Ed25519", "format", "KL2", "keyId",
+                          licensesig_key_id(signer), "publicKey", licensesig_public_pem(signer));
+    char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    svcadmin_reply_text(call, text);
+    free(text);
+}
+
 void admin_handle(svcrt_worker_t *w, svc_call_t *call)
 {
     const Kooisv__Envelope *env = svc_call_request(call);
@@ -176,9 +189,11 @@ void admin_handle(svcrt_worker_t *w, svc_call_t *call)
             return;
         }
         job_redrive(w, call, id);
+    } else if (strcmp(action, "license.pubkey") == 0) {
+        license_pubkey(w, call);
     } else {
         svc_call_result(call, RC_INVALID,
                         "unknown action; the order service knows instance.get, instance.list, "
-                        "jobs.failed, jobs.redrive");
+                        "jobs.failed, jobs.redrive, license.pubkey");
     }
 }

@@ -1,8 +1,9 @@
 /* license: getLicenseAsync (spec §3). One license per (instance, eventId, deviceFingerprint),
- * kept in orders.licenses; a repeat returns the stored one. The license is a token signed with a
- * key derived from the data key:
- *   "KL1." base64url(payload JSON) "." hex(HMAC-SHA256(license key, "KL1." base64url(payload)))
- * payload = {iid, eid, fp (sha256 hex of the fingerprint), eff, exp, iat} (epoch ms). */
+ * kept in orders.licenses; a repeat keeps the stored one, whatever format it was issued in
+ * (licenses from before Ed25519 signing stay the HMAC "KL1." tokens they were). New licenses are
+ * signed with the service's Ed25519 key (KOOISV_LICENSE_KEY; common/licensesig: format KL2):
+ *   payload = {eff, eid, exp, fp (sha256 hex of the fingerprint), iat, iid, kid} (times: epoch
+ *   ms, UTC; exp null when absent). */
 #include "order.h"
 
 #include <jansson.h>
@@ -31,40 +32,18 @@ const pg_stmt_t license_stmts[] = {
 };
 const size_t license_stmts_count = sizeof license_stmts / sizeof license_stmts[0];
 
-/* yyyyMMddHHmmss or epoch milliseconds. Always UTC (spec §3: getLicenseAsync times are UTC),
- * whatever KOOISV_MARKETPLACE_TIME_ZONE says about refresh and Query Order times. */
-static bool parse_time(const char *s, int64_t *ms)
-{
-    if (strlen(s) == 14 && time_parse_compact(NULL, s, ms))
-        return true;
-    return strlen(s) == 13 && time_parse_ms(s, ms);
-}
-
-/* The signed token for these facts. Caller owns the result. */
-static char *license_token(const uint8_t key[32], const char *instance_id, const char *event_id,
-                           const char *fp_hex, int64_t eff, int64_t exp, bool has_exp)
+/* The license for these facts (common/licensesig: KL2, Ed25519). Caller owns the result;
+ * NULL when signing failed. */
+static char *license_token(const licensesig_t *signer, const char *instance_id,
+                           const char *event_id, const char *fp_hex, int64_t eff, int64_t exp,
+                           bool has_exp)
 {
     json_t *o =
         json_pack("{s:s, s:s, s:s, s:I, s:o, s:I}", "iid", instance_id, "eid", event_id, "fp",
                   fp_hex, "eff", (json_int_t)eff, "exp", has_exp ? json_integer(exp) : json_null(),
                   "iat", (json_int_t)time_now_ms());
-    char *payload = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    char *token = licensesig_sign(signer, o);
     json_decref(o);
-    char *b64 = b64_encode((const uint8_t *)payload, strlen(payload));
-    free(payload);
-    /* base64url without padding: the token travels in URLs and headers. */
-    size_t n = 0;
-    for (char *p = b64; *p && *p != '='; p++, n++)
-        *p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
-    b64[n] = '\0';
-    char *signed_part = xasprintf("KL1.%s", b64);
-    free(b64);
-    uint8_t mac[32];
-    char mac_hex[65];
-    hmac_sha256(key, 32, signed_part, strlen(signed_part), mac);
-    hex_encode(mac, sizeof mac, mac_hex);
-    char *token = xasprintf("%s.%s", signed_part, mac_hex);
-    free(signed_part);
     return token;
 }
 
@@ -121,8 +100,12 @@ static pg_status_t license_body(pg_tx_t *tx, void *arg)
     char eff[24], exp[24];
     snprintf(eff, sizeof eff, "%lld", (long long)c->eff);
     snprintf(exp, sizeof exp, "%lld", (long long)c->exp);
-    char *token = license_token(c->cfg->license_key, r->instance_id, r->event_id, c->fp_hex, c->eff,
-                                c->exp, c->has_exp);
+    char *token = license_token(c->cfg->license_signer, r->instance_id, r->event_id, c->fp_hex,
+                                c->eff, c->exp, c->has_exp);
+    if (!token) {
+        log_error(c->rid, "license signing failed");
+        return PG_FAIL;
+    }
     const char *ins[] = {
         r->instance_id,          r->event_id, c->fp_hex, r->device_fingerprint, eff,
         c->has_exp ? exp : NULL, token,       c->rid};
@@ -150,13 +133,15 @@ void license_issue(svcrt_worker_t *w, svc_call_t *call)
         return;
     }
     license_ctx_t c = {.rid = svc_call_rid(call), .cfg = order_cfg(w), .req = r};
-    if (!parse_time(r->effective_time, &c.eff)) {
-        svc_call_result(call, RC_INVALID, "effectiveTime must be yyyyMMddHHmmss");
+    /* Always UTC (spec §3), whatever KOOISV_MARKETPLACE_TIME_ZONE says about other times. */
+    char why[160];
+    if (!time_parse_license(r->effective_time, &c.eff, why, sizeof why)) {
+        svc_call_result(call, RC_INVALID, "effectiveTime %s", why);
         return;
     }
     c.has_exp = *r->expire_time != '\0';
-    if (c.has_exp && !parse_time(r->expire_time, &c.exp)) {
-        svc_call_result(call, RC_INVALID, "expireTime must be yyyyMMddHHmmss");
+    if (c.has_exp && !time_parse_license(r->expire_time, &c.exp, why, sizeof why)) {
+        svc_call_result(call, RC_INVALID, "expireTime %s", why);
         return;
     }
     uint8_t digest[32];

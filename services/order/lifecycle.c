@@ -564,7 +564,8 @@ void lifecycle_change_check(svcrt_worker_t *w, svc_call_t *call)
 {
     const Kooisv__ChangeInstanceCheck *r = svc_call_request(call)->change_instance_check;
     const char *rid = svc_call_rid(call);
-    if (!order_require(call, "instanceId", r->instance_id, ID_MAX))
+    if (!order_require(call, "instanceId", r->instance_id, ID_MAX) ||
+        !order_require(call, "productInfo.productId", r->product_id, ID_MAX))
         return;
     pg_status_t st = PG_OK;
     const char *p[] = {r->instance_id};

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "licensesig.h"
 #include "pgutil.h"
 #include "provisioner.h"
 #include "queryorder.h"
@@ -22,10 +23,10 @@
 /* Everything read from the environment at start-up; read-only afterwards. */
 typedef struct {
     const char *dsn;
-    const char *session_sql; /* statement and lock timeouts of every connection */
-    uint8_t data_key[32];    /* sealbox key for credentials at rest */
-    uint8_t license_key[32]; /* derived from data_key: signs licenses */
-    const char *basic_key;   /* seller key: wire encryption of appInfo */
+    const char *session_sql;      /* statement and lock timeouts of every connection */
+    uint8_t data_key[32];         /* sealbox key for credentials at rest */
+    licensesig_t *license_signer; /* KOOISV_LICENSE_KEY: Ed25519, signs licenses */
+    const char *basic_key;        /* seller key: wire encryption of appInfo */
     const char *encrypt_type;
     queryorder_config_t market;
     provisioner_config_t prov;

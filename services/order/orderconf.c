@@ -15,9 +15,10 @@ void orderconf_load(order_config_t *cfg)
     cfg->dsn = config_get("KOOISV_PG_DSN");
     if (sealbox_parse_key(config_get("KOOISV_DATA_KEY"), cfg->data_key) != 0)
         svcrt_die("KOOISV_DATA_KEY", "must be 32 bytes as 64 hex characters or base64");
-    /* A separate key for licenses: a license never helps to open a sealed credential. */
-    static const char label[] = "kooisv-order license v1";
-    hmac_sha256(cfg->data_key, sizeof cfg->data_key, label, sizeof label - 1, cfg->license_key);
+    char license_why[160];
+    if (!(cfg->license_signer =
+              licensesig_new(config_get("KOOISV_LICENSE_KEY"), license_why, sizeof license_why)))
+        svcrt_die("KOOISV_LICENSE_KEY", license_why);
     cfg->basic_key = config_get("KOOISV_BASIC_KEY");
     cfg->encrypt_type = config_get("KOOISV_ENCRYPT_TYPE");
     if (strcmp(cfg->encrypt_type, "1") != 0 && strcmp(cfg->encrypt_type, "2") != 0)

@@ -511,6 +511,67 @@ int kc_suite(const char *verb, const char *svc)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* A deleted temporary file holding text (NULL: empty), positioned at its start; -1 on error. */
+static int temp_fd(const char *text)
+{
+    char tmpl[] = "/tmp/kclient-XXXXXX";
+    int fd = mkstemp(tmpl);
+    if (fd < 0)
+        return -1;
+    unlink(tmpl);
+    size_t len = text ? strlen(text) : 0;
+    if ((len && write(fd, text, len) != (ssize_t)len) || lseek(fd, 0, SEEK_SET) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int kc_ctl(char **out, const char *stdin_text, const char *const *args)
+{
+    if (out)
+        *out = NULL;
+    char *bin = xasprintf("%s/gateway/kooisvctl", suite_get("KOOISV_BUILD_DIR"));
+    char *envf = xasprintf("%s/suite.env", suite_get("KOOISV_SUITE_DIR"));
+    const char *argv[24] = {bin, "--env-file", envf};
+    int n = 3;
+    for (int i = 0; args[i] && n < 23; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    int in = temp_fd(stdin_text), outfd = temp_fd(NULL), rc = -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in, 0);
+    posix_spawn_file_actions_adddup2(&fa, outfd, 1);
+    pid_t pid;
+    if (in >= 0 && outfd >= 0 &&
+        posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ) == 0) {
+        int st;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+            ;
+        rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        if (out) {
+            lseek(outfd, 0, SEEK_SET);
+            size_t cap = 4096, len = 0;
+            char *buf = xmalloc(cap);
+            ssize_t got;
+            while ((got = read(outfd, buf + len, cap - len - 1)) > 0)
+                if ((len += (size_t)got) == cap - 1)
+                    buf = xrealloc(buf, cap *= 2);
+            buf[len] = '\0';
+            *out = buf;
+        }
+    }
+    posix_spawn_file_actions_destroy(&fa);
+    if (in >= 0)
+        close(in);
+    if (outfd >= 0)
+        close(outfd);
+    free(bin);
+    free(envf);
+    return rc;
+}
+
 char *kc_uid(const char *prefix)
 {
     static const char digits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";

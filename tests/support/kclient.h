@@ -82,6 +82,10 @@ long kc_sql_exec(const char *sql, int nparams, const char *const *params);
 /* Run tests/harness/suite.sh <verb> <build dir> [svc] (svc may be NULL) and return its exit
  * status, -1 if it could not run. */
 int kc_suite(const char *verb, const char *svc);
+/* Run <build>/gateway/kooisvctl --env-file <suite.env> args... (args NULL-terminated) with
+ * stdin_text as its standard input (NULL: empty); its exit status (-1 if it could not run),
+ * and its standard output in *out (caller frees) when out is not NULL. */
+int kc_ctl(char **out, const char *stdin_text, const char *const *args);
 /* A unique id for test data: prefix + 16 characters [0-9A-Z] (time then randomness), so ids
  * sort by creation. Caller frees. */
 char *kc_uid(const char *prefix);

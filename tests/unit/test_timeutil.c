@@ -160,12 +160,63 @@ static void test_bad_times_refused(void **state)
     time_zone_destroy(&z);
 }
 
+/* getLicenseAsync times (spec §3): every listed form read as UTC, to the millisecond. */
+static void test_license_times(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        int64_t ms;
+    } good[] = {
+        {"2023-10-27 10:30:15 z", 1698402615000LL},   {"2023-10-27 10:30:15 Z", 1698402615000LL},
+        {"2023-10-27 10:30:15 UTC", 1698402615000LL}, {"20231027103015", 1698402615000LL},
+        {"20231027103015123", 1698402615123LL},       {"1970-01-01 00:00:00 z", 0},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        int64_t ms = -1;
+        char why[160] = "";
+        if (!time_parse_license(good[i].s, &ms, why, sizeof why))
+            fail_msg("'%s' refused: %s", good[i].s, why);
+        assert_int_equal(ms, good[i].ms);
+    }
+    static const struct {
+        const char *s, *why;
+    } bad[] = {
+        {"2023-10-27 10:30:15 +08:00", "must end in the zone z, Z or UTC"},
+        {"2023-10-27 10:30:15 GMT", "must end in the zone z, Z or UTC"},
+        {"2023-10-27 10:30:15", "must end in the zone z, Z or UTC"},
+        {"2023-10-27 10:30:15 z ", "must end in the zone z, Z or UTC"},
+        {"2023-10-27 10:30:15z", "must end in the zone z, Z or UTC"},
+        {"2023-10-27T10:30:15 z", "must be a UTC time as"},
+        {"2023-1-27 10:30:15 z", "must be a UTC time as"},
+        {"1698402615000", "must be a UTC time as"},
+        {"2023102710301", "must be a UTC time as"},
+        {"", "must be a UTC time as"},
+        {"2023-13-27 10:30:15 z", "is not a real calendar time"},
+        {"2023-02-29 10:30:15 z", "is not a real calendar time"},
+        {"20231027106015", "is not a real calendar time"},
+        {"19691231235959999", "is not a real calendar time"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int64_t ms = 42;
+        char why[160] = "";
+        if (time_parse_license(bad[i].s, &ms, why, sizeof why))
+            fail_msg("'%s' accepted", bad[i].s);
+        if (!strstr(why, bad[i].why))
+            fail_msg("'%s': reason \"%s\", wanted \"%s\"", bad[i].s, why, bad[i].why);
+        assert_int_equal(ms, 42);
+    }
+    char why[160];
+    assert_false(time_parse_license(NULL, NULL, why, sizeof why));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_utc_by_default),    cmocka_unit_test(test_fixed_offsets),
         cmocka_unit_test(test_iana_names),        cmocka_unit_test(test_tz_left_alone),
         cmocka_unit_test(test_bad_names_refused), cmocka_unit_test(test_bad_times_refused),
+        cmocka_unit_test(test_license_times),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -464,49 +464,7 @@ static void test_admin_call_caps(void **state)
 
 /* ---------------------------------------------------------------- kooisvctl */
 
-/* Run kooisvctl with args (NULL-terminated) and the suite's env file; exit status, and its
- * stdout in *out when out is not NULL. */
-static int ctl(char **out, const char *const *args)
-{
-    char *bin = xasprintf("%s/gateway/kooisvctl", suite_get("KOOISV_BUILD_DIR"));
-    char *envf = xasprintf("%s/suite.env", suite_get("KOOISV_SUITE_DIR"));
-    const char *argv[24] = {bin, "--env-file", envf};
-    int n = 3;
-    for (int i = 0; args[i] && n < 23; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    char tmpl[] = "/tmp/kooisvctl-out-XXXXXX";
-    int fd = mkstemp(tmpl);
-    assert_true(fd >= 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fd, 1);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    int st = 0;
-    waitpid(pid, &st, 0);
-    if (out) {
-        lseek(fd, 0, SEEK_SET);
-        size_t cap = 4096, len = 0;
-        char *buf = xmalloc(cap);
-        ssize_t got;
-        while ((got = read(fd, buf + len, cap - len - 1)) > 0) {
-            len += (size_t)got;
-            if (cap - len < 2)
-                buf = xrealloc(buf, cap *= 2);
-        }
-        buf[len] = '\0';
-        *out = buf;
-    }
-    close(fd);
-    unlink(tmpl);
-    free(bin);
-    free(envf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-#define CTL(out, ...) ctl(out, (const char *const[]){__VA_ARGS__, NULL})
+#define CTL(out, ...) kc_ctl(out, NULL, (const char *const[]){__VA_ARGS__, NULL})
 
 static void test_kooisvctl(void **state)
 {

@@ -394,10 +394,16 @@ static void test_change_check(void **state)
     assert_string_equal(b.env.change_instance_check->product_info_json,
                         "{\"productId\":\"p2\",\"sku\":\"s\"}");
     built_free(&b);
-    build(&b, "{\"activity\":\"changeInstanceCheck\",\"instanceId\":\"i\",\"productInfo\":{}}");
-    assert_string_equal(b.code, "000000");
-    assert_string_equal(b.env.change_instance_check->product_id, "");
-    built_free(&b);
+    /* productInfo.productId is mandatory (spec §3): without it nothing says what the change is
+     * to, and "allowed" would be an answer about nothing. */
+    expect_bad("{\"activity\":\"changeInstanceCheck\",\"instanceId\":\"i\",\"productInfo\":{}}",
+               "productId is missing");
+    expect_bad("{\"activity\":\"changeInstanceCheck\",\"instanceId\":\"i\","
+               "\"productInfo\":\"{\\\"sku\\\":\\\"s\\\"}\"}",
+               "productId is missing");
+    expect_bad("{\"activity\":\"changeInstanceCheck\",\"instanceId\":\"i\","
+               "\"productInfo\":{\"productId\":\"\"}}",
+               "productId");
 
     expect_bad("{\"activity\":\"changeInstanceCheck\",\"instanceId\":\"i\"}",
                "productInfo is missing");
@@ -434,13 +440,55 @@ static void test_license(void **state)
                "effectiveTime is missing");
     expect_bad("{\"activity\":\"getLicenseAsync\",\"instanceId\":\"i\",\"eventId\":\"e\","
                "\"effectiveTime\":\"2024-01-01\"}",
-               "effectiveTime must be a calendar time");
+               "effectiveTime must be a UTC time as");
     expect_bad("{\"activity\":\"getLicenseAsync\",\"instanceId\":\"i\",\"eventId\":\"e\","
                "\"effectiveTime\":\"20240101000000\",\"expireTime\":\"20241301000000\"}",
-               "expireTime must be a calendar time");
+               "expireTime is not a real calendar time");
     expect_bad("{\"activity\":\"getLicenseAsync\",\"instanceId\":\"i\",\"eventId\":\"e\","
                "\"effectiveTime\":\"20240101000000\",\"deviceFingerprint\":{}}",
                "deviceFingerprint must be a JSON string");
+}
+
+/* getLicenseAsync times (spec §3, UTC): the documented "yyyy-MM-dd HH:mm:ss z" (zone token z,
+ * Z or UTC) and the compact forms; another zone or a half-written time is refused by name. */
+static void test_license_times(void **state)
+{
+    (void)state;
+    static const char *const good[] = {"2023-10-27 10:30:15 z", "2023-10-27 10:30:15 Z",
+                                       "2023-10-27 10:30:15 UTC", "20231027103015",
+                                       "20231027103015123", "2024-02-29 23:59:59 z"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        char *body = xasprintf("{\"activity\":\"getLicenseAsync\",\"instanceId\":\"i\","
+                               "\"eventId\":\"e\",\"effectiveTime\":\"%s\",\"expireTime\":\"%s\"}",
+                               good[i], good[i]);
+        expect_ok(body);
+        free(body);
+    }
+    static const struct {
+        const char *time, *needle;
+    } bad[] = {
+        {"2023-10-27 10:30:15 +08:00", "effectiveTime must end in the zone z, Z or UTC"},
+        {"2023-10-27 10:30:15 CST", "effectiveTime must end in the zone z, Z or UTC"},
+        {"2023-10-27 10:30:15", "effectiveTime must end in the zone z, Z or UTC"},
+        {"2023-10-27 10:30:15  z", "effectiveTime must end in the zone z, Z or UTC"},
+        {"2023-10-27 10:30:15 utc", "effectiveTime must end in the zone z, Z or UTC"},
+        {"2023-10-27T10:30:15Z", "effectiveTime must be a UTC time as yyyy-MM-dd HH:mm:ss z"},
+        {"2023-10-27 10:30 z", "effectiveTime must be a UTC time"},
+        {"2023-02-29 10:30:15 z", "effectiveTime is not a real calendar time"},
+        {"2023-10-27 24:00:00 Z", "effectiveTime is not a real calendar time"},
+        {"202310271030151", "effectiveTime must be a UTC time"},
+        {"1698402615000", "effectiveTime must be a UTC time"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char *body = xasprintf("{\"activity\":\"getLicenseAsync\",\"instanceId\":\"i\","
+                               "\"eventId\":\"e\",\"effectiveTime\":\"%s\"}",
+                               bad[i].time);
+        expect_bad(body, bad[i].needle);
+        free(body);
+    }
+    expect_bad("{\"activity\":\"getLicenseAsync\",\"instanceId\":\"i\",\"eventId\":\"e\","
+               "\"effectiveTime\":\"20231027103015\",\"expireTime\":\"2023-10-27 10:30:15 +0000\"}",
+               "expireTime must end in the zone z, Z or UTC");
 }
 
 /* ================================================================== answer */
@@ -1050,6 +1098,7 @@ int main(void)
         cmocka_unit_test(test_status_release_upgrade),
         cmocka_unit_test(test_change_check),
         cmocka_unit_test(test_license),
+        cmocka_unit_test(test_license_times),
         cmocka_unit_test(test_answer_render),
         cmocka_unit_test(test_answer_query),
         cmocka_unit_test(test_peer),

@@ -247,6 +247,8 @@ static void test_bad_zone_stops_start(void **state)
     const char *bad[] = {"Mars/Olympus", "UTC+8", "+25:00"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *zone = xasprintf("KOOISV_MARKETPLACE_TIME_ZONE=%s", bad[i]);
+        char *license = xasprintf("KOOISV_LICENSE_KEY_FILE=%s/secrets/license-private.pem",
+                                  suite_get("KOOISV_SUITE_DIR"));
         char *order_env[] = {"KOOISV_PG_DSN=host=/nonexistent dbname=x",
                              "KOOISV_BASIC_KEY=Kq7-vX2mLp9Rt4Wz8Yb3",
                              "KOOISV_DATA_KEY="
@@ -254,9 +256,11 @@ static void test_bad_zone_stops_start(void **state)
                              "KOOISV_MARKETPLACE_URL=https://127.0.0.1:9",
                              "KOOISV_MARKETPLACE_AK=AKTEST0123456789",
                              "KOOISV_MARKETPLACE_SK=Sk7-vX2mLp9Rt4Wz8Yb3",
+                             license,
                              zone,
                              NULL};
         assert_refused(KOOISV_ORDER_BIN, "kooisv-order", order_env);
+        free(license);
         char *emu_env[] = {"KOOISV_TLS_CERT_FILE=/nonexistent.crt",
                            "KOOISV_TLS_KEY_FILE=/nonexistent.key",
                            "KOOISV_MARKETPLACE_AK=AKTEST0123456789",
