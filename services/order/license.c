@@ -17,7 +17,11 @@
 #include "xmalloc.h"
 
 const pg_stmt_t license_stmts[] = {
-    {"license_instance", "SELECT state FROM orders.instances WHERE instance_id = $1 FOR SHARE", 1},
+    /* Only an instance of the call's kind: test (testFlag 1) or real. */
+    {"license_instance",
+     "SELECT state FROM orders.instances WHERE instance_id = $1 AND test_flag = $2::boolean"
+     " FOR SHARE",
+     2},
     {"license_insert",
      "INSERT INTO orders.licenses (instance_id, event_id, fingerprint_sha256, device_fingerprint,"
      " effective_time, expire_time, license, request_id)"
@@ -71,6 +75,7 @@ typedef struct {
     const char *rid;
     const order_config_t *cfg;
     const Kooisv__GetLicenseAsync *req;
+    bool test_flag; /* the call's testFlag */
     const char *code;
     const char *msg;
     char fp_hex[65];
@@ -84,8 +89,8 @@ static db_status_t license_body(PGconn *conn, void *arg)
     license_ctx_t *c = arg;
     const Kooisv__GetLicenseAsync *r = c->req;
     db_status_t st = DB_OK;
-    const char *p[] = {r->instance_id};
-    PGresult *res = orderdb_exec(conn, c->rid, "license_instance", 1, p, &st);
+    const char *p[] = {r->instance_id, c->test_flag ? "true" : "false"};
+    PGresult *res = orderdb_exec(conn, c->rid, "license_instance", 2, p, &st);
     if (!res)
         return st;
     instance_state_t cur = INSTANCE_RELEASED, to;
@@ -138,7 +143,8 @@ static db_status_t license_body(PGconn *conn, void *arg)
 
 void license_issue(order_worker_t *w, svc_call_t *call)
 {
-    const Kooisv__GetLicenseAsync *r = svc_call_request(call)->get_license_async;
+    const Kooisv__Envelope *env = svc_call_request(call);
+    const Kooisv__GetLicenseAsync *r = env->get_license_async;
     if (!order_require(call, "instanceId", r->instance_id, 256) ||
         !order_require(call, "eventId", r->event_id, 256) ||
         !order_require(call, "effectiveTime", r->effective_time, 32))
@@ -147,7 +153,8 @@ void license_issue(order_worker_t *w, svc_call_t *call)
         svc_call_result(call, RC_INVALID, "deviceFingerprint is longer than 1024 characters");
         return;
     }
-    license_ctx_t c = {.rid = svc_call_rid(call), .cfg = w->cfg, .req = r};
+    license_ctx_t c = {
+        .rid = svc_call_rid(call), .cfg = w->cfg, .req = r, .test_flag = env->test_flag};
     if (!parse_time(r->effective_time, &c.eff)) {
         svc_call_result(call, RC_INVALID, "effectiveTime must be yyyyMMddHHmmss");
         return;

@@ -42,9 +42,11 @@ const pg_stmt_t lifecycle_stmts[] = {
      6},
     {"instance_lock",
      "SELECT state, to_char(expire_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-     " product_id FROM orders.instances WHERE instance_id = $1 FOR UPDATE",
+     " product_id, test_flag FROM orders.instances WHERE instance_id = $1 FOR UPDATE",
      1},
-    {"instance_state", "SELECT state FROM orders.instances WHERE instance_id = $1", 1},
+    /* A debug call (testFlag 1) sees only test instances, a real call only real ones. */
+    {"instance_state",
+     "SELECT state FROM orders.instances WHERE instance_id = $1 AND test_flag = $2::boolean", 2},
     {"instance_set_state",
      "UPDATE orders.instances SET state = $2, updated_at = now(),"
      " released_at = CASE WHEN $2 = 'released' THEN now() ELSE released_at END"
@@ -79,11 +81,12 @@ static void decide(verdict_t *v, const char *code, const char *fmt, const char *
     snprintf(v->msg, sizeof v->msg, fmt, arg ? arg : "");
 }
 
-/* The locked instance: state, expiry (ISO, "" when none) and product. */
+/* The locked instance: state, expiry (ISO, "" when none), product and test flag. */
 typedef struct {
     instance_state_t state;
     char expire[32];
     char product[ID_MAX + 1];
+    bool test_flag;
 } locked_t;
 
 /* Lock instance_id; DB_OK with *found saying whether it exists. */
@@ -106,6 +109,7 @@ static db_status_t instance_lock(PGconn *conn, const char *rid, const char *inst
                  pg_value(res, 0, 1) ? pg_value(res, 0, 1) : "");
         snprintf(out->product, sizeof out->product, "%s",
                  pg_value(res, 0, 2) ? pg_value(res, 0, 2) : "");
+        out->test_flag = strcmp(pg_value(res, 0, 3), "t") == 0;
     }
     PQclear(res);
     return DB_OK;
@@ -137,14 +141,16 @@ static db_status_t application_seen(PGconn *conn, const char *rid, const char *i
     return DB_OK;
 }
 
-/* Lock instance_id into *cur; DB_ROLLBACK with the verdict 000003 when it does not exist. */
-static db_status_t lock_existing(PGconn *conn, verdict_t *v, const char *instance_id, locked_t *cur)
+/* Lock instance_id into *cur; DB_ROLLBACK with the verdict 000003 when it does not exist for a
+ * call with this testFlag (debug calls see only test instances, real calls only real ones). */
+static db_status_t lock_existing(PGconn *conn, verdict_t *v, const char *instance_id, bool test,
+                                 locked_t *cur)
 {
     bool found = false;
     db_status_t st = instance_lock(conn, v->rid, instance_id, cur, &found);
     if (st != DB_OK)
         return st;
-    if (!found) {
+    if (!found || cur->test_flag != test) {
         decide(v, RC_NO_INSTANCE, "instance %s does not exist", instance_id);
         return DB_ROLLBACK;
     }
@@ -306,6 +312,7 @@ typedef struct {
     const char *activity; /* refreshInstance | upgradeInstance */
     instance_event_t event;
     const char *instance_id;
+    bool test_flag; /* the call's testFlag */
     const char *order_id;
     const char *order_line_id;
     const char *scene;      /* refresh */
@@ -324,7 +331,7 @@ static db_status_t apply_body(PGconn *conn, void *arg)
     instance_state_t to;
     db_status_t st;
     c->changed = false;
-    if ((st = lock_existing(conn, &c->v, c->instance_id, &cur)) != DB_OK)
+    if ((st = lock_existing(conn, &c->v, c->instance_id, c->test_flag, &cur)) != DB_OK)
         return st;
     if ((st = application_seen(conn, rid, c->instance_id, c->activity, c->order_id, &applied)) !=
         DB_OK)
@@ -399,7 +406,8 @@ static bool apply_order(order_worker_t *w, svc_call_t *call, apply_ctx_t *c)
 
 void lifecycle_refresh(order_worker_t *w, svc_call_t *call)
 {
-    const Kooisv__RefreshInstance *r = svc_call_request(call)->refresh_instance;
+    const Kooisv__Envelope *env = svc_call_request(call);
+    const Kooisv__RefreshInstance *r = env->refresh_instance;
     if (!order_require(call, "instanceId", r->instance_id, ID_MAX) ||
         !order_require(call, "scene", r->scene, 64) ||
         !order_require(call, "orderId", r->order_id, ID_MAX) ||
@@ -416,6 +424,7 @@ void lifecycle_refresh(order_worker_t *w, svc_call_t *call)
                      .activity = "refreshInstance",
                      .event = INSTANCE_EV_REFRESH,
                      .instance_id = r->instance_id,
+                     .test_flag = env->test_flag,
                      .order_id = r->order_id,
                      .order_line_id = r->order_line_id,
                      .scene = r->scene,
@@ -432,7 +441,8 @@ void lifecycle_refresh(order_worker_t *w, svc_call_t *call)
 
 void lifecycle_upgrade(order_worker_t *w, svc_call_t *call)
 {
-    const Kooisv__UpgradeInstance *r = svc_call_request(call)->upgrade_instance;
+    const Kooisv__Envelope *env = svc_call_request(call);
+    const Kooisv__UpgradeInstance *r = env->upgrade_instance;
     if (!order_require(call, "instanceId", r->instance_id, ID_MAX) ||
         !order_require(call, "orderId", r->order_id, ID_MAX) ||
         !order_require(call, "orderLineId", r->order_line_id, ID_MAX))
@@ -441,6 +451,7 @@ void lifecycle_upgrade(order_worker_t *w, svc_call_t *call)
                      .activity = "upgradeInstance",
                      .event = INSTANCE_EV_UPGRADE,
                      .instance_id = r->instance_id,
+                     .test_flag = env->test_flag,
                      .order_id = r->order_id,
                      .order_line_id = r->order_line_id,
                      .product_id = order_nullable(r->product_id)};
@@ -454,6 +465,7 @@ typedef struct {
     verdict_t v;
     instance_event_t event;
     const char *instance_id;
+    bool test_flag;            /* the call's testFlag */
     const char *order_id;      /* release by unsubscription, else NULL */
     const char *order_line_id; /* idem */
     const char *status;        /* FREEZE / UNFREEZE, NULL for release */
@@ -480,7 +492,7 @@ static db_status_t state_body(PGconn *conn, void *arg)
     instance_state_t to;
     db_status_t st;
     c->changed = false;
-    if ((st = lock_existing(conn, &c->v, c->instance_id, &cur)) != DB_OK ||
+    if ((st = lock_existing(conn, &c->v, c->instance_id, c->test_flag, &cur)) != DB_OK ||
         (st = transition_or_verdict(&c->v, cur.state, c->event, &to,
                                     "success (instance already %s)")) != DB_OK)
         return st;
@@ -520,12 +532,15 @@ static void state_change(order_worker_t *w, svc_call_t *call, state_ctx_t *c)
 
 void lifecycle_status(order_worker_t *w, svc_call_t *call)
 {
-    const Kooisv__UpdateInstanceStatus *r = svc_call_request(call)->update_instance_status;
+    const Kooisv__Envelope *env = svc_call_request(call);
+    const Kooisv__UpdateInstanceStatus *r = env->update_instance_status;
     if (!order_require(call, "instanceId", r->instance_id, ID_MAX) ||
         !order_require(call, "status", r->status, 16))
         return;
-    state_ctx_t c = {
-        .v = {.rid = svc_call_rid(call)}, .instance_id = r->instance_id, .status = r->status};
+    state_ctx_t c = {.v = {.rid = svc_call_rid(call)},
+                     .instance_id = r->instance_id,
+                     .test_flag = env->test_flag,
+                     .status = r->status};
     if (strcmp(r->status, "FREEZE") == 0) {
         c.event = INSTANCE_EV_FREEZE;
     } else if (strcmp(r->status, "UNFREEZE") == 0) {
@@ -539,7 +554,8 @@ void lifecycle_status(order_worker_t *w, svc_call_t *call)
 
 void lifecycle_release(order_worker_t *w, svc_call_t *call)
 {
-    const Kooisv__ReleaseInstance *r = svc_call_request(call)->release_instance;
+    const Kooisv__Envelope *env = svc_call_request(call);
+    const Kooisv__ReleaseInstance *r = env->release_instance;
     if (!order_require(call, "instanceId", r->instance_id, ID_MAX))
         return;
     if (strlen(r->order_id) > ID_MAX || strlen(r->order_line_id) > ID_MAX) {
@@ -549,6 +565,7 @@ void lifecycle_release(order_worker_t *w, svc_call_t *call)
     state_ctx_t c = {.v = {.rid = svc_call_rid(call)},
                      .event = INSTANCE_EV_RELEASE,
                      .instance_id = r->instance_id,
+                     .test_flag = env->test_flag,
                      .order_id = order_nullable(r->order_id),
                      .order_line_id = order_nullable(r->order_line_id)};
     state_change(w, call, &c);
@@ -558,13 +575,14 @@ void lifecycle_release(order_worker_t *w, svc_call_t *call)
 
 void lifecycle_change_check(order_worker_t *w, svc_call_t *call)
 {
-    const Kooisv__ChangeInstanceCheck *r = svc_call_request(call)->change_instance_check;
+    const Kooisv__Envelope *env = svc_call_request(call);
+    const Kooisv__ChangeInstanceCheck *r = env->change_instance_check;
     const char *rid = svc_call_rid(call);
     if (!order_require(call, "instanceId", r->instance_id, ID_MAX))
         return;
     db_status_t st = DB_OK;
-    const char *p[] = {r->instance_id};
-    PGresult *res = orderdb_exec(w->conn, rid, "instance_state", 1, p, &st);
+    const char *p[] = {r->instance_id, env->test_flag ? "true" : "false"};
+    PGresult *res = orderdb_exec(w->conn, rid, "instance_state", 2, p, &st);
     if (!res) {
         order_reply(call, st, RC_INTERNAL, "");
         return;
