@@ -32,10 +32,11 @@ const pg_stmt_t lifecycle_stmts[] = {
      "INSERT INTO orders.jobs (kind, instance_id, order_id, order_line_id, request_id)"
      " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
      5},
+    /* Key (order_applications_key): a renewal and its cancellation share the orderId. */
     {"application_exists",
-     "SELECT 1 FROM orders.order_applications"
-     " WHERE instance_id = $1 AND activity = $2 AND order_id = $3",
-     3},
+     "SELECT 1 FROM orders.order_applications WHERE instance_id = $1 AND activity = $2"
+     " AND order_id = $3 AND coalesce(scene, '') = coalesce($4, '')",
+     4},
     {"application_insert",
      "INSERT INTO orders.order_applications (instance_id, activity, order_id, order_line_id,"
      " scene, request_id) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
@@ -127,13 +128,14 @@ static db_status_t exec_void(PGconn *conn, const char *rid, const char *stmt, in
     return DB_OK;
 }
 
-/* DB_OK with *applied = whether (instance, activity, order) was already applied. */
+/* DB_OK with *applied = whether (instance, activity, order, scene) was already applied. */
 static db_status_t application_seen(PGconn *conn, const char *rid, const char *instance_id,
-                                    const char *activity, const char *order_id, bool *applied)
+                                    const char *activity, const char *order_id, const char *scene,
+                                    bool *applied)
 {
     db_status_t st = DB_OK;
-    const char *p[] = {instance_id, activity, order_id};
-    PGresult *res = orderdb_exec(conn, rid, "application_exists", 3, p, &st);
+    const char *p[] = {instance_id, activity, order_id, scene};
+    PGresult *res = orderdb_exec(conn, rid, "application_exists", 4, p, &st);
     if (!res)
         return st;
     *applied = PQntuples(res) > 0;
@@ -333,8 +335,8 @@ static db_status_t apply_body(PGconn *conn, void *arg)
     c->changed = false;
     if ((st = lock_existing(conn, &c->v, c->instance_id, c->test_flag, &cur)) != DB_OK)
         return st;
-    if ((st = application_seen(conn, rid, c->instance_id, c->activity, c->order_id, &applied)) !=
-        DB_OK)
+    if ((st = application_seen(conn, rid, c->instance_id, c->activity, c->order_id, c->scene,
+                               &applied)) != DB_OK)
         return st;
     if (applied) {
         decide(&c->v, RC_OK, "success (order %s already applied)", c->order_id);

@@ -185,7 +185,6 @@ static void test_test_flag_isolation(void **state)
 static void test_unsubscribe_renewal_same_order(void **state)
 {
     (void)state;
-    skip(); /* this branch fixes it in a later commit */
     char *order = ot_order_id();
     char *id = provisioned(order, NULL);
     char *renewal = ot_order_id();
