@@ -2,7 +2,9 @@
  * kept in orders.licenses; a repeat returns the stored one. The license is a token signed with a
  * key derived from the data key:
  *   "KL1." base64url(payload JSON) "." hex(HMAC-SHA256(license key, "KL1." base64url(payload)))
- * payload = {iid, eid, fp (sha256 hex of the fingerprint), eff, exp, iat} (epoch ms). */
+ * payload = {iid, eid, fp (sha256 hex of the fingerprint), eff, exp, iat} (epoch ms).
+ * expireTime is mandatory for periodic products (spec §3): without it only ONE_TIME and
+ * ON_DEMAND instances get a license (exp null). */
 #include "order.h"
 
 #include <jansson.h>
@@ -19,8 +21,8 @@
 const pg_stmt_t license_stmts[] = {
     /* Only an instance of the call's kind: test (testFlag 1) or real. */
     {"license_instance",
-     "SELECT state FROM orders.instances WHERE instance_id = $1 AND test_flag = $2::boolean"
-     " FOR SHARE",
+     "SELECT state, charging_mode FROM orders.instances"
+     " WHERE instance_id = $1 AND test_flag = $2::boolean FOR SHARE",
      2},
     {"license_insert",
      "INSERT INTO orders.licenses (instance_id, event_id, fingerprint_sha256, device_fingerprint,"
@@ -97,6 +99,11 @@ static db_status_t license_body(PGconn *conn, void *arg)
     const char *why = "";
     bool found = PQntuples(res) == 1;
     bool known = found && instance_state_parse(pg_value(res, 0, 0), &cur);
+    const char *mode = found ? pg_value(res, 0, 1) : NULL;
+    /* A periodic product's license ends with its period; only ONE_TIME and ON_DEMAND ones may be
+     * perpetual. Before Query Order answered, the mode is unknown: ask again later. */
+    bool needs_end = mode && strcmp(mode, "ONE_TIME") != 0 && strcmp(mode, "ON_DEMAND") != 0;
+    bool mode_unknown = !mode;
     PQclear(res);
     if (!found) {
         c->code = RC_NO_INSTANCE;
@@ -108,6 +115,16 @@ static db_status_t license_body(PGconn *conn, void *arg)
     if (instance_transition(cur, INSTANCE_EV_LICENSE, &to, &why) != INSTANCE_APPLY) {
         c->code = RC_INVALID;
         c->msg = why;
+        return DB_ROLLBACK;
+    }
+    if (!c->has_exp && needs_end) {
+        c->code = RC_INVALID;
+        c->msg = "expireTime is required for a periodic product";
+        return DB_ROLLBACK;
+    }
+    if (!c->has_exp && mode_unknown) {
+        c->code = RC_BUSY;
+        c->msg = "the instance's order is still being fetched; without expireTime, retry later";
         return DB_ROLLBACK;
     }
     const char *g[] = {r->instance_id, r->event_id, c->fp_hex};

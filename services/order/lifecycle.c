@@ -43,7 +43,8 @@ const pg_stmt_t lifecycle_stmts[] = {
      6},
     {"instance_lock",
      "SELECT state, to_char(expire_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-     " product_id, test_flag FROM orders.instances WHERE instance_id = $1 FOR UPDATE",
+     " product_id, test_flag, charging_mode FROM orders.instances WHERE instance_id = $1"
+     " FOR UPDATE",
      1},
     /* A debug call (testFlag 1) sees only test instances, a real call only real ones. */
     {"instance_state",
@@ -88,6 +89,7 @@ typedef struct {
     char expire[32];
     char product[ID_MAX + 1];
     bool test_flag;
+    bool one_time; /* charging mode ONE_TIME (known once Query Order answered) */
 } locked_t;
 
 /* Lock instance_id; DB_OK with *found saying whether it exists. */
@@ -111,6 +113,7 @@ static db_status_t instance_lock(PGconn *conn, const char *rid, const char *inst
         snprintf(out->product, sizeof out->product, "%s",
                  pg_value(res, 0, 2) ? pg_value(res, 0, 2) : "");
         out->test_flag = strcmp(pg_value(res, 0, 3), "t") == 0;
+        out->one_time = pg_value(res, 0, 4) && strcmp(pg_value(res, 0, 4), "ONE_TIME") == 0;
     }
     PQclear(res);
     return DB_OK;
@@ -344,6 +347,11 @@ static db_status_t apply_body(PGconn *conn, void *arg)
     }
     if ((st = transition_or_verdict(&c->v, cur.state, c->event, &to, "success")) != DB_OK)
         return st;
+    if (c->event == INSTANCE_EV_REFRESH && cur.one_time) {
+        decide(&c->v, RC_INVALID, "instance %s is a ONE_TIME purchase: it has no expiry to refresh",
+               c->instance_id);
+        return DB_ROLLBACK;
+    }
     const char *app[] = {c->instance_id, c->activity, c->order_id, c->order_line_id, c->scene, rid};
     if ((st = exec_void(conn, rid, "application_insert", 6, app)) != DB_OK)
         return st;

@@ -411,7 +411,6 @@ static void test_query_order_answer_checked(void **state)
 static void test_license_and_one_time(void **state)
 {
     (void)state;
-    skip(); /* this branch fixes it in a later commit */
     char *order = ot_order_id();
     char *periodic = provisioned(order, NULL);
     kresp_t r;
@@ -445,6 +444,23 @@ static void test_license_and_one_time(void **state)
                               " WHERE instance_id = $1 AND activity = 'refreshInstance'",
                               one_time, NULL),
                      0);
+
+    /* Before Query Order answered, the product's kind is unknown: no perpetual license yet. */
+    char *pending = kc_uid("CSPEND"), *pending_line = ot_line_of(pending), *biz = kc_uid("biz");
+    ot_fault("{\"path\":\"order/query\",\"match\":\"CSPEND\",\"mode\":\"error\",\"count\":-1}");
+    char *fetching = ot_new_instance(pending, pending_line, biz, NULL);
+    ot_expect("000004", &r, "{s:s, s:s, s:s, s:s}", "activity", "getLicenseAsync", "instanceId",
+              fetching, "eventId", "ev-early", "effectiveTime", "20260101000000");
+    kresp_free(&r);
+    ot_expect("000000", &r, "{s:s, s:s, s:s, s:s, s:s}", "activity", "getLicenseAsync",
+              "instanceId", fetching, "eventId", "ev-early", "effectiveTime", "20260101000000",
+              "expireTime", "20270101000000");
+    kresp_free(&r);
+    ot_clear_faults();
+    free(fetching);
+    free(biz);
+    free(pending_line);
+    free(pending);
     free(renewal);
     free(one_time);
     free(once);
