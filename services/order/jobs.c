@@ -72,8 +72,8 @@ const pg_stmt_t jobs_stmts[] = {
     {"job_lock", "SELECT state, lease_owner FROM orders.jobs WHERE id = $1::bigint FOR UPDATE", 1},
     {"job_store_credentials",
      "UPDATE orders.instances SET front_end_url = $2, admin_url = $3, user_name_sealed = $4,"
-     " password_sealed = $5, memo = $6, state = $7, provisioned_at = now(), updated_at = now()"
-     " WHERE instance_id = $1",
+     " password_sealed = $5, memo = $6, state = $7, freeze_requested = false,"
+     " provisioned_at = now(), updated_at = now() WHERE instance_id = $1",
      7},
     {"job_finish",
      "UPDATE orders.jobs SET state = $2, done_at = now(), lease_owner = NULL,"
@@ -282,6 +282,7 @@ static db_status_t finish_body(PGconn *conn, void *arg)
         return st;
     instance_state_t from, to;
     bool found = PQntuples(res) == 1 && instance_state_parse(pg_value(res, 0, 0), &from);
+    bool freeze = found && strcmp(pg_value(res, 0, 5), "t") == 0; /* FREEZE while provisioning */
     PQclear(res);
     const char *jp[] = {job->id};
     res = orderdb_exec(conn, rid, "job_lock", 1, jp, &st);
@@ -298,10 +299,19 @@ static db_status_t finish_body(PGconn *conn, void *arg)
     instance_verdict_t v = instance_transition(from, INSTANCE_EV_PROVISIONED, &to, &why);
     c->kind_done = v == INSTANCE_INVALID ? "cancelled" : "done";
     if (v == INSTANCE_APPLY) {
+        /* Delivered in the status the marketplace set meanwhile. */
+        instance_state_t delivered = to;
+        if (freeze &&
+            instance_transition(to, INSTANCE_EV_FREEZE, &delivered, &why) != INSTANCE_APPLY)
+            delivered = to;
         const provisioner_credentials_t *k = c->creds;
-        const char *p[] = {job->instance_id,       k->front_end_url,   k->admin_url,
-                           c->user_sealed,         c->password_sealed, k->memo,
-                           instance_state_name(to)};
+        const char *p[] = {job->instance_id,
+                           k->front_end_url,
+                           k->admin_url,
+                           c->user_sealed,
+                           c->password_sealed,
+                           k->memo,
+                           instance_state_name(delivered)};
         res = orderdb_exec(conn, rid, "job_store_credentials", 7, p, &st);
         if (!res)
             return st;
@@ -316,6 +326,18 @@ static db_status_t finish_body(PGconn *conn, void *arg)
                        .request_id = rid};
         if ((st = change_record(conn, &ch)) != DB_OK)
             return st;
+        if (delivered != to) {
+            change_t fz = {.instance_id = job->instance_id,
+                           .event = instance_event_name(INSTANCE_EV_FREEZE),
+                           .from_state = instance_state_name(to),
+                           .to_state = instance_state_name(delivered),
+                           .status = "FREEZE",
+                           .detail_json = "{\"requestedWhileProvisioning\":true}",
+                           .outbox_event = "instance.frozen",
+                           .request_id = rid};
+            if ((st = change_record(conn, &fz)) != DB_OK)
+                return st;
+        }
         c->activated = true;
     }
     const char *fp[] = {job->id, c->kind_done};

@@ -43,12 +43,16 @@ const pg_stmt_t lifecycle_stmts[] = {
      6},
     {"instance_lock",
      "SELECT state, to_char(expire_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-     " product_id, test_flag, charging_mode FROM orders.instances WHERE instance_id = $1"
-     " FOR UPDATE",
+     " product_id, test_flag, charging_mode, freeze_requested FROM orders.instances"
+     " WHERE instance_id = $1 FOR UPDATE",
      1},
     /* A debug call (testFlag 1) sees only test instances, a real call only real ones. */
     {"instance_state",
      "SELECT state FROM orders.instances WHERE instance_id = $1 AND test_flag = $2::boolean", 2},
+    {"instance_request_freeze",
+     "UPDATE orders.instances SET freeze_requested = $2::boolean, updated_at = now()"
+     " WHERE instance_id = $1",
+     2},
     {"instance_set_state",
      "UPDATE orders.instances SET state = $2, updated_at = now(),"
      " released_at = CASE WHEN $2 = 'released' THEN now() ELSE released_at END"
@@ -89,7 +93,8 @@ typedef struct {
     char expire[32];
     char product[ID_MAX + 1];
     bool test_flag;
-    bool one_time; /* charging mode ONE_TIME (known once Query Order answered) */
+    bool one_time;         /* charging mode ONE_TIME (known once Query Order answered) */
+    bool freeze_requested; /* FREEZE while provisioning: delivered frozen */
 } locked_t;
 
 /* Lock instance_id; DB_OK with *found saying whether it exists. */
@@ -114,6 +119,7 @@ static db_status_t instance_lock(PGconn *conn, const char *rid, const char *inst
                  pg_value(res, 0, 2) ? pg_value(res, 0, 2) : "");
         out->test_flag = strcmp(pg_value(res, 0, 3), "t") == 0;
         out->one_time = pg_value(res, 0, 4) && strcmp(pg_value(res, 0, 4), "ONE_TIME") == 0;
+        out->freeze_requested = strcmp(pg_value(res, 0, 5), "t") == 0;
     }
     PQclear(res);
     return DB_OK;
@@ -494,6 +500,34 @@ static const char *outbox_event_of(instance_event_t ev)
     }
 }
 
+/* FREEZE/UNFREEZE while provisioning: keep the wanted status for the provisioning job, which
+ * delivers the instance in it. */
+static db_status_t status_while_provisioning(PGconn *conn, state_ctx_t *c, const locked_t *cur)
+{
+    bool freeze = c->event == INSTANCE_EV_FREEZE;
+    if (cur->freeze_requested == freeze) {
+        decide(&c->v, RC_OK, "%s",
+               freeze ? "success (instance will be delivered frozen)" : "success (not frozen)");
+        return DB_ROLLBACK;
+    }
+    const char *p[] = {c->instance_id, freeze ? "true" : "false"};
+    db_status_t st = exec_void(conn, c->v.rid, "instance_request_freeze", 2, p);
+    if (st != DB_OK)
+        return st;
+    const char *state = instance_state_name(cur->state);
+    change_t ch = {.instance_id = c->instance_id,
+                   .event = instance_event_name(c->event),
+                   .from_state = state,
+                   .to_state = state,
+                   .status = c->status,
+                   .detail_json = "{\"whileProvisioning\":true}",
+                   .request_id = c->v.rid};
+    st = record_applied(conn, &c->v, &ch, &c->changed);
+    if (st == DB_OK && freeze)
+        decide(&c->v, RC_OK, "%s", "success (instance will be delivered frozen)");
+    return st;
+}
+
 static db_status_t state_body(PGconn *conn, void *arg)
 {
     state_ctx_t *c = arg;
@@ -506,6 +540,8 @@ static db_status_t state_body(PGconn *conn, void *arg)
         (st = transition_or_verdict(&c->v, cur.state, c->event, &to,
                                     "success (instance already %s)")) != DB_OK)
         return st;
+    if (cur.state == INSTANCE_PROVISIONING && c->event != INSTANCE_EV_RELEASE)
+        return status_while_provisioning(conn, c, &cur);
     const char *p[] = {c->instance_id, instance_state_name(to)};
     if ((st = exec_void(conn, rid, "instance_set_state", 2, p)) != DB_OK)
         return st;

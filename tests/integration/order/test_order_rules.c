@@ -488,7 +488,6 @@ static bool job_attempted(void *arg)
 static void test_freeze_while_provisioning(void **state)
 {
     (void)state;
-    skip(); /* this branch fixes it in a later commit */
     /* Query Order keeps failing for these two orders (and only these). */
     char *frozen_order = kc_uid("CSFRZ"), *thawed_order = kc_uid("CSFRZ");
     ot_fault("{\"path\":\"order/query\",\"match\":\"CSFRZ\",\"mode\":\"error\",\"count\":-1}");
