@@ -53,18 +53,19 @@ const pg_stmt_t jobs_stmts[] = {
      " trial = $9::boolean AND NOT EXISTS (SELECT 1 FROM orders.order_applications a"
      "   WHERE a.instance_id = $1 AND a.scene = 'TRIAL_TO_FORMAL'),"
      " expire_time = coalesce(expire_time, to_timestamp($10::bigint / 1000.0)),"
-     " order_info = $11::jsonb, order_fetched_at = now(), updated_at = now()"
+     " order_info = $11::jsonb, product_info = coalesce(product_info, $12::jsonb),"
+     " order_fetched_at = now(), updated_at = now()"
      " WHERE instance_id = $1 AND state <> 'released'",
-     11},
+     12},
     /* A later order (order_sync after an upgrade): its plan replaces the old one; expiry stays
      * with refreshInstance. */
     {"job_store_plan",
      "UPDATE orders.instances SET charging_mode = coalesce($2, charging_mode),"
      " period_type = coalesce($3, period_type), period_number = coalesce($4::int, period_number),"
      " product_id = coalesce($5, product_id), sku_code = coalesce($6, sku_code),"
-     " amount = coalesce($7, amount), updated_at = now()"
-     " WHERE instance_id = $1 AND state <> 'released'",
-     7},
+     " amount = coalesce($7, amount), product_info = coalesce($8::jsonb, product_info),"
+     " updated_at = now() WHERE instance_id = $1 AND state <> 'released'",
+     8},
     {"job_renew",
      "UPDATE orders.jobs SET lease_until = now() + $3::int * interval '1 millisecond',"
      " updated_at = now() WHERE id = $1::bigint AND lease_owner = $2 AND state = 'running'",
@@ -239,12 +240,13 @@ static int fetch_order(runner_t *r, const job_t *job, bool initial)
                            d.amount,
                            d.trial ? "true" : "false",
                            d.expire_ms > 0 ? expire : NULL,
-                           d.order_json};
-        ok = exec_ok(r, job->rid, "job_store_order", 11, p, NULL);
+                           d.order_json,
+                           d.product_info};
+        ok = exec_ok(r, job->rid, "job_store_order", 12, p, NULL);
     } else {
         const char *p[] = {job->instance_id, d.charging_mode, d.period_type, period_p,
-                           d.product_id,     d.sku_code,      d.amount};
-        ok = exec_ok(r, job->rid, "job_store_plan", 7, p, NULL);
+                           d.product_id,     d.sku_code,      d.amount,      d.product_info};
+        ok = exec_ok(r, job->rid, "job_store_plan", 8, p, NULL);
     }
     if (ok)
         log_info(job->rid, "job %s: order %s fetched (type=%s charging=%s product=%s trial=%d)",
