@@ -5,7 +5,8 @@
  * max_attempts, then the job is "failed" for an operator to redrive.
  *   provision:  Query Order -> store order details -> provisioner -> seal and store the
  *               credentials, mark active, history + outbox (one transaction).
- *   order_sync: Query Order for an upgrade order -> store the new plan details.
+ *   order_sync: Query Order for an upgrade or refresh order -> store the new plan details,
+ *               history and, for a refresh, its outbox event (one transaction).
  * Slow calls (HTTP) run outside any transaction; each step's result is committed before the
  * next, so a retry resumes where the last attempt stopped. */
 #include "order.h"
@@ -66,6 +67,11 @@ const pg_stmt_t jobs_stmts[] = {
      " amount = coalesce($7, amount), product_info = coalesce($8::jsonb, product_info),"
      " updated_at = now() WHERE instance_id = $1 AND state <> 'released'",
      8},
+    /* The refresh (not a cancellation: its orderId is the renewal's) an order_sync job is for. */
+    {"job_refresh_scene",
+     "SELECT scene FROM orders.order_applications WHERE instance_id = $1 AND order_id = $2"
+     " AND activity = 'refreshInstance' AND scene <> 'UNSUBSCRIBE_RENEWAL_PERIOD' LIMIT 1",
+     2},
     {"job_renew",
      "UPDATE orders.jobs SET lease_until = now() + $3::int * interval '1 millisecond',"
      " updated_at = now() WHERE id = $1::bigint AND lease_owner = $2 AND state = 'running'",
@@ -214,8 +220,9 @@ static bool load_instance(runner_t *r, const job_t *job, job_instance_t *out, bo
     return true;
 }
 
-/* Query Order for the job's order and store the details; 0, or -1 after job_fail. */
-static int fetch_order(runner_t *r, const job_t *job, bool initial)
+/* Query Order for the instance's own order (provision) and store the details; 0, or -1 after
+ * job_fail. */
+static int fetch_order(runner_t *r, const job_t *job)
 {
     queryorder_details_t d;
     char err[256];
@@ -227,27 +234,19 @@ static int fetch_order(runner_t *r, const job_t *job, bool initial)
     char period[16], expire[24];
     snprintf(period, sizeof period, "%d", d.period_number);
     snprintf(expire, sizeof expire, "%lld", (long long)d.expire_ms);
-    const char *period_p = d.period_number >= 0 ? period : NULL;
-    bool ok;
-    if (initial) {
-        const char *p[] = {job->instance_id,
-                           d.order_type,
-                           d.charging_mode,
-                           d.period_type,
-                           period_p,
-                           d.product_id,
-                           d.sku_code,
-                           d.amount,
-                           d.trial ? "true" : "false",
-                           d.expire_ms > 0 ? expire : NULL,
-                           d.order_json,
-                           d.product_info};
-        ok = exec_ok(r, job->rid, "job_store_order", 12, p, NULL);
-    } else {
-        const char *p[] = {job->instance_id, d.charging_mode, d.period_type, period_p,
-                           d.product_id,     d.sku_code,      d.amount,      d.product_info};
-        ok = exec_ok(r, job->rid, "job_store_plan", 8, p, NULL);
-    }
+    const char *p[] = {job->instance_id,
+                       d.order_type,
+                       d.charging_mode,
+                       d.period_type,
+                       d.period_number >= 0 ? period : NULL,
+                       d.product_id,
+                       d.sku_code,
+                       d.amount,
+                       d.trial ? "true" : "false",
+                       d.expire_ms > 0 ? expire : NULL,
+                       d.order_json,
+                       d.product_info};
+    bool ok = exec_ok(r, job->rid, "job_store_order", 12, p, NULL);
     if (ok)
         log_info(job->rid, "job %s: order %s fetched (type=%s charging=%s product=%s trial=%d)",
                  job->id, job->order_id, d.order_type ? d.order_type : "-",
@@ -259,6 +258,20 @@ static int fetch_order(runner_t *r, const job_t *job, bool initial)
         return -1;
     }
     return 0;
+}
+
+/* True when the job row is still running under this runner's lease (lock it until commit). */
+static db_status_t job_is_ours(PGconn *conn, const runner_t *r, const job_t *job, bool *ours)
+{
+    db_status_t st = DB_OK;
+    const char *jp[] = {job->id};
+    PGresult *res = orderdb_exec(conn, job->rid, "job_lock", 1, jp, &st);
+    if (!res)
+        return st;
+    *ours = PQntuples(res) == 1 && strcmp(pg_value(res, 0, 0), "running") == 0 &&
+            pg_value(res, 0, 1) && strcmp(pg_value(res, 0, 1), r->owner) == 0;
+    PQclear(res);
+    return DB_OK;
 }
 
 typedef struct {
@@ -286,13 +299,9 @@ static db_status_t finish_body(PGconn *conn, void *arg)
     bool found = PQntuples(res) == 1 && instance_state_parse(pg_value(res, 0, 0), &from);
     bool freeze = found && strcmp(pg_value(res, 0, 5), "t") == 0; /* FREEZE while provisioning */
     PQclear(res);
-    const char *jp[] = {job->id};
-    res = orderdb_exec(conn, rid, "job_lock", 1, jp, &st);
-    if (!res)
+    bool ours = false;
+    if ((st = job_is_ours(conn, c->r, job, &ours)) != DB_OK)
         return st;
-    bool ours = PQntuples(res) == 1 && strcmp(pg_value(res, 0, 0), "running") == 0 &&
-                pg_value(res, 0, 1) && strcmp(pg_value(res, 0, 1), c->r->owner) == 0;
-    PQclear(res);
     if (!found || !ours) {
         log_warn(rid, "job %s: no longer ours or instance gone; not storing", job->id);
         return DB_ROLLBACK;
@@ -364,7 +373,7 @@ static void finish_job(runner_t *r, const job_t *job, const char *state)
 static void run_provision(runner_t *r, const job_t *job, job_instance_t *inst)
 {
     if (!inst->order_fetched) {
-        if (fetch_order(r, job, true) != 0)
+        if (fetch_order(r, job) != 0)
             return;
         bool found = false;
         if (!load_instance(r, job, inst, &found) || !found) {
@@ -403,10 +412,94 @@ static void run_provision(runner_t *r, const job_t *job, job_instance_t *inst)
                  c.activated ? "provisioned and active" : "needed no provisioning");
 }
 
+typedef struct {
+    runner_t *r;
+    const job_t *job;
+    const queryorder_details_t *d;
+    const char *event; /* outbox event written, or NULL */
+} sync_ctx_t;
+
+/* Apply a later order's plan (upgrade, renewal, trial to formal) and finish the job in one
+ * transaction. A refresh's event is written here, once the instance shows what its order says. */
+static db_status_t sync_body(PGconn *conn, void *arg)
+{
+    sync_ctx_t *c = arg;
+    const job_t *job = c->job;
+    const char *rid = job->rid;
+    const queryorder_details_t *d = c->d;
+    db_status_t st = DB_OK;
+    c->event = NULL;
+    const char *ip[] = {job->instance_id};
+    PGresult *res = orderdb_exec(conn, rid, "instance_lock", 1, ip, &st);
+    if (!res)
+        return st;
+    instance_state_t state;
+    bool found = PQntuples(res) == 1 && instance_state_parse(pg_value(res, 0, 0), &state);
+    PQclear(res);
+    bool ours = false;
+    if ((st = job_is_ours(conn, c->r, job, &ours)) != DB_OK)
+        return st;
+    if (!found || !ours) {
+        log_warn(rid, "job %s: no longer ours or instance gone; not storing", job->id);
+        return DB_ROLLBACK;
+    }
+    const char *done[] = {job->id, state == INSTANCE_RELEASED ? "cancelled" : "done"};
+    if (state != INSTANCE_RELEASED) {
+        char period[16];
+        snprintf(period, sizeof period, "%d", d->period_number);
+        const char *p[] = {job->instance_id, d->charging_mode,
+                           d->period_type,   d->period_number >= 0 ? period : NULL,
+                           d->product_id,    d->sku_code,
+                           d->amount,        d->product_info};
+        if (!(res = orderdb_exec(conn, rid, "job_store_plan", 8, p, &st)))
+            return st;
+        PQclear(res);
+        const char *ap[] = {job->instance_id, job->order_id};
+        if (!(res = orderdb_exec(conn, rid, "job_refresh_scene", 2, ap, &st)))
+            return st;
+        char scene[64] = "";
+        if (PQntuples(res) == 1)
+            snprintf(scene, sizeof scene, "%s", pg_value(res, 0, 0));
+        PQclear(res);
+        c->event = *scene ? "instance.renewed" : NULL;
+        change_t ch = {.instance_id = job->instance_id,
+                       .event = "order_applied",
+                       .from_state = instance_state_name(state),
+                       .to_state = instance_state_name(state),
+                       .order_id = job->order_id,
+                       .order_line_id = job->order_line_id,
+                       .scene = *scene ? scene : NULL,
+                       .outbox_event = c->event,
+                       .request_id = rid};
+        if ((st = change_record(conn, &ch)) != DB_OK)
+            return st;
+    }
+    if (!(res = orderdb_exec(conn, rid, "job_finish", 2, done, &st)))
+        return st;
+    PQclear(res);
+    return DB_OK;
+}
+
 static void run_order_sync(runner_t *r, const job_t *job)
 {
-    if (fetch_order(r, job, false) == 0)
-        finish_job(r, job, "done");
+    queryorder_details_t d;
+    char err[256];
+    if (queryorder_fetch(&r->cfg->market, job->order_id, job->order_line_id, &d, err, sizeof err) !=
+        0) {
+        job_fail(r, job, err);
+        return;
+    }
+    sync_ctx_t c = {.r = r, .job = job, .d = &d};
+    db_status_t st = orderdb_tx(r->conn, job->rid, sync_body, &c);
+    if (st == DB_FAIL)
+        job_fail(r, job, "database error while storing the order");
+    else if (st == DB_OK)
+        log_info(
+            job->rid, "job %s: order %s applied to %s (charging=%s period=%s x %d product=%s)%s%s",
+            job->id, job->order_id, job->instance_id, d.charging_mode ? d.charging_mode : "-",
+            d.period_type ? d.period_type : "-", d.period_number, d.product_id ? d.product_id : "-",
+            c.event ? ", event " : "", c.event ? c.event : "");
+    queryorder_details_free(&d);
 }
 
 /* Claim and run one due job; 1 when one ran, 0 when none was due, -1 on a database error. */

@@ -373,6 +373,17 @@ static db_status_t apply_body(PGconn *conn, void *arg)
         json_object_set_new(detail, "previousExpireTime",
                             *cur.expire ? json_string(cur.expire) : json_null());
         outbox = "instance.renewed";
+        /* A renewal or a trial's conversion is an order of its own: its period and product come
+         * from Query Order, in the background, and its event follows once they are stored. A
+         * cancellation names the renewal's order, which changes no plan. */
+        if (strcmp(c->scene, "UNSUBSCRIBE_RENEWAL_PERIOD") != 0) {
+            const char *job[] = {"order_sync", c->instance_id, c->order_id, c->order_line_id, rid};
+            if (st == DB_OK)
+                st = exec_void(conn, rid, "job_insert", 5, job);
+            if (st == DB_OK)
+                st = change_notify_jobs(conn, rid);
+            outbox = NULL;
+        }
     } else {
         const char *p[] = {c->instance_id, c->product_id};
         const char *job[] = {"order_sync", c->instance_id, c->order_id, c->order_line_id, rid};

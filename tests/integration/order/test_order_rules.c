@@ -268,7 +268,6 @@ static char *renewed_payload(const char *id, const char *order)
 static void test_refresh_fetches_order(void **state)
 {
     (void)state;
-    skip(); /* this branch fixes it in a later commit */
     char *trial = kc_uid("TRIAL"), *formal = kc_uid("FORMAL");
     ot_order_register("{\"orderId\":\"%s\",\"orderLine\":[{\"chargingMode\":\"PERIOD\","
                       "\"periodType\":\"day\",\"periodNumber\":7,\"isTrial\":\"1\","
