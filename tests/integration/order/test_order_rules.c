@@ -355,6 +355,13 @@ static void test_query_order_answer_checked(void **state)
     char *line = ot_line_of(asked), *biz = kc_uid("biz");
     char *id = ot_new_instance(asked, line, biz, NULL);
     assert_attempt_refused(id, "orderId");
+    /* ...which operators see in the failed jobs list, with the reason */
+    kresp_t r = {0};
+    assert_int_equal(
+        kc_admin("GET", "/v1/jobs/failed", suite_get("KOOISV_OPERATOR_ROLE_TOKEN"), NULL, &r), 0);
+    if (r.status != 200 || !strstr(r.body, id) || !strstr(r.body, other))
+        fail_msg("failed jobs list lacks %s answered as %s: %d %s", id, other, r.status, r.body);
+    kresp_free(&r);
     /* Once the marketplace answers right, the retry provisions it. */
     ot_order_register("{\"orderId\":\"%s\"}", asked);
     json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
