@@ -27,10 +27,11 @@ static const rule_t rules[INSTANCE__STATE_COUNT][INSTANCE__EVENT_COUNT] = {
     [INSTANCE_PROVISIONING] =
         {
             [INSTANCE_EV_PROVISIONED] = APPLY(ACTIVE),
-            /* Freezing credentials that do not exist yet would need a second "frozen but not
-             * provisioned" state; the marketplace retries 000004, by then provisioning is done. */
-            [INSTANCE_EV_FREEZE] = BUSY("instance is still being provisioned; retry later"),
-            [INSTANCE_EV_UNFREEZE] = NOOP, /* not frozen: the wanted status already holds */
+            /* The status is accepted at once (Query Order may fail for an hour) and delivered
+             * with the instance: the handler keeps it (freeze_requested) and provisioning ends
+             * with PROVISIONED then FREEZE when it is set. */
+            [INSTANCE_EV_FREEZE] = APPLY(PROVISIONING),
+            [INSTANCE_EV_UNFREEZE] = APPLY(PROVISIONING),
             [INSTANCE_EV_REFRESH] = APPLY(PROVISIONING),
             [INSTANCE_EV_UPGRADE] = APPLY(PROVISIONING),
             [INSTANCE_EV_RELEASE] = APPLY(RELEASED),

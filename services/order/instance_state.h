@@ -1,8 +1,10 @@
 /* instance_state: the instance life cycle as a pure function (spec §3 "Lifecycle").
  *   provisioning --provisioned--> active <--freeze/unfreeze--> frozen
  *   any live state --release--> released (terminal; data kept, never served)
- * Plan and expiry changes (refresh, upgrade) keep the state; reads (change check, license) only
- * need a live instance. No I/O here: the handlers hold the row lock and apply the verdict. */
+ * FREEZE/UNFREEZE while provisioning stay in provisioning: the wanted status is kept and the
+ * instance is delivered in it (provisioned, then freeze). Plan and expiry changes (refresh,
+ * upgrade) keep the state; reads (change check, license) only need a live instance. No I/O here:
+ * the handlers hold the row lock and apply the verdict. */
 #ifndef KOOISV_INSTANCE_STATE_H
 #define KOOISV_INSTANCE_STATE_H
 #include <stdbool.h>

@@ -5,7 +5,8 @@
  * max_attempts, then the job is "failed" for an operator to redrive.
  *   provision:  Query Order -> store order details -> provisioner -> seal and store the
  *               credentials, mark active, history + outbox (one transaction).
- *   order_sync: Query Order for an upgrade order -> store the new plan details.
+ *   order_sync: Query Order for an upgrade or refresh order -> store the new plan details,
+ *               history and, for a refresh, its outbox event (one transaction).
  * Slow calls (HTTP) run outside any transaction; each step's result is committed before the
  * next, so a retry resumes where the last attempt stopped. */
 #include "order.h"
@@ -53,18 +54,24 @@ const pg_stmt_t jobs_stmts[] = {
      " trial = $9::boolean AND NOT EXISTS (SELECT 1 FROM orders.order_applications a"
      "   WHERE a.instance_id = $1 AND a.scene = 'TRIAL_TO_FORMAL'),"
      " expire_time = coalesce(expire_time, to_timestamp($10::bigint / 1000.0)),"
-     " order_info = $11::jsonb, order_fetched_at = now(), updated_at = now()"
+     " order_info = $11::jsonb, product_info = coalesce(product_info, $12::jsonb),"
+     " order_fetched_at = now(), updated_at = now()"
      " WHERE instance_id = $1 AND state <> 'released'",
-     11},
+     12},
     /* A later order (order_sync after an upgrade): its plan replaces the old one; expiry stays
      * with refreshInstance. */
     {"job_store_plan",
      "UPDATE orders.instances SET charging_mode = coalesce($2, charging_mode),"
      " period_type = coalesce($3, period_type), period_number = coalesce($4::int, period_number),"
      " product_id = coalesce($5, product_id), sku_code = coalesce($6, sku_code),"
-     " amount = coalesce($7, amount), updated_at = now()"
-     " WHERE instance_id = $1 AND state <> 'released'",
-     7},
+     " amount = coalesce($7, amount), product_info = coalesce($8::jsonb, product_info),"
+     " updated_at = now() WHERE instance_id = $1 AND state <> 'released'",
+     8},
+    /* The refresh (not a cancellation: its orderId is the renewal's) an order_sync job is for. */
+    {"job_refresh_scene",
+     "SELECT scene FROM orders.order_applications WHERE instance_id = $1 AND order_id = $2"
+     " AND activity = 'refreshInstance' AND scene <> 'UNSUBSCRIBE_RENEWAL_PERIOD' LIMIT 1",
+     2},
     {"job_renew",
      "UPDATE orders.jobs SET lease_until = now() + $3::int * interval '1 millisecond',"
      " updated_at = now() WHERE id = $1::bigint AND lease_owner = $2 AND state = 'running'",
@@ -72,8 +79,8 @@ const pg_stmt_t jobs_stmts[] = {
     {"job_lock", "SELECT state, lease_owner FROM orders.jobs WHERE id = $1::bigint FOR UPDATE", 1},
     {"job_store_credentials",
      "UPDATE orders.instances SET front_end_url = $2, admin_url = $3, user_name_sealed = $4,"
-     " password_sealed = $5, memo = $6, state = $7, provisioned_at = now(), updated_at = now()"
-     " WHERE instance_id = $1",
+     " password_sealed = $5, memo = $6, state = $7, freeze_requested = false,"
+     " provisioned_at = now(), updated_at = now() WHERE instance_id = $1",
      7},
     {"job_finish",
      "UPDATE orders.jobs SET state = $2, done_at = now(), lease_owner = NULL,"
@@ -214,8 +221,9 @@ static bool load_instance(runner_t *r, const job_t *job, job_instance_t *out, bo
     return true;
 }
 
-/* Query Order for the job's order and store the details; 0, or -1 after job_fail. */
-static int fetch_order(runner_t *r, const job_t *job, bool initial)
+/* Query Order for the instance's own order (provision) and store the details; 0, or -1 after
+ * job_fail. */
+static int fetch_order(runner_t *r, const job_t *job)
 {
     queryorder_details_t d;
     char err[256];
@@ -227,26 +235,19 @@ static int fetch_order(runner_t *r, const job_t *job, bool initial)
     char period[16], expire[24];
     snprintf(period, sizeof period, "%d", d.period_number);
     snprintf(expire, sizeof expire, "%lld", (long long)d.expire_ms);
-    const char *period_p = d.period_number >= 0 ? period : NULL;
-    bool ok;
-    if (initial) {
-        const char *p[] = {job->instance_id,
-                           d.order_type,
-                           d.charging_mode,
-                           d.period_type,
-                           period_p,
-                           d.product_id,
-                           d.sku_code,
-                           d.amount,
-                           d.trial ? "true" : "false",
-                           d.expire_ms > 0 ? expire : NULL,
-                           d.order_json};
-        ok = exec_ok(r, job->rid, "job_store_order", 11, p, NULL);
-    } else {
-        const char *p[] = {job->instance_id, d.charging_mode, d.period_type, period_p,
-                           d.product_id,     d.sku_code,      d.amount};
-        ok = exec_ok(r, job->rid, "job_store_plan", 7, p, NULL);
-    }
+    const char *p[] = {job->instance_id,
+                       d.order_type,
+                       d.charging_mode,
+                       d.period_type,
+                       d.period_number >= 0 ? period : NULL,
+                       d.product_id,
+                       d.sku_code,
+                       d.amount,
+                       d.trial ? "true" : "false",
+                       d.expire_ms > 0 ? expire : NULL,
+                       d.order_json,
+                       d.product_info};
+    bool ok = exec_ok(r, job->rid, "job_store_order", 12, p, NULL);
     if (ok)
         log_info(job->rid, "job %s: order %s fetched (type=%s charging=%s product=%s trial=%d)",
                  job->id, job->order_id, d.order_type ? d.order_type : "-",
@@ -258,6 +259,20 @@ static int fetch_order(runner_t *r, const job_t *job, bool initial)
         return -1;
     }
     return 0;
+}
+
+/* True when the job row is still running under this runner's lease (lock it until commit). */
+static pg_status_t job_is_ours(PGconn *conn, const runner_t *r, const job_t *job, bool *ours)
+{
+    pg_status_t st = PG_OK;
+    const char *jp[] = {job->id};
+    PGresult *res = pg_exec_logged(conn, job->rid, "job_lock", 1, jp, &st);
+    if (!res)
+        return st;
+    *ours = PQntuples(res) == 1 && strcmp(pg_value(res, 0, 0), "running") == 0 &&
+            pg_value(res, 0, 1) && strcmp(pg_value(res, 0, 1), r->owner) == 0;
+    PQclear(res);
+    return PG_OK;
 }
 
 typedef struct {
@@ -284,14 +299,11 @@ static pg_status_t finish_body(pg_tx_t *tx, void *arg)
         return st;
     instance_state_t from, to;
     bool found = PQntuples(res) == 1 && instance_state_parse(pg_value(res, 0, 0), &from);
+    bool freeze = found && strcmp(pg_value(res, 0, 5), "t") == 0; /* FREEZE while provisioning */
     PQclear(res);
-    const char *jp[] = {job->id};
-    res = pg_exec_logged(conn, rid, "job_lock", 1, jp, &st);
-    if (!res)
+    bool ours = false;
+    if ((st = job_is_ours(conn, c->r, job, &ours)) != PG_OK)
         return st;
-    bool ours = PQntuples(res) == 1 && strcmp(pg_value(res, 0, 0), "running") == 0 &&
-                pg_value(res, 0, 1) && strcmp(pg_value(res, 0, 1), c->r->owner) == 0;
-    PQclear(res);
     if (!found || !ours) {
         log_warn(rid, "job %s: no longer ours or instance gone; not storing", job->id);
         return PG_ROLLBACK;
@@ -300,10 +312,19 @@ static pg_status_t finish_body(pg_tx_t *tx, void *arg)
     instance_verdict_t v = instance_transition(from, INSTANCE_EV_PROVISIONED, &to, &why);
     c->kind_done = v == INSTANCE_INVALID ? "cancelled" : "done";
     if (v == INSTANCE_APPLY) {
+        /* Delivered in the status the marketplace set meanwhile. */
+        instance_state_t delivered = to;
+        if (freeze &&
+            instance_transition(to, INSTANCE_EV_FREEZE, &delivered, &why) != INSTANCE_APPLY)
+            delivered = to;
         const provisioner_credentials_t *k = c->creds;
-        const char *p[] = {job->instance_id,       k->front_end_url,   k->admin_url,
-                           c->user_sealed,         c->password_sealed, k->memo,
-                           instance_state_name(to)};
+        const char *p[] = {job->instance_id,
+                           k->front_end_url,
+                           k->admin_url,
+                           c->user_sealed,
+                           c->password_sealed,
+                           k->memo,
+                           instance_state_name(delivered)};
         res = pg_exec_logged(conn, rid, "job_store_credentials", 7, p, &st);
         if (!res)
             return st;
@@ -318,6 +339,18 @@ static pg_status_t finish_body(pg_tx_t *tx, void *arg)
                        .request_id = rid};
         if ((st = change_record(conn, &ch)) != PG_OK)
             return st;
+        if (delivered != to) {
+            change_t fz = {.instance_id = job->instance_id,
+                           .event = instance_event_name(INSTANCE_EV_FREEZE),
+                           .from_state = instance_state_name(to),
+                           .to_state = instance_state_name(delivered),
+                           .status = "FREEZE",
+                           .detail_json = "{\"requestedWhileProvisioning\":true}",
+                           .outbox_event = "instance.frozen",
+                           .request_id = rid};
+            if ((st = change_record(conn, &fz)) != PG_OK)
+                return st;
+        }
         c->activated = true;
     }
     const char *fp[] = {job->id, c->kind_done};
@@ -342,7 +375,7 @@ static void finish_job(runner_t *r, const job_t *job, const char *state)
 static void run_provision(runner_t *r, const job_t *job, job_instance_t *inst)
 {
     if (!inst->order_fetched) {
-        if (fetch_order(r, job, true) != 0)
+        if (fetch_order(r, job) != 0)
             return;
         bool found = false;
         if (!load_instance(r, job, inst, &found) || !found) {
@@ -381,10 +414,95 @@ static void run_provision(runner_t *r, const job_t *job, job_instance_t *inst)
                  c.activated ? "provisioned and active" : "needed no provisioning");
 }
 
+typedef struct {
+    runner_t *r;
+    const job_t *job;
+    const queryorder_details_t *d;
+    const char *event; /* outbox event written, or NULL */
+} sync_ctx_t;
+
+/* Apply a later order's plan (upgrade, renewal, trial to formal) and finish the job in one
+ * transaction. A refresh's event is written here, once the instance shows what its order says. */
+static pg_status_t sync_body(pg_tx_t *tx, void *arg)
+{
+    PGconn *conn = tx->conn;
+    sync_ctx_t *c = arg;
+    const job_t *job = c->job;
+    const char *rid = job->rid;
+    const queryorder_details_t *d = c->d;
+    pg_status_t st = PG_OK;
+    c->event = NULL;
+    const char *ip[] = {job->instance_id};
+    PGresult *res = pg_exec_logged(conn, rid, "instance_lock", 1, ip, &st);
+    if (!res)
+        return st;
+    instance_state_t state;
+    bool found = PQntuples(res) == 1 && instance_state_parse(pg_value(res, 0, 0), &state);
+    PQclear(res);
+    bool ours = false;
+    if ((st = job_is_ours(conn, c->r, job, &ours)) != PG_OK)
+        return st;
+    if (!found || !ours) {
+        log_warn(rid, "job %s: no longer ours or instance gone; not storing", job->id);
+        return PG_ROLLBACK;
+    }
+    const char *done[] = {job->id, state == INSTANCE_RELEASED ? "cancelled" : "done"};
+    if (state != INSTANCE_RELEASED) {
+        char period[16];
+        snprintf(period, sizeof period, "%d", d->period_number);
+        const char *p[] = {job->instance_id, d->charging_mode,
+                           d->period_type,   d->period_number >= 0 ? period : NULL,
+                           d->product_id,    d->sku_code,
+                           d->amount,        d->product_info};
+        if (!(res = pg_exec_logged(conn, rid, "job_store_plan", 8, p, &st)))
+            return st;
+        PQclear(res);
+        const char *ap[] = {job->instance_id, job->order_id};
+        if (!(res = pg_exec_logged(conn, rid, "job_refresh_scene", 2, ap, &st)))
+            return st;
+        char scene[64] = "";
+        if (PQntuples(res) == 1)
+            snprintf(scene, sizeof scene, "%s", pg_value(res, 0, 0));
+        PQclear(res);
+        c->event = *scene ? "instance.renewed" : NULL;
+        change_t ch = {.instance_id = job->instance_id,
+                       .event = "order_applied",
+                       .from_state = instance_state_name(state),
+                       .to_state = instance_state_name(state),
+                       .order_id = job->order_id,
+                       .order_line_id = job->order_line_id,
+                       .scene = *scene ? scene : NULL,
+                       .outbox_event = c->event,
+                       .request_id = rid};
+        if ((st = change_record(conn, &ch)) != PG_OK)
+            return st;
+    }
+    if (!(res = pg_exec_logged(conn, rid, "job_finish", 2, done, &st)))
+        return st;
+    PQclear(res);
+    return PG_OK;
+}
+
 static void run_order_sync(runner_t *r, const job_t *job)
 {
-    if (fetch_order(r, job, false) == 0)
-        finish_job(r, job, "done");
+    queryorder_details_t d;
+    char err[256];
+    if (queryorder_fetch(&r->cfg->market, job->order_id, job->order_line_id, &d, err, sizeof err) !=
+        0) {
+        job_fail(r, job, err);
+        return;
+    }
+    sync_ctx_t c = {.r = r, .job = job, .d = &d};
+    pg_status_t st = pg_tx_run(r->db, job->rid, sync_body, &c);
+    if (st == PG_FAIL)
+        job_fail(r, job, "database error while storing the order");
+    else if (st == PG_OK)
+        log_info(
+            job->rid, "job %s: order %s applied to %s (charging=%s period=%s x %d product=%s)%s%s",
+            job->id, job->order_id, job->instance_id, d.charging_mode ? d.charging_mode : "-",
+            d.period_type ? d.period_type : "-", d.period_number, d.product_id ? d.product_id : "-",
+            c.event ? ", event " : "", c.event ? c.event : "");
+    queryorder_details_free(&d);
 }
 
 /* Claim and run one due job; 1 when one ran, 0 when none was due, -1 on a database error. */

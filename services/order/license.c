@@ -3,7 +3,9 @@
  * (licenses from before Ed25519 signing stay the HMAC "KL1." tokens they were). New licenses are
  * signed with the service's Ed25519 key (KOOISV_LICENSE_KEY; common/licensesig: format KL2):
  *   payload = {eff, eid, exp, fp (sha256 hex of the fingerprint), iat, iid, kid} (times: epoch
- *   ms, UTC; exp null when absent). */
+ *   ms, UTC; exp null when absent).
+ * expireTime is mandatory for periodic products (spec §3): without it only ONE_TIME and
+ * ON_DEMAND instances get a license (exp null). */
 #include "order.h"
 
 #include <jansson.h>
@@ -18,7 +20,11 @@
 #include "xmalloc.h"
 
 const pg_stmt_t license_stmts[] = {
-    {"license_instance", "SELECT state FROM orders.instances WHERE instance_id = $1 FOR SHARE", 1},
+    /* Only an instance of the call's kind: test (testFlag 1) or real. */
+    {"license_instance",
+     "SELECT state, charging_mode FROM orders.instances"
+     " WHERE instance_id = $1 AND test_flag = $2::boolean FOR SHARE",
+     2},
     {"license_insert",
      "INSERT INTO orders.licenses (instance_id, event_id, fingerprint_sha256, device_fingerprint,"
      " effective_time, expire_time, license, request_id)"
@@ -51,6 +57,7 @@ typedef struct {
     const char *rid;
     const order_config_t *cfg;
     const Kooisv__GetLicenseAsync *req;
+    bool test_flag; /* the call's testFlag */
     const char *code;
     const char *msg;
     char fp_hex[65];
@@ -65,14 +72,19 @@ static pg_status_t license_body(pg_tx_t *tx, void *arg)
     license_ctx_t *c = arg;
     const Kooisv__GetLicenseAsync *r = c->req;
     pg_status_t st = PG_OK;
-    const char *p[] = {r->instance_id};
-    PGresult *res = pg_exec_logged(conn, c->rid, "license_instance", 1, p, &st);
+    const char *p[] = {r->instance_id, c->test_flag ? "true" : "false"};
+    PGresult *res = pg_exec_logged(conn, c->rid, "license_instance", 2, p, &st);
     if (!res)
         return st;
     instance_state_t cur = INSTANCE_RELEASED, to;
     const char *why = "";
     bool found = PQntuples(res) == 1;
     bool known = found && instance_state_parse(pg_value(res, 0, 0), &cur);
+    const char *mode = found ? pg_value(res, 0, 1) : NULL;
+    /* A periodic product's license ends with its period; only ONE_TIME and ON_DEMAND ones may be
+     * perpetual. Before Query Order answered, the mode is unknown: ask again later. */
+    bool needs_end = mode && strcmp(mode, "ONE_TIME") != 0 && strcmp(mode, "ON_DEMAND") != 0;
+    bool mode_unknown = !mode;
     PQclear(res);
     if (!found) {
         c->code = RC_NO_INSTANCE;
@@ -84,6 +96,16 @@ static pg_status_t license_body(pg_tx_t *tx, void *arg)
     if (instance_transition(cur, INSTANCE_EV_LICENSE, &to, &why) != INSTANCE_APPLY) {
         c->code = RC_INVALID;
         c->msg = why;
+        return PG_ROLLBACK;
+    }
+    if (!c->has_exp && needs_end) {
+        c->code = RC_INVALID;
+        c->msg = "expireTime is required for a periodic product";
+        return PG_ROLLBACK;
+    }
+    if (!c->has_exp && mode_unknown) {
+        c->code = RC_BUSY;
+        c->msg = "the instance's order is still being fetched; without expireTime, retry later";
         return PG_ROLLBACK;
     }
     const char *g[] = {r->instance_id, r->event_id, c->fp_hex};
@@ -123,7 +145,8 @@ static pg_status_t license_body(pg_tx_t *tx, void *arg)
 
 void license_issue(svcrt_worker_t *w, svc_call_t *call)
 {
-    const Kooisv__GetLicenseAsync *r = svc_call_request(call)->get_license_async;
+    const Kooisv__Envelope *env = svc_call_request(call);
+    const Kooisv__GetLicenseAsync *r = env->get_license_async;
     if (!order_require(call, "instanceId", r->instance_id, 256) ||
         !order_require(call, "eventId", r->event_id, 256) ||
         !order_require(call, "effectiveTime", r->effective_time, 32))
@@ -132,7 +155,8 @@ void license_issue(svcrt_worker_t *w, svc_call_t *call)
         svc_call_result(call, RC_INVALID, "deviceFingerprint is longer than 1024 characters");
         return;
     }
-    license_ctx_t c = {.rid = svc_call_rid(call), .cfg = order_cfg(w), .req = r};
+    license_ctx_t c = {
+        .rid = svc_call_rid(call), .cfg = order_cfg(w), .req = r, .test_flag = env->test_flag};
     /* Always UTC (spec §3), whatever KOOISV_MARKETPLACE_TIME_ZONE says about other times. */
     char why[160];
     if (!time_parse_license(r->effective_time, &c.eff, why, sizeof why)) {

@@ -32,19 +32,27 @@ const pg_stmt_t lifecycle_stmts[] = {
      "INSERT INTO orders.jobs (kind, instance_id, order_id, order_line_id, request_id)"
      " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
      5},
+    /* Key (order_applications_key): a renewal and its cancellation share the orderId. */
     {"application_exists",
-     "SELECT 1 FROM orders.order_applications"
-     " WHERE instance_id = $1 AND activity = $2 AND order_id = $3",
-     3},
+     "SELECT 1 FROM orders.order_applications WHERE instance_id = $1 AND activity = $2"
+     " AND order_id = $3 AND coalesce(scene, '') = coalesce($4, '')",
+     4},
     {"application_insert",
      "INSERT INTO orders.order_applications (instance_id, activity, order_id, order_line_id,"
      " scene, request_id) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
      6},
     {"instance_lock",
      "SELECT state, to_char(expire_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-     " product_id FROM orders.instances WHERE instance_id = $1 FOR UPDATE",
+     " product_id, test_flag, charging_mode, freeze_requested FROM orders.instances"
+     " WHERE instance_id = $1 FOR UPDATE",
      1},
-    {"instance_state", "SELECT state FROM orders.instances WHERE instance_id = $1", 1},
+    /* A debug call (testFlag 1) sees only test instances, a real call only real ones. */
+    {"instance_state",
+     "SELECT state FROM orders.instances WHERE instance_id = $1 AND test_flag = $2::boolean", 2},
+    {"instance_request_freeze",
+     "UPDATE orders.instances SET freeze_requested = $2::boolean, updated_at = now()"
+     " WHERE instance_id = $1",
+     2},
     {"instance_set_state",
      "UPDATE orders.instances SET state = $2, updated_at = now(),"
      " released_at = CASE WHEN $2 = 'released' THEN now() ELSE released_at END"
@@ -79,11 +87,14 @@ static void decide(verdict_t *v, const char *code, const char *fmt, const char *
     snprintf(v->msg, sizeof v->msg, fmt, arg ? arg : "");
 }
 
-/* The locked instance: state, expiry (ISO, "" when none) and product. */
+/* The locked instance: state, expiry (ISO, "" when none), product and test flag. */
 typedef struct {
     instance_state_t state;
     char expire[32];
     char product[ID_MAX + 1];
+    bool test_flag;
+    bool one_time;         /* charging mode ONE_TIME (known once Query Order answered) */
+    bool freeze_requested; /* FREEZE while provisioning: delivered frozen */
 } locked_t;
 
 /* Lock instance_id; PG_OK with *found saying whether it exists. */
@@ -106,6 +117,9 @@ static pg_status_t instance_lock(PGconn *conn, const char *rid, const char *inst
                  pg_value(res, 0, 1) ? pg_value(res, 0, 1) : "");
         snprintf(out->product, sizeof out->product, "%s",
                  pg_value(res, 0, 2) ? pg_value(res, 0, 2) : "");
+        out->test_flag = strcmp(pg_value(res, 0, 3), "t") == 0;
+        out->one_time = pg_value(res, 0, 4) && strcmp(pg_value(res, 0, 4), "ONE_TIME") == 0;
+        out->freeze_requested = strcmp(pg_value(res, 0, 5), "t") == 0;
     }
     PQclear(res);
     return PG_OK;
@@ -123,13 +137,14 @@ static pg_status_t exec_void(PGconn *conn, const char *rid, const char *stmt, in
     return PG_OK;
 }
 
-/* PG_OK with *applied = whether (instance, activity, order) was already applied. */
+/* PG_OK with *applied = whether (instance, activity, order, scene) was already applied. */
 static pg_status_t application_seen(PGconn *conn, const char *rid, const char *instance_id,
-                                    const char *activity, const char *order_id, bool *applied)
+                                    const char *activity, const char *order_id, const char *scene,
+                                    bool *applied)
 {
     pg_status_t st = PG_OK;
-    const char *p[] = {instance_id, activity, order_id};
-    PGresult *res = pg_exec_logged(conn, rid, "application_exists", 3, p, &st);
+    const char *p[] = {instance_id, activity, order_id, scene};
+    PGresult *res = pg_exec_logged(conn, rid, "application_exists", 4, p, &st);
     if (!res)
         return st;
     *applied = PQntuples(res) > 0;
@@ -137,14 +152,16 @@ static pg_status_t application_seen(PGconn *conn, const char *rid, const char *i
     return PG_OK;
 }
 
-/* Lock instance_id into *cur; PG_ROLLBACK with the verdict 000003 when it does not exist. */
-static pg_status_t lock_existing(PGconn *conn, verdict_t *v, const char *instance_id, locked_t *cur)
+/* Lock instance_id into *cur; PG_ROLLBACK with the verdict 000003 when it does not exist for a
+ * call with this testFlag (debug calls see only test instances, real calls only real ones). */
+static pg_status_t lock_existing(PGconn *conn, verdict_t *v, const char *instance_id, bool test,
+                                 locked_t *cur)
 {
     bool found = false;
     pg_status_t st = instance_lock(conn, v->rid, instance_id, cur, &found);
     if (st != PG_OK)
         return st;
-    if (!found) {
+    if (!found || cur->test_flag != test) {
         decide(v, RC_NO_INSTANCE, "instance %s does not exist", instance_id);
         return PG_ROLLBACK;
     }
@@ -307,6 +324,7 @@ typedef struct {
     const char *activity; /* refreshInstance | upgradeInstance */
     instance_event_t event;
     const char *instance_id;
+    bool test_flag; /* the call's testFlag */
     const char *order_id;
     const char *order_line_id;
     const char *scene;      /* refresh */
@@ -326,10 +344,10 @@ static pg_status_t apply_body(pg_tx_t *tx, void *arg)
     instance_state_t to;
     pg_status_t st;
     c->changed = false;
-    if ((st = lock_existing(conn, &c->v, c->instance_id, &cur)) != PG_OK)
+    if ((st = lock_existing(conn, &c->v, c->instance_id, c->test_flag, &cur)) != PG_OK)
         return st;
-    if ((st = application_seen(conn, rid, c->instance_id, c->activity, c->order_id, &applied)) !=
-        PG_OK)
+    if ((st = application_seen(conn, rid, c->instance_id, c->activity, c->order_id, c->scene,
+                               &applied)) != PG_OK)
         return st;
     if (applied) {
         decide(&c->v, RC_OK, "success (order %s already applied)", c->order_id);
@@ -337,6 +355,11 @@ static pg_status_t apply_body(pg_tx_t *tx, void *arg)
     }
     if ((st = transition_or_verdict(&c->v, cur.state, c->event, &to, "success")) != PG_OK)
         return st;
+    if (c->event == INSTANCE_EV_REFRESH && cur.one_time) {
+        decide(&c->v, RC_INVALID, "instance %s is a ONE_TIME purchase: it has no expiry to refresh",
+               c->instance_id);
+        return PG_ROLLBACK;
+    }
     const char *app[] = {c->instance_id, c->activity, c->order_id, c->order_line_id, c->scene, rid};
     if ((st = exec_void(conn, rid, "application_insert", 6, app)) != PG_OK)
         return st;
@@ -352,6 +375,17 @@ static pg_status_t apply_body(pg_tx_t *tx, void *arg)
         json_object_set_new(detail, "previousExpireTime",
                             *cur.expire ? json_string(cur.expire) : json_null());
         outbox = "instance.renewed";
+        /* A renewal or a trial's conversion is an order of its own: its period and product come
+         * from Query Order, in the background, and its event follows once they are stored. A
+         * cancellation names the renewal's order, which changes no plan. */
+        if (strcmp(c->scene, "UNSUBSCRIBE_RENEWAL_PERIOD") != 0) {
+            const char *job[] = {"order_sync", c->instance_id, c->order_id, c->order_line_id, rid};
+            if (st == PG_OK)
+                st = exec_void(conn, rid, "job_insert", 5, job);
+            if (st == PG_OK)
+                st = change_notify_jobs(conn, rid);
+            outbox = NULL;
+        }
     } else {
         const char *p[] = {c->instance_id, c->product_id};
         const char *job[] = {"order_sync", c->instance_id, c->order_id, c->order_line_id, rid};
@@ -401,7 +435,8 @@ static bool apply_order(svcrt_worker_t *w, svc_call_t *call, apply_ctx_t *c)
 
 void lifecycle_refresh(svcrt_worker_t *w, svc_call_t *call)
 {
-    const Kooisv__RefreshInstance *r = svc_call_request(call)->refresh_instance;
+    const Kooisv__Envelope *env = svc_call_request(call);
+    const Kooisv__RefreshInstance *r = env->refresh_instance;
     if (!order_require(call, "instanceId", r->instance_id, ID_MAX) ||
         !order_require(call, "scene", r->scene, 64) ||
         !order_require(call, "orderId", r->order_id, ID_MAX) ||
@@ -418,6 +453,7 @@ void lifecycle_refresh(svcrt_worker_t *w, svc_call_t *call)
                      .activity = "refreshInstance",
                      .event = INSTANCE_EV_REFRESH,
                      .instance_id = r->instance_id,
+                     .test_flag = env->test_flag,
                      .order_id = r->order_id,
                      .order_line_id = r->order_line_id,
                      .scene = r->scene,
@@ -435,7 +471,8 @@ void lifecycle_refresh(svcrt_worker_t *w, svc_call_t *call)
 
 void lifecycle_upgrade(svcrt_worker_t *w, svc_call_t *call)
 {
-    const Kooisv__UpgradeInstance *r = svc_call_request(call)->upgrade_instance;
+    const Kooisv__Envelope *env = svc_call_request(call);
+    const Kooisv__UpgradeInstance *r = env->upgrade_instance;
     if (!order_require(call, "instanceId", r->instance_id, ID_MAX) ||
         !order_require(call, "orderId", r->order_id, ID_MAX) ||
         !order_require(call, "orderLineId", r->order_line_id, ID_MAX))
@@ -444,6 +481,7 @@ void lifecycle_upgrade(svcrt_worker_t *w, svc_call_t *call)
                      .activity = "upgradeInstance",
                      .event = INSTANCE_EV_UPGRADE,
                      .instance_id = r->instance_id,
+                     .test_flag = env->test_flag,
                      .order_id = r->order_id,
                      .order_line_id = r->order_line_id,
                      .product_id = order_nullable(r->product_id)};
@@ -457,6 +495,7 @@ typedef struct {
     verdict_t v;
     instance_event_t event;
     const char *instance_id;
+    bool test_flag;            /* the call's testFlag */
     const char *order_id;      /* release by unsubscription, else NULL */
     const char *order_line_id; /* idem */
     const char *status;        /* FREEZE / UNFREEZE, NULL for release */
@@ -475,6 +514,34 @@ static const char *outbox_event_of(instance_event_t ev)
     }
 }
 
+/* FREEZE/UNFREEZE while provisioning: keep the wanted status for the provisioning job, which
+ * delivers the instance in it. */
+static pg_status_t status_while_provisioning(PGconn *conn, state_ctx_t *c, const locked_t *cur)
+{
+    bool freeze = c->event == INSTANCE_EV_FREEZE;
+    if (cur->freeze_requested == freeze) {
+        decide(&c->v, RC_OK, "%s",
+               freeze ? "success (instance will be delivered frozen)" : "success (not frozen)");
+        return PG_ROLLBACK;
+    }
+    const char *p[] = {c->instance_id, freeze ? "true" : "false"};
+    pg_status_t st = exec_void(conn, c->v.rid, "instance_request_freeze", 2, p);
+    if (st != PG_OK)
+        return st;
+    const char *state = instance_state_name(cur->state);
+    change_t ch = {.instance_id = c->instance_id,
+                   .event = instance_event_name(c->event),
+                   .from_state = state,
+                   .to_state = state,
+                   .status = c->status,
+                   .detail_json = "{\"whileProvisioning\":true}",
+                   .request_id = c->v.rid};
+    st = record_applied(conn, &c->v, &ch, &c->changed);
+    if (st == PG_OK && freeze)
+        decide(&c->v, RC_OK, "%s", "success (instance will be delivered frozen)");
+    return st;
+}
+
 static pg_status_t state_body(pg_tx_t *tx, void *arg)
 {
     PGconn *conn = tx->conn;
@@ -484,10 +551,12 @@ static pg_status_t state_body(pg_tx_t *tx, void *arg)
     instance_state_t to;
     pg_status_t st;
     c->changed = false;
-    if ((st = lock_existing(conn, &c->v, c->instance_id, &cur)) != PG_OK ||
+    if ((st = lock_existing(conn, &c->v, c->instance_id, c->test_flag, &cur)) != PG_OK ||
         (st = transition_or_verdict(&c->v, cur.state, c->event, &to,
                                     "success (instance already %s)")) != PG_OK)
         return st;
+    if (cur.state == INSTANCE_PROVISIONING && c->event != INSTANCE_EV_RELEASE)
+        return status_while_provisioning(conn, c, &cur);
     const char *p[] = {c->instance_id, instance_state_name(to)};
     if ((st = exec_void(conn, rid, "instance_set_state", 2, p)) != PG_OK)
         return st;
@@ -524,12 +593,15 @@ static void state_change(svcrt_worker_t *w, svc_call_t *call, state_ctx_t *c)
 
 void lifecycle_status(svcrt_worker_t *w, svc_call_t *call)
 {
-    const Kooisv__UpdateInstanceStatus *r = svc_call_request(call)->update_instance_status;
+    const Kooisv__Envelope *env = svc_call_request(call);
+    const Kooisv__UpdateInstanceStatus *r = env->update_instance_status;
     if (!order_require(call, "instanceId", r->instance_id, ID_MAX) ||
         !order_require(call, "status", r->status, 16))
         return;
-    state_ctx_t c = {
-        .v = {.rid = svc_call_rid(call)}, .instance_id = r->instance_id, .status = r->status};
+    state_ctx_t c = {.v = {.rid = svc_call_rid(call)},
+                     .instance_id = r->instance_id,
+                     .test_flag = env->test_flag,
+                     .status = r->status};
     if (strcmp(r->status, "FREEZE") == 0) {
         c.event = INSTANCE_EV_FREEZE;
     } else if (strcmp(r->status, "UNFREEZE") == 0) {
@@ -543,7 +615,8 @@ void lifecycle_status(svcrt_worker_t *w, svc_call_t *call)
 
 void lifecycle_release(svcrt_worker_t *w, svc_call_t *call)
 {
-    const Kooisv__ReleaseInstance *r = svc_call_request(call)->release_instance;
+    const Kooisv__Envelope *env = svc_call_request(call);
+    const Kooisv__ReleaseInstance *r = env->release_instance;
     if (!order_require(call, "instanceId", r->instance_id, ID_MAX))
         return;
     if (strlen(r->order_id) > ID_MAX || strlen(r->order_line_id) > ID_MAX) {
@@ -553,6 +626,7 @@ void lifecycle_release(svcrt_worker_t *w, svc_call_t *call)
     state_ctx_t c = {.v = {.rid = svc_call_rid(call)},
                      .event = INSTANCE_EV_RELEASE,
                      .instance_id = r->instance_id,
+                     .test_flag = env->test_flag,
                      .order_id = order_nullable(r->order_id),
                      .order_line_id = order_nullable(r->order_line_id)};
     state_change(w, call, &c);
@@ -562,14 +636,15 @@ void lifecycle_release(svcrt_worker_t *w, svc_call_t *call)
 
 void lifecycle_change_check(svcrt_worker_t *w, svc_call_t *call)
 {
-    const Kooisv__ChangeInstanceCheck *r = svc_call_request(call)->change_instance_check;
+    const Kooisv__Envelope *env = svc_call_request(call);
+    const Kooisv__ChangeInstanceCheck *r = env->change_instance_check;
     const char *rid = svc_call_rid(call);
     if (!order_require(call, "instanceId", r->instance_id, ID_MAX) ||
         !order_require(call, "productInfo.productId", r->product_id, ID_MAX))
         return;
     pg_status_t st = PG_OK;
-    const char *p[] = {r->instance_id};
-    PGresult *res = pg_session_exec(w->db, rid, "instance_state", 1, p, &st);
+    const char *p[] = {r->instance_id, env->test_flag ? "true" : "false"};
+    PGresult *res = pg_session_exec(w->db, rid, "instance_state", 2, p, &st);
     if (!res) {
         order_reply(call, st, RC_INTERNAL, "");
         return;

@@ -1,4 +1,5 @@
-/* query: queryInstance (spec §3). Read-only: up to 100 ids; unknown and released instances are
+/* query: queryInstance (spec §3). Read-only: up to 100 ids; unknown and released instances, and
+ * those of the other kind (a debug call sees only test instances, a real call only real ones), are
  * left out; appInfo appears once provisioning stored the credentials, whose user name and
  * password are opened from their sealed form and re-encrypted for the wire (appcrypt). */
 #include "order.h"
@@ -17,8 +18,8 @@ const pg_stmt_t query_stmts[] = {
     {"query_instances",
      "SELECT instance_id, front_end_url, admin_url, user_name_sealed, password_sealed, memo,"
      " provisioned_at IS NOT NULL FROM orders.instances"
-     " WHERE instance_id = ANY($1::text[]) AND state <> 'released'",
-     1},
+     " WHERE instance_id = ANY($1::text[]) AND state <> 'released' AND test_flag = $2::boolean",
+     2},
 };
 const size_t query_stmts_count = sizeof query_stmts / sizeof query_stmts[0];
 
@@ -76,7 +77,8 @@ static int row_of(const PGresult *res, const char *id)
 
 void query_instances(svcrt_worker_t *w, svc_call_t *call)
 {
-    const Kooisv__QueryInstance *r = svc_call_request(call)->query_instance;
+    const Kooisv__Envelope *env = svc_call_request(call);
+    const Kooisv__QueryInstance *r = env->query_instance;
     const char *rid = svc_call_rid(call);
     if (r->n_instance_ids == 0) {
         svc_call_result(call, RC_INVALID, "instanceId is required");
@@ -94,9 +96,9 @@ void query_instances(svcrt_worker_t *w, svc_call_t *call)
         }
     }
     char *ids = array_literal(r->instance_ids, r->n_instance_ids);
-    const char *p[] = {ids};
+    const char *p[] = {ids, env->test_flag ? "true" : "false"};
     pg_status_t st = PG_OK;
-    PGresult *res = pg_session_exec(w->db, rid, "query_instances", 1, p, &st);
+    PGresult *res = pg_session_exec(w->db, rid, "query_instances", 2, p, &st);
     free(ids);
     if (!res) {
         order_reply(call, st, RC_INTERNAL, "");

@@ -68,7 +68,7 @@ static int64_t parse_expire(const char *s, const time_zone_t *zone)
     return (int64_t)timegm(&tm) * 1000;
 }
 
-int queryorder_parse(const char *body, size_t len, const char *order_line_id,
+int queryorder_parse(const char *body, size_t len, const char *order_id, const char *order_line_id,
                      const time_zone_t *zone, queryorder_details_t *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
@@ -95,6 +95,17 @@ int queryorder_parse(const char *body, size_t len, const char *order_line_id,
         json_decref(root);
         return -1;
     }
+    /* An answer about another order (a mix-up on either side) must never land on this one. */
+    char *answered = member_text(info, "orderId");
+    bool same_order = answered && order_id && strcmp(answered, order_id) == 0;
+    if (!same_order) {
+        snprintf(err, errlen, "Query Order answered orderId %.64s for order %.64s",
+                 answered ? answered : "(none)", order_id ? order_id : "");
+        free(answered);
+        json_decref(root);
+        return -1;
+    }
+    free(answered);
     json_t *line = NULL;
     for (size_t i = 0; i < json_array_size(lines) && !line; i++) {
         const char *id =
@@ -102,18 +113,21 @@ int queryorder_parse(const char *body, size_t len, const char *order_line_id,
         if (id && order_line_id && strcmp(id, order_line_id) == 0)
             line = json_array_get(lines, i);
     }
-    /* A one-line order answered under another line id is still that order's only line. */
-    if (!line && json_array_size(lines) == 1)
-        line = json_array_get(lines, 0);
     if (!json_is_object(line)) {
         snprintf(err, errlen, "order line %.64s is not in the Query Order answer",
                  order_line_id ? order_line_id : "");
         json_decref(root);
         return -1;
     }
-    json_t *product = json_object_get(line, "productInfo");
-    if (json_is_array(product))
-        product = json_array_get(product, 0);
+    json_t *products = json_object_get(line, "productInfo");
+    json_t *product = json_is_array(products) ? json_array_get(products, 0) : products;
+    if (json_is_array(products) && json_array_size(products) > 0) {
+        out->product_info = json_dumps(products, JSON_COMPACT | JSON_SORT_KEYS);
+    } else if (json_is_object(products)) {
+        json_t *one = json_pack("[O]", products);
+        out->product_info = json_dumps(one, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(one);
+    }
 
     out->order_type = member_text(info, "orderType");
     out->charging_mode = member_text(line, "chargingMode");
@@ -160,6 +174,7 @@ void queryorder_details_free(queryorder_details_t *d)
     free(d->period_type);
     free(d->product_id);
     free(d->sku_code);
+    free(d->product_info);
     free(d->amount);
     free(d->expire_raw);
     free(d->order_json);
@@ -235,7 +250,8 @@ int queryorder_fetch(const queryorder_config_t *cfg, const char *order_id,
     else if (resp.status != 200)
         snprintf(err, errlen, "Query Order answered HTTP %d", resp.status);
     else
-        rc = queryorder_parse(resp.body, resp.body_len, order_line_id, cfg->zone, out, err, errlen);
+        rc = queryorder_parse(resp.body, resp.body_len, order_id, order_line_id, cfg->zone, out,
+                              err, errlen);
     httpc_response_free(&resp);
     free(h_host);
     free(h_auth);

@@ -1,7 +1,8 @@
 /* singleOrgSync and allOrgSync (spec §4): idempotency key instance + tenant + orgCode. Orgs may
- * arrive in any order (a child before its parent); the one thing refused is a cycle, checked
- * inside the transaction while the tenant's tree is locked, so concurrent moves cannot close
- * one between them. */
+ * arrive in any order (a child before its parent, two moves swapped): every single org change is
+ * stored as sent, and the tree is resolved when it is read (orgtree). A move that closes a cycle
+ * given the current tree is accepted too, since the move that breaks it may still be on its way;
+ * it is logged as a warning and the operators' tree view marks the cycle. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +34,8 @@ const pg_stmt_t orgsync_stmts[] = {
      " (EXCLUDED.org_name, EXCLUDED.parent_code)"
      " RETURNING (xmax = 0) AS inserted",
      6},
-    /* After a change to org $3: do its ancestors include itself? The tree was acyclic before,
-     * so a new cycle must run through $3. UNION (not ALL) stops even on a damaged tree. */
+    /* After a change to org $3: do its ancestors include itself (it is on a cycle)? UNION (not
+     * ALL) stops on a cycle elsewhere in the tree too. */
     {"org_cycle",
      "WITH RECURSIVE up(code) AS ("
      " SELECT parent_code FROM orgs WHERE instance_id = $1 AND tenant_id = $2 AND org_code = $3"
@@ -83,7 +84,7 @@ static pg_status_t single_tx(svcrt_tx_t *tx, void *arg)
                        m->org_name,    m->parent_code, env->test_flag ? "true" : "false"};
     PGresult *r;
     const char *action = NULL;
-    bool created = false;
+    bool created = false, cycle = false;
     if (m->flag == 0) {
         /* delete: children stay, shown as orphans until their parent returns */
         if (!(r = svcrt_exec(tx, "org_delete", 3, p)))
@@ -107,14 +108,13 @@ static pg_status_t single_tx(svcrt_tx_t *tx, void *arg)
         if (action && *m->parent_code) {
             if (!(r = svcrt_exec(tx, "org_cycle", 3, p)))
                 return PG_FAIL;
-            bool cycle = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+            cycle = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
             PQclear(r);
-            if (cycle) {
-                svc_call_result(tx->call, "000002",
-                                "parentCode: making %s a child of %s would create a cycle",
-                                m->org_code, m->parent_code);
-                return PG_ROLLBACK;
-            }
+            if (cycle)
+                log_warn(svc_call_rid(tx->call),
+                         "singleOrgSync instance=%s tenant=%s: org %s under %s closes a cycle;"
+                         " stored as sent (a later move may break it), shown in tenant.tree",
+                         m->instance_id, m->tenant_id, m->org_code, m->parent_code);
         }
     }
     if (!action)
@@ -123,6 +123,8 @@ static pg_status_t single_tx(svcrt_tx_t *tx, void *arg)
                              "parentCode", m->parent_code);
     if (m->flag != 0)
         json_object_set_new(data, "created", json_boolean(created));
+    if (cycle)
+        json_object_set_new(data, "cycle", json_true());
     return svcrt_emit(tx, "singleOrgSync", action, m->instance_id, m->tenant_id, data);
 }
 

@@ -26,8 +26,8 @@ const char *orgtree_duplicate(const orgtree_t *self);
 /* Code of an org on a parent cycle, or NULL when the forest is acyclic. */
 const char *orgtree_cycle(const orgtree_t *self);
 /* [{orgCode, orgName, parentCode, children:[...]}...] roots first by code; a root whose parent
- * is missing carries "orphan": true, an org on a cycle (never stored, but shown rather than
- * lost) "cycle": true. Caller owns the result. */
+ * is missing carries "orphan": true, an org on a cycle (moves stored in any order may leave
+ * one) "cycle": true, as a root. Caller owns the result. */
 json_t *orgtree_json(const orgtree_t *self);
 
 #endif

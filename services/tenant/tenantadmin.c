@@ -89,14 +89,23 @@ static void admin_tree(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminR
     orgtree_t *tree = orgtree_new(nodes, n);
     free(nodes);
     json_t *roots = orgtree_json(tree);
+    const char *cycle = orgtree_cycle(tree);
+    json_t *cycle_at = cycle ? json_string(cycle) : json_null();
+    size_t cycle_count = 0;
     size_t k;
     json_t *root;
-    json_array_foreach(roots, k, root) if (json_is_true(json_object_get(root, "orphan"))) orphans++;
+    json_array_foreach(roots, k, root)
+    {
+        orphans += json_is_true(json_object_get(root, "orphan"));
+        cycle_count += json_is_true(json_object_get(root, "cycle"));
+    }
     orgtree_destroy(&tree);
     PQclear(r);
-    svcadmin_reply(call, json_pack("{s:s,s:s,s:I,s:I,s:o}", "instanceId", instance, "tenantId",
-                                   tenant, "orgCount", (json_int_t)n, "orphanCount",
-                                   (json_int_t)orphans, "tree", roots));
+    /* Moves are stored in any order; a cycle that no later move broke is the operators' to see. */
+    svcadmin_reply(call, json_pack("{s:s,s:s,s:I,s:I,s:I,s:o,s:o}", "instanceId", instance,
+                                   "tenantId", tenant, "orgCount", (json_int_t)n, "orphanCount",
+                                   (json_int_t)orphans, "cycleCount", (json_int_t)cycle_count,
+                                   "cycleAt", cycle_at, "tree", roots));
 }
 
 bool tenantadmin_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)

@@ -27,6 +27,7 @@ typedef struct {
     bool control_any;           /* control API from any address, not only loopback */
     time_zone_t *zone;          /* KOOISV_MARKETPLACE_TIME_ZONE: zone of Query Order's times */
     json_t *orders;             /* orderId -> orderInfo: registered, or answered once (frozen) */
+    json_t *verbatim;           /* orderId -> true: answered as registered, never narrowed */
     json_t *calls;              /* path key -> {"count": n, "calls": [...]} */
     json_t *faults;          /* path key -> {"mode", "count", "delay_ms", "code", "http_status"} */
     json_t *usage;           /* accepted usage records, in arrival order */
@@ -90,7 +91,9 @@ bool emu_parse_utc_compact(const char *s, int64_t *ms_out);
 /* GET order/query: verify SDK-HMAC-SHA256, answer the order. */
 void emu_order_query(emu_exchange_t *ex);
 /* Register an order (orderInfo object, or {"orderInfo": ...}); missing fields get yearly
- * defaults. Returns the stored orderId or NULL with why set. */
+ * defaults. With "answerFor": ID beside "orderInfo", queries for ID get that orderInfo as it is
+ * (its own orderId, every line, whatever orderLineId was asked): a wrong answer for tests of the
+ * seller's checks. Returns the stored (asked-for) orderId or NULL with why set. */
 const char *emu_order_register(emu_t *emu, json_t *order, const char **why);
 
 /* --- usage.c -------------------------------------------------------------------------- */

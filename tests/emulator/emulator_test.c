@@ -345,6 +345,30 @@ static void test_registered_order(void **state)
 
     emu_call("POST", "/_emulator/orders", "{\"orderLine\":[]}", 400, &k);
     kresp_free(&k);
+
+    /* answerFor: asked for id2, answered with another order's id and line, never narrowed */
+    char *id2 = kc_uid("T");
+    char *wrong = xasprintf("{\"answerFor\":\"%s\",\"orderInfo\":{\"orderId\":\"OTHER\","
+                            "\"orderLine\":[{\"orderLineId\":\"OTHER-9\"}]}}",
+                            id2);
+    emu_call("POST", "/_emulator/orders", wrong, 200, &k);
+    assert_string_equal(jstr(k.json, "orderId"), id2);
+    kresp_free(&k);
+    char *line_asked = xasprintf("%s-000001", id2);
+    assert_int_equal(query_order(id2, line_asked, &r), 0);
+    v = body_json(&r);
+    assert_string_equal(jstr(v, "resultCode"), "MKT.0000");
+    assert_string_equal(jstr(v, "orderInfo.orderId"), "OTHER");
+    assert_string_equal(jstr(v, "orderInfo.orderLine.0.orderLineId"), "OTHER-9");
+    json_decref(v);
+    httpc_response_free(&r);
+    emu_call("POST", "/_emulator/orders", "{\"answerFor\":\"\",\"orderInfo\":{}}", 400, &k);
+    kresp_free(&k);
+    emu_call("POST", "/_emulator/orders", "{\"answerFor\":\"X\",\"orderId\":\"X\"}", 400, &k);
+    kresp_free(&k);
+    free(line_asked);
+    free(wrong);
+    free(id2);
     free(line2);
     free(body);
     free(id);

@@ -22,6 +22,7 @@
 void emu_state_init(emu_t *emu)
 {
     emu->orders = json_object();
+    emu->verbatim = json_object();
     emu->calls = json_object();
     emu->faults = json_object();
     emu->usage = json_array();
@@ -38,6 +39,7 @@ void emu_state_free(emu_t *emu)
 {
     delayed_free_all(emu);
     json_decref(emu->orders);
+    json_decref(emu->verbatim);
     json_decref(emu->calls);
     json_decref(emu->faults);
     json_decref(emu->usage);

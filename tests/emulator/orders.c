@@ -153,9 +153,18 @@ static bool order_complete(const emu_t *emu, json_t *order, int64_t now, const c
 
 const char *emu_order_register(emu_t *emu, json_t *order, const char **why)
 {
+    json_t *answer_for = json_object_get(order, "answerFor");
+    if (answer_for && (!json_is_string(answer_for) || !*json_string_value(answer_for))) {
+        *why = "answerFor must be a non-empty string";
+        return NULL;
+    }
     json_t *info = json_object_get(order, "orderInfo");
     if (info)
         order = info;
+    else if (answer_for) {
+        *why = "answerFor goes beside an orderInfo object";
+        return NULL;
+    }
     if (!json_is_object(order)) {
         *why = "body must be an orderInfo object";
         return NULL;
@@ -166,8 +175,14 @@ const char *emu_order_register(emu_t *emu, json_t *order, const char **why)
         return NULL;
     }
     const char *id = json_string_value(json_object_get(copy, "orderId"));
+    if (answer_for) {
+        id = json_string_value(answer_for);
+        json_object_set_new(emu->verbatim, id, json_true());
+    } else {
+        json_object_del(emu->verbatim, id);
+    }
     json_object_set_new(emu->orders, id, copy);
-    return id;
+    return json_object_iter_key(json_object_iter_at(emu->orders, id));
 }
 
 /* The order for id (borrowed, kept in emu->orders) or NULL when the marketplace has none. */
@@ -234,7 +249,7 @@ void emu_order_query(emu_exchange_t *ex)
         goto out;
     }
     json_t *info = json_deep_copy(order);
-    if (line_id && *line_id) {
+    if (line_id && *line_id && !json_object_get(emu->verbatim, order_id)) {
         /* orderLineId narrows the answer to that line. */
         json_t *lines = json_object_get(info, "orderLine");
         json_t *kept = json_array();

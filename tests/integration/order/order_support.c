@@ -92,15 +92,17 @@ json_t *ot_info_of(json_t *info, const char *id)
 
 typedef struct {
     const char *id;
+    const char *test_flag; /* the instance's own: a debug call sees only test instances */
     json_t *app;
 } wait_t;
 
-/* queryInstance of ids: the info array, or NULL while the service answers 000005 (the
- * marketplace retries those too). */
-static json_t *query_tolerant(const char *ids)
+/* queryInstance of ids with testFlag test_flag: the info array, or NULL while the service
+ * answers 000005 (the marketplace retries those too). */
+static json_t *query_tolerant(const char *ids, const char *test_flag)
 {
     kresp_t r;
-    ot_basic(&r, "{s:s, s:s}", "activity", "queryInstance", "instanceId", ids);
+    ot_basic(&r, "{s:s, s:s, s:s}", "activity", "queryInstance", "instanceId", ids, "testFlag",
+             test_flag);
     json_t *info = NULL;
     if (strcmp(r.code, "000000") == 0) {
         info = json_object_get(r.json, "info");
@@ -117,7 +119,7 @@ static json_t *query_tolerant(const char *ids)
 static bool has_app_info(void *arg)
 {
     wait_t *w = arg;
-    json_t *info = query_tolerant(w->id);
+    json_t *info = query_tolerant(w->id, w->test_flag);
     json_t *app = info ? json_object_get(ot_info_of(info, w->id), "appInfo") : NULL;
     if (app)
         w->app = json_incref(app);
@@ -130,7 +132,7 @@ static bool has_app_info(void *arg)
 static bool service_answers(void *arg)
 {
     int *in_a_row = arg;
-    json_t *info = query_tolerant("probe-none");
+    json_t *info = query_tolerant("probe-none", "0");
     json_decref(info);
     *in_a_row = info ? *in_a_row + 1 : 0;
     return *in_a_row >= 20;
@@ -145,8 +147,13 @@ void ot_wait_service(int timeout_ms)
 
 json_t *ot_wait_provisioned(const char *id, int timeout_ms)
 {
-    wait_t w = {.id = id};
-    if (!kc_wait(timeout_ms, 200, has_app_info, &w)) {
+    char *test = ot_sql("SELECT CASE WHEN test_flag THEN '1' ELSE '0' END FROM orders.instances"
+                        " WHERE instance_id = $1",
+                        id, NULL);
+    wait_t w = {.id = id, .test_flag = test ? test : "0"};
+    bool provisioned = kc_wait(timeout_ms, 200, has_app_info, &w);
+    free(test);
+    if (!provisioned) {
         char *job = ot_sql("SELECT state || ' attempts=' || attempts || ' error=' ||"
                            " coalesce(last_error, '-') FROM orders.jobs WHERE instance_id = $1"
                            " AND kind = 'provision'",
@@ -180,6 +187,21 @@ void ot_fault(const char *json)
     if (kc_emulator("POST", "/_emulator/faults", json, &r) != 0 || r.status != 200)
         fail_msg("emulator refused fault %s: %d %s", json, r.status, r.body ? r.body : r.error);
     kresp_free(&r);
+}
+
+void ot_order_register(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *body = NULL;
+    if (vasprintf(&body, fmt, ap) < 0)
+        fail_msg("out of memory");
+    va_end(ap);
+    kresp_t r = {0};
+    if (kc_emulator("POST", "/_emulator/orders", body, &r) != 0 || r.status != 200)
+        fail_msg("emulator refused order %s: %d %s", body, r.status, r.body ? r.body : r.error);
+    kresp_free(&r);
+    free(body);
 }
 
 void ot_clear_faults(void)

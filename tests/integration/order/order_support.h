@@ -20,8 +20,8 @@ char *ot_new_instance(const char *order_id, const char *line_id, const char *bus
 json_t *ot_query(const char *ids);
 /* The info entry of id in info, or NULL (borrowed). */
 json_t *ot_info_of(json_t *info, const char *id);
-/* Poll queryInstance until id has appInfo; asserts it within timeout_ms. Returns the appInfo
- * object (caller json_decref). */
+/* Poll queryInstance (with the instance's own testFlag) until id has appInfo; asserts it within
+ * timeout_ms. Returns the appInfo object (caller json_decref). */
 json_t *ot_wait_provisioned(const char *id, int timeout_ms);
 /* First value of sql ($1 = a, $2 = b; NULL = unused) as text (caller frees) or NULL. */
 char *ot_sql(const char *sql, const char *a, const char *b);
@@ -34,6 +34,9 @@ void ot_wait_service(int timeout_ms);
 void ot_fault(const char *json);
 /* Clear the Query Order fault. */
 void ot_clear_faults(void);
+/* Register an order with the emulator (JSON body of POST /_emulator/orders, printf-style);
+ * asserts it was accepted. */
+void ot_order_register(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A fresh order id the emulator answers (a yearly purchase) and its first line; caller frees. */
 char *ot_order_id(void);
 char *ot_line_of(const char *order_id);

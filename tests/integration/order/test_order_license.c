@@ -271,9 +271,9 @@ static void test_hmac_license_kept(void **state)
                                  3, ins),
                      1);
     kresp_t r;
-    ot_expect("000000", &r, "{s:s, s:s, s:s, s:s, s:s}", "activity", "getLicenseAsync",
+    ot_expect("000000", &r, "{s:s, s:s, s:s, s:s, s:s, s:s}", "activity", "getLicenseAsync",
               "instanceId", id, "eventId", "ev-old", "effectiveTime", "20260101000000",
-              "deviceFingerprint", "fp-old");
+              "expireTime", "20270101000000", "deviceFingerprint", "fp-old");
     kresp_free(&r);
     char *kept = stored_license(id, "ev-old", "fp-old");
     assert_non_null(kept);

@@ -48,13 +48,14 @@ static long long expire_ms_of(const char *id)
                       id, NULL);
 }
 
-/* getLicenseAsync for (event, fingerprint), effective 2026-01-01, answered 000000. */
+/* getLicenseAsync for (event, fingerprint), effective 2026-01-01 to 2027-01-01 (the instance
+ * is periodic), answered 000000. */
 static void license_ok(const char *id, const char *event_id, const char *fingerprint)
 {
     kresp_t r;
-    ot_expect("000000", &r, "{s:s, s:s, s:s, s:s, s:s}", "activity", "getLicenseAsync",
+    ot_expect("000000", &r, "{s:s, s:s, s:s, s:s, s:s, s:s}", "activity", "getLicenseAsync",
               "instanceId", id, "eventId", event_id, "effectiveTime", "20260101000000",
-              "deviceFingerprint", fingerprint);
+              "expireTime", "20270101000000", "deviceFingerprint", fingerprint);
     kresp_free(&r);
 }
 
@@ -62,6 +63,13 @@ static void license_ok(const char *id, const char *event_id, const char *fingerp
 static long long license_count(const char *id)
 {
     return ot_sql_num("SELECT count(*) FROM orders.licenses WHERE instance_id = $1", id, NULL);
+}
+
+static bool renewal_event_written(void *id)
+{
+    return ot_sql_num("SELECT count(*) FROM orders.outbox WHERE instance_id = $1"
+                      " AND event_type = 'instance.renewed'",
+                      id, NULL) == 1;
 }
 
 static void status(const char *want, const char *id, const char *st, kresp_t *r)
@@ -162,6 +170,9 @@ static void test_lifecycle(void **state)
     kresp_free(&r);
     assert_int_equal(expire_ms_of(id), want_ms);
     assert_int_equal(history_count(id, "refresh"), 1);
+    /* The renewal event follows once its order was fetched (Query Order, in the background). */
+    if (!kc_wait(PROVISION_WAIT_MS, 100, renewal_event_written, (void *)id))
+        fail_msg("no instance.renewed event for %s", id);
 
     /* upgradeInstance twice with one orderId: applied once. */
     char *change = ot_order_id(), *change_line = ot_line_of(change);

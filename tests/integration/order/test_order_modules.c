@@ -387,7 +387,8 @@ static void test_queryorder_parse(void **state)
     queryorder_details_t d;
     char err[256];
     assert_int_equal(queryorder_parse(emulator_answer, strlen(emulator_answer),
-                                      "MOCKPERIODDAYTRIAL-000001", NULL, &d, err, sizeof err),
+                                      "MOCKPERIODDAYTRIAL", "MOCKPERIODDAYTRIAL-000001", NULL, &d,
+                                      err, sizeof err),
                      0);
     assert_string_equal(d.order_type, "NEW");
     assert_string_equal(d.charging_mode, "PERIOD");
@@ -395,6 +396,9 @@ static void test_queryorder_parse(void **state)
     assert_int_equal(d.period_number, 7);
     assert_string_equal(d.product_id, "OFFI1");
     assert_string_equal(d.sku_code, "SKU-BASIC");
+    assert_string_equal(
+        d.product_info,
+        "[{\"linearValue\":100,\"productId\":\"OFFI1\",\"skuCode\":\"SKU-BASIC\"}]");
     assert_true(d.trial);
     assert_string_equal(d.expire_raw, "20250108080000");
     assert_int_equal(d.expire_ms, 1736323200000LL); /* 2025-01-08T08:00:00Z: UTC by default */
@@ -407,28 +411,48 @@ static void test_queryorder_parse(void **state)
     time_zone_t *cst = time_zone_new("+08:00", why, sizeof why);
     assert_non_null(cst);
     assert_int_equal(queryorder_parse(emulator_answer, strlen(emulator_answer),
-                                      "MOCKPERIODDAYTRIAL-000001", cst, &d, err, sizeof err),
+                                      "MOCKPERIODDAYTRIAL", "MOCKPERIODDAYTRIAL-000001", cst, &d, err,
+                                      sizeof err),
                      0);
     assert_int_equal(d.expire_ms, 1736323200000LL - 8 * 3600 * 1000);
     queryorder_details_free(&d);
     time_zone_destroy(&cst);
 
-    /* Loose types: periodNumber as text, amount as a number, ISO expiry, two lines. */
+    /* Loose types: periodNumber as text, amount as a number, ISO expiry, two lines, productInfo
+     * as one object. */
     const char *loose =
-        "{\"resultCode\":\"MKT.0000\",\"orderInfo\":{\"orderType\":\"RENEW\",\"orderLine\":["
-        "{\"orderLineId\":\"L1\",\"periodNumber\":\"3\",\"amount\":12.5},"
+        "{\"resultCode\":\"MKT.0000\",\"orderInfo\":{\"orderId\":\"O1\",\"orderType\":\"RENEW\","
+        "\"orderLine\":[{\"orderLineId\":\"L1\",\"periodNumber\":\"3\",\"amount\":12.5},"
         "{\"orderLineId\":\"L2\",\"periodNumber\":\"x\",\"expireTime\":\"2030-01-02T03:04:05Z\","
         "\"productInfo\":{\"productId\":\"P2\"}}]}}";
-    assert_int_equal(queryorder_parse(loose, strlen(loose), "L1", NULL, &d, err, sizeof err), 0);
+    assert_int_equal(queryorder_parse(loose, strlen(loose), "O1", "L1", NULL, &d, err, sizeof err),
+                     0);
+    assert_null(d.product_info);
     assert_int_equal(d.period_number, 3);
     assert_string_equal(d.amount, "12.5");
     assert_false(d.trial);
     assert_int_equal(d.expire_ms, 0);
     queryorder_details_free(&d);
-    assert_int_equal(queryorder_parse(loose, strlen(loose), "L2", NULL, &d, err, sizeof err), 0);
+    assert_int_equal(queryorder_parse(loose, strlen(loose), "O1", "L2", NULL, &d, err, sizeof err),
+                     0);
     assert_int_equal(d.period_number, -1);
     assert_string_equal(d.product_id, "P2");
+    assert_string_equal(d.product_info, "[{\"productId\":\"P2\"}]");
     assert_int_equal(d.expire_ms, 1893553445000LL);
+    queryorder_details_free(&d);
+
+    /* Several billing items (pay-per-use): every one is kept, the first names the product. */
+    const char *items =
+        "{\"resultCode\":\"MKT.0000\",\"orderInfo\":{\"orderId\":\"O1\",\"orderLine\":["
+        "{\"orderLineId\":\"L1\",\"chargingMode\":\"ON_DEMAND\",\"productInfo\":["
+        "{\"productId\":\"P1\",\"skuCode\":\"CPU\"},{\"productId\":\"P2\",\"skuCode\":\"DISK\"},"
+        "{\"productId\":\"P3\",\"skuCode\":\"NET\"}]}]}}";
+    assert_int_equal(queryorder_parse(items, strlen(items), "O1", "L1", NULL, &d, err, sizeof err), 0);
+    assert_string_equal(d.product_id, "P1");
+    assert_string_equal(d.sku_code, "CPU");
+    assert_string_equal(d.product_info, "[{\"productId\":\"P1\",\"skuCode\":\"CPU\"},"
+                                        "{\"productId\":\"P2\",\"skuCode\":\"DISK\"},"
+                                        "{\"productId\":\"P3\",\"skuCode\":\"NET\"}]");
     queryorder_details_free(&d);
 
     const struct {
@@ -441,12 +465,23 @@ static void test_queryorder_parse(void **state)
         {"{\"resultMsg\":\"x\"}", "(none)"},
         {"{\"resultCode\":\"MKT.0000\"}", "orderLine"},
         {"{\"resultCode\":\"MKT.0000\",\"orderInfo\":{\"orderLine\":[]}}", "orderLine"},
-        {"{\"resultCode\":\"MKT.0000\",\"orderInfo\":{\"orderLine\":[{\"orderLineId\":\"A\"},"
-         "{\"orderLineId\":\"B\"}]}}",
+        {"{\"resultCode\":\"MKT.0000\",\"orderInfo\":{\"orderId\":\"O9\",\"orderLine\":["
+         "{\"orderLineId\":\"A\"},{\"orderLineId\":\"B\"}]}}",
          "not in the Query Order answer"},
+        /* the only line of the order, but not the one asked for */
+        {"{\"resultCode\":\"MKT.0000\",\"orderInfo\":{\"orderId\":\"O9\",\"orderLine\":["
+         "{\"orderLineId\":\"L8\"}]}}",
+         "not in the Query Order answer"},
+        /* an answer about another order, or about no order at all */
+        {"{\"resultCode\":\"MKT.0000\",\"orderInfo\":{\"orderId\":\"O8\",\"orderLine\":["
+         "{\"orderLineId\":\"L9\"}]}}",
+         "orderId O8"},
+        {"{\"resultCode\":\"MKT.0000\",\"orderInfo\":{\"orderLine\":[{\"orderLineId\":\"L9\"}]}}",
+         "orderId (none)"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        if (queryorder_parse(bad[i].body, strlen(bad[i].body), "L9", NULL, &d, err, sizeof err) !=
+        if (queryorder_parse(bad[i].body, strlen(bad[i].body), "O9", "L9", NULL, &d, err,
+                             sizeof err) !=
             -1)
             fail_msg("accepted %s", bad[i].body);
         if (!strstr(err, bad[i].why))
@@ -475,12 +510,17 @@ static void test_queryorder_request(void **state)
     char *base = rx_url("/prefix/");
     queryorder_config_t cfg = {
         .url = base, .ak = "AK1", .sk = "SK-0123456789abcdef", .timeout_ms = 3000};
-    rx_answer(200, emulator_answer);
+    /* the answer names the order asked for, "MOCK PERIOD" */
+    char *spaced =
+        xasprintf("{\"resultCode\":\"MKT.0000\",\"orderInfo\":{\"orderId\":\"MOCK PERIOD\",%s",
+                  strstr(emulator_answer, "\"orderType\""));
+    rx_answer(200, spaced);
     queryorder_details_t d;
     char err[256];
     assert_int_equal(
         queryorder_fetch(&cfg, "MOCK PERIOD", "MOCKPERIODDAYTRIAL-000001", &d, err, sizeof err), 0);
     queryorder_details_free(&d);
+    free(spaced);
     pthread_mutex_lock(&rx.lock);
     assert_non_null(strstr(rx.head,
                            "GET /prefix/api/mkp-openapi-public/global/v1/order/query"
