@@ -12,6 +12,7 @@
 #include "metrics.h"
 #include "transport.h"
 #include "xmalloc.h"
+#include "zmqauth.h"
 
 #define PENDING_BUCKETS 512
 #define RESOLVE_INTERVAL_S 5
@@ -22,7 +23,7 @@ typedef struct pending {
     struct link *link;
     char *rid;
     uint32_t answers; /* the envelope body case: the reply must name the same */
-    uint8_t *buf; /* packed envelope, kept for the one resend */
+    uint8_t *buf;     /* packed envelope, kept for the one resend */
     size_t len;
     struct event *timer;
     int timeout_ms;
@@ -304,11 +305,11 @@ static void sockopt_int(void *sock, int opt, int value)
     zmq_setsockopt(sock, opt, &value, sizeof value);
 }
 
-static int link_open(dispatch_t *self, link_t *l)
+static int link_open(dispatch_t *self, link_t *l, const char *server_key)
 {
     void *ctx = transport_context();
     l->sock = zmq_socket(ctx, ZMQ_DEALER);
-    if (!l->sock)
+    if (!l->sock || zmqauth_client(l->sock, server_key) != 0)
         return -1;
     /* IMMEDIATE: queue only on connected replicas, so an absent service fails the send now
      * instead of after the deadline. */
@@ -369,7 +370,8 @@ static void link_close(link_t *l)
 
 /* ------------------------------------------------------------------ public */
 
-dispatch_t *dispatch_new(struct event_base *base, const char *const endpoints[SVC__COUNT])
+dispatch_t *dispatch_new(struct event_base *base, const char *const endpoints[SVC__COUNT],
+                         const char *const server_keys[SVC__COUNT])
 {
     dispatch_t *self = xcalloc(1, sizeof *self);
     self->base = base;
@@ -380,7 +382,7 @@ dispatch_t *dispatch_new(struct event_base *base, const char *const endpoints[SV
         if (!endpoints[s] || !*endpoints[s])
             continue;
         l->endpoints = xstrdup(endpoints[s]);
-        if (link_open(self, l) != 0) {
+        if (link_open(self, l, server_keys[s]) != 0) {
             log_error(NULL, "cannot open the %s socket: %s", services_name(s),
                       zmq_strerror(zmq_errno()));
             dispatch_destroy(&self);

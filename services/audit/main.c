@@ -14,9 +14,11 @@
 #include "svc.h"
 #include "verify.h"
 #include "xmalloc.h"
+#include "zmqauth.h"
 
 static const config_var_t audit_vars[] = {
-    {"KOOISV_BIND", "tcp://*:7104", 0, "ZeroMQ endpoint the service binds"},
+    {"KOOISV_BIND", "tcp://127.0.0.1:7104", 0, "ZeroMQ endpoint the service binds"},
+    ZMQAUTH_SERVER_CONFIG_VARS,
     {"KOOISV_WORKERS", "64", 0,
      "worker threads; the records they wait on together form one group commit"},
     {"KOOISV_PG_DSN", NULL, CONFIG_REQUIRED | CONFIG_SECRET,
@@ -93,6 +95,7 @@ int main(int argc, char **argv)
     log_init("audit");
     config_load("kooisv-audit", "The audit trail: append-only, hash-chained, replay check.",
                 audit_vars, sizeof audit_vars / sizeof *audit_vars, argc, argv);
+    zmqauth_config_server("kooisv-audit");
     int wait_s = (int)config_get_long("KOOISV_PG_WAIT_S", 0, 3600);
     if (audit_migrate(wait_s) != 0) {
         log_error(NULL, "audit: migrations failed");

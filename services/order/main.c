@@ -16,9 +16,11 @@
 #include "svc.h"
 #include "timeutil.h"
 #include "xmalloc.h"
+#include "zmqauth.h"
 
 static const config_var_t vars[] = {
-    {"KOOISV_BIND", "tcp://*:7101", 0, "ZeroMQ ROUTER endpoint the gateway connects to"},
+    {"KOOISV_BIND", "tcp://127.0.0.1:7101", 0, "ZeroMQ ROUTER endpoint the gateway connects to"},
+    ZMQAUTH_SERVER_CONFIG_VARS,
     {"KOOISV_WORKERS", "4", 0, "request worker threads (each with its own database connection)"},
     {"KOOISV_PG_DSN", NULL, CONFIG_REQUIRED | CONFIG_SECRET,
      "PostgreSQL connection string of role kooisv_order (schema orders)"},
@@ -215,6 +217,7 @@ int main(int argc, char **argv)
                 sizeof vars / sizeof vars[0], argc, argv);
     log_init("order");
     config_build();
+    zmqauth_config_server("kooisv-order");
 
     /* Migrate before anything serves; replicas starting together queue on the advisory lock. */
     PGconn *conn = pg_connect(cfg.dsn, "kooisv-order-migrate", 60);

@@ -325,6 +325,9 @@ static int service_serve(const sync_service_t *s, int workers)
 
 int sync_service_run(const sync_service_t *s)
 {
+    char prog[64];
+    snprintf(prog, sizeof prog, "kooisv-%s", s->name);
+    zmqauth_config_server(prog);
     running_dsn = config_get("KOOISV_PG_DSN");
     syncoutbox_config_t ob = {
         .source = s->name, .schema = s->schema, .dsn = running_dsn, .seal_key = s->seal_key};

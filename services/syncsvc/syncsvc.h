@@ -13,6 +13,7 @@
 #include "config.h"
 #include "pgutil.h"
 #include "svc.h"
+#include "zmqauth.h"
 
 typedef struct {
     PGconn *conn;
@@ -87,6 +88,7 @@ void sync_admin_reply_secret(svc_call_t *call, json_t *doc);
 // clang-format off
 #define SYNC_SERVICE_CONFIG_VARS(bind, role, schema)                                             \
     {"KOOISV_BIND", bind, 0, "ZeroMQ endpoint the service binds (ROUTER)"},                      \
+    ZMQAUTH_SERVER_CONFIG_VARS,                                                                  \
     {"KOOISV_WORKERS", "4", 0,                                                                   \
      "worker threads, each with its own PostgreSQL connection (1..64)"},                         \
     {"KOOISV_PG_DSN", NULL, CONFIG_REQUIRED | CONFIG_SECRET,                                     \
@@ -110,10 +112,10 @@ typedef struct {
     const uint8_t *seal_key; /* non-NULL: outbox payloads are sealed at rest with it */
 } sync_service_t;
 
-/* After config_load with SYNC_SERVICE_CONFIG_VARS and SYNCOUTBOX_CONFIG_VARS: set the outbox up
- * (syncoutbox_init), apply the embedded migrations (common/migrations.h), start the outbox
- * delivery thread, serve until SIGINT/SIGTERM, then wait for the thread. Returns the process
- * exit code. */
+/* After config_load with SYNC_SERVICE_CONFIG_VARS and SYNCOUTBOX_CONFIG_VARS: take the CURVE
+ * keys (zmqauth_config_server: exits 2 without them), set the outbox up (syncoutbox_init), apply
+ * the embedded migrations (common/migrations.h), start the outbox delivery thread, serve until
+ * SIGINT/SIGTERM, then wait for the thread. Returns the process exit code. */
 int sync_service_run(const sync_service_t *s);
 
 #endif

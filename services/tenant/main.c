@@ -10,7 +10,7 @@
 #include "tenant.h"
 
 static const config_var_t tenant_vars[] = {
-    SYNC_SERVICE_CONFIG_VARS("tcp://*:7102", "kooisv_tenant", "tenants"),
+    SYNC_SERVICE_CONFIG_VARS("tcp://127.0.0.1:7102", "kooisv_tenant", "tenants"),
     SYNCOUTBOX_CONFIG_VARS,
 };
 
