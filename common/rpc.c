@@ -10,13 +10,14 @@
 #include "timeutil.h"
 #include "transport.h"
 #include "xmalloc.h"
+#include "zmqauth.h"
 
 struct rpc_client {
     void *sock;
     int connected;
 };
 
-rpc_client_t *rpc_client_new(const char *endpoints)
+rpc_client_t *rpc_client_new(const char *endpoints, const char *server_key)
 {
     char **eps = NULL;
     int n = endpoint_resolve(endpoints, &eps);
@@ -29,6 +30,11 @@ rpc_client_t *rpc_client_new(const char *endpoints)
     int one = 1, linger = 0;
     zmq_setsockopt(self->sock, ZMQ_IMMEDIATE, &one, sizeof one);
     zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmqauth_client(self->sock, server_key) != 0) {
+        endpoint_list_free(eps, n);
+        rpc_client_destroy(&self);
+        return NULL;
+    }
     for (int i = 0; i < n; i++)
         if (zmq_connect(self->sock, eps[i]) == 0)
             self->connected++;

@@ -7,9 +7,10 @@
 
 typedef struct rpc_client rpc_client_t;
 
-/* A client connected to every replica of endpoints (endpoint.h); NULL if endpoints is malformed
- * or resolves to nothing. Caller owns it. */
-rpc_client_t *rpc_client_new(const char *endpoints);
+/* A client connected to every replica of endpoints (endpoint.h), a CURVE client (zmqauth.h,
+ * this process's key) of the servers with public key server_key; NULL if endpoints is malformed
+ * or resolves to nothing, or the keys are missing. Caller owns it. */
+rpc_client_t *rpc_client_new(const char *endpoints, const char *server_key);
 /* Destroy and set *self_p to NULL. */
 void rpc_client_destroy(rpc_client_t **self_p);
 /* Send req (request_id must be set) and wait up to timeout_ms for the matching reply. Retries

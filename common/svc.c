@@ -15,6 +15,7 @@
 #include "timeutil.h"
 #include "transport.h"
 #include "xmalloc.h"
+#include "zmqauth.h"
 
 /* ---------------------------------------------------------------- signals */
 
@@ -413,6 +414,9 @@ int svc_run(const svc_def_t *def)
         }
         started++;
     }
+    /* Only the configured clients may reach the workers (zmqauth.h). */
+    if (rc == 0 && zmqauth_server(frontend) != 0)
+        rc = 1;
     if (rc == 0 && zmq_bind(frontend, def->bind) != 0) {
         log_error(NULL, "%s: cannot bind %s: %s", def->name, def->bind, zmq_strerror(errno));
         rc = 1;

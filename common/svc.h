@@ -31,7 +31,7 @@ const char *svc_call_rid(const svc_call_t *call);
 
 typedef struct {
     const char *name; /* "order": log and metrics name */
-    const char *bind; /* bind endpoint, e.g. tcp://0.0.0.0:7101 */
+    const char *bind; /* bind endpoint, e.g. tcp://127.0.0.1:7101 */
     int workers;      /* worker threads, >= 1 */
     /* Per-worker state (e.g. a PostgreSQL connection); NULL aborts start-up. */
     void *(*worker_init)(int index, void *arg);
@@ -41,8 +41,9 @@ typedef struct {
     void *arg;
 } svc_def_t;
 
-/* Bind and serve until SIGINT/SIGTERM; returns the process exit code. Installs the signal
- * handlers itself. */
+/* Bind (a CURVE server admitting the clients given to zmqauth_setup: without them it fails) and
+ * serve until SIGINT/SIGTERM; returns the process exit code. Installs the signal handlers
+ * itself. */
 int svc_run(const svc_def_t *def);
 /* True once a stop signal arrived (background threads poll it). */
 bool svc_stopping(void);

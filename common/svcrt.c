@@ -186,6 +186,7 @@ int svcrt_run(svcrt_def_t *def, int argc, char **argv)
     snprintf(prog, sizeof prog, "kooisv-%s", def->name);
     log_init(def->name);
     config_load(prog, def->summary, def->vars, def->nvars, argc, argv);
+    zmqauth_config_server(prog);
     rt.dsn = config_get("KOOISV_PG_DSN");
     int wait_s = def->wait_var ? (int)config_get_long(def->wait_var, 0, 3600) : 0;
     rt.wait_s = def->wait_var ? wait_s : 30;

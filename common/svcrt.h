@@ -1,7 +1,8 @@
 /* svcrt: the one runtime of the kooisv services (order, tenant, app, audit). A service declares
  * itself in an svcrt_def_t (name, configuration table, schema, prepared statements, handlers,
  * hooks for its own background work) and its main() is svcrt_run(). The runtime, in order:
- *  - reads the configuration (--help prints it) and lets the service check its own (configure);
+ *  - reads the configuration (--help prints it), takes the CURVE keys (zmqauth: a service with
+ *    none refuses to start) and lets the service check its own (configure);
  *  - applies the service's migrations under pgutil's advisory lock;
  *  - starts the service's background work (start) and, when declared, its outbox;
  *  - serves on KOOISV_BIND with KOOISV_WORKERS threads, each with its own PostgreSQL session
@@ -21,12 +22,14 @@
 #include "outbox.h"
 #include "pgutil.h"
 #include "svc.h"
+#include "zmqauth.h"
 
 /* The variables every service with per-worker database sessions reads: bind is the default
  * endpoint of KOOISV_BIND, role and schema name the database login in the help text. */
 // clang-format off
 #define SVCRT_CONFIG_VARS(bind, role, schema)                                                    \
     {"KOOISV_BIND", bind, 0, "ZeroMQ endpoint the service binds (ROUTER)"},                      \
+    ZMQAUTH_SERVER_CONFIG_VARS,                                                                  \
     {"KOOISV_WORKERS", "4", 0,                                                                   \
      "worker threads, each with its own PostgreSQL connection (1..64)"},                         \
     {"KOOISV_PG_DSN", NULL, CONFIG_REQUIRED | CONFIG_SECRET,                                     \

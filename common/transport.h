@@ -2,7 +2,8 @@
  * share: the process-wide ZeroMQ context and the packing of an envelope.
  * Wire: a client DEALER sends [empty frame][packed Kooisv__Envelope]; a service replica's ROUTER
  * hands the request to one of its worker threads; the reply is [empty frame][packed Kooisv__Reply]
- * carrying the same request_id. The service side is svc.h, the blocking client rpc.h, the
+ * carrying the same request_id. Every connection is CURVE-authenticated (zmqauth.h): only the
+ * clients a service admits reach it. The service side is svc.h, the blocking client rpc.h, the
  * expansion of endpoint lists endpoint.h. */
 #ifndef KOOISV_TRANSPORT_H
 #define KOOISV_TRANSPORT_H

@@ -224,7 +224,7 @@ int admin_start(void)
         close(fd);
         return -1;
     }
-    adm.host.dispatch = dispatch_new(adm.host.base, gw.endpoints);
+    adm.host.dispatch = dispatch_new(adm.host.base, gw.endpoints, gw.server_keys);
     if (!adm.host.dispatch) {
         log_error(NULL, "admin API: cannot reach the services");
         return -1;

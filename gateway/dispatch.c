@@ -12,6 +12,7 @@
 #include "metrics.h"
 #include "transport.h"
 #include "xmalloc.h"
+#include "zmqauth.h"
 
 #define PENDING_BUCKETS 512
 #define RESOLVE_INTERVAL_S 5
@@ -22,7 +23,7 @@ typedef struct pending {
     struct link *link;
     char *rid;
     uint32_t answers; /* the envelope body case: the reply must name the same */
-    uint8_t *buf; /* packed envelope, kept for the one resend */
+    uint8_t *buf;     /* packed envelope, kept for the one resend */
     size_t len;
     struct event *timer;
     int timeout_ms;
@@ -33,10 +34,12 @@ typedef struct pending {
     void *arg;
 } pending_t;
 
-/* One replica address we connected to, and whether its handshake completed. */
+/* One replica address we connected to, whether its handshake completed, and whether a failed
+ * one was logged since (once per outage, not once per reconnect). */
 typedef struct {
     char *endpoint;
     bool up;
+    bool refusal_logged;
 } replica_t;
 
 /* The DEALER for one service, its monitor, and the replicas it is connected to. */
@@ -230,7 +233,8 @@ static replica_t *replica_find(link_t *l, const char *endpoint, size_t len)
     return NULL;
 }
 
-/* Monitor events: [u16 event, u32 value][endpoint]. Handshake done = a replica we can use. */
+/* Monitor events: [u16 event, u32 value][endpoint]. Handshake done = a replica we can use; a
+ * failed one is a key mismatch (CURVE), logged once until the replica comes up. */
 static void on_monitor(evutil_socket_t fd, short what, void *arg)
 {
     link_t *l = arg;
@@ -261,8 +265,19 @@ static void on_monitor(evutil_socket_t fd, short what, void *arg)
         replica_t *r = replica_find(l, zmq_msg_data(&addr), zmq_msg_size(&addr));
         if (r && event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED && !r->up) {
             r->up = true;
+            r->refusal_logged = false;
             metrics_replicas_add(l->svc, 1);
             log_info(NULL, "%s replica %s connected", services_name(l->svc), r->endpoint);
+        } else if (r && !r->refusal_logged &&
+                   (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
+                    event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+                    event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)) {
+            r->refusal_logged = true;
+            log_warn(NULL,
+                     "%s replica %s: CURVE handshake failed (its key pair must match this "
+                     "gateway's server key for it, and its KOOISV_CURVE_CLIENTS must list this "
+                     "gateway's public key %.8s...)",
+                     services_name(l->svc), r->endpoint, zmqauth_public_key());
         } else if (r && event == ZMQ_EVENT_DISCONNECTED && r->up) {
             r->up = false;
             metrics_replicas_add(l->svc, -1);
@@ -335,11 +350,11 @@ static void sockopt_int(void *sock, int opt, int value)
     zmq_setsockopt(sock, opt, &value, sizeof value);
 }
 
-static int link_open(dispatch_t *self, link_t *l)
+static int link_open(dispatch_t *self, link_t *l, const char *server_key)
 {
     void *ctx = transport_context();
     l->sock = zmq_socket(ctx, ZMQ_DEALER);
-    if (!l->sock)
+    if (!l->sock || zmqauth_client(l->sock, server_key) != 0)
         return -1;
     /* IMMEDIATE: queue only on connected replicas, so an absent service fails the send now
      * instead of after the deadline. */
@@ -353,7 +368,10 @@ static int link_open(dispatch_t *self, link_t *l)
     char monaddr[96];
     snprintf(monaddr, sizeof monaddr, "inproc://kooisv-dispatch-%p-%d", (void *)self, l->svc);
     if (zmq_socket_monitor(l->sock, monaddr,
-                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) == 0) {
+                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
         l->monitor = zmq_socket(ctx, ZMQ_PAIR);
         if (l->monitor && zmq_connect(l->monitor, monaddr) != 0) {
             zmq_close(l->monitor);
@@ -400,7 +418,8 @@ static void link_close(link_t *l)
 
 /* ------------------------------------------------------------------ public */
 
-dispatch_t *dispatch_new(struct event_base *base, const char *const endpoints[SVC__COUNT])
+dispatch_t *dispatch_new(struct event_base *base, const char *const endpoints[SVC__COUNT],
+                         const char *const server_keys[SVC__COUNT])
 {
     dispatch_t *self = xcalloc(1, sizeof *self);
     self->base = base;
@@ -411,7 +430,7 @@ dispatch_t *dispatch_new(struct event_base *base, const char *const endpoints[SV
         if (!endpoints[s] || !*endpoints[s])
             continue;
         l->endpoints = xstrdup(endpoints[s]);
-        if (link_open(self, l) != 0) {
+        if (link_open(self, l, server_keys[s]) != 0) {
             log_error(NULL, "cannot open the %s socket: %s", services_name(s),
                       zmq_strerror(zmq_errno()));
             dispatch_destroy(&self);

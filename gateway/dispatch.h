@@ -1,8 +1,8 @@
 /* dispatch: the gateway's asynchronous calls to the services over ZeroMQ inside libevent.
  * One dispatch_t per gateway thread (own event base): one DEALER socket per service, connected
- * to every replica (host names re-resolved periodically), replies matched by request id, a
- * deadline per call. ZMQ_FD is edge-triggered: it is drained on every wake-up and after every
- * send. */
+ * to every replica as a CURVE client (host names re-resolved periodically), replies matched by
+ * request id, a deadline per call. ZMQ_FD is edge-triggered: it is drained on every wake-up and
+ * after every send. */
 #ifndef KOOISV_DISPATCH_H
 #define KOOISV_DISPATCH_H
 #include <event2/event.h>
@@ -16,8 +16,11 @@ typedef struct dispatch dispatch_t;
  * time or none is connected. */
 typedef void (*dispatch_done_fn)(Kooisv__Reply *reply, void *arg);
 
-/* A dispatcher on base; endpoints[i] is the comma list for service i ("" = not configured). */
-dispatch_t *dispatch_new(struct event_base *base, const char *const endpoints[SVC__COUNT]);
+/* A dispatcher on base; endpoints[i] is the comma list for service i ("" = not configured),
+ * server_keys[i] the CURVE public key its replicas share (zmqauth.h; the process's own key must
+ * be set up). NULL when a configured service's socket cannot be made (logged). */
+dispatch_t *dispatch_new(struct event_base *base, const char *const endpoints[SVC__COUNT],
+                         const char *const server_keys[SVC__COUNT]);
 /* Cancel pending calls (their callbacks run with NULL), close sockets, set *self_p to NULL. */
 void dispatch_destroy(dispatch_t **self_p);
 /* Send env (request_id set) to svc; done runs later on base's thread, never inside this call.

@@ -35,6 +35,8 @@ typedef struct {
     long max_connections;   /* open client connections, whole process */
     int deadline_ms;        /* per request: audit + service */
     const char *endpoints[SVC__COUNT];
+    /* CURVE public key of each service's replicas (zmqauth.h) */
+    const char *server_keys[SVC__COUNT];
     peer_trust_t *trusted; /* proxies whose X-Forwarded-For is believed */
     srclimit_t *srclimit;  /* what refused unauthenticated calls may cost, per source */
     SSL_CTX *tls;

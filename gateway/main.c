@@ -13,6 +13,7 @@
 #include "metrics.h"
 #include "peer.h"
 #include "srclimit.h"
+#include "zmqauth.h"
 
 static const config_var_t config_vars[] = {
     {"KOOISV_LISTEN", "0.0.0.0:8443", 0, "HTTPS listen address host:port (marketplace calls)"},
@@ -51,6 +52,18 @@ static const config_var_t config_vars[] = {
      "audit service replicas (every call is recorded there first)"},
     {"KOOISV_BILLING_ENDPOINTS", "", 0,
      "billing service replicas (empty = none: billing is not part of this release)"},
+    ZMQAUTH_KEY_CONFIG_VAR,
+    {"KOOISV_ORDER_SERVER_KEY", NULL, CONFIG_SECRET,
+     "CURVE public key (Z85) the order replicas share; required with their endpoints (public: "
+     "the file twin is for Docker secrets)"},
+    {"KOOISV_TENANT_SERVER_KEY", NULL, CONFIG_SECRET,
+     "CURVE public key of the tenant replicas; required with their endpoints"},
+    {"KOOISV_APP_SERVER_KEY", NULL, CONFIG_SECRET,
+     "CURVE public key of the app replicas; required with their endpoints"},
+    {"KOOISV_AUDIT_SERVER_KEY", NULL, CONFIG_SECRET,
+     "CURVE public key of the audit replicas; required"},
+    {"KOOISV_BILLING_SERVER_KEY", NULL, CONFIG_SECRET,
+     "CURVE public key of the billing replicas; required with their endpoints"},
     {"KOOISV_METRICS_LISTEN", "127.0.0.1:9100", 0, "plain-HTTP /metrics and /healthz address"},
     {"KOOISV_ADMIN_LISTEN", "127.0.0.1:8444", 0, "admin HTTPS API address (operators)"},
     {"KOOISV_ADMIN_TOKENS_FILE", "", 0, "file of operator tokens for the admin API"},
@@ -104,8 +117,23 @@ static void settings_load(void)
         [SVC_APP] = "KOOISV_APP_ENDPOINTS",         [SVC_AUDIT] = "KOOISV_AUDIT_ENDPOINTS",
         [SVC_BILLING] = "KOOISV_BILLING_ENDPOINTS",
     };
-    for (int s = 0; s < SVC__COUNT; s++)
+    static const char *const server_key_vars[SVC__COUNT] = {
+        [SVC_ORDER] = "KOOISV_ORDER_SERVER_KEY",     [SVC_TENANT] = "KOOISV_TENANT_SERVER_KEY",
+        [SVC_APP] = "KOOISV_APP_SERVER_KEY",         [SVC_AUDIT] = "KOOISV_AUDIT_SERVER_KEY",
+        [SVC_BILLING] = "KOOISV_BILLING_SERVER_KEY",
+    };
+    for (int s = 0; s < SVC__COUNT; s++) {
         gw.endpoints[s] = config_get(endpoint_vars[s]);
+        gw.server_keys[s] = config_get(server_key_vars[s]);
+        if (*gw.endpoints[s] && !zmqauth_key_valid(gw.server_keys[s])) {
+            char why[200];
+            snprintf(why, sizeof why,
+                     "%s: required with %s: the CURVE public key (Z85, 40 characters) of its "
+                     "replicas",
+                     server_key_vars[s], endpoint_vars[s]);
+            die(why);
+        }
+    }
     if (!*gw.endpoints[SVC_AUDIT])
         die("KOOISV_AUDIT_ENDPOINTS: required (no call may run unrecorded)");
     if (strcmp(gw.basic_key, gw.kit_key) == 0)
@@ -134,6 +162,7 @@ int main(int argc, char **argv)
                 config_vars, sizeof config_vars / sizeof config_vars[0], argc, argv);
     log_init("gateway");
     settings_load();
+    zmqauth_config_client("kooisv-gateway");
 
     /* Signals go to the main thread only: block them before any thread starts. */
     signal(SIGPIPE, SIG_IGN);

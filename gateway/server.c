@@ -223,7 +223,7 @@ static int worker_setup(gw_worker_t *w, const char *listen, int *port_out)
         log_error(NULL, "worker %d: cannot accept on %s", w->index, listen);
         return -1;
     }
-    w->dispatch = dispatch_new(w->base, gw.endpoints);
+    w->dispatch = dispatch_new(w->base, gw.endpoints, gw.server_keys);
     if (!w->dispatch)
         return -1;
     /* An outcome gets the same time an intent does; the queue retries past it anyway. */

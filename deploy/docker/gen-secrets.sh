@@ -35,6 +35,9 @@
 #                                only for the one-shot audit-migrate container
 #   audit-chain-key              HMAC key of the audit hash chain (audit, audit-migrate): keep a
 #                                copy off the host; without it the trail can no longer be verified
+#   curve-<p>.key curve-<p>.pub  CURVE key pair of the ZeroMQ plane (gateway, order, tenant, app,
+#                                audit; deploy/curve-keygen.sh); .pub is public, re-derived each run
+#   curve-audit-clients          the public keys audit admits: the gateway's and the services'
 set -euo pipefail
 umask 077
 
@@ -160,6 +163,14 @@ cat "$dir/server.crt" "$dir/ca.crt" >"$dir/server-chain.crt.tmp"
 mv -f "$dir/server-chain.crt.tmp" "$dir/server-chain.crt"
 leaf pg-server.crt pg-server.key "$pg_host" "DNS:$pg_host,DNS:localhost"
 [[ -s $dir/pg-ca.crt ]] || { cp "$dir/ca.crt" "$dir/pg-ca.crt"; say "created pg-ca.crt (the dev CA)"; }
+
+# ---- CURVE key pairs of the ZeroMQ plane: a service admits the gateway, audit also the services ----
+for p in gateway order tenant app audit; do
+    [[ -s $dir/curve-$p.key ]] || say "created curve-$p.key"
+    "$here/../curve-keygen.sh" "$dir/curve-$p.key" "$dir/curve-$p.pub"
+done
+cat "$dir"/curve-{gateway,order,tenant,app}.pub | paste -sd, >"$dir/curve-audit-clients.tmp"
+mv -f "$dir/curve-audit-clients.tmp" "$dir/curve-audit-clients"
 
 # ---- connection strings: rewritten every run so host/port/sslmode changes apply ----
 for s in "${dsn_roles[@]}"; do

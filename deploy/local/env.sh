@@ -19,6 +19,19 @@ kv_env_for() {
         "KOOISV_APP_ENDPOINTS=tcp://127.0.0.1:$KV_PORT_APP"
         "KOOISV_AUDIT_ENDPOINTS=tcp://127.0.0.1:$KV_PORT_AUDIT"
     )
+    # CURVE on the ZeroMQ plane: the gateway knows every service's public key; a service admits
+    # the gateway's, and audit also the services' (ARCHITECTURE.md).
+    local s server_keys=() audit_clients
+    for s in "${KV_SERVICES[@]}"; do
+        server_keys+=("KOOISV_${s^^}_SERVER_KEY=$(kv_curve_public "$s")")
+    done
+    audit_clients=$(kv_curve_public gateway)
+    for s in "${KV_SERVICES[@]}"; do
+        [[ $s == audit ]] || audit_clients+=",$(kv_curve_public "$s")"
+    done
+    local curve=("KOOISV_CURVE_SECRET_KEY_FILE=$KV_SECRETS/curve-${proc%2}.key")
+    [[ $proc == gateway* ]] || curve+=("KOOISV_CURVE_CLIENTS=$(kv_curve_public gateway)")
+    [[ $proc == audit ]] && curve=("${curve[0]}" "KOOISV_CURVE_CLIENTS=$audit_clients")
     local marketplace=(
         "KOOISV_MARKETPLACE_URL=https://127.0.0.1:$KV_PORT_EMULATOR"
         "KOOISV_MARKETPLACE_AK_FILE=$KV_SECRETS/marketplace-ak"
@@ -43,12 +56,13 @@ kv_env_for() {
             "KOOISV_BASIC_KEY_FILE=$KV_SECRETS/basic-key"
             "KOOISV_KIT_KEY_FILE=$KV_SECRETS/kit-key"
             "KOOISV_ADMIN_TOKENS_FILE=$KV_SECRETS/admin-tokens"
-            "${endpoints[@]}"
+            "${endpoints[@]}" "${server_keys[@]}" "${curve[@]}"
         )
         ;;
     order)
         KV_ENV+=(
             "KOOISV_BIND=tcp://127.0.0.1:$KV_PORT_ORDER"
+            "${curve[@]}"
             "KOOISV_PG_DSN_FILE=$KV_SECRETS/pg-kooisv_order.dsn"
             "KOOISV_BASIC_KEY_FILE=$KV_SECRETS/basic-key"
             "KOOISV_DATA_KEY_FILE=$KV_SECRETS/data-key"
@@ -59,6 +73,7 @@ kv_env_for() {
     tenant)
         KV_ENV+=(
             "KOOISV_BIND=tcp://127.0.0.1:$KV_PORT_TENANT"
+            "${curve[@]}"
             "KOOISV_PG_DSN_FILE=$KV_SECRETS/pg-kooisv_tenant.dsn"
             "KOOISV_MARKETPLACE_CA_FILE=$KV_TLS/ca.crt"
         )
@@ -66,6 +81,7 @@ kv_env_for() {
     app)
         KV_ENV+=(
             "KOOISV_BIND=tcp://127.0.0.1:$KV_PORT_APP"
+            "${curve[@]}"
             "KOOISV_PG_DSN_FILE=$KV_SECRETS/pg-kooisv_app.dsn"
             "KOOISV_DATA_KEY_FILE=$KV_SECRETS/data-key"
             "KOOISV_APP_RSA_PRIVATE_KEY_FILE=$KV_SECRETS/rsa-private.pem"
@@ -75,6 +91,7 @@ kv_env_for() {
     audit)
         KV_ENV+=(
             "KOOISV_BIND=tcp://127.0.0.1:$KV_PORT_AUDIT"
+            "${curve[@]}"
             "KOOISV_PG_DSN_FILE=$KV_SECRETS/pg-kooisv_audit.dsn"
             "KOOISV_AUDIT_CHAIN_KEY_FILE=$KV_SECRETS/audit-chain-key"
             "KOOISV_AUDIT_HEAD_PATH=$KV_AUDIT_HEAD"

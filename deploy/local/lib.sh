@@ -375,6 +375,11 @@ kv_secrets_init() {
     fi
     openssl pkey -in "$KV_SECRETS/license-private.pem" -pubout -out "$KV_KEYS/license-public.pem"
     chmod 0644 "$KV_KEYS/license-public.pem"
+    # The ZeroMQ plane's CURVE key pairs: secret in secrets/curve-<p>.key, public in keys/.
+    for t in gateway "${KV_SERVICES[@]}"; do
+        "$KV_REPO/deploy/curve-keygen.sh" "$KV_SECRETS/curve-$t.key" "$KV_KEYS/curve-$t.pub" ||
+            kv_die "cannot make the CURVE key pair of $t"
+    done
     kv_tls_init
     kv_secrets_own
 }
@@ -416,9 +421,10 @@ kv_tls_init() {
 kv_svc_secret_names() {
     local s
     printf '%s\n' basic-key kit-key data-key webhook-secret marketplace-ak marketplace-sk \
-        admin-tokens rsa-private.pem license-private.pem tls-server.key audit-chain-key
+        admin-tokens rsa-private.pem license-private.pem tls-server.key audit-chain-key \
+        curve-gateway.key
     for s in "${KV_SERVICES[@]}"; do
-        printf 'pg-kooisv_%s.dsn\n' "$s"
+        printf 'pg-kooisv_%s.dsn\ncurve-%s.key\n' "$s" "$s"
     done
 }
 
@@ -467,6 +473,9 @@ kv_secrets_sweep() {
 
 # Value of a secret (for the env files written for the invoking user).
 kv_secret() { head -n 1 "$KV_SECRETS/$1"; }
+
+# CURVE public key (Z85) of the gateway or a service (kv_secrets_init made it).
+kv_curve_public() { head -n 1 "$KV_KEYS/curve-$1.pub"; }
 
 # ---------------------------------------------------------------- PostgreSQL
 
@@ -874,6 +883,9 @@ kv_write_client_env() {
             kv_env_line KOOISV_TENANT_ENDPOINTS "tcp://127.0.0.1:$KV_PORT_TENANT"
             kv_env_line KOOISV_APP_ENDPOINTS "tcp://127.0.0.1:$KV_PORT_APP"
             kv_env_line KOOISV_AUDIT_ENDPOINTS "tcp://127.0.0.1:$KV_PORT_AUDIT"
+            for s in "${KV_SERVICES[@]}"; do
+                kv_env_line "KOOISV_${s^^}_SERVER_KEY" "$(kv_curve_public "$s")"
+            done
             kv_env_line KOOISV_STATE_DIR "$KV_STATE"
             if [[ $KV_MODE == suite ]]; then
                 kv_env_line KOOISV_GATEWAY2_URL "https://$host:$KV_PORT_GATEWAY2/produce"
@@ -885,6 +897,7 @@ kv_write_client_env() {
                 # The tests forge entries as a key holder would, and compare with the head file.
                 kv_env_line KOOISV_AUDIT_CHAIN_KEY "$(kv_secret audit-chain-key)"
                 kv_env_line KOOISV_AUDIT_HEAD_PATH "$KV_AUDIT_HEAD"
+                kv_env_line KOOISV_CURVE_SECRET_KEY_FILE "$KV_SECRETS/curve-gateway.key"
             fi
         } >"$file.tmp"
         mv "$file.tmp" "$file"

@@ -11,7 +11,7 @@
 #include "svcrt.h"
 
 static const config_var_t app_vars[] = {
-    SVCRT_CONFIG_VARS("tcp://*:7103", "kooisv_app", "apps"),
+    SVCRT_CONFIG_VARS("tcp://127.0.0.1:7103", "kooisv_app", "apps"),
     {"KOOISV_APP_RSA_PRIVATE_KEY_FILE", "", 0,
      "PEM RSA private key (>= 3072 bits) that decrypts the kit clientSecret (required, or its "
      "alias KOOISV_RSA_PRIVATE_KEY_FILE)"},

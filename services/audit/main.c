@@ -18,9 +18,11 @@
 #include "svcrt.h"
 #include "verify.h"
 #include "xmalloc.h"
+#include "zmqauth.h"
 
 static const config_var_t audit_vars[] = {
-    {"KOOISV_BIND", "tcp://*:7104", 0, "ZeroMQ endpoint the service binds"},
+    {"KOOISV_BIND", "tcp://127.0.0.1:7104", 0, "ZeroMQ endpoint the service binds"},
+    ZMQAUTH_SERVER_CONFIG_VARS,
     {"KOOISV_WORKERS", "64", 0,
      "worker threads; the records they wait on together form one group commit"},
     {"KOOISV_PG_DSN", NULL, CONFIG_SECRET,
@@ -216,11 +218,17 @@ static void audit_stop(svcrt_def_t *def)
 int main(int argc, char **argv)
 {
     if (take_migrate_flag(&argc, argv)) {
+        /* The one-shot step speaks to PostgreSQL only: no ZeroMQ keys. */
+        config_var_t vars[sizeof audit_vars / sizeof *audit_vars];
+        size_t n = 0;
+        for (size_t i = 0; i < sizeof audit_vars / sizeof *audit_vars; i++)
+            if (strncmp(audit_vars[i].name, "KOOISV_CURVE_", 13) != 0)
+                vars[n++] = audit_vars[i];
         log_init("audit");
         config_load("kooisv-audit",
                     "kooisv-audit --migrate: applies the migrations as the schema owner "
                     "(KOOISV_PG_MIGRATE_DSN), seals the chain epoch with the key and exits.",
-                    audit_vars, sizeof audit_vars / sizeof *audit_vars, argc, argv);
+                    vars, n, argc, argv);
         return audit_migrate((int)config_get_long("KOOISV_PG_WAIT_S", 0, 3600),
                              config_get("KOOISV_AUDIT_CHAIN_KEY"));
     }

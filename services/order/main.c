@@ -7,9 +7,11 @@
 #include "log.h"
 #include "migrations.h"
 #include "order.h"
+#include "zmqauth.h"
 
 static const config_var_t vars[] = {
-    {"KOOISV_BIND", "tcp://*:7101", 0, "ZeroMQ ROUTER endpoint the gateway connects to"},
+    {"KOOISV_BIND", "tcp://127.0.0.1:7101", 0, "ZeroMQ ROUTER endpoint the gateway connects to"},
+    ZMQAUTH_SERVER_CONFIG_VARS,
     {"KOOISV_WORKERS", "4", 0, "request worker threads (each with its own database connection)"},
     {"KOOISV_PG_DSN", NULL, CONFIG_REQUIRED | CONFIG_SECRET,
      "PostgreSQL connection string of role kooisv_order (schema orders)"},

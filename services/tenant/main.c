@@ -6,7 +6,7 @@
 #include "tenant.h"
 
 static const config_var_t tenant_vars[] = {
-    SVCRT_CONFIG_VARS("tcp://*:7102", "kooisv_tenant", "tenants"),
+    SVCRT_CONFIG_VARS("tcp://127.0.0.1:7102", "kooisv_tenant", "tenants"),
     SVCRT_OUTBOX_CONFIG_VARS,
 };
 

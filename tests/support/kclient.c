@@ -3,6 +3,11 @@
  * with, so a test exercises the wire exactly as the marketplace would. */
 #include "kclient.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
 #include "bodysign.h"
 #include "canonjson.h"
 #include "config.h"
@@ -11,6 +16,7 @@
 #include "sigv2.h"
 #include "timeutil.h"
 #include "xmalloc.h"
+#include "zmqauth.h"
 
 #include <errno.h>
 #include <event2/http.h>
@@ -602,4 +608,46 @@ bool kc_wait(int timeout_ms, int interval_ms, bool (*done)(void *arg), void *arg
         struct timespec ts = {interval_ms / 1000, (long)(interval_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
     }
+}
+
+/* ---------------------------------------------------------------- ZeroMQ as the gateway */
+
+static char rpc_setup_why[160];
+static int rpc_setup_rc = -1;
+
+static void rpc_setup(void)
+{
+    const char *path = suite_get("KOOISV_CURVE_SECRET_KEY_FILE");
+    char *key = path ? config_read_file(path, NULL) : NULL;
+    if (!key) {
+        snprintf(rpc_setup_why, sizeof rpc_setup_why,
+                 "the suite env names no readable KOOISV_CURVE_SECRET_KEY_FILE");
+        return;
+    }
+    key[strcspn(key, "\r\n")] = '\0';
+    rpc_setup_rc = zmqauth_setup(key, NULL, rpc_setup_why, sizeof rpc_setup_why);
+    free(key);
+}
+
+rpc_client_t *kc_rpc_client(const char *svc)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, rpc_setup);
+    if (rpc_setup_rc != 0)
+        fail_msg("CURVE set-up: %s", rpc_setup_why);
+    char name[64], upper[16];
+    size_t i = 0;
+    for (; svc[i] && i < sizeof upper - 1; i++)
+        upper[i] = (char)(svc[i] >= 'a' && svc[i] <= 'z' ? svc[i] - 32 : svc[i]);
+    upper[i] = '\0';
+    snprintf(name, sizeof name, "KOOISV_%s_ENDPOINTS", upper);
+    const char *ep = suite_get(name);
+    snprintf(name, sizeof name, "KOOISV_%s_SERVER_KEY", upper);
+    const char *key = suite_get(name);
+    if (!ep || !key)
+        fail_msg("the suite env has no endpoints or server key for %s", svc);
+    rpc_client_t *c = rpc_client_new(ep, key);
+    if (!c)
+        fail_msg("cannot make a client of %s", svc);
+    return c;
 }

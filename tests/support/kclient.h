@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "rpc.h"
+
 typedef struct {
     int status; /* HTTP status; 0 when no response arrived (error says why) */
     char *body; /* NUL-terminated response body ("" when none) */
@@ -28,6 +30,12 @@ int suite_env_load(void);
 /* Value of name from the suite env file (loaded on demand), else from the process
  * environment, else NULL. Borrowed: valid for the life of the process. */
 const char *suite_get(const char *name);
+
+/* A ZeroMQ client of the suite's service svc ("order", "tenant", "app", "audit") speaking as
+ * the gateway: its CURVE key (KOOISV_CURVE_SECRET_KEY_FILE of the suite env, taken once per
+ * process) and the service's public key (KOOISV_<SVC>_SERVER_KEY). Fails the test when the
+ * suite does not name them. Caller destroys it (rpc_client_destroy). */
+rpc_client_t *kc_rpc_client(const char *svc);
 
 /* Send this thread's kc_basic/kc_kit/kc_raw calls to gateway 1 (KOOISV_URL, the default) or
  * gateway 2 (KOOISV_GATEWAY2_URL: the suite runs two, to test cross-replica behaviour). */

@@ -29,11 +29,7 @@
 
 static rpc_client_t *audit_client(void)
 {
-    const char *ep = suite_get("KOOISV_AUDIT_ENDPOINTS");
-    assert_non_null(ep);
-    rpc_client_t *c = rpc_client_new(ep);
-    assert_non_null(c);
-    return c;
+    return kc_rpc_client("audit");
 }
 
 static rpc_client_t *client;

@@ -11,9 +11,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "config.h"
 #include "log.h"
 #include "svc.h"
 #include "xmalloc.h"
+#include "zmqauth.h"
 
 static const char *name;
 static const char *log_path;
@@ -257,6 +259,11 @@ int main(int argc, char **argv)
         return 2;
     }
     log_init(name);
+    /* A CURVE server like every service: KOOISV_CURVE_SECRET_KEY(_FILE), KOOISV_CURVE_CLIENTS. */
+    static const config_var_t vars[] = {ZMQAUTH_SERVER_CONFIG_VARS};
+    config_load("kooisv-gw-fakesvc", "stand-in service for the gateway tests", vars,
+                sizeof vars / sizeof vars[0], argc, argv);
+    zmqauth_config_server("kooisv-gw-fakesvc");
     svc_def_t def = {.name = name, .bind = bind, .workers = 4, .handle = handle};
     return svc_run(&def);
 }

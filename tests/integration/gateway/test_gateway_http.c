@@ -17,6 +17,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ctype.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -30,6 +31,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #include "bodysign.h"
 #include "cryptoutil.h"
@@ -55,6 +57,7 @@ static struct {
     int svc_port[4];
     pid_t svc_pid[4];
     pid_t gateway_pid;
+    char gateway_pub[41], services_pub[41]; /* CURVE: the stand-ins share one key pair */
 } world;
 
 static const char *const svc_names[4] = {"audit", "order", "tenant", "app"};
@@ -116,6 +119,8 @@ static void fake_start(int i)
     env[n++] = xasprintf("FAKESVC_LOG=%s/%s.log", world.dir, svc_names[i]);
     env[n++] = xasprintf("FAKESVC_CONTROL=%s/%s.control", world.dir, svc_names[i]);
     env[n++] = xstrdup("KOOISV_LOG_LEVEL=warn");
+    env[n++] = xasprintf("KOOISV_CURVE_SECRET_KEY_FILE=%s/curve-services.key", world.dir);
+    env[n++] = xasprintf("KOOISV_CURVE_CLIENTS=%s", world.gateway_pub);
     n = env_inherit(env, n);
     env[n] = NULL;
     char logname[64];
@@ -161,6 +166,13 @@ static void gateway_start(void)
     env[n++] = xasprintf("KOOISV_TENANT_ENDPOINTS=tcp://127.0.0.1:%d", world.svc_port[FAKE_TENANT]);
     env[n++] = xasprintf("KOOISV_APP_ENDPOINTS=tcp://127.0.0.1:%d", world.svc_port[FAKE_APP]);
     env[n++] = xstrdup("KOOISV_BILLING_ENDPOINTS=");
+    env[n++] = xasprintf("KOOISV_CURVE_SECRET_KEY_FILE=%s/curve-gateway.key", world.dir);
+    for (int i = 0; i < 4; i++) {
+        char upper[16];
+        for (size_t k = 0; k <= strlen(svc_names[i]); k++)
+            upper[k] = (char)toupper((unsigned char)svc_names[i][k]);
+        env[n++] = xasprintf("KOOISV_%s_SERVER_KEY=%s", upper, world.services_pub);
+    }
     env[n++] = xasprintf("KOOISV_REQUEST_DEADLINE_MS=%d", DEADLINE_MS);
     env[n++] = xasprintf("KOOISV_MAX_CONNECTIONS=%d", MAX_CONNECTIONS);
     env[n++] = xasprintf("KOOISV_HEADER_TIMEOUT_S=%d", HEADER_TIMEOUT_S);
@@ -240,6 +252,13 @@ static int world_setup(void **state)
     write_file("basic-key", world.basic_key, 0600);
     write_file("kit-key", world.kit_key, 0600);
     write_file("admin-tokens", "", 0600);
+    char secret[41];
+    if (zmq_curve_keypair(world.gateway_pub, secret) != 0)
+        return -1;
+    write_file("curve-gateway.key", secret, 0600);
+    if (zmq_curve_keypair(world.services_pub, secret) != 0)
+        return -1;
+    write_file("curve-services.key", secret, 0600);
     world.port = free_port();
     world.metrics_port = free_port();
     world.admin_port = free_port();

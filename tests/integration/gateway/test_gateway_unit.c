@@ -32,6 +32,7 @@
 #include "timeutil.h"
 #include "transport.h"
 #include "xmalloc.h"
+#include "zmqauth.h"
 
 /* ================================================================== basicreq */
 
@@ -722,6 +723,9 @@ static void *fake_main(void *arg)
     return NULL;
 }
 
+/* This process is both the services (CURVE servers admitting its own key) and the gateway. */
+static const char *server_keys[SVC__COUNT];
+
 static void fake_start(fake_t *f, svc_mode_t mode)
 {
     memset(f, 0, sizeof *f);
@@ -729,6 +733,7 @@ static void fake_start(fake_t *f, svc_mode_t mode)
     f->router = zmq_socket(transport_context(), ZMQ_ROUTER);
     int zero = 0;
     zmq_setsockopt(f->router, ZMQ_LINGER, &zero, sizeof zero);
+    assert_int_equal(zmqauth_server(f->router), 0);
     assert_int_equal(zmq_bind(f->router, "tcp://127.0.0.1:*"), 0);
     size_t len = sizeof f->endpoint;
     zmq_getsockopt(f->router, ZMQ_LAST_ENDPOINT, f->endpoint, &len);
@@ -797,7 +802,7 @@ static void test_dispatch_reply(void **state)
     fake_start(&f, SVC_ECHO);
     struct event_base *base = event_base_new();
     const char *eps[SVC__COUNT] = {f.endpoint, "", "", "", ""};
-    dispatch_t *d = dispatch_new(base, eps);
+    dispatch_t *d = dispatch_new(base, eps, server_keys);
     assert_non_null(d);
     wait_replicas(base, SVC_ORDER, 1);
     Kooisv__Envelope env = ping_envelope("rid-echo");
@@ -829,7 +834,7 @@ static void test_dispatch_reply_for_other_body_ignored(void **state)
     fake_start(&f, SVC_WRONG_BODY);
     struct event_base *base = event_base_new();
     const char *eps[SVC__COUNT] = {f.endpoint, "", "", "", ""};
-    dispatch_t *d = dispatch_new(base, eps);
+    dispatch_t *d = dispatch_new(base, eps, server_keys);
     wait_replicas(base, SVC_ORDER, 1);
     Kooisv__Envelope env = ping_envelope("rid-other-body");
     outcome_t o = {0};
@@ -842,12 +847,46 @@ static void test_dispatch_reply_for_other_body_ignored(void **state)
     fake_stop(&f);
 }
 
+static void test_dispatch_wrong_server_key(void **state)
+{
+    /* A replica that does not hold the secret half of the configured server key never
+     * completes the CURVE handshake: it is not counted, and a call fails instead of reaching
+     * it. */
+    fake_t f;
+    fake_start(&f, SVC_ECHO);
+    char other_pub[41], other_sec[41];
+    assert_int_equal(zmq_curve_keypair(other_pub, other_sec), 0);
+    struct event_base *base = event_base_new();
+    const char *eps[SVC__COUNT] = {f.endpoint, "", "", "", ""};
+    const char *keys[SVC__COUNT] = {other_pub, NULL, NULL, NULL, NULL};
+    dispatch_t *d = dispatch_new(base, eps, keys);
+    assert_non_null(d);
+    for (int i = 0; i < 60; i++) { /* 300 ms for a handshake that must not succeed */
+        struct timeval tv = {0, 5000};
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+    assert_int_equal(metrics_replicas(SVC_ORDER), 0);
+    Kooisv__Envelope env = ping_envelope("rid-wrong-key");
+    outcome_t o = {0};
+    assert_int_equal(dispatch_call(d, SVC_ORDER, &env, 1000, on_done, &o), 0);
+    run_until(base, &o, 2000);
+    assert_int_equal(o.calls, 1);
+    assert_null(o.reply);
+    /* No key at all is refused when the dispatcher is made. */
+    const char *none[SVC__COUNT] = {NULL, NULL, NULL, NULL, NULL};
+    assert_null(dispatch_new(base, eps, none));
+    dispatch_destroy(&d);
+    event_base_free(base);
+    fake_stop(&f);
+}
+
 static void test_dispatch_no_replica(void **state)
 {
     /* Nothing listens there: with ZMQ_IMMEDIATE the call fails at once, not at the deadline. */
     struct event_base *base = event_base_new();
     const char *eps[SVC__COUNT] = {"tcp://127.0.0.1:1", "", "", "", ""};
-    dispatch_t *d = dispatch_new(base, eps);
+    dispatch_t *d = dispatch_new(base, eps, server_keys);
     Kooisv__Envelope env = ping_envelope("rid-none");
     outcome_t o = {0};
     int64_t t0 = time_mono_us();
@@ -869,7 +908,7 @@ static void test_dispatch_resend_and_timeout(void **state)
     fake_start(&f, SVC_IGNORE_FIRST);
     struct event_base *base = event_base_new();
     const char *eps[SVC__COUNT] = {f.endpoint, "", "", "", ""};
-    dispatch_t *d = dispatch_new(base, eps);
+    dispatch_t *d = dispatch_new(base, eps, server_keys);
     wait_replicas(base, SVC_ORDER, 1);
     Kooisv__Envelope env = ping_envelope("rid-resend");
     outcome_t o = {0};
@@ -890,7 +929,7 @@ static void test_dispatch_resend_and_timeout(void **state)
     fake_start(&f, SVC_SILENT);
     base = event_base_new();
     eps[SVC_ORDER] = f.endpoint;
-    d = dispatch_new(base, eps);
+    d = dispatch_new(base, eps, server_keys);
     wait_replicas(base, SVC_ORDER, 1);
     memset(&o, 0, sizeof o);
     t0 = time_mono_us();
@@ -920,7 +959,7 @@ static void test_dispatch_many(void **state)
     fake_start(&f, SVC_ECHO);
     struct event_base *base = event_base_new();
     const char *eps[SVC__COUNT] = {"", "", "", f.endpoint, ""};
-    dispatch_t *d = dispatch_new(base, eps);
+    dispatch_t *d = dispatch_new(base, eps, server_keys);
     wait_replicas(base, SVC_AUDIT, 1);
     enum { N = 300 };
     static outcome_t o[N];
@@ -957,7 +996,7 @@ static void test_auditq_retry(void **state)
     f.fail_n = 2;
     struct event_base *base = event_base_new();
     const char *eps[SVC__COUNT] = {"", "", "", f.endpoint, ""};
-    dispatch_t *d = dispatch_new(base, eps);
+    dispatch_t *d = dispatch_new(base, eps, server_keys);
     wait_replicas(base, SVC_AUDIT, 1);
     auditq_t *q = auditq_new(base, d, 500);
     Kooisv__AuditOutcome outcome = KOOISV__AUDIT_OUTCOME__INIT;
@@ -988,7 +1027,7 @@ static void test_auditq_unreachable(void **state)
 {
     struct event_base *base = event_base_new();
     const char *eps[SVC__COUNT] = {"", "", "", "tcp://127.0.0.1:1", ""};
-    dispatch_t *d = dispatch_new(base, eps);
+    dispatch_t *d = dispatch_new(base, eps, server_keys);
     auditq_t *q = auditq_new(base, d, 200);
     Kooisv__AuditOutcome outcome = KOOISV__AUDIT_OUTCOME__INIT;
     Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
@@ -1088,6 +1127,14 @@ static void test_srclimit(void **state)
 
 int main(void)
 {
+    static char pub[41];
+    char sec[41], why[160];
+    if (zmq_curve_keypair(pub, sec) != 0 || zmqauth_setup(sec, pub, why, sizeof why) != 0) {
+        fprintf(stderr, "test_gateway_unit: CURVE set-up failed\n");
+        return 1;
+    }
+    for (int s = 0; s < SVC__COUNT; s++)
+        server_keys[s] = pub;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_instance),
         cmocka_unit_test(test_lengths),
@@ -1107,6 +1154,7 @@ int main(void)
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_dispatch_reply),
         cmocka_unit_test(test_dispatch_reply_for_other_body_ignored),
+        cmocka_unit_test(test_dispatch_wrong_server_key),
         cmocka_unit_test(test_dispatch_no_replica),
         cmocka_unit_test(test_dispatch_resend_and_timeout),
         cmocka_unit_test(test_dispatch_many),

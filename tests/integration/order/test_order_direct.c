@@ -24,7 +24,7 @@ static char *instance;
 static int setup(void **state)
 {
     (void)state;
-    client = rpc_client_new(suite_get("KOOISV_ORDER_ENDPOINTS"));
+    client = kc_rpc_client("order");
     if (!client)
         return -1;
     char *order = ot_order_id(), *line = ot_line_of(order), *biz = kc_uid("biz");

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #include "order_support.h"
 #include "timeutil.h"
@@ -245,11 +246,18 @@ static void test_bad_zone_stops_start(void **state)
 {
     (void)state;
     const char *bad[] = {"Mars/Olympus", "UTC+8", "+25:00"};
+    /* CURVE keys are required before the zone is read: valid ones, so that the zone stops it. */
+    char curve_pub[41], curve_sec[41];
+    assert_int_equal(zmq_curve_keypair(curve_pub, curve_sec), 0);
+    char *curve_key = xasprintf("KOOISV_CURVE_SECRET_KEY=%s", curve_sec);
+    char *curve_clients = xasprintf("KOOISV_CURVE_CLIENTS=%s", curve_pub);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *zone = xasprintf("KOOISV_MARKETPLACE_TIME_ZONE=%s", bad[i]);
         char *license = xasprintf("KOOISV_LICENSE_KEY_FILE=%s/secrets/license-private.pem",
                                   suite_get("KOOISV_SUITE_DIR"));
         char *order_env[] = {"KOOISV_PG_DSN=host=/nonexistent dbname=x",
+                             curve_key,
+                             curve_clients,
                              "KOOISV_BASIC_KEY=Kq7-vX2mLp9Rt4Wz8Yb3",
                              "KOOISV_DATA_KEY="
                              "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
@@ -271,6 +279,8 @@ static void test_bad_zone_stops_start(void **state)
         assert_refused(KOOISV_EMULATOR_BIN, "kooisv-emulator", emu_env);
         free(zone);
     }
+    free(curve_key);
+    free(curve_clients);
 }
 
 int main(void)

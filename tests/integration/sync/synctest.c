@@ -195,11 +195,7 @@ long outbox_count(const char *schema, const char *tenant_id, const char *type)
 
 char *admin_rpc(const char *svc, const char *caller_kind, const char *action, char **json, ...)
 {
-    const char *ep =
-        suite_get(strcmp(svc, "tenant") == 0 ? "KOOISV_TENANT_ENDPOINTS" : "KOOISV_APP_ENDPOINTS");
-    if (!ep)
-        fail_msg("suite env has no endpoints for %s", svc);
-    rpc_client_t *c = rpc_client_new(ep);
+    rpc_client_t *c = kc_rpc_client(strcmp(svc, "tenant") == 0 ? "tenant" : "app");
     Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
     char rid[37];
     rand_uuid(rid);

@@ -1,5 +1,6 @@
 /* Real ZeroMQ: a service runtime with several workers in this process, driven by the blocking
- * client; replicas expanded from a host name; an absent service fails fast. */
+ * client; replicas expanded from a host name; an absent service fails fast; a client without
+ * an admitted CURVE key, or with an oversized message, gets nothing done. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <setjmp.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zmq.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -15,10 +17,14 @@
 #include "rpc.h"
 #include "svc.h"
 #include "timeutil.h"
+#include "transport.h"
 #include "xmalloc.h"
+#include "zmqauth.h"
 
 static int port_a, port_b;
 static atomic_int handled; /* handler runs */
+static char server_pub[41];         /* the process's key: the service admits it as a client */
+static atomic_int strangers_served; /* calls with order id "stranger" that reached a handler */
 
 static void echo_handle(void *state, svc_call_t *call)
 {
@@ -28,6 +34,8 @@ static void echo_handle(void *state, svc_call_t *call)
         return;
     }
     atomic_fetch_add(&handled, 1);
+    if (strcmp(req->new_instance->order_id, "stranger") == 0)
+        atomic_fetch_add(&strangers_served, 1);
     if (strcmp(req->new_instance->order_id, "slow") == 0)
         usleep(300 * 1000);
     if (strcmp(req->new_instance->order_id, "stuck") == 0)
@@ -84,7 +92,7 @@ static void test_round_trip_and_concurrency(void **st)
 {
     char ep[64];
     snprintf(ep, sizeof ep, "tcp://localhost:%d", port_a);
-    rpc_client_t *c = rpc_client_new(ep);
+    rpc_client_t *c = rpc_client_new(ep, server_pub);
     assert_non_null(c);
     for (int i = 0; i < 50; i++) {
         char rid[32], order[32];
@@ -108,7 +116,7 @@ static void test_ping_answered_by_runtime(void **st)
 {
     char ep[64];
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port_a);
-    rpc_client_t *c = rpc_client_new(ep);
+    rpc_client_t *c = rpc_client_new(ep, server_pub);
     Kooisv__Envelope env;
     Kooisv__Ping ping;
     kooisv__envelope__init(&env);
@@ -127,7 +135,7 @@ static void test_unsupported_body_is_an_error(void **st)
 {
     char ep[64];
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port_a);
-    rpc_client_t *c = rpc_client_new(ep);
+    rpc_client_t *c = rpc_client_new(ep, server_pub);
     Kooisv__Envelope env;
     kooisv__envelope__init(&env);
     env.request_id = "empty-1";
@@ -142,7 +150,7 @@ static void test_absent_service_fails_within_timeout(void **st)
 {
     char ep[64];
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port_b);
-    rpc_client_t *c = rpc_client_new(ep);
+    rpc_client_t *c = rpc_client_new(ep, server_pub);
     assert_non_null(c);
     Kooisv__NewInstance body;
     Kooisv__Reply *reply = NULL;
@@ -160,7 +168,7 @@ static void test_copy_of_answered_request(void **st)
      * answer without the handler running again; a failed one runs again. */
     char ep[64];
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port_a);
-    rpc_client_t *c = rpc_client_new(ep);
+    rpc_client_t *c = rpc_client_new(ep, server_pub);
     Kooisv__NewInstance body;
     Kooisv__Reply *first = NULL, *again = NULL;
     int before = atomic_load(&handled);
@@ -192,7 +200,7 @@ static void *timed_call(void *arg)
     timed_call_t *t = arg;
     char ep[64];
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port_a);
-    rpc_client_t *c = rpc_client_new(ep);
+    rpc_client_t *c = rpc_client_new(ep, server_pub);
     /* Not make_env: its envelope is shared, and these calls run on several threads. */
     Kooisv__NewInstance body = KOOISV__NEW_INSTANCE__INIT;
     body.order_id = (char *)t->order;
@@ -234,6 +242,64 @@ static void test_stuck_worker_holds_up_no_other(void **st)
     }
 }
 
+typedef enum { RAW_PLAIN, RAW_STRANGER, RAW_ADMITTED } raw_key_t;
+
+/* Send payload on a raw DEALER with the given keys; true when any reply came within 700 ms. */
+static bool raw_call_answered(raw_key_t key, const void *payload, size_t len)
+{
+    void *s = zmq_socket(transport_context(), ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    if (key == RAW_STRANGER) {
+        char pub[41], sec[41];
+        assert_int_equal(zmq_curve_keypair(pub, sec), 0);
+        zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, server_pub, 40);
+        zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, pub, 40);
+        zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, sec, 40);
+    } else if (key == RAW_ADMITTED) {
+        assert_int_equal(zmqauth_client(s, server_pub), 0);
+    }
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port_a);
+    assert_int_equal(zmq_connect(s, ep), 0);
+    zmq_send(s, "", 0, ZMQ_SNDMORE);
+    zmq_send(s, payload, len, 0);
+    zmq_pollitem_t item = {.socket = s, .events = ZMQ_POLLIN};
+    bool answered = zmq_poll(&item, 1, 700) > 0;
+    zmq_close(s);
+    return answered;
+}
+
+static void test_unadmitted_clients_get_nothing(void **st)
+{
+    Kooisv__NewInstance body;
+    uint8_t *buf = NULL;
+    size_t len = transport_pack_envelope(make_env("r-stranger", "stranger", &body), &buf);
+    assert_false(raw_call_answered(RAW_PLAIN, buf, len));
+    assert_false(raw_call_answered(RAW_STRANGER, buf, len));
+    usleep(100 * 1000);
+    assert_int_equal(atomic_load(&strangers_served), 0);
+    /* The same message with the admitted key is served: the refusals above were the keys. */
+    assert_true(raw_call_answered(RAW_ADMITTED, buf, len));
+    assert_int_equal(atomic_load(&strangers_served), 1);
+    free(buf);
+}
+
+static void test_oversized_message_dropped(void **st)
+{
+    /* Past ZMQ_MAXMSGSIZE the connection is dropped before the message is taken in whole. */
+    size_t len = (size_t)ZMQAUTH_MAX_MSG_BYTES + 1;
+    uint8_t *big = xcalloc(1, len);
+    assert_false(raw_call_answered(RAW_ADMITTED, big, len));
+    free(big);
+    /* ...and the service still serves everyone else. */
+    Kooisv__NewInstance body;
+    uint8_t *buf = NULL;
+    size_t n = transport_pack_envelope(make_env("r-after-big", "after-big", &body), &buf);
+    assert_true(raw_call_answered(RAW_ADMITTED, buf, n));
+    free(buf);
+}
+
 static void test_resolve(void **st)
 {
     char **eps = NULL;
@@ -246,11 +312,18 @@ static void test_resolve(void **st)
     endpoint_list_free(eps, n);
     assert_int_equal(endpoint_resolve("tcp://no-port", &eps), -1);
     assert_int_equal(endpoint_resolve("tcp://host.invalid:1", &eps), -1);
-    assert_null(rpc_client_new("tcp://:"));
+    assert_null(rpc_client_new("tcp://:", server_pub));
+    assert_null(rpc_client_new("tcp://127.0.0.1:1", "not a key"));
 }
 
 int main(void)
 {
+    char secret[41], why[160];
+    if (zmq_curve_keypair(server_pub, secret) != 0 ||
+        zmqauth_setup(secret, server_pub, why, sizeof why) != 0) {
+        fprintf(stderr, "test_transport: CURVE set-up failed\n");
+        return 1;
+    }
     port_a = free_port();
     port_b = port_a + 1;
     static char bind[64];
@@ -267,6 +340,8 @@ int main(void)
         cmocka_unit_test(test_absent_service_fails_within_timeout),
         cmocka_unit_test(test_copy_of_answered_request),
         cmocka_unit_test(test_stuck_worker_holds_up_no_other),
+        cmocka_unit_test(test_unadmitted_clients_get_nothing),
+        cmocka_unit_test(test_oversized_message_dropped),
         cmocka_unit_test(test_resolve),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

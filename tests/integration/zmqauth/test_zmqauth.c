@@ -1,0 +1,316 @@
+/* The ZeroMQ plane admits only configured CURVE clients (ARCHITECTURE.md). An attacker who can
+ * reach the services' ports, speaking raw libzmq: without CURVE, or with CURVE and a key pair of
+ * its own, it sends forged envelopes (an unsigned newInstance, an admin instance.list, an audit
+ * intent claiming an admin operator, a foreign source and a 2023 timestamp) and gets no reply,
+ * and PostgreSQL (as superuser) holds nothing of them. The gateway's key (from the suite's
+ * secrets) still gets answers, and its intent is stored: the checks can see what they look for.
+ * A service without its keys (or with malformed ones) does not start. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <zmq.h>
+
+#include "config.h"
+#include "envelope.pb-c.h"
+#include "kclient.h"
+#include "timeutil.h"
+#include "transport.h"
+#include "xmalloc.h"
+
+#define QUIET_MS 1500 /* an admitted client gets its answer well within this */
+
+typedef enum { AS_PLAIN, AS_STRANGER, AS_GATEWAY } caller_t;
+
+static const char *const services[] = {"ORDER", "TENANT", "APP", "AUDIT"};
+
+static char *suite_value(const char *fmt, const char *svc)
+{
+    char name[64];
+    snprintf(name, sizeof name, fmt, svc);
+    const char *v = suite_get(name);
+    return v && *v ? xstrdup(v) : NULL;
+}
+
+/* The gateway's secret key, as the suite gives it to the gateway. */
+static char *gateway_secret(void)
+{
+    const char *path = suite_get("KOOISV_CURVE_SECRET_KEY_FILE");
+    if (!path || !*path)
+        return NULL;
+    char *key = config_read_file(path, NULL);
+    if (key)
+        key[strcspn(key, "\r\n")] = '\0';
+    return key;
+}
+
+/* A DEALER set up as `who` for service svc ("ORDER"...); NULL fails the test. */
+static void *dealer_for(const char *svc, caller_t who)
+{
+    void *s = zmq_socket(transport_context(), ZMQ_DEALER);
+    assert_non_null(s);
+    int linger = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    if (who != AS_PLAIN) {
+        char *server = suite_value("KOOISV_%s_SERVER_KEY", svc);
+        assert_non_null(server); /* the suite names each service's public key */
+        char pub[41], sec[41];
+        if (who == AS_STRANGER) {
+            assert_int_equal(zmq_curve_keypair(pub, sec), 0);
+        } else {
+            char *g = gateway_secret();
+            assert_non_null(g);
+            assert_int_equal(strlen(g), 40);
+            memcpy(sec, g, 41);
+            free(g);
+            assert_int_equal(zmq_curve_public(pub, sec), 0);
+        }
+        assert_int_equal(zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, server, 40), 0);
+        assert_int_equal(zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, pub, 40), 0);
+        assert_int_equal(zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, sec, 40), 0);
+        free(server);
+    }
+    char *ep = suite_value("KOOISV_%s_ENDPOINTS", svc);
+    assert_non_null(ep);
+    assert_int_equal(zmq_connect(s, ep), 0);
+    free(ep);
+    return s;
+}
+
+/* Send env as `who` and wait up to QUIET_MS for its reply; NULL when none came. */
+static Kooisv__Reply *try_call(const char *svc, caller_t who, const Kooisv__Envelope *env)
+{
+    void *s = dealer_for(svc, who);
+    uint8_t *buf = NULL;
+    size_t len = transport_pack_envelope(env, &buf);
+    /* Without ZMQ_IMMEDIATE the message waits for the connection (if it ever comes). */
+    assert_int_equal(zmq_send(s, "", 0, ZMQ_SNDMORE), 0);
+    assert_true(zmq_send(s, buf, len, 0) >= 0);
+    free(buf);
+    Kooisv__Reply *reply = NULL;
+    int64_t until = time_mono_us() + QUIET_MS * 1000LL;
+    while (!reply && time_mono_us() < until) {
+        zmq_pollitem_t item = {.socket = s, .events = ZMQ_POLLIN};
+        int left = (int)((until - time_mono_us()) / 1000);
+        if (zmq_poll(&item, 1, left > 0 ? left : 1) <= 0)
+            continue;
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        while (zmq_msg_recv(&part, s, 0) >= 0 && zmq_msg_more(&part)) {
+            zmq_msg_close(&part);
+            zmq_msg_init(&part);
+        }
+        reply = kooisv__reply__unpack(NULL, zmq_msg_size(&part), zmq_msg_data(&part));
+        zmq_msg_close(&part);
+    }
+    zmq_close(s);
+    return reply;
+}
+
+/* The forged header: an admin operator, calling from elsewhere, back in 2023. */
+static void forge(Kooisv__Envelope *env, Kooisv__Caller *caller, const char *rid)
+{
+    env->request_id = (char *)rid;
+    env->trace_id = (char *)rid;
+    env->received_ms = 1688169600000LL; /* 2023-07-01 */
+    env->source_addr = "198.51.100.66";
+    caller->kind = "operator";
+    caller->id = "admin";
+    env->caller = caller;
+}
+
+static void assert_no_answer(const char *svc, const Kooisv__Envelope *env)
+{
+    for (caller_t who = AS_PLAIN; who <= AS_STRANGER; who++) {
+        Kooisv__Reply *r = try_call(svc, who, env);
+        if (!r)
+            continue;
+        char got[160];
+        snprintf(got, sizeof got, "%s %s", r->result_code, r->result_msg);
+        kooisv__reply__free_unpacked(r, NULL);
+        fail_msg("%s answered a %s caller: %s", svc, who == AS_PLAIN ? "keyless" : "wrong-key",
+                 got);
+    }
+}
+
+static long rows(const char *sql, const char *param)
+{
+    const char *p[1] = {param};
+    return kc_sql_count(sql, 1, p);
+}
+
+static void test_forged_new_instance_does_nothing(void **st)
+{
+    (void)st;
+    char *rid = kc_uid("zapni-"), *order = kc_uid("ZAPORD");
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    Kooisv__Caller caller = KOOISV__CALLER__INIT;
+    Kooisv__NewInstance ni = KOOISV__NEW_INSTANCE__INIT;
+    forge(&env, &caller, rid);
+    caller.kind = "basic";
+    ni.order_id = order;
+    ni.order_line_id = "zap-line";
+    ni.business_id = rid;
+    env.body_case = KOOISV__ENVELOPE__BODY_NEW_INSTANCE;
+    env.new_instance = &ni;
+    assert_no_answer("ORDER", &env);
+    usleep(300 * 1000);
+    assert_int_equal(rows("SELECT 1 FROM orders.instances WHERE order_id = $1", order), 0);
+    free(rid);
+    free(order);
+}
+
+static void test_forged_admin_call_gets_nothing(void **st)
+{
+    (void)st;
+    char *rid = kc_uid("zapadm-");
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    Kooisv__Caller caller = KOOISV__CALLER__INIT;
+    Kooisv__AdminRequest adm = KOOISV__ADMIN_REQUEST__INIT;
+    forge(&env, &caller, rid);
+    adm.action = "instance.list";
+    env.body_case = KOOISV__ENVELOPE__BODY_ADMIN;
+    env.admin = &adm;
+    assert_no_answer("ORDER", &env);
+    /* ...while the gateway's key gets the list: the service was there to answer. */
+    env.received_ms = time_now_ms();
+    Kooisv__Reply *r = try_call("ORDER", AS_GATEWAY, &env);
+    assert_non_null(r);
+    assert_string_equal(r->result_code, "000000");
+    kooisv__reply__free_unpacked(r, NULL);
+    free(rid);
+}
+
+static void intent_of(Kooisv__Envelope *env, Kooisv__AuditIntent *in)
+{
+    in->event_type = "admin.instance.list";
+    in->nonce = "";
+    in->reject_code = "";
+    in->reject_reason = "";
+    env->body_case = KOOISV__ENVELOPE__BODY_AUDIT_INTENT;
+    env->audit_intent = in;
+}
+
+static void test_forged_audit_intent_not_stored(void **st)
+{
+    (void)st;
+    char *rid = kc_uid("zapaud-");
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    Kooisv__Caller caller = KOOISV__CALLER__INIT;
+    Kooisv__AuditIntent in = KOOISV__AUDIT_INTENT__INIT;
+    forge(&env, &caller, rid);
+    intent_of(&env, &in);
+    assert_no_answer("AUDIT", &env);
+    usleep(300 * 1000);
+    assert_int_equal(rows("SELECT 1 FROM audit.intents WHERE request_id = $1", rid), 0);
+    free(rid);
+}
+
+static void test_gateway_key_is_admitted(void **st)
+{
+    (void)st;
+    char *rid = kc_uid("zapok-");
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    Kooisv__Caller caller = KOOISV__CALLER__INIT;
+    Kooisv__AuditIntent in = KOOISV__AUDIT_INTENT__INIT;
+    env.request_id = env.trace_id = rid;
+    env.received_ms = time_now_ms();
+    env.source_addr = "127.0.0.1";
+    env.test_flag = true;
+    caller.kind = "system";
+    caller.id = "test-zmqauth";
+    env.caller = &caller;
+    intent_of(&env, &in);
+    in.event_type = "test.zmqauth";
+    Kooisv__Reply *r = try_call("AUDIT", AS_GATEWAY, &env);
+    assert_non_null(r);
+    assert_string_equal(r->result_code, "000000");
+    kooisv__reply__free_unpacked(r, NULL);
+    assert_int_equal(rows("SELECT 1 FROM audit.intents WHERE request_id = $1", rid), 1);
+    free(rid);
+}
+
+static void test_every_service_refuses_strangers(void **st)
+{
+    (void)st;
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    Kooisv__Ping ping = KOOISV__PING__INIT;
+    env.request_id = "zap-ping";
+    env.body_case = KOOISV__ENVELOPE__BODY_PING;
+    env.ping = &ping;
+    for (size_t i = 0; i < sizeof services / sizeof *services; i++) {
+        assert_no_answer(services[i], &env);
+        Kooisv__Reply *r = try_call(services[i], AS_GATEWAY, &env);
+        if (!r)
+            fail_msg("%s does not answer the gateway's key", services[i]);
+        assert_string_equal(r->result_code, "000000");
+        kooisv__reply__free_unpacked(r, NULL);
+    }
+}
+
+/* Run kooisv-audit with only the given settings; its exit status, first stderr line in line. */
+static int audit_start_fails(const char *settings, char *line, size_t len)
+{
+    const char *build = suite_get("KOOISV_BUILD_DIR");
+    assert_non_null(build);
+    char *cmd =
+        xasprintf("env -i KOOISV_PG_DSN=host=/nonexistent %s '%s/services/audit/kooisv-audit' "
+                  "2>&1 >/dev/null",
+                  settings, build);
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    assert_non_null(p);
+    line[0] = '\0';
+    if (!fgets(line, (int)len, p))
+        line[0] = '\0';
+    char rest[256];
+    while (fgets(rest, sizeof rest, p))
+        ;
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void test_no_keys_no_start(void **st)
+{
+    (void)st;
+    char pub[41], sec[41], line[256], *settings;
+    assert_int_equal(zmq_curve_keypair(pub, sec), 0);
+    settings = xasprintf("'KOOISV_CURVE_CLIENTS=%s'", pub);
+    assert_int_equal(audit_start_fails(settings, line, sizeof line), 2);
+    assert_non_null(strstr(line, "KOOISV_CURVE_SECRET_KEY"));
+    free(settings);
+    settings = xasprintf("'KOOISV_CURVE_CLIENTS=%s' KOOISV_CURVE_SECRET_KEY=too-short", pub);
+    assert_int_equal(audit_start_fails(settings, line, sizeof line), 2);
+    assert_non_null(strstr(line, "kooisv-audit: KOOISV_CURVE_SECRET_KEY: must be a CURVE"));
+    free(settings);
+    settings = xasprintf("KOOISV_CURVE_CLIENTS=not-a-key 'KOOISV_CURVE_SECRET_KEY=%s'", sec);
+    assert_int_equal(audit_start_fails(settings, line, sizeof line), 2);
+    assert_non_null(strstr(line, "kooisv-audit: KOOISV_CURVE_CLIENTS: not a CURVE public key"));
+    assert_null(strstr(line, sec)); /* the secret is never echoed */
+    free(settings);
+    settings = xasprintf("'KOOISV_CURVE_SECRET_KEY=%s'", sec);
+    assert_int_equal(audit_start_fails(settings, line, sizeof line), 2);
+    assert_non_null(strstr(line, "KOOISV_CURVE_CLIENTS"));
+    free(settings);
+}
+
+int main(void)
+{
+    if (suite_env_load() != 0)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_forged_new_instance_does_nothing),
+        cmocka_unit_test(test_forged_admin_call_gets_nothing),
+        cmocka_unit_test(test_forged_audit_intent_not_stored),
+        cmocka_unit_test(test_gateway_key_is_admitted),
+        cmocka_unit_test(test_every_service_refuses_strangers),
+        cmocka_unit_test(test_no_keys_no_start),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
