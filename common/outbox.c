@@ -1,4 +1,5 @@
 #include "outbox.h"
+#include "resultcode.h"
 
 #include <inttypes.h>
 #include <poll.h>
@@ -208,7 +209,7 @@ static void admin_failed(outbox_t *self, pg_session_t *db, svc_call_t *call,
     const char *limit = svcadmin_arg(req, "limit");
     long n = *limit ? strtol(limit, NULL, 10) : 100;
     if (n < 1 || n > 1000) {
-        svc_call_result(call, "000002", "limit: must be 1..1000");
+        svc_call_result(call, RC_INVALID, "limit: must be 1..1000");
         return;
     }
     char nbuf[16];
@@ -216,7 +217,7 @@ static void admin_failed(outbox_t *self, pg_session_t *db, svc_call_t *call,
     const char *p[] = {nbuf};
     PGresult *r = pg_session_exec(db, svc_call_rid(call), "outbox_failed", 1, p, NULL);
     if (!r) {
-        svc_call_result(call, "000005", "database error");
+        svc_call_result(call, RC_INTERNAL, "database error");
         return;
     }
     json_t *rows = json_array();
@@ -239,13 +240,13 @@ static void admin_redrive(outbox_t *self, pg_session_t *db, svc_call_t *call,
     const char *rid = svc_call_rid(call);
     const char *id = svcadmin_arg(req, "id");
     if (!*id || strlen(id) > 18 || strspn(id, "0123456789") != strlen(id)) {
-        svc_call_result(call, "000002", "id: must be an outbox event id (digits)");
+        svc_call_result(call, RC_INVALID, "id: must be an outbox event id (digits)");
         return;
     }
     const char *p[] = {id};
     PGresult *r = pg_session_exec(db, rid, "outbox_redrive", 1, p, NULL);
     if (!r) {
-        svc_call_result(call, "000005", "database error");
+        svc_call_result(call, RC_INTERNAL, "database error");
         return;
     }
     int n = PQntuples(r);
@@ -254,10 +255,10 @@ static void admin_redrive(outbox_t *self, pg_session_t *db, svc_call_t *call,
         r = pg_session_exec(db, rid, "outbox_status", 1, p, NULL);
         const char *status = r ? pg_value(r, 0, 0) : NULL;
         if (status)
-            svc_call_result(call, "000002", "outbox event %s is %s: nothing to redrive", id,
+            svc_call_result(call, RC_INVALID, "outbox event %s is %s: nothing to redrive", id,
                             status);
         else
-            svc_call_result(call, "000002", "no outbox event %s", id);
+            svc_call_result(call, RC_INVALID, "no outbox event %s", id);
         PQclear(r);
         return;
     }

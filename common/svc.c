@@ -1,4 +1,5 @@
 #include "svc.h"
+#include "resultcode.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -198,12 +199,12 @@ static void serve_one(worker_t *w, void *sock, zmq_msg_t *msg)
     Kooisv__Envelope *env =
         kooisv__envelope__unpack(NULL, zmq_msg_size(msg), (const uint8_t *)zmq_msg_data(msg));
     call.req = env;
-    call.reply.result_code = "000005";
+    call.reply.result_code = RC_INTERNAL;
     call.reply.result_msg = "internal error";
     if (!env) {
         log_warn(NULL, "%s: dropped a message that is not an envelope (%zu bytes)", w->def->name,
                  zmq_msg_size(msg));
-        call.reply.result_code = "000002";
+        call.reply.result_code = RC_INVALID;
         call.reply.result_msg = "malformed envelope";
     } else {
         call.reply.request_id = env->request_id;
@@ -215,7 +216,7 @@ static void serve_one(worker_t *w, void *sock, zmq_msg_t *msg)
             return;
         }
         if (env->body_case == KOOISV__ENVELOPE__BODY_PING) {
-            call.reply.result_code = "000000";
+            call.reply.result_code = RC_OK;
             call.reply.result_msg = "pong";
         } else {
             w->def->handle(w->state, &call);
@@ -226,7 +227,7 @@ static void serve_one(worker_t *w, void *sock, zmq_msg_t *msg)
     /* Only a success is kept: a copy of a failed call (the database was down) must run again. */
     if (env && env->request_id && *env->request_id &&
         env->body_case != KOOISV__ENVELOPE__BODY_PING && call.reply.result_code &&
-        strcmp(call.reply.result_code, "000000") == 0)
+        strcmp(call.reply.result_code, RC_OK) == 0)
         seenreq_answer(seen, env->request_id, (uint32_t)env->body_case, buf, len);
     if (reply_send(w, sock, buf, len) < 0)
         log_warn(svc_call_rid(&call), "%s: reply not sent: %s", w->def->name, zmq_strerror(errno));

@@ -9,12 +9,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include "envelope.pb-c.h"
+#include "resultcode.h"
 
 typedef struct svc_call svc_call_t;
 
 /* The request being served (owned by the runtime, valid during the handler). */
 const Kooisv__Envelope *svc_call_request(const svc_call_t *call);
-/* The reply to fill (pre-initialised, result_code "000005" until set). Pointers stored in it
+/* The reply to fill (pre-initialised, result_code RC_INTERNAL until set). Pointers stored in it
  * must come from svc_call_alloc/svc_call_strdup or be static: they are freed after sending. */
 Kooisv__Reply *svc_call_reply(svc_call_t *call);
 /* Zeroed memory that lives until the reply is sent. */

@@ -1,4 +1,5 @@
 #include "svcadmin.h"
+#include "resultcode.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,7 @@ void svcadmin_reply_text(svc_call_t *call, const char *json)
     Kooisv__Reply *reply = svc_call_reply(call);
     reply->result_case = KOOISV__REPLY__RESULT_ADMIN;
     reply->admin = res;
-    svc_call_result(call, "000000", "success");
+    svc_call_result(call, RC_OK, "success");
 }
 
 /* Answer with doc as the AdminResult; wipe the serialised copy when it holds a secret. */

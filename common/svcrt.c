@@ -1,4 +1,5 @@
 #include "svcrt.h"
+#include "resultcode.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,12 +138,12 @@ static bool worker_ready(const svcrt_def_t *def, svcrt_worker_t *w, svc_call_t *
         /* the caller has already answered 000005 and the marketplace retries (every call is
          * idempotent): doing the work now would only surprise it */
         log_warn(rid, "deadline passed before the call could run; skipped");
-        svc_call_result(call, "000005", "deadline passed before the call could run");
+        svc_call_result(call, RC_INTERNAL, "deadline passed before the call could run");
         return false;
     }
     if (w->db && !pg_session_ready(w->db, rid)) {
         log_warn(rid, "database unavailable");
-        svc_call_result(call, "000005", "database unavailable; please retry");
+        svc_call_result(call, RC_INTERNAL, "database unavailable; please retry");
         return false;
     }
     return true;
@@ -154,10 +155,10 @@ static void dispatch(const svcrt_def_t *def, svcrt_worker_t *w, svc_call_t *call
     if (env->body_case == KOOISV__ENVELOPE__BODY_ADMIN && def->admin) {
         const Kooisv__AdminRequest *req = env->admin;
         if (!def->admin(w, call, req) && !(w->outbox && outbox_admin(w->outbox, w->db, call, req)))
-            svc_call_result(call, "000002", "unknown action for the %s service: %s", def->name,
+            svc_call_result(call, RC_INVALID, "unknown action for the %s service: %s", def->name,
                             req->action);
     } else if (!def->handle(w, call, env)) {
-        svc_call_result(call, "000002", "the %s service does not serve this request", def->name);
+        svc_call_result(call, RC_INVALID, "the %s service does not serve this request", def->name);
     }
 }
 
@@ -256,9 +257,9 @@ void svcrt_tx_run(svcrt_worker_t *w, svc_call_t *call, svcrt_tx_fn fn, void *arg
     tx_run_t run = {.w = w, .call = call, .fn = fn, .arg = arg};
     pg_status_t st = pg_tx_run(w->db, svc_call_rid(call), tx_body, &run);
     if (st == PG_OK)
-        svc_call_result(call, "000000", "%s", run.ok_msg);
+        svc_call_result(call, RC_OK, "%s", run.ok_msg);
     else if (st != PG_ROLLBACK)
-        svc_call_result(call, "000005", "database error, retry later");
+        svc_call_result(call, RC_INTERNAL, "database error, retry later");
     /* PG_ROLLBACK: the body set the reply */
 }
 
@@ -276,7 +277,7 @@ PGresult *svcrt_admin_query(svcrt_worker_t *w, svc_call_t *call, const char *stm
 {
     PGresult *r = pg_session_exec(w->db, svc_call_rid(call), stmt, n, params, NULL);
     if (!r)
-        svc_call_result(call, "000005", "database error");
+        svc_call_result(call, RC_INTERNAL, "database error");
     return r;
 }
 

@@ -1,4 +1,5 @@
 #include "admin.h"
+#include "resultcode.h"
 
 #include <event2/event.h>
 #include <event2/http.h>
@@ -59,7 +60,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     if (!path) {
         if (uri)
             evhttp_uri_free(uri);
-        admincall_finish_error(c, 400, "000002", "malformed request URI");
+        admincall_finish_error(c, 400, RC_INVALID, "malformed request URI");
         return;
     }
     /* Route first (for the event name), but say nothing about routes before authentication. */
@@ -79,22 +80,22 @@ static void on_request(struct evhttp_request *req, void *arg)
         adm.tokens, evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization"),
         &why);
     if (!tok) {
-        admincall_finish_error(c, 401, "000001", "%s", why);
+        admincall_finish_error(c, 401, RC_AUTH, "%s", why);
         return;
     }
     snprintf(c->caller_id, sizeof c->caller_id, "%s", tok->name);
     if (!route) {
         if (miss == 400)
-            admincall_finish_error(c, 400, "000002",
+            admincall_finish_error(c, 400, RC_INVALID,
                                    "a path parameter is empty, too long or not printable");
         else if (miss == 405)
-            admincall_finish_error(c, 405, "000002", "method not allowed here");
+            admincall_finish_error(c, 405, RC_INVALID, "method not allowed here");
         else
-            admincall_finish_error(c, 404, "000002", "no such admin route");
+            admincall_finish_error(c, 404, RC_INVALID, "no such admin route");
         return;
     }
     if (!adminroute_permits(route, tok->role)) {
-        admincall_finish_error(c, 403, "000001", "role %s may not %s (needs %s)",
+        admincall_finish_error(c, 403, RC_AUTH, "role %s may not %s (needs %s)",
                                admintoken_role_name(tok->role), route->action,
                                admintoken_role_name(route->role));
         return;
@@ -110,7 +111,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         }
     if (mine >= adm.max_calls_per_token || all >= adm.max_calls) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-        admincall_finish_error(c, 429, "000004",
+        admincall_finish_error(c, 429, RC_BUSY,
                                "too many admin calls at once (%s: at most %d per token, %d in "
                                "all); retry when one has ended",
                                mine >= adm.max_calls_per_token ? "this token" : "everyone",
@@ -118,13 +119,13 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
     if (!query_ok) {
-        admincall_finish_error(c, 400, "000002", "malformed query string");
+        admincall_finish_error(c, 400, RC_INVALID, "malformed query string");
         return;
     }
     char msg[128];
     if ((why = adminroute_check_params(route, &c->params, msg, sizeof msg)) ||
         (why = route->prepare(c))) {
-        admincall_finish_error(c, 400, "000002", "%s", why);
+        admincall_finish_error(c, 400, RC_INVALID, "%s", why);
         return;
     }
     admincall_start(c);

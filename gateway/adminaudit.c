@@ -1,4 +1,5 @@
 #include "adminaudit.h"
+#include "resultcode.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -264,7 +265,7 @@ static void audit_request(admincall_t *c, Kooisv__Envelope *env, int timeout_ms,
     snprintf(rid, sizeof rid, "%s/%d", c->rid, ++c->subcalls);
     env->request_id = rid;
     if (admincall_dispatch(c, SVC_AUDIT, env, timeout_ms, done, c) != 0)
-        admincall_finish_error(c, 503, "000005", "the audit service is not configured");
+        admincall_finish_error(c, 503, RC_INTERNAL, "the audit service is not configured");
 }
 
 /* Ask the audit service for c->query; done gets the reply. */
@@ -294,7 +295,7 @@ static void on_query_reply(Kooisv__Reply *reply, void *arg)
         snprintf(next, sizeof next, "%lld", (long long)r->next_before_seq);
         if (c->req && r->next_before_seq)
             evhttp_add_header(evhttp_request_get_output_headers(c->req), "X-Next-Before", next);
-        admincall_finish(c, 200, "000000", msg, "text/csv; charset=utf-8", b, NULL);
+        admincall_finish(c, 200, RC_OK, msg, "text/csv; charset=utf-8", b, NULL);
         evbuffer_free(b);
     } else {
         json_t *doc =
@@ -302,7 +303,7 @@ static void on_query_reply(Kooisv__Reply *reply, void *arg)
                       "head_seq", (json_int_t)r->head_seq, "count", (json_int_t)r->n_entries);
         json_object_set_new(doc, "next_before",
                             r->next_before_seq ? json_integer(r->next_before_seq) : json_null());
-        admincall_finish_json(c, 200, "000000", msg, doc);
+        admincall_finish_json(c, 200, RC_OK, msg, doc);
     }
     kooisv__reply__free_unpacked(reply, NULL);
 }
@@ -331,7 +332,7 @@ static void on_follow_reply(Kooisv__Reply *reply, void *arg)
         char msg[64];
         snprintf(msg, sizeof msg, "%zu entries", r->n_entries);
         admincall_finish_json(
-            c, 200, "000000", msg,
+            c, 200, RC_OK, msg,
             json_pack("{s:o, s:I, s:I, s:I}", "entries", entries_json(r->entries, r->n_entries),
                       "next_after", (json_int_t)r->next_after_seq, "head_seq",
                       (json_int_t)r->head_seq, "count", (json_int_t)r->n_entries));
@@ -361,7 +362,7 @@ static void on_export_written(admincall_t *c)
     }
     char msg[64];
     snprintf(msg, sizeof msg, "%zu entries exported", c->exported);
-    admincall_finish(c, 200, "000000", msg, NULL, NULL, NULL);
+    admincall_finish(c, 200, RC_OK, msg, NULL, NULL, NULL);
 }
 
 /* One page at a time, each rendered and sent before the next is asked for: the export's memory
@@ -444,7 +445,7 @@ static void on_verify_reply(Kooisv__Reply *reply, void *arg)
         snprintf(msg, sizeof msg, "chain broken at %lld: %s", (long long)r->first_bad_seq,
                  r->problem);
     kooisv__reply__free_unpacked(reply, NULL);
-    admincall_finish_json(c, 200, "000000", msg, doc);
+    admincall_finish_json(c, 200, RC_OK, msg, doc);
 }
 
 static void verify_round(admincall_t *c)

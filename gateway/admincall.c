@@ -1,4 +1,5 @@
 #include "admincall.h"
+#include "resultcode.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -90,7 +91,7 @@ static void intent_fill(admincall_t *c, Kooisv__AuditIntent *in)
 
 static void on_stream_gone(evutil_socket_t fd, short what, void *arg)
 {
-    admincall_finish_error(arg, 499, "000005", "client went away during the answer");
+    admincall_finish_error(arg, 499, RC_INTERNAL, "client went away during the answer");
 }
 
 /* The connection of a streamed answer closed: finish the call on the next loop turn (not inside
@@ -204,7 +205,7 @@ void admincall_finish_json(admincall_t *c, int status, const char *code, const c
         free(text);
     } else {
         status = 500;
-        code = "000005";
+        code = RC_INTERNAL;
         msg = "answer could not be encoded";
         evbuffer_add_printf(b, "{\"error\":\"%s\",\"code\":\"000005\"}\n", msg);
     }
@@ -229,28 +230,28 @@ void admincall_finish_error(admincall_t *c, int status, const char *code, const 
 /* HTTP status for a service's result code. */
 static int http_status_of(const char *code)
 {
-    if (strcmp(code, "000000") == 0)
+    if (strcmp(code, RC_OK) == 0)
         return 200;
-    if (strcmp(code, "000001") == 0)
+    if (strcmp(code, RC_AUTH) == 0)
         return 403;
-    if (strcmp(code, "000002") == 0 || strcmp(code, "000101") == 0)
+    if (strcmp(code, RC_INVALID) == 0 || strcmp(code, RC_SECRET_UNREADABLE) == 0)
         return 400;
-    if (strcmp(code, "000003") == 0 || strcmp(code, "000100") == 0)
+    if (strcmp(code, RC_NO_INSTANCE) == 0 || strcmp(code, RC_NO_RESOURCE) == 0)
         return 404;
-    if (strcmp(code, "000004") == 0)
+    if (strcmp(code, RC_BUSY) == 0)
         return 409;
     return 502;
 }
 
 bool admincall_reply_ok(const Kooisv__Reply *r)
 {
-    return r && r->result_code && strcmp(r->result_code, "000000") == 0;
+    return r && r->result_code && strcmp(r->result_code, RC_OK) == 0;
 }
 
 void admincall_finish_failed(admincall_t *c, const char *what, const Kooisv__Reply *r)
 {
     if (!r)
-        admincall_finish_error(c, 503, "000005", "%s did not answer in time", what);
+        admincall_finish_error(c, 503, RC_INTERNAL, "%s did not answer in time", what);
     else
         admincall_finish_error(c, http_status_of(r->result_code), r->result_code, "%s: %s", what,
                                r->result_msg && *r->result_msg ? r->result_msg : "error");
@@ -298,12 +299,12 @@ static void on_intent_reply(Kooisv__Reply *reply, void *arg)
         /* Nothing runs unlogged. */
         log_error(c->rid, "audit service %s: admin call not executed",
                   reply ? "refused the intent" : "unavailable");
-        admincall_finish_error(c, 503, "000005", "audit unavailable: the call was not executed");
+        admincall_finish_error(c, 503, RC_INTERNAL, "audit unavailable: the call was not executed");
         return;
     }
     c->intent_stored = true;
     if (admincall_client_gone(c)) {
-        admincall_finish_error(c, 499, "000005", "client went away before the call ran");
+        admincall_finish_error(c, 499, RC_INTERNAL, "client went away before the call ran");
         return;
     }
     c->route->run(c);
@@ -323,6 +324,6 @@ void admincall_finish_waiting(admincall_host_t *host)
     for (admincall_t *c = host->calls, *next; c; c = next) {
         next = c->next;
         if (c->timer && evtimer_pending(c->timer, NULL))
-            admincall_finish_error(c, 503, "000005", "the gateway is stopping");
+            admincall_finish_error(c, 503, RC_INTERNAL, "the gateway is stopping");
     }
 }

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "adminroute.h"
+#include "resultcode.h"
 #include "auditq.h"
 #include "dispatch.h"
 #include "envelope.pb-c.h"
@@ -98,7 +99,7 @@ void admincall_finish_error(admincall_t *c, int status, const char *code, const 
 /* Answer a failed service reply (NULL = no answer in time: 503); what names the service. */
 void admincall_finish_failed(admincall_t *c, const char *what, const Kooisv__Reply *reply);
 
-/* True when reply is a success ("000000"). */
+/* True when reply is a success (RC_OK). */
 bool admincall_reply_ok(const Kooisv__Reply *reply);
 /* True when reply is a success carrying result; otherwise c is answered as failed (what names
  * the service) and reply is freed. */

@@ -1,4 +1,5 @@
 #include "adminsvc.h"
+#include "resultcode.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -78,9 +79,9 @@ static void finish_admin_reply(admincall_t *c, Kooisv__Reply *reply, const char 
     if (!admincall_reply_ok(reply))
         admincall_finish_failed(c, what, reply);
     else if (!doc)
-        admincall_finish_error(c, 502, "000005", "%s answered without a JSON document", what);
+        admincall_finish_error(c, 502, RC_INTERNAL, "%s answered without a JSON document", what);
     else
-        admincall_finish_json(c, 200, "000000", ok_msg, doc);
+        admincall_finish_json(c, 200, RC_OK, ok_msg, doc);
     if (reply)
         kooisv__reply__free_unpacked(reply, NULL);
 }
@@ -132,7 +133,7 @@ static int send_admin_request(admincall_t *c, service_id_t svc, dispatch_done_fn
 static void run_service(admincall_t *c)
 {
     if (send_admin_request(c, c->route->svc, on_service_reply, c) != 0)
-        admincall_finish_error(c, 503, "000005", "the %s service is not configured",
+        admincall_finish_error(c, 503, RC_INTERNAL, "the %s service is not configured",
                                services_name(c->route->svc));
 }
 
@@ -147,7 +148,7 @@ static void run_outbox_redrive(admincall_t *c)
     service_id_t svc = SVC_ORDER;
     outbox_service(c->seg[0], &svc);
     if (send_admin_request(c, svc, on_outbox_redrive_reply, c) != 0)
-        admincall_finish_error(c, 503, "000005", "the %s service is not configured", c->seg[0]);
+        admincall_finish_error(c, 503, RC_INTERNAL, "the %s service is not configured", c->seg[0]);
 }
 
 /* outbox.failed asks every service with an outbox; one answer per service. */
@@ -165,7 +166,7 @@ static void on_fan_reply(Kooisv__Reply *reply, void *arg)
     if (doc) {
         c->answered++;
     } else {
-        doc = json_pack("{s:s, s:s?}", "code", reply ? reply->result_code : "000005", "error",
+        doc = json_pack("{s:s, s:s?}", "code", reply ? reply->result_code : RC_INTERNAL, "error",
                         reply ? reply->result_msg : "no answer in time");
     }
     json_object_set_new(c->fan, name, doc ? doc : json_null());
@@ -175,9 +176,9 @@ static void on_fan_reply(Kooisv__Reply *reply, void *arg)
     if (--c->pending > 0)
         return;
     if (c->answered == 0)
-        admincall_finish_error(c, 503, "000005", "no service answered outbox.failed");
+        admincall_finish_error(c, 503, RC_INTERNAL, "no service answered outbox.failed");
     else
-        admincall_finish_json(c, 200, "000000", "ok", json_pack("{s:O}", "services", c->fan));
+        admincall_finish_json(c, 200, RC_OK, "ok", json_pack("{s:O}", "services", c->fan));
 }
 
 static void run_outbox_failed(admincall_t *c)
@@ -197,7 +198,7 @@ static void run_outbox_failed(admincall_t *c)
     }
     c->pending = n;
     if (n == 0)
-        admincall_finish_error(c, 503, "000005", "no service is configured");
+        admincall_finish_error(c, 503, RC_INTERNAL, "no service is configured");
 }
 
 /* One route per entry: kept as a table. */

@@ -1,4 +1,5 @@
 #include "answer.h"
+#include "resultcode.h"
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -9,8 +10,8 @@
 #include "bodysign.h"
 #include "xmalloc.h"
 
-static const char *const known_codes[] = {"000000", "000001", "000002", "000003", "000004",
-                                          "000005", "000100", "000101", NULL};
+static const char *const known_codes[] = {RC_OK, RC_AUTH, RC_INVALID, RC_NO_INSTANCE, RC_BUSY,
+                                          RC_INTERNAL, RC_NO_RESOURCE, RC_SECRET_UNREADABLE, NULL};
 
 int answer_code_known(const char *code)
 {
@@ -62,7 +63,7 @@ char *answer_render(const char *code, const char *msg, const Kooisv__Reply *repl
     json_t *root = json_object();
     json_object_set_new(root, "resultCode", str(code));
     json_object_set_new(root, "resultMsg", str(msg));
-    if (reply && code && strcmp(code, "000000") == 0) {
+    if (reply && code && strcmp(code, RC_OK) == 0) {
         if (reply->result_case == KOOISV__REPLY__RESULT_NEW_INSTANCE && reply->new_instance) {
             json_object_set_new(root, "instanceId", str(reply->new_instance->instance_id));
         } else if (reply->result_case == KOOISV__REPLY__RESULT_QUERY_INSTANCE &&

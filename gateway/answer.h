@@ -4,12 +4,13 @@
 #define KOOISV_ANSWER_H
 #include <stddef.h>
 #include "envelope.pb-c.h"
+#include "resultcode.h"
 
 struct evhttp_request;
 
 /* True for the result codes of spec §5. */
 int answer_code_known(const char *code);
-/* The answer body for code/msg; with code "000000" the call's fields are taken from reply
+/* The answer body for code/msg; with code RC_OK the call's fields are taken from reply
  * (newInstance -> instanceId; queryInstance -> info[] and encryptType). reply may be NULL.
  * Caller owns the result. */
 char *answer_render(const char *code, const char *msg, const Kooisv__Reply *reply);

@@ -1,4 +1,5 @@
 #include "auditq.h"
+#include "resultcode.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -63,8 +64,8 @@ static void item_free(item_t *it)
 /* Stored, or refused as malformed (retrying could never succeed). */
 static bool reply_final(const Kooisv__Reply *reply, bool *stored)
 {
-    *stored = reply && strcmp(reply->result_code, "000000") == 0;
-    return *stored || (reply && strcmp(reply->result_code, "000002") == 0);
+    *stored = reply && strcmp(reply->result_code, RC_OK) == 0;
+    return *stored || (reply && strcmp(reply->result_code, RC_INVALID) == 0);
 }
 
 static int item_send(item_t *it, dispatch_done_fn done)

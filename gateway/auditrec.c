@@ -1,4 +1,5 @@
 #include "auditrec.h"
+#include "resultcode.h"
 
 #include <string.h>
 
@@ -13,7 +14,7 @@ void auditrec_send_intent(dispatch_t *dispatch, Kooisv__Envelope *env, Kooisv__A
 
 bool auditrec_intent_stored(const Kooisv__Reply *reply, bool *replay)
 {
-    bool stored = reply && reply->result_code && strcmp(reply->result_code, "000000") == 0;
+    bool stored = reply && reply->result_code && strcmp(reply->result_code, RC_OK) == 0;
     if (replay)
         *replay = stored && reply->result_case == KOOISV__REPLY__RESULT_AUDIT_INTENT &&
                   reply->audit_intent && reply->audit_intent->replay;

@@ -1,4 +1,5 @@
 #include "basicreq.h"
+#include "resultcode.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -358,25 +359,25 @@ const char *basicreq_build(const json_t *body, Kooisv__Envelope *env, char *msg,
     check_t c = {.body = body, .err = {.msg = msg, .len = msglen}};
     if (!json_is_object(body)) {
         snprintf(msg, msglen, "request body must be a JSON object");
-        return "000002";
+        return RC_INVALID;
     }
     const json_t *act = json_object_get(body, "activity");
     if (!act || json_is_null(act)) {
         snprintf(msg, msglen, "activity is missing");
-        return "000002";
+        return RC_INVALID;
     }
     if (!json_is_string(act)) {
         snprintf(msg, msglen, "activity must be a JSON string");
-        return "000002";
+        return RC_INVALID;
     }
     int a = basicreq_activity(body);
     if (a < 0) {
         snprintf(msg, msglen, "unknown activity");
-        return "000002";
+        return RC_INVALID;
     }
     set_test_flag(&c, env);
     if (c.err.failed)
-        return "000002";
+        return RC_INVALID;
     bool ok = false;
     switch ((basic_activity_t)a) {
     case BASIC_NEW_INSTANCE:
@@ -408,10 +409,10 @@ const char *basicreq_build(const json_t *body, Kooisv__Envelope *env, char *msg,
     }
     if (!ok) {
         env->test_flag = 0;
-        return "000002";
+        return RC_INVALID;
     }
     snprintf(msg, msglen, "ok");
-    return "000000";
+    return RC_OK;
 }
 
 void basicreq_free_body(Kooisv__Envelope *env)

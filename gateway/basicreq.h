@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stddef.h>
 #include "envelope.pb-c.h"
+#include "resultcode.h"
 #include "resref.h"
 
 typedef enum {
@@ -30,7 +31,7 @@ int basicreq_activity(const json_t *body);
 const char *basicreq_activity_name(basic_activity_t activity);
 /* Validate body (any parsed JSON value) and set env's body (oneof case and message) and
  * test_flag. Strings in the message are copies owned by env's body: release them with
- * basicreq_free_body. Returns "000000", or "000002" with a message naming the field in msg. */
+ * basicreq_free_body. Returns RC_OK, or RC_INVALID with a message naming the field in msg. */
 const char *basicreq_build(const json_t *body, Kooisv__Envelope *env, char *msg, size_t msglen);
 /* Free the body basicreq_build attached to env and reset its case (safe without one). */
 void basicreq_free_body(Kooisv__Envelope *env);

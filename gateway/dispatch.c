@@ -1,4 +1,5 @@
 #include "dispatch.h"
+#include "resultcode.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -178,7 +179,7 @@ static void handle_reply(link_t *l, const uint8_t *data, size_t len)
     }
     /* Two copies are out: a failure (often the copy's fast "being processed") is held while the
      * other copy may still succeed; it becomes the answer if nothing better comes in time. */
-    if (p->resent && !p->fallback && strcmp(reply->result_code, "000000") != 0) {
+    if (p->resent && !p->fallback && strcmp(reply->result_code, RC_OK) != 0) {
         p->fallback = reply;
         return;
     }

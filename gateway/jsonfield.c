@@ -1,4 +1,5 @@
 #include "jsonfield.h"
+#include "resultcode.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -18,7 +19,7 @@ const char *jsonfield_fail(jsonfield_err_t *e, const char *fmt, ...)
         va_end(ap);
     }
     e->failed = true;
-    return "000002";
+    return RC_INVALID;
 }
 
 jsonfield_status_t jsonfield_string(const json_t *obj, const char *key, const char **out)

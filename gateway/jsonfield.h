@@ -5,6 +5,7 @@
 #ifndef KOOISV_JSONFIELD_H
 #define KOOISV_JSONFIELD_H
 #include <jansson.h>
+#include "resultcode.h"
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -32,7 +33,7 @@ typedef struct {
     bool failed;
 } jsonfield_err_t;
 
-/* Record a problem in e (printf format) unless one is already there; returns "000002", the
+/* Record a problem in e (printf format) unless one is already there; returns RC_INVALID, the
  * spec §5 invalid-parameter code, so that a check can end with return jsonfield_fail(...). */
 const char *jsonfield_fail(jsonfield_err_t *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -2,6 +2,7 @@
  * envelope bodies the tenant and app services receive. Everything the services may assume
  * (presence, type, length, allowed values) is decided here, with a message naming the field. */
 #include "kitsync.h"
+#include "resultcode.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -614,7 +615,7 @@ const char *kitsync_build(const char *name, const json_t *body, Kooisv__Envelope
         *svc_out = call->svc;
     if (msg && msglen)
         snprintf(msg, msglen, "success");
-    return "000000";
+    return RC_OK;
 }
 
 void kitsync_free_body(Kooisv__Envelope *env)

@@ -4,14 +4,15 @@
 #include <jansson.h>
 #include <stddef.h>
 #include "services.h"
+#include "resultcode.h"
 #include "envelope.pb-c.h"
 
 /* True when name is one of tenantSync, applicationSync, authSync, singleOrgSync, allOrgSync. */
 int kitsync_known(const char *name);
 /* Validate body (a parsed JSON object) for sync call name and set env's body (oneof case and
  * message) and test_flag. Strings in the message are copies owned by env's body; release with
- * kitsync_free_body. On failure returns a spec §5 code ("000002") and writes a message naming
- * the field into msg; on success returns "000000" and *svc_out names the owning service. */
+ * kitsync_free_body. On failure returns a spec §5 code (RC_INVALID) and writes a message naming
+ * the field into msg; on success returns RC_OK and *svc_out names the owning service. */
 const char *kitsync_build(const char *name, const json_t *body, Kooisv__Envelope *env,
                           service_id_t *svc_out, char *msg, size_t msglen);
 /* Free the body kitsync_build attached to env (safe on an env without one). */

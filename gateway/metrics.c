@@ -1,4 +1,5 @@
 #include "metrics.h"
+#include "resultcode.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -25,8 +26,8 @@ static const char *const activities[] = {
 };
 #define N_ACT (sizeof activities / sizeof activities[0])
 
-static const char *const codes[] = {"000000", "000001", "000002", "000003", "000004",
-                                    "000005", "000100", "000101", "other"};
+static const char *const codes[] = {RC_OK, RC_AUTH, RC_INVALID, RC_NO_INSTANCE, RC_BUSY,
+                                    RC_INTERNAL, RC_NO_RESOURCE, RC_SECRET_UNREADABLE, "other"};
 #define N_CODE (sizeof codes / sizeof codes[0])
 
 static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "answer.h"
+#include "resultcode.h"
 #include "auditrec.h"
 #include "basicreq.h"
 #include "canonjson.h"
@@ -174,28 +175,28 @@ static void on_service_reply(Kooisv__Reply *reply, void *arg)
                  "no answer from the %s service (no replica connected, or none answered "
                  "within the deadline) after %lld ms",
                  svc, (long long)((time_mono_us() - c->start_us) / 1000));
-        settle(c, "000005", "internal error: %s service unavailable, retry later", svc);
+        settle(c, RC_INTERNAL, "internal error: %s service unavailable, retry later", svc);
     } else if (!answer_code_known(reply->result_code)) {
         log_error(c->rid, "%s service answered an unknown result code", svc);
-        settle(c, "000005", "internal error%s", NULL);
+        settle(c, RC_INTERNAL, "internal error%s", NULL);
     } else {
         c->reply = reply;
         c->code = reply->result_code;
         const char *msg = reply->result_msg && *reply->result_msg
                               ? reply->result_msg
-                              : (strcmp(reply->result_code, "000000") == 0 ? "success" : "error");
+                              : (strcmp(reply->result_code, RC_OK) == 0 ? "success" : "error");
         snprintf(c->msg, sizeof c->msg, "%s", msg);
-        bool ok = strcmp(c->code, "000000") == 0;
+        bool ok = strcmp(c->code, RC_OK) == 0;
         if (ok && c->env.body_case == KOOISV__ENVELOPE__BODY_NEW_INSTANCE &&
             (reply->result_case != KOOISV__REPLY__RESULT_NEW_INSTANCE || !reply->new_instance ||
              !*reply->new_instance->instance_id)) {
             /* Safe to fail: a retry with the same order gets the same instance. */
             log_error(c->rid, "order service answered newInstance without an instanceId");
-            settle(c, "000005", "internal error: no instanceId%s", NULL);
+            settle(c, RC_INTERNAL, "internal error: no instanceId%s", NULL);
         } else if (ok && c->env.body_case == KOOISV__ENVELOPE__BODY_QUERY_INSTANCE &&
                    reply->result_case != KOOISV__REPLY__RESULT_QUERY_INSTANCE) {
             log_error(c->rid, "order service answered queryInstance without info");
-            settle(c, "000005", "internal error: no instance info%s", NULL);
+            settle(c, RC_INTERNAL, "internal error: no instance info%s", NULL);
         }
     }
     respond(c);
@@ -206,14 +207,14 @@ static void call_service(call_t *c)
     int64_t spent_ms = (time_mono_us() - c->start_us) / 1000;
     int remaining = gw.deadline_ms - (int)spent_ms - SERVICE_MARGIN_MS;
     if (remaining <= 0) {
-        settle(c, "000005", "internal error: deadline exceeded, retry later%s", NULL);
+        settle(c, RC_INTERNAL, "internal error: deadline exceeded, retry later%s", NULL);
         respond(c);
         return;
     }
     c->env.deadline_ms = c->received_ms + gw.deadline_ms;
     if (dispatch_call(c->worker->dispatch, c->svc, &c->env, remaining, on_service_reply, c) != 0) {
         log_error(c->rid, "%s service is not configured", services_name(c->svc));
-        settle(c, "000005", "internal error: %s service not configured", services_name(c->svc));
+        settle(c, RC_INTERNAL, "internal error: %s service not configured", services_name(c->svc));
         respond(c);
     }
 }
@@ -237,13 +238,13 @@ static void on_intent_reply(Kooisv__Reply *reply, void *arg)
         log_error(c->rid, "audit service %s: call not executed",
                   reply ? "refused the intent" : "unavailable");
         c->rejected = true;
-        settle(c, "000005", "internal error: audit unavailable, retry later%s", NULL);
+        settle(c, RC_INTERNAL, "internal error: audit unavailable, retry later%s", NULL);
         respond(c);
         return;
     }
     c->intent_stored = true;
     if (replay) {
-        settle(c, "000001", "replayed nonce%s", NULL);
+        settle(c, RC_AUTH, "replayed nonce%s", NULL);
         respond(c);
         return;
     }
@@ -295,7 +296,7 @@ static void authenticate(call_t *c, const char *raw, size_t len, const char *can
 {
     if (throttled) {
         metrics_source_throttled();
-        reject(c, "000001", "too many refused calls from this address; retry later");
+        reject(c, RC_AUTH, "too many refused calls from this address; retry later");
         c->unauthenticated = true;
         return;
     }
@@ -319,11 +320,11 @@ static void authenticate(call_t *c, const char *raw, size_t len, const char *can
         return;
     case SIGV2_NO_TIMESTAMP:
     case SIGV2_STALE:
-        reject(c, "000002", nonce && !nonce_ok ? "nonce is malformed" : sigv2_reason(verdict));
+        reject(c, RC_INVALID, nonce && !nonce_ok ? "nonce is malformed" : sigv2_reason(verdict));
         break;
     case SIGV2_NO_SIGNATURE:
     case SIGV2_BAD_SIGNATURE:
-        reject(c, "000001", sigv2_reason(verdict));
+        reject(c, RC_AUTH, sigv2_reason(verdict));
         break;
     }
     c->unauthenticated = true;
@@ -337,12 +338,12 @@ static void validate(call_t *c, const json_t *body, const json_error_t *jerr, co
     if (!body) {
         snprintf(msg, sizeof msg, "request body is not valid JSON in UTF-8 (line %d, column %d)",
                  jerr->line, jerr->column);
-        reject(c, "000002", msg);
+        reject(c, RC_INVALID, msg);
     } else if (!json_is_object(body)) {
-        reject(c, "000002", "request body must be a JSON object");
+        reject(c, RC_INVALID, "request body must be a JSON object");
     } else if (c->kind == CALL_BASIC) {
         const char *code = basicreq_build(body, &c->env, msg, sizeof msg);
-        if (strcmp(code, "000000") != 0)
+        if (strcmp(code, RC_OK) != 0)
             reject(c, code, msg);
         else {
             c->svc = SVC_ORDER;
@@ -351,7 +352,7 @@ static void validate(call_t *c, const json_t *body, const json_error_t *jerr, co
     } else {
         service_id_t svc = SVC_TENANT;
         const char *code = kitsync_build(kit_name, body, &c->env, &svc, msg, sizeof msg);
-        if (strcmp(code, "000000") != 0) {
+        if (strcmp(code, RC_OK) != 0) {
             kitsync_free_body(&c->env);
             reject(c, code, msg);
         } else {
@@ -441,7 +442,7 @@ static void answer_plain(struct evhttp_request *req, int status, const char *key
     char rid[37];
     rand_uuid(rid);
     json_t *o = json_object();
-    json_object_set_new(o, "resultCode", json_string("000002"));
+    json_object_set_new(o, "resultCode", json_string(RC_INVALID));
     json_object_set_new(o, "resultMsg", json_string(msg));
     char *body = json_dumps(o, JSON_COMPACT);
     json_decref(o);
@@ -549,8 +550,8 @@ void produce_record_summaries(gw_worker_t *w)
         intent.n_resources = n_res;
         intent.nonce = "";
         intent.reject_reason = msg;
-        intent.reject_code = "000001";
-        auditrec_outcome(w->auditq, &rec, &intent, false, "000001", msg, 0, 200);
+        intent.reject_code = RC_AUTH;
+        auditrec_outcome(w->auditq, &rec, &intent, false, RC_AUTH, msg, 0, 200);
         resref_free(res, n_res);
         log_warn(rid, "%s", msg);
     }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "resultcode.h"
 #include "svcadmin.h"
 #include "log.h"
 #include "sealbox.h"
@@ -38,7 +39,7 @@ static bool app_key(svc_call_t *call, const Kooisv__AdminRequest *req, const cha
     *app = svcadmin_arg(req, "app");
     if (!svcrt_text_ok(*instance, 64, false) || !svcrt_text_ok(*tenant, 64, true) ||
         !svcrt_text_ok(*app, 64, true)) {
-        svc_call_result(call, "000002",
+        svc_call_result(call, RC_INVALID,
                         "args: tenant and app (1..64 chars) and instance (0..64) required");
         return false;
     }
@@ -89,7 +90,7 @@ static void admin_users(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Admin
     const char *limit_s = svcadmin_arg(req, "limit");
     long limit = *limit_s ? strtol(limit_s, NULL, 10) : 1000;
     if (limit < 1 || limit > 10000 || !svcrt_text_ok(after, 128, false)) {
-        svc_call_result(call, "000002", "limit: 1..10000; after: a userName");
+        svc_call_result(call, RC_INVALID, "limit: 1..10000; after: a userName");
         return;
     }
     char lim[16];
@@ -130,7 +131,7 @@ static void admin_secret(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Admi
 {
     const Kooisv__Envelope *env = svc_call_request(call);
     if (!env->caller || strcmp(env->caller->kind, "operator") != 0) {
-        svc_call_result(call, "000001", "app.secret is for operators only");
+        svc_call_result(call, RC_AUTH, "app.secret is for operators only");
         return;
     }
     const char *instance, *tenant, *app;
@@ -142,7 +143,7 @@ static void admin_secret(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Admi
         return;
     if (PQntuples(r) == 0) {
         PQclear(r);
-        svc_call_result(call, "000003", "no app %s for tenant %s in instance '%s'", app, tenant,
+        svc_call_result(call, RC_NO_INSTANCE, "no app %s for tenant %s in instance '%s'", app, tenant,
                         instance);
         return;
     }
@@ -156,7 +157,7 @@ static void admin_secret(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Admi
         PQclear(r);
         log_error(svc_call_rid(call), "stored clientSecret of app %s does not open (data key?)",
                   app);
-        svc_call_result(call, "000005", "stored clientSecret cannot be opened");
+        svc_call_result(call, RC_INTERNAL, "stored clientSecret cannot be opened");
         return;
     }
     json_t *doc = json_pack("{s:s,s:s,s:s,s:s,s:s%,s:s}", "instanceId", instance, "tenantId",

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "resultcode.h"
 #include "log.h"
 #include "rsaoaep.h"
 #include "sealbox.h"
@@ -137,14 +138,14 @@ void appsync_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Applicati
     if (!svcrt_text_ok(m->instance_id, 64, false) || !svcrt_text_ok(m->tenant_id, 64, true) ||
         !svcrt_text_ok(m->app_id, 64, true) || !svcrt_text_ok(m->client_id, 128, secret_needed) ||
         m->flag < 0 || m->flag > 2) {
-        svc_call_result(call, "000002", "invalid applicationSync message");
+        svc_call_result(call, RC_INVALID, "invalid applicationSync message");
         return;
     }
     app_call_t a = {.m = m, .st = st};
     if (secret_needed) {
         if (!*m->client_secret ||
             rsaoaep_decrypt(st->rsa_key, m->client_secret, &a.plain, &a.plain_len) != 0) {
-            svc_call_result(call, "000101", "clientSecret could not be decrypted");
+            svc_call_result(call, RC_SECRET_UNREADABLE, "clientSecret could not be decrypted");
             return;
         }
         char *aad = app_secret_aad(m->instance_id, m->tenant_id, m->app_id);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "resultcode.h"
 #include "svcadmin.h"
 #include "log.h"
 #include "sealbox.h"
@@ -265,7 +266,7 @@ void authsync_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AuthSync
     if (!svcrt_text_ok(m->instance_id, 64, false) || !svcrt_text_ok(m->tenant_id, 64, true) ||
         !svcrt_text_ok(m->app_id, 64, true) || !svcrt_text_ok(m->current_sync_time, 32, false) ||
         m->flag < 0 || m->flag > 3 || m->n_users == 0 || m->n_users > 10000) {
-        svc_call_result(call, "000002", "invalid authSync message");
+        svc_call_result(call, RC_INVALID, "invalid authSync message");
         return;
     }
     bool full = m->flag == 1 || m->flag == 2;
@@ -278,7 +279,7 @@ void authsync_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AuthSync
                   u->employee_type >= 0 && u->employee_type <= 4 &&
                   (!full || strcmp(u->role, "user") == 0 || strcmp(u->role, "admin") == 0);
         if (!ok) {
-            svc_call_result(call, "000002", "userList[%zu]: invalid user", i);
+            svc_call_result(call, RC_INVALID, "userList[%zu]: invalid user", i);
             return;
         }
     }
@@ -288,7 +289,7 @@ void authsync_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AuthSync
     qsort(a.users, a.n, sizeof *a.users, user_cmp);
     for (size_t i = 1; i < a.n; i++)
         if (strcmp(a.users[i - 1]->user_name, a.users[i]->user_name) == 0) {
-            svc_call_result(call, "000002", "userList: userName %s appears more than once",
+            svc_call_result(call, RC_INVALID, "userList: userName %s appears more than once",
                             a.users[i]->user_name);
             free(a.users);
             return;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "journal.h"
+#include "resultcode.h"
 #include "log.h"
 #include "migrations.h"
 #include "pgutil.h"
@@ -44,15 +45,15 @@ static void *bench_thread(void *arg)
         int64_t t0 = time_mono_us();
         journal_append_intent(t->journal, &in, &r);
         t->latencies_us[2 * i] = time_mono_us() - t0;
-        if (strcmp(r.code, "000000") != 0 || r.replay)
+        if (strcmp(r.code, RC_OK) != 0 || r.replay)
             t->failures++;
         entry_outcome_t out = {.request_id = rid, .recorded_ms = time_now_ms(),
-                               .result_code = "000000", .result_msg = "ok",
+                               .result_code = RC_OK, .result_msg = "ok",
                                .latency_us = 1000, .http_status = 200};
         t0 = time_mono_us();
         journal_append_outcome(t->journal, &out, &r);
         t->latencies_us[2 * i + 1] = time_mono_us() - t0;
-        if (strcmp(r.code, "000000") != 0)
+        if (strcmp(r.code, RC_OK) != 0)
             t->failures++;
     }
     return NULL;

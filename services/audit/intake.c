@@ -1,4 +1,5 @@
 #include "intake.h"
+#include "resultcode.h"
 
 #include <string.h>
 
@@ -15,7 +16,7 @@ void intake_intent(journal_t *journal, svc_call_t *call)
     if (why) {
         log_warn(rid, "audit intent refused: %s", why);
         entry_intent_clear(&in);
-        svc_call_result(call, "000002", "%s", why);
+        svc_call_result(call, RC_INVALID, "%s", why);
         return;
     }
     journal_result_t res;
@@ -25,7 +26,7 @@ void intake_intent(journal_t *journal, svc_call_t *call)
     log_debug(rid, "audit intent %s: seq %lld event %s", res.code, (long long)res.seq,
               in.event_type);
     entry_intent_clear(&in);
-    if (strcmp(res.code, "000000") == 0) {
+    if (strcmp(res.code, RC_OK) == 0) {
         Kooisv__AuditIntentResult *out = svc_call_alloc(call, sizeof *out);
         kooisv__audit_intent_result__init(out);
         out->seq = res.seq;
@@ -46,12 +47,12 @@ void intake_outcome(journal_t *journal, svc_call_t *call)
     if (why) {
         log_warn(rid, "audit outcome refused: %s", why);
         entry_outcome_clear(&out);
-        svc_call_result(call, "000002", "%s", why);
+        svc_call_result(call, RC_INVALID, "%s", why);
         return;
     }
     journal_result_t res;
     journal_append_outcome(journal, &out, &res);
-    if (strcmp(res.code, "000000") != 0)
+    if (strcmp(res.code, RC_OK) != 0)
         log_warn(rid, "audit outcome not stored: %s", res.msg);
     entry_outcome_clear(&out);
     svc_call_result(call, res.code, "%s", res.msg);

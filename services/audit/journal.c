@@ -1,4 +1,5 @@
 #include "journal.h"
+#include "resultcode.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -273,7 +274,7 @@ static bool stage_inserts(journal_t *self, item_t **items, int n, json_t *intent
                 e.seq = *head_seq + 1;
                 if (it->replay) {
                     e.reject_reason = (char *)it->replay_reason;
-                    e.reject_code = (char *)"000001";
+                    e.reject_code = (char *)RC_AUTH;
                 }
                 entry_intent_hash(&e, self->cfg.chain, head_hash, hash);
                 json_t *row = json_pack(
@@ -437,13 +438,13 @@ static void publish(item_t **items, int n, bool committed)
         res->seq = 0;
         res->replay = false;
         if (!committed) {
-            res->code = "000005";
+            res->code = RC_INTERNAL;
             snprintf(res->msg, sizeof res->msg, "audit store unavailable");
         } else if (src->refused) {
-            res->code = "000002";
+            res->code = RC_INVALID;
             snprintf(res->msg, sizeof res->msg, "no intent recorded for this request");
         } else {
-            res->code = "000000";
+            res->code = RC_OK;
             res->seq = src->seq;
             res->replay = src->replay;
             snprintf(res->msg, sizeof res->msg, "%s", src->known ? "already recorded" : "recorded");

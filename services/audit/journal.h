@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "entry.h"
+#include "resultcode.h"
 
 /* Reasons filed on an intent whose nonce was refused (AuditIntentResult.replay = true). */
 #define JOURNAL_REPLAYED "replayed nonce"
@@ -24,7 +25,7 @@ typedef struct {
 } journal_config_t;
 
 typedef struct {
-    const char *code;           /* "000000", "000002" (bad record) or "000005" (not stored) */
+    const char *code;           /* RC_OK, RC_INVALID (bad record) or RC_INTERNAL (not stored) */
     char msg[160];
     int64_t seq;                /* position in the chain (also for an already stored record) */
     bool replay;                /* intents: the nonce was already used */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "resultcode.h"
 #include "epoch.h"
 #include "intake.h"
 #include "journal.h"
@@ -70,7 +71,7 @@ static bool audit_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Enve
     case KOOISV__ENVELOPE__BODY_AUDIT_VERIFY: {
         PGconn *conn = readers_take(self->readers, 1000, svc_call_rid(call));
         if (!conn) {
-            svc_call_result(call, "000005", "audit store unavailable");
+            svc_call_result(call, RC_INTERNAL, "audit store unavailable");
             return true;
         }
         if (env->body_case == KOOISV__ENVELOPE__BODY_AUDIT_QUERY)

@@ -1,4 +1,5 @@
 #include "query.h"
+#include "resultcode.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -124,20 +125,20 @@ void query_handle(PGconn *conn, svc_call_t *call)
     const Kooisv__AuditQuery *q = svc_call_request(call)->audit_query;
     const char *rid = svc_call_rid(call);
     if (!q) {
-        svc_call_result(call, "000002", "audit_query body missing");
+        svc_call_result(call, RC_INVALID, "audit_query body missing");
         return;
     }
     int limit = q->limit == 0 ? QUERY_DEFAULT_LIMIT : q->limit;
     if (limit < 1 || limit > QUERY_MAX_LIMIT) {
-        svc_call_result(call, "000002", "limit must be 1..%d", QUERY_MAX_LIMIT);
+        svc_call_result(call, RC_INVALID, "limit must be 1..%d", QUERY_MAX_LIMIT);
         return;
     }
     if (q->from_ms < 0 || q->to_ms < 0 || (q->from_ms && q->to_ms && q->to_ms <= q->from_ms)) {
-        svc_call_result(call, "000002", "time range is empty or negative");
+        svc_call_result(call, RC_INVALID, "time range is empty or negative");
         return;
     }
     if (!q->follow && (q->before_seq < 0 || q->after_seq != 0)) {
-        svc_call_result(call, "000002", "after_seq is for follow mode; before_seq must be >= 0");
+        svc_call_result(call, RC_INVALID, "after_seq is for follow mode; before_seq must be >= 0");
         return;
     }
 
@@ -145,7 +146,7 @@ void query_handle(PGconn *conn, svc_call_t *call)
     if (!pg_ok(hr) || PQntuples(hr) != 1) {
         log_warn(rid, "audit query: head lookup failed: %s", PQresultErrorMessage(hr));
         PQclear(hr);
-        svc_call_result(call, "000005", "audit store unavailable");
+        svc_call_result(call, RC_INTERNAL, "audit store unavailable");
         return;
     }
     int64_t head = col_i64(hr, 0, 0);
@@ -166,7 +167,7 @@ void query_handle(PGconn *conn, svc_call_t *call)
     json_decref(ex);
     if (!exclude) {
         /* An excluded event type that is not UTF-8 cannot match anything stored. */
-        svc_call_result(call, "000002", "exclude_event_types must be UTF-8");
+        svc_call_result(call, RC_INVALID, "exclude_event_types must be UTF-8");
         return;
     }
     const char *params[12] = {
@@ -185,9 +186,9 @@ void query_handle(PGconn *conn, svc_call_t *call)
         log_warn(rid, "audit query failed: %s", PQresultErrorMessage(r));
         PQclear(r);
         if (bad_input)
-            svc_call_result(call, "000002", "a filter value is not valid text");
+            svc_call_result(call, RC_INVALID, "a filter value is not valid text");
         else
-            svc_call_result(call, "000005", "audit store unavailable");
+            svc_call_result(call, RC_INTERNAL, "audit store unavailable");
         return;
     }
 
@@ -211,5 +212,5 @@ void query_handle(PGconn *conn, svc_call_t *call)
     Kooisv__Reply *reply = svc_call_reply(call);
     reply->result_case = KOOISV__REPLY__RESULT_AUDIT_QUERY;
     reply->audit_query = res;
-    svc_call_result(call, "000000", "%d entries", n);
+    svc_call_result(call, RC_OK, "%d entries", n);
 }

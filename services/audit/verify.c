@@ -1,4 +1,5 @@
 #include "verify.h"
+#include "resultcode.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -213,7 +214,7 @@ static void reply_failed(svc_call_t *call, const char *what, PGresult *r)
     log_warn(svc_call_rid(call), "audit verify: %s failed: %s", what,
              r ? PQresultErrorMessage(r) : "");
     PQclear(r);
-    svc_call_result(call, "000005", "audit store unavailable");
+    svc_call_result(call, RC_INTERNAL, "audit store unavailable");
 }
 
 /* Compare the chain with a head kept outside the database: 0 (out filled when it does not
@@ -251,13 +252,13 @@ void verify_handle(PGconn *conn, const entry_chain_t *chain, svc_call_t *call)
 {
     const Kooisv__AuditVerify *v = svc_call_request(call)->audit_verify;
     if (!v || v->from_seq < 0 || v->max_entries < 0) {
-        svc_call_result(call, "000002", "from_seq and max_entries must be >= 0");
+        svc_call_result(call, RC_INVALID, "from_seq and max_entries must be >= 0");
         return;
     }
     uint8_t kept[ENTRY_HASH_LEN];
     if (v->expect_head_seq < 0 ||
         (v->expect_head_seq > 0 && !entry_hash_from_hex(v->expect_head_hash, kept))) {
-        svc_call_result(call, "000002",
+        svc_call_result(call, RC_INVALID,
                         "expect_head_seq must be >= 0 and expect_head_hash 64 hex digits");
         return;
     }
@@ -345,5 +346,5 @@ void verify_handle(PGconn *conn, const entry_chain_t *chain, svc_call_t *call)
     Kooisv__Reply *reply = svc_call_reply(call);
     reply->result_case = KOOISV__REPLY__RESULT_AUDIT_VERIFY;
     reply->audit_verify = res;
-    svc_call_result(call, "000000", "%s", res->ok ? "chain intact" : "chain broken");
+    svc_call_result(call, RC_OK, "%s", res->ok ? "chain intact" : "chain broken");
 }

@@ -8,17 +8,11 @@
 #include <stdint.h>
 #include "licensesig.h"
 #include "pgutil.h"
+#include "resultcode.h"
 #include "provisioner.h"
 #include "queryorder.h"
 #include "svcrt.h"
 
-/* Result codes (spec §5). */
-#define RC_OK "000000"
-#define RC_AUTH "000001"
-#define RC_INVALID "000002"
-#define RC_NO_INSTANCE "000003"
-#define RC_BUSY "000004"
-#define RC_INTERNAL "000005"
 
 /* Everything read from the environment at start-up; read-only afterwards. */
 typedef struct {

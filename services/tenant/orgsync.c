@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "resultcode.h"
 #include "orgtree.h"
 #include "tenant.h"
 #include "svcadmin.h"
@@ -133,11 +134,11 @@ void orgsync_single(svcrt_worker_t *w, svc_call_t *call, const Kooisv__SingleOrg
     if (!svcrt_text_ok(m->instance_id, 64, false) || !svcrt_text_ok(m->tenant_id, 64, true) ||
         !svcrt_text_ok(m->org_code, 64, true) || !svcrt_text_ok(m->org_name, 128, m->flag != 0) ||
         !svcrt_text_ok(m->parent_code, 64, false) || m->flag < 0 || m->flag > 2) {
-        svc_call_result(call, "000002", "invalid singleOrgSync message");
+        svc_call_result(call, RC_INVALID, "invalid singleOrgSync message");
         return;
     }
     if (strcmp(m->parent_code, m->org_code) == 0) {
-        svc_call_result(call, "000002", "parentCode: an org cannot be its own parent");
+        svc_call_result(call, RC_INVALID, "parentCode: an org cannot be its own parent");
         return;
     }
     svcrt_tx_run(w, call, single_tx, (void *)m);
@@ -219,7 +220,7 @@ void orgsync_all(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AllOrgSync *
 {
     if (!svcrt_text_ok(m->instance_id, 64, false) || !svcrt_text_ok(m->tenant_id, 64, true) ||
         m->n_orgs > 10000) {
-        svc_call_result(call, "000002", "invalid allOrgSync message");
+        svc_call_result(call, RC_INVALID, "invalid allOrgSync message");
         return;
     }
     orgtree_node_t *nodes = xmalloc((m->n_orgs ? m->n_orgs : 1) * sizeof *nodes);
@@ -228,7 +229,7 @@ void orgsync_all(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AllOrgSync *
         if (!svcrt_text_ok(o->org_code, 64, true) || !svcrt_text_ok(o->org_name, 128, true) ||
             !svcrt_text_ok(o->parent_code, 64, false)) {
             free(nodes);
-            svc_call_result(call, "000002", "orgInfoList[%zu]: invalid org", i);
+            svc_call_result(call, RC_INVALID, "orgInfoList[%zu]: invalid org", i);
             return;
         }
         nodes[i] = (orgtree_node_t){o->org_code, o->org_name, o->parent_code};
@@ -239,9 +240,9 @@ void orgsync_all(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AllOrgSync *
     const char *cycle = orgtree_cycle(a.tree);
     /* nothing is touched when the list is bad: the old tree stays as it was */
     if (dup)
-        svc_call_result(call, "000002", "orgInfoList: orgCode %s appears more than once", dup);
+        svc_call_result(call, RC_INVALID, "orgInfoList: orgCode %s appears more than once", dup);
     else if (cycle)
-        svc_call_result(call, "000002", "orgInfoList: org %s is its own ancestor (cycle)", cycle);
+        svc_call_result(call, RC_INVALID, "orgInfoList: org %s is its own ancestor (cycle)", cycle);
     else
         svcrt_tx_run(w, call, all_tx, &a);
     orgtree_destroy(&a.tree);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "orgtree.h"
+#include "resultcode.h"
 #include "tenant.h"
 #include "svcadmin.h"
 #include "xmalloc.h"
@@ -29,7 +30,7 @@ static bool tenant_key(svc_call_t *call, const Kooisv__AdminRequest *req, const 
     *instance = svcadmin_arg(req, "instance");
     *tenant = svcadmin_arg(req, "tenant");
     if (!svcrt_text_ok(*tenant, 64, true) || !svcrt_text_ok(*instance, 64, false)) {
-        svc_call_result(call, "000002", "args: tenant (1..64 chars) and instance (0..64) required");
+        svc_call_result(call, RC_INVALID, "args: tenant (1..64 chars) and instance (0..64) required");
         return false;
     }
     return true;
@@ -53,7 +54,7 @@ static void admin_get(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRe
     PQclear(c);
     if (PQntuples(t) == 0 && orgs == 0) {
         PQclear(t);
-        svc_call_result(call, "000003", "no tenant %s in instance '%s'", tenant, instance);
+        svc_call_result(call, RC_NO_INSTANCE, "no tenant %s in instance '%s'", tenant, instance);
         return;
     }
     json_t *doc = json_pack("{s:s,s:s,s:I}", "instanceId", instance, "tenantId", tenant, "orgCount",

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "resultcode.h"
 #include "tenant.h"
 
 const pg_stmt_t tenantsync_stmts[] = {
@@ -95,7 +96,7 @@ void tenantsync_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Tenant
         !svcrt_text_ok(m->order_id, 64, false) || !svcrt_text_ok(m->tenant_code, 64, false) ||
         !svcrt_text_ok(m->name, 128, m->flag != 0) || !svcrt_text_ok(m->domain_name, 256, false) ||
         m->flag < 0 || m->flag > 2) {
-        svc_call_result(call, "000002", "invalid tenantSync message");
+        svc_call_result(call, RC_INVALID, "invalid tenantSync message");
         return;
     }
     svcrt_tx_run(w, call, tenant_tx, (void *)m);
