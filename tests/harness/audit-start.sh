@@ -28,8 +28,10 @@ while kv_port_busy "$port"; do port=$((port + 1)); done
 run() {
     local want=$1 out rc=0
     shift
+    # Valid ZeroMQ keys (the suite's own): what is refused is the database side.
     out=$(cd / && env -i PATH=/usr/bin:/bin KOOISV_BIND="tcp://127.0.0.1:$port" KOOISV_PG_WAIT_S=0 \
-        "$@" "$bin" 2>&1 </dev/null) || rc=$?
+        "KOOISV_CURVE_SECRET_KEY_FILE=$s/curve-audit.key" \
+        "KOOISV_CURVE_CLIENTS=$(kv_curve_public gateway)" "$@" "$bin" 2>&1 </dev/null) || rc=$?
     ((rc != 0)) || fail "kooisv-audit started with $* (expected: $want)"
     grep -qF -- "$want" <<<"$out" || fail "with $*: expected \"$want\", got: $out"
     kv_port_busy "$port" && fail "something bound port $port"

@@ -260,8 +260,9 @@ static int audit_start_fails(const char *settings, char *line, size_t len)
     const char *build = suite_get("KOOISV_BUILD_DIR");
     assert_non_null(build);
     char *cmd =
-        xasprintf("env -i KOOISV_PG_DSN=host=/nonexistent %s '%s/services/audit/kooisv-audit' "
-                  "2>&1 >/dev/null",
+        xasprintf("env -i KOOISV_PG_DSN=host=/nonexistent "
+                  "KOOISV_AUDIT_CHAIN_KEY=zmqauth-Test-chain-0123456789 %s "
+                  "'%s/services/audit/kooisv-audit' 2>&1 >/dev/null",
                   settings, build);
     FILE *p = popen(cmd, "r");
     free(cmd);
