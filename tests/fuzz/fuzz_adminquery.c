@@ -3,8 +3,9 @@
  * admin route (adminaudit, adminsvc), the query string into parameters, the routes' parameter
  * check, then the route's prepare step (the audit views' filters and time parsing, verify's body
  * and head, the services' resources) on a call that is never started. Also the operators' time
- * parser on its own: a time it accepts is not before the epoch and reads back the same from
- * its ISO-8601 form.
+ * parser on its own: a time it accepts is not before the epoch and, up to the year 9999 (epoch
+ * milliseconds of up to 15 digits go further, and ISO-8601 has four-digit years), reads back the
+ * same from its ISO-8601 form.
  * Input: byte 0 picks the method (even GET, odd POST), then "path[?query]", then after the
  * first '\n' the body. */
 #include <assert.h>
@@ -39,6 +40,8 @@ static void routes_init(void)
     nroutes = na + ns;
 }
 
+#define YEAR_10000_MS 253402300800000LL /* 10000-01-01T00:00:00Z */
+
 /* The time parser: accepted times are not before the epoch and survive their ISO form. */
 static void check_time(const char *s)
 {
@@ -46,6 +49,8 @@ static void check_time(const char *s)
     if (!admin_parse_time(s, &ms))
         return;
     assert(ms >= 0);
+    if (ms >= YEAR_10000_MS)
+        return;
     char iso[40];
     int64_t back = -1;
     time_format_iso(ms, iso, sizeof iso);

@@ -215,8 +215,9 @@ typedef struct {
     int64_t ready_ms;  /* the start verb returned */
 } fault_t;
 
-static fault_t faults[] = {{"order"},   {"tenant"},   {"app"}, {"audit"},
-                           {"gateway"}, {"gateway2"}, {"pg"}};
+static fault_t faults[] = {{.proc = "order"},   {.proc = "tenant"},   {.proc = "app"},
+                           {.proc = "audit"},   {.proc = "gateway"},  {.proc = "gateway2"},
+                           {.proc = "pg"}};
 #define NFAULTS (sizeof faults / sizeof *faults)
 
 /* Does a call of op through gateway gw need proc? */
