@@ -29,17 +29,17 @@
 #include "xmalloc.h"
 
 #define THREADS 4
-#define CALL_GAP_MS 120    /* each thread's pause between calls */
-#define DOWN_MS 2000       /* how long each process stays down */
-#define RESUME_MS 3000     /* load after each restart */
+#define CALL_GAP_MS 120     /* each thread's pause between calls */
+#define DOWN_MS 2000        /* how long each process stays down */
+#define RESUME_MS 3000      /* load after each restart */
 #define DOWN_ANSWER_MS 4000 /* a call meeting a dead dependency is answered by then */
 #define RESUME_LIMIT_MS 5000
 #define CALLS_MAX 20000
 #define INST_MAX 512
 
 typedef enum { OP_NEW, OP_QUERY, OP_STATUS, OP_TENANT, OP_AUTH, OP_N } op_t;
-static const char *const op_names[OP_N] = {"newInstance", "queryInstance",
-                                           "updateInstanceStatus", "tenantSync", "authSync"};
+static const char *const op_names[OP_N] = {"newInstance", "queryInstance", "updateInstanceStatus",
+                                           "tenantSync", "authSync"};
 
 typedef struct {
     op_t op;
@@ -47,7 +47,7 @@ typedef struct {
     char rid[64];  /* X-Request-Id, "" when no answer */
     char code[16]; /* resultCode, "none" (no HTTP answer) or "HTTP <n>" */
     int64_t start_ms, end_ms;
-    char key[64]; /* instance (new, status), tenant (tenantSync) */
+    char key[64];  /* instance (new, status), tenant (tenantSync) */
     char key2[64]; /* order id (new), status (status) */
 } call_t;
 
@@ -79,7 +79,7 @@ static void sleep_ms(int ms)
 
 /* Send one call and record it; the answer's JSON is handed back in *out (caller frees). */
 static int record(op_t op, int gw, const char *name, const char *body, const char *key,
-                            const char *key2, kresp_t *out)
+                  const char *key2, kresp_t *out)
 {
     call_t c = {.op = op, .gw = gw};
     snprintf(c.key, sizeof c.key, "%s", key ? key : "");
@@ -209,14 +209,14 @@ static void *worker(void *arg)
 /* ---------------------------------------------------------------- the faults */
 
 typedef struct {
-    const char *proc;  /* suite.sh process, or "pg" */
-    int64_t down_ms;   /* killed (the kill verb returned) */
-    int64_t up_ms;     /* the start began */
-    int64_t ready_ms;  /* the start verb returned */
+    const char *proc; /* suite.sh process, or "pg" */
+    int64_t down_ms;  /* killed (the kill verb returned) */
+    int64_t up_ms;    /* the start began */
+    int64_t ready_ms; /* the start verb returned */
 } fault_t;
 
-static fault_t faults[] = {{.proc = "order"},   {.proc = "tenant"},   {.proc = "app"},
-                           {.proc = "audit"},   {.proc = "gateway"},  {.proc = "gateway2"},
+static fault_t faults[] = {{.proc = "order"}, {.proc = "tenant"},  {.proc = "app"},
+                           {.proc = "audit"}, {.proc = "gateway"}, {.proc = "gateway2"},
                            {.proc = "pg"}};
 #define NFAULTS (sizeof faults / sizeof *faults)
 
@@ -299,9 +299,8 @@ static int check_faults(void)
         printf("faults: %-8s down %lld ms: %d calls needing it (%d as expected), max latency "
                "%lld ms, %d other calls 000000; start took %lld ms; first 000000 %lld ms after "
                "the restart began\n",
-               f->proc, (long long)(f->up_ms - f->down_ms), during, answered5,
-               (long long)max_lat, other_ok, (long long)(f->ready_ms - f->up_ms),
-               (long long)resumed);
+               f->proc, (long long)(f->up_ms - f->down_ms), during, answered5, (long long)max_lat,
+               other_ok, (long long)(f->ready_ms - f->up_ms), (long long)resumed);
         if (during == 0 || resumed < 0 || resumed > RESUME_LIMIT_MS) {
             printf("faults: FAIL %s: %s\n", f->proc,
                    during == 0 ? "no call met the fault" : "service did not resume in time");
@@ -311,6 +310,29 @@ static int check_faults(void)
             printf("faults: FAIL %s down: the other gateway answered nothing\n", f->proc);
             bad++;
         }
+    }
+    return bad;
+}
+
+/* Every answer is 000000 or 000005; no answer at all only from a gateway that was down (or
+ * being killed, or starting again). */
+static int check_answers(void)
+{
+    int bad = 0;
+    for (int k = 0; k < ncalls; k++) {
+        const call_t *c = &calls[k];
+        bool gw_down = false;
+        for (size_t i = 0; i < NFAULTS; i++)
+            gw_down |= needs(c->op, c->gw, faults[i].proc) &&
+                       !strncmp(faults[i].proc, "gateway", 7) &&
+                       c->end_ms >= faults[i].down_ms - DOWN_ANSWER_MS &&
+                       c->start_ms <= faults[i].ready_ms;
+        if (!strcmp(c->code, "000000") || !strcmp(c->code, "000005") ||
+            (!strcmp(c->code, "none") && gw_down))
+            continue;
+        printf("faults: FAIL %s via gateway %d at %lld ms answered %s (%s)\n", op_names[c->op],
+               c->gw, (long long)c->start_ms, c->code, c->rid);
+        bad++;
     }
     return bad;
 }
@@ -381,8 +403,8 @@ static int check_effects(void)
                          " JOIN orders.instances i USING (instance_id) WHERE i.order_id LIKE $1"
                          " AND h.event = 'provisioned' GROUP BY 1 HAVING count(*) > 1) t",
                          like, NULL);
-    long created = sql_num("SELECT count(*) FROM orders.instances WHERE order_id LIKE $1", like,
-                           NULL);
+    long created =
+        sql_num("SELECT count(*) FROM orders.instances WHERE order_id LIKE $1", like, NULL);
     long provisioned = sql_num("SELECT count(*) FROM orders.instances WHERE order_id LIKE $1"
                                " AND provisioned_at IS NOT NULL",
                                like, NULL);
@@ -477,16 +499,14 @@ static void test_faults_under_load(void **state)
                 j = m;
         per_code[j]++;
         per_op[calls[k].op]++;
-        if (j == 3)
-            printf("faults: answer %s to %s (%s)\n", calls[k].code, op_names[calls[k].op],
-                   calls[k].rid);
     }
     printf("faults: %d calls in %lld s (", ncalls, (long long)(now_ms() / 1000));
     for (int o = 0; o < OP_N; o++)
         printf("%s%s %d", o ? ", " : "", op_names[o], per_op[o]);
     printf("); 000000 %d, 000005 %d, no answer %d, other %d\n", per_code[0], per_code[1],
            per_code[2], per_code[3]);
-    int bad = check_faults();
+    int bad = check_answers();
+    bad += check_faults();
     bad += check_stored();
     bad += check_effects();
     bad += check_chain();
