@@ -2,6 +2,7 @@
  * (newInstance of fresh orders, queryInstance, updateInstanceStatus, tenantSync, authSync) while
  * the test SIGKILLs, in turn, each service, each gateway and PostgreSQL's postmaster, and starts
  * it again. Each call's request id, answer and latency is recorded; afterwards:
+ *   - every answer is 000000 or 000005; no answer at all only from a gateway that was down;
  *   - a call that began while a process it needs was down was answered 000005 within 4 s
  *     (a killed gateway: its calls find no listener, the other gateway keeps answering);
  *   - a call that needs it was answered 000000 again within 5 s of the restart;
