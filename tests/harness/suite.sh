@@ -23,6 +23,9 @@ usage: tests/harness/suite.sh <verb> <build dir> [process]
   restart <build> <proc>   stop-svc then start-svc
   pg-restart <build>       restart PostgreSQL under the running processes (they keep their
                            connections, now dead, and must find their way back)
+  pg-kill <build>          SIGKILL PostgreSQL's postmaster (a crash) and wait until its
+                           backends, which notice its death, are gone
+  pg-start <build>         start PostgreSQL again (after pg-kill)
 processes: ${KV_PROCS_SUITE[*]}
 EOF
 }
@@ -149,6 +152,30 @@ cmd_stop() {
     kv_log "suite stopped"
 }
 
+# SIGKILL the postmaster, then wait (up to 15 s) for the processes it had started: a new
+# postmaster refuses to start while one of them still holds the old shared memory.
+cmd_pg_kill() {
+    local pm kids=() pid i left
+    [[ -f $KV_PG_DATA/postmaster.pid ]] || kv_die "PostgreSQL is not running"
+    pm=$(head -n 1 "$KV_PG_DATA/postmaster.pid")
+    [[ $pm =~ ^[0-9]+$ ]] && kv_pid_alive "$pm" || kv_die "PostgreSQL is not running"
+    for pid in /proc/[0-9]*; do
+        pid=${pid#/proc/}
+        [[ $(awk '{ print $4 }' "/proc/$pid/stat" 2>/dev/null) == "$pm" ]] && kids+=("$pid")
+    done
+    kv_log "killing PostgreSQL (postmaster $pm, ${#kids[@]} children)"
+    kill -KILL "$pm"
+    for ((i = 0; i < 150; i++)); do
+        left=0
+        for pid in "$pm" "${kids[@]}"; do
+            kv_pid_alive "$pid" && left=1
+        done
+        ((left)) || return 0
+        sleep 0.1
+    done
+    kv_die "PostgreSQL's processes did not end within 15 s of the postmaster's death"
+}
+
 case $verb in
 start) cmd_start ;;
 stop) cmd_stop ;;
@@ -187,6 +214,14 @@ restart)
 pg-restart)
     load_ports
     kv_pg_stop
+    kv_pg_start
+    ;;
+pg-kill)
+    load_ports
+    cmd_pg_kill
+    ;;
+pg-start)
+    load_ports
     kv_pg_start
     ;;
 -h | --help | help) usage ;;
