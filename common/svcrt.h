@@ -130,6 +130,10 @@ int svcrt_run(svcrt_def_t *def, int argc, char **argv);
 /* Refuse to start: print "kooisv-<name>: <var>: <why>" on stderr and exit 2. */
 void svcrt_die(const char *var, const char *why) __attribute__((noreturn));
 
+/* The running service's outbox (svcrt_def_t.outbox), or NULL; set from the configure hook's
+ * return on, so the start hook may hand it to the service's own threads. */
+outbox_t *svcrt_outbox(void);
+
 /* ---- for handlers ---- */
 
 typedef struct {
