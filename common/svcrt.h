@@ -51,8 +51,8 @@
 /* The variables of a service's outbox (svcrt_def_t.outbox); list them in its table. */
 #define SVCRT_OUTBOX_CONFIG_VARS                                                                 \
     {"KOOISV_SYNC_WEBHOOK_URL", "", 0,                                                           \
-     "seller application's webhook for sync events (https://...); empty = events are recorded "  \
-     "and marked skipped"},                                                                      \
+     "seller application's webhook for this service's events (https://...); empty = events "     \
+     "are recorded and marked skipped"},                                                         \
     {"KOOISV_SYNC_WEBHOOK_SECRET", NULL, CONFIG_SECRET | CONFIG_KEY,                             \
      "HMAC key signing webhook posts (required with the URL)"},                                 \
     {"KOOISV_SYNC_WEBHOOK_CA_FILE", "", 0,                                                       \

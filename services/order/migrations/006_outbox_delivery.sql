@@ -47,6 +47,9 @@ DROP TABLE orders.outbox;
 ALTER TABLE orders.outbox_common RENAME TO outbox;
 ALTER TABLE orders.outbox RENAME CONSTRAINT outbox_common_pkey TO outbox_pkey;
 ALTER TABLE orders.outbox RENAME CONSTRAINT outbox_common_event_id_key TO outbox_event_id_key;
+ALTER TABLE orders.outbox RENAME CONSTRAINT outbox_common_status_check TO outbox_status_check;
+ALTER TABLE orders.outbox RENAME CONSTRAINT outbox_common_instance_id_fkey
+    TO outbox_instance_id_fkey;
 CREATE INDEX outbox_due ON orders.outbox (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX outbox_failed ON orders.outbox (id) WHERE status = 'failed';
 CREATE INDEX outbox_pending_by_instance ON orders.outbox (instance_id, tenant_id, id)

@@ -17,9 +17,13 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <libpq-fe.h>
+
 #include "appcrypt.h"
 #include "cryptoutil.h"
+#include "migrations.h"
 #include "order_support.h"
+#include "pgutil.h"
 #include "sealbox.h"
 #include "xmalloc.h"
 
@@ -518,12 +522,109 @@ static void test_dead_letter_and_redrive(void **state)
     free(id);
 }
 
+static char *pq_value(PGconn *conn, const char *sql)
+{
+    PGresult *r = PQexec(conn, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        fail_msg("%s: %s", sql, PQerrorMessage(conn));
+    char *v = xstrdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+static void pq_ok(PGconn *conn, const char *sql)
+{
+    PGresult *r = PQexec(conn, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(conn));
+    PQclear(r);
+}
+
+/* Migration 006 keeps the events written before it, in the common outbox's shape: a scratch
+ * database at 005 with two old rows (one delivered), then 006. */
+static void test_migration_keeps_events(void **state)
+{
+    (void)state;
+    const char *super = suite_get("KOOISV_PG_SUPER_DSN");
+    assert_non_null(super);
+    char *db = kc_uid("migtest_");
+    for (char *p = db; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    PGconn *admin = PQconnectdb(super);
+    assert_int_equal(PQstatus(admin), CONNECTION_OK);
+    char *sql = xasprintf("CREATE DATABASE %s", db);
+    pq_ok(admin, sql);
+    free(sql);
+    char *dsn = xasprintf("%s dbname=%s", super, db);
+    PGconn *conn = PQconnectdb(dsn);
+    free(dsn);
+    assert_int_equal(PQstatus(conn), CONNECTION_OK);
+    pq_ok(conn, "CREATE SCHEMA orders");
+    size_t n = service_migrations_count;
+    assert_string_equal(service_migrations[n - 1].name, "006_outbox_delivery.sql");
+    assert_int_equal(pg_migrate(conn, "orders", service_migrations, n - 1), 0);
+    pq_ok(conn, "INSERT INTO orders.instances (instance_id, order_id, order_line_id, business_id,"
+                " state) VALUES ('i1', 'o1', 'l1', 'b1', 'active')");
+    pq_ok(conn, "INSERT INTO orders.outbox (event_id, event_type, instance_id, test_flag, payload,"
+                " created_at, delivered_at) VALUES"
+                " ('6e25d82c-0000-4000-8000-000000000001', 'instance.created', 'i1', false,"
+                "  '{\"eventId\":\"6e25d82c-0000-4000-8000-000000000001\",\"eventType\":"
+                "\"instance.created\",\"instanceId\":\"i1\",\"orderId\":\"o1\",\"state\":"
+                "\"provisioning\",\"testFlag\":false,\"requestId\":\"r1\",\"at\":\"x\"}',"
+                "  '2026-01-02 03:04:05.678+00', now()),"
+                " ('6e25d82c-0000-4000-8000-000000000002', 'instance.activated', 'i1', true,"
+                "  '{\"eventId\":\"6e25d82c-0000-4000-8000-000000000002\",\"eventType\":"
+                "\"instance.activated\",\"instanceId\":\"i1\",\"orderId\":\"o1\",\"state\":"
+                "\"active\",\"testFlag\":true,\"requestId\":\"r2\",\"at\":\"x\"}',"
+                "  '2026-01-02 03:04:06+00', NULL)");
+    assert_int_equal(pg_migrate(conn, "orders", service_migrations, n), 0);
+    char *rows = pq_value(
+        conn, "SELECT string_agg(id || ':' || event_id || ':' || event_type || ':' || status"
+              " || ':' || test_flag || ':' || attempts || ':' || tenant_id, ',' ORDER BY id)"
+              " FROM orders.outbox");
+    assert_string_equal(rows, "1:6e25d82c-0000-4000-8000-000000000001:instance.created:delivered:"
+                              "false:0:,2:6e25d82c-0000-4000-8000-000000000002:"
+                              "instance.activated:pending:true:0:");
+    free(rows);
+    char *doc = pq_value(conn, "SELECT payload FROM orders.outbox WHERE id = 2");
+    json_t *ev = json_loads(doc, 0, NULL);
+    free(doc);
+    assert_non_null(ev);
+    assert_string_equal(str(ev, "eventId"), "6e25d82c-0000-4000-8000-000000000002");
+    assert_int_equal(json_integer_value(json_object_get(ev, "seq")), 2);
+    assert_string_equal(str(ev, "eventType"), "instance.activated");
+    assert_string_equal(str(ev, "source"), "order");
+    assert_string_equal(str(ev, "requestId"), "r2");
+    assert_string_equal(str(ev, "instanceId"), "i1");
+    assert_string_equal(str(ev, "tenantId"), "");
+    assert_true(json_is_true(json_object_get(ev, "testFlag")));
+    assert_string_equal(str(ev, "occurredAt"), "2026-01-02T03:04:06.000Z");
+    json_t *data = json_object_get(ev, "data");
+    assert_string_equal(str(data, "orderId"), "o1");
+    assert_string_equal(str(data, "state"), "active");
+    assert_null(json_object_get(data, "eventId"));
+    assert_null(json_object_get(data, "at"));
+    json_decref(ev);
+    /* new events continue after the old ones */
+    char *next = pq_value(conn, "SELECT nextval('orders.outbox_seq')");
+    assert_string_equal(next, "3");
+    free(next);
+    PQfinish(conn);
+    sql = xasprintf("DROP DATABASE %s", db);
+    pq_ok(admin, sql);
+    free(sql);
+    PQfinish(admin);
+    free(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lifecycle_events),
         cmocka_unit_test(test_test_flag),
         cmocka_unit_test(test_dead_letter_and_redrive),
+        cmocka_unit_test(test_migration_keeps_events),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
