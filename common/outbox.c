@@ -43,9 +43,12 @@ static const pg_stmt_t emit_stmts[] = {
      " FROM outbox WHERE status = 'failed' OR (status = 'pending' AND attempts > 0)"
      " ORDER BY id LIMIT $1::int",
      1},
+    /* Only rows nobody delivers: a pending row may be under a delivery thread's lease (its
+     * post in flight), and making it due again would let another thread post it a second time
+     * meanwhile; a pending row is retried anyway. */
     {"outbox_redrive",
      "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = now(),"
-     " delivered_at = NULL WHERE id = $1::bigint AND status IN ('failed', 'pending', 'skipped')"
+     " delivered_at = NULL WHERE id = $1::bigint AND status IN ('failed', 'skipped')"
      " RETURNING id",
      1},
     {"outbox_status", "SELECT status FROM outbox WHERE id = $1::bigint", 1},
@@ -254,7 +257,12 @@ static void admin_redrive(outbox_t *self, pg_session_t *db, svc_call_t *call,
     if (n == 0) {
         r = pg_session_exec(db, rid, "outbox_status", 1, p, NULL);
         const char *status = r ? pg_value(r, 0, 0) : NULL;
-        if (status)
+        if (status && strcmp(status, "pending") == 0)
+            svc_call_result(call, RC_INVALID,
+                            "outbox event %s is pending (being delivered or waiting for its "
+                            "retry): nothing to redrive",
+                            id);
+        else if (status)
             svc_call_result(call, RC_INVALID, "outbox event %s is %s: nothing to redrive", id,
                             status);
         else

@@ -210,12 +210,12 @@ int svcrt_run(svcrt_def_t *def, int argc, char **argv)
         goto done;
     }
     svc_def_t sd = {.name = def->name,
-                        .bind = config_get("KOOISV_BIND"),
-                        .workers = workers,
-                        .worker_init = worker_init,
-                        .worker_fini = worker_fini,
-                        .handle = worker_handle,
-                        .arg = def};
+                    .bind = config_get("KOOISV_BIND"),
+                    .workers = workers,
+                    .worker_init = worker_init,
+                    .worker_fini = worker_fini,
+                    .handle = worker_handle,
+                    .arg = def};
     rc = svc_run(&sd);
 done:
     svc_stop(); /* background threads watch this, also after a failed start */
@@ -229,6 +229,11 @@ done:
 }
 
 /* ---------------------------------------------------------------- for handlers */
+
+outbox_t *svcrt_outbox(void)
+{
+    return rt.outbox;
+}
 
 PGresult *svcrt_exec(svcrt_tx_t *tx, const char *stmt, int n, const char *const *params)
 {

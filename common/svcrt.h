@@ -54,8 +54,8 @@
 /* The variables of a service's outbox (svcrt_def_t.outbox); list them in its table. */
 #define SVCRT_OUTBOX_CONFIG_VARS                                                                 \
     {"KOOISV_SYNC_WEBHOOK_URL", "", 0,                                                           \
-     "seller application's webhook for sync events (https://...); empty = events are recorded "  \
-     "and marked skipped"},                                                                      \
+     "seller application's webhook for this service's events (https://...); empty = events "     \
+     "are recorded and marked skipped"},                                                         \
     {"KOOISV_SYNC_WEBHOOK_SECRET", NULL, CONFIG_SECRET | CONFIG_KEY,                             \
      "HMAC key signing webhook posts (required with the URL)"},                                 \
     {"KOOISV_SYNC_WEBHOOK_CA_FILE", "", 0,                                                       \
@@ -132,6 +132,10 @@ struct svcrt_def {
 int svcrt_run(svcrt_def_t *def, int argc, char **argv);
 /* Refuse to start: print "kooisv-<name>: <var>: <why>" on stderr and exit 2. */
 void svcrt_die(const char *var, const char *why) __attribute__((noreturn));
+
+/* The running service's outbox (svcrt_def_t.outbox), or NULL; set from the configure hook's
+ * return on, so the start hook may hand it to the service's own threads. */
+outbox_t *svcrt_outbox(void);
 
 /* ---- for handlers ---- */
 

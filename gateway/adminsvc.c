@@ -36,8 +36,8 @@ static const char *prepare_service(admincall_t *c)
     return NULL;
 }
 
-/* The services whose outbox is delivered to the seller (order events wait for billing). */
-static const service_id_t outbox_services[] = {SVC_TENANT, SVC_APP};
+/* The services whose outbox is delivered to the seller's application. */
+static const service_id_t outbox_services[] = {SVC_ORDER, SVC_TENANT, SVC_APP};
 
 static bool outbox_service(const char *name, service_id_t *out)
 {

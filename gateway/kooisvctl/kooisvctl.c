@@ -720,9 +720,11 @@ static const cmd_t commands[] = {
     {"license", "verify", "LICENSE|-", 1,
      "Check a license's signature (- reads it from stdin); exit 1 when it does not hold.",
      license_verify_opts, run_license_verify, NULL, NULL},
-    {"outbox", "failed", NULL, 0, "Undelivered webhook events of the tenant and app services.", limit_opts,
-     run_generic, "GET", "/v1/outbox/failed"},
-    {"outbox", "redrive", "SERVICE ID", 2, "Deliver a webhook event again (SERVICE: tenant or app).", no_opts, run_generic,
+    {"outbox", "failed", NULL, 0,
+     "Undelivered webhook events of the order, tenant and app services.", limit_opts, run_generic,
+     "GET", "/v1/outbox/failed"},
+    {"outbox", "redrive", "SERVICE ID", 2,
+     "Deliver a failed webhook event again (SERVICE: order, tenant or app).", no_opts, run_generic,
      "POST", "/v1/outbox/%s/%s/redrive"},
 };
 #define N_COMMANDS (sizeof commands / sizeof *commands)

@@ -191,9 +191,10 @@ void admin_handle(svcrt_worker_t *w, svc_call_t *call)
         job_redrive(w, call, id);
     } else if (strcmp(action, "license.pubkey") == 0) {
         license_pubkey(w, call);
-    } else {
+    } else if (!(w->outbox && outbox_admin(w->outbox, w->db, call, r))) {
         svc_call_result(call, RC_INVALID,
                         "unknown action; the order service knows instance.get, instance.list, "
-                        "jobs.failed, jobs.redrive, license.pubkey");
+                        "jobs.failed, jobs.redrive, license.pubkey, outbox.failed, "
+                        "outbox.redrive");
     }
 }

@@ -281,6 +281,7 @@ typedef struct {
     const char *kind_done; /* "done" or "cancelled" decided inside */
     provisioner_credentials_t *creds;
     char *user_sealed, *password_sealed;
+    json_t *app_info; /* {"appInfo":...} for the activation event */
     bool activated;
 } finish_ctx_t;
 
@@ -336,8 +337,9 @@ static pg_status_t finish_body(pg_tx_t *tx, void *arg)
                        .order_id = job->order_id,
                        .order_line_id = job->order_line_id,
                        .outbox_event = "instance.activated",
-                       .request_id = rid};
-        if ((st = change_record(conn, &ch)) != PG_OK)
+                       .request_id = rid,
+                       .data_extra = c->app_info};
+        if ((st = change_record(tx, &ch)) != PG_OK)
             return st;
         if (delivered != to) {
             change_t fz = {.instance_id = job->instance_id,
@@ -348,7 +350,7 @@ static pg_status_t finish_body(pg_tx_t *tx, void *arg)
                            .detail_json = "{\"requestedWhileProvisioning\":true}",
                            .outbox_event = "instance.frozen",
                            .request_id = rid};
-            if ((st = change_record(conn, &fz)) != PG_OK)
+            if ((st = change_record(tx, &fz)) != PG_OK)
                 return st;
         }
         c->activated = true;
@@ -364,6 +366,29 @@ static pg_status_t finish_body(pg_tx_t *tx, void *arg)
 static char *seal_text(const order_config_t *cfg, const char *aad, const char *text)
 {
     return text ? sealbox_seal(cfg->data_key, aad, text, strlen(text)) : NULL;
+}
+
+/* The activation event's {"appInfo": {frontEndUrl, adminUrl, memo, credentials}}: the builtin
+ * provisioner's generated user name and password reach the application only here, sealed
+ * (sealbox: AES-256-GCM, "v1:" base64(nonce | ciphertext | tag)) under cfg->event_key with the
+ * instance id as associated data (README "Order events"). Without a webhook secret, or when the
+ * application made them itself (webhook provisioner), "credentials" is absent. */
+static json_t *event_app_info(const order_config_t *cfg, const char *instance_id,
+                              const provisioner_credentials_t *k)
+{
+    json_t *info = json_pack("{s:s?,s:s?,s:s?}", "frontEndUrl", k->front_end_url, "adminUrl",
+                             order_nullable(k->admin_url), "memo", order_nullable(k->memo));
+    if (cfg->event_key_set && cfg->prov.kind == PROVISIONER_BUILTIN && k->user_name &&
+        k->password) {
+        json_t *plain = json_pack("{s:s,s:s}", "userName", k->user_name, "password", k->password);
+        char *text = json_dumps(plain, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(plain); /* jansson keeps no other copy */
+        char *sealed = sealbox_seal(cfg->event_key, instance_id, text, strlen(text));
+        xfree_secret(text, strlen(text));
+        json_object_set_new(info, "credentials", json_string(sealed));
+        free(sealed);
+    }
+    return json_pack("{s:o}", "appInfo", info);
 }
 
 static void finish_job(runner_t *r, const job_t *job, const char *state)
@@ -403,9 +428,11 @@ static void run_provision(runner_t *r, const job_t *job, job_instance_t *inst)
     finish_ctx_t c = {.r = r, .job = job, .creds = &creds};
     c.user_sealed = seal_text(r->cfg, job->instance_id, creds.user_name);
     c.password_sealed = seal_text(r->cfg, job->instance_id, creds.password);
+    c.app_info = event_app_info(r->cfg, job->instance_id, &creds);
     pg_status_t st = pg_tx_run(r->db, job->rid, finish_body, &c);
     free(c.user_sealed);
     free(c.password_sealed);
+    json_decref(c.app_info);
     provisioner_credentials_free(&creds);
     if (st == PG_FAIL)
         job_fail(r, job, "database error while storing the credentials");
@@ -474,7 +501,7 @@ static pg_status_t sync_body(pg_tx_t *tx, void *arg)
                        .scene = *scene ? scene : NULL,
                        .outbox_event = c->event,
                        .request_id = rid};
-        if ((st = change_record(conn, &ch)) != PG_OK)
+        if ((st = change_record(tx, &ch)) != PG_OK)
             return st;
     }
     if (!(res = pg_exec_logged(conn, rid, "job_finish", 2, done, &st)))

@@ -192,9 +192,9 @@ static pg_status_t transition_or_verdict(verdict_t *v, instance_state_t state,
 }
 
 /* Record the change (history + outbox) and decide success; PG_OK or the failure. */
-static pg_status_t record_applied(PGconn *conn, verdict_t *v, const change_t *ch, bool *changed)
+static pg_status_t record_applied(pg_tx_t *tx, verdict_t *v, const change_t *ch, bool *changed)
 {
-    pg_status_t st = change_record(conn, ch);
+    pg_status_t st = change_record(tx, ch);
     if (st != PG_OK)
         return st;
     *changed = true;
@@ -227,8 +227,9 @@ static pg_status_t find_by_order(PGconn *conn, new_ctx_t *c, bool *found)
 }
 
 /* Everything a new instance starts with, in its creating transaction. */
-static pg_status_t new_created(PGconn *conn, new_ctx_t *c)
+static pg_status_t new_created(pg_tx_t *tx, new_ctx_t *c)
 {
+    PGconn *conn = tx->conn;
     const Kooisv__NewInstance *r = c->req;
     const char *rid = c->v.rid;
     const char *app[] = {c->instance_id, "newInstance", r->order_id, r->order_line_id, NULL, rid};
@@ -244,7 +245,7 @@ static pg_status_t new_created(PGconn *conn, new_ctx_t *c)
                    .order_line_id = r->order_line_id,
                    .outbox_event = "instance.created",
                    .request_id = rid};
-    if ((st = change_record(conn, &ch)) != PG_OK)
+    if ((st = change_record(tx, &ch)) != PG_OK)
         return st;
     return change_notify_jobs(conn, rid);
 }
@@ -278,7 +279,7 @@ static pg_status_t new_body(pg_tx_t *tx, void *arg)
         if (inserted) {
             snprintf(c->instance_id, sizeof c->instance_id, "%s", candidate);
             c->created = true;
-            return new_created(conn, c);
+            return new_created(tx, c);
         }
         /* ON CONFLICT waited for the competing transaction; its row is visible now. */
         if ((st = find_by_order(conn, c, &found)) != PG_OK)
@@ -415,7 +416,7 @@ static pg_status_t apply_body(pg_tx_t *tx, void *arg)
                        .detail_json = detail_text,
                        .outbox_event = outbox,
                        .request_id = rid};
-        st = record_applied(conn, &c->v, &ch, &c->changed);
+        st = record_applied(tx, &c->v, &ch, &c->changed);
     }
     free(detail_text);
     return st;
@@ -516,8 +517,9 @@ static const char *outbox_event_of(instance_event_t ev)
 
 /* FREEZE/UNFREEZE while provisioning: keep the wanted status for the provisioning job, which
  * delivers the instance in it. */
-static pg_status_t status_while_provisioning(PGconn *conn, state_ctx_t *c, const locked_t *cur)
+static pg_status_t status_while_provisioning(pg_tx_t *tx, state_ctx_t *c, const locked_t *cur)
 {
+    PGconn *conn = tx->conn;
     bool freeze = c->event == INSTANCE_EV_FREEZE;
     if (cur->freeze_requested == freeze) {
         decide(&c->v, RC_OK, "%s",
@@ -536,7 +538,7 @@ static pg_status_t status_while_provisioning(PGconn *conn, state_ctx_t *c, const
                    .status = c->status,
                    .detail_json = "{\"whileProvisioning\":true}",
                    .request_id = c->v.rid};
-    st = record_applied(conn, &c->v, &ch, &c->changed);
+    st = record_applied(tx, &c->v, &ch, &c->changed);
     if (st == PG_OK && freeze)
         decide(&c->v, RC_OK, "%s", "success (instance will be delivered frozen)");
     return st;
@@ -556,7 +558,7 @@ static pg_status_t state_body(pg_tx_t *tx, void *arg)
                                     "success (instance already %s)")) != PG_OK)
         return st;
     if (cur.state == INSTANCE_PROVISIONING && c->event != INSTANCE_EV_RELEASE)
-        return status_while_provisioning(conn, c, &cur);
+        return status_while_provisioning(tx, c, &cur);
     const char *p[] = {c->instance_id, instance_state_name(to)};
     if ((st = exec_void(conn, rid, "instance_set_state", 2, p)) != PG_OK)
         return st;
@@ -580,7 +582,7 @@ static pg_status_t state_body(pg_tx_t *tx, void *arg)
                    .status = c->status,
                    .outbox_event = outbox_event_of(c->event),
                    .request_id = rid};
-    return record_applied(conn, &c->v, &ch, &c->changed);
+    return record_applied(tx, &c->v, &ch, &c->changed);
 }
 
 static void state_change(svcrt_worker_t *w, svc_call_t *call, state_ctx_t *c)

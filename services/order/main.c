@@ -31,7 +31,6 @@ static const config_var_t vars[] = {
      "access key id for the marketplace API (SDK-HMAC-SHA256)"},
     {"KOOISV_MARKETPLACE_SK", NULL, CONFIG_REQUIRED | CONFIG_SECRET,
      "secret key for the marketplace API"},
-    {"KOOISV_MARKETPLACE_CA_FILE", "", 0, "PEM CA bundle for the marketplace (empty = system)"},
     {"KOOISV_MARKETPLACE_TIMEOUT_MS", "5000", 0, "Query Order request timeout"},
     {"KOOISV_MARKETPLACE_TIME_ZONE", "UTC", 0, TIME_ZONE_HELP},
     {"KOOISV_PROVISIONER", "builtin", 0,
@@ -55,6 +54,9 @@ static const config_var_t vars[] = {
     {"KOOISV_PROVISION_BACKOFF_MAX_MS", "300000", 0, "longest retry delay"},
     {"KOOISV_PROVISION_MAX_ATTEMPTS", "20", 0,
      "attempts before a job is marked failed (operators redrive it: jobs.redrive)"},
+    /* order events for the seller's application (README "Order events"); the CA bundle of
+     * the marketplace is KOOISV_MARKETPLACE_CA_FILE, listed here */
+    SVCRT_OUTBOX_CONFIG_VARS,
 };
 
 static order_config_t cfg;
@@ -101,21 +103,14 @@ static bool order_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Enve
     return true;
 }
 
-/* Expiries stored by an earlier version (or under another zone setting) are read again before
- * anything serves; then the job threads start (they take their own sessions; the request
- * workers' are the runtime's). */
+/* Order events go to the runtime's outbox. Expiries stored by an earlier version (or under
+ * another zone setting) are read again before anything serves; then the job threads start (they
+ * take their own sessions; the request workers' are the runtime's). */
 static int order_start(svcrt_def_t *def)
 {
     order_config_t *c = def->svc;
-    size_t nstmts;
-    const pg_stmt_t *stmts = orderdb_statements(&nstmts);
-    pg_session_config_t sc = {.dsn = c->dsn,
-                              .app = "kooisv-order-zonemark",
-                              .setup_sql = def->session_sql,
-                              .stmts = stmts,
-                              .nstmts = nstmts,
-                              .wait_s = 60};
-    pg_session_t *db = pg_session_new(&sc);
+    orderdb_use_outbox(svcrt_outbox());
+    pg_session_t *db = orderdb_session(c, "kooisv-order-zonemark", 60);
     bool ok = db && zonemark_reconcile(db, c->market.zone) == 0;
     pg_session_destroy(&db);
     if (!ok) {
@@ -140,6 +135,7 @@ int main(int argc, char **argv)
         .vars = vars,
         .nvars = sizeof vars / sizeof vars[0],
         .schema = "orders",
+        .outbox = true,
         .migrations = service_migrations,
         .nmigrations = service_migrations_count,
         .workers_max = 256,

@@ -2,6 +2,7 @@
  * database worker and the statement registry every handler uses. */
 #ifndef KOOISV_ORDER_H
 #define KOOISV_ORDER_H
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -19,6 +20,8 @@ typedef struct {
     const char *dsn;
     const char *session_sql;      /* statement and lock timeouts of every connection */
     uint8_t data_key[32];         /* sealbox key for credentials at rest */
+    uint8_t event_key[32];        /* seals credentials in events (from the webhook secret) */
+    bool event_key_set;           /* false: no webhook secret, events carry no credentials */
     licensesig_t *license_signer; /* KOOISV_LICENSE_KEY: Ed25519, signs licenses */
     const char *basic_key;        /* seller key: wire encryption of appInfo */
     const char *encrypt_type;
@@ -51,8 +54,13 @@ const pg_stmt_t *orderdb_statements(size_t *n);
  * pg_exec_logged; outside them: pg_session_exec. */
 pg_session_t *orderdb_session(const order_config_t *cfg, const char *app, int wait_s);
 
-/* One change to an instance: a history row and, when outbox_event is set, an outbox row built
- * from the instance as it is now (write it after the instance update, in the same transaction). */
+/* The outbox order events go to (the runtime's: svcrt_outbox()); set at start, before any
+ * thread records a change. */
+void orderdb_use_outbox(outbox_t *outbox);
+
+/* One change to an instance: a history row and, when outbox_event is set, an event (common
+ * outbox) whose data is the instance as it is now (write it after the instance update, in the
+ * same transaction). */
 typedef struct {
     const char *instance_id;
     const char *event;      /* history event: created, provisioned, freeze, ... */
@@ -65,10 +73,11 @@ typedef struct {
     const char *detail_json;   /* JSON object text or NULL */
     const char *outbox_event;  /* "instance.frozen"... or NULL */
     const char *request_id;
+    json_t *data_extra; /* members added to the event's data, or NULL (not owned) */
 } change_t;
 
-/* Record c (history + outbox); PG_OK, PG_RETRY or PG_FAIL. */
-pg_status_t change_record(PGconn *conn, const change_t *c);
+/* Record c in tx (history + event); PG_OK, PG_RETRY or PG_FAIL. */
+pg_status_t change_record(pg_tx_t *tx, const change_t *c);
 /* Wake the job threads of every replica once the transaction commits. */
 pg_status_t change_notify_jobs(PGconn *conn, const char *rid);
 

@@ -19,6 +19,14 @@ void orderconf_load(order_config_t *cfg)
     if (!(cfg->license_signer =
               licensesig_new(config_get("KOOISV_LICENSE_KEY"), license_why, sizeof license_why)))
         svcrt_die("KOOISV_LICENSE_KEY", license_why);
+    /* Credentials in events are sealed under a key derived from the webhook secret, which the
+     * seller's application holds (README "Order events"). */
+    const char *event_secret = config_get("KOOISV_SYNC_WEBHOOK_SECRET");
+    if (event_secret && *event_secret) {
+        static const char label[] = "kooisv-order-credentials";
+        hmac_sha256(event_secret, strlen(event_secret), label, sizeof label - 1, cfg->event_key);
+        cfg->event_key_set = true;
+    }
     cfg->basic_key = config_get("KOOISV_BASIC_KEY");
     cfg->encrypt_type = config_get("KOOISV_ENCRYPT_TYPE");
     if (strcmp(cfg->encrypt_type, "1") != 0 && strcmp(cfg->encrypt_type, "2") != 0)
@@ -32,8 +40,8 @@ void orderconf_load(order_config_t *cfg)
     cfg->market.ca_file = config_get("KOOISV_MARKETPLACE_CA_FILE");
     cfg->market.timeout_ms = (int)config_get_long("KOOISV_MARKETPLACE_TIMEOUT_MS", 100, 60000);
     char zone_why[256];
-    if (!(cfg->market.zone = time_zone_new(config_get("KOOISV_MARKETPLACE_TIME_ZONE"), zone_why,
-                                           sizeof zone_why)))
+    if (!(cfg->market.zone =
+              time_zone_new(config_get("KOOISV_MARKETPLACE_TIME_ZONE"), zone_why, sizeof zone_why)))
         svcrt_die("KOOISV_MARKETPLACE_TIME_ZONE", zone_why);
 
     if (!provisioner_kind_parse(config_get("KOOISV_PROVISIONER"), &cfg->prov.kind))
@@ -77,10 +85,10 @@ void orderconf_load(order_config_t *cfg)
 
     /* Every connection (and reconnection) bounds its statements, so that a stuck database
      * turns into a quick 000005 instead of a hung gateway call. */
-    static char session_sql[160];
+    static char session_sql[200];
     long timeout_ms = config_get_long("KOOISV_PG_STATEMENT_TIMEOUT_MS", 100, 600000);
     snprintf(session_sql, sizeof session_sql,
-             "SET statement_timeout = %ld; SET lock_timeout = %ld;"
+             "SET search_path = orders; SET statement_timeout = %ld; SET lock_timeout = %ld;"
              " SET idle_in_transaction_session_timeout = 60000",
              timeout_ms, timeout_ms);
     cfg->session_sql = session_sql;

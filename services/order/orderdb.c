@@ -1,5 +1,5 @@
-/* orderdb: the statement registry, the session factory, and change_record (history + outbox),
- * shared by the request handlers and the job threads. */
+/* orderdb: the statement registry, the session factory, and change_record (history + outbox
+ * event through common/outbox), shared by the request handlers and the job threads. */
 #include "order.h"
 
 #include <assert.h>
@@ -16,27 +16,27 @@ const pg_stmt_t orderdb_stmts[] = {
      " order_line_id, scene, status, request_id, detail)"
      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)",
      10},
-    /* The payload is the instance as it is after the change, so billing needs no second look. */
-    {"outbox_insert",
-     "WITH e AS (SELECT gen_random_uuid() AS id)"
-     " INSERT INTO orders.outbox (event_id, event_type, instance_id, test_flag, payload)"
-     " SELECT e.id, $2, i.instance_id, i.test_flag, jsonb_build_object("
-     "  'eventId', e.id, 'eventType', $2::text, 'instanceId', i.instance_id,"
-     "  'orderId', coalesce($3::text, i.order_id),"
-     "  'orderLineId', coalesce($4::text, i.order_line_id),"
-     "  'state', i.state, 'testFlag', i.test_flag, 'productId', i.product_id,"
+    /* An event's data: the instance as it is after the change, so billing needs no second
+     * look (README "Order events"). */
+    {"outbox_snapshot",
+     "SELECT i.test_flag, jsonb_build_object("
+     "  'orderId', coalesce($2::text, i.order_id),"
+     "  'orderLineId', coalesce($3::text, i.order_line_id), 'scene', $4::text,"
+     "  'state', i.state, 'previousState', $5::text, 'productId', i.product_id,"
      "  'skuCode', i.sku_code, 'chargingMode', i.charging_mode, 'periodType', i.period_type,"
      "  'periodNumber', i.period_number, 'amount', i.amount, 'trial', i.trial,"
-     "  'expireTime', i.expire_time, 'planVersion', i.plan_version,"
-     "  'requestId', $5::text, 'at', now())"
-     " FROM orders.instances i, e WHERE i.instance_id = $1",
+     "  'expireTime', to_char(i.expire_time AT TIME ZONE 'UTC',"
+     "   'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+     "  'planVersion', i.plan_version)::text"
+     " FROM orders.instances i WHERE i.instance_id = $1",
      5},
 };
 const size_t orderdb_stmts_count = sizeof orderdb_stmts / sizeof orderdb_stmts[0];
 
-static pg_stmt_t *all_stmts;
-static size_t all_count;
+static pg_stmt_t *all_stmts; /* the order's own statements, then the outbox's */
+static size_t own_count, all_count;
 static pthread_once_t all_once = PTHREAD_ONCE_INIT;
+static outbox_t *events; /* set once at start, before any thread runs */
 
 static void statements_build(void)
 {
@@ -49,7 +49,9 @@ static void statements_build(void)
         {admin_stmts, admin_stmts_count},       {jobs_stmts, jobs_stmts_count},
         {zonemark_stmts, zonemark_stmts_count},
     };
-    size_t n = 0;
+    size_t nout;
+    const pg_stmt_t *out = outbox_stmts(&nout);
+    size_t n = nout;
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
         n += tables[i].n;
     all_stmts = xcalloc(n, sizeof *all_stmts);
@@ -57,19 +59,29 @@ static void statements_build(void)
         memcpy(all_stmts + all_count, tables[i].stmts, tables[i].n * sizeof *all_stmts);
         all_count += tables[i].n;
     }
+    own_count = all_count;
+    memcpy(all_stmts + all_count, out, nout * sizeof *all_stmts);
+    all_count += nout;
 }
 
 const pg_stmt_t *orderdb_statements(size_t *n)
 {
     pthread_once(&all_once, statements_build);
-    *n = all_count;
+    *n = own_count;
     return all_stmts;
+}
+
+void orderdb_use_outbox(outbox_t *outbox)
+{
+    events = outbox;
 }
 
 pg_session_t *orderdb_session(const order_config_t *cfg, const char *app, int wait_s)
 {
     size_t n;
-    const pg_stmt_t *stmts = orderdb_statements(&n);
+    (void)orderdb_statements(&n);
+    const pg_stmt_t *stmts = all_stmts;
+    n = all_count; /* the runtime adds the outbox's to its workers; these sessions need them too */
     pg_session_config_t sc = {.dsn = cfg->dsn,
                               .app = app,
                               .setup_sql = cfg->session_sql,
@@ -79,25 +91,45 @@ pg_session_t *orderdb_session(const order_config_t *cfg, const char *app, int wa
     return pg_session_new(&sc);
 }
 
-pg_status_t change_record(PGconn *conn, const change_t *c)
+/* The event of c: the instance snapshot (with c->data_extra merged in) emitted in tx. */
+static pg_status_t event_emit(pg_tx_t *tx, const change_t *c)
+{
+    if (!events) {
+        log_error(c->request_id, "order events: no outbox (start order)");
+        return PG_FAIL;
+    }
+    const char *p[] = {c->instance_id, c->order_id, c->order_line_id, c->scene, c->from_state};
+    pg_status_t st = PG_OK;
+    PGresult *res = pg_exec_logged(tx->conn, c->request_id, "outbox_snapshot", 5, p, &st);
+    if (!res)
+        return st;
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        log_error(c->request_id, "order event %s: instance %s not found", c->outbox_event,
+                  c->instance_id);
+        return PG_FAIL;
+    }
+    bool test_flag = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    json_t *data = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+    PQclear(res);
+    if (!data)
+        return PG_FAIL;
+    if (c->data_extra)
+        json_object_update(data, c->data_extra);
+    return outbox_emit(events, tx, c->outbox_event, c->instance_id, "", test_flag, data);
+}
+
+pg_status_t change_record(pg_tx_t *tx, const change_t *c)
 {
     assert(c && c->instance_id && c->event && c->to_state);
     pg_status_t st = PG_OK;
     const char *h[] = {c->instance_id,   c->event, c->from_state, c->to_state,   c->order_id,
                        c->order_line_id, c->scene, c->status,     c->request_id, c->detail_json};
-    PGresult *res = pg_exec_logged(conn, c->request_id, "history_insert", 10, h, &st);
+    PGresult *res = pg_exec_logged(tx->conn, c->request_id, "history_insert", 10, h, &st);
     if (!res)
         return st;
     PQclear(res);
-    if (!c->outbox_event)
-        return PG_OK;
-    const char *o[] = {c->instance_id, c->outbox_event, c->order_id, c->order_line_id,
-                       c->request_id};
-    res = pg_exec_logged(conn, c->request_id, "outbox_insert", 5, o, &st);
-    if (!res)
-        return st;
-    PQclear(res);
-    return PG_OK;
+    return c->outbox_event ? event_emit(tx, c) : PG_OK;
 }
 
 pg_status_t change_notify_jobs(PGconn *conn, const char *rid)

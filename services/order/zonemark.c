@@ -69,7 +69,7 @@ static pg_status_t rezone_one(pg_tx_t *tx, zonemark_ctx_t *c, const time_zone_t 
                    .to_state = state,
                    .detail_json = detail,
                    .outbox_event = "instance.expiry_corrected"};
-    st = change_record(tx->conn, &ch);
+    st = change_record(tx, &ch);
     free(detail);
     if (st == PG_OK)
         c->changed++;

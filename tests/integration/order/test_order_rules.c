@@ -167,11 +167,11 @@ static void test_test_flag_isolation(void **state)
     kresp_free(&r);
     /* Every event carries the flag of the instance it belongs to. */
     assert_int_equal(count_of("SELECT count(*) FROM orders.outbox WHERE instance_id = $1"
-                              " AND (NOT test_flag OR payload->>'testFlag' <> 'true')",
+                              " AND (NOT test_flag OR (payload::jsonb->>'testFlag') <> 'true')",
                               test_id, NULL),
                      0);
     assert_int_equal(count_of("SELECT count(*) FROM orders.outbox WHERE instance_id = $1"
-                              " AND (test_flag OR payload->>'testFlag' <> 'false')",
+                              " AND (test_flag OR (payload::jsonb->>'testFlag') <> 'false')",
                               real_id, NULL),
                      0);
     free(real_id);
@@ -248,9 +248,10 @@ typedef struct {
 static bool renewed_event(void *arg)
 {
     event_wait_t *w = arg;
-    return ot_sql_num("SELECT count(*) FROM orders.outbox WHERE instance_id = $1"
-                      " AND event_type = 'instance.renewed' AND payload->>'orderId' = $2",
-                      w->id, w->order) == 1;
+    return ot_sql_num(
+               "SELECT count(*) FROM orders.outbox WHERE instance_id = $1"
+               " AND event_type = 'instance.renewed' AND payload::jsonb->'data'->>'orderId' = $2",
+               w->id, w->order) == 1;
 }
 
 static char *renewed_payload(const char *id, const char *order)
@@ -258,11 +259,14 @@ static char *renewed_payload(const char *id, const char *order)
     event_wait_t w = {id, order};
     if (!kc_wait(PROVISION_WAIT_MS, 100, renewed_event, &w))
         fail_msg("no instance.renewed event for order %s of %s", order, id);
-    return ot_sql("SELECT payload->>'periodType' || '|' || (payload->>'periodNumber') || '|' ||"
-                  " (payload->>'productId') || '|' || (payload->>'skuCode') || '|' ||"
-                  " (payload->>'trial') FROM orders.outbox WHERE instance_id = $1"
-                  " AND event_type = 'instance.renewed' AND payload->>'orderId' = $2",
-                  id, order);
+    return ot_sql(
+        "SELECT payload::jsonb->'data'->>'periodType' || '|' || "
+        "(payload::jsonb->'data'->>'periodNumber') || '|' ||"
+        " (payload::jsonb->'data'->>'productId') || '|' || (payload::jsonb->'data'->>'skuCode') || "
+        "'|' ||"
+        " (payload::jsonb->'data'->>'trial') FROM orders.outbox WHERE instance_id = $1"
+        " AND event_type = 'instance.renewed' AND payload::jsonb->'data'->>'orderId' = $2",
+        id, order);
 }
 
 static void test_refresh_fetches_order(void **state)
@@ -518,13 +522,14 @@ static void test_freeze_while_provisioning(void **state)
     json_decref(ot_wait_provisioned(thawed, PROVISION_WAIT_MS));
     assert_state(frozen, "frozen"); /* delivered frozen */
     assert_state(thawed, "active");
-    char *events = ot_sql("SELECT string_agg(event_type || ':' || (payload->>'state'), ','"
-                          " ORDER BY seq) FROM orders.outbox WHERE instance_id = $1",
-                          frozen, NULL);
+    char *events =
+        ot_sql("SELECT string_agg(event_type || ':' || (payload::jsonb->'data'->>'state'), ','"
+               " ORDER BY id) FROM orders.outbox WHERE instance_id = $1",
+               frozen, NULL);
     assert_string_equal(events, "instance.created:provisioning,instance.activated:frozen,"
                                 "instance.frozen:frozen");
     free(events);
-    events = ot_sql("SELECT string_agg(event_type, ',' ORDER BY seq) FROM orders.outbox"
+    events = ot_sql("SELECT string_agg(event_type, ',' ORDER BY id) FROM orders.outbox"
                     " WHERE instance_id = $1",
                     thawed, NULL);
     assert_string_equal(events, "instance.created,instance.activated");

@@ -399,6 +399,45 @@ static void test_failures_and_redrive(void **state)
     free(tenant);
 }
 
+/* A redrive never touches an event a delivery thread holds under its lease: the thread is
+ * posting it (the receiver is slow), and a redrive that made the row due again would let another
+ * thread post it a second time. The redrive is refused and the event arrives once. */
+static void test_redrive_leased_refused(void **state)
+{
+    char *inst = uid("I"), *tenant = uid("T");
+    kresp_t r;
+    char *fault = xasprintf("{\"path\":\"webhook/sync\",\"mode\":\"slow\",\"delay_ms\":3000,"
+                            "\"count\":1,\"match\":\"%s\"}",
+                            tenant);
+    kc_emulator("POST", "/_emulator/faults", fault, &r);
+    free(fault);
+    assert_int_equal(r.status, 200);
+    kresp_free(&r);
+    tenant_add(inst, tenant);
+    /* claimed: attempts 1, still pending, the post in flight */
+    const char *p[] = {tenant};
+    status_wait_t pending = {"tenants", tenant, "pending"};
+    assert_true(kc_wait(5000, 50, status_is, &pending));
+    for (int i = 0;
+         i < 100 && sql_long("SELECT attempts FROM tenants.outbox WHERE tenant_id = $1", 1, p) < 1;
+         i++)
+        usleep(20000);
+    char id[32];
+    snprintf(id, sizeof id, "%ld", first_outbox_id("tenants", tenant));
+    char *json = NULL;
+    char *code = admin_rpc("tenant", "operator", "outbox.redrive", &json, "id", id, NULL);
+    assert_int_equal(strncmp(code, "000002", 6), 0);
+    assert_non_null(strstr(code, "pending"));
+    free(code);
+    free(json);
+    assert_int_equal(sql_long("SELECT attempts FROM tenants.outbox WHERE tenant_id = $1", 1, p), 1);
+    wait_status("tenants", tenant, "delivered", 10000);
+    usleep(1500000); /* a second post would follow at once */
+    assert_int_equal(webhook_calls_with(tenant), 1);
+    free(inst);
+    free(tenant);
+}
+
 /* A pending event survives the service being killed and goes out after it returns. */
 static void test_survives_kill(void **state)
 {
@@ -419,9 +458,9 @@ static void test_survives_kill(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_skipped_without_url),  cmocka_unit_test(test_delivery),
-        cmocka_unit_test(test_ordered_per_instance), cmocka_unit_test(test_failures_and_redrive),
-        cmocka_unit_test(test_survives_kill),
+        cmocka_unit_test(test_skipped_without_url),    cmocka_unit_test(test_delivery),
+        cmocka_unit_test(test_ordered_per_instance),   cmocka_unit_test(test_failures_and_redrive),
+        cmocka_unit_test(test_redrive_leased_refused), cmocka_unit_test(test_survives_kill),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
