@@ -50,6 +50,39 @@ char *hex_encode(const uint8_t *bytes, size_t len, char *out)
     return out;
 }
 
+int pem_no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return -1;
+}
+
+int hex_digit_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+bool hex_decode(const char *hex, uint8_t *out, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        int hi = hex_digit_value(hex[2 * i]), lo = hi < 0 ? -1 : hex_digit_value(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            OPENSSL_cleanse(out, len);
+            return false;
+        }
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return true;
+}
+
 char *b64_encode(const uint8_t *bytes, size_t len)
 {
     char *out = xmalloc(4 * ((len + 2) / 3) + 1);

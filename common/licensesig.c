@@ -21,16 +21,6 @@ struct licensesig_t {
     char kid[17];
 };
 
-/* A key file with a passphrase must fail, not prompt on the terminal of a daemon. */
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-    (void)buf;
-    (void)size;
-    (void)rwflag;
-    (void)u;
-    return -1;
-}
-
 /* base64url without padding (RFC 4648 §5). Caller owns the result. */
 static char *b64url_encode(const uint8_t *bytes, size_t len)
 {
@@ -78,7 +68,7 @@ static int key_id(EVP_PKEY *key, char kid[17])
 licensesig_t *licensesig_new(const char *pem, char *why, size_t whylen)
 {
     BIO *bio = BIO_new_mem_buf(pem ? pem : "", -1);
-    EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
+    EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, pem_no_passphrase, NULL) : NULL;
     BIO_free(bio);
     if (!key) {
         snprintf(why, whylen, "not a PEM private key without passphrase");
@@ -159,7 +149,7 @@ char *licensesig_sign(const licensesig_t *self, json_t *payload)
 static EVP_PKEY *public_key_parse(const char *pem)
 {
     BIO *bio = BIO_new_mem_buf(pem ? pem : "", -1);
-    EVP_PKEY *key = bio ? PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL) : NULL;
+    EVP_PKEY *key = bio ? PEM_read_bio_PUBKEY(bio, NULL, pem_no_passphrase, NULL) : NULL;
     BIO_free(bio);
     if (key && EVP_PKEY_id(key) != EVP_PKEY_ED25519) {
         EVP_PKEY_free(key);

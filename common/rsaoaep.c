@@ -23,16 +23,6 @@ static const struct {
 };
 #define VARIANT_COUNT (int)(sizeof variants / sizeof variants[0])
 
-/* A key file with a passphrase must fail, not prompt on the terminal of a daemon. */
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-    (void)buf;
-    (void)size;
-    (void)rwflag;
-    (void)u;
-    return -1;
-}
-
 EVP_PKEY *rsaoaep_load_private(const char *path, const char **why)
 {
     const char *unused;
@@ -44,7 +34,7 @@ EVP_PKEY *rsaoaep_load_private(const char *path, const char **why)
         *why = "cannot open the private key file";
         return NULL;
     }
-    EVP_PKEY *key = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+    EVP_PKEY *key = PEM_read_bio_PrivateKey(bio, NULL, pem_no_passphrase, NULL);
     BIO_free(bio);
     ERR_clear_error();
     if (!key) {

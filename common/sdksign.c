@@ -36,17 +36,6 @@ static void sb_puts(strbuf_t *b, const char *s)
     sb_append(b, s, strlen(s));
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decode n bytes of s into a new string ('+' stays '+', malformed escapes stay literal),
  * as the API gateway SDKs do before re-encoding. */
 static char *uri_decode(const char *s, size_t n)
@@ -55,8 +44,8 @@ static char *uri_decode(const char *s, size_t n)
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         int hi, lo;
-        if (s[i] == '%' && i + 2 < n && (hi = hex_digit(s[i + 1])) >= 0 &&
-            (lo = hex_digit(s[i + 2])) >= 0) {
+        if (s[i] == '%' && i + 2 < n && (hi = hex_digit_value(s[i + 1])) >= 0 &&
+            (lo = hex_digit_value(s[i + 2])) >= 0) {
             out[o++] = (char)(hi << 4 | lo);
             i += 2;
         } else {

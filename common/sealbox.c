@@ -14,17 +14,6 @@
 #define SEALBOX_NONCE_LEN 12
 #define SEALBOX_TAG_LEN 16
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int sealbox_parse_key(const char *text, uint8_t key[32])
 {
     if (!text)
@@ -32,14 +21,8 @@ int sealbox_parse_key(const char *text, uint8_t key[32])
     size_t n = strlen(text);
     if (n == 64) {
         uint8_t tmp[32];
-        for (size_t i = 0; i < 32; i++) {
-            int hi = hex_value(text[2 * i]), lo = hex_value(text[2 * i + 1]);
-            if (hi < 0 || lo < 0) {
-                OPENSSL_cleanse(tmp, sizeof tmp);
-                return -1;
-            }
-            tmp[i] = (uint8_t)(hi << 4 | lo);
-        }
+        if (!hex_decode(text, tmp, sizeof tmp))
+            return -1;
         memcpy(key, tmp, 32);
         OPENSSL_cleanse(tmp, sizeof tmp);
         return 0;

@@ -60,22 +60,9 @@ chmod 0700 "$dir"
 
 say() { printf 'gen-secrets: %s\n' "$*"; }
 
-# n random letters and digits holding at least one of each (keys must pass config_key_is_strong).
-rand_alnum() {
-    local n=$1 s=""
-    while ((${#s} < n)) || [[ ! $s =~ [0-9] || ! $s =~ [A-Za-z] ]]; do
-        s=$(openssl rand -base64 $((n * 2)) | LC_ALL=C tr -dc 'A-Za-z0-9')
-        s=${s:0:n}
-    done
-    printf '%s' "$s"
-}
-
-# 2n lowercase hex digits holding a letter and a digit (two character classes).
-rand_hex() {
-    local s=""
-    while [[ ! $s =~ [0-9] || ! $s =~ [a-f] ]]; do s=$(openssl rand -hex "$1"); done
-    printf '%s' "$s"
-}
+# kv_rand_alnum N, kv_rand_hex N (shared with deploy/local/lib.sh).
+# shellcheck source=deploy/rand-secret.sh
+. "$here/../rand-secret.sh"
 
 # put <name> <value>: write the file unless it exists (printf is a builtin: no command line).
 put() {
@@ -86,19 +73,19 @@ put() {
     say "created $1"
 }
 
-put basic-key "$(rand_alnum 32)"
-put kit-key "$(rand_alnum 32)"
-put data-key "$(rand_hex 32)"
-put webhook-secret "$(rand_alnum 40)"
-put audit-chain-key "$(rand_alnum 40)"
-put marketplace-ak "$(rand_alnum 20 | tr a-z A-Z)"
-put marketplace-sk "$(rand_alnum 40)"
-put pg-super.password "$(rand_alnum 32)"
-for r in "${roles[@]}"; do put "pg-$r.password" "$(rand_alnum 32)"; done
+put basic-key "$(kv_rand_alnum 32)"
+put kit-key "$(kv_rand_alnum 32)"
+put data-key "$(kv_rand_hex 32)"
+put webhook-secret "$(kv_rand_alnum 40)"
+put audit-chain-key "$(kv_rand_alnum 40)"
+put marketplace-ak "$(kv_rand_alnum 20 | tr a-z A-Z)"
+put marketplace-sk "$(kv_rand_alnum 40)"
+put pg-super.password "$(kv_rand_alnum 32)"
+for r in "${roles[@]}"; do put "pg-$r.password" "$(kv_rand_alnum 32)"; done
 
 # Operator tokens: the gateway gets only their SHA-256; the plain tokens stay in this folder.
 if [[ ! -s $dir/admin-tokens ]]; then
-    for t in admin operator auditor; do put "token-$t" "$(rand_hex 32)"; done
+    for t in admin operator auditor; do put "token-$t" "$(kv_rand_hex 32)"; done
     for t in admin operator auditor; do
         printf '%s %s %s\n' "$t" "$t" "$(tr -d '\n' <"$dir/token-$t" | openssl dgst -sha256 -r | cut -d' ' -f1)"
     done >"$dir/admin-tokens.tmp"

@@ -262,31 +262,12 @@ size_t entry_outcome_content(const entry_outcome_t *self, uint8_t **out)
     return c.len;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 bool entry_hash_from_hex(const char *hex, uint8_t out[ENTRY_HASH_LEN])
 {
     memset(out, 0, ENTRY_HASH_LEN);
     if (!hex || strlen(hex) != 2 * ENTRY_HASH_LEN)
         return false;
-    for (int i = 0; i < ENTRY_HASH_LEN; i++) {
-        int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            memset(out, 0, ENTRY_HASH_LEN);
-            return false;
-        }
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return true;
+    return hex_decode(hex, out, ENTRY_HASH_LEN);
 }
 
 void entry_chain_hash(const entry_chain_t *chain, int64_t seq, const uint8_t prev[ENTRY_HASH_LEN],

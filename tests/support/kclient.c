@@ -144,6 +144,18 @@ const char *kresp_header(const kresp_t *r, const char *name)
     return httpc_header(&view, name);
 }
 
+void kresp_parse(kresp_t *out)
+{
+    out->json = json_loadb(out->body, out->len, 0, NULL);
+    if (json_is_object(out->json)) {
+        out->code = json_string_value(json_object_get(out->json, "resultCode"));
+        if (!out->code)
+            out->code = json_string_value(json_object_get(out->json, "error_code"));
+    }
+    const char *rid = kresp_header(out, "X-Request-Id");
+    out->request_id = rid ? xstrdup(rid) : NULL;
+}
+
 typedef enum { SIGN_NONE, SIGN_BASIC, SIGN_KIT } sign_check_t;
 
 /* One request through httpc; fills out (always) and checks Body-Sign per check. */
@@ -163,14 +175,7 @@ static int kc_send(const char *method, const char *url, const char *const *heade
     snprintf(out->error, sizeof out->error, "%s", r.error);
     if (rc != 0)
         return -1;
-    out->json = json_loadb(out->body, out->len, 0, NULL);
-    if (json_is_object(out->json)) {
-        out->code = json_string_value(json_object_get(out->json, "resultCode"));
-        if (!out->code)
-            out->code = json_string_value(json_object_get(out->json, "error_code"));
-    }
-    const char *rid = kresp_header(out, "X-Request-Id");
-    out->request_id = rid ? xstrdup(rid) : NULL;
+    kresp_parse(out);
     const char *sig = kresp_header(out, "Body-Sign");
     if (sig && check != SIGN_NONE) {
         /* Kit answers are checked against the kit key and, failing that, the basic key: the
@@ -227,6 +232,17 @@ static char *payload_of(const char *body, size_t len)
     return canon ? canon : xstrndup(body, len);
 }
 
+/* The signature of kind over body's canonical payload (ts/nonce NULL = empty) into out; returns
+ * out. */
+static const char *sign_body(sigv2_kind_t kind, const char *key, const char *body, size_t len,
+                             const char *ts, const char *nonce, char out[65])
+{
+    char *payload = payload_of(body, len);
+    sigv2_sign(kind, key, nonce ? nonce : "", ts ? ts : "", payload, strlen(payload), out);
+    free(payload);
+    return out;
+}
+
 static void fresh_ts_nonce(char ts[24], char nonce[33])
 {
     snprintf(ts, 24, "%lld", (long long)time_now_ms());
@@ -240,15 +256,9 @@ static void fresh_ts_nonce(char ts[24], char nonce[33])
 static char *basic_query(const char *key, const char *body, const char *ts, const char *nonce,
                          const char *signature)
 {
-    size_t len = strlen(body);
     char computed[65];
-    if (!signature) {
-        char *payload = payload_of(body, len);
-        sigv2_sign(SIGV2_BASIC, key, nonce ? nonce : "", ts ? ts : "", payload, strlen(payload),
-                   computed);
-        free(payload);
-        signature = computed;
-    }
+    if (!signature)
+        signature = sign_body(SIGV2_BASIC, key, body, strlen(body), ts, nonce, computed);
     char *q_sig = *signature ? evhttp_uriencode(signature, -1, 0) : NULL;
     char *q_ts = ts ? evhttp_uriencode(ts, -1, 0) : NULL;
     char *q_nonce = nonce ? evhttp_uriencode(nonce, -1, 0) : NULL;
@@ -310,13 +320,8 @@ int kc_kit_ex(const char *name, const char *body, const char *ts, const char *no
         body = "";
     size_t len = strlen(body);
     char computed[65];
-    if (!sign) {
-        char *payload = payload_of(body, len);
-        sigv2_sign(SIGV2_KIT, key, nonce ? nonce : "", ts ? ts : "", payload, strlen(payload),
-                   computed);
-        free(payload);
-        sign = computed;
-    }
+    if (!sign)
+        sign = sign_body(SIGV2_KIT, key, body, len, ts, nonce, computed);
     char *stripped = strip_slash(base);
     char *url = xasprintf("%s/produceAPI/v2/%s", stripped, name);
     char *h_ts = ts ? xasprintf("x-timestamp: %s", ts) : NULL;

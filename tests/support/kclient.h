@@ -73,6 +73,9 @@ int kc_admin(const char *method, const char *path_and_query, const char *token, 
 int kc_emulator(const char *method, const char *path, const char *body, kresp_t *out);
 /* Value of a response header (case-insensitive name) or NULL. */
 const char *kresp_header(const kresp_t *r, const char *name);
+/* Fill out->json, ->code (resultCode, else error_code) and ->request_id (X-Request-Id) from the
+ * body and headers already in out. */
+void kresp_parse(kresp_t *out);
 /* Free what a kc_* call filled; safe on a zeroed or already freed kresp_t. */
 void kresp_free(kresp_t *r);
 

@@ -218,13 +218,6 @@ int kconn_request(kconn_t *self, const char *method, const char *path_and_query,
     self->have -= used;
     self->buf[self->have] = '\0';
 
-    out->json = json_loadb(out->body, out->len, 0, NULL);
-    if (json_is_object(out->json)) {
-        out->code = json_string_value(json_object_get(out->json, "resultCode"));
-        if (!out->code)
-            out->code = json_string_value(json_object_get(out->json, "error_code"));
-    }
-    const char *rid = kresp_header(out, "X-Request-Id");
-    out->request_id = rid ? xstrdup(rid) : NULL;
+    kresp_parse(out);
     return 0;
 }

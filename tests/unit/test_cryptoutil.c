@@ -1,4 +1,4 @@
-/* cryptoutil: HMAC/SHA-256 known answers, hex, strict base64, constant-time compares. */
+/* cryptoutil: SHA-256/HMAC known answers, hex and strict base64, constant-time compares. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -52,6 +52,31 @@ static void test_hex_encode(void **state)
     assert_ptr_equal(hex_encode(b, sizeof b, out), out);
     assert_string_equal(out, "00017f80abff");
     assert_string_equal(hex_encode(b, 0, out), "");
+}
+
+static void test_hex_decode(void **state)
+{
+    assert_int_equal(hex_digit_value('0'), 0);
+    assert_int_equal(hex_digit_value('a'), 10);
+    assert_int_equal(hex_digit_value('F'), 15);
+    assert_int_equal(hex_digit_value('g'), -1);
+    assert_int_equal(hex_digit_value('/'), -1);
+    assert_int_equal(hex_digit_value('\0'), -1);
+    uint8_t out[3];
+    assert_true(hex_decode("00aBff", out, 3));
+    assert_int_equal(out[0], 0x00);
+    assert_int_equal(out[1], 0xab);
+    assert_int_equal(out[2], 0xff);
+    /* Only the first 2*len digits are read. */
+    assert_true(hex_decode("7f-", out, 1));
+    assert_int_equal(out[0], 0x7f);
+    /* A bad digit anywhere fails and leaves nothing decoded behind. */
+    memset(out, 0x55, sizeof out);
+    assert_false(hex_decode("0102x3", out, 3));
+    const uint8_t zero[3] = {0};
+    assert_memory_equal(out, zero, 3);
+    assert_false(hex_decode("0 0000", out, 3));
+    assert_false(hex_decode("01", out, 3)); /* stops at the terminator, does not read past it */
 }
 
 static void test_b64_encode_rfc4648(void **state)
@@ -157,6 +182,7 @@ int main(void)
         cmocka_unit_test(test_sha256_known_answers),
         cmocka_unit_test(test_hmac_sha256_rfc4231),
         cmocka_unit_test(test_hex_encode),
+        cmocka_unit_test(test_hex_decode),
         cmocka_unit_test(test_b64_encode_rfc4648),
         cmocka_unit_test(test_b64_binary_round_trip),
         cmocka_unit_test(test_b64_decode_rejects),

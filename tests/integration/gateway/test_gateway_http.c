@@ -385,6 +385,26 @@ static void expect_code(const kresp_t *r, const char *code)
         fail_msg("answer %s has no valid Body-Sign", r->body);
 }
 
+/* Send body as a basic call (kc_basic_ex arguments); fail unless it answers code, signed. */
+static void basic_expect(const char *body, const char *ts, const char *nonce, const char *signature,
+                         const char *code)
+{
+    kresp_t r;
+    kc_basic_ex(body, ts, nonce, signature, &r);
+    expect_code(&r, code);
+    kresp_free(&r);
+}
+
+/* Send body as kit call name (kc_kit_ex arguments); fail unless it answers code, signed. */
+static void kit_expect(const char *name, const char *body, const char *ts, const char *nonce,
+                       const char *sign, const char *code)
+{
+    kresp_t r;
+    kc_kit_ex(name, body, ts, nonce, sign, &r);
+    expect_code(&r, code);
+    kresp_free(&r);
+}
+
 static const char *result_msg(const kresp_t *r)
 {
     const char *m = json_string_value(json_object_get(r->json, "resultMsg"));
@@ -588,30 +608,18 @@ static void test_signature_failures(void **state)
     now_ts(ts, 0);
     rand_alnum(nonce, 32);
     sigv2_sign(SIGV2_BASIC, "Another-Key-1234567890", nonce, ts, body, strlen(body), sig);
-    kc_basic_ex(body, ts, nonce, sig, &r);
-    expect_code(&r, "000001");
-    kresp_free(&r);
+    basic_expect(body, ts, nonce, sig, "000001");
 
     /* A signature of a different body. */
     sigv2_sign(SIGV2_BASIC, key, nonce, ts, "{}", 2, sig);
-    kc_basic_ex(body, ts, nonce, sig, &r);
-    expect_code(&r, "000001");
-    kresp_free(&r);
+    basic_expect(body, ts, nonce, sig, "000001");
 
     /* Missing signature: 000001; missing timestamp or nonce: 000002. */
     rand_alnum(nonce, 32);
-    kc_basic_ex(body, ts, nonce, "", &r);
-    expect_code(&r, "000001");
-    kresp_free(&r);
-    kc_basic_ex(body, NULL, nonce, NULL, &r);
-    expect_code(&r, "000002");
-    kresp_free(&r);
-    kc_basic_ex(body, ts, NULL, NULL, &r);
-    expect_code(&r, "000002");
-    kresp_free(&r);
-    kc_basic_ex(body, "yesterday", nonce, NULL, &r);
-    expect_code(&r, "000002");
-    kresp_free(&r);
+    basic_expect(body, ts, nonce, "", "000001");
+    basic_expect(body, NULL, nonce, NULL, "000002");
+    basic_expect(body, ts, NULL, NULL, "000002");
+    basic_expect(body, "yesterday", nonce, NULL, "000002");
 
     /* Outside the 60 s window on either side, correctly signed: 000002. */
     now_ts(ts, -61000);
@@ -623,15 +631,11 @@ static void test_signature_failures(void **state)
     kresp_free(&r);
     now_ts(ts, 61000);
     rand_alnum(nonce, 32);
-    kc_basic_ex(body, ts, nonce, NULL, &r);
-    expect_code(&r, "000002");
-    kresp_free(&r);
+    basic_expect(body, ts, nonce, NULL, "000002");
     /* Just inside the window: fine. */
     now_ts(ts, -50000);
     rand_alnum(nonce, 32);
-    kc_basic_ex(body, ts, nonce, NULL, &r);
-    expect_code(&r, "000000");
-    kresp_free(&r);
+    basic_expect(body, ts, nonce, NULL, "000000");
 
     /* Kit: bad x-sign, missing x-timestamp, signed with the basic key. */
     const char *kit = "{\"instanceId\":\"\",\"orderId\":\"\",\"tenantId\":\"t-gw-bad\","
@@ -644,14 +648,10 @@ static void test_signature_failures(void **state)
     assert_true(
         bodysign_verify(suite_get("KOOISV_KIT_KEY"), r.body, r.len, kresp_header(&r, "Body-Sign")));
     kresp_free(&r);
-    kc_kit_ex("tenantSync", kit, NULL, nonce, NULL, &r);
-    expect_code(&r, "000002");
-    kresp_free(&r);
+    kit_expect("tenantSync", kit, NULL, nonce, NULL, "000002");
     rand_alnum(nonce, 32);
     sigv2_sign(SIGV2_KIT, key, nonce, ts, kit, strlen(kit), sig);
-    kc_kit_ex("tenantSync", kit, ts, nonce, sig, &r);
-    expect_code(&r, "000001");
-    kresp_free(&r);
+    kit_expect("tenantSync", kit, ts, nonce, sig, "000001");
     free(body);
 }
 
@@ -662,9 +662,7 @@ static void test_replay(void **state)
     now_ts(ts, 0);
     rand_alnum(nonce, 32);
     kresp_t r;
-    kc_basic_ex(body, ts, nonce, NULL, &r);
-    expect_code(&r, "000000");
-    kresp_free(&r);
+    basic_expect(body, ts, nonce, NULL, "000000");
     kc_basic_ex(body, ts, nonce, NULL, &r);
     expect_code(&r, "000001");
     assert_string_equal(result_msg(&r), "replayed nonce");
@@ -672,21 +670,15 @@ static void test_replay(void **state)
     /* Across gateway replicas: the nonce store is shared. */
     if (suite_get("KOOISV_GATEWAY2_URL")) {
         kc_use_gateway(2);
-        kc_basic_ex(body, ts, nonce, NULL, &r);
-        expect_code(&r, "000001");
-        kresp_free(&r);
+        basic_expect(body, ts, nonce, NULL, "000001");
         kc_use_gateway(1);
     }
     /* A nonce first seen on a rejected call (bad signature) stays usable. */
     char *body2 = new_instance_body(NULL);
     rand_alnum(nonce, 32);
     now_ts(ts, 0);
-    kc_basic_ex(body2, ts, nonce, "ab", &r);
-    expect_code(&r, "000001");
-    kresp_free(&r);
-    kc_basic_ex(body2, ts, nonce, NULL, &r);
-    expect_code(&r, "000000");
-    kresp_free(&r);
+    basic_expect(body2, ts, nonce, "ab", "000001");
+    basic_expect(body2, ts, nonce, NULL, "000000");
     free(body2);
     free(body);
 }

@@ -569,9 +569,18 @@ static void test_answer_query(void **state)
 
 /* ================================================================== peer */
 
+/* Fail unless peer_source names want for a call from peer with X-Forwarded-For xff. */
+static void expect_source(const peer_trust_t *t, const char *peer, const char *xff,
+                          const char *want)
+{
+    char out[PEER_ADDR_MAX];
+    peer_source(t, peer, xff, out, sizeof out);
+    assert_string_equal(out, want);
+}
+
 static void test_peer(void **state)
 {
-    char err[128], out[PEER_ADDR_MAX];
+    char err[128];
     assert_null(peer_trust_new("10.0.0.1,not-an-ip", err, sizeof err));
     assert_non_null(strstr(err, "not-an-ip"));
     peer_trust_t *t = peer_trust_new(" 10.0.0.1 , ::1,192.168.1.2", err, sizeof err);
@@ -583,35 +592,25 @@ static void test_peer(void **state)
     assert_false(peer_trust_has(t, "garbage"));
 
     /* Untrusted peer: X-Forwarded-For ignored. */
-    peer_source(t, "203.0.113.9", "198.51.100.1", out, sizeof out);
-    assert_string_equal(out, "203.0.113.9");
+    expect_source(t, "203.0.113.9", "198.51.100.1", "203.0.113.9");
     /* Trusted peer: the rightmost address that is not a proxy. */
-    peer_source(t, "10.0.0.1", "198.51.100.1", out, sizeof out);
-    assert_string_equal(out, "198.51.100.1");
-    peer_source(t, "10.0.0.1", "1.1.1.1, 198.51.100.1, 192.168.1.2", out, sizeof out);
-    assert_string_equal(out, "198.51.100.1");
+    expect_source(t, "10.0.0.1", "198.51.100.1", "198.51.100.1");
+    expect_source(t, "10.0.0.1", "1.1.1.1, 198.51.100.1, 192.168.1.2", "198.51.100.1");
     /* A spoofed leftmost entry does not win over the hop the proxy saw. */
-    peer_source(t, "10.0.0.1", "6.6.6.6,198.51.100.7", out, sizeof out);
-    assert_string_equal(out, "198.51.100.7");
+    expect_source(t, "10.0.0.1", "6.6.6.6,198.51.100.7", "198.51.100.7");
     /* All hops trusted: the leftmost one. */
-    peer_source(t, "10.0.0.1", "192.168.1.2", out, sizeof out);
-    assert_string_equal(out, "192.168.1.2");
+    expect_source(t, "10.0.0.1", "192.168.1.2", "192.168.1.2");
     /* Garbage: the peer itself. */
-    peer_source(t, "10.0.0.1", "evil, 198.51.100.1", out, sizeof out);
-    assert_string_equal(out, "198.51.100.1");
-    peer_source(t, "10.0.0.1", "198.51.100.1, <script>", out, sizeof out);
-    assert_string_equal(out, "10.0.0.1");
-    peer_source(t, "10.0.0.1", "", out, sizeof out);
-    assert_string_equal(out, "10.0.0.1");
-    peer_source(t, "10.0.0.1", NULL, out, sizeof out);
-    assert_string_equal(out, "10.0.0.1");
+    expect_source(t, "10.0.0.1", "evil, 198.51.100.1", "198.51.100.1");
+    expect_source(t, "10.0.0.1", "198.51.100.1, <script>", "10.0.0.1");
+    expect_source(t, "10.0.0.1", "", "10.0.0.1");
+    expect_source(t, "10.0.0.1", NULL, "10.0.0.1");
     peer_trust_destroy(&t);
     assert_null(t);
 
     peer_trust_t *none = peer_trust_new("", err, sizeof err);
     assert_non_null(none);
-    peer_source(none, "127.0.0.1", "198.51.100.1", out, sizeof out);
-    assert_string_equal(out, "127.0.0.1");
+    expect_source(none, "127.0.0.1", "198.51.100.1", "127.0.0.1");
     peer_trust_destroy(&none);
 
     char id[9];

@@ -112,11 +112,21 @@ static void test_round_trip_and_concurrency(void **st)
     assert_null(c);
 }
 
-static void test_ping_answered_by_runtime(void **st)
+/* Send env to the server on port_a on a fresh client; fail unless it answers with code. */
+static void call_expect_code(const Kooisv__Envelope *env, const char *code)
 {
     char ep[64];
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port_a);
     rpc_client_t *c = rpc_client_new(ep, server_pub);
+    Kooisv__Reply *reply = NULL;
+    assert_int_equal(rpc_call(c, env, 2000, &reply), 0);
+    assert_string_equal(reply->result_code, code);
+    kooisv__reply__free_unpacked(reply, NULL);
+    rpc_client_destroy(&c);
+}
+
+static void test_ping_answered_by_runtime(void **st)
+{
     Kooisv__Envelope env;
     Kooisv__Ping ping;
     kooisv__envelope__init(&env);
@@ -124,26 +134,15 @@ static void test_ping_answered_by_runtime(void **st)
     env.request_id = "ping-1";
     env.body_case = KOOISV__ENVELOPE__BODY_PING;
     env.ping = &ping;
-    Kooisv__Reply *reply = NULL;
-    assert_int_equal(rpc_call(c, &env, 2000, &reply), 0);
-    assert_string_equal(reply->result_code, "000000");
-    kooisv__reply__free_unpacked(reply, NULL);
-    rpc_client_destroy(&c);
+    call_expect_code(&env, "000000");
 }
 
 static void test_unsupported_body_is_an_error(void **st)
 {
-    char ep[64];
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port_a);
-    rpc_client_t *c = rpc_client_new(ep, server_pub);
     Kooisv__Envelope env;
     kooisv__envelope__init(&env);
     env.request_id = "empty-1";
-    Kooisv__Reply *reply = NULL;
-    assert_int_equal(rpc_call(c, &env, 2000, &reply), 0);
-    assert_string_equal(reply->result_code, "000002");
-    kooisv__reply__free_unpacked(reply, NULL);
-    rpc_client_destroy(&c);
+    call_expect_code(&env, "000002");
 }
 
 static void test_absent_service_fails_within_timeout(void **st)

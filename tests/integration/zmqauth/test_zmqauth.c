@@ -139,6 +139,16 @@ static void assert_no_answer(const char *svc, const Kooisv__Envelope *env)
     }
 }
 
+/* Fail unless svc answers env, sent with the gateway's key, with 000000. */
+static void assert_gateway_answered(const char *svc, const Kooisv__Envelope *env)
+{
+    Kooisv__Reply *r = try_call(svc, AS_GATEWAY, env);
+    if (!r)
+        fail_msg("%s does not answer the gateway's key", svc);
+    assert_string_equal(r->result_code, "000000");
+    kooisv__reply__free_unpacked(r, NULL);
+}
+
 static long rows(const char *sql, const char *param)
 {
     const char *p[1] = {param};
@@ -180,10 +190,7 @@ static void test_forged_admin_call_gets_nothing(void **st)
     assert_no_answer("ORDER", &env);
     /* ...while the gateway's key gets the list: the service was there to answer. */
     env.received_ms = time_now_ms();
-    Kooisv__Reply *r = try_call("ORDER", AS_GATEWAY, &env);
-    assert_non_null(r);
-    assert_string_equal(r->result_code, "000000");
-    kooisv__reply__free_unpacked(r, NULL);
+    assert_gateway_answered("ORDER", &env);
     free(rid);
 }
 
@@ -228,10 +235,7 @@ static void test_gateway_key_is_admitted(void **st)
     env.caller = &caller;
     intent_of(&env, &in);
     in.event_type = "test.zmqauth";
-    Kooisv__Reply *r = try_call("AUDIT", AS_GATEWAY, &env);
-    assert_non_null(r);
-    assert_string_equal(r->result_code, "000000");
-    kooisv__reply__free_unpacked(r, NULL);
+    assert_gateway_answered("AUDIT", &env);
     assert_int_equal(rows("SELECT 1 FROM audit.intents WHERE request_id = $1", rid), 1);
     free(rid);
 }
@@ -246,11 +250,7 @@ static void test_every_service_refuses_strangers(void **st)
     env.ping = &ping;
     for (size_t i = 0; i < sizeof services / sizeof *services; i++) {
         assert_no_answer(services[i], &env);
-        Kooisv__Reply *r = try_call(services[i], AS_GATEWAY, &env);
-        if (!r)
-            fail_msg("%s does not answer the gateway's key", services[i]);
-        assert_string_equal(r->result_code, "000000");
-        kooisv__reply__free_unpacked(r, NULL);
+        assert_gateway_answered(services[i], &env);
     }
 }
 
