@@ -524,12 +524,12 @@ void produce_record_summaries(gw_worker_t *w)
     srclimit_summary_t sums[32];
     size_t n = srclimit_summaries(gw.srclimit, time_now_ms(), sums, 32);
     for (size_t i = 0; i < n; i++) {
-        char rid[37], from[40], to[40], msg[300];
+        char rid[37], from[40], to[40], msg[512];
         rand_uuid(rid);
         time_format_iso(sums[i].from_ms, from, sizeof from);
         time_format_iso(sums[i].to_ms, to, sizeof to);
         snprintf(msg, sizeof msg,
-                 "%ld refused unauthenticated calls from %s between %s and %s (beyond the "
+                 "%ld refused unauthenticated calls from %.63s between %.39s and %.39s (beyond the "
                  "per-minute quota, not recorded one by one)",
                  sums[i].count, sums[i].source, from, to);
         Kooisv__Caller caller = KOOISV__CALLER__INIT;
