@@ -275,6 +275,30 @@ static pg_status_t job_is_ours(PGconn *conn, const runner_t *r, const job_t *job
     return PG_OK;
 }
 
+/* Lock the job's instance (its state into *state, whether a FREEZE waits into *freeze) and
+ * check the job still runs under this runner's lease. PG_OK to go on, PG_ROLLBACK (logged) when
+ * the instance is gone or the job is no longer ours, else the failure. */
+static pg_status_t lock_job_instance(PGconn *conn, const runner_t *r, const job_t *job,
+                                     instance_state_t *state, bool *freeze)
+{
+    pg_status_t st = PG_OK;
+    const char *ip[] = {job->instance_id};
+    PGresult *res = pg_exec_logged(conn, job->rid, "instance_lock", 1, ip, &st);
+    if (!res)
+        return st;
+    bool found = PQntuples(res) == 1 && instance_state_parse(pg_value(res, 0, 0), state);
+    *freeze = found && strcmp(pg_value(res, 0, 5), "t") == 0; /* FREEZE while provisioning */
+    PQclear(res);
+    bool ours = false;
+    if ((st = job_is_ours(conn, r, job, &ours)) != PG_OK)
+        return st;
+    if (!found || !ours) {
+        log_warn(job->rid, "job %s: no longer ours or instance gone; not storing", job->id);
+        return PG_ROLLBACK;
+    }
+    return PG_OK;
+}
+
 typedef struct {
     runner_t *r;
     const job_t *job;
@@ -294,21 +318,11 @@ static pg_status_t finish_body(pg_tx_t *tx, void *arg)
     const char *rid = job->rid;
     pg_status_t st = PG_OK;
     c->activated = false;
-    const char *ip[] = {job->instance_id};
-    PGresult *res = pg_exec_logged(conn, rid, "instance_lock", 1, ip, &st);
-    if (!res)
-        return st;
     instance_state_t from, to;
-    bool found = PQntuples(res) == 1 && instance_state_parse(pg_value(res, 0, 0), &from);
-    bool freeze = found && strcmp(pg_value(res, 0, 5), "t") == 0; /* FREEZE while provisioning */
-    PQclear(res);
-    bool ours = false;
-    if ((st = job_is_ours(conn, c->r, job, &ours)) != PG_OK)
+    bool freeze;
+    if ((st = lock_job_instance(conn, c->r, job, &from, &freeze)) != PG_OK)
         return st;
-    if (!found || !ours) {
-        log_warn(rid, "job %s: no longer ours or instance gone; not storing", job->id);
-        return PG_ROLLBACK;
-    }
+    PGresult *res;
     const char *why;
     instance_verdict_t v = instance_transition(from, INSTANCE_EV_PROVISIONED, &to, &why);
     c->kind_done = v == INSTANCE_INVALID ? "cancelled" : "done";
@@ -459,20 +473,11 @@ static pg_status_t sync_body(pg_tx_t *tx, void *arg)
     const queryorder_details_t *d = c->d;
     pg_status_t st = PG_OK;
     c->event = NULL;
-    const char *ip[] = {job->instance_id};
-    PGresult *res = pg_exec_logged(conn, rid, "instance_lock", 1, ip, &st);
-    if (!res)
-        return st;
     instance_state_t state;
-    bool found = PQntuples(res) == 1 && instance_state_parse(pg_value(res, 0, 0), &state);
-    PQclear(res);
-    bool ours = false;
-    if ((st = job_is_ours(conn, c->r, job, &ours)) != PG_OK)
+    bool freeze;
+    if ((st = lock_job_instance(conn, c->r, job, &state, &freeze)) != PG_OK)
         return st;
-    if (!found || !ours) {
-        log_warn(rid, "job %s: no longer ours or instance gone; not storing", job->id);
-        return PG_ROLLBACK;
-    }
+    PGresult *res;
     const char *done[] = {job->id, state == INSTANCE_RELEASED ? "cancelled" : "done"};
     if (state != INSTANCE_RELEASED) {
         char period[16];

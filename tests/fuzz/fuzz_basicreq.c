@@ -8,6 +8,8 @@
 
 #include "basicreq.h"
 #include "canonjson.h"
+#include "fuzz_support.h"
+#include "resultcode.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -21,20 +23,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     msg[0] = '\0';
     const char *code = basicreq_build(body, &env, msg, sizeof msg);
     assert(code);
-    if (strcmp(code, "000000") == 0) {
+    if (strcmp(code, RC_OK) == 0) {
         Kooisv__ResourceRef **res = NULL;
         size_t n = 0;
         basicreq_resources(&env, &res, &n);
         resref_free(res, n);
-        size_t len = kooisv__envelope__get_packed_size(&env);
-        uint8_t *buf = malloc(len ? len : 1);
-        kooisv__envelope__pack(&env, buf);
-        Kooisv__Envelope *back = kooisv__envelope__unpack(NULL, len, buf);
-        assert(back && back->body_case == env.body_case);
-        kooisv__envelope__free_unpacked(back, NULL);
-        free(buf);
+        fuzz_envelope_round_trip(&env);
     } else {
-        assert(strcmp(code, "000002") == 0 && msg[0]);
+        assert(strcmp(code, RC_INVALID) == 0 && msg[0]);
     }
     basicreq_free_body(&env);
     json_decref(body);

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "canonjson.h"
+#include "fuzz_support.h"
+#include "resultcode.h"
 #include "resref.h"
 #include "kitsync.h"
 
@@ -29,18 +31,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     msg[0] = '\0';
     const char *code = json_is_object(body) ? kitsync_build(name, body, &env, &svc, msg, sizeof msg)
                                             : NULL;
-    if (code && strcmp(code, "000000") == 0) {
+    if (code && strcmp(code, RC_OK) == 0) {
         Kooisv__ResourceRef **res = NULL;
         size_t n = 0;
         kitsync_resources(&env, &res, &n);
         resref_free(res, n);
-        size_t len = kooisv__envelope__get_packed_size(&env);
-        uint8_t *buf = malloc(len ? len : 1);
-        kooisv__envelope__pack(&env, buf);
-        Kooisv__Envelope *back = kooisv__envelope__unpack(NULL, len, buf);
-        assert(back && back->body_case == env.body_case);
-        kooisv__envelope__free_unpacked(back, NULL);
-        free(buf);
+        fuzz_envelope_round_trip(&env);
     } else if (code) {
         assert(msg[0]);
     }

@@ -219,3 +219,23 @@ char *ot_line_of(const char *order_id)
 {
     return xasprintf("%s-000001", order_id);
 }
+
+char *ot_state_of(const char *id)
+{
+    return ot_sql("SELECT state FROM orders.instances WHERE instance_id = $1", id, NULL);
+}
+
+void ot_assert_state(const char *id, const char *want)
+{
+    char *got = ot_state_of(id);
+    if (!got || strcmp(got, want) != 0)
+        fail_msg("instance %s is %s, want %s", id, got ? got : "(none)", want);
+    free(got);
+}
+
+long long ot_expire_ms_of(const char *id)
+{
+    return ot_sql_num("SELECT coalesce((extract(epoch FROM expire_time) * 1000)::bigint, -1)"
+                      " FROM orders.instances WHERE instance_id = $1",
+                      id, NULL);
+}

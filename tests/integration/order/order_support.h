@@ -25,6 +25,12 @@ json_t *ot_info_of(json_t *info, const char *id);
 json_t *ot_wait_provisioned(const char *id, int timeout_ms);
 /* First value of sql ($1 = a, $2 = b; NULL = unused) as text (caller frees) or NULL. */
 char *ot_sql(const char *sql, const char *a, const char *b);
+/* The instance's state ("active"...), NULL when there is no such instance. Caller frees. */
+char *ot_state_of(const char *id);
+/* Fail the test unless the instance is in state want. */
+void ot_assert_state(const char *id, const char *want);
+/* Epoch ms of the instance's expiry, -1 when it has none. */
+long long ot_expire_ms_of(const char *id);
 /* First value of sql as a number; asserts it exists. */
 long long ot_sql_num(const char *sql, const char *a, const char *b);
 /* After a restart of the order service: poll until the gateway reaches it again (its ZeroMQ

@@ -22,6 +22,7 @@
 #include "appcrypt.h"
 #include "cryptoutil.h"
 #include "migrations.h"
+#include "config.h"
 #include "order_support.h"
 #include "pgutil.h"
 #include "sealbox.h"
@@ -35,22 +36,6 @@ static char *saved_env;
 static char *env_path(void)
 {
     return xasprintf("%s/env/order.env", suite_get("KOOISV_SUITE_DIR"));
-}
-
-static char *read_all(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t cap = 0;
-    ssize_t n = getdelim(&buf, &cap, '\0', f);
-    fclose(f);
-    if (n < 0) {
-        free(buf);
-        return xstrdup("");
-    }
-    return buf;
 }
 
 static void write_env(const char *extra)
@@ -79,7 +64,7 @@ static int group_setup(void **state)
     if (suite_env_load() != 0 || !suite_get("KOOISV_SUITE_DIR"))
         return -1;
     char *path = env_path();
-    saved_env = read_all(path);
+    saved_env = config_read_file(path, NULL);
     free(path);
     char *secret = secret_path();
     char *extra = xasprintf("KOOISV_SYNC_WEBHOOK_URL=%s/_emulator/" HOOK "\n"
@@ -224,7 +209,7 @@ static void status(const char *id, const char *st)
 static void event_key(uint8_t key[32])
 {
     char *path = secret_path();
-    char *secret = read_all(path);
+    char *secret = config_read_file(path, NULL);
     free(path);
     assert_non_null(secret);
     size_t n = strlen(secret);
@@ -243,7 +228,7 @@ static bool logged(const char *needle)
     bool found = false;
     for (size_t i = 0; i < sizeof logs / sizeof logs[0]; i++) {
         char *path = xasprintf("%s/logs/%s.log", suite_get("KOOISV_SUITE_DIR"), logs[i]);
-        char *text = read_all(path);
+        char *text = config_read_file(path, NULL);
         free(path);
         if (text && strstr(text, needle))
             found = true;

@@ -28,26 +28,6 @@ static long long history_count(const char *id, const char *event)
                       id, event);
 }
 
-static char *state_of(const char *id)
-{
-    return ot_sql("SELECT state FROM orders.instances WHERE instance_id = $1", id, NULL);
-}
-
-static void assert_state(const char *id, const char *want)
-{
-    char *got = state_of(id);
-    if (!got || strcmp(got, want) != 0)
-        fail_msg("instance %s is %s, want %s", id, got ? got : "(none)", want);
-    free(got);
-}
-
-static long long expire_ms_of(const char *id)
-{
-    return ot_sql_num("SELECT (extract(epoch FROM expire_time) * 1000)::bigint"
-                      " FROM orders.instances WHERE instance_id = $1",
-                      id, NULL);
-}
-
 /* getLicenseAsync for (event, fingerprint), effective 2026-01-01 to 2027-01-01 (the instance
  * is periodic), answered 000000. */
 static void license_ok(const char *id, const char *event_id, const char *fingerprint)
@@ -135,7 +115,7 @@ static void test_lifecycle(void **state)
                                 " AND NOT test_flag",
                                 id, NULL),
                      1);
-    assert_state(id, "active");
+    ot_assert_state(id, "active");
     free(user);
     free(pass);
     json_decref(app);
@@ -145,13 +125,13 @@ static void test_lifecycle(void **state)
     /* FREEZE, FREEZE again (success, nothing happens), UNFREEZE. */
     status("000000", id, "FREEZE", &r);
     kresp_free(&r);
-    assert_state(id, "frozen");
+    ot_assert_state(id, "frozen");
     status("000000", id, "FREEZE", &r);
     kresp_free(&r);
     assert_int_equal(history_count(id, "freeze"), 1);
     status("000000", id, "UNFREEZE", &r);
     kresp_free(&r);
-    assert_state(id, "active");
+    ot_assert_state(id, "active");
     status("000000", id, "UNFREEZE", &r); /* repeating a status is success */
     kresp_free(&r);
     assert_int_equal(history_count(id, "unfreeze"), 1);
@@ -163,12 +143,12 @@ static void test_lifecycle(void **state)
               "expireTime", "20300101120000");
     kresp_free(&r);
     const int64_t want_ms = 1893499200000LL; /* 2030-01-01T12:00:00Z: the marketplace's UTC */
-    assert_int_equal(expire_ms_of(id), want_ms);
+    assert_int_equal(ot_expire_ms_of(id), want_ms);
     ot_expect("000000", &r, "{s:s, s:s, s:s, s:s, s:s, s:s}", "activity", "refreshInstance",
               "instanceId", id, "orderId", renew, "orderLineId", renew_line, "scene", "RENEWAL",
               "expireTime", "20310101120000");
     kresp_free(&r);
-    assert_int_equal(expire_ms_of(id), want_ms);
+    assert_int_equal(ot_expire_ms_of(id), want_ms);
     assert_int_equal(history_count(id, "refresh"), 1);
     /* The renewal event follows once its order was fetched (Query Order, in the background). */
     if (!kc_wait(PROVISION_WAIT_MS, 100, renewal_event_written, (void *)id))
@@ -203,7 +183,7 @@ static void test_lifecycle(void **state)
         ot_expect("000000", &r, "{s:s, s:s}", "activity", "releaseInstance", "instanceId", id);
         kresp_free(&r);
     }
-    assert_state(id, "released");
+    ot_assert_state(id, "released");
     assert_int_equal(history_count(id, "release"), 1);
 
     /* Released is terminal: impossible transitions are 000002 with a clear message. */

@@ -23,27 +23,6 @@
 
 #define PROVISION_WAIT_MS 30000
 
-static char *state_of(const char *id)
-{
-    return ot_sql("SELECT state FROM orders.instances WHERE instance_id = $1", id, NULL);
-}
-
-static void assert_state(const char *id, const char *want)
-{
-    char *got = state_of(id);
-    if (!got || strcmp(got, want) != 0)
-        fail_msg("instance %s is %s, want %s", id, got ? got : "(none)", want);
-    free(got);
-}
-
-/* Epoch ms of the instance's expiry, -1 when it has none. */
-static long long expire_ms_of(const char *id)
-{
-    return ot_sql_num("SELECT coalesce((extract(epoch FROM expire_time) * 1000)::bigint, -1)"
-                      " FROM orders.instances WHERE instance_id = $1",
-                      id, NULL);
-}
-
 static long long compact_ms(const char *compact)
 {
     int64_t ms = 0;
@@ -151,15 +130,15 @@ static void test_test_flag_isolation(void **state)
 
     assert_invisible(real_id, "1"); /* a console debug call never touches a customer */
     assert_invisible(test_id, "0"); /* and real business never touches a debug instance */
-    assert_state(real_id, "active");
-    assert_state(test_id, "active");
+    ot_assert_state(real_id, "active");
+    ot_assert_state(test_id, "active");
 
     /* The debug call on its own instance works, and its event is flagged as test. */
     kresp_t r;
     ot_expect("000000", &r, "{s:s, s:s, s:s, s:s}", "activity", "updateInstanceStatus",
               "instanceId", test_id, "status", "FREEZE", "testFlag", "1");
     kresp_free(&r);
-    assert_state(test_id, "frozen");
+    ot_assert_state(test_id, "frozen");
     ot_expect("000000", &r, "{s:s, s:s, s:s}", "activity", "queryInstance", "instanceId", test_id,
               "testFlag", "1");
     assert_non_null(
@@ -190,13 +169,13 @@ static void test_unsubscribe_renewal_same_order(void **state)
     char *renewal = ot_order_id();
 
     refresh("000000", id, renewal, "RENEWAL", "20300101120000", NULL);
-    assert_int_equal(expire_ms_of(id), compact_ms("20300101120000"));
+    assert_int_equal(ot_expire_ms_of(id), compact_ms("20300101120000"));
     /* The cancellation names the renewal's own orderId: applied, once. */
     refresh("000000", id, renewal, "UNSUBSCRIBE_RENEWAL_PERIOD", "20280101120000", NULL);
-    assert_int_equal(expire_ms_of(id), compact_ms("20280101120000"));
+    assert_int_equal(ot_expire_ms_of(id), compact_ms("20280101120000"));
     refresh("000000", id, renewal, "UNSUBSCRIBE_RENEWAL_PERIOD", "20270101120000", NULL);
     refresh("000000", id, renewal, "RENEWAL", "20310101120000", NULL);
-    assert_int_equal(expire_ms_of(id), compact_ms("20280101120000"));
+    assert_int_equal(ot_expire_ms_of(id), compact_ms("20280101120000"));
     assert_int_equal(count_of("SELECT count(*) FROM orders.instance_history"
                               " WHERE instance_id = $1 AND event = 'refresh'",
                               id, NULL),
@@ -296,7 +275,7 @@ static void test_refresh_fetches_order(void **state)
     char *event = renewed_payload(id, formal);
     assert_string_equal(event, "month|1|OFFI000000000000000002|SKU-PRO|false");
     free(event);
-    assert_int_equal(expire_ms_of(id), compact_ms("20300101120000"));
+    assert_int_equal(ot_expire_ms_of(id), compact_ms("20300101120000"));
 
     /* RENEWAL with a period-type change: a yearly renewal order ("CS..." = year x 1). */
     char *renewal = ot_order_id();
@@ -305,7 +284,7 @@ static void test_refresh_fetches_order(void **state)
     event = renewed_payload(id, renewal);
     assert_string_equal(event, "year|1|OFFI000000000000000001|SKU-BASIC|false");
     free(event);
-    assert_int_equal(expire_ms_of(id), compact_ms("20310101120000"));
+    assert_int_equal(ot_expire_ms_of(id), compact_ms("20310101120000"));
     free(renewal);
     free(id);
     free(trial);
@@ -448,7 +427,7 @@ static void test_license_and_one_time(void **state)
     /* ...and it has no expiry to move */
     char *renewal = ot_order_id();
     refresh("000002", one_time, renewal, "RENEWAL", "20300101120000", NULL);
-    assert_int_equal(expire_ms_of(one_time), -1);
+    assert_int_equal(ot_expire_ms_of(one_time), -1);
     assert_int_equal(count_of("SELECT count(*) FROM orders.order_applications"
                               " WHERE instance_id = $1 AND activity = 'refreshInstance'",
                               one_time, NULL),
@@ -510,8 +489,8 @@ static void test_freeze_while_provisioning(void **state)
     status("000000", frozen, "FREEZE"); /* repeating a status is success */
     status("000000", thawed, "FREEZE");
     status("000000", thawed, "UNFREEZE");
-    assert_state(frozen, "provisioning");
-    assert_state(thawed, "provisioning");
+    ot_assert_state(frozen, "provisioning");
+    ot_assert_state(thawed, "provisioning");
     assert_int_equal(count_of("SELECT count(*) FROM orders.instance_history"
                               " WHERE instance_id = $1 AND event = 'freeze'",
                               frozen, NULL),
@@ -520,8 +499,8 @@ static void test_freeze_while_provisioning(void **state)
     ot_clear_faults();
     json_decref(ot_wait_provisioned(frozen, PROVISION_WAIT_MS));
     json_decref(ot_wait_provisioned(thawed, PROVISION_WAIT_MS));
-    assert_state(frozen, "frozen"); /* delivered frozen */
-    assert_state(thawed, "active");
+    ot_assert_state(frozen, "frozen"); /* delivered frozen */
+    ot_assert_state(thawed, "active");
     char *events =
         ot_sql("SELECT string_agg(event_type || ':' || (payload::jsonb->'data'->>'state'), ','"
                " ORDER BY id) FROM orders.outbox WHERE instance_id = $1",
@@ -535,7 +514,7 @@ static void test_freeze_while_provisioning(void **state)
     assert_string_equal(events, "instance.created,instance.activated");
     free(events);
     status("000000", frozen, "UNFREEZE");
-    assert_state(frozen, "active");
+    ot_assert_state(frozen, "active");
     free(frozen);
     free(thawed);
     free(b1);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "config.h"
 #include "kclient.h"
 #include "synctest.h"
 #include "xmalloc.h"
@@ -25,22 +26,6 @@ static const char *const procs[2] = {"tenant", "app"};
 static char *env_path(const char *proc)
 {
     return xasprintf("%s/env/%s.env", suite_get("KOOISV_SUITE_DIR"), proc);
-}
-
-static char *read_all(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t cap = 0;
-    ssize_t n = getdelim(&buf, &cap, '\0', f);
-    fclose(f);
-    if (n < 0) {
-        free(buf);
-        return xstrdup("");
-    }
-    return buf;
 }
 
 /* The gateway reconnects to a restarted service within about a second (ZMQ_IMMEDIATE: calls
@@ -127,7 +112,7 @@ static int group_setup(void **state)
         return -1;
     for (int i = 0; i < 2; i++) {
         char *path = env_path(procs[i]);
-        saved_env[i] = read_all(path);
+        saved_env[i] = config_read_file(path, NULL);
         free(path);
     }
     return 0;
