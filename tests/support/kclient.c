@@ -656,3 +656,24 @@ rpc_client_t *kc_rpc_client(const char *svc)
         fail_msg("cannot make a client of %s", svc);
     return c;
 }
+
+double kc_metric(const char *series)
+{
+    kresp_t r;
+    char *url = xasprintf("%s/metrics", suite_get("KOOISV_METRICS_URL"));
+    double v = -1;
+    size_t n = strlen(series);
+    if (kc_raw("GET", url, NULL, NULL, 0, &r) == 0 && r.status == 200 && r.body) {
+        for (const char *line = r.body; line && *line; line = strchr(line, '\n')) {
+            if (*line == '\n')
+                line++;
+            if (strncmp(line, series, n) == 0 && line[n] == ' ') {
+                v = strtod(line + n + 1, NULL);
+                break;
+            }
+        }
+    }
+    kresp_free(&r);
+    free(url);
+    return v;
+}

@@ -103,5 +103,9 @@ char *kc_uid(const char *prefix);
 /* Call done(arg) every interval_ms until it returns true or timeout_ms passes; returns its
  * last answer. For asynchronous effects (provisioning, outbox delivery). */
 bool kc_wait(int timeout_ms, int interval_ms, bool (*done)(void *arg), void *arg);
+/* The value of one series of the suite gateway's /metrics, named exactly as exposed (name and
+ * labels: "kooisv_outbox_failed{service=\"order\",source=\"order\"}"); -1 when absent or
+ * when /metrics did not answer 200. */
+double kc_metric(const char *series);
 
 #endif
