@@ -27,6 +27,12 @@ typedef struct {
  * call repeatedly: loads once (a failed load is retried). 0 on success, -1 when the file cannot
  * be read. */
 int suite_env_load(void);
+/* A suite test's main: load suite.env (exit status 1 with a message when it is missing), then run
+ * the cmocka group tests (an array) with setup and teardown (NULL = none). */
+#define KC_SUITE_MAIN(tests, setup, teardown)                                                    \
+    (suite_env_load() != 0                                                                       \
+         ? (fprintf(stderr, "no suite.env: run under the suite fixture\n"), 1)                   \
+         : cmocka_run_group_tests(tests, setup, teardown))
 /* Value of name from the suite env file (loaded on demand), else from the process
  * environment, else NULL. Borrowed: valid for the life of the process. */
 const char *suite_get(const char *name);
