@@ -48,14 +48,25 @@ typedef struct {
     const field_t *fields;
 } activity_t;
 
-#define F_END {NULL, FIELD_STR, false, NULL}
-#define F_TEST_BASIC {"testFlag", FIELD_STR, false, "\"1\" debugging call (default), \"0\" real"}
+#define F_END                                                                                      \
+    {                                                                                              \
+        NULL, FIELD_STR, false, NULL                                                               \
+    }
+#define F_TEST_BASIC                                                                               \
+    {                                                                                              \
+        "testFlag", FIELD_STR, false, "\"1\" debugging call (default), \"0\" real"                 \
+    }
 #define F_KIT_COMMON                                                                               \
     {"instanceId", FIELD_STR, false, "instance id (\"\" in seller-console debugging)"},            \
         {"tenantId", FIELD_STR, false, "tenant id"},                                               \
         {"testFlag", FIELD_INT, false, "1 debugging call (default), 0 real"},                      \
-        {"timeStamp", FIELD_STR, false, "yyyyMMddHHmmssSSS, UTC+8 (default: now)"}
-#define F_FLAG(h) {"flag", FIELD_INT, true, h}
+    {                                                                                              \
+        "timeStamp", FIELD_STR, false, "yyyyMMddHHmmssSSS, UTC+8 (default: now)"                   \
+    }
+#define F_FLAG(h)                                                                                  \
+    {                                                                                              \
+        "flag", FIELD_INT, true, h                                                                 \
+    }
 
 static const field_t f_new[] = {
     {"orderId", FIELD_STR, true, "order id (debug orders: MOCKPERIODYEARNEW, ...)"},
@@ -121,8 +132,7 @@ static const field_t f_auth[] = {
     F_KIT_COMMON,
     F_FLAG("0 delete, 1 add, 2 modify, 3 cancel authorisation"),
     {"appId", FIELD_STR, false, "application id"},
-    {"userList", FIELD_JSON, false,
-     "JSON array of {userName, name, orgCode, role, enable, ...}"},
+    {"userList", FIELD_JSON, false, "JSON array of {userName, name, orgCode, role, enable, ...}"},
     {"currentSyncTime", FIELD_STR, false, "time of this sync"},
     F_END};
 static const field_t f_org[] = {F_KIT_COMMON,
@@ -275,7 +285,9 @@ static void activity_help(FILE *f, const activity_t *a)
     for (const field_t *fl = a->fields; fl->name; fl++) {
         char head[48];
         snprintf(head, sizeof head, "--%s %s", fl->name,
-                 fl->type == FIELD_INT ? "N" : fl->type == FIELD_JSON ? "JSON" : "TEXT");
+                 fl->type == FIELD_INT    ? "N"
+                 : fl->type == FIELD_JSON ? "JSON"
+                                          : "TEXT");
         fprintf(f, "  %-30s %s%s\n", head, fl->help, fl->required ? " [required]" : "");
     }
     fprintf(f, "\noptions:\n");
@@ -366,8 +378,8 @@ void market_answer_free(market_answer_t *a)
 
 /* The call conf would make, or NULL with a reason when the family's key is missing. */
 static mktcall_t *call_new(const market_conf_t *conf, const char *kit_name, const char *body,
-                           const char *ts, const char *nonce, const char *signature,
-                           char *why, size_t whylen)
+                           const char *ts, const char *nonce, const char *signature, char *why,
+                           size_t whylen)
 {
     const char *key = kit_name ? conf->kit_key : conf->basic_key;
     if (!key) {
@@ -447,8 +459,8 @@ static bool appinfo_one(const market_conf_t *conf, const char *encrypt_type, con
         const char *wire = json_string_value(json_object_get(app, names[i]));
         if (!wire || !*wire)
             continue;
-        char *plain = conf->basic_key ? appcrypt_decrypt(conf->basic_key, encrypt_type, wire)
-                                      : NULL;
+        char *plain =
+            conf->basic_key ? appcrypt_decrypt(conf->basic_key, encrypt_type, wire) : NULL;
         if (!plain) {
             snprintf(why, whylen,
                      "appInfo.%s of %s does not decrypt with the basic key (encryptType %s)",
@@ -473,9 +485,8 @@ json_t *market_appinfo_decrypt(const market_conf_t *conf, const json_t *answer, 
     bool ok = true;
     const json_t *top = json_object_get(answer, "appInfo");
     if (json_is_object(top))
-        ok = appinfo_one(conf, type,
-                         json_string_value(json_object_get(answer, "instanceId")), top, list, why,
-                         whylen);
+        ok = appinfo_one(conf, type, json_string_value(json_object_get(answer, "instanceId")), top,
+                         list, why, whylen);
     size_t i;
     json_t *item;
     json_array_foreach(json_object_get(answer, "info"), i, item)
@@ -556,9 +567,8 @@ static char *body_build(const market_conf_t *conf, const activity_t *a, const ca
     }
     if (args->secret_plain) {
         const char *why = NULL;
-        EVP_PKEY *pub = conf->rsa_public_key_file
-                            ? rsaoaep_load_public(conf->rsa_public_key_file, &why)
-                            : NULL;
+        EVP_PKEY *pub =
+            conf->rsa_public_key_file ? rsaoaep_load_public(conf->rsa_public_key_file, &why) : NULL;
         if (!pub) {
             fprintf(stderr, "kooisvctl: market: --clientSecretPlain needs the RSA public key: %s\n",
                     why ? why : "set KOOISV_RSA_PUBLIC_KEY_FILE or give --rsa-public-key-file");
@@ -596,8 +606,7 @@ static char *body_given(const char *arg)
 
 /* ================================================================ output */
 
-static void print_exchange(const mktcall_t *call, const market_answer_t *ans,
-                           const json_t *appinfo)
+static void print_exchange(const mktcall_t *call, const market_answer_t *ans, const json_t *appinfo)
 {
     printf("> POST %s\n", call->url);
     for (size_t i = 0; call->headers[i]; i++)
@@ -608,7 +617,9 @@ static void print_exchange(const mktcall_t *call, const market_answer_t *ans,
         return;
     }
     printf("< HTTP %d, Body-Sign %s%s%s\n", ans->status,
-           ans->body_sign == 1 ? "valid" : ans->body_sign == 0 ? "INVALID" : "MISSING",
+           ans->body_sign == 1   ? "valid"
+           : ans->body_sign == 0 ? "INVALID"
+                                 : "MISSING",
            ans->request_id ? ", X-Request-Id " : "", ans->request_id ? ans->request_id : "");
     if (ans->json) {
         char *pretty = json_dumps(ans->json, JSON_INDENT(2) | JSON_SORT_KEYS);
@@ -636,17 +647,18 @@ static json_t *exchange_json(const mktcall_t *call, const market_answer_t *ans,
     for (size_t i = 0; call->headers[i]; i++)
         json_array_append_new(headers, json_string(call->headers[i]));
     json_t *sent = json_loads(call->body, JSON_DECODE_ANY, NULL);
-    json_t *doc = json_pack("{s:{s:s, s:s, s:o, s:o}}", "request", "method", "POST", "url",
-                            call->url, "headers", headers, "body",
-                            sent ? sent : json_string(call->body));
+    json_t *doc =
+        json_pack("{s:{s:s, s:s, s:o, s:o}}", "request", "method", "POST", "url", call->url,
+                  "headers", headers, "body", sent ? sent : json_string(call->body));
     if (ans->status != 0) {
         json_t *body = ans->json ? json_incref(ans->json) : json_string(ans->body);
-        json_object_set_new(
-            doc, "response",
-            json_pack("{s:i, s:s?, s:s, s:o}", "status", ans->status, "requestId",
-                      ans->request_id, "bodySign",
-                      ans->body_sign == 1 ? "valid" : ans->body_sign == 0 ? "invalid" : "missing",
-                      "body", body));
+        json_object_set_new(doc, "response",
+                            json_pack("{s:i, s:s?, s:s, s:o}", "status", ans->status, "requestId",
+                                      ans->request_id, "bodySign",
+                                      ans->body_sign == 1   ? "valid"
+                                      : ans->body_sign == 0 ? "invalid"
+                                                            : "missing",
+                                      "body", body));
     } else {
         json_object_set_new(doc, "error", json_string(ans->error));
     }
@@ -783,7 +795,8 @@ static int call_main(const activity_t *a, int argc, char **argv)
         const char **slot = option_slot(&args, arg);
         const field_t *f = strncmp(arg, "--", 2) == 0 ? field_find(a, arg + 2) : NULL;
         if (!slot && !f) {
-            fprintf(stderr, "kooisvctl: market %s: unknown option %s (kooisvctl market %s --help)\n",
+            fprintf(stderr,
+                    "kooisvctl: market %s: unknown option %s (kooisvctl market %s --help)\n",
                     a->name, arg, a->name);
             rc = MARKET_EXIT_USAGE;
             break;

@@ -24,15 +24,15 @@ typedef struct {
 
 /* One answer. */
 typedef struct {
-    int status;          /* HTTP status; 0 when none arrived (error says why) */
-    char *body;          /* "" when none */
+    int status; /* HTTP status; 0 when none arrived (error says why) */
+    char *body; /* "" when none */
     size_t len;
-    json_t *json;        /* body as JSON, or NULL */
-    const char *code;    /* resultCode, or NULL; borrowed from json */
-    const char *msg;     /* resultMsg, or ""; borrowed */
-    int body_sign;       /* 1 valid, 0 invalid, -1 absent (mktcall_body_sign) */
-    char *request_id;    /* X-Request-Id, or NULL */
-    char error[256];     /* transport failure */
+    json_t *json;     /* body as JSON, or NULL */
+    const char *code; /* resultCode, or NULL; borrowed from json */
+    const char *msg;  /* resultMsg, or ""; borrowed */
+    int body_sign;    /* 1 valid, 0 invalid, -1 absent (mktcall_body_sign) */
+    char *request_id; /* X-Request-Id, or NULL */
+    char error[256];  /* transport failure */
 } market_answer_t;
 
 /* conf from these flags (NULL: not given), else the settings (ctlenv). 0, or

@@ -31,12 +31,12 @@ typedef enum { CASE_PASS, CASE_FAIL, CASE_SKIP } verdict_t;
 
 typedef struct {
     market_conf_t conf;
-    char run[17];           /* this run's id: [0-9A-Z], sorts by time */
+    char run[17];             /* this run's id: [0-9A-Z], sorts by time */
     const char *order_prefix; /* fresh orders: prefix + run */
-    int wait_s;             /* provisioning */
-    char *yearly, *trial;   /* debug-order instances */
-    char *fresh;            /* the run's own instance (released at the end) */
-    char *tenant, *app;     /* kit sync ids of the run */
+    int wait_s;               /* provisioning */
+    char *yearly, *trial;     /* debug-order instances */
+    char *fresh;              /* the run's own instance (released at the end) */
+    char *tenant, *app;       /* kit sync ids of the run */
 } check_t;
 
 typedef verdict_t (*case_fn)(check_t *c, char *detail, size_t n);
@@ -47,8 +47,8 @@ typedef verdict_t (*case_fn)(check_t *c, char *detail, size_t n);
  * want. true on both; else false with the reason in detail. *out (may be NULL) keeps the answer
  * for the caller (market_answer_free). */
 static bool expect_ex(check_t *c, const char *kit, json_t *body, const char *ts, const char *nonce,
-                      const char *signature, const char *want, market_answer_t *out,
-                      char *detail, size_t n)
+                      const char *signature, const char *want, market_answer_t *out, char *detail,
+                      size_t n)
 {
     if (kit) {
         char stamp[18];
@@ -131,7 +131,8 @@ static bool provisioned(check_t *c, const char *id, char *detail, size_t n)
             market_answer_free(&a);
             return false;
         }
-        json_t *app = json_object_get(json_array_get(json_object_get(a.json, "info"), 0), "appInfo");
+        json_t *app =
+            json_object_get(json_array_get(json_object_get(a.json, "info"), 0), "appInfo");
         const char *url = json_string_value(json_object_get(app, "frontEndUrl"));
         if (url && *url) {
             char why[256];
@@ -143,8 +144,7 @@ static bool provisioned(check_t *c, const char *id, char *detail, size_t n)
                 snprintf(detail, n, "instance %s, appInfo in %.1f s (credentials decrypt)", id,
                          (double)(time_mono_us() - start) / 1e6);
             else
-                snprintf(detail, n, "instance %s: %s", id,
-                         plain ? "appInfo has no userName" : why);
+                snprintf(detail, n, "instance %s: %s", id, plain ? "appInfo has no userName" : why);
             json_decref(plain);
             market_answer_free(&a);
             return ok;
@@ -207,16 +207,15 @@ static verdict_t case_trial(check_t *c, char *d, size_t n)
 }
 
 /* refreshInstance of id with the debug order, scene and expiry in days. */
-static verdict_t refresh(check_t *c, const char *id, const char *scene, const char *order,
-                         int days, char *d, size_t n)
+static verdict_t refresh(check_t *c, const char *id, const char *scene, const char *order, int days,
+                         char *d, size_t n)
 {
     char line[160], expire[15];
     snprintf(line, sizeof line, "%s-000001", order);
     return VERDICT(expect(c, NULL,
-                          json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "activity",
-                                    "refreshInstance", "instanceId", id, "scene", scene, "orderId",
-                                    order, "orderLineId", line, "expireTime",
-                                    compact_in(days, expire)),
+                          json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "activity", "refreshInstance",
+                                    "instanceId", id, "scene", scene, "orderId", order,
+                                    "orderLineId", line, "expireTime", compact_in(days, expire)),
                           RC_OK, NULL, d, n));
 }
 
@@ -317,9 +316,8 @@ static verdict_t case_tenant(check_t *c, char *d, size_t n)
 static verdict_t case_application(check_t *c, char *d, size_t n)
 {
     const char *why = "set KOOISV_RSA_PUBLIC_KEY_FILE or give --rsa-public-key-file";
-    EVP_PKEY *pub = c->conf.rsa_public_key_file
-                        ? rsaoaep_load_public(c->conf.rsa_public_key_file, &why)
-                        : NULL;
+    EVP_PKEY *pub =
+        c->conf.rsa_public_key_file ? rsaoaep_load_public(c->conf.rsa_public_key_file, &why) : NULL;
     if (!pub) {
         snprintf(d, n, "no RSA public key to encrypt clientSecret: %s", why);
         return CASE_FAIL;
@@ -328,12 +326,12 @@ static verdict_t case_application(check_t *c, char *d, size_t n)
     rand_alnum(secret, 32);
     char *cipher = rsaoaep_encrypt(pub, 0, secret, strlen(secret));
     EVP_PKEY_free(pub);
-    verdict_t v = VERDICT(expect(c, "applicationSync",
-                                 json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "instanceId",
-                                           kit_instance(c), "tenantId", c->tenant, "appId", c->app,
-                                           "clientId", c->app, "clientSecret",
-                                           cipher ? cipher : "", "flag", 1),
-                                 RC_OK, NULL, d, n));
+    verdict_t v =
+        VERDICT(expect(c, "applicationSync",
+                       json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "instanceId", kit_instance(c),
+                                 "tenantId", c->tenant, "appId", c->app, "clientId", c->app,
+                                 "clientSecret", cipher ? cipher : "", "flag", 1),
+                       RC_OK, NULL, d, n));
     free(cipher);
     return v;
 }
@@ -343,13 +341,13 @@ static verdict_t case_auth(check_t *c, char *d, size_t n)
     char user[40], org[40];
     snprintf(user, sizeof user, "u%s", c->run);
     snprintf(org, sizeof org, "O%s", c->run);
-    return VERDICT(expect(c, "authSync",
-                          json_pack("{s:s, s:s, s:s, s:i, s:[{s:s, s:s, s:s, s:s, s:s}]}",
-                                    "instanceId", kit_instance(c), "tenantId", c->tenant, "appId",
-                                    c->app, "flag", 1, "userList", "userName", user, "name",
-                                    "market check user", "orgCode", org, "role", "admin", "enable",
-                                    "true"),
-                          RC_OK, NULL, d, n));
+    return VERDICT(
+        expect(c, "authSync",
+               json_pack("{s:s, s:s, s:s, s:i, s:[{s:s, s:s, s:s, s:s, s:s}]}", "instanceId",
+                         kit_instance(c), "tenantId", c->tenant, "appId", c->app, "flag", 1,
+                         "userList", "userName", user, "name", "market check user", "orgCode", org,
+                         "role", "admin", "enable", "true"),
+               RC_OK, NULL, d, n));
 }
 
 static verdict_t case_org(check_t *c, char *d, size_t n)
@@ -369,13 +367,12 @@ static verdict_t case_allorg(check_t *c, char *d, size_t n)
     snprintf(org, sizeof org, "O%s", c->run);
     snprintf(sub, sizeof sub, "O%s-1", c->run);
     /* The child first: the marketplace does not promise parents before children. */
-    return VERDICT(expect(c, "allOrgSync",
-                          json_pack("{s:s, s:s, s:[{s:s, s:s, s:s}, {s:s, s:s, s:s}]}",
-                                    "instanceId", kit_instance(c), "tenantId", c->tenant,
-                                    "orgInfoList", "orgCode", sub, "orgName", "sub", "parentCode",
-                                    org, "orgCode", org, "orgName", "market check", "parentCode",
-                                    ""),
-                          RC_OK, NULL, d, n));
+    return VERDICT(expect(
+        c, "allOrgSync",
+        json_pack("{s:s, s:s, s:[{s:s, s:s, s:s}, {s:s, s:s, s:s}]}", "instanceId", kit_instance(c),
+                  "tenantId", c->tenant, "orgInfoList", "orgCode", sub, "orgName", "sub",
+                  "parentCode", org, "orgCode", org, "orgName", "market check", "parentCode", ""),
+        RC_OK, NULL, d, n));
 }
 
 /* ---------------------------------------------------------------- USAGE SCENARIO (to come)
@@ -407,11 +404,11 @@ static verdict_t case_bad_signature(check_t *c, char *d, size_t n)
 
 static verdict_t case_bad_kit_signature(check_t *c, char *d, size_t n)
 {
-    return VERDICT(expect_ex(c, "tenantSync",
-                             json_pack("{s:s, s:s, s:s, s:s, s:i}", "instanceId", kit_instance(c),
-                                       "tenantId", c->tenant, "tenantCode", c->tenant, "name",
-                                       "forged", "flag", 2),
-                             NULL, NULL, zero_sign, RC_AUTH, NULL, d, n));
+    return VERDICT(
+        expect_ex(c, "tenantSync",
+                  json_pack("{s:s, s:s, s:s, s:s, s:i}", "instanceId", kit_instance(c), "tenantId",
+                            c->tenant, "tenantCode", c->tenant, "name", "forged", "flag", 2),
+                  NULL, NULL, zero_sign, RC_AUTH, NULL, d, n));
 }
 
 static verdict_t case_stale(check_t *c, char *d, size_t n)
@@ -457,10 +454,10 @@ static verdict_t release(check_t *c, char *d, size_t n)
 {
     const char *id = need(c->fresh, "repeated newInstance", d, n);
     return !id ? CASE_FAIL
-               : VERDICT(expect(c, NULL,
-                                json_pack("{s:s, s:s}", "activity", "releaseInstance",
-                                          "instanceId", id),
-                                RC_OK, NULL, d, n));
+               : VERDICT(expect(
+                     c, NULL,
+                     json_pack("{s:s, s:s}", "activity", "releaseInstance", "instanceId", id),
+                     RC_OK, NULL, d, n));
 }
 static verdict_t case_release(check_t *c, char *d, size_t n)
 {
@@ -497,8 +494,8 @@ static verdict_t case_bad_secret(check_t *c, char *d, size_t n)
 }
 static verdict_t case_unknown_activity(check_t *c, char *d, size_t n)
 {
-    return VERDICT(expect(c, NULL, json_pack("{s:s}", "activity", "noSuchActivity"), RC_INVALID,
-                          NULL, d, n));
+    return VERDICT(
+        expect(c, NULL, json_pack("{s:s}", "activity", "noSuchActivity"), RC_INVALID, NULL, d, n));
 }
 
 /* ================================================================ the run */
@@ -606,8 +603,8 @@ int marketcheck_main(int argc, char **argv)
             continue;
         }
         if (!slot || i + 1 >= argc) {
-            fprintf(stderr, "kooisvctl: market check: %s %s (kooisvctl market check --help)\n",
-                    arg, slot ? "needs a value" : "is not an option");
+            fprintf(stderr, "kooisvctl: market check: %s %s (kooisvctl market check --help)\n", arg,
+                    slot ? "needs a value" : "is not an option");
             return MARKET_EXIT_USAGE;
         }
         *slot = argv[++i];
@@ -643,9 +640,9 @@ int marketcheck_main(int argc, char **argv)
         verdict_t v = cases[i].run(&c, detail, sizeof detail);
         double ms = (double)(time_mono_us() - t0) / 1000.0;
         counts[v]++;
-        json_array_append_new(results, json_pack("{s:s, s:s, s:f, s:s}", "case", cases[i].name,
-                                                 "result", verdict_names[v], "ms", ms, "detail",
-                                                 detail));
+        json_array_append_new(results,
+                              json_pack("{s:s, s:s, s:f, s:s}", "case", cases[i].name, "result",
+                                        verdict_names[v], "ms", ms, "detail", detail));
         if (!json) {
             printf("%-3zu %-44s %-6s %7.0f  %s\n", i + 1, cases[i].name, verdict_names[v], ms,
                    detail);

@@ -507,8 +507,7 @@ int kc_ctl_err(char **out, char **err, const char *stdin_text, const char *const
     for (int i = 0; args[i] && n < 39; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
-    int in = temp_fd(stdin_text), outfd = temp_fd(NULL), errfd = err ? temp_fd(NULL) : -1,
-        rc = -1;
+    int in = temp_fd(stdin_text), outfd = temp_fd(NULL), errfd = err ? temp_fd(NULL) : -1, rc = -1;
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, in, 0);

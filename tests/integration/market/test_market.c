@@ -100,9 +100,9 @@ static void test_check_fails_with_wrong_key(void **state)
     (void)state;
     char *key = temp_file("Wrong-basic-key-0123456789abcdef\n");
     char *out, *err;
-    int rc = ctl(&out, &err,
-                 (const char *[]){"market", "check", "--basic-key-file", key, "--wait-s", "5",
-                                  NULL});
+    int rc =
+        ctl(&out, &err,
+            (const char *[]){"market", "check", "--basic-key-file", key, "--wait-s", "5", NULL});
     printf("%s%s", out, err);
     assert_int_equal(rc, 1);
     assert_contains(out, "purchase yearly (MOCKPERIODYEARNEW)");
@@ -134,16 +134,16 @@ static void test_one_call_json(void **state)
     assert_string_equal(json_string_value(json_object_get(sent, "testFlag")), "1");
     char *line = xasprintf("%s-000001", uid);
     assert_string_equal(json_string_value(json_object_get(sent, "orderLineId")), line);
-    char *id = xstrdup(json_string_value(json_object_get(json_object_get(resp, "body"),
-                                                         "instanceId")));
+    char *id =
+        xstrdup(json_string_value(json_object_get(json_object_get(resp, "body"), "instanceId")));
     json_decref(doc);
     free(out);
     free(err);
 
     /* --print: the bare field; the same order gives the same instance. */
-    rc = ctl(&out, &err,
-             (const char *[]){"market", "newInstance", "--orderId", uid, "--print", "instanceId",
-                              NULL});
+    rc = ctl(
+        &out, &err,
+        (const char *[]){"market", "newInstance", "--orderId", uid, "--print", "instanceId", NULL});
     assert_int_equal(rc, 0);
     char *expect_line = xasprintf("%s\n", id);
     assert_string_equal(out, expect_line);
@@ -167,9 +167,8 @@ static void test_one_call_json(void **state)
     assert_true(strlen(pass) >= 8);
     /* What was decrypted is not what the wire carried. */
     json_t *wire = json_object_get(
-        json_array_get(json_object_get(json_object_get(json_object_get(doc, "response"), "body"),
-                                       "info"),
-                       0),
+        json_array_get(
+            json_object_get(json_object_get(json_object_get(doc, "response"), "body"), "info"), 0),
         "appInfo");
     assert_string_not_equal(json_string_value(json_object_get(wire, "password")), pass);
     json_decref(doc);
@@ -215,8 +214,8 @@ static void test_failing_result_code(void **state)
     free(err);
     /* A wrong signature on purpose: refused, exit 1. */
     rc = ctl(&out, &err,
-             (const char *[]){"market", "queryInstance", "--instanceId", "x", "--signature",
-                              "00", NULL});
+             (const char *[]){"market", "queryInstance", "--instanceId", "x", "--signature", "00",
+                              NULL});
     assert_int_equal(rc, 1);
     assert_contains(err, "000001");
     free(out);
@@ -252,13 +251,13 @@ static void test_bad_input(void **state)
                    1, "no answer from https://127.0.0.1:1/produce");
     expect_refused((const char *[]){"market", "buyEverything", NULL}, 2,
                    "unknown activity 'buyEverything'");
-    expect_refused((const char *[]){"market", "updateInstanceStatus", "--instanceId", "x", NULL},
-                   2, "--status is required");
+    expect_refused((const char *[]){"market", "updateInstanceStatus", "--instanceId", "x", NULL}, 2,
+                   "--status is required");
     expect_refused((const char *[]){"market", "queryInstance", "--nosuch", "x", NULL}, 2,
                    "unknown option --nosuch");
-    expect_refused((const char *[]){"market", "tenantSync", "--tenantId", "t", "--flag", "one",
-                                    NULL},
-                   2, "--flag must be an integer");
+    expect_refused(
+        (const char *[]){"market", "tenantSync", "--tenantId", "t", "--flag", "one", NULL}, 2,
+        "--flag must be an integer");
     expect_refused((const char *[]){"market", "check", "--bogus", NULL}, 2, "is not an option");
     /* Never silently insecure: the suite's certificate is not trusted by the system store. */
     expect_refused((const char *[]){"market", "queryInstance", "--instanceId", "x", "--ca-file",
