@@ -103,6 +103,9 @@ int kc_suite(const char *verb, const char *svc);
  * stdin_text as its standard input (NULL: empty); its exit status (-1 if it could not run),
  * and its standard output in *out (caller frees) when out is not NULL. */
 int kc_ctl(char **out, const char *stdin_text, const char *const *args);
+/* kc_ctl that also keeps the standard error in *err (caller frees) when err is not NULL; up
+ * to 36 arguments. */
+int kc_ctl_err(char **out, char **err, const char *stdin_text, const char *const *args);
 /* A unique id for test data: prefix + 16 characters [0-9A-Z] (time then randomness), so ids
  * sort by creation. Caller frees. */
 char *kc_uid(const char *prefix);
