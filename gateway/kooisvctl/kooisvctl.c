@@ -728,6 +728,8 @@ static const cmd_t commands[] = {
      "POST", "/v1/outbox/%s/%s/redrive"},
     {"billing", "ping", NULL, 0, "The billing service and its database answer (with counts).",
      no_opts, run_generic, "GET", "/v1/billing/ping"},
+    {"billing", "instance", "ID", 1, "An instance as billing knows it, with its ledger lines.",
+     no_opts, run_generic, "GET", "/v1/billing/instances/%s"},
 };
 #define N_COMMANDS (sizeof commands / sizeof *commands)
 

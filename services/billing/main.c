@@ -2,9 +2,14 @@
  * (one line per change, each event stored once by its id), takes usage from the seller's
  * application (usage.add through the gateway's admin API) and answers operators over ZeroMQ;
  * owns schema "billing". */
+#include <string.h>
+
 #include "billing.h"
+#include "ledger.h"
+#include "log.h"
 #include "migrations.h"
 #include "svcrt.h"
+#include "zmqauth.h"
 
 static const config_var_t billing_vars[] = {
     SVCRT_CONFIG_VARS("tcp://127.0.0.1:7105", "kooisv_billing", "billing"),
@@ -22,6 +27,39 @@ static const config_var_t billing_vars[] = {
 };
 
 static billing_state_t billing_state;
+static ledger_consumer_t *consumer;
+
+/* The order service to pull events from, and the consumer's pace. */
+static void billing_configure(svcrt_def_t *def)
+{
+    billing_state_t *st = def->svc;
+    st->order_endpoints = config_get("KOOISV_ORDER_ENDPOINTS");
+    st->order_server_key = config_get("KOOISV_ORDER_SERVER_KEY");
+    if (!zmqauth_key_valid(st->order_server_key))
+        svcrt_die("KOOISV_ORDER_SERVER_KEY", "not a CURVE public key (Z85, 40 characters)");
+    st->consumer = config_get("KOOISV_BILLING_CONSUMER");
+    size_t n = strlen(st->consumer);
+    if (n == 0 || n > 64 || strspn(st->consumer, "abcdefghijklmnopqrstuvwxyz0123456789_-") != n)
+        svcrt_die("KOOISV_BILLING_CONSUMER", "1..64 of a-z 0-9 _ -");
+    st->poll_ms = (int)config_get_long("KOOISV_BILLING_POLL_MS", 50, 60000);
+    st->batch = (int)config_get_long("KOOISV_BILLING_BATCH", 1, 1000);
+}
+
+/* The ledger's consumer of the order events, on its own database session. */
+static int billing_start(svcrt_def_t *def)
+{
+    consumer = ledger_consumer_new(def->svc, config_get("KOOISV_PG_DSN"), def->session_sql);
+    if (!consumer || ledger_consumer_start(consumer) != 0) {
+        ledger_consumer_destroy(&consumer);
+        return -1;
+    }
+    return 0;
+}
+
+static void billing_stop(svcrt_def_t *def)
+{
+    ledger_consumer_destroy(&consumer);
+}
 
 /* Billing serves admin actions only: every request body is someone else's. */
 static bool billing_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Envelope *env)
@@ -47,6 +85,9 @@ int main(int argc, char **argv)
         .groups = groups,
         .counts = counts,
         .ngroups = sizeof groups / sizeof groups[0],
+        .configure = billing_configure,
+        .start = billing_start,
+        .stop = billing_stop,
         .handle = billing_handle,
         .admin = billingadmin_handle,
         .svc = &billing_state,
