@@ -1,10 +1,11 @@
 /* kooisv-billing: the billing service. Consumes the order service's events into its ledger
- * (one line per change, each event stored once by its id), takes usage from the seller's
- * application (usage.add through the gateway's admin API) and answers operators over ZeroMQ;
- * owns schema "billing". */
+ * (ledger.h: one line per change, each event stored once by its id), takes usage from the
+ * seller's application (intake.h: usage.add through the gateway's admin API) and answers
+ * operators (billingadmin.c) over ZeroMQ; owns schema "billing". */
 #include <string.h>
 
 #include "billing.h"
+#include "intake.h"
 #include "ledger.h"
 #include "log.h"
 #include "migrations.h"
@@ -61,6 +62,12 @@ static void billing_stop(svcrt_def_t *def)
     ledger_consumer_destroy(&consumer);
 }
 
+/* Admin actions: the operators' look-ups, then the usage intake. */
+static bool billing_admin(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
+{
+    return billingadmin_handle(w, call, req) || intake_handle(w, call, req);
+}
+
 /* Billing serves admin actions only: every request body is someone else's. */
 static bool billing_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Envelope *env)
 {
@@ -69,8 +76,8 @@ static bool billing_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__En
 
 int main(int argc, char **argv)
 {
-    const pg_stmt_t *const groups[] = {billingadmin_stmts};
-    const size_t counts[] = {billingadmin_stmts_count};
+    const pg_stmt_t *const groups[] = {billingadmin_stmts, intake_stmts};
+    const size_t counts[] = {billingadmin_stmts_count, intake_stmts_count};
     svcrt_def_t billing = {
         .name = "billing",
         .summary = "billing service: order events -> ledger, usage intake (schema billing)",
@@ -89,7 +96,7 @@ int main(int argc, char **argv)
         .start = billing_start,
         .stop = billing_stop,
         .handle = billing_handle,
-        .admin = billingadmin_handle,
+        .admin = billing_admin,
         .svc = &billing_state,
     };
     return svcrt_run(&billing, argc, argv);
