@@ -36,7 +36,9 @@
 #   audit-chain-key              HMAC key of the audit hash chain (audit, audit-migrate): keep a
 #                                copy off the host; without it the trail can no longer be verified
 #   curve-<p>.key curve-<p>.pub  CURVE key pair of the ZeroMQ plane (gateway, order, tenant, app,
-#                                audit; deploy/curve-keygen.sh); .pub is public, re-derived each run
+#                                audit, billing; deploy/curve-keygen.sh); .pub is public,
+#                                re-derived each run
+#   curve-order-clients          the public keys order admits: the gateway's and billing's
 #   curve-audit-clients          the public keys audit admits: the gateway's and the services'
 set -euo pipefail
 umask 077
@@ -84,13 +86,13 @@ put pg-super.password "$(kv_rand_alnum 32)"
 for r in "${roles[@]}"; do put "pg-$r.password" "$(kv_rand_alnum 32)"; done
 
 # Operator tokens: the gateway gets only their SHA-256; the plain tokens stay in this folder.
-if [[ ! -s $dir/admin-tokens ]]; then
-    for t in admin operator auditor; do put "token-$t" "$(kv_rand_hex 32)"; done
-    for t in admin operator auditor; do
+if [[ ! -s $dir/admin-tokens ]] || ! grep -q '^meter meter ' "$dir/admin-tokens"; then
+    for t in admin operator auditor meter; do put "token-$t" "$(kv_rand_hex 32)"; done
+    for t in admin operator auditor meter; do
         printf '%s %s %s\n' "$t" "$t" "$(tr -d '\n' <"$dir/token-$t" | openssl dgst -sha256 -r | cut -d' ' -f1)"
     done >"$dir/admin-tokens.tmp"
     mv "$dir/admin-tokens.tmp" "$dir/admin-tokens"
-    say "created admin-tokens (plain tokens in token-admin, token-operator, token-auditor)"
+    say "created admin-tokens (plain tokens in token-admin, token-operator, token-auditor, token-meter)"
 fi
 
 if [[ ! -s $dir/rsa-private.pem ]]; then
@@ -152,12 +154,15 @@ leaf pg-server.crt pg-server.key "$pg_host" "DNS:$pg_host,DNS:localhost"
 [[ -s $dir/pg-ca.crt ]] || { cp "$dir/ca.crt" "$dir/pg-ca.crt"; say "created pg-ca.crt (the dev CA)"; }
 
 # ---- CURVE key pairs of the ZeroMQ plane: a service admits the gateway, audit also the services ----
-for p in gateway order tenant app audit; do
+for p in gateway order tenant app audit billing; do
     [[ -s $dir/curve-$p.key ]] || say "created curve-$p.key"
     "$here/../curve-keygen.sh" "$dir/curve-$p.key" "$dir/curve-$p.pub"
 done
-cat "$dir"/curve-{gateway,order,tenant,app}.pub | paste -sd, >"$dir/curve-audit-clients.tmp"
+cat "$dir"/curve-{gateway,order,tenant,app,billing}.pub | paste -sd, >"$dir/curve-audit-clients.tmp"
 mv -f "$dir/curve-audit-clients.tmp" "$dir/curve-audit-clients"
+# order admits the gateway and billing (which pulls the order events: events.pending/ack)
+cat "$dir"/curve-{gateway,billing}.pub | paste -sd, >"$dir/curve-order-clients.tmp"
+mv -f "$dir/curve-order-clients.tmp" "$dir/curve-order-clients"
 
 # ---- connection strings: rewritten every run so host/port/sslmode changes apply ----
 for s in "${dsn_roles[@]}"; do

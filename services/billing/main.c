@@ -1,0 +1,103 @@
+/* kooisv-billing: the billing service. Consumes the order service's events into its ledger
+ * (ledger.h: one line per change, each event stored once by its id), takes usage from the
+ * seller's application (intake.h: usage.add through the gateway's admin API) and answers
+ * operators (billingadmin.c) over ZeroMQ; owns schema "billing". */
+#include <string.h>
+
+#include "billing.h"
+#include "intake.h"
+#include "ledger.h"
+#include "log.h"
+#include "migrations.h"
+#include "svcrt.h"
+#include "zmqauth.h"
+
+static const config_var_t billing_vars[] = {
+    SVCRT_CONFIG_VARS("tcp://127.0.0.1:7105", "kooisv_billing", "billing"),
+    {"KOOISV_ORDER_ENDPOINTS", NULL, CONFIG_REQUIRED,
+     "the order service's replicas (tcp://host:port, comma list; a DNS name means all its "
+     "addresses): billing pulls the order events from there"},
+    {"KOOISV_ORDER_SERVER_KEY", NULL, CONFIG_REQUIRED | CONFIG_SECRET,
+     "CURVE public key (Z85) of the order replicas; the order service must admit this "
+     "process's public key in its KOOISV_CURVE_CLIENTS"},
+    {"KOOISV_BILLING_CONSUMER", "billing", 0,
+     "this consumer's name at the order service (its acknowledgements are kept per name)"},
+    {"KOOISV_BILLING_POLL_MS", "1000", 0,
+     "pause between pulls of order events when none was pending (50..60000)"},
+    {"KOOISV_BILLING_BATCH", "200", 0, "order events asked for per pull (1..1000)"},
+};
+
+static billing_state_t billing_state;
+static ledger_consumer_t *consumer;
+
+/* The order service to pull events from, and the consumer's pace. */
+static void billing_configure(svcrt_def_t *def)
+{
+    billing_state_t *st = def->svc;
+    st->order_endpoints = config_get("KOOISV_ORDER_ENDPOINTS");
+    st->order_server_key = config_get("KOOISV_ORDER_SERVER_KEY");
+    if (!zmqauth_key_valid(st->order_server_key))
+        svcrt_die("KOOISV_ORDER_SERVER_KEY", "not a CURVE public key (Z85, 40 characters)");
+    st->consumer = config_get("KOOISV_BILLING_CONSUMER");
+    size_t n = strlen(st->consumer);
+    if (n == 0 || n > 64 || strspn(st->consumer, "abcdefghijklmnopqrstuvwxyz0123456789_-") != n)
+        svcrt_die("KOOISV_BILLING_CONSUMER", "1..64 of a-z 0-9 _ -");
+    st->poll_ms = (int)config_get_long("KOOISV_BILLING_POLL_MS", 50, 60000);
+    st->batch = (int)config_get_long("KOOISV_BILLING_BATCH", 1, 1000);
+}
+
+/* The ledger's consumer of the order events, on its own database session. */
+static int billing_start(svcrt_def_t *def)
+{
+    consumer = ledger_consumer_new(def->svc, config_get("KOOISV_PG_DSN"), def->session_sql);
+    if (!consumer || ledger_consumer_start(consumer) != 0) {
+        ledger_consumer_destroy(&consumer);
+        return -1;
+    }
+    return 0;
+}
+
+static void billing_stop(svcrt_def_t *def)
+{
+    ledger_consumer_destroy(&consumer);
+}
+
+/* Admin actions: the operators' look-ups, then the usage intake. */
+static bool billing_admin(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
+{
+    return billingadmin_handle(w, call, req) || intake_handle(w, call, req);
+}
+
+/* Billing serves admin actions only: every request body is someone else's. */
+static bool billing_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Envelope *env)
+{
+    return false;
+}
+
+int main(int argc, char **argv)
+{
+    const pg_stmt_t *const groups[] = {billingadmin_stmts, intake_stmts};
+    const size_t counts[] = {billingadmin_stmts_count, intake_stmts_count};
+    svcrt_def_t billing = {
+        .name = "billing",
+        .summary = "billing service: order events -> ledger, usage intake (schema billing)",
+        .vars = billing_vars,
+        .nvars = sizeof billing_vars / sizeof billing_vars[0],
+        .schema = "billing",
+        .migrations = service_migrations,
+        .nmigrations = service_migrations_count,
+        .session_sql = SVCRT_KIT_SESSION_SQL("billing"),
+        .workers_max = 64,
+        .log_calls = true,
+        .groups = groups,
+        .counts = counts,
+        .ngroups = sizeof groups / sizeof groups[0],
+        .configure = billing_configure,
+        .start = billing_start,
+        .stop = billing_stop,
+        .handle = billing_handle,
+        .admin = billing_admin,
+        .svc = &billing_state,
+    };
+    return svcrt_run(&billing, argc, argv);
+}
