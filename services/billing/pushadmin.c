@@ -130,12 +130,10 @@ static void admin_failed(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Admi
 static void admin_redrive(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
 {
     const char *rid = svc_call_rid(call);
-    const char *id = svcadmin_arg(req, "id"), *all = svcadmin_arg(req, "all"), *state;
-    bool by_id = *id != '\0';
-    if (by_id == (strcmp(all, "1") == 0) ||
-        (by_id && (strlen(id) > 18 || strspn(id, "0123456789") != strlen(id)))) {
-        svc_call_result(call, RC_INVALID,
-                        "give id (a push record id, digits) or all=1, not both");
+    const char *id = svcadmin_arg(req, "id"), *state;
+    bool by_id = strcmp(id, "all") != 0;
+    if (by_id && (!*id || strlen(id) > 18 || strspn(id, "0123456789") != strlen(id))) {
+        svc_call_result(call, RC_INVALID, "id: a usage push record id (digits) or all");
         return;
     }
     if (!state_arg(call, req, &state))

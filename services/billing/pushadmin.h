@@ -2,7 +2,7 @@
  *   usage.failed   (args: limit 1..1000, default 100; state refused|dead|"" = both)
  *                  the dead letter: refused and dead push records, oldest first, with the
  *                  marketplace's last code and message;
- *   usage.redrive  (args: id = one record, or all=1 [state refused|dead]) puts refused/dead
+ *   usage.redrive  (args: id = one record or "all"; state refused|dead) puts refused/dead
  *                  records back to pending, due now, attempts reset; metering_sn and interval
  *                  stay (a pending or accepted record is refused: nothing to redrive);
  *   billing.status (args: from, to: operator times, default the last 48 hours of billing's

@@ -18,8 +18,8 @@ char *pushwire_time(int64_t ms, char out[17])
     time_t s = (time_t)(ms / 1000 - (ms % 1000 < 0 ? 1 : 0));
     struct tm tm;
     gmtime_r(&s, &tm);
-    snprintf(out, 17, "%04d%02d%02dT%02d%02d%02dZ", (tm.tm_year + 1900) % 10000, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (strftime(out, 17, "%Y%m%dT%H%M%SZ", &tm) != 16)
+        snprintf(out, 17, "00000000T000000Z"); /* beyond year 9999: never a real usage time */
     return out;
 }
 
