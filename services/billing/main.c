@@ -4,6 +4,8 @@
  * owns schema "billing". */
 #include "billing.h"
 #include "migrations.h"
+#include "push.h"
+#include "pushadmin.h"
 #include "svcrt.h"
 
 static const config_var_t billing_vars[] = {
@@ -19,6 +21,7 @@ static const config_var_t billing_vars[] = {
     {"KOOISV_BILLING_POLL_MS", "1000", 0,
      "pause between pulls of order events when none was pending (50..60000)"},
     {"KOOISV_BILLING_BATCH", "200", 0, "order events asked for per pull (1..1000)"},
+    PUSH_CONFIG_VARS,
 };
 
 static billing_state_t billing_state;
@@ -29,10 +32,34 @@ static bool billing_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__En
     return false;
 }
 
+/* ---- usage push (push.h): its thread, its operators' actions (pushadmin.h) ---- */
+
+static push_t *pusher;
+
+static void billing_push_configure(svcrt_def_t *def)
+{
+    pusher = push_from_config(config_get("KOOISV_PG_DSN"));
+}
+
+static int billing_push_start(svcrt_def_t *def)
+{
+    return push_start(pusher);
+}
+
+static void billing_push_stop(svcrt_def_t *def)
+{
+    push_destroy(&pusher);
+}
+
+static bool billing_admin(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
+{
+    return billingadmin_handle(w, call, req) || pushadmin_handle(w, call, req);
+}
+
 int main(int argc, char **argv)
 {
-    const pg_stmt_t *const groups[] = {billingadmin_stmts};
-    const size_t counts[] = {billingadmin_stmts_count};
+    const pg_stmt_t *const groups[] = {billingadmin_stmts, pushadmin_stmts};
+    const size_t counts[] = {billingadmin_stmts_count, pushadmin_stmts_count};
     svcrt_def_t billing = {
         .name = "billing",
         .summary = "billing service: order events -> ledger, usage intake (schema billing)",
@@ -48,7 +75,10 @@ int main(int argc, char **argv)
         .counts = counts,
         .ngroups = sizeof groups / sizeof groups[0],
         .handle = billing_handle,
-        .admin = billingadmin_handle,
+        .admin = billing_admin,
+        .configure = billing_push_configure,
+        .start = billing_push_start,
+        .stop = billing_push_stop,
         .svc = &billing_state,
     };
     return svcrt_run(&billing, argc, argv);

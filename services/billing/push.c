@@ -8,13 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "billclock.h"
+#include "config.h"
 #include "httpc.h"
 #include "log.h"
 #include "pushwire.h"
 #include "randutil.h"
 #include "svc.h"
+#include "svcrt.h"
 #include "timeutil.h"
 #include "xmalloc.h"
 
@@ -414,6 +417,41 @@ static void *push_thread(void *arg)
         }
     }
     return NULL;
+}
+
+push_t *push_from_config(const char *dsn)
+{
+    const char *url = config_get("KOOISV_MARKETPLACE_URL");
+    if (strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0)
+        svcrt_die("KOOISV_MARKETPLACE_URL", "must be an http(s) URL");
+    size_t n = strlen(url);
+    while (n > 0 && url[n - 1] == '/')
+        n--;
+    char *full = xasprintf("%.*s%s", (int)n, url, PUSH_USAGE_PATH);
+    billclock_init(config_get("KOOISV_BILLING_CLOCK_OFFSET_FILE"));
+    char host[128] = "billing";
+    gethostname(host, sizeof host - 1);
+    char replica[160];
+    snprintf(replica, sizeof replica, "%s:%ld", host, (long)getpid());
+    push_config_t cfg = {
+        .dsn = dsn,
+        .url = full,
+        .key = config_get("KOOISV_BASIC_KEY"),
+        .ca_file = config_get("KOOISV_MARKETPLACE_CA_FILE"),
+        .timeout_ms = (int)config_get_long("KOOISV_MARKETPLACE_TIMEOUT_MS", 100, 60000),
+        .delay_s = (int)config_get_long("KOOISV_USAGE_PUSH_DELAY_S", 0, 840),
+        .poll_ms = (int)config_get_long("KOOISV_USAGE_POLL_MS", 50, 60000),
+        .batch_max = (int)config_get_long("KOOISV_USAGE_BATCH_MAX", 1, PUSHWIRE_MAX_RECORDS),
+        .backoff_ms = (int)config_get_long("KOOISV_USAGE_BACKOFF_MS", 10, 600000),
+        .backoff_max_ms = (int)config_get_long("KOOISV_USAGE_BACKOFF_MAX_MS", 10, 3600000),
+        .max_attempts = (int)config_get_long("KOOISV_USAGE_MAX_ATTEMPTS", 0, 100000),
+        .replica = replica,
+    };
+    if (cfg.backoff_max_ms < cfg.backoff_ms)
+        svcrt_die("KOOISV_USAGE_BACKOFF_MAX_MS", "must not be below KOOISV_USAGE_BACKOFF_MS");
+    push_t *self = push_new(&cfg);
+    free(full);
+    return self;
 }
 
 int push_start(push_t *self)

@@ -53,4 +53,34 @@ int push_start(push_t *self);
 /* The path of the usage-data API under the marketplace's base URL. */
 #define PUSH_USAGE_PATH "/api/mkp-openapi-public/global/v1/isv/usage-data"
 
+/* The variables push_from_config reads; list them in the service's table. */
+// clang-format off
+#define PUSH_CONFIG_VARS                                                                         \
+    {"KOOISV_MARKETPLACE_URL", NULL, CONFIG_REQUIRED,                                            \
+     "marketplace API base URL; usage goes to <url>" PUSH_USAGE_PATH},                           \
+    {"KOOISV_BASIC_KEY", NULL, CONFIG_REQUIRED | CONFIG_SECRET | CONFIG_KEY,                     \
+     "seller key of the basic interfaces: signs the usage pushes (spec section 6)"},             \
+    {"KOOISV_MARKETPLACE_CA_FILE", "", 0, "PEM CA bundle of the marketplace (empty = system)"},  \
+    {"KOOISV_MARKETPLACE_TIMEOUT_MS", "5000", 0, "usage push request timeout (100..60000)"},     \
+    {"KOOISV_USAGE_PUSH_DELAY_S", "300", 0,                                                      \
+     "seconds after an hour (daily products: a UTC day) ends before its usage is pushed, so "     \
+     "that the application's last reports arrive; inside the 15-minute window (0..840)"},        \
+    {"KOOISV_USAGE_POLL_MS", "5000", 0, "pause between push cycles when nothing is due"          \
+     " (50..60000)"},                                                                             \
+    {"KOOISV_USAGE_BATCH_MAX", "1000", 0, "usage records per push request (1..1000)"},           \
+    {"KOOISV_USAGE_BACKOFF_MS", "5000", 0,                                                       \
+     "first retry delay of a failed push; doubles per attempt (10..600000)"},                     \
+    {"KOOISV_USAGE_BACKOFF_MAX_MS", "600000", 0, "longest retry delay (10..3600000)"},          \
+    {"KOOISV_USAGE_MAX_ATTEMPTS", "0", 0,                                                        \
+     "attempts before a record goes to the dead letter; 0 = retried until 10 minutes before "    \
+     "its begin time is 21 days old (0..100000)"},                                                \
+    {"KOOISV_BILLING_CLOCK_OFFSET_FILE", "", 0,                                                  \
+     "tests only: file with seconds added to billing's clock (windows, retries), read at "       \
+     "every use; empty = the real clock"}
+// clang-format on
+
+/* A pusher from the variables above (config_load done), connecting with dsn; sets up
+ * billclock. svcrt_die() on a bad value. */
+push_t *push_from_config(const char *dsn);
+
 #endif
