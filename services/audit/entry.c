@@ -76,7 +76,7 @@ bool entry_resource_kind_allowed(const char *kind)
 {
     static const char *const allowed[] = {"instance", "order", "order_line", "tenant", "app",
                                           "org", "user", "token", "product", "event",
-                                          "job", "outbox", "service"};
+                                          "job", "outbox", "service", "usage_push"};
     for (size_t i = 0; i < sizeof allowed / sizeof *allowed; i++)
         if (kind && strcmp(kind, allowed[i]) == 0)
             return true;

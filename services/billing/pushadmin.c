@@ -21,8 +21,8 @@
     " count(*) FILTER (WHERE state IN ('unsealed', 'pending')),"                                   \
     " coalesce(trim_scale(sum(quantity)), 0)::text,"                                               \
     " coalesce(trim_scale(sum(quantity) FILTER (WHERE state = 'accepted')), 0)::text,"             \
-    " coalesce(extract(epoch FROM $1::timestamptz - min(received_at)"                              \
-    "   FILTER (WHERE state IN ('unsealed', 'pending'))), 0)::bigint"
+    " greatest(0, coalesce(extract(epoch FROM $1::timestamptz - min(received_at)"                  \
+    "   FILTER (WHERE state IN ('unsealed', 'pending'))), 0))::bigint"
 enum { NCOUNTS = 11 };
 
 const pg_stmt_t pushadmin_stmts[] = {
