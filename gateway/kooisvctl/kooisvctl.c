@@ -684,7 +684,8 @@ static const opt_t secret_opts[] = {
 static const opt_t no_opts[] = {{NULL, NULL, false, NULL}};
 static const opt_t usage_failed_opts[] = {
     {"--limit", "limit", true, "at most this many (1..1000, default 100)"},
-    {"--state", "state", true, "refused (the marketplace refused the record) | dead (kept failing)"},
+    {"--state", "state", true,
+     "refused (the marketplace refused the record) | dead (kept failing)"},
     {NULL, NULL, false, NULL},
 };
 static const opt_t usage_redrive_opts[] = {

@@ -36,9 +36,11 @@ static const pg_stmt_t push_stmts[] = {
      "  SELECT v.id, v.instance_id, v.bucket_start, v.quantity, v.granularity AS g, v.unit,"
      "   EXISTS (SELECT 1 FROM billing.usage_pushes p WHERE p.instance_id = v.instance_id"
      "           AND p.bucket_start = v.bucket_start) AS late, v.received_at"
-     "  FROM billing.usage_push_state v WHERE v.push_id IS NULL AND v.state = 'unsealed' AND v.bucket_start < $1::timestamptz"
+     "  FROM billing.usage_push_state v"
+     "  WHERE v.push_id IS NULL AND v.state = 'unsealed' AND v.bucket_start < $1::timestamptz"
      "), ready AS ("
-     "  SELECT * FROM due WHERE (CASE WHEN late THEN date_trunc(g, received_at) ELSE bucket_start END)"
+     "  SELECT * FROM due"
+     "  WHERE (CASE WHEN late THEN date_trunc(g, received_at) ELSE bucket_start END)"
      "   + unit + $2::int * interval '1 second' <= $1::timestamptz"
      "), grp AS ("
      "  SELECT r.instance_id, r.bucket_start, min(r.g) AS g, min(r.unit) AS unit,"
@@ -60,7 +62,8 @@ static const pg_stmt_t push_stmts[] = {
     /* $1 now, $2 limit. */
     {"push_claim",
      "SELECT id, metering_sn, instance_id, trim_scale(usage_value)::text,"
-     " (extract(epoch FROM begin_time) * 1000)::bigint, (extract(epoch FROM end_time) * 1000)::bigint,"
+     " (extract(epoch FROM begin_time) * 1000)::bigint,"
+     " (extract(epoch FROM end_time) * 1000)::bigint,"
      " (extract(epoch FROM record_time) * 1000)::bigint, attempts"
      " FROM billing.usage_pushes WHERE state = 'pending' AND next_attempt_at <= $1::timestamptz"
      " ORDER BY next_attempt_at, id LIMIT $2::int FOR UPDATE SKIP LOCKED",
@@ -119,7 +122,7 @@ typedef struct {
     item_t *items;
     size_t n;
     int requests_left;
-    bool backoff;   /* a batch was told to retry: wait before the next cycle */
+    bool backoff; /* a batch was told to retry: wait before the next cycle */
     char rid[64];
 } send_run_t;
 
@@ -298,8 +301,8 @@ static bool send_set(pg_tx_t *tx, send_run_t *run, item_t **set, size_t n)
     httpc_response_t resp;
     memset(&resp, 0, sizeof resp);
     int64_t t0 = time_mono_us();
-    int rc = httpc_request("POST", self->cfg.url, (const char *const *)headers, body,
-                           strlen(body), &opt, &resp);
+    int rc = httpc_request("POST", self->cfg.url, (const char *const *)headers, body, strlen(body),
+                           &opt, &resp);
     pushwire_headers_free(headers);
     free(body);
     pushwire_answer_t a;

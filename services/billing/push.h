@@ -27,18 +27,18 @@
 #include "pgutil.h"
 
 typedef struct {
-    const char *dsn;       /* the push thread's own connection (role kooisv_billing) */
-    const char *url;       /* the usage-data URL (marketplace base + spec §6 path) */
-    const char *key;       /* the seller's basic key (signature) */
-    const char *ca_file;   /* PEM CA bundle of the marketplace; "" = the system store */
-    int timeout_ms;        /* one request */
-    int delay_s;           /* after a bucket's end, before it is sealed (0..840) */
-    int poll_ms;           /* pause between cycles when nothing was due */
-    int batch_max;         /* records per request (1..1000) */
-    int backoff_ms;        /* first retry delay, doubled per attempt ... */
-    int backoff_max_ms;    /* ... up to this */
-    int max_attempts;      /* attempts before a record is dead; 0 = until the 21-day limit */
-    const char *replica;   /* names this replica in log lines */
+    const char *dsn;     /* the push thread's own connection (role kooisv_billing) */
+    const char *url;     /* the usage-data URL (marketplace base + spec §6 path) */
+    const char *key;     /* the seller's basic key (signature) */
+    const char *ca_file; /* PEM CA bundle of the marketplace; "" = the system store */
+    int timeout_ms;      /* one request */
+    int delay_s;         /* after a bucket's end, before it is sealed (0..840) */
+    int poll_ms;         /* pause between cycles when nothing was due */
+    int batch_max;       /* records per request (1..1000) */
+    int backoff_ms;      /* first retry delay, doubled per attempt ... */
+    int backoff_max_ms;  /* ... up to this */
+    int max_attempts;    /* attempts before a record is dead; 0 = until the 21-day limit */
+    const char *replica; /* names this replica in log lines */
 } push_config_t;
 
 typedef struct push push_t;

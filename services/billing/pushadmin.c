@@ -25,13 +25,14 @@
     "   FILTER (WHERE state IN ('unsealed', 'pending'))), 0))::bigint"
 enum { NCOUNTS = 11 };
 
+/* clang-format off */
 const pg_stmt_t pushadmin_stmts[] = {
     /* $1 limit, $2 state filter ("" = both). */
     {"pushadmin_failed",
-     "SELECT id, metering_sn, instance_id, " ISO("bucket_start") ", " ISO("begin_time") ", "
-     ISO("end_time") ", trim_scale(usage_value)::text, record_count, state, attempts,"
-     " coalesce(last_code, ''), coalesce(last_message, ''), coalesce(" ISO("last_attempt_at")
-     ", ''), redrives FROM billing.usage_pushes"
+     "SELECT id, metering_sn, instance_id, " ISO("bucket_start") ", " ISO("begin_time") ","
+     " " ISO("end_time") ", trim_scale(usage_value)::text, record_count, state, attempts,"
+     " coalesce(last_code, ''), coalesce(last_message, ''),"
+     " coalesce(" ISO("last_attempt_at") ", ''), redrives FROM billing.usage_pushes"
      " WHERE state IN ('refused', 'dead') AND ($2 = '' OR state = $2)"
      " ORDER BY id LIMIT $1::int",
      2},
@@ -58,11 +59,20 @@ const pg_stmt_t pushadmin_stmts[] = {
      " FROM billing.usage_push_state",
      1},
 };
+/* clang-format on */
 const size_t pushadmin_stmts_count = sizeof pushadmin_stmts / sizeof pushadmin_stmts[0];
 
-static const char *const count_names[NCOUNTS] = {
-    "received", "excluded", "unsealed", "pushed", "accepted", "refused", "dead", "waiting",
-    "receivedQuantity", "acceptedQuantity", "oldestUnacceptedAgeSeconds"};
+static const char *const count_names[NCOUNTS] = {"received",
+                                                 "excluded",
+                                                 "unsealed",
+                                                 "pushed",
+                                                 "accepted",
+                                                 "refused",
+                                                 "dead",
+                                                 "waiting",
+                                                 "receivedQuantity",
+                                                 "acceptedQuantity",
+                                                 "oldestUnacceptedAgeSeconds"};
 
 /* The counts of row i (columns 0..NCOUNTS-1) as an object. */
 static json_t *counts_json(const PGresult *r, int i)
@@ -113,16 +123,15 @@ static void admin_failed(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Admi
     json_t *rows = json_array();
     for (int i = 0; i < PQntuples(r); i++)
         json_array_append_new(
-            rows,
-            json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:i,s:s,s:s,s:s,s:i}", "id",
-                      (json_int_t)strtoll(pg_value(r, i, 0), NULL, 10), "meteringSn",
-                      pg_value(r, i, 1), "instanceId", pg_value(r, i, 2), "bucketStart",
-                      pg_value(r, i, 3), "beginTime", pg_value(r, i, 4), "endTime",
-                      pg_value(r, i, 5), "usageValue", pg_value(r, i, 6), "usageRows",
-                      atoi(pg_value(r, i, 7)), "state", pg_value(r, i, 8), "attempts",
-                      atoi(pg_value(r, i, 9)), "lastCode", pg_value(r, i, 10), "lastMessage",
-                      pg_value(r, i, 11), "lastAttemptAt", pg_value(r, i, 12), "redrives",
-                      atoi(pg_value(r, i, 13))));
+            rows, json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:i,s:s,s:s,s:s,s:i}", "id",
+                            (json_int_t)strtoll(pg_value(r, i, 0), NULL, 10), "meteringSn",
+                            pg_value(r, i, 1), "instanceId", pg_value(r, i, 2), "bucketStart",
+                            pg_value(r, i, 3), "beginTime", pg_value(r, i, 4), "endTime",
+                            pg_value(r, i, 5), "usageValue", pg_value(r, i, 6), "usageRows",
+                            atoi(pg_value(r, i, 7)), "state", pg_value(r, i, 8), "attempts",
+                            atoi(pg_value(r, i, 9)), "lastCode", pg_value(r, i, 10), "lastMessage",
+                            pg_value(r, i, 11), "lastAttemptAt", pg_value(r, i, 12), "redrives",
+                            atoi(pg_value(r, i, 13))));
     PQclear(r);
     svcadmin_reply(call, json_pack("{s:o}", "records", rows));
 }
@@ -157,8 +166,8 @@ static void admin_redrive(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Adm
             return;
         const char *was = PQntuples(r) == 1 ? pg_value(r, 0, 0) : NULL;
         if (was)
-            svc_call_result(call, RC_INVALID, "usage push record %s is %s: nothing to redrive",
-                            id, was);
+            svc_call_result(call, RC_INVALID, "usage push record %s is %s: nothing to redrive", id,
+                            was);
         else
             svc_call_result(call, RC_INVALID, "no usage push record %s", id);
         PQclear(r);
@@ -184,8 +193,8 @@ static PGresult *overall(svcrt_worker_t *w, svc_call_t *call)
 static void series_add(json_t *series, const char *name, const char *help, double value,
                        const char *label, const char *label_value)
 {
-    json_t *s = json_pack("{s:s,s:s,s:s,s:f}", "name", name, "type", "gauge", "help", help,
-                          "value", value);
+    json_t *s =
+        json_pack("{s:s,s:s,s:s,s:f}", "name", name, "type", "gauge", "help", help, "value", value);
     if (label)
         json_object_set_new(s, "labels", json_pack("{s:s}", label, label_value));
     json_array_append_new(series, s);

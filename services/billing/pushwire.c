@@ -29,12 +29,12 @@ char *pushwire_body(const pushwire_record_t *records, size_t n)
     for (size_t i = 0; i < n; i++) {
         const pushwire_record_t *r = &records[i];
         char begin[17], end[17], at[17];
-        json_array_append_new(
-            list, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "instance_id", r->instance_id,
-                            "metering_sn", r->metering_sn, "usage_value", r->usage_value,
-                            "begin_time", pushwire_time(r->begin_ms, begin), "end_time",
-                            pushwire_time(r->end_ms, end), "record_time",
-                            pushwire_time(r->record_ms, at)));
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "instance_id",
+                                              r->instance_id, "metering_sn", r->metering_sn,
+                                              "usage_value", r->usage_value, "begin_time",
+                                              pushwire_time(r->begin_ms, begin), "end_time",
+                                              pushwire_time(r->end_ms, end), "record_time",
+                                              pushwire_time(r->record_ms, at)));
     }
     json_t *body = json_pack("{s:o}", "usage_records", list);
     char *text = canonjson_dump(body);

@@ -121,7 +121,8 @@ static int group_teardown(void **state)
     (void)state;
     stop_replica2();
     kresp_t r = {0};
-    kc_emulator("POST", "/_emulator/faults", "{\"path\":\"usage-data\",\"mode\":\"error\",\"count\":0}", &r);
+    kc_emulator("POST", "/_emulator/faults",
+                "{\"path\":\"usage-data\",\"mode\":\"error\",\"count\":0}", &r);
     kresp_free(&r);
     kc_emulator("POST", "/_emulator/usage/instances", "{\"instances\":null}", &r);
     kresp_free(&r);
@@ -421,8 +422,7 @@ static void test_retries(void **state)
     /* the marketplace saw four requests, one per fault then the success, all with the one
      * metering_sn fixed before the first */
     kresp_t r = {0};
-    assert_int_equal(kc_emulator("GET", "/_emulator/calls?path=usage-data&limit=100", NULL, &r),
-                     0);
+    assert_int_equal(kc_emulator("GET", "/_emulator/calls?path=usage-data&limit=100", NULL, &r), 0);
     char *sn = kc_sql_value("SELECT metering_sn FROM billing.usage_pushes WHERE instance_id = $1",
                             1, (const char *const[]){a});
     static const char *const faults[] = {"error", "http500", "drop", NULL};
@@ -613,7 +613,7 @@ static void test_late_usage_and_clock_steps(void **state)
     add_usage(a, "1", h + 60 * 1000);
     set_clock(h + HOUR_MS + DELAY_MS + 20000);
     wait_market(a, 1);
-    set_clock(h + 40 * 60 * 1000); /* a step back into the pushed hour */
+    set_clock(h + 40 * 60 * 1000);           /* a step back into the pushed hour */
     add_usage(a, "2.5", h + 50 * 60 * 1000); /* late: arrives after the push */
     assert_market_stays(a, 1);
     assert_int_equal(sql_num("SELECT count(*) FROM billing.usage_pushes WHERE instance_id = $1", a),
@@ -707,13 +707,14 @@ static void test_two_replicas_batching(void **state)
     iso(h + 60 * 1000, used);
     const char *q[] = {prefix, used};
     assert_int_equal(
-        kc_sql_exec("INSERT INTO billing.usage_records (instance_id, client_record_id, quantity,"
-                    " used_begin, used_end, bucket_start, request_id)"
-                    " SELECT $1 || '-' || g, 'r' || k, 1.5, $2::timestamptz + k * interval '1 hour',"
-                    "  $2::timestamptz + k * interval '1 hour',"
-                    "  date_trunc('hour', $2::timestamptz + k * interval '1 hour'), 'test-push'"
-                    " FROM generate_series(1, 1200) g, generate_series(0, 1) k",
-                    2, q),
+        kc_sql_exec(
+            "INSERT INTO billing.usage_records (instance_id, client_record_id, quantity,"
+            " used_begin, used_end, bucket_start, request_id)"
+            " SELECT $1 || '-' || g, 'r' || k, 1.5, $2::timestamptz + k * interval '1 hour',"
+            "  $2::timestamptz + k * interval '1 hour',"
+            "  date_trunc('hour', $2::timestamptz + k * interval '1 hour'), 'test-push'"
+            " FROM generate_series(1, 1200) g, generate_series(0, 1) k",
+            2, q),
         2400);
     start_replica2();
     set_clock(h + 2 * HOUR_MS + DELAY_MS + 20000);
@@ -727,8 +728,7 @@ static void test_two_replicas_batching(void **state)
                      0);
     /* the marketplace's view: each record once, no request above 1000 */
     kresp_t r = {0};
-    assert_int_equal(kc_emulator("GET", "/_emulator/calls?path=usage-data&limit=100", NULL, &r),
-                     0);
+    assert_int_equal(kc_emulator("GET", "/_emulator/calls?path=usage-data&limit=100", NULL, &r), 0);
     size_t i, total = 0, requests = 0;
     json_t *call;
     json_t *sns = json_object();

@@ -34,19 +34,27 @@ static void test_body_is_canonical(void **state)
 {
     (void)state;
     pushwire_record_t recs[2] = {
-        {.metering_sn = "sn1", .instance_id = "inst-1", .usage_value = "12.5",
-         .begin_ms = 1796565600000LL, .end_ms = 1796569200000LL, .record_ms = 1796569500000LL},
-        {.metering_sn = "sn2", .instance_id = "inst-2", .usage_value = "0.0001",
-         .begin_ms = 1796565601000LL, .end_ms = 1796569200000LL, .record_ms = 1796569500000LL},
+        {.metering_sn = "sn1",
+         .instance_id = "inst-1",
+         .usage_value = "12.5",
+         .begin_ms = 1796565600000LL,
+         .end_ms = 1796569200000LL,
+         .record_ms = 1796569500000LL},
+        {.metering_sn = "sn2",
+         .instance_id = "inst-2",
+         .usage_value = "0.0001",
+         .begin_ms = 1796565601000LL,
+         .end_ms = 1796569200000LL,
+         .record_ms = 1796569500000LL},
     };
     char *body = pushwire_body(recs, 2);
-    assert_string_equal(
-        body, "{\"usage_records\":[{\"begin_time\":\"20261206T140000Z\",\"end_time\":"
-              "\"20261206T150000Z\",\"instance_id\":\"inst-1\",\"metering_sn\":\"sn1\","
-              "\"record_time\":\"20261206T150500Z\",\"usage_value\":\"12.5\"},"
-              "{\"begin_time\":\"20261206T140001Z\",\"end_time\":\"20261206T150000Z\","
-              "\"instance_id\":\"inst-2\",\"metering_sn\":\"sn2\",\"record_time\":"
-              "\"20261206T150500Z\",\"usage_value\":\"0.0001\"}]}");
+    assert_string_equal(body,
+                        "{\"usage_records\":[{\"begin_time\":\"20261206T140000Z\",\"end_time\":"
+                        "\"20261206T150000Z\",\"instance_id\":\"inst-1\",\"metering_sn\":\"sn1\","
+                        "\"record_time\":\"20261206T150500Z\",\"usage_value\":\"12.5\"},"
+                        "{\"begin_time\":\"20261206T140001Z\",\"end_time\":\"20261206T150000Z\","
+                        "\"instance_id\":\"inst-2\",\"metering_sn\":\"sn2\",\"record_time\":"
+                        "\"20261206T150500Z\",\"usage_value\":\"0.0001\"}]}");
     /* what is sent is its own canonical form: the signature holds either way */
     json_t *doc = canonjson_parse(body, strlen(body), NULL);
     char *again = canonjson_dump(doc);
@@ -141,8 +149,8 @@ static void test_read_answers(void **state)
     assert_int_equal(a.index, -1);
 
     /* a malformed field of one record refuses that record; of the batch, retries */
-    a = read_answer(400, "{\"error_code\":\"MKT.0101\",\"error_msg\":\"usage_records[0].end_time\"}",
-                    1);
+    a = read_answer(400,
+                    "{\"error_code\":\"MKT.0101\",\"error_msg\":\"usage_records[0].end_time\"}", 1);
     assert_int_equal(a.verdict, PUSHWIRE_REFUSED);
     assert_int_equal(a.index, 0);
     a = read_answer(401, "{\"error_code\":\"MKT.0102\",\"error_msg\":\"signature\"}", 3);
@@ -198,10 +206,8 @@ static void test_clock_offset(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_time_format),
-        cmocka_unit_test(test_body_is_canonical),
-        cmocka_unit_test(test_headers_sign_the_body),
-        cmocka_unit_test(test_read_answers),
+        cmocka_unit_test(test_time_format),           cmocka_unit_test(test_body_is_canonical),
+        cmocka_unit_test(test_headers_sign_the_body), cmocka_unit_test(test_read_answers),
         cmocka_unit_test(test_clock_offset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
