@@ -44,7 +44,7 @@ static const pg_stmt_t push_stmts[] = {
      "   + unit + $2::int * interval '1 second' <= $1::timestamptz"
      "), grp AS ("
      "  SELECT r.instance_id, r.bucket_start, min(r.g) AS g, min(r.unit) AS unit,"
-     "   sum(r.quantity) AS q, count(*) AS n, array_agg(r.id) AS ids,"
+     "   sum(r.quantity) AS q, count(*) AS n,"
      "   (SELECT coalesce(max(p.late_seq) + 1, 0) FROM billing.usage_pushes p"
      "    WHERE p.instance_id = r.instance_id AND p.bucket_start = r.bucket_start) AS seq"
      "  FROM ready r GROUP BY r.instance_id, r.bucket_start ORDER BY r.bucket_start LIMIT 10000"
@@ -55,9 +55,9 @@ static const pg_stmt_t push_stmts[] = {
      "   bucket_start + seq * interval '1 second', bucket_start + unit, $1::timestamptz, q, n,"
      "   $1::timestamptz FROM grp WHERE seq * interval '1 second' < unit"
      "  RETURNING id, instance_id, bucket_start, late_seq"
-     ") UPDATE billing.usage_records u SET push_id = ins.id FROM ins JOIN grp"
-     "  ON grp.instance_id = ins.instance_id AND grp.bucket_start = ins.bucket_start"
-     " WHERE u.id = ANY (grp.ids) RETURNING ins.late_seq > 0",
+     ") UPDATE billing.usage_records u SET push_id = ins.id FROM ready r JOIN ins"
+     "  ON ins.instance_id = r.instance_id AND ins.bucket_start = r.bucket_start"
+     " WHERE u.id = r.id RETURNING ins.late_seq > 0",
      2},
     /* $1 now, $2 limit. */
     {"push_claim",

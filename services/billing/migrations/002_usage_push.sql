@@ -51,7 +51,7 @@ SELECT u.id, u.instance_id, u.client_record_id, u.bucket_start, u.quantity, u.re
                  OR i.charging_mode IS DISTINCT FROM 'ON_DEMAND' THEN 'excluded'
             WHEN u.push_id IS NULL THEN 'unsealed'
             ELSE p.state END AS state,
-       coalesce(p.attempts, 0) > 0 AS pushed
+       p.first_attempt_at IS NOT NULL AS pushed
 FROM usage_records u
 LEFT JOIN instances i ON i.instance_id = u.instance_id
 LEFT JOIN usage_pushes p ON p.id = u.push_id;
