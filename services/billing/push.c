@@ -29,6 +29,10 @@ enum { PUSH_REQUESTS_PER_TX = 32 };
  * pushadmin's status reads the same view. */
 static const pg_stmt_t push_stmts[] = {
     {"push_seal_lock", "SELECT pg_try_advisory_xact_lock(hashtext('billing.usage_seal'))", 0},
+    /* The seal's CTEs have no statistics (the planner guesses one row each): a nested loop over
+     * two of them is quadratic (10,000 records took a minute); hash joins keep it linear. For
+     * the seal's transaction only. */
+    {"push_seal_plan", "SELECT set_config('enable_nestloop', 'off', true)", 0},
     /* $1 now, $2 delay seconds. Normal rows: the bucket ended delay ago; late rows (their bucket
      * has a record already): the window after the one they arrived in has opened. */
     {"push_seal",
@@ -59,15 +63,18 @@ static const pg_stmt_t push_stmts[] = {
      "  ON ins.instance_id = r.instance_id AND ins.bucket_start = r.bucket_start"
      " WHERE u.id = r.id RETURNING ins.late_seq > 0",
      2},
-    /* $1 now, $2 limit. */
+    /* $1 now, $2 limit, $3 the longest retry delay (ms). A retry time further ahead than any
+     * backoff sets was set by a clock that has since been stepped back: due now, not hours
+     * later. */
     {"push_claim",
      "SELECT id, metering_sn, instance_id, trim_scale(usage_value)::text,"
      " (extract(epoch FROM begin_time) * 1000)::bigint,"
      " (extract(epoch FROM end_time) * 1000)::bigint,"
      " (extract(epoch FROM record_time) * 1000)::bigint, attempts"
-     " FROM billing.usage_pushes WHERE state = 'pending' AND next_attempt_at <= $1::timestamptz"
+     " FROM billing.usage_pushes WHERE state = 'pending' AND (next_attempt_at <= $1::timestamptz"
+     "  OR next_attempt_at > $1::timestamptz + 2 * $3::bigint * interval '1 millisecond')"
      " ORDER BY next_attempt_at, id LIMIT $2::int FOR UPDATE SKIP LOCKED",
-     2},
+     3},
     /* $1 ids, $2 now. */
     {"push_accepted",
      "UPDATE billing.usage_pushes SET state = 'accepted', attempts = attempts + 1,"
@@ -180,6 +187,9 @@ static pg_status_t seal_tx(pg_tx_t *tx, void *arg)
     PQclear(r);
     if (!mine)
         return PG_ROLLBACK; /* another replica is sealing right now */
+    if (!(r = pg_tx_exec(tx, "push_seal_plan", 0, NULL)))
+        return tx->failed;
+    PQclear(r);
     char delay[16];
     snprintf(delay, sizeof delay, "%d", run->self->cfg.delay_s);
     const char *p[] = {run->now, delay};
@@ -356,10 +366,11 @@ static pg_status_t send_tx(pg_tx_t *tx, void *arg)
     items_free(run);
     run->backoff = false;
     run->requests_left = PUSH_REQUESTS_PER_TX;
-    char limit[16];
+    char limit[16], longest[16];
     snprintf(limit, sizeof limit, "%d", run->self->cfg.batch_max);
-    const char *p[] = {run->now, limit};
-    PGresult *r = pg_tx_exec(tx, "push_claim", 2, p);
+    snprintf(longest, sizeof longest, "%d", run->self->cfg.backoff_max_ms);
+    const char *p[] = {run->now, limit, longest};
+    PGresult *r = pg_tx_exec(tx, "push_claim", 3, p);
     if (!r)
         return tx->failed;
     run->n = (size_t)PQntuples(r);

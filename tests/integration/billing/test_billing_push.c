@@ -98,7 +98,7 @@ static int group_setup(void **state)
     char *clock = clock_path();
     char *extra = xasprintf("KOOISV_BILLING_CLOCK_OFFSET_FILE=%s\n"
                             "KOOISV_USAGE_POLL_MS=200\nKOOISV_USAGE_BACKOFF_MS=300\n"
-                            "KOOISV_USAGE_BACKOFF_MAX_MS=1000\nKOOISV_USAGE_MAX_ATTEMPTS=4\n"
+                            "KOOISV_USAGE_BACKOFF_MAX_MS=1000\nKOOISV_USAGE_MAX_ATTEMPTS=12\n"
                             "KOOISV_MARKETPLACE_TIMEOUT_MS=2000\n",
                             clock);
     write_billing_env(extra);
@@ -385,8 +385,65 @@ static void test_daily_window(void **state)
     free(a);
 }
 
-/* Rate limiting, a 5xx, a dropped connection: retried with backoff, the same metering_sn each
- * time, accepted at the fourth attempt; a restart of billing meanwhile changes nothing. */
+/* The calls of the marketplace's log (the last 100) that carry instance; caller decrefs. */
+static json_t *calls_of(const char *instance)
+{
+    kresp_t r = {0};
+    assert_int_equal(kc_emulator("GET", "/_emulator/calls?path=usage-data&limit=100", NULL, &r), 0);
+    json_t *out = json_array();
+    size_t i;
+    json_t *call;
+    json_array_foreach(json_object_get(r.json, "calls"), i, call)
+    {
+        const char *body = json_string_value(json_object_get(call, "body"));
+        if (body && strstr(body, instance))
+            json_array_append(out, call);
+    }
+    kresp_free(&r);
+    return out;
+}
+
+typedef struct {
+    const char *instance;
+    const char *mode;
+} fault_wait_t;
+
+static bool fault_seen(void *arg)
+{
+    fault_wait_t *w = arg;
+    json_t *calls = calls_of(w->instance);
+    size_t i;
+    json_t *call;
+    bool seen = false;
+    json_array_foreach(calls, i, call)
+    {
+        const char *m = json_string_value(json_object_get(call, "fault"));
+        seen |= m && strcmp(m, w->mode) == 0;
+    }
+    json_decref(calls);
+    return seen;
+}
+
+/* Fail every push of instance with mode (until replaced) and wait until one did. */
+static void fail_pushes_with(const char *instance, const char *mode, const char *extra)
+{
+    char *f = xasprintf("{\"path\":\"usage-data\",\"mode\":\"%s\",\"count\":-1,"
+                        "\"match\":\"%s\"%s}",
+                        mode, instance, extra);
+    fault(f);
+    free(f);
+}
+
+static void wait_fault_seen(const char *instance, const char *mode)
+{
+    fault_wait_t w = {instance, mode};
+    if (!kc_wait(WAIT_MS, 100, fault_seen, &w))
+        fail_msg("no push of %s met the fault %s", instance, mode);
+}
+
+/* Rate limiting, a 5xx, a dropped connection, a timeout: retried with backoff, the same
+ * metering_sn each time, until accepted; a restart of billing meanwhile changes nothing. Each
+ * fault holds until the next replaces it, so no attempt slips through between them. */
 static void test_retries(void **state)
 {
     (void)state;
@@ -394,56 +451,54 @@ static void test_retries(void **state)
     set_clock(h + 30 * 60 * 1000);
     char *a = make_instance("ON_DEMAND", false, "hour");
     add_usage(a, "4", h + 60 * 1000);
-    char *f = xasprintf("{\"path\":\"usage-data\",\"mode\":\"error\",\"code\":\"MKT.0250\","
-                        "\"http_status\":429,\"message\":\"rate limited\",\"count\":1,"
-                        "\"match\":\"%s\"}",
-                        a);
-    fault(f);
-    free(f);
+    fail_pushes_with(a, "error",
+                     ",\"code\":\"MKT.0250\",\"http_status\":429,\"message\":\"rate limited\"");
     set_clock(h + HOUR_MS + DELAY_MS + 20000);
-    const char *attempts = "SELECT attempts FROM billing.usage_pushes WHERE instance_id = $1";
-    wait_sql(attempts, a, 1);
+    wait_fault_seen(a, "error");
     char *code = kc_sql_value("SELECT last_code FROM billing.usage_pushes WHERE instance_id = $1"
-                              " AND state = 'pending'",
+                              " AND state = 'pending' AND attempts >= 1",
                               1, (const char *const[]){a});
+    assert_non_null(code);
     assert_string_equal(code, "MKT.0250");
     free(code);
-    f = xasprintf("{\"path\":\"usage-data\",\"mode\":\"http500\",\"count\":1,\"match\":\"%s\"}", a);
-    fault(f);
-    free(f);
-    wait_sql(attempts, a, 2);
-    f = xasprintf("{\"path\":\"usage-data\",\"mode\":\"drop\",\"count\":1,\"match\":\"%s\"}", a);
-    fault(f);
-    free(f);
+    fail_pushes_with(a, "http500", "");
+    wait_fault_seen(a, "http500");
+    fail_pushes_with(a, "drop", "");
     assert_int_equal(kc_suite("restart", "billing"), 0);
+    wait_fault_seen(a, "drop");
+    /* an answer later than KOOISV_MARKETPLACE_TIMEOUT_MS (2 s here) is a timeout */
+    fail_pushes_with(a, "slow", ",\"delay_ms\":3000");
+    wait_fault_seen(a, "slow");
+    code = kc_sql_value("SELECT last_code FROM billing.usage_pushes WHERE instance_id = $1"
+                        " AND state = 'pending'",
+                        1, (const char *const[]){a});
+    assert_non_null(code);
+    assert_string_equal(code, "NETWORK");
+    free(code);
+    clear_fault();
     wait_sql(PUSH_STATE_COUNT("accepted"), a, 1);
-    assert_int_equal(sql_num(attempts, a), 4);
     assert_int_equal(market_count(a), 1);
-    /* the marketplace saw four requests, one per fault then the success, all with the one
+    /* every attempt is in the marketplace's log, in the faults' order, all with the one
      * metering_sn fixed before the first */
-    kresp_t r = {0};
-    assert_int_equal(kc_emulator("GET", "/_emulator/calls?path=usage-data&limit=100", NULL, &r), 0);
     char *sn = kc_sql_value("SELECT metering_sn FROM billing.usage_pushes WHERE instance_id = $1",
                             1, (const char *const[]){a});
-    static const char *const faults[] = {"error", "http500", "drop", NULL};
-    size_t i, seen = 0;
+    static const char *const order[] = {"error", "http500", "drop", "slow", "-"};
+    json_t *calls = calls_of(a);
+    size_t i, phase = 0;
     json_t *call;
-    json_array_foreach(json_object_get(r.json, "calls"), i, call)
+    json_array_foreach(calls, i, call)
     {
-        const char *body = json_string_value(json_object_get(call, "body"));
-        if (!body || !strstr(body, a))
-            continue;
-        assert_true(seen < 4);
-        assert_non_null(strstr(body, sn));
-        const char *fault_mode = json_string_value(json_object_get(call, "fault"));
-        if (faults[seen])
-            assert_string_equal(fault_mode ? fault_mode : "-", faults[seen]);
-        else
-            assert_null(fault_mode);
-        seen++;
+        assert_non_null(strstr(json_string_value(json_object_get(call, "body")), sn));
+        const char *m = json_string_value(json_object_get(call, "fault"));
+        while (phase < 5 && strcmp(order[phase], m ? m : "-") != 0)
+            phase++;
+        assert_true(phase < 5); /* no mode out of order */
     }
-    assert_int_equal(seen, 4);
-    kresp_free(&r);
+    assert_int_equal(phase, 4); /* ends with the success */
+    assert_true(json_array_size(calls) >= 5);
+    assert_int_equal(sql_num("SELECT attempts FROM billing.usage_pushes WHERE instance_id = $1", a),
+                     (long long)json_array_size(calls));
+    json_decref(calls);
     free(sn);
     free(a);
 }
@@ -531,7 +586,8 @@ static void test_refusals_and_redrive(void **state)
         free((char *)ids[i]);
 }
 
-/* A record that keeps failing goes to the dead letter at the fourth attempt. */
+/* A record that keeps failing goes to the dead letter at KOOISV_USAGE_MAX_ATTEMPTS (12 here),
+ * one whose next attempt would come too close to the 21-day limit at once. */
 static void test_dead_letter(void **state)
 {
     (void)state;
@@ -547,13 +603,27 @@ static void test_dead_letter(void **state)
     set_clock(h + HOUR_MS + DELAY_MS + 20000);
     wait_sql(PUSH_STATE_COUNT("dead"), a, 1);
     assert_int_equal(sql_num("SELECT attempts FROM billing.usage_pushes WHERE instance_id = $1", a),
-                     4);
+                     12);
+    /* usage begun almost 21 days ago: one failure and it is dead */
+    int64_t now = time_now_ms();
+    char *old = make_instance("ON_DEMAND", false, "hour");
+    add_usage(old, "1", now - 21 * DAY_MS + 5 * 60 * 1000);
+    f = xasprintf("{\"path\":\"usage-data\",\"mode\":\"http500\",\"count\":-1,"
+                  "\"match\":\"%s\"}",
+                  old);
+    fault(f);
+    free(f);
+    set_clock(now);
+    wait_sql(PUSH_STATE_COUNT("dead"), old, 1);
+    assert_int_equal(
+        sql_num("SELECT attempts FROM billing.usage_pushes WHERE instance_id = $1", old), 1);
+    free(old);
     char *out = NULL;
     assert_int_equal(CTL(&out, "usage", "failed", "--state", "dead"), 0);
     assert_non_null(strstr(out, a));
     assert_non_null(strstr(out, "HTTP_500"));
     free(out);
-    assert_int_equal(CTL(&out, "billing", "status"), 0);
+    assert_int_equal(CTL(&out, "billing", "status", "--json"), 0);
     json_t *doc = json_loads(out, 0, NULL);
     assert_non_null(doc);
     assert_true(json_integer_value(json_object_get(json_object_get(doc, "overall"), "dead")) >= 1);
@@ -642,6 +712,30 @@ static void test_late_usage_and_clock_steps(void **state)
                              " AND state = 'accepted'",
                              a),
                      2);
+    free(a);
+}
+
+/* A clock stepped back while a record waits for its retry: the retry time it was given is
+ * further ahead than any backoff, so the record is sent at once, not hours later. */
+static void test_clock_back_while_retrying(void **state)
+{
+    (void)state;
+    int64_t h = hour_of(time_now_ms()) - 19 * HOUR_MS;
+    set_clock(h + 30 * 60 * 1000);
+    char *a = make_instance("ON_DEMAND", false, "hour");
+    add_usage(a, "6", h + 60 * 1000);
+    char *f = xasprintf("{\"path\":\"usage-data\",\"mode\":\"error\",\"code\":\"MKT.0250\","
+                        "\"http_status\":429,\"count\":-1,\"match\":\"%s\"}",
+                        a);
+    fault(f);
+    free(f);
+    set_clock(h + HOUR_MS + DELAY_MS + 20000);
+    const char *attempts = "SELECT attempts FROM billing.usage_pushes WHERE instance_id = $1";
+    wait_sql_for(attempts, a, 1, true);
+    set_clock(h - 2 * HOUR_MS); /* two hours back */
+    clear_fault();
+    wait_sql(PUSH_STATE_COUNT("accepted"), a, 1);
+    assert_int_equal(market_count(a), 1);
     free(a);
 }
 
@@ -775,7 +869,7 @@ static void test_status(void **state)
     iso(h, from);
     iso(h + HOUR_MS, to);
     char *out = NULL;
-    assert_int_equal(CTL(&out, "billing", "status", "--from", from, "--to", to), 0);
+    assert_int_equal(CTL(&out, "billing", "status", "--json", "--from", from, "--to", to), 0);
     json_t *doc = json_loads(out, 0, NULL);
     free(out);
     assert_non_null(doc);
@@ -790,7 +884,7 @@ static void test_status(void **state)
     json_decref(doc);
     set_clock(h + HOUR_MS + DELAY_MS + 20000);
     wait_sql(PUSH_STATE_COUNT("accepted"), a, 1);
-    assert_int_equal(CTL(&out, "billing", "status", "--from", from, "--to", to), 0);
+    assert_int_equal(CTL(&out, "billing", "status", "--json", "--from", from, "--to", to), 0);
     doc = json_loads(out, 0, NULL);
     free(out);
     hour = json_array_get(json_object_get(doc, "hours"), 0);
@@ -798,6 +892,14 @@ static void test_status(void **state)
     assert_true(json_integer_value(json_object_get(hour, "accepted")) >= 2);
     assert_true(json_integer_value(json_object_get(hour, "pushed")) >= 2);
     json_decref(doc);
+    /* the table: a header, the bucket, the overall line */
+    assert_int_equal(CTL(&out, "billing", "status", "--from", from, "--to", to), 0);
+    assert_non_null(strstr(out, "BUCKET (UTC)"));
+    char bucket[24];
+    snprintf(bucket, sizeof bucket, "%.19sZ", from); /* the hour, without milliseconds */
+    assert_non_null(strstr(out, bucket));
+    assert_non_null(strstr(out, "push records: "));
+    free(out);
     assert_int_equal(CTL(&out, "billing", "status", "--from", "yesterday"), 1);
     free(out);
     free(a);
@@ -813,6 +915,7 @@ int main(void)
         cmocka_unit_test(test_dead_letter),
         cmocka_unit_test(test_kill_mid_push),
         cmocka_unit_test(test_late_usage_and_clock_steps),
+        cmocka_unit_test(test_clock_back_while_retrying),
         cmocka_unit_test(test_two_replicas_batching),
         cmocka_unit_test(test_status),
     };
