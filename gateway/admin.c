@@ -26,7 +26,7 @@
 #include "xmalloc.h"
 
 #define AUDIT_QUEUE_TIMEOUT_MS 2000 /* each attempt to store a queued audit record */
-#define MAX_BODY 65536
+#define MAX_BODY (1024 * 1024) /* a usage intake call: 1000 records */
 #define HTTP_TIMEOUT_S 75 /* above the longest follow wait */
 
 static struct {

@@ -55,6 +55,7 @@ static void call_free(admincall_t *c)
     if (c->out)
         evbuffer_free(c->out);
     json_decref(c->fan);
+    json_decref(c->body);
     free(c);
 }
 

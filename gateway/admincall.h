@@ -66,6 +66,7 @@ struct admincall {
     int pending;
     int answered;
     json_t *fan;
+    json_t *body; /* the request body a route parsed in its prepare (usage intake) */
 };
 
 /* A call for req, registered with host (event "admin.unknown", operator "-" until known; the

@@ -86,7 +86,9 @@ const adminroute_t *adminroute_find(const adminroute_t *routes, size_t n,
 
 bool adminroute_permits(const adminroute_t *route, admintoken_role_t role)
 {
-    return role >= route->role;
+    if (route->role == ROLE_METER)
+        return role == ROLE_METER || role == ROLE_ADMIN;
+    return role != ROLE_METER && role >= route->role;
 }
 
 const char *adminroute_check_params(const adminroute_t *route, const struct evkeyvalq *params,

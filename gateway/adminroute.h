@@ -39,7 +39,8 @@ typedef struct {
 const adminroute_t *adminroute_find(const adminroute_t *routes, size_t n,
                                     enum evhttp_cmd_type method, const char *path,
                                     char *segs[ADMINROUTE_SEGMENTS_MAX], int *nseg, int *status);
-/* True when a caller with role may run route. */
+/* True when a caller with role may run route: roles rank auditor < operator < admin; a meter
+ * route (the usage intake) admits meter and admin, and a meter token nothing else. */
 bool adminroute_permits(const adminroute_t *route, admintoken_role_t role);
 /* NULL when every query parameter in params is one route accepts and is printable text of at
  * most 256 bytes; otherwise the 400 message, written into msg. */

@@ -1,6 +1,7 @@
 #include "adminsvc.h"
 #include "resultcode.h"
 
+#include <event2/buffer.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -204,6 +205,52 @@ static void run_outbox_failed(admincall_t *c)
         admincall_finish_error(c, 503, RC_INTERNAL, "no service is configured");
 }
 
+/* Usage intake (POST /v1/usage): the body {"records":[...]} with 1..USAGE_RECORDS_MAX records,
+ * each checked by the billing service (all or nothing); the record count is a resource of the
+ * audit entry. */
+#define USAGE_RECORDS_MAX 1000
+
+static const char *prepare_usage(admincall_t *c)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
+    size_t len = evbuffer_get_length(in);
+    json_error_t err;
+    json_t *body = len ? json_loadb((const char *)evbuffer_pullup(in, -1), len, 0, &err) : NULL;
+    json_t *records = json_object_get(body, "records");
+    size_t n = json_array_size(records);
+    if (!json_is_array(records) || n == 0 || n > USAGE_RECORDS_MAX) {
+        json_decref(body);
+        return "body: expected {\"records\":[...]} with 1..1000 records";
+    }
+    c->body = body;
+    char count[16];
+    snprintf(count, sizeof count, "%zu", n);
+    resref_add(&c->res, &c->n_res, "records", count);
+    return NULL;
+}
+
+static void run_usage(admincall_t *c)
+{
+    char *text = json_dumps(json_object_get(c->body, "records"), JSON_COMPACT);
+    Kooisv__AdminRequest__ArgsEntry arg = KOOISV__ADMIN_REQUEST__ARGS_ENTRY__INIT;
+    Kooisv__AdminRequest__ArgsEntry *args[] = {&arg};
+    arg.key = "records";
+    arg.value = text;
+    Kooisv__AdminRequest ar = KOOISV__ADMIN_REQUEST__INIT;
+    ar.action = (char *)c->route->action;
+    ar.args = args;
+    ar.n_args = 1;
+    Kooisv__Caller caller;
+    Kooisv__Envelope env = admincall_envelope(c, &caller, ADMINCALL_SERVICE_TIMEOUT_MS);
+    env.body_case = KOOISV__ENVELOPE__BODY_ADMIN;
+    env.admin = &ar;
+    int rc = admincall_dispatch(c, SVC_BILLING, &env, ADMINCALL_SERVICE_TIMEOUT_MS,
+                                on_service_reply, c);
+    free(text);
+    if (rc != 0)
+        admincall_finish_error(c, 503, RC_INTERNAL, "the billing service is not configured");
+}
+
 /* One route per entry: kept as a table. */
 /* clang-format off */
 static const adminroute_t routes[] = {
@@ -235,6 +282,10 @@ static const adminroute_t routes[] = {
      prepare_service, run_service, SVC_BILLING, {"id"}, {"usage_push"}},
     {EVHTTP_REQ_GET, "/v1/billing/status", "billing.status", ROLE_OPERATOR, range_params,
      prepare_service, run_service, SVC_BILLING, {0}, {0}},
+    {EVHTTP_REQ_POST, "/v1/usage", "usage.add", ROLE_METER, no_params, prepare_usage, run_usage,
+     SVC_BILLING, {0}, {0}},
+    {EVHTTP_REQ_GET, "/v1/billing/instances/*", "billing.instance", ROLE_OPERATOR, no_params,
+     prepare_service, run_service, SVC_BILLING, {"id"}, {"instance"}},
 };
 /* clang-format on */
 

@@ -17,7 +17,7 @@
 #define TOKENS_RECHECK_US 1000000
 #define TOKEN_MAX 512
 
-static const char *const role_names[] = {"none", "auditor", "operator", "admin"};
+static const char *const role_names[] = {"none", "auditor", "operator", "admin", "meter"};
 
 struct admintoken_store {
     char *path;
@@ -29,7 +29,7 @@ struct admintoken_store {
 
 static admintoken_role_t role_parse(const char *s)
 {
-    for (int r = ROLE_AUDITOR; r <= ROLE_ADMIN; r++)
+    for (int r = ROLE_AUDITOR; r <= ROLE_METER; r++)
         if (strcmp(s, role_names[r]) == 0)
             return (admintoken_role_t)r;
     return ROLE_NONE;
@@ -91,7 +91,7 @@ static int tokens_parse(char *text, admintoken_t **out, size_t *nout, char *err,
         snprintf(t.name, sizeof t.name, "%s", f[0]);
         t.role = role_parse(f[1]);
         if (t.role == ROLE_NONE) {
-            snprintf(err, errlen, "line %d: role must be auditor, operator or admin", lineno);
+            snprintf(err, errlen, "line %d: role must be auditor, operator, admin or meter", lineno);
             goto fail;
         }
         bool hash_ok = strlen(f[2]) == 64;
@@ -251,5 +251,5 @@ size_t admintoken_store_count(const admintoken_store_t *self)
 
 const char *admintoken_role_name(admintoken_role_t role)
 {
-    return role >= ROLE_NONE && role <= ROLE_ADMIN ? role_names[role] : "none";
+    return role >= ROLE_NONE && role <= ROLE_METER ? role_names[role] : "none";
 }

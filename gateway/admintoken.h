@@ -1,6 +1,7 @@
 /* admintoken: the operators' bearer tokens of the admin API. The tokens file
  * (KOOISV_ADMIN_TOKENS_FILE) holds lines "name role sha256hex-of-token" ('#' starts a comment);
- * roles rank auditor < operator < admin. Only the hashes are kept; a presented token is matched
+ * roles rank auditor < operator < admin; meter (the seller application reporting usage) is
+ * outside that rank: it may call the usage intake and nothing else (adminroute_permits). Only the hashes are kept; a presented token is matched
  * by its SHA-256 in constant time. The file is re-read when it changes (checked at most once a
  * second); a broken new file keeps the tokens in force. One store per admin thread: not
  * thread-safe. */
@@ -9,7 +10,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { ROLE_NONE = 0, ROLE_AUDITOR, ROLE_OPERATOR, ROLE_ADMIN } admintoken_role_t;
+typedef enum {
+    ROLE_NONE = 0,
+    ROLE_AUDITOR,
+    ROLE_OPERATOR,
+    ROLE_ADMIN,
+    ROLE_METER, /* not above admin: outside the rank */
+} admintoken_role_t;
 
 typedef struct {
     char name[65];

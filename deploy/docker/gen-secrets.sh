@@ -84,13 +84,13 @@ put pg-super.password "$(kv_rand_alnum 32)"
 for r in "${roles[@]}"; do put "pg-$r.password" "$(kv_rand_alnum 32)"; done
 
 # Operator tokens: the gateway gets only their SHA-256; the plain tokens stay in this folder.
-if [[ ! -s $dir/admin-tokens ]]; then
-    for t in admin operator auditor; do put "token-$t" "$(kv_rand_hex 32)"; done
-    for t in admin operator auditor; do
+if [[ ! -s $dir/admin-tokens ]] || ! grep -q '^meter meter ' "$dir/admin-tokens"; then
+    for t in admin operator auditor meter; do put "token-$t" "$(kv_rand_hex 32)"; done
+    for t in admin operator auditor meter; do
         printf '%s %s %s\n' "$t" "$t" "$(tr -d '\n' <"$dir/token-$t" | openssl dgst -sha256 -r | cut -d' ' -f1)"
     done >"$dir/admin-tokens.tmp"
     mv "$dir/admin-tokens.tmp" "$dir/admin-tokens"
-    say "created admin-tokens (plain tokens in token-admin, token-operator, token-auditor)"
+    say "created admin-tokens (plain tokens in token-admin, token-operator, token-auditor, token-meter)"
 fi
 
 if [[ ! -s $dir/rsa-private.pem ]]; then

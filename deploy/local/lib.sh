@@ -338,12 +338,14 @@ kv_secrets_init() {
     for r in "${KV_PG_ROLES[@]}"; do
         kv_secret_put "pg-$r.password" "$(kv_rand_hex 24)"
     done
-    if [[ ! -s $KV_SECRETS/admin-tokens ]]; then
-        for t in admin operator auditor; do
+    # meter: the seller application's usage intake token (POST /v1/usage only); added to an
+    # older state folder's tokens file too.
+    if [[ ! -s $KV_SECRETS/admin-tokens ]] || ! grep -q '^meter meter ' "$KV_SECRETS/admin-tokens"; then
+        for t in admin operator auditor meter; do
             kv_secret_put "token-$t" "$(kv_rand_hex 32)"
         done
         # "name role sha256hex": the gateway stores only hashes of operator tokens.
-        for t in admin operator auditor; do
+        for t in admin operator auditor meter; do
             tok=$(<"$KV_SECRETS/token-$t")
             printf '%s %s %s\n' "$t" "$t" "$(printf '%s' "$tok" | openssl dgst -sha256 -r | cut -d' ' -f1)"
         done | kv_secret_write admin-tokens
@@ -861,6 +863,7 @@ kv_write_client_env() {
             kv_env_line KOOISV_OPERATOR_TOKEN "$(kv_secret token-admin)"
             kv_env_line KOOISV_OPERATOR_ROLE_TOKEN "$(kv_secret token-operator)"
             kv_env_line KOOISV_AUDITOR_TOKEN "$(kv_secret token-auditor)"
+            kv_env_line KOOISV_METER_TOKEN "$(kv_secret token-meter)"
             kv_env_line KOOISV_EMULATOR_URL "https://$host:$KV_PORT_EMULATOR"
             kv_env_line KOOISV_RSA_PUBLIC_KEY_FILE "$KV_KEYS/rsa-public.pem"
             kv_env_line KOOISV_LICENSE_PUBLIC_KEY_FILE "$KV_KEYS/license-public.pem"

@@ -675,6 +675,42 @@ static int run_license_verify(const cmd_t *c, args_t *a)
     return rc;
 }
 
+/* ================================================================ usage intake */
+
+/* usage add FILE|-: the records (a JSON array, or {"records":[...]}) from the file or standard
+ * input to POST /v1/usage (the meter role's route; admins may use it too). */
+static int run_usage_add(const cmd_t *c, args_t *a)
+{
+    (void)c;
+    char *text = strcmp(a->pos[0], "-") == 0 ? license_text("-")
+                                             : config_read_file(a->pos[0], NULL);
+    if (!text) {
+        fprintf(stderr, "kooisvctl: cannot read %s\n", a->pos[0]);
+        return EXIT_FAILED;
+    }
+    json_error_t err;
+    json_t *doc = json_loads(text, 0, &err);
+    free(text);
+    if (json_is_array(doc))
+        doc = json_pack("{s:o}", "records", doc);
+    if (!json_is_array(json_object_get(doc, "records"))) {
+        fprintf(stderr, "kooisvctl: expected a JSON array of records or {\"records\":[...]}\n");
+        json_decref(doc);
+        return EXIT_USAGE;
+    }
+    char *body = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    strbuf_t url = url_start("/v1/usage");
+    int rc;
+    json_t *answer = admin_call_json("POST", &url, body, 30000, &rc);
+    free(body);
+    if (!answer)
+        return rc;
+    print_json(answer, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(answer);
+    return 0;
+}
+
 /* ================================================================ commands */
 
 static const opt_t tail_opts[] = {
@@ -790,6 +826,10 @@ static const cmd_t commands[] = {
     {"outbox", "redrive", "SERVICE ID", 2,
      "Deliver a failed webhook event again (SERVICE: order, tenant or app).", no_opts, run_generic,
      "POST", "/v1/outbox/%s/%s/redrive"},
+    {"usage", "add", "FILE|-", 1,
+     "Report usage: a JSON array of records (or {\"records\":[...]}) from FILE or stdin "
+     "(meter or admin token).",
+     no_opts, run_usage_add, NULL, NULL},
     {"billing", "ping", NULL, 0, "The billing service and its database answer (with counts).",
      no_opts, run_generic, "GET", "/v1/billing/ping"},
     {"billing", "status", NULL, 0,
@@ -801,6 +841,8 @@ static const cmd_t commands[] = {
     {"usage", "redrive", "ID|all", 1,
      "Push a refused or dead usage record again (all: every one), same metering_sn.",
      usage_redrive_opts, run_generic, "POST", "/v1/usage/%s/redrive"},
+    {"billing", "instance", "ID", 1, "An instance as billing knows it, with its ledger lines.",
+     no_opts, run_generic, "GET", "/v1/billing/instances/%s"},
 };
 #define N_COMMANDS (sizeof commands / sizeof *commands)
 

@@ -1,7 +1,7 @@
 /* billingadmin: operator look-ups of the billing service (reached only through the gateway's
  * admin API, which authenticates, authorises and audits): billing.ping (the service and its
- * database answer, with counts), billing.instance (one instance with its ledger lines and
- * usage totals). Answers are JSON documents rendered by PostgreSQL. */
+ * database answer, with counts), billing.instance (arg id: one instance with its ledger lines
+ * and usage totals; 000003 when billing has no such instance). Answers are JSON documents rendered by PostgreSQL. */
 #include <string.h>
 
 #include "billing.h"
@@ -18,6 +18,15 @@ const pg_stmt_t billingadmin_stmts[] = {
      " 'usageRecords', (SELECT count(*) FROM usage_records),"
      " 'now', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))::text",
      0},
+    {"admin_instance",
+     "SELECT jsonb_build_object('instance', to_jsonb(i),"
+     " 'ledger', (SELECT coalesce(jsonb_agg(to_jsonb(l) ORDER BY l.id), '[]')"
+     "   FROM ledger l WHERE l.instance_id = i.instance_id),"
+     " 'usage', (SELECT jsonb_build_object('records', count(*),"
+     "   'quantity', coalesce(sum(u.quantity), 0)::text)"
+     "   FROM usage_records u WHERE u.instance_id = i.instance_id))::text"
+     " FROM instances i WHERE i.instance_id = $1",
+     1},
 };
 const size_t billingadmin_stmts_count = sizeof billingadmin_stmts / sizeof billingadmin_stmts[0];
 
@@ -38,10 +47,25 @@ static void admin_ping(svcrt_worker_t *w, svc_call_t *call)
         reply_row(call, r);
 }
 
+static void admin_instance(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
+{
+    const char *id = svcadmin_arg(req, "id");
+    if (!svcrt_text_ok(id, 256, true)) {
+        svc_call_result(call, RC_INVALID, "id: an instance id (1..256 characters)");
+        return;
+    }
+    const char *p[] = {id};
+    PGresult *r = svcrt_admin_query(w, call, "admin_instance", 1, p);
+    if (r)
+        reply_row(call, r);
+}
+
 bool billingadmin_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
 {
     if (strcmp(req->action, "billing.ping") == 0)
         admin_ping(w, call);
+    else if (strcmp(req->action, "billing.instance") == 0)
+        admin_instance(w, call, req);
     else
         return false;
     return true;

@@ -1,12 +1,18 @@
 /* kooisv-billing: the billing service. Consumes the order service's events into its ledger
- * (one line per change, each event stored once by its id), takes usage from the seller's
- * application (usage.add through the gateway's admin API) and answers operators over ZeroMQ;
- * owns schema "billing". */
+ * (ledger.h: one line per change, each event stored once by its id), takes usage from the
+ * seller's application (intake.h: usage.add through the gateway's admin API) and answers
+ * operators (billingadmin.c) over ZeroMQ; owns schema "billing". */
+#include <string.h>
+
 #include "billing.h"
+#include "intake.h"
+#include "ledger.h"
+#include "log.h"
 #include "migrations.h"
 #include "push.h"
 #include "pushadmin.h"
 #include "svcrt.h"
+#include "zmqauth.h"
 
 static const config_var_t billing_vars[] = {
     SVCRT_CONFIG_VARS("tcp://127.0.0.1:7105", "kooisv_billing", "billing"),
@@ -25,6 +31,54 @@ static const config_var_t billing_vars[] = {
 };
 
 static billing_state_t billing_state;
+static ledger_consumer_t *consumer;
+static push_t *pusher; /* usage push to the marketplace (push.h) */
+
+/* The order service to pull events from, and the consumer's pace. */
+static void billing_configure(svcrt_def_t *def)
+{
+    billing_state_t *st = def->svc;
+    st->order_endpoints = config_get("KOOISV_ORDER_ENDPOINTS");
+    st->order_server_key = config_get("KOOISV_ORDER_SERVER_KEY");
+    if (!zmqauth_key_valid(st->order_server_key))
+        svcrt_die("KOOISV_ORDER_SERVER_KEY", "not a CURVE public key (Z85, 40 characters)");
+    st->consumer = config_get("KOOISV_BILLING_CONSUMER");
+    size_t n = strlen(st->consumer);
+    if (n == 0 || n > 64 || strspn(st->consumer, "abcdefghijklmnopqrstuvwxyz0123456789_-") != n)
+        svcrt_die("KOOISV_BILLING_CONSUMER", "1..64 of a-z 0-9 _ -");
+    st->poll_ms = (int)config_get_long("KOOISV_BILLING_POLL_MS", 50, 60000);
+    st->batch = (int)config_get_long("KOOISV_BILLING_BATCH", 1, 1000);
+    pusher = push_from_config(config_get("KOOISV_PG_DSN"));
+}
+
+/* The ledger's consumer of the order events and the usage push, each on its own database
+ * session. */
+static int billing_start(svcrt_def_t *def)
+{
+    consumer = ledger_consumer_new(def->svc, config_get("KOOISV_PG_DSN"), def->session_sql);
+    if (!consumer || ledger_consumer_start(consumer) != 0)
+        goto fail;
+    if (push_start(pusher) != 0)
+        goto fail;
+    return 0;
+fail:
+    push_destroy(&pusher);
+    ledger_consumer_destroy(&consumer);
+    return -1;
+}
+
+static void billing_stop(svcrt_def_t *def)
+{
+    push_destroy(&pusher);
+    ledger_consumer_destroy(&consumer);
+}
+
+/* Admin actions: the operators' look-ups, the usage intake, then the usage push's. */
+static bool billing_admin(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
+{
+    return billingadmin_handle(w, call, req) || intake_handle(w, call, req) ||
+           pushadmin_handle(w, call, req);
+}
 
 /* Billing serves admin actions only: every request body is someone else's. */
 static bool billing_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Envelope *env)
@@ -32,37 +86,14 @@ static bool billing_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__En
     return false;
 }
 
-/* ---- usage push (push.h): its thread, its operators' actions (pushadmin.h) ---- */
-
-static push_t *pusher;
-
-static void billing_push_configure(svcrt_def_t *def)
-{
-    pusher = push_from_config(config_get("KOOISV_PG_DSN"));
-}
-
-static int billing_push_start(svcrt_def_t *def)
-{
-    return push_start(pusher);
-}
-
-static void billing_push_stop(svcrt_def_t *def)
-{
-    push_destroy(&pusher);
-}
-
-static bool billing_admin(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
-{
-    return billingadmin_handle(w, call, req) || pushadmin_handle(w, call, req);
-}
-
 int main(int argc, char **argv)
 {
-    const pg_stmt_t *const groups[] = {billingadmin_stmts, pushadmin_stmts};
-    const size_t counts[] = {billingadmin_stmts_count, pushadmin_stmts_count};
+    const pg_stmt_t *const groups[] = {billingadmin_stmts, intake_stmts, pushadmin_stmts};
+    const size_t counts[] = {billingadmin_stmts_count, intake_stmts_count, pushadmin_stmts_count};
     svcrt_def_t billing = {
         .name = "billing",
-        .summary = "billing service: order events -> ledger, usage intake (schema billing)",
+        .summary =
+            "billing service: order events -> ledger, usage intake, usage push (schema billing)",
         .vars = billing_vars,
         .nvars = sizeof billing_vars / sizeof billing_vars[0],
         .schema = "billing",
@@ -74,11 +105,11 @@ int main(int argc, char **argv)
         .groups = groups,
         .counts = counts,
         .ngroups = sizeof groups / sizeof groups[0],
+        .configure = billing_configure,
+        .start = billing_start,
+        .stop = billing_stop,
         .handle = billing_handle,
         .admin = billing_admin,
-        .configure = billing_push_configure,
-        .start = billing_push_start,
-        .stop = billing_push_stop,
         .svc = &billing_state,
     };
     return svcrt_run(&billing, argc, argv);

@@ -29,10 +29,14 @@ enum { PUSH_REQUESTS_PER_TX = 32 };
  * pushadmin's status reads the same view. */
 static const pg_stmt_t push_stmts[] = {
     {"push_seal_lock", "SELECT pg_try_advisory_xact_lock(hashtext('billing.usage_seal'))", 0},
-    /* The seal's CTEs have no statistics (the planner guesses one row each): a nested loop over
-     * two of them is quadratic (10,000 records took a minute); hash joins keep it linear. For
-     * the seal's transaction only. */
-    {"push_seal_plan", "SELECT set_config('enable_nestloop', 'off', true)", 0},
+    /* The seal's CTEs have no statistics (the planner guesses one row each), and a bulk of
+     * fresh usage or push rows none either until autovacuum has analyzed them: a nested loop
+     * over two CTEs, or a sequential scan of usage_pushes per usage row, is quadratic (10,000
+     * records took a minute). Hash joins and index look-ups keep it linear, whatever the
+     * statistics say. For the seal's transaction only. */
+    {"push_seal_plan",
+     "SELECT set_config('enable_nestloop', 'off', true), set_config('enable_seqscan', 'off', true)",
+     0},
     /* $1 now, $2 delay seconds. Normal rows: the bucket ended delay ago; late rows (their bucket
      * has a record already): the window after the one they arrived in has opened. */
     {"push_seal",
@@ -473,7 +477,7 @@ int push_start(push_t *self)
     char setup[256];
     /* A send transaction waits for one request at a time while it holds its row locks. */
     snprintf(setup, sizeof setup,
-             "SET search_path = billing; SET TIME ZONE 'UTC'; SET statement_timeout = '30s';"
+             "SET search_path = billing; SET TIME ZONE 'UTC'; SET statement_timeout = '120s';"
              " SET lock_timeout = '5s'; SET idle_in_transaction_session_timeout = '%ds'",
              self->cfg.timeout_ms / 1000 + 15);
     pg_session_config_t sc = {.dsn = self->cfg.dsn,

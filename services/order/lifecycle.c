@@ -582,7 +582,14 @@ static pg_status_t state_body(pg_tx_t *tx, void *arg)
                    .status = c->status,
                    .outbox_event = outbox_event_of(c->event),
                    .request_id = rid};
-    return record_applied(tx, &c->v, &ch, &c->changed);
+    /* Billing tells a release by unsubscription (a refund inside the guarantee period) from
+     * the end of the instance's life. */
+    json_t *extra = NULL;
+    if (c->event == INSTANCE_EV_RELEASE)
+        ch.data_extra = extra = json_pack("{s:b}", "byUnsubscription", c->order_id != NULL);
+    st = record_applied(tx, &c->v, &ch, &c->changed);
+    json_decref(extra);
+    return st;
 }
 
 static void state_change(svcrt_worker_t *w, svc_call_t *call, state_ctx_t *c)

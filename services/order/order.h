@@ -94,9 +94,10 @@ static inline const char *order_nullable(const char *s)
 
 /* Statement tables of the modules (one per module, SQL beside its user). */
 extern const pg_stmt_t orderdb_stmts[], lifecycle_stmts[], query_stmts[], license_stmts[],
-    admin_stmts[], jobs_stmts[], zonemark_stmts[];
+    admin_stmts[], jobs_stmts[], zonemark_stmts[], eventfeed_stmts[];
 extern const size_t orderdb_stmts_count, lifecycle_stmts_count, query_stmts_count,
-    license_stmts_count, admin_stmts_count, jobs_stmts_count, zonemark_stmts_count;
+    license_stmts_count, admin_stmts_count, jobs_stmts_count, zonemark_stmts_count,
+    eventfeed_stmts_count;
 
 /* Handlers (one per body kind). Each sets the reply's result code. */
 void lifecycle_new(svcrt_worker_t *w, svc_call_t *call);
@@ -108,6 +109,9 @@ void lifecycle_change_check(svcrt_worker_t *w, svc_call_t *call);
 void query_instances(svcrt_worker_t *w, svc_call_t *call);
 void license_issue(svcrt_worker_t *w, svc_call_t *call);
 void admin_handle(svcrt_worker_t *w, svc_call_t *call);
+/* Serve events.pending / events.ack (eventfeed.c) for a caller of kind "system"; false when req
+ * is neither action. */
+bool eventfeed_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req);
 
 /* Read the stored expiries again when they were read in another zone than zone (zonemark.c);
  * db has the order's statements prepared. Call before threads start (it may resolve the

@@ -47,7 +47,7 @@ static void statements_build(void)
         {orderdb_stmts, orderdb_stmts_count},   {lifecycle_stmts, lifecycle_stmts_count},
         {query_stmts, query_stmts_count},       {license_stmts, license_stmts_count},
         {admin_stmts, admin_stmts_count},       {jobs_stmts, jobs_stmts_count},
-        {zonemark_stmts, zonemark_stmts_count},
+        {zonemark_stmts, zonemark_stmts_count}, {eventfeed_stmts, eventfeed_stmts_count},
     };
     size_t nout;
     const pg_stmt_t *out = outbox_stmts(&nout);

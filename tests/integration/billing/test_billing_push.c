@@ -2,7 +2,9 @@
  * pay-per-use instances to the emulator's usage-data API. Billing's clock is moved with its
  * test offset file (KOOISV_BILLING_CLOCK_OFFSET_FILE, services/billing/billclock.h), so an hour's
  * window opens when the test says, without waiting for real hours. The test gives billing its
- * settings through <suite>/env/billing.env and restarts it (restored at the end).
+ * settings through <suite>/env/billing.env and restarts it (restored at the end). Usage arrives
+ * through the intake (POST /v1/usage, meter token); the instances are written into
+ * billing.instances as the ledger would (the ledger's own test drives them from orders).
  *   window: nothing before the hour's end + delay, the hour's records then, daily at 00:05;
  *           an hour without usage sends nothing; test-flag instances never;
  *   batching above 1000 with two replicas at once: every record sent once, <= 1000 a request;
@@ -171,8 +173,28 @@ static char *make_instance(const char *mode, bool test_flag, const char *granula
     return id;
 }
 
-/* One usage record of instance at used_ms (its bucket from the instance's granularity). */
+/* One usage record of instance at used_ms, as the application reports it: POST /v1/usage on
+ * the admin API with the meter token (billing's intake). */
 static void add_usage(const char *instance, const char *quantity, int64_t used_ms)
+{
+    char used[32];
+    iso(used_ms, used);
+    char *crid = kc_uid("R");
+    char *body = xasprintf("{\"records\":[{\"instanceId\":\"%s\",\"recordId\":\"%s\","
+                           "\"quantity\":\"%s\",\"usedAt\":\"%s\"}]}",
+                           instance, crid, quantity, used);
+    kresp_t r = {0};
+    assert_int_equal(kc_admin("POST", "/v1/usage", suite_get("KOOISV_METER_TOKEN"), body, &r), 0);
+    if (r.status != 200)
+        fail_msg("usage intake answered %d: %s", r.status, r.body);
+    kresp_free(&r);
+    free(body);
+    free(crid);
+}
+
+/* A usage row the intake would refuse (a period instance's, or older than 21 days), written
+ * directly: the push must leave the one alone and give the other up in time. */
+static void add_usage_row(const char *instance, const char *quantity, int64_t used_ms)
 {
     char used[32];
     iso(used_ms, used);
@@ -310,7 +332,7 @@ static void test_window(void **state)
     char *a = make_instance("ON_DEMAND", false, "hour");
     char *t = make_instance("ON_DEMAND", true, "hour");
     char *yearly = make_instance("PERIOD", false, "hour");
-    add_usage(yearly, "1", h + 10 * 60 * 1000); /* not pay-per-use: never pushed */
+    add_usage_row(yearly, "1", h + 10 * 60 * 1000); /* not pay-per-use: never pushed */
     add_usage(a, "1.5", h + 10 * 60 * 1000);
     add_usage(a, "2.25", h + 20 * 60 * 1000);
     add_usage(a, "1", h + HOUR_MS + 2 * 60 * 1000); /* the next hour */
@@ -607,7 +629,7 @@ static void test_dead_letter(void **state)
     /* usage begun almost 21 days ago: one failure and it is dead */
     int64_t now = time_now_ms();
     char *old = make_instance("ON_DEMAND", false, "hour");
-    add_usage(old, "1", now - 21 * DAY_MS + 5 * 60 * 1000);
+    add_usage_row(old, "1", now - 21 * DAY_MS + 5 * 60 * 1000);
     f = xasprintf("{\"path\":\"usage-data\",\"mode\":\"http500\",\"count\":-1,"
                   "\"match\":\"%s\"}",
                   old);
