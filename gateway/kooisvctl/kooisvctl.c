@@ -478,6 +478,54 @@ static int run_generic(const cmd_t *c, args_t *a)
     return 0;
 }
 
+/* ================================================================ billing */
+
+static long long num(const json_t *o, const char *name)
+{
+    return (long long)json_integer_value(json_object_get(o, name));
+}
+
+/* One line of billing status: a bucket's (or the overall) usage rows by push state. */
+static void print_usage_counts(const char *label, const char *granularity, json_t *o)
+{
+    printf("%-21s %-4s %9lld %8lld %8lld %8lld %8lld %7lld %6lld %7lld %14s %8lld\n", label,
+           granularity, num(o, "received"), num(o, "excluded"), num(o, "unsealed"),
+           num(o, "pushed"), num(o, "accepted"), num(o, "refused"), num(o, "dead"),
+           num(o, "waiting"), str(o, "acceptedQuantity"), num(o, "oldestUnacceptedAgeSeconds"));
+}
+
+/* billing status: a table of usage rows per hour (or day) and overall; --json the answer. */
+static int run_billing_status(const cmd_t *c, args_t *a)
+{
+    strbuf_t url = url_start("/v1/billing/status");
+    add_opt_params(c, a, &url);
+    int rc;
+    json_t *doc = admin_call_json("GET", &url, NULL, 15000, &rc);
+    if (!doc)
+        return rc;
+    if (opt_value(c, a, "--json")) {
+        print_json(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+        json_decref(doc);
+        return 0;
+    }
+    printf("%-21s %-4s %9s %8s %8s %8s %8s %7s %6s %7s %14s %8s\n", "BUCKET (UTC)", "PER",
+           "RECEIVED", "EXCLUDED", "UNSEALED", "PUSHED", "ACCEPTED", "REFUSED", "DEAD", "WAITING",
+           "ACCEPTED QTY", "OLDEST S");
+    size_t i;
+    json_t *h;
+    json_array_foreach(json_object_get(doc, "hours"), i, h)
+        print_usage_counts(str(h, "bucketStart"), str(h, "granularity"), h);
+    json_t *all = json_object_get(doc, "overall");
+    print_usage_counts("overall", "", all);
+    json_t *recs = json_object_get(all, "pushRecords");
+    printf("push records: %lld pending, %lld accepted, %lld refused, %lld dead (billing's clock: "
+           "%s)\n",
+           num(recs, "pending"), num(recs, "accepted"), num(recs, "refused"), num(recs, "dead"),
+           str(doc, "now"));
+    json_decref(doc);
+    return 0;
+}
+
 /* ================================================================ licenses */
 
 /* The license public key document (GET /v1/license/pubkey): caller owns it, or NULL with *rc. */
@@ -651,6 +699,22 @@ static const opt_t secret_opts[] = {
     {NULL, NULL, false, NULL},
 };
 static const opt_t no_opts[] = {{NULL, NULL, false, NULL}};
+static const opt_t usage_failed_opts[] = {
+    {"--limit", "limit", true, "at most this many (1..1000, default 100)"},
+    {"--state", "state", true,
+     "refused (the marketplace refused the record) | dead (kept failing)"},
+    {NULL, NULL, false, NULL},
+};
+static const opt_t usage_redrive_opts[] = {
+    {"--state", "state", true, "with ID all: only refused or only dead records"},
+    {NULL, NULL, false, NULL},
+};
+static const opt_t billing_status_opts[] = {
+    {"--from", "from", true, "first hour shown (default: 48 hours ago, billing's clock)"},
+    {"--to", "to", true, "up to this time, exclusive (default: the next hour)"},
+    {"--json", NULL, false, "the whole answer (with the Prometheus series) as JSON"},
+    {NULL, NULL, false, NULL},
+};
 static const opt_t pubkey_opts[] = {
     {"--json", NULL, false, "the whole answer (algorithm, format, keyId, publicKey) as JSON"},
     {NULL, NULL, false, NULL},
@@ -701,6 +765,15 @@ static const cmd_t commands[] = {
      no_opts, run_usage_add, NULL, NULL},
     {"billing", "ping", NULL, 0, "The billing service and its database answer (with counts).",
      no_opts, run_generic, "GET", "/v1/billing/ping"},
+    {"billing", "status", NULL, 0,
+     "Usage per hour and overall: received, pushed, accepted, refused, waiting, dead letter.",
+     billing_status_opts, run_billing_status, NULL, NULL},
+    {"usage", "failed", NULL, 0,
+     "Usage push records in the dead letter (refused or kept failing), with the last error.",
+     usage_failed_opts, run_generic, "GET", "/v1/usage/failed"},
+    {"usage", "redrive", "ID|all", 1,
+     "Push a refused or dead usage record again (all: every one), same metering_sn.",
+     usage_redrive_opts, run_generic, "POST", "/v1/usage/%s/redrive"},
     {"billing", "instance", "ID", 1, "An instance as billing knows it, with its ledger lines.",
      no_opts, run_generic, "GET", "/v1/billing/instances/%s"},
 };

@@ -9,6 +9,8 @@
 #include "ledger.h"
 #include "log.h"
 #include "migrations.h"
+#include "push.h"
+#include "pushadmin.h"
 #include "svcrt.h"
 #include "zmqauth.h"
 
@@ -25,10 +27,12 @@ static const config_var_t billing_vars[] = {
     {"KOOISV_BILLING_POLL_MS", "1000", 0,
      "pause between pulls of order events when none was pending (50..60000)"},
     {"KOOISV_BILLING_BATCH", "200", 0, "order events asked for per pull (1..1000)"},
+    PUSH_CONFIG_VARS,
 };
 
 static billing_state_t billing_state;
 static ledger_consumer_t *consumer;
+static push_t *pusher; /* usage push to the marketplace (push.h) */
 
 /* The order service to pull events from, and the consumer's pace. */
 static void billing_configure(svcrt_def_t *def)
@@ -44,28 +48,36 @@ static void billing_configure(svcrt_def_t *def)
         svcrt_die("KOOISV_BILLING_CONSUMER", "1..64 of a-z 0-9 _ -");
     st->poll_ms = (int)config_get_long("KOOISV_BILLING_POLL_MS", 50, 60000);
     st->batch = (int)config_get_long("KOOISV_BILLING_BATCH", 1, 1000);
+    pusher = push_from_config(config_get("KOOISV_PG_DSN"));
 }
 
-/* The ledger's consumer of the order events, on its own database session. */
+/* The ledger's consumer of the order events and the usage push, each on its own database
+ * session. */
 static int billing_start(svcrt_def_t *def)
 {
     consumer = ledger_consumer_new(def->svc, config_get("KOOISV_PG_DSN"), def->session_sql);
-    if (!consumer || ledger_consumer_start(consumer) != 0) {
-        ledger_consumer_destroy(&consumer);
-        return -1;
-    }
+    if (!consumer || ledger_consumer_start(consumer) != 0)
+        goto fail;
+    if (push_start(pusher) != 0)
+        goto fail;
     return 0;
+fail:
+    push_destroy(&pusher);
+    ledger_consumer_destroy(&consumer);
+    return -1;
 }
 
 static void billing_stop(svcrt_def_t *def)
 {
+    push_destroy(&pusher);
     ledger_consumer_destroy(&consumer);
 }
 
-/* Admin actions: the operators' look-ups, then the usage intake. */
+/* Admin actions: the operators' look-ups, the usage intake, then the usage push's. */
 static bool billing_admin(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
 {
-    return billingadmin_handle(w, call, req) || intake_handle(w, call, req);
+    return billingadmin_handle(w, call, req) || intake_handle(w, call, req) ||
+           pushadmin_handle(w, call, req);
 }
 
 /* Billing serves admin actions only: every request body is someone else's. */
@@ -76,11 +88,12 @@ static bool billing_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__En
 
 int main(int argc, char **argv)
 {
-    const pg_stmt_t *const groups[] = {billingadmin_stmts, intake_stmts};
-    const size_t counts[] = {billingadmin_stmts_count, intake_stmts_count};
+    const pg_stmt_t *const groups[] = {billingadmin_stmts, intake_stmts, pushadmin_stmts};
+    const size_t counts[] = {billingadmin_stmts_count, intake_stmts_count, pushadmin_stmts_count};
     svcrt_def_t billing = {
         .name = "billing",
-        .summary = "billing service: order events -> ledger, usage intake (schema billing)",
+        .summary =
+            "billing service: order events -> ledger, usage intake, usage push (schema billing)",
         .vars = billing_vars,
         .nvars = sizeof billing_vars / sizeof billing_vars[0],
         .schema = "billing",
