@@ -62,6 +62,8 @@ struct admincall {
     int64_t verify_from, verify_checked;
     int64_t verify_head_seq; /* > 0: a chain head kept outside the database (?head=SEQ:HASH) */
     char verify_head_hash[65];
+    /* billing export download (adminexport): the next chunk asked for, of how many */
+    int64_t chunk_seq, chunk_count;
     /* fan-out to several services (adminsvc) */
     int pending;
     int answered;

@@ -3,8 +3,12 @@
  * application (usage.add through the gateway's admin API) and answers operators over ZeroMQ;
  * owns schema "billing". */
 #include "billing.h"
+#include "export.h"
 #include "migrations.h"
 #include "svcrt.h"
+
+#include <stdio.h>
+#include <unistd.h>
 
 static const config_var_t billing_vars[] = {
     SVCRT_CONFIG_VARS("tcp://127.0.0.1:7105", "kooisv_billing", "billing"),
@@ -19,6 +23,7 @@ static const config_var_t billing_vars[] = {
     {"KOOISV_BILLING_POLL_MS", "1000", 0,
      "pause between pulls of order events when none was pending (50..60000)"},
     {"KOOISV_BILLING_BATCH", "200", 0, "order events asked for per pull (1..1000)"},
+    EXPORT_CONFIG_VARS,
 };
 
 static billing_state_t billing_state;
@@ -29,10 +34,35 @@ static bool billing_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__En
     return false;
 }
 
+/* ---- exports (export.h): admin actions after billingadmin's, generation threads ---- */
+static export_config_t export_cfg;
+static char replica_id[300];
+
+static bool billing_admin(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
+{
+    return billingadmin_handle(w, call, req) || export_admin(w, call, req);
+}
+
+static int billing_start(svcrt_def_t *def)
+{
+    char host[256] = "localhost";
+    gethostname(host, sizeof host - 1);
+    snprintf(replica_id, sizeof replica_id, "%s:%ld", host, (long)getpid());
+    export_config_load(&export_cfg, config_get("KOOISV_PG_DSN"));
+    export_cfg.replica_id = replica_id;
+    return export_start(&export_cfg);
+}
+
+static void billing_stop(svcrt_def_t *def)
+{
+    export_join();
+}
+/* ---- end of exports ---- */
+
 int main(int argc, char **argv)
 {
-    const pg_stmt_t *const groups[] = {billingadmin_stmts};
-    const size_t counts[] = {billingadmin_stmts_count};
+    const pg_stmt_t *const groups[] = {billingadmin_stmts, export_stmts};
+    const size_t counts[] = {billingadmin_stmts_count, export_stmts_count};
     svcrt_def_t billing = {
         .name = "billing",
         .summary = "billing service: order events -> ledger, usage intake (schema billing)",
@@ -48,7 +78,9 @@ int main(int argc, char **argv)
         .counts = counts,
         .ngroups = sizeof groups / sizeof groups[0],
         .handle = billing_handle,
-        .admin = billingadmin_handle,
+        .admin = billing_admin,
+        .start = billing_start,
+        .stop = billing_stop,
         .svc = &billing_state,
     };
     return svcrt_run(&billing, argc, argv);
