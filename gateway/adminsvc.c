@@ -17,6 +17,9 @@ static const char *const instance_params[] = {"instance", NULL};
 static const char *const users_params[] = {"instance", "app", "after", "limit", NULL};
 static const char *const secret_params[] = {"instance", "tenant", NULL};
 static const char *const no_params[] = {NULL};
+static const char *const usage_failed_params[] = {"limit", "state", NULL};
+static const char *const state_params[] = {"state", NULL};
+static const char *const range_params[] = {"from", "to", NULL};
 static const char *const export_request_params[] = {"kind",   "format",   "from",    "to",
                                                     "tenant", "instance", "product", NULL};
 
@@ -238,6 +241,12 @@ static const adminroute_t routes[] = {
     {EVHTTP_REQ_POST, "/v1/outbox/*/*/redrive", "outbox.redrive", ROLE_OPERATOR, no_params,
      prepare_outbox_redrive, run_outbox_redrive, SVC_ORDER, {NULL, "id"}, {0}},
     {EVHTTP_REQ_GET, "/v1/billing/ping", "billing.ping", ROLE_AUDITOR, no_params,
+     prepare_service, run_service, SVC_BILLING, {0}, {0}},
+    {EVHTTP_REQ_GET, "/v1/usage/failed", "usage.failed", ROLE_OPERATOR, usage_failed_params,
+     prepare_service, run_service, SVC_BILLING, {0}, {0}},
+    {EVHTTP_REQ_POST, "/v1/usage/*/redrive", "usage.redrive", ROLE_OPERATOR, state_params,
+     prepare_service, run_service, SVC_BILLING, {"id"}, {"usage_push"}},
+    {EVHTTP_REQ_GET, "/v1/billing/status", "billing.status", ROLE_OPERATOR, range_params,
      prepare_service, run_service, SVC_BILLING, {0}, {0}},
     {EVHTTP_REQ_POST, "/v1/billing/exports", "export.request", ROLE_OPERATOR,
      export_request_params, prepare_service, run_service, SVC_BILLING, {0}, {0}},

@@ -97,6 +97,9 @@ kv_env_for() {
             "KOOISV_BIND=tcp://127.0.0.1:$KV_PORT_BILLING"
             "${curve[@]}"
             "KOOISV_PG_DSN_FILE=$KV_SECRETS/pg-kooisv_billing.dsn"
+            "KOOISV_BASIC_KEY_FILE=$KV_SECRETS/basic-key"
+            "KOOISV_MARKETPLACE_URL=https://127.0.0.1:$KV_PORT_EMULATOR"
+            "KOOISV_MARKETPLACE_CA_FILE=$KV_TLS/ca.crt"
             "KOOISV_ORDER_ENDPOINTS=tcp://127.0.0.1:$KV_PORT_ORDER"
             "KOOISV_ORDER_SERVER_KEY=$(kv_curve_public order)"
         )

@@ -787,6 +787,21 @@ static const opt_t billing_download_opts[] = {
     {"-o", NULL, true, "write to this file instead of stdout"},
     {NULL, NULL, false, NULL},
 };
+static const opt_t usage_failed_opts[] = {
+    {"--limit", "limit", true, "at most this many (1..1000, default 100)"},
+    {"--state", "state", true,
+     "refused (the marketplace refused the record) | dead (kept failing)"},
+    {NULL, NULL, false, NULL},
+};
+static const opt_t usage_redrive_opts[] = {
+    {"--state", "state", true, "with ID all: only refused or only dead records"},
+    {NULL, NULL, false, NULL},
+};
+static const opt_t billing_status_opts[] = {
+    {"--from", "from", true, "first hour shown (default: 48 hours ago, billing's clock)"},
+    {"--to", "to", true, "up to this time, exclusive (default: the next hour)"},
+    {NULL, NULL, false, NULL},
+};
 static const opt_t pubkey_opts[] = {
     {"--json", NULL, false, "the whole answer (algorithm, format, keyId, publicKey) as JSON"},
     {NULL, NULL, false, NULL},
@@ -833,6 +848,15 @@ static const cmd_t commands[] = {
      "POST", "/v1/outbox/%s/%s/redrive"},
     {"billing", "ping", NULL, 0, "The billing service and its database answer (with counts).",
      no_opts, run_generic, "GET", "/v1/billing/ping"},
+    {"billing", "status", NULL, 0,
+     "Usage per hour and overall: received, pushed, accepted, refused, waiting, dead letter.",
+     billing_status_opts, run_generic, "GET", "/v1/billing/status"},
+    {"usage", "failed", NULL, 0,
+     "Usage push records in the dead letter (refused or kept failing), with the last error.",
+     usage_failed_opts, run_generic, "GET", "/v1/usage/failed"},
+    {"usage", "redrive", "ID|all", 1,
+     "Push a refused or dead usage record again (all: every one), same metering_sn.",
+     usage_redrive_opts, run_generic, "POST", "/v1/usage/%s/redrive"},
     {"billing", "export", "bill|detail | status ID", -2,
      "Ask for a bill or detail export of a time range (made asynchronously; prints its id), "
      "or show one export's status.",

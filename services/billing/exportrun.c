@@ -71,7 +71,7 @@ static const pg_stmt_t run_stmts[] = {
      "   AND NOT test_flag GROUP BY instance_id),"
      " u AS (SELECT instance_id, count(*) AS records, sum(quantity) AS quantity"
      "   FROM usage_records WHERE bucket_start >= " RANGE_FROM " AND bucket_start < " RANGE_TO
-     "   GROUP BY instance_id)"
+     "   AND NOT test_flag GROUP BY instance_id)"
      " SELECT CASE WHEN grouping(i.tenant_id) = 1 THEN 'all' WHEN grouping(i.product_id) = 1"
      "   THEN 'tenant' WHEN grouping(i.instance_id) = 1 THEN 'product' ELSE 'instance' END,"
      " i.tenant_id, i.product_id, i.instance_id,"
@@ -89,7 +89,10 @@ static const pg_stmt_t run_stmts[] = {
      5},
     /* The detail: ledger lines by time, then usage records by hour. Append runs its parts in
      * order (the export session disables parallel plans), so no sort of the union is needed.
-     * PUSH COLUMNS: push_status and metering_sn come from the push's tables (migration 002). */
+     * A usage record's push status and metering_sn are its push record's (migration 002);
+     * without one it is "unsealed" (waiting for its window) or, not pay-per-use, "excluded", as
+     * in the view usage_push_state (read from the tables here to spare the view's second scan
+     * of usage_records). */
     {"export_detail_cursor",
      "DECLARE export_rows NO SCROLL CURSOR FOR"
      " (SELECT 'ledger', l.id, l.occurred_at, i.tenant_id, i.product_id,"
@@ -102,10 +105,13 @@ static const pg_stmt_t run_stmts[] = {
      " (SELECT 'usage', u.id, u.used_begin, i.tenant_id, i.product_id,"
      "  u.instance_id, NULL, NULL, NULL, NULL, NULL, u.quantity, u.used_begin,"
      "  u.used_end, u.bucket_start, u.client_record_id,"
-     "  NULL::text, NULL::text"
+     "  CASE WHEN u.push_id IS NOT NULL THEN p.state"
+     "  WHEN i.charging_mode IS DISTINCT FROM 'ON_DEMAND' THEN 'excluded' ELSE 'unsealed' END,"
+     "  p.metering_sn"
      "  FROM usage_records u JOIN instances i USING (instance_id)"
-     "  WHERE u.bucket_start >= " RANGE_FROM " AND u.bucket_start < " RANGE_TO FILTERS
-     "  ORDER BY u.bucket_start, u.id)",
+     "  LEFT JOIN usage_pushes p ON p.id = u.push_id"
+     "  WHERE u.bucket_start >= " RANGE_FROM " AND u.bucket_start < " RANGE_TO
+     "  AND NOT u.test_flag" FILTERS "  ORDER BY u.bucket_start, u.id)",
      5},
     {"export_fetch", "FETCH " XSTR(FETCH_ROWS) " FROM export_rows", 0},
     {"export_chunk_insert",

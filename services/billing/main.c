@@ -5,6 +5,8 @@
 #include "billing.h"
 #include "export.h"
 #include "migrations.h"
+#include "push.h"
+#include "pushadmin.h"
 #include "svcrt.h"
 
 #include <stdio.h>
@@ -23,6 +25,7 @@ static const config_var_t billing_vars[] = {
     {"KOOISV_BILLING_POLL_MS", "1000", 0,
      "pause between pulls of order events when none was pending (50..60000)"},
     {"KOOISV_BILLING_BATCH", "200", 0, "order events asked for per pull (1..1000)"},
+    PUSH_CONFIG_VARS,
     EXPORT_CONFIG_VARS,
 };
 
@@ -34,16 +37,20 @@ static bool billing_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__En
     return false;
 }
 
+/* ---- usage push (push.h): its thread, its operators' actions (pushadmin.h) ---- */
+
+static push_t *pusher;
+
+static void billing_push_configure(svcrt_def_t *def)
+{
+    pusher = push_from_config(config_get("KOOISV_PG_DSN"));
+}
+
 /* ---- exports (export.h): admin actions after billingadmin's, generation threads ---- */
 static export_config_t export_cfg;
 static char replica_id[300];
 
-static bool billing_admin(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
-{
-    return billingadmin_handle(w, call, req) || export_admin(w, call, req);
-}
-
-static int billing_start(svcrt_def_t *def)
+static int billing_export_start(void)
 {
     char host[256] = "localhost";
     gethostname(host, sizeof host - 1);
@@ -52,17 +59,35 @@ static int billing_start(svcrt_def_t *def)
     export_cfg.replica_id = replica_id;
     return export_start(&export_cfg);
 }
+/* ---- end of exports ---- */
+
+static int billing_start(svcrt_def_t *def)
+{
+    if (push_start(pusher) != 0)
+        return -1;
+    if (billing_export_start() != 0) {
+        push_destroy(&pusher);
+        return -1;
+    }
+    return 0;
+}
 
 static void billing_stop(svcrt_def_t *def)
 {
     export_join();
+    push_destroy(&pusher);
 }
-/* ---- end of exports ---- */
+
+static bool billing_admin(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
+{
+    return billingadmin_handle(w, call, req) || pushadmin_handle(w, call, req) ||
+           export_admin(w, call, req);
+}
 
 int main(int argc, char **argv)
 {
-    const pg_stmt_t *const groups[] = {billingadmin_stmts, export_stmts};
-    const size_t counts[] = {billingadmin_stmts_count, export_stmts_count};
+    const pg_stmt_t *const groups[] = {billingadmin_stmts, pushadmin_stmts, export_stmts};
+    const size_t counts[] = {billingadmin_stmts_count, pushadmin_stmts_count, export_stmts_count};
     svcrt_def_t billing = {
         .name = "billing",
         .summary = "billing service: order events -> ledger, usage intake (schema billing)",
@@ -79,6 +104,7 @@ int main(int argc, char **argv)
         .ngroups = sizeof groups / sizeof groups[0],
         .handle = billing_handle,
         .admin = billing_admin,
+        .configure = billing_push_configure,
         .start = billing_start,
         .stop = billing_stop,
         .svc = &billing_state,

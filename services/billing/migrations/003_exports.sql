@@ -49,9 +49,9 @@ EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN
   RAISE NOTICE 'lz4 unavailable: export chunks use the default compression';
 END $$;
 
--- The exports read usage by hour and the ledger by time, tenant-, instance- or product-wide.
-CREATE INDEX IF NOT EXISTS ledger_occurred_at ON ledger (occurred_at);
-CREATE INDEX IF NOT EXISTS usage_records_bucket_id ON usage_records (bucket_start, id);
+-- The detail streams usage in (hour, id) order: an index in that order spares the sort of a
+-- million rows. (The ledger is read through 001's ledger_occurred.)
+CREATE INDEX usage_records_bucket_id ON usage_records (bucket_start, id);
 
 -- Times in exports and answers: ISO-8601 UTC with milliseconds.
 CREATE FUNCTION export_time(t timestamptz) RETURNS text LANGUAGE sql STABLE

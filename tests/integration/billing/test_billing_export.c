@@ -45,12 +45,14 @@ static void exec_ok(const char *sql, int n, const char *const *p)
         fail_msg("seeding failed: %s", sql);
 }
 
+/* An instance the usage push leaves alone (not pay-per-use), so that these tests and the push's
+ * never see each other's records; push status of its usage: excluded, or a seeded record's. */
 static void seed_instance(const char *id, const char *tenant, const char *product, bool test)
 {
     const char *p[] = {id, tenant, product, test ? "true" : "false"};
     exec_ok("INSERT INTO billing.instances (instance_id, tenant_id, customer_id, product_id,"
             " sku_code, charging_mode, period_type, period_number, amount, test_flag, state,"
-            " created_at, updated_at) VALUES ($1, $2, 'cust', $3, 'sku-1', 'ON_DEMAND', 'month',"
+            " created_at, updated_at) VALUES ($1, $2, 'cust', $3, 'sku-1', 'PERIOD', 'month',"
             " 1, 10, $4::bool, 'active', now(), now())",
             4, p);
 }
@@ -215,9 +217,9 @@ static void test_bill_csv(void **state)
     const char *T = ids[0], *PA = ids[1], *PB = ids[2];
     const char *range = "2026-10-01T00:00:00Z,2026-11-01T00:00:00Z";
     /* Lines of one product in instance id order. */
-    char *i1 = xasprintf("instance,%s,%s,%s,sku-1,ON_DEMAND,%s,2,150.0000,0,150.0000,0,0\r\n", T,
-                         PA, ids[3], range);
-    char *i2 = xasprintf("instance,%s,%s,%s,sku-1,ON_DEMAND,%s,2,20.0000,20.0000,0.0000,0,0\r\n", T,
+    char *i1 = xasprintf("instance,%s,%s,%s,sku-1,PERIOD,%s,2,150.0000,0,150.0000,0,0\r\n", T, PA,
+                         ids[3], range);
+    char *i2 = xasprintf("instance,%s,%s,%s,sku-1,PERIOD,%s,2,20.0000,20.0000,0.0000,0,0\r\n", T,
                          PA, ids[4], range);
     bool in_order = strcmp(ids[3], ids[4]) < 0;
     char *want = xasprintf(
@@ -225,7 +227,7 @@ static void test_bill_csv(void **state)
         "ledger_lines,charged_amount,refunded_amount,net_amount,usage_records,usage_quantity\r\n"
         "%s%s"
         "product,%s,%s,,,,%s,4,170.0000,20.0000,150.0000,0,0\r\n"
-        "instance,%s,%s,%s,sku-1,ON_DEMAND,%s,1,0,0,0,2,3.7500\r\n"
+        "instance,%s,%s,%s,sku-1,PERIOD,%s,1,0,0,0,2,3.7500\r\n"
         "product,%s,%s,,,,%s,1,0,0,0,2,3.7500\r\n"
         "tenant,%s,,,,,%s,5,170.0000,20.0000,150.0000,2,3.7500\r\n"
         "all,,,,,,%s,5,170.0000,20.0000,150.0000,2,3.7500\r\n",
@@ -271,6 +273,16 @@ static void test_detail_csv_and_json_instance_filter(void **state)
 {
     char *ids[7];
     seed_tenant(ids);
+    /* r2 was pushed and accepted: its push record's state and metering_sn. */
+    char *sn = kc_uid("SN");
+    const char *pp[] = {sn, ids[5]};
+    exec_ok("WITH p AS (INSERT INTO billing.usage_pushes (metering_sn, instance_id, bucket_start,"
+            " granularity, late_seq, begin_time, end_time, record_time, usage_value, record_count,"
+            " state, next_attempt_at, accepted_at) VALUES ($1, $2, '2026-10-10T11:00:00Z', 'hour',"
+            " 0, '2026-10-10T11:00:00Z', '2026-10-10T12:00:00Z', now(), 2.25, 1, 'accepted',"
+            " now(), now()) RETURNING id) UPDATE billing.usage_records u SET push_id = p.id"
+            " FROM p WHERE u.instance_id = $2 AND u.client_record_id = 'r2'",
+            2, pp);
     char *q = xasprintf("kind=detail&from=%s&to=%s&instance=%s&format=csv", FROM, TO, ids[5]);
     char *file = export_file(q);
     char *want = xasprintf(
@@ -285,14 +297,14 @@ static void test_detail_csv_and_json_instance_filter(void **state)
                            ids[2], ids[5]);
     assert_non_null(strstr(line, tail));
     char *u1 = xasprintf(",2026-10-10T10:05:00Z,%s,%s,%s,,,,,,1.5000,2026-10-10T10:05:00Z,"
-                         "2026-10-10T10:06:00Z,2026-10-10T10:00:00Z,r1,",
+                         "2026-10-10T10:06:00Z,2026-10-10T10:00:00Z,r1,excluded,\r\n",
                          ids[0], ids[2], ids[5]);
     char *u2 = xasprintf(",2026-10-10T11:00:00Z,%s,%s,%s,,,,,,2.2500,2026-10-10T11:00:00Z,"
-                         "2026-10-10T11:01:00Z,2026-10-10T11:00:00Z,r2,",
-                         ids[0], ids[2], ids[5]);
+                         "2026-10-10T11:01:00Z,2026-10-10T11:00:00Z,r2,accepted,%s\r\n",
+                         ids[0], ids[2], ids[5], sn);
     char *p1 = strstr(line, u1), *p2 = strstr(line, u2);
-    assert_non_null(p1);
-    assert_non_null(p2);
+    if (!p1 || !p2)
+        fail_msg("usage lines not found in:\n%s", file);
     assert_true(p1 < p2);
     assert_null(strstr(file, ",r3,"));
     int lines = 0;
@@ -313,8 +325,12 @@ static void test_detail_csv_and_json_instance_filter(void **state)
     assert_string_equal(json_string_value(json_object_get(u, "record_type")), "usage");
     assert_string_equal(json_string_value(json_object_get(u, "client_record_id")), "r2");
     assert_true(json_number_value(json_object_get(u, "quantity")) == 2.25);
-    assert_non_null(json_object_get(u, "push_status"));
-    assert_non_null(json_object_get(u, "metering_sn"));
+    assert_string_equal(json_string_value(json_object_get(u, "push_status")), "accepted");
+    assert_string_equal(json_string_value(json_object_get(u, "metering_sn")), sn);
+    u = json_array_get(rows, 1);
+    assert_string_equal(json_string_value(json_object_get(u, "push_status")), "excluded");
+    assert_true(json_is_null(json_object_get(u, "metering_sn")));
+    free(sn);
     json_decref(rows);
     free(file);
     free(q);

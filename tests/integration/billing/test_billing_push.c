@@ -1,0 +1,820 @@
+/* Usage push through the real processes: billing (one replica, then two) pushes the usage of
+ * pay-per-use instances to the emulator's usage-data API. Billing's clock is moved with its
+ * test offset file (KOOISV_BILLING_CLOCK_OFFSET_FILE, services/billing/billclock.h), so an hour's
+ * window opens when the test says, without waiting for real hours. The test gives billing its
+ * settings through <suite>/env/billing.env and restarts it (restored at the end).
+ *   window: nothing before the hour's end + delay, the hour's records then, daily at 00:05;
+ *           an hour without usage sends nothing; test-flag instances never;
+ *   batching above 1000 with two replicas at once: every record sent once, <= 1000 a request;
+ *   retries (rate limiting, 5xx, dropped connection, timeout) with the same metering_sn;
+ *   record refusals (named, and unnamed: split) kept with code and message; dead letter;
+ *   kooisvctl usage failed / redrive; billing status;
+ *   kill -9 of billing mid-push; late usage and clock steps back and forth. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+
+#include "config.h"
+#include "kclient.h"
+#include "timeutil.h"
+#include "xmalloc.h"
+
+#define HOUR_MS (3600LL * 1000)
+#define DAY_MS (24 * HOUR_MS)
+#define DELAY_MS (300LL * 1000) /* KOOISV_USAGE_PUSH_DELAY_S default */
+#define WAIT_MS 30000
+
+static char *saved_env;
+static pid_t replica2;
+
+/* ---- suite plumbing ---- */
+
+static char *suite_path(const char *rel)
+{
+    return xasprintf("%s/%s", suite_get("KOOISV_SUITE_DIR"), rel);
+}
+
+static char *clock_path(void)
+{
+    return suite_path("billing-clock-offset");
+}
+
+/* Billing's clock reads target_ms now (whole seconds). */
+static void set_clock(int64_t target_ms)
+{
+    long long offset = (long long)((target_ms - time_now_ms()) / 1000);
+    char *path = clock_path(), *tmp = xasprintf("%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        fail_msg("cannot write %s: %s", tmp, strerror(errno));
+    fprintf(f, "%lld\n", offset);
+    fclose(f);
+    chmod(tmp, 0644);
+    if (rename(tmp, path) != 0)
+        fail_msg("rename %s: %s", tmp, strerror(errno));
+    free(tmp);
+    free(path);
+}
+
+static void write_billing_env(const char *extra)
+{
+    char *dir = suite_path("env");
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        fail_msg("mkdir %s: %s", dir, strerror(errno));
+    free(dir);
+    char *path = suite_path("env/billing.env");
+    FILE *f = fopen(path, "w");
+    if (!f)
+        fail_msg("cannot write %s", path);
+    fprintf(f, "%s\n%s", saved_env ? saved_env : "", extra);
+    fclose(f);
+    chmod(path, 0644);
+    free(path);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (suite_env_load() != 0)
+        return -1;
+    char *path = suite_path("env/billing.env");
+    saved_env = config_read_file(path, NULL);
+    free(path);
+    set_clock(time_now_ms());
+    char *clock = clock_path();
+    char *extra = xasprintf("KOOISV_BILLING_CLOCK_OFFSET_FILE=%s\n"
+                            "KOOISV_USAGE_POLL_MS=200\nKOOISV_USAGE_BACKOFF_MS=300\n"
+                            "KOOISV_USAGE_BACKOFF_MAX_MS=1000\nKOOISV_USAGE_MAX_ATTEMPTS=4\n"
+                            "KOOISV_MARKETPLACE_TIMEOUT_MS=2000\n",
+                            clock);
+    write_billing_env(extra);
+    free(extra);
+    free(clock);
+    return kc_suite("restart", "billing") == 0 ? 0 : -1;
+}
+
+static void stop_replica2(void)
+{
+    if (replica2 > 0) {
+        kill(replica2, SIGTERM);
+        waitpid(replica2, NULL, 0);
+        replica2 = 0;
+    }
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    stop_replica2();
+    kresp_t r = {0};
+    kc_emulator("POST", "/_emulator/faults",
+                "{\"path\":\"usage-data\",\"mode\":\"error\",\"count\":0}", &r);
+    kresp_free(&r);
+    kc_emulator("POST", "/_emulator/usage/instances", "{\"instances\":null}", &r);
+    kresp_free(&r);
+    char *path = suite_path("env/billing.env");
+    if (saved_env) {
+        FILE *f = fopen(path, "w");
+        if (f) {
+            fputs(saved_env, f);
+            fclose(f);
+        }
+    } else {
+        unlink(path);
+    }
+    free(path);
+    char *clock = clock_path();
+    unlink(clock);
+    free(clock);
+    free(saved_env);
+    return kc_suite("restart", "billing") == 0 ? 0 : -1;
+}
+
+/* ---- data ---- */
+
+static int64_t hour_of(int64_t ms)
+{
+    return ms / HOUR_MS * HOUR_MS;
+}
+
+static void iso(int64_t ms, char out[32])
+{
+    time_format_iso(ms, out, 32);
+}
+
+/* A billing instance as the ledger keeps it (pay-per-use unless mode says otherwise). */
+static char *make_instance(const char *mode, bool test_flag, const char *granularity)
+{
+    char *id = kc_uid("PUSH");
+    const char *p[] = {id, mode, test_flag ? "true" : "false", granularity};
+    long n = kc_sql_exec("INSERT INTO billing.instances (instance_id, tenant_id, customer_id,"
+                         " product_id, sku_code, charging_mode, test_flag, usage_granularity,"
+                         " state, created_at, updated_at) VALUES ($1, 'T-' || $1, 'C-' || $1,"
+                         " 'OFFI000000000000000003', 'SKU-OD', $2, $3::bool, $4, 'active', now(),"
+                         " now())",
+                         4, p);
+    assert_int_equal(n, 1);
+    return id;
+}
+
+/* One usage record of instance at used_ms (its bucket from the instance's granularity). */
+static void add_usage(const char *instance, const char *quantity, int64_t used_ms)
+{
+    char used[32];
+    iso(used_ms, used);
+    char *crid = kc_uid("R");
+    const char *p[] = {instance, crid, quantity, used};
+    long n = kc_sql_exec(
+        "INSERT INTO billing.usage_records (instance_id, client_record_id, quantity, used_begin,"
+        " used_end, bucket_start, request_id, test_flag)"
+        " SELECT $1, $2, $3::numeric, $4::timestamptz, $4::timestamptz,"
+        "  date_trunc(i.usage_granularity, $4::timestamptz AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',"
+        "  'test-push', i.test_flag FROM billing.instances i WHERE i.instance_id = $1",
+        4, p);
+    assert_int_equal(n, 1);
+    free(crid);
+}
+
+static long long sql_num(const char *sql, const char *a)
+{
+    const char *p[] = {a};
+    char *v = kc_sql_value(sql, a ? 1 : 0, p);
+    long long n = v ? strtoll(v, NULL, 10) : -1;
+    free(v);
+    return n;
+}
+
+/* The records the emulator accepted for instance (caller decrefs). */
+static json_t *market_records(const char *instance)
+{
+    char *path = xasprintf("/_emulator/usage?instance_id=%s", instance);
+    kresp_t r = {0};
+    assert_int_equal(kc_emulator("GET", path, NULL, &r), 0);
+    free(path);
+    assert_non_null(r.json);
+    json_t *recs = json_incref(json_object_get(r.json, "records"));
+    kresp_free(&r);
+    return recs;
+}
+
+static size_t market_count(const char *instance)
+{
+    json_t *recs = market_records(instance);
+    size_t n = json_array_size(recs);
+    json_decref(recs);
+    return n;
+}
+
+typedef struct {
+    const char *instance;
+    size_t n;
+} count_wait_t;
+
+static bool market_has(void *arg)
+{
+    count_wait_t *w = arg;
+    return market_count(w->instance) >= w->n;
+}
+
+static void wait_market(const char *instance, size_t n)
+{
+    count_wait_t w = {instance, n};
+    if (!kc_wait(WAIT_MS, 100, market_has, &w))
+        fail_msg("the marketplace holds %zu records of %s, want %zu", market_count(instance),
+                 instance, n);
+}
+
+/* Nothing more reaches the marketplace for instance over a few push cycles. */
+static void assert_market_stays(const char *instance, size_t n)
+{
+    for (int i = 0; i < 10; i++) {
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+        assert_int_equal(market_count(instance), n);
+    }
+}
+
+static const char *rec_str(json_t *recs, size_t i, const char *name)
+{
+    return json_string_value(json_object_get(json_array_get(recs, i), name));
+}
+
+static void fault(const char *json)
+{
+    kresp_t r = {0};
+    assert_int_equal(kc_emulator("POST", "/_emulator/faults", json, &r), 0);
+    assert_int_equal(r.status, 200);
+    kresp_free(&r);
+}
+
+static void clear_fault(void)
+{
+    fault("{\"path\":\"usage-data\",\"mode\":\"error\",\"count\":0}");
+}
+
+typedef struct {
+    const char *sql;
+    const char *arg;
+    long long want;
+    bool at_least;
+} sql_wait_t;
+
+static bool sql_is(void *arg)
+{
+    sql_wait_t *w = arg;
+    long long v = sql_num(w->sql, w->arg);
+    return w->at_least ? v >= w->want : v == w->want;
+}
+
+static void wait_sql_for(const char *sql, const char *arg, long long want, bool at_least)
+{
+    sql_wait_t w = {sql, arg, want, at_least};
+    if (!kc_wait(WAIT_MS, 100, sql_is, &w))
+        fail_msg("%s [%s] = %lld, want %s%lld", sql, arg ? arg : "", sql_num(sql, arg),
+                 at_least ? ">= " : "", want);
+}
+
+static void wait_sql(const char *sql, const char *arg, long long want)
+{
+    wait_sql_for(sql, arg, want, false);
+}
+
+#define PUSH_STATE_COUNT(state)                                                                    \
+    "SELECT count(*) FROM billing.usage_pushes WHERE instance_id = $1 AND state = '" state "'"
+
+#define CTL(out, ...) kc_ctl(out, NULL, (const char *const[]){__VA_ARGS__, NULL})
+
+/* ---- tests ---- */
+
+/* An hour is pushed once its window opens (its end + 5 min), as one record with the hour's sum;
+ * nothing before, nothing for an hour without usage, never a test-flag instance's. */
+static void test_window(void **state)
+{
+    (void)state;
+    int64_t h = hour_of(time_now_ms()) - 3 * HOUR_MS;
+    set_clock(h + 30 * 60 * 1000);
+    char *a = make_instance("ON_DEMAND", false, "hour");
+    char *t = make_instance("ON_DEMAND", true, "hour");
+    char *yearly = make_instance("PERIOD", false, "hour");
+    add_usage(yearly, "1", h + 10 * 60 * 1000); /* not pay-per-use: never pushed */
+    add_usage(a, "1.5", h + 10 * 60 * 1000);
+    add_usage(a, "2.25", h + 20 * 60 * 1000);
+    add_usage(a, "1", h + HOUR_MS + 2 * 60 * 1000); /* the next hour */
+    add_usage(t, "7", h + 10 * 60 * 1000);
+
+    set_clock(h + HOUR_MS + DELAY_MS - 20000); /* the hour has ended, the delay not */
+    assert_market_stays(a, 0);
+    assert_int_equal(sql_num("SELECT count(*) FROM billing.usage_pushes WHERE instance_id = $1", a),
+                     0);
+
+    set_clock(h + HOUR_MS + DELAY_MS + 20000);
+    wait_market(a, 1);
+    json_t *recs = market_records(a);
+    char want_begin[17], want_end[17];
+    time_t b = (time_t)(h / 1000), e = (time_t)((h + HOUR_MS) / 1000);
+    strftime(want_begin, sizeof want_begin, "%Y%m%dT%H%M%SZ", gmtime(&b));
+    strftime(want_end, sizeof want_end, "%Y%m%dT%H%M%SZ", gmtime(&e));
+    assert_string_equal(rec_str(recs, 0, "begin_time"), want_begin);
+    assert_string_equal(rec_str(recs, 0, "end_time"), want_end);
+    assert_string_equal(rec_str(recs, 0, "usage_value"), "3.75");
+    char *sn = kc_sql_value("SELECT metering_sn FROM billing.usage_pushes WHERE instance_id = $1"
+                            " AND state = 'accepted'",
+                            1, (const char *const[]){a});
+    assert_non_null(sn);
+    assert_string_equal(rec_str(recs, 0, "metering_sn"), sn);
+    free(sn);
+    json_decref(recs);
+    /* pushed inside the window: 0-15 minutes after the hour, by billing's clock */
+    assert_int_equal(sql_num("SELECT count(*) FROM billing.usage_pushes WHERE instance_id = $1"
+                             " AND first_attempt_at >= end_time"
+                             " AND first_attempt_at < end_time + interval '15 minutes'",
+                             a),
+                     1);
+    assert_market_stays(a, 1); /* the running hour waits */
+
+    set_clock(h + 3 * HOUR_MS + DELAY_MS + 20000); /* two more hours: one with usage */
+    wait_market(a, 2);
+    assert_market_stays(a, 2); /* the hour without usage sent nothing */
+    recs = market_records(a);
+    assert_string_equal(rec_str(recs, 1, "usage_value"), "1");
+    json_decref(recs);
+    const char *excluded = "SELECT count(*) FROM billing.usage_push_state WHERE instance_id = $1"
+                           " AND state = 'excluded'";
+    assert_int_equal(market_count(t), 0);
+    assert_int_equal(sql_num(excluded, t), 1);
+    assert_int_equal(market_count(yearly), 0);
+    assert_int_equal(sql_num(excluded, yearly), 1);
+    free(a);
+    free(t);
+    free(yearly);
+}
+
+/* Daily products: the UTC day is pushed at 00:05 the next day as one record. */
+static void test_daily_window(void **state)
+{
+    (void)state;
+    int64_t d = time_now_ms() / DAY_MS * DAY_MS - 2 * DAY_MS;
+    char *a = make_instance("ON_DEMAND", false, "day");
+    add_usage(a, "10", d + HOUR_MS);
+    add_usage(a, "0.0001", d + 20 * HOUR_MS);
+    set_clock(d + DAY_MS + DELAY_MS - 20000);
+    assert_market_stays(a, 0);
+    set_clock(d + DAY_MS + DELAY_MS + 20000);
+    wait_market(a, 1);
+    json_t *recs = market_records(a);
+    assert_string_equal(rec_str(recs, 0, "usage_value"), "10.0001");
+    char want_end[17];
+    time_t e = (time_t)((d + DAY_MS) / 1000);
+    strftime(want_end, sizeof want_end, "%Y%m%dT%H%M%SZ", gmtime(&e));
+    assert_string_equal(rec_str(recs, 0, "end_time"), want_end);
+    json_decref(recs);
+    free(a);
+}
+
+/* Rate limiting, a 5xx, a dropped connection: retried with backoff, the same metering_sn each
+ * time, accepted at the fourth attempt; a restart of billing meanwhile changes nothing. */
+static void test_retries(void **state)
+{
+    (void)state;
+    int64_t h = hour_of(time_now_ms()) - 5 * HOUR_MS;
+    set_clock(h + 30 * 60 * 1000);
+    char *a = make_instance("ON_DEMAND", false, "hour");
+    add_usage(a, "4", h + 60 * 1000);
+    char *f = xasprintf("{\"path\":\"usage-data\",\"mode\":\"error\",\"code\":\"MKT.0250\","
+                        "\"http_status\":429,\"message\":\"rate limited\",\"count\":1,"
+                        "\"match\":\"%s\"}",
+                        a);
+    fault(f);
+    free(f);
+    set_clock(h + HOUR_MS + DELAY_MS + 20000);
+    const char *attempts = "SELECT attempts FROM billing.usage_pushes WHERE instance_id = $1";
+    wait_sql(attempts, a, 1);
+    char *code = kc_sql_value("SELECT last_code FROM billing.usage_pushes WHERE instance_id = $1"
+                              " AND state = 'pending'",
+                              1, (const char *const[]){a});
+    assert_string_equal(code, "MKT.0250");
+    free(code);
+    f = xasprintf("{\"path\":\"usage-data\",\"mode\":\"http500\",\"count\":1,\"match\":\"%s\"}", a);
+    fault(f);
+    free(f);
+    wait_sql(attempts, a, 2);
+    f = xasprintf("{\"path\":\"usage-data\",\"mode\":\"drop\",\"count\":1,\"match\":\"%s\"}", a);
+    fault(f);
+    free(f);
+    assert_int_equal(kc_suite("restart", "billing"), 0);
+    wait_sql(PUSH_STATE_COUNT("accepted"), a, 1);
+    assert_int_equal(sql_num(attempts, a), 4);
+    assert_int_equal(market_count(a), 1);
+    /* the marketplace saw four requests, one per fault then the success, all with the one
+     * metering_sn fixed before the first */
+    kresp_t r = {0};
+    assert_int_equal(kc_emulator("GET", "/_emulator/calls?path=usage-data&limit=100", NULL, &r), 0);
+    char *sn = kc_sql_value("SELECT metering_sn FROM billing.usage_pushes WHERE instance_id = $1",
+                            1, (const char *const[]){a});
+    static const char *const faults[] = {"error", "http500", "drop", NULL};
+    size_t i, seen = 0;
+    json_t *call;
+    json_array_foreach(json_object_get(r.json, "calls"), i, call)
+    {
+        const char *body = json_string_value(json_object_get(call, "body"));
+        if (!body || !strstr(body, a))
+            continue;
+        assert_true(seen < 4);
+        assert_non_null(strstr(body, sn));
+        const char *fault_mode = json_string_value(json_object_get(call, "fault"));
+        if (faults[seen])
+            assert_string_equal(fault_mode ? fault_mode : "-", faults[seen]);
+        else
+            assert_null(fault_mode);
+        seen++;
+    }
+    assert_int_equal(seen, 4);
+    kresp_free(&r);
+    free(sn);
+    free(a);
+}
+
+/* A refusal naming its record refuses that record only; one naming none is narrowed down by
+ * halving the batch. Both are kept with the marketplace's code and message, listed by
+ * kooisvctl usage failed, and re-driven with their metering_sn unchanged. */
+static void test_refusals_and_redrive(void **state)
+{
+    (void)state;
+    int64_t h = hour_of(time_now_ms()) - 7 * HOUR_MS;
+    set_clock(h + 30 * 60 * 1000);
+    char *ok1 = make_instance("ON_DEMAND", false, "hour");
+    char *unknown = make_instance("ON_DEMAND", false, "hour");
+    char *bad = make_instance("ON_DEMAND", false, "hour");
+    char *ok2 = make_instance("ON_DEMAND", false, "hour");
+    const char *ids[] = {ok1, unknown, bad, ok2};
+    for (int i = 0; i < 4; i++)
+        add_usage(ids[i], "2", h + 60 * 1000);
+    /* the marketplace knows every instance but `unknown` (MKT.9001 names it) */
+    char *known = xasprintf("{\"instances\":[\"%s\",\"%s\",\"%s\"]}", ok1, bad, ok2);
+    kresp_t r = {0};
+    assert_int_equal(kc_emulator("POST", "/_emulator/usage/instances", known, &r), 0);
+    kresp_free(&r);
+    free(known);
+    /* and refuses `bad` without saying which record */
+    char *f = xasprintf("{\"path\":\"usage-data\",\"mode\":\"error\",\"code\":\"MKT.9002\","
+                        "\"http_status\":400,\"message\":\"invalid usage\",\"count\":-1,"
+                        "\"match\":\"%s\"}",
+                        bad);
+    fault(f);
+    free(f);
+    set_clock(h + HOUR_MS + DELAY_MS + 20000);
+    wait_market(ok1, 1);
+    wait_market(ok2, 1);
+    wait_sql(PUSH_STATE_COUNT("refused"), unknown, 1);
+    wait_sql(PUSH_STATE_COUNT("refused"), bad, 1);
+    char *msg = kc_sql_value("SELECT last_code || ' ' || last_message FROM billing.usage_pushes"
+                             " WHERE instance_id = $1",
+                             1, (const char *const[]){unknown});
+    assert_non_null(strstr(msg, "MKT.9001 usage_records["));
+    free(msg);
+    msg = kc_sql_value("SELECT last_code || ' ' || last_message FROM billing.usage_pushes"
+                       " WHERE instance_id = $1",
+                       1, (const char *const[]){bad});
+    assert_string_equal(msg, "MKT.9002 invalid usage");
+    free(msg);
+
+    char *out = NULL;
+    assert_int_equal(CTL(&out, "usage", "failed", "--state", "refused"), 0);
+    assert_non_null(strstr(out, unknown));
+    assert_non_null(strstr(out, bad));
+    assert_non_null(strstr(out, "MKT.9001"));
+    free(out);
+    assert_int_equal(CTL(&out, "usage", "failed", "--state", "nonsense"), 1);
+    free(out);
+
+    /* the marketplace learns the instance; the operator re-drives the one record */
+    kc_emulator("POST", "/_emulator/usage/instances", "{\"instances\":null}", &r);
+    kresp_free(&r);
+    char *sn = kc_sql_value("SELECT metering_sn FROM billing.usage_pushes WHERE instance_id = $1",
+                            1, (const char *const[]){unknown});
+    char *id = kc_sql_value("SELECT id FROM billing.usage_pushes WHERE instance_id = $1", 1,
+                            (const char *const[]){unknown});
+    assert_int_equal(CTL(&out, "usage", "redrive", id), 0);
+    free(out);
+    wait_market(unknown, 1);
+    json_t *recs = market_records(unknown);
+    assert_string_equal(rec_str(recs, 0, "metering_sn"), sn);
+    json_decref(recs);
+    /* an accepted record is not re-driven; a bad id is refused */
+    assert_int_equal(CTL(&out, "usage", "redrive", id), 1);
+    free(out);
+    assert_int_equal(CTL(&out, "usage", "redrive", "12x"), 1);
+    free(out);
+    free(id);
+    free(sn);
+    assert_int_equal(market_count(bad), 0);
+    clear_fault();
+    assert_int_equal(CTL(&out, "usage", "redrive", "all"), 0);
+    free(out);
+    wait_market(bad, 1);
+    wait_sql(PUSH_STATE_COUNT("accepted"), bad, 1);
+    for (int i = 0; i < 4; i++)
+        free((char *)ids[i]);
+}
+
+/* A record that keeps failing goes to the dead letter at the fourth attempt. */
+static void test_dead_letter(void **state)
+{
+    (void)state;
+    int64_t h = hour_of(time_now_ms()) - 9 * HOUR_MS;
+    set_clock(h + 30 * 60 * 1000);
+    char *a = make_instance("ON_DEMAND", false, "hour");
+    add_usage(a, "3", h + 60 * 1000);
+    char *f = xasprintf("{\"path\":\"usage-data\",\"mode\":\"http500\",\"count\":-1,"
+                        "\"match\":\"%s\"}",
+                        a);
+    fault(f);
+    free(f);
+    set_clock(h + HOUR_MS + DELAY_MS + 20000);
+    wait_sql(PUSH_STATE_COUNT("dead"), a, 1);
+    assert_int_equal(sql_num("SELECT attempts FROM billing.usage_pushes WHERE instance_id = $1", a),
+                     4);
+    char *out = NULL;
+    assert_int_equal(CTL(&out, "usage", "failed", "--state", "dead"), 0);
+    assert_non_null(strstr(out, a));
+    assert_non_null(strstr(out, "HTTP_500"));
+    free(out);
+    assert_int_equal(CTL(&out, "billing", "status"), 0);
+    json_t *doc = json_loads(out, 0, NULL);
+    assert_non_null(doc);
+    assert_true(json_integer_value(json_object_get(json_object_get(doc, "overall"), "dead")) >= 1);
+    json_decref(doc);
+    free(out);
+    clear_fault();
+    char *id = kc_sql_value("SELECT id FROM billing.usage_pushes WHERE instance_id = $1", 1,
+                            (const char *const[]){a});
+    assert_int_equal(CTL(&out, "usage", "redrive", id), 0);
+    free(out);
+    free(id);
+    wait_market(a, 1);
+    wait_sql(PUSH_STATE_COUNT("accepted"), a, 1);
+    free(a);
+}
+
+/* kill -9 of billing while its request is out: nothing was decided, the restarted billing sends
+ * the same record again (same metering_sn and interval) and the hour is counted once. */
+static void test_kill_mid_push(void **state)
+{
+    (void)state;
+    int64_t h = hour_of(time_now_ms()) - 11 * HOUR_MS;
+    set_clock(h + 30 * 60 * 1000);
+    char *a = make_instance("ON_DEMAND", false, "hour");
+    add_usage(a, "5", h + 60 * 1000);
+    char *f = xasprintf("{\"path\":\"usage-data\",\"mode\":\"slow\",\"delay_ms\":1500,"
+                        "\"count\":1,\"match\":\"%s\"}",
+                        a);
+    fault(f);
+    free(f);
+    set_clock(h + HOUR_MS + DELAY_MS + 20000);
+    /* the record is sealed and its request out (the row lock held) */
+    wait_sql("SELECT count(*) FROM billing.usage_pushes WHERE instance_id = $1", a, 1);
+    struct timespec ts = {0, 600 * 1000000L};
+    nanosleep(&ts, NULL);
+    assert_int_equal(kc_suite("kill", "billing"), 0);
+    assert_int_equal(sql_num(PUSH_STATE_COUNT("pending"), a), 1);
+    assert_int_equal(sql_num("SELECT attempts FROM billing.usage_pushes WHERE instance_id = $1", a),
+                     0);
+    assert_int_equal(kc_suite("start-svc", "billing"), 0);
+    wait_sql(PUSH_STATE_COUNT("accepted"), a, 1);
+    assert_int_equal(market_count(a), 1);
+    json_t *recs = market_records(a);
+    assert_string_equal(rec_str(recs, 0, "usage_value"), "5");
+    json_decref(recs);
+    free(a);
+}
+
+/* Late usage (its hour was pushed) waits for the next window and goes as a record of its own
+ * (interval begins a second later); clock steps back and forth neither repeat nor lose it. */
+static void test_late_usage_and_clock_steps(void **state)
+{
+    (void)state;
+    int64_t h = hour_of(time_now_ms()) - 13 * HOUR_MS;
+    set_clock(h + 30 * 60 * 1000);
+    char *a = make_instance("ON_DEMAND", false, "hour");
+    add_usage(a, "1", h + 60 * 1000);
+    set_clock(h + HOUR_MS + DELAY_MS + 20000);
+    wait_market(a, 1);
+    set_clock(h + 40 * 60 * 1000);           /* a step back into the pushed hour */
+    add_usage(a, "2.5", h + 50 * 60 * 1000); /* late: arrives after the push */
+    assert_market_stays(a, 1);
+    assert_int_equal(sql_num("SELECT count(*) FROM billing.usage_pushes WHERE instance_id = $1", a),
+                     1);
+    /* the next window after its arrival (real time) */
+    int64_t next = hour_of(time_now_ms()) + HOUR_MS + DELAY_MS;
+    set_clock(next - 20000);
+    assert_market_stays(a, 1);
+    set_clock(next + 20000);
+    wait_market(a, 2);
+    json_t *recs = market_records(a);
+    assert_string_equal(rec_str(recs, 1, "usage_value"), "2.5");
+    char want_begin[17];
+    time_t b = (time_t)(h / 1000 + 1);
+    strftime(want_begin, sizeof want_begin, "%Y%m%dT%H%M%SZ", gmtime(&b));
+    assert_string_equal(rec_str(recs, 1, "begin_time"), want_begin);
+    assert_string_not_equal(rec_str(recs, 1, "metering_sn"), rec_str(recs, 0, "metering_sn"));
+    json_decref(recs);
+    assert_int_equal(sql_num("SELECT count(*) FROM billing.usage_pushes WHERE instance_id = $1"
+                             " AND late_seq = 1 AND state = 'accepted'",
+                             a),
+                     1);
+    set_clock(h); /* far back: nothing moves */
+    assert_market_stays(a, 2);
+    assert_int_equal(sql_num("SELECT count(*) FROM billing.usage_push_state WHERE instance_id = $1"
+                             " AND state = 'accepted'",
+                             a),
+                     2);
+    free(a);
+}
+
+/* The second replica: billing's own environment, another bind port. */
+static void start_replica2(void)
+{
+    char *pidfile = suite_path("run/billing.pid");
+    char *pid = config_read_file(pidfile, NULL);
+    free(pidfile);
+    assert_non_null(pid);
+    char *environ_path = xasprintf("/proc/%ld/environ", strtol(pid, NULL, 10));
+    free(pid);
+    size_t len = 0;
+    char *env = config_read_file(environ_path, &len);
+    free(environ_path);
+    assert_non_null(env);
+    char *envp[256];
+    int n = 0;
+    for (size_t off = 0; off < len && n < 250; off += strlen(env + off) + 1)
+        if (strncmp(env + off, "KOOISV_BIND=", 12) != 0)
+            envp[n++] = env + off;
+    char bind[64];
+    snprintf(bind, sizeof bind, "KOOISV_BIND=tcp://127.0.0.1:%d", 20000 + getpid() % 20000);
+    envp[n++] = bind;
+    envp[n] = NULL;
+    char *bin = xasprintf("%s/services/billing/kooisv-billing", suite_get("KOOISV_BUILD_DIR"));
+    char *log = suite_path("logs/billing2.log");
+    replica2 = fork();
+    assert_true(replica2 >= 0);
+    if (replica2 == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execve(bin, (char *const[]){bin, NULL}, envp);
+        _exit(127);
+    }
+    free(bin);
+    free(log);
+    free(env);
+}
+
+typedef struct {
+    const char *prefix;
+    long long want;
+} prefix_wait_t;
+
+/* Two replicas at once, 2,400 records due together: every record sent exactly once, in
+ * requests of at most 1000, each (instance, hour) sealed once. */
+static void test_two_replicas_batching(void **state)
+{
+    (void)state;
+    int64_t h = hour_of(time_now_ms()) - 15 * HOUR_MS;
+    set_clock(h + 30 * 60 * 1000);
+    char *prefix = kc_uid("BULK");
+    const char *p[] = {prefix};
+    assert_int_equal(
+        kc_sql_exec("INSERT INTO billing.instances (instance_id, charging_mode, test_flag, state,"
+                    " created_at, updated_at) SELECT $1 || '-' || g, 'ON_DEMAND', false, 'active',"
+                    " now(), now() FROM generate_series(1, 1200) g",
+                    1, p),
+        1200);
+    char used[32];
+    iso(h + 60 * 1000, used);
+    const char *q[] = {prefix, used};
+    assert_int_equal(
+        kc_sql_exec(
+            "INSERT INTO billing.usage_records (instance_id, client_record_id, quantity,"
+            " used_begin, used_end, bucket_start, request_id)"
+            " SELECT $1 || '-' || g, 'r' || k, 1.5, $2::timestamptz + k * interval '1 hour',"
+            "  $2::timestamptz + k * interval '1 hour',"
+            "  date_trunc('hour', $2::timestamptz + k * interval '1 hour'), 'test-push'"
+            " FROM generate_series(1, 1200) g, generate_series(0, 1) k",
+            2, q),
+        2400);
+    start_replica2();
+    set_clock(h + 2 * HOUR_MS + DELAY_MS + 20000);
+    char *like = xasprintf("%s-%%", prefix);
+    wait_sql("SELECT count(*) FROM billing.usage_pushes WHERE instance_id LIKE $1"
+             " AND state = 'accepted'",
+             like, 2400);
+    assert_int_equal(sql_num("SELECT count(*) FROM billing.usage_pushes WHERE instance_id LIKE $1"
+                             " AND late_seq > 0",
+                             like),
+                     0);
+    /* the marketplace's view: each record once, no request above 1000 */
+    kresp_t r = {0};
+    assert_int_equal(kc_emulator("GET", "/_emulator/calls?path=usage-data&limit=100", NULL, &r), 0);
+    size_t i, total = 0, requests = 0;
+    json_t *call;
+    json_t *sns = json_object();
+    json_array_foreach(json_object_get(r.json, "calls"), i, call)
+    {
+        const char *body = json_string_value(json_object_get(call, "body"));
+        if (!body || !strstr(body, prefix))
+            continue;
+        json_t *doc = json_loads(body, 0, NULL);
+        json_t *recs = json_object_get(doc, "usage_records");
+        assert_true(json_array_size(recs) <= 1000);
+        requests++;
+        size_t j;
+        json_t *rec;
+        json_array_foreach(recs, j, rec)
+        {
+            const char *sn = json_string_value(json_object_get(rec, "metering_sn"));
+            assert_null(json_object_get(sns, sn)); /* never sent twice */
+            json_object_set_new(sns, sn, json_true());
+            total++;
+        }
+        json_decref(doc);
+        assert_int_equal(json_integer_value(json_object_get(call, "duplicates")), 0);
+    }
+    assert_int_equal(total, 2400);
+    assert_true(requests >= 3);
+    json_decref(sns);
+    kresp_free(&r);
+    stop_replica2();
+    free(like);
+    free(prefix);
+}
+
+/* billing status through kooisvctl: one hour's counts and the overall series. */
+static void test_status(void **state)
+{
+    (void)state;
+    int64_t h = hour_of(time_now_ms()) - 17 * HOUR_MS;
+    set_clock(h + 30 * 60 * 1000);
+    char *a = make_instance("ON_DEMAND", false, "hour");
+    add_usage(a, "1", h + 60 * 1000);
+    add_usage(a, "2", h + 120 * 1000);
+    char from[32], to[32];
+    iso(h, from);
+    iso(h + HOUR_MS, to);
+    char *out = NULL;
+    assert_int_equal(CTL(&out, "billing", "status", "--from", from, "--to", to), 0);
+    json_t *doc = json_loads(out, 0, NULL);
+    free(out);
+    assert_non_null(doc);
+    json_t *hour = json_array_get(json_object_get(doc, "hours"), 0);
+    assert_non_null(hour);
+    assert_true(json_integer_value(json_object_get(hour, "received")) >= 2);
+    assert_true(json_integer_value(json_object_get(hour, "unsealed")) >= 2);
+    assert_true(json_integer_value(json_object_get(hour, "waiting")) >= 2);
+    json_t *overall = json_object_get(doc, "overall");
+    assert_true(json_integer_value(json_object_get(overall, "oldestUnacceptedAgeSeconds")) >= 0);
+    assert_true(json_array_size(json_object_get(doc, "series")) >= 10);
+    json_decref(doc);
+    set_clock(h + HOUR_MS + DELAY_MS + 20000);
+    wait_sql(PUSH_STATE_COUNT("accepted"), a, 1);
+    assert_int_equal(CTL(&out, "billing", "status", "--from", from, "--to", to), 0);
+    doc = json_loads(out, 0, NULL);
+    free(out);
+    hour = json_array_get(json_object_get(doc, "hours"), 0);
+    assert_int_equal(json_integer_value(json_object_get(hour, "unsealed")), 0);
+    assert_true(json_integer_value(json_object_get(hour, "accepted")) >= 2);
+    assert_true(json_integer_value(json_object_get(hour, "pushed")) >= 2);
+    json_decref(doc);
+    assert_int_equal(CTL(&out, "billing", "status", "--from", "yesterday"), 1);
+    free(out);
+    free(a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_window),
+        cmocka_unit_test(test_daily_window),
+        cmocka_unit_test(test_retries),
+        cmocka_unit_test(test_refusals_and_redrive),
+        cmocka_unit_test(test_dead_letter),
+        cmocka_unit_test(test_kill_mid_push),
+        cmocka_unit_test(test_late_usage_and_clock_steps),
+        cmocka_unit_test(test_two_replicas_batching),
+        cmocka_unit_test(test_status),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
