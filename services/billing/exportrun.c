@@ -31,6 +31,7 @@
 
 #define STR_(x) #x
 #define XSTR(x) STR_(x)
+#define KEEP_DAYS XSTR(EXPORT_KEEP_DAYS)
 #define CHUNK_BYTES (1024 * 1024)
 #define FETCH_ROWS 2000
 #define CLAIM_STALE_S "30"
@@ -117,15 +118,12 @@ static const pg_stmt_t run_stmts[] = {
     {"export_chunk_insert",
      "INSERT INTO export_chunks (export_id, seq, data) VALUES ($1::uuid, $2::int, $3)", 3},
     {"export_ready",
-     "UPDATE exports SET status = 'ready', finished_at = now(),"
-     " expires_at = now() + interval '" XSTR(
-         EXPORT_KEEP_DAYS) " days', row_count = $3::bigint,"
-                           " byte_count = $4::bigint, chunk_count = $5::int, sha256 = $6, "
-                           "claim_token = NULL"
-                           " WHERE id = $1::uuid AND claim_token = $2",
+     "UPDATE exports SET status = 'ready', finished_at = now(), expires_at = now() + interval "
+     "'" KEEP_DAYS " days', row_count = $3::bigint, byte_count = $4::bigint, chunk_count = $5::int,"
+     " sha256 = $6 WHERE id = $1::uuid AND claim_token = $2",
      6},
     {"export_fail",
-     "UPDATE exports SET status = 'failed', finished_at = now(), error = $3, claim_token = NULL"
+     "UPDATE exports SET status = 'failed', finished_at = now(), error = $3"
      " WHERE id = $1::uuid AND claim_token = $2 AND status = 'running'",
      3},
     /* The janitor: chunks of expired files deleted, the export kept (marked expired) so that a
@@ -138,13 +136,13 @@ static const pg_stmt_t run_stmts[] = {
      0},
 };
 
-/* Session of an export thread: times as exportfmt's TIME columns expect them, long statements (a
- * sort of a million rows) and no parallel plans (the detail's parts stream in order; the machine
- * has few cores to share). */
+/* Session of an export thread: times as exportfmt's TIME columns expect them, long statements
+ * (a sort of a million rows), lock waits long enough to outlast a migration's lock, and no
+ * parallel plans (the detail's parts stream in order; the machine has few cores to share). */
 static const char session_sql[] =
-    "SET search_path = billing; SET TIME ZONE 'UTC'; SET DateStyle = ISO; SET statement_timeout = "
-    "'300s';"
-    " SET lock_timeout = '5s'; SET idle_in_transaction_session_timeout = '300s';"
+    "SET search_path = billing; SET TIME ZONE 'UTC'; SET DateStyle = ISO;"
+    " SET statement_timeout = '300s'; SET lock_timeout = '60s';"
+    " SET idle_in_transaction_session_timeout = '300s';"
     " SET max_parallel_workers_per_gather = 0";
 
 typedef struct {
@@ -336,7 +334,10 @@ static void make_export(runner_t *r, job_t *j)
     make_t m = {
         .r = r, .job = j, .fmt = exportfmt_new(j->kind, j->format), .sha = EVP_MD_CTX_new()};
     EVP_DigestInit_ex(m.sha, EVP_sha256(), NULL);
-    bool ok = pg_command(r->conn, "BEGIN") && make_file(&m);
+    bool ok = pg_command(r->conn, "BEGIN");
+    if (!ok)
+        m.lost = PQstatus(r->conn) != CONNECTION_OK;
+    ok = ok && make_file(&m);
     if (ok && !pg_command(r->conn, "COMMIT")) {
         ok = false;
         m.error = xstrdup("COMMIT failed");

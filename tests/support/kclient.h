@@ -8,6 +8,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "rpc.h"
 
@@ -97,6 +98,11 @@ int kc_suite(const char *verb, const char *svc);
  * stdin_text as its standard input (NULL: empty); its exit status (-1 if it could not run),
  * and its standard output in *out (caller frees) when out is not NULL. */
 int kc_ctl(char **out, const char *stdin_text, const char *const *args);
+/* Start another replica of the suite's service svc ("billing"): the running replica's
+ * environment (read from /proc) with KOOISV_BIND on another port, logging to
+ * <suite>/logs/<svc>2.log. Its pid (stop it with SIGTERM and waitpid), or -1 (message on
+ * stderr). */
+pid_t kc_spawn_replica(const char *svc);
 /* A unique id for test data: prefix + 16 characters [0-9A-Z] (time then randomness), so ids
  * sort by creation. Caller frees. */
 char *kc_uid(const char *prefix);

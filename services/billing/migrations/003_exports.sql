@@ -20,7 +20,7 @@ CREATE TABLE exports (
   request_id text NOT NULL,       -- the admin call that asked for it (audit trail)
   requested_at timestamptz NOT NULL DEFAULT now(),
   attempts int NOT NULL DEFAULT 0,
-  claim_token text,               -- the replica thread making it (running)
+  claim_token text,               -- the replica thread that made it (or is making it)
   claimed_at timestamptz,
   finished_at timestamptz,
   expires_at timestamptz,         -- ready: downloadable until then (finished_at + 3 days)
@@ -67,7 +67,7 @@ CREATE FUNCTION export_doc(e exports) RETURNS jsonb LANGUAGE sql STABLE AS $$
     'status', CASE WHEN e.status = 'ready' AND e.expires_at <= now() THEN 'expired'
                    ELSE e.status END,
     'requested_by', e.requested_by, 'request_id', e.request_id,
-    'requested_at', export_time(e.requested_at), 'attempts', e.attempts,
+    'requested_at', export_time(e.requested_at), 'attempts', e.attempts, 'made_by', e.claim_token,
     'started_at', export_time(e.claimed_at), 'finished_at', export_time(e.finished_at),
     'expires_at', export_time(e.expires_at), 'error', e.error, 'rows', e.row_count,
     'bytes', e.byte_count, 'chunks', e.chunk_count, 'sha256', e.sha256))

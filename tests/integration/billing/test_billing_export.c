@@ -11,7 +11,9 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <cmocka.h>
 
@@ -529,6 +531,58 @@ static void test_dead_replica_taken_over(void **state)
     free(rid);
 }
 
+static bool both_running(void *arg)
+{
+    char **ids = arg;
+    json_t *a = export_get(ids[0]), *b = export_get(ids[1]);
+    bool yes = strcmp(status_of(a), "running") == 0 && strcmp(status_of(b), "running") == 0;
+    json_decref(a);
+    json_decref(b);
+    return yes;
+}
+
+static void test_two_replicas(void **state)
+{
+    /* A second billing replica with its own export thread. While the usage table is locked,
+     * each replica's one thread is stuck in its own export: both run at once, each claimed by
+     * a different replica, neither twice; released, both finish. */
+    pid_t replica2 = kc_spawn_replica("billing");
+    assert_true(replica2 > 0);
+    struct timespec settle = {3, 0};
+    nanosleep(&settle, NULL);
+    PGconn *c = own_conn();
+    own_exec(c, "BEGIN", 0, NULL);
+    own_exec(c, "LOCK TABLE billing.usage_records IN ACCESS EXCLUSIVE MODE", 0, NULL);
+    char *q = xasprintf("kind=bill&from=%s&to=%s&tenant=nobody", FROM, TO);
+    char *ids[2] = {request_ok(q), request_ok(q)};
+    bool running = kc_wait(30000, 100, both_running, ids);
+    json_t *a = export_get(ids[0]), *b = export_get(ids[1]);
+    own_exec(c, "COMMIT", 0, NULL);
+    PQfinish(c);
+    assert_true(running);
+    const char *made_a = json_string_value(json_object_get(a, "made_by"));
+    const char *made_b = json_string_value(json_object_get(b, "made_by"));
+    assert_non_null(made_a);
+    assert_non_null(made_b);
+    assert_string_not_equal(made_a, made_b);
+    json_decref(a);
+    json_decref(b);
+    for (int i = 0; i < 2; i++) {
+        json_t *doc = wait_done(ids[i]);
+        assert_string_equal(status_of(doc), "ready");
+        assert_int_equal(json_integer_value(json_object_get(doc, "attempts")), 1);
+        kresp_t r = {0};
+        download(ids[i], &r);
+        assert_int_equal(r.status, 200);
+        kresp_free(&r);
+        json_decref(doc);
+        free(ids[i]);
+    }
+    kill(replica2, SIGTERM);
+    waitpid(replica2, NULL, 0);
+    free(q);
+}
+
 /* ---------------------------------------------------------------- expiry */
 
 static void test_expiry_after_three_days(void **state)
@@ -736,6 +790,7 @@ int main(void)
         cmocka_unit_test(test_status_transitions),
         cmocka_unit_test(test_failed_export),
         cmocka_unit_test(test_dead_replica_taken_over),
+        cmocka_unit_test(test_two_replicas),
         cmocka_unit_test(test_expiry_after_three_days),
         cmocka_unit_test(test_kooisvctl_and_audit),
         cmocka_unit_test(test_bad_input_creates_nothing),
