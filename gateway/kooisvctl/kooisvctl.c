@@ -144,9 +144,10 @@ static strbuf_t url_start(const char *path)
     return url;
 }
 
-/* One admin call; returns the HTTP status (0 when no answer; reason on stderr). */
-static int admin_call(const char *method, const char *url, const char *body, int timeout_ms,
-                      httpc_response_t *out)
+/* One admin call; returns the HTTP status (0 when no answer; reason on stderr). A 2xx body goes
+ * to sink as it arrives when sink is not NULL. */
+static int admin_call_to(const char *method, const char *url, const char *body, int timeout_ms,
+                         FILE *sink, httpc_response_t *out)
 {
     memset(out, 0, sizeof *out);
     char *token = token_get();
@@ -158,8 +159,10 @@ static int admin_call(const char *method, const char *url, const char *body, int
     char *auth = xasprintf("Authorization: Bearer %s", token);
     const char *headers[] = {auth, "Accept: application/json",
                              body ? "Content-Type: application/json" : NULL, NULL};
-    httpc_options_t opt = {
-        .ca_file = setting("KOOISV_CA_FILE"), .verify_peer = 1, .timeout_ms = timeout_ms};
+    httpc_options_t opt = {.ca_file = setting("KOOISV_CA_FILE"),
+                           .verify_peer = 1,
+                           .timeout_ms = timeout_ms,
+                           .body_sink = sink};
     int rc = httpc_request(method, url, headers, body, body ? strlen(body) : 0, &opt, out);
     xfree_secret(auth, strlen(auth));
     xfree_secret(token, strlen(token));
@@ -168,6 +171,12 @@ static int admin_call(const char *method, const char *url, const char *body, int
         return 0;
     }
     return out->status;
+}
+
+static int admin_call(const char *method, const char *url, const char *body, int timeout_ms,
+                      httpc_response_t *out)
+{
+    return admin_call_to(method, url, body, timeout_ms, NULL, out);
 }
 
 /* Report a failed answer on stderr: its JSON error, request id and status. */
@@ -616,21 +625,32 @@ static int run_billing_export(const cmd_t *c, args_t *a)
     return export_show(doc, opt_value(c, a, "--wait") != NULL);
 }
 
+/* The file is written as it arrives (an export may be hundreds of MB); a failed or cut off
+ * download leaves no file behind. */
 static int run_billing_download(const cmd_t *c, args_t *a)
 {
     strbuf_t url = url_start("/v1/billing/exports");
     add_segment(&url, a->pos[0]);
     sb_add(&url, "/download");
-    httpc_response_t r;
-    int rc = admin_call_ok("GET", &url, NULL, 600000, &r);
-    if (rc != 0)
-        return rc;
     const char *path = opt_value(c, a, "-o");
     FILE *f = path ? fopen(path, "wb") : stdout;
-    if (!f || fwrite(r.body, 1, r.body_len, f) != r.body_len || (path && fclose(f) != 0)) {
+    if (!f) {
+        fprintf(stderr, "kooisvctl: cannot write %s\n", path);
+        free(url.buf);
+        return EXIT_FAILED;
+    }
+    httpc_response_t r;
+    int status = admin_call_to("GET", url.buf, NULL, 600000, f, &r);
+    free(url.buf);
+    int rc = 0;
+    if (status != 200)
+        rc = status ? report_failure(&r) : EXIT_FAILED;
+    if ((path ? fclose(f) : fflush(f)) != 0 && rc == 0) {
         fprintf(stderr, "kooisvctl: cannot write %s\n", path ? path : "stdout");
         rc = EXIT_FAILED;
     }
+    if (rc != 0 && path)
+        unlink(path);
     httpc_response_free(&r);
     return rc;
 }

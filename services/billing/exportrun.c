@@ -117,9 +117,11 @@ static const pg_stmt_t run_stmts[] = {
     {"export_fetch", "FETCH " XSTR(FETCH_ROWS) " FROM export_rows", 0},
     {"export_chunk_insert",
      "INSERT INTO export_chunks (export_id, seq, data) VALUES ($1::uuid, $2::int, $3)", 3},
+    /* clock_timestamp(): now() would be the start of the (long) transaction that made the file. */
     {"export_ready",
-     "UPDATE exports SET status = 'ready', finished_at = now(), expires_at = now() + interval "
-     "'" KEEP_DAYS " days', row_count = $3::bigint, byte_count = $4::bigint, chunk_count = $5::int,"
+     "UPDATE exports SET status = 'ready', finished_at = clock_timestamp(),"
+     " expires_at = clock_timestamp() + interval '" KEEP_DAYS " days', row_count = $3::bigint,"
+     " byte_count = $4::bigint, chunk_count = $5::int,"
      " sha256 = $6 WHERE id = $1::uuid AND claim_token = $2",
      6},
     {"export_fail",

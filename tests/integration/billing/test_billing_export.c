@@ -19,6 +19,7 @@
 
 #include "cryptoutil.h"
 #include "kclient.h"
+#include "kconn.h"
 #include "xmalloc.h"
 
 #define CTL(out, ...) kc_ctl(out, NULL, (const char *const[]){__VA_ARGS__, NULL})
@@ -583,6 +584,64 @@ static void test_two_replicas(void **state)
     free(q);
 }
 
+static bool download_gone_audited(void *arg)
+{
+    const char *p[] = {arg};
+    char *v = kc_sql_value("SELECT o.http_status FROM audit.intents i JOIN audit.outcomes o"
+                           " USING (request_id) WHERE i.event_type = 'admin.export.download'"
+                           " AND i.resources @> jsonb_build_array(jsonb_build_object('kind',"
+                           " 'export', 'id', $1::text))",
+                           1, p);
+    bool ok = v && strcmp(v, "499") == 0;
+    free(v);
+    return ok;
+}
+
+static void test_download_client_gone(void **state)
+{
+    /* A file of several chunks; the client reads the head of the answer and hangs up while
+     * the gateway is still asking billing for chunks. The gateway lives on and records 499. */
+    char *inst = kc_uid("I");
+    seed_instance(inst, "T-big", "P-big", false);
+    const char *p[] = {inst};
+    exec_ok("INSERT INTO billing.usage_records (instance_id, client_record_id, quantity,"
+            " used_begin, used_end, bucket_start, request_id) SELECT $1, 'rec-' || g, 1,"
+            " timestamptz '2026-10-02 00:00:00+00' + g * interval '1 second',"
+            " timestamptz '2026-10-02 00:00:01+00' + g * interval '1 second',"
+            " date_trunc('hour', timestamptz '2026-10-02 00:00:00+00' + g * interval '1 second'),"
+            " 'seed' FROM generate_series(1, 40000) g",
+            1, p);
+    char *q = xasprintf("kind=detail&from=%s&to=%s&instance=%s", FROM, TO, inst);
+    char *id = request_ok(q);
+    json_t *doc = wait_done(id);
+    assert_string_equal(status_of(doc), "ready");
+    assert_true(json_integer_value(json_object_get(doc, "chunks")) >= 4);
+    json_decref(doc);
+    char err[256];
+    kconn_t *conn = kconn_open(suite_get("KOOISV_ADMIN_URL"), NULL, err, sizeof err);
+    if (!conn)
+        fail_msg("cannot connect: %s", err);
+    char *auth = xasprintf("Authorization: Bearer %s", token());
+    const char *headers[] = {auth, NULL};
+    char *path = xasprintf("/v1/billing/exports/%s/download", id);
+    kresp_t r = {0};
+    kconn_request(conn, "GET", path, headers, NULL, 0, &r); /* reads the head, not the stream */
+    kresp_free(&r);
+    kconn_destroy(&conn);
+    if (!kc_wait(15000, 100, download_gone_audited, id))
+        fail_msg("no download of %s recorded as 499", id);
+    /* The gateway is alive and serves the whole file to the next client. */
+    download(id, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(r.len > 3 * 1024 * 1024);
+    kresp_free(&r);
+    free(path);
+    free(auth);
+    free(id);
+    free(q);
+    free(inst);
+}
+
 /* ---------------------------------------------------------------- expiry */
 
 static void test_expiry_after_three_days(void **state)
@@ -791,6 +850,7 @@ int main(void)
         cmocka_unit_test(test_failed_export),
         cmocka_unit_test(test_dead_replica_taken_over),
         cmocka_unit_test(test_two_replicas),
+        cmocka_unit_test(test_download_client_gone),
         cmocka_unit_test(test_expiry_after_three_days),
         cmocka_unit_test(test_kooisvctl_and_audit),
         cmocka_unit_test(test_bad_input_creates_nothing),
