@@ -157,6 +157,9 @@ typedef struct {
     enum evhttp_request_error req_error;
     bool have_req_error;
     char target[INET6_ADDRSTRLEN + 16]; /* "addr:port" for messages */
+    FILE *sink;                         /* opt->body_sink */
+    struct evbuffer *held;              /* with a sink: the body of a non-2xx answer */
+    bool sink_failed;
 } call_t;
 
 static const char *req_error_text(enum evhttp_request_error e)
@@ -228,15 +231,49 @@ static void copy_headers(struct evkeyvalq *hdrs, httpc_response_t *out)
     out->headers[i] = NULL;
 }
 
+static bool status_2xx(struct evhttp_request *req)
+{
+    int code = evhttp_request_get_response_code(req);
+    return code >= 200 && code < 300;
+}
+
+/* Move what arrived to the sink (2xx) or keep it (an error's body); libevent drains the input
+ * after a chunk callback. */
+static void sink_input(call_t *c, struct evhttp_request *req)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = in ? evbuffer_get_length(in) : 0;
+    if (len == 0)
+        return;
+    if (!status_2xx(req)) {
+        evbuffer_add_buffer(c->held, in);
+        return;
+    }
+    if (!c->sink_failed && fwrite(evbuffer_pullup(in, -1), 1, len, c->sink) != len)
+        c->sink_failed = true;
+    evbuffer_drain(in, len);
+}
+
+static void on_chunk(struct evhttp_request *req, void *arg)
+{
+    sink_input(arg, req);
+}
+
 /* Completion callback: libevent frees req after we return, so everything is copied here. */
 static void on_done(struct evhttp_request *req, void *arg)
 {
     call_t *c = arg;
     c->done = true;
     int code = req ? evhttp_request_get_response_code(req) : 0;
-    if (code > 0) {
+    if (code > 0 && c->sink) {
+        sink_input(c, req);
+        evbuffer_add_buffer(c->held, evhttp_request_get_input_buffer(req));
+    }
+    if (code > 0 && c->sink_failed) {
+        set_error(c->out, "cannot write the response body");
+    } else if (code > 0) {
         c->out->status = code;
-        struct evbuffer *in = evhttp_request_get_input_buffer(req);
+        struct evbuffer *in = c->sink ? c->held : evhttp_request_get_input_buffer(req);
         size_t len = in ? evbuffer_get_length(in) : 0;
         c->out->body = xmalloc(len + 1);
         if (len)
@@ -376,7 +413,9 @@ int httpc_request(const char *method, const char *url, const char *const *header
     char *host_header = explicit_port ? xasprintf("%s:%d", uri_host, port) : xstrdup(uri_host);
 
     int rc = -1;
-    call_t call = {.out = out};
+    call_t call = {.out = out, .sink = opt ? opt->body_sink : NULL};
+    if (call.sink)
+        call.held = evbuffer_new();
     struct evhttp_connection *conn = NULL;
     struct event *timer = NULL;
     SSL_CTX *ctx = NULL;
@@ -443,7 +482,7 @@ int httpc_request(const char *method, const char *url, const char *const *header
         goto done;
     }
     evhttp_connection_set_retries(conn, 0);
-    evhttp_connection_set_max_body_size(conn, HTTPC_MAX_BODY);
+    evhttp_connection_set_max_body_size(conn, call.sink ? EV_SIZE_MAX : HTTPC_MAX_BODY);
     {
         struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
         evhttp_connection_set_timeout_tv(conn, &tv);
@@ -451,6 +490,8 @@ int httpc_request(const char *method, const char *url, const char *const *header
 
     struct evhttp_request *req = evhttp_request_new(on_done, &call);
     evhttp_request_set_error_cb(req, on_error);
+    if (call.sink)
+        evhttp_request_set_chunked_cb(req, on_chunk);
     struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
     bool have_host = false, have_conn = false;
     for (size_t i = 0; headers && headers[i]; i++) {
@@ -510,6 +551,8 @@ done:
     /* Frees a still-pending request without calling back, and the bufferevent + SSL. */
     if (conn)
         evhttp_connection_free(conn);
+    if (call.held)
+        evbuffer_free(call.held);
     if (timer)
         event_free(timer);
     if (call.base)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "adminaudit.h"
+#include "adminexport.h"
 #include "admincall.h"
 #include "adminroute.h"
 #include "adminsvc.h"
@@ -181,13 +182,15 @@ int admin_start(void)
     adm.tokens = admintoken_store_new(tokens);
     if (!adm.tokens)
         return -1;
-    size_t naudit, nsvc;
+    size_t naudit, nsvc, nexport;
     const adminroute_t *audit_routes = adminaudit_routes(&naudit);
     const adminroute_t *svc_routes = adminsvc_routes(&nsvc);
-    adm.nroutes = naudit + nsvc;
+    const adminroute_t *export_routes = adminexport_routes(&nexport);
+    adm.nroutes = naudit + nsvc + nexport;
     adm.routes = xcalloc(adm.nroutes, sizeof *adm.routes);
     memcpy(adm.routes, audit_routes, naudit * sizeof *adm.routes);
     memcpy(adm.routes + naudit, svc_routes, nsvc * sizeof *adm.routes);
+    memcpy(adm.routes + naudit + nsvc, export_routes, nexport * sizeof *adm.routes);
     const char *cert = config_get("KOOISV_ADMIN_TLS_CERT_FILE");
     const char *key = config_get("KOOISV_ADMIN_TLS_KEY_FILE");
     if (!*cert || !*key) {

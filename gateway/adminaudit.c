@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "admincall.h"
+#include "csv.h"
 #include "timeutil.h"
 
 #define VERIFY_CALL_MS 6000    /* one AuditVerify round (the service stops at ~2 s) */
@@ -75,25 +76,15 @@ static json_t *entries_json(Kooisv__AuditEntry **v, size_t n)
     "seq,time,request_id,caller_kind,caller_id,event,resources,source,test,reject_code,"           \
     "reject_reason,result_code,result_msg,latency_ms,http_status,outcome_time\r\n"
 
-/* One CSV field (RFC 4180 quoting), neutralised against spreadsheet formula injection. */
+static void evbuffer_sink(void *sink, const char *data, size_t len)
+{
+    evbuffer_add(sink, data, len);
+}
+
+/* One CSV field (RFC 4180 quoting), neutralised against spreadsheet formula injection (csv.h). */
 static void csv_field(struct evbuffer *b, const char *s, bool last)
 {
-    s = s ? s : "";
-    bool formula = s[0] && strchr("=+-@\t\r", s[0]);
-    if (formula || strpbrk(s, ",\"\r\n")) {
-        evbuffer_add(b, "\"", 1);
-        if (formula)
-            evbuffer_add(b, "'", 1);
-        for (const char *p = s; *p; p++) {
-            if (*p == '"')
-                evbuffer_add(b, "\"", 1);
-            evbuffer_add(b, p, 1);
-        }
-        evbuffer_add(b, "\"", 1);
-    } else {
-        evbuffer_add(b, s, strlen(s));
-    }
-    evbuffer_add(b, last ? "\r\n" : ",", last ? 2 : 1);
+    csv_text(evbuffer_sink, b, s, last);
 }
 
 static void csv_entry(struct evbuffer *b, const Kooisv__AuditEntry *e)
@@ -375,12 +366,10 @@ static void on_export_reply(Kooisv__Reply *reply, void *arg)
     const Kooisv__AuditQueryResult *r = reply->audit_query;
     if (!c->streaming) {
         char disposition[128];
-        snprintf(disposition, sizeof disposition,
-                 "attachment; filename=\"kooisv-audit-%.8s.%s\"", c->rid, c->csv ? "csv" : "json");
-        admincall_stream_start(c,
-                               c->csv ? "text/csv; charset=utf-8"
-                                      : "application/json; charset=utf-8",
-                               disposition);
+        snprintf(disposition, sizeof disposition, "attachment; filename=\"kooisv-audit-%.8s.%s\"",
+                 c->rid, c->csv ? "csv" : "json");
+        admincall_stream_start(
+            c, c->csv ? "text/csv; charset=utf-8" : "application/json; charset=utf-8", disposition);
     }
     for (size_t i = 0; i < r->n_entries; i++, c->exported++) {
         if (c->csv) {

@@ -74,10 +74,39 @@ Kooisv__Envelope admincall_envelope(admincall_t *c, Kooisv__Caller *caller, int 
     return e;
 }
 
+/* A service request of a call: its reply reaches done only while the call lives. */
+typedef struct {
+    admincall_t *call;
+    dispatch_done_fn done;
+    void *arg;
+} pending_t;
+
+static void on_dispatch_reply(Kooisv__Reply *reply, void *arg)
+{
+    pending_t p = *(pending_t *)arg;
+    free(arg);
+    p.call->inflight--;
+    if (!p.call->finished) {
+        p.done(reply, p.arg);
+        return;
+    }
+    if (reply)
+        kooisv__reply__free_unpacked(reply, NULL);
+    if (p.call->inflight == 0)
+        call_free(p.call);
+}
+
 int admincall_dispatch(admincall_t *c, service_id_t svc, const Kooisv__Envelope *env,
                        int timeout_ms, dispatch_done_fn done, void *arg)
 {
-    return dispatch_call(c->host->dispatch, svc, env, timeout_ms, done, arg);
+    pending_t *p = xmalloc(sizeof *p);
+    *p = (pending_t){c, done, arg};
+    if (dispatch_call(c->host->dispatch, svc, env, timeout_ms, on_dispatch_reply, p) != 0) {
+        free(p);
+        return -1;
+    }
+    c->inflight++;
+    return 0;
 }
 
 static void intent_fill(admincall_t *c, Kooisv__AuditIntent *in)
@@ -191,7 +220,10 @@ void admincall_finish(admincall_t *c, int status, const char *code, const char *
     intent_fill(c, &intent);
     auditrec_outcome(c->host->auditq, &rec, &intent, c->intent_stored, code, msg, latency_us,
                      status);
-    call_free(c);
+    if (c->inflight > 0)
+        c->finished = true; /* freed when the last reply comes back (on_dispatch_reply) */
+    else
+        call_free(c);
 }
 
 void admincall_finish_json(admincall_t *c, int status, const char *code, const char *msg,

@@ -57,11 +57,17 @@ struct admincall {
     struct event *timer;
     struct evbuffer *out; /* export: the page being rendered */
     size_t exported;
-    bool streaming;                       /* a chunked answer has started */
-    void (*written)(admincall_t *c);      /* streaming: runs once the last chunk has left */
+    bool streaming;                  /* a chunked answer has started */
+    void (*written)(admincall_t *c); /* streaming: runs once the last chunk has left */
     int64_t verify_from, verify_checked;
     int64_t verify_head_seq; /* > 0: a chain head kept outside the database (?head=SEQ:HASH) */
     char verify_head_hash[65];
+    /* billing export download (adminexport): the next chunk asked for, of how many */
+    int64_t chunk_seq, chunk_count;
+    /* service requests not yet answered; a call answered meanwhile (its client went away during
+     * a streamed answer) is freed when the last of them comes back */
+    int inflight;
+    bool finished;
     /* fan-out to several services (adminsvc) */
     int pending;
     int answered;

@@ -21,6 +21,8 @@ static const char *const no_params[] = {NULL};
 static const char *const usage_failed_params[] = {"limit", "state", NULL};
 static const char *const state_params[] = {"state", NULL};
 static const char *const range_params[] = {"from", "to", NULL};
+static const char *const export_request_params[] = {"kind",   "format",   "from",    "to",
+                                                    "tenant", "instance", "product", NULL};
 
 static const char *const resource_params[][2] = {
     {"instance", "instance"}, {"tenant", "tenant"}, {"app", "app"}};
@@ -98,40 +100,51 @@ static void on_service_reply(Kooisv__Reply *reply, void *arg)
     finish_admin_reply(c, reply, what, "ok");
 }
 
-/* The AdminRequest of a service route: path parameters and query parameters as args. */
-static int send_admin_request(admincall_t *c, service_id_t svc, dispatch_done_fn done, void *arg)
+int adminsvc_request(admincall_t *c, service_id_t svc, const char *rid, const char *action,
+                     const char *const *keys, const char *const *values, size_t n,
+                     dispatch_done_fn done, void *arg)
 {
-    const adminroute_t *r = c->route;
-    Kooisv__AdminRequest__ArgsEntry entries[ADMINROUTE_SEGMENTS_MAX + 8];
-    Kooisv__AdminRequest__ArgsEntry *ptrs[ADMINROUTE_SEGMENTS_MAX + 8];
-    size_t n = 0;
-    for (int i = 0; i < c->nseg; i++)
-        if (r->seg_args[i]) {
-            kooisv__admin_request__args_entry__init(&entries[n]);
-            entries[n].key = (char *)r->seg_args[i];
-            entries[n].value = c->seg[i];
-            ptrs[n] = &entries[n];
-            n++;
-        }
-    for (const char *const *p = r->params; *p && n < sizeof entries / sizeof *entries; p++) {
-        const char *v = admincall_param(c, *p);
-        if (!v)
-            continue;
-        kooisv__admin_request__args_entry__init(&entries[n]);
-        entries[n].key = (char *)*p;
-        entries[n].value = (char *)v;
-        ptrs[n] = &entries[n];
-        n++;
+    Kooisv__AdminRequest__ArgsEntry entries[ADMINSVC_ARGS_MAX];
+    Kooisv__AdminRequest__ArgsEntry *ptrs[ADMINSVC_ARGS_MAX];
+    n = n < ADMINSVC_ARGS_MAX ? n : ADMINSVC_ARGS_MAX;
+    for (size_t i = 0; i < n; i++) {
+        kooisv__admin_request__args_entry__init(&entries[i]);
+        entries[i].key = (char *)keys[i];
+        entries[i].value = (char *)values[i];
+        ptrs[i] = &entries[i];
     }
     Kooisv__AdminRequest ar = KOOISV__ADMIN_REQUEST__INIT;
-    ar.action = (char *)r->action;
+    ar.action = (char *)action;
     ar.args = ptrs;
     ar.n_args = n;
     Kooisv__Caller caller;
     Kooisv__Envelope env = admincall_envelope(c, &caller, ADMINCALL_SERVICE_TIMEOUT_MS);
+    if (rid)
+        env.request_id = (char *)rid;
     env.body_case = KOOISV__ENVELOPE__BODY_ADMIN;
     env.admin = &ar;
     return admincall_dispatch(c, svc, &env, ADMINCALL_SERVICE_TIMEOUT_MS, done, arg);
+}
+
+/* The AdminRequest of a service route: path parameters and query parameters as args. */
+static int send_admin_request(admincall_t *c, service_id_t svc, dispatch_done_fn done, void *arg)
+{
+    const adminroute_t *r = c->route;
+    const char *keys[ADMINSVC_ARGS_MAX], *values[ADMINSVC_ARGS_MAX];
+    size_t n = 0;
+    for (int i = 0; i < c->nseg; i++)
+        if (r->seg_args[i]) {
+            keys[n] = r->seg_args[i];
+            values[n++] = c->seg[i];
+        }
+    for (const char *const *p = r->params; *p && n < ADMINSVC_ARGS_MAX; p++) {
+        const char *v = admincall_param(c, *p);
+        if (!v)
+            continue;
+        keys[n] = *p;
+        values[n++] = v;
+    }
+    return adminsvc_request(c, svc, NULL, r->action, keys, values, n, done, arg);
 }
 
 static void run_service(admincall_t *c)
@@ -286,6 +299,12 @@ static const adminroute_t routes[] = {
      SVC_BILLING, {0}, {0}},
     {EVHTTP_REQ_GET, "/v1/billing/instances/*", "billing.instance", ROLE_OPERATOR, no_params,
      prepare_service, run_service, SVC_BILLING, {"id"}, {"instance"}},
+    {EVHTTP_REQ_POST, "/v1/billing/exports", "export.request", ROLE_OPERATOR,
+     export_request_params, prepare_service, run_service, SVC_BILLING, {0}, {0}},
+    {EVHTTP_REQ_GET, "/v1/billing/exports", "export.list", ROLE_OPERATOR, limit_params,
+     prepare_service, run_service, SVC_BILLING, {0}, {0}},
+    {EVHTTP_REQ_GET, "/v1/billing/exports/*", "export.get", ROLE_OPERATOR, no_params,
+     prepare_service, run_service, SVC_BILLING, {"id"}, {"export"}},
 };
 /* clang-format on */
 

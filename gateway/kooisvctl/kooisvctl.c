@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -76,9 +77,10 @@ static strbuf_t url_start(const char *path)
     return url;
 }
 
-/* One admin call; returns the HTTP status (0 when no answer; reason on stderr). */
-static int admin_call(const char *method, const char *url, const char *body, int timeout_ms,
-                      httpc_response_t *out)
+/* One admin call; returns the HTTP status (0 when no answer; reason on stderr). A 2xx body goes
+ * to sink as it arrives when sink is not NULL. */
+static int admin_call_to(const char *method, const char *url, const char *body, int timeout_ms,
+                         FILE *sink, httpc_response_t *out)
 {
     memset(out, 0, sizeof *out);
     char *token = ctlenv_secret("KOOISV_OPERATOR_TOKEN");
@@ -90,8 +92,10 @@ static int admin_call(const char *method, const char *url, const char *body, int
     char *auth = xasprintf("Authorization: Bearer %s", token);
     const char *headers[] = {auth, "Accept: application/json",
                              body ? "Content-Type: application/json" : NULL, NULL};
-    httpc_options_t opt = {
-        .ca_file = ctlenv_get("KOOISV_CA_FILE"), .verify_peer = 1, .timeout_ms = timeout_ms};
+    httpc_options_t opt = {.ca_file = ctlenv_get("KOOISV_CA_FILE"),
+                           .verify_peer = 1,
+                           .timeout_ms = timeout_ms,
+                           .body_sink = sink};
     int rc = httpc_request(method, url, headers, body, body ? strlen(body) : 0, &opt, out);
     xfree_secret(auth, strlen(auth));
     xfree_secret(token, strlen(token));
@@ -100,6 +104,12 @@ static int admin_call(const char *method, const char *url, const char *body, int
         return 0;
     }
     return out->status;
+}
+
+static int admin_call(const char *method, const char *url, const char *body, int timeout_ms,
+                      httpc_response_t *out)
+{
+    return admin_call_to(method, url, body, timeout_ms, NULL, out);
 }
 
 /* Report a failed answer on stderr: its JSON error, request id and status. */
@@ -180,7 +190,7 @@ typedef struct {
 typedef struct cmd {
     const char *noun, *verb;
     const char *usage; /* positional part, e.g. "ID" */
-    int npos;
+    int npos;          /* positional arguments; -N: up to N, the command checks them */
     const char *summary;
     const opt_t *opts;
     int (*run)(const struct cmd *cmd, args_t *a);
@@ -526,6 +536,106 @@ static int run_billing_status(const cmd_t *c, args_t *a)
     return 0;
 }
 
+/* ================================================================ billing exports */
+
+#define EXPORT_WAIT_S 600
+
+/* Print an export document; with --wait, first poll until it is ready or failed (exit 1 when
+ * it failed). Takes doc. */
+static int export_show(json_t *doc, bool wait)
+{
+    int rc = 0;
+    while (wait && doc) {
+        const char *status = json_string_value(json_object_get(doc, "status"));
+        if (!status || (strcmp(status, "queued") != 0 && strcmp(status, "running") != 0))
+            break;
+        static int waited_ms;
+        if (waited_ms > EXPORT_WAIT_S * 1000) {
+            fprintf(stderr, "kooisvctl: export still %s after %d s\n", status, EXPORT_WAIT_S);
+            rc = EXIT_FAILED;
+            break;
+        }
+        struct timespec ts = {0, 250 * 1000000L};
+        nanosleep(&ts, NULL);
+        waited_ms += 250;
+        strbuf_t url = url_start("/v1/billing/exports");
+        add_segment(&url, str(doc, "id"));
+        json_decref(doc);
+        if (!(doc = admin_call_json("GET", &url, NULL, 15000, &rc)))
+            return rc;
+    }
+    print_json(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+    if (rc == 0 && wait && strcmp(str(doc, "status"), "failed") == 0)
+        rc = EXIT_FAILED;
+    json_decref(doc);
+    return rc;
+}
+
+/* billing export bill|detail (request one) or billing export status ID. */
+static int run_billing_export(const cmd_t *c, args_t *a)
+{
+    const char *what = a->pos[0];
+    int rc;
+    json_t *doc;
+    if (strcmp(what, "status") == 0) {
+        if (a->npos != 2) {
+            fprintf(stderr, "kooisvctl: billing export status needs the export's ID\n");
+            return EXIT_USAGE;
+        }
+        strbuf_t url = url_start("/v1/billing/exports");
+        add_segment(&url, a->pos[1]);
+        if (!(doc = admin_call_json("GET", &url, NULL, 15000, &rc)))
+            return rc;
+        return export_show(doc, opt_value(c, a, "--wait") != NULL);
+    }
+    if (a->npos != 1) {
+        fprintf(stderr, "kooisvctl: billing export %s takes no ID\n", what);
+        return EXIT_USAGE;
+    }
+    if (opt_value(c, a, "--csv") && opt_value(c, a, "--json")) {
+        fprintf(stderr, "kooisvctl: --csv or --json, not both\n");
+        return EXIT_USAGE;
+    }
+    /* The kind is checked by the service, like every other argument: one place decides. */
+    strbuf_t url = url_start("/v1/billing/exports");
+    add_param(&url, "kind", what);
+    add_opt_params(c, a, &url);
+    add_param(&url, "format", opt_value(c, a, "--json") ? "json" : "csv");
+    if (!(doc = admin_call_json("POST", &url, "{}", 15000, &rc)))
+        return rc;
+    return export_show(doc, opt_value(c, a, "--wait") != NULL);
+}
+
+/* The file is written as it arrives (an export may be hundreds of MB); a failed or cut off
+ * download leaves no file behind. */
+static int run_billing_download(const cmd_t *c, args_t *a)
+{
+    strbuf_t url = url_start("/v1/billing/exports");
+    add_segment(&url, a->pos[0]);
+    sb_add(&url, "/download");
+    const char *path = opt_value(c, a, "-o");
+    FILE *f = path ? fopen(path, "wb") : stdout;
+    if (!f) {
+        fprintf(stderr, "kooisvctl: cannot write %s\n", path);
+        free(url.buf);
+        return EXIT_FAILED;
+    }
+    httpc_response_t r;
+    int status = admin_call_to("GET", url.buf, NULL, 600000, f, &r);
+    free(url.buf);
+    int rc = 0;
+    if (status != 200)
+        rc = status ? report_failure(&r) : EXIT_FAILED;
+    if ((path ? fclose(f) : fflush(f)) != 0 && rc == 0) {
+        fprintf(stderr, "kooisvctl: cannot write %s\n", path ? path : "stdout");
+        rc = EXIT_FAILED;
+    }
+    if (rc != 0 && path)
+        unlink(path);
+    httpc_response_free(&r);
+    return rc;
+}
+
 /* ================================================================ licenses */
 
 /* The license public key document (GET /v1/license/pubkey): caller owns it, or NULL with *rc. */
@@ -699,6 +809,21 @@ static const opt_t secret_opts[] = {
     {NULL, NULL, false, NULL},
 };
 static const opt_t no_opts[] = {{NULL, NULL, false, NULL}};
+static const opt_t billing_export_opts[] = {
+    {"--from", "from", true, "from this time (ISO-8601 or epoch ms), inclusive [required]"},
+    {"--to", "to", true, "up to this time, exclusive [required]"},
+    {"--tenant", "tenant", true, "only this tenant"},
+    {"--instance", "instance", true, "only this instance"},
+    {"--product", "product", true, "only this product"},
+    {"--csv", NULL, false, "CSV, RFC 4180 with a header row (the default)"},
+    {"--json", NULL, false, "JSON: an array of objects"},
+    {"--wait", NULL, false, "wait until the export is ready or failed, then print it"},
+    {NULL, NULL, false, NULL},
+};
+static const opt_t billing_download_opts[] = {
+    {"-o", NULL, true, "write to this file instead of stdout"},
+    {NULL, NULL, false, NULL},
+};
 static const opt_t usage_failed_opts[] = {
     {"--limit", "limit", true, "at most this many (1..1000, default 100)"},
     {"--state", "state", true,
@@ -776,6 +901,14 @@ static const cmd_t commands[] = {
      usage_redrive_opts, run_generic, "POST", "/v1/usage/%s/redrive"},
     {"billing", "instance", "ID", 1, "An instance as billing knows it, with its ledger lines.",
      no_opts, run_generic, "GET", "/v1/billing/instances/%s"},
+    {"billing", "export", "bill|detail | status ID", -2,
+     "Ask for a bill or detail export of a time range (made asynchronously; prints its id), "
+     "or show one export's status.",
+     billing_export_opts, run_billing_export, NULL, NULL},
+    {"billing", "exports", NULL, 0, "Recent exports with their status, newest first.", limit_opts,
+     run_generic, "GET", "/v1/billing/exports"},
+    {"billing", "download", "ID", 1, "Download a ready export's file (kept 3 days).",
+     billing_download_opts, run_billing_download, NULL, NULL},
 };
 #define N_COMMANDS (sizeof commands / sizeof *commands)
 
@@ -875,14 +1008,14 @@ int main(int argc, char **argv)
             a.set[k] = true;
             continue;
         }
-        if (a.npos >= cmd->npos) {
+        if (a.npos >= (cmd->npos >= 0 ? cmd->npos : -cmd->npos)) {
             fprintf(stderr, "kooisvctl: %s %s: unexpected argument '%s'\n", cmd->noun, cmd->verb,
                     arg);
             return EXIT_USAGE;
         }
         a.pos[a.npos++] = arg;
     }
-    if (a.npos != cmd->npos) {
+    if (cmd->npos >= 0 ? a.npos != cmd->npos : a.npos < 1) {
         fprintf(stderr, "kooisvctl: %s %s needs %s\n", cmd->noun, cmd->verb, cmd->usage);
         return EXIT_USAGE;
     }

@@ -75,8 +75,9 @@ char *entry_clean_text(const char *s, size_t max)
 bool entry_resource_kind_allowed(const char *kind)
 {
     static const char *const allowed[] = {
-        "instance", "order", "order_line", "tenant", "app",     "org",     "user",      "token",
-        "product",  "event", "job",        "outbox", "service", "records", "usage_push"};
+        "instance", "order", "order_line", "tenant",  "app",        "org",   "user",
+        "token",    "product", "event",    "job",     "outbox",     "service", "records",
+        "usage_push", "export"};
     for (size_t i = 0; i < sizeof allowed / sizeof *allowed; i++)
         if (kind && strcmp(kind, allowed[i]) == 0)
             return true;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "billing.h"
+#include "export.h"
 #include "intake.h"
 #include "ledger.h"
 #include "log.h"
@@ -13,6 +14,9 @@
 #include "pushadmin.h"
 #include "svcrt.h"
 #include "zmqauth.h"
+
+#include <stdio.h>
+#include <unistd.h>
 
 static const config_var_t billing_vars[] = {
     SVCRT_CONFIG_VARS("tcp://127.0.0.1:7105", "kooisv_billing", "billing"),
@@ -28,11 +32,25 @@ static const config_var_t billing_vars[] = {
      "pause between pulls of order events when none was pending (50..60000)"},
     {"KOOISV_BILLING_BATCH", "200", 0, "order events asked for per pull (1..1000)"},
     PUSH_CONFIG_VARS,
+    EXPORT_CONFIG_VARS,
 };
 
 static billing_state_t billing_state;
 static ledger_consumer_t *consumer;
 static push_t *pusher; /* usage push to the marketplace (push.h) */
+static export_config_t export_cfg; /* bill and detail exports (export.h) */
+static char replica_id[300];      /* host:pid, names the replica that made an export */
+
+/* The export threads, named after this replica. */
+static int billing_export_start(void)
+{
+    char host[256] = "localhost";
+    gethostname(host, sizeof host - 1);
+    snprintf(replica_id, sizeof replica_id, "%s:%ld", host, (long)getpid());
+    export_config_load(&export_cfg, config_get("KOOISV_PG_DSN"));
+    export_cfg.replica_id = replica_id;
+    return export_start(&export_cfg);
+}
 
 /* The order service to pull events from, and the consumer's pace. */
 static void billing_configure(svcrt_def_t *def)
@@ -51,14 +69,16 @@ static void billing_configure(svcrt_def_t *def)
     pusher = push_from_config(config_get("KOOISV_PG_DSN"));
 }
 
-/* The ledger's consumer of the order events and the usage push, each on its own database
- * session. */
+/* The ledger's consumer of the order events, the usage push and the export threads, each on
+ * its own database session. */
 static int billing_start(svcrt_def_t *def)
 {
     consumer = ledger_consumer_new(def->svc, config_get("KOOISV_PG_DSN"), def->session_sql);
     if (!consumer || ledger_consumer_start(consumer) != 0)
         goto fail;
     if (push_start(pusher) != 0)
+        goto fail;
+    if (billing_export_start() != 0)
         goto fail;
     return 0;
 fail:
@@ -69,15 +89,16 @@ fail:
 
 static void billing_stop(svcrt_def_t *def)
 {
+    export_join();
     push_destroy(&pusher);
     ledger_consumer_destroy(&consumer);
 }
 
-/* Admin actions: the operators' look-ups, the usage intake, then the usage push's. */
+/* Admin actions: the operators' look-ups, the usage intake, the usage push's, the exports'. */
 static bool billing_admin(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
 {
     return billingadmin_handle(w, call, req) || intake_handle(w, call, req) ||
-           pushadmin_handle(w, call, req);
+           pushadmin_handle(w, call, req) || export_admin(w, call, req);
 }
 
 /* Billing serves admin actions only: every request body is someone else's. */
@@ -88,12 +109,15 @@ static bool billing_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__En
 
 int main(int argc, char **argv)
 {
-    const pg_stmt_t *const groups[] = {billingadmin_stmts, intake_stmts, pushadmin_stmts};
-    const size_t counts[] = {billingadmin_stmts_count, intake_stmts_count, pushadmin_stmts_count};
+    const pg_stmt_t *const groups[] = {billingadmin_stmts, intake_stmts, pushadmin_stmts,
+                                       export_stmts};
+    const size_t counts[] = {billingadmin_stmts_count, intake_stmts_count, pushadmin_stmts_count,
+                             export_stmts_count};
     svcrt_def_t billing = {
         .name = "billing",
         .summary =
-            "billing service: order events -> ledger, usage intake, usage push (schema billing)",
+            "billing service: order events -> ledger, usage intake, usage push, bill and detail "
+            "exports (schema billing)",
         .vars = billing_vars,
         .nvars = sizeof billing_vars / sizeof billing_vars[0],
         .schema = "billing",

@@ -18,6 +18,7 @@
 #include "zmqauth.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -636,4 +637,48 @@ double kc_metric(const char *series)
     kresp_free(&r);
     free(url);
     return v;
+}
+
+pid_t kc_spawn_replica(const char *svc)
+{
+    const char *suite = suite_get("KOOISV_SUITE_DIR");
+    char *pidfile = xasprintf("%s/run/%s.pid", suite ? suite : ".", svc);
+    char *pid = config_read_file(pidfile, NULL);
+    free(pidfile);
+    if (!pid) {
+        fprintf(stderr, "kc_spawn_replica: no pid file of %s\n", svc);
+        return -1;
+    }
+    char *environ_path = xasprintf("/proc/%ld/environ", strtol(pid, NULL, 10));
+    free(pid);
+    size_t len = 0;
+    char *env = config_read_file(environ_path, &len);
+    free(environ_path);
+    if (!env) {
+        fprintf(stderr, "kc_spawn_replica: cannot read the environment of %s\n", svc);
+        return -1;
+    }
+    char *envp[256];
+    int n = 0;
+    for (size_t off = 0; off < len && n < 250; off += strlen(env + off) + 1)
+        if (strncmp(env + off, "KOOISV_BIND=", 12) != 0)
+            envp[n++] = env + off;
+    char bind[64];
+    snprintf(bind, sizeof bind, "KOOISV_BIND=tcp://127.0.0.1:%d", 20000 + getpid() % 20000);
+    envp[n++] = bind;
+    envp[n] = NULL;
+    char *bin = xasprintf("%s/services/%s/kooisv-%s", suite_get("KOOISV_BUILD_DIR"), svc, svc);
+    char *log = xasprintf("%s/logs/%s2.log", suite ? suite : ".", svc);
+    pid_t child = fork();
+    if (child == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execve(bin, (char *const[]){bin, NULL}, envp);
+        _exit(127);
+    }
+    free(bin);
+    free(log);
+    free(env);
+    return child;
 }

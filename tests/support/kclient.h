@@ -8,6 +8,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "rpc.h"
 
@@ -106,6 +107,11 @@ int kc_ctl(char **out, const char *stdin_text, const char *const *args);
 /* kc_ctl that also keeps the standard error in *err (caller frees) when err is not NULL; up
  * to 36 arguments. */
 int kc_ctl_err(char **out, char **err, const char *stdin_text, const char *const *args);
+/* Start another replica of the suite's service svc ("billing"): the running replica's
+ * environment (read from /proc) with KOOISV_BIND on another port, logging to
+ * <suite>/logs/<svc>2.log. Its pid (stop it with SIGTERM and waitpid), or -1 (message on
+ * stderr). */
+pid_t kc_spawn_replica(const char *svc);
 /* A unique id for test data: prefix + 16 characters [0-9A-Z] (time then randomness), so ids
  * sort by creation. Caller frees. */
 char *kc_uid(const char *prefix);

@@ -764,39 +764,8 @@ static void test_clock_back_while_retrying(void **state)
 /* The second replica: billing's own environment, another bind port. */
 static void start_replica2(void)
 {
-    char *pidfile = suite_path("run/billing.pid");
-    char *pid = config_read_file(pidfile, NULL);
-    free(pidfile);
-    assert_non_null(pid);
-    char *environ_path = xasprintf("/proc/%ld/environ", strtol(pid, NULL, 10));
-    free(pid);
-    size_t len = 0;
-    char *env = config_read_file(environ_path, &len);
-    free(environ_path);
-    assert_non_null(env);
-    char *envp[256];
-    int n = 0;
-    for (size_t off = 0; off < len && n < 250; off += strlen(env + off) + 1)
-        if (strncmp(env + off, "KOOISV_BIND=", 12) != 0)
-            envp[n++] = env + off;
-    char bind[64];
-    snprintf(bind, sizeof bind, "KOOISV_BIND=tcp://127.0.0.1:%d", 20000 + getpid() % 20000);
-    envp[n++] = bind;
-    envp[n] = NULL;
-    char *bin = xasprintf("%s/services/billing/kooisv-billing", suite_get("KOOISV_BUILD_DIR"));
-    char *log = suite_path("logs/billing2.log");
-    replica2 = fork();
-    assert_true(replica2 >= 0);
-    if (replica2 == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execve(bin, (char *const[]){bin, NULL}, envp);
-        _exit(127);
-    }
-    free(bin);
-    free(log);
-    free(env);
+    replica2 = kc_spawn_replica("billing");
+    assert_true(replica2 > 0);
 }
 
 typedef struct {
