@@ -64,6 +64,9 @@ typedef struct {
     double p50, p95, p99, max; /* ms */
     double cpu_us_call;        /* kooisv processes + PostgreSQL (nginx's own for nginx) */
     double proc_us_call[16];   /* per watched process, order of the procs table */
+    double cs_call;            /* context switches per call, kooisv + PostgreSQL: each thread
+                                * hand-off and each database round trip costs one, and they
+                                * depend far less on the machine's other load than CPU time */
     double bench_us_call;      /* this load generator */
     char codes[256];           /* "000000:1234 000005:2" */
     long calls;
@@ -408,6 +411,59 @@ static uint64_t tree_ticks(pid_t pid)
     return sum;
 }
 
+/* Context switches (voluntary and not) of every thread of pid. */
+static uint64_t task_switches(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    struct dirent *e;
+    uint64_t sum = 0;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char status[320], line[256];
+        snprintf(status, sizeof status, "/proc/%d/task/%s/status", (int)pid, e->d_name);
+        FILE *f = fopen(status, "r");
+        while (f && fgets(line, sizeof line, f)) {
+            unsigned long long n;
+            if (sscanf(line, "voluntary_ctxt_switches: %llu", &n) == 1 ||
+                sscanf(line, "nonvoluntary_ctxt_switches: %llu", &n) == 1)
+                sum += n;
+        }
+        if (f)
+            fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return sum;
+}
+
+/* Context switches of the kooisv processes and of PostgreSQL's postmaster and backends. */
+static uint64_t switches_sample(void)
+{
+    uint64_t sum = 0;
+    for (int i = P_GATEWAY; i < P_PG; i++)
+        if (proc_pids[i])
+            sum += task_switches(proc_pids[i]);
+    if (!proc_pids[P_PG])
+        return sum;
+    sum += task_switches(proc_pids[P_PG]);
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        pid_t child = (pid_t)atoi(e->d_name), parent = 0;
+        stat_ticks(child, false, &parent);
+        if (parent == proc_pids[P_PG])
+            sum += task_switches(child);
+    }
+    if (d)
+        closedir(d);
+    return sum;
+}
+
 static void cpu_sample(uint64_t out[NPROCS])
 {
     for (int i = 0; i < NPROCS; i++) {
@@ -679,9 +735,11 @@ static void run_one(const run_spec_t *s, run_result_t *r)
     while (time_mono_us() < t0)
         usleep(1000);
     cpu_sample(before);
+    uint64_t cs_before = switches_sample();
     for (int i = 0; i < s->conns; i++)
         pthread_join(th[i], NULL);
     cpu_sample(after);
+    uint64_t cs_after = switches_sample();
     double secs = (double)(time_mono_us() - t0) / 1e6;
     pthread_barrier_destroy(&ready);
 
@@ -724,6 +782,7 @@ static void run_one(const run_spec_t *s, run_result_t *r)
     for (int i = 0; i < NPROCS; i++)
         r->proc_us_call[i] = (double)(after[i] - before[i]) * 1e6 / (double)hz / calls;
     r->bench_us_call = r->proc_us_call[P_BENCH];
+    r->cs_call = (double)(cs_after - cs_before) / calls;
     if (s->workload == W_NGINX)
         r->cpu_us_call = r->proc_us_call[P_NGINX];
     else
@@ -743,6 +802,8 @@ static void print_result(const run_spec_t *s, const run_result_t *r, double ngin
         printf(" (%.2f %% of nginx)", 100.0 * r->calls_s / nginx_rate);
     printf("\n    latency ms p50 %.1f p95 %.1f p99 %.1f max %.1f; answers %s\n", r->p50, r->p95,
            r->p99, r->max, r->codes);
+    if (s->workload != W_NGINX)
+        printf("    context switches/call (kooisv + PostgreSQL): %.1f\n", r->cs_call);
     printf("    CPU µs/call: total %.0f |", r->cpu_us_call);
     for (int i = 0; i < NPROCS; i++)
         if (r->proc_us_call[i] > 0.5 || i <= P_PG)
@@ -848,10 +909,13 @@ static void table_row(const run_spec_t *s, const run_result_t *r, double nginx_r
     char mode[48];
     snprintf(mode, sizeof mode, "%s, %d conns%s", s->newconn ? "new TLS conn/call" : "keep-alive",
              s->conns, s->rate > 0 ? ", fixed rate" : "");
-    printf("| %s | %s | %.0f | %s | %.1f / %.1f / %.1f / %.1f | %.0f | %.0f / %.0f / %.0f / %.0f "
-           "/ %.0f / %.0f | %s |\n",
+    char cs[16] = "";
+    if (s->workload != W_NGINX)
+        snprintf(cs, sizeof cs, "%.1f", r->cs_call);
+    printf("| %s | %s | %.0f | %s | %.1f / %.1f / %.1f / %.1f | %.0f | %s | %.0f / %.0f / %.0f / "
+           "%.0f / %.0f / %.0f | %s |\n",
            workload_titles[s->workload], mode, r->calls_s, ratio, r->p50, r->p95, r->p99, r->max,
-           r->cpu_us_call, r->proc_us_call[P_GATEWAY], r->proc_us_call[P_AUDIT],
+           r->cpu_us_call, cs, r->proc_us_call[P_GATEWAY], r->proc_us_call[P_AUDIT],
            r->proc_us_call[P_ORDER], r->proc_us_call[P_TENANT], r->proc_us_call[P_PG],
            r->bench_us_call, r->codes);
 }
@@ -998,8 +1062,9 @@ int main(int argc, char **argv)
         print_result(&specs[i], &results[i], specs[i].newconn ? nginx_nc : nginx_ka);
     }
     printf("\n| call | connections | calls/s | of nginx | latency ms p50 / p95 / p99 / max | "
-           "CPU µs/call, kooisv + PostgreSQL | of which gateway / audit / order / tenant / "
-           "PostgreSQL / (load generator) | answers |\n|---|---|---|---|---|---|---|---|\n");
+           "CPU µs/call, kooisv + PostgreSQL | context switches/call | of which CPU gateway / "
+           "audit / order / tenant / PostgreSQL / (load generator) | answers |\n"
+           "|---|---|---|---|---|---|---|---|---|\n");
     if (need_ka && nginx_ka > 0)
         table_row(&nk, &rk, 0);
     if (need_nc && nginx_nc > 0)
