@@ -188,14 +188,10 @@ pg_status_t outbox_emit(outbox_t *self, pg_tx_t *tx, const char *event_type,
         xfree_secret(text, strlen(text));
     }
     /* delivered at COMMIT: the delivery thread wakes at once */
-    const char *p[] = {seq,
-                       event_id,
-                       event_type,
-                       instance_id,
-                       tenant_id,
-                       test_flag ? "true" : "false",
-                       stored,
-                       self->cfg.seal_key ? "true" : "false",
+    const char *p[] = {seq,          event_id,
+                       event_type,   instance_id,
+                       tenant_id,    test_flag ? "true" : "false",
+                       stored,       self->cfg.seal_key ? "true" : "false",
                        self->channel};
     if (!(r = pg_tx_exec(tx, "outbox_insert", 9, p)))
         goto done;

@@ -45,11 +45,14 @@
 /* ---- settings ---------------------------------------------------------------------------- */
 
 typedef enum { W_QUERY, W_NEW, W_REFRESH, W_TENANT, W_MIX, W_NGINX, W_N } workload_t;
-static const char *const workload_names[W_N] = {"query", "new", "refresh", "tenant", "mix",
-                                                "nginx"};
-static const char *const workload_titles[W_N] = {
-    "queryInstance", "newInstance (fresh orders)", "refreshInstance (fresh renewals)",
-    "tenantSync (fresh tenants)", "mix 60/15/10/15", "nginx static 200"};
+static const char *const workload_names[W_N] = {"query",  "new", "refresh",
+                                                "tenant", "mix", "nginx"};
+static const char *const workload_titles[W_N] = {"queryInstance",
+                                                 "newInstance (fresh orders)",
+                                                 "refreshInstance (fresh renewals)",
+                                                 "tenantSync (fresh tenants)",
+                                                 "mix 60/15/10/15",
+                                                 "nginx static 200"};
 
 typedef struct {
     workload_t workload;
@@ -213,8 +216,7 @@ static int conn_open(conn_t *c)
 
 /* Send req whole and read one answer (Content-Length framing). The status, the resultCode (or
  * "" when none) and whether the server keeps the connection; -1 on a transport failure. */
-static int conn_call(conn_t *c, const char *req, size_t len, int *status, char code[16],
-                     bool *keep)
+static int conn_call(conn_t *c, const char *req, size_t len, int *status, char code[16], bool *keep)
 {
     if (SSL_write(c->ssl, req, (int)len) != (int)len)
         return -1;
@@ -302,8 +304,8 @@ static size_t kit_request(char *out, size_t cap, const char *name, const char *b
                      "POST %s%sproduceAPI/v2/%s HTTP/1.1\r\nHost: %s\r\n"
                      "Content-Type: application/json;charset=UTF-8\r\nx-timestamp: %s\r\n"
                      "x-nonce: %s\r\nx-sign: %s\r\nContent-Length: %zu\r\n\r\n%s",
-                     g.path, g.path[strlen(g.path) - 1] == '/' ? "" : "/", name, g.host, ts,
-                     nonce, sig, blen, body);
+                     g.path, g.path[strlen(g.path) - 1] == '/' ? "" : "/", name, g.host, ts, nonce,
+                     sig, blen, body);
     return k > 0 && (size_t)k < cap ? (size_t)k : 0;
 }
 
@@ -359,8 +361,8 @@ static size_t make_request(workload_t w, char *out, size_t cap, int worker, unsi
 
 #define NPROCS 9
 enum { P_GATEWAY, P_ORDER, P_TENANT, P_APP, P_AUDIT, P_PG, P_EMULATOR, P_NGINX, P_BENCH };
-static const char *const proc_names[NPROCS] = {"gateway", "order",    "tenant", "app",  "audit",
-                                               "postgres", "emulator", "nginx", "bench"};
+static const char *const proc_names[NPROCS] = {"gateway",  "order",    "tenant", "app",  "audit",
+                                               "postgres", "emulator", "nginx",  "bench"};
 static pid_t proc_pids[NPROCS];
 static long hz;
 
@@ -382,9 +384,10 @@ static uint64_t stat_ticks(pid_t pid, bool with_children, pid_t *ppid)
      * stime cutime cstime */
     unsigned long long v[15] = {0};
     char state;
-    int got = sscanf(p + 2, "%c %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu",
-                     &state, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8],
-                     &v[9], &v[10], &v[11], &v[12], &v[13]);
+    int got =
+        sscanf(p + 2, "%c %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu",
+               &state, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10],
+               &v[11], &v[12], &v[13]);
     if (got < 15)
         return 0;
     if (ppid)
@@ -474,7 +477,7 @@ static void cpu_sample(uint64_t out[NPROCS])
                                  (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6) *
                                 (double)hz);
         } else
-            out[i] = !proc_pids[i]           ? 0
+            out[i] = !proc_pids[i]               ? 0
                      : i == P_PG || i == P_NGINX ? tree_ticks(proc_pids[i])
                                                  : stat_ticks(proc_pids[i], true, NULL);
     }
