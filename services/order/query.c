@@ -16,7 +16,7 @@
 
 /* One id (nearly every call) has a statement of its own: PostgreSQL plans "= ANY($1)" afresh for
  * every execution (its generic plan looks costlier than the custom one for a one-element array),
- * which cost more CPU than running it; "= $1" is planned once per connection. */
+ * which cost more CPU than running it; "= $1" gets one generic plan from its sixth run on. */
 #define QUERY_SELECT                                                                               \
     "SELECT instance_id, front_end_url, admin_url, user_name_sealed, password_sealed, memo,"       \
     " provisioned_at IS NOT NULL FROM orders.instances WHERE "
