@@ -31,10 +31,12 @@ enum {
 
 static const pg_stmt_t emit_stmts[] = {
     {"outbox_next_id", "SELECT nextval('outbox_seq')", 0},
+    /* The delivery threads (LISTEN $9) hear of it at COMMIT, in the same round trip. */
     {"outbox_insert",
-     "INSERT INTO outbox (id, event_id, event_type, instance_id, tenant_id, test_flag, payload,"
-     " sealed) VALUES ($1::bigint, $2, $3, $4, $5, $6::boolean, $7, $8::boolean)",
-     8},
+     "WITH i AS (INSERT INTO outbox (id, event_id, event_type, instance_id, tenant_id, test_flag,"
+     " payload, sealed) VALUES ($1::bigint, $2, $3, $4, $5, $6::boolean, $7, $8::boolean))"
+     " SELECT pg_notify($9, '')",
+     9},
     {"outbox_notify", "SELECT pg_notify($1, '')", 1},
     {"outbox_failed",
      "SELECT id, event_id, event_type, instance_id, tenant_id, status, attempts,"
@@ -192,16 +194,13 @@ pg_status_t outbox_emit(outbox_t *self, pg_tx_t *tx, const char *event_type,
         free(aad);
         xfree_secret(text, strlen(text));
     }
-    const char *p[] = {seq,        event_id,
-                       event_type, instance_id,
-                       tenant_id,  test_flag ? "true" : "false",
-                       stored,     self->cfg.seal_key ? "true" : "false"};
-    if (!(r = pg_tx_exec(tx, "outbox_insert", 8, p)))
-        goto done;
-    PQclear(r);
     /* delivered at COMMIT: the delivery thread wakes at once */
-    const char *np[] = {self->channel};
-    if (!(r = pg_tx_exec(tx, "outbox_notify", 1, np)))
+    const char *p[] = {seq,          event_id,
+                       event_type,   instance_id,
+                       tenant_id,    test_flag ? "true" : "false",
+                       stored,       self->cfg.seal_key ? "true" : "false",
+                       self->channel};
+    if (!(r = pg_tx_exec(tx, "outbox_insert", 9, p)))
         goto done;
     PQclear(r);
     st = PG_OK;

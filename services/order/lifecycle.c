@@ -28,9 +28,11 @@ const pg_stmt_t lifecycle_stmts[] = {
      " created_request_id) VALUES ($1, $2, $3, $4, $5::boolean, $6)"
      " ON CONFLICT DO NOTHING RETURNING instance_id",
      6},
+    /* The job threads of every replica (LISTEN orders_jobs) hear of it at COMMIT, in the same
+     * round trip as the insert; polling covers a lost notification. */
     {"job_insert",
-     "INSERT INTO orders.jobs (kind, instance_id, order_id, order_line_id, request_id)"
-     " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+     "WITH j AS (INSERT INTO orders.jobs (kind, instance_id, order_id, order_line_id, request_id)"
+     " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING) SELECT pg_notify('orders_jobs', '')",
      5},
     /* Key (order_applications_key): a renewal and its cancellation share the orderId. */
     {"application_exists",
@@ -245,9 +247,7 @@ static pg_status_t new_created(pg_tx_t *tx, new_ctx_t *c)
                    .order_line_id = r->order_line_id,
                    .outbox_event = "instance.created",
                    .request_id = rid};
-    if ((st = change_record(tx, &ch)) != PG_OK)
-        return st;
-    return change_notify_jobs(conn, rid);
+    return change_record(tx, &ch);
 }
 
 static pg_status_t new_body(pg_tx_t *tx, void *arg)
@@ -383,8 +383,6 @@ static pg_status_t apply_body(pg_tx_t *tx, void *arg)
             const char *job[] = {"order_sync", c->instance_id, c->order_id, c->order_line_id, rid};
             if (st == PG_OK)
                 st = exec_void(conn, rid, "job_insert", 5, job);
-            if (st == PG_OK)
-                st = change_notify_jobs(conn, rid);
             outbox = NULL;
         }
     } else {
@@ -394,8 +392,6 @@ static pg_status_t apply_body(pg_tx_t *tx, void *arg)
         /* The new plan's details (sku, period) come from Query Order, in the background. */
         if (st == PG_OK)
             st = exec_void(conn, rid, "job_insert", 5, job);
-        if (st == PG_OK)
-            st = change_notify_jobs(conn, rid);
         outbox = "instance.upgraded";
     }
     if (c->product_id) {
