@@ -42,9 +42,13 @@ typedef struct {
     void *arg;
 } svc_def_t;
 
+/* Longest a stopping service goes on answering the requests it holds (SVC_DRAIN_MS). */
+#define SVC_DRAIN_MS 5000
+
 /* Bind (a CURVE server admitting the clients given to zmqauth_setup: without them it fails) and
  * serve until SIGINT/SIGTERM; returns the process exit code. Installs the signal handlers
- * itself. */
+ * itself. On the signal it stops gracefully: every request already received (being served or
+ * waiting for a worker) is answered, for at most SVC_DRAIN_MS, before the workers end. */
 int svc_run(const svc_def_t *def);
 /* True once a stop signal arrived (background threads poll it). */
 bool svc_stopping(void);

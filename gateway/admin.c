@@ -200,6 +200,7 @@ int admin_start(void)
         log_error(NULL, "admin API TLS: %s", err);
         return -1;
     }
+    proxyproto_enable(adm.tls, gw.proxy_trust, "admin: ");
     int fd = netaddr_listen(listen, false, err, sizeof err);
     if (fd < 0) {
         log_error(NULL, "admin API: %s", err);

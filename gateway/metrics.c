@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "netaddr.h"
+#include "proxyproto.h"
 #include "xmalloc.h"
 
 /* Label values are fixed sets so the series count is bounded whatever the callers send. */
@@ -26,8 +27,9 @@ static const char *const activities[] = {
 };
 #define N_ACT (sizeof activities / sizeof activities[0])
 
-static const char *const codes[] = {RC_OK, RC_AUTH, RC_INVALID, RC_NO_INSTANCE, RC_BUSY,
-                                    RC_INTERNAL, RC_NO_RESOURCE, RC_SECRET_UNREADABLE, "other"};
+static const char *const codes[] = {RC_OK,   RC_AUTH,     RC_INVALID,     RC_NO_INSTANCE,
+                                    RC_BUSY, RC_INTERNAL, RC_NO_RESOURCE, RC_SECRET_UNREADABLE,
+                                    "other"};
 #define N_CODE (sizeof codes / sizeof codes[0])
 
 static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
@@ -202,9 +204,15 @@ char *metrics_render(void)
             "# HELP kooisv_unrecorded_rejects_total Refused unauthenticated calls beyond their "
             "source's per-minute record quota (recorded as one summary entry per source).\n"
             "# TYPE kooisv_unrecorded_rejects_total counter\n"
-            "kooisv_unrecorded_rejects_total %llu\n",
+            "kooisv_unrecorded_rejects_total %llu\n"
+            "# HELP kooisv_proxy_headers_refused_total Connections closed because a PROXY "
+            "protocol header came from a peer outside KOOISV_PROXY_PROTOCOL_FROM, or was "
+            "malformed.\n"
+            "# TYPE kooisv_proxy_headers_refused_total counter\n"
+            "kooisv_proxy_headers_refused_total %lu\n",
             atomic_load(&inflight), atomic_load(&connections), atomic_load(&connections_refused),
-            atomic_load(&sources_throttled), atomic_load(&rejects_unrecorded));
+            atomic_load(&sources_throttled), atomic_load(&rejects_unrecorded),
+            proxyproto_refused_total());
     fprintf(f, "# HELP kooisv_service_connections Open connections to a service's replicas "
                "(one per replica and gateway socket: each worker thread and the admin API).\n"
                "# TYPE kooisv_service_connections gauge\n");
