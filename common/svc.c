@@ -219,8 +219,10 @@ static void serve_one(worker_t *w, void *sock, zmq_msg_t *msg)
             return;
         }
         if (env->body_case == KOOISV__ENVELOPE__BODY_PING) {
-            call.reply.result_code = RC_OK;
-            call.reply.result_msg = "pong";
+            char why[160] = "";
+            bool ready = !w->def->ready || w->def->ready(w->def->arg, why, sizeof why);
+            call.reply.result_code = ready ? RC_OK : RC_INTERNAL;
+            call.reply.result_msg = ready ? "pong" : svc_call_printf(&call, "not ready: %s", why);
         } else {
             w->def->handle(w->state, &call);
         }

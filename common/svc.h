@@ -40,6 +40,10 @@ typedef struct {
     /* Serve one call; must set a result code. Runs on a worker thread. */
     void (*handle)(void *state, svc_call_t *call);
     void *arg;
+    /* Whether the service can do its work (its database reachable): a PING is answered 000000
+     * only then, else 000005 with why (a gateway is not ready without its audit service). Runs
+     * on a worker thread; NULL = always ready. */
+    bool (*ready)(void *arg, char *why, size_t whylen);
 } svc_def_t;
 
 /* Longest a stopping service goes on answering the requests it holds (SVC_DRAIN_MS). */

@@ -13,6 +13,7 @@
 #include "metrics.h"
 #include "peer.h"
 #include "proxyproto.h"
+#include "readiness.h"
 #include "srclimit.h"
 #include "zmqauth.h"
 
@@ -197,6 +198,12 @@ int main(int argc, char **argv)
         metrics_listener_stop();
         return 1;
     }
+    if (readiness_start(gw.endpoints[SVC_AUDIT], gw.server_keys[SVC_AUDIT], 1000) != 0) {
+        admin_stop();
+        server_stop();
+        metrics_listener_stop();
+        return 1;
+    }
     metrics_set_serving(true);
     log_info(NULL, "gateway ready");
 
@@ -206,6 +213,7 @@ int main(int argc, char **argv)
     metrics_set_serving(false);
     admin_stop();
     server_stop();
+    readiness_stop();
     metrics_listener_stop();
     SSL_CTX_free(gw.tls);
     peer_trust_destroy(&gw.trusted);

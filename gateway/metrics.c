@@ -15,6 +15,7 @@
 #include "log.h"
 #include "netaddr.h"
 #include "proxyproto.h"
+#include "readiness.h"
 #include "xmalloc.h"
 
 /* Label values are fixed sets so the series count is bounded whatever the callers send. */
@@ -143,6 +144,12 @@ void metrics_set_serving(bool on)
     atomic_store(&serving_state, on ? 1 : 2);
 }
 
+static int ready_now(void)
+{
+    char why[8];
+    return atomic_load(&serving_state) == 1 && readiness_audit(why, sizeof why) ? 1 : 0;
+}
+
 char *metrics_render(void)
 {
     char *text = NULL;
@@ -228,9 +235,34 @@ char *metrics_render(void)
             "kooisv_audit_lost_total %llu\n"
             "# HELP kooisv_up 1 while the gateway serves.\n"
             "# TYPE kooisv_up gauge\n"
-            "kooisv_up %d\n",
+            "kooisv_up %d\n"
+            "# HELP kooisv_ready 1 while the gateway serves and the audit service answers "
+            "(/readyz).\n"
+            "# TYPE kooisv_ready gauge\n"
+            "kooisv_ready %d\n",
             atomic_load(&audit_queue), atomic_load(&audit_lost),
-            atomic_load(&serving_state) == 1 ? 1 : 0);
+            atomic_load(&serving_state) == 1 ? 1 : 0, ready_now());
+    fclose(f);
+    return text;
+}
+
+char *metrics_ready(int *status)
+{
+    char why[200] = "";
+    int state = atomic_load(&serving_state);
+    bool ok = state == 1 && readiness_audit(why, sizeof why);
+    if (state != 1)
+        snprintf(why, sizeof why, "%s", state == 0 ? "starting" : "stopping");
+    *status = ok ? 200 : 503;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        abort();
+    if (ok)
+        fprintf(f, "ready\n");
+    else
+        fprintf(f, "not ready: %s\n", why);
     fclose(f);
     return text;
 }
@@ -293,7 +325,16 @@ static void on_metrics_request(struct evhttp_request *req, void *arg)
         send_text(req, status, status == 200 ? "OK" : "Service Unavailable",
                   "text/plain; charset=utf-8", text);
         free(text);
-    } else if (path && (strcmp(path, "/metrics") == 0 || strcmp(path, "/healthz") == 0)) {
+    } else if (path && strcmp(path, "/readyz") == 0 && readonly) {
+        int status;
+        char *text = metrics_ready(&status);
+        send_text(req, status, status == 200 ? "OK" : "Service Unavailable",
+                  "text/plain; charset=utf-8", text);
+        free(text);
+    } else if (path && strcmp(path, "/livez") == 0 && readonly) {
+        send_text(req, 200, "OK", "text/plain; charset=utf-8", "alive\n");
+    } else if (path && (strcmp(path, "/metrics") == 0 || strcmp(path, "/healthz") == 0 ||
+                        strcmp(path, "/readyz") == 0 || strcmp(path, "/livez") == 0)) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
         send_text(req, 405, "Method Not Allowed", "text/plain; charset=utf-8",
                   "method not allowed\n");

@@ -39,7 +39,12 @@ char *metrics_render(void);
  * 200 while serving, else 503. Caller owns the result. */
 char *metrics_health(const char *const endpoints[SVC__COUNT], int *status);
 
-/* Serve /metrics and /healthz over plain HTTP on listen ("host:port") on a new thread. endpoints
+/* The /readyz body; *status 200 only while serving and the audit service (hence its database)
+ * answers (readiness.h), else 503 with the reason. /livez answers 200 "alive" whenever the
+ * listener runs, starting and stopping included. Caller owns the result. */
+char *metrics_ready(int *status);
+
+/* Serve /metrics, /healthz, /readyz and /livez over plain HTTP on listen ("host:port") on a new thread. endpoints
  * must outlive the listener. Returns 0, or -1 with a logged reason. */
 int metrics_listener_start(const char *listen, const char *const endpoints[SVC__COUNT]);
 /* Stop the listener thread and wait for it. */

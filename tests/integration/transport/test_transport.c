@@ -333,7 +333,10 @@ static void test_stop_answers_what_it_holds(void **st)
         slow[i] = (timed_call_t){rids[i], "slow", 0, -1};
         pthread_create(&t[i], NULL, timed_call, &slow[i]);
     }
-    usleep(150 * 1000);
+    /* Stop once every worker is busy (the other calls are on their way or queued). */
+    for (int i = 0; i < 200 && atomic_load(&handled) - before < 3; i++)
+        usleep(10 * 1000);
+    usleep(50 * 1000);
     svc_stop();
     for (int i = 0; i < 6; i++) {
         pthread_join(t[i], NULL);
