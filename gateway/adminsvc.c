@@ -224,6 +224,8 @@ static const adminroute_t routes[] = {
      prepare_service, run_outbox_failed, SVC_ORDER, {0}, {0}},
     {EVHTTP_REQ_POST, "/v1/outbox/*/*/redrive", "outbox.redrive", ROLE_OPERATOR, no_params,
      prepare_outbox_redrive, run_outbox_redrive, SVC_ORDER, {NULL, "id"}, {0}},
+    {EVHTTP_REQ_GET, "/v1/billing/ping", "billing.ping", ROLE_AUDITOR, no_params,
+     prepare_service, run_service, SVC_BILLING, {0}, {0}},
 };
 /* clang-format on */
 

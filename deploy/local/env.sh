@@ -18,9 +18,11 @@ kv_env_for() {
         "KOOISV_TENANT_ENDPOINTS=tcp://127.0.0.1:$KV_PORT_TENANT"
         "KOOISV_APP_ENDPOINTS=tcp://127.0.0.1:$KV_PORT_APP"
         "KOOISV_AUDIT_ENDPOINTS=tcp://127.0.0.1:$KV_PORT_AUDIT"
+        "KOOISV_BILLING_ENDPOINTS=tcp://127.0.0.1:$KV_PORT_BILLING"
     )
     # CURVE on the ZeroMQ plane: the gateway knows every service's public key; a service admits
-    # the gateway's, and audit also the services' (ARCHITECTURE.md).
+    # the gateway's, audit also the services', and order also billing's (billing pulls the order
+    # events: events.pending / events.ack).
     local s server_keys=() audit_clients
     for s in "${KV_SERVICES[@]}"; do
         server_keys+=("KOOISV_${s^^}_SERVER_KEY=$(kv_curve_public "$s")")
@@ -32,6 +34,8 @@ kv_env_for() {
     local curve=("KOOISV_CURVE_SECRET_KEY_FILE=$KV_SECRETS/curve-${proc%2}.key")
     [[ $proc == gateway* ]] || curve+=("KOOISV_CURVE_CLIENTS=$(kv_curve_public gateway)")
     [[ $proc == audit ]] && curve=("${curve[0]}" "KOOISV_CURVE_CLIENTS=$audit_clients")
+    [[ $proc == order ]] &&
+        curve=("${curve[0]}" "KOOISV_CURVE_CLIENTS=$(kv_curve_public gateway),$(kv_curve_public billing)")
     local marketplace=(
         "KOOISV_MARKETPLACE_URL=https://127.0.0.1:$KV_PORT_EMULATOR"
         "KOOISV_MARKETPLACE_AK_FILE=$KV_SECRETS/marketplace-ak"
@@ -88,6 +92,15 @@ kv_env_for() {
             "KOOISV_DATA_KEY_FILE=$KV_SECRETS/data-key"
             "KOOISV_APP_RSA_PRIVATE_KEY_FILE=$KV_SECRETS/rsa-private.pem"
             "KOOISV_MARKETPLACE_CA_FILE=$KV_TLS/ca.crt"
+        )
+        ;;
+    billing)
+        KV_ENV+=(
+            "KOOISV_BIND=tcp://127.0.0.1:$KV_PORT_BILLING"
+            "${curve[@]}"
+            "KOOISV_PG_DSN_FILE=$KV_SECRETS/pg-kooisv_billing.dsn"
+            "KOOISV_ORDER_ENDPOINTS=tcp://127.0.0.1:$KV_PORT_ORDER"
+            "KOOISV_ORDER_SERVER_KEY=$(kv_curve_public order)"
         )
         ;;
     audit)

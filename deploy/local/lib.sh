@@ -21,13 +21,13 @@ KV_PACKAGES=(build-essential cmake pkg-config libevent-dev libzmq3-dev libprotob
     ca-certificates curl tzdata)
 # What `test` needs beyond that: clang's libFuzzer for the fuzz tests (tests/fuzz).
 KV_TEST_PACKAGES=(clang libclang-rt-14-dev)
-KV_SERVICES=(order tenant app audit)
+KV_SERVICES=(order tenant app audit billing)
 KV_PG_ROLES=(kooisv_order kooisv_tenant kooisv_app kooisv_billing kooisv_audit kooisv_audit_owner
     kooisv_auditor)
 # Start order: the marketplace stand-in, audit (everything is recorded there first), the other
 # services, then the gateways that depend on all of them.
-KV_PROCS_LOCAL=(emulator audit order tenant app gateway)
-KV_PROCS_SUITE=(emulator audit order tenant app gateway gateway2)
+KV_PROCS_LOCAL=(emulator audit order tenant app billing gateway)
+KV_PROCS_SUITE=(emulator audit order tenant app billing gateway gateway2)
 KV_PG_SUPERUSER=postgres
 
 # shellcheck source=deploy/local/env.sh
@@ -283,7 +283,7 @@ kv_ports_assign() {
 # Default ports of the runner (ARCHITECTURE.md) or, for the harness, a block of free ports
 # below the kernel's ephemeral range, offset by pid so that parallel suites do not collide.
 kv_ports_init() {
-    local -a names=(gateway admin metrics order tenant app audit emulator pg)
+    local -a names=(gateway admin metrics order tenant app audit emulator pg billing)
     if [[ $KV_MODE == suite ]]; then
         local base=$((20000 + ($$ % 400) * 25)) i=0 n specs=()
         names+=(gateway2 admin2 metrics2)
@@ -294,7 +294,7 @@ kv_ports_init() {
         kv_ports_assign "${specs[@]}"
     else
         kv_ports_assign gateway=8443 admin=8444 metrics=9100 order=7101 tenant=7102 app=7103 \
-            audit=7104 emulator=9443 pg=55432
+            audit=7104 emulator=9443 pg=55432 billing=7105
     fi
 }
 
@@ -870,6 +870,7 @@ kv_write_client_env() {
             kv_env_line KOOISV_TENANT_ENDPOINTS "tcp://127.0.0.1:$KV_PORT_TENANT"
             kv_env_line KOOISV_APP_ENDPOINTS "tcp://127.0.0.1:$KV_PORT_APP"
             kv_env_line KOOISV_AUDIT_ENDPOINTS "tcp://127.0.0.1:$KV_PORT_AUDIT"
+            kv_env_line KOOISV_BILLING_ENDPOINTS "tcp://127.0.0.1:$KV_PORT_BILLING"
             for s in "${KV_SERVICES[@]}"; do
                 kv_env_line "KOOISV_${s^^}_SERVER_KEY" "$(kv_curve_public "$s")"
             done

@@ -726,6 +726,8 @@ static const cmd_t commands[] = {
     {"outbox", "redrive", "SERVICE ID", 2,
      "Deliver a failed webhook event again (SERVICE: order, tenant or app).", no_opts, run_generic,
      "POST", "/v1/outbox/%s/%s/redrive"},
+    {"billing", "ping", NULL, 0, "The billing service and its database answer (with counts).",
+     no_opts, run_generic, "GET", "/v1/billing/ping"},
 };
 #define N_COMMANDS (sizeof commands / sizeof *commands)
 
