@@ -52,6 +52,13 @@ static const pg_stmt_t emit_stmts[] = {
      " RETURNING id",
      1},
     {"outbox_status", "SELECT status FROM outbox WHERE id = $1::bigint", 1},
+    /* Both counts are index scans of the partial indexes outbox_due and outbox_failed. */
+    {"outbox_stats",
+     "SELECT (SELECT count(*) FROM outbox WHERE status = 'pending'),"
+     " (SELECT count(*) FROM outbox WHERE status = 'failed'),"
+     " (SELECT coalesce(floor(extract(epoch FROM now() - min(created_at))), 0)::bigint"
+     "  FROM outbox WHERE status = 'pending')",
+     0},
 };
 
 const pg_stmt_t *outbox_stmts(size_t *n)
@@ -286,6 +293,27 @@ bool outbox_admin(outbox_t *self, pg_session_t *db, svc_call_t *call,
     else
         return false;
     return true;
+}
+
+int outbox_metrics(outbox_t *self, pg_session_t *db, json_t *series)
+{
+    PGresult *r = pg_session_exec(db, NULL, "outbox_stats", 0, NULL, NULL);
+    if (!r)
+        return -1;
+    const char *labels[] = {"source", self->cfg.source, NULL};
+    svcadmin_series_add(series, "kooisv_outbox_pending", "gauge",
+                        "events not yet delivered to the seller's application (in flight or "
+                        "waiting for a retry)",
+                        strtod(PQgetvalue(r, 0, 0), NULL), labels);
+    svcadmin_series_add(series, "kooisv_outbox_failed", "gauge",
+                        "events in the dead letter (delivery attempts exhausted; kooisvctl "
+                        "outbox failed / redrive)",
+                        strtod(PQgetvalue(r, 0, 1), NULL), labels);
+    svcadmin_series_add(series, "kooisv_outbox_oldest_pending_seconds", "gauge",
+                        "age of the oldest event not yet delivered (0 when none)",
+                        strtod(PQgetvalue(r, 0, 2), NULL), labels);
+    PQclear(r);
+    return 0;
 }
 
 /* ---- delivery ---- */

@@ -57,5 +57,8 @@ pg_status_t outbox_emit(outbox_t *self, pg_tx_t *tx, const char *event_type,
  * is neither (the caller answers). */
 bool outbox_admin(outbox_t *self, pg_session_t *db, svc_call_t *call,
                   const Kooisv__AdminRequest *req);
+/* Append the outbox's series (svcadmin_series_add: pending, failed, age of the oldest pending
+ * event, labelled source=<source>) to series, read on db; 0, or -1 when the read failed. */
+int outbox_metrics(outbox_t *self, pg_session_t *db, json_t *series);
 
 #endif

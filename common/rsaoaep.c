@@ -23,6 +23,23 @@ static const struct {
 };
 #define VARIANT_COUNT (int)(sizeof variants / sizeof variants[0])
 
+/* key if it is RSA of at least RSAOAEP_MIN_BITS, else NULL (key freed, why set). */
+static EVP_PKEY *rsa_strong(EVP_PKEY *key, const char **why)
+{
+    if (!EVP_PKEY_is_a(key, "RSA")) {
+        EVP_PKEY_free(key);
+        *why = "the key is not RSA";
+        return NULL;
+    }
+    if (EVP_PKEY_get_bits(key) < RSAOAEP_MIN_BITS) {
+        EVP_PKEY_free(key);
+        *why = "RSA key shorter than 3072 bits";
+        return NULL;
+    }
+    *why = NULL;
+    return key;
+}
+
 EVP_PKEY *rsaoaep_load_private(const char *path, const char **why)
 {
     const char *unused;
@@ -41,18 +58,28 @@ EVP_PKEY *rsaoaep_load_private(const char *path, const char **why)
         *why = "not a readable PEM private key (encrypted keys are not supported)";
         return NULL;
     }
-    if (!EVP_PKEY_is_a(key, "RSA")) {
-        EVP_PKEY_free(key);
-        *why = "private key is not RSA";
+    return rsa_strong(key, why);
+}
+
+EVP_PKEY *rsaoaep_load_public(const char *path, const char **why)
+{
+    const char *unused;
+    if (!why)
+        why = &unused;
+    BIO *bio = path ? BIO_new_file(path, "r") : NULL;
+    if (!bio) {
+        ERR_clear_error();
+        *why = "cannot open the public key file";
         return NULL;
     }
-    if (EVP_PKEY_get_bits(key) < RSAOAEP_MIN_BITS) {
-        EVP_PKEY_free(key);
-        *why = "RSA key shorter than 3072 bits";
+    EVP_PKEY *key = PEM_read_bio_PUBKEY(bio, NULL, pem_no_passphrase, NULL);
+    BIO_free(bio);
+    ERR_clear_error();
+    if (!key) {
+        *why = "not a PEM public key";
         return NULL;
     }
-    *why = NULL;
-    return key;
+    return rsa_strong(key, why);
 }
 
 /* A context for variant v ready to encrypt (encrypt=true) or decrypt; NULL on failure. */

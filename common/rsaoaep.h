@@ -7,6 +7,9 @@
 
 /* Load a PEM private key from a file; NULL (why set) if unreadable, not RSA, or < 3072 bits. */
 EVP_PKEY *rsaoaep_load_private(const char *path, const char **why);
+/* Load a PEM public key (SubjectPublicKeyInfo) from a file; NULL (why set) if unreadable, not
+ * RSA, or < 3072 bits. */
+EVP_PKEY *rsaoaep_load_public(const char *path, const char **why);
 /* Decrypt base64 ciphertext. Caller owns *plain (NUL-terminated; free with xfree_secret).
  * Returns 0 on success, -1 if no variant decrypts. */
 int rsaoaep_decrypt(EVP_PKEY *key, const char *b64, char **plain, size_t *plain_len);

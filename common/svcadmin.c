@@ -58,3 +58,13 @@ char *svcadmin_json_text(const json_t *v)
     }
     return s;
 }
+
+void svcadmin_series_add(json_t *series, const char *name, const char *type, const char *help,
+                         double value, const char *const *labels)
+{
+    json_t *l = json_object();
+    for (const char *const *p = labels; p && p[0] && p[1]; p += 2)
+        json_object_set_new(l, p[0], json_string(p[1]));
+    json_array_append_new(series, json_pack("{s:s,s:s,s:s,s:f,s:o}", "name", name, "type", type,
+                                            "help", help, "value", value, "labels", l));
+}

@@ -22,4 +22,11 @@ void svcadmin_reply_secret(svc_call_t *call, json_t *doc);
  * the string; aborts on allocation failure like xmalloc. */
 char *svcadmin_json_text(const json_t *v);
 
+/* Append one Prometheus series to series (a JSON array, the "series" of the "metrics" admin
+ * answer): {"name","type","help","value","labels":{k:v}}. name is kooisv_[a-z0-9_]+, type
+ * "gauge" or "counter"; labels is NULL or a NULL-terminated list of name, value pairs. The
+ * gateway adds the label service=<answering service> when it renders /metrics. */
+void svcadmin_series_add(json_t *series, const char *name, const char *type, const char *help,
+                         double value, const char *const *labels);
+
 #endif

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "svcadmin.h"
 #include "timeutil.h"
 #include "xmalloc.h"
 
@@ -159,10 +160,30 @@ static bool worker_ready(const svcrt_def_t *def, svcrt_worker_t *w, svc_call_t *
     return true;
 }
 
+/* The admin action "metrics": {"series":[...]} from the outbox and the service's hook. */
+static void serve_metrics(const svcrt_def_t *def, svcrt_worker_t *w, svc_call_t *call)
+{
+    json_t *series = json_array();
+    int rc = 0;
+    if (w->outbox && w->db)
+        rc = outbox_metrics(w->outbox, w->db, series);
+    if (rc == 0 && def->metrics)
+        rc = def->metrics(w, series);
+    if (rc != 0) {
+        json_decref(series);
+        svc_call_result(call, RC_INTERNAL, "metrics: database error");
+        return;
+    }
+    svcadmin_reply(call, json_pack("{s:o}", "series", series));
+}
+
 static void dispatch(const svcrt_def_t *def, svcrt_worker_t *w, svc_call_t *call)
 {
     const Kooisv__Envelope *env = svc_call_request(call);
-    if (env->body_case == KOOISV__ENVELOPE__BODY_ADMIN && def->admin) {
+    if (env->body_case == KOOISV__ENVELOPE__BODY_ADMIN && env->admin->action &&
+        strcmp(env->admin->action, "metrics") == 0) {
+        serve_metrics(def, w, call);
+    } else if (env->body_case == KOOISV__ENVELOPE__BODY_ADMIN && def->admin) {
         const Kooisv__AdminRequest *req = env->admin;
         if (!def->admin(w, call, req) && !(w->outbox && outbox_admin(w->outbox, w->db, call, req)))
             svc_call_result(call, RC_INVALID, "unknown action for the %s service: %s", def->name,

@@ -8,7 +8,9 @@
  *  - serves on KOOISV_BIND with KOOISV_WORKERS threads, each with its own PostgreSQL session
  *    (pgutil: reconnected after a database restart) when the service has statements;
  *    refuses calls whose deadline has passed (unless serve_late); PING is answered by the
- *    transport; admin actions go to the service, then to the outbox;
+ *    transport; the admin action "metrics" is answered by the runtime (the outbox's series,
+ *    then the service's metrics hook); other admin actions go to the service, then to the
+ *    outbox;
  *  - at SIGINT/SIGTERM releases in reverse order through one path: the outbox, then the
  *    service's background work (stop).
  * Readiness: a PING is answered 000000 only while the database answers (one connection of the
@@ -130,6 +132,10 @@ struct svcrt_def {
     /* Serve an admin action; false when it is not one of the service's (the outbox's actions
      * are tried next, then 000002). NULL: admin requests go to handle. */
     bool (*admin)(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req);
+    /* Append the service's own Prometheus series to series (svcadmin_series_add) for the admin
+     * action "metrics", after the runtime's (the outbox's); return -1 when a read failed (the
+     * answer is then 000005). NULL = none of its own. */
+    int (*metrics)(svcrt_worker_t *w, json_t *series);
     void *svc; /* copied into every worker's svc */
 };
 

@@ -188,7 +188,8 @@ int main(int argc, char **argv)
     if (evthread_use_pthreads() != 0)
         die("libevent without thread support");
 
-    if (metrics_listener_start(config_get("KOOISV_METRICS_LISTEN"), gw.endpoints) != 0)
+    if (metrics_listener_start(config_get("KOOISV_METRICS_LISTEN"), gw.endpoints,
+                               gw.server_keys) != 0)
         return 1;
     if (server_start() != 0)
         return 1;

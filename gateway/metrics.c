@@ -16,6 +16,7 @@
 #include "netaddr.h"
 #include "proxyproto.h"
 #include "readiness.h"
+#include "svcmetrics.h"
 #include "xmalloc.h"
 
 /* Label values are fixed sets so the series count is bounded whatever the callers send. */
@@ -290,12 +291,17 @@ char *metrics_health(const char *const endpoints[SVC__COUNT], int *status)
 
 /* ------------------------------------------------------------------ listener thread */
 
+/* Each service is asked for its series with this budget; /metrics waits at most this long per
+ * configured service that does not answer. */
+#define SERVICE_METRICS_TIMEOUT_MS 1000
+
 static struct {
     pthread_t thread;
     struct event_base *base;
     struct evhttp *http;
     struct event *stop;
     const char *const *endpoints;
+    const char *const *server_keys;
     bool running;
 } listener;
 
@@ -317,7 +323,12 @@ static void on_metrics_request(struct evhttp_request *req, void *arg)
     bool readonly = method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD;
     if (path && strcmp(path, "/metrics") == 0 && readonly) {
         char *text = metrics_render();
-        send_text(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text);
+        char *svc_text = svcmetrics_collect(listener.endpoints, listener.server_keys,
+                                            SERVICE_METRICS_TIMEOUT_MS);
+        char *both = xasprintf("%s%s", text, svc_text);
+        send_text(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", both);
+        free(both);
+        free(svc_text);
         free(text);
     } else if (path && strcmp(path, "/healthz") == 0 && readonly) {
         int status;
@@ -354,7 +365,8 @@ static void *listener_main(void *arg)
     return NULL;
 }
 
-int metrics_listener_start(const char *listen, const char *const endpoints[SVC__COUNT])
+int metrics_listener_start(const char *listen, const char *const endpoints[SVC__COUNT],
+                           const char *const server_keys[SVC__COUNT])
 {
     char err[256];
     int fd = netaddr_listen(listen, false, err, sizeof err);
@@ -363,6 +375,7 @@ int metrics_listener_start(const char *listen, const char *const endpoints[SVC__
         return -1;
     }
     listener.endpoints = endpoints;
+    listener.server_keys = server_keys;
     listener.base = event_base_new();
     listener.http = evhttp_new(listener.base);
     if (!listener.base || !listener.http) {

@@ -44,9 +44,11 @@ char *metrics_health(const char *const endpoints[SVC__COUNT], int *status);
  * listener runs, starting and stopping included. Caller owns the result. */
 char *metrics_ready(int *status);
 
-/* Serve /metrics, /healthz, /readyz and /livez over plain HTTP on listen ("host:port") on a new thread. endpoints
- * must outlive the listener. Returns 0, or -1 with a logged reason. */
-int metrics_listener_start(const char *listen, const char *const endpoints[SVC__COUNT]);
+/* Serve /metrics, /healthz, /readyz and /livez over plain HTTP on listen ("host:port") on a new
+ * thread; /metrics adds the configured services' own series (svcmetrics.h). endpoints and
+ * server_keys must outlive the listener. Returns 0, or -1 with a logged reason. */
+int metrics_listener_start(const char *listen, const char *const endpoints[SVC__COUNT],
+                           const char *const server_keys[SVC__COUNT]);
 /* Stop the listener thread and wait for it. */
 void metrics_listener_stop(void);
 

@@ -2,6 +2,7 @@
  *
  *   kooisvctl [--env-file PATH] <noun> <verb> [options]     (kooisvctl --help for the list)
  *
+ * `kooisvctl market ...` is the marketplace client (market.h), not an admin API call.
  * Settings come from the environment, or from --env-file PATH (KEY=VALUE lines, e.g. the local
  * runner's client env file; its values win over the environment): KOOISV_ADMIN_URL,
  * KOOISV_OPERATOR_TOKEN or KOOISV_OPERATOR_TOKEN_FILE, KOOISV_CA_FILE. The token is sent as a
@@ -16,84 +17,16 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ctlenv.h"
 #include "httpc.h"
 #include "licensesig.h"
+#include "market.h"
 #include "timeutil.h"
 #include "xmalloc.h"
 
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
 #define FOLLOW_WAIT_S 25
-
-/* ================================================================ settings */
-
-typedef struct {
-    char *name;
-    char *value;
-} setting_t;
-
-static setting_t *file_settings;
-static size_t n_file_settings;
-
-static const char *setting(const char *name)
-{
-    for (size_t i = 0; i < n_file_settings; i++)
-        if (strcmp(file_settings[i].name, name) == 0)
-            return file_settings[i].value;
-    const char *v = getenv(name);
-    return v && *v ? v : NULL;
-}
-
-static int env_file_load(const char *path)
-{
-    char *text = config_read_file(path, NULL);
-    if (!text) {
-        fprintf(stderr, "kooisvctl: cannot read %s\n", path);
-        return -1;
-    }
-    int lineno = 0, rc = 0;
-    for (char *line = text, *next; line && rc == 0; line = next) {
-        next = strchr(line, '\n');
-        if (next)
-            *next++ = '\0';
-        lineno++;
-        char *name, *value;
-        int kind = config_env_line(line, &name, &value);
-        if (kind < 0) {
-            fprintf(stderr, "kooisvctl: %s line %d: not NAME=VALUE as a shell reads it\n", path,
-                    lineno);
-            rc = -1;
-        }
-        if (kind <= 0)
-            continue;
-        file_settings = xrealloc(file_settings, (n_file_settings + 1) * sizeof *file_settings);
-        file_settings[n_file_settings].name = xstrdup(name);
-        file_settings[n_file_settings].value = xstrdup(value);
-        n_file_settings++;
-    }
-    xfree_secret(text, strlen(text));
-    return rc;
-}
-
-/* The operator token: KOOISV_OPERATOR_TOKEN, else the file KOOISV_OPERATOR_TOKEN_FILE names. */
-static char *token_get(void)
-{
-    const char *t = setting("KOOISV_OPERATOR_TOKEN");
-    if (t)
-        return xstrdup(t);
-    const char *path = setting("KOOISV_OPERATOR_TOKEN_FILE");
-    if (!path)
-        return NULL;
-    char *text = config_read_file(path, NULL);
-    if (!text) {
-        fprintf(stderr, "kooisvctl: cannot read KOOISV_OPERATOR_TOKEN_FILE (%s)\n", path);
-        return NULL;
-    }
-    size_t n = strlen(text);
-    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r'))
-        text[--n] = '\0';
-    return text;
-}
 
 /* ================================================================ HTTP */
 
@@ -135,7 +68,7 @@ static void add_segment(strbuf_t *url, const char *seg)
 static strbuf_t url_start(const char *path)
 {
     strbuf_t url = {0};
-    const char *base = setting("KOOISV_ADMIN_URL");
+    const char *base = ctlenv_get("KOOISV_ADMIN_URL");
     sb_add(&url, base ? base : "https://127.0.0.1:8444");
     while (url.len > 0 && url.buf[url.len - 1] == '/')
         url.buf[--url.len] = '\0';
@@ -148,7 +81,7 @@ static int admin_call(const char *method, const char *url, const char *body, int
                       httpc_response_t *out)
 {
     memset(out, 0, sizeof *out);
-    char *token = token_get();
+    char *token = ctlenv_secret("KOOISV_OPERATOR_TOKEN");
     if (!token) {
         fprintf(stderr, "kooisvctl: no operator token: set KOOISV_OPERATOR_TOKEN or "
                         "KOOISV_OPERATOR_TOKEN_FILE (or use --env-file)\n");
@@ -158,7 +91,7 @@ static int admin_call(const char *method, const char *url, const char *body, int
     const char *headers[] = {auth, "Accept: application/json",
                              body ? "Content-Type: application/json" : NULL, NULL};
     httpc_options_t opt = {
-        .ca_file = setting("KOOISV_CA_FILE"), .verify_peer = 1, .timeout_ms = timeout_ms};
+        .ca_file = ctlenv_get("KOOISV_CA_FILE"), .verify_peer = 1, .timeout_ms = timeout_ms};
     int rc = httpc_request(method, url, headers, body, body ? strlen(body) : 0, &opt, out);
     xfree_secret(auth, strlen(auth));
     xfree_secret(token, strlen(token));
@@ -742,11 +675,17 @@ static void usage(FILE *f)
                  commands[i].usage ? " " : "", commands[i].usage ? commands[i].usage : "");
         fprintf(f, "  %-26s %s\n", head, commands[i].summary);
     }
+    market_usage_summary(f);
     fprintf(f,
             "\nsettings (environment, or --env-file PATH with KEY=VALUE lines that win):\n"
             "  KOOISV_ADMIN_URL            admin API base URL [default: https://127.0.0.1:8444]\n"
             "  KOOISV_OPERATOR_TOKEN       bearer token (or KOOISV_OPERATOR_TOKEN_FILE)\n"
-            "  KOOISV_CA_FILE              CA bundle to verify the admin API's certificate\n"
+            "  KOOISV_CA_FILE              CA bundle to verify the admin API's (and market's) "
+            "certificate\n"
+            "  KOOISV_URL, KOOISV_BASIC_KEY(_FILE), KOOISV_KIT_KEY(_FILE), "
+            "KOOISV_RSA_PUBLIC_KEY_FILE\n"
+            "                              market: production URL and keys (kooisvctl market "
+            "--help)\n"
             "\nTimes are ISO-8601 (2026-11-28, 2026-11-28T10:00:00Z, ...+08:00) or epoch ms.\n"
             "Exit status: 0 success, 1 failure (or a broken audit chain), 2 usage.\n");
 }
@@ -760,7 +699,7 @@ int main(int argc, char **argv)
             return 0;
         }
         if (strcmp(argv[i], "--env-file") == 0 && i + 1 < argc) {
-            if (env_file_load(argv[i + 1]) != 0)
+            if (ctlenv_load(argv[i + 1]) != 0)
                 return EXIT_USAGE;
             i += 2;
             continue;
@@ -773,6 +712,8 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *noun = argv[i], *verb = argc - i >= 2 ? argv[i + 1] : NULL;
+    if (strcmp(noun, "market") == 0)
+        return market_main(argc - i - 1, argv + i + 1);
     const cmd_t *cmd = NULL;
     bool noun_known = false;
     for (size_t k = 0; k < N_COMMANDS; k++) {

@@ -9,17 +9,15 @@
 #include <cmocka.h>
 
 #include "bodysign.h"
-#include "canonjson.h"
 #include "config.h"
 #include "httpc.h"
+#include "mktcall.h"
 #include "randutil.h"
-#include "sigv2.h"
 #include "timeutil.h"
 #include "xmalloc.h"
 #include "zmqauth.h"
 
 #include <errno.h>
-#include <event2/http.h>
 #include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -221,56 +219,37 @@ static const char *gateway_url(kresp_t *out)
     return need(tl_gateway == 2 ? "KOOISV_GATEWAY2_URL" : "KOOISV_URL", out);
 }
 
-/* The payload both signature kinds cover: canonical JSON, or the raw bytes when body is not
- * JSON (so malformed bodies can still be sent correctly signed). Caller frees. */
-static char *payload_of(const char *body, size_t len)
+/* The signed request for kind (basic when kit_name is NULL) to this thread's gateway, with
+ * the key named by key_var; NULL with out->error set when the suite lacks either. */
+static mktcall_t *signed_call(const char *key_var, const char *kit_name, const char *body,
+                              const char *ts, const char *nonce, const char *signature,
+                              kresp_t *out)
 {
-    json_error_t err;
-    json_t *v = canonjson_parse(body, len, &err);
-    char *canon = v ? canonjson_dump(v) : NULL;
-    json_decref(v);
-    return canon ? canon : xstrndup(body, len);
+    const char *key = need(key_var, out);
+    const char *url = gateway_url(out);
+    if (!key || !url)
+        return NULL;
+    mktcall_spec_t spec = {.url = url,
+                           .kit_name = kit_name,
+                           .key = key,
+                           .body = body,
+                           .timestamp = ts,
+                           .nonce = nonce,
+                           .signature = signature};
+    return mktcall_new(&spec);
 }
 
-/* The signature of kind over body's canonical payload (ts/nonce NULL = empty) into out; returns
- * out. */
-static const char *sign_body(sigv2_kind_t kind, const char *key, const char *body, size_t len,
-                             const char *ts, const char *nonce, char out[65])
+static int send_signed(mktcall_t *call, sign_check_t check, kresp_t *out)
 {
-    char *payload = payload_of(body, len);
-    sigv2_sign(kind, key, nonce ? nonce : "", ts ? ts : "", payload, strlen(payload), out);
-    free(payload);
-    return out;
-}
-
-static void fresh_ts_nonce(char ts[24], char nonce[33])
-{
-    snprintf(ts, 24, "%lld", (long long)time_now_ms());
-    rand_alnum(nonce, 32);
+    if (!call)
+        return -1;
+    int rc = kc_send("POST", call->url, (const char *const *)call->headers, call->body,
+                     call->body_len, check, out);
+    mktcall_destroy(&call);
+    return rc;
 }
 
 /* ---- marketplace calls ------------------------------------------------------------------- */
-
-/* "signature=..&timestamp=..&nonce=.." for body; ts/nonce NULL = omitted; signature NULL =
- * computed with key, "" = omitted. Caller frees. */
-static char *basic_query(const char *key, const char *body, const char *ts, const char *nonce,
-                         const char *signature)
-{
-    char computed[65];
-    if (!signature)
-        signature = sign_body(SIGV2_BASIC, key, body, strlen(body), ts, nonce, computed);
-    char *q_sig = *signature ? evhttp_uriencode(signature, -1, 0) : NULL;
-    char *q_ts = ts ? evhttp_uriencode(ts, -1, 0) : NULL;
-    char *q_nonce = nonce ? evhttp_uriencode(nonce, -1, 0) : NULL;
-    char *q = xasprintf("%s%s%s%s%s%s%s%s", q_sig ? "signature=" : "", q_sig ? q_sig : "",
-                        q_sig && (q_ts || q_nonce) ? "&" : "", q_ts ? "timestamp=" : "",
-                        q_ts ? q_ts : "", q_ts && q_nonce ? "&" : "", q_nonce ? "nonce=" : "",
-                        q_nonce ? q_nonce : "");
-    free(q_sig);
-    free(q_ts);
-    free(q_nonce);
-    return q;
-}
 
 char *kc_basic_query(const char *body)
 {
@@ -278,33 +257,26 @@ char *kc_basic_query(const char *body)
     if (!key)
         return NULL;
     char ts[24], nonce[33];
-    fresh_ts_nonce(ts, nonce);
-    return basic_query(key, body ? body : "", ts, nonce, NULL);
+    mktcall_fresh(ts, nonce);
+    mktcall_spec_t spec = {.url = "", .key = key, .body = body, .timestamp = ts, .nonce = nonce};
+    mktcall_t *call = mktcall_new(&spec);
+    char *q = xstrdup(mktcall_query(call));
+    mktcall_destroy(&call);
+    return q;
 }
 
 int kc_basic_ex(const char *body, const char *ts, const char *nonce, const char *signature,
                 kresp_t *out)
 {
     memset(out, 0, sizeof *out);
-    const char *key = need("KOOISV_BASIC_KEY", out);
-    const char *url = gateway_url(out);
-    if (!key || !url)
-        return -1;
-    if (!body)
-        body = "";
-    char *query = basic_query(key, body, ts, nonce, signature);
-    char *full = xasprintf("%s?%s", url, query);
-    const char *headers[] = {"Content-Type: application/json;charset=UTF-8", NULL};
-    int rc = kc_send("POST", full, headers, body, strlen(body), SIGN_BASIC, out);
-    free(full);
-    free(query);
-    return rc;
+    return send_signed(signed_call("KOOISV_BASIC_KEY", NULL, body, ts, nonce, signature, out),
+                       SIGN_BASIC, out);
 }
 
 int kc_basic(const char *body, kresp_t *out)
 {
     char ts[24], nonce[33];
-    fresh_ts_nonce(ts, nonce);
+    mktcall_fresh(ts, nonce);
     return kc_basic_ex(body, ts, nonce, NULL, out);
 }
 
@@ -312,44 +284,14 @@ int kc_kit_ex(const char *name, const char *body, const char *ts, const char *no
               const char *sign, kresp_t *out)
 {
     memset(out, 0, sizeof *out);
-    const char *key = need("KOOISV_KIT_KEY", out);
-    const char *base = gateway_url(out);
-    if (!key || !base)
-        return -1;
-    if (!body)
-        body = "";
-    size_t len = strlen(body);
-    char computed[65];
-    if (!sign)
-        sign = sign_body(SIGV2_KIT, key, body, len, ts, nonce, computed);
-    char *stripped = strip_slash(base);
-    char *url = xasprintf("%s/produceAPI/v2/%s", stripped, name);
-    char *h_ts = ts ? xasprintf("x-timestamp: %s", ts) : NULL;
-    char *h_nonce = nonce ? xasprintf("x-nonce: %s", nonce) : NULL;
-    char *h_sign = *sign ? xasprintf("x-sign: %s", sign) : NULL;
-    const char *headers[5];
-    size_t n = 0;
-    headers[n++] = "Content-Type: application/json;charset=UTF-8";
-    if (h_ts)
-        headers[n++] = h_ts;
-    if (h_nonce)
-        headers[n++] = h_nonce;
-    if (h_sign)
-        headers[n++] = h_sign;
-    headers[n] = NULL;
-    int rc = kc_send("POST", url, headers, body, len, SIGN_KIT, out);
-    free(h_ts);
-    free(h_nonce);
-    free(h_sign);
-    free(url);
-    free(stripped);
-    return rc;
+    return send_signed(signed_call("KOOISV_KIT_KEY", name, body, ts, nonce, sign, out), SIGN_KIT,
+                       out);
 }
 
 int kc_kit(const char *name, const char *body, kresp_t *out)
 {
     char ts[24], nonce[33];
-    fresh_ts_nonce(ts, nonce);
+    mktcall_fresh(ts, nonce);
     return kc_kit_ex(name, body, ts, nonce, NULL, out);
 }
 
@@ -538,49 +480,67 @@ static int temp_fd(const char *text)
     return fd;
 }
 
-int kc_ctl(char **out, const char *stdin_text, const char *const *args)
+/* The whole content of fd from its start. Caller frees. */
+static char *fd_slurp(int fd)
+{
+    lseek(fd, 0, SEEK_SET);
+    size_t cap = 4096, len = 0;
+    char *buf = xmalloc(cap);
+    ssize_t got;
+    while ((got = read(fd, buf + len, cap - len - 1)) > 0)
+        if ((len += (size_t)got) == cap - 1)
+            buf = xrealloc(buf, cap *= 2);
+    buf[len] = '\0';
+    return buf;
+}
+
+int kc_ctl_err(char **out, char **err, const char *stdin_text, const char *const *args)
 {
     if (out)
         *out = NULL;
+    if (err)
+        *err = NULL;
     char *bin = xasprintf("%s/gateway/kooisvctl", suite_get("KOOISV_BUILD_DIR"));
     char *envf = xasprintf("%s/suite.env", suite_get("KOOISV_SUITE_DIR"));
-    const char *argv[24] = {bin, "--env-file", envf};
+    const char *argv[40] = {bin, "--env-file", envf};
     int n = 3;
-    for (int i = 0; args[i] && n < 23; i++)
+    for (int i = 0; args[i] && n < 39; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
-    int in = temp_fd(stdin_text), outfd = temp_fd(NULL), rc = -1;
+    int in = temp_fd(stdin_text), outfd = temp_fd(NULL), errfd = err ? temp_fd(NULL) : -1, rc = -1;
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, in, 0);
     posix_spawn_file_actions_adddup2(&fa, outfd, 1);
+    if (errfd >= 0)
+        posix_spawn_file_actions_adddup2(&fa, errfd, 2);
     pid_t pid;
-    if (in >= 0 && outfd >= 0 &&
+    if (in >= 0 && outfd >= 0 && (!err || errfd >= 0) &&
         posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ) == 0) {
         int st;
         while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
             ;
         rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-        if (out) {
-            lseek(outfd, 0, SEEK_SET);
-            size_t cap = 4096, len = 0;
-            char *buf = xmalloc(cap);
-            ssize_t got;
-            while ((got = read(outfd, buf + len, cap - len - 1)) > 0)
-                if ((len += (size_t)got) == cap - 1)
-                    buf = xrealloc(buf, cap *= 2);
-            buf[len] = '\0';
-            *out = buf;
-        }
+        if (out)
+            *out = fd_slurp(outfd);
+        if (err)
+            *err = fd_slurp(errfd);
     }
     posix_spawn_file_actions_destroy(&fa);
     if (in >= 0)
         close(in);
     if (outfd >= 0)
         close(outfd);
+    if (errfd >= 0)
+        close(errfd);
     free(bin);
     free(envf);
     return rc;
+}
+
+int kc_ctl(char **out, const char *stdin_text, const char *const *args)
+{
+    return kc_ctl_err(out, NULL, stdin_text, args);
 }
 
 char *kc_uid(const char *prefix)
@@ -655,4 +615,25 @@ rpc_client_t *kc_rpc_client(const char *svc)
     if (!c)
         fail_msg("cannot make a client of %s", svc);
     return c;
+}
+
+double kc_metric(const char *series)
+{
+    kresp_t r;
+    char *url = xasprintf("%s/metrics", suite_get("KOOISV_METRICS_URL"));
+    double v = -1;
+    size_t n = strlen(series);
+    if (kc_raw("GET", url, NULL, NULL, 0, &r) == 0 && r.status == 200 && r.body) {
+        for (const char *line = r.body; line && *line; line = strchr(line, '\n')) {
+            if (*line == '\n')
+                line++;
+            if (strncmp(line, series, n) == 0 && line[n] == ' ') {
+                v = strtod(line + n + 1, NULL);
+                break;
+            }
+        }
+    }
+    kresp_free(&r);
+    free(url);
+    return v;
 }

@@ -27,6 +27,12 @@ typedef struct {
  * call repeatedly: loads once (a failed load is retried). 0 on success, -1 when the file cannot
  * be read. */
 int suite_env_load(void);
+/* A suite test's main: load suite.env (exit status 1 with a message when it is missing), then run
+ * the cmocka group tests (an array) with setup and teardown (NULL = none). */
+#define KC_SUITE_MAIN(tests, setup, teardown)                                                    \
+    (suite_env_load() != 0                                                                       \
+         ? (fprintf(stderr, "no suite.env: run under the suite fixture\n"), 1)                   \
+         : cmocka_run_group_tests(tests, setup, teardown))
 /* Value of name from the suite env file (loaded on demand), else from the process
  * environment, else NULL. Borrowed: valid for the life of the process. */
 const char *suite_get(const char *name);
@@ -97,11 +103,18 @@ int kc_suite(const char *verb, const char *svc);
  * stdin_text as its standard input (NULL: empty); its exit status (-1 if it could not run),
  * and its standard output in *out (caller frees) when out is not NULL. */
 int kc_ctl(char **out, const char *stdin_text, const char *const *args);
+/* kc_ctl that also keeps the standard error in *err (caller frees) when err is not NULL; up
+ * to 36 arguments. */
+int kc_ctl_err(char **out, char **err, const char *stdin_text, const char *const *args);
 /* A unique id for test data: prefix + 16 characters [0-9A-Z] (time then randomness), so ids
  * sort by creation. Caller frees. */
 char *kc_uid(const char *prefix);
 /* Call done(arg) every interval_ms until it returns true or timeout_ms passes; returns its
  * last answer. For asynchronous effects (provisioning, outbox delivery). */
 bool kc_wait(int timeout_ms, int interval_ms, bool (*done)(void *arg), void *arg);
+/* The value of one series of the suite gateway's /metrics, named exactly as exposed (name and
+ * labels: "kooisv_outbox_failed{service=\"order\",source=\"order\"}"); -1 when absent or
+ * when /metrics did not answer 200. */
+double kc_metric(const char *series);
 
 #endif

@@ -30,6 +30,7 @@
 #include "peer.h"
 #include "proxyproto.h"
 #include "srclimit.h"
+#include "svcmetrics.h"
 #include "timeutil.h"
 #include "transport.h"
 #include "xmalloc.h"
@@ -1246,6 +1247,42 @@ static void test_srclimit(void **state)
     srclimit_destroy(&off);
 }
 
+/* A service's series are checked before they reach /metrics: bad names, types, labels and values
+ * are dropped, the service label is the gateway's, text is escaped, one HELP/TYPE per name. */
+static void test_service_series(void **state)
+{
+    (void)state;
+    json_t *in = json_loads(
+        "[{\"name\":\"kooisv_a\",\"type\":\"gauge\",\"help\":\"h\\nx\",\"value\":2,"
+        "\"labels\":{\"k\":\"v\\\"\\\\\\n\"}},"
+        "{\"name\":\"kooisv_a\",\"type\":\"gauge\",\"help\":\"h\",\"value\":3},"
+        "{\"name\":\"other_b\",\"type\":\"gauge\",\"help\":\"h\",\"value\":1},"
+        "{\"name\":\"kooisv_c} 1\\nkooisv_x\",\"type\":\"gauge\",\"help\":\"h\",\"value\":1},"
+        "{\"name\":\"kooisv_d\",\"type\":\"summary\",\"help\":\"h\",\"value\":1},"
+        "{\"name\":\"kooisv_e\",\"type\":\"gauge\",\"help\":\"h\",\"value\":\"1\"},"
+        "{\"name\":\"kooisv_f\",\"type\":\"gauge\",\"help\":\"h\",\"value\":1,"
+        "\"labels\":{\"service\":\"spoofed\"}},"
+        "{\"name\":\"kooisv_g\",\"type\":\"gauge\",\"help\":\"h\",\"value\":1,"
+        "\"labels\":{\"Bad-Name\":\"v\"}},"
+        "{\"name\":\"kooisv_h\",\"type\":\"counter\",\"help\":\"h\",\"value\":1.5}]",
+        0, NULL);
+    assert_non_null(in);
+    json_t *all = json_array();
+    assert_int_equal(svcmetrics_accept(all, in, "order"), 6);
+    assert_int_equal(json_array_size(all), 3);
+    char *text = svcmetrics_render(all);
+    assert_string_equal(text, "# HELP kooisv_a h\\nx\n"
+                              "# TYPE kooisv_a gauge\n"
+                              "kooisv_a{service=\"order\",k=\"v\\\"\\\\\\n\"} 2\n"
+                              "kooisv_a{service=\"order\"} 3\n"
+                              "# HELP kooisv_h h\n"
+                              "# TYPE kooisv_h counter\n"
+                              "kooisv_h{service=\"order\"} 1.5\n");
+    free(text);
+    json_decref(all);
+    json_decref(in);
+}
+
 int main(void)
 {
     static char pub[41];
@@ -1275,6 +1312,7 @@ int main(void)
         cmocka_unit_test(test_listener_nodelay),
         cmocka_unit_test(test_srclimit),
         cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_service_series),
         cmocka_unit_test(test_dispatch_reply),
         cmocka_unit_test(test_dispatch_reply_for_other_body_ignored),
         cmocka_unit_test(test_dispatch_wrong_server_key),

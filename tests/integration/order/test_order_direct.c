@@ -116,13 +116,9 @@ static void test_license_times_checked(void **state)
 
 int main(void)
 {
-    if (suite_env_load() != 0) {
-        fprintf(stderr, "no suite.env: run under the suite fixture\n");
-        return 1;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_change_check_needs_product),
         cmocka_unit_test(test_license_times_checked),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return KC_SUITE_MAIN(tests, setup, teardown);
 }

@@ -288,14 +288,10 @@ static void test_hmac_license_kept(void **state)
 
 int main(void)
 {
-    if (suite_env_load() != 0) {
-        fprintf(stderr, "no suite.env: run under the suite fixture\n");
-        return 1;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_time_forms),
         cmocka_unit_test(test_signed_license),
         cmocka_unit_test(test_hmac_license_kept),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return KC_SUITE_MAIN(tests, NULL, NULL);
 }

@@ -285,14 +285,10 @@ static void test_bad_zone_stops_start(void **state)
 
 int main(void)
 {
-    if (suite_env_load() != 0) {
-        fprintf(stderr, "no suite.env: run under the suite fixture\n");
-        return 1;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_zone_stops_start),
         cmocka_unit_test(test_utc_default),
         cmocka_unit_test(test_utc8_setting),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return KC_SUITE_MAIN(tests, NULL, NULL);
 }

@@ -124,13 +124,10 @@ char *kit_encrypt_secret(int variant, const char *secret)
     const char *path = suite_get("KOOISV_RSA_PUBLIC_KEY_FILE");
     if (!path)
         fail_msg("suite env has no KOOISV_RSA_PUBLIC_KEY_FILE");
-    FILE *f = fopen(path, "r");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    EVP_PKEY *k = PEM_read_PUBKEY(f, NULL, NULL, NULL);
-    fclose(f);
+    const char *why;
+    EVP_PKEY *k = rsaoaep_load_public(path, &why);
     if (!k)
-        fail_msg("%s is not a PEM public key", path);
+        fail_msg("%s: %s", path, why);
     char *c = rsaoaep_encrypt(k, variant, secret, strlen(secret));
     EVP_PKEY_free(k);
     assert_non_null(c);

@@ -303,8 +303,6 @@ static void test_no_keys_no_start(void **st)
 
 int main(void)
 {
-    if (suite_env_load() != 0)
-        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forged_new_instance_does_nothing),
         cmocka_unit_test(test_forged_admin_call_gets_nothing),
@@ -313,5 +311,5 @@ int main(void)
         cmocka_unit_test(test_every_service_refuses_strangers),
         cmocka_unit_test(test_no_keys_no_start),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return KC_SUITE_MAIN(tests, NULL, NULL);
 }
