@@ -21,6 +21,7 @@
 #include "dispatch.h"
 #include "gateway.h"
 #include "log.h"
+#include "metrics.h"
 #include "netaddr.h"
 #include "timeutil.h"
 #include "xmalloc.h"
@@ -201,6 +202,7 @@ int admin_start(void)
         return -1;
     }
     proxyproto_enable(adm.tls, gw.proxy_trust, "admin: ");
+    metrics_set_cert_expiry(true, tlsctx_not_after(adm.tls));
     int fd = netaddr_listen(listen, false, err, sizeof err);
     if (fd < 0) {
         log_error(NULL, "admin API: %s", err);

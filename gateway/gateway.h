@@ -93,5 +93,7 @@ SSL_CTX *tlsctx_new(const char *cert_file, const char *key_file, char *err, size
  * without close_notify as an ordinary EOF. Out of memory aborts (logged after log_prefix): an
  * evhttp bufferevent factory must never return NULL (libevent would fall back to plain HTTP). */
 struct bufferevent *tlsctx_bufferevent(struct event_base *base, SSL *ssl, const char *log_prefix);
+/* When ctx's certificate expires (Unix time), 0 when unknown. */
+long long tlsctx_not_after(SSL_CTX *ctx);
 
 #endif

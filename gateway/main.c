@@ -166,6 +166,7 @@ static void settings_load(void)
         die(why);
     }
     proxyproto_enable(gw.tls, gw.proxy_trust, "");
+    metrics_set_cert_expiry(false, tlsctx_not_after(gw.tls));
 }
 
 int main(int argc, char **argv)

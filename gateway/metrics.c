@@ -145,6 +145,13 @@ void metrics_set_serving(bool on)
     atomic_store(&serving_state, on ? 1 : 2);
 }
 
+static atomic_llong cert_expiry[2]; /* marketplace, admin */
+
+void metrics_set_cert_expiry(bool admin, long long not_after)
+{
+    atomic_store(&cert_expiry[admin ? 1 : 0], not_after);
+}
+
 static int ready_now(void)
 {
     char why[8];
@@ -243,6 +250,15 @@ char *metrics_render(void)
             "kooisv_ready %d\n",
             atomic_load(&audit_queue), atomic_load(&audit_lost),
             atomic_load(&serving_state) == 1 ? 1 : 0, ready_now());
+    fprintf(f, "# HELP kooisv_tls_certificate_expiry_timestamp_seconds When the certificate a TLS "
+               "listener presents expires (Unix time).\n"
+               "# TYPE kooisv_tls_certificate_expiry_timestamp_seconds gauge\n");
+    for (int i = 0; i < 2; i++) {
+        long long t = atomic_load(&cert_expiry[i]);
+        if (t)
+            fprintf(f, "kooisv_tls_certificate_expiry_timestamp_seconds{listener=\"%s\"} %lld\n",
+                    i ? "admin" : "marketplace", t);
+    }
     fclose(f);
     return text;
 }

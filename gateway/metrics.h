@@ -33,6 +33,10 @@ void metrics_audit_lost(long n);
  * 503 "stopping" after serving ends. */
 void metrics_set_serving(bool serving);
 
+/* The certificate of a TLS listener expires at not_after (Unix time): metric
+ * kooisv_tls_certificate_expiry_timestamp_seconds{listener="marketplace"|"admin"}. */
+void metrics_set_cert_expiry(bool admin, long long not_after);
+
 /* Prometheus text exposition of every counter. Caller owns the result. */
 char *metrics_render(void);
 /* The /healthz body for the configured services (endpoints[i] "" = not configured); *status is
