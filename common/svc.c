@@ -21,6 +21,9 @@
 /* ---------------------------------------------------------------- signals */
 
 static volatile sig_atomic_t stop_requested;
+/* Set by svc_run once the requests it held are answered: the workers end then, not at the
+ * signal (a worker handed a request must serve it). */
+static volatile sig_atomic_t workers_release;
 
 static void on_stop_signal(int sig)
 {
@@ -216,8 +219,10 @@ static void serve_one(worker_t *w, void *sock, zmq_msg_t *msg)
             return;
         }
         if (env->body_case == KOOISV__ENVELOPE__BODY_PING) {
-            call.reply.result_code = RC_OK;
-            call.reply.result_msg = "pong";
+            char why[160] = "";
+            bool ready = !w->def->ready || w->def->ready(w->def->arg, why, sizeof why);
+            call.reply.result_code = ready ? RC_OK : RC_INTERNAL;
+            call.reply.result_msg = ready ? "pong" : svc_call_printf(&call, "not ready: %s", why);
         } else {
             w->def->handle(w->state, &call);
         }
@@ -283,9 +288,9 @@ static void *worker_main(void *arg)
         zmq_close(sock);
         return NULL;
     }
-    while (!svc_stopping()) {
+    while (!workers_release) {
         zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
-        int n = zmq_poll(&item, 1, 250);
+        int n = zmq_poll(&item, 1, 100);
         if (n <= 0)
             continue;
         zmq_msg_t msg;
@@ -369,6 +374,52 @@ static int frontend_to_worker(void *frontend, void *backend, zmq_msg_t *worker)
     return more ? (forward_rest(frontend, backend, true) < 0 ? -1 : 1) : 1;
 }
 
+/* The broker's state: its two sockets and the idle workers, by routing id, least recently used
+ * first. */
+typedef struct {
+    void *frontend, *backend;
+    zmq_msg_t *idle;
+    int n_idle, nworkers;
+    bool frontend_empty; /* the last look at the frontend found no request waiting */
+} broker_t;
+
+/* One round of the broker: wait up to timeout_ms for a message, collect the workers that are
+ * free again (forwarding their answers), and hand waiting requests to free workers. 0, or -1 on
+ * error (logged). */
+static int broker_round(broker_t *b, const char *name, int timeout_ms)
+{
+    zmq_pollitem_t items[2] = {{.socket = b->backend, .events = ZMQ_POLLIN},
+                               {.socket = b->frontend, .events = b->n_idle ? ZMQ_POLLIN : 0}};
+    int n = zmq_poll(items, 2, timeout_ms);
+    if (n < 0) {
+        if (errno == EINTR)
+            return 0;
+        log_error(NULL, "%s: poll failed: %s", name, zmq_strerror(errno));
+        return -1;
+    }
+    if (items[0].revents & ZMQ_POLLIN)
+        while (b->n_idle < b->nworkers &&
+               backend_recv(b->backend, b->frontend, &b->idle[b->n_idle]) > 0)
+            b->n_idle++;
+    b->frontend_empty = false;
+    while (b->n_idle > 0) {
+        /* The longest idle worker takes the next request. */
+        zmq_msg_t id;
+        zmq_msg_init(&id);
+        zmq_msg_copy(&id, &b->idle[0]);
+        int sent = frontend_to_worker(b->frontend, b->backend, &id);
+        zmq_msg_close(&id);
+        if (sent <= 0) {
+            b->frontend_empty = sent == 0;
+            break;
+        }
+        zmq_msg_close(&b->idle[0]);
+        memmove(&b->idle[0], &b->idle[1], (size_t)(b->n_idle - 1) * sizeof *b->idle);
+        b->n_idle--;
+    }
+    return 0;
+}
+
 int svc_run(const svc_def_t *def)
 {
     struct sigaction sa = {0};
@@ -424,37 +475,24 @@ int svc_run(const svc_def_t *def)
     }
     if (rc == 0)
         log_info(NULL, "%s: serving on %s with %d workers", def->name, def->bind, nworkers);
-    /* Idle workers, by routing id, least recently used first. */
-    zmq_msg_t *idle = xcalloc((size_t)nworkers, sizeof *idle);
-    int n_idle = 0;
-    while (rc == 0 && !svc_stopping()) {
-        zmq_pollitem_t items[2] = {{.socket = backend, .events = ZMQ_POLLIN},
-                                   {.socket = frontend, .events = n_idle ? ZMQ_POLLIN : 0}};
-        int n = zmq_poll(items, 2, 250);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            log_error(NULL, "%s: poll failed: %s", def->name, zmq_strerror(errno));
+    broker_t b = {.frontend = frontend, .backend = backend, .nworkers = nworkers};
+    b.idle = xcalloc((size_t)nworkers, sizeof *b.idle);
+    while (rc == 0 && !svc_stopping())
+        if (broker_round(&b, def->name, 250) != 0)
             rc = 1;
-            break;
-        }
-        if (items[0].revents & ZMQ_POLLIN)
-            while (n_idle < nworkers && backend_recv(backend, frontend, &idle[n_idle]) > 0)
-                n_idle++;
-        while (n_idle > 0) {
-            /* The longest idle worker takes the next request. */
-            zmq_msg_t id;
-            zmq_msg_init(&id);
-            zmq_msg_copy(&id, &idle[0]);
-            int sent = frontend_to_worker(frontend, backend, &id);
-            zmq_msg_close(&id);
-            if (sent <= 0)
-                break;
-            zmq_msg_close(&idle[0]);
-            memmove(&idle[0], &idle[1], (size_t)(n_idle - 1) * sizeof *idle);
-            n_idle--;
-        }
-    }
+    /* Graceful stop: what this replica already holds (requests being served, and those received
+     * but not yet handed to a worker) is answered before the workers end, for at most
+     * SVC_DRAIN_MS; it ends as soon as every worker is idle and no request waits. Callers stop
+     * sending here once the connection goes (their other replicas take over). */
+    int64_t drain_until = time_mono_us() + (int64_t)SVC_DRAIN_MS * 1000;
+    while (rc == 0 && started == nworkers && time_mono_us() < drain_until &&
+           !(b.n_idle == nworkers && b.frontend_empty))
+        if (broker_round(&b, def->name, 20) != 0)
+            rc = 1;
+    if (rc == 0 && started == nworkers && !(b.n_idle == nworkers && b.frontend_empty))
+        log_warn(NULL, "%s: stopping with %d request(s) still being served after %d ms", def->name,
+                 nworkers - b.n_idle, SVC_DRAIN_MS);
+    workers_release = 1;
     svc_stop();
     for (int i = 0; i < started; i++) {
         pthread_join(workers[i].thread, NULL);
@@ -469,9 +507,9 @@ int svc_run(const svc_def_t *def)
         zmq_msg_init(&spare);
     }
     zmq_msg_close(&spare);
-    for (int i = 0; i < n_idle; i++)
-        zmq_msg_close(&idle[i]);
-    free(idle);
+    for (int i = 0; i < b.n_idle; i++)
+        zmq_msg_close(&b.idle[i]);
+    free(b.idle);
     zmq_close(frontend);
     zmq_close(backend);
     free(workers);

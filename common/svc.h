@@ -40,11 +40,19 @@ typedef struct {
     /* Serve one call; must set a result code. Runs on a worker thread. */
     void (*handle)(void *state, svc_call_t *call);
     void *arg;
+    /* Whether the service can do its work (its database reachable): a PING is answered 000000
+     * only then, else 000005 with why (a gateway is not ready without its audit service). Runs
+     * on a worker thread; NULL = always ready. */
+    bool (*ready)(void *arg, char *why, size_t whylen);
 } svc_def_t;
+
+/* Longest a stopping service goes on answering the requests it holds (SVC_DRAIN_MS). */
+#define SVC_DRAIN_MS 5000
 
 /* Bind (a CURVE server admitting the clients given to zmqauth_setup: without them it fails) and
  * serve until SIGINT/SIGTERM; returns the process exit code. Installs the signal handlers
- * itself. */
+ * itself. On the signal it stops gracefully: every request already received (being served or
+ * waiting for a worker) is answered, for at most SVC_DRAIN_MS, before the workers end. */
 int svc_run(const svc_def_t *def);
 /* True once a stop signal arrived (background threads poll it). */
 bool svc_stopping(void);

@@ -1,9 +1,13 @@
 #include "svcrt.h"
 #include "resultcode.h"
 
+#include <netdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "svcadmin.h"
@@ -18,7 +22,13 @@ static struct {
     pg_stmt_t *stmts; /* the service's groups, then the outbox's */
     size_t nstmts;
     outbox_t *outbox;
-} rt;
+    /* Readiness: one connection of its own, asked at most once a second (svcrt_ready). */
+    pthread_mutex_t probe_lock;
+    PGconn *probe;
+    int64_t probe_at_us;
+    bool probe_ok;
+    char probe_why[120];
+} rt = {.probe_lock = PTHREAD_MUTEX_INITIALIZER};
 
 void svcrt_die(const char *var, const char *why)
 {
@@ -199,6 +209,116 @@ static void worker_handle(void *state, svc_call_t *call)
     }
 }
 
+/* ---------------------------------------------------------------- readiness */
+
+/* A libpq connection to dsn that gives up after 3 s, with statements limited to 2 s. */
+static PGconn *probe_connect(const char *dsn, const char *app)
+{
+    const char *keys[] = {"dbname", "connect_timeout", "options", "application_name", NULL};
+    const char *vals[] = {dsn, "3", "-c statement_timeout=2000", app, NULL};
+    return PQconnectdbParams(keys, vals, 1);
+}
+
+/* SELECT 1 on *conn, (re)connecting it first when needed. true when answered; else why. */
+static bool probe_db(PGconn **conn, const char *dsn, const char *app, char *why, size_t whylen)
+{
+    if (*conn && !pg_conn_alive(*conn)) {
+        PQfinish(*conn);
+        *conn = NULL;
+    }
+    if (!*conn)
+        *conn = probe_connect(dsn, app);
+    bool ok = false;
+    if (PQstatus(*conn) == CONNECTION_OK) {
+        PGresult *r = PQexec(*conn, "SELECT 1");
+        ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+        PQclear(r);
+    }
+    if (!ok) {
+        const char *msg = PQerrorMessage(*conn);
+        size_t n = strcspn(msg, "\n");
+        snprintf(why, whylen, "database unreachable: %.*s", (int)(n > 90 ? 90 : n), msg);
+        PQfinish(*conn);
+        *conn = NULL;
+    }
+    return ok;
+}
+
+/* svc_def_t.ready: the database answers (checked at most once a second). */
+static bool svcrt_ready(void *arg, char *why, size_t whylen)
+{
+    const svcrt_def_t *def = arg;
+    pthread_mutex_lock(&rt.probe_lock);
+    int64_t now = time_mono_us();
+    if (!rt.probe_at_us || now - rt.probe_at_us > 1000000) {
+        char app[80];
+        snprintf(app, sizeof app, "kooisv-%s-ready", def->name);
+        rt.probe_ok = probe_db(&rt.probe, rt.dsn, app, rt.probe_why, sizeof rt.probe_why);
+        rt.probe_at_us = time_mono_us();
+    }
+    bool ok = rt.probe_ok;
+    if (!ok)
+        snprintf(why, whylen, "%s", rt.probe_why);
+    pthread_mutex_unlock(&rt.probe_lock);
+    return ok;
+}
+
+/* TCP connect to the port of KOOISV_BIND on this host (a wildcard address as loopback). */
+static bool bind_port_open(char *why, size_t whylen)
+{
+    const char *bind = config_get("KOOISV_BIND");
+    const char *hp = strncmp(bind, "tcp://", 6) == 0 ? bind + 6 : bind;
+    const char *colon = strrchr(hp, ':');
+    char host[256];
+    snprintf(host, sizeof host, "%.*s", colon ? (int)(colon - hp) : 0, hp);
+    if (!*host || strcmp(host, "*") == 0 || strcmp(host, "0.0.0.0") == 0)
+        snprintf(host, sizeof host, "127.0.0.1");
+    else if (strcmp(host, "[::]") == 0 || strcmp(host, "[*]") == 0)
+        snprintf(host, sizeof host, "::1");
+    else if (host[0] == '[') {
+        memmove(host, host + 1, strlen(host));
+        host[strcspn(host, "]")] = '\0';
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    if (!colon || getaddrinfo(host, colon + 1, &hints, &res) != 0 || !res) {
+        snprintf(why, whylen, "cannot resolve %s", bind);
+        return false;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct timeval tv = {2, 0};
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    bool ok = fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) == 0;
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(res);
+    if (!ok)
+        snprintf(why, whylen, "nothing listens on %s", bind);
+    return ok;
+}
+
+/* --check live|ready: the probes of a container or pod (see svcrt.h). Exit code. */
+static int svcrt_check(const svcrt_def_t *def, const char *mode)
+{
+    char why[200] = "";
+    bool live = strcmp(mode, "live") == 0, ready = strcmp(mode, "ready") == 0;
+    if (!live && !ready) {
+        fprintf(stderr, "kooisv-%s: --check live|ready\n", def->name);
+        return 2;
+    }
+    bool ok = bind_port_open(why, sizeof why);
+    if (ok && ready) {
+        PGconn *conn = NULL;
+        char app[80];
+        snprintf(app, sizeof app, "kooisv-%s-check", def->name);
+        ok = probe_db(&conn, config_get("KOOISV_PG_DSN"), app, why, sizeof why);
+        PQfinish(conn);
+    }
+    printf("%s\n", ok ? (live ? "alive" : "ready") : why);
+    return ok ? 0 : 1;
+}
+
 /* ---------------------------------------------------------------- the life cycle */
 
 int svcrt_run(svcrt_def_t *def, int argc, char **argv)
@@ -207,6 +327,11 @@ int svcrt_run(svcrt_def_t *def, int argc, char **argv)
     char prog[64];
     snprintf(prog, sizeof prog, "kooisv-%s", def->name);
     log_init(def->name);
+    if (argc == 3 && strcmp(argv[1], "--check") == 0) {
+        char *noargs[] = {argv[0], NULL};
+        config_load(prog, def->summary, def->vars, def->nvars, 1, noargs);
+        return svcrt_check(def, argv[2]);
+    }
     config_load(prog, def->summary, def->vars, def->nvars, argc, argv);
     zmqauth_config_server(prog);
     rt.dsn = config_get("KOOISV_PG_DSN");
@@ -236,7 +361,8 @@ int svcrt_run(svcrt_def_t *def, int argc, char **argv)
                     .worker_init = worker_init,
                     .worker_fini = worker_fini,
                     .handle = worker_handle,
-                    .arg = def};
+                    .arg = def,
+                    .ready = svcrt_ready};
     rc = svc_run(&sd);
 done:
     svc_stop(); /* background threads watch this, also after a failed start */
@@ -245,6 +371,9 @@ done:
         def->stop(def);
     free(rt.stmts);
     rt.stmts = NULL;
+    if (rt.probe)
+        PQfinish(rt.probe);
+    rt.probe = NULL;
     log_info(NULL, "%s: stopped", def->name);
     return rc;
 }

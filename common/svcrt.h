@@ -12,7 +12,13 @@
  *    then the service's metrics hook); other admin actions go to the service, then to the
  *    outbox;
  *  - at SIGINT/SIGTERM releases in reverse order through one path: the outbox, then the
- *    service's background work (stop). */
+ *    service's background work (stop).
+ * Readiness: a PING is answered 000000 only while the database answers (one connection of the
+ * runtime's own, asked at most once a second), else 000005 "not ready: ..."; the gateway's
+ * /readyz relies on this for audit. Probes for containers and pods, run as a second process
+ * with the service's environment: `kooisv-<name> --check live` (exit 0 when something accepts
+ * TCP on KOOISV_BIND's port) and `--check ready` (that, and SELECT 1 through KOOISV_PG_DSN
+ * within 3 s); one line on stdout, exit 1 when not. */
 #ifndef KOOISV_SVCRT_H
 #define KOOISV_SVCRT_H
 #include <jansson.h>

@@ -22,6 +22,7 @@
 #include "dispatch.h"
 #include "gateway.h"
 #include "log.h"
+#include "metrics.h"
 #include "netaddr.h"
 #include "timeutil.h"
 #include "xmalloc.h"
@@ -203,6 +204,8 @@ int admin_start(void)
         log_error(NULL, "admin API TLS: %s", err);
         return -1;
     }
+    proxyproto_enable(adm.tls, gw.proxy_trust, "admin: ");
+    metrics_set_cert_expiry(true, tlsctx_not_after(adm.tls));
     int fd = netaddr_listen(listen, false, err, sizeof err);
     if (fd < 0) {
         log_error(NULL, "admin API: %s", err);

@@ -12,6 +12,7 @@
 #include "auditq.h"
 #include "dispatch.h"
 #include "peer.h"
+#include "proxyproto.h"
 #include "srclimit.h"
 
 struct evhttp;
@@ -37,8 +38,9 @@ typedef struct {
     const char *endpoints[SVC__COUNT];
     /* CURVE public key of each service's replicas (zmqauth.h) */
     const char *server_keys[SVC__COUNT];
-    peer_trust_t *trusted; /* proxies whose X-Forwarded-For is believed */
-    srclimit_t *srclimit;  /* what refused unauthenticated calls may cost, per source */
+    peer_trust_t *trusted;           /* proxies whose X-Forwarded-For is believed */
+    proxyproto_trust_t *proxy_trust; /* load balancers whose PROXY v2 header is believed */
+    srclimit_t *srclimit;            /* what refused unauthenticated calls may cost, per source */
     SSL_CTX *tls;
 } gw_settings_t;
 
@@ -55,7 +57,7 @@ typedef struct gw_worker {
     struct event *stop_ev;
     struct event *drain_timer;
     struct event *summary_timer; /* records srclimit's summaries of unrecorded refusals */
-    int inflight; /* requests of this thread not yet answered */
+    int inflight;                /* requests of this thread not yet answered */
     bool stopping;
     int64_t stop_started_us;
 } gw_worker_t;
@@ -91,5 +93,7 @@ SSL_CTX *tlsctx_new(const char *cert_file, const char *key_file, char *err, size
  * without close_notify as an ordinary EOF. Out of memory aborts (logged after log_prefix): an
  * evhttp bufferevent factory must never return NULL (libevent would fall back to plain HTTP). */
 struct bufferevent *tlsctx_bufferevent(struct event_base *base, SSL *ssl, const char *log_prefix);
+/* When ctx's certificate expires (Unix time), 0 when unknown. */
+long long tlsctx_not_after(SSL_CTX *ctx);
 
 #endif

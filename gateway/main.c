@@ -12,6 +12,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "peer.h"
+#include "proxyproto.h"
+#include "readiness.h"
 #include "srclimit.h"
 #include "zmqauth.h"
 
@@ -45,6 +47,10 @@ static const config_var_t config_vars[] = {
      "as one summary entry (0 = all)"},
     {"KOOISV_TRUSTED_PROXIES", "", 0,
      "comma list of proxy IPs whose X-Forwarded-For names the client"},
+    {"KOOISV_PROXY_PROTOCOL_FROM", "", 0,
+     "comma list of CIDRs or addresses (load balancers) whose PROXY protocol v2 header names "
+     "the client on the marketplace and admin ports; a header from any other peer is refused "
+     "(empty = none accepted)"},
     {"KOOISV_ORDER_ENDPOINTS", "tcp://127.0.0.1:7101", 0, "order service replicas (comma list)"},
     {"KOOISV_TENANT_ENDPOINTS", "tcp://127.0.0.1:7102", 0, "tenant service replicas"},
     {"KOOISV_APP_ENDPOINTS", "tcp://127.0.0.1:7103", 0, "app service replicas"},
@@ -108,10 +114,10 @@ static void settings_load(void)
     gw.header_timeout_s = (int)config_get_long("KOOISV_HEADER_TIMEOUT_S", 1, 600);
     gw.max_connections = config_get_long("KOOISV_MAX_CONNECTIONS", 1, 1000000);
     gw.deadline_ms = (int)config_get_long("KOOISV_REQUEST_DEADLINE_MS", 100, 60000);
-    gw.srclimit = srclimit_new(
-        (double)config_get_long("KOOISV_AUTH_FAIL_RATE", 0, 1000000),
-        (int)config_get_long("KOOISV_AUTH_FAIL_BURST", 1, 1000000),
-        (int)config_get_long("KOOISV_REJECT_RECORDS_PER_MINUTE", 0, 1000000), 60000);
+    gw.srclimit =
+        srclimit_new((double)config_get_long("KOOISV_AUTH_FAIL_RATE", 0, 1000000),
+                     (int)config_get_long("KOOISV_AUTH_FAIL_BURST", 1, 1000000),
+                     (int)config_get_long("KOOISV_REJECT_RECORDS_PER_MINUTE", 0, 1000000), 60000);
     static const char *const endpoint_vars[SVC__COUNT] = {
         [SVC_ORDER] = "KOOISV_ORDER_ENDPOINTS",     [SVC_TENANT] = "KOOISV_TENANT_ENDPOINTS",
         [SVC_APP] = "KOOISV_APP_ENDPOINTS",         [SVC_AUDIT] = "KOOISV_AUDIT_ENDPOINTS",
@@ -145,6 +151,13 @@ static void settings_load(void)
         snprintf(why, sizeof why, "KOOISV_TRUSTED_PROXIES: %s", err);
         die(why);
     }
+    gw.proxy_trust =
+        proxyproto_trust_new(config_get("KOOISV_PROXY_PROTOCOL_FROM"), err, sizeof err);
+    if (!gw.proxy_trust) {
+        char why[300];
+        snprintf(why, sizeof why, "KOOISV_PROXY_PROTOCOL_FROM: %s", err);
+        die(why);
+    }
     gw.tls = tlsctx_new(config_get("KOOISV_TLS_CERT_FILE"), config_get("KOOISV_TLS_KEY_FILE"), err,
                         sizeof err);
     if (!gw.tls) {
@@ -152,6 +165,8 @@ static void settings_load(void)
         snprintf(why, sizeof why, "TLS: %s", err);
         die(why);
     }
+    proxyproto_enable(gw.tls, gw.proxy_trust, "");
+    metrics_set_cert_expiry(false, tlsctx_not_after(gw.tls));
 }
 
 int main(int argc, char **argv)
@@ -185,6 +200,12 @@ int main(int argc, char **argv)
         metrics_listener_stop();
         return 1;
     }
+    if (readiness_start(gw.endpoints[SVC_AUDIT], gw.server_keys[SVC_AUDIT], 1000) != 0) {
+        admin_stop();
+        server_stop();
+        metrics_listener_stop();
+        return 1;
+    }
     metrics_set_serving(true);
     log_info(NULL, "gateway ready");
 
@@ -194,9 +215,11 @@ int main(int argc, char **argv)
     metrics_set_serving(false);
     admin_stop();
     server_stop();
+    readiness_stop();
     metrics_listener_stop();
     SSL_CTX_free(gw.tls);
     peer_trust_destroy(&gw.trusted);
+    proxyproto_trust_destroy(&gw.proxy_trust);
     srclimit_destroy(&gw.srclimit);
     log_info(NULL, "gateway stopped");
     return 0;

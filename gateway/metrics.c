@@ -14,6 +14,8 @@
 
 #include "log.h"
 #include "netaddr.h"
+#include "proxyproto.h"
+#include "readiness.h"
 #include "svcmetrics.h"
 #include "xmalloc.h"
 
@@ -27,8 +29,9 @@ static const char *const activities[] = {
 };
 #define N_ACT (sizeof activities / sizeof activities[0])
 
-static const char *const codes[] = {RC_OK, RC_AUTH, RC_INVALID, RC_NO_INSTANCE, RC_BUSY,
-                                    RC_INTERNAL, RC_NO_RESOURCE, RC_SECRET_UNREADABLE, "other"};
+static const char *const codes[] = {RC_OK,   RC_AUTH,     RC_INVALID,     RC_NO_INSTANCE,
+                                    RC_BUSY, RC_INTERNAL, RC_NO_RESOURCE, RC_SECRET_UNREADABLE,
+                                    "other"};
 #define N_CODE (sizeof codes / sizeof codes[0])
 
 static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
@@ -142,6 +145,19 @@ void metrics_set_serving(bool on)
     atomic_store(&serving_state, on ? 1 : 2);
 }
 
+static atomic_llong cert_expiry[2]; /* marketplace, admin */
+
+void metrics_set_cert_expiry(bool admin, long long not_after)
+{
+    atomic_store(&cert_expiry[admin ? 1 : 0], not_after);
+}
+
+static int ready_now(void)
+{
+    char why[8];
+    return atomic_load(&serving_state) == 1 && readiness_audit(why, sizeof why) ? 1 : 0;
+}
+
 char *metrics_render(void)
 {
     char *text = NULL;
@@ -203,9 +219,15 @@ char *metrics_render(void)
             "# HELP kooisv_unrecorded_rejects_total Refused unauthenticated calls beyond their "
             "source's per-minute record quota (recorded as one summary entry per source).\n"
             "# TYPE kooisv_unrecorded_rejects_total counter\n"
-            "kooisv_unrecorded_rejects_total %llu\n",
+            "kooisv_unrecorded_rejects_total %llu\n"
+            "# HELP kooisv_proxy_headers_refused_total Connections closed because a PROXY "
+            "protocol header came from a peer outside KOOISV_PROXY_PROTOCOL_FROM, or was "
+            "malformed.\n"
+            "# TYPE kooisv_proxy_headers_refused_total counter\n"
+            "kooisv_proxy_headers_refused_total %lu\n",
             atomic_load(&inflight), atomic_load(&connections), atomic_load(&connections_refused),
-            atomic_load(&sources_throttled), atomic_load(&rejects_unrecorded));
+            atomic_load(&sources_throttled), atomic_load(&rejects_unrecorded),
+            proxyproto_refused_total());
     fprintf(f, "# HELP kooisv_service_connections Open connections to a service's replicas "
                "(one per replica and gateway socket: each worker thread and the admin API).\n"
                "# TYPE kooisv_service_connections gauge\n");
@@ -221,9 +243,43 @@ char *metrics_render(void)
             "kooisv_audit_lost_total %llu\n"
             "# HELP kooisv_up 1 while the gateway serves.\n"
             "# TYPE kooisv_up gauge\n"
-            "kooisv_up %d\n",
+            "kooisv_up %d\n"
+            "# HELP kooisv_ready 1 while the gateway serves and the audit service answers "
+            "(/readyz).\n"
+            "# TYPE kooisv_ready gauge\n"
+            "kooisv_ready %d\n",
             atomic_load(&audit_queue), atomic_load(&audit_lost),
-            atomic_load(&serving_state) == 1 ? 1 : 0);
+            atomic_load(&serving_state) == 1 ? 1 : 0, ready_now());
+    fprintf(f, "# HELP kooisv_tls_certificate_expiry_timestamp_seconds When the certificate a TLS "
+               "listener presents expires (Unix time).\n"
+               "# TYPE kooisv_tls_certificate_expiry_timestamp_seconds gauge\n");
+    for (int i = 0; i < 2; i++) {
+        long long t = atomic_load(&cert_expiry[i]);
+        if (t)
+            fprintf(f, "kooisv_tls_certificate_expiry_timestamp_seconds{listener=\"%s\"} %lld\n",
+                    i ? "admin" : "marketplace", t);
+    }
+    fclose(f);
+    return text;
+}
+
+char *metrics_ready(int *status)
+{
+    char why[200] = "";
+    int state = atomic_load(&serving_state);
+    bool ok = state == 1 && readiness_audit(why, sizeof why);
+    if (state != 1)
+        snprintf(why, sizeof why, "%s", state == 0 ? "starting" : "stopping");
+    *status = ok ? 200 : 503;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        abort();
+    if (ok)
+        fprintf(f, "ready\n");
+    else
+        fprintf(f, "not ready: %s\n", why);
     fclose(f);
     return text;
 }
@@ -296,7 +352,16 @@ static void on_metrics_request(struct evhttp_request *req, void *arg)
         send_text(req, status, status == 200 ? "OK" : "Service Unavailable",
                   "text/plain; charset=utf-8", text);
         free(text);
-    } else if (path && (strcmp(path, "/metrics") == 0 || strcmp(path, "/healthz") == 0)) {
+    } else if (path && strcmp(path, "/readyz") == 0 && readonly) {
+        int status;
+        char *text = metrics_ready(&status);
+        send_text(req, status, status == 200 ? "OK" : "Service Unavailable",
+                  "text/plain; charset=utf-8", text);
+        free(text);
+    } else if (path && strcmp(path, "/livez") == 0 && readonly) {
+        send_text(req, 200, "OK", "text/plain; charset=utf-8", "alive\n");
+    } else if (path && (strcmp(path, "/metrics") == 0 || strcmp(path, "/healthz") == 0 ||
+                        strcmp(path, "/readyz") == 0 || strcmp(path, "/livez") == 0)) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
         send_text(req, 405, "Method Not Allowed", "text/plain; charset=utf-8",
                   "method not allowed\n");

@@ -33,15 +33,24 @@ void metrics_audit_lost(long n);
  * 503 "stopping" after serving ends. */
 void metrics_set_serving(bool serving);
 
+/* The certificate of a TLS listener expires at not_after (Unix time): metric
+ * kooisv_tls_certificate_expiry_timestamp_seconds{listener="marketplace"|"admin"}. */
+void metrics_set_cert_expiry(bool admin, long long not_after);
+
 /* Prometheus text exposition of every counter. Caller owns the result. */
 char *metrics_render(void);
 /* The /healthz body for the configured services (endpoints[i] "" = not configured); *status is
  * 200 while serving, else 503. Caller owns the result. */
 char *metrics_health(const char *const endpoints[SVC__COUNT], int *status);
 
-/* Serve /metrics and /healthz over plain HTTP on listen ("host:port") on a new thread; /metrics
- * adds the configured services' own series (svcmetrics.h). endpoints and server_keys must
- * outlive the listener. Returns 0, or -1 with a logged reason. */
+/* The /readyz body; *status 200 only while serving and the audit service (hence its database)
+ * answers (readiness.h), else 503 with the reason. /livez answers 200 "alive" whenever the
+ * listener runs, starting and stopping included. Caller owns the result. */
+char *metrics_ready(int *status);
+
+/* Serve /metrics, /healthz, /readyz and /livez over plain HTTP on listen ("host:port") on a new
+ * thread; /metrics adds the configured services' own series (svcmetrics.h). endpoints and
+ * server_keys must outlive the listener. Returns 0, or -1 with a logged reason. */
 int metrics_listener_start(const char *listen, const char *const endpoints[SVC__COUNT],
                            const char *const server_keys[SVC__COUNT]);
 /* Stop the listener thread and wait for it. */

@@ -1,6 +1,8 @@
 #include "peer.h"
 
 #include <arpa/inet.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
 #include <sys/queue.h>
 #include <event2/keyvalq_struct.h>
@@ -11,6 +13,7 @@
 #include <strings.h>
 
 #include "cryptoutil.h"
+#include "proxyproto.h"
 #include "xmalloc.h"
 
 struct peer_trust {
@@ -129,8 +132,15 @@ void peer_address(struct evhttp_request *req, char *out, size_t outlen)
     char *addr = NULL;
     ev_uint16_t port = 0;
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    if (evcon)
-        evhttp_connection_get_peer(evcon, &addr, &port);
+    if (!evcon) {
+        snprintf(out, outlen, "%s", "");
+        return;
+    }
+    /* Behind a trusted load balancer the client is the one its PROXY header named. */
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    if (bev && proxyproto_client(bufferevent_openssl_get_ssl(bev), out, outlen))
+        return;
+    evhttp_connection_get_peer(evcon, &addr, &port);
     snprintf(out, outlen, "%s", addr ? addr : "");
 }
 

@@ -23,7 +23,8 @@ bool peer_trust_has(const peer_trust_t *self, const char *ip);
  * when the peer is not trusted or xff holds anything that is not an address. Writes out. */
 void peer_source(const peer_trust_t *self, const char *peer_ip, const char *xff, char *out,
                  size_t outlen);
-/* The TCP peer address of req, "" when its connection is gone. Writes out. */
+/* The TCP peer address of req (the client a trusted load balancer's PROXY header named, when
+ * one did: proxyproto.h), "" when its connection is gone. Writes out. */
 void peer_address(struct evhttp_request *req, char *out, size_t outlen);
 /* The TCP peer of req into peer_out and its source address (peer_source over all of req's
  * X-Forwarded-For lines joined in order; self NULL trusts no proxy: the source is the peer)

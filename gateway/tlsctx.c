@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gateway.h"
 #include "log.h"
@@ -66,4 +67,14 @@ struct bufferevent *tlsctx_bufferevent(struct event_base *base, SSL *ssl, const 
     /* Clients that close without close_notify are common; that is an ordinary EOF here. */
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
     return bev;
+}
+
+long long tlsctx_not_after(SSL_CTX *ctx)
+{
+    X509 *cert = SSL_CTX_get0_certificate(ctx);
+    const ASN1_TIME *t = cert ? X509_get0_notAfter(cert) : NULL;
+    struct tm tm;
+    if (!t || ASN1_TIME_to_tm(t, &tm) != 1)
+        return 0;
+    return (long long)timegm(&tm);
 }

@@ -26,7 +26,7 @@ security_mirror=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 rootfs=${KOOISV_ROOTFS_DIR:-/var/tmp/kooisv-rootfs}
 docker=${DOCKER:-docker}
 suite=bookworm
-targets=${KOOISV_TARGETS:-"postgres dbinit gateway order tenant app audit"}
+targets=${KOOISV_TARGETS:-"postgres dbinit lb prometheus gateway order tenant app audit billing emulator"}
 
 do_base=1
 do_images=1
@@ -153,7 +153,14 @@ build_images() {
     pick_builder
     say "builder: $([ "$DOCKER_BUILDKIT" = 1 ] && echo BuildKit || echo legacy)"
     for t in $targets; do
-        case "$t" in gateway | postgres | dbinit) ;; *)
+        case "$t" in gateway | postgres | dbinit | lb | prometheus) ;;
+        emulator)
+            if [ ! -f "$repo/tests/emulator/main.c" ]; then
+                say "skipping $t: tests/emulator/main.c not in this tree"
+                continue
+            fi
+            ;;
+        *)
             if [ ! -f "$repo/services/$t/main.c" ]; then
                 say "skipping $t: services/$t/main.c not in this tree"
                 continue

@@ -2,12 +2,16 @@
 # check-compose.sh: static checks of docker-compose.yml and the Dockerfile, no engine needed.
 #   1. `docker compose config -q` (or docker-compose) when a compose tool is installed;
 #   2. the deployment rules, by grep/awk over the files (spec §8 and ARCHITECTURE.md "Deploy"):
-#      every long-running service runs as a fixed non-root uid with a health check and a restart
-#      policy; only the gateway publishes ports and its admin port is on host loopback; no
+#      every long-running service runs as a fixed non-root uid with a health check, a restart
+#      policy and memory, CPU and pids limits; only the load balancer (lb) publishes ports, its
+#      admin port is on host loopback, and it sends the PROXY protocol v2 header that the gateways
+#      accept only from the edge network; no
 #      container_name (it breaks --scale); no privileged mode; secrets only through *_FILE
 #      variables that point at /run/secrets; each *_FILE target is a declared secret of the
 #      service; every declared secret file lives in the secrets folder; the Dockerfile's FROMs are
-#      overridable, every runtime target has a non-root USER and a HEALTHCHECK, no secret is COPYed.
+#      overridable, every runtime target has a non-root USER and a HEALTHCHECK, no secret is COPYed,
+#      and every stage that installs Debian's ssl-cert (postgresql, haproxy, prometheus) removes
+#      its snake-oil private key; haproxy.cfg passes `haproxy -c` when haproxy is installed.
 # Exit 0 when all checks pass, 1 otherwise (each failure printed on one line).
 set -uo pipefail
 
@@ -69,8 +73,11 @@ for s in $services; do
         fail "$s has no user: (would run as the image's user; pin a non-root uid)"
     fi
     has "$s" '^ +restart:' || anchored "$s" '^ +restart:' || fail "$s has no restart policy"
-    # ports only on the gateway
-    if has "$s" '^ +ports:' && [ "$s" != gateway ]; then fail "$s publishes ports (only the gateway may)"; fi
+    for lim in mem_limit cpus pids_limit; do
+        has "$s" "^ +$lim:" || anchored "$s" "^ +$lim:" || fail "$s has no $lim"
+    done
+    # ports only on the load balancer
+    if has "$s" '^ +ports:' && [ "$s" != lb ]; then fail "$s publishes ports (only lb may)"; fi
     # *_FILE variables point into /run/secrets and at a secret the service mounts
     while IFS= read -r line; do
         var=${line%%:*}
@@ -100,10 +107,29 @@ for s in $services; do
     fi
 done
 
-# the gateway: public port and loopback-only admin port
-if has gateway '^ +ports:'; then
-    has gateway '"127\.0\.0\.1:[^"]*:8444"' || fail "gateway admin port 8444 is not bound to host loopback"
-    has gateway ':8443"' || fail "gateway does not publish 8443"
+# the load balancer: public port and loopback-only admin port; PROXY v2 towards the gateways,
+# which believe it from the edge network only
+if has lb '^ +ports:'; then
+    has lb '"127\.0\.0\.1:[^"]*:8444"' || fail "lb admin port 8444 is not bound to host loopback"
+    has lb ':8443"' || fail "lb does not publish 8443"
+else
+    fail "lb publishes no ports"
+fi
+has gateway '^ +ports:' && fail "gateway publishes ports (the load balancer does)"
+has gateway 'KOOISV_PROXY_PROTOCOL_FROM: \$\{KOOISV_EDGE_SUBNET' ||
+    fail "gateway does not limit PROXY headers to the edge network"
+has gateway 'networks: \[edge, backend\]' || fail "gateway is not on the edge and backend networks only"
+haproxy_cfg=$here/haproxy.cfg
+if [ -f "$haproxy_cfg" ]; then
+    for b in gateway:8443 gateway:8444; do
+        grep -E "^ +server-template .* $b .*send-proxy-v2" "$haproxy_cfg" | grep -q 'check port 9100' ||
+            fail "haproxy.cfg: $b without send-proxy-v2 and a check of /readyz on 9100"
+    done
+    if command -v haproxy >/dev/null; then
+        out=$(haproxy -c -f "$haproxy_cfg" 2>&1) && ok "haproxy -c" || fail "haproxy -c: $out"
+    fi
+else
+    fail "haproxy.cfg missing"
 fi
 # depends_on with conditions towards health / completion
 has gateway 'condition: service_healthy' || fail "gateway does not wait for healthy services"
@@ -124,6 +150,12 @@ if [ -f "$dockerfile" ]; then
         fail "Dockerfile: a FROM line is not overridable (\${BASE_IMAGE})"
     grep -Eiq '^(COPY|ADD) .*secrets' "$dockerfile" && fail "Dockerfile copies a secrets folder into an image"
     grep -Eq '^ENV .*(PASSWORD|_KEY|_SK|DSN)=' "$dockerfile" && fail "Dockerfile sets a secret in ENV"
+    # Debian's ssl-cert (pulled in by these) generates a private key at install: no image keeps it
+    for pkg in postgresql-15 haproxy prometheus; do
+        awk -v p="$pkg" '/^FROM / { if (st) exit; } $0 ~ "install .*" p { st = 1 }
+            st && /ssl-cert-snakeoil\.key/ { found = 1 } END { exit !(st && found) }' "$dockerfile" ||
+            fail "Dockerfile: the stage installing $pkg keeps the snake-oil private key"
+    done
     # every final stage (not build/runtime) ends up non-root
     for t in $(awk '/^FROM / && $(NF-1) == "AS" { print $NF }' "$dockerfile"); do
         case "$t" in build | build-*) continue ;; esac

@@ -153,14 +153,14 @@ mv -f "$dir/server-chain.crt.tmp" "$dir/server-chain.crt"
 leaf pg-server.crt pg-server.key "$pg_host" "DNS:$pg_host,DNS:localhost"
 [[ -s $dir/pg-ca.crt ]] || { cp "$dir/ca.crt" "$dir/pg-ca.crt"; say "created pg-ca.crt (the dev CA)"; }
 
-# ---- CURVE key pairs of the ZeroMQ plane: a service admits the gateway, audit also the services ----
+# ---- CURVE key pairs of the ZeroMQ plane: a service admits the gateway, audit also the services,
+# order also billing (which pulls the order events) ----
 for p in gateway order tenant app audit billing; do
     [[ -s $dir/curve-$p.key ]] || say "created curve-$p.key"
     "$here/../curve-keygen.sh" "$dir/curve-$p.key" "$dir/curve-$p.pub"
 done
 cat "$dir"/curve-{gateway,order,tenant,app,billing}.pub | paste -sd, >"$dir/curve-audit-clients.tmp"
 mv -f "$dir/curve-audit-clients.tmp" "$dir/curve-audit-clients"
-# order admits the gateway and billing (which pulls the order events: events.pending/ack)
 cat "$dir"/curve-{gateway,billing}.pub | paste -sd, >"$dir/curve-order-clients.tmp"
 mv -f "$dir/curve-order-clients.tmp" "$dir/curve-order-clients"
 

@@ -62,6 +62,8 @@ kv_env_for() {
             "KOOISV_ADMIN_TOKENS_FILE=$KV_SECRETS/admin-tokens"
             "${endpoints[@]}" "${server_keys[@]}" "${curve[@]}"
         )
+        # The suite's second gateway stands behind a load balancer on 127.0.0.1 (test proxyproto).
+        [[ $proc == gateway2 ]] && KV_ENV+=("KOOISV_PROXY_PROTOCOL_FROM=127.0.0.1/32")
         ;;
     order)
         KV_ENV+=(

@@ -19,8 +19,12 @@ KV_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 KV_PACKAGES=(build-essential cmake pkg-config libevent-dev libzmq3-dev libprotobuf-c-dev
     protobuf-c-compiler libjansson-dev libcmocka-dev libpq-dev libssl-dev postgresql openssl
     ca-certificates curl tzdata)
-# What `test` needs beyond that: clang's libFuzzer for the fuzz tests (tests/fuzz).
-KV_TEST_PACKAGES=(clang libclang-rt-14-dev)
+# What `test` needs beyond that: clang's libFuzzer for the fuzz tests (tests/fuzz), promtool
+# for the alert rules (tests/alerts; Debian's prometheus package), haproxy to check the load
+# balancer's configuration (deploy/docker/check-compose.sh). The Kubernetes manifests' schema
+# check (tests/kubernetes) uses node and npm where the machine has them (skipped otherwise: a
+# node from elsewhere conflicts with Debian's npm package).
+KV_TEST_PACKAGES=(clang libclang-rt-14-dev prometheus haproxy)
 KV_SERVICES=(order tenant app audit billing)
 KV_PG_ROLES=(kooisv_order kooisv_tenant kooisv_app kooisv_billing kooisv_audit kooisv_audit_owner
     kooisv_auditor)

@@ -13,6 +13,7 @@
 #include "journal.h"
 #include "log.h"
 #include "migrations.h"
+#include "svcadmin.h"
 #include "pgutil.h"
 #include "query.h"
 #include "readers.h"
@@ -56,6 +57,43 @@ typedef struct {
     pg_stmt_t *reader_stmts; /* queries' and verification's statements */
     entry_chain_t chain;     /* the chain key, and the first keyed seq (epoch) */
 } audit_t;
+
+/* The newest complete verification an operator ran (POST /v1/audit/verify, recorded by the
+ * gateway as admin.audit.verify with its outcome), found through the index intents_event. */
+static const pg_stmt_t chainwatch_stmts[] = {
+    {"audit_last_verify",
+     "SELECT o.recorded_ms, o.result_msg LIKE 'chain intact:%' FROM ("
+     "  SELECT request_id FROM audit.intents WHERE event_type = 'admin.audit.verify'"
+     "  ORDER BY seq DESC LIMIT 50) i"
+     " JOIN audit.outcomes o USING (request_id)"
+     " WHERE o.result_code = '000000' AND o.result_msg NOT LIKE '%(partial)'"
+     " ORDER BY o.seq DESC LIMIT 1",
+     0},
+};
+
+/* svcrt_def_t.metrics: whether the trail verified when it was last verified, and when. */
+static int audit_metrics(svcrt_worker_t *w, json_t *series)
+{
+    audit_t *self = w->svc;
+    PGconn *conn = readers_take(self->readers, 1000, NULL);
+    if (!conn)
+        return -1;
+    PGresult *r = pg_exec(conn, "audit_last_verify", 0, NULL);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (ok) {
+        bool any = PQntuples(r) == 1;
+        svcadmin_series_add(series, "kooisv_audit_chain_verify_ok", "gauge",
+                            "1 when the newest complete verification of the trail found it "
+                            "intact, 0 when it found it broken, -1 when none was ever run",
+                            any ? (strcmp(PQgetvalue(r, 0, 1), "t") == 0 ? 1 : 0) : -1, NULL);
+        svcadmin_series_add(series, "kooisv_audit_chain_last_verify_timestamp_seconds", "gauge",
+                            "when the newest complete verification ended (Unix time; 0 never)",
+                            any ? strtod(PQgetvalue(r, 0, 0), NULL) / 1000.0 : 0, NULL);
+    }
+    PQclear(r);
+    readers_give(self->readers, conn);
+    return ok ? 0 : -1;
+}
 
 static bool audit_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Envelope *env)
 {
@@ -194,12 +232,15 @@ static int audit_start(svcrt_def_t *def)
     if (!self->journal)
         return -1;
     /* Queries and verification share the pool: one table with both statement sets. */
-    size_t nstmts = query_nstmts + verify_nstmts;
+    size_t nwatch = sizeof chainwatch_stmts / sizeof *chainwatch_stmts;
+    size_t nstmts = query_nstmts + verify_nstmts + nwatch;
     self->reader_stmts = xcalloc(nstmts, sizeof *self->reader_stmts);
     for (size_t i = 0; i < query_nstmts; i++)
         self->reader_stmts[i] = query_stmts[i];
     for (size_t i = 0; i < verify_nstmts; i++)
         self->reader_stmts[query_nstmts + i] = verify_stmts[i];
+    for (size_t i = 0; i < nwatch; i++)
+        self->reader_stmts[query_nstmts + verify_nstmts + i] = chainwatch_stmts[i];
     self->readers = readers_new(config_get("KOOISV_PG_DSN"),
                                 (int)config_get_long("KOOISV_AUDIT_READERS", 1, 64), timeout_ms,
                                 self->reader_stmts, nstmts);
@@ -251,6 +292,7 @@ int main(int argc, char **argv)
         .start = audit_start,
         .stop = audit_stop,
         .handle = audit_handle,
+        .metrics = audit_metrics,
         .svc = &audit,
     };
     return svcrt_run(&def, argc, argv);

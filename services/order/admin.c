@@ -54,6 +54,15 @@ const pg_stmt_t admin_stmts[] = {
      "  'state', state, 'attempts', attempts, 'nextAttemptAt', next_attempt_at)::text",
      1},
     {"admin_job_state", "SELECT state FROM orders.jobs WHERE id = $1::bigint", 1},
+    /* Waiting jobs through the jobs_due partial index; failed ones are few (operators redrive
+     * them). */
+    {"admin_job_stats",
+     "SELECT (SELECT count(*) FROM orders.jobs WHERE state = 'pending'),"
+     " (SELECT count(*) FROM orders.jobs WHERE state = 'running'),"
+     " (SELECT count(*) FROM orders.jobs WHERE state = 'failed'),"
+     " (SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM orders.jobs"
+     "   WHERE state IN ('pending', 'running'))",
+     0},
 };
 const size_t admin_stmts_count = sizeof admin_stmts / sizeof admin_stmts[0];
 
@@ -203,4 +212,24 @@ void admin_handle(svcrt_worker_t *w, svc_call_t *call)
                         "jobs.failed, jobs.redrive, license.pubkey, outbox.failed, "
                         "outbox.redrive");
     }
+}
+
+int admin_metrics(svcrt_worker_t *w, json_t *series)
+{
+    PGresult *r = pg_session_exec(w->db, NULL, "admin_job_stats", 0, NULL, NULL);
+    if (!r)
+        return -1;
+    static const char *const states[] = {"pending", "running", "failed"};
+    for (int i = 0; i < 3; i++) {
+        const char *labels[] = {"state", states[i], NULL};
+        svcadmin_series_add(series, "kooisv_provisioning_jobs", "gauge",
+                            "provisioning and order-sync jobs by state (failed: attempts "
+                            "exhausted, waiting for an operator's jobs.redrive)",
+                            strtod(PQgetvalue(r, 0, i), NULL), labels);
+    }
+    svcadmin_series_add(series, "kooisv_provisioning_oldest_waiting_seconds", "gauge",
+                        "age of the oldest job not yet done (pending or running; 0 when none)",
+                        strtod(PQgetvalue(r, 0, 3), NULL), NULL);
+    PQclear(r);
+    return 0;
 }

@@ -112,6 +112,9 @@ void admin_handle(svcrt_worker_t *w, svc_call_t *call);
 /* Serve events.pending / events.ack (eventfeed.c) for a caller of kind "system"; false when req
  * is neither action. */
 bool eventfeed_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req);
+/* svcrt_def_t.metrics: kooisv_provisioning_jobs{state} (pending, running, failed) and
+ * kooisv_provisioning_oldest_waiting_seconds. 0, or -1 when the read failed. */
+int admin_metrics(svcrt_worker_t *w, json_t *series);
 
 /* Read the stored expiries again when they were read in another zone than zone (zonemark.c);
  * db has the order's statements prepared. Call before threads start (it may resolve the

@@ -55,6 +55,12 @@ static int split_url(const char *url, char *host, size_t hostlen, char *port, si
 
 kconn_t *kconn_open(const char *url, const char *ca_file, char *err, size_t errlen)
 {
+    return kconn_open_from(url, ca_file, NULL, NULL, 0, err, errlen);
+}
+
+kconn_t *kconn_open_from(const char *url, const char *ca_file, const char *src,
+                         const void *preamble, size_t plen, char *err, size_t errlen)
+{
     char host[256], port[16];
     if (!url || split_url(url, host, sizeof host, port, sizeof port) != 0) {
         snprintf(err, errlen, "not an https URL: %s", url ? url : "(null)");
@@ -76,8 +82,20 @@ kconn_t *kconn_open(const char *url, const char *ca_file, char *err, size_t errl
         setsockopt(self->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         setsockopt(self->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     }
+    if (self->fd >= 0 && src) {
+        struct sockaddr_in sa = {.sin_family = AF_INET};
+        if (inet_pton(AF_INET, src, &sa.sin_addr) != 1 ||
+            bind(self->fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+            snprintf(err, errlen, "cannot bind to %s", src);
+            goto fail;
+        }
+    }
     if (self->fd < 0 || connect(self->fd, res->ai_addr, res->ai_addrlen) != 0) {
         snprintf(err, errlen, "cannot connect to %s:%s", host, port);
+        goto fail;
+    }
+    if (plen && send(self->fd, preamble, plen, MSG_NOSIGNAL) != (ssize_t)plen) {
+        snprintf(err, errlen, "cannot send the preamble to %s:%s", host, port);
         goto fail;
     }
     self->ctx = SSL_CTX_new(TLS_client_method());

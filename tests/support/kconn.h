@@ -13,6 +13,11 @@ typedef struct kconn kconn_t;
 /* Connect to the scheme://host:port of url (https only), verifying the certificate against
  * ca_file (NULL: KOOISV_CA_FILE of the suite). NULL with the reason in err on failure. */
 kconn_t *kconn_open(const char *url, const char *ca_file, char *err, size_t errlen);
+/* kconn_open from source address src (NULL: any; any 127/8 address is this machine), writing
+ * the raw bytes preamble[0..plen) (a PROXY protocol header, say; NULL: none) before the TLS
+ * handshake, as a load balancer in front of the gateway does. */
+kconn_t *kconn_open_from(const char *url, const char *ca_file, const char *src,
+                         const void *preamble, size_t plen, char *err, size_t errlen);
 /* Send one HTTP/1.1 request on the connection and read its answer (Content-Length framing).
  * headers: NULL-terminated "Name: value" list or NULL; body may be NULL. Fills out as kclient
  * does (status, body, json, code, headers; Body-Sign is not checked). 0 when an answer arrived,

@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -1219,6 +1220,60 @@ static void test_no_secrets_logged(void **state)
     free(log);
 }
 
+static void *held_call(void *arg)
+{
+    char *body = new_instance_body(NULL);
+    kc_basic(body, arg);
+    free(body);
+    return NULL;
+}
+
+/* Graceful stop: SIGTERM while a call is being served. The listener closes at once (a new
+ * connection is refused), the call it holds is answered 000000, and the process exits 0; then
+ * the gateway is started again for the rest of the tests. */
+/* True when every gateway socket (two worker threads and the admin API) is connected to the
+ * order stand-in again (after test_service_down restarted it). */
+static bool order_connected(void *arg)
+{
+    (void)arg;
+    int status;
+    char *text = metrics_get("/metrics", &status);
+    bool ok = strstr(text, "kooisv_service_connections{service=\"order\"} 3\n") != NULL;
+    free(text);
+    return ok;
+}
+
+static void test_graceful_stop(void **state)
+{
+    SKIP_UNLESS_STANDALONE();
+    assert_true(kc_wait(15000, 100, order_connected, NULL));
+    fake_control(FAKE_ORDER, "delay_ms=1000\n");
+    kresp_t held, late;
+    pthread_t t;
+    pthread_create(&t, NULL, held_call, &held);
+    usleep(400 * 1000);
+    int64_t t0 = time_mono_us();
+    kill(world.gateway_pid, SIGTERM);
+    usleep(250 * 1000);
+    char *body = new_instance_body(NULL);
+    kc_basic(body, &late);
+    free(body);
+    assert_int_equal(late.status, 0);
+    kresp_free(&late);
+    pthread_join(t, NULL);
+    fake_control(FAKE_ORDER, "");
+    expect_code(&held, "000000");
+    kresp_free(&held);
+    int status = -1;
+    waitpid(world.gateway_pid, &status, 0);
+    int64_t ms = (time_mono_us() - t0) / 1000;
+    world.gateway_pid = -1;
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(ms < DEADLINE_MS + 3000);
+    gateway_start();
+    assert_true(gateway_ready(10000));
+}
+
 int main(int argc, char **argv)
 {
     standalone = argc > 1 && strcmp(argv[1], "standalone") == 0;
@@ -1236,6 +1291,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_connection_limit),
         cmocka_unit_test(test_header_timeout),  cmocka_unit_test(test_audit_down),
         cmocka_unit_test(test_service_down),    cmocka_unit_test(test_no_secrets_logged),
+        cmocka_unit_test(test_graceful_stop),
     };
     if (standalone)
         return cmocka_run_group_tests_name("gateway_standalone", tests, world_setup,

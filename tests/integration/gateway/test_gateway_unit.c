@@ -28,6 +28,7 @@
 #include "metrics.h"
 #include "netaddr.h"
 #include "peer.h"
+#include "proxyproto.h"
 #include "srclimit.h"
 #include "svcmetrics.h"
 #include "timeutil.h"
@@ -624,6 +625,127 @@ static void test_peer(void **state)
 
 /* ================================================================== metrics */
 
+/* A PROXY v2 header: signature, version/command, family/protocol, length, then body. */
+static size_t pp_header(uint8_t *out, uint8_t vc, uint8_t fam, const uint8_t *body, uint16_t blen)
+{
+    static const uint8_t sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
+                                    0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
+    memcpy(out, sig, 12);
+    out[12] = vc;
+    out[13] = fam;
+    out[14] = (uint8_t)(blen >> 8);
+    out[15] = (uint8_t)blen;
+    if (blen)
+        memcpy(out + 16, body, blen);
+    return 16 + (size_t)blen;
+}
+
+static void test_proxyproto_parse(void **state)
+{
+    (void)state;
+    uint8_t buf[2048];
+    proxyproto_header_t h;
+    size_t need = 0;
+    /* IPv4: 203.0.113.9:51000 -> 10.0.0.5:8443, plus a TLV the gateway ignores. */
+    const uint8_t v4[] = {203,  0,    113,  9,    10,   0,    0,    5,
+                          0xC7, 0x38, 0x20, 0xFB, 0x04, 0x00, 0x01, 0x41};
+    size_t n = pp_header(buf, 0x21, 0x11, v4, sizeof v4);
+    assert_int_equal(proxyproto_parse(buf, n, &need, &h), PROXYPROTO_OK);
+    assert_int_equal(need, n);
+    assert_false(h.local);
+    assert_string_equal(h.addr, "203.0.113.9");
+    assert_int_equal(h.port, 51000);
+    /* Every prefix asks for more, and says how much once the length is known. */
+    for (size_t i = 1; i < n; i++) {
+        assert_int_equal(proxyproto_parse(buf, i, &need, &h), PROXYPROTO_NEED_MORE);
+        assert_int_equal(need, i < 16 ? 16 : n);
+    }
+    /* Bytes after the header are not its business. */
+    buf[n] = 0x16;
+    assert_int_equal(proxyproto_parse(buf, n + 1, &need, &h), PROXYPROTO_OK);
+    assert_int_equal(need, n);
+    /* IPv6. */
+    uint8_t v6[36] = {0};
+    v6[0] = 0x20, v6[1] = 0x01, v6[2] = 0x0d, v6[3] = 0xb8, v6[15] = 7;
+    v6[32] = 0x01, v6[33] = 0xBB;
+    n = pp_header(buf, 0x21, 0x21, v6, sizeof v6);
+    assert_int_equal(proxyproto_parse(buf, n, &need, &h), PROXYPROTO_OK);
+    assert_string_equal(h.addr, "2001:db8::7");
+    assert_int_equal(h.port, 443);
+    /* LOCAL (a health check) and UNSPEC: no client, the peer is the client. */
+    n = pp_header(buf, 0x20, 0x00, NULL, 0);
+    assert_int_equal(proxyproto_parse(buf, n, &need, &h), PROXYPROTO_OK);
+    assert_true(h.local);
+    n = pp_header(buf, 0x21, 0x00, NULL, 0);
+    assert_int_equal(proxyproto_parse(buf, n, &need, &h), PROXYPROTO_OK);
+    assert_true(h.local);
+    /* Not a header: a TLS ClientHello, PROXY v1 text, nothing yet. */
+    const uint8_t hello[] = {0x16, 0x03, 0x01, 0x02, 0x00};
+    assert_int_equal(proxyproto_parse(hello, sizeof hello, &need, &h), PROXYPROTO_NONE);
+    const char *v1 = "PROXY TCP4 203.0.113.9 10.0.0.5 51000 8443\r\n";
+    assert_int_equal(proxyproto_parse((const uint8_t *)v1, strlen(v1), &need, &h), PROXYPROTO_NONE);
+    const uint8_t almost[] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
+                              0x0A, 0x51, 0x55, 0x49, 0x54, 0x0B};
+    assert_int_equal(proxyproto_parse(almost, sizeof almost, &need, &h), PROXYPROTO_NONE);
+    /* Bad: version 1 or 3 in the binary form, command 2, UDP, UNIX, short address blocks, too long.
+     */
+    n = pp_header(buf, 0x11, 0x11, v4, 12);
+    assert_int_equal(proxyproto_parse(buf, n, &need, &h), PROXYPROTO_BAD);
+    n = pp_header(buf, 0x31, 0x11, v4, 12);
+    assert_int_equal(proxyproto_parse(buf, n, &need, &h), PROXYPROTO_BAD);
+    n = pp_header(buf, 0x22, 0x11, v4, 12);
+    assert_int_equal(proxyproto_parse(buf, n, &need, &h), PROXYPROTO_BAD);
+    n = pp_header(buf, 0x21, 0x12, v4, 12);
+    assert_int_equal(proxyproto_parse(buf, n, &need, &h), PROXYPROTO_BAD);
+    n = pp_header(buf, 0x21, 0x31, v4, 12);
+    assert_int_equal(proxyproto_parse(buf, n, &need, &h), PROXYPROTO_BAD);
+    n = pp_header(buf, 0x21, 0x11, v4, 11);
+    assert_int_equal(proxyproto_parse(buf, n, &need, &h), PROXYPROTO_BAD);
+    n = pp_header(buf, 0x21, 0x21, v6, 35);
+    assert_int_equal(proxyproto_parse(buf, n, &need, &h), PROXYPROTO_BAD);
+    pp_header(buf, 0x21, 0x11, v4, 12);
+    buf[14] = 0x04, buf[15] = 0x00; /* 1024 + 16 > PROXYPROTO_HEADER_MAX */
+    assert_int_equal(proxyproto_parse(buf, 16, &need, &h), PROXYPROTO_BAD);
+}
+
+static void test_proxyproto_trust(void **state)
+{
+    (void)state;
+    char err[128];
+    proxyproto_trust_t *t =
+        proxyproto_trust_new(" 10.0.0.0/8, 192.0.2.7 ,fd00::/8,", err, sizeof err);
+    assert_non_null(t);
+    assert_int_equal(proxyproto_trust_count(t), 3);
+    assert_true(proxyproto_trust_has(t, "10.1.2.3"));
+    assert_true(proxyproto_trust_has(t, "::ffff:10.1.2.3"));
+    assert_true(proxyproto_trust_has(t, "192.0.2.7"));
+    assert_false(proxyproto_trust_has(t, "192.0.2.8"));
+    assert_false(proxyproto_trust_has(t, "11.0.0.1"));
+    assert_true(proxyproto_trust_has(t, "fd12::1"));
+    assert_false(proxyproto_trust_has(t, "fe80::1"));
+    assert_false(proxyproto_trust_has(t, "not-an-ip"));
+    assert_false(proxyproto_trust_has(t, NULL));
+    proxyproto_trust_destroy(&t);
+    assert_null(t);
+    /* Odd prefix lengths compare bit by bit. */
+    t = proxyproto_trust_new("172.16.0.0/12", err, sizeof err);
+    assert_true(proxyproto_trust_has(t, "172.31.255.255"));
+    assert_false(proxyproto_trust_has(t, "172.32.0.0"));
+    proxyproto_trust_destroy(&t);
+    /* Empty: nobody. */
+    t = proxyproto_trust_new("", err, sizeof err);
+    assert_int_equal(proxyproto_trust_count(t), 0);
+    assert_false(proxyproto_trust_has(t, "127.0.0.1"));
+    proxyproto_trust_destroy(&t);
+    const char *bad[] = {"10.0.0.0/33",  "fd00::/129", "10.0.0.0/",  "10.0.0.0/8x",
+                         "host.example", "/8",         "10.0.0.0/-1"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = '\0';
+        assert_null(proxyproto_trust_new(bad[i], err, sizeof err));
+        assert_non_null(strstr(err, "not an address or CIDR"));
+    }
+}
+
 static void test_metrics(void **state)
 {
     metrics_request_done("newInstance", "000000", 1500);
@@ -1185,6 +1307,8 @@ int main(void)
         cmocka_unit_test(test_answer_render),
         cmocka_unit_test(test_answer_query),
         cmocka_unit_test(test_peer),
+        cmocka_unit_test(test_proxyproto_parse),
+        cmocka_unit_test(test_proxyproto_trust),
         cmocka_unit_test(test_listener_nodelay),
         cmocka_unit_test(test_srclimit),
         cmocka_unit_test(test_metrics),

@@ -316,6 +316,38 @@ static void test_resolve(void **st)
     assert_null(rpc_client_new("tcp://127.0.0.1:1", "not a key"));
 }
 
+/* Graceful stop (last: it ends the service). Three workers, six slow calls: three are being
+ * served and three wait at the broker when the stop comes; all six are answered, then svc_run
+ * returns. */
+static pthread_t service;
+static bool service_joined;
+
+static void test_stop_answers_what_it_holds(void **st)
+{
+    int before = atomic_load(&handled);
+    timed_call_t slow[6];
+    pthread_t t[6];
+    char rids[6][32];
+    for (int i = 0; i < 6; i++) {
+        snprintf(rids[i], sizeof rids[i], "drain-%d", i);
+        slow[i] = (timed_call_t){rids[i], "slow", 0, -1};
+        pthread_create(&t[i], NULL, timed_call, &slow[i]);
+    }
+    /* Stop once every worker is busy (the other calls are on their way or queued). */
+    for (int i = 0; i < 200 && atomic_load(&handled) - before < 3; i++)
+        usleep(10 * 1000);
+    usleep(50 * 1000);
+    svc_stop();
+    for (int i = 0; i < 6; i++) {
+        pthread_join(t[i], NULL);
+        if (slow[i].rc != 0)
+            fail_msg("call %d was not answered after the stop", i);
+    }
+    assert_int_equal(atomic_load(&handled) - before, 6);
+    pthread_join(service, NULL);
+    service_joined = true;
+}
+
 int main(void)
 {
     char secret[41], why[160];
@@ -330,8 +362,7 @@ int main(void)
     snprintf(bind, sizeof bind, "tcp://127.0.0.1:%d", port_a);
     def = (svc_def_t){.name = "echo", .bind = bind, .workers = 3, .worker_init = echo_init,
                       .handle = echo_handle, .arg = "echo"};
-    pthread_t t;
-    pthread_create(&t, NULL, service_thread, NULL);
+    pthread_create(&service, NULL, service_thread, NULL);
     usleep(200 * 1000);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_and_concurrency),
@@ -343,9 +374,11 @@ int main(void)
         cmocka_unit_test(test_unadmitted_clients_get_nothing),
         cmocka_unit_test(test_oversized_message_dropped),
         cmocka_unit_test(test_resolve),
+        cmocka_unit_test(test_stop_answers_what_it_holds),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     svc_stop();
-    pthread_join(t, NULL);
+    if (!service_joined)
+        pthread_join(service, NULL);
     return rc;
 }
