@@ -57,7 +57,7 @@ static const config_var_t config_vars[] = {
     {"KOOISV_AUDIT_ENDPOINTS", "tcp://127.0.0.1:7104", 0,
      "audit service replicas (every call is recorded there first)"},
     {"KOOISV_BILLING_ENDPOINTS", "", 0,
-     "billing service replicas (empty = none: billing is not part of this release)"},
+     "billing service replicas (empty = none: usage intake, usage status and exports answer 503)"},
     ZMQAUTH_KEY_CONFIG_VAR,
     {"KOOISV_ORDER_SERVER_KEY", NULL, CONFIG_SECRET,
      "CURVE public key (Z85) the order replicas share; required with their endpoints (public: "

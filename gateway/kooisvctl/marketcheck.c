@@ -15,6 +15,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "ctlenv.h"
+#include "httpc.h"
 #include "market.h"
 #include "mktcall.h"
 #include "randutil.h"
@@ -35,6 +37,7 @@ typedef struct {
     const char *order_prefix; /* fresh orders: prefix + run */
     int wait_s;               /* provisioning */
     char *yearly, *trial;     /* debug-order instances */
+    char *ondemand;           /* the pay-per-use debug order's instance */
     char *fresh;              /* the run's own instance (released at the end) */
     char *tenant, *app;       /* kit sync ids of the run */
 } check_t;
@@ -195,7 +198,7 @@ static verdict_t case_onetime(check_t *c, char *d, size_t n)
 }
 static verdict_t case_ondemand(check_t *c, char *d, size_t n)
 {
-    return purchase(c, "MOCKONDEMAND", NULL, d, n);
+    return purchase(c, "MOCKONDEMAND", &c->ondemand, d, n);
 }
 static verdict_t case_package(check_t *c, char *d, size_t n)
 {
@@ -375,16 +378,81 @@ static verdict_t case_allorg(check_t *c, char *d, size_t n)
         RC_OK, NULL, d, n));
 }
 
-/* ---------------------------------------------------------------- USAGE SCENARIO (to come)
- * Pay-per-use usage is reported to the marketplace by the billing service, which is being
- * built now. Its case goes here: report usage of the MOCKONDEMAND instance through billing and
- * see the marketplace (the emulator's /_emulator/usage locally) accept it. Until then the case
- * is listed as skipped, never as passed. */
+/* ---------------------------------------------------------------- usage
+ * Pay-per-use usage: the seller's application reports it to kooisv's admin API (POST /v1/usage,
+ * role meter), billing pushes it to the marketplace every hour. The case reports one record of
+ * the MOCKONDEMAND instance twice: stored once, then counted as repeated. Billing learns the
+ * instance from the order events a moment after its purchase: "unknown instance" is retried for
+ * 20 s. Without KOOISV_METER_TOKEN (and KOOISV_ADMIN_URL) the case is skipped, never passed. */
+
+#define USAGE_WAIT_MS 20000
+
+/* POST body to the admin API's /v1/usage with the meter token; HTTP status (0: none) and the
+ * answer in *out (caller frees). */
+static int usage_post(const char *token, const char *body, httpc_response_t *out)
+{
+    char *url = xasprintf("%s/v1/usage", ctlenv_get("KOOISV_ADMIN_URL"));
+    char *auth = xasprintf("Authorization: Bearer %s", token);
+    const char *headers[] = {auth, "Content-Type: application/json", NULL};
+    httpc_options_t opt = {
+        .ca_file = ctlenv_get("KOOISV_CA_FILE"), .verify_peer = 1, .timeout_ms = 10000};
+    int rc = httpc_request("POST", url, headers, body, strlen(body), &opt, out);
+    xfree_secret(auth, strlen(auth));
+    free(url);
+    return rc == 0 ? out->status : 0;
+}
+
 static verdict_t case_usage(check_t *c, char *d, size_t n)
 {
-    (void)c;
-    snprintf(d, n, "not in this release: usage is reported by the billing service");
-    return CASE_SKIP;
+    if (!ctlenv_get("KOOISV_ADMIN_URL") || !ctlenv_get("KOOISV_METER_TOKEN")) {
+        snprintf(d, n, "set KOOISV_METER_TOKEN and KOOISV_ADMIN_URL to check the usage intake");
+        return CASE_SKIP;
+    }
+    if (!need(c->ondemand, "pay-per-use", d, n))
+        return CASE_FAIL;
+    char *token = ctlenv_secret("KOOISV_METER_TOKEN");
+    char used_at[32];
+    time_t t = time(NULL) - 60;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(used_at, sizeof used_at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char *rec = xasprintf("%s-usage", c->run);
+    json_t *doc = json_pack("{s:[{s:s,s:s,s:s,s:s}]}", "records", "instanceId", c->ondemand,
+                            "recordId", rec, "quantity", "1.5", "usedAt", used_at);
+    char *body = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    free(rec);
+    verdict_t v = CASE_FAIL;
+    const char *want[] = {"stored", "repeated"};
+    int64_t end = time_mono_us() + (int64_t)USAGE_WAIT_MS * 1000;
+    for (int round = 0; round < 2;) {
+        httpc_response_t r;
+        int status = usage_post(token, body, &r);
+        json_t *a = status ? json_loads(r.body ? r.body : "", 0, NULL) : NULL;
+        const char *msg = json_string_value(json_object_get(a, "error"));
+        bool unknown = status == 400 && msg && strstr(msg, "unknown instance");
+        if (status == 200 && json_integer_value(json_object_get(a, want[round])) == 1) {
+            round++;
+        } else if (unknown && time_mono_us() < end) {
+            struct timespec ts = {0, 500 * 1000000L};
+            nanosleep(&ts, NULL);
+        } else {
+            snprintf(d, n, "POST /v1/usage (%s): HTTP %d %.200s",
+                     round ? "repeated" : "first", status,
+                     msg ? msg : (r.body ? r.body : "no answer"));
+            json_decref(a);
+            httpc_response_free(&r);
+            goto out;
+        }
+        json_decref(a);
+        httpc_response_free(&r);
+    }
+    snprintf(d, n, "one record stored, its repeat counted once");
+    v = CASE_PASS;
+out:
+    free(body);
+    xfree_secret(token, strlen(token));
+    return v;
 }
 
 /* ================================================================ refusals */
@@ -663,6 +731,7 @@ int marketcheck_main(int argc, char **argv)
                counts[CASE_SKIP]);
     }
     free(c.yearly);
+    free(c.ondemand);
     free(c.trial);
     free(c.fresh);
     free(c.tenant);

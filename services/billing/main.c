@@ -134,6 +134,7 @@ int main(int argc, char **argv)
         .stop = billing_stop,
         .handle = billing_handle,
         .admin = billing_admin,
+        .metrics = pushadmin_metrics,
         .svc = &billing_state,
     };
     return svcrt_run(&billing, argc, argv);

@@ -189,15 +189,12 @@ static PGresult *overall(svcrt_worker_t *w, svc_call_t *call)
     return pg_session_exec(w->db, NULL, "pushadmin_overall", 1, p, NULL);
 }
 
-/* {"name","type","help","value","labels"} as svcadmin_series_add makes them. */
+/* One gauge of billing's (svcadmin_series_add), with one label when label is set. */
 static void series_add(json_t *series, const char *name, const char *help, double value,
                        const char *label, const char *label_value)
 {
-    json_t *s =
-        json_pack("{s:s,s:s,s:s,s:f}", "name", name, "type", "gauge", "help", help, "value", value);
-    if (label)
-        json_object_set_new(s, "labels", json_pack("{s:s}", label, label_value));
-    json_array_append_new(series, s);
+    const char *labels[] = {label, label_value, NULL};
+    svcadmin_series_add(series, name, "gauge", help, value, label ? labels : NULL);
 }
 
 static void overall_series(const PGresult *r, json_t *series)
