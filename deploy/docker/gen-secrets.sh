@@ -36,7 +36,9 @@
 #   audit-chain-key              HMAC key of the audit hash chain (audit, audit-migrate): keep a
 #                                copy off the host; without it the trail can no longer be verified
 #   curve-<p>.key curve-<p>.pub  CURVE key pair of the ZeroMQ plane (gateway, order, tenant, app,
-#                                audit; deploy/curve-keygen.sh); .pub is public, re-derived each run
+#                                audit, billing; deploy/curve-keygen.sh); .pub is public,
+#                                re-derived each run
+#   curve-order-clients          the public keys order admits: the gateway's and billing's
 #   curve-audit-clients          the public keys audit admits: the gateway's and the services'
 set -euo pipefail
 umask 077
@@ -152,12 +154,15 @@ leaf pg-server.crt pg-server.key "$pg_host" "DNS:$pg_host,DNS:localhost"
 [[ -s $dir/pg-ca.crt ]] || { cp "$dir/ca.crt" "$dir/pg-ca.crt"; say "created pg-ca.crt (the dev CA)"; }
 
 # ---- CURVE key pairs of the ZeroMQ plane: a service admits the gateway, audit also the services ----
-for p in gateway order tenant app audit; do
+for p in gateway order tenant app audit billing; do
     [[ -s $dir/curve-$p.key ]] || say "created curve-$p.key"
     "$here/../curve-keygen.sh" "$dir/curve-$p.key" "$dir/curve-$p.pub"
 done
-cat "$dir"/curve-{gateway,order,tenant,app}.pub | paste -sd, >"$dir/curve-audit-clients.tmp"
+cat "$dir"/curve-{gateway,order,tenant,app,billing}.pub | paste -sd, >"$dir/curve-audit-clients.tmp"
 mv -f "$dir/curve-audit-clients.tmp" "$dir/curve-audit-clients"
+# order admits the gateway and billing (which pulls the order events: events.pending/ack)
+cat "$dir"/curve-{gateway,billing}.pub | paste -sd, >"$dir/curve-order-clients.tmp"
+mv -f "$dir/curve-order-clients.tmp" "$dir/curve-order-clients"
 
 # ---- connection strings: rewritten every run so host/port/sslmode changes apply ----
 for s in "${dsn_roles[@]}"; do

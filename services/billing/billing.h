@@ -10,7 +10,7 @@
 
 /* What every worker of the service shares (svcrt_def_t.svc); set up by main.c. */
 typedef struct {
-    const char *order_endpoints; /* the order service's replicas (endpoint.h) */
+    const char *order_endpoints;  /* the order service's replicas (endpoint.h) */
     const char *order_server_key; /* their CURVE public key (Z85) */
     const char *consumer;         /* this consumer's name at the order service ("billing") */
     int poll_ms;                  /* pause between pulls when nothing was pending */

@@ -1,7 +1,8 @@
 /* billingadmin: operator look-ups of the billing service (reached only through the gateway's
  * admin API, which authenticates, authorises and audits): billing.ping (the service and its
  * database answer, with counts), billing.instance (arg id: one instance with its ledger lines
- * and usage totals; 000003 when billing has no such instance). Answers are JSON documents rendered by PostgreSQL. */
+ * and usage totals; 000003 when billing has no such instance). Answers are JSON documents rendered
+ * by PostgreSQL. */
 #include <string.h>
 
 #include "billing.h"

@@ -139,8 +139,8 @@ static void refuse(svc_call_t *call, const json_t *records, size_t i, const char
 {
     const char *id = json_string_value(json_object_get(json_array_get(records, i), "recordId"));
     if (id && svcrt_text_ok(id, 64, true))
-        svc_call_result(call, RC_INVALID, "record %zu (recordId %s): %s; nothing stored", i + 1,
-                        id, why);
+        svc_call_result(call, RC_INVALID, "record %zu (recordId %s): %s; nothing stored", i + 1, id,
+                        why);
     else
         svc_call_result(call, RC_INVALID, "record %zu: %s; nothing stored", i + 1, why);
 }

@@ -17,8 +17,8 @@
 #include "svcrt.h"
 
 #define INTAKE_RECORDS_MAX 1000
-#define INTAKE_SKEW_S 60            /* tolerated clock difference with the application */
-#define INTAKE_MAX_AGE_DAYS 21      /* the marketplace refuses older usage (spec §6) */
+#define INTAKE_SKEW_S 60       /* tolerated clock difference with the application */
+#define INTAKE_MAX_AGE_DAYS 21 /* the marketplace refuses older usage (spec §6) */
 
 extern const pg_stmt_t intake_stmts[];
 extern const size_t intake_stmts_count;

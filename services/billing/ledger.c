@@ -174,18 +174,18 @@ static pg_status_t line_insert(pg_tx_t *tx, const event_t *e, const char *event_
                                const char *kind, const char *amount, const char *period_type,
                                const char *period_number, bool once)
 {
-    const char *p[] = {event_id,        e->instance_id, kind,
-                       e->order_id,     amount,         period_type,
-                       period_number,   e->test_flag ? "true" : "false",
-                       e->occurred_at,  once ? "true" : "false"};
+    const char *p[] = {event_id,       e->instance_id,
+                       kind,           e->order_id,
+                       amount,         period_type,
+                       period_number,  e->test_flag ? "true" : "false",
+                       e->occurred_at, once ? "true" : "false"};
     return exec_void(tx, "ledger_line", 10, p);
 }
 
 /* The negated amount of the order's line of kinds (a PostgreSQL array literal) paid within
  * window of the event, into out with its period; false when there is none. */
-static pg_status_t order_line(pg_tx_t *tx, const event_t *e, const char *kinds,
-                              const char *window, char *amount, size_t len, char **ptype,
-                              char **pnum, bool *found)
+static pg_status_t order_line(pg_tx_t *tx, const event_t *e, const char *kinds, const char *window,
+                              char *amount, size_t len, char **ptype, char **pnum, bool *found)
 {
     *found = false;
     const char *p[] = {e->instance_id, e->order_id, kinds, e->occurred_at, window};
@@ -217,8 +217,7 @@ static pg_status_t lines_write(pg_tx_t *tx, const event_t *e, const char *kind)
         amount = e->amount;
     if (strcmp(kind, "unsubscribe_renewal") == 0 && e->order_id) {
         /* the renewal given back: its amount, negated */
-        st = order_line(tx, e, "{renewal}", "1000 years", back, sizeof back, &ptype, &pnum,
-                        &found);
+        st = order_line(tx, e, "{renewal}", "1000 years", back, sizeof back, &ptype, &pnum, &found);
         if (st != PG_OK)
             return st;
         amount = found ? back : NULL;
@@ -457,6 +456,8 @@ static int consume_batch(ledger_consumer_t *self, const char *rid, const json_t 
     }
     if (nack) {
         json_t *done = order_call(self, rid, "events.ack", "ids", ack);
+        if (!done) /* they come again and are only acknowledged then */
+            rc = -1;
         json_decref(done);
     }
     free(ack);
@@ -471,7 +472,11 @@ static void *consumer_main(void *arg)
     while (!stopping(self)) {
         char rid[37];
         rand_uuid(rid);
-        json_t *doc = order_call(self, rid, "events.pending", "limit", batch);
+        if (!self->rpc) /* endpoints re-resolved after a failure: order replicas come and go */
+            self->rpc = rpc_client_new(self->cfg->order_endpoints, self->cfg->order_server_key);
+        json_t *doc = self->rpc ? order_call(self, rid, "events.pending", "limit", batch) : NULL;
+        if (!doc)
+            rpc_client_destroy(&self->rpc);
         const json_t *events = json_object_get(doc, "events");
         int got = -1;
         if (json_is_array(events) && pg_session_ready(self->db, rid))

@@ -73,8 +73,7 @@ static void events_pending(svcrt_worker_t *w, svc_call_t *call, const char *cons
     answer(w, call, "events_pending", 2, p);
 }
 
-static void events_ack(svcrt_worker_t *w, svc_call_t *call, const char *consumer,
-                       const char *ids_s)
+static void events_ack(svcrt_worker_t *w, svc_call_t *call, const char *consumer, const char *ids_s)
 {
     char *copy = xstrdup(ids_s);
     const char *ids[ACK_MAX];

@@ -104,6 +104,7 @@ static void check_request(enum evhttp_cmd_type method, const char *uri_text, con
     for (int i = 0; i < c.nseg; i++)
         free(c.seg[i]);
     resref_free(c.res, c.n_res);
+    json_decref(c.body);
     if (c.out)
         evbuffer_free(c.out);
 }

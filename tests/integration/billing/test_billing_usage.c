@@ -81,8 +81,8 @@ static long stored_with_prefix(const char *prefix)
 {
     char *like = xasprintf("%s%%", prefix);
     const char *p[] = {like};
-    long n = kc_sql_count("SELECT 1 FROM billing.usage_records WHERE client_record_id LIKE $1", 1,
-                          p);
+    long n =
+        kc_sql_count("SELECT 1 FROM billing.usage_records WHERE client_record_id LIKE $1", 1, p);
     free(like);
     return n;
 }
@@ -109,10 +109,11 @@ static void test_intake(void **state)
     char *rid = xstrdup(kresp_header(&r, "X-Request-Id"));
     kresp_free(&r);
     assert_int_equal(stored_with_prefix(p), 3);
-    char *q = ot_sql("SELECT quantity::text || ' ' || (bucket_start = date_trunc('hour', used_begin))"
-                     "::text || ' ' || request_id FROM billing.usage_records"
-                     " WHERE client_record_id = $1",
-                     id1, NULL);
+    char *q =
+        ot_sql("SELECT quantity::text || ' ' || (bucket_start = date_trunc('hour', used_begin))"
+               "::text || ' ' || request_id FROM billing.usage_records"
+               " WHERE client_record_id = $1",
+               id1, NULL);
     char *want = xasprintf("1.5000 true %s", rid);
     assert_string_equal(q, want);
     free(q);
@@ -187,7 +188,7 @@ static void test_bad_records(void **state)
             char *f = xstrdup(fields[i][1]);
             const char *repl = strstr(f, "@released") ? released
                                : strstr(f, "@period") ? period
-                               : ondemand;
+                                                      : ondemand;
             char *at = strchr(f, '@');
             if (at) {
                 char *end = strchr(at, '"');
@@ -430,9 +431,9 @@ int main(void)
     if (suite_env_load() != 0)
         return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_intake),    cmocka_unit_test(test_bad_records),
-        cmocka_unit_test(test_limits),    cmocka_unit_test(test_concurrent),
-        cmocka_unit_test(test_roles),     cmocka_unit_test(test_test_flag),
+        cmocka_unit_test(test_intake), cmocka_unit_test(test_bad_records),
+        cmocka_unit_test(test_limits), cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_roles),  cmocka_unit_test(test_test_flag),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
