@@ -36,8 +36,11 @@ const pg_stmt_t admin_stmts[] = {
      "   'trial', trial, 'expireTime', expire_time, 'provisionedAt', provisioned_at,"
      "   'createdAt', created_at, 'releasedAt', released_at) AS x"
      "  FROM orders.instances WHERE ($1::text IS NULL OR state = $1)"
-     "  AND ($2::bigint IS NULL OR seq < $2::bigint) ORDER BY seq DESC LIMIT $3::int) s",
-     3},
+     "  AND ($2::bigint IS NULL OR seq < $2::bigint)"
+     "  AND ($4::text IS NULL OR order_id = $4 OR instance_id IN (SELECT a.instance_id"
+     "   FROM orders.order_applications a WHERE a.order_id = $4))"
+     "  ORDER BY seq DESC LIMIT $3::int) s",
+     4},
     /* Given up jobs, and jobs still retrying after an error. */
     {"admin_jobs_failed",
      "SELECT jsonb_build_object('jobs', coalesce(jsonb_agg(to_jsonb(j) ORDER BY j.id), '[]'))::text"
@@ -54,6 +57,14 @@ const pg_stmt_t admin_stmts[] = {
      "  'state', state, 'attempts', attempts, 'nextAttemptAt', next_attempt_at)::text",
      1},
     {"admin_job_state", "SELECT state FROM orders.jobs WHERE id = $1::bigint", 1},
+    /* The provisioning backlog: jobs not done yet, given up, and the oldest waiting one's age. */
+    {"admin_jobs_stats",
+     "SELECT count(*) FILTER (WHERE state IN ('pending', 'running')),"
+     " count(*) FILTER (WHERE state = 'failed'),"
+     " coalesce(extract(epoch FROM now() - min(created_at)"
+     "  FILTER (WHERE state IN ('pending', 'running'))), 0)"
+     " FROM orders.jobs WHERE state IN ('pending', 'running', 'failed')",
+     0},
 };
 const size_t admin_stmts_count = sizeof admin_stmts / sizeof admin_stmts[0];
 
@@ -144,6 +155,24 @@ static void license_pubkey(svcrt_worker_t *w, svc_call_t *call)
     free(text);
 }
 
+int admin_metrics(svcrt_worker_t *w, json_t *series)
+{
+    PGresult *r = pg_session_exec(w->db, NULL, "admin_jobs_stats", 0, NULL, NULL);
+    if (!r)
+        return -1;
+    svcadmin_series_add(series, "kooisv_jobs_backlog", "gauge",
+                        "provisioning jobs not done yet (pending or running)",
+                        strtod(PQgetvalue(r, 0, 0), NULL), NULL);
+    svcadmin_series_add(series, "kooisv_jobs_failed", "gauge",
+                        "provisioning jobs given up (kooisvctl jobs failed / redrive)",
+                        strtod(PQgetvalue(r, 0, 1), NULL), NULL);
+    svcadmin_series_add(series, "kooisv_jobs_oldest_backlog_seconds", "gauge",
+                        "age of the oldest job not done yet (0 when none)",
+                        strtod(PQgetvalue(r, 0, 2), NULL), NULL);
+    PQclear(r);
+    return 0;
+}
+
 void admin_handle(svcrt_worker_t *w, svc_call_t *call)
 {
     const Kooisv__Envelope *env = svc_call_request(call);
@@ -175,8 +204,11 @@ void admin_handle(svcrt_worker_t *w, svc_call_t *call)
         }
         if (!limit_arg(call, svcadmin_arg(r, "limit"), 50, 500, limit))
             return;
-        const char *p[] = {state, before, limit};
-        answer_json(w, call, "admin_instance_list", 3, p, RC_INTERNAL, "");
+        const char *order_id = order_nullable(svcadmin_arg(r, "order"));
+        if (order_id && !order_require(call, "order", order_id, 256))
+            return;
+        const char *p[] = {state, before, limit, order_id};
+        answer_json(w, call, "admin_instance_list", 4, p, RC_INTERNAL, "");
     } else if (strcmp(action, "jobs.failed") == 0) {
         if (!limit_arg(call, svcadmin_arg(r, "limit"), 100, 1000, limit))
             return;

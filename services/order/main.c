@@ -146,6 +146,7 @@ int main(int argc, char **argv)
         .start = order_start,
         .stop = order_stop,
         .handle = order_handle,
+        .metrics = admin_metrics,
         .svc = &cfg,
     };
     return svcrt_run(&order, argc, argv);

@@ -108,6 +108,10 @@ void lifecycle_change_check(svcrt_worker_t *w, svc_call_t *call);
 void query_instances(svcrt_worker_t *w, svc_call_t *call);
 void license_issue(svcrt_worker_t *w, svc_call_t *call);
 void admin_handle(svcrt_worker_t *w, svc_call_t *call);
+/* The order service's own series of the admin action "metrics": the provisioning backlog
+ * (kooisv_jobs_backlog, kooisv_jobs_failed, kooisv_jobs_oldest_backlog_seconds); -1 on a
+ * database error. */
+int admin_metrics(svcrt_worker_t *w, json_t *series);
 
 /* Read the stored expiries again when they were read in another zone than zone (zonemark.c);
  * db has the order's statements prepared. Call before threads start (it may resolve the
