@@ -41,8 +41,8 @@ struct admincall {
     char event[64];
     char caller_id[65];
     char source[PEER_ADDR_MAX];
-    admintoken_t token;  /* the caller's token (a copy), once authenticated */
-    char session[65];    /* the browser session the call came with ("" = a bearer token) */
+    admintoken_t token; /* the caller's token (a copy), once authenticated */
+    char session[65];   /* the browser session the call came with ("" = a bearer token) */
     int64_t received_ms, start_us;
     struct evkeyvalq params;
     char *seg[ADMINROUTE_SEGMENTS_MAX]; /* decoded path parameters */
@@ -59,8 +59,8 @@ struct admincall {
     struct event *timer;
     struct evbuffer *out; /* export: the page being rendered */
     size_t exported;
-    bool streaming;                       /* a chunked answer has started */
-    void (*written)(admincall_t *c);      /* streaming: runs once the last chunk has left */
+    bool streaming;                  /* a chunked answer has started */
+    void (*written)(admincall_t *c); /* streaming: runs once the last chunk has left */
     int64_t verify_from, verify_checked;
     int64_t verify_head_seq; /* > 0: a chain head kept outside the database (?head=SEQ:HASH) */
     char verify_head_hash[65];

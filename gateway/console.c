@@ -15,12 +15,12 @@
 #include "randutil.h"
 #include "timeutil.h"
 
-#define SESSIONS_MAX 256   /* live sessions; a new one beyond replaces the oldest */
+#define SESSIONS_MAX 256 /* live sessions; a new one beyond replaces the oldest */
 #define LOGIN_BODY_MAX 1024
 
 /* Pages: their own scripts, styles and API only. JSON answers: nothing at all. */
-#define PAGE_CSP                                                                                 \
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "                 \
+#define PAGE_CSP                                                                                   \
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "                    \
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 #define API_CSP "default-src 'none'; frame-ancestors 'none'"
 
@@ -243,8 +243,8 @@ static void set_cookie(admincall_t *c, const char *value, int max_age)
 
 static json_t *session_doc(const admincall_t *c, const session_t *s)
 {
-    json_t *doc = json_pack("{s:s, s:s}", "name", c->token.name, "role",
-                            admintoken_role_name(c->token.role));
+    json_t *doc =
+        json_pack("{s:s, s:s}", "name", c->token.name, "role", admintoken_role_name(c->token.role));
     if (s) {
         char at[40];
         time_format_iso(s->expires_ms, at, sizeof at);
