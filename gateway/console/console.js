@@ -28,11 +28,15 @@
     return e;
   }
 
-  function add(parent, child) {
-    if (child === null || child === undefined || child === false) return;
-    if (Array.isArray(child)) { child.forEach(function (c) { add(parent, c); }); return; }
-    if (typeof child === "object" && child.nodeType) parent.appendChild(child);
-    else parent.appendChild(document.createTextNode(String(child)));
+  /* Append each child after parent (nodes, text, arrays of them; null skipped). */
+  function add(parent) {
+    for (var i = 1; i < arguments.length; i++) {
+      var child = arguments[i];
+      if (child === null || child === undefined || child === false) continue;
+      if (Array.isArray(child)) child.forEach(function (c) { add(parent, c); });
+      else if (typeof child === "object" && child.nodeType) parent.appendChild(child);
+      else parent.appendChild(document.createTextNode(String(child)));
+    }
   }
 
   function svg(tag, attrs) {
