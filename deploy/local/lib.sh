@@ -19,8 +19,9 @@ KV_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 KV_PACKAGES=(build-essential cmake pkg-config libevent-dev libzmq3-dev libprotobuf-c-dev
     protobuf-c-compiler libjansson-dev libcmocka-dev libpq-dev libssl-dev postgresql openssl
     ca-certificates curl tzdata)
-# What `test` needs beyond that: clang's libFuzzer for the fuzz tests (tests/fuzz).
-KV_TEST_PACKAGES=(clang libclang-rt-14-dev)
+# What `test` needs beyond that: clang's libFuzzer for the fuzz tests (tests/fuzz); headless
+# Chromium, its WebDriver and Python for the web console's browser test (tests/integration/console).
+KV_TEST_PACKAGES=(clang libclang-rt-14-dev chromium chromium-driver python3)
 KV_SERVICES=(order tenant app audit)
 KV_PG_ROLES=(kooisv_order kooisv_tenant kooisv_app kooisv_billing kooisv_audit kooisv_audit_owner
     kooisv_auditor)

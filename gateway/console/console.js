@@ -254,7 +254,7 @@
       b.forEach(function (v) { if (v > max) max = v; });
       return b;
     });
-    var s = svg("svg", { viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none", role: "img",
+    var s = svg("svg", { "class": "plot", viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none", role: "img",
                          "aria-label": "calls per minute over the last " + Math.round(n / 60) + " hours" });
     s.appendChild(svg("line", { x1: L, y1: H - B, x2: W, y2: H - B, "class": "axis" }));
     s.appendChild(svg("line", { x1: L, y1: 4, x2: L, y2: H - B, "class": "axis" }));
@@ -466,6 +466,7 @@
     var form = el("form", { "class": "filters", id: "tenant-search", onsubmit: function (ev) { ev.preventDefault(); go("tenants", formParams(form)); } },
       el("label", null, "Tenant id", el("input", { name: "tenant", value: params.tenant || "", required: true })),
       el("label", null, "Instance id", el("input", { name: "instance", value: params.instance || "" })),
+      el("label", null, "Application id (users)", el("input", { name: "app", value: params.app || "" })),
       el("button", { type: "submit", text: "Show" }));
     var tree = el("div", { "class": "panel", id: "tenant-tree" });
     var users = el("div", { "class": "panel", id: "tenant-users" });
@@ -476,11 +477,14 @@
       if (gen !== generation) return;
       add(tree, el("p", { "class": "muted", text: d.orgCount + " organisations, " + d.orphanCount + " without their parent, " + d.cycleCount + " on a cycle" }), orgTree(d.tree));
     }).catch(function (e) { if (gen === generation) add(tree, errorBox(e)); })
-      .then(function () { return api("GET", "/v1/tenants/" + seg(params.tenant) + "/users", { instance: params.instance, after: params.after, limit: 50 }); })
+      .then(function () {
+        if (!params.app) { add(users, el("h2", { text: "Users" }), el("p", { "class": "muted", text: "Give the application id to list the tenant's users of it." })); return null; }
+        return api("GET", "/v1/tenants/" + seg(params.tenant) + "/users", { instance: params.instance, app: params.app, after: params.after, limit: 50 });
+      })
       .then(function (d) {
         if (gen !== generation || !d) return;
-        add(users, el("h2", { text: "Users" }), table(d.users || []));
-        if (d.next) add(users, el("a", { "class": "button secondary", href: "#/tenants" + query({ tenant: params.tenant, instance: params.instance, after: d.next }), text: "Next page" }));
+        add(users, el("h2", { text: "Users of application " + params.app }), table(d.users || []));
+        if (d.next) add(users, el("a", { "class": "button secondary", href: "#/tenants" + query({ tenant: params.tenant, instance: params.instance, app: params.app, after: d.next }), text: "Next page" }));
       }).catch(function (e) { if (gen === generation) add(users, el("h2", { text: "Users" }), errorBox(e)); });
     return m;
   };
