@@ -320,7 +320,10 @@
           add(cards, card("Outbox pending", pending, "events not yet delivered"));
         }
         if (billing.error) add(cards, card("Usage push backlog", "n/a", billingUnavailable(billing.error)));
-        else add(cards, card("Usage push backlog", billing.backlog, billing.oldestUnacceptedAt ? "oldest unaccepted " + billing.oldestUnacceptedAt : "all accepted"));
+        else {
+          var o = billing.overall || {};
+          add(cards, card("Usage push backlog", o.waiting, o.oldestUnacceptedAgeSeconds ? "oldest unaccepted " + Math.round(o.oldestUnacceptedAgeSeconds) + " s" : "all accepted"));
+        }
         if (verify.error) add(cards, card("Audit chain", "?", verify.error.message, "bad"));
         else add(cards, card("Audit chain", verify.ok ? (verify.complete ? "verified" : "ok so far") : "BROKEN",
           verify.ok ? verify.checked + " entries checked, head " + verify.head_seq : verify.problem + " at seq " + verify.first_bad_seq,
@@ -381,8 +384,8 @@
       add(out, el("div", { "class": "panel" }, el("h2", { text: "Licenses" }), table(d.licenses)));
       var usage = el("div", { "class": "panel" }, el("h2", { text: "Usage" }), el("p", { "class": "muted", text: "Loading…" }));
       add(out, usage);
-      return api("GET", "/v1/billing/usage", { instance: id }).then(function (u) {
-        clear(usage); add(usage, el("h2", { text: "Usage" }), table(u.usage || u.records || []));
+      return api("GET", "/v1/billing/instances/" + seg(id || "")).then(function (u) {
+        clear(usage); add(usage, el("h2", { text: "Usage" }), Array.isArray(u) || firstArray(u).length ? table(firstArray(u)) : keyValues(u));
       }).catch(function (e) {
         clear(usage); add(usage, el("h2", { text: "Usage" }), el("p", { "class": "muted", text: billingUnavailable(e) }));
       });
@@ -491,17 +494,54 @@
 
   /* ------------------------------------------------------------ billing */
 
+  /* The billing service's routes (GET /v1/billing/status, /v1/billing/exports...): until it is
+   * deployed they answer 404 (no such route) or 503, and the page says so. */
+  function firstArray(doc) {
+    if (Array.isArray(doc)) return doc;
+    var found = null;
+    Object.keys(doc || {}).forEach(function (k) { if (!found && Array.isArray(doc[k])) found = doc[k]; });
+    return found || [];
+  }
+
+  function keyValues(obj) {
+    return table(Object.keys(obj || {}).map(function (k) { return { field: k, value: obj[k] }; }), [["field", "field"], ["value", "value"]]);
+  }
+
   pages.billing = function (arg, params, gen) {
-    var out = el("div", { "class": "panel", id: "billing" }, el("p", { "class": "muted", text: "Loading…" }));
-    var m = show("Billing", out);
+    var status = el("div", { "class": "panel", id: "billing" }, el("p", { "class": "muted", text: "Loading…" }));
+    var exportsBox = el("div", { "class": "panel", id: "billing-exports" });
+    var m = show("Billing", status, exportsBox);
+    exportsBox.hidden = true;
     api("GET", "/v1/billing/status").then(function (d) {
       if (gen !== generation) return;
-      clear(out);
-      add(out, el("h2", { text: "Hourly usage push" }), table(d.hours || []));
+      clear(status);
+      add(status, el("h2", { text: "Usage push, overall" }), keyValues(d.overall),
+        el("h2", { text: "Usage push per hour" }), table(d.hours || []));
+      exportsBox.hidden = false;
+      var form = el("form", { "class": "filters", id: "export-request", onsubmit: function (ev) {
+        ev.preventDefault();
+        api("POST", "/v1/billing/exports" + query(formParams(form))).then(function () { render(); })
+          .catch(function (e) { add(exportsBox, errorBox(e)); });
+      } },
+        el("label", null, "Kind", el("select", { name: "kind" }, el("option", { value: "bill", text: "bill" }), el("option", { value: "detail", text: "detail" }))),
+        el("label", null, "Format", el("select", { name: "format" }, el("option", { value: "csv", text: "CSV" }), el("option", { value: "json", text: "JSON" }))),
+        el("label", null, "From", el("input", { name: "from", required: true, placeholder: "2026-11-01" })),
+        el("label", null, "To", el("input", { name: "to", required: true, placeholder: "2026-12-01" })),
+        el("label", null, "Tenant", el("input", { name: "tenant" })),
+        can("operator") ? el("button", { type: "submit", text: "Request export" }) : null);
+      add(exportsBox, el("h2", { text: "Bill and detail exports" }), form);
+      return api("GET", "/v1/billing/exports").then(function (x) {
+        if (gen !== generation) return;
+        add(exportsBox, table(firstArray(x), null, function (e) {
+          return e.id && e.status === "ready"
+            ? el("a", { "class": "button secondary", href: "/v1/billing/exports/" + seg(String(e.id)) + "/download", download: "", text: "Download" })
+            : null;
+        }));
+      });
     }).catch(function (e) {
       if (gen !== generation) return;
-      clear(out);
-      add(out, el("p", { id: "billing-unavailable", text: billingUnavailable(e) }),
+      clear(status);
+      add(status, el("p", { id: "billing-unavailable", text: billingUnavailable(e) }),
         el("p", { "class": "muted", text: "Usage push status and bill exports appear here once the billing service is deployed." }));
     });
     return m;
