@@ -18,6 +18,7 @@
 #include "adminsvc.h"
 #include "admintoken.h"
 #include "auditq.h"
+#include "console.h"
 #include "config.h"
 #include "dispatch.h"
 #include "gateway.h"
@@ -51,14 +52,33 @@ bool admin_parse_time(const char *s, int64_t *ms_out)
 
 /* ================================================================ one request */
 
+/* The caller's token: the login route's from its body, else a bearer token, else a console
+ * session (whose state-changing calls need its CSRF token); NULL with *status and *why. */
+static const admintoken_t *authenticate(admincall_t *c, struct evhttp_request *req,
+                                        const adminroute_t *route, int *status, const char **why)
+{
+    *status = 401;
+    if (console_is_login(route))
+        return console_login_token(adm.tokens, req, why);
+    const char *authz = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (!authz && console_has_cookie(req))
+        return console_session_auth(adm.tokens, req, c->session, status, why);
+    return admintoken_store_find(adm.tokens, authz, why);
+}
+
 /* Route, authenticate, check the role and the parameters, then start the call (its intent is
  * stored before the route runs). Every refusal is answered and recorded by admincall. */
 static void on_request(struct evhttp_request *req, void *arg)
 {
     admintoken_store_refresh(adm.tokens);
-    admincall_t *c = admincall_new(&adm.host, req);
     struct evhttp_uri *uri = evhttp_uri_parse_with_flags(evhttp_request_get_uri(req), 0);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    /* The console's files hold no data: served to anyone, not audited (its data calls are). */
+    if (path && console_serve_asset(req, path)) {
+        evhttp_uri_free(uri);
+        return;
+    }
+    admincall_t *c = admincall_new(&adm.host, req);
     if (!path) {
         if (uri)
             evhttp_uri_free(uri);
@@ -78,13 +98,13 @@ static void on_request(struct evhttp_request *req, void *arg)
     evhttp_uri_free(uri);
 
     const char *why = NULL;
-    const admintoken_t *tok = admintoken_store_find(
-        adm.tokens, evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization"),
-        &why);
+    int status = 401;
+    const admintoken_t *tok = authenticate(c, req, route, &status, &why);
     if (!tok) {
-        admincall_finish_error(c, 401, RC_AUTH, "%s", why);
+        admincall_finish_error(c, status, RC_AUTH, "%s", why);
         return;
     }
+    c->token = *tok;
     snprintf(c->caller_id, sizeof c->caller_id, "%s", tok->name);
     if (!route) {
         if (miss == 400)
@@ -183,15 +203,18 @@ int admin_start(void)
     adm.tokens = admintoken_store_new(tokens);
     if (!adm.tokens)
         return -1;
-    size_t naudit, nsvc, nexport;
+    size_t naudit, nsvc, nexport, ncon;
     const adminroute_t *audit_routes = adminaudit_routes(&naudit);
     const adminroute_t *svc_routes = adminsvc_routes(&nsvc);
     const adminroute_t *export_routes = adminexport_routes(&nexport);
-    adm.nroutes = naudit + nsvc + nexport;
+    const adminroute_t *console_rt = console_routes(&ncon);
+    adm.nroutes = naudit + nsvc + nexport + ncon;
     adm.routes = xcalloc(adm.nroutes, sizeof *adm.routes);
     memcpy(adm.routes, audit_routes, naudit * sizeof *adm.routes);
     memcpy(adm.routes + naudit, svc_routes, nsvc * sizeof *adm.routes);
     memcpy(adm.routes + naudit + nsvc, export_routes, nexport * sizeof *adm.routes);
+    memcpy(adm.routes + naudit + nsvc + nexport, console_rt, ncon * sizeof *adm.routes);
+    console_start((int)config_get_long("KOOISV_ADMIN_SESSION_S", 60, 86400));
     const char *cert = config_get("KOOISV_ADMIN_TLS_CERT_FILE");
     const char *key = config_get("KOOISV_ADMIN_TLS_KEY_FILE");
     if (!*cert || !*key) {
@@ -259,6 +282,7 @@ void admin_stop(void)
     event_base_free(adm.host.base);
     SSL_CTX_free(adm.tls);
     admintoken_store_destroy(&adm.tokens);
+    console_stop();
     free(adm.routes);
     memset(&adm, 0, sizeof adm);
 }

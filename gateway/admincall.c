@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "auditrec.h"
+#include "console.h"
 #include "log.h"
 #include "randutil.h"
 #include "resref.h"
@@ -149,7 +150,7 @@ void admincall_stream_start(admincall_t *c, const char *content_type, const char
     evhttp_add_header(h, "Content-Type", content_type);
     evhttp_add_header(h, "X-Request-Id", c->rid);
     evhttp_add_header(h, "Cache-Control", "no-store");
-    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+    console_api_headers(h);
     if (disposition)
         evhttp_add_header(h, "Content-Disposition", disposition);
     evhttp_send_reply_start(c->req, 200, NULL);
@@ -198,7 +199,7 @@ void admincall_finish(admincall_t *c, int status, const char *code, const char *
         evhttp_add_header(h, "Content-Type", content_type);
         evhttp_add_header(h, "X-Request-Id", c->rid);
         evhttp_add_header(h, "Cache-Control", "no-store");
-        evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+        console_api_headers(h);
         if (status == 401)
             evhttp_add_header(h, "WWW-Authenticate", "Bearer realm=\"kooisv-admin\"");
         if (disposition)

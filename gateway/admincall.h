@@ -41,6 +41,8 @@ struct admincall {
     char event[64];
     char caller_id[65];
     char source[PEER_ADDR_MAX];
+    admintoken_t token; /* the caller's token (a copy), once authenticated */
+    char session[65];   /* the browser session the call came with ("" = a bearer token) */
     int64_t received_ms, start_us;
     struct evkeyvalq params;
     char *seg[ADMINROUTE_SEGMENTS_MAX]; /* decoded path parameters */

@@ -12,7 +12,8 @@
 #include "resref.h"
 #include "xmalloc.h"
 
-static const char *const instance_list_params[] = {"state", "limit", "before", NULL};
+static const char *const instance_list_params[] = {"state", "order", "limit", "before", NULL};
+static const char *const stats_params[] = {"hours", NULL};
 static const char *const limit_params[] = {"limit", NULL};
 static const char *const instance_params[] = {"instance", NULL};
 static const char *const users_params[] = {"instance", "app", "after", "limit", NULL};
@@ -168,7 +169,7 @@ static void run_outbox_redrive(admincall_t *c)
         admincall_finish_error(c, 503, RC_INTERNAL, "the %s service is not configured", c->seg[0]);
 }
 
-/* outbox.failed asks every service with an outbox; one answer per service. */
+/* outbox.failed and metrics ask every service with an outbox; one answer per service. */
 typedef struct {
     admincall_t *call;
     service_id_t svc;
@@ -193,12 +194,12 @@ static void on_fan_reply(Kooisv__Reply *reply, void *arg)
     if (--c->pending > 0)
         return;
     if (c->answered == 0)
-        admincall_finish_error(c, 503, RC_INTERNAL, "no service answered outbox.failed");
+        admincall_finish_error(c, 503, RC_INTERNAL, "no service answered %s", c->route->action);
     else
         admincall_finish_json(c, 200, RC_OK, "ok", json_pack("{s:O}", "services", c->fan));
 }
 
-static void run_outbox_failed(admincall_t *c)
+static void run_fanout(admincall_t *c)
 {
     c->fan = json_object();
     /* Count first: a callback never runs inside dispatch_call. */
@@ -284,7 +285,11 @@ static const adminroute_t routes[] = {
     {EVHTTP_REQ_GET, "/v1/apps/*/secret", "app.secret", ROLE_ADMIN, secret_params,
      prepare_service, run_service, SVC_APP, {"app"}, {"app"}},
     {EVHTTP_REQ_GET, "/v1/outbox/failed", "outbox.failed", ROLE_OPERATOR, limit_params,
-     prepare_service, run_outbox_failed, SVC_ORDER, {0}, {0}},
+     prepare_service, run_fanout, SVC_ORDER, {0}, {0}},
+    {EVHTTP_REQ_GET, "/v1/stats/services", "metrics", ROLE_AUDITOR, no_params,
+     prepare_service, run_fanout, SVC_ORDER, {0}, {0}},
+    {EVHTTP_REQ_GET, "/v1/stats/calls", "audit.stats", ROLE_AUDITOR, stats_params,
+     prepare_service, run_service, SVC_AUDIT, {0}, {0}},
     {EVHTTP_REQ_POST, "/v1/outbox/*/*/redrive", "outbox.redrive", ROLE_OPERATOR, no_params,
      prepare_outbox_redrive, run_outbox_redrive, SVC_ORDER, {NULL, "id"}, {0}},
     {EVHTTP_REQ_GET, "/v1/billing/ping", "billing.ping", ROLE_AUDITOR, no_params,

@@ -205,19 +205,32 @@ const admintoken_t *admintoken_store_find(const admintoken_store_t *self, const 
     const char *tok = h + 7;
     while (*tok == ' ')
         tok++;
-    size_t len = strlen(tok);
+    return admintoken_store_find_token(self, tok, why);
+}
+
+const admintoken_t *admintoken_store_find_token(const admintoken_store_t *self, const char *tok,
+                                                const char **why)
+{
+    size_t len = tok ? strlen(tok) : 0;
     if (len == 0 || len > TOKEN_MAX || strpbrk(tok, " \t")) {
         *why = "malformed bearer token";
         return NULL;
     }
     uint8_t hash[32];
     sha256(tok, len, hash);
+    const admintoken_t *found = admintoken_store_find_hash(self, hash);
+    if (!found)
+        *why = "unknown token";
+    return found;
+}
+
+const admintoken_t *admintoken_store_find_hash(const admintoken_store_t *self,
+                                               const uint8_t hash[32])
+{
     const admintoken_t *found = NULL;
     for (size_t i = 0; i < self->n; i++)
         if (bytes_equal(hash, self->tokens[i].hash, 32))
             found = &self->tokens[i];
-    if (!found)
-        *why = "unknown token";
     return found;
 }
 

@@ -38,6 +38,12 @@ void admintoken_store_refresh(admintoken_store_t *self);
  * in *why. The result lives until the next refresh. */
 const admintoken_t *admintoken_store_find(const admintoken_store_t *self, const char *authorization,
                                           const char **why);
+/* The token itself (no "Bearer "), as find. */
+const admintoken_t *admintoken_store_find_token(const admintoken_store_t *self, const char *token,
+                                                const char **why);
+/* The token in force whose SHA-256 is hash, or NULL (a browser session's token was removed). */
+const admintoken_t *admintoken_store_find_hash(const admintoken_store_t *self,
+                                               const uint8_t hash[32]);
 /* Tokens in force. */
 size_t admintoken_store_count(const admintoken_store_t *self);
 /* Name of a role ("auditor"...; "none"). */

@@ -77,6 +77,8 @@ static const config_var_t config_vars[] = {
      "admin API calls in progress at once, all tokens together (more get 429)"},
     {"KOOISV_ADMIN_MAX_CALLS_PER_TOKEN", "4", 0,
      "admin API calls in progress at once per token (an export or follow holds one)"},
+    {"KOOISV_ADMIN_SESSION_S", "1800", 0,
+     "lifetime of a web console session (cookie), seconds (60..86400)"},
     {"KOOISV_ADMIN_TLS_CERT_FILE", "", 0,
      "PEM certificate for the admin API (empty: KOOISV_TLS_CERT_FILE)"},
     {"KOOISV_ADMIN_TLS_KEY_FILE", "", 0,

@@ -21,10 +21,11 @@ KV_PACKAGES=(build-essential cmake pkg-config libevent-dev libzmq3-dev libprotob
     ca-certificates curl tzdata)
 # What `test` needs beyond that: clang's libFuzzer for the fuzz tests (tests/fuzz), promtool
 # for the alert rules (tests/alerts; Debian's prometheus package), haproxy to check the load
-# balancer's configuration (deploy/docker/check-compose.sh). The Kubernetes manifests' schema
-# check (tests/kubernetes) uses node and npm where the machine has them (skipped otherwise: a
-# node from elsewhere conflicts with Debian's npm package).
-KV_TEST_PACKAGES=(clang libclang-rt-14-dev prometheus haproxy)
+# balancer's configuration (deploy/docker/check-compose.sh); headless Chromium, its WebDriver and
+# Python for the web console's browser test (tests/integration/console). The Kubernetes
+# manifests' schema check (tests/kubernetes) uses node and npm where the machine has them
+# (skipped otherwise: a node from elsewhere conflicts with Debian's npm package).
+KV_TEST_PACKAGES=(clang libclang-rt-14-dev prometheus haproxy chromium chromium-driver python3)
 KV_SERVICES=(order tenant app audit billing)
 KV_PG_ROLES=(kooisv_order kooisv_tenant kooisv_app kooisv_billing kooisv_audit kooisv_audit_owner
     kooisv_auditor)

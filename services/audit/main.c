@@ -17,6 +17,7 @@
 #include "pgutil.h"
 #include "query.h"
 #include "readers.h"
+#include "stats.h"
 #include "svcrt.h"
 #include "verify.h"
 #include "xmalloc.h"
@@ -116,6 +117,23 @@ static bool audit_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Enve
             query_handle(conn, call);
         else
             verify_handle(conn, &self->chain, call);
+        readers_give(self->readers, conn);
+        return true;
+    }
+    case KOOISV__ENVELOPE__BODY_ADMIN: {
+        const Kooisv__AdminRequest *req = env->admin;
+        if (!req->action || strcmp(req->action, "audit.stats") != 0)
+            return false;
+        if (!env->caller || !env->caller->kind || strcmp(env->caller->kind, "operator") != 0) {
+            svc_call_result(call, RC_AUTH, "admin actions are for operators only");
+            return true;
+        }
+        PGconn *conn = readers_take(self->readers, 1000, svc_call_rid(call));
+        if (!conn) {
+            svc_call_result(call, RC_INTERNAL, "audit store unavailable");
+            return true;
+        }
+        stats_handle(conn, call, req);
         readers_give(self->readers, conn);
         return true;
     }
@@ -231,9 +249,10 @@ static int audit_start(svcrt_def_t *def)
     self->journal = journal_new(&jc);
     if (!self->journal)
         return -1;
-    /* Queries and verification share the pool: one table with both statement sets. */
+    /* Queries, verification, the chain watch and stats share the pool: one table with every
+     * statement set. */
     size_t nwatch = sizeof chainwatch_stmts / sizeof *chainwatch_stmts;
-    size_t nstmts = query_nstmts + verify_nstmts + nwatch;
+    size_t nstmts = query_nstmts + verify_nstmts + nwatch + stats_nstmts;
     self->reader_stmts = xcalloc(nstmts, sizeof *self->reader_stmts);
     for (size_t i = 0; i < query_nstmts; i++)
         self->reader_stmts[i] = query_stmts[i];
@@ -241,6 +260,8 @@ static int audit_start(svcrt_def_t *def)
         self->reader_stmts[query_nstmts + i] = verify_stmts[i];
     for (size_t i = 0; i < nwatch; i++)
         self->reader_stmts[query_nstmts + verify_nstmts + i] = chainwatch_stmts[i];
+    for (size_t i = 0; i < stats_nstmts; i++)
+        self->reader_stmts[query_nstmts + verify_nstmts + nwatch + i] = stats_stmts[i];
     self->readers = readers_new(config_get("KOOISV_PG_DSN"),
                                 (int)config_get_long("KOOISV_AUDIT_READERS", 1, 64), timeout_ms,
                                 self->reader_stmts, nstmts);

@@ -36,8 +36,11 @@ const pg_stmt_t admin_stmts[] = {
      "   'trial', trial, 'expireTime', expire_time, 'provisionedAt', provisioned_at,"
      "   'createdAt', created_at, 'releasedAt', released_at) AS x"
      "  FROM orders.instances WHERE ($1::text IS NULL OR state = $1)"
-     "  AND ($2::bigint IS NULL OR seq < $2::bigint) ORDER BY seq DESC LIMIT $3::int) s",
-     3},
+     "  AND ($2::bigint IS NULL OR seq < $2::bigint)"
+     "  AND ($4::text IS NULL OR order_id = $4 OR instance_id IN (SELECT a.instance_id"
+     "   FROM orders.order_applications a WHERE a.order_id = $4))"
+     "  ORDER BY seq DESC LIMIT $3::int) s",
+     4},
     /* Given up jobs, and jobs still retrying after an error. */
     {"admin_jobs_failed",
      "SELECT jsonb_build_object('jobs', coalesce(jsonb_agg(to_jsonb(j) ORDER BY j.id), '[]'))::text"
@@ -190,8 +193,11 @@ void admin_handle(svcrt_worker_t *w, svc_call_t *call)
         }
         if (!limit_arg(call, svcadmin_arg(r, "limit"), 50, 500, limit))
             return;
-        const char *p[] = {state, before, limit};
-        answer_json(w, call, "admin_instance_list", 3, p, RC_INTERNAL, "");
+        const char *order_id = order_nullable(svcadmin_arg(r, "order"));
+        if (order_id && !order_require(call, "order", order_id, 256))
+            return;
+        const char *p[] = {state, before, limit, order_id};
+        answer_json(w, call, "admin_instance_list", 4, p, RC_INTERNAL, "");
     } else if (strcmp(action, "jobs.failed") == 0) {
         if (!limit_arg(call, svcadmin_arg(r, "limit"), 100, 1000, limit))
             return;

@@ -1,13 +1,12 @@
 /* The admin API's request parsing on any method, path, query string and body, as admin.c's
  * on_request runs it before a call reaches a service: the URI parse, the route match over every
- * admin route (adminaudit, adminsvc), the query string into parameters, the routes' parameter
- * check, then the route's prepare step (the audit views' filters and time parsing, verify's body
- * and head, the services' resources) on a call that is never started. Also the operators' time
- * parser on its own: a time it accepts is not before the epoch and, up to the year 9999 (epoch
- * milliseconds of up to 15 digits go further, and ISO-8601 has four-digit years), reads back the
- * same from its ISO-8601 form.
- * Input: byte 0 picks the method (even GET, odd POST), then "path[?query]", then after the
- * first '\n' the body. */
+ * admin route (adminaudit, adminsvc, console), the query string into parameters, the routes'
+ * parameter check, then the route's prepare step (the audit views' filters and time parsing,
+ * verify's body and head, the services' resources) on a call that is never started. Also the
+ * operators' time parser on its own: a time it accepts is not before the epoch and, up to the year
+ * 9999 (epoch milliseconds of up to 15 digits go further, and ISO-8601 has four-digit years), reads
+ * back the same from its ISO-8601 form. Input: byte 0 picks the method (even GET, odd POST), then
+ * "path[?query]", then after the first '\n' the body. */
 #include <assert.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -22,6 +21,7 @@
 #include "admincall.h"
 #include "adminroute.h"
 #include "adminsvc.h"
+#include "console.h"
 #include "resref.h"
 #include "timeutil.h"
 
@@ -32,12 +32,14 @@ static size_t nroutes;
 
 static void routes_init(void)
 {
-    size_t na, ns;
-    const adminroute_t *a = adminaudit_routes(&na), *s = adminsvc_routes(&ns);
-    assert(na + ns <= ROUTES_MAX);
+    size_t na, ns, nc;
+    const adminroute_t *a = adminaudit_routes(&na), *s = adminsvc_routes(&ns),
+                       *k = console_routes(&nc);
+    assert(na + ns + nc <= ROUTES_MAX);
     memcpy(routes, a, na * sizeof *a);
     memcpy(routes + na, s, ns * sizeof *s);
-    nroutes = na + ns;
+    memcpy(routes + na + ns, k, nc * sizeof *k);
+    nroutes = na + ns + nc;
 }
 
 #define YEAR_10000_MS 253402300800000LL /* 10000-01-01T00:00:00Z */
