@@ -444,3 +444,15 @@ pg_status_t pg_tx_run(pg_session_t *session, const char *rid, pg_tx_body_t body,
              PG_TX_ATTEMPTS);
     return PG_FAIL;
 }
+
+bool pg_listen_once(PGconn *conn, const char *channel, int *listen_pid)
+{
+    if (PQbackendPID(conn) == *listen_pid)
+        return true;
+    char sql[128];
+    snprintf(sql, sizeof sql, "LISTEN %s", channel);
+    if (!pg_command(conn, sql))
+        return false;
+    *listen_pid = PQbackendPID(conn);
+    return true;
+}

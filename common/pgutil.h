@@ -33,6 +33,10 @@ int pg_prepare_all(PGconn *conn, const pg_stmt_t *stmts, size_t n);
 PGresult *pg_exec(PGconn *conn, const char *stmt, int nparams, const char *const *params);
 /* Run a plain command with no parameters (BEGIN, COMMIT...); true on success. */
 bool pg_command(PGconn *conn, const char *sql);
+/* LISTEN on channel (an identifier) unless this backend already does: *listen_pid holds the
+ * backend pid that listens (0 at first), so a reconnected session listens again; true when the
+ * connection listens. */
+bool pg_listen_once(PGconn *conn, const char *channel, int *listen_pid);
 /* True when res is a success (COMMAND_OK or TUPLES_OK). */
 bool pg_ok(const PGresult *res);
 /* True when res failed with SQLSTATE class 23505 (unique violation). */

@@ -107,3 +107,15 @@ void rand_password(char *out, size_t len)
             return;
     }
 }
+
+long rand_backoff_ms(long first_ms, long max_ms, int attempts)
+{
+    long d = first_ms;
+    for (int i = 1; i < attempts && d < max_ms; i++)
+        d *= 2;
+    if (d > max_ms)
+        d = max_ms;
+    unsigned int j;
+    rand_bytes(&j, sizeof j);
+    return d + (long)(j % (unsigned)(d / 5 + 1));
+}

@@ -12,4 +12,8 @@ void rand_uuid(char out[37]);
 /* Write a random password of len >= 12 chars with upper, lower, digit and symbol into out. */
 void rand_password(char *out, size_t len);
 
+/* The delay before retry number attempts (1 = the first retry): first_ms doubled per earlier
+ * attempt, capped at max_ms, plus up to 20 % random jitter so that replicas retrying the same
+ * outage do not march in step. */
+long rand_backoff_ms(long first_ms, long max_ms, int attempts);
 #endif

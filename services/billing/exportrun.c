@@ -453,12 +453,7 @@ static bool ensure_connection(runner_t *r)
     } else if (!pg_session_ready(r->db, NULL)) {
         return false;
     }
-    if (PQbackendPID(r->conn) != r->listen_pid) {
-        if (!pg_command(r->conn, "LISTEN billing_exports"))
-            return false;
-        r->listen_pid = PQbackendPID(r->conn);
-    }
-    return true;
+    return pg_listen_once(r->conn, "billing_exports", &r->listen_pid);
 }
 
 static void *export_thread(void *arg)

@@ -214,14 +214,7 @@ static pg_status_t seal_tx(pg_tx_t *tx, void *arg)
 
 static long backoff_ms(const push_config_t *cfg, int attempts)
 {
-    long d = cfg->backoff_ms;
-    for (int i = 1; i < attempts && d < cfg->backoff_max_ms; i++)
-        d *= 2;
-    if (d > cfg->backoff_max_ms)
-        d = cfg->backoff_max_ms;
-    unsigned int j;
-    rand_bytes(&j, sizeof j);
-    return d + (long)(j % (unsigned)(d / 5 + 1)); /* replicas do not retry in step */
+    return rand_backoff_ms(cfg->backoff_ms, cfg->backoff_max_ms, attempts);
 }
 
 static char *id_array(item_t **set, size_t n)

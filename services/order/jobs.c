@@ -144,15 +144,7 @@ static bool exec_ok(runner_t *r, const char *rid, const char *stmt, int n, const
 
 static long backoff_ms(const order_config_t *cfg, int attempts)
 {
-    long d = cfg->backoff_ms;
-    for (int i = 1; i < attempts && d < cfg->backoff_max_ms; i++)
-        d *= 2;
-    if (d > cfg->backoff_max_ms)
-        d = cfg->backoff_max_ms;
-    /* Up to 20% jitter so that replicas retrying the same outage do not march in step. */
-    unsigned int j;
-    rand_bytes(&j, sizeof j);
-    return d + (long)(j % (unsigned)(d / 5 + 1));
+    return rand_backoff_ms(cfg->backoff_ms, cfg->backoff_max_ms, attempts);
 }
 
 /* Record a failed attempt: retry later, or give up at max_attempts. */
@@ -626,12 +618,7 @@ static bool ensure_connection(runner_t *r)
     } else if (!pg_session_ready(r->db, NULL)) {
         return false;
     }
-    if (PQbackendPID(r->conn) != r->listen_pid) {
-        if (!pg_command(r->conn, "LISTEN orders_jobs"))
-            return false;
-        r->listen_pid = PQbackendPID(r->conn);
-    }
-    return true;
+    return pg_listen_once(r->conn, "orders_jobs", &r->listen_pid);
 }
 
 static void *job_thread(void *arg)

@@ -96,6 +96,21 @@ static void test_rand_password_classes(void **state)
     }
 }
 
+/* Doubling per attempt from first_ms, capped at max_ms, with at most 20 % jitter on top. */
+static void test_rand_backoff(void **state)
+{
+    (void)state;
+    for (int k = 0; k < 200; k++) {
+        long a1 = rand_backoff_ms(1000, 600000, 1), a3 = rand_backoff_ms(1000, 600000, 3);
+        long big = rand_backoff_ms(1000, 600000, 40);
+        assert_true(a1 >= 1000 && a1 <= 1200);
+        assert_true(a3 >= 4000 && a3 <= 4800);
+        assert_true(big >= 600000 && big <= 720000);
+    }
+    assert_int_equal(rand_backoff_ms(10, 5, 1) >= 5, 1); /* first above the cap: the cap */
+    assert_true(rand_backoff_ms(10, 5, 1) <= 6);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -104,6 +119,7 @@ int main(void)
         cmocka_unit_test(test_rand_alnum_uniform),
         cmocka_unit_test(test_rand_uuid_v4_shape),
         cmocka_unit_test(test_rand_password_classes),
+        cmocka_unit_test(test_rand_backoff),
     };
     return cmocka_run_group_tests_name("randutil", tests, NULL, NULL);
 }
