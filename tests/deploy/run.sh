@@ -16,15 +16,30 @@ set -uo pipefail
 build=${1:?usage: run.sh <build dir>}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 say() { printf '[deploy] %s\n' "$*"; }
-die() { say "FAIL: $*"; exit 1; }
+die() {
+    say "FAIL: $*"
+    if [ -n "${work:-}" ] && declare -F dc >/dev/null; then
+        dc ps >"$work/ps.log" 2>&1
+        dc logs --no-color >"$work/compose.log" 2>&1
+        say "container states: $work/ps.log, logs: $work/compose.log"
+        tail -n 30 "$work/ps.log"
+    fi
+    exit 1
+}
 
 engine_up() { docker info >/dev/null 2>&1; }
 if ! engine_up && [ "${KOOISV_DEPLOY_START_ENGINE:-0}" = 1 ] && [ "$(id -u)" = 0 ]; then
-    say "installing docker.io docker-compose and starting dockerd"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y docker.io docker-compose >/dev/null 2>&1
+    say "installing docker.io docker-compose debootstrap and starting dockerd"
+    pkgs=(docker.io docker-compose debootstrap)
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${pkgs[@]}" >"$build/deploy-apt.log" 2>&1 ||
+        { apt-get update >>"$build/deploy-apt.log" 2>&1 &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y "${pkgs[@]}" >>"$build/deploy-apt.log" 2>&1; } ||
+        say "apt-get install failed (see $build/deploy-apt.log)"
     if command -v dockerd >/dev/null; then
-        nohup dockerd >"$build/dockerd.log" 2>&1 &
-        for _ in $(seq 1 30); do engine_up && break; sleep 1; done
+        # Detached from the test's output pipes; it outlives the test (a CI machine is thrown away).
+        setsid nohup dockerd </dev/null >"$build/dockerd.log" 2>&1 &
+        for _ in $(seq 1 60); do engine_up && break; sleep 1; done
+        engine_up || say "dockerd did not answer within 60 s; its log: $(tail -n 3 "$build/dockerd.log")"
     fi
 fi
 if ! engine_up; then
@@ -45,8 +60,17 @@ dc() { "${compose[@]}" -f "$work/docker-compose.yml" --profile emulator "$@"; }
 cleanup() { dc down -v --remove-orphans >/dev/null 2>&1; docker rm -f kooisv-deploy-client >/dev/null 2>&1; }
 trap cleanup EXIT
 
-say "building the images from Debian packages"
-"$repo/deploy/docker/build-base-image.sh" >"$work/build.log" 2>&1 || die "image build (see $work/build.log)"
+# The base image (debootstrap) is built once per engine; KOOISV_DEPLOY_REBUILD_BASE=1 rebuilds it.
+# The process images are always rebuilt (Docker's cache keeps unchanged layers).
+build_args=()
+if [ "${KOOISV_DEPLOY_REBUILD_BASE:-0}" != 1 ] && docker image inspect kooisv/debian:12 >/dev/null 2>&1; then
+    build_args=(--images-only)
+fi
+say "building the images from Debian packages ${build_args[*]}"
+t0=$(date +%s)
+"$repo/deploy/docker/build-base-image.sh" "${build_args[@]}" >"$work/build.log" 2>&1 ||
+    die "image build (see $work/build.log)"
+say "images built in $(($(date +%s) - t0)) s"
 for img in $(docker image ls --format '{{.Repository}}:{{.Tag}}' 'kooisv/*' | grep ':latest$'); do
     keys=$(docker run --rm --entrypoint bash "$img" -c \
         'grep -rlsI -e "PRIVATE KEY-----" /etc /usr /opt /var /root 2>/dev/null | head -5')
@@ -54,25 +78,38 @@ for img in $(docker image ls --format '{{.Repository}}:{{.Tag}}' 'kooisv/*' | gr
 done
 say "no image carries a private key"
 
-./gen-secrets.sh >"$work/secrets.log" 2>&1 || die "gen-secrets.sh"
+# The client calls https://kooisv.test:8443 (a name in the gateway's certificate) at the balancer.
+KOOISV_TLS_SAN=DNS:kooisv.test ./gen-secrets.sh >"$work/secrets.log" 2>&1 || die "gen-secrets.sh"
 dc up -d --scale gateway=2 --scale order=2 --scale tenant=2 --scale app=2 --scale audit=2 \
     --scale billing=2 >"$work/up.log" 2>&1 || die "compose up (see $work/up.log)"
+healthy=0
 for _ in $(seq 1 90); do
-    [ "$(docker inspect -f '{{.State.Health.Status}}' $(dc ps -q lb) 2>/dev/null)" = healthy ] && break
+    if [ "$(docker inspect -f '{{.State.Health.Status}}' $(dc ps -q lb) 2>/dev/null)" = healthy ]; then
+        healthy=1 && break
+    fi
     sleep 2
 done
+dc ps >"$work/ps.log" 2>&1
+[ "$healthy" = 1 ] || die "the balancer is not healthy after 180 s (see $work/ps.log, dc logs)"
+say "stack up and healthy: $(grep -c 'healthy)' "$work/ps.log") containers healthy"
 psql_q() { dc exec -T postgres psql -U postgres -d kooisv -XAtc "$1"; }
 
 # The client: kooisvctl in the gateway image, on the frontend network with a fixed address.
 net=${COMPOSE_PROJECT_NAME}_frontend
 client_ip=$(docker network inspect -f '{{(index .IPAM.Config 0).Subnet}}' "$net" | sed 's|0/.*|77|')
 lb_ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$net\").IPAddress}}" $(dc ps -q lb))
+# One long-lived client container (docker exec per call is much cheaper than docker run).
+docker run -d --name kooisv-deploy-client --network "$net" --ip "$client_ip" \
+    --add-host "kooisv.test:$lb_ip" \
+    -v "$work/secrets/basic-key:/s/basic-key:ro" -v "$work/secrets/kit-key:/s/kit-key:ro" \
+    -v "$work/secrets/ca.crt:/s/ca.crt:ro" -v "$work/secrets/rsa-public.pem:/s/rsa-public.pem:ro" \
+    -e KOOISV_URL="https://kooisv.test:8443/produce" \
+    -e KOOISV_BASIC_KEY_FILE=/s/basic-key -e KOOISV_KIT_KEY_FILE=/s/kit-key \
+    -e KOOISV_CA_FILE=/s/ca.crt -e KOOISV_RSA_PUBLIC_KEY_FILE=/s/rsa-public.pem \
+    --entrypoint sleep kooisv/gateway:latest infinity >/dev/null || die "client container"
 client() {
-    docker run --rm --name kooisv-deploy-client --network "$net" --ip "$client_ip" \
-        -v "$work/secrets:/s:ro" -e KOOISV_URL="https://$lb_ip:8443/produce" \
-        -e KOOISV_BASIC_KEY_FILE=/s/basic-key -e KOOISV_KIT_KEY_FILE=/s/kit-key \
-        -e KOOISV_CA_FILE=/s/ca.crt -e KOOISV_RSA_PUBLIC_KEY_FILE=/s/rsa-public.pem \
-        --entrypoint /usr/local/bin/kooisvctl kooisv/gateway:latest market "$@" >/dev/null 2>&1
+    echo "== market $*" >>"$work/client.log"
+    docker exec kooisv-deploy-client kooisvctl market "$@" >>"$work/client.log" 2>&1
 }
 start_ms=$(($(date +%s) * 1000))
 ok_orders=() ok_tenants=()
