@@ -18,7 +18,7 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 say() { printf '[deploy] %s\n' "$*"; }
 die() {
     say "FAIL: $*"
-    if [ -n "${work:-}" ] && declare -F dc >/dev/null; then
+    if [ "${stack_started:-0}" = 1 ]; then
         dc ps >"$work/ps.log" 2>&1
         dc logs --no-color >"$work/compose.log" 2>&1
         say "container states: $work/ps.log, logs: $work/compose.log"
@@ -87,6 +87,7 @@ say "no image carries a private key"
 
 # The client calls https://kooisv.test:8443 (a name in the gateway's certificate) at the balancer.
 KOOISV_TLS_SAN=DNS:kooisv.test ./gen-secrets.sh >"$work/secrets.log" 2>&1 || die "gen-secrets.sh"
+stack_started=1
 dc up -d --scale gateway=2 --scale order=2 --scale tenant=2 --scale app=2 --scale audit=2 \
     --scale billing=2 >"$work/up.log" 2>&1 || die "compose up (see $work/up.log)"
 healthy=0
