@@ -86,7 +86,7 @@ done
 say "no image carries a private key"
 
 # The client calls https://kooisv.test:8443 (a name in the gateway's certificate) at the balancer.
-KOOISV_TLS_SAN=DNS:kooisv.test ./gen-secrets.sh >"$work/secrets.log" 2>&1 || die "gen-secrets.sh"
+KOOISV_TLS_SAN=DNS:kooisv.test KOOISV_SECRETS_DIR="$work/secrets" "$repo/deploy/docker/gen-secrets.sh" >"$work/secrets.log" 2>&1 || die "gen-secrets.sh"
 stack_started=1
 dc up -d --scale gateway=2 --scale order=2 --scale tenant=2 --scale app=2 --scale audit=2 \
     --scale billing=2 >"$work/up.log" 2>&1 || die "compose up (see $work/up.log)"
