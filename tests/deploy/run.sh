@@ -111,6 +111,10 @@ docker run -d --name kooisv-deploy-client --network "$net" --ip "$client_ip" \
     --add-host "kooisv.test:$lb_ip" \
     -v "$work/secrets/basic-key:/s/basic-key:ro" -v "$work/secrets/kit-key:/s/kit-key:ro" \
     -v "$work/secrets/ca.crt:/s/ca.crt:ro" -v "$work/secrets/rsa-public.pem:/s/rsa-public.pem:ro" \
+    -v "$work/secrets/token-operator:/s/token-operator:ro" \
+    -v "$work/secrets/token-auditor:/s/token-auditor:ro" \
+    -v "$work/secrets/token-meter:/s/token-meter:ro" \
+    -e KOOISV_ADMIN_URL="https://kooisv.test:8444" \
     -e KOOISV_URL="https://kooisv.test:8443/produce" \
     -e KOOISV_BASIC_KEY_FILE=/s/basic-key -e KOOISV_KIT_KEY_FILE=/s/kit-key \
     -e KOOISV_CA_FILE=/s/ca.crt -e KOOISV_RSA_PUBLIC_KEY_FILE=/s/rsa-public.pem \
@@ -118,6 +122,14 @@ docker run -d --name kooisv-deploy-client --network "$net" --ip "$client_ip" \
 client() {
     echo "== market $*" >>"$work/client.log"
     docker exec kooisv-deploy-client kooisvctl market "$@" >>"$work/client.log" 2>&1
+}
+# kooisvctl over the balancer's admin port, with the token of role $1.
+admin() {
+    local role=$1
+    shift
+    echo "== admin ($role) $*" >>"$work/client.log"
+    docker exec -i -e KOOISV_OPERATOR_TOKEN_FILE="/s/token-$role" kooisv-deploy-client \
+        kooisvctl "$@" 2>>"$work/client.log"
 }
 start_ms=$(($(date +%s) * 1000))
 ok_orders=() ok_tenants=()
@@ -129,21 +141,24 @@ for i in $(seq 1 40); do
     if client newInstance --orderId "$o" --testFlag 1; then ok_orders+=("$o"); fi
     client queryInstance --instanceId "unknown-$o" || true
     t=dt$$-$i
-    if client tenantSync --tenantId "$t" --orderId "$o" --name "deploy-test-$i" --flag 1; then
+    if client tenantSync --tenantId "$t" --orderId "$o" --tenantCode "code-$t" --name "deploy-test-$i" --flag 1; then
         ok_tenants+=("$t")
     fi
-    # BILLING: once billing's usage push is in the tree, report usage here for the instances and
-    # check below that the emulator accepted it exactly once.
 done
 [ "${#ok_orders[@]}" -ge 20 ] || die "only ${#ok_orders[@]} of 40 newInstance calls answered 000000"
-for o in "${ok_orders[@]}"; do
-    n=$(psql_q "SELECT count(*) FROM orders.instances WHERE order_id = '$o'")
-    [ "$n" = 1 ] || die "order $o answered 000000 but is stored $n time(s)"
-done
-for t in "${ok_tenants[@]}"; do
-    n=$(psql_q "SELECT count(*) FROM tenants.tenants WHERE tenant_id = '$t'")
-    [ "$n" = 1 ] || die "tenant $t answered 000000 but is stored $n time(s)"
-done
+# Every id answered 000000 is stored exactly once (one query per table; offenders are printed).
+sql_list() { local x out=""; for x in "$@"; do out+="${out:+,}'$x'"; done; printf '%s' "$out"; }
+bad=$(psql_q "SELECT string_agg(w.id || ':' || (SELECT count(*) FROM orders.instances i
+    WHERE i.order_id = w.id), ' ') FROM unnest(ARRAY[$(sql_list "${ok_orders[@]}")]) AS w(id)
+    WHERE (SELECT count(*) FROM orders.instances i WHERE i.order_id = w.id) <> 1")
+[ -z "$bad" ] || die "orders answered 000000 but not stored once (id:count): $bad"
+if [ "${#ok_tenants[@]}" -gt 0 ]; then
+    bad=$(psql_q "SELECT string_agg(w.id || ':' || (SELECT count(*) FROM tenants.tenants t
+        WHERE t.tenant_id = w.id), ' ') FROM unnest(ARRAY[$(sql_list "${ok_tenants[@]}")]) AS w(id)
+        WHERE (SELECT count(*) FROM tenants.tenants t WHERE t.tenant_id = w.id) <> 1")
+    [ -z "$bad" ] || die "tenants answered 000000 but not stored once (id:count): $bad"
+fi
+[ "${#ok_tenants[@]}" -ge 20 ] || die "only ${#ok_tenants[@]} of 40 tenantSync calls answered 000000"
 say "${#ok_orders[@]} orders and ${#ok_tenants[@]} tenants answered 000000, each stored once"
 from_client=$(psql_q "SELECT count(*) FROM audit.intents WHERE source_addr = '$client_ip' AND received_ms >= $start_ms")
 from_lb=$(psql_q "SELECT count(*) FROM audit.intents WHERE source_addr LIKE '172.31.250.%' AND received_ms >= $start_ms")
@@ -151,9 +166,37 @@ from_lb=$(psql_q "SELECT count(*) FROM audit.intents WHERE source_addr LIKE '172
 [ "$from_lb" = 0 ] || die "the trail names the balancer's network as the source of $from_lb calls"
 say "the trail shows the client's address ($from_client calls), never the balancer's"
 
+# The admin API through the balancer's admin port: an operator's listing, an auditor's verify of
+# the chain the calls above (and the kills) wrote.
+admin operator instance list >"$work/instances.txt" || die "kooisvctl instance list over lb:8444"
+grep -q "${ok_orders[0]:-none}" "$work/instances.txt" || die "instance list lacks order ${ok_orders[0]:-}"
+admin auditor audit verify >>"$work/client.log" || die "kooisvctl audit verify over lb:8444 (see client.log)"
+say "kooisvctl over the balancer's admin port: instance list, audit verify"
+
+# BILLING: usage reported through the balancer's admin port with the meter token, for a
+# pay-per-use order (the emulator's MOCKONDEMAND); stored once, a repeat stores nothing.
+od=$(docker exec kooisv-deploy-client kooisvctl market newInstance --orderId MOCKONDEMAND \
+    --testFlag 1 --print instanceId 2>>"$work/client.log") || die "newInstance MOCKONDEMAND"
+rec="[{\"instanceId\":\"$od\",\"recordId\":\"deploy-$$\",\"quantity\":\"2.5\",\"usedAt\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}]"
+stored=0
+for _ in $(seq 1 45); do # billing learns the instance from order's events
+    if printf '%s' "$rec" | admin meter usage add - >>"$work/client.log"; then stored=1 && break; fi
+    sleep 2
+done
+[ "$stored" = 1 ] || die "usage add with the meter token never accepted (see client.log)"
+printf '%s' "$rec" | admin meter usage add - >>"$work/client.log" || die "repeated usage add refused"
+n=$(psql_q "SELECT count(*) FROM billing.usage_records WHERE instance_id = '$od' AND client_record_id = 'deploy-$$'")
+[ "$n" = 1 ] || die "usage record stored $n time(s)"
+admin operator instance list >/dev/null && ! admin meter instance list >/dev/null 2>&1 ||
+    die "the meter token may call more than the usage intake"
+say "usage through lb:8444 with the meter token: stored once, the repeat stored nothing"
+
 dc exec -T postgres pg_dump -Fc -U postgres kooisv >"$work/kooisv.dump" || die "pg_dump"
 dc exec -T postgres psql -U postgres -XAtc "CREATE DATABASE kooisv_restore" >/dev/null
-dc exec -T postgres pg_restore -U postgres -d kooisv_restore --no-owner <"$work/kooisv.dump" ||
+dc exec -T postgres pg_restore --list <"$work/kooisv.dump" >/dev/null || die "pg_restore --list: unreadable dump"
+# The guide's restore command (deploy/README.md, "Upgrading"), into a second database.
+dc exec -T postgres pg_restore -U postgres -d kooisv_restore --clean --if-exists --no-owner \
+    --role=postgres <"$work/kooisv.dump" ||
     die "pg_restore"
 a=$(psql_q "SELECT count(*) FROM orders.instances")
 b=$(dc exec -T postgres psql -U postgres -d kooisv_restore -XAtc "SELECT count(*) FROM orders.instances")
