@@ -6,11 +6,14 @@
 # calls and tenant syncs through the balancer from a client container with a known address,
 # kills one gateway and one order replica midway, and checks that every call answered 000000 is
 # in the database exactly once, that the audit trail shows the client's address (not the
-# balancer's), and that a backup taken with `exec -T pg_dump` restores. Usage through billing:
-# added once billing's usage push is in the tree (marked BILLING below).
-# Exit 77 (a counted skip) when no Docker engine answers (`docker info`); with
-# KOOISV_DEPLOY_START_ENGINE=1 (the runner's `deploy-test` verb sets it) it first installs
-# docker.io and docker-compose and starts dockerd in the background, as root.
+# balancer's), that kooisvctl works through the balancer's admin port (instance list, audit
+# verify), that usage reported there with the meter token is stored once (billing), and that a
+# backup taken with `exec -T pg_dump` restores with the guide's command.
+# Opt-in (it builds every image): KOOISV_DEPLOY_TEST=1 on a machine with an engine, or
+# KOOISV_DEPLOY_START_ENGINE=1 (set by .ci/run and the runner's `deploy-test` verb), which as root
+# first installs docker.io, docker-compose and debootstrap and starts dockerd in the background.
+# Exit 77 (a counted skip) when not opted in or when no Docker engine answers (`docker info`).
+# The debootstrap base image is reused when present (KOOISV_DEPLOY_REBUILD_BASE=1 rebuilds it).
 #   tests/deploy/run.sh <build dir>
 set -uo pipefail
 build=${1:?usage: run.sh <build dir>}
@@ -64,7 +67,13 @@ export COMPOSE_PROJECT_NAME=kooisvdeploytest KOOISV_HTTPS_PORT=18443 KOOISV_ADMI
 export KOOISV_MARKETPLACE_URL=https://emulator:9443 KOOISV_MARKETPLACE_CA_FILE=/run/secrets/ca.crt
 cd "$work" || exit 1
 dc() { "${compose[@]}" -f "$work/docker-compose.yml" --profile emulator "$@"; }
-cleanup() { dc down -v --remove-orphans >/dev/null 2>&1; docker rm -f kooisv-deploy-client >/dev/null 2>&1; }
+# The client container first: while it is attached to the frontend network, `down` cannot remove
+# that network and stops before the volumes (the next run then meets the old database).
+cleanup() {
+    docker rm -f kooisv-deploy-client >/dev/null 2>&1
+    dc down -v --remove-orphans >/dev/null 2>&1
+}
+cleanup # what an interrupted run left behind
 trap cleanup EXIT
 
 # The base image (debootstrap) is built once per engine; KOOISV_DEPLOY_REBUILD_BASE=1 rebuilds it.
