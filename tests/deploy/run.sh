@@ -116,7 +116,7 @@ net=${COMPOSE_PROJECT_NAME}_frontend
 client_ip=$(docker network inspect -f '{{(index .IPAM.Config 0).Subnet}}' "$net" | sed 's|0/.*|77|')
 lb_ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$net\").IPAddress}}" $(dc ps -q lb))
 # One long-lived client container (docker exec per call is much cheaper than docker run).
-docker run -d --name kooisv-deploy-client --network "$net" --ip "$client_ip" \
+docker run -d --name kooisv-deploy-client --network "$net" --ip "$client_ip" --no-healthcheck \
     --add-host "kooisv.test:$lb_ip" \
     -v "$work/secrets/basic-key:/s/basic-key:ro" -v "$work/secrets/kit-key:/s/kit-key:ro" \
     -v "$work/secrets/ca.crt:/s/ca.crt:ro" -v "$work/secrets/rsa-public.pem:/s/rsa-public.pem:ro" \
