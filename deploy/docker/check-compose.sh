@@ -11,7 +11,9 @@
 #      service; every declared secret file lives in the secrets folder; the Dockerfile's FROMs are
 #      overridable, every runtime target has a non-root USER and a HEALTHCHECK, no secret is COPYed,
 #      and every stage that installs Debian's ssl-cert (postgresql, haproxy, prometheus) removes
-#      its snake-oil private key; haproxy.cfg passes `haproxy -c` when haproxy is installed.
+#      its snake-oil private key; no stage name is used twice; no uid >= 10000 user takes the name
+#      of a package's system user; no key is given twice in a compose mapping; haproxy.cfg passes
+#      `haproxy -c` when haproxy is installed.
 # Exit 0 when all checks pass, 1 otherwise (each failure printed on one line).
 set -uo pipefail
 
@@ -45,6 +47,9 @@ else
 fi
 
 # ---- 2. static checks ----
+# A key given twice in a mapping: YAML loaders disagree (PyYAML keeps the last, others refuse).
+dupkeys=$(awk '/^[^ #]/ { top = $1 } /^  [A-Za-z0-9_.-]+:/ { k = $1; if (seen[top k]++) print top k }' "$compose")
+[ -z "$dupkeys" ] || fail "docker-compose.yml: key(s) given twice: $(echo $dupkeys)"
 # Split the services: section into "service<TAB>line" records (2-space service keys).
 records=$(awk '
     /^[^ #]/ { in_services = ($0 ~ /^services:/); next }
@@ -148,6 +153,13 @@ if [ -f "$dockerfile" ]; then
     [ -n "$base_arg" ] && [ "$base_arg" -lt "$first_from" ] || fail "Dockerfile: ARG BASE_IMAGE must come before the first FROM"
     grep -E '^FROM ' "$dockerfile" | grep -Ev '^FROM (\$\{[A-Z_]+\}|build|runtime) ' | grep . &&
         fail "Dockerfile: a FROM line is not overridable (\${BASE_IMAGE})"
+    # BuildKit refuses a stage name used twice (the legacy builder silently took the last one).
+    dup=$(awk 'toupper($1) == "FROM" && toupper($(NF-1)) == "AS" { print $NF }' "$dockerfile" | sort | uniq -d)
+    [ -z "$dup" ] || fail "Dockerfile: stage name(s) used twice: $(echo $dup)"
+    # Debian's packages that create a system user refuse a name a non-system (uid > 999) user holds.
+    sed -e ':a' -e '/\\$/N; s/\\\n//; ta' "$dockerfile" | sed 's/&&/\n/g' |
+        grep -Eq '(useradd|groupadd) .*--(u|g)id 1[0-9]{4} .* (prometheus|postgres|haproxy) *\\? *$' &&
+        fail "Dockerfile: a uid >= 10000 user named like a package's system user (its postinst exits 1)"
     grep -Eiq '^(COPY|ADD) .*secrets' "$dockerfile" && fail "Dockerfile copies a secrets folder into an image"
     grep -Eq '^ENV .*(PASSWORD|_KEY|_SK|DSN)=' "$dockerfile" && fail "Dockerfile sets a secret in ENV"
     # Debian's ssl-cert (pulled in by these) generates a private key at install: no image keeps it

@@ -6,25 +6,50 @@
 # calls and tenant syncs through the balancer from a client container with a known address,
 # kills one gateway and one order replica midway, and checks that every call answered 000000 is
 # in the database exactly once, that the audit trail shows the client's address (not the
-# balancer's), and that a backup taken with `exec -T pg_dump` restores. Usage through billing:
-# added once billing's usage push is in the tree (marked BILLING below).
-# Exit 77 (a counted skip) when no Docker engine answers (`docker info`); with
-# KOOISV_DEPLOY_START_ENGINE=1 (the runner's `deploy-test` verb sets it) it first installs
-# docker.io and docker-compose and starts dockerd in the background, as root.
+# balancer's), that kooisvctl works through the balancer's admin port (instance list, audit
+# verify), that usage reported there with the meter token is stored once (billing), and that a
+# backup taken with `exec -T pg_dump` restores with the guide's command.
+# Opt-in (it builds every image): KOOISV_DEPLOY_TEST=1 on a machine with an engine, or
+# KOOISV_DEPLOY_START_ENGINE=1 (set by .ci/run and the runner's `deploy-test` verb), which as root
+# first installs docker.io, docker-compose and debootstrap and starts dockerd in the background.
+# Exit 77 (a counted skip) when not opted in or when no Docker engine answers (`docker info`).
+# The debootstrap base image is reused when present (KOOISV_DEPLOY_REBUILD_BASE=1 rebuilds it).
 #   tests/deploy/run.sh <build dir>
 set -uo pipefail
 build=${1:?usage: run.sh <build dir>}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 say() { printf '[deploy] %s\n' "$*"; }
-die() { say "FAIL: $*"; exit 1; }
+die() {
+    say "FAIL: $*"
+    if [ "${stack_started:-0}" = 1 ]; then
+        dc ps >"$work/ps.log" 2>&1
+        dc logs --no-color >"$work/compose.log" 2>&1
+        say "container states: $work/ps.log, logs: $work/compose.log"
+        tail -n 30 "$work/ps.log"
+    fi
+    exit 1
+}
 
+# Opt-in: it builds every image (minutes of CPU), so a developer's `kooisv-local test` skips it even
+# where an engine answers. CI (.ci/run) and the runner's deploy-test verb set
+# KOOISV_DEPLOY_START_ENGINE=1; KOOISV_DEPLOY_TEST=1 runs it on an engine that is already there.
+if [ "${KOOISV_DEPLOY_TEST:-0}" != 1 ] && [ "${KOOISV_DEPLOY_START_ENGINE:-0}" != 1 ]; then
+    say "SKIP: opt-in (KOOISV_DEPLOY_TEST=1, or deploy/local/kooisv-local deploy-test as root)"
+    exit 77
+fi
 engine_up() { docker info >/dev/null 2>&1; }
 if ! engine_up && [ "${KOOISV_DEPLOY_START_ENGINE:-0}" = 1 ] && [ "$(id -u)" = 0 ]; then
-    say "installing docker.io docker-compose and starting dockerd"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y docker.io docker-compose >/dev/null 2>&1
+    say "installing docker.io docker-compose debootstrap and starting dockerd"
+    pkgs=(docker.io docker-compose debootstrap)
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${pkgs[@]}" >"$build/deploy-apt.log" 2>&1 ||
+        { apt-get update >>"$build/deploy-apt.log" 2>&1 &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y "${pkgs[@]}" >>"$build/deploy-apt.log" 2>&1; } ||
+        say "apt-get install failed (see $build/deploy-apt.log)"
     if command -v dockerd >/dev/null; then
-        nohup dockerd >"$build/dockerd.log" 2>&1 &
-        for _ in $(seq 1 30); do engine_up && break; sleep 1; done
+        # Detached from the test's output pipes; it outlives the test (a CI machine is thrown away).
+        setsid nohup dockerd </dev/null >"$build/dockerd.log" 2>&1 &
+        for _ in $(seq 1 60); do engine_up && break; sleep 1; done
+        engine_up || say "dockerd did not answer within 60 s; its log: $(tail -n 3 "$build/dockerd.log")"
     fi
 fi
 if ! engine_up; then
@@ -42,11 +67,26 @@ export COMPOSE_PROJECT_NAME=kooisvdeploytest KOOISV_HTTPS_PORT=18443 KOOISV_ADMI
 export KOOISV_MARKETPLACE_URL=https://emulator:9443 KOOISV_MARKETPLACE_CA_FILE=/run/secrets/ca.crt
 cd "$work" || exit 1
 dc() { "${compose[@]}" -f "$work/docker-compose.yml" --profile emulator "$@"; }
-cleanup() { dc down -v --remove-orphans >/dev/null 2>&1; docker rm -f kooisv-deploy-client >/dev/null 2>&1; }
+# The client container first: while it is attached to the frontend network, `down` cannot remove
+# that network and stops before the volumes (the next run then meets the old database).
+cleanup() {
+    docker rm -f kooisv-deploy-client >/dev/null 2>&1
+    dc down -v --remove-orphans >/dev/null 2>&1
+}
+cleanup # what an interrupted run left behind
 trap cleanup EXIT
 
-say "building the images from Debian packages"
-"$repo/deploy/docker/build-base-image.sh" >"$work/build.log" 2>&1 || die "image build (see $work/build.log)"
+# The base image (debootstrap) is built once per engine; KOOISV_DEPLOY_REBUILD_BASE=1 rebuilds it.
+# The process images are always rebuilt (Docker's cache keeps unchanged layers).
+build_args=()
+if [ "${KOOISV_DEPLOY_REBUILD_BASE:-0}" != 1 ] && docker image inspect kooisv/debian:12 >/dev/null 2>&1; then
+    build_args=(--images-only)
+fi
+say "building the images from Debian packages ${build_args[*]}"
+t0=$(date +%s)
+"$repo/deploy/docker/build-base-image.sh" "${build_args[@]}" >"$work/build.log" 2>&1 ||
+    die "image build (see $work/build.log)"
+say "images built in $(($(date +%s) - t0)) s"
 for img in $(docker image ls --format '{{.Repository}}:{{.Tag}}' 'kooisv/*' | grep ':latest$'); do
     keys=$(docker run --rm --entrypoint bash "$img" -c \
         'grep -rlsI -e "PRIVATE KEY-----" /etc /usr /opt /var /root 2>/dev/null | head -5')
@@ -54,25 +94,51 @@ for img in $(docker image ls --format '{{.Repository}}:{{.Tag}}' 'kooisv/*' | gr
 done
 say "no image carries a private key"
 
-./gen-secrets.sh >"$work/secrets.log" 2>&1 || die "gen-secrets.sh"
+# The client calls https://kooisv.test:8443 (a name in the gateway's certificate) at the balancer.
+KOOISV_TLS_SAN=DNS:kooisv.test KOOISV_SECRETS_DIR="$work/secrets" "$repo/deploy/docker/gen-secrets.sh" >"$work/secrets.log" 2>&1 || die "gen-secrets.sh"
+stack_started=1
 dc up -d --scale gateway=2 --scale order=2 --scale tenant=2 --scale app=2 --scale audit=2 \
     --scale billing=2 >"$work/up.log" 2>&1 || die "compose up (see $work/up.log)"
+healthy=0
 for _ in $(seq 1 90); do
-    [ "$(docker inspect -f '{{.State.Health.Status}}' $(dc ps -q lb) 2>/dev/null)" = healthy ] && break
+    if [ "$(docker inspect -f '{{.State.Health.Status}}' $(dc ps -q lb) 2>/dev/null)" = healthy ]; then
+        healthy=1 && break
+    fi
     sleep 2
 done
+dc ps >"$work/ps.log" 2>&1
+[ "$healthy" = 1 ] || die "the balancer is not healthy after 180 s (see $work/ps.log, dc logs)"
+say "stack up and healthy: $(grep -c 'healthy)' "$work/ps.log") containers healthy"
 psql_q() { dc exec -T postgres psql -U postgres -d kooisv -XAtc "$1"; }
 
 # The client: kooisvctl in the gateway image, on the frontend network with a fixed address.
 net=${COMPOSE_PROJECT_NAME}_frontend
 client_ip=$(docker network inspect -f '{{(index .IPAM.Config 0).Subnet}}' "$net" | sed 's|0/.*|77|')
 lb_ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$net\").IPAddress}}" $(dc ps -q lb))
+# One long-lived client container (docker exec per call is much cheaper than docker run).
+docker run -d --name kooisv-deploy-client --network "$net" --ip "$client_ip" --no-healthcheck \
+    --add-host "kooisv.test:$lb_ip" \
+    -v "$work/secrets/basic-key:/s/basic-key:ro" -v "$work/secrets/kit-key:/s/kit-key:ro" \
+    -v "$work/secrets/ca.crt:/s/ca.crt:ro" -v "$work/secrets/rsa-public.pem:/s/rsa-public.pem:ro" \
+    -v "$work/secrets/token-operator:/s/token-operator:ro" \
+    -v "$work/secrets/token-auditor:/s/token-auditor:ro" \
+    -v "$work/secrets/token-meter:/s/token-meter:ro" \
+    -e KOOISV_ADMIN_URL="https://kooisv.test:8444" \
+    -e KOOISV_URL="https://kooisv.test:8443/produce" \
+    -e KOOISV_BASIC_KEY_FILE=/s/basic-key -e KOOISV_KIT_KEY_FILE=/s/kit-key \
+    -e KOOISV_CA_FILE=/s/ca.crt -e KOOISV_RSA_PUBLIC_KEY_FILE=/s/rsa-public.pem \
+    --entrypoint sleep kooisv/gateway:latest infinity >/dev/null || die "client container"
 client() {
-    docker run --rm --name kooisv-deploy-client --network "$net" --ip "$client_ip" \
-        -v "$work/secrets:/s:ro" -e KOOISV_URL="https://$lb_ip:8443/produce" \
-        -e KOOISV_BASIC_KEY_FILE=/s/basic-key -e KOOISV_KIT_KEY_FILE=/s/kit-key \
-        -e KOOISV_CA_FILE=/s/ca.crt -e KOOISV_RSA_PUBLIC_KEY_FILE=/s/rsa-public.pem \
-        --entrypoint /usr/local/bin/kooisvctl kooisv/gateway:latest market "$@" >/dev/null 2>&1
+    echo "== market $*" >>"$work/client.log"
+    docker exec kooisv-deploy-client kooisvctl market "$@" >>"$work/client.log" 2>&1
+}
+# kooisvctl over the balancer's admin port, with the token of role $1.
+admin() {
+    local role=$1
+    shift
+    echo "== admin ($role) $*" >>"$work/client.log"
+    docker exec -i -e KOOISV_OPERATOR_TOKEN_FILE="/s/token-$role" kooisv-deploy-client \
+        kooisvctl "$@" 2>>"$work/client.log"
 }
 start_ms=$(($(date +%s) * 1000))
 ok_orders=() ok_tenants=()
@@ -84,21 +150,24 @@ for i in $(seq 1 40); do
     if client newInstance --orderId "$o" --testFlag 1; then ok_orders+=("$o"); fi
     client queryInstance --instanceId "unknown-$o" || true
     t=dt$$-$i
-    if client tenantSync --tenantId "$t" --orderId "$o" --name "deploy-test-$i" --flag 1; then
+    if client tenantSync --tenantId "$t" --orderId "$o" --tenantCode "code-$t" --name "deploy-test-$i" --flag 1; then
         ok_tenants+=("$t")
     fi
-    # BILLING: once billing's usage push is in the tree, report usage here for the instances and
-    # check below that the emulator accepted it exactly once.
 done
 [ "${#ok_orders[@]}" -ge 20 ] || die "only ${#ok_orders[@]} of 40 newInstance calls answered 000000"
-for o in "${ok_orders[@]}"; do
-    n=$(psql_q "SELECT count(*) FROM orders.instances WHERE order_id = '$o'")
-    [ "$n" = 1 ] || die "order $o answered 000000 but is stored $n time(s)"
-done
-for t in "${ok_tenants[@]}"; do
-    n=$(psql_q "SELECT count(*) FROM tenants.tenants WHERE tenant_id = '$t'")
-    [ "$n" = 1 ] || die "tenant $t answered 000000 but is stored $n time(s)"
-done
+# Every id answered 000000 is stored exactly once (one query per table; offenders are printed).
+sql_list() { local x out=""; for x in "$@"; do out+="${out:+,}'$x'"; done; printf '%s' "$out"; }
+bad=$(psql_q "SELECT string_agg(w.id || ':' || (SELECT count(*) FROM orders.instances i
+    WHERE i.order_id = w.id), ' ') FROM unnest(ARRAY[$(sql_list "${ok_orders[@]}")]) AS w(id)
+    WHERE (SELECT count(*) FROM orders.instances i WHERE i.order_id = w.id) <> 1")
+[ -z "$bad" ] || die "orders answered 000000 but not stored once (id:count): $bad"
+if [ "${#ok_tenants[@]}" -gt 0 ]; then
+    bad=$(psql_q "SELECT string_agg(w.id || ':' || (SELECT count(*) FROM tenants.tenants t
+        WHERE t.tenant_id = w.id), ' ') FROM unnest(ARRAY[$(sql_list "${ok_tenants[@]}")]) AS w(id)
+        WHERE (SELECT count(*) FROM tenants.tenants t WHERE t.tenant_id = w.id) <> 1")
+    [ -z "$bad" ] || die "tenants answered 000000 but not stored once (id:count): $bad"
+fi
+[ "${#ok_tenants[@]}" -ge 20 ] || die "only ${#ok_tenants[@]} of 40 tenantSync calls answered 000000"
 say "${#ok_orders[@]} orders and ${#ok_tenants[@]} tenants answered 000000, each stored once"
 from_client=$(psql_q "SELECT count(*) FROM audit.intents WHERE source_addr = '$client_ip' AND received_ms >= $start_ms")
 from_lb=$(psql_q "SELECT count(*) FROM audit.intents WHERE source_addr LIKE '172.31.250.%' AND received_ms >= $start_ms")
@@ -106,9 +175,37 @@ from_lb=$(psql_q "SELECT count(*) FROM audit.intents WHERE source_addr LIKE '172
 [ "$from_lb" = 0 ] || die "the trail names the balancer's network as the source of $from_lb calls"
 say "the trail shows the client's address ($from_client calls), never the balancer's"
 
+# The admin API through the balancer's admin port: an operator's listing, an auditor's verify of
+# the chain the calls above (and the kills) wrote.
+admin operator instance list >"$work/instances.txt" || die "kooisvctl instance list over lb:8444"
+grep -q "${ok_orders[0]:-none}" "$work/instances.txt" || die "instance list lacks order ${ok_orders[0]:-}"
+admin auditor audit verify >>"$work/client.log" || die "kooisvctl audit verify over lb:8444 (see client.log)"
+say "kooisvctl over the balancer's admin port: instance list, audit verify"
+
+# BILLING: usage reported through the balancer's admin port with the meter token, for a
+# pay-per-use order (the emulator's MOCKONDEMAND); stored once, a repeat stores nothing.
+od=$(docker exec kooisv-deploy-client kooisvctl market newInstance --orderId MOCKONDEMAND \
+    --testFlag 1 --print instanceId 2>>"$work/client.log") || die "newInstance MOCKONDEMAND"
+rec="[{\"instanceId\":\"$od\",\"recordId\":\"deploy-$$\",\"quantity\":\"2.5\",\"usedAt\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}]"
+stored=0
+for _ in $(seq 1 45); do # billing learns the instance from order's events
+    if printf '%s' "$rec" | admin meter usage add - >>"$work/client.log"; then stored=1 && break; fi
+    sleep 2
+done
+[ "$stored" = 1 ] || die "usage add with the meter token never accepted (see client.log)"
+printf '%s' "$rec" | admin meter usage add - >>"$work/client.log" || die "repeated usage add refused"
+n=$(psql_q "SELECT count(*) FROM billing.usage_records WHERE instance_id = '$od' AND client_record_id = 'deploy-$$'")
+[ "$n" = 1 ] || die "usage record stored $n time(s)"
+admin operator instance list >/dev/null && ! admin meter instance list >/dev/null 2>&1 ||
+    die "the meter token may call more than the usage intake"
+say "usage through lb:8444 with the meter token: stored once, the repeat stored nothing"
+
 dc exec -T postgres pg_dump -Fc -U postgres kooisv >"$work/kooisv.dump" || die "pg_dump"
 dc exec -T postgres psql -U postgres -XAtc "CREATE DATABASE kooisv_restore" >/dev/null
-dc exec -T postgres pg_restore -U postgres -d kooisv_restore --no-owner <"$work/kooisv.dump" ||
+dc exec -T postgres pg_restore --list <"$work/kooisv.dump" >/dev/null || die "pg_restore --list: unreadable dump"
+# The guide's restore command (deploy/README.md, "Upgrading"), into a second database.
+dc exec -T postgres pg_restore -U postgres -d kooisv_restore --clean --if-exists --no-owner \
+    --role=postgres <"$work/kooisv.dump" ||
     die "pg_restore"
 a=$(psql_q "SELECT count(*) FROM orders.instances")
 b=$(dc exec -T postgres psql -U postgres -d kooisv_restore -XAtc "SELECT count(*) FROM orders.instances")
