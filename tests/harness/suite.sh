@@ -170,7 +170,13 @@ cmd_pg_kill() {
         for pid in "$pm" "${kids[@]}"; do
             kv_pid_alive "$pid" && left=1
         done
-        ((left)) || return 0
+        if ((!left)); then
+            # The postmaster and its backends are dead (or zombies nobody has reaped yet: a
+            # zombie still "exists" for the pid checks of pg_ctl and PostgreSQL, which would then
+            # refuse to start a new server). Its lock files are stale: remove them.
+            rm -f "$KV_PG_DATA/postmaster.pid" "$KV_PG_SOCK"/.s.PGSQL.*.lock
+            return 0
+        fi
         sleep 0.1
     done
     kv_die "PostgreSQL's processes did not end within 15 s of the postmaster's death"
