@@ -307,9 +307,11 @@ char *metrics_health(const char *const endpoints[SVC__COUNT], int *status)
 
 /* ------------------------------------------------------------------ listener thread */
 
-/* Each service is asked for its series with this budget; /metrics waits at most this long per
+/* Each service is asked for its series with this budget; a scrape waits at most this long per
  * configured service that does not answer. */
 #define SERVICE_METRICS_TIMEOUT_MS 1000
+/* Scrapes waiting at once (each list); more are answered 503 at once. */
+#define MAX_WAITING_SCRAPES 16
 
 static struct {
     pthread_t thread;
@@ -320,6 +322,26 @@ static struct {
     const char *const *server_keys;
     bool running;
 } listener;
+
+/* The services' series are collected on a thread of its own (up to a second for each service
+ * that does not answer), so that the probes (/healthz, /readyz, /livez) an orchestrator acts on
+ * never wait behind a scrape. A scrape that arrives while a collection runs is served by the
+ * next one, so that what it shows is never older than the request. */
+static struct {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool wanted;   /* under lock: a collection is asked for */
+    bool stopping; /* under lock */
+    char *result;  /* under lock: the last collection's text */
+    struct event *done; /* in listener.base: a collection has finished */
+    /* listener thread only */
+    bool in_flight;
+    struct evhttp_request *current[MAX_WAITING_SCRAPES]; /* served by the collection running */
+    size_t ncurrent;
+    struct evhttp_request *next[MAX_WAITING_SCRAPES]; /* served by the one after it */
+    size_t nnext;
+} scraper = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
 static void send_text(struct evhttp_request *req, int status, const char *reason, const char *type,
                       const char *text)
@@ -332,20 +354,84 @@ static void send_text(struct evhttp_request *req, int status, const char *reason
     evbuffer_free(out);
 }
 
+static void *scraper_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&scraper.lock);
+    for (;;) {
+        while (!scraper.wanted && !scraper.stopping)
+            pthread_cond_wait(&scraper.wake, &scraper.lock);
+        if (scraper.stopping)
+            break;
+        scraper.wanted = false;
+        pthread_mutex_unlock(&scraper.lock);
+        char *text = svcmetrics_collect(listener.endpoints, listener.server_keys,
+                                        SERVICE_METRICS_TIMEOUT_MS);
+        pthread_mutex_lock(&scraper.lock);
+        free(scraper.result);
+        scraper.result = text;
+        event_active(scraper.done, EV_TIMEOUT, 1);
+    }
+    pthread_mutex_unlock(&scraper.lock);
+    return NULL;
+}
+
+static void scraper_ask(void)
+{
+    scraper.in_flight = true;
+    pthread_mutex_lock(&scraper.lock);
+    scraper.wanted = true;
+    pthread_cond_signal(&scraper.wake);
+    pthread_mutex_unlock(&scraper.lock);
+}
+
+/* Listener thread: answer the scrapes the finished collection serves, start the next one. */
+static void on_scrape_done(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    pthread_mutex_lock(&scraper.lock);
+    char *svc_text = scraper.result;
+    scraper.result = NULL;
+    pthread_mutex_unlock(&scraper.lock);
+    char *text = metrics_render();
+    char *both = xasprintf("%s%s", text, svc_text ? svc_text : "");
+    for (size_t i = 0; i < scraper.ncurrent; i++)
+        send_text(scraper.current[i], 200, "OK", "text/plain; version=0.0.4; charset=utf-8",
+                  both);
+    free(both);
+    free(text);
+    free(svc_text);
+    memcpy(scraper.current, scraper.next, scraper.nnext * sizeof *scraper.next);
+    scraper.ncurrent = scraper.nnext;
+    scraper.nnext = 0;
+    scraper.in_flight = false;
+    if (scraper.ncurrent)
+        scraper_ask();
+}
+
+/* Listener thread: queue a /metrics request for the next collection that starts. */
+static void scrape_request(struct evhttp_request *req)
+{
+    struct evhttp_request **list = scraper.in_flight ? scraper.next : scraper.current;
+    size_t *n = scraper.in_flight ? &scraper.nnext : &scraper.ncurrent;
+    if (*n >= MAX_WAITING_SCRAPES) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        send_text(req, 503, "Service Unavailable", "text/plain; charset=utf-8",
+                  "too many scrapes at once\n");
+        return;
+    }
+    list[(*n)++] = req;
+    if (!scraper.in_flight)
+        scraper_ask();
+}
+
 static void on_metrics_request(struct evhttp_request *req, void *arg)
 {
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
     bool readonly = method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD;
     if (path && strcmp(path, "/metrics") == 0 && readonly) {
-        char *text = metrics_render();
-        char *svc_text = svcmetrics_collect(listener.endpoints, listener.server_keys,
-                                            SERVICE_METRICS_TIMEOUT_MS);
-        char *both = xasprintf("%s%s", text, svc_text);
-        send_text(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", both);
-        free(both);
-        free(svc_text);
-        free(text);
+        scrape_request(req);
     } else if (path && strcmp(path, "/healthz") == 0 && readonly) {
         int status;
         char *text = metrics_health(listener.endpoints, &status);
@@ -411,6 +497,12 @@ int metrics_listener_start(const char *listen, const char *const endpoints[SVC__
         return -1;
     }
     listener.stop = event_new(listener.base, -1, 0, on_listener_stop, NULL);
+    scraper.done = event_new(listener.base, -1, 0, on_scrape_done, NULL);
+    scraper.stopping = false;
+    if (pthread_create(&scraper.thread, NULL, scraper_main, NULL) != 0) {
+        log_error(NULL, "metrics listener: cannot start its scrape thread");
+        return -1;
+    }
     if (pthread_create(&listener.thread, NULL, listener_main, NULL) != 0) {
         log_error(NULL, "metrics listener: cannot start its thread");
         return -1;
@@ -428,6 +520,23 @@ void metrics_listener_stop(void)
     event_active(listener.stop, EV_TIMEOUT, 1);
     pthread_join(listener.thread, NULL);
     listener.running = false;
+    pthread_mutex_lock(&scraper.lock);
+    scraper.stopping = true;
+    pthread_cond_signal(&scraper.wake);
+    pthread_mutex_unlock(&scraper.lock);
+    pthread_join(scraper.thread, NULL);
+    /* Scrapes still waiting get an answer, not a silent close. */
+    for (size_t i = 0; i < scraper.ncurrent; i++)
+        send_text(scraper.current[i], 503, "Service Unavailable", "text/plain; charset=utf-8",
+                  "stopping\n");
+    for (size_t i = 0; i < scraper.nnext; i++)
+        send_text(scraper.next[i], 503, "Service Unavailable", "text/plain; charset=utf-8",
+                  "stopping\n");
+    scraper.ncurrent = scraper.nnext = 0;
+    scraper.in_flight = false;
+    free(scraper.result);
+    scraper.result = NULL;
+    event_free(scraper.done);
     event_free(listener.stop);
     evhttp_free(listener.http);
     event_base_free(listener.base);

@@ -49,11 +49,12 @@ char *metrics_health(const char *const endpoints[SVC__COUNT], int *status);
 char *metrics_ready(int *status);
 
 /* Serve /metrics, /healthz, /readyz and /livez over plain HTTP on listen ("host:port") on a new
- * thread; /metrics adds the configured services' own series (svcmetrics.h). endpoints and
+ * thread; /metrics adds the configured services' own series (svcmetrics.h), collected on a
+ * second thread so that the probes never wait behind a scrape. endpoints and
  * server_keys must outlive the listener. Returns 0, or -1 with a logged reason. */
 int metrics_listener_start(const char *listen, const char *const endpoints[SVC__COUNT],
                            const char *const server_keys[SVC__COUNT]);
-/* Stop the listener thread and wait for it. */
+/* Stop the listener and scrape threads and wait for them (a waiting scrape is answered 503). */
 void metrics_listener_stop(void);
 
 #endif

@@ -851,6 +851,51 @@ static void test_metrics_health(void **state)
     free(text);
 }
 
+typedef struct {
+    int status;
+    int64_t done_us; /* monotonic time the answer was read */
+} scrape_t;
+
+static void *scrape_thread(void *arg)
+{
+    scrape_t *sc = arg;
+    char *text = metrics_get("/metrics", &sc->status);
+    sc->done_us = time_mono_us();
+    free(text);
+    return NULL;
+}
+
+/* The probes never wait behind a scrape: with the order stand-in too slow to answer the
+ * metrics request (a second's budget), /livez, /healthz and /readyz asked while the scrape
+ * waits are answered before it. (Before the scrape had a thread of its own, they were queued
+ * behind it on the listener's one thread.) */
+static void test_probes_not_behind_scrape(void **state)
+{
+    SKIP_UNLESS_STANDALONE();
+    fake_control(FAKE_ORDER, "delay_ms=1500\n");
+    scrape_t sc = {0};
+    pthread_t t;
+    pthread_create(&t, NULL, scrape_thread, &sc);
+    usleep(200 * 1000); /* the scrape is waiting for order by now */
+    const char *probes[] = {"/livez", "/healthz", "/readyz"};
+    int64_t probes_done = 0;
+    int statuses[3];
+    for (int i = 0; i < 3; i++) {
+        char *text = metrics_get(probes[i], &statuses[i]);
+        free(text);
+    }
+    probes_done = time_mono_us();
+    pthread_join(t, NULL);
+    fake_control(FAKE_ORDER, "");
+    assert_int_equal(statuses[0], 200);
+    assert_int_not_equal(statuses[1], 0); /* answered (200 or 503 by the stand-ins' state) */
+    assert_int_not_equal(statuses[2], 0);
+    assert_int_equal(sc.status, 200);
+    assert_true(probes_done < sc.done_us);
+    /* Let the stand-in's delayed worker finish before the next test. */
+    usleep(1500 * 1000);
+}
+
 static bool order_answers(void *arg)
 {
     char *body = new_instance_body(NULL);
@@ -1283,6 +1328,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_replay),          cmocka_unit_test(test_bad_bodies),
         cmocka_unit_test(test_http_errors),     cmocka_unit_test(test_oversized_body),
         cmocka_unit_test(test_kit_call),        cmocka_unit_test(test_metrics_health),
+        cmocka_unit_test(test_probes_not_behind_scrape),
         cmocka_unit_test(test_tls_versions),    cmocka_unit_test(test_keep_alive),
         cmocka_unit_test(test_forwarded_for),   cmocka_unit_test(test_token_revocation),
         cmocka_unit_test(test_service_slow),
