@@ -331,9 +331,9 @@ static struct {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    bool wanted;   /* under lock: a collection is asked for */
-    bool stopping; /* under lock */
-    char *result;  /* under lock: the last collection's text */
+    bool wanted;        /* under lock: a collection is asked for */
+    bool stopping;      /* under lock */
+    char *result;       /* under lock: the last collection's text */
     struct event *done; /* in listener.base: a collection has finished */
     /* listener thread only */
     bool in_flight;
@@ -396,8 +396,7 @@ static void on_scrape_done(evutil_socket_t fd, short what, void *arg)
     char *text = metrics_render();
     char *both = xasprintf("%s%s", text, svc_text ? svc_text : "");
     for (size_t i = 0; i < scraper.ncurrent; i++)
-        send_text(scraper.current[i], 200, "OK", "text/plain; version=0.0.4; charset=utf-8",
-                  both);
+        send_text(scraper.current[i], 200, "OK", "text/plain; version=0.0.4; charset=utf-8", both);
     free(both);
     free(text);
     free(svc_text);
