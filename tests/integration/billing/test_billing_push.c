@@ -1065,7 +1065,20 @@ static void test_two_replicas_batching(void **state)
     free(prefix);
 }
 
-/* billing status through kooisvctl: one hour's counts and the overall series. */
+static long long overall_received(void)
+{
+    char *out = NULL;
+    assert_int_equal(CTL(&out, "billing", "status", "--json"), 0);
+    json_t *doc = json_loads(out, 0, NULL);
+    free(out);
+    assert_non_null(doc);
+    long long n = json_integer_value(json_object_get(json_object_get(doc, "overall"), "received"));
+    json_decref(doc);
+    return n;
+}
+
+/* billing status through kooisvctl: one hour's counts and the overall series (the usage of the
+ * last 22 days). */
 static void test_status(void **state)
 {
     (void)state;
@@ -1111,6 +1124,15 @@ static void test_status(void **state)
     free(out);
     assert_int_equal(CTL(&out, "billing", "status", "--from", "yesterday"), 1);
     free(out);
+    /* overall counts the usage of the last 22 days only: an older row is not in it, a new one is */
+    set_clock(time_now_ms());
+    long long before = overall_received();
+    char *old = make_instance("PERIOD", false, "hour"); /* excluded: never pushed */
+    add_usage_row(old, "1", time_now_ms() - 23 * DAY_MS);
+    assert_int_equal(overall_received(), before);
+    add_usage_row(old, "1", time_now_ms() - 21 * DAY_MS);
+    assert_int_equal(overall_received(), before + 1);
+    free(old);
     free(a);
 }
 
