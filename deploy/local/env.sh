@@ -104,6 +104,8 @@ kv_env_for() {
             "KOOISV_MARKETPLACE_CA_FILE=$KV_TLS/ca.crt"
             "KOOISV_ORDER_ENDPOINTS=tcp://127.0.0.1:$KV_PORT_ORDER"
             "KOOISV_ORDER_SERVER_KEY=$(kv_curve_public order)"
+            # products whose usage is pushed per UTC day (empty = all hourly)
+            "KOOISV_BILLING_DAILY_PRODUCTS=${KOOISV_BILLING_DAILY_PRODUCTS:-}"
         )
         ;;
     audit)

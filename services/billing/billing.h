@@ -15,6 +15,7 @@ typedef struct {
     const char *consumer;         /* this consumer's name at the order service ("billing") */
     int poll_ms;                  /* pause between pulls when nothing was pending */
     int batch;                    /* events asked per pull */
+    char *daily_products;         /* products billed daily: a text[] literal (ledger.h) */
 } billing_state_t;
 
 /* ---- billingadmin.c: operator actions (billing.ping, billing.instance) ---- */

@@ -23,14 +23,21 @@ const pg_stmt_t ledger_stmts[] = {
      "INSERT INTO consumed_events (event_id, seq, event_type, instance_id)"
      " VALUES ($1, $2::bigint, $3, $4) ON CONFLICT (event_id) DO NOTHING RETURNING 1",
      4},
-    /* The instance as the event shows it, unless a later event was applied already. */
+    /* The instance as the event shows it, unless a later event was applied already. Its usage
+     * granularity ($15: the products billed daily) is decided by the first event that names its
+     * product, and only while it has no usage: stored usage is never re-bucketed. */
     {"ledger_instance",
      "INSERT INTO instances (instance_id, product_id, sku_code, charging_mode, period_type,"
      " period_number, amount, test_flag, state, paid_at, expire_time, created_at, updated_at,"
-     " order_id, last_seq)"
+     " order_id, last_seq, usage_granularity)"
      " VALUES ($1, $2, $3, $4, $5, $6::int, $7::numeric, $8::bool, $9, $10::timestamptz,"
-     " $11::timestamptz, $12::timestamptz, $12::timestamptz, $13, $14::bigint)"
-     " ON CONFLICT (instance_id) DO UPDATE SET product_id = EXCLUDED.product_id,"
+     " $11::timestamptz, $12::timestamptz, $12::timestamptz, $13, $14::bigint,"
+     " CASE WHEN $2 = ANY ($15::text[]) THEN 'day' ELSE 'hour' END)"
+     " ON CONFLICT (instance_id) DO UPDATE SET usage_granularity = CASE"
+     "  WHEN instances.product_id IS NULL AND EXCLUDED.product_id IS NOT NULL AND NOT EXISTS"
+     "   (SELECT 1 FROM usage_records u WHERE u.instance_id = EXCLUDED.instance_id)"
+     "  THEN EXCLUDED.usage_granularity ELSE instances.usage_granularity END,"
+     " product_id = EXCLUDED.product_id,"
      " sku_code = EXCLUDED.sku_code, charging_mode = EXCLUDED.charging_mode,"
      " period_type = EXCLUDED.period_type, period_number = EXCLUDED.period_number,"
      " amount = EXCLUDED.amount, test_flag = EXCLUDED.test_flag, state = EXCLUDED.state,"
@@ -38,7 +45,7 @@ const pg_stmt_t ledger_stmts[] = {
      " expire_time = EXCLUDED.expire_time, updated_at = EXCLUDED.updated_at,"
      " order_id = EXCLUDED.order_id, last_seq = EXCLUDED.last_seq"
      " WHERE instances.last_seq < EXCLUDED.last_seq",
-     14},
+     15},
     /* $10: at most one line of this kind per instance (new). */
     {"ledger_line",
      "INSERT INTO ledger (event_id, instance_id, kind, order_id, amount, period_type,"
@@ -240,7 +247,50 @@ static pg_status_t lines_write(pg_tx_t *tx, const event_t *e, const char *kind)
     return st;
 }
 
-pg_status_t ledger_apply(pg_tx_t *tx, const json_t *doc, ledger_outcome_t *out)
+char *ledger_daily_products(const char *list, char *why, size_t why_len)
+{
+    static const char blanks[] = " \t\r\n";
+    size_t cap = 8, n = 0;
+    char **ids = xcalloc(cap, sizeof *ids);
+    const char *p = list ? list : "";
+    char *out = NULL;
+    bool comma = false; /* the last separator held a comma: an entry must follow */
+    for (p += strspn(p, blanks); *p || comma;) {
+        size_t len = strcspn(p, ", \t\r\n");
+        if (len == 0) {
+            snprintf(why, why_len,
+                     "entry %zu is empty (two commas in a row, or a comma at the "
+                     "start or end)",
+                     n + 1);
+            goto done;
+        }
+        size_t ok = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-");
+        if (len > LEDGER_PRODUCT_ID_MAX || ok < len) {
+            snprintf(why, why_len,
+                     "entry %zu (\"%.*s\") is not a product id (1..%d of A-Z a-z 0-9 _ . -; "
+                     "ids are separated by commas or blanks)",
+                     n + 1, (int)(len > 80 ? 80 : len), p, LEDGER_PRODUCT_ID_MAX);
+            goto done;
+        }
+        if (n == cap)
+            ids = xrealloc(ids, (cap *= 2) * sizeof *ids);
+        ids[n++] = xstrndup(p, len);
+        p += len;
+        p += strspn(p, blanks);
+        comma = *p == ',';
+        if (comma)
+            p += 1 + strspn(p + 1, blanks);
+    }
+    out = pg_text_array((const char *const *)ids, n);
+done:
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    return out;
+}
+
+pg_status_t ledger_apply(pg_tx_t *tx, const json_t *doc, const char *daily_products,
+                         ledger_outcome_t *out)
 {
     event_t e;
     *out = LEDGER_REJECTED;
@@ -280,8 +330,9 @@ pg_status_t ledger_apply(pg_tx_t *tx, const json_t *doc, ledger_outcome_t *out)
                         e.expire_time,
                         e.occurred_at,
                         e.order_id,
-                        e.seq};
-    pg_status_t st = exec_void(tx, "ledger_instance", 14, ip);
+                        e.seq,
+                        daily_products ? daily_products : "{}"};
+    pg_status_t st = exec_void(tx, "ledger_instance", 15, ip);
     if (st == PG_OK && kind)
         st = lines_write(tx, &e, kind);
     if (st == PG_OK)
@@ -408,13 +459,14 @@ static json_t *order_call(ledger_consumer_t *self, const char *log_rid, const ch
 
 typedef struct {
     const json_t *event;
+    const char *daily_products;
     ledger_outcome_t out;
 } apply_ctx_t;
 
 static pg_status_t apply_body(pg_tx_t *tx, void *arg)
 {
     apply_ctx_t *a = arg;
-    return ledger_apply(tx, a->event, &a->out);
+    return ledger_apply(tx, a->event, a->daily_products, &a->out);
 }
 
 /* Apply the events of one pull in order and acknowledge what is stored. The number applied or
@@ -426,7 +478,7 @@ static int consume_batch(ledger_consumer_t *self, const char *rid, const json_t 
     int rc = 0;
     for (i = 0; i < n && !stopping(self); i++) {
         const json_t *ev = json_array_get(events, i);
-        apply_ctx_t a = {.event = ev};
+        apply_ctx_t a = {.event = ev, .daily_products = self->cfg->daily_products};
         pg_status_t st = pg_tx_run(self->db, rid, apply_body, &a);
         if (st != PG_OK && st != PG_ROLLBACK) {
             rc = -1;

@@ -34,9 +34,21 @@ typedef enum {
     LEDGER_REJECTED,  /* not an order event billing can read (no eventId...): logged, skipped */
 } ledger_outcome_t;
 
+/* The longest product id of KOOISV_BILLING_DAILY_PRODUCTS. */
+#define LEDGER_PRODUCT_ID_MAX 64
+
+/* The product ids of list (KOOISV_BILLING_DAILY_PRODUCTS: ids separated by commas and/or
+ * blanks, each 1..LEDGER_PRODUCT_ID_MAX of A-Z a-z 0-9 _ . -; empty = none) as a PostgreSQL
+ * text[] literal (caller frees); NULL with why (naming the bad entry) when one is malformed. */
+char *ledger_daily_products(const char *list, char *why, size_t why_len);
+
 /* Apply one order event document (README "Order events") inside tx (ledger_stmts prepared on its
- * connection); sets *out. PG_OK to commit, or a failure (logged). */
-pg_status_t ledger_apply(pg_tx_t *tx, const json_t *event, ledger_outcome_t *out);
+ * connection); sets *out. daily_products (ledger_daily_products; NULL = none) decides the
+ * instance's usage granularity when an event first names its product: 'day' for those, else
+ * 'hour'; fixed from then on (never changed once the instance has a product or usage).
+ * PG_OK to commit, or a failure (logged). */
+pg_status_t ledger_apply(pg_tx_t *tx, const json_t *event, const char *daily_products,
+                         ledger_outcome_t *out);
 
 typedef struct ledger_consumer ledger_consumer_t;
 

@@ -2,6 +2,7 @@
  * (ledger.h: one line per change, each event stored once by its id), takes usage from the
  * seller's application (intake.h: usage.add through the gateway's admin API) and answers
  * operators (billingadmin.c) over ZeroMQ; owns schema "billing". */
+#include <stdlib.h>
 #include <string.h>
 
 #include "billing.h"
@@ -31,6 +32,11 @@ static const config_var_t billing_vars[] = {
     {"KOOISV_BILLING_POLL_MS", "1000", 0,
      "pause between pulls of order events when none was pending (50..60000)"},
     {"KOOISV_BILLING_BATCH", "200", 0, "order events asked for per pull (1..1000)"},
+    {"KOOISV_BILLING_DAILY_PRODUCTS", "", 0,
+     "product ids (commas or blanks between them) whose pay-per-use usage is pushed per UTC day "
+     "(at 00:00-00:15 UTC the next day) instead of per hour; applies to instances when billing "
+     "first learns their product, never to an instance already known; empty = every product "
+     "hourly"},
     PUSH_CONFIG_VARS,
     EXPORT_CONFIG_VARS,
 };
@@ -66,6 +72,11 @@ static void billing_configure(svcrt_def_t *def)
         svcrt_die("KOOISV_BILLING_CONSUMER", "1..64 of a-z 0-9 _ -");
     st->poll_ms = (int)config_get_long("KOOISV_BILLING_POLL_MS", 50, 60000);
     st->batch = (int)config_get_long("KOOISV_BILLING_BATCH", 1, 1000);
+    char why[256];
+    st->daily_products =
+        ledger_daily_products(config_get("KOOISV_BILLING_DAILY_PRODUCTS"), why, sizeof why);
+    if (!st->daily_products)
+        svcrt_die("KOOISV_BILLING_DAILY_PRODUCTS", why);
     pusher = push_from_config(config_get("KOOISV_PG_DSN"));
 }
 
@@ -137,5 +148,7 @@ int main(int argc, char **argv)
         .metrics = pushadmin_metrics,
         .svc = &billing_state,
     };
-    return svcrt_run(&billing, argc, argv);
+    int rc = svcrt_run(&billing, argc, argv);
+    free(billing_state.daily_products);
+    return rc;
 }

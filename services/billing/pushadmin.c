@@ -50,13 +50,18 @@ const pg_stmt_t pushadmin_stmts[] = {
      " WHERE bucket_start >= $2::timestamptz AND bucket_start < $3::timestamptz"
      " GROUP BY bucket_start ORDER BY bucket_start LIMIT 2000",
      3},
-    /* $1 now. */
+    /* $1 now. The usage rows and accepted records of the horizon only (indexed on
+     * bucket_start), so that a status call or a metrics scrape reads a bounded part of tables
+     * that grow for ever. Pending, refused and dead records are counted
+     * whatever their age (their partial indexes are small): an old dead letter keeps alerting. */
     {"pushadmin_overall",
      "SELECT " COUNTS ", (SELECT count(*) FROM billing.usage_pushes WHERE state = 'pending'),"
-     " (SELECT count(*) FROM billing.usage_pushes WHERE state = 'accepted'),"
+     " (SELECT count(*) FROM billing.usage_pushes WHERE state = 'accepted'"
+     "  AND bucket_start >= $1::timestamptz - interval '" PUSHADMIN_HORIZON "'),"
      " (SELECT count(*) FROM billing.usage_pushes WHERE state = 'refused'),"
      " (SELECT count(*) FROM billing.usage_pushes WHERE state = 'dead')"
-     " FROM billing.usage_push_state",
+     " FROM billing.usage_push_state"
+     " WHERE bucket_start >= $1::timestamptz - interval '" PUSHADMIN_HORIZON "'",
      1},
 };
 /* clang-format on */
@@ -177,7 +182,7 @@ static void admin_redrive(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Adm
     svcadmin_reply(call, json_pack("{s:i,s:o}", "redriven", n, "ids", ids));
 }
 
-/* The overall counts (all time) and the push records by state; NULL after answering 000005
+/* The overall counts (the horizon) and the push records by state; NULL after answering 000005
  * when call is given, else after logging. */
 static PGresult *overall(svcrt_worker_t *w, svc_call_t *call)
 {

@@ -9,7 +9,10 @@
  *                  clock) per hour (or UTC day) and overall: usage rows received, excluded,
  *                  unsealed, pushed, accepted, refused, dead, waiting, quantities, the age of
  *                  the oldest usage not yet accepted, and the Prometheus series of the metrics
- *                  hook. Counts are of usage rows as the application reported them. */
+ *                  hook. Counts are of usage rows as the application reported them;
+ *                  overall: of the usage whose bucket began within PUSHADMIN_HORIZON of
+ *                  billing's clock (older usage can no longer be pushed), and of the push
+ *                  records pending, refused or dead whatever their age. */
 #ifndef KOOISV_PUSHADMIN_H
 #define KOOISV_PUSHADMIN_H
 #include <jansson.h>
@@ -17,6 +20,10 @@
 #include <stddef.h>
 
 #include "svcrt.h"
+
+/* How far back "overall" counts usage rows (and accepted records): the marketplace refuses
+ * begin times older than 21 days, so nothing older is still to be pushed. */
+#define PUSHADMIN_HORIZON "22 days"
 
 /* The statements of the actions, prepared on every worker session (a group of main.c). */
 extern const pg_stmt_t pushadmin_stmts[];

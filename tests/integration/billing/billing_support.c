@@ -10,6 +10,21 @@
 
 #include "xmalloc.h"
 
+/* Create the instance of the registered order and wait until it is provisioned. */
+static char *instance_of(char *order, const char *test_flag, char **order_out)
+{
+    char *line = ot_line_of(order), *biz = kc_uid("biz");
+    char *id = ot_new_instance(order, line, biz, test_flag);
+    json_decref(ot_wait_provisioned(id, BT_WAIT_MS));
+    free(line);
+    free(biz);
+    if (order_out)
+        *order_out = order;
+    else
+        free(order);
+    return id;
+}
+
 char *bt_instance(const char *mode, const char *amount, const char *test_flag, char **order_out)
 {
     char *order = kc_uid("BILL");
@@ -23,16 +38,16 @@ char *bt_instance(const char *mode, const char *amount, const char *test_flag, c
         ot_order_register("{\"orderId\":\"%s\",\"orderLine\":[{\"chargingMode\":\"%s\","
                           "\"periodType\":\"year\",\"periodNumber\":1%s}]}",
                           order, mode, amount_member);
-    char *line = ot_line_of(order), *biz = kc_uid("biz");
-    char *id = ot_new_instance(order, line, biz, test_flag);
-    json_decref(ot_wait_provisioned(id, BT_WAIT_MS));
-    free(line);
-    free(biz);
-    if (order_out)
-        *order_out = order;
-    else
-        free(order);
-    return id;
+    return instance_of(order, test_flag, order_out);
+}
+
+char *bt_ondemand_instance(const char *product)
+{
+    char *order = kc_uid("BILL");
+    ot_order_register("{\"orderId\":\"%s\",\"orderLine\":[{\"chargingMode\":\"ON_DEMAND\","
+                      "\"productInfo\":[{\"productId\":\"%s\",\"skuCode\":\"SKU-METERED\"}]}]}",
+                      order, product);
+    return instance_of(order, NULL, NULL);
 }
 
 void bt_status(const char *id, const char *status, const char *test_flag)

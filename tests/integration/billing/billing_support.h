@@ -13,6 +13,8 @@
  * none) at the emulator, create its instance (test_flag "1" or NULL) and wait until it is
  * provisioned; the instance id (caller frees). *order_out (may be NULL) gets the order id. */
 char *bt_instance(const char *mode, const char *amount, const char *test_flag, char **order_out);
+/* bt_instance of a pay-per-use order of product (productInfo[0].productId). */
+char *bt_ondemand_instance(const char *product);
 /* updateInstanceStatus FREEZE / UNFREEZE answered 000000 (test_flag as the instance's). */
 void bt_status(const char *id, const char *status, const char *test_flag);
 /* refreshInstance of a registered order (scene, expireTime compact) answered 000000. */

@@ -11,7 +11,9 @@
  *   retries (rate limiting, 5xx, dropped connection, timeout) with the same metering_sn;
  *   record refusals (named, and unnamed: split) kept with code and message; dead letter;
  *   kooisvctl usage failed / redrive; billing status;
- *   kill -9 of billing mid-push; late usage and clock steps back and forth. */
+ *   kill -9 of billing mid-push; late usage and clock steps back and forth;
+ *   products billed daily (KOOISV_BILLING_DAILY_PRODUCTS), from their orders to the push, and
+ *   billing refusing to start with a malformed list. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -30,6 +32,7 @@
 
 #include <jansson.h>
 
+#include "billing_support.h"
 #include "config.h"
 #include "kclient.h"
 #include "timeutil.h"
@@ -39,6 +42,11 @@
 #define DAY_MS (24 * HOUR_MS)
 #define DELAY_MS (300LL * 1000) /* KOOISV_USAGE_PUSH_DELAY_S default */
 #define WAIT_MS 30000
+/* The products the group gives billing as billed daily (KOOISV_BILLING_DAILY_PRODUCTS), and
+ * one that is not among them. */
+#define DAILY_PRODUCT "OFFIDAILY00000000001"
+#define DAILY_PRODUCTS "OFFIDAILY00000000009, " DAILY_PRODUCT "\tOFFI.DAILY_x-1"
+#define HOURLY_PRODUCT "OFFIHOURLY0000000001"
 
 static char *saved_env;
 static pid_t replica2;
@@ -72,6 +80,9 @@ static void set_clock(int64_t target_ms)
     free(path);
 }
 
+/* The group's settings of billing (group_setup), for write_billing_env. */
+static char *group_env;
+
 static void write_billing_env(const char *extra)
 {
     char *dir = suite_path("env");
@@ -98,13 +109,13 @@ static int group_setup(void **state)
     free(path);
     set_clock(time_now_ms());
     char *clock = clock_path();
-    char *extra = xasprintf("KOOISV_BILLING_CLOCK_OFFSET_FILE=%s\n"
-                            "KOOISV_USAGE_POLL_MS=200\nKOOISV_USAGE_BACKOFF_MS=300\n"
-                            "KOOISV_USAGE_BACKOFF_MAX_MS=1000\nKOOISV_USAGE_MAX_ATTEMPTS=12\n"
-                            "KOOISV_MARKETPLACE_TIMEOUT_MS=2000\n",
-                            clock);
-    write_billing_env(extra);
-    free(extra);
+    group_env = xasprintf("KOOISV_BILLING_CLOCK_OFFSET_FILE=%s\n"
+                          "KOOISV_USAGE_POLL_MS=200\nKOOISV_USAGE_BACKOFF_MS=300\n"
+                          "KOOISV_USAGE_BACKOFF_MAX_MS=1000\nKOOISV_USAGE_MAX_ATTEMPTS=12\n"
+                          "KOOISV_MARKETPLACE_TIMEOUT_MS=2000\n"
+                          "KOOISV_BILLING_DAILY_PRODUCTS=" DAILY_PRODUCTS "\n",
+                          clock);
+    write_billing_env(group_env);
     free(clock);
     return kc_suite("restart", "billing") == 0 ? 0 : -1;
 }
@@ -143,6 +154,7 @@ static int group_teardown(void **state)
     unlink(clock);
     free(clock);
     free(saved_env);
+    free(group_env);
     return kc_suite("restart", "billing") == 0 ? 0 : -1;
 }
 
@@ -390,6 +402,9 @@ static void test_daily_window(void **state)
 {
     (void)state;
     int64_t d = time_now_ms() / DAY_MS * DAY_MS - 2 * DAY_MS;
+    /* inside the day while its usage arrives: the clock the test before left (its hours' window)
+     * is days after this day's window, and the day would be pushed before its second record */
+    set_clock(d + 30 * 60 * 1000);
     char *a = make_instance("ON_DEMAND", false, "day");
     add_usage(a, "10", d + HOUR_MS);
     add_usage(a, "0.0001", d + 20 * HOUR_MS);
@@ -405,6 +420,209 @@ static void test_daily_window(void **state)
     assert_string_equal(rec_str(recs, 0, "end_time"), want_end);
     json_decref(recs);
     free(a);
+}
+
+/* The UTC time of ms as the usage-data API writes it. */
+static void compact_utc(int64_t ms, char out[17])
+{
+    time_t t = (time_t)(ms / 1000);
+    strftime(out, 17, "%Y%m%dT%H%M%SZ", gmtime(&t));
+}
+
+/* One usage record of instance over [begin_ms, end_ms): the intake's HTTP status, its answer
+ * in *body (caller frees) when body is not NULL. */
+static int add_usage_interval(const char *instance, const char *quantity, int64_t begin_ms,
+                              int64_t end_ms, char **body)
+{
+    char b[32], e[32];
+    iso(begin_ms, b);
+    iso(end_ms, e);
+    char *crid = kc_uid("R");
+    char *req = xasprintf("{\"records\":[{\"instanceId\":\"%s\",\"recordId\":\"%s\","
+                          "\"quantity\":\"%s\",\"begin\":\"%s\",\"end\":\"%s\"}]}",
+                          instance, crid, quantity, b, e);
+    kresp_t r = {0};
+    assert_int_equal(kc_admin("POST", "/v1/usage", suite_get("KOOISV_METER_TOKEN"), req, &r), 0);
+    int status = r.status;
+    if (body)
+        *body = xstrdup(r.body ? r.body : "");
+    kresp_free(&r);
+    free(req);
+    free(crid);
+    return status;
+}
+
+static char *granularity_of(const char *instance)
+{
+    return kc_sql_value("SELECT usage_granularity FROM billing.instances WHERE instance_id = $1", 1,
+                        (const char *const[]){instance});
+}
+
+static void assert_granularity(const char *instance, const char *want)
+{
+    char *g = granularity_of(instance);
+    assert_non_null(g);
+    assert_string_equal(g, want);
+    free(g);
+}
+
+/* A product of KOOISV_BILLING_DAILY_PRODUCTS, from its order to the marketplace: the ledger
+ * records its instance as billed daily; the day's usage, reported over several hours (an
+ * interval of four hours among them), is pushed as exactly one record for the UTC day in the
+ * 00:00-00:15 window of the next day, nothing before (not at 23:50, not at 00:04); an interval
+ * crossing midnight is refused. An hourly product's instance in the same run is pushed per hour
+ * as before, and refuses an interval that a daily one takes. */
+static void test_daily_product_from_orders(void **state)
+{
+    (void)state;
+    int64_t d = time_now_ms() / DAY_MS * DAY_MS - 2 * DAY_MS;
+    set_clock(d + 30 * 60 * 1000);
+    char *daily = bt_ondemand_instance(DAILY_PRODUCT);
+    char *hourly = bt_ondemand_instance(HOURLY_PRODUCT);
+    bt_wait_consumed(daily);
+    bt_wait_consumed(hourly);
+    assert_granularity(daily, "day");
+    assert_granularity(hourly, "hour");
+
+    add_usage(daily, "1.5", d + HOUR_MS + 10 * 60 * 1000);
+    assert_int_equal(add_usage_interval(daily, "1", d + 2 * HOUR_MS, d + 6 * HOUR_MS, NULL), 200);
+    add_usage(daily, "0.25", d + 22 * HOUR_MS + 59 * 60 * 1000);
+    add_usage(hourly, "3", d + HOUR_MS + 10 * 60 * 1000);
+    add_usage(hourly, "4", d + 5 * HOUR_MS + 10 * 60 * 1000);
+    /* bad input: a daily interval crossing midnight, an hourly one crossing the hour */
+    char *body = NULL;
+    assert_int_equal(add_usage_interval(daily, "1", d + 23 * HOUR_MS, d + DAY_MS + HOUR_MS, &body),
+                     400);
+    assert_non_null(strstr(body, "interval crosses the day it begins in"));
+    assert_non_null(strstr(body, "nothing stored"));
+    free(body);
+    assert_int_equal(add_usage_interval(hourly, "1", d + 2 * HOUR_MS, d + 6 * HOUR_MS, &body), 400);
+    assert_non_null(strstr(body, "interval crosses the hour it begins in"));
+    free(body);
+
+    /* 23:50: the hourly instance's hours are pushed, the day is still running */
+    set_clock(d + 23 * HOUR_MS + 50 * 60 * 1000);
+    wait_market(hourly, 2);
+    assert_market_stays(daily, 0);
+    assert_market_stays(hourly, 2);
+    /* 00:04:40 the next day: the day has ended, its delay not */
+    set_clock(d + DAY_MS + DELAY_MS - 20000);
+    assert_market_stays(daily, 0);
+    assert_int_equal(
+        sql_num("SELECT count(*) FROM billing.usage_pushes WHERE instance_id = $1", daily), 0);
+    /* 00:05:20: the day, as one record */
+    set_clock(d + DAY_MS + DELAY_MS + 20000);
+    wait_market(daily, 1);
+    assert_market_stays(daily, 1);
+    json_t *recs = market_records(daily);
+    char want_begin[17], want_end[17];
+    compact_utc(d, want_begin);
+    compact_utc(d + DAY_MS, want_end);
+    assert_string_equal(rec_str(recs, 0, "begin_time"), want_begin);
+    assert_string_equal(rec_str(recs, 0, "end_time"), want_end);
+    assert_string_equal(rec_str(recs, 0, "usage_value"), "2.75");
+    char *sn = kc_sql_value("SELECT metering_sn FROM billing.usage_pushes WHERE instance_id = $1"
+                            " AND state = 'accepted' AND granularity = 'day' AND record_count = 3",
+                            1, (const char *const[]){daily});
+    assert_non_null(sn);
+    assert_string_equal(rec_str(recs, 0, "metering_sn"), sn);
+    free(sn);
+    json_decref(recs);
+    /* first sent inside the day's window: 00:00-00:15 UTC the next day, by billing's clock */
+    assert_int_equal(sql_num("SELECT count(*) FROM billing.usage_pushes WHERE instance_id = $1"
+                             " AND first_attempt_at >= end_time"
+                             " AND first_attempt_at < end_time + interval '15 minutes'",
+                             daily),
+                     1);
+    /* the hourly instance: one record per hour, unchanged */
+    recs = market_records(hourly);
+    assert_int_equal(json_array_size(recs), 2);
+    compact_utc(d + HOUR_MS, want_begin);
+    compact_utc(d + 2 * HOUR_MS, want_end);
+    assert_string_equal(rec_str(recs, 0, "begin_time"), want_begin);
+    assert_string_equal(rec_str(recs, 0, "end_time"), want_end);
+    assert_string_equal(rec_str(recs, 0, "usage_value"), "3");
+    assert_string_equal(rec_str(recs, 1, "usage_value"), "4");
+    json_decref(recs);
+    free(daily);
+    free(hourly);
+}
+
+/* Restart billing with the group's settings plus extra (NULL: the group's alone). */
+static int restart_billing_with(const char *extra)
+{
+    char *env = xasprintf("%s%s", group_env, extra ? extra : "");
+    write_billing_env(env);
+    free(env);
+    return kc_suite("restart", "billing");
+}
+
+/* billing's log from offset on (caller frees). */
+static char *billing_log_from(size_t offset)
+{
+    char *path = suite_path("logs/billing.log");
+    size_t len = 0;
+    char *log = config_read_file(path, &len);
+    free(path);
+    char *out = xstrdup(log && len > offset ? log + offset : "");
+    free(log);
+    return out;
+}
+
+static size_t billing_log_size(void)
+{
+    char *path = suite_path("logs/billing.log");
+    struct stat st;
+    size_t n = stat(path, &st) == 0 ? (size_t)st.st_size : 0;
+    free(path);
+    return n;
+}
+
+/* A malformed KOOISV_BILLING_DAILY_PRODUCTS: billing refuses to start, saying which entry. A
+ * change of the setting applies to instances billing learns of afterwards; one it knew keeps
+ * its granularity (its usage is never re-bucketed). */
+static void test_daily_setting(void **state)
+{
+    (void)state;
+    char *known = bt_ondemand_instance(DAILY_PRODUCT);
+    bt_wait_consumed(known);
+    assert_granularity(known, "day");
+
+    static const struct {
+        const char *value, *says;
+    } bad[] = {
+        {"OFFI0001,OFFI;0002", "entry 2 (\"OFFI;0002\") is not a product id"},
+        {"OFFI0001,,OFFI0002", "entry 2 is empty"},
+        {"OFFI0001,", "entry 2 is empty"},
+        {"OFFI/\xc3\xa9", "entry 1 (\"OFFI/"},
+        {"OFFI00000000000000000000000000000000000000000000000000000000000001",
+         "is not a product id"}, /* 65 characters */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t from = billing_log_size();
+        char *extra = xasprintf("KOOISV_BILLING_DAILY_PRODUCTS=%s\n", bad[i].value);
+        assert_int_not_equal(restart_billing_with(extra), 0);
+        free(extra);
+        char *log = billing_log_from(from);
+        if (!strstr(log, "kooisv-billing: KOOISV_BILLING_DAILY_PRODUCTS: ") ||
+            !strstr(log, bad[i].says))
+            fail_msg("%s: billing's log does not say \"%s\":\n%s", bad[i].value, bad[i].says, log);
+        free(log);
+    }
+
+    /* the product is no longer billed daily: the instance billing knew stays daily, even after
+     * an event that names the product again; a new instance of it is hourly */
+    assert_int_equal(restart_billing_with("KOOISV_BILLING_DAILY_PRODUCTS=\n"), 0);
+    bt_status(known, "FREEZE", NULL);
+    bt_wait_consumed(known);
+    assert_int_equal(bt_lines(known, "freeze"), 1);
+    assert_granularity(known, "day");
+    char *fresh = bt_ondemand_instance(DAILY_PRODUCT);
+    bt_wait_consumed(fresh);
+    assert_granularity(fresh, "hour");
+    assert_int_equal(restart_billing_with(NULL), 0);
+    free(known);
+    free(fresh);
 }
 
 /* The calls of the marketplace's log (the last 100) that carry instance; caller decrefs. */
@@ -847,7 +1065,20 @@ static void test_two_replicas_batching(void **state)
     free(prefix);
 }
 
-/* billing status through kooisvctl: one hour's counts and the overall series. */
+static long long overall_received(void)
+{
+    char *out = NULL;
+    assert_int_equal(CTL(&out, "billing", "status", "--json"), 0);
+    json_t *doc = json_loads(out, 0, NULL);
+    free(out);
+    assert_non_null(doc);
+    long long n = json_integer_value(json_object_get(json_object_get(doc, "overall"), "received"));
+    json_decref(doc);
+    return n;
+}
+
+/* billing status through kooisvctl: one hour's counts and the overall series (the usage of the
+ * last 22 days). */
 static void test_status(void **state)
 {
     (void)state;
@@ -893,6 +1124,15 @@ static void test_status(void **state)
     free(out);
     assert_int_equal(CTL(&out, "billing", "status", "--from", "yesterday"), 1);
     free(out);
+    /* overall counts the usage of the last 22 days only: an older row is not in it, a new one is */
+    set_clock(time_now_ms());
+    long long before = overall_received();
+    char *old = make_instance("PERIOD", false, "hour"); /* excluded: never pushed */
+    add_usage_row(old, "1", time_now_ms() - 23 * DAY_MS);
+    assert_int_equal(overall_received(), before);
+    add_usage_row(old, "1", time_now_ms() - 21 * DAY_MS);
+    assert_int_equal(overall_received(), before + 1);
+    free(old);
     free(a);
 }
 
@@ -901,6 +1141,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_window),
         cmocka_unit_test(test_daily_window),
+        cmocka_unit_test(test_daily_product_from_orders),
+        cmocka_unit_test(test_daily_setting),
         cmocka_unit_test(test_retries),
         cmocka_unit_test(test_refusals_and_redrive),
         cmocka_unit_test(test_dead_letter),
