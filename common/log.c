@@ -1,5 +1,6 @@
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,4 +82,21 @@ void log_fields(log_level_t level, const char *rid, const char *fields)
     if (level < log_min)
         return;
     log_write(level, rid, fields);
+}
+
+int log_gate_pass(log_gate_t *gate, unsigned long *quiet)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    long now = (long)time(NULL);
+    pthread_mutex_lock(&lock);
+    int pass = now != gate->last_s;
+    if (pass) {
+        gate->last_s = now;
+        *quiet = gate->quiet;
+        gate->quiet = 0;
+    } else {
+        gate->quiet++;
+    }
+    pthread_mutex_unlock(&lock);
+    return pass;
 }

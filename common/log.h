@@ -16,6 +16,16 @@ void log_fields(log_level_t level, const char *rid, const char *fields);
 /* Quote s for a logfmt value into buf (always terminated); returns buf. */
 char *log_quote(const char *s, char *buf, unsigned long buflen);
 
+/* A rate limit for one kind of line (refusals a peer can provoke): at most one a second. Zero-
+ * initialise (static); shared by threads. */
+typedef struct {
+    long last_s;         /* second of the last line let through */
+    unsigned long quiet; /* calls held back since */
+} log_gate_t;
+/* True when a line may be written now (at most once a second per gate); *quiet then gets how
+ * many calls were held back since the last such line. */
+int log_gate_pass(log_gate_t *gate, unsigned long *quiet);
+
 #define log_debug(rid, ...) log_msg(LOG_DEBUG, rid, __VA_ARGS__)
 #define log_info(rid, ...) log_msg(LOG_INFO, rid, __VA_ARGS__)
 #define log_warn(rid, ...) log_msg(LOG_WARN, rid, __VA_ARGS__)

@@ -50,6 +50,7 @@ typedef struct call_block {
 
 struct svc_call {
     const Kooisv__Envelope *req;
+    zmqauth_peer_t peer;
     Kooisv__Reply reply;
     call_block_t *blocks;
 };
@@ -116,6 +117,11 @@ const char *svc_call_rid(const svc_call_t *call)
     return call->req && call->req->request_id ? call->req->request_id : "-";
 }
 
+zmqauth_peer_t svc_call_peer(const svc_call_t *call)
+{
+    return call->peer;
+}
+
 static void call_release(svc_call_t *call)
 {
     call_block_t *b = call->blocks;
@@ -140,6 +146,7 @@ typedef struct {
     /* The routing frames of the request being served: its reply goes back behind them. */
     zmq_msg_t route[ROUTE_MAX];
     int n_route;
+    zmqauth_peer_t peer; /* who sent it (the broker's first frame) */
 } worker_t;
 
 /* Send one reply to the request being served: its routing frames, the delimiter, the bytes. */
@@ -175,6 +182,13 @@ static size_t pack_reply(const Kooisv__Reply *reply, uint8_t **buf)
     return len;
 }
 
+/* The kind under which an answer is kept: the body and who asked (one peer never gets another's
+ * answer by reusing its request id). */
+static uint32_t seen_kind(const Kooisv__Envelope *env, zmqauth_peer_t peer)
+{
+    return (uint32_t)env->body_case | (uint32_t)peer << 24;
+}
+
 /* A copy of a request this replica answered with success already gets that answer again. True
  * when the copy was answered so. */
 static bool serve_copy(worker_t *w, void *sock, const Kooisv__Envelope *env)
@@ -183,8 +197,8 @@ static bool serve_copy(worker_t *w, void *sock, const Kooisv__Envelope *env)
         return false;
     uint8_t *cached = NULL;
     size_t len = 0;
-    seenreq_state_t st = seenreq_take(seen, env->request_id, (uint32_t)env->body_case,
-                                      time_now_ms(), &cached, &len);
+    seenreq_state_t st =
+        seenreq_take(seen, env->request_id, seen_kind(env, w->peer), time_now_ms(), &cached, &len);
     if (st == SEENREQ_NEW)
         return false;
     log_info(env->request_id, "%s: a copy of an answered request: the same answer again",
@@ -195,9 +209,52 @@ static bool serve_copy(worker_t *w, void *sock, const Kooisv__Envelope *env)
     return true;
 }
 
+/* Why the peer may not send env (svc.h "Per-key rights"), or NULL when it may. */
+static const char *request_refusal(const svc_def_t *def, zmqauth_peer_t peer,
+                                   const Kooisv__Envelope *env)
+{
+    bool system_action = false;
+    if (env->body_case == KOOISV__ENVELOPE__BODY_ADMIN && env->admin->action && def->system_actions)
+        for (const char *const *a = def->system_actions; *a && !system_action; a++)
+            system_action = strcmp(*a, env->admin->action) == 0;
+    switch (peer) {
+    case ZMQAUTH_PEER_GATEWAY:
+        return system_action ? "this admin action is for system clients only" : NULL;
+    case ZMQAUTH_PEER_SYSTEM:
+        return system_action || env->body_case == KOOISV__ENVELOPE__BODY_PING
+                   ? NULL
+                   : "a system client's key may send only the admin actions the service serves "
+                     "system clients";
+    default:
+        return "the client's key is not identified (no User-Id from the ZAP handler)";
+    }
+}
+
+/* Answer the call 000001 when its peer may not send it; true when refused so. */
+static bool refused(worker_t *w, svc_call_t *call)
+{
+    const Kooisv__Envelope *env = call->req;
+    const char *why = request_refusal(w->def, w->peer, env);
+    if (!why)
+        return false;
+    static log_gate_t gate;
+    unsigned long quiet;
+    if (log_gate_pass(&gate, &quiet))
+        log_warn(svc_call_rid(call),
+                 "%s: refused body=%d action=%s from a %s client: %s; %lu more refused since the "
+                 "last such line",
+                 w->def->name, (int)env->body_case,
+                 env->body_case == KOOISV__ENVELOPE__BODY_ADMIN && env->admin->action
+                     ? env->admin->action
+                     : "-",
+                 zmqauth_peer_name(w->peer), why, quiet);
+    svc_call_result(call, RC_AUTH, "refused: %s", why);
+    return true;
+}
+
 static void serve_one(worker_t *w, void *sock, zmq_msg_t *msg)
 {
-    svc_call_t call = {0};
+    svc_call_t call = {.peer = w->peer};
     kooisv__reply__init(&call.reply);
     Kooisv__Envelope *env =
         kooisv__envelope__unpack(NULL, zmq_msg_size(msg), (const uint8_t *)zmq_msg_data(msg));
@@ -214,11 +271,12 @@ static void serve_one(worker_t *w, void *sock, zmq_msg_t *msg)
         /* Lets a client with two calls under one request id (audit intent, then outcome) tell
          * their replies apart even when one arrives late. */
         call.reply.answers = (uint32_t)env->body_case;
-        if (serve_copy(w, sock, env)) {
+        if (refused(w, &call)) {
+            /* answered below, before any handler or cached answer */
+        } else if (serve_copy(w, sock, env)) {
             kooisv__envelope__free_unpacked(env, NULL);
             return;
-        }
-        if (env->body_case == KOOISV__ENVELOPE__BODY_PING) {
+        } else if (env->body_case == KOOISV__ENVELOPE__BODY_PING) {
             char why[160] = "";
             bool ready = !w->def->ready || w->def->ready(w->def->arg, why, sizeof why);
             call.reply.result_code = ready ? RC_OK : RC_INTERNAL;
@@ -233,7 +291,7 @@ static void serve_one(worker_t *w, void *sock, zmq_msg_t *msg)
     if (env && env->request_id && *env->request_id &&
         env->body_case != KOOISV__ENVELOPE__BODY_PING && call.reply.result_code &&
         strcmp(call.reply.result_code, RC_OK) == 0)
-        seenreq_answer(seen, env->request_id, (uint32_t)env->body_case, buf, len);
+        seenreq_answer(seen, env->request_id, seen_kind(env, w->peer), buf, len);
     if (reply_send(w, sock, buf, len) < 0)
         log_warn(svc_call_rid(&call), "%s: reply not sent: %s", w->def->name, zmq_strerror(errno));
     free(buf);
@@ -242,12 +300,27 @@ static void serve_one(worker_t *w, void *sock, zmq_msg_t *msg)
         kooisv__envelope__free_unpacked(env, NULL);
 }
 
-/* Receive one request: its routing frames into w->route, its payload into payload. False when
- * the message is not [route..., "", payload] (it is dropped: there is no one to answer). */
+/* Receive one request: who sent it into w->peer, its routing frames into w->route, its payload
+ * into payload. False when the message is not [peer, route..., "", payload] (it is dropped:
+ * there is no one to answer). */
 static bool request_recv(worker_t *w, void *sock, zmq_msg_t *payload)
 {
     w->n_route = 0;
-    bool delimited = false, ok = true;
+    w->peer = ZMQAUTH_PEER_UNKNOWN;
+    zmq_msg_t peer;
+    zmq_msg_init(&peer);
+    if (zmq_msg_recv(&peer, sock, 0) < 0) {
+        zmq_msg_close(&peer);
+        return false;
+    }
+    char user[16] = "";
+    if (zmq_msg_size(&peer) < sizeof user)
+        memcpy(user, zmq_msg_data(&peer), zmq_msg_size(&peer));
+    w->peer = zmqauth_peer_parse(user);
+    bool delimited = false, ok = zmq_msg_more(&peer);
+    zmq_msg_close(&peer);
+    if (!ok)
+        return false;
     for (int more = 1; more;) {
         zmq_msg_t part;
         zmq_msg_init(&part);
@@ -355,23 +428,43 @@ static int backend_recv(void *backend, void *frontend, zmq_msg_t *worker)
     return rc;
 }
 
-/* A waiting request from the frontend, to the worker whose id is *worker. 1 when one went, 0
- * when none was waiting, -1 on error. */
+/* A waiting request from the frontend, to the worker whose id is *worker, behind a frame with
+ * its sender's User-Id. The ZAP handler's User-Id is on the frames ZeroMQ received from the wire
+ * (not on the routing id the ROUTER adds, and a send clears it), so the broker reads it from the
+ * first frames (as many as a request the worker accepts may have) and tells the worker. 1 when
+ * one went, 0 when none was waiting, -1 on error. */
 static int frontend_to_worker(void *frontend, void *backend, zmq_msg_t *worker)
 {
-    zmq_msg_t first;
-    zmq_msg_init(&first);
-    if (zmq_msg_recv(&first, frontend, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&first);
-        return errno == EAGAIN ? 0 : -1;
+    zmq_msg_t part[ROUTE_MAX + 2];
+    int n = 0, more = 1, rc = 1;
+    for (; more && n < ROUTE_MAX + 2; n++) {
+        zmq_msg_init(&part[n]);
+        if (zmq_msg_recv(&part[n], frontend, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+            rc = n == 0 && errno == EAGAIN ? 0 : -1;
+            zmq_msg_close(&part[n]);
+            break;
+        }
+        more = zmq_msg_more(&part[n]);
     }
-    int more = zmq_msg_more(&first);
-    if (zmq_msg_send(worker, backend, ZMQ_SNDMORE) < 0 ||
-        zmq_msg_send(&first, backend, more ? ZMQ_SNDMORE : 0) < 0) {
-        zmq_msg_close(&first);
-        return -1;
+    const char *user = NULL;
+    for (int i = n - 1; rc == 1 && i >= 0 && !user; i--)
+        user = zmq_msg_gets(&part[i], "User-Id");
+    if (rc == 1 && (zmq_msg_send(worker, backend, ZMQ_SNDMORE) < 0 ||
+                    zmq_send(backend, user ? user : "", user ? strlen(user) : 0, ZMQ_SNDMORE) < 0))
+        rc = -1;
+    int sent = 0;
+    while (rc == 1 && sent < n) {
+        if (zmq_msg_send(&part[sent], backend, sent < n - 1 || more ? ZMQ_SNDMORE : 0) < 0)
+            rc = -1;
+        else
+            sent++;
     }
-    return more ? (forward_rest(frontend, backend, true) < 0 ? -1 : 1) : 1;
+    for (int i = sent; i < n; i++)
+        zmq_msg_close(&part[i]);
+    /* More frames than a request has: forwarded all the same, and the worker drops it. */
+    if (rc == 1 && more && forward_rest(frontend, backend, true) < 0)
+        rc = -1;
+    return rc;
 }
 
 /* The broker's state: its two sockets and the idle workers, by routing id, least recently used

@@ -3,13 +3,19 @@
  * holds up no other; a worker serves one call at a time through the svc_call_t it is given, and
  * its reply goes back to the caller with the request's id. A copy of a request the replica
  * already answered with success (a client's resend, a retry) gets that answer again without
- * running twice (seenreq.h). */
+ * running twice (seenreq.h).
+ * Per-key rights (zmqauth.h): before anything else, a request is checked against the peer its
+ * CURVE key makes of the sender (the ZAP User-Id of its frames). A gateway may send every request
+ * but the admin actions in svc_def_t.system_actions; a system client only PING and those; an
+ * unidentified peer nothing. A refusal is answered 000001 (logged at most once a second), so the
+ * caller does not wait for its deadline. */
 #ifndef KOOISV_SVC_H
 #define KOOISV_SVC_H
 #include <stdbool.h>
 #include <stddef.h>
 #include "envelope.pb-c.h"
 #include "resultcode.h"
+#include "zmqauth.h"
 
 typedef struct svc_call svc_call_t;
 
@@ -29,6 +35,8 @@ void svc_call_result(svc_call_t *call, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Request id of the call, for log lines. */
 const char *svc_call_rid(const svc_call_t *call);
+/* Who sent the call, by its CURVE key (never ZMQAUTH_PEER_UNKNOWN: those are refused). */
+zmqauth_peer_t svc_call_peer(const svc_call_t *call);
 
 typedef struct {
     const char *name; /* "order": log and metrics name */
@@ -44,6 +52,9 @@ typedef struct {
      * only then, else 000005 with why (a gateway is not ready without its audit service). Runs
      * on a worker thread; NULL = always ready. */
     bool (*ready)(void *arg, char *why, size_t whylen);
+    /* The admin actions only system clients may call, and all they may call besides PING
+     * (NULL-terminated); NULL = none. */
+    const char *const *system_actions;
 } svc_def_t;
 
 /* Longest a stopping service goes on answering the requests it holds (SVC_DRAIN_MS). */

@@ -334,6 +334,9 @@ int svcrt_run(svcrt_def_t *def, int argc, char **argv)
     }
     config_load(prog, def->summary, def->vars, def->nvars, argc, argv);
     zmqauth_config_server(prog);
+    if (zmqauth_system_clients() > 0 && !def->system_actions)
+        svcrt_die("KOOISV_CURVE_SYSTEM_CLIENTS",
+                  "this service serves system clients no action: leave it empty");
     rt.dsn = config_get("KOOISV_PG_DSN");
     int wait_s = def->wait_var ? (int)config_get_long(def->wait_var, 0, 3600) : 0;
     rt.wait_s = def->wait_var ? wait_s : 30;
@@ -362,7 +365,8 @@ int svcrt_run(svcrt_def_t *def, int argc, char **argv)
                     .worker_fini = worker_fini,
                     .handle = worker_handle,
                     .arg = def,
-                    .ready = svcrt_ready};
+                    .ready = svcrt_ready,
+                    .system_actions = def->system_actions};
     rc = svc_run(&sd);
 done:
     svc_stop(); /* background threads watch this, also after a failed start */

@@ -2,7 +2,8 @@
  * itself in an svcrt_def_t (name, configuration table, schema, prepared statements, handlers,
  * hooks for its own background work) and its main() is svcrt_run(). The runtime, in order:
  *  - reads the configuration (--help prints it), takes the CURVE keys (zmqauth: a service with
- *    none refuses to start) and lets the service check its own (configure);
+ *    none refuses to start, and one with system client keys but no system_actions too) and lets
+ *    the service check its own (configure);
  *  - applies the service's migrations under pgutil's advisory lock;
  *  - starts the service's background work (start) and, when declared, its outbox;
  *  - serves on KOOISV_BIND with KOOISV_WORKERS threads, each with its own PostgreSQL session
@@ -137,6 +138,10 @@ struct svcrt_def {
      * answer is then 000005). NULL = none of its own. */
     int (*metrics)(svcrt_worker_t *w, json_t *series);
     void *svc; /* copied into every worker's svc */
+    /* The admin actions the service serves system clients (KOOISV_CURVE_SYSTEM_CLIENTS), and
+     * only them (svc.h "Per-key rights"; NULL-terminated). NULL: it serves none, and refuses to
+     * start when that list holds a key. */
+    const char *const *system_actions;
 };
 
 /* Run the service def describes, from argv to exit; returns the process exit code. Exits 2

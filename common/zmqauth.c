@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <zmq.h>
 
 #include "config.h"
@@ -17,12 +16,18 @@
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
 #define ZAP_DOMAIN "kooisv"
 
+/* A client key the process admits, and the peer it makes of its holder. */
+typedef struct {
+    uint8_t key[32]; /* binary */
+    zmqauth_peer_t peer;
+} admitted_t;
+
 static struct {
     bool ready;
     char public_z85[ZMQAUTH_KEY_LEN + 1];
     char secret_z85[ZMQAUTH_KEY_LEN + 1];
-    uint8_t (*clients)[32]; /* admitted client public keys, binary */
-    size_t n_clients;
+    admitted_t *clients;
+    size_t n_clients, n_system;
     void *zap; /* the handler's REP socket, bound before any server socket */
     pthread_t zap_thread;
 } auth;
@@ -38,29 +43,47 @@ const char *zmqauth_public_key(void)
     return auth.public_z85;
 }
 
+zmqauth_peer_t zmqauth_peer_parse(const char *user_id)
+{
+    if (user_id && strcmp(user_id, ZMQAUTH_USER_GATEWAY) == 0)
+        return ZMQAUTH_PEER_GATEWAY;
+    if (user_id && strcmp(user_id, ZMQAUTH_USER_SYSTEM) == 0)
+        return ZMQAUTH_PEER_SYSTEM;
+    return ZMQAUTH_PEER_UNKNOWN;
+}
+
+const char *zmqauth_peer_name(zmqauth_peer_t peer)
+{
+    return peer == ZMQAUTH_PEER_GATEWAY  ? ZMQAUTH_USER_GATEWAY
+           : peer == ZMQAUTH_PEER_SYSTEM ? ZMQAUTH_USER_SYSTEM
+                                         : "-";
+}
+
+size_t zmqauth_system_clients(void)
+{
+    return auth.n_system;
+}
+
 /* ---------------------------------------------------------------- ZAP handler */
 
-static bool client_admitted(const uint8_t *key, size_t len)
+/* The peer the list holding key makes of its client; ZMQAUTH_PEER_UNKNOWN when none does. */
+static zmqauth_peer_t client_admitted(const uint8_t *key, size_t len)
 {
     if (len != 32)
-        return false;
+        return ZMQAUTH_PEER_UNKNOWN;
     for (size_t i = 0; i < auth.n_clients; i++)
-        if (memcmp(auth.clients[i], key, 32) == 0)
-            return true;
-    return false;
+        if (memcmp(auth.clients[i].key, key, 32) == 0)
+            return auth.clients[i].peer;
+    return ZMQAUTH_PEER_UNKNOWN;
 }
 
 /* At most one log line a second; the refusals in between are counted into the next one. */
 static void refusal_log(const char *address, const uint8_t *key, size_t key_len)
 {
-    static time_t last;
-    static unsigned long quiet;
-    time_t now = time(NULL);
-    if (now == last) {
-        quiet++;
+    static log_gate_t gate;
+    unsigned long quiet;
+    if (!log_gate_pass(&gate, &quiet))
         return;
-    }
-    last = now;
     char z85[ZMQAUTH_KEY_LEN + 1] = "-";
     if (key_len == 32)
         zmq_z85_encode(z85, key, 32);
@@ -68,7 +91,6 @@ static void refusal_log(const char *address, const uint8_t *key, size_t key_len)
              "zmqauth: refused a CURVE client from %s with key %.8s... (not admitted); %lu more "
              "refused since the last such line",
              address, z85, quiet);
-    quiet = 0;
 }
 
 /* ZAP 1.0 (RFC 27): [version][request id][domain][address][routing id][mechanism][credentials]
@@ -97,9 +119,11 @@ static void zap_serve(void *sock)
         }
         more = zmq_msg_more(&part[n]);
     }
-    bool ok = n == 7 && !too_many && zmq_msg_size(&part[5]) == 5 &&
-              memcmp(zmq_msg_data(&part[5]), "CURVE", 5) == 0 &&
-              client_admitted(zmq_msg_data(&part[6]), zmq_msg_size(&part[6]));
+    zmqauth_peer_t peer = n == 7 && !too_many && zmq_msg_size(&part[5]) == 5 &&
+                                  memcmp(zmq_msg_data(&part[5]), "CURVE", 5) == 0
+                              ? client_admitted(zmq_msg_data(&part[6]), zmq_msg_size(&part[6]))
+                              : ZMQAUTH_PEER_UNKNOWN;
+    bool ok = peer != ZMQAUTH_PEER_UNKNOWN;
     if (!ok && n == 7) {
         char address[64];
         snprintf(address, sizeof address, "%.*s", (int)zmq_msg_size(&part[3]),
@@ -116,7 +140,9 @@ static void zap_serve(void *sock)
     zmq_send(sock, code, 3, ZMQ_SNDMORE);
     const char *text = ok ? "OK" : "client key not admitted";
     zmq_send(sock, text, strlen(text), ZMQ_SNDMORE);
-    zmq_send(sock, "", 0, ZMQ_SNDMORE);
+    /* The User-Id: ZeroMQ sets it on every message of the connection (svc.c reads it). */
+    const char *user = ok ? zmqauth_peer_name(peer) : "";
+    zmq_send(sock, user, strlen(user), ZMQ_SNDMORE);
     zmq_send(sock, "", 0, 0);
     for (int i = 0; i < n && i < 7; i++)
         zmq_msg_close(&part[i]);
@@ -147,33 +173,44 @@ static int fail(char *why, size_t why_len, const char *fmt, const char *arg)
     return -1;
 }
 
-/* Parse the comma/blank list of Z85 public keys into auth.clients. */
-static int clients_parse(const char *clients, char *why, size_t why_len)
+/* Parse the comma/blank list of Z85 public keys into auth.clients as peer. A key the other list
+ * admits already is an error: its rights would be ambiguous. */
+static int clients_parse(const char *clients, zmqauth_peer_t peer, char *why, size_t why_len)
 {
     char *copy = xstrdup(clients ? clients : "");
     char *save = NULL;
     int rc = 0;
     for (char *tok = strtok_r(copy, ", \t\r\n", &save); tok;
          tok = strtok_r(NULL, ", \t\r\n", &save)) {
+        uint8_t key[32];
         if (!zmqauth_key_valid(tok)) {
             rc = fail(why, why_len, "not a CURVE public key (Z85, 40 characters): %.8s...", tok);
             break;
         }
+        zmq_z85_decode(key, tok);
+        zmqauth_peer_t had = client_admitted(key, sizeof key);
+        if (had == peer)
+            continue;
+        if (had != ZMQAUTH_PEER_UNKNOWN) {
+            rc = fail(why, why_len,
+                      "key %.8s... is listed twice (KOOISV_CURVE_CLIENTS and "
+                      "KOOISV_CURVE_SYSTEM_CLIENTS give different rights: one list only)",
+                      tok);
+            break;
+        }
         auth.clients = xrealloc(auth.clients, (auth.n_clients + 1) * sizeof *auth.clients);
-        zmq_z85_decode(auth.clients[auth.n_clients++], tok);
+        memcpy(auth.clients[auth.n_clients].key, key, sizeof key);
+        auth.clients[auth.n_clients++].peer = peer;
+        if (peer == ZMQAUTH_PEER_SYSTEM)
+            auth.n_system++;
     }
     free(copy);
-    if (rc != 0) {
-        free(auth.clients);
-        auth.clients = NULL;
-        auth.n_clients = 0;
-    }
     return rc;
 }
 
-/* zmqauth_setup; *bad names the variable at fault (secret key or clients). */
-static int setup(const char *secret_z85, const char *clients, const char **bad, char *why,
-                 size_t why_len)
+/* zmqauth_setup; *bad names the variable at fault (secret key or a client list). */
+static int setup(const char *secret_z85, const char *clients, const char *system_clients,
+                 const char **bad, char *why, size_t why_len)
 {
     *bad = "KOOISV_CURVE_SECRET_KEY";
     if (auth.ready)
@@ -185,8 +222,17 @@ static int setup(const char *secret_z85, const char *clients, const char **bad, 
     if (zmq_curve_public(auth.public_z85, secret_z85) != 0)
         return fail(why, why_len, "cannot derive the public key: %s", zmq_strerror(zmq_errno()));
     *bad = "KOOISV_CURVE_CLIENTS";
-    if (clients_parse(clients, why, why_len) != 0)
+    int rc = clients_parse(clients, ZMQAUTH_PEER_GATEWAY, why, why_len);
+    if (rc == 0) {
+        *bad = "KOOISV_CURVE_SYSTEM_CLIENTS";
+        rc = clients_parse(system_clients, ZMQAUTH_PEER_SYSTEM, why, why_len);
+    }
+    if (rc != 0) {
+        free(auth.clients);
+        auth.clients = NULL;
+        auth.n_clients = auth.n_system = 0;
         return -1;
+    }
     if (auth.n_clients > 0) {
         auth.zap = zmq_socket(transport_context(), ZMQ_REP);
         if (!auth.zap || zmq_bind(auth.zap, ZAP_ENDPOINT) != 0 ||
@@ -204,21 +250,24 @@ static int setup(const char *secret_z85, const char *clients, const char **bad, 
     return 0;
 }
 
-int zmqauth_setup(const char *secret_z85, const char *clients, char *why, size_t why_len)
+int zmqauth_setup(const char *secret_z85, const char *clients, const char *system_clients,
+                  char *why, size_t why_len)
 {
     const char *bad;
-    return setup(secret_z85, clients, &bad, why, why_len);
+    return setup(secret_z85, clients, system_clients, &bad, why, why_len);
 }
 
-static void config_apply(const char *prog, const char *clients, bool server)
+static void config_apply(const char *prog, const char *clients, const char *system_clients,
+                         bool server)
 {
-    char why[160];
+    char why[200];
     const char *bad = NULL;
-    if (setup(config_get("KOOISV_CURVE_SECRET_KEY"), clients, &bad, why, sizeof why) != 0) {
+    if (setup(config_get("KOOISV_CURVE_SECRET_KEY"), clients, system_clients, &bad, why,
+              sizeof why) != 0) {
         fprintf(stderr, "%s: %s: %s\n", prog, bad, why);
         exit(2);
     }
-    if (server && auth.n_clients == 0) {
+    if (server && auth.n_clients == auth.n_system) {
         fprintf(stderr, "%s: KOOISV_CURVE_CLIENTS: lists no client key\n", prog);
         exit(2);
     }
@@ -226,12 +275,13 @@ static void config_apply(const char *prog, const char *clients, bool server)
 
 void zmqauth_config_server(const char *prog)
 {
-    config_apply(prog, config_get("KOOISV_CURVE_CLIENTS"), true);
+    config_apply(prog, config_get("KOOISV_CURVE_CLIENTS"),
+                 config_get("KOOISV_CURVE_SYSTEM_CLIENTS"), true);
 }
 
 void zmqauth_config_client(const char *prog)
 {
-    config_apply(prog, NULL, false);
+    config_apply(prog, NULL, NULL, false);
 }
 
 /* ---------------------------------------------------------------- sockets */

@@ -59,10 +59,12 @@ records=$(awk '
 services=$(printf '%s\n' "$records" | cut -f1 | sort -u)
 [ -n "$services" ] || fail "no services found"
 
-has() { printf '%s\n' "$records" | awk -F'\t' -v s="$1" '$1 == s { print $2 }' | grep -Eq -- "$2"; }
+# grep reads to the end (no -q): with pipefail, a grep that quits at its first match can kill
+# the writer with SIGPIPE and fail the pipeline although it matched.
+has() { printf '%s\n' "$records" | awk -F'\t' -v s="$1" '$1 == s { print $2 }' | grep -E -- "$2" >/dev/null; }
 # The shared settings come from the x-kooisv-service anchor (merged with <<:).
 anchor=$(awk '/^x-kooisv-service:/ { on = 1; next } /^[^ ]/ { on = 0 } on' "$compose")
-anchored() { has "$1" '<<: \*kooisv-service' && printf '%s\n' "$anchor" | grep -Eq -- "$2"; }
+anchored() { has "$1" '<<: \*kooisv-service' && printf '%s\n' "$anchor" | grep -E -- "$2" >/dev/null; }
 
 grep -Eq '^[^#]*container_name:' "$compose" && fail "container_name is set (breaks docker compose --scale)"
 grep -Eq '^[^#]*privileged: *true' "$compose" && fail "a service is privileged"

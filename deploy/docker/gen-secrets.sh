@@ -37,9 +37,9 @@
 #                                copy off the host; without it the trail can no longer be verified
 #   curve-<p>.key curve-<p>.pub  CURVE key pair of the ZeroMQ plane (gateway, order, tenant, app,
 #                                audit, billing; deploy/curve-keygen.sh); .pub is public,
-#                                re-derived each run
-#   curve-order-clients          the public keys order admits: the gateway's and billing's
-#   curve-audit-clients          the public keys audit admits: the gateway's and the services'
+#                                re-derived each run; every service admits curve-gateway.pub
+#                                (KOOISV_CURVE_CLIENTS_FILE), order also curve-billing.pub as a
+#                                system client (KOOISV_CURVE_SYSTEM_CLIENTS_FILE)
 set -euo pipefail
 umask 077
 
@@ -153,16 +153,15 @@ mv -f "$dir/server-chain.crt.tmp" "$dir/server-chain.crt"
 leaf pg-server.crt pg-server.key "$pg_host" "DNS:$pg_host,DNS:localhost"
 [[ -s $dir/pg-ca.crt ]] || { cp "$dir/ca.crt" "$dir/pg-ca.crt"; say "created pg-ca.crt (the dev CA)"; }
 
-# ---- CURVE key pairs of the ZeroMQ plane: a service admits the gateway, audit also the services,
-# order also billing (which pulls the order events) ----
+# ---- CURVE key pairs of the ZeroMQ plane: a service admits the gateway; order also billing, as a
+# system client that may only pull the order events ----
 for p in gateway order tenant app audit billing; do
     [[ -s $dir/curve-$p.key ]] || say "created curve-$p.key"
     "$here/../curve-keygen.sh" "$dir/curve-$p.key" "$dir/curve-$p.pub"
 done
-cat "$dir"/curve-{gateway,order,tenant,app,billing}.pub | paste -sd, >"$dir/curve-audit-clients.tmp"
-mv -f "$dir/curve-audit-clients.tmp" "$dir/curve-audit-clients"
-cat "$dir"/curve-{gateway,billing}.pub | paste -sd, >"$dir/curve-order-clients.tmp"
-mv -f "$dir/curve-order-clients.tmp" "$dir/curve-order-clients"
+# The client lists of earlier versions gave billing (and, at audit, every service) the gateway's
+# rights: gone.
+rm -f "$dir/curve-audit-clients" "$dir/curve-order-clients"
 
 # ---- connection strings: rewritten every run so host/port/sslmode changes apply ----
 for s in "${dsn_roles[@]}"; do

@@ -21,21 +21,15 @@ kv_env_for() {
         "KOOISV_BILLING_ENDPOINTS=tcp://127.0.0.1:$KV_PORT_BILLING"
     )
     # CURVE on the ZeroMQ plane: the gateway knows every service's public key; a service admits
-    # the gateway's, audit also the services', and order also billing's (billing pulls the order
-    # events: events.pending / events.ack).
-    local s server_keys=() audit_clients
+    # the gateway's (KOOISV_CURVE_CLIENTS), and order also billing's as a system client that may
+    # only pull the order events (events.pending / events.ack).
+    local s server_keys=()
     for s in "${KV_SERVICES[@]}"; do
         server_keys+=("KOOISV_${s^^}_SERVER_KEY=$(kv_curve_public "$s")")
     done
-    audit_clients=$(kv_curve_public gateway)
-    for s in "${KV_SERVICES[@]}"; do
-        [[ $s == audit ]] || audit_clients+=",$(kv_curve_public "$s")"
-    done
     local curve=("KOOISV_CURVE_SECRET_KEY_FILE=$KV_SECRETS/curve-${proc%2}.key")
     [[ $proc == gateway* ]] || curve+=("KOOISV_CURVE_CLIENTS=$(kv_curve_public gateway)")
-    [[ $proc == audit ]] && curve=("${curve[0]}" "KOOISV_CURVE_CLIENTS=$audit_clients")
-    [[ $proc == order ]] &&
-        curve=("${curve[0]}" "KOOISV_CURVE_CLIENTS=$(kv_curve_public gateway),$(kv_curve_public billing)")
+    [[ $proc == order ]] && curve+=("KOOISV_CURVE_SYSTEM_CLIENTS=$(kv_curve_public billing)")
     local marketplace=(
         "KOOISV_MARKETPLACE_URL=https://127.0.0.1:$KV_PORT_EMULATOR"
         "KOOISV_MARKETPLACE_AK_FILE=$KV_SECRETS/marketplace-ak"

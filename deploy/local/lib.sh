@@ -894,6 +894,8 @@ kv_write_client_env() {
                 kv_env_line KOOISV_AUDIT_CHAIN_KEY "$(kv_secret audit-chain-key)"
                 kv_env_line KOOISV_AUDIT_HEAD_PATH "$KV_AUDIT_HEAD"
                 kv_env_line KOOISV_CURVE_SECRET_KEY_FILE "$KV_SECRETS/curve-gateway.key"
+                # ...and as billing calls order (a system client: test zmqauth).
+                kv_env_line KOOISV_BILLING_CURVE_SECRET_KEY_FILE "$KV_SECRETS/curve-billing.key"
             fi
         } >"$file.tmp"
         mv "$file.tmp" "$file"

@@ -26,7 +26,7 @@ static const config_var_t billing_vars[] = {
      "addresses): billing pulls the order events from there"},
     {"KOOISV_ORDER_SERVER_KEY", NULL, CONFIG_REQUIRED | CONFIG_SECRET,
      "CURVE public key (Z85) of the order replicas; the order service must admit this "
-     "process's public key in its KOOISV_CURVE_CLIENTS"},
+     "process's public key in its KOOISV_CURVE_SYSTEM_CLIENTS"},
     {"KOOISV_BILLING_CONSUMER", "billing", 0,
      "this consumer's name at the order service (its acknowledgements are kept per name)"},
     {"KOOISV_BILLING_POLL_MS", "1000", 0,

@@ -160,8 +160,9 @@ void admin_handle(svcrt_worker_t *w, svc_call_t *call)
 {
     const Kooisv__Envelope *env = svc_call_request(call);
     const Kooisv__AdminRequest *r = env->admin;
-    /* The services inside the suite (billing) pull the order events; nothing else. */
-    if (env->caller && env->caller->kind && strcmp(env->caller->kind, "system") == 0) {
+    /* A system client's key (billing) pulls the order events; nothing else (the runtime lets
+     * it send nothing else). Its identity is its CURVE key, not the caller kind it claims. */
+    if (svc_call_peer(call) == ZMQAUTH_PEER_SYSTEM) {
         if (!eventfeed_handle(w, call, r))
             svc_call_result(call, RC_AUTH, "a service may only call events.pending, events.ack");
         return;

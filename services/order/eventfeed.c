@@ -5,7 +5,8 @@
  * (args consumer, ids: comma list of event ids) records the acknowledgements and answers
  * {"acked":n} (ids already acknowledged or unknown count 0). A consumer stores an event, commits,
  * then acknowledges it: at least once, and exactly once in effect when it stores by event id.
- * Only callers of kind "system" (a service, admitted by CURVE) may use these actions. */
+ * Only system clients (keys in KOOISV_CURVE_SYSTEM_CLIENTS) may use these actions, and nothing
+ * else: the runtime refuses the rest before any handler runs (svc.h "Per-key rights"). */
 #include "order.h"
 
 #include <stdlib.h>
@@ -34,6 +35,8 @@ const pg_stmt_t eventfeed_stmts[] = {
      2},
 };
 const size_t eventfeed_stmts_count = sizeof eventfeed_stmts / sizeof eventfeed_stmts[0];
+
+const char *const eventfeed_actions[] = {"events.pending", "events.ack", NULL};
 
 /* A consumer name: 1..64 of [a-z0-9_-]. */
 static bool consumer_ok(const char *s)

@@ -147,6 +147,7 @@ int main(int argc, char **argv)
         .stop = order_stop,
         .handle = order_handle,
         .metrics = admin_metrics,
+        .system_actions = eventfeed_actions,
         .svc = &cfg,
     };
     return svcrt_run(&order, argc, argv);

@@ -109,8 +109,11 @@ void lifecycle_change_check(svcrt_worker_t *w, svc_call_t *call);
 void query_instances(svcrt_worker_t *w, svc_call_t *call);
 void license_issue(svcrt_worker_t *w, svc_call_t *call);
 void admin_handle(svcrt_worker_t *w, svc_call_t *call);
-/* Serve events.pending / events.ack (eventfeed.c) for a caller of kind "system"; false when req
- * is neither action. */
+/* The admin actions of system clients (billing): events.pending, events.ack (NULL-terminated;
+ * svcrt_def_t.system_actions: only system clients may call them, and they nothing else). */
+extern const char *const eventfeed_actions[];
+/* Serve events.pending / events.ack (eventfeed.c) for a system client; false when req
+ * is neither. */
 bool eventfeed_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req);
 /* svcrt_def_t.metrics: kooisv_provisioning_jobs{state} (pending, running, failed) and
  * kooisv_provisioning_oldest_waiting_seconds. 0, or -1 when the read failed. */

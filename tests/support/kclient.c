@@ -591,7 +591,7 @@ static void rpc_setup(void)
         return;
     }
     key[strcspn(key, "\r\n")] = '\0';
-    rpc_setup_rc = zmqauth_setup(key, NULL, rpc_setup_why, sizeof rpc_setup_why);
+    rpc_setup_rc = zmqauth_setup(key, NULL, NULL, rpc_setup_why, sizeof rpc_setup_why);
     free(key);
 }
 

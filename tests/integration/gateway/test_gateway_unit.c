@@ -1287,7 +1287,7 @@ int main(void)
 {
     static char pub[41];
     char sec[41], why[160];
-    if (zmq_curve_keypair(pub, sec) != 0 || zmqauth_setup(sec, pub, why, sizeof why) != 0) {
+    if (zmq_curve_keypair(pub, sec) != 0 || zmqauth_setup(sec, pub, NULL, why, sizeof why) != 0) {
         fprintf(stderr, "test_gateway_unit: CURVE set-up failed\n");
         return 1;
     }

@@ -352,7 +352,7 @@ int main(void)
 {
     char secret[41], why[160];
     if (zmq_curve_keypair(server_pub, secret) != 0 ||
-        zmqauth_setup(secret, server_pub, why, sizeof why) != 0) {
+        zmqauth_setup(secret, server_pub, NULL, why, sizeof why) != 0) {
         fprintf(stderr, "test_transport: CURVE set-up failed\n");
         return 1;
     }

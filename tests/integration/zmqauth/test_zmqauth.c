@@ -4,7 +4,11 @@
  * intent claiming an admin operator, a foreign source and a 2023 timestamp) and gets no reply,
  * and PostgreSQL (as superuser) holds nothing of them. The gateway's key (from the suite's
  * secrets) still gets answers, and its intent is stored: the checks can see what they look for.
- * A service without its keys (or with malformed ones) does not start. */
+ * Each key has only its rights: billing's key (a system client of order, and of no other
+ * service) may call events.pending / events.ack and nothing else: a marketplace body or an
+ * operator action with it is refused (000001, answered) and changes nothing, whatever caller
+ * kind it claims; the gateway's key may not call the events actions. A service without its keys
+ * (or with malformed ones, or a key in both lists) does not start. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,7 +30,7 @@
 
 #define QUIET_MS 1500 /* an admitted client gets its answer well within this */
 
-typedef enum { AS_PLAIN, AS_STRANGER, AS_GATEWAY } caller_t;
+typedef enum { AS_PLAIN, AS_STRANGER, AS_GATEWAY, AS_BILLING } caller_t;
 
 static const char *const services[] = {"ORDER", "TENANT", "APP", "AUDIT"};
 
@@ -38,10 +42,11 @@ static char *suite_value(const char *fmt, const char *svc)
     return v && *v ? xstrdup(v) : NULL;
 }
 
-/* The gateway's secret key, as the suite gives it to the gateway. */
-static char *gateway_secret(void)
+/* A secret key the suite gives a process, from the file named by suite variable var: the
+ * gateway's (KOOISV_CURVE_SECRET_KEY_FILE) or billing's (KOOISV_BILLING_CURVE_SECRET_KEY_FILE). */
+static char *suite_secret(const char *var)
 {
-    const char *path = suite_get("KOOISV_CURVE_SECRET_KEY_FILE");
+    const char *path = suite_get(var);
     if (!path || !*path)
         return NULL;
     char *key = config_read_file(path, NULL);
@@ -64,7 +69,8 @@ static void *dealer_for(const char *svc, caller_t who)
         if (who == AS_STRANGER) {
             assert_int_equal(zmq_curve_keypair(pub, sec), 0);
         } else {
-            char *g = gateway_secret();
+            char *g = suite_secret(who == AS_GATEWAY ? "KOOISV_CURVE_SECRET_KEY_FILE"
+                                                     : "KOOISV_BILLING_CURVE_SECRET_KEY_FILE");
             assert_non_null(g);
             assert_int_equal(strlen(g), 40);
             memcpy(sec, g, 41);
@@ -254,16 +260,235 @@ static void test_every_service_refuses_strangers(void **st)
     }
 }
 
+/* ---- per-key rights: billing's key is a system client of order, nothing more ---- */
+
+/* Send env to svc as who; fail unless it is answered with code (a refusal is answered, so the
+ * caller does not wait for its deadline). Returns the reply's message (caller frees). */
+static char *assert_answered(const char *svc, caller_t who, const Kooisv__Envelope *env,
+                             const char *code)
+{
+    Kooisv__Reply *r = try_call(svc, who, env);
+    if (!r)
+        fail_msg("%s did not answer %s's key", svc, who == AS_GATEWAY ? "the gateway" : "billing");
+    if (strcmp(r->result_code, code) != 0)
+        fail_msg("%s answered %s \"%s\", want %s", svc, r->result_code, r->result_msg, code);
+    char *msg = xstrdup(r->result_msg);
+    kooisv__reply__free_unpacked(r, NULL);
+    return msg;
+}
+
+static void admin_of(Kooisv__Envelope *env, Kooisv__Caller *caller, Kooisv__AdminRequest *adm,
+                     const char *rid, const char *kind, const char *action)
+{
+    env->request_id = env->trace_id = (char *)rid;
+    env->received_ms = time_now_ms();
+    env->source_addr = "127.0.0.1";
+    caller->kind = (char *)kind;
+    caller->id = "test-zmqauth";
+    env->caller = caller;
+    adm->action = (char *)action;
+    env->body_case = KOOISV__ENVELOPE__BODY_ADMIN;
+    env->admin = adm;
+}
+
+/* A marketplace body as the gateway sends it after checking the signature, with billing's key:
+ * refused (000001), and no instance is made. The emulator answers "CS..." orders, so the same
+ * envelope with the gateway's key makes one: the check can see what it looks for. */
+static void test_billing_key_sends_no_marketplace_body(void **st)
+{
+    (void)st;
+    char *rid = kc_uid("zapbill-"), *order = kc_uid("CS");
+    char *line = xasprintf("%s-000001", order);
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    Kooisv__Caller caller = KOOISV__CALLER__INIT;
+    Kooisv__NewInstance ni = KOOISV__NEW_INSTANCE__INIT;
+    env.request_id = env.trace_id = rid;
+    env.received_ms = time_now_ms();
+    env.source_addr = "127.0.0.1";
+    caller.kind = "basic";
+    caller.id = "test-zmqauth";
+    env.caller = &caller;
+    ni.order_id = order;
+    ni.order_line_id = line;
+    ni.business_id = rid;
+    env.body_case = KOOISV__ENVELOPE__BODY_NEW_INSTANCE;
+    env.new_instance = &ni;
+    free(assert_answered("ORDER", AS_BILLING, &env, "000001"));
+    usleep(300 * 1000);
+    assert_int_equal(rows("SELECT 1 FROM orders.instances WHERE order_id = $1", order), 0);
+    /* The same envelope (a new request id) with the gateway's key is served. */
+    char *rid2 = kc_uid("zapgw-");
+    env.request_id = env.trace_id = rid2;
+    free(assert_answered("ORDER", AS_GATEWAY, &env, "000000"));
+    assert_int_equal(rows("SELECT 1 FROM orders.instances WHERE order_id = $1", order), 1);
+    free(rid2);
+    free(rid);
+    free(order);
+    free(line);
+}
+
+/* First value sql answers, waited for up to 15 s (events of the instance made above are written
+ * and delivered in the background); NULL fails the test. Caller frees. */
+static char *sql_wait_value(const char *sql)
+{
+    char *v = NULL;
+    for (int i = 0; i < 150 && !(v = kc_sql_value(sql, 0, NULL)); i++)
+        usleep(100 * 1000);
+    if (!v)
+        fail_msg("no row for: %s", sql);
+    return v;
+}
+
+/* Lines of the suite's log of proc holding both needles. */
+static int log_lines(const char *proc, const char *needle, const char *needle2)
+{
+    const char *dir = suite_get("KOOISV_SUITE_DIR");
+    assert_non_null(dir);
+    char *path = xasprintf("%s/logs/%s.log", dir, proc);
+    FILE *f = fopen(path, "r");
+    free(path);
+    assert_non_null(f);
+    int n = 0;
+    char line[2048];
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, needle) && strstr(line, needle2);
+    fclose(f);
+    return n;
+}
+
+/* Operator actions with billing's key, whatever caller kind it claims: refused (000001). The
+ * redrive of a failed outbox event would change its row: it does not, while the same call with
+ * the gateway's key does. */
+static void test_billing_key_calls_no_operator_action(void **st)
+{
+    (void)st;
+    static const char *const kinds[] = {"operator", "system"};
+    static const char *const actions[] = {"outbox.redrive", "instance.list", "metrics",
+                                          "license.pubkey"};
+    char *id = sql_wait_value("SELECT id::text FROM orders.outbox"
+                              " WHERE status IN ('delivered', 'skipped') ORDER BY id LIMIT 1");
+    const char *p[] = {id};
+    assert_int_equal(
+        kc_sql_exec("UPDATE orders.outbox SET status = 'failed' WHERE id = $1::bigint", 1, p), 1);
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    Kooisv__Caller caller = KOOISV__CALLER__INIT;
+    Kooisv__AdminRequest adm = KOOISV__ADMIN_REQUEST__INIT;
+    Kooisv__AdminRequest__ArgsEntry arg = KOOISV__ADMIN_REQUEST__ARGS_ENTRY__INIT;
+    Kooisv__AdminRequest__ArgsEntry *args[] = {&arg};
+    arg.key = "id";
+    arg.value = id;
+    adm.n_args = 1;
+    adm.args = args;
+    usleep(1100 * 1000); /* a second after the last refusal: the next one is logged */
+    for (size_t k = 0; k < 2; k++)
+        for (size_t a = 0; a < sizeof actions / sizeof *actions; a++) {
+            char *rid = kc_uid("zapbadm-");
+            admin_of(&env, &caller, &adm, rid, kinds[k], actions[a]);
+            free(assert_answered("ORDER", AS_BILLING, &env, "000001"));
+            free(rid);
+        }
+    /* Logged, at most a line a second: not one per refusal. */
+    int logged = log_lines("order", "rid=zapbadm-", "from a system client");
+    if (logged < 1 || logged >= 8)
+        fail_msg("%d log lines for 8 refusals, want 1 a second", logged);
+    const char *failed = "SELECT 1 FROM orders.outbox WHERE id = $1::bigint AND status = 'failed'";
+    assert_int_equal(kc_sql_count(failed, 1, p), 1);
+    char *rid = kc_uid("zapgadm-");
+    admin_of(&env, &caller, &adm, rid, "operator", "outbox.redrive");
+    free(assert_answered("ORDER", AS_GATEWAY, &env, "000000"));
+    assert_int_equal(kc_sql_count(failed, 1, p), 0);
+    free(rid);
+    free(id);
+}
+
+/* What billing needs still works with its key: events.pending and events.ack. */
+static void test_billing_key_pulls_events(void **st)
+{
+    (void)st;
+    char *rid = kc_uid("zapev-");
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    Kooisv__Caller caller = KOOISV__CALLER__INIT;
+    Kooisv__AdminRequest adm = KOOISV__ADMIN_REQUEST__INIT;
+    Kooisv__AdminRequest__ArgsEntry consumer = KOOISV__ADMIN_REQUEST__ARGS_ENTRY__INIT,
+                                    second = KOOISV__ADMIN_REQUEST__ARGS_ENTRY__INIT;
+    Kooisv__AdminRequest__ArgsEntry *args[] = {&consumer, &second};
+    consumer.key = "consumer";
+    consumer.value = "zmqauth-test";
+    second.key = "limit";
+    second.value = "1";
+    adm.n_args = 2;
+    adm.args = args;
+    admin_of(&env, &caller, &adm, rid, "system", "events.pending");
+    char *msg = assert_answered("ORDER", AS_BILLING, &env, "000000");
+    free(msg);
+    char *rid2 = kc_uid("zapack-");
+    second.key = "ids";
+    second.value = "no-such-event";
+    admin_of(&env, &caller, &adm, rid2, "system", "events.ack");
+    free(assert_answered("ORDER", AS_BILLING, &env, "000000"));
+    const char *p[] = {"zmqauth-test"};
+    assert_int_equal(kc_sql_count("SELECT 1 FROM orders.event_acks WHERE consumer = $1", 1, p), 0);
+    free(rid);
+    free(rid2);
+}
+
+/* The gateway's key may not pull the events (only system clients do), whatever kind it claims,
+ * and an acknowledgement it sends stores nothing. */
+static void test_gateway_key_pulls_no_events(void **st)
+{
+    (void)st;
+    char *rid = kc_uid("zapgev-"), *rid2 = kc_uid("zapgack-");
+    char *event = sql_wait_value("SELECT event_id FROM orders.outbox ORDER BY id DESC LIMIT 1");
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    Kooisv__Caller caller = KOOISV__CALLER__INIT;
+    Kooisv__AdminRequest adm = KOOISV__ADMIN_REQUEST__INIT;
+    Kooisv__AdminRequest__ArgsEntry consumer = KOOISV__ADMIN_REQUEST__ARGS_ENTRY__INIT,
+                                    ids = KOOISV__ADMIN_REQUEST__ARGS_ENTRY__INIT;
+    Kooisv__AdminRequest__ArgsEntry *args[] = {&consumer, &ids};
+    consumer.key = "consumer";
+    consumer.value = "zmqauth-gw";
+    ids.key = "ids";
+    ids.value = event;
+    adm.n_args = 2;
+    adm.args = args;
+    admin_of(&env, &caller, &adm, rid, "system", "events.pending");
+    free(assert_answered("ORDER", AS_GATEWAY, &env, "000001"));
+    admin_of(&env, &caller, &adm, rid2, "system", "events.ack");
+    free(assert_answered("ORDER", AS_GATEWAY, &env, "000001"));
+    const char *p[] = {"zmqauth-gw"};
+    assert_int_equal(kc_sql_count("SELECT 1 FROM orders.event_acks WHERE consumer = $1", 1, p), 0);
+    free(event);
+    free(rid);
+    free(rid2);
+}
+
+/* Billing's key is admitted by order alone: the other services do not answer it. */
+static void test_billing_key_admitted_by_order_only(void **st)
+{
+    (void)st;
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    Kooisv__Ping ping = KOOISV__PING__INIT;
+    env.request_id = "zap-bping";
+    env.body_case = KOOISV__ENVELOPE__BODY_PING;
+    env.ping = &ping;
+    for (size_t i = 1; i < sizeof services / sizeof *services; i++) {
+        Kooisv__Reply *r = try_call(services[i], AS_BILLING, &env);
+        if (r) {
+            kooisv__reply__free_unpacked(r, NULL);
+            fail_msg("%s answered billing's key", services[i]);
+        }
+    }
+}
+
 /* Run kooisv-audit with only the given settings; its exit status, first stderr line in line. */
 static int audit_start_fails(const char *settings, char *line, size_t len)
 {
     const char *build = suite_get("KOOISV_BUILD_DIR");
     assert_non_null(build);
-    char *cmd =
-        xasprintf("env -i KOOISV_PG_DSN=host=/nonexistent "
-                  "KOOISV_AUDIT_CHAIN_KEY=zmqauth-Test-chain-0123456789 %s "
-                  "'%s/services/audit/kooisv-audit' 2>&1 >/dev/null",
-                  settings, build);
+    char *cmd = xasprintf("env -i KOOISV_PG_DSN=host=/nonexistent "
+                          "KOOISV_AUDIT_CHAIN_KEY=zmqauth-Test-chain-0123456789 %s "
+                          "'%s/services/audit/kooisv-audit' 2>&1 >/dev/null",
+                          settings, build);
     FILE *p = popen(cmd, "r");
     free(cmd);
     assert_non_null(p);
@@ -301,6 +526,44 @@ static void test_no_keys_no_start(void **st)
     free(settings);
 }
 
+/* The system client list: keys only, never a key of the other list, and only for a service that
+ * serves system clients an action (audit serves none). */
+static void test_system_clients_checked(void **st)
+{
+    (void)st;
+    char pub[41], sec[41], pub2[41], sec2[41], line[256], *settings;
+    assert_int_equal(zmq_curve_keypair(pub, sec), 0);
+    assert_int_equal(zmq_curve_keypair(pub2, sec2), 0);
+    settings = xasprintf("'KOOISV_CURVE_SECRET_KEY=%s' 'KOOISV_CURVE_CLIENTS=%s' "
+                         "KOOISV_CURVE_SYSTEM_CLIENTS=not-a-key",
+                         sec, pub);
+    assert_int_equal(audit_start_fails(settings, line, sizeof line), 2);
+    assert_non_null(
+        strstr(line, "kooisv-audit: KOOISV_CURVE_SYSTEM_CLIENTS: not a CURVE public key"));
+    free(settings);
+    settings = xasprintf("'KOOISV_CURVE_SECRET_KEY=%s' 'KOOISV_CURVE_CLIENTS=%s' "
+                         "'KOOISV_CURVE_SYSTEM_CLIENTS=%s,%s'",
+                         sec, pub, pub2, pub);
+    assert_int_equal(audit_start_fails(settings, line, sizeof line), 2);
+    assert_non_null(strstr(line, "kooisv-audit: KOOISV_CURVE_SYSTEM_CLIENTS: key "));
+    assert_non_null(strstr(line, "listed twice"));
+    free(settings);
+    settings = xasprintf("'KOOISV_CURVE_SECRET_KEY=%s' 'KOOISV_CURVE_CLIENTS=%s' "
+                         "'KOOISV_CURVE_SYSTEM_CLIENTS=%s'",
+                         sec, pub, pub2);
+    assert_int_equal(audit_start_fails(settings, line, sizeof line), 2);
+    assert_non_null(strstr(line, "kooisv-audit: KOOISV_CURVE_SYSTEM_CLIENTS: this service serves "
+                                 "system clients no action"));
+    free(settings);
+    /* System clients alone: the gateway's list is still required. */
+    settings =
+        xasprintf("'KOOISV_CURVE_SECRET_KEY=%s' 'KOOISV_CURVE_SYSTEM_CLIENTS=%s'", sec, pub2);
+    assert_int_equal(audit_start_fails(settings, line, sizeof line), 2);
+    assert_non_null(strstr(line, "KOOISV_CURVE_CLIENTS"));
+    assert_null(strstr(line, sec));
+    free(settings);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -309,7 +572,13 @@ int main(void)
         cmocka_unit_test(test_forged_audit_intent_not_stored),
         cmocka_unit_test(test_gateway_key_is_admitted),
         cmocka_unit_test(test_every_service_refuses_strangers),
+        cmocka_unit_test(test_billing_key_sends_no_marketplace_body),
+        cmocka_unit_test(test_billing_key_calls_no_operator_action),
+        cmocka_unit_test(test_billing_key_pulls_events),
+        cmocka_unit_test(test_gateway_key_pulls_no_events),
+        cmocka_unit_test(test_billing_key_admitted_by_order_only),
         cmocka_unit_test(test_no_keys_no_start),
+        cmocka_unit_test(test_system_clients_checked),
     };
     return KC_SUITE_MAIN(tests, NULL, NULL);
 }
