@@ -576,6 +576,25 @@ bool kc_wait(int timeout_ms, int interval_ms, bool (*done)(void *arg), void *arg
     }
 }
 
+typedef struct {
+    long long (*count)(const void *arg);
+    const void *arg;
+    long long n;
+} count_wait_t;
+
+static bool count_reached(void *arg)
+{
+    count_wait_t *w = arg;
+    return w->count(w->arg) >= w->n;
+}
+
+bool kc_wait_count(int timeout_ms, long long (*count)(const void *arg), const void *arg,
+                   long long n)
+{
+    count_wait_t w = {count, arg, n};
+    return kc_wait(timeout_ms, 100, count_reached, &w);
+}
+
 /* ---------------------------------------------------------------- ZeroMQ as the gateway */
 
 static char rpc_setup_why[160];

@@ -118,6 +118,10 @@ char *kc_uid(const char *prefix);
 /* Call done(arg) every interval_ms until it returns true or timeout_ms passes; returns its
  * last answer. For asynchronous effects (provisioning, outbox delivery). */
 bool kc_wait(int timeout_ms, int interval_ms, bool (*done)(void *arg), void *arg);
+/* Ask count(arg) every 100 ms until it reaches n or timeout_ms passes; true when it reached n
+ * (rows written, events or records delivered by a background thread). */
+bool kc_wait_count(int timeout_ms, long long (*count)(const void *arg), const void *arg,
+                   long long n);
 /* The value of one series of the suite gateway's /metrics, named exactly as exposed (name and
  * labels: "kooisv_outbox_failed{service=\"order\",source=\"order\"}"); -1 when absent or
  * when /metrics did not answer 200. */

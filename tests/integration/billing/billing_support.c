@@ -78,21 +78,14 @@ long bt_lines(const char *id, const char *kind)
                         2, p);
 }
 
-typedef struct {
-    const char *id;
-    long n;
-} lines_wait_t;
-
-static bool lines_reached(void *arg)
+static long long lines_of(const void *id)
 {
-    lines_wait_t *w = arg;
-    return bt_lines(w->id, NULL) >= w->n;
+    return bt_lines(id, NULL);
 }
 
 void bt_wait_lines(const char *id, long n)
 {
-    lines_wait_t w = {id, n};
-    if (!kc_wait(BT_WAIT_MS, 100, lines_reached, &w))
+    if (!kc_wait_count(BT_WAIT_MS, lines_of, id, n))
         fail_msg("instance %s: %ld of %ld ledger lines after %d ms", id, bt_lines(id, NULL), n,
                  BT_WAIT_MS);
 }

@@ -233,30 +233,18 @@ static json_t *market_records(const char *instance)
     return recs;
 }
 
-static size_t market_count(const char *instance)
+static long long market_count(const void *instance)
 {
     json_t *recs = market_records(instance);
     size_t n = json_array_size(recs);
     json_decref(recs);
-    return n;
-}
-
-typedef struct {
-    const char *instance;
-    size_t n;
-} count_wait_t;
-
-static bool market_has(void *arg)
-{
-    count_wait_t *w = arg;
-    return market_count(w->instance) >= w->n;
+    return (long long)n;
 }
 
 static void wait_market(const char *instance, size_t n)
 {
-    count_wait_t w = {instance, n};
-    if (!kc_wait(WAIT_MS, 100, market_has, &w))
-        fail_msg("the marketplace holds %zu records of %s, want %zu", market_count(instance),
+    if (!kc_wait_count(WAIT_MS, market_count, instance, (long long)n))
+        fail_msg("the marketplace holds %lld records of %s, want %zu", market_count(instance),
                  instance, n);
 }
 

@@ -136,25 +136,18 @@ static json_t *events_of(const char *id)
     return out;
 }
 
-typedef struct {
-    const char *id;
-    size_t n;
-} count_wait_t;
-
-static bool has_events(void *arg)
+static long long events_count(const void *id)
 {
-    count_wait_t *w = arg;
-    json_t *evs = events_of(w->id);
-    bool ok = json_array_size(evs) >= w->n;
+    json_t *evs = events_of(id);
+    size_t n = json_array_size(evs);
     json_decref(evs);
-    return ok;
+    return (long long)n;
 }
 
 /* Wait until n events of id arrived; returns them (caller json_decref). */
 static json_t *wait_events(const char *id, size_t n)
 {
-    count_wait_t w = {id, n};
-    if (!kc_wait(PROVISION_WAIT_MS, 100, has_events, &w)) {
+    if (!kc_wait_count(PROVISION_WAIT_MS, events_count, id, (long long)n)) {
         json_t *evs = events_of(id);
         char *text = json_dumps(evs, JSON_COMPACT);
         fail_msg("%zu events of %s arrived, want %zu: %s", json_array_size(evs), id, n, text);
@@ -162,27 +155,15 @@ static json_t *wait_events(const char *id, size_t n)
     return events_of(id);
 }
 
-static long long outbox_rows(const char *id)
+static long long outbox_rows(const void *id)
 {
     return ot_sql_num("SELECT count(*) FROM orders.outbox WHERE instance_id = $1", id, NULL);
-}
-
-typedef struct {
-    const char *id;
-    long long n;
-} rows_wait_t;
-
-static bool rows_written(void *arg)
-{
-    rows_wait_t *w = arg;
-    return outbox_rows(w->id) >= w->n;
 }
 
 /* Wait until id has n outbox rows (an event written by a background job). */
 static void wait_rows(const char *id, long long n)
 {
-    rows_wait_t w = {id, n};
-    if (!kc_wait(PROVISION_WAIT_MS, 100, rows_written, &w))
+    if (!kc_wait_count(PROVISION_WAIT_MS, outbox_rows, id, n))
         fail_msg("instance %s has %lld outbox rows, want %lld", id, outbox_rows(id), n);
 }
 
