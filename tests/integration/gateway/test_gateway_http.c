@@ -396,6 +396,22 @@ static void basic_expect(const char *body, const char *ts, const char *nonce, co
     kresp_free(&r);
 }
 
+/* basic_expect for a refusal, which (standalone) the audit service records with its code and
+ * also (NULL: anything). */
+static void basic_refused(const char *body, const char *ts, const char *nonce,
+                          const char *signature, const char *code, const char *also)
+{
+    kresp_t r;
+    kc_basic_ex(body, ts, nonce, signature, &r);
+    expect_code(&r, code);
+    if (standalone) {
+        char reject[32];
+        snprintf(reject, sizeof reject, "reject=%s", code);
+        expect_logged(FAKE_AUDIT, 2000, r.request_id, reject, also);
+    }
+    kresp_free(&r);
+}
+
 /* Send body as kit call name (kc_kit_ex arguments); fail unless it answers code, signed. */
 static void kit_expect(const char *name, const char *body, const char *ts, const char *nonce,
                        const char *sign, const char *code)
@@ -598,12 +614,9 @@ static void test_signature_failures(void **state)
 
     now_ts(ts, 0);
     rand_alnum(nonce, 32);
-    kc_basic_ex(body, ts, nonce, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-                &r);
-    expect_code(&r, "000001");
-    if (standalone)
-        expect_logged(FAKE_AUDIT, 2000, r.request_id, "reject=000001", nonce);
-    kresp_free(&r);
+    basic_refused(body, ts, nonce,
+                  "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", "000001",
+                  nonce);
 
     /* Signed with another key. */
     now_ts(ts, 0);
@@ -625,11 +638,7 @@ static void test_signature_failures(void **state)
     /* Outside the 60 s window on either side, correctly signed: 000002. */
     now_ts(ts, -61000);
     rand_alnum(nonce, 32);
-    kc_basic_ex(body, ts, nonce, NULL, &r);
-    expect_code(&r, "000002");
-    if (standalone)
-        expect_logged(FAKE_AUDIT, 2000, r.request_id, "reject=000002", NULL);
-    kresp_free(&r);
+    basic_refused(body, ts, nonce, NULL, "000002", NULL);
     now_ts(ts, 61000);
     rand_alnum(nonce, 32);
     basic_expect(body, ts, nonce, NULL, "000002");
