@@ -167,3 +167,29 @@ void pgworker_destroy(pgworker_t **self_p)
     free(self);
     *self_p = NULL;
 }
+
+int pgworker_start_n(pgworker_t **workers, int n, const pgworker_config_t *cfg, size_t arg_size)
+{
+    for (int i = 0; i < n; i++) {
+        char name[80];
+        snprintf(name, sizeof name, "%s %d", cfg->name ? cfg->name : "worker", i);
+        pgworker_config_t one = *cfg;
+        one.name = name;
+        one.arg = (char *)cfg->arg + (size_t)i * arg_size;
+        workers[i] = pgworker_new(&one);
+        if (!workers[i] || pgworker_start(workers[i]) != 0) {
+            pgworker_destroy(&workers[i]);
+            return i;
+        }
+    }
+    return n;
+}
+
+void pgworker_destroy_n(pgworker_t **workers, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (workers[i])
+            pgworker_stop(workers[i]);
+    for (int i = 0; i < n; i++)
+        pgworker_destroy(&workers[i]);
+}

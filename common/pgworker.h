@@ -42,4 +42,13 @@ bool pgworker_stopping(pgworker_t *self);
 /* Stop the thread and wait for it, close the session, free, set *self_p to NULL. */
 void pgworker_destroy(pgworker_t **self_p);
 
+/* ---- a set of like workers (job threads, export threads) ---- */
+
+/* Make and start n workers as cfg says into workers[0..n): worker i is named "<cfg->name> <i>"
+ * and handed (char *)cfg->arg + i * arg_size (an array of per-worker states). Returns how many
+ * run: n, or fewer after a failure (logged; those that run are left running). */
+int pgworker_start_n(pgworker_t **workers, int n, const pgworker_config_t *cfg, size_t arg_size);
+/* Ask workers[0..n) to stop all at once, then wait for and destroy each (NULL entries skipped). */
+void pgworker_destroy_n(pgworker_t **workers, int n);
+
 #endif

@@ -424,7 +424,6 @@ static bool export_step(pgworker_t *worker, pg_session_t *db, void *arg)
 
 int export_start(const export_config_t *cfg)
 {
-    thread_count = 0;
     workers = xcalloc((size_t)cfg->threads + 1, sizeof *workers);
     runners = xcalloc((size_t)cfg->threads + 1, sizeof *runners);
     char nonce[9];
@@ -432,37 +431,29 @@ int export_start(const export_config_t *cfg)
     for (int i = 0; i < cfg->threads; i++) {
         runners[i].cfg = cfg;
         snprintf(runners[i].token, sizeof runners[i].token, "%s:%d:%s", cfg->replica_id, i, nonce);
-        char name[32];
-        snprintf(name, sizeof name, "export thread %d", i);
-        pgworker_config_t wc = {.name = name,
-                                .session = {.dsn = cfg->dsn,
-                                            .app = "kooisv-billing-export",
-                                            .setup_sql = session_sql,
-                                            .stmts = run_stmts,
-                                            .nstmts = sizeof run_stmts / sizeof *run_stmts,
-                                            .wait_s = 1},
-                                .channel = "billing_exports",
-                                .poll_ms = cfg->poll_ms,
-                                .retry_max_ms = EXPORT_RETRY_MAX_MS,
-                                .step = export_step,
-                                .arg = &runners[i]};
-        workers[i] = pgworker_new(&wc);
-        if (!workers[i] || pgworker_start(workers[i]) != 0) {
-            pgworker_destroy(&workers[i]);
-            return -1;
-        }
-        thread_count = i + 1;
     }
+    pgworker_config_t wc = {.name = "export thread",
+                            .session = {.dsn = cfg->dsn,
+                                        .app = "kooisv-billing-export",
+                                        .setup_sql = session_sql,
+                                        .stmts = run_stmts,
+                                        .nstmts = sizeof run_stmts / sizeof *run_stmts,
+                                        .wait_s = 1},
+                            .channel = "billing_exports",
+                            .poll_ms = cfg->poll_ms,
+                            .retry_max_ms = EXPORT_RETRY_MAX_MS,
+                            .step = export_step,
+                            .arg = runners};
+    thread_count = pgworker_start_n(workers, cfg->threads, &wc, sizeof *runners);
+    if (thread_count < cfg->threads)
+        return -1;
     log_info(NULL, "%d export thread(s) started", thread_count);
     return 0;
 }
 
 void export_join(void)
 {
-    for (int i = 0; i < thread_count; i++)
-        pgworker_stop(workers[i]);
-    for (int i = 0; i < thread_count; i++)
-        pgworker_destroy(&workers[i]);
+    pgworker_destroy_n(workers, thread_count);
     free(workers);
     free(runners);
     workers = NULL;

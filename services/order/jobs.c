@@ -650,38 +650,29 @@ static void reclaim_dead_leases(const order_config_t *cfg)
 int jobs_start(const order_config_t *cfg)
 {
     reclaim_dead_leases(cfg);
-    thread_count = 0;
     workers = xcalloc((size_t)cfg->job_threads, sizeof *workers);
     runners = xcalloc((size_t)cfg->job_threads, sizeof *runners);
     for (int i = 0; i < cfg->job_threads; i++) {
         runners[i].cfg = cfg;
         snprintf(runners[i].owner, sizeof runners[i].owner, "%s:%d", cfg->replica_id, i);
-        char name[32];
-        snprintf(name, sizeof name, "job thread %d", i);
-        pgworker_config_t wc = {.name = name,
-                                .session = orderdb_session_config(cfg, "kooisv-order-jobs", 1),
-                                .channel = "orders_jobs",
-                                .poll_ms = cfg->poll_ms,
-                                .retry_max_ms = JOBS_RETRY_MAX_MS,
-                                .step = job_step,
-                                .arg = &runners[i]};
-        workers[i] = pgworker_new(&wc);
-        if (!workers[i] || pgworker_start(workers[i]) != 0) {
-            pgworker_destroy(&workers[i]);
-            return -1;
-        }
-        thread_count = i + 1;
     }
+    pgworker_config_t wc = {.name = "job thread",
+                            .session = orderdb_session_config(cfg, "kooisv-order-jobs", 1),
+                            .channel = "orders_jobs",
+                            .poll_ms = cfg->poll_ms,
+                            .retry_max_ms = JOBS_RETRY_MAX_MS,
+                            .step = job_step,
+                            .arg = runners};
+    thread_count = pgworker_start_n(workers, cfg->job_threads, &wc, sizeof *runners);
+    if (thread_count < cfg->job_threads)
+        return -1;
     log_info(NULL, "%d job thread(s) started as %s", thread_count, cfg->replica_id);
     return 0;
 }
 
 void jobs_join(void)
 {
-    for (int i = 0; i < thread_count; i++)
-        pgworker_stop(workers[i]);
-    for (int i = 0; i < thread_count; i++)
-        pgworker_destroy(&workers[i]);
+    pgworker_destroy_n(workers, thread_count);
     free(workers);
     free(runners);
     workers = NULL;

@@ -82,12 +82,36 @@ static void test_destroy_never_started(void **state)
     assert_int_equal(steps, 0);
 }
 
+static void test_set_of_workers(void **state)
+{
+    (void)state;
+    int steps[3] = {0};
+    pgworker_config_t cfg = config(false, steps);
+    pgworker_t *workers[3] = {NULL};
+    assert_int_equal(pgworker_start_n(workers, 3, &cfg, sizeof steps[0]), 3);
+    for (int i = 0; i < 3; i++)
+        assert_non_null(workers[i]);
+    int64_t t0 = time_mono_us();
+    pgworker_destroy_n(workers, 3);
+    assert_true(time_mono_us() - t0 < 1000000); /* stopped together, not one wait after another */
+    for (int i = 0; i < 3; i++) {
+        assert_null(workers[i]);
+        assert_int_equal(steps[i], 0);
+    }
+    /* A set that cannot connect first does not start at all. */
+    cfg.connect_first = true;
+    assert_int_equal(pgworker_start_n(workers, 3, &cfg, sizeof steps[0]), 0);
+    assert_null(workers[0]);
+    pgworker_destroy_n(workers, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_connect_first_refused),
         cmocka_unit_test(test_stop_while_database_away),
         cmocka_unit_test(test_destroy_never_started),
+        cmocka_unit_test(test_set_of_workers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
