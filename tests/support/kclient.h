@@ -97,6 +97,21 @@ long kc_sql_count(const char *sql, int nparams, const char *const *params);
 /* Run a command (INSERT/UPDATE/DDL); rows affected, or -1 on error (message on stderr). */
 long kc_sql_exec(const char *sql, int nparams, const char *const *params);
 
+/* A suite process's env file (<suite>/env/<proc>.env, read when the process restarts), as it
+ * was before a test added settings to it. */
+typedef struct {
+    char *path;
+    char *saved; /* its text, NULL when there was none */
+} kc_envfile_t;
+
+/* Remember proc's env file. */
+void kc_envfile_save(kc_envfile_t *self, const char *proc);
+/* Write the remembered text followed by extra (making env/ when missing); fails the test when it
+ * cannot. */
+void kc_envfile_write(const kc_envfile_t *self, const char *extra);
+/* Put the remembered text back (remove the file when there was none) and free it. */
+void kc_envfile_restore(kc_envfile_t *self);
+
 /* Run tests/harness/suite.sh <verb> <build dir> [svc] (svc may be NULL) and return its exit
  * status, -1 if it could not run. */
 int kc_suite(const char *verb, const char *svc);

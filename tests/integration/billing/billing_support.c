@@ -43,17 +43,6 @@ void bt_status(const char *id, const char *status, const char *test_flag)
     kresp_free(&r);
 }
 
-void bt_refresh(const char *id, const char *order, const char *scene, const char *expire)
-{
-    char *line = ot_line_of(order);
-    kresp_t r;
-    ot_expect("000000", &r, "{s:s, s:s, s:s, s:s, s:s, s:s}", "activity", "refreshInstance",
-              "instanceId", id, "orderId", order, "orderLineId", line, "scene", scene, "expireTime",
-              expire);
-    kresp_free(&r);
-    free(line);
-}
-
 void bt_release(const char *id, const char *order, const char *test_flag)
 {
     kresp_t r;

@@ -40,7 +40,7 @@
 #define DELAY_MS (300LL * 1000) /* KOOISV_USAGE_PUSH_DELAY_S default */
 #define WAIT_MS 30000
 
-static char *saved_env;
+static kc_envfile_t saved_env;
 static pid_t replica2;
 
 /* ---- suite plumbing ---- */
@@ -72,30 +72,13 @@ static void set_clock(int64_t target_ms)
     free(path);
 }
 
-static void write_billing_env(const char *extra)
-{
-    char *dir = suite_path("env");
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        fail_msg("mkdir %s: %s", dir, strerror(errno));
-    free(dir);
-    char *path = suite_path("env/billing.env");
-    FILE *f = fopen(path, "w");
-    if (!f)
-        fail_msg("cannot write %s", path);
-    fprintf(f, "%s\n%s", saved_env ? saved_env : "", extra);
-    fclose(f);
-    chmod(path, 0644);
-    free(path);
-}
 
 static int group_setup(void **state)
 {
     (void)state;
     if (suite_env_load() != 0)
         return -1;
-    char *path = suite_path("env/billing.env");
-    saved_env = config_read_file(path, NULL);
-    free(path);
+    kc_envfile_save(&saved_env, "billing");
     set_clock(time_now_ms());
     char *clock = clock_path();
     char *extra = xasprintf("KOOISV_BILLING_CLOCK_OFFSET_FILE=%s\n"
@@ -103,7 +86,8 @@ static int group_setup(void **state)
                             "KOOISV_USAGE_BACKOFF_MAX_MS=1000\nKOOISV_USAGE_MAX_ATTEMPTS=12\n"
                             "KOOISV_MARKETPLACE_TIMEOUT_MS=2000\n",
                             clock);
-    write_billing_env(extra);
+    kc_envfile_write(&saved_env, extra);
+    chmod(saved_env.path, 0644);
     free(extra);
     free(clock);
     return kc_suite("restart", "billing") == 0 ? 0 : -1;
@@ -128,21 +112,10 @@ static int group_teardown(void **state)
     kresp_free(&r);
     kc_emulator("POST", "/_emulator/usage/instances", "{\"instances\":null}", &r);
     kresp_free(&r);
-    char *path = suite_path("env/billing.env");
-    if (saved_env) {
-        FILE *f = fopen(path, "w");
-        if (f) {
-            fputs(saved_env, f);
-            fclose(f);
-        }
-    } else {
-        unlink(path);
-    }
-    free(path);
+    kc_envfile_restore(&saved_env);
     char *clock = clock_path();
     unlink(clock);
     free(clock);
-    free(saved_env);
     return kc_suite("restart", "billing") == 0 ? 0 : -1;
 }
 
