@@ -388,23 +388,35 @@ static uint64_t stat_ticks(pid_t pid, bool with_children, pid_t *ppid)
     return v[10] + v[11] + (with_children ? v[12] + v[13] : 0);
 }
 
-/* pid and all its direct children (PostgreSQL's backends, nginx's workers). */
-static uint64_t tree_ticks(pid_t pid)
+/* The sum of of(child) over the direct children of pid (PostgreSQL's backends, nginx's
+ * workers), found in /proc. */
+static uint64_t children_sum(pid_t pid, uint64_t (*of)(pid_t child))
 {
-    uint64_t sum = stat_ticks(pid, true, NULL);
+    uint64_t sum = 0;
     DIR *d = opendir("/proc");
     struct dirent *e;
     while (d && (e = readdir(d))) {
         if (e->d_name[0] < '1' || e->d_name[0] > '9')
             continue;
         pid_t child = (pid_t)atoi(e->d_name), parent = 0;
-        uint64_t t = stat_ticks(child, false, &parent);
+        stat_ticks(child, false, &parent);
         if (parent == pid)
-            sum += t;
+            sum += of(child);
     }
     if (d)
         closedir(d);
     return sum;
+}
+
+static uint64_t own_ticks(pid_t pid)
+{
+    return stat_ticks(pid, false, NULL);
+}
+
+/* pid and all its direct children. */
+static uint64_t tree_ticks(pid_t pid)
+{
+    return stat_ticks(pid, true, NULL) + children_sum(pid, own_ticks);
 }
 
 /* Context switches (voluntary and not) of every thread of pid. */
@@ -444,20 +456,7 @@ static uint64_t switches_sample(void)
             sum += task_switches(proc_pids[i]);
     if (!proc_pids[P_PG])
         return sum;
-    sum += task_switches(proc_pids[P_PG]);
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] < '1' || e->d_name[0] > '9')
-            continue;
-        pid_t child = (pid_t)atoi(e->d_name), parent = 0;
-        stat_ticks(child, false, &parent);
-        if (parent == proc_pids[P_PG])
-            sum += task_switches(child);
-    }
-    if (d)
-        closedir(d);
-    return sum;
+    return sum + task_switches(proc_pids[P_PG]) + children_sum(proc_pids[P_PG], task_switches);
 }
 
 static void cpu_sample(uint64_t out[NPROCS])
