@@ -710,35 +710,31 @@ static void expect_invalid(const char *body, size_t len, const char *needle)
     free(copy);
 }
 
+/* Bodies that are refused 000002, each with the part of resultMsg that names why. */
+static const char *const bad_bodies[][2] = {
+    {"{\"activity\":\"newInstance\",", "not valid JSON"},
+    {"{\"activity\":\"newInstance\",\"orderId\":\"a\xff\xfe\"}", "not valid JSON"},
+    {"[1,2]", "must be a JSON object"},
+    {"\"text\"", "must be a JSON object"},
+    {"", "not valid JSON"},
+    {"{\"activity\":\"newInstance\",\"orderId\":5,\"orderLineId\":\"l\",\"businessId\":\"b\"}",
+     "orderId"},
+    {"{\"activity\":\"newInstance\",\"orderId\":\"o\",\"orderLineId\":\"l\"}", "businessId"},
+    {"{\"activity\":\"doSomething\"}", "unknown activity"},
+    {"{\"instanceId\":\"x\"}", "activity is missing"},
+    {"{\"activity\":\"updateInstanceStatus\",\"instanceId\":\"i\",\"status\":\"PAUSE\"}", "status"},
+    {"{\"activity\":\"refreshInstance\",\"scene\":\"RENEWAL\",\"orderId\":\"o\","
+     "\"orderLineId\":\"l\",\"instanceId\":\"i\",\"expireTime\":\"20230230000000\"}",
+     "expireTime"},
+    {"{\"activity\":\"newInstance\",\"orderId\":\"o\",\"orderId\":\"p\",\"orderLineId\":\"l\","
+     "\"businessId\":\"b\"}",
+     "not valid JSON"}, /* duplicate keys are ambiguous */
+};
+
 static void test_bad_bodies(void **state)
 {
-    const char *b;
-    b = "{\"activity\":\"newInstance\",";
-    expect_invalid(b, strlen(b), "not valid JSON");
-    b = "{\"activity\":\"newInstance\",\"orderId\":\"a\xff\xfe\"}";
-    expect_invalid(b, strlen(b), "not valid JSON");
-    b = "[1,2]";
-    expect_invalid(b, strlen(b), "must be a JSON object");
-    b = "\"text\"";
-    expect_invalid(b, strlen(b), "must be a JSON object");
-    b = "";
-    expect_invalid(b, 0, "not valid JSON");
-    b = "{\"activity\":\"newInstance\",\"orderId\":5,\"orderLineId\":\"l\",\"businessId\":\"b\"}";
-    expect_invalid(b, strlen(b), "orderId");
-    b = "{\"activity\":\"newInstance\",\"orderId\":\"o\",\"orderLineId\":\"l\"}";
-    expect_invalid(b, strlen(b), "businessId");
-    b = "{\"activity\":\"doSomething\"}";
-    expect_invalid(b, strlen(b), "unknown activity");
-    b = "{\"instanceId\":\"x\"}";
-    expect_invalid(b, strlen(b), "activity is missing");
-    b = "{\"activity\":\"updateInstanceStatus\",\"instanceId\":\"i\",\"status\":\"PAUSE\"}";
-    expect_invalid(b, strlen(b), "status");
-    b = "{\"activity\":\"refreshInstance\",\"scene\":\"RENEWAL\",\"orderId\":\"o\","
-        "\"orderLineId\":\"l\",\"instanceId\":\"i\",\"expireTime\":\"20230230000000\"}";
-    expect_invalid(b, strlen(b), "expireTime");
-    b = "{\"activity\":\"newInstance\",\"orderId\":\"o\",\"orderId\":\"p\",\"orderLineId\":\"l\","
-        "\"businessId\":\"b\"}";
-    expect_invalid(b, strlen(b), "not valid JSON"); /* duplicate keys are ambiguous */
+    for (size_t i = 0; i < sizeof bad_bodies / sizeof bad_bodies[0]; i++)
+        expect_invalid(bad_bodies[i][0], strlen(bad_bodies[i][0]), bad_bodies[i][1]);
     char *ids = xstrdup("x0");
     for (int i = 1; i <= 100; i++) {
         char *n = xasprintf("%s,x%d", ids, i);

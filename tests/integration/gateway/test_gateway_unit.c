@@ -927,23 +927,46 @@ typedef struct {
     dispatch_t *d;
 } rig_t;
 
+/* The base and a dispatcher with endpoint as svc's only replica. */
+static void rig_connect(rig_t *r, service_id_t svc, const char *endpoint)
+{
+    r->base = event_base_new();
+    const char *eps[SVC__COUNT] = {"", "", "", "", ""};
+    eps[svc] = endpoint;
+    r->d = dispatch_new(r->base, eps, server_keys);
+    assert_non_null(r->d);
+}
+
 static void rig_up(rig_t *r, svc_mode_t mode, service_id_t svc)
 {
     fake_start(&r->fake, mode);
-    r->base = event_base_new();
-    const char *eps[SVC__COUNT] = {"", "", "", "", ""};
-    eps[svc] = r->fake.endpoint;
-    r->d = dispatch_new(r->base, eps, server_keys);
-    assert_non_null(r->d);
+    rig_connect(r, svc, r->fake.endpoint);
     wait_replicas(r->base, svc, 1);
 }
 
-/* Destroy the dispatcher (unless the test did), the base and the fake. */
+/* A rig whose replica of svc is a port where nothing listens (no fake). */
+static void rig_up_nowhere(rig_t *r, service_id_t svc)
+{
+    memset(&r->fake, 0, sizeof r->fake);
+    rig_connect(r, svc, "tcp://127.0.0.1:1");
+}
+
+/* Destroy the dispatcher (unless the test did), the base and the fake (if any). */
 static void rig_down(rig_t *r)
 {
     dispatch_destroy(&r->d);
     event_base_free(r->base);
-    fake_stop(&r->fake);
+    if (r->fake.router)
+        fake_stop(&r->fake);
+}
+
+/* An audit outcome for request rid in env (both the caller's). */
+static void outcome_envelope(Kooisv__Envelope *env, Kooisv__AuditOutcome *outcome, const char *rid)
+{
+    kooisv__envelope__init(env);
+    env->request_id = (char *)rid;
+    env->body_case = KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME;
+    env->audit_outcome = outcome;
 }
 
 static void test_dispatch_reply(void **state)
@@ -1019,22 +1042,20 @@ static void test_dispatch_wrong_server_key(void **state)
 static void test_dispatch_no_replica(void **state)
 {
     /* Nothing listens there: with ZMQ_IMMEDIATE the call fails at once, not at the deadline. */
-    struct event_base *base = event_base_new();
-    const char *eps[SVC__COUNT] = {"tcp://127.0.0.1:1", "", "", "", ""};
-    dispatch_t *d = dispatch_new(base, eps, server_keys);
+    rig_t rig;
+    rig_up_nowhere(&rig, SVC_ORDER);
     Kooisv__Envelope env = ping_envelope("rid-none");
     outcome_t o = {0};
     int64_t t0 = time_mono_us();
     o.inside = true;
-    assert_int_equal(dispatch_call(d, SVC_ORDER, &env, 3000, on_done, &o), 0);
+    assert_int_equal(dispatch_call(rig.d, SVC_ORDER, &env, 3000, on_done, &o), 0);
     o.inside = false;
     assert_int_equal(o.calls, 0); /* never inside the call */
-    run_until(base, &o, 3000);
+    run_until(rig.base, &o, 3000);
     assert_int_equal(o.calls, 1);
     assert_null(o.reply);
     assert_true(o.at_us - t0 < 100000);
-    dispatch_destroy(&d);
-    event_base_free(base);
+    rig_down(&rig);
 }
 
 static void test_dispatch_resend_and_timeout(void **state)
@@ -1112,10 +1133,8 @@ static void test_auditq_retry(void **state)
     auditq_t *q = auditq_new(rig.base, rig.d, 500);
     Kooisv__AuditOutcome outcome = KOOISV__AUDIT_OUTCOME__INIT;
     outcome.result_code = "000000";
-    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
-    env.request_id = "rid-outcome";
-    env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME;
-    env.audit_outcome = &outcome;
+    Kooisv__Envelope env;
+    outcome_envelope(&env, &outcome, "rid-outcome");
     auditq_deliver(q, &env);
     assert_int_equal(auditq_pending(q), 1);
     /* Refused twice (000005), stored on the third attempt after backoff. */
@@ -1132,24 +1151,21 @@ static void test_auditq_retry(void **state)
 
 static void test_auditq_unreachable(void **state)
 {
-    struct event_base *base = event_base_new();
-    const char *eps[SVC__COUNT] = {"", "", "", "tcp://127.0.0.1:1", ""};
-    dispatch_t *d = dispatch_new(base, eps, server_keys);
-    auditq_t *q = auditq_new(base, d, 200);
+    rig_t rig;
+    rig_up_nowhere(&rig, SVC_AUDIT);
+    auditq_t *q = auditq_new(rig.base, rig.d, 200);
     Kooisv__AuditOutcome outcome = KOOISV__AUDIT_OUTCOME__INIT;
-    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
-    env.request_id = "rid-lost";
-    env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME;
-    env.audit_outcome = &outcome;
+    Kooisv__Envelope env;
+    outcome_envelope(&env, &outcome, "rid-lost");
     auditq_enqueue(q, &env);
     auditq_deliver(q, &env);
     for (int i = 0; i < 20; i++)
-        spin(base, 10000);
+        spin(rig.base, 10000);
     assert_int_equal(auditq_pending(q), 2); /* kept, in order, until the audit service is back */
     auditq_detach(q);
-    dispatch_destroy(&d);
+    dispatch_destroy(&rig.d);
     auditq_destroy(&q); /* logs both as lost */
-    event_base_free(base);
+    rig_down(&rig);
 }
 
 /* Every socket the gateway accepts (marketplace, admin and metrics listeners all come from
