@@ -168,28 +168,42 @@ void pgworker_destroy(pgworker_t **self_p)
     *self_p = NULL;
 }
 
-int pgworker_start_n(pgworker_t **workers, int n, const pgworker_config_t *cfg, size_t arg_size)
+struct pgworker_set {
+    pgworker_t **workers;
+    int n;
+};
+
+pgworker_set_t *pgworker_set_new(int n, const pgworker_config_t *cfg, size_t arg_size)
 {
-    for (int i = 0; i < n; i++) {
+    pgworker_set_t *self = xcalloc(1, sizeof *self);
+    self->workers = xcalloc(n > 0 ? (size_t)n : 1, sizeof *self->workers);
+    for (; self->n < n; self->n++) {
         char name[80];
-        snprintf(name, sizeof name, "%s %d", cfg->name ? cfg->name : "worker", i);
+        snprintf(name, sizeof name, "%s %d", cfg->name ? cfg->name : "worker", self->n);
         pgworker_config_t one = *cfg;
         one.name = name;
-        one.arg = (char *)cfg->arg + (size_t)i * arg_size;
-        workers[i] = pgworker_new(&one);
-        if (!workers[i] || pgworker_start(workers[i]) != 0) {
-            pgworker_destroy(&workers[i]);
-            return i;
+        one.arg = (char *)cfg->arg + (size_t)self->n * arg_size;
+        pgworker_t *w = pgworker_new(&one);
+        if (!w || pgworker_start(w) != 0) {
+            pgworker_destroy(&w);
+            pgworker_set_destroy(&self);
+            return NULL;
         }
+        self->workers[self->n] = w;
     }
-    return n;
+    return self;
 }
 
-void pgworker_destroy_n(pgworker_t **workers, int n)
+void pgworker_set_destroy(pgworker_set_t **self_p)
 {
-    for (int i = 0; i < n; i++)
-        if (workers[i])
-            pgworker_stop(workers[i]);
-    for (int i = 0; i < n; i++)
-        pgworker_destroy(&workers[i]);
+    pgworker_set_t *self = self_p ? *self_p : NULL;
+    if (!self)
+        return;
+    for (int i = 0; i < self->n; i++)
+        pgworker_stop(self->workers[i]);
+    for (int i = 0; i < self->n; i++)
+        pgworker_destroy(&self->workers[i]);
+    free(self->workers);
+    free(self);
+    *self_p = NULL;
 }

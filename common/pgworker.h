@@ -24,7 +24,7 @@ typedef struct {
                                   * connects on its first turn */
     const char *channel;         /* LISTEN channel (an identifier), NULL for none; copied */
     int poll_ms;                 /* longest wait between steps with nothing to do */
-    long retry_max_ms;           /* reconnection delays grow from poll_ms up to this */
+    long retry_max_ms;           /* reconnection delays grow from poll_ms to this (or poll_ms) */
     pgworker_step_t step;
     void *arg; /* handed to step; must outlive the worker */
 } pgworker_config_t;
@@ -44,11 +44,13 @@ void pgworker_destroy(pgworker_t **self_p);
 
 /* ---- a set of like workers (job threads, export threads) ---- */
 
-/* Make and start n workers as cfg says into workers[0..n): worker i is named "<cfg->name> <i>"
- * and handed (char *)cfg->arg + i * arg_size (an array of per-worker states). Returns how many
- * run: n, or fewer after a failure (logged; those that run are left running). */
-int pgworker_start_n(pgworker_t **workers, int n, const pgworker_config_t *cfg, size_t arg_size);
-/* Ask workers[0..n) to stop all at once, then wait for and destroy each (NULL entries skipped). */
-void pgworker_destroy_n(pgworker_t **workers, int n);
+typedef struct pgworker_set pgworker_set_t;
+
+/* Make and start n workers as cfg says: worker i is named "<cfg->name> <i>" and handed
+ * (char *)cfg->arg + i * arg_size (an array of per-worker states that must outlive the set).
+ * NULL (logged) unless all n started; those that did are stopped again. Caller owns the set. */
+pgworker_set_t *pgworker_set_new(int n, const pgworker_config_t *cfg, size_t arg_size);
+/* Ask every worker to stop at once, then wait for and destroy each; free, set *self_p to NULL. */
+void pgworker_set_destroy(pgworker_set_t **self_p);
 
 #endif

@@ -166,9 +166,8 @@ typedef struct {
     char rid[160];
 } job_t;
 
-static pgworker_t **workers;
+static pgworker_set_t *workers;
 static runner_t *runners;
-static int thread_count;
 
 void export_config_load(export_config_t *cfg, const char *dsn)
 {
@@ -424,7 +423,6 @@ static bool export_step(pgworker_t *worker, pg_session_t *db, void *arg)
 
 int export_start(const export_config_t *cfg)
 {
-    workers = xcalloc((size_t)cfg->threads + 1, sizeof *workers);
     runners = xcalloc((size_t)cfg->threads + 1, sizeof *runners);
     char nonce[9];
     rand_alnum(nonce, 8);
@@ -444,19 +442,16 @@ int export_start(const export_config_t *cfg)
                             .retry_max_ms = EXPORT_RETRY_MAX_MS,
                             .step = export_step,
                             .arg = runners};
-    thread_count = pgworker_start_n(workers, cfg->threads, &wc, sizeof *runners);
-    if (thread_count < cfg->threads)
+    workers = pgworker_set_new(cfg->threads, &wc, sizeof *runners);
+    if (!workers)
         return -1;
-    log_info(NULL, "%d export thread(s) started", thread_count);
+    log_info(NULL, "%d export thread(s) started", cfg->threads);
     return 0;
 }
 
 void export_join(void)
 {
-    pgworker_destroy_n(workers, thread_count);
-    free(workers);
+    pgworker_set_destroy(&workers);
     free(runners);
-    workers = NULL;
     runners = NULL;
-    thread_count = 0;
 }

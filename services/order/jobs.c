@@ -122,9 +122,8 @@ typedef struct {
     char rid[160];
 } job_t;
 
-static pgworker_t **workers;
+static pgworker_set_t *workers;
 static runner_t *runners;
-static int thread_count;
 
 /* ---- small helpers ---- */
 
@@ -650,7 +649,6 @@ static void reclaim_dead_leases(const order_config_t *cfg)
 int jobs_start(const order_config_t *cfg)
 {
     reclaim_dead_leases(cfg);
-    workers = xcalloc((size_t)cfg->job_threads, sizeof *workers);
     runners = xcalloc((size_t)cfg->job_threads, sizeof *runners);
     for (int i = 0; i < cfg->job_threads; i++) {
         runners[i].cfg = cfg;
@@ -663,19 +661,16 @@ int jobs_start(const order_config_t *cfg)
                             .retry_max_ms = JOBS_RETRY_MAX_MS,
                             .step = job_step,
                             .arg = runners};
-    thread_count = pgworker_start_n(workers, cfg->job_threads, &wc, sizeof *runners);
-    if (thread_count < cfg->job_threads)
+    workers = pgworker_set_new(cfg->job_threads, &wc, sizeof *runners);
+    if (!workers)
         return -1;
-    log_info(NULL, "%d job thread(s) started as %s", thread_count, cfg->replica_id);
+    log_info(NULL, "%d job thread(s) started as %s", cfg->job_threads, cfg->replica_id);
     return 0;
 }
 
 void jobs_join(void)
 {
-    pgworker_destroy_n(workers, thread_count);
-    free(workers);
+    pgworker_set_destroy(&workers);
     free(runners);
-    workers = NULL;
     runners = NULL;
-    thread_count = 0;
 }

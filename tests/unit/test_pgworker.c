@@ -87,22 +87,20 @@ static void test_set_of_workers(void **state)
     (void)state;
     int steps[3] = {0};
     pgworker_config_t cfg = config(false, steps);
-    pgworker_t *workers[3] = {NULL};
-    assert_int_equal(pgworker_start_n(workers, 3, &cfg, sizeof steps[0]), 3);
-    for (int i = 0; i < 3; i++)
-        assert_non_null(workers[i]);
+    pgworker_set_t *set = pgworker_set_new(3, &cfg, sizeof steps[0]);
+    assert_non_null(set);
+    struct timespec ts = {0, 300 * 1000000L};
+    nanosleep(&ts, NULL);
     int64_t t0 = time_mono_us();
-    pgworker_destroy_n(workers, 3);
+    pgworker_set_destroy(&set);
+    assert_null(set);
     assert_true(time_mono_us() - t0 < 1000000); /* stopped together, not one wait after another */
-    for (int i = 0; i < 3; i++) {
-        assert_null(workers[i]);
+    for (int i = 0; i < 3; i++)
         assert_int_equal(steps[i], 0);
-    }
+    pgworker_set_destroy(&set); /* NULL: nothing */
     /* A set that cannot connect first does not start at all. */
     cfg.connect_first = true;
-    assert_int_equal(pgworker_start_n(workers, 3, &cfg, sizeof steps[0]), 0);
-    assert_null(workers[0]);
-    pgworker_destroy_n(workers, 0);
+    assert_null(pgworker_set_new(3, &cfg, sizeof steps[0]));
 }
 
 int main(void)
