@@ -396,6 +396,15 @@ static void basic_expect(const char *body, const char *ts, const char *nonce, co
     kresp_free(&r);
 }
 
+/* method on path with body (NULL: none) answered HTTP status want. */
+static void raw_status(const char *method, const char *path, const char *body, int want)
+{
+    kresp_t r;
+    kc_raw(method, path, NULL, body, body ? strlen(body) : 0, &r);
+    assert_int_equal(r.status, want);
+    kresp_free(&r);
+}
+
 /* basic_expect for a refusal, which (standalone) the audit service records with its code and
  * also (NULL: anything). */
 static void basic_refused(const char *body, const char *ts, const char *nonce,
@@ -765,12 +774,8 @@ static void test_http_errors(void **state)
     assert_int_equal(r.status, 404);
     assert_true(r.body_sign_ok);
     kresp_free(&r);
-    kc_raw("POST", "/produce/", NULL, "{}", 2, &r);
-    assert_int_equal(r.status, 404);
-    kresp_free(&r);
-    kc_raw("POST", "/produce/produceAPI/v2/deleteTenant", NULL, "{}", 2, &r);
-    assert_int_equal(r.status, 404);
-    kresp_free(&r);
+    raw_status("POST", "/produce/", "{}", 404);
+    raw_status("POST", "/produce/produceAPI/v2/deleteTenant", "{}", 404);
     kc_raw("GET", "/produce", NULL, NULL, 0, &r);
     assert_int_equal(r.status, 405);
     assert_true(r.body_sign_ok);
@@ -778,12 +783,8 @@ static void test_http_errors(void **state)
     assert_non_null(allow);
     assert_string_equal(allow, "POST");
     kresp_free(&r);
-    kc_raw("PUT", "/produce", NULL, "{}", 2, &r);
-    assert_int_equal(r.status, 405);
-    kresp_free(&r);
-    kc_raw("DELETE", "/produce/produceAPI/v2/tenantSync", NULL, NULL, 0, &r);
-    assert_int_equal(r.status, 405);
-    kresp_free(&r);
+    raw_status("PUT", "/produce", "{}", 405);
+    raw_status("DELETE", "/produce/produceAPI/v2/tenantSync", NULL, 405);
 }
 
 static void test_oversized_body(void **state)
