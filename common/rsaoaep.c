@@ -40,7 +40,11 @@ static EVP_PKEY *rsa_strong(EVP_PKEY *key, const char **why)
     return key;
 }
 
-EVP_PKEY *rsaoaep_load_private(const char *path, const char **why)
+/* The PEM key in path, read by read (PEM_read_bio_PrivateKey or PEM_read_bio_PUBKEY), checked
+ * by rsa_strong; NULL with *why set to cannot_open, not_pem or rsa_strong's reason. */
+static EVP_PKEY *load_pem(const char *path, const char **why,
+                          EVP_PKEY *(*read)(BIO *, EVP_PKEY **, pem_password_cb *, void *),
+                          const char *cannot_open, const char *not_pem)
 {
     const char *unused;
     if (!why)
@@ -48,38 +52,29 @@ EVP_PKEY *rsaoaep_load_private(const char *path, const char **why)
     BIO *bio = path ? BIO_new_file(path, "r") : NULL;
     if (!bio) {
         ERR_clear_error();
-        *why = "cannot open the private key file";
+        *why = cannot_open;
         return NULL;
     }
-    EVP_PKEY *key = PEM_read_bio_PrivateKey(bio, NULL, pem_no_passphrase, NULL);
+    EVP_PKEY *key = read(bio, NULL, pem_no_passphrase, NULL);
     BIO_free(bio);
     ERR_clear_error();
     if (!key) {
-        *why = "not a readable PEM private key (encrypted keys are not supported)";
+        *why = not_pem;
         return NULL;
     }
     return rsa_strong(key, why);
 }
 
+EVP_PKEY *rsaoaep_load_private(const char *path, const char **why)
+{
+    return load_pem(path, why, PEM_read_bio_PrivateKey, "cannot open the private key file",
+                    "not a readable PEM private key (encrypted keys are not supported)");
+}
+
 EVP_PKEY *rsaoaep_load_public(const char *path, const char **why)
 {
-    const char *unused;
-    if (!why)
-        why = &unused;
-    BIO *bio = path ? BIO_new_file(path, "r") : NULL;
-    if (!bio) {
-        ERR_clear_error();
-        *why = "cannot open the public key file";
-        return NULL;
-    }
-    EVP_PKEY *key = PEM_read_bio_PUBKEY(bio, NULL, pem_no_passphrase, NULL);
-    BIO_free(bio);
-    ERR_clear_error();
-    if (!key) {
-        *why = "not a PEM public key";
-        return NULL;
-    }
-    return rsa_strong(key, why);
+    return load_pem(path, why, PEM_read_bio_PUBKEY, "cannot open the public key file",
+                    "not a PEM public key");
 }
 
 /* A context for variant v ready to encrypt (encrypt=true) or decrypt; NULL on failure. */

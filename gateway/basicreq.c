@@ -418,77 +418,20 @@ const char *basicreq_build(const json_t *body, Kooisv__Envelope *env, char *msg,
 void basicreq_free_body(Kooisv__Envelope *env)
 {
     switch (env->body_case) {
-    case KOOISV__ENVELOPE__BODY_NEW_INSTANCE: {
-        Kooisv__NewInstance *m = env->new_instance;
-        free(m->order_id);
-        free(m->order_line_id);
-        free(m->business_id);
-        free(m);
+    case KOOISV__ENVELOPE__BODY_NEW_INSTANCE:
+    case KOOISV__ENVELOPE__BODY_QUERY_INSTANCE:
+    case KOOISV__ENVELOPE__BODY_REFRESH_INSTANCE:
+    case KOOISV__ENVELOPE__BODY_UPDATE_INSTANCE_STATUS:
+    case KOOISV__ENVELOPE__BODY_RELEASE_INSTANCE:
+    case KOOISV__ENVELOPE__BODY_UPGRADE_INSTANCE:
+    case KOOISV__ENVELOPE__BODY_CHANGE_INSTANCE_CHECK:
+    case KOOISV__ENVELOPE__BODY_GET_LICENSE_ASYNC:
+        /* Every string and list of the message is malloc'ed (the builders copy): protobuf-c
+         * frees them as it frees a message it unpacked. The oneof's members share storage. */
+        protobuf_c_message_free_unpacked(&env->new_instance->base, NULL);
         break;
-    }
-    case KOOISV__ENVELOPE__BODY_QUERY_INSTANCE: {
-        Kooisv__QueryInstance *m = env->query_instance;
-        for (size_t i = 0; i < m->n_instance_ids; i++)
-            free(m->instance_ids[i]);
-        free(m->instance_ids);
-        free(m);
-        break;
-    }
-    case KOOISV__ENVELOPE__BODY_REFRESH_INSTANCE: {
-        Kooisv__RefreshInstance *m = env->refresh_instance;
-        free(m->scene);
-        free(m->order_id);
-        free(m->order_line_id);
-        free(m->instance_id);
-        free(m->expire_time);
-        free(m->product_id);
-        free(m);
-        break;
-    }
-    case KOOISV__ENVELOPE__BODY_UPDATE_INSTANCE_STATUS: {
-        Kooisv__UpdateInstanceStatus *m = env->update_instance_status;
-        free(m->instance_id);
-        free(m->status);
-        free(m);
-        break;
-    }
-    case KOOISV__ENVELOPE__BODY_RELEASE_INSTANCE: {
-        Kooisv__ReleaseInstance *m = env->release_instance;
-        free(m->instance_id);
-        free(m->order_id);
-        free(m->order_line_id);
-        free(m);
-        break;
-    }
-    case KOOISV__ENVELOPE__BODY_UPGRADE_INSTANCE: {
-        Kooisv__UpgradeInstance *m = env->upgrade_instance;
-        free(m->instance_id);
-        free(m->order_id);
-        free(m->order_line_id);
-        free(m->product_id);
-        free(m);
-        break;
-    }
-    case KOOISV__ENVELOPE__BODY_CHANGE_INSTANCE_CHECK: {
-        Kooisv__ChangeInstanceCheck *m = env->change_instance_check;
-        free(m->instance_id);
-        free(m->product_id);
-        free(m->product_info_json);
-        free(m);
-        break;
-    }
-    case KOOISV__ENVELOPE__BODY_GET_LICENSE_ASYNC: {
-        Kooisv__GetLicenseAsync *m = env->get_license_async;
-        free(m->instance_id);
-        free(m->event_id);
-        free(m->effective_time);
-        free(m->expire_time);
-        free(m->device_fingerprint);
-        free(m);
-        break;
-    }
     default:
-        return;
+        return; /* not a basic body: not ours to free */
     }
     env->body_case = KOOISV__ENVELOPE__BODY__NOT_SET;
     env->new_instance = NULL;

@@ -48,7 +48,7 @@ typedef struct {
 void export_config_load(export_config_t *cfg, const char *dsn);
 /* Start cfg->threads export threads (cfg must outlive them); 0 or -1 (logged). */
 int export_start(const export_config_t *cfg);
-/* Wait for the export threads to end (they end once svc_stopping()). */
+/* Stop the export threads and wait for them to end. */
 void export_join(void);
 
 #endif

@@ -13,8 +13,6 @@
 #include "export.h"
 
 #include <openssl/evp.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +22,7 @@
 #include "cryptoutil.h"
 #include "exportfmt.h"
 #include "log.h"
+#include "pgworker.h"
 #include "randutil.h"
 #include "svc.h"
 #include "timeutil.h"
@@ -36,6 +35,8 @@
 #define FETCH_ROWS 2000
 #define CLAIM_STALE_S "30"
 #define JANITOR_BATCH "20"
+/* Reconnection delays of an export thread grow from KOOISV_EXPORT_POLL_MS up to this. */
+#define EXPORT_RETRY_MAX_MS 5000
 
 /* The range and filters every export query takes: $1 from (epoch ms), $2 to (exclusive),
  * $3 tenant, $4 instance, $5 product (NULL = any). Test-flag instances are never exported. */
@@ -149,11 +150,9 @@ static const char session_sql[] =
 
 typedef struct {
     const export_config_t *cfg;
-    int index;
     char token[128];
-    pg_session_t *db;
-    PGconn *conn;
-    int listen_pid;
+    pg_session_t *db; /* the worker's session, lent for the step */
+    PGconn *conn;     /* its connection */
 } runner_t;
 
 /* The claimed export, as export_claim returns it. */
@@ -167,9 +166,8 @@ typedef struct {
     char rid[160];
 } job_t;
 
-static pthread_t *threads;
+static pgworker_set_t *workers;
 static runner_t *runners;
-static int thread_count;
 
 void export_config_load(export_config_t *cfg, const char *dsn)
 {
@@ -411,97 +409,49 @@ static void janitor(runner_t *r)
         PQclear(res);
 }
 
-/* Sleep up to ms, returning early on a NOTIFY or a stop request. */
-static void wait_for_work(runner_t *r, int ms)
+/* One turn of an export thread (pgworker_step_t): expire what is due, then make one export;
+ * true unless nothing was queued. */
+static bool export_step(pgworker_t *worker, pg_session_t *db, void *arg)
 {
-    for (int left = ms; left > 0 && !svc_stopping(); left -= 200) {
-        int slice = left > 200 ? 200 : left;
-        int fd = r->conn ? PQsocket(r->conn) : -1;
-        if (fd < 0) {
-            struct timespec ts = {0, slice * 1000000L};
-            nanosleep(&ts, NULL);
-            continue;
-        }
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, slice) <= 0)
-            continue;
-        PQconsumeInput(r->conn);
-        bool woke = false;
-        PGnotify *n;
-        while ((n = PQnotifies(r->conn)) != NULL) {
-            woke = true;
-            PQfreemem(n);
-        }
-        if (woke || PQstatus(r->conn) != CONNECTION_OK)
-            return;
-    }
-}
-
-static bool ensure_connection(runner_t *r)
-{
-    if (!r->db) {
-        pg_session_config_t sc = {.dsn = r->cfg->dsn,
-                                  .app = "kooisv-billing-export",
-                                  .setup_sql = session_sql,
-                                  .stmts = run_stmts,
-                                  .nstmts = sizeof run_stmts / sizeof *run_stmts,
-                                  .wait_s = 1};
-        r->db = pg_session_new(&sc);
-        if (!r->db)
-            return false;
-        r->conn = pg_session_conn(r->db);
-    } else if (!pg_session_ready(r->db, NULL)) {
-        return false;
-    }
-    return pg_listen_once(r->conn, "billing_exports", &r->listen_pid);
-}
-
-static void *export_thread(void *arg)
-{
+    (void)worker;
     runner_t *r = arg;
-    while (!svc_stopping()) {
-        if (!ensure_connection(r)) {
-            log_warn(NULL, "export thread %d: database unavailable; retrying", r->index);
-            wait_for_work(r, r->cfg->poll_ms);
-            continue;
-        }
-        janitor(r);
-        if (run_one(r) == 0)
-            wait_for_work(r, r->cfg->poll_ms);
-    }
-    pg_session_destroy(&r->db);
-    r->conn = NULL;
-    return NULL;
+    r->db = db;
+    r->conn = pg_session_conn(db);
+    janitor(r);
+    return run_one(r) != 0;
 }
 
 int export_start(const export_config_t *cfg)
 {
-    thread_count = 0;
-    threads = xcalloc((size_t)cfg->threads + 1, sizeof *threads);
     runners = xcalloc((size_t)cfg->threads + 1, sizeof *runners);
     char nonce[9];
     rand_alnum(nonce, 8);
     for (int i = 0; i < cfg->threads; i++) {
         runners[i].cfg = cfg;
-        runners[i].index = i;
         snprintf(runners[i].token, sizeof runners[i].token, "%s:%d:%s", cfg->replica_id, i, nonce);
-        if (pthread_create(&threads[i], NULL, export_thread, &runners[i]) != 0) {
-            log_error(NULL, "cannot start export thread %d", i);
-            return -1;
-        }
-        thread_count = i + 1;
     }
-    log_info(NULL, "%d export thread(s) started", thread_count);
+    pgworker_config_t wc = {.name = "export thread",
+                            .session = {.dsn = cfg->dsn,
+                                        .app = "kooisv-billing-export",
+                                        .setup_sql = session_sql,
+                                        .stmts = run_stmts,
+                                        .nstmts = sizeof run_stmts / sizeof *run_stmts,
+                                        .wait_s = 1},
+                            .channel = "billing_exports",
+                            .poll_ms = cfg->poll_ms,
+                            .retry_max_ms = EXPORT_RETRY_MAX_MS,
+                            .step = export_step,
+                            .arg = runners};
+    workers = pgworker_set_new(cfg->threads, &wc, sizeof *runners);
+    if (!workers)
+        return -1;
+    log_info(NULL, "%d export thread(s) started", cfg->threads);
     return 0;
 }
 
 void export_join(void)
 {
-    for (int i = 0; i < thread_count; i++)
-        pthread_join(threads[i], NULL);
-    free(threads);
+    pgworker_set_destroy(&workers);
     free(runners);
-    threads = NULL;
     runners = NULL;
-    thread_count = 0;
 }

@@ -1,12 +1,12 @@
 /* ledger: order events -> billing ledger (ledger.h). */
 #include "ledger.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "pgworker.h"
 #include "randutil.h"
 #include "resultcode.h"
 #include "rpc.h"
@@ -344,67 +344,42 @@ pg_status_t ledger_apply(pg_tx_t *tx, const json_t *doc, const char *daily_produ
 
 struct ledger_consumer {
     const billing_state_t *cfg;
-    pg_session_t *db;
+    pgworker_t *worker; /* the consumer thread and its session */
+    pg_session_t *db;   /* the worker's session, lent for a step */
     rpc_client_t *rpc;
-    pthread_t thread;
-    bool started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool stop;
 };
+
+static bool consumer_step(pgworker_t *worker, pg_session_t *db, void *arg);
 
 ledger_consumer_t *ledger_consumer_new(const billing_state_t *cfg, const char *dsn,
                                        const char *setup_sql)
 {
     ledger_consumer_t *self = xcalloc(1, sizeof *self);
     self->cfg = cfg;
-    pthread_mutex_init(&self->mu, NULL);
-    pthread_cond_init(&self->cv, NULL);
     self->rpc = rpc_client_new(cfg->order_endpoints, cfg->order_server_key);
     if (!self->rpc) {
         log_error(NULL, "ledger: KOOISV_ORDER_ENDPOINTS / KOOISV_ORDER_SERVER_KEY unusable");
         ledger_consumer_destroy(&self);
         return NULL;
     }
-    pg_session_config_t sc = {.dsn = dsn,
-                              .app = "kooisv-billing-ledger",
-                              .setup_sql = setup_sql,
-                              .stmts = ledger_stmts,
-                              .nstmts = ledger_stmts_count,
-                              .wait_s = 30};
-    self->db = pg_session_new(&sc);
-    if (!self->db) {
+    pgworker_config_t wc = {.name = "ledger consumer",
+                            .session = {.dsn = dsn,
+                                        .app = "kooisv-billing-ledger",
+                                        .setup_sql = setup_sql,
+                                        .stmts = ledger_stmts,
+                                        .nstmts = ledger_stmts_count,
+                                        .wait_s = 30},
+                            .connect_first = true,
+                            .poll_ms = cfg->poll_ms,
+                            .retry_max_ms = cfg->poll_ms,
+                            .step = consumer_step,
+                            .arg = self};
+    self->worker = pgworker_new(&wc);
+    if (!self->worker) {
         ledger_consumer_destroy(&self);
         return NULL;
     }
     return self;
-}
-
-/* Wait up to ms or until stopped; true when stopped. */
-static bool pause_ms(ledger_consumer_t *self, int ms)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&self->mu);
-    while (!self->stop && pthread_cond_timedwait(&self->cv, &self->mu, &until) == 0)
-        ;
-    bool stop = self->stop;
-    pthread_mutex_unlock(&self->mu);
-    return stop;
-}
-
-static bool stopping(ledger_consumer_t *self)
-{
-    pthread_mutex_lock(&self->mu);
-    bool stop = self->stop;
-    pthread_mutex_unlock(&self->mu);
-    return stop;
 }
 
 /* Call an action of the order service (caller kind "system", id the consumer) with the args
@@ -476,7 +451,7 @@ static int consume_batch(ledger_consumer_t *self, const char *rid, const json_t 
     size_t i, n = json_array_size(events), nack = 0, acklen = 0;
     char *ack = xcalloc(1, 1);
     int rc = 0;
-    for (i = 0; i < n && !stopping(self); i++) {
+    for (i = 0; i < n && !pgworker_stopping(self->worker); i++) {
         const json_t *ev = json_array_get(events, i);
         apply_ctx_t a = {.event = ev, .daily_products = self->cfg->daily_products};
         pg_status_t st = pg_tx_run(self->db, rid, apply_body, &a);
@@ -516,39 +491,34 @@ static int consume_batch(ledger_consumer_t *self, const char *rid, const json_t 
     return rc < 0 ? -1 : (int)nack;
 }
 
-static void *consumer_main(void *arg)
+/* One pull of the consumer thread (pgworker_step_t): a batch of pending order events applied
+ * and acknowledged; true when the batch was full (more may be pending). */
+static bool consumer_step(pgworker_t *worker, pg_session_t *db, void *arg)
 {
+    (void)worker;
     ledger_consumer_t *self = arg;
+    self->db = db;
     char batch[16];
     snprintf(batch, sizeof batch, "%d", self->cfg->batch);
-    while (!stopping(self)) {
-        char rid[37];
-        rand_uuid(rid);
-        if (!self->rpc) /* endpoints re-resolved after a failure: order replicas come and go */
-            self->rpc = rpc_client_new(self->cfg->order_endpoints, self->cfg->order_server_key);
-        json_t *doc = self->rpc ? order_call(self, rid, "events.pending", "limit", batch) : NULL;
-        if (!doc)
-            rpc_client_destroy(&self->rpc);
-        const json_t *events = json_object_get(doc, "events");
-        int got = -1;
-        if (json_is_array(events) && pg_session_ready(self->db, rid))
-            got = consume_batch(self, rid, events);
-        size_t n = json_array_size(events);
-        json_decref(doc);
-        if (got < 0 || n < (size_t)self->cfg->batch)
-            pause_ms(self, self->cfg->poll_ms);
-    }
-    return NULL;
+    char rid[37];
+    rand_uuid(rid);
+    if (!self->rpc) /* endpoints re-resolved after a failure: order replicas come and go */
+        self->rpc = rpc_client_new(self->cfg->order_endpoints, self->cfg->order_server_key);
+    json_t *doc = self->rpc ? order_call(self, rid, "events.pending", "limit", batch) : NULL;
+    if (!doc)
+        rpc_client_destroy(&self->rpc);
+    const json_t *events = json_object_get(doc, "events");
+    int got = -1;
+    if (json_is_array(events))
+        got = consume_batch(self, rid, events);
+    size_t n = json_array_size(events);
+    json_decref(doc);
+    return got >= 0 && n >= (size_t)self->cfg->batch;
 }
 
 int ledger_consumer_start(ledger_consumer_t *self)
 {
-    if (pthread_create(&self->thread, NULL, consumer_main, self) != 0) {
-        log_error(NULL, "ledger: cannot start the consumer thread");
-        return -1;
-    }
-    self->started = true;
-    return 0;
+    return pgworker_start(self->worker);
 }
 
 void ledger_consumer_destroy(ledger_consumer_t **self_p)
@@ -556,17 +526,8 @@ void ledger_consumer_destroy(ledger_consumer_t **self_p)
     ledger_consumer_t *self = self_p ? *self_p : NULL;
     if (!self)
         return;
-    if (self->started) {
-        pthread_mutex_lock(&self->mu);
-        self->stop = true;
-        pthread_cond_broadcast(&self->cv);
-        pthread_mutex_unlock(&self->mu);
-        pthread_join(self->thread, NULL);
-    }
-    pg_session_destroy(&self->db);
+    pgworker_destroy(&self->worker);
     rpc_client_destroy(&self->rpc);
-    pthread_cond_destroy(&self->cv);
-    pthread_mutex_destroy(&self->mu);
     free(self);
     *self_p = NULL;
 }

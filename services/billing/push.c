@@ -1,8 +1,6 @@
 /* push: seal usage into push records and send them to the marketplace (see push.h). */
 #include "push.h"
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +12,9 @@
 #include "config.h"
 #include "httpc.h"
 #include "log.h"
+#include "pgworker.h"
 #include "pushwire.h"
 #include "randutil.h"
-#include "svc.h"
 #include "svcrt.h"
 #include "timeutil.h"
 #include "xmalloc.h"
@@ -109,10 +107,8 @@ static const pg_stmt_t push_stmts[] = {
 
 struct push {
     push_config_t cfg;
-    pthread_t thread;
-    bool running;
-    atomic_bool stop;
-    pg_session_t *db;
+    pgworker_t *worker;     /* the push thread and its session */
+    pg_session_t *db;       /* the worker's session, lent for a cycle */
     unsigned long requests; /* request counter of this replica, for request ids */
 };
 
@@ -146,13 +142,7 @@ push_t *push_new(const push_config_t *cfg)
     self->cfg.key = xstrdup(cfg->key);
     self->cfg.ca_file = xstrdup(cfg->ca_file ? cfg->ca_file : "");
     self->cfg.replica = xstrdup(cfg->replica ? cfg->replica : "billing");
-    atomic_init(&self->stop, false);
     return self;
-}
-
-static bool stopping(push_t *self)
-{
-    return atomic_load(&self->stop) || svc_stopping();
 }
 
 void push_destroy(push_t **self_p)
@@ -160,11 +150,7 @@ void push_destroy(push_t **self_p)
     push_t *self = *self_p;
     if (!self)
         return;
-    if (self->running) {
-        atomic_store(&self->stop, true);
-        pthread_join(self->thread, NULL);
-    }
-    pg_session_destroy(&self->db);
+    pgworker_destroy(&self->worker);
     free((char *)self->cfg.dsn);
     free((char *)self->cfg.url);
     free((char *)self->cfg.key);
@@ -404,7 +390,7 @@ static bool push_cycle(push_t *self)
     format_now(run.now_ms, run.now);
     if (pg_tx_run(self->db, run.rid, seal_tx, &run) == PG_FAIL)
         return false;
-    for (int batches = 0; batches < 100 && !stopping(self); batches++) {
+    for (int batches = 0; batches < 100 && !pgworker_stopping(self->worker); batches++) {
         run.now_ms = billclock_now_ms();
         format_now(run.now_ms, run.now);
         pg_status_t st = pg_tx_run(self->db, run.rid, send_tx, &run);
@@ -416,18 +402,13 @@ static bool push_cycle(push_t *self)
     return true;
 }
 
-static void *push_thread(void *arg)
+/* The push thread's step (pgworker_step_t): one cycle on the worker's session. */
+static bool push_step(pgworker_t *worker, pg_session_t *db, void *arg)
 {
+    (void)worker;
     push_t *self = arg;
-    while (!stopping(self)) {
-        bool again = pg_session_ready(self->db, NULL) && push_cycle(self);
-        for (int waited = 0; !again && waited < self->cfg.poll_ms && !stopping(self);
-             waited += 50) {
-            struct timespec ts = {0, 50 * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-    }
-    return NULL;
+    self->db = db;
+    return push_cycle(self);
 }
 
 push_t *push_from_config(const char *dsn)
@@ -476,22 +457,21 @@ int push_start(push_t *self)
              " SET lock_timeout = '5s'; SET idle_in_transaction_session_timeout = '%ds';"
              " SET plan_cache_mode = force_custom_plan",
              self->cfg.timeout_ms / 1000 + 15);
-    pg_session_config_t sc = {.dsn = self->cfg.dsn,
-                              .app = "kooisv-billing-push",
-                              .setup_sql = setup,
-                              .stmts = push_stmts,
-                              .nstmts = sizeof push_stmts / sizeof push_stmts[0],
-                              .wait_s = 30};
-    self->db = pg_session_new(&sc);
-    if (!self->db) {
-        log_error(NULL, "usage push: no database session");
+    pgworker_config_t wc = {.name = "usage push",
+                            .session = {.dsn = self->cfg.dsn,
+                                        .app = "kooisv-billing-push",
+                                        .setup_sql = setup,
+                                        .stmts = push_stmts,
+                                        .nstmts = sizeof push_stmts / sizeof push_stmts[0],
+                                        .wait_s = 30},
+                            .connect_first = true,
+                            .poll_ms = self->cfg.poll_ms,
+                            .retry_max_ms = self->cfg.poll_ms,
+                            .step = push_step,
+                            .arg = self};
+    self->worker = pgworker_new(&wc);
+    if (!self->worker || pgworker_start(self->worker) != 0)
         return -1;
-    }
-    if (pthread_create(&self->thread, NULL, push_thread, self) != 0) {
-        log_error(NULL, "usage push: cannot start its thread");
-        return -1;
-    }
-    self->running = true;
     log_info(NULL, "usage push started (replica %s, delay %d s after each hour, batches of %d)",
              self->cfg.replica, self->cfg.delay_s, self->cfg.batch_max);
     return 0;

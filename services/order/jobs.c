@@ -12,9 +12,7 @@
 #include "order.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,9 +20,13 @@
 
 #include "instance_state.h"
 #include "log.h"
+#include "pgworker.h"
 #include "randutil.h"
 #include "sealbox.h"
 #include "xmalloc.h"
+
+/* Reconnection delays of a job thread grow from KOOISV_PROVISION_POLL_MS up to this. */
+#define JOBS_RETRY_MAX_MS 5000
 
 const pg_stmt_t jobs_stmts[] = {
     {"job_claim",
@@ -106,11 +108,8 @@ const size_t jobs_stmts_count = sizeof jobs_stmts / sizeof jobs_stmts[0];
 
 typedef struct {
     const order_config_t *cfg;
-    int index;
     char owner[192];
-    pg_session_t *db; /* NULL until the first connection */
-    PGconn *conn;     /* the session's connection */
-    int listen_pid;   /* backend that holds our LISTEN; re-issued after a reconnect */
+    pg_session_t *db; /* the worker's session, lent for the step */
 } runner_t;
 
 typedef struct {
@@ -123,9 +122,8 @@ typedef struct {
     char rid[160];
 } job_t;
 
-static pthread_t *threads;
+static pgworker_set_t *workers;
 static runner_t *runners;
-static int thread_count;
 
 /* ---- small helpers ---- */
 
@@ -578,65 +576,13 @@ static int run_one(runner_t *r)
 
 /* ---- thread loop ---- */
 
-/* Sleep up to ms, returning early on a NOTIFY or a stop request. */
-static void wait_for_work(runner_t *r, int ms)
+/* One step of a job thread (pgworker_step_t): true when a job ran and another may be due. */
+static bool job_step(pgworker_t *worker, pg_session_t *db, void *arg)
 {
-    int64_t left = ms;
-    while (left > 0 && !svc_stopping()) {
-        int slice = left > 200 ? 200 : (int)left;
-        int fd = r->conn ? PQsocket(r->conn) : -1;
-        if (fd < 0) {
-            struct timespec ts = {0, slice * 1000000L};
-            nanosleep(&ts, NULL);
-        } else {
-            struct pollfd pfd = {.fd = fd, .events = POLLIN};
-            if (poll(&pfd, 1, slice) > 0) {
-                PQconsumeInput(r->conn);
-                bool woke = false;
-                PGnotify *n;
-                while ((n = PQnotifies(r->conn)) != NULL) {
-                    woke = true;
-                    PQfreemem(n);
-                }
-                if (woke)
-                    return;
-                if (PQstatus(r->conn) != CONNECTION_OK)
-                    return;
-            }
-        }
-        left -= slice;
-    }
-}
-
-static bool ensure_connection(runner_t *r)
-{
-    if (!r->db) {
-        r->db = orderdb_session(r->cfg, "kooisv-order-jobs", 1);
-        if (!r->db)
-            return false;
-        r->conn = pg_session_conn(r->db);
-    } else if (!pg_session_ready(r->db, NULL)) {
-        return false;
-    }
-    return pg_listen_once(r->conn, "orders_jobs", &r->listen_pid);
-}
-
-static void *job_thread(void *arg)
-{
+    (void)worker;
     runner_t *r = arg;
-    while (!svc_stopping()) {
-        if (!ensure_connection(r)) {
-            log_warn(NULL, "job thread %d: database unavailable; retrying", r->index);
-            wait_for_work(r, r->cfg->poll_ms);
-            continue;
-        }
-        int ran = run_one(r);
-        if (ran <= 0)
-            wait_for_work(r, r->cfg->poll_ms);
-    }
-    pg_session_destroy(&r->db);
-    r->conn = NULL;
-    return NULL;
+    r->db = db;
+    return run_one(r) > 0;
 }
 
 /* False when pid is gone or a zombie (killed, not yet reaped by its parent). */
@@ -703,30 +649,28 @@ static void reclaim_dead_leases(const order_config_t *cfg)
 int jobs_start(const order_config_t *cfg)
 {
     reclaim_dead_leases(cfg);
-    thread_count = cfg->job_threads;
-    threads = xcalloc((size_t)thread_count, sizeof *threads);
-    runners = xcalloc((size_t)thread_count, sizeof *runners);
-    for (int i = 0; i < thread_count; i++) {
+    runners = xcalloc((size_t)cfg->job_threads, sizeof *runners);
+    for (int i = 0; i < cfg->job_threads; i++) {
         runners[i].cfg = cfg;
-        runners[i].index = i;
         snprintf(runners[i].owner, sizeof runners[i].owner, "%s:%d", cfg->replica_id, i);
-        if (pthread_create(&threads[i], NULL, job_thread, &runners[i]) != 0) {
-            log_error(NULL, "cannot start job thread %d", i);
-            thread_count = i;
-            return -1;
-        }
     }
-    log_info(NULL, "%d job thread(s) started as %s", thread_count, cfg->replica_id);
+    pgworker_config_t wc = {.name = "job thread",
+                            .session = orderdb_session_config(cfg, "kooisv-order-jobs", 1),
+                            .channel = "orders_jobs",
+                            .poll_ms = cfg->poll_ms,
+                            .retry_max_ms = JOBS_RETRY_MAX_MS,
+                            .step = job_step,
+                            .arg = runners};
+    workers = pgworker_set_new(cfg->job_threads, &wc, sizeof *runners);
+    if (!workers)
+        return -1;
+    log_info(NULL, "%d job thread(s) started as %s", cfg->job_threads, cfg->replica_id);
     return 0;
 }
 
 void jobs_join(void)
 {
-    for (int i = 0; i < thread_count; i++)
-        pthread_join(threads[i], NULL);
-    free(threads);
+    pgworker_set_destroy(&workers);
     free(runners);
-    threads = NULL;
     runners = NULL;
-    thread_count = 0;
 }

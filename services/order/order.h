@@ -53,6 +53,9 @@ const pg_stmt_t *orderdb_statements(size_t *n);
  * Caller owns it (pg_session_destroy). Transactions: pg_tx_run; statements inside them:
  * pg_exec_logged; outside them: pg_session_exec. */
 pg_session_t *orderdb_session(const order_config_t *cfg, const char *app, int wait_s);
+/* The configuration orderdb_session connects with (for a session made later, by a pgworker);
+ * its pointers are cfg's and the statement table's. */
+pg_session_config_t orderdb_session_config(const order_config_t *cfg, const char *app, int wait_s);
 
 /* The outbox order events go to (the runtime's: svcrt_outbox()); set at start, before any
  * thread records a change. */
@@ -126,7 +129,7 @@ int zonemark_reconcile(pg_session_t *db, const time_zone_t *zone);
 
 /* Start cfg->job_threads background job threads; 0 or -1. */
 int jobs_start(const order_config_t *cfg);
-/* Wait for the job threads (after svc_run returned). */
+/* Stop the job threads and wait for them (after svc_run returned). */
 void jobs_join(void);
 
 #endif

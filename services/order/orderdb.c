@@ -76,18 +76,23 @@ void orderdb_use_outbox(outbox_t *outbox)
     events = outbox;
 }
 
-pg_session_t *orderdb_session(const order_config_t *cfg, const char *app, int wait_s)
+pg_session_config_t orderdb_session_config(const order_config_t *cfg, const char *app, int wait_s)
 {
     size_t n;
     (void)orderdb_statements(&n);
     const pg_stmt_t *stmts = all_stmts;
     n = all_count; /* the runtime adds the outbox's to its workers; these sessions need them too */
-    pg_session_config_t sc = {.dsn = cfg->dsn,
-                              .app = app,
-                              .setup_sql = cfg->session_sql,
-                              .stmts = stmts,
-                              .nstmts = n,
-                              .wait_s = wait_s};
+    return (pg_session_config_t){.dsn = cfg->dsn,
+                                 .app = app,
+                                 .setup_sql = cfg->session_sql,
+                                 .stmts = stmts,
+                                 .nstmts = n,
+                                 .wait_s = wait_s};
+}
+
+pg_session_t *orderdb_session(const order_config_t *cfg, const char *app, int wait_s)
+{
+    pg_session_config_t sc = orderdb_session_config(cfg, app, wait_s);
     return pg_session_new(&sc);
 }
 

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -574,6 +575,62 @@ bool kc_wait(int timeout_ms, int interval_ms, bool (*done)(void *arg), void *arg
         struct timespec ts = {interval_ms / 1000, (long)(interval_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
     }
+}
+
+typedef struct {
+    long long (*count)(const void *arg);
+    const void *arg;
+    long long n;
+} count_wait_t;
+
+static bool count_reached(void *arg)
+{
+    count_wait_t *w = arg;
+    return w->count(w->arg) >= w->n;
+}
+
+bool kc_wait_count(int timeout_ms, long long (*count)(const void *arg), const void *arg,
+                   long long n)
+{
+    count_wait_t w = {count, arg, n};
+    return kc_wait(timeout_ms, 100, count_reached, &w);
+}
+
+void kc_envfile_save(kc_envfile_t *self, const char *proc)
+{
+    self->path = xasprintf("%s/env/%s.env", suite_get("KOOISV_SUITE_DIR"), proc);
+    self->saved = config_read_file(self->path, NULL);
+}
+
+void kc_envfile_write(const kc_envfile_t *self, const char *extra)
+{
+    char *dir = xasprintf("%s/env", suite_get("KOOISV_SUITE_DIR"));
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        fail_msg("mkdir %s: %s", dir, strerror(errno));
+    free(dir);
+    FILE *f = fopen(self->path, "w");
+    if (!f)
+        fail_msg("cannot write %s", self->path);
+    fprintf(f, "%s\n%s", self->saved ? self->saved : "", extra);
+    fclose(f);
+}
+
+void kc_envfile_restore(kc_envfile_t *self)
+{
+    if (!self->path)
+        return;
+    if (self->saved) {
+        FILE *f = fopen(self->path, "w");
+        if (f) {
+            fputs(self->saved, f);
+            fclose(f);
+        }
+    } else {
+        unlink(self->path);
+    }
+    free(self->path);
+    free(self->saved);
+    self->path = self->saved = NULL;
 }
 
 /* ---------------------------------------------------------------- ZeroMQ as the gateway */

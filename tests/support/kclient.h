@@ -97,6 +97,21 @@ long kc_sql_count(const char *sql, int nparams, const char *const *params);
 /* Run a command (INSERT/UPDATE/DDL); rows affected, or -1 on error (message on stderr). */
 long kc_sql_exec(const char *sql, int nparams, const char *const *params);
 
+/* A suite process's env file (<suite>/env/<proc>.env, read when the process restarts), as it
+ * was before a test added settings to it. */
+typedef struct {
+    char *path;
+    char *saved; /* its text, NULL when there was none */
+} kc_envfile_t;
+
+/* Remember proc's env file. */
+void kc_envfile_save(kc_envfile_t *self, const char *proc);
+/* Write the remembered text followed by extra (making env/ when missing); fails the test when it
+ * cannot. */
+void kc_envfile_write(const kc_envfile_t *self, const char *extra);
+/* Put the remembered text back (remove the file when there was none) and free it. */
+void kc_envfile_restore(kc_envfile_t *self);
+
 /* Run tests/harness/suite.sh <verb> <build dir> [svc] (svc may be NULL) and return its exit
  * status, -1 if it could not run. */
 int kc_suite(const char *verb, const char *svc);
@@ -118,6 +133,10 @@ char *kc_uid(const char *prefix);
 /* Call done(arg) every interval_ms until it returns true or timeout_ms passes; returns its
  * last answer. For asynchronous effects (provisioning, outbox delivery). */
 bool kc_wait(int timeout_ms, int interval_ms, bool (*done)(void *arg), void *arg);
+/* Ask count(arg) every 100 ms until it reaches n or timeout_ms passes; true when it reached n
+ * (rows written, events or records delivered by a background thread). */
+bool kc_wait_count(int timeout_ms, long long (*count)(const void *arg), const void *arg,
+                   long long n);
 /* The value of one series of the suite gateway's /metrics, named exactly as exposed (name and
  * labels: "kooisv_outbox_failed{service=\"order\",source=\"order\"}"); -1 when absent or
  * when /metrics did not answer 200. */

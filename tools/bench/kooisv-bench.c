@@ -277,35 +277,28 @@ static void fresh_ts_nonce(char ts[24], char nonce[40], int worker, unsigned lon
     snprintf(nonce, 40, "%.8s%.8s%02d%07lu", r, g.run_id, worker % 100, n % 10000000);
 }
 
-/* A basic-interface POST of body (canonical JSON already) into out; its length. */
-static size_t basic_request(char *out, size_t cap, const char *body, int worker, unsigned long n)
+/* A signed POST of body (canonical JSON already) into out; its length. SIGV2_BASIC: to the
+ * basic interface, signed in the query string; SIGV2_KIT: to <path>/produceAPI/v2/<name>, signed
+ * in x- headers. */
+static size_t signed_request(char *out, size_t cap, sigv2_kind_t kind, const char *name,
+                             const char *body, int worker, unsigned long n)
 {
     char ts[24], nonce[40], sig[65];
     fresh_ts_nonce(ts, nonce, worker, n);
     size_t blen = strlen(body);
-    sigv2_sign(SIGV2_BASIC, g.basic_key, nonce, ts, body, blen, sig);
-    int k = snprintf(out, cap,
-                     "POST %s?signature=%s&timestamp=%s&nonce=%s HTTP/1.1\r\nHost: %s\r\n"
-                     "Content-Type: application/json;charset=UTF-8\r\nContent-Length: %zu\r\n\r\n"
-                     "%s",
-                     g.path, sig, ts, nonce, g.host, blen, body);
-    return k > 0 && (size_t)k < cap ? (size_t)k : 0;
-}
-
-/* A kit sync POST of body to <path>/produceAPI/v2/<name> into out; its length. */
-static size_t kit_request(char *out, size_t cap, const char *name, const char *body, int worker,
-                          unsigned long n)
-{
-    char ts[24], nonce[40], sig[65];
-    fresh_ts_nonce(ts, nonce, worker, n);
-    size_t blen = strlen(body);
-    sigv2_sign(SIGV2_KIT, g.kit_key, nonce, ts, body, blen, sig);
-    int k = snprintf(out, cap,
-                     "POST %s%sproduceAPI/v2/%s HTTP/1.1\r\nHost: %s\r\n"
-                     "Content-Type: application/json;charset=UTF-8\r\nx-timestamp: %s\r\n"
-                     "x-nonce: %s\r\nx-sign: %s\r\nContent-Length: %zu\r\n\r\n%s",
-                     g.path, g.path[strlen(g.path) - 1] == '/' ? "" : "/", name, g.host, ts, nonce,
-                     sig, blen, body);
+    sigv2_sign(kind, kind == SIGV2_KIT ? g.kit_key : g.basic_key, nonce, ts, body, blen, sig);
+    int k = kind == SIGV2_KIT
+                ? snprintf(out, cap,
+                           "POST %s%sproduceAPI/v2/%s HTTP/1.1\r\nHost: %s\r\n"
+                           "Content-Type: application/json;charset=UTF-8\r\nx-timestamp: %s\r\n"
+                           "x-nonce: %s\r\nx-sign: %s\r\nContent-Length: %zu\r\n\r\n%s",
+                           g.path, g.path[strlen(g.path) - 1] == '/' ? "" : "/", name, g.host, ts,
+                           nonce, sig, blen, body)
+                : snprintf(out, cap,
+                           "POST %s?signature=%s&timestamp=%s&nonce=%s HTTP/1.1\r\nHost: %s\r\n"
+                           "Content-Type: application/json;charset=UTF-8\r\n"
+                           "Content-Length: %zu\r\n\r\n%s",
+                           g.path, sig, ts, nonce, g.host, blen, body);
     return k > 0 && (size_t)k < cap ? (size_t)k : 0;
 }
 
@@ -323,14 +316,14 @@ static size_t make_request(workload_t w, char *out, size_t cap, int worker, unsi
     case W_NGINX:
     case W_QUERY:
         snprintf(body, sizeof body, "{\"activity\":\"queryInstance\",\"instanceId\":\"%s\"}", inst);
-        return basic_request(out, cap, body, worker, n);
+        return signed_request(out, cap, SIGV2_BASIC, NULL, body, worker, n);
     case W_NEW:
         uid(id, sizeof id, "CSB", worker, n);
         snprintf(body, sizeof body,
                  "{\"activity\":\"newInstance\",\"businessId\":\"B-%s\",\"orderId\":\"%s\","
                  "\"orderLineId\":\"%s-000001\"}",
                  id, id, id);
-        return basic_request(out, cap, body, worker, n);
+        return signed_request(out, cap, SIGV2_BASIC, NULL, body, worker, n);
     case W_REFRESH:
         /* one instance per worker: renewals of one instance wait for each other's row lock */
         uid(id, sizeof id, "CSR", worker, n);
@@ -339,7 +332,7 @@ static size_t make_request(workload_t w, char *out, size_t cap, int worker, unsi
                  "\"instanceId\":\"%s\",\"orderId\":\"%s\",\"orderLineId\":\"%s-000001\","
                  "\"scene\":\"RENEWAL\"}",
                  g.npool ? g.pool[worker % g.npool] : "x", id, id);
-        return basic_request(out, cap, body, worker, n);
+        return signed_request(out, cap, SIGV2_BASIC, NULL, body, worker, n);
     case W_TENANT: {
         uid(id, sizeof id, "BT", worker, n);
         char stamp[15];
@@ -350,7 +343,7 @@ static size_t make_request(workload_t w, char *out, size_t cap, int worker, unsi
                  "\"name\":\"Bench\",\"orderId\":\"\",\"tenantCode\":\"c\",\"tenantId\":\"%s\","
                  "\"testFlag\":0,\"timeStamp\":\"%s%03d\"}",
                  g.run_id, id, stamp, (int)(now % 1000));
-        return kit_request(out, cap, "tenantSync", body, worker, n);
+        return signed_request(out, cap, SIGV2_KIT, "tenantSync", body, worker, n);
     }
     default:
         return 0;
@@ -395,23 +388,35 @@ static uint64_t stat_ticks(pid_t pid, bool with_children, pid_t *ppid)
     return v[10] + v[11] + (with_children ? v[12] + v[13] : 0);
 }
 
-/* pid and all its direct children (PostgreSQL's backends, nginx's workers). */
-static uint64_t tree_ticks(pid_t pid)
+/* The sum of of(child) over the direct children of pid (PostgreSQL's backends, nginx's
+ * workers), found in /proc. */
+static uint64_t children_sum(pid_t pid, uint64_t (*of)(pid_t child))
 {
-    uint64_t sum = stat_ticks(pid, true, NULL);
+    uint64_t sum = 0;
     DIR *d = opendir("/proc");
     struct dirent *e;
     while (d && (e = readdir(d))) {
         if (e->d_name[0] < '1' || e->d_name[0] > '9')
             continue;
         pid_t child = (pid_t)atoi(e->d_name), parent = 0;
-        uint64_t t = stat_ticks(child, false, &parent);
+        stat_ticks(child, false, &parent);
         if (parent == pid)
-            sum += t;
+            sum += of(child);
     }
     if (d)
         closedir(d);
     return sum;
+}
+
+static uint64_t own_ticks(pid_t pid)
+{
+    return stat_ticks(pid, false, NULL);
+}
+
+/* pid and all its direct children. */
+static uint64_t tree_ticks(pid_t pid)
+{
+    return stat_ticks(pid, true, NULL) + children_sum(pid, own_ticks);
 }
 
 /* Context switches (voluntary and not) of every thread of pid. */
@@ -451,20 +456,7 @@ static uint64_t switches_sample(void)
             sum += task_switches(proc_pids[i]);
     if (!proc_pids[P_PG])
         return sum;
-    sum += task_switches(proc_pids[P_PG]);
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] < '1' || e->d_name[0] > '9')
-            continue;
-        pid_t child = (pid_t)atoi(e->d_name), parent = 0;
-        stat_ticks(child, false, &parent);
-        if (parent == proc_pids[P_PG])
-            sum += task_switches(child);
-    }
-    if (d)
-        closedir(d);
-    return sum;
+    return sum + task_switches(proc_pids[P_PG]) + children_sum(proc_pids[P_PG], task_switches);
 }
 
 static void cpu_sample(uint64_t out[NPROCS])
@@ -863,7 +855,7 @@ static void pool_make(int n)
         bool keep;
         snprintf(body, sizeof body, "{\"activity\":\"queryInstance\",\"instanceId\":\"%s\"}",
                  g.pool[i]);
-        size_t len = basic_request(req, sizeof req, body, 98, (unsigned long)i);
+        size_t len = signed_request(req, sizeof req, SIGV2_BASIC, NULL, body, 98, (unsigned long)i);
         if (conn_call(c, req, len, &status, code, &keep) == 0 && strstr(c->buf, "\"appInfo\""))
             i++;
         else

@@ -58,17 +58,6 @@ void bt_status(const char *id, const char *status, const char *test_flag)
     kresp_free(&r);
 }
 
-void bt_refresh(const char *id, const char *order, const char *scene, const char *expire)
-{
-    char *line = ot_line_of(order);
-    kresp_t r;
-    ot_expect("000000", &r, "{s:s, s:s, s:s, s:s, s:s, s:s}", "activity", "refreshInstance",
-              "instanceId", id, "orderId", order, "orderLineId", line, "scene", scene, "expireTime",
-              expire);
-    kresp_free(&r);
-    free(line);
-}
-
 void bt_release(const char *id, const char *order, const char *test_flag)
 {
     kresp_t r;
@@ -93,21 +82,14 @@ long bt_lines(const char *id, const char *kind)
                         2, p);
 }
 
-typedef struct {
-    const char *id;
-    long n;
-} lines_wait_t;
-
-static bool lines_reached(void *arg)
+static long long lines_of(const void *id)
 {
-    lines_wait_t *w = arg;
-    return bt_lines(w->id, NULL) >= w->n;
+    return bt_lines(id, NULL);
 }
 
 void bt_wait_lines(const char *id, long n)
 {
-    lines_wait_t w = {id, n};
-    if (!kc_wait(BT_WAIT_MS, 100, lines_reached, &w))
+    if (!kc_wait_count(BT_WAIT_MS, lines_of, id, n))
         fail_msg("instance %s: %ld of %ld ledger lines after %d ms", id, bt_lines(id, NULL), n,
                  BT_WAIT_MS);
 }

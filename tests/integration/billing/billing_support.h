@@ -17,8 +17,6 @@ char *bt_instance(const char *mode, const char *amount, const char *test_flag, c
 char *bt_ondemand_instance(const char *product);
 /* updateInstanceStatus FREEZE / UNFREEZE answered 000000 (test_flag as the instance's). */
 void bt_status(const char *id, const char *status, const char *test_flag);
-/* refreshInstance of a registered order (scene, expireTime compact) answered 000000. */
-void bt_refresh(const char *id, const char *order, const char *scene, const char *expire);
 /* releaseInstance answered 000000; order NULL = not by unsubscription. */
 void bt_release(const char *id, const char *order, const char *test_flag);
 /* Wait until billing's ledger holds at least n lines for the instance; asserts it does. */

@@ -68,11 +68,11 @@ static void test_every_kind(void **state)
     bt_wait_lines(id, 1);
     bt_status(id, "FREEZE", NULL);
     bt_status(id, "UNFREEZE", NULL);
-    bt_refresh(id, formal, "TRIAL_TO_FORMAL", "20300101120000");
+    ot_refresh(id, formal, "TRIAL_TO_FORMAL", "20300101120000");
     bt_wait_lines(id, 4); /* its event follows Query Order, in the background */
-    bt_refresh(id, renew, "RENEWAL", "20300301120000");
+    ot_refresh(id, renew, "RENEWAL", "20300301120000");
     bt_wait_lines(id, 5);
-    bt_refresh(id, renew, "UNSUBSCRIBE_RENEWAL_PERIOD", "20300101120000");
+    ot_refresh(id, renew, "UNSUBSCRIBE_RENEWAL_PERIOD", "20300101120000");
     char *change = ot_order_id(), *change_line = ot_line_of(change);
     kresp_t r;
     ot_expect("000000", &r, "{s:s, s:s, s:s, s:s}", "activity", "upgradeInstance", "instanceId", id,

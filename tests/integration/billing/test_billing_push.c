@@ -48,7 +48,7 @@
 #define DAILY_PRODUCTS "OFFIDAILY00000000009, " DAILY_PRODUCT "\tOFFI.DAILY_x-1"
 #define HOURLY_PRODUCT "OFFIHOURLY0000000001"
 
-static char *saved_env;
+static kc_envfile_t saved_env;
 static pid_t replica2;
 
 /* ---- suite plumbing ---- */
@@ -83,20 +83,11 @@ static void set_clock(int64_t target_ms)
 /* The group's settings of billing (group_setup), for write_billing_env. */
 static char *group_env;
 
+/* Billing's env file: what the suite wrote, then extra (readable by the suite's processes). */
 static void write_billing_env(const char *extra)
 {
-    char *dir = suite_path("env");
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        fail_msg("mkdir %s: %s", dir, strerror(errno));
-    free(dir);
-    char *path = suite_path("env/billing.env");
-    FILE *f = fopen(path, "w");
-    if (!f)
-        fail_msg("cannot write %s", path);
-    fprintf(f, "%s\n%s", saved_env ? saved_env : "", extra);
-    fclose(f);
-    chmod(path, 0644);
-    free(path);
+    kc_envfile_write(&saved_env, extra);
+    chmod(saved_env.path, 0644);
 }
 
 static int group_setup(void **state)
@@ -104,9 +95,7 @@ static int group_setup(void **state)
     (void)state;
     if (suite_env_load() != 0)
         return -1;
-    char *path = suite_path("env/billing.env");
-    saved_env = config_read_file(path, NULL);
-    free(path);
+    kc_envfile_save(&saved_env, "billing");
     set_clock(time_now_ms());
     char *clock = clock_path();
     group_env = xasprintf("KOOISV_BILLING_CLOCK_OFFSET_FILE=%s\n"
@@ -139,21 +128,10 @@ static int group_teardown(void **state)
     kresp_free(&r);
     kc_emulator("POST", "/_emulator/usage/instances", "{\"instances\":null}", &r);
     kresp_free(&r);
-    char *path = suite_path("env/billing.env");
-    if (saved_env) {
-        FILE *f = fopen(path, "w");
-        if (f) {
-            fputs(saved_env, f);
-            fclose(f);
-        }
-    } else {
-        unlink(path);
-    }
-    free(path);
+    kc_envfile_restore(&saved_env);
     char *clock = clock_path();
     unlink(clock);
     free(clock);
-    free(saved_env);
     free(group_env);
     return kc_suite("restart", "billing") == 0 ? 0 : -1;
 }
@@ -245,30 +223,18 @@ static json_t *market_records(const char *instance)
     return recs;
 }
 
-static size_t market_count(const char *instance)
+static long long market_count(const void *instance)
 {
     json_t *recs = market_records(instance);
     size_t n = json_array_size(recs);
     json_decref(recs);
-    return n;
-}
-
-typedef struct {
-    const char *instance;
-    size_t n;
-} count_wait_t;
-
-static bool market_has(void *arg)
-{
-    count_wait_t *w = arg;
-    return market_count(w->instance) >= w->n;
+    return (long long)n;
 }
 
 static void wait_market(const char *instance, size_t n)
 {
-    count_wait_t w = {instance, n};
-    if (!kc_wait(WAIT_MS, 100, market_has, &w))
-        fail_msg("the marketplace holds %zu records of %s, want %zu", market_count(instance),
+    if (!kc_wait_count(WAIT_MS, market_count, instance, (long long)n))
+        fail_msg("the marketplace holds %lld records of %s, want %zu", market_count(instance),
                  instance, n);
 }
 

@@ -396,6 +396,31 @@ static void basic_expect(const char *body, const char *ts, const char *nonce, co
     kresp_free(&r);
 }
 
+/* method on path with body (NULL: none) answered HTTP status want. */
+static void raw_status(const char *method, const char *path, const char *body, int want)
+{
+    kresp_t r;
+    kc_raw(method, path, NULL, body, body ? strlen(body) : 0, &r);
+    assert_int_equal(r.status, want);
+    kresp_free(&r);
+}
+
+/* basic_expect for a refusal, which (standalone) the audit service records with its code and
+ * also (NULL: anything). */
+static void basic_refused(const char *body, const char *ts, const char *nonce,
+                          const char *signature, const char *code, const char *also)
+{
+    kresp_t r;
+    kc_basic_ex(body, ts, nonce, signature, &r);
+    expect_code(&r, code);
+    if (standalone) {
+        char reject[32];
+        snprintf(reject, sizeof reject, "reject=%s", code);
+        expect_logged(FAKE_AUDIT, 2000, r.request_id, reject, also);
+    }
+    kresp_free(&r);
+}
+
 /* Send body as kit call name (kc_kit_ex arguments); fail unless it answers code, signed. */
 static void kit_expect(const char *name, const char *body, const char *ts, const char *nonce,
                        const char *sign, const char *code)
@@ -598,12 +623,9 @@ static void test_signature_failures(void **state)
 
     now_ts(ts, 0);
     rand_alnum(nonce, 32);
-    kc_basic_ex(body, ts, nonce, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-                &r);
-    expect_code(&r, "000001");
-    if (standalone)
-        expect_logged(FAKE_AUDIT, 2000, r.request_id, "reject=000001", nonce);
-    kresp_free(&r);
+    basic_refused(body, ts, nonce,
+                  "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", "000001",
+                  nonce);
 
     /* Signed with another key. */
     now_ts(ts, 0);
@@ -625,11 +647,7 @@ static void test_signature_failures(void **state)
     /* Outside the 60 s window on either side, correctly signed: 000002. */
     now_ts(ts, -61000);
     rand_alnum(nonce, 32);
-    kc_basic_ex(body, ts, nonce, NULL, &r);
-    expect_code(&r, "000002");
-    if (standalone)
-        expect_logged(FAKE_AUDIT, 2000, r.request_id, "reject=000002", NULL);
-    kresp_free(&r);
+    basic_refused(body, ts, nonce, NULL, "000002", NULL);
     now_ts(ts, 61000);
     rand_alnum(nonce, 32);
     basic_expect(body, ts, nonce, NULL, "000002");
@@ -701,35 +719,31 @@ static void expect_invalid(const char *body, size_t len, const char *needle)
     free(copy);
 }
 
+/* Bodies that are refused 000002, each with the part of resultMsg that names why. */
+static const char *const bad_bodies[][2] = {
+    {"{\"activity\":\"newInstance\",", "not valid JSON"},
+    {"{\"activity\":\"newInstance\",\"orderId\":\"a\xff\xfe\"}", "not valid JSON"},
+    {"[1,2]", "must be a JSON object"},
+    {"\"text\"", "must be a JSON object"},
+    {"", "not valid JSON"},
+    {"{\"activity\":\"newInstance\",\"orderId\":5,\"orderLineId\":\"l\",\"businessId\":\"b\"}",
+     "orderId"},
+    {"{\"activity\":\"newInstance\",\"orderId\":\"o\",\"orderLineId\":\"l\"}", "businessId"},
+    {"{\"activity\":\"doSomething\"}", "unknown activity"},
+    {"{\"instanceId\":\"x\"}", "activity is missing"},
+    {"{\"activity\":\"updateInstanceStatus\",\"instanceId\":\"i\",\"status\":\"PAUSE\"}", "status"},
+    {"{\"activity\":\"refreshInstance\",\"scene\":\"RENEWAL\",\"orderId\":\"o\","
+     "\"orderLineId\":\"l\",\"instanceId\":\"i\",\"expireTime\":\"20230230000000\"}",
+     "expireTime"},
+    {"{\"activity\":\"newInstance\",\"orderId\":\"o\",\"orderId\":\"p\",\"orderLineId\":\"l\","
+     "\"businessId\":\"b\"}",
+     "not valid JSON"}, /* duplicate keys are ambiguous */
+};
+
 static void test_bad_bodies(void **state)
 {
-    const char *b;
-    b = "{\"activity\":\"newInstance\",";
-    expect_invalid(b, strlen(b), "not valid JSON");
-    b = "{\"activity\":\"newInstance\",\"orderId\":\"a\xff\xfe\"}";
-    expect_invalid(b, strlen(b), "not valid JSON");
-    b = "[1,2]";
-    expect_invalid(b, strlen(b), "must be a JSON object");
-    b = "\"text\"";
-    expect_invalid(b, strlen(b), "must be a JSON object");
-    b = "";
-    expect_invalid(b, 0, "not valid JSON");
-    b = "{\"activity\":\"newInstance\",\"orderId\":5,\"orderLineId\":\"l\",\"businessId\":\"b\"}";
-    expect_invalid(b, strlen(b), "orderId");
-    b = "{\"activity\":\"newInstance\",\"orderId\":\"o\",\"orderLineId\":\"l\"}";
-    expect_invalid(b, strlen(b), "businessId");
-    b = "{\"activity\":\"doSomething\"}";
-    expect_invalid(b, strlen(b), "unknown activity");
-    b = "{\"instanceId\":\"x\"}";
-    expect_invalid(b, strlen(b), "activity is missing");
-    b = "{\"activity\":\"updateInstanceStatus\",\"instanceId\":\"i\",\"status\":\"PAUSE\"}";
-    expect_invalid(b, strlen(b), "status");
-    b = "{\"activity\":\"refreshInstance\",\"scene\":\"RENEWAL\",\"orderId\":\"o\","
-        "\"orderLineId\":\"l\",\"instanceId\":\"i\",\"expireTime\":\"20230230000000\"}";
-    expect_invalid(b, strlen(b), "expireTime");
-    b = "{\"activity\":\"newInstance\",\"orderId\":\"o\",\"orderId\":\"p\",\"orderLineId\":\"l\","
-        "\"businessId\":\"b\"}";
-    expect_invalid(b, strlen(b), "not valid JSON"); /* duplicate keys are ambiguous */
+    for (size_t i = 0; i < sizeof bad_bodies / sizeof bad_bodies[0]; i++)
+        expect_invalid(bad_bodies[i][0], strlen(bad_bodies[i][0]), bad_bodies[i][1]);
     char *ids = xstrdup("x0");
     for (int i = 1; i <= 100; i++) {
         char *n = xasprintf("%s,x%d", ids, i);
@@ -760,12 +774,8 @@ static void test_http_errors(void **state)
     assert_int_equal(r.status, 404);
     assert_true(r.body_sign_ok);
     kresp_free(&r);
-    kc_raw("POST", "/produce/", NULL, "{}", 2, &r);
-    assert_int_equal(r.status, 404);
-    kresp_free(&r);
-    kc_raw("POST", "/produce/produceAPI/v2/deleteTenant", NULL, "{}", 2, &r);
-    assert_int_equal(r.status, 404);
-    kresp_free(&r);
+    raw_status("POST", "/produce/", "{}", 404);
+    raw_status("POST", "/produce/produceAPI/v2/deleteTenant", "{}", 404);
     kc_raw("GET", "/produce", NULL, NULL, 0, &r);
     assert_int_equal(r.status, 405);
     assert_true(r.body_sign_ok);
@@ -773,12 +783,8 @@ static void test_http_errors(void **state)
     assert_non_null(allow);
     assert_string_equal(allow, "POST");
     kresp_free(&r);
-    kc_raw("PUT", "/produce", NULL, "{}", 2, &r);
-    assert_int_equal(r.status, 405);
-    kresp_free(&r);
-    kc_raw("DELETE", "/produce/produceAPI/v2/tenantSync", NULL, NULL, 0, &r);
-    assert_int_equal(r.status, 405);
-    kresp_free(&r);
+    raw_status("PUT", "/produce", "{}", 405);
+    raw_status("DELETE", "/produce/produceAPI/v2/tenantSync", NULL, 405);
 }
 
 static void test_oversized_body(void **state)

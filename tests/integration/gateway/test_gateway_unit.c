@@ -897,76 +897,115 @@ static Kooisv__Envelope ping_envelope(const char *rid)
     return env;
 }
 
+/* Run base's loop for usec microseconds. */
+static void spin(struct event_base *base, long usec)
+{
+    struct timeval tv = {0, usec};
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+}
+
 /* Run base until o has its answer or ms pass. */
 static void run_until(struct event_base *base, outcome_t *o, int ms)
 {
     int64_t end = time_mono_us() + (int64_t)ms * 1000;
-    while (o->calls == 0 && time_mono_us() < end) {
-        struct timeval tv = {0, 5000};
-        event_base_loopexit(base, &tv);
-        event_base_dispatch(base);
-    }
+    while (o->calls == 0 && time_mono_us() < end)
+        spin(base, 5000);
 }
 
 static void wait_replicas(struct event_base *base, service_id_t svc, long n)
 {
-    for (int i = 0; i < 400 && metrics_replicas(svc) != n; i++) {
-        struct timeval tv = {0, 5000};
-        event_base_loopexit(base, &tv);
-        event_base_dispatch(base);
-    }
+    for (int i = 0; i < 400 && metrics_replicas(svc) != n; i++)
+        spin(base, 5000);
     assert_int_equal(metrics_replicas(svc), n);
+}
+
+/* A fake replica of one service, an event base and a dispatcher that counts the replica. */
+typedef struct {
+    fake_t fake;
+    struct event_base *base;
+    dispatch_t *d;
+} rig_t;
+
+/* The base and a dispatcher with endpoint as svc's only replica. */
+static void rig_connect(rig_t *r, service_id_t svc, const char *endpoint)
+{
+    r->base = event_base_new();
+    const char *eps[SVC__COUNT] = {"", "", "", "", ""};
+    eps[svc] = endpoint;
+    r->d = dispatch_new(r->base, eps, server_keys);
+    assert_non_null(r->d);
+}
+
+static void rig_up(rig_t *r, svc_mode_t mode, service_id_t svc)
+{
+    fake_start(&r->fake, mode);
+    rig_connect(r, svc, r->fake.endpoint);
+    wait_replicas(r->base, svc, 1);
+}
+
+/* A rig whose replica of svc is a port where nothing listens (no fake). */
+static void rig_up_nowhere(rig_t *r, service_id_t svc)
+{
+    memset(&r->fake, 0, sizeof r->fake);
+    rig_connect(r, svc, "tcp://127.0.0.1:1");
+}
+
+/* Destroy the dispatcher (unless the test did), the base and the fake (if any). */
+static void rig_down(rig_t *r)
+{
+    dispatch_destroy(&r->d);
+    event_base_free(r->base);
+    if (r->fake.router)
+        fake_stop(&r->fake);
+}
+
+/* An audit outcome for request rid in env (both the caller's). */
+static void outcome_envelope(Kooisv__Envelope *env, Kooisv__AuditOutcome *outcome, const char *rid)
+{
+    kooisv__envelope__init(env);
+    env->request_id = (char *)rid;
+    env->body_case = KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME;
+    env->audit_outcome = outcome;
 }
 
 static void test_dispatch_reply(void **state)
 {
-    fake_t f;
-    fake_start(&f, SVC_ECHO);
-    struct event_base *base = event_base_new();
-    const char *eps[SVC__COUNT] = {f.endpoint, "", "", "", ""};
-    dispatch_t *d = dispatch_new(base, eps, server_keys);
-    assert_non_null(d);
-    wait_replicas(base, SVC_ORDER, 1);
+    rig_t rig;
+    rig_up(&rig, SVC_ECHO, SVC_ORDER);
     Kooisv__Envelope env = ping_envelope("rid-echo");
     outcome_t o = {0};
     o.inside = true;
-    assert_int_equal(dispatch_call(d, SVC_ORDER, &env, 2000, on_done, &o), 0);
+    assert_int_equal(dispatch_call(rig.d, SVC_ORDER, &env, 2000, on_done, &o), 0);
     o.inside = false;
-    run_until(base, &o, 2000);
+    run_until(rig.base, &o, 2000);
     assert_int_equal(o.calls, 1);
     assert_non_null(o.reply);
     assert_string_equal(o.reply->request_id, "rid-echo");
     assert_string_equal(o.reply->result_code, "000000");
     kooisv__reply__free_unpacked(o.reply, NULL);
     /* Not configured: -1 and no callback. */
-    assert_int_equal(dispatch_call(d, SVC_TENANT, &env, 100, on_done, &o), -1);
+    assert_int_equal(dispatch_call(rig.d, SVC_TENANT, &env, 100, on_done, &o), -1);
     assert_string_equal(services_name(SVC_AUDIT), "audit");
-    dispatch_destroy(&d);
-    assert_null(d);
+    dispatch_destroy(&rig.d);
+    assert_null(rig.d);
     assert_int_equal(metrics_replicas(SVC_ORDER), 0);
-    event_base_free(base);
-    fake_stop(&f);
+    rig_down(&rig);
 }
 
 static void test_dispatch_reply_for_other_body_ignored(void **state)
 {
     /* An audit intent and its outcome share a request id: a late reply to one must never
      * settle the other, so a reply naming another body case is dropped. */
-    fake_t f;
-    fake_start(&f, SVC_WRONG_BODY);
-    struct event_base *base = event_base_new();
-    const char *eps[SVC__COUNT] = {f.endpoint, "", "", "", ""};
-    dispatch_t *d = dispatch_new(base, eps, server_keys);
-    wait_replicas(base, SVC_ORDER, 1);
+    rig_t rig;
+    rig_up(&rig, SVC_WRONG_BODY, SVC_ORDER);
     Kooisv__Envelope env = ping_envelope("rid-other-body");
     outcome_t o = {0};
-    assert_int_equal(dispatch_call(d, SVC_ORDER, &env, 300, on_done, &o), 0);
-    run_until(base, &o, 2000);
+    assert_int_equal(dispatch_call(rig.d, SVC_ORDER, &env, 300, on_done, &o), 0);
+    run_until(rig.base, &o, 2000);
     assert_int_equal(o.calls, 1);
     assert_null(o.reply);
-    dispatch_destroy(&d);
-    event_base_free(base);
-    fake_stop(&f);
+    rig_down(&rig);
 }
 
 static void test_dispatch_wrong_server_key(void **state)
@@ -983,11 +1022,8 @@ static void test_dispatch_wrong_server_key(void **state)
     const char *keys[SVC__COUNT] = {other_pub, NULL, NULL, NULL, NULL};
     dispatch_t *d = dispatch_new(base, eps, keys);
     assert_non_null(d);
-    for (int i = 0; i < 60; i++) { /* 300 ms for a handshake that must not succeed */
-        struct timeval tv = {0, 5000};
-        event_base_loopexit(base, &tv);
-        event_base_dispatch(base);
-    }
+    for (int i = 0; i < 60; i++) /* 300 ms for a handshake that must not succeed */
+        spin(base, 5000);
     assert_int_equal(metrics_replicas(SVC_ORDER), 0);
     Kooisv__Envelope env = ping_envelope("rid-wrong-key");
     outcome_t o = {0};
@@ -1006,83 +1042,66 @@ static void test_dispatch_wrong_server_key(void **state)
 static void test_dispatch_no_replica(void **state)
 {
     /* Nothing listens there: with ZMQ_IMMEDIATE the call fails at once, not at the deadline. */
-    struct event_base *base = event_base_new();
-    const char *eps[SVC__COUNT] = {"tcp://127.0.0.1:1", "", "", "", ""};
-    dispatch_t *d = dispatch_new(base, eps, server_keys);
+    rig_t rig;
+    rig_up_nowhere(&rig, SVC_ORDER);
     Kooisv__Envelope env = ping_envelope("rid-none");
     outcome_t o = {0};
     int64_t t0 = time_mono_us();
     o.inside = true;
-    assert_int_equal(dispatch_call(d, SVC_ORDER, &env, 3000, on_done, &o), 0);
+    assert_int_equal(dispatch_call(rig.d, SVC_ORDER, &env, 3000, on_done, &o), 0);
     o.inside = false;
     assert_int_equal(o.calls, 0); /* never inside the call */
-    run_until(base, &o, 3000);
+    run_until(rig.base, &o, 3000);
     assert_int_equal(o.calls, 1);
     assert_null(o.reply);
     assert_true(o.at_us - t0 < 100000);
-    dispatch_destroy(&d);
-    event_base_free(base);
+    rig_down(&rig);
 }
 
 static void test_dispatch_resend_and_timeout(void **state)
 {
-    fake_t f;
-    fake_start(&f, SVC_IGNORE_FIRST);
-    struct event_base *base = event_base_new();
-    const char *eps[SVC__COUNT] = {f.endpoint, "", "", "", ""};
-    dispatch_t *d = dispatch_new(base, eps, server_keys);
-    wait_replicas(base, SVC_ORDER, 1);
+    rig_t rig;
+    rig_up(&rig, SVC_IGNORE_FIRST, SVC_ORDER);
     Kooisv__Envelope env = ping_envelope("rid-resend");
     outcome_t o = {0};
     int64_t t0 = time_mono_us();
-    dispatch_call(d, SVC_ORDER, &env, 400, on_done, &o);
-    run_until(base, &o, 2000);
+    dispatch_call(rig.d, SVC_ORDER, &env, 400, on_done, &o);
+    run_until(rig.base, &o, 2000);
     /* The first copy was ignored; the resend at half the deadline was answered. */
     assert_int_equal(o.calls, 1);
     assert_non_null(o.reply);
     assert_true(o.at_us - t0 >= 190000);
     assert_true(o.at_us - t0 < 400000);
-    assert_int_equal(atomic_load(&f.received), 2);
+    assert_int_equal(atomic_load(&rig.fake.received), 2);
     kooisv__reply__free_unpacked(o.reply, NULL);
-    dispatch_destroy(&d);
-    event_base_free(base);
-    fake_stop(&f);
+    rig_down(&rig);
 
-    fake_start(&f, SVC_SILENT);
-    base = event_base_new();
-    eps[SVC_ORDER] = f.endpoint;
-    d = dispatch_new(base, eps, server_keys);
-    wait_replicas(base, SVC_ORDER, 1);
+    rig_up(&rig, SVC_SILENT, SVC_ORDER);
     memset(&o, 0, sizeof o);
     t0 = time_mono_us();
     env = ping_envelope("rid-silent");
-    dispatch_call(d, SVC_ORDER, &env, 300, on_done, &o);
-    run_until(base, &o, 2000);
+    dispatch_call(rig.d, SVC_ORDER, &env, 300, on_done, &o);
+    run_until(rig.base, &o, 2000);
     assert_int_equal(o.calls, 1);
     assert_null(o.reply);
     assert_true(o.at_us - t0 >= 290000);
     assert_true(o.at_us - t0 < 600000);
-    assert_int_equal(atomic_load(&f.received), 2); /* sent once, resent once, no more */
+    assert_int_equal(atomic_load(&rig.fake.received), 2); /* sent once, resent once, no more */
     /* Destroy with a call pending: its callback runs with NULL. */
     outcome_t pending = {0};
     env = ping_envelope("rid-pending");
-    dispatch_call(d, SVC_ORDER, &env, 5000, on_done, &pending);
-    dispatch_destroy(&d);
+    dispatch_call(rig.d, SVC_ORDER, &env, 5000, on_done, &pending);
+    dispatch_destroy(&rig.d);
     assert_int_equal(pending.calls, 1);
     assert_null(pending.reply);
-    event_base_free(base);
-    fake_stop(&f);
+    rig_down(&rig);
 }
 
 static void test_dispatch_many(void **state)
 {
     /* Many calls in flight at once, answers matched by request id. */
-    fake_t f;
-    fake_start(&f, SVC_ECHO);
-    struct event_base *base = event_base_new();
-    const char *eps[SVC__COUNT] = {"", "", "", f.endpoint, ""};
-    dispatch_t *d = dispatch_new(base, eps, server_keys);
-    wait_replicas(base, SVC_AUDIT, 1);
+    rig_t rig;
+    rig_up(&rig, SVC_ECHO, SVC_AUDIT);
     enum { N = 300 };
     static outcome_t o[N];
     char rids[N][16];
@@ -1090,84 +1109,63 @@ static void test_dispatch_many(void **state)
     for (int i = 0; i < N; i++) {
         snprintf(rids[i], sizeof rids[i], "rid-%d", i);
         Kooisv__Envelope env = ping_envelope(rids[i]);
-        dispatch_call(d, SVC_AUDIT, &env, 3000, on_done, &o[i]);
+        dispatch_call(rig.d, SVC_AUDIT, &env, 3000, on_done, &o[i]);
     }
-    run_until(base, &o[N - 1], 3000);
-    for (int k = 0; k < 50; k++) {
-        struct timeval tv = {0, 2000};
-        event_base_loopexit(base, &tv);
-        event_base_dispatch(base);
-    }
+    run_until(rig.base, &o[N - 1], 3000);
+    for (int k = 0; k < 50; k++)
+        spin(rig.base, 2000);
     for (int i = 0; i < N; i++) {
         assert_int_equal(o[i].calls, 1);
         assert_non_null(o[i].reply);
         assert_string_equal(o[i].reply->request_id, rids[i]);
         kooisv__reply__free_unpacked(o[i].reply, NULL);
     }
-    dispatch_destroy(&d);
-    event_base_free(base);
-    fake_stop(&f);
+    rig_down(&rig);
 }
 
 /* ================================================================== auditq */
 
 static void test_auditq_retry(void **state)
 {
-    fake_t f;
-    fake_start(&f, SVC_FAIL_FIRST_N);
-    f.fail_n = 2;
-    struct event_base *base = event_base_new();
-    const char *eps[SVC__COUNT] = {"", "", "", f.endpoint, ""};
-    dispatch_t *d = dispatch_new(base, eps, server_keys);
-    wait_replicas(base, SVC_AUDIT, 1);
-    auditq_t *q = auditq_new(base, d, 500);
+    rig_t rig;
+    rig_up(&rig, SVC_FAIL_FIRST_N, SVC_AUDIT);
+    rig.fake.fail_n = 2;
+    auditq_t *q = auditq_new(rig.base, rig.d, 500);
     Kooisv__AuditOutcome outcome = KOOISV__AUDIT_OUTCOME__INIT;
     outcome.result_code = "000000";
-    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
-    env.request_id = "rid-outcome";
-    env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME;
-    env.audit_outcome = &outcome;
+    Kooisv__Envelope env;
+    outcome_envelope(&env, &outcome, "rid-outcome");
     auditq_deliver(q, &env);
     assert_int_equal(auditq_pending(q), 1);
     /* Refused twice (000005), stored on the third attempt after backoff. */
-    for (int i = 0; i < 300 && auditq_pending(q) > 0; i++) {
-        struct timeval tv = {0, 10000};
-        event_base_loopexit(base, &tv);
-        event_base_dispatch(base);
-    }
+    for (int i = 0; i < 300 && auditq_pending(q) > 0; i++)
+        spin(rig.base, 10000);
     assert_int_equal(auditq_pending(q), 0);
-    assert_int_equal(atomic_load(&f.received), 3);
+    assert_int_equal(atomic_load(&rig.fake.received), 3);
     auditq_detach(q);
-    dispatch_destroy(&d);
+    dispatch_destroy(&rig.d);
     auditq_destroy(&q);
     assert_null(q);
-    event_base_free(base);
-    fake_stop(&f);
+    rig_down(&rig);
 }
 
 static void test_auditq_unreachable(void **state)
 {
-    struct event_base *base = event_base_new();
-    const char *eps[SVC__COUNT] = {"", "", "", "tcp://127.0.0.1:1", ""};
-    dispatch_t *d = dispatch_new(base, eps, server_keys);
-    auditq_t *q = auditq_new(base, d, 200);
+    rig_t rig;
+    rig_up_nowhere(&rig, SVC_AUDIT);
+    auditq_t *q = auditq_new(rig.base, rig.d, 200);
     Kooisv__AuditOutcome outcome = KOOISV__AUDIT_OUTCOME__INIT;
-    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
-    env.request_id = "rid-lost";
-    env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME;
-    env.audit_outcome = &outcome;
+    Kooisv__Envelope env;
+    outcome_envelope(&env, &outcome, "rid-lost");
     auditq_enqueue(q, &env);
     auditq_deliver(q, &env);
-    for (int i = 0; i < 20; i++) {
-        struct timeval tv = {0, 10000};
-        event_base_loopexit(base, &tv);
-        event_base_dispatch(base);
-    }
+    for (int i = 0; i < 20; i++)
+        spin(rig.base, 10000);
     assert_int_equal(auditq_pending(q), 2); /* kept, in order, until the audit service is back */
     auditq_detach(q);
-    dispatch_destroy(&d);
+    dispatch_destroy(&rig.d);
     auditq_destroy(&q); /* logs both as lost */
-    event_base_free(base);
+    rig_down(&rig);
 }
 
 /* Every socket the gateway accepts (marketplace, admin and metrics listeners all come from

@@ -32,6 +32,16 @@ static void assert_contains(const char *text, const char *part)
         fail_msg("expected \"%s\" in:\n%s", part, text);
 }
 
+/* sql's first value (one text parameter param, or none when NULL) is want. */
+static void assert_sql_value(const char *want, const char *sql, const char *param)
+{
+    const char *p[] = {param};
+    char *v = kc_sql_value(sql, param ? 1 : 0, param ? p : NULL);
+    if (!v || strcmp(v, want) != 0)
+        fail_msg("%s [%s] = %s, want %s", sql, param ? param : "", v ? v : "(none)", want);
+    free(v);
+}
+
 /* The run id of a check's output ("..., run <id>"). Caller frees. */
 static char *run_of(const char *out)
 {
@@ -58,38 +68,27 @@ static void test_check_passes_twice(void **state)
         assert_int_equal(passes, 30);
         /* What it did is stored: the yearly debug instance active and flagged as a test, the
          * run's own order released, its tenant there. */
-        char *yearly = kc_sql_value("SELECT state FROM orders.instances WHERE order_id ="
-                                    " 'MOCKPERIODYEARNEW' AND test_flag",
-                                    0, NULL);
-        assert_non_null(yearly);
-        assert_string_equal(yearly, "active");
+        assert_sql_value("active",
+                         "SELECT state FROM orders.instances WHERE order_id ="
+                         " 'MOCKPERIODYEARNEW' AND test_flag",
+                         NULL);
         char *run = run_of(out);
         /* the usage case's record is in billing once, though it was sent twice */
         char *rec = xasprintf("%s-usage", run);
-        const char *pr[] = {rec};
-        char *nrec = kc_sql_value("SELECT count(*) FROM billing.usage_records"
-                                  " WHERE client_record_id = $1",
-                                  1, pr);
-        assert_non_null(nrec);
-        assert_string_equal(nrec, "1");
-        free(nrec);
+        assert_sql_value(
+            "1", "SELECT count(*) FROM billing.usage_records WHERE client_record_id = $1", rec);
         free(rec);
         char *order = xasprintf("CS%s", run);
         char *tenant = xasprintf("T%s", run);
-        const char *p1[] = {order};
-        char *fresh = kc_sql_value("SELECT state FROM orders.instances WHERE order_id = $1"
-                                   " AND test_flag",
-                                   1, p1);
-        assert_non_null(fresh);
-        assert_string_equal(fresh, "released");
+        assert_sql_value("released",
+                         "SELECT state FROM orders.instances WHERE order_id = $1 AND test_flag",
+                         order);
         const char *p2[] = {tenant};
         assert_int_equal(kc_sql_count("SELECT 1 FROM tenants.tenants WHERE tenant_id = $1", 1, p2),
                          1);
-        free(fresh);
         free(tenant);
         free(order);
         free(run);
-        free(yearly);
         free(out);
         free(err);
     }

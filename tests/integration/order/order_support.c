@@ -220,6 +220,17 @@ char *ot_line_of(const char *order_id)
     return xasprintf("%s-000001", order_id);
 }
 
+void ot_refresh(const char *id, const char *order, const char *scene, const char *expire)
+{
+    char *line = ot_line_of(order);
+    kresp_t r;
+    ot_expect("000000", &r, "{s:s, s:s, s:s, s:s, s:s, s:s}", "activity", "refreshInstance",
+              "instanceId", id, "orderId", order, "orderLineId", line, "scene", scene, "expireTime",
+              expire);
+    kresp_free(&r);
+    free(line);
+}
+
 char *ot_state_of(const char *id)
 {
     return ot_sql("SELECT state FROM orders.instances WHERE instance_id = $1", id, NULL);

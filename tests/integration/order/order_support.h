@@ -46,5 +46,8 @@ void ot_order_register(const char *fmt, ...) __attribute__((format(printf, 1, 2)
 /* A fresh order id the emulator answers (a yearly purchase) and its first line; caller frees. */
 char *ot_order_id(void);
 char *ot_line_of(const char *order_id);
+/* refreshInstance of id by order (its first line) with scene and expireTime expire; asserts
+ * 000000. */
+void ot_refresh(const char *id, const char *order, const char *scene, const char *expire);
 
 #endif

@@ -31,27 +31,7 @@
 #define PROVISION_WAIT_MS 20000
 #define HOOK "webhook/order"
 
-static char *saved_env;
-
-static char *env_path(void)
-{
-    return xasprintf("%s/env/order.env", suite_get("KOOISV_SUITE_DIR"));
-}
-
-static void write_env(const char *extra)
-{
-    char *dir = xasprintf("%s/env", suite_get("KOOISV_SUITE_DIR"));
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        fail_msg("mkdir %s: %s", dir, strerror(errno));
-    free(dir);
-    char *path = env_path();
-    FILE *f = fopen(path, "w");
-    if (!f)
-        fail_msg("cannot write %s", path);
-    fprintf(f, "%s\n%s", saved_env ? saved_env : "", extra);
-    fclose(f);
-    free(path);
-}
+static kc_envfile_t saved_env;
 
 static char *secret_path(void)
 {
@@ -63,9 +43,7 @@ static int group_setup(void **state)
     (void)state;
     if (suite_env_load() != 0 || !suite_get("KOOISV_SUITE_DIR"))
         return -1;
-    char *path = env_path();
-    saved_env = config_read_file(path, NULL);
-    free(path);
+    kc_envfile_save(&saved_env, "order");
     char *secret = secret_path();
     char *extra = xasprintf("KOOISV_SYNC_WEBHOOK_URL=%s/_emulator/" HOOK "\n"
                             "KOOISV_SYNC_WEBHOOK_SECRET_FILE=%s\n"
@@ -74,7 +52,7 @@ static int group_setup(void **state)
                             "KOOISV_SYNC_WEBHOOK_BACKOFF_MS=200\n",
                             suite_get("KOOISV_EMULATOR_URL"), secret, suite_get("KOOISV_CA_FILE"));
     free(secret);
-    write_env(extra);
+    kc_envfile_write(&saved_env, extra);
     free(extra);
     if (kc_suite("restart", "order") != 0)
         return -1;
@@ -93,19 +71,7 @@ static void clear_fault(void)
 static int group_teardown(void **state)
 {
     (void)state;
-    char *path = env_path();
-    if (saved_env) {
-        FILE *f = fopen(path, "w");
-        if (f) {
-            fputs(saved_env, f);
-            fclose(f);
-        }
-    } else {
-        unlink(path);
-    }
-    free(path);
-    free(saved_env);
-    saved_env = NULL;
+    kc_envfile_restore(&saved_env);
     clear_fault();
     kc_suite("restart", "order");
     ot_wait_service(15000);
@@ -136,25 +102,18 @@ static json_t *events_of(const char *id)
     return out;
 }
 
-typedef struct {
-    const char *id;
-    size_t n;
-} count_wait_t;
-
-static bool has_events(void *arg)
+static long long events_count(const void *id)
 {
-    count_wait_t *w = arg;
-    json_t *evs = events_of(w->id);
-    bool ok = json_array_size(evs) >= w->n;
+    json_t *evs = events_of(id);
+    size_t n = json_array_size(evs);
     json_decref(evs);
-    return ok;
+    return (long long)n;
 }
 
 /* Wait until n events of id arrived; returns them (caller json_decref). */
 static json_t *wait_events(const char *id, size_t n)
 {
-    count_wait_t w = {id, n};
-    if (!kc_wait(PROVISION_WAIT_MS, 100, has_events, &w)) {
+    if (!kc_wait_count(PROVISION_WAIT_MS, events_count, id, (long long)n)) {
         json_t *evs = events_of(id);
         char *text = json_dumps(evs, JSON_COMPACT);
         fail_msg("%zu events of %s arrived, want %zu: %s", json_array_size(evs), id, n, text);
@@ -162,39 +121,16 @@ static json_t *wait_events(const char *id, size_t n)
     return events_of(id);
 }
 
-static long long outbox_rows(const char *id)
+static long long outbox_rows(const void *id)
 {
     return ot_sql_num("SELECT count(*) FROM orders.outbox WHERE instance_id = $1", id, NULL);
-}
-
-typedef struct {
-    const char *id;
-    long long n;
-} rows_wait_t;
-
-static bool rows_written(void *arg)
-{
-    rows_wait_t *w = arg;
-    return outbox_rows(w->id) >= w->n;
 }
 
 /* Wait until id has n outbox rows (an event written by a background job). */
 static void wait_rows(const char *id, long long n)
 {
-    rows_wait_t w = {id, n};
-    if (!kc_wait(PROVISION_WAIT_MS, 100, rows_written, &w))
+    if (!kc_wait_count(PROVISION_WAIT_MS, outbox_rows, id, n))
         fail_msg("instance %s has %lld outbox rows, want %lld", id, outbox_rows(id), n);
-}
-
-static void refresh(const char *id, const char *order, const char *scene, const char *expire)
-{
-    char *line = ot_line_of(order);
-    kresp_t r;
-    ot_expect("000000", &r, "{s:s, s:s, s:s, s:s, s:s, s:s}", "activity", "refreshInstance",
-              "instanceId", id, "orderId", order, "orderLineId", line, "scene", scene, "expireTime",
-              expire);
-    kresp_free(&r);
-    free(line);
 }
 
 static void status(const char *id, const char *st)
@@ -261,12 +197,12 @@ static void test_lifecycle_events(void **state)
 
     status(id, "FREEZE");
     status(id, "UNFREEZE");
-    refresh(id, formal, "TRIAL_TO_FORMAL", "20300101120000");
+    ot_refresh(id, formal, "TRIAL_TO_FORMAL", "20300101120000");
     wait_rows(id, 5); /* its event follows Query Order, in the background */
     char *renewal = ot_order_id();
-    refresh(id, renewal, "RENEWAL", "20310101120000");
+    ot_refresh(id, renewal, "RENEWAL", "20310101120000");
     wait_rows(id, 6);
-    refresh(id, renewal, "UNSUBSCRIBE_RENEWAL_PERIOD", "20300601120000");
+    ot_refresh(id, renewal, "UNSUBSCRIBE_RENEWAL_PERIOD", "20300601120000");
     char *change = ot_order_id(), *change_line = ot_line_of(change);
     kresp_t r;
     ot_expect("000000", &r, "{s:s, s:s, s:s, s:s}", "activity", "upgradeInstance", "instanceId", id,

@@ -20,13 +20,8 @@
 #include "synctest.h"
 #include "xmalloc.h"
 
-static char *saved_env[2];
+static kc_envfile_t saved_env[2];
 static const char *const procs[2] = {"tenant", "app"};
-
-static char *env_path(const char *proc)
-{
-    return xasprintf("%s/env/%s.env", suite_get("KOOISV_SUITE_DIR"), proc);
-}
 
 /* The gateway reconnects to a restarted service within about a second (ZMQ_IMMEDIATE: calls
  * fail fast meanwhile): wait until a harmless call (a delete of nothing) goes through. */
@@ -77,18 +72,8 @@ static void clear_fault(void)
 /* Write original + extra into <suite>/env/<proc>.env and restart proc. */
 static void configure(const char *extra)
 {
-    char *dir = xasprintf("%s/env", suite_get("KOOISV_SUITE_DIR"));
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        fail_msg("mkdir %s: %s", dir, strerror(errno));
-    free(dir);
     for (int i = 0; i < 2; i++) {
-        char *path = env_path(procs[i]);
-        FILE *f = fopen(path, "w");
-        if (!f)
-            fail_msg("cannot write %s", path);
-        fprintf(f, "%s\n%s", saved_env[i] ? saved_env[i] : "", extra);
-        fclose(f);
-        free(path);
+        kc_envfile_write(&saved_env[i], extra);
         if (kc_suite("restart", procs[i]) != 0)
             fail_msg("suite.sh restart %s failed", procs[i]);
     }
@@ -110,30 +95,15 @@ static int group_setup(void **state)
 {
     if (suite_env_load() != 0 || !suite_get("KOOISV_SUITE_DIR"))
         return -1;
-    for (int i = 0; i < 2; i++) {
-        char *path = env_path(procs[i]);
-        saved_env[i] = config_read_file(path, NULL);
-        free(path);
-    }
+    for (int i = 0; i < 2; i++)
+        kc_envfile_save(&saved_env[i], procs[i]);
     return 0;
 }
 
 static int group_teardown(void **state)
 {
     for (int i = 0; i < 2; i++) {
-        char *path = env_path(procs[i]);
-        if (saved_env[i]) {
-            FILE *f = fopen(path, "w");
-            if (f) {
-                fputs(saved_env[i], f);
-                fclose(f);
-            }
-        } else {
-            unlink(path);
-        }
-        free(path);
-        free(saved_env[i]);
-        saved_env[i] = NULL;
+        kc_envfile_restore(&saved_env[i]);
         kc_suite("restart", procs[i]);
     }
     clear_fault();
