@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # k8s_manifests: deploy/kubernetes validated offline against the Kubernetes API schemas and
 # kooisv's rules (validate.mjs), with the validator pinned by package-lock.json and installed
-# into <build>/k8s-validate (npm ci; once). Then the same validator must refuse broken copies
+# into <build>/k8s-validate (npm ci; once); every variable a built binary's --help marks
+# [required] set in its manifest and every /run/secrets file it names mounted. Then the same validator must refuse broken copies
 # (a wrong type, a Service that is not headless, a container without probes), so that it cannot
 # pass by validating nothing. Exit 77 (skip) without node/npm or when npm cannot install.
 #   tests/kubernetes/check.sh <build dir>
@@ -24,6 +25,34 @@ if ! cmp -s "$here/package-lock.json" "$tool/.installed-lock" 2>/dev/null; then
     cp "$here/package-lock.json" "$tool/.installed-lock"
 fi
 node "$tool/validate.mjs" "$manifests" || exit 1
+
+# Every variable a process requires (its --help says [required]) is set in its manifest, as
+# itself or as its _FILE twin: a pod missing one would refuse to start on a real cluster.
+missing=0
+for p in gateway audit order tenant app billing; do
+    bin=$build/services/$p/kooisv-$p
+    [ "$p" = gateway ] && bin=$build/gateway/kooisv-gateway
+    if [ ! -x "$bin" ]; then
+        echo "k8s: FAIL: $bin is not built"
+        exit 1
+    fi
+    required=$("$bin" --help | awk '/^  KOOISV_/ {name=$1} /\[required\]$/ && name {print name; name=""}')
+    for v in $required; do
+        if ! grep -Eq "^ *- name: ${v}(_FILE)?\$" "$manifests/$p.yaml"; then
+            echo "k8s: FAIL: $p.yaml does not set $v (required by kooisv-$p)"
+            missing=1
+        fi
+    done
+    # and every secret file a variable names is mounted from the pod's Secret
+    for f in $(grep -Eo "value: /run/secrets/[A-Za-z0-9._-]+" "$manifests/$p.yaml" | sed 's|.*/||' | sort -u); do
+        if ! grep -Eq "^ *path: ${f}\$" "$manifests/$p.yaml"; then
+            echo "k8s: FAIL: $p.yaml names /run/secrets/$f but does not mount it"
+            missing=1
+        fi
+    done
+done
+[ "$missing" = 0 ] || exit 1
+echo "k8s: ok: every required variable is set in its manifest, every secret file it names mounted"
 
 bad=$(mktemp -d)
 trap 'rm -rf "$bad"' EXIT
