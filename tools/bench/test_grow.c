@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include <libpq-fe.h>
@@ -75,19 +76,58 @@ static void test_grow_twice(void **state)
                      50000);
 }
 
+/* "OK: N entries verified; ..." of kooisvctl audit verify: N, or -1. */
+static long verified_count(const char *out)
+{
+    const char *ok = out ? strstr(out, "OK: ") : NULL;
+    return ok ? strtol(ok + 4, NULL, 10) : -1;
+}
+
 static void test_grown_chain_verifies(void **state)
 {
     (void)state;
-    /* From the entry before the first grown one, so the link to the older trail is checked. */
-    char *first = kc_sql_value("SELECT seq - 1 FROM audit.intents WHERE request_id = 'grow-000000000'",
-                               0, NULL);
-    assert_non_null(first);
+    char *file = xasprintf("/tmp/kooisv-grow-checkpoint-%d", (int)getpid());
+    unlink(file);
+    /* No checkpoint yet: the whole chain, the grown entries and their link to the older trail. */
     char *out = NULL;
-    int rc = kc_ctl(&out, NULL, (const char *[]){"audit", "verify", "--from-seq", first, NULL});
-    if (rc != 0 || !out || !strstr(out, "OK: "))
-        fail_msg("audit verify --from-seq %s: exit %d: %s", first, rc, out ? out : "");
+    int rc = kc_ctl(&out, NULL, (const char *[]){"audit", "verify", "--checkpoint", file, NULL});
+    long whole = verified_count(out);
+    if (rc != 0 || whole < 100000)
+        fail_msg("audit verify --checkpoint (first): exit %d: %s", rc, out ? out : "");
     free(out);
-    free(first);
+    FILE *f = fopen(file, "r");
+    assert_non_null(f);
+    char line[128] = "";
+    assert_non_null(fgets(line, sizeof line, f));
+    fclose(f);
+    assert_non_null(strchr(line, ':'));
+    /* From the checkpoint on: only what was appended since (this test's own admin calls). */
+    rc = kc_ctl(&out, NULL, (const char *[]){"audit", "verify", "--checkpoint", file, NULL});
+    long since = verified_count(out);
+    if (rc != 0 || since < 0 || since > 100)
+        fail_msg("audit verify --checkpoint (again): exit %d: %s", rc, out ? out : "");
+    free(out);
+    /* A checkpoint whose entry no longer has the kept hash fails. */
+    long long seq = strtoll(line, NULL, 10);
+    f = fopen(file, "w");
+    assert_non_null(f);
+    fprintf(f, "%lld:%064d\n", seq, 0);
+    fclose(f);
+    rc = kc_ctl(&out, NULL, (const char *[]){"audit", "verify", "--checkpoint", file, NULL});
+    if (rc != 1 || !out || !strstr(out, "modified"))
+        fail_msg("audit verify with a wrong checkpoint: exit %d: %s", rc, out ? out : "");
+    free(out);
+    /* It is not moved on by a failed run, and it excludes the other starting points. */
+    f = fopen(file, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(line, sizeof line, f));
+    fclose(f);
+    assert_non_null(strstr(line, ":0000000000"));
+    assert_int_equal(kc_ctl(NULL, NULL, (const char *[]){"audit", "verify", "--checkpoint", file,
+                                                         "--from-seq", "2", NULL}),
+                     2);
+    unlink(file);
+    free(file);
 }
 
 /* The plan of `EXPLAIN EXECUTE stmt(params)` on conn, as one text. Caller frees. */
@@ -173,13 +213,17 @@ static void test_query_plans(void **state)
     p = plan_of(conn, "query_page", 11, newest);
     assert_indexed("the newest entries", p, "intents_pkey");
     free(p);
-    /* Verification reads the chain from a point on, a chunk at a time. */
+    /* Verification reads the chain a chunk at a time, from the start or from a point on. */
     char *mid = kc_sql_value("SELECT seq FROM audit.intents WHERE request_id = 'grow-000025000'",
                              0, NULL);
-    const char *chunk[2] = {mid, "2001"};
-    p = plan_of(conn, "verify_rows", 2, chunk);
-    assert_indexed("verify, a chunk", p, "intents_pkey");
-    assert_indexed("verify, a chunk", p, "outcomes_pkey");
+    const char *start[2] = {"1", "2001"}, *middle[2] = {mid, "2001"};
+    p = plan_of(conn, "verify_rows", 2, start);
+    assert_indexed("verify from the start", p, "intents_pkey");
+    assert_indexed("verify from the start", p, "outcomes_pkey");
+    free(p);
+    p = plan_of(conn, "verify_rows", 2, middle);
+    assert_indexed("verify from the middle", p, "intents_pkey");
+    assert_indexed("verify from the middle", p, "outcomes_pkey");
     free(p);
     free(mid);
     free(at);
