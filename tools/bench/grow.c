@@ -10,9 +10,9 @@
  * journal's advisory lock (the service's writers wait for it) and re-reads the head: the service
  * may go on appending between chunks. Request ids are grow-<index, 9 digits>; the loader
  * resumes after the highest one present and does nothing once N are there. Times: the requests
- * are spread evenly over the D days (365) that end a day before the first run, oldest first, so seq and time
- * grow together as in a real trail (entries the service wrote before the first run have smaller
- * seqs but later times). Resources: instances grow-inst-<7 digits> (I of them), tenants
+ * are spread evenly over the D days (365) that end a day before the first run, oldest first, so seq
+ * and time grow together as in a real trail (entries the service wrote before the first run have
+ * smaller seqs but later times). Resources: instances grow-inst-<7 digits> (I of them), tenants
  * grow-tenant-<6 digits> (T, 100,000), orders CSGROW<9 digits>.
  * Orders: I instances grow-inst-<7 digits> (as the order service's role, the schema's owner),
  * with their newInstance application and history (created, provisioned), created over the same
@@ -179,25 +179,24 @@ static void copy_intent(FILE *b, const entry_intent_t *e, const uint8_t prev[ENT
                         const uint8_t hash[ENTRY_HASH_LEN])
 {
     fprintf(b, "%" PRId64 "\t%s\t%s\t%" PRId64 "\t%s\t%s\t%s\t[", e->seq, e->request_id,
-                   e->trace_id, e->received_ms, e->caller_kind, e->caller_id, e->event_type);
+            e->trace_id, e->received_ms, e->caller_kind, e->caller_id, e->event_type);
     for (size_t k = 0; k < e->nresources; k++)
-        fprintf(b, "%s{\"kind\": \"%s\", \"id\": \"%s\"}", k ? ", " : "",
-                       e->resources[k].kind, e->resources[k].id);
-    fprintf(b, "]\t%s\t%s\t%s\t%" PRId64 "\t%s\t%s\t", e->source_addr,
-                   e->test_flag ? "t" : "f", e->nonce, e->nonce_ts_ms, e->reject_reason,
-                   e->reject_code);
+        fprintf(b, "%s{\"kind\": \"%s\", \"id\": \"%s\"}", k ? ", " : "", e->resources[k].kind,
+                e->resources[k].id);
+    fprintf(b, "]\t%s\t%s\t%s\t%" PRId64 "\t%s\t%s\t", e->source_addr, e->test_flag ? "t" : "f",
+            e->nonce, e->nonce_ts_ms, e->reject_reason, e->reject_code);
     copy_bytea(b, prev);
     fputc('\t', b);
     copy_bytea(b, hash);
     fputc('\n', b);
 }
 
-static void copy_outcome(FILE *b, const entry_outcome_t *e,
-                         const uint8_t prev[ENTRY_HASH_LEN], const uint8_t hash[ENTRY_HASH_LEN])
+static void copy_outcome(FILE *b, const entry_outcome_t *e, const uint8_t prev[ENTRY_HASH_LEN],
+                         const uint8_t hash[ENTRY_HASH_LEN])
 {
-    fprintf(b, "%" PRId64 "\t%s\t%" PRId64 "\t%s\t%s\t%" PRId64 "\t%" PRId64 "\t",
-                   e->seq, e->request_id, e->recorded_ms, e->result_code, e->result_msg,
-                   e->latency_us, e->http_status);
+    fprintf(b, "%" PRId64 "\t%s\t%" PRId64 "\t%s\t%s\t%" PRId64 "\t%" PRId64 "\t", e->seq,
+            e->request_id, e->recorded_ms, e->result_code, e->result_msg, e->latency_us,
+            e->http_status);
     copy_bytea(b, prev);
     fputc('\t', b);
     copy_bytea(b, hash);
@@ -219,8 +218,7 @@ static PGresult *sql(PGconn *conn, const char *q)
 static void copy_in(PGconn *conn, const char *q, const char *rows, size_t len)
 {
     PQclear(sql(conn, q));
-    if (PQputCopyData(conn, rows, (int)len) != 1 ||
-        PQputCopyEnd(conn, NULL) != 1)
+    if (PQputCopyData(conn, rows, (int)len) != 1 || PQputCopyEnd(conn, NULL) != 1)
         die("COPY: %s", PQerrorMessage(conn));
     PGresult *r = PQgetResult(conn);
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
@@ -261,11 +259,12 @@ static void grow_chunk(grow_t *g, const grow_args_t *a, int64_t from, int64_t to
 {
     PQclear(sql(g->conn, "BEGIN"));
     PQclear(sql(g->conn, GROW_LOCK));
-    PGresult *r = sql(g->conn, "SELECT seq, encode(hash, 'hex') FROM ("
-                               " (SELECT seq, hash FROM audit.intents ORDER BY seq DESC LIMIT 1)"
-                               " UNION ALL"
-                               " (SELECT seq, hash FROM audit.outcomes ORDER BY seq DESC LIMIT 1)) h"
-                               " ORDER BY seq DESC LIMIT 1");
+    PGresult *r =
+        sql(g->conn, "SELECT seq, encode(hash, 'hex') FROM ("
+                     " (SELECT seq, hash FROM audit.intents ORDER BY seq DESC LIMIT 1)"
+                     " UNION ALL"
+                     " (SELECT seq, hash FROM audit.outcomes ORDER BY seq DESC LIMIT 1)) h"
+                     " ORDER BY seq DESC LIMIT 1");
     int64_t head = 0;
     uint8_t prev[ENTRY_HASH_LEN] = {0}, hash[ENTRY_HASH_LEN];
     if (PQntuples(r) == 1) {
@@ -310,33 +309,34 @@ static void grow_chunk(grow_t *g, const grow_args_t *a, int64_t from, int64_t to
 /* ---------------------------------------------------------------- orders */
 
 /* Instances [$1, $2) with their application and history; existing ones are left alone. */
-#define GROW_ORDERS_SQL                                                                          \
-    "WITH g AS (SELECT n, 'grow-inst-' || lpad(n::text, 7, '0') AS id,"                           \
-    "  'CSGROW' || lpad(n::text, 9, '0') AS order_id,"                                            \
+#define GROW_ORDERS_SQL                                                                            \
+    "WITH g AS (SELECT n, 'grow-inst-' || lpad(n::text, 7, '0') AS id,"                            \
+    "  'CSGROW' || lpad(n::text, 9, '0') AS order_id,"                                             \
     "  now() - make_interval(secs => ($3::bigint - n) * $4::double precision / $3::bigint) AS at"  \
-    "  FROM generate_series($1::bigint, $2::bigint - 1) n),"                                      \
+    "  FROM generate_series($1::bigint, $2::bigint - 1) n),"                                       \
     " ins AS (INSERT INTO orders.instances (instance_id, order_id, order_line_id, business_id,"    \
-    "  test_flag, state, order_type, charging_mode, period_type, period_number, product_id,"      \
-    "  sku_code, amount, trial, expire_time, front_end_url, admin_url, provisioned_at,"           \
-    "  created_request_id, created_at, updated_at, released_at)"                                  \
-    "  SELECT id, order_id, order_id || '-1', 'grow-biz-' || n, n % 50 = 3,"                      \
-    "   CASE WHEN n % 20 = 0 THEN 'released' WHEN n % 97 = 1 THEN 'frozen' ELSE 'active' END,"   \
-    "   'NEW', CASE WHEN n % 10 = 0 THEN '3' ELSE '0' END, 'month', 1 + (n % 12)::int,"          \
-    "   'grow-product-' || n % 20, 'grow-sku-' || n % 60, (10 + n % 90)::text || '.00',"          \
-    "   n % 25 = 0, at + make_interval(months => 1 + (n % 12)::int),"                             \
-    "   'https://app.example.com/t/' || id, 'https://app.example.com/admin/' || id,"              \
-    "   at + interval '3 seconds', 'grow-' || lpad(n::text, 9, '0'), at, at,"                     \
-    "   CASE WHEN n % 20 = 0 THEN at + interval '30 days' END"                                    \
-    "  FROM g ON CONFLICT DO NOTHING RETURNING instance_id, order_id, created_at, state),"       \
-    " app AS (INSERT INTO orders.order_applications (instance_id, activity, order_id,"            \
-    "  order_line_id, request_id, applied_at)"                                                    \
-    "  SELECT instance_id, 'newInstance', order_id, order_id || '-1', 'grow', created_at FROM ins)," \
+    "  test_flag, state, order_type, charging_mode, period_type, period_number, product_id,"       \
+    "  sku_code, amount, trial, expire_time, front_end_url, admin_url, provisioned_at,"            \
+    "  created_request_id, created_at, updated_at, released_at)"                                   \
+    "  SELECT id, order_id, order_id || '-1', 'grow-biz-' || n, n % 50 = 3,"                       \
+    "   CASE WHEN n % 20 = 0 THEN 'released' WHEN n % 97 = 1 THEN 'frozen' ELSE 'active' END,"     \
+    "   'NEW', CASE WHEN n % 10 = 0 THEN '3' ELSE '0' END, 'month', 1 + (n % 12)::int,"            \
+    "   'grow-product-' || n % 20, 'grow-sku-' || n % 60, (10 + n % 90)::text || '.00',"           \
+    "   n % 25 = 0, at + make_interval(months => 1 + (n % 12)::int),"                              \
+    "   'https://app.example.com/t/' || id, 'https://app.example.com/admin/' || id,"               \
+    "   at + interval '3 seconds', 'grow-' || lpad(n::text, 9, '0'), at, at,"                      \
+    "   CASE WHEN n % 20 = 0 THEN at + interval '30 days' END"                                     \
+    "  FROM g ON CONFLICT DO NOTHING RETURNING instance_id, order_id, created_at, state),"         \
+    " app AS (INSERT INTO orders.order_applications (instance_id, activity, order_id,"             \
+    "  order_line_id, request_id, applied_at)"                                                     \
+    "  SELECT instance_id, 'newInstance', order_id, order_id || '-1', 'grow', created_at FROM "    \
+    "ins),"                                                                                        \
     " hist AS (INSERT INTO orders.instance_history (instance_id, at, event, from_state, to_state," \
-    "  order_id, request_id)"                                                                     \
-    "  SELECT instance_id, created_at, 'created', NULL, 'provisioning', order_id, 'grow' FROM ins"  \
-    "  UNION ALL"                                                                                 \
-    "  SELECT instance_id, created_at + interval '3 seconds', 'provisioned', 'provisioning',"     \
-    "   'active', order_id, 'grow' FROM ins)"                                                     \
+    "  order_id, request_id)"                                                                      \
+    "  SELECT instance_id, created_at, 'created', NULL, 'provisioning', order_id, 'grow' FROM ins" \
+    "  UNION ALL"                                                                                  \
+    "  SELECT instance_id, created_at + interval '3 seconds', 'provisioned', 'provisioning',"      \
+    "   'active', order_id, 'grow' FROM ins)"                                                      \
     " SELECT count(*) FROM ins"
 
 static void grow_orders(const grow_args_t *a)

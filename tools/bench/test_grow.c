@@ -123,9 +123,10 @@ static void test_grown_chain_verifies(void **state)
     assert_non_null(fgets(line, sizeof line, f));
     fclose(f);
     assert_non_null(strstr(line, ":0000000000"));
-    assert_int_equal(kc_ctl(NULL, NULL, (const char *[]){"audit", "verify", "--checkpoint", file,
-                                                         "--from-seq", "2", NULL}),
-                     2);
+    assert_int_equal(
+        kc_ctl(NULL, NULL,
+               (const char *[]){"audit", "verify", "--checkpoint", file, "--from-seq", "2", NULL}),
+        2);
     unlink(file);
     free(file);
 }
@@ -186,7 +187,8 @@ static void test_query_plans(void **state)
     (void)state;
     PGconn *conn = reader_connect();
     char *at = kc_sql_value("SELECT received_ms FROM audit.intents"
-                            " WHERE request_id = 'grow-000025000'", 0, NULL);
+                            " WHERE request_id = 'grow-000025000'",
+                            0, NULL);
     assert_non_null(at);
     long long hour = strtoll(at, NULL, 10) / HOUR_MS * HOUR_MS;
     char from[24], to[24];
@@ -194,13 +196,13 @@ static void test_query_plans(void **state)
     snprintf(to, sizeof to, "%lld", hour + HOUR_MS);
     /* $1 from $2 to $3 event $4 resource $5 caller $6 source $7 result $8 request $9 cursor
      * $10 excluded events $11 limit (query.c) */
-    const char *resource[11] = {NULL, NULL, NULL, "grow-inst-0000042", NULL, NULL,
-                                NULL, NULL, NULL, "[]", "101"};
+    const char *resource[11] = {NULL, NULL, NULL, "grow-inst-0000042", NULL, NULL, NULL, NULL,
+                                NULL, "[]", "101"};
     const char *one_hour[11] = {from, to, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "[]", "101"};
     const char *newest[11] = {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "[]", "21"};
     /* The second page of a resource, as kooisvctl --before asks for it. */
-    const char *resource_before[11] = {NULL, NULL, NULL, "grow-tenant-000042", NULL, NULL,
-                                       NULL, NULL, "1000000", "[]", "101"};
+    const char *resource_before[11] = {
+        NULL, NULL, NULL, "grow-tenant-000042", NULL, NULL, NULL, NULL, "1000000", "[]", "101"};
     char *p = plan_of(conn, "query_page", 11, resource);
     assert_indexed("one resource", p, "intents_resources");
     free(p);
@@ -214,8 +216,8 @@ static void test_query_plans(void **state)
     assert_indexed("the newest entries", p, "intents_pkey");
     free(p);
     /* Verification reads the chain a chunk at a time, from the start or from a point on. */
-    char *mid = kc_sql_value("SELECT seq FROM audit.intents WHERE request_id = 'grow-000025000'",
-                             0, NULL);
+    char *mid =
+        kc_sql_value("SELECT seq FROM audit.intents WHERE request_id = 'grow-000025000'", 0, NULL);
     const char *start[2] = {"1", "2001"}, *middle[2] = {mid, "2001"};
     p = plan_of(conn, "verify_rows", 2, start);
     assert_indexed("verify from the start", p, "intents_pkey");
