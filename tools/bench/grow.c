@@ -432,10 +432,13 @@ static void grow_audit(const grow_args_t *a)
     if (!dsn)
         die("cannot read %s", a->audit_owner_dsn_file);
     dsn[strcspn(dsn, "\r\n")] = '\0';
-    PGconn *owner = pg_connect(dsn, "kooisv-grow", 10);
+    PGconn *owner = pg_connect(dsn, "kooisv-grow", 0);
     free(dsn);
-    if (!owner)
-        die("cannot connect as the audit schema's owner");
+    if (!owner) {
+        /* The owner may log in only while migrating (the local runner's NOLOGIN default). */
+        printf("audit: no VACUUM ANALYZE (the schema's owner cannot log in): autovacuum's turn\n");
+        return;
+    }
     int64_t t0 = time_mono_us();
     PQclear(sql(owner, "VACUUM ANALYZE audit.intents, audit.outcomes"));
     printf("audit: VACUUM ANALYZE %.1f s\n", (double)(time_mono_us() - t0) / 1e6);
