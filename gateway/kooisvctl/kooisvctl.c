@@ -371,8 +371,10 @@ static int run_audit_tail(const cmd_t *c, args_t *a)
     }
 }
 
-/* Verify from `from` (NULL: the genesis) against a kept head (NULL: none), following next_seq. */
-static int audit_verify_walk(const cmd_t *c, args_t *a, const char *from, const char *head)
+/* Verify from `from` (NULL: the genesis) against a kept head (NULL: none), following next_seq.
+ * On success the verified head goes to reached (SEQ:HASH, when not NULL). */
+static int audit_verify_walk(const cmd_t *c, args_t *a, const char *from, const char *head,
+                             char reached[90])
 {
     long long checked = 0;
     char next[24];
@@ -401,6 +403,10 @@ static int audit_verify_walk(const cmd_t *c, args_t *a, const char *from, const 
             printf("OK: %lld entries verified; head seq %lld hash %s\n", checked,
                    (long long)json_integer_value(json_object_get(doc, "head_seq")),
                    str(doc, "head_hash"));
+            if (reached)
+                snprintf(reached, 90, "%lld:%s",
+                         (long long)json_integer_value(json_object_get(doc, "head_seq")),
+                         str(doc, "head_hash"));
             json_decref(doc);
             return 0;
         }
@@ -410,15 +416,61 @@ static int audit_verify_walk(const cmd_t *c, args_t *a, const char *from, const 
     }
 }
 
+/* --checkpoint FILE: verify only what was appended since the head FILE holds (SEQ:HASH, written
+ * by the last successful run), checking that entry still has that hash; then move FILE on to the
+ * new head. Without FILE (the first run) the whole chain is walked. */
+static int audit_verify_checkpoint(const cmd_t *c, args_t *a, const char *file)
+{
+    char *kept = access(file, F_OK) == 0 ? config_read_file(file, NULL) : NULL;
+    if (access(file, F_OK) == 0 && !kept) {
+        fprintf(stderr, "kooisvctl: cannot read %s\n", file);
+        return EXIT_USAGE;
+    }
+    char from[24] = "1", reached[90] = "";
+    if (kept) {
+        kept[strcspn(kept, "\r\n")] = '\0';
+        char *end;
+        long long seq = strtoll(kept, &end, 10);
+        if (seq < 1 || *end != ':') {
+            fprintf(stderr, "kooisvctl: %s holds no SEQ:HASH\n", file);
+            free(kept);
+            return EXIT_USAGE;
+        }
+        snprintf(from, sizeof from, "%lld", seq + 1);
+    }
+    int rc = audit_verify_walk(c, a, from, kept, reached);
+    free(kept);
+    /* An empty chain has no head to keep yet. */
+    if (rc != 0 || !*reached || reached[strlen(reached) - 1] == ':')
+        return rc;
+    char *tmp = xasprintf("%s.tmp", file);
+    FILE *f = fopen(tmp, "w");
+    bool ok = f && fprintf(f, "%s\n", reached) > 0;
+    ok = f && fclose(f) == 0 && ok && rename(tmp, file) == 0;
+    if (!ok) {
+        fprintf(stderr, "kooisvctl: cannot write %s\n", file);
+        unlink(tmp);
+    }
+    free(tmp);
+    return ok ? 0 : EXIT_FAILED;
+}
+
 static int run_audit_verify(const cmd_t *c, args_t *a)
 {
     const char *from = opt_value(c, a, "--from-seq");
     const char *head = opt_value(c, a, "--head"), *head_file = opt_value(c, a, "--head-file");
+    const char *checkpoint = opt_value(c, a, "--checkpoint");
     char *head_text = NULL;
     if (head && head_file) {
         fprintf(stderr, "kooisvctl: --head and --head-file exclude each other\n");
         return EXIT_USAGE;
     }
+    if (checkpoint && (from || head || head_file)) {
+        fprintf(stderr, "kooisvctl: --checkpoint excludes --from-seq, --head and --head-file\n");
+        return EXIT_USAGE;
+    }
+    if (checkpoint)
+        return audit_verify_checkpoint(c, a, checkpoint);
     if (head_file) {
         head_text = config_read_file(head_file, NULL);
         if (!head_text) {
@@ -428,7 +480,7 @@ static int run_audit_verify(const cmd_t *c, args_t *a)
         head_text[strcspn(head_text, "\r\n")] = '\0';
         head = head_text;
     }
-    int rc = audit_verify_walk(c, a, from, head);
+    int rc = audit_verify_walk(c, a, from, head, NULL);
     free(head_text);
     return rc;
 }
@@ -771,6 +823,9 @@ static const opt_t verify_opts[] = {
     {"--head", NULL, true,
      "SEQ:HASH, a chain head kept outside the database: missing = truncated, other = rewritten"},
     {"--head-file", NULL, true, "read SEQ:HASH from this file (a copy of the audit head file)"},
+    {"--checkpoint", NULL, true,
+     "FILE: verify only what follows the head FILE holds (checking its hash), then move FILE to "
+     "the new head (no FILE yet: the whole chain)"},
     {"--json", NULL, false, "also print each JSON answer"},
     {NULL, NULL, false, NULL},
 };
