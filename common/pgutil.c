@@ -98,9 +98,15 @@ bool pg_conn_alive(PGconn *conn)
     if (pfd.fd < 0)
         return false;
     /* An idle connection has nothing to read unless the server said something on its own: a
-     * notification (kept for PQnotifies), or its farewell before closing. */
-    if (poll(&pfd, 1, 0) > 0 && !PQconsumeInput(conn))
-        return false;
+     * notification (kept for PQnotifies), or its farewell before closing. PQconsumeInput reads
+     * what is there and stops: a farewell ("terminating connection due to administrator
+     * command") comes first, its end of file on the next read. So read until nothing is left. */
+    for (int i = 0; i < 16 && poll(&pfd, 1, 0) > 0; i++) {
+        if (pfd.revents & (POLLERR | POLLHUP | POLLNVAL))
+            return false;
+        if (!PQconsumeInput(conn))
+            return false;
+    }
     return PQstatus(conn) == CONNECTION_OK;
 }
 

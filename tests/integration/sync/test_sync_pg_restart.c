@@ -2,7 +2,8 @@
  * before the restart, now dead; the first kit calls after it must still succeed (pgutil's
  * sessions notice the dead connection and its transaction runner reconnects and reruns once)
  * instead of answering 000005 until a connection happens to be replaced. The gateway's audit
- * intent and outcome of each call take the same way through the audit service. */
+ * intent and outcome of each call take the same way through the audit service; the audit
+ * service's reading connections (queries of the trail) notice theirs before they are used. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -38,6 +39,16 @@ static char *app_client_id(const char *inst, const char *tenant)
                     2, p);
 }
 
+/* An audit query through the admin API: its HTTP status. */
+static int audit_query_status(void)
+{
+    kresp_t r;
+    kc_admin("GET", "/v1/audit?limit=5", suite_get("KOOISV_AUDITOR_TOKEN"), NULL, &r);
+    int status = r.status;
+    kresp_free(&r);
+    return status;
+}
+
 static void test_sync_right_after_pg_restart(void **state)
 {
     (void)state;
@@ -48,8 +59,15 @@ static void test_sync_right_after_pg_restart(void **state)
     assert_kit(a, "000000", NULL);
     a = kit_call("applicationSync", APP_FMT, inst, tenant, "client-before", secret, 1);
     assert_kit(a, "000000", NULL);
+    /* The audit service's reading connections too: several in use at once, then idle. */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(audit_query_status(), 200);
 
     assert_int_equal(kc_suite("pg-restart", NULL), 0);
+
+    /* The first queries of the trail after the restart are answered, not 502. */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(audit_query_status(), 200);
 
     /* The very first calls after the restart: no 000005, and the change is stored. */
     a = kit_call("tenantSync", TENANT_FMT, inst, inst, tenant, "after", 2);
