@@ -64,6 +64,10 @@ has() { printf '%s\n' "$records" | awk -F'\t' -v s="$1" '$1 == s { print $2 }' |
 anchor=$(awk '/^x-kooisv-service:/ { on = 1; next } /^[^ ]/ { on = 0 } on' "$compose")
 anchored() { has "$1" '<<: \*kooisv-service' && printf '%s\n' "$anchor" | grep -Eq -- "$2"; }
 
+# One file for Compose v1 (1.29, Debian 12's: without a version: key it validates the file
+# against the Compose Specification's schema in step 1) and v2, which reads that specification
+# and warns that version: is obsolete.
+grep -Eq '^version:' "$compose" && fail "a top-level version: key (the Compose Specification has none)"
 grep -Eq '^[^#]*container_name:' "$compose" && fail "container_name is set (breaks docker compose --scale)"
 grep -Eq '^[^#]*privileged: *true' "$compose" && fail "a service is privileged"
 grep -Eq '^[^#]*network_mode: *"?host' "$compose" && fail "a service uses host networking"
