@@ -29,7 +29,8 @@
 set -uo pipefail
 build=${1:?usage: run.sh <build dir>}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-say() { printf '[deploy] %s\n' "$*"; }
+t_start=$(date +%s)
+say() { printf '[deploy] %4ds %s\n' "$(($(date +%s) - t_start))" "$*"; }
 die() {
     say "FAIL: $*"
     if [ "${stack_started:-0}" = 1 ]; then
@@ -242,6 +243,12 @@ read -r no_audit bad_new bad_renew bad_tenant <<<"$bad"
 [ "$bad_new$bad_renew$bad_tenant" = 000 ] ||
     die "acknowledged calls not stored exactly once: $bad_new orders, $bad_renew renewals, $bad_tenant tenants"
 say "rolling restart: all $calls calls answered 000000 ($retried after a retry), each in the audit trail, each order, renewal and tenant stored once"
+# The two audit replicas share the chain head's folder (a volume): neither may fail to write it.
+head_errors=$(dc logs --no-color audit 2>&1 | grep -c 'audit chain head: cannot write')
+[ "$head_errors" = 0 ] || die "an audit replica could not write the chain head file: $(dc logs --no-color audit 2>&1 | grep -m1 'cannot write')"
+head=$(dc exec -T audit cat /var/lib/kooisv/audit/head 2>/dev/null | tr -d '\r')
+[[ $head =~ ^[0-9]+:[0-9a-f]{64}$ ]] || die "the audit chain head file holds '$head'"
+say "the audit replicas wrote the chain head ($head) without an error"
 
 # ---- MONITORING: Prometheus (profile monitoring) scrapes every gateway and has the rules ----
 # Its API over bash's /dev/tcp inside its container (the image has no curl; backend network only).
