@@ -904,7 +904,7 @@ static char *json_string_of(const char *body, const char *key)
 
 /* Create n instances through newInstance and wait until each is provisioned (its queryInstance
  * shows appInfo), so that queryInstance reads what a real one does. */
-static void pool_make(int n)
+static void pool_make(int n, int retries)
 {
     conn_t *c = xcalloc(1, sizeof *c);
     char req[4096];
@@ -913,14 +913,24 @@ static void pool_make(int n)
         fprintf(stderr, "kooisv-bench: cannot connect to %s:%s\n", g.host, g.port);
         exit(1);
     }
-    for (int i = 0; i < n; i++) {
-        int status;
-        char code[16];
-        bool keep;
+    for (int i = 0, attempt = 0; i < n; i++) {
+        int status = 0;
+        char code[16] = "";
+        bool keep = false;
         size_t len = make_request(W_NEW, req, sizeof req, 99, (unsigned long)i, NULL);
         char *id = NULL;
         if (conn_call(c, req, len, &status, code, &keep) == 0 && strcmp(code, "000000") == 0)
             id = json_string_of(strstr(c->buf, "\r\n\r\n") + 4, "instanceId");
+        if (!id && strcmp(code, "000005") == 0 && attempt++ < retries) { /* --retry: same order */
+            usleep(1000000);
+            if (!keep) {
+                conn_close(c);
+                conn_open(c);
+            }
+            i--;
+            continue;
+        }
+        attempt = 0;
         if (!id) {
             fprintf(stderr, "kooisv-bench: newInstance of the pool failed (HTTP %d, %s)\n", status,
                     code);
@@ -1106,7 +1116,7 @@ int main(int argc, char **argv)
     resolve(g.host, g.port);
     int pool_n = table ? 64 : one.conns < 64 ? one.conns : 64;
     if (table || one.workload == W_QUERY || one.workload == W_REFRESH || one.workload == W_MIX)
-        pool_make(pool_n);
+        pool_make(pool_n, one.retries);
     settle();
 
     /* nginx's rates: keep-alive and new connections, as many connections as the kooisv runs */
