@@ -58,6 +58,7 @@ typedef struct gw_worker {
     struct event *drain_timer;
     struct event *summary_timer; /* records srclimit's summaries of unrecorded refusals */
     int inflight;                /* requests of this thread not yet answered */
+    int open_conns;              /* client connections of this thread (its own thread counts) */
     bool stopping;
     int64_t stop_started_us;
 } gw_worker_t;
@@ -67,8 +68,9 @@ typedef struct gw_worker {
 /* Create gw.threads workers listening on gw.listen and start their threads. Returns 0, or -1
  * (logged) if any listener could not be set up. */
 int server_start(void);
-/* Stop accepting, let requests in flight finish (bounded), flush audit queues (bounded), and
- * join every worker. */
+/* Stop accepting, let requests in flight finish (bounded), keep open connections for up to
+ * GW_STOP_LINGER_MS so that a keep-alive client's next call is answered (with Connection: close)
+ * rather than cut, flush audit queues (bounded), and join every worker. */
 void server_stop(void);
 /* The request's complete request has arrived: stop the connection's stall timer. */
 void server_request_begin(struct evhttp_request *req);

@@ -19,6 +19,12 @@
 
 gw_settings_t gw;
 
+/* After SIGTERM a worker keeps its open connections this long at most (the listener is closed
+ * already): a keep-alive client sending its next call meanwhile gets an answer with Connection:
+ * close and reconnects, through the balancer, to another gateway. Longer than a busy client's
+ * pause between calls; what stays idle that long is closed, as an idle connection may be. */
+#define GW_STOP_LINGER_MS 2000
+
 static gw_worker_t *workers;
 static int n_workers;
 static atomic_long open_connections;
@@ -41,6 +47,7 @@ static void conn_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, l
     conn_t *c = ptr;
     if (!c)
         return;
+    c->worker->open_conns--;
     if (c->counted) {
         atomic_fetch_sub(&open_connections, 1);
         metrics_connections_add(-1);
@@ -110,6 +117,7 @@ static struct bufferevent *on_new_connection(struct event_base *base, void *arg)
     }
     conn_t *c = xcalloc(1, sizeof *c);
     c->worker = w;
+    w->open_conns++;
     long n = atomic_fetch_add(&open_connections, 1) + 1;
     if (n > gw.max_connections || w->stopping) {
         atomic_fetch_sub(&open_connections, 1);
@@ -140,8 +148,10 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
     int64_t waited_ms = (time_mono_us() - w->stop_started_us) / 1000;
     bool idle = w->inflight == 0;
     bool flushed = !w->auditq || auditq_pending(w->auditq) == 0;
+    bool lingered = w->open_conns == 0 || waited_ms >= GW_STOP_LINGER_MS;
     /* Requests get their deadline; audit records a little longer to reach the audit service. */
-    if ((idle && flushed) || (idle && waited_ms > 3000) || waited_ms > gw.deadline_ms + 3000)
+    if ((idle && flushed && lingered) || (idle && waited_ms > 3000) ||
+        waited_ms > gw.deadline_ms + 3000)
         event_base_loopbreak(w->base);
 }
 

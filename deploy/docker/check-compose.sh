@@ -66,6 +66,10 @@ has() { printf '%s\n' "$records" | awk -F'\t' -v s="$1" '$1 == s { print $2 }' |
 anchor=$(awk '/^x-kooisv-service:/ { on = 1; next } /^[^ ]/ { on = 0 } on' "$compose")
 anchored() { has "$1" '<<: \*kooisv-service' && printf '%s\n' "$anchor" | grep -E -- "$2" >/dev/null; }
 
+# One file for Compose v1 (1.29, Debian 12's: without a version: key it validates the file
+# against the Compose Specification's schema in step 1) and v2, which reads that specification
+# and warns that version: is obsolete.
+grep -Eq '^version:' "$compose" && fail "a top-level version: key (the Compose Specification has none)"
 grep -Eq '^[^#]*container_name:' "$compose" && fail "container_name is set (breaks docker compose --scale)"
 grep -Eq '^[^#]*privileged: *true' "$compose" && fail "a service is privileged"
 grep -Eq '^[^#]*network_mode: *"?host' "$compose" && fail "a service uses host networking"
@@ -129,7 +133,7 @@ has gateway 'networks: \[edge, backend\]' || fail "gateway is not on the edge an
 haproxy_cfg=$here/haproxy.cfg
 if [ -f "$haproxy_cfg" ]; then
     for b in gateway:8443 gateway:8444; do
-        grep -E "^ +server-template .* $b .*send-proxy-v2" "$haproxy_cfg" | grep -q 'check port 9100' ||
+        grep -E "^ +server-template .* $b .*send-proxy-v2" "$haproxy_cfg" | grep 'check port 9100' >/dev/null ||
             fail "haproxy.cfg: $b without send-proxy-v2 and a check of /readyz on 9100"
     done
     if command -v haproxy >/dev/null; then
@@ -160,7 +164,7 @@ if [ -f "$dockerfile" ]; then
     [ -z "$dup" ] || fail "Dockerfile: stage name(s) used twice: $(echo $dup)"
     # Debian's packages that create a system user refuse a name a non-system (uid > 999) user holds.
     sed -e ':a' -e '/\\$/N; s/\\\n//; ta' "$dockerfile" | sed 's/&&/\n/g' |
-        grep -Eq '(useradd|groupadd) .*--(u|g)id 1[0-9]{4} .* (prometheus|postgres|haproxy) *\\? *$' &&
+        grep -E '(useradd|groupadd) .*--(u|g)id 1[0-9]{4} .* (prometheus|postgres|haproxy) *\\? *$' >/dev/null &&
         fail "Dockerfile: a uid >= 10000 user named like a package's system user (its postinst exits 1)"
     grep -Eiq '^(COPY|ADD) .*secrets' "$dockerfile" && fail "Dockerfile copies a secrets folder into an image"
     grep -Eq '^ENV .*(PASSWORD|_KEY|_SK|DSN)=' "$dockerfile" && fail "Dockerfile sets a secret in ENV"

@@ -337,14 +337,18 @@ bad_row:
 }
 
 /* The committed head into the head file (a copy for operators to keep outside the database):
- * written to a temporary file beside it and renamed, so a reader never sees half a line. */
+ * written to a temporary file beside it and renamed, so a reader never sees half a line. The
+ * temporary file is this process's own (host name and pid): replicas sharing the folder (the
+ * compose file's volume) must not rename each other's file away. */
 static void head_publish(journal_t *self, int64_t seq, const uint8_t hash[ENTRY_HASH_LEN])
 {
     const char *path = self->cfg.head_file;
     if (!path || !*path || seq <= 0)
         return;
-    char tmp[4096], hex[2 * ENTRY_HASH_LEN + 1];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+    char tmp[4096], hex[2 * ENTRY_HASH_LEN + 1], host[65] = "";
+    if (gethostname(host, sizeof host - 1) != 0)
+        host[0] = '\0';
+    if (snprintf(tmp, sizeof tmp, "%s.%s-%ld.tmp", path, host, (long)getpid()) >= (int)sizeof tmp)
         return;
     FILE *f = fopen(tmp, "w");
     bool ok =

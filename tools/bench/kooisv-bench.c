@@ -10,7 +10,13 @@
  * start, so that a stall is not hidden). It prints calls/s, latency percentiles, the answers by
  * result code and the CPU time per call of every kooisv process and of PostgreSQL (from /proc,
  * before and after: steadier than throughput on a shared machine), and each rate as a ratio of
- * nginx's rate over the same kind of connections. */
+ * nginx's rate over the same kind of connections.
+ *
+ *   kooisv-bench --workload mix --rate 20 --conns 4 --seconds 3600 --no-nginx --log calls.log
+ *
+ * runs until SIGINT/SIGTERM (then prints its result as at the end of --seconds) and writes one
+ * line per call to the log: answer, call, nonce, id (what the deploy test checks a rolling
+ * restart against: every call answered 000000 is in the audit trail and stored once). */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -60,6 +66,7 @@ typedef struct {
     double seconds;
     double rate;  /* calls/s in total, 0 = as fast as possible */
     bool newconn; /* a new TLS connection per call */
+    int retries;  /* times an answer 000005 is retried (--retry) */
 } run_spec_t;
 
 typedef struct {
@@ -86,7 +93,25 @@ static struct {
     char run_id[9]; /* makes this run's order, tenant and nonce values unique */
     char **pool;    /* provisioned instance ids */
     int npool;
+    FILE *log; /* --log: one line per call */
 } g;
+
+/* SIGINT/SIGTERM: the workers stop after the call they are in, and the run is reported. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+/* What one call was, for --log: the call's name, its nonce and the id it is about (orderId of
+ * newInstance and refreshInstance, tenantId of tenantSync, instanceId of queryInstance). */
+typedef struct {
+    const char *call;
+    char nonce[40];
+    char id[64];
+} call_info_t;
 
 /* ---- settings from the env file ---------------------------------------------------------- */
 
@@ -279,12 +304,14 @@ static void fresh_ts_nonce(char ts[24], char nonce[40], int worker, unsigned lon
 
 /* A signed POST of body (canonical JSON already) into out; its length. SIGV2_BASIC: to the
  * basic interface, signed in the query string; SIGV2_KIT: to <path>/produceAPI/v2/<name>, signed
- * in x- headers. */
+ * in x- headers. The nonce goes to info when given. */
 static size_t signed_request(char *out, size_t cap, sigv2_kind_t kind, const char *name,
-                             const char *body, int worker, unsigned long n)
+                             const char *body, int worker, unsigned long n, call_info_t *info)
 {
     char ts[24], nonce[40], sig[65];
     fresh_ts_nonce(ts, nonce, worker, n);
+    if (info)
+        snprintf(info->nonce, sizeof info->nonce, "%s", nonce);
     size_t blen = strlen(body);
     sigv2_sign(kind, kind == SIGV2_KIT ? g.kit_key : g.basic_key, nonce, ts, body, blen, sig);
     int k = kind == SIGV2_KIT
@@ -303,10 +330,15 @@ static size_t signed_request(char *out, size_t cap, sigv2_kind_t kind, const cha
 }
 
 /* The workload's n-th call of worker into out (for the mix: 60 % queryInstance, 15 %
- * newInstance, 10 % refreshInstance, 15 % tenantSync); its length. */
-static size_t make_request(workload_t w, char *out, size_t cap, int worker, unsigned long n)
+ * newInstance, 10 % refreshInstance, 15 % tenantSync); its length. What it is goes to info
+ * when given. */
+static size_t make_request(workload_t w, char *out, size_t cap, int worker, unsigned long n,
+                           call_info_t *info)
 {
     char body[512], id[64];
+    call_info_t scratch;
+    if (!info)
+        info = &scratch;
     if (w == W_MIX) {
         unsigned k = (unsigned)((n * 7 + (unsigned long)worker) % 20);
         w = k < 12 ? W_QUERY : k < 15 ? W_NEW : k < 17 ? W_REFRESH : W_TENANT;
@@ -316,14 +348,18 @@ static size_t make_request(workload_t w, char *out, size_t cap, int worker, unsi
     case W_NGINX:
     case W_QUERY:
         snprintf(body, sizeof body, "{\"activity\":\"queryInstance\",\"instanceId\":\"%s\"}", inst);
-        return signed_request(out, cap, SIGV2_BASIC, NULL, body, worker, n);
+        info->call = "queryInstance";
+        snprintf(info->id, sizeof info->id, "%s", inst);
+        return signed_request(out, cap, SIGV2_BASIC, NULL, body, worker, n, info);
     case W_NEW:
         uid(id, sizeof id, "CSB", worker, n);
         snprintf(body, sizeof body,
                  "{\"activity\":\"newInstance\",\"businessId\":\"B-%s\",\"orderId\":\"%s\","
                  "\"orderLineId\":\"%s-000001\"}",
                  id, id, id);
-        return signed_request(out, cap, SIGV2_BASIC, NULL, body, worker, n);
+        info->call = "newInstance";
+        snprintf(info->id, sizeof info->id, "%s", id);
+        return signed_request(out, cap, SIGV2_BASIC, NULL, body, worker, n, info);
     case W_REFRESH:
         /* one instance per worker: renewals of one instance wait for each other's row lock */
         uid(id, sizeof id, "CSR", worker, n);
@@ -332,7 +368,9 @@ static size_t make_request(workload_t w, char *out, size_t cap, int worker, unsi
                  "\"instanceId\":\"%s\",\"orderId\":\"%s\",\"orderLineId\":\"%s-000001\","
                  "\"scene\":\"RENEWAL\"}",
                  g.npool ? g.pool[worker % g.npool] : "x", id, id);
-        return signed_request(out, cap, SIGV2_BASIC, NULL, body, worker, n);
+        info->call = "refreshInstance";
+        snprintf(info->id, sizeof info->id, "%s", id);
+        return signed_request(out, cap, SIGV2_BASIC, NULL, body, worker, n, info);
     case W_TENANT: {
         uid(id, sizeof id, "BT", worker, n);
         char stamp[15];
@@ -343,7 +381,9 @@ static size_t make_request(workload_t w, char *out, size_t cap, int worker, unsi
                  "\"name\":\"Bench\",\"orderId\":\"\",\"tenantCode\":\"c\",\"tenantId\":\"%s\","
                  "\"testFlag\":0,\"timeStamp\":\"%s%03d\"}",
                  g.run_id, id, stamp, (int)(now % 1000));
-        return signed_request(out, cap, SIGV2_KIT, "tenantSync", body, worker, n);
+        info->call = "tenantSync";
+        snprintf(info->id, sizeof info->id, "%s", id);
+        return signed_request(out, cap, SIGV2_KIT, "tenantSync", body, worker, n, info);
     }
     default:
         return 0;
@@ -634,6 +674,13 @@ static void count_code(worker_t *w, const char *code)
     }
 }
 
+/* One --log line: answer, call, nonce, id (stdio locks the stream for each line). */
+static void log_call(const char *answer, const call_info_t *info)
+{
+    if (g.log)
+        fprintf(g.log, "%s %s %s %s\n", answer, info->call, info->nonce, info->id);
+}
+
 static void *worker_main(void *arg)
 {
     worker_t *w = arg;
@@ -643,48 +690,71 @@ static void *worker_main(void *arg)
         count_code(w, "connect-failed");
     pthread_barrier_wait(w->ready);
     double every_us = s->rate > 0 ? 1e6 * s->conns / s->rate : 0;
-    for (unsigned long n = 0;; n++) {
+    for (unsigned long n = 0; !stop_requested; n++) {
         int64_t planned = w->t0 + (int64_t)(every_us * ((double)n + (double)w->id / s->conns));
         int64_t now = time_mono_us();
         if (every_us > 0 && planned > now) {
             if (planned >= w->t_end)
                 break;
             usleep((useconds_t)(planned - now));
+            if (stop_requested)
+                break;
         }
         int64_t start = every_us > 0 ? planned : time_mono_us();
         if (start >= w->t_end)
             break;
-        size_t len = make_request(s->workload, req, sizeof req, w->id, n);
-        if (s->newconn || w->conn.fd < 0) {
-            if (w->conn.fd >= 0)
+        /* One call: with --retry, an answer 000005 ("retry later") is retried as the marketplace
+         * does, the same call (same ids) signed afresh, after a pause; each such answer is
+         * counted and logged as 000005-retried. */
+        int64_t done = 0;
+        char code[16] = "";
+        bool keep = true, ended = false;
+        for (int attempt = 0;; attempt++) {
+            call_info_t info;
+            size_t len = make_request(s->workload, req, sizeof req, w->id, n, &info);
+            if (s->newconn || w->conn.fd < 0) {
+                if (w->conn.fd >= 0)
+                    conn_close(&w->conn);
+                if (conn_open(&w->conn) != 0) {
+                    count_code(w, "connect-failed");
+                    log_call("connect-failed", &info);
+                    usleep(10000);
+                    break;
+                }
+            }
+            int status = 0;
+            if (conn_call(&w->conn, req, len, &status, code, &keep) != 0) {
+                count_code(w, "transport-error");
+                log_call("transport-error", &info);
                 conn_close(&w->conn);
-            if (conn_open(&w->conn) != 0) {
-                count_code(w, "connect-failed");
-                usleep(10000);
+                break;
+            }
+            done = time_mono_us();
+            if (done > w->t_end) {
+                ended = true;
+                break;
+            }
+            if (!code[0] || status != 200)
+                snprintf(code, sizeof code, "HTTP-%d", status);
+            if (!keep || s->newconn)
+                conn_close(&w->conn);
+            if (strcmp(code, "000005") == 0 && attempt < s->retries && !stop_requested) {
+                count_code(w, "000005-retried");
+                log_call("000005-retried", &info);
+                usleep(1000000);
                 continue;
             }
-        }
-        int status = 0;
-        char code[16];
-        bool keep = true;
-        if (conn_call(&w->conn, req, len, &status, code, &keep) != 0) {
-            count_code(w, "transport-error");
-            conn_close(&w->conn);
-            continue;
-        }
-        int64_t done = time_mono_us();
-        if (done > w->t_end)
+            count_code(w, s->workload == W_NGINX ? "200" : code);
+            log_call(code, &info);
+            if (w->nlat == w->cap) {
+                w->cap = w->cap ? w->cap * 2 : 4096;
+                w->lat = xrealloc(w->lat, w->cap * sizeof *w->lat);
+            }
+            w->lat[w->nlat++] = (uint32_t)(done - start);
             break;
-        if (!code[0] || status != 200)
-            snprintf(code, sizeof code, "HTTP-%d", status);
-        count_code(w, s->workload == W_NGINX ? "200" : code);
-        if (w->nlat == w->cap) {
-            w->cap = w->cap ? w->cap * 2 : 4096;
-            w->lat = xrealloc(w->lat, w->cap * sizeof *w->lat);
         }
-        w->lat[w->nlat++] = (uint32_t)(done - start);
-        if (!keep || s->newconn)
-            conn_close(&w->conn);
+        if (ended)
+            break;
     }
     conn_close(&w->conn);
     return NULL;
@@ -737,6 +807,8 @@ static void run_one(const run_spec_t *s, run_result_t *r)
     uint64_t cs_after = switches_sample();
     double secs = (double)(time_mono_us() - t0) / 1e6;
     pthread_barrier_destroy(&ready);
+    if (g.log)
+        fflush(g.log);
 
     size_t total = 0;
     for (int i = 0; i < s->conns; i++)
@@ -763,7 +835,7 @@ static void run_one(const run_spec_t *s, run_result_t *r)
     qsort(all, total, sizeof *all, cmp_u32);
 #define PCT(p) (total ? all[(size_t)((double)(total - 1) * (p))] / 1000.0 : 0)
     r->calls = (long)total;
-    r->calls_s = (double)total / (s->seconds < secs ? s->seconds : secs);
+    r->calls_s = secs > 0 ? (double)total / (s->seconds < secs ? s->seconds : secs) : 0;
     r->p50 = PCT(0.50);
     r->p95 = PCT(0.95);
     r->p99 = PCT(0.99);
@@ -820,7 +892,7 @@ static char *json_string_of(const char *body, const char *key)
 
 /* Create n instances through newInstance and wait until each is provisioned (its queryInstance
  * shows appInfo), so that queryInstance reads what a real one does. */
-static void pool_make(int n)
+static void pool_make(int n, int retries)
 {
     conn_t *c = xcalloc(1, sizeof *c);
     char req[4096];
@@ -829,14 +901,24 @@ static void pool_make(int n)
         fprintf(stderr, "kooisv-bench: cannot connect to %s:%s\n", g.host, g.port);
         exit(1);
     }
-    for (int i = 0; i < n; i++) {
-        int status;
-        char code[16];
-        bool keep;
-        size_t len = make_request(W_NEW, req, sizeof req, 99, (unsigned long)i);
+    for (int i = 0, attempt = 0; i < n; i++) {
+        int status = 0;
+        char code[16] = "";
+        bool keep = false;
+        size_t len = make_request(W_NEW, req, sizeof req, 99, (unsigned long)i, NULL);
         char *id = NULL;
         if (conn_call(c, req, len, &status, code, &keep) == 0 && strcmp(code, "000000") == 0)
             id = json_string_of(strstr(c->buf, "\r\n\r\n") + 4, "instanceId");
+        if (!id && strcmp(code, "000005") == 0 && attempt++ < retries) { /* --retry: same order */
+            usleep(1000000);
+            if (!keep) {
+                conn_close(c);
+                conn_open(c);
+            }
+            i--;
+            continue;
+        }
+        attempt = 0;
         if (!id) {
             fprintf(stderr, "kooisv-bench: newInstance of the pool failed (HTTP %d, %s)\n", status,
                     code);
@@ -855,7 +937,8 @@ static void pool_make(int n)
         bool keep;
         snprintf(body, sizeof body, "{\"activity\":\"queryInstance\",\"instanceId\":\"%s\"}",
                  g.pool[i]);
-        size_t len = signed_request(req, sizeof req, SIGV2_BASIC, NULL, body, 98, (unsigned long)i);
+        size_t len =
+            signed_request(req, sizeof req, SIGV2_BASIC, NULL, body, 98, (unsigned long)i, NULL);
         if (conn_call(c, req, len, &status, code, &keep) == 0 && strstr(c->buf, "\"appInfo\""))
             i++;
         else
@@ -877,23 +960,28 @@ static void pool_make(int n)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: kooisv-bench [--env-file PATH] [--table | --workload W] [options]\n"
-            "  --env-file PATH   KEY=VALUE settings (the runner's .state/kooisv.env): KOOISV_URL,\n"
-            "                    KOOISV_CA_FILE, KOOISV_BASIC_KEY, KOOISV_KIT_KEY, "
-            "KOOISV_STATE_DIR\n"
-            "  --workload W      query | new | refresh | tenant | mix | nginx (default query)\n"
-            "  --table           the whole table: nginx, each workload, new connections, the mix\n"
-            "                    at a steady --mix-rate\n"
-            "  --conns N         connections (default 64; 16 for new-connection runs of --table)\n"
-            "  --seconds S       length of each run (default 10)\n"
-            "  --rate R          fixed total rate, calls/s (default: as fast as possible)\n"
-            "  --mix-rate R      the steady rate of --table's last run (default 1000)\n"
-            "  --new-conn        a new TLS connection (full handshake) for every call\n"
-            "  --no-nginx        no nginx baseline (no ratios)\n"
-            "  --nginx PATH      nginx binary (default /usr/sbin/nginx)\n"
-            "  --tls-key PATH    the certificate's key for nginx (default "
-            "<state>/secrets/tls-server.key)\n");
+    fprintf(
+        f, "usage: kooisv-bench [--env-file PATH] [--table | --workload W] [options]\n"
+           "  --env-file PATH   KEY=VALUE settings (the runner's .state/kooisv.env): KOOISV_URL,\n"
+           "                    KOOISV_CA_FILE, KOOISV_BASIC_KEY, KOOISV_KIT_KEY, "
+           "KOOISV_STATE_DIR\n"
+           "  --workload W      query | new | refresh | tenant | mix | nginx (default query)\n"
+           "  --table           the whole table: nginx, each workload, new connections, the mix\n"
+           "                    at a steady --mix-rate\n"
+           "  --conns N         connections (default 64; 16 for new-connection runs of --table)\n"
+           "  --seconds S       length of each run (default 10)\n"
+           "  --rate R          fixed total rate, calls/s (default: as fast as possible)\n"
+           "  --mix-rate R      the steady rate of --table's last run (default 1000)\n"
+           "  --new-conn        a new TLS connection (full handshake) for every call\n"
+           "  --no-nginx        no nginx baseline (no ratios)\n"
+           "  --nginx PATH      nginx binary (default /usr/sbin/nginx)\n"
+           "  --tls-key PATH    the certificate's key for nginx (default "
+           "<state>/secrets/tls-server.key)\n"
+           "  --log PATH        one line per call: answer call nonce id (answer: the resultCode,\n"
+           "                    HTTP-<status>, transport-error, connect-failed or 000005-retried)\n"
+           "  --retry N         retry a call answered 000005 up to N times (0-10, default 0), as\n"
+           "                    the marketplace does: same ids, a fresh signature, 1 s later\n"
+           "SIGINT or SIGTERM ends the run after the calls in flight and prints its result.\n");
 }
 
 static void table_row(const run_spec_t *s, const run_result_t *r, double nginx_rate)
@@ -921,7 +1009,7 @@ int main(int argc, char **argv)
     bool table = false, with_nginx = true;
     double mix_rate = 1000;
     int conns_set = 0;
-    const char *nginx_bin = "/usr/sbin/nginx", *tls_key = NULL;
+    const char *nginx_bin = "/usr/sbin/nginx", *tls_key = NULL, *log_path = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--env-file") == 0 && v)
@@ -955,6 +1043,10 @@ int main(int argc, char **argv)
             nginx_bin = argv[++i];
         else if (strcmp(a, "--tls-key") == 0 && v)
             tls_key = argv[++i];
+        else if (strcmp(a, "--log") == 0 && v)
+            log_path = argv[++i];
+        else if (strcmp(a, "--retry") == 0 && v && atoi(v) >= 0 && atoi(v) <= 10)
+            one.retries = atoi(argv[++i]);
         else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 0;
@@ -964,6 +1056,14 @@ int main(int argc, char **argv)
         }
     }
     signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {.sa_handler = on_stop_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    if (log_path && !(g.log = fopen(log_path, "w"))) {
+        fprintf(stderr, "kooisv-bench: cannot write %s: %s\n", log_path, strerror(errno));
+        return 2;
+    }
     hz = sysconf(_SC_CLK_TCK);
     url_parse(need("KOOISV_URL"));
     g.ca_file = xstrdup(need("KOOISV_CA_FILE"));
@@ -1005,7 +1105,7 @@ int main(int argc, char **argv)
     resolve(g.host, g.port);
     int pool_n = table ? 64 : one.conns < 64 ? one.conns : 64;
     if (table || one.workload == W_QUERY || one.workload == W_REFRESH || one.workload == W_MIX)
-        pool_make(pool_n);
+        pool_make(pool_n, one.retries);
     settle();
 
     /* nginx's rates: keep-alive and new connections, as many connections as the kooisv runs */
@@ -1016,9 +1116,9 @@ int main(int argc, char **argv)
     if (table) {
         const workload_t ws[] = {W_QUERY, W_NEW, W_REFRESH, W_TENANT, W_MIX};
         for (size_t i = 0; i < sizeof ws / sizeof *ws; i++)
-            specs[nspecs++] = (run_spec_t){ws[i], one.conns, one.seconds, 0, false};
-        specs[nspecs++] = (run_spec_t){W_QUERY, nc_conns, one.seconds, 0, true};
-        specs[nspecs++] = (run_spec_t){W_MIX, one.conns, one.seconds, mix_rate, false};
+            specs[nspecs++] = (run_spec_t){ws[i], one.conns, one.seconds, 0, false, 0};
+        specs[nspecs++] = (run_spec_t){W_QUERY, nc_conns, one.seconds, 0, true, 0};
+        specs[nspecs++] = (run_spec_t){W_MIX, one.conns, one.seconds, mix_rate, false, 0};
     } else if (one.workload != W_NGINX)
         specs[nspecs++] = one;
 
@@ -1026,8 +1126,8 @@ int main(int argc, char **argv)
     char *cert = xasprintf("%s/tls/server.crt", g.state_dir);
     printf("kooisv-bench: run %s, %s:%s, %d s per run, %ld CPUs\n", g.run_id, g.host, g.port,
            (int)one.seconds, sysconf(_SC_NPROCESSORS_ONLN));
-    run_spec_t nk = {W_NGINX, one.conns, one.seconds, one.rate, one.newconn && !table};
-    run_spec_t nn = {W_NGINX, nc_conns, one.seconds, 0, true};
+    run_spec_t nk = {W_NGINX, one.conns, one.seconds, one.rate, one.newconn && !table, 0};
+    run_spec_t nn = {W_NGINX, nc_conns, one.seconds, 0, true, 0};
     run_result_t rk = {0}, rn = {0};
     bool need_ka = table || !one.newconn, need_nc = table || one.newconn;
     if (with_nginx || one.workload == W_NGINX) {
@@ -1070,5 +1170,9 @@ int main(int argc, char **argv)
     free(key);
     free(cert);
     SSL_CTX_free(g.ssl);
+    if (g.log && fclose(g.log) != 0) {
+        fprintf(stderr, "kooisv-bench: writing %s failed\n", log_path);
+        return 1;
+    }
     return 0;
 }

@@ -1280,7 +1280,9 @@ static void *held_call(void *arg)
 }
 
 /* Graceful stop: SIGTERM while a call is being served. The listener closes at once (a new
- * connection is refused), the call it holds is answered 000000, and the process exits 0; then
+ * connection is refused), the call it holds is answered 000000, a keep-alive connection that was
+ * idle meanwhile still gets its next call answered after that (the gateway keeps connections for
+ * up to 2 s, instead of cutting them once nothing is in flight), and the process exits 0; then
  * the gateway is started again for the rest of the tests. */
 /* True when every gateway socket (two worker threads and the admin API) is connected to the
  * order stand-in again (after test_service_down restarted it). */
@@ -1299,6 +1301,15 @@ static void test_graceful_stop(void **state)
     SKIP_UNLESS_STANDALONE();
     assert_true(kc_wait(15000, 100, order_connected, NULL));
     fake_control(FAKE_ORDER, "delay_ms=1000\n");
+    /* A keep-alive connection, used once before the stop and idle across it. */
+    const char *get = "GET /produce HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    char buf[4096];
+    int idle_fd;
+    SSL *idle = tls_open(gateway_port(), TLS1_2_VERSION, TLS1_3_VERSION, &idle_fd);
+    assert_non_null(idle);
+    SSL_write(idle, get, (int)strlen(get));
+    read_response(idle, buf, sizeof buf);
+    assert_memory_equal(buf, "HTTP/1.1 405", 12);
     kresp_t held, late;
     pthread_t t;
     pthread_create(&t, NULL, held_call, &held);
@@ -1312,9 +1323,16 @@ static void test_graceful_stop(void **state)
     assert_int_equal(late.status, 0);
     kresp_free(&late);
     pthread_join(t, NULL);
+    /* Nothing is in flight any more: the idle connection's next call is still answered. */
+    usleep(300 * 1000);
+    SSL_write(idle, get, (int)strlen(get));
+    buf[0] = '\0';
+    read_response(idle, buf, sizeof buf);
+    tls_close(idle, idle_fd);
     fake_control(FAKE_ORDER, "");
     expect_code(&held, "000000");
     kresp_free(&held);
+    assert_memory_equal(buf, "HTTP/1.1 405", 12);
     int status = -1;
     waitpid(world.gateway_pid, &status, 0);
     int64_t ms = (time_mono_us() - t0) / 1000;
