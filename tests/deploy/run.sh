@@ -4,9 +4,10 @@
 # image carries a private key, starts the stack with three gateways behind the load balancer,
 # two replicas of every service, the emulator as the marketplace and the monitoring profile
 # (Prometheus). Rolling restart: a steady signed load (kooisv-bench from the build folder, at a
-# fixed rate through the balancer's published port) runs while each gateway and then each order
-# replica is restarted one at a time (SIGTERM, graceful stop); no call may fail (no HTTP error,
-# no cut or refused connection, no answer but 000000), except that the marketplace's contract
+# fixed rate through the balancer's published port) runs while each gateway and then each
+# replica of order, tenant, app, audit and billing is restarted one at a time (SIGTERM, graceful
+# stop); no call may fail (no HTTP error, no cut or refused connection, no answer but 000000),
+# except that the marketplace's contract
 # allows 000005 "retry later": such an answer is retried (kooisv-bench --retry, as the
 # marketplace does) and the retry must be answered 000000, and at most 1 call in 50 may need
 # one; every call answered 000000 has its intent and 000000 outcome in the audit trail, and every
@@ -114,8 +115,18 @@ say "no image carries a private key"
 KOOISV_TLS_SAN=DNS:kooisv.test KOOISV_SECRETS_DIR="$work/secrets" "$repo/deploy/docker/gen-secrets.sh" >"$work/secrets.log" 2>&1 || die "gen-secrets.sh"
 stack_started=1
 gateways=3
-dc up -d --scale gateway=$gateways --scale order=2 --scale tenant=2 --scale app=2 --scale audit=2 \
-    --scale billing=2 >"$work/up.log" 2>&1 || die "compose up (see $work/up.log)"
+up_stack() {
+    dc up -d --scale gateway=$gateways --scale order=2 --scale tenant=2 --scale app=2 \
+        --scale audit=2 --scale billing=2 >>"$work/up.log" 2>&1
+}
+# Right after an earlier stack's networks were removed the engine can still hold their address
+# pools for a moment ("Pool overlaps"): one more try after a pause.
+if ! up_stack; then
+    grep -q "Pool overlaps" "$work/up.log" || die "compose up (see $work/up.log)"
+    say "compose up: the engine still held an earlier network's addresses; again in 10 s"
+    sleep 10
+    up_stack || die "compose up (see $work/up.log)"
+fi
 healthy=0
 for _ in $(seq 1 90); do
     if [ "$(docker inspect -f '{{.State.Health.Status}}' $(dc ps -q lb) 2>/dev/null)" = healthy ]; then
@@ -189,10 +200,12 @@ roll() {
 }
 roll_t0=$(date +%s)
 roll gateway 5
-roll order 3
+for svc in order tenant app audit billing; do
+    roll "$svc" 3
+done
 sleep 3
 stop_bench || die "kooisv-bench failed (see $work/bench.err)"
-say "rolling restart of $gateways gateways and 2 order replicas in $(($(date +%s) - roll_t0)) s"
+say "rolling restart of $gateways gateways and 2 replicas each of order, tenant, app, audit and billing in $(($(date +%s) - roll_t0)) s"
 summary=$(grep -m1 'latency ms' "$work/bench.out") || die "kooisv-bench printed no result (see $work/bench.out)"
 calls=$(awk '$1 != "000005-retried"' "$work/bench-calls.log" | wc -l)
 retried=$(awk '$1 == "000005-retried"' "$work/bench-calls.log" | wc -l)
