@@ -253,6 +253,43 @@ static const char *rec_str(json_t *recs, size_t i, const char *name)
     return json_string_value(json_object_get(json_array_get(recs, i), name));
 }
 
+/* The UTC time of ms as the usage-data API writes it. */
+static void compact_utc(int64_t ms, char out[17])
+{
+    time_t t = (time_t)(ms / 1000);
+    strftime(out, 17, "%Y%m%dT%H%M%SZ", gmtime(&t));
+}
+
+/* The marketplace's first record of instance covers [begin_ms, end_ms) with value; its
+ * metering_sn is the one billing stored for the accepted push that matches where_extra (SQL,
+ * "" for none), and that push was first sent inside its window (0-15 minutes after its end, by
+ * billing's clock). */
+static void assert_pushed_record(const char *instance, int64_t begin_ms, int64_t end_ms,
+                                 const char *value, const char *where_extra)
+{
+    json_t *recs = market_records(instance);
+    char want_begin[17], want_end[17];
+    compact_utc(begin_ms, want_begin);
+    compact_utc(end_ms, want_end);
+    assert_string_equal(rec_str(recs, 0, "begin_time"), want_begin);
+    assert_string_equal(rec_str(recs, 0, "end_time"), want_end);
+    assert_string_equal(rec_str(recs, 0, "usage_value"), value);
+    char *sql = xasprintf("SELECT metering_sn FROM billing.usage_pushes WHERE instance_id = $1"
+                          " AND state = 'accepted'%s",
+                          where_extra);
+    char *sn = kc_sql_value(sql, 1, (const char *const[]){instance});
+    free(sql);
+    assert_non_null(sn);
+    assert_string_equal(rec_str(recs, 0, "metering_sn"), sn);
+    free(sn);
+    json_decref(recs);
+    assert_int_equal(sql_num("SELECT count(*) FROM billing.usage_pushes WHERE instance_id = $1"
+                             " AND first_attempt_at >= end_time"
+                             " AND first_attempt_at < end_time + interval '15 minutes'",
+                             instance),
+                     1);
+}
+
 static void fault(const char *json)
 {
     kresp_t r = {0};
@@ -323,33 +360,14 @@ static void test_window(void **state)
 
     set_clock(h + HOUR_MS + DELAY_MS + 20000);
     wait_market(a, 1);
-    json_t *recs = market_records(a);
-    char want_begin[17], want_end[17];
-    time_t b = (time_t)(h / 1000), e = (time_t)((h + HOUR_MS) / 1000);
-    strftime(want_begin, sizeof want_begin, "%Y%m%dT%H%M%SZ", gmtime(&b));
-    strftime(want_end, sizeof want_end, "%Y%m%dT%H%M%SZ", gmtime(&e));
-    assert_string_equal(rec_str(recs, 0, "begin_time"), want_begin);
-    assert_string_equal(rec_str(recs, 0, "end_time"), want_end);
-    assert_string_equal(rec_str(recs, 0, "usage_value"), "3.75");
-    char *sn = kc_sql_value("SELECT metering_sn FROM billing.usage_pushes WHERE instance_id = $1"
-                            " AND state = 'accepted'",
-                            1, (const char *const[]){a});
-    assert_non_null(sn);
-    assert_string_equal(rec_str(recs, 0, "metering_sn"), sn);
-    free(sn);
-    json_decref(recs);
-    /* pushed inside the window: 0-15 minutes after the hour, by billing's clock */
-    assert_int_equal(sql_num("SELECT count(*) FROM billing.usage_pushes WHERE instance_id = $1"
-                             " AND first_attempt_at >= end_time"
-                             " AND first_attempt_at < end_time + interval '15 minutes'",
-                             a),
-                     1);
+    /* pushed inside the window: 0-15 minutes after the hour */
+    assert_pushed_record(a, h, h + HOUR_MS, "3.75", "");
     assert_market_stays(a, 1); /* the running hour waits */
 
     set_clock(h + 3 * HOUR_MS + DELAY_MS + 20000); /* two more hours: one with usage */
     wait_market(a, 2);
     assert_market_stays(a, 2); /* the hour without usage sent nothing */
-    recs = market_records(a);
+    json_t *recs = market_records(a);
     assert_string_equal(rec_str(recs, 1, "usage_value"), "1");
     json_decref(recs);
     const char *excluded = "SELECT count(*) FROM billing.usage_push_state WHERE instance_id = $1"
@@ -386,13 +404,6 @@ static void test_daily_window(void **state)
     assert_string_equal(rec_str(recs, 0, "end_time"), want_end);
     json_decref(recs);
     free(a);
-}
-
-/* The UTC time of ms as the usage-data API writes it. */
-static void compact_utc(int64_t ms, char out[17])
-{
-    time_t t = (time_t)(ms / 1000);
-    strftime(out, 17, "%Y%m%dT%H%M%SZ", gmtime(&t));
 }
 
 /* One usage record of instance over [begin_ms, end_ms): the intake's HTTP status, its answer
@@ -480,28 +491,12 @@ static void test_daily_product_from_orders(void **state)
     set_clock(d + DAY_MS + DELAY_MS + 20000);
     wait_market(daily, 1);
     assert_market_stays(daily, 1);
-    json_t *recs = market_records(daily);
-    char want_begin[17], want_end[17];
-    compact_utc(d, want_begin);
-    compact_utc(d + DAY_MS, want_end);
-    assert_string_equal(rec_str(recs, 0, "begin_time"), want_begin);
-    assert_string_equal(rec_str(recs, 0, "end_time"), want_end);
-    assert_string_equal(rec_str(recs, 0, "usage_value"), "2.75");
-    char *sn = kc_sql_value("SELECT metering_sn FROM billing.usage_pushes WHERE instance_id = $1"
-                            " AND state = 'accepted' AND granularity = 'day' AND record_count = 3",
-                            1, (const char *const[]){daily});
-    assert_non_null(sn);
-    assert_string_equal(rec_str(recs, 0, "metering_sn"), sn);
-    free(sn);
-    json_decref(recs);
-    /* first sent inside the day's window: 00:00-00:15 UTC the next day, by billing's clock */
-    assert_int_equal(sql_num("SELECT count(*) FROM billing.usage_pushes WHERE instance_id = $1"
-                             " AND first_attempt_at >= end_time"
-                             " AND first_attempt_at < end_time + interval '15 minutes'",
-                             daily),
-                     1);
+    /* first sent inside the day's window: 00:00-00:15 UTC the next day */
+    assert_pushed_record(daily, d, d + DAY_MS, "2.75",
+                         " AND granularity = 'day' AND record_count = 3");
     /* the hourly instance: one record per hour, unchanged */
-    recs = market_records(hourly);
+    json_t *recs = market_records(hourly);
+    char want_begin[17], want_end[17];
     assert_int_equal(json_array_size(recs), 2);
     compact_utc(d + HOUR_MS, want_begin);
     compact_utc(d + 2 * HOUR_MS, want_end);
