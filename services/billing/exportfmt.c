@@ -58,36 +58,42 @@ struct exportfmt {
     long long rows;
 };
 
+static const char *const kind_names[] = {[EXPORT_BILL] = "bill", [EXPORT_DETAIL] = "detail"};
+static const char *const format_names[] = {[EXPORT_CSV] = "csv", [EXPORT_JSON] = "json"};
+
+/* The index of s in names (two of them, indexed by their enum); -1 when s is neither or NULL. */
+static int name_index(const char *const names[2], const char *s)
+{
+    for (int i = 0; s && i < 2; i++)
+        if (strcmp(s, names[i]) == 0)
+            return i;
+    return -1;
+}
+
 bool exportfmt_kind_parse(const char *s, export_kind_t *out)
 {
-    if (s && strcmp(s, "bill") == 0)
-        *out = EXPORT_BILL;
-    else if (s && strcmp(s, "detail") == 0)
-        *out = EXPORT_DETAIL;
-    else
-        return false;
-    return true;
+    int i = name_index(kind_names, s);
+    if (i >= 0)
+        *out = (export_kind_t)i;
+    return i >= 0;
 }
 
 bool exportfmt_format_parse(const char *s, export_format_t *out)
 {
-    if (s && strcmp(s, "csv") == 0)
-        *out = EXPORT_CSV;
-    else if (s && strcmp(s, "json") == 0)
-        *out = EXPORT_JSON;
-    else
-        return false;
-    return true;
+    int i = name_index(format_names, s);
+    if (i >= 0)
+        *out = (export_format_t)i;
+    return i >= 0;
 }
 
 const char *exportfmt_kind_name(export_kind_t kind)
 {
-    return kind == EXPORT_BILL ? "bill" : "detail";
+    return kind_names[kind == EXPORT_BILL ? EXPORT_BILL : EXPORT_DETAIL];
 }
 
 const char *exportfmt_format_name(export_format_t format)
 {
-    return format == EXPORT_CSV ? "csv" : "json";
+    return format_names[format == EXPORT_CSV ? EXPORT_CSV : EXPORT_JSON];
 }
 
 const exportfmt_col_t *exportfmt_columns(export_kind_t kind, size_t *n)
