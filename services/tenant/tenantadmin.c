@@ -23,28 +23,28 @@ const pg_stmt_t tenantadmin_stmts[] = {
 };
 const size_t tenantadmin_stmts_count = sizeof tenantadmin_stmts / sizeof tenantadmin_stmts[0];
 
-/* instance (may be "") and tenant (required) from the arguments; false with 000002 set. */
-static bool tenant_key(svc_call_t *call, const Kooisv__AdminRequest *req, const char **instance,
-                       const char **tenant)
+/* instance (may be "") and tenant (required) from the arguments, and stmt run with them ($1, $2);
+ * NULL once call is answered (000002 for a bad key, or the database's failure). */
+static PGresult *tenant_query(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req,
+                              const char *stmt, const char **instance, const char **tenant)
 {
     *instance = svcadmin_arg(req, "instance");
     *tenant = svcadmin_arg(req, "tenant");
     if (!svcrt_text_ok(*tenant, 64, true) || !svcrt_text_ok(*instance, 64, false)) {
         svc_call_result(call, RC_INVALID, "args: tenant (1..64 chars) and instance (0..64) required");
-        return false;
+        return NULL;
     }
-    return true;
+    const char *p[] = {*instance, *tenant};
+    return svcrt_admin_query(w, call, stmt, 2, p);
 }
 
 static void admin_get(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
 {
     const char *instance, *tenant;
-    if (!tenant_key(call, req, &instance, &tenant))
-        return;
-    const char *p[] = {instance, tenant};
-    PGresult *t = svcrt_admin_query(w, call, "tenant_get", 2, p);
+    PGresult *t = tenant_query(w, call, req, "tenant_get", &instance, &tenant);
     if (!t)
         return;
+    const char *p[] = {instance, tenant};
     PGresult *c = svcrt_admin_query(w, call, "org_count", 2, p);
     if (!c) {
         PQclear(t);
@@ -75,10 +75,7 @@ static void admin_get(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRe
 static void admin_tree(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
 {
     const char *instance, *tenant;
-    if (!tenant_key(call, req, &instance, &tenant))
-        return;
-    const char *p[] = {instance, tenant};
-    PGresult *r = svcrt_admin_query(w, call, "org_list", 2, p);
+    PGresult *r = tenant_query(w, call, req, "org_list", &instance, &tenant);
     if (!r)
         return;
     size_t n = (size_t)PQntuples(r);
