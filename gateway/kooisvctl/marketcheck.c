@@ -22,6 +22,7 @@
 #include "randutil.h"
 #include "resultcode.h"
 #include "rsaoaep.h"
+#include "sortid.h"
 #include "timeutil.h"
 #include "xmalloc.h"
 
@@ -238,25 +239,30 @@ static verdict_t case_unsubscribe(check_t *c, char *d, size_t n)
     return id ? refresh(c, id, "UNSUBSCRIBE_RENEWAL_PERIOD", "MOCKMONTYUNSUBSCRIBE", 365, d, n)
               : CASE_FAIL;
 }
-static verdict_t case_change(check_t *c, char *d, size_t n)
+/* activity on the yearly instance with the other fields (taken), expecting 000000. */
+static verdict_t on_yearly(check_t *c, const char *activity, json_t *fields, char *d, size_t n)
 {
     const char *id = need(c->yearly, "yearly", d, n);
-    return !id ? CASE_FAIL
-               : VERDICT(expect(c, NULL,
-                                json_pack("{s:s, s:s, s:s, s:s}", "activity", "upgradeInstance",
-                                          "instanceId", id, "orderId", "MOCKMONTYCHANGE",
-                                          "orderLineId", "MOCKMONTYCHANGE-000001"),
-                                RC_OK, NULL, d, n));
+    if (!id) {
+        json_decref(fields);
+        return CASE_FAIL;
+    }
+    json_object_set_new(fields, "activity", json_string(activity));
+    json_object_set_new(fields, "instanceId", json_string(id));
+    return VERDICT(expect(c, NULL, fields, RC_OK, NULL, d, n));
+}
+static verdict_t case_change(check_t *c, char *d, size_t n)
+{
+    return on_yearly(c, "upgradeInstance",
+                     json_pack("{s:s, s:s}", "orderId", "MOCKMONTYCHANGE", "orderLineId",
+                               "MOCKMONTYCHANGE-000001"),
+                     d, n);
 }
 static verdict_t case_change_check(check_t *c, char *d, size_t n)
 {
-    const char *id = need(c->yearly, "yearly", d, n);
-    return !id ? CASE_FAIL
-               : VERDICT(expect(c, NULL,
-                                json_pack("{s:s, s:s, s:{s:s}}", "activity", "changeInstanceCheck",
-                                          "instanceId", id, "productInfo", "productId",
-                                          "OFFI000000000000000002"),
-                                RC_OK, NULL, d, n));
+    return on_yearly(c, "changeInstanceCheck",
+                     json_pack("{s:{s:s}}", "productInfo", "productId", "OFFI000000000000000002"),
+                     d, n);
 }
 
 static verdict_t set_status(check_t *c, const char *id, const char *status, const char *want,
@@ -607,21 +613,6 @@ static const struct {
 
 static const char *const verdict_names[] = {"pass", "FAIL", "skip"};
 
-static void run_id(char out[17])
-{
-    static const char digits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    unsigned long long ms = (unsigned long long)time_now_ms();
-    for (int i = 8; i >= 0; i--) { /* the time first: runs sort by when they ran */
-        out[i] = digits[ms % 36];
-        ms /= 36;
-    }
-    unsigned char r[7];
-    rand_bytes(r, sizeof r);
-    for (int i = 0; i < 7; i++)
-        out[9 + i] = digits[r[i] % 36];
-    out[16] = '\0';
-}
-
 static void check_help(FILE *f)
 {
     fprintf(f,
@@ -692,7 +683,7 @@ int marketcheck_main(int argc, char **argv)
         market_conf_free(&c.conf);
         return MARKET_EXIT_USAGE;
     }
-    run_id(c.run);
+    sortid_make(c.run);
     c.tenant = xasprintf("T%s", c.run);
     c.app = xasprintf("A%s", c.run);
     json_t *results = json_array();

@@ -12,7 +12,7 @@
 #include "config.h"
 #include "httpc.h"
 #include "mktcall.h"
-#include "randutil.h"
+#include "sortid.h"
 #include "timeutil.h"
 #include "xmalloc.h"
 #include "zmqauth.h"
@@ -317,38 +317,37 @@ int kc_raw(const char *method, const char *path, const char *const *headers, con
     return rc;
 }
 
-int kc_admin(const char *method, const char *path_and_query, const char *token, const char *body,
-             kresp_t *out)
+/* An unsigned JSON call: method to the suite setting base_var + path, with the header auth
+ * (may be NULL) added. */
+static int send_unsigned(const char *base_var, const char *method, const char *path,
+                         const char *auth, const char *body, kresp_t *out)
 {
     memset(out, 0, sizeof *out);
-    const char *base = need("KOOISV_ADMIN_URL", out);
+    const char *base = need(base_var, out);
     if (!base)
         return -1;
     char *stripped = strip_slash(base);
-    char *url = xasprintf("%s%s", stripped, path_and_query);
-    char *auth = token ? xasprintf("Authorization: Bearer %s", token) : NULL;
+    char *url = xasprintf("%s%s", stripped, path);
     const char *headers[3] = {"Content-Type: application/json", auth, NULL};
     int rc = kc_send(method, url, headers, body, body ? strlen(body) : 0, SIGN_NONE, out);
-    if (auth)
-        xfree_secret(auth, strlen(auth));
     free(url);
     free(stripped);
     return rc;
 }
 
+int kc_admin(const char *method, const char *path_and_query, const char *token, const char *body,
+             kresp_t *out)
+{
+    char *auth = token ? xasprintf("Authorization: Bearer %s", token) : NULL;
+    int rc = send_unsigned("KOOISV_ADMIN_URL", method, path_and_query, auth, body, out);
+    if (auth)
+        xfree_secret(auth, strlen(auth));
+    return rc;
+}
+
 int kc_emulator(const char *method, const char *path, const char *body, kresp_t *out)
 {
-    memset(out, 0, sizeof *out);
-    const char *base = need("KOOISV_EMULATOR_URL", out);
-    if (!base)
-        return -1;
-    char *stripped = strip_slash(base);
-    char *url = xasprintf("%s%s", stripped, path);
-    const char *headers[] = {"Content-Type: application/json", NULL};
-    int rc = kc_send(method, url, headers, body, body ? strlen(body) : 0, SIGN_NONE, out);
-    free(url);
-    free(stripped);
-    return rc;
+    return send_unsigned("KOOISV_EMULATOR_URL", method, path, NULL, body, out);
 }
 
 /* ---- PostgreSQL ----------------------------------------------------------------------------- */
@@ -547,18 +546,8 @@ int kc_ctl(char **out, const char *stdin_text, const char *const *args)
 
 char *kc_uid(const char *prefix)
 {
-    static const char digits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
     char id[17];
-    unsigned long long ms = (unsigned long long)time_now_ms();
-    for (int i = 8; i >= 0; i--) { /* 9 base-36 digits of the time: ids sort by creation */
-        id[i] = digits[ms % 36];
-        ms /= 36;
-    }
-    unsigned char r[7];
-    rand_bytes(r, sizeof r);
-    for (int i = 0; i < 7; i++)
-        id[9 + i] = digits[r[i] % 36];
-    id[16] = '\0';
+    sortid_make(id);
     return xasprintf("%s%s", prefix ? prefix : "", id);
 }
 

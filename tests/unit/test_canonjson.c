@@ -49,6 +49,13 @@ static void assert_rejected(const char *text, size_t len)
     assert_true(err.text[0] != '\0');
 }
 
+/* assert_rejected on each of the n NUL-terminated documents. */
+static void assert_each_rejected(const char *const *docs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        assert_rejected(docs[i], strlen(docs[i]));
+}
+
 static void test_vectors_canonical_payloads(void **state)
 {
     const char *sections[] = {"basicSignature", "kitSignature"};
@@ -229,23 +236,18 @@ static void test_large_document(void **state)
 
 static void test_parse_rejects_duplicates(void **state)
 {
-    const char *a = "{\"a\":1,\"a\":2}";
-    assert_rejected(a, strlen(a));
-    const char *b = "{\"x\":{\"a\":1,\"b\":2,\"a\":1}}";
-    assert_rejected(b, strlen(b));
-    /* The same key once escaped is still a duplicate. */
-    const char *c = "{\"a\":1,\"\\u0061\":2}";
-    assert_rejected(c, strlen(c));
+    const char *const dups[] = {
+        "{\"a\":1,\"a\":2}", "{\"x\":{\"a\":1,\"b\":2,\"a\":1}}",
+        "{\"a\":1,\"\\u0061\":2}", /* the same key once escaped is still a duplicate */
+    };
+    assert_each_rejected(dups, sizeof dups / sizeof dups[0]);
 }
 
 static void test_parse_rejects_trailing_data(void **state)
 {
-    const char *a = "{\"a\":1}x";
-    assert_rejected(a, strlen(a));
-    const char *b = "{\"a\":1} {}";
-    assert_rejected(b, strlen(b));
-    const char *c = "{\"a\":1}\0";
-    assert_rejected(c, 8);
+    const char *const trailing[] = {"{\"a\":1}x", "{\"a\":1} {}"};
+    assert_each_rejected(trailing, sizeof trailing / sizeof trailing[0]);
+    assert_rejected("{\"a\":1}\0", 8);
     /* Trailing whitespace is not data. */
     json_t *v = canonjson_parse("{\"a\":1}\r\n \t", 11, NULL);
     assert_non_null(v);
@@ -263,16 +265,14 @@ static void test_parse_rejects_invalid_utf8(void **state)
         "{\"a\":\"\\ud800\"}",      /* lone surrogate escape */
         "{\"a\":\"x\\u0000y\"}",    /* NUL would truncate C strings */
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        assert_rejected(bad[i], strlen(bad[i]));
+    assert_each_rejected(bad, sizeof bad / sizeof bad[0]);
 }
 
 static void test_parse_rejects_malformed(void **state)
 {
     const char *bad[] = {"",           "   ", "{",          "{\"a\":}", "{'a':1}", "[1,]",
                          "{\"a\":1,}", "NaN", "[Infinity]", "[01]",     "[1.]",    "{\"a\" 1}"};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        assert_rejected(bad[i], strlen(bad[i]));
+    assert_each_rejected(bad, sizeof bad / sizeof bad[0]);
     json_error_t err;
     assert_null(canonjson_parse(NULL, 0, &err));
     assert_null(canonjson_parse(NULL, 0, NULL));

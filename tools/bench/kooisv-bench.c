@@ -344,13 +344,15 @@ static size_t make_request(workload_t w, char *out, size_t cap, int worker, unsi
         w = k < 12 ? W_QUERY : k < 15 ? W_NEW : k < 17 ? W_REFRESH : W_TENANT;
     }
     const char *inst = g.npool ? g.pool[(size_t)(worker + (int)(n % 7)) % (size_t)g.npool] : "x";
+    const char *about = id; /* the id info names */
+    sigv2_kind_t kind = SIGV2_BASIC;
     switch (w) {
     case W_NGINX:
     case W_QUERY:
         snprintf(body, sizeof body, "{\"activity\":\"queryInstance\",\"instanceId\":\"%s\"}", inst);
         info->call = "queryInstance";
-        snprintf(info->id, sizeof info->id, "%s", inst);
-        return signed_request(out, cap, SIGV2_BASIC, NULL, body, worker, n, info);
+        about = inst;
+        break;
     case W_NEW:
         uid(id, sizeof id, "CSB", worker, n);
         snprintf(body, sizeof body,
@@ -358,8 +360,7 @@ static size_t make_request(workload_t w, char *out, size_t cap, int worker, unsi
                  "\"orderLineId\":\"%s-000001\"}",
                  id, id, id);
         info->call = "newInstance";
-        snprintf(info->id, sizeof info->id, "%s", id);
-        return signed_request(out, cap, SIGV2_BASIC, NULL, body, worker, n, info);
+        break;
     case W_REFRESH:
         /* one instance per worker: renewals of one instance wait for each other's row lock */
         uid(id, sizeof id, "CSR", worker, n);
@@ -369,8 +370,7 @@ static size_t make_request(workload_t w, char *out, size_t cap, int worker, unsi
                  "\"scene\":\"RENEWAL\"}",
                  g.npool ? g.pool[worker % g.npool] : "x", id, id);
         info->call = "refreshInstance";
-        snprintf(info->id, sizeof info->id, "%s", id);
-        return signed_request(out, cap, SIGV2_BASIC, NULL, body, worker, n, info);
+        break;
     case W_TENANT: {
         uid(id, sizeof id, "BT", worker, n);
         char stamp[15];
@@ -382,12 +382,15 @@ static size_t make_request(workload_t w, char *out, size_t cap, int worker, unsi
                  "\"testFlag\":0,\"timeStamp\":\"%s%03d\"}",
                  g.run_id, id, stamp, (int)(now % 1000));
         info->call = "tenantSync";
-        snprintf(info->id, sizeof info->id, "%s", id);
-        return signed_request(out, cap, SIGV2_KIT, "tenantSync", body, worker, n, info);
+        kind = SIGV2_KIT;
+        break;
     }
     default:
         return 0;
     }
+    snprintf(info->id, sizeof info->id, "%s", about);
+    return signed_request(out, cap, kind, kind == SIGV2_KIT ? info->call : NULL, body, worker, n,
+                          info);
 }
 
 /* ---- CPU time of the processes, from /proc ----------------------------------------------- */
