@@ -182,33 +182,6 @@ static const field_t *field_find(const activity_t *a, const char *name)
 /* ================================================================ options */
 
 typedef struct {
-    const char *flag;
-    const char *arg; /* NULL: a switch */
-    const char *help;
-} option_t;
-
-static const option_t call_options[] = {
-    {"--url", "URL", "production URL [KOOISV_URL]; kit calls go to URL/produceAPI/v2/<name>"},
-    {"--basic-key-file", "PATH", "basic interfaces key [KOOISV_BASIC_KEY or _FILE]"},
-    {"--kit-key-file", "PATH", "kit sync key [KOOISV_KIT_KEY or _FILE]"},
-    {"--ca-file", "PATH",
-     "CA bundle verifying the server [KOOISV_CA_FILE; default: the system store]"},
-    {"--rsa-public-key-file", "PATH",
-     "RSA public key for --clientSecretPlain [KOOISV_RSA_PUBLIC_KEY_FILE]"},
-    {"--timeout-ms", "MS", "per call (default 10000)"},
-    {"--clientSecretPlain", "TEXT", "applicationSync: encrypt TEXT as clientSecret (RSA-OAEP)"},
-    {"--set", "NAME=VALUE", "any other string field (repeatable)"},
-    {"--body", "JSON|@FILE", "send this body as it is instead of one built from the flags"},
-    {"--timestamp", "MS", "sign with this timestamp (default: now)"},
-    {"--nonce", "TEXT", "sign with this nonce (default: a fresh one)"},
-    {"--signature", "HEX", "send this signature instead of the correct one"},
-    {"--wait", "SECONDS", "queryInstance: repeat until every instance has its appInfo"},
-    {"--print", "FIELD", "print only this field of the answer (for scripts)"},
-    {"--json", NULL, "print request and answer as one JSON document"},
-    {NULL, NULL, NULL},
-};
-
-typedef struct {
     const char *url, *basic_key_file, *kit_key_file, *ca_file, *rsa_file, *timeout;
     const char *secret_plain, *body, *timestamp, *nonce, *signature, *wait, *print;
     bool json;
@@ -216,30 +189,56 @@ typedef struct {
     json_t *extra;  /* --set NAME=VALUE */
 } call_args_t;
 
-static const char **option_slot(call_args_t *a, const char *flag)
+/* where a flag's value goes: a string member of call_args_t, or handled by call_main */
+#define SLOT(member) (offsetof(call_args_t, member) + 1)
+#define NO_SLOT 0
+
+typedef struct {
+    const char *flag;
+    const char *arg; /* NULL: a switch */
+    const char *help;
+    size_t slot; /* SLOT(member) or NO_SLOT */
+} option_t;
+
+/* every flag of a call, once: its help line and where its value is kept */
+static const option_t call_options[] = {
+    {"--url", "URL", "production URL [KOOISV_URL]; kit calls go to URL/produceAPI/v2/<name>",
+     SLOT(url)},
+    {"--basic-key-file", "PATH", "basic interfaces key [KOOISV_BASIC_KEY or _FILE]",
+     SLOT(basic_key_file)},
+    {"--kit-key-file", "PATH", "kit sync key [KOOISV_KIT_KEY or _FILE]", SLOT(kit_key_file)},
+    {"--ca-file", "PATH",
+     "CA bundle verifying the server [KOOISV_CA_FILE; default: the system store]", SLOT(ca_file)},
+    {"--rsa-public-key-file", "PATH",
+     "RSA public key for --clientSecretPlain [KOOISV_RSA_PUBLIC_KEY_FILE]", SLOT(rsa_file)},
+    {"--timeout-ms", "MS", "per call (default 10000)", SLOT(timeout)},
+    {"--clientSecretPlain", "TEXT", "applicationSync: encrypt TEXT as clientSecret (RSA-OAEP)",
+     SLOT(secret_plain)},
+    {"--set", "NAME=VALUE", "any other string field (repeatable)", NO_SLOT},
+    {"--body", "JSON|@FILE", "send this body as it is instead of one built from the flags",
+     SLOT(body)},
+    {"--timestamp", "MS", "sign with this timestamp (default: now)", SLOT(timestamp)},
+    {"--nonce", "TEXT", "sign with this nonce (default: a fresh one)", SLOT(nonce)},
+    {"--signature", "HEX", "send this signature instead of the correct one", SLOT(signature)},
+    {"--wait", "SECONDS", "queryInstance: repeat until every instance has its appInfo", SLOT(wait)},
+    {"--print", "FIELD", "print only this field of the answer (for scripts)", SLOT(print)},
+    {"--json", NULL, "print request and answer as one JSON document", NO_SLOT},
+    {NULL, NULL, NULL, NO_SLOT},
+};
+
+/* the call option named FLAG, or NULL */
+static const option_t *option_find(const char *flag)
 {
-    static const struct {
-        const char *flag;
-        size_t offset;
-    } slots[] = {
-        {"--url", offsetof(call_args_t, url)},
-        {"--basic-key-file", offsetof(call_args_t, basic_key_file)},
-        {"--kit-key-file", offsetof(call_args_t, kit_key_file)},
-        {"--ca-file", offsetof(call_args_t, ca_file)},
-        {"--rsa-public-key-file", offsetof(call_args_t, rsa_file)},
-        {"--timeout-ms", offsetof(call_args_t, timeout)},
-        {"--clientSecretPlain", offsetof(call_args_t, secret_plain)},
-        {"--body", offsetof(call_args_t, body)},
-        {"--timestamp", offsetof(call_args_t, timestamp)},
-        {"--nonce", offsetof(call_args_t, nonce)},
-        {"--signature", offsetof(call_args_t, signature)},
-        {"--wait", offsetof(call_args_t, wait)},
-        {"--print", offsetof(call_args_t, print)},
-    };
-    for (size_t i = 0; i < sizeof slots / sizeof *slots; i++)
-        if (strcmp(slots[i].flag, flag) == 0)
-            return (const char **)((char *)a + slots[i].offset);
+    for (const option_t *o = call_options; o->flag; o++)
+        if (strcmp(o->flag, flag) == 0)
+            return o;
     return NULL;
+}
+
+/* the member of A that holds OPT's value, or NULL when call_main handles it */
+static const char **option_slot(call_args_t *a, const option_t *opt)
+{
+    return opt->slot == NO_SLOT ? NULL : (const char **)((char *)a + opt->slot - 1);
 }
 
 static void options_help(FILE *f, const option_t *opts)
@@ -792,9 +791,9 @@ static int call_main(const activity_t *a, int argc, char **argv)
             args.json = true;
             continue;
         }
-        const char **slot = option_slot(&args, arg);
+        const option_t *opt = option_find(arg);
         const field_t *f = strncmp(arg, "--", 2) == 0 ? field_find(a, arg + 2) : NULL;
-        if (!slot && !f) {
+        if (!opt && !f) {
             fprintf(stderr,
                     "kooisvctl: market %s: unknown option %s (kooisvctl market %s --help)\n",
                     a->name, arg, a->name);
@@ -820,7 +819,7 @@ static int call_main(const activity_t *a, int argc, char **argv)
             json_object_set_new(args.extra, name, json_string(eq + 1));
             free(name);
         } else {
-            *slot = value;
+            *option_slot(&args, opt) = value;
         }
     }
     if (rc == 0)
