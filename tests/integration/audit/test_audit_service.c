@@ -208,14 +208,22 @@ static void test_intent_stored_once(void **state)
     free(nonce);
 }
 
+/* Fail unless r (freed here) refuses the record of rid as malformed (000002) and table
+ * ("audit.intents", "audit.outcomes") holds no row of rid. */
+static void expect_refused_unstored(Kooisv__Reply *r, const char *table, const char *rid)
+{
+    assert_string_equal(r->result_code, "000002");
+    char *sql = xasprintf("SELECT 1 FROM %s WHERE request_id = $1", table);
+    assert_int_equal(rows(sql, rid), 0);
+    free(sql);
+    free_reply(r);
+}
+
 static void test_outcome_needs_intent(void **state)
 {
     (void)state;
     char *rid = kc_uid("orphan-");
-    Kooisv__Reply *o = send_outcome(rid, "000000");
-    assert_string_equal(o->result_code, "000002");
-    assert_int_equal(rows("SELECT 1 FROM audit.outcomes WHERE request_id = $1", rid), 0);
-    free_reply(o);
+    expect_refused_unstored(send_outcome(rid, "000000"), "audit.outcomes", rid);
     free(rid);
 }
 
@@ -242,10 +250,7 @@ static void test_bad_records_refused(void **state)
     env.caller = &caller;
     env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_INTENT;
     env.audit_intent = &in;
-    r = call(client, &env);
-    assert_string_equal(r->result_code, "000002");
-    assert_int_equal(rows("SELECT 1 FROM audit.intents WHERE request_id = $1", rid), 0);
-    free_reply(r);
+    expect_refused_unstored(call(client, &env), "audit.intents", rid);
     free(rid);
 }
 
@@ -571,6 +576,26 @@ static int64_t fresh_entries(char *rids[3])
     return first;
 }
 
+/* Move every intent and outcome whose seq is (cmp: ">=" or ">") seq by step ("+ 1", "- 1"),
+ * through seq + SHIFT so that no two rows share a seq on the way. */
+static void renumber(const char *cmp, const char *step, const char *seq)
+{
+    static const char *const tables[] = {"audit.intents", "audit.outcomes"};
+    const char *ps[] = {seq};
+    for (int t = 0; t < 2; t++) {
+        char *sql = xasprintf("UPDATE %s SET seq = seq + " SHIFT " WHERE seq %s $1::bigint",
+                              tables[t], cmp);
+        assert_true(kc_sql_exec(sql, 1, ps) >= 0);
+        free(sql);
+    }
+    for (int t = 0; t < 2; t++) {
+        char *sql =
+            xasprintf("UPDATE %s SET seq = seq - " SHIFT " %s WHERE seq > " SHIFT, tables[t], step);
+        assert_true(kc_sql_exec(sql, 0, NULL) >= 0);
+        free(sql);
+    }
+}
+
 static void test_tamper(void **state)
 {
     (void)state;
@@ -603,13 +628,7 @@ static void test_tamper(void **state)
     expect_verdict(NULL, 0);
 
     /* Inserted: a forged entry chained after k - 1, everything from k renumbered up by one. */
-    const char *shift_up[] = {
-        "UPDATE audit.intents SET seq = seq + " SHIFT " WHERE seq >= $1::bigint",
-        "UPDATE audit.outcomes SET seq = seq + " SHIFT " WHERE seq >= $1::bigint",
-        "UPDATE audit.intents SET seq = seq - " SHIFT " + 1 WHERE seq > " SHIFT,
-        "UPDATE audit.outcomes SET seq = seq - " SHIFT " + 1 WHERE seq > " SHIFT};
-    for (int i = 0; i < 4; i++)
-        assert_true(kc_sql_exec(shift_up[i], i < 2 ? 1 : 0, ps) >= 0);
+    renumber(">=", "+ 1", seq);
     char *prev_hex = value("SELECT encode(hash, 'hex') FROM audit.chain WHERE seq = $1::bigint", prev);
     assert_non_null(prev_hex);
     uint8_t prev_hash[32], hash[32];
@@ -640,13 +659,7 @@ static void test_tamper(void **state)
                      1);
     expect_verdict("inserted", k);
     assert_int_equal(kc_sql_exec("DELETE FROM audit.intents WHERE request_id = $1", 1, pf + 1), 1);
-    const char *shift_down[] = {
-        "UPDATE audit.intents SET seq = seq + " SHIFT " WHERE seq > $1::bigint",
-        "UPDATE audit.outcomes SET seq = seq + " SHIFT " WHERE seq > $1::bigint",
-        "UPDATE audit.intents SET seq = seq - " SHIFT " - 1 WHERE seq > " SHIFT,
-        "UPDATE audit.outcomes SET seq = seq - " SHIFT " - 1 WHERE seq > " SHIFT};
-    for (int i = 0; i < 4; i++)
-        assert_true(kc_sql_exec(shift_down[i], i < 2 ? 1 : 0, ps) >= 0);
+    renumber(">", "- 1", seq);
     free(prev_hex);
     free(forged_rid);
 
@@ -900,8 +913,6 @@ static void test_no_owner_dsn_in_service(void **state)
 static int setup(void **state)
 {
     (void)state;
-    if (suite_env_load() != 0)
-        return -1;
     client = audit_client();
     return 0;
 }
@@ -933,5 +944,5 @@ int main(void)
         cmocka_unit_test(test_head_file_and_truncation),
         cmocka_unit_test(test_no_owner_dsn_in_service),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return KC_SUITE_MAIN(tests, setup, teardown);
 }
