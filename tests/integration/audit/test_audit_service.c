@@ -103,15 +103,23 @@ static Kooisv__Reply *send_outcome(const char *rid, const char *code)
     return call(client, &env);
 }
 
+/* call(client, env) under a fresh random request id. */
+static Kooisv__Reply *call_fresh(Kooisv__Envelope *env)
+{
+    char rid[37];
+    rand_uuid(rid);
+    env->request_id = rid;
+    Kooisv__Reply *r = call(client, env);
+    env->request_id = NULL;
+    return r;
+}
+
 static Kooisv__Reply *send_query(Kooisv__AuditQuery *q)
 {
     Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
-    char rid[37];
-    rand_uuid(rid);
-    env.request_id = rid;
     env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_QUERY;
     env.audit_query = q;
-    return call(client, &env);
+    return call_fresh(&env);
 }
 
 /* Verify the whole chain (following next_seq) against a kept head (seq 0: none); the last
@@ -122,15 +130,12 @@ static Kooisv__Reply *send_verify_head(int64_t head_seq, const char *head_hash)
     for (;;) {
         Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
         Kooisv__AuditVerify v = KOOISV__AUDIT_VERIFY__INIT;
-        char rid[37];
-        rand_uuid(rid);
-        env.request_id = rid;
         v.from_seq = from;
         v.expect_head_seq = head_seq;
         v.expect_head_hash = (char *)(head_hash ? head_hash : "");
         env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_VERIFY;
         env.audit_verify = &v;
-        Kooisv__Reply *r = call(client, &env);
+        Kooisv__Reply *r = call_fresh(&env);
         assert_string_equal(r->result_code, "000000");
         assert_int_equal(r->result_case, KOOISV__REPLY__RESULT_AUDIT_VERIFY);
         if (!r->audit_verify->ok || !r->audit_verify->next_seq)
@@ -538,6 +543,19 @@ static void triggers(bool on)
         assert_true(kc_sql_exec(sql[i], 0, NULL) >= 0);
 }
 
+/* on: take the chain lock (writers wait) and turn the append-only triggers off, to rewrite the
+ * stored chain under the service; off: the triggers on again and the lock released. */
+static void chain_rewriting(bool on)
+{
+    if (on) {
+        assert_int_equal(kc_sql_count("SELECT pg_advisory_lock(" CHAIN_LOCK ")", 0, NULL), 1);
+        triggers(false);
+    } else {
+        triggers(true);
+        assert_int_equal(kc_sql_count("SELECT pg_advisory_unlock(" CHAIN_LOCK ")", 0, NULL), 1);
+    }
+}
+
 static void expect_verdict_head(const char *problem, int64_t seq, int64_t head_seq,
                                 const char *head_hash)
 {
@@ -596,19 +614,26 @@ static void renumber(const char *cmp, const char *step, const char *seq)
     }
 }
 
+/* Start a rewrite of the stored chain: check that it verifies, write fresh entries (their
+ * request ids in rids; caller frees) and chain_rewriting(true). Returns the seq of the first
+ * fresh intent, also as text in seq. */
+static int64_t tamper_begin(char *rids[3], char seq[24])
+{
+    expect_verdict(NULL, 0);
+    int64_t k = fresh_entries(rids);
+    snprintf(seq, 24, "%lld", (long long)k);
+    /* Writers wait while the chain is being rewritten under them. */
+    chain_rewriting(true);
+    return k;
+}
+
 static void test_tamper(void **state)
 {
     (void)state;
-    expect_verdict(NULL, 0);
-    char *rids[3];
-    int64_t k = fresh_entries(rids);
-    char seq[24], prev[24];
-    snprintf(seq, sizeof seq, "%lld", (long long)k);
+    char *rids[3], seq[24], prev[24];
+    int64_t k = tamper_begin(rids, seq);
     snprintf(prev, sizeof prev, "%lld", (long long)(k - 1));
     const char *ps[] = {seq};
-    /* Writers wait while the chain is being rewritten under them. */
-    assert_int_equal(kc_sql_count("SELECT pg_advisory_lock(" CHAIN_LOCK ")", 0, NULL), 1);
-    triggers(false);
 
     /* Modified: an edit in place. */
     char *orig = value("SELECT event_type FROM audit.intents WHERE seq = $1::bigint", seq);
@@ -663,8 +688,7 @@ static void test_tamper(void **state)
     free(prev_hex);
     free(forged_rid);
 
-    triggers(true);
-    assert_int_equal(kc_sql_count("SELECT pg_advisory_unlock(" CHAIN_LOCK ")", 0, NULL), 1);
+    chain_rewriting(false);
     expect_verdict(NULL, 0);
     /* The chain still grows after the repair. */
     char *after = kc_uid("after-");
@@ -773,14 +797,9 @@ static void rehash_plain(int64_t from)
 static void test_rehash_forgery_detected(void **state)
 {
     (void)state;
-    expect_verdict(NULL, 0);
-    char *rids[3];
-    int64_t k = fresh_entries(rids);
-    char seq[24];
-    snprintf(seq, sizeof seq, "%lld", (long long)k);
+    char *rids[3], seq[24];
+    int64_t k = tamper_begin(rids, seq);
     const char *ps[] = {seq};
-    assert_int_equal(kc_sql_count("SELECT pg_advisory_lock(" CHAIN_LOCK ")", 0, NULL), 1);
-    triggers(false);
     /* Saved to put the chain back exactly afterwards. */
     assert_true(
         kc_sql_exec(
@@ -802,8 +821,7 @@ static void test_rehash_forgery_detected(void **state)
     assert_true(kc_sql_exec("INSERT INTO audit.intents SELECT * FROM saved_i", 0, NULL) >= 0);
     assert_true(kc_sql_exec("INSERT INTO audit.outcomes SELECT * FROM saved_o", 0, NULL) >= 0);
     assert_true(kc_sql_exec("DROP TABLE saved_i, saved_o", 0, NULL) >= 0);
-    triggers(true);
-    assert_int_equal(kc_sql_count("SELECT pg_advisory_unlock(" CHAIN_LOCK ")", 0, NULL), 1);
+    chain_rewriting(false);
     expect_verdict(NULL, 0);
     for (int i = 0; i < 3; i++)
         free(rids[i]);
@@ -860,8 +878,7 @@ static void test_head_file_and_truncation(void **state)
     assert_true(kc_sql_exec("INSERT INTO audit.intents SELECT * FROM cut_i", 0, NULL) > 0);
     assert_true(kc_sql_exec("INSERT INTO audit.outcomes SELECT * FROM cut_o", 0, NULL) > 0);
     assert_true(kc_sql_exec("DROP TABLE cut_i, cut_o", 0, NULL) >= 0);
-    triggers(true);
-    assert_int_equal(kc_sql_count("SELECT pg_advisory_unlock(" CHAIN_LOCK ")", 0, NULL), 1);
+    chain_rewriting(false);
     expect_verdict_head(NULL, 0, head, hash);
 
     /* A malformed kept head is refused, not taken as "none". */
