@@ -429,25 +429,34 @@ static void test_billing_key_calls_no_operator_action(void **st)
     free(id);
 }
 
+/* As a system client with who's key: events.pending for consumer (its second argument
+ * key=value), then events.ack of ids; fail unless order answers both with code and stores no
+ * acknowledgement of consumer. */
+static void pull_events(caller_t who, const char *code, const char *consumer, const char *key,
+                        const char *value, const char *ids)
+{
+    char *rid = kc_uid(who == AS_GATEWAY ? "zapgev-" : "zapev-");
+    char *rid2 = kc_uid(who == AS_GATEWAY ? "zapgack-" : "zapack-");
+    admin_call_t c;
+    admin_call_init(&c);
+    admin_call_arg(&c, 0, "consumer", consumer);
+    admin_call_arg(&c, 1, key, value);
+    admin_call_as(&c, rid, "system", "events.pending");
+    free(assert_answered("ORDER", who, &c.env, code));
+    admin_call_arg(&c, 1, "ids", ids);
+    admin_call_as(&c, rid2, "system", "events.ack");
+    free(assert_answered("ORDER", who, &c.env, code));
+    const char *p[] = {consumer};
+    assert_int_equal(kc_sql_count("SELECT 1 FROM orders.event_acks WHERE consumer = $1", 1, p), 0);
+    free(rid);
+    free(rid2);
+}
+
 /* What billing needs still works with its key: events.pending and events.ack. */
 static void test_billing_key_pulls_events(void **st)
 {
     (void)st;
-    char *rid = kc_uid("zapev-");
-    admin_call_t c;
-    admin_call_init(&c);
-    admin_call_arg(&c, 0, "consumer", "zmqauth-test");
-    admin_call_arg(&c, 1, "limit", "1");
-    admin_call_as(&c, rid, "system", "events.pending");
-    free(assert_answered("ORDER", AS_BILLING, &c.env, "000000"));
-    char *rid2 = kc_uid("zapack-");
-    admin_call_arg(&c, 1, "ids", "no-such-event");
-    admin_call_as(&c, rid2, "system", "events.ack");
-    free(assert_answered("ORDER", AS_BILLING, &c.env, "000000"));
-    const char *p[] = {"zmqauth-test"};
-    assert_int_equal(kc_sql_count("SELECT 1 FROM orders.event_acks WHERE consumer = $1", 1, p), 0);
-    free(rid);
-    free(rid2);
+    pull_events(AS_BILLING, "000000", "zmqauth-test", "limit", "1", "no-such-event");
 }
 
 /* The gateway's key may not pull the events (only system clients do), whatever kind it claims,
@@ -455,21 +464,9 @@ static void test_billing_key_pulls_events(void **st)
 static void test_gateway_key_pulls_no_events(void **st)
 {
     (void)st;
-    char *rid = kc_uid("zapgev-"), *rid2 = kc_uid("zapgack-");
     char *event = sql_wait_value("SELECT event_id FROM orders.outbox ORDER BY id DESC LIMIT 1");
-    admin_call_t c;
-    admin_call_init(&c);
-    admin_call_arg(&c, 0, "consumer", "zmqauth-gw");
-    admin_call_arg(&c, 1, "ids", event);
-    admin_call_as(&c, rid, "system", "events.pending");
-    free(assert_answered("ORDER", AS_GATEWAY, &c.env, "000001"));
-    admin_call_as(&c, rid2, "system", "events.ack");
-    free(assert_answered("ORDER", AS_GATEWAY, &c.env, "000001"));
-    const char *p[] = {"zmqauth-gw"};
-    assert_int_equal(kc_sql_count("SELECT 1 FROM orders.event_acks WHERE consumer = $1", 1, p), 0);
+    pull_events(AS_GATEWAY, "000001", "zmqauth-gw", "ids", event, event);
     free(event);
-    free(rid);
-    free(rid2);
 }
 
 /* Billing's key is admitted by order alone: the other services do not answer it. */
