@@ -607,12 +607,6 @@ static void test_verify_kept_head(void **state)
     free(text);
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    return suite_env_load();
-}
-
 static int teardown(void **state)
 {
     (void)state;
@@ -637,5 +631,5 @@ int main(void)
         cmocka_unit_test(test_verify_kept_head),
         cmocka_unit_test(test_audit_down),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return KC_SUITE_MAIN(tests, NULL, teardown);
 }

@@ -103,15 +103,23 @@ static Kooisv__Reply *send_outcome(const char *rid, const char *code)
     return call(client, &env);
 }
 
+/* call(client, env) under a fresh random request id. */
+static Kooisv__Reply *call_fresh(Kooisv__Envelope *env)
+{
+    char rid[37];
+    rand_uuid(rid);
+    env->request_id = rid;
+    Kooisv__Reply *r = call(client, env);
+    env->request_id = NULL;
+    return r;
+}
+
 static Kooisv__Reply *send_query(Kooisv__AuditQuery *q)
 {
     Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
-    char rid[37];
-    rand_uuid(rid);
-    env.request_id = rid;
     env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_QUERY;
     env.audit_query = q;
-    return call(client, &env);
+    return call_fresh(&env);
 }
 
 /* Verify the whole chain (following next_seq) against a kept head (seq 0: none); the last
@@ -122,15 +130,12 @@ static Kooisv__Reply *send_verify_head(int64_t head_seq, const char *head_hash)
     for (;;) {
         Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
         Kooisv__AuditVerify v = KOOISV__AUDIT_VERIFY__INIT;
-        char rid[37];
-        rand_uuid(rid);
-        env.request_id = rid;
         v.from_seq = from;
         v.expect_head_seq = head_seq;
         v.expect_head_hash = (char *)(head_hash ? head_hash : "");
         env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_VERIFY;
         env.audit_verify = &v;
-        Kooisv__Reply *r = call(client, &env);
+        Kooisv__Reply *r = call_fresh(&env);
         assert_string_equal(r->result_code, "000000");
         assert_int_equal(r->result_case, KOOISV__REPLY__RESULT_AUDIT_VERIFY);
         if (!r->audit_verify->ok || !r->audit_verify->next_seq)
@@ -208,14 +213,22 @@ static void test_intent_stored_once(void **state)
     free(nonce);
 }
 
+/* Fail unless r (freed here) refuses the record of rid as malformed (000002) and table
+ * ("audit.intents", "audit.outcomes") holds no row of rid. */
+static void expect_refused_unstored(Kooisv__Reply *r, const char *table, const char *rid)
+{
+    assert_string_equal(r->result_code, "000002");
+    char *sql = xasprintf("SELECT 1 FROM %s WHERE request_id = $1", table);
+    assert_int_equal(rows(sql, rid), 0);
+    free(sql);
+    free_reply(r);
+}
+
 static void test_outcome_needs_intent(void **state)
 {
     (void)state;
     char *rid = kc_uid("orphan-");
-    Kooisv__Reply *o = send_outcome(rid, "000000");
-    assert_string_equal(o->result_code, "000002");
-    assert_int_equal(rows("SELECT 1 FROM audit.outcomes WHERE request_id = $1", rid), 0);
-    free_reply(o);
+    expect_refused_unstored(send_outcome(rid, "000000"), "audit.outcomes", rid);
     free(rid);
 }
 
@@ -242,10 +255,7 @@ static void test_bad_records_refused(void **state)
     env.caller = &caller;
     env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_INTENT;
     env.audit_intent = &in;
-    r = call(client, &env);
-    assert_string_equal(r->result_code, "000002");
-    assert_int_equal(rows("SELECT 1 FROM audit.intents WHERE request_id = $1", rid), 0);
-    free_reply(r);
+    expect_refused_unstored(call(client, &env), "audit.intents", rid);
     free(rid);
 }
 
@@ -533,6 +543,19 @@ static void triggers(bool on)
         assert_true(kc_sql_exec(sql[i], 0, NULL) >= 0);
 }
 
+/* on: take the chain lock (writers wait) and turn the append-only triggers off, to rewrite the
+ * stored chain under the service; off: the triggers on again and the lock released. */
+static void chain_rewriting(bool on)
+{
+    if (on) {
+        assert_int_equal(kc_sql_count("SELECT pg_advisory_lock(" CHAIN_LOCK ")", 0, NULL), 1);
+        triggers(false);
+    } else {
+        triggers(true);
+        assert_int_equal(kc_sql_count("SELECT pg_advisory_unlock(" CHAIN_LOCK ")", 0, NULL), 1);
+    }
+}
+
 static void expect_verdict_head(const char *problem, int64_t seq, int64_t head_seq,
                                 const char *head_hash)
 {
@@ -571,19 +594,46 @@ static int64_t fresh_entries(char *rids[3])
     return first;
 }
 
+/* Move every intent and outcome whose seq is (cmp: ">=" or ">") seq by step ("+ 1", "- 1"),
+ * through seq + SHIFT so that no two rows share a seq on the way. */
+static void renumber(const char *cmp, const char *step, const char *seq)
+{
+    static const char *const tables[] = {"audit.intents", "audit.outcomes"};
+    const char *ps[] = {seq};
+    for (int t = 0; t < 2; t++) {
+        char *sql = xasprintf("UPDATE %s SET seq = seq + " SHIFT " WHERE seq %s $1::bigint",
+                              tables[t], cmp);
+        assert_true(kc_sql_exec(sql, 1, ps) >= 0);
+        free(sql);
+    }
+    for (int t = 0; t < 2; t++) {
+        char *sql =
+            xasprintf("UPDATE %s SET seq = seq - " SHIFT " %s WHERE seq > " SHIFT, tables[t], step);
+        assert_true(kc_sql_exec(sql, 0, NULL) >= 0);
+        free(sql);
+    }
+}
+
+/* Start a rewrite of the stored chain: check that it verifies, write fresh entries (their
+ * request ids in rids; caller frees) and chain_rewriting(true). Returns the seq of the first
+ * fresh intent, also as text in seq. */
+static int64_t tamper_begin(char *rids[3], char seq[24])
+{
+    expect_verdict(NULL, 0);
+    int64_t k = fresh_entries(rids);
+    snprintf(seq, 24, "%lld", (long long)k);
+    /* Writers wait while the chain is being rewritten under them. */
+    chain_rewriting(true);
+    return k;
+}
+
 static void test_tamper(void **state)
 {
     (void)state;
-    expect_verdict(NULL, 0);
-    char *rids[3];
-    int64_t k = fresh_entries(rids);
-    char seq[24], prev[24];
-    snprintf(seq, sizeof seq, "%lld", (long long)k);
+    char *rids[3], seq[24], prev[24];
+    int64_t k = tamper_begin(rids, seq);
     snprintf(prev, sizeof prev, "%lld", (long long)(k - 1));
     const char *ps[] = {seq};
-    /* Writers wait while the chain is being rewritten under them. */
-    assert_int_equal(kc_sql_count("SELECT pg_advisory_lock(" CHAIN_LOCK ")", 0, NULL), 1);
-    triggers(false);
 
     /* Modified: an edit in place. */
     char *orig = value("SELECT event_type FROM audit.intents WHERE seq = $1::bigint", seq);
@@ -603,13 +653,7 @@ static void test_tamper(void **state)
     expect_verdict(NULL, 0);
 
     /* Inserted: a forged entry chained after k - 1, everything from k renumbered up by one. */
-    const char *shift_up[] = {
-        "UPDATE audit.intents SET seq = seq + " SHIFT " WHERE seq >= $1::bigint",
-        "UPDATE audit.outcomes SET seq = seq + " SHIFT " WHERE seq >= $1::bigint",
-        "UPDATE audit.intents SET seq = seq - " SHIFT " + 1 WHERE seq > " SHIFT,
-        "UPDATE audit.outcomes SET seq = seq - " SHIFT " + 1 WHERE seq > " SHIFT};
-    for (int i = 0; i < 4; i++)
-        assert_true(kc_sql_exec(shift_up[i], i < 2 ? 1 : 0, ps) >= 0);
+    renumber(">=", "+ 1", seq);
     char *prev_hex = value("SELECT encode(hash, 'hex') FROM audit.chain WHERE seq = $1::bigint", prev);
     assert_non_null(prev_hex);
     uint8_t prev_hash[32], hash[32];
@@ -640,18 +684,11 @@ static void test_tamper(void **state)
                      1);
     expect_verdict("inserted", k);
     assert_int_equal(kc_sql_exec("DELETE FROM audit.intents WHERE request_id = $1", 1, pf + 1), 1);
-    const char *shift_down[] = {
-        "UPDATE audit.intents SET seq = seq + " SHIFT " WHERE seq > $1::bigint",
-        "UPDATE audit.outcomes SET seq = seq + " SHIFT " WHERE seq > $1::bigint",
-        "UPDATE audit.intents SET seq = seq - " SHIFT " - 1 WHERE seq > " SHIFT,
-        "UPDATE audit.outcomes SET seq = seq - " SHIFT " - 1 WHERE seq > " SHIFT};
-    for (int i = 0; i < 4; i++)
-        assert_true(kc_sql_exec(shift_down[i], i < 2 ? 1 : 0, ps) >= 0);
+    renumber(">", "- 1", seq);
     free(prev_hex);
     free(forged_rid);
 
-    triggers(true);
-    assert_int_equal(kc_sql_count("SELECT pg_advisory_unlock(" CHAIN_LOCK ")", 0, NULL), 1);
+    chain_rewriting(false);
     expect_verdict(NULL, 0);
     /* The chain still grows after the repair. */
     char *after = kc_uid("after-");
@@ -760,14 +797,9 @@ static void rehash_plain(int64_t from)
 static void test_rehash_forgery_detected(void **state)
 {
     (void)state;
-    expect_verdict(NULL, 0);
-    char *rids[3];
-    int64_t k = fresh_entries(rids);
-    char seq[24];
-    snprintf(seq, sizeof seq, "%lld", (long long)k);
+    char *rids[3], seq[24];
+    int64_t k = tamper_begin(rids, seq);
     const char *ps[] = {seq};
-    assert_int_equal(kc_sql_count("SELECT pg_advisory_lock(" CHAIN_LOCK ")", 0, NULL), 1);
-    triggers(false);
     /* Saved to put the chain back exactly afterwards. */
     assert_true(
         kc_sql_exec(
@@ -789,8 +821,7 @@ static void test_rehash_forgery_detected(void **state)
     assert_true(kc_sql_exec("INSERT INTO audit.intents SELECT * FROM saved_i", 0, NULL) >= 0);
     assert_true(kc_sql_exec("INSERT INTO audit.outcomes SELECT * FROM saved_o", 0, NULL) >= 0);
     assert_true(kc_sql_exec("DROP TABLE saved_i, saved_o", 0, NULL) >= 0);
-    triggers(true);
-    assert_int_equal(kc_sql_count("SELECT pg_advisory_unlock(" CHAIN_LOCK ")", 0, NULL), 1);
+    chain_rewriting(false);
     expect_verdict(NULL, 0);
     for (int i = 0; i < 3; i++)
         free(rids[i]);
@@ -847,8 +878,7 @@ static void test_head_file_and_truncation(void **state)
     assert_true(kc_sql_exec("INSERT INTO audit.intents SELECT * FROM cut_i", 0, NULL) > 0);
     assert_true(kc_sql_exec("INSERT INTO audit.outcomes SELECT * FROM cut_o", 0, NULL) > 0);
     assert_true(kc_sql_exec("DROP TABLE cut_i, cut_o", 0, NULL) >= 0);
-    triggers(true);
-    assert_int_equal(kc_sql_count("SELECT pg_advisory_unlock(" CHAIN_LOCK ")", 0, NULL), 1);
+    chain_rewriting(false);
     expect_verdict_head(NULL, 0, head, hash);
 
     /* A malformed kept head is refused, not taken as "none". */
@@ -900,8 +930,6 @@ static void test_no_owner_dsn_in_service(void **state)
 static int setup(void **state)
 {
     (void)state;
-    if (suite_env_load() != 0)
-        return -1;
     client = audit_client();
     return 0;
 }
@@ -933,5 +961,5 @@ int main(void)
         cmocka_unit_test(test_head_file_and_truncation),
         cmocka_unit_test(test_no_owner_dsn_in_service),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return KC_SUITE_MAIN(tests, setup, teardown);
 }

@@ -66,6 +66,23 @@ static void hex(const uint8_t h[32], char out[65])
     hex_encode(h, 32, out);
 }
 
+/* Hash the vector intent after the zero hash, then the vector outcome after it, with chain
+ * (NULL: plain SHA-256); fail unless their hex is intent_hex and outcome_hex. */
+static void expect_vector_hashes(const entry_chain_t *chain, const char *intent_hex,
+                                 const char *outcome_hex)
+{
+    entry_intent_t e = vector_intent();
+    entry_outcome_t o = vector_outcome();
+    uint8_t zero[32] = {0}, h1[32], h2[32];
+    char text[65];
+    entry_intent_hash(&e, chain, zero, h1);
+    hex(h1, text);
+    assert_string_equal(text, intent_hex);
+    entry_outcome_hash(&o, chain, h1, h2);
+    hex(h2, text);
+    assert_string_equal(text, outcome_hex);
+}
+
 static void test_intent_vector(void **state)
 {
     (void)state;
@@ -85,44 +102,26 @@ static void test_intent_vector(void **state)
 static void test_outcome_vector(void **state)
 {
     (void)state;
-    entry_intent_t e = vector_intent();
     entry_outcome_t o = vector_outcome();
-    uint8_t zero[32] = {0}, h1[32], h2[32];
-    entry_intent_hash(&e, NULL, zero, h1);
     uint8_t *content = NULL;
     assert_int_equal(entry_outcome_content(&o, &content), VECTOR_OUTCOME_LEN);
     free(content);
-    entry_outcome_hash(&o, NULL, h1, h2);
-    char text[65];
-    hex(h2, text);
-    assert_string_equal(text, VECTOR_OUTCOME_HASH);
+    expect_vector_hashes(NULL, VECTOR_INTENT_HASH, VECTOR_OUTCOME_HASH);
 }
 
 /* Keyed from the genesis, and keyed only from seq 2 on (an upgraded trail). */
 static void test_keyed_vectors(void **state)
 {
     (void)state;
-    entry_intent_t e = vector_intent();
-    entry_outcome_t o = vector_outcome();
-    uint8_t zero[32] = {0}, h1[32], h2[32];
-    char text[65];
-    entry_intent_hash(&e, &keyed, zero, h1);
-    hex(h1, text);
-    assert_string_equal(text, VECTOR_KEYED_INTENT_HASH);
-    entry_outcome_hash(&o, &keyed, h1, h2);
-    hex(h2, text);
-    assert_string_equal(text, VECTOR_KEYED_OUTCOME_HASH);
-
+    expect_vector_hashes(&keyed, VECTOR_KEYED_INTENT_HASH, VECTOR_KEYED_OUTCOME_HASH);
     entry_chain_t epoch2 = keyed;
     epoch2.keyed_from = 2;
-    entry_intent_hash(&e, &epoch2, zero, h1);
-    hex(h1, text);
-    assert_string_equal(text, VECTOR_INTENT_HASH);
-    entry_outcome_hash(&o, &epoch2, h1, h2);
-    hex(h2, text);
-    assert_string_equal(text, VECTOR_EPOCH2_OUTCOME_HASH);
+    expect_vector_hashes(&epoch2, VECTOR_INTENT_HASH, VECTOR_EPOCH2_OUTCOME_HASH);
 
     /* Another key gives another hash. */
+    entry_intent_t e = vector_intent();
+    uint8_t zero[32] = {0}, h1[32];
+    char text[65];
     entry_chain_t other = keyed;
     other.key = (const uint8_t *)"chain-key-For-tests-0002";
     entry_intent_hash(&e, &other, zero, h1);
@@ -321,18 +320,23 @@ static void chain_build(chain_t *c)
     }
 }
 
-/* Walk the chain as verify_handle does; returns the verdict of the first bad row. */
-static verify_verdict_t chain_walk(chain_t *c)
+/* Walk the chain as verify_handle does, with the key (and epoch) of chain; fail unless the
+ * first bad row is reported as problem at bad_seq (problem NULL: unless no row is bad). */
+static void expect_walk(chain_t *c, const entry_chain_t *chain, const char *problem,
+                        int64_t bad_seq)
 {
     verify_verdict_t v = {0};
-    verify_expect_t ex = {.chain = &keyed, .seq = 1, .prev_known = true};
-    for (int i = 0; i < c->n; i++) {
-        if (!verify_row(&c->rows[i], i + 1 < c->n ? &c->rows[i + 1] : NULL, &ex, &v))
-            return v;
-        verify_expect_advance(&ex, &c->rows[i]);
+    verify_expect_t ex = {.chain = chain, .seq = 1, .prev_known = true};
+    int i = 0;
+    while (i < c->n && verify_row(&c->rows[i], i + 1 < c->n ? &c->rows[i + 1] : NULL, &ex, &v))
+        verify_expect_advance(&ex, &c->rows[i++]);
+    if (!problem) {
+        assert_int_equal(i, c->n);
+        return;
     }
-    memset(&v, 0, sizeof v);
-    return v;
+    assert_true(i < c->n);
+    assert_string_equal(v.problem, problem);
+    assert_int_equal(v.bad_seq, bad_seq);
 }
 
 static void chain_remove(chain_t *c, int i)
@@ -346,8 +350,7 @@ static void test_verify_intact(void **state)
     (void)state;
     chain_t c;
     chain_build(&c);
-    verify_verdict_t v = chain_walk(&c);
-    assert_null(v.problem);
+    expect_walk(&c, &keyed, NULL, 0);
 }
 
 static void test_verify_modified(void **state)
@@ -356,22 +359,16 @@ static void test_verify_modified(void **state)
     chain_t c;
     chain_build(&c);
     c.rows[2].intent.event_type = "forged"; /* seq 3 edited in place */
-    verify_verdict_t v = chain_walk(&c);
-    assert_string_equal(v.problem, "modified");
-    assert_int_equal(v.bad_seq, 3);
+    expect_walk(&c, &keyed, "modified", 3);
 
     chain_build(&c);
     c.rows[3].outcome.result_code = "000001"; /* an outcome, seq 4 */
-    v = chain_walk(&c);
-    assert_string_equal(v.problem, "modified");
-    assert_int_equal(v.bad_seq, 4);
+    expect_walk(&c, &keyed, "modified", 4);
 
     chain_build(&c);
     c.rows[2].intent.event_type = "forged"; /* edited and rehashed: seq 4 no longer links */
     row_rehash(&c.rows[2]);
-    v = chain_walk(&c);
-    assert_string_equal(v.problem, "modified");
-    assert_int_equal(v.bad_seq, 3);
+    expect_walk(&c, &keyed, "modified", 3);
 }
 
 /* The review's forgery: an entry rewritten and the whole chain after it re-hashed, consistently,
@@ -391,9 +388,7 @@ static void test_verify_rehash_without_key(void **state)
             memcpy(c.rows[i].prev, c.rows[i - 1].hash, 32);
             row_rehash_with(&c.rows[i], forgers[f]);
         }
-        verify_verdict_t v = chain_walk(&c);
-        assert_string_equal(v.problem, "modified");
-        assert_int_equal(v.bad_seq, 3);
+        expect_walk(&c, &keyed, "modified", 3);
         /* The whole chain re-hashed from the genesis: the first entry already fails. */
         chain_build(&c);
         for (int i = 0; i < c.n; i++) {
@@ -401,9 +396,7 @@ static void test_verify_rehash_without_key(void **state)
                 memcpy(c.rows[i].prev, c.rows[i - 1].hash, 32);
             row_rehash_with(&c.rows[i], forgers[f]);
         }
-        v = chain_walk(&c);
-        assert_string_equal(v.problem, "modified");
-        assert_int_equal(v.bad_seq, 1);
+        expect_walk(&c, &keyed, "modified", 1);
     }
 }
 
@@ -422,12 +415,7 @@ static void test_verify_legacy_part(void **state)
             memcpy(c.rows[i].prev, c.rows[i - 1].hash, 32);
         row_rehash_with(&c.rows[i], i < 3 ? NULL : &upgraded);
     }
-    verify_verdict_t v = {0};
-    verify_expect_t ex = {.chain = &upgraded, .seq = 1, .prev_known = true};
-    for (int i = 0; i < c.n; i++) {
-        assert_true(verify_row(&c.rows[i], i + 1 < c.n ? &c.rows[i + 1] : NULL, &ex, &v));
-        verify_expect_advance(&ex, &c.rows[i]);
-    }
+    expect_walk(&c, &upgraded, NULL, 0);
     /* Entry 2 rewritten, 2 and 3 re-hashed, 4's prev_hash pointed at the new 3. */
     c.rows[1].outcome.result_msg = "forged";
     for (int i = 1; i < 4; i++) {
@@ -435,15 +423,7 @@ static void test_verify_legacy_part(void **state)
         if (i < 3)
             row_rehash_with(&c.rows[i], NULL);
     }
-    ex = (verify_expect_t){.chain = &upgraded, .seq = 1, .prev_known = true};
-    bool all_ok = true;
-    for (int i = 0; i < c.n && all_ok; i++) {
-        all_ok = verify_row(&c.rows[i], i + 1 < c.n ? &c.rows[i + 1] : NULL, &ex, &v);
-        verify_expect_advance(&ex, &c.rows[i]);
-    }
-    assert_false(all_ok);
-    assert_string_equal(v.problem, "modified");
-    assert_int_equal(v.bad_seq, 4);
+    expect_walk(&c, &upgraded, "modified", 4);
 }
 
 static void test_verify_removed(void **state)
@@ -452,17 +432,13 @@ static void test_verify_removed(void **state)
     chain_t c;
     chain_build(&c);
     chain_remove(&c, 2); /* seq 3 deleted: a gap */
-    verify_verdict_t v = chain_walk(&c);
-    assert_string_equal(v.problem, "removed");
-    assert_int_equal(v.bad_seq, 3);
+    expect_walk(&c, &keyed, "removed", 3);
 
     chain_build(&c);
     chain_remove(&c, 2); /* deleted and the rest renumbered to hide the gap */
     for (int i = 2; i < c.n; i++)
         (*row_seq_p(&c.rows[i]))--;
-    v = chain_walk(&c);
-    assert_string_equal(v.problem, "removed");
-    assert_int_equal(v.bad_seq, 3);
+    expect_walk(&c, &keyed, "removed", 3);
 }
 
 static void test_verify_inserted(void **state)
@@ -483,9 +459,7 @@ static void test_verify_inserted(void **state)
     x->intent.seq = 3;
     memcpy(x->prev, c.rows[1].hash, 32);
     row_rehash(x);
-    verify_verdict_t v = chain_walk(&c);
-    assert_string_equal(v.problem, "inserted");
-    assert_int_equal(v.bad_seq, 3);
+    expect_walk(&c, &keyed, "inserted", 3);
 
     /* Appended after the head without chaining to it. */
     chain_build(&c);
@@ -498,16 +472,12 @@ static void test_verify_inserted(void **state)
     memset(y->prev, 7, 32);
     row_rehash(y);
     c.n++;
-    v = chain_walk(&c);
-    assert_string_equal(v.problem, "inserted");
-    assert_int_equal(v.bad_seq, CHAIN_LEN + 1);
+    expect_walk(&c, &keyed, "inserted", CHAIN_LEN + 1);
 
     /* Two entries on one seq (an outcome forged onto an intent's position). */
     chain_build(&c);
     *row_seq_p(&c.rows[4]) = 4;
-    v = chain_walk(&c);
-    assert_string_equal(v.problem, "inserted");
-    assert_int_equal(v.bad_seq, 4);
+    expect_walk(&c, &keyed, "inserted", 4);
 }
 
 int main(void)

@@ -689,20 +689,17 @@ static void test_proxyproto_parse(void **state)
     assert_int_equal(proxyproto_parse(almost, sizeof almost, &need, &h), PROXYPROTO_NONE);
     /* Bad: version 1 or 3 in the binary form, command 2, UDP, UNIX, short address blocks, too long.
      */
-    n = pp_header(buf, 0x11, 0x11, v4, 12);
-    assert_int_equal(proxyproto_parse(buf, n, &need, &h), PROXYPROTO_BAD);
-    n = pp_header(buf, 0x31, 0x11, v4, 12);
-    assert_int_equal(proxyproto_parse(buf, n, &need, &h), PROXYPROTO_BAD);
-    n = pp_header(buf, 0x22, 0x11, v4, 12);
-    assert_int_equal(proxyproto_parse(buf, n, &need, &h), PROXYPROTO_BAD);
-    n = pp_header(buf, 0x21, 0x12, v4, 12);
-    assert_int_equal(proxyproto_parse(buf, n, &need, &h), PROXYPROTO_BAD);
-    n = pp_header(buf, 0x21, 0x31, v4, 12);
-    assert_int_equal(proxyproto_parse(buf, n, &need, &h), PROXYPROTO_BAD);
-    n = pp_header(buf, 0x21, 0x11, v4, 11);
-    assert_int_equal(proxyproto_parse(buf, n, &need, &h), PROXYPROTO_BAD);
-    n = pp_header(buf, 0x21, 0x21, v6, 35);
-    assert_int_equal(proxyproto_parse(buf, n, &need, &h), PROXYPROTO_BAD);
+    static const struct {
+        uint8_t ver_cmd, fam;
+        bool v6;
+        uint16_t len;
+    } bad[] = {{0x11, 0x11, false, 12}, {0x31, 0x11, false, 12}, {0x22, 0x11, false, 12},
+               {0x21, 0x12, false, 12}, {0x21, 0x31, false, 12}, {0x21, 0x11, false, 11},
+               {0x21, 0x21, true, 35}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        n = pp_header(buf, bad[i].ver_cmd, bad[i].fam, bad[i].v6 ? v6 : v4, bad[i].len);
+        assert_int_equal(proxyproto_parse(buf, n, &need, &h), PROXYPROTO_BAD);
+    }
     pp_header(buf, 0x21, 0x11, v4, 12);
     buf[14] = 0x04, buf[15] = 0x00; /* 1024 + 16 > PROXYPROTO_HEADER_MAX */
     assert_int_equal(proxyproto_parse(buf, 16, &need, &h), PROXYPROTO_BAD);
@@ -913,6 +910,24 @@ static void run_until(struct event_base *base, outcome_t *o, int ms)
         spin(base, 5000);
 }
 
+/* Ping svc through d (request id rid, deadline deadline_ms), failing if the callback runs
+ * inside dispatch_call; run base until it has run (at most wait_ms) and fail unless it ran
+ * once. o (cleared first) holds the reply; returns the microseconds from the call to the
+ * callback. */
+static int64_t ping_once(struct event_base *base, dispatch_t *d, service_id_t svc, const char *rid,
+                         int deadline_ms, int wait_ms, outcome_t *o)
+{
+    Kooisv__Envelope env = ping_envelope(rid);
+    memset(o, 0, sizeof *o);
+    int64_t t0 = time_mono_us();
+    o->inside = true;
+    assert_int_equal(dispatch_call(d, svc, &env, deadline_ms, on_done, o), 0);
+    o->inside = false;
+    run_until(base, o, wait_ms);
+    assert_int_equal(o->calls, 1);
+    return o->at_us - t0;
+}
+
 static void wait_replicas(struct event_base *base, service_id_t svc, long n)
 {
     for (int i = 0; i < 400 && metrics_replicas(svc) != n; i++)
@@ -973,18 +988,14 @@ static void test_dispatch_reply(void **state)
 {
     rig_t rig;
     rig_up(&rig, SVC_ECHO, SVC_ORDER);
-    Kooisv__Envelope env = ping_envelope("rid-echo");
-    outcome_t o = {0};
-    o.inside = true;
-    assert_int_equal(dispatch_call(rig.d, SVC_ORDER, &env, 2000, on_done, &o), 0);
-    o.inside = false;
-    run_until(rig.base, &o, 2000);
-    assert_int_equal(o.calls, 1);
+    outcome_t o;
+    ping_once(rig.base, rig.d, SVC_ORDER, "rid-echo", 2000, 2000, &o);
     assert_non_null(o.reply);
     assert_string_equal(o.reply->request_id, "rid-echo");
     assert_string_equal(o.reply->result_code, "000000");
     kooisv__reply__free_unpacked(o.reply, NULL);
     /* Not configured: -1 and no callback. */
+    Kooisv__Envelope env = ping_envelope("rid-echo");
     assert_int_equal(dispatch_call(rig.d, SVC_TENANT, &env, 100, on_done, &o), -1);
     assert_string_equal(services_name(SVC_AUDIT), "audit");
     dispatch_destroy(&rig.d);
@@ -999,11 +1010,8 @@ static void test_dispatch_reply_for_other_body_ignored(void **state)
      * settle the other, so a reply naming another body case is dropped. */
     rig_t rig;
     rig_up(&rig, SVC_WRONG_BODY, SVC_ORDER);
-    Kooisv__Envelope env = ping_envelope("rid-other-body");
-    outcome_t o = {0};
-    assert_int_equal(dispatch_call(rig.d, SVC_ORDER, &env, 300, on_done, &o), 0);
-    run_until(rig.base, &o, 2000);
-    assert_int_equal(o.calls, 1);
+    outcome_t o;
+    ping_once(rig.base, rig.d, SVC_ORDER, "rid-other-body", 300, 2000, &o);
     assert_null(o.reply);
     rig_down(&rig);
 }
@@ -1025,11 +1033,8 @@ static void test_dispatch_wrong_server_key(void **state)
     for (int i = 0; i < 60; i++) /* 300 ms for a handshake that must not succeed */
         spin(base, 5000);
     assert_int_equal(metrics_replicas(SVC_ORDER), 0);
-    Kooisv__Envelope env = ping_envelope("rid-wrong-key");
-    outcome_t o = {0};
-    assert_int_equal(dispatch_call(d, SVC_ORDER, &env, 1000, on_done, &o), 0);
-    run_until(base, &o, 2000);
-    assert_int_equal(o.calls, 1);
+    outcome_t o;
+    ping_once(base, d, SVC_ORDER, "rid-wrong-key", 1000, 2000, &o);
     assert_null(o.reply);
     /* No key at all is refused when the dispatcher is made. */
     const char *none[SVC__COUNT] = {NULL, NULL, NULL, NULL, NULL};
@@ -1044,17 +1049,11 @@ static void test_dispatch_no_replica(void **state)
     /* Nothing listens there: with ZMQ_IMMEDIATE the call fails at once, not at the deadline. */
     rig_t rig;
     rig_up_nowhere(&rig, SVC_ORDER);
-    Kooisv__Envelope env = ping_envelope("rid-none");
-    outcome_t o = {0};
-    int64_t t0 = time_mono_us();
-    o.inside = true;
-    assert_int_equal(dispatch_call(rig.d, SVC_ORDER, &env, 3000, on_done, &o), 0);
-    o.inside = false;
-    assert_int_equal(o.calls, 0); /* never inside the call */
-    run_until(rig.base, &o, 3000);
-    assert_int_equal(o.calls, 1);
+    outcome_t o;
+    /* never inside the call (ping_once fails if the callback runs there) */
+    int64_t took = ping_once(rig.base, rig.d, SVC_ORDER, "rid-none", 3000, 3000, &o);
     assert_null(o.reply);
-    assert_true(o.at_us - t0 < 100000);
+    assert_true(took < 100000);
     rig_down(&rig);
 }
 
@@ -1062,34 +1061,25 @@ static void test_dispatch_resend_and_timeout(void **state)
 {
     rig_t rig;
     rig_up(&rig, SVC_IGNORE_FIRST, SVC_ORDER);
-    Kooisv__Envelope env = ping_envelope("rid-resend");
-    outcome_t o = {0};
-    int64_t t0 = time_mono_us();
-    dispatch_call(rig.d, SVC_ORDER, &env, 400, on_done, &o);
-    run_until(rig.base, &o, 2000);
+    outcome_t o;
+    int64_t took = ping_once(rig.base, rig.d, SVC_ORDER, "rid-resend", 400, 2000, &o);
     /* The first copy was ignored; the resend at half the deadline was answered. */
-    assert_int_equal(o.calls, 1);
     assert_non_null(o.reply);
-    assert_true(o.at_us - t0 >= 190000);
-    assert_true(o.at_us - t0 < 400000);
+    assert_true(took >= 190000);
+    assert_true(took < 400000);
     assert_int_equal(atomic_load(&rig.fake.received), 2);
     kooisv__reply__free_unpacked(o.reply, NULL);
     rig_down(&rig);
 
     rig_up(&rig, SVC_SILENT, SVC_ORDER);
-    memset(&o, 0, sizeof o);
-    t0 = time_mono_us();
-    env = ping_envelope("rid-silent");
-    dispatch_call(rig.d, SVC_ORDER, &env, 300, on_done, &o);
-    run_until(rig.base, &o, 2000);
-    assert_int_equal(o.calls, 1);
+    took = ping_once(rig.base, rig.d, SVC_ORDER, "rid-silent", 300, 2000, &o);
     assert_null(o.reply);
-    assert_true(o.at_us - t0 >= 290000);
-    assert_true(o.at_us - t0 < 600000);
+    assert_true(took >= 290000);
+    assert_true(took < 600000);
     assert_int_equal(atomic_load(&rig.fake.received), 2); /* sent once, resent once, no more */
     /* Destroy with a call pending: its callback runs with NULL. */
     outcome_t pending = {0};
-    env = ping_envelope("rid-pending");
+    Kooisv__Envelope env = ping_envelope("rid-pending");
     dispatch_call(rig.d, SVC_ORDER, &env, 5000, on_done, &pending);
     dispatch_destroy(&rig.d);
     assert_int_equal(pending.calls, 1);

@@ -99,36 +99,32 @@ static void expect_source(const char *rid, const char *want)
     free(src);
 }
 
+/* A marketplace call to url from src with the header pre (what names it in a failure): fail
+ * unless it is answered and the trail records want as its source. */
+static void expect_call_source(const char *url, const char *src, const uint8_t *pre, size_t plen,
+                               const char *what, const char *want)
+{
+    char err[256] = "";
+    char *rid = marketplace_call(url, src, pre, plen, err, sizeof err);
+    if (!rid)
+        fail_msg("%s: %s", what, err);
+    expect_source(rid, want);
+    free(rid);
+}
+
 static void test_trusted_header_names_client(void **state)
 {
     (void)state;
     const char *url = suite_get("KOOISV_GATEWAY2_URL");
     uint8_t h[64];
-    char err[256] = "";
     size_t n = header(h, CLIENT4, false);
-    char *rid = marketplace_call(url, "127.0.0.1", h, n, err, sizeof err);
-    if (!rid)
-        fail_msg("IPv4 header: %s", err);
-    expect_source(rid, CLIENT4);
-    free(rid);
+    expect_call_source(url, "127.0.0.1", h, n, "IPv4 header", CLIENT4);
     n = header(h, CLIENT6, false);
-    rid = marketplace_call(url, "127.0.0.1", h, n, err, sizeof err);
-    if (!rid)
-        fail_msg("IPv6 header: %s", err);
-    expect_source(rid, CLIENT6);
-    free(rid);
+    expect_call_source(url, "127.0.0.1", h, n, "IPv6 header", CLIENT6);
     /* LOCAL (the balancer's own check) and no header at all: the peer is the source. */
     n = header(h, NULL, true);
-    rid = marketplace_call(url, "127.0.0.1", h, n, err, sizeof err);
-    if (!rid)
-        fail_msg("LOCAL header: %s", err);
-    expect_source(rid, "127.0.0.1");
-    free(rid);
-    rid = marketplace_call(url, "127.0.0.1", NULL, 0, err, sizeof err);
-    if (!rid)
-        fail_msg("no header: %s", err);
-    expect_source(rid, "127.0.0.1");
-    free(rid);
+    expect_call_source(url, "127.0.0.1", h, n, "LOCAL header", "127.0.0.1");
+    expect_call_source(url, "127.0.0.1", NULL, 0, "no header", "127.0.0.1");
 }
 
 static void test_admin_api_behind_balancer(void **state)
@@ -170,6 +166,19 @@ static long refused_count(const char *metrics_url)
     return v;
 }
 
+/* A marketplace call to the gateway at url (its /metrics at metrics_url) from src with the
+ * header pre: fail unless the connection is refused and counted once. */
+static void expect_header_refused(const char *url, const char *metrics_url, const char *src,
+                                  const uint8_t *pre, size_t plen)
+{
+    char err[256];
+    long before = refused_count(metrics_url);
+    assert_true(before >= 0);
+    char *rid = marketplace_call(url, src, pre, plen, err, sizeof err);
+    assert_null(rid);
+    assert_true(refused_count(metrics_url) == before + 1);
+}
+
 static void test_untrusted_header_refused(void **state)
 {
     (void)state;
@@ -177,32 +186,22 @@ static void test_untrusted_header_refused(void **state)
     size_t n = header(h, CLIENT4, false);
     char err[256];
     /* From an address outside the trust list. */
-    long before = refused_count(suite_get("KOOISV_GATEWAY2_METRICS_URL"));
-    assert_true(before >= 0);
-    char *rid =
-        marketplace_call(suite_get("KOOISV_GATEWAY2_URL"), "127.0.0.2", h, n, err, sizeof err);
-    assert_null(rid);
-    assert_true(refused_count(suite_get("KOOISV_GATEWAY2_METRICS_URL")) == before + 1);
+    const char *url2 = suite_get("KOOISV_GATEWAY2_URL");
+    const char *metrics2 = suite_get("KOOISV_GATEWAY2_METRICS_URL");
+    expect_header_refused(url2, metrics2, "127.0.0.2", h, n);
     /* The same address without a header is an ordinary client. */
-    rid = marketplace_call(suite_get("KOOISV_GATEWAY2_URL"), "127.0.0.2", NULL, 0, err, sizeof err);
-    if (!rid)
-        fail_msg("127.0.0.2 without header: %s", err);
-    expect_source(rid, "127.0.0.2");
-    free(rid);
+    expect_call_source(url2, "127.0.0.2", NULL, 0, "127.0.0.2 without header", "127.0.0.2");
     /* A gateway without KOOISV_PROXY_PROTOCOL_FROM believes nobody, on either port. */
-    before = refused_count(suite_get("KOOISV_METRICS_URL"));
-    rid = marketplace_call(suite_get("KOOISV_URL"), "127.0.0.1", h, n, err, sizeof err);
-    assert_null(rid);
+    expect_header_refused(suite_get("KOOISV_URL"), suite_get("KOOISV_METRICS_URL"), "127.0.0.1", h,
+                          n);
+    long before = refused_count(suite_get("KOOISV_METRICS_URL"));
     kconn_t *c =
         kconn_open_from(suite_get("KOOISV_ADMIN_URL"), NULL, "127.0.0.1", h, n, err, sizeof err);
     assert_null(c);
-    assert_true(refused_count(suite_get("KOOISV_METRICS_URL")) == before + 2);
+    assert_true(refused_count(suite_get("KOOISV_METRICS_URL")) == before + 1);
     /* A malformed header from the trusted balancer is refused too (version 1 in binary form). */
     h[12] = 0x11;
-    before = refused_count(suite_get("KOOISV_GATEWAY2_METRICS_URL"));
-    rid = marketplace_call(suite_get("KOOISV_GATEWAY2_URL"), "127.0.0.1", h, n, err, sizeof err);
-    assert_null(rid);
-    assert_true(refused_count(suite_get("KOOISV_GATEWAY2_METRICS_URL")) == before + 1);
+    expect_header_refused(url2, metrics2, "127.0.0.1", h, n);
 }
 
 int main(void)

@@ -12,9 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #include "kclient.h"
+#include "ktest_shell.h"
 #include "xmalloc.h"
 
 /* GET path on the gateway's metrics listener: status, body into *body (caller frees). */
@@ -54,17 +54,9 @@ static int tenant_check(const char *mode, const char *bind, char *out, size_t ou
                           "KOOISV_CURVE_SECRET_KEY=%040d KOOISV_CURVE_CLIENTS=%040d '%s' "
                           "--check %s 2>&1",
                           bind, suite_get("KOOISV_PG_SUPER_DSN"), 0, 0, TENANT_BIN, mode);
-    FILE *p = popen(cmd, "r");
+    int status = ktest_shell_first_line(cmd, out, outlen);
     free(cmd);
-    assert_non_null(p);
-    out[0] = '\0';
-    if (!fgets(out, (int)outlen, p))
-        out[0] = '\0';
-    char rest[256];
-    while (fgets(rest, sizeof rest, p))
-        ;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return status;
 }
 
 static void test_ready_and_live(void **state)
@@ -119,14 +111,10 @@ static void test_audit_down(void **state)
 
 int main(void)
 {
-    if (suite_env_load() != 0) {
-        fprintf(stderr, "no suite env\n");
-        return 1;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ready_and_live),
         cmocka_unit_test(test_database_down),
         cmocka_unit_test(test_audit_down),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return KC_SUITE_MAIN(tests, NULL, NULL);
 }

@@ -279,10 +279,6 @@ static void test_bad_input(void **state)
 
 int main(void)
 {
-    if (suite_env_load() != 0) {
-        fprintf(stderr, "no suite.env: run under the suite fixture\n");
-        return 1;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_failing_result_code),
@@ -290,5 +286,5 @@ int main(void)
         cmocka_unit_test(test_check_passes_twice),
         cmocka_unit_test(test_check_fails_with_wrong_key),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return KC_SUITE_MAIN(tests, NULL, NULL);
 }
