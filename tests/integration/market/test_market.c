@@ -2,7 +2,7 @@
  * and leaves what the marketplace would see behind it in PostgreSQL; it fails, naming the
  * reason, with a wrong key; one call prints request and answer as JSON, with Body-Sign checked
  * and appInfo decrypted; a failing result code, a missing key file, a bad URL, an unknown
- * activity, a missing field and an untrusted certificate each end in a clear error and a
+ * activity, a missing field, a --set without NAME=VALUE and an untrusted certificate each end in a clear error and a
  * non-zero exit. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -193,6 +193,22 @@ static void test_one_call_json(void **state)
     free(out);
     free(err);
 
+    /* --set adds a field the flags do not name; the call still succeeds. */
+    rc = ctl(&out, &err,
+             (const char *[]){"market", "queryInstance", "--instanceId", id, "--set",
+                              "customerName=Acme Ltd", "--json", NULL});
+    if (rc != 0)
+        fail_msg("--set: exit %d; stderr: %s", rc, err);
+    doc = json_loads(out, 0, NULL);
+    assert_non_null(doc);
+    sent = json_object_get(json_object_get(doc, "request"), "body");
+    assert_string_equal(json_string_value(json_object_get(sent, "customerName")), "Acme Ltd");
+    assert_string_equal(json_string_value(json_object_get(sent, "instanceId")), id);
+    assert_string_equal(json_string_value(json_object_get(doc, "resultCode")), "000000");
+    json_decref(doc);
+    free(out);
+    free(err);
+
     /* A kit call with a plain secret encrypted by the tool. */
     char *tenant = kc_uid("TM");
     rc = ctl(&out, &err,
@@ -268,6 +284,12 @@ static void test_bad_input(void **state)
         (const char *[]){"market", "tenantSync", "--tenantId", "t", "--flag", "one", NULL}, 2,
         "--flag must be an integer");
     expect_refused((const char *[]){"market", "check", "--bogus", NULL}, 2, "is not an option");
+    expect_refused((const char *[]){"market", "queryInstance", "--instanceId", "x", "--set",
+                                    "customerName", NULL},
+                   2, "--set needs NAME=VALUE");
+    expect_refused(
+        (const char *[]){"market", "queryInstance", "--instanceId", "x", "--set", "=x", NULL}, 2,
+        "--set needs NAME=VALUE");
     /* Never silently insecure: the suite's certificate is not trusted by the system store. */
     expect_refused((const char *[]){"market", "queryInstance", "--instanceId", "x", "--ca-file",
                                     "/etc/ssl/certs/ca-certificates.crt", NULL},
