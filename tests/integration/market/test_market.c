@@ -1,9 +1,9 @@
 /* kooisvctl market against the suite: `market check` passes (twice: its ids are fresh per run)
  * and leaves what the marketplace would see behind it in PostgreSQL; it fails, naming the
  * reason, with a wrong key; one call prints request and answer as JSON, with Body-Sign checked
- * and appInfo decrypted; a failing result code, a missing key file, a bad URL, an unknown
- * activity, a missing field, a --set without NAME=VALUE and an untrusted certificate each end in a clear error and a
- * non-zero exit. */
+ * and appInfo decrypted, and --set adds a field; a failing result code, a missing key file, a
+ * bad URL, an unknown activity, a missing field, a --set without NAME=VALUE and an untrusted
+ * certificate each end in a clear error and a non-zero exit. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
