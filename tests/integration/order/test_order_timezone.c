@@ -51,19 +51,6 @@ static int64_t admin_expire_ms(const char *id)
     return ms;
 }
 
-/* A provisioned instance of a fresh emulator order (order given, or a synthesised yearly one). */
-static char *provisioned(const char *order_id)
-{
-    char *order = order_id ? xstrdup(order_id) : ot_order_id(), *line = ot_line_of(order);
-    char *biz = kc_uid("biz");
-    char *id = ot_new_instance(order, line, biz, NULL);
-    json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
-    free(order);
-    free(line);
-    free(biz);
-    return id;
-}
-
 static void renew(const char *id, const char *expire)
 {
     char *order = ot_order_id(), *line = ot_line_of(order);
@@ -103,13 +90,13 @@ static void test_utc_default(void **state)
     (void)state;
     ot_wait_service(10000);
     /* The case: a renewal to 20271206111947 is 11:19:47 UTC, not 03:19:47. */
-    char *id = provisioned(NULL);
+    char *id = ot_provisioned(NULL, NULL, PROVISION_WAIT_MS);
     renew(id, RENEWAL);
     assert_int_equal(admin_expire_ms(id), RENEWAL_UTC_MS);
 
     /* Query Order: a registered expireTime lands as the instant it names... */
     char *order = registered_order();
-    char *id2 = provisioned(order);
+    char *id2 = ot_provisioned(order, NULL, PROVISION_WAIT_MS);
     assert_int_equal(admin_expire_ms(id2), ORDER_EXPIRE_UTC_MS);
     char *created = ot_sql("SELECT order_info->>'createTime' FROM orders.instances"
                            " WHERE instance_id = $1",
@@ -117,7 +104,7 @@ static void test_utc_default(void **state)
     assert_string_equal(created, "20261128181500");
     /* ...and the emulator's own yearly order (now + 365 days, written in its zone) too. */
     int64_t t0 = time_now_ms();
-    char *id3 = provisioned(NULL);
+    char *id3 = ot_provisioned(NULL, NULL, PROVISION_WAIT_MS);
     assert_near(admin_expire_ms(id3), t0 + YEAR_MS, 120000);
     free(created);
     free(order);
@@ -160,7 +147,7 @@ static void test_utc8_setting(void **state)
 {
     (void)state;
     ot_wait_service(10000);
-    char *before = provisioned(NULL);
+    char *before = ot_provisioned(NULL, NULL, PROVISION_WAIT_MS);
     renew(before, RENEWAL);
     assert_int_equal(admin_expire_ms(before), RENEWAL_UTC_MS);
 
@@ -176,14 +163,15 @@ static void test_utc8_setting(void **state)
     assert_string_equal(zone, "+08:00");
     free(zone);
 
-    char *id = provisioned(NULL);
+    char *id = ot_provisioned(NULL, NULL, PROVISION_WAIT_MS);
     renew(id, RENEWAL);
     assert_int_equal(admin_expire_ms(id), RENEWAL_UTC_MS - 8 * HOUR_MS);
     char *order = registered_order();
-    char *id2 = provisioned(order);
+    char *id2 = ot_provisioned(order, NULL, PROVISION_WAIT_MS);
     assert_int_equal(admin_expire_ms(id2), ORDER_EXPIRE_UTC_MS - 8 * HOUR_MS);
     int64_t t0 = time_now_ms();
-    char *id3 = provisioned(NULL); /* emulator and service agree: still now + 365 days */
+    char *id3 = ot_provisioned(
+        NULL, NULL, PROVISION_WAIT_MS); /* emulator and service agree: still now + 365 days */
     assert_near(admin_expire_ms(id3), t0 + YEAR_MS, 120000);
 
     /* A restart with the same setting changes nothing. */

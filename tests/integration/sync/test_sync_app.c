@@ -471,8 +471,8 @@ static void test_admin_api(void **state)
     assert_string_equal(next, "erin");
     free(body);
     free(path);
-    path =
-        xasprintf("/v1/tenants/%s/users?instance=%s&app=web&limit=1&after=%s", tenant, inst, next);
+    path = xasprintf("/v1/tenants/%s/users?instance=%s&app=web&limit=1&after=%s", tenant, inst,
+                     next);
     body = admin_get(path, operator, 200);
     assert_non_null(strstr(body, "\"frank\""));
     assert_null(strstr(body, "\"erin\""));
