@@ -13,11 +13,7 @@
 /* Create the instance of the registered order and wait until it is provisioned. */
 static char *instance_of(char *order, const char *test_flag, char **order_out)
 {
-    char *line = ot_line_of(order), *biz = kc_uid("biz");
-    char *id = ot_new_instance(order, line, biz, test_flag);
-    json_decref(ot_wait_provisioned(id, BT_WAIT_MS));
-    free(line);
-    free(biz);
+    char *id = ot_provisioned(order, test_flag, BT_WAIT_MS);
     if (order_out)
         *order_out = order;
     else

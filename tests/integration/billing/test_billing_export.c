@@ -584,17 +584,20 @@ static void test_two_replicas(void **state)
     free(q);
 }
 
+/* The downloads of export id in the audit trail whose outcome was http_status (-1: error). */
+static long downloads_audited(const char *id, const char *http_status)
+{
+    const char *p[] = {id, http_status};
+    return kc_sql_count("SELECT 1 FROM audit.intents i JOIN audit.outcomes o"
+                        " USING (request_id) WHERE i.event_type = 'admin.export.download'"
+                        " AND i.resources @> jsonb_build_array(jsonb_build_object('kind',"
+                        " 'export', 'id', $1::text)) AND o.http_status = $2::bigint",
+                        2, p);
+}
+
 static bool download_gone_audited(void *arg)
 {
-    const char *p[] = {arg};
-    char *v = kc_sql_value("SELECT o.http_status FROM audit.intents i JOIN audit.outcomes o"
-                           " USING (request_id) WHERE i.event_type = 'admin.export.download'"
-                           " AND i.resources @> jsonb_build_array(jsonb_build_object('kind',"
-                           " 'export', 'id', $1::text))",
-                           1, p);
-    bool ok = v && strcmp(v, "499") == 0;
-    free(v);
-    return ok;
+    return downloads_audited(arg, "499") == 1;
 }
 
 static void test_download_client_gone(void **state)
@@ -702,28 +705,18 @@ static void test_expiry_after_three_days(void **state)
 
 /* ---------------------------------------------------------------- kooisvctl and audit */
 
+/* The calls of request rid recorded in the audit trail as event, with their outcome. */
 static long audit_count(const char *event, const char *rid)
 {
     const char *p[] = {event, rid};
-    char *v = kc_sql_value("SELECT count(*) FROM audit.intents i JOIN audit.outcomes o"
-                           " USING (request_id) WHERE i.event_type = $1 AND i.request_id = $2",
-                           2, p);
-    long n = v ? strtol(v, NULL, 10) : -1;
-    free(v);
-    return n;
+    return kc_sql_count("SELECT 1 FROM audit.intents i JOIN audit.outcomes o"
+                        " USING (request_id) WHERE i.event_type = $1 AND i.request_id = $2",
+                        2, p);
 }
 
 static bool download_audited(void *arg)
 {
-    const char *p[] = {arg};
-    char *v = kc_sql_value("SELECT count(*) FROM audit.intents i JOIN audit.outcomes o"
-                           " USING (request_id) WHERE i.event_type = 'admin.export.download'"
-                           " AND i.resources @> jsonb_build_array(jsonb_build_object('kind',"
-                           " 'export', 'id', $1::text)) AND o.http_status = 200",
-                           1, p);
-    bool ok = v && strcmp(v, "1") == 0;
-    free(v);
-    return ok;
+    return downloads_audited(arg, "200") == 1;
 }
 
 static void test_kooisvctl_and_audit(void **state)

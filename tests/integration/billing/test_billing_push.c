@@ -201,6 +201,22 @@ static void add_usage_row(const char *instance, const char *quantity, int64_t us
     free(crid);
 }
 
+/* An hourly pay-per-use instance with usage of quantity a minute into hour h, reported while
+ * billing's clock stands inside that hour (caller frees). */
+static char *hour_usage_instance(int64_t h, const char *quantity)
+{
+    set_clock(h + 30 * 60 * 1000);
+    char *id = make_instance("ON_DEMAND", false, "hour");
+    add_usage(id, quantity, h + 60 * 1000);
+    return id;
+}
+
+/* Billing's clock 20 s after the push window of the period ending at end_ms opens. */
+static void past_window(int64_t end_ms)
+{
+    set_clock(end_ms + DELAY_MS + 20000);
+}
+
 static long long sql_num(const char *sql, const char *a)
 {
     const char *p[] = {a};
@@ -298,6 +314,17 @@ static void fault(const char *json)
     kresp_free(&r);
 }
 
+/* Meet the next count pushes of instance (-1: every push, until replaced) with the emulator's
+ * fault mode; extra ("" for none) adds fields to the fault (",\"code\":...,"). */
+static void fault_pushes(const char *instance, const char *mode, int count, const char *extra)
+{
+    char *f = xasprintf("{\"path\":\"usage-data\",\"mode\":\"%s\",\"count\":%d,"
+                        "\"match\":\"%s\"%s}",
+                        mode, count, instance, extra);
+    fault(f);
+    free(f);
+}
+
 static void clear_fault(void)
 {
     fault("{\"path\":\"usage-data\",\"mode\":\"error\",\"count\":0}");
@@ -358,13 +385,13 @@ static void test_window(void **state)
     assert_int_equal(sql_num("SELECT count(*) FROM billing.usage_pushes WHERE instance_id = $1", a),
                      0);
 
-    set_clock(h + HOUR_MS + DELAY_MS + 20000);
+    past_window(h + HOUR_MS);
     wait_market(a, 1);
     /* pushed inside the window: 0-15 minutes after the hour */
     assert_pushed_record(a, h, h + HOUR_MS, "3.75", "");
     assert_market_stays(a, 1); /* the running hour waits */
 
-    set_clock(h + 3 * HOUR_MS + DELAY_MS + 20000); /* two more hours: one with usage */
+    past_window(h + 3 * HOUR_MS); /* two more hours: one with usage */
     wait_market(a, 2);
     assert_market_stays(a, 2); /* the hour without usage sent nothing */
     json_t *recs = market_records(a);
@@ -394,7 +421,7 @@ static void test_daily_window(void **state)
     add_usage(a, "0.0001", d + 20 * HOUR_MS);
     set_clock(d + DAY_MS + DELAY_MS - 20000);
     assert_market_stays(a, 0);
-    set_clock(d + DAY_MS + DELAY_MS + 20000);
+    past_window(d + DAY_MS);
     wait_market(a, 1);
     json_t *recs = market_records(a);
     assert_string_equal(rec_str(recs, 0, "usage_value"), "10.0001");
@@ -488,7 +515,7 @@ static void test_daily_product_from_orders(void **state)
     assert_int_equal(
         sql_num("SELECT count(*) FROM billing.usage_pushes WHERE instance_id = $1", daily), 0);
     /* 00:05:20: the day, as one record */
-    set_clock(d + DAY_MS + DELAY_MS + 20000);
+    past_window(d + DAY_MS);
     wait_market(daily, 1);
     assert_market_stays(daily, 1);
     /* first sent inside the day's window: 00:00-00:15 UTC the next day */
@@ -625,16 +652,6 @@ static bool fault_seen(void *arg)
     return seen;
 }
 
-/* Fail every push of instance with mode (until replaced) and wait until one did. */
-static void fail_pushes_with(const char *instance, const char *mode, const char *extra)
-{
-    char *f = xasprintf("{\"path\":\"usage-data\",\"mode\":\"%s\",\"count\":-1,"
-                        "\"match\":\"%s\"%s}",
-                        mode, instance, extra);
-    fault(f);
-    free(f);
-}
-
 static void wait_fault_seen(const char *instance, const char *mode)
 {
     fault_wait_t w = {instance, mode};
@@ -649,12 +666,10 @@ static void test_retries(void **state)
 {
     (void)state;
     int64_t h = hour_of(time_now_ms()) - 5 * HOUR_MS;
-    set_clock(h + 30 * 60 * 1000);
-    char *a = make_instance("ON_DEMAND", false, "hour");
-    add_usage(a, "4", h + 60 * 1000);
-    fail_pushes_with(a, "error",
-                     ",\"code\":\"MKT.0250\",\"http_status\":429,\"message\":\"rate limited\"");
-    set_clock(h + HOUR_MS + DELAY_MS + 20000);
+    char *a = hour_usage_instance(h, "4");
+    fault_pushes(a, "error", -1,
+                 ",\"code\":\"MKT.0250\",\"http_status\":429,\"message\":\"rate limited\"");
+    past_window(h + HOUR_MS);
     wait_fault_seen(a, "error");
     char *code = kc_sql_value("SELECT last_code FROM billing.usage_pushes WHERE instance_id = $1"
                               " AND state = 'pending' AND attempts >= 1",
@@ -662,13 +677,13 @@ static void test_retries(void **state)
     assert_non_null(code);
     assert_string_equal(code, "MKT.0250");
     free(code);
-    fail_pushes_with(a, "http500", "");
+    fault_pushes(a, "http500", -1, "");
     wait_fault_seen(a, "http500");
-    fail_pushes_with(a, "drop", "");
+    fault_pushes(a, "drop", -1, "");
     assert_int_equal(kc_suite("restart", "billing"), 0);
     wait_fault_seen(a, "drop");
     /* an answer later than KOOISV_MARKETPLACE_TIMEOUT_MS (2 s here) is a timeout */
-    fail_pushes_with(a, "slow", ",\"delay_ms\":3000");
+    fault_pushes(a, "slow", -1, ",\"delay_ms\":3000");
     wait_fault_seen(a, "slow");
     code = kc_sql_value("SELECT last_code FROM billing.usage_pushes WHERE instance_id = $1"
                         " AND state = 'pending'",
@@ -711,14 +726,10 @@ static void test_refusals_and_redrive(void **state)
 {
     (void)state;
     int64_t h = hour_of(time_now_ms()) - 7 * HOUR_MS;
-    set_clock(h + 30 * 60 * 1000);
-    char *ok1 = make_instance("ON_DEMAND", false, "hour");
-    char *unknown = make_instance("ON_DEMAND", false, "hour");
-    char *bad = make_instance("ON_DEMAND", false, "hour");
-    char *ok2 = make_instance("ON_DEMAND", false, "hour");
-    const char *ids[] = {ok1, unknown, bad, ok2};
+    char *ids[4];
     for (int i = 0; i < 4; i++)
-        add_usage(ids[i], "2", h + 60 * 1000);
+        ids[i] = hour_usage_instance(h, "2");
+    char *ok1 = ids[0], *unknown = ids[1], *bad = ids[2], *ok2 = ids[3];
     /* the marketplace knows every instance but `unknown` (MKT.9001 names it) */
     char *known = xasprintf("{\"instances\":[\"%s\",\"%s\",\"%s\"]}", ok1, bad, ok2);
     kresp_t r = {0};
@@ -726,13 +737,9 @@ static void test_refusals_and_redrive(void **state)
     kresp_free(&r);
     free(known);
     /* and refuses `bad` without saying which record */
-    char *f = xasprintf("{\"path\":\"usage-data\",\"mode\":\"error\",\"code\":\"MKT.9002\","
-                        "\"http_status\":400,\"message\":\"invalid usage\",\"count\":-1,"
-                        "\"match\":\"%s\"}",
-                        bad);
-    fault(f);
-    free(f);
-    set_clock(h + HOUR_MS + DELAY_MS + 20000);
+    fault_pushes(bad, "error", -1,
+                 ",\"code\":\"MKT.9002\",\"http_status\":400,\"message\":\"invalid usage\"");
+    past_window(h + HOUR_MS);
     wait_market(ok1, 1);
     wait_market(ok2, 1);
     wait_sql(PUSH_STATE_COUNT("refused"), unknown, 1);
@@ -784,7 +791,7 @@ static void test_refusals_and_redrive(void **state)
     wait_market(bad, 1);
     wait_sql(PUSH_STATE_COUNT("accepted"), bad, 1);
     for (int i = 0; i < 4; i++)
-        free((char *)ids[i]);
+        free(ids[i]);
 }
 
 /* A record that keeps failing goes to the dead letter at KOOISV_USAGE_MAX_ATTEMPTS (12 here),
@@ -793,15 +800,9 @@ static void test_dead_letter(void **state)
 {
     (void)state;
     int64_t h = hour_of(time_now_ms()) - 9 * HOUR_MS;
-    set_clock(h + 30 * 60 * 1000);
-    char *a = make_instance("ON_DEMAND", false, "hour");
-    add_usage(a, "3", h + 60 * 1000);
-    char *f = xasprintf("{\"path\":\"usage-data\",\"mode\":\"http500\",\"count\":-1,"
-                        "\"match\":\"%s\"}",
-                        a);
-    fault(f);
-    free(f);
-    set_clock(h + HOUR_MS + DELAY_MS + 20000);
+    char *a = hour_usage_instance(h, "3");
+    fault_pushes(a, "http500", -1, "");
+    past_window(h + HOUR_MS);
     wait_sql(PUSH_STATE_COUNT("dead"), a, 1);
     assert_int_equal(sql_num("SELECT attempts FROM billing.usage_pushes WHERE instance_id = $1", a),
                      12);
@@ -809,11 +810,7 @@ static void test_dead_letter(void **state)
     int64_t now = time_now_ms();
     char *old = make_instance("ON_DEMAND", false, "hour");
     add_usage_row(old, "1", now - 21 * DAY_MS + 5 * 60 * 1000);
-    f = xasprintf("{\"path\":\"usage-data\",\"mode\":\"http500\",\"count\":-1,"
-                  "\"match\":\"%s\"}",
-                  old);
-    fault(f);
-    free(f);
+    fault_pushes(old, "http500", -1, "");
     set_clock(now);
     wait_sql(PUSH_STATE_COUNT("dead"), old, 1);
     assert_int_equal(
@@ -847,15 +844,9 @@ static void test_kill_mid_push(void **state)
 {
     (void)state;
     int64_t h = hour_of(time_now_ms()) - 11 * HOUR_MS;
-    set_clock(h + 30 * 60 * 1000);
-    char *a = make_instance("ON_DEMAND", false, "hour");
-    add_usage(a, "5", h + 60 * 1000);
-    char *f = xasprintf("{\"path\":\"usage-data\",\"mode\":\"slow\",\"delay_ms\":1500,"
-                        "\"count\":1,\"match\":\"%s\"}",
-                        a);
-    fault(f);
-    free(f);
-    set_clock(h + HOUR_MS + DELAY_MS + 20000);
+    char *a = hour_usage_instance(h, "5");
+    fault_pushes(a, "slow", 1, ",\"delay_ms\":1500");
+    past_window(h + HOUR_MS);
     /* the record is sealed and its request out (the row lock held) */
     wait_sql("SELECT count(*) FROM billing.usage_pushes WHERE instance_id = $1", a, 1);
     struct timespec ts = {0, 600 * 1000000L};
@@ -879,10 +870,8 @@ static void test_late_usage_and_clock_steps(void **state)
 {
     (void)state;
     int64_t h = hour_of(time_now_ms()) - 13 * HOUR_MS;
-    set_clock(h + 30 * 60 * 1000);
-    char *a = make_instance("ON_DEMAND", false, "hour");
-    add_usage(a, "1", h + 60 * 1000);
-    set_clock(h + HOUR_MS + DELAY_MS + 20000);
+    char *a = hour_usage_instance(h, "1");
+    past_window(h + HOUR_MS);
     wait_market(a, 1);
     set_clock(h + 40 * 60 * 1000);           /* a step back into the pushed hour */
     add_usage(a, "2.5", h + 50 * 60 * 1000); /* late: arrives after the push */
@@ -922,15 +911,9 @@ static void test_clock_back_while_retrying(void **state)
 {
     (void)state;
     int64_t h = hour_of(time_now_ms()) - 19 * HOUR_MS;
-    set_clock(h + 30 * 60 * 1000);
-    char *a = make_instance("ON_DEMAND", false, "hour");
-    add_usage(a, "6", h + 60 * 1000);
-    char *f = xasprintf("{\"path\":\"usage-data\",\"mode\":\"error\",\"code\":\"MKT.0250\","
-                        "\"http_status\":429,\"count\":-1,\"match\":\"%s\"}",
-                        a);
-    fault(f);
-    free(f);
-    set_clock(h + HOUR_MS + DELAY_MS + 20000);
+    char *a = hour_usage_instance(h, "6");
+    fault_pushes(a, "error", -1, ",\"code\":\"MKT.0250\",\"http_status\":429");
+    past_window(h + HOUR_MS);
     const char *attempts = "SELECT attempts FROM billing.usage_pushes WHERE instance_id = $1";
     wait_sql_for(attempts, a, 1, true);
     set_clock(h - 2 * HOUR_MS); /* two hours back */
@@ -981,7 +964,7 @@ static void test_two_replicas_batching(void **state)
             2, q),
         2400);
     start_replica2();
-    set_clock(h + 2 * HOUR_MS + DELAY_MS + 20000);
+    past_window(h + 2 * HOUR_MS);
     char *like = xasprintf("%s-%%", prefix);
     wait_sql("SELECT count(*) FROM billing.usage_pushes WHERE instance_id LIKE $1"
              " AND state = 'accepted'",
@@ -1044,9 +1027,7 @@ static void test_status(void **state)
 {
     (void)state;
     int64_t h = hour_of(time_now_ms()) - 17 * HOUR_MS;
-    set_clock(h + 30 * 60 * 1000);
-    char *a = make_instance("ON_DEMAND", false, "hour");
-    add_usage(a, "1", h + 60 * 1000);
+    char *a = hour_usage_instance(h, "1");
     add_usage(a, "2", h + 120 * 1000);
     char from[32], to[32];
     iso(h, from);
@@ -1065,7 +1046,7 @@ static void test_status(void **state)
     assert_true(json_integer_value(json_object_get(overall, "oldestUnacceptedAgeSeconds")) >= 0);
     assert_true(json_array_size(json_object_get(doc, "series")) >= 10);
     json_decref(doc);
-    set_clock(h + HOUR_MS + DELAY_MS + 20000);
+    past_window(h + HOUR_MS);
     wait_sql(PUSH_STATE_COUNT("accepted"), a, 1);
     assert_int_equal(CTL(&out, "billing", "status", "--json", "--from", from, "--to", to), 0);
     doc = json_loads(out, 0, NULL);

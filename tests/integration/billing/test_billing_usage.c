@@ -77,6 +77,24 @@ static char *rec(const char *inst, const char *id, const char *quantity, long at
     return s;
 }
 
+/* A call's body of n records of the pay-per-use instance, recordIds prefix-0 .. prefix-(n-1),
+ * each of quantity used at at (caller frees). */
+static char *records_body(const char *prefix, int n, const char *quantity, const char *at)
+{
+    size_t cap = 32 + (size_t)n *
+                          (96 + strlen(ondemand) + strlen(prefix) + strlen(quantity) + strlen(at)),
+           len = 0;
+    char *body = xmalloc(cap);
+    len += (size_t)snprintf(body, cap, "{\"records\":[");
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(body + len, cap - len,
+                                "%s{\"instanceId\":\"%s\",\"recordId\":\"%s-%d\","
+                                "\"quantity\":\"%s\",\"usedAt\":\"%s\"}",
+                                i ? "," : "", ondemand, prefix, i, quantity, at);
+    snprintf(body + len, cap - len, "]}");
+    return body;
+}
+
 static long stored_with_prefix(const char *prefix)
 {
     char *like = xasprintf("%s%%", prefix);
@@ -255,16 +273,8 @@ static void test_limits(void **state)
 {
     (void)state;
     char *p = kc_uid("lim");
-    size_t cap = 1 << 20, len = 0;
-    char *body = xmalloc(cap);
-    len += (size_t)snprintf(body, cap, "{\"records\":[");
     char *at = iso_at(-30);
-    for (int i = 0; i < 1001; i++)
-        len += (size_t)snprintf(body + len, cap - len,
-                                "%s{\"instanceId\":\"%s\",\"recordId\":\"%s-%d\","
-                                "\"quantity\":\"0.5\",\"usedAt\":\"%s\"}",
-                                i ? "," : "", ondemand, p, i, at);
-    snprintf(body + len, cap - len, "]}");
+    char *body = records_body(p, 1001, "0.5", at);
     kresp_t r;
     post(meter(), body, &r);
     assert_int_equal(r.status, 400);
@@ -325,15 +335,7 @@ static void test_concurrent(void **state)
 {
     (void)state;
     char *p = kc_uid("conc"), *at = iso_at(-20);
-    size_t cap = 1 << 16, len = 0;
-    char *body = xmalloc(cap);
-    len += (size_t)snprintf(body, cap, "{\"records\":[");
-    for (int i = 0; i < 50; i++)
-        len += (size_t)snprintf(body + len, cap - len,
-                                "%s{\"instanceId\":\"%s\",\"recordId\":\"%s-%d\","
-                                "\"quantity\":\"3\",\"usedAt\":\"%s\"}",
-                                i ? "," : "", ondemand, p, i, at);
-    snprintf(body + len, cap - len, "]}");
+    char *body = records_body(p, 50, "3", at);
     pthread_t th[20];
     conc_t c[20];
     for (int i = 0; i < 20; i++) {

@@ -181,6 +181,18 @@ long long ot_sql_num(const char *sql, const char *a, const char *b)
     return n;
 }
 
+char *ot_provisioned(const char *order_id, const char *test_flag, int timeout_ms)
+{
+    char *order = order_id ? xstrdup(order_id) : ot_order_id(), *line = ot_line_of(order);
+    char *biz = kc_uid("biz");
+    char *id = ot_new_instance(order, line, biz, test_flag);
+    json_decref(ot_wait_provisioned(id, timeout_ms));
+    free(order);
+    free(line);
+    free(biz);
+    return id;
+}
+
 void ot_fault(const char *json)
 {
     kresp_t r = {0};
@@ -209,6 +221,13 @@ void ot_clear_faults(void)
     ot_fault("{\"path\":\"order/query\",\"mode\":\"error\",\"count\":0}");
 }
 
+int ot_clear_faults_teardown(void **state)
+{
+    (void)state;
+    ot_clear_faults();
+    return 0;
+}
+
 char *ot_order_id(void)
 {
     /* "CS..." ids are answered by the emulator as yearly purchases. */
@@ -229,6 +248,35 @@ void ot_refresh(const char *id, const char *order, const char *scene, const char
               expire);
     kresp_free(&r);
     free(line);
+}
+
+void ot_upgrade(const char *id, const char *order)
+{
+    char *line = ot_line_of(order);
+    kresp_t r;
+    ot_expect("000000", &r, "{s:s, s:s, s:s, s:s}", "activity", "upgradeInstance", "instanceId", id,
+              "orderId", order, "orderLineId", line);
+    kresp_free(&r);
+    free(line);
+}
+
+typedef struct {
+    const char *sql, *a, *b, *want;
+} value_wait_t;
+
+static bool value_is(void *arg)
+{
+    value_wait_t *w = arg;
+    char *v = ot_sql(w->sql, w->a, w->b);
+    bool ok = v && strcmp(v, w->want) == 0;
+    free(v);
+    return ok;
+}
+
+bool ot_wait_value(int timeout_ms, const char *sql, const char *a, const char *b, const char *want)
+{
+    value_wait_t w = {sql, a, b, want};
+    return kc_wait(timeout_ms, 100, value_is, &w);
 }
 
 char *ot_state_of(const char *id)

@@ -23,8 +23,15 @@ json_t *ot_info_of(json_t *info, const char *id);
 /* Poll queryInstance (with the instance's own testFlag) until id has appInfo; asserts it within
  * timeout_ms. Returns the appInfo object (caller json_decref). */
 json_t *ot_wait_provisioned(const char *id, int timeout_ms);
+/* newInstance of order_id's first line (order_id NULL: a fresh ot_order_id) with test_flag
+ * as ot_new_instance, then ot_wait_provisioned up to timeout_ms; the instance id (caller
+ * frees). */
+char *ot_provisioned(const char *order_id, const char *test_flag, int timeout_ms);
 /* First value of sql ($1 = a, $2 = b; NULL = unused) as text (caller frees) or NULL. */
 char *ot_sql(const char *sql, const char *a, const char *b);
+/* Poll (every 100 ms, up to timeout_ms) until the first value of sql ($1 = a, $2 = b; NULL =
+ * unused) is want (a boolean SQL value reads "t"); false when it never was. */
+bool ot_wait_value(int timeout_ms, const char *sql, const char *a, const char *b, const char *want);
 /* The instance's state ("active"...), NULL when there is no such instance. Caller frees. */
 char *ot_state_of(const char *id);
 /* Fail the test unless the instance is in state want. */
@@ -40,6 +47,8 @@ void ot_wait_service(int timeout_ms);
 void ot_fault(const char *json);
 /* Clear the Query Order fault. */
 void ot_clear_faults(void);
+/* ot_clear_faults as a cmocka teardown (of a test or of the group); returns 0. */
+int ot_clear_faults_teardown(void **state);
 /* Register an order with the emulator (JSON body of POST /_emulator/orders, printf-style);
  * asserts it was accepted. */
 void ot_order_register(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -49,5 +58,7 @@ char *ot_line_of(const char *order_id);
 /* refreshInstance of id by order (its first line) with scene and expireTime expire; asserts
  * 000000. */
 void ot_refresh(const char *id, const char *order, const char *scene, const char *expire);
+/* upgradeInstance of id by order (its first line); asserts 000000. */
+void ot_upgrade(const char *id, const char *order);
 
 #endif

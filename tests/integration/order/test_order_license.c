@@ -24,25 +24,37 @@
 
 #define PROVISION_WAIT_MS 20000
 
-/* A provisioned instance of a fresh order; caller frees. */
-static char *active_instance(void)
+/* The SHA-256 of a device fingerprint in hex, as order stores and signs it. */
+static void fingerprint_hex(const char *fingerprint, char out[65])
 {
-    char *order = ot_order_id(), *line = ot_line_of(order), *biz = kc_uid("biz");
-    char *id = ot_new_instance(order, line, biz, NULL);
-    json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
-    free(order);
-    free(line);
-    free(biz);
-    return id;
+    uint8_t d[32];
+    sha256(fingerprint, strlen(fingerprint), d);
+    hex_encode(d, sizeof d, out);
+}
+
+/* getLicenseAsync of id for event and device fingerprint, answered 000000. */
+static void get_license(const char *id, const char *event, const char *effective,
+                        const char *fingerprint)
+{
+    kresp_t r;
+    ot_expect("000000", &r, "{s:s, s:s, s:s, s:s, s:s, s:s}", "activity", "getLicenseAsync",
+              "instanceId", id, "eventId", event, "effectiveTime", effective, "expireTime",
+              "20270101000000", "deviceFingerprint", fingerprint);
+    kresp_free(&r);
+}
+
+/* Number of licenses stored for instance id. */
+static long license_count(const char *id)
+{
+    const char *p[] = {id};
+    return kc_sql_count("SELECT 1 FROM orders.licenses WHERE instance_id = $1", 1, p);
 }
 
 /* The stored license of (id, event, fingerprint), or NULL; caller frees. */
 static char *stored_license(const char *id, const char *event, const char *fingerprint)
 {
-    uint8_t d[32];
     char fp[65];
-    sha256(fingerprint, strlen(fingerprint), d);
-    hex_encode(d, sizeof d, fp);
+    fingerprint_hex(fingerprint, fp);
     const char *p[] = {id, event, fp};
     return kc_sql_value("SELECT license FROM orders.licenses"
                         " WHERE instance_id = $1 AND event_id = $2 AND fingerprint_sha256 = $3",
@@ -69,7 +81,7 @@ static char *public_key(void)
 static void test_time_forms(void **state)
 {
     (void)state;
-    char *id = active_instance();
+    char *id = ot_provisioned(NULL, NULL, PROVISION_WAIT_MS);
     static const struct {
         const char *time;
         const char *ms;
@@ -179,14 +191,9 @@ static int license_valid(const char *license, const char *pem_file)
 static void test_signed_license(void **state)
 {
     (void)state;
-    char *id = active_instance();
-    kresp_t r;
-    for (int i = 0; i < 2; i++) {
-        ot_expect("000000", &r, "{s:s, s:s, s:s, s:s, s:s, s:s}", "activity", "getLicenseAsync",
-                  "instanceId", id, "eventId", "ev-sig", "effectiveTime", "2026-01-01 00:00:00 z",
-                  "expireTime", "20270101000000", "deviceFingerprint", "fp-A");
-        kresp_free(&r);
-    }
+    char *id = ot_provisioned(NULL, NULL, PROVISION_WAIT_MS);
+    for (int i = 0; i < 2; i++)
+        get_license(id, "ev-sig", "2026-01-01 00:00:00 z", "fp-A");
     char *license = stored_license(id, "ev-sig", "fp-A");
     assert_non_null(license);
     assert_memory_equal(license, "KL2.", 4);
@@ -196,10 +203,8 @@ static void test_signed_license(void **state)
     char why[256] = "";
     if (licensesig_verify(pem, license, &payload, why, sizeof why) != 0)
         fail_msg("license does not verify: %s", why);
-    uint8_t d[32];
     char fp[65];
-    sha256("fp-A", 4, d);
-    hex_encode(d, sizeof d, fp);
+    fingerprint_hex("fp-A", fp);
     assert_string_equal(json_string_value(json_object_get(payload, "iid")), id);
     assert_string_equal(json_string_value(json_object_get(payload, "eid")), "ev-sig");
     assert_string_equal(json_string_value(json_object_get(payload, "fp")), fp);
@@ -245,8 +250,7 @@ static void test_signed_license(void **state)
     assert_int_equal(kc_ctl(NULL, NULL, (const char *const[]){"license", "verify", NULL}), 2);
 
     /* The repeat kept the first license: one row, the same text. */
-    const char *p[] = {id};
-    assert_int_equal(kc_sql_count("SELECT 1 FROM orders.licenses WHERE instance_id = $1", 1, p), 1);
+    assert_int_equal(license_count(id), 1);
     free(license);
     free(pem);
     free(id);
@@ -257,11 +261,9 @@ static void test_signed_license(void **state)
 static void test_hmac_license_kept(void **state)
 {
     (void)state;
-    char *id = active_instance();
-    uint8_t d[32];
+    char *id = ot_provisioned(NULL, NULL, PROVISION_WAIT_MS);
     char fp[65];
-    sha256("fp-old", 6, d);
-    hex_encode(d, sizeof d, fp);
+    fingerprint_hex("fp-old", fp);
     const char *old = "KL1.eyJlZmYiOjE3NjcyMjU2MDAwMDB9."
                       "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
     const char *ins[] = {id, fp, old};
@@ -270,17 +272,12 @@ static void test_hmac_license_kept(void **state)
                                  " VALUES ($1, 'ev-old', $2, 'fp-old', now(), $3)",
                                  3, ins),
                      1);
-    kresp_t r;
-    ot_expect("000000", &r, "{s:s, s:s, s:s, s:s, s:s, s:s}", "activity", "getLicenseAsync",
-              "instanceId", id, "eventId", "ev-old", "effectiveTime", "20260101000000",
-              "expireTime", "20270101000000", "deviceFingerprint", "fp-old");
-    kresp_free(&r);
+    get_license(id, "ev-old", "20260101000000", "fp-old");
     char *kept = stored_license(id, "ev-old", "fp-old");
     assert_non_null(kept);
     assert_string_equal(kept, old);
     free(kept);
-    const char *p[] = {id};
-    assert_int_equal(kc_sql_count("SELECT 1 FROM orders.licenses WHERE instance_id = $1", 1, p), 1);
+    assert_int_equal(license_count(id), 1);
     /* kooisvctl names the format rather than calling it forged. */
     assert_int_equal(kc_ctl(NULL, NULL, (const char *const[]){"license", "verify", old, NULL}), 1);
     free(id);

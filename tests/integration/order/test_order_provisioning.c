@@ -20,56 +20,29 @@
 
 #define PROVISION_WAIT_MS 40000
 
-typedef struct {
-    const char *id;
-    long min_attempts;
-    const char *state; /* NULL = any */
-} job_wait_t;
-
-static bool job_reached(void *arg)
-{
-    job_wait_t *w = arg;
-    char *v = ot_sql("SELECT attempts || ':' || state FROM orders.jobs WHERE instance_id = $1"
-                     " AND kind = 'provision'",
-                     w->id, NULL);
-    bool ok = false;
-    if (v) {
-        char *colon = strchr(v, ':');
-        ok = atol(v) >= w->min_attempts && (!w->state || strcmp(colon + 1, w->state) == 0);
-    }
-    free(v);
-    return ok;
-}
-
+/* Wait until the provisioning job of id made min_attempts attempts and is in state st. */
 static void wait_job(const char *id, long min_attempts, const char *st, int timeout_ms)
 {
-    job_wait_t w = {id, min_attempts, st};
-    if (!kc_wait(timeout_ms, 100, job_reached, &w))
-        fail_msg("job of %s did not reach %ld attempts%s%s", id, min_attempts, st ? " in " : "",
-                 st ? st : "");
-}
-
-/* A new instance provisioned without interference. */
-static char *create(void)
-{
-    char *order = ot_order_id(), *line = ot_line_of(order), *biz = kc_uid("biz");
-    char *id = ot_new_instance(order, line, biz, NULL);
-    free(order);
-    free(line);
-    free(biz);
-    return id;
+    char *sql = xasprintf("SELECT attempts >= %ld AND state = $2 FROM orders.jobs"
+                          " WHERE instance_id = $1 AND kind = 'provision'",
+                          min_attempts);
+    if (!ot_wait_value(timeout_ms, sql, id, st, "t"))
+        fail_msg("job of %s did not reach %ld attempts in %s", id, min_attempts, st);
+    free(sql);
 }
 
 /* A new instance whose Query Order calls meet the fault described by fields (JSON members
- * after "path"); the fault matches this order only, so leftover jobs of other tests cannot
- * consume it. */
+ * after "path"; NULL: none, provisioned without interference); the fault matches this order
+ * only, so leftover jobs of other tests cannot consume it. */
 static char *create_with_fault(const char *fields)
 {
     char *order = ot_order_id(), *line = ot_line_of(order), *biz = kc_uid("biz");
-    char *fault = xasprintf("{\"path\":\"order/query\",\"match\":\"%s\",%s}", order, fields);
-    ot_fault(fault);
+    if (fields) {
+        char *fault = xasprintf("{\"path\":\"order/query\",\"match\":\"%s\",%s}", order, fields);
+        ot_fault(fault);
+        free(fault);
+    }
     char *id = ot_new_instance(order, line, biz, NULL);
-    free(fault);
     free(order);
     free(line);
     free(biz);
@@ -82,9 +55,12 @@ static long long job_attempts(const char *id)
     return ot_sql_num("SELECT attempts FROM orders.jobs WHERE instance_id = $1", id, NULL);
 }
 
-/* Provisioned exactly once: one activation in history and outbox, the job done. */
-static void assert_provisioned_once(const char *id)
+/* Wait up to timeout_ms until id is provisioned; then it was provisioned exactly once (one
+ * activation in history and outbox, the job done) after at least min_attempts attempts. */
+static void assert_provisioned_once(const char *id, int timeout_ms, long long min_attempts)
 {
+    json_decref(ot_wait_provisioned(id, timeout_ms));
+    assert_true(job_attempts(id) >= min_attempts);
     assert_int_equal(ot_sql_num("SELECT count(*) FROM orders.instance_history"
                                 " WHERE instance_id = $1 AND event = 'provisioned'",
                                 id, NULL),
@@ -103,14 +79,11 @@ static void test_retry_on_error_answers(void **state)
 {
     (void)state;
     char *id = create_with_fault("\"mode\":\"error\",\"count\":3,\"code\":\"MKT.0999\"");
-    json_t *app = ot_wait_provisioned(id, PROVISION_WAIT_MS);
-    json_decref(app);
-    assert_true(job_attempts(id) >= 4);
+    assert_provisioned_once(id, PROVISION_WAIT_MS, 4);
     char *err = ot_sql("SELECT last_error FROM orders.jobs WHERE instance_id = $1", id, NULL);
     assert_non_null(err);
     assert_non_null(strstr(err, "MKT.0999"));
     free(err);
-    assert_provisioned_once(id);
     free(id);
 }
 
@@ -118,13 +91,10 @@ static void test_retry_on_http500_and_drop(void **state)
 {
     (void)state;
     char *id = create_with_fault("\"mode\":\"http500\",\"count\":2");
-    json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
-    assert_provisioned_once(id);
+    assert_provisioned_once(id, PROVISION_WAIT_MS, 1);
     free(id);
     id = create_with_fault("\"mode\":\"drop\",\"count\":1");
-    json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
-    assert_true(job_attempts(id) >= 2);
-    assert_provisioned_once(id);
+    assert_provisioned_once(id, PROVISION_WAIT_MS, 2);
     free(id);
 }
 
@@ -133,9 +103,7 @@ static void test_retry_on_slow_answer(void **state)
     (void)state;
     /* Slower than the Query Order timeout (5 s): the attempt is abandoned and retried. */
     char *id = create_with_fault("\"mode\":\"slow\",\"count\":1,\"delay_ms\":7000");
-    json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
-    assert_true(job_attempts(id) >= 2);
-    assert_provisioned_once(id);
+    assert_provisioned_once(id, PROVISION_WAIT_MS, 2);
     free(id);
 }
 
@@ -160,8 +128,7 @@ static void test_failed_job_redrive(void **state)
     if (r.status != 200)
         fail_msg("redrive: %d %s", r.status, r.body);
     kresp_free(&r);
-    json_decref(ot_wait_provisioned(id, 15000));
-    assert_provisioned_once(id);
+    assert_provisioned_once(id, 15000, 1);
 
     /* The operator's view: history and job, never a credential. */
     char *ipath = xasprintf("/v1/instances/%s", id);
@@ -202,9 +169,7 @@ static void test_killed_mid_job_resumes(void **state)
     assert_int_equal(kc_suite("kill", "order"), 0);
     assert_int_equal(kc_suite("start-svc", "order"), 0);
     /* Nothing else touches the instance: the restarted replica resumes the job on its own. */
-    json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
-    assert_provisioned_once(id);
-    assert_true(job_attempts(id) >= 2);
+    assert_provisioned_once(id, PROVISION_WAIT_MS, 2);
     free(id);
 }
 
@@ -212,7 +177,7 @@ static void test_service_down(void **state)
 {
     (void)state;
     ot_wait_service(10000);
-    char *before = create(); /* acknowledged: must survive the outage */
+    char *before = create_with_fault(NULL); /* acknowledged: must survive the outage */
     assert_int_equal(kc_suite("stop-svc", "order"), 0);
 
     char *order = ot_order_id(), *line = ot_line_of(order), *biz = kc_uid("biz");
@@ -238,28 +203,15 @@ static void test_service_down(void **state)
     free(before);
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    return suite_env_load();
-}
-
-static int clear(void **state)
-{
-    (void)state;
-    ot_clear_faults();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_retry_on_error_answers, clear),
-        cmocka_unit_test_teardown(test_retry_on_http500_and_drop, clear),
-        cmocka_unit_test_teardown(test_retry_on_slow_answer, clear),
-        cmocka_unit_test_teardown(test_failed_job_redrive, clear),
-        cmocka_unit_test_teardown(test_killed_mid_job_resumes, clear),
-        cmocka_unit_test_teardown(test_service_down, clear),
+        cmocka_unit_test_teardown(test_retry_on_error_answers, ot_clear_faults_teardown),
+        cmocka_unit_test_teardown(test_retry_on_http500_and_drop, ot_clear_faults_teardown),
+        cmocka_unit_test_teardown(test_retry_on_slow_answer, ot_clear_faults_teardown),
+        cmocka_unit_test_teardown(test_failed_job_redrive, ot_clear_faults_teardown),
+        cmocka_unit_test_teardown(test_killed_mid_job_resumes, ot_clear_faults_teardown),
+        cmocka_unit_test_teardown(test_service_down, ot_clear_faults_teardown),
     };
-    return cmocka_run_group_tests(tests, setup, clear);
+    return KC_SUITE_MAIN(tests, NULL, ot_clear_faults_teardown);
 }

@@ -35,18 +35,6 @@ static long long count_of(const char *sql, const char *a, const char *b)
     return ot_sql_num(sql, a, b);
 }
 
-/* A provisioned instance of order_id (line <order>-000001); testFlag as given (NULL = absent). */
-static char *provisioned(const char *order_id, const char *test_flag)
-{
-    char *line = ot_line_of(order_id), *biz = kc_uid("biz");
-    char *id = ot_new_instance(order_id, line, biz, test_flag);
-    json_t *app = ot_wait_provisioned(id, PROVISION_WAIT_MS);
-    json_decref(app);
-    free(line);
-    free(biz);
-    return id;
-}
-
 /* refreshInstance answered want; testFlag NULL = absent. */
 static void refresh(const char *want, const char *id, const char *order, const char *scene,
                     const char *expire, const char *test_flag)
@@ -125,8 +113,8 @@ static void test_test_flag_isolation(void **state)
 {
     (void)state;
     char *real_order = ot_order_id(), *test_order = ot_order_id();
-    char *real_id = provisioned(real_order, NULL);
-    char *test_id = provisioned(test_order, "1");
+    char *real_id = ot_provisioned(real_order, NULL, PROVISION_WAIT_MS);
+    char *test_id = ot_provisioned(test_order, "1", PROVISION_WAIT_MS);
 
     assert_invisible(real_id, "1"); /* a console debug call never touches a customer */
     assert_invisible(test_id, "0"); /* and real business never touches a debug instance */
@@ -165,7 +153,7 @@ static void test_unsubscribe_renewal_same_order(void **state)
 {
     (void)state;
     char *order = ot_order_id();
-    char *id = provisioned(order, NULL);
+    char *id = ot_provisioned(order, NULL, PROVISION_WAIT_MS);
     char *renewal = ot_order_id();
 
     refresh("000000", id, renewal, "RENEWAL", "20300101120000", NULL);
@@ -191,52 +179,26 @@ static void test_unsubscribe_renewal_same_order(void **state)
 
 /* ---- 4: refresh fetches its order ---- */
 
-typedef struct {
-    const char *id;
-    const char *want; /* "periodType|periodNumber|productId|skuCode" */
-} plan_wait_t;
-
 static const char *PLAN_SQL = "SELECT coalesce(period_type, '-') || '|' ||"
                               " coalesce(period_number::text, '-') || '|' ||"
                               " coalesce(product_id, '-') || '|' || coalesce(sku_code, '-')"
                               " FROM orders.instances WHERE instance_id = $1";
 
-static bool plan_is(void *arg)
-{
-    plan_wait_t *w = arg;
-    char *got = ot_sql(PLAN_SQL, w->id, NULL);
-    bool ok = got && strcmp(got, w->want) == 0;
-    free(got);
-    return ok;
-}
-
+/* Wait until the plan of id is want ("periodType|periodNumber|productId|skuCode"). */
 static void wait_plan(const char *id, const char *want)
 {
-    plan_wait_t w = {id, want};
-    if (!kc_wait(PROVISION_WAIT_MS, 100, plan_is, &w)) {
+    if (!ot_wait_value(PROVISION_WAIT_MS, PLAN_SQL, id, NULL, want)) {
         char *got = ot_sql(PLAN_SQL, id, NULL);
         fail_msg("instance %s has plan %s, want %s", id, got ? got : "(none)", want);
     }
 }
 
-typedef struct {
-    const char *id, *order;
-} event_wait_t;
-
-/* The renewal event of order, once written. */
-static bool renewed_event(void *arg)
-{
-    event_wait_t *w = arg;
-    return ot_sql_num(
-               "SELECT count(*) FROM orders.outbox WHERE instance_id = $1"
-               " AND event_type = 'instance.renewed' AND payload::jsonb->'data'->>'orderId' = $2",
-               w->id, w->order) == 1;
-}
-
 static char *renewed_payload(const char *id, const char *order)
 {
-    event_wait_t w = {id, order};
-    if (!kc_wait(PROVISION_WAIT_MS, 100, renewed_event, &w))
+    if (!ot_wait_value(PROVISION_WAIT_MS,
+                       "SELECT count(*) FROM orders.outbox WHERE instance_id = $1 AND event_type ="
+                       " 'instance.renewed' AND payload::jsonb->'data'->>'orderId' = $2",
+                       id, order, "1"))
         fail_msg("no instance.renewed event for order %s of %s", order, id);
     return ot_sql(
         "SELECT payload::jsonb->'data'->>'periodType' || '|' || "
@@ -262,7 +224,7 @@ static void test_refresh_fetches_order(void **state)
                       "\"productInfo\":[{\"productId\":\"OFFI000000000000000002\","
                       "\"skuCode\":\"SKU-PRO\"}]}]}",
                       formal);
-    char *id = provisioned(trial, NULL);
+    char *id = ot_provisioned(trial, NULL, PROVISION_WAIT_MS);
     wait_plan(id, "day|7|OFFI000000000000000001|SKU-TRIAL");
     assert_int_equal(count_of("SELECT count(*) FROM orders.instances WHERE instance_id = $1"
                               " AND trial",
@@ -293,28 +255,14 @@ static void test_refresh_fetches_order(void **state)
 
 /* ---- 5: Query Order answers checked against the question ---- */
 
-typedef struct {
-    const char *id;
-    const char *needle;
-} error_wait_t;
-
-static bool job_error_has(void *arg)
-{
-    error_wait_t *w = arg;
-    char *err = ot_sql("SELECT last_error FROM orders.jobs WHERE instance_id = $1"
-                       " AND kind = 'provision'",
-                       w->id, NULL);
-    bool ok = err && strstr(err, w->needle);
-    free(err);
-    return ok;
-}
-
 /* The provisioning job of id failed an attempt with an error containing needle, and nothing of
  * the answer was stored. */
 static void assert_attempt_refused(const char *id, const char *needle)
 {
-    error_wait_t w = {id, needle};
-    if (!kc_wait(PROVISION_WAIT_MS, 100, job_error_has, &w)) {
+    if (!ot_wait_value(PROVISION_WAIT_MS,
+                       "SELECT strpos(last_error, $2) > 0 FROM orders.jobs WHERE instance_id = $1"
+                       " AND kind = 'provision'",
+                       id, needle, "t")) {
         char *err = ot_sql("SELECT state || ' ' || attempts || ' ' || coalesce(last_error, '-')"
                            " FROM orders.jobs WHERE instance_id = $1",
                            id, NULL);
@@ -377,7 +325,7 @@ static void test_query_order_answer_checked(void **state)
                       "{\"productId\":\"OFFI000000000000000004\",\"skuCode\":\"SKU-DISK\","
                       "\"linearValue\":100}]}]}",
                       multi);
-    id = provisioned(multi, NULL);
+    id = ot_provisioned(multi, NULL, PROVISION_WAIT_MS);
     assert_int_equal(count_of("SELECT jsonb_array_length(product_info) FROM orders.instances"
                               " WHERE instance_id = $1",
                               id, NULL),
@@ -400,7 +348,7 @@ static void test_license_and_one_time(void **state)
 {
     (void)state;
     char *order = ot_order_id();
-    char *periodic = provisioned(order, NULL);
+    char *periodic = ot_provisioned(order, NULL, PROVISION_WAIT_MS);
     kresp_t r;
     ot_expect("000002", &r, "{s:s, s:s, s:s, s:s}", "activity", "getLicenseAsync", "instanceId",
               periodic, "eventId", "ev-noexp", "effectiveTime", "20260101000000");
@@ -415,7 +363,7 @@ static void test_license_and_one_time(void **state)
 
     char *once = kc_uid("CSONCE");
     ot_order_register("{\"orderId\":\"%s\",\"orderLine\":[{\"chargingMode\":\"ONE_TIME\"}]}", once);
-    char *one_time = provisioned(once, NULL);
+    char *one_time = ot_provisioned(once, NULL, PROVISION_WAIT_MS);
     /* a perpetual license is right for a one-time purchase */
     ot_expect("000000", &r, "{s:s, s:s, s:s, s:s}", "activity", "getLicenseAsync", "instanceId",
               one_time, "eventId", "ev-once", "effectiveTime", "20260101000000");
@@ -466,13 +414,6 @@ static void status(const char *want, const char *id, const char *st)
     kresp_free(&r);
 }
 
-static bool job_attempted(void *arg)
-{
-    return ot_sql_num("SELECT attempts FROM orders.jobs WHERE instance_id = $1"
-                      " AND kind = 'provision'",
-                      arg, NULL) >= 1;
-}
-
 static void test_freeze_while_provisioning(void **state)
 {
     (void)state;
@@ -483,7 +424,10 @@ static void test_freeze_while_provisioning(void **state)
     char *b1 = kc_uid("biz"), *b2 = kc_uid("biz");
     char *frozen = ot_new_instance(frozen_order, l1, b1, NULL);
     char *thawed = ot_new_instance(thawed_order, l2, b2, NULL);
-    assert_true(kc_wait(PROVISION_WAIT_MS, 100, job_attempted, frozen));
+    assert_true(ot_wait_value(PROVISION_WAIT_MS,
+                              "SELECT attempts >= 1 FROM orders.jobs WHERE instance_id = $1"
+                              " AND kind = 'provision'",
+                              frozen, NULL, "t"));
 
     status("000000", frozen, "FREEZE");
     status("000000", frozen, "FREEZE"); /* repeating a status is success */
@@ -525,19 +469,6 @@ static void test_freeze_while_provisioning(void **state)
     free(thawed_order);
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    return suite_env_load();
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    ot_clear_faults();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -548,5 +479,5 @@ int main(void)
         cmocka_unit_test(test_license_and_one_time),
         cmocka_unit_test(test_freeze_while_provisioning),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return KC_SUITE_MAIN(tests, NULL, ot_clear_faults_teardown);
 }

@@ -51,19 +51,6 @@ static int64_t admin_expire_ms(const char *id)
     return ms;
 }
 
-/* A provisioned instance of a fresh emulator order (order given, or a synthesised yearly one). */
-static char *provisioned(const char *order_id)
-{
-    char *order = order_id ? xstrdup(order_id) : ot_order_id(), *line = ot_line_of(order);
-    char *biz = kc_uid("biz");
-    char *id = ot_new_instance(order, line, biz, NULL);
-    json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
-    free(order);
-    free(line);
-    free(biz);
-    return id;
-}
-
 static void renew(const char *id, const char *expire)
 {
     char *order = ot_order_id(), *line = ot_line_of(order);
@@ -98,32 +85,39 @@ static void assert_near(int64_t got, int64_t want, int64_t slack_ms)
                  (long long)slack_ms, (double)(got - want) / HOUR_MS);
 }
 
+/* Three fresh instances whose expiries the operator reads shift_ms off the instants they name
+ * in UTC: one renewed to RENEWAL, one of a registered order whose line ends at ORDER_EXPIRE, and
+ * one of the emulator's own yearly order (now + 365 days, written in its zone, so unshifted).
+ * ids[0..2] get them (caller frees). */
+static void assert_new_expiries(int64_t shift_ms, char *ids[3])
+{
+    ids[0] = ot_provisioned(NULL, NULL, PROVISION_WAIT_MS);
+    renew(ids[0], RENEWAL);
+    assert_int_equal(admin_expire_ms(ids[0]), RENEWAL_UTC_MS + shift_ms);
+    char *order = registered_order();
+    ids[1] = ot_provisioned(order, NULL, PROVISION_WAIT_MS);
+    assert_int_equal(admin_expire_ms(ids[1]), ORDER_EXPIRE_UTC_MS + shift_ms);
+    free(order);
+    int64_t t0 = time_now_ms();
+    ids[2] = ot_provisioned(NULL, NULL, PROVISION_WAIT_MS);
+    assert_near(admin_expire_ms(ids[2]), t0 + YEAR_MS, 120000);
+}
+
 static void test_utc_default(void **state)
 {
     (void)state;
     ot_wait_service(10000);
-    /* The case: a renewal to 20271206111947 is 11:19:47 UTC, not 03:19:47. */
-    char *id = provisioned(NULL);
-    renew(id, RENEWAL);
-    assert_int_equal(admin_expire_ms(id), RENEWAL_UTC_MS);
-
-    /* Query Order: a registered expireTime lands as the instant it names... */
-    char *order = registered_order();
-    char *id2 = provisioned(order);
-    assert_int_equal(admin_expire_ms(id2), ORDER_EXPIRE_UTC_MS);
+    /* The issue's case: a renewal to 20271206111947 is 11:19:47 UTC, not 03:19:47; Query Order's
+     * registered expireTime lands as the instant it names, the emulator's yearly order too. */
+    char *ids[3];
+    assert_new_expiries(0, ids);
     char *created = ot_sql("SELECT order_info->>'createTime' FROM orders.instances"
                            " WHERE instance_id = $1",
-                           id2, NULL);
+                           ids[1], NULL);
     assert_string_equal(created, "20261128181500");
-    /* ...and the emulator's own yearly order (now + 365 days, written in its zone) too. */
-    int64_t t0 = time_now_ms();
-    char *id3 = provisioned(NULL);
-    assert_near(admin_expire_ms(id3), t0 + YEAR_MS, 120000);
     free(created);
-    free(order);
-    free(id);
-    free(id2);
-    free(id3);
+    for (int i = 0; i < 3; i++)
+        free(ids[i]);
 }
 
 /* KOOISV_MARKETPLACE_TIME_ZONE for the order service and the emulator (NULL = the default). */
@@ -160,7 +154,7 @@ static void test_utc8_setting(void **state)
 {
     (void)state;
     ot_wait_service(10000);
-    char *before = provisioned(NULL);
+    char *before = ot_provisioned(NULL, NULL, PROVISION_WAIT_MS);
     renew(before, RENEWAL);
     assert_int_equal(admin_expire_ms(before), RENEWAL_UTC_MS);
 
@@ -176,15 +170,10 @@ static void test_utc8_setting(void **state)
     assert_string_equal(zone, "+08:00");
     free(zone);
 
-    char *id = provisioned(NULL);
-    renew(id, RENEWAL);
-    assert_int_equal(admin_expire_ms(id), RENEWAL_UTC_MS - 8 * HOUR_MS);
-    char *order = registered_order();
-    char *id2 = provisioned(order);
-    assert_int_equal(admin_expire_ms(id2), ORDER_EXPIRE_UTC_MS - 8 * HOUR_MS);
-    int64_t t0 = time_now_ms();
-    char *id3 = provisioned(NULL); /* emulator and service agree: still now + 365 days */
-    assert_near(admin_expire_ms(id3), t0 + YEAR_MS, 120000);
+    /* New instances land 8 hours earlier; the emulator and the service agree on the yearly
+     * order: still now + 365 days. */
+    char *ids[3];
+    assert_new_expiries(-8 * HOUR_MS, ids);
 
     /* A restart with the same setting changes nothing. */
     assert_int_equal(kc_suite("restart", "order"), 0);
@@ -194,14 +183,12 @@ static void test_utc8_setting(void **state)
 
     set_zone(NULL);
     assert_int_equal(admin_expire_ms(before), RENEWAL_UTC_MS);
-    assert_int_equal(admin_expire_ms(id), RENEWAL_UTC_MS);
-    assert_int_equal(admin_expire_ms(id2), ORDER_EXPIRE_UTC_MS);
+    assert_int_equal(admin_expire_ms(ids[0]), RENEWAL_UTC_MS);
+    assert_int_equal(admin_expire_ms(ids[1]), ORDER_EXPIRE_UTC_MS);
     assert_int_equal(rezones(before), 2);
-    free(order);
     free(before);
-    free(id);
-    free(id2);
-    free(id3);
+    for (int i = 0; i < 3; i++)
+        free(ids[i]);
 }
 
 /* Run bin with envp; its exit status, its stderr in err. */

@@ -32,18 +32,38 @@ static kit_answer_t answer_of(kresp_t *r, const char *name)
     return a;
 }
 
+/* The kit call name with body printf(fmt, ap); when want is not NULL, fail unless it answered
+ * the code want (the body and the answer in the message). */
+static kit_answer_t kit_vcall(const char *name, const char *want, const char *fmt, va_list ap)
+{
+    char *body = NULL;
+    if (vasprintf(&body, fmt, ap) < 0)
+        fail_msg("vasprintf");
+    kresp_t r;
+    kc_kit(name, body, &r);
+    kit_answer_t a = answer_of(&r, name);
+    if (want && strcmp(a.code, want) != 0)
+        fail_msg("%s %s: answered %s \"%s\" (HTTP %d), expected %s", name, body, a.code, a.msg,
+                 a.status, want);
+    free(body);
+    return a;
+}
+
 kit_answer_t kit_call(const char *name, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *body = NULL;
-    if (vasprintf(&body, fmt, ap) < 0)
-        fail_msg("vasprintf");
+    kit_answer_t a = kit_vcall(name, NULL, fmt, ap);
     va_end(ap);
-    kresp_t r;
-    kc_kit(name, body, &r);
-    free(body);
-    return answer_of(&r, name);
+    return a;
+}
+
+void kit_ok(const char *name, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    kit_vcall(name, "000000", fmt, ap);
+    va_end(ap);
 }
 
 kit_answer_t kit_call_ex(const char *name, const char *body, const char *ts, const char *nonce,
@@ -72,6 +92,7 @@ void synctest_require_suite(void)
 
 void kit_refusals_check(const kit_refusal_t *list, size_t n, const char *inst, const char *tenant)
 {
+    char *before = tenant_digest(tenant);
     for (size_t i = 0; i < n; i++) {
         const kit_refusal_t *b = &list[i];
         char *body = NULL;
@@ -90,6 +111,7 @@ void kit_refusals_check(const kit_refusal_t *list, size_t n, const char *inst, c
         kresp_free(&r);
         free(body);
     }
+    assert_tenant_unchanged(tenant, before);
 }
 
 enum { DUPLICATES = 8 };

@@ -16,7 +16,10 @@ typedef struct {
 /* POST a kit call whose body is printf(fmt, ...) through gateway 1; fails the test when no
  * answer arrived or Body-Sign does not verify. */
 kit_answer_t kit_call(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Same with chosen x-timestamp/x-nonce/x-sign (kc_kit_ex conventions). */
+/* kit_call that must succeed: fails the test, naming the body and the answer, unless the
+ * call answered 000000. */
+void kit_ok(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Same as kit_call with chosen x-timestamp/x-nonce/x-sign (kc_kit_ex conventions). */
 kit_answer_t kit_call_ex(const char *name, const char *body, const char *ts, const char *nonce,
                          const char *sign);
 /* Assert the call answered code (and, when msg_part is not NULL, that resultMsg contains it). */
@@ -36,7 +39,7 @@ typedef struct {
     const char *msg; /* part of resultMsg; NULL = any non-empty message */
 } kit_refusal_t;
 /* Send each of the n refusals for (inst, tenant); fail unless each answers HTTP 200 with its
- * code and message. */
+ * code and message and the tenant's rows (tenant_digest) are as they were before them. */
 void kit_refusals_check(const kit_refusal_t *list, size_t n, const char *inst, const char *tenant);
 /* Send one kit call 8 times at once through both gateways; fail unless every answer is 000000. */
 void kit_concurrent_duplicates(const char *name, const char *body);

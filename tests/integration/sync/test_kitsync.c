@@ -312,6 +312,24 @@ static Kooisv__Envelope build_ok(const char *call, const char *text, service_id_
     return env;
 }
 
+/* The resource references kitsync_resources gives for env; fail unless there are want of
+ * them. Free with resources_free(res, want). */
+static Kooisv__ResourceRef **resources_of(const Kooisv__Envelope *env, size_t want)
+{
+    Kooisv__ResourceRef **res = NULL;
+    size_t n = 0;
+    kitsync_resources(env, &res, &n);
+    assert_int_equal(n, want);
+    return res;
+}
+
+static void resources_free(Kooisv__ResourceRef **res, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        kooisv__resource_ref__free_unpacked(res[i], NULL);
+    free(res);
+}
+
 /* The strict parser refuses \u0000, but a body built otherwise must still be refused. */
 static void test_nul_in_string(void **state)
 {
@@ -361,17 +379,12 @@ static void test_tenant_vector(void **state)
     assert_int_equal(m->flag, 1);
     assert_string_equal(m->time_stamp, "20230403171434618");
 
-    Kooisv__ResourceRef **res = NULL;
-    size_t n = 0;
-    kitsync_resources(&env, &res, &n);
-    assert_int_equal(n, 3);
+    Kooisv__ResourceRef **res = resources_of(&env, 3);
     assert_string_equal(res[0]->kind, "instance");
     assert_string_equal(res[1]->kind, "order");
     assert_string_equal(res[1]->id, "CS1906666666ABCDE");
     assert_string_equal(res[2]->kind, "tenant");
-    for (size_t i = 0; i < n; i++)
-        kooisv__resource_ref__free_unpacked(res[i], NULL);
-    free(res);
+    resources_free(res, 3);
     kitsync_free_body(&env);
 }
 
@@ -430,17 +443,13 @@ static void test_auth_users(void **state)
     assert_string_equal(m->users[1]->role, "");
     assert_int_equal(m->users[1]->employee_type, 0);
 
-    Kooisv__ResourceRef **res = NULL;
-    size_t n = 0;
-    kitsync_resources(&env, &res, &n); /* empty instance id is not a resource */
-    assert_int_equal(n, 4);
+    /* an empty instance id is not a resource */
+    Kooisv__ResourceRef **res = resources_of(&env, 4);
     assert_string_equal(res[0]->kind, "tenant");
     assert_string_equal(res[1]->kind, "app");
     assert_string_equal(res[2]->kind, "user");
     assert_string_equal(res[3]->id, "u2");
-    for (size_t i = 0; i < n; i++)
-        kooisv__resource_ref__free_unpacked(res[i], NULL);
-    free(res);
+    resources_free(res, 4);
     kitsync_free_body(&env);
 }
 
@@ -457,13 +466,7 @@ static void test_all_org_and_app(void **state)
     assert_int_equal(env.all_org_sync->n_orgs, 2);
     assert_string_equal(env.all_org_sync->orgs[0]->parent_code, "a");
     assert_string_equal(env.all_org_sync->orgs[1]->parent_code, "");
-    Kooisv__ResourceRef **res = NULL;
-    size_t n = 0;
-    kitsync_resources(&env, &res, &n);
-    assert_int_equal(n, 4);
-    for (size_t i = 0; i < n; i++)
-        kooisv__resource_ref__free_unpacked(res[i], NULL);
-    free(res);
+    resources_free(resources_of(&env, 4), 4);
     kitsync_free_body(&env);
 
     env = build_ok("applicationSync",
@@ -496,17 +499,12 @@ static void test_list_maximum(void **state)
             assert_string_equal(code, "000000");
             assert_int_equal(env.all_org_sync->n_orgs, 10000);
             /* the audit record names 120 orgs and summarises the rest (audit takes <= 128) */
-            Kooisv__ResourceRef **res = NULL;
-            size_t n = 0;
-            kitsync_resources(&env, &res, &n);
-            assert_int_equal(n, 1 + 120 + 1);
+            Kooisv__ResourceRef **res = resources_of(&env, 1 + 120 + 1);
             assert_string_equal(res[0]->kind, "tenant");
             assert_string_equal(res[120]->id, "o119");
             assert_string_equal(res[121]->kind, "org");
             assert_string_equal(res[121]->id, "+9880 more");
-            for (size_t i = 0; i < n; i++)
-                kooisv__resource_ref__free_unpacked(res[i], NULL);
-            free(res);
+            resources_free(res, 1 + 120 + 1);
         } else {
             assert_string_equal(code, "000002");
             assert_non_null(strstr(msg, "orgInfoList: more than 10000 entries"));

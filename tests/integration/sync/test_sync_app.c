@@ -34,6 +34,14 @@ static kit_answer_t app_sync(const char *inst, const char *tenant, const char *a
                     inst, tenant, app, client_id, secret_b64, flag);
 }
 
+/* app_sync that must succeed. */
+static void app_sync_ok(const char *inst, const char *tenant, const char *app,
+                        const char *client_id, const char *secret_b64, int flag)
+{
+    kit_answer_t a = app_sync(inst, tenant, app, client_id, secret_b64, flag);
+    assert_kit(a, "000000", NULL);
+}
+
 static char *stored_sealed(const char *inst, const char *tenant, const char *app)
 {
     const char *p[] = {inst, tenant, app};
@@ -74,8 +82,7 @@ static void test_client_secret_variants(void **state)
         snprintf(client, sizeof client, "client-%d", v);
         snprintf(secret, sizeof secret, "S3cret/variant+%d=%s", v, tenant);
         char *ct = kit_encrypt_secret(v, secret);
-        kit_answer_t a = app_sync(inst, tenant, app, client, ct, 1);
-        assert_kit(a, "000000", NULL);
+        app_sync_ok(inst, tenant, app, client, ct, 1);
         free(ct);
         /* stored sealed: not the plain text, not the ciphertext, sealbox v1 */
         char *sealed = stored_sealed(inst, tenant, app);
@@ -125,20 +132,17 @@ static void test_application_flags(void **state)
 {
     char *inst = uid("I"), *tenant = uid("T");
     char *ct1 = kit_encrypt_secret(0, "first-secret");
-    kit_answer_t a = app_sync(inst, tenant, "a1", "c1", ct1, 1);
-    assert_kit(a, "000000", NULL);
+    app_sync_ok(inst, tenant, "a1", "c1", ct1, 1);
     char *sealed1 = stored_sealed(inst, tenant, "a1");
     /* repeated add (a fresh ciphertext of another secret): nothing changes */
     char *ct2 = kit_encrypt_secret(2, "second-secret");
-    a = app_sync(inst, tenant, "a1", "c1-other", ct2, 1);
-    assert_kit(a, "000000", NULL);
+    app_sync_ok(inst, tenant, "a1", "c1-other", ct2, 1);
     char *sealed = stored_sealed(inst, tenant, "a1");
     assert_string_equal(sealed, sealed1);
     free(sealed);
     assert_int_equal(outbox_count("apps", tenant, "applicationSync.add"), 1);
     /* modify: new client id and secret */
-    a = app_sync(inst, tenant, "a1", "c1-new", ct2, 2);
-    assert_kit(a, "000000", NULL);
+    app_sync_ok(inst, tenant, "a1", "c1-new", ct2, 2);
     char *code;
     char *back = secret_via_admin(inst, tenant, "a1", "operator", &code);
     assert_string_equal(back, "second-secret");
@@ -151,31 +155,25 @@ static void test_application_flags(void **state)
     free(cid);
     /* the same modify again (another ciphertext of the same secret): no change, no event */
     char *ct3 = kit_encrypt_secret(1, "second-secret");
-    a = app_sync(inst, tenant, "a1", "c1-new", ct3, 2);
-    assert_kit(a, "000000", NULL);
+    app_sync_ok(inst, tenant, "a1", "c1-new", ct3, 2);
     assert_int_equal(outbox_count("apps", tenant, "applicationSync.modify"), 1);
     /* modify of a missing app creates it (documented upsert) */
-    a = app_sync(inst, tenant, "a2", "c2", ct3, 2);
-    assert_kit(a, "000000", NULL);
+    app_sync_ok(inst, tenant, "a2", "c2", ct3, 2);
     /* delete takes the app's users along; twice is fine; no instance check */
-    a = kit_call("authSync",
-                 "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"appId\":\"a1\",\"flag\":1,"
-                 "\"userList\":[{\"userName\":\"u\",\"name\":\"U\",\"orgCode\":\"o\","
-                 "\"role\":\"user\",\"enable\":\"true\"}]}",
-                 inst, tenant);
-    assert_kit(a, "000000", NULL);
+    kit_ok("authSync",
+           "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"appId\":\"a1\",\"flag\":1,"
+           "\"userList\":[{\"userName\":\"u\",\"name\":\"U\",\"orgCode\":\"o\","
+           "\"role\":\"user\",\"enable\":\"true\"}]}",
+           inst, tenant);
     for (int i = 0; i < 2; i++) {
-        a = kit_call("applicationSync",
-                     "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"appId\":\"a1\",\"flag\":0}",
-                     inst, tenant);
-        assert_kit(a, "000000", NULL);
+        kit_ok("applicationSync",
+               "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"appId\":\"a1\",\"flag\":0}", inst,
+               tenant);
     }
     assert_int_equal(app_user_count(inst, tenant), 0);
     assert_int_equal(outbox_count("apps", tenant, "applicationSync.delete"), 1);
-    a = kit_call("applicationSync",
-                 "{\"instanceId\":\"NO-SUCH\",\"tenantId\":\"%s\",\"appId\":\"zz\",\"flag\":0}",
-                 tenant);
-    assert_kit(a, "000000", NULL);
+    kit_ok("applicationSync",
+           "{\"instanceId\":\"NO-SUCH\",\"tenantId\":\"%s\",\"appId\":\"zz\",\"flag\":0}", tenant);
     free(ct1);
     free(ct2);
     free(ct3);
@@ -227,23 +225,23 @@ static char *user_field(const char *inst, const char *tenant, const char *app, c
     return v;
 }
 
-static kit_answer_t auth(const char *inst, const char *tenant, const char *app, int flag,
-                         const char *users)
+/* authSync of users (a JSON list, or a string holding one) to app with flag; must succeed. */
+static void auth_ok(const char *inst, const char *tenant, const char *app, int flag,
+                    const char *users)
 {
-    return kit_call("authSync",
-                    "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"appId\":\"%s\",\"flag\":%d,"
-                    "\"currentSyncTime\":\"20261128101500123\",\"testFlag\":0,\"userList\":%s}",
-                    inst, tenant, app, flag, users);
+    kit_ok("authSync",
+           "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"appId\":\"%s\",\"flag\":%d,"
+           "\"currentSyncTime\":\"20261128101500123\",\"testFlag\":0,\"userList\":%s}",
+           inst, tenant, app, flag, users);
 }
 
 static void test_auth_flags(void **state)
 {
     char *inst = uid("I"), *tenant = uid("T");
     /* users arrive before their app and their department: accepted */
-    kit_answer_t a = auth(inst, tenant, "app", 1,
-                          "[" USER("alice", "admin", "true",
-                                   "no-such-dept") "," USER("bob", "user", "false", "d1") "]");
-    assert_kit(a, "000000", NULL);
+    auth_ok(inst, tenant, "app", 1,
+            "[" USER("alice", "admin", "true", "no-such-dept") "," USER("bob", "user", "false",
+                                                                        "d1") "]");
     char *v = user_field(inst, tenant, "app", "alice", "role || enabled || auth_status");
     assert_string_equal(v, "admintrueauthorised");
     free(v);
@@ -268,57 +266,48 @@ static void test_auth_flags(void **state)
 
     /* repeated add: nothing changes */
     char *before = tenant_digest(tenant);
-    a = auth(inst, tenant, "app", 1, "[" USER("alice", "user", "false", "x") "]");
-    assert_kit(a, "000000", NULL);
+    auth_ok(inst, tenant, "app", 1, "[" USER("alice", "user", "false", "x") "]");
     assert_tenant_unchanged(tenant, before);
 
     /* modify: role and enable change; the same modify again emits nothing */
-    a = auth(inst, tenant, "app", 2, "[" USER("bob", "admin", "true", "d2") "]");
-    assert_kit(a, "000000", NULL);
+    auth_ok(inst, tenant, "app", 2, "[" USER("bob", "admin", "true", "d2") "]");
     v = user_field(inst, tenant, "app", "bob", "role || enabled || org_code");
     assert_string_equal(v, "admintrued2");
     free(v);
     long events = outbox_count("apps", tenant, "authSync.modify");
     assert_int_equal(events, 1);
-    a = auth(inst, tenant, "app", 2, "[" USER("bob", "admin", "true", "d2") "]");
-    assert_kit(a, "000000", NULL);
+    auth_ok(inst, tenant, "app", 2, "[" USER("bob", "admin", "true", "d2") "]");
     assert_int_equal(outbox_count("apps", tenant, "authSync.modify"), 1);
     /* modify of a missing user creates it */
-    a = auth(inst, tenant, "app", 2, "[" USER("carol", "user", "true", "d1") "]");
-    assert_kit(a, "000000", NULL);
+    auth_ok(inst, tenant, "app", 2, "[" USER("carol", "user", "true", "d1") "]");
     v = user_field(inst, tenant, "app", "carol", "auth_status");
     assert_string_equal(v, "authorised");
     free(v);
 
     /* cancel authorisation (3): the user stays, marked; distinct from delete (0) */
-    a = auth(inst, tenant, "app", 3, "[{\"userName\":\"alice\"}]");
-    assert_kit(a, "000000", NULL);
+    auth_ok(inst, tenant, "app", 3, "[{\"userName\":\"alice\"}]");
     v = user_field(inst, tenant, "app", "alice", "auth_status || name");
     assert_string_equal(v, "cancelledFull alice");
     free(v);
-    a = auth(inst, tenant, "app", 3, "[{\"userName\":\"alice\"},{\"userName\":\"nobody\"}]");
-    assert_kit(a, "000000", NULL);
+    auth_ok(inst, tenant, "app", 3, "[{\"userName\":\"alice\"},{\"userName\":\"nobody\"}]");
     assert_int_equal(outbox_count("apps", tenant, "authSync.cancel"), 1);
     /* add after cancel authorises again */
-    a = auth(inst, tenant, "app", 1, "[" USER("alice", "user", "true", "d3") "]");
-    assert_kit(a, "000000", NULL);
+    auth_ok(inst, tenant, "app", 1, "[" USER("alice", "user", "true", "d3") "]");
     v = user_field(inst, tenant, "app", "alice", "auth_status || role");
     assert_string_equal(v, "authoriseduser");
     free(v);
     /* delete: gone; twice is fine */
     for (int i = 0; i < 2; i++) {
-        a = auth(inst, tenant, "app", 0, "[{\"userName\":\"bob\"}]");
-        assert_kit(a, "000000", NULL);
+        auth_ok(inst, tenant, "app", 0, "[{\"userName\":\"bob\"}]");
     }
     v = user_field(inst, tenant, "app", "bob", "user_name");
     assert_null(v);
     assert_int_equal(outbox_count("apps", tenant, "authSync.delete"), 1);
 
     /* userList as a JSON string holding the array */
-    a = auth(inst, tenant, "app", 1,
-             "\"[{\\\"userName\\\":\\\"dave\\\",\\\"name\\\":\\\"D\\\",\\\"orgCode\\\":\\\"d\\\","
-             "\\\"role\\\":\\\"user\\\",\\\"enable\\\":\\\"true\\\"}]\"");
-    assert_kit(a, "000000", NULL);
+    auth_ok(inst, tenant, "app", 1,
+            "\"[{\\\"userName\\\":\\\"dave\\\",\\\"name\\\":\\\"D\\\",\\\"orgCode\\\":\\\"d\\\","
+            "\\\"role\\\":\\\"user\\\",\\\"enable\\\":\\\"true\\\"}]\"");
     v = user_field(inst, tenant, "app", "dave", "name");
     assert_string_equal(v, "D");
     free(v);
@@ -343,28 +332,20 @@ static void test_app_isolation(void **state)
 {
     char *inst = uid("I"), *t1 = uid("T"), *t2 = uid("T");
     char *ct = kit_encrypt_secret(0, "tenant-one-secret");
-    kit_answer_t a = app_sync(inst, t1, "same-app", "c", ct, 1);
-    assert_kit(a, "000000", NULL);
+    app_sync_ok(inst, t1, "same-app", "c", ct, 1);
     free(ct);
     ct = kit_encrypt_secret(0, "tenant-two-secret");
-    a = app_sync(inst, t2, "same-app", "c", ct, 1);
-    assert_kit(a, "000000", NULL);
+    app_sync_ok(inst, t2, "same-app", "c", ct, 1);
     free(ct);
-    a = auth(inst, t1, "same-app", 1, "[" USER("same-user", "admin", "true", "d") "]");
-    assert_kit(a, "000000", NULL);
-    a = auth(inst, t2, "same-app", 1, "[" USER("same-user", "user", "false", "d") "]");
-    assert_kit(a, "000000", NULL);
-    a = auth(inst, t2, "same-app", 1, "[" USER("only-in-two", "user", "true", "d") "]");
-    assert_kit(a, "000000", NULL);
+    auth_ok(inst, t1, "same-app", 1, "[" USER("same-user", "admin", "true", "d") "]");
+    auth_ok(inst, t2, "same-app", 1, "[" USER("same-user", "user", "false", "d") "]");
+    auth_ok(inst, t2, "same-app", 1, "[" USER("only-in-two", "user", "true", "d") "]");
 
     char *before = tenant_digest(t2);
-    a = auth(inst, t1, "same-app", 3, "[{\"userName\":\"same-user\"}]");
-    assert_kit(a, "000000", NULL);
-    a = auth(inst, t1, "same-app", 0, "[{\"userName\":\"only-in-two\"}]");
-    assert_kit(a, "000000", NULL);
+    auth_ok(inst, t1, "same-app", 3, "[{\"userName\":\"same-user\"}]");
+    auth_ok(inst, t1, "same-app", 0, "[{\"userName\":\"only-in-two\"}]");
     ct = kit_encrypt_secret(1, "tenant-one-new");
-    a = app_sync(inst, t1, "same-app", "c2", ct, 2);
-    assert_kit(a, "000000", NULL);
+    app_sync_ok(inst, t1, "same-app", "c2", ct, 2);
     free(ct);
     assert_tenant_unchanged(t2, before);
 
@@ -415,8 +396,7 @@ static void test_auth_large_list(void **state)
     char *list = json_dumps(users, JSON_COMPACT);
     json_decref(users);
     for (int flag = 1; flag <= 2; flag++) {
-        kit_answer_t a = auth(inst, tenant, "big", flag, list);
-        assert_kit(a, "000000", NULL);
+        auth_ok(inst, tenant, "big", flag, list);
     }
     assert_int_equal(app_user_count(inst, tenant), 3000);
     assert_int_equal(outbox_count("apps", tenant, "authSync.add"), 1);
@@ -458,17 +438,14 @@ static void test_admin_api(void **state)
 {
     char *inst = uid("I"), *tenant = uid("T");
     char *ct = kit_encrypt_secret(2, "admin-api-secret");
-    kit_answer_t a = app_sync(inst, tenant, "web", "client-web", ct, 1);
-    assert_kit(a, "000000", NULL);
+    app_sync_ok(inst, tenant, "web", "client-web", ct, 1);
     free(ct);
-    a = auth(inst, tenant, "web", 1,
-             "[" USER("erin", "admin", "true", "hq") "," USER("frank", "user", "true", "hq") "]");
-    assert_kit(a, "000000", NULL);
-    a = kit_call("singleOrgSync",
-                 "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgCode\":\"hq\","
-                 "\"orgName\":\"Head office\",\"flag\":1}",
-                 inst, tenant);
-    assert_kit(a, "000000", NULL);
+    auth_ok(inst, tenant, "web", 1,
+            "[" USER("erin", "admin", "true", "hq") "," USER("frank", "user", "true", "hq") "]");
+    kit_ok("singleOrgSync",
+           "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgCode\":\"hq\","
+           "\"orgName\":\"Head office\",\"flag\":1}",
+           inst, tenant);
     const char *admin = suite_get("KOOISV_OPERATOR_TOKEN");
     const char *operator= suite_get("KOOISV_OPERATOR_ROLE_TOKEN");
     const char *auditor = suite_get("KOOISV_AUDITOR_TOKEN");
@@ -601,11 +578,8 @@ static const kit_refusal_t bad_inputs[] = {
 static void test_bad_input(void **state)
 {
     char *inst = uid("I"), *tenant = uid("T");
-    kit_answer_t a = auth(inst, tenant, "a", 1, "[" USER("keep", "user", "true", "d") "]");
-    assert_kit(a, "000000", NULL);
-    char *before = tenant_digest(tenant);
+    auth_ok(inst, tenant, "a", 1, "[" USER("keep", "user", "true", "d") "]");
     kit_refusals_check(bad_inputs, sizeof bad_inputs / sizeof bad_inputs[0], inst, tenant);
-    assert_tenant_unchanged(tenant, before);
     free(inst);
     free(tenant);
 }

@@ -28,23 +28,40 @@ static long org_count(const char *inst, const char *tenant)
                     2, p);
 }
 
-static char *org_parent(const char *inst, const char *tenant, const char *code)
+/* Fail unless org code of (inst, tenant) has the parent want ("": a root; NULL: no such org). */
+static void assert_parent(const char *inst, const char *tenant, const char *code, const char *want)
 {
     const char *p[] = {inst, tenant, code};
-    return sql_text("SELECT parent_code FROM tenants.orgs WHERE instance_id = $1 AND tenant_id = $2"
-                    " AND org_code = $3",
-                    3, p);
+    char *parent = sql_text("SELECT parent_code FROM tenants.orgs WHERE instance_id = $1 AND"
+                            " tenant_id = $2 AND org_code = $3",
+                            3, p);
+    if (want ? !parent || strcmp(parent, want) != 0 : parent != NULL)
+        fail_msg("org %s of %s: parent %s, want %s", code, tenant, parent ? parent : "(no org)",
+                 want ? want : "(no org)");
+    free(parent);
+}
+
+/* The operators' tree view of (inst, tenant) (tenant.tree, answered 000000): its JSON text.
+ * Caller frees. */
+static char *tree_view(const char *inst, const char *tenant)
+{
+    char *json = NULL;
+    char *code = admin_rpc("tenant", "operator", "tenant.tree", &json, "tenant", tenant, "instance",
+                           inst, NULL);
+    assert_string_equal(code, "000000 success");
+    free(code);
+    assert_non_null(json);
+    return json;
 }
 
 static void org_add(const char *inst, const char *tenant, const char *code, const char *parent,
                     int flag)
 {
-    kit_answer_t a = kit_call("singleOrgSync",
-                              "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgCode\":\"%s\","
-                              "\"orgName\":\"Org %s\",\"parentCode\":\"%s\",\"flag\":%d,"
-                              "\"testFlag\":0,\"timeStamp\":\"20261128101500123\"}",
-                              inst, tenant, code, code, parent, flag);
-    assert_kit(a, "000000", NULL);
+    kit_ok("singleOrgSync",
+           "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgCode\":\"%s\","
+           "\"orgName\":\"Org %s\",\"parentCode\":\"%s\",\"flag\":%d,"
+           "\"testFlag\":0,\"timeStamp\":\"20261128101500123\"}",
+           inst, tenant, code, code, parent, flag);
 }
 
 /* ---- signatures (spec §4: kit key, x-timestamp/x-nonce/x-sign, window, replay, case) ---- */
@@ -200,13 +217,11 @@ static void test_tenant_flags(void **state)
 
     /* repeated add: success, nothing new, the first data kept */
     char *before = tenant_digest(tenant);
-    a = kit_call("tenantSync", fmt, inst, inst, tenant, "Other", "other.example.com", 1, 1);
-    assert_kit(a, "000000", NULL);
+    kit_ok("tenantSync", fmt, inst, inst, tenant, "Other", "other.example.com", 1, 1);
     assert_tenant_unchanged(tenant, before);
 
     /* modify: name and domain */
-    a = kit_call("tenantSync", fmt, inst, inst, tenant, "Name 2", "d2.example.com", 2, 1);
-    assert_kit(a, "000000", NULL);
+    kit_ok("tenantSync", fmt, inst, inst, tenant, "Name 2", "d2.example.com", 2, 1);
     char *name = sql_text("SELECT name || ' ' || domain_name || ' ' || tenant_code FROM"
                           " tenants.tenants WHERE instance_id = $1 AND tenant_id = $2",
                           2, key);
@@ -214,41 +229,33 @@ static void test_tenant_flags(void **state)
     free(name);
     assert_int_equal(outbox_count("tenants", tenant, "tenantSync.modify"), 1);
     /* the same modify again changes nothing and emits nothing */
-    a = kit_call("tenantSync", fmt, inst, inst, tenant, "Name 2", "d2.example.com", 2, 1);
-    assert_kit(a, "000000", NULL);
+    kit_ok("tenantSync", fmt, inst, inst, tenant, "Name 2", "d2.example.com", 2, 1);
     assert_int_equal(outbox_count("tenants", tenant, "tenantSync.modify"), 1);
 
     /* delete, twice; the tenant's orgs go with it */
     org_add(inst, tenant, "o1", "", 1);
-    a = kit_call("tenantSync", "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"flag\":0}", inst,
-                 tenant);
-    assert_kit(a, "000000", NULL);
+    kit_ok("tenantSync", "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"flag\":0}", inst, tenant);
     assert_int_equal(sql_long(TENANT_EXISTS, 2, key), 0);
     assert_int_equal(org_count(inst, tenant), 0);
-    a = kit_call("tenantSync", "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"flag\":0}", inst,
-                 tenant);
-    assert_kit(a, "000000", NULL);
+    kit_ok("tenantSync", "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"flag\":0}", inst, tenant);
     assert_int_equal(outbox_count("tenants", tenant, "tenantSync.delete"), 1);
 
     /* delete never checks that the instance exists */
-    a = kit_call("tenantSync",
-                 "{\"instanceId\":\"NO-SUCH-INSTANCE\",\"tenantId\":\"%s\",\"flag\":0}", tenant);
-    assert_kit(a, "000000", NULL);
+    kit_ok("tenantSync", "{\"instanceId\":\"NO-SUCH-INSTANCE\",\"tenantId\":\"%s\",\"flag\":0}",
+           tenant);
 
     /* modify of a missing tenant creates it (documented upsert) */
     char *t2 = uid("T");
-    a = kit_call("tenantSync", fmt, inst, inst, t2, "Late", "late.example.com", 2, 0);
-    assert_kit(a, "000000", NULL);
+    kit_ok("tenantSync", fmt, inst, inst, t2, "Late", "late.example.com", 2, 0);
     const char *key2[] = {inst, t2};
     assert_int_equal(sql_long(TENANT_EXISTS, 2, key2), 1);
 
     /* seller-console debugging: empty instanceId and orderId */
     char *t3 = uid("T");
-    a = kit_call("tenantSync",
-                 "{\"instanceId\":\"\",\"orderId\":\"\",\"tenantId\":\"%s\",\"tenantCode\":\"c\","
-                 "\"name\":\"Debug\",\"domainName\":\"\",\"flag\":1,\"testFlag\":1}",
-                 t3);
-    assert_kit(a, "000000", NULL);
+    kit_ok("tenantSync",
+           "{\"instanceId\":\"\",\"orderId\":\"\",\"tenantId\":\"%s\",\"tenantCode\":\"c\","
+           "\"name\":\"Debug\",\"domainName\":\"\",\"flag\":1,\"testFlag\":1}",
+           t3);
     const char *key3[] = {"", t3};
     assert_int_equal(sql_long(TENANT_EXISTS, 2, key3), 1);
 
@@ -263,16 +270,12 @@ static void test_tenant_flags(void **state)
 /* The operators' tree view counts want orgs on a cycle (and names one when there are). */
 static void tree_cycles(const char *inst, const char *tenant, long want)
 {
-    char *json = NULL;
-    char *code = admin_rpc("tenant", "operator", "tenant.tree", &json, "tenant", tenant, "instance",
-                           inst, NULL);
-    assert_string_equal(code, "000000 success");
+    char *json = tree_view(inst, tenant);
     json_t *doc = json_loads(json, 0, NULL);
     if (!doc || json_integer_value(json_object_get(doc, "cycleCount")) != want ||
         json_is_null(json_object_get(doc, "cycleAt")) != (want == 0))
         fail_msg("tree of %s: want %ld orgs on a cycle, got %s", tenant, want, json);
     json_decref(doc);
-    free(code);
     free(json);
 }
 
@@ -287,11 +290,8 @@ static void test_org_moves_swapped(void **state)
     org_add(inst, tenant, "A", "B", 2);
     tree_cycles(inst, tenant, 2);
     org_add(inst, tenant, "B", "", 2);
-    char *pa = org_parent(inst, tenant, "A"), *pb = org_parent(inst, tenant, "B");
-    assert_string_equal(pa, "B");
-    assert_string_equal(pb, "");
-    free(pa);
-    free(pb);
+    assert_parent(inst, tenant, "A", "B");
+    assert_parent(inst, tenant, "B", "");
     tree_cycles(inst, tenant, 0);
     assert_int_equal(outbox_count("tenants", tenant, "singleOrgSync.modify"), 2);
     free(inst);
@@ -304,17 +304,12 @@ static void test_org_order_and_cycles(void **state)
     /* grandchild, then child, then root: never refused */
     org_add(inst, tenant, "c", "b", 1);
     org_add(inst, tenant, "b", "a", 1);
-    char *json = NULL;
-    char *code = admin_rpc("tenant", "operator", "tenant.tree", &json, "tenant", tenant, "instance",
-                           inst, NULL);
-    assert_string_equal(code, "000000 success");
+    char *json = tree_view(inst, tenant);
     assert_non_null(strstr(json, "\"orphan\":true"));
     assert_non_null(strstr(json, "\"orphanCount\":1"));
-    free(code);
     free(json);
     org_add(inst, tenant, "a", "", 1);
-    code = admin_rpc("tenant", "operator", "tenant.tree", &json, "tenant", tenant, "instance", inst,
-                     NULL);
+    json = tree_view(inst, tenant);
     assert_null(strstr(json, "\"orphan\":true"));
     /* a > b > c nested */
     json_error_t jerr;
@@ -326,7 +321,6 @@ static void test_org_order_and_cycles(void **state)
     json_t *c = json_array_get(json_object_get(b, "children"), 0);
     assert_string_equal(json_string_value(json_object_get(c, "orgCode")), "c");
     json_decref(doc);
-    free(code);
     free(json);
 
     /* moving a under c closes a cycle given the current tree: accepted (the move that breaks
@@ -352,9 +346,7 @@ static void test_org_order_and_cycles(void **state)
 
     /* a legal move: c to the top; a modify of a missing org creates it */
     org_add(inst, tenant, "c", "", 2);
-    char *parent = org_parent(inst, tenant, "c");
-    assert_string_equal(parent, "");
-    free(parent);
+    assert_parent(inst, tenant, "c", "");
     org_add(inst, tenant, "m", "a", 2);
     assert_int_equal(org_count(inst, tenant), 6);
 
@@ -362,19 +354,13 @@ static void test_org_order_and_cycles(void **state)
     long events = outbox_count("tenants", tenant, NULL);
     org_add(inst, tenant, "b", "a", 1);
     assert_int_equal(outbox_count("tenants", tenant, NULL), events);
-    a = kit_call("singleOrgSync",
-                 "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgCode\":\"a\",\"flag\":0}", inst,
-                 tenant);
-    assert_kit(a, "000000", NULL);
-    a = kit_call("singleOrgSync",
-                 "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgCode\":\"a\",\"flag\":0}", inst,
-                 tenant);
-    assert_kit(a, "000000", NULL);
+    for (int i = 0; i < 2; i++)
+        kit_ok("singleOrgSync",
+               "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgCode\":\"a\",\"flag\":0}", inst,
+               tenant);
     assert_int_equal(org_count(inst, tenant), 5);
-    code = admin_rpc("tenant", "operator", "tenant.tree", &json, "tenant", tenant, "instance", inst,
-                     NULL);
+    json = tree_view(inst, tenant);
     assert_non_null(strstr(json, "\"orphanCount\":2")); /* b (parent a), m (a) */
-    free(code);
     free(json);
     free(inst);
     free(tenant);
@@ -412,11 +398,8 @@ static void test_org_concurrent_moves(void **state)
         run_concurrently(2, race_move, &r);
         if (strcmp(r.codes[0], "000000") != 0 || strcmp(r.codes[1], "000000") != 0)
             fail_msg("round %d: answers %s and %s", round, r.codes[0], r.codes[1]);
-        char *pp = org_parent(inst, tenant, "p"), *qp = org_parent(inst, tenant, "q");
-        assert_string_equal(pp, "q");
-        assert_string_equal(qp, "p");
-        free(pp);
-        free(qp);
+        assert_parent(inst, tenant, "p", "q");
+        assert_parent(inst, tenant, "q", "p");
         tree_cycles(inst, tenant, 2);
     }
     free(inst);
@@ -440,15 +423,12 @@ static void test_all_org_sync(void **state)
                  inst, tenant);
     assert_kit(a, "000000", NULL);
     assert_int_equal(org_count(inst, tenant), 4);
-    char *parent = org_parent(inst, tenant, "old1");
-    assert_null(parent);
-    parent = org_parent(inst, tenant, "n3");
-    assert_string_equal(parent, "n2");
-    free(parent);
+    assert_parent(inst, tenant, "old1", NULL);
+    assert_parent(inst, tenant, "n3", "n2");
     assert_int_equal(outbox_count("tenants", tenant, "allOrgSync.replace"), 1);
 
     /* the same list again (as a JSON string this time): no change, no event */
-    a = kit_call(
+    kit_ok(
         "allOrgSync",
         "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgInfoList\":\"["
         "{\\\"orgCode\\\":\\\"n1\\\",\\\"orgName\\\":\\\"N1\\\",\\\"parentCode\\\":\\\"\\\"},"
@@ -457,7 +437,6 @@ static void test_all_org_sync(void **state)
         "{\\\"orgCode\\\":\\\"n4\\\",\\\"orgName\\\":\\\"N4\\\",\\\"parentCode\\\":\\\"gone\\\"}]"
         "\"}",
         inst, tenant);
-    assert_kit(a, "000000", NULL);
     assert_int_equal(outbox_count("tenants", tenant, "allOrgSync.replace"), 1);
 
     /* a list with a cycle, or a duplicate: 000002 and the old tree untouched */
@@ -478,9 +457,8 @@ static void test_all_org_sync(void **state)
     assert_tenant_unchanged(tenant, before);
 
     /* an empty list empties the tree */
-    a = kit_call("allOrgSync", "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgInfoList\":[]}",
-                 inst, tenant);
-    assert_kit(a, "000000", NULL);
+    kit_ok("allOrgSync", "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgInfoList\":[]}", inst,
+           tenant);
     assert_int_equal(org_count(inst, tenant), 0);
 
     /* a large tree (2000 orgs, a deep chain) in one call */
@@ -559,26 +537,21 @@ static void test_tenant_isolation(void **state)
     org_add("other-instance", t1, "dept", "", 1);
     /* modify and delete in t1 leave t2 alone */
     char *before = tenant_digest(t2);
-    kit_answer_t a = kit_call("singleOrgSync",
-                              "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgCode\":\"dept\","
-                              "\"orgName\":\"Renamed\",\"flag\":2}",
-                              inst, t1);
-    assert_kit(a, "000000", NULL);
-    a = kit_call("allOrgSync", "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgInfoList\":[]}",
-                 inst, t1);
-    assert_kit(a, "000000", NULL);
+    kit_ok("singleOrgSync",
+           "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgCode\":\"dept\","
+           "\"orgName\":\"Renamed\",\"flag\":2}",
+           inst, t1);
+    kit_ok("allOrgSync", "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgInfoList\":[]}", inst,
+           t1);
     char *after = tenant_digest(t2);
     assert_string_equal(before, after);
     assert_int_equal(org_count(inst, t1), 0);
     assert_int_equal(org_count(inst, t2), 1);
     assert_int_equal(org_count("other-instance", t1), 1);
-    char *json = NULL;
-    char *code =
-        admin_rpc("tenant", "operator", "tenant.tree", &json, "tenant", t2, "instance", inst, NULL);
+    char *json = tree_view(inst, t2);
     assert_non_null(strstr(json, "\"orgName\":\"Org dept\""));
     assert_null(strstr(json, "Renamed"));
     assert_null(strstr(json, "team"));
-    free(code);
     free(json);
     free(before);
     free(after);
@@ -657,14 +630,13 @@ static void test_bad_input(void **state)
     char *inst = uid("I"), *tenant = uid("T");
     /* some state to be left alone */
     org_add(inst, tenant, "keep", "", 1);
-    kit_answer_t a = kit_call("tenantSync",
-                              "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"tenantCode\":\"c\","
-                              "\"name\":\"Keep\",\"flag\":1}",
-                              inst, tenant);
-    assert_kit(a, "000000", NULL);
-    char *before = tenant_digest(tenant);
+    kit_ok("tenantSync",
+           "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"tenantCode\":\"c\","
+           "\"name\":\"Keep\",\"flag\":1}",
+           inst, tenant);
     kit_refusals_check(bad_inputs, sizeof bad_inputs / sizeof bad_inputs[0], inst, tenant);
     /* unknown sync name: no JSON contract, 404 */
+    char *before = tenant_digest(tenant);
     kresp_t r;
     kc_kit("nosuchSync", "{}", &r);
     assert_int_equal(r.status, 404);

@@ -146,11 +146,10 @@ static void wait_status(const char *schema, const char *tenant, const char *want
 /* A plain tenantSync add: one tenant event. */
 static void tenant_add(const char *inst, const char *tenant)
 {
-    kit_answer_t a = kit_call("tenantSync",
-                              "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"tenantCode\":\"c\","
-                              "\"name\":\"N\",\"flag\":1}",
-                              inst, tenant);
-    assert_kit(a, "000000", NULL);
+    kit_ok("tenantSync",
+           "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"tenantCode\":\"c\","
+           "\"name\":\"N\",\"flag\":1}",
+           inst, tenant);
 }
 
 /* With no webhook URL the events are still recorded, marked skipped. */
@@ -170,16 +169,14 @@ static void test_delivery(void **state)
     configure(settings);
     free(settings);
     char *inst = uid("I"), *tenant = uid("T");
-    kit_answer_t a = kit_call("tenantSync",
-                              "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"tenantCode\":\"c\","
-                              "\"name\":\"Webhook Tenant\",\"flag\":1,\"testFlag\":1}",
-                              inst, tenant);
-    assert_kit(a, "000000", NULL);
-    a = kit_call("singleOrgSync",
-                 "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgCode\":\"o\",\"orgName\":\"O\","
-                 "\"flag\":1}",
-                 inst, tenant);
-    assert_kit(a, "000000", NULL);
+    kit_ok("tenantSync",
+           "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"tenantCode\":\"c\","
+           "\"name\":\"Webhook Tenant\",\"flag\":1,\"testFlag\":1}",
+           inst, tenant);
+    kit_ok("singleOrgSync",
+           "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgCode\":\"o\",\"orgName\":\"O\","
+           "\"flag\":1}",
+           inst, tenant);
     assert_true(webhook_wait(tenant, 2, 10000) >= 2);
     assert_true(webhook_signatures_ok(tenant));
     wait_status("tenants", tenant, "delivered,delivered", 5000);
@@ -214,18 +211,18 @@ static void test_delivery(void **state)
 
     /* app events: sealed at rest, opened for delivery; the secret never travels */
     char *ct = kit_encrypt_secret(0, "never-in-a-webhook");
-    a = kit_call("applicationSync",
+    kit_answer_t a =
+        kit_call("applicationSync",
                  "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"appId\":\"a\",\"clientId\":\"c\","
                  "\"clientSecret\":\"%s\",\"flag\":1}",
                  inst, tenant, ct);
     free(ct);
     assert_kit(a, "000000", NULL);
-    a = kit_call("authSync",
-                 "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"appId\":\"a\",\"flag\":1,"
-                 "\"userList\":[{\"userName\":\"u\",\"name\":\"U\",\"orgCode\":\"o\",\"role\":"
-                 "\"admin\",\"enable\":\"true\",\"mobile\":\"13912345678\"}]}",
-                 inst, tenant);
-    assert_kit(a, "000000", NULL);
+    kit_ok("authSync",
+           "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"appId\":\"a\",\"flag\":1,"
+           "\"userList\":[{\"userName\":\"u\",\"name\":\"U\",\"orgCode\":\"o\",\"role\":"
+           "\"admin\",\"enable\":\"true\",\"mobile\":\"13912345678\"}]}",
+           inst, tenant);
     assert_true(webhook_wait(tenant, 4, 10000) >= 4);
     assert_true(webhook_signatures_ok(tenant));
     assert_int_equal(webhook_calls_with("never-in-a-webhook"), 0);
@@ -267,11 +264,10 @@ static void test_ordered_per_instance(void **state)
     set_fault("http500", 1); /* the add's first post fails */
     char *inst = uid("I"), *tenant = uid("T");
     tenant_add(inst, tenant);
-    kit_answer_t a = kit_call("tenantSync",
-                              "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"tenantCode\":\"c\","
-                              "\"name\":\"N2\",\"flag\":2}",
-                              inst, tenant);
-    assert_kit(a, "000000", NULL);
+    kit_ok("tenantSync",
+           "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"tenantCode\":\"c\","
+           "\"name\":\"N2\",\"flag\":2}",
+           inst, tenant);
     wait_status("tenants", tenant, "delivered,delivered", 10000);
     const char *p[] = {tenant};
     char *order = sql_text("SELECT string_agg(event_type || ':' || attempts, ','"
@@ -325,22 +321,20 @@ static void test_failures_and_redrive(void **state)
 {
     set_fault("http500", -1);
     char *inst = uid("I"), *tenant = uid("T");
-    kit_answer_t a = kit_call("singleOrgSync",
-                              "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgCode\":\"o\","
-                              "\"orgName\":\"O\",\"flag\":1}",
-                              inst, tenant);
-    assert_kit(a, "000000", NULL);
+    kit_ok("singleOrgSync",
+           "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"orgCode\":\"o\","
+           "\"orgName\":\"O\",\"flag\":1}",
+           inst, tenant);
     fail_then_redrive("tenant", "tenants", tenant, tenant);
 
     /* the app service: its payloads are sealed at rest */
     set_fault("drop", -1);
     char *t2 = uid("T");
-    a = kit_call("authSync",
-                 "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"appId\":\"a\",\"flag\":1,"
-                 "\"userList\":[{\"userName\":\"u\",\"name\":\"U\",\"orgCode\":\"o\",\"role\":"
-                 "\"user\",\"enable\":\"true\"}]}",
-                 inst, t2);
-    assert_kit(a, "000000", NULL);
+    kit_ok("authSync",
+           "{\"instanceId\":\"%s\",\"tenantId\":\"%s\",\"appId\":\"a\",\"flag\":1,"
+           "\"userList\":[{\"userName\":\"u\",\"name\":\"U\",\"orgCode\":\"o\",\"role\":"
+           "\"user\",\"enable\":\"true\"}]}",
+           inst, t2);
     const char *p[] = {t2};
     assert_int_equal(sql_long("SELECT count(*) FROM apps.outbox WHERE tenant_id = $1 AND sealed AND"
                               " payload LIKE 'v1:%'",
