@@ -1,0 +1,39 @@
+/* envbody: the message an envelope carries in its oneof body, and its fields by their .proto
+ * names, reached through protobuf-c's descriptors: the request modules (basicreq, kitsync)
+ * create, fill, read and free any body with one piece of code rather than one per message. */
+#ifndef KOOISV_ENVBODY_H
+#define KOOISV_ENVBODY_H
+#include <stdint.h>
+#include <stddef.h>
+#include "envelope.pb-c.h"
+#include "resref.h"
+
+/* A new, initialised message of the oneof case body_case, set as env's body; env owns it. */
+ProtobufCMessage *envbody_new(Kooisv__Envelope *env, Kooisv__Envelope__BodyCase body_case);
+/* Set m (of body_case's message type) as env's body; env takes ownership of m. */
+void envbody_attach(Kooisv__Envelope *env, Kooisv__Envelope__BodyCase body_case,
+                    ProtobufCMessage *m);
+/* Free env's body message with everything it holds and unset the case (no-op without one). */
+void envbody_free(Kooisv__Envelope *env);
+/* env's body message (borrowed), or NULL when its case is not set. */
+const ProtobufCMessage *envbody_get(const Kooisv__Envelope *env);
+/* Set m's string field named field to a copy of s ("" for NULL); m owns the copy. The field
+ * must exist and be a string (asserted: a name is the programmer's). */
+void envbody_set_string(ProtobufCMessage *m, const char *field, const char *s);
+/* Set m's int32 field named field to v (which must exist, as above). */
+void envbody_set_int32(ProtobufCMessage *m, const char *field, int32_t v);
+/* m's string field named field (borrowed; which must exist, as above). */
+const char *envbody_string(const ProtobufCMessage *m, const char *field);
+
+/* A resource an audit record names: its kind and the body's string field holding its id. */
+typedef struct {
+    const char *kind;
+    const char *field;
+} envbody_ref_t;
+
+/* Append to *res (resref_add) the resources refs[0..nrefs) name in env's body (a kind NULL ends
+ * the list early). */
+void envbody_add_refs(const Kooisv__Envelope *env, const envbody_ref_t *refs, size_t nrefs,
+                      Kooisv__ResourceRef ***res, size_t *n);
+
+#endif
