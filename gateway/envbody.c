@@ -1,6 +1,7 @@
 #include "envbody.h"
 
 #include <assert.h>
+#include <stdbool.h>
 
 #include "jsonfield.h"
 #include "xmalloc.h"
@@ -19,22 +20,41 @@ static ProtobufCMessage **body_slot(const Kooisv__Envelope *env,
     return (ProtobufCMessage **)((char *)env + f->offset);
 }
 
-/* Where m keeps its field named field of type type. */
-static void *field_at(const ProtobufCMessage *m, const char *field, ProtobufCType type)
+/* m's field named field, of type type, repeated or not. */
+static const ProtobufCFieldDescriptor *field_of(const ProtobufCMessage *m, const char *field,
+                                                ProtobufCType type, bool repeated)
 {
     const ProtobufCFieldDescriptor *f =
         protobuf_c_message_descriptor_get_field_by_name(m->descriptor, field);
-    assert(f && f->type == type && f->label != PROTOBUF_C_LABEL_REPEATED);
-    return (char *)m + f->offset;
+    assert(f && f->type == type && (f->label == PROTOBUF_C_LABEL_REPEATED) == repeated);
+    return f;
+}
+
+/* Where m keeps its single field named field of type type. */
+static void *field_at(const ProtobufCMessage *m, const char *field, ProtobufCType type)
+{
+    return (char *)m + field_of(m, field, type, false)->offset;
+}
+
+/* A new, initialised message of type desc. */
+static ProtobufCMessage *message_new(const ProtobufCMessageDescriptor *desc)
+{
+    ProtobufCMessage *m = xmalloc(desc->sizeof_message);
+    protobuf_c_message_init(desc, m);
+    return m;
+}
+
+ProtobufCMessage *envbody_message_new(Kooisv__Envelope__BodyCase body_case)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field(&kooisv__envelope__descriptor, body_case);
+    assert(f && f->type == PROTOBUF_C_TYPE_MESSAGE);
+    return message_new(f->descriptor);
 }
 
 ProtobufCMessage *envbody_new(Kooisv__Envelope *env, Kooisv__Envelope__BodyCase body_case)
 {
-    const ProtobufCMessageDescriptor *desc = NULL;
-    body_slot(env, body_case, &desc);
-    assert(desc);
-    ProtobufCMessage *m = xmalloc(desc->sizeof_message);
-    protobuf_c_message_init(desc, m);
+    ProtobufCMessage *m = envbody_message_new(body_case);
     envbody_attach(env, body_case, m);
     return m;
 }
@@ -63,6 +83,18 @@ const ProtobufCMessage *envbody_get(const Kooisv__Envelope *env)
 {
     ProtobufCMessage **slot = body_slot(env, env->body_case, NULL);
     return slot ? *slot : NULL;
+}
+
+ProtobufCMessage *envbody_add_entry(ProtobufCMessage *m, const char *field)
+{
+    /* protobuf-c keeps a repeated message field as an array of pointers and its count */
+    const ProtobufCFieldDescriptor *f = field_of(m, field, PROTOBUF_C_TYPE_MESSAGE, true);
+    size_t *n = (size_t *)((char *)m + f->quantifier_offset);
+    ProtobufCMessage ***entries = (ProtobufCMessage ***)((char *)m + f->offset);
+    ProtobufCMessage *entry = message_new(f->descriptor);
+    *entries = xrealloc(*entries, (*n + 1) * sizeof **entries);
+    (*entries)[(*n)++] = entry;
+    return entry;
 }
 
 void envbody_set_string(ProtobufCMessage *m, const char *field, const char *s)

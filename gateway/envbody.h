@@ -8,6 +8,9 @@
 #include "envelope.pb-c.h"
 #include "resref.h"
 
+/* A new, initialised message of the type the oneof case body_case carries; the caller owns it
+ * (envbody_attach, or protobuf_c_message_free_unpacked). */
+ProtobufCMessage *envbody_message_new(Kooisv__Envelope__BodyCase body_case);
 /* A new, initialised message of the oneof case body_case, set as env's body; env owns it. */
 ProtobufCMessage *envbody_new(Kooisv__Envelope *env, Kooisv__Envelope__BodyCase body_case);
 /* Set m (of body_case's message type) as env's body; env takes ownership of m. */
@@ -17,6 +20,9 @@ void envbody_attach(Kooisv__Envelope *env, Kooisv__Envelope__BodyCase body_case,
 void envbody_free(Kooisv__Envelope *env);
 /* env's body message (borrowed), or NULL when its case is not set. */
 const ProtobufCMessage *envbody_get(const Kooisv__Envelope *env);
+/* A new, initialised message appended to m's repeated message field named field (which must
+ * exist, as below); m owns it. */
+ProtobufCMessage *envbody_add_entry(ProtobufCMessage *m, const char *field);
 /* Set m's string field named field to a copy of s ("" for NULL); m owns the copy. The field
  * must exist and be a string (asserted: a name is the programmer's). */
 void envbody_set_string(ProtobufCMessage *m, const char *field, const char *s);

@@ -273,42 +273,55 @@ static const char *kit_unique(keyed_t *keys, size_t n, const char *list, const c
     return jsonfield_fail(e, "%s[%zu].%s: duplicate of %s[%zu]", list, second, field, list, first);
 }
 
-/* Checks list entry i (JSON value o) for a call with flag, appends what it makes to body and
- * points *key at its key (borrowed from body) for the duplicate check. */
-typedef const char *(*kit_entry_fn)(const json_t *o, size_t i, long flag, ProtobufCMessage *body,
-                                    const char **key, jsonfield_err_t *e);
+/* A list a kit body carries: its member name, the member of its entries that must be unique,
+ * whether it may be empty, and add, which checks entry i (JSON value o) for a call with flag,
+ * appends what it makes to body and points *key at its key (borrowed from body). */
+typedef struct {
+    const char *name;
+    const char *key_name;
+    bool may_be_empty;
+    const char *(*add)(const json_t *o, size_t i, long flag, ProtobufCMessage *body,
+                       const char **key, jsonfield_err_t *e);
+} kit_list_t;
 
-/* The entries of body's list name (get_list; empty only when may_be_empty), each added to
- * message m by add, then no key_name given twice. On failure m keeps what was added. */
-static const char *kit_list(const json_t *body, const char *name, const char *key_name,
-                            bool may_be_empty, long flag, kit_entry_fn add, ProtobufCMessage *m,
+/* *out: a new message of body_case holding the entries of the list in body (get_list), each
+ * added by list->add, no key given twice; on failure *out is NULL. */
+static const char *kit_list(const json_t *body, const kit_list_t *list, long flag,
+                            Kooisv__Envelope__BodyCase body_case, ProtobufCMessage **out,
                             jsonfield_err_t *e)
 {
-    const json_t *list;
+    const json_t *arr;
     json_t *owned;
     const char *code;
-    if ((code = get_list(body, name, &list, &owned, e)))
+    *out = NULL;
+    if ((code = get_list(body, list->name, &arr, &owned, e)))
         return code;
-    size_t n = json_array_size(list);
-    if (n == 0 && !may_be_empty) {
+    size_t n = json_array_size(arr);
+    if (n == 0 && !list->may_be_empty) {
         json_decref(owned);
-        return jsonfield_fail(e, "%s: must not be empty", name);
+        return jsonfield_fail(e, "%s: must not be empty", list->name);
     }
+    ProtobufCMessage *m = envbody_message_new(body_case);
     keyed_t *keys = xcalloc(n ? n : 1, sizeof *keys);
     for (size_t i = 0; i < n && !code; i++) {
         keys[i].index = i;
-        code = add(json_array_get(list, i), i, flag, m, &keys[i].key, e);
+        code = list->add(json_array_get(arr, i), i, flag, m, &keys[i].key, e);
     }
     if (!code)
-        code = kit_unique(keys, n, name, key_name, e);
+        code = kit_unique(keys, n, list->name, list->key_name, e);
     free(keys);
     json_decref(owned);
+    if (code)
+        protobuf_c_message_free_unpacked(m, NULL);
+    else
+        *out = m;
     return code;
 }
 
 /* ---- tenantSync ---- */
 
-static const char *build_tenant(const json_t *body, Kooisv__Envelope *env, jsonfield_err_t *e)
+static const char *build_tenant(const json_t *body, Kooisv__Envelope *env,
+                                Kooisv__Envelope__BodyCase body_case, jsonfield_err_t *e)
 {
     kit_common_t c;
     const char *code, *order_id, *tenant_code, *name, *domain;
@@ -324,13 +337,14 @@ static const char *build_tenant(const json_t *body, Kooisv__Envelope *env, jsonf
     };
     if ((code = get_strings(body, NULL, 0, fields, KIT_NFIELDS(fields), e)))
         return code;
-    kit_attach(env, KOOISV__ENVELOPE__BODY_TENANT_SYNC, NULL, &c, fields, KIT_NFIELDS(fields));
+    kit_attach(env, body_case, NULL, &c, fields, KIT_NFIELDS(fields));
     return NULL;
 }
 
 /* ---- applicationSync ---- */
 
-static const char *build_application(const json_t *body, Kooisv__Envelope *env, jsonfield_err_t *e)
+static const char *build_application(const json_t *body, Kooisv__Envelope *env,
+                                     Kooisv__Envelope__BodyCase body_case, jsonfield_err_t *e)
 {
     kit_common_t c;
     const char *code, *app_id, *client_id, *secret;
@@ -346,7 +360,7 @@ static const char *build_application(const json_t *body, Kooisv__Envelope *env, 
     };
     if ((code = get_strings(body, NULL, 0, fields, KIT_NFIELDS(fields), e)))
         return code;
-    kit_attach(env, KOOISV__ENVELOPE__BODY_APPLICATION_SYNC, NULL, &c, fields, KIT_NFIELDS(fields));
+    kit_attach(env, body_case, NULL, &c, fields, KIT_NFIELDS(fields));
     return NULL;
 }
 
@@ -447,19 +461,16 @@ static const char *add_user(const json_t *u, size_t i, long flag, ProtobufCMessa
     if ((code = get_enable(u, LABEL("enable"), need == F_REQUIRED, &enable, e)))
         return code;
 #undef LABEL
-    Kooisv__AuthSync *m = (Kooisv__AuthSync *)body;
-    Kooisv__SyncUser *su = xmalloc(sizeof *su);
-    kooisv__sync_user__init(su);
+    Kooisv__SyncUser *su = (Kooisv__SyncUser *)envbody_add_entry(body, "users");
     kit_copy(&su->base, fields, KIT_NFIELDS(fields));
     su->employee_type = employee_type;
     su->enable = enable;
-    m->users = xrealloc(m->users, (m->n_users + 1) * sizeof *m->users);
-    m->users[m->n_users++] = su;
     *key = su->user_name;
     return NULL;
 }
 
-static const char *build_auth(const json_t *body, Kooisv__Envelope *env, jsonfield_err_t *e)
+static const char *build_auth(const json_t *body, Kooisv__Envelope *env,
+                              Kooisv__Envelope__BodyCase body_case, jsonfield_err_t *e)
 {
     kit_common_t c;
     const char *code, *app_id, *sync_time;
@@ -471,13 +482,11 @@ static const char *build_auth(const json_t *body, Kooisv__Envelope *env, jsonfie
     };
     if ((code = get_strings(body, NULL, 0, fields, KIT_NFIELDS(fields), e)))
         return code;
-    Kooisv__AuthSync *m = xmalloc(sizeof *m);
-    kooisv__auth_sync__init(m);
-    if ((code = kit_list(body, "userList", "userName", false, c.flag, add_user, &m->base, e))) {
-        kooisv__auth_sync__free_unpacked(m, NULL);
+    static const kit_list_t users = {"userList", "userName", false, add_user};
+    ProtobufCMessage *m;
+    if ((code = kit_list(body, &users, c.flag, body_case, &m, e)))
         return code;
-    }
-    kit_attach(env, KOOISV__ENVELOPE__BODY_AUTH_SYNC, &m->base, &c, fields, KIT_NFIELDS(fields));
+    kit_attach(env, body_case, m, &c, fields, KIT_NFIELDS(fields));
     return NULL;
 }
 
@@ -516,7 +525,8 @@ static void kit_org_copy(ProtobufCMessage *m, const kit_org_t *org)
     envbody_set_string(m, "parent_code", org->parent);
 }
 
-static const char *build_single_org(const json_t *body, Kooisv__Envelope *env, jsonfield_err_t *e)
+static const char *build_single_org(const json_t *body, Kooisv__Envelope *env,
+                                    Kooisv__Envelope__BodyCase body_case, jsonfield_err_t *e)
 {
     kit_common_t c;
     kit_org_t org;
@@ -524,7 +534,7 @@ static const char *build_single_org(const json_t *body, Kooisv__Envelope *env, j
     if ((code = get_common(body, 2, &c, e)) ||
         (code = get_org(body, NULL, 0, c.flag == 0 ? F_OPTIONAL : F_REQUIRED, &org, e)))
         return code;
-    kit_org_copy(kit_attach(env, KOOISV__ENVELOPE__BODY_SINGLE_ORG_SYNC, NULL, &c, NULL, 0), &org);
+    kit_org_copy(kit_attach(env, body_case, NULL, &c, NULL, 0), &org);
     return NULL;
 }
 
@@ -538,42 +548,38 @@ static const char *add_org(const json_t *o, size_t i, long flag, ProtobufCMessag
         return jsonfield_fail(e, "orgInfoList[%zu]: must be an object", i);
     if ((code = get_org(o, "orgInfoList", i, F_REQUIRED, &org, e)))
         return code;
-    Kooisv__AllOrgSync *m = (Kooisv__AllOrgSync *)body;
-    Kooisv__SyncOrg *so = xmalloc(sizeof *so);
-    kooisv__sync_org__init(so);
-    kit_org_copy(&so->base, &org);
-    m->orgs = xrealloc(m->orgs, (m->n_orgs + 1) * sizeof *m->orgs);
-    m->orgs[m->n_orgs++] = so;
-    *key = so->org_code;
+    ProtobufCMessage *so = envbody_add_entry(body, "orgs");
+    kit_org_copy(so, &org);
+    *key = envbody_string(so, "org_code");
     return NULL;
 }
 
 /* An empty list is accepted: a full replace with nothing empties the tenant's tree. Cycles are
  * refused by the tenant service, which checks the list it stores. */
-static const char *build_all_org(const json_t *body, Kooisv__Envelope *env, jsonfield_err_t *e)
+static const char *build_all_org(const json_t *body, Kooisv__Envelope *env,
+                                 Kooisv__Envelope__BodyCase body_case, jsonfield_err_t *e)
 {
     kit_common_t c;
     const char *code;
     if ((code = get_common(body, -1, &c, e)))
         return code;
-    Kooisv__AllOrgSync *m = xmalloc(sizeof *m);
-    kooisv__all_org_sync__init(m);
-    if ((code = kit_list(body, "orgInfoList", "orgCode", true, c.flag, add_org, &m->base, e))) {
-        kooisv__all_org_sync__free_unpacked(m, NULL);
+    static const kit_list_t orgs = {"orgInfoList", "orgCode", true, add_org};
+    ProtobufCMessage *m;
+    if ((code = kit_list(body, &orgs, c.flag, body_case, &m, e)))
         return code;
-    }
-    kit_attach(env, KOOISV__ENVELOPE__BODY_ALL_ORG_SYNC, &m->base, &c, NULL, 0);
+    kit_attach(env, body_case, m, &c, NULL, 0);
     return NULL;
 }
 
 /* ---- table ---- */
 
 /* A sync call: its name, the service that owns it, its builder, the body case the builder
- * makes and the resources that body names besides its list (kind NULL ends). */
+ * makes (handed to it) and the resources that body names besides its list (kind NULL ends). */
 typedef struct {
     const char *name;
     service_id_t svc;
-    const char *(*build)(const json_t *body, Kooisv__Envelope *env, jsonfield_err_t *e);
+    const char *(*build)(const json_t *body, Kooisv__Envelope *env,
+                         Kooisv__Envelope__BodyCase body_case, jsonfield_err_t *e);
     Kooisv__Envelope__BodyCase body_case;
     envbody_ref_t refs[3];
 } kit_call_t;
@@ -641,7 +647,7 @@ const char *kitsync_build(const char *name, const json_t *body, Kooisv__Envelope
         return jsonfield_fail(&e, "unknown sync interface");
     if (!json_is_object(body))
         return jsonfield_fail(&e, "body: must be a JSON object");
-    const char *code = call->build(body, env, &e);
+    const char *code = call->build(body, env, call->body_case, &e);
     if (code)
         return code;
     if (svc_out)
