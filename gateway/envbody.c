@@ -97,6 +97,11 @@ ProtobufCMessage *envbody_add_entry(ProtobufCMessage *m, const char *field)
     return entry;
 }
 
+bool envbody_has_field(const ProtobufCMessage *m, const char *field)
+{
+    return protobuf_c_message_descriptor_get_field_by_name(m->descriptor, field) != NULL;
+}
+
 void envbody_set_string(ProtobufCMessage *m, const char *field, const char *s)
 {
     *(char **)field_at(m, field, PROTOBUF_C_TYPE_STRING) = jsonfield_copy(s);

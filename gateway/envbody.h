@@ -4,6 +4,7 @@
 #ifndef KOOISV_ENVBODY_H
 #define KOOISV_ENVBODY_H
 #include <stdint.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include "envelope.pb-c.h"
 #include "resref.h"
@@ -23,6 +24,8 @@ const ProtobufCMessage *envbody_get(const Kooisv__Envelope *env);
 /* A new, initialised message appended to m's repeated message field named field (which must
  * exist, as below); m owns it. */
 ProtobufCMessage *envbody_add_entry(ProtobufCMessage *m, const char *field);
+/* True when m's message type has a field named field. */
+bool envbody_has_field(const ProtobufCMessage *m, const char *field);
 /* Set m's string field named field to a copy of s ("" for NULL); m owns the copy. The field
  * must exist and be a string (asserted: a name is the programmer's). */
 void envbody_set_string(ProtobufCMessage *m, const char *field, const char *s);

@@ -157,7 +157,6 @@ typedef struct {
     const char *time_stamp;
     long test_flag;
     long flag;
-    bool has_flag;
 } kit_common_t;
 
 /* The shared fields of body into c; flag_max < 0: the call has no flag, else a required
@@ -171,7 +170,6 @@ static const char *get_common(const json_t *body, long flag_max, kit_common_t *c
     };
     const char *code;
     c->flag = 0;
-    c->has_flag = flag_max >= 0;
     if ((code = get_strings(body, NULL, 0, ids, KIT_NFIELDS(ids), e)) ||
         (code = get_int(body, "testFlag", "testFlag", false, 0, 0, 1, &c->test_flag, e)) ||
         (code = get_time_stamp(body, &c->time_stamp, e)))
@@ -256,7 +254,7 @@ static ProtobufCMessage *kit_attach(Kooisv__Envelope *env, Kooisv__Envelope__Bod
     envbody_set_string(m, "instance_id", c->instance_id);
     envbody_set_string(m, "tenant_id", c->tenant_id);
     envbody_set_string(m, "time_stamp", c->time_stamp);
-    if (c->has_flag)
+    if (envbody_has_field(m, "flag"))
         envbody_set_int32(m, "flag", (int32_t)c->flag);
     kit_copy(m, fields, n);
     env->test_flag = c->test_flag == 1;
