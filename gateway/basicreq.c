@@ -157,13 +157,13 @@ typedef struct {
 typedef struct body_spec body_spec_t;
 
 /* One activity's body: its oneof case, its builder, the string fields build_fields checks (in
- * that order: the first problem is the one reported; name NULL ends) and the resources it names
- * (kind NULL ends). */
+ * that order: the first problem is the one reported; name NULL ends) and the resources it
+ * names. */
 struct body_spec {
     Kooisv__Envelope__BodyCase body_case;
     bool (*build)(check_t *c, Kooisv__Envelope *env, const body_spec_t *spec);
     body_field_t fields[6];
-    envbody_ref_t refs[3];
+    const envbody_ref_t *refs;
 };
 
 /* A body made only of string fields. */
@@ -292,6 +292,15 @@ static bool build_change_check(check_t *c, Kooisv__Envelope *env, const body_spe
     return true;
 }
 
+/* The resources the bodies name (a kind NULL ends each list). */
+static const envbody_ref_t order_refs[] = {
+    {"order", "order_id"}, {"order_line", "order_line_id"}, {NULL, NULL}};
+static const envbody_ref_t instance_refs[] = {{"instance", "instance_id"}, {NULL, NULL}};
+static const envbody_ref_t instance_order_refs[] = {{"instance", "instance_id"},
+                                                    {"order", "order_id"},
+                                                    {"order_line", "order_line_id"},
+                                                    {NULL, NULL}};
+
 /* The bodies, by activity. */
 static const body_spec_t bodies[BASIC__COUNT] = {
     [BASIC_NEW_INSTANCE] = {KOOISV__ENVELOPE__BODY_NEW_INSTANCE,
@@ -299,9 +308,12 @@ static const body_spec_t bodies[BASIC__COUNT] = {
                             {{"orderId", "order_id", field_id, true},
                              {"orderLineId", "order_line_id", field_id, true},
                              {"businessId", "business_id", field_id, true}},
-                            {{"order", "order_id"}, {"order_line", "order_line_id"}}},
+                            order_refs},
     /* its resources are its list of instance ids: see basicreq_resources */
-    [BASIC_QUERY_INSTANCE] = {KOOISV__ENVELOPE__BODY_QUERY_INSTANCE, build_query_instance, {}, {}},
+    [BASIC_QUERY_INSTANCE] = {KOOISV__ENVELOPE__BODY_QUERY_INSTANCE,
+                              build_query_instance,
+                              {},
+                              NULL},
     [BASIC_REFRESH_INSTANCE] = {KOOISV__ENVELOPE__BODY_REFRESH_INSTANCE,
                                 build_fields,
                                 {{"scene", "scene", field_scene, true},
@@ -310,35 +322,29 @@ static const body_spec_t bodies[BASIC__COUNT] = {
                                  {"instanceId", "instance_id", field_id, true},
                                  {"expireTime", "expire_time", field_time, true},
                                  {"productId", "product_id", field_id, false}},
-                                {{"instance", "instance_id"},
-                                 {"order", "order_id"},
-                                 {"order_line", "order_line_id"}}},
+                                instance_order_refs},
     [BASIC_UPDATE_INSTANCE_STATUS] = {KOOISV__ENVELOPE__BODY_UPDATE_INSTANCE_STATUS,
                                       build_fields,
                                       {{"instanceId", "instance_id", field_id, true},
                                        {"status", "status", field_status, true}},
-                                      {{"instance", "instance_id"}}},
+                                      instance_refs},
     [BASIC_RELEASE_INSTANCE] = {KOOISV__ENVELOPE__BODY_RELEASE_INSTANCE,
                                 build_fields,
                                 {{"instanceId", "instance_id", field_id, true},
                                  {"orderId", "order_id", field_id, false},
                                  {"orderLineId", "order_line_id", field_id, false}},
-                                {{"instance", "instance_id"},
-                                 {"order", "order_id"},
-                                 {"order_line", "order_line_id"}}},
+                                instance_order_refs},
     [BASIC_UPGRADE_INSTANCE] = {KOOISV__ENVELOPE__BODY_UPGRADE_INSTANCE,
                                 build_fields,
                                 {{"instanceId", "instance_id", field_id, true},
                                  {"orderId", "order_id", field_id, true},
                                  {"orderLineId", "order_line_id", field_id, true},
                                  {"productId", "product_id", field_id, false}},
-                                {{"instance", "instance_id"},
-                                 {"order", "order_id"},
-                                 {"order_line", "order_line_id"}}},
+                                instance_order_refs},
     [BASIC_CHANGE_INSTANCE_CHECK] = {KOOISV__ENVELOPE__BODY_CHANGE_INSTANCE_CHECK,
                                      build_change_check,
                                      {},
-                                     {{"instance", "instance_id"}}},
+                                     instance_refs},
     [BASIC_GET_LICENSE_ASYNC] = {KOOISV__ENVELOPE__BODY_GET_LICENSE_ASYNC,
                                  build_fields,
                                  {{"instanceId", "instance_id", field_id, true},
@@ -347,7 +353,7 @@ static const body_spec_t bodies[BASIC__COUNT] = {
                                   {"expireTime", "expire_time", field_license_time, false},
                                   {"deviceFingerprint", "device_fingerprint", field_fingerprint,
                                    false}},
-                                 {{"instance", "instance_id"}}},
+                                 instance_refs},
 };
 
 /* The body of oneof case body_case, or NULL when it is not a basic body. */
@@ -403,7 +409,7 @@ void basicreq_resources(const Kooisv__Envelope *env, Kooisv__ResourceRef ***res,
     const body_spec_t *spec = body_of_case(env->body_case);
     if (!spec)
         return;
-    envbody_add_refs(env, spec->refs, sizeof spec->refs / sizeof spec->refs[0], res, n);
+    envbody_add_refs(env, spec->refs, res, n);
     if (env->body_case == KOOISV__ENVELOPE__BODY_QUERY_INSTANCE)
         for (size_t i = 0; i < env->query_instance->n_instance_ids; i++)
             resref_add(res, n, "instance", env->query_instance->instance_ids[i]);

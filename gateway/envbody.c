@@ -117,10 +117,10 @@ const char *envbody_string(const ProtobufCMessage *m, const char *field)
     return *(const char *const *)field_at(m, field, PROTOBUF_C_TYPE_STRING);
 }
 
-void envbody_add_refs(const Kooisv__Envelope *env, const envbody_ref_t *refs, size_t nrefs,
+void envbody_add_refs(const Kooisv__Envelope *env, const envbody_ref_t *refs,
                       Kooisv__ResourceRef ***res, size_t *n)
 {
     const ProtobufCMessage *m = envbody_get(env);
-    for (size_t i = 0; m && i < nrefs && refs[i].kind; i++)
+    for (size_t i = 0; m && refs && refs[i].kind; i++)
         resref_add(res, n, refs[i].kind, envbody_string(m, refs[i].field));
 }

@@ -40,9 +40,9 @@ typedef struct {
     const char *field;
 } envbody_ref_t;
 
-/* Append to *res (resref_add) the resources refs[0..nrefs) name in env's body (a kind NULL ends
- * the list early). */
-void envbody_add_refs(const Kooisv__Envelope *env, const envbody_ref_t *refs, size_t nrefs,
+/* Append to *res (resref_add) the resources refs name in env's body (refs ends with a kind
+ * NULL; NULL names none). */
+void envbody_add_refs(const Kooisv__Envelope *env, const envbody_ref_t *refs,
                       Kooisv__ResourceRef ***res, size_t *n);
 
 #endif

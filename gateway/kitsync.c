@@ -572,42 +572,34 @@ static const char *build_all_org(const json_t *body, Kooisv__Envelope *env,
 /* ---- table ---- */
 
 /* A sync call: its name, the service that owns it, its builder, the body case the builder
- * makes (handed to it) and the resources that body names besides its list (kind NULL ends). */
+ * makes (handed to it) and the resources that body names besides its list. */
 typedef struct {
     const char *name;
     service_id_t svc;
     const char *(*build)(const json_t *body, Kooisv__Envelope *env,
                          Kooisv__Envelope__BodyCase body_case, jsonfield_err_t *e);
     Kooisv__Envelope__BodyCase body_case;
-    envbody_ref_t refs[3];
+    const envbody_ref_t *refs;
 } kit_call_t;
 
+/* The resources the bodies name besides their lists (a kind NULL ends each). */
+static const envbody_ref_t tenant_refs[] = {
+    {"instance", "instance_id"}, {"order", "order_id"}, {"tenant", "tenant_id"}, {NULL, NULL}};
+static const envbody_ref_t app_refs[] = {
+    {"instance", "instance_id"}, {"tenant", "tenant_id"}, {"app", "app_id"}, {NULL, NULL}};
+static const envbody_ref_t single_org_refs[] = {
+    {"instance", "instance_id"}, {"tenant", "tenant_id"}, {"org", "org_code"}, {NULL, NULL}};
+static const envbody_ref_t all_org_refs[] = {
+    {"instance", "instance_id"}, {"tenant", "tenant_id"}, {NULL, NULL}};
+
 static const kit_call_t kit_calls[] = {
-    {"tenantSync",
-     SVC_TENANT,
-     build_tenant,
-     KOOISV__ENVELOPE__BODY_TENANT_SYNC,
-     {{"instance", "instance_id"}, {"order", "order_id"}, {"tenant", "tenant_id"}}},
-    {"applicationSync",
-     SVC_APP,
-     build_application,
-     KOOISV__ENVELOPE__BODY_APPLICATION_SYNC,
-     {{"instance", "instance_id"}, {"tenant", "tenant_id"}, {"app", "app_id"}}},
-    {"authSync",
-     SVC_APP,
-     build_auth,
-     KOOISV__ENVELOPE__BODY_AUTH_SYNC,
-     {{"instance", "instance_id"}, {"tenant", "tenant_id"}, {"app", "app_id"}}},
-    {"singleOrgSync",
-     SVC_TENANT,
-     build_single_org,
-     KOOISV__ENVELOPE__BODY_SINGLE_ORG_SYNC,
-     {{"instance", "instance_id"}, {"tenant", "tenant_id"}, {"org", "org_code"}}},
-    {"allOrgSync",
-     SVC_TENANT,
-     build_all_org,
-     KOOISV__ENVELOPE__BODY_ALL_ORG_SYNC,
-     {{"instance", "instance_id"}, {"tenant", "tenant_id"}}},
+    {"tenantSync", SVC_TENANT, build_tenant, KOOISV__ENVELOPE__BODY_TENANT_SYNC, tenant_refs},
+    {"applicationSync", SVC_APP, build_application, KOOISV__ENVELOPE__BODY_APPLICATION_SYNC,
+     app_refs},
+    {"authSync", SVC_APP, build_auth, KOOISV__ENVELOPE__BODY_AUTH_SYNC, app_refs},
+    {"singleOrgSync", SVC_TENANT, build_single_org, KOOISV__ENVELOPE__BODY_SINGLE_ORG_SYNC,
+     single_org_refs},
+    {"allOrgSync", SVC_TENANT, build_all_org, KOOISV__ENVELOPE__BODY_ALL_ORG_SYNC, all_org_refs},
 };
 
 /* The call whose body is of case body_case, or NULL when it is not a kit body. */
@@ -683,7 +675,7 @@ void kitsync_resources(const Kooisv__Envelope *env, Kooisv__ResourceRef ***res, 
     const kit_call_t *call = env ? kit_of_case(env->body_case) : NULL;
     if (!call)
         return;
-    envbody_add_refs(env, call->refs, sizeof call->refs / sizeof call->refs[0], res, n);
+    envbody_add_refs(env, call->refs, res, n);
     /* the users and orgs touched: the audit record must name them (spec §8) */
     if (env->body_case == KOOISV__ENVELOPE__BODY_AUTH_SYNC) {
         const Kooisv__AuthSync *m = env->auth_sync;
