@@ -1,7 +1,6 @@
 #include "envbody.h"
 
 #include <assert.h>
-#include <stdbool.h>
 
 #include "jsonfield.h"
 #include "xmalloc.h"
