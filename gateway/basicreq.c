@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "canonjson.h"
+#include "envbody.h"
 #include "jsonfield.h"
 #include "timeutil.h"
 #include "xmalloc.h"
@@ -124,7 +125,61 @@ static const char *field_license_time(check_t *c, const char *name, bool mandato
     return s;
 }
 
+/* Field readers of the body tables: one signature, the check and its limits chosen by name. */
+typedef const char *(*field_read_t)(check_t *c, const char *name, bool mandatory);
+
+static const char *field_scene(check_t *c, const char *name, bool mandatory)
+{
+    return field_enum(c, name, mandatory, scenes);
+}
+
+static const char *field_status(check_t *c, const char *name, bool mandatory)
+{
+    return field_enum(c, name, mandatory, statuses);
+}
+
+static const char *field_fingerprint(check_t *c, const char *name, bool mandatory)
+{
+    return field_str(c, name, mandatory, BASICREQ_FINGERPRINT_MAX);
+}
+
 /* ------------------------------------------------------------------ body builders */
+
+/* One string field of a body: request member name, read and checked by read, copied into the
+ * message's field (its .proto name). */
+typedef struct {
+    const char *name;
+    const char *field;
+    field_read_t read;
+    bool mandatory;
+} body_field_t;
+
+typedef struct body_spec body_spec_t;
+
+/* One activity's body: its oneof case, its builder, the string fields build_fields checks (in
+ * that order: the first problem is the one reported; name NULL ends) and the resources it
+ * names. */
+struct body_spec {
+    Kooisv__Envelope__BodyCase body_case;
+    bool (*build)(check_t *c, Kooisv__Envelope *env, const body_spec_t *spec);
+    body_field_t fields[6];
+    const envbody_ref_t *refs;
+};
+
+/* A body made only of string fields. */
+static bool build_fields(check_t *c, Kooisv__Envelope *env, const body_spec_t *spec)
+{
+    const char *values[sizeof spec->fields / sizeof spec->fields[0]];
+    size_t n = 0;
+    for (; n < sizeof values / sizeof values[0] && spec->fields[n].name; n++)
+        values[n] = spec->fields[n].read(c, spec->fields[n].name, spec->fields[n].mandatory);
+    if (c->err.failed)
+        return false;
+    ProtobufCMessage *m = envbody_new(env, spec->body_case);
+    for (size_t i = 0; i < n; i++)
+        envbody_set_string(m, spec->fields[i].field, values[i]);
+    return true;
+}
 
 static void set_test_flag(check_t *c, Kooisv__Envelope *env)
 {
@@ -138,25 +193,8 @@ static void set_test_flag(check_t *c, Kooisv__Envelope *env)
     env->test_flag = flag && strcmp(flag, "1") == 0;
 }
 
-static bool build_new_instance(check_t *c, Kooisv__Envelope *env)
-{
-    const char *order = field_id(c, "orderId", true);
-    const char *line = field_id(c, "orderLineId", true);
-    const char *business = field_id(c, "businessId", true);
-    if (c->err.failed)
-        return false;
-    Kooisv__NewInstance *m = xmalloc(sizeof *m);
-    kooisv__new_instance__init(m);
-    m->order_id = xstrdup(order);
-    m->order_line_id = xstrdup(line);
-    m->business_id = xstrdup(business);
-    env->body_case = KOOISV__ENVELOPE__BODY_NEW_INSTANCE;
-    env->new_instance = m;
-    return true;
-}
-
 /* instanceId: 1..100 comma-separated ids, spaces around each trimmed, duplicates dropped. */
-static bool build_query_instance(check_t *c, Kooisv__Envelope *env)
+static bool build_query_instance(check_t *c, Kooisv__Envelope *env, const body_spec_t *spec)
 {
     const char *list = field_str(c, "instanceId", true, 0);
     if (c->err.failed)
@@ -208,91 +246,14 @@ static bool build_query_instance(check_t *c, Kooisv__Envelope *env)
         free(ids);
         return false;
     }
-    Kooisv__QueryInstance *m = xmalloc(sizeof *m);
-    kooisv__query_instance__init(m);
+    Kooisv__QueryInstance *m = (Kooisv__QueryInstance *)envbody_new(env, spec->body_case);
     m->instance_ids = ids;
     m->n_instance_ids = n;
-    env->body_case = KOOISV__ENVELOPE__BODY_QUERY_INSTANCE;
-    env->query_instance = m;
-    return true;
-}
-
-static bool build_refresh_instance(check_t *c, Kooisv__Envelope *env)
-{
-    const char *scene = field_enum(c, "scene", true, scenes);
-    const char *order = field_id(c, "orderId", true);
-    const char *line = field_id(c, "orderLineId", true);
-    const char *instance = field_id(c, "instanceId", true);
-    const char *expire = field_time(c, "expireTime", true);
-    const char *product = field_id(c, "productId", false);
-    if (c->err.failed)
-        return false;
-    Kooisv__RefreshInstance *m = xmalloc(sizeof *m);
-    kooisv__refresh_instance__init(m);
-    m->scene = xstrdup(scene);
-    m->order_id = xstrdup(order);
-    m->order_line_id = xstrdup(line);
-    m->instance_id = xstrdup(instance);
-    m->expire_time = xstrdup(expire);
-    m->product_id = jsonfield_copy(product);
-    env->body_case = KOOISV__ENVELOPE__BODY_REFRESH_INSTANCE;
-    env->refresh_instance = m;
-    return true;
-}
-
-static bool build_update_status(check_t *c, Kooisv__Envelope *env)
-{
-    const char *instance = field_id(c, "instanceId", true);
-    const char *status = field_enum(c, "status", true, statuses);
-    if (c->err.failed)
-        return false;
-    Kooisv__UpdateInstanceStatus *m = xmalloc(sizeof *m);
-    kooisv__update_instance_status__init(m);
-    m->instance_id = xstrdup(instance);
-    m->status = xstrdup(status);
-    env->body_case = KOOISV__ENVELOPE__BODY_UPDATE_INSTANCE_STATUS;
-    env->update_instance_status = m;
-    return true;
-}
-
-static bool build_release_instance(check_t *c, Kooisv__Envelope *env)
-{
-    const char *instance = field_id(c, "instanceId", true);
-    const char *order = field_id(c, "orderId", false);
-    const char *line = field_id(c, "orderLineId", false);
-    if (c->err.failed)
-        return false;
-    Kooisv__ReleaseInstance *m = xmalloc(sizeof *m);
-    kooisv__release_instance__init(m);
-    m->instance_id = xstrdup(instance);
-    m->order_id = jsonfield_copy(order);
-    m->order_line_id = jsonfield_copy(line);
-    env->body_case = KOOISV__ENVELOPE__BODY_RELEASE_INSTANCE;
-    env->release_instance = m;
-    return true;
-}
-
-static bool build_upgrade_instance(check_t *c, Kooisv__Envelope *env)
-{
-    const char *instance = field_id(c, "instanceId", true);
-    const char *order = field_id(c, "orderId", true);
-    const char *line = field_id(c, "orderLineId", true);
-    const char *product = field_id(c, "productId", false);
-    if (c->err.failed)
-        return false;
-    Kooisv__UpgradeInstance *m = xmalloc(sizeof *m);
-    kooisv__upgrade_instance__init(m);
-    m->instance_id = xstrdup(instance);
-    m->order_id = xstrdup(order);
-    m->order_line_id = xstrdup(line);
-    m->product_id = jsonfield_copy(product);
-    env->body_case = KOOISV__ENVELOPE__BODY_UPGRADE_INSTANCE;
-    env->upgrade_instance = m;
     return true;
 }
 
 /* productInfo: an object, or a JSON string holding one (the marketplace sends both). */
-static bool build_change_check(check_t *c, Kooisv__Envelope *env)
+static bool build_change_check(check_t *c, Kooisv__Envelope *env, const body_spec_t *spec)
 {
     const char *instance = field_id(c, "instanceId", true);
     if (c->err.failed)
@@ -322,36 +283,86 @@ static bool build_change_check(check_t *c, Kooisv__Envelope *env)
         json_decref(parsed);
         return false;
     }
-    Kooisv__ChangeInstanceCheck *m = xmalloc(sizeof *m);
-    kooisv__change_instance_check__init(m);
+    Kooisv__ChangeInstanceCheck *m =
+        (Kooisv__ChangeInstanceCheck *)envbody_new(env, spec->body_case);
     m->instance_id = xstrdup(instance);
     m->product_id = jsonfield_copy(product);
     m->product_info_json = canonical;
     json_decref(parsed);
-    env->body_case = KOOISV__ENVELOPE__BODY_CHANGE_INSTANCE_CHECK;
-    env->change_instance_check = m;
     return true;
 }
 
-static bool build_get_license(check_t *c, Kooisv__Envelope *env)
+/* The resources the bodies name (a kind NULL ends each list). */
+static const envbody_ref_t order_refs[] = {
+    {"order", "order_id"}, {"order_line", "order_line_id"}, {NULL, NULL}};
+static const envbody_ref_t instance_refs[] = {{"instance", "instance_id"}, {NULL, NULL}};
+static const envbody_ref_t instance_order_refs[] = {{"instance", "instance_id"},
+                                                    {"order", "order_id"},
+                                                    {"order_line", "order_line_id"},
+                                                    {NULL, NULL}};
+
+/* The bodies, by activity. */
+static const body_spec_t bodies[BASIC__COUNT] = {
+    [BASIC_NEW_INSTANCE] = {KOOISV__ENVELOPE__BODY_NEW_INSTANCE,
+                            build_fields,
+                            {{"orderId", "order_id", field_id, true},
+                             {"orderLineId", "order_line_id", field_id, true},
+                             {"businessId", "business_id", field_id, true}},
+                            order_refs},
+    /* its resources are its list of instance ids: see basicreq_resources */
+    [BASIC_QUERY_INSTANCE] = {KOOISV__ENVELOPE__BODY_QUERY_INSTANCE,
+                              build_query_instance,
+                              {},
+                              NULL},
+    [BASIC_REFRESH_INSTANCE] = {KOOISV__ENVELOPE__BODY_REFRESH_INSTANCE,
+                                build_fields,
+                                {{"scene", "scene", field_scene, true},
+                                 {"orderId", "order_id", field_id, true},
+                                 {"orderLineId", "order_line_id", field_id, true},
+                                 {"instanceId", "instance_id", field_id, true},
+                                 {"expireTime", "expire_time", field_time, true},
+                                 {"productId", "product_id", field_id, false}},
+                                instance_order_refs},
+    [BASIC_UPDATE_INSTANCE_STATUS] = {KOOISV__ENVELOPE__BODY_UPDATE_INSTANCE_STATUS,
+                                      build_fields,
+                                      {{"instanceId", "instance_id", field_id, true},
+                                       {"status", "status", field_status, true}},
+                                      instance_refs},
+    [BASIC_RELEASE_INSTANCE] = {KOOISV__ENVELOPE__BODY_RELEASE_INSTANCE,
+                                build_fields,
+                                {{"instanceId", "instance_id", field_id, true},
+                                 {"orderId", "order_id", field_id, false},
+                                 {"orderLineId", "order_line_id", field_id, false}},
+                                instance_order_refs},
+    [BASIC_UPGRADE_INSTANCE] = {KOOISV__ENVELOPE__BODY_UPGRADE_INSTANCE,
+                                build_fields,
+                                {{"instanceId", "instance_id", field_id, true},
+                                 {"orderId", "order_id", field_id, true},
+                                 {"orderLineId", "order_line_id", field_id, true},
+                                 {"productId", "product_id", field_id, false}},
+                                instance_order_refs},
+    [BASIC_CHANGE_INSTANCE_CHECK] = {KOOISV__ENVELOPE__BODY_CHANGE_INSTANCE_CHECK,
+                                     build_change_check,
+                                     {},
+                                     instance_refs},
+    [BASIC_GET_LICENSE_ASYNC] = {KOOISV__ENVELOPE__BODY_GET_LICENSE_ASYNC,
+                                 build_fields,
+                                 {{"instanceId", "instance_id", field_id, true},
+                                  {"eventId", "event_id", field_id, true},
+                                  {"effectiveTime", "effective_time", field_license_time, true},
+                                  {"expireTime", "expire_time", field_license_time, false},
+                                  {"deviceFingerprint", "device_fingerprint", field_fingerprint,
+                                   false}},
+                                 instance_refs},
+};
+
+/* The body of oneof case body_case, or NULL when it is not a basic body. */
+static const body_spec_t *body_of_case(Kooisv__Envelope__BodyCase body_case)
 {
-    const char *instance = field_id(c, "instanceId", true);
-    const char *event = field_id(c, "eventId", true);
-    const char *effective = field_license_time(c, "effectiveTime", true);
-    const char *expire = field_license_time(c, "expireTime", false);
-    const char *fingerprint = field_str(c, "deviceFingerprint", false, BASICREQ_FINGERPRINT_MAX);
-    if (c->err.failed)
-        return false;
-    Kooisv__GetLicenseAsync *m = xmalloc(sizeof *m);
-    kooisv__get_license_async__init(m);
-    m->instance_id = xstrdup(instance);
-    m->event_id = xstrdup(event);
-    m->effective_time = xstrdup(effective);
-    m->expire_time = jsonfield_copy(expire);
-    m->device_fingerprint = jsonfield_copy(fingerprint);
-    env->body_case = KOOISV__ENVELOPE__BODY_GET_LICENSE_ASYNC;
-    env->get_license_async = m;
-    return true;
+    for (int i = 0; i < BASIC__COUNT; i++)
+        if (bodies[i].body_case == body_case)
+            return &bodies[i];
+    return NULL;
 }
 
 const char *basicreq_build(const json_t *body, Kooisv__Envelope *env, char *msg, size_t msglen)
@@ -378,35 +389,7 @@ const char *basicreq_build(const json_t *body, Kooisv__Envelope *env, char *msg,
     set_test_flag(&c, env);
     if (c.err.failed)
         return RC_INVALID;
-    bool ok = false;
-    switch ((basic_activity_t)a) {
-    case BASIC_NEW_INSTANCE:
-        ok = build_new_instance(&c, env);
-        break;
-    case BASIC_QUERY_INSTANCE:
-        ok = build_query_instance(&c, env);
-        break;
-    case BASIC_REFRESH_INSTANCE:
-        ok = build_refresh_instance(&c, env);
-        break;
-    case BASIC_UPDATE_INSTANCE_STATUS:
-        ok = build_update_status(&c, env);
-        break;
-    case BASIC_RELEASE_INSTANCE:
-        ok = build_release_instance(&c, env);
-        break;
-    case BASIC_UPGRADE_INSTANCE:
-        ok = build_upgrade_instance(&c, env);
-        break;
-    case BASIC_CHANGE_INSTANCE_CHECK:
-        ok = build_change_check(&c, env);
-        break;
-    case BASIC_GET_LICENSE_ASYNC:
-        ok = build_get_license(&c, env);
-        break;
-    case BASIC__COUNT:
-        break;
-    }
+    bool ok = bodies[a].build(&c, env, &bodies[a]);
     if (!ok) {
         env->test_flag = 0;
         return RC_INVALID;
@@ -417,62 +400,17 @@ const char *basicreq_build(const json_t *body, Kooisv__Envelope *env, char *msg,
 
 void basicreq_free_body(Kooisv__Envelope *env)
 {
-    switch (env->body_case) {
-    case KOOISV__ENVELOPE__BODY_NEW_INSTANCE:
-    case KOOISV__ENVELOPE__BODY_QUERY_INSTANCE:
-    case KOOISV__ENVELOPE__BODY_REFRESH_INSTANCE:
-    case KOOISV__ENVELOPE__BODY_UPDATE_INSTANCE_STATUS:
-    case KOOISV__ENVELOPE__BODY_RELEASE_INSTANCE:
-    case KOOISV__ENVELOPE__BODY_UPGRADE_INSTANCE:
-    case KOOISV__ENVELOPE__BODY_CHANGE_INSTANCE_CHECK:
-    case KOOISV__ENVELOPE__BODY_GET_LICENSE_ASYNC:
-        /* Every string and list of the message is malloc'ed (the builders copy): protobuf-c
-         * frees them as it frees a message it unpacked. The oneof's members share storage. */
-        protobuf_c_message_free_unpacked(&env->new_instance->base, NULL);
-        break;
-    default:
-        return; /* not a basic body: not ours to free */
-    }
-    env->body_case = KOOISV__ENVELOPE__BODY__NOT_SET;
-    env->new_instance = NULL;
+    if (body_of_case(env->body_case)) /* any other body is not ours to free */
+        envbody_free(env);
 }
 
 void basicreq_resources(const Kooisv__Envelope *env, Kooisv__ResourceRef ***res, size_t *n)
 {
-    switch (env->body_case) {
-    case KOOISV__ENVELOPE__BODY_NEW_INSTANCE:
-        resref_add(res, n, "order", env->new_instance->order_id);
-        resref_add(res, n, "order_line", env->new_instance->order_line_id);
-        break;
-    case KOOISV__ENVELOPE__BODY_QUERY_INSTANCE:
+    const body_spec_t *spec = body_of_case(env->body_case);
+    if (!spec)
+        return;
+    envbody_add_refs(env, spec->refs, res, n);
+    if (env->body_case == KOOISV__ENVELOPE__BODY_QUERY_INSTANCE)
         for (size_t i = 0; i < env->query_instance->n_instance_ids; i++)
             resref_add(res, n, "instance", env->query_instance->instance_ids[i]);
-        break;
-    case KOOISV__ENVELOPE__BODY_REFRESH_INSTANCE:
-        resref_add(res, n, "instance", env->refresh_instance->instance_id);
-        resref_add(res, n, "order", env->refresh_instance->order_id);
-        resref_add(res, n, "order_line", env->refresh_instance->order_line_id);
-        break;
-    case KOOISV__ENVELOPE__BODY_UPDATE_INSTANCE_STATUS:
-        resref_add(res, n, "instance", env->update_instance_status->instance_id);
-        break;
-    case KOOISV__ENVELOPE__BODY_RELEASE_INSTANCE:
-        resref_add(res, n, "instance", env->release_instance->instance_id);
-        resref_add(res, n, "order", env->release_instance->order_id);
-        resref_add(res, n, "order_line", env->release_instance->order_line_id);
-        break;
-    case KOOISV__ENVELOPE__BODY_UPGRADE_INSTANCE:
-        resref_add(res, n, "instance", env->upgrade_instance->instance_id);
-        resref_add(res, n, "order", env->upgrade_instance->order_id);
-        resref_add(res, n, "order_line", env->upgrade_instance->order_line_id);
-        break;
-    case KOOISV__ENVELOPE__BODY_CHANGE_INSTANCE_CHECK:
-        resref_add(res, n, "instance", env->change_instance_check->instance_id);
-        break;
-    case KOOISV__ENVELOPE__BODY_GET_LICENSE_ASYNC:
-        resref_add(res, n, "instance", env->get_license_async->instance_id);
-        break;
-    default:
-        break;
-    }
 }

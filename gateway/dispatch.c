@@ -186,14 +186,20 @@ static void handle_reply(link_t *l, const uint8_t *data, size_t len)
     pending_finish(p, reply);
 }
 
+/* True when sock (NULL: none) holds a message to read: its descriptor only signals edges, so
+ * a handler reads until this turns false. */
+static bool sock_readable(void *sock)
+{
+    int events = 0;
+    size_t sz = sizeof events;
+    return sock && zmq_getsockopt(sock, ZMQ_EVENTS, &events, &sz) == 0 && (events & ZMQ_POLLIN);
+}
+
 static void on_socket(evutil_socket_t fd, short what, void *arg)
 {
     link_t *l = arg;
     for (;;) {
-        int events = 0;
-        size_t sz = sizeof events;
-        if (!l->sock || zmq_getsockopt(l->sock, ZMQ_EVENTS, &events, &sz) != 0 ||
-            !(events & ZMQ_POLLIN))
+        if (!sock_readable(l->sock))
             return;
         /* One message: [empty][reply]; anything else is dropped whole. */
         zmq_msg_t last;
@@ -240,10 +246,7 @@ static void on_monitor(evutil_socket_t fd, short what, void *arg)
 {
     link_t *l = arg;
     for (;;) {
-        int events = 0;
-        size_t sz = sizeof events;
-        if (!l->monitor || zmq_getsockopt(l->monitor, ZMQ_EVENTS, &events, &sz) != 0 ||
-            !(events & ZMQ_POLLIN))
+        if (!sock_readable(l->monitor))
             return;
         zmq_msg_t head, addr;
         zmq_msg_init(&head);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "basicreq.h"
+#include "envbody.h"
 #include "jsonfield.h"
 #include "resref.h"
 #include "xmalloc.h"
@@ -112,12 +113,14 @@ static const char *kit_label(char *buf, size_t len, const char *list, size_t i, 
     return buf;
 }
 
-/* One string field of a body or list entry, for get_strings. */
+/* One string field of a body or list entry, for get_strings, and the message field kit_copy
+ * copies it to (its .proto name; NULL: copied by the caller). */
 typedef struct {
     const char *key;
     long max;
     int flags;
     const char **out;
+    const char *field;
 } kit_field_t;
 
 /* The string fields of obj, in order; the first problem is the one reported. list and i name
@@ -134,6 +137,14 @@ static const char *get_strings(const json_t *obj, const char *list, size_t i,
             return code;
     }
     return NULL;
+}
+
+/* Copy the fields get_strings read into message m. */
+static void kit_copy(ProtobufCMessage *m, const kit_field_t *fields, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        if (fields[k].field)
+            envbody_set_string(m, fields[k].field, *fields[k].out);
 }
 
 #define KIT_NFIELDS(fields) (sizeof(fields) / sizeof(fields)[0])
@@ -154,8 +165,8 @@ static const char *get_common(const json_t *body, long flag_max, kit_common_t *c
                               jsonfield_err_t *e)
 {
     const kit_field_t ids[] = {
-        {"instanceId", KIT_ID_MAX, F_OPTIONAL, &c->instance_id},
-        {"tenantId", KIT_ID_MAX, F_REQUIRED, &c->tenant_id},
+        {"instanceId", KIT_ID_MAX, F_OPTIONAL, &c->instance_id, NULL},
+        {"tenantId", KIT_ID_MAX, F_REQUIRED, &c->tenant_id, NULL},
     };
     const char *code;
     c->flag = 0;
@@ -230,19 +241,24 @@ static int find_duplicate(keyed_t *keys, size_t n, size_t *first, size_t *second
     return found;
 }
 
-/* Copy the shared fields into a body message (flag NULL: it has none) and make env carry it
- * as body_case; the caller sets env's oneof member. */
-static void kit_attach(Kooisv__Envelope *env, Kooisv__Envelope__BodyCase body_case,
-                       const kit_common_t *c, char **instance_id, char **tenant_id,
-                       char **time_stamp, int32_t *flag)
+/* Copy the shared fields and fields[0..n) (kit_copy) into m, a body message of body_case (NULL:
+ * a new one), and make env carry it; returns it. */
+static ProtobufCMessage *kit_attach(Kooisv__Envelope *env, Kooisv__Envelope__BodyCase body_case,
+                                    ProtobufCMessage *m, const kit_common_t *c,
+                                    const kit_field_t *fields, size_t n)
 {
-    *instance_id = jsonfield_copy(c->instance_id);
-    *tenant_id = jsonfield_copy(c->tenant_id);
-    *time_stamp = jsonfield_copy(c->time_stamp);
-    if (flag)
-        *flag = (int32_t)c->flag;
-    env->body_case = body_case;
+    if (m)
+        envbody_attach(env, body_case, m);
+    else
+        m = envbody_new(env, body_case);
+    envbody_set_string(m, "instance_id", c->instance_id);
+    envbody_set_string(m, "tenant_id", c->tenant_id);
+    envbody_set_string(m, "time_stamp", c->time_stamp);
+    if (envbody_has_field(m, "flag"))
+        envbody_set_int32(m, "flag", (int32_t)c->flag);
+    kit_copy(m, fields, n);
     env->test_flag = c->test_flag == 1;
+    return m;
 }
 
 /* Refuse the first key of a list given twice (keys[0..n) as filled by the list's builder). */
@@ -255,9 +271,55 @@ static const char *kit_unique(keyed_t *keys, size_t n, const char *list, const c
     return jsonfield_fail(e, "%s[%zu].%s: duplicate of %s[%zu]", list, second, field, list, first);
 }
 
+/* A list a kit body carries: its member name, the member of its entries that must be unique,
+ * whether it may be empty, and add, which checks entry i (JSON value o) for a call with flag,
+ * appends what it makes to body and points *key at its key (borrowed from body). */
+typedef struct {
+    const char *name;
+    const char *key_name;
+    bool may_be_empty;
+    const char *(*add)(const json_t *o, size_t i, long flag, ProtobufCMessage *body,
+                       const char **key, jsonfield_err_t *e);
+} kit_list_t;
+
+/* *out: a new message of body_case holding the entries of the list in body (get_list), each
+ * added by list->add, no key given twice; on failure *out is NULL. */
+static const char *kit_list(const json_t *body, const kit_list_t *list, long flag,
+                            Kooisv__Envelope__BodyCase body_case, ProtobufCMessage **out,
+                            jsonfield_err_t *e)
+{
+    const json_t *arr;
+    json_t *owned;
+    const char *code;
+    *out = NULL;
+    if ((code = get_list(body, list->name, &arr, &owned, e)))
+        return code;
+    size_t n = json_array_size(arr);
+    if (n == 0 && !list->may_be_empty) {
+        json_decref(owned);
+        return jsonfield_fail(e, "%s: must not be empty", list->name);
+    }
+    ProtobufCMessage *m = envbody_message_new(body_case);
+    keyed_t *keys = xcalloc(n ? n : 1, sizeof *keys);
+    for (size_t i = 0; i < n && !code; i++) {
+        keys[i].index = i;
+        code = list->add(json_array_get(arr, i), i, flag, m, &keys[i].key, e);
+    }
+    if (!code)
+        code = kit_unique(keys, n, list->name, list->key_name, e);
+    free(keys);
+    json_decref(owned);
+    if (code)
+        protobuf_c_message_free_unpacked(m, NULL);
+    else
+        *out = m;
+    return code;
+}
+
 /* ---- tenantSync ---- */
 
-static const char *build_tenant(const json_t *body, Kooisv__Envelope *env, jsonfield_err_t *e)
+static const char *build_tenant(const json_t *body, Kooisv__Envelope *env,
+                                Kooisv__Envelope__BodyCase body_case, jsonfield_err_t *e)
 {
     kit_common_t c;
     const char *code, *order_id, *tenant_code, *name, *domain;
@@ -265,28 +327,22 @@ static const char *build_tenant(const json_t *body, Kooisv__Envelope *env, jsonf
         return code;
     /* delete needs only the key; add needs the tenant's identity; modify changes name/domain */
     const kit_field_t fields[] = {
-        {"orderId", KIT_ID_MAX, F_OPTIONAL, &order_id},
-        {"tenantCode", KIT_ID_MAX, c.flag == 1 ? F_REQUIRED : F_OPTIONAL, &tenant_code},
-        {"name", KIT_NAME_MAX, c.flag == 0 ? F_OPTIONAL : F_REQUIRED, &name},
-        {"domainName", KIT_DOMAIN_MAX, F_OPTIONAL, &domain},
+        {"orderId", KIT_ID_MAX, F_OPTIONAL, &order_id, "order_id"},
+        {"tenantCode", KIT_ID_MAX, c.flag == 1 ? F_REQUIRED : F_OPTIONAL, &tenant_code,
+         "tenant_code"},
+        {"name", KIT_NAME_MAX, c.flag == 0 ? F_OPTIONAL : F_REQUIRED, &name, "name"},
+        {"domainName", KIT_DOMAIN_MAX, F_OPTIONAL, &domain, "domain_name"},
     };
     if ((code = get_strings(body, NULL, 0, fields, KIT_NFIELDS(fields), e)))
         return code;
-    Kooisv__TenantSync *m = xmalloc(sizeof *m);
-    kooisv__tenant_sync__init(m);
-    m->order_id = jsonfield_copy(order_id);
-    m->tenant_code = jsonfield_copy(tenant_code);
-    m->name = jsonfield_copy(name);
-    m->domain_name = jsonfield_copy(domain);
-    kit_attach(env, KOOISV__ENVELOPE__BODY_TENANT_SYNC, &c, &m->instance_id, &m->tenant_id,
-               &m->time_stamp, &m->flag);
-    env->tenant_sync = m;
+    kit_attach(env, body_case, NULL, &c, fields, KIT_NFIELDS(fields));
     return NULL;
 }
 
 /* ---- applicationSync ---- */
 
-static const char *build_application(const json_t *body, Kooisv__Envelope *env, jsonfield_err_t *e)
+static const char *build_application(const json_t *body, Kooisv__Envelope *env,
+                                     Kooisv__Envelope__BodyCase body_case, jsonfield_err_t *e)
 {
     kit_common_t c;
     const char *code, *app_id, *client_id, *secret;
@@ -296,20 +352,13 @@ static const char *build_application(const json_t *body, Kooisv__Envelope *env, 
      * app service which holds the private key. */
     int need = c.flag == 0 ? F_OPTIONAL : F_REQUIRED;
     const kit_field_t fields[] = {
-        {"appId", KIT_ID_MAX, F_REQUIRED, &app_id},
-        {"clientId", KIT_CLIENT_ID_MAX, need, &client_id},
-        {"clientSecret", KIT_SECRET_MAX, need, &secret},
+        {"appId", KIT_ID_MAX, F_REQUIRED, &app_id, "app_id"},
+        {"clientId", KIT_CLIENT_ID_MAX, need, &client_id, "client_id"},
+        {"clientSecret", KIT_SECRET_MAX, need, &secret, "client_secret"},
     };
     if ((code = get_strings(body, NULL, 0, fields, KIT_NFIELDS(fields), e)))
         return code;
-    Kooisv__ApplicationSync *m = xmalloc(sizeof *m);
-    kooisv__application_sync__init(m);
-    m->app_id = jsonfield_copy(app_id);
-    m->client_id = jsonfield_copy(client_id);
-    m->client_secret = jsonfield_copy(secret);
-    kit_attach(env, KOOISV__ENVELOPE__BODY_APPLICATION_SYNC, &c, &m->instance_id, &m->tenant_id,
-               &m->time_stamp, &m->flag);
-    env->application_sync = m;
+    kit_attach(env, body_case, NULL, &c, fields, KIT_NFIELDS(fields));
     return NULL;
 }
 
@@ -373,8 +422,9 @@ static const char *get_enable(const json_t *u, const char *label, bool required,
 
 static const char *const kit_roles[] = {"user", "admin", NULL};
 
-static const char *build_user(const json_t *u, size_t i, long flag, Kooisv__SyncUser *su,
-                              jsonfield_err_t *e)
+/* userList[i] (object u), checked for authSync's flag, appended to body (an AuthSync). */
+static const char *add_user(const json_t *u, size_t i, long flag, ProtobufCMessage *body,
+                            const char **key, jsonfield_err_t *e)
 {
     char label[64];
     const char *code, *user_name, *name, *org_code, *position, *employee_code, *role, *mobile,
@@ -384,14 +434,14 @@ static const char *build_user(const json_t *u, size_t i, long flag, Kooisv__Sync
     /* delete (0) and cancel (3) only need the key: a repeated delete must not fail on detail */
     int need = (flag == 1 || flag == 2) ? F_REQUIRED : F_OPTIONAL;
     const kit_field_t fields[] = {
-        {"userName", KIT_USER_NAME_MAX, F_REQUIRED, &user_name},
-        {"name", KIT_NAME_MAX, need, &name},
-        {"orgCode", KIT_ID_MAX, need, &org_code},
-        {"position", KIT_NAME_MAX, F_OPTIONAL, &position},
-        {"employeeCode", KIT_ID_MAX, F_OPTIONAL, &employee_code},
-        {"role", 8, need, &role},
-        {"mobile", KIT_MOBILE_MAX, F_OPTIONAL, &mobile},
-        {"email", KIT_EMAIL_MAX, F_OPTIONAL, &email},
+        {"userName", KIT_USER_NAME_MAX, F_REQUIRED, &user_name, "user_name"},
+        {"name", KIT_NAME_MAX, need, &name, "name"},
+        {"orgCode", KIT_ID_MAX, need, &org_code, "org_code"},
+        {"position", KIT_NAME_MAX, F_OPTIONAL, &position, "position"},
+        {"employeeCode", KIT_ID_MAX, F_OPTIONAL, &employee_code, "employee_code"},
+        {"role", 8, need, &role, "role"},
+        {"mobile", KIT_MOBILE_MAX, F_OPTIONAL, &mobile, "mobile"},
+        {"email", KIT_EMAIL_MAX, F_OPTIONAL, &email, "email"},
     };
     if ((code = get_strings(u, "userList", i, fields, KIT_NFIELDS(fields), e)))
         return code;
@@ -409,178 +459,157 @@ static const char *build_user(const json_t *u, size_t i, long flag, Kooisv__Sync
     if ((code = get_enable(u, LABEL("enable"), need == F_REQUIRED, &enable, e)))
         return code;
 #undef LABEL
-    kooisv__sync_user__init(su);
-    su->user_name = jsonfield_copy(user_name);
-    su->name = jsonfield_copy(name);
-    su->org_code = jsonfield_copy(org_code);
-    su->position = jsonfield_copy(position);
-    su->employee_code = jsonfield_copy(employee_code);
+    Kooisv__SyncUser *su = (Kooisv__SyncUser *)envbody_add_entry(body, "users");
+    kit_copy(&su->base, fields, KIT_NFIELDS(fields));
     su->employee_type = employee_type;
-    su->role = jsonfield_copy(role);
     su->enable = enable;
-    su->mobile = jsonfield_copy(mobile);
-    su->email = jsonfield_copy(email);
+    *key = su->user_name;
     return NULL;
 }
 
-static const char *build_auth(const json_t *body, Kooisv__Envelope *env, jsonfield_err_t *e)
+static const char *build_auth(const json_t *body, Kooisv__Envelope *env,
+                              Kooisv__Envelope__BodyCase body_case, jsonfield_err_t *e)
 {
     kit_common_t c;
     const char *code, *app_id, *sync_time;
     if ((code = get_common(body, 3, &c, e)))
         return code;
     const kit_field_t fields[] = {
-        {"appId", KIT_ID_MAX, F_REQUIRED, &app_id},
-        {"currentSyncTime", KIT_SYNC_TIME_MAX, F_OPTIONAL, &sync_time},
+        {"appId", KIT_ID_MAX, F_REQUIRED, &app_id, "app_id"},
+        {"currentSyncTime", KIT_SYNC_TIME_MAX, F_OPTIONAL, &sync_time, "current_sync_time"},
     };
     if ((code = get_strings(body, NULL, 0, fields, KIT_NFIELDS(fields), e)))
         return code;
-    const json_t *list;
-    json_t *owned;
-    if ((code = get_list(body, "userList", &list, &owned, e)))
+    static const kit_list_t users = {"userList", "userName", false, add_user};
+    ProtobufCMessage *m;
+    if ((code = kit_list(body, &users, c.flag, body_case, &m, e)))
         return code;
-    size_t n = json_array_size(list);
-    if (n == 0) {
-        json_decref(owned);
-        return jsonfield_fail(e, "userList: must not be empty");
-    }
-    Kooisv__AuthSync *m = xmalloc(sizeof *m);
-    kooisv__auth_sync__init(m);
-    m->users = xcalloc(n, sizeof *m->users);
-    keyed_t *keys = xcalloc(n, sizeof *keys);
-    for (size_t i = 0; i < n; i++) {
-        Kooisv__SyncUser *su = xmalloc(sizeof *su);
-        if ((code = build_user(json_array_get(list, i), i, c.flag, su, e))) {
-            free(su);
-            break;
-        }
-        m->users[m->n_users++] = su;
-        keys[i] = (keyed_t){su->user_name, i};
-    }
-    if (!code)
-        code = kit_unique(keys, n, "userList", "userName", e);
-    free(keys);
-    json_decref(owned);
-    if (code) {
-        kooisv__auth_sync__free_unpacked(m, NULL);
-        return code;
-    }
-    m->app_id = jsonfield_copy(app_id);
-    m->current_sync_time = jsonfield_copy(sync_time);
-    kit_attach(env, KOOISV__ENVELOPE__BODY_AUTH_SYNC, &c, &m->instance_id, &m->tenant_id,
-               &m->time_stamp, &m->flag);
-    env->auth_sync = m;
+    kit_attach(env, body_case, m, &c, fields, KIT_NFIELDS(fields));
     return NULL;
 }
 
 /* ---- singleOrgSync / allOrgSync ---- */
 
+/* An org's fields, as singleOrgSync's body and allOrgSync's list entries give them. */
+typedef struct {
+    const char *code;
+    const char *name;
+    const char *parent;
+} kit_org_t;
+
 /* orgCode, orgName and parentCode of obj (the body, or entry i of list); an org cannot be its
  * own parent. */
 static const char *get_org(const json_t *obj, const char *list, size_t i, int need_name,
-                           const char **org_code, const char **org_name, const char **parent,
-                           jsonfield_err_t *e)
+                           kit_org_t *org, jsonfield_err_t *e)
 {
     char label[64];
     const kit_field_t fields[] = {
-        {"orgCode", KIT_ID_MAX, F_REQUIRED, org_code},
-        {"orgName", KIT_NAME_MAX, need_name, org_name},
-        {"parentCode", KIT_ID_MAX, F_OPTIONAL, parent},
+        {"orgCode", KIT_ID_MAX, F_REQUIRED, &org->code, NULL},
+        {"orgName", KIT_NAME_MAX, need_name, &org->name, NULL},
+        {"parentCode", KIT_ID_MAX, F_OPTIONAL, &org->parent, NULL},
     };
     const char *code = get_strings(obj, list, i, fields, KIT_NFIELDS(fields), e);
-    if (!code && strcmp(*parent, *org_code) == 0)
+    if (!code && strcmp(org->parent, org->code) == 0)
         code = jsonfield_fail(e, "%s: an org cannot be its own parent",
                               kit_label(label, sizeof label, list, i, "parentCode"));
     return code;
 }
 
-static const char *build_single_org(const json_t *body, Kooisv__Envelope *env, jsonfield_err_t *e)
+/* Copy org into m, a SingleOrgSync or a SyncOrg (the same field names). */
+static void kit_org_copy(ProtobufCMessage *m, const kit_org_t *org)
+{
+    envbody_set_string(m, "org_code", org->code);
+    envbody_set_string(m, "org_name", org->name);
+    envbody_set_string(m, "parent_code", org->parent);
+}
+
+static const char *build_single_org(const json_t *body, Kooisv__Envelope *env,
+                                    Kooisv__Envelope__BodyCase body_case, jsonfield_err_t *e)
 {
     kit_common_t c;
-    const char *code, *org_code, *org_name, *parent;
+    kit_org_t org;
+    const char *code;
     if ((code = get_common(body, 2, &c, e)) ||
-        (code = get_org(body, NULL, 0, c.flag == 0 ? F_OPTIONAL : F_REQUIRED, &org_code, &org_name,
-                        &parent, e)))
+        (code = get_org(body, NULL, 0, c.flag == 0 ? F_OPTIONAL : F_REQUIRED, &org, e)))
         return code;
-    Kooisv__SingleOrgSync *m = xmalloc(sizeof *m);
-    kooisv__single_org_sync__init(m);
-    m->org_code = jsonfield_copy(org_code);
-    m->org_name = jsonfield_copy(org_name);
-    m->parent_code = jsonfield_copy(parent);
-    kit_attach(env, KOOISV__ENVELOPE__BODY_SINGLE_ORG_SYNC, &c, &m->instance_id, &m->tenant_id,
-               &m->time_stamp, &m->flag);
-    env->single_org_sync = m;
+    kit_org_copy(kit_attach(env, body_case, NULL, &c, NULL, 0), &org);
     return NULL;
 }
 
-static const char *build_org(const json_t *o, size_t i, Kooisv__SyncOrg *so, jsonfield_err_t *e)
+/* orgInfoList[i] (object o), appended to body (an AllOrgSync); flag is unused. */
+static const char *add_org(const json_t *o, size_t i, long flag, ProtobufCMessage *body,
+                           const char **key, jsonfield_err_t *e)
 {
-    const char *code, *org_code, *org_name, *parent;
+    kit_org_t org;
+    const char *code;
     if (!json_is_object(o))
         return jsonfield_fail(e, "orgInfoList[%zu]: must be an object", i);
-    if ((code = get_org(o, "orgInfoList", i, F_REQUIRED, &org_code, &org_name, &parent, e)))
+    if ((code = get_org(o, "orgInfoList", i, F_REQUIRED, &org, e)))
         return code;
-    kooisv__sync_org__init(so);
-    so->org_code = jsonfield_copy(org_code);
-    so->org_name = jsonfield_copy(org_name);
-    so->parent_code = jsonfield_copy(parent);
+    ProtobufCMessage *so = envbody_add_entry(body, "orgs");
+    kit_org_copy(so, &org);
+    *key = envbody_string(so, "org_code");
     return NULL;
 }
 
 /* An empty list is accepted: a full replace with nothing empties the tenant's tree. Cycles are
  * refused by the tenant service, which checks the list it stores. */
-static const char *build_all_org(const json_t *body, Kooisv__Envelope *env, jsonfield_err_t *e)
+static const char *build_all_org(const json_t *body, Kooisv__Envelope *env,
+                                 Kooisv__Envelope__BodyCase body_case, jsonfield_err_t *e)
 {
     kit_common_t c;
     const char *code;
     if ((code = get_common(body, -1, &c, e)))
         return code;
-    const json_t *list;
-    json_t *owned;
-    if ((code = get_list(body, "orgInfoList", &list, &owned, e)))
+    static const kit_list_t orgs = {"orgInfoList", "orgCode", true, add_org};
+    ProtobufCMessage *m;
+    if ((code = kit_list(body, &orgs, c.flag, body_case, &m, e)))
         return code;
-    size_t n = json_array_size(list);
-    Kooisv__AllOrgSync *m = xmalloc(sizeof *m);
-    kooisv__all_org_sync__init(m);
-    if (n)
-        m->orgs = xcalloc(n, sizeof *m->orgs);
-    keyed_t *keys = xcalloc(n ? n : 1, sizeof *keys);
-    for (size_t i = 0; i < n; i++) {
-        Kooisv__SyncOrg *so = xmalloc(sizeof *so);
-        if ((code = build_org(json_array_get(list, i), i, so, e))) {
-            free(so);
-            break;
-        }
-        m->orgs[m->n_orgs++] = so;
-        keys[i] = (keyed_t){so->org_code, i};
-    }
-    if (!code)
-        code = kit_unique(keys, n, "orgInfoList", "orgCode", e);
-    free(keys);
-    json_decref(owned);
-    if (code) {
-        kooisv__all_org_sync__free_unpacked(m, NULL);
-        return code;
-    }
-    kit_attach(env, KOOISV__ENVELOPE__BODY_ALL_ORG_SYNC, &c, &m->instance_id, &m->tenant_id,
-               &m->time_stamp, NULL);
-    env->all_org_sync = m;
+    kit_attach(env, body_case, m, &c, NULL, 0);
     return NULL;
 }
 
 /* ---- table ---- */
 
+/* A sync call: its name, the service that owns it, its builder, the body case the builder
+ * makes (handed to it) and the resources that body names besides its list. */
 typedef struct {
     const char *name;
     service_id_t svc;
-    const char *(*build)(const json_t *body, Kooisv__Envelope *env, jsonfield_err_t *e);
+    const char *(*build)(const json_t *body, Kooisv__Envelope *env,
+                         Kooisv__Envelope__BodyCase body_case, jsonfield_err_t *e);
+    Kooisv__Envelope__BodyCase body_case;
+    const envbody_ref_t *refs;
 } kit_call_t;
 
+/* The resources the bodies name besides their lists (a kind NULL ends each). */
+static const envbody_ref_t tenant_refs[] = {
+    {"instance", "instance_id"}, {"order", "order_id"}, {"tenant", "tenant_id"}, {NULL, NULL}};
+static const envbody_ref_t app_refs[] = {
+    {"instance", "instance_id"}, {"tenant", "tenant_id"}, {"app", "app_id"}, {NULL, NULL}};
+static const envbody_ref_t single_org_refs[] = {
+    {"instance", "instance_id"}, {"tenant", "tenant_id"}, {"org", "org_code"}, {NULL, NULL}};
+static const envbody_ref_t all_org_refs[] = {
+    {"instance", "instance_id"}, {"tenant", "tenant_id"}, {NULL, NULL}};
+
 static const kit_call_t kit_calls[] = {
-    {"tenantSync", SVC_TENANT, build_tenant},  {"applicationSync", SVC_APP, build_application},
-    {"authSync", SVC_APP, build_auth},         {"singleOrgSync", SVC_TENANT, build_single_org},
-    {"allOrgSync", SVC_TENANT, build_all_org},
+    {"tenantSync", SVC_TENANT, build_tenant, KOOISV__ENVELOPE__BODY_TENANT_SYNC, tenant_refs},
+    {"applicationSync", SVC_APP, build_application, KOOISV__ENVELOPE__BODY_APPLICATION_SYNC,
+     app_refs},
+    {"authSync", SVC_APP, build_auth, KOOISV__ENVELOPE__BODY_AUTH_SYNC, app_refs},
+    {"singleOrgSync", SVC_TENANT, build_single_org, KOOISV__ENVELOPE__BODY_SINGLE_ORG_SYNC,
+     single_org_refs},
+    {"allOrgSync", SVC_TENANT, build_all_org, KOOISV__ENVELOPE__BODY_ALL_ORG_SYNC, all_org_refs},
 };
+
+/* The call whose body is of case body_case, or NULL when it is not a kit body. */
+static const kit_call_t *kit_of_case(Kooisv__Envelope__BodyCase body_case)
+{
+    for (size_t i = 0; i < sizeof kit_calls / sizeof kit_calls[0]; i++)
+        if (kit_calls[i].body_case == body_case)
+            return &kit_calls[i];
+    return NULL;
+}
 
 static const kit_call_t *kit_find(const char *name)
 {
@@ -608,7 +637,7 @@ const char *kitsync_build(const char *name, const json_t *body, Kooisv__Envelope
         return jsonfield_fail(&e, "unknown sync interface");
     if (!json_is_object(body))
         return jsonfield_fail(&e, "body: must be a JSON object");
-    const char *code = call->build(body, env, &e);
+    const char *code = call->build(body, env, call->body_case, &e);
     if (code)
         return code;
     if (svc_out)
@@ -620,29 +649,8 @@ const char *kitsync_build(const char *name, const json_t *body, Kooisv__Envelope
 
 void kitsync_free_body(Kooisv__Envelope *env)
 {
-    if (!env)
-        return;
-    switch (env->body_case) {
-    case KOOISV__ENVELOPE__BODY_TENANT_SYNC:
-        kooisv__tenant_sync__free_unpacked(env->tenant_sync, NULL);
-        break;
-    case KOOISV__ENVELOPE__BODY_APPLICATION_SYNC:
-        kooisv__application_sync__free_unpacked(env->application_sync, NULL);
-        break;
-    case KOOISV__ENVELOPE__BODY_AUTH_SYNC:
-        kooisv__auth_sync__free_unpacked(env->auth_sync, NULL);
-        break;
-    case KOOISV__ENVELOPE__BODY_SINGLE_ORG_SYNC:
-        kooisv__single_org_sync__free_unpacked(env->single_org_sync, NULL);
-        break;
-    case KOOISV__ENVELOPE__BODY_ALL_ORG_SYNC:
-        kooisv__all_org_sync__free_unpacked(env->all_org_sync, NULL);
-        break;
-    default:
-        return; /* not a kit body: not ours to free */
-    }
-    env->body_case = KOOISV__ENVELOPE__BODY__NOT_SET;
-    env->tenant_sync = NULL;
+    if (env && kit_of_case(env->body_case)) /* any other body is not ours to free */
+        envbody_free(env);
 }
 
 /* The audit service takes at most 128 resources per record: a long user or org list is named
@@ -664,49 +672,18 @@ static void add_list_ref(Kooisv__ResourceRef ***res, size_t *n, const char *kind
 
 void kitsync_resources(const Kooisv__Envelope *env, Kooisv__ResourceRef ***res, size_t *n)
 {
-    if (!env)
+    const kit_call_t *call = env ? kit_of_case(env->body_case) : NULL;
+    if (!call)
         return;
-    switch (env->body_case) {
-    case KOOISV__ENVELOPE__BODY_TENANT_SYNC: {
-        const Kooisv__TenantSync *m = env->tenant_sync;
-        resref_add(res, n, "instance", m->instance_id);
-        resref_add(res, n, "order", m->order_id);
-        resref_add(res, n, "tenant", m->tenant_id);
-        break;
-    }
-    case KOOISV__ENVELOPE__BODY_APPLICATION_SYNC: {
-        const Kooisv__ApplicationSync *m = env->application_sync;
-        resref_add(res, n, "instance", m->instance_id);
-        resref_add(res, n, "tenant", m->tenant_id);
-        resref_add(res, n, "app", m->app_id);
-        break;
-    }
-    case KOOISV__ENVELOPE__BODY_AUTH_SYNC: {
+    envbody_add_refs(env, call->refs, res, n);
+    /* the users and orgs touched: the audit record must name them (spec §8) */
+    if (env->body_case == KOOISV__ENVELOPE__BODY_AUTH_SYNC) {
         const Kooisv__AuthSync *m = env->auth_sync;
-        resref_add(res, n, "instance", m->instance_id);
-        resref_add(res, n, "tenant", m->tenant_id);
-        resref_add(res, n, "app", m->app_id);
-        /* the users touched: the audit record must name them (spec §8) */
         for (size_t i = 0; i < m->n_users; i++)
             add_list_ref(res, n, "user", i, m->n_users, m->users[i]->user_name);
-        break;
-    }
-    case KOOISV__ENVELOPE__BODY_SINGLE_ORG_SYNC: {
-        const Kooisv__SingleOrgSync *m = env->single_org_sync;
-        resref_add(res, n, "instance", m->instance_id);
-        resref_add(res, n, "tenant", m->tenant_id);
-        resref_add(res, n, "org", m->org_code);
-        break;
-    }
-    case KOOISV__ENVELOPE__BODY_ALL_ORG_SYNC: {
+    } else if (env->body_case == KOOISV__ENVELOPE__BODY_ALL_ORG_SYNC) {
         const Kooisv__AllOrgSync *m = env->all_org_sync;
-        resref_add(res, n, "instance", m->instance_id);
-        resref_add(res, n, "tenant", m->tenant_id);
         for (size_t i = 0; i < m->n_orgs; i++)
             add_list_ref(res, n, "org", i, m->n_orgs, m->orgs[i]->org_code);
-        break;
-    }
-    default:
-        break;
     }
 }

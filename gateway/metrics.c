@@ -55,26 +55,20 @@ static atomic_long audit_queue;
 static atomic_ullong audit_lost;
 static atomic_int serving_state; /* 0 starting, 1 serving, 2 stopping */
 
-static size_t activity_index(const char *name)
+/* Where name stands in names[0..n - 1), else n - 1: the last slot counts every other name. */
+static size_t slot_of(const char *name, const char *const *names, size_t n)
 {
-    for (size_t i = 0; name && i + 1 < N_ACT; i++)
-        if (strcmp(name, activities[i]) == 0)
+    for (size_t i = 0; name && i + 1 < n; i++)
+        if (strcmp(name, names[i]) == 0)
             return i;
-    return N_ACT - 1;
-}
-
-static size_t code_index(const char *code)
-{
-    for (size_t i = 0; code && i + 1 < N_CODE; i++)
-        if (strcmp(code, codes[i]) == 0)
-            return i;
-    return N_CODE - 1;
+    return n - 1;
 }
 
 void metrics_request_done(const char *activity, const char *result_code, int64_t latency_us)
 {
-    size_t a = activity_index(activity);
-    atomic_fetch_add_explicit(&requests[a][code_index(result_code)], 1, memory_order_relaxed);
+    size_t a = slot_of(activity, activities, N_ACT);
+    atomic_fetch_add_explicit(&requests[a][slot_of(result_code, codes, N_CODE)], 1,
+                              memory_order_relaxed);
     if (latency_us < 0)
         latency_us = 0;
     double s = (double)latency_us / 1e6;

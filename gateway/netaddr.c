@@ -1,5 +1,6 @@
 #include "netaddr.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -98,4 +99,40 @@ void netaddr_with_port(const char *hostport, int port, char *out, size_t outlen)
     const char *colon = strrchr(hostport, ':');
     int hl = colon ? (int)(colon - hostport) : (int)strlen(hostport);
     snprintf(out, outlen, "%.*s:%d", hl, hostport, port);
+}
+
+bool netaddr_ip_parse(const char *text, uint8_t out[16], bool *v4)
+{
+    struct in_addr in;
+    bool is_v4 = inet_pton(AF_INET, text, &in) == 1;
+    if (v4)
+        *v4 = is_v4;
+    if (is_v4) {
+        memset(out, 0, 10);
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &in, 4);
+        return true;
+    }
+    return inet_pton(AF_INET6, text, out) == 1;
+}
+
+bool netaddr_list_next(const char **p, const char **item, size_t *len)
+{
+    if (!*p || !**p)
+        return false;
+    const char *end = strchr(*p, ',');
+    *item = *p;
+    *len = end ? (size_t)(end - *p) : strlen(*p);
+    *p = end ? end + 1 : *p + *len;
+    return true;
+}
+
+void netaddr_trim(const char **s, size_t *len)
+{
+    while (*len && (**s == ' ' || **s == '\t')) {
+        (*s)++;
+        (*len)--;
+    }
+    while (*len && ((*s)[*len - 1] == ' ' || (*s)[*len - 1] == '\t'))
+        (*len)--;
 }

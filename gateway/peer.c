@@ -1,6 +1,5 @@
 #include "peer.h"
 
-#include <arpa/inet.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
@@ -13,6 +12,7 @@
 #include <strings.h>
 
 #include "cryptoutil.h"
+#include "netaddr.h"
 #include "proxyproto.h"
 #include "xmalloc.h"
 
@@ -21,28 +21,10 @@ struct peer_trust {
     size_t n;
 };
 
-/* Textual address to 16 bytes, IPv4 as IPv4-mapped IPv6 so both spellings compare equal. */
-static bool addr_parse(const char *text, uint8_t out[16])
-{
-    struct in_addr v4;
-    if (inet_pton(AF_INET, text, &v4) == 1) {
-        memset(out, 0, 10);
-        out[10] = out[11] = 0xff;
-        memcpy(out + 12, &v4, 4);
-        return true;
-    }
-    return inet_pton(AF_INET6, text, out) == 1;
-}
-
 /* Copy the token [s, s+len) without surrounding blanks into buf; false if it does not fit. */
 static bool token_trim(const char *s, size_t len, char *buf, size_t buflen)
 {
-    while (len && (*s == ' ' || *s == '\t')) {
-        s++;
-        len--;
-    }
-    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
-        len--;
+    netaddr_trim(&s, &len);
     if (len >= buflen)
         return false;
     memcpy(buf, s, len);
@@ -53,15 +35,14 @@ static bool token_trim(const char *s, size_t len, char *buf, size_t buflen)
 peer_trust_t *peer_trust_new(const char *list, char *err, size_t errlen)
 {
     peer_trust_t *self = xcalloc(1, sizeof *self);
-    const char *p = list ? list : "";
-    while (*p) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
+    const char *p = list, *item;
+    size_t len;
+    while (netaddr_list_next(&p, &item, &len)) {
         char tok[PEER_ADDR_MAX];
         uint8_t addr[16];
-        bool fits = token_trim(p, len, tok, sizeof tok);
-        if (!fits || (*tok && !addr_parse(tok, addr))) {
-            snprintf(err, errlen, "not an IP address: %.*s", (int)(len > 64 ? 64 : len), p);
+        bool fits = token_trim(item, len, tok, sizeof tok);
+        if (!fits || (*tok && !netaddr_ip_parse(tok, addr, NULL))) {
+            snprintf(err, errlen, "not an IP address: %.*s", (int)(len > 64 ? 64 : len), item);
             peer_trust_destroy(&self);
             return NULL;
         }
@@ -69,9 +50,6 @@ peer_trust_t *peer_trust_new(const char *list, char *err, size_t errlen)
             self->addrs = xrealloc(self->addrs, (self->n + 1) * sizeof *self->addrs);
             memcpy(self->addrs[self->n++], addr, 16);
         }
-        if (!end)
-            break;
-        p = end + 1;
     }
     return self;
 }
@@ -96,7 +74,7 @@ static bool trust_has_addr(const peer_trust_t *self, const uint8_t addr[16])
 bool peer_trust_has(const peer_trust_t *self, const char *ip)
 {
     uint8_t addr[16];
-    return ip && addr_parse(ip, addr) && trust_has_addr(self, addr);
+    return ip && netaddr_ip_parse(ip, addr, NULL) && trust_has_addr(self, addr);
 }
 
 void peer_source(const peer_trust_t *self, const char *peer_ip, const char *xff, char *out,
@@ -114,7 +92,8 @@ void peer_source(const peer_trust_t *self, const char *peer_ip, const char *xff,
             start--;
         char tok[PEER_ADDR_MAX];
         uint8_t addr[16];
-        if (!token_trim(start, (size_t)(end - start), tok, sizeof tok) || !addr_parse(tok, addr))
+        if (!token_trim(start, (size_t)(end - start), tok, sizeof tok) ||
+            !netaddr_ip_parse(tok, addr, NULL))
             return; /* garbage: trust nothing the proxies relayed */
         if (!trust_has_addr(self, addr)) {
             snprintf(out, outlen, "%s", tok);

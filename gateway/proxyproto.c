@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "log.h"
+#include "netaddr.h"
 #include "timeutil.h"
 #include "xmalloc.h"
 
@@ -68,20 +69,6 @@ struct proxyproto_trust {
     size_t n;
 };
 
-/* Textual address into 16 bytes; *v4 says whether it was IPv4. */
-static bool addr_parse(const char *text, uint8_t out[16], bool *v4)
-{
-    struct in_addr in;
-    *v4 = inet_pton(AF_INET, text, &in) == 1;
-    if (*v4) {
-        memset(out, 0, 10);
-        out[10] = out[11] = 0xff;
-        memcpy(out + 12, &in, 4);
-        return true;
-    }
-    return inet_pton(AF_INET6, text, out) == 1;
-}
-
 static bool range_parse(const char *text, range_t *r)
 {
     char host[PROXYPROTO_ADDR_MAX];
@@ -92,7 +79,7 @@ static bool range_parse(const char *text, range_t *r)
     memcpy(host, text, hl);
     host[hl] = '\0';
     bool v4;
-    if (!addr_parse(host, r->addr, &v4))
+    if (!netaddr_ip_parse(host, r->addr, &v4))
         return false;
     int max = v4 ? 32 : 128;
     r->bits = max;
@@ -122,33 +109,21 @@ static bool range_has(const range_t *r, const uint8_t a[16])
 proxyproto_trust_t *proxyproto_trust_new(const char *list, char *err, size_t errlen)
 {
     proxyproto_trust_t *self = xcalloc(1, sizeof *self);
-    const char *p = list ? list : "";
-    while (*p) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        const char *s = p;
-        while (len && (*s == ' ' || *s == '\t')) {
-            s++;
-            len--;
+    const char *p = list, *s;
+    size_t len;
+    while (netaddr_list_next(&p, &s, &len)) {
+        netaddr_trim(&s, &len);
+        if (!len)
+            continue;
+        char tok[PROXYPROTO_ADDR_MAX + 8];
+        range_t r;
+        if (len >= sizeof tok || (memcpy(tok, s, len), tok[len] = '\0', !range_parse(tok, &r))) {
+            snprintf(err, errlen, "not an address or CIDR: %.*s", (int)(len > 64 ? 64 : len), s);
+            proxyproto_trust_destroy(&self);
+            return NULL;
         }
-        while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
-            len--;
-        if (len) {
-            char tok[PROXYPROTO_ADDR_MAX + 8];
-            range_t r;
-            if (len >= sizeof tok ||
-                (memcpy(tok, s, len), tok[len] = '\0', !range_parse(tok, &r))) {
-                snprintf(err, errlen, "not an address or CIDR: %.*s", (int)(len > 64 ? 64 : len),
-                         s);
-                proxyproto_trust_destroy(&self);
-                return NULL;
-            }
-            self->ranges = xrealloc(self->ranges, (self->n + 1) * sizeof *self->ranges);
-            self->ranges[self->n++] = r;
-        }
-        if (!end)
-            break;
-        p = end + 1;
+        self->ranges = xrealloc(self->ranges, (self->n + 1) * sizeof *self->ranges);
+        self->ranges[self->n++] = r;
     }
     return self;
 }
@@ -166,7 +141,7 @@ bool proxyproto_trust_has(const proxyproto_trust_t *self, const char *ip)
 {
     uint8_t a[16];
     bool v4;
-    if (!self || !ip || !addr_parse(ip, a, &v4))
+    if (!self || !ip || !netaddr_ip_parse(ip, a, &v4))
         return false;
     for (size_t i = 0; i < self->n; i++)
         if (range_has(&self->ranges[i], a))

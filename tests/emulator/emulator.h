@@ -79,6 +79,8 @@ void emu_reply(emu_exchange_t *ex, int status, json_t *body);
 /* Answer with the endpoint's error body {"resultCode"|"error_code": code, ...msg}. */
 void emu_reply_error(emu_exchange_t *ex, emu_style_t style, int status, const char *code,
                      const char *msg);
+/* True when ex came with method; else answers it 405 (MKT.0101) in the endpoint's style. */
+bool emu_method_allowed(emu_exchange_t *ex, emu_style_t style, const char *method);
 /* Record the call under key, apply a pending fault for key, else run handler. */
 void emu_dispatch_faultable(emu_exchange_t *ex, const char *key, emu_style_t style,
                             emu_handler_fn handler);

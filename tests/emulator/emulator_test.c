@@ -201,6 +201,15 @@ static void reset(void)
     kresp_free(&r);
 }
 
+/* GET url (no headers) with opt: it is answered, with status. */
+static void assert_get_status(const char *url, const httpc_options_t *opt, int status)
+{
+    httpc_response_t h;
+    assert_int_equal(httpc_request("GET", url, NULL, NULL, 0, opt, &h), 0);
+    assert_int_equal(h.status, status);
+    httpc_response_free(&h);
+}
+
 /* ---- Query Order --------------------------------------------------------------------------- */
 
 static void test_health_and_tls(void **state)
@@ -218,17 +227,13 @@ static void test_health_and_tls(void **state)
     assert_non_null(strstr(h.error, "verify"));
     httpc_response_free(&h);
     httpc_options_t lax = {.verify_peer = 0, .timeout_ms = 3000};
-    assert_int_equal(httpc_request("GET", url, NULL, NULL, 0, &lax, &h), 0);
-    assert_int_equal(h.status, 200);
-    httpc_response_free(&h);
+    assert_get_status(url, &lax, 200);
     free(url);
 
     /* By DNS name as well as by IP address (SAN DNS:localhost). */
     char *other = xasprintf("https://localhost:%s/_emulator/health", strchr(host, ':') + 1);
     httpc_options_t opt = {.ca_file = ca_file, .verify_peer = 1, .timeout_ms = 3000};
-    assert_int_equal(httpc_request("GET", other, NULL, NULL, 0, &opt, &h), 0);
-    assert_int_equal(h.status, 200);
-    httpc_response_free(&h);
+    assert_get_status(other, &opt, 200);
     free(other);
 }
 
@@ -316,9 +321,7 @@ static void test_bad_signatures(void **state)
     /* No Authorization at all. */
     char *url = xasprintf("%s%s?orderId=MOCKONDEMAND", base, QUERY_PATH);
     httpc_options_t opt = {.ca_file = ca_file, .verify_peer = 1, .timeout_ms = 3000};
-    assert_int_equal(httpc_request("GET", url, NULL, NULL, 0, &opt, &r), 0);
-    assert_int_equal(r.status, 401);
-    httpc_response_free(&r);
+    assert_get_status(url, &opt, 401);
     free(url);
 }
 
@@ -387,44 +390,48 @@ static long calls_count(const char *key)
     return n;
 }
 
+/* POST fault (JSON) to the emulator's fault control: it answers want_status. */
+static void set_fault(const char *fault, int want_status)
+{
+    kresp_t k;
+    emu_call("POST", "/_emulator/faults", fault, want_status, &k);
+    kresp_free(&k);
+}
+
+/* Query order id (signed with the right key): it is answered with resultCode code. */
+static void assert_query_result(const char *id, const char *code)
+{
+    httpc_response_t r;
+    assert_int_equal(query_order(id, NULL, &r), 0);
+    json_t *v = body_json(&r);
+    assert_string_equal(jstr(v, "resultCode"), code);
+    json_decref(v);
+    httpc_response_free(&r);
+}
+
 static void test_faults(void **state)
 {
     reset();
     kresp_t k;
     httpc_response_t r;
 
-    emu_call("POST", "/_emulator/faults",
-             "{\"path\":\"order/query\",\"mode\":\"error\",\"count\":1}", 200, &k);
-    kresp_free(&k);
-    assert_int_equal(query_order("MOCKONDEMAND", NULL, &r), 0);
-    json_t *v = body_json(&r);
-    assert_string_equal(jstr(v, "resultCode"), "MKT.0999");
-    json_decref(v);
-    httpc_response_free(&r);
-    assert_int_equal(query_order("MOCKONDEMAND", NULL, &r), 0); /* count was 1: healed */
-    v = body_json(&r);
-    assert_string_equal(jstr(v, "resultCode"), "MKT.0000");
-    json_decref(v);
-    httpc_response_free(&r);
+    set_fault("{\"path\":\"order/query\",\"mode\":\"error\",\"count\":1}", 200);
+    assert_query_result("MOCKONDEMAND", "MKT.0999");
+    assert_query_result("MOCKONDEMAND", "MKT.0000"); /* count was 1: healed */
 
-    emu_call("POST", "/_emulator/faults",
-             "{\"path\":\"order/query\",\"mode\":\"http500\",\"count\":1}", 200, &k);
-    kresp_free(&k);
+    set_fault("{\"path\":\"order/query\",\"mode\":\"http500\",\"count\":1}", 200);
     assert_int_equal(query_order("MOCKONDEMAND", NULL, &r), 0);
     assert_int_equal(r.status, 500);
     httpc_response_free(&r);
 
-    emu_call("POST", "/_emulator/faults", "{\"path\":\"order/query\",\"mode\":\"drop\"}", 200, &k);
-    kresp_free(&k);
+    set_fault("{\"path\":\"order/query\",\"mode\":\"drop\"}", 200);
     assert_int_equal(query_order("MOCKONDEMAND", NULL, &r), -1);
     assert_int_equal(r.status, 0);
     assert_true(r.error[0]);
     httpc_response_free(&r);
 
     /* Slower than the client waits: a timeout; then slow but within the client's patience. */
-    emu_call("POST", "/_emulator/faults",
-             "{\"path\":\"order/query\",\"mode\":\"slow\",\"count\":2,\"delay_ms\":1200}", 200, &k);
-    kresp_free(&k);
+    set_fault("{\"path\":\"order/query\",\"mode\":\"slow\",\"count\":2,\"delay_ms\":1200}", 200);
     int64_t t0 = time_mono_us();
     assert_int_equal(query_order_as(SK, NULL, "MOCKONDEMAND", NULL, 300, &r), -1);
     assert_non_null(strstr(r.error, "timeout"));
@@ -437,42 +444,18 @@ static void test_faults(void **state)
     httpc_response_free(&r);
 
     /* count -1: until cleared with count 0. */
-    emu_call("POST", "/_emulator/faults",
-             "{\"path\":\"order/query\",\"mode\":\"error\",\"count\":-1,\"code\":\"MKT.0250\"}",
-             200, &k);
-    kresp_free(&k);
-    for (int i = 0; i < 3; i++) {
-        assert_int_equal(query_order("MOCKONDEMAND", NULL, &r), 0);
-        v = body_json(&r);
-        assert_string_equal(jstr(v, "resultCode"), "MKT.0250");
-        json_decref(v);
-        httpc_response_free(&r);
-    }
-    emu_call("POST", "/_emulator/faults",
-             "{\"path\":\"order/query\",\"mode\":\"error\",\"count\":0}", 200, &k);
-    kresp_free(&k);
-    emu_call("POST", "/_emulator/faults", "{\"path\":\"order/query\",\"mode\":\"sometimes\"}", 400,
-             &k);
-    kresp_free(&k);
-    emu_call("POST", "/_emulator/faults",
-             "{\"path\":\"order/query\",\"mode\":\"error\",\"match\":7}", 400, &k);
-    kresp_free(&k);
+    set_fault("{\"path\":\"order/query\",\"mode\":\"error\",\"count\":-1,\"code\":\"MKT.0250\"}",
+              200);
+    for (int i = 0; i < 3; i++)
+        assert_query_result("MOCKONDEMAND", "MKT.0250");
+    set_fault("{\"path\":\"order/query\",\"mode\":\"error\",\"count\":0}", 200);
+    set_fault("{\"path\":\"order/query\",\"mode\":\"sometimes\"}", 400);
+    set_fault("{\"path\":\"order/query\",\"mode\":\"error\",\"match\":7}", 400);
 
     /* A fault that names one order leaves the others alone and waits for its own. */
-    emu_call("POST", "/_emulator/faults",
-             "{\"path\":\"order/query\",\"mode\":\"error\",\"match\":\"MOCKONETIMENEW\"}", 200,
-             &k);
-    kresp_free(&k);
-    assert_int_equal(query_order("MOCKONDEMAND", NULL, &r), 0);
-    v = body_json(&r);
-    assert_string_equal(jstr(v, "resultCode"), "MKT.0000");
-    json_decref(v);
-    httpc_response_free(&r);
-    assert_int_equal(query_order("MOCKONETIMENEW", NULL, &r), 0);
-    v = body_json(&r);
-    assert_string_equal(jstr(v, "resultCode"), "MKT.0999");
-    json_decref(v);
-    httpc_response_free(&r);
+    set_fault("{\"path\":\"order/query\",\"mode\":\"error\",\"match\":\"MOCKONETIMENEW\"}", 200);
+    assert_query_result("MOCKONDEMAND", "MKT.0000");
+    assert_query_result("MOCKONETIMENEW", "MKT.0999");
 
     assert_int_equal(calls_count("order/query"), 11);
     emu_call("GET", "/_emulator/calls?path=order/query&limit=1", NULL, 200, &k);
@@ -648,9 +631,7 @@ static void test_webhooks(void **state)
     assert_int_equal(httpc_request("POST", url, headers, event, strlen(event), &opt, &r), 0);
     assert_int_equal(r.status, 503);
     httpc_response_free(&r);
-    emu_call("POST", "/_emulator/faults", "{\"path\":\"webhook/provision\",\"mode\":\"error\"}",
-             200, &k);
-    kresp_free(&k);
+    set_fault("{\"path\":\"webhook/provision\",\"mode\":\"error\"}", 200);
     assert_int_equal(httpc_request("POST", url, headers, event, strlen(event), &opt, &r), 0);
     v = body_json(&r);
     assert_string_equal(jstr(v, "resultCode"), "000005");

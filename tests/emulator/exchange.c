@@ -246,6 +246,14 @@ void emu_reply_error(emu_exchange_t *ex, emu_style_t style, int status, const ch
     emu_reply(ex, status, body);
 }
 
+bool emu_method_allowed(emu_exchange_t *ex, emu_style_t style, const char *method)
+{
+    if (strcmp(ex->method, method) == 0)
+        return true;
+    emu_reply_error(ex, style, 405, "MKT.0101", "method not allowed");
+    return false;
+}
+
 /* Close the connection without an HTTP answer: the client sees a reset/EOF. */
 static void drop(emu_exchange_t *ex)
 {

@@ -206,10 +206,8 @@ static json_t *order_lookup(emu_t *emu, const char *id)
 void emu_order_query(emu_exchange_t *ex)
 {
     emu_t *emu = ex->emu;
-    if (strcmp(ex->method, "GET") != 0) {
-        emu_reply_error(ex, EMU_STYLE_RESULT, 405, "MKT.0101", "method not allowed");
+    if (!emu_method_allowed(ex, EMU_STYLE_RESULT, "GET"))
         return;
-    }
     const char *auth = emu_header(ex, "Authorization");
     const char *date = emu_header(ex, "X-Sdk-Date");
     const char *host = emu_header(ex, "Host");

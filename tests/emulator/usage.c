@@ -185,10 +185,8 @@ static bool instance_known(const emu_t *emu, const char *id)
 void emu_usage_push(emu_exchange_t *ex)
 {
     emu_t *emu = ex->emu;
-    if (strcmp(ex->method, "POST") != 0) {
-        emu_reply_error(ex, EMU_STYLE_ERROR, 405, "MKT.0101", "method not allowed");
+    if (!emu_method_allowed(ex, EMU_STYLE_ERROR, "POST"))
         return;
-    }
     const char *ts = emu_header(ex, "ts");
     const char *nonce = emu_header(ex, "nonce");
     const char *signature = emu_header(ex, "signature");
