@@ -48,34 +48,28 @@ static const config_var_t vars[] = {
 static emu_t emu;
 static unsigned long request_counter; /* names requests that carry no X-Request-Id */
 
+/* The name of a request's method as the exchange records it; "OTHER" for the rest. */
+static const char *method_name(enum evhttp_cmd_type cmd)
+{
+    static const struct {
+        enum evhttp_cmd_type cmd;
+        const char *name;
+    } methods[] = {
+        {EVHTTP_REQ_GET, "GET"},       {EVHTTP_REQ_POST, "POST"}, {EVHTTP_REQ_PUT, "PUT"},
+        {EVHTTP_REQ_DELETE, "DELETE"}, {EVHTTP_REQ_HEAD, "HEAD"}, {EVHTTP_REQ_PATCH, "PATCH"},
+    };
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (methods[i].cmd == cmd)
+            return methods[i].name;
+    return "OTHER";
+}
+
 static void route(struct evhttp_request *req, void *arg)
 {
     emu_exchange_t *ex = xcalloc(1, sizeof *ex);
     ex->emu = &emu;
     ex->req = req;
-    switch (evhttp_request_get_command(req)) {
-    case EVHTTP_REQ_GET:
-        ex->method = "GET";
-        break;
-    case EVHTTP_REQ_POST:
-        ex->method = "POST";
-        break;
-    case EVHTTP_REQ_PUT:
-        ex->method = "PUT";
-        break;
-    case EVHTTP_REQ_DELETE:
-        ex->method = "DELETE";
-        break;
-    case EVHTTP_REQ_HEAD:
-        ex->method = "HEAD";
-        break;
-    case EVHTTP_REQ_PATCH:
-        ex->method = "PATCH";
-        break;
-    default:
-        ex->method = "OTHER";
-        break;
-    }
+    ex->method = method_name(evhttp_request_get_command(req));
     const char *rid = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Request-Id");
     if (rid && strlen(rid) < sizeof ex->rid)
         snprintf(ex->rid, sizeof ex->rid, "%s", rid);
