@@ -2,6 +2,7 @@
 #include <event2/thread.h>
 #include <openssl/ssl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,9 +87,16 @@ static const config_var_t config_vars[] = {
     {"KOOISV_LOG_LEVEL", "info", 0, "debug | info | warn | error"},
 };
 
-static void die(const char *what)
+/* Refuse to start: "kooisv-gateway: <what>" on stderr, exit 2. */
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
 {
-    fprintf(stderr, "kooisv-gateway: %s\n", what);
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("kooisv-gateway: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
     exit(2);
 }
 
@@ -133,14 +141,9 @@ static void settings_load(void)
     for (int s = 0; s < SVC__COUNT; s++) {
         gw.endpoints[s] = config_get(endpoint_vars[s]);
         gw.server_keys[s] = config_get(server_key_vars[s]);
-        if (*gw.endpoints[s] && !zmqauth_key_valid(gw.server_keys[s])) {
-            char why[200];
-            snprintf(why, sizeof why,
-                     "%s: required with %s: the CURVE public key (Z85, 40 characters) of its "
-                     "replicas",
-                     server_key_vars[s], endpoint_vars[s]);
-            die(why);
-        }
+        if (*gw.endpoints[s] && !zmqauth_key_valid(gw.server_keys[s]))
+            die("%s: required with %s: the CURVE public key (Z85, 40 characters) of its replicas",
+                server_key_vars[s], endpoint_vars[s]);
     }
     if (!*gw.endpoints[SVC_AUDIT])
         die("KOOISV_AUDIT_ENDPOINTS: required (no call may run unrecorded)");
@@ -148,25 +151,16 @@ static void settings_load(void)
         log_warn(NULL, "KOOISV_BASIC_KEY and KOOISV_KIT_KEY are the same key");
     char err[256];
     gw.trusted = peer_trust_new(config_get("KOOISV_TRUSTED_PROXIES"), err, sizeof err);
-    if (!gw.trusted) {
-        char why[300];
-        snprintf(why, sizeof why, "KOOISV_TRUSTED_PROXIES: %s", err);
-        die(why);
-    }
+    if (!gw.trusted)
+        die("KOOISV_TRUSTED_PROXIES: %s", err);
     gw.proxy_trust =
         proxyproto_trust_new(config_get("KOOISV_PROXY_PROTOCOL_FROM"), err, sizeof err);
-    if (!gw.proxy_trust) {
-        char why[300];
-        snprintf(why, sizeof why, "KOOISV_PROXY_PROTOCOL_FROM: %s", err);
-        die(why);
-    }
+    if (!gw.proxy_trust)
+        die("KOOISV_PROXY_PROTOCOL_FROM: %s", err);
     gw.tls = tlsctx_new(config_get("KOOISV_TLS_CERT_FILE"), config_get("KOOISV_TLS_KEY_FILE"), err,
                         sizeof err);
-    if (!gw.tls) {
-        char why[300];
-        snprintf(why, sizeof why, "TLS: %s", err);
-        die(why);
-    }
+    if (!gw.tls)
+        die("TLS: %s", err);
     proxyproto_enable(gw.tls, gw.proxy_trust, "");
     metrics_set_cert_expiry(false, tlsctx_not_after(gw.tls));
 }
