@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,9 +119,17 @@ int config_env_line(char *line, char **name, char **value)
     return 1;
 }
 
-static void die(const char *name, const char *why)
+void config_die(const char *fmt, ...)
 {
-    fprintf(stderr, "%s: %s: %s\n", config_prog, name, why);
+    va_list ap;
+    va_start(ap, fmt);
+    char *what = NULL;
+    if (vasprintf(&what, fmt, ap) < 0)
+        what = NULL;
+    va_end(ap);
+    /* One write, so that the line is never split by another thread's. */
+    fprintf(stderr, "%s: %s\n", config_prog, what ? what : fmt);
+    free(what);
     exit(2);
 }
 
@@ -128,9 +137,7 @@ static char *load_secret_file(const config_var_t *v, const char *path)
 {
     char *text = config_read_file(path, NULL);
     if (!text) {
-        char why[512];
-        snprintf(why, sizeof why, "cannot read %s_FILE (%s): %s", v->name, path, strerror(errno));
-        die(v->name, why);
+        config_die("%s: cannot read %s_FILE (%s): %s", v->name, v->name, path, strerror(errno));
     }
     size_t n = strlen(text);
     while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r'))
@@ -151,8 +158,7 @@ void config_load(const char *prog, const char *summary, const config_var_t *vars
             printf("%s %s\n", prog, KOOISV_VERSION);
             exit(0);
         }
-        fprintf(stderr, "%s: unknown argument '%s' (try --help)\n", prog, argv[i]);
-        exit(2);
+        config_die("unknown argument '%s' (try --help)", argv[i]);
     }
     entries = xcalloc(n, sizeof *entries);
     entries_n = n;
@@ -166,7 +172,7 @@ void config_load(const char *prog, const char *summary, const config_var_t *vars
             snprintf(file_var, sizeof file_var, "%s_FILE", v->name);
             const char *path = getenv(file_var);
             if (path && *path && env && *env)
-                die(v->name, "set either the variable or its _FILE twin, not both");
+                config_die("%s: set either the variable or its _FILE twin, not both", v->name);
             if (path && *path)
                 value = load_secret_file(v, path);
         }
@@ -175,12 +181,12 @@ void config_load(const char *prog, const char *summary, const config_var_t *vars
         if (!value && v->def)
             value = xstrdup(v->def);
         if ((!value || !*value) && (v->flags & CONFIG_REQUIRED))
-            die(v->name, (v->flags & CONFIG_SECRET) ? "required (set it or its _FILE twin)"
-                                                    : "required");
+            config_die("%s: required%s", v->name,
+                       (v->flags & CONFIG_SECRET) ? " (set it or its _FILE twin)" : "");
         if (value && *value && (v->flags & CONFIG_KEY)) {
             const char *why = NULL;
             if (!config_key_is_strong(value, &why))
-                die(v->name, why);
+                config_die("%s: %s", v->name, why);
         }
         entries[i].value = value ? value : xstrdup("");
     }
@@ -203,9 +209,7 @@ long config_get_long(const char *name, long min, long max)
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno || !*s || *end || v < min || v > max) {
-        char why[128];
-        snprintf(why, sizeof why, "must be a whole number from %ld to %ld", min, max);
-        die(name, why);
+        config_die("%s: must be a whole number from %ld to %ld", name, min, max);
     }
     return v;
 }

@@ -24,6 +24,8 @@ typedef struct {
  * a weak key, print one line "prog: NAME: reason" to stderr and exit 2. Returns only on success. */
 void config_load(const char *prog, const char *summary, const config_var_t *vars, size_t n,
                  int argc, char **argv);
+/* Refuse to start: one line "prog: <what>" on stderr (prog as given to config_load), exit 2. */
+void config_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 /* Value of a loaded variable ("" when unset without default). The table must list name. */
 const char *config_get(const char *name);
 /* Value parsed as a long within [min, max]; exits 2 with a one-line reason otherwise. */

@@ -565,15 +565,7 @@ done:
     free(host);
     evhttp_uri_free(uri);
     if (rc != 0) {
-        free(out->body);
-        out->body = NULL;
-        out->body_len = 0;
-        if (out->headers) {
-            for (size_t i = 0; out->headers[i]; i++)
-                free(out->headers[i]);
-            free(out->headers);
-            out->headers = NULL;
-        }
+        httpc_response_free(out);
         out->status = 0;
         if (!out->error[0])
             set_error(out, "request failed");

@@ -32,8 +32,7 @@ static struct {
 
 void svcrt_die(const char *var, const char *why)
 {
-    fprintf(stderr, "kooisv-%s: %s: %s\n", rt.def ? rt.def->name : "service", var, why);
-    exit(2);
+    config_die("%s: %s", var, why); /* config_load was given "kooisv-<name>" */
 }
 
 /* ---------------------------------------------------------------- start-up */

@@ -10,6 +10,9 @@
 int64_t time_now_ms(void);
 /* Monotonic microseconds, for latencies and deadlines inside one process. */
 int64_t time_mono_us(void);
+/* The real (CLOCK_REALTIME) time us >= 0 microseconds from now, the absolute time
+ * pthread_cond_timedwait wants (never the injected clock). */
+struct timespec time_realtime_after_us(int64_t us);
 /* Replace the wall clock (tests); NULL restores the real one. */
 void time_set_clock(int64_t (*clock_ms)(void));
 

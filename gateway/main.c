@@ -86,12 +86,6 @@ static const config_var_t config_vars[] = {
     {"KOOISV_LOG_LEVEL", "info", 0, "debug | info | warn | error"},
 };
 
-static void die(const char *what)
-{
-    fprintf(stderr, "kooisv-gateway: %s\n", what);
-    exit(2);
-}
-
 /* Settings from the loaded configuration into gw (before any thread exists). */
 static void settings_load(void)
 {
@@ -104,7 +98,7 @@ static void settings_load(void)
     const char *path = config_get("KOOISV_PRODUCE_PATH");
     size_t plen = strlen(path);
     if (path[0] != '/' || plen >= sizeof gw.produce_path - 1 || strpbrk(path, "?# \t"))
-        die("KOOISV_PRODUCE_PATH: must be an absolute URL path");
+        config_die("KOOISV_PRODUCE_PATH: must be an absolute URL path");
     while (plen > 1 && path[plen - 1] == '/')
         plen--;
     snprintf(gw.produce_path, sizeof gw.produce_path, "%.*s", (int)plen, path);
@@ -133,40 +127,27 @@ static void settings_load(void)
     for (int s = 0; s < SVC__COUNT; s++) {
         gw.endpoints[s] = config_get(endpoint_vars[s]);
         gw.server_keys[s] = config_get(server_key_vars[s]);
-        if (*gw.endpoints[s] && !zmqauth_key_valid(gw.server_keys[s])) {
-            char why[200];
-            snprintf(why, sizeof why,
-                     "%s: required with %s: the CURVE public key (Z85, 40 characters) of its "
-                     "replicas",
-                     server_key_vars[s], endpoint_vars[s]);
-            die(why);
-        }
+        if (*gw.endpoints[s] && !zmqauth_key_valid(gw.server_keys[s]))
+            config_die(
+                "%s: required with %s: the CURVE public key (Z85, 40 characters) of its replicas",
+                server_key_vars[s], endpoint_vars[s]);
     }
     if (!*gw.endpoints[SVC_AUDIT])
-        die("KOOISV_AUDIT_ENDPOINTS: required (no call may run unrecorded)");
+        config_die("KOOISV_AUDIT_ENDPOINTS: required (no call may run unrecorded)");
     if (strcmp(gw.basic_key, gw.kit_key) == 0)
         log_warn(NULL, "KOOISV_BASIC_KEY and KOOISV_KIT_KEY are the same key");
     char err[256];
     gw.trusted = peer_trust_new(config_get("KOOISV_TRUSTED_PROXIES"), err, sizeof err);
-    if (!gw.trusted) {
-        char why[300];
-        snprintf(why, sizeof why, "KOOISV_TRUSTED_PROXIES: %s", err);
-        die(why);
-    }
+    if (!gw.trusted)
+        config_die("KOOISV_TRUSTED_PROXIES: %s", err);
     gw.proxy_trust =
         proxyproto_trust_new(config_get("KOOISV_PROXY_PROTOCOL_FROM"), err, sizeof err);
-    if (!gw.proxy_trust) {
-        char why[300];
-        snprintf(why, sizeof why, "KOOISV_PROXY_PROTOCOL_FROM: %s", err);
-        die(why);
-    }
+    if (!gw.proxy_trust)
+        config_die("KOOISV_PROXY_PROTOCOL_FROM: %s", err);
     gw.tls = tlsctx_new(config_get("KOOISV_TLS_CERT_FILE"), config_get("KOOISV_TLS_KEY_FILE"), err,
                         sizeof err);
-    if (!gw.tls) {
-        char why[300];
-        snprintf(why, sizeof why, "TLS: %s", err);
-        die(why);
-    }
+    if (!gw.tls)
+        config_die("TLS: %s", err);
     proxyproto_enable(gw.tls, gw.proxy_trust, "");
     metrics_set_cert_expiry(false, tlsctx_not_after(gw.tls));
 }
@@ -189,7 +170,7 @@ int main(int argc, char **argv)
     sigaddset(&stop, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     if (evthread_use_pthreads() != 0)
-        die("libevent without thread support");
+        config_die("libevent without thread support");
 
     if (metrics_listener_start(config_get("KOOISV_METRICS_LISTEN"), gw.endpoints,
                                gw.server_keys) != 0)

@@ -222,12 +222,19 @@ static void put_bool(content_t *c, bool b)
     put(c, &v, 1);
 }
 
-size_t entry_intent_content(const entry_intent_t *self, uint8_t **out)
+/* Every record's content opens alike: its kind ('I' intent, 'O' outcome), seq, request id. */
+static content_t content_open(char kind, int64_t seq, const char *request_id)
 {
     content_t c = {0};
-    put(&c, "I", 1);
-    put_i64(&c, self->seq);
-    put_str(&c, self->request_id);
+    put(&c, &kind, 1);
+    put_i64(&c, seq);
+    put_str(&c, request_id);
+    return c;
+}
+
+size_t entry_intent_content(const entry_intent_t *self, uint8_t **out)
+{
+    content_t c = content_open('I', self->seq, self->request_id);
     put_str(&c, self->trace_id);
     put_i64(&c, self->received_ms);
     put_str(&c, self->caller_kind);
@@ -250,10 +257,7 @@ size_t entry_intent_content(const entry_intent_t *self, uint8_t **out)
 
 size_t entry_outcome_content(const entry_outcome_t *self, uint8_t **out)
 {
-    content_t c = {0};
-    put(&c, "O", 1);
-    put_i64(&c, self->seq);
-    put_str(&c, self->request_id);
+    content_t c = content_open('O', self->seq, self->request_id);
     put_i64(&c, self->recorded_ms);
     put_str(&c, self->result_code);
     put_str(&c, self->result_msg);

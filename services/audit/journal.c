@@ -522,15 +522,7 @@ static void *writer_main(void *arg)
                 next_tick = time_mono_us() + (int64_t)JOURNAL_TICK_MS * 1000;
                 continue;
             }
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            int64_t wait_us = next_tick - now;
-            ts.tv_sec += wait_us / 1000000;
-            ts.tv_nsec += (wait_us % 1000000) * 1000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
+            struct timespec ts = time_realtime_after_us(next_tick - now);
             pthread_cond_timedwait(&self->work, &self->mu, &ts);
         }
         if (!self->head && self->stopping)

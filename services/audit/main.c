@@ -96,6 +96,16 @@ static int audit_metrics(svcrt_worker_t *w, json_t *series)
     return ok ? 0 : -1;
 }
 
+/* A reading connection for the call (give it back with readers_give), or NULL after answering
+ * that the store is unavailable. */
+static PGconn *audit_reader(audit_t *self, svc_call_t *call)
+{
+    PGconn *conn = readers_take(self->readers, 1000, svc_call_rid(call));
+    if (!conn)
+        svc_call_result(call, RC_INTERNAL, "audit store unavailable");
+    return conn;
+}
+
 static bool audit_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Envelope *env)
 {
     audit_t *self = w->svc;
@@ -108,11 +118,9 @@ static bool audit_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Enve
         return true;
     case KOOISV__ENVELOPE__BODY_AUDIT_QUERY:
     case KOOISV__ENVELOPE__BODY_AUDIT_VERIFY: {
-        PGconn *conn = readers_take(self->readers, 1000, svc_call_rid(call));
-        if (!conn) {
-            svc_call_result(call, RC_INTERNAL, "audit store unavailable");
+        PGconn *conn = audit_reader(self, call);
+        if (!conn)
             return true;
-        }
         if (env->body_case == KOOISV__ENVELOPE__BODY_AUDIT_QUERY)
             query_handle(conn, call);
         else
@@ -128,11 +136,9 @@ static bool audit_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Enve
             svc_call_result(call, RC_AUTH, "admin actions are for operators only");
             return true;
         }
-        PGconn *conn = readers_take(self->readers, 1000, svc_call_rid(call));
-        if (!conn) {
-            svc_call_result(call, RC_INTERNAL, "audit store unavailable");
+        PGconn *conn = audit_reader(self, call);
+        if (!conn)
             return true;
-        }
         stats_handle(conn, call, req);
         readers_give(self->readers, conn);
         return true;
@@ -251,17 +257,23 @@ static int audit_start(svcrt_def_t *def)
         return -1;
     /* Queries, verification, the chain watch and stats share the pool: one table with every
      * statement set. */
-    size_t nwatch = sizeof chainwatch_stmts / sizeof *chainwatch_stmts;
-    size_t nstmts = query_nstmts + verify_nstmts + nwatch + stats_nstmts;
+    const struct {
+        const pg_stmt_t *stmts;
+        size_t n;
+    } sets[] = {
+        {query_stmts, query_nstmts},
+        {verify_stmts, verify_nstmts},
+        {chainwatch_stmts, sizeof chainwatch_stmts / sizeof *chainwatch_stmts},
+        {stats_stmts, stats_nstmts},
+    };
+    size_t nsets = sizeof sets / sizeof *sets, nstmts = 0;
+    for (size_t i = 0; i < nsets; i++)
+        nstmts += sets[i].n;
     self->reader_stmts = xcalloc(nstmts, sizeof *self->reader_stmts);
-    for (size_t i = 0; i < query_nstmts; i++)
-        self->reader_stmts[i] = query_stmts[i];
-    for (size_t i = 0; i < verify_nstmts; i++)
-        self->reader_stmts[query_nstmts + i] = verify_stmts[i];
-    for (size_t i = 0; i < nwatch; i++)
-        self->reader_stmts[query_nstmts + verify_nstmts + i] = chainwatch_stmts[i];
-    for (size_t i = 0; i < stats_nstmts; i++)
-        self->reader_stmts[query_nstmts + verify_nstmts + nwatch + i] = stats_stmts[i];
+    for (size_t i = 0, at = 0; i < nsets; i++) {
+        memcpy(self->reader_stmts + at, sets[i].stmts, sets[i].n * sizeof *sets[i].stmts);
+        at += sets[i].n;
+    }
     self->readers = readers_new(config_get("KOOISV_PG_DSN"),
                                 (int)config_get_long("KOOISV_AUDIT_READERS", 1, 64), timeout_ms,
                                 self->reader_stmts, nstmts);

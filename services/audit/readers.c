@@ -103,14 +103,7 @@ PGconn *readers_take(readers_t *self, int wait_ms, const char *rid)
             log_warn(rid, "audit: every reading connection is busy");
             return NULL;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += left / 1000000;
-        ts.tv_nsec += (left % 1000000) * 1000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        struct timespec ts = time_realtime_after_us(left);
         pthread_cond_timedwait(&self->freed, &self->mu, &ts);
     }
 }

@@ -211,17 +211,24 @@ static bool load_instance(runner_t *r, const job_t *job, job_instance_t *out, bo
     return true;
 }
 
+/* Query Order for the job's order into *d (caller frees it); false after job_fail. */
+static bool job_query_order(runner_t *r, const job_t *job, queryorder_details_t *d)
+{
+    char err[256];
+    if (queryorder_fetch(&r->cfg->market, job->order_id, job->order_line_id, d, err, sizeof err) ==
+        0)
+        return true;
+    job_fail(r, job, err);
+    return false;
+}
+
 /* Query Order for the instance's own order (provision) and store the details; 0, or -1 after
  * job_fail. */
 static int fetch_order(runner_t *r, const job_t *job)
 {
     queryorder_details_t d;
-    char err[256];
-    if (queryorder_fetch(&r->cfg->market, job->order_id, job->order_line_id, &d, err, sizeof err) !=
-        0) {
-        job_fail(r, job, err);
+    if (!job_query_order(r, job, &d))
         return -1;
-    }
     char period[16], expire[24];
     snprintf(period, sizeof period, "%d", d.period_number);
     snprintf(expire, sizeof expire, "%lld", (long long)d.expire_ms);
@@ -508,12 +515,8 @@ static pg_status_t sync_body(pg_tx_t *tx, void *arg)
 static void run_order_sync(runner_t *r, const job_t *job)
 {
     queryorder_details_t d;
-    char err[256];
-    if (queryorder_fetch(&r->cfg->market, job->order_id, job->order_line_id, &d, err, sizeof err) !=
-        0) {
-        job_fail(r, job, err);
+    if (!job_query_order(r, job, &d))
         return;
-    }
     sync_ctx_t c = {.r = r, .job = job, .d = &d};
     pg_status_t st = pg_tx_run(r->db, job->rid, sync_body, &c);
     if (st == PG_FAIL)

@@ -418,6 +418,22 @@ static pg_status_t apply_body(pg_tx_t *tx, void *arg)
     return st;
 }
 
+/* The context of an order (refresh or upgrade) the call applies to an instance; product_id as
+ * received (empty = unchanged). */
+static apply_ctx_t apply_ctx_of(svc_call_t *call, const char *activity, instance_event_t event,
+                                const char *instance_id, const char *order_id,
+                                const char *order_line_id, const char *product_id)
+{
+    return (apply_ctx_t){.v = {.rid = svc_call_rid(call)},
+                         .activity = activity,
+                         .event = event,
+                         .instance_id = instance_id,
+                         .test_flag = svc_call_request(call)->test_flag,
+                         .order_id = order_id,
+                         .order_line_id = order_line_id,
+                         .product_id = order_nullable(product_id)};
+}
+
 /* Check the optional productId, apply the order and reply; true when it changed the instance. */
 static bool apply_order(svcrt_worker_t *w, svc_call_t *call, apply_ctx_t *c)
 {
@@ -446,16 +462,10 @@ void lifecycle_refresh(svcrt_worker_t *w, svc_call_t *call)
                         "scene must be TRIAL_TO_FORMAL, RENEWAL or UNSUBSCRIBE_RENEWAL_PERIOD");
         return;
     }
-    apply_ctx_t c = {.v = {.rid = svc_call_rid(call)},
-                     .activity = "refreshInstance",
-                     .event = INSTANCE_EV_REFRESH,
-                     .instance_id = r->instance_id,
-                     .test_flag = env->test_flag,
-                     .order_id = r->order_id,
-                     .order_line_id = r->order_line_id,
-                     .scene = r->scene,
-                     .product_id = order_nullable(r->product_id),
-                     .expire_raw = r->expire_time};
+    apply_ctx_t c = apply_ctx_of(call, "refreshInstance", INSTANCE_EV_REFRESH, r->instance_id,
+                                 r->order_id, r->order_line_id, r->product_id);
+    c.scene = r->scene;
+    c.expire_raw = r->expire_time;
     if (strlen(r->expire_time) != 14 ||
         !time_parse_compact(order_cfg(w)->market.zone, r->expire_time, &c.expire_ms)) {
         svc_call_result(call, RC_INVALID, "expireTime must be yyyyMMddHHmmss");
@@ -474,14 +484,8 @@ void lifecycle_upgrade(svcrt_worker_t *w, svc_call_t *call)
         !order_require(call, "orderId", r->order_id, ID_MAX) ||
         !order_require(call, "orderLineId", r->order_line_id, ID_MAX))
         return;
-    apply_ctx_t c = {.v = {.rid = svc_call_rid(call)},
-                     .activity = "upgradeInstance",
-                     .event = INSTANCE_EV_UPGRADE,
-                     .instance_id = r->instance_id,
-                     .test_flag = env->test_flag,
-                     .order_id = r->order_id,
-                     .order_line_id = r->order_line_id,
-                     .product_id = order_nullable(r->product_id)};
+    apply_ctx_t c = apply_ctx_of(call, "upgradeInstance", INSTANCE_EV_UPGRADE, r->instance_id,
+                                 r->order_id, r->order_line_id, r->product_id);
     if (apply_order(w, call, &c))
         log_info(c.v.rid, "upgradeInstance instance=%s order=%s", r->instance_id, r->order_id);
 }

@@ -67,40 +67,31 @@ static void order_configure(svcrt_def_t *def)
     def->session_sql = cfg.session_sql;
 }
 
+/* Which handler serves which request body; every one reads its message from the call. */
+static const struct {
+    Kooisv__Envelope__BodyCase body;
+    void (*serve)(svcrt_worker_t *w, svc_call_t *call);
+} order_routes[] = {
+    {KOOISV__ENVELOPE__BODY_NEW_INSTANCE, lifecycle_new},
+    {KOOISV__ENVELOPE__BODY_QUERY_INSTANCE, query_instances},
+    {KOOISV__ENVELOPE__BODY_REFRESH_INSTANCE, lifecycle_refresh},
+    {KOOISV__ENVELOPE__BODY_UPDATE_INSTANCE_STATUS, lifecycle_status},
+    {KOOISV__ENVELOPE__BODY_RELEASE_INSTANCE, lifecycle_release},
+    {KOOISV__ENVELOPE__BODY_UPGRADE_INSTANCE, lifecycle_upgrade},
+    {KOOISV__ENVELOPE__BODY_CHANGE_INSTANCE_CHECK, lifecycle_change_check},
+    {KOOISV__ENVELOPE__BODY_GET_LICENSE_ASYNC, license_issue},
+    {KOOISV__ENVELOPE__BODY_ADMIN, admin_handle},
+};
+
 static bool order_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Envelope *env)
 {
-    switch (env->body_case) {
-    case KOOISV__ENVELOPE__BODY_NEW_INSTANCE:
-        lifecycle_new(w, call);
-        break;
-    case KOOISV__ENVELOPE__BODY_QUERY_INSTANCE:
-        query_instances(w, call);
-        break;
-    case KOOISV__ENVELOPE__BODY_REFRESH_INSTANCE:
-        lifecycle_refresh(w, call);
-        break;
-    case KOOISV__ENVELOPE__BODY_UPDATE_INSTANCE_STATUS:
-        lifecycle_status(w, call);
-        break;
-    case KOOISV__ENVELOPE__BODY_RELEASE_INSTANCE:
-        lifecycle_release(w, call);
-        break;
-    case KOOISV__ENVELOPE__BODY_UPGRADE_INSTANCE:
-        lifecycle_upgrade(w, call);
-        break;
-    case KOOISV__ENVELOPE__BODY_CHANGE_INSTANCE_CHECK:
-        lifecycle_change_check(w, call);
-        break;
-    case KOOISV__ENVELOPE__BODY_GET_LICENSE_ASYNC:
-        license_issue(w, call);
-        break;
-    case KOOISV__ENVELOPE__BODY_ADMIN:
-        admin_handle(w, call);
-        break;
-    default:
-        return false;
+    for (size_t i = 0; i < sizeof order_routes / sizeof order_routes[0]; i++) {
+        if (order_routes[i].body == env->body_case) {
+            order_routes[i].serve(w, call);
+            return true;
+        }
     }
-    return true;
+    return false;
 }
 
 /* Order events go to the runtime's outbox. Expiries stored by an earlier version (or under

@@ -48,34 +48,28 @@ static const config_var_t vars[] = {
 static emu_t emu;
 static unsigned long request_counter; /* names requests that carry no X-Request-Id */
 
+/* The name of a request's method as the exchange records it; "OTHER" for the rest. */
+static const char *method_name(enum evhttp_cmd_type cmd)
+{
+    static const struct {
+        enum evhttp_cmd_type cmd;
+        const char *name;
+    } methods[] = {
+        {EVHTTP_REQ_GET, "GET"},       {EVHTTP_REQ_POST, "POST"}, {EVHTTP_REQ_PUT, "PUT"},
+        {EVHTTP_REQ_DELETE, "DELETE"}, {EVHTTP_REQ_HEAD, "HEAD"}, {EVHTTP_REQ_PATCH, "PATCH"},
+    };
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (methods[i].cmd == cmd)
+            return methods[i].name;
+    return "OTHER";
+}
+
 static void route(struct evhttp_request *req, void *arg)
 {
     emu_exchange_t *ex = xcalloc(1, sizeof *ex);
     ex->emu = &emu;
     ex->req = req;
-    switch (evhttp_request_get_command(req)) {
-    case EVHTTP_REQ_GET:
-        ex->method = "GET";
-        break;
-    case EVHTTP_REQ_POST:
-        ex->method = "POST";
-        break;
-    case EVHTTP_REQ_PUT:
-        ex->method = "PUT";
-        break;
-    case EVHTTP_REQ_DELETE:
-        ex->method = "DELETE";
-        break;
-    case EVHTTP_REQ_HEAD:
-        ex->method = "HEAD";
-        break;
-    case EVHTTP_REQ_PATCH:
-        ex->method = "PATCH";
-        break;
-    default:
-        ex->method = "OTHER";
-        break;
-    }
+    ex->method = method_name(evhttp_request_get_command(req));
     const char *rid = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Request-Id");
     if (rid && strlen(rid) < sizeof ex->rid)
         snprintf(ex->rid, sizeof ex->rid, "%s", rid);
@@ -174,17 +168,13 @@ int main(int argc, char **argv)
     log_init("emulator");
     signal(SIGPIPE, SIG_IGN);
     char why[256];
-    if (!(emu.zone = time_zone_new(config_get("KOOISV_MARKETPLACE_TIME_ZONE"), why, sizeof why))) {
-        fprintf(stderr, "kooisv-emulator: KOOISV_MARKETPLACE_TIME_ZONE: %s\n", why);
-        return 2;
-    }
+    if (!(emu.zone = time_zone_new(config_get("KOOISV_MARKETPLACE_TIME_ZONE"), why, sizeof why)))
+        config_die("KOOISV_MARKETPLACE_TIME_ZONE: %s", why);
 
     char host[256];
     unsigned short port;
-    if (split_listen(config_get("KOOISV_EMULATOR_LISTEN"), host, sizeof host, &port) != 0) {
-        fprintf(stderr, "kooisv-emulator: KOOISV_EMULATOR_LISTEN: want host:port\n");
-        return 2;
-    }
+    if (split_listen(config_get("KOOISV_EMULATOR_LISTEN"), host, sizeof host, &port) != 0)
+        config_die("KOOISV_EMULATOR_LISTEN: want host:port");
     ssl_ctx = server_ctx(config_get("KOOISV_TLS_CERT_FILE"), config_get("KOOISV_TLS_KEY_FILE"));
     if (!ssl_ctx)
         return 2;
@@ -205,11 +195,9 @@ int main(int argc, char **argv)
     evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                          EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
     struct evhttp_bound_socket *sock = evhttp_bind_socket_with_handle(http, host, port);
-    if (!sock) {
-        fprintf(stderr, "kooisv-emulator: KOOISV_EMULATOR_LISTEN: cannot listen on %s\n",
-                config_get("KOOISV_EMULATOR_LISTEN"));
-        return 2;
-    }
+    if (!sock)
+        config_die("KOOISV_EMULATOR_LISTEN: cannot listen on %s",
+                   config_get("KOOISV_EMULATOR_LISTEN"));
     /* Accepted sockets inherit it: answers leave at once instead of waiting for a delayed ACK. */
     int one = 1;
     setsockopt(evhttp_bound_socket_get_fd(sock), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -223,11 +211,8 @@ int main(int argc, char **argv)
         /* Written whole then renamed, so a reader never sees a half-written port. */
         char *tmp = xasprintf("%s.tmp", port_file);
         FILE *f = fopen(tmp, "w");
-        if (!f || fprintf(f, "%u\n", bound) < 0 || fclose(f) != 0 || rename(tmp, port_file)) {
-            fprintf(stderr, "kooisv-emulator: KOOISV_EMULATOR_PORT_FILE: cannot write %s\n",
-                    port_file);
-            return 2;
-        }
+        if (!f || fprintf(f, "%u\n", bound) < 0 || fclose(f) != 0 || rename(tmp, port_file))
+            config_die("KOOISV_EMULATOR_PORT_FILE: cannot write %s", port_file);
         free(tmp);
     }
     log_info(NULL, "listening on %s port %u", host, bound);
