@@ -215,14 +215,9 @@ done:
 static void admin_failed(outbox_t *self, pg_session_t *db, svc_call_t *call,
                          const Kooisv__AdminRequest *req)
 {
-    const char *limit = svcadmin_arg(req, "limit");
-    long n = *limit ? strtol(limit, NULL, 10) : 100;
-    if (n < 1 || n > 1000) {
-        svc_call_result(call, RC_INVALID, "limit: must be 1..1000");
-        return;
-    }
     char nbuf[16];
-    snprintf(nbuf, sizeof nbuf, "%ld", n);
+    if (!svcadmin_limit(call, req, 100, 1000, nbuf))
+        return;
     const char *p[] = {nbuf};
     PGresult *r = pg_session_exec(db, svc_call_rid(call), "outbox_failed", 1, p, NULL);
     if (!r) {

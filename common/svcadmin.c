@@ -15,6 +15,31 @@ const char *svcadmin_arg(const Kooisv__AdminRequest *req, const char *key)
     return "";
 }
 
+bool svcadmin_count(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n < 1 || n > 18 || strspn(s, "0123456789") != n)
+        return false;
+    int64_t v = strtoll(s, NULL, 10);
+    if (v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+bool svcadmin_limit(svc_call_t *call, const Kooisv__AdminRequest *req, long dflt, long max,
+                    char out[16])
+{
+    const char *s = svcadmin_arg(req, "limit");
+    int64_t v = dflt;
+    if (*s && !svcadmin_count(s, 1, max, &v)) {
+        svc_call_result(call, RC_INVALID, "limit: must be 1..%ld", max);
+        return false;
+    }
+    snprintf(out, 16, "%lld", (long long)v);
+    return true;
+}
+
 void svcadmin_reply_text(svc_call_t *call, const char *json)
 {
     Kooisv__AdminResult *res = svc_call_alloc(call, sizeof *res);

@@ -6,11 +6,21 @@
 #include <jansson.h>
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "svc.h"
 
 /* Value of an admin argument, "" when absent. */
 const char *svcadmin_arg(const Kooisv__AdminRequest *req, const char *key);
+/* Whether s is a whole number written in 1..18 decimal digits (nothing else: no sign, no blank)
+ * within [min, max]; its value in *out when it is. The one rule of every count and cursor an
+ * operator sends (services and the gateway's admin API alike). */
+bool svcadmin_count(const char *s, int64_t min, int64_t max, int64_t *out);
+/* The "limit" argument of req: dflt when absent or empty, else a count in 1..max
+ * (svcadmin_count), written into out; otherwise answers call 000002 "limit: must be 1..max"
+ * and returns false. */
+bool svcadmin_limit(svc_call_t *call, const Kooisv__AdminRequest *req, long dflt, long max,
+                    char out[16]);
 /* Answer call with json (a JSON document's text, copied) as the AdminResult and 000000. */
 void svcadmin_reply_text(svc_call_t *call, const char *json);
 /* Answer call with doc as the AdminResult JSON and 000000 (steals doc). */

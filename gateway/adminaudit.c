@@ -13,6 +13,7 @@
 
 #include "admincall.h"
 #include "csv.h"
+#include "svcadmin.h"
 #include "timeutil.h"
 
 #define VERIFY_CALL_MS 6000    /* one AuditVerify round (the service stops at ~2 s) */
@@ -21,19 +22,6 @@
 #define FOLLOW_MAX_WAIT_S 60
 #define FOLLOW_POLL_MS 500
 #define EXPORT_PAGE 1000
-
-/* A non-negative integer of at most 18 digits within [min, max]. */
-static bool parse_count(const char *s, int64_t min, int64_t max, int64_t *out)
-{
-    size_t n = s ? strlen(s) : 0;
-    if (n < 1 || n > 18 || strspn(s, "0123456789") != n)
-        return false;
-    int64_t v = strtoll(s, NULL, 10);
-    if (v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
 
 /* ================================================================ audit entries out */
 
@@ -148,12 +136,12 @@ static const char *prepare_query(admincall_t *c)
     q->result_code = admincall_param_or_empty(c, "result");
     q->request_id = admincall_param_or_empty(c, "request_id");
     if ((s = admincall_param(c, "limit"))) {
-        if (!parse_count(s, 1, 1000, &v))
+        if (!svcadmin_count(s, 1, 1000, &v))
             return "limit: must be 1..1000";
         q->limit = (int32_t)v;
     }
     if ((s = admincall_param(c, "before"))) {
-        if (!parse_count(s, 1, INT64_MAX, &v))
+        if (!svcadmin_count(s, 1, INT64_MAX, &v))
             return "before: must be a sequence number";
         q->before_seq = v;
     }
@@ -174,12 +162,12 @@ static const char *prepare_follow(admincall_t *c)
     c->query.follow = true;
     c->query.after_seq = -1; /* from the current head */
     if ((s = admincall_param(c, "after"))) {
-        if (!parse_count(s, 0, INT64_MAX, &v))
+        if (!svcadmin_count(s, 0, INT64_MAX, &v))
             return "after: must be a sequence number";
         c->query.after_seq = v;
     }
     int64_t wait = FOLLOW_DEFAULT_WAIT_S;
-    if ((s = admincall_param(c, "wait")) && !parse_count(s, 0, FOLLOW_MAX_WAIT_S, &wait))
+    if ((s = admincall_param(c, "wait")) && !svcadmin_count(s, 0, FOLLOW_MAX_WAIT_S, &wait))
         return "wait: must be 0..60 seconds";
     c->until_us = time_mono_us() + wait * 1000000;
     /* A follower must not be woken by the record of its own polling. */
@@ -222,7 +210,7 @@ static const char *prepare_verify(admincall_t *c)
         json_decref(body);
         if (!ok)
             return "body: expected {\"from_seq\": N}";
-    } else if (s && !parse_count(s, 0, INT64_MAX, &v)) {
+    } else if (s && !svcadmin_count(s, 0, INT64_MAX, &v)) {
         return "from_seq: must be a sequence number";
     }
     c->verify_from = v > 0 ? v : 1;
@@ -238,7 +226,7 @@ static const char *prepare_verify(admincall_t *c)
             return "head: expected SEQ:HASH (64 hex digits)";
         memcpy(seq, head, slen);
         seq[slen] = '\0';
-        if (!parse_count(seq, 1, INT64_MAX, &c->verify_head_seq))
+        if (!svcadmin_count(seq, 1, INT64_MAX, &c->verify_head_seq))
             return "head: expected SEQ:HASH (64 hex digits)";
         memcpy(c->verify_head_hash, colon + 1, 64);
         c->verify_head_hash[64] = '\0';

@@ -175,6 +175,22 @@ typedef struct {
     service_id_t svc;
 } fan_t;
 
+/* The message of the fan-out's refusals when every service refused the arguments (000002),
+ * else NULL: bad input is the caller's error (400), not an outage. */
+static const char *fan_all_invalid(json_t *fan)
+{
+    const char *msg = NULL, *name;
+    json_t *doc;
+    json_object_foreach(fan, name, doc)
+    {
+        const char *code = json_string_value(json_object_get(doc, "code"));
+        if (!code || strcmp(code, RC_INVALID) != 0)
+            return NULL;
+        msg = json_string_value(json_object_get(doc, "error"));
+    }
+    return msg;
+}
+
 static void on_fan_reply(Kooisv__Reply *reply, void *arg)
 {
     fan_t *f = arg;
@@ -193,7 +209,10 @@ static void on_fan_reply(Kooisv__Reply *reply, void *arg)
     free(f);
     if (--c->pending > 0)
         return;
-    if (c->answered == 0)
+    const char *invalid = c->answered == 0 ? fan_all_invalid(c->fan) : NULL;
+    if (invalid)
+        admincall_finish_error(c, 400, RC_INVALID, "%s", invalid);
+    else if (c->answered == 0)
         admincall_finish_error(c, 503, RC_INTERNAL, "no service answered %s", c->route->action);
     else
         admincall_finish_json(c, 200, RC_OK, "ok", json_pack("{s:O}", "services", c->fan));

@@ -87,14 +87,13 @@ static void admin_users(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Admin
     if (!app_key(call, req, &instance, &tenant, &app))
         return;
     const char *after = svcadmin_arg(req, "after");
-    const char *limit_s = svcadmin_arg(req, "limit");
-    long limit = *limit_s ? strtol(limit_s, NULL, 10) : 1000;
-    if (limit < 1 || limit > 10000 || !svcrt_text_ok(after, 128, false)) {
-        svc_call_result(call, RC_INVALID, "limit: 1..10000; after: a userName");
+    char lim[16];
+    if (!svcadmin_limit(call, req, 1000, 10000, lim))
+        return;
+    if (!svcrt_text_ok(after, 128, false)) {
+        svc_call_result(call, RC_INVALID, "after: a userName (at most 128 characters)");
         return;
     }
-    char lim[16];
-    snprintf(lim, sizeof lim, "%ld", limit);
     const char *p[] = {instance, tenant, app, after, lim};
     PGresult *r = svcrt_admin_query(w, call, "admin_users", 5, p);
     if (!r)
@@ -119,7 +118,7 @@ static void admin_users(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Admin
     }
     json_t *doc = json_pack("{s:s,s:s,s:s,s:o}", "instanceId", instance, "tenantId", tenant,
                             "appId", app, "users", users);
-    if (n == limit)
+    if (n == atoi(lim))
         json_object_set_new(doc, "next", json_string(PQgetvalue(r, n - 1, 0)));
     PQclear(r);
     svcadmin_reply(call, doc);

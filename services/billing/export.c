@@ -53,19 +53,6 @@ static bool is_uuid(const char *s)
     return true;
 }
 
-/* A non-negative integer of at most 9 digits within [min, max]. */
-static bool parse_small(const char *s, long min, long max, long *out)
-{
-    size_t n = strlen(s);
-    if (n < 1 || n > 9 || strspn(s, "0123456789") != n)
-        return false;
-    long v = strtol(s, NULL, 10);
-    if (v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
 /* The first row's first column as the admin answer; 000003 "no export <what>" without a row. */
 static void answer_doc(svcrt_worker_t *w, svc_call_t *call, const char *stmt, int n,
                        const char *const *p, const char *what)
@@ -189,17 +176,13 @@ bool export_admin(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminReques
     if (strncmp(action, "export.", 7) != 0)
         return false;
     const char *id = svcadmin_arg(req, "id");
-    long v;
+    int64_t v;
     if (strcmp(action, "export.request") == 0) {
         export_request(w, call, req);
     } else if (strcmp(action, "export.list") == 0) {
-        const char *limit = svcadmin_arg(req, "limit");
         char lim[16];
-        if (*limit && !parse_small(limit, 1, LIST_MAX, &v)) {
-            svc_call_result(call, RC_INVALID, "limit: 1..%d", LIST_MAX);
+        if (!svcadmin_limit(call, req, LIST_DEFAULT, LIST_MAX, lim))
             return true;
-        }
-        snprintf(lim, sizeof lim, "%ld", *limit ? v : (long)LIST_DEFAULT);
         const char *p[] = {lim};
         answer_doc(w, call, "export_list", 1, p, "");
     } else if (!is_uuid(id)) {
@@ -209,7 +192,7 @@ bool export_admin(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminReques
         answer_doc(w, call, "export_get", 1, p, id);
     } else if (strcmp(action, "export.chunk") == 0) {
         const char *seq = svcadmin_arg(req, "seq");
-        if (!parse_small(seq, 0, 100000000, &v)) {
+        if (!svcadmin_count(seq, 0, 100000000, &v)) {
             svc_call_result(call, RC_INVALID, "seq: a chunk number");
             return true;
         }

@@ -110,17 +110,10 @@ static bool state_arg(svc_call_t *call, const Kooisv__AdminRequest *req, const c
 
 static void admin_failed(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req)
 {
-    const char *limit = svcadmin_arg(req, "limit"), *state;
-    char *end = NULL;
-    long n = *limit ? strtol(limit, &end, 10) : 100;
-    if ((*limit && *end) || n < 1 || n > 1000) {
-        svc_call_result(call, RC_INVALID, "limit: must be 1..1000");
-        return;
-    }
-    if (!state_arg(call, req, &state))
-        return;
+    const char *state;
     char nbuf[16];
-    snprintf(nbuf, sizeof nbuf, "%ld", n);
+    if (!svcadmin_limit(call, req, 100, 1000, nbuf) || !state_arg(call, req, &state))
+        return;
     const char *p[] = {nbuf, state};
     PGresult *r = svcrt_admin_query(w, call, "pushadmin_failed", 2, p);
     if (!r)

@@ -69,30 +69,11 @@ const pg_stmt_t admin_stmts[] = {
 };
 const size_t admin_stmts_count = sizeof admin_stmts / sizeof admin_stmts[0];
 
-/* True when s is 1..18 decimal digits (fits a bigint). */
+/* True when s is a count (svcadmin_count: 1..18 decimal digits), as ids and cursors are. */
 static bool is_count(const char *s)
 {
-    size_t n = 0;
-    for (; s && s[n]; n++)
-        if (s[n] < '0' || s[n] > '9')
-            return false;
-    return n > 0 && n <= 18;
-}
-
-/* Limit argument within 1..max, default def; false (answered 000002) when malformed. */
-static bool limit_arg(svc_call_t *call, const char *s, int def, int max, char out[16])
-{
-    if (!s || !*s) {
-        snprintf(out, 16, "%d", def);
-        return true;
-    }
-    long v = is_count(s) ? strtol(s, NULL, 10) : 0;
-    if (v < 1 || v > max) {
-        svc_call_result(call, RC_INVALID, "limit must be 1..%d", max);
-        return false;
-    }
-    snprintf(out, 16, "%ld", v);
-    return true;
+    int64_t v;
+    return svcadmin_count(s, 0, INT64_MAX, &v);
 }
 
 /* Run a statement answering one JSON text cell into the reply; no row -> missing_code/msg. */
@@ -192,7 +173,7 @@ void admin_handle(svcrt_worker_t *w, svc_call_t *call)
             svc_call_result(call, RC_INVALID, "before must be a sequence number");
             return;
         }
-        if (!limit_arg(call, svcadmin_arg(r, "limit"), 50, 500, limit))
+        if (!svcadmin_limit(call, r, 50, 500, limit))
             return;
         const char *order_id = order_nullable(svcadmin_arg(r, "order"));
         if (order_id && !order_require(call, "order", order_id, 256))
@@ -200,7 +181,7 @@ void admin_handle(svcrt_worker_t *w, svc_call_t *call)
         const char *p[] = {state, before, limit, order_id};
         answer_json(w, call, "admin_instance_list", 4, p, RC_INTERNAL, "");
     } else if (strcmp(action, "jobs.failed") == 0) {
-        if (!limit_arg(call, svcadmin_arg(r, "limit"), 100, 1000, limit))
+        if (!svcadmin_limit(call, r, 100, 1000, limit))
             return;
         const char *p[] = {limit};
         answer_json(w, call, "admin_jobs_failed", 1, p, RC_INTERNAL, "");

@@ -62,16 +62,11 @@ static void answer(svcrt_worker_t *w, svc_call_t *call, const char *stmt, int n,
 }
 
 static void events_pending(svcrt_worker_t *w, svc_call_t *call, const char *consumer,
-                           const char *limit_s)
+                           const Kooisv__AdminRequest *req)
 {
-    char *end = NULL;
-    long limit = *limit_s ? strtol(limit_s, &end, 10) : 100;
-    if ((end && *end) || limit < 1 || limit > PENDING_MAX) {
-        svc_call_result(call, RC_INVALID, "limit must be 1..%d", PENDING_MAX);
-        return;
-    }
     char lim[16];
-    snprintf(lim, sizeof lim, "%ld", limit);
+    if (!svcadmin_limit(call, req, 100, PENDING_MAX, lim))
+        return;
     const char *p[] = {consumer, lim};
     answer(w, call, "events_pending", 2, p);
 }
@@ -108,7 +103,7 @@ bool eventfeed_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRe
         return true;
     }
     if (pending)
-        events_pending(w, call, consumer, svcadmin_arg(req, "limit"));
+        events_pending(w, call, consumer, req);
     else
         events_ack(w, call, consumer, svcadmin_arg(req, "ids"));
     return true;
