@@ -76,14 +76,7 @@ static void *readiness_main(void *arg)
         pthread_mutex_unlock(&rd.lock);
         ping_once(&client, n++);
         pthread_mutex_lock(&rd.lock);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += rd.interval_ms / 1000;
-        until.tv_nsec += (long)(rd.interval_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = time_realtime_after_us((int64_t)rd.interval_ms * 1000);
         if (!rd.stop)
             pthread_cond_timedwait(&rd.wake, &rd.lock, &until);
     }
