@@ -297,6 +297,8 @@ static const adminroute_t routes[] = {
      prepare_service, run_service, SVC_ORDER, {"id"}, {"job"}},
     {EVHTTP_REQ_GET, "/v1/license/pubkey", "license.pubkey", ROLE_AUDITOR, no_params,
      prepare_service, run_service, SVC_ORDER, {0}, {0}},
+    {EVHTTP_REQ_GET, "/v1/tenants/*", "tenant.get", ROLE_OPERATOR, instance_params,
+     prepare_service, run_service, SVC_TENANT, {"tenant"}, {"tenant"}},
     {EVHTTP_REQ_GET, "/v1/tenants/*/orgs", "tenant.tree", ROLE_OPERATOR, instance_params,
      prepare_service, run_service, SVC_TENANT, {"tenant"}, {"tenant"}},
     {EVHTTP_REQ_GET, "/v1/tenants/*/users", "app.users", ROLE_OPERATOR, users_params,

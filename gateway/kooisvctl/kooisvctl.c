@@ -922,6 +922,8 @@ static const cmd_t commands[] = {
      run_generic, "GET", "/v1/jobs/failed"},
     {"jobs", "redrive", "ID", 1, "Run a failed job again.", no_opts, run_generic, "POST",
      "/v1/jobs/%s/redrive"},
+    {"tenant", "get", "TENANT", 1, "A tenant as the marketplace synced it, with its org count.",
+     orgs_opts, run_generic, "GET", "/v1/tenants/%s"},
     {"tenant", "orgs", "TENANT", 1, "A tenant's organisation tree.", orgs_opts, run_generic, "GET",
      "/v1/tenants/%s/orgs"},
     {"tenant", "users", "TENANT", 1, "A tenant's application users and roles.", users_opts,

@@ -646,6 +646,61 @@ static void test_bad_input(void **state)
     free(tenant);
 }
 
+/* GET /v1/tenants/TENANT?instance=I as token: HTTP status want, the body parsed (caller frees). */
+static json_t *tenant_via_admin(const char *tenant, const char *inst, const char *token, int want)
+{
+    char *path = xasprintf("/v1/tenants/%s?instance=%s", tenant, inst);
+    kresp_t r;
+    assert_int_equal(kc_admin("GET", path, token, NULL, &r), 0);
+    if (r.status != want)
+        fail_msg("%s: HTTP %d, wanted %d: %s", path, r.status, want, r.body ? r.body : "");
+    json_t *doc = json_loads(r.body ? r.body : "", 0, NULL);
+    kresp_free(&r);
+    free(path);
+    return doc;
+}
+
+/* tenant.get through the admin API: the tenant as synced, its org count; operators only; an
+ * unknown tenant 404, a bad argument 400. */
+static void test_admin_tenant_get(void **state)
+{
+    (void)state;
+    char *inst = uid("I"), *tenant = uid("T");
+    kit_ok("tenantSync",
+           "{\"instanceId\":\"%s\",\"orderId\":\"CS%s\",\"tenantId\":\"%s\","
+           "\"tenantCode\":\"code-9\",\"name\":\"<b>Acme</b>\",\"domainName\":\"acme.example.com\","
+           "\"flag\":1,\"testFlag\":1,\"timeStamp\":\"20261128101500123\"}",
+           inst, inst, tenant);
+    org_add(inst, tenant, "o1", "", 1);
+    const char *operator= suite_get("KOOISV_OPERATOR_ROLE_TOKEN");
+    json_t *doc = tenant_via_admin(tenant, inst, operator, 200);
+    assert_non_null(doc);
+    assert_string_equal(json_string_value(json_object_get(doc, "tenantId")), tenant);
+    assert_int_equal(json_integer_value(json_object_get(doc, "orgCount")), 1);
+    json_t *t = json_object_get(doc, "tenant");
+    assert_string_equal(json_string_value(json_object_get(t, "name")), "<b>Acme</b>");
+    assert_string_equal(json_string_value(json_object_get(t, "tenantCode")), "code-9");
+    assert_string_equal(json_string_value(json_object_get(t, "domainName")), "acme.example.com");
+    assert_true(json_is_true(json_object_get(t, "testFlag")));
+    json_decref(doc);
+    json_decref(tenant_via_admin(tenant, inst, suite_get("KOOISV_AUDITOR_TOKEN"), 403));
+    json_decref(tenant_via_admin(tenant, inst, NULL, 401));
+    doc = tenant_via_admin("NO-SUCH-TENANT", inst, operator, 404);
+    assert_string_equal(json_string_value(json_object_get(doc, "code")), "000003");
+    json_decref(doc);
+    char *long_id = xcalloc(1, 80);
+    memset(long_id, 'x', 79);
+    json_decref(tenant_via_admin(long_id, inst, operator, 400));
+    free(long_id);
+    /* the look-up is in the audit trail, naming the tenant */
+    const char *p[] = {tenant};
+    assert_true(sql_long("SELECT count(*) FROM audit.intents WHERE event_type = 'admin.tenant.get'"
+                         " AND resources @> jsonb_build_array(jsonb_build_object('id', $1::text))",
+                         1, p) >= 1);
+    free(inst);
+    free(tenant);
+}
+
 /* An admin action neither the service nor its outbox serves is refused by name. */
 static void test_admin_unknown_action(void **state)
 {
@@ -661,7 +716,7 @@ int main(void)
         cmocka_unit_test(test_org_moves_swapped),    cmocka_unit_test(test_org_concurrent_moves),
         cmocka_unit_test(test_all_org_sync),         cmocka_unit_test(test_concurrent_duplicates),
         cmocka_unit_test(test_tenant_isolation),     cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_admin_unknown_action),
+        cmocka_unit_test(test_admin_unknown_action), cmocka_unit_test(test_admin_tenant_get),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
