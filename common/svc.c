@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "log.h"
@@ -48,11 +50,19 @@ typedef struct call_block {
     max_align_t align[];
 } call_block_t;
 
+#define ROUTE_MAX 8 /* routing frames a request may carry in front of its delimiter */
+
 struct svc_call {
     const Kooisv__Envelope *req;
     zmqauth_peer_t peer;
     Kooisv__Reply reply;
     call_block_t *blocks;
+    /* A call taken by svc_def_t.handle_async lives on the heap until its reply is sent: it owns
+     * its request and copies of its routing frames. */
+    struct svc_call *next; /* in the list of finished calls */
+    Kooisv__Envelope *owned;
+    zmq_msg_t route[ROUTE_MAX];
+    int n_route;
 };
 
 const Kooisv__Envelope *svc_call_request(const svc_call_t *call)
@@ -133,9 +143,23 @@ static void call_release(svc_call_t *call)
     call->blocks = NULL;
 }
 
-/* ---------------------------------------------------------------- service runtime */
+/* Fill the reply's defaults for a request (env NULL: not an envelope). */
+static void call_begin(svc_call_t *call, Kooisv__Envelope *env, zmqauth_peer_t peer)
+{
+    call->req = env;
+    call->peer = peer;
+    kooisv__reply__init(&call->reply);
+    call->reply.result_code = RC_INTERNAL;
+    call->reply.result_msg = "internal error";
+    if (env) {
+        call->reply.request_id = env->request_id;
+        /* Lets a client with two calls under one request id (audit intent, then outcome) tell
+         * their replies apart even when one arrives late. */
+        call->reply.answers = (uint32_t)env->body_case;
+    }
+}
 
-#define ROUTE_MAX 8 /* routing frames a request may carry in front of its delimiter */
+/* ---------------------------------------------------------------- service runtime */
 
 typedef struct {
     const svc_def_t *def;
@@ -149,13 +173,13 @@ typedef struct {
     zmqauth_peer_t peer; /* who sent it (the broker's first frame) */
 } worker_t;
 
-/* Send one reply to the request being served: its routing frames, the delimiter, the bytes. */
-static int reply_send(worker_t *w, void *sock, const uint8_t *buf, size_t len)
+/* Send one reply on sock: the request's routing frames, the delimiter, the bytes. */
+static int reply_send(zmq_msg_t *route, int n_route, void *sock, const uint8_t *buf, size_t len)
 {
-    for (int i = 0; i < w->n_route; i++) {
+    for (int i = 0; i < n_route; i++) {
         zmq_msg_t copy;
         zmq_msg_init(&copy);
-        zmq_msg_copy(&copy, &w->route[i]);
+        zmq_msg_copy(&copy, &route[i]);
         if (zmq_msg_send(&copy, sock, ZMQ_SNDMORE) < 0) {
             zmq_msg_close(&copy);
             return -1;
@@ -189,24 +213,43 @@ static uint32_t seen_kind(const Kooisv__Envelope *env, zmqauth_peer_t peer)
     return (uint32_t)env->body_case | (uint32_t)peer << 24;
 }
 
-/* A copy of a request this replica answered with success already gets that answer again. True
- * when the copy was answered so. */
-static bool serve_copy(worker_t *w, void *sock, const Kooisv__Envelope *env)
+/* A copy of a request this replica answered with success already gets that answer again, on
+ * sock behind route. True when the copy was answered so. */
+static bool serve_copy(const svc_def_t *def, zmqauth_peer_t peer, zmq_msg_t *route, int n_route,
+                       void *sock, const Kooisv__Envelope *env)
 {
     if (!env->request_id || !*env->request_id || env->body_case == KOOISV__ENVELOPE__BODY_PING)
         return false;
     uint8_t *cached = NULL;
     size_t len = 0;
     seenreq_state_t st =
-        seenreq_take(seen, env->request_id, seen_kind(env, w->peer), time_now_ms(), &cached, &len);
+        seenreq_take(seen, env->request_id, seen_kind(env, peer), time_now_ms(), &cached, &len);
     if (st == SEENREQ_NEW)
         return false;
     log_info(env->request_id, "%s: a copy of an answered request: the same answer again",
-             w->def->name);
-    if (reply_send(w, sock, cached, len) < 0)
-        log_warn(env->request_id, "%s: reply not sent: %s", w->def->name, zmq_strerror(errno));
+             def->name);
+    if (reply_send(route, n_route, sock, cached, len) < 0)
+        log_warn(env->request_id, "%s: reply not sent: %s", def->name, zmq_strerror(errno));
     free(cached);
     return true;
+}
+
+/* Pack the call's reply, keep it for copies of the request when it is a success, and send it on
+ * sock behind route. */
+static void call_answer(const svc_def_t *def, svc_call_t *call, zmq_msg_t *route, int n_route,
+                        void *sock)
+{
+    const Kooisv__Envelope *env = call->req;
+    uint8_t *buf;
+    size_t len = pack_reply(&call->reply, &buf);
+    /* Only a success is kept: a copy of a failed call (the database was down) must run again. */
+    if (env && env->request_id && *env->request_id &&
+        env->body_case != KOOISV__ENVELOPE__BODY_PING && call->reply.result_code &&
+        strcmp(call->reply.result_code, RC_OK) == 0)
+        seenreq_answer(seen, env->request_id, seen_kind(env, call->peer), buf, len);
+    if (reply_send(route, n_route, sock, buf, len) < 0)
+        log_warn(svc_call_rid(call), "%s: reply not sent: %s", def->name, zmq_strerror(errno));
+    free(buf);
 }
 
 /* Why the peer may not send env (svc.h "Per-key rights"), or NULL when it may. */
@@ -234,7 +277,7 @@ static const char *request_refusal(const svc_def_t *def, zmqauth_peer_t peer,
 static bool refused(worker_t *w, svc_call_t *call)
 {
     const Kooisv__Envelope *env = call->req;
-    const char *why = request_refusal(w->def, w->peer, env);
+    const char *why = request_refusal(w->def, call->peer, env);
     if (!why)
         return false;
     static log_gate_t gate;
@@ -254,26 +297,19 @@ static bool refused(worker_t *w, svc_call_t *call)
 
 static void serve_one(worker_t *w, void *sock, zmq_msg_t *msg)
 {
-    svc_call_t call = {.peer = w->peer};
-    kooisv__reply__init(&call.reply);
+    svc_call_t call = {0};
     Kooisv__Envelope *env =
         kooisv__envelope__unpack(NULL, zmq_msg_size(msg), (const uint8_t *)zmq_msg_data(msg));
-    call.req = env;
-    call.reply.result_code = RC_INTERNAL;
-    call.reply.result_msg = "internal error";
+    call_begin(&call, env, w->peer);
     if (!env) {
         log_warn(NULL, "%s: dropped a message that is not an envelope (%zu bytes)", w->def->name,
                  zmq_msg_size(msg));
         call.reply.result_code = RC_INVALID;
         call.reply.result_msg = "malformed envelope";
     } else {
-        call.reply.request_id = env->request_id;
-        /* Lets a client with two calls under one request id (audit intent, then outcome) tell
-         * their replies apart even when one arrives late. */
-        call.reply.answers = (uint32_t)env->body_case;
         if (refused(w, &call)) {
             /* answered below, before any handler or cached answer */
-        } else if (serve_copy(w, sock, env)) {
+        } else if (serve_copy(w->def, w->peer, w->route, w->n_route, sock, env)) {
             kooisv__envelope__free_unpacked(env, NULL);
             return;
         } else if (env->body_case == KOOISV__ENVELOPE__BODY_PING) {
@@ -285,16 +321,7 @@ static void serve_one(worker_t *w, void *sock, zmq_msg_t *msg)
             w->def->handle(w->state, &call);
         }
     }
-    uint8_t *buf;
-    size_t len = pack_reply(&call.reply, &buf);
-    /* Only a success is kept: a copy of a failed call (the database was down) must run again. */
-    if (env && env->request_id && *env->request_id &&
-        env->body_case != KOOISV__ENVELOPE__BODY_PING && call.reply.result_code &&
-        strcmp(call.reply.result_code, RC_OK) == 0)
-        seenreq_answer(seen, env->request_id, seen_kind(env, w->peer), buf, len);
-    if (reply_send(w, sock, buf, len) < 0)
-        log_warn(svc_call_rid(&call), "%s: reply not sent: %s", w->def->name, zmq_strerror(errno));
-    free(buf);
+    call_answer(w->def, &call, w->route, w->n_route, sock);
     call_release(&call);
     if (env)
         kooisv__envelope__free_unpacked(env, NULL);
@@ -428,89 +455,283 @@ static int backend_recv(void *backend, void *frontend, zmq_msg_t *worker)
     return rc;
 }
 
-/* A waiting request from the frontend, to the worker whose id is *worker, behind a frame with
- * its sender's User-Id. The ZAP handler's User-Id is on the frames ZeroMQ received from the wire
- * (not on the routing id the ROUTER adds, and a send clears it), so the broker reads it from the
- * first frames (as many as a request the worker accepts may have) and tells the worker. 1 when
- * one went, 0 when none was waiting, -1 on error. */
-static int frontend_to_worker(void *frontend, void *backend, zmq_msg_t *worker)
+/* ---------------------------------------------------------------- calls served without a worker */
+
+/* Calls taken by handle_async and finished (svc_call_finish), waiting for the broker to send
+ * their replies; the eventfd wakes the broker. */
+static struct {
+    pthread_mutex_t mu;
+    svc_call_t *head, *tail;
+    int efd;   /* -1 until a service with handle_async runs */
+    bool open; /* a broker sends what is finished; else svc_call_finish drops it */
+} fin = {.mu = PTHREAD_MUTEX_INITIALIZER, .efd = -1};
+
+static void async_call_free(svc_call_t *call)
 {
-    zmq_msg_t part[ROUTE_MAX + 2];
-    int n = 0, more = 1, rc = 1;
-    for (; more && n < ROUTE_MAX + 2; n++) {
-        zmq_msg_init(&part[n]);
-        if (zmq_msg_recv(&part[n], frontend, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
-            rc = n == 0 && errno == EAGAIN ? 0 : -1;
-            zmq_msg_close(&part[n]);
-            break;
-        }
-        more = zmq_msg_more(&part[n]);
+    for (int i = 0; i < call->n_route; i++)
+        zmq_msg_close(&call->route[i]);
+    call_release(call);
+    if (call->owned)
+        kooisv__envelope__free_unpacked(call->owned, NULL);
+    free(call);
+}
+
+void svc_call_finish(svc_call_t *call)
+{
+    pthread_mutex_lock(&fin.mu);
+    bool open = fin.open, wake = open && !fin.head;
+    if (open) {
+        call->next = NULL;
+        if (fin.tail)
+            fin.tail->next = call;
+        else
+            fin.head = call;
+        fin.tail = call;
     }
+    pthread_mutex_unlock(&fin.mu);
+    if (!open) {
+        log_warn(svc_call_rid(call), "finished after the service stopped: reply dropped");
+        async_call_free(call);
+        return;
+    }
+    uint64_t one = 1;
+    if (wake && write(fin.efd, &one, sizeof one) != (ssize_t)sizeof one)
+        log_error(svc_call_rid(call), "cannot wake the broker: %s", strerror(errno));
+}
+
+/* The finished calls, in the order they finished (the list is emptied). */
+static svc_call_t *finished_take(void)
+{
+    pthread_mutex_lock(&fin.mu);
+    svc_call_t *list = fin.head;
+    fin.head = fin.tail = NULL;
+    pthread_mutex_unlock(&fin.mu);
+    return list;
+}
+
+/* ---------------------------------------------------------------- the broker */
+
+/* A request as the broker receives it from the frontend. */
+typedef struct {
+    zmq_msg_t part[ROUTE_MAX + 2];
+    int n;
+} inreq_t;
+
+static void inreq_close(inreq_t *q)
+{
+    for (int i = 0; i < q->n; i++)
+        zmq_msg_close(&q->part[i]);
+    q->n = 0;
+}
+
+/* Receive a waiting request from the frontend into q. 1 when one came, 0 when none was waiting,
+ * -1 on error. A message with more frames than a request has is read whole and dropped (there
+ * is no valid request to answer), and counts as received with q->n = 0. */
+static int inreq_recv(void *frontend, inreq_t *q)
+{
+    int more = 1;
+    q->n = 0;
+    while (more && q->n < ROUTE_MAX + 2) {
+        zmq_msg_init(&q->part[q->n]);
+        if (zmq_msg_recv(&q->part[q->n], frontend, q->n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+            int rc = q->n == 0 && errno == EAGAIN ? 0 : -1;
+            zmq_msg_close(&q->part[q->n]);
+            inreq_close(q);
+            return rc;
+        }
+        more = zmq_msg_more(&q->part[q->n]);
+        q->n++;
+    }
+    if (more) {
+        inreq_close(q);
+        while (more) {
+            zmq_msg_t part;
+            zmq_msg_init(&part);
+            if (zmq_msg_recv(&part, frontend, 0) < 0) {
+                zmq_msg_close(&part);
+                return -1;
+            }
+            more = zmq_msg_more(&part);
+            zmq_msg_close(&part);
+        }
+    }
+    return 1;
+}
+
+/* The ZAP handler's User-Id of q: it is on the frames ZeroMQ received from the wire (not on the
+ * routing id the ROUTER adds), so it is read from the last frame that has it. */
+static const char *inreq_user(inreq_t *q)
+{
     const char *user = NULL;
-    for (int i = n - 1; rc == 1 && i >= 0 && !user; i--)
-        user = zmq_msg_gets(&part[i], "User-Id");
-    if (rc == 1 && (zmq_msg_send(worker, backend, ZMQ_SNDMORE) < 0 ||
-                    zmq_send(backend, user ? user : "", user ? strlen(user) : 0, ZMQ_SNDMORE) < 0))
+    for (int i = q->n - 1; i >= 0 && !user; i--)
+        user = zmq_msg_gets(&q->part[i], "User-Id");
+    return user;
+}
+
+/* Send q to the worker whose id is *worker, behind a frame with its sender's User-Id (a send
+ * clears it, so the worker is told). The frames are sent (q is emptied) even on error; 1 when
+ * it went, -1 on error. */
+static int inreq_to_worker(inreq_t *q, void *backend, zmq_msg_t *worker)
+{
+    const char *user = inreq_user(q);
+    int rc = 1;
+    if (zmq_msg_send(worker, backend, ZMQ_SNDMORE) < 0 ||
+        zmq_send(backend, user ? user : "", user ? strlen(user) : 0, ZMQ_SNDMORE) < 0)
         rc = -1;
     int sent = 0;
-    while (rc == 1 && sent < n) {
-        if (zmq_msg_send(&part[sent], backend, sent < n - 1 || more ? ZMQ_SNDMORE : 0) < 0)
+    while (rc == 1 && sent < q->n) {
+        if (zmq_msg_send(&q->part[sent], backend, sent < q->n - 1 ? ZMQ_SNDMORE : 0) < 0)
             rc = -1;
         else
             sent++;
     }
-    for (int i = sent; i < n; i++)
-        zmq_msg_close(&part[i]);
-    /* More frames than a request has: forwarded all the same, and the worker drops it. */
-    if (rc == 1 && more && forward_rest(frontend, backend, true) < 0)
-        rc = -1;
+    for (int i = sent; i < q->n; i++)
+        zmq_msg_close(&q->part[i]);
+    q->n = 0;
     return rc;
 }
 
-/* The broker's state: its two sockets and the idle workers, by routing id, least recently used
- * first. */
+/* The broker's state: its two sockets, the idle workers (by routing id, least recently used
+ * first), a request waiting for a worker, and the calls served without one. */
 typedef struct {
+    const svc_def_t *def;
     void *frontend, *backend;
     zmq_msg_t *idle;
     int n_idle, nworkers;
     bool frontend_empty; /* the last look at the frontend found no request waiting */
+    inreq_t parked;      /* received, for the next free worker (parked.n > 0) */
+    long in_flight;      /* taken by handle_async, not answered yet */
 } broker_t;
 
-/* One round of the broker: wait up to timeout_ms for a message, collect the workers that are
- * free again (forwarding their answers), and hand waiting requests to free workers. 0, or -1 on
- * error (logged). */
-static int broker_round(broker_t *b, const char *name, int timeout_ms)
+/* Offer q to the service's handle_async on the broker thread. True when it was answered or
+ * taken (q may be closed then); false when a worker must serve it (q untouched): not a
+ * well-formed request, a PING, a request its peer may not send (the worker refuses it), or one
+ * the service does not take. A copy of an answered request is answered here. */
+static bool broker_take(broker_t *b, inreq_t *q)
 {
-    zmq_pollitem_t items[2] = {{.socket = b->backend, .events = ZMQ_POLLIN},
-                               {.socket = b->frontend, .events = b->n_idle ? ZMQ_POLLIN : 0}};
-    int n = zmq_poll(items, 2, timeout_ms);
+    const svc_def_t *def = b->def;
+    int d = 0;
+    while (d < q->n && zmq_msg_size(&q->part[d]) > 0)
+        d++;
+    if (d == 0 || d > ROUTE_MAX || q->n != d + 2)
+        return false;
+    const char *user = inreq_user(q);
+    zmqauth_peer_t peer = zmqauth_peer_parse(user ? user : "");
+    zmq_msg_t *payload = &q->part[d + 1];
+    Kooisv__Envelope *env = kooisv__envelope__unpack(NULL, zmq_msg_size(payload),
+                                                     (const uint8_t *)zmq_msg_data(payload));
+    if (!env || env->body_case == KOOISV__ENVELOPE__BODY_PING || request_refusal(def, peer, env)) {
+        if (env)
+            kooisv__envelope__free_unpacked(env, NULL);
+        return false;
+    }
+    svc_call_t *call = xcalloc(1, sizeof *call);
+    call_begin(call, env, peer);
+    call->owned = env;
+    for (int i = 0; i < d; i++) {
+        zmq_msg_init(&call->route[i]);
+        zmq_msg_copy(&call->route[i], &q->part[i]);
+    }
+    call->n_route = d;
+    if (serve_copy(def, peer, call->route, call->n_route, b->frontend, env)) {
+        async_call_free(call);
+        return true;
+    }
+    if (!def->handle_async(def->arg, call)) {
+        async_call_free(call);
+        return false;
+    }
+    b->in_flight++;
+    return true;
+}
+
+/* Send the replies of the calls finished since the last look. */
+static void broker_finished(broker_t *b)
+{
+    uint64_t count;
+    if (read(fin.efd, &count, sizeof count) < 0 && errno != EAGAIN)
+        log_warn(NULL, "%s: eventfd: %s", b->def->name, strerror(errno));
+    for (svc_call_t *call = finished_take(); call;) {
+        svc_call_t *next = call->next;
+        call_answer(b->def, call, call->route, call->n_route, b->frontend);
+        async_call_free(call);
+        b->in_flight--;
+        call = next;
+    }
+}
+
+/* Hand q to the longest idle worker (it stays idle when the hand-off failed). */
+static void broker_to_worker(broker_t *b, inreq_t *q)
+{
+    zmq_msg_t id;
+    zmq_msg_init(&id);
+    zmq_msg_copy(&id, &b->idle[0]);
+    int rc = inreq_to_worker(q, b->backend, &id);
+    zmq_msg_close(&id);
+    if (rc < 0) {
+        log_warn(NULL, "%s: request not handed to a worker: %s", b->def->name, zmq_strerror(errno));
+        return;
+    }
+    zmq_msg_close(&b->idle[0]);
+    memmove(&b->idle[0], &b->idle[1], (size_t)(b->n_idle - 1) * sizeof *b->idle);
+    b->n_idle--;
+}
+
+/* Requests taken from the frontend in one round at most, so that answers are not held up. */
+#define BROKER_BURST 256
+
+/* One round of the broker: wait up to timeout_ms for a message, collect the workers that are
+ * free again (forwarding their answers), send the answers of calls finished without a worker,
+ * and take waiting requests: those handle_async takes, and for free workers the others. 0, or
+ * -1 on error (logged). */
+static int broker_round(broker_t *b, int timeout_ms)
+{
+    bool async = b->def->handle_async != NULL;
+    bool take = b->parked.n == 0 && (b->n_idle > 0 || async);
+    zmq_pollitem_t items[3] = {{.socket = b->backend, .events = ZMQ_POLLIN},
+                               {.socket = b->frontend, .events = take ? ZMQ_POLLIN : 0},
+                               {.socket = NULL, .fd = fin.efd, .events = ZMQ_POLLIN}};
+    int n = zmq_poll(items, async ? 3 : 2, timeout_ms);
     if (n < 0) {
         if (errno == EINTR)
             return 0;
-        log_error(NULL, "%s: poll failed: %s", name, zmq_strerror(errno));
+        log_error(NULL, "%s: poll failed: %s", b->def->name, zmq_strerror(errno));
         return -1;
     }
     if (items[0].revents & ZMQ_POLLIN)
         while (b->n_idle < b->nworkers &&
                backend_recv(b->backend, b->frontend, &b->idle[b->n_idle]) > 0)
             b->n_idle++;
+    if (async && (items[2].revents & ZMQ_POLLIN))
+        broker_finished(b);
+    if (b->parked.n > 0 && b->n_idle > 0)
+        broker_to_worker(b, &b->parked);
     b->frontend_empty = false;
-    while (b->n_idle > 0) {
-        /* The longest idle worker takes the next request. */
-        zmq_msg_t id;
-        zmq_msg_init(&id);
-        zmq_msg_copy(&id, &b->idle[0]);
-        int sent = frontend_to_worker(b->frontend, b->backend, &id);
-        zmq_msg_close(&id);
-        if (sent <= 0) {
-            b->frontend_empty = sent == 0;
+    for (int burst = 0; b->parked.n == 0 && (b->n_idle > 0 || async) && burst < BROKER_BURST;
+         burst++) {
+        inreq_t q;
+        int got = inreq_recv(b->frontend, &q);
+        if (got <= 0) {
+            b->frontend_empty = got == 0;
             break;
         }
-        zmq_msg_close(&b->idle[0]);
-        memmove(&b->idle[0], &b->idle[1], (size_t)(b->n_idle - 1) * sizeof *b->idle);
-        b->n_idle--;
+        if (q.n == 0 || (async && broker_take(b, &q))) {
+            inreq_close(&q);
+            continue;
+        }
+        if (b->n_idle == 0) {
+            b->parked = q;
+            break;
+        }
+        broker_to_worker(b, &q);
     }
     return 0;
+}
+
+/* Nothing held: every worker idle, no request waiting or parked, no call in flight. */
+static bool broker_idle(const broker_t *b)
+{
+    return b->n_idle == b->nworkers && b->frontend_empty && b->parked.n == 0 && b->in_flight == 0;
 }
 
 int svc_run(const svc_def_t *def)
@@ -566,25 +787,44 @@ int svc_run(const svc_def_t *def)
         log_error(NULL, "%s: cannot bind %s: %s", def->name, def->bind, zmq_strerror(errno));
         rc = 1;
     }
+    if (rc == 0 && def->handle_async && fin.efd < 0) {
+        fin.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (fin.efd < 0) {
+            log_error(NULL, "%s: eventfd: %s", def->name, strerror(errno));
+            rc = 1;
+        }
+    }
     if (rc == 0)
         log_info(NULL, "%s: serving on %s with %d workers", def->name, def->bind, nworkers);
-    broker_t b = {.frontend = frontend, .backend = backend, .nworkers = nworkers};
+    broker_t b = {.def = def, .frontend = frontend, .backend = backend, .nworkers = nworkers};
     b.idle = xcalloc((size_t)nworkers, sizeof *b.idle);
+    pthread_mutex_lock(&fin.mu);
+    fin.open = rc == 0 && def->handle_async;
+    pthread_mutex_unlock(&fin.mu);
     while (rc == 0 && !svc_stopping())
-        if (broker_round(&b, def->name, 250) != 0)
+        if (broker_round(&b, 250) != 0)
             rc = 1;
-    /* Graceful stop: what this replica already holds (requests being served, and those received
-     * but not yet handed to a worker) is answered before the workers end, for at most
-     * SVC_DRAIN_MS; it ends as soon as every worker is idle and no request waits. Callers stop
+    /* Graceful stop: what this replica already holds (requests being served by a worker or
+     * without one, and those received but not yet handed to a worker) is answered before the
+     * workers end, for at most SVC_DRAIN_MS; it ends as soon as nothing is held. Callers stop
      * sending here once the connection goes (their other replicas take over). */
     int64_t drain_until = time_mono_us() + (int64_t)SVC_DRAIN_MS * 1000;
-    while (rc == 0 && started == nworkers && time_mono_us() < drain_until &&
-           !(b.n_idle == nworkers && b.frontend_empty))
-        if (broker_round(&b, def->name, 20) != 0)
+    while (rc == 0 && started == nworkers && time_mono_us() < drain_until && !broker_idle(&b))
+        if (broker_round(&b, 20) != 0)
             rc = 1;
-    if (rc == 0 && started == nworkers && !(b.n_idle == nworkers && b.frontend_empty))
-        log_warn(NULL, "%s: stopping with %d request(s) still being served after %d ms", def->name,
-                 nworkers - b.n_idle, SVC_DRAIN_MS);
+    if (rc == 0 && started == nworkers && !broker_idle(&b))
+        log_warn(NULL,
+                 "%s: stopping with %d request(s) still being served by workers and %ld without "
+                 "one after %d ms",
+                 def->name, nworkers - b.n_idle, b.in_flight, SVC_DRAIN_MS);
+    /* Calls still in flight without a worker are dropped when they finish (their callers'
+     * deadlines have passed; every call is safe to repeat). */
+    pthread_mutex_lock(&fin.mu);
+    fin.open = false;
+    pthread_mutex_unlock(&fin.mu);
+    if (def->handle_async)
+        broker_finished(&b);
+    inreq_close(&b.parked);
     workers_release = 1;
     svc_stop();
     for (int i = 0; i < started; i++) {

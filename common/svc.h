@@ -8,7 +8,10 @@
  * CURVE key makes of the sender (the ZAP User-Id of its frames). A gateway may send every request
  * but the admin actions in svc_def_t.system_actions; a system client only PING and those; an
  * unidentified peer nothing. A refusal is answered 000001 (logged at most once a second), so the
- * caller does not wait for its deadline. */
+ * caller does not wait for its deadline.
+ * Calls that only wait (the audit service's records wait for a group commit) can skip the
+ * worker thread and its two hand-offs: the service takes them on the broker thread
+ * (svc_def_t.handle_async) and finishes them later from its own thread (svc_call_finish). */
 #ifndef KOOISV_SVC_H
 #define KOOISV_SVC_H
 #include <stdbool.h>
@@ -55,7 +58,16 @@ typedef struct {
     /* The admin actions only system clients may call, and all they may call besides PING
      * (NULL-terminated); NULL = none. */
     const char *const *system_actions;
+    /* Serve a call without a worker thread (NULL: workers serve every call). Runs on the
+     * broker thread, after the per-key rights and the copy check, for every request but PING;
+     * it must not block. True when it took the call: it (or another thread) then sets the
+     * reply and calls svc_call_finish once. False: a worker serves it with handle. */
+    bool (*handle_async)(void *arg, svc_call_t *call);
 } svc_def_t;
+
+/* Answer a call taken by svc_def_t.handle_async with its reply, from any thread, once; the
+ * call is gone afterwards. After the service stopped the reply is dropped (logged). */
+void svc_call_finish(svc_call_t *call);
 
 /* Longest a stopping service goes on answering the requests it holds (SVC_DRAIN_MS). */
 #define SVC_DRAIN_MS 5000

@@ -208,6 +208,16 @@ static void worker_handle(void *state, svc_call_t *call)
     }
 }
 
+/* svc_def_t.handle_async: the service's, for calls whose deadline has not passed. */
+static bool svcrt_handle_async(void *arg, svc_call_t *call)
+{
+    const svcrt_def_t *def = arg;
+    const Kooisv__Envelope *env = svc_call_request(call);
+    if (!def->serve_late && env->deadline_ms > 0 && time_now_ms() > env->deadline_ms)
+        return false;
+    return def->handle_async(def->svc, call, env);
+}
+
 /* ---------------------------------------------------------------- readiness */
 
 /* A libpq connection to dsn that gives up after 3 s, with statements limited to 2 s. */
@@ -365,7 +375,8 @@ int svcrt_run(svcrt_def_t *def, int argc, char **argv)
                     .handle = worker_handle,
                     .arg = def,
                     .ready = svcrt_ready,
-                    .system_actions = def->system_actions};
+                    .system_actions = def->system_actions,
+                    .handle_async = def->handle_async ? svcrt_handle_async : NULL};
     rc = svc_run(&sd);
 done:
     svc_stop(); /* background threads watch this, also after a failed start */

@@ -130,6 +130,11 @@ struct svcrt_def {
     void (*stop)(svcrt_def_t *def);
     /* Serve a request body; false when the service does not serve it (answered 000002). */
     bool (*handle)(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Envelope *env);
+    /* Serve a request body without a worker thread (svc.h handle_async): on the broker
+     * thread, never blocking; true when it took the call, which it finishes later with
+     * svc_call_finish (and log_calls does not cover). False, or NULL: a worker serves it with
+     * handle. Calls past their deadline (unless serve_late) go to a worker, which refuses them. */
+    bool (*handle_async)(void *svc, svc_call_t *call, const Kooisv__Envelope *env);
     /* Serve an admin action; false when it is not one of the service's (the outbox's actions
      * are tried next, then 000002). NULL: admin requests go to handle. */
     bool (*admin)(svcrt_worker_t *w, svc_call_t *call, const Kooisv__AdminRequest *req);

@@ -4,6 +4,10 @@
 #include "journal.h"
 #include "svc.h"
 
+/* For calls taken without a worker (svc.h handle_async): each returns at once and finishes the
+ * call (svc_call_finish) from the journal's writer thread once its record is committed, or at
+ * once when the record is malformed (000002). */
+
 /* Record the intent of the call (after the replay check); replies 000000 only once committed,
  * with AuditIntentResult{seq, replay}. */
 void intake_intent(journal_t *journal, svc_call_t *call);

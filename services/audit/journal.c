@@ -33,6 +33,13 @@ typedef struct item {
     bool replay;
     const char *replay_reason;
     int64_t seq;
+    /* A submitted record (journal_submit_*): the item is on the heap and owns its record and
+     * result; done runs on the writer thread once the batch is published. */
+    journal_done_fn done_fn;
+    void *done_arg;
+    entry_intent_t own_intent;
+    entry_outcome_t own_outcome;
+    journal_result_t own_result;
 } item_t;
 
 struct journal {
@@ -538,13 +545,24 @@ static void *writer_main(void *arg)
 
         batch_run(self, batch, n);
 
+        /* Submitted records first: a waiter's item is gone once it is woken. */
+        for (int i = 0; i < n; i++)
+            if (batch[i]->done_fn) {
+                item_t *it = batch[i];
+                batch[i] = NULL;
+                it->done_fn(it->result, it->done_arg);
+                entry_intent_clear(&it->own_intent);
+                entry_outcome_clear(&it->own_outcome);
+                free(it);
+            }
         pthread_mutex_lock(&self->mu);
         self->stats.batches++;
         self->stats.records += (uint64_t)n;
-        for (int i = 0; i < n; i++) {
-            batch[i]->done = true;
-            pthread_cond_signal(&batch[i]->cv);
-        }
+        for (int i = 0; i < n; i++)
+            if (batch[i]) {
+                batch[i]->done = true;
+                pthread_cond_signal(&batch[i]->cv);
+            }
     }
     pthread_mutex_unlock(&self->mu);
     free(batch);
@@ -589,20 +607,56 @@ void journal_destroy(journal_t **self_p)
     *self_p = NULL;
 }
 
-static void append_wait(journal_t *self, item_t *it)
+/* Queue it for the writer; the caller holds self->mu. */
+static void queue_locked(journal_t *self, item_t *it)
 {
-    pthread_cond_init(&it->cv, NULL);
-    pthread_mutex_lock(&self->mu);
     if (self->tail)
         self->tail->next = it;
     else
         self->head = it;
     self->tail = it;
     pthread_cond_signal(&self->work);
+}
+
+static void append_wait(journal_t *self, item_t *it)
+{
+    pthread_cond_init(&it->cv, NULL);
+    pthread_mutex_lock(&self->mu);
+    queue_locked(self, it);
     while (!it->done)
         pthread_cond_wait(&it->cv, &self->mu);
     pthread_mutex_unlock(&self->mu);
     pthread_cond_destroy(&it->cv);
+}
+
+/* Queue a heap item whose done runs on the writer thread. */
+static void submit(journal_t *self, item_t *it, journal_done_fn done, void *arg)
+{
+    it->done_fn = done;
+    it->done_arg = arg;
+    it->result = &it->own_result;
+    pthread_mutex_lock(&self->mu);
+    queue_locked(self, it);
+    pthread_mutex_unlock(&self->mu);
+}
+
+void journal_submit_intent(journal_t *self, entry_intent_t *intent, journal_done_fn done, void *arg)
+{
+    item_t *it = xcalloc(1, sizeof *it);
+    it->own_intent = *intent;
+    memset(intent, 0, sizeof *intent);
+    it->intent = &it->own_intent;
+    submit(self, it, done, arg);
+}
+
+void journal_submit_outcome(journal_t *self, entry_outcome_t *outcome, journal_done_fn done,
+                            void *arg)
+{
+    item_t *it = xcalloc(1, sizeof *it);
+    it->own_outcome = *outcome;
+    memset(outcome, 0, sizeof *outcome);
+    it->outcome = &it->own_outcome;
+    submit(self, it, done, arg);
 }
 
 void journal_append_intent(journal_t *self, const entry_intent_t *intent, journal_result_t *out)

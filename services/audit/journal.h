@@ -1,8 +1,9 @@
-/* journal: the single writer of the audit chain. Worker threads hand it intents and outcomes and
- * wait; one writer thread takes up to batch_max waiting records, assigns their sequence numbers
- * and hashes under a chain lock, checks nonces, commits them in one transaction (group commit)
- * and only then wakes every waiter. Replicas of the service serialise on a transaction-scoped
- * advisory lock, so the chain stays gapless with any number of writers. */
+/* journal: the single writer of the audit chain. Callers hand it intents and outcomes and wait
+ * (append) or are called back (submit); one writer thread takes up to batch_max waiting records,
+ * assigns their sequence numbers and hashes under a chain lock, checks nonces, commits them in one
+ * transaction (group commit) and only then wakes every waiter and calls every callback. Replicas of
+ * the service serialise on a transaction-scoped advisory lock, so the chain stays gapless with any
+ * number of writers. */
 #ifndef KOOISV_AUDIT_JOURNAL_H
 #define KOOISV_AUDIT_JOURNAL_H
 #include <stdbool.h>
@@ -43,6 +44,18 @@ void journal_append_intent(journal_t *self, const entry_intent_t *intent, journa
 /* Append outcome and wait. Stored once per request id; refused (000002) without an intent. */
 void journal_append_outcome(journal_t *self, const entry_outcome_t *outcome,
                             journal_result_t *out);
+
+/* Told on the writer thread that a submitted record is committed or refused; res lives only
+ * during the call. */
+typedef void (*journal_done_fn)(const journal_result_t *res, void *arg);
+/* Append intent without waiting: the journal takes its contents (*intent is left empty) and
+ * calls done(res, arg) on the writer thread once it is committed or refused, as
+ * journal_append_intent would have answered. */
+void journal_submit_intent(journal_t *self, entry_intent_t *intent, journal_done_fn done,
+                           void *arg);
+/* Append outcome without waiting, as journal_submit_intent. */
+void journal_submit_outcome(journal_t *self, entry_outcome_t *outcome, journal_done_fn done,
+                            void *arg);
 
 /* Counters since start, for the benchmark and logs. */
 typedef struct {

@@ -26,8 +26,9 @@
 static const config_var_t audit_vars[] = {
     {"KOOISV_BIND", "tcp://127.0.0.1:7104", 0, "ZeroMQ endpoint the service binds"},
     ZMQAUTH_SERVER_CONFIG_VARS,
-    {"KOOISV_WORKERS", "64", 0,
-     "worker threads; the records they wait on together form one group commit"},
+    {"KOOISV_WORKERS", "8", 0,
+     "worker threads for queries, verification and stats (intents and outcomes need none: "
+     "they wait for the journal's group commit without a thread)"},
     {"KOOISV_PG_DSN", NULL, CONFIG_SECRET,
      "PostgreSQL connection as role kooisv_audit (INSERT and SELECT on the trail only); "
      "required to serve"},
@@ -106,9 +107,11 @@ static PGconn *audit_reader(audit_t *self, svc_call_t *call)
     return conn;
 }
 
-static bool audit_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Envelope *env)
+/* svcrt_def_t.handle_async: intents and outcomes go to the journal from the broker thread and
+ * are answered from the writer thread after their group commit, without a worker. */
+static bool audit_handle_async(void *svc, svc_call_t *call, const Kooisv__Envelope *env)
 {
-    audit_t *self = w->svc;
+    audit_t *self = svc;
     switch (env->body_case) {
     case KOOISV__ENVELOPE__BODY_AUDIT_INTENT:
         intake_intent(self->journal, call);
@@ -116,6 +119,16 @@ static bool audit_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Enve
     case KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME:
         intake_outcome(self->journal, call);
         return true;
+    default:
+        return false;
+    }
+}
+
+/* Queries, verification and stats, on a worker (intents and outcomes never get here). */
+static bool audit_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Envelope *env)
+{
+    audit_t *self = w->svc;
+    switch (env->body_case) {
     case KOOISV__ENVELOPE__BODY_AUDIT_QUERY:
     case KOOISV__ENVELOPE__BODY_AUDIT_VERIFY: {
         PGconn *conn = audit_reader(self, call);
@@ -325,6 +338,7 @@ int main(int argc, char **argv)
         .start = audit_start,
         .stop = audit_stop,
         .handle = audit_handle,
+        .handle_async = audit_handle_async,
         .metrics = audit_metrics,
         .svc = &audit,
     };
