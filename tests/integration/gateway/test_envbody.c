@@ -43,20 +43,39 @@ static void free_body(Kooisv__Envelope *env)
     assert_ptr_equal(env->request_id, rid);
 }
 
+/* A new body of body_case in env (a fresh envelope with request id rid), checked: of type
+ * desc, set as env's body. */
+static ProtobufCMessage *new_body(Kooisv__Envelope *env, char *rid,
+                                  Kooisv__Envelope__BodyCase body_case,
+                                  const ProtobufCMessageDescriptor *desc)
+{
+    kooisv__envelope__init(env);
+    env->request_id = rid;
+    assert_null(envbody_get(env));
+    ProtobufCMessage *m = envbody_new(env, body_case);
+    assert_non_null(m);
+    assert_ptr_equal(m->descriptor, desc);
+    assert_int_equal(env->body_case, body_case);
+    assert_ptr_equal(envbody_get(env), m);
+    return m;
+}
+
+/* The unpacked copy freed, then env's body (free_body). */
+static void free_both(Kooisv__Envelope *back, Kooisv__Envelope *env)
+{
+    kooisv__envelope__free_unpacked(back, NULL);
+    free_body(env);
+}
+
 /* A basic order request (newInstance): made in env, its strings set (NULL as "", a second set
  * replacing the first), read back, packed and unpacked. */
 static void test_order_request(void **state)
 {
     (void)state;
-    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
-    env.request_id = "rid-order-1";
-    assert_null(envbody_get(&env));
-    ProtobufCMessage *m = envbody_new(&env, KOOISV__ENVELOPE__BODY_NEW_INSTANCE);
-    assert_non_null(m);
-    assert_ptr_equal(m->descriptor, &kooisv__new_instance__descriptor);
-    assert_int_equal(env.body_case, KOOISV__ENVELOPE__BODY_NEW_INSTANCE);
+    Kooisv__Envelope env;
+    ProtobufCMessage *m = new_body(&env, "rid-order-1", KOOISV__ENVELOPE__BODY_NEW_INSTANCE,
+                                   &kooisv__new_instance__descriptor);
     assert_ptr_equal(env.new_instance, m);
-    assert_ptr_equal(envbody_get(&env), m);
     assert_string_equal(envbody_string(m, "order_id"), ""); /* initialised */
 
     envbody_set_string(m, "order_id", "CS1906666666ABCDE");
@@ -82,18 +101,16 @@ static void test_order_request(void **state)
     assert_string_equal(envbody_string(envbody_get(back), "order_line_id"),
                         "CS1906666666ABCDE-000002");
     assert_string_equal(back->new_instance->business_id, "");
-    kooisv__envelope__free_unpacked(back, NULL);
-    free_body(&env);
+    free_both(back, &env);
 }
 
 /* A kit tenant sync: strings and its int32 flag. */
 static void test_tenant_sync(void **state)
 {
     (void)state;
-    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
-    env.request_id = "rid-tenant-1";
-    ProtobufCMessage *m = envbody_new(&env, KOOISV__ENVELOPE__BODY_TENANT_SYNC);
-    assert_ptr_equal(m->descriptor, &kooisv__tenant_sync__descriptor);
+    Kooisv__Envelope env;
+    ProtobufCMessage *m = new_body(&env, "rid-tenant-1", KOOISV__ENVELOPE__BODY_TENANT_SYNC,
+                                   &kooisv__tenant_sync__descriptor);
     assert_ptr_equal(env.tenant_sync, m);
     assert_true(envbody_has_field(m, "flag"));
     assert_false(envbody_has_field(m, "users"));
@@ -112,17 +129,16 @@ static void test_tenant_sync(void **state)
     assert_string_equal(back->tenant_sync->time_stamp, "20261206233000123");
     assert_string_equal(back->tenant_sync->instance_id, "");
     assert_int_equal(back->tenant_sync->flag, -7);
-    kooisv__envelope__free_unpacked(back, NULL);
-    free_body(&env);
+    free_both(back, &env);
 }
 
 /* A kit auth sync: users appended one by one as entries of the repeated field, in order. */
 static void test_auth_sync_entries(void **state)
 {
     (void)state;
-    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
-    env.request_id = "rid-auth-1";
-    ProtobufCMessage *m = envbody_new(&env, KOOISV__ENVELOPE__BODY_AUTH_SYNC);
+    Kooisv__Envelope env;
+    ProtobufCMessage *m = new_body(&env, "rid-auth-1", KOOISV__ENVELOPE__BODY_AUTH_SYNC,
+                                   &kooisv__auth_sync__descriptor);
     Kooisv__AuthSync *as = env.auth_sync;
     assert_ptr_equal((ProtobufCMessage *)as, m);
     envbody_set_string(m, "tenant_id", "T-1");
@@ -152,8 +168,7 @@ static void test_auth_sync_entries(void **state)
     assert_string_equal(back->auth_sync->users[1]->user_name, "bob");
     assert_string_equal(back->auth_sync->users[1]->email, "bob@example.com");
     assert_int_equal(back->auth_sync->users[1]->employee_type, 0);
-    kooisv__envelope__free_unpacked(back, NULL);
-    free_body(&env);
+    free_both(back, &env);
 }
 
 /* A kit all-org sync built as kitsync builds it: a message made alone, its orgs appended and
@@ -189,18 +204,16 @@ static void test_attach_all_orgs(void **state)
         assert_string_equal(back->all_org_sync->orgs[i]->org_code, codes[i]);
         assert_string_equal(back->all_org_sync->orgs[i]->parent_code, parents[i]);
     }
-    kooisv__envelope__free_unpacked(back, NULL);
-    free_body(&env);
+    free_both(back, &env);
 }
 
 /* An admin request: its action, and its map of arguments filled as entries (key, value). */
 static void test_admin_request(void **state)
 {
     (void)state;
-    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
-    env.request_id = "rid-admin-1";
-    ProtobufCMessage *m = envbody_new(&env, KOOISV__ENVELOPE__BODY_ADMIN);
-    assert_ptr_equal(m->descriptor, &kooisv__admin_request__descriptor);
+    Kooisv__Envelope env;
+    ProtobufCMessage *m = new_body(&env, "rid-admin-1", KOOISV__ENVELOPE__BODY_ADMIN,
+                                   &kooisv__admin_request__descriptor);
     assert_true(envbody_has_field(m, "args"));
     envbody_set_string(m, "action", "instance.list");
     ProtobufCMessage *a = envbody_add_entry(m, "args");
@@ -217,23 +230,20 @@ static void test_admin_request(void **state)
     assert_string_equal(back->admin->args[0]->value, "100");
     assert_string_equal(back->admin->args[1]->key, "status");
     assert_string_equal(back->admin->args[1]->value, "active");
-    kooisv__envelope__free_unpacked(back, NULL);
-    free_body(&env);
+    free_both(back, &env);
 }
 
 /* A body without fields (ping) still sets the case and travels. */
 static void test_ping(void **state)
 {
     (void)state;
-    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
-    env.request_id = "rid-ping-1";
-    ProtobufCMessage *m = envbody_new(&env, KOOISV__ENVELOPE__BODY_PING);
-    assert_ptr_equal(m->descriptor, &kooisv__ping__descriptor);
+    Kooisv__Envelope env;
+    ProtobufCMessage *m =
+        new_body(&env, "rid-ping-1", KOOISV__ENVELOPE__BODY_PING, &kooisv__ping__descriptor);
     assert_false(envbody_has_field(m, "request_id"));
     Kooisv__Envelope *back = round_trip(&env);
     assert_non_null(back->ping);
-    kooisv__envelope__free_unpacked(back, NULL);
-    free_body(&env);
+    free_both(back, &env);
 }
 
 static void test_free_without_body(void **state)
@@ -315,9 +325,9 @@ static void test_wrong_names(void **state)
 #else
     static const envbody_ref_t refs[] = {
         {"tenant", "tenant_id"}, {"ghost", "no_such"}, {"flag", "flag"}, {NULL, NULL}};
-    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
-    env.request_id = "rid-wrong-1";
-    ProtobufCMessage *m = envbody_new(&env, KOOISV__ENVELOPE__BODY_TENANT_SYNC);
+    Kooisv__Envelope env;
+    ProtobufCMessage *m = new_body(&env, "rid-wrong-1", KOOISV__ENVELOPE__BODY_TENANT_SYNC,
+                                   &kooisv__tenant_sync__descriptor);
     envbody_set_string(m, "tenant_id", "T-3");
     envbody_set_int32(m, "flag", 1);
     uint8_t before[256], after[256];

@@ -253,23 +253,32 @@ static void check_accept(int lfd, struct sockaddr *addr, socklen_t addrlen)
     assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+/* A listener on hostport (a loopback address, port 0), checked: its flags, and a real port;
+ * its address (addrlen bytes, as getsockname gives it) into addr. */
+static int listen_checked(const char *hostport, struct sockaddr *addr, socklen_t addrlen)
+{
+    char err[256] = "";
+    int fd = netaddr_listen(hostport, false, err, sizeof err);
+    if (fd < 0)
+        fail_msg("%s: %s", hostport, err);
+    check_listener(fd);
+    socklen_t len = addrlen;
+    assert_int_equal(getsockname(fd, addr, &len), 0);
+    assert_int_equal(len, addrlen);
+    int port = netaddr_local_port(fd);
+    assert_true(port > 0 && port <= 65535);
+    return fd;
+}
+
 static void test_listen_v4(void **state)
 {
     (void)state;
-    char err[256] = "";
-    int fd = netaddr_listen("127.0.0.1:0", false, err, sizeof err);
-    if (fd < 0)
-        fail_msg("127.0.0.1:0: %s", err);
-    check_listener(fd);
     struct sockaddr_in a;
-    socklen_t len = sizeof a;
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    int fd = listen_checked("127.0.0.1:0", (struct sockaddr *)&a, sizeof a);
     assert_int_equal(a.sin_family, AF_INET);
     assert_int_equal(ntohl(a.sin_addr.s_addr), INADDR_LOOPBACK);
-    int port = netaddr_local_port(fd);
-    assert_true(port > 0 && port <= 65535);
-    assert_int_equal(port, ntohs(a.sin_port));
-    check_accept(fd, (struct sockaddr *)&a, len);
+    assert_int_equal(netaddr_local_port(fd), ntohs(a.sin_port));
+    check_accept(fd, (struct sockaddr *)&a, sizeof a);
     close(fd);
 }
 
@@ -292,20 +301,12 @@ static void test_listen_v6(void **state)
         print_message("no IPv6 loopback here: [::1]:0 not tried\n");
         skip();
     }
-    char err[256] = "";
-    int fd = netaddr_listen("[::1]:0", false, err, sizeof err);
-    if (fd < 0)
-        fail_msg("[::1]:0: %s", err);
-    check_listener(fd);
     struct sockaddr_in6 a;
-    socklen_t len = sizeof a;
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    int fd = listen_checked("[::1]:0", (struct sockaddr *)&a, sizeof a);
     assert_int_equal(a.sin6_family, AF_INET6);
     assert_true(IN6_IS_ADDR_LOOPBACK(&a.sin6_addr));
-    int port = netaddr_local_port(fd);
-    assert_true(port > 0 && port <= 65535);
-    assert_int_equal(port, ntohs(a.sin6_port));
-    check_accept(fd, (struct sockaddr *)&a, len);
+    assert_int_equal(netaddr_local_port(fd), ntohs(a.sin6_port));
+    check_accept(fd, (struct sockaddr *)&a, sizeof a);
     close(fd);
 }
 
