@@ -1,8 +1,10 @@
 #include "envbody.h"
 
 #include <assert.h>
+#include <stdlib.h>
 
 #include "jsonfield.h"
+#include "log.h"
 #include "xmalloc.h"
 
 /* The envelope's member for body_case: the oneof members are fields numbered by the cases. */
@@ -19,20 +21,26 @@ static ProtobufCMessage **body_slot(const Kooisv__Envelope *env,
     return (ProtobufCMessage **)((char *)env + f->offset);
 }
 
-/* m's field named field, of type type, repeated or not. */
+/* m's field named field, of type type, repeated or not; a wrong name is the programmer's
+ * (asserted), and NULL in a release build, where the callers then do nothing. */
 static const ProtobufCFieldDescriptor *field_of(const ProtobufCMessage *m, const char *field,
                                                 ProtobufCType type, bool repeated)
 {
     const ProtobufCFieldDescriptor *f =
         protobuf_c_message_descriptor_get_field_by_name(m->descriptor, field);
-    assert(f && f->type == type && (f->label == PROTOBUF_C_LABEL_REPEATED) == repeated);
-    return f;
+    bool ok = f && f->type == type && (f->label == PROTOBUF_C_LABEL_REPEATED) == repeated;
+    assert(ok);
+    if (!ok)
+        log_error(NULL, "envbody: %s has no field %s of the type asked", m->descriptor->name,
+                  field);
+    return ok ? f : NULL;
 }
 
-/* Where m keeps its single field named field of type type. */
+/* Where m keeps its single field named field of type type (NULL as above). */
 static void *field_at(const ProtobufCMessage *m, const char *field, ProtobufCType type)
 {
-    return (char *)m + field_of(m, field, type, false)->offset;
+    const ProtobufCFieldDescriptor *f = field_of(m, field, type, false);
+    return f ? (char *)m + f->offset : NULL;
 }
 
 /* A new, initialised message of type desc. */
@@ -88,6 +96,8 @@ ProtobufCMessage *envbody_add_entry(ProtobufCMessage *m, const char *field)
 {
     /* protobuf-c keeps a repeated message field as an array of pointers and its count */
     const ProtobufCFieldDescriptor *f = field_of(m, field, PROTOBUF_C_TYPE_MESSAGE, true);
+    if (!f)
+        return NULL;
     size_t *n = (size_t *)((char *)m + f->quantifier_offset);
     ProtobufCMessage ***entries = (ProtobufCMessage ***)((char *)m + f->offset);
     ProtobufCMessage *entry = message_new(f->descriptor);
@@ -103,17 +113,25 @@ bool envbody_has_field(const ProtobufCMessage *m, const char *field)
 
 void envbody_set_string(ProtobufCMessage *m, const char *field, const char *s)
 {
-    *(char **)field_at(m, field, PROTOBUF_C_TYPE_STRING) = jsonfield_copy(s);
+    char **at = field_at(m, field, PROTOBUF_C_TYPE_STRING);
+    if (!at)
+        return;
+    if (*at != protobuf_c_empty_string) /* set before: the message owns that copy too */
+        free(*at);
+    *at = jsonfield_copy(s);
 }
 
 void envbody_set_int32(ProtobufCMessage *m, const char *field, int32_t v)
 {
-    *(int32_t *)field_at(m, field, PROTOBUF_C_TYPE_INT32) = v;
+    int32_t *at = field_at(m, field, PROTOBUF_C_TYPE_INT32);
+    if (at)
+        *at = v;
 }
 
 const char *envbody_string(const ProtobufCMessage *m, const char *field)
 {
-    return *(const char *const *)field_at(m, field, PROTOBUF_C_TYPE_STRING);
+    const char *const *at = field_at(m, field, PROTOBUF_C_TYPE_STRING);
+    return at ? *at : NULL;
 }
 
 void envbody_add_refs(const Kooisv__Envelope *env, const envbody_ref_t *refs,

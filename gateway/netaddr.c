@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -31,11 +32,22 @@ static bool split_hostport(const char *hostport, char *host, size_t hostlen, cha
     return true;
 }
 
+/* A port as 1 to 5 digits up to 65535: getaddrinfo takes "99999" as 34463 and "+80" as 80. */
+static bool port_valid(const char *port)
+{
+    size_t n = strspn(port, "0123456789");
+    return n >= 1 && n <= 5 && !port[n] && atoi(port) <= 65535;
+}
+
 int netaddr_listen(const char *hostport, bool reuseport, char *err, size_t errlen)
 {
     char host[128], port[16];
     if (!split_hostport(hostport, host, sizeof host, port, sizeof port)) {
         snprintf(err, errlen, "not host:port: %s", hostport);
+        return -1;
+    }
+    if (!port_valid(port)) {
+        snprintf(err, errlen, "not a port (0..65535): %s", hostport);
         return -1;
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -118,7 +130,7 @@ bool netaddr_ip_parse(const char *text, uint8_t out[16], bool *v4)
 
 bool netaddr_list_next(const char **p, const char **item, size_t *len)
 {
-    if (!*p || !**p)
+    if (!p || !*p || !**p)
         return false;
     const char *end = strchr(*p, ',');
     *item = *p;
