@@ -26,8 +26,10 @@ const ProtobufCMessage *envbody_get(const Kooisv__Envelope *env);
 ProtobufCMessage *envbody_add_entry(ProtobufCMessage *m, const char *field);
 /* True when m's message type has a field named field. */
 bool envbody_has_field(const ProtobufCMessage *m, const char *field);
-/* Set m's string field named field to a copy of s ("" for NULL); m owns the copy. The field
- * must exist and be a string (asserted: a name is the programmer's). */
+/* Set m's string field named field to a copy of s ("" for NULL), freeing the copy it held; m
+ * owns the copy. The field must exist and be a string (asserted: a name is the programmer's;
+ * in a release build a wrong name is logged and the setters and getters below do nothing and
+ * return NULL). */
 void envbody_set_string(ProtobufCMessage *m, const char *field, const char *s);
 /* Set m's int32 field named field to v (which must exist, as above). */
 void envbody_set_int32(ProtobufCMessage *m, const char *field, int32_t v);
