@@ -11,6 +11,9 @@
 #include <stdint.h>
 #include "envelope.pb-c.h"
 
+/* Most outcomes one AuditOutcomeBatch may carry (the audit service refuses a larger one). */
+#define TRANSPORT_OUTCOME_BATCH_MAX 256
+
 /* The process-wide ZeroMQ context (created on first use, never destroyed). */
 void *transport_context(void);
 /* Pack an envelope into a new buffer; returns its length. Caller owns *buf. */

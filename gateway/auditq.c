@@ -8,12 +8,19 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "timeutil.h"
 #include "transport.h"
 #include "xmalloc.h"
 
 #define BACKOFF_MIN_MS 200
 #define BACKOFF_MAX_MS 10000
 #define QUEUE_MAX 100000 /* per thread; beyond it the oldest record is given up (and logged) */
+/* Outcomes delivered within BATCH_WAIT_MS of each other go in one AuditOutcomeBatch (at most
+ * BATCH_MAX): one message and one answer for many. An audit service that does not know batches
+ * (an older version, during an upgrade) gets them one by one for SINGLES_MS. */
+#define BATCH_MAX 128
+#define BATCH_WAIT_MS 2
+#define SINGLES_MS 60000
 
 typedef struct item {
     struct item *next;
@@ -35,7 +42,18 @@ struct auditq {
     bool head_busy;
     struct event *retry;
     int backoff_ms;
+    item_t *batch_head, *batch_tail; /* outcomes waiting for the next batch */
+    size_t batch_n;
+    struct event *flush;
+    int64_t singles_until_ms; /* outcomes go alone until then */
 };
+
+/* A batch of outcomes sent, waiting for its answer. */
+typedef struct {
+    auditq_t *queue;
+    item_t *items;
+    size_t n;
+} batch_t;
 
 static void pump(auditq_t *self);
 
@@ -181,6 +199,122 @@ static void on_direct_done(Kooisv__Reply *reply, void *arg)
     pump(self);
 }
 
+/* ---------------------------------------------------------------- outcome batches */
+
+/* Send item alone, as a direct attempt; into the retry queue when that cannot be sent. */
+static void send_alone(auditq_t *self, item_t *it)
+{
+    if (self->dispatch && item_send(it, on_direct_done) == 0) {
+        self->direct++;
+        return;
+    }
+    queue_append(self, it);
+}
+
+static void on_batch_done(Kooisv__Reply *reply, void *arg)
+{
+    batch_t *b = arg;
+    auditq_t *self = b->queue;
+    self->direct -= b->n;
+    bool per_item = reply && reply->result_case == KOOISV__REPLY__RESULT_AUDIT_OUTCOMES &&
+                    reply->audit_outcomes && reply->audit_outcomes->n_result_codes == b->n;
+    /* Refused whole without per-outcome answers: the service does not know batches. */
+    bool unknown =
+        !per_item && reply && reply->result_code && strcmp(reply->result_code, RC_INVALID) == 0;
+    if (unknown) {
+        log_warn(NULL,
+                 "the audit service does not take outcome batches (%s): outcomes go one by one "
+                 "for %d s",
+                 reply->result_msg ? reply->result_msg : "", SINGLES_MS / 1000);
+        self->singles_until_ms = (time_mono_us() / 1000) + SINGLES_MS;
+    } else if (!per_item) {
+        log_warn(b->items ? b->items->rid : NULL,
+                 "audit outcome batch of %zu not stored (audit service %s): queued for retry", b->n,
+                 reply ? "refused it" : "unreachable");
+    }
+    size_t i = 0;
+    for (item_t *it = b->items, *next; it; it = next, i++) {
+        next = it->next;
+        const char *code = per_item ? reply->audit_outcomes->result_codes[i] : NULL;
+        if (code && strcmp(code, RC_OK) == 0) {
+            item_free(it);
+        } else if (code && strcmp(code, RC_INVALID) == 0) {
+            log_error(it->rid, "audit outcome refused by the audit service");
+            metrics_audit_lost(1);
+            item_free(it);
+        } else if (unknown) {
+            send_alone(self, it);
+        } else {
+            queue_append(self, it);
+        }
+    }
+    if (reply)
+        kooisv__reply__free_unpacked(reply, NULL);
+    free(b);
+    pump(self);
+}
+
+/* Send the outcomes waiting for a batch, as one AuditOutcomeBatch. */
+static void batch_flush(auditq_t *self)
+{
+    if (!self->batch_n)
+        return;
+    batch_t *b = xcalloc(1, sizeof *b);
+    b->queue = self;
+    b->items = self->batch_head;
+    b->n = self->batch_n;
+    self->batch_head = self->batch_tail = NULL;
+    self->batch_n = 0;
+    evtimer_del(self->flush);
+    /* Each record is kept packed alone (for a retry); the batch borrows the unpacked fields. */
+    Kooisv__Envelope **singles = xcalloc(b->n, sizeof *singles);
+    Kooisv__AuditOutcome *outs = xcalloc(b->n, sizeof *outs);
+    Kooisv__AuditOutcome **ptrs = xcalloc(b->n, sizeof *ptrs);
+    size_t n = 0;
+    for (item_t *it = b->items; it; it = it->next, n++) {
+        singles[n] = kooisv__envelope__unpack(NULL, it->len, it->buf);
+        kooisv__audit_outcome__init(&outs[n]);
+        ptrs[n] = &outs[n];
+        const Kooisv__AuditOutcome *o = singles[n] ? singles[n]->audit_outcome : NULL;
+        if (o) {
+            outs[n].result_code = o->result_code;
+            outs[n].result_msg = o->result_msg;
+            outs[n].latency_us = o->latency_us;
+            outs[n].http_status = o->http_status;
+            outs[n].request_id = singles[n]->request_id;
+        }
+    }
+    Kooisv__AuditOutcomeBatch batch = KOOISV__AUDIT_OUTCOME_BATCH__INIT;
+    batch.outcomes = ptrs;
+    batch.n_outcomes = n;
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    char rid[160];
+    snprintf(rid, sizeof rid, "outcomes:%s+%zu", b->items->rid, n);
+    env.request_id = rid;
+    env.received_ms = time_now_ms();
+    env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_OUTCOMES;
+    env.audit_outcomes = &batch;
+    self->direct += n;
+    int rc = self->dispatch ? dispatch_call(self->dispatch, SVC_AUDIT, &env, self->timeout_ms,
+                                            on_batch_done, b)
+                            : -1;
+    for (size_t i = 0; i < n; i++)
+        if (singles[i])
+            kooisv__envelope__free_unpacked(singles[i], NULL);
+    free(singles);
+    free(outs);
+    free(ptrs);
+    if (rc != 0)
+        on_batch_done(NULL, b);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    batch_flush(arg);
+}
+
+/* ---------------------------------------------------------------- the queue */
+
 auditq_t *auditq_new(struct event_base *base, dispatch_t *dispatch, int timeout_ms)
 {
     auditq_t *self = xcalloc(1, sizeof *self);
@@ -188,6 +322,7 @@ auditq_t *auditq_new(struct event_base *base, dispatch_t *dispatch, int timeout_
     self->dispatch = dispatch;
     self->timeout_ms = timeout_ms;
     self->retry = evtimer_new(base, on_retry, self);
+    self->flush = evtimer_new(base, on_flush, self);
     return self;
 }
 
@@ -195,6 +330,15 @@ void auditq_detach(auditq_t *self)
 {
     self->dispatch = NULL;
     evtimer_del(self->retry);
+    evtimer_del(self->flush);
+    /* Outcomes waiting for a batch stay in memory with the rest (lost at destroy, logged). */
+    while (self->batch_head) {
+        item_t *it = self->batch_head;
+        self->batch_head = it->next;
+        queue_append(self, it);
+    }
+    self->batch_tail = NULL;
+    self->batch_n = 0;
 }
 
 void auditq_destroy(auditq_t **self_p)
@@ -209,11 +353,19 @@ void auditq_destroy(auditq_t **self_p)
         queue_pop(self);
         lost++;
     }
+    while (self->batch_head) {
+        item_t *it = self->batch_head;
+        self->batch_head = it->next;
+        log_error(it->rid, "audit outcome lost at shutdown (never sent)");
+        item_free(it);
+        lost++;
+    }
     if (lost)
         metrics_audit_lost(lost);
     if (self->direct)
         log_error(NULL, "%zu audit records still in flight at shutdown", self->direct);
     event_free(self->retry);
+    event_free(self->flush);
     free(self);
     *self_p = NULL;
 }
@@ -221,6 +373,22 @@ void auditq_destroy(auditq_t **self_p)
 void auditq_deliver(auditq_t *self, const Kooisv__Envelope *env)
 {
     item_t *it = item_new(self, env);
+    if (self->dispatch && env->body_case == KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME &&
+        (time_mono_us() / 1000) >= self->singles_until_ms) {
+        it->next = NULL;
+        if (self->batch_tail)
+            self->batch_tail->next = it;
+        else
+            self->batch_head = it;
+        self->batch_tail = it;
+        if (++self->batch_n >= BATCH_MAX) {
+            batch_flush(self);
+        } else if (!evtimer_pending(self->flush, NULL)) {
+            struct timeval tv = {0, BATCH_WAIT_MS * 1000};
+            evtimer_add(self->flush, &tv);
+        }
+        return;
+    }
     if (self->dispatch && item_send(it, on_direct_done) == 0) {
         self->direct++;
         return;
@@ -241,5 +409,5 @@ void auditq_enqueue(auditq_t *self, const Kooisv__Envelope *env)
 
 size_t auditq_pending(const auditq_t *self)
 {
-    return self->queued + self->direct;
+    return self->queued + self->direct + self->batch_n;
 }

@@ -1,7 +1,9 @@
 /* auditq: delivery of audit records (intents the gateway could not get stored in time, and
  * outcomes) to the audit service, retried with backoff until stored. One per worker thread;
  * records are kept in memory in arrival order, so a record queued after another is stored after
- * it (an intent before its outcome). */
+ * it (an intent before its outcome). Outcomes delivered within a couple of milliseconds of each
+ * other go to the audit service as one AuditOutcomeBatch (one message, one answer, each outcome
+ * answered on its own: one that was not stored joins the retry queue alone). */
 #ifndef KOOISV_AUDITQ_H
 #define KOOISV_AUDITQ_H
 #include <event2/event.h>
@@ -18,7 +20,8 @@ auditq_t *auditq_new(struct event_base *base, dispatch_t *dispatch, int timeout_
 void auditq_destroy(auditq_t **self_p);
 /* Stop using the dispatcher: later records are only kept in memory until destroy. */
 void auditq_detach(auditq_t *self);
-/* Deliver env (audit body set): sent at once; if that fails it joins the retry queue. */
+/* Deliver env (audit body set): sent at once (an outcome with the next batch, within
+ * milliseconds); if that fails it joins the retry queue. */
 void auditq_deliver(auditq_t *self, const Kooisv__Envelope *env);
 /* Put env at the tail of the retry queue without a direct attempt, to keep it after records
  * already waiting (e.g. an outcome behind its intent). */

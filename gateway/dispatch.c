@@ -136,6 +136,7 @@ static bool resend_safe(uint32_t body_case)
     case KOOISV__ENVELOPE__BODY_GET_LICENSE_ASYNC:
     case KOOISV__ENVELOPE__BODY_AUDIT_INTENT:
     case KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME:
+    case KOOISV__ENVELOPE__BODY_AUDIT_OUTCOMES:
         return true;
     default:
         return false;

@@ -134,14 +134,22 @@ const char *entry_outcome_from_envelope(entry_outcome_t *self, const Kooisv__Env
                                         int64_t recorded_ms)
 {
     memset(self, 0, sizeof *self);
-    const Kooisv__AuditOutcome *out = env->audit_outcome;
-    if (env->body_case != KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME || !out)
+    if (env->body_case != KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME || !env->audit_outcome)
         return "not an audit outcome";
-    if (!env->request_id || !*env->request_id || strlen(env->request_id) > ENTRY_MAX_ID)
+    return entry_outcome_from(self, env->request_id, env->audit_outcome, recorded_ms);
+}
+
+const char *entry_outcome_from(entry_outcome_t *self, const char *request_id,
+                               const Kooisv__AuditOutcome *out, int64_t recorded_ms)
+{
+    memset(self, 0, sizeof *self);
+    if (!out)
+        return "not an audit outcome";
+    if (!request_id || !*request_id || strlen(request_id) > ENTRY_MAX_ID)
         return "request_id missing or longer than 128 bytes";
     if (!out->result_code || !*out->result_code)
         return "result_code missing";
-    self->request_id = entry_clean_text(env->request_id, ENTRY_MAX_ID);
+    self->request_id = entry_clean_text(request_id, ENTRY_MAX_ID);
     self->recorded_ms = recorded_ms;
     self->result_code = entry_clean_text(out->result_code, ENTRY_MAX_KIND);
     self->result_msg = entry_clean_text(out->result_msg, ENTRY_MAX_TEXT);

@@ -85,6 +85,10 @@ bool entry_resource_kind_allowed(const char *kind);
 /* Fill self from an AuditIntent envelope (strings cleaned and owned by self). Returns NULL on
  * success, or a message naming the field that makes the intent unacceptable (000002). */
 const char *entry_intent_from_envelope(entry_intent_t *self, const Kooisv__Envelope *env);
+/* Fill self from the outcome out of request request_id, stamped with recorded_ms. NULL or a
+ * message naming what makes it unacceptable. */
+const char *entry_outcome_from(entry_outcome_t *self, const char *request_id,
+                               const Kooisv__AuditOutcome *out, int64_t recorded_ms);
 /* Fill self from an AuditOutcome envelope, stamped with recorded_ms. NULL or a message. */
 const char *entry_outcome_from_envelope(entry_outcome_t *self, const Kooisv__Envelope *env,
                                         int64_t recorded_ms);

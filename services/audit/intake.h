@@ -14,4 +14,11 @@ void intake_intent(journal_t *journal, svc_call_t *call);
 /* Append the outcome of a call (stored once per request id); replies once committed. */
 void intake_outcome(journal_t *journal, svc_call_t *call);
 
+/* Append a batch of outcomes (AuditOutcomeBatch, each with its request id): each is stored or
+ * refused as it would be alone; the reply, once all are answered, holds each one's code
+ * (AuditOutcomeBatchResult) and is 000000 when every one was stored or refused, 000005 when
+ * some could not be stored. A batch of none or more than TRANSPORT_OUTCOME_BATCH_MAX is refused
+ * whole (000002). */
+void intake_outcomes(journal_t *journal, svc_call_t *call);
+
 #endif

@@ -119,6 +119,9 @@ static bool audit_handle_async(void *svc, svc_call_t *call, const Kooisv__Envelo
     case KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME:
         intake_outcome(self->journal, call);
         return true;
+    case KOOISV__ENVELOPE__BODY_AUDIT_OUTCOMES:
+        intake_outcomes(self->journal, call);
+        return true;
     default:
         return false;
     }

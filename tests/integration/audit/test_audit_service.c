@@ -22,6 +22,7 @@
 #include "randutil.h"
 #include "rpc.h"
 #include "timeutil.h"
+#include "transport.h"
 #include "xmalloc.h"
 
 #define CHAIN_LOCK "hashtextextended('kooisv-audit-chain', 0)"
@@ -230,6 +231,108 @@ static void test_outcome_needs_intent(void **state)
     char *rid = kc_uid("orphan-");
     expect_refused_unstored(send_outcome(rid, "000000"), "audit.outcomes", rid);
     free(rid);
+}
+
+/* Send outcomes (rid, code; a NULL code: none) as one AuditOutcomeBatch. */
+static Kooisv__Reply *send_outcome_batch(const char *const *rids, const char *const *codes,
+                                         size_t n)
+{
+    Kooisv__AuditOutcome *outs = xcalloc(n + 1, sizeof *outs);
+    Kooisv__AuditOutcome **ptrs = xcalloc(n + 1, sizeof *ptrs);
+    for (size_t i = 0; i < n; i++) {
+        kooisv__audit_outcome__init(&outs[i]);
+        outs[i].request_id = (char *)rids[i];
+        outs[i].result_code = (char *)(codes[i] ? codes[i] : "");
+        outs[i].result_msg = "batched";
+        outs[i].latency_us = 10 + (int64_t)i;
+        outs[i].http_status = 200;
+        ptrs[i] = &outs[i];
+    }
+    Kooisv__AuditOutcomeBatch batch = KOOISV__AUDIT_OUTCOME_BATCH__INIT;
+    batch.outcomes = ptrs;
+    batch.n_outcomes = n;
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    env.received_ms = time_now_ms();
+    env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_OUTCOMES;
+    env.audit_outcomes = &batch;
+    Kooisv__Reply *r = call_fresh(&env);
+    free(outs);
+    free(ptrs);
+    return r;
+}
+
+static void test_outcome_batch(void **state)
+{
+    (void)state;
+    char *a = kc_uid("ob-a-"), *b = kc_uid("ob-b-"), *orphan = kc_uid("ob-orphan-");
+    free_reply(send_intent(a, NULL));
+    free_reply(send_intent(b, NULL));
+    /* Each outcome is answered as it would be alone: stored, refused without an intent, a
+     * result code or a request id, the same request twice stored once. */
+    const char *rids[] = {a, b, orphan, a, b, ""};
+    const char *codes[] = {"000000", "000003", "000000", NULL, "000003", "000000"};
+    Kooisv__Reply *r = send_outcome_batch(rids, codes, 6);
+    assert_string_equal(r->result_code, "000000");
+    assert_int_equal(r->result_case, KOOISV__REPLY__RESULT_AUDIT_OUTCOMES);
+    assert_int_equal(r->audit_outcomes->n_result_codes, 6);
+    const char *want[] = {"000000", "000000", "000002", "000002", "000000", "000002"};
+    for (size_t i = 0; i < 6; i++)
+        assert_string_equal(r->audit_outcomes->result_codes[i], want[i]);
+    free_reply(r);
+    char *stored = value("SELECT string_agg(result_code || ':' || result_msg || ':' || latency_us,"
+                         " ',') FROM audit.outcomes WHERE request_id = $1",
+                         a);
+    assert_string_equal(stored, "000000:batched:10");
+    free(stored);
+    stored = value("SELECT string_agg(result_code || ':' || latency_us, ',') FROM audit.outcomes"
+                   " WHERE request_id = $1",
+                   b);
+    assert_string_equal(stored, "000003:11");
+    free(stored);
+    assert_int_equal(rows("SELECT 1 FROM audit.outcomes WHERE request_id = $1", orphan), 0);
+    /* Sent again (the gateway's retry): already recorded, nothing new. */
+    const char *again_rids[] = {a, b};
+    const char *again_codes[] = {"000000", "000003"};
+    r = send_outcome_batch(again_rids, again_codes, 2);
+    assert_string_equal(r->result_code, "000000");
+    assert_string_equal(r->audit_outcomes->result_codes[0], "000000");
+    assert_string_equal(r->audit_outcomes->result_codes[1], "000000");
+    free_reply(r);
+    assert_int_equal(rows("SELECT 1 FROM audit.outcomes WHERE request_id = $1", a), 1);
+    assert_int_equal(rows("SELECT 1 FROM audit.outcomes WHERE request_id = $1", b), 1);
+    free(a);
+    free(b);
+    free(orphan);
+}
+
+static void test_outcome_batch_size_refused(void **state)
+{
+    (void)state;
+    /* None, or more than TRANSPORT_OUTCOME_BATCH_MAX: refused whole, nothing stored. */
+    Kooisv__Reply *r = send_outcome_batch(NULL, NULL, 0);
+    assert_string_equal(r->result_code, "000002");
+    assert_int_not_equal(r->result_case, KOOISV__REPLY__RESULT_AUDIT_OUTCOMES);
+    free_reply(r);
+    enum { N = TRANSPORT_OUTCOME_BATCH_MAX + 1 };
+    char *prefix = kc_uid("ob-big-");
+    char **rids = xcalloc(N, sizeof *rids);
+    const char **codes = xcalloc(N, sizeof *codes);
+    for (int i = 0; i < N; i++) {
+        rids[i] = xasprintf("%s-%d", prefix, i);
+        codes[i] = "000000";
+    }
+    free_reply(send_intent(rids[0], NULL));
+    r = send_outcome_batch((const char *const *)rids, codes, N);
+    assert_string_equal(r->result_code, "000002");
+    free_reply(r);
+    char *like = xasprintf("%s-%%", prefix);
+    assert_int_equal(rows("SELECT 1 FROM audit.outcomes WHERE request_id LIKE $1", like), 0);
+    free(like);
+    for (int i = 0; i < N; i++)
+        free(rids[i]);
+    free(rids);
+    free(codes);
+    free(prefix);
 }
 
 static void test_bad_records_refused(void **state)
@@ -950,6 +1053,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_intent_stored_once),
         cmocka_unit_test(test_outcome_needs_intent),
+        cmocka_unit_test(test_outcome_batch),
+        cmocka_unit_test(test_outcome_batch_size_refused),
         cmocka_unit_test(test_bad_records_refused),
         cmocka_unit_test(test_replay_refused),
         cmocka_unit_test(test_stale_nonce_refused),

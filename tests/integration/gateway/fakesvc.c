@@ -95,9 +95,27 @@ static const char *case_name(const Kooisv__Envelope *env)
     }
 }
 
-/* One line per message: what the tests assert on. */
+/* One line per message (per outcome of a batch): what the tests assert on. */
 static void record(const Kooisv__Envelope *env)
 {
+    if (env->body_case == KOOISV__ENVELOPE__BODY_AUDIT_OUTCOMES) {
+        pthread_mutex_lock(&lock);
+        FILE *f = log_path ? fopen(log_path, "a") : NULL;
+        if (f) {
+            fprintf(f, "%s batch rid=%s n=%zu\n", name, env->request_id,
+                    env->audit_outcomes->n_outcomes);
+            fclose(f);
+        }
+        pthread_mutex_unlock(&lock);
+        for (size_t i = 0; i < env->audit_outcomes->n_outcomes; i++) {
+            Kooisv__Envelope one = *env;
+            one.request_id = env->audit_outcomes->outcomes[i]->request_id;
+            one.body_case = KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME;
+            one.audit_outcome = env->audit_outcomes->outcomes[i];
+            record(&one);
+        }
+        return;
+    }
     char res[1024] = "";
     const Kooisv__AuditIntent *in =
         env->body_case == KOOISV__ENVELOPE__BODY_AUDIT_INTENT ? env->audit_intent : NULL;
@@ -145,6 +163,19 @@ static bool remember(seen_t **list, const char *key, const char *rid, const char
 static void handle_audit(svc_call_t *call, const Kooisv__Envelope *env)
 {
     if (env->body_case == KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME) {
+        svc_call_result(call, "000000", "stored");
+        return;
+    }
+    if (env->body_case == KOOISV__ENVELOPE__BODY_AUDIT_OUTCOMES) {
+        Kooisv__AuditOutcomeBatchResult *r = svc_call_alloc(call, sizeof *r);
+        kooisv__audit_outcome_batch_result__init(r);
+        r->n_result_codes = env->audit_outcomes->n_outcomes;
+        r->result_codes = svc_call_alloc(call, (r->n_result_codes + 1) * sizeof *r->result_codes);
+        for (size_t i = 0; i < r->n_result_codes; i++)
+            r->result_codes[i] = "000000";
+        Kooisv__Reply *reply = svc_call_reply(call);
+        reply->result_case = KOOISV__REPLY__RESULT_AUDIT_OUTCOMES;
+        reply->audit_outcomes = r;
         svc_call_result(call, "000000", "stored");
         return;
     }
@@ -215,6 +246,11 @@ static void handle_order(svc_call_t *call, const Kooisv__Envelope *env)
 static void handle(void *state, svc_call_t *call)
 {
     const Kooisv__Envelope *env = svc_call_request(call);
+    if (env->body_case == KOOISV__ENVELOPE__BODY_AUDIT_OUTCOMES && control_value("no_batches")) {
+        /* As an audit service from before outcome batches answers them: unknown, stored none. */
+        svc_call_result(call, "000002", "the audit service does not serve this request");
+        return;
+    }
     record(env);
     long stall = control_value("stall_first_ms");
     if (stall > 0 || control_value("fail_copies")) {

@@ -555,6 +555,8 @@ static void test_good_call(void **state)
         expect_logged(FAKE_AUDIT, 0, r.request_id, "caller=basic:", "test=1");
         expect_logged(FAKE_AUDIT, 0, r.request_id, "reject= ", NULL);
         expect_logged(FAKE_AUDIT, 2000, r.request_id, "audit outcome", "code=000000 http=200");
+        /* The outcome went in a batch (AuditOutcomeBatch), the request's own id inside. */
+        expect_logged(FAKE_AUDIT, 0, "audit batch rid=outcomes:", r.request_id, NULL);
         expect_logged(FAKE_ORDER, 0, r.request_id, "order newInstance", NULL);
         assert_false(fake_log_has(FAKE_ORDER, 0, r.request_id, "deadline=0 ", NULL));
     }
@@ -1038,6 +1040,30 @@ static void test_audit_down(void **state)
     free(order);
 }
 
+static void test_audit_without_batches(void **state)
+{
+    /* An audit service from before outcome batches (a rolling upgrade) refuses them whole:
+     * every outcome is then sent alone and stored, none lost. */
+    SKIP_UNLESS_STANDALONE();
+    fake_control(FAKE_AUDIT, "no_batches=1\n");
+    char *rids[3];
+    for (int i = 0; i < 3; i++) {
+        char *order = NULL;
+        kresp_t r;
+        timed_new_instance_call(&r, &order);
+        expect_code(&r, "000000");
+        rids[i] = xstrdup(r.request_id);
+        kresp_free(&r);
+        free(order);
+    }
+    for (int i = 0; i < 3; i++) {
+        expect_logged(FAKE_AUDIT, 5000, rids[i], "audit outcome", "code=000000 http=200");
+        assert_false(fake_log_has(FAKE_AUDIT, 0, "audit batch", rids[i], NULL));
+        free(rids[i]);
+    }
+    fake_control(FAKE_AUDIT, "");
+}
+
 static void test_forwarded_for(void **state)
 {
     SKIP_UNLESS_STANDALONE();
@@ -1369,6 +1395,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_connection_limit),
         cmocka_unit_test(test_header_timeout),
         cmocka_unit_test(test_audit_down),
+        cmocka_unit_test(test_audit_without_batches),
         cmocka_unit_test(test_service_down),
         cmocka_unit_test(test_no_secrets_logged),
         cmocka_unit_test(test_graceful_stop),
