@@ -610,8 +610,12 @@ kv_proc_pid() {
     pid=$(<"$pidfile")
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
-    # A rebuilt binary shows as "path (deleted)" while the old process still runs it.
-    [[ ${exe% (deleted)} == "$(kv_bin "$1")" ]] || return 1
+    # A rebuilt binary shows as "path (deleted)" while the old process still runs it; one
+    # started from another KOOISV_BUILD_DIR is ours too (same binary name).
+    exe=${exe% (deleted)}
+    local want
+    want=$(kv_bin "$1")
+    [[ ${exe##*/} == "${want##*/}" ]] || return 1
     printf '%s\n' "$pid"
 }
 
