@@ -42,8 +42,31 @@ typedef struct item {
     journal_result_t own_result;
 } item_t;
 
+/* Records this writer committed lately, by kind ('I', 'O') and request id. The trail is
+ * append-only, so they are in it for good: a retried record, or an outcome whose intent is one of
+ * them, is known without asking the database. Two generations of RECENT_GEN_MAX: when the
+ * current one is full the older is forgotten. Used by the writer thread only. */
+#define RECENT_BUCKETS 16384
+#define RECENT_GEN_MAX 32768
+
+typedef struct recent {
+    struct recent *next;
+    char kind;
+    bool replay; /* intents: the nonce was refused */
+    int64_t seq;
+    char rid[];
+} recent_t;
+
+typedef struct {
+    recent_t **bucket; /* RECENT_BUCKETS chains */
+    size_t count;
+} recent_gen_t;
+
 struct journal {
     journal_config_t cfg;
+    recent_gen_t recent[2];
+    int recent_cur;
+    bool conflict; /* the batch's insert met a record already in the trail: redo it carefully */
     pthread_mutex_t mu;
     pthread_cond_t work; /* the writer waits for records */
     item_t *head, *tail;
@@ -81,6 +104,8 @@ static const pg_stmt_t journal_stmts[] = {
      "  AS x(caller_id text, nonce text, request_id text, nonce_ts_ms bigint)"
      " ON CONFLICT DO NOTHING RETURNING request_id",
      2},
+    /* ON CONFLICT: a record this writer took for new was stored already (by another replica, or
+     * before the writer's memory): fewer rows come back, and the batch is redone carefully. */
     {"journal_intents",
      "INSERT INTO audit.intents (seq, request_id, trace_id, received_ms, caller_kind, caller_id,"
      " event_type, resources, source_addr, test_flag, nonce, nonce_ts_ms, reject_reason,"
@@ -91,7 +116,8 @@ static const pg_stmt_t journal_stmts[] = {
      " FROM jsonb_to_recordset($1::jsonb) AS x(seq bigint, request_id text, trace_id text,"
      "  received_ms bigint, caller_kind text, caller_id text, event_type text, resources jsonb,"
      "  source_addr text, test_flag boolean, nonce text, nonce_ts_ms bigint,"
-     "  reject_reason text, reject_code text, prev_hash text, hash text)",
+     "  reject_reason text, reject_code text, prev_hash text, hash text)"
+     " ON CONFLICT (request_id) DO NOTHING RETURNING seq",
      1},
     {"journal_outcomes",
      "INSERT INTO audit.outcomes (seq, request_id, recorded_ms, result_code, result_msg,"
@@ -100,7 +126,8 @@ static const pg_stmt_t journal_stmts[] = {
      "  x.http_status, decode(x.prev_hash, 'hex'), decode(x.hash, 'hex')"
      " FROM jsonb_to_recordset($1::jsonb) AS x(seq bigint, request_id text, recorded_ms bigint,"
      "  result_code text, result_msg text, latency_us bigint, http_status bigint,"
-     "  prev_hash text, hash text)",
+     "  prev_hash text, hash text)"
+     " ON CONFLICT (request_id) DO NOTHING RETURNING seq",
      1},
     {"journal_prune",
      "DELETE FROM audit.nonces WHERE ctid IN (SELECT ctid FROM audit.nonces"
@@ -142,6 +169,65 @@ static bool exec_ok(journal_t *self, const char *stmt, int n, const char *const 
     return true;
 }
 
+/* ---------------------------------------------------------------- recent records */
+
+static size_t recent_hash(char kind, const char *rid)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint8_t)kind;
+    for (const unsigned char *p = (const unsigned char *)rid; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return (size_t)(h % RECENT_BUCKETS);
+}
+
+static void recent_clear(recent_gen_t *g)
+{
+    for (size_t b = 0; g->bucket && b < RECENT_BUCKETS; b++)
+        for (recent_t *e = g->bucket[b], *next; e; e = next) {
+            next = e->next;
+            free(e);
+        }
+    free(g->bucket);
+    g->bucket = NULL;
+    g->count = 0;
+}
+
+static const recent_t *recent_find(const journal_t *self, char kind, const char *rid)
+{
+    size_t h = recent_hash(kind, rid);
+    for (int k = 0; k < 2; k++) {
+        const recent_gen_t *g = &self->recent[(self->recent_cur + k) % 2];
+        for (const recent_t *e = g->bucket ? g->bucket[h] : NULL; e; e = e->next)
+            if (e->kind == kind && strcmp(e->rid, rid) == 0)
+                return e;
+    }
+    return NULL;
+}
+
+/* Remember a record committed (or found) in the trail. */
+static void recent_add(journal_t *self, char kind, const char *rid, int64_t seq, bool replay)
+{
+    if (recent_find(self, kind, rid))
+        return;
+    recent_gen_t *g = &self->recent[self->recent_cur];
+    if (g->count >= RECENT_GEN_MAX) {
+        self->recent_cur = 1 - self->recent_cur;
+        g = &self->recent[self->recent_cur];
+        recent_clear(g);
+    }
+    if (!g->bucket)
+        g->bucket = xcalloc(RECENT_BUCKETS, sizeof *g->bucket);
+    size_t len = strlen(rid);
+    recent_t *e = xmalloc(sizeof *e + len + 1);
+    e->kind = kind;
+    e->seq = seq;
+    e->replay = replay;
+    memcpy(e->rid, rid, len + 1);
+    size_t h = recent_hash(kind, rid);
+    e->next = g->bucket[h];
+    g->bucket[h] = e;
+    g->count++;
+}
+
 /* ---------------------------------------------------------------- one batch */
 
 static const char *item_request_id(const item_t *it)
@@ -171,14 +257,47 @@ static char *json_take_dump(json_t *v)
     return s;
 }
 
-/* Mark items already in the trail (a retried request) and learn which intents exist. */
-static bool stage_known(journal_t *self, item_t **items, int n, json_t *intent_ids)
+/* Mark items already in the trail (a retried request) and learn which intents exist: first from
+ * the writer's memory of recent records, then from the database. Careful: every record the
+ * memory does not know is looked up. Not careful: only the intents of outcomes (neither in the
+ * memory nor in the batch); other records are taken for new, and an insert that meets one
+ * already stored sets self->conflict (the batch is then redone carefully). */
+static bool stage_known(journal_t *self, item_t **items, int n, json_t *intent_ids, bool careful)
 {
     json_t *all = json_array(), *outs = json_array();
     for (int i = 0; i < n; i++) {
-        json_array_append_new(all, json_string(item_request_id(items[i])));
-        if (items[i]->outcome)
-            json_array_append_new(outs, json_string(item_request_id(items[i])));
+        item_t *it = items[i];
+        const char *rid = item_request_id(it);
+        const recent_t *e = recent_find(self, it->intent ? 'I' : 'O', rid);
+        if (e) {
+            it->known = true;
+            it->seq = e->seq;
+            it->replay = e->replay;
+        }
+        if (it->intent && e)
+            json_object_set_new(intent_ids, rid, json_true());
+        if (it->outcome && !json_object_get(intent_ids, rid)) {
+            const recent_t *in = recent_find(self, 'I', rid);
+            if (in)
+                json_object_set_new(intent_ids, rid, json_true());
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        item_t *it = items[i];
+        const char *rid = item_request_id(it);
+        bool intent_in_batch = false;
+        for (int j = 0; j < n && it->outcome && !intent_in_batch; j++)
+            intent_in_batch = items[j]->intent && strcmp(item_request_id(items[j]), rid) == 0;
+        if (careful ? !it->known
+                    : it->outcome && !json_object_get(intent_ids, rid) && !intent_in_batch)
+            json_array_append_new(all, json_string(rid));
+        if (careful && it->outcome && !it->known)
+            json_array_append_new(outs, json_string(rid));
+    }
+    if (json_array_size(all) == 0 && json_array_size(outs) == 0) {
+        json_decref(all);
+        json_decref(outs);
+        return true;
     }
     char *p1 = json_take_dump(all), *p2 = json_take_dump(outs);
     const char *params[] = {p1, p2};
@@ -329,7 +448,15 @@ static bool stage_inserts(journal_t *self, item_t **items, int n, json_t *intent
         if (ok && json_array_size(sets[k]) > 0) {
             char *p = json_dumps(sets[k], JSON_COMPACT);
             const char *params[] = {p};
-            ok = exec_ok(self, stmts[k], 1, params, NULL);
+            PGresult *r = NULL;
+            ok = exec_ok(self, stmts[k], 1, params, &r);
+            if (ok && (size_t)PQntuples(r) != json_array_size(sets[k])) {
+                /* a record taken for new is in the trail already: not one row of this batch
+                 * may stand (the chain would have a gap) */
+                self->conflict = true;
+                ok = false;
+            }
+            PQclear(r);
             free(p);
         }
         json_decref(sets[k]);
@@ -375,6 +502,7 @@ typedef struct {
     journal_t *self;
     item_t **items;
     int n;
+    bool careful;     /* look up every record the writer's memory does not know */
     int64_t head_seq; /* the chain head after the batch */
     uint8_t head_hash[ENTRY_HASH_LEN];
 } batch_t;
@@ -415,11 +543,12 @@ static pg_status_t batch_body(pg_tx_t *tx, void *arg)
     }
     PQclear(r);
     int64_t now = time_now_ms();
-    ok = ok && stage_known(self, items, n, intent_ids) && stage_nonces(self, items, n, now) &&
+    ok = ok && stage_known(self, items, n, intent_ids, b->careful) &&
+         stage_nonces(self, items, n, now) &&
          stage_inserts(self, items, n, intent_ids, &b->head_seq, b->head_hash);
     json_decref(intent_ids);
     self->tx = NULL;
-    return ok ? PG_OK : PG_FAIL;
+    return ok ? PG_OK : self->conflict ? PG_ROLLBACK : PG_FAIL;
 }
 
 /* One transaction for the whole batch. true once committed. */
@@ -428,7 +557,21 @@ static bool batch_commit(journal_t *self, item_t **items, int n)
     if (!conn_ready(self))
         return false;
     batch_t b = {.self = self, .items = items, .n = n};
-    bool ok = pg_tx_run(self->db, NULL, batch_body, &b) == PG_OK;
+    self->conflict = false;
+    pg_status_t st = pg_tx_run(self->db, NULL, batch_body, &b);
+    if (st == PG_ROLLBACK) {
+        log_info(NULL, "audit journal: a record of the batch was stored already: redone with every "
+                       "record looked up");
+        b.careful = true;
+        self->conflict = false;
+        st = pg_tx_run(self->db, NULL, batch_body, &b);
+    }
+    bool ok = st == PG_OK;
+    for (int i = 0; ok && i < n; i++) {
+        const item_t *it = items[i];
+        if (it->dup_of < 0 && !it->refused)
+            recent_add(self, it->intent ? 'I' : 'O', item_request_id(it), it->seq, it->replay);
+    }
     if (ok)
         head_publish(self, b.head_seq, b.head_hash);
     if (ok && b.head_seq > self->logged_seq + 100000) {
@@ -600,6 +743,8 @@ void journal_destroy(journal_t **self_p)
     pthread_mutex_unlock(&self->mu);
     pthread_join(self->thread, NULL);
     pg_session_destroy(&self->db);
+    recent_clear(&self->recent[0]);
+    recent_clear(&self->recent[1]);
     pthread_mutex_destroy(&self->mu);
     pthread_cond_destroy(&self->work);
     free((char *)self->cfg.dsn);

@@ -335,6 +335,115 @@ static void test_outcome_batch_size_refused(void **state)
     free(prefix);
 }
 
+/* The contents of a file, without its trailing newline (caller frees); NULL when unreadable. */
+static char *file_text(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return xstrdup(buf);
+}
+
+static void test_second_writer(void **state)
+{
+    /* A second writer of the trail with a memory of recent records of its own (another replica,
+     * or the service after a restart): what the service stored is found in the database and not
+     * stored twice, what the second writer stored is found by the service, and the chain stays
+     * whole. */
+    (void)state;
+    char *path = xasprintf("%s/secrets/pg-kooisv_audit.dsn", suite_get("KOOISV_STATE_DIR"));
+    char *dsn = file_text(path);
+    free(path);
+    assert_non_null(dsn);
+    const char *key = suite_get("KOOISV_AUDIT_CHAIN_KEY");
+    assert_non_null(key);
+    char *from = value("SELECT keyed_from FROM audit.chain_epoch", NULL);
+    entry_chain_t chain = {
+        .key = (const uint8_t *)key, .key_len = strlen(key), .keyed_from = strtoll(from, NULL, 10)};
+    free(from);
+    journal_config_t jc = {.dsn = dsn,
+                           .batch_max = 16,
+                           .nonce_window_ms = 60000,
+                           .nonce_margin_ms = 300000,
+                           .statement_timeout_ms = 3000,
+                           .chain = &chain,
+                           .head_file = ""};
+    journal_t *other = journal_new(&jc);
+    assert_non_null(other);
+
+    char *a = kc_uid("w2-a-"), *nonce = kc_uid("n-");
+    Kooisv__Reply *r = send_intent(a, nonce);
+    int64_t seq_a = intent_seq(r);
+    free_reply(r);
+    /* The same intent through the other writer: already recorded, its seq, no replay. */
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    Kooisv__Caller caller = KOOISV__CALLER__INIT;
+    Kooisv__AuditIntent in = KOOISV__AUDIT_INTENT__INIT;
+    caller.kind = "basic";
+    caller.id = "svc-test";
+    in.event_type = "newInstance";
+    in.nonce = nonce;
+    in.nonce_ts_ms = time_now_ms();
+    env.request_id = a;
+    env.received_ms = time_now_ms();
+    env.caller = &caller;
+    env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_INTENT;
+    env.audit_intent = &in;
+    entry_intent_t ein;
+    assert_null(entry_intent_from_envelope(&ein, &env));
+    journal_result_t res;
+    journal_append_intent(other, &ein, &res);
+    entry_intent_clear(&ein);
+    assert_string_equal(res.code, "000000");
+    assert_string_equal(res.msg, "already recorded");
+    assert_int_equal(res.seq, seq_a);
+    assert_false(res.replay);
+    assert_int_equal(rows("SELECT 1 FROM audit.intents WHERE request_id = $1", a), 1);
+    /* Its outcome through the other writer: the intent is found, the outcome stored. */
+    Kooisv__AuditOutcome ao = KOOISV__AUDIT_OUTCOME__INIT;
+    ao.result_code = "000000";
+    ao.result_msg = "second writer";
+    entry_outcome_t eout;
+    assert_null(entry_outcome_from(&eout, a, &ao, time_now_ms()));
+    journal_append_outcome(other, &eout, &res);
+    entry_outcome_clear(&eout);
+    assert_string_equal(res.code, "000000");
+    assert_string_equal(res.msg, "recorded");
+    journal_destroy(&other);
+    free(dsn);
+    /* The same outcome through the service, alone and in a batch with a new one: already
+     * recorded, stored once; the new one stored. */
+    r = send_outcome(a, "000000");
+    assert_string_equal(r->result_code, "000000");
+    assert_string_equal(r->result_msg, "already recorded");
+    free_reply(r);
+    char *b = kc_uid("w2-b-");
+    free_reply(send_intent(b, NULL));
+    const char *rids[] = {b, a};
+    const char *codes[] = {"000000", "000000"};
+    r = send_outcome_batch(rids, codes, 2);
+    assert_string_equal(r->result_code, "000000");
+    assert_string_equal(r->audit_outcomes->result_codes[0], "000000");
+    assert_string_equal(r->audit_outcomes->result_codes[1], "000000");
+    free_reply(r);
+    assert_int_equal(rows("SELECT 1 FROM audit.outcomes WHERE request_id = $1", a), 1);
+    assert_int_equal(rows("SELECT 1 FROM audit.outcomes WHERE request_id = $1", b), 1);
+    char *msg = value("SELECT result_msg FROM audit.outcomes WHERE request_id = $1", a);
+    assert_string_equal(msg, "second writer");
+    free(msg);
+    r = send_verify_head(0, NULL);
+    assert_true(r->audit_verify->ok);
+    free_reply(r);
+    free(a);
+    free(b);
+    free(nonce);
+}
+
 static void test_bad_records_refused(void **state)
 {
     (void)state;
@@ -1055,6 +1164,7 @@ int main(void)
         cmocka_unit_test(test_outcome_needs_intent),
         cmocka_unit_test(test_outcome_batch),
         cmocka_unit_test(test_outcome_batch_size_refused),
+        cmocka_unit_test(test_second_writer),
         cmocka_unit_test(test_bad_records_refused),
         cmocka_unit_test(test_replay_refused),
         cmocka_unit_test(test_stale_nonce_refused),
