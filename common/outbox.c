@@ -37,6 +37,13 @@ static const pg_stmt_t emit_stmts[] = {
      " payload, sealed) VALUES ($1::bigint, $2, $3, $4, $5, $6::boolean, $7, $8::boolean))"
      " SELECT pg_notify($9, '')",
      9},
+    /* Without a webhook URL there is no one to deliver to: the event is recorded as skipped
+     * at once, with no notification and no second transaction to mark it. */
+    {"outbox_insert_skipped",
+     "INSERT INTO outbox (id, event_id, event_type, instance_id, tenant_id, test_flag, payload,"
+     " sealed, status, delivered_at)"
+     " VALUES ($1::bigint, $2, $3, $4, $5, $6::boolean, $7, $8::boolean, 'skipped', now())",
+     8},
     {"outbox_notify", "SELECT pg_notify($1, '')", 1},
     {"outbox_failed",
      "SELECT id, event_id, event_type, instance_id, tenant_id, status, attempts,"
@@ -200,7 +207,8 @@ pg_status_t outbox_emit(outbox_t *self, pg_tx_t *tx, const char *event_type,
                        tenant_id,    test_flag ? "true" : "false",
                        stored,       self->cfg.seal_key ? "true" : "false",
                        self->channel};
-    if (!(r = pg_tx_exec(tx, "outbox_insert", 9, p)))
+    bool skip = !*self->cfg.url;
+    if (!(r = pg_tx_exec(tx, skip ? "outbox_insert_skipped" : "outbox_insert", skip ? 8 : 9, p)))
         goto done;
     PQclear(r);
     st = PG_OK;

@@ -6,7 +6,8 @@
  * (instance, tenant) are delivered in seq order: one waits while an earlier one is pending
  * (in flight or waiting for its retry) and goes once that one is delivered or dead-lettered.
  * Rows: pending -> delivered | failed (max attempts reached: the dead letter); with no webhook
- * URL configured a pending row is marked skipped. outbox_admin's outbox.redrive puts a failed
+ * URL configured an event is written skipped, and a pending row left from a run with a URL is
+ * marked skipped. outbox_admin's outbox.redrive puts a failed
  * or skipped row back to pending now; a pending row is refused (a delivery thread may hold it
  * under its lease, and it is retried anyway).
  * Storage: the table "outbox" and the sequence "outbox_seq" of the service's schema (see the
