@@ -3,7 +3,8 @@
  * not acknowledged, in seq order, each the JSON document the outbox holds (README "Order
  * events") without data.appInfo (credentials are the seller application's alone); events.ack
  * (args consumer, ids: comma list of event ids) records the acknowledgements and answers
- * {"acked":n} (ids already acknowledged or unknown count 0). A consumer stores an event, commits,
+ * {"acked":n} (ids already acknowledged or unknown count 0) and moves the consumer's mark (see
+ * eventfeed_stmts), so that a pull costs what is pending, not the whole history. A consumer stores an event, commits,
  * then acknowledges it: at least once, and exactly once in effect when it stores by event id.
  * Only system clients (keys in KOOISV_CURVE_SYSTEM_CLIENTS) may use these actions, and nothing
  * else: the runtime refuses the rest before any handler runs (svc.h "Per-key rights"). */
@@ -19,14 +20,47 @@
 #define ACK_MAX 1000
 #define PENDING_MAX 1000
 
+/* Events are looked for from the consumer's mark on (orders.event_feed_marks: every event
+ * below it is acknowledged). After an acknowledgement the mark moves up to the first event the
+ * consumer has not acknowledged, but never past an id outbox_seq had given out five minutes ago
+ * (orders.event_feed_seq_log): an event with a lower id may still be committing, and must not be
+ * skipped when it appears. */
 const pg_stmt_t eventfeed_stmts[] = {
     {"events_pending",
      "SELECT jsonb_build_object('events', coalesce(jsonb_agg(e.doc ORDER BY e.id), '[]'))::text"
      " FROM (SELECT o.id, o.payload::jsonb #- '{data,appInfo}' AS doc FROM orders.outbox o"
-     "  WHERE NOT EXISTS (SELECT 1 FROM orders.event_acks a"
+     "  WHERE o.id >= coalesce((SELECT below_id FROM orders.event_feed_marks"
+     "                          WHERE consumer = $1), 0)"
+     "   AND NOT EXISTS (SELECT 1 FROM orders.event_acks a"
      "   WHERE a.consumer = $1 AND a.event_id = o.event_id)"
      "  ORDER BY o.id LIMIT $2::int) e",
      2},
+    {"events_mark",
+     "WITH logged AS ("
+     "  INSERT INTO orders.event_feed_seq_log (taken_at, seq_value)"
+     "  SELECT now(), CASE WHEN is_called THEN last_value ELSE last_value - 1 END"
+     "  FROM orders.outbox_seq"
+     "  WHERE NOT EXISTS (SELECT 1 FROM orders.event_feed_seq_log"
+     "                    WHERE taken_at > now() - interval '1 minute')"
+     "  ON CONFLICT DO NOTHING),"
+     " bound AS (SELECT max(seq_value) AS v FROM orders.event_feed_seq_log"
+     "  WHERE taken_at < now() - interval '5 minutes'),"
+     " pruned AS (DELETE FROM orders.event_feed_seq_log WHERE taken_at < now() - interval '1 hour'"
+     "  AND taken_at < (SELECT max(taken_at) FROM orders.event_feed_seq_log"
+     "                  WHERE taken_at < now() - interval '5 minutes')),"
+     " first AS (SELECT o.id FROM orders.outbox o"
+     "  WHERE o.id >= coalesce((SELECT below_id FROM orders.event_feed_marks"
+     "                          WHERE consumer = $1), 0)"
+     "   AND o.id <= (SELECT v FROM bound)"
+     "   AND NOT EXISTS (SELECT 1 FROM orders.event_acks a"
+     "    WHERE a.consumer = $1 AND a.event_id = o.event_id)"
+     "  ORDER BY o.id LIMIT 1)"
+     " INSERT INTO orders.event_feed_marks AS m (consumer, below_id)"
+     " SELECT $1, coalesce((SELECT id FROM first), (SELECT v FROM bound) + 1)"
+     " WHERE (SELECT v FROM bound) IS NOT NULL"
+     " ON CONFLICT (consumer) DO UPDATE SET below_id = greatest(m.below_id, EXCLUDED.below_id),"
+     "  updated_at = now()",
+     1},
     {"events_ack",
      "WITH ins AS (INSERT INTO orders.event_acks (consumer, event_id, seq)"
      " SELECT $1, o.event_id, o.id FROM orders.outbox o WHERE o.event_id = ANY($2::text[])"
@@ -88,6 +122,11 @@ static void events_ack(svcrt_worker_t *w, svc_call_t *call, const char *consumer
     char *arr = pg_text_array(ids, n);
     const char *p[] = {consumer, arr};
     answer(w, call, "events_ack", 2, p);
+    if (strcmp(svc_call_reply(call)->result_code, RC_OK) == 0) {
+        /* the acknowledgements are committed: move the mark (a failure only leaves it lower) */
+        PGresult *r = pg_session_exec(w->db, svc_call_rid(call), "events_mark", 1, p, NULL);
+        PQclear(r);
+    }
     free(arr);
     free(copy);
 }

@@ -459,6 +459,109 @@ static void test_billing_key_pulls_events(void **st)
     pull_events(AS_BILLING, "000000", "zmqauth-test", "limit", "1", "no-such-event");
 }
 
+/* events.ack of ids for consumer with billing's key, answered 000000. */
+static void ack_events(const char *consumer, const char *ids)
+{
+    char *rid = kc_uid("zapmark-");
+    admin_call_t c;
+    admin_call_init(&c);
+    admin_call_arg(&c, 0, "consumer", consumer);
+    admin_call_arg(&c, 1, "ids", ids);
+    admin_call_as(&c, rid, "system", "events.ack");
+    free(assert_answered("ORDER", AS_BILLING, &c.env, "000000"));
+    free(rid);
+}
+
+static long feed_mark(const char *consumer)
+{
+    const char *p[] = {consumer};
+    char *v = kc_sql_value("SELECT below_id FROM orders.event_feed_marks WHERE consumer = $1", 1, p);
+    long mark = v ? strtol(v, NULL, 10) : -1;
+    free(v);
+    return mark;
+}
+
+/* The feed's mark (events.pending scans from it) moves up to the first event the consumer has
+ * not acknowledged, and never past an id given out less than five minutes ago: such an event may
+ * still be committing. Three newest events e1 < e2 < e3; the sequence's log says e2 was given out
+ * ten minutes ago. */
+static void test_event_feed_mark(void **st)
+{
+    (void)st;
+    char consumer[32];
+    snprintf(consumer, sizeof consumer, "mark-%ld", (long)getpid());
+    /* Three instances of fresh orders: each makes events in the background. */
+    char *prefix = kc_uid("CSmk");
+    for (int i = 0; i < 3; i++) {
+        char *rid = kc_uid("zapmk-"), *order = xasprintf("%s%d", prefix, i);
+        char *line = xasprintf("%s-000001", order);
+        Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+        Kooisv__Caller caller = KOOISV__CALLER__INIT;
+        Kooisv__NewInstance ni = KOOISV__NEW_INSTANCE__INIT;
+        header_of(&env, &caller, rid, "basic");
+        new_instance_of(&env, &ni, order, line, rid);
+        free(assert_answered("ORDER", AS_GATEWAY, &env, "000000"));
+        free(rid);
+        free(order);
+        free(line);
+    }
+    free(sql_wait_value("SELECT id FROM orders.outbox ORDER BY id DESC OFFSET 2 LIMIT 1"));
+    /* ...and once their jobs are done no event of theirs is still being written (the test
+     * runs alone). */
+    char *idle = xasprintf("SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM orders.jobs"
+                           " WHERE order_id LIKE '%s%%' AND state IN ('pending', 'running'))",
+                           prefix);
+    free(sql_wait_value(idle));
+    free(idle);
+    free(prefix);
+    usleep(300 * 1000);
+    char *e1 = kc_sql_value("SELECT id FROM orders.outbox ORDER BY id DESC OFFSET 2 LIMIT 1", 0,
+                            NULL);
+    char *e2 = kc_sql_value("SELECT id FROM orders.outbox ORDER BY id DESC OFFSET 1 LIMIT 1", 0,
+                            NULL);
+    char *e3 = kc_sql_value("SELECT id FROM orders.outbox ORDER BY id DESC LIMIT 1", 0, NULL);
+    const char *pe2[] = {e2};
+    char *ev2 = kc_sql_value("SELECT event_id FROM orders.outbox WHERE id = $1::bigint", 1, pe2);
+    assert_non_null(ev2);
+    assert_true(kc_sql_exec("DELETE FROM orders.event_feed_seq_log", 0, NULL) >= 0);
+    assert_int_equal(kc_sql_exec("INSERT INTO orders.event_feed_seq_log VALUES"
+                                 " (now() - interval '10 minutes', $1::bigint)",
+                                 1, pe2),
+                     1);
+    /* Everything up to e2 acknowledged but e1: the mark stops at e1. */
+    const char *pa[] = {consumer, e2, e1};
+    assert_true(kc_sql_exec("INSERT INTO orders.event_acks (consumer, event_id, seq)"
+                            " SELECT $1, event_id, id FROM orders.outbox"
+                            " WHERE id <= $2::bigint AND id <> $3::bigint",
+                            3, pa) > 0);
+    ack_events(consumer, ev2);
+    assert_int_equal(feed_mark(consumer), strtol(e1, NULL, 10));
+    /* e1 acknowledged: up to e2 + 1, the bound. */
+    const char *pe1[] = {e1};
+    char *ev1 = kc_sql_value("SELECT event_id FROM orders.outbox WHERE id = $1::bigint", 1, pe1);
+    ack_events(consumer, ev1);
+    assert_int_equal(feed_mark(consumer), strtol(e2, NULL, 10) + 1);
+    /* e3, given out after the bound, acknowledged too: the mark stays (it cannot know that no
+     * event below e3 is still committing). */
+    const char *pe3[] = {e3};
+    char *ev3 = kc_sql_value("SELECT event_id FROM orders.outbox WHERE id = $1::bigint", 1, pe3);
+    ack_events(consumer, ev3);
+    assert_int_equal(feed_mark(consumer), strtol(e2, NULL, 10) + 1);
+    /* A lower bound later never moves the mark down. */
+    assert_true(kc_sql_exec("UPDATE orders.event_feed_seq_log SET seq_value = 1", 0, NULL) >= 0);
+    ack_events(consumer, ev3);
+    assert_int_equal(feed_mark(consumer), strtol(e2, NULL, 10) + 1);
+    const char *pc[] = {consumer};
+    kc_sql_exec("DELETE FROM orders.event_acks WHERE consumer = $1", 1, pc);
+    kc_sql_exec("DELETE FROM orders.event_feed_marks WHERE consumer = $1", 1, pc);
+    free(e1);
+    free(e2);
+    free(e3);
+    free(ev1);
+    free(ev2);
+    free(ev3);
+}
+
 /* The gateway's key may not pull the events (only system clients do), whatever kind it claims,
  * and an acknowledgement it sends stores nothing. */
 static void test_gateway_key_pulls_no_events(void **st)
@@ -565,6 +668,7 @@ int main(void)
         cmocka_unit_test(test_billing_key_sends_no_marketplace_body),
         cmocka_unit_test(test_billing_key_calls_no_operator_action),
         cmocka_unit_test(test_billing_key_pulls_events),
+        cmocka_unit_test(test_event_feed_mark),
         cmocka_unit_test(test_gateway_key_pulls_no_events),
         cmocka_unit_test(test_billing_key_admitted_by_order_only),
         cmocka_unit_test(test_no_keys_no_start),
