@@ -57,7 +57,7 @@ const pg_stmt_t admin_stmts[] = {
      "  'state', state, 'attempts', attempts, 'nextAttemptAt', next_attempt_at)::text",
      1},
     {"admin_job_state", "SELECT state FROM orders.jobs WHERE id = $1::bigint", 1},
-    /* Waiting jobs through the jobs_due partial index; failed ones are few (operators redrive
+    /* Waiting jobs through the jobs_due_order partial index; failed ones are few (operators redrive
      * them). */
     {"admin_job_stats",
      "SELECT (SELECT count(*) FROM orders.jobs WHERE state = 'pending'),"
