@@ -100,6 +100,17 @@ static int item_send(item_t *it, dispatch_done_fn done)
     return rc;
 }
 
+/* Put it at the tail of the list [*head, *tail]. */
+static void list_append(item_t **head, item_t **tail, item_t *it)
+{
+    it->next = NULL;
+    if (*tail)
+        (*tail)->next = it;
+    else
+        *head = it;
+    *tail = it;
+}
+
 static void queue_append(auditq_t *self, item_t *it)
 {
     if (self->queued >= QUEUE_MAX && self->head && self->head != self->tail && !self->head_busy) {
@@ -111,12 +122,7 @@ static void queue_append(auditq_t *self, item_t *it)
         log_error(old->rid, "audit %s lost: retry queue full (%d records)", old->what, QUEUE_MAX);
         item_free(old);
     }
-    it->next = NULL;
-    if (self->tail)
-        self->tail->next = it;
-    else
-        self->head = it;
-    self->tail = it;
+    list_append(&self->head, &self->tail, it);
     self->queued++;
     metrics_audit_queue_add(1);
 }
@@ -375,12 +381,7 @@ void auditq_deliver(auditq_t *self, const Kooisv__Envelope *env)
     item_t *it = item_new(self, env);
     if (self->dispatch && env->body_case == KOOISV__ENVELOPE__BODY_AUDIT_OUTCOME &&
         (time_mono_us() / 1000) >= self->singles_until_ms) {
-        it->next = NULL;
-        if (self->batch_tail)
-            self->batch_tail->next = it;
-        else
-            self->batch_head = it;
-        self->batch_tail = it;
+        list_append(&self->batch_head, &self->batch_tail, it);
         if (++self->batch_n >= BATCH_MAX) {
             batch_flush(self);
         } else if (!evtimer_pending(self->flush, NULL)) {

@@ -264,36 +264,33 @@ static char *json_take_dump(json_t *v)
  * already stored sets self->conflict (the batch is then redone carefully). */
 static bool stage_known(journal_t *self, item_t **items, int n, json_t *intent_ids, bool careful)
 {
-    json_t *all = json_array(), *outs = json_array();
+    json_t *all = json_array(), *outs = json_array(), *batch_intents = json_object();
     for (int i = 0; i < n; i++) {
         item_t *it = items[i];
         const char *rid = item_request_id(it);
+        if (it->intent)
+            json_object_set_new(batch_intents, rid, json_true());
         const recent_t *e = recent_find(self, it->intent ? 'I' : 'O', rid);
         if (e) {
             it->known = true;
             it->seq = e->seq;
             it->replay = e->replay;
         }
-        if (it->intent && e)
+        /* an intent known, or the intent of an outcome remembered: it exists */
+        if (it->intent ? e != NULL : recent_find(self, 'I', rid) != NULL)
             json_object_set_new(intent_ids, rid, json_true());
-        if (it->outcome && !json_object_get(intent_ids, rid)) {
-            const recent_t *in = recent_find(self, 'I', rid);
-            if (in)
-                json_object_set_new(intent_ids, rid, json_true());
-        }
     }
     for (int i = 0; i < n; i++) {
         item_t *it = items[i];
         const char *rid = item_request_id(it);
-        bool intent_in_batch = false;
-        for (int j = 0; j < n && it->outcome && !intent_in_batch; j++)
-            intent_in_batch = items[j]->intent && strcmp(item_request_id(items[j]), rid) == 0;
         if (careful ? !it->known
-                    : it->outcome && !json_object_get(intent_ids, rid) && !intent_in_batch)
+                    : it->outcome && !json_object_get(intent_ids, rid) &&
+                          !json_object_get(batch_intents, rid))
             json_array_append_new(all, json_string(rid));
         if (careful && it->outcome && !it->known)
             json_array_append_new(outs, json_string(rid));
     }
+    json_decref(batch_intents);
     if (json_array_size(all) == 0 && json_array_size(outs) == 0) {
         json_decref(all);
         json_decref(outs);

@@ -261,6 +261,24 @@ static Kooisv__Reply *send_outcome_batch(const char *const *rids, const char *co
     return r;
 }
 
+/* Fail unless r (freed here) answers a batch of n outcomes 000000 with these codes. */
+static void expect_batch_codes(Kooisv__Reply *r, size_t n, const char *const *want)
+{
+    assert_string_equal(r->result_code, "000000");
+    assert_int_equal(r->result_case, KOOISV__REPLY__RESULT_AUDIT_OUTCOMES);
+    assert_int_equal(r->audit_outcomes->n_result_codes, n);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(r->audit_outcomes->result_codes[i], want[i]);
+    free_reply(r);
+}
+
+/* Fail unless the trail holds exactly one outcome of each request in rids. */
+static void expect_one_outcome_each(const char *const *rids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(rows("SELECT 1 FROM audit.outcomes WHERE request_id = $1", rids[i]), 1);
+}
+
 static void test_outcome_batch(void **state)
 {
     (void)state;
@@ -271,14 +289,8 @@ static void test_outcome_batch(void **state)
      * result code or a request id, the same request twice stored once. */
     const char *rids[] = {a, b, orphan, a, b, ""};
     const char *codes[] = {"000000", "000003", "000000", NULL, "000003", "000000"};
-    Kooisv__Reply *r = send_outcome_batch(rids, codes, 6);
-    assert_string_equal(r->result_code, "000000");
-    assert_int_equal(r->result_case, KOOISV__REPLY__RESULT_AUDIT_OUTCOMES);
-    assert_int_equal(r->audit_outcomes->n_result_codes, 6);
     const char *want[] = {"000000", "000000", "000002", "000002", "000000", "000002"};
-    for (size_t i = 0; i < 6; i++)
-        assert_string_equal(r->audit_outcomes->result_codes[i], want[i]);
-    free_reply(r);
+    expect_batch_codes(send_outcome_batch(rids, codes, 6), 6, want);
     char *stored = value("SELECT string_agg(result_code || ':' || result_msg || ':' || latency_us,"
                          " ',') FROM audit.outcomes WHERE request_id = $1",
                          a);
@@ -293,13 +305,9 @@ static void test_outcome_batch(void **state)
     /* Sent again (the gateway's retry): already recorded, nothing new. */
     const char *again_rids[] = {a, b};
     const char *again_codes[] = {"000000", "000003"};
-    r = send_outcome_batch(again_rids, again_codes, 2);
-    assert_string_equal(r->result_code, "000000");
-    assert_string_equal(r->audit_outcomes->result_codes[0], "000000");
-    assert_string_equal(r->audit_outcomes->result_codes[1], "000000");
-    free_reply(r);
-    assert_int_equal(rows("SELECT 1 FROM audit.outcomes WHERE request_id = $1", a), 1);
-    assert_int_equal(rows("SELECT 1 FROM audit.outcomes WHERE request_id = $1", b), 1);
+    const char *ok2[] = {"000000", "000000"};
+    expect_batch_codes(send_outcome_batch(again_rids, again_codes, 2), 2, ok2);
+    expect_one_outcome_each(again_rids, 2);
     free(a);
     free(b);
     free(orphan);
@@ -426,13 +434,8 @@ static void test_second_writer(void **state)
     free_reply(send_intent(b, NULL));
     const char *rids[] = {b, a};
     const char *codes[] = {"000000", "000000"};
-    r = send_outcome_batch(rids, codes, 2);
-    assert_string_equal(r->result_code, "000000");
-    assert_string_equal(r->audit_outcomes->result_codes[0], "000000");
-    assert_string_equal(r->audit_outcomes->result_codes[1], "000000");
-    free_reply(r);
-    assert_int_equal(rows("SELECT 1 FROM audit.outcomes WHERE request_id = $1", a), 1);
-    assert_int_equal(rows("SELECT 1 FROM audit.outcomes WHERE request_id = $1", b), 1);
+    expect_batch_codes(send_outcome_batch(rids, codes, 2), 2, codes);
+    expect_one_outcome_each(rids, 2);
     char *msg = value("SELECT result_msg FROM audit.outcomes WHERE request_id = $1", a);
     assert_string_equal(msg, "second writer");
     free(msg);

@@ -1374,6 +1374,7 @@ int main(int argc, char **argv)
     standalone = argc > 1 && strcmp(argv[1], "standalone") == 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_call),
+        cmocka_unit_test(test_audit_without_batches),
         cmocka_unit_test(test_query_answer),
         cmocka_unit_test(test_signature_forms),
         cmocka_unit_test(test_signature_failures),
@@ -1395,7 +1396,6 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_connection_limit),
         cmocka_unit_test(test_header_timeout),
         cmocka_unit_test(test_audit_down),
-        cmocka_unit_test(test_audit_without_batches),
         cmocka_unit_test(test_service_down),
         cmocka_unit_test(test_no_secrets_logged),
         cmocka_unit_test(test_graceful_stop),

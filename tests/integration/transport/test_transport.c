@@ -320,6 +320,16 @@ static void *timed_call(void *arg)
     return NULL;
 }
 
+/* Start timed_call of order on a thread of its own, as request "<prefix>-<i>" (the id is kept in
+ * rid, rid_len bytes, which must outlive the call). */
+static void start_call(timed_call_t *c, pthread_t *t, char *rid, size_t rid_len, const char *prefix,
+                       int i, const char *order, int wait_ms)
+{
+    snprintf(rid, rid_len, "%s-%d", prefix, i);
+    *c = (timed_call_t){rid, order, 0, -1, "", "", wait_ms};
+    pthread_create(t, NULL, timed_call, c);
+}
+
 static void test_stuck_worker_holds_up_no_other(void **st)
 {
     /* Three workers, two of them stuck: every quick call still goes to the free one. */
@@ -351,11 +361,8 @@ static void test_async_calls_need_no_worker(void **st)
     timed_call_t stuck[3];
     pthread_t ts[3];
     char srid[3][32];
-    for (int i = 0; i < 3; i++) {
-        snprintf(srid[i], sizeof srid[i], "busy-%d", i);
-        stuck[i] = (timed_call_t){srid[i], "stuck", 0, -1, "", "", 0};
-        pthread_create(&ts[i], NULL, timed_call, &stuck[i]);
-    }
+    for (int i = 0; i < 3; i++)
+        start_call(&stuck[i], &ts[i], srid[i], sizeof srid[i], "busy", i, "stuck", 0);
     for (int i = 0; i < 500 && atomic_load(&handled) - worker_calls < 3; i++)
         usleep(10 * 1000);
     assert_int_equal(atomic_load(&handled) - worker_calls, 3);
@@ -364,11 +371,8 @@ static void test_async_calls_need_no_worker(void **st)
     timed_call_t slow[NSLOW];
     pthread_t tw[NSLOW];
     char wrid[NSLOW][32];
-    for (int i = 0; i < NSLOW; i++) {
-        snprintf(wrid[i], sizeof wrid[i], "ahold-%d", i);
-        slow[i] = (timed_call_t){wrid[i], "async-hold", 0, -1, "", "", 60000};
-        pthread_create(&tw[i], NULL, timed_call, &slow[i]);
-    }
+    for (int i = 0; i < NSLOW; i++)
+        start_call(&slow[i], &tw[i], wrid[i], sizeof wrid[i], "ahold", i, "async-hold", 60000);
     for (int i = 0; i < 500 && atomic_load(&async_taken) - taken < NSLOW; i++)
         usleep(10 * 1000);
     assert_int_equal(atomic_load(&async_taken) - taken, NSLOW);
@@ -517,12 +521,12 @@ static void test_stop_answers_what_it_holds(void **st)
     timed_call_t slow[N];
     pthread_t t[N];
     char rids[N][32];
-    for (int i = 0; i < N; i++) {
-        snprintf(rids[i], sizeof rids[i], "drain-%d", i);
-        const char *order = i < 6 ? "slow" : i < 9 ? "async-slow" : "async-late";
-        slow[i] = (timed_call_t){rids[i], order, 0, -1, "", "", 0};
-        pthread_create(&t[i], NULL, timed_call, &slow[i]);
-    }
+    for (int i = 0; i < N; i++)
+        start_call(&slow[i], &t[i], rids[i], sizeof rids[i], "drain", i,
+                   i < 6   ? "slow"
+                   : i < 9 ? "async-slow"
+                           : "async-late",
+                   0);
     /* Stop once every worker is busy and the calls without one are taken. */
     for (int i = 0; i < 200 && (atomic_load(&handled) - before < 3 ||
                                 atomic_load(&async_taken) - taken < N - 6);

@@ -334,6 +334,20 @@ static char *assert_answered(const char *svc, caller_t who, const Kooisv__Envelo
     return msg;
 }
 
+/* A newInstance of order (line "<order>-000001") under request id rid, as the gateway sends it
+ * after checking the signature, sent with who's key; fail unless answered with code. */
+static void new_instance_as(caller_t who, const char *rid, const char *order, const char *code)
+{
+    char *line = xasprintf("%s-000001", order);
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    Kooisv__Caller caller = KOOISV__CALLER__INIT;
+    Kooisv__NewInstance ni = KOOISV__NEW_INSTANCE__INIT;
+    header_of(&env, &caller, rid, "basic");
+    new_instance_of(&env, &ni, order, line, rid);
+    free(assert_answered("ORDER", who, &env, code));
+    free(line);
+}
+
 /* A marketplace body as the gateway sends it after checking the signature, with billing's key:
  * refused (000001), and no instance is made. The emulator answers "CS..." orders, so the same
  * envelope with the gateway's key makes one: the check can see what it looks for. */
@@ -341,24 +355,16 @@ static void test_billing_key_sends_no_marketplace_body(void **st)
 {
     (void)st;
     char *rid = kc_uid("zapbill-"), *order = kc_uid("CS");
-    char *line = xasprintf("%s-000001", order);
-    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
-    Kooisv__Caller caller = KOOISV__CALLER__INIT;
-    Kooisv__NewInstance ni = KOOISV__NEW_INSTANCE__INIT;
-    header_of(&env, &caller, rid, "basic");
-    new_instance_of(&env, &ni, order, line, rid);
-    free(assert_answered("ORDER", AS_BILLING, &env, "000001"));
+    new_instance_as(AS_BILLING, rid, order, "000001");
     usleep(300 * 1000);
     assert_int_equal(rows("SELECT 1 FROM orders.instances WHERE order_id = $1", order), 0);
     /* The same envelope (a new request id) with the gateway's key is served. */
     char *rid2 = kc_uid("zapgw-");
-    env.request_id = env.trace_id = rid2;
-    free(assert_answered("ORDER", AS_GATEWAY, &env, "000000"));
+    new_instance_as(AS_GATEWAY, rid2, order, "000000");
     assert_int_equal(rows("SELECT 1 FROM orders.instances WHERE order_id = $1", order), 1);
     free(rid2);
     free(rid);
     free(order);
-    free(line);
 }
 
 /* First value sql answers, waited for up to 15 s (events of the instance made above are written
@@ -494,16 +500,9 @@ static void test_event_feed_mark(void **st)
     char *prefix = kc_uid("CSmk");
     for (int i = 0; i < 3; i++) {
         char *rid = kc_uid("zapmk-"), *order = xasprintf("%s%d", prefix, i);
-        char *line = xasprintf("%s-000001", order);
-        Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
-        Kooisv__Caller caller = KOOISV__CALLER__INIT;
-        Kooisv__NewInstance ni = KOOISV__NEW_INSTANCE__INIT;
-        header_of(&env, &caller, rid, "basic");
-        new_instance_of(&env, &ni, order, line, rid);
-        free(assert_answered("ORDER", AS_GATEWAY, &env, "000000"));
+        new_instance_as(AS_GATEWAY, rid, order, "000000");
         free(rid);
         free(order);
-        free(line);
     }
     free(sql_wait_value("SELECT id FROM orders.outbox ORDER BY id DESC OFFSET 2 LIMIT 1"));
     /* ...and once their jobs are done no event of theirs is still being written (the test
