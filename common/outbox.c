@@ -30,7 +30,11 @@ enum {
 #define TS_FMT "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'"
 
 static const pg_stmt_t emit_stmts[] = {
-    {"outbox_next_id", "SELECT nextval('outbox_seq')", 0},
+    /* The transaction's id first (a one-time filter runs before the select list), then the
+     * event's: a consumer's mark (order eventfeed.c) may pass a value of outbox_seq once every
+     * transaction that was running when it was read has ended, so no transaction may hold an
+     * event id without a transaction id. */
+    {"outbox_next_id", "SELECT nextval('outbox_seq') WHERE pg_current_xact_id() IS NOT NULL", 0},
     /* The delivery threads (LISTEN $9) hear of it at COMMIT, in the same round trip. */
     {"outbox_insert",
      "WITH i AS (INSERT INTO outbox (id, event_id, event_type, instance_id, tenant_id, test_flag,"

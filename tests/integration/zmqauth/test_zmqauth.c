@@ -487,26 +487,25 @@ static long feed_mark(const char *consumer)
     return mark;
 }
 
-/* The feed's mark (events.pending scans from it) moves up to the first event the consumer has
- * not acknowledged, and never past an id given out less than five minutes ago: such an event may
- * still be committing. Three newest events e1 < e2 < e3; the sequence's log says e2 was given out
- * ten minutes ago. */
-static void test_event_feed_mark(void **st)
+/* ack_events(consumer, event_id) three times: the mark moves at most one step a call (see
+ * eventfeed.c "events_mark"). */
+static void ack_thrice(const char *consumer, const char *event_id)
 {
-    (void)st;
-    char consumer[32];
-    snprintf(consumer, sizeof consumer, "mark-%ld", (long)getpid());
-    /* Three instances of fresh orders: each makes events in the background. */
+    for (int i = 0; i < 3; i++)
+        ack_events(consumer, event_id);
+}
+
+/* n new instances of fresh orders, and the wait until their background jobs, which make their
+ * events, are done (the test runs alone, so no event of theirs is being written after that). */
+static void make_events(int n)
+{
     char *prefix = kc_uid("CSmk");
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < n; i++) {
         char *rid = kc_uid("zapmk-"), *order = xasprintf("%s%d", prefix, i);
         new_instance_as(AS_GATEWAY, rid, order, "000000");
         free(rid);
         free(order);
     }
-    free(sql_wait_value("SELECT id FROM orders.outbox ORDER BY id DESC OFFSET 2 LIMIT 1"));
-    /* ...and once their jobs are done no event of theirs is still being written (the test
-     * runs alone). */
     char *idle = xasprintf("SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM orders.jobs"
                            " WHERE order_id LIKE '%s%%' AND state IN ('pending', 'running'))",
                            prefix);
@@ -514,51 +513,100 @@ static void test_event_feed_mark(void **st)
     free(idle);
     free(prefix);
     usleep(300 * 1000);
-    char *e1 = kc_sql_value("SELECT id FROM orders.outbox ORDER BY id DESC OFFSET 2 LIMIT 1", 0,
-                            NULL);
-    char *e2 = kc_sql_value("SELECT id FROM orders.outbox ORDER BY id DESC OFFSET 1 LIMIT 1", 0,
-                            NULL);
-    char *e3 = kc_sql_value("SELECT id FROM orders.outbox ORDER BY id DESC LIMIT 1", 0, NULL);
-    const char *pe2[] = {e2};
-    char *ev2 = kc_sql_value("SELECT event_id FROM orders.outbox WHERE id = $1::bigint", 1, pe2);
-    assert_non_null(ev2);
-    assert_true(kc_sql_exec("DELETE FROM orders.event_feed_seq_log", 0, NULL) >= 0);
-    assert_int_equal(kc_sql_exec("INSERT INTO orders.event_feed_seq_log VALUES"
-                                 " (now() - interval '10 minutes', $1::bigint)",
-                                 1, pe2),
-                     1);
-    /* Everything up to e2 acknowledged but e1: the mark stops at e1. */
-    const char *pa[] = {consumer, e2, e1};
+}
+
+/* The newest event's id and event id (caller frees both). */
+static void newest_event(int offset, char **id, char **event_id)
+{
+    char *sql = xasprintf("SELECT id FROM orders.outbox ORDER BY id DESC OFFSET %d LIMIT 1", offset);
+    *id = kc_sql_value(sql, 0, NULL);
+    free(sql);
+    assert_non_null(*id);
+    const char *p[] = {*id};
+    *event_id = kc_sql_value("SELECT event_id FROM orders.outbox WHERE id = $1::bigint", 1, p);
+    assert_non_null(*event_id);
+}
+
+/* Every event up to id acknowledged by consumer (but except, when not NULL). */
+static void ack_up_to(const char *consumer, const char *id, const char *except)
+{
+    const char *p[] = {consumer, id, except ? except : "0"};
     assert_true(kc_sql_exec("INSERT INTO orders.event_acks (consumer, event_id, seq)"
                             " SELECT $1, event_id, id FROM orders.outbox"
-                            " WHERE id <= $2::bigint AND id <> $3::bigint",
-                            3, pa) > 0);
-    ack_events(consumer, ev2);
+                            " WHERE id <= $2::bigint AND id <> $3::bigint ON CONFLICT DO NOTHING",
+                            3, p) >= 0);
+}
+
+/* The feed's mark (events.pending scans from it) moves up to the first event the consumer has
+ * not acknowledged, and never past an event id whose transaction is still open, even when every
+ * event after it is committed and acknowledged: that event may still commit, and must then be
+ * pulled. Events e1 < e2 < e3, then an event id k held by an open transaction, then e4 > k. */
+static void test_event_feed_mark(void **st)
+{
+    (void)st;
+    char consumer[32];
+    snprintf(consumer, sizeof consumer, "mark-%ld", (long)getpid());
+    make_events(3);
+    char *e1, *ev1, *e2, *ev2, *e3, *ev3;
+    newest_event(2, &e1, &ev1);
+    newest_event(1, &e2, &ev2);
+    newest_event(0, &e3, &ev3);
+    /* Everything up to e3 acknowledged but e1: the mark stops at e1. */
+    ack_up_to(consumer, e3, e1);
+    ack_thrice(consumer, ev2);
     assert_int_equal(feed_mark(consumer), strtol(e1, NULL, 10));
-    /* e1 acknowledged: up to e2 + 1, the bound. */
-    const char *pe1[] = {e1};
-    char *ev1 = kc_sql_value("SELECT event_id FROM orders.outbox WHERE id = $1::bigint", 1, pe1);
-    ack_events(consumer, ev1);
-    assert_int_equal(feed_mark(consumer), strtol(e2, NULL, 10) + 1);
-    /* e3, given out after the bound, acknowledged too: the mark stays (it cannot know that no
-     * event below e3 is still committing). */
-    const char *pe3[] = {e3};
-    char *ev3 = kc_sql_value("SELECT event_id FROM orders.outbox WHERE id = $1::bigint", 1, pe3);
-    ack_events(consumer, ev3);
-    assert_int_equal(feed_mark(consumer), strtol(e2, NULL, 10) + 1);
-    /* A lower bound later never moves the mark down. */
-    assert_true(kc_sql_exec("UPDATE orders.event_feed_seq_log SET seq_value = 1", 0, NULL) >= 0);
-    ack_events(consumer, ev3);
-    assert_int_equal(feed_mark(consumer), strtol(e2, NULL, 10) + 1);
+
+    /* A transaction takes an event id the way outbox.c does, and stays open. */
+    const char *dsn = suite_get("KOOISV_PG_SUPER_DSN");
+    PGconn *open_tx = PQconnectdb(dsn ? dsn : "");
+    assert_int_equal(PQstatus(open_tx), CONNECTION_OK);
+    PQclear(PQexec(open_tx, "BEGIN"));
+    PGresult *r = PQexec(open_tx, "SELECT nextval('orders.outbox_seq')"
+                                  " WHERE pg_current_xact_id() IS NOT NULL");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    long k = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    assert_true(k > strtol(e3, NULL, 10));
+
+    /* e1 acknowledged: the mark passes e3, but not k. */
+    ack_thrice(consumer, ev1);
+    long mark = feed_mark(consumer);
+    assert_true(mark > strtol(e3, NULL, 10));
+    assert_true(mark <= k);
+    /* Events after k, committed and acknowledged: the mark still stays at or below k. */
+    make_events(1);
+    char *e4, *ev4;
+    newest_event(0, &e4, &ev4);
+    assert_true(strtol(e4, NULL, 10) > k);
+    ack_up_to(consumer, e4, NULL);
+    ack_thrice(consumer, ev4);
+    assert_true(feed_mark(consumer) >= mark);
+    assert_true(feed_mark(consumer) <= k);
+
+    /* k's transaction ends (here without an event): the mark moves past e4. */
+    PQclear(PQexec(open_tx, "ROLLBACK"));
+    PQfinish(open_tx);
+    ack_thrice(consumer, ev4);
+    mark = feed_mark(consumer);
+    assert_true(mark > strtol(e4, NULL, 10));
+    /* A lower settled bound later never moves the mark down. */
     const char *pc[] = {consumer};
+    assert_int_equal(kc_sql_exec("UPDATE orders.event_feed_marks SET safe_seq = 1,"
+                                 " safe_after = '1'::xid8 WHERE consumer = $1",
+                                 1, pc),
+                     1);
+    ack_events(consumer, ev4);
+    assert_int_equal(feed_mark(consumer), mark);
     kc_sql_exec("DELETE FROM orders.event_acks WHERE consumer = $1", 1, pc);
     kc_sql_exec("DELETE FROM orders.event_feed_marks WHERE consumer = $1", 1, pc);
     free(e1);
     free(e2);
     free(e3);
+    free(e4);
     free(ev1);
     free(ev2);
     free(ev3);
+    free(ev4);
 }
 
 /* The gateway's key may not pull the events (only system clients do), whatever kind it claims,
