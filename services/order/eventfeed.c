@@ -27,16 +27,21 @@
  * committing, and must not be skipped when it appears. Every transaction holds its transaction id
  * before it takes an event id (outbox.c "outbox_next_id"), so a value read from outbox_seq is
  * settled once every transaction that was running when it was read has ended (migration 010). The
- * NOT EXISTS probes are kept as per-row index probes (OFFSET 0): planned as an anti-join, the
- * mark's unknown value made PostgreSQL hash every acknowledgement the consumer ever made (88 ms
- * a pull at 95,000). */
+ * NOT EXISTS probes are kept as per-row probes of the (consumer, seq) index (OFFSET 0): planned
+ * as an anti-join, the mark's unknown value made PostgreSQL hash every acknowledgement the
+ * consumer ever made (88 ms a pull at 95,000); by seq, a probe compares integers, not event ids
+ * under the database's collation. */
 #define FEED_UNACKED                                                                               \
     " NOT EXISTS (SELECT 1 FROM orders.event_acks a"                                              \
-    "  WHERE a.consumer = $1 AND a.event_id = o.event_id OFFSET 0)"
+    "  WHERE a.consumer = $1 AND a.seq = o.id OFFSET 0)"
 const pg_stmt_t eventfeed_stmts[] = {
+    /* The documents are joined as stored (JSON text); only one that mentions appInfo is
+     * parsed, to leave data.appInfo out (parsing every one was half of a pull's time). */
     {"events_pending",
-     "SELECT jsonb_build_object('events', coalesce(jsonb_agg(e.doc ORDER BY e.id), '[]'))::text"
-     " FROM (SELECT o.id, o.payload::jsonb #- '{data,appInfo}' AS doc FROM orders.outbox o"
+     "SELECT '{\"events\":[' || coalesce(string_agg(e.doc, ',' ORDER BY e.id), '') || ']}'"
+     " FROM (SELECT o.id, CASE WHEN strpos(o.payload, 'appInfo') > 0"
+     "   THEN (o.payload::jsonb #- '{data,appInfo}')::text ELSE o.payload END AS doc"
+     "  FROM orders.outbox o"
      "  WHERE o.id >= coalesce((SELECT below_id FROM orders.event_feed_marks"
      "                          WHERE consumer = $1), 0)"
      "   AND" FEED_UNACKED "  ORDER BY o.id LIMIT $2::int) e",
