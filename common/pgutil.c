@@ -58,8 +58,76 @@ bool pg_is_retryable(const PGresult *res)
     return strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0;
 }
 
+/* ---- a transaction's BEGIN, queued (pg_tx_run) ----
+ * pg_tx_run does not wait for BEGIN: it enters pipeline mode and queues it, and the
+ * transaction's first statement goes out behind it with one sync, so BEGIN costs no round trip
+ * of its own. pg_exec and pg_command see the pipeline and finish it; anything else that would
+ * talk to the connection in pipeline mode fails, and the transaction with it. */
+
+/* The results up to the sync: *first and *second (NULL when absent; the caller PQclears).
+ * Stops early when the connection breaks. */
+static void pipeline_results(PGconn *conn, PGresult **first, PGresult **second)
+{
+    *first = *second = NULL;
+    for (int nulls = 0; nulls < 2;) {
+        PGresult *x = PQgetResult(conn);
+        if (!x) {
+            if (PQstatus(conn) == CONNECTION_BAD)
+                break;
+            nulls++;
+            continue;
+        }
+        nulls = 0;
+        if (PQresultStatus(x) == PGRES_PIPELINE_SYNC) {
+            PQclear(x);
+            break;
+        }
+        if (!*first)
+            *first = x;
+        else if (!*second)
+            *second = x;
+        else
+            PQclear(x);
+    }
+    PQexitPipelineMode(conn);
+}
+
+/* Send the queued BEGIN, with stmt behind it when stmt is not NULL; the statement's result, or
+ * BEGIN's when that failed (never NULL). Leaves pipeline mode. */
+static PGresult *pipeline_finish(PGconn *conn, const char *stmt, int nparams,
+                                 const char *const *params)
+{
+    PGresult *begin = NULL, *res = NULL;
+    if ((!stmt || PQsendQueryPrepared(conn, stmt, nparams, params, NULL, NULL, 0) == 1) &&
+        PQpipelineSync(conn) == 1)
+        pipeline_results(conn, &begin, &res);
+    else
+        PQexitPipelineMode(conn);
+    if (!begin || PQresultStatus(begin) != PGRES_COMMAND_OK || !stmt) {
+        PQclear(res);
+        return begin ? begin : PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
+    }
+    PQclear(begin);
+    return res ? res : PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
+}
+
+/* Send a queued BEGIN on its own, if there is one; false when it failed. */
+static bool begin_flush(PGconn *conn)
+{
+    if (PQpipelineStatus(conn) == PQ_PIPELINE_OFF)
+        return true;
+    PGresult *r = pipeline_finish(conn, NULL, 0, NULL);
+    bool ok = pg_ok(r);
+    PQclear(r);
+    return ok;
+}
+
 bool pg_command(PGconn *conn, const char *sql)
 {
+    if (!begin_flush(conn)) {
+        log_warn(NULL, "SQL command failed: BEGIN failed: %s", PQerrorMessage(conn));
+        return false;
+    }
     PGresult *r = PQexec(conn, sql);
     bool ok = pg_ok(r);
     if (!ok)
@@ -70,6 +138,8 @@ bool pg_command(PGconn *conn, const char *sql)
 
 PGresult *pg_exec(PGconn *conn, const char *stmt, int nparams, const char *const *params)
 {
+    if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF)
+        return pipeline_finish(conn, stmt, nparams, params);
     PGresult *r = PQexecPrepared(conn, stmt, nparams, params, NULL, NULL, 0);
     if (!r)
         r = PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
@@ -387,9 +457,14 @@ PGresult *pg_tx_exec(pg_tx_t *tx, const char *stmt, int nparams, const char *con
     return r;
 }
 
-/* COMMIT and check that it was one; PG_OK, PG_RETRY or PG_FAIL. */
+/* COMMIT and check that it was one; PG_OK, PG_RETRY or PG_FAIL. A body that ran no statement
+ * left its BEGIN queued: it goes first. */
 static pg_status_t tx_commit(PGconn *conn, const char *rid)
 {
+    if (!begin_flush(conn)) {
+        pg_log_failure(rid, "BEGIN", NULL);
+        return PG_FAIL;
+    }
     PGresult *r = PQexec(conn, "COMMIT");
     /* COMMIT of a failed transaction "succeeds" as a ROLLBACK: check what happened */
     pg_status_t st = pg_ok(r) && strcmp(PQcmdStatus(r), "COMMIT") == 0 ? PG_OK
@@ -410,11 +485,11 @@ pg_status_t pg_tx_run(pg_session_t *session, const char *rid, pg_tx_body_t body,
         PGconn *conn = session->conn;
         pg_tx_t tx = {.conn = conn, .rid = rid, .failed = PG_OK};
         pg_status_t st;
-        PGresult *begin = PQexec(conn, "BEGIN");
-        if (pg_ok(begin)) {
+        /* BEGIN is queued, and sent with the body's first statement (see begin_flush) */
+        if (PQenterPipelineMode(conn) == 1 &&
+            PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) == 1) {
             st = body(&tx, arg);
             if (st == PG_OK) {
-                PQclear(begin);
                 /* After a COMMIT that failed for any other reason the transaction is gone
                  * either way and nothing was promised: no reconnect-and-rerun. */
                 st = tx_commit(conn, rid);
@@ -427,12 +502,14 @@ pg_status_t pg_tx_run(pg_session_t *session, const char *rid, pg_tx_body_t body,
             if (st == PG_FAIL && tx.failed == PG_RETRY)
                 st = PG_RETRY;
         } else {
-            pg_log_failure(rid, "BEGIN", begin);
+            pg_log_failure(rid, "BEGIN", NULL);
             st = PG_FAIL;
         }
-        PQclear(begin);
-        if (!connection_dead(session))
+        /* a BEGIN still queued (the body ran no statement) is sent and rolled back */
+        if (!connection_dead(session) && begin_flush(conn))
             PQclear(PQexec(conn, "ROLLBACK"));
+        else if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF)
+            PQexitPipelineMode(conn);
         if (st == PG_ROLLBACK)
             return PG_ROLLBACK;
         if (st == PG_RETRY)

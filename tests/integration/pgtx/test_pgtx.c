@@ -1,0 +1,185 @@
+/* pg_tx_run (common/pgutil.c) against the suite's PostgreSQL. BEGIN is queued and goes out with
+ * the body's first statement; whatever the body does first (a prepared statement, a plain
+ * command, nothing at all) and however it ends, the transaction is one: a failure undoes what came
+ * before it, a rollback keeps nothing, and the connection is idle and usable afterwards. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "kclient.h"
+#include "pgutil.h"
+#include "xmalloc.h"
+
+static char table[64];
+static pg_stmt_t stmts[3];
+static char *sql_insert, *sql_count, *sql_fail;
+static pg_session_t *db;
+
+/* Rows of the test table, counted by the session itself (outside any transaction). */
+static long rows(void)
+{
+    PGresult *r = pg_session_exec(db, "pgtx", "pgtx_count", 0, NULL, NULL);
+    assert_non_null(r);
+    long n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return n;
+}
+
+/* The session is idle, out of pipeline mode, and answers a statement. */
+static void assert_idle(void)
+{
+    PGconn *c = pg_session_conn(db);
+    assert_int_equal(PQpipelineStatus(c), PQ_PIPELINE_OFF);
+    assert_int_equal(PQtransactionStatus(c), PQTRANS_IDLE);
+    (void)rows();
+}
+
+static pg_status_t insert(pg_tx_t *tx, const char *id)
+{
+    const char *p[] = {id};
+    PGresult *r = pg_tx_exec(tx, "pgtx_insert", 1, p);
+    if (!r)
+        return tx->failed;
+    PQclear(r);
+    return PG_OK;
+}
+
+/* What a body does: ids to insert (NULL-terminated), then the status it returns. */
+typedef struct {
+    const char *first_command; /* a plain command (pg_command) before anything else, or NULL */
+    const char *ids[4];
+    bool fail_after; /* a failing statement after the inserts */
+    pg_status_t ending;
+} plan_t;
+
+static pg_status_t body(pg_tx_t *tx, void *arg)
+{
+    const plan_t *plan = arg;
+    if (plan->first_command && !pg_command(tx->conn, plan->first_command))
+        return PG_FAIL;
+    for (int i = 0; plan->ids[i]; i++) {
+        pg_status_t st = insert(tx, plan->ids[i]);
+        if (st != PG_OK)
+            return st;
+    }
+    if (plan->fail_after) {
+        PGresult *r = pg_tx_exec(tx, "pgtx_fail", 0, NULL);
+        if (!r)
+            return tx->failed;
+        PQclear(r);
+    }
+    return plan->ending;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(table, sizeof table, "public.pgtx_%ld", (long)getpid());
+    char *ddl = xasprintf("CREATE TABLE %s (id text PRIMARY KEY)", table);
+    assert_true(kc_sql_exec(ddl, 0, NULL) >= 0);
+    free(ddl);
+    sql_insert = xasprintf("INSERT INTO %s (id) VALUES ($1)", table);
+    sql_count = xasprintf("SELECT count(*) FROM %s", table);
+    sql_fail = xasprintf("SELECT 1 / (SELECT count(*) - count(*) FROM %s)", table);
+    stmts[0] = (pg_stmt_t){"pgtx_insert", sql_insert, 1};
+    stmts[1] = (pg_stmt_t){"pgtx_count", sql_count, 0};
+    stmts[2] = (pg_stmt_t){"pgtx_fail", sql_fail, 0};
+    pg_session_config_t cfg = {.dsn = suite_get("KOOISV_PG_SUPER_DSN"),
+                               .app = "test_pgtx",
+                               .stmts = stmts,
+                               .nstmts = 3,
+                               .wait_s = 5};
+    db = pg_session_new(&cfg);
+    assert_non_null(db);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    pg_session_destroy(&db);
+    char *ddl = xasprintf("DROP TABLE IF EXISTS %s", table);
+    kc_sql_exec(ddl, 0, NULL);
+    free(ddl);
+    free(sql_insert);
+    free(sql_count);
+    free(sql_fail);
+    return 0;
+}
+
+static void run(const plan_t *plan, pg_status_t want, long want_rows)
+{
+    long before = rows();
+    assert_int_equal(pg_tx_run(db, "pgtx", body, (void *)plan), want);
+    assert_idle();
+    assert_int_equal(rows(), before + want_rows);
+}
+
+/* Two inserts committed: both kept. */
+static void test_commit(void **state)
+{
+    (void)state;
+    run(&(plan_t){.ids = {"c1", "c2"}, .ending = PG_OK}, PG_OK, 2);
+}
+
+/* The first statement fails (a duplicate id): nothing kept. */
+static void test_first_statement_fails(void **state)
+{
+    (void)state;
+    run(&(plan_t){.ids = {"c1"}, .ending = PG_OK}, PG_FAIL, 0);
+}
+
+/* A failure after two inserts undoes them: the first insert, sent with BEGIN, was inside the
+ * transaction. */
+static void test_failure_undoes_the_first_statement(void **state)
+{
+    (void)state;
+    run(&(plan_t){.ids = {"f1", "f2"}, .fail_after = true, .ending = PG_OK}, PG_FAIL, 0);
+    run(&(plan_t){.ids = {"f3", "c2"}, .ending = PG_OK}, PG_FAIL, 0);
+}
+
+/* The body asks for a rollback after inserting: nothing kept. */
+static void test_rollback(void **state)
+{
+    (void)state;
+    run(&(plan_t){.ids = {"r1"}, .ending = PG_ROLLBACK}, PG_ROLLBACK, 0);
+}
+
+/* A body that runs no statement: committed or rolled back, the connection is left clean. */
+static void test_empty_body(void **state)
+{
+    (void)state;
+    run(&(plan_t){.ending = PG_OK}, PG_OK, 0);
+    run(&(plan_t){.ending = PG_ROLLBACK}, PG_ROLLBACK, 0);
+}
+
+/* A plain command first (as change_notify_jobs may be): still inside the transaction. */
+static void test_command_first(void **state)
+{
+    (void)state;
+    char *cmd = xasprintf("INSERT INTO %s (id) VALUES ('p1')", table);
+    run(&(plan_t){.first_command = cmd, .ids = {"p2"}, .ending = PG_ROLLBACK}, PG_ROLLBACK, 0);
+    run(&(plan_t){.first_command = cmd, .ids = {"p2"}, .fail_after = true, .ending = PG_OK},
+        PG_FAIL, 0);
+    run(&(plan_t){.first_command = cmd, .ids = {"p2"}, .ending = PG_OK}, PG_OK, 2);
+    free(cmd);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_commit),
+        cmocka_unit_test(test_first_statement_fails),
+        cmocka_unit_test(test_failure_undoes_the_first_statement),
+        cmocka_unit_test(test_rollback),
+        cmocka_unit_test(test_empty_body),
+        cmocka_unit_test(test_command_first),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
