@@ -189,7 +189,7 @@ pg_status_t outbox_emit(outbox_t *self, pg_tx_t *tx, const char *event_type,
     snprintf(seq, sizeof seq, "%s", PQgetvalue(r, 0, 0));
     PQclear(r);
     char event_id[37], when[32];
-    rand_uuid(event_id);
+    rand_uuid7(event_id);
     time_format_iso(time_now_ms(), when, sizeof when);
     json_t *ev =
         json_pack("{s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:O}", "eventId", event_id, "seq",

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
@@ -58,13 +59,10 @@ void rand_alnum(char *out, size_t len)
     OPENSSL_cleanse(block, sizeof block);
 }
 
-void rand_uuid(char out[37])
+/* The 36-character text of a UUID's 16 bytes. */
+static void uuid_text(const uint8_t b[16], char out[37])
 {
     static const char digits[] = "0123456789abcdef";
-    uint8_t b[16];
-    rand_bytes(b, sizeof b);
-    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
     size_t o = 0;
     for (size_t i = 0; i < 16; i++) {
         if (i == 4 || i == 6 || i == 8 || i == 10)
@@ -73,6 +71,29 @@ void rand_uuid(char out[37])
         out[o++] = digits[b[i] & 0x0f];
     }
     out[o] = '\0';
+}
+
+void rand_uuid(char out[37])
+{
+    uint8_t b[16];
+    rand_bytes(b, sizeof b);
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    uuid_text(b, out);
+}
+
+void rand_uuid7(char out[37])
+{
+    uint8_t b[16];
+    rand_bytes(b, sizeof b);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    for (int i = 0; i < 6; i++)
+        b[i] = (uint8_t)(ms >> (40 - 8 * i)); /* 48 bits of Unix time in ms, big-endian */
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x70); /* version 7 */
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 9562 variant */
+    uuid_text(b, out);
 }
 
 void rand_password(char *out, size_t len)

@@ -9,6 +9,11 @@ void rand_bytes(void *buf, size_t len);
 void rand_alnum(char *out, size_t len);
 /* Write a random UUID v4 (36 chars + terminator) into out[37]. */
 void rand_uuid(char out[37]);
+/* Write a UUID v7 (RFC 9562: Unix time in ms, then 74 random bits) into out[37]. Ids made later
+ * sort later, so a unique index of them takes each insert near the previous one instead of at a
+ * random page (request and event ids). Unique and unguessable, but not secret: it shows when it
+ * was made. */
+void rand_uuid7(char out[37]);
 /* Write a random password of len >= 12 chars with upper, lower, digit and symbol into out. */
 void rand_password(char *out, size_t len);
 

@@ -25,7 +25,7 @@ admincall_t *admincall_new(admincall_host_t *host, struct evhttp_request *req)
     admincall_t *c = xcalloc(1, sizeof *c);
     c->host = host;
     c->req = req;
-    rand_uuid(c->rid);
+    rand_uuid7(c->rid);
     c->received_ms = time_now_ms();
     c->start_us = time_mono_us();
     snprintf(c->event, sizeof c->event, "admin.unknown");

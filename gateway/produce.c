@@ -440,7 +440,7 @@ static void answer_plain(struct evhttp_request *req, int status, const char *key
                          const char *path)
 {
     char rid[37];
-    rand_uuid(rid);
+    rand_uuid7(rid);
     json_t *o = json_object();
     json_object_set_new(o, "resultCode", json_string(RC_INVALID));
     json_object_set_new(o, "resultMsg", json_string(msg));
@@ -492,7 +492,7 @@ void produce_handle(struct evhttp_request *req, void *arg)
     c->kind = kind;
     c->start_us = time_mono_us();
     c->received_ms = time_now_ms();
-    rand_uuid(c->rid);
+    rand_uuid7(c->rid);
     w->inflight++;
     metrics_inflight_add(1);
     kooisv__envelope__init(&c->env);
@@ -525,7 +525,7 @@ void produce_record_summaries(gw_worker_t *w)
     size_t n = srclimit_summaries(gw.srclimit, time_now_ms(), sums, 32);
     for (size_t i = 0; i < n; i++) {
         char rid[37], from[40], to[40], msg[512];
-        rand_uuid(rid);
+        rand_uuid7(rid);
         time_format_iso(sums[i].from_ms, from, sizeof from);
         time_format_iso(sums[i].to_ms, to, sizeof to);
         snprintf(msg, sizeof msg,

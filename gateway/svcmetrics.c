@@ -83,7 +83,7 @@ int svcmetrics_fetch(service_id_t svc, const char *endpoints, const char *server
     if (!client)
         return -1;
     char rid[37];
-    rand_uuid(rid);
+    rand_uuid7(rid);
     Kooisv__Caller caller = KOOISV__CALLER__INIT;
     caller.kind = "system";
     caller.id = "metrics";

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "randutil.h"
@@ -46,6 +47,56 @@ static void test_rand_alnum_uniform(void **state)
         assert_in_range(counts[(unsigned char)*c], 320, 680);
     }
     free(out);
+}
+
+/* Milliseconds of the Unix time a v7 id carries (its first 12 hex digits). */
+static uint64_t uuid7_ms(const char *id)
+{
+    char hex[13];
+    memcpy(hex, id, 8);
+    memcpy(hex + 8, id + 9, 4);
+    hex[12] = '\0';
+    return strtoull(hex, NULL, 16);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A v7 id: the v4 layout with version 7, the time it was made, distinct ids within one
+ * millisecond, and ids made later sorting later. */
+static void test_rand_uuid7(void **state)
+{
+    (void)state;
+    char ids[200][37];
+    uint64_t before = now_ms();
+    for (int k = 0; k < 200; k++)
+        rand_uuid7(ids[k]);
+    uint64_t after = now_ms();
+    for (int k = 0; k < 200; k++) {
+        const char *a = ids[k];
+        assert_int_equal(strlen(a), 36);
+        for (int i = 0; i < 36; i++) {
+            if (i == 8 || i == 13 || i == 18 || i == 23)
+                assert_int_equal(a[i], '-');
+            else
+                assert_non_null(strchr("0123456789abcdef", a[i]));
+        }
+        assert_int_equal(a[14], '7');
+        assert_non_null(strchr("89ab", a[19]));
+        assert_in_range(uuid7_ms(a), before, after);
+        for (int j = 0; j < k; j++)
+            assert_string_not_equal(ids[j], a);
+    }
+    struct timespec two_ms = {0, 2000000};
+    nanosleep(&two_ms, NULL);
+    char later[37];
+    rand_uuid7(later);
+    for (int k = 0; k < 200; k++)
+        assert_true(strcmp(ids[k], later) < 0);
 }
 
 static void test_rand_uuid_v4_shape(void **state)
@@ -118,6 +169,7 @@ int main(void)
         cmocka_unit_test(test_rand_alnum_alphabet_and_length),
         cmocka_unit_test(test_rand_alnum_uniform),
         cmocka_unit_test(test_rand_uuid_v4_shape),
+        cmocka_unit_test(test_rand_uuid7),
         cmocka_unit_test(test_rand_password_classes),
         cmocka_unit_test(test_rand_backoff),
     };
