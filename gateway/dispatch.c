@@ -11,12 +11,18 @@
 #include "endpoint.h"
 #include "log.h"
 #include "metrics.h"
+#include "timeutil.h"
 #include "transport.h"
 #include "xmalloc.h"
 #include "zmqauth.h"
 
 #define PENDING_BUCKETS 512
 #define RESOLVE_INTERVAL_S 5
+/* A call with no connected replica waits this long for one (a service restarting, a link in
+ * its reconnect back-off, which is at most LINK_RECONNECT_MAX_MS) before it fails; within the
+ * marketplace's 5 s, a restart then costs a short wait instead of a 000005. */
+#define LINK_WAIT_MS 500
+#define LINK_RECONNECT_MAX_MS 250
 
 /* One outstanding call, keyed by (service, request id). */
 typedef struct pending {
@@ -29,7 +35,10 @@ typedef struct pending {
     struct event *timer;
     int timeout_ms;
     bool resent;
-    bool failed; /* could not be sent at all: the timer reports NULL at once */
+    bool failed;  /* could not be sent at all: the timer reports NULL at once */
+    bool waiting; /* no replica connected yet: on its link's waiting list */
+    struct pending *wait_next;
+    int64_t deadline_us; /* time_mono_us() when the call's whole time is up */
     Kooisv__Reply *fallback; /* a failure answer held while the other copy may still succeed */
     dispatch_done_fn done;
     void *arg;
@@ -55,6 +64,7 @@ typedef struct link {
     replica_t *replicas;
     int n_replicas;
     bool resolve_failed_logged;
+    pending_t *waiting; /* calls waiting for a replica to connect, oldest first */
 } link_t;
 
 struct dispatch {
@@ -105,9 +115,24 @@ static pending_t *pending_find(dispatch_t *self, service_id_t svc, const char *r
     return NULL;
 }
 
+/* Take p off its link's waiting list, if it is on it. */
+static void waiting_unlink(pending_t *p)
+{
+    if (!p->waiting)
+        return;
+    for (pending_t **pp = &p->link->waiting; *pp; pp = &(*pp)->wait_next)
+        if (*pp == p) {
+            *pp = p->wait_next;
+            break;
+        }
+    p->waiting = false;
+    p->wait_next = NULL;
+}
+
 /* Remove p, free it and run its callback (last, so the callback may start new calls). */
 static void pending_finish(pending_t *p, Kooisv__Reply *reply)
 {
+    waiting_unlink(p);
     pending_unlink(p->link->dispatch, p);
     dispatch_done_fn done = p->done;
     void *arg = p->arg;
@@ -160,6 +185,35 @@ static void link_poke(link_t *l)
 {
     if (l->ev)
         event_active(l->ev, EV_READ, 1);
+}
+
+/* Start p's timer for a call just sent with ms of its time left: a call that may be resent is
+ * looked at after half of it, others at the end. */
+static void pending_arm(pending_t *p, int ms)
+{
+    p->timeout_ms = ms;
+    int first = resend_safe(p->answers) ? ms / 2 : ms;
+    struct timeval tv = {first / 1000, (first % 1000) * 1000};
+    evtimer_add(p->timer, &tv);
+}
+
+/* A replica of l connected: send the calls waiting for one, oldest first, while it takes them
+ * (one whose time is up is left to its timer). */
+static void link_send_waiting(link_t *l)
+{
+    for (pending_t *p = l->waiting, *next; p; p = next) {
+        next = p->wait_next;
+        int left_ms = (int)((p->deadline_us - time_mono_us()) / 1000);
+        if (left_ms <= 0)
+            continue;
+        if (link_send(l, p->buf, p->len) != 0)
+            break;
+        waiting_unlink(p);
+        evtimer_del(p->timer);
+        log_debug(p->rid, "sent to %s once a replica connected", services_name(l->svc));
+        pending_arm(p, left_ms);
+    }
+    link_poke(l);
 }
 
 static void handle_reply(link_t *l, const uint8_t *data, size_t len)
@@ -273,6 +327,7 @@ static void on_monitor(evutil_socket_t fd, short what, void *arg)
             r->refusal_logged = false;
             metrics_replicas_add(l->svc, 1);
             log_info(NULL, "%s replica %s connected", services_name(l->svc), r->endpoint);
+            link_send_waiting(l);
         } else if (r && !r->refusal_logged &&
                    (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
                     event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
@@ -366,7 +421,7 @@ static int link_open(dispatch_t *self, link_t *l, const char *server_key)
     sockopt_int(l->sock, ZMQ_IMMEDIATE, 1);
     sockopt_int(l->sock, ZMQ_LINGER, 0);
     sockopt_int(l->sock, ZMQ_RECONNECT_IVL, 100);
-    sockopt_int(l->sock, ZMQ_RECONNECT_IVL_MAX, 1000);
+    sockopt_int(l->sock, ZMQ_RECONNECT_IVL_MAX, LINK_RECONNECT_MAX_MS);
     sockopt_int(l->sock, ZMQ_CONNECT_TIMEOUT, 2000);
     sockopt_int(l->sock, ZMQ_HEARTBEAT_IVL, 2000);
     sockopt_int(l->sock, ZMQ_HEARTBEAT_TIMEOUT, 6000);
@@ -468,6 +523,11 @@ void dispatch_destroy(dispatch_t **self_p)
 static void on_pending_timer(evutil_socket_t fd, short what, void *arg)
 {
     pending_t *p = arg;
+    if (p->waiting) {
+        /* no replica connected in time */
+        pending_finish(p, NULL);
+        return;
+    }
     if (!p->failed && !p->resent && resend_safe(p->answers)) {
         /* Half the time gone without an answer: the replica may be dead or stuck. Services are
          * idempotent, so another replica may get the same call once. */
@@ -496,20 +556,29 @@ int dispatch_call(dispatch_t *self, service_id_t svc, const Kooisv__Envelope *en
     p->answers = (uint32_t)env->body_case;
     p->len = transport_pack_envelope(env, &p->buf);
     p->timeout_ms = timeout_ms;
+    p->deadline_us = time_mono_us() + (int64_t)timeout_ms * 1000;
     p->done = done;
     p->arg = arg;
     p->timer = evtimer_new(self->base, on_pending_timer, p);
     pending_insert(self, p);
     struct timeval tv = {0, 0};
-    if (timeout_ms <= 0 || link_send(l, p->buf, p->len) != 0) {
-        /* No connected replica (or no time): fail on the next loop turn, never inside this
-         * call. */
+    if (timeout_ms <= 0) {
+        /* No time: fail on the next loop turn, never inside this call. */
         p->failed = true;
+    } else if (link_send(l, p->buf, p->len) != 0) {
+        /* No connected replica: wait a little for one (link_send_waiting), then fail. */
+        p->waiting = true;
+        pending_t **pp = &l->waiting;
+        while (*pp)
+            pp = &(*pp)->wait_next;
+        *pp = p;
+        int wait = timeout_ms < LINK_WAIT_MS ? timeout_ms : LINK_WAIT_MS;
+        tv.tv_sec = wait / 1000;
+        tv.tv_usec = (wait % 1000) * 1000;
     } else {
-        /* A call that may be resent is looked at after half its time, others at the end. */
-        int first = resend_safe(p->answers) ? timeout_ms / 2 : timeout_ms;
-        tv.tv_sec = first / 1000;
-        tv.tv_usec = (first % 1000) * 1000;
+        pending_arm(p, timeout_ms);
+        link_poke(l);
+        return 0;
     }
     evtimer_add(p->timer, &tv);
     link_poke(l);

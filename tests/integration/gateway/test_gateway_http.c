@@ -1040,6 +1040,26 @@ static void test_audit_down(void **state)
     free(order);
 }
 
+/* The audit service restarts: a call that arrives while the gateway's links to it are still
+ * reconnecting (in their back-off since it went away) waits for a link, and is served, instead
+ * of being answered 000005 (a retry's worth of delay for the marketplace). */
+static void test_audit_restart(void **state)
+{
+    SKIP_UNLESS_STANDALONE();
+    fake_stop(FAKE_AUDIT);
+    usleep(1500 * 1000); /* every link has noticed, and backs off between attempts */
+    fake_start(FAKE_AUDIT);
+    for (int i = 0; i < 3; i++) {
+        char *order = NULL;
+        kresp_t r;
+        int64_t ms = timed_new_instance_call(&r, &order);
+        expect_code(&r, "000000");
+        assert_true(ms < 2000);
+        kresp_free(&r);
+        free(order);
+    }
+}
+
 static void test_audit_without_batches(void **state)
 {
     /* An audit service from before outcome batches (a rolling upgrade) refuses them whole:
@@ -1396,6 +1416,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_connection_limit),
         cmocka_unit_test(test_header_timeout),
         cmocka_unit_test(test_audit_down),
+        cmocka_unit_test(test_audit_restart),
         cmocka_unit_test(test_service_down),
         cmocka_unit_test(test_no_secrets_logged),
         cmocka_unit_test(test_graceful_stop),
