@@ -845,7 +845,8 @@ static void *fake_main(void *arg)
 /* This process is both the services (CURVE servers admitting its own key) and the gateway. */
 static const char *server_keys[SVC__COUNT];
 
-static void fake_start(fake_t *f, svc_mode_t mode)
+/* A fake replica bound to endpoint (NULL: a free port). */
+static void fake_start_at(fake_t *f, svc_mode_t mode, const char *endpoint)
 {
     memset(f, 0, sizeof *f);
     f->mode = mode;
@@ -853,10 +854,15 @@ static void fake_start(fake_t *f, svc_mode_t mode)
     int zero = 0;
     zmq_setsockopt(f->router, ZMQ_LINGER, &zero, sizeof zero);
     assert_int_equal(zmqauth_server(f->router), 0);
-    assert_int_equal(zmq_bind(f->router, "tcp://127.0.0.1:*"), 0);
+    assert_int_equal(zmq_bind(f->router, endpoint ? endpoint : "tcp://127.0.0.1:*"), 0);
     size_t len = sizeof f->endpoint;
     zmq_getsockopt(f->router, ZMQ_LAST_ENDPOINT, f->endpoint, &len);
     pthread_create(&f->thread, NULL, fake_main, f);
+}
+
+static void fake_start(fake_t *f, svc_mode_t mode)
+{
+    fake_start_at(f, mode, NULL);
 }
 
 static void fake_stop(fake_t *f)
@@ -1046,14 +1052,48 @@ static void test_dispatch_wrong_server_key(void **state)
 
 static void test_dispatch_no_replica(void **state)
 {
-    /* Nothing listens there: with ZMQ_IMMEDIATE the call fails at once, not at the deadline. */
+    /* Nothing listens there: the call waits for a replica for 500 ms (LINK_WAIT_MS), then fails,
+     * long before its deadline; with a deadline shorter than that wait, at the deadline. */
     rig_t rig;
     rig_up_nowhere(&rig, SVC_ORDER);
     outcome_t o;
     /* never inside the call (ping_once fails if the callback runs there) */
     int64_t took = ping_once(rig.base, rig.d, SVC_ORDER, "rid-none", 3000, 3000, &o);
     assert_null(o.reply);
-    assert_true(took < 100000);
+    assert_true(took >= 450000);
+    assert_true(took < 1000000);
+    took = ping_once(rig.base, rig.d, SVC_ORDER, "rid-none-short", 200, 3000, &o);
+    assert_null(o.reply);
+    assert_true(took >= 150000);
+    assert_true(took < 450000);
+    rig_down(&rig);
+}
+
+/* A replica that comes up while a call waits for one (a service restarting) gets the call: it
+ * is answered, not failed. */
+static void test_dispatch_waits_for_replica(void **state)
+{
+    fake_t first;
+    fake_start(&first, SVC_ECHO);
+    char endpoint[sizeof first.endpoint];
+    snprintf(endpoint, sizeof endpoint, "%s", first.endpoint);
+    fake_stop(&first); /* its port is free again: the replica is down */
+    rig_t rig;
+    memset(&rig.fake, 0, sizeof rig.fake);
+    rig_connect(&rig, SVC_ORDER, endpoint);
+    Kooisv__Envelope env = ping_envelope("rid-wait");
+    outcome_t o;
+    memset(&o, 0, sizeof o);
+    int64_t t0 = time_mono_us();
+    assert_int_equal(dispatch_call(rig.d, SVC_ORDER, &env, 3000, on_done, &o), 0);
+    spin(rig.base, 100000);
+    assert_int_equal(o.calls, 0);
+    fake_start_at(&rig.fake, SVC_ECHO, endpoint);
+    run_until(rig.base, &o, 3000);
+    assert_int_equal(o.calls, 1);
+    assert_non_null(o.reply);
+    assert_true(o.at_us - t0 < 700000);
+    kooisv__reply__free_unpacked(o.reply, NULL);
     rig_down(&rig);
 }
 
@@ -1305,6 +1345,7 @@ int main(void)
         cmocka_unit_test(test_dispatch_reply_for_other_body_ignored),
         cmocka_unit_test(test_dispatch_wrong_server_key),
         cmocka_unit_test(test_dispatch_no_replica),
+        cmocka_unit_test(test_dispatch_waits_for_replica),
         cmocka_unit_test(test_dispatch_resend_and_timeout),
         cmocka_unit_test(test_dispatch_many),
         cmocka_unit_test(test_auditq_retry),
