@@ -404,7 +404,12 @@ bool pg_session_reconnect(pg_session_t *self, const char *rid)
     /* PQreset keeps the PGconn (callers hold the pointer) and its connection parameters; the
      * session settings and prepared statements are the server's and are made again. */
     PQreset(self->conn);
-    if (PQstatus(self->conn) != CONNECTION_OK || !session_setup(self)) {
+    /* a connection that died with a pipeline open (pg_tx_run's queued BEGIN) comes back out of
+     * pipeline mode, or not at all */
+    if (PQstatus(self->conn) == CONNECTION_OK && PQpipelineStatus(self->conn) != PQ_PIPELINE_OFF)
+        PQexitPipelineMode(self->conn);
+    if (PQstatus(self->conn) != CONNECTION_OK ||
+        PQpipelineStatus(self->conn) != PQ_PIPELINE_OFF || !session_setup(self)) {
         log_warn(rid, "PostgreSQL reconnect failed: %s", PQerrorMessage(self->conn));
         return false;
     }

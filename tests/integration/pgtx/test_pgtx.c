@@ -171,6 +171,39 @@ static void test_command_first(void **state)
     free(cmd);
 }
 
+/* The body's backend is killed before its first statement, while BEGIN is still queued: the
+ * transaction is run again on a fresh connection, once, and commits. */
+static int kills_left;
+static pg_status_t killed_body(pg_tx_t *tx, void *arg)
+{
+    if (kills_left > 0) {
+        kills_left--;
+        char pid[16];
+        snprintf(pid, sizeof pid, "%d", PQbackendPID(tx->conn));
+        const char *p[] = {pid};
+        assert_int_equal(kc_sql_exec("SELECT pg_terminate_backend($1::int)", 1, p), 1);
+        usleep(100 * 1000);
+    }
+    return insert(tx, arg);
+}
+
+static void test_connection_killed_before_first_statement(void **state)
+{
+    (void)state;
+    long before = rows();
+    kills_left = 1;
+    assert_int_equal(pg_tx_run(db, "pgtx", killed_body, "k1"), PG_OK);
+    assert_int_equal(kills_left, 0);
+    assert_idle();
+    assert_int_equal(rows(), before + 1);
+    /* killed on both runs: it fails, and the session still works afterwards */
+    kills_left = 2;
+    assert_int_equal(pg_tx_run(db, "pgtx", killed_body, "k2"), PG_FAIL);
+    assert_true(pg_session_ready(db, "pgtx"));
+    assert_idle();
+    assert_int_equal(rows(), before + 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -180,6 +213,7 @@ int main(void)
         cmocka_unit_test(test_rollback),
         cmocka_unit_test(test_empty_body),
         cmocka_unit_test(test_command_first),
+        cmocka_unit_test(test_connection_killed_before_first_statement),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
