@@ -49,6 +49,21 @@ static void test_rand_alnum_uniform(void **state)
     free(out);
 }
 
+/* a is a UUID's text: 36 characters, lower-case hex in 8-4-4-4-12 groups, the given version
+ * digit and the RFC variant. */
+static void assert_uuid_shape(const char *a, char version)
+{
+    assert_int_equal(strlen(a), 36);
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23)
+            assert_int_equal(a[i], '-');
+        else
+            assert_non_null(strchr("0123456789abcdef", a[i]));
+    }
+    assert_int_equal(a[14], version);
+    assert_non_null(strchr("89ab", a[19]));
+}
+
 /* Milliseconds of the Unix time a v7 id carries (its first 12 hex digits). */
 static uint64_t uuid7_ms(const char *id)
 {
@@ -78,15 +93,7 @@ static void test_rand_uuid7(void **state)
     uint64_t after = now_ms();
     for (int k = 0; k < 200; k++) {
         const char *a = ids[k];
-        assert_int_equal(strlen(a), 36);
-        for (int i = 0; i < 36; i++) {
-            if (i == 8 || i == 13 || i == 18 || i == 23)
-                assert_int_equal(a[i], '-');
-            else
-                assert_non_null(strchr("0123456789abcdef", a[i]));
-        }
-        assert_int_equal(a[14], '7');
-        assert_non_null(strchr("89ab", a[19]));
+        assert_uuid_shape(a, '7');
         assert_in_range(uuid7_ms(a), before, after);
         for (int j = 0; j < k; j++)
             assert_string_not_equal(ids[j], a);
@@ -107,15 +114,7 @@ static void test_rand_uuid_v4_shape(void **state)
     assert_string_not_equal(a, b);
     for (int k = 0; k < 100; k++) {
         rand_uuid(a);
-        assert_int_equal(strlen(a), 36);
-        for (int i = 0; i < 36; i++) {
-            if (i == 8 || i == 13 || i == 18 || i == 23)
-                assert_int_equal(a[i], '-');
-            else
-                assert_non_null(strchr("0123456789abcdef", a[i]));
-        }
-        assert_int_equal(a[14], '4');
-        assert_non_null(strchr("89ab", a[19]));
+        assert_uuid_shape(a, '4');
     }
 }
 
