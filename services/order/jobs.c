@@ -3,7 +3,8 @@
  * replica killed mid-job leaves a lease that runs out, and any replica takes the job over.
  * Failures retry with exponential backoff (attempts, next_attempt_at, last_error) until
  * max_attempts, then the job is "failed" for an operator to redrive.
- *   provision:  Query Order -> store order details -> provisioner -> seal and store the
+ *   provision:  Query Order -> store order details (with the lease extended, in one statement,
+ *               only while the job is ours) -> provisioner -> seal and store the
  *               credentials, mark active, history + outbox (one transaction).
  *   order_sync: Query Order for an upgrade or refresh order -> store the new plan details,
  *               history and, for a refresh, its outbox event (one transaction).
@@ -28,38 +29,55 @@
 /* Reconnection delays of a job thread grow from KOOISV_PROVISION_POLL_MS up to this. */
 #define JOBS_RETRY_MAX_MS 5000
 
+/* An instance row i as the job runner reads it (load_instance): state, test flag, whether its
+ * order was fetched, product, SKU, charging mode, expiry. */
+#define JOB_INSTANCE_COLUMNS                                                                       \
+    " i.state, i.test_flag, i.order_fetched_at IS NOT NULL, i.product_id, i.sku_code,"             \
+    " i.charging_mode,"                                                                            \
+    " to_char(i.expire_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
 const pg_stmt_t jobs_stmts[] = {
+    /* Claims the job and reads its instance in one statement: the instance's columns are NULL
+     * when it is gone. Columns 0-6 the job, 7-13 the instance (as job_instance). */
     {"job_claim",
      "WITH c AS (SELECT id FROM orders.jobs"
      "  WHERE (state = 'pending' AND next_attempt_at <= now())"
      "     OR (state = 'running' AND lease_until < now())"
-     "  ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-     " UPDATE orders.jobs j SET state = 'running', attempts = j.attempts + 1,"
+     "  ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),"
+     " j AS (UPDATE orders.jobs j SET state = 'running', attempts = j.attempts + 1,"
      "  lease_owner = $1, lease_until = now() + $2::int * interval '1 millisecond',"
      "  updated_at = now()"
-     " FROM c WHERE j.id = c.id"
-     " RETURNING j.id, j.kind, j.instance_id, j.order_id, j.order_line_id, j.attempts,"
-     "  coalesce(j.request_id, '-')",
+     "  FROM c WHERE j.id = c.id"
+     "  RETURNING j.id, j.kind, j.instance_id, j.order_id, j.order_line_id, j.attempts,"
+     "   coalesce(j.request_id, '-') AS rid)"
+     " SELECT j.id, j.kind, j.instance_id, j.order_id, j.order_line_id, j.attempts, j.rid,"
+     JOB_INSTANCE_COLUMNS
+     " FROM j LEFT JOIN orders.instances i ON i.instance_id = j.instance_id",
      2},
-    {"job_instance",
-     "SELECT state, test_flag, order_fetched_at IS NOT NULL, product_id, sku_code,"
-     " charging_mode, to_char(expire_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-     " FROM orders.instances WHERE instance_id = $1",
-     1},
     /* The instance's own order (provision): fills what nothing else set yet, since a refresh or
-     * an upgrade may have come first and is newer. */
+     * an upgrade may have come first and is newer. Only while the job is still ours: the same
+     * statement extends the lease ($13 job, $14 owner, $15 lease ms) and stores nothing when it
+     * cannot. One row: 1 or 0 (still ours), then the instance as job_instance, NULL when it is
+     * released or gone. */
     {"job_store_order",
-     "UPDATE orders.instances SET order_type = coalesce(order_type, $2),"
-     " charging_mode = coalesce(charging_mode, $3), period_type = coalesce(period_type, $4),"
-     " period_number = coalesce(period_number, $5::int), product_id = coalesce(product_id, $6),"
-     " sku_code = coalesce(sku_code, $7), amount = coalesce(amount, $8),"
-     " trial = $9::boolean AND NOT EXISTS (SELECT 1 FROM orders.order_applications a"
-     "   WHERE a.instance_id = $1 AND a.scene = 'TRIAL_TO_FORMAL'),"
-     " expire_time = coalesce(expire_time, to_timestamp($10::bigint / 1000.0)),"
-     " order_info = $11::jsonb, product_info = coalesce(product_info, $12::jsonb),"
-     " order_fetched_at = now(), updated_at = now()"
-     " WHERE instance_id = $1 AND state <> 'released'",
-     12},
+     "WITH renew AS (UPDATE orders.jobs SET lease_until = now() + $15::int * interval '1 millisecond',"
+     "  updated_at = now() WHERE id = $13::bigint AND lease_owner = $14 AND state = 'running'"
+     "  RETURNING id),"
+     " i AS (UPDATE orders.instances SET order_type = coalesce(order_type, $2),"
+     "  charging_mode = coalesce(charging_mode, $3), period_type = coalesce(period_type, $4),"
+     "  period_number = coalesce(period_number, $5::int), product_id = coalesce(product_id, $6),"
+     "  sku_code = coalesce(sku_code, $7), amount = coalesce(amount, $8),"
+     "  trial = $9::boolean AND NOT EXISTS (SELECT 1 FROM orders.order_applications a"
+     "    WHERE a.instance_id = $1 AND a.scene = 'TRIAL_TO_FORMAL'),"
+     "  expire_time = coalesce(expire_time, to_timestamp($10::bigint / 1000.0)),"
+     "  order_info = $11::jsonb, product_info = coalesce(product_info, $12::jsonb),"
+     "  order_fetched_at = now(), updated_at = now()"
+     "  WHERE instance_id = $1 AND state <> 'released' AND EXISTS (SELECT 1 FROM renew)"
+     "  RETURNING *)"
+     " SELECT (SELECT count(*) FROM renew),"
+     JOB_INSTANCE_COLUMNS
+     " FROM (VALUES (1)) one LEFT JOIN i ON true",
+     15},
     /* A later order (order_sync after an upgrade): its plan replaces the old one; expiry stays
      * with refreshInstance. */
     {"job_store_plan",
@@ -74,10 +92,6 @@ const pg_stmt_t jobs_stmts[] = {
      "SELECT scene FROM orders.order_applications WHERE instance_id = $1 AND order_id = $2"
      " AND activity = 'refreshInstance' AND scene <> 'UNSUBSCRIBE_RENEWAL_PERIOD' LIMIT 1",
      2},
-    {"job_renew",
-     "UPDATE orders.jobs SET lease_until = now() + $3::int * interval '1 millisecond',"
-     " updated_at = now() WHERE id = $1::bigint AND lease_owner = $2 AND state = 'running'",
-     3},
     {"job_lock", "SELECT state, lease_owner FROM orders.jobs WHERE id = $1::bigint FOR UPDATE", 1},
     {"job_store_credentials",
      "UPDATE orders.instances SET front_end_url = $2, admin_url = $3, user_name_sealed = $4,"
@@ -164,20 +178,6 @@ static void job_fail(runner_t *r, const job_t *job, const char *why)
         PQclear(res);
 }
 
-/* Extend the lease before the next slow step; false when the job is no longer ours. */
-static bool job_renew(runner_t *r, const job_t *job)
-{
-    char lease[16];
-    snprintf(lease, sizeof lease, "%d", r->cfg->lease_ms);
-    const char *p[] = {job->id, r->owner, lease};
-    int rows = 0;
-    if (!exec_ok(r, job->rid, "job_renew", 3, p, &rows))
-        return false;
-    if (rows != 1)
-        log_warn(job->rid, "job %s: lease lost (taken over or cancelled); stopping", job->id);
-    return rows == 1;
-}
-
 /* ---- steps ---- */
 
 typedef struct {
@@ -187,27 +187,23 @@ typedef struct {
     char product_id[257], sku_code[257], charging_mode[64], expire[32];
 } job_instance_t;
 
-static bool load_instance(runner_t *r, const job_t *job, job_instance_t *out, bool *found)
+/* The instance columns (JOB_INSTANCE_COLUMNS) of row 0 from column col into *out; false when
+ * they are NULL (the instance is gone, or released where the statement says so). */
+static bool instance_from_row(const PGresult *res, int col, job_instance_t *out)
 {
-    const char *p[] = {job->instance_id};
-    pg_status_t st;
-    PGresult *res = pg_session_exec(r->db, job->rid, "job_instance", 1, p, &st);
-    if (!res)
+    if (PQntuples(res) != 1 || PQgetisnull(res, 0, col) ||
+        !instance_state_parse(pg_value(res, 0, col), &out->state))
         return false;
-    *found = PQntuples(res) == 1 && instance_state_parse(pg_value(res, 0, 0), &out->state);
-    if (*found) {
-        out->test_flag = strcmp(pg_value(res, 0, 1), "t") == 0;
-        out->order_fetched = strcmp(pg_value(res, 0, 2), "t") == 0;
-#define COPY(field, col)                                                                           \
+    out->test_flag = strcmp(pg_value(res, 0, col + 1), "t") == 0;
+    out->order_fetched = strcmp(pg_value(res, 0, col + 2), "t") == 0;
+#define COPY(field, i)                                                                             \
     snprintf(out->field, sizeof out->field, "%s",                                                  \
-             pg_value(res, 0, col) ? pg_value(res, 0, col) : "")
-        COPY(product_id, 3);
-        COPY(sku_code, 4);
-        COPY(charging_mode, 5);
-        COPY(expire, 6);
+             pg_value(res, 0, col + i) ? pg_value(res, 0, col + i) : "")
+    COPY(product_id, 3);
+    COPY(sku_code, 4);
+    COPY(charging_mode, 5);
+    COPY(expire, 6);
 #undef COPY
-    }
-    PQclear(res);
     return true;
 }
 
@@ -222,16 +218,21 @@ static bool job_query_order(runner_t *r, const job_t *job, queryorder_details_t 
     return false;
 }
 
-/* Query Order for the instance's own order (provision) and store the details; 0, or -1 after
- * job_fail. */
-static int fetch_order(runner_t *r, const job_t *job)
+typedef enum { FETCH_STORED, FETCH_FAILED, FETCH_LOST, FETCH_RELEASED } fetch_result_t;
+
+/* Query Order for the instance's own order (provision), then store the details and extend the
+ * lease in one statement, *inst refreshed from the stored row. FETCH_STORED; FETCH_FAILED after
+ * job_fail; FETCH_LOST when the job is no longer ours (nothing stored); FETCH_RELEASED when the
+ * instance was released or is gone meanwhile (nothing stored). */
+static fetch_result_t fetch_order(runner_t *r, const job_t *job, job_instance_t *inst)
 {
     queryorder_details_t d;
     if (!job_query_order(r, job, &d))
-        return -1;
-    char period[16], expire[24];
+        return FETCH_FAILED;
+    char period[16], expire[24], lease[16];
     snprintf(period, sizeof period, "%d", d.period_number);
     snprintf(expire, sizeof expire, "%lld", (long long)d.expire_ms);
+    snprintf(lease, sizeof lease, "%d", r->cfg->lease_ms);
     const char *p[] = {job->instance_id,
                        d.order_type,
                        d.charging_mode,
@@ -243,19 +244,34 @@ static int fetch_order(runner_t *r, const job_t *job)
                        d.trial ? "true" : "false",
                        d.expire_ms > 0 ? expire : NULL,
                        d.order_json,
-                       d.product_info};
-    bool ok = exec_ok(r, job->rid, "job_store_order", 12, p, NULL);
-    if (ok)
+                       d.product_info,
+                       job->id,
+                       r->owner,
+                       lease};
+    pg_status_t st;
+    PGresult *res = pg_session_exec(r->db, job->rid, "job_store_order", 15, p, &st);
+    fetch_result_t out = FETCH_FAILED;
+    if (res && PQntuples(res) == 1) {
+        if (strcmp(pg_value(res, 0, 0), "1") != 0)
+            out = FETCH_LOST;
+        else if (!instance_from_row(res, 1, inst))
+            out = FETCH_RELEASED;
+        else
+            out = FETCH_STORED;
+    }
+    if (res)
+        PQclear(res);
+    if (out == FETCH_STORED)
         log_info(job->rid, "job %s: order %s fetched (type=%s charging=%s product=%s trial=%d)",
                  job->id, job->order_id, d.order_type ? d.order_type : "-",
                  d.charging_mode ? d.charging_mode : "-", d.product_id ? d.product_id : "-",
                  d.trial);
+    else if (out == FETCH_LOST)
+        log_warn(job->rid, "job %s: lease lost (taken over or cancelled); stopping", job->id);
     queryorder_details_free(&d);
-    if (!ok) {
+    if (out == FETCH_FAILED)
         job_fail(r, job, "database error while storing the order");
-        return -1;
-    }
-    return 0;
+    return out;
 }
 
 /* True when the job row is still running under this runner's lease (lock it until commit). */
@@ -411,14 +427,13 @@ static void finish_job(runner_t *r, const job_t *job, const char *state)
 static void run_provision(runner_t *r, const job_t *job, job_instance_t *inst)
 {
     if (!inst->order_fetched) {
-        if (fetch_order(r, job) != 0)
-            return;
-        bool found = false;
-        if (!load_instance(r, job, inst, &found) || !found) {
-            job_fail(r, job, "instance vanished after the order was stored");
-            return;
+        fetch_result_t f = fetch_order(r, job, inst);
+        if (f == FETCH_RELEASED) {
+            log_info(job->rid, "job %s: instance %s was released meanwhile; job cancelled",
+                     job->id, job->instance_id);
+            finish_job(r, job, "cancelled");
         }
-        if (!job_renew(r, job))
+        if (f != FETCH_STORED)
             return;
     }
     provisioner_request_t req = {.instance_id = job->instance_id,
@@ -552,16 +567,12 @@ static int run_one(runner_t *r)
     snprintf(job.order_line_id, sizeof job.order_line_id, "%s", pg_value(res, 0, 4));
     job.attempts = atoi(pg_value(res, 0, 5));
     snprintf(job.rid, sizeof job.rid, "%s", pg_value(res, 0, 6));
+    job_instance_t inst;
+    bool found = instance_from_row(res, 7, &inst);
     PQclear(res);
     log_info(job.rid, "job %s %s instance=%s attempt %d claimed by %s", job.id, job.kind,
              job.instance_id, job.attempts, r->owner);
 
-    job_instance_t inst;
-    bool found = false;
-    if (!load_instance(r, &job, &inst, &found)) {
-        job_fail(r, &job, "database error while loading the instance");
-        return 1;
-    }
     if (!found || inst.state == INSTANCE_RELEASED) {
         log_info(job.rid, "job %s: instance %s is released; job cancelled", job.id,
                  job.instance_id);

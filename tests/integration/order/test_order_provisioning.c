@@ -2,7 +2,8 @@
  * (error codes, HTTP 500, dropped connections, answers slower than the timeout) is retried with
  * backoff; a job that keeps failing shows in the operators' failed list and is redriven; the
  * service killed in the middle of a job resumes it after a restart without doing anything twice;
- * with the service stopped the gateway answers 000005 quickly, and all works once it is back.
+ * a runner whose job was taken over meanwhile stores nothing; with the service stopped the
+ * gateway answers 000005 quickly, and all works once it is back.
  * Needs the `suite` fixture; uses the emulator's fault control. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "order_support.h"
 #include "timeutil.h"
 #include "xmalloc.h"
@@ -173,6 +175,59 @@ static void test_killed_mid_job_resumes(void **state)
     free(id);
 }
 
+/* Does the order service's log contain needle? */
+static bool order_logged(void *needle)
+{
+    char *path = xasprintf("%s/logs/order.log", suite_get("KOOISV_SUITE_DIR"));
+    char *text = config_read_file(path, NULL);
+    bool found = text && strstr(text, needle);
+    free(text);
+    free(path);
+    return found;
+}
+
+/* Another replica takes the job over while Query Order is slow: the runner that lost the lease
+ * stores nothing (no order details, no credentials, no event) and leaves the job to its new
+ * owner; once that owner gives it back, it is provisioned once. */
+static void test_lease_lost_stores_nothing(void **state)
+{
+    (void)state;
+    char *id = create_with_fault("\"mode\":\"slow\",\"count\":1,\"delay_ms\":2500");
+    wait_job(id, 1, "running", 10000);
+    char *job = ot_sql("UPDATE orders.jobs SET lease_owner = 'elsewhere:1',"
+                       " lease_until = now() + interval '1 hour'"
+                       " WHERE instance_id = $1 AND state = 'running' RETURNING id",
+                       id, NULL);
+    if (!job)
+        fail_msg("job of %s was not running when taken over", id);
+    char *line = xasprintf("job %s: lease lost", job);
+    if (!kc_wait(10000, 100, order_logged, line))
+        fail_msg("the runner did not notice it lost the lease of job %s", job);
+
+    ot_assert_state(id, "provisioning");
+    assert_int_equal(ot_sql_num("SELECT count(*) FROM orders.instances WHERE instance_id = $1"
+                                " AND (order_fetched_at IS NOT NULL OR order_info IS NOT NULL)",
+                                id, NULL),
+                     0);
+    assert_int_equal(ot_sql_num("SELECT count(*) FROM orders.instance_history"
+                                " WHERE instance_id = $1 AND event = 'provisioned'",
+                                id, NULL),
+                     0);
+    char *owner = ot_sql("SELECT state || ' ' || lease_owner FROM orders.jobs WHERE id = $1::bigint",
+                         job, NULL);
+    assert_string_equal(owner, "running elsewhere:1");
+
+    /* The new owner gives the job back. */
+    free(ot_sql("UPDATE orders.jobs SET state = 'pending', lease_owner = NULL, lease_until = NULL,"
+                " next_attempt_at = now() WHERE id = $1::bigint RETURNING id",
+                job, NULL));
+    assert_provisioned_once(id, PROVISION_WAIT_MS, 2);
+    free(owner);
+    free(line);
+    free(job);
+    free(id);
+}
+
 static void test_service_down(void **state)
 {
     (void)state;
@@ -211,6 +266,7 @@ int main(void)
         cmocka_unit_test_teardown(test_retry_on_slow_answer, ot_clear_faults_teardown),
         cmocka_unit_test_teardown(test_failed_job_redrive, ot_clear_faults_teardown),
         cmocka_unit_test_teardown(test_killed_mid_job_resumes, ot_clear_faults_teardown),
+        cmocka_unit_test_teardown(test_lease_lost_stores_nothing, ot_clear_faults_teardown),
         cmocka_unit_test_teardown(test_service_down, ot_clear_faults_teardown),
     };
     return KC_SUITE_MAIN(tests, NULL, ot_clear_faults_teardown);
