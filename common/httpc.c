@@ -1,6 +1,7 @@
 /* httpc: one blocking request per call. Every call owns its event_base, connection and SSL
- * object, so threads never share mutable libevent state; the only shared thing is a cache of
- * configured SSL_CTXs (immutable once built, guarded by a mutex while looked up). */
+ * object, so threads never share mutable libevent state; the only shared things are a cache of
+ * configured SSL_CTXs (immutable once built, guarded by a mutex while looked up) and, in each
+ * context's entry, the TLS sessions it made, for resumption (same mutex). */
 #include "httpc.h"
 
 #include "xmalloc.h"
@@ -36,6 +37,16 @@
 
 /* ---- SSL_CTX cache ---------------------------------------------------------------------- */
 
+/* Sessions kept per context: one per peer (the newest), at most this many peers. */
+#define HTTPC_MAX_SESSIONS 64
+
+/* A session to resume with peer ("host port": the name verified, as in the URL, and the port). */
+typedef struct sess_entry {
+    struct sess_entry *next;
+    char *peer;
+    SSL_SESSION *sess;
+} sess_entry_t;
+
 typedef struct ctx_entry {
     struct ctx_entry *next;
     char *ca_file; /* NULL = system store */
@@ -43,6 +54,9 @@ typedef struct ctx_entry {
     time_t mtime; /* a rewritten CA file gets a fresh context */
     off_t size;
     SSL_CTX *ctx;
+    /* Only a session made by this context (so verified as it verifies, against this CA file)
+     * is ever offered by it, and only to the peer it was made with. */
+    sess_entry_t *sessions;
 } ctx_entry_t;
 
 static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -97,8 +111,9 @@ static SSL_CTX *ctx_build(const char *ca_file, int verify_peer, char *why, size_
     return ctx;
 }
 
-/* A context for (ca_file, verify_peer) with one reference for the caller. */
-static SSL_CTX *ctx_get(const char *ca_file, int verify_peer, char *why, size_t why_len)
+/* The cache entry for (ca_file, verify_peer); its context has one reference for the caller.
+ * Entries are never freed, so the pointer stays valid. */
+static ctx_entry_t *ctx_get(const char *ca_file, int verify_peer, char *why, size_t why_len)
 {
     time_t mtime = 0;
     off_t size = 0;
@@ -114,35 +129,91 @@ static SSL_CTX *ctx_get(const char *ca_file, int verify_peer, char *why, size_t 
     if (!verify_peer)
         ca_file = NULL;
 
-    SSL_CTX *ctx = NULL;
+    ctx_entry_t *found = NULL;
     pthread_mutex_lock(&ctx_lock);
     for (ctx_entry_t *e = ctx_cache; e; e = e->next) {
         bool same_file = (!e->ca_file && !ca_file) ||
                          (e->ca_file && ca_file && strcmp(e->ca_file, ca_file) == 0);
         if (same_file && e->verify_peer == verify_peer && e->mtime == mtime && e->size == size) {
-            ctx = e->ctx;
-            SSL_CTX_up_ref(ctx);
+            found = e;
+            SSL_CTX_up_ref(e->ctx);
             break;
         }
     }
-    if (!ctx) {
-        ctx = ctx_build(ca_file, verify_peer, why, why_len);
+    if (!found) {
+        SSL_CTX *ctx = ctx_build(ca_file, verify_peer, why, why_len);
         if (ctx) {
             /* Superseded entries for the same file stay cached: contexts are small and a test
              * process regenerates its CA at most a few times. */
-            ctx_entry_t *e = xcalloc(1, sizeof *e);
-            e->ca_file = xstrdup(ca_file);
-            e->verify_peer = verify_peer;
-            e->mtime = mtime;
-            e->size = size;
-            e->ctx = ctx;
-            e->next = ctx_cache;
-            ctx_cache = e;
+            found = xcalloc(1, sizeof *found);
+            found->ca_file = xstrdup(ca_file);
+            found->verify_peer = verify_peer;
+            found->mtime = mtime;
+            found->size = size;
+            found->ctx = ctx;
+            found->next = ctx_cache;
+            ctx_cache = found;
             SSL_CTX_up_ref(ctx);
         }
     }
     pthread_mutex_unlock(&ctx_lock);
-    return ctx;
+    return found;
+}
+
+/* The session e keeps for peer, with a reference for the caller, or NULL. */
+static SSL_SESSION *session_get(ctx_entry_t *e, const char *peer)
+{
+    SSL_SESSION *s = NULL;
+    pthread_mutex_lock(&ctx_lock);
+    for (sess_entry_t *k = e->sessions; k; k = k->next)
+        if (strcmp(k->peer, peer) == 0) {
+            s = k->sess;
+            SSL_SESSION_up_ref(s);
+            break;
+        }
+    pthread_mutex_unlock(&ctx_lock);
+    return s;
+}
+
+/* Keep sess (NULL: forget) as e's session for peer, taking the caller's reference; the peer
+ * used longest ago goes when HTTPC_MAX_SESSIONS are kept. */
+static void session_put(ctx_entry_t *e, const char *peer, SSL_SESSION *sess)
+{
+    pthread_mutex_lock(&ctx_lock);
+    sess_entry_t **pp = &e->sessions, *k = NULL;
+    size_t n = 0;
+    for (; *pp; pp = &(*pp)->next, n++)
+        if (strcmp((*pp)->peer, peer) == 0) {
+            k = *pp;
+            *pp = k->next; /* taken out; put back at the head below */
+            break;
+        }
+    if (k) {
+        SSL_SESSION_free(k->sess);
+    } else if (sess) {
+        k = xcalloc(1, sizeof *k);
+        k->peer = xstrdup(peer);
+    }
+    if (k && sess) {
+        k->sess = sess;
+        k->next = e->sessions;
+        e->sessions = k;
+    } else if (k) {
+        free(k->peer);
+        free(k);
+    }
+    /* Bound the list: drop the tail beyond HTTPC_MAX_SESSIONS. */
+    n = 0;
+    for (pp = &e->sessions; *pp && n < HTTPC_MAX_SESSIONS; pp = &(*pp)->next)
+        n++;
+    while (*pp) {
+        sess_entry_t *old = *pp;
+        *pp = old->next;
+        SSL_SESSION_free(old->sess);
+        free(old->peer);
+        free(old);
+    }
+    pthread_mutex_unlock(&ctx_lock);
 }
 
 /* ---- one request ------------------------------------------------------------------------ */
@@ -160,6 +231,7 @@ typedef struct {
     FILE *sink;                         /* opt->body_sink */
     struct evbuffer *held;              /* with a sink: the body of a non-2xx answer */
     bool sink_failed;
+    SSL_SESSION *session; /* taken when the answer's headers arrived (a reference) */
 } call_t;
 
 static const char *req_error_text(enum evhttp_request_error e)
@@ -252,6 +324,24 @@ static void sink_input(call_t *c, struct evhttp_request *req)
     if (!c->sink_failed && fwrite(evbuffer_pullup(in, -1), 1, len, c->sink) != len)
         c->sink_failed = true;
     evbuffer_drain(in, len);
+}
+
+/* The answer's headers are in: the handshake is long done and TLS 1.3 tickets, which a server
+ * sends before its first answer, have been read. Take the session now; evhttp clears the SSL
+ * object when it closes the connection, before on_done runs. */
+static int on_headers(struct evhttp_request *req, void *arg)
+{
+    (void)req;
+    call_t *c = arg;
+    if (c->ssl && !c->session) {
+        /* A copy: when evhttp closes the connection without close_notify, OpenSSL marks the
+         * connection's own session not resumable (a truncation guard); the framing of the answer
+         * detects truncation here, and only a session of a complete exchange is kept. */
+        SSL_SESSION *own = SSL_get_session(c->ssl);
+        c->session = own ? SSL_SESSION_dup(own) : NULL;
+        c->out->tls_resumed = SSL_session_reused(c->ssl) == 1;
+    }
+    return 0;
 }
 
 static void on_chunk(struct evhttp_request *req, void *arg)
@@ -418,7 +508,8 @@ int httpc_request(const char *method, const char *url, const char *const *header
         call.held = evbuffer_new();
     struct evhttp_connection *conn = NULL;
     struct event *timer = NULL;
-    SSL_CTX *ctx = NULL;
+    ctx_entry_t *ce = NULL;
+    char *peer = xasprintf("%s %d", host, port);
 
     /* Resolve here (blocking this thread only, which a blocking call may) so a bad name gets
      * its own error instead of a generic connection failure. */
@@ -434,15 +525,22 @@ int httpc_request(const char *method, const char *url, const char *const *header
 
     if (tls) {
         char why[sizeof out->error];
-        ctx = ctx_get(ca_file, verify_peer, why, sizeof why);
-        if (!ctx) {
+        ce = ctx_get(ca_file, verify_peer, why, sizeof why);
+        if (!ce) {
             set_error(out, "%s", why);
             goto done;
         }
-        SSL *ssl = SSL_new(ctx);
+        SSL *ssl = SSL_new(ce->ctx);
         if (!ssl) {
             set_error(out, "SSL_new failed");
             goto done;
+        }
+        /* Resume the last session with this peer: no certificate to send or verify, no
+         * signature; the session was verified by this same context for this same name. */
+        SSL_SESSION *prior = session_get(ce, peer);
+        if (prior) {
+            SSL_set_session(ssl, prior);
+            SSL_SESSION_free(prior);
         }
         bool ip = is_ip_literal(host);
         if (!ip)
@@ -490,6 +588,8 @@ int httpc_request(const char *method, const char *url, const char *const *header
 
     struct evhttp_request *req = evhttp_request_new(on_done, &call);
     evhttp_request_set_error_cb(req, on_error);
+    if (call.ssl)
+        evhttp_request_set_header_cb(req, on_headers);
     if (call.sink)
         evhttp_request_set_chunked_cb(req, on_chunk);
     struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
@@ -548,6 +648,17 @@ int httpc_request(const char *method, const char *url, const char *const *header
     }
 
 done:
+    /* The session to resume next time: after a complete exchange the one its headers came
+     * with; after a failure, none. */
+    if (ce) {
+        SSL_SESSION *s = call.session;
+        call.session = NULL;
+        if (s && (rc != 0 || !SSL_SESSION_is_resumable(s))) {
+            SSL_SESSION_free(s);
+            s = NULL;
+        }
+        session_put(ce, peer, s);
+    }
     /* Frees a still-pending request without calling back, and the bufferevent + SSL. */
     if (conn)
         evhttp_connection_free(conn);
@@ -557,8 +668,9 @@ done:
         event_free(timer);
     if (call.base)
         event_base_free(call.base);
-    if (ctx)
-        SSL_CTX_free(ctx);
+    if (ce)
+        SSL_CTX_free(ce->ctx);
+    free(peer);
     ERR_clear_error(); /* the error queue is per thread: leave it clean for the next user */
     free(target);
     free(host_header);

@@ -11,6 +11,7 @@ typedef struct {
     size_t body_len;
     char **headers;  /* "Name: value" strings, NULL-terminated */
     char error[128]; /* why the request failed when status == 0 */
+    int tls_resumed; /* 1 when the TLS session was resumed (no full handshake) */
 } httpc_response_t;
 
 typedef struct {
@@ -23,7 +24,9 @@ typedef struct {
     FILE *body_sink;
 } httpc_options_t;
 
-/* Perform one request to an http:// or https:// URL. headers is a NULL-terminated array of
+/* Perform one request to an http:// or https:// URL. Over https it offers the TLS session of the
+ * last successful request to the same host name and port made with the same CA file and
+ * verification setting, and forgets it after a failure. headers is a NULL-terminated array of
  * "Name: value" (may be NULL). Returns 0 when a response arrived (any status), -1 otherwise
  * (out->error says why). Caller frees with httpc_response_free. */
 int httpc_request(const char *method, const char *url, const char *const *headers, const char *body,

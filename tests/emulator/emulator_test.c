@@ -237,6 +237,61 @@ static void test_health_and_tls(void **state)
     free(other);
 }
 
+/* GET url with opt; answered 200; whether its TLS session was resumed. */
+static bool get_resumed(const char *url, const httpc_options_t *opt)
+{
+    httpc_response_t h;
+    assert_int_equal(httpc_request("GET", url, NULL, NULL, 0, opt, &h), 0);
+    assert_int_equal(h.status, 200);
+    bool resumed = h.tls_resumed == 1;
+    httpc_response_free(&h);
+    return resumed;
+}
+
+/* httpc resumes the TLS session of its last request to the same name and port, made under the
+ * same trust settings, and never offers one across names or trust settings: a session made
+ * without verification must not let a verifying request skip its certificate check. */
+static void test_tls_resumption(void **state)
+{
+    const char *port = strchr(host, ':') + 1;
+    char *by_ip = xasprintf("https://127.0.0.1:%s/_emulator/health", port);
+    char *by_name = xasprintf("https://localhost:%s/_emulator/health", port);
+    httpc_options_t opt = {.ca_file = ca_file, .verify_peer = 1, .timeout_ms = 3000};
+    (void)get_resumed(by_ip, &opt); /* an earlier test may have left a session */
+    assert_true(get_resumed(by_ip, &opt));
+    assert_true(get_resumed(by_ip, &opt));
+
+    /* Another trust setting (the same CA in another file) has no session yet; and a session
+     * is offered only to the name it was verified for, not to another name of the server. */
+    char *ca_copy = xasprintf("%s.copy", ca_file);
+    char *cp = xasprintf("cp '%s' '%s'", ca_file, ca_copy);
+    run_or_fail(cp);
+    httpc_options_t opt2 = {.ca_file = ca_copy, .verify_peer = 1, .timeout_ms = 3000};
+    assert_false(get_resumed(by_ip, &opt2));
+    assert_true(get_resumed(by_ip, &opt2));
+    assert_false(get_resumed(by_name, &opt2));
+    assert_true(get_resumed(by_name, &opt2));
+
+    /* Unverified sessions stay with unverified requests: after one, a verifying request whose
+     * CA does not vouch for the server still fails its certificate check. */
+    httpc_options_t lax = {.verify_peer = 0, .timeout_ms = 3000};
+    (void)get_resumed(by_ip, &lax);
+    assert_true(get_resumed(by_ip, &lax));
+    httpc_options_t strict = {.ca_file = NULL, .verify_peer = 1, .timeout_ms = 3000};
+    httpc_response_t h;
+    assert_int_equal(httpc_request("GET", by_ip, NULL, NULL, 0, &strict, &h), -1);
+    assert_non_null(strstr(h.error, "verify"));
+    httpc_response_free(&h);
+    /* And the verified session is still there for its own setting. */
+    assert_true(get_resumed(by_ip, &opt));
+
+    unlink(ca_copy);
+    free(cp);
+    free(ca_copy);
+    free(by_name);
+    free(by_ip);
+}
+
 static void test_mock_orders(void **state)
 {
     static const char *const ids[] = {
@@ -831,6 +886,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_health_and_tls),
+        cmocka_unit_test(test_tls_resumption),
         cmocka_unit_test(test_mock_orders),
         cmocka_unit_test(test_cs_order_is_stable),
         cmocka_unit_test(test_unknown_order),
