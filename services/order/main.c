@@ -108,12 +108,28 @@ static int order_start(svcrt_def_t *def)
         log_error(NULL, "cannot reconcile the stored expiries with KOOISV_MARKETPLACE_TIME_ZONE");
         return -1;
     }
-    return jobs_start(c);
+    if (queryreader_start(c) != 0)
+        return -1;
+    if (jobs_start(c) != 0) {
+        queryreader_stop();
+        return -1;
+    }
+    return 0;
 }
 
 static void order_stop(svcrt_def_t *def)
 {
+    queryreader_stop();
     jobs_join();
+}
+
+/* svcrt_def_t.handle_async: a queryInstance of one id goes to the query reader (queryreader.c);
+ * the rest to the workers. */
+static bool order_handle_async(void *svc, svc_call_t *call, const Kooisv__Envelope *env)
+{
+    (void)svc;
+    (void)env;
+    return queryreader_take(call);
 }
 
 int main(int argc, char **argv)
@@ -137,6 +153,7 @@ int main(int argc, char **argv)
         .start = order_start,
         .stop = order_stop,
         .handle = order_handle,
+        .handle_async = order_handle_async,
         .metrics = admin_metrics,
         .system_actions = eventfeed_actions,
         .svc = &cfg,

@@ -110,6 +110,21 @@ void lifecycle_release(svcrt_worker_t *w, svc_call_t *call);
 void lifecycle_upgrade(svcrt_worker_t *w, svc_call_t *call);
 void lifecycle_change_check(svcrt_worker_t *w, svc_call_t *call);
 void query_instances(svcrt_worker_t *w, svc_call_t *call);
+/* True when call is a queryInstance of one well-formed id (*id, and *test_flag "true" or
+ * "false", point into the request): what queryreader serves; anything else a worker answers. */
+bool query_single(svc_call_t *call, const char **id, const char **test_flag);
+/* Answer call (a queryInstance) from res, the rows of "query_instance(s)" for its ids. */
+void query_answer(const order_config_t *cfg, svc_call_t *call, const PGresult *res);
+
+/* queryreader: queryInstance of one id without a worker thread (svcrt handle_async). */
+/* Start the reader thread on a session of its own; 0, or -1 (logged). */
+int queryreader_start(const order_config_t *cfg);
+/* On the broker thread: queue call for the reader when query_single says it is one of its,
+ * without blocking; false when the reader is not running or its queue is full (a worker
+ * serves the call). */
+bool queryreader_take(svc_call_t *call);
+/* Answer what is queued, stop the thread and close its session. */
+void queryreader_stop(void);
 void license_issue(svcrt_worker_t *w, svc_call_t *call);
 void admin_handle(svcrt_worker_t *w, svc_call_t *call);
 /* The admin actions of system clients (billing): events.pending, events.ack (NULL-terminated;

@@ -53,16 +53,16 @@ static char *array_literal(char *const *ids, size_t n)
 }
 
 /* Open a sealed credential and encrypt it for the wire; NULL (logged) on failure. */
-static char *wire_form(const svcrt_worker_t *w, svc_call_t *call, const char *instance_id,
+static char *wire_form(const order_config_t *cfg, svc_call_t *call, const char *instance_id,
                        const char *sealed)
 {
     char *plain = NULL;
     size_t len = 0;
-    if (!sealed || sealbox_open(order_cfg(w)->data_key, instance_id, sealed, &plain, &len) != 0) {
+    if (!sealed || sealbox_open(cfg->data_key, instance_id, sealed, &plain, &len) != 0) {
         log_error(svc_call_rid(call), "instance %s: sealed credential does not open", instance_id);
         return NULL;
     }
-    char *wire = appcrypt_encrypt(order_cfg(w)->basic_key, order_cfg(w)->encrypt_type, plain, NULL);
+    char *wire = appcrypt_encrypt(cfg->basic_key, cfg->encrypt_type, plain, NULL);
     xfree_secret(plain, len);
     if (!wire)
         return NULL;
@@ -77,6 +77,64 @@ static int row_of(const PGresult *res, const char *id)
         if (strcmp(pg_value(res, i, 0), id) == 0)
             return i;
     return -1;
+}
+
+bool query_single(svc_call_t *call, const char **id, const char **test_flag)
+{
+    const Kooisv__Envelope *env = svc_call_request(call);
+    const Kooisv__QueryInstance *r = env->query_instance;
+    if (env->body_case != KOOISV__ENVELOPE__BODY_QUERY_INSTANCE || !r ||
+        r->n_instance_ids != 1 || !*r->instance_ids[0] || strlen(r->instance_ids[0]) > 256)
+        return false;
+    *id = r->instance_ids[0];
+    *test_flag = env->test_flag ? "true" : "false";
+    return true;
+}
+
+void query_answer(const order_config_t *cfg, svc_call_t *call, const PGresult *res)
+{
+    const Kooisv__QueryInstance *r = svc_call_request(call)->query_instance;
+    Kooisv__QueryInstanceResult *out = svc_call_alloc(call, sizeof *out);
+    kooisv__query_instance_result__init(out);
+    out->encrypt_type = svc_call_strdup(call, cfg->encrypt_type);
+    out->info = svc_call_alloc(call, r->n_instance_ids * sizeof *out->info);
+    bool failed = false;
+    /* Answer in request order; a repeated id is answered once. */
+    for (size_t i = 0; i < r->n_instance_ids && !failed; i++) {
+        const char *id = r->instance_ids[i];
+        int row = row_of(res, id);
+        bool repeated = false;
+        for (size_t j = 0; j < i && !repeated; j++)
+            repeated = strcmp(r->instance_ids[j], id) == 0;
+        if (row < 0 || repeated)
+            continue;
+        Kooisv__InstanceInfo *info = svc_call_alloc(call, sizeof *info);
+        kooisv__instance_info__init(info);
+        info->instance_id = svc_call_strdup(call, id);
+        info->usage_info_json = "";
+        if (strcmp(pg_value(res, row, 6), "t") == 0) {
+            Kooisv__AppInfo *app = svc_call_alloc(call, sizeof *app);
+            kooisv__app_info__init(app);
+            app->front_end_url = svc_call_strdup(call, pg_value(res, row, 1));
+            app->admin_url = svc_call_strdup(call, pg_value(res, row, 2));
+            app->memo = svc_call_strdup(call, pg_value(res, row, 5));
+            app->user_name = pg_value(res, row, 3) ? wire_form(cfg, call, id, pg_value(res, row, 3))
+                                                   : svc_call_strdup(call, "");
+            app->password = pg_value(res, row, 4) ? wire_form(cfg, call, id, pg_value(res, row, 4))
+                                                  : svc_call_strdup(call, "");
+            failed = !app->user_name || !app->password;
+            info->app_info = app;
+        }
+        out->info[out->n_info++] = info;
+    }
+    if (failed) {
+        svc_call_result(call, RC_INTERNAL, "internal error; please retry");
+        return;
+    }
+    Kooisv__Reply *reply = svc_call_reply(call);
+    reply->query_instance = out;
+    reply->result_case = KOOISV__REPLY__RESULT_QUERY_INSTANCE;
+    svc_call_result(call, RC_OK, "success");
 }
 
 void query_instances(svcrt_worker_t *w, svc_call_t *call)
@@ -110,47 +168,6 @@ void query_instances(svcrt_worker_t *w, svc_call_t *call)
         order_reply(call, st, RC_INTERNAL, "");
         return;
     }
-
-    Kooisv__QueryInstanceResult *out = svc_call_alloc(call, sizeof *out);
-    kooisv__query_instance_result__init(out);
-    out->encrypt_type = svc_call_strdup(call, order_cfg(w)->encrypt_type);
-    out->info = svc_call_alloc(call, r->n_instance_ids * sizeof *out->info);
-    bool failed = false;
-    /* Answer in request order; a repeated id is answered once. */
-    for (size_t i = 0; i < r->n_instance_ids && !failed; i++) {
-        const char *id = r->instance_ids[i];
-        int row = row_of(res, id);
-        bool repeated = false;
-        for (size_t j = 0; j < i && !repeated; j++)
-            repeated = strcmp(r->instance_ids[j], id) == 0;
-        if (row < 0 || repeated)
-            continue;
-        Kooisv__InstanceInfo *info = svc_call_alloc(call, sizeof *info);
-        kooisv__instance_info__init(info);
-        info->instance_id = svc_call_strdup(call, id);
-        info->usage_info_json = "";
-        if (strcmp(pg_value(res, row, 6), "t") == 0) {
-            Kooisv__AppInfo *app = svc_call_alloc(call, sizeof *app);
-            kooisv__app_info__init(app);
-            app->front_end_url = svc_call_strdup(call, pg_value(res, row, 1));
-            app->admin_url = svc_call_strdup(call, pg_value(res, row, 2));
-            app->memo = svc_call_strdup(call, pg_value(res, row, 5));
-            app->user_name = pg_value(res, row, 3) ? wire_form(w, call, id, pg_value(res, row, 3))
-                                                   : svc_call_strdup(call, "");
-            app->password = pg_value(res, row, 4) ? wire_form(w, call, id, pg_value(res, row, 4))
-                                                  : svc_call_strdup(call, "");
-            failed = !app->user_name || !app->password;
-            info->app_info = app;
-        }
-        out->info[out->n_info++] = info;
-    }
+    query_answer(order_cfg(w), call, res);
     PQclear(res);
-    if (failed) {
-        svc_call_result(call, RC_INTERNAL, "internal error; please retry");
-        return;
-    }
-    Kooisv__Reply *reply = svc_call_reply(call);
-    reply->query_instance = out;
-    reply->result_case = KOOISV__REPLY__RESULT_QUERY_INSTANCE;
-    svc_call_result(call, RC_OK, "success");
 }
