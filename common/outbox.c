@@ -212,10 +212,8 @@ pg_status_t outbox_emit(outbox_t *self, pg_tx_t *tx, const char *event_type,
                        stored,       self->cfg.seal_key ? "true" : "false",
                        self->channel};
     bool skip = !*self->cfg.url;
-    if (!(r = pg_tx_exec(tx, skip ? "outbox_insert_skipped" : "outbox_insert", skip ? 8 : 9, p)))
-        goto done;
-    PQclear(r);
-    st = PG_OK;
+    /* queued: it goes out with the transaction's next statement or its COMMIT */
+    st = pg_tx_queue(tx, skip ? "outbox_insert_skipped" : "outbox_insert", skip ? 8 : 9, p);
 done:
     free(stored);
     json_decref(data);

@@ -58,65 +58,92 @@ bool pg_is_retryable(const PGresult *res)
     return strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0;
 }
 
-/* ---- a transaction's BEGIN, queued (pg_tx_run) ----
- * pg_tx_run does not wait for BEGIN: it enters pipeline mode and queues it, and the
- * transaction's first statement goes out behind it with one sync, so BEGIN costs no round trip
- * of its own. pg_exec and pg_command see the pipeline and finish it; anything else that would
+/* ---- statements queued in pipeline mode (pg_tx_run, pg_tx_queue) ----
+ * pg_tx_run does not wait for BEGIN: it enters pipeline mode and queues it, and a body may queue
+ * statements whose results it does not read (pg_tx_queue). What is queued goes out with the
+ * next statement that needs an answer (pg_exec, pg_command) or with COMMIT, behind one sync, so
+ * none of it costs a round trip of its own. A queued statement that fails aborts what follows it
+ * up to the sync: the statement that carried it out gets the failure as its own result (logged
+ * with the queued statement's name), and the transaction fails with it. Anything else that would
  * talk to the connection in pipeline mode fails, and the transaction with it. */
 
-/* The results up to the sync: *first and *second (NULL when absent; the caller PQclears).
- * Stops early when the connection breaks. */
-static void pipeline_results(PGconn *conn, PGresult **first, PGresult **second)
+/* Most statements queued at once; one more sends them first. */
+#define PG_QUEUE_MAX 32
+
+/* The names of what is queued on conn, in order (per thread: a connection is used by one
+ * thread at a time, and pg_tx_run starts the list afresh). */
+static __thread struct {
+    PGconn *conn;
+    int n;
+    const char *names[PG_QUEUE_MAX];
+} queued;
+
+static void queued_start(PGconn *conn)
 {
-    *first = *second = NULL;
-    for (int nulls = 0; nulls < 2;) {
+    queued.conn = conn;
+    queued.n = 0;
+}
+
+/* Send stmt (prepared; or the plain command sql when stmt is NULL; or nothing when both are
+ * NULL) behind what is queued, with one sync, and read every result; leaves pipeline mode.
+ * Returns the first failed queued statement's result (logged under its name), else stmt's or
+ * sql's result, else (nothing sent) an empty success; never NULL. */
+static PGresult *pipeline_finish(PGconn *conn, const char *stmt, const char *sql, int nparams,
+                                 const char *const *params)
+{
+    int n_queued = queued.conn == conn ? queued.n : 0;
+    bool tail = stmt || sql;
+    bool sent = (!stmt || PQsendQueryPrepared(conn, stmt, nparams, params, NULL, NULL, 0) == 1) &&
+                (!sql || stmt || PQsendQueryParams(conn, sql, 0, NULL, NULL, NULL, NULL, 0) == 1) &&
+                PQpipelineSync(conn) == 1;
+    PGresult *failed = NULL, *last = NULL;
+    int index = 0; /* of the next statement's result */
+    for (int nulls = 0; sent && nulls < 2;) {
         PGresult *x = PQgetResult(conn);
         if (!x) {
             if (PQstatus(conn) == CONNECTION_BAD)
                 break;
-            nulls++;
+            nulls++; /* after each statement's result; two in a row: nothing more comes */
+            if (nulls == 1)
+                index++;
             continue;
         }
         nulls = 0;
-        if (PQresultStatus(x) == PGRES_PIPELINE_SYNC) {
+        ExecStatusType st = PQresultStatus(x);
+        if (st == PGRES_PIPELINE_SYNC) {
             PQclear(x);
             break;
         }
-        if (!*first)
-            *first = x;
-        else if (!*second)
-            *second = x;
-        else
+        if (!failed && index < n_queued && !pg_ok(x)) {
+            pg_log_failure(NULL, queued.names[index], x);
+            failed = x;
+        } else if (!failed && index >= n_queued && tail) {
+            PQclear(last);
+            last = x;
+        } else {
             PQclear(x);
+        }
     }
+    if (queued.conn == conn)
+        queued.n = 0;
     PQexitPipelineMode(conn);
-}
-
-/* Send the queued BEGIN, with stmt behind it when stmt is not NULL; the statement's result, or
- * BEGIN's when that failed (never NULL). Leaves pipeline mode. */
-static PGresult *pipeline_finish(PGconn *conn, const char *stmt, int nparams,
-                                 const char *const *params)
-{
-    PGresult *begin = NULL, *res = NULL;
-    if ((!stmt || PQsendQueryPrepared(conn, stmt, nparams, params, NULL, NULL, 0) == 1) &&
-        PQpipelineSync(conn) == 1)
-        pipeline_results(conn, &begin, &res);
-    else
-        PQexitPipelineMode(conn);
-    if (!begin || PQresultStatus(begin) != PGRES_COMMAND_OK || !stmt) {
-        PQclear(res);
-        return begin ? begin : PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
+    if (failed) {
+        PQclear(last);
+        return failed;
     }
-    PQclear(begin);
-    return res ? res : PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
+    if (last)
+        return last;
+    if (tail || !sent || PQstatus(conn) == CONNECTION_BAD)
+        return PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
+    return PQmakeEmptyPGresult(conn, PGRES_COMMAND_OK);
 }
 
-/* Send a queued BEGIN on its own, if there is one; false when it failed. */
+/* Send what is queued on its own, if anything; false when any of it failed. */
 static bool begin_flush(PGconn *conn)
 {
     if (PQpipelineStatus(conn) == PQ_PIPELINE_OFF)
         return true;
-    PGresult *r = pipeline_finish(conn, NULL, 0, NULL);
+    PGresult *r = pipeline_finish(conn, NULL, NULL, 0, NULL);
     bool ok = pg_ok(r);
     PQclear(r);
     return ok;
@@ -125,7 +152,7 @@ static bool begin_flush(PGconn *conn)
 bool pg_command(PGconn *conn, const char *sql)
 {
     if (!begin_flush(conn)) {
-        log_warn(NULL, "SQL command failed: BEGIN failed: %s", PQerrorMessage(conn));
+        log_warn(NULL, "SQL command failed: a statement queued before it failed");
         return false;
     }
     PGresult *r = PQexec(conn, sql);
@@ -139,7 +166,7 @@ bool pg_command(PGconn *conn, const char *sql)
 PGresult *pg_exec(PGconn *conn, const char *stmt, int nparams, const char *const *params)
 {
     if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF)
-        return pipeline_finish(conn, stmt, nparams, params);
+        return pipeline_finish(conn, stmt, NULL, nparams, params);
     PGresult *r = PQexecPrepared(conn, stmt, nparams, params, NULL, NULL, 0);
     if (!r)
         r = PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
@@ -462,15 +489,39 @@ PGresult *pg_tx_exec(pg_tx_t *tx, const char *stmt, int nparams, const char *con
     return r;
 }
 
-/* COMMIT and check that it was one; PG_OK, PG_RETRY or PG_FAIL. A body that ran no statement
- * left its BEGIN queued: it goes first. */
-static pg_status_t tx_commit(PGconn *conn, const char *rid)
+pg_status_t pg_tx_queue(pg_tx_t *tx, const char *stmt, int nparams, const char *const *params)
 {
-    if (!begin_flush(conn)) {
-        pg_log_failure(rid, "BEGIN", NULL);
+    PGconn *conn = tx->conn;
+    if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF && queued.conn == conn &&
+        queued.n == PG_QUEUE_MAX && !begin_flush(conn)) {
+        tx->failed = PG_FAIL;
         return PG_FAIL;
     }
-    PGresult *r = PQexec(conn, "COMMIT");
+    if (PQpipelineStatus(conn) == PQ_PIPELINE_OFF) {
+        if (PQenterPipelineMode(conn) != 1) {
+            log_warn(tx->rid, "%s: cannot enter pipeline mode: %s", stmt, PQerrorMessage(conn));
+            tx->failed = PG_FAIL;
+            return PG_FAIL;
+        }
+        queued_start(conn);
+    }
+    if (queued.conn != conn || queued.n >= PG_QUEUE_MAX ||
+        PQsendQueryPrepared(conn, stmt, nparams, params, NULL, NULL, 0) != 1) {
+        log_warn(tx->rid, "%s: cannot queue: %s", stmt, PQerrorMessage(conn));
+        tx->failed = PG_FAIL;
+        return PG_FAIL;
+    }
+    queued.names[queued.n++] = stmt;
+    return PG_OK;
+}
+
+/* COMMIT, behind what is still queued (one round trip), and check that it was one; PG_OK,
+ * PG_RETRY or PG_FAIL. After a failure no transaction is left open. */
+static pg_status_t tx_commit(PGconn *conn, const char *rid)
+{
+    PGresult *r = PQpipelineStatus(conn) != PQ_PIPELINE_OFF
+                      ? pipeline_finish(conn, NULL, "COMMIT", 0, NULL)
+                      : PQexec(conn, "COMMIT");
     /* COMMIT of a failed transaction "succeeds" as a ROLLBACK: check what happened */
     pg_status_t st = pg_ok(r) && strcmp(PQcmdStatus(r), "COMMIT") == 0 ? PG_OK
                      : pg_is_retryable(r)                              ? PG_RETRY
@@ -478,6 +529,10 @@ static pg_status_t tx_commit(PGconn *conn, const char *rid)
     if (st != PG_OK)
         pg_log_failure(rid, "COMMIT", r);
     PQclear(r);
+    /* a queued statement failed: COMMIT was skipped with the rest of the pipeline */
+    if (st != PG_OK && PQstatus(conn) == CONNECTION_OK &&
+        PQtransactionStatus(conn) != PQTRANS_IDLE)
+        PQclear(PQexec(conn, "ROLLBACK"));
     return st;
 }
 
@@ -490,9 +545,11 @@ pg_status_t pg_tx_run(pg_session_t *session, const char *rid, pg_tx_body_t body,
         PGconn *conn = session->conn;
         pg_tx_t tx = {.conn = conn, .rid = rid, .failed = PG_OK};
         pg_status_t st;
-        /* BEGIN is queued, and sent with the body's first statement (see begin_flush) */
+        /* BEGIN is queued, and sent with the body's first statement (see pipeline_finish) */
+        queued_start(conn);
         if (PQenterPipelineMode(conn) == 1 &&
             PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) == 1) {
+            queued.names[queued.n++] = "BEGIN";
             st = body(&tx, arg);
             if (st == PG_OK) {
                 /* After a COMMIT that failed for any other reason the transaction is gone
@@ -510,11 +567,15 @@ pg_status_t pg_tx_run(pg_session_t *session, const char *rid, pg_tx_body_t body,
             pg_log_failure(rid, "BEGIN", NULL);
             st = PG_FAIL;
         }
-        /* a BEGIN still queued (the body ran no statement) is sent and rolled back */
-        if (!connection_dead(session) && begin_flush(conn))
-            PQclear(PQexec(conn, "ROLLBACK"));
-        else if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF)
+        /* what is still queued (BEGIN, if the body ran no statement) is sent, and an open
+         * transaction rolled back */
+        if (!connection_dead(session)) {
+            (void)begin_flush(conn);
+            if (PQtransactionStatus(conn) != PQTRANS_IDLE)
+                PQclear(PQexec(conn, "ROLLBACK"));
+        } else if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF) {
             PQexitPipelineMode(conn);
+        }
         if (st == PG_ROLLBACK)
             return PG_ROLLBACK;
         if (st == PG_RETRY)

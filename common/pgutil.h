@@ -118,6 +118,12 @@ typedef pg_status_t (*pg_tx_body_t)(pg_tx_t *tx, void *arg);
 /* Run a prepared statement inside tx: pg_exec_logged with tx's request id, recording a failure
  * in tx->failed. */
 PGresult *pg_tx_exec(pg_tx_t *tx, const char *stmt, int nparams, const char *const *params);
+/* Queue a prepared statement inside tx whose result the body does not read (an insert, an
+ * update): it is sent with the next pg_tx_exec, pg_command or the COMMIT, in that round trip.
+ * Its failure fails the transaction there: the carrying statement gets the failure as its own
+ * result (so a body must not read a specific error of a statement that follows a queued one).
+ * PG_OK, or PG_FAIL (logged, recorded in tx->failed) when it could not be queued. */
+pg_status_t pg_tx_queue(pg_tx_t *tx, const char *stmt, int nparams, const char *const *params);
 /* BEGIN, body, COMMIT on the session's connection. COMMIT's status is checked (a COMMIT of a
  * failed transaction is a ROLLBACK). The body runs again, up to PG_TX_ATTEMPTS times in all,
  * after a serialization failure or deadlock (its own or COMMIT's), and once more on a fresh

@@ -335,7 +335,6 @@ static pg_status_t finish_body(pg_tx_t *tx, void *arg)
     bool freeze;
     if ((st = lock_job_instance(conn, c->r, job, &from, &freeze)) != PG_OK)
         return st;
-    PGresult *res;
     const char *why;
     instance_verdict_t v = instance_transition(from, INSTANCE_EV_PROVISIONED, &to, &why);
     c->kind_done = v == INSTANCE_INVALID ? "cancelled" : "done";
@@ -353,10 +352,8 @@ static pg_status_t finish_body(pg_tx_t *tx, void *arg)
                            c->password_sealed,
                            k->memo,
                            instance_state_name(delivered)};
-        res = pg_exec_logged(conn, rid, "job_store_credentials", 7, p, &st);
-        if (!res)
+        if ((st = pg_tx_queue(tx, "job_store_credentials", 7, p)) != PG_OK)
             return st;
-        PQclear(res);
         change_t ch = {.instance_id = job->instance_id,
                        .event = instance_event_name(INSTANCE_EV_PROVISIONED),
                        .from_state = instance_state_name(from),
@@ -383,11 +380,7 @@ static pg_status_t finish_body(pg_tx_t *tx, void *arg)
         c->activated = true;
     }
     const char *fp[] = {job->id, c->kind_done};
-    res = pg_exec_logged(conn, rid, "job_finish", 2, fp, &st);
-    if (!res)
-        return st;
-    PQclear(res);
-    return PG_OK;
+    return pg_tx_queue(tx, "job_finish", 2, fp); /* sent with the COMMIT */
 }
 
 static char *seal_text(const order_config_t *cfg, const char *aad, const char *text)
@@ -498,9 +491,8 @@ static pg_status_t sync_body(pg_tx_t *tx, void *arg)
                            d->period_type,   d->period_number >= 0 ? period : NULL,
                            d->product_id,    d->sku_code,
                            d->amount,        d->product_info};
-        if (!(res = pg_exec_logged(conn, rid, "job_store_plan", 8, p, &st)))
+        if ((st = pg_tx_queue(tx, "job_store_plan", 8, p)) != PG_OK)
             return st;
-        PQclear(res);
         const char *ap[] = {job->instance_id, job->order_id};
         if (!(res = pg_exec_logged(conn, rid, "job_refresh_scene", 2, ap, &st)))
             return st;
@@ -521,10 +513,7 @@ static pg_status_t sync_body(pg_tx_t *tx, void *arg)
         if ((st = change_record(tx, &ch)) != PG_OK)
             return st;
     }
-    if (!(res = pg_exec_logged(conn, rid, "job_finish", 2, done, &st)))
-        return st;
-    PQclear(res);
-    return PG_OK;
+    return pg_tx_queue(tx, "job_finish", 2, done); /* sent with the COMMIT */
 }
 
 static void run_order_sync(runner_t *r, const job_t *job)

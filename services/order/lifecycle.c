@@ -127,18 +127,6 @@ static pg_status_t instance_lock(PGconn *conn, const char *rid, const char *inst
     return PG_OK;
 }
 
-/* Run a statement whose rows do not matter. */
-static pg_status_t exec_void(PGconn *conn, const char *rid, const char *stmt, int n,
-                             const char *const *params)
-{
-    pg_status_t st = PG_OK;
-    PGresult *res = pg_exec_logged(conn, rid, stmt, n, params, &st);
-    if (!res)
-        return st;
-    PQclear(res);
-    return PG_OK;
-}
-
 /* PG_OK with *applied = whether (instance, activity, order, scene) was already applied. */
 static pg_status_t application_seen(PGconn *conn, const char *rid, const char *instance_id,
                                     const char *activity, const char *order_id, const char *scene,
@@ -231,14 +219,13 @@ static pg_status_t find_by_order(PGconn *conn, new_ctx_t *c, bool *found)
 /* Everything a new instance starts with, in its creating transaction. */
 static pg_status_t new_created(pg_tx_t *tx, new_ctx_t *c)
 {
-    PGconn *conn = tx->conn;
     const Kooisv__NewInstance *r = c->req;
     const char *rid = c->v.rid;
     const char *app[] = {c->instance_id, "newInstance", r->order_id, r->order_line_id, NULL, rid};
     const char *job[] = {"provision", c->instance_id, r->order_id, r->order_line_id, rid};
     pg_status_t st;
-    if ((st = exec_void(conn, rid, "application_insert", 6, app)) != PG_OK ||
-        (st = exec_void(conn, rid, "job_insert", 5, job)) != PG_OK)
+    if ((st = pg_tx_queue(tx, "application_insert", 6, app)) != PG_OK ||
+        (st = pg_tx_queue(tx, "job_insert", 5, job)) != PG_OK)
         return st;
     change_t ch = {.instance_id = c->instance_id,
                    .event = "created",
@@ -362,7 +349,7 @@ static pg_status_t apply_body(pg_tx_t *tx, void *arg)
         return PG_ROLLBACK;
     }
     const char *app[] = {c->instance_id, c->activity, c->order_id, c->order_line_id, c->scene, rid};
-    if ((st = exec_void(conn, rid, "application_insert", 6, app)) != PG_OK)
+    if ((st = pg_tx_queue(tx, "application_insert", 6, app)) != PG_OK)
         return st;
 
     json_t *detail = json_object();
@@ -371,7 +358,7 @@ static pg_status_t apply_body(pg_tx_t *tx, void *arg)
         char ms[24];
         snprintf(ms, sizeof ms, "%lld", (long long)c->expire_ms);
         const char *p[] = {c->instance_id, ms, c->product_id, c->scene};
-        st = exec_void(conn, rid, "instance_refresh", 4, p);
+        st = pg_tx_queue(tx, "instance_refresh", 4, p);
         json_object_set_new(detail, "expireTime", json_string(c->expire_raw));
         json_object_set_new(detail, "previousExpireTime",
                             *cur.expire ? json_string(cur.expire) : json_null());
@@ -382,16 +369,16 @@ static pg_status_t apply_body(pg_tx_t *tx, void *arg)
         if (strcmp(c->scene, "UNSUBSCRIBE_RENEWAL_PERIOD") != 0) {
             const char *job[] = {"order_sync", c->instance_id, c->order_id, c->order_line_id, rid};
             if (st == PG_OK)
-                st = exec_void(conn, rid, "job_insert", 5, job);
+                st = pg_tx_queue(tx, "job_insert", 5, job);
             outbox = NULL;
         }
     } else {
         const char *p[] = {c->instance_id, c->product_id};
         const char *job[] = {"order_sync", c->instance_id, c->order_id, c->order_line_id, rid};
-        st = exec_void(conn, rid, "instance_upgrade", 2, p);
+        st = pg_tx_queue(tx, "instance_upgrade", 2, p);
         /* The new plan's details (sku, period) come from Query Order, in the background. */
         if (st == PG_OK)
-            st = exec_void(conn, rid, "job_insert", 5, job);
+            st = pg_tx_queue(tx, "job_insert", 5, job);
         outbox = "instance.upgraded";
     }
     if (c->product_id) {
@@ -519,7 +506,6 @@ static const char *outbox_event_of(instance_event_t ev)
  * delivers the instance in it. */
 static pg_status_t status_while_provisioning(pg_tx_t *tx, state_ctx_t *c, const locked_t *cur)
 {
-    PGconn *conn = tx->conn;
     bool freeze = c->event == INSTANCE_EV_FREEZE;
     if (cur->freeze_requested == freeze) {
         decide(&c->v, RC_OK, "%s",
@@ -527,7 +513,7 @@ static pg_status_t status_while_provisioning(pg_tx_t *tx, state_ctx_t *c, const 
         return PG_ROLLBACK;
     }
     const char *p[] = {c->instance_id, freeze ? "true" : "false"};
-    pg_status_t st = exec_void(conn, c->v.rid, "instance_request_freeze", 2, p);
+    pg_status_t st = pg_tx_queue(tx, "instance_request_freeze", 2, p);
     if (st != PG_OK)
         return st;
     const char *state = instance_state_name(cur->state);
@@ -560,16 +546,16 @@ static pg_status_t state_body(pg_tx_t *tx, void *arg)
     if (cur.state == INSTANCE_PROVISIONING && c->event != INSTANCE_EV_RELEASE)
         return status_while_provisioning(tx, c, &cur);
     const char *p[] = {c->instance_id, instance_state_name(to)};
-    if ((st = exec_void(conn, rid, "instance_set_state", 2, p)) != PG_OK)
+    if ((st = pg_tx_queue(tx, "instance_set_state", 2, p)) != PG_OK)
         return st;
     if (c->event == INSTANCE_EV_RELEASE) {
         const char *job[] = {c->instance_id};
-        if ((st = exec_void(conn, rid, "jobs_cancel", 1, job)) != PG_OK)
+        if ((st = pg_tx_queue(tx, "jobs_cancel", 1, job)) != PG_OK)
             return st;
         if (c->order_id) {
             const char *app[] = {
                 c->instance_id, "releaseInstance", c->order_id, c->order_line_id, NULL, rid};
-            if ((st = exec_void(conn, rid, "application_insert", 6, app)) != PG_OK)
+            if ((st = pg_tx_queue(tx, "application_insert", 6, app)) != PG_OK)
                 return st;
         }
     }

@@ -130,10 +130,9 @@ pg_status_t change_record(pg_tx_t *tx, const change_t *c)
     pg_status_t st = PG_OK;
     const char *h[] = {c->instance_id,   c->event, c->from_state, c->to_state,   c->order_id,
                        c->order_line_id, c->scene, c->status,     c->request_id, c->detail_json};
-    PGresult *res = pg_exec_logged(tx->conn, c->request_id, "history_insert", 10, h, &st);
-    if (!res)
+    /* queued: it goes out with the event's statements or the COMMIT */
+    if ((st = pg_tx_queue(tx, "history_insert", 10, h)) != PG_OK)
         return st;
-    PQclear(res);
     return c->outbox_event ? event_emit(tx, c) : PG_OK;
 }
 

@@ -1,7 +1,9 @@
 /* pg_tx_run (common/pgutil.c) against the suite's PostgreSQL. BEGIN is queued and goes out with
  * the body's first statement; whatever the body does first (a prepared statement, a plain
  * command, nothing at all) and however it ends, the transaction is one: a failure undoes what came
- * before it, a rollback keeps nothing, and the connection is idle and usable afterwards. */
+ * before it, a rollback keeps nothing, and the connection is idle and usable afterwards. The
+ * same holds for statements the body queues (pg_tx_queue): they run in order, before what
+ * follows them, and a failure among them fails the transaction. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,9 +42,14 @@ static void assert_idle(void)
     (void)rows();
 }
 
+/* Inserts go through pg_tx_queue (sent with the next statement or COMMIT) instead of pg_tx_exec. */
+static bool queue_inserts;
+
 static pg_status_t insert(pg_tx_t *tx, const char *id)
 {
     const char *p[] = {id};
+    if (queue_inserts)
+        return pg_tx_queue(tx, "pgtx_insert", 1, p);
     PGresult *r = pg_tx_exec(tx, "pgtx_insert", 1, p);
     if (!r)
         return tx->failed;
@@ -54,9 +61,12 @@ static pg_status_t insert(pg_tx_t *tx, const char *id)
 typedef struct {
     const char *first_command; /* a plain command (pg_command) before anything else, or NULL */
     const char *ids[4];
-    bool fail_after; /* a failing statement after the inserts */
+    bool fail_after;  /* a failing statement after the inserts */
+    bool count_after; /* count the rows inside the transaction: *counted */
     pg_status_t ending;
 } plan_t;
+
+static long counted; /* rows the body saw (plan_t.count_after) */
 
 static pg_status_t body(pg_tx_t *tx, void *arg)
 {
@@ -72,6 +82,13 @@ static pg_status_t body(pg_tx_t *tx, void *arg)
         PGresult *r = pg_tx_exec(tx, "pgtx_fail", 0, NULL);
         if (!r)
             return tx->failed;
+        PQclear(r);
+    }
+    if (plan->count_after) {
+        PGresult *r = pg_tx_exec(tx, "pgtx_count", 0, NULL);
+        if (!r)
+            return tx->failed;
+        counted = strtol(PQgetvalue(r, 0, 0), NULL, 10);
         PQclear(r);
     }
     return plan->ending;
@@ -204,6 +221,70 @@ static void test_connection_killed_before_first_statement(void **state)
     assert_int_equal(rows(), before + 1);
 }
 
+/* ---- the same with the inserts queued (pg_tx_queue) ---- */
+
+/* Every case above again, the inserts queued instead of waited for: the same outcomes. */
+static void test_queued_cases(void **state)
+{
+    (void)state;
+    queue_inserts = true;
+    char *cmd = xasprintf("INSERT INTO %s (id) VALUES ('qp1')", table);
+    run(&(plan_t){.ids = {"q1", "q2"}, .ending = PG_OK}, PG_OK, 2);
+    run(&(plan_t){.ids = {"q1"}, .ending = PG_OK}, PG_FAIL, 0); /* a duplicate, at COMMIT */
+    run(&(plan_t){.ids = {"qf1", "qf2"}, .fail_after = true, .ending = PG_OK}, PG_FAIL, 0);
+    run(&(plan_t){.ids = {"qf3", "q2"}, .ending = PG_OK}, PG_FAIL, 0);
+    run(&(plan_t){.ids = {"qr1"}, .ending = PG_ROLLBACK}, PG_ROLLBACK, 0);
+    run(&(plan_t){.first_command = cmd, .ids = {"qp2"}, .ending = PG_ROLLBACK}, PG_ROLLBACK, 0);
+    run(&(plan_t){.first_command = cmd, .ids = {"qp2"}, .ending = PG_OK}, PG_OK, 2);
+    free(cmd);
+    queue_inserts = false;
+}
+
+/* A statement after queued ones sees what they wrote, in order; and when one of them fails it
+ * gets that failure (the transaction keeps nothing, the connection is left idle). */
+static void test_queued_then_read(void **state)
+{
+    (void)state;
+    queue_inserts = true;
+    long before = rows();
+    counted = -1;
+    run(&(plan_t){.ids = {"qs1", "qs2", "qs3"}, .count_after = true, .ending = PG_OK}, PG_OK, 3);
+    assert_int_equal(counted, before + 3);
+    counted = -1;
+    run(&(plan_t){.ids = {"qs4", "qs1", "qs5"}, .count_after = true, .ending = PG_OK}, PG_FAIL,
+        0);
+    assert_int_equal(counted, -1); /* the read failed with the duplicate before it */
+    queue_inserts = false;
+}
+
+/* More statements queued than fit at once (PG_QUEUE_MAX, 32): the first ones go out first, all
+ * are committed. */
+static pg_status_t many_body(pg_tx_t *tx, void *arg)
+{
+    const char *prefix = arg;
+    for (int i = 0; i < 70; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "%s%d", prefix, i);
+        const char *p[] = {id};
+        if (pg_tx_queue(tx, "pgtx_insert", 1, p) != PG_OK)
+            return PG_FAIL;
+    }
+    return PG_OK;
+}
+
+static void test_queued_many(void **state)
+{
+    (void)state;
+    long before = rows();
+    assert_int_equal(pg_tx_run(db, "pgtx", many_body, "qm"), PG_OK);
+    assert_idle();
+    assert_int_equal(rows(), before + 70);
+    /* again with one duplicate among them (qm5): nothing kept */
+    assert_int_equal(pg_tx_run(db, "pgtx", many_body, "qm"), PG_FAIL);
+    assert_idle();
+    assert_int_equal(rows(), before + 70);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -214,6 +295,9 @@ int main(void)
         cmocka_unit_test(test_empty_body),
         cmocka_unit_test(test_command_first),
         cmocka_unit_test(test_connection_killed_before_first_statement),
+        cmocka_unit_test(test_queued_cases),
+        cmocka_unit_test(test_queued_then_read),
+        cmocka_unit_test(test_queued_many),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
