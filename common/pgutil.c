@@ -84,6 +84,33 @@ static void queued_start(PGconn *conn)
     queued.n = 0;
 }
 
+int pg_pipeline_results(PGconn *conn, PGresult **res, int max)
+{
+    int n = 0;
+    /* Each statement gives its result, then NULL; two NULLs in a row: nothing more comes. */
+    for (int nulls = 0; nulls < 2;) {
+        PGresult *x = PQgetResult(conn);
+        if (!x) {
+            if (PQstatus(conn) == CONNECTION_BAD)
+                break;
+            nulls++;
+            continue;
+        }
+        nulls = 0;
+        if (PQresultStatus(x) == PGRES_PIPELINE_SYNC) {
+            PQclear(x);
+            return n;
+        }
+        if (n < max)
+            res[n++] = x;
+        else
+            PQclear(x);
+    }
+    for (int i = 0; i < n; i++)
+        PQclear(res[i]);
+    return -1;
+}
+
 /* Send stmt (prepared; or the plain command sql when stmt is NULL; or nothing when both are
  * NULL) behind what is queued, with one sync, and read every result; leaves pipeline mode.
  * Returns the first failed queued statement's result (logged under its name), else stmt's or
@@ -96,32 +123,17 @@ static PGresult *pipeline_finish(PGconn *conn, const char *stmt, const char *sql
     bool sent = (!stmt || PQsendQueryPrepared(conn, stmt, nparams, params, NULL, NULL, 0) == 1) &&
                 (!sql || stmt || PQsendQueryParams(conn, sql, 0, NULL, NULL, NULL, NULL, 0) == 1) &&
                 PQpipelineSync(conn) == 1;
+    PGresult *res[PG_QUEUE_MAX + 1];
+    int got = sent ? pg_pipeline_results(conn, res, PG_QUEUE_MAX + 1) : -1;
     PGresult *failed = NULL, *last = NULL;
-    int index = 0; /* of the next statement's result */
-    for (int nulls = 0; sent && nulls < 2;) {
-        PGresult *x = PQgetResult(conn);
-        if (!x) {
-            if (PQstatus(conn) == CONNECTION_BAD)
-                break;
-            nulls++; /* after each statement's result; two in a row: nothing more comes */
-            if (nulls == 1)
-                index++;
-            continue;
-        }
-        nulls = 0;
-        ExecStatusType st = PQresultStatus(x);
-        if (st == PGRES_PIPELINE_SYNC) {
-            PQclear(x);
-            break;
-        }
-        if (!failed && index < n_queued && !pg_ok(x)) {
-            pg_log_failure(NULL, queued.names[index], x);
-            failed = x;
-        } else if (!failed && index >= n_queued && tail) {
-            PQclear(last);
-            last = x;
+    for (int i = 0; i < got; i++) {
+        if (!failed && i < n_queued && !pg_ok(res[i])) {
+            pg_log_failure(NULL, queued.names[i], res[i]);
+            failed = res[i];
+        } else if (!failed && i == n_queued && tail) {
+            last = res[i];
         } else {
-            PQclear(x);
+            PQclear(res[i]);
         }
     }
     if (queued.conn == conn)

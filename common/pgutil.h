@@ -118,6 +118,12 @@ typedef pg_status_t (*pg_tx_body_t)(pg_tx_t *tx, void *arg);
 /* Run a prepared statement inside tx: pg_exec_logged with tx's request id, recording a failure
  * in tx->failed. */
 PGresult *pg_tx_exec(pg_tx_t *tx, const char *stmt, int nparams, const char *const *params);
+/* Read the results of the statements sent in pipeline mode up to the sync that ends them: each
+ * statement's result, in order, into res (at most max; further ones are cleared). Returns how
+ * many, or -1 (nothing kept) when the connection broke before the sync. Stays in pipeline
+ * mode. */
+int pg_pipeline_results(PGconn *conn, PGresult **res, int max);
+
 /* Queue a prepared statement inside tx whose result the body does not read (an insert, an
  * update): it is sent with the next pg_tx_exec, pg_command or the COMMIT, in that round trip.
  * Its failure fails the transaction there: the carrying statement gets the failure as its own

@@ -92,35 +92,13 @@ static bool serve_pipelined(const qr_item_t *items, size_t n)
         ok = PQsendQueryPrepared(conn, "query_instance", 2, p, NULL, NULL, 0) == 1;
     }
     ok = ok && PQpipelineSync(conn) == 1;
-    PGresult *res[QR_BATCH] = {0};
-    size_t got = 0;
-    /* Each read gives its result, then NULL; the sync ends the lot. After a failed read the
-     * others are aborted: read on to the sync all the same, so the connection stays usable. */
-    for (int nulls = 0; (ok || got < n) && nulls < 2;) {
-        PGresult *r = PQgetResult(conn);
-        if (!r) {
-            if (PQstatus(conn) == CONNECTION_BAD)
-                break;
-            nulls++; /* two in a row: nothing more will come */
-            continue;
-        }
-        nulls = 0;
-        ExecStatusType s = PQresultStatus(r);
-        if (s == PGRES_PIPELINE_SYNC) {
-            PQclear(r);
-            break;
-        }
-        if (s == PGRES_TUPLES_OK && got < n && ok) {
-            res[got++] = r;
-            continue;
-        }
-        ok = false;
-        PQclear(r);
-    }
+    PGresult *res[QR_BATCH];
+    int k = ok ? pg_pipeline_results(conn, res, QR_BATCH) : -1;
+    size_t got = k > 0 ? (size_t)k : 0;
     ok = ok && got == n;
-    if (ok)
-        PQexitPipelineMode(conn);
-    else if (PQexitPipelineMode(conn) != 1)
+    for (size_t i = 0; i < got; i++)
+        ok = ok && PQresultStatus(res[i]) == PGRES_TUPLES_OK;
+    if (k < 0 || PQexitPipelineMode(conn) != 1)
         pg_session_reconnect(qr.db, NULL); /* results left unread: start afresh */
     for (size_t i = 0; i < got; i++) {
         if (ok)
