@@ -151,7 +151,7 @@ static PGresult *pipeline_finish(PGconn *conn, const char *stmt, const char *sql
 }
 
 /* Send what is queued on its own, if anything; false when any of it failed. */
-static bool begin_flush(PGconn *conn)
+static bool queue_flush(PGconn *conn)
 {
     if (PQpipelineStatus(conn) == PQ_PIPELINE_OFF)
         return true;
@@ -163,7 +163,7 @@ static bool begin_flush(PGconn *conn)
 
 bool pg_command(PGconn *conn, const char *sql)
 {
-    if (!begin_flush(conn)) {
+    if (!queue_flush(conn)) {
         log_warn(NULL, "SQL command failed: a statement queued before it failed");
         return false;
     }
@@ -505,7 +505,7 @@ pg_status_t pg_tx_queue(pg_tx_t *tx, const char *stmt, int nparams, const char *
 {
     PGconn *conn = tx->conn;
     if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF && queued.conn == conn &&
-        queued.n == PG_QUEUE_MAX && !begin_flush(conn)) {
+        queued.n == PG_QUEUE_MAX && !queue_flush(conn)) {
         tx->failed = PG_FAIL;
         return PG_FAIL;
     }
@@ -582,7 +582,7 @@ pg_status_t pg_tx_run(pg_session_t *session, const char *rid, pg_tx_body_t body,
         /* what is still queued (BEGIN, if the body ran no statement) is sent, and an open
          * transaction rolled back */
         if (!connection_dead(session)) {
-            (void)begin_flush(conn);
+            (void)queue_flush(conn);
             if (PQtransactionStatus(conn) != PQTRANS_IDLE)
                 PQclear(PQexec(conn, "ROLLBACK"));
         } else if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF) {

@@ -113,6 +113,45 @@ static void test_license_times_checked(void **state)
     expect_direct(&env, "000000", "success");
 }
 
+/* A queryInstance the query reader does not take (no id, an empty or oversized one, too many)
+ * still meets the worker's checks: 000002 naming what is wrong. */
+static void test_query_refusals(void **state)
+{
+    (void)state;
+    char big[258];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    char *empty[] = {""}, *oversized[] = {big}, *many[101];
+    for (int i = 0; i < 101; i++)
+        many[i] = instance;
+    struct {
+        char **ids;
+        size_t n;
+        const char *needle;
+    } cases[] = {{NULL, 0, "instanceId is required"},
+                 {empty, 1, "empty or oversized"},
+                 {oversized, 1, "empty or oversized"},
+                 {many, 101, "at most 100"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+        Kooisv__QueryInstance q = KOOISV__QUERY_INSTANCE__INIT;
+        q.instance_ids = cases[i].ids;
+        q.n_instance_ids = cases[i].n;
+        env.body_case = KOOISV__ENVELOPE__BODY_QUERY_INSTANCE;
+        env.query_instance = &q;
+        expect_direct(&env, "000002", cases[i].needle);
+    }
+    /* and a well-formed one of the same kind is answered */
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    Kooisv__QueryInstance q = KOOISV__QUERY_INSTANCE__INIT;
+    char *one[] = {instance};
+    q.instance_ids = one;
+    q.n_instance_ids = 1;
+    env.body_case = KOOISV__ENVELOPE__BODY_QUERY_INSTANCE;
+    env.query_instance = &q;
+    expect_direct(&env, "000000", "success");
+}
+
 /* ---- many queries at once: the query reader reads them in shared round trips ---- */
 
 #define QR_THREADS 8
@@ -221,6 +260,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_change_check_needs_product),
         cmocka_unit_test(test_license_times_checked),
+        cmocka_unit_test(test_query_refusals),
         cmocka_unit_test(test_many_queries_at_once),
     };
     return KC_SUITE_MAIN(tests, setup, teardown);
