@@ -36,6 +36,28 @@
     " i.charging_mode,"                                                                            \
     " to_char(i.expire_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
+/* The instance's own order as Query Order gave it ($1 the instance; $2-$12 order type, charging
+ * mode, period type and number, product, SKU, amount, trial, expiry in epoch ms, the order and
+ * the product as JSON): fills what nothing else set yet, since a refresh or an upgrade may have
+ * come first and is newer; a trial stays one only until its TRIAL_TO_FORMAL application. */
+#define JOB_ORDER_SET                                                                              \
+    " order_type = coalesce(order_type, $2), charging_mode = coalesce(charging_mode, $3),"         \
+    " period_type = coalesce(period_type, $4), period_number = coalesce(period_number, $5::int),"  \
+    " product_id = coalesce(product_id, $6), sku_code = coalesce(sku_code, $7),"                   \
+    " amount = coalesce(amount, $8),"                                                              \
+    " trial = $9::boolean AND NOT EXISTS (SELECT 1 FROM orders.order_applications a"               \
+    "   WHERE a.instance_id = $1 AND a.scene = 'TRIAL_TO_FORMAL'),"                                \
+    " expire_time = coalesce(expire_time, to_timestamp($10::bigint / 1000.0)),"                    \
+    " order_info = $11::jsonb, product_info = coalesce(product_info, $12::jsonb),"                 \
+    " order_fetched_at = now()"
+
+/* The provisioned instance: front-end URL, admin URL, sealed user name and password, memo and
+ * the state it is delivered in, from the six parameters named. */
+#define JOB_CREDENTIALS_SET(url, admin, user, password, memo, state)                               \
+    " front_end_url = " url ", admin_url = " admin ", user_name_sealed = " user ","                \
+    " password_sealed = " password ", memo = " memo ", state = " state ","                         \
+    " freeze_requested = false, provisioned_at = now(), updated_at = now()"
+
 const pg_stmt_t jobs_stmts[] = {
     /* Claims the job and reads its instance in one statement: the instance's columns are NULL
      * when it is gone. Columns 0-6 the job, 7-13 the instance (as job_instance). */
@@ -58,26 +80,30 @@ const pg_stmt_t jobs_stmts[] = {
      * an upgrade may have come first and is newer. Only while the job is still ours: the same
      * statement extends the lease ($13 job, $14 owner, $15 lease ms) and stores nothing when it
      * cannot. One row: 1 or 0 (still ours), then the instance as job_instance, NULL when it is
-     * released or gone. */
+     * released or gone. Used before a webhook provisioner's call, which may be slow. */
     {"job_store_order",
      "WITH renew AS (UPDATE orders.jobs SET lease_until = now() + $15::int * interval '1 millisecond',"
      "  updated_at = now() WHERE id = $13::bigint AND lease_owner = $14 AND state = 'running'"
      "  RETURNING id),"
-     " i AS (UPDATE orders.instances SET order_type = coalesce(order_type, $2),"
-     "  charging_mode = coalesce(charging_mode, $3), period_type = coalesce(period_type, $4),"
-     "  period_number = coalesce(period_number, $5::int), product_id = coalesce(product_id, $6),"
-     "  sku_code = coalesce(sku_code, $7), amount = coalesce(amount, $8),"
-     "  trial = $9::boolean AND NOT EXISTS (SELECT 1 FROM orders.order_applications a"
-     "    WHERE a.instance_id = $1 AND a.scene = 'TRIAL_TO_FORMAL'),"
-     "  expire_time = coalesce(expire_time, to_timestamp($10::bigint / 1000.0)),"
-     "  order_info = $11::jsonb, product_info = coalesce(product_info, $12::jsonb),"
-     "  order_fetched_at = now(), updated_at = now()"
+     " i AS (UPDATE orders.instances SET" JOB_ORDER_SET ", updated_at = now()"
      "  WHERE instance_id = $1 AND state <> 'released' AND EXISTS (SELECT 1 FROM renew)"
      "  RETURNING *)"
      " SELECT (SELECT count(*) FROM renew),"
      JOB_INSTANCE_COLUMNS
      " FROM (VALUES (1)) one LEFT JOIN i ON true",
      15},
+    /* The same inside the finishing transaction, which holds the job and the instance locked
+     * (job_lock_instance): the order alone, when the instance needs no credentials... */
+    {"job_store_order_locked",
+     "UPDATE orders.instances SET" JOB_ORDER_SET ", updated_at = now()"
+     " WHERE instance_id = $1 AND state <> 'released'",
+     12},
+    /* ...or the order with the credentials ($13-$18, as job_store_credentials' $2-$7): one
+     * row version for both. */
+    {"job_store_all",
+     "UPDATE orders.instances SET" JOB_ORDER_SET "," JOB_CREDENTIALS_SET("$13", "$14", "$15", "$16", "$17", "$18")
+     " WHERE instance_id = $1",
+     18},
     /* A later order (order_sync after an upgrade): its plan replaces the old one; expiry stays
      * with refreshInstance. */
     {"job_store_plan",
@@ -92,12 +118,16 @@ const pg_stmt_t jobs_stmts[] = {
      "SELECT scene FROM orders.order_applications WHERE instance_id = $1 AND order_id = $2"
      " AND activity = 'refreshInstance' AND scene <> 'UNSUBSCRIBE_RENEWAL_PERIOD' LIMIT 1",
      2},
-    {"job_lock", "SELECT state, lease_owner FROM orders.jobs WHERE id = $1::bigint FOR UPDATE", 1},
+    /* Locks the job ($2) and its instance ($1), in that order (as the claim and
+     * job_store_order do), in one round trip: the instance's state and whether a FREEZE waits,
+     * then the job's lease owner, NULL unless it is running. No row: the instance is gone. */
+    {"job_lock_instance",
+     "SELECT i.state, i.freeze_requested, (SELECT j.lease_owner FROM orders.jobs j"
+     "  WHERE j.id = $2::bigint AND j.state = 'running' FOR UPDATE)"
+     " FROM orders.instances i WHERE i.instance_id = $1 FOR UPDATE OF i",
+     2},
     {"job_store_credentials",
-     "UPDATE orders.instances SET front_end_url = $2, admin_url = $3, user_name_sealed = $4,"
-     " password_sealed = $5, memo = $6, state = $7, freeze_requested = false,"
-     " provisioned_at = now(), updated_at = now() WHERE instance_id = $1",
-     7},
+     "UPDATE orders.instances SET" JOB_CREDENTIALS_SET("$2", "$3", "$4", "$5", "$6", "$7") " WHERE instance_id = $1", 7},
     {"job_finish",
      "UPDATE orders.jobs SET state = $2, done_at = now(), lease_owner = NULL,"
      " lease_until = NULL, updated_at = now() WHERE id = $1::bigint",
@@ -220,6 +250,41 @@ static bool job_query_order(runner_t *r, const job_t *job, queryorder_details_t 
 
 typedef enum { FETCH_STORED, FETCH_FAILED, FETCH_LOST, FETCH_RELEASED } fetch_result_t;
 
+/* The text buffers order_params fills. */
+typedef struct {
+    char period[16], expire[24];
+} order_text_t;
+
+/* p[0..11] = the parameters of JOB_ORDER_SET for instance_id and d (t holds the numbers). */
+static void order_params(const char *instance_id, const queryorder_details_t *d, order_text_t *t,
+                         const char *p[12])
+{
+    snprintf(t->period, sizeof t->period, "%d", d->period_number);
+    snprintf(t->expire, sizeof t->expire, "%lld", (long long)d->expire_ms);
+    const char *v[12] = {instance_id,
+                         d->order_type,
+                         d->charging_mode,
+                         d->period_type,
+                         d->period_number >= 0 ? t->period : NULL,
+                         d->product_id,
+                         d->sku_code,
+                         d->amount,
+                         d->trial ? "true" : "false",
+                         d->expire_ms > 0 ? t->expire : NULL,
+                         d->order_json,
+                         d->product_info};
+    memcpy(p, v, sizeof v);
+}
+
+/* The log line of an order stored for job. */
+static void log_order_fetched(const job_t *job, const queryorder_details_t *d)
+{
+    log_info(job->rid, "job %s: order %s fetched (type=%s charging=%s product=%s trial=%d)",
+             job->id, job->order_id, d->order_type ? d->order_type : "-",
+             d->charging_mode ? d->charging_mode : "-", d->product_id ? d->product_id : "-",
+             d->trial);
+}
+
 /* Query Order for the instance's own order (provision), then store the details and extend the
  * lease in one statement, *inst refreshed from the stored row. FETCH_STORED; FETCH_FAILED after
  * job_fail; FETCH_LOST when the job is no longer ours (nothing stored); FETCH_RELEASED when the
@@ -229,25 +294,14 @@ static fetch_result_t fetch_order(runner_t *r, const job_t *job, job_instance_t 
     queryorder_details_t d;
     if (!job_query_order(r, job, &d))
         return FETCH_FAILED;
-    char period[16], expire[24], lease[16];
-    snprintf(period, sizeof period, "%d", d.period_number);
-    snprintf(expire, sizeof expire, "%lld", (long long)d.expire_ms);
+    char lease[16];
     snprintf(lease, sizeof lease, "%d", r->cfg->lease_ms);
-    const char *p[] = {job->instance_id,
-                       d.order_type,
-                       d.charging_mode,
-                       d.period_type,
-                       d.period_number >= 0 ? period : NULL,
-                       d.product_id,
-                       d.sku_code,
-                       d.amount,
-                       d.trial ? "true" : "false",
-                       d.expire_ms > 0 ? expire : NULL,
-                       d.order_json,
-                       d.product_info,
-                       job->id,
-                       r->owner,
-                       lease};
+    order_text_t t;
+    const char *p[15];
+    order_params(job->instance_id, &d, &t, p);
+    p[12] = job->id;
+    p[13] = r->owner;
+    p[14] = lease;
     pg_status_t st;
     PGresult *res = pg_session_exec(r->db, job->rid, "job_store_order", 15, p, &st);
     fetch_result_t out = FETCH_FAILED;
@@ -262,10 +316,7 @@ static fetch_result_t fetch_order(runner_t *r, const job_t *job, job_instance_t 
     if (res)
         PQclear(res);
     if (out == FETCH_STORED)
-        log_info(job->rid, "job %s: order %s fetched (type=%s charging=%s product=%s trial=%d)",
-                 job->id, job->order_id, d.order_type ? d.order_type : "-",
-                 d.charging_mode ? d.charging_mode : "-", d.product_id ? d.product_id : "-",
-                 d.trial);
+        log_order_fetched(job, &d);
     else if (out == FETCH_LOST)
         log_warn(job->rid, "job %s: lease lost (taken over or cancelled); stopping", job->id);
     queryorder_details_free(&d);
@@ -274,39 +325,28 @@ static fetch_result_t fetch_order(runner_t *r, const job_t *job, job_instance_t 
     return out;
 }
 
-/* True when the job row is still running under this runner's lease (lock it until commit). */
-static pg_status_t job_is_ours(PGconn *conn, const runner_t *r, const job_t *job, bool *ours)
-{
-    pg_status_t st = PG_OK;
-    const char *jp[] = {job->id};
-    PGresult *res = pg_exec_logged(conn, job->rid, "job_lock", 1, jp, &st);
-    if (!res)
-        return st;
-    *ours = PQntuples(res) == 1 && strcmp(pg_value(res, 0, 0), "running") == 0 &&
-            pg_value(res, 0, 1) && strcmp(pg_value(res, 0, 1), r->owner) == 0;
-    PQclear(res);
-    return PG_OK;
-}
-
-/* Lock the job's instance (its state into *state, whether a FREEZE waits into *freeze) and
- * check the job still runs under this runner's lease. PG_OK to go on, PG_ROLLBACK (logged) when
- * the instance is gone or the job is no longer ours, else the failure. */
+/* Lock the job and its instance (its state into *state, whether a FREEZE waits into *freeze)
+ * and check the job still runs under this runner's lease. PG_OK to go on, PG_ROLLBACK (logged)
+ * when the instance is gone or the job is no longer ours, else the failure. */
 static pg_status_t lock_job_instance(PGconn *conn, const runner_t *r, const job_t *job,
                                      instance_state_t *state, bool *freeze)
 {
     pg_status_t st = PG_OK;
-    const char *ip[] = {job->instance_id};
-    PGresult *res = pg_exec_logged(conn, job->rid, "instance_lock", 1, ip, &st);
+    const char *p[] = {job->instance_id, job->id};
+    PGresult *res = pg_exec_logged(conn, job->rid, "job_lock_instance", 2, p, &st);
     if (!res)
         return st;
     bool found = PQntuples(res) == 1 && instance_state_parse(pg_value(res, 0, 0), state);
-    *freeze = found && strcmp(pg_value(res, 0, 5), "t") == 0; /* FREEZE while provisioning */
+    *freeze = found && strcmp(pg_value(res, 0, 1), "t") == 0; /* FREEZE while provisioning */
+    const char *owner = found ? pg_value(res, 0, 2) : NULL;
+    bool ours = owner && strcmp(owner, r->owner) == 0;
     PQclear(res);
-    bool ours = false;
-    if ((st = job_is_ours(conn, r, job, &ours)) != PG_OK)
-        return st;
-    if (!found || !ours) {
-        log_warn(job->rid, "job %s: no longer ours or instance gone; not storing", job->id);
+    if (!found) {
+        log_warn(job->rid, "job %s: instance %s is gone; not storing", job->id, job->instance_id);
+        return PG_ROLLBACK;
+    }
+    if (!ours) {
+        log_warn(job->rid, "job %s: lease lost (taken over or cancelled); not storing", job->id);
         return PG_ROLLBACK;
     }
     return PG_OK;
@@ -316,13 +356,16 @@ typedef struct {
     runner_t *r;
     const job_t *job;
     const char *kind_done; /* "done" or "cancelled" decided inside */
+    const queryorder_details_t *order; /* the instance's own order to store too, or NULL */
+    bool order_stored;
     provisioner_credentials_t *creds;
     char *user_sealed, *password_sealed;
     json_t *app_info; /* {"appInfo":...} for the activation event */
     bool activated;
 } finish_ctx_t;
 
-/* Store the credentials and activate, unless the instance moved on (released) meanwhile. */
+/* Store the credentials and activate, unless the instance moved on (released) meanwhile; with
+ * c->order, store the instance's order too (unless it is released). */
 static pg_status_t finish_body(pg_tx_t *tx, void *arg)
 {
     PGconn *conn = tx->conn;
@@ -331,6 +374,7 @@ static pg_status_t finish_body(pg_tx_t *tx, void *arg)
     const char *rid = job->rid;
     pg_status_t st = PG_OK;
     c->activated = false;
+    c->order_stored = false;
     instance_state_t from, to;
     bool freeze;
     if ((st = lock_job_instance(conn, c->r, job, &from, &freeze)) != PG_OK)
@@ -338,6 +382,15 @@ static pg_status_t finish_body(pg_tx_t *tx, void *arg)
     const char *why;
     instance_verdict_t v = instance_transition(from, INSTANCE_EV_PROVISIONED, &to, &why);
     c->kind_done = v == INSTANCE_INVALID ? "cancelled" : "done";
+    order_text_t ot;
+    const char *op[18];
+    if (c->order)
+        order_params(job->instance_id, c->order, &ot, op);
+    if (c->order && v != INSTANCE_APPLY && from != INSTANCE_RELEASED) {
+        if ((st = pg_tx_queue(tx, "job_store_order_locked", 12, op)) != PG_OK)
+            return st;
+        c->order_stored = true;
+    }
     if (v == INSTANCE_APPLY) {
         /* Delivered in the status the marketplace set meanwhile. */
         instance_state_t delivered = to;
@@ -352,7 +405,14 @@ static pg_status_t finish_body(pg_tx_t *tx, void *arg)
                            c->password_sealed,
                            k->memo,
                            instance_state_name(delivered)};
-        if ((st = pg_tx_queue(tx, "job_store_credentials", 7, p)) != PG_OK)
+        if (c->order) {
+            memcpy(op + 12, p + 1, 6 * sizeof *p);
+            st = pg_tx_queue(tx, "job_store_all", 18, op);
+            c->order_stored = st == PG_OK;
+        } else {
+            st = pg_tx_queue(tx, "job_store_credentials", 7, p);
+        }
+        if (st != PG_OK)
             return st;
         change_t ch = {.instance_id = job->instance_id,
                        .event = instance_event_name(INSTANCE_EV_PROVISIONED),
@@ -417,9 +477,27 @@ static void finish_job(runner_t *r, const job_t *job, const char *state)
     exec_ok(r, job->rid, "job_finish", 2, p, NULL);
 }
 
+/* Epoch ms as the instance's expiry reads back (JOB_INSTANCE_COLUMNS: seconds, UTC). */
+static void expire_text(int64_t ms, char *buf, size_t len)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Provision job's instance. A webhook provisioner may be slow: the order is fetched and stored
+ * first (with the lease extended), then the webhook called. The builtin one is not: the order
+ * is stored with the credentials, in the finishing transaction, one commit for both. */
 static void run_provision(runner_t *r, const job_t *job, job_instance_t *inst)
 {
-    if (!inst->order_fetched) {
+    queryorder_details_t d;
+    const queryorder_details_t *order = NULL;
+    if (!inst->order_fetched && r->cfg->prov.kind == PROVISIONER_BUILTIN) {
+        if (!job_query_order(r, job, &d))
+            return;
+        order = &d;
+    } else if (!inst->order_fetched) {
         fetch_result_t f = fetch_order(r, job, inst);
         if (f == FETCH_RELEASED) {
             log_info(job->rid, "job %s: instance %s was released meanwhile; job cancelled",
@@ -429,22 +507,32 @@ static void run_provision(runner_t *r, const job_t *job, job_instance_t *inst)
         if (f != FETCH_STORED)
             return;
     }
+    /* What the instance will hold: its own values first, then the order's. */
+    char expire[32] = "";
+    if (*inst->expire)
+        snprintf(expire, sizeof expire, "%s", inst->expire);
+    else if (order && order->expire_ms > 0)
+        expire_text(order->expire_ms, expire, sizeof expire);
+#define PICK(field) (*inst->field ? inst->field : order ? order->field : NULL)
     provisioner_request_t req = {.instance_id = job->instance_id,
                                  .order_id = job->order_id,
                                  .order_line_id = job->order_line_id,
-                                 .product_id = order_nullable(inst->product_id),
-                                 .sku_code = order_nullable(inst->sku_code),
-                                 .charging_mode = order_nullable(inst->charging_mode),
-                                 .expire_time = order_nullable(inst->expire),
+                                 .product_id = PICK(product_id),
+                                 .sku_code = PICK(sku_code),
+                                 .charging_mode = PICK(charging_mode),
+                                 .expire_time = order_nullable(expire),
                                  .test_flag = inst->test_flag,
                                  .request_id = job->rid};
+#undef PICK
     provisioner_credentials_t creds = {0};
     char err[256];
     if (provisioner_provision(&r->cfg->prov, &req, &creds, err, sizeof err) != 0) {
         job_fail(r, job, err);
+        if (order)
+            queryorder_details_free(&d);
         return;
     }
-    finish_ctx_t c = {.r = r, .job = job, .creds = &creds};
+    finish_ctx_t c = {.r = r, .job = job, .order = order, .creds = &creds};
     c.user_sealed = seal_text(r->cfg, job->instance_id, creds.user_name);
     c.password_sealed = seal_text(r->cfg, job->instance_id, creds.password);
     c.app_info = event_app_info(r->cfg, job->instance_id, &creds);
@@ -453,11 +541,18 @@ static void run_provision(runner_t *r, const job_t *job, job_instance_t *inst)
     free(c.password_sealed);
     json_decref(c.app_info);
     provisioner_credentials_free(&creds);
+    if (st == PG_OK && c.order_stored)
+        log_order_fetched(job, order);
+    if (order)
+        queryorder_details_free(&d);
     if (st == PG_FAIL)
         job_fail(r, job, "database error while storing the credentials");
     else if (st == PG_OK)
         log_info(job->rid, "job %s: instance %s %s", job->id, job->instance_id,
-                 c.activated ? "provisioned and active" : "needed no provisioning");
+                 c.activated                             ? "provisioned and active"
+                 : strcmp(c.kind_done, "cancelled") == 0 ? "not provisioned (released or moved "
+                                                           "on meanwhile); job cancelled"
+                                                         : "needed no provisioning");
 }
 
 typedef struct {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "xmalloc.h"
 
 static void vbasic(kresp_t *r, const char *fmt, va_list ap)
@@ -297,4 +298,62 @@ long long ot_expire_ms_of(const char *id)
     return ot_sql_num("SELECT coalesce((extract(epoch FROM expire_time) * 1000)::bigint, -1)"
                       " FROM orders.instances WHERE instance_id = $1",
                       id, NULL);
+}
+
+void ot_wait_job(const char *id, long min_attempts, const char *st, int timeout_ms)
+{
+    char *sql = xasprintf("SELECT attempts >= %ld AND state = $2 FROM orders.jobs"
+                          " WHERE instance_id = $1 AND kind = 'provision'",
+                          min_attempts);
+    if (!ot_wait_value(timeout_ms, sql, id, st, "t"))
+        fail_msg("job of %s did not reach %ld attempts in %s", id, min_attempts, st);
+    free(sql);
+}
+
+char *ot_new_with_fault(const char *fields)
+{
+    char *order = ot_order_id(), *line = ot_line_of(order), *biz = kc_uid("biz");
+    if (fields) {
+        char *fault = xasprintf("{\"path\":\"order/query\",\"match\":\"%s\",%s}", order, fields);
+        ot_fault(fault);
+        free(fault);
+    }
+    char *id = ot_new_instance(order, line, biz, NULL);
+    free(order);
+    free(line);
+    free(biz);
+    return id;
+}
+
+long long ot_job_attempts(const char *id)
+{
+    return ot_sql_num("SELECT attempts FROM orders.jobs WHERE instance_id = $1", id, NULL);
+}
+
+void ot_assert_provisioned_once(const char *id, int timeout_ms, long long min_attempts)
+{
+    json_decref(ot_wait_provisioned(id, timeout_ms));
+    assert_true(ot_job_attempts(id) >= min_attempts);
+    assert_int_equal(ot_sql_num("SELECT count(*) FROM orders.instance_history"
+                                " WHERE instance_id = $1 AND event = 'provisioned'",
+                                id, NULL),
+                     1);
+    assert_int_equal(ot_sql_num("SELECT count(*) FROM orders.outbox WHERE instance_id = $1"
+                                " AND event_type = 'instance.activated'",
+                                id, NULL),
+                     1);
+    char *st = ot_sql("SELECT state FROM orders.jobs WHERE instance_id = $1 AND kind = 'provision'",
+                      id, NULL);
+    assert_string_equal(st, "done");
+    free(st);
+}
+
+bool ot_order_logged(void *needle)
+{
+    char *path = xasprintf("%s/logs/order.log", suite_get("KOOISV_SUITE_DIR"));
+    char *text = config_read_file(path, NULL);
+    bool found = text && strstr(text, needle);
+    free(text);
+    free(path);
+    return found;
 }

@@ -49,6 +49,20 @@ void ot_fault(const char *json);
 void ot_clear_faults(void);
 /* ot_clear_faults as a cmocka teardown (of a test or of the group); returns 0. */
 int ot_clear_faults_teardown(void **state);
+/* Wait up to timeout_ms until the provisioning job of id made min_attempts attempts and is in
+ * state st; fails the test otherwise. */
+void ot_wait_job(const char *id, long min_attempts, const char *st, int timeout_ms);
+/* A new instance whose Query Order calls meet the fault described by fields (JSON members
+ * after "path"; NULL: none, provisioned without interference); the fault matches this order
+ * only, so leftover jobs of other tests cannot consume it. Caller frees the id. */
+char *ot_new_with_fault(const char *fields);
+/* Attempts made so far by the instance's jobs (one job per instance where used). */
+long long ot_job_attempts(const char *id);
+/* Wait up to timeout_ms until id is provisioned; then it was provisioned exactly once (one
+ * activation in history and outbox, the job done) after at least min_attempts attempts. */
+void ot_assert_provisioned_once(const char *id, int timeout_ms, long long min_attempts);
+/* True when the order service's log (<suite>/logs/order.log) holds needle (a C string). */
+bool ot_order_logged(void *needle);
 /* Register an order with the emulator (JSON body of POST /_emulator/orders, printf-style);
  * asserts it was accepted. */
 void ot_order_register(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

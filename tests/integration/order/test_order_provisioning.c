@@ -15,73 +15,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
 #include "order_support.h"
 #include "timeutil.h"
 #include "xmalloc.h"
 
 #define PROVISION_WAIT_MS 40000
 
-/* Wait until the provisioning job of id made min_attempts attempts and is in state st. */
-static void wait_job(const char *id, long min_attempts, const char *st, int timeout_ms)
-{
-    char *sql = xasprintf("SELECT attempts >= %ld AND state = $2 FROM orders.jobs"
-                          " WHERE instance_id = $1 AND kind = 'provision'",
-                          min_attempts);
-    if (!ot_wait_value(timeout_ms, sql, id, st, "t"))
-        fail_msg("job of %s did not reach %ld attempts in %s", id, min_attempts, st);
-    free(sql);
-}
-
-/* A new instance whose Query Order calls meet the fault described by fields (JSON members
- * after "path"; NULL: none, provisioned without interference); the fault matches this order
- * only, so leftover jobs of other tests cannot consume it. */
-static char *create_with_fault(const char *fields)
-{
-    char *order = ot_order_id(), *line = ot_line_of(order), *biz = kc_uid("biz");
-    if (fields) {
-        char *fault = xasprintf("{\"path\":\"order/query\",\"match\":\"%s\",%s}", order, fields);
-        ot_fault(fault);
-        free(fault);
-    }
-    char *id = ot_new_instance(order, line, biz, NULL);
-    free(order);
-    free(line);
-    free(biz);
-    return id;
-}
-
-/* Attempts made so far by the instance's jobs (one job per instance in these tests). */
-static long long job_attempts(const char *id)
-{
-    return ot_sql_num("SELECT attempts FROM orders.jobs WHERE instance_id = $1", id, NULL);
-}
-
-/* Wait up to timeout_ms until id is provisioned; then it was provisioned exactly once (one
- * activation in history and outbox, the job done) after at least min_attempts attempts. */
-static void assert_provisioned_once(const char *id, int timeout_ms, long long min_attempts)
-{
-    json_decref(ot_wait_provisioned(id, timeout_ms));
-    assert_true(job_attempts(id) >= min_attempts);
-    assert_int_equal(ot_sql_num("SELECT count(*) FROM orders.instance_history"
-                                " WHERE instance_id = $1 AND event = 'provisioned'",
-                                id, NULL),
-                     1);
-    assert_int_equal(ot_sql_num("SELECT count(*) FROM orders.outbox WHERE instance_id = $1"
-                                " AND event_type = 'instance.activated'",
-                                id, NULL),
-                     1);
-    char *st = ot_sql("SELECT state FROM orders.jobs WHERE instance_id = $1 AND kind = 'provision'",
-                      id, NULL);
-    assert_string_equal(st, "done");
-    free(st);
-}
-
 static void test_retry_on_error_answers(void **state)
 {
     (void)state;
-    char *id = create_with_fault("\"mode\":\"error\",\"count\":3,\"code\":\"MKT.0999\"");
-    assert_provisioned_once(id, PROVISION_WAIT_MS, 4);
+    char *id = ot_new_with_fault("\"mode\":\"error\",\"count\":3,\"code\":\"MKT.0999\"");
+    ot_assert_provisioned_once(id, PROVISION_WAIT_MS, 4);
     char *err = ot_sql("SELECT last_error FROM orders.jobs WHERE instance_id = $1", id, NULL);
     assert_non_null(err);
     assert_non_null(strstr(err, "MKT.0999"));
@@ -92,11 +36,11 @@ static void test_retry_on_error_answers(void **state)
 static void test_retry_on_http500_and_drop(void **state)
 {
     (void)state;
-    char *id = create_with_fault("\"mode\":\"http500\",\"count\":2");
-    assert_provisioned_once(id, PROVISION_WAIT_MS, 1);
+    char *id = ot_new_with_fault("\"mode\":\"http500\",\"count\":2");
+    ot_assert_provisioned_once(id, PROVISION_WAIT_MS, 1);
     free(id);
-    id = create_with_fault("\"mode\":\"drop\",\"count\":1");
-    assert_provisioned_once(id, PROVISION_WAIT_MS, 2);
+    id = ot_new_with_fault("\"mode\":\"drop\",\"count\":1");
+    ot_assert_provisioned_once(id, PROVISION_WAIT_MS, 2);
     free(id);
 }
 
@@ -104,8 +48,8 @@ static void test_retry_on_slow_answer(void **state)
 {
     (void)state;
     /* Slower than the Query Order timeout (5 s): the attempt is abandoned and retried. */
-    char *id = create_with_fault("\"mode\":\"slow\",\"count\":1,\"delay_ms\":7000");
-    assert_provisioned_once(id, PROVISION_WAIT_MS, 2);
+    char *id = ot_new_with_fault("\"mode\":\"slow\",\"count\":1,\"delay_ms\":7000");
+    ot_assert_provisioned_once(id, PROVISION_WAIT_MS, 2);
     free(id);
 }
 
@@ -114,8 +58,8 @@ static void test_failed_job_redrive(void **state)
     (void)state;
     const char *token = suite_get("KOOISV_OPERATOR_TOKEN");
     assert_non_null(token);
-    char *id = create_with_fault("\"mode\":\"error\",\"count\":-1");
-    wait_job(id, 2, "pending", 20000);
+    char *id = ot_new_with_fault("\"mode\":\"error\",\"count\":-1");
+    ot_wait_job(id, 2, "pending", 20000);
     char *job = ot_sql("SELECT id FROM orders.jobs WHERE instance_id = $1", id, NULL);
 
     kresp_t r = {0};
@@ -130,7 +74,7 @@ static void test_failed_job_redrive(void **state)
     if (r.status != 200)
         fail_msg("redrive: %d %s", r.status, r.body);
     kresp_free(&r);
-    assert_provisioned_once(id, 15000, 1);
+    ot_assert_provisioned_once(id, 15000, 1);
 
     /* The operator's view: history and job, never a credential. */
     char *ipath = xasprintf("/v1/instances/%s", id);
@@ -166,24 +110,13 @@ static void test_killed_mid_job_resumes(void **state)
 {
     (void)state;
     /* Hold the job inside Query Order, kill the service, start it again. */
-    char *id = create_with_fault("\"mode\":\"slow\",\"count\":1,\"delay_ms\":4000");
-    wait_job(id, 1, "running", 10000);
+    char *id = ot_new_with_fault("\"mode\":\"slow\",\"count\":1,\"delay_ms\":4000");
+    ot_wait_job(id, 1, "running", 10000);
     assert_int_equal(kc_suite("kill", "order"), 0);
     assert_int_equal(kc_suite("start-svc", "order"), 0);
     /* Nothing else touches the instance: the restarted replica resumes the job on its own. */
-    assert_provisioned_once(id, PROVISION_WAIT_MS, 2);
+    ot_assert_provisioned_once(id, PROVISION_WAIT_MS, 2);
     free(id);
-}
-
-/* Does the order service's log contain needle? */
-static bool order_logged(void *needle)
-{
-    char *path = xasprintf("%s/logs/order.log", suite_get("KOOISV_SUITE_DIR"));
-    char *text = config_read_file(path, NULL);
-    bool found = text && strstr(text, needle);
-    free(text);
-    free(path);
-    return found;
 }
 
 /* Another replica takes the job over while Query Order is slow: the runner that lost the lease
@@ -192,8 +125,8 @@ static bool order_logged(void *needle)
 static void test_lease_lost_stores_nothing(void **state)
 {
     (void)state;
-    char *id = create_with_fault("\"mode\":\"slow\",\"count\":1,\"delay_ms\":2500");
-    wait_job(id, 1, "running", 10000);
+    char *id = ot_new_with_fault("\"mode\":\"slow\",\"count\":1,\"delay_ms\":2500");
+    ot_wait_job(id, 1, "running", 10000);
     char *job = ot_sql("UPDATE orders.jobs SET lease_owner = 'elsewhere:1',"
                        " lease_until = now() + interval '1 hour'"
                        " WHERE instance_id = $1 AND state = 'running' RETURNING id",
@@ -201,7 +134,7 @@ static void test_lease_lost_stores_nothing(void **state)
     if (!job)
         fail_msg("job of %s was not running when taken over", id);
     char *line = xasprintf("job %s: lease lost", job);
-    if (!kc_wait(10000, 100, order_logged, line))
+    if (!kc_wait(10000, 100, ot_order_logged, line))
         fail_msg("the runner did not notice it lost the lease of job %s", job);
 
     ot_assert_state(id, "provisioning");
@@ -221,7 +154,7 @@ static void test_lease_lost_stores_nothing(void **state)
     free(ot_sql("UPDATE orders.jobs SET state = 'pending', lease_owner = NULL, lease_until = NULL,"
                 " next_attempt_at = now() WHERE id = $1::bigint RETURNING id",
                 job, NULL));
-    assert_provisioned_once(id, PROVISION_WAIT_MS, 2);
+    ot_assert_provisioned_once(id, PROVISION_WAIT_MS, 2);
     free(owner);
     free(line);
     free(job);
@@ -232,7 +165,7 @@ static void test_service_down(void **state)
 {
     (void)state;
     ot_wait_service(10000);
-    char *before = create_with_fault(NULL); /* acknowledged: must survive the outage */
+    char *before = ot_new_with_fault(NULL); /* acknowledged: must survive the outage */
     assert_int_equal(kc_suite("stop-svc", "order"), 0);
 
     char *order = ot_order_id(), *line = ot_line_of(order), *biz = kc_uid("biz");
