@@ -34,7 +34,7 @@ static const pg_stmt_t emit_stmts[] = {
      * event's: a consumer's mark (order eventfeed.c) may pass a value of outbox_seq once every
      * transaction that was running when it was read has ended, so no transaction may hold an
      * event id without a transaction id. */
-    {"outbox_next_id", "SELECT nextval('outbox_seq') WHERE pg_current_xact_id() IS NOT NULL", 0},
+    {"outbox_next_id", "SELECT " OUTBOX_NEXT_ID " WHERE " OUTBOX_XACT_FIRST, 0},
     /* The delivery threads (LISTEN $9) hear of it at COMMIT, in the same round trip. */
     {"outbox_insert",
      "WITH i AS (INSERT INTO outbox (id, event_id, event_type, instance_id, tenant_id, test_flag,"
@@ -180,14 +180,21 @@ pg_status_t outbox_emit(outbox_t *self, pg_tx_t *tx, const char *event_type,
                         const char *instance_id, const char *tenant_id, bool test_flag,
                         json_t *data)
 {
-    pg_status_t st = PG_FAIL;
-    char *stored = NULL;
     PGresult *r = pg_tx_exec(tx, "outbox_next_id", 0, NULL);
-    if (!r)
-        goto done;
+    if (!r) {
+        json_decref(data);
+        return tx->failed;
+    }
     char seq[32];
     snprintf(seq, sizeof seq, "%s", PQgetvalue(r, 0, 0));
     PQclear(r);
+    return outbox_emit_id(self, tx, seq, event_type, instance_id, tenant_id, test_flag, data);
+}
+
+pg_status_t outbox_emit_id(outbox_t *self, pg_tx_t *tx, const char *seq, const char *event_type,
+                           const char *instance_id, const char *tenant_id, bool test_flag,
+                           json_t *data)
+{
     char event_id[37], when[32];
     rand_uuid7(event_id);
     time_format_iso(time_now_ms(), when, sizeof when);
@@ -198,7 +205,7 @@ pg_status_t outbox_emit(outbox_t *self, pg_tx_t *tx, const char *event_type,
                   "tenantId", tenant_id, "testFlag", test_flag, "occurredAt", when, "data", data);
     char *text = svcadmin_json_text(ev);
     json_decref(ev);
-    stored = text;
+    char *stored = text;
     if (self->cfg.seal_key) {
         char *aad = seal_aad(self, event_id);
         stored = sealbox_seal(self->cfg.seal_key, aad, text, strlen(text));
@@ -213,8 +220,8 @@ pg_status_t outbox_emit(outbox_t *self, pg_tx_t *tx, const char *event_type,
                        self->channel};
     bool skip = !*self->cfg.url;
     /* queued: it goes out with the transaction's next statement or its COMMIT */
-    st = pg_tx_queue(tx, skip ? "outbox_insert_skipped" : "outbox_insert", skip ? 8 : 9, p);
-done:
+    pg_status_t st =
+        pg_tx_queue(tx, skip ? "outbox_insert_skipped" : "outbox_insert", skip ? 8 : 9, p);
     free(stored);
     json_decref(data);
     return st == PG_OK ? PG_OK : tx->failed;

@@ -54,6 +54,16 @@ const pg_stmt_t *outbox_stmts(size_t *n);
 pg_status_t outbox_emit(outbox_t *self, pg_tx_t *tx, const char *event_type,
                         const char *instance_id, const char *tenant_id, bool test_flag,
                         json_t *data);
+/* A new event id read by a statement of the caller's that needs an answer anyway (saving
+ * outbox_emit's own read): select OUTBOX_NEXT_ID and put OUTBOX_XACT_FIRST in its WHERE (a
+ * one-time filter, run before the select list), so that no event id is ever held by a
+ * transaction without a transaction id (a consumer's mark relies on it). */
+#define OUTBOX_NEXT_ID "nextval('outbox_seq')"
+#define OUTBOX_XACT_FIRST "pg_current_xact_id() IS NOT NULL"
+/* outbox_emit with the event id id (decimal text) read in tx as OUTBOX_NEXT_ID says. */
+pg_status_t outbox_emit_id(outbox_t *self, pg_tx_t *tx, const char *id, const char *event_type,
+                           const char *instance_id, const char *tenant_id, bool test_flag,
+                           json_t *data);
 /* Serve "outbox.failed" (args: limit) and "outbox.redrive" (args: id) on db; false when action
  * is neither (the caller answers). */
 bool outbox_admin(outbox_t *self, pg_session_t *db, svc_call_t *call,

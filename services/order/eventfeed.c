@@ -25,7 +25,7 @@
  * an acknowledgement the mark moves up to the first event the consumer has not acknowledged, but
  * never past a value of outbox_seq that is not yet settled: an event with a lower id may still be
  * committing, and must not be skipped when it appears. Every transaction holds its transaction id
- * before it takes an event id (outbox.c "outbox_next_id"), so a value read from outbox_seq is
+ * before it takes an event id (outbox.h OUTBOX_XACT_FIRST), so a value read from outbox_seq is
  * settled once every transaction that was running when it was read has ended (migration 010). The
  * NOT EXISTS probes are kept as per-row probes of the (consumer, seq) index (OFFSET 0): planned
  * as an anti-join, the mark's unknown value made PostgreSQL hash every acknowledgement the

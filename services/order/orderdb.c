@@ -17,9 +17,9 @@ const pg_stmt_t orderdb_stmts[] = {
      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)",
      10},
     /* An event's data: the instance as it is after the change, so billing needs no second
-     * look (README "Order events"). */
+     * look (README "Order events"); with the event's id, in the same round trip. */
     {"outbox_snapshot",
-     "SELECT i.test_flag, jsonb_build_object("
+     "SELECT " OUTBOX_NEXT_ID ", i.test_flag, jsonb_build_object("
      "  'orderId', coalesce($2::text, i.order_id),"
      "  'orderLineId', coalesce($3::text, i.order_line_id), 'scene', $4::text,"
      "  'state', i.state, 'previousState', $5::text, 'productId', i.product_id,"
@@ -28,7 +28,7 @@ const pg_stmt_t orderdb_stmts[] = {
      "  'expireTime', to_char(i.expire_time AT TIME ZONE 'UTC',"
      "   'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
      "  'planVersion', i.plan_version)::text"
-     " FROM orders.instances i WHERE i.instance_id = $1",
+     " FROM orders.instances i WHERE i.instance_id = $1 AND " OUTBOX_XACT_FIRST,
      5},
 };
 const size_t orderdb_stmts_count = sizeof orderdb_stmts / sizeof orderdb_stmts[0];
@@ -114,14 +114,16 @@ static pg_status_t event_emit(pg_tx_t *tx, const change_t *c)
                   c->instance_id);
         return PG_FAIL;
     }
-    bool test_flag = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-    json_t *data = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+    char seq[32];
+    snprintf(seq, sizeof seq, "%s", PQgetvalue(res, 0, 0));
+    bool test_flag = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+    json_t *data = json_loads(PQgetvalue(res, 0, 2), 0, NULL);
     PQclear(res);
     if (!data)
         return PG_FAIL;
     if (c->data_extra)
         json_object_update(data, c->data_extra);
-    return outbox_emit(events, tx, c->outbox_event, c->instance_id, "", test_flag, data);
+    return outbox_emit_id(events, tx, seq, c->outbox_event, c->instance_id, "", test_flag, data);
 }
 
 pg_status_t change_record(pg_tx_t *tx, const change_t *c)
