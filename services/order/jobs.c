@@ -1,6 +1,7 @@
 /* jobs: background work of the order service, run by job threads in every replica.
- * A job row is claimed with FOR UPDATE SKIP LOCKED and leased (lease_owner, lease_until); a
- * replica killed mid-job leaves a lease that runs out, and any replica takes the job over.
+ * Job rows are claimed with FOR UPDATE SKIP LOCKED and leased (lease_owner, lease_until), up to
+ * JOB_CLAIM_MAX at once under a backlog, and run in turn; a replica killed mid-job leaves
+ * leases that run out, and any replica takes the jobs over.
  * Failures retry with exponential backoff (attempts, next_attempt_at, last_error) until
  * max_attempts, then the job is "failed" for an operator to redrive.
  *   provision:  Query Order -> store order details (with the lease extended, in one statement,
@@ -24,6 +25,7 @@
 #include "pgworker.h"
 #include "randutil.h"
 #include "sealbox.h"
+#include "timeutil.h"
 #include "xmalloc.h"
 
 /* Reconnection delays of a job thread grow from KOOISV_PROVISION_POLL_MS up to this. */
@@ -59,13 +61,14 @@
     " freeze_requested = false, provisioned_at = now(), updated_at = now()"
 
 const pg_stmt_t jobs_stmts[] = {
-    /* Claims the job and reads its instance in one statement: the instance's columns are NULL
-     * when it is gone. Columns 0-6 the job, 7-13 the instance (as job_instance). */
+    /* Claims up to $3 due jobs, oldest first, and reads their instances in one statement (one
+     * walk of the due index serves them all): the instance's columns are NULL when it is gone.
+     * Columns 0-6 the job, 7-13 the instance (as job_instance). */
     {"job_claim",
      "WITH c AS (SELECT id FROM orders.jobs"
      "  WHERE (state = 'pending' AND next_attempt_at <= now())"
      "     OR (state = 'running' AND lease_until < now())"
-     "  ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),"
+     "  ORDER BY next_attempt_at, id LIMIT $3::int FOR UPDATE SKIP LOCKED),"
      " j AS (UPDATE orders.jobs j SET state = 'running', attempts = j.attempts + 1,"
      "  lease_owner = $1, lease_until = now() + $2::int * interval '1 millisecond',"
      "  updated_at = now()"
@@ -74,7 +77,14 @@ const pg_stmt_t jobs_stmts[] = {
      "   coalesce(j.request_id, '-') AS rid)"
      " SELECT j.id, j.kind, j.instance_id, j.order_id, j.order_line_id, j.attempts, j.rid,"
      JOB_INSTANCE_COLUMNS
-     " FROM j LEFT JOIN orders.instances i ON i.instance_id = j.instance_id",
+     " FROM j LEFT JOIN orders.instances i ON i.instance_id = j.instance_id ORDER BY j.id",
+     3},
+    /* Claimed jobs a runner will not start after all (its batch took too long, or it stops):
+     * due again at once for any runner, the claim's attempt not counted. */
+    {"job_give_back",
+     "UPDATE orders.jobs SET state = 'pending', attempts = greatest(attempts - 1, 0),"
+     " lease_owner = NULL, lease_until = NULL, next_attempt_at = now(), updated_at = now()"
+     " WHERE id = ANY($1::bigint[]) AND lease_owner = $2 AND state = 'running'",
      2},
     /* The instance's own order (provision): fills what nothing else set yet, since a refresh or
      * an upgrade may have come first and is newer. Only while the job is still ours: the same
@@ -150,10 +160,17 @@ const pg_stmt_t jobs_stmts[] = {
 };
 const size_t jobs_stmts_count = sizeof jobs_stmts / sizeof jobs_stmts[0];
 
+/* Jobs one claim takes at most. A runner asks for one; while its claims come back full (a
+ * backlog), it asks for twice as many the next time, up to this; a claim that finds fewer than
+ * it asked for brings it back down. */
+#define JOB_CLAIM_MAX 8
+
 typedef struct {
     const order_config_t *cfg;
     char owner[192];
-    pg_session_t *db; /* the worker's session, lent for the step */
+    pg_session_t *db;  /* the worker's session, lent for the step */
+    pgworker_t *worker; /* the same step's worker (pgworker_stopping) */
+    int claim_n;        /* jobs the next claim asks for (1..JOB_CLAIM_MAX) */
 } runner_t;
 
 typedef struct {
@@ -217,18 +234,18 @@ typedef struct {
     char product_id[257], sku_code[257], charging_mode[64], expire[32];
 } job_instance_t;
 
-/* The instance columns (JOB_INSTANCE_COLUMNS) of row 0 from column col into *out; false when
+/* The instance columns (JOB_INSTANCE_COLUMNS) of row row from column col into *out; false when
  * they are NULL (the instance is gone, or released where the statement says so). */
-static bool instance_from_row(const PGresult *res, int col, job_instance_t *out)
+static bool instance_row(const PGresult *res, int row, int col, job_instance_t *out)
 {
-    if (PQntuples(res) != 1 || PQgetisnull(res, 0, col) ||
-        !instance_state_parse(pg_value(res, 0, col), &out->state))
+    if (row >= PQntuples(res) || PQgetisnull(res, row, col) ||
+        !instance_state_parse(pg_value(res, row, col), &out->state))
         return false;
-    out->test_flag = strcmp(pg_value(res, 0, col + 1), "t") == 0;
-    out->order_fetched = strcmp(pg_value(res, 0, col + 2), "t") == 0;
+    out->test_flag = strcmp(pg_value(res, row, col + 1), "t") == 0;
+    out->order_fetched = strcmp(pg_value(res, row, col + 2), "t") == 0;
 #define COPY(field, i)                                                                             \
     snprintf(out->field, sizeof out->field, "%s",                                                  \
-             pg_value(res, 0, col + i) ? pg_value(res, 0, col + i) : "")
+             pg_value(res, row, col + i) ? pg_value(res, row, col + i) : "")
     COPY(product_id, 3);
     COPY(sku_code, 4);
     COPY(charging_mode, 5);
@@ -308,7 +325,7 @@ static fetch_result_t fetch_order(runner_t *r, const job_t *job, job_instance_t 
     if (res && PQntuples(res) == 1) {
         if (strcmp(pg_value(res, 0, 0), "1") != 0)
             out = FETCH_LOST;
-        else if (!instance_from_row(res, 1, inst))
+        else if (PQntuples(res) != 1 || !instance_row(res, 0, 1, inst))
             out = FETCH_RELEASED;
         else
             out = FETCH_STORED;
@@ -629,58 +646,108 @@ static void run_order_sync(runner_t *r, const job_t *job)
     queryorder_details_free(&d);
 }
 
-/* Claim and run one due job; 1 when one ran, 0 when none was due, -1 on a database error. */
-static int run_one(runner_t *r)
+/* The job of claim row i. */
+static void job_from_row(const PGresult *res, int i, job_t *job)
 {
-    char lease[16];
-    snprintf(lease, sizeof lease, "%d", r->cfg->lease_ms);
-    const char *p[] = {r->owner, lease};
+    snprintf(job->id, sizeof job->id, "%s", pg_value(res, i, 0));
+    snprintf(job->kind, sizeof job->kind, "%s", pg_value(res, i, 1));
+    snprintf(job->instance_id, sizeof job->instance_id, "%s", pg_value(res, i, 2));
+    snprintf(job->order_id, sizeof job->order_id, "%s", pg_value(res, i, 3));
+    snprintf(job->order_line_id, sizeof job->order_line_id, "%s", pg_value(res, i, 4));
+    job->attempts = atoi(pg_value(res, i, 5));
+    snprintf(job->rid, sizeof job->rid, "%s", pg_value(res, i, 6));
+}
+
+/* Run one claimed job (the k-th of n claimed together), its instance as claimed in *inst
+ * (found false: gone). */
+static void run_claimed(runner_t *r, const job_t *job, int k, int n, bool found,
+                        job_instance_t *inst)
+{
+    log_info(job->rid, "job %s %s instance=%s attempt %d claimed by %s (%d of %d in one claim)",
+             job->id, job->kind, job->instance_id, job->attempts, r->owner, k, n);
+    if (!found || inst->state == INSTANCE_RELEASED) {
+        log_info(job->rid, "job %s: instance %s is released; job cancelled", job->id,
+                 job->instance_id);
+        finish_job(r, job, "cancelled");
+        return;
+    }
+    if (strcmp(job->kind, "provision") == 0 && inst->state != INSTANCE_PROVISIONING)
+        finish_job(r, job, "done"); /* provisioned already: never a second set of credentials */
+    else if (strcmp(job->kind, "provision") == 0)
+        run_provision(r, job, inst);
+    else
+        run_order_sync(r, job);
+}
+
+/* Give claim rows from..n-1 of res back (job_give_back), logged with why. */
+static void give_back(runner_t *r, const PGresult *res, int from, int n, const char *why)
+{
+    size_t len = 3;
+    for (int i = from; i < n; i++)
+        len += strlen(pg_value(res, i, 0)) + 1;
+    char *ids = xmalloc(len), *p = ids;
+    *p++ = '{';
+    for (int i = from; i < n; i++)
+        p += sprintf(p, "%s%s", i > from ? "," : "", pg_value(res, i, 0));
+    *p++ = '}';
+    *p = '\0';
+    const char *params[] = {ids, r->owner};
     pg_status_t st;
-    PGresult *res = pg_session_exec(r->db, NULL, "job_claim", 2, p, &st);
+    PGresult *up = pg_session_exec(r->db, NULL, "job_give_back", 2, params, &st);
+    log_info(NULL, "%s gave back %s of its claimed job(s) %s: %s", r->owner,
+             up ? PQcmdTuples(up) : "none", ids, why);
+    if (up)
+        PQclear(up);
+    free(ids);
+}
+
+/* Claim up to r->claim_n due jobs and run them in turn; the number claimed (0 when none was
+ * due), -1 on a database error. Jobs not started before half the lease is gone, or when the
+ * worker stops, are given back for any runner to take. */
+static int run_some(runner_t *r)
+{
+    char lease[16], want[16];
+    snprintf(lease, sizeof lease, "%d", r->cfg->lease_ms);
+    snprintf(want, sizeof want, "%d", r->claim_n);
+    const char *p[] = {r->owner, lease, want};
+    pg_status_t st;
+    int64_t claimed_at = time_mono_us();
+    PGresult *res = pg_session_exec(r->db, NULL, "job_claim", 3, p, &st);
     if (!res)
         return -1;
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        return 0;
+    int n = PQntuples(res);
+    r->claim_n = n < r->claim_n ? (n > 1 ? n : 1)
+                 : r->claim_n * 2 <= JOB_CLAIM_MAX ? r->claim_n * 2
+                                                   : JOB_CLAIM_MAX;
+    for (int i = 0; i < n; i++) {
+        const char *why = NULL;
+        if (i > 0 && pgworker_stopping(r->worker))
+            why = "stopping";
+        else if (i > 0 && time_mono_us() - claimed_at > (int64_t)r->cfg->lease_ms * 500)
+            why = "half of their lease is gone";
+        if (why) {
+            give_back(r, res, i, n, why);
+            break;
+        }
+        job_t job;
+        job_from_row(res, i, &job);
+        job_instance_t inst;
+        bool found = instance_row(res, i, 7, &inst);
+        run_claimed(r, &job, i + 1, n, found, &inst);
     }
-    job_t job;
-    snprintf(job.id, sizeof job.id, "%s", pg_value(res, 0, 0));
-    snprintf(job.kind, sizeof job.kind, "%s", pg_value(res, 0, 1));
-    snprintf(job.instance_id, sizeof job.instance_id, "%s", pg_value(res, 0, 2));
-    snprintf(job.order_id, sizeof job.order_id, "%s", pg_value(res, 0, 3));
-    snprintf(job.order_line_id, sizeof job.order_line_id, "%s", pg_value(res, 0, 4));
-    job.attempts = atoi(pg_value(res, 0, 5));
-    snprintf(job.rid, sizeof job.rid, "%s", pg_value(res, 0, 6));
-    job_instance_t inst;
-    bool found = instance_from_row(res, 7, &inst);
     PQclear(res);
-    log_info(job.rid, "job %s %s instance=%s attempt %d claimed by %s", job.id, job.kind,
-             job.instance_id, job.attempts, r->owner);
-
-    if (!found || inst.state == INSTANCE_RELEASED) {
-        log_info(job.rid, "job %s: instance %s is released; job cancelled", job.id,
-                 job.instance_id);
-        finish_job(r, &job, "cancelled");
-        return 1;
-    }
-    if (strcmp(job.kind, "provision") == 0 && inst.state != INSTANCE_PROVISIONING)
-        finish_job(r, &job, "done"); /* provisioned already: never a second set of credentials */
-    else if (strcmp(job.kind, "provision") == 0)
-        run_provision(r, &job, &inst);
-    else
-        run_order_sync(r, &job);
-    return 1;
+    return n;
 }
 
 /* ---- thread loop ---- */
 
-/* One step of a job thread (pgworker_step_t): true when a job ran and another may be due. */
+/* One step of a job thread (pgworker_step_t): true when jobs ran and more may be due. */
 static bool job_step(pgworker_t *worker, pg_session_t *db, void *arg)
 {
-    (void)worker;
     runner_t *r = arg;
     r->db = db;
-    return run_one(r) > 0;
+    r->worker = worker;
+    return run_some(r) > 0;
 }
 
 /* False when pid is gone or a zombie (killed, not yet reaped by its parent). */
@@ -750,6 +817,7 @@ int jobs_start(const order_config_t *cfg)
     runners = xcalloc((size_t)cfg->job_threads, sizeof *runners);
     for (int i = 0; i < cfg->job_threads; i++) {
         runners[i].cfg = cfg;
+        runners[i].claim_n = 1;
         snprintf(runners[i].owner, sizeof runners[i].owner, "%s:%d", cfg->replica_id, i);
     }
     pgworker_config_t wc = {.name = "job thread",

@@ -1,0 +1,151 @@
+/* The order service's job threads under a backlog: a runner claims several due jobs in one
+ * statement (up to 8, growing while its claims come back full) and runs them in turn; jobs it
+ * has not started when half their lease is gone are given back, due at once for any runner and
+ * their attempt not counted; every job is still provisioned exactly once. The test runs the
+ * order service with one job thread, a 3 s lease and 1 s HTTP timeouts (through
+ * <suite>/env/order.env, restored at the end). Needs the `suite` fixture. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "order_support.h"
+#include "xmalloc.h"
+
+#define JOBS 12
+#define PROVISION_WAIT_MS 60000
+
+static kc_envfile_t saved_env;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (suite_env_load() != 0 || !suite_get("KOOISV_SUITE_DIR"))
+        return -1;
+    kc_envfile_save(&saved_env, "order");
+    kc_envfile_write(&saved_env, "KOOISV_PROVISION_THREADS=1\n"
+                                 "KOOISV_PROVISION_LEASE_MS=3000\n"
+                                 "KOOISV_MARKETPLACE_TIMEOUT_MS=1000\n"
+                                 "KOOISV_WEBHOOK_TIMEOUT_MS=1000\n"
+                                 "KOOISV_PROVISION_BACKOFF_MS=600000\n"
+                                 "KOOISV_PROVISION_BACKOFF_MAX_MS=600000\n");
+    if (kc_suite("restart", "order") != 0)
+        return -1;
+    ot_wait_service(15000);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    kc_envfile_restore(&saved_env);
+    ot_clear_faults_teardown(state);
+    kc_suite("restart", "order");
+    ot_wait_service(15000);
+    return 0;
+}
+
+/* The order service's log from byte offset on (caller frees). */
+static char *order_log_from(size_t offset)
+{
+    char *path = xasprintf("%s/logs/order.log", suite_get("KOOISV_SUITE_DIR"));
+    size_t len = 0;
+    char *text = config_read_file(path, &len);
+    free(path);
+    char *out = xstrdup(text && offset < len ? text + offset : "");
+    free(text);
+    return out;
+}
+
+static size_t order_log_size(void)
+{
+    char *text = order_log_from(0);
+    size_t n = strlen(text);
+    free(text);
+    return n;
+}
+
+/* The largest n of "(k of n in one claim)" in log. */
+static int largest_claim(const char *log)
+{
+    int most = 0;
+    for (const char *p = strstr(log, " in one claim)"); p; p = strstr(p + 1, " in one claim)")) {
+        const char *of = p;
+        while (of > log && of[-1] != ' ')
+            of--;
+        int n = atoi(of);
+        if (n > most)
+            most = n;
+    }
+    return most;
+}
+
+static void test_backlog_claimed_together(void **state)
+{
+    (void)state;
+    /* Every Query Order fails at first: the jobs wait for a retry ten minutes away. */
+    ot_fault("{\"path\":\"order/query\",\"match\":\"CS\",\"mode\":\"error\",\"count\":-1}");
+    char *ids[JOBS];
+    for (int i = 0; i < JOBS; i++) {
+        char *order = ot_order_id(), *line = ot_line_of(order), *biz = kc_uid("biz");
+        ids[i] = ot_new_instance(order, line, biz, NULL);
+        free(order);
+        free(line);
+        free(biz);
+    }
+    for (int i = 0; i < JOBS; i++)
+        ot_wait_job(ids[i], 1, "pending", 20000);
+
+    /* Then every Query Order answers in 0.9 s (the timeout is 1 s), and all jobs fall due at
+     * once: the runner's claims grow (1, 2, 4...), and a claim of three or more reaches its
+     * third job after 1.8 s, past half of the 3 s lease, so the rest go back. */
+    ot_fault("{\"path\":\"order/query\",\"match\":\"CS\",\"mode\":\"slow\",\"count\":-1,"
+             "\"delay_ms\":900}");
+    size_t log_start = order_log_size();
+    char *list = xstrdup("");
+    for (int i = 0; i < JOBS; i++) {
+        char *next = xasprintf("%s%s'%s'", list, i ? "," : "", ids[i]);
+        free(list);
+        list = next;
+    }
+    char *due = xasprintf("WITH u AS (UPDATE orders.jobs SET next_attempt_at = now()"
+                          " WHERE instance_id IN (%s) AND state = 'pending' RETURNING 1)"
+                          " SELECT count(*) FROM u",
+                          list);
+    assert_int_equal(ot_sql_num(due, NULL, NULL), JOBS);
+    free(ot_sql("SELECT pg_notify('orders_jobs', '')::text", NULL, NULL));
+
+    for (int i = 0; i < JOBS; i++)
+        ot_assert_provisioned_once(ids[i], PROVISION_WAIT_MS, 2);
+    /* Given back means not counted: one failed attempt, one that provisioned. */
+    char *attempts = xasprintf("SELECT count(*) FROM orders.jobs WHERE instance_id IN (%s)"
+                               " AND attempts = 2",
+                               list);
+    assert_int_equal(ot_sql_num(attempts, NULL, NULL), JOBS);
+
+    char *log = order_log_from(log_start);
+    int most = largest_claim(log);
+    if (most < 3)
+        fail_msg("no claim took three jobs or more (largest: %d)", most);
+    if (!strstr(log, "half of their lease is gone"))
+        fail_msg("no claimed job was given back");
+    free(log);
+    free(attempts);
+    free(due);
+    free(list);
+    for (int i = 0; i < JOBS; i++)
+        free(ids[i]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_backlog_claimed_together, ot_clear_faults_teardown),
+    };
+    return KC_SUITE_MAIN(tests, group_setup, group_teardown);
+}
