@@ -357,3 +357,46 @@ bool ot_order_logged(void *needle)
     free(path);
     return found;
 }
+
+char *ot_take_over_job(const char *id)
+{
+    char *job = ot_sql("UPDATE orders.jobs SET lease_owner = 'elsewhere:1',"
+                       " lease_until = now() + interval '1 hour'"
+                       " WHERE instance_id = $1 AND state = 'running' RETURNING id",
+                       id, NULL);
+    if (!job)
+        fail_msg("job of %s was not running when taken over", id);
+    char *line = xasprintf("job %s: lease lost", job);
+    if (!kc_wait(10000, 100, ot_order_logged, line))
+        fail_msg("the runner did not notice it lost the lease of job %s", job);
+    free(line);
+    char *owner = ot_sql("SELECT state || ' ' || lease_owner FROM orders.jobs WHERE id = $1::bigint",
+                         job, NULL);
+    assert_string_equal(owner, "running elsewhere:1");
+    free(owner);
+    return job;
+}
+
+void ot_give_back_job(const char *job)
+{
+    free(ot_sql("UPDATE orders.jobs SET state = 'pending', lease_owner = NULL, lease_until = NULL,"
+                " next_attempt_at = now() WHERE id = $1::bigint RETURNING id",
+                job, NULL));
+}
+
+int ot_order_env_apply(kc_envfile_t *saved, const char *extra)
+{
+    kc_envfile_save(saved, "order");
+    kc_envfile_write(saved, extra);
+    if (kc_suite("restart", "order") != 0)
+        return -1;
+    ot_wait_service(15000);
+    return 0;
+}
+
+void ot_order_env_restore(kc_envfile_t *saved)
+{
+    kc_envfile_restore(saved);
+    kc_suite("restart", "order");
+    ot_wait_service(15000);
+}

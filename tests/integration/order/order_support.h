@@ -61,6 +61,17 @@ long long ot_job_attempts(const char *id);
 /* Wait up to timeout_ms until id is provisioned; then it was provisioned exactly once (one
  * activation in history and outbox, the job done) after at least min_attempts attempts. */
 void ot_assert_provisioned_once(const char *id, int timeout_ms, long long min_attempts);
+/* Another replica (lease owner "elsewhere:1") takes the running provisioning job of id over
+ * for an hour; waits until this runner's log says it lost the lease, then checks the job is
+ * still the other's. The job's id (caller frees). */
+char *ot_take_over_job(const char *id);
+/* The other replica of ot_take_over_job gives job back: due at once for any runner. */
+void ot_give_back_job(const char *job);
+/* Restart the order service with the KEY=VALUE lines extra added to <suite>/env/order.env (the
+ * file saved first into saved); 0 once the gateway reaches it again, -1 otherwise. */
+int ot_order_env_apply(kc_envfile_t *saved, const char *extra);
+/* Put the saved <suite>/env/order.env back and restart the order service. */
+void ot_order_env_restore(kc_envfile_t *saved);
 /* True when the order service's log (<suite>/logs/order.log) holds needle (a C string). */
 bool ot_order_logged(void *needle);
 /* Register an order with the emulator (JSON body of POST /_emulator/orders, printf-style);

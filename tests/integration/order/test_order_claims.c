@@ -28,25 +28,18 @@ static int group_setup(void **state)
     (void)state;
     if (suite_env_load() != 0 || !suite_get("KOOISV_SUITE_DIR"))
         return -1;
-    kc_envfile_save(&saved_env, "order");
-    kc_envfile_write(&saved_env, "KOOISV_PROVISION_THREADS=1\n"
-                                 "KOOISV_PROVISION_LEASE_MS=3000\n"
-                                 "KOOISV_MARKETPLACE_TIMEOUT_MS=1000\n"
-                                 "KOOISV_WEBHOOK_TIMEOUT_MS=1000\n"
-                                 "KOOISV_PROVISION_BACKOFF_MS=600000\n"
-                                 "KOOISV_PROVISION_BACKOFF_MAX_MS=600000\n");
-    if (kc_suite("restart", "order") != 0)
-        return -1;
-    ot_wait_service(15000);
-    return 0;
+    return ot_order_env_apply(&saved_env, "KOOISV_PROVISION_THREADS=1\n"
+                                          "KOOISV_PROVISION_LEASE_MS=3000\n"
+                                          "KOOISV_MARKETPLACE_TIMEOUT_MS=1000\n"
+                                          "KOOISV_WEBHOOK_TIMEOUT_MS=1000\n"
+                                          "KOOISV_PROVISION_BACKOFF_MS=600000\n"
+                                          "KOOISV_PROVISION_BACKOFF_MAX_MS=600000\n");
 }
 
 static int group_teardown(void **state)
 {
-    kc_envfile_restore(&saved_env);
     ot_clear_faults_teardown(state);
-    kc_suite("restart", "order");
-    ot_wait_service(15000);
+    ot_order_env_restore(&saved_env);
     return 0;
 }
 

@@ -43,7 +43,6 @@ static int group_setup(void **state)
     (void)state;
     if (suite_env_load() != 0 || !suite_get("KOOISV_SUITE_DIR"))
         return -1;
-    kc_envfile_save(&saved_env, "order");
     char *secret = secret_path();
     char *extra = xasprintf("KOOISV_SYNC_WEBHOOK_URL=%s/_emulator/" HOOK "\n"
                             "KOOISV_SYNC_WEBHOOK_SECRET_FILE=%s\n"
@@ -52,12 +51,9 @@ static int group_setup(void **state)
                             "KOOISV_SYNC_WEBHOOK_BACKOFF_MS=200\n",
                             suite_get("KOOISV_EMULATOR_URL"), secret, suite_get("KOOISV_CA_FILE"));
     free(secret);
-    kc_envfile_write(&saved_env, extra);
+    int rc = ot_order_env_apply(&saved_env, extra);
     free(extra);
-    if (kc_suite("restart", "order") != 0)
-        return -1;
-    ot_wait_service(15000);
-    return 0;
+    return rc;
 }
 
 static void clear_fault(void)
@@ -71,10 +67,8 @@ static void clear_fault(void)
 static int group_teardown(void **state)
 {
     (void)state;
-    kc_envfile_restore(&saved_env);
     clear_fault();
-    kc_suite("restart", "order");
-    ot_wait_service(15000);
+    ot_order_env_restore(&saved_env);
     return 0;
 }
 

@@ -45,7 +45,6 @@ static int group_setup(void **state)
     (void)state;
     if (suite_env_load() != 0 || !suite_get("KOOISV_SUITE_DIR"))
         return -1;
-    kc_envfile_save(&saved_env, "order");
     char *extra = xasprintf("KOOISV_PROVISIONER=webhook\n"
                             "KOOISV_WEBHOOK_URL=%s/_emulator/" HOOK "\n"
                             "KOOISV_WEBHOOK_SECRET_FILE=%s/secrets/webhook-secret\n"
@@ -53,20 +52,15 @@ static int group_setup(void **state)
                             "KOOISV_PROVISION_BACKOFF_MS=200\n",
                             suite_get("KOOISV_EMULATOR_URL"), suite_get("KOOISV_SUITE_DIR"),
                             suite_get("KOOISV_CA_FILE"));
-    kc_envfile_write(&saved_env, extra);
+    int rc = ot_order_env_apply(&saved_env, extra);
     free(extra);
-    if (kc_suite("restart", "order") != 0)
-        return -1;
-    ot_wait_service(15000);
-    return 0;
+    return rc;
 }
 
 static int group_teardown(void **state)
 {
-    kc_envfile_restore(&saved_env);
     clear_faults(state);
-    kc_suite("restart", "order");
-    ot_wait_service(15000);
+    ot_order_env_restore(&saved_env);
     return 0;
 }
 
@@ -176,15 +170,7 @@ static void test_lease_lost_during_webhook(void **state)
                        " WHERE instance_id = $1",
                        id, NULL, "t"))
         fail_msg("the order of %s was not stored before its webhook", id);
-    char *job = ot_sql("UPDATE orders.jobs SET lease_owner = 'elsewhere:1',"
-                       " lease_until = now() + interval '1 hour'"
-                       " WHERE instance_id = $1 AND state = 'running' RETURNING id",
-                       id, NULL);
-    if (!job)
-        fail_msg("job of %s was not running when taken over", id);
-    char *line = xasprintf("job %s: lease lost", job);
-    if (!kc_wait(10000, 100, ot_order_logged, line))
-        fail_msg("the runner did not notice it lost the lease of job %s", job);
+    char *job = ot_take_over_job(id);
 
     ot_assert_state(id, "provisioning");
     assert_int_equal(ot_sql_num("SELECT count(*) FROM orders.instances WHERE instance_id = $1"
@@ -195,17 +181,9 @@ static void test_lease_lost_during_webhook(void **state)
                                 " AND event_type = 'instance.activated'",
                                 id, NULL),
                      0);
-    char *owner = ot_sql("SELECT state || ' ' || lease_owner FROM orders.jobs WHERE id = $1::bigint",
-                         job, NULL);
-    assert_string_equal(owner, "running elsewhere:1");
-
     /* The new owner gives the job back. */
-    free(ot_sql("UPDATE orders.jobs SET state = 'pending', lease_owner = NULL, lease_until = NULL,"
-                " next_attempt_at = now() WHERE id = $1::bigint RETURNING id",
-                job, NULL));
+    ot_give_back_job(job);
     ot_assert_provisioned_once(id, PROVISION_WAIT_MS, 2);
-    free(owner);
-    free(line);
     free(job);
     free(order);
     free(id);

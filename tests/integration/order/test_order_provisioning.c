@@ -127,15 +127,7 @@ static void test_lease_lost_stores_nothing(void **state)
     (void)state;
     char *id = ot_new_with_fault("\"mode\":\"slow\",\"count\":1,\"delay_ms\":2500");
     ot_wait_job(id, 1, "running", 10000);
-    char *job = ot_sql("UPDATE orders.jobs SET lease_owner = 'elsewhere:1',"
-                       " lease_until = now() + interval '1 hour'"
-                       " WHERE instance_id = $1 AND state = 'running' RETURNING id",
-                       id, NULL);
-    if (!job)
-        fail_msg("job of %s was not running when taken over", id);
-    char *line = xasprintf("job %s: lease lost", job);
-    if (!kc_wait(10000, 100, ot_order_logged, line))
-        fail_msg("the runner did not notice it lost the lease of job %s", job);
+    char *job = ot_take_over_job(id);
 
     ot_assert_state(id, "provisioning");
     assert_int_equal(ot_sql_num("SELECT count(*) FROM orders.instances WHERE instance_id = $1"
@@ -146,17 +138,10 @@ static void test_lease_lost_stores_nothing(void **state)
                                 " WHERE instance_id = $1 AND event = 'provisioned'",
                                 id, NULL),
                      0);
-    char *owner = ot_sql("SELECT state || ' ' || lease_owner FROM orders.jobs WHERE id = $1::bigint",
-                         job, NULL);
-    assert_string_equal(owner, "running elsewhere:1");
 
     /* The new owner gives the job back. */
-    free(ot_sql("UPDATE orders.jobs SET state = 'pending', lease_owner = NULL, lease_until = NULL,"
-                " next_attempt_at = now() WHERE id = $1::bigint RETURNING id",
-                job, NULL));
+    ot_give_back_job(job);
     ot_assert_provisioned_once(id, PROVISION_WAIT_MS, 2);
-    free(owner);
-    free(line);
     free(job);
     free(id);
 }
