@@ -241,42 +241,43 @@ static void handle_reply(link_t *l, const uint8_t *data, size_t len)
     pending_finish(p, reply);
 }
 
-/* True when sock (NULL: none) holds a message to read: its descriptor only signals edges, so
- * a handler reads until this turns false. */
-static bool sock_readable(void *sock)
+/* Receive the next part from sock without waiting into msg (initialised); false when none is
+ * waiting (or the socket failed). Its descriptor only signals edges, so a handler reads until
+ * this turns false: the failed read also takes in the socket's pending commands, which is what
+ * re-arms the edge (one system call, where asking ZMQ_EVENTS before each message cost one more
+ * per message). */
+static bool recv_part(void *sock, zmq_msg_t *msg)
 {
-    int events = 0;
-    size_t sz = sizeof events;
-    return sock && zmq_getsockopt(sock, ZMQ_EVENTS, &events, &sz) == 0 && (events & ZMQ_POLLIN);
+    return sock && zmq_msg_recv(msg, sock, ZMQ_DONTWAIT) >= 0;
 }
 
 static void on_socket(evutil_socket_t fd, short what, void *arg)
 {
     link_t *l = arg;
     for (;;) {
-        if (!sock_readable(l->sock))
-            return;
         /* One message: [empty][reply]; anything else is dropped whole. */
         zmq_msg_t last;
         zmq_msg_init(&last);
-        int parts = 0;
+        if (!recv_part(l->sock, &last)) {
+            zmq_msg_close(&last);
+            return;
+        }
+        int parts = 1;
         bool ok = true;
-        for (;;) {
+        while (zmq_msg_more(&last)) {
+            /* the other parts of a message are there once its first one is */
             zmq_msg_t part;
             zmq_msg_init(&part);
-            if (zmq_msg_recv(&part, l->sock, ZMQ_DONTWAIT) < 0) {
+            if (!recv_part(l->sock, &part)) {
                 zmq_msg_close(&part);
                 ok = false;
                 break;
             }
             parts++;
-            int more = zmq_msg_more(&part);
             zmq_msg_close(&last);
             zmq_msg_init(&last);
             zmq_msg_move(&last, &part);
             zmq_msg_close(&part);
-            if (!more)
-                break;
         }
         if (ok && parts == 2)
             handle_reply(l, zmq_msg_data(&last), zmq_msg_size(&last));
@@ -301,11 +302,9 @@ static void on_monitor(evutil_socket_t fd, short what, void *arg)
 {
     link_t *l = arg;
     for (;;) {
-        if (!sock_readable(l->monitor))
-            return;
         zmq_msg_t head, addr;
         zmq_msg_init(&head);
-        if (zmq_msg_recv(&head, l->monitor, ZMQ_DONTWAIT) < 0) {
+        if (!recv_part(l->monitor, &head)) {
             zmq_msg_close(&head);
             return;
         }
