@@ -96,10 +96,9 @@ static const pg_stmt_t delivery_stmts[] = {
      " ORDER BY o.id LIMIT $1::int FOR UPDATE SKIP LOCKED)"
      " RETURNING id, event_id, payload, sealed, attempts) SELECT * FROM c ORDER BY id",
      2},
-    /* The rows of one claim whose posts succeeded, in one statement after the last post. */
     {"outbox_delivered",
      "UPDATE outbox SET status = 'delivered', delivered_at = now(), last_error = NULL"
-     " WHERE id = ANY($1::bigint[]) AND status = 'pending'",
+     " WHERE id = $1::bigint AND status = 'pending'",
      1},
     {"outbox_retry",
      "UPDATE outbox SET last_error = $2,"
@@ -372,9 +371,8 @@ static void mark_retry(outbox_t *self, PGconn *conn, const char *id, int attempt
                  attempts, error, delay);
 }
 
-/* Deliver one claimed row: true when its post succeeded (the caller records it delivered),
- * false when it failed (recorded here for a retry). */
-static bool deliver_row(outbox_t *self, PGconn *conn, PGresult *rows, int i)
+/* Deliver one claimed row. */
+static void deliver_row(outbox_t *self, PGconn *conn, PGresult *rows, int i)
 {
     const char *id = PQgetvalue(rows, i, 0);
     const char *event_id = PQgetvalue(rows, i, 1);
@@ -393,7 +391,7 @@ static bool deliver_row(outbox_t *self, PGconn *conn, PGresult *rows, int i)
             /* wrong data key or tampered row: retrying will not help, but an operator can fix
              * the key and redrive */
             mark_retry(self, conn, id, self->cfg.max_attempts, "sealed payload cannot be opened");
-            return false;
+            return;
         }
     }
     httpc_options_t opt = {.ca_file = *self->cfg.ca_file ? self->cfg.ca_file : NULL,
@@ -404,6 +402,12 @@ static bool deliver_row(outbox_t *self, PGconn *conn, PGresult *rows, int i)
     if (plain)
         xfree_secret(plain, plain_len);
     if (rc == 0) {
+        const char *p[] = {id};
+        PGresult *r = pg_exec(conn, "outbox_delivered", 1, p);
+        if (!pg_ok(r))
+            log_warn(NULL, "outbox: event %s delivered but not recorded (will repeat): %s", id,
+                     PQerrorMessage(conn));
+        PQclear(r);
         log_debug(NULL, "outbox: event %s delivered", id);
     } else {
         char error[200];
@@ -414,19 +418,6 @@ static bool deliver_row(outbox_t *self, PGconn *conn, PGresult *rows, int i)
         mark_retry(self, conn, id, attempts, error);
     }
     httpc_response_free(&resp);
-    return rc == 0;
-}
-
-/* Record the rows of ids ("{1,2,...}") delivered. A failure leaves them pending: their lease
- * runs out and they are posted again (receivers de-duplicate by eventId). */
-static void mark_delivered(PGconn *conn, const char *ids)
-{
-    const char *p[] = {ids};
-    PGresult *r = pg_exec(conn, "outbox_delivered", 1, p);
-    if (!pg_ok(r))
-        log_warn(NULL, "outbox: events %s delivered but not recorded (will repeat): %s", ids,
-                 PQerrorMessage(conn));
-    PQclear(r);
 }
 
 /* One round: returns rows handled (0 = nothing due), -1 on a database failure. */
@@ -449,19 +440,8 @@ static int deliver_batch(outbox_t *self, PGconn *conn)
         return -1;
     }
     int n = PQntuples(rows);
-    /* "{" id "," ... "}": ids are decimal bigints */
-    char *ids = xmalloc((size_t)n * 21 + 3);
-    size_t len = 0;
-    ids[len++] = '{';
     for (int i = 0; i < n && !stopping(self); i++)
-        if (deliver_row(self, conn, rows, i))
-            len += (size_t)sprintf(ids + len, "%s%s", len > 1 ? "," : "", PQgetvalue(rows, i, 0));
-    if (len > 1) {
-        ids[len++] = '}';
-        ids[len] = '\0';
-        mark_delivered(conn, ids);
-    }
-    free(ids);
+        deliver_row(self, conn, rows, i);
     PQclear(rows);
     return n;
 }

@@ -5,8 +5,6 @@
  * Receivers de-duplicate by eventId; seq orders the events of one service. The events of one
  * (instance, tenant) are delivered in seq order: one waits while an earlier one is pending
  * (in flight or waiting for its retry) and goes once that one is delivered or dead-lettered.
- * A delivery thread claims up to ten due rows at once, posts them in turn and records the ones
- * posted in one statement after the last post (a crash in between posts them again).
  * Rows: pending -> delivered | failed (max attempts reached: the dead letter); with no webhook
  * URL configured an event is written skipped, and a pending row left from a run with a URL is
  * marked skipped. outbox_admin's outbox.redrive puts a failed
