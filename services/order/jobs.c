@@ -4,9 +4,10 @@
  * leases that run out, and any replica takes the jobs over.
  * Failures retry with exponential backoff (attempts, next_attempt_at, last_error) until
  * max_attempts, then the job is "failed" for an operator to redrive.
- *   provision:  Query Order -> store order details (with the lease extended, in one statement,
- *               only while the job is ours) -> provisioner -> seal and store the
- *               credentials, mark active, history + outbox (one transaction).
+ *   provision:  Query Order -> [webhook provisioner: store the order details (with the lease
+ *               extended, in one statement, only while the job is ours) -> the webhook] ->
+ *               seal and store the credentials (builtin: with the order details), mark
+ *               active, history + outbox (one transaction).
  *   order_sync: Query Order for an upgrade or refresh order -> store the new plan details,
  *               history and, for a refresh, its outbox event (one transaction).
  * Slow calls (HTTP) run outside any transaction; each step's result is committed before the
@@ -79,7 +80,7 @@ const pg_stmt_t jobs_stmts[] = {
      JOB_INSTANCE_COLUMNS
      " FROM j LEFT JOIN orders.instances i ON i.instance_id = j.instance_id ORDER BY j.id",
      3},
-    /* Claimed jobs a runner will not start after all (its batch took too long, or it stops):
+    /* Claimed jobs a runner will not start after all (too little lease left, or it stops):
      * due again at once for any runner, the claim's attempt not counted. */
     {"job_give_back",
      "UPDATE orders.jobs SET state = 'pending', attempts = greatest(attempts - 1, 0),"
@@ -162,7 +163,8 @@ const size_t jobs_stmts_count = sizeof jobs_stmts / sizeof jobs_stmts[0];
 
 /* Jobs one claim takes at most. A runner asks for one; while its claims come back full (a
  * backlog), it asks for twice as many the next time, up to this; a claim that finds fewer than
- * it asked for brings it back down. */
+ * it asked for brings it back down. Only the first job of a claim runs when the lease is no
+ * longer than a job step (KOOISV_PROVISION_LEASE_MS at its lowest): then a claim takes one. */
 #define JOB_CLAIM_MAX 8
 
 typedef struct {
@@ -170,7 +172,8 @@ typedef struct {
     char owner[192];
     pg_session_t *db;  /* the worker's session, lent for the step */
     pgworker_t *worker; /* the same step's worker (pgworker_stopping) */
-    int claim_n;        /* jobs the next claim asks for (1..JOB_CLAIM_MAX) */
+    int claim_n;        /* jobs the next claim asks for (1..claim_max) */
+    int claim_max;      /* JOB_CLAIM_MAX, or 1 when the lease leaves no time for a second job */
 } runner_t;
 
 typedef struct {
@@ -494,15 +497,6 @@ static void finish_job(runner_t *r, const job_t *job, const char *state)
     exec_ok(r, job->rid, "job_finish", 2, p, NULL);
 }
 
-/* Epoch ms as the instance's expiry reads back (JOB_INSTANCE_COLUMNS: seconds, UTC). */
-static void expire_text(int64_t ms, char *buf, size_t len)
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /* Provision job's instance. A webhook provisioner may be slow: the order is fetched and stored
  * first (with the lease extended), then the webhook called. The builtin one is not: the order
  * is stored with the credentials, in the finishing transaction, one commit for both. */
@@ -524,23 +518,17 @@ static void run_provision(runner_t *r, const job_t *job, job_instance_t *inst)
         if (f != FETCH_STORED)
             return;
     }
-    /* What the instance will hold: its own values first, then the order's. */
-    char expire[32] = "";
-    if (*inst->expire)
-        snprintf(expire, sizeof expire, "%s", inst->expire);
-    else if (order && order->expire_ms > 0)
-        expire_text(order->expire_ms, expire, sizeof expire);
-#define PICK(field) (*inst->field ? inst->field : order ? order->field : NULL)
+    /* The builtin provisioner reads only the ids, so the order not stored yet does not matter
+     * here; the webhook's request carries the stored order. */
     provisioner_request_t req = {.instance_id = job->instance_id,
                                  .order_id = job->order_id,
                                  .order_line_id = job->order_line_id,
-                                 .product_id = PICK(product_id),
-                                 .sku_code = PICK(sku_code),
-                                 .charging_mode = PICK(charging_mode),
-                                 .expire_time = order_nullable(expire),
+                                 .product_id = order_nullable(inst->product_id),
+                                 .sku_code = order_nullable(inst->sku_code),
+                                 .charging_mode = order_nullable(inst->charging_mode),
+                                 .expire_time = order_nullable(inst->expire),
                                  .test_flag = inst->test_flag,
                                  .request_id = job->rid};
-#undef PICK
     provisioner_credentials_t creds = {0};
     char err[256];
     if (provisioner_provision(&r->cfg->prov, &req, &creds, err, sizeof err) != 0) {
@@ -702,8 +690,9 @@ static void give_back(runner_t *r, const PGresult *res, int from, int n, const c
 }
 
 /* Claim up to r->claim_n due jobs and run them in turn; the number claimed (0 when none was
- * due), -1 on a database error. Jobs not started before half the lease is gone, or when the
- * worker stops, are given back for any runner to take. */
+ * due), -1 on a database error. Jobs whose lease, when their turn comes, no longer outlives a
+ * job step (cfg->job_step_ms), and those left when the worker stops, are given back for any
+ * runner to take. */
 static int run_some(runner_t *r)
 {
     char lease[16], want[16];
@@ -717,14 +706,16 @@ static int run_some(runner_t *r)
         return -1;
     int n = PQntuples(res);
     r->claim_n = n < r->claim_n ? (n > 1 ? n : 1)
-                 : r->claim_n * 2 <= JOB_CLAIM_MAX ? r->claim_n * 2
-                                                   : JOB_CLAIM_MAX;
+                 : r->claim_n * 2 <= r->claim_max ? r->claim_n * 2
+                                                  : r->claim_max;
+    /* A job starts only while its lease still outlives its slowest step. */
+    int64_t start_by = claimed_at + (int64_t)(r->cfg->lease_ms - r->cfg->job_step_ms) * 1000;
     for (int i = 0; i < n; i++) {
         const char *why = NULL;
         if (i > 0 && pgworker_stopping(r->worker))
             why = "stopping";
-        else if (i > 0 && time_mono_us() - claimed_at > (int64_t)r->cfg->lease_ms * 500)
-            why = "half of their lease is gone";
+        else if (i > 0 && time_mono_us() > start_by)
+            why = "too little of their lease is left for a job";
         if (why) {
             give_back(r, res, i, n, why);
             break;
@@ -818,6 +809,7 @@ int jobs_start(const order_config_t *cfg)
     for (int i = 0; i < cfg->job_threads; i++) {
         runners[i].cfg = cfg;
         runners[i].claim_n = 1;
+        runners[i].claim_max = cfg->lease_ms > cfg->job_step_ms ? JOB_CLAIM_MAX : 1;
         snprintf(runners[i].owner, sizeof runners[i].owner, "%s:%d", cfg->replica_id, i);
     }
     pgworker_config_t wc = {.name = "job thread",

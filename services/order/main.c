@@ -50,8 +50,9 @@ static const config_var_t vars[] = {
      "job poll interval (new jobs also wake the threads at once through NOTIFY)"},
     {"KOOISV_PROVISION_LEASE_MS", "20000", 0,
      "job lease; a dead replica's job is taken over after it runs out, a runner whose "
-     "job was taken over meanwhile stores nothing more of it, and jobs claimed together "
-     "that were not started by half of it are given back"},
+     "job was taken over meanwhile stores nothing more of it, and a job claimed with others "
+     "starts only while its lease outlives the slowest HTTP timeout by 2 s (else it is given "
+     "back)"},
     {"KOOISV_PROVISION_BACKOFF_MS", "1000", 0, "first retry delay, doubled per attempt"},
     {"KOOISV_PROVISION_BACKOFF_MAX_MS", "300000", 0, "longest retry delay"},
     {"KOOISV_PROVISION_MAX_ATTEMPTS", "20", 0,

@@ -30,6 +30,8 @@ typedef struct {
     int job_threads;
     int poll_ms;
     int lease_ms;
+    int job_step_ms; /* the longest a job step may take (slowest HTTP timeout + 2 s): a lease
+                      * must outlive it, and a claimed job starts only with that much left */
     int backoff_ms;
     int backoff_max_ms;
     int max_attempts;

@@ -76,7 +76,8 @@ void orderconf_load(order_config_t *cfg)
     int slowest = cfg->market.timeout_ms > cfg->prov.webhook_timeout_ms
                       ? cfg->market.timeout_ms
                       : cfg->prov.webhook_timeout_ms;
-    if (cfg->lease_ms < slowest + 2000)
+    cfg->job_step_ms = slowest + 2000;
+    if (cfg->lease_ms < cfg->job_step_ms)
         svcrt_die("KOOISV_PROVISION_LEASE_MS", "must exceed the longest HTTP timeout by 2000 ms");
 
     char host[64] = "localhost";

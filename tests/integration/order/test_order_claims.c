@@ -1,8 +1,9 @@
 /* The order service's job threads under a backlog: a runner claims several due jobs in one
- * statement (up to 8, growing while its claims come back full) and runs them in turn; jobs it
- * has not started when half their lease is gone are given back, due at once for any runner and
- * their attempt not counted; every job is still provisioned exactly once. The test runs the
- * order service with one job thread, a 3 s lease and 1 s HTTP timeouts (through
+ * statement (up to 8, growing while its claims come back full) and runs them in turn; a job
+ * whose lease, when its turn comes, no longer outlives a job step (the slowest HTTP timeout
+ * plus 2 s) is given back, due at once for any runner and its attempt not counted; every job
+ * is still provisioned exactly once. The test runs the order service with one job thread, a
+ * 4 s lease and 1 s HTTP timeouts, so a claim may start jobs for 1 s (through
  * <suite>/env/order.env, restored at the end). Needs the `suite` fixture. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -29,7 +30,7 @@ static int group_setup(void **state)
     if (suite_env_load() != 0 || !suite_get("KOOISV_SUITE_DIR"))
         return -1;
     return ot_order_env_apply(&saved_env, "KOOISV_PROVISION_THREADS=1\n"
-                                          "KOOISV_PROVISION_LEASE_MS=3000\n"
+                                          "KOOISV_PROVISION_LEASE_MS=4000\n"
                                           "KOOISV_MARKETPLACE_TIMEOUT_MS=1000\n"
                                           "KOOISV_WEBHOOK_TIMEOUT_MS=1000\n"
                                           "KOOISV_PROVISION_BACKOFF_MS=600000\n"
@@ -96,7 +97,8 @@ static void test_backlog_claimed_together(void **state)
 
     /* Then every Query Order answers in 0.9 s (the timeout is 1 s), and all jobs fall due at
      * once: the runner's claims grow (1, 2, 4...), and a claim of three or more reaches its
-     * third job after 1.8 s, past half of the 3 s lease, so the rest go back. */
+     * third job after 1.8 s, past the 1 s its lease leaves for starting jobs, so the rest go
+     * back. */
     ot_fault("{\"path\":\"order/query\",\"match\":\"CS\",\"mode\":\"slow\",\"count\":-1,"
              "\"delay_ms\":900}");
     size_t log_start = order_log_size();
@@ -125,7 +127,7 @@ static void test_backlog_claimed_together(void **state)
     int most = largest_claim(log);
     if (most < 3)
         fail_msg("no claim took three jobs or more (largest: %d)", most);
-    if (!strstr(log, "half of their lease is gone"))
+    if (!strstr(log, "too little of their lease is left"))
         fail_msg("no claimed job was given back");
     free(log);
     free(attempts);
