@@ -1,7 +1,9 @@
-/* httpc: one blocking request per call. Every call owns its event_base, connection and SSL
- * object, so threads never share mutable libevent state; the only shared things are a cache of
- * configured SSL_CTXs (immutable once built, guarded by a mutex while looked up) and, in each
- * context's entry, the TLS sessions it made, for resumption (same mutex). */
+/* httpc: one blocking request per call. A call owns the connection it uses, with that
+ * connection's own event_base and SSL object, so threads never share mutable libevent state;
+ * the shared things are a cache of configured SSL_CTXs (immutable once built, guarded by a mutex
+ * while looked up), in each context's entry the TLS sessions it made, for resumption (same
+ * mutex), and a pool of idle kept-alive connections that a call takes out whole and puts back
+ * (its own mutex). */
 #include "httpc.h"
 
 #include "xmalloc.h"
@@ -30,6 +32,8 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <poll.h>
+#include <time.h>
 
 #define HTTPC_DEFAULT_TIMEOUT_MS 5000
 /* Large enough for bill exports; a bound so a broken peer cannot exhaust memory. */
@@ -216,21 +220,165 @@ static void session_put(ctx_entry_t *e, const char *peer, SSL_SESSION *sess)
     pthread_mutex_unlock(&ctx_lock);
 }
 
-/* ---- one request ------------------------------------------------------------------------ */
+/* ---- kept-alive connections ------------------------------------------------------------- */
+
+/* A connection is kept idle at most this long: under the 5 s keep-alive timeout of common
+ * servers (Apache, Node.js), so that a kept connection is seldom one its server is closing just
+ * as it is used again. Under load a connection is reused within milliseconds. */
+#define HTTPC_IDLE_MS 4000
+/* Idle connections kept per peer and trust setting, and in all. */
+#define HTTPC_IDLE_PER_PEER 8
+#define HTTPC_IDLE_MAX 32
+
+/* One connection with its own event_base: a thread that takes it from the pool owns both until
+ * it puts it back, so no libevent state is ever used by two threads at once. */
+typedef struct link {
+    struct link *next;
+    ctx_entry_t *ce;  /* the trust setting it was verified under (a context reference); NULL: http */
+    char *peer;       /* "host port", host as in the URL (the name verified) */
+    struct event_base *base;
+    struct evhttp_connection *conn;
+    struct bufferevent *bev; /* the TLS bufferevent; NULL for http (evhttp makes its own) */
+    SSL *ssl;                /* borrowed from bev */
+    bool closed;             /* evhttp closed it (the answer said Connection: close, or an error) */
+    bool resumed;            /* its handshake resumed a session */
+    bool used;               /* an exchange has been made on it */
+    struct timespec idle_since;
+} link_t;
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static link_t *pool; /* idle connections, the most recently used first */
+
+static long ms_since(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long)(now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+static void on_link_close(struct evhttp_connection *conn, void *arg)
+{
+    (void)conn;
+    ((link_t *)arg)->closed = true;
+}
+
+/* Close l and free everything it holds (never under pool_lock: freeing may call back). */
+static void link_free(link_t *l)
+{
+    if (!l)
+        return;
+    if (l->conn)
+        evhttp_connection_free(l->conn); /* and the bufferevent with its SSL and socket */
+    else if (l->bev)
+        bufferevent_free(l->bev);
+    if (l->base)
+        event_base_free(l->base);
+    if (l->ce)
+        SSL_CTX_free(l->ce->ctx);
+    free(l->peer);
+    free(l);
+}
+
+static void link_free_list(link_t *l)
+{
+    while (l) {
+        link_t *next = l->next;
+        link_free(l);
+        l = next;
+    }
+}
+
+/* Whether idle l can carry a request: not closed by evhttp, not idle too long, and nothing to
+ * read on it (an idle connection receives nothing but its server's close: a FIN, a reset or a
+ * TLS close_notify). */
+static bool link_fresh_enough(link_t *l)
+{
+    if (l->closed || ms_since(&l->idle_since) >= HTTPC_IDLE_MS)
+        return false;
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(l->conn);
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd < 0 || evbuffer_get_length(bufferevent_get_input(bev)) > 0 ||
+        (l->ssl && SSL_pending(l->ssl) > 0))
+        return false;
+    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    return poll(&p, 1, 0) == 0;
+}
+
+/* The most recently idle connection to peer under ce (NULL: http), or NULL. Connections found
+ * closed or idle too long on the way are closed. */
+static link_t *pool_take(const ctx_entry_t *ce, const char *peer)
+{
+    link_t *found = NULL, *dead = NULL;
+    pthread_mutex_lock(&pool_lock);
+    for (link_t **pp = &pool; *pp;) {
+        link_t *l = *pp;
+        bool mine = !found && l->ce == ce && strcmp(l->peer, peer) == 0;
+        if (mine || l->closed || ms_since(&l->idle_since) >= HTTPC_IDLE_MS) {
+            *pp = l->next;
+            if (mine && link_fresh_enough(l)) {
+                found = l;
+            } else {
+                l->next = dead;
+                dead = l;
+            }
+        } else {
+            pp = &l->next;
+        }
+    }
+    pthread_mutex_unlock(&pool_lock);
+    link_free_list(dead);
+    if (found)
+        found->next = NULL;
+    return found;
+}
+
+/* Keep l idle for the next request to its peer; the oldest idle connections beyond the limits
+ * (per peer and in all) are closed. */
+static void pool_put(link_t *l)
+{
+    clock_gettime(CLOCK_MONOTONIC, &l->idle_since);
+    link_t *dead = NULL;
+    pthread_mutex_lock(&pool_lock);
+    l->next = pool;
+    pool = l;
+    size_t all = 0, same = 0;
+    for (link_t **pp = &pool; *pp;) {
+        link_t *k = *pp;
+        bool peer = k->ce == l->ce && strcmp(k->peer, l->peer) == 0;
+        all++;
+        same += peer;
+        if (all > HTTPC_IDLE_MAX || (peer && same > HTTPC_IDLE_PER_PEER)) {
+            *pp = k->next;
+            k->next = dead;
+            dead = k;
+            all--;
+            same -= peer;
+        } else {
+            pp = &k->next;
+        }
+    }
+    pthread_mutex_unlock(&pool_lock);
+    link_free_list(dead);
+}
+
+/* ---- one exchange ------------------------------------------------------------------------- */
 
 typedef struct {
     httpc_response_t *out;
     struct event_base *base;
-    struct bufferevent *bev; /* NULL for plain http until evhttp creates its own */
+    struct bufferevent *bev; /* the TLS bufferevent, NULL for http */
     SSL *ssl;                /* borrowed from bev, for error reporting */
     bool done;
     bool timed_out;
+    bool got_headers; /* the answer's status line and headers arrived */
     enum evhttp_request_error req_error;
     bool have_req_error;
     char target[INET6_ADDRSTRLEN + 16]; /* "addr:port" for messages */
     FILE *sink;                         /* opt->body_sink */
     struct evbuffer *held;              /* with a sink: the body of a non-2xx answer */
     bool sink_failed;
+    bool want_session;    /* a new TLS connection: keep the session it made */
+    bool resumed;         /* its handshake resumed a session (seen with the headers) */
     SSL_SESSION *session; /* taken when the answer's headers arrived (a reference) */
 } call_t;
 
@@ -333,13 +481,14 @@ static int on_headers(struct evhttp_request *req, void *arg)
 {
     (void)req;
     call_t *c = arg;
-    if (c->ssl && !c->session) {
+    c->got_headers = true;
+    if (c->ssl && c->want_session && !c->session) {
         /* A copy: when evhttp closes the connection without close_notify, OpenSSL marks the
          * connection's own session not resumable (a truncation guard); the framing of the answer
          * detects truncation here, and only a session of a complete exchange is kept. */
         SSL_SESSION *own = SSL_get_session(c->ssl);
         c->session = own ? SSL_SESSION_dup(own) : NULL;
-        c->out->tls_resumed = SSL_session_reused(c->ssl) == 1;
+        c->resumed = SSL_session_reused(c->ssl) == 1;
     }
     return 0;
 }
@@ -442,6 +591,203 @@ static int add_header_line(struct evkeyvalq *hdrs, const char *line)
     return rc;
 }
 
+/* What a request is, parsed once and sent on one connection or, when a kept one turns out
+ * closed, on a second. */
+typedef struct {
+    enum evhttp_cmd_type cmd;
+    bool tls;
+    char *host; /* bare (IPv6 without brackets): for connecting, SNI and verification */
+    int port;
+    char *target;      /* path?query */
+    char *host_header; /* as written in the URL */
+    char *peer;        /* "host port" */
+    const char *const *headers;
+    const char *body;
+    size_t body_len;
+    bool keep_alive; /* reuse and keep the connection (no Connection header from the caller) */
+    int verify_peer;
+    FILE *sink;
+} reqspec_t;
+
+/* A new connection to r's peer (TLS under ce), not yet connected: evhttp connects it when the
+ * first request is made. NULL with out->error set. */
+static link_t *link_open(const reqspec_t *r, ctx_entry_t *ce, char *addr, size_t addr_len,
+                         httpc_response_t *out)
+{
+    /* Resolve here (blocking this thread only, which a blocking call may) so a bad name gets
+     * its own error instead of a generic connection failure. */
+    if (resolve(r->host, addr, addr_len, out) != 0)
+        return NULL;
+    link_t *l = xcalloc(1, sizeof *l);
+    l->peer = xstrdup(r->peer);
+    l->base = event_base_new();
+    if (!l->base) {
+        set_error(out, "event_base_new failed");
+        link_free(l);
+        return NULL;
+    }
+    if (r->tls) {
+        SSL *ssl = SSL_new(ce->ctx);
+        if (!ssl) {
+            set_error(out, "SSL_new failed");
+            link_free(l);
+            return NULL;
+        }
+        /* Resume the last session with this peer: no certificate to send or verify, no
+         * signature; the session was verified by this same context for this same name. */
+        SSL_SESSION *prior = session_get(ce, r->peer);
+        if (prior) {
+            SSL_set_session(ssl, prior);
+            SSL_SESSION_free(prior);
+        }
+        bool ip = is_ip_literal(r->host);
+        if (!ip)
+            SSL_set_tlsext_host_name(ssl, r->host); /* SNI is for names only (RFC 6066) */
+        if (r->verify_peer) {
+            X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+            X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+            int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(param, r->host)
+                        : X509_VERIFY_PARAM_set1_host(param, r->host, 0);
+            if (ok != 1) {
+                SSL_free(ssl);
+                set_error(out, "cannot set expected host %s", r->host);
+                link_free(l);
+                return NULL;
+            }
+        }
+        l->bev = bufferevent_openssl_socket_new(l->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+        if (!l->bev) {
+            SSL_free(ssl);
+            set_error(out, "bufferevent_openssl_socket_new failed");
+            link_free(l);
+            return NULL;
+        }
+        l->ssl = ssl;
+        /* Framing (Content-Length / chunked) detects truncation; many servers skip
+         * close_notify, and treating that as an error would fail good responses. */
+        bufferevent_openssl_set_allow_dirty_shutdown(l->bev, 1);
+        SSL_CTX_up_ref(ce->ctx);
+        l->ce = ce;
+    }
+    l->conn = evhttp_connection_base_bufferevent_new(l->base, NULL, l->bev, addr,
+                                                     (unsigned short)r->port);
+    if (!l->conn) {
+        set_error(out, "cannot create connection");
+        link_free(l);
+        return NULL;
+    }
+    /* evhttp never reconnects by itself: a TLS bufferevent cannot be connected twice. */
+    evhttp_connection_set_retries(l->conn, 0);
+    evhttp_connection_set_closecb(l->conn, on_link_close, l);
+    return l;
+}
+
+/* Send r on l and wait for its answer until deadline (CLOCK_MONOTONIC). 0 when an answer
+ * arrived (out filled), -1 otherwise (out->error says why). */
+static int exchange(link_t *l, const reqspec_t *r, const struct timespec *deadline,
+                    const char *addr, call_t *call, httpc_response_t *out)
+{
+    memset(call, 0, sizeof *call);
+    call->out = out;
+    call->base = l->base;
+    call->bev = l->bev;
+    call->ssl = l->ssl;
+    call->sink = r->sink;
+    call->want_session = l->ssl && !l->used;
+    snprintf(call->target, sizeof call->target, "%s:%d", addr, r->port);
+    if (call->sink)
+        call->held = evbuffer_new();
+    bool fresh = !l->used;
+    l->used = true;
+
+    long left_ms = -ms_since(deadline);
+    if (left_ms < 1)
+        left_ms = 1;
+    struct timeval tv = {left_ms / 1000, (left_ms % 1000) * 1000};
+    evhttp_connection_set_max_body_size(l->conn, call->sink ? EV_SIZE_MAX : HTTPC_MAX_BODY);
+    evhttp_connection_set_timeout_tv(l->conn, &tv);
+
+    int rc = -1;
+    struct event *timer = NULL;
+    struct evhttp_request *req = evhttp_request_new(on_done, call);
+    evhttp_request_set_error_cb(req, on_error);
+    evhttp_request_set_header_cb(req, on_headers);
+    if (call->sink)
+        evhttp_request_set_chunked_cb(req, on_chunk);
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+    bool have_host = false;
+    for (size_t i = 0; r->headers && r->headers[i]; i++) {
+        if (add_header_line(oh, r->headers[i]) != 0) {
+            evhttp_request_free(req);
+            set_error(out, "malformed header line");
+            goto out;
+        }
+        if (strncasecmp(r->headers[i], "Host:", 5) == 0)
+            have_host = true;
+    }
+    if (!have_host)
+        evhttp_add_header(oh, "Host", r->host_header);
+    if (!r->keep_alive && !evhttp_find_header(oh, "Connection"))
+        evhttp_add_header(oh, "Connection", "close");
+    if (r->body && r->body_len) {
+        evbuffer_add(evhttp_request_get_output_buffer(req), r->body, r->body_len);
+    } else if (r->cmd == EVHTTP_REQ_POST || r->cmd == EVHTTP_REQ_PUT ||
+               r->cmd == EVHTTP_REQ_PATCH) {
+        if (!evhttp_find_header(oh, "Content-Length"))
+            evhttp_add_header(oh, "Content-Length", "0");
+    }
+
+    timer = evtimer_new(l->base, on_timeout, call);
+    evtimer_add(timer, &tv);
+    /* On failure evhttp_make_request frees req itself. */
+    if (evhttp_make_request(l->conn, req, r->cmd, r->target) != 0) {
+        set_error(out, "cannot send request");
+        goto out;
+    }
+    if (fresh) {
+        /* The socket exists once the request has started connecting. Without TCP_NODELAY a
+         * request that leaves in two segments (TLS records of headers and body) waits for the
+         * server's delayed ACK. */
+        struct bufferevent *bev = evhttp_connection_get_bufferevent(l->conn);
+        evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+        int one = 1;
+        if (fd >= 0)
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    event_base_dispatch(l->base);
+
+    if (call->done && out->status > 0) {
+        rc = 0;
+        if (fresh)
+            l->resumed = call->resumed;
+    } else if (!call->done) {
+        if (call->timed_out)
+            snprintf(out->error, sizeof out->error, "timeout after %d ms",
+                     (int)(tv.tv_sec * 1000 + tv.tv_usec / 1000));
+        else
+            set_error(out, "request did not complete");
+    }
+out:
+    if (timer)
+        event_free(timer);
+    if (call->held)
+        evbuffer_free(call->held);
+    call->held = NULL;
+    return rc;
+}
+
+/* After a complete exchange, whether l may carry another request: evhttp kept it open (the
+ * answer did not say Connection: close) and every byte of the answer was read. */
+static bool link_reusable(link_t *l, const call_t *call)
+{
+    if (l->closed || !call->done || call->sink_failed)
+        return false;
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(l->conn);
+    return bev && bufferevent_getfd(bev) >= 0 &&
+           evbuffer_get_length(bufferevent_get_input(bev)) == 0;
+}
+
 int httpc_request(const char *method, const char *url, const char *const *headers, const char *body,
                   size_t body_len, const httpc_options_t *opt, httpc_response_t *out)
 {
@@ -449,11 +795,23 @@ int httpc_request(const char *method, const char *url, const char *const *header
     pthread_once(&libevent_once, libevent_threads_init);
 
     int timeout_ms = opt && opt->timeout_ms > 0 ? opt->timeout_ms : HTTPC_DEFAULT_TIMEOUT_MS;
-    int verify_peer = opt ? opt->verify_peer : 1;
     const char *ca_file = opt ? opt->ca_file : NULL;
+    reqspec_t r = {.headers = headers,
+                   .body = body,
+                   .body_len = body_len,
+                   .verify_peer = opt ? opt->verify_peer : 1,
+                   .sink = opt ? opt->body_sink : NULL,
+                   .keep_alive = opt && opt->keep_alive};
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
 
-    enum evhttp_cmd_type cmd;
-    if (!method || method_of(method, &cmd) != 0) {
+    if (!method || method_of(method, &r.cmd) != 0) {
         set_error(out, "unsupported method %s", method ? method : "(null)");
         return -1;
     }
@@ -464,11 +822,10 @@ int httpc_request(const char *method, const char *url, const char *const *header
     }
     const char *scheme = evhttp_uri_get_scheme(uri);
     const char *uri_host = evhttp_uri_get_host(uri);
-    bool tls;
     if (scheme && strcasecmp(scheme, "https") == 0)
-        tls = true;
+        r.tls = true;
     else if (scheme && strcasecmp(scheme, "http") == 0)
-        tls = false;
+        r.tls = false;
     else {
         set_error(out, "unsupported scheme in url");
         evhttp_uri_free(uri);
@@ -481,200 +838,96 @@ int httpc_request(const char *method, const char *url, const char *const *header
     }
     /* libevent keeps IPv6 literals bracketed; connecting and verifying want the bare form. */
     size_t hl = strlen(uri_host);
-    char *host = uri_host[0] == '[' && hl > 2 && uri_host[hl - 1] == ']'
-                     ? xstrndup(uri_host + 1, hl - 2)
-                     : xstrdup(uri_host);
-    int port = evhttp_uri_get_port(uri);
-    bool explicit_port = port > 0;
+    r.host = uri_host[0] == '[' && hl > 2 && uri_host[hl - 1] == ']'
+                 ? xstrndup(uri_host + 1, hl - 2)
+                 : xstrdup(uri_host);
+    r.port = evhttp_uri_get_port(uri);
+    bool explicit_port = r.port > 0;
     if (!explicit_port)
-        port = tls ? 443 : 80;
-    if (port > 65535) {
+        r.port = r.tls ? 443 : 80;
+    if (r.port > 65535) {
         set_error(out, "bad port in url");
-        free(host);
+        free(r.host);
         evhttp_uri_free(uri);
         return -1;
     }
+    for (size_t i = 0; headers && headers[i]; i++)
+        if (strncasecmp(headers[i], "Connection:", 11) == 0)
+            r.keep_alive = false; /* the caller decides this connection's fate */
 
     const char *path = evhttp_uri_get_path(uri);
     const char *query = evhttp_uri_get_query(uri);
-    char *target =
+    r.target =
         xasprintf("%s%s%s", path && *path ? path : "/", query ? "?" : "", query ? query : "");
     /* Host as written in the URL (host[:port], IPv6 bracketed): what request signers see. */
-    char *host_header = explicit_port ? xasprintf("%s:%d", uri_host, port) : xstrdup(uri_host);
+    r.host_header = explicit_port ? xasprintf("%s:%d", uri_host, r.port) : xstrdup(uri_host);
+    r.peer = xasprintf("%s %d", r.host, r.port);
 
     int rc = -1;
-    call_t call = {.out = out, .sink = opt ? opt->body_sink : NULL};
-    if (call.sink)
-        call.held = evbuffer_new();
-    struct evhttp_connection *conn = NULL;
-    struct event *timer = NULL;
+    call_t call = {0};
     ctx_entry_t *ce = NULL;
-    char *peer = xasprintf("%s %d", host, port);
-
-    /* Resolve here (blocking this thread only, which a blocking call may) so a bad name gets
-     * its own error instead of a generic connection failure. */
-    char addr[INET6_ADDRSTRLEN];
-    if (resolve(host, addr, sizeof addr, out) != 0)
-        goto done;
-    snprintf(call.target, sizeof call.target, "%s:%d", addr, port);
-    call.base = event_base_new();
-    if (!call.base) {
-        set_error(out, "event_base_new failed");
-        goto done;
-    }
-
-    if (tls) {
+    link_t *l = NULL;
+    char addr[INET6_ADDRSTRLEN] = "";
+    if (r.tls) {
         char why[sizeof out->error];
-        ce = ctx_get(ca_file, verify_peer, why, sizeof why);
+        ce = ctx_get(ca_file, r.verify_peer, why, sizeof why);
         if (!ce) {
             set_error(out, "%s", why);
             goto done;
         }
-        SSL *ssl = SSL_new(ce->ctx);
-        if (!ssl) {
-            set_error(out, "SSL_new failed");
-            goto done;
-        }
-        /* Resume the last session with this peer: no certificate to send or verify, no
-         * signature; the session was verified by this same context for this same name. */
-        SSL_SESSION *prior = session_get(ce, peer);
-        if (prior) {
-            SSL_set_session(ssl, prior);
-            SSL_SESSION_free(prior);
-        }
-        bool ip = is_ip_literal(host);
-        if (!ip)
-            SSL_set_tlsext_host_name(ssl, host); /* SNI is for names only (RFC 6066) */
-        if (verify_peer) {
-            X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
-            X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-            int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host)
-                        : X509_VERIFY_PARAM_set1_host(param, host, 0);
-            if (ok != 1) {
-                SSL_free(ssl);
-                set_error(out, "cannot set expected host %s", host);
-                goto done;
-            }
-        }
-        call.bev = bufferevent_openssl_socket_new(call.base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                                  BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-        if (!call.bev) {
-            SSL_free(ssl);
-            set_error(out, "bufferevent_openssl_socket_new failed");
-            goto done;
-        }
-        call.ssl = ssl;
-        /* Framing (Content-Length / chunked) detects truncation; many servers skip
-         * close_notify, and treating that as an error would fail good responses. */
-        bufferevent_openssl_set_allow_dirty_shutdown(call.bev, 1);
     }
-
-    conn = evhttp_connection_base_bufferevent_new(call.base, NULL, call.bev, addr,
-                                                  (unsigned short)port);
-    if (!conn) {
-        if (call.bev)
-            bufferevent_free(call.bev);
-        call.bev = NULL;
-        call.ssl = NULL;
-        set_error(out, "cannot create connection");
+    /* A kept connection was made to this same name and port under this same trust setting
+     * (the same context: CA file and verification), so it was verified as this request would
+     * verify a new one. */
+    l = r.keep_alive ? pool_take(ce, r.peer) : NULL;
+    bool reused = l != NULL;
+    if (l) {
+        snprintf(addr, sizeof addr, "%s", r.host);
+    } else if (!(l = link_open(&r, ce, addr, sizeof addr, out))) {
         goto done;
     }
-    evhttp_connection_set_retries(conn, 0);
-    evhttp_connection_set_max_body_size(conn, call.sink ? EV_SIZE_MAX : HTTPC_MAX_BODY);
-    {
-        struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-        evhttp_connection_set_timeout_tv(conn, &tv);
+    rc = exchange(l, &r, &deadline, addr, &call, out);
+    if (rc != 0 && reused && !call.got_headers && !call.timed_out && !call.sink_failed) {
+        /* The kept connection was closed under the request (the server's idle timeout met it on
+         * the way) before any answer: send it once more on a new connection, as HTTP clients do
+         * (RFC 9112, 9.3.1). Callers that keep connections alive send requests that may be
+         * repeated (Query Order, order events and usage carry their own ids). */
+        link_free(l);
+        l = NULL;
+        reused = false;
+        httpc_response_free(out);
+        memset(out, 0, sizeof *out);
+        if ((l = link_open(&r, ce, addr, sizeof addr, out)))
+            rc = exchange(l, &r, &deadline, addr, &call, out);
     }
-
-    struct evhttp_request *req = evhttp_request_new(on_done, &call);
-    evhttp_request_set_error_cb(req, on_error);
-    if (call.ssl)
-        evhttp_request_set_header_cb(req, on_headers);
-    if (call.sink)
-        evhttp_request_set_chunked_cb(req, on_chunk);
-    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
-    bool have_host = false, have_conn = false;
-    for (size_t i = 0; headers && headers[i]; i++) {
-        if (add_header_line(oh, headers[i]) != 0) {
-            evhttp_request_free(req);
-            set_error(out, "malformed header line");
-            goto done;
-        }
-        if (strncasecmp(headers[i], "Host:", 5) == 0)
-            have_host = true;
-        if (strncasecmp(headers[i], "Connection:", 11) == 0)
-            have_conn = true;
-    }
-    if (!have_host)
-        evhttp_add_header(oh, "Host", host_header);
-    if (!have_conn)
-        evhttp_add_header(oh, "Connection", "close");
-    if (body && body_len) {
-        evbuffer_add(evhttp_request_get_output_buffer(req), body, body_len);
-    } else if (cmd == EVHTTP_REQ_POST || cmd == EVHTTP_REQ_PUT || cmd == EVHTTP_REQ_PATCH) {
-        if (!evhttp_find_header(oh, "Content-Length"))
-            evhttp_add_header(oh, "Content-Length", "0");
-    }
-
-    timer = evtimer_new(call.base, on_timeout, &call);
-    {
-        struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-        evtimer_add(timer, &tv);
-    }
-    /* On failure evhttp_make_request frees req itself. */
-    if (evhttp_make_request(conn, req, cmd, target) != 0) {
-        set_error(out, "cannot send request");
-        goto done;
-    }
-    /* The socket exists once the request has started connecting. Without TCP_NODELAY a request
-     * that leaves in two segments (TLS records of headers and body) waits for the server's
-     * delayed ACK. */
-    {
-        struct bufferevent *bev = evhttp_connection_get_bufferevent(conn);
-        evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-        int one = 1;
-        if (fd >= 0)
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
-    event_base_dispatch(call.base);
-
-    if (call.done && out->status > 0) {
-        rc = 0;
-    } else if (!call.done) {
-        if (call.timed_out)
-            snprintf(out->error, sizeof out->error, "timeout after %d ms", timeout_ms);
-        else
-            set_error(out, "request did not complete");
+    if (rc == 0) {
+        out->reused = reused;
+        out->tls_resumed = l->resumed;
     }
 
 done:
-    /* The session to resume next time: after a complete exchange the one its headers came
-     * with; after a failure, none. */
-    if (ce) {
+    /* The session to resume next time: after a complete exchange on a new connection, the one
+     * its headers came with; after a failure, none. */
+    if (ce && (call.session || rc != 0)) {
         SSL_SESSION *s = call.session;
         call.session = NULL;
         if (s && (rc != 0 || !SSL_SESSION_is_resumable(s))) {
             SSL_SESSION_free(s);
             s = NULL;
         }
-        session_put(ce, peer, s);
+        session_put(ce, r.peer, s);
     }
-    /* Frees a still-pending request without calling back, and the bufferevent + SSL. */
-    if (conn)
-        evhttp_connection_free(conn);
-    if (call.held)
-        evbuffer_free(call.held);
-    if (timer)
-        event_free(timer);
-    if (call.base)
-        event_base_free(call.base);
+    if (l && rc == 0 && r.keep_alive && link_reusable(l, &call))
+        pool_put(l);
+    else
+        link_free(l); /* frees a still-pending request without calling back */
     if (ce)
         SSL_CTX_free(ce->ctx);
-    free(peer);
     ERR_clear_error(); /* the error queue is per thread: leave it clean for the next user */
-    free(target);
-    free(host_header);
-    free(host);
+    free(r.target);
+    free(r.host_header);
+    free(r.peer);
+    free(r.host);
     evhttp_uri_free(uri);
     if (rc != 0) {
         httpc_response_free(out);

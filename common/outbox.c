@@ -396,7 +396,8 @@ static void deliver_row(outbox_t *self, PGconn *conn, PGresult *rows, int i)
     }
     httpc_options_t opt = {.ca_file = *self->cfg.ca_file ? self->cfg.ca_file : NULL,
                            .verify_peer = 1,
-                           .timeout_ms = OUTBOX_POST_TIMEOUT_MS};
+                           .timeout_ms = OUTBOX_POST_TIMEOUT_MS,
+                           .keep_alive = 1}; /* an event may be posted again: it has its id */
     httpc_response_t resp;
     int rc = webhook_post(self->cfg.url, self->cfg.secret, plain ? plain : payload, &opt, &resp);
     if (plain)

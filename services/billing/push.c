@@ -290,7 +290,8 @@ static bool send_set(pg_tx_t *tx, send_run_t *run, item_t **set, size_t n)
     char **headers = pushwire_headers(self->cfg.key, body, time_now_ms());
     httpc_options_t opt = {.ca_file = *self->cfg.ca_file ? self->cfg.ca_file : NULL,
                            .verify_peer = 1,
-                           .timeout_ms = self->cfg.timeout_ms};
+                           .timeout_ms = self->cfg.timeout_ms,
+                           .keep_alive = 1}; /* a record may be pushed again: it has its id */
     httpc_response_t resp;
     memset(&resp, 0, sizeof resp);
     int64_t t0 = time_mono_us();

@@ -188,7 +188,8 @@ static int webhook_provision(const provisioner_config_t *cfg, const provisioner_
     httpc_options_t opt = {
         .ca_file = cfg->webhook_ca_file && *cfg->webhook_ca_file ? cfg->webhook_ca_file : NULL,
         .verify_peer = 1,
-        .timeout_ms = cfg->webhook_timeout_ms};
+        .timeout_ms = cfg->webhook_timeout_ms,
+        .keep_alive = 1}; /* a job's call is repeated on retries anyway: the seller's is idempotent */
     httpc_response_t resp;
     int rc = webhook_post(cfg->webhook_url, cfg->webhook_secret, body, &opt, &resp);
     free(body);

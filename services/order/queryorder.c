@@ -241,7 +241,8 @@ int queryorder_fetch(const queryorder_config_t *cfg, const char *order_id,
     const char *headers[] = {h_host, h_date, h_auth, "Content-Type: application/json", NULL};
     httpc_options_t opt = {.ca_file = cfg->ca_file && *cfg->ca_file ? cfg->ca_file : NULL,
                            .verify_peer = 1,
-                           .timeout_ms = cfg->timeout_ms};
+                           .timeout_ms = cfg->timeout_ms,
+                           .keep_alive = 1}; /* a GET */
     httpc_response_t resp;
     memset(&resp, 0, sizeof resp);
     int rc = -1;

@@ -263,7 +263,7 @@ void emu_control_route(emu_exchange_t *ex)
     bool get = strcmp(ex->method, "GET") == 0, post = strcmp(ex->method, "POST") == 0;
 
     if (strcmp(sub, "health") == 0) {
-        emu_reply(ex, 200, json_pack("{s:s}", "status", "ok"));
+        emu_reply(ex, 200, json_pack("{s:s, s:i}", "status", "ok", "peer_port", emu_peer_port(ex)));
         return;
     }
     if (post && strncmp(ex->path, WEBHOOK_PREFIX, strlen(WEBHOOK_PREFIX)) == 0 &&

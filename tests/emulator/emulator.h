@@ -73,6 +73,8 @@ void emu_state_free(emu_t *emu);
 const char *emu_header(const emu_exchange_t *ex, const char *name);
 /* Decoded query parameter or NULL; caller owns the result. */
 char *emu_query_param(const emu_exchange_t *ex, const char *name);
+/* The client's port of the connection ex came on (0 when unknown). */
+int emu_peer_port(emu_exchange_t *ex);
 /* Send status + JSON body (takes ownership of body; NULL sends no body) now, or after
  * ex->delay_ms; records the status and body in the call log. */
 void emu_reply(emu_exchange_t *ex, int status, json_t *body);

@@ -292,6 +292,88 @@ static void test_tls_resumption(void **state)
     free(by_ip);
 }
 
+/* GET the emulator's health with opt; answered 200. The client port the emulator saw (which
+ * tells connections apart), and whether httpc said it reused a kept connection. */
+static long health_port(const char *url, const httpc_options_t *opt, bool *reused)
+{
+    httpc_response_t h;
+    assert_int_equal(httpc_request("GET", url, NULL, NULL, 0, opt, &h), 0);
+    assert_int_equal(h.status, 200);
+    json_t *j = json_loadb(h.body, h.body_len, 0, NULL);
+    assert_non_null(j);
+    long port = (long)json_integer_value(json_object_get(j, "peer_port"));
+    assert_true(port > 0);
+    json_decref(j);
+    *reused = h.reused == 1;
+    httpc_response_free(&h);
+    return port;
+}
+
+/* httpc's kept-alive TLS connections: reused for the same name, port and trust setting (the
+ * emulator sees the same client port), never across names or trust settings (a connection
+ * verified under one setting, or not verified at all, must not carry a request of another),
+ * and not after 4 s idle. */
+static void test_keep_alive(void **state)
+{
+    const char *port = strchr(host, ':') + 1;
+    char *by_ip = xasprintf("https://127.0.0.1:%s/_emulator/health", port);
+    char *by_name = xasprintf("https://localhost:%s/_emulator/health", port);
+    httpc_options_t keep = {.ca_file = ca_file, .verify_peer = 1, .timeout_ms = 3000,
+                            .keep_alive = 1};
+    bool reused;
+    long first = health_port(by_ip, &keep, &reused);
+    assert_int_equal(health_port(by_ip, &keep, &reused), first);
+    assert_true(reused);
+    assert_int_equal(health_port(by_ip, &keep, &reused), first);
+    assert_true(reused);
+
+    /* Without keep_alive: a connection of its own; the kept one is still there after it. */
+    httpc_options_t once = keep;
+    once.keep_alive = 0;
+    assert_int_not_equal(health_port(by_ip, &once, &reused), first);
+    assert_false(reused);
+    assert_int_equal(health_port(by_ip, &keep, &reused), first);
+
+    /* Another name of the same server, another CA file: connections of their own. */
+    long named = health_port(by_name, &keep, &reused);
+    assert_int_not_equal(named, first);
+    assert_int_equal(health_port(by_name, &keep, &reused), named);
+    assert_true(reused);
+    char *ca_copy = xasprintf("%s.keep", ca_file);
+    char *cp = xasprintf("cp '%s' '%s'", ca_file, ca_copy);
+    run_or_fail(cp);
+    httpc_options_t other = keep;
+    other.ca_file = ca_copy;
+    long copied = health_port(by_ip, &other, &reused);
+    assert_false(reused);
+    assert_true(copied != first && copied != named);
+
+    /* An unverified connection is kept for unverified requests only: a verifying request whose
+     * CA does not vouch for the server still fails its certificate check. */
+    httpc_options_t lax = {.verify_peer = 0, .timeout_ms = 3000, .keep_alive = 1};
+    long unverified = health_port(by_ip, &lax, &reused);
+    assert_int_equal(health_port(by_ip, &lax, &reused), unverified);
+    assert_true(reused);
+    httpc_options_t strict = {.ca_file = NULL, .verify_peer = 1, .timeout_ms = 3000,
+                              .keep_alive = 1};
+    httpc_response_t h;
+    assert_int_equal(httpc_request("GET", by_ip, NULL, NULL, 0, &strict, &h), -1);
+    assert_non_null(strstr(h.error, "verify"));
+    httpc_response_free(&h);
+
+    /* Idle 4 s or more: closed, not reused. */
+    assert_int_equal(health_port(by_ip, &keep, &reused), first);
+    usleep(4200 * 1000);
+    assert_int_not_equal(health_port(by_ip, &keep, &reused), first);
+    assert_false(reused);
+
+    unlink(ca_copy);
+    free(cp);
+    free(ca_copy);
+    free(by_name);
+    free(by_ip);
+}
+
 static void test_mock_orders(void **state)
 {
     static const char *const ids[] = {
@@ -887,6 +969,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_health_and_tls),
         cmocka_unit_test(test_tls_resumption),
+        cmocka_unit_test(test_keep_alive),
         cmocka_unit_test(test_mock_orders),
         cmocka_unit_test(test_cs_order_is_stable),
         cmocka_unit_test(test_unknown_order),

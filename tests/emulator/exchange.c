@@ -271,6 +271,16 @@ static void drop(emu_exchange_t *ex)
     exchange_free(ex);
 }
 
+int emu_peer_port(emu_exchange_t *ex)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(ex->req);
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    if (conn)
+        evhttp_connection_get_peer(conn, &addr, &port);
+    return port;
+}
+
 static json_t *record_call(emu_exchange_t *ex, const char *key)
 {
     emu_t *emu = ex->emu;
@@ -293,6 +303,8 @@ static json_t *record_call(emu_exchange_t *ex, const char *key)
         json_pack("{s:I, s:I, s:s, s:s, s:s, s:o, s:n, s:n}", "seq", (json_int_t)++emu->seq,
                   "time_ms", (json_int_t)emu_now_ms(), "method", ex->method, "path", ex->path,
                   "query", ex->query, "headers", headers, "status", "response");
+    /* The client's port: calls on one kept-alive connection share it. */
+    json_object_set_new(call, "peer_port", json_integer(emu_peer_port(ex)));
     json_t *body = json_stringn(ex->body, ex->body_len);
     if (body) {
         json_object_set_new(call, "body", body);

@@ -400,3 +400,23 @@ void ot_order_env_restore(kc_envfile_t *saved)
     kc_suite("restart", "order");
     ot_wait_service(15000);
 }
+
+json_t *ot_emulator_calls(const char *path, const char *text)
+{
+    kresp_t r;
+    char *url = xasprintf("/_emulator/calls?path=%s&limit=100", path);
+    assert_int_equal(kc_emulator("GET", url, NULL, &r), 0);
+    free(url);
+    json_t *out = json_array();
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(r.json, "calls"), i, c)
+    {
+        const char *body = json_string_value(json_object_get(c, "body"));
+        const char *query = json_string_value(json_object_get(c, "query"));
+        if ((body && strstr(body, text)) || (query && strstr(query, text)))
+            json_array_append(out, c);
+    }
+    kresp_free(&r);
+    return out;
+}

@@ -86,4 +86,7 @@ void ot_refresh(const char *id, const char *order, const char *scene, const char
 /* upgradeInstance of id by order (its first line); asserts 000000. */
 void ot_upgrade(const char *id, const char *order);
 
+/* The emulator's recorded calls of path (the last 100) whose query or body holds text. */
+json_t *ot_emulator_calls(const char *path, const char *text);
+
 #endif

@@ -64,27 +64,6 @@ static int group_teardown(void **state)
     return 0;
 }
 
-/* The emulator's recorded calls of path (the last 100) whose query or body holds text. */
-static json_t *calls_with(const char *path, const char *text)
-{
-    kresp_t r;
-    char *url = xasprintf("/_emulator/calls?path=%s&limit=100", path);
-    assert_int_equal(kc_emulator("GET", url, NULL, &r), 0);
-    free(url);
-    json_t *out = json_array();
-    size_t i;
-    json_t *c;
-    json_array_foreach(json_object_get(r.json, "calls"), i, c)
-    {
-        const char *body = json_string_value(json_object_get(c, "body"));
-        const char *query = json_string_value(json_object_get(c, "query"));
-        if ((body && strstr(body, text)) || (query && strstr(query, text)))
-            json_array_append(out, c);
-    }
-    kresp_free(&r);
-    return out;
-}
-
 /* A new instance (order and business id fresh) whose provisioning webhook meets the fault
  * described by fields (JSON members after "path"; NULL: none). *order gets its order id. */
 static char *create_with_webhook_fault(const char *fields, char **order)
@@ -117,7 +96,7 @@ static void test_webhook_provisions(void **state)
     json_decref(app);
     free(want);
     /* One signed call, with the product of the order stored before it. */
-    json_t *calls = calls_with(HOOK, id);
+    json_t *calls = ot_emulator_calls(HOOK, id);
     assert_int_equal(json_array_size(calls), 1);
     json_t *call = json_array_get(calls, 0);
     assert_true(json_is_true(json_object_get(call, "signature_ok")));
@@ -148,7 +127,7 @@ static void test_failed_webhook_keeps_the_order(void **state)
     assert_non_null(strstr(err, "webhook"));
     free(err);
     /* Two webhook calls, one Query Order: the retry resumed after the stored order. */
-    json_t *hooks = calls_with(HOOK, id), *queries = calls_with("order/query", order);
+    json_t *hooks = ot_emulator_calls(HOOK, id), *queries = ot_emulator_calls("order/query", order);
     assert_int_equal(json_array_size(hooks), 2);
     assert_int_equal(json_array_size(queries), 1);
     json_decref(hooks);

@@ -39,9 +39,42 @@ static void test_retry_on_http500_and_drop(void **state)
     char *id = ot_new_with_fault("\"mode\":\"http500\",\"count\":2");
     ot_assert_provisioned_once(id, PROVISION_WAIT_MS, 1);
     free(id);
-    id = ot_new_with_fault("\"mode\":\"drop\",\"count\":1");
+    /* Two drops: Query Order goes on a kept-alive connection, and httpc sends a request once
+     * more on a new connection when a kept one is closed under it before any answer; a new
+     * connection is never resent, so the second drop fails the attempt. */
+    id = ot_new_with_fault("\"mode\":\"drop\",\"count\":2");
     ot_assert_provisioned_once(id, PROVISION_WAIT_MS, 2);
     free(id);
+}
+
+/* Query Order keeps its connection alive: instances provisioned one after another are asked
+ * about on one or two connections (the emulator sees their client ports), not one each. */
+static void test_query_order_keeps_its_connection(void **state)
+{
+    (void)state;
+    json_t *ports = json_object();
+    for (int i = 0; i < 4; i++) {
+        char *order = ot_order_id(), *line = ot_line_of(order), *biz = kc_uid("biz");
+        char *id = ot_new_instance(order, line, biz, NULL);
+        json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
+        json_t *calls = ot_emulator_calls("order/query", order);
+        assert_int_equal(json_array_size(calls), 1);
+        json_int_t port = json_integer_value(json_object_get(json_array_get(calls, 0), "peer_port"));
+        assert_true(port > 0);
+        char key[16];
+        snprintf(key, sizeof key, "%lld", (long long)port);
+        json_object_set_new(ports, key, json_true());
+        json_decref(calls);
+        free(id);
+        free(biz);
+        free(line);
+        free(order);
+    }
+    if (json_object_size(ports) > 2) {
+        char *seen = json_dumps(ports, JSON_COMPACT);
+        fail_msg("4 Query Orders came on %zu connections: %s", json_object_size(ports), seen);
+    }
+    json_decref(ports);
 }
 
 static void test_retry_on_slow_answer(void **state)
@@ -181,6 +214,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_retry_on_error_answers, ot_clear_faults_teardown),
         cmocka_unit_test_teardown(test_retry_on_http500_and_drop, ot_clear_faults_teardown),
+        cmocka_unit_test(test_query_order_keeps_its_connection),
         cmocka_unit_test_teardown(test_retry_on_slow_answer, ot_clear_faults_teardown),
         cmocka_unit_test_teardown(test_failed_job_redrive, ot_clear_faults_teardown),
         cmocka_unit_test_teardown(test_killed_mid_job_resumes, ot_clear_faults_teardown),
