@@ -464,14 +464,10 @@ static void upper(char *s)
             *s = (char)(*s - 'a' + 'A');
 }
 
-/* A raw TLS connection to the gateway (own client, for what an HTTP client would hide). */
-static SSL *tls_open(int port, int min_version, int max_version, int *fd_out)
+/* A TLS connection to the gateway made with ctx (taking the caller's reference), offering
+ * session resume when not NULL; NULL when the connection or the handshake fails. */
+static SSL *tls_connect(SSL_CTX *ctx, SSL_SESSION *resume, int port, int *fd_out)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    SSL_CTX_set_min_proto_version(ctx, min_version);
-    SSL_CTX_set_max_proto_version(ctx, max_version);
-    SSL_CTX_set_security_level(ctx, 0); /* allow the old versions we want to see refused */
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_port = htons((uint16_t)port),
@@ -485,6 +481,8 @@ static SSL *tls_open(int port, int min_version, int max_version, int *fd_out)
     }
     SSL *ssl = SSL_new(ctx);
     SSL_CTX_free(ctx); /* the SSL keeps its own reference */
+    if (resume)
+        SSL_set_session(ssl, resume);
     SSL_set_fd(ssl, fd);
     if (SSL_connect(ssl) != 1) {
         ERR_clear_error();
@@ -494,6 +492,17 @@ static SSL *tls_open(int port, int min_version, int max_version, int *fd_out)
     }
     *fd_out = fd;
     return ssl;
+}
+
+/* A raw TLS connection to the gateway (own client, for what an HTTP client would hide). */
+static SSL *tls_open(int port, int min_version, int max_version, int *fd_out)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_min_proto_version(ctx, min_version);
+    SSL_CTX_set_max_proto_version(ctx, max_version);
+    SSL_CTX_set_security_level(ctx, 0); /* allow the old versions we want to see refused */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    return tls_connect(ctx, NULL, port, fd_out);
 }
 
 static void tls_close(SSL *ssl, int fd)
@@ -1183,6 +1192,61 @@ static void test_tls_versions(void **state)
     assert_null(ssl);
 }
 
+/* TLS 1.3 session tickets: the client's count of tickets received, and the last one. */
+static int tickets_seen;
+static SSL_SESSION *ticket_kept;
+
+static int on_ticket(SSL *ssl, SSL_SESSION *sess)
+{
+    (void)ssl;
+    tickets_seen++;
+    if (ticket_kept)
+        SSL_SESSION_free(ticket_kept);
+    /* A copy: OpenSSL marks the connection's own session not resumable when the gateway closes
+     * without close_notify. */
+    ticket_kept = SSL_SESSION_dup(sess);
+    return 0;
+}
+
+/* One TLS 1.3 exchange (GET /produce, then the gateway's close) offering resume; whether the
+ * handshake resumed it. */
+static bool tls13_exchange(SSL_SESSION *resume)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, on_ticket);
+    int fd;
+    SSL *ssl = tls_connect(ctx, resume, gateway_port(), &fd);
+    assert_non_null(ssl);
+    const char *req = "GET /produce HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    assert_true(SSL_write(ssl, req, (int)strlen(req)) > 0);
+    char buf[4096];
+    tls_read_all(ssl, buf, sizeof buf); /* tickets come before the answer; read to the close */
+    bool resumed = SSL_session_reused(ssl) == 1;
+    tls_close(ssl, fd);
+    return resumed;
+}
+
+/* The gateway sends one TLS 1.3 ticket per handshake (not OpenSSL's default two), and a client
+ * resumes with it. */
+static void test_tls_tickets(void **state)
+{
+    tickets_seen = 0;
+    assert_false(tls13_exchange(NULL));
+    assert_int_equal(tickets_seen, 1);
+    assert_non_null(ticket_kept);
+    SSL_SESSION *first = ticket_kept;
+    ticket_kept = NULL;
+    tickets_seen = 0;
+    assert_true(tls13_exchange(first));
+    assert_int_equal(tickets_seen, 1); /* a resumed handshake gets a fresh one */
+    SSL_SESSION_free(first);
+    SSL_SESSION_free(ticket_kept);
+    ticket_kept = NULL;
+}
+
 /* Until the gateway has seen every earlier connection close (closes are asynchronous). */
 static void wait_no_connections(void)
 {
@@ -1406,6 +1470,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_metrics_health),
         cmocka_unit_test(test_probes_not_behind_scrape),
         cmocka_unit_test(test_tls_versions),
+        cmocka_unit_test(test_tls_tickets),
         cmocka_unit_test(test_keep_alive),
         cmocka_unit_test(test_forwarded_for),
         cmocka_unit_test(test_token_revocation),
