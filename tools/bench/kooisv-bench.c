@@ -289,9 +289,14 @@ static int conn_call(conn_t *c, const char *req, size_t len, int *status, char c
 /* ---- signed requests --------------------------------------------------------------------- */
 
 /* A unique id: the run's id, the worker, a counter. */
+/* The run of this invocation under way (run_one counts them): part of every id a call makes,
+ * so that a later run of --table never repeats an earlier run's orders, renewals or tenants
+ * (they would be answered as repeats, which costs far less than the work they stand for). */
+static unsigned run_seq;
+
 static void uid(char *out, size_t len, const char *prefix, int worker, unsigned long n)
 {
-    snprintf(out, len, "%s%sW%02dN%07lu", prefix, g.run_id, worker, n);
+    snprintf(out, len, "%s%s%02XW%02dN%07lu", prefix, g.run_id, run_seq & 0xffu, worker, n);
 }
 
 static void fresh_ts_nonce(char ts[24], char nonce[40], int worker, unsigned long n)
@@ -773,6 +778,7 @@ static int cmp_u32(const void *a, const void *b)
 static void run_one(const run_spec_t *s, run_result_t *r)
 {
     memset(r, 0, sizeof *r);
+    run_seq++;
     worker_t *ws = xcalloc((size_t)s->conns, sizeof *ws);
     pthread_t *th = xcalloc((size_t)s->conns, sizeof *th);
     pthread_barrier_t ready;

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # bench_smoke <build>: kooisv-bench against the test suite, two seconds of the mix over four
 # connections: every call, signed afresh, must be answered 000000 (a mistake in signing, nonces,
-# bodies or the pool of instances shows as another code), and the CPU lines must be there.
+# bodies or the pool of instances shows as another code), and the CPU lines must be there. Then
+# the whole table without nginx (one second a run): every newInstance it made, in whichever
+# run, created an instance of its own (a run repeating an earlier run's orders is answered as
+# repeats, which measures the wrong thing).
 set -euo pipefail
 build=$1
 out=$("$build/tools/bench/kooisv-bench" --env-file "$build/suite/suite.env" --workload mix \
@@ -13,4 +16,26 @@ if [[ ! $answers =~ ^answers\ 000000:[0-9]+$ ]]; then
     exit 1
 fi
 grep -q 'CPU µs/call: total' <<<"$out" || { echo "bench_smoke: FAIL: no CPU line" >&2; exit 1; }
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+out=$("$build/tools/bench/kooisv-bench" --env-file "$build/suite/suite.env" --table --no-nginx \
+    --conns 4 --seconds 1 --log "$log")
+run=$(sed -n 's/^kooisv-bench: run \([A-Z0-9]*\),.*/\1/p' <<<"$out")
+[[ -n $run ]] || { echo "bench_smoke: FAIL: no run id in the table's output" >&2; exit 1; }
+news=$(awk '$1 == "000000" && $2 == "newInstance" { print $4 }' "$log" | sort -u | wc -l)
+calls=$(awk '$1 == "000000" && $2 == "newInstance"' "$log" | wc -l)
+set -a
+# shellcheck disable=SC1091
+. "$build/suite/suite.env"
+set +a
+made=$(psql "$KOOISV_PG_SUPER_DSN" -qAtc \
+    "SELECT count(*) FROM orders.instances WHERE order_id LIKE 'CSB${run}%' AND order_id NOT LIKE '%W99N%'")
+echo "bench_smoke: table run $run: $calls newInstance answered 000000, $news distinct orders, $made instances (the pool's, worker 99, aside)"
+# A call still in flight when its run ended is not in the log but may have made its instance:
+# more instances than logged calls is fine, fewer means calls were answered as repeats.
+if ((calls == 0 || news != calls || made < calls)); then
+    echo "bench_smoke: FAIL: the table's runs repeated orders ($calls calls, $news distinct, $made made)" >&2
+    exit 1
+fi
 echo "bench_smoke: ok"
