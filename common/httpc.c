@@ -887,7 +887,12 @@ int httpc_request(const char *method, const char *url, const char *const *header
         goto done;
     }
     rc = exchange(l, &r, &deadline, addr, &call, out);
-    if (rc != 0 && reused && !call.got_headers && !call.timed_out && !call.sink_failed) {
+    /* Resent only when the connection itself failed (closed, reset, unwritable): never after
+     * a timeout, and never after the server sent something, even a malformed answer. */
+    bool conn_failed = !call.have_req_error || call.req_error == EVREQ_HTTP_EOF ||
+                       call.req_error == EVREQ_HTTP_BUFFER_ERROR;
+    if (rc != 0 && reused && conn_failed && !call.got_headers && !call.timed_out &&
+        !call.sink_failed) {
         /* The kept connection was closed under the request (the server's idle timeout met it on
          * the way) before any answer: send it once more on a new connection, as HTTP clients do
          * (RFC 9112, 9.3.1). Callers that keep connections alive send requests that may be

@@ -33,6 +33,7 @@ typedef enum {
     DROP_ALL,    /* close on every request, unanswered */
     SAY_CLOSE,   /* answer with Connection: close, but leave the socket open */
     SLOW_SECOND, /* answer a connection's first request; never answer its second */
+    JUNK_SECOND, /* answer a connection's first request; its second with junk, then close */
 } srv_mode_t;
 
 #define MAX_CONNS 16
@@ -113,6 +114,15 @@ static void serve_buffer(sconn_t *c)
         case SLOW_SECOND:
             if (c->requests < 2)
                 answer(c, false);
+            break;
+        case JUNK_SECOND:
+            if (c->requests < 2) {
+                answer(c, false);
+            } else {
+                if (write(c->fd, "NOT HTTP AT ALL\r\n\r\n", 19) != 19)
+                    break;
+                sconn_close(c);
+            }
             break;
         }
     }
@@ -334,6 +344,22 @@ static void test_timeout_not_retried(void **state)
     free(url);
 }
 
+/* A kept connection whose server sent something, even junk, is not resent: the server may have
+ * acted on the request. */
+static void test_junk_not_retried(void **state)
+{
+    (void)state;
+    server_mode(JUNK_SECOND);
+    char *url = server_url();
+    get_ok(url, 1, 0);
+    int reused, status;
+    char err[128];
+    assert_int_equal(get(url, 1, 2000, &reused, &status, err, sizeof err), -1);
+    assert_int_equal(atomic_load(&srv.accepted), 1);
+    assert_int_equal(atomic_load(&srv.requests), 2);
+    free(url);
+}
+
 /* Threads share the pool: each takes a connection whole, so 4 threads making 25 requests each
  * need at most 4 connections. */
 static void *burst(void *arg)
@@ -379,6 +405,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_new_connection_not_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_says_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_not_retried, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_junk_not_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_share_the_pool, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
