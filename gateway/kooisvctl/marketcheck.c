@@ -388,8 +388,8 @@ static verdict_t case_allorg(check_t *c, char *d, size_t n)
  * Pay-per-use usage: the seller's application reports it to kooisv's admin API (POST /v1/usage,
  * role meter), billing pushes it to the marketplace every hour. The case reports one record of
  * the MOCKONDEMAND instance twice: stored once, then counted as repeated. Billing learns the
- * instance from the order events a moment after its purchase: "unknown instance" and "not
- * pay-per-use" (its charging mode not learnt yet) are retried for 20 s. Without KOOISV_METER_TOKEN (and KOOISV_ADMIN_URL) the case is skipped, never passed. */
+ * instance from the order events a moment after its purchase: "unknown instance" and "charging
+ * mode not known yet" (before its provisioning) are retried for 20 s. Without KOOISV_METER_TOKEN (and KOOISV_ADMIN_URL) the case is skipped, never passed. */
 
 #define USAGE_WAIT_MS 20000
 
@@ -436,10 +436,9 @@ static verdict_t case_usage(check_t *c, char *d, size_t n)
         int status = usage_post(token, body, &r);
         json_t *a = status ? json_loads(r.body ? r.body : "", 0, NULL) : NULL;
         const char *msg = json_string_value(json_object_get(a, "error"));
-        /* Billing learns the instance, then its charging mode, from two order events: until
-         * the second one it refuses the record as not pay-per-use. */
+        /* Billing learns the instance, then its charging mode, from two order events. */
         bool unknown = status == 400 && msg &&
-                       (strstr(msg, "unknown instance") || strstr(msg, "not pay-per-use"));
+                       (strstr(msg, "unknown instance") || strstr(msg, "not known yet"));
         if (status == 200 && json_integer_value(json_object_get(a, want[round])) == 1) {
             round++;
         } else if (unknown && time_mono_us() < end) {

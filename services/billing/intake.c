@@ -21,7 +21,11 @@ const pg_stmt_t intake_stmts[] = {
     {"intake_check",
      "SELECT r.n, CASE WHEN i.instance_id IS NULL THEN 'unknown instance'"
      " WHEN i.state = 'released' THEN 'instance released'"
-     " WHEN i.charging_mode IS DISTINCT FROM 'ON_DEMAND' THEN 'instance is not pay-per-use'"
+     /* Known from its purchase, not yet from its provisioning (Query Order): a moment later
+      * it may well be pay-per-use, so this is not "not pay-per-use". */
+     " WHEN i.charging_mode IS NULL THEN 'instance''s charging mode not known yet (still being"
+     " provisioned)'"
+     " WHEN i.charging_mode <> 'ON_DEMAND' THEN 'instance is not pay-per-use'"
      " ELSE 'interval crosses the ' || i.usage_granularity || ' it begins in' END"
      " FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY"
      "  AS r(id, b, e, n)"

@@ -328,7 +328,7 @@ static fetch_result_t fetch_order(runner_t *r, const job_t *job, job_instance_t 
     if (res && PQntuples(res) == 1) {
         if (strcmp(pg_value(res, 0, 0), "1") != 0)
             out = FETCH_LOST;
-        else if (PQntuples(res) != 1 || !instance_row(res, 0, 1, inst))
+        else if (!instance_row(res, 0, 1, inst))
             out = FETCH_RELEASED;
         else
             out = FETCH_STORED;

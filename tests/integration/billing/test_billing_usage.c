@@ -1,6 +1,7 @@
 /* Usage intake through the gateway's admin API (POST /v1/usage) into billing.usage_records:
  * role meter (and admin) only, and a meter token nothing else; up to 1000 records a call; each
- * bad record (unknown, released or non-pay-per-use instance, bad quantity, future or old time,
+ * bad record (unknown, released or non-pay-per-use instance, one whose charging mode is not known
+ * yet, bad quantity, future or old time,
  * interval across its hour, missing ids) refuses the whole call naming the record, and nothing
  * of it is stored; a repeated recordId is counted once, also under 20 concurrent identical
  * calls; one audit entry per call with the record count; kooisvctl usage add. */
@@ -268,6 +269,37 @@ static void test_bad_records(void **state)
     free(old);
 }
 
+/* An instance billing knows from its purchase but whose provisioning has not come (Query Order
+ * keeps failing) has no charging mode yet: its record is refused as "not known yet", a refusal
+ * to retry, never as "not pay-per-use", and nothing is stored. */
+static void test_mode_not_known_yet(void **state)
+{
+    (void)state;
+    char *inst = ot_new_with_fault("\"mode\":\"error\",\"count\":-1,\"code\":\"MKT.0999\"");
+    bt_wait_consumed(inst);
+    const char *p[] = {inst};
+    assert_int_equal(kc_sql_count("SELECT 1 FROM billing.instances WHERE instance_id = $1"
+                                  " AND charging_mode IS NULL",
+                                  1, p),
+                     1);
+    char *id = kc_uid("early");
+    char *one = rec(inst, id, "\"1\"", -5);
+    char *body = xasprintf("{\"records\":[%s]}", one);
+    free(one);
+    kresp_t r;
+    post(meter(), body, &r);
+    assert_int_equal(r.status, 400);
+    const char *msg = json_string_value(json_object_get(r.json, "error"));
+    if (!msg || !strstr(msg, "charging mode not known yet") || strstr(msg, "not pay-per-use"))
+        fail_msg("an instance still provisioning: %s", msg ? msg : r.body);
+    kresp_free(&r);
+    assert_int_equal(stored_with_prefix(id), 0);
+    ot_clear_faults();
+    free(body);
+    free(id);
+    free(inst);
+}
+
 /* Limits of one call: 1000 records pass, 1001 and 0 and a body that is no records list do not. */
 static void test_limits(void **state)
 {
@@ -434,6 +466,7 @@ int main(void)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_intake), cmocka_unit_test(test_bad_records),
+        cmocka_unit_test_teardown(test_mode_not_known_yet, ot_clear_faults_teardown),
         cmocka_unit_test(test_limits), cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_roles),  cmocka_unit_test(test_test_flag),
     };
