@@ -407,13 +407,44 @@ static void test_formula_cells_neutralised(void **state)
 
 /* ---------------------------------------------------------------- status, failure, takeover */
 
-/* A connection of the test's own, to hold locks while the services work. */
+/* A connection of the test's own, to hold locks while the services work. The test that opened
+ * it closes it with own_close; a failed test leaves it to release_own (its teardown), so that
+ * the locks it holds never outlive the test and stall the next ones. */
+static PGconn *held[2];
+
 static PGconn *own_conn(void)
 {
     PGconn *c = PQconnectdb(suite_get("KOOISV_PG_SUPER_DSN"));
     if (PQstatus(c) != CONNECTION_OK)
         fail_msg("cannot connect: %s", PQerrorMessage(c));
-    return c;
+    for (size_t i = 0; i < sizeof held / sizeof held[0]; i++)
+        if (!held[i]) {
+            held[i] = c;
+            return c;
+        }
+    fail_msg("a test holds more than %zu connections of its own", sizeof held / sizeof held[0]);
+    return NULL;
+}
+
+static void own_close(PGconn *c)
+{
+    PQfinish(c);
+    for (size_t i = 0; i < sizeof held / sizeof held[0]; i++)
+        if (held[i] == c)
+            held[i] = NULL;
+}
+
+/* Teardown: the test's own connection closed (its transaction and locks with it) and the
+ * service's right to read the ledger back, whatever the test did before it failed. */
+static int release_own(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof held / sizeof held[0]; i++)
+        if (held[i]) {
+            PQfinish(held[i]);
+            held[i] = NULL;
+        }
+    return kc_sql_exec("GRANT SELECT ON billing.ledger TO kooisv_billing", 0, NULL) >= 0 ? 0 : -1;
 }
 
 static void own_exec(PGconn *c, const char *sql, int n, const char *const *p)
@@ -457,31 +488,43 @@ static void test_status_transitions(void **state)
     assert_int_equal(r.status, 409);
     assert_non_null(strstr(r.body, "not ready"));
     kresp_free(&r);
+
+    /* Queued while no export thread can claim it. The replica's one export thread is stuck in
+     * the first export; a second is queued and its row locked (d), a third queued after it.
+     * Released, the thread finishes the first, passes the locked second (SKIP LOCKED: a claim
+     * that waited for it would leave the third queued too) and makes the third; the second
+     * stays queued until d lets it go. */
+    char *second = request_ok(q);
+    PGconn *d = own_conn();
+    const char *p[] = {second};
+    own_exec(d, "BEGIN", 0, NULL);
+    own_exec(d, "SELECT 1 FROM billing.exports WHERE id = $1::uuid FOR UPDATE", 1, p);
+    json_t *doc = export_get(second);
+    assert_string_equal(status_of(doc), "queued");
+    json_decref(doc);
+    char *third = request_ok(q);
     own_exec(c, "COMMIT", 0, NULL);
-    json_t *doc = wait_done(id);
+    doc = wait_done(third);
+    assert_string_equal(status_of(doc), "ready");
+    json_decref(doc);
+    doc = wait_done(id);
     assert_string_equal(status_of(doc), "ready");
     assert_int_equal(json_integer_value(json_object_get(doc, "attempts")), 1);
     assert_non_null(json_object_get(doc, "expires_at"));
     json_decref(doc);
-
-    /* Queued while no export thread can claim it: the row is locked (SKIP LOCKED passes it). */
-    own_exec(c, "BEGIN", 0, NULL);
-    free(id);
-    id = request_ok(q);
-    const char *p[] = {id};
-    own_exec(c, "SELECT 1 FROM billing.exports WHERE id = $1::uuid FOR UPDATE", 1, p);
-    /* (a thread may have claimed it before the lock: then it is already done) */
-    struct timespec ts = {1, 500 * 1000000L};
-    nanosleep(&ts, NULL);
-    doc = export_get(id);
-    const char *s = status_of(doc);
-    assert_true(strcmp(s, "queued") == 0 || strcmp(s, "ready") == 0);
+    doc = export_get(second);
+    assert_string_equal(status_of(doc), "queued");
+    assert_null(json_object_get(doc, "started_at"));
     json_decref(doc);
-    own_exec(c, "COMMIT", 0, NULL);
-    doc = wait_done(id);
+    own_exec(d, "COMMIT", 0, NULL);
+    own_close(d);
+    doc = wait_done(second);
     assert_string_equal(status_of(doc), "ready");
+    assert_int_equal(json_integer_value(json_object_get(doc, "attempts")), 1);
     json_decref(doc);
-    PQfinish(c);
+    free(second);
+    free(third);
+    own_close(c);
     free(id);
     free(q);
     free(inst);
@@ -559,7 +602,7 @@ static void test_two_replicas(void **state)
     bool running = kc_wait(30000, 100, both_running, ids);
     json_t *a = export_get(ids[0]), *b = export_get(ids[1]);
     own_exec(c, "COMMIT", 0, NULL);
-    PQfinish(c);
+    own_close(c);
     assert_true(running);
     const char *made_a = json_string_value(json_object_get(a, "made_by"));
     const char *made_b = json_string_value(json_object_get(b, "made_by"));
@@ -839,10 +882,10 @@ int main(void)
         cmocka_unit_test(test_detail_csv_and_json_instance_filter),
         cmocka_unit_test(test_test_flag_never_exported),
         cmocka_unit_test(test_formula_cells_neutralised),
-        cmocka_unit_test(test_status_transitions),
-        cmocka_unit_test(test_failed_export),
+        cmocka_unit_test_teardown(test_status_transitions, release_own),
+        cmocka_unit_test_teardown(test_failed_export, release_own),
         cmocka_unit_test(test_dead_replica_taken_over),
-        cmocka_unit_test(test_two_replicas),
+        cmocka_unit_test_teardown(test_two_replicas, release_own),
         cmocka_unit_test(test_download_client_gone),
         cmocka_unit_test(test_expiry_after_three_days),
         cmocka_unit_test(test_kooisvctl_and_audit),
