@@ -411,6 +411,7 @@ static void test_formula_cells_neutralised(void **state)
  * it closes it with own_close; a failed test leaves it to release_own (its teardown), so that
  * the locks it holds never outlive the test and stall the next ones. */
 static PGconn *held[2];
+static pid_t replica2 = -1; /* test_two_replicas' second billing process, while it runs */
 
 static PGconn *own_conn(void)
 {
@@ -434,11 +435,17 @@ static void own_close(PGconn *c)
             held[i] = NULL;
 }
 
-/* Teardown: the test's own connection closed (its transaction and locks with it) and the
- * service's right to read the ledger back, whatever the test did before it failed. */
+/* Teardown: the test's own connections closed (their transactions and locks with them), a
+ * second billing replica stopped and the service's right to read the ledger back, whatever the
+ * test did before it failed. */
 static int release_own(void **state)
 {
     (void)state;
+    if (replica2 > 0) {
+        kill(replica2, SIGTERM);
+        waitpid(replica2, NULL, 0);
+        replica2 = -1;
+    }
     for (size_t i = 0; i < sizeof held / sizeof held[0]; i++)
         if (held[i]) {
             PQfinish(held[i]);
@@ -590,7 +597,7 @@ static void test_two_replicas(void **state)
     /* A second billing replica with its own export thread. While the usage table is locked,
      * each replica's one thread is stuck in its own export: both run at once, each claimed by
      * a different replica, neither twice; released, both finish. */
-    pid_t replica2 = kc_spawn_replica("billing");
+    replica2 = kc_spawn_replica("billing");
     assert_true(replica2 > 0);
     struct timespec settle = {3, 0};
     nanosleep(&settle, NULL);
@@ -624,6 +631,7 @@ static void test_two_replicas(void **state)
     }
     kill(replica2, SIGTERM);
     waitpid(replica2, NULL, 0);
+    replica2 = -1;
     free(q);
 }
 

@@ -179,11 +179,25 @@ static void test_lease_lost_stores_nothing(void **state)
     free(id);
 }
 
+static bool order_stopped; /* by test_service_down, until it starts it again */
+
+/* Teardown of test_service_down: the order service running again whatever failed, then the
+ * faults cleared. */
+static int service_down_teardown(void **state)
+{
+    int rc = 0;
+    if (order_stopped && kc_suite("start-svc", "order") != 0)
+        rc = -1;
+    order_stopped = false;
+    return ot_clear_faults_teardown(state) != 0 ? -1 : rc;
+}
+
 static void test_service_down(void **state)
 {
     (void)state;
     ot_wait_service(10000);
     char *before = ot_new_with_fault(NULL); /* acknowledged: must survive the outage */
+    order_stopped = true;
     assert_int_equal(kc_suite("stop-svc", "order"), 0);
 
     char *order = ot_order_id(), *line = ot_line_of(order), *biz = kc_uid("biz");
@@ -197,6 +211,7 @@ static void test_service_down(void **state)
         fail_msg("000005 took %lld ms with the order service down", (long long)took_ms);
 
     assert_int_equal(kc_suite("start-svc", "order"), 0);
+    order_stopped = false;
     ot_wait_service(10000);
     char *id = ot_new_instance(order, line, biz, NULL);
     assert_string_equal(id, biz);
@@ -219,7 +234,7 @@ int main(void)
         cmocka_unit_test_teardown(test_failed_job_redrive, ot_clear_faults_teardown),
         cmocka_unit_test_teardown(test_killed_mid_job_resumes, ot_clear_faults_teardown),
         cmocka_unit_test_teardown(test_lease_lost_stores_nothing, ot_clear_faults_teardown),
-        cmocka_unit_test_teardown(test_service_down, ot_clear_faults_teardown),
+        cmocka_unit_test_teardown(test_service_down, service_down_teardown),
     };
     return KC_SUITE_MAIN(tests, NULL, ot_clear_faults_teardown);
 }

@@ -120,10 +120,15 @@ static void test_utc_default(void **state)
         free(ids[i]);
 }
 
+static const char *zone_procs[] = {"emulator", "order"};
+static bool zone_set; /* set_zone wrote a zone that no set_zone(NULL) took back yet */
+
 /* KOOISV_MARKETPLACE_TIME_ZONE for the order service and the emulator (NULL = the default). */
 static void set_zone(const char *zone)
 {
-    const char *procs[] = {"emulator", "order"};
+    const char **procs = zone_procs;
+    if (zone)
+        zone_set = true;
     for (size_t i = 0; i < 2; i++) {
         char *dir = xasprintf("%s/env", suite_get("KOOISV_SUITE_DIR"));
         char *path = xasprintf("%s/%s.env", dir, procs[i]);
@@ -140,6 +145,8 @@ static void set_zone(const char *zone)
         free(path);
         free(dir);
     }
+    if (!zone)
+        zone_set = false;
     ot_wait_service(10000);
 }
 
@@ -148,6 +155,25 @@ static long long rezones(const char *id)
     return ot_sql_num("SELECT count(*) FROM orders.instance_history"
                       " WHERE instance_id = $1 AND event = 'rezone'",
                       id, NULL);
+}
+
+/* Teardown of test_utc8_setting: the default zone back for both processes, restarted, whatever
+ * failed, so that no later test program runs them in UTC+8. */
+static int zone_teardown(void **state)
+{
+    (void)state;
+    if (!zone_set)
+        return 0;
+    zone_set = false;
+    int rc = 0;
+    for (size_t i = 0; i < 2; i++) {
+        char *path = xasprintf("%s/env/%s.env", suite_get("KOOISV_SUITE_DIR"), zone_procs[i]);
+        unlink(path);
+        free(path);
+        if (kc_suite("restart", zone_procs[i]) != 0)
+            rc = -1;
+    }
+    return rc;
 }
 
 static void test_utc8_setting(void **state)
@@ -275,7 +301,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_zone_stops_start),
         cmocka_unit_test(test_utc_default),
-        cmocka_unit_test(test_utc8_setting),
+        cmocka_unit_test_teardown(test_utc8_setting, zone_teardown),
     };
     return KC_SUITE_MAIN(tests, NULL, NULL);
 }
