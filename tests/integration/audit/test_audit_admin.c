@@ -553,6 +553,10 @@ static void test_kooisvctl(void **state)
 
 /* ---------------------------------------------------------------- tampering seen by operators */
 
+/* The entry test_verify_reports_tampering forged (seq, as text) and its true source address, until
+ * it put the address back; empty when nothing is forged. */
+static char forged_seq[24], forged_orig[128];
+
 static void test_verify_reports_tampering(void **state)
 {
     (void)state;
@@ -570,6 +574,9 @@ static void test_verify_reports_tampering(void **state)
     assert_true(kc_sql_exec("ALTER TABLE audit.intents DISABLE TRIGGER intents_append_only", 0,
                             NULL) >= 0);
     char *orig = value("SELECT source_addr FROM audit.intents WHERE seq = $1::bigint", seq);
+    assert_non_null(orig);
+    snprintf(forged_seq, sizeof forged_seq, "%s", seq);
+    snprintf(forged_orig, sizeof forged_orig, "%s", orig);
     assert_int_equal(kc_sql_exec("UPDATE audit.intents SET source_addr = '203.0.113.66'"
                                  " WHERE seq = $1::bigint",
                                  1, p),
@@ -590,6 +597,7 @@ static void test_verify_reports_tampering(void **state)
     assert_int_equal(kc_sql_exec("UPDATE audit.intents SET source_addr = $1 WHERE seq = $2::bigint",
                                  2, pr),
                      1);
+    forged_seq[0] = '\0';
     assert_true(kc_sql_exec("ALTER TABLE audit.intents ENABLE TRIGGER intents_append_only", 0,
                             NULL) >= 0);
     assert_int_equal(CTL(NULL, "audit", "verify"), 0);
@@ -631,10 +639,24 @@ static void test_verify_kept_head(void **state)
     free(text);
 }
 
-static int teardown(void **state)
+/* Teardown of test_verify_reports_tampering: when it failed halfway, the forged address goes
+ * back so that no later test or program meets a broken chain; the trigger on again. */
+static int untamper(void **state)
 {
     (void)state;
+    if (forged_seq[0]) {
+        const char *pr[] = {forged_orig, forged_seq};
+        kc_sql_exec("ALTER TABLE audit.intents DISABLE TRIGGER intents_append_only", 0, NULL);
+        kc_sql_exec("UPDATE audit.intents SET source_addr = $1 WHERE seq = $2::bigint", 2, pr);
+        forged_seq[0] = '\0';
+    }
     kc_sql_exec("ALTER TABLE audit.intents ENABLE TRIGGER intents_append_only", 0, NULL);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    untamper(state);
     /* A failed test must not leave the audit service down for the tests after it. */
     if (audit_stopped)
         kc_suite("start-svc", "audit");
@@ -651,7 +673,7 @@ int main(void)
         cmocka_unit_test(test_admin_queries),
         cmocka_unit_test(test_admin_call_caps),
         cmocka_unit_test(test_kooisvctl),
-        cmocka_unit_test(test_verify_reports_tampering),
+        cmocka_unit_test_teardown(test_verify_reports_tampering, untamper),
         cmocka_unit_test(test_verify_kept_head),
         cmocka_unit_test(test_audit_down),
     };

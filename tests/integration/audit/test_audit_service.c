@@ -758,8 +758,30 @@ static void triggers(bool on)
         assert_true(kc_sql_exec(sql[i], 0, NULL) >= 0);
 }
 
+/* The chain from this seq on as it was before a test began to rewrite it (temporary tables
+ * tamper_i and tamper_o of the test's connection), 0 when no rewrite is under way. A test that
+ * fails halfway leaves it to tamper_teardown to put back, so that no later test or program
+ * meets a broken chain. */
+static int64_t tampered_from;
+
+/* Keep the chain from seq k on (the chain lock held: nothing is appended meanwhile). */
+static void tamper_snapshot(int64_t k)
+{
+    char seq[24];
+    snprintf(seq, sizeof seq, "%lld", (long long)k);
+    const char *p[] = {seq};
+    assert_true(kc_sql_exec("CREATE TEMP TABLE tamper_i AS SELECT * FROM audit.intents"
+                            " WHERE seq >= $1::bigint",
+                            1, p) >= 0);
+    assert_true(kc_sql_exec("CREATE TEMP TABLE tamper_o AS SELECT * FROM audit.outcomes"
+                            " WHERE seq >= $1::bigint",
+                            1, p) >= 0);
+    tampered_from = k;
+}
+
 /* on: take the chain lock (writers wait) and turn the append-only triggers off, to rewrite the
- * stored chain under the service; off: the triggers on again and the lock released. */
+ * stored chain under the service; off: the triggers on again, the lock released and the kept
+ * copy (tamper_snapshot) dropped: the test has put the chain back itself. */
 static void chain_rewriting(bool on)
 {
     if (on) {
@@ -768,7 +790,40 @@ static void chain_rewriting(bool on)
     } else {
         triggers(true);
         assert_int_equal(kc_sql_count("SELECT pg_advisory_unlock(" CHAIN_LOCK ")", 0, NULL), 1);
+        if (tampered_from) {
+            assert_true(kc_sql_exec("DROP TABLE tamper_i, tamper_o", 0, NULL) >= 0);
+            tampered_from = 0;
+        }
     }
+}
+
+/* Teardown of the tests that rewrite the chain: when one failed halfway, every row from the
+ * kept seq on (renumbered ones past SHIFT included) is replaced by the kept copy, then the
+ * triggers go back on and the lock is released. No assertion: it runs after a failure. */
+static int tamper_teardown(void **state)
+{
+    (void)state;
+    int rc = 0;
+    if (tampered_from) {
+        char seq[24];
+        snprintf(seq, sizeof seq, "%lld", (long long)tampered_from);
+        const char *p[] = {seq};
+        kc_sql_exec("ALTER TABLE audit.intents DISABLE TRIGGER intents_append_only", 0, NULL);
+        kc_sql_exec("ALTER TABLE audit.outcomes DISABLE TRIGGER outcomes_append_only", 0, NULL);
+        if (kc_sql_exec("DELETE FROM audit.intents WHERE seq >= $1::bigint", 1, p) < 0 ||
+            kc_sql_exec("DELETE FROM audit.outcomes WHERE seq >= $1::bigint", 1, p) < 0 ||
+            kc_sql_exec("INSERT INTO audit.intents SELECT * FROM tamper_i", 0, NULL) < 0 ||
+            kc_sql_exec("INSERT INTO audit.outcomes SELECT * FROM tamper_o", 0, NULL) < 0)
+            rc = -1;
+        kc_sql_exec("DROP TABLE IF EXISTS tamper_i, tamper_o, saved, saved_i, saved_o, cut_i,"
+                    " cut_o",
+                    0, NULL);
+        tampered_from = 0;
+    }
+    kc_sql_exec("ALTER TABLE audit.intents ENABLE TRIGGER intents_append_only", 0, NULL);
+    kc_sql_exec("ALTER TABLE audit.outcomes ENABLE TRIGGER outcomes_append_only", 0, NULL);
+    kc_sql_count("SELECT pg_advisory_unlock_all()", 0, NULL);
+    return rc;
 }
 
 static void expect_verdict_head(const char *problem, int64_t seq, int64_t head_seq,
@@ -839,6 +894,7 @@ static int64_t tamper_begin(char *rids[3], char seq[24])
     snprintf(seq, 24, "%lld", (long long)k);
     /* Writers wait while the chain is being rewritten under them. */
     chain_rewriting(true);
+    tamper_snapshot(k);
     return k;
 }
 
@@ -1052,6 +1108,7 @@ static void test_head_file_and_truncation(void **state)
     const char *path = suite_get("KOOISV_AUDIT_HEAD_PATH");
     assert_non_null(path);
     assert_int_equal(kc_sql_count("SELECT pg_advisory_lock(" CHAIN_LOCK ")", 0, NULL), 1);
+    tamper_snapshot(k);
     char *text = config_read_file(path, NULL);
     assert_non_null(text);
     char *colon = strchr(text, ':');
@@ -1174,9 +1231,9 @@ int main(void)
         cmocka_unit_test(test_replay_concurrent),
         cmocka_unit_test(test_query),
         cmocka_unit_test(test_append_only),
-        cmocka_unit_test(test_tamper),
-        cmocka_unit_test(test_rehash_forgery_detected),
-        cmocka_unit_test(test_head_file_and_truncation),
+        cmocka_unit_test_teardown(test_tamper, tamper_teardown),
+        cmocka_unit_test_teardown(test_rehash_forgery_detected, tamper_teardown),
+        cmocka_unit_test_teardown(test_head_file_and_truncation, tamper_teardown),
         cmocka_unit_test(test_no_owner_dsn_in_service),
     };
     return KC_SUITE_MAIN(tests, setup, teardown);

@@ -881,8 +881,13 @@ static void test_late_usage_and_clock_steps(void **state)
     assert_market_stays(a, 1);
     assert_int_equal(sql_num("SELECT count(*) FROM billing.usage_pushes WHERE instance_id = $1", a),
                      1);
-    /* the next window after its arrival (real time) */
-    int64_t next = hour_of(time_now_ms()) + HOUR_MS + DELAY_MS;
+    /* the next window after its arrival (real time, as stored: an hour may have begun since) */
+    char *arrived = kc_sql_value("SELECT (extract(epoch FROM max(received_at)) * 1000)::bigint"
+                                 " FROM billing.usage_records WHERE instance_id = $1",
+                                 1, (const char *const[]){a});
+    assert_non_null(arrived);
+    int64_t next = hour_of(strtoll(arrived, NULL, 10)) + HOUR_MS + DELAY_MS;
+    free(arrived);
     set_clock(next - 20000);
     assert_market_stays(a, 1);
     set_clock(next + 20000);
