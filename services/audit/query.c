@@ -42,6 +42,20 @@ const pg_stmt_t query_stmts[] = {
      " WHERE ($9::bigint IS NULL OR i.seq < $9::bigint) AND" QUERY_FILTERS
      " ORDER BY i.seq DESC LIMIT $11::int",
      11},
+    /* A page of one resource ($4 set): its rows of intent_resources (migration 004) from the
+     * cursor down, each intent read by its seq and checked against every filter, its own
+     * resources included; reads about as many rows as the page holds, whatever the resource's
+     * size or age. The intent is a LATERAL subquery behind OFFSET 0 so that it is always read
+     * by seq: joined plainly, PostgreSQL may walk intents_pkey backwards from the newest entry
+     * instead (it cannot estimate the resources check), a second at a million entries. */
+    {"query_page_resource",
+     "SELECT" QUERY_COLUMNS
+     " FROM audit.intent_resources x"
+     " CROSS JOIN LATERAL (SELECT * FROM audit.intents WHERE seq = x.seq OFFSET 0) i"
+     " LEFT JOIN audit.outcomes o ON o.request_id = i.request_id"
+     " WHERE x.resource_id = $4::text AND ($9::bigint IS NULL OR x.seq < $9::bigint) AND"
+     QUERY_FILTERS " ORDER BY x.seq DESC LIMIT $11::int",
+     11},
     /* Follow: every entry that changed (intent or outcome appended) after $9, up to head $12. */
     {"query_follow",
      "WITH changed AS ("
@@ -176,8 +190,10 @@ void query_handle(PGconn *conn, svc_call_t *call)
         opt_text(q->result_code),    opt_text(q->request_id),
         q->follow || q->before_seq ? cursor : NULL,
         exclude,                     lim,                          headtxt};
-    PGresult *r = pg_exec(conn, q->follow ? "query_follow" : "query_page", q->follow ? 12 : 11,
-                          params);
+    const char *stmt = q->follow               ? "query_follow"
+                       : opt_text(q->resource_id) ? "query_page_resource"
+                                                  : "query_page";
+    PGresult *r = pg_exec(conn, stmt, q->follow ? 12 : 11, params);
     free(exclude);
     if (!pg_ok(r)) {
         /* Invalid input (bad UTF-8 in a filter) is the caller's; anything else is ours. */

@@ -169,6 +169,17 @@ static void assert_indexed(const char *what, const char *plan, const char *index
         fail_msg("%s: index %s not used:\n%s", what, index, plan);
 }
 
+/* The resource's own rows of intent_resources drive the plan (a backward walk of its key, or
+ * for a resource PostgreSQL expects few rows of, all of them sorted), each intent read by its
+ * seq: what is read is bounded by the resource, never a walk of the whole trail. */
+static void assert_resource_walk(const char *what, const char *plan)
+{
+    assert_indexed(what, plan, "intent_resources_pkey");
+    assert_indexed(what, plan, "Index Cond: (seq = x.seq)");
+    if (strstr(plan, "Backward using intents_pkey") || strstr(plan, "Seq Scan on intent_resources"))
+        fail_msg("%s: not a walk of the resource's own rows:\n%s", what, plan);
+}
+
 static PGconn *reader_connect(void)
 {
     const char *dsn = suite_get("KOOISV_PG_AUDITOR_DSN");
@@ -203,11 +214,13 @@ static void test_query_plans(void **state)
     /* The second page of a resource, as kooisvctl --before asks for it. */
     const char *resource_before[11] = {
         NULL, NULL, NULL, "grow-tenant-000042", NULL, NULL, NULL, NULL, "1000000", "[]", "101"};
-    char *p = plan_of(conn, "query_page", 11, resource);
-    assert_indexed("one resource", p, "intents_resources");
+    /* One resource: its rows of intent_resources from the cursor down, each intent read by its
+     * seq; never a walk of the whole trail backwards. */
+    char *p = plan_of(conn, "query_page_resource", 11, resource);
+    assert_resource_walk("one resource", p);
     free(p);
-    p = plan_of(conn, "query_page", 11, resource_before);
-    assert_indexed("one resource, before a seq", p, "intents_resources");
+    p = plan_of(conn, "query_page_resource", 11, resource_before);
+    assert_resource_walk("one resource, before a seq", p);
     free(p);
     p = plan_of(conn, "query_page", 11, one_hour);
     assert_indexed("one hour", p, "intents_received");

@@ -684,6 +684,74 @@ static void test_query(void **state)
     free(inst);
 }
 
+/* One resource's entries come from intent_resources (migration 004), which the intents' own
+ * insert fills: an intent with two resources is found under each, once even when it names one
+ * twice; entries of a resource stay found however many of others come after them. */
+static void test_resource_index(void **state)
+{
+    (void)state;
+    char *a = kc_uid("ra-"), *b = kc_uid("rb-"), *rid = kc_uid("r2-");
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    Kooisv__Caller caller = KOOISV__CALLER__INIT;
+    Kooisv__AuditIntent in = KOOISV__AUDIT_INTENT__INIT;
+    Kooisv__ResourceRef r0 = KOOISV__RESOURCE_REF__INIT, r1 = KOOISV__RESOURCE_REF__INIT,
+                        r2 = KOOISV__RESOURCE_REF__INIT, *refs[3] = {&r0, &r1, &r2};
+    r0.kind = "instance", r0.id = a;
+    r1.kind = "tenant", r1.id = b;
+    r2.kind = "app", r2.id = a; /* the same id again, of another kind */
+    env.request_id = rid;
+    env.trace_id = rid;
+    env.received_ms = time_now_ms();
+    env.source_addr = "192.0.2.7";
+    env.caller = &caller;
+    caller.kind = "basic";
+    caller.id = "svc-test";
+    in.event_type = "tenantSync";
+    in.resources = refs;
+    in.n_resources = 3;
+    in.nonce_ts_ms = time_now_ms();
+    env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_INTENT;
+    env.audit_intent = &in;
+    Kooisv__Reply *r = call(client, &env);
+    assert_string_equal(r->result_code, "000000");
+    int64_t seq = intent_seq(r);
+    free_reply(r);
+    /* Entries of other resources after it. */
+    for (int i = 0; i < 30; i++) {
+        char *other = kc_uid("ro-"), *orid = kc_uid("ro-");
+        intent_args_t o = {.rid = orid, .instance = other, .event = "queryInstance"};
+        free_reply(send_intent_with(client, &o));
+        free(other);
+        free(orid);
+    }
+    const char *ids[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        Kooisv__AuditQuery q = KOOISV__AUDIT_QUERY__INIT;
+        q.resource_id = (char *)ids[i];
+        r = send_query(&q);
+        assert_string_equal(r->result_code, "000000");
+        assert_int_equal(r->audit_query->n_entries, 1);
+        assert_string_equal(r->audit_query->entries[0]->request_id, rid);
+        assert_int_equal(r->audit_query->entries[0]->seq, seq);
+        assert_int_equal(r->audit_query->entries[0]->n_resources, 3);
+        free_reply(r);
+        /* Below its own seq there is nothing of it. */
+        q.before_seq = seq;
+        r = send_query(&q);
+        assert_int_equal(r->audit_query->n_entries, 0);
+        free_reply(r);
+    }
+    char s[24];
+    snprintf(s, sizeof s, "%lld", (long long)seq);
+    const char *p[] = {s};
+    assert_int_equal(kc_sql_count("SELECT 1 FROM audit.intent_resources WHERE seq = $1::bigint",
+                                  1, p),
+                     2);
+    free(a);
+    free(b);
+    free(rid);
+}
+
 /* ---------------------------------------------------------------- protection */
 
 /* Run sql as superuser (optionally as role) and return the SQLSTATE of the failure, or "" on
@@ -729,6 +797,13 @@ static void test_append_only(void **state)
     expect_state("kooisv_audit", "UPDATE audit.intents SET event_type = 'x' WHERE false", "42501");
     expect_state("kooisv_audit", "DELETE FROM audit.outcomes WHERE false", "42501");
     expect_state("kooisv_audit", "ALTER TABLE audit.intents DISABLE TRIGGER ALL", "42501");
+    /* The resource index is append-only like the trail it indexes. */
+    expect_state(NULL, "DELETE FROM audit.intent_resources WHERE seq = (SELECT max(seq) FROM audit.intent_resources)", "42501");
+    expect_state(NULL, "UPDATE audit.intent_resources SET seq = seq WHERE seq = (SELECT max(seq) FROM audit.intent_resources)", "42501");
+    expect_state(NULL, "TRUNCATE audit.intent_resources", "42501");
+    expect_state("kooisv_audit", "DELETE FROM audit.intent_resources WHERE false", "42501");
+    expect_state("kooisv_auditor", "INSERT INTO audit.intent_resources VALUES ('x', 1)", "42501");
+    expect_state("kooisv_auditor", "SELECT count(*) FROM audit.intent_resources", "");
     expect_state("kooisv_audit", "SELECT count(*) FROM audit.intents", "");
     expect_state("kooisv_auditor", "SELECT count(*) FROM audit.chain", "");
     expect_state("kooisv_auditor", "INSERT INTO audit.nonces VALUES ('a','b','c',0,0)", "42501");
@@ -1230,6 +1305,7 @@ int main(void)
         cmocka_unit_test(test_stale_nonce_refused),
         cmocka_unit_test(test_replay_concurrent),
         cmocka_unit_test(test_query),
+        cmocka_unit_test(test_resource_index),
         cmocka_unit_test(test_append_only),
         cmocka_unit_test_teardown(test_tamper, tamper_teardown),
         cmocka_unit_test_teardown(test_rehash_forgery_detected, tamper_teardown),
