@@ -10,7 +10,8 @@
 -- The rows are derived from the intents (not part of the hash chain; verify does not read them),
 -- written by a statement trigger in the transaction that appends the intents, and append-only
 -- like the trail. The query still checks each intent's own resources, so a row that no longer
--- names its intent (after a superuser's repair) can hide nothing and show nothing false.
+-- names its intent (after a superuser's repair) never shows an entry of another resource. Ids
+-- are at most ENTRY_MAX_RESOURCE_ID (256) bytes, well inside a btree entry's limit.
 --
 -- The GIN index goes: it only served this search, and it was most of an intent's write cost
 -- (about 3 kB of its WAL).
@@ -25,14 +26,19 @@ CREATE TABLE intent_resources (
     PRIMARY KEY (resource_id, seq)
 );
 
+-- The resource ids an intent's resources name ([{"kind":..,"id":..}]; an id named twice comes
+-- twice: ON CONFLICT DO NOTHING keeps one row). Plain SQL, so that it is inlined.
+CREATE FUNCTION resource_ids(resources jsonb) RETURNS SETOF text LANGUAGE sql IMMUTABLE AS $$
+    SELECT r ->> 'id' FROM jsonb_array_elements(resources) r
+     WHERE jsonb_typeof(r) = 'object' AND coalesce(r ->> 'id', '') <> ''
+$$;
+
 -- Runs as whoever appends the intents (the audit service's role, the owner for a repair).
 CREATE FUNCTION index_intent_resources() RETURNS trigger LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     INSERT INTO audit.intent_resources (resource_id, seq)
-        SELECT DISTINCT r ->> 'id', n.seq
-          FROM appended n, jsonb_array_elements(n.resources) r
-         WHERE jsonb_typeof(r) = 'object' AND coalesce(r ->> 'id', '') <> ''
+        SELECT id, n.seq FROM appended n, audit.resource_ids(n.resources) id
         ON CONFLICT DO NOTHING;
     RETURN NULL;
 END
@@ -42,9 +48,7 @@ CREATE TRIGGER intents_index_resources AFTER INSERT ON intents
     FOR EACH STATEMENT EXECUTE FUNCTION index_intent_resources();
 
 INSERT INTO intent_resources (resource_id, seq)
-    SELECT DISTINCT r ->> 'id', i.seq
-      FROM intents i, jsonb_array_elements(i.resources) r
-     WHERE jsonb_typeof(r) = 'object' AND coalesce(r ->> 'id', '') <> ''
+    SELECT id, i.seq FROM intents i, resource_ids(i.resources) id
     ON CONFLICT DO NOTHING;
 
 CREATE TRIGGER intent_resources_append_only BEFORE UPDATE OR DELETE ON intent_resources

@@ -747,6 +747,31 @@ static void test_resource_index(void **state)
     assert_int_equal(kc_sql_count("SELECT 1 FROM audit.intent_resources WHERE seq = $1::bigint",
                                   1, p),
                      2);
+
+    /* An id far over the limit (2,000 bytes; a btree key holds about 2,700) is stored cut to
+     * ENTRY_MAX_RESOURCE_ID bytes, indexed and found by what was stored, and the batch it came
+     * in is not broken. */
+    char *long_rid = kc_uid("rl-"), *tag = kc_uid("rl");
+    char *long_id = xmalloc(2001);
+    memset(long_id, 'L', 2000);
+    long_id[2000] = '\0';
+    memcpy(long_id, tag, strlen(tag));
+    intent_args_t big = {.rid = long_rid, .instance = long_id, .event = "queryInstance"};
+    r = send_intent_with(client, &big);
+    assert_string_equal(r->result_code, "000000");
+    free_reply(r);
+    long_id[ENTRY_MAX_RESOURCE_ID] = '\0';
+    Kooisv__AuditQuery q = KOOISV__AUDIT_QUERY__INIT;
+    q.resource_id = long_id;
+    r = send_query(&q);
+    assert_string_equal(r->result_code, "000000");
+    assert_int_equal(r->audit_query->n_entries, 1);
+    assert_string_equal(r->audit_query->entries[0]->request_id, long_rid);
+    assert_string_equal(r->audit_query->entries[0]->resources[0]->id, long_id);
+    free_reply(r);
+    free(long_id);
+    free(long_rid);
+    free(tag);
     free(a);
     free(b);
     free(rid);
