@@ -171,16 +171,6 @@ static const char *billing_state_of(const char *order_state)
     return "active";
 }
 
-/* Run a statement without result rows; the status. */
-static pg_status_t exec_void(pg_tx_t *tx, const char *stmt, int n, const char *const *p)
-{
-    PGresult *r = pg_tx_exec(tx, stmt, n, p);
-    if (!r)
-        return tx->failed;
-    PQclear(r);
-    return PG_OK;
-}
-
 /* Insert a ledger line. */
 static pg_status_t line_insert(pg_tx_t *tx, const event_t *e, const char *event_id,
                                const char *kind, const char *amount, const char *period_type,
@@ -191,7 +181,7 @@ static pg_status_t line_insert(pg_tx_t *tx, const event_t *e, const char *event_
                        amount,         period_type,
                        period_number,  e->test_flag ? "true" : "false",
                        e->occurred_at, once ? "true" : "false"};
-    return exec_void(tx, "ledger_line", 10, p);
+    return pg_tx_queue(tx, "ledger_line", 10, p);
 }
 
 /* The negated amount of the order's line of kinds (a PostgreSQL array literal) paid within
@@ -294,31 +284,36 @@ done:
     return out;
 }
 
-pg_status_t ledger_apply(pg_tx_t *tx, const json_t *doc, const char *daily_products,
-                         ledger_outcome_t *out)
+/* Take the ledger's advisory lock in tx: PG_OK with *locked, or the failure. */
+static pg_status_t ledger_lock(pg_tx_t *tx, bool *locked)
+{
+    PGresult *r = pg_tx_exec(tx, "ledger_lock", 0, NULL);
+    if (!r)
+        return tx->failed;
+    *locked = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    return PG_OK;
+}
+
+/* Apply one event in tx, whose transaction holds the ledger's lock; sets *out. PG_OK also when
+ * the event wrote nothing (LEDGER_REJECTED, LEDGER_DUPLICATE), else the failure. The instance
+ * and its lines are queued (pg_tx_queue): they go out with the next statement or the COMMIT. */
+static pg_status_t apply_locked(pg_tx_t *tx, const json_t *doc, const char *daily_products,
+                                ledger_outcome_t *out)
 {
     event_t e;
     *out = LEDGER_REJECTED;
     if (!event_read(doc, &e))
-        return PG_ROLLBACK;
-    PGresult *r = pg_tx_exec(tx, "ledger_lock", 0, NULL);
-    if (!r)
-        return tx->failed;
-    bool locked = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-    PQclear(r);
-    if (!locked) {
-        *out = LEDGER_BUSY;
-        return PG_ROLLBACK;
-    }
+        return PG_OK;
     const char *cp[] = {e.event_id, e.seq, e.event_type, e.instance_id};
-    r = pg_tx_exec(tx, "ledger_consume", 4, cp);
+    PGresult *r = pg_tx_exec(tx, "ledger_consume", 4, cp);
     if (!r)
         return tx->failed;
     bool fresh = PQntuples(r) == 1;
     PQclear(r);
     if (!fresh) {
         *out = LEDGER_DUPLICATE;
-        return PG_ROLLBACK;
+        return PG_OK;
     }
     bool paid;
     const char *kind = event_kind(&e, &paid);
@@ -337,11 +332,32 @@ pg_status_t ledger_apply(pg_tx_t *tx, const json_t *doc, const char *daily_produ
                         e.order_id,
                         e.seq,
                         daily_products ? daily_products : "{}"};
-    pg_status_t st = exec_void(tx, "ledger_instance", 15, ip);
+    pg_status_t st = pg_tx_queue(tx, "ledger_instance", 15, ip);
     if (st == PG_OK && kind)
         st = lines_write(tx, &e, kind);
     if (st == PG_OK)
         *out = LEDGER_APPLIED;
+    return st;
+}
+
+pg_status_t ledger_apply(pg_tx_t *tx, const json_t *doc, const char *daily_products,
+                         ledger_outcome_t *out)
+{
+    event_t e;
+    bool locked = false;
+    *out = LEDGER_REJECTED;
+    if (!event_read(doc, &e)) /* rejected before the lock, as in apply_locked */
+        return PG_ROLLBACK;
+    pg_status_t st = ledger_lock(tx, &locked);
+    if (st != PG_OK)
+        return st;
+    if (!locked) {
+        *out = LEDGER_BUSY;
+        return PG_ROLLBACK;
+    }
+    st = apply_locked(tx, doc, daily_products, out);
+    if (st == PG_OK && *out != LEDGER_APPLIED)
+        return PG_ROLLBACK; /* nothing written */
     return st;
 }
 
@@ -449,43 +465,99 @@ static pg_status_t apply_body(pg_tx_t *tx, void *arg)
     return ledger_apply(tx, a->event, a->daily_products, &a->out);
 }
 
-/* Apply the events of one pull in order and acknowledge what is stored. The number applied or
+/* A whole pull in one transaction: the lock once, then every event in order. */
+typedef struct {
+    const json_t *events;
+    size_t n;
+    const char *daily_products;
+    ledger_outcome_t *outs; /* n of them */
+    bool busy;              /* another replica holds the lock */
+} batch_ctx_t;
+
+static pg_status_t batch_body(pg_tx_t *tx, void *arg)
+{
+    batch_ctx_t *b = arg;
+    bool locked = false;
+    b->busy = false;
+    for (size_t i = 0; i < b->n; i++) /* a rerun (PG_RETRY) starts afresh */
+        b->outs[i] = LEDGER_REJECTED;
+    pg_status_t st = ledger_lock(tx, &locked);
+    if (st != PG_OK)
+        return st;
+    if (!locked) {
+        b->busy = true;
+        return PG_ROLLBACK;
+    }
+    for (size_t i = 0; i < b->n && st == PG_OK; i++)
+        st = apply_locked(tx, json_array_get(b->events, i), b->daily_products, &b->outs[i]);
+    return st;
+}
+
+/* Log what applying ev did, and add its id to the acknowledgements (ack, acklen, nack). */
+static void event_done(const char *rid, const json_t *ev, ledger_outcome_t out, char **ack,
+                       size_t *acklen, size_t *nack)
+{
+    const char *id = str_of(ev, "eventId");
+    if (out == LEDGER_REJECTED)
+        log_error(rid, "ledger: order event %s is not one billing can read; skipped",
+                  id && svcrt_text_ok(id, 64, true) ? id : "(no eventId)");
+    else if (out == LEDGER_APPLIED)
+        log_info(rid, "ledger: stored %s event=%s instance=%s", str_of(ev, "eventType"), id,
+                 str_of(ev, "instanceId"));
+    if (id && svcrt_text_ok(id, 64, true) && !strchr(id, ',')) {
+        size_t l = strlen(id);
+        *ack = xrealloc(*ack, *acklen + l + 2);
+        if (*acklen)
+            (*ack)[(*acklen)++] = ',';
+        memcpy(*ack + *acklen, id, l + 1);
+        *acklen += l;
+        (*nack)++;
+    }
+}
+
+/* Apply the events of one pull and acknowledge what is stored. They are applied in one
+ * transaction (one commit, and one round trip per event); when that fails, one transaction
+ * each, in order, up to the first that fails, as before the batch: the events ahead of a bad
+ * one are stored and acknowledged, and the bad one stops the pull. The number applied or
  * acknowledged; -1 when the pull should pause (busy, database down). */
 static int consume_batch(ledger_consumer_t *self, const char *rid, const json_t *events)
 {
     size_t i, n = json_array_size(events), nack = 0, acklen = 0;
     char *ack = xcalloc(1, 1);
     int rc = 0;
-    for (i = 0; i < n && !pgworker_stopping(self->worker); i++) {
-        const json_t *ev = json_array_get(events, i);
-        apply_ctx_t a = {.event = ev, .daily_products = self->cfg->daily_products};
-        pg_status_t st = pg_tx_run(self->db, rid, apply_body, &a);
-        if (st != PG_OK && st != PG_ROLLBACK) {
-            rc = -1;
-            break;
-        }
-        const char *id = str_of(ev, "eventId");
-        if (a.out == LEDGER_BUSY) {
-            log_info(rid, "ledger: another replica is applying order events; pausing");
-            rc = -1;
-            break;
-        }
-        if (a.out == LEDGER_REJECTED)
-            log_error(rid, "ledger: order event %s is not one billing can read; skipped",
-                      id && svcrt_text_ok(id, 64, true) ? id : "(no eventId)");
-        else if (a.out == LEDGER_APPLIED)
-            log_info(rid, "ledger: stored %s event=%s instance=%s", str_of(ev, "eventType"), id,
-                     str_of(ev, "instanceId"));
-        if (id && svcrt_text_ok(id, 64, true) && !strchr(id, ',')) {
-            size_t l = strlen(id);
-            ack = xrealloc(ack, acklen + l + 2);
-            if (acklen)
-                ack[acklen++] = ',';
-            memcpy(ack + acklen, id, l + 1);
-            acklen += l;
-            nack++;
+    batch_ctx_t b = {.events = events,
+                     .n = n,
+                     .daily_products = self->cfg->daily_products,
+                     .outs = xcalloc(n ? n : 1, sizeof *b.outs)};
+    pg_status_t bst = n ? pg_tx_run(self->db, rid, batch_body, &b) : PG_OK;
+    if (bst == PG_OK) {
+        for (i = 0; i < n; i++)
+            event_done(rid, json_array_get(events, i), b.outs[i], &ack, &acklen, &nack);
+    } else if (b.busy) {
+        log_info(rid, "ledger: another replica is applying order events; pausing");
+        rc = -1;
+    } else {
+        log_warn(rid,
+                 "ledger: the %zu events of this pull failed as one transaction; "
+                 "applying them one at a time",
+                 n);
+        for (i = 0; i < n && !pgworker_stopping(self->worker); i++) {
+            const json_t *ev = json_array_get(events, i);
+            apply_ctx_t a = {.event = ev, .daily_products = self->cfg->daily_products};
+            pg_status_t st = pg_tx_run(self->db, rid, apply_body, &a);
+            if (st != PG_OK && st != PG_ROLLBACK) {
+                rc = -1;
+                break;
+            }
+            if (a.out == LEDGER_BUSY) {
+                log_info(rid, "ledger: another replica is applying order events; pausing");
+                rc = -1;
+                break;
+            }
+            event_done(rid, ev, a.out, &ack, &acklen, &nack);
         }
     }
+    free(b.outs);
     if (nack) {
         json_t *done = order_call(self, rid, "events.ack", "ids", ack);
         if (!done) /* they come again and are only acknowledged then */

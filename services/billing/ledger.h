@@ -1,10 +1,11 @@
 /* ledger: order events -> billing ledger. A consumer thread pulls the order service's events
  * over ZeroMQ (order's events.pending, as a CURVE client admitted by order) in seq order, stores
- * each one in its own transaction (consumed_events row by event id + ledger line(s) + the
- * instance's snapshot), commits, then acknowledges the stored ones (order's events.ack). A crash
+ * each one (consumed_events row by event id + ledger line(s) + the instance's snapshot), all of
+ * a pull in one transaction (one at a time when that fails: the events ahead of one that cannot
+ * be stored still are), commits, then acknowledges the stored ones (order's events.ack). A crash
  * anywhere in between makes order give an event again; its event id is then found in
  * consumed_events and it is only acknowledged: at least once on the wire, exactly once in the
- * ledger. One replica applies at a time: every event's transaction first takes a transaction
+ * ledger. One replica applies at a time: every transaction of events first takes a transaction
  * advisory lock (try: a replica that does not get it pauses); a second replica is harmless
  * anyway (the event id is the key).
  *
@@ -58,7 +59,7 @@ ledger_consumer_t *ledger_consumer_new(const billing_state_t *cfg, const char *d
                                        const char *setup_sql);
 /* Start the consumer thread; 0 or -1 (logged). */
 int ledger_consumer_start(ledger_consumer_t *self);
-/* Stop the thread if it runs (it finishes the event in hand), free, set *self_p to NULL. */
+/* Stop the thread if it runs (it finishes the pull in hand), free, set *self_p to NULL. */
 void ledger_consumer_destroy(ledger_consumer_t **self_p);
 
 #endif

@@ -2,7 +2,8 @@
  * line (with the order's amount where it gives one), a release by unsubscription inside the
  * 5-day guarantee period adds a refund line and one outside it does not, test-flag instances
  * are kept apart (flagged), and every event is stored exactly once across a kill -9 of billing
- * in the middle of consumption, a restart of order and lost acknowledgements. */
+ * in the middle of consumption, a restart of order and lost acknowledgements; an event that
+ * cannot be stored stops its pull without holding back the events ahead of it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -223,6 +224,88 @@ static void test_restarts(void **state)
     free(id);
 }
 
+/* Events of a pull are stored in one transaction; when it fails they are stored one at a time:
+ * those ahead of the one that cannot be stored are stored and acknowledged, that one stops the
+ * pull (nothing of it and of what follows is stored twice or lost), and once it can be stored,
+ * it and the rest are. One event is made to fail by a trigger that refuses its ledger line. */
+static long consumed_of(const char *id)
+{
+    const char *p[] = {id};
+    return kc_sql_count("SELECT 1 FROM billing.consumed_events WHERE instance_id = $1", 1, p);
+}
+
+static long long consumed_count(const void *id)
+{
+    return consumed_of(id);
+}
+
+static void drop_refusal(void)
+{
+    kc_sql_exec("DROP TRIGGER IF EXISTS test_refuse_line ON billing.ledger", 0, NULL);
+    kc_sql_exec("DROP FUNCTION IF EXISTS billing.test_refuse_line()", 0, NULL);
+}
+
+/* Whatever the test did: no refusal left, billing running. */
+static int bad_event_teardown(void **state)
+{
+    (void)state;
+    drop_refusal();
+    return kc_suite("start-svc", "billing") == 0 ? 0 : -1;
+}
+
+static void test_bad_event_in_a_pull(void **state)
+{
+    (void)state;
+    char *a = bt_instance("PERIOD", "20", NULL, NULL), *b = bt_instance("PERIOD", "30", NULL, NULL);
+    bt_wait_consumed(a);
+    bt_wait_consumed(b);
+    long a_before = consumed_of(a), b_before = consumed_of(b);
+    /* billing down while four events queue up: a's freeze and unfreeze, b's freeze, a's freeze */
+    assert_int_equal(kc_suite("kill", "billing"), 0);
+    bt_status(a, "FREEZE", NULL);
+    bt_status(a, "UNFREEZE", NULL);
+    bt_status(b, "FREEZE", NULL);
+    bt_status(a, "FREEZE", NULL);
+    drop_refusal();
+    char *fn = xasprintf("CREATE FUNCTION billing.test_refuse_line() RETURNS trigger"
+                         " LANGUAGE plpgsql AS $f$ BEGIN"
+                         " IF NEW.instance_id = '%s' AND NEW.kind = 'freeze' THEN"
+                         "  RAISE EXCEPTION 'refused by test_bad_event_in_a_pull'; END IF;"
+                         " RETURN NEW; END $f$",
+                         b);
+    assert_int_equal(kc_sql_exec(fn, 0, NULL), 0);
+    free(fn);
+    assert_int_equal(kc_sql_exec("CREATE TRIGGER test_refuse_line BEFORE INSERT ON billing.ledger"
+                                 " FOR EACH ROW EXECUTE FUNCTION billing.test_refuse_line()",
+                                 0, NULL),
+                     0);
+    assert_int_equal(kc_suite("start-svc", "billing"), 0);
+    /* the two ahead of b's are stored and acknowledged */
+    if (!kc_wait_count(BT_WAIT_MS, consumed_count, a, a_before + 2))
+        fail_msg("a's freeze and unfreeze were not stored ahead of the refused event");
+    usleep(1500000); /* several polls: the refused event keeps stopping the pull */
+    assert_int_equal(bt_lines(a, "freeze"), 1);
+    assert_int_equal(bt_lines(a, "unfreeze"), 1);
+    assert_int_equal(bt_lines(b, "freeze"), 0);
+    assert_int_equal(consumed_of(a), a_before + 2);
+    assert_int_equal(consumed_of(b), b_before);
+    const char *p[] = {a};
+    assert_int_equal(kc_sql_count("SELECT 1 FROM orders.event_acks k JOIN orders.outbox o"
+                                  " USING (event_id) WHERE k.consumer = 'billing'"
+                                  " AND o.instance_id = $1",
+                                  1, p),
+                     a_before + 2);
+    /* stored once it can be: b's freeze, then a's second */
+    drop_refusal();
+    bt_wait_consumed(b);
+    bt_wait_consumed(a);
+    assert_int_equal(bt_lines(b, "freeze"), 1);
+    assert_int_equal(bt_lines(a, "freeze"), 2);
+    assert_int_equal(bt_lines(a, "unfreeze"), 1);
+    free(a);
+    free(b);
+}
+
 int main(void)
 {
     if (suite_env_load() != 0)
@@ -232,6 +315,7 @@ int main(void)
         cmocka_unit_test(test_refund),
         cmocka_unit_test(test_test_flag),
         cmocka_unit_test(test_restarts),
+        cmocka_unit_test_teardown(test_bad_event_in_a_pull, bad_event_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
