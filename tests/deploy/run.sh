@@ -231,7 +231,8 @@ fi
 # Every acknowledged call has its intent and its 000000 outcome in the audit trail (outcomes
 # are queued by the gateway: give them a few seconds), and every newInstance, refreshInstance
 # and tenantSync is stored exactly once.
-check_sql="CREATE TEMP TABLE calls (answer text, call text, nonce text, id text);
+check_sql="CREATE TEMP TABLE calls (answer text, call text, nonce text, id text, due_ms bigint,
+    latency_us bigint);
 COPY calls FROM STDIN (DELIMITER ' ');
 $(cat "$work/bench-calls.log")
 \\.

@@ -16,7 +16,8 @@
  *
  * runs until SIGINT/SIGTERM (then prints its result as at the end of --seconds) and writes one
  * line per call to the log: answer, call, nonce, id (what the deploy test checks a rolling
- * restart against: every call answered 000000 is in the audit trail and stored once). */
+ * restart against: every call answered 000000 is in the audit trail and stored once), when it
+ * was due (ms from the run's start) and its latency (µs): which calls make a tail, and when. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -683,11 +684,13 @@ static void count_code(worker_t *w, const char *code)
     }
 }
 
-/* One --log line: answer, call, nonce, id (stdio locks the stream for each line). */
-static void log_call(const char *answer, const call_info_t *info)
+/* One --log line: answer, call, nonce, id, due (ms from the run's start t0), latency (µs from
+ * start to now) (stdio locks the stream for each line). */
+static void log_call(const char *answer, const call_info_t *info, int64_t t0, int64_t start)
 {
     if (g.log)
-        fprintf(g.log, "%s %s %s %s\n", answer, info->call, info->nonce, info->id);
+        fprintf(g.log, "%s %s %s %s %lld %lld\n", answer, info->call, info->nonce, info->id,
+                (long long)((start - t0) / 1000), (long long)(time_mono_us() - start));
 }
 
 static void *worker_main(void *arg)
@@ -698,6 +701,11 @@ static void *worker_main(void *arg)
     if (!s->newconn && conn_open(&w->conn) != 0)
         count_code(w, "connect-failed");
     pthread_barrier_wait(w->ready);
+    /* nothing before t0, when the "before" CPU sample is taken (until 2026-12-07 a run as fast
+     * as it goes started at the barrier, up to 0.1 s early) */
+    int64_t until_t0 = w->t0 - time_mono_us();
+    if (until_t0 > 0)
+        usleep((useconds_t)until_t0);
     double every_us = s->rate > 0 ? 1e6 * s->conns / s->rate : 0;
     for (unsigned long n = 0; !stop_requested; n++) {
         int64_t planned = w->t0 + (int64_t)(every_us * ((double)n + (double)w->id / s->conns));
@@ -726,7 +734,7 @@ static void *worker_main(void *arg)
                     conn_close(&w->conn);
                 if (conn_open(&w->conn) != 0) {
                     count_code(w, "connect-failed");
-                    log_call("connect-failed", &info);
+                    log_call("connect-failed", &info, w->t0, start);
                     usleep(10000);
                     break;
                 }
@@ -734,7 +742,7 @@ static void *worker_main(void *arg)
             int status = 0;
             if (conn_call(&w->conn, req, len, &status, code, &keep) != 0) {
                 count_code(w, "transport-error");
-                log_call("transport-error", &info);
+                log_call("transport-error", &info, w->t0, start);
                 conn_close(&w->conn);
                 break;
             }
@@ -749,12 +757,12 @@ static void *worker_main(void *arg)
                 conn_close(&w->conn);
             if (strcmp(code, "000005") == 0 && attempt < s->retries && !stop_requested) {
                 count_code(w, "000005-retried");
-                log_call("000005-retried", &info);
+                log_call("000005-retried", &info, w->t0, start);
                 usleep(1000000);
                 continue;
             }
             count_code(w, s->workload == W_NGINX ? "200" : code);
-            log_call(code, &info);
+            log_call(code, &info, w->t0, start);
             if (w->nlat == w->cap) {
                 w->cap = w->cap ? w->cap * 2 : 4096;
                 w->lat = xrealloc(w->lat, w->cap * sizeof *w->lat);
@@ -990,8 +998,10 @@ static void usage(FILE *f)
            "  --nginx PATH      nginx binary (default /usr/sbin/nginx)\n"
            "  --tls-key PATH    the certificate's key for nginx (default "
            "<state>/secrets/tls-server.key)\n"
-           "  --log PATH        one line per call: answer call nonce id (answer: the resultCode,\n"
-           "                    HTTP-<status>, transport-error, connect-failed or 000005-retried)\n"
+           "  --log PATH        one line per call: answer call nonce id due_ms latency_us (answer:\n"
+           "                    the resultCode, HTTP-<status>, transport-error, connect-failed or\n"
+           "                    000005-retried; due_ms: when the call was due, from the run's\n"
+           "                    start; latency_us: from then to its answer)\n"
            "  --retry N         retry a call answered 000005 up to N times (0-10, default 0), as\n"
            "                    the marketplace does: same ids, a fresh signature, 1 s later\n"
            "SIGINT or SIGTERM ends the run after the calls in flight and prints its result.\n");

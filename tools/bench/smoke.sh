@@ -23,6 +23,10 @@ out=$("$build/tools/bench/kooisv-bench" --env-file "$build/suite/suite.env" --ta
     --conns 4 --seconds 1 --log "$log")
 run=$(sed -n 's/^kooisv-bench: run \([A-Z0-9]*\),.*/\1/p' <<<"$out")
 [[ -n $run ]] || { echo "bench_smoke: FAIL: no run id in the table's output" >&2; exit 1; }
+# every line: answer call nonce id due_ms latency_us, due within the 1 s run, a latency > 0
+malformed=$(awk 'NF != 6 || $5 !~ /^[0-9]+$/ || $5 > 1000 || $6 !~ /^[1-9][0-9]*$/' "$log" | head -n 3)
+[[ -s $log && -z $malformed ]] ||
+    { echo "bench_smoke: FAIL: --log lines not 'answer call nonce id due_ms latency_us': $malformed" >&2; exit 1; }
 news=$(awk '$1 == "000000" && $2 == "newInstance" { print $4 }' "$log" | sort -u | wc -l)
 calls=$(awk '$1 == "000000" && $2 == "newInstance"' "$log" | wc -l)
 set -a
