@@ -1092,7 +1092,11 @@ static void test_dispatch_waits_for_replica(void **state)
     run_until(rig.base, &o, 3000);
     assert_int_equal(o.calls, 1);
     assert_non_null(o.reply);
-    assert_true(o.at_us - t0 < 700000);
+    /* Sent as soon as the replica connected (well under 0.7 s), or, when that first connection
+     * dropped at once and the copy with it (seen on a loaded CI machine: "connected",
+     * "disconnected", "connected" within 0.15 s), on the resend at half the call's time: either
+     * way answered, and before its 3 s deadline. */
+    assert_true(o.at_us - t0 < 2500000);
     kooisv__reply__free_unpacked(o.reply, NULL);
     rig_down(&rig);
 }
