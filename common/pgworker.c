@@ -1,5 +1,5 @@
-/* pgworker: see pgworker.h. A stop is seen at once through a pipe the wait polls along with the
- * session's socket; a stop signal (svc_stopping, a flag) within SLICE_MS. */
+/* pgworker: see pgworker.h. A stop or a poke is seen at once through a pipe the wait polls along
+ * with the session's socket; a stop signal (svc_stopping, a flag) within SLICE_MS. */
 #include "pgworker.h"
 
 #include <assert.h>
@@ -28,7 +28,7 @@ struct pgworker {
     void *arg;
     pg_session_t *db; /* NULL until the first connection */
     int listen_pid;   /* backend that holds our LISTEN; LISTEN again after a reconnection */
-    int wake[2];      /* written once by pgworker_stop */
+    int wake[2];      /* written by pgworker_stop and pgworker_poke */
     atomic_bool stop;
     pthread_t thread;
     bool running;
@@ -80,16 +80,32 @@ bool pgworker_stopping(pgworker_t *self)
     return atomic_load(&self->stop) || svc_stopping();
 }
 
-/* Wait up to ms for a stop or, when wake_on_db, for a NOTIFY or the session's connection to
- * break. */
+void pgworker_poke(pgworker_t *self)
+{
+    assert(self);
+    ssize_t n = write(self->wake[1], "p", 1);
+    (void)n; /* a full pipe already wakes the thread */
+}
+
+/* Wait up to ms for a stop or, when wake_on_db, for a poke, a NOTIFY or the session's connection
+ * to break. */
 static void pgworker_wait(pgworker_t *self, long ms, bool wake_on_db)
 {
     for (long left = ms; left > 0 && !pgworker_stopping(self); left -= SLICE_MS) {
         PGconn *conn = wake_on_db && self->db ? pg_session_conn(self->db) : NULL;
         struct pollfd pfd[2] = {{.fd = self->wake[0], .events = POLLIN},
                                 {.fd = conn ? PQsocket(conn) : -1, .events = POLLIN}};
-        if (poll(pfd, 2, left > SLICE_MS ? SLICE_MS : (int)left) <= 0 || pfd[1].revents == 0)
-            continue; /* the time, or a stop that the loop's test sees */
+        if (poll(pfd, 2, left > SLICE_MS ? SLICE_MS : (int)left) <= 0)
+            continue; /* the time */
+        if (pfd[0].revents) {
+            char drain[64];
+            while (read(self->wake[0], drain, sizeof drain) > 0)
+                ;
+            if (wake_on_db) /* a poke; a stop is seen by the loop's test */
+                return;
+        }
+        if (pfd[1].revents == 0)
+            continue; /* a poke while the database is away: the backoff goes on */
         PQconsumeInput(conn);
         bool woke = false;
         PGnotify *n;

@@ -1,7 +1,8 @@
 /* pgworker: one background thread on its own PostgreSQL session, the loop that the services'
  * background work shares (order jobs, billing exports, usage push, ledger consumer): make the
  * session ready (reconnecting with backoff when the database is away), LISTEN on a channel, run
- * one step, and when the step found nothing to do wait for a NOTIFY, the poll interval or a stop.
+ * one step, and when the step found nothing to do wait for a NOTIFY, a poke, the poll interval or
+ * a stop.
  * The worker owns its session; a step only borrows it. */
 #ifndef KOOISV_PGWORKER_H
 #define KOOISV_PGWORKER_H
@@ -37,6 +38,9 @@ int pgworker_start(pgworker_t *self);
 /* Ask the thread to stop after its current step, without waiting for it (stopping many workers
  * at once before destroying each). */
 void pgworker_stop(pgworker_t *self);
+/* Wake the thread if it waits for work (it then runs its step at once), or make its next wait
+ * end at once if it is busy; a poke is never lost, several may count as one. Any thread. */
+void pgworker_poke(pgworker_t *self);
 /* True once pgworker_stop was called or a stop signal arrived (svc_stopping). */
 bool pgworker_stopping(pgworker_t *self);
 /* Stop the thread and wait for it, close the session, free, set *self_p to NULL. */

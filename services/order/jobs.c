@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +173,9 @@ typedef struct {
     char owner[192];
     pg_session_t *db;  /* the worker's session, lent for the step */
     pgworker_t *worker; /* the same step's worker (pgworker_stopping) */
+    /* the worker, for other threads (jobs_wake); NULL before its first step */
+    _Atomic(pgworker_t *) handle;
+    atomic_bool idle; /* its last step found nothing: it waits for work */
     int claim_n;        /* jobs the next claim asks for (1..claim_max) */
     int claim_max;      /* JOB_CLAIM_MAX, or 1 when the lease leaves no time for a second job */
 } runner_t;
@@ -738,7 +742,31 @@ static bool job_step(pgworker_t *worker, pg_session_t *db, void *arg)
     runner_t *r = arg;
     r->db = db;
     r->worker = worker;
-    return run_some(r) > 0;
+    atomic_store(&r->handle, worker);
+    atomic_store(&r->idle, false);
+    bool more = run_some(r) > 0;
+    if (!more) /* a poke from now on ends the wait that follows */
+        atomic_store(&r->idle, true);
+    return more;
+}
+
+static atomic_uint wake_next; /* the thread poked when none is idle, in turn */
+
+void jobs_wake(void)
+{
+    if (!runners)
+        return;
+    int n = runners[0].cfg->job_threads;
+    for (int i = 0; i < n; i++) {
+        if (atomic_exchange(&runners[i].idle, false)) {
+            pgworker_poke(atomic_load(&runners[i].handle));
+            return;
+        }
+    }
+    /* none idle (they took work since): the next wait of one of them ends at once */
+    pgworker_t *w = atomic_load(&runners[atomic_fetch_add(&wake_next, 1) % (unsigned)n].handle);
+    if (w)
+        pgworker_poke(w);
 }
 
 /* False when pid is gone or a zombie (killed, not yet reaped by its parent). */
@@ -810,6 +838,8 @@ int jobs_start(const order_config_t *cfg)
         runners[i].cfg = cfg;
         runners[i].claim_n = 1;
         runners[i].claim_max = cfg->lease_ms > cfg->job_step_ms ? JOB_CLAIM_MAX : 1;
+        atomic_init(&runners[i].handle, NULL);
+        atomic_init(&runners[i].idle, false);
         snprintf(runners[i].owner, sizeof runners[i].owner, "%s:%d", cfg->replica_id, i);
     }
     pgworker_config_t wc = {.name = "job thread",

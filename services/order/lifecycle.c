@@ -28,11 +28,13 @@ const pg_stmt_t lifecycle_stmts[] = {
      " created_request_id) VALUES ($1, $2, $3, $4, $5::boolean, $6)"
      " ON CONFLICT DO NOTHING RETURNING instance_id",
      6},
-    /* The job threads of every replica (LISTEN orders_jobs) hear of it at COMMIT, in the same
-     * round trip as the insert; polling covers a lost notification. */
+    /* A new job (queue_job). No NOTIFY: the replica that commits it wakes one of its own job
+     * threads (jobs_wake); the other replicas find it at their next poll. A NOTIFY here woke
+     * every job thread of every replica and every other LISTENing session of the database at
+     * each commit, for claims that mostly came back empty. */
     {"job_insert",
-     "WITH j AS (INSERT INTO orders.jobs (kind, instance_id, order_id, order_line_id, request_id)"
-     " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING) SELECT pg_notify('orders_jobs', '')",
+     "INSERT INTO orders.jobs (kind, instance_id, order_id, order_line_id, request_id)"
+     " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
      5},
     /* Key (order_applications_key): a renewal and its cancellation share the orderId. */
     {"application_exists",
@@ -192,6 +194,14 @@ static pg_status_t record_applied(pg_tx_t *tx, verdict_t *v, const change_t *ch,
     return PG_OK;
 }
 
+/* Queue a job's insert in tx (job: kind, instance, order, line, request id) and set *wake: the
+ * caller wakes a job thread of this replica once tx has committed (jobs_wake). */
+static pg_status_t queue_job(pg_tx_t *tx, const char *const job[5], bool *wake)
+{
+    *wake = true;
+    return pg_tx_queue(tx, "job_insert", 5, job);
+}
+
 /* ---- newInstance ---- */
 
 typedef struct {
@@ -200,6 +210,7 @@ typedef struct {
     const char *test; /* "true" / "false" */
     char instance_id[ID_MAX + 1];
     bool created;
+    bool job_wake; /* it queued a job: wake a job thread after COMMIT (queue_job) */
 } new_ctx_t;
 
 static pg_status_t find_by_order(PGconn *conn, new_ctx_t *c, bool *found)
@@ -225,7 +236,7 @@ static pg_status_t new_created(pg_tx_t *tx, new_ctx_t *c)
     const char *job[] = {"provision", c->instance_id, r->order_id, r->order_line_id, rid};
     pg_status_t st;
     if ((st = pg_tx_queue(tx, "application_insert", 6, app)) != PG_OK ||
-        (st = pg_tx_queue(tx, "job_insert", 5, job)) != PG_OK)
+        (st = queue_job(tx, job, &c->job_wake)) != PG_OK)
         return st;
     change_t ch = {.instance_id = c->instance_id,
                    .event = "created",
@@ -244,6 +255,7 @@ static pg_status_t new_body(pg_tx_t *tx, void *arg)
     const Kooisv__NewInstance *r = c->req;
     bool found = false;
     c->created = false;
+    c->job_wake = false;
     pg_status_t st = find_by_order(conn, c, &found);
     if (st != PG_OK)
         return st;
@@ -294,6 +306,8 @@ void lifecycle_new(svcrt_worker_t *w, svc_call_t *call)
         order_reply(call, st, RC_INTERNAL, "");
         return;
     }
+    if (c.job_wake)
+        jobs_wake();
     Kooisv__Reply *reply = svc_call_reply(call);
     Kooisv__NewInstanceResult *res = svc_call_alloc(call, sizeof *res);
     kooisv__new_instance_result__init(res);
@@ -320,6 +334,7 @@ typedef struct {
     int64_t expire_ms;      /* refresh */
     const char *expire_raw; /* refresh */
     bool changed;
+    bool job_wake; /* it queued a job: wake a job thread after COMMIT (queue_job) */
 } apply_ctx_t;
 
 static pg_status_t apply_body(pg_tx_t *tx, void *arg)
@@ -332,6 +347,7 @@ static pg_status_t apply_body(pg_tx_t *tx, void *arg)
     instance_state_t to;
     pg_status_t st;
     c->changed = false;
+    c->job_wake = false;
     if ((st = lock_existing(conn, &c->v, c->instance_id, c->test_flag, &cur)) != PG_OK)
         return st;
     if ((st = application_seen(conn, rid, c->instance_id, c->activity, c->order_id, c->scene,
@@ -369,7 +385,7 @@ static pg_status_t apply_body(pg_tx_t *tx, void *arg)
         if (strcmp(c->scene, "UNSUBSCRIBE_RENEWAL_PERIOD") != 0) {
             const char *job[] = {"order_sync", c->instance_id, c->order_id, c->order_line_id, rid};
             if (st == PG_OK)
-                st = pg_tx_queue(tx, "job_insert", 5, job);
+                st = queue_job(tx, job, &c->job_wake);
             outbox = NULL;
         }
     } else {
@@ -378,7 +394,7 @@ static pg_status_t apply_body(pg_tx_t *tx, void *arg)
         st = pg_tx_queue(tx, "instance_upgrade", 2, p);
         /* The new plan's details (sku, period) come from Query Order, in the background. */
         if (st == PG_OK)
-            st = pg_tx_queue(tx, "job_insert", 5, job);
+            st = queue_job(tx, job, &c->job_wake);
         outbox = "instance.upgraded";
     }
     if (c->product_id) {
@@ -429,6 +445,8 @@ static bool apply_order(svcrt_worker_t *w, svc_call_t *call, apply_ctx_t *c)
         return false;
     }
     pg_status_t st = pg_tx_run(w->db, c->v.rid, apply_body, c);
+    if (st == PG_OK && c->job_wake)
+        jobs_wake();
     order_reply(call, st, c->v.code, c->v.msg);
     return c->changed && st == PG_OK;
 }

@@ -14,7 +14,6 @@
 #include "queryorder.h"
 #include "svcrt.h"
 
-
 /* Everything read from the environment at start-up; read-only afterwards. */
 typedef struct {
     const char *dsn;
@@ -146,6 +145,10 @@ int zonemark_reconcile(pg_session_t *db, const time_zone_t *zone);
 
 /* Start cfg->job_threads background job threads; 0 or -1. */
 int jobs_start(const order_config_t *cfg);
+/* After a commit that added jobs: wake one of this replica's job threads, an idle one if any, else
+ * make one look again as soon as its step ends (other replicas find the jobs at their next poll);
+ * a no-op before jobs_start. */
+void jobs_wake(void);
 /* Stop the job threads and wait for them (after svc_run returned). */
 void jobs_join(void);
 

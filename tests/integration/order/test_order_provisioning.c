@@ -3,7 +3,8 @@
  * backoff; a job that keeps failing shows in the operators' failed list and is redriven; the
  * service killed in the middle of a job resumes it after a restart without doing anything twice;
  * a runner whose job was taken over meanwhile stores nothing; with the service stopped the
- * gateway answers 000005 quickly, and all works once it is back.
+ * gateway answers 000005 quickly, and all works once it is back; a new job is taken at once,
+ * not at the next poll.
  * Needs the `suite` fixture; uses the emulator's fault control. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "order_support.h"
 #include "timeutil.h"
@@ -59,7 +61,8 @@ static void test_query_order_keeps_its_connection(void **state)
         json_decref(ot_wait_provisioned(id, PROVISION_WAIT_MS));
         json_t *calls = ot_emulator_calls("order/query", order);
         assert_int_equal(json_array_size(calls), 1);
-        json_int_t port = json_integer_value(json_object_get(json_array_get(calls, 0), "peer_port"));
+        json_int_t port =
+            json_integer_value(json_object_get(json_array_get(calls, 0), "peer_port"));
         assert_true(port > 0);
         char key[16];
         snprintf(key, sizeof key, "%lld", (long long)port);
@@ -224,6 +227,48 @@ static void test_service_down(void **state)
     free(before);
 }
 
+/* A new job is taken at once, not at the next poll: with the poll 10 minutes long, a new
+ * instance is provisioned within seconds, whether a job thread was idle (woken by the replica
+ * that took the call) or both were busy (they look again as soon as their steps end). */
+static kc_envfile_t slow_poll_env;
+
+static int slow_poll_setup(void **state)
+{
+    (void)state;
+    return ot_order_env_apply(&slow_poll_env, "KOOISV_PROVISION_THREADS=2\n"
+                                              "KOOISV_PROVISION_POLL_MS=600000\n");
+}
+
+static int slow_poll_teardown(void **state)
+{
+    ot_clear_faults_teardown(state);
+    ot_order_env_restore(&slow_poll_env);
+    return 0;
+}
+
+static void test_new_job_wakes_a_thread(void **state)
+{
+    (void)state;
+    usleep(500000); /* the job threads' first steps find nothing: both wait */
+    for (int i = 0; i < 3; i++) {
+        char *id = ot_new_with_fault(NULL);
+        json_decref(ot_wait_provisioned(id, 10000));
+        free(id);
+        usleep(200000);
+    }
+    /* both threads busy for 3 s with a slow Query Order each; a third instance meanwhile */
+    char *slow1 = ot_new_with_fault("\"mode\":\"slow\",\"count\":1,\"delay_ms\":3000");
+    char *slow2 = ot_new_with_fault("\"mode\":\"slow\",\"count\":1,\"delay_ms\":3000");
+    usleep(300000);
+    char *third = ot_new_with_fault(NULL);
+    json_decref(ot_wait_provisioned(third, 15000));
+    json_decref(ot_wait_provisioned(slow1, 15000));
+    json_decref(ot_wait_provisioned(slow2, 15000));
+    free(slow1);
+    free(slow2);
+    free(third);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -235,6 +280,8 @@ int main(void)
         cmocka_unit_test_teardown(test_killed_mid_job_resumes, ot_clear_faults_teardown),
         cmocka_unit_test_teardown(test_lease_lost_stores_nothing, ot_clear_faults_teardown),
         cmocka_unit_test_teardown(test_service_down, service_down_teardown),
+        cmocka_unit_test_setup_teardown(test_new_job_wakes_a_thread, slow_poll_setup,
+                                        slow_poll_teardown),
     };
     return KC_SUITE_MAIN(tests, NULL, ot_clear_faults_teardown);
 }
