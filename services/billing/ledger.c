@@ -343,11 +343,8 @@ static pg_status_t apply_locked(pg_tx_t *tx, const json_t *doc, const char *dail
 pg_status_t ledger_apply(pg_tx_t *tx, const json_t *doc, const char *daily_products,
                          ledger_outcome_t *out)
 {
-    event_t e;
     bool locked = false;
     *out = LEDGER_REJECTED;
-    if (!event_read(doc, &e)) /* rejected before the lock, as in apply_locked */
-        return PG_ROLLBACK;
     pg_status_t st = ledger_lock(tx, &locked);
     if (st != PG_OK)
         return st;

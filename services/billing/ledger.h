@@ -47,7 +47,8 @@ char *ledger_daily_products(const char *list, char *why, size_t why_len);
  * connection); sets *out. daily_products (ledger_daily_products; NULL = none) decides the
  * instance's usage granularity when an event first names its product: 'day' for those, else
  * 'hour'; fixed from then on (never changed once the instance has a product or usage).
- * PG_OK to commit, or a failure (logged). */
+ * Takes the ledger's lock first (LEDGER_BUSY without it). PG_OK to commit, PG_ROLLBACK when
+ * nothing is to be written (busy, rejected, duplicate), or a failure (logged). */
 pg_status_t ledger_apply(pg_tx_t *tx, const json_t *event, const char *daily_products,
                          ledger_outcome_t *out);
 

@@ -172,9 +172,9 @@ typedef struct {
     const order_config_t *cfg;
     char owner[192];
     pg_session_t *db;  /* the worker's session, lent for the step */
-    pgworker_t *worker; /* the same step's worker (pgworker_stopping) */
-    /* the worker, for other threads (jobs_wake); NULL before its first step */
-    _Atomic(pgworker_t *) handle;
+    /* the step's worker (pgworker_stopping; pgworker_poke from other threads in jobs_wake); NULL
+     * before its first step */
+    _Atomic(pgworker_t *) worker;
     atomic_bool idle; /* its last step found nothing: it waits for work */
     int claim_n;        /* jobs the next claim asks for (1..claim_max) */
     int claim_max;      /* JOB_CLAIM_MAX, or 1 when the lease leaves no time for a second job */
@@ -716,7 +716,7 @@ static int run_some(runner_t *r)
     int64_t start_by = claimed_at + (int64_t)(r->cfg->lease_ms - r->cfg->job_step_ms) * 1000;
     for (int i = 0; i < n; i++) {
         const char *why = NULL;
-        if (i > 0 && pgworker_stopping(r->worker))
+        if (i > 0 && pgworker_stopping(atomic_load(&r->worker)))
             why = "stopping";
         else if (i > 0 && time_mono_us() > start_by)
             why = "too little of their lease is left for a job";
@@ -741,8 +741,7 @@ static bool job_step(pgworker_t *worker, pg_session_t *db, void *arg)
 {
     runner_t *r = arg;
     r->db = db;
-    r->worker = worker;
-    atomic_store(&r->handle, worker);
+    atomic_store(&r->worker, worker);
     atomic_store(&r->idle, false);
     bool more = run_some(r) > 0;
     if (!more) /* a poke from now on ends the wait that follows */
@@ -759,12 +758,12 @@ void jobs_wake(void)
     int n = runners[0].cfg->job_threads;
     for (int i = 0; i < n; i++) {
         if (atomic_exchange(&runners[i].idle, false)) {
-            pgworker_poke(atomic_load(&runners[i].handle));
+            pgworker_poke(atomic_load(&runners[i].worker));
             return;
         }
     }
     /* none idle (they took work since): the next wait of one of them ends at once */
-    pgworker_t *w = atomic_load(&runners[atomic_fetch_add(&wake_next, 1) % (unsigned)n].handle);
+    pgworker_t *w = atomic_load(&runners[atomic_fetch_add(&wake_next, 1) % (unsigned)n].worker);
     if (w)
         pgworker_poke(w);
 }
@@ -838,7 +837,7 @@ int jobs_start(const order_config_t *cfg)
         runners[i].cfg = cfg;
         runners[i].claim_n = 1;
         runners[i].claim_max = cfg->lease_ms > cfg->job_step_ms ? JOB_CLAIM_MAX : 1;
-        atomic_init(&runners[i].handle, NULL);
+        atomic_init(&runners[i].worker, NULL);
         atomic_init(&runners[i].idle, false);
         snprintf(runners[i].owner, sizeof runners[i].owner, "%s:%d", cfg->replica_id, i);
     }
