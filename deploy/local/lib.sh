@@ -299,7 +299,7 @@ kv_ports_init() {
         kv_ports_assign "${specs[@]}"
     else
         kv_ports_assign gateway=8443 admin=8444 metrics=9100 order=7101 tenant=7102 app=7103 \
-            audit=7104 emulator=9443 pg=55432 billing=7105
+            audit=7104 emulator=9443 pg=15432 billing=7105
     fi
 }
 
