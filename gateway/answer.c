@@ -2,6 +2,7 @@
 #include "resultcode.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -104,6 +105,13 @@ void answer_send(struct evhttp_request *req, int status, const char *body, size_
                          : status == 405 ? "Method Not Allowed"
                          : status == 503 ? "Service Unavailable"
                                          : "Error";
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
     evhttp_send_reply(req, status, reason, out);
     evbuffer_free(out);
+    /* evhttp queued the head and the body as two pieces, and a TLS bufferevent writes each
+     * piece as a record of its own, in a system call of its own. The write waits for the next
+     * loop turn: join them now, and the answer goes out as one record in one write. */
+    if (bev)
+        evbuffer_pullup(bufferevent_get_output(bev), -1);
 }

@@ -206,7 +206,15 @@ static void *worker_main(void *arg)
 static int worker_setup(gw_worker_t *w, const char *listen, int *port_out)
 {
     char err[256];
-    w->base = event_base_new();
+    /* epoll's changelist: the interest changes a callback makes (a TLS connection turns
+     * reading and writing on and off several times per handshake) go to the kernel once per
+     * loop turn, and an add undone in the same turn never reaches it. */
+    struct event_config *cfg = event_config_new();
+    if (cfg)
+        event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    w->base = cfg ? event_base_new_with_config(cfg) : NULL;
+    if (cfg)
+        event_config_free(cfg);
     w->http = w->base ? evhttp_new(w->base) : NULL;
     if (!w->http) {
         log_error(NULL, "worker %d: cannot create its event loop", w->index);
