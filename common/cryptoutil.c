@@ -1,12 +1,14 @@
 #include "cryptoutil.h"
 #include "xmalloc.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 
 /* A failing digest means a broken OpenSSL, not bad input: a wrong MAC would be worse than a stop.
  */
@@ -16,18 +18,59 @@ static void crypto_fatal(const char *what)
     abort();
 }
 
+/* OpenSSL's one-shot HMAC() and a legacy EVP_sha256() look the algorithm up by name on every
+ * call (a locked store, string compares, parameter lists): more than the hash itself costs for
+ * the short texts signed here. The algorithms are fetched once per process, and each thread
+ * keeps one HMAC context that every call rekeys. */
+static pthread_once_t algs_once = PTHREAD_ONCE_INIT;
+static EVP_MAC *hmac_alg;
+static EVP_MD *sha256_alg;
+static pthread_key_t hmac_ctx_key;
+
+static void hmac_ctx_free(void *ctx)
+{
+    EVP_MAC_CTX_free(ctx);
+}
+
+static void algs_fetch(void)
+{
+    hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    sha256_alg = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!hmac_alg || !sha256_alg || pthread_key_create(&hmac_ctx_key, hmac_ctx_free) != 0)
+        crypto_fatal("fetch");
+}
+
+/* This thread's HMAC-SHA256 context (made on first use, freed when the thread ends). */
+static EVP_MAC_CTX *thread_hmac(void)
+{
+    pthread_once(&algs_once, algs_fetch);
+    EVP_MAC_CTX *ctx = pthread_getspecific(hmac_ctx_key);
+    if (ctx)
+        return ctx;
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                           OSSL_PARAM_construct_end()};
+    ctx = EVP_MAC_CTX_new(hmac_alg);
+    if (!ctx || !EVP_MAC_CTX_set_params(ctx, params) ||
+        pthread_setspecific(hmac_ctx_key, ctx) != 0)
+        crypto_fatal("hmac-sha256 context");
+    return ctx;
+}
+
 void hmac_sha256(const void *key, size_t key_len, const void *data, size_t len, uint8_t out[32])
 {
     static const uint8_t empty[1] = {0};
-    unsigned int out_len = 0;
-    /* HMAC() rejects a NULL key even when its length is zero. */
+    size_t out_len = 0;
+    /* Never a NULL key: EVP_MAC_init would keep the thread's previous key. */
     if (!key || key_len == 0) {
         key = empty;
         key_len = 0;
     }
     if (!data)
         data = empty;
-    if (!HMAC(EVP_sha256(), key, (int)key_len, data, len, out, &out_len) || out_len != 32)
+    EVP_MAC_CTX *ctx = thread_hmac();
+    if (!EVP_MAC_init(ctx, key, key_len, NULL) || !EVP_MAC_update(ctx, data, len) ||
+        !EVP_MAC_final(ctx, out, &out_len, 32) || out_len != 32)
         crypto_fatal("hmac-sha256");
 }
 
@@ -35,7 +78,8 @@ void sha256(const void *data, size_t len, uint8_t out[32])
 {
     static const uint8_t empty[1] = {0};
     unsigned int out_len = 0;
-    if (!EVP_Digest(data ? data : empty, len, out, &out_len, EVP_sha256(), NULL) || out_len != 32)
+    pthread_once(&algs_once, algs_fetch);
+    if (!EVP_Digest(data ? data : empty, len, out, &out_len, sha256_alg, NULL) || out_len != 32)
         crypto_fatal("sha256");
 }
 

@@ -1,4 +1,5 @@
 /* cryptoutil: SHA-256/HMAC known answers, hex and strict base64, constant-time compares. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -43,6 +44,44 @@ static void test_hmac_sha256_rfc4231(void **state)
     hmac_sha256(NULL, 0, NULL, 0, mac);
     assert_string_equal(hex_encode(mac, 32, hex),
                         "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
+}
+
+/* Each thread keeps one HMAC context that every call rekeys: the key of one call never leaks
+ * into the next, on the same thread or on others running at once. */
+enum { HMAC_THREADS = 4, HMAC_ROUNDS = 2000 };
+
+static void *hmac_rounds(void *arg)
+{
+    const char *data = "what do ya want for nothing?";
+    uintptr_t bad = 0;
+    uint8_t mac[32];
+    char hex[65];
+    for (int i = 0; i < HMAC_ROUNDS; i++) {
+        if ((i + (int)(uintptr_t)arg) % 2 == 0) {
+            hmac_sha256("Jefe", 4, data, strlen(data), mac);
+            bad += strcmp(hex_encode(mac, 32, hex), "5bdcc146bf60754e6a042426089575c75a003f089d2"
+                                                    "739839dec58b964ec3843") != 0;
+        } else {
+            hmac_sha256("", 0, "", 0, mac);
+            bad += strcmp(hex_encode(mac, 32, hex), "b613679a0814d9ec772f95d778c35fc5ff1697c4937"
+                                                    "15653c6c712144292c5ad") != 0;
+        }
+    }
+    return (void *)bad;
+}
+
+static void test_hmac_sha256_threads(void **state)
+{
+    pthread_t t[HMAC_THREADS];
+    for (uintptr_t i = 0; i < HMAC_THREADS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, hmac_rounds, (void *)i), 0);
+    for (int i = 0; i < HMAC_THREADS; i++) {
+        void *bad = NULL;
+        assert_int_equal(pthread_join(t[i], &bad), 0);
+        assert_int_equal((uintptr_t)bad, 0);
+    }
+    /* this thread too, after a long key and an empty one */
+    assert_int_equal((uintptr_t)hmac_rounds((void *)0), 0);
 }
 
 static void test_hex_encode(void **state)
@@ -181,6 +220,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sha256_known_answers),
         cmocka_unit_test(test_hmac_sha256_rfc4231),
+        cmocka_unit_test(test_hmac_sha256_threads),
         cmocka_unit_test(test_hex_encode),
         cmocka_unit_test(test_hex_decode),
         cmocka_unit_test(test_b64_encode_rfc4648),
