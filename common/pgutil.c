@@ -346,9 +346,17 @@ char *pg_text_array(const char *const *items, size_t n)
 
 /* ---------------------------------------------------------------- failures */
 
+static __thread char last_failure_state[6];
+
+const char *pg_last_failure_sqlstate(void)
+{
+    return last_failure_state;
+}
+
 void pg_log_failure(const char *rid, const char *what, const PGresult *res)
 {
     const char *state = sqlstate(res);
+    snprintf(last_failure_state, sizeof last_failure_state, "%s", state);
     const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     if (!primary)
         primary = res ? PQresultErrorMessage(res) : "no result";

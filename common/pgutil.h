@@ -64,6 +64,10 @@ typedef enum {
  * DETAIL (it quotes key values) nor, for data exceptions (class 22), the message (it quotes the
  * input): personal data stays out of logs. Retryable failures log at info, others at warn. */
 void pg_log_failure(const char *rid, const char *what, const PGresult *res);
+/* The SQLSTATE of the last failure pg_log_failure logged on this thread ("" before any, and
+ * for a failure without one): what made a pg_tx_run return PG_FAIL, a queued statement's
+ * included. */
+const char *pg_last_failure_sqlstate(void);
 /* Run a prepared statement. The result (caller PQclears), or NULL after logging the failure with
  * rid and setting *status to PG_RETRY or PG_FAIL. */
 PGresult *pg_exec_logged(PGconn *conn, const char *rid, const char *stmt, int nparams,

@@ -79,6 +79,31 @@ struct journal {
     bool head_file_failed; /* warned once until a write succeeds again */
 };
 
+#define INTENTS_INSERT                                                                          \
+    "INSERT INTO audit.intents (seq, request_id, trace_id, received_ms, caller_kind, caller_id,"  \
+    " event_type, resources, source_addr, test_flag, nonce, nonce_ts_ms, reject_reason,"         \
+    " reject_code, prev_hash, hash)"                                                             \
+    " SELECT x.seq, x.request_id, x.trace_id, x.received_ms, x.caller_kind, x.caller_id,"        \
+    "  x.event_type, x.resources, x.source_addr, x.test_flag, x.nonce, x.nonce_ts_ms,"           \
+    "  x.reject_reason, x.reject_code, decode(x.prev_hash, 'hex'), decode(x.hash, 'hex')"        \
+    " FROM jsonb_to_recordset($1::jsonb) AS x(seq bigint, request_id text, trace_id text,"       \
+    "  received_ms bigint, caller_kind text, caller_id text, event_type text, resources jsonb,"  \
+    "  source_addr text, test_flag boolean, nonce text, nonce_ts_ms bigint,"                     \
+    "  reject_reason text, reject_code text, prev_hash text, hash text)"
+#define NONCES_INSERT                                                                           \
+    "INSERT INTO audit.nonces (caller_id, nonce, request_id, nonce_ts_ms, recorded_ms)"          \
+    " SELECT x.caller_id, x.nonce, x.request_id, x.nonce_ts_ms, $2::bigint"                      \
+    " FROM jsonb_to_recordset($1::jsonb)"                                                        \
+    "  AS x(caller_id text, nonce text, request_id text, nonce_ts_ms bigint)"
+#define OUTCOMES_INSERT                                                                         \
+    "INSERT INTO audit.outcomes (seq, request_id, recorded_ms, result_code, result_msg,"         \
+    " latency_us, http_status, prev_hash, hash)"                                                 \
+    " SELECT x.seq, x.request_id, x.recorded_ms, x.result_code, x.result_msg, x.latency_us,"     \
+    "  x.http_status, decode(x.prev_hash, 'hex'), decode(x.hash, 'hex')"                         \
+    " FROM jsonb_to_recordset($1::jsonb) AS x(seq bigint, request_id text, recorded_ms bigint,"  \
+    "  result_code text, result_msg text, latency_us bigint, http_status bigint,"                \
+    "  prev_hash text, hash text)"
+
 static const pg_stmt_t journal_stmts[] = {
     {"journal_lock", "SELECT pg_advisory_xact_lock(hashtextextended('kooisv-audit-chain', 0))", 0},
     {"journal_head",
@@ -97,38 +122,17 @@ static const pg_stmt_t journal_stmts[] = {
      " WHERE request_id IN (SELECT jsonb_array_elements_text($2::jsonb))",
      2},
     /* The replay check is this unique key: a conflicting nonce is not returned. */
-    {"journal_nonce",
-     "INSERT INTO audit.nonces (caller_id, nonce, request_id, nonce_ts_ms, recorded_ms)"
-     " SELECT x.caller_id, x.nonce, x.request_id, x.nonce_ts_ms, $2::bigint"
-     " FROM jsonb_to_recordset($1::jsonb)"
-     "  AS x(caller_id text, nonce text, request_id text, nonce_ts_ms bigint)"
-     " ON CONFLICT DO NOTHING RETURNING request_id",
-     2},
+    {"journal_nonce", NONCES_INSERT " ON CONFLICT DO NOTHING RETURNING request_id", 2},
     /* ON CONFLICT: a record this writer took for new was stored already (by another replica, or
      * before the writer's memory): fewer rows come back, and the batch is redone carefully. */
-    {"journal_intents",
-     "INSERT INTO audit.intents (seq, request_id, trace_id, received_ms, caller_kind, caller_id,"
-     " event_type, resources, source_addr, test_flag, nonce, nonce_ts_ms, reject_reason,"
-     " reject_code, prev_hash, hash)"
-     " SELECT x.seq, x.request_id, x.trace_id, x.received_ms, x.caller_kind, x.caller_id,"
-     "  x.event_type, x.resources, x.source_addr, x.test_flag, x.nonce, x.nonce_ts_ms,"
-     "  x.reject_reason, x.reject_code, decode(x.prev_hash, 'hex'), decode(x.hash, 'hex')"
-     " FROM jsonb_to_recordset($1::jsonb) AS x(seq bigint, request_id text, trace_id text,"
-     "  received_ms bigint, caller_kind text, caller_id text, event_type text, resources jsonb,"
-     "  source_addr text, test_flag boolean, nonce text, nonce_ts_ms bigint,"
-     "  reject_reason text, reject_code text, prev_hash text, hash text)"
-     " ON CONFLICT (request_id) DO NOTHING RETURNING seq",
-     1},
-    {"journal_outcomes",
-     "INSERT INTO audit.outcomes (seq, request_id, recorded_ms, result_code, result_msg,"
-     " latency_us, http_status, prev_hash, hash)"
-     " SELECT x.seq, x.request_id, x.recorded_ms, x.result_code, x.result_msg, x.latency_us,"
-     "  x.http_status, decode(x.prev_hash, 'hex'), decode(x.hash, 'hex')"
-     " FROM jsonb_to_recordset($1::jsonb) AS x(seq bigint, request_id text, recorded_ms bigint,"
-     "  result_code text, result_msg text, latency_us bigint, http_status bigint,"
-     "  prev_hash text, hash text)"
-     " ON CONFLICT (request_id) DO NOTHING RETURNING seq",
-     1},
+    {"journal_intents", INTENTS_INSERT " ON CONFLICT (request_id) DO NOTHING RETURNING seq", 1},
+    {"journal_outcomes", OUTCOMES_INSERT " ON CONFLICT (request_id) DO NOTHING RETURNING seq", 1},
+    /* The first try of a batch queues its nonces and records behind one another and sends them
+     * with the COMMIT: any conflict (a replayed nonce, a record stored already) is a unique
+     * violation that fails the transaction, and the batch is redone carefully. */
+    {"journal_nonce_new", NONCES_INSERT, 2},
+    {"journal_intents_new", INTENTS_INSERT, 1},
+    {"journal_outcomes_new", OUTCOMES_INSERT, 1},
     {"journal_prune",
      "DELETE FROM audit.nonces WHERE ctid IN (SELECT ctid FROM audit.nonces"
      " WHERE recorded_ms < $1::bigint AND nonce_ts_ms < $1::bigint LIMIT 10000)",
@@ -167,6 +171,13 @@ static bool exec_ok(journal_t *self, const char *stmt, int n, const char *const 
     else
         PQclear(r);
     return true;
+}
+
+/* Queue a statement in the writer's transaction (it goes out with the next one or the COMMIT,
+ * and its failure fails the transaction there); false (logged) when it could not be queued. */
+static bool queue_ok(journal_t *self, const char *stmt, int n, const char *const *params)
+{
+    return pg_tx_queue(self->tx, stmt, n, params) == PG_OK;
 }
 
 /* ---------------------------------------------------------------- recent records */
@@ -325,8 +336,11 @@ static bool stage_known(journal_t *self, item_t **items, int n, json_t *intent_i
     return true;
 }
 
-/* Claim the nonces of new, accepted intents; a nonce the database refuses is a replay. */
-static bool stage_nonces(journal_t *self, item_t **items, int n, int64_t now)
+/* Claim the nonces of new, accepted intents; a nonce the database refuses is a replay. Careful:
+ * the insert returns the nonces it took, and the others' intents are recorded as replays.
+ * Otherwise every nonce is taken for new and its insert queued: a replay fails the batch's
+ * transaction, to be redone carefully. */
+static bool stage_nonces(journal_t *self, item_t **items, int n, int64_t now, bool careful)
 {
     json_t *rows = json_array();
     int64_t oldest = now - self->cfg.nonce_window_ms - self->cfg.nonce_margin_ms;
@@ -341,8 +355,10 @@ static bool stage_nonces(journal_t *self, item_t **items, int n, int64_t now)
             it->replay_reason = JOURNAL_STALE_NONCE;
             continue;
         }
-        it->replay = true; /* until the insert returns it */
-        it->replay_reason = JOURNAL_REPLAYED;
+        if (careful) {
+            it->replay = true; /* until the insert returns it */
+            it->replay_reason = JOURNAL_REPLAYED;
+        }
         json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:I}", "caller_id", in->caller_id,
                                               "nonce", in->nonce, "request_id", in->request_id,
                                               "nonce_ts_ms", (json_int_t)in->nonce_ts_ms));
@@ -355,6 +371,11 @@ static bool stage_nonces(journal_t *self, item_t **items, int n, int64_t now)
     char nowtxt[24];
     snprintf(nowtxt, sizeof nowtxt, "%lld", (long long)now);
     const char *params[] = {p1, nowtxt};
+    if (!careful) {
+        bool queued = queue_ok(self, "journal_nonce_new", 2, params);
+        free(p1);
+        return queued;
+    }
     PGresult *r = NULL;
     bool ok = exec_ok(self, "journal_nonce", 2, params, &r);
     free(p1);
@@ -381,9 +402,11 @@ static void add_hash_fields(json_t *row, const uint8_t prev[32], const uint8_t h
 }
 
 /* Chain the new records after the head: intents first, so that an outcome sent together with
- * its intent (a call the gateway rejected) finds it. */
+ * its intent (a call the gateway rejected) finds it. Careful: each insert skips a record stored
+ * already and says so (the batch is then rolled back: self->conflict). Otherwise the inserts
+ * are queued, and a record stored already fails the transaction at COMMIT. */
 static bool stage_inserts(journal_t *self, item_t **items, int n, json_t *intent_ids,
-                          int64_t *head_seq, uint8_t head_hash[32])
+                          int64_t *head_seq, uint8_t head_hash[32], bool careful)
 {
     json_t *irows = json_array(), *orows = json_array();
     for (int pass = 0; pass < 2; pass++) {
@@ -441,8 +464,14 @@ static bool stage_inserts(journal_t *self, item_t **items, int n, json_t *intent
     bool ok = true;
     json_t *sets[2] = {irows, orows};
     const char *stmts[2] = {"journal_intents", "journal_outcomes"};
+    const char *queued[2] = {"journal_intents_new", "journal_outcomes_new"};
     for (int k = 0; k < 2; k++) {
-        if (ok && json_array_size(sets[k]) > 0) {
+        if (ok && json_array_size(sets[k]) > 0 && !careful) {
+            char *p = json_dumps(sets[k], JSON_COMPACT);
+            const char *params[] = {p};
+            ok = p && queue_ok(self, queued[k], 1, params);
+            free(p);
+        } else if (ok && json_array_size(sets[k]) > 0) {
             char *p = json_dumps(sets[k], JSON_COMPACT);
             const char *params[] = {p};
             PGresult *r = NULL;
@@ -528,8 +557,8 @@ static pg_status_t batch_body(pg_tx_t *tx, void *arg)
     b->head_seq = 0;
     memset(b->head_hash, 0, sizeof b->head_hash);
     PGresult *r = NULL;
-    bool ok =
-        exec_ok(self, "journal_lock", 0, NULL, NULL) && exec_ok(self, "journal_head", 0, NULL, &r);
+    /* the lock rides with BEGIN and the head's read: one round trip */
+    bool ok = queue_ok(self, "journal_lock", 0, NULL) && exec_ok(self, "journal_head", 0, NULL, &r);
     if (ok && PQntuples(r) == 1) {
         b->head_seq = strtoll(pg_value(r, 0, 0), NULL, 10);
         if (!entry_hash_from_hex(pg_value(r, 0, 1), b->head_hash)) {
@@ -541,8 +570,8 @@ static pg_status_t batch_body(pg_tx_t *tx, void *arg)
     PQclear(r);
     int64_t now = time_now_ms();
     ok = ok && stage_known(self, items, n, intent_ids, b->careful) &&
-         stage_nonces(self, items, n, now) &&
-         stage_inserts(self, items, n, intent_ids, &b->head_seq, b->head_hash);
+         stage_nonces(self, items, n, now, b->careful) &&
+         stage_inserts(self, items, n, intent_ids, &b->head_seq, b->head_hash, b->careful);
     json_decref(intent_ids);
     self->tx = NULL;
     return ok ? PG_OK : self->conflict ? PG_ROLLBACK : PG_FAIL;
@@ -556,9 +585,11 @@ static bool batch_commit(journal_t *self, item_t **items, int n)
     batch_t b = {.self = self, .items = items, .n = n};
     self->conflict = false;
     pg_status_t st = pg_tx_run(self->db, NULL, batch_body, &b);
-    if (st == PG_ROLLBACK) {
-        log_info(NULL, "audit journal: a record of the batch was stored already: redone with every "
-                       "record looked up");
+    /* a queued insert met a record or a nonce stored already (PG_FAIL, unique violation) */
+    if (st == PG_ROLLBACK ||
+        (st == PG_FAIL && strcmp(pg_last_failure_sqlstate(), "23505") == 0)) {
+        log_info(NULL, "audit journal: a record or a nonce of the batch was stored already (a "
+                       "replay, or another writer's record): redone with every record looked up");
         b.careful = true;
         self->conflict = false;
         st = pg_tx_run(self->db, NULL, batch_body, &b);
