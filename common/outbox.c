@@ -1,6 +1,7 @@
 #include "outbox.h"
 #include "resultcode.h"
 
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
@@ -24,7 +25,8 @@ enum {
     OUTBOX_LEASE_S = 60, /* a claimed row is someone's for this long (> post timeout) */
     OUTBOX_POST_TIMEOUT_MS = 5000,
     OUTBOX_BACKOFF_CAP_MS = 600000,
-    OUTBOX_IDLE_WAIT_MS = 1000, /* poll even without NOTIFY: retries fall due silently */
+    OUTBOX_POLL_MS = 1000, /* default poll: other replicas' events, their retries */
+    OUTBOX_RETRY_SLACK_MS = 20, /* wake this long after a retry of ours falls due */
 };
 
 #define TS_FMT "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'"
@@ -35,12 +37,13 @@ static const pg_stmt_t emit_stmts[] = {
      * transaction that was running when it was read has ended, so no transaction may hold an
      * event id without a transaction id. */
     {"outbox_next_id", "SELECT " OUTBOX_NEXT_ID " WHERE " OUTBOX_XACT_FIRST, 0},
-    /* The delivery threads (LISTEN $9) hear of it at COMMIT, in the same round trip. */
+    /* No NOTIFY: at each notifying commit PostgreSQL wakes every LISTENing session of the
+     * database, whatever its channel. The committing process pokes its own delivery thread
+     * instead (outbox_emit_id); other replicas find the event at their poll. */
     {"outbox_insert",
-     "WITH i AS (INSERT INTO outbox (id, event_id, event_type, instance_id, tenant_id, test_flag,"
-     " payload, sealed) VALUES ($1::bigint, $2, $3, $4, $5, $6::boolean, $7, $8::boolean))"
-     " SELECT pg_notify($9, '')",
-     9},
+     "INSERT INTO outbox (id, event_id, event_type, instance_id, tenant_id, test_flag, payload,"
+     " sealed) VALUES ($1::bigint, $2, $3, $4, $5, $6::boolean, $7, $8::boolean)",
+     8},
     /* Without a webhook URL there is no one to deliver to: the event is recorded as skipped
      * at once, with no notification and no second transaction to mark it. */
     {"outbox_insert_skipped",
@@ -113,10 +116,21 @@ static const pg_stmt_t delivery_stmts[] = {
 struct outbox {
     outbox_config_t cfg; /* strings owned */
     char channel[64];
+    int wake[2]; /* a byte in it wakes the delivery thread (a commit with events, a stop) */
     pthread_t thread;
     bool started;
     atomic_bool stopping; /* set by outbox_destroy; the thread polls it */
+    int64_t next_retry_ms; /* the delivery thread's: when the soonest retry it set falls due
+                            * (monotonic ms; 0 = none) */
 };
+
+/* Wake the delivery thread (any thread; a pending wake-up already does). */
+static void outbox_wake(void *arg)
+{
+    outbox_t *self = arg;
+    ssize_t n = write(self->wake[1], "w", 1);
+    (void)n; /* a full pipe wakes the thread all the same */
+}
 
 outbox_t *outbox_new(const outbox_config_t *cfg, const char **why)
 {
@@ -130,6 +144,11 @@ outbox_t *outbox_new(const outbox_config_t *cfg, const char **why)
         return NULL;
     }
     outbox_t *self = xcalloc(1, sizeof *self);
+    if (pipe2(self->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+        free(self);
+        *why = "cannot make the delivery thread's wake pipe";
+        return NULL;
+    }
     self->cfg = *cfg;
     self->cfg.source = xstrdup(cfg->source);
     self->cfg.schema = xstrdup(cfg->schema);
@@ -142,6 +161,8 @@ outbox_t *outbox_new(const outbox_config_t *cfg, const char **why)
         self->cfg.max_attempts = 1;
     if (self->cfg.backoff_ms < 1)
         self->cfg.backoff_ms = 1;
+    if (self->cfg.poll_ms < 1)
+        self->cfg.poll_ms = OUTBOX_POLL_MS;
     snprintf(self->channel, sizeof self->channel, "kooisv_%s_outbox", cfg->schema);
     return self;
 }
@@ -153,8 +174,11 @@ void outbox_destroy(outbox_t **self_p)
     outbox_t *self = *self_p;
     if (self->started) {
         atomic_store(&self->stopping, true);
+        outbox_wake(self);
         pthread_join(self->thread, NULL);
     }
+    close(self->wake[0]);
+    close(self->wake[1]);
     free((char *)self->cfg.source);
     free((char *)self->cfg.schema);
     xfree_secret((char *)self->cfg.dsn, strlen(self->cfg.dsn));
@@ -212,16 +236,16 @@ pg_status_t outbox_emit_id(outbox_t *self, pg_tx_t *tx, const char *seq, const c
         free(aad);
         xfree_secret(text, strlen(text));
     }
-    /* delivered at COMMIT: the delivery thread wakes at once */
     const char *p[] = {seq,          event_id,
                        event_type,   instance_id,
                        tenant_id,    test_flag ? "true" : "false",
-                       stored,       self->cfg.seal_key ? "true" : "false",
-                       self->channel};
+                       stored,       self->cfg.seal_key ? "true" : "false"};
     bool skip = !*self->cfg.url;
-    /* queued: it goes out with the transaction's next statement or its COMMIT */
-    pg_status_t st =
-        pg_tx_queue(tx, skip ? "outbox_insert_skipped" : "outbox_insert", skip ? 8 : 9, p);
+    /* queued: it goes out with the transaction's next statement or its COMMIT; once that has
+     * committed, this process's delivery thread is woken */
+    pg_status_t st = pg_tx_queue(tx, skip ? "outbox_insert_skipped" : "outbox_insert", 8, p);
+    if (st == PG_OK && !skip)
+        st = pg_tx_after_commit(tx, outbox_wake, self);
     free(stored);
     json_decref(data);
     return st == PG_OK ? PG_OK : tx->failed;
@@ -364,6 +388,9 @@ static void mark_retry(outbox_t *self, PGconn *conn, const char *id, int attempt
     if (!pg_ok(r))
         log_warn(NULL, "outbox: cannot record failed delivery of %s: %s", id, PQerrorMessage(conn));
     PQclear(r);
+    int64_t due = time_mono_us() / 1000 + delay + OUTBOX_RETRY_SLACK_MS;
+    if (attempts < self->cfg.max_attempts && (!self->next_retry_ms || due < self->next_retry_ms))
+        self->next_retry_ms = due;
     if (attempts >= self->cfg.max_attempts)
         log_error(NULL, "outbox: event %s failed after %d attempts: %s", id, attempts, error);
     else
@@ -447,20 +474,34 @@ static int deliver_batch(outbox_t *self, PGconn *conn)
     return n;
 }
 
-/* Sleep until a NOTIFY arrives or timeout_ms passes. */
-static void wait_notify(PGconn *conn, int timeout_ms)
+/* Sleep until this process commits an event (the wake pipe), an operator's redrive (a NOTIFY),
+ * a stop, the soonest retry this thread set, or the poll interval. */
+static void wait_for_work(outbox_t *self, PGconn *conn)
 {
-    struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
-    if (pfd.fd < 0) {
-        usleep((useconds_t)timeout_ms * 1000);
-        return;
+    int64_t now = time_mono_us() / 1000;
+    int64_t timeout = self->cfg.poll_ms;
+    if (self->next_retry_ms) {
+        timeout = self->next_retry_ms - now < timeout ? self->next_retry_ms - now : timeout;
+        if (timeout <= 0) {
+            self->next_retry_ms = 0;
+            return;
+        }
     }
-    if (poll(&pfd, 1, timeout_ms) > 0) {
-        PQconsumeInput(conn);
-        PGnotify *note;
-        while ((note = PQnotifies(conn)) != NULL)
-            PQfreemem(note);
+    struct pollfd pfd[2] = {{.fd = self->wake[0], .events = POLLIN},
+                            {.fd = PQsocket(conn), .events = POLLIN}};
+    if (poll(pfd, pfd[1].fd >= 0 ? 2 : 1, (int)timeout) > 0) {
+        char drain[64];
+        while (read(self->wake[0], drain, sizeof drain) > 0)
+            ;
+        if (pfd[1].revents) {
+            PQconsumeInput(conn);
+            PGnotify *note;
+            while ((note = PQnotifies(conn)) != NULL)
+                PQfreemem(note);
+        }
     }
+    if (self->next_retry_ms && time_mono_us() / 1000 >= self->next_retry_ms)
+        self->next_retry_ms = 0;
 }
 
 static void *delivery_main(void *arg)
@@ -481,7 +522,7 @@ static void *delivery_main(void *arg)
             continue;
         if (n < 0 && PQstatus(conn) != CONNECTION_OK)
             continue;
-        wait_notify(conn, OUTBOX_IDLE_WAIT_MS);
+        wait_for_work(self, conn);
     }
     PQfinish(conn);
     return NULL;

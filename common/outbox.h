@@ -35,6 +35,8 @@ typedef struct {
     const char *ca_file;     /* PEM CA bundle of the webhook; "" = the system store */
     int max_attempts;        /* delivery attempts before an event is failed (>= 1) */
     int backoff_ms;          /* first retry delay; doubles per attempt, capped at 10 minutes */
+    int poll_ms; /* how often the delivery thread looks for other replicas' events and retries
+                  * (its own commits wake it at once, its own retries when due); 0 = 1000 */
 } outbox_config_t;
 
 typedef struct outbox outbox_t;

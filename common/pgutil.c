@@ -535,6 +535,22 @@ pg_status_t pg_tx_queue(pg_tx_t *tx, const char *stmt, int nparams, const char *
     return PG_OK;
 }
 
+pg_status_t pg_tx_after_commit(pg_tx_t *tx, pg_tx_hook_t fn, void *arg)
+{
+    for (int i = 0; i < tx->nhooks; i++)
+        if (tx->hooks[i].fn == fn && tx->hooks[i].arg == arg)
+            return PG_OK;
+    if (tx->nhooks == PG_TX_HOOKS) {
+        log_warn(tx->rid, "more than %d after-commit hooks in one transaction", PG_TX_HOOKS);
+        tx->failed = PG_FAIL;
+        return PG_FAIL;
+    }
+    tx->hooks[tx->nhooks].fn = fn;
+    tx->hooks[tx->nhooks].arg = arg;
+    tx->nhooks++;
+    return PG_OK;
+}
+
 /* COMMIT, behind what is still queued (one round trip), and check that it was one; PG_OK,
  * PG_RETRY or PG_FAIL. After a failure no transaction is left open. */
 static pg_status_t tx_commit(PGconn *conn, const char *rid)
@@ -575,8 +591,11 @@ pg_status_t pg_tx_run(pg_session_t *session, const char *rid, pg_tx_body_t body,
                 /* After a COMMIT that failed for any other reason the transaction is gone
                  * either way and nothing was promised: no reconnect-and-rerun. */
                 st = tx_commit(conn, rid);
-                if (st == PG_OK)
+                if (st == PG_OK) {
+                    for (int i = 0; i < tx.nhooks; i++)
+                        tx.hooks[i].fn(tx.hooks[i].arg);
                     return PG_OK;
+                }
                 if (st == PG_RETRY)
                     continue;
                 return PG_FAIL;

@@ -108,10 +108,19 @@ PGresult *pg_session_exec(pg_session_t *self, const char *rid, const char *stmt,
 
 /* ---- the transaction runner ---- */
 
+/* Work to do once a transaction has committed (pg_tx_after_commit). */
+typedef void (*pg_tx_hook_t)(void *arg);
+enum { PG_TX_HOOKS = 4 };
+
 typedef struct {
     PGconn *conn;
     const char *rid;    /* request id of log lines */
     pg_status_t failed; /* PG_RETRY or PG_FAIL once a pg_tx_exec failed, PG_OK before */
+    int nhooks;         /* pg_tx_after_commit's, for this attempt */
+    struct {
+        pg_tx_hook_t fn;
+        void *arg;
+    } hooks[PG_TX_HOOKS];
 } pg_tx_t;
 
 /* A transaction body: runs statements with pg_tx_exec; returns PG_OK to commit, PG_ROLLBACK to
@@ -134,6 +143,10 @@ int pg_pipeline_results(PGconn *conn, PGresult **res, int max);
  * result (so a body must not read a specific error of a statement that follows a queued one).
  * PG_OK, or PG_FAIL (logged, recorded in tx->failed) when it could not be queued. */
 pg_status_t pg_tx_queue(pg_tx_t *tx, const char *stmt, int nparams, const char *const *params);
+/* Have pg_tx_run call fn(arg) on its own thread once tx has committed, before it returns PG_OK;
+ * never when this attempt rolls back or fails (a rerun registers again). A pair registered
+ * already in tx is not added twice. PG_OK, or PG_FAIL (logged, tx->failed) past PG_TX_HOOKS. */
+pg_status_t pg_tx_after_commit(pg_tx_t *tx, pg_tx_hook_t fn, void *arg);
 /* BEGIN, body, COMMIT on the session's connection. COMMIT's status is checked (a COMMIT of a
  * failed transaction is a ROLLBACK). The body runs again, up to PG_TX_ATTEMPTS times in all,
  * after a serialization failure or deadlock (its own or COMMIT's), and once more on a fresh

@@ -74,7 +74,10 @@
     {"KOOISV_SYNC_WEBHOOK_MAX_ATTEMPTS", "10", 0,                                                \
      "delivery attempts before an event is marked failed (1..100)"},                             \
     {"KOOISV_SYNC_WEBHOOK_BACKOFF_MS", "1000", 0,                                                \
-     "first retry delay; doubles per attempt, capped at 10 minutes (10..600000)"}
+     "first retry delay; doubles per attempt, capped at 10 minutes (10..600000)"},               \
+    {"KOOISV_SYNC_WEBHOOK_POLL_MS", "1000", 0,                                                   \
+     "how often the delivery thread looks for other replicas' events and retries (an event "     \
+     "this replica commits wakes it at once, a retry it set when due; 100..600000)"}
 // clang-format on
 
 /* One worker thread of a service. */

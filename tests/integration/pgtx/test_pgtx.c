@@ -3,7 +3,8 @@
  * command, nothing at all) and however it ends, the transaction is one: a failure undoes what came
  * before it, a rollback keeps nothing, and the connection is idle and usable afterwards. The
  * same holds for statements the body queues (pg_tx_queue): they run in order, before what
- * follows them, and a failure among them fails the transaction. */
+ * follows them, and a failure among them fails the transaction. After-commit hooks run only
+ * once the transaction has committed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -285,6 +286,51 @@ static void test_queued_many(void **state)
     assert_int_equal(rows(), before + 70);
 }
 
+/* After-commit hooks: run once the transaction has committed, once per pair however often it is
+ * registered; never when it rolls back or fails (a queued duplicate fails it at COMMIT). The
+ * failure's SQLSTATE is what pg_last_failure_sqlstate says. */
+static int hook_runs[2];
+
+static void hook(void *arg)
+{
+    hook_runs[(int)(intptr_t)arg]++;
+}
+
+typedef struct {
+    const char *id;
+    pg_status_t ending;
+} hook_plan_t;
+
+static pg_status_t hook_body(pg_tx_t *tx, void *arg)
+{
+    const hook_plan_t *plan = arg;
+    const char *p[] = {plan->id};
+    if (pg_tx_queue(tx, "pgtx_insert", 1, p) != PG_OK ||
+        pg_tx_after_commit(tx, hook, (void *)0) != PG_OK ||
+        pg_tx_after_commit(tx, hook, (void *)0) != PG_OK ||
+        pg_tx_after_commit(tx, hook, (void *)1) != PG_OK)
+        return PG_FAIL;
+    /* no hook has run before COMMIT */
+    return hook_runs[0] || hook_runs[1] ? PG_FAIL : plan->ending;
+}
+
+static void test_after_commit(void **state)
+{
+    (void)state;
+    long before = rows();
+    assert_int_equal(pg_tx_run(db, "pgtx", hook_body, &(hook_plan_t){"h1", PG_OK}), PG_OK);
+    assert_int_equal(hook_runs[0], 1);
+    assert_int_equal(hook_runs[1], 1);
+    hook_runs[0] = hook_runs[1] = 0;
+    assert_int_equal(pg_tx_run(db, "pgtx", hook_body, &(hook_plan_t){"h2", PG_ROLLBACK}),
+                     PG_ROLLBACK);
+    assert_int_equal(pg_tx_run(db, "pgtx", hook_body, &(hook_plan_t){"h1", PG_OK}), PG_FAIL);
+    assert_string_equal(pg_last_failure_sqlstate(), "23505");
+    assert_int_equal(hook_runs[0] + hook_runs[1], 0);
+    assert_idle();
+    assert_int_equal(rows(), before + 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -298,6 +344,7 @@ int main(void)
         cmocka_unit_test(test_queued_cases),
         cmocka_unit_test(test_queued_then_read),
         cmocka_unit_test(test_queued_many),
+        cmocka_unit_test(test_after_commit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

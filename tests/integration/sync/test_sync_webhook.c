@@ -408,12 +408,46 @@ static void test_survives_kill(void **state)
     free(tenant);
 }
 
+static char *attempts_of(const char *tenant)
+{
+    const char *p[] = {tenant};
+    char *v = sql_text("SELECT attempts::text FROM tenants.outbox WHERE tenant_id = $1", 1, p);
+    return v ? v : xstrdup("");
+}
+
+/* With the poll ten minutes apart, an event is posted as soon as its transaction commits (the
+ * replica that commits it wakes its own delivery thread: no NOTIFY), and a failed post is
+ * retried when its backoff (200 ms) ends, not at the next poll. */
+static void test_wakes_without_poll(void **state)
+{
+    char *settings = webhook_settings();
+    char *extra = xasprintf("%sKOOISV_SYNC_WEBHOOK_POLL_MS=600000\n", settings);
+    configure(extra);
+    free(extra);
+    free(settings);
+    char *inst = uid("I"), *tenant = uid("T"), *second = uid("T");
+    tenant_add(inst, tenant);
+    wait_status("tenants", tenant, "delivered", 5000);
+
+    set_fault("http500", 1); /* the next post fails once */
+    tenant_add(inst, second);
+    wait_status("tenants", second, "delivered", 5000);
+    char *attempts = attempts_of(second);
+    assert_string_equal(attempts, "2");
+    free(attempts);
+    clear_fault();
+    free(inst);
+    free(tenant);
+    free(second);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_skipped_without_url),    cmocka_unit_test(test_delivery),
         cmocka_unit_test(test_ordered_per_instance),   cmocka_unit_test(test_failures_and_redrive),
         cmocka_unit_test(test_redrive_leased_refused), cmocka_unit_test(test_survives_kill),
+        cmocka_unit_test(test_wakes_without_poll),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
