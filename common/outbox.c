@@ -88,15 +88,18 @@ static const pg_stmt_t delivery_stmts[] = {
     /* Per (instance, tenant) in id order: a row waits while an earlier one of its instance is
      * pending (leased, or waiting for its retry); a failed (dead-lettered) or skipped row no
      * longer holds the others back. A claim leaves the row pending, so a concurrent claim by
-     * another replica sees it too. */
+     * another replica sees it too. The scan walks outbox_due (most overdue first) and stops at
+     * $1 rows; each row's check is a scalar subquery, so it stays one probe of
+     * outbox_pending_by_instance whatever the statistics say (a NOT EXISTS may become an
+     * anti-join, and "ORDER BY id" walked the primary key through every delivered row). */
     {"outbox_claim",
      "WITH c AS (UPDATE outbox SET attempts = attempts + 1,"
      " next_attempt_at = now() + make_interval(secs => $2::int)"
      " WHERE id IN (SELECT o.id FROM outbox o WHERE o.status = 'pending'"
-     "  AND o.next_attempt_at <= now() AND NOT EXISTS (SELECT 1 FROM outbox e"
+     "  AND o.next_attempt_at <= now() AND o.id = (SELECT e.id FROM outbox e"
      "   WHERE e.status = 'pending' AND e.instance_id = o.instance_id"
-     "   AND e.tenant_id = o.tenant_id AND e.id < o.id)"
-     " ORDER BY o.id LIMIT $1::int FOR UPDATE SKIP LOCKED)"
+     "   AND e.tenant_id = o.tenant_id ORDER BY e.instance_id, e.tenant_id, e.id LIMIT 1)"
+     " ORDER BY o.next_attempt_at LIMIT $1::int FOR UPDATE SKIP LOCKED)"
      " RETURNING id, event_id, payload, sealed, attempts) SELECT * FROM c ORDER BY id",
      2},
     {"outbox_delivered",
@@ -112,6 +115,12 @@ static const pg_stmt_t delivery_stmts[] = {
     {"outbox_skip_all",
      "UPDATE outbox SET status = 'skipped', delivered_at = now() WHERE status = 'pending'", 0},
 };
+
+const pg_stmt_t *outbox_delivery_stmts(size_t *n)
+{
+    *n = sizeof delivery_stmts / sizeof delivery_stmts[0];
+    return delivery_stmts;
+}
 
 struct outbox {
     outbox_config_t cfg; /* strings owned */

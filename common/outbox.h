@@ -56,6 +56,9 @@ const pg_stmt_t *outbox_stmts(size_t *n);
 pg_status_t outbox_emit(outbox_t *self, pg_tx_t *tx, const char *event_type,
                         const char *instance_id, const char *tenant_id, bool test_flag,
                         json_t *data);
+/* The delivery thread's statements (outbox_claim first), for tests that look at their plans.
+ * Sets *n. */
+const pg_stmt_t *outbox_delivery_stmts(size_t *n);
 /* A new event id read by a statement of the caller's that needs an answer anyway (saving
  * outbox_emit's own read): select OUTBOX_NEXT_ID and put OUTBOX_XACT_FIRST in its WHERE (a
  * one-time filter, run before the select list), so that no event id is ever held by a
