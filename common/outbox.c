@@ -21,11 +21,11 @@
 #include "xmalloc.h"
 
 enum {
-    OUTBOX_BATCH = 10,
+    OUTBOX_BATCH = 10, /* rows a claim takes when one thread delivers */
     OUTBOX_LEASE_S = 60, /* a claimed row is someone's for this long (> post timeout) */
     OUTBOX_POST_TIMEOUT_MS = 5000,
     OUTBOX_BACKOFF_CAP_MS = 600000,
-    OUTBOX_POLL_MS = 1000, /* default poll: other replicas' events, their retries */
+    OUTBOX_POLL_MS = 1000,      /* default poll: other replicas' events, their retries */
     OUTBOX_RETRY_SLACK_MS = 20, /* wake this long after a retry of ours falls due */
 };
 
@@ -122,23 +122,45 @@ const pg_stmt_t *outbox_delivery_stmts(size_t *n)
     return delivery_stmts;
 }
 
+/* One delivery thread. Its claims take the earliest pending event of each instance only, so
+ * the threads (and other replicas') post events of different instances at once and those of
+ * one instance in order. */
+typedef struct {
+    outbox_t *box;
+    pthread_t thread;
+    bool started;
+    int wake[2];           /* a byte in it ends the thread's wait (a commit with events, a stop) */
+    atomic_bool idle;      /* waiting: its last claim found nothing */
+    int64_t next_retry_ms; /* the thread's own: when the soonest retry it set falls due
+                            * (monotonic ms; 0 = none) */
+} courier_t;
+
 struct outbox {
     outbox_config_t cfg; /* strings owned */
     char channel[64];
-    int wake[2]; /* a byte in it wakes the delivery thread (a commit with events, a stop) */
-    pthread_t thread;
-    bool started;
-    atomic_bool stopping; /* set by outbox_destroy; the thread polls it */
-    int64_t next_retry_ms; /* the delivery thread's: when the soonest retry it set falls due
-                            * (monotonic ms; 0 = none) */
+    courier_t *couriers;   /* cfg.threads */
+    atomic_uint next_wake; /* the courier woken when none is idle, in turn */
+    atomic_bool stopping;  /* set by outbox_destroy; the threads poll it */
 };
 
-/* Wake the delivery thread (any thread; a pending wake-up already does). */
+static void courier_poke(courier_t *c)
+{
+    ssize_t n = write(c->wake[1], "w", 1);
+    (void)n; /* a full pipe wakes the thread all the same */
+}
+
+/* After a commit with events: wake an idle delivery thread, else the next in turn (a busy one
+ * claims again as soon as its batch is done; the poke keeps it from sleeping meanwhile). */
 static void outbox_wake(void *arg)
 {
     outbox_t *self = arg;
-    ssize_t n = write(self->wake[1], "w", 1);
-    (void)n; /* a full pipe wakes the thread all the same */
+    for (int i = 0; i < self->cfg.threads; i++)
+        if (atomic_load(&self->couriers[i].idle)) {
+            courier_poke(&self->couriers[i]);
+            return;
+        }
+    courier_poke(
+        &self->couriers[atomic_fetch_add(&self->next_wake, 1) % (unsigned)self->cfg.threads]);
 }
 
 outbox_t *outbox_new(const outbox_config_t *cfg, const char **why)
@@ -152,13 +174,24 @@ outbox_t *outbox_new(const outbox_config_t *cfg, const char **why)
         *why = "a webhook URL needs its secret";
         return NULL;
     }
+    int threads = cfg->threads < 1 ? 1 : cfg->threads;
+    courier_t *couriers = xcalloc((size_t)threads, sizeof *couriers);
+    for (int i = 0; i < threads; i++)
+        if (pipe2(couriers[i].wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+            while (i-- > 0) {
+                close(couriers[i].wake[0]);
+                close(couriers[i].wake[1]);
+            }
+            free(couriers);
+            *why = "cannot make the delivery threads' wake pipes";
+            return NULL;
+        }
     outbox_t *self = xcalloc(1, sizeof *self);
-    if (pipe2(self->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
-        free(self);
-        *why = "cannot make the delivery thread's wake pipe";
-        return NULL;
-    }
+    self->couriers = couriers;
     self->cfg = *cfg;
+    self->cfg.threads = threads;
+    for (int i = 0; i < threads; i++)
+        couriers[i].box = self;
     self->cfg.source = xstrdup(cfg->source);
     self->cfg.schema = xstrdup(cfg->schema);
     self->cfg.dsn = xstrdup(cfg->dsn);
@@ -181,13 +214,17 @@ void outbox_destroy(outbox_t **self_p)
     if (!self_p || !*self_p)
         return;
     outbox_t *self = *self_p;
-    if (self->started) {
-        atomic_store(&self->stopping, true);
-        outbox_wake(self);
-        pthread_join(self->thread, NULL);
+    atomic_store(&self->stopping, true);
+    for (int i = 0; i < self->cfg.threads; i++) {
+        courier_t *c = &self->couriers[i];
+        if (c->started) {
+            courier_poke(c);
+            pthread_join(c->thread, NULL);
+        }
+        close(c->wake[0]);
+        close(c->wake[1]);
     }
-    close(self->wake[0]);
-    close(self->wake[1]);
+    free(self->couriers);
     free((char *)self->cfg.source);
     free((char *)self->cfg.schema);
     xfree_secret((char *)self->cfg.dsn, strlen(self->cfg.dsn));
@@ -245,10 +282,10 @@ pg_status_t outbox_emit_id(outbox_t *self, pg_tx_t *tx, const char *seq, const c
         free(aad);
         xfree_secret(text, strlen(text));
     }
-    const char *p[] = {seq,          event_id,
-                       event_type,   instance_id,
-                       tenant_id,    test_flag ? "true" : "false",
-                       stored,       self->cfg.seal_key ? "true" : "false"};
+    const char *p[] = {seq,        event_id,
+                       event_type, instance_id,
+                       tenant_id,  test_flag ? "true" : "false",
+                       stored,     self->cfg.seal_key ? "true" : "false"};
     bool skip = !*self->cfg.url;
     /* queued: it goes out with the transaction's next statement or its COMMIT; once that has
      * committed, this process's delivery thread is woken */
@@ -381,9 +418,9 @@ static PGconn *delivery_connect(outbox_t *self)
     return conn;
 }
 
-static void mark_retry(outbox_t *self, PGconn *conn, const char *id, int attempts,
-                       const char *error)
+static void mark_retry(courier_t *c, PGconn *conn, const char *id, int attempts, const char *error)
 {
+    outbox_t *self = c->box;
     long long delay = self->cfg.backoff_ms;
     for (int i = 1; i < attempts && delay < OUTBOX_BACKOFF_CAP_MS; i++)
         delay *= 2;
@@ -398,8 +435,8 @@ static void mark_retry(outbox_t *self, PGconn *conn, const char *id, int attempt
         log_warn(NULL, "outbox: cannot record failed delivery of %s: %s", id, PQerrorMessage(conn));
     PQclear(r);
     int64_t due = time_mono_us() / 1000 + delay + OUTBOX_RETRY_SLACK_MS;
-    if (attempts < self->cfg.max_attempts && (!self->next_retry_ms || due < self->next_retry_ms))
-        self->next_retry_ms = due;
+    if (attempts < self->cfg.max_attempts && (!c->next_retry_ms || due < c->next_retry_ms))
+        c->next_retry_ms = due;
     if (attempts >= self->cfg.max_attempts)
         log_error(NULL, "outbox: event %s failed after %d attempts: %s", id, attempts, error);
     else
@@ -408,8 +445,9 @@ static void mark_retry(outbox_t *self, PGconn *conn, const char *id, int attempt
 }
 
 /* Deliver one claimed row. */
-static void deliver_row(outbox_t *self, PGconn *conn, PGresult *rows, int i)
+static void deliver_row(courier_t *c, PGconn *conn, PGresult *rows, int i)
 {
+    outbox_t *self = c->box;
     const char *id = PQgetvalue(rows, i, 0);
     const char *event_id = PQgetvalue(rows, i, 1);
     const char *payload = PQgetvalue(rows, i, 2);
@@ -426,7 +464,7 @@ static void deliver_row(outbox_t *self, PGconn *conn, PGresult *rows, int i)
         if (rc != 0) {
             /* wrong data key or tampered row: retrying will not help, but an operator can fix
              * the key and redrive */
-            mark_retry(self, conn, id, self->cfg.max_attempts, "sealed payload cannot be opened");
+            mark_retry(c, conn, id, self->cfg.max_attempts, "sealed payload cannot be opened");
             return;
         }
     }
@@ -452,14 +490,15 @@ static void deliver_row(outbox_t *self, PGconn *conn, PGresult *rows, int i)
             snprintf(error, sizeof error, "HTTP status %d", resp.status);
         else
             snprintf(error, sizeof error, "%s", resp.error[0] ? resp.error : "no response");
-        mark_retry(self, conn, id, attempts, error);
+        mark_retry(c, conn, id, attempts, error);
     }
     httpc_response_free(&resp);
 }
 
 /* One round: returns rows handled (0 = nothing due), -1 on a database failure. */
-static int deliver_batch(outbox_t *self, PGconn *conn)
+static int deliver_batch(courier_t *c, PGconn *conn)
 {
+    outbox_t *self = c->box;
     if (!*self->cfg.url) {
         PGresult *r = pg_exec(conn, "outbox_skip_all", 0, NULL);
         int n = pg_ok(r) ? atoi(PQcmdTuples(r)) : -1;
@@ -467,7 +506,9 @@ static int deliver_batch(outbox_t *self, PGconn *conn)
         return n > 0 ? 0 : n; /* nothing more to do until the next notification */
     }
     char batch[16], lease[16];
-    snprintf(batch, sizeof batch, "%d", OUTBOX_BATCH);
+    /* With several threads each takes one event at a time: a batch is posted one by one, and
+     * its tail would wait behind a slow post while another thread sat idle. */
+    snprintf(batch, sizeof batch, "%d", self->cfg.threads > 1 ? 1 : OUTBOX_BATCH);
     snprintf(lease, sizeof lease, "%d", OUTBOX_LEASE_S);
     const char *p[] = {batch, lease};
     PGresult *rows = pg_exec(conn, "outbox_claim", 2, p);
@@ -478,29 +519,32 @@ static int deliver_batch(outbox_t *self, PGconn *conn)
     }
     int n = PQntuples(rows);
     for (int i = 0; i < n && !stopping(self); i++)
-        deliver_row(self, conn, rows, i);
+        deliver_row(c, conn, rows, i);
     PQclear(rows);
     return n;
 }
 
 /* Sleep until this process commits an event (the wake pipe), an operator's redrive (a NOTIFY),
  * a stop, the soonest retry this thread set, or the poll interval. */
-static void wait_for_work(outbox_t *self, PGconn *conn)
+static void wait_for_work(courier_t *c, PGconn *conn)
 {
     int64_t now = time_mono_us() / 1000;
-    int64_t timeout = self->cfg.poll_ms;
-    if (self->next_retry_ms) {
-        timeout = self->next_retry_ms - now < timeout ? self->next_retry_ms - now : timeout;
+    int64_t timeout = c->box->cfg.poll_ms;
+    if (c->next_retry_ms) {
+        timeout = c->next_retry_ms - now < timeout ? c->next_retry_ms - now : timeout;
         if (timeout <= 0) {
-            self->next_retry_ms = 0;
+            c->next_retry_ms = 0;
             return;
         }
     }
-    struct pollfd pfd[2] = {{.fd = self->wake[0], .events = POLLIN},
+    struct pollfd pfd[2] = {{.fd = c->wake[0], .events = POLLIN},
                             {.fd = PQsocket(conn), .events = POLLIN}};
-    if (poll(pfd, pfd[1].fd >= 0 ? 2 : 1, (int)timeout) > 0) {
+    atomic_store(&c->idle, true);
+    int ready = poll(pfd, pfd[1].fd >= 0 ? 2 : 1, (int)timeout);
+    atomic_store(&c->idle, false);
+    if (ready > 0) {
         char drain[64];
-        while (read(self->wake[0], drain, sizeof drain) > 0)
+        while (read(c->wake[0], drain, sizeof drain) > 0)
             ;
         if (pfd[1].revents) {
             PQconsumeInput(conn);
@@ -509,13 +553,14 @@ static void wait_for_work(outbox_t *self, PGconn *conn)
                 PQfreemem(note);
         }
     }
-    if (self->next_retry_ms && time_mono_us() / 1000 >= self->next_retry_ms)
-        self->next_retry_ms = 0;
+    if (c->next_retry_ms && time_mono_us() / 1000 >= c->next_retry_ms)
+        c->next_retry_ms = 0;
 }
 
 static void *delivery_main(void *arg)
 {
-    outbox_t *self = arg;
+    courier_t *c = arg;
+    outbox_t *self = c->box;
     PGconn *conn = NULL;
     while (!stopping(self)) {
         if (!conn || PQstatus(conn) != CONNECTION_OK) {
@@ -526,12 +571,12 @@ static void *delivery_main(void *arg)
                 continue;
             }
         }
-        int n = deliver_batch(self, conn);
+        int n = deliver_batch(c, conn);
         if (n > 0)
             continue;
         if (n < 0 && PQstatus(conn) != CONNECTION_OK)
             continue;
-        wait_for_work(self, conn);
+        wait_for_work(c, conn);
     }
     PQfinish(conn);
     return NULL;
@@ -539,11 +584,17 @@ static void *delivery_main(void *arg)
 
 int outbox_start(outbox_t *self)
 {
-    if (pthread_create(&self->thread, NULL, delivery_main, self) != 0)
-        return -1;
-    self->started = true;
+    /* Without a URL one thread marks what a run with a URL left pending. */
+    int threads = *self->cfg.url ? self->cfg.threads : 1;
+    for (int i = 0; i < threads; i++) {
+        courier_t *c = &self->couriers[i];
+        if (pthread_create(&c->thread, NULL, delivery_main, c) != 0)
+            return -1;
+        c->started = true;
+    }
     if (*self->cfg.url)
-        log_info(NULL, "outbox: delivering %s events to the webhook", self->cfg.source);
+        log_info(NULL, "outbox: delivering %s events to the webhook (%d threads)", self->cfg.source,
+                 threads);
     else
         log_info(NULL, "outbox: no webhook URL: %s events are recorded and skipped",
                  self->cfg.source);

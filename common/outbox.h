@@ -1,5 +1,5 @@
 /* outbox: a service's committed changes, told to an application at least once. Each change
- * writes an event row in the transaction that makes it (outbox_emit); a delivery thread posts
+ * writes an event row in the transaction that makes it (outbox_emit); delivery threads post
  * the event (a JSON document, the same bytes on every attempt) to a signed webhook
  * (common/webhook.h) with exponential backoff, keeping attempts and the last error.
  * Receivers de-duplicate by eventId; seq orders the events of one service. The events of one
@@ -35,8 +35,11 @@ typedef struct {
     const char *ca_file;     /* PEM CA bundle of the webhook; "" = the system store */
     int max_attempts;        /* delivery attempts before an event is failed (>= 1) */
     int backoff_ms;          /* first retry delay; doubles per attempt, capped at 10 minutes */
-    int poll_ms; /* how often the delivery thread looks for other replicas' events and retries
-                  * (its own commits wake it at once, its own retries when due); 0 = 1000 */
+    int poll_ms; /* how often a delivery thread looks for other replicas' events and retries
+                  * (its own process's commits wake one at once, its own retries when due);
+                  * 0 = 1000 */
+    int threads; /* delivery threads, each with its own connection, posting events of
+                  * different instances at once (>= 1) */
 } outbox_config_t;
 
 typedef struct outbox outbox_t;
@@ -44,9 +47,9 @@ typedef struct outbox outbox_t;
 /* An outbox as cfg says (its strings are copied). NULL with *why set (static text) when cfg is
  * unusable: a URL that is not http(s), a URL without a secret. */
 outbox_t *outbox_new(const outbox_config_t *cfg, const char **why);
-/* Stop the delivery thread if it runs, free, set *self_p to NULL. */
+/* Stop the delivery threads that run, free, set *self_p to NULL. */
 void outbox_destroy(outbox_t **self_p);
-/* Start the delivery thread; 0 or -1. It ends at outbox_destroy. */
+/* Start the delivery threads (one when there is no URL); 0 or -1. They end at outbox_destroy. */
 int outbox_start(outbox_t *self);
 /* The statements outbox_emit and outbox_admin run: prepare them on every connection that
  * they are given. Sets *n. */

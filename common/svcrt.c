@@ -53,6 +53,7 @@ static outbox_t *outbox_from_config(const svcrt_def_t *def)
         .max_attempts = (int)config_get_long("KOOISV_SYNC_WEBHOOK_MAX_ATTEMPTS", 1, 100),
         .backoff_ms = (int)config_get_long("KOOISV_SYNC_WEBHOOK_BACKOFF_MS", 10, 600000),
         .poll_ms = (int)config_get_long("KOOISV_SYNC_WEBHOOK_POLL_MS", 100, 600000),
+        .threads = (int)config_get_long("KOOISV_SYNC_WEBHOOK_THREADS", 1, 16),
     };
     if (*oc.url && !*oc.secret)
         svcrt_die("KOOISV_SYNC_WEBHOOK_SECRET", "required when KOOISV_SYNC_WEBHOOK_URL is set");

@@ -77,7 +77,10 @@
      "first retry delay; doubles per attempt, capped at 10 minutes (10..600000)"},               \
     {"KOOISV_SYNC_WEBHOOK_POLL_MS", "1000", 0,                                                   \
      "how often the delivery thread looks for other replicas' events and retries (an event "     \
-     "this replica commits wakes it at once, a retry it set when due; 100..600000)"}
+     "this replica commits wakes it at once, a retry it set when due; 100..600000)"},           \
+    {"KOOISV_SYNC_WEBHOOK_THREADS", "2", 0,                                                      \
+     "delivery threads (one database connection each) posting events of different instances "   \
+     "at once; those of one instance go in order (1..16)"}
 // clang-format on
 
 /* One worker thread of a service. */

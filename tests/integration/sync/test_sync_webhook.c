@@ -18,6 +18,7 @@
 #include "config.h"
 #include "kclient.h"
 #include "outbox.h"
+#include "timeutil.h"
 #include "synctest.h"
 #include "xmalloc.h"
 
@@ -482,6 +483,39 @@ static void test_claim_plan_stale_statistics(void **state)
         fail_msg("the claim filtered %.0f rows to take 10 of 3,000 pending events", filtered);
 }
 
+/* Four delivery threads post the events of four instances at once: with every post taking a
+ * second (the emulator's slow fault), all four are delivered well before four seconds. */
+static void test_threads_post_at_once(void **state)
+{
+    char *settings = webhook_settings();
+    char *extra = xasprintf("%sKOOISV_SYNC_WEBHOOK_THREADS=4\n", settings);
+    configure(extra);
+    free(extra);
+    free(settings);
+    kresp_t r;
+    kc_emulator("POST", "/_emulator/faults",
+                "{\"path\":\"webhook/sync\",\"mode\":\"slow\",\"delay_ms\":1000,\"count\":4}", &r);
+    assert_int_equal(r.status, 200);
+    kresp_free(&r);
+    char *inst[4], *tenant[4];
+    int64_t t0 = time_mono_us();
+    for (int i = 0; i < 4; i++) {
+        inst[i] = uid("I");
+        tenant[i] = uid("T");
+        tenant_add(inst[i], tenant[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        wait_status("tenants", tenant[i], "delivered", 10000);
+    int64_t took_ms = (time_mono_us() - t0) / 1000;
+    clear_fault();
+    for (int i = 0; i < 4; i++) {
+        free(inst[i]);
+        free(tenant[i]);
+    }
+    if (took_ms >= 3500)
+        fail_msg("four slow posts took %lld ms: not posted at once", (long long)took_ms);
+}
+
 static char *attempts_of(const char *tenant)
 {
     const char *p[] = {tenant};
@@ -523,6 +557,7 @@ int main(void)
         cmocka_unit_test(test_redrive_leased_refused), cmocka_unit_test(test_survives_kill),
         cmocka_unit_test(test_wakes_without_poll),
         cmocka_unit_test(test_claim_plan_stale_statistics),
+        cmocka_unit_test(test_threads_post_at_once),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
