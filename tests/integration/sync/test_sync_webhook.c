@@ -93,6 +93,16 @@ static char *webhook_settings(void)
                      suite_get("KOOISV_EMULATOR_URL"), dir, suite_get("KOOISV_CA_FILE"));
 }
 
+/* configure() with the webhook settings and then the lines of more. */
+static void configure_webhook(const char *more)
+{
+    char *settings = webhook_settings();
+    char *extra = xasprintf("%s%s", settings, more);
+    configure(extra);
+    free(extra);
+    free(settings);
+}
+
 static int group_setup(void **state)
 {
     if (suite_env_load() != 0 || !suite_get("KOOISV_SUITE_DIR"))
@@ -487,11 +497,7 @@ static void test_claim_plan_stale_statistics(void **state)
  * second (the emulator's slow fault), all four are delivered well before four seconds. */
 static void test_threads_post_at_once(void **state)
 {
-    char *settings = webhook_settings();
-    char *extra = xasprintf("%sKOOISV_SYNC_WEBHOOK_THREADS=4\n", settings);
-    configure(extra);
-    free(extra);
-    free(settings);
+    configure_webhook("KOOISV_SYNC_WEBHOOK_THREADS=4\n");
     kresp_t r;
     kc_emulator("POST", "/_emulator/faults",
                 "{\"path\":\"webhook/sync\",\"mode\":\"slow\",\"delay_ms\":1000,\"count\":4}", &r);
@@ -528,11 +534,7 @@ static char *attempts_of(const char *tenant)
  * retried when its backoff (200 ms) ends, not at the next poll. */
 static void test_wakes_without_poll(void **state)
 {
-    char *settings = webhook_settings();
-    char *extra = xasprintf("%sKOOISV_SYNC_WEBHOOK_POLL_MS=600000\n", settings);
-    configure(extra);
-    free(extra);
-    free(settings);
+    configure_webhook("KOOISV_SYNC_WEBHOOK_POLL_MS=600000\n");
     char *inst = uid("I"), *tenant = uid("T"), *second = uid("T");
     tenant_add(inst, tenant);
     wait_status("tenants", tenant, "delivered", 5000);
