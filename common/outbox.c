@@ -68,7 +68,8 @@ static const pg_stmt_t emit_stmts[] = {
      " RETURNING id",
      1},
     {"outbox_status", "SELECT status FROM outbox WHERE id = $1::bigint", 1},
-    /* Both counts are index scans of the partial indexes outbox_due and outbox_failed. */
+    /* Both counts are index scans of the partial indexes outbox_pending_by_instance and
+     * outbox_failed. */
     {"outbox_stats",
      "SELECT (SELECT count(*) FROM outbox WHERE status = 'pending'),"
      " (SELECT count(*) FROM outbox WHERE status = 'failed'),"
