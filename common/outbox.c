@@ -1,18 +1,14 @@
 #include "outbox.h"
 #include "resultcode.h"
 
-#include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "httpc.h"
 #include "log.h"
+#include "pgworker.h"
 #include "randutil.h"
 #include "sealbox.h"
 #include "svcadmin.h"
@@ -21,7 +17,7 @@
 #include "xmalloc.h"
 
 enum {
-    OUTBOX_BATCH = 10, /* rows a claim takes when one thread delivers */
+    OUTBOX_BATCH = 10,   /* rows a claim takes when one thread delivers */
     OUTBOX_LEASE_S = 60, /* a claimed row is someone's for this long (> post timeout) */
     OUTBOX_POST_TIMEOUT_MS = 5000,
     OUTBOX_BACKOFF_CAP_MS = 600000,
@@ -123,45 +119,27 @@ const pg_stmt_t *outbox_delivery_stmts(size_t *n)
     return delivery_stmts;
 }
 
-/* One delivery thread. Its claims take the earliest pending event of each instance only, so
- * the threads (and other replicas') post events of different instances at once and those of
- * one instance in order. */
+/* One delivery thread's state (a pgworker of the outbox's set). Its claims take the earliest
+ * pending event of each instance only, so the threads (and other replicas') post events of
+ * different instances at once and those of one instance in order. */
 typedef struct {
     outbox_t *box;
-    pthread_t thread;
-    bool started;
-    int wake[2];           /* a byte in it ends the thread's wait (a commit with events, a stop) */
-    atomic_bool idle;      /* waiting: its last claim found nothing */
-    int64_t next_retry_ms; /* the thread's own: when the soonest retry it set falls due
-                            * (monotonic ms; 0 = none) */
+    int64_t next_retry_ms; /* when the soonest retry it set falls due (monotonic ms; 0 = none) */
 } courier_t;
 
 struct outbox {
     outbox_config_t cfg; /* strings owned */
     char channel[64];
-    courier_t *couriers;   /* cfg.threads */
-    atomic_uint next_wake; /* the courier woken when none is idle, in turn */
-    atomic_bool stopping;  /* set by outbox_destroy; the threads poll it */
+    courier_t *couriers;     /* cfg.threads */
+    pgworker_set_t *workers; /* the delivery threads, once started */
 };
 
-static void courier_poke(courier_t *c)
-{
-    ssize_t n = write(c->wake[1], "w", 1);
-    (void)n; /* a full pipe wakes the thread all the same */
-}
-
-/* After a commit with events: wake an idle delivery thread, else the next in turn (a busy one
- * claims again as soon as its batch is done; the poke keeps it from sleeping meanwhile). */
+/* After a commit with events: wake an idle delivery thread, else the next in turn. */
 static void outbox_wake(void *arg)
 {
     outbox_t *self = arg;
-    for (int i = 0; i < self->cfg.threads; i++)
-        if (atomic_load(&self->couriers[i].idle)) {
-            courier_poke(&self->couriers[i]);
-            return;
-        }
-    courier_poke(
-        &self->couriers[atomic_fetch_add(&self->next_wake, 1) % (unsigned)self->cfg.threads]);
+    if (self->workers)
+        pgworker_set_wake(self->workers);
 }
 
 outbox_t *outbox_new(const outbox_config_t *cfg, const char **why)
@@ -176,23 +154,12 @@ outbox_t *outbox_new(const outbox_config_t *cfg, const char **why)
         return NULL;
     }
     int threads = cfg->threads < 1 ? 1 : cfg->threads;
-    courier_t *couriers = xcalloc((size_t)threads, sizeof *couriers);
-    for (int i = 0; i < threads; i++)
-        if (pipe2(couriers[i].wake, O_CLOEXEC | O_NONBLOCK) != 0) {
-            while (i-- > 0) {
-                close(couriers[i].wake[0]);
-                close(couriers[i].wake[1]);
-            }
-            free(couriers);
-            *why = "cannot make the delivery threads' wake pipes";
-            return NULL;
-        }
     outbox_t *self = xcalloc(1, sizeof *self);
-    self->couriers = couriers;
+    self->couriers = xcalloc((size_t)threads, sizeof *self->couriers);
     self->cfg = *cfg;
     self->cfg.threads = threads;
     for (int i = 0; i < threads; i++)
-        couriers[i].box = self;
+        self->couriers[i].box = self;
     self->cfg.source = xstrdup(cfg->source);
     self->cfg.schema = xstrdup(cfg->schema);
     self->cfg.dsn = xstrdup(cfg->dsn);
@@ -215,16 +182,7 @@ void outbox_destroy(outbox_t **self_p)
     if (!self_p || !*self_p)
         return;
     outbox_t *self = *self_p;
-    atomic_store(&self->stopping, true);
-    for (int i = 0; i < self->cfg.threads; i++) {
-        courier_t *c = &self->couriers[i];
-        if (c->started) {
-            courier_poke(c);
-            pthread_join(c->thread, NULL);
-        }
-        close(c->wake[0]);
-        close(c->wake[1]);
-    }
+    pgworker_set_destroy(&self->workers);
     free(self->couriers);
     free((char *)self->cfg.source);
     free((char *)self->cfg.schema);
@@ -235,11 +193,6 @@ void outbox_destroy(outbox_t **self_p)
     free((char *)self->cfg.ca_file);
     free(self);
     *self_p = NULL;
-}
-
-static bool stopping(outbox_t *self)
-{
-    return atomic_load(&self->stopping) || svc_stopping();
 }
 
 static char *seal_aad(const outbox_t *self, const char *event_id)
@@ -400,25 +353,6 @@ int outbox_metrics(outbox_t *self, pg_session_t *db, json_t *series)
 
 /* ---- delivery ---- */
 
-static PGconn *delivery_connect(outbox_t *self)
-{
-    char app[64];
-    snprintf(app, sizeof app, "kooisv-%s-outbox", self->cfg.source);
-    PGconn *conn = pg_connect(self->cfg.dsn, app, 5);
-    if (!conn)
-        return NULL;
-    char listen[96];
-    snprintf(listen, sizeof listen, "LISTEN %s", self->channel);
-    if ((self->cfg.setup_sql && !pg_command(conn, self->cfg.setup_sql)) ||
-        !pg_command(conn, listen) ||
-        pg_prepare_all(conn, delivery_stmts, sizeof delivery_stmts / sizeof delivery_stmts[0]) !=
-            0) {
-        PQfinish(conn);
-        return NULL;
-    }
-    return conn;
-}
-
 static void mark_retry(courier_t *c, PGconn *conn, const char *id, int attempts, const char *error)
 {
     outbox_t *self = c->box;
@@ -497,7 +431,7 @@ static void deliver_row(courier_t *c, PGconn *conn, PGresult *rows, int i)
 }
 
 /* One round: returns rows handled (0 = nothing due), -1 on a database failure. */
-static int deliver_batch(courier_t *c, PGconn *conn)
+static int deliver_batch(courier_t *c, pgworker_t *worker, PGconn *conn)
 {
     outbox_t *self = c->box;
     if (!*self->cfg.url) {
@@ -519,80 +453,55 @@ static int deliver_batch(courier_t *c, PGconn *conn)
         return -1;
     }
     int n = PQntuples(rows);
-    for (int i = 0; i < n && !stopping(self); i++)
+    for (int i = 0; i < n && !pgworker_stopping(worker); i++)
         deliver_row(c, conn, rows, i);
     PQclear(rows);
     return n;
 }
 
-/* Sleep until this process commits an event (the wake pipe), an operator's redrive (a NOTIFY),
- * a stop, the soonest retry this thread set, or the poll interval. */
-static void wait_for_work(courier_t *c, PGconn *conn)
-{
-    int64_t now = time_mono_us() / 1000;
-    int64_t timeout = c->box->cfg.poll_ms;
-    if (c->next_retry_ms) {
-        timeout = c->next_retry_ms - now < timeout ? c->next_retry_ms - now : timeout;
-        if (timeout <= 0) {
-            c->next_retry_ms = 0;
-            return;
-        }
-    }
-    struct pollfd pfd[2] = {{.fd = c->wake[0], .events = POLLIN},
-                            {.fd = PQsocket(conn), .events = POLLIN}};
-    atomic_store(&c->idle, true);
-    int ready = poll(pfd, pfd[1].fd >= 0 ? 2 : 1, (int)timeout);
-    atomic_store(&c->idle, false);
-    if (ready > 0) {
-        char drain[64];
-        while (read(c->wake[0], drain, sizeof drain) > 0)
-            ;
-        if (pfd[1].revents) {
-            PQconsumeInput(conn);
-            PGnotify *note;
-            while ((note = PQnotifies(conn)) != NULL)
-                PQfreemem(note);
-        }
-    }
-    if (c->next_retry_ms && time_mono_us() / 1000 >= c->next_retry_ms)
-        c->next_retry_ms = 0;
-}
-
-static void *delivery_main(void *arg)
+/* One step of a delivery thread (pgworker_step_t): deliver a claim's events; true when there
+ * may be more. Between steps the thread waits for a commit of this process (outbox_wake), an
+ * operator's redrive (NOTIFY), the poll interval, or the soonest retry it set itself. */
+static bool delivery_step(pgworker_t *worker, pg_session_t *db, void *arg)
 {
     courier_t *c = arg;
-    outbox_t *self = c->box;
-    PGconn *conn = NULL;
-    while (!stopping(self)) {
-        if (!conn || PQstatus(conn) != CONNECTION_OK) {
-            PQfinish(conn);
-            conn = delivery_connect(self);
-            if (!conn) {
-                sleep(1);
-                continue;
-            }
+    int n = deliver_batch(c, worker, pg_session_conn(db));
+    if (n > 0)
+        return true;
+    if (c->next_retry_ms) {
+        int64_t left = c->next_retry_ms - time_mono_us() / 1000;
+        if (left <= 0) {
+            c->next_retry_ms = 0; /* due now: the next claim takes it */
+            return true;
         }
-        int n = deliver_batch(c, conn);
-        if (n > 0)
-            continue;
-        if (n < 0 && PQstatus(conn) != CONNECTION_OK)
-            continue;
-        wait_for_work(c, conn);
+        pgworker_wait_at_most(worker, (long)left);
     }
-    PQfinish(conn);
-    return NULL;
+    return false;
 }
 
 int outbox_start(outbox_t *self)
 {
     /* Without a URL one thread marks what a run with a URL left pending. */
     int threads = *self->cfg.url ? self->cfg.threads : 1;
-    for (int i = 0; i < threads; i++) {
-        courier_t *c = &self->couriers[i];
-        if (pthread_create(&c->thread, NULL, delivery_main, c) != 0)
-            return -1;
-        c->started = true;
-    }
+    char app[64];
+    snprintf(app, sizeof app, "kooisv-%s-outbox", self->cfg.source);
+    pgworker_config_t wc = {
+        .name = "outbox delivery",
+        .session = {.dsn = self->cfg.dsn,
+                    .app = app,
+                    .setup_sql = self->cfg.setup_sql,
+                    .stmts = delivery_stmts,
+                    .nstmts = sizeof delivery_stmts / sizeof delivery_stmts[0],
+                    .wait_s = 5},
+        .channel = self->channel,
+        .poll_ms = self->cfg.poll_ms,
+        .retry_max_ms = 30000,
+        .step = delivery_step,
+        .arg = self->couriers,
+    };
+    self->workers = pgworker_set_new(threads, &wc, sizeof *self->couriers);
+    if (!self->workers)
+        return -1;
     if (*self->cfg.url)
         log_info(NULL, "outbox: delivering %s events to the webhook (%d threads)", self->cfg.source,
                  threads);

@@ -30,6 +30,8 @@ struct pgworker {
     int listen_pid;   /* backend that holds our LISTEN; LISTEN again after a reconnection */
     int wake[2];      /* written by pgworker_stop and pgworker_poke */
     atomic_bool stop;
+    atomic_bool idle;  /* its last step found nothing: it waits (pgworker_set_wake) */
+    long next_wait_ms; /* pgworker_wait_at_most's cap on the coming wait; 0 = poll_ms */
     pthread_t thread;
     bool running;
 };
@@ -78,6 +80,13 @@ void pgworker_stop(pgworker_t *self)
 bool pgworker_stopping(pgworker_t *self)
 {
     return atomic_load(&self->stop) || svc_stopping();
+}
+
+void pgworker_wait_at_most(pgworker_t *self, long ms)
+{
+    long v = ms > 0 ? ms : 1;
+    if (self->next_wait_ms == 0 || v < self->next_wait_ms)
+        self->next_wait_ms = v;
 }
 
 void pgworker_poke(pgworker_t *self)
@@ -146,8 +155,15 @@ static void *pgworker_main(void *arg)
         if (failures > 0)
             log_info(NULL, "%s: database available again", self->name);
         failures = 0;
-        if (!self->step(self, self->db, self->arg))
-            pgworker_wait(self, self->poll_ms, true);
+        atomic_store(&self->idle, false);
+        if (!self->step(self, self->db, self->arg)) {
+            long ms = self->next_wait_ms > 0 && self->next_wait_ms < self->poll_ms
+                          ? self->next_wait_ms
+                          : self->poll_ms;
+            self->next_wait_ms = 0;
+            atomic_store(&self->idle, true); /* a poke from now on ends the wait */
+            pgworker_wait(self, ms, true);
+        }
     }
     return NULL;
 }
@@ -187,7 +203,19 @@ void pgworker_destroy(pgworker_t **self_p)
 struct pgworker_set {
     pgworker_t **workers;
     int n;
+    atomic_uint next_wake; /* the worker poked when none is idle, in turn */
 };
+
+void pgworker_set_wake(pgworker_set_t *self)
+{
+    for (int i = 0; i < self->n; i++)
+        if (atomic_exchange(&self->workers[i]->idle, false)) {
+            pgworker_poke(self->workers[i]);
+            return;
+        }
+    /* none idle (they are at work): the next wait of one of them ends at once */
+    pgworker_poke(self->workers[atomic_fetch_add(&self->next_wake, 1) % (unsigned)self->n]);
+}
 
 pgworker_set_t *pgworker_set_new(int n, const pgworker_config_t *cfg, size_t arg_size)
 {

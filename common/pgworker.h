@@ -1,8 +1,8 @@
 /* pgworker: one background thread on its own PostgreSQL session, the loop that the services'
- * background work shares (order jobs, billing exports, usage push, ledger consumer): make the
- * session ready (reconnecting with backoff when the database is away), LISTEN on a channel, run
- * one step, and when the step found nothing to do wait for a NOTIFY, a poke, the poll interval or
- * a stop.
+ * background work shares (order jobs, billing exports, usage push, ledger consumer, outbox
+ * delivery): make the session ready (reconnecting with backoff when the database is away),
+ * LISTEN on a channel, run one step, and when the step found nothing to do wait for a NOTIFY, a
+ * poke, the poll interval or a stop.
  * The worker owns its session; a step only borrows it. */
 #ifndef KOOISV_PGWORKER_H
 #define KOOISV_PGWORKER_H
@@ -41,6 +41,9 @@ void pgworker_stop(pgworker_t *self);
 /* Wake the thread if it waits for work (it then runs its step at once), or make its next wait
  * end at once if it is busy; a poke is never lost, several may count as one. Any thread. */
 void pgworker_poke(pgworker_t *self);
+/* From a step: make the wait that follows it end after ms at the latest (a retry of its own
+ * falling due before the poll interval). */
+void pgworker_wait_at_most(pgworker_t *self, long ms);
 /* True once pgworker_stop was called or a stop signal arrived (svc_stopping). */
 bool pgworker_stopping(pgworker_t *self);
 /* Stop the thread and wait for it, close the session, free, set *self_p to NULL. */
@@ -54,6 +57,9 @@ typedef struct pgworker_set pgworker_set_t;
  * (char *)cfg->arg + i * arg_size (an array of per-worker states that must outlive the set).
  * NULL (logged) unless all n started; those that did are stopped again. Caller owns the set. */
 pgworker_set_t *pgworker_set_new(int n, const pgworker_config_t *cfg, size_t arg_size);
+/* Wake one worker of the set for new work: an idle one if any (its last step found nothing),
+ * else the next in turn, whose next wait then ends at once. Any thread. */
+void pgworker_set_wake(pgworker_set_t *self);
 /* Ask every worker to stop at once, then wait for and destroy each; free, set *self_p to NULL. */
 void pgworker_set_destroy(pgworker_set_t **self_p);
 

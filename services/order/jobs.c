@@ -16,7 +16,6 @@
 
 #include <errno.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,10 +171,7 @@ typedef struct {
     const order_config_t *cfg;
     char owner[192];
     pg_session_t *db;  /* the worker's session, lent for the step */
-    /* the step's worker (pgworker_stopping; pgworker_poke from other threads in jobs_wake); NULL
-     * before its first step */
-    _Atomic(pgworker_t *) worker;
-    atomic_bool idle; /* its last step found nothing: it waits for work */
+    pgworker_t *worker; /* the step's (pgworker_stopping), lent for the step like db */
     int claim_n;        /* jobs the next claim asks for (1..claim_max) */
     int claim_max;      /* JOB_CLAIM_MAX, or 1 when the lease leaves no time for a second job */
 } runner_t;
@@ -716,7 +712,7 @@ static int run_some(runner_t *r)
     int64_t start_by = claimed_at + (int64_t)(r->cfg->lease_ms - r->cfg->job_step_ms) * 1000;
     for (int i = 0; i < n; i++) {
         const char *why = NULL;
-        if (i > 0 && pgworker_stopping(atomic_load(&r->worker)))
+        if (i > 0 && pgworker_stopping(r->worker))
             why = "stopping";
         else if (i > 0 && time_mono_us() > start_by)
             why = "too little of their lease is left for a job";
@@ -741,31 +737,14 @@ static bool job_step(pgworker_t *worker, pg_session_t *db, void *arg)
 {
     runner_t *r = arg;
     r->db = db;
-    atomic_store(&r->worker, worker);
-    atomic_store(&r->idle, false);
-    bool more = run_some(r) > 0;
-    if (!more) /* a poke from now on ends the wait that follows */
-        atomic_store(&r->idle, true);
-    return more;
+    r->worker = worker;
+    return run_some(r) > 0;
 }
-
-static atomic_uint wake_next; /* the thread poked when none is idle, in turn */
 
 void jobs_wake(void)
 {
-    if (!runners)
-        return;
-    int n = runners[0].cfg->job_threads;
-    for (int i = 0; i < n; i++) {
-        if (atomic_exchange(&runners[i].idle, false)) {
-            pgworker_poke(atomic_load(&runners[i].worker));
-            return;
-        }
-    }
-    /* none idle (they took work since): the next wait of one of them ends at once */
-    pgworker_t *w = atomic_load(&runners[atomic_fetch_add(&wake_next, 1) % (unsigned)n].worker);
-    if (w)
-        pgworker_poke(w);
+    if (workers)
+        pgworker_set_wake(workers);
 }
 
 /* False when pid is gone or a zombie (killed, not yet reaped by its parent). */
@@ -837,8 +816,6 @@ int jobs_start(const order_config_t *cfg)
         runners[i].cfg = cfg;
         runners[i].claim_n = 1;
         runners[i].claim_max = cfg->lease_ms > cfg->job_step_ms ? JOB_CLAIM_MAX : 1;
-        atomic_init(&runners[i].worker, NULL);
-        atomic_init(&runners[i].idle, false);
         snprintf(runners[i].owner, sizeof runners[i].owner, "%s:%d", cfg->replica_id, i);
     }
     pgworker_config_t wc = {.name = "job thread",
