@@ -12,12 +12,20 @@
 #include "cryptoutil.h"
 #include "log.h"
 #include "pgutil.h"
+#include "pgworker.h"
 #include "timeutil.h"
 #include "xmalloc.h"
 
-/* How often the idle writer prunes expired nonces and logs the chain head (an anchor outside the
- * database: removing the newest entries is only detectable against a copy kept elsewhere). */
+/* How often the idle writer logs the chain head (an anchor outside the database: removing the
+ * newest entries is only detectable against a copy kept elsewhere). */
 #define JOURNAL_TICK_MS 30000
+/* Expired nonces are deleted by a thread of their own, off the writer's path, every
+ * PRUNE_POLL_MS in slices of PRUNE_SLICE rows (a full slice is followed by the next at once):
+ * the table stays at the replay window's size whatever the rate of calls. */
+#define PRUNE_POLL_MS 1000
+#define PRUNE_SLICE 2000
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 
 typedef struct item {
     struct item *next;
@@ -73,9 +81,11 @@ struct journal {
     bool stopping;
     pthread_t thread;
     pg_session_t *db; /* the writer's; NULL until the database was first reached */
+    pgworker_t *pruner; /* deletes expired nonces on its own session */
     pg_tx_t *tx;      /* the transaction the writer is in, if any */
     journal_stats_t stats;
     int64_t logged_seq;
+    char setup_sql[64]; /* the sessions' statement timeout */
     bool head_file_failed; /* warned once until a write succeeds again */
 };
 
@@ -133,12 +143,18 @@ static const pg_stmt_t journal_stmts[] = {
     {"journal_nonce_new", NONCES_INSERT, 2},
     {"journal_intents_new", INTENTS_INSERT, 1},
     {"journal_outcomes_new", OUTCOMES_INSERT, 1},
-    {"journal_prune",
-     "DELETE FROM audit.nonces WHERE ctid IN (SELECT ctid FROM audit.nonces"
-     " WHERE recorded_ms < $1::bigint AND nonce_ts_ms < $1::bigint LIMIT 10000)",
-     1},
 };
 #define JOURNAL_NSTMTS (sizeof journal_stmts / sizeof *journal_stmts)
+
+/* The pruner's: one slice of expired nonces. (No SKIP LOCKED: it needs UPDATE, which the service's
+ * role does not have on the trail. Replicas' pruners meeting on a slice wait for each other.) */
+static const pg_stmt_t prune_stmts[] = {
+    {"journal_prune",
+     "DELETE FROM audit.nonces WHERE ctid IN (SELECT ctid FROM audit.nonces"
+     " WHERE recorded_ms < $1::bigint AND nonce_ts_ms < $1::bigint"
+     " LIMIT " STRINGIFY(PRUNE_SLICE) ")",
+     1},
+};
 
 /* ---------------------------------------------------------------- connection */
 
@@ -146,11 +162,9 @@ static bool conn_ready(journal_t *self)
 {
     if (self->db)
         return pg_session_ready(self->db, NULL);
-    char setup[64];
-    snprintf(setup, sizeof setup, "SET statement_timeout = %d", self->cfg.statement_timeout_ms);
     pg_session_config_t sc = {.dsn = self->cfg.dsn,
                               .app = "kooisv-audit-writer",
-                              .setup_sql = setup,
+                              .setup_sql = self->setup_sql,
                               .stmts = journal_stmts,
                               .nstmts = JOURNAL_NSTMTS,
                               .wait_s = 0};
@@ -660,18 +674,7 @@ static void journal_tick(journal_t *self)
 {
     if (!conn_ready(self))
         return;
-    char horizon[24];
-    int64_t h = time_now_ms() - self->cfg.nonce_window_ms - self->cfg.nonce_margin_ms;
-    snprintf(horizon, sizeof horizon, "%lld", (long long)h);
-    const char *params[] = {horizon};
     PGresult *r = NULL;
-    if (exec_ok(self, "journal_prune", 1, params, &r)) {
-        const char *n = PQcmdTuples(r);
-        if (n && *n && strcmp(n, "0") != 0)
-            log_debug(NULL, "audit journal: pruned %s expired nonces", n);
-        PQclear(r);
-    }
-    r = NULL;
     if (exec_ok(self, "journal_head", 0, NULL, &r) && PQntuples(r) == 1) {
         int64_t seq = strtoll(pg_value(r, 0, 0), NULL, 10);
         if (seq != self->logged_seq)
@@ -679,6 +682,28 @@ static void journal_tick(journal_t *self)
         self->logged_seq = seq;
     }
     PQclear(r);
+}
+
+/* ---------------------------------------------------------------- the pruner */
+
+/* One slice of nonces older than the window and its margin (by both the time they were recorded
+ * and their own timestamp); true when the slice was full, so more may be waiting. */
+static bool prune_step(pgworker_t *worker, pg_session_t *db, void *arg)
+{
+    (void)worker;
+    journal_t *self = arg;
+    char horizon[24];
+    int64_t h = time_now_ms() - self->cfg.nonce_window_ms - self->cfg.nonce_margin_ms;
+    snprintf(horizon, sizeof horizon, "%lld", (long long)h);
+    const char *params[] = {horizon};
+    PGresult *r = pg_session_exec(db, NULL, "journal_prune", 1, params, NULL);
+    if (!r)
+        return false;
+    long n = strtol(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    if (n > 0)
+        log_debug(NULL, "audit journal: pruned %ld expired nonces", n);
+    return n >= PRUNE_SLICE;
 }
 
 /* ---------------------------------------------------------------- writer thread */
@@ -749,10 +774,28 @@ journal_t *journal_new(const journal_config_t *cfg)
         self->cfg.batch_max = 1;
     if (self->cfg.statement_timeout_ms <= 0)
         self->cfg.statement_timeout_ms = 3000;
+    snprintf(self->setup_sql, sizeof self->setup_sql, "SET statement_timeout = %d",
+             self->cfg.statement_timeout_ms);
+    pgworker_config_t pc = {.name = "audit nonce pruner",
+                            .session = {.dsn = self->cfg.dsn,
+                                        .app = "kooisv-audit-pruner",
+                                        .setup_sql = self->setup_sql,
+                                        .stmts = prune_stmts,
+                                        .nstmts = sizeof prune_stmts / sizeof *prune_stmts,
+                                        .wait_s = 0},
+                            .poll_ms = PRUNE_POLL_MS,
+                            .retry_max_ms = 30000,
+                            .step = prune_step,
+                            .arg = self};
     pthread_mutex_init(&self->mu, NULL);
     pthread_cond_init(&self->work, NULL);
-    if (pthread_create(&self->thread, NULL, writer_main, self) != 0) {
-        log_error(NULL, "audit journal: cannot start the writer thread");
+    self->pruner = pgworker_new(&pc);
+    if (!self->pruner || pgworker_start(self->pruner) != 0 ||
+        pthread_create(&self->thread, NULL, writer_main, self) != 0) {
+        log_error(NULL, "audit journal: cannot start the writer or the nonce pruner");
+        pgworker_destroy(&self->pruner);
+        pthread_mutex_destroy(&self->mu);
+        pthread_cond_destroy(&self->work);
         free((char *)self->cfg.dsn);
         free(self);
         return NULL;
@@ -770,6 +813,7 @@ void journal_destroy(journal_t **self_p)
     pthread_cond_signal(&self->work);
     pthread_mutex_unlock(&self->mu);
     pthread_join(self->thread, NULL);
+    pgworker_destroy(&self->pruner);
     pg_session_destroy(&self->db);
     recent_clear(&self->recent[0]);
     recent_clear(&self->recent[1]);
