@@ -366,8 +366,8 @@ void pg_log_failure(const char *rid, const char *what, const PGresult *res)
     char msg[256];
     snprintf(msg, sizeof msg, "%s", primary);
     msg[strcspn(msg, "\n")] = '\0';
-    bool retry = pg_is_retryable(res);
-    log_msg(retry ? LOG_INFO : LOG_WARN, rid, "%s failed: sqlstate=%s %s", what,
+    bool expected = pg_is_retryable(res) || strncmp(state, "KA", 2) == 0;
+    log_msg(expected ? LOG_INFO : LOG_WARN, rid, "%s failed: sqlstate=%s %s", what,
             *state ? state : "-", msg);
 }
 

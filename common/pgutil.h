@@ -62,7 +62,9 @@ typedef enum {
 
 /* The one failure logger: statement name, SQLSTATE and PostgreSQL's primary message, never the
  * DETAIL (it quotes key values) nor, for data exceptions (class 22), the message (it quotes the
- * input): personal data stays out of logs. Retryable failures log at info, others at warn. */
+ * input): personal data stays out of logs. Retryable failures, and the project's own conditions
+ * that their callers handle (SQLSTATE class KA, raised by its functions), log at info; others at
+ * warn. */
 void pg_log_failure(const char *rid, const char *what, const PGresult *res);
 /* The SQLSTATE of the last failure pg_log_failure logged on this thread ("" before any, and
  * for a failure without one): what made a pg_tx_run return PG_FAIL, a queued statement's

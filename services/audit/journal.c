@@ -23,6 +23,11 @@
  * PRUNE_POLL_MS in slices of PRUNE_SLICE rows (a full slice is followed by the next at once):
  * the table stays at the replay window's size whatever the rate of calls. */
 #define PRUNE_POLL_MS 1000
+/* After the head this writer knew turned out to have moved (another replica appends too), it
+ * reads the head before each batch for this long before it trusts its own again. */
+#define HEAD_TRUST_PAUSE_MS 1000
+/* expect_head's refusal (migration 005). */
+#define SQLSTATE_HEAD_MOVED "KA001"
 #define PRUNE_SLICE 2000
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
@@ -82,6 +87,12 @@ struct journal {
     pthread_t thread;
     pg_session_t *db; /* the writer's; NULL until the database was first reached */
     pgworker_t *pruner; /* deletes expired nonces on its own session */
+    /* The head after this writer's last commit: the next batch appends after it without reading
+     * it first (journal_expect_head checks it in the same round trip). */
+    bool head_known;
+    int64_t known_seq;
+    uint8_t known_hash[ENTRY_HASH_LEN];
+    int64_t trust_after_us; /* time_mono_us: the known head is not used before then */
     pg_tx_t *tx;      /* the transaction the writer is in, if any */
     journal_stats_t stats;
     int64_t logged_seq;
@@ -124,6 +135,8 @@ static const pg_stmt_t journal_stmts[] = {
      " ORDER BY seq DESC LIMIT 1",
      0},
     /* $1: request ids of the batch's intents and outcomes, $2: of its outcomes (JSON arrays). */
+    /* Fails the transaction with SQLSTATE_HEAD_MOVED unless ($1, $2) is the head. */
+    {"journal_expect_head", "SELECT audit.expect_head($1::bigint, decode($2, 'hex'))", 2},
     {"journal_known",
      "SELECT 'I', request_id, seq, reject_reason FROM audit.intents"
      " WHERE request_id IN (SELECT jsonb_array_elements_text($1::jsonb))"
@@ -543,6 +556,7 @@ typedef struct {
     item_t **items;
     int n;
     bool careful;     /* look up every record the writer's memory does not know */
+    bool use_known;   /* append after the writer's known head instead of reading it */
     int64_t head_seq; /* the chain head after the batch */
     uint8_t head_hash[ENTRY_HASH_LEN];
 } batch_t;
@@ -571,9 +585,21 @@ static pg_status_t batch_body(pg_tx_t *tx, void *arg)
     b->head_seq = 0;
     memset(b->head_hash, 0, sizeof b->head_hash);
     PGresult *r = NULL;
-    /* the lock rides with BEGIN and the head's read: one round trip */
-    bool ok = queue_ok(self, "journal_lock", 0, NULL) && exec_ok(self, "journal_head", 0, NULL, &r);
-    if (ok && PQntuples(r) == 1) {
+    bool ok = queue_ok(self, "journal_lock", 0, NULL);
+    if (ok && b->use_known) {
+        /* The head of the writer's last commit, checked under the lock in the round trip that
+         * carries the rows and the COMMIT: the whole batch in one round trip. */
+        char seq[24], hex[2 * ENTRY_HASH_LEN + 1];
+        snprintf(seq, sizeof seq, "%lld", (long long)self->known_seq);
+        const char *params[] = {seq, hex_encode(self->known_hash, ENTRY_HASH_LEN, hex)};
+        ok = queue_ok(self, "journal_expect_head", 2, params);
+        b->head_seq = self->known_seq;
+        memcpy(b->head_hash, self->known_hash, sizeof b->head_hash);
+    } else if (ok) {
+        /* the lock rides with BEGIN and the head's read: one round trip */
+        ok = exec_ok(self, "journal_head", 0, NULL, &r);
+    }
+    if (ok && r && PQntuples(r) == 1) {
         b->head_seq = strtoll(pg_value(r, 0, 0), NULL, 10);
         if (!entry_hash_from_hex(pg_value(r, 0, 1), b->head_hash)) {
             log_error(NULL, "audit journal: chain head %lld has no valid hash",
@@ -597,8 +623,20 @@ static bool batch_commit(journal_t *self, item_t **items, int n)
     if (!conn_ready(self))
         return false;
     batch_t b = {.self = self, .items = items, .n = n};
+    b.use_known = self->head_known && time_mono_us() >= self->trust_after_us;
+    self->head_known = false; /* until this batch committed */
     self->conflict = false;
     pg_status_t st = pg_tx_run(self->db, NULL, batch_body, &b);
+    if (st == PG_FAIL && b.use_known &&
+        strcmp(pg_last_failure_sqlstate(), SQLSTATE_HEAD_MOVED) == 0) {
+        log_info(NULL, "audit journal: the chain head moved since this writer's last commit "
+                       "(another writer): the batch is appended after the stored head");
+        self->trust_after_us = time_mono_us() + (int64_t)HEAD_TRUST_PAUSE_MS * 1000;
+        b.use_known = false;
+        self->conflict = false;
+        st = pg_tx_run(self->db, NULL, batch_body, &b);
+    }
+    b.use_known = false;
     /* a queued insert met a record or a nonce stored already (PG_FAIL, unique violation) */
     if (st == PG_ROLLBACK ||
         (st == PG_FAIL && strcmp(pg_last_failure_sqlstate(), "23505") == 0)) {
@@ -613,6 +651,11 @@ static bool batch_commit(journal_t *self, item_t **items, int n)
         const item_t *it = items[i];
         if (it->dup_of < 0 && !it->refused)
             recent_add(self, it->intent ? 'I' : 'O', item_request_id(it), it->seq, it->replay);
+    }
+    if (ok && b.head_seq > 0) {
+        self->head_known = true;
+        self->known_seq = b.head_seq;
+        memcpy(self->known_hash, b.head_hash, sizeof self->known_hash);
     }
     if (ok)
         head_publish(self, b.head_seq, b.head_hash);

@@ -3,7 +3,9 @@
  * assigns their sequence numbers and hashes under a chain lock, checks nonces, commits them in one
  * transaction (group commit) and only then wakes every waiter and calls every callback. Replicas of
  * the service serialise on a transaction-scoped advisory lock, so the chain stays gapless with any
- * number of writers. */
+ * number of writers. A writer appends after the head of its own last commit without reading it
+ * first: the head is checked in the same transaction (one round trip), and read when it moved.
+ * Expired nonces are deleted by a thread of their own. */
 #ifndef KOOISV_AUDIT_JOURNAL_H
 #define KOOISV_AUDIT_JOURNAL_H
 #include <stdbool.h>

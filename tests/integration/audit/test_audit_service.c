@@ -357,13 +357,10 @@ static char *file_text(const char *path)
     return xstrdup(buf);
 }
 
-static void test_second_writer(void **state)
+/* A second writer of the trail in this process, as another replica of the service. */
+static journal_t *other_writer(void)
 {
-    /* A second writer of the trail with a memory of recent records of its own (another replica,
-     * or the service after a restart): what the service stored is found in the database and not
-     * stored twice, what the second writer stored is found by the service, and the chain stays
-     * whole. */
-    (void)state;
+    static entry_chain_t chain;
     char *path = xasprintf("%s/secrets/pg-kooisv_audit.dsn", suite_get("KOOISV_STATE_DIR"));
     char *dsn = file_text(path);
     free(path);
@@ -371,7 +368,7 @@ static void test_second_writer(void **state)
     const char *key = suite_get("KOOISV_AUDIT_CHAIN_KEY");
     assert_non_null(key);
     char *from = value("SELECT keyed_from FROM audit.chain_epoch", NULL);
-    entry_chain_t chain = {
+    chain = (entry_chain_t){
         .key = (const uint8_t *)key, .key_len = strlen(key), .keyed_from = strtoll(from, NULL, 10)};
     free(from);
     journal_config_t jc = {.dsn = dsn,
@@ -382,7 +379,63 @@ static void test_second_writer(void **state)
                            .chain = &chain,
                            .head_file = ""};
     journal_t *other = journal_new(&jc);
+    free(dsn);
     assert_non_null(other);
+    return other;
+}
+
+/* An intent for rid through writer j (a fresh nonce); its seq. */
+static int64_t other_intent(journal_t *j, const char *rid)
+{
+    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
+    Kooisv__Caller caller = KOOISV__CALLER__INIT;
+    Kooisv__AuditIntent in = KOOISV__AUDIT_INTENT__INIT;
+    char *nonce = kc_uid("n-");
+    caller.kind = "basic";
+    caller.id = "svc-test";
+    in.event_type = "queryInstance";
+    in.nonce = nonce;
+    in.nonce_ts_ms = time_now_ms();
+    env.request_id = (char *)rid;
+    env.received_ms = time_now_ms();
+    env.caller = &caller;
+    env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_INTENT;
+    env.audit_intent = &in;
+    entry_intent_t ein;
+    assert_null(entry_intent_from_envelope(&ein, &env));
+    journal_result_t res;
+    journal_append_intent(j, &ein, &res);
+    entry_intent_clear(&ein);
+    free(nonce);
+    assert_string_equal(res.code, "000000");
+    assert_string_equal(res.msg, "recorded");
+    return res.seq;
+}
+
+/* An outcome for rid through writer j; its seq. */
+static int64_t other_outcome(journal_t *j, const char *rid)
+{
+    Kooisv__AuditOutcome ao = KOOISV__AUDIT_OUTCOME__INIT;
+    ao.result_code = "000000";
+    ao.result_msg = "second writer";
+    entry_outcome_t eout;
+    assert_null(entry_outcome_from(&eout, rid, &ao, time_now_ms()));
+    journal_result_t res;
+    journal_append_outcome(j, &eout, &res);
+    entry_outcome_clear(&eout);
+    assert_string_equal(res.code, "000000");
+    assert_string_equal(res.msg, "recorded");
+    return res.seq;
+}
+
+static void test_second_writer(void **state)
+{
+    /* A second writer of the trail with a memory of recent records of its own (another replica,
+     * or the service after a restart): what the service stored is found in the database and not
+     * stored twice, what the second writer stored is found by the service, and the chain stays
+     * whole. */
+    (void)state;
+    journal_t *other = other_writer();
 
     char *a = kc_uid("w2-a-"), *nonce = kc_uid("n-");
     Kooisv__Reply *r = send_intent(a, nonce);
@@ -423,7 +476,6 @@ static void test_second_writer(void **state)
     assert_string_equal(res.code, "000000");
     assert_string_equal(res.msg, "recorded");
     journal_destroy(&other);
-    free(dsn);
     /* The same outcome through the service, alone and in a batch with a new one: already
      * recorded, stored once; the new one stored. */
     r = send_outcome(a, "000000");
@@ -445,6 +497,47 @@ static void test_second_writer(void **state)
     free(a);
     free(b);
     free(nonce);
+}
+
+/* The service's writer appends after the head of its own last commit without reading it first;
+ * when another writer appended meanwhile (an intent and an outcome of a request the service never
+ * saw, so that no key of the service's next record collides with theirs) the head is checked in
+ * the same transaction, and the record goes after the other writer's. Without that check the
+ * service's outcome took the seq of the other writer's intent and the chain broke. */
+static void test_head_moved(void **state)
+{
+    (void)state;
+    char *c = kc_uid("hm-c-"), *x = kc_uid("hm-x-");
+    Kooisv__Reply *r = send_intent(c, NULL);
+    int64_t seq_c = intent_seq(r);
+    free_reply(r);
+    journal_t *other = other_writer();
+    int64_t seq_xi = other_intent(other, x);
+    int64_t seq_xo = other_outcome(other, x);
+    journal_destroy(&other);
+    assert_true(seq_xi > seq_c);
+    assert_true(seq_xo > seq_xi);
+    r = send_outcome(c, "000000");
+    assert_string_equal(r->result_code, "000000");
+    assert_string_equal(r->result_msg, "recorded");
+    free_reply(r);
+    char *seq = value("SELECT seq FROM audit.outcomes WHERE request_id = $1", c);
+    assert_non_null(seq);
+    assert_true(strtoll(seq, NULL, 10) > seq_xo);
+    free(seq);
+    /* no seq is taken twice, and the chain verifies */
+    char from[24];
+    snprintf(from, sizeof from, "%lld", (long long)seq_c);
+    char *twice = value("SELECT count(*) FROM audit.intents i JOIN audit.outcomes o USING (seq)"
+                        " WHERE i.seq >= $1::bigint",
+                        from);
+    assert_string_equal(twice, "0");
+    free(twice);
+    r = send_verify_head(0, NULL);
+    assert_true(r->audit_verify->ok);
+    free_reply(r);
+    free(c);
+    free(x);
 }
 
 static void test_bad_records_refused(void **state)
@@ -1371,6 +1464,7 @@ int main(void)
         cmocka_unit_test(test_outcome_batch),
         cmocka_unit_test(test_outcome_batch_size_refused),
         cmocka_unit_test(test_second_writer),
+        cmocka_unit_test(test_head_moved),
         cmocka_unit_test(test_bad_records_refused),
         cmocka_unit_test(test_replay_refused),
         cmocka_unit_test(test_stale_nonce_refused),
