@@ -531,6 +531,14 @@ kv_pg_start() {
     # without it). It keeps synchronous_commit: a commit has reached the kernel before it is
     # acknowledged, so a killed PostgreSQL (the fault test's kill -9) loses nothing it confirmed.
     [[ $KV_MODE == suite ]] && durable=off
+    # shared_buffers: an eighth of the memory, between 128 MB (PostgreSQL's default) and 1 GB.
+    # With 128 MB the trail's and the orders' indexes did not fit (README "Changes and their
+    # effect": less PostgreSQL CPU per call of the steady mix).
+    local mem_kb shared_mb
+    mem_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)
+    shared_mb=$((${mem_kb:-0} / 8 / 1024))
+    ((shared_mb < 128)) && shared_mb=128
+    ((shared_mb > 1024)) && shared_mb=1024
     # shellcheck disable=SC2016 # $1 is the inner shell's
     kv_run_as "$KV_PG_USER" sh -c 'cat >"$1/kooisv.conf"' sh "$KV_PG_DATA" <<EOF
 # written by deploy/local/lib.sh on every start
@@ -539,6 +547,7 @@ port = $KV_PORT_PG
 unix_socket_directories = '$KV_PG_SOCK'
 unix_socket_permissions = 0777
 max_connections = 300
+shared_buffers = ${shared_mb}MB
 password_encryption = 'scram-sha-256'
 fsync = $durable
 synchronous_commit = on
