@@ -146,6 +146,14 @@ static Kooisv__Reply *send_verify_head(int64_t head_seq, const char *head_hash)
     }
 }
 
+/* The whole chain verifies. */
+static void expect_chain_whole(void)
+{
+    Kooisv__Reply *r = send_verify_head(0, NULL);
+    assert_true(r->audit_verify->ok);
+    kooisv__reply__free_unpacked(r, NULL);
+}
+
 static int64_t intent_seq(Kooisv__Reply *r)
 {
     assert_string_equal(r->result_code, "000000");
@@ -384,17 +392,16 @@ static journal_t *other_writer(void)
     return other;
 }
 
-/* An intent for rid through writer j (a fresh nonce); its seq. */
-static int64_t other_intent(journal_t *j, const char *rid)
+/* An intent of rid with nonce through writer j; its answer into *res. */
+static void other_intent(journal_t *j, const char *rid, const char *nonce, journal_result_t *res)
 {
     Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
     Kooisv__Caller caller = KOOISV__CALLER__INIT;
     Kooisv__AuditIntent in = KOOISV__AUDIT_INTENT__INIT;
-    char *nonce = kc_uid("n-");
     caller.kind = "basic";
     caller.id = "svc-test";
-    in.event_type = "queryInstance";
-    in.nonce = nonce;
+    in.event_type = "newInstance";
+    in.nonce = (char *)nonce;
     in.nonce_ts_ms = time_now_ms();
     env.request_id = (char *)rid;
     env.received_ms = time_now_ms();
@@ -403,29 +410,20 @@ static int64_t other_intent(journal_t *j, const char *rid)
     env.audit_intent = &in;
     entry_intent_t ein;
     assert_null(entry_intent_from_envelope(&ein, &env));
-    journal_result_t res;
-    journal_append_intent(j, &ein, &res);
+    journal_append_intent(j, &ein, res);
     entry_intent_clear(&ein);
-    free(nonce);
-    assert_string_equal(res.code, "000000");
-    assert_string_equal(res.msg, "recorded");
-    return res.seq;
 }
 
-/* An outcome for rid through writer j; its seq. */
-static int64_t other_outcome(journal_t *j, const char *rid)
+/* An outcome of rid (000000, "second writer") through writer j; its answer into *res. */
+static void other_outcome(journal_t *j, const char *rid, journal_result_t *res)
 {
     Kooisv__AuditOutcome ao = KOOISV__AUDIT_OUTCOME__INIT;
     ao.result_code = "000000";
     ao.result_msg = "second writer";
     entry_outcome_t eout;
     assert_null(entry_outcome_from(&eout, rid, &ao, time_now_ms()));
-    journal_result_t res;
-    journal_append_outcome(j, &eout, &res);
+    journal_append_outcome(j, &eout, res);
     entry_outcome_clear(&eout);
-    assert_string_equal(res.code, "000000");
-    assert_string_equal(res.msg, "recorded");
-    return res.seq;
 }
 
 static void test_second_writer(void **state)
@@ -442,37 +440,15 @@ static void test_second_writer(void **state)
     int64_t seq_a = intent_seq(r);
     free_reply(r);
     /* The same intent through the other writer: already recorded, its seq, no replay. */
-    Kooisv__Envelope env = KOOISV__ENVELOPE__INIT;
-    Kooisv__Caller caller = KOOISV__CALLER__INIT;
-    Kooisv__AuditIntent in = KOOISV__AUDIT_INTENT__INIT;
-    caller.kind = "basic";
-    caller.id = "svc-test";
-    in.event_type = "newInstance";
-    in.nonce = nonce;
-    in.nonce_ts_ms = time_now_ms();
-    env.request_id = a;
-    env.received_ms = time_now_ms();
-    env.caller = &caller;
-    env.body_case = KOOISV__ENVELOPE__BODY_AUDIT_INTENT;
-    env.audit_intent = &in;
-    entry_intent_t ein;
-    assert_null(entry_intent_from_envelope(&ein, &env));
     journal_result_t res;
-    journal_append_intent(other, &ein, &res);
-    entry_intent_clear(&ein);
+    other_intent(other, a, nonce, &res);
     assert_string_equal(res.code, "000000");
     assert_string_equal(res.msg, "already recorded");
     assert_int_equal(res.seq, seq_a);
     assert_false(res.replay);
     assert_int_equal(rows("SELECT 1 FROM audit.intents WHERE request_id = $1", a), 1);
     /* Its outcome through the other writer: the intent is found, the outcome stored. */
-    Kooisv__AuditOutcome ao = KOOISV__AUDIT_OUTCOME__INIT;
-    ao.result_code = "000000";
-    ao.result_msg = "second writer";
-    entry_outcome_t eout;
-    assert_null(entry_outcome_from(&eout, a, &ao, time_now_ms()));
-    journal_append_outcome(other, &eout, &res);
-    entry_outcome_clear(&eout);
+    other_outcome(other, a, &res);
     assert_string_equal(res.code, "000000");
     assert_string_equal(res.msg, "recorded");
     journal_destroy(&other);
@@ -491,9 +467,7 @@ static void test_second_writer(void **state)
     char *msg = value("SELECT result_msg FROM audit.outcomes WHERE request_id = $1", a);
     assert_string_equal(msg, "second writer");
     free(msg);
-    r = send_verify_head(0, NULL);
-    assert_true(r->audit_verify->ok);
-    free_reply(r);
+    expect_chain_whole();
     free(a);
     free(b);
     free(nonce);
@@ -512,9 +486,16 @@ static void test_head_moved(void **state)
     int64_t seq_c = intent_seq(r);
     free_reply(r);
     journal_t *other = other_writer();
-    int64_t seq_xi = other_intent(other, x);
-    int64_t seq_xo = other_outcome(other, x);
+    char *nonce = kc_uid("n-");
+    journal_result_t res;
+    other_intent(other, x, nonce, &res);
+    assert_string_equal(res.msg, "recorded");
+    int64_t seq_xi = res.seq;
+    other_outcome(other, x, &res);
+    assert_string_equal(res.msg, "recorded");
+    int64_t seq_xo = res.seq;
     journal_destroy(&other);
+    free(nonce);
     assert_true(seq_xi > seq_c);
     assert_true(seq_xo > seq_xi);
     r = send_outcome(c, "000000");
@@ -533,9 +514,7 @@ static void test_head_moved(void **state)
                         from);
     assert_string_equal(twice, "0");
     free(twice);
-    r = send_verify_head(0, NULL);
-    assert_true(r->audit_verify->ok);
-    free_reply(r);
+    expect_chain_whole();
     free(c);
     free(x);
 }
