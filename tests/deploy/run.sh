@@ -86,9 +86,18 @@ cd "$work" || exit 1
 dc() { "${compose[@]}" -f "$work/docker-compose.yml" --profile emulator --profile monitoring "$@"; }
 # The client container first: while it is attached to the frontend network, `down` cannot remove
 # that network and stops before the volumes (the next run then meets the old database).
+# `down` also stops before the volumes when the engine holds a stale endpoint on one of the networks
+# (left by a container killed at the wrong moment: "has active endpoints" with none listed), so
+# the project's volumes are removed by their label as well, and a network that cannot go is said.
 cleanup() {
     docker rm -f kooisv-deploy-client >/dev/null 2>&1
     dc down -v --remove-orphans >/dev/null 2>&1
+    local label=com.docker.compose.project=$COMPOSE_PROJECT_NAME net
+    docker volume ls -q --filter "label=$label" | xargs -r docker volume rm -f >/dev/null 2>&1
+    for net in $(docker network ls -q --filter "label=$label"); do
+        docker network rm "$net" >/dev/null 2>&1 ||
+            say "note: the engine keeps network $(docker network inspect -f '{{.Name}}' "$net" 2>/dev/null) (a stale endpoint); compose reuses it"
+    done
 }
 cleanup # what an interrupted run left behind
 trap cleanup EXIT
