@@ -23,14 +23,14 @@
  * PRUNE_POLL_MS in slices of PRUNE_SLICE rows (a full slice is followed by the next at once):
  * the table stays at the replay window's size whatever the rate of calls. */
 #define PRUNE_POLL_MS 1000
+#define PRUNE_SLICE 2000
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 /* After the head this writer knew turned out to have moved (another replica appends too), it
  * reads the head before each batch for this long before it trusts its own again. */
 #define HEAD_TRUST_PAUSE_MS 1000
 /* expect_head's refusal (migration 005). */
 #define SQLSTATE_HEAD_MOVED "KA001"
-#define PRUNE_SLICE 2000
-#define STRINGIFY_(x) #x
-#define STRINGIFY(x) STRINGIFY_(x)
 
 typedef struct item {
     struct item *next;
@@ -134,9 +134,9 @@ static const pg_stmt_t journal_stmts[] = {
      " (SELECT seq, hash FROM audit.outcomes ORDER BY seq DESC LIMIT 1)) h"
      " ORDER BY seq DESC LIMIT 1",
      0},
-    /* $1: request ids of the batch's intents and outcomes, $2: of its outcomes (JSON arrays). */
     /* Fails the transaction with SQLSTATE_HEAD_MOVED unless ($1, $2) is the head. */
     {"journal_expect_head", "SELECT audit.expect_head($1::bigint, decode($2, 'hex'))", 2},
+    /* $1: request ids of the batch's intents and outcomes, $2: of its outcomes (JSON arrays). */
     {"journal_known",
      "SELECT 'I', request_id, seq, reject_reason FROM audit.intents"
      " WHERE request_id IN (SELECT jsonb_array_elements_text($1::jsonb))"
