@@ -437,9 +437,19 @@ void svcrt_tx_run(svcrt_worker_t *w, svc_call_t *call, svcrt_tx_fn fn, void *arg
 pg_status_t svcrt_emit(svcrt_tx_t *tx, const char *interface, const char *action,
                        const char *instance_id, const char *tenant_id, json_t *data)
 {
+    return svcrt_emit_id(tx, NULL, interface, action, instance_id, tenant_id, data);
+}
+
+pg_status_t svcrt_emit_id(svcrt_tx_t *tx, const char *event_id, const char *interface,
+                          const char *action, const char *instance_id, const char *tenant_id,
+                          json_t *data)
+{
     char type[64];
     snprintf(type, sizeof type, "%s.%s", interface, action);
     const Kooisv__Envelope *env = svc_call_request(tx->call);
+    if (event_id)
+        return outbox_emit_id(tx->w->outbox, tx->db, event_id, type, instance_id, tenant_id,
+                              env->test_flag, data);
     return outbox_emit(tx->w->outbox, tx->db, type, instance_id, tenant_id, env->test_flag, data);
 }
 

@@ -188,6 +188,11 @@ PGresult *svcrt_exec(svcrt_tx_t *tx, const char *stmt, int n, const char *const 
  * "<interface>.<action>", data (stolen) its content. PG_OK or the failure. */
 pg_status_t svcrt_emit(svcrt_tx_t *tx, const char *interface, const char *action,
                        const char *instance_id, const char *tenant_id, json_t *data);
+/* svcrt_emit with the event id already read in tx as outbox.h's OUTBOX_NEXT_ID says (decimal
+ * text), which saves the round trip that reads one; NULL: read one as svcrt_emit does. */
+pg_status_t svcrt_emit_id(svcrt_tx_t *tx, const char *event_id, const char *interface,
+                          const char *action, const char *instance_id, const char *tenant_id,
+                          json_t *data);
 /* Run a read-only prepared statement for an admin action on the worker's session. The result
  * (caller PQclears), or NULL after logging the failure and answering 000005. */
 PGresult *svcrt_admin_query(svcrt_worker_t *w, svc_call_t *call, const char *stmt, int n,

@@ -22,11 +22,15 @@ const pg_stmt_t lifecycle_stmts[] = {
      " WHERE test_flag = $1::boolean AND order_id = $2 AND order_line_id = $3",
      3},
     /* No conflict target: a clash on the order key (a duplicate) and on the id (businessId
-     * reused by another order) both come back as "no row", told apart by instance_by_order. */
+     * reused by another order) both come back as "no row", told apart by instance_by_order. A
+     * new instance comes back with its "instance.created" event (ORDER_EVENT_COLUMNS from
+     * column 1), which then costs no round trip of its own. */
     {"instance_insert",
-     "INSERT INTO orders.instances (instance_id, order_id, order_line_id, business_id, test_flag,"
-     " created_request_id) VALUES ($1, $2, $3, $4, $5::boolean, $6)"
-     " ON CONFLICT DO NOTHING RETURNING instance_id",
+     "WITH i AS (INSERT INTO orders.instances (instance_id, order_id, order_line_id, business_id,"
+     " test_flag, created_request_id) VALUES ($1, $2, $3, $4, $5::boolean, $6)"
+     " ON CONFLICT DO NOTHING RETURNING *)"
+     " SELECT i.instance_id, " ORDER_EVENT_COLUMNS("$2", "$3", "NULL", "NULL")
+     " FROM i WHERE " OUTBOX_XACT_FIRST,
      6},
     /* A new job (queue_job). No NOTIFY: the replica that commits it wakes one of its own job
      * threads (jobs_wake); the other replicas find it at their next poll. A NOTIFY here woke
@@ -227,8 +231,9 @@ static pg_status_t find_by_order(PGconn *conn, new_ctx_t *c, bool *found)
     return PG_OK;
 }
 
-/* Everything a new instance starts with, in its creating transaction. */
-static pg_status_t new_created(pg_tx_t *tx, new_ctx_t *c)
+/* Everything a new instance starts with, in its creating transaction; inserted is
+ * instance_insert's row (its event). */
+static pg_status_t new_created(pg_tx_t *tx, new_ctx_t *c, const PGresult *inserted)
 {
     const Kooisv__NewInstance *r = c->req;
     const char *rid = c->v.rid;
@@ -245,7 +250,7 @@ static pg_status_t new_created(pg_tx_t *tx, new_ctx_t *c)
                    .order_line_id = r->order_line_id,
                    .outbox_event = "instance.created",
                    .request_id = rid};
-    return change_record(tx, &ch);
+    return change_record_from(tx, &ch, inserted, 0, 1);
 }
 
 static pg_status_t new_body(pg_tx_t *tx, void *arg)
@@ -254,13 +259,12 @@ static pg_status_t new_body(pg_tx_t *tx, void *arg)
     new_ctx_t *c = arg;
     const Kooisv__NewInstance *r = c->req;
     bool found = false;
+    pg_status_t st = PG_OK;
     c->created = false;
     c->job_wake = false;
-    pg_status_t st = find_by_order(conn, c, &found);
-    if (st != PG_OK)
-        return st;
     /* Candidates: the first call's businessId (spec's recommendation), then random UUIDs when
-     * that id already names another order's instance. */
+     * that id already names another order's instance. The insert comes first, since most
+     * calls are new orders: a repeat is a conflict, found by its order after it. */
     for (int attempt = 0; !found && attempt < 4; attempt++) {
         char uuid[37];
         const char *candidate = r->business_id;
@@ -273,13 +277,14 @@ static pg_status_t new_body(pg_tx_t *tx, void *arg)
         PGresult *res = pg_exec_logged(conn, c->v.rid, "instance_insert", 6, p, &st);
         if (!res)
             return st;
-        bool inserted = PQntuples(res) == 1;
-        PQclear(res);
-        if (inserted) {
+        if (PQntuples(res) == 1) {
             snprintf(c->instance_id, sizeof c->instance_id, "%s", candidate);
             c->created = true;
-            return new_created(tx, c);
+            st = new_created(tx, c, res);
+            PQclear(res);
+            return st;
         }
+        PQclear(res);
         /* ON CONFLICT waited for the competing transaction; its row is visible now. */
         if ((st = find_by_order(conn, c, &found)) != PG_OK)
             return st;

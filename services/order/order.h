@@ -82,6 +82,30 @@ typedef struct {
 
 /* Record c in tx (history + event); PG_OK, PG_RETRY or PG_FAIL. */
 pg_status_t change_record(pg_tx_t *tx, const change_t *c);
+
+/* An event's data (README "Order events"): the instance row i as it is after the change, built
+ * by SQL (jsonb): order and line from the text expressions o and l (NULL: the row's own), scene
+ * s and previous state p. */
+#define ORDER_EVENT_DATA(o, l, s, p)                                                               \
+    "jsonb_build_object("                                                                          \
+    "  'orderId', coalesce(" o "::text, i.order_id),"                                              \
+    "  'orderLineId', coalesce(" l "::text, i.order_line_id), 'scene', " s "::text,"               \
+    "  'state', i.state, 'previousState', " p "::text, 'productId', i.product_id,"                 \
+    "  'skuCode', i.sku_code, 'chargingMode', i.charging_mode, 'periodType', i.period_type,"       \
+    "  'periodNumber', i.period_number, 'amount', i.amount, 'trial', i.trial,"                     \
+    "  'expireTime', to_char(i.expire_time AT TIME ZONE 'UTC',"                                    \
+    "   'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"                                                     \
+    "  'planVersion', i.plan_version)"
+
+/* The columns a statement that has just written the instance row i selects, in this order, so
+ * that change_record_snapshot emits its event without reading it again: the event's id
+ * (outbox.h: put OUTBOX_XACT_FIRST in the WHERE), the test flag and ORDER_EVENT_DATA's text. */
+#define ORDER_EVENT_COLUMNS(o, l, s, p) OUTBOX_NEXT_ID ", i.test_flag, " ORDER_EVENT_DATA(o, l, s, p) "::text"
+
+/* change_record with the event built from a row of ORDER_EVENT_COLUMNS (res, row, from column
+ * col on) instead of a read of its own: one round trip fewer. PG_OK, PG_RETRY or PG_FAIL. */
+pg_status_t change_record_from(pg_tx_t *tx, const change_t *c, const PGresult *res, int row,
+                               int col);
 /* Wake the job threads of every replica once the transaction commits. */
 pg_status_t change_notify_jobs(PGconn *conn, const char *rid);
 

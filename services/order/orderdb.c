@@ -19,15 +19,7 @@ const pg_stmt_t orderdb_stmts[] = {
     /* An event's data: the instance as it is after the change, so billing needs no second
      * look (README "Order events"); with the event's id, in the same round trip. */
     {"outbox_snapshot",
-     "SELECT " OUTBOX_NEXT_ID ", i.test_flag, jsonb_build_object("
-     "  'orderId', coalesce($2::text, i.order_id),"
-     "  'orderLineId', coalesce($3::text, i.order_line_id), 'scene', $4::text,"
-     "  'state', i.state, 'previousState', $5::text, 'productId', i.product_id,"
-     "  'skuCode', i.sku_code, 'chargingMode', i.charging_mode, 'periodType', i.period_type,"
-     "  'periodNumber', i.period_number, 'amount', i.amount, 'trial', i.trial,"
-     "  'expireTime', to_char(i.expire_time AT TIME ZONE 'UTC',"
-     "   'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
-     "  'planVersion', i.plan_version)::text"
+     "SELECT " ORDER_EVENT_COLUMNS("$2", "$3", "$4", "$5")
      " FROM orders.instances i WHERE i.instance_id = $1 AND " OUTBOX_XACT_FIRST,
      5},
 };
@@ -96,13 +88,30 @@ pg_session_t *orderdb_session(const order_config_t *cfg, const char *app, int wa
     return pg_session_new(&sc);
 }
 
-/* The event of c: the instance snapshot (with c->data_extra merged in) emitted in tx. */
-static pg_status_t event_emit(pg_tx_t *tx, const change_t *c)
+/* The event of c from a row of ORDER_EVENT_COLUMNS (with c->data_extra merged in), emitted in
+ * tx. */
+static pg_status_t event_emit_from(pg_tx_t *tx, const change_t *c, const PGresult *res, int row,
+                                   int col)
 {
     if (!events) {
         log_error(c->request_id, "order events: no outbox (start order)");
         return PG_FAIL;
     }
+    bool test_flag = strcmp(PQgetvalue(res, row, col + 1), "t") == 0;
+    json_t *data = json_loads(PQgetvalue(res, row, col + 2), 0, NULL);
+    if (!data) {
+        log_error(c->request_id, "order event %s: its data is not JSON", c->outbox_event);
+        return PG_FAIL;
+    }
+    if (c->data_extra)
+        json_object_update(data, c->data_extra);
+    return outbox_emit_id(events, tx, PQgetvalue(res, row, col), c->outbox_event, c->instance_id,
+                          "", test_flag, data);
+}
+
+/* The event of c: the instance snapshot (with c->data_extra merged in) emitted in tx. */
+static pg_status_t event_emit(pg_tx_t *tx, const change_t *c)
+{
     const char *p[] = {c->instance_id, c->order_id, c->order_line_id, c->scene, c->from_state};
     pg_status_t st = PG_OK;
     PGresult *res = pg_exec_logged(tx->conn, c->request_id, "outbox_snapshot", 5, p, &st);
@@ -114,28 +123,34 @@ static pg_status_t event_emit(pg_tx_t *tx, const change_t *c)
                   c->instance_id);
         return PG_FAIL;
     }
-    char seq[32];
-    snprintf(seq, sizeof seq, "%s", PQgetvalue(res, 0, 0));
-    bool test_flag = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
-    json_t *data = json_loads(PQgetvalue(res, 0, 2), 0, NULL);
+    st = event_emit_from(tx, c, res, 0, 0);
     PQclear(res);
-    if (!data)
-        return PG_FAIL;
-    if (c->data_extra)
-        json_object_update(data, c->data_extra);
-    return outbox_emit_id(events, tx, seq, c->outbox_event, c->instance_id, "", test_flag, data);
+    return st;
+}
+
+/* c's history row, queued in tx: it goes out with the event's statements or the COMMIT. */
+static pg_status_t history_queue(pg_tx_t *tx, const change_t *c)
+{
+    const char *h[] = {c->instance_id,   c->event, c->from_state, c->to_state,   c->order_id,
+                       c->order_line_id, c->scene, c->status,     c->request_id, c->detail_json};
+    return pg_tx_queue(tx, "history_insert", 10, h);
 }
 
 pg_status_t change_record(pg_tx_t *tx, const change_t *c)
 {
     assert(c && c->instance_id && c->event && c->to_state);
-    pg_status_t st = PG_OK;
-    const char *h[] = {c->instance_id,   c->event, c->from_state, c->to_state,   c->order_id,
-                       c->order_line_id, c->scene, c->status,     c->request_id, c->detail_json};
-    /* queued: it goes out with the event's statements or the COMMIT */
-    if ((st = pg_tx_queue(tx, "history_insert", 10, h)) != PG_OK)
+    pg_status_t st = history_queue(tx, c);
+    if (st != PG_OK)
         return st;
     return c->outbox_event ? event_emit(tx, c) : PG_OK;
+}
+
+pg_status_t change_record_from(pg_tx_t *tx, const change_t *c, const PGresult *res, int row,
+                               int col)
+{
+    assert(c && c->instance_id && c->event && c->to_state && c->outbox_event);
+    pg_status_t st = history_queue(tx, c);
+    return st == PG_OK ? event_emit_from(tx, c, res, row, col) : st;
 }
 
 pg_status_t change_notify_jobs(PGconn *conn, const char *rid)

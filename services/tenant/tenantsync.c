@@ -8,22 +8,27 @@
 #include "tenant.h"
 
 const pg_stmt_t tenantsync_stmts[] = {
-    /* a repeated add creates nothing and changes nothing */
+    /* a repeated add creates nothing and changes nothing. A new tenant comes back with its
+     * event's id (taken after the row, so events of one tenant are numbered in the order their
+     * changes took its row): the event costs no round trip of its own. */
     {"tenant_add",
-     "INSERT INTO tenants (instance_id, tenant_id, order_id, tenant_code, name, domain_name,"
-     " test_flag) VALUES ($1, $2, $3, $4, $5, $6, $7::boolean)"
-     " ON CONFLICT (instance_id, tenant_id) DO NOTHING RETURNING tenant_id",
+     "WITH t AS (INSERT INTO tenants (instance_id, tenant_id, order_id, tenant_code, name,"
+     " domain_name, test_flag) VALUES ($1, $2, $3, $4, $5, $6, $7::boolean)"
+     " ON CONFLICT (instance_id, tenant_id) DO NOTHING RETURNING tenant_id)"
+     " SELECT t.tenant_id, " OUTBOX_NEXT_ID " FROM t WHERE " OUTBOX_XACT_FIRST,
      7},
     /* modify of a missing tenant creates it (upsert): the marketplace's view wins, and an add
-     * that was lost must not make every later modify fail. Only name and domain change. */
+     * that was lost must not make every later modify fail. Only name and domain change. A
+     * change comes back with its event's id, as tenant_add's. */
     {"tenant_modify",
-     "INSERT INTO tenants (instance_id, tenant_id, order_id, tenant_code, name, domain_name,"
-     " test_flag) VALUES ($1, $2, $3, $4, $5, $6, $7::boolean)"
+     "WITH t AS (INSERT INTO tenants (instance_id, tenant_id, order_id, tenant_code, name,"
+     " domain_name, test_flag) VALUES ($1, $2, $3, $4, $5, $6, $7::boolean)"
      " ON CONFLICT (instance_id, tenant_id) DO UPDATE SET name = EXCLUDED.name,"
      " domain_name = EXCLUDED.domain_name, updated_at = now()"
      " WHERE (tenants.name, tenants.domain_name)"
      " IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.domain_name)"
-     " RETURNING (xmax = 0) AS inserted",
+     " RETURNING (xmax = 0) AS inserted)"
+     " SELECT t.inserted, " OUTBOX_NEXT_ID " FROM t WHERE " OUTBOX_XACT_FIRST,
      7},
     {"tenant_delete",
      "DELETE FROM tenants WHERE instance_id = $1 AND tenant_id = $2 RETURNING tenant_id", 2},
@@ -42,13 +47,15 @@ static pg_status_t tenant_tx(svcrt_tx_t *tx, void *arg)
     json_t *data = NULL;
     const char *action = NULL;
     bool created = false;
+    char event_id[32] = ""; /* taken by tenant_add or tenant_modify with their change */
     switch (m->flag) {
     case 1:
         if (!(r = svcrt_exec(tx, "tenant_add", 7, p)))
             return PG_FAIL;
-        if (PQntuples(r) == 1)
+        if (PQntuples(r) == 1) {
             action = "add";
-        else
+            snprintf(event_id, sizeof event_id, "%s", PQgetvalue(r, 0, 1));
+        } else
             tx->ok_msg = "success (tenant already exists)";
         PQclear(r);
         break;
@@ -58,6 +65,7 @@ static pg_status_t tenant_tx(svcrt_tx_t *tx, void *arg)
         if (PQntuples(r) == 1) {
             action = "modify";
             created = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+            snprintf(event_id, sizeof event_id, "%s", PQgetvalue(r, 0, 1));
         } else
             tx->ok_msg = "success (no change)";
         PQclear(r);
@@ -87,7 +95,8 @@ static pg_status_t tenant_tx(svcrt_tx_t *tx, void *arg)
         data = json_pack("{s:s,s:s,s:s,s:s,s:b}", "orderId", m->order_id, "tenantCode",
                          m->tenant_code, "name", m->name, "domainName", m->domain_name, "created",
                          created || m->flag == 1);
-    return svcrt_emit(tx, "tenantSync", action, m->instance_id, m->tenant_id, data);
+    return svcrt_emit_id(tx, *event_id ? event_id : NULL, "tenantSync", action, m->instance_id,
+                         m->tenant_id, data);
 }
 
 void tenantsync_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__TenantSync *m)

@@ -251,6 +251,22 @@ static void test_lifecycle_events(void **state)
     assert_string_equal(str(json_object_get(json_array_get(evs, 7), "data"), "orderId"), change);
     assert_string_equal(str(json_object_get(json_array_get(evs, 8), "data"), "previousState"),
                         "active");
+    /* The creation's event is built by the instance's insert (instance_insert), every other
+     * from a read of the row (outbox_snapshot): the same members, the creating order's. */
+    json_t *created = json_object_get(json_array_get(evs, 0), "data");
+    json_t *frozen = json_object_get(json_array_get(evs, 2), "data");
+    assert_string_equal(str(created, "orderId"), trial);
+    assert_string_equal(str(created, "orderLineId"), line);
+    assert_true(json_is_null(json_object_get(created, "previousState")));
+    assert_string_equal(str(frozen, "previousState"), "active");
+    assert_int_equal(json_object_size(created), json_object_size(frozen));
+    const char *member;
+    json_t *value;
+    json_object_foreach(frozen, member, value)
+    {
+        if (!json_object_get(created, member))
+            fail_msg("instance.created has no %s", member);
+    }
 
     /* The activation carries appInfo; the credentials sealed under the key derived from the
      * webhook secret, bound to the instance. They match what queryInstance gave. */
