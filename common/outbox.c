@@ -99,15 +99,17 @@ static const pg_stmt_t delivery_stmts[] = {
      " ORDER BY o.next_attempt_at LIMIT $1::int FOR UPDATE SKIP LOCKED)"
      " RETURNING id, event_id, payload, sealed, attempts) SELECT * FROM c ORDER BY id",
      2},
+    /* A delivered or failed post's row, by its id (not through the partial index of the
+     * pending rows: PG_ROW_CHECK). */
     {"outbox_delivered",
      "UPDATE outbox SET status = 'delivered', delivered_at = now(), last_error = NULL"
-     " WHERE id = $1::bigint AND status = 'pending'",
+     " WHERE id = $1::bigint AND " PG_ROW_CHECK("status = 'pending'"),
      1},
     {"outbox_retry",
      "UPDATE outbox SET last_error = $2,"
      " status = CASE WHEN attempts >= $3::int THEN 'failed' ELSE 'pending' END,"
      " next_attempt_at = now() + $4::bigint * interval '1 millisecond'"
-     " WHERE id = $1::bigint AND status = 'pending'",
+     " WHERE id = $1::bigint AND " PG_ROW_CHECK("status = 'pending'"),
      4},
     {"outbox_skip_all",
      "UPDATE outbox SET status = 'skipped', delivered_at = now() WHERE status = 'pending'", 0},

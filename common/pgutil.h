@@ -159,4 +159,12 @@ pg_status_t pg_tx_run(pg_session_t *session, const char *rid, pg_tx_body_t body,
 
 enum { PG_TX_ATTEMPTS = 5 };
 
+/* A condition (SQL text) on a row that a statement finds by its key, written so that no partial
+ * index's predicate fits it. Written plainly ("status = 'pending'"), it implies the predicate of
+ * a partial index of the pending rows; while the statistics say that index is nearly empty, a
+ * generic plan then walks all of it for the key instead of probing the key's own index, and
+ * under load such an index holds every row that left it since the last vacuum. A CASE is opaque
+ * to the planner's proof of a predicate. */
+#define PG_ROW_CHECK(cond) "(CASE WHEN " cond " THEN true ELSE false END)"
+
 #endif

@@ -77,19 +77,20 @@ static const pg_stmt_t push_stmts[] = {
      "  OR next_attempt_at > $1::timestamptz + 2 * $3::bigint * interval '1 millisecond')"
      " ORDER BY next_attempt_at, id LIMIT $2::int FOR UPDATE SKIP LOCKED",
      3},
-    /* $1 ids, $2 now. */
+    /* $1 ids, $2 now. These three find the rows by their ids, not through the due index
+     * (PG_ROW_CHECK). */
     {"push_accepted",
      "UPDATE billing.usage_pushes SET state = 'accepted', attempts = attempts + 1,"
      " first_attempt_at = coalesce(first_attempt_at, $2::timestamptz),"
      " last_attempt_at = $2::timestamptz, accepted_at = $2::timestamptz, last_code = 'MKT.0000',"
-     " last_message = NULL WHERE id = ANY ($1::bigint[]) AND state = 'pending'",
+     " last_message = NULL WHERE id = ANY ($1::bigint[]) AND " PG_ROW_CHECK("state = 'pending'"),
      2},
     /* $1 id, $2 now, $3 code, $4 message. */
     {"push_refused",
      "UPDATE billing.usage_pushes SET state = 'refused', attempts = attempts + 1,"
      " first_attempt_at = coalesce(first_attempt_at, $2::timestamptz),"
      " last_attempt_at = $2::timestamptz, last_code = $3, last_message = $4"
-     " WHERE id = $1::bigint AND state = 'pending'",
+     " WHERE id = $1::bigint AND " PG_ROW_CHECK("state = 'pending'"),
      4},
     /* $1 ids, $2 now, $3 code, $4 message, $5 delay ms, $6 max attempts (0 = none). */
     {"push_retry",
@@ -101,9 +102,15 @@ static const pg_stmt_t push_stmts[] = {
      "   OR $2::timestamptz + $5::bigint * interval '1 millisecond'"
      "      >= begin_time + interval '21 days' - interval '10 minutes'"
      "  THEN 'dead' ELSE 'pending' END"
-     " WHERE id = ANY ($1::bigint[]) AND state = 'pending' RETURNING state",
+     " WHERE id = ANY ($1::bigint[]) AND " PG_ROW_CHECK("state = 'pending'") " RETURNING state",
      6},
 };
+
+const pg_stmt_t *push_statements(size_t *n)
+{
+    *n = sizeof push_stmts / sizeof push_stmts[0];
+    return push_stmts;
+}
 
 struct push {
     push_config_t cfg;

@@ -43,6 +43,9 @@ typedef struct {
 
 typedef struct push push_t;
 
+/* The push thread's statements (push_claim first), for tests that look at their plans. Sets
+ * *n. */
+const pg_stmt_t *push_statements(size_t *n);
 /* A pusher as cfg says (its strings are copied). */
 push_t *push_new(const push_config_t *cfg);
 /* Stop the push thread if it runs (it ends at svc_stopping or here), free, set *self_p NULL. */

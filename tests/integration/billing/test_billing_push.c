@@ -35,6 +35,8 @@
 #include "billing_support.h"
 #include "config.h"
 #include "kclient.h"
+#include "kplan.h"
+#include "push.h"
 #include "timeutil.h"
 #include "xmalloc.h"
 
@@ -1086,9 +1088,65 @@ static void test_status(void **state)
     free(a);
 }
 
+/* The statements that mark pushes by their ids (accepted, refused, retried) find them by the
+ * primary key, whatever the statistics say. "state = 'pending'" fits the due index
+ * (usage_pushes_due, of the pending pushes): while the statistics said that index was nearly
+ * empty, their generic plans walked all of it for each id, and a backlog of pending pushes is
+ * all in it. A copy of the table with 20,000 accepted pushes, analysed, gives those
+ * statistics. */
+static void test_push_by_id_plans(void **state)
+{
+    (void)state;
+    PGconn *c = PQconnectdb(suite_get("KOOISV_PG_SUPER_DSN"));
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    char *schema = xasprintf("push_plan_%ld", (long)getpid());
+    char *sql = xasprintf(
+        "DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s;"
+        " CREATE TABLE %s.usage_pushes (LIKE billing.usage_pushes INCLUDING ALL);"
+        " INSERT INTO %s.usage_pushes (metering_sn, instance_id, bucket_start, granularity,"
+        "  late_seq, begin_time, end_time, record_time, usage_value, record_count, state,"
+        "  next_attempt_at)"
+        "  SELECT 'sn' || g, 'i' || g, now(), 'hour', 0, now(), now() + interval '1 hour', now(),"
+        "  1, 1, 'accepted', now() FROM generate_series(1, 20000) g;"
+        " ANALYZE %s.usage_pushes",
+        schema, schema, schema, schema, schema);
+    kplan_exec(c, sql);
+    free(sql);
+    size_t n = 0;
+    const pg_stmt_t *stmts = push_statements(&n);
+    char *wrong = xstrdup("");
+    int checked = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(stmts[i].name, "push_accepted") != 0 &&
+            strcmp(stmts[i].name, "push_refused") != 0 && strcmp(stmts[i].name, "push_retry") != 0)
+            continue;
+        checked++;
+        char *text = kplan_rename(stmts[i].sql, "billing", schema);
+        json_t *plan = kplan_generic(c, stmts[i].name, text, stmts[i].nparams);
+        const char *other = kplan_other_read(plan, "usage_pushes", "usage_pushes_pkey");
+        if (other) {
+            char *more = xasprintf("%s %s (%s)", wrong, stmts[i].name, other);
+            free(wrong);
+            wrong = more;
+        }
+        json_decref(plan);
+        free(text);
+    }
+    sql = xasprintf("DROP SCHEMA %s CASCADE", schema);
+    kplan_exec(c, sql);
+    free(sql);
+    free(schema);
+    PQfinish(c);
+    assert_int_equal(checked, 3);
+    if (*wrong)
+        fail_msg("statements that read a push by its id through another index:%s", wrong);
+    free(wrong);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_push_by_id_plans),
         cmocka_unit_test(test_window),
         cmocka_unit_test(test_daily_window),
         cmocka_unit_test(test_daily_product_from_orders),

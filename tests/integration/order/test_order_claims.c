@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "kplan.h"
 #include "order.h"
 #include "order_support.h"
 #include "xmalloc.h"
@@ -142,58 +143,6 @@ static void test_backlog_claimed_together(void **state)
         free(ids[i]);
 }
 
-static void sql_ok(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(c));
-    PQclear(r);
-}
-
-/* text with every "orders.<table>" of tables replaced by "<schema>.<table>" (caller frees). */
-static char *in_schema(const char *text, const char *schema, const char *const *tables)
-{
-    char *out = xstrdup(text);
-    for (const char *const *t = tables; *t; t++) {
-        char *from = xasprintf("orders.%s", *t), *to = xasprintf("%s.%s", schema, *t);
-        for (char *at; (at = strstr(out, from));) {
-            char *next = xasprintf("%.*s%s%s", (int)(at - out), out, to, at + strlen(from));
-            free(out);
-            out = next;
-        }
-        free(from);
-        free(to);
-    }
-    return out;
-}
-
-/* Whether every read of the table "jobs" in an EXPLAIN (FORMAT JSON) plan tree goes through
- * the index want: false at the first other index of the table ("jobs_..."), or a sequential
- * scan of it, named in *other. */
-static bool jobs_scans_use(json_t *node, const char *want, const char **other)
-{
-    const char *type = json_string_value(json_object_get(node, "Node Type"));
-    const char *rel = json_string_value(json_object_get(node, "Relation Name"));
-    const char *index = json_string_value(json_object_get(node, "Index Name"));
-    if (type && strcmp(type, "Seq Scan") == 0 && rel && strcmp(rel, "jobs") == 0) {
-        *other = type;
-        return false;
-    }
-    if (index && strncmp(index, "jobs_", 5) == 0 && strcmp(index, want) != 0) {
-        *other = index;
-        return false;
-    }
-    size_t i;
-    json_t *child;
-    json_array_foreach(json_object_get(node, "Plans"), i, child)
-    {
-        if (!jobs_scans_use(child, want, other))
-            return false;
-    }
-    return true;
-}
-
 /* The job statements that name one job by its id (the finishing transaction's lock, the
  * lease's renewal, a failure, a give-back) find it by the primary key, whatever the
  * statistics say. The due index (jobs_due_order: pending and running jobs) also fits "state =
@@ -209,16 +158,16 @@ static void test_job_by_id_plans(void **state)
     char *schema = xasprintf("jobs_plan_%ld", (long)getpid());
     char *sql = xasprintf("DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s;"
                           " CREATE TABLE %s.instances (LIKE orders.instances INCLUDING ALL);"
+                          " CREATE TABLE %s.order_applications"
+                          "  (LIKE orders.order_applications INCLUDING ALL);"
                           " CREATE TABLE %s.jobs (LIKE orders.jobs INCLUDING ALL);"
                           " INSERT INTO %s.jobs (kind, instance_id, order_id, order_line_id, state)"
                           "  SELECT 'provision', 'i' || g, 'o' || g, 'l', 'done'"
                           "  FROM generate_series(1, 20000) g;"
-                          " ANALYZE %s.jobs; ANALYZE %s.instances;"
-                          " SET plan_cache_mode = force_generic_plan",
-                          schema, schema, schema, schema, schema, schema, schema);
-    sql_ok(c, sql);
+                          " ANALYZE %s.jobs; ANALYZE %s.instances",
+                          schema, schema, schema, schema, schema, schema, schema, schema);
+    kplan_exec(c, sql);
     free(sql);
-    static const char *const tables[] = {"jobs", "instances", NULL};
     static const char *const by_id[] = {"job_lock_instance", "job_store_order", "job_fail",
                                         "job_give_back"};
     char *wrong = xstrdup("");
@@ -228,38 +177,19 @@ static void test_job_by_id_plans(void **state)
             if (strcmp(jobs_stmts[i].name, by_id[k]) == 0)
                 st = &jobs_stmts[i];
         assert_non_null(st);
-        char *text = in_schema(st->sql, schema, tables);
-        PGresult *r = PQprepare(c, by_id[k], text, st->nparams, NULL);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK)
-            fail_msg("%s: %s", by_id[k], PQerrorMessage(c));
-        PQclear(r);
-        free(text);
-        char *args = xstrdup("NULL");
-        for (int i = 1; i < st->nparams; i++) {
-            char *more = xasprintf("%s, NULL", args);
-            free(args);
-            args = more;
-        }
-        sql = xasprintf("EXPLAIN (FORMAT JSON) EXECUTE %s(%s)", by_id[k], args);
-        r = PQexec(c, sql);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK)
-            fail_msg("%s: %s", sql, PQerrorMessage(c));
-        json_t *plan = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
-        PQclear(r);
-        assert_non_null(plan);
-        const char *other = NULL;
-        if (!jobs_scans_use(json_object_get(json_array_get(plan, 0), "Plan"), "jobs_pkey",
-                            &other)) {
-            char *more = xasprintf("%s %s (%s)", wrong, by_id[k], other ? other : "?");
+        char *text = kplan_rename(st->sql, "orders", schema);
+        json_t *plan = kplan_generic(c, by_id[k], text, st->nparams);
+        const char *other = kplan_other_read(plan, "jobs", "jobs_pkey");
+        if (other) {
+            char *more = xasprintf("%s %s (%s)", wrong, by_id[k], other);
             free(wrong);
             wrong = more;
         }
         json_decref(plan);
-        free(sql);
-        free(args);
+        free(text);
     }
     sql = xasprintf("DROP SCHEMA %s CASCADE", schema);
-    sql_ok(c, sql);
+    kplan_exec(c, sql);
     free(sql);
     free(schema);
     PQfinish(c);

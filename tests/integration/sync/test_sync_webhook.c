@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "kclient.h"
+#include "kplan.h"
 #include "outbox.h"
 #include "timeutil.h"
 #include "synctest.h"
@@ -446,7 +447,8 @@ static void sql_ok(PGconn *c, const char *sql)
 /* The claim stays a walk of the due events with one index probe each, however stale the
  * statistics: a copy of the tenants' outbox (its indexes included) is analysed while nothing
  * is pending, then 3,000 events go pending at once (a webhook that was down). Before migration
- * 003 each probe read every pending event (3,000 rows filtered per claimed row). */
+ * 003 each probe read every pending event (3,000 rows filtered per claimed row). The marks of
+ * a post (delivered, failed) keep to the primary key under the same statistics. */
 static void test_claim_plan_stale_statistics(void **state)
 {
     PGconn *c = PQconnectdb(suite_get("KOOISV_PG_SUPER_DSN"));
@@ -484,6 +486,23 @@ static void test_claim_plan_stale_statistics(void **state)
     assert_non_null(plan);
     double filtered = rows_filtered(json_object_get(json_array_get(plan, 0), "Plan"));
     json_decref(plan);
+    /* A post's row is marked delivered or failed by its id, not through the index of the
+     * pending rows, which these statistics say is nearly empty (the generic plans walked all of
+     * it for each id: a backlog's marks read the backlog again). */
+    char *wrong = xstrdup("");
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(stmts[i].name, "outbox_delivered") != 0 &&
+            strcmp(stmts[i].name, "outbox_retry") != 0)
+            continue;
+        json_t *mark = kplan_generic(c, stmts[i].name, stmts[i].sql, stmts[i].nparams);
+        const char *other = kplan_other_read(mark, "outbox", "outbox_pkey");
+        if (other) {
+            char *more = xasprintf("%s %s (%s)", wrong, stmts[i].name, other);
+            free(wrong);
+            wrong = more;
+        }
+        json_decref(mark);
+    }
     sql = xasprintf("DROP SCHEMA %s CASCADE", schema);
     sql_ok(c, sql);
     free(sql);
@@ -491,6 +510,9 @@ static void test_claim_plan_stale_statistics(void **state)
     PQfinish(c);
     if (filtered > 100)
         fail_msg("the claim filtered %.0f rows to take 10 of 3,000 pending events", filtered);
+    if (*wrong)
+        fail_msg("statements that mark an event by its id through another index:%s", wrong);
+    free(wrong);
 }
 
 /* Four delivery threads post the events of four instances at once: with every post taking a
