@@ -31,6 +31,7 @@ struct pgworker {
     int wake[2];      /* written by pgworker_stop and pgworker_poke */
     atomic_bool stop;
     atomic_bool idle;  /* its last step found nothing: it waits (pgworker_set_wake) */
+    bool notified;     /* a NOTIFY on its channel came since pgworker_take_notified */
     long next_wait_ms; /* pgworker_wait_at_most's cap on the coming wait; 0 = poll_ms */
     pthread_t thread;
     bool running;
@@ -96,10 +97,34 @@ void pgworker_poke(pgworker_t *self)
     (void)n; /* a full pipe already wakes the thread */
 }
 
+/* Drop the notifications queued on conn; true (and noted in self->notified) when there were. */
+static bool take_notifies(pgworker_t *self, PGconn *conn)
+{
+    bool any = false;
+    PGnotify *n;
+    while ((n = PQnotifies(conn)) != NULL) {
+        any = true;
+        PQfreemem(n);
+    }
+    if (any)
+        self->notified = true;
+    return any;
+}
+
+bool pgworker_take_notified(pgworker_t *self)
+{
+    bool was = self->notified;
+    self->notified = false;
+    return was;
+}
+
 /* Wait up to ms for a stop or, when wake_on_db, for a poke, a NOTIFY or the session's connection
  * to break. */
 static void pgworker_wait(pgworker_t *self, long ms, bool wake_on_db)
 {
+    /* a NOTIFY read with a step's own results is already queued: no wait for it */
+    if (wake_on_db && self->db && take_notifies(self, pg_session_conn(self->db)))
+        return;
     for (long left = ms; left > 0 && !pgworker_stopping(self); left -= SLICE_MS) {
         PGconn *conn = wake_on_db && self->db ? pg_session_conn(self->db) : NULL;
         struct pollfd pfd[2] = {{.fd = self->wake[0], .events = POLLIN},
@@ -116,13 +141,7 @@ static void pgworker_wait(pgworker_t *self, long ms, bool wake_on_db)
         if (pfd[1].revents == 0)
             continue; /* a poke while the database is away: the backoff goes on */
         PQconsumeInput(conn);
-        bool woke = false;
-        PGnotify *n;
-        while ((n = PQnotifies(conn)) != NULL) {
-            woke = true;
-            PQfreemem(n);
-        }
-        if (woke || PQstatus(conn) != CONNECTION_OK)
+        if (take_notifies(self, conn) || PQstatus(conn) != CONNECTION_OK)
             return;
     }
 }

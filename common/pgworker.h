@@ -44,6 +44,9 @@ void pgworker_poke(pgworker_t *self);
 /* From a step: make the wait that follows it end after ms at the latest (a retry of its own
  * falling due before the poll interval). */
 void pgworker_wait_at_most(pgworker_t *self, long ms);
+/* From a step: whether a NOTIFY on the worker's channel came since the last call (it woke the
+ * worker, or was read with a step's results); clears it. */
+bool pgworker_take_notified(pgworker_t *self);
 /* True once pgworker_stop was called or a stop signal arrived (svc_stopping). */
 bool pgworker_stopping(pgworker_t *self);
 /* Stop the thread and wait for it, close the session, free, set *self_p to NULL. */

@@ -1,7 +1,9 @@
 /* jobs: background work of the order service, run by job threads in every replica.
- * Job rows are claimed with FOR UPDATE SKIP LOCKED and leased (lease_owner, lease_until), up to
- * JOB_CLAIM_MAX at once under a backlog, and run in turn; a replica killed mid-job leaves
- * leases that run out, and any replica takes the jobs over.
+ * Job rows are claimed with FOR UPDATE SKIP LOCKED and leased (lease_owner, lease_until): a new
+ * job by its key, by a job thread of the replica that took the call (jobs_wake), other due jobs
+ * by a walk of the due index once a poll interval, up to JOB_CLAIM_MAX at once under a backlog,
+ * and run in turn; a replica killed mid-job leaves leases that run out, and any replica takes
+ * the jobs over.
  * Failures retry with exponential backoff (attempts, next_attempt_at, last_error) until
  * max_attempts, then the job is "failed" for an operator to redrive.
  *   provision:  Query Order -> [webhook provisioner: store the order details (with the lease
@@ -15,6 +17,7 @@
 #include "order.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,25 +70,42 @@
  * test_job_by_id_plans). */
 #define JOB_LEASED_TO(owner) PG_ROW_CHECK("state = 'running' AND lease_owner = " owner)
 
+/* The rest of a claim after its CTE c of job ids: lease them to $1 for $2 ms and read them with
+ * their instances (columns 0-6 the job, 7-13 the instance, as job_instance). */
+#define JOB_CLAIM_REST                                                                             \
+    " j AS (UPDATE orders.jobs j SET state = 'running', attempts = j.attempts + 1,"                \
+    "  lease_owner = $1, lease_until = now() + $2::int * interval '1 millisecond',"                \
+    "  updated_at = now()"                                                                         \
+    "  FROM c WHERE j.id = c.id"                                                                   \
+    "  RETURNING j.id, j.kind, j.instance_id, j.order_id, j.order_line_id, j.attempts,"            \
+    "   coalesce(j.request_id, '-') AS rid)"                                                       \
+    " SELECT j.id, j.kind, j.instance_id, j.order_id, j.order_line_id, j.attempts, j.rid,"         \
+    JOB_INSTANCE_COLUMNS " FROM j LEFT JOIN orders.instances i ON i.instance_id = j.instance_id"   \
+    " ORDER BY j.id"
+
 const pg_stmt_t jobs_stmts[] = {
     /* Claims up to $3 due jobs, oldest first, and reads their instances in one statement (one
      * walk of the due index serves them all): the instance's columns are NULL when it is gone.
-     * Columns 0-6 the job, 7-13 the instance (as job_instance). */
+     * Columns 0-6 the job, 7-13 the instance (as job_instance). The walk reads every entry of
+     * the due index up to now, those of jobs done since the last vacuum included, so it runs
+     * once a poll interval (run_some); this replica's new jobs are claimed by their keys, and
+     * are due for the walks only JOB_KEY_GRACE later. */
     {"job_claim",
      "WITH c AS (SELECT id FROM orders.jobs"
      "  WHERE (state = 'pending' AND next_attempt_at <= now())"
      "     OR (state = 'running' AND lease_until < now())"
-     "  ORDER BY next_attempt_at, id LIMIT $3::int FOR UPDATE SKIP LOCKED),"
-     " j AS (UPDATE orders.jobs j SET state = 'running', attempts = j.attempts + 1,"
-     "  lease_owner = $1, lease_until = now() + $2::int * interval '1 millisecond',"
-     "  updated_at = now()"
-     "  FROM c WHERE j.id = c.id"
-     "  RETURNING j.id, j.kind, j.instance_id, j.order_id, j.order_line_id, j.attempts,"
-     "   coalesce(j.request_id, '-') AS rid)"
-     " SELECT j.id, j.kind, j.instance_id, j.order_id, j.order_line_id, j.attempts, j.rid,"
-     JOB_INSTANCE_COLUMNS
-     " FROM j LEFT JOIN orders.instances i ON i.instance_id = j.instance_id ORDER BY j.id",
+     "  ORDER BY next_attempt_at, id LIMIT $3::int FOR UPDATE SKIP LOCKED)," JOB_CLAIM_REST,
      3},
+    /* The same for the pending job of one key ($3 kind, $4 instance, $5 order: jobs_wake's),
+     * found through jobs_key (PG_ROW_CHECK keeps the due index out). A job never tried is due
+     * for its key at once (the walks see it after JOB_KEY_GRACE); one tried keeps its backoff.
+     * One key a statement: with arrays of keys PostgreSQL plans every call anew. */
+    {"job_claim_key",
+     "WITH c AS (SELECT id FROM orders.jobs"
+     "  WHERE kind = $3 AND instance_id = $4 AND order_id = $5 AND "
+     PG_ROW_CHECK("state = 'pending' AND (attempts = 0 OR next_attempt_at <= now())")
+     "  FOR UPDATE SKIP LOCKED)," JOB_CLAIM_REST,
+     5},
     /* Claimed jobs a runner will not start after all (too little lease left, or it stops):
      * due again at once for any runner, the claim's attempt not counted. */
     {"job_give_back",
@@ -182,6 +202,7 @@ typedef struct {
     pgworker_t *worker; /* the step's (pgworker_stopping), lent for the step like db */
     int claim_n;        /* jobs the next claim asks for (1..claim_max) */
     int claim_max;      /* JOB_CLAIM_MAX, or 1 when the lease leaves no time for a second job */
+    int64_t next_walk_us; /* when the next walk of the due index is due (monotonic) */
 } runner_t;
 
 typedef struct {
@@ -654,13 +675,14 @@ static void job_from_row(const PGresult *res, int i, job_t *job)
     snprintf(job->rid, sizeof job->rid, "%s", pg_value(res, i, 6));
 }
 
-/* Run one claimed job (the k-th of n claimed together), its instance as claimed in *inst
- * (found false: gone). */
-static void run_claimed(runner_t *r, const job_t *job, int k, int n, bool found,
+/* Run one claimed job (the k-th of n claimed together, by_key: by their keys), its instance as
+ * claimed in *inst (found false: gone). */
+static void run_claimed(runner_t *r, const job_t *job, int k, int n, bool by_key, bool found,
                         job_instance_t *inst)
 {
-    log_info(job->rid, "job %s %s instance=%s attempt %d claimed by %s (%d of %d in one claim)",
-             job->id, job->kind, job->instance_id, job->attempts, r->owner, k, n);
+    log_info(job->rid, "job %s %s instance=%s attempt %d claimed by %s (%d of %d in one claim%s)",
+             job->id, job->kind, job->instance_id, job->attempts, r->owner, k, n,
+             by_key ? " by key" : "");
     if (!found || inst->state == INSTANCE_RELEASED) {
         log_info(job->rid, "job %s: instance %s is released; job cancelled", job->id,
                  job->instance_id);
@@ -697,25 +719,103 @@ static void give_back(runner_t *r, const PGresult *res, int from, int n, const c
     free(ids);
 }
 
-/* Claim up to r->claim_n due jobs and run them in turn; the number claimed (0 when none was
- * due), -1 on a database error. Jobs whose lease, when their turn comes, no longer outlives a
- * job step (cfg->job_step_ms), and those left when the worker stops, are given back for any
- * runner to take. */
+/* ---- keys of new jobs ---- */
+
+/* The keys of the jobs this replica committed (jobs_wake), for its job threads to claim by key
+ * instead of walking the due index. Bounded: a key that does not fit waits for the next walk. */
+enum { JOB_KEYS_MAX = 1024 };
+
+typedef struct {
+    char kind[16];
+    char instance_id[257];
+    char order_id[257];
+} job_key_t;
+
+static struct {
+    pthread_mutex_t mu;
+    job_key_t ring[JOB_KEYS_MAX];
+    size_t head, n;
+} keys = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* Queue a key; false when the queue is full. */
+static bool keys_put(const char *kind, const char *instance_id, const char *order_id)
+{
+    pthread_mutex_lock(&keys.mu);
+    bool fits = keys.n < JOB_KEYS_MAX;
+    if (fits) {
+        job_key_t *k = &keys.ring[(keys.head + keys.n++) % JOB_KEYS_MAX];
+        snprintf(k->kind, sizeof k->kind, "%s", kind);
+        snprintf(k->instance_id, sizeof k->instance_id, "%s", instance_id);
+        snprintf(k->order_id, sizeof k->order_id, "%s", order_id);
+    }
+    pthread_mutex_unlock(&keys.mu);
+    return fits;
+}
+
+/* Take up to max keys, oldest first, into out; how many. */
+static int keys_take(job_key_t *out, int max)
+{
+    pthread_mutex_lock(&keys.mu);
+    int n = 0;
+    for (; n < max && keys.n > 0; n++, keys.n--) {
+        out[n] = keys.ring[keys.head];
+        keys.head = (keys.head + 1) % JOB_KEYS_MAX;
+    }
+    pthread_mutex_unlock(&keys.mu);
+    return n;
+}
+
+/* job_claim_key for key k, with the runner's lease; the result or NULL (logged). */
+static PGresult *claim_key(runner_t *r, const job_key_t *k)
+{
+    char lease[16];
+    snprintf(lease, sizeof lease, "%d", r->cfg->lease_ms);
+    const char *p[] = {r->owner, lease, k->kind, k->instance_id, k->order_id};
+    pg_status_t st;
+    return pg_session_exec(r->db, NULL, "job_claim_key", 5, p, &st);
+}
+
+/* Claim jobs and run them in turn; the number claimed (0 when none was due), -1 on a database
+ * error. The jobs of keys that jobs_wake queued are claimed by their keys, one at a time;
+ * without keys, the due index is walked at most once a poll interval
+ * (more often only while its walks come back full, or after a NOTIFY: an operator's redrive),
+ * for up to r->claim_n jobs: other replicas' jobs, retries, expired leases, keys that did not
+ * fit. Jobs whose lease, when their
+ * turn comes, no longer outlives a job step (cfg->job_step_ms), and those left when the worker
+ * stops, are given back for any runner to take. */
 static int run_some(runner_t *r)
 {
-    char lease[16], want[16];
-    snprintf(lease, sizeof lease, "%d", r->cfg->lease_ms);
-    snprintf(want, sizeof want, "%d", r->claim_n);
-    const char *p[] = {r->owner, lease, want};
-    pg_status_t st;
+    job_key_t k;
+    int nk = keys_take(&k, 1);
     int64_t claimed_at = time_mono_us();
-    PGresult *res = pg_session_exec(r->db, NULL, "job_claim", 3, p, &st);
+    /* an operator's redrive NOTIFYs every replica's job threads: walk at once */
+    if (nk == 0 && pgworker_take_notified(r->worker))
+        r->next_walk_us = claimed_at;
+    if (nk == 0 && claimed_at < r->next_walk_us) {
+        pgworker_wait_at_most(r->worker, (long)((r->next_walk_us - claimed_at) / 1000) + 1);
+        return 0;
+    }
+    PGresult *res;
+    if (nk > 0) {
+        res = claim_key(r, &k);
+    } else {
+        char lease[16], want[16];
+        snprintf(lease, sizeof lease, "%d", r->cfg->lease_ms);
+        snprintf(want, sizeof want, "%d", r->claim_n);
+        const char *p[] = {r->owner, lease, want};
+        pg_status_t st;
+        res = pg_session_exec(r->db, NULL, "job_claim", 3, p, &st);
+    }
     if (!res)
         return -1;
     int n = PQntuples(res);
-    r->claim_n = n < r->claim_n ? (n > 1 ? n : 1)
-                 : r->claim_n * 2 <= r->claim_max ? r->claim_n * 2
-                                                  : r->claim_max;
+    if (nk == 0) {
+        bool full = n >= r->claim_n;
+        r->claim_n = n < r->claim_n ? (n > 1 ? n : 1)
+                     : r->claim_n * 2 <= r->claim_max ? r->claim_n * 2
+                                                      : r->claim_max;
+        r->next_walk_us = full ? claimed_at : claimed_at + (int64_t)r->cfg->poll_ms * 1000;
+    }
     /* A job starts only while its lease still outlives its slowest step. */
     int64_t start_by = claimed_at + (int64_t)(r->cfg->lease_ms - r->cfg->job_step_ms) * 1000;
     for (int i = 0; i < n; i++) {
@@ -732,7 +832,7 @@ static int run_some(runner_t *r)
         job_from_row(res, i, &job);
         job_instance_t inst;
         bool found = instance_row(res, i, 7, &inst);
-        run_claimed(r, &job, i + 1, n, found, &inst);
+        run_claimed(r, &job, i + 1, n, nk > 0, found, &inst);
     }
     PQclear(res);
     return n;
@@ -749,10 +849,14 @@ static bool job_step(pgworker_t *worker, pg_session_t *db, void *arg)
     return run_some(r) > 0;
 }
 
-void jobs_wake(void)
+void jobs_wake(const char *kind, const char *instance_id, const char *order_id)
 {
-    if (workers)
-        pgworker_set_wake(workers);
+    if (!workers)
+        return;
+    if (!keys_put(kind, instance_id, order_id))
+        log_debug(NULL, "job keys queue full: job %s of %s waits for the next walk", kind,
+                  instance_id);
+    pgworker_set_wake(workers);
 }
 
 /* False when pid is gone or a zombie (killed, not yet reaped by its parent). */

@@ -37,8 +37,9 @@ const pg_stmt_t lifecycle_stmts[] = {
      * every job thread of every replica and every other LISTENing session of the database at
      * each commit, for claims that mostly came back empty. */
     {"job_insert",
-     "INSERT INTO orders.jobs (kind, instance_id, order_id, order_line_id, request_id)"
-     " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+     "INSERT INTO orders.jobs (kind, instance_id, order_id, order_line_id, request_id,"
+     " next_attempt_at) VALUES ($1, $2, $3, $4, $5, now() + interval '" JOB_KEY_GRACE "')"
+     " ON CONFLICT DO NOTHING",
      5},
     /* Key (order_applications_key): a renewal and its cancellation share the orderId. */
     {"application_exists",
@@ -312,7 +313,7 @@ void lifecycle_new(svcrt_worker_t *w, svc_call_t *call)
         return;
     }
     if (c.job_wake)
-        jobs_wake();
+        jobs_wake("provision", c.instance_id, r->order_id);
     Kooisv__Reply *reply = svc_call_reply(call);
     Kooisv__NewInstanceResult *res = svc_call_alloc(call, sizeof *res);
     kooisv__new_instance_result__init(res);
@@ -451,7 +452,7 @@ static bool apply_order(svcrt_worker_t *w, svc_call_t *call, apply_ctx_t *c)
     }
     pg_status_t st = pg_tx_run(w->db, c->v.rid, apply_body, c);
     if (st == PG_OK && c->job_wake)
-        jobs_wake();
+        jobs_wake("order_sync", c->instance_id, c->order_id);
     order_reply(call, st, c->v.code, c->v.msg);
     return c->changed && st == PG_OK;
 }

@@ -47,9 +47,10 @@ static const config_var_t vars[] = {
     {"KOOISV_WEBHOOK_TIMEOUT_MS", "10000", 0, "webhook: request timeout"},
     {"KOOISV_PROVISION_THREADS", "2", 0, "background job threads per replica"},
     {"KOOISV_PROVISION_POLL_MS", "1000", 0,
-     "job poll interval (a new job also wakes a job thread of the replica that took the call at "
-     "once, an idle one if it has one; the other replicas find it at their next poll; an "
-     "operator's redrive wakes every replica through NOTIFY)"},
+     "job poll interval: how often a job thread looks through the due jobs (retries, expired "
+     "leases, other replicas' jobs; a new job is claimed by its key at once by a job thread of "
+     "the replica that took the call, an idle one if it has one; an operator's redrive wakes "
+     "every replica through NOTIFY)"},
     {"KOOISV_PROVISION_LEASE_MS", "20000", 0,
      "job lease; a dead replica's job is taken over after it runs out, a runner whose "
      "job was taken over meanwhile stores nothing more of it, and a job claimed with others "

@@ -169,10 +169,15 @@ int zonemark_reconcile(pg_session_t *db, const time_zone_t *zone);
 
 /* Start cfg->job_threads background job threads; 0 or -1. */
 int jobs_start(const order_config_t *cfg);
-/* After a commit that added jobs: wake one of this replica's job threads, an idle one if any, else
- * make one look again as soon as its step ends (other replicas find the jobs at their next poll);
- * a no-op before jobs_start. */
-void jobs_wake(void);
+/* A new job is claimed by its key by the replica that queued it (jobs_wake); the walks of the
+ * due jobs (every replica's, once a poll interval) see it only this long after it was queued:
+ * a replica that stopped before it claimed it, or whose job threads are all busy. */
+#define JOB_KEY_GRACE "2 seconds"
+/* After a commit that added the job (kind, instance, order): queue its key for this replica's
+ * job threads to claim it by, and wake one of them, an idle one if any, else make one look
+ * again as soon as its step ends (other replicas find the job at their next poll); a no-op
+ * before jobs_start. */
+void jobs_wake(const char *kind, const char *instance_id, const char *order_id);
 /* Stop the job threads and wait for them (after svc_run returned). */
 void jobs_join(void);
 

@@ -17,9 +17,9 @@ char *kplan_rename(const char *text, const char *from, const char *to);
  * (FORMAT JSON) gives its top node with every parameter NULL; fails the test when it cannot be
  * made. Caller json_decrefs. */
 json_t *kplan_generic(PGconn *c, const char *name, const char *sql, int nparams);
-/* The first read of table in plan that does not go through the index want: "Seq Scan", or the
- * name of another index of the table (one whose name starts with "<table>_"); NULL when every
- * read of it uses want. Points into plan. */
+/* The first read of table in plan that does not go through one of the indexes named in want
+ * (space-separated): "Seq Scan", or the name of another index of the table (one whose name
+ * starts with "<table>_"); NULL when every read of it uses those. Points into plan. */
 const char *kplan_other_read(json_t *plan, const char *table, const char *want);
 
 #endif

@@ -5,7 +5,9 @@
  * is still provisioned exactly once. The test runs the order service with one job thread, a
  * 5 s lease and 2 s HTTP timeouts, so a claim may start jobs for 1 s (through
  * <suite>/env/order.env, restored at the end); a Query Order answers in 0.9 s, 1.1 s inside its
- * timeout even on a loaded machine. Needs the `suite` fixture. */
+ * timeout even on a loaded machine. Also: the statements that name a job by its id keep to
+ * its primary key whatever the statistics say (a copy of the tables). Needs the `suite`
+ * fixture. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -144,8 +146,8 @@ static void test_backlog_claimed_together(void **state)
 }
 
 /* The job statements that name one job by its id (the finishing transaction's lock, the
- * lease's renewal, a failure, a give-back) find it by the primary key, whatever the
- * statistics say. The due index (jobs_due_order: pending and running jobs) also fits "state =
+ * lease's renewal, a failure, a give-back) find it by the primary key, and the claim of new
+ * jobs by their keys through the key's index, whatever the statistics say. The due index (jobs_due_order: pending and running jobs) also fits "state =
  * 'running'": while the statistics said it was nearly empty, their generic plans walked all of
  * it for the id, and under load it holds every job done since the last vacuum (the lock read
  * 180 buffers a job on the development state). A copy of the tables with 20,000 done jobs,
@@ -168,20 +170,26 @@ static void test_job_by_id_plans(void **state)
                           schema, schema, schema, schema, schema, schema, schema, schema);
     kplan_exec(c, sql);
     free(sql);
-    static const char *const by_id[] = {"job_lock_instance", "job_store_order", "job_fail",
-                                        "job_give_back"};
+    /* each statement and the indexes it may read jobs through (the copy's names); the claim's
+     * lease is written by the primary key */
+    static const char *const by_id[][2] = {{"job_lock_instance", "jobs_pkey"},
+                                           {"job_store_order", "jobs_pkey"},
+                                           {"job_fail", "jobs_pkey"},
+                                           {"job_give_back", "jobs_pkey"},
+                                           {"job_claim_key",
+                                            "jobs_instance_id_kind_order_id_key jobs_pkey"}};
     char *wrong = xstrdup("");
     for (size_t k = 0; k < sizeof by_id / sizeof *by_id; k++) {
         const pg_stmt_t *st = NULL;
         for (size_t i = 0; i < jobs_stmts_count; i++)
-            if (strcmp(jobs_stmts[i].name, by_id[k]) == 0)
+            if (strcmp(jobs_stmts[i].name, by_id[k][0]) == 0)
                 st = &jobs_stmts[i];
         assert_non_null(st);
         char *text = kplan_rename(st->sql, "orders", schema);
-        json_t *plan = kplan_generic(c, by_id[k], text, st->nparams);
-        const char *other = kplan_other_read(plan, "jobs", "jobs_pkey");
+        json_t *plan = kplan_generic(c, by_id[k][0], text, st->nparams);
+        const char *other = kplan_other_read(plan, "jobs", by_id[k][1]);
         if (other) {
-            char *more = xasprintf("%s %s (%s)", wrong, by_id[k], other);
+            char *more = xasprintf("%s %s (%s)", wrong, by_id[k][0], other);
             free(wrong);
             wrong = more;
         }
@@ -194,14 +202,43 @@ static void test_job_by_id_plans(void **state)
     free(schema);
     PQfinish(c);
     if (*wrong)
-        fail_msg("statements that read a job by its id through another index:%s", wrong);
+        fail_msg("statements that read a job by its id or key through another index:%s", wrong);
     free(wrong);
+}
+
+/* A new instance's provisioning job is claimed by its key, which the call's worker hands to a
+ * job thread after the commit, not found by a walk of the due index (which runs once a poll
+ * interval). */
+static void test_new_job_claimed_by_key(void **state)
+{
+    (void)state;
+    size_t log_start = order_log_size();
+    char *order = ot_order_id(), *line = ot_line_of(order), *biz = kc_uid("biz");
+    char *id = ot_new_instance(order, line, biz, NULL);
+    ot_assert_provisioned_once(id, PROVISION_WAIT_MS, 1);
+    char *log = order_log_from(log_start);
+    char *want = xasprintf("provision instance=%s attempt 1 claimed by ", id);
+    const char *at = strstr(log, want);
+    if (!at)
+        fail_msg("no claim of the job of %s in the order log", id);
+    const char *eol = strchr(at, '\n');
+    char *claim = xasprintf("%.*s", eol ? (int)(eol - at) : (int)strlen(at), at);
+    if (!strstr(claim, " by key)"))
+        fail_msg("the job was not claimed by its key: %s", claim);
+    free(claim);
+    free(want);
+    free(log);
+    free(id);
+    free(order);
+    free(line);
+    free(biz);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_job_by_id_plans),
+        cmocka_unit_test(test_new_job_claimed_by_key),
         cmocka_unit_test_teardown(test_backlog_claimed_together, ot_clear_faults_teardown),
     };
     return KC_SUITE_MAIN(tests, group_setup, group_teardown);

@@ -267,6 +267,23 @@ static void test_new_job_wakes_a_thread(void **state)
     free(slow1);
     free(slow2);
     free(third);
+
+    /* A job waiting for its retry, redriven by an operator: its NOTIFY makes a job thread walk
+     * the due jobs at once, not at the next poll ten minutes away. */
+    char *failing = ot_new_with_fault("\"mode\":\"error\",\"count\":-1");
+    ot_wait_job(failing, 1, "pending", 20000);
+    ot_clear_faults();
+    char *job = ot_sql("SELECT id FROM orders.jobs WHERE instance_id = $1", failing, NULL);
+    char *path = xasprintf("/v1/jobs/%s/redrive", job);
+    kresp_t r = {0};
+    assert_int_equal(kc_admin("POST", path, suite_get("KOOISV_OPERATOR_TOKEN"), NULL, &r), 0);
+    if (r.status != 200)
+        fail_msg("redrive: %d %s", r.status, r.body);
+    kresp_free(&r);
+    json_decref(ot_wait_provisioned(failing, 15000));
+    free(path);
+    free(job);
+    free(failing);
 }
 
 int main(void)
