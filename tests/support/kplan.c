@@ -99,3 +99,27 @@ const char *kplan_other_read(json_t *plan, const char *table, const char *want)
     }
     return NULL;
 }
+
+void kplan_expect(PGconn *c, const pg_stmt_t *st, const char *from, const char *to,
+                  const char *table, const char *want, char **wrong)
+{
+    char *text = from ? kplan_rename(st->sql, from, to) : xstrdup(st->sql);
+    json_t *plan = kplan_generic(c, st->name, text, st->nparams);
+    const char *other = kplan_other_read(plan, table, want);
+    if (other) {
+        char *more = xasprintf("%s %s (%s)", *wrong, st->name, other);
+        free(*wrong);
+        *wrong = more;
+    }
+    json_decref(plan);
+    free(text);
+}
+
+void kplan_done(PGconn *c, char *schema)
+{
+    char *sql = xasprintf("DROP SCHEMA %s CASCADE", schema);
+    kplan_exec(c, sql);
+    free(sql);
+    free(schema);
+    PQfinish(c);
+}

@@ -1121,22 +1121,9 @@ static void test_push_by_id_plans(void **state)
             strcmp(stmts[i].name, "push_refused") != 0 && strcmp(stmts[i].name, "push_retry") != 0)
             continue;
         checked++;
-        char *text = kplan_rename(stmts[i].sql, "billing", schema);
-        json_t *plan = kplan_generic(c, stmts[i].name, text, stmts[i].nparams);
-        const char *other = kplan_other_read(plan, "usage_pushes", "usage_pushes_pkey");
-        if (other) {
-            char *more = xasprintf("%s %s (%s)", wrong, stmts[i].name, other);
-            free(wrong);
-            wrong = more;
-        }
-        json_decref(plan);
-        free(text);
+        kplan_expect(c, &stmts[i], "billing", schema, "usage_pushes", "usage_pushes_pkey", &wrong);
     }
-    sql = xasprintf("DROP SCHEMA %s CASCADE", schema);
-    kplan_exec(c, sql);
-    free(sql);
-    free(schema);
-    PQfinish(c);
+    kplan_done(c, schema);
     assert_int_equal(checked, 3);
     if (*wrong)
         fail_msg("statements that read a push by its id through another index:%s", wrong);

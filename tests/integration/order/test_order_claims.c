@@ -185,22 +185,9 @@ static void test_job_by_id_plans(void **state)
             if (strcmp(jobs_stmts[i].name, by_id[k][0]) == 0)
                 st = &jobs_stmts[i];
         assert_non_null(st);
-        char *text = kplan_rename(st->sql, "orders", schema);
-        json_t *plan = kplan_generic(c, by_id[k][0], text, st->nparams);
-        const char *other = kplan_other_read(plan, "jobs", by_id[k][1]);
-        if (other) {
-            char *more = xasprintf("%s %s (%s)", wrong, by_id[k][0], other);
-            free(wrong);
-            wrong = more;
-        }
-        json_decref(plan);
-        free(text);
+        kplan_expect(c, st, "orders", schema, "jobs", by_id[k][1], &wrong);
     }
-    sql = xasprintf("DROP SCHEMA %s CASCADE", schema);
-    kplan_exec(c, sql);
-    free(sql);
-    free(schema);
-    PQfinish(c);
+    kplan_done(c, schema);
     if (*wrong)
         fail_msg("statements that read a job by its id or key through another index:%s", wrong);
     free(wrong);
