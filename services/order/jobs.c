@@ -765,6 +765,15 @@ static int keys_take(job_key_t *out, int max)
     return n;
 }
 
+/* Whether keys wait to be claimed. */
+static bool keys_waiting(void)
+{
+    pthread_mutex_lock(&keys.mu);
+    bool any = keys.n > 0;
+    pthread_mutex_unlock(&keys.mu);
+    return any;
+}
+
 /* job_claim_key for key k, with the runner's lease; the result or NULL (logged). */
 static PGresult *claim_key(runner_t *r, const job_key_t *k)
 {
@@ -840,13 +849,15 @@ static int run_some(runner_t *r)
 
 /* ---- thread loop ---- */
 
-/* One step of a job thread (pgworker_step_t): true when jobs ran and more may be due. */
+/* One step of a job thread (pgworker_step_t): true when jobs ran and more may be due, or when
+ * a key found nothing (its job taken meanwhile) and other keys wait. */
 static bool job_step(pgworker_t *worker, pg_session_t *db, void *arg)
 {
     runner_t *r = arg;
     r->db = db;
     r->worker = worker;
-    return run_some(r) > 0;
+    int n = run_some(r);
+    return n > 0 || (n == 0 && keys_waiting());
 }
 
 void jobs_wake(const char *kind, const char *instance_id, const char *order_id)
