@@ -752,17 +752,18 @@ static bool keys_put(const char *kind, const char *instance_id, const char *orde
     return fits;
 }
 
-/* Take up to max keys, oldest first, into out; how many. */
-static int keys_take(job_key_t *out, int max)
+/* Take the oldest key into *out; false when none waits. */
+static bool keys_take(job_key_t *out)
 {
     pthread_mutex_lock(&keys.mu);
-    int n = 0;
-    for (; n < max && keys.n > 0; n++, keys.n--) {
-        out[n] = keys.ring[keys.head];
+    bool any = keys.n > 0;
+    if (any) {
+        *out = keys.ring[keys.head];
         keys.head = (keys.head + 1) % JOB_KEYS_MAX;
+        keys.n--;
     }
     pthread_mutex_unlock(&keys.mu);
-    return n;
+    return any;
 }
 
 /* Whether keys wait to be claimed. */
@@ -786,26 +787,25 @@ static PGresult *claim_key(runner_t *r, const job_key_t *k)
 
 /* Claim jobs and run them in turn; the number claimed (0 when none was due), -1 on a database
  * error. The jobs of keys that jobs_wake queued are claimed by their keys, one at a time;
- * without keys, the due index is walked at most once a poll interval
- * (more often only while its walks come back full, or after a NOTIFY: an operator's redrive),
- * for up to r->claim_n jobs: other replicas' jobs, retries, expired leases, keys that did not
- * fit. Jobs whose lease, when their
- * turn comes, no longer outlives a job step (cfg->job_step_ms), and those left when the worker
- * stops, are given back for any runner to take. */
+ * without keys, the due index is walked at most once a poll interval (more often only while
+ * its walks come back full, or after a NOTIFY: an operator's redrive), for up to r->claim_n
+ * jobs: other replicas' jobs, retries, expired leases, keys that did not fit. Jobs whose lease,
+ * when their turn comes, no longer outlives a job step (cfg->job_step_ms), and those left when
+ * the worker stops, are given back for any runner to take. */
 static int run_some(runner_t *r)
 {
     job_key_t k;
-    int nk = keys_take(&k, 1);
+    bool by_key = keys_take(&k);
     int64_t claimed_at = time_mono_us();
     /* an operator's redrive NOTIFYs every replica's job threads: walk at once */
-    if (nk == 0 && pgworker_take_notified(r->worker))
+    if (!by_key && pgworker_take_notified(r->worker))
         r->next_walk_us = claimed_at;
-    if (nk == 0 && claimed_at < r->next_walk_us) {
+    if (!by_key && claimed_at < r->next_walk_us) {
         pgworker_wait_at_most(r->worker, (long)((r->next_walk_us - claimed_at) / 1000) + 1);
         return 0;
     }
     PGresult *res;
-    if (nk > 0) {
+    if (by_key) {
         res = claim_key(r, &k);
     } else {
         char lease[16], want[16];
@@ -818,7 +818,7 @@ static int run_some(runner_t *r)
     if (!res)
         return -1;
     int n = PQntuples(res);
-    if (nk == 0) {
+    if (!by_key) {
         bool full = n >= r->claim_n;
         r->claim_n = n < r->claim_n ? (n > 1 ? n : 1)
                      : r->claim_n * 2 <= r->claim_max ? r->claim_n * 2
@@ -841,7 +841,7 @@ static int run_some(runner_t *r)
         job_from_row(res, i, &job);
         job_instance_t inst;
         bool found = instance_row(res, i, 7, &inst);
-        run_claimed(r, &job, i + 1, n, nk > 0, found, &inst);
+        run_claimed(r, &job, i + 1, n, by_key, found, &inst);
     }
     PQclear(res);
     return n;
