@@ -74,6 +74,12 @@ static const pg_stmt_t emit_stmts[] = {
      0},
 };
 
+const pg_stmt_t outbox_retention_rules[] = {
+    {"retention_outbox", OUTBOX_RETENTION_SQL(RETENTION_NO_FLOOR, ""), 2},
+};
+const size_t outbox_retention_rules_count =
+    sizeof outbox_retention_rules / sizeof outbox_retention_rules[0];
+
 const pg_stmt_t *outbox_stmts(size_t *n)
 {
     *n = sizeof emit_stmts / sizeof emit_stmts[0];

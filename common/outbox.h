@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "pgutil.h"
+#include "retention.h"
 #include "svc.h"
 
 typedef struct {
@@ -72,6 +73,19 @@ const pg_stmt_t *outbox_delivery_stmts(size_t *n);
 pg_status_t outbox_emit_id(outbox_t *self, pg_tx_t *tx, const char *id, const char *event_type,
                            const char *instance_id, const char *tenant_id, bool test_flag,
                            json_t *data);
+/* The retention rule of an outbox (common/retention.h): events delivered or skipped longer
+ * ago than the retention period go; pending and failed ones (the dead letter an operator may
+ * redrive) stay. keep_from and also as RETENTION_WALK_SQL says (the order service keeps what
+ * its feed's consumers have not acknowledged, and deletes their acknowledgements with the
+ * events). */
+#define OUTBOX_RETENTION_SQL(keep_from, also)                                                      \
+    RETENTION_WALK_SQL("outbox", "created_at",                                                     \
+                       "t.status IN ('delivered', 'skipped') AND coalesce(t.delivered_at,"         \
+                       " t.created_at) < now() - " RETENTION_AGE_SQL,                              \
+                       keep_from, also)
+/* The kit services' rules (OUTBOX_RETENTION_SQL with no floor): svcrt_def_t.retention. */
+extern const pg_stmt_t outbox_retention_rules[];
+extern const size_t outbox_retention_rules_count;
 /* Serve "outbox.failed" (args: limit) and "outbox.redrive" (args: id) on db; false when action
  * is neither (the caller answers). */
 bool outbox_admin(outbox_t *self, pg_session_t *db, svc_call_t *call,

@@ -354,6 +354,9 @@ int svcrt_run(svcrt_def_t *def, int argc, char **argv)
     int workers = (int)config_get_long("KOOISV_WORKERS", 1, def->workers_max);
     if (def->configure)
         def->configure(def);
+    int retain_days =
+        def->nretention ? (int)config_get_long("KOOISV_RETAIN_DAYS", 0, RETENTION_DAYS_MAX) : 0;
+    retention_t *retention = NULL;
     if (def->outbox)
         rt.outbox = outbox_from_config(def);
     statements_build(def);
@@ -369,6 +372,18 @@ int svcrt_run(svcrt_def_t *def, int argc, char **argv)
         log_error(NULL, "%s: cannot start the outbox delivery thread", def->name);
         goto done;
     }
+    if (retain_days > 0) {
+        retention_config_t rcfg = {.name = def->name,
+                                   .dsn = rt.dsn,
+                                   .setup_sql = def->session_sql,
+                                   .rules = def->retention,
+                                   .nrules = def->nretention,
+                                   .days = retain_days};
+        if (!(retention = retention_start(&rcfg)))
+            goto done;
+    } else if (def->nretention) {
+        log_info(NULL, "%s: KOOISV_RETAIN_DAYS is 0: finished rows are kept", def->name);
+    }
     svc_def_t sd = {.name = def->name,
                     .bind = config_get("KOOISV_BIND"),
                     .workers = workers,
@@ -382,6 +397,7 @@ int svcrt_run(svcrt_def_t *def, int argc, char **argv)
     rc = svc_run(&sd);
 done:
     svc_stop(); /* background threads watch this, also after a failed start */
+    retention_destroy(&retention);
     outbox_destroy(&rt.outbox);
     if (started && def->stop)
         def->stop(def);

@@ -58,7 +58,8 @@
 #define SVCRT_KIT_SERVICE(svc_name, schema_name)                                                 \
     .name = svc_name, .schema = schema_name, .migrations = service_migrations,                   \
     .nmigrations = service_migrations_count, .session_sql = SVCRT_KIT_SESSION_SQL(schema_name),  \
-    .workers_max = 64, .outbox = true, .log_calls = true
+    .workers_max = 64, .outbox = true, .log_calls = true, .retention = outbox_retention_rules,  \
+    .nretention = outbox_retention_rules_count
 
 /* The variables of a service's outbox (svcrt_def_t.outbox); list them in its table. */
 #define SVCRT_OUTBOX_CONFIG_VARS                                                                 \
@@ -81,6 +82,14 @@
     {"KOOISV_SYNC_WEBHOOK_THREADS", "2", 0,                                                      \
      "delivery threads (one database connection each) posting events of different instances "   \
      "at once; those of one instance go in order (1..16)"}
+
+/* The variable of a service with retention rules (svcrt_def_t.retention); list it in its
+ * table. */
+#define SVCRT_RETENTION_CONFIG_VARS                                                              \
+    {"KOOISV_RETAIN_DAYS", "90", 0,                                                              \
+     "days a finished row is kept before it is deleted: events delivered or skipped (and the "   \
+     "order service's jobs done or cancelled); pending and failed ones stay; 0 = keep all "      \
+     "(0..3650)"}
 // clang-format on
 
 /* One worker thread of a service. */
@@ -121,6 +130,11 @@ struct svcrt_def {
      * are sealed with seal_key when that is set (by configure, at the latest). */
     bool outbox;
     const uint8_t *seal_key;
+    /* Rules deleting the rows the service has finished with (common/retention.h), applied by
+     * one thread when KOOISV_RETAIN_DAYS (SVCRT_RETENTION_CONFIG_VARS in vars) is not 0; must
+     * outlive the service. None: nothing is deleted, and the variable is not read. */
+    const pg_stmt_t *retention;
+    size_t nretention;
     bool log_calls; /* one info line per call (result code, time) */
     /* Serve calls whose deadline has passed instead of answering 000005 (audit: a gateway
      * resends the records it could not deliver in time, and they must still be stored). */

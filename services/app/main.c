@@ -19,6 +19,7 @@ static const config_var_t app_vars[] = {
     {"KOOISV_DATA_KEY", NULL, CONFIG_REQUIRED | CONFIG_SECRET,
      "32-byte key (64 hex or base64) sealing secrets and contact data at rest"},
     SVCRT_OUTBOX_CONFIG_VARS,
+    SVCRT_RETENTION_CONFIG_VARS,
 };
 
 static app_state_t app_state;

@@ -63,6 +63,7 @@ static const config_var_t vars[] = {
     /* order events for the seller's application (README "Order events"); the CA bundle of
      * the marketplace is KOOISV_MARKETPLACE_CA_FILE, listed here */
     SVCRT_OUTBOX_CONFIG_VARS,
+    SVCRT_RETENTION_CONFIG_VARS,
 };
 
 static order_config_t cfg;
@@ -149,6 +150,8 @@ int main(int argc, char **argv)
         .nvars = sizeof vars / sizeof vars[0],
         .schema = "orders",
         .outbox = true,
+        .retention = order_retention_rules,
+        .nretention = order_retention_rules_count,
         .migrations = service_migrations,
         .nmigrations = service_migrations_count,
         .workers_max = 256,

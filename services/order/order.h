@@ -127,6 +127,10 @@ extern const size_t orderdb_stmts_count, lifecycle_stmts_count, query_stmts_coun
     license_stmts_count, admin_stmts_count, jobs_stmts_count, zonemark_stmts_count,
     eventfeed_stmts_count;
 
+/* What the service deletes once finished (retention.c; svcrt_def_t.retention). */
+extern const pg_stmt_t order_retention_rules[];
+extern const size_t order_retention_rules_count;
+
 /* Handlers (one per body kind). Each sets the reply's result code. */
 void lifecycle_new(svcrt_worker_t *w, svc_call_t *call);
 void lifecycle_refresh(svcrt_worker_t *w, svc_call_t *call);

@@ -8,6 +8,7 @@
 static const config_var_t tenant_vars[] = {
     SVCRT_CONFIG_VARS("tcp://127.0.0.1:7102", "kooisv_tenant", "tenants"),
     SVCRT_OUTBOX_CONFIG_VARS,
+    SVCRT_RETENTION_CONFIG_VARS,
 };
 
 static bool tenant_handle(svcrt_worker_t *w, svc_call_t *call, const Kooisv__Envelope *env)

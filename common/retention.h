@@ -1,0 +1,66 @@
+/* retention: the rows a service has finished with (events delivered, jobs done), deleted once
+ * they are older than the retention period, so that its bookkeeping tables and their queue
+ * indexes stop growing with its whole history. One background thread per process on its own
+ * session walks each rule in slices of RETENTION_SLICE rows, in the order of the table's key;
+ * a full slice is followed by the next after RETENTION_PAUSE_MS (live calls keep the database),
+ * and a walk that reached rows too young to go starts again from the lowest key after the poll
+ * interval. Several replicas may walk at once: a row goes once.
+ * A rule is a prepared statement taking $1, the walk's position (a key, exclusive; "0" to
+ * start), and $2, the retention period in days, and answering one row: how many rows it
+ * deleted, and the position to go on from (NULL: the walk is over). The statement decides
+ * what is finished; it must check it on the deleted row itself (a DELETE's own WHERE), so that
+ * a row changed since its slice was read is looked at again as it now is. */
+#ifndef KOOISV_RETENTION_H
+#define KOOISV_RETENTION_H
+#include <stddef.h>
+
+#include "pgutil.h"
+
+#define RETENTION_SLICE 1000
+#define RETENTION_PAUSE_MS 100
+#define RETENTION_POLL_MS 60000
+#define RETENTION_DAYS_MAX 3650
+
+/* The SQL text of RETENTION_SLICE, for rules. */
+#define RETENTION_SLICE_SQL "1000"
+/* The SQL interval of the retention period ($2 of a rule). */
+#define RETENTION_AGE_SQL "make_interval(days => $2::int)"
+/* A keep_from of RETENTION_WALK_SQL that keeps nothing back. */
+#define RETENTION_NO_FLOOR "9223372036854775807"
+
+/* A rule that walks table (its key: a bigint column "id", given out in rising order) by slices:
+ * the walk ends at the first row whose started column (a timestamp set when the row was made)
+ * is within the retention period, or whose id is at or above keep_from (a scalar SQL
+ * expression read once: rows from it on are kept, whatever they say); before that, the rows
+ * (alias t) for which the condition finished holds are deleted. also: more data-modifying
+ * CTEs (", name AS (...)"), which may use d, the deleted ids; "" for none. */
+#define RETENTION_WALK_SQL(table, started, finished, keep_from, also)                              \
+    "WITH s AS (SELECT id, " started " < now() - " RETENTION_AGE_SQL " AS old FROM " table         \
+    "  WHERE id > $1::bigint ORDER BY id LIMIT " RETENTION_SLICE_SQL "),"                          \
+    " e AS (SELECT count(*) AS n, coalesce(min(id) FILTER (WHERE NOT old OR id >= " keep_from ")," \
+    "  " RETENTION_NO_FLOOR ") AS edge FROM s),"                                                   \
+    " d AS (DELETE FROM " table " t USING s, e WHERE t.id = s.id AND s.id < e.edge AND (" finished \
+    ") RETURNING t.id)" also                                                                       \
+    " SELECT (SELECT count(*) FROM d), CASE WHEN e.n = " RETENTION_SLICE_SQL                       \
+    "  AND e.edge = " RETENTION_NO_FLOOR " THEN (SELECT max(id) FROM s) END FROM e"
+
+typedef struct {
+    const char *name;       /* for log lines, e.g. "order"; copied */
+    const char *dsn;        /* the thread's own session; copied */
+    const char *setup_sql;  /* its session settings; NULL = none; copied */
+    const pg_stmt_t *rules; /* each takes ($1 position, $2 days); must outlive the worker */
+    size_t nrules;
+    int days;    /* the retention period, 1..RETENTION_DAYS_MAX */
+    int poll_ms; /* between walks; 0 = RETENTION_POLL_MS */
+} retention_config_t;
+
+typedef struct retention retention_t;
+
+/* Start the thread that applies cfg's rules; NULL (logged) when cfg is unusable (no rule, days
+ * out of range) or the thread cannot start. It connects on its first turn and keeps trying
+ * while the database is away. Caller owns it (retention_destroy). */
+retention_t *retention_start(const retention_config_t *cfg);
+/* Stop the thread (after its current slice), free, set *self_p to NULL. NULL is fine. */
+void retention_destroy(retention_t **self_p);
+
+#endif
