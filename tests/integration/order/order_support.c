@@ -9,6 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zmq.h>
 
 #include "config.h"
 #include "xmalloc.h"
@@ -419,4 +423,72 @@ json_t *ot_emulator_calls(const char *path, const char *text)
     }
     kresp_free(&r);
     return out;
+}
+
+int ot_run(const char *bin, char *const envp[], char *err, size_t errlen)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 2);
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0);
+        dup2(null, 1);
+        close(p[0]);
+        execve(bin, (char *const[]){(char *)bin, NULL}, envp);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t n = 0;
+    ssize_t got;
+    while (n + 1 < errlen && (got = read(p[0], err + n, errlen - 1 - n)) > 0)
+        n += (size_t)got;
+    err[n] = '\0';
+    close(p[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+void ot_assert_refused(const char *bin, const char *prog, const char *var, char *const envp[])
+{
+    char err[1024];
+    int rc = ot_run(bin, envp, err, sizeof err);
+    char *want = xasprintf("%s: %s: ", prog, var);
+    if (rc != 2 || strncmp(err, want, strlen(want)) != 0 || !strchr(err, '\n') ||
+        strchr(err, '\n')[1] != '\0')
+        fail_msg("%s: want exit 2 and one line starting '%s', got %d and '%s'", prog, want, rc,
+                 err);
+    free(want);
+}
+
+char **ot_order_start_env(const char *extra)
+{
+    /* CURVE keys are read first: valid ones, so that the setting under test stops it. */
+    char pub[41], sec[41];
+    assert_int_equal(zmq_curve_keypair(pub, sec), 0);
+    char **env = xcalloc(12, sizeof *env);
+    size_t n = 0;
+    env[n++] = xstrdup("KOOISV_PG_DSN=host=/nonexistent dbname=x");
+    env[n++] = xasprintf("KOOISV_CURVE_SECRET_KEY=%s", sec);
+    env[n++] = xasprintf("KOOISV_CURVE_CLIENTS=%s", pub);
+    env[n++] = xstrdup("KOOISV_BASIC_KEY=Kq7-vX2mLp9Rt4Wz8Yb3");
+    env[n++] = xstrdup("KOOISV_DATA_KEY="
+                       "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff");
+    env[n++] = xstrdup("KOOISV_MARKETPLACE_URL=https://127.0.0.1:9");
+    env[n++] = xstrdup("KOOISV_MARKETPLACE_AK=AKTEST0123456789");
+    env[n++] = xstrdup("KOOISV_MARKETPLACE_SK=Sk7-vX2mLp9Rt4Wz8Yb3");
+    env[n++] = xasprintf("KOOISV_LICENSE_KEY_FILE=%s/secrets/license-private.pem",
+                         suite_get("KOOISV_SUITE_DIR"));
+    env[n++] = xstrdup(extra);
+    return env;
+}
+
+void ot_env_free(char **env)
+{
+    for (size_t i = 0; env && env[i]; i++)
+        free(env[i]);
+    free(env);
 }

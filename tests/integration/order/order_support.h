@@ -89,4 +89,17 @@ void ot_upgrade(const char *id, const char *order);
 /* The emulator's recorded calls of path (the last 100) whose query or body holds text. */
 json_t *ot_emulator_calls(const char *path, const char *text);
 
+/* Run bin (argv: bin alone) with envp, standard input and output /dev/null; its exit status
+ * (-1 when it did not exit), its standard error in err (NUL-terminated, cut at errlen). */
+int ot_run(const char *bin, char *const envp[], char *err, size_t errlen);
+/* Fail the test unless bin, run with envp, refuses to start: exit status 2 and one line on
+ * standard error that starts "<prog>: <var>: ". */
+void ot_assert_refused(const char *bin, const char *prog, const char *var, char *const envp[]);
+/* An environment with which kooisv-order gets past its required settings (fresh CURVE keys,
+ * the suite's license key, a database that is not there) plus the line extra
+ * ("NAME=VALUE"): for checks that a bad setting stops it. NULL-terminated; free it with
+ * ot_env_free. */
+char **ot_order_start_env(const char *extra);
+/* Free what ot_order_start_env made. */
+void ot_env_free(char **env);
 #endif

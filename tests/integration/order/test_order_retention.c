@@ -7,7 +7,6 @@
  * own back by 100 days (the walk goes in id order and stops at the first young row, as it would
  * after 100 days). The tenant service's outbox rule is run directly on an aged event. A bad
  * KOOISV_RETAIN_DAYS stops the service at start. */
-#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,11 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
-
-#include <zmq.h>
 
 #include "order_support.h"
 #include "outbox.h"
@@ -182,8 +178,8 @@ static void test_finished_rows_go(void **state)
     assert_true(rows_of("outbox", young) >= 2);
 
     /* The marketplace retries the purchase: the same instance, and no new job. */
-    char *biz = ot_sql("SELECT business_id FROM orders.instances WHERE instance_id = $1", gone,
-                       NULL);
+    char *biz =
+        ot_sql("SELECT business_id FROM orders.instances WHERE instance_id = $1", gone, NULL);
     char *again = ot_new_instance(gone_order, gone_line, biz, "0");
     free(biz);
     assert_string_equal(again, gone);
@@ -257,69 +253,18 @@ static void test_kit_outbox_rule(void **state)
     free(tenant);
 }
 
-/* Run the order binary with envp; its exit status, and its stderr in err. */
-static int run_order(char *const envp[], char *err, size_t errlen)
-{
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(p[1], 2);
-        int null = open("/dev/null", O_RDWR);
-        dup2(null, 0);
-        dup2(null, 1);
-        close(p[0]);
-        execve(KOOISV_ORDER_BIN, (char *const[]){KOOISV_ORDER_BIN, NULL}, envp);
-        _exit(127);
-    }
-    close(p[1]);
-    size_t n = 0;
-    ssize_t got;
-    while (n + 1 < errlen && (got = read(p[0], err + n, errlen - 1 - n)) > 0)
-        n += (size_t)got;
-    err[n] = '\0';
-    close(p[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* A period that is not a number of days in 0..3650 stops the service before it connects. */
 static void test_bad_retention_stops_start(void **state)
 {
     (void)state;
-    char curve_pub[41], curve_sec[41];
-    assert_int_equal(zmq_curve_keypair(curve_pub, curve_sec), 0);
-    char *curve_key = xasprintf("KOOISV_CURVE_SECRET_KEY=%s", curve_sec);
-    char *curve_clients = xasprintf("KOOISV_CURVE_CLIENTS=%s", curve_pub);
-    char *license = xasprintf("KOOISV_LICENSE_KEY_FILE=%s/secrets/license-private.pem",
-                              suite_get("KOOISV_SUITE_DIR"));
     const char *bad[] = {"-1", "3651", "ninety", "30days"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *days = xasprintf("KOOISV_RETAIN_DAYS=%s", bad[i]);
-        char *env[] = {"KOOISV_PG_DSN=host=/nonexistent dbname=x",
-                       curve_key,
-                       curve_clients,
-                       "KOOISV_BASIC_KEY=Kq7-vX2mLp9Rt4Wz8Yb3",
-                       "KOOISV_DATA_KEY="
-                       "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-                       "KOOISV_MARKETPLACE_URL=https://127.0.0.1:9",
-                       "KOOISV_MARKETPLACE_AK=AKTEST0123456789",
-                       "KOOISV_MARKETPLACE_SK=Sk7-vX2mLp9Rt4Wz8Yb3",
-                       license,
-                       days,
-                       NULL};
-        char err[1024];
-        assert_int_equal(run_order(env, err, sizeof err), 2);
-        const char *want = "kooisv-order: KOOISV_RETAIN_DAYS: ";
-        if (strncmp(err, want, strlen(want)) != 0 || strchr(err, '\n')[1] != '\0')
-            fail_msg("'%s': want one line starting '%s', got '%s'", bad[i], want, err);
+        char **env = ot_order_start_env(days);
+        ot_assert_refused(KOOISV_ORDER_BIN, "kooisv-order", "KOOISV_RETAIN_DAYS", env);
+        ot_env_free(env);
         free(days);
     }
-    free(license);
-    free(curve_key);
-    free(curve_clients);
 }
 
 static int restore_teardown(void **state)

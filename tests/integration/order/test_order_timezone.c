@@ -10,14 +10,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
-#include <zmq.h>
 
 #include "order_support.h"
 #include "timeutil.h"
@@ -217,71 +214,16 @@ static void test_utc8_setting(void **state)
         free(ids[i]);
 }
 
-/* Run bin with envp; its exit status, its stderr in err. */
-static int run(const char *bin, char *const envp[], char *err, size_t errlen)
-{
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(p[1], 2);
-        int null = open("/dev/null", O_RDWR);
-        dup2(null, 0);
-        dup2(null, 1);
-        close(p[0]);
-        execve(bin, (char *const[]){(char *)bin, NULL}, envp);
-        _exit(127);
-    }
-    close(p[1]);
-    size_t n = 0;
-    ssize_t got;
-    while (n + 1 < errlen && (got = read(p[0], err + n, errlen - 1 - n)) > 0)
-        n += (size_t)got;
-    err[n] = '\0';
-    close(p[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static void assert_refused(const char *bin, const char *prog, char *const envp[])
-{
-    char err[1024];
-    assert_int_equal(run(bin, envp, err, sizeof err), 2);
-    char *want = xasprintf("%s: KOOISV_MARKETPLACE_TIME_ZONE: ", prog);
-    if (strncmp(err, want, strlen(want)) != 0 || !strchr(err, '\n') || strchr(err, '\n')[1] != '\0')
-        fail_msg("%s: want one line starting '%s', got '%s'", prog, want, err);
-    free(want);
-}
-
 static void test_bad_zone_stops_start(void **state)
 {
     (void)state;
     const char *bad[] = {"Mars/Olympus", "UTC+8", "+25:00"};
-    /* CURVE keys are required before the zone is read: valid ones, so that the zone stops it. */
-    char curve_pub[41], curve_sec[41];
-    assert_int_equal(zmq_curve_keypair(curve_pub, curve_sec), 0);
-    char *curve_key = xasprintf("KOOISV_CURVE_SECRET_KEY=%s", curve_sec);
-    char *curve_clients = xasprintf("KOOISV_CURVE_CLIENTS=%s", curve_pub);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *zone = xasprintf("KOOISV_MARKETPLACE_TIME_ZONE=%s", bad[i]);
-        char *license = xasprintf("KOOISV_LICENSE_KEY_FILE=%s/secrets/license-private.pem",
-                                  suite_get("KOOISV_SUITE_DIR"));
-        char *order_env[] = {"KOOISV_PG_DSN=host=/nonexistent dbname=x",
-                             curve_key,
-                             curve_clients,
-                             "KOOISV_BASIC_KEY=Kq7-vX2mLp9Rt4Wz8Yb3",
-                             "KOOISV_DATA_KEY="
-                             "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-                             "KOOISV_MARKETPLACE_URL=https://127.0.0.1:9",
-                             "KOOISV_MARKETPLACE_AK=AKTEST0123456789",
-                             "KOOISV_MARKETPLACE_SK=Sk7-vX2mLp9Rt4Wz8Yb3",
-                             license,
-                             zone,
-                             NULL};
-        assert_refused(KOOISV_ORDER_BIN, "kooisv-order", order_env);
-        free(license);
+        char **order_env = ot_order_start_env(zone);
+        ot_assert_refused(KOOISV_ORDER_BIN, "kooisv-order", "KOOISV_MARKETPLACE_TIME_ZONE",
+                          order_env);
+        ot_env_free(order_env);
         char *emu_env[] = {"KOOISV_TLS_CERT_FILE=/nonexistent.crt",
                            "KOOISV_TLS_KEY_FILE=/nonexistent.key",
                            "KOOISV_MARKETPLACE_AK=AKTEST0123456789",
@@ -289,11 +231,10 @@ static void test_bad_zone_stops_start(void **state)
                            "KOOISV_BASIC_KEY=Kq7-vX2mLp9Rt4Wz8Yb3",
                            zone,
                            NULL};
-        assert_refused(KOOISV_EMULATOR_BIN, "kooisv-emulator", emu_env);
+        ot_assert_refused(KOOISV_EMULATOR_BIN, "kooisv-emulator", "KOOISV_MARKETPLACE_TIME_ZONE",
+                          emu_env);
         free(zone);
     }
-    free(curve_key);
-    free(curve_clients);
 }
 
 int main(void)
