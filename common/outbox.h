@@ -79,7 +79,7 @@ pg_status_t outbox_emit_id(outbox_t *self, pg_tx_t *tx, const char *id, const ch
  * its feed's consumers have not acknowledged, and deletes their acknowledgements with the
  * events). */
 #define OUTBOX_RETENTION_SQL(keep_from, also)                                                      \
-    RETENTION_WALK_SQL("outbox", "created_at",                                                     \
+    RETENTION_WALK_SQL("outbox", "id", "created_at",                                               \
                        "t.status IN ('delivered', 'skipped') AND coalesce(t.delivered_at,"         \
                        " t.created_at) < now() - " RETENTION_AGE_SQL,                              \
                        keep_from, also)

@@ -28,21 +28,23 @@
 /* A keep_from of RETENTION_WALK_SQL that keeps nothing back. */
 #define RETENTION_NO_FLOOR "9223372036854775807"
 
-/* A rule that walks table (its key: a bigint column "id", given out in rising order) by slices:
- * the walk ends at the first row whose started column (a timestamp set when the row was made)
- * is within the retention period, or whose id is at or above keep_from (a scalar SQL
- * expression read once: rows from it on are kept, whatever they say); before that, the rows
- * (alias t) for which the condition finished holds are deleted. also: more data-modifying
- * CTEs (", name AS (...)"), which may use d, the deleted ids; "" for none. */
-#define RETENTION_WALK_SQL(table, started, finished, keep_from, also)                              \
-    "WITH s AS (SELECT id, " started " < now() - " RETENTION_AGE_SQL " AS old FROM " table         \
-    "  WHERE id > $1::bigint ORDER BY id LIMIT " RETENTION_SLICE_SQL "),"                          \
-    " e AS (SELECT count(*) AS n, coalesce(min(id) FILTER (WHERE NOT old OR id >= " keep_from ")," \
+/* A rule that walks table by slices in the order of key (a bigint column that grows with
+ * time, with an index): the walk ends at the first row whose started column (a timestamp set
+ * when the row was made) is within the retention period, or whose key is at or above keep_from
+ * (a scalar SQL expression read once: rows from it on are kept, whatever they say); before
+ * that, the rows (alias t) for which the condition finished holds are deleted. also: more
+ * data-modifying CTEs (", name AS (...)"), which may use d, the deleted keys (column k); ""
+ * for none. */
+#define RETENTION_WALK_SQL(table, key, started, finished, keep_from, also)                         \
+    "WITH s AS (SELECT " key " AS k, " started " < now() - " RETENTION_AGE_SQL                     \
+    " AS old FROM " table "  WHERE " key " > $1::bigint ORDER BY " key                             \
+    " LIMIT " RETENTION_SLICE_SQL "),"                                                             \
+    " e AS (SELECT count(*) AS n, coalesce(min(k) FILTER (WHERE NOT old OR k >= " keep_from "),"   \
     "  " RETENTION_NO_FLOOR ") AS edge FROM s),"                                                   \
-    " d AS (DELETE FROM " table " t USING s, e WHERE t.id = s.id AND s.id < e.edge AND (" finished \
-    ") RETURNING t.id)" also                                                                       \
+    " d AS (DELETE FROM " table " t USING s, e WHERE t." key                                       \
+    " = s.k AND s.k < e.edge AND (" finished ") RETURNING t." key " AS k)" also                    \
     " SELECT (SELECT count(*) FROM d), CASE WHEN e.n = " RETENTION_SLICE_SQL                       \
-    "  AND e.edge = " RETENTION_NO_FLOOR " THEN (SELECT max(id) FROM s) END FROM e"
+    "  AND e.edge = " RETENTION_NO_FLOOR " THEN (SELECT max(k) FROM s) END FROM e"
 
 typedef struct {
     const char *name;       /* for log lines, e.g. "order"; copied */

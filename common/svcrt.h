@@ -87,9 +87,9 @@
  * table. */
 #define SVCRT_RETENTION_CONFIG_VARS                                                              \
     {"KOOISV_RETAIN_DAYS", "90", 0,                                                              \
-     "days a finished row is kept before it is deleted: events delivered or skipped (and the "   \
-     "order service's jobs done or cancelled); pending and failed ones stay; 0 = keep all "      \
-     "(0..3650)"}
+     "days a finished row is kept before it is deleted: events delivered or skipped, the "      \
+     "order service's jobs done or cancelled, billing's record of the events it consumed; "      \
+     "pending and failed ones stay; 0 = keep all (0..3650)"}
 // clang-format on
 
 /* One worker thread of a service. */

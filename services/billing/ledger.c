@@ -8,6 +8,7 @@
 #include "log.h"
 #include "pgworker.h"
 #include "randutil.h"
+#include "retention.h"
 #include "resultcode.h"
 #include "rpc.h"
 #include "timeutil.h"
@@ -67,6 +68,18 @@ const pg_stmt_t ledger_stmts[] = {
      5},
 };
 const size_t ledger_stmts_count = sizeof ledger_stmts / sizeof ledger_stmts[0];
+
+/* An event consumed that long ago was acknowledged long ago (a lost acknowledgement is made
+ * again at the next pull, which gives the event again): order never gives it again. */
+const pg_stmt_t billing_retention_rules[] = {
+    {"retention_consumed_events",
+     RETENTION_WALK_SQL("consumed_events", "seq", "consumed_at",
+                        "t.consumed_at < now() - " RETENTION_AGE_SQL,
+                        "(SELECT max(seq) FROM consumed_events)", ""),
+     2},
+};
+const size_t billing_retention_rules_count =
+    sizeof billing_retention_rules / sizeof billing_retention_rules[0];
 
 /* ---------------------------------------------------------------- one event */
 

@@ -26,6 +26,11 @@
 
 extern const pg_stmt_t ledger_stmts[];
 extern const size_t ledger_stmts_count;
+/* What billing deletes once finished (svcrt_def_t.retention): the consumed_events rows of
+ * events consumed longer ago than the retention period, the newest always kept (billing.ping's
+ * lastSeq). The ledger, the instances and usage are the seller's record and stay. */
+extern const pg_stmt_t billing_retention_rules[];
+extern const size_t billing_retention_rules_count;
 
 /* What applying one event did. */
 typedef enum {

@@ -39,13 +39,14 @@ static const config_var_t billing_vars[] = {
      "hourly"},
     PUSH_CONFIG_VARS,
     EXPORT_CONFIG_VARS,
+    SVCRT_RETENTION_CONFIG_VARS,
 };
 
 static billing_state_t billing_state;
 static ledger_consumer_t *consumer;
-static push_t *pusher; /* usage push to the marketplace (push.h) */
+static push_t *pusher;             /* usage push to the marketplace (push.h) */
 static export_config_t export_cfg; /* bill and detail exports (export.h) */
-static char replica_id[300];      /* host:pid, names the replica that made an export */
+static char replica_id[300];       /* host:pid, names the replica that made an export */
 
 /* The export threads, named after this replica. */
 static int billing_export_start(void)
@@ -137,6 +138,8 @@ int main(int argc, char **argv)
         .session_sql = SVCRT_KIT_SESSION_SQL("billing"),
         .workers_max = 64,
         .log_calls = true,
+        .retention = billing_retention_rules,
+        .nretention = billing_retention_rules_count,
         .groups = groups,
         .counts = counts,
         .ngroups = sizeof groups / sizeof groups[0],

@@ -16,16 +16,16 @@ const pg_stmt_t order_retention_rules[] = {
      * order_applications does (lifecycle.c); a cancelled job keeps its last change in
      * updated_at. */
     {"retention_jobs",
-     RETENTION_WALK_SQL("orders.jobs", "created_at",
+     RETENTION_WALK_SQL("orders.jobs", "id", "created_at",
                         "t.state IN ('done', 'cancelled') AND coalesce(t.done_at, t.updated_at)"
                         " < now() - " RETENTION_AGE_SQL,
                         RETENTION_NO_FLOOR, ""),
      2},
     {"retention_outbox",
      OUTBOX_RETENTION_SQL(FEED_FLOOR,
-                          ", a AS (DELETE FROM orders.event_acks k USING d"
-                          "  WHERE k.consumer IN (SELECT consumer FROM orders.event_feed_marks)"
-                          "  AND k.seq = d.id)"),
+                          ", a AS (DELETE FROM orders.event_acks ack USING d"
+                          "  WHERE ack.consumer IN (SELECT consumer FROM orders.event_feed_marks)"
+                          "  AND ack.seq = d.k)"),
      2},
 };
 const size_t order_retention_rules_count =

@@ -3,7 +3,9 @@
  * 5-day guarantee period adds a refund line and one outside it does not, test-flag instances
  * are kept apart (flagged), and every event is stored exactly once across a kill -9 of billing
  * in the middle of consumption, a restart of order and lost acknowledgements; an event that
- * cannot be stored stops its pull without holding back the events ahead of it. */
+ * cannot be stored stops its pull without holding back the events ahead of it; the ids of
+ * events consumed go after KOOISV_RETAIN_DAYS, and an event given again after that is still
+ * applied once. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -306,6 +308,80 @@ static void test_bad_event_in_a_pull(void **state)
     free(b);
 }
 
+/* Retention (KOOISV_RETAIN_DAYS): the ids of events consumed longer ago than the period go,
+ * the newest stays, and an event given again after its id went (its acknowledgement lost) is
+ * still not applied twice: the instance keeps its last state and the ledger its lines. Time is
+ * moved by shifting every consumed_at up to the instance's back by 100 days (the walk goes in
+ * seq order and stops at the first young row). */
+static kc_envfile_t billing_env;
+
+static bool consumed_gone(void *id)
+{
+    return consumed_of(id) == 0;
+}
+
+static void test_consumed_ids_go_after_the_period(void **state)
+{
+    (void)state;
+    char *id = bt_instance("PERIOD", "20", NULL, NULL);
+    bt_status(id, "FREEZE", NULL);
+    bt_status(id, "UNFREEZE", NULL);
+    bt_wait_consumed(id);
+    long events = consumed_of(id);
+    assert_true(events >= 4);
+    assert_int_equal(bt_lines(id, NULL), 3);
+    const char *p[] = {id};
+    assert_true(kc_sql_exec("UPDATE billing.consumed_events SET consumed_at = consumed_at"
+                            " - interval '100 days' WHERE seq <= (SELECT max(seq) FROM"
+                            " billing.consumed_events WHERE instance_id = $1)",
+                            1, p) >= events);
+    char *young = bt_instance("PERIOD", "30", NULL, NULL);
+    bt_wait_consumed(young);
+
+    kc_envfile_save(&billing_env, "billing");
+    kc_envfile_write(&billing_env, "KOOISV_RETAIN_DAYS=30\n");
+    assert_int_equal(kc_suite("restart", "billing"), 0);
+    if (!kc_wait(20000, 200, consumed_gone, id))
+        fail_msg("%ld consumed events of %s are still there", consumed_of(id), id);
+    assert_true(consumed_of(young) >= 2);
+    char *state_before = ot_sql("SELECT state || ' ' || last_seq FROM billing.instances"
+                                " WHERE instance_id = $1",
+                                id, NULL);
+    assert_non_null(state_before);
+
+    /* Its acknowledgements lost: order gives the events again; they are stored as consumed
+     * again and change nothing else. */
+    assert_true(kc_sql_exec("DELETE FROM orders.event_acks WHERE consumer = 'billing'"
+                            " AND event_id IN (SELECT event_id FROM orders.outbox"
+                            "  WHERE instance_id = $1)",
+                            1, p) >= events);
+    assert_int_equal(kc_sql_exec("UPDATE orders.event_feed_marks SET below_id ="
+                                 " (SELECT min(id) FROM orders.outbox WHERE instance_id = $1)"
+                                 " WHERE consumer = 'billing'",
+                                 1, p),
+                     1);
+    bt_wait_consumed(id);
+    assert_int_equal(consumed_of(id), events);
+    assert_int_equal(bt_lines(id, NULL), 3);
+    char *state_after = ot_sql("SELECT state || ' ' || last_seq FROM billing.instances"
+                               " WHERE instance_id = $1",
+                               id, NULL);
+    assert_string_equal(state_after, state_before);
+    free(state_after);
+    free(state_before);
+    free(young);
+    free(id);
+}
+
+static int retention_teardown(void **state)
+{
+    (void)state;
+    if (!billing_env.path)
+        return 0;
+    kc_envfile_restore(&billing_env);
+    return kc_suite("restart", "billing") == 0 ? 0 : -1;
+}
+
 int main(void)
 {
     if (suite_env_load() != 0)
@@ -316,6 +392,7 @@ int main(void)
         cmocka_unit_test(test_test_flag),
         cmocka_unit_test(test_restarts),
         cmocka_unit_test_teardown(test_bad_event_in_a_pull, bad_event_teardown),
+        cmocka_unit_test_teardown(test_consumed_ids_go_after_the_period, retention_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
