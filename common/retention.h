@@ -4,7 +4,8 @@
  * session walks each rule in slices of RETENTION_SLICE rows, in the order of the table's key;
  * a full slice is followed by the next after RETENTION_PAUSE_MS (live calls keep the database),
  * and a walk that reached rows too young to go starts again from the lowest key after the poll
- * interval. Several replicas may walk at once: a row goes once.
+ * interval. Replicas take turns: a slice that finds another replica's slice of the same table
+ * running ends its walk (RETENTION_WALK_SQL).
  * A rule is a prepared statement taking $1, the walk's position (a key, exclusive; "0" to
  * start), and $2, the retention period in days, and answering one row: how many rows it
  * deleted, and the position to go on from (NULL: the walk is over). The statement decides
@@ -34,11 +35,15 @@
  * (a scalar SQL expression read once: rows from it on are kept, whatever they say); before
  * that, the rows (alias t) for which the condition finished holds are deleted. also: more
  * data-modifying CTEs (", name AS (...)"), which may use d, the deleted keys (column k); ""
- * for none. */
+ * for none. A slice first tries a transaction advisory lock of the table (named with the
+ * session's schema): while another replica's slice holds it, the slice reads nothing and the
+ * walk is over, so replicas take turns instead of waiting on each other's rows. */
 #define RETENTION_WALK_SQL(table, key, started, finished, keep_from, also)                         \
-    "WITH s AS (SELECT " key " AS k, " started " < now() - " RETENTION_AGE_SQL                     \
-    " AS old FROM " table "  WHERE " key " > $1::bigint ORDER BY " key                             \
-    " LIMIT " RETENTION_SLICE_SQL "),"                                                             \
+    "WITH l AS (SELECT pg_try_advisory_xact_lock(hashtext('kooisv-retention ' || current_schema()" \
+    "  || ' " table "')) AS got),"                                                                 \
+    " s AS (SELECT " key " AS k, " started " < now() - " RETENTION_AGE_SQL " AS old FROM " table   \
+    "  WHERE " key " > $1::bigint AND (SELECT got FROM l) ORDER BY " key                           \
+    "  LIMIT " RETENTION_SLICE_SQL "),"                                                            \
     " e AS (SELECT count(*) AS n, coalesce(min(k) FILTER (WHERE NOT old OR k >= " keep_from "),"   \
     "  " RETENTION_NO_FLOOR ") AS edge FROM s),"                                                   \
     " d AS (DELETE FROM " table " t USING s, e WHERE t." key                                       \

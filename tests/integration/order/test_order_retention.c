@@ -202,7 +202,8 @@ static void test_finished_rows_go(void **state)
 }
 
 /* The kit services' rule (outbox_retention_rules) on tenants.outbox, from just below an aged
- * event: a delivered one goes, a failed one stays, and the walk stops at the first young row. */
+ * event: a delivered one goes, a failed one stays, the walk stops at the first young row, and
+ * a walk that meets another replica's running slice ends at once. */
 static void test_kit_outbox_rule(void **state)
 {
     (void)state;
@@ -237,6 +238,21 @@ static void test_kit_outbox_rule(void **state)
                             " WHERE tenant_id = $1 AND status = 'delivered' AND"
                             " event_id LIKE '%-1'",
                             1, p) == 1);
+    /* another replica's slice of the tenants' outbox running (its lock held): this walk ends
+     * at once, deleting nothing */
+    PGconn *other = PQconnectdb(suite_get("KOOISV_PG_SUPER_DSN"));
+    assert_int_equal(PQstatus(other), CONNECTION_OK);
+    PGresult *held = PQexec(other, "BEGIN; SELECT pg_advisory_xact_lock("
+                                   "hashtext('kooisv-retention tenants outbox'))");
+    assert_int_equal(PQresultStatus(held), PGRES_TUPLES_OK);
+    PQclear(held);
+    r = PQexecParams(c, outbox_retention_rules[0].sql, 2, NULL, params, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 0), "0");
+    assert_true(PQgetisnull(r, 0, 1));
+    PQclear(r);
+    PQclear(PQexec(other, "COMMIT"));
+    PQfinish(other);
     r = PQexecParams(c, outbox_retention_rules[0].sql, 2, NULL, params, NULL, NULL, 0);
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
     assert_string_equal(PQgetvalue(r, 0, 0), "1");
