@@ -17,6 +17,7 @@
 #include "xmalloc.h"
 #include "zmqauth.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -24,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -685,6 +687,21 @@ double kc_metric(const char *series)
     return v;
 }
 
+int kc_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int port = bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+                       getsockname(fd, (struct sockaddr *)&a, &len) == 0
+                   ? ntohs(a.sin_port)
+                   : -1;
+    close(fd);
+    return port;
+}
+
 pid_t kc_spawn_replica(const char *svc)
 {
     const char *suite = suite_get("KOOISV_SUITE_DIR");
@@ -709,8 +726,16 @@ pid_t kc_spawn_replica(const char *svc)
     for (size_t off = 0; off < len && n < 250; off += strlen(env + off) + 1)
         if (strncmp(env + off, "KOOISV_BIND=", 12) != 0)
             envp[n++] = env + off;
+    /* A port taken from the process id collided with the suite's own ports now and then
+     * ("Address already in use": billing_export test_two_replicas, 8 December). */
+    int port = kc_free_port();
+    if (port < 0) {
+        fprintf(stderr, "kc_spawn_replica: no free port\n");
+        free(env);
+        return -1;
+    }
     char bind[64];
-    snprintf(bind, sizeof bind, "KOOISV_BIND=tcp://127.0.0.1:%d", 20000 + getpid() % 20000);
+    snprintf(bind, sizeof bind, "KOOISV_BIND=tcp://127.0.0.1:%d", port);
     envp[n++] = bind;
     envp[n] = NULL;
     char *bin = xasprintf("%s/services/%s/kooisv-%s", suite_get("KOOISV_BUILD_DIR"), svc, svc);

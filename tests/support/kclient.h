@@ -122,8 +122,11 @@ int kc_ctl(char **out, const char *stdin_text, const char *const *args);
 /* kc_ctl that also keeps the standard error in *err (caller frees) when err is not NULL; up
  * to 36 arguments. */
 int kc_ctl_err(char **out, char **err, const char *stdin_text, const char *const *args);
+/* A TCP port on 127.0.0.1 that no socket uses now (the kernel's choice for a bind to port 0,
+ * released at once), or -1. */
+int kc_free_port(void);
 /* Start another replica of the suite's service svc ("billing"): the running replica's
- * environment (read from /proc) with KOOISV_BIND on another port, logging to
+ * environment (read from /proc) with KOOISV_BIND on a free port (kc_free_port), logging to
  * <suite>/logs/<svc>2.log. Its pid (stop it with SIGTERM and waitpid), or -1 (message on
  * stderr). */
 pid_t kc_spawn_replica(const char *svc);

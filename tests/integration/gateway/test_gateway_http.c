@@ -64,20 +64,6 @@ static struct {
 static const char *const svc_names[4] = {"audit", "order", "tenant", "app"};
 enum { FAKE_AUDIT = 0, FAKE_ORDER, FAKE_TENANT, FAKE_APP };
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static char *path_in(const char *name)
 {
     return xasprintf("%s/%s", world.dir, name);
@@ -260,11 +246,11 @@ static int world_setup(void **state)
     if (zmq_curve_keypair(world.services_pub, secret) != 0)
         return -1;
     write_file("curve-services.key", secret, 0600);
-    world.port = free_port();
-    world.metrics_port = free_port();
-    world.admin_port = free_port();
+    world.port = kc_free_port();
+    world.metrics_port = kc_free_port();
+    world.admin_port = kc_free_port();
     for (int i = 0; i < 4; i++)
-        world.svc_port[i] = free_port();
+        world.svc_port[i] = kc_free_port();
     char env[2048];
     snprintf(env, sizeof env,
              "KOOISV_URL=https://127.0.0.1:%d/produce\nKOOISV_BASIC_KEY=%s\nKOOISV_KIT_KEY=%s\n"
