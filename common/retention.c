@@ -1,10 +1,8 @@
 /* retention: see retention.h. */
 #include "retention.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "log.h"
 #include "pgworker.h"
@@ -24,8 +22,9 @@ struct retention {
     pgworker_t *worker;
 };
 
-/* One slice of rule i; false when the statement failed (the walk starts again later). */
-static bool slice(retention_t *self, pg_session_t *db, size_t i)
+/* One slice of rule i: its rows deleted counted, its walk moved on or over (a failed statement,
+ * logged, ends the walk: it starts again at the next poll). */
+static void slice(retention_t *self, pg_session_t *db, size_t i)
 {
     walk_t *w = &self->walks[i];
     const char *p[] = {w->position, self->days};
@@ -33,18 +32,15 @@ static bool slice(retention_t *self, pg_session_t *db, size_t i)
     if (!r || PQntuples(r) != 1) {
         if (r)
             PQclear(r);
-        snprintf(w->position, sizeof w->position, "0");
         w->over = true;
-        return false;
+        return;
     }
     w->deleted += strtoll(pg_value(r, 0, 0), NULL, 10);
-    if (PQgetisnull(r, 0, 1)) {
+    if (PQgetisnull(r, 0, 1))
         w->over = true;
-    } else {
+    else
         snprintf(w->position, sizeof w->position, "%s", pg_value(r, 0, 1));
-    }
     PQclear(r);
-    return true;
 }
 
 /* pgworker_step_t: a slice of every rule whose walk goes on. When every walk is over, each is

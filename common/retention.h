@@ -1,7 +1,7 @@
 /* retention: the rows a service has finished with (events delivered, jobs done), deleted once
  * they are older than the retention period, so that its bookkeeping tables and their queue
  * indexes stop growing with its whole history. One background thread per process on its own
- * session walks each rule in slices of RETENTION_SLICE rows, in the order of the table's key;
+ * session walks each rule in slices of RETENTION_SLICE_SQL rows, in the order of the table's key;
  * a full slice is followed by the next after RETENTION_PAUSE_MS (live calls keep the database),
  * and a walk that reached rows too young to go starts again from the lowest key after the poll
  * interval. Replicas take turns: a slice that finds another replica's slice of the same table
@@ -17,12 +17,11 @@
 
 #include "pgutil.h"
 
-#define RETENTION_SLICE 1000
 #define RETENTION_PAUSE_MS 100
 #define RETENTION_POLL_MS 60000
 #define RETENTION_DAYS_MAX 3650
 
-/* The SQL text of RETENTION_SLICE, for rules. */
+/* Rows a slice reads at most (SQL text, for the rules). */
 #define RETENTION_SLICE_SQL "1000"
 /* The SQL interval of the retention period ($2 of a rule). */
 #define RETENTION_AGE_SQL "make_interval(days => $2::int)"

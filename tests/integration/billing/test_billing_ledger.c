@@ -169,6 +169,24 @@ static void test_test_flag(void **state)
 }
 
 /* Every event stored once whatever happens between store and acknowledgement. */
+/* Billing's acknowledgements of the instance's events lost (billing stored them, order never
+ * heard), and the feed's mark moved back below them (it only passes acknowledged events), so
+ * that order gives them again; the number of acknowledgements deleted. */
+static long lose_acks(const char *id)
+{
+    const char *p[] = {id};
+    long n = kc_sql_exec("DELETE FROM orders.event_acks WHERE consumer = 'billing'"
+                         " AND event_id IN (SELECT event_id FROM orders.outbox"
+                         "  WHERE instance_id = $1)",
+                         1, p);
+    assert_int_equal(kc_sql_exec("UPDATE orders.event_feed_marks SET below_id ="
+                                 " (SELECT min(id) FROM orders.outbox WHERE instance_id = $1)"
+                                 " WHERE consumer = 'billing'",
+                                 1, p),
+                     1);
+    return n;
+}
+
 static void test_restarts(void **state)
 {
     (void)state;
@@ -200,16 +218,7 @@ static void test_restarts(void **state)
 
     /* Acknowledgements lost (billing stored, order never heard): given again, stored once. The
      * feed's mark goes back below them too, since it only passes acknowledged events. */
-    const char *p[] = {id};
-    assert_true(kc_sql_exec("DELETE FROM orders.event_acks WHERE consumer = 'billing'"
-                            " AND event_id IN (SELECT event_id FROM orders.outbox"
-                            "  WHERE instance_id = $1)",
-                            1, p) > 0);
-    assert_int_equal(kc_sql_exec("UPDATE orders.event_feed_marks SET below_id ="
-                                 " (SELECT min(id) FROM orders.outbox WHERE instance_id = $1)"
-                                 " WHERE consumer = 'billing'",
-                                 1, p),
-                     1);
+    assert_true(lose_acks(id) > 0);
     bt_wait_consumed(id);
     assert_int_equal(bt_lines(id, NULL), 1 + 35 + 35);
 
@@ -351,15 +360,7 @@ static void test_consumed_ids_go_after_the_period(void **state)
 
     /* Its acknowledgements lost: order gives the events again; they are stored as consumed
      * again and change nothing else. */
-    assert_true(kc_sql_exec("DELETE FROM orders.event_acks WHERE consumer = 'billing'"
-                            " AND event_id IN (SELECT event_id FROM orders.outbox"
-                            "  WHERE instance_id = $1)",
-                            1, p) >= events);
-    assert_int_equal(kc_sql_exec("UPDATE orders.event_feed_marks SET below_id ="
-                                 " (SELECT min(id) FROM orders.outbox WHERE instance_id = $1)"
-                                 " WHERE consumer = 'billing'",
-                                 1, p),
-                     1);
+    assert_true(lose_acks(id) >= events);
     bt_wait_consumed(id);
     assert_int_equal(consumed_of(id), events);
     assert_int_equal(bt_lines(id, NULL), 3);
