@@ -81,6 +81,11 @@ typedef struct {
     double bench_us_call;      /* this load generator */
     char codes[256];           /* "000000:1234 000005:2" */
     long calls;
+    double busy_pct, steal_pct; /* the machine's CPUs over the run (/proc/stat), all processes */
+    /* fixed rate only, by the second each call was due in: the median and the worst of the
+     * seconds' own p99, and how many seconds had a p99 over g.tail_ms */
+    int nsec, tail_secs, worst_sec;
+    double sec_p99_median, sec_p99_worst;
 } run_result_t;
 
 static struct {
@@ -94,7 +99,8 @@ static struct {
     char run_id[9]; /* makes this run's order, tenant and nonce values unique */
     char **pool;    /* provisioned instance ids */
     int npool;
-    FILE *log; /* --log: one line per call */
+    FILE *log;      /* --log: one line per call */
+    double tail_ms; /* --tail-ms: a second of a fixed-rate run with a p99 over this is counted */
 } g;
 
 /* SIGINT/SIGTERM: the workers stop after the call they are in, and the run is reported. */
@@ -665,6 +671,7 @@ typedef struct {
     const run_spec_t *spec;
     int64_t t0, t_end; /* monotonic µs */
     uint32_t *lat;     /* µs */
+    uint32_t *due_s;   /* the second of the run each call was due in, beside lat */
     size_t nlat, cap;
     char codes[MAXCODES][16];
     long counts[MAXCODES];
@@ -766,7 +773,9 @@ static void *worker_main(void *arg)
             if (w->nlat == w->cap) {
                 w->cap = w->cap ? w->cap * 2 : 4096;
                 w->lat = xrealloc(w->lat, w->cap * sizeof *w->lat);
+                w->due_s = xrealloc(w->due_s, w->cap * sizeof *w->due_s);
             }
+            w->due_s[w->nlat] = (uint32_t)((start - w->t0) / 1000000);
             w->lat[w->nlat++] = (uint32_t)(done - start);
             break;
         }
@@ -781,6 +790,81 @@ static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     return x < y ? -1 : x > y;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The machine's CPU time so far (/proc/stat's first line, in ticks): *busy (everything but idle
+ * and iowait) and *steal (taken by the hypervisor for other guests); the total. */
+static uint64_t machine_ticks(uint64_t *busy, uint64_t *steal)
+{
+    unsigned long long v[8] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    int n = f ? fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                       &v[4], &v[5], &v[6], &v[7])
+              : 0;
+    if (f)
+        fclose(f);
+    if (n < 8) {
+        *busy = *steal = 0;
+        return 0;
+    }
+    uint64_t total = 0;
+    for (int i = 0; i < 8; i++)
+        total += v[i];
+    *busy = total - v[3] - v[4];
+    *steal = v[7];
+    return total;
+}
+
+/* The per-second figures of a fixed-rate run into r: calls grouped by the second they were due
+ * in (lat[i] µs, due_s[i]), each second's own p99. */
+static void seconds_tail(const uint32_t *lat, const uint32_t *due_s, size_t n, run_result_t *r)
+{
+    uint32_t nsec = 0;
+    for (size_t i = 0; i < n; i++)
+        if (due_s[i] + 1 > nsec)
+            nsec = due_s[i] + 1;
+    if (n == 0 || nsec == 0)
+        return;
+    size_t *count = xcalloc(nsec, sizeof *count), *at = xcalloc(nsec + 1, sizeof *at);
+    for (size_t i = 0; i < n; i++)
+        count[due_s[i]]++;
+    for (uint32_t k = 0; k < nsec; k++)
+        at[k + 1] = at[k] + count[k];
+    uint32_t *by_sec = xmalloc(n * sizeof *by_sec);
+    size_t *fill = xcalloc(nsec, sizeof *fill);
+    for (size_t i = 0; i < n; i++)
+        by_sec[at[due_s[i]] + fill[due_s[i]]++] = lat[i];
+    double *p99 = xcalloc(nsec, sizeof *p99);
+    int m = 0;
+    r->sec_p99_worst = 0;
+    for (uint32_t k = 0; k < nsec; k++) {
+        if (count[k] == 0)
+            continue;
+        uint32_t *v = by_sec + at[k];
+        qsort(v, count[k], sizeof *v, cmp_u32);
+        double q = v[(size_t)((double)(count[k] - 1) * 0.99)] / 1000.0;
+        p99[m++] = q;
+        if (q > g.tail_ms)
+            r->tail_secs++;
+        if (q > r->sec_p99_worst) {
+            r->sec_p99_worst = q;
+            r->worst_sec = (int)k;
+        }
+    }
+    qsort(p99, (size_t)m, sizeof *p99, cmp_double);
+    r->nsec = m;
+    r->sec_p99_median = m ? p99[m / 2] : 0;
+    free(count);
+    free(at);
+    free(by_sec);
+    free(fill);
+    free(p99);
 }
 
 static void run_one(const run_spec_t *s, run_result_t *r)
@@ -819,9 +903,16 @@ static void run_one(const run_spec_t *s, run_result_t *r)
         usleep(1000);
     cpu_sample(before);
     uint64_t cs_before = switches_sample();
+    uint64_t busy0, steal0, busy1, steal1, all0 = machine_ticks(&busy0, &steal0);
     for (int i = 0; i < s->conns; i++)
         pthread_join(th[i], NULL);
     double secs = (double)(time_mono_us() - t0) / 1e6;
+    /* the machine over the calls' time, not the settling after it */
+    uint64_t all1 = machine_ticks(&busy1, &steal1);
+    if (all1 > all0) {
+        r->busy_pct = 100.0 * (double)(busy1 - busy0) / (double)(all1 - all0);
+        r->steal_pct = 100.0 * (double)(steal1 - steal0) / (double)(all1 - all0);
+    }
     /* The work the calls queued (provisioning, order events, billing) is theirs: it is billed
      * to this run, once the processes are quiet again. */
     settle();
@@ -835,12 +926,14 @@ static void run_one(const run_spec_t *s, run_result_t *r)
     for (int i = 0; i < s->conns; i++)
         total += ws[i].nlat;
     uint32_t *all = xmalloc((total ? total : 1) * sizeof *all);
+    uint32_t *due = xmalloc((total ? total : 1) * sizeof *due);
     size_t k = 0;
     char names[2 * MAXCODES][16];
     long counts[2 * MAXCODES] = {0};
     int ncodes = 0;
     for (int i = 0; i < s->conns; i++) {
         memcpy(all + k, ws[i].lat, ws[i].nlat * sizeof *all);
+        memcpy(due + k, ws[i].due_s, ws[i].nlat * sizeof *due);
         k += ws[i].nlat;
         for (int c = 0; c < MAXCODES && ws[i].codes[c][0]; c++) {
             int j = 0;
@@ -852,7 +945,11 @@ static void run_one(const run_spec_t *s, run_result_t *r)
                 counts[j] += ws[i].counts[c];
         }
         free(ws[i].lat);
+        free(ws[i].due_s);
     }
+    if (s->rate > 0)
+        seconds_tail(all, due, total, r);
+    free(due);
     qsort(all, total, sizeof *all, cmp_u32);
 #define PCT(p) (total ? all[(size_t)((double)(total - 1) * (p))] / 1000.0 : 0)
     r->calls = (long)total;
@@ -890,6 +987,12 @@ static void print_result(const run_spec_t *s, const run_result_t *r, double ngin
         printf(" (%.2f %% of nginx)", 100.0 * r->calls_s / nginx_rate);
     printf("\n    latency ms p50 %.1f p95 %.1f p99 %.1f max %.1f; answers %s\n", r->p50, r->p95,
            r->p99, r->max, r->codes);
+    if (r->nsec > 0)
+        printf("    per second (by when calls were due): p99 median %.1f ms, worst %.1f ms (second "
+               "%d); %d of %d seconds with a p99 over %g ms\n",
+               r->sec_p99_median, r->sec_p99_worst, r->worst_sec, r->tail_secs, r->nsec, g.tail_ms);
+    printf("    machine: CPU %.0f %% busy (all processes, /proc/stat), %.0f %% stolen\n",
+           r->busy_pct, r->steal_pct);
     if (s->workload != W_NGINX)
         printf("    context switches/call (kooisv + PostgreSQL): %.1f\n", r->cs_call);
     printf("    CPU µs/call: total %.0f |", r->cpu_us_call);
@@ -1004,6 +1107,8 @@ static void usage(FILE *f)
            "                    start; latency_us: from then to its answer)\n"
            "  --retry N         retry a call answered 000005 up to N times (0-10, default 0), as\n"
            "                    the marketplace does: same ids, a fresh signature, 1 s later\n"
+           "  --tail-ms T       a fixed-rate run counts the seconds whose own p99 is over T ms\n"
+           "                    (default 25)\n"
            "SIGINT or SIGTERM ends the run after the calls in flight and prints its result.\n");
 }
 
@@ -1070,6 +1175,8 @@ int main(int argc, char **argv)
             log_path = argv[++i];
         else if (strcmp(a, "--retry") == 0 && v && atoi(v) >= 0 && atoi(v) <= 10)
             one.retries = atoi(argv[++i]);
+        else if (strcmp(a, "--tail-ms") == 0 && v && atof(v) > 0)
+            g.tail_ms = atof(argv[++i]);
         else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 0;
@@ -1078,6 +1185,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (g.tail_ms <= 0)
+        g.tail_ms = 25;
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = {.sa_handler = on_stop_signal};
     sigemptyset(&sa.sa_mask);

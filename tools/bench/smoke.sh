@@ -16,6 +16,21 @@ if [[ ! $answers =~ ^answers\ 000000:[0-9]+$ ]]; then
     exit 1
 fi
 grep -q 'CPU µs/call: total' <<<"$out" || { echo "bench_smoke: FAIL: no CPU line" >&2; exit 1; }
+grep -Eq '^    machine: CPU [0-9]+ % busy' <<<"$out" || { echo "bench_smoke: FAIL: no machine line" >&2; exit 1; }
+# a fixed rate: the seconds' own p99, each over a --tail-ms of 1 µs
+out=$("$build/tools/bench/kooisv-bench" --env-file "$build/suite/suite.env" --workload query \
+    --conns 4 --seconds 2 --rate 40 --tail-ms 0.001 --no-nginx)
+printf '%s\n' "$out"
+grep -Eq '^    per second \(by when calls were due\): p99 median [0-9.]+ ms, worst [0-9.]+ ms \(second [01]\); 2 of 2 seconds with a p99 over 0.001 ms$' <<<"$out" ||
+    { echo "bench_smoke: FAIL: no per-second line for two seconds at a fixed rate" >&2; exit 1; }
+# a bad value is refused before any call, with the usage
+for bad in 0 -5 x; do
+    if "$build/tools/bench/kooisv-bench" --env-file "$build/suite/suite.env" --tail-ms "$bad" \
+        --no-nginx >/dev/null 2>&1; then
+        echo "bench_smoke: FAIL: --tail-ms $bad was taken" >&2
+        exit 1
+    fi
+done
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
