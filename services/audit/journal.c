@@ -31,6 +31,11 @@
 #define HEAD_TRUST_PAUSE_MS 1000
 /* expect_head's refusal (migration 005). */
 #define SQLSTATE_HEAD_MOVED "KA001"
+/* Outcomes alone wait up to this long for a record that cannot wait (an intent, whose call runs
+ * only once it is committed, or a caller blocked in journal_append_*) and go in its transaction:
+ * a call's outcome then shares the next call's commit instead of needing one of its own. Nothing
+ * waits on an outcome but the gateway's retry queue, which keeps it until it is answered. */
+#define OUTCOME_LINGER_MS 10
 
 typedef struct item {
     struct item *next;
@@ -83,6 +88,9 @@ struct journal {
     pthread_mutex_t mu;
     pthread_cond_t work; /* the writer waits for records */
     item_t *head, *tail;
+    int queued;     /* records in [head, tail] */
+    int urgent;     /* of which intents or blocked callers' records (item_urgent) */
+    bool lingering; /* the writer waits for an urgent record: outcomes queue without waking it */
     bool stopping;
     pthread_t thread;
     pg_session_t *db; /* the writer's; NULL until the database was first reached */
@@ -751,6 +759,30 @@ static bool prune_step(pgworker_t *worker, pg_session_t *db, void *arg)
 
 /* ---------------------------------------------------------------- writer thread */
 
+/* An intent (its call waits for the commit) or a blocked caller's record. */
+static bool item_urgent(const item_t *it)
+{
+    return it->intent || !it->done_fn;
+}
+
+/* With only submitted outcomes queued, fewer than cap, wait until an urgent record or cap records
+ * are queued, the writer stops, or OUTCOME_LINGER_MS have passed. The caller holds self->mu. */
+static void linger_for_company(journal_t *self, int cap)
+{
+    if (self->urgent || self->queued >= cap || self->stopping)
+        return;
+    int64_t until = time_mono_us() + (int64_t)OUTCOME_LINGER_MS * 1000;
+    self->lingering = true;
+    while (!self->urgent && self->queued < cap && !self->stopping) {
+        int64_t now = time_mono_us();
+        if (now >= until)
+            break;
+        struct timespec ts = time_realtime_after_us(until - now);
+        pthread_cond_timedwait(&self->work, &self->mu, &ts);
+    }
+    self->lingering = false;
+}
+
 static void *writer_main(void *arg)
 {
     journal_t *self = arg;
@@ -773,9 +805,12 @@ static void *writer_main(void *arg)
         }
         if (!self->head && self->stopping)
             break;
+        linger_for_company(self, cap);
         int n = 0;
         while (self->head && n < cap) {
             batch[n++] = self->head;
+            self->queued--;
+            self->urgent -= item_urgent(self->head);
             self->head = self->head->next;
         }
         if (!self->head)
@@ -867,7 +902,8 @@ void journal_destroy(journal_t **self_p)
     *self_p = NULL;
 }
 
-/* Queue it for the writer; the caller holds self->mu. */
+/* Queue it for the writer, waking it unless it lingers and it need not stop lingering for it;
+ * the caller holds self->mu. */
 static void queue_locked(journal_t *self, item_t *it)
 {
     if (self->tail)
@@ -875,7 +911,11 @@ static void queue_locked(journal_t *self, item_t *it)
     else
         self->head = it;
     self->tail = it;
-    pthread_cond_signal(&self->work);
+    self->queued++;
+    bool urgent = item_urgent(it);
+    self->urgent += urgent;
+    if (!self->lingering || urgent || self->queued >= self->cfg.batch_max)
+        pthread_cond_signal(&self->work);
 }
 
 static void append_wait(journal_t *self, item_t *it)
