@@ -416,14 +416,20 @@ static void other_intent(journal_t *j, const char *rid, const char *nonce, journ
     entry_intent_clear(&ein);
 }
 
-/* An outcome of rid (000000, "second writer") through writer j; its answer into *res. */
-static void other_outcome(journal_t *j, const char *rid, journal_result_t *res)
+/* *eout: an outcome of rid, 000000 with msg, recorded now. */
+static void outcome_ok(entry_outcome_t *eout, const char *rid, const char *msg)
 {
     Kooisv__AuditOutcome ao = KOOISV__AUDIT_OUTCOME__INIT;
     ao.result_code = "000000";
-    ao.result_msg = "second writer";
+    ao.result_msg = (char *)msg;
+    assert_null(entry_outcome_from(eout, rid, &ao, time_now_ms()));
+}
+
+/* An outcome of rid (000000, "second writer") through writer j; its answer into *res. */
+static void other_outcome(journal_t *j, const char *rid, journal_result_t *res)
+{
     entry_outcome_t eout;
-    assert_null(entry_outcome_from(&eout, rid, &ao, time_now_ms()));
+    outcome_ok(&eout, rid, "second writer");
     journal_append_outcome(j, &eout, res);
     entry_outcome_clear(&eout);
 }
@@ -495,11 +501,8 @@ static void on_submitted(const journal_result_t *res, void *arg)
 /* Submit rid's outcome (000000) to writer j; s is told when it is committed. */
 static void submit_outcome(journal_t *j, const char *rid, submitted_t *s)
 {
-    Kooisv__AuditOutcome ao = KOOISV__AUDIT_OUTCOME__INIT;
-    ao.result_code = "000000";
-    ao.result_msg = "lingered";
     entry_outcome_t eout;
-    assert_null(entry_outcome_from(&eout, rid, &ao, time_now_ms()));
+    outcome_ok(&eout, rid, "lingered");
     journal_submit_outcome(j, &eout, on_submitted, s);
 }
 
