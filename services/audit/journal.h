@@ -55,7 +55,8 @@ typedef void (*journal_done_fn)(const journal_result_t *res, void *arg);
  * journal_append_intent would have answered. */
 void journal_submit_intent(journal_t *self, entry_intent_t *intent, journal_done_fn done,
                            void *arg);
-/* Append outcome without waiting, as journal_submit_intent. */
+/* Append outcome without waiting, as journal_submit_intent; with no intent queued it waits up
+ * to 10 ms for one, to be committed in its transaction. */
 void journal_submit_outcome(journal_t *self, entry_outcome_t *outcome, journal_done_fn done,
                             void *arg);
 
