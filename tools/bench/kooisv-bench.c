@@ -821,49 +821,41 @@ static uint64_t machine_ticks(uint64_t *busy, uint64_t *steal)
     return total;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 /* The per-second figures of a fixed-rate run into r: calls grouped by the second they were due
  * in (lat[i] µs, due_s[i]), each second's own p99. */
 static void seconds_tail(const uint32_t *lat, const uint32_t *due_s, size_t n, run_result_t *r)
 {
-    uint32_t nsec = 0;
-    for (size_t i = 0; i < n; i++)
-        if (due_s[i] + 1 > nsec)
-            nsec = due_s[i] + 1;
-    if (n == 0 || nsec == 0)
+    if (n == 0)
         return;
-    size_t *count = xcalloc(nsec, sizeof *count), *at = xcalloc(nsec + 1, sizeof *at);
+    /* sorted by second, then by latency: each second is a run of ascending latencies */
+    uint64_t *v = xmalloc(n * sizeof *v);
     for (size_t i = 0; i < n; i++)
-        count[due_s[i]]++;
-    for (uint32_t k = 0; k < nsec; k++)
-        at[k + 1] = at[k] + count[k];
-    uint32_t *by_sec = xmalloc(n * sizeof *by_sec);
-    size_t *fill = xcalloc(nsec, sizeof *fill);
-    for (size_t i = 0; i < n; i++)
-        by_sec[at[due_s[i]] + fill[due_s[i]]++] = lat[i];
-    double *p99 = xcalloc(nsec, sizeof *p99);
+        v[i] = (uint64_t)due_s[i] << 32 | lat[i];
+    qsort(v, n, sizeof *v, cmp_u64);
+    double *p99 = xmalloc(n * sizeof *p99);
     int m = 0;
-    r->sec_p99_worst = 0;
-    for (uint32_t k = 0; k < nsec; k++) {
-        if (count[k] == 0)
-            continue;
-        uint32_t *v = by_sec + at[k];
-        qsort(v, count[k], sizeof *v, cmp_u32);
-        double q = v[(size_t)((double)(count[k] - 1) * 0.99)] / 1000.0;
+    for (size_t from = 0, to; from < n; from = to) {
+        for (to = from + 1; to < n && v[to] >> 32 == v[from] >> 32; to++)
+            ;
+        double q = (uint32_t)v[from + (size_t)((double)(to - from - 1) * 0.99)] / 1000.0;
         p99[m++] = q;
         if (q > g.tail_ms)
             r->tail_secs++;
         if (q > r->sec_p99_worst) {
             r->sec_p99_worst = q;
-            r->worst_sec = (int)k;
+            r->worst_sec = (int)(v[from] >> 32);
         }
     }
     qsort(p99, (size_t)m, sizeof *p99, cmp_double);
     r->nsec = m;
-    r->sec_p99_median = m ? p99[m / 2] : 0;
-    free(count);
-    free(at);
-    free(by_sec);
-    free(fill);
+    r->sec_p99_median = p99[m / 2];
+    free(v);
     free(p99);
 }
 
